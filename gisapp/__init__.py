@@ -1,0 +1,33 @@
+"""gisapp: a GIS construction-permit viewer for a district urban-management office."""
+
+from __future__ import annotations
+
+from gisapp.config import ROOT, load_config
+
+__all__ = ["create_app"]
+
+
+def create_app(config: dict | None = None):
+    """Build the Flask app: settings, store access, views, error handlers.
+
+    Nothing is read from the store here; each request opens what it needs.
+    """
+    from flask import Flask
+
+    from gisapp import errors, views, web
+
+    app = Flask(
+        __name__,
+        template_folder=str(ROOT / "templates"),
+        static_folder="static",
+        static_url_path="/static",
+    )
+    settings = load_config(config)
+    app.config.update(settings)
+    app.config.setdefault("SECRET_KEY", settings.get("SECRET_KEY") or "dev-only-not-secret")
+    if not app.config["SECRET_KEY"]:
+        app.config["SECRET_KEY"] = "dev-only-not-secret"
+    web.init_app(app)
+    errors.init_app(app)
+    views.register(app)
+    return app

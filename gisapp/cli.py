@@ -1,0 +1,134 @@
+"""The ``gisapp`` command line: seed, serve, layers, and the commands of each feature."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import click
+
+from gisapp.config import SETTINGS, load_config
+from gisapp.store import StoreError, open_store
+
+
+class Context:
+    """What every command shares: the settings (with ``--store`` applied)."""
+
+    def __init__(self, store: str | None):
+        self.config = load_config({"STORE": store} if store else None)
+
+    def store(self, must_exist: bool = True):
+        """The configured store."""
+        return open_store(self.config["STORE"], must_exist=must_exist)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+class StoreErrorsAsMessages(click.Group):
+    """A group that reports store errors as one line and exit status 2."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except StoreError as err:
+            raise StoreFailure(str(err)) from None
+
+
+class StoreFailure(click.ClickException):
+    """A store error, shown as ``Error: …`` with exit status 2."""
+
+    exit_code = 2
+
+
+@click.group(cls=StoreErrorsAsMessages, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--store", metavar="PATH|URL", help=f"Store to use (default: ${SETTINGS['STORE'][0]} or layers/camle.gpkg).")
+@click.pass_context
+def cli(ctx, store):
+    """gisapp: construction-permit and sidewalk-permit GIS for a district."""
+    ctx.obj = Context(store)
+
+
+@cli.command()
+@click.option("--if-missing", is_flag=True, help="Do nothing when the store already exists.")
+@pass_ctx
+def seed(ctx: Context, if_missing: bool):
+    """Build the Cẩm Lệ demo data into the store (replacing its layers)."""
+    from gisapp import demo
+
+    target = ctx.store(must_exist=False)
+    if if_missing and _exists(target):
+        click.echo(f"store {target.url} already exists; not seeding")
+        return
+    started = time.perf_counter()
+    frames, meta = demo.build(ctx.config["CALENDAR"])
+    target.write(frames, mode="replace", meta=meta)
+    counts = ", ".join(f"{name} {len(frame)}" for name, frame in frames.items())
+    click.echo(f"seeded {target.url}: {counts} in {time.perf_counter() - started:.1f} s")
+
+
+def _exists(store) -> bool:
+    try:
+        store.info()
+        return True
+    except StoreError:
+        return False
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=0, type=int,
+              help="Serve with waitress using this many worker threads (0: Flask's development server).")
+@click.option("--seed-if-missing", is_flag=True, help="Build the demo store first when it does not exist.")
+@click.pass_context
+def serve(click_ctx, host: str, port: int, workers: int, seed_if_missing: bool):
+    """Serve the web app."""
+    ctx: Context = click_ctx.obj
+    if seed_if_missing:
+        click_ctx.invoke(seed, if_missing=True)
+    ctx.store().info()  # fail early with a clear message
+    from gisapp import create_app
+
+    app = create_app({"STORE": ctx.config["STORE"]})
+    click.echo(f"gisapp on http://{host}:{port}/ (store {ctx.config['STORE']})")
+    if workers:
+        import waitress
+
+        waitress.serve(app, host=host, port=port, threads=workers, ident="gisapp")
+    else:
+        app.run(host=host, port=port, debug=False, use_reloader=False)
+
+
+@cli.command()
+@pass_ctx
+def layers(ctx: Context):
+    """List the store's layers: count, CRS, extent, and the data's as-of date."""
+    store = ctx.store()
+    click.echo(f"store: {store.url}")
+    click.echo(f"as of: {store.meta().get('as_of', '(not set)')}")
+    click.echo(f"{'layer':<22} {'count':>8}  {'crs':<10} extent (minx, miny, maxx, maxy)")
+    for info in store.info():
+        extent = "—" if info.extent is None else ", ".join(f"{v:.1f}" for v in info.extent)
+        click.echo(f"{info.name:<22} {info.count:>8}  {info.crs:<10} {extent}")
+
+
+def _register_feature_commands() -> None:
+    """Commands that live with their feature modules."""
+    for module_name, names in FEATURE_COMMANDS:
+        module = __import__(module_name, fromlist=names)
+        for name in names:
+            cli.add_command(getattr(module, name))
+
+
+#: (module, [click commands]) added to the group; each feature adds its line.
+FEATURE_COMMANDS: list[tuple[str, list[str]]] = [
+]
+
+
+def main(argv=None) -> None:
+    """Entry point of the ``gisapp`` console script."""
+    cli.main(args=argv, prog_name="gisapp")
+
+
+_register_feature_commands()

@@ -1,0 +1,32 @@
+"""Settings: ``GISAPP_*`` environment variables, overridable per app."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from gisapp.domain import Calendar
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_STORE = ROOT / "layers" / "camle.gpkg"
+
+#: Setting name → (environment variable, default, meaning) — the README lists these.
+SETTINGS = {
+    "STORE": ("GISAPP_STORE", str(DEFAULT_STORE), "GeoPackage path or postgresql:// URL of the store"),
+    "TILES": ("GISAPP_TILES", "none", "basemap: none, osm, or a tile URL template ({z}/{x}/{y}) or WMS URL"),
+    "LANG": ("GISAPP_LANG", "vi", "default interface language: vi or en"),
+    "WEEKEND": ("GISAPP_WEEKEND", "Sat,Sun", "weekend days for working-day deadlines"),
+    "HOLIDAYS": ("GISAPP_HOLIDAYS", "", "holidays: ISO dates comma-separated, or a file of them (default: built-in VN list)"),
+    "SECRET_KEY": ("GISAPP_SECRET_KEY", "", "key that signs session cookies (required in production)"),
+    "MAX_ITEMS": ("GISAPP_MAX_ITEMS", "10000", "largest page the API returns"),
+}
+
+
+def load_config(overrides: dict | None = None, environ=None) -> dict:
+    """The app's settings: defaults, then the environment, then ``overrides``."""
+    env = os.environ if environ is None else environ
+    config = {name: env.get(var) or default for name, (var, default, _) in SETTINGS.items()}
+    config["MAX_ITEMS"] = int(config["MAX_ITEMS"])
+    config.update(overrides or {})
+    config["CALENDAR"] = config.get("CALENDAR") or Calendar.from_settings(config["WEEKEND"], config["HOLIDAYS"])
+    return config

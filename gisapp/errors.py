@@ -1,0 +1,64 @@
+"""One JSON error shape for the API, one HTML error page for the rest."""
+
+from __future__ import annotations
+
+from flask import jsonify, render_template, request
+from werkzeug.exceptions import HTTPException
+
+from gisapp.filters import FilterError
+from gisapp.store import StoreError
+
+
+class ApiError(Exception):
+    """An error with its HTTP status and an OGC-style code."""
+
+    def __init__(self, status: int, code: str, description: str):
+        super().__init__(description)
+        self.status = status
+        self.code = code
+        self.description = description
+
+
+def error_body(status: int, code: str, description: str) -> dict:
+    """The body of every JSON error: ``code``, ``description``, ``status``."""
+    return {"code": code, "description": description, "status": status}
+
+
+def _wants_json() -> bool:
+    path = request.path
+    return (path.startswith(("/api", "/data", "/export", "/healthz"))
+            or request.args.get("f") == "json"
+            or request.accept_mimetypes.best == "application/json")
+
+
+def _respond(status: int, code: str, description: str):
+    if _wants_json() and request.args.get("f") != "html":
+        return jsonify(error_body(status, code, description)), status
+    return render_template("error.html", status=status, code=code, description=description), status
+
+
+def init_app(app) -> None:
+    """Register the handlers: API errors, bad filters, store errors, HTTP errors."""
+
+    @app.errorhandler(ApiError)
+    def _api(err: ApiError):
+        return _respond(err.status, err.code, err.description)
+
+    @app.errorhandler(FilterError)
+    def _filter(err: FilterError):
+        return _respond(400, "InvalidParameterValue", str(err))
+
+    @app.errorhandler(StoreError)
+    def _store(err: StoreError):
+        app.logger.error("store error: %s", err)
+        return _respond(503, "StoreUnavailable", str(err))
+
+    @app.errorhandler(HTTPException)
+    def _http(err: HTTPException):
+        code = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}.get(err.code, "HTTPError")
+        return _respond(err.code or 500, code, err.description or err.name)
+
+    @app.errorhandler(Exception)
+    def _unexpected(err: Exception):
+        app.logger.exception("unhandled error")
+        return _respond(500, "ServerError", "internal error; the details are in the server log")

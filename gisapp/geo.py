@@ -1,0 +1,46 @@
+"""Coordinate helpers: VN-2000 / TM-3 107-45 (EPSG:5899) ↔ WGS84, by EPSG code.
+
+Never from proj4 strings: without ``+towgs84`` they are ~225 m off.
+PROJ picks the EPSG:6960 datum shift for EPSG:5899 → EPSG:4326.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+import shapely
+from pyproj import Transformer
+
+from gisapp.schema import STORE_CRS, WEB_CRS
+
+
+@lru_cache(maxsize=8)
+def transformer(src: str, dst: str) -> Transformer:
+    """A cached, thread-safe-to-share ``always_xy`` transformer between two CRSs."""
+    return Transformer.from_crs(src, dst, always_xy=True)
+
+
+def transform(geoms, src: str = STORE_CRS, dst: str = WEB_CRS):
+    """Transform an array of shapely geometries (vectorised over coordinates)."""
+    t = transformer(src, dst)
+    return shapely.transform(np.asarray(geoms, dtype=object), lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+
+
+def bbox_polygon(bbox, src: str = WEB_CRS, dst: str = STORE_CRS, densify: int = 16):
+    """The WGS84 ``bbox`` (minlon, minlat, maxlon, maxlat) as a polygon in ``dst``.
+
+    Edges are densified so the curved image of the box is followed closely.
+    """
+    box = shapely.box(*bbox)
+    box = shapely.segmentize(box, max((bbox[2] - bbox[0]), (bbox[3] - bbox[1]), 1e-9) / densify)
+    return transform([box], src, dst)[0]
+
+
+def to_multipolygons(geoms):
+    """Polygons promoted to MultiPolygons; other geometries unchanged."""
+    geoms = np.asarray(geoms, dtype=object)
+    out = geoms.copy()
+    single = shapely.get_type_id(geoms) == 3
+    out[single] = [shapely.MultiPolygon([g]) for g in geoms[single]]
+    return out

@@ -1,0 +1,172 @@
+"""The store interface every backend implements, and what backends share."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+
+from gisapp import schema
+from gisapp.filters import Filter, fold
+from gisapp.schema import LAYERS, STORE_CRS, Layer
+
+#: Hidden column with the accent-folded text that ``q`` searches.
+SEARCH_COLUMN = "search_text"
+
+
+class StoreError(Exception):
+    """The store cannot be opened or written; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """What ``gisapp layers`` prints of a layer."""
+
+    name: str
+    count: int
+    crs: str
+    extent: tuple[float, float, float, float] | None
+
+
+class Store(abc.ABC):
+    """Layers of features in EPSG:5899, read with filters, written atomically.
+
+    Every read returns a GeoDataFrame with exactly the layer's schema
+    columns (typed as :func:`gisapp.schema.coerce` types them) and a
+    ``geometry`` column in EPSG:5899, ordered by the layer's key.
+    """
+
+    url: str
+
+    @abc.abstractmethod
+    def read(self, layer: str, flt: Filter | None = None, *, limit: int | None = None,
+             offset: int = 0) -> gpd.GeoDataFrame:
+        """Features of ``layer`` matching ``flt``, ``offset``/``limit`` applied."""
+
+    @abc.abstractmethod
+    def count(self, layer: str, flt: Filter | None = None) -> int:
+        """How many features of ``layer`` match ``flt``."""
+
+    @abc.abstractmethod
+    def get(self, layer: str, key: str) -> gpd.GeoDataFrame:
+        """The feature whose key is ``key`` (an empty frame if there is none)."""
+
+    @abc.abstractmethod
+    def info(self) -> list[LayerInfo]:
+        """Every layer with its count, CRS and extent."""
+
+    @abc.abstractmethod
+    def meta(self) -> dict:
+        """Store-wide metadata (``as_of``, analysis parameters, ...)."""
+
+    @abc.abstractmethod
+    def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
+              meta: dict | None = None) -> None:
+        """Write several layers in one transaction: all of them or nothing.
+
+        ``mode="replace"`` swaps each layer whole; ``"upsert"`` replaces
+        features with the same key and adds new ones.  ``meta`` entries are
+        merged into the store metadata in the same transaction.
+        """
+
+    def iter_batches(self, layer: str, flt: Filter | None = None,
+                     batch_size: int = 5000) -> Iterator[gpd.GeoDataFrame]:
+        """Matching features in batches of ``batch_size``, for streaming."""
+        offset = 0
+        while True:
+            batch = self.read(layer, flt, limit=batch_size, offset=offset)
+            if len(batch):
+                yield batch
+            if len(batch) < batch_size:
+                return
+            offset += batch_size
+
+    def as_of(self):
+        """The data's as-of date (``meta()['as_of']``), today when unset."""
+        import datetime as dt
+
+        value = self.meta().get("as_of")
+        return dt.date.fromisoformat(value) if value else dt.date.today()
+
+
+def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[list[str], list]:
+    """SQL conditions and parameters for the attribute part of a filter.
+
+    ``ph`` is the backend's placeholder.  Every value is a parameter; only
+    column names from the schema are written into the SQL.
+    """
+    if flt is None:
+        return [], []
+    names = set(layer.field_names)
+    clauses: list[str] = []
+    params: list = []
+
+    def any_of(column: str, values):
+        if values and column in names:
+            clauses.append(f"{column} IN ({', '.join([ph] * len(values))})")
+            params.extend(values)
+
+    any_of("ward_code", flt.wards)
+    any_of("status", flt.statuses)
+    any_of("procedure", flt.procedures)
+    any_of("channel", flt.channels)
+    any_of("purpose", flt.purposes)
+    any_of("kind", flt.kinds)
+    start, end = layer.date_field, layer.end_date_field or layer.date_field
+    if start and flt.date_to:
+        clauses.append(f"{start} <= {ph}")
+        params.append(flt.date_to.isoformat())
+    if start and flt.date_from:
+        clauses.append(f"({end} >= {ph}{f' OR {end} IS NULL' if end != start else ''})")
+        params.append(flt.date_from.isoformat())
+    if flt.q:
+        for word in fold(flt.q).split():
+            clauses.append(f"{SEARCH_COLUMN} LIKE {ph} ESCAPE '\\'")
+            params.append("%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+    return clauses, params
+
+
+def search_text(layer: Layer, frame: pd.DataFrame) -> pd.Series:
+    """The folded text ``q`` matches against: the layer's text fields joined."""
+    parts = [frame[name].fillna("").astype(str) for name in layer.text_fields if name in frame]
+    if not parts:
+        return pd.Series("", index=frame.index)
+    joined = parts[0]
+    for p in parts[1:]:
+        joined = joined + " " + p
+    return joined.map(fold)
+
+
+def check_layer(name: str) -> Layer:
+    """The layer called ``name`` or :class:`StoreError`."""
+    try:
+        return schema.get_layer(name)
+    except KeyError as err:
+        raise StoreError(err.args[0]) from None
+
+
+def empty_frame(layer: Layer) -> gpd.GeoDataFrame:
+    """An empty frame with the layer's typed columns."""
+    frame = pd.DataFrame({name: pd.Series(dtype=object) for name in layer.field_names})
+    return gpd.GeoDataFrame(schema.coerce(layer, frame.assign(geometry=None)), geometry="geometry", crs=STORE_CRS)
+
+
+def merge_upsert(layer: Layer, existing: gpd.GeoDataFrame, new: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """``existing`` with rows of ``new`` replacing those with the same key, others added."""
+    kept = existing[~existing[layer.key].isin(new[layer.key])]
+    merged = pd.concat([kept, new], ignore_index=True)
+    return gpd.GeoDataFrame(merged, geometry="geometry", crs=STORE_CRS)
+
+
+def layer_names() -> list[str]:
+    """Names of every layer a store holds."""
+    return list(LAYERS)
+
+
+def nan_to_none(values: np.ndarray) -> list:
+    """A list with NaN/NaT replaced by ``None``."""
+    return [None if (v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v))) else v for v in values]

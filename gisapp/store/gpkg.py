@@ -1,0 +1,281 @@
+"""The GeoPackage store: one ``.gpkg`` file, the embedded default.
+
+Reads go through SQLite with bound parameters and the R-tree spatial index;
+writes go to a copy of the file that replaces the original only once every
+layer is written (``os.replace`` is atomic), so a failed or killed write
+leaves the store as it was and readers see the old data until then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import orjson
+import pandas as pd
+import pyarrow as pa
+import pyogrio
+import shapely
+
+from gisapp import geo, schema
+from gisapp.filters import Filter
+from gisapp.schema import LAYERS, STORE_CRS, Layer
+from gisapp.store.base import (
+    SEARCH_COLUMN, LayerInfo, Store, StoreError, attribute_clauses, check_layer,
+    empty_frame, merge_upsert, search_text,
+)
+
+GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
+META_TABLE = "gisapp_meta"
+_ARROW_TYPES = {"text": pa.string(), "int": pa.int32(), "float": pa.float64(), "date": pa.date32()}
+#: Filter fields that get a B-tree index.
+_INDEXED = ("ward_code", "status", "procedure", "channel", "purpose", "kind",
+            "received_on", "start_on", "end_on", "overlap_start", "construction_dossier_code")
+
+
+class GeoPackageStore(Store):
+    """A store in one GeoPackage file at ``path``."""
+
+    def __init__(self, path, *, must_exist: bool = True):
+        self.path = Path(path)
+        self.url = str(self.path)
+        if must_exist:
+            self._check()
+
+    # -- reading -----------------------------------------------------------
+
+    def _check(self) -> None:
+        if not self.path.exists():
+            raise StoreError(f"store {self.path} does not exist; run 'gisapp seed' or import data first")
+        try:
+            with self._connect() as con:
+                app_id = con.execute("PRAGMA application_id").fetchone()[0]
+                tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"store {self.path} is not a GeoPackage ({err})") from None
+        if app_id != GPKG_APPLICATION_ID or "gpkg_contents" not in tables:
+            raise StoreError(f"store {self.path} is not a GeoPackage")
+
+    @contextlib.contextmanager
+    def _connect(self):
+        if not self.path.exists():
+            raise StoreError(f"store {self.path} does not exist")
+        con = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, check_same_thread=False)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def _tables(self, con) -> set[str]:
+        return {r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")}
+
+    def _where(self, con, layer: Layer, flt: Filter | None) -> tuple[str, list]:
+        clauses, params = attribute_clauses(layer, flt)
+        if flt is not None and flt.bbox is not None:
+            x1, y1, x2, y2 = geo.bbox_polygon(flt.bbox).bounds
+            clauses.append(
+                f'fid IN (SELECT id FROM "rtree_{layer.name}_geom" '
+                "WHERE maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?)"
+            )
+            params.extend([x1, x2, y1, y2])
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def _fids(self, con, layer: Layer, flt: Filter | None) -> list[int] | None:
+        """Feature ids matching ``flt`` exactly when a bbox is set, else ``None``."""
+        if flt is None or flt.bbox is None:
+            return None
+        where, params = self._where(con, layer, flt)
+        rows = con.execute(f'SELECT fid, geom FROM "{layer.name}"{where} ORDER BY {layer.key}', params).fetchall()
+        if not rows:
+            return []
+        geoms = _decode([r[1] for r in rows])
+        hit = shapely.intersects(geoms, geo.bbox_polygon(flt.bbox))
+        return [r[0] for r, h in zip(rows, hit) if h]
+
+    def read(self, layer, flt=None, *, limit=None, offset=0):
+        lay = check_layer(layer)
+        with self._connect() as con:
+            if layer not in self._tables(con):
+                return empty_frame(lay)
+            columns = ", ".join(lay.field_names) + ", geom"
+            fids = self._fids(con, lay, flt)
+            if fids is not None:
+                fids = fids[offset:] if limit is None else fids[offset:offset + limit]
+                sql = (f'SELECT {columns} FROM "{layer}" WHERE fid IN (SELECT value FROM json_each(?)) '
+                       f"ORDER BY {lay.key}")
+                rows = con.execute(sql, [json.dumps(fids)]).fetchall()
+            else:
+                where, params = self._where(con, lay, flt)
+                sql = f'SELECT {columns} FROM "{layer}"{where} ORDER BY {lay.key}'
+                if limit is not None or offset:
+                    sql += " LIMIT ? OFFSET ?"
+                    params = [*params, -1 if limit is None else int(limit), int(offset)]
+                rows = con.execute(sql, params).fetchall()
+        return _frame(lay, rows)
+
+    def count(self, layer, flt=None):
+        lay = check_layer(layer)
+        with self._connect() as con:
+            if layer not in self._tables(con):
+                return 0
+            fids = self._fids(con, lay, flt)
+            if fids is not None:
+                return len(fids)
+            where, params = self._where(con, lay, flt)
+            return con.execute(f'SELECT count(*) FROM "{layer}"{where}', params).fetchone()[0]
+
+    def get(self, layer, key):
+        lay = check_layer(layer)
+        with self._connect() as con:
+            if layer not in self._tables(con):
+                return empty_frame(lay)
+            columns = ", ".join(lay.field_names) + ", geom"
+            rows = con.execute(f'SELECT {columns} FROM "{layer}" WHERE {lay.key} = ?', [str(key)]).fetchall()
+        return _frame(lay, rows)
+
+    def info(self):
+        out = []
+        with self._connect() as con:
+            tables = self._tables(con)
+            for name, lay in LAYERS.items():
+                if name not in tables:
+                    out.append(LayerInfo(name, 0, STORE_CRS, None))
+                    continue
+                n = con.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+                ext = con.execute(
+                    f'SELECT min(minx), min(miny), max(maxx), max(maxy) FROM "rtree_{name}_geom"'
+                ).fetchone()
+                out.append(LayerInfo(name, n, STORE_CRS, None if ext[0] is None else tuple(ext)))
+        return out
+
+    def meta(self):
+        with self._connect() as con:
+            if META_TABLE not in self._tables(con):
+                return {}
+            return {k: orjson.loads(v) for k, v in con.execute(f"SELECT key, value FROM {META_TABLE}")}
+
+    # -- writing -----------------------------------------------------------
+
+    def write(self, frames, *, mode="replace", meta=None):
+        if mode not in ("replace", "upsert"):
+            raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
+        layers = {name: check_layer(name) for name in frames}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with _lock(self.path):
+            exists = self.path.exists()
+            if exists:
+                self._check()
+            tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
+            try:
+                if exists:
+                    _copy(self.path, tmp)
+                merged_meta = {**(self.meta() if exists else {}), **(meta or {})}
+                written = set()
+                for name, frame in frames.items():
+                    lay = layers[name]
+                    frame = schema.coerce(lay, frame)
+                    if mode == "upsert" and exists:
+                        frame = merge_upsert(lay, self.read(name), frame)
+                    _write_layer(tmp, lay, frame)
+                    written.add(name)
+                missing = [n for n in LAYERS if not exists and n not in written]
+                for name in missing:
+                    _write_layer(tmp, LAYERS[name], empty_frame(LAYERS[name]))
+                _write_meta(tmp, merged_meta)
+                _finish(tmp, layers.values())
+                os.replace(tmp, self.path)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+
+
+def _copy(src: Path, dst: Path) -> None:
+    """A consistent copy of a SQLite file (the online backup API)."""
+    with contextlib.closing(sqlite3.connect(src)) as s, contextlib.closing(sqlite3.connect(dst)) as d:
+        s.backup(d)
+
+
+@contextlib.contextmanager
+def _lock(path: Path):
+    """An exclusive lock beside ``path`` so that writers never interleave."""
+    with open(path.with_name(f".{path.name}.lock"), "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
+    arrays, names = [], []
+    for f in layer.fields:
+        col = frame[f.name]
+        if f.type == "date":
+            values = [None if pd.isna(v) else v.date() for v in col]
+        elif f.type == "int":
+            values = [None if pd.isna(v) else int(v) for v in col]
+        elif f.type == "float":
+            values = [None if pd.isna(v) else float(v) for v in col]
+        else:
+            values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in col]
+        arrays.append(pa.array(values, type=_ARROW_TYPES[f.type]))
+        names.append(f.name)
+    arrays.append(pa.array(search_text(layer, frame).tolist(), type=pa.string()))
+    names.append(SEARCH_COLUMN)
+    geoms = geo.to_multipolygons(frame.geometry.values)
+    arrays.append(pa.array(shapely.to_wkb(geoms), type=pa.binary()))
+    names.append("geom")
+    field_meta = {b"ARROW:extension:name": b"geoarrow.wkb"}
+    arrow_schema = pa.schema([pa.field(n, a.type) for n, a in zip(names[:-1], arrays[:-1])]
+                             + [pa.field("geom", pa.binary(), metadata=field_meta)])
+    return pa.Table.from_arrays(arrays, schema=arrow_schema)
+
+
+def _write_layer(path: Path, layer: Layer, frame: gpd.GeoDataFrame) -> None:
+    pyogrio.write_arrow(
+        _arrow_table(layer, frame), path, layer=layer.name, driver="GPKG",
+        geometry_name="geom", geometry_type=layer.geometry, crs=STORE_CRS,
+        layer_options={"OVERWRITE": "YES", "FID": "fid", "DESCRIPTION": layer.en},
+    )
+
+
+def _write_meta(path: Path, meta: dict) -> None:
+    table = pa.table({"key": pa.array(list(meta), pa.string()),
+                      "value": pa.array([orjson.dumps(v).decode() for v in meta.values()], pa.string())})
+    pyogrio.write_arrow(table, path, layer=META_TABLE, driver="GPKG", layer_options={"OVERWRITE": "YES"})
+
+
+def _finish(path: Path, layers) -> None:
+    """Indexes on the filter fields and the key; then flush to disk."""
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        for lay in layers:
+            cols = [c for c in (lay.key, *_INDEXED) if c in lay.field_names]
+            for c in dict.fromkeys(cols):
+                unique = "UNIQUE " if c == lay.key else ""
+                con.execute(f'CREATE {unique}INDEX IF NOT EXISTS "ix_{lay.name}_{c}" ON "{lay.name}" ({c})')
+        con.commit()
+        con.execute("PRAGMA wal_checkpoint")
+    with open(path, "rb+") as fh:
+        os.fsync(fh.fileno())
+
+
+def _decode(blobs) -> np.ndarray:
+    """Shapely geometries from GeoPackage geometry blobs (header + WKB)."""
+    sizes = (0, 32, 48, 48, 64, 0, 0, 0)
+    wkb = [None if b is None else b[8 + sizes[(b[3] >> 1) & 7]:] for b in blobs]
+    return shapely.from_wkb(wkb)
+
+
+def _frame(layer: Layer, rows: list[tuple]) -> gpd.GeoDataFrame:
+    if not rows:
+        return empty_frame(layer)
+    names = layer.field_names
+    raw = pd.DataFrame.from_records([r[:-1] for r in rows], columns=names)
+    raw["geometry"] = _decode([r[-1] for r in rows])
+    return gpd.GeoDataFrame(schema.coerce(layer, raw), geometry="geometry", crs=STORE_CRS)
