@@ -1,0 +1,193 @@
+"""The store interface, run against every backend: round trip, filters, bbox, atomicity."""
+
+import datetime as dt
+import sqlite3
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from gisapp import geo, schema
+from gisapp.filters import Filter
+from gisapp.store import StoreError, open_store
+from gisapp.store.gpkg import GeoPackageStore
+from tests.stores import BACKENDS, new_store
+
+D = dt.date.fromisoformat
+STATUSES = ["PROCESSING", "RETURNED", "REFUSED", "RECEIVED"]
+WARDS = ["20260", "20305", "20306"]
+
+
+def permits(n=40):
+    """``n`` 6 × 18 m lots in a row, cycling wards, statuses and dates."""
+    x0, y0 = 547900.0, 1770700.0
+    rows = []
+    for i in range(n):
+        rows.append({
+            "dossier_code": f"XD-{i:04d}", "ward_code": WARDS[i % 3], "status": STATUSES[i % 4],
+            "procedure": "NEW_BUILD" if i % 5 else "RENOVATION", "work_category": "HOUSE",
+            "channel": "ONLINE" if i % 2 else "IN_PERSON",
+            "received_on": (D("2022-01-03") + dt.timedelta(days=i)).isoformat(),
+            "site_address": f"{i} Ông Ích Đường" if i % 7 == 0 else f"{i} Cách Mạng Tháng Tám",
+            "street": "Ông Ích Đường" if i % 7 == 0 else "Cách Mạng Tháng Tám",
+            "owner_name": f"Nguyễn Văn {i}", "floors": 1 + i % 4, "plot_area_m2": 108.0,
+            "geometry": shapely.box(x0 + 10 * i, y0, x0 + 10 * i + 6, y0 + 18),
+        })
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=schema.STORE_CRS)
+
+
+@pytest.fixture(params=BACKENDS)
+def store(request, tmp_path):
+    s = new_store(request.param, tmp_path, request)
+    s.write({"construction_permits": permits()}, meta={"as_of": "2022-07-08"})
+    return s
+
+
+def test_round_trip_keeps_values_and_geometry(store):
+    out = store.read("construction_permits")
+    src = schema.coerce(schema.CONSTRUCTION_PERMITS, permits())
+    assert len(out) == 40 and list(out.columns) == list(src.columns)
+    assert out.crs == schema.STORE_CRS
+    pd.testing.assert_frame_equal(out.drop(columns="geometry"), src.drop(columns="geometry"), check_dtype=False)
+    assert all(shapely.equals(out.geometry.values, geo.to_multipolygons(src.geometry.values)))
+    assert out.geometry.iloc[0].geom_type == "MultiPolygon"
+    assert store.meta()["as_of"] == "2022-07-08"
+    assert store.as_of() == D("2022-07-08")
+
+
+def test_every_layer_exists_after_the_first_write(store):
+    infos = {i.name: i for i in store.info()}
+    assert set(infos) == set(schema.LAYERS)
+    assert infos["construction_permits"].count == 40 and infos["wards"].count == 0
+    x1, y1, x2, y2 = infos["construction_permits"].extent
+    assert (x1, y1) == pytest.approx((547900, 1770700)) and x2 == pytest.approx(547900 + 396)
+    assert len(store.read("wards")) == 0
+
+
+@pytest.mark.parametrize(
+    "flt, expected",
+    [
+        (Filter(), 40),
+        (Filter(wards=("20260",)), 14),
+        (Filter(wards=("20260", "20305")), 27),
+        (Filter(statuses=("PROCESSING",)), 10),
+        (Filter(statuses=("PROCESSING",), wards=("20260",)), 4),
+        (Filter(procedures=("RENOVATION",)), 8),
+        (Filter(channels=("ONLINE",)), 20),
+        (Filter(date_from=D("2022-01-10")), 33),
+        (Filter(date_to=D("2022-01-10")), 8),
+        (Filter(date_from=D("2022-01-05"), date_to=D("2022-01-05")), 1),
+        (Filter(q="ong ich"), 6),           # accent- and case-blind
+        (Filter(q="ÔNG ÍCH ĐƯỜNG"), 6),
+        (Filter(q="XD-0001"), 1),
+        (Filter(q="100%"), 0),              # LIKE wildcards are literal
+        (Filter(q="nguyen van"), 0),        # owner names are not searched
+        (Filter(purposes=("MATERIALS",)), 40),  # a field the layer lacks restricts nothing
+    ],
+)
+def test_filters(store, flt, expected):
+    assert store.count("construction_permits", flt) == expected
+    got = store.read("construction_permits", flt)
+    assert len(got) == expected
+    assert list(got["dossier_code"]) == sorted(got["dossier_code"])
+
+
+def test_bbox_uses_exact_geometry(store):
+    lots = store.read("construction_permits")
+    # A WGS84 box around lots 3..5 only.
+    target = lots.geometry.iloc[3:6].union_all().buffer(1)
+    box = geo.transform([target], schema.STORE_CRS, schema.WEB_CRS)[0].bounds
+    got = store.read("construction_permits", Filter(bbox=box))
+    assert list(got["dossier_code"]) == ["XD-0003", "XD-0004", "XD-0005"]
+    assert store.count("construction_permits", Filter(bbox=box, statuses=("RETURNED",))) == 1
+    far = (108.0, 15.0, 108.01, 15.01)
+    assert store.count("construction_permits", Filter(bbox=far)) == 0
+
+
+def test_paging_is_stable_and_complete(store):
+    pages = [store.read("construction_permits", limit=7, offset=o)["dossier_code"].tolist() for o in range(0, 42, 7)]
+    flat = [c for p in pages for c in p]
+    assert flat == sorted(flat) and len(flat) == len(set(flat)) == 40
+    lots = store.read("construction_permits")
+    box = geo.transform([lots.geometry.iloc[0:10].union_all()], schema.STORE_CRS, schema.WEB_CRS)[0].bounds
+    paged = store.read("construction_permits", Filter(bbox=box), limit=4, offset=4)
+    assert list(paged["dossier_code"]) == ["XD-0004", "XD-0005", "XD-0006", "XD-0007"]
+    batches = list(store.iter_batches("construction_permits", Filter(wards=("20260",)), batch_size=5))
+    assert [len(b) for b in batches] == [5, 5, 4]
+
+
+def test_get_by_key(store):
+    one = store.get("construction_permits", "XD-0007")
+    assert len(one) == 1 and one["owner_name"].iloc[0] == "Nguyễn Văn 7"
+    assert len(store.get("construction_permits", "nope")) == 0
+
+
+def test_upsert_replaces_by_key_and_adds(store):
+    changed = permits(2)
+    changed["status"] = "RETURNED"
+    extra = permits(42).iloc[41:]
+    store.write({"construction_permits": pd.concat([changed, extra])}, mode="upsert")
+    out = store.read("construction_permits")
+    assert len(out) == 41
+    assert out.set_index("dossier_code").loc[["XD-0000", "XD-0001"], "status"].tolist() == ["RETURNED"] * 2
+    store.write({"construction_permits": permits(3)}, mode="replace")
+    assert store.count("construction_permits") == 3
+
+
+def test_unknown_layer_and_mode(store):
+    with pytest.raises(StoreError, match="unknown layer 'parcels'"):
+        store.read("parcels")
+    with pytest.raises(StoreError, match="unknown write mode"):
+        store.write({"construction_permits": permits(1)}, mode="append")
+
+
+def test_failed_write_leaves_the_store_as_it_was(tmp_path, monkeypatch):
+    path = tmp_path / "s.gpkg"
+    store = GeoPackageStore(path, must_exist=False)
+    store.write({"construction_permits": permits()}, meta={"as_of": "2022-07-08"})
+    before = path.read_bytes()
+
+    import gisapp.store.gpkg as gpkg
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(gpkg, "_finish", boom)
+    with pytest.raises(RuntimeError, match="disk full"):
+        store.write({"construction_permits": permits(3)}, meta={"as_of": "x"})
+    assert path.read_bytes() == before
+    assert store.count("construction_permits") == 40 and store.meta()["as_of"] == "2022-07-08"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".gpkg")] == ["s.gpkg"]
+
+
+def test_geopackage_has_spatial_index_and_filter_indexes(tmp_path):
+    store = GeoPackageStore(tmp_path / "s.gpkg", must_exist=False)
+    store.write({"construction_permits": permits()})
+    con = sqlite3.connect(tmp_path / "s.gpkg")
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    assert "rtree_construction_permits_geom" in names
+    assert {"ix_construction_permits_ward_code", "ix_construction_permits_status"} <= names
+    plan = " ".join(str(r) for r in con.execute(
+        "EXPLAIN QUERY PLAN SELECT * FROM construction_permits WHERE status = ?", ["X"]))
+    assert "ix_construction_permits_status" in plan
+    cols = dict(con.execute("SELECT name, type FROM pragma_table_info('construction_permits')").fetchall())
+    assert cols["received_on"] == "DATE" and cols["floors"] in ("MEDIUMINT", "INTEGER")
+
+
+@pytest.mark.parametrize("content", [b"", b"hello, not a database", b"SQLite format 3\x00" + b"\x00" * 200])
+def test_not_a_geopackage(tmp_path, content):
+    path = tmp_path / "bad.gpkg"
+    path.write_bytes(content)
+    with pytest.raises(StoreError, match="not a GeoPackage"):
+        open_store(str(path))
+
+
+def test_missing_store_and_bad_urls(tmp_path):
+    with pytest.raises(StoreError, match="does not exist"):
+        open_store(str(tmp_path / "none.gpkg"))
+    with pytest.raises(StoreError, match="neither a .gpkg file"):
+        open_store(str(tmp_path / "x.shp"))
+    with pytest.raises(StoreError, match="no store configured"):
+        open_store("")
