@@ -1,0 +1,49 @@
+"""The app factory, the health check and the error shapes."""
+
+import pytest
+
+from gisapp import create_app
+from gisapp.store.gpkg import GeoPackageStore
+from tests.test_store import permits
+
+
+@pytest.fixture
+def client(tmp_path):
+    GeoPackageStore(tmp_path / "s.gpkg", must_exist=False).write({"construction_permits": permits(5)})
+    return create_app({"STORE": str(tmp_path / "s.gpkg"), "TESTING": True}).test_client()
+
+
+def test_factory_creates_independent_apps(tmp_path):
+    a = create_app({"STORE": str(tmp_path / "a.gpkg")})
+    b = create_app({"STORE": str(tmp_path / "b.gpkg")})
+    assert a.config["STORE"] != b.config["STORE"]
+
+
+def test_healthz_reports_layer_counts(client):
+    r = client.get("/healthz")
+    assert r.status_code == 200
+    assert r.get_json()["layers"]["construction_permits"] == 5
+
+
+def test_healthz_when_store_is_broken(tmp_path):
+    (tmp_path / "bad.gpkg").write_bytes(b"garbage")
+    r = create_app({"STORE": str(tmp_path / "bad.gpkg")}).test_client().get("/healthz")
+    assert r.status_code == 503
+    assert r.get_json() == {"code": "StoreUnavailable", "status": 503,
+                            "description": f"store {tmp_path / 'bad.gpkg'} is not a GeoPackage (file is not a database)"}
+    assert b"Traceback" not in r.data
+
+
+def test_unknown_page_is_an_html_404(client):
+    r = client.get("/no/such/page")
+    assert r.status_code == 404 and r.mimetype == "text/html"
+    assert b"404" in r.data
+
+
+def test_readme_test_command_is_what_ci_runs():
+    from gisapp.config import ROOT
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    command = next(line.strip() for line in ci.splitlines() if line.startswith("python3 -m venv"))
+    assert command.replace("-q ", "") in readme
