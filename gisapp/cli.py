@@ -113,6 +113,14 @@ def layers(ctx: Context):
         click.echo(f"{info.name:<22} {info.count:>8}  {info.crs:<10} {extent}")
 
 
+@cli.command("schema")
+def schema_():
+    """Print the layer definitions (fields, types, labels, codes) as Markdown."""
+    from gisapp.schema import describe_markdown
+
+    click.echo(describe_markdown())
+
+
 def _register_feature_commands() -> None:
     """Commands that live with their feature modules."""
     for module_name, names in FEATURE_COMMANDS:

@@ -58,3 +58,12 @@ def test_store_from_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("GISAPP_STORE", str(tmp_path / "env.gpkg"))
     result = CliRunner().invoke(cli, ["layers"])
     assert result.exit_code == 2 and "env.gpkg does not exist" in result.output
+
+
+def test_layers_schema_doc_matches_the_code():
+    from gisapp.config import ROOT
+
+    result = CliRunner().invoke(cli, ["schema"])
+    assert result.exit_code == 0
+    assert (ROOT / "layers" / "SCHEMA.md").read_text(encoding="utf-8") == result.output, \
+        "layers/SCHEMA.md is stale: run `gisapp schema > layers/SCHEMA.md`"
