@@ -19,14 +19,27 @@ SETTINGS = {
     "HOLIDAYS": ("GISAPP_HOLIDAYS", "", "holidays: ISO dates comma-separated, or a file of them (default: built-in VN list)"),
     "SECRET_KEY": ("GISAPP_SECRET_KEY", "", "key that signs session cookies (required in production)"),
     "MAX_ITEMS": ("GISAPP_MAX_ITEMS", "10000", "largest page the API returns"),
+    "ACCOUNTS": ("GISAPP_ACCOUNTS", str(ROOT / "layers" / "accounts.sqlite"), "SQLite file of staff accounts and the audit log"),
+    "ENV": ("GISAPP_ENV", "development", "development or production (production refuses to start without a secret key)"),
+    "MAX_UPLOAD_MB": ("GISAPP_MAX_UPLOAD_MB", "50", "largest file the upload page accepts, in MB"),
 }
+
+
+class ConfigError(ValueError):
+    """A setting that prevents the app from starting; the message says which."""
 
 
 def load_config(overrides: dict | None = None, environ=None) -> dict:
     """The app's settings: defaults, then the environment, then ``overrides``."""
     env = os.environ if environ is None else environ
     config = {name: env.get(var) or default for name, (var, default, _) in SETTINGS.items()}
-    config["MAX_ITEMS"] = int(config["MAX_ITEMS"])
+    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB"):
+        try:
+            config[name] = int(config[name])
+        except ValueError:
+            raise ConfigError(f"{SETTINGS[name][0]} must be a whole number, not {config[name]!r}") from None
     config.update(overrides or {})
+    if config["ENV"] == "production" and not config["SECRET_KEY"]:
+        raise ConfigError("GISAPP_SECRET_KEY must be set when GISAPP_ENV=production")
     config["CALENDAR"] = config.get("CALENDAR") or Calendar.from_settings(config["WEEKEND"], config["HOLIDAYS"])
     return config

@@ -1,0 +1,210 @@
+"""Staff accounts, roles, sign-in throttling and the audit log.
+
+Kept in a small SQLite file of its own (``GISAPP_ACCOUNTS``), apart from the
+layer store, so that a layer import never touches accounts and an account
+change never rewrites the layers.  Passwords are stored as salted scrypt
+hashes (werkzeug).  No Flask here: views and the CLI call these functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+from werkzeug.security import check_password_hash, generate_password_hash
+
+ROLES = ("viewer", "officer", "admin")
+#: What each role may do; a role may do everything the roles before it may.
+RANK = {role: i for i, role in enumerate(ROLES)}
+MIN_PASSWORD = 10
+#: Sign-in throttling: at most this many failures per window, per account and per address.
+MAX_FAILURES = 5
+WINDOW = dt.timedelta(minutes=15)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    password_hash TEXT NOT NULL,
+    role TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sign_in_failures (
+    at TEXT NOT NULL,
+    username TEXT NOT NULL,
+    address TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_failures_at ON sign_in_failures (at);
+CREATE TABLE IF NOT EXISTS audit_log (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at TEXT NOT NULL,
+    username TEXT,
+    action TEXT NOT NULL,
+    layer TEXT,
+    rows INTEGER,
+    detail TEXT
+);
+"""
+
+
+class AccountError(ValueError):
+    """A request about accounts that cannot be done; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class User:
+    """A signed-in member of staff."""
+
+    username: str
+    role: str
+
+    def can(self, role: str) -> bool:
+        """True when this user's role is ``role`` or above."""
+        return RANK[self.role] >= RANK[role]
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One line of the audit log."""
+
+    at: str
+    username: str | None
+    action: str
+    layer: str | None
+    rows: int | None
+    detail: str | None
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+class Accounts:
+    """The accounts file at ``path`` (created on first use)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+
+    @contextlib.contextmanager
+    def _db(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        con = sqlite3.connect(self.path, timeout=10)
+        try:
+            con.executescript(_SCHEMA)
+            with con:
+                yield con
+        finally:
+            con.close()
+
+    # -- users -------------------------------------------------------------
+
+    def add(self, username: str, password: str, role: str = "viewer") -> User:
+        """Create an account; :class:`AccountError` if the name is taken or the input is bad."""
+        username = _check_username(username)
+        _check_role(role)
+        _check_password(password)
+        with self._db() as con:
+            try:
+                con.execute("INSERT INTO users VALUES (?, ?, ?, ?)",
+                            (username, generate_password_hash(password), role, _now().isoformat()))
+            except sqlite3.IntegrityError:
+                raise AccountError(f"user {username!r} already exists") from None
+        return User(username, role)
+
+    def remove(self, username: str) -> None:
+        """Delete an account."""
+        with self._db() as con:
+            if not con.execute("DELETE FROM users WHERE username = ?", (username,)).rowcount:
+                raise AccountError(f"no user {username!r}")
+
+    def set_role(self, username: str, role: str) -> None:
+        """Change an account's role."""
+        _check_role(role)
+        with self._db() as con:
+            if not con.execute("UPDATE users SET role = ? WHERE username = ?", (role, username)).rowcount:
+                raise AccountError(f"no user {username!r}")
+
+    def set_password(self, username: str, password: str) -> None:
+        """Change an account's password."""
+        _check_password(password)
+        with self._db() as con:
+            sql = "UPDATE users SET password_hash = ? WHERE username = ?"
+            if not con.execute(sql, (generate_password_hash(password), username)).rowcount:
+                raise AccountError(f"no user {username!r}")
+
+    def list(self) -> list[User]:
+        """Every account, by name."""
+        with self._db() as con:
+            return [User(u, r) for u, r in con.execute("SELECT username, role FROM users ORDER BY username")]
+
+    def get(self, username: str) -> User | None:
+        """The account called ``username``, or ``None``."""
+        with self._db() as con:
+            row = con.execute("SELECT username, role FROM users WHERE username = ?", (username,)).fetchone()
+        return User(*row) if row else None
+
+    # -- signing in ----------------------------------------------------------
+
+    def throttled(self, username: str, address: str, now: dt.datetime | None = None) -> bool:
+        """True when the account or the address has failed too often lately."""
+        since = ((now or _now()) - WINDOW).isoformat()
+        with self._db() as con:
+            by_user, by_addr = con.execute(
+                "SELECT sum(username = ?), sum(address = ?) FROM sign_in_failures WHERE at > ?",
+                (username, address, since),
+            ).fetchone()
+        return (by_user or 0) >= MAX_FAILURES or (by_addr or 0) >= MAX_FAILURES
+
+    def authenticate(self, username: str, password: str, address: str,
+                     now: dt.datetime | None = None) -> User | None:
+        """The user when the password is right and sign-in is not throttled.
+
+        A failure is recorded against the account and the address; callers
+        check :meth:`throttled` first to tell the user to wait.
+        """
+        now = now or _now()
+        if self.throttled(username, address, now):
+            return None
+        with self._db() as con:
+            row = con.execute("SELECT password_hash, role FROM users WHERE username = ?", (username,)).fetchone()
+            if row and check_password_hash(row[0], password):
+                return User(username, row[1])
+            con.execute("INSERT INTO sign_in_failures VALUES (?, ?, ?)", (now.isoformat(), username, address))
+            con.execute("DELETE FROM sign_in_failures WHERE at < ?", ((now - 2 * WINDOW).isoformat(),))
+        return None
+
+    # -- audit log -----------------------------------------------------------
+
+    def audit(self, username: str | None, action: str, layer: str | None = None,
+              rows: int | None = None, detail: str | None = None) -> None:
+        """Record who did what, to which layer, and how many rows."""
+        with self._db() as con:
+            con.execute("INSERT INTO audit_log (at, username, action, layer, rows, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                        (_now().isoformat(), username, action, layer, rows, detail))
+
+    def audit_log(self, limit: int = 500) -> list[AuditEntry]:
+        """The latest entries of the audit log, newest first."""
+        with self._db() as con:
+            rows = con.execute("SELECT at, username, action, layer, rows, detail FROM audit_log "
+                               "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [AuditEntry(*r) for r in rows]
+
+
+def _check_username(username: str) -> str:
+    username = (username or "").strip()
+    if not re.fullmatch(r"[A-Za-z0-9._-]{2,64}", username):
+        raise AccountError("user names are 2–64 letters, digits, '.', '_' or '-'")
+    return username
+
+
+def _check_role(role: str) -> None:
+    if role not in ROLES:
+        raise AccountError(f"unknown role {role!r}; roles are {', '.join(ROLES)}")
+
+
+def _check_password(password: str) -> None:
+    if len(password or "") < MIN_PASSWORD:
+        raise AccountError(f"passwords need at least {MIN_PASSWORD} characters")
