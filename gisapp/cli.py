@@ -7,7 +7,7 @@ import time
 
 import click
 
-from gisapp.config import SETTINGS, load_config
+from gisapp.config import SETTINGS, ConfigError, load_config
 from gisapp.store import StoreError, open_store
 
 
@@ -26,12 +26,12 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 class StoreErrorsAsMessages(click.Group):
-    """A group that reports store errors as one line and exit status 2."""
+    """A group that reports store and settings errors as one line and exit status 2."""
 
     def invoke(self, ctx):
         try:
             return super().invoke(ctx)
-        except StoreError as err:
+        except (StoreError, ConfigError) as err:
             raise StoreFailure(str(err)) from None
 
 

@@ -67,3 +67,11 @@ def test_layers_schema_doc_matches_the_code():
     assert result.exit_code == 0
     assert (ROOT / "layers" / "SCHEMA.md").read_text(encoding="utf-8") == result.output, \
         "layers/SCHEMA.md is stale: run `gisapp schema > layers/SCHEMA.md`"
+
+
+def test_production_mode_needs_a_secret_key(tmp_path, monkeypatch):
+    monkeypatch.setenv("GISAPP_ENV", "production")
+    monkeypatch.delenv("GISAPP_SECRET_KEY", raising=False)
+    result = CliRunner().invoke(cli, ["--store", str(tmp_path / "s.gpkg"), "serve"])
+    assert result.exit_code == 2
+    assert "GISAPP_SECRET_KEY must be set when GISAPP_ENV=production" in result.output
