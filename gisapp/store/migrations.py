@@ -1,0 +1,224 @@
+"""Versioned schema migrations of the PostGIS store.
+
+Each :class:`Migration` is frozen SQL: once released it never changes; a
+change to the layers adds a new one.  ``schema_version`` records what has
+been applied.  :func:`upgrade` applies the missing ones in order, in one
+transaction, under an advisory lock so that two upgrading processes never
+interleave.  ``tests/test_postgis.py`` checks that the migrated tables match
+:mod:`gisapp.schema`, so a new field without a migration fails the tests.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psycopg
+
+from gisapp.store.base import StoreError
+
+#: Key of the advisory lock held while migrating (any constant bigint).
+_LOCK_KEY = 0x6769736170700001
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: its version, what it does, and its SQL."""
+
+    version: int
+    description: str
+    sql: str
+
+
+_V1 = """
+CREATE TABLE gisapp_meta (
+    key text PRIMARY KEY,
+    value jsonb NOT NULL
+);
+
+-- Count and extent of each layer, kept by every write in its transaction,
+-- so that 'gisapp layers' and /healthz never scan a layer.
+CREATE TABLE gisapp_layers (
+    name text PRIMARY KEY,
+    count bigint NOT NULL DEFAULT 0,
+    minx double precision, miny double precision,
+    maxx double precision, maxy double precision
+);
+INSERT INTO gisapp_layers (name) VALUES
+    ('wards'), ('construction_permits'), ('sidewalk_permits'), ('findings');
+
+CREATE TABLE wards (
+    ward_key text COLLATE "C" NOT NULL,
+    ward_code text COLLATE "C",
+    name text COLLATE "C",
+    district text COLLATE "C",
+    valid_from date,
+    valid_to date,
+    successor_code text COLLATE "C",
+    approximate integer,
+    source text COLLATE "C",
+    search_text text COLLATE "C" NOT NULL DEFAULT '',
+    geom geometry(MultiPolygon, 5899)
+);
+CREATE UNIQUE INDEX ix_wards_ward_key ON wards (ward_key);
+CREATE INDEX ix_wards_ward_code ON wards (ward_code);
+CREATE INDEX ix_wards_geom ON wards USING gist (geom);
+
+CREATE TABLE construction_permits (
+    dossier_code text COLLATE "C" NOT NULL,
+    permit_no text COLLATE "C",
+    ward_code text COLLATE "C",
+    status text COLLATE "C",
+    procedure text COLLATE "C",
+    work_category text COLLATE "C",
+    channel text COLLATE "C",
+    received_on date,
+    due_on date,
+    completed_on date,
+    issued_on date,
+    owner_name text COLLATE "C",
+    owner_id_no text COLLATE "C",
+    site_address text COLLATE "C",
+    street text COLLATE "C",
+    map_sheet_no text COLLATE "C",
+    parcel_no text COLLATE "C",
+    plot_area_m2 double precision,
+    footprint_m2 double precision,
+    floor_area_m2 double precision,
+    floors integer,
+    height_m double precision,
+    search_text text COLLATE "C" NOT NULL DEFAULT '',
+    geom geometry(MultiPolygon, 5899)
+);
+CREATE UNIQUE INDEX ix_construction_permits_dossier_code ON construction_permits (dossier_code);
+CREATE INDEX ix_construction_permits_ward_code ON construction_permits (ward_code);
+CREATE INDEX ix_construction_permits_status ON construction_permits (status);
+CREATE INDEX ix_construction_permits_procedure ON construction_permits (procedure);
+CREATE INDEX ix_construction_permits_channel ON construction_permits (channel);
+CREATE INDEX ix_construction_permits_received_on ON construction_permits (received_on);
+CREATE INDEX ix_construction_permits_geom ON construction_permits USING gist (geom);
+
+CREATE TABLE sidewalk_permits (
+    permit_no text COLLATE "C" NOT NULL,
+    ward_code text COLLATE "C",
+    purpose text COLLATE "C",
+    status text COLLATE "C",
+    channel text COLLATE "C",
+    applicant_name text COLLATE "C",
+    address text COLLATE "C",
+    street text COLLATE "C",
+    start_on date,
+    end_on date,
+    sidewalk_width_m double precision,
+    used_width_m double precision,
+    used_area_m2 double precision,
+    construction_dossier_code text COLLATE "C",
+    search_text text COLLATE "C" NOT NULL DEFAULT '',
+    geom geometry(MultiPolygon, 5899)
+);
+CREATE UNIQUE INDEX ix_sidewalk_permits_permit_no ON sidewalk_permits (permit_no);
+CREATE INDEX ix_sidewalk_permits_ward_code ON sidewalk_permits (ward_code);
+CREATE INDEX ix_sidewalk_permits_status ON sidewalk_permits (status);
+CREATE INDEX ix_sidewalk_permits_channel ON sidewalk_permits (channel);
+CREATE INDEX ix_sidewalk_permits_purpose ON sidewalk_permits (purpose);
+CREATE INDEX ix_sidewalk_permits_start_on ON sidewalk_permits (start_on);
+CREATE INDEX ix_sidewalk_permits_end_on ON sidewalk_permits (end_on);
+CREATE INDEX ix_sidewalk_permits_construction_dossier_code ON sidewalk_permits (construction_dossier_code);
+CREATE INDEX ix_sidewalk_permits_geom ON sidewalk_permits USING gist (geom);
+
+CREATE TABLE findings (
+    finding_id text COLLATE "C" NOT NULL,
+    kind text COLLATE "C",
+    a_id text COLLATE "C",
+    b_id text COLLATE "C",
+    ward_code text COLLATE "C",
+    overlap_area_m2 double precision,
+    distance_m double precision,
+    overlap_start date,
+    overlap_end date,
+    overlap_days integer,
+    detail text COLLATE "C",
+    search_text text COLLATE "C" NOT NULL DEFAULT '',
+    geom geometry(MultiPolygon, 5899)
+);
+CREATE UNIQUE INDEX ix_findings_finding_id ON findings (finding_id);
+CREATE INDEX ix_findings_ward_code ON findings (ward_code);
+CREATE INDEX ix_findings_kind ON findings (kind);
+CREATE INDEX ix_findings_overlap_start ON findings (overlap_start);
+CREATE INDEX ix_findings_geom ON findings USING gist (geom);
+"""
+
+_V2 = """
+-- Wards are looked up by their period of validity (the ward in force on a
+-- date); findings are filtered by their end date as well as their start.
+CREATE INDEX ix_wards_valid_from ON wards (valid_from);
+CREATE INDEX ix_findings_overlap_end ON findings (overlap_end);
+"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
+    Migration(2, "indexes on ward validity and finding end dates", _V2),
+)
+LATEST = MIGRATIONS[-1].version
+
+
+def current_version(con: psycopg.Connection) -> int:
+    """The applied schema version of the database; 0 when it has none."""
+    exists = con.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
+    if not exists:
+        return 0
+    return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+
+
+def ensure_postgis(con: psycopg.Connection) -> str:
+    """The PostGIS version of the database, creating the extension if allowed.
+
+    :class:`StoreError` says what to do when PostGIS is missing from the
+    server or the user may not create it.
+    """
+    row = con.execute("SELECT extversion FROM pg_extension WHERE extname = 'postgis'").fetchone()
+    if row:
+        return row[0]
+    available = con.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'postgis'").fetchone()
+    db, user = con.info.dbname, con.info.user
+    if not available:
+        raise StoreError(f"PostGIS is not installed on the PostgreSQL server of database {db!r} "
+                         "(Debian: apt-get install postgresql-15-postgis-3)")
+    try:
+        with con.transaction():
+            con.execute("CREATE EXTENSION IF NOT EXISTS postgis")
+    except psycopg.errors.InsufficientPrivilege:
+        raise StoreError(f"database {db!r} lacks the postgis extension and user {user!r} may not create it; "
+                         f"ask an administrator to run CREATE EXTENSION postgis in {db!r}") from None
+    return con.execute("SELECT extversion FROM pg_extension WHERE extname = 'postgis'").fetchone()[0]
+
+
+def upgrade(con: psycopg.Connection, target: int | None = None) -> list[Migration]:
+    """Apply the migrations after the current version up to ``target`` (default: latest).
+
+    Runs in one transaction (a savepoint when the caller has one open);
+    returns the migrations applied, none when the schema is up to date.
+    """
+    target = LATEST if target is None else target
+    if not 0 <= target <= LATEST:
+        raise StoreError(f"unknown schema version {target}; this gisapp knows versions 1 to {LATEST}")
+    ensure_postgis(con)
+    applied = []
+    with con.transaction():
+        con.execute("SELECT pg_advisory_xact_lock(%s)", [_LOCK_KEY])
+        con.execute("CREATE TABLE IF NOT EXISTS schema_version ("
+                    " version integer PRIMARY KEY, description text NOT NULL,"
+                    " applied_at timestamptz NOT NULL DEFAULT now())")
+        version = current_version(con)
+        if version > LATEST:
+            raise StoreError(f"the database schema is version {version}, newer than this gisapp "
+                             f"(version {LATEST}); upgrade gisapp")
+        if target < version:
+            raise StoreError(f"the database schema is already at version {version}; "
+                             f"downgrading to {target} is not supported")
+        for m in MIGRATIONS:
+            if version < m.version <= target:
+                con.execute(m.sql)
+                con.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)",
+                            [m.version, m.description])
+                applied.append(m)
+    return applied

@@ -1,0 +1,444 @@
+"""The PostGIS store: each layer a table in EPSG:5899 on a PostgreSQL server.
+
+Same behaviour as the GeoPackage store (``gisapp/store/gpkg.py``): the same
+columns, types and order, the same filter semantics, pushed into SQL with
+bound parameters.  Tables and indexes come from the versioned migrations in
+:mod:`gisapp.store.migrations` (``gisapp db upgrade``; the first write
+applies them too).
+
+A write is one transaction.  ``replace`` loads each layer into a new table
+with COPY, builds its indexes, then swaps it for the old one, so readers
+see the old data until the commit and are blocked only for the swap;
+``upsert`` loads into a temporary table and replaces rows by key.  Write
+locks serialize writers.  Privileges granted on a layer table are carried
+over by the swap; other objects (views) must not depend on layer tables.
+
+Connections come from a small per-URL pool shared by the store objects of
+one process (a store object is cheap: the app opens one per request).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import threading
+from urllib.parse import urlsplit, urlunsplit
+
+import geopandas as gpd
+import numpy as np
+import orjson
+import pandas as pd
+import psycopg
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import shapely
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from gisapp import geo, schema
+from gisapp.filters import Filter
+from gisapp.schema import LAYERS, STORE_CRS, Layer
+from gisapp.store import migrations
+from gisapp.store.base import (
+    SEARCH_COLUMN, LayerInfo, Store, StoreError, attribute_clauses, check_layer,
+    empty_frame, search_text,
+)
+
+SRID = 5899
+#: Rows per COPY chunk (bounds the memory of a large load).
+COPY_CHUNK = 100_000
+_WRITE_LOCK_KEY = 0x6769736170700002
+_IDLE = psycopg.pq.TransactionStatus.IDLE
+
+
+# -- connections -------------------------------------------------------------
+
+def conninfo(url: str) -> str:
+    """A libpq URL from a store URL (``postgresql+psycopg://`` is accepted)."""
+    return re.sub(r"^postgresql\+psycopg://", "postgresql://", url)
+
+
+def display_url(url: str) -> str:
+    """``url`` without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password:
+        host = parts.hostname or ""
+        netloc = f"{parts.username}:***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+class _Pool:
+    """Idle connections to one database, handed out one per ``with`` block."""
+
+    def __init__(self, url: str, max_idle: int = 16):
+        self.url = url
+        self.max_idle = max_idle
+        self.schema_ok = False
+        self._idle: list[psycopg.Connection] = []
+        self._lock = threading.Lock()
+
+    def _new(self) -> psycopg.Connection:
+        try:
+            return psycopg.connect(conninfo(self.url), autocommit=True, connect_timeout=10,
+                                   application_name="gisapp")
+        except psycopg.OperationalError as err:
+            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            raise StoreError(f"cannot connect to the PostGIS store {display_url(self.url)}: {reason}") from None
+
+    @contextlib.contextmanager
+    def connection(self):
+        """A connection in autocommit mode, returned to the pool afterwards."""
+        con = None
+        with self._lock:
+            while self._idle and con is None:
+                candidate = self._idle.pop()
+                if not candidate.closed:
+                    con = candidate
+        if con is None:
+            con = self._new()
+        try:
+            yield con
+        except psycopg.OperationalError as err:
+            con.close()
+            raise StoreError(f"lost the connection to the PostGIS store {display_url(self.url)}: "
+                             f"{str(err).strip()}") from None
+        finally:
+            if con.closed or con.broken or con.info.transaction_status != _IDLE:
+                con.close()
+            else:
+                with self._lock:
+                    keep = len(self._idle) < self.max_idle
+                    if keep:
+                        self._idle.append(con)
+                if not keep:
+                    con.close()
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for con in idle:
+            con.close()
+
+
+_POOLS: dict[tuple[int, str], _Pool] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _pool(url: str) -> _Pool:
+    """The pool of ``url`` in this process (a forked worker gets its own)."""
+    key = (os.getpid(), url)
+    with _POOLS_LOCK:
+        pool = _POOLS.get(key)
+        if pool is None:
+            pool = _POOLS[key] = _Pool(url)
+        return pool
+
+
+def close_pool(url: str) -> None:
+    """Close the pooled connections to ``url`` (tests drop their databases)."""
+    with _POOLS_LOCK:
+        pool = _POOLS.pop((os.getpid(), url), None)
+    if pool is not None:
+        pool.close()
+
+
+# -- the store ----------------------------------------------------------------
+
+class PostGISStore(Store):
+    """A store in the PostgreSQL database at ``url`` (``postgresql://user@host:port/db``)."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    @contextlib.contextmanager
+    def connection(self, *, check_schema: bool = True):
+        """A pooled autocommit connection; by default the schema is checked first."""
+        pool = _pool(self.url)
+        with pool.connection() as con:
+            if check_schema and not pool.schema_ok:
+                _check_schema(con, self.url)
+                pool.schema_ok = True
+            yield con
+
+    def schema_version(self) -> int:
+        """The applied schema version (0 for a database without the gisapp schema)."""
+        with self.connection(check_schema=False) as con:
+            return migrations.current_version(con)
+
+    def upgrade(self, target: int | None = None) -> list[migrations.Migration]:
+        """Create or upgrade the schema (to ``target``, default the latest); the migrations applied."""
+        with self.connection(check_schema=False) as con:
+            applied = migrations.upgrade(con, target)
+        _pool(self.url).schema_ok = False
+        return applied
+
+    # -- reading ---------------------------------------------------------------
+
+    def _where(self, layer: Layer, flt: Filter | None, after: str | None = None) -> tuple[str, list]:
+        clauses, params = attribute_clauses(layer, flt, "%s")
+        if flt is not None and flt.bbox is not None:
+            clauses.append(f"ST_Intersects(geom, ST_GeomFromWKB(%s, {SRID}))")
+            params.append(shapely.to_wkb(geo.bbox_polygon(flt.bbox)))
+        if after is not None:
+            clauses.append(f"{layer.key} > %s")
+            params.append(after)
+        return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
+
+    def _select(self, layer: Layer, where: str, params: list, limit=None, offset=0) -> gpd.GeoDataFrame:
+        columns = ", ".join(layer.field_names)
+        query = f"SELECT {columns}, ST_AsBinary(geom) FROM {layer.name}{where} ORDER BY {layer.key}"
+        params = list(params)
+        if limit is not None and int(limit) >= 0:
+            query += " LIMIT %s"
+            params.append(int(limit))
+        if offset and int(offset) > 0:
+            query += " OFFSET %s"
+            params.append(int(offset))
+        with self.connection() as con:
+            rows = con.cursor(binary=True).execute(query, params).fetchall()
+        return _frame(layer, rows)
+
+    def read(self, layer, flt=None, *, limit=None, offset=0):
+        lay = check_layer(layer)
+        where, params = self._where(lay, flt)
+        return self._select(lay, where, params, limit, offset)
+
+    def count(self, layer, flt=None):
+        lay = check_layer(layer)
+        where, params = self._where(lay, flt)
+        with self.connection() as con:
+            return con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
+
+    def get(self, layer, key):
+        lay = check_layer(layer)
+        return self._select(lay, f" WHERE {lay.key} = %s", [str(key)])
+
+    def iter_batches(self, layer, flt=None, batch_size=5000):
+        """Matching features in key order, ``batch_size`` at a time (keyset paging)."""
+        lay = check_layer(layer)
+        last = None
+        while True:
+            where, params = self._where(lay, flt, after=last)
+            batch = self._select(lay, where, params, limit=batch_size)
+            if len(batch):
+                yield batch
+            if len(batch) < batch_size:
+                return
+            last = batch[lay.key].iloc[-1]
+
+    def info(self):
+        with self.connection() as con:
+            rows = {r[0]: r[1:] for r in con.execute(
+                "SELECT name, count, minx, miny, maxx, maxy FROM gisapp_layers")}
+        out = []
+        for name in LAYERS:
+            n, *ext = rows.get(name, (0, None, None, None, None))
+            out.append(LayerInfo(name, int(n), STORE_CRS, None if ext[0] is None else tuple(ext)))
+        return out
+
+    def meta(self):
+        with self.connection() as con:
+            return dict(con.execute("SELECT key, value FROM gisapp_meta ORDER BY key").fetchall())
+
+    def aggregate(self, layer: str, flt: Filter | None = None, *, cell_m: float | None = None) -> pd.DataFrame:
+        """Counts of matching features, for maps at low zoom.
+
+        Without ``cell_m``: one row per ``ward_code`` (columns ``ward_code``,
+        ``count``).  With ``cell_m``: one row per square grid cell of that
+        size in EPSG:5899 holding the centres of the features' bounding
+        boxes (columns ``x``, ``y`` — the cell centre — and ``count``),
+        computed from the index boxes, not the geometries.
+        """
+        lay = check_layer(layer)
+        where, params = self._where(lay, flt)
+        if cell_m is None:
+            if "ward_code" not in lay.field_names:
+                raise StoreError(f"layer {layer!r} has no ward_code to count by")
+            query = f"SELECT ward_code, count(*) FROM {lay.name}{where} GROUP BY ward_code ORDER BY ward_code"
+            columns = ["ward_code", "count"]
+        else:
+            if not cell_m > 0:
+                raise StoreError("cell_m must be positive")
+            query = (f"SELECT (floor(cx / %s) + 0.5) * %s AS x, (floor(cy / %s) + 0.5) * %s AS y, count(*) "
+                     f"FROM (SELECT (ST_XMin(geom) + ST_XMax(geom)) / 2 AS cx, (ST_YMin(geom) + ST_YMax(geom)) / 2 AS cy "
+                     f"FROM {lay.name}{where}) c WHERE cx IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2")
+            params = [float(cell_m)] * 4 + params
+            columns = ["x", "y", "count"]
+        with self.connection() as con:
+            rows = con.execute(query, params).fetchall()
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["count"] = frame["count"].astype("int64")
+        return frame
+
+    # -- writing ---------------------------------------------------------------
+
+    def write(self, frames, *, mode="replace", meta=None):
+        if mode not in ("replace", "upsert"):
+            raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
+        layers = {name: check_layer(name) for name in frames}
+        typed = {name: schema.coerce(layers[name], frame) for name, frame in frames.items()}
+        pool = _pool(self.url)
+        with pool.connection() as con:
+            try:
+                with con.transaction():
+                    if not pool.schema_ok:
+                        migrations.upgrade(con)
+                    con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+                    for name, frame in typed.items():
+                        if mode == "replace":
+                            _replace_layer(con, layers[name], frame)
+                        else:
+                            _upsert_layer(con, layers[name], frame)
+                        _update_stats(con, layers[name])
+                    if meta:
+                        _write_meta(con, meta)
+            except psycopg.Error as err:
+                if isinstance(err, psycopg.OperationalError) and con.broken:
+                    raise
+                raise StoreError(f"writing to {display_url(self.url)} failed, nothing was changed: "
+                                 f"{str(err).strip().splitlines()[0]}") from err
+
+
+def _check_schema(con: psycopg.Connection, url: str) -> None:
+    version = migrations.current_version(con)
+    if version == 0:
+        raise StoreError(f"database {display_url(url)} has no gisapp schema; "
+                         "run 'gisapp db upgrade' (or 'gisapp seed')")
+    if version < migrations.LATEST:
+        raise StoreError(f"database {display_url(url)} has schema version {version}, this gisapp needs "
+                         f"{migrations.LATEST}; run 'gisapp db upgrade'")
+    if version > migrations.LATEST:
+        raise StoreError(f"database {display_url(url)} has schema version {version}, newer than this gisapp "
+                         f"({migrations.LATEST}); upgrade gisapp")
+
+
+def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.GeoDataFrame) -> None:
+    """COPY ``frame`` into ``table`` as CSV, ``COPY_CHUNK`` rows at a time."""
+    columns = [*layer.field_names, SEARCH_COLUMN, "geom"]
+    options = pacsv.WriteOptions(include_header=False)
+    with con.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
+        for start in range(0, len(frame), COPY_CHUNK):
+            buf = pa.BufferOutputStream()
+            pacsv.write_csv(_arrow_table(layer, frame.iloc[start:start + COPY_CHUNK]), buf, options)
+            copy.write(memoryview(buf.getvalue()))
+
+
+def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
+    """The rows to COPY: typed columns, the search text, geometry as hex EWKB."""
+    arrays = {}
+    for f in layer.fields:
+        col = frame[f.name]
+        if f.type == "date":
+            arrays[f.name] = pa.array(col.to_numpy(dtype="datetime64[D]"), type=pa.date32(), from_pandas=True)
+        elif f.type == "int":
+            arrays[f.name] = pa.array(col.astype("Int64"), type=pa.int64(), from_pandas=True)
+        elif f.type == "float":
+            arrays[f.name] = pa.array(col.to_numpy(dtype="float64", na_value=np.nan), type=pa.float64(),
+                                      from_pandas=True)
+        else:
+            arrays[f.name] = pa.array(col.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    arrays[SEARCH_COLUMN] = pa.array(search_text(layer, frame).to_numpy(dtype=object), type=pa.string())
+    geoms = _multipolygons(frame.geometry.values) if layer.geometry == "MultiPolygon" else np.asarray(
+        frame.geometry.values, dtype=object)
+    geoms = shapely.set_srid(geoms, SRID)
+    arrays["geom"] = pa.array(shapely.to_wkb(geoms, hex=True, include_srid=True), type=pa.string(), from_pandas=True)
+    return pa.table(arrays)
+
+
+def _multipolygons(geoms) -> np.ndarray:
+    """Polygons promoted to MultiPolygons (vectorised); other geometries unchanged."""
+    geoms = np.asarray(geoms, dtype=object).copy()
+    single = shapely.get_type_id(geoms) == 3
+    if single.any():
+        geoms[single] = shapely.multipolygons(geoms[single], indices=np.arange(int(single.sum())))
+    return geoms
+
+
+_INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON (\S+) USING ")
+
+
+def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame) -> None:
+    """Load ``frame`` into a new table with the old one's indexes and grants, then swap."""
+    name, load = layer.name, f"{layer.name}__load"
+    indexes = con.execute(
+        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s",
+        [name]).fetchall()
+    grants = con.execute(
+        "SELECT a.grantee::regrole::text, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a "
+        "WHERE c.oid = %s::regclass AND a.grantee <> 0 AND a.grantee <> c.relowner "
+        "UNION ALL SELECT 'PUBLIC', a.privilege_type FROM pg_class c, aclexplode(c.relacl) a "
+        "WHERE c.oid = %s::regclass AND a.grantee = 0", [name, name]).fetchall()
+    con.execute(f"DROP TABLE IF EXISTS {load}")
+    con.execute(f"CREATE TABLE {load} (LIKE {name} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                "INCLUDING STORAGE INCLUDING COMMENTS)")
+    _copy_into(con, load, layer, frame)
+    renames = []
+    for index, ddl in indexes:
+        temporary = f"{index[:56]}__load"
+        con.execute(_INDEX_DEF.sub(lambda m: f"CREATE {m.group(1) or ''}INDEX {temporary} ON {load} USING ", ddl))
+        renames.append((temporary, index))
+    _before_swap(con, layer)
+    con.execute(f"DROP TABLE {name}")
+    con.execute(f"ALTER TABLE {load} RENAME TO {name}")
+    for temporary, index in renames:
+        con.execute(f"ALTER INDEX {temporary} RENAME TO {index}")
+    for grantee, privilege in grants:
+        who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
+        con.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), sql.Identifier(name), who))
+    con.execute(f"ANALYZE {name}")
+
+
+def _before_swap(con: psycopg.Connection, layer: Layer) -> None:
+    """Hook between loading a layer and swapping it in (tests inject failures here)."""
+
+
+def _upsert_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame) -> None:
+    """Replace rows with the keys of ``frame`` and add the others."""
+    name, key = layer.name, layer.key
+    con.execute(f"CREATE TEMP TABLE gisapp_upsert (LIKE {name} INCLUDING DEFAULTS) ON COMMIT DROP")
+    _copy_into(con, "gisapp_upsert", layer, frame)
+    con.execute(f"DELETE FROM {name} t USING gisapp_upsert u WHERE t.{key} = u.{key}")
+    _before_swap(con, layer)
+    con.execute(f"INSERT INTO {name} SELECT * FROM gisapp_upsert")
+    con.execute("DROP TABLE gisapp_upsert")
+    if len(frame) > 10_000:
+        con.execute(f"ANALYZE {name}")
+
+
+def _update_stats(con: psycopg.Connection, layer: Layer) -> None:
+    """Record the layer's count and extent in ``gisapp_layers`` (one scan)."""
+    con.execute(
+        "UPDATE gisapp_layers g SET count = s.n, minx = ST_XMin(s.e), miny = ST_YMin(s.e), "
+        "maxx = ST_XMax(s.e), maxy = ST_YMax(s.e) "
+        f"FROM (SELECT count(*) AS n, ST_Extent(geom) AS e FROM {layer.name}) s WHERE g.name = %s",
+        [layer.name])
+
+
+def _write_meta(con: psycopg.Connection, meta: dict) -> None:
+    dumps = lambda value: orjson.dumps(value).decode()  # noqa: E731 - same JSON as the GeoPackage store
+    with con.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO gisapp_meta (key, value) VALUES (%s, %s) "
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+            [(str(k), Jsonb(v, dumps=dumps)) for k, v in meta.items()])
+
+
+def _frame(layer: Layer, rows: list[tuple]) -> gpd.GeoDataFrame:
+    if not rows:
+        return empty_frame(layer)
+    names = layer.field_names
+    columns = list(zip(*rows))
+    data = {}
+    for f, values in zip(layer.fields, columns):
+        if f.type == "date":
+            data[f.name] = np.array(values, dtype="datetime64[D]")
+        elif f.type == "float":
+            data[f.name] = np.array([np.nan if v is None else v for v in values], dtype="float64")
+        else:
+            data[f.name] = pd.Series(values, dtype=object)
+    raw = pd.DataFrame(data, columns=names)
+    raw["geometry"] = shapely.from_wkb(np.array(columns[-1], dtype=object))
+    return gpd.GeoDataFrame(schema.coerce(layer, raw), geometry="geometry", crs=STORE_CRS)
