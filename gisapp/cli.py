@@ -131,6 +131,7 @@ def _register_feature_commands() -> None:
 
 #: (module, [click commands]) added to the group; each feature adds its line.
 FEATURE_COMMANDS: list[tuple[str, list[str]]] = [
+    ("gisapp.db_cli", ["db"]),
     ("gisapp.accounts_cli", ["users"]),
 ]
 
