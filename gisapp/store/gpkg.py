@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
@@ -45,6 +46,7 @@ class GeoPackageStore(Store):
     def __init__(self, path, *, must_exist: bool = True):
         self.path = Path(path)
         self.url = str(self.path)
+        self._fid_cache: dict = {}
         if must_exist:
             self._check()
 
@@ -87,16 +89,56 @@ class GeoPackageStore(Store):
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def _fids(self, con, layer: Layer, flt: Filter | None) -> list[int] | None:
-        """Feature ids matching ``flt`` exactly when a bbox is set, else ``None``."""
+        """Feature ids matching ``flt`` exactly when a bbox is set (in key order), else ``None``.
+
+        R-tree candidates whose envelope lies inside the query box match
+        without decoding their geometry; only those on its edge are tested.
+        The answer is remembered per filter while the file is unchanged, so
+        a count followed by a page costs one search.
+        """
         if flt is None or flt.bbox is None:
             return None
-        where, params = self._where(con, layer, flt)
-        rows = con.execute(f'SELECT fid, geom FROM "{layer.name}"{where} ORDER BY {layer.key}', params).fetchall()
+        cache_key = (layer.name, flt, self._signature())
+        cached = self._fid_cache.get(cache_key)
+        if cached is not None:
+            return cached
+        clauses, params = attribute_clauses(layer, flt)
+        box = geo.bbox_polygon(flt.bbox)
+        x1, y1, x2, y2 = box.bounds
+        where = " AND ".join(["r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?", *clauses])
+        rows = con.execute(
+            f'SELECT t.fid, r.minx, r.miny, r.maxx, r.maxy FROM "{layer.name}" t '
+            f'JOIN "rtree_{layer.name}_geom" r ON r.id = t.fid WHERE {where} ORDER BY t.{layer.key}',
+            [x1, x2, y1, y2, *params],
+        ).fetchall()
         if not rows:
-            return []
-        geoms = _decode([r[1] for r in rows])
-        hit = shapely.intersects(geoms, geo.bbox_polygon(flt.bbox))
-        return [r[0] for r, h in zip(rows, hit) if h]
+            fids: list[int] = []
+        else:
+            arr = np.array(rows, dtype=np.float64)
+            shapely.prepare(box)
+            inside = shapely.within(shapely.box(arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4]), box)
+            hit = inside.copy()
+            edge = np.flatnonzero(~inside)
+            if len(edge):
+                edge_fids = [int(v) for v in arr[edge, 0]]
+                blobs = dict(con.execute(
+                    f'SELECT fid, geom FROM "{layer.name}" WHERE fid IN (SELECT value FROM json_each(?))',
+                    [json.dumps(edge_fids)]).fetchall())
+                geoms = _decode([blobs.get(f) for f in edge_fids])
+                hit[edge] = shapely.intersects(geoms, box)
+            fids = [int(v) for v in arr[hit, 0]]
+        if len(self._fid_cache) >= 16:
+            self._fid_cache.clear()
+        self._fid_cache[cache_key] = fids
+        return fids
+
+    def _signature(self) -> tuple:
+        """What identifies this version of the file (writes replace it)."""
+        try:
+            st = self.path.stat()
+        except OSError:
+            return ()
+        return (st.st_ino, st.st_mtime_ns, st.st_size)
 
     def read(self, layer, flt=None, *, limit=None, offset=0):
         lay = check_layer(layer)
@@ -129,6 +171,73 @@ class GeoPackageStore(Store):
                 return len(fids)
             where, params = self._where(con, lay, flt)
             return con.execute(f'SELECT count(*) FROM "{layer}"{where}', params).fetchone()[0]
+
+    def iter_batches(self, layer, flt=None, batch_size=5000):
+        """Matching features in batches, from one query (no OFFSET rescans)."""
+        lay = check_layer(layer)
+        columns = ", ".join(lay.field_names) + ", geom"
+        with self._connect() as con:
+            if layer not in self._tables(con):
+                return
+            fids = self._fids(con, lay, flt)
+            if fids is not None:
+                sql = (f'SELECT {columns} FROM "{layer}" WHERE fid IN (SELECT value FROM json_each(?)) '
+                       f"ORDER BY {lay.key}")
+                cursor = con.execute(sql, [json.dumps(fids)])
+            else:
+                where, params = self._where(con, lay, flt)
+                cursor = con.execute(f'SELECT {columns} FROM "{layer}"{where} ORDER BY {lay.key}', params)
+            while True:
+                rows = cursor.fetchmany(batch_size)
+                if rows:
+                    yield _frame(lay, rows)
+                if len(rows) < batch_size:
+                    return
+
+    def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, batch_size: int = 5000,
+                   limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
+        """Matching features as Arrow tables, for serializers that stream.
+
+        Each table has the columns ``fields`` (default: all of the layer's)
+        typed as stored (text → string, date → date32, int, float) and
+        ``geometry`` as WKB in EPSG:5899, rows ordered by the layer's key.
+        GDAL reads the rows (no Python object per value), so the SQL is
+        built with literals: only schema column names and values quoted by
+        :func:`_literal` go into it.
+        """
+        lay = check_layer(layer)
+        names = list(lay.field_names if fields is None else fields)
+        unknown = [n for n in names if n not in lay.field_names]
+        if unknown:
+            raise StoreError(f"layer {layer!r} has no field {unknown[0]!r}")
+        with self._connect() as con:
+            if layer not in self._tables(con):
+                return
+            fids = self._fids(con, lay, flt)
+        if fids is not None:
+            fids = fids[offset:] if limit is None else fids[offset:offset + limit]
+            if not fids:
+                return
+            where = f" WHERE fid IN (SELECT value FROM json_each({_literal(json.dumps(fids))}))"
+            paging = ""
+        else:
+            clauses, params = attribute_clauses(lay, flt)
+            where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+            where = _bind(where, params)
+            paging = "" if limit is None and not offset else \
+                f" LIMIT {-1 if limit is None else int(limit)} OFFSET {int(offset)}"
+        columns = ", ".join(names)
+        sql = f'SELECT {columns}{", " if names else ""}geom FROM "{layer}"{where} ORDER BY {lay.key}{paging}'
+        with pyogrio.open_arrow(self.path, sql=sql, batch_size=batch_size, use_pyarrow=True) as (_, reader):
+            for batch in reader:
+                if batch.num_rows:
+                    yield pa.Table.from_batches([batch]).rename_columns([*names, "geometry"])
+
+    def read_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, limit: int | None = None,
+                   offset: int = 0) -> pa.Table | None:
+        """All of :meth:`iter_arrow` in one table (``None`` when nothing matches)."""
+        tables = list(self.iter_arrow(layer, flt, fields=fields, batch_size=65536, limit=limit, offset=offset))
+        return pa.concat_tables(tables) if tables else None
 
     def get(self, layer, key):
         lay = check_layer(layer)
@@ -263,6 +372,34 @@ def _finish(path: Path, layers) -> None:
         con.execute("PRAGMA wal_checkpoint")
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
+
+
+def _literal(value) -> str:
+    """An SQLite literal for ``value`` (text, number, date or None)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)):
+        if not np.isfinite(value):
+            raise StoreError("a filter value is not a finite number")
+        return repr(float(value))
+    text = value.isoformat() if hasattr(value, "isoformat") else str(value)
+    return "'" + text.replace("\x00", "").replace("'", "''") + "'"
+
+
+def _bind(sql: str, params: list) -> str:
+    """``sql`` with each ``?`` placeholder replaced by the literal of its parameter."""
+    pieces = sql.split("?")
+    if len(pieces) != len(params) + 1:
+        raise StoreError("internal error: placeholders and parameters do not match")
+    out = [pieces[0]]
+    for value, piece in zip(params, pieces[1:]):
+        out.append(_literal(value))
+        out.append(piece)
+    return "".join(out)
 
 
 def _decode(blobs) -> np.ndarray:
