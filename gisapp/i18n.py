@@ -1,0 +1,114 @@
+"""Interface strings in Vietnamese and English.
+
+Labels of codes and fields come from :mod:`gisapp.domain` and
+:mod:`gisapp.schema`; this module holds only the words of the interface
+itself (buttons, headings, messages).  ``translator(lang)`` returns a
+function ``t(key, **values)`` for templates.
+"""
+
+from __future__ import annotations
+
+#: key → (Vietnamese, English)
+STRINGS: dict[str, tuple[str, str]] = {
+    "app_name": ("Quản lý cấp phép xây dựng", "Construction permits"),
+    "district": ("Quận Cẩm Lệ, Đà Nẵng", "Cẩm Lệ district, Đà Nẵng"),
+    "nav_map": ("Bản đồ", "Map"),
+    "nav_wards": ("Thống kê theo phường", "Ward dashboard"),
+    "nav_api": ("API", "API"),
+    "switch_lang": ("English", "Tiếng Việt"),
+    "basemap": ("Bản đồ nền", "Basemap"),
+    "filters": ("Bộ lọc", "Filters"),
+    "ward": ("Phường", "Ward"),
+    "from": ("Tiếp nhận từ ngày", "Received from"),
+    "to": ("đến ngày", "to"),
+    "q": ("Tìm kiếm", "Search"),
+    "q_placeholder": ("Mã hồ sơ, số giấy phép, địa chỉ, đường", "Dossier code, permit no., address, street"),
+    "apply": ("Lọc", "Apply"),
+    "clear": ("Xóa bộ lọc", "Clear"),
+    "any": ("(tất cả)", "(all)"),
+    "multi_hint": ("Giữ Ctrl để chọn nhiều", "Hold Ctrl to pick several"),
+    "matching": ("hồ sơ phù hợp", "matching dossiers"),
+    "of_total": ("trên tổng số", "of"),
+    "zoom_results": ("Phóng tới kết quả", "Zoom to results"),
+    "export": ("Xuất GeoJSON", "Export GeoJSON"),
+    "dashboard_link": ("Thống kê theo phường", "Ward dashboard"),
+    "ignored": ("Bộ lọc bị bỏ qua", "Ignored filters"),
+    "ignored_suffix": ("giá trị này đã bị bỏ qua", "this value was ignored"),
+    "loading": ("Đang tải…", "Loading…"),
+    "zoom_in": ("Phóng to để xem từng thửa", "Zoom in to see parcels"),
+    "aggregated": ("Số hồ sơ theo phường — phóng to để xem từng thửa",
+                   "Dossiers per ward — zoom in to see parcels"),
+    "load_error": ("Không tải được dữ liệu", "Could not load data"),
+    "legend": ("Chú giải", "Legend"),
+    "legend_status": ("Trạng thái hồ sơ", "Dossier status"),
+    "overdue_open": ("Hồ sơ đang xử lý quá hạn", "Open dossier past its due date"),
+    "sidewalk_layer": ("Vỉa hè cấp phép sử dụng tạm thời", "Sidewalk-use permits"),
+    "findings_layer": ("Phát hiện chồng lấn", "Overlap findings"),
+    "wards_2022": ("Ranh giới phường 2022 (gần đúng)", "Ward boundaries 2022 (approximate)"),
+    "wards_2025": ("Ranh giới phường từ 01/7/2025", "Ward boundaries from 1 Jul 2025"),
+    "permits_layer": ("Hồ sơ cấp phép xây dựng", "Construction permit dossiers"),
+    "attribution": ("Ranh giới: © OpenStreetMap contributors (ODbL); ranh giới phường 2022 là gần đúng",
+                    "Boundaries: © OpenStreetMap contributors (ODbL); 2022 ward boundaries are approximate"),
+    "zoom_to_ward": ("Phóng tới phường…", "Zoom to ward…"),
+    "fullscreen": ("Toàn màn hình", "Full screen"),
+    "fullscreen_exit": ("Thoát toàn màn hình", "Exit full screen"),
+    "open_permit": ("Xem chi tiết hồ sơ", "Open the dossier page"),
+    "linked_sidewalk": ("Giấy phép vỉa hè liên kết", "Linked sidewalk permits"),
+    "nearby_sidewalk": ("Giấy phép vỉa hè trong phạm vi 20 m", "Sidewalk permits within 20 m"),
+    "none": ("Không có", "None"),
+    "timeliness": ("Tiến độ", "Timeliness"),
+    "day_unit": ("ngày", "days"),
+    # dashboard
+    "wards_title": ("Thống kê hồ sơ cấp phép xây dựng theo phường",
+                    "Construction permit dossiers per ward"),
+    "received": ("Tiếp nhận", "Received"),
+    "resolved": ("Đã giải quyết", "Resolved"),
+    "by_status": ("Theo trạng thái", "By status"),
+    "online_share": ("Tỷ lệ trực tuyến", "Online share"),
+    "on_time_share": ("Tỷ lệ đúng hạn", "On-time share"),
+    "open": ("Đang xử lý", "Open"),
+    "overdue": ("Quá hạn", "Overdue"),
+    "late": ("Trễ hạn", "Late"),
+    "sidewalk_permits": ("Giấy phép vỉa hè", "Sidewalk permits"),
+    "findings": ("Phát hiện", "Findings"),
+    "district_total": ("Toàn quận", "District total"),
+    "per_month": ("Hồ sơ tiếp nhận và giải quyết theo tháng", "Dossiers received and resolved per month"),
+    "choropleth": ("Số hồ sơ tiếp nhận theo phường", "Dossiers received per ward"),
+    "as_of": ("Số liệu tính đến ngày", "Data as of"),
+    "show_on_map": ("Xem trên bản đồ", "Show on the map"),
+    "no_data": ("Chưa có dữ liệu", "No data"),
+    "other_ward": ("Phường khác", "Other ward"),
+    # permit page
+    "permit_title": ("Hồ sơ", "Dossier"),
+    "fields": ("Thông tin hồ sơ", "Dossier details"),
+    "back_to_map": ("Xem trên bản đồ", "Show on the map"),
+    "its_findings": ("Phát hiện liên quan", "Findings about this dossier"),
+    "distance": ("Khoảng cách (m)", "Distance (m)"),
+    "period": ("Thời gian", "Period"),
+    "neighbours": ("Thửa lân cận", "Neighbouring parcels"),
+    "this_parcel": ("Thửa của hồ sơ này", "This dossier's parcel"),
+    # errors
+    "back_home": ("Về bản đồ", "Back to the map"),
+    "not_found_permit": ("Không tìm thấy hồ sơ {code}", "No dossier with code {code}"),
+}
+
+
+def text(key: str, lang: str = "vi", **values) -> str:
+    """The string ``key`` in ``lang``, with ``{name}`` placeholders filled in."""
+    vi, en = STRINGS[key]
+    out = en if lang == "en" else vi
+    return out.format(**values) if values else out
+
+
+def translator(lang: str):
+    """A function ``t(key, **values)`` bound to ``lang``, for templates."""
+
+    def t(key: str, **values) -> str:
+        return text(key, lang, **values)
+
+    return t
+
+
+def bundle(lang: str, keys=None) -> dict[str, str]:
+    """The strings ``keys`` (default: all) in ``lang``, for the map's JavaScript."""
+    return {k: text(k, lang) for k in (keys or STRINGS)}

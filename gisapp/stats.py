@@ -1,0 +1,375 @@
+"""Numbers and records the pages show: the ward dashboard and the permit page.
+
+Counting is done by pure functions over frames (``ward_counts``,
+``monthly_counts``, ``classify``, ``monthly_svg``), tested without Flask.
+Two orchestrators, :func:`dashboard` and :func:`permit_detail`, read what
+they need through the :class:`~gisapp.store.Store` interface — filtered in
+the store and streamed in batches, never everything loaded then filtered.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import shapely
+from markupsafe import Markup, escape
+
+from gisapp import domain, geo
+from gisapp.filters import Filter
+
+PERMITS = "construction_permits"
+SIDEWALK = "sidewalk_permits"
+FINDINGS = "findings"
+
+#: Counters kept per ward; shares are derived from them.
+COUNTERS = ("received", "online", "open", "overdue", "closed_timed", "on_time", "late", "resolved")
+STATUS_PREFIX = "status_"
+#: Year of a ward set → the day whose wards form it (the end of that year).
+WARD_SETS = {"2022": dt.date(2022, 12, 31), "2025": dt.date(2025, 12, 31)}
+
+
+# -- per-dossier derived values ---------------------------------------------------
+
+def due_dates(frame: pd.DataFrame, calendar: domain.Calendar) -> pd.Series:
+    """The stored ``due_on``, computed from the statutory time where it is missing."""
+    due = pd.to_datetime(frame["due_on"]) if "due_on" in frame else pd.Series(pd.NaT, index=frame.index)
+    missing = due.isna() & frame["received_on"].notna()
+    if missing.any():
+        sub = frame[missing]
+        due = due.astype("datetime64[ms]")
+        due[missing] = domain.due_date(sub["received_on"], sub["procedure"], sub["work_category"], calendar).to_numpy()
+    return due
+
+
+def timeliness(frame: pd.DataFrame, as_of: dt.date, calendar: domain.Calendar) -> pd.Series:
+    """Timeliness code of every dossier (EARLY/ON_TIME/LATE, IN_TIME/OVERDUE, None)."""
+    if not len(frame):
+        return pd.Series([], dtype=object, index=frame.index)
+    return domain.timeliness(frame["status"], due_dates(frame, calendar), frame["completed_on"], as_of)
+
+
+# -- ward dashboard: pure counting --------------------------------------------------
+
+def ward_counts(frame: pd.DataFrame, as_of: dt.date, calendar: domain.Calendar) -> pd.DataFrame:
+    """Counters per ``ward_code`` for a frame of construction dossiers.
+
+    Columns: the :data:`COUNTERS` and ``status_<CODE>`` for every status;
+    integer values; one row per ward present.  Frames of several batches
+    add up with :func:`add_counts`.
+    """
+    columns = list(COUNTERS) + [STATUS_PREFIX + s for s in domain.STATUSES]
+    if not len(frame):
+        return pd.DataFrame(columns=columns, dtype="int64")
+    timely = timeliness(frame, as_of, calendar)
+    is_open = frame["status"].isin(domain.OPEN_STATUSES)
+    parts = pd.DataFrame({
+        "received": 1,
+        "online": frame["channel"].eq("ONLINE"),
+        "open": is_open,
+        "overdue": timely.eq("OVERDUE"),
+        "closed_timed": timely.isin(["EARLY", "ON_TIME", "LATE"]),
+        "on_time": timely.isin(["EARLY", "ON_TIME"]),
+        "late": timely.eq("LATE"),
+        "resolved": ~is_open & frame["completed_on"].notna(),
+    }, index=frame.index)
+    for status in domain.STATUSES:
+        parts[STATUS_PREFIX + status] = frame["status"].eq(status)
+    parts["ward_code"] = frame["ward_code"].fillna("").astype(str)
+    return parts.groupby("ward_code").sum().astype("int64")[columns]
+
+
+def add_counts(a: pd.DataFrame | None, b: pd.DataFrame) -> pd.DataFrame:
+    """Sum of two counter frames (wards in either)."""
+    if a is None or not len(a):
+        return b
+    if not len(b):
+        return a
+    return a.add(b, fill_value=0).astype("int64")
+
+
+def monthly_counts(frame: pd.DataFrame) -> pd.DataFrame:
+    """Dossiers received and resolved per ward and month (``YYYY-MM``).
+
+    Received counts by ``received_on``; resolved counts closed dossiers by
+    ``completed_on``.  Index (ward_code, month); columns received, resolved.
+    """
+    empty = pd.DataFrame(columns=["received", "resolved"], dtype="int64",
+                         index=pd.MultiIndex.from_tuples([], names=["ward_code", "month"]))
+    if not len(frame):
+        return empty
+    ward = frame["ward_code"].fillna("").astype(str)
+    received = pd.to_datetime(frame["received_on"]).dt.strftime("%Y-%m")
+    done = ~frame["status"].isin(domain.OPEN_STATUSES) & frame["completed_on"].notna()
+    completed = pd.to_datetime(frame.loc[done, "completed_on"]).dt.strftime("%Y-%m")
+    rec = pd.DataFrame({"ward_code": ward, "month": received}).dropna().value_counts().rename("received")
+    res = pd.DataFrame({"ward_code": ward[done], "month": completed}).dropna().value_counts().rename("resolved")
+    out = pd.concat([rec, res], axis=1).fillna(0).astype("int64")
+    out.index.names = ["ward_code", "month"]
+    return out.sort_index()
+
+
+def add_monthly(a: pd.DataFrame | None, b: pd.DataFrame) -> pd.DataFrame:
+    """Sum of two monthly frames."""
+    if a is None or not len(a):
+        return b
+    if not len(b):
+        return a
+    return a.add(b, fill_value=0).astype("int64").sort_index()
+
+
+def month_range(months) -> list[str]:
+    """Every month (``YYYY-MM``) from the first to the last of ``months``, in order."""
+    months = sorted(set(months))
+    if not months:
+        return []
+    start, end = pd.Period(months[0], "M"), pd.Period(months[-1], "M")
+    return [str(p) for p in pd.period_range(start, end, freq="M")]
+
+
+def share(part: int, whole: int) -> float | None:
+    """``part / whole`` or ``None`` when ``whole`` is 0."""
+    return part / whole if whole else None
+
+
+@dataclass
+class WardRow:
+    """One line of the dashboard: a ward (or the district total)."""
+
+    code: str
+    name: str
+    counts: dict[str, int]
+    sidewalk: int = 0
+    findings: int = 0
+
+    def __getattr__(self, name):
+        counts = self.__dict__.get("counts", {})
+        if name in counts:
+            return counts[name]
+        raise AttributeError(name)
+
+    @property
+    def online_share(self) -> float | None:
+        """Share of dossiers filed online."""
+        return share(self.counts["online"], self.counts["received"])
+
+    @property
+    def on_time_share(self) -> float | None:
+        """Share of closed dossiers resolved early or on time."""
+        return share(self.counts["on_time"], self.counts["closed_timed"])
+
+    def status(self, code: str) -> int:
+        """Dossiers of this ward in status ``code``."""
+        return self.counts.get(STATUS_PREFIX + code, 0)
+
+
+@dataclass
+class Dashboard:
+    """Everything the ward dashboard shows."""
+
+    rows: list[WardRow]
+    total: WardRow
+    statuses: list[str]
+    months: list[str]
+    monthly: dict[str, dict[str, list[int]]]
+    as_of: dt.date
+    colors: dict[str, str] = field(default_factory=dict)
+    legend: list[tuple[int, int, str]] = field(default_factory=list)
+
+
+def build_rows(counts: pd.DataFrame, wards: list[tuple[str, str]],
+               sidewalk: dict[str, int], findings: dict[str, int]) -> tuple[list[WardRow], WardRow]:
+    """Dashboard rows for ``wards`` (code, name) in order, then wards only the data knows, and the total."""
+    zero = {c: 0 for c in [*COUNTERS, *(STATUS_PREFIX + s for s in domain.STATUSES)]}
+    names = dict(wards)
+    codes = [c for c, _ in wards] + [c for c in counts.index if c not in names]
+    rows = []
+    for code in codes:
+        values = {**zero, **(counts.loc[code].to_dict() if code in counts.index else {})}
+        rows.append(WardRow(code, names.get(code, code), {k: int(v) for k, v in values.items()},
+                            sidewalk.get(code, 0), findings.get(code, 0)))
+    total_counts = {k: int(counts[k].sum()) if k in counts else 0 for k in zero}
+    total = WardRow("", "", total_counts, sum(sidewalk.values()), sum(findings.values()))
+    return rows, total
+
+
+#: Sequential palette for the choropleth (light → dark).
+CHOROPLETH_COLORS = ("#eff3ff", "#bdd7e7", "#6baed6", "#3182bd", "#08519c")
+
+
+def classify(values: dict[str, int], colors=CHOROPLETH_COLORS) -> tuple[dict[str, str], list[tuple[int, int, str]]]:
+    """Equal-interval classes of ``values``: a colour per key and the legend (low, high, colour)."""
+    if not values:
+        return {}, []
+    lo, hi = min(values.values()), max(values.values())
+    n = len(colors)
+    if hi == lo:
+        return {k: colors[-1] for k in values}, [(lo, hi, colors[-1])]
+    step = (hi - lo) / n
+    bounds = [(int(np.ceil(lo + i * step)) if i else lo, int(np.floor(lo + (i + 1) * step)) if i < n - 1 else hi)
+              for i in range(n)]
+    out = {}
+    for key, v in values.items():
+        idx = min(int((v - lo) / step), n - 1)
+        out[key] = colors[idx]
+    legend = [(a, b, c) for (a, b), c in zip(bounds, colors) if a <= b]
+    return out, legend
+
+
+def monthly_svg(months: list[str], received: list[int], resolved: list[int], *, title: str,
+                labels: tuple[str, str], width: int = 380, height: int = 150) -> Markup:
+    """A grouped bar chart (received, resolved per month) as inline SVG markup."""
+    left, bottom, top = 30, 22, 18
+    plot_w, plot_h = width - left - 6, height - bottom - top
+    peak = max([*received, *resolved, 1])
+    n = max(len(months), 1)
+    slot = plot_w / n
+    bar = max(min(slot * 0.38, 18), 1)
+    parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+             f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>',
+             f'<text x="{left}" y="12" class="chart-title">{escape(title)}</text>',
+             f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 6}" y2="{top + plot_h}" class="axis"/>',
+             f'<text x="{left - 4}" y="{top + 4}" text-anchor="end" class="tick">{peak}</text>',
+             f'<text x="{left - 4}" y="{top + plot_h}" text-anchor="end" class="tick">0</text>']
+    for i, month in enumerate(months):
+        x = left + i * slot + (slot - 2 * bar) / 2
+        for j, (series, cls) in enumerate(((received, "received"), (resolved, "resolved"))):
+            v = series[i] if i < len(series) else 0
+            h = plot_h * v / peak
+            parts.append(f'<rect class="bar-{cls}" x="{x + j * bar:.1f}" y="{top + plot_h - h:.1f}" '
+                         f'width="{bar:.1f}" height="{h:.1f}"><title>{escape(labels[j])} {escape(month)}: '
+                         f'{v}</title></rect>')
+        parts.append(f'<text x="{left + (i + 0.5) * slot:.1f}" y="{height - 8}" text-anchor="middle" '
+                     f'class="tick">{escape(month[5:])}/{escape(month[2:4])}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))
+
+
+# -- orchestrators over a store -------------------------------------------------------
+
+def wards_in_force(store, on: dt.date) -> list[tuple[str, str]]:
+    """(code, name) of the wards in force on ``on``, ordered by code; all wards if none are."""
+    frame = store.read("wards", Filter(date_from=on, date_to=on))
+    if not len(frame):
+        frame = store.read("wards")
+    frame = frame.drop_duplicates("ward_code").sort_values("ward_code")
+    return list(zip(frame["ward_code"].astype(str), frame["name"].astype(str)))
+
+
+def side_filter(flt: Filter) -> Filter:
+    """The part of a dossier filter that applies to sidewalk permits and findings: wards and dates."""
+    return Filter(wards=flt.wards, date_from=flt.date_from, date_to=flt.date_to)
+
+
+def dashboard(store, flt: Filter, calendar: domain.Calendar, batch_size: int = 20000) -> Dashboard:
+    """The ward dashboard for the dossiers matching ``flt``, streamed from ``store``."""
+    as_of = store.as_of()
+    wards = wards_in_force(store, as_of)
+    if flt.wards:
+        wards = [w for w in wards if w[0] in flt.wards]
+    counts = monthly = None
+    for batch in store.iter_batches(PERMITS, flt, batch_size=batch_size):
+        counts = add_counts(counts, ward_counts(batch, as_of, calendar))
+        monthly = add_monthly(monthly, monthly_counts(batch))
+    counts = counts if counts is not None else ward_counts(pd.DataFrame(), as_of, calendar)
+    monthly = monthly if monthly is not None else monthly_counts(pd.DataFrame())
+    side = side_filter(flt)
+    codes = [c for c, _ in wards] + [c for c in counts.index if c not in dict(wards)]
+    sidewalk = {c: store.count(SIDEWALK, side.with_(wards=(c,))) for c in codes}
+    findings = {c: store.count(FINDINGS, side.with_(wards=(c,))) for c in codes}
+    rows, total = build_rows(counts, wards, sidewalk, findings)
+    months = month_range(monthly.index.get_level_values("month"))
+    series = {}
+    for row in [*rows, total]:
+        sub = monthly.xs(row.code, level="ward_code") if row.code and row.code in monthly.index.get_level_values(0) \
+            else (monthly.groupby(level="month").sum() if not row.code else None)
+        series[row.code] = {k: [int(sub[k].get(m, 0)) if sub is not None else 0 for m in months]
+                            for k in ("received", "resolved")}
+    statuses = [s for s in domain.STATUSES if total.status(s)]
+    colors, legend = classify({r.code: r.received for r in rows})
+    return Dashboard(rows, total, statuses, months, series, as_of, colors, legend)
+
+
+@dataclass
+class PermitDetail:
+    """What the permit page shows about one dossier."""
+
+    record: dict
+    timeliness: str | None
+    due_on: dt.date | None
+    center: tuple[float, float]  # lat, lon
+    bbox: tuple[float, float, float, float]  # WGS84 around the parcel and its neighbours
+    linked: list[dict]
+    nearby: list[dict]
+    findings: list[dict]
+
+
+def _records(frame: pd.DataFrame, extra: dict | None = None) -> list[dict]:
+    out = []
+    cols = [c for c in frame.columns if c != "geometry"]
+    for i, row in enumerate(frame[cols].itertuples(index=False)):
+        rec = {k: _plain(v) for k, v in zip(cols, row)}
+        for k, values in (extra or {}).items():
+            rec[k] = values[i]
+        out.append(rec)
+    return out
+
+
+def _plain(value):
+    if value is None or value is pd.NaT or (isinstance(value, float) and np.isnan(value)):
+        return None
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    if value is pd.NA:
+        return None
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def permit_detail(store, code: str, calendar: domain.Calendar, nearby_m: float = 20.0,
+                  neighbours_m: float = 60.0) -> PermitDetail | None:
+    """The dossier ``code`` with its timeliness, linked and nearby sidewalk permits and findings.
+
+    Nearby means within ``nearby_m`` metres (EPSG:5899) of the parcel.
+    ``None`` when no dossier has that code.
+    """
+    frame = store.get(PERMITS, code)
+    if not len(frame):
+        return None
+    as_of = store.as_of()
+    timely = timeliness(frame, as_of, calendar).iloc[0]
+    due = due_dates(frame, calendar).iloc[0]
+    parcel = frame.geometry.iloc[0]
+    # sidewalk permits: those naming the dossier, and those within nearby_m of the parcel
+    linked_frame = store.read(SIDEWALK, Filter(q=code))
+    linked_frame = linked_frame[linked_frame["construction_dossier_code"] == code]
+    around = _wgs84_bbox(parcel, nearby_m)
+    near = store.read(SIDEWALK, Filter(bbox=around))
+    if len(near):
+        dist = shapely.distance(np.asarray(near.geometry.values), parcel)
+        near = near.assign(distance_m=np.round(dist, 1))
+        near = near[(near["distance_m"] <= nearby_m) & ~near["permit_no"].isin(linked_frame["permit_no"])]
+    found = store.read(FINDINGS, Filter(q=code))
+    found = found[(found["a_id"] == code) | (found["b_id"] == code)]
+    center = geo.transform([parcel.representative_point()])[0]
+    record = _records(frame)[0]
+    return PermitDetail(
+        record=record, timeliness=timely, due_on=None if pd.isna(due) else pd.Timestamp(due).date(),
+        center=(center.y, center.x), bbox=_wgs84_bbox(parcel, neighbours_m),
+        linked=_records(linked_frame), nearby=_records(near.sort_values("distance_m")) if len(near) else [],
+        findings=_records(found),
+    )
+
+
+def _wgs84_bbox(geom, buffer_m: float) -> tuple[float, float, float, float]:
+    """WGS84 bounds of ``geom`` (EPSG:5899) grown by ``buffer_m`` metres."""
+    box = shapely.box(*geom.buffer(buffer_m).bounds)
+    return tuple(float(v) for v in geo.transform([box])[0].bounds)
+
+
+def map_page(store, flt: Filter) -> dict:
+    """What the map page shows beside the map: matching and total dossiers, wards, findings, as-of date."""
+    as_of = store.as_of()
+    return {"count": store.count(PERMITS, flt), "total": store.count(PERMITS), "as_of": as_of,
+            "wards": wards_in_force(store, as_of), "findings": store.count(FINDINGS)}
