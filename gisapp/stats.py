@@ -208,7 +208,8 @@ def classify(values: dict[str, int], colors=CHOROPLETH_COLORS) -> tuple[dict[str
     if hi == lo:
         return {k: colors[-1] for k in values}, [(lo, hi, colors[-1])]
     step = (hi - lo) / n
-    bounds = [(int(np.ceil(lo + i * step)) if i else lo, int(np.floor(lo + (i + 1) * step)) if i < n - 1 else hi)
+    # class i holds lo + i·step <= v < lo + (i+1)·step (the last one includes hi)
+    bounds = [(int(np.ceil(lo + i * step)), int(np.ceil(lo + (i + 1) * step)) - 1 if i < n - 1 else hi)
               for i in range(n)]
     out = {}
     for key, v in values.items():
