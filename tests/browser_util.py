@@ -190,3 +190,45 @@ def launch_chromium(p):
 def days(n: int) -> dt.timedelta:
     """``n`` days."""
     return dt.timedelta(days=n)
+
+
+# -- pytest fixtures for browser tests (import them into the test module) ------------------
+
+@pytest.fixture(scope="module")
+def chromium():
+    """A Chromium browser for the module; fails under CI, skips elsewhere, when missing."""
+    require_browser()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        yield browser
+        browser.close()
+
+
+class PageRecorder:
+    """A page that records every request URL, console error, page error and dialog."""
+
+    def __init__(self, page, base: str):
+        self.page, self.base = page, base
+        self.requests: list[str] = []
+        self.errors: list[str] = []
+        self.dialogs: list[str] = []
+        page.on("request", lambda r: self.requests.append(r.url))
+        page.on("console", lambda m: self.errors.append(f"console: {m.text}") if m.type == "error" else None)
+        page.on("pageerror", lambda e: self.errors.append(f"page error: {e}"))
+        page.on("dialog", self._dialog)
+
+    def _dialog(self, dialog):
+        self.dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    def outside(self) -> list[str]:
+        """Requests that left the server's own origin (data: URLs aside)."""
+        return [u for u in self.requests if not u.startswith(self.base + "/") and not u.startswith("data:")]
+
+
+def open_page(browser, base: str, viewport=(1400, 860)) -> PageRecorder:
+    """A fresh context and page on ``base`` with recording on."""
+    context = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]}, locale="vi-VN")
+    return PageRecorder(context.new_page(), base)

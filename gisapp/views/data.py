@@ -48,7 +48,8 @@ def layer_geojson(layer: str):
         raise ApiError(404, "NotFound", f"no map layer {layer!r}; map layers: {', '.join(MAP_LAYERS)}")
     store = get_store()
     flt, zoom = strict_filter(store), parse_zoom(request.args.get("zoom"))
-    body = maps.layer_features(store, layer, flt, zoom=zoom, calendar=current_app.config["CALENDAR"])
+    body = maps.layer_features(store, layer, flt, zoom=zoom, calendar=current_app.config["CALENDAR"],
+                               cap=current_app.config.get("MAP_FEATURE_CAP", maps.FEATURE_CAP))
     return Response(body, mimetype=GEOJSON)
 
 

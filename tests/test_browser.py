@@ -1,0 +1,224 @@
+"""The map viewer in a real browser: Debian's Chromium driven by Playwright, against a live server.
+
+The app serves a temporary sample store on 127.0.0.1 at a random port.
+Every request the page makes is recorded and must stay on that origin;
+console errors fail the test.  Screenshots land in the test's tmp dir and
+one copy of each in /tmp/gisapp-shots/ for a human to look at.
+"""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from gisapp import create_app
+from gisapp.filters import Filter
+from gisapp.store.gpkg import GeoPackageStore
+from tests.browser_util import XSS_ADDRESS, XSS_OWNER, chromium, live_server, open_page, sample_frames  # noqa: F401
+
+pytestmark = pytest.mark.browser
+
+N = 600
+SHOTS = Path("/tmp/gisapp-shots")
+PERMITS = "construction_permits"
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    path = tmp_path_factory.mktemp("browser") / "sample.gpkg"
+    frames, meta = sample_frames(N)
+    s = GeoPackageStore(path, must_exist=False)
+    s.write(frames, meta=meta)
+    return s
+
+
+@pytest.fixture(scope="module")
+def server(store):
+    with live_server(create_app({"STORE": store.url, "TILES": "none"})) as base:
+        yield base
+
+
+@pytest.fixture
+def page(chromium, server):
+    rec = open_page(chromium, server)
+    yield rec
+    rec.page.context.close()
+
+
+def shoot(rec, tmp_path, name):
+    path = tmp_path / name
+    rec.page.screenshot(path=str(path), full_page=True)
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    shutil.copy(path, SHOTS / name)
+    return path
+
+
+def wait_drawn(rec, expected: int | None = None, layer: str = "permits", timeout: int = 20000):
+    """Wait until the map is idle (and ``layer`` has ``expected`` features drawn); return the drawn count."""
+    cond = "window.gisapp && gisapp.idle() && gisapp.state.mode[%r] !== undefined" % layer
+    if expected is not None:
+        cond += " && gisapp.state.drawn[%r] === %d" % (layer, expected)
+    rec.page.wait_for_function(cond, timeout=timeout)
+    return rec.page.evaluate("gisapp.state.drawn[%r]" % layer)
+
+
+def drawn_codes(rec) -> set[str]:
+    return set(rec.page.evaluate("""() => {
+        const out = [];
+        gisapp.groups.permits.eachLayer(g => g.eachLayer && g.eachLayer(l => out.push(l.feature.properties.dossier_code)));
+        return out;
+    }"""))
+
+
+def count_text(rec) -> int:
+    return int(rec.page.get_by_test_id("permit-count").inner_text())
+
+
+def click_parcel(rec, code: str):
+    """Centre the map on ``code``'s parcel at street zoom and click it."""
+    rec.page.evaluate("""(code) => {
+        gisapp.groups.permits.eachLayer(g => g.eachLayer(l => {
+            if (l.feature.properties.dossier_code === code) { gisapp.map.setView(l.getBounds().getCenter(), 19, {animate: false}); }
+        }));
+    }""", code)
+    wait_drawn(rec)
+    point = rec.page.evaluate("""(code) => {
+        let p = null;
+        gisapp.groups.permits.eachLayer(g => g.eachLayer(l => {
+            if (l.feature.properties.dossier_code === code) {
+                const c = gisapp.map.latLngToContainerPoint(l.getBounds().getCenter());
+                const box = gisapp.map.getContainer().getBoundingClientRect();
+                p = [box.left + c.x, box.top + c.y];
+            }
+        }));
+        return p;
+    }""", code)
+    assert point, f"{code} is not drawn"
+    rec.page.mouse.click(*point)
+
+
+def test_map_loads_offline_with_no_console_errors(page, server, tmp_path):
+    page.page.goto(server + "/")
+    assert wait_drawn(page, N) == N
+    wait_drawn(page, layer="sidewalk")
+    assert count_text(page) == N
+    assert page.page.get_by_test_id("legend").is_visible()
+    assert page.page.locator(".ward-label").count() >= 6
+    shoot(page, tmp_path, "map.png")
+    assert page.errors == []
+    assert page.outside() == []
+    assert any(u.endswith("/data/count") or "/data/construction_permits.geojson" in u for u in page.requests)
+
+
+def test_filtering_by_ward_through_the_ui(page, server, store):
+    page.page.goto(server + "/")
+    wait_drawn(page, N)
+    before = drawn_codes(page)
+    page.page.get_by_test_id("filter-ward").select_option(["20305"])
+    page.page.get_by_test_id("apply").click()
+    expected = store.count(PERMITS, Filter(wards=("20305",)))
+    page.page.wait_for_function(f"document.querySelector('[data-testid=permit-count]').textContent.trim() === "
+                                f"'{expected}'")
+    assert wait_drawn(page, expected) == expected < N
+    codes = drawn_codes(page)
+    assert codes < before
+    assert codes == set(store.read(PERMITS, Filter(wards=("20305",)))["dossier_code"])
+    assert "ward=20305" in page.page.url
+    assert "ward=20305" in page.page.get_by_test_id("export").get_attribute("href")
+    assert page.errors == [] and page.outside() == []
+
+
+def test_permalink_reproduces_the_filter(page, server, store):
+    flt = Filter(wards=("20306", "20311"), statuses=("RETURNED", "PROCESSING"))
+    page.page.goto(server + "/?ward=20306,20311&status=RETURNED&status=PROCESSING")
+    expected = store.count(PERMITS, flt)
+    assert wait_drawn(page, expected) == expected
+    assert count_text(page) == expected
+    assert page.page.get_by_test_id("filter-ward").evaluate(
+        "s => Array.from(s.selectedOptions).map(o => o.value)") == ["20306", "20311"]
+    assert drawn_codes(page) == set(store.read(PERMITS, flt)["dossier_code"])
+    # filter through the UI, then open the resulting URL in a new page: same view
+    page.page.get_by_test_id("filter-channel").select_option(["ONLINE"])
+    page.page.get_by_test_id("apply").click()
+    online = store.count(PERMITS, flt.with_(channels=("ONLINE",)))
+    wait_drawn(page, online)
+    url = page.page.url
+    again = open_page(page.page.context.browser, server)
+    again.page.goto(url)
+    assert wait_drawn(again, online) == online and count_text(again) == online
+    again.page.context.close()
+
+
+def test_popup_opens_on_click(page, server):
+    page.page.goto(server + "/")
+    wait_drawn(page, N)
+    click_parcel(page, "XD-2022-000003")
+    popup = page.page.locator(".leaflet-popup-content [data-testid=permit-popup]")
+    popup.wait_for(timeout=10000)
+    page.page.wait_for_function("document.querySelector('.popup-fields') !== null")
+    text = popup.inner_text()
+    assert "XD-2022-000003" in text
+    for label in ("Thủ tục", "Ngày tiếp nhận", "Ngày hẹn trả", "Tiến độ", "Số tầng", "Diện tích thửa (m²)",
+                  "Giấy phép vỉa hè liên kết", "VH-2022-00000"):
+        assert label in text, label
+    assert popup.locator("a.popup-link").get_attribute("href") == "/permits/XD-2022-000003"
+    assert page.errors == []
+
+
+def test_hostile_owner_and_address_show_as_text(page, server, tmp_path):
+    page.page.goto(server + "/")
+    wait_drawn(page, N)
+    click_parcel(page, "XD-2022-000000")
+    page.page.wait_for_function("document.querySelector('.popup-fields') !== null")
+    popup = page.page.locator(".leaflet-popup-content")
+    assert XSS_OWNER in popup.inner_text() and XSS_ADDRESS in popup.inner_text()
+    assert popup.locator("img").count() == 0
+    page.page.goto(server + "/permits/XD-2022-000000")
+    page.page.wait_for_load_state("networkidle")
+    assert XSS_OWNER in page.page.get_by_test_id("permit-fields").inner_text()
+    assert page.page.locator("main img").count() == 0
+    shoot(page, tmp_path, "permit.png")
+    assert page.dialogs == [] and page.errors == []
+
+
+def test_dashboard_totals_match_the_store(page, server, store, tmp_path):
+    page.page.goto(server + "/wards")
+    page.page.wait_for_function("document.querySelector('[data-choropleth]') !== null")
+    assert int(page.page.get_by_test_id("total-received").inner_text()) == store.count(PERMITS) == N
+    for code in ("20260", "20305", "20314"):
+        cell = page.page.get_by_test_id(f"received-{code}").inner_text()
+        assert int(cell) == store.count(PERMITS, Filter(wards=(code,)))
+    assert page.page.locator("[data-choropleth]").get_attribute("data-choropleth") == "6"
+    assert page.page.locator("svg.chart").count() == 7
+    shoot(page, tmp_path, "dashboard.png")
+    page.page.get_by_role("link", name="20305 — Hòa Phát").click()
+    page.page.wait_for_url("**/?ward=20305")
+    assert count_text(page) == store.count(PERMITS, Filter(wards=("20305",)))
+    assert page.errors == [] and page.outside() == []
+
+
+def test_english_switch_persists(page, server):
+    page.page.goto(server + "/")
+    page.page.get_by_test_id("lang-switch").click()
+    page.page.wait_for_load_state()
+    assert page.page.get_by_role("button", name="Apply").is_visible()
+    page.page.goto(server + "/wards")
+    assert page.page.get_by_role("heading", name="Construction permit dossiers per ward").is_visible()
+
+
+def test_past_the_cap_the_browser_gets_ward_counts_then_parcels(chromium, store, tmp_path):
+    with live_server(create_app({"STORE": store.url, "TILES": "none", "MAP_FEATURE_CAP": 100})) as base:
+        rec = open_page(chromium, base)
+        rec.page.goto(base + "/")
+        wait_drawn(rec)
+        assert rec.page.evaluate("gisapp.state.mode.permits") == "aggregate"
+        assert rec.page.locator(".agg-label").count() == 6
+        # zoom to street level: parcels in view only, never the whole layer
+        lot = store.get(PERMITS, "XD-2022-000006").to_crs(4326).geometry.iloc[0].centroid
+        rec.page.evaluate("([lat, lon]) => { gisapp.map.setView([lat, lon], 18, {animate: false}); }", [lot.y, lot.x])
+        rec.page.wait_for_function("gisapp.idle() && gisapp.state.mode.permits === 'features'")
+        drawn = rec.page.evaluate("gisapp.state.drawn.permits")
+        assert 0 < drawn <= 100
+        shoot(rec, tmp_path, "map-capped.png")
+        assert rec.errors == [] and rec.outside() == []
+        rec.page.context.close()
