@@ -133,6 +133,7 @@ def _register_feature_commands() -> None:
 FEATURE_COMMANDS: list[tuple[str, list[str]]] = [
     ("gisapp.db_cli", ["db"]),
     ("gisapp.accounts_cli", ["users"]),
+    ("gisapp.exporting_cli", ["export"]),
 ]
 
 

@@ -239,6 +239,20 @@ class GeoPackageStore(Store):
         tables = list(self.iter_arrow(layer, flt, fields=fields, batch_size=65536, limit=limit, offset=offset))
         return pa.concat_tables(tables) if tables else None
 
+    def date_range(self, layer: str) -> tuple[str | None, str | None]:
+        """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
+        lay = check_layer(layer)
+        with self._connect() as con:
+            if layer not in self._tables(con) or not lay.date_field:
+                return None, None
+            start, end = lay.date_field, lay.end_date_field or lay.date_field
+            first = con.execute(f'SELECT min({start}) FROM "{layer}"').fetchone()[0]
+            last = con.execute(f'SELECT max({end}) FROM "{layer}"').fetchone()[0]
+            if end != start and con.execute(
+                    f'SELECT EXISTS(SELECT 1 FROM "{layer}" WHERE {end} IS NULL AND {start} IS NOT NULL)').fetchone()[0]:
+                last = None
+        return first, last
+
     def get(self, layer, key):
         lay = check_layer(layer)
         with self._connect() as con:

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 def register(app) -> None:
     """Register every blueprint on ``app``."""
-    from gisapp.views import data, health, pages
+    from gisapp.views import api, data, export, health, pages
 
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(data.bp)
+    app.register_blueprint(api.bp)
+    app.register_blueprint(export.bp)

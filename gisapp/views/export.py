@@ -1,0 +1,49 @@
+"""``/export/<layer>.<geojson|csv|gpkg>``: the map's filtered view as a download, streamed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, Response, request, stream_with_context
+
+from gisapp import exporting, privacy
+from gisapp.errors import ApiError
+from gisapp.filters import FilterError, parse_filter
+from gisapp.schema import LAYERS
+from gisapp.web import get_store
+
+bp = Blueprint("export", __name__, url_prefix="/export")
+
+#: Parameters an export reads: the map's filter, plus the GeoPackage CRS.  Others (the map's
+#: own ``zoom``, ``lang`` …) are ignored, so the map can hand over its whole query string.
+PARAMS = ("ward", "status", "procedure", "channel", "purpose", "kind", "from", "to", "q", "bbox", "crs")
+
+
+def _known_wards(store) -> set[str] | None:
+    if not request.args.get("ward"):
+        return None
+    if hasattr(store, "read_arrow"):
+        table = store.read_arrow("wards", fields=["ward_code"])
+        codes = set() if table is None else set(table.column("ward_code").to_pylist())
+    else:
+        codes = set(store.read("wards")["ward_code"].astype(str))
+    return {c for c in codes if c} or None
+
+
+@bp.get("/<layer>.<fmt>")
+def download(layer: str, fmt: str):
+    """Every feature of ``layer`` matching the filter, as an attachment with a descriptive name."""
+    if layer not in LAYERS:
+        raise ApiError(404, "NotFound", f"no layer {layer!r}; layers: {', '.join(LAYERS)}")
+    if fmt not in exporting.FORMATS:
+        raise ApiError(404, "NotFound", f"no export format {fmt!r}; formats: {', '.join(exporting.FORMATS)}")
+    store = get_store()
+    flt, _ = parse_filter(request.args, known_wards=_known_wards(store), strict=True)
+    crs = exporting.parse_crs(request.args.get("crs")) if fmt == "gpkg" else None
+    if request.args.get("crs") and fmt != "gpkg":
+        raise FilterError("crs", "only GeoPackage exports take a CRS; GeoJSON and CSV are WGS84")
+    chunks = exporting.chunks(store, layer, flt, fmt, crs=crs, show_personal=privacy.show_personal())
+    name = exporting.filename(layer, flt, fmt, dt.date.today())
+    return Response(stream_with_context(chunks), content_type=exporting.MEDIA_TYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "Cache-Control": "no-store"})
