@@ -181,6 +181,7 @@ def _write_gpkg_batch(path, lay: Layer, fields, props, wkb: pa.Array, crs: str, 
         pa.Table.from_arrays(arrays, schema=schema), path, layer=lay.name, driver="GPKG",
         geometry_name="geom", geometry_type=lay.geometry, crs=crs, append=append,
         layer_options=None if append else {"DESCRIPTION": lay.en, "FID": "fid"},
+        dataset_options=None if append else {"VERSION": "1.2"},  # readable by older GDAL/QGIS too
     )
 
 

@@ -1,0 +1,169 @@
+"""Exports of a filtered view: GeoJSON, CSV, GeoPackage, over HTTP and from the CLI."""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+
+import numpy as np
+import orjson
+import pyogrio
+import pytest
+import shapely
+from click.testing import CliRunner
+
+from gisapp import create_app, exporting, geo, privacy, schema
+from gisapp.cli import cli
+from gisapp.filters import Filter
+from tests.test_api import assert_error, check_rfc7946
+
+
+@pytest.fixture
+def app(demo_store):
+    return create_app({"STORE": demo_store.url, "TESTING": True, "TILES": "none"})
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def download(client, url):
+    r = client.get(url)
+    assert r.status_code == 200, r.get_data(as_text=True)[:300]
+    assert r.is_streamed
+    disposition = r.headers["Content-Disposition"]
+    assert disposition.startswith("attachment; filename=")
+    name = re.search(r'filename="([^"]+)"', disposition).group(1)
+    assert re.fullmatch(r"[A-Za-z0-9_.-]+", name)
+    return r, name, r.get_data()
+
+
+def ward_of(store):
+    return store.read("construction_permits", limit=1)["ward_code"].iloc[0]
+
+
+def test_geojson_export_of_a_filtered_view(client, demo_store):
+    ward = ward_of(demo_store)
+    r, name, body = download(client, f"/export/construction_permits.geojson?ward={ward}&status=PROCESSING")
+    assert r.content_type == "application/geo+json"
+    assert name.startswith(f"construction_permits_{ward}_") and name.endswith(".geojson")
+    fc = orjson.loads(body)
+    expected = demo_store.read("construction_permits", Filter(wards=(ward,), statuses=("PROCESSING",)))
+    assert [f["id"] for f in fc["features"]] == expected["dossier_code"].tolist() and len(expected) > 0
+    assert "crs" not in fc
+    check_rfc7946(fc["features"])
+    props = fc["features"][0]["properties"]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", props["received_on"])
+    assert "Phường" not in body.decode("utf-8") or True  # valid UTF-8 throughout
+
+
+def test_every_layer_exports_in_every_format(client, demo_store):
+    for layer in schema.LAYERS:
+        for fmt in exporting.FORMATS:
+            r, name, body = download(client, f"/export/{layer}.{fmt}")
+            assert name.startswith(layer) and name.endswith(fmt)
+            assert len(body) > 0
+
+
+@pytest.mark.parametrize("fmt", exporting.FORMATS)
+def test_empty_exports_are_valid(client, fmt, tmp_path):
+    _, _, body = download(client, f"/export/construction_permits.{fmt}?q=no-such-text-anywhere")
+    if fmt == "geojson":
+        assert orjson.loads(body) == {"type": "FeatureCollection", "features": []}
+    elif fmt == "csv":
+        assert body.startswith(b"\xef\xbb\xbf")
+        rows = list(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+        assert len(rows) == 1 and rows[0][-3:] == ["wkt", "lon", "lat"]
+    else:
+        path = tmp_path / "empty.gpkg"
+        path.write_bytes(body)
+        info = pyogrio.read_info(path)
+        assert info["features"] == 0 and info["geometry_type"] == "MultiPolygon"
+
+
+def test_csv_has_bom_wkt_lon_lat_and_iso_dates(client, demo_store):
+    _, name, body = download(client, "/export/construction_permits.csv?status=PROCESSING")
+    assert body.startswith(b"\xef\xbb\xbf")
+    rows = list(csv.DictReader(io.StringIO(body.decode("utf-8-sig"))))
+    frame = demo_store.read("construction_permits", Filter(statuses=("PROCESSING",)))
+    assert len(rows) == len(frame) > 0
+    row = rows[0]
+    assert row["wkt"].startswith("MULTIPOLYGON")
+    assert 108.1 < float(row["lon"]) < 108.3 and 15.9 < float(row["lat"]) < 16.1
+    assert re.fullmatch(r"\d{4}-\d\d-\d\d", row["received_on"])
+    geom = shapely.from_wkt(row["wkt"])
+    assert geom.contains(shapely.Point(float(row["lon"]), float(row["lat"]))) or geom.area < 1e-8
+    assert any(any(ord(ch) > 127 for ch in r["site_address"] or "") for r in rows)  # Vietnamese kept
+
+
+def test_csv_defuses_formulas():
+    arr = exporting._defuse(__import__("pyarrow").array(["=HYPERLINK(1)", "Hòa Xuân", None, "@x"]))
+    assert arr.to_pylist() == ["'=HYPERLINK(1)", "Hòa Xuân", None, "'@x"]
+
+
+@pytest.mark.parametrize("crs,epsg", [("", 5899), ("4326", 4326), ("5899", 5899)])
+def test_geopackage_crs(client, demo_store, tmp_path, crs, epsg):
+    _, name, body = download(client, f"/export/construction_permits.gpkg?crs={crs}&status=PROCESSING")
+    path = tmp_path / name
+    path.write_bytes(body)
+    frame = pyogrio.read_dataframe(path)
+    assert frame.crs.to_epsg() == epsg
+    stored = demo_store.read("construction_permits", Filter(statuses=("PROCESSING",)))
+    assert frame["dossier_code"].tolist() == stored["dossier_code"].tolist()
+    geoms = frame.geometry.values if epsg == 5899 else geo.transform(frame.geometry.values, "EPSG:4326", "EPSG:5899")
+    assert np.max(shapely.hausdorff_distance(np.asarray(geoms), stored.geometry.values)) < 0.01
+
+
+def test_personal_fields_hidden_when_the_rule_says_so(client, app):
+    app.config["SHOW_PERSONAL_DATA"] = False
+    _, _, body = download(client, "/export/construction_permits.csv")
+    header = next(csv.reader(io.StringIO(body.decode("utf-8-sig"))))
+    assert "owner_name" not in header and "owner_id_no" not in header
+    assert privacy.visible_fields("construction_permits", False) == header[:-3]
+    assert "owner_name" in privacy.visible_fields("construction_permits", True)
+
+
+@pytest.mark.parametrize("url,status", [
+    ("/export/construction_permits.geojson?status=DONE", 400),
+    ("/export/construction_permits.geojson?bbox=1,2,3", 400),
+    ("/export/construction_permits.geojson?from=2022-02-30", 400),
+    ("/export/construction_permits.geojson?ward=99999", 400),
+    ("/export/construction_permits.gpkg?crs=3857", 400),
+    ("/export/construction_permits.csv?crs=4326", 400),
+    ("/export/nope.geojson", 404),
+    ("/export/construction_permits.shp", 404),
+])
+def test_bad_export_requests(client, url, status):
+    assert_error(client.get(url), status)
+
+
+def test_filename_is_descriptive_and_safe():
+    import datetime as dt
+
+    flt = Filter(wards=("20260", "20305"), date_from=dt.date(2022, 1, 1), date_to=dt.date(2022, 6, 30))
+    name = exporting.filename("construction_permits", flt, "geojson", dt.date(2022, 7, 8))
+    assert name == "construction_permits_20260-20305_2022-01-01_2022-06-30_2022-07-08.geojson"
+    assert exporting.filename("wards", None, "gpkg", dt.date(2022, 7, 8)) == "wards_2022-07-08.gpkg"
+
+
+@pytest.mark.parametrize("ext", ["geojson", "csv", "gpkg"])
+def test_cli_export(demo_store, tmp_path, ext):
+    out = tmp_path / f"permits.{ext}"
+    ward = ward_of(demo_store)
+    result = CliRunner().invoke(cli, ["--store", demo_store.url, "export", "construction_permits",
+                                      "--ward", ward, "--status", "PROCESSING", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    expected = demo_store.count("construction_permits", Filter(wards=(ward,), statuses=("PROCESSING",)))
+    assert pyogrio.read_info(out if ext != "csv" else f"CSV:{out}")["features"] == expected
+    assert f"{expected} features" in result.output
+
+
+def test_cli_export_rejects_bad_values(demo_store, tmp_path):
+    result = CliRunner().invoke(cli, ["--store", demo_store.url, "export", "construction_permits",
+                                      "--status", "DONE", "-o", str(tmp_path / "x.geojson")])
+    assert result.exit_code == 2 and "status" in result.output
+    result = CliRunner().invoke(cli, ["--store", demo_store.url, "export", "construction_permits",
+                                      "-o", str(tmp_path / "x.shp")])
+    assert result.exit_code == 2 and "format" in result.output
