@@ -22,5 +22,5 @@ def new_store(backend: str, tmp_path, request=None):
         url = server.url(name)
         if request is not None:
             request.addfinalizer(lambda: (close_pool(url), server.drop_database(name)))
-        return PostGISStore(url)
+        return PostGISStore(url, must_exist=False)
     raise ValueError(backend)

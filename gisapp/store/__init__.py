@@ -20,7 +20,7 @@ def open_store(url: str, *, must_exist: bool = True) -> Store:
             from gisapp.store.postgis import PostGISStore
         except ImportError as err:  # pragma: no cover - depends on the install
             raise StoreError(f"the PostGIS store needs extra packages: {err}") from None
-        return PostGISStore(url)
+        return PostGISStore(url, must_exist=must_exist)
     from gisapp.store.gpkg import GeoPackageStore
 
     if not str(url).endswith(".gpkg"):

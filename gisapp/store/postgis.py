@@ -84,7 +84,8 @@ class _Pool:
             return psycopg.connect(conninfo(self.url), autocommit=True, connect_timeout=10,
                                    application_name="gisapp")
         except psycopg.OperationalError as err:
-            reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+            reason = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
+            reason = reason.removeprefix("connection failed: ")
             raise StoreError(f"cannot connect to the PostGIS store {display_url(self.url)}: {reason}") from None
 
     @contextlib.contextmanager
@@ -150,16 +151,20 @@ def close_pool(url: str) -> None:
 class PostGISStore(Store):
     """A store in the PostgreSQL database at ``url`` (``postgresql://user@host:port/db``)."""
 
-    def __init__(self, url: str):
-        self.url = url
+    def __init__(self, url: str, *, must_exist: bool = True):
+        self._url = url
+        self.url = display_url(url)  # printed by commands: never the password
+        if must_exist:
+            with self.connection():
+                pass
 
     @contextlib.contextmanager
     def connection(self, *, check_schema: bool = True):
         """A pooled autocommit connection; by default the schema is checked first."""
-        pool = _pool(self.url)
+        pool = _pool(self._url)
         with pool.connection() as con:
             if check_schema and not pool.schema_ok:
-                _check_schema(con, self.url)
+                _check_schema(con, self._url)
                 pool.schema_ok = True
             yield con
 
@@ -172,7 +177,7 @@ class PostGISStore(Store):
         """Create or upgrade the schema (to ``target``, default the latest); the migrations applied."""
         with self.connection(check_schema=False) as con:
             applied = migrations.upgrade(con, target)
-        _pool(self.url).schema_ok = False
+        _pool(self._url).schema_ok = False
         return applied
 
     # -- reading ---------------------------------------------------------------
@@ -280,7 +285,7 @@ class PostGISStore(Store):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
         layers = {name: check_layer(name) for name in frames}
         typed = {name: schema.coerce(layers[name], frame) for name, frame in frames.items()}
-        pool = _pool(self.url)
+        pool = _pool(self._url)
         with pool.connection() as con:
             try:
                 with con.transaction():
@@ -298,7 +303,7 @@ class PostGISStore(Store):
             except psycopg.Error as err:
                 if isinstance(err, psycopg.OperationalError) and con.broken:
                     raise
-                raise StoreError(f"writing to {display_url(self.url)} failed, nothing was changed: "
+                raise StoreError(f"writing to {self.url} failed, nothing was changed: "
                                  f"{str(err).strip().splitlines()[0]}") from err
 
 

@@ -1,0 +1,545 @@
+"""PostGIS-specific: migrations, indexes and plans, transactions, errors, the CLI,
+and equality with the GeoPackage store on the same data.
+
+The shared behaviour is in ``tests/test_store.py`` (both backends).  Every
+test here runs against a fresh database on the private server of
+``tests/pg_server.py``.
+"""
+
+import datetime as dt
+import threading
+import uuid
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import psycopg
+import pytest
+import shapely
+from click.testing import CliRunner
+
+from gisapp import domain, geo, geojson, schema
+from gisapp.cli import cli
+from gisapp.filters import Filter
+from gisapp.store import StoreError, open_store
+from gisapp.store import migrations, postgis
+from gisapp.store.gpkg import GeoPackageStore
+from gisapp.store.postgis import PostGISStore
+from tests.pg_server import free_port, pg_server, pg_url  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.postgis
+
+D = dt.date.fromisoformat
+WARDS = ["20260", "20305", "20306", "20311", "20312", "20314"]
+STREETS = ["Cách Mạng Tháng Tám", "Ông Ích Đường", "Nguyễn Hữu Thọ", "Trường Chinh", "Lê Đại Hành",
+           "Phạm Hùng", "Đường 100% mới", "Kiệt_12"]
+
+
+# -- generated data -------------------------------------------------------------
+
+def _lots(rng, n, size=(6, 18), spread=600.0):
+    """``n`` lots near the Cẩm Lệ test point: boxes, some rotated, with holes, or in two parts."""
+    x0, y0 = 547600.0, 1770400.0
+    xs = x0 + rng.random(n) * spread
+    ys = y0 + rng.random(n) * spread
+    w = size[0] * (0.5 + rng.random(n))
+    h = size[1] * (0.5 + rng.random(n))
+    geoms = shapely.box(xs, ys, xs + w, ys + h)
+    out = np.empty(n, dtype=object)
+    for i, g in enumerate(geoms):
+        shape = i % 10
+        if shape == 1:
+            g = shapely.affinity.rotate(g, rng.random() * 90)
+        elif shape == 2:
+            g = g.difference(g.centroid.buffer(min(w[i], h[i]) / 5, 4))
+        elif shape == 3:
+            g = shapely.MultiPolygon([g, shapely.affinity.translate(g, w[i] + 3, 0)])
+        out[i] = g
+    return out
+
+
+def _maybe(rng, values, p_none=0.1):
+    values = np.asarray(values, dtype=object)
+    values[rng.random(len(values)) < p_none] = None
+    return values
+
+
+def construction(n=300, seed=1):
+    """Construction permits with every field type, nulls, Vietnamese text and LIKE wildcards."""
+    rng = np.random.default_rng(seed)
+    received = pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.integers(0, 180, n), unit="D")
+    street = rng.choice(STREETS, n)
+    frame = pd.DataFrame({
+        "dossier_code": [f"XD-{i:05d}" for i in rng.permutation(n)],
+        "permit_no": _maybe(rng, [f"{i}/GPXD" for i in range(n)]),
+        "ward_code": rng.choice(WARDS, n),
+        "status": rng.choice(list(domain.CODE_SETS["status"]), n),
+        "procedure": rng.choice(list(domain.CODE_SETS["procedure"]), n),
+        "work_category": rng.choice(["HOUSE", "OTHER"], n),
+        "channel": rng.choice(list(domain.CODE_SETS["channel"]), n),
+        "received_on": received,
+        "due_on": received + pd.to_timedelta(21, unit="D"),
+        "completed_on": pd.Series(received + pd.to_timedelta(rng.integers(5, 40, n), unit="D")).where(
+            rng.random(n) < 0.7),
+        "owner_name": [f"Nguyễn Văn {i}" for i in range(n)],
+        "site_address": [f"{rng.integers(1, 400)} {s}" for s in street],
+        "street": _maybe(rng, street),
+        "map_sheet_no": rng.integers(1, 60, n).astype(str),
+        "parcel_no": rng.integers(1, 900, n).astype(str),
+        "plot_area_m2": np.where(rng.random(n) < 0.1, np.nan, rng.random(n) * 300),
+        "floors": pd.array(np.where(rng.random(n) < 0.1, -1, rng.integers(1, 8, n)), dtype="Int64"),
+        "height_m": rng.random(n) * 25 + 1 / 3,
+    })
+    frame["floors"] = frame["floors"].mask(frame["floors"] < 0)
+    return gpd.GeoDataFrame(frame, geometry=_lots(rng, n), crs=schema.STORE_CRS)
+
+
+def sidewalk(n=300, seed=2):
+    """Sidewalk-use permits with periods, widths and links to construction dossiers."""
+    rng = np.random.default_rng(seed)
+    start = pd.Timestamp("2022-01-01") + pd.to_timedelta(rng.integers(0, 180, n), unit="D")
+    frame = pd.DataFrame({
+        "permit_no": [f"VH-{i:05d}" for i in range(n)],
+        "ward_code": rng.choice(WARDS, n),
+        "purpose": rng.choice(list(domain.CODE_SETS["purpose"]), n),
+        "status": rng.choice(["RETURNED", "PROCESSING"], n),
+        "channel": _maybe(rng, rng.choice(list(domain.CODE_SETS["channel"]), n)),
+        "address": [f"{i} {s}" for i, s in enumerate(rng.choice(STREETS, n))],
+        "street": rng.choice(STREETS, n),
+        "start_on": start,
+        "end_on": start + pd.to_timedelta(rng.integers(0, 60, n), unit="D"),
+        "sidewalk_width_m": 3 + rng.random(n) * 3,
+        "used_width_m": rng.random(n) * 2.5,
+        "construction_dossier_code": _maybe(rng, [f"XD-{i:05d}" for i in rng.integers(0, n, n)], 0.5),
+    })
+    return gpd.GeoDataFrame(frame, geometry=_lots(rng, n, size=(2, 8)), crs=schema.STORE_CRS)
+
+
+def wards():
+    """Six ward rectangles covering the lots, one with an end of validity."""
+    rows = []
+    for i, code in enumerate(WARDS):
+        x = 547600.0 + 100 * i
+        rows.append({"ward_key": f"{code}-2020-01-01", "ward_code": code, "name": f"Phường {i}",
+                     "valid_from": "2020-01-01", "valid_to": "2025-06-30" if i == 0 else None,
+                     "approximate": i % 2, "geometry": shapely.box(x, 1770400, x + 100, 1771000)})
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=schema.STORE_CRS)
+
+
+def frames():
+    return {"wards": wards(), "construction_permits": construction(), "sidewalk_permits": sidewalk()}
+
+
+def web_bbox(x1, y1, x2, y2):
+    """The WGS84 bounds of an EPSG:5899 box."""
+    return geo.transform([shapely.box(x1, y1, x2, y2)], schema.STORE_CRS, schema.WEB_CRS)[0].bounds
+
+
+@pytest.fixture
+def pg(pg_url):
+    """An empty PostGIS store in a fresh database."""
+    return PostGISStore(pg_url, must_exist=False)
+
+
+def _both(pg, path):
+    gpkg = GeoPackageStore(path, must_exist=False)
+    meta = {"as_of": "2022-07-08", "params": {"distance_m": 5.0, "min_clear_m": 1.5}}
+    for store in (gpkg, pg):
+        store.write(frames(), meta=meta)
+    return gpkg, pg
+
+
+@pytest.fixture
+def both(pg, tmp_path):
+    """A GeoPackage and a PostGIS store holding the same generated data."""
+    return _both(pg, tmp_path / "s.gpkg")
+
+
+@pytest.fixture(scope="module")
+def both_readonly(pg_server, tmp_path_factory):
+    """Like ``both``, shared by the tests of this module that only read."""
+    name = pg_server.create_database()
+    yield _both(PostGISStore(pg_server.url(name), must_exist=False), tmp_path_factory.mktemp("both") / "s.gpkg")
+    postgis.close_pool(pg_server.url(name))
+    pg_server.drop_database(name)
+
+
+# -- migrations ---------------------------------------------------------------------
+
+def test_upgrade_from_empty_then_idempotent(pg):
+    assert pg.schema_version() == 0
+    with pytest.raises(StoreError, match="has no gisapp schema; run 'gisapp db upgrade'"):
+        pg.info()
+    with pytest.raises(StoreError, match="has no gisapp schema"):
+        open_store(pg.url)
+    applied = pg.upgrade()
+    assert [m.version for m in applied] == [m.version for m in migrations.MIGRATIONS]
+    assert pg.schema_version() == migrations.LATEST
+    assert pg.upgrade() == []
+    assert {i.name: i.count for i in pg.info()} == dict.fromkeys(schema.LAYERS, 0)
+    assert all(i.extent is None and i.crs == "EPSG:5899" for i in pg.info())
+    with pg.connection() as con:
+        rows = con.execute("SELECT version, description FROM schema_version ORDER BY version").fetchall()
+    assert rows == [(m.version, m.description) for m in migrations.MIGRATIONS]
+
+
+def test_upgrade_step_by_step_and_no_downgrade(pg):
+    assert [m.version for m in pg.upgrade(1)] == [1]
+    with pytest.raises(StoreError, match=f"schema version 1, this gisapp needs {migrations.LATEST}"):
+        pg.read("wards")
+    assert [m.version for m in pg.upgrade()] == list(range(2, migrations.LATEST + 1))
+    assert len(pg.read("wards")) == 0
+    with pytest.raises(StoreError, match="downgrading to 1 is not supported"):
+        pg.upgrade(1)
+    with pytest.raises(StoreError, match="unknown schema version 99"):
+        pg.upgrade(99)
+
+
+def test_concurrent_upgrades_apply_each_migration_once(pg_url):
+    errors = []
+
+    def run():
+        try:
+            PostGISStore(pg_url, must_exist=False).upgrade()
+        except Exception as err:  # pragma: no cover - reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert PostGISStore(pg_url, must_exist=False).schema_version() == migrations.LATEST
+
+
+def test_first_write_creates_the_schema(pg):
+    pg.write({"wards": wards()}, meta={"as_of": "2022-07-08"})
+    assert pg.schema_version() == migrations.LATEST
+    assert pg.count("wards") == 6 and pg.meta() == {"as_of": "2022-07-08"}
+
+
+_PG_TYPES = {"text": "text", "int": "integer", "float": "double precision", "date": "date"}
+
+
+def test_migrated_tables_match_the_layer_schema(pg):
+    """A field added to gisapp/schema.py without a migration fails here."""
+    pg.upgrade()
+    with pg.connection() as con:
+        for name, layer in schema.LAYERS.items():
+            cols = con.execute(
+                "SELECT column_name, data_type, udt_name, collation_name FROM information_schema.columns "
+                "WHERE table_name = %s ORDER BY ordinal_position", [name]).fetchall()
+            assert [c[0] for c in cols] == [*layer.field_names, "search_text", "geom"], name
+            for (col, data_type, _, collation), f in zip(cols, layer.fields):
+                assert data_type == _PG_TYPES[f.type], (name, col)
+                assert collation == ("C" if f.type == "text" else None), (name, col)
+            geom = con.execute("SELECT srid, type FROM geometry_columns WHERE f_table_name = %s", [name]).fetchone()
+            assert geom == (5899, layer.geometry.upper())
+
+
+# -- indexes and plans ----------------------------------------------------------------
+
+def _indexes(con, table):
+    return dict(con.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = %s", [table]).fetchall())
+
+
+@pytest.mark.parametrize("written", [False, True], ids=["migrated", "after-replace"])
+def test_gist_and_btree_indexes_exist(pg, written):
+    pg.upgrade()
+    if written:
+        pg.write(frames())
+        pg.write(frames())
+    with pg.connection() as con:
+        for name, layer in schema.LAYERS.items():
+            ix = _indexes(con, name)
+            assert "USING gist (geom)" in ix[f"ix_{name}_geom"]
+            assert ix[f"ix_{name}_{layer.key}"].startswith("CREATE UNIQUE INDEX")
+            assert f"USING btree ({layer.key})" in ix[f"ix_{name}_{layer.key}"]
+            for col in ("ward_code", "status", "procedure", "channel", "purpose", "kind",
+                        "received_on", "start_on", "end_on", "overlap_start"):
+                if col in layer.field_names:
+                    assert f"USING btree ({col})" in ix[f"ix_{name}_{col}"], (name, col)
+        assert not con.execute("SELECT 1 FROM pg_class WHERE relname LIKE '%%\\_\\_load%%'").fetchall()
+
+
+def _plan(store, layer, flt, **kw):
+    lay = schema.get_layer(layer)
+    where, params = store._where(lay, flt)
+    query = f"EXPLAIN SELECT * FROM {layer}{where} ORDER BY {lay.key} LIMIT 1000"
+    with store.connection() as con:
+        return "\n".join(r[0] for r in con.execute(query, params))
+
+
+def test_bbox_query_uses_the_gist_index_and_get_the_key_index(pg):
+    big = construction(20_000, seed=7)
+    big["geometry"] = _lots(np.random.default_rng(7), 20_000, spread=5000.0)
+    pg.write({"construction_permits": big})
+    bbox = web_bbox(548000, 1771000, 548100, 1771100)
+    plan = _plan(pg, "construction_permits", Filter(bbox=bbox))
+    assert "ix_construction_permits_geom" in plan, plan
+    plan = _plan(pg, "construction_permits", Filter(bbox=bbox, wards=("20260",), q="ong ich"))
+    assert "ix_construction_permits_geom" in plan, plan
+    with pg.connection() as con:
+        plan = "\n".join(r[0] for r in con.execute(
+            "EXPLAIN SELECT * FROM construction_permits WHERE dossier_code = %s", ["XD-00001"]))
+    assert "ix_construction_permits_dossier_code" in plan
+    got = pg.read("construction_permits", Filter(bbox=bbox))
+    expected = big[shapely.intersects(big.geometry.values, geo.bbox_polygon(bbox))]
+    assert sorted(got["dossier_code"]) == sorted(expected["dossier_code"]) and len(got) > 0
+
+
+# -- transactions -----------------------------------------------------------------------
+
+def _snapshot(store):
+    return ({i.name: (i.count, i.extent) for i in store.info()}, store.meta(),
+            store.read("construction_permits")["dossier_code"].tolist(), store.read("sidewalk_permits")["status"].tolist())
+
+
+@pytest.mark.parametrize("mode", ["replace", "upsert"])
+def test_failed_write_changes_nothing(pg, monkeypatch, mode):
+    pg.write(frames(), meta={"as_of": "2022-07-08"})
+    before = _snapshot(pg)
+
+    def boom(con, layer):
+        if layer.name == "sidewalk_permits":  # the second layer of the write
+            raise RuntimeError("disk full")
+
+    monkeypatch.setattr(postgis, "_before_swap", boom)
+    changed = sidewalk(50, seed=9).assign(status="REFUSED")
+    with pytest.raises(RuntimeError, match="disk full"):
+        pg.write({"construction_permits": construction(10, seed=3), "sidewalk_permits": changed},
+                 mode=mode, meta={"as_of": "2099-01-01"})
+    assert _snapshot(pg) == before
+    with pg.connection() as con:
+        assert not con.execute("SELECT relname FROM pg_class WHERE relname LIKE '%%load%%' "
+                               "OR relname LIKE 'gisapp_upsert%%'").fetchall()
+    monkeypatch.undo()
+    pg.write({"sidewalk_permits": changed}, mode=mode)  # the connection is usable again
+    assert (pg.read("sidewalk_permits", Filter(statuses=("REFUSED",))).shape[0] == 50)
+
+
+def test_database_errors_are_store_errors_and_change_nothing(pg):
+    pg.write(frames())
+    dup = pd.concat([sidewalk(5), sidewalk(5)])
+    with pytest.raises(StoreError, match="nothing was changed"):
+        pg.write({"construction_permits": construction(3), "sidewalk_permits": dup}, mode="upsert")
+    assert pg.count("construction_permits") == 300
+
+
+def test_readers_see_the_old_data_until_the_commit(pg, monkeypatch):
+    pg.write(frames())
+    loaded, release = threading.Event(), threading.Event()
+
+    def pause(con, layer):
+        loaded.set()
+        assert release.wait(30)
+
+    monkeypatch.setattr(postgis, "_before_swap", pause)
+    writer = threading.Thread(target=pg.write, args=({"construction_permits": construction(7, seed=5)},))
+    writer.start()
+    try:
+        assert loaded.wait(30)
+        reader = PostGISStore(pg.url)
+        assert reader.count("construction_permits") == 300          # not blocked, old data
+        assert len(reader.read("construction_permits", limit=5)) == 5
+    finally:
+        release.set()
+        writer.join(30)
+    assert pg.count("construction_permits") == 7
+    assert {i.name: i.count for i in pg.info()}["construction_permits"] == 7
+
+
+def test_replace_keeps_privileges(pg, pg_server):
+    pg.write(frames())
+    role = f"reader_{uuid.uuid4().hex[:8]}"
+    with pg.connection() as con:
+        con.execute(f"CREATE ROLE {role} LOGIN")
+        con.execute(f"GRANT SELECT ON construction_permits TO {role}")
+    pg.write({"construction_permits": construction(5)})
+    with pg.connection() as con:
+        ok = con.execute("SELECT has_table_privilege(%s, 'construction_permits', 'SELECT'),"
+                         " has_table_privilege(%s, 'construction_permits', 'INSERT')", [role, role]).fetchone()
+    assert ok == (True, False)
+
+
+# -- errors -----------------------------------------------------------------------------
+
+def test_unreachable_server_is_one_clear_line():
+    url = f"postgresql://gisapp:secret@127.0.0.1:{free_port()}/gisapp"
+    with pytest.raises(StoreError, match=r"cannot connect to the PostGIS store postgresql://gisapp:\*\*\*@127") as err:
+        open_store(url).info()
+    assert "secret" not in str(err.value)
+    for args in (["layers"], ["serve", "--port", "1"], ["db", "version"]):
+        result = CliRunner().invoke(cli, ["--store", url, *args])
+        assert result.exit_code == 2 and "cannot connect" in result.output and "Connection refused" in result.output
+        assert result.output.strip().count("\n") == 0 and "Traceback" not in result.output
+        assert "secret" not in result.output
+
+
+def test_postgis_missing_and_not_creatable(pg_server):
+    name = pg_server.create_database("nogis", postgis=False)
+    role = f"app_{uuid.uuid4().hex[:8]}"
+    with pg_server.connect() as con:
+        con.execute(f"CREATE ROLE {role} LOGIN")
+        con.execute(f"GRANT ALL ON DATABASE {name} TO {role}")
+    url = pg_server.url(name).replace("postgres@", f"{role}@")
+    try:
+        with pytest.raises(StoreError, match=f"lacks the postgis extension and user '{role}' may not create it"):
+            PostGISStore(url, must_exist=False).upgrade()
+        admin = PostGISStore(pg_server.url(name), must_exist=False)  # a superuser creates the extension itself
+        assert admin.upgrade() and admin.schema_version() == migrations.LATEST
+    finally:
+        postgis.close_pool(url)
+        postgis.close_pool(pg_server.url(name))
+        pg_server.drop_database(name)
+
+
+def test_unknown_database_is_a_store_error(pg_server):
+    with pytest.raises(StoreError, match="cannot connect.*does not exist"):
+        PostGISStore(pg_server.url("no_such_db")).read("wards")
+
+
+# -- same results as the GeoPackage store ---------------------------------------------------
+
+FILTERS = [
+    Filter(),
+    Filter(wards=("20260", "20314")),
+    Filter(statuses=("PROCESSING", "RETURNED"), channels=("ONLINE",)),
+    Filter(procedures=("RENOVATION",)),
+    Filter(purposes=("MATERIALS",)),
+    Filter(date_from=D("2022-03-01")),
+    Filter(date_to=D("2022-03-01")),
+    Filter(date_from=D("2022-02-10"), date_to=D("2022-02-10")),
+    Filter(date_from=D("2022-02-01"), date_to=D("2022-04-30"), wards=("20305",)),
+    Filter(q="ong ich"),
+    Filter(q="ĐƯỜNG"),
+    Filter(q="100%"),
+    Filter(q="kiet_1"),
+    Filter(q="_"),
+    Filter(q="xd-000"),
+    Filter(q="vh-0001 thang"),
+    Filter(q="nguyen van"),
+    Filter(bbox=web_bbox(547700, 1770500, 547800, 1770600)),
+    Filter(bbox=web_bbox(547600, 1770400, 548200, 1771000), statuses=("RETURNED",), q="truong"),
+    Filter(bbox=(108.0, 15.0, 108.01, 15.01)),
+]
+
+
+def _same(a: gpd.GeoDataFrame, b: gpd.GeoDataFrame):
+    assert list(a.columns) == list(b.columns)
+    pd.testing.assert_frame_equal(a.drop(columns="geometry").reset_index(drop=True),
+                                  b.drop(columns="geometry").reset_index(drop=True), check_dtype=True)
+    assert a.crs == b.crs
+    assert list(shapely.to_wkb(a.geometry.values)) == list(shapely.to_wkb(b.geometry.values))
+
+
+@pytest.mark.parametrize("layer", ["construction_permits", "sidewalk_permits", "wards"])
+@pytest.mark.parametrize("flt", FILTERS, ids=lambda f: "&".join(f"{k}={v}" for k, v in f.to_params().items()) or "all")
+def test_same_features_and_geojson_as_geopackage(both_readonly, layer, flt):
+    gpkg, pg = both_readonly
+    a, b = gpkg.read(layer, flt), pg.read(layer, flt)
+    _same(a, b)
+    assert gpkg.count(layer, flt) == pg.count(layer, flt) == len(a)
+    lay = schema.get_layer(layer)
+    assert geojson.dumps_collection(a, lay) == geojson.dumps_collection(b, lay)
+    _same(gpkg.read(layer, flt, limit=17, offset=5), pg.read(layer, flt, limit=17, offset=5))
+    batches = list(pg.iter_batches(layer, flt, batch_size=40))
+    expected = list(gpkg.iter_batches(layer, flt, batch_size=40))
+    assert [len(x) for x in batches] == [len(x) for x in expected]
+    for got, want in zip(batches, expected):
+        _same(got, want)
+
+
+def test_same_info_meta_and_get(both_readonly):
+    gpkg, pg = both_readonly
+    for i, j in zip(gpkg.info(), pg.info()):
+        assert (i.name, i.count, i.crs) == (j.name, j.count, j.crs)
+        assert (i.extent is None) == (j.extent is None)
+        if i.extent:
+            assert i.extent == pytest.approx(j.extent, abs=0.25)  # the R-tree keeps float32 bounds
+    assert gpkg.meta() == pg.meta()
+    _same(gpkg.get("construction_permits", "XD-00042"), pg.get("construction_permits", "XD-00042"))
+    _same(gpkg.get("wards", "nope"), pg.get("wards", "nope"))
+
+
+def test_same_after_upsert(both):
+    gpkg, pg = both
+    update = sidewalk(40, seed=11)
+    update["permit_no"] = [f"VH-{i:05d}" for i in range(280, 320)]  # 20 replaced, 20 new
+    for store in both:
+        store.write({"sidewalk_permits": update}, mode="upsert", meta={"as_of": "2022-08-01"})
+    _same(gpkg.read("sidewalk_permits"), pg.read("sidewalk_permits"))
+    assert pg.count("sidewalk_permits") == 320 and gpkg.meta() == pg.meta()
+
+
+# -- metadata, aggregates -----------------------------------------------------------------
+
+def test_meta_values_round_trip_and_merge(pg):
+    meta = {"as_of": "2022-07-08", "nested": {"a": [1, 2.5, None, "Đà Nẵng"]}, "flag": True}
+    pg.write({"wards": wards()}, meta=meta)
+    pg.write({"wards": wards()}, meta={"flag": False, "when": D("2022-01-02")})
+    assert pg.meta() == {**meta, "flag": False, "when": "2022-01-02"}
+
+
+def test_aggregates_by_ward_and_grid(pg):
+    pg.write(frames())
+    flt = Filter(statuses=("RETURNED", "PROCESSING"))
+    by_ward = pg.aggregate("construction_permits", flt)
+    expected = pg.read("construction_permits", flt).groupby("ward_code").size()
+    assert dict(zip(by_ward["ward_code"], by_ward["count"])) == expected.to_dict()
+    grid = pg.aggregate("construction_permits", flt, cell_m=100)
+    assert grid["count"].sum() == pg.count("construction_permits", flt)
+    assert ((grid["x"] - 50) % 100 == 0).all() and ((grid["y"] - 50) % 100 == 0).all()
+    bbox = web_bbox(547700, 1770500, 547800, 1770600)
+    assert pg.aggregate("sidewalk_permits", Filter(bbox=bbox), cell_m=50)["count"].sum() == \
+        pg.count("sidewalk_permits", Filter(bbox=bbox))
+    with pytest.raises(StoreError, match="cell_m must be positive"):
+        pg.aggregate("sidewalk_permits", cell_m=0)
+
+
+# -- the command line ------------------------------------------------------------------------
+
+def test_db_upgrade_and_version_commands(pg_url, tmp_path):
+    run = lambda *args: CliRunner().invoke(cli, ["--store", pg_url, *args])  # noqa: E731
+    result = run("db", "version")
+    assert result.exit_code == 0 and f"schema version 0, latest {migrations.LATEST}" in result.output
+    result = run("db", "upgrade", "--to", "1")
+    assert result.exit_code == 0 and "applied 1:" in result.output
+    assert f"(latest is {migrations.LATEST})" in result.output
+    result = run("db", "upgrade")
+    assert result.exit_code == 0 and f"applied {migrations.LATEST}:" in result.output
+    result = run("db", "upgrade")
+    assert result.exit_code == 0 and "already up to date" in result.output
+    assert "up to date" in run("db", "version").output
+    result = CliRunner().invoke(cli, ["--store", str(tmp_path / "s.gpkg"), "db", "version"])
+    assert result.exit_code == 2 and "manages PostGIS stores" in result.output
+
+
+def test_layers_command_against_postgis(pg):
+    pg.write(frames(), meta={"as_of": "2022-07-08"})
+    result = CliRunner().invoke(cli, ["--store", pg.url, "layers"])
+    assert result.exit_code == 0, result.output
+    assert "as of: 2022-07-08" in result.output
+    line = next(ln for ln in result.output.splitlines() if ln.startswith("construction_permits"))
+    assert line.split()[1:3] == ["300", "EPSG:5899"]
+
+
+def test_open_store_routes_postgresql_urls(pg_url):
+    for url in (pg_url, pg_url.replace("postgresql://", "postgresql+psycopg://")):
+        store = open_store(url, must_exist=False)
+        assert isinstance(store, PostGISStore)
+        assert store.schema_version() == 0
+        postgis.close_pool(url)
+
+
+def test_connections_are_pooled_and_survive_errors(pg):
+    pg.write({"wards": wards()})
+    with pg.connection() as con:
+        first = con.info.backend_pid
+    with pytest.raises(psycopg.errors.UndefinedTable):
+        with pg.connection() as con:
+            con.execute("SELECT * FROM no_such_table")
+    with pg.connection() as con:
+        assert con.info.backend_pid == first
+    assert pg.count("wards") == 6
