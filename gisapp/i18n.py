@@ -8,6 +8,8 @@ function ``t(key, **values)`` for templates.
 
 from __future__ import annotations
 
+import re
+
 #: key → (Vietnamese, English)
 STRINGS: dict[str, tuple[str, str]] = {
     "app_name": ("Quản lý cấp phép xây dựng", "Construction permits"),
@@ -112,3 +114,25 @@ def translator(lang: str):
 def bundle(lang: str, keys=None) -> dict[str, str]:
     """The strings ``keys`` (default: all) in ``lang``, for the map's JavaScript."""
     return {k: text(k, lang) for k in (keys or STRINGS)}
+
+
+#: Filter messages (from :mod:`gisapp.filters`, in English) → Vietnamese, by pattern.
+_FILTER_MESSAGES_VI = (
+    (re.compile(r"unknown ward code '(.*)'$", re.S), "không có phường mã '{0}'"),
+    (re.compile(r"unknown (\w+) code '(.*)'$", re.S), "mã '{1}' không có trong danh mục"),
+    (re.compile(r"'(.*)' is not a date \(YYYY-MM-DD\)$", re.S), "'{0}' không phải là ngày (YYYY-MM-DD)"),
+    (re.compile(r"'from' is after 'to'; the date range was ignored$"),
+     "ngày bắt đầu sau ngày kết thúc; khoảng ngày bị bỏ qua"),
+    (re.compile(r"search text is longer than (\d+) characters$"), "từ khóa tìm kiếm dài hơn {0} ký tự"),
+)
+
+
+def filter_message(message: str, lang: str = "vi") -> str:
+    """A filter warning in ``lang``: Vietnamese for the known messages, the English text otherwise."""
+    if lang == "en":
+        return message
+    for pattern, vi in _FILTER_MESSAGES_VI:
+        match = pattern.match(message)
+        if match:
+            return vi.format(*match.groups())
+    return message

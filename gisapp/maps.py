@@ -202,15 +202,17 @@ class Legend(MacroElement):
         {% endmacro %}
     """)
 
-    def __init__(self, sections: list[tuple[str, list[tuple[str, str, str]]]]):
+    def __init__(self, sections: list[tuple[str, list[tuple[str, str, str]]]], *, title: str, open_: bool = True):
         super().__init__()
         self._name = "Legend"
-        html = []
+        html = [f"<details{' open' if open_ else ''}><summary>{escape(title)}</summary>"]
         for title, items in sections:
-            html.append(f"<div class='legend-title'>{escape(title)}</div>")
+            if title:
+                html.append(f"<div class='legend-title'>{escape(title)}</div>")
             for label, color, kind in items:
                 html.append(f"<div class='legend-item'><span class='swatch swatch-{escape(kind)}' "
                             f"style='--c:{escape(color)}'></span>{escape(label)}</div>")
+        html.append("</details>")
         self.html_json = Markup(htmlsafe_json_dumps("".join(html)))
 
 
@@ -281,7 +283,7 @@ def status_legend(lang: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
     extra = [(t("overdue_open"), domain.TIMELINESS["OVERDUE"].color, "dash"),
              (t("sidewalk_layer"), domain.SIDEWALK_PURPOSES["MATERIALS"].color, "hatch"),
              (t("wards_2022"), "#37474f", "line")]
-    return [(t("legend_status"), statuses), (t("legend"), extra)]
+    return [(t("legend_status"), statuses), ("", extra)]
 
 
 @dataclass
@@ -322,7 +324,7 @@ def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], par
         "findings": _group(m, t("findings_layer"), show=has_findings),
     }
     folium.LayerControl(collapsed=False).add_to(m)
-    Legend(status_legend(lang)).add_to(m)
+    Legend(status_legend(lang), title=t("legend")).add_to(m)
     config = js_config(lang, mode="main", root=root, params=params, wards=[{"code": c, "name": n} for c, n in wards],
                        hasFindings=has_findings, layers={k: g.get_name() for k, g in groups.items()})
     _Script(config, script_url).add_to(m)
@@ -339,7 +341,7 @@ def permit_map(*, tiles: str, lang: str, detail: stats.PermitDetail, has_finding
     groups = {"wards2022": _group(m, t("wards_2022")), "permits": _group(m, t("neighbours")),
               "sidewalk": _group(m, t("sidewalk_layer")), "findings": _group(m, t("findings_layer"))}
     folium.LayerControl(collapsed=True).add_to(m)
-    Legend(status_legend(lang)[:1]).add_to(m)
+    Legend(status_legend(lang), title=t("legend"), open_=False).add_to(m)
     config = js_config(lang, mode="permit", root=root, bbox=list(detail.bbox), focus=detail.record["dossier_code"],
                        hasFindings=has_findings, layers={k: g.get_name() for k, g in groups.items()}, params={})
     _Script(config, script_url).add_to(m)
@@ -356,7 +358,7 @@ def choropleth_map(*, tiles: str, lang: str, bounds, ward_set_year: str, values:
         m.fit_bounds([list(bounds[0]), list(bounds[1])])
     group = _group(m, t("choropleth"))
     items = [(f"{lo}–{hi}" if lo != hi else f"{lo}", color, "fill") for lo, hi, color in legend]
-    Legend([(t("choropleth"), items)]).add_to(m)
+    Legend([(t("received"), items)], title=t("legend")).add_to(m)
     config = js_config(lang, mode="choropleth", root=root, layers={"choropleth": group.get_name()},
                        wardSet=ward_set_year, values=values, fill=colors, params={})
     _Script(config, script_url).add_to(m)

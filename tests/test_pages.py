@@ -144,16 +144,30 @@ BAD = [
     ("from=2022-05-01&to=2022-02-01", "from", "'from' is after 'to'"),
     ("q=" + "x" * 201, "q", "longer than 200 characters"),
 ]
+#: The same warnings as the Vietnamese page words them.
+BAD_VI = {
+    "ward=99999": "không có phường mã '99999'",
+    "ward=abc": "không có phường mã 'abc'",
+    "status=DONE": "mã 'DONE' không có trong danh mục",
+    "procedure=BUILD": "mã 'BUILD' không có trong danh mục",
+    "channel=FAX": "mã 'FAX' không có trong danh mục",
+    "from=01/02/2022": "'01/02/2022' không phải là ngày",
+    "to=2022-02-30": "'2022-02-30' không phải là ngày",
+    "from=2022-05-01&to=2022-02-01": "ngày bắt đầu sau ngày kết thúc",
+    "q=" + "x" * 201: "dài hơn 200 ký tự",
+}
 
 
 @pytest.mark.parametrize("query, param, message", BAD)
 @pytest.mark.parametrize("path", ["/", "/wards"])
-def test_pages_render_with_a_warning_naming_the_ignored_filter(client, path, query, param, message):
-    r = client.get(f"{path}?{query}")
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_pages_render_with_a_warning_naming_the_ignored_filter(client, path, lang, query, param, message):
+    r = client.get(f"{path}?{query}&lang={lang}")
     assert r.status_code == 200
     warning = re.search(r'data-testid="filter-warnings">(.*?)</div>', html(r), re.S).group(1)
     assert f"<code>{param}</code>" in warning
-    assert message.replace("'", "&#39;") in warning
+    expected = message if lang == "en" else BAD_VI[query]
+    assert expected.replace("'", "&#39;") in warning
 
 
 def test_page_keeps_the_good_values_of_a_partly_bad_filter(client, store):
@@ -304,3 +318,25 @@ def test_permit_page_lists_linked_sidewalk_permits(client):
     page = html(client.get("/permits/XD-2022-000003"))
     linked = re.search(r'data-testid="linked-sidewalk">(.*?)</table>', page, re.S).group(1)
     assert "VH-2022-00000" in linked and "Tập kết vật liệu xây dựng" in linked
+
+
+# -- the Cẩm Lệ demo: the district report's figures ------------------------------------------
+
+def test_demo_dashboard_reproduces_the_report(demo_store):
+    client = create_app({"STORE": demo_store.url, "TESTING": True}).test_client()
+    page = html(client.get("/wards?from=2022-01-01&to=2022-06-30"))
+    cell = lambda name: re.search(rf'data-testid="{name}">([^<]+)<', page).group(1)  # noqa: E731
+    assert int(cell("total-received")) == demo_store.count("construction_permits") == 2534
+    assert cell("total-late") == "0" and cell("total-on-time-share") == "100,0 %"
+    assert cell("total-online-share") == "54,5 %"
+    assert int(cell("total-sidewalk")) == demo_store.count("sidewalk_permits")
+    by_ward = [int(v) for v in re.findall(r'data-testid="received-\d+">(\d+)<', page)]
+    assert len(by_ward) == 6 and sum(by_ward) == 2534
+
+
+def test_demo_map_page(demo_store):
+    client = create_app({"STORE": demo_store.url, "TESTING": True}).test_client()
+    r = client.get("/")
+    assert count_on_page(r) == 2534 and len(r.data) < 300_000
+    body = orjson.loads(client.get("/data/construction_permits.geojson?bbox=108.1,15.9,108.3,16.1&zoom=13").data)
+    assert body["mode"] == "features" and len(body["features"]) == 2534

@@ -521,6 +521,7 @@
           }
         });
         group.addLayer(layer);
+        if (fc.features.length) { self.map.fitBounds(layer.getBounds(), {padding: [8, 8]}); }
         fc.features.forEach(function (f) {
           var p = f.properties;
           if (p.label_lat == null) { return; }

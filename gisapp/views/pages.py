@@ -31,7 +31,8 @@ def page_filter(store) -> tuple[Filter, list[dict]]:
 
 def _warning(text: str) -> dict:
     param, _, message = text.partition(": ")
-    return {"param": param, "label": param_label(param, get_lang()), "message": message}
+    lang = get_lang()
+    return {"param": param, "label": param_label(param, lang), "message": i18n.filter_message(message, lang)}
 
 
 def param_label(param: str, lang: str) -> str:
