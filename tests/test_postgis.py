@@ -449,6 +449,16 @@ def test_same_features_and_geojson_as_geopackage(both_readonly, layer, flt):
     assert [len(x) for x in batches] == [len(x) for x in expected]
     for got, want in zip(batches, expected):
         _same(got, want)
+    ta, tb = gpkg.read_arrow(layer, flt), pg.read_arrow(layer, flt)
+    assert (ta is None) == (tb is None) == (len(a) == 0)
+    if ta is not None:
+        assert ta.schema.names == tb.schema.names and ta.schema.types == tb.schema.types
+        assert ta.to_pydict() == tb.to_pydict()
+    fields = [lay.key, lay.field_names[-1]]
+    streamed = [b"".join(geojson.collection_chunks(store.iter_arrow(layer, flt, fields=fields, batch_size=33,
+                                                                    limit=70, offset=3), lay, fields))
+                for store in (gpkg, pg)]
+    assert streamed[0] == streamed[1]
 
 
 def test_same_info_meta_and_get(both_readonly):
@@ -461,6 +471,10 @@ def test_same_info_meta_and_get(both_readonly):
     assert gpkg.meta() == pg.meta()
     _same(gpkg.get("construction_permits", "XD-00042"), pg.get("construction_permits", "XD-00042"))
     _same(gpkg.get("wards", "nope"), pg.get("wards", "nope"))
+    for layer in schema.LAYERS:
+        assert gpkg.date_range(layer) == pg.date_range(layer)
+    with pytest.raises(StoreError, match="has no field 'nope'"):
+        next(pg.iter_arrow("wards", fields=["nope"]))
 
 
 def test_same_after_upsert(both):

@@ -23,6 +23,7 @@ import contextlib
 import os
 import re
 import threading
+from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 import geopandas as gpd
@@ -46,6 +47,9 @@ from gisapp.store.base import (
 )
 
 SRID = 5899
+_ARROW_TYPES = {"text": pa.string(), "int": pa.int32(), "float": pa.float64(), "date": pa.date32()}
+_GEOARROW_META = {b"ARROW:extension:name": b"geoarrow.wkb",
+                  b"ARROW:extension:metadata": b'{"crs":"EPSG:5899","crs_type":"authority_code"}'}
 #: Rows per COPY chunk (bounds the memory of a large load).
 COPY_CHUNK = 100_000
 _WRITE_LOCK_KEY = 0x6769736170700002
@@ -182,34 +186,19 @@ class PostGISStore(Store):
 
     # -- reading ---------------------------------------------------------------
 
-    def _where(self, layer: Layer, flt: Filter | None, after: str | None = None) -> tuple[str, list]:
+    def _where(self, layer: Layer, flt: Filter | None) -> tuple[str, list]:
         clauses, params = attribute_clauses(layer, flt, "%s")
         if flt is not None and flt.bbox is not None:
             clauses.append(f"ST_Intersects(geom, ST_GeomFromWKB(%s, {SRID}))")
             params.append(shapely.to_wkb(geo.bbox_polygon(flt.bbox)))
-        if after is not None:
-            clauses.append(f"{layer.key} > %s")
-            params.append(after)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
-
-    def _select(self, layer: Layer, where: str, params: list, limit=None, offset=0) -> gpd.GeoDataFrame:
-        columns = ", ".join(layer.field_names)
-        query = f"SELECT {columns}, ST_AsBinary(geom) FROM {layer.name}{where} ORDER BY {layer.key}"
-        params = list(params)
-        if limit is not None and int(limit) >= 0:
-            query += " LIMIT %s"
-            params.append(int(limit))
-        if offset and int(offset) > 0:
-            query += " OFFSET %s"
-            params.append(int(offset))
-        with self.connection() as con:
-            rows = con.cursor(binary=True).execute(query, params).fetchall()
-        return _frame(layer, rows)
 
     def read(self, layer, flt=None, *, limit=None, offset=0):
         lay = check_layer(layer)
-        where, params = self._where(lay, flt)
-        return self._select(lay, where, params, limit, offset)
+        query, params = self._query(lay, lay.field_names, flt, limit, offset)
+        with self.connection() as con:
+            rows = con.cursor(binary=True).execute(query, params).fetchall()
+        return _frame(lay, rows)
 
     def count(self, layer, flt=None):
         lay = check_layer(layer)
@@ -219,20 +208,96 @@ class PostGISStore(Store):
 
     def get(self, layer, key):
         lay = check_layer(layer)
-        return self._select(lay, f" WHERE {lay.key} = %s", [str(key)])
+        columns = ", ".join(lay.field_names)
+        with self.connection() as con:
+            rows = con.cursor(binary=True).execute(
+                f"SELECT {columns}, ST_AsBinary(geom) FROM {lay.name} WHERE {lay.key} = %s", [str(key)]).fetchall()
+        return _frame(lay, rows)
+
+    def _query(self, layer: Layer, names: list[str], flt: Filter | None, limit=None, offset=0) -> tuple[str, list]:
+        where, params = self._where(layer, flt)
+        columns = "".join(f"{n}, " for n in names)
+        query = f"SELECT {columns}ST_AsBinary(geom) FROM {layer.name}{where} ORDER BY {layer.key}"
+        if limit is not None and int(limit) >= 0:
+            query += " LIMIT %s"
+            params.append(int(limit))
+        if offset and int(offset) > 0:
+            query += " OFFSET %s"
+            params.append(int(offset))
+        return query, params
+
+    def _row_batches(self, query: str, params: list, batch_size: int, limit=None) -> Iterator[list[tuple]]:
+        """Rows of ``query`` in lists of ``batch_size``, from one query.
+
+        Small pages are fetched at once; anything larger streams from a
+        server-side cursor (the connection is held until the end).
+        """
+        batch_size = max(1, int(batch_size))
+        with self.connection() as con:
+            if limit is not None and 0 <= int(limit) <= batch_size:
+                rows = con.cursor(binary=True).execute(query, params).fetchall()
+                if rows:
+                    yield rows
+                return
+            with con.transaction(), con.cursor(name="gisapp_batches", binary=True) as cur:
+                cur.itersize = batch_size
+                cur.execute(query, params)
+                while True:
+                    rows = cur.fetchmany(batch_size)
+                    if rows:
+                        yield rows
+                    if len(rows) < batch_size:
+                        return
 
     def iter_batches(self, layer, flt=None, batch_size=5000):
-        """Matching features in key order, ``batch_size`` at a time (keyset paging)."""
+        """Matching features in key order, ``batch_size`` at a time, from one query."""
         lay = check_layer(layer)
-        last = None
-        while True:
-            where, params = self._where(lay, flt, after=last)
-            batch = self._select(lay, where, params, limit=batch_size)
-            if len(batch):
-                yield batch
-            if len(batch) < batch_size:
-                return
-            last = batch[lay.key].iloc[-1]
+        query, params = self._query(lay, lay.field_names, flt)
+        for rows in self._row_batches(query, params, batch_size):
+            yield _frame(lay, rows)
+
+    def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, batch_size: int = 5000,
+                   limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
+        """Matching features as Arrow tables, for serializers that stream.
+
+        As :meth:`GeoPackageStore.iter_arrow`: the columns ``fields``
+        (default: all of the layer's) typed as stored (text → string, date →
+        date32, int → int32, float → double) and ``geometry`` as WKB in
+        EPSG:5899, rows ordered by the layer's key.
+        """
+        lay = check_layer(layer)
+        names = list(lay.field_names if fields is None else fields)
+        unknown = [n for n in names if n not in lay.field_names]
+        if unknown:
+            raise StoreError(f"layer {layer!r} has no field {unknown[0]!r}")
+        query, params = self._query(lay, names, flt, limit, offset)
+        arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names]
+                                 + [pa.field("geometry", pa.binary(), metadata=_GEOARROW_META)])
+        for rows in self._row_batches(query, params, batch_size, limit):
+            columns = list(zip(*rows))
+            arrays = [pa.array(col, type=f.type) for col, f in zip(columns, arrow_schema)]
+            yield pa.Table.from_arrays(arrays, schema=arrow_schema)
+
+    def read_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, limit: int | None = None,
+                   offset: int = 0) -> pa.Table | None:
+        """All of :meth:`iter_arrow` in one table (``None`` when nothing matches)."""
+        tables = list(self.iter_arrow(layer, flt, fields=fields, batch_size=65536, limit=limit, offset=offset))
+        return pa.concat_tables(tables) if tables else None
+
+    def date_range(self, layer: str) -> tuple[str | None, str | None]:
+        """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
+        lay = check_layer(layer)
+        if not lay.date_field:
+            return None, None
+        start, end = lay.date_field, lay.end_date_field or lay.date_field
+        open_ended = (f"EXISTS(SELECT 1 FROM {lay.name} WHERE {end} IS NULL AND {start} IS NOT NULL)"
+                      if end != start else "false")
+        with self.connection() as con:
+            first, last, is_open = con.execute(
+                f"SELECT (SELECT min({start}) FROM {lay.name}), (SELECT max({end}) FROM {lay.name}), {open_ended}"
+            ).fetchone()
+        iso = lambda d: None if d is None else d.isoformat()  # noqa: E731
+        return iso(first), None if is_open else iso(last)
 
     def info(self):
         with self.connection() as con:
