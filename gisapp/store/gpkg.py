@@ -75,7 +75,13 @@ class GeoPackageStore(Store):
             con.close()
 
     def _tables(self, con) -> set[str]:
-        return {r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")}
+        sig = self._signature()
+        cached = getattr(self, "_tables_cache", None)
+        if cached is not None and cached[0] == sig and sig:
+            return cached[1]
+        tables = {r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")}
+        self._tables_cache = (sig, tables)
+        return tables
 
     def _where(self, con, layer: Layer, flt: Filter | None) -> tuple[str, list]:
         clauses, params = attribute_clauses(layer, flt)
@@ -115,8 +121,13 @@ class GeoPackageStore(Store):
             fids: list[int] = []
         else:
             arr = np.array(rows, dtype=np.float64)
-            shapely.prepare(box)
-            inside = shapely.within(shapely.box(arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4]), box)
+            inner = _inner_rectangle(flt.bbox, box)
+            if inner is not None:
+                ix1, iy1, ix2, iy2 = inner
+                inside = (arr[:, 1] >= ix1) & (arr[:, 2] >= iy1) & (arr[:, 3] <= ix2) & (arr[:, 4] <= iy2)
+            else:
+                shapely.prepare(box)
+                inside = shapely.within(shapely.box(arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4]), box)
             hit = inside.copy()
             edge = np.flatnonzero(~inside)
             if len(edge):
@@ -386,6 +397,28 @@ def _finish(path: Path, layers) -> None:
         con.execute("PRAGMA wal_checkpoint")
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
+
+
+def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:
+    """An axis-parallel rectangle (EPSG:5899) inside the image of the WGS84 ``bbox``.
+
+    Envelopes inside it need no geometry test.  The image is a slightly
+    rotated quadrilateral (meridian convergence); the rectangle is bounded
+    by the innermost points of its four sides, shrunk by a centimetre, and
+    checked against ``polygon`` (``None`` if it is not inside).
+    """
+    lon1, lat1, lon2, lat2 = bbox
+    n = 17
+    t = geo.transformer(schema.WEB_CRS, STORE_CRS)
+    lats, lons = np.linspace(lat1, lat2, n), np.linspace(lon1, lon2, n)
+    left, _ = t.transform(np.full(n, lon1), lats)
+    right, _ = t.transform(np.full(n, lon2), lats)
+    _, bottom = t.transform(lons, np.full(n, lat1))
+    _, top = t.transform(lons, np.full(n, lat2))
+    rect = (np.max(left) + 0.01, np.max(bottom) + 0.01, np.min(right) - 0.01, np.min(top) - 0.01)
+    if rect[0] >= rect[2] or rect[1] >= rect[3] or not shapely.contains(polygon, shapely.box(*rect)):
+        return None
+    return tuple(float(v) for v in rect)
 
 
 def _literal(value) -> str:
