@@ -13,7 +13,7 @@ Nothing here touches Flask's request; everything it needs is an argument.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import folium
@@ -288,30 +288,55 @@ def status_legend(lang: str) -> list[tuple[str, list[tuple[str, str, str]]]]:
 
 @dataclass
 class MapPage:
-    """A rendered map in three parts for a page template: head links, the map's div, its script."""
+    """A rendered map for a page template: head links, the map's div, its script, URLs to preload."""
 
     header: Markup
     html: Markup
     script: Markup
     background: str
+    preload: list[str] = field(default_factory=list)
 
 
-def render(m: folium.Map, background: str) -> MapPage:
-    """Localize ``m`` (no CDN) and render its parts."""
+#: Of folium's default assets, the ones these maps use (no jQuery, Bootstrap, Font Awesome, awesome-markers).
+MAP_JS = ("leaflet",)
+MAP_CSS = ("leaflet_css",)
+
+
+def render(m: folium.Map, background: str, preload: list[str] | None = None) -> MapPage:
+    """Localize ``m`` (no CDN), keep only the assets it uses, and render its parts."""
     assets.localize(m)
+    m.default_js = [(name, url) for name, url in m.default_js if name in MAP_JS]
+    m.default_css = [(name, url) for name, url in m.default_css if name in MAP_CSS]
     root = m.get_root()
     root.render()
     return MapPage(Markup(root.header.render()), Markup(root.html.render()), Markup(root.script.render()),
-                   background)
+                   background, preload or [])
+
+
+def preload_urls(root: str, params: dict, counts: dict[str, int], cap: int = FEATURE_CAP) -> dict[str, str]:
+    """URLs of the layers small enough to fetch whole (at most ``cap`` matches): map.js asks for these first."""
+    side = {k: v for k, v in params.items() if k in ("ward", "from", "to")}
+    layers = {"permits": ("construction_permits", params), "sidewalk": ("sidewalk_permits", side),
+              "findings": ("findings", side)}
+    out = {}
+    for key, (layer, args) in layers.items():
+        if key in counts and 0 < counts[key] <= cap:
+            query = urlencode(args)
+            out[key] = f"{root}/data/{layer}.geojson" + (f"?{query}" if query else "")
+    return out
 
 
 def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], params: dict,
-             has_findings: bool, root: str = "", script_url: str = "/static/map.js") -> MapPage:
+             counts: dict[str, int], root: str = "", script_url: str = "/static/map.js",
+             cap: int = FEATURE_CAP) -> MapPage:
     """The map page's map: wards 2022/2025, permits, sidewalk permits, findings, controls, legend.
 
     ``bounds`` ((south, west), (north, east)) or ``None``; ``params`` the
-    current filter's URL parameters.
+    current filter's URL parameters; ``counts`` how many features of each
+    layer (``permits``, ``sidewalk``, ``findings``) match it: layers within
+    ``cap`` are preloaded whole, the others fetched by viewport.
     """
+    has_findings = counts.get("findings", 0) > 0
     t = i18n.translator(lang)
     m, background = _new_map(tiles, lang, DEFAULT_CENTER, 13)
     if bounds:
@@ -325,10 +350,12 @@ def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], par
     }
     folium.LayerControl(collapsed=False).add_to(m)
     Legend(status_legend(lang), title=t("legend")).add_to(m)
+    preload = preload_urls(root, params, counts, cap)
     config = js_config(lang, mode="main", root=root, params=params, wards=[{"code": c, "name": n} for c, n in wards],
-                       hasFindings=has_findings, layers={k: g.get_name() for k, g in groups.items()})
+                       hasFindings=has_findings, layers={k: g.get_name() for k, g in groups.items()},
+                       preload=preload)
     _Script(config, script_url).add_to(m)
-    return render(m, background)
+    return render(m, background, list(preload.values()))
 
 
 def permit_map(*, tiles: str, lang: str, detail: stats.PermitDetail, has_findings: bool, root: str = "",

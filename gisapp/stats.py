@@ -370,7 +370,11 @@ def _wgs84_bbox(geom, buffer_m: float) -> tuple[float, float, float, float]:
 
 
 def map_page(store, flt: Filter) -> dict:
-    """What the map page shows beside the map: matching and total dossiers, wards, findings, as-of date."""
+    """What the map page shows beside the map: matching and total dossiers, wards, as-of date, and
+    ``counts`` of the features each map layer will hold for the filter."""
     as_of = store.as_of()
-    return {"count": store.count(PERMITS, flt), "total": store.count(PERMITS), "as_of": as_of,
-            "wards": wards_in_force(store, as_of), "findings": store.count(FINDINGS)}
+    count = store.count(PERMITS, flt)
+    side = side_filter(flt)
+    counts = {"permits": count, "sidewalk": store.count(SIDEWALK, side), "findings": store.count(FINDINGS, side)}
+    return {"count": count, "total": store.count(PERMITS), "as_of": as_of, "wards": wards_in_force(store, as_of),
+            "counts": counts}

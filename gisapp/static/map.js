@@ -46,8 +46,8 @@
     this.cfg = cfg;
     this.root = cfg.root || "";
     this.groups = {};
-    this.state = {seq: {}, complete: {}, drawn: {}, mode: {}, pending: 0, params: new URLSearchParams(cfg.params || {}),
-                  wardBounds: {}, fitAfterLoad: false, errors: 0};
+    this.state = {seq: {}, complete: {}, drawn: {}, mode: {}, paintedAt: {}, inflight: {}, stale: {}, preloaded: {},
+                  pending: 0, errors: 0, wardBounds: {}, params: new URLSearchParams(cfg.params || {})};
     var groups = this.groups;
     Object.keys(cfg.layers || {}).forEach(function (key) { groups[key] = window[cfg.layers[key]]; });
   }
@@ -93,7 +93,8 @@
   App.prototype.fetchJSON = function (url) {
     var self = this;
     self.state.pending += 1;
-    return fetch(url, {headers: {"Accept": "application/json"}, credentials: "same-origin"}).then(function (r) {
+    // no custom headers: a <link rel="preload" as="fetch"> of the same URL must match this request
+    return fetch(url, {credentials: "same-origin"}).then(function (r) {
       return r.json().then(function (body) {
         if (!r.ok) { throw new Error((body && body.description) || ("HTTP " + r.status)); }
         return body;
@@ -187,7 +188,7 @@
     return el("div", {"class": "tip"}, [el("strong", {text: p.dossier_code}), el("br"), p.site_address || ""]);
   };
 
-  App.prototype.permitPopup = function (layer) {
+  App.prototype.permitPopup = function (layer, group) {
     // Leaflet calls this again on popup.update(); the node is built (and fetched) once per layer.
     if (layer._gisappPopup) { return layer._gisappPopup; }
     var self = this;
@@ -217,7 +218,7 @@
         due.appendChild(el("tr", {}, [el("th", {text: self.t("nearby_sidewalk")}),
                                       el("td", {text: d.nearby.length ? d.nearby.join(", ") : self.t("none")})]));
         body.appendChild(table);
-        if (layer.isPopupOpen()) { layer.getPopup().update(); }
+        if (group && group.isPopupOpen() && group.getPopup()._source === layer) { group.getPopup().update(); }
       }, function () { body.textContent = self.t("load_error"); layer._gisappPopup = null; });
     return node;
   };
@@ -290,8 +291,15 @@
     if (key === "findings" && !this.cfg.hasFindings) { return Promise.resolve(); }
     var seq = (this.state.seq[key] || 0) + 1;
     this.state.seq[key] = seq;
-    return this.fetchJSON(this.url("/data/" + spec.layer + ".geojson", this.layerParams(spec))).then(function (fc) {
+    this.state.inflight[key] = true;
+    // the first request of a small layer is the one the page preloaded (the whole filtered layer)
+    var preload = (this.cfg.preload || {})[key];
+    var url = preload && !this.state.preloaded[key] ? preload
+      : this.url("/data/" + spec.layer + ".geojson", this.layerParams(spec));
+    this.state.preloaded[key] = true;
+    return this.fetchJSON(url).then(function (fc) {
       if (seq !== self.state.seq[key]) { return; }
+      self.state.inflight[key] = false;
       group.clearLayers();
       self.state.complete[key] = !!fc.complete;
       self.state.mode[key] = fc.mode;
@@ -300,15 +308,13 @@
         self.state.drawn[key] = 0;
         if (key === "permits") { self.status(self.t("aggregated")); }
       } else {
+        var layer = L.geoJSON(fc, {style: self[spec.style].bind(self)});
+        // one tooltip and one popup for the whole layer: Leaflet hands the feature under the pointer
         var tooltip = typeof spec.tooltip === "function" ? spec.tooltip : self[spec.tooltip].bind(self);
-        var popup = spec.popup ? self[spec.popup].bind(self) : self.simplePopup(spec.popupFields, spec.title);
-        var layer = L.geoJSON(fc, {
-          style: self[spec.style].bind(self),
-          onEachFeature: function (feature, lyr) {
-            lyr.bindTooltip(tooltip, {sticky: true});
-            lyr.bindPopup(popup, {maxWidth: 360});
-          }
-        });
+        var popup = spec.popup ? function (child) { return self[spec.popup](child, layer); }
+          : self.simplePopup(spec.popupFields, spec.title);
+        layer.bindTooltip(tooltip, {sticky: true});
+        layer.bindPopup(popup, {maxWidth: 360});
         group.addLayer(layer);
         self.state.drawn[key] = fc.features.length;
         self.state.bounds = self.state.bounds || {};
@@ -319,7 +325,15 @@
         }
       }
       self.map.getContainer().setAttribute("data-" + key, fc.mode + ":" + (self.state.drawn[key] || 0));
-    }, function () {});
+      // when the canvas has painted this response (Leaflet redraws on the next animation frame)
+      requestAnimationFrame(function () {
+        if (seq === self.state.seq[key]) { self.state.paintedAt[key] = performance.now(); }
+      });
+      if (self.state.stale[key]) {
+        self.state.stale[key] = false;
+        if (!fc.complete) { self.loadLayer(key); }
+      }
+    }, function () { if (seq === self.state.seq[key]) { self.state.inflight[key] = false; } });
   };
 
   App.prototype.openFocus = function (layer) {
@@ -348,7 +362,9 @@
   App.prototype.reloadAll = function (force) {
     var self = this;
     var jobs = ["permits", "sidewalk", "findings"].filter(function (k) {
-      return self.groups[k] && (force || !self.state.complete[k]);
+      if (!self.groups[k] || (!force && self.state.complete[k])) { return false; }
+      if (!force && self.state.inflight[k]) { self.state.stale[k] = true; return false; }
+      return true;
     }).map(function (k) { return self.loadLayer(k); });
     return Promise.all(jobs);
   };

@@ -62,7 +62,8 @@ def map_page():
     flt, warnings = page_filter(store)
     page = stats.map_page(store, flt)
     the_map = maps.main_map(bounds=maps.extent(store), wards=page["wards"], params=flt.to_params(),
-                            has_findings=page["findings"] > 0, **map_inputs(store))
+                            counts=page["counts"], cap=current_app.config.get("MAP_FEATURE_CAP", maps.FEATURE_CAP),
+                            **map_inputs(store))
     return render_template("map.html", map=the_map, flt=flt, warnings=warnings, query=urlencode(flt.to_params()),
                            ward_options=[(c, f"{c} — {n}") for c, n in page["wards"]], **page)
 
