@@ -86,7 +86,7 @@ def build(calendar: domain.Calendar | None = None, *, seed: int = 2022, scale: f
     (1.0: exactly the report's figures).
     """
     wards = demo_wards.wards_frame()
-    w2022 = _wards_2022(wards)
+    w2022 = _set_2022(wards)
     frames = generate(_count(ARTICLE_DOSSIERS * scale), _count(SIDEWALK_PERMITS_PER_HALF_YEAR * scale),
                       wards=w2022, extent_km2=float(w2022.area.sum()) / 1e6, seed=seed, calendar=calendar)
     frames["wards"] = wards
@@ -110,7 +110,7 @@ def generate(n_permits: int, n_sidewalk: int = 0, *, wards: gpd.GeoDataFrame | N
     """
     calendar = calendar or domain.Calendar()
     if wards is None:
-        wards = _wards_2022(demo_wards.wards_frame())
+        wards = _set_2022(demo_wards.wards_frame())
     area_km2 = float(wards.area.sum()) / 1e6
     needed_km2 = 1.15 * (n_permits + n_sidewalk) / (demo_lots.LOTS_PER_KM2 * MAX_OCCUPANCY)
     target_km2 = max(area_km2, needed_km2) if extent_km2 is None else extent_km2
@@ -126,7 +126,7 @@ def generate(n_permits: int, n_sidewalk: int = 0, *, wards: gpd.GeoDataFrame | N
     return {"wards": wards, "construction_permits": permits, "sidewalk_permits": sidewalk}
 
 
-def _wards_2022(wards: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+def _set_2022(wards: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
     """The 2022 set of the demo wards (the one with an end date)."""
     return wards[wards["valid_to"].notna()].reset_index(drop=True)
 
