@@ -19,6 +19,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import folium
 import numpy as np
 import orjson
+import pyarrow as pa
 import shapely
 from branca.element import MacroElement
 from folium import plugins
@@ -70,29 +71,48 @@ def layer_features(store, layer: str, flt: Filter, *, zoom: int | None, calendar
     everywhere = flt.with_(bbox=None)
     total = store.count(layer, everywhere)
     if total <= cap:
-        return _collection(store, lay, store.read(layer, everywhere), calendar, complete=True, total=total)
+        return _collection(store, lay, everywhere, calendar, complete=True, total=total)
     if flt.bbox is None or (zoom is not None and zoom < DETAIL_ZOOM):
         return ward_aggregates(store, layer, everywhere, total)
     in_view = store.count(layer, flt)
     if in_view <= cap:
-        return _collection(store, lay, store.read(layer, flt), calendar, complete=False, total=total)
+        return _collection(store, lay, flt, calendar, complete=False, total=total)
     return ward_aggregates(store, layer, flt, total)
 
 
-def _collection(store, lay, frame, calendar, *, complete: bool, total: int) -> bytes:
-    extra = None
-    if lay.name == "construction_permits":
-        extra = {"timeliness": stats.timeliness(frame, store.as_of(), calendar).tolist()}
-    members = {"mode": "features", "complete": complete, "numberMatched": total, "numberReturned": len(frame)}
-    return geojson.dumps_collection(frame, lay, MAP_FIELDS[lay.name], members) if extra is None else \
-        b"".join(_chunks_with_extra(frame, lay, extra, members))
+#: Fields timeliness is computed from.
+TIMELINESS_FIELDS = ["status", "procedure", "work_category", "received_on", "due_on", "completed_on"]
 
 
-def _chunks_with_extra(frame, lay, extra, members):
-    head = orjson.dumps({"type": "FeatureCollection", **members})[:-1]
-    yield head + b',"features":['
-    yield b",".join(geojson.features(frame, lay, MAP_FIELDS[lay.name], extra))
-    yield b"]}"
+def read_map_layer(store, layer: str, flt: Filter):
+    """The matches with only the fields the map needs (plus those timeliness needs).
+
+    An Arrow table when the store offers ``read_arrow`` (no Python object
+    per value), else the store's GeoDataFrame; ``None`` when nothing matches.
+    """
+    names = list(MAP_FIELDS[layer])
+    if layer == "construction_permits":
+        names = list(dict.fromkeys(names + TIMELINESS_FIELDS))
+    reader = getattr(store, "read_arrow", None)
+    if reader is not None:
+        return reader(layer, flt, fields=names)
+    frame = store.read(layer, flt)
+    return frame if len(frame) else None
+
+
+def _collection(store, lay, flt, calendar, *, complete: bool, total: int) -> bytes:
+    batch = read_map_layer(store, lay.name, flt)
+    n = 0 if batch is None else len(batch)
+    members = {"mode": "features", "complete": complete, "numberMatched": total, "numberReturned": n}
+    body = b""
+    if n:
+        extra = None
+        if lay.name == "construction_permits":
+            attrs = batch.select(TIMELINESS_FIELDS).to_pandas(date_as_object=False) \
+                if isinstance(batch, pa.Table) else batch
+            extra = {"timeliness": stats.timeliness(attrs, store.as_of(), calendar).tolist()}
+        body = geojson.batch_json(batch, lay, MAP_FIELDS[lay.name], extra)
+    return orjson.dumps({"type": "FeatureCollection", **members})[:-1] + b',"features":[' + body + b"]}"
 
 
 def ward_aggregates(store, layer: str, flt: Filter, total: int) -> bytes:
