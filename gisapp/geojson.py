@@ -121,6 +121,17 @@ def _simple_wkb(wkb: pa.BinaryArray):
 
 def _simple_texts(wkb: pa.BinaryArray, idx, header, npts, single) -> pa.StringArray:
     """GeoJSON of single-ring polygons read from WKB: one PROJ call, vectorised orientation."""
+    x, y, ring_off = _simple_coords(wkb, idx, header, npts)
+    rings = _wrap(_join(_points(x, y), ring_off))
+    multi = pc.binary_join_element_wise('{"type":"MultiPolygon","coordinates":[[', rings, "]]}", "")
+    if not single.any():
+        return multi
+    poly = pc.binary_join_element_wise('{"type":"Polygon","coordinates":[', rings, "]}", "")
+    return pc.if_else(pa.array(single), poly, multi)
+
+
+def _simple_coords(wkb: pa.BinaryArray, idx, header, npts):
+    """WGS84 lon, lat (rings counter-clockwise, unrounded) and ring offsets of single-ring polygons."""
     bufs = wkb.buffers()
     offs = np.frombuffer(bufs[1], dtype=np.int32)[wkb.offset:wkb.offset + len(wkb) + 1].astype(np.int64)
     raw = bufs[2]
@@ -149,12 +160,7 @@ def _simple_texts(wkb: pa.BinaryArray, idx, header, npts, single) -> pa.StringAr
         k = np.arange(len(x))
         order = np.where(reverse[ring_of], starts[ring_of] + ends[ring_of] - 1 - k, k)
         x, y = x[order], y[order]
-    rings = _wrap(_join(_points(x, y), ring_off))
-    multi = pc.binary_join_element_wise('{"type":"MultiPolygon","coordinates":[[', rings, "]]}", "")
-    if not single.any():
-        return multi
-    poly = pc.binary_join_element_wise('{"type":"Polygon","coordinates":[', rings, "]}", "")
-    return pc.if_else(pa.array(single), poly, multi)
+    return x, y, ring_off
 
 
 def _points(x: np.ndarray, y: np.ndarray) -> pa.StringArray:
@@ -186,7 +192,12 @@ class _Unsupported(Exception):
 
 def _polygonal_texts(geoms: np.ndarray, types: np.ndarray) -> pa.StringArray:
     """GeoJSON of (Multi)Polygons: one PROJ call, vectorised orientation, Arrow joins."""
-    _, coords, (ring_off, poly_off, multi_off) = shapely.to_ragged_array(geoms)
+    _, coords, offsets = shapely.to_ragged_array(geoms)
+    if len(offsets) == 2:  # only Polygons: each is its own one-part "multi"
+        ring_off, poly_off = offsets
+        multi_off = np.arange(len(poly_off), dtype=np.int32)
+    else:
+        ring_off, poly_off, multi_off = offsets
     starts, ends = ring_off[:-1].astype(np.int64), ring_off[1:].astype(np.int64)
     if len(starts) == 0 or (ends - starts).min() < 4:
         raise _Unsupported

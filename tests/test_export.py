@@ -167,3 +167,40 @@ def test_cli_export_rejects_bad_values(demo_store, tmp_path):
     result = CliRunner().invoke(cli, ["--store", demo_store.url, "export", "construction_permits",
                                       "-o", str(tmp_path / "x.shp")])
     assert result.exit_code == 2 and "format" in result.output
+
+
+def test_serializer_handles_holes_orientation_missing_values_and_escapes():
+    import geopandas as gpd
+    import pandas as pd
+
+    from gisapp import geojson
+
+    x, y = 547963.0, 1770737.0
+    shell = [(x, y), (x + 40, y), (x + 40, y + 40), (x, y + 40)]
+    geoms = [
+        shapely.Polygon(shell[::-1], [[(x + 10, y + 10), (x + 20, y + 10), (x + 20, y + 20), (x + 10, y + 20)]]),
+        shapely.Polygon(shell[::-1]),  # clockwise exterior
+        shapely.MultiPolygon([shapely.box(x, y, x + 5, y + 5), shapely.box(x + 10, y, x + 15, y + 5)]),
+        None,
+    ]
+    frame = gpd.GeoDataFrame({
+        "dossier_code": ["A", "B", "C", "D"],
+        "site_address": ['say "hi"\\', "Hòa Xuân", None, "line\nbreak"],
+        "plot_area_m2": [1.5, float("nan"), 12.0, None],
+        "floors": pd.array([1, None, 3, 4], dtype="Int64"),
+        "received_on": pd.to_datetime(["2022-01-03", None, "2022-02-01", "2022-03-01"]),
+    }, geometry=geoms, crs=schema.STORE_CRS)
+    fields = ["site_address", "plot_area_m2", "floors", "received_on"]
+    for rows in (frame, frame.iloc[:2]):  # mixed types, and Polygons only
+        feats = orjson.loads(geojson.dumps_collection(rows, schema.CONSTRUCTION_PERMITS, fields))["features"]
+        check_rfc7946([f for f in feats if f["geometry"]])
+        reference = shapely.to_geojson(geojson.web_geometries(rows.geometry.values))
+        for feat, ref in zip(feats, reference):
+            assert feat["geometry"] == (None if ref is None else orjson.loads(ref))
+    feats = orjson.loads(geojson.dumps_collection(frame, schema.CONSTRUCTION_PERMITS, fields))["features"]
+    assert [f["properties"]["site_address"] for f in feats] == ['say "hi"\\', "Hòa Xuân", None, "line\nbreak"]
+    assert [f["properties"]["plot_area_m2"] for f in feats] == [1.5, None, 12.0, None]
+    assert [f["properties"]["floors"] for f in feats] == [1, None, 3, 4]
+    assert [f["properties"]["received_on"] for f in feats] == ["2022-01-03", None, "2022-02-01", "2022-03-01"]
+    assert feats[0]["geometry"]["type"] == "Polygon" and len(feats[0]["geometry"]["coordinates"]) == 2
+    assert feats[2]["geometry"]["type"] == "MultiPolygon" and feats[3]["geometry"] is None
