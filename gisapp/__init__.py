@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 from gisapp.config import ROOT, load_config
 
 __all__ = ["create_app"]
@@ -14,7 +16,7 @@ def create_app(config: dict | None = None):
     """
     from flask import Flask
 
-    from gisapp import errors, views, web
+    from gisapp import auth, errors, views, web
 
     app = Flask(
         __name__,
@@ -24,10 +26,12 @@ def create_app(config: dict | None = None):
     )
     settings = load_config(config)
     app.config.update(settings)
-    app.config.setdefault("SECRET_KEY", settings.get("SECRET_KEY") or "dev-only-not-secret")
     if not app.config["SECRET_KEY"]:
-        app.config["SECRET_KEY"] = "dev-only-not-secret"
+        # Development without GISAPP_SECRET_KEY: a key of this process only
+        # (sessions end when it restarts); production refuses to start instead.
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
     web.init_app(app)
+    auth.init_app(app)
     errors.init_app(app)
     views.register(app)
     return app

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 def register(app) -> None:
     """Register every blueprint on ``app``."""
-    from gisapp.views import api, data, export, health, pages
+    from gisapp.views import api, auth, data, export, health, pages
 
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(data.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(export.bp)
+    app.register_blueprint(auth.bp)
