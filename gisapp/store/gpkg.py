@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,19 +41,45 @@ _INDEXED = ("ward_code", "status", "procedure", "channel", "purpose", "kind",
             "received_on", "start_on", "end_on", "overlap_start", "construction_dossier_code")
 
 
+#: What reads learn about a version of a file, shared by the store objects of all requests:
+#: (path, file signature) → {"checked": True, "tables": {...}, ("fids", layer, filter): [...]}.
+#: A write replaces the file, which changes its signature, so nothing stale is ever used.
+_FILE_CACHE: dict = {}
+_FILE_CACHE_LOCK = threading.Lock()
+_FIDS_PER_FILE = 32
+
+
+def _file_cache(path: Path, signature: tuple) -> dict | None:
+    """The cache entry of this version of the file (``None`` when the file cannot be stat'ed)."""
+    if not signature:
+        return None
+    key = (str(path), signature)
+    entry = _FILE_CACHE.get(key)
+    if entry is None:
+        with _FILE_CACHE_LOCK:
+            for old in [k for k in _FILE_CACHE if k[0] == key[0]]:
+                del _FILE_CACHE[old]
+            if len(_FILE_CACHE) > 64:
+                _FILE_CACHE.clear()
+            entry = _FILE_CACHE.setdefault(key, {})
+    return entry
+
+
 class GeoPackageStore(Store):
     """A store in one GeoPackage file at ``path``."""
 
     def __init__(self, path, *, must_exist: bool = True):
         self.path = Path(path)
         self.url = str(self.path)
-        self._fid_cache: dict = {}
         if must_exist:
             self._check()
 
     # -- reading -----------------------------------------------------------
 
     def _check(self) -> None:
+        cache = _file_cache(self.path, self._signature())
+        if cache is not None and cache.get("checked"):
+            return
         if not self.path.exists():
             raise StoreError(f"store {self.path} does not exist; run 'gisapp seed' or import data first")
         try:
@@ -63,6 +90,8 @@ class GeoPackageStore(Store):
             raise StoreError(f"store {self.path} is not a GeoPackage ({err})") from None
         if app_id != GPKG_APPLICATION_ID or "gpkg_contents" not in tables:
             raise StoreError(f"store {self.path} is not a GeoPackage")
+        if cache is not None:
+            cache["checked"] = True
 
     @contextlib.contextmanager
     def _connect(self):
@@ -75,12 +104,12 @@ class GeoPackageStore(Store):
             con.close()
 
     def _tables(self, con) -> set[str]:
-        sig = self._signature()
-        cached = getattr(self, "_tables_cache", None)
-        if cached is not None and cached[0] == sig and sig:
-            return cached[1]
+        cache = _file_cache(self.path, self._signature())
+        if cache is not None and "tables" in cache:
+            return cache["tables"]
         tables = {r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")}
-        self._tables_cache = (sig, tables)
+        if cache is not None:
+            cache["tables"] = tables
         return tables
 
     def _where(self, con, layer: Layer, flt: Filter | None) -> tuple[str, list]:
@@ -99,13 +128,15 @@ class GeoPackageStore(Store):
 
         R-tree candidates whose envelope lies inside the query box match
         without decoding their geometry; only those on its edge are tested.
-        The answer is remembered per filter while the file is unchanged, so
-        a count followed by a page costs one search.
+        The answer is remembered per filter while the file is unchanged (for
+        every store object on the file), so a count followed by a page costs
+        one search.
         """
         if flt is None or flt.bbox is None:
             return None
-        cache_key = (layer.name, flt, self._signature())
-        cached = self._fid_cache.get(cache_key)
+        cache = _file_cache(self.path, self._signature())
+        cache_key = ("fids", layer.name, flt)
+        cached = None if cache is None else cache.get(cache_key)
         if cached is not None:
             return cached
         clauses, params = attribute_clauses(layer, flt)
@@ -138,9 +169,11 @@ class GeoPackageStore(Store):
                 geoms = _decode([blobs.get(f) for f in edge_fids])
                 hit[edge] = shapely.intersects(geoms, box)
             fids = [int(v) for v in arr[hit, 0]]
-        if len(self._fid_cache) >= 16:
-            self._fid_cache.clear()
-        self._fid_cache[cache_key] = fids
+        if cache is not None:
+            if sum(1 for k in cache if isinstance(k, tuple)) >= _FIDS_PER_FILE:
+                for k in [k for k in list(cache) if isinstance(k, tuple)]:
+                    cache.pop(k, None)
+            cache[cache_key] = fids
         return fids
 
     def _signature(self) -> tuple:
@@ -411,10 +444,9 @@ def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:
     n = 17
     t = geo.transformer(schema.WEB_CRS, STORE_CRS)
     lats, lons = np.linspace(lat1, lat2, n), np.linspace(lon1, lon2, n)
-    left, _ = t.transform(np.full(n, lon1), lats)
-    right, _ = t.transform(np.full(n, lon2), lats)
-    _, bottom = t.transform(lons, np.full(n, lat1))
-    _, top = t.transform(lons, np.full(n, lat2))
+    xs, ys = t.transform(np.concatenate([np.full(n, lon1), np.full(n, lon2), lons, lons]),
+                         np.concatenate([lats, lats, np.full(n, lat1), np.full(n, lat2)]))
+    left, right, bottom, top = xs[:n], xs[n:2 * n], ys[2 * n:3 * n], ys[3 * n:]
     rect = (np.max(left) + 0.01, np.max(bottom) + 0.01, np.min(right) - 0.01, np.min(top) - 0.01)
     if rect[0] >= rect[2] or rect[1] >= rect[3] or not shapely.contains(polygon, shapely.box(*rect)):
         return None
