@@ -31,6 +31,39 @@ STATUS_PREFIX = "status_"
 WARD_SETS = {"2022": dt.date(2022, 12, 31), "2025": dt.date(2025, 12, 31)}
 
 
+#: Fields of a dossier the dashboard counts with.
+DASHBOARD_FIELDS = ["ward_code", "status", "procedure", "work_category", "channel", "received_on", "due_on",
+                    "completed_on"]
+
+
+# -- reading only what is needed --------------------------------------------------
+
+def attribute_batches(store, layer: str, flt: Filter, fields: list[str], batch_size: int = 20000):
+    """Frames of ``fields`` of the matches, in batches: Arrow-read when the store can (no geometry decoded)."""
+    reader = getattr(store, "iter_arrow", None)
+    if reader is None:
+        yield from store.iter_batches(layer, flt, batch_size=batch_size)
+        return
+    for table in reader(layer, flt, fields=fields, batch_size=batch_size):
+        yield table.drop_columns(["geometry"]).to_pandas(date_as_object=False)
+
+
+def ward_frame(store, on: dt.date) -> pd.DataFrame:
+    """``ward_code``, ``name`` and ``geometry`` (EPSG:5899) of the wards in force on ``on``, ordered by code."""
+    flt = Filter(date_from=on, date_to=on)
+    reader = getattr(store, "read_arrow", None)
+    if reader is None:
+        frame = pd.DataFrame(store.read("wards", flt)[["ward_code", "name", "geometry"]])
+    else:
+        table = reader("wards", flt, fields=["ward_code", "name"])
+        if table is None:
+            return pd.DataFrame({"ward_code": [], "name": [], "geometry": []})
+        frame = pd.DataFrame({"ward_code": table["ward_code"].to_pylist(), "name": table["name"].to_pylist(),
+                              "geometry": shapely.from_wkb(table["geometry"].to_numpy(zero_copy_only=False))})
+    frame["ward_code"] = frame["ward_code"].astype(str)
+    return frame.drop_duplicates("ward_code").sort_values("ward_code").reset_index(drop=True)
+
+
 # -- per-dossier derived values ---------------------------------------------------
 
 def due_dates(frame: pd.DataFrame, calendar: domain.Calendar) -> pd.Series:
@@ -251,12 +284,19 @@ def monthly_svg(months: list[str], received: list[int], resolved: list[int], *, 
 # -- orchestrators over a store -------------------------------------------------------
 
 def wards_in_force(store, on: dt.date) -> list[tuple[str, str]]:
-    """(code, name) of the wards in force on ``on``, ordered by code; all wards if none are."""
-    frame = store.read("wards", Filter(date_from=on, date_to=on))
+    """(code, name) of the wards in force on ``on``, ordered by code."""
+    frame = ward_frame(store, on)
+    return list(zip(frame["ward_code"], frame["name"].astype(str)))
+
+
+def ward_bounds(store, on: dt.date) -> tuple[tuple[float, float], tuple[float, float]] | None:
+    """((south, west), (north, east)) in WGS84 of the wards in force on ``on``; ``None`` without wards."""
+    frame = ward_frame(store, on)
     if not len(frame):
-        frame = store.read("wards")
-    frame = frame.drop_duplicates("ward_code").sort_values("ward_code")
-    return list(zip(frame["ward_code"].astype(str), frame["name"].astype(str)))
+        return None
+    box = geo.transform([shapely.box(*shapely.total_bounds(np.asarray(frame["geometry"])))])[0]
+    x1, y1, x2, y2 = box.bounds
+    return (y1, x1), (y2, x2)
 
 
 def side_filter(flt: Filter) -> Filter:
@@ -271,7 +311,7 @@ def dashboard(store, flt: Filter, calendar: domain.Calendar, batch_size: int = 2
     if flt.wards:
         wards = [w for w in wards if w[0] in flt.wards]
     counts = monthly = None
-    for batch in store.iter_batches(PERMITS, flt, batch_size=batch_size):
+    for batch in attribute_batches(store, PERMITS, flt, DASHBOARD_FIELDS, batch_size):
         counts = add_counts(counts, ward_counts(batch, as_of, calendar))
         monthly = add_monthly(monthly, monthly_counts(batch))
     counts = counts if counts is not None else ward_counts(pd.DataFrame(), as_of, calendar)
@@ -377,4 +417,4 @@ def map_page(store, flt: Filter) -> dict:
     side = side_filter(flt)
     counts = {"permits": count, "sidewalk": store.count(SIDEWALK, side), "findings": store.count(FINDINGS, side)}
     return {"count": count, "total": store.count(PERMITS), "as_of": as_of, "wards": wards_in_force(store, as_of),
-            "counts": counts}
+            "counts": counts, "bounds": ward_bounds(store, as_of)}

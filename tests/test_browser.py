@@ -23,11 +23,11 @@ PERMITS = "construction_permits"
 
 
 @pytest.fixture(scope="module")
-def store(_demo_store_file, tmp_path_factory):
-    """The demo store, with one dossier's owner and address replaced by markup."""
-    path = tmp_path_factory.mktemp("browser") / "demo.gpkg"
-    shutil.copyfile(_demo_store_file, path)
-    s = GeoPackageStore(path)
+def store(demo_frames, tmp_path_factory):
+    """A store of the demo data, with one dossier's owner and address replaced by markup."""
+    frames, meta = demo_frames
+    s = GeoPackageStore(tmp_path_factory.mktemp("browser") / "demo.gpkg", must_exist=False)
+    s.write(frames, meta=meta)
     hostile = s.read(PERMITS, limit=1)
     hostile["owner_name"] = XSS_OWNER
     hostile["site_address"] = XSS_ADDRESS

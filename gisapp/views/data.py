@@ -10,7 +10,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from gisapp import maps, privacy, stats
 from gisapp.errors import ApiError
-from gisapp.filters import FilterError, parse_filter
+from gisapp.filters import Filter, FilterError, parse_filter
 from gisapp.web import get_store
 
 bp = Blueprint("data", __name__, url_prefix="/data")
@@ -19,11 +19,27 @@ MAP_LAYERS = ("construction_permits", "sidewalk_permits", "findings")
 GEOJSON = "application/geo+json"
 
 
-def known_wards(store) -> set[str] | None:
-    """Ward codes the store knows (any ward set), once per request; ``None`` when it has no wards."""
+class StoreWards:
+    """The ward codes a store knows (any ward set), asked one code at a time: ``code in wards``.
+
+    A store without wards accepts every code (only the form is checked).
+    """
+
+    def __init__(self, store):
+        self.store = store
+        self._known: dict[str, bool] = {}
+
+    def __contains__(self, code) -> bool:
+        if code not in self._known:
+            self._known[code] = (self.store.count("wards", Filter(wards=(str(code),))) > 0
+                                 or self.store.count("wards") == 0)
+        return self._known[code]
+
+
+def known_wards(store) -> StoreWards:
+    """The ward codes of the request's store (answers cached for the request)."""
     if "known_wards" not in g:
-        frame = store.read("wards")
-        g.known_wards = set(frame["ward_code"].astype(str)) or None
+        g.known_wards = StoreWards(store)
     return g.known_wards
 
 

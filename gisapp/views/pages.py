@@ -61,7 +61,7 @@ def map_page():
     store = get_store()
     flt, warnings = page_filter(store)
     page = stats.map_page(store, flt)
-    the_map = maps.main_map(bounds=maps.extent(store), wards=page["wards"], params=flt.to_params(),
+    the_map = maps.main_map(bounds=page["bounds"] or maps.extent(store), wards=page["wards"], params=flt.to_params(),
                             counts=page["counts"], cap=current_app.config.get("MAP_FEATURE_CAP", maps.FEATURE_CAP),
                             **map_inputs(store))
     return render_template("map.html", map=the_map, flt=flt, warnings=warnings, query=urlencode(flt.to_params()),
@@ -74,7 +74,8 @@ def wards_page():
     store = get_store()
     flt, warnings = page_filter(store)
     board = stats.dashboard(store, flt, current_app.config["CALENDAR"])
-    the_map = maps.choropleth_map(bounds=maps.extent(store, "wards"), ward_set_year=maps.ward_set_year(board.as_of),
+    the_map = maps.choropleth_map(bounds=stats.ward_bounds(store, board.as_of),
+                                  ward_set_year=maps.ward_set_year(board.as_of),
                                   values={r.code: r.received for r in board.rows}, colors=board.colors,
                                   legend=board.legend, **map_inputs(store))
     return render_template("wards.html", board=board, map=the_map, flt=flt, warnings=warnings,
