@@ -358,9 +358,7 @@ def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], par
     """
     has_findings = counts.get("findings", 0) > 0
     t = i18n.translator(lang)
-    m, background = _new_map(tiles, lang, DEFAULT_CENTER, 13)
-    if bounds:
-        m.fit_bounds([list(bounds[0]), list(bounds[1])])
+    m, background = _new_map(tiles, lang, _center(bounds), 13)
     groups = {
         "wards2022": _group(m, t("wards_2022")),
         "wards2025": _group(m, t("wards_2025"), show=False),
@@ -373,7 +371,7 @@ def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], par
     preload = preload_urls(root, params, counts, cap)
     config = js_config(lang, mode="main", root=root, params=params, wards=[{"code": c, "name": n} for c, n in wards],
                        hasFindings=has_findings, layers={k: g.get_name() for k, g in groups.items()},
-                       preload=preload)
+                       preload=preload, bounds=_bounds(bounds))
     _Script(config, script_url).add_to(m)
     return render(m, background, list(preload.values()))
 
@@ -384,12 +382,11 @@ def permit_map(*, tiles: str, lang: str, detail: stats.PermitDetail, has_finding
     t = i18n.translator(lang)
     m, background = _new_map(tiles, lang, detail.center, 18)
     x1, y1, x2, y2 = detail.bbox
-    m.fit_bounds([[y1, x1], [y2, x2]])
     groups = {"wards2022": _group(m, t("wards_2022")), "permits": _group(m, t("neighbours")),
               "sidewalk": _group(m, t("sidewalk_layer")), "findings": _group(m, t("findings_layer"))}
     folium.LayerControl(collapsed=True).add_to(m)
     Legend(status_legend(lang), title=t("legend"), open_=False).add_to(m)
-    config = js_config(lang, mode="permit", root=root, bbox=list(detail.bbox), focus=detail.record["dossier_code"],
+    config = js_config(lang, mode="permit", root=root, bounds=[[y1, x1], [y2, x2]], focus=detail.record["dossier_code"],
                        hasFindings=has_findings, layers={k: g.get_name() for k, g in groups.items()}, params={})
     _Script(config, script_url).add_to(m)
     return render(m, background)
@@ -400,16 +397,27 @@ def choropleth_map(*, tiles: str, lang: str, bounds, ward_set_year: str, values:
                    script_url: str = "/static/map.js") -> MapPage:
     """The dashboard's choropleth: wards coloured by dossiers received; a click opens the filtered map."""
     t = i18n.translator(lang)
-    m, background = _new_map(tiles, lang, DEFAULT_CENTER, 12, controls=False)
-    if bounds:
-        m.fit_bounds([list(bounds[0]), list(bounds[1])])
+    m, background = _new_map(tiles, lang, _center(bounds), 12, controls=False)
     group = _group(m, t("choropleth"))
     items = [(f"{lo}–{hi}" if lo != hi else f"{lo}", color, "fill") for lo, hi, color in legend]
     Legend([(t("received"), items)], title=t("legend")).add_to(m)
     config = js_config(lang, mode="choropleth", root=root, layers={"choropleth": group.get_name()},
-                       wardSet=ward_set_year, values=values, fill=colors, params={})
+                       wardSet=ward_set_year, values=values, fill=colors, params={}, bounds=_bounds(bounds))
     _Script(config, script_url).add_to(m)
     return render(m, background)
+
+
+def _center(bounds) -> tuple[float, float]:
+    if not bounds:
+        return DEFAULT_CENTER
+    (s, w), (n, e) = bounds
+    return (s + n) / 2, (w + e) / 2
+
+
+def _bounds(bounds) -> list | None:
+    """Bounds for map.js, which fits them without animation (a folium ``fit_bounds`` animates, and
+    its zoom would end after a view taken from the URL)."""
+    return [list(bounds[0]), list(bounds[1])] if bounds else None
 
 
 def ward_set_year(as_of: dt.date) -> str:

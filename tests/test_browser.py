@@ -246,3 +246,17 @@ def test_past_the_cap_the_browser_gets_ward_counts_then_parcels(chromium, store,
         shoot(rec, tmp_path, "map-capped.png")
         assert rec.errors == [] and rec.outside() == []
         rec.page.context.close()
+
+
+def test_permit_page_links_back_to_the_map_centred_on_the_dossier(page, server, store, linked_code):
+    code, _ = linked_code
+    page.page.goto(server + f"/permits/{code}")
+    page.page.wait_for_function("window.gisapp && gisapp.idle() && gisapp.state.drawn.permits > 0")
+    page.page.get_by_test_id("back-to-map").click()
+    assert wait_drawn(page, 1) == 1 and count_text(page) == 1
+    lot = store.get(PERMITS, code).to_crs(4326).geometry.iloc[0]
+    zoom, lat, lon = page.page.evaluate("[gisapp.map.getZoom(), gisapp.map.getCenter().lat, gisapp.map.getCenter().lng]")
+    assert zoom == 18
+    assert abs(lat - lot.centroid.y) < 1e-4 and abs(lon - lot.centroid.x) < 1e-4
+    assert drawn_codes(page) == {code}
+    assert page.errors == []

@@ -456,10 +456,14 @@
     });
   };
 
+  App.prototype.fitInitial = function () {
+    if (this.cfg.bounds) { this.map.fitBounds(this.cfg.bounds, {animate: false}); }
+  };
+
   App.prototype.viewFromHash = function () {
     var m = /^#(\d{1,2})\/(-?\d+(?:\.\d+)?)\/(-?\d+(?:\.\d+)?)$/.exec(location.hash);
     if (!m) { return false; }
-    this.map.setView([parseFloat(m[2]), parseFloat(m[3])], parseInt(m[1], 10));
+    this.map.setView([parseFloat(m[2]), parseFloat(m[3])], parseInt(m[1], 10), {animate: false});
     return true;
   };
 
@@ -474,6 +478,7 @@
     var map = this.map;
     this.addWardControl();
     var fromHash = this.viewFromHash();
+    if (!fromHash) { this.fitInitial(); }
     var wardsReady = this.loadWards("wards2022", "2022", {color: "#37474f", weight: 2, fill: false});
     map.on("overlayadd", function (e) {
       if (e.layer === self.groups.wards2025) {
@@ -509,6 +514,7 @@
   // -- other modes --------------------------------------------------------------------
 
   App.prototype.permit = function () {
+    this.fitInitial();
     this.loadWards("wards2022", "2022", {color: "#37474f", weight: 2, fill: false});
     var self = this;
     this.map.on("moveend", debounce(function () { self.reloadAll(false); }, 150));
@@ -519,6 +525,7 @@
     var self = this;
     var group = this.groups.choropleth;
     var values = this.cfg.values || {};
+    this.fitInitial();
     return this.fetchJSON(this.url("/data/wards.geojson", new URLSearchParams({set: this.cfg.wardSet})))
       .then(function (fc) {
         var layer = L.geoJSON(fc, {
@@ -537,7 +544,7 @@
           }
         });
         group.addLayer(layer);
-        if (fc.features.length) { self.map.fitBounds(layer.getBounds(), {padding: [8, 8]}); }
+        if (fc.features.length) { self.map.fitBounds(layer.getBounds(), {padding: [8, 8], animate: false}); }
         fc.features.forEach(function (f) {
           var p = f.properties;
           if (p.label_lat == null) { return; }
