@@ -1,0 +1,245 @@
+"""Benchmark of the overlap analysis (:func:`gisapp.analysis.find_overlaps`).
+
+Synthetic data, generated with numpy in seconds even at a million features:
+construction parcels (rotated rectangles 5-12 m × 12-25 m) spread over the
+area, sidewalk-use strips (half of them in front of a parcel, half anywhere),
+random dates over four years, and two ward grids (one in force until
+2025-06-30, a coarser one from 2025-07-01).  Densities: the district
+(35 km², Cẩm Lệ) and the city (3,500 km²).
+
+Each (size, density) runs in its own subprocess so that its peak memory
+(``ru_maxrss``: generation plus analysis) is its own.  Results are printed
+as a table and written as JSON to ``benchmarks/out/``.
+
+Usage::
+
+    python -m benchmarks.bench_analysis --sizes 10000,100000,1000000 --density both
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: Area of each density, in km².
+DENSITIES = {"district": 35.0, "city": 3500.0}
+#: Lower-left corner of the synthetic area (EPSG:5899, near Cẩm Lệ).
+ORIGIN = (540_000.0, 1_760_000.0)
+#: Ward grids (columns, rows) before and after 1 Jul 2025.
+WARD_GRIDS = {"district": ((3, 2), (3, 1)), "city": ((8, 8), (5, 5))}
+FIRST_DAY = np.datetime64("2022-01-01")
+SPAN_DAYS = 4 * 365
+OUT_DIR = Path(__file__).resolve().parent / "out"
+
+
+def rectangles(cx, cy, width, height, angle):
+    """Rotated rectangles (centre, size, angle in radians) as shapely polygons, vectorised."""
+    import shapely
+
+    dx = np.array([-0.5, 0.5, 0.5, -0.5, -0.5])
+    dy = np.array([-0.5, -0.5, 0.5, 0.5, -0.5])
+    x = dx[None, :] * width[:, None]
+    y = dy[None, :] * height[:, None]
+    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    coords = np.stack([cx[:, None] + x * cos - y * sin, cy[:, None] + x * sin + y * cos], axis=-1)
+    return shapely.polygons(coords)
+
+
+def _ids(prefix: str, n: int) -> np.ndarray:
+    """``prefix`` followed by a 7-digit number, for 0..n-1."""
+    return np.strings.add(prefix, np.strings.zfill(np.arange(n).astype(str), 7)).astype(object)
+
+
+def _dates(days: np.ndarray) -> np.ndarray:
+    """Int day offsets from ``FIRST_DAY`` (negative: missing) as datetime64[ms]."""
+    out = (FIRST_DAY + np.maximum(days, 0).astype("timedelta64[D]")).astype("datetime64[ms]")
+    return np.where(days < 0, np.datetime64("NaT"), out)
+
+
+def _ward_grid(size: float, cols: int, rows: int, codes: np.ndarray):
+    """A ``cols`` × ``rows`` grid of square-ish wards over the area, with their codes."""
+    import shapely
+
+    xs = ORIGIN[0] + np.linspace(0, size, cols + 1)
+    ys = ORIGIN[1] + np.linspace(0, size, rows + 1)
+    gx, gy = np.meshgrid(np.arange(cols), np.arange(rows), indexing="ij")
+    gx, gy = gx.ravel(), gy.ravel()
+    return shapely.box(xs[gx], ys[gy], xs[gx + 1], ys[gy + 1]), codes[: cols * rows]
+
+
+def generate(n: int, density: str, seed: int = 0):
+    """(construction, sidewalk, wards) GeoDataFrames with ``n`` permits per layer."""
+    import geopandas as gpd
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    size = np.sqrt(DENSITIES[density]) * 1000.0
+    # construction parcels
+    cx = ORIGIN[0] + rng.uniform(0, size, n)
+    cy = ORIGIN[1] + rng.uniform(0, size, n)
+    pw, ph = rng.uniform(5, 12, n), rng.uniform(12, 25, n)
+    pa = rng.uniform(0, np.pi / 2, n)
+    parcels = rectangles(cx, cy, pw, ph, pa)
+    received = rng.integers(0, SPAN_DAYS, n)
+    issued = np.where(rng.random(n) < 0.75, received + rng.integers(10, 45, n), -1)
+    works = np.where(issued >= 0, issued, received)
+
+    # wards: two grids, the second (from 2025-07-01) reusing the first codes
+    (c1, r1), (c2, r2) = WARD_GRIDS[density]
+    codes = np.array([f"2{k:04d}" for k in range(max(c1 * r1, c2 * r2))], dtype=object)
+    old, old_codes = _ward_grid(size, c1, r1, codes)
+    new, new_codes = _ward_grid(size, c2, r2, codes)
+    cut = (np.datetime64("2025-07-01") - FIRST_DAY).astype(int)
+    col1 = np.minimum(((cx - ORIGIN[0]) / size * c1).astype(int), c1 - 1)
+    row1 = np.minimum(((cy - ORIGIN[1]) / size * r1).astype(int), r1 - 1)
+    col2 = np.minimum(((cx - ORIGIN[0]) / size * c2).astype(int), c2 - 1)
+    row2 = np.minimum(((cy - ORIGIN[1]) / size * r2).astype(int), r2 - 1)
+    declared = np.where(received < cut, codes[col1 * r1 + row1], codes[col2 * r2 + row2])
+    wrong = rng.random(n) < 0.02
+    declared[wrong] = codes[rng.integers(0, c1 * r1, int(wrong.sum()))]
+    dossier = _ids("XD-", n)
+
+    # sidewalk strips: half in front of a parcel, half anywhere
+    front = rng.random(n) < 0.5
+    k = rng.integers(0, n, n)
+    used = rng.uniform(0.5, 2.5, n)
+    width = rng.uniform(3.0, 6.0, n)
+    length = rng.uniform(3.0, 15.0, n)
+    gap = rng.uniform(0.0, 6.0, n)
+    along = rng.uniform(-0.5, 0.5, n) * np.maximum(pw[k] - length, 0)
+    across = -ph[k] / 2 - gap - used / 2
+    ang = np.where(front, pa[k], rng.uniform(0, np.pi / 2, n))
+    sx = np.where(front, cx[k] + along * np.cos(ang) - across * np.sin(ang), ORIGIN[0] + rng.uniform(0, size, n))
+    sy = np.where(front, cy[k] + along * np.sin(ang) + across * np.cos(ang), ORIGIN[1] + rng.uniform(0, size, n))
+    strips = rectangles(sx, sy, length, used, ang)
+    start = np.where(front, works[k] + rng.integers(-30, 330, n), rng.integers(0, SPAN_DAYS, n))
+    start = np.maximum(start, 0)
+    end = start + rng.integers(0, 90, n)
+    link = np.where(front & (rng.random(n) < 0.4), dossier[k], None)
+
+    def text(values):  # object columns, as the store returns them
+        return pd.Series(np.asarray(values, dtype=object), dtype=object)
+
+    construction = gpd.GeoDataFrame({
+        "dossier_code": text(dossier), "ward_code": text(declared),
+        "received_on": _dates(received), "issued_on": _dates(issued),
+    }, geometry=parcels, crs="EPSG:5899")
+    sidewalk = gpd.GeoDataFrame({
+        "permit_no": text(_ids("VH-", n)), "ward_code": text(declared[k]),
+        "start_on": _dates(start), "end_on": _dates(end),
+        "sidewalk_width_m": width, "used_width_m": used, "construction_dossier_code": text(link),
+    }, geometry=strips, crs="EPSG:5899")
+    m1, m2 = len(old_codes), len(new_codes)
+    wards = gpd.GeoDataFrame({
+        "ward_key": text(np.concatenate([np.strings.add(old_codes.astype(str), "-2020"),
+                                         np.strings.add(new_codes.astype(str), "-2025")])),
+        "ward_code": text(np.concatenate([old_codes, new_codes])),
+        "name": text(np.concatenate([old_codes, new_codes])),
+        "valid_from": pd.to_datetime(["2020-01-01"] * m1 + ["2025-07-01"] * m2),
+        "valid_to": pd.to_datetime(["2025-06-30"] * m1 + [None] * m2),
+    }, geometry=np.concatenate([old, new]), crs="EPSG:5899")
+    return construction, sidewalk, wards
+
+
+def run_one(n: int, density: str, repeat: int = 1, seed: int = 0) -> dict:
+    """Generate one data set, analyse it ``repeat`` times; time, memory and counts."""
+    from gisapp.analysis import AnalysisParams, find_overlaps
+
+    started = time.perf_counter()
+    construction, sidewalk, wards = generate(n, density, seed)
+    generated = time.perf_counter() - started
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    runs = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        result = find_overlaps(construction, sidewalk, wards, AnalysisParams())
+        runs.append((time.perf_counter() - t, result.timings))
+    best, stages = min(runs, key=lambda r: r[0])
+    counts = result.findings["kind"].value_counts().to_dict()
+    return {
+        "n": n, "density": density, "area_km2": DENSITIES[density], "seed": seed,
+        "generate_s": round(generated, 3), "analysis_s": round(best, 3),
+        "analysis_runs_s": [round(r[0], 3) for r in runs],
+        "stages_s": {k: round(v, 3) for k, v in stages.items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "rss_after_generate_mb": round(rss_before / 1024, 1),
+        "findings": int(len(result.findings)), "by_kind": {k: int(v) for k, v in counts.items()},
+        "skipped": int(len(result.skipped)),
+    }
+
+
+def _run_in_subprocess(n: int, density: str, repeat: int, seed: int) -> dict:
+    """:func:`run_one` in a fresh interpreter (its own peak memory)."""
+    root = Path(__file__).resolve().parent.parent
+    cmd = [sys.executable, "-m", "benchmarks.bench_analysis", "--worker",
+           "--sizes", str(n), "--density", density, "--repeat", str(repeat), "--seed", str(seed)]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env, check=False)
+    if done.returncode != 0:
+        return {"n": n, "density": density, "error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def format_table(rows: list[dict]) -> str:
+    """The results as a plain-text table."""
+    head = (f"{'density':<9} {'n':>9} {'gen s':>7} {'analysis s':>10} {'peak MB':>8} "
+            f"{'findings':>9}  stages (s)")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['density']:<9} {r['n']:>9} error: {r['error']}")
+            continue
+        stages = " ".join(f"{k} {v:.2f}" for k, v in r["stages_s"].items())
+        lines.append(f"{r['density']:<9} {r['n']:>9} {r['generate_s']:>7.2f} {r['analysis_s']:>10.2f} "
+                     f"{r['peak_rss_mb']:>8.0f} {r['findings']:>9}  {stages}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    """Command line: run the benchmark grid, print the table, write JSON."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000",
+                        help="permits per layer, comma-separated (default: %(default)s)")
+    parser.add_argument("--density", default="both", choices=["district", "city", "both"])
+    parser.add_argument("--repeat", type=int, default=2, help="analysis runs per size; the best is reported")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=None, help="JSON file (default: benchmarks/out/…)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
+    densities = ["district", "city"] if args.density == "both" else [args.density]
+    if args.worker:
+        print(json.dumps(run_one(sizes[0], densities[0], args.repeat, args.seed)))
+        return 0
+    rows = []
+    for density in densities:
+        for n in sizes:
+            rows.append(_run_in_subprocess(n, density, args.repeat, args.seed))
+            print(format_table(rows[-1:]).splitlines()[-1], flush=True)
+    print()
+    print(format_table(rows))
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = args.out or OUT_DIR / f"bench_analysis-{stamp}.json"
+    out.write_text(json.dumps({
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "run_at": dt.datetime.now().isoformat(timespec="seconds"), "results": rows,
+    }, indent=2))
+    print(f"\nwritten to {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    if __package__ in (None, ""):
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.exit(main())

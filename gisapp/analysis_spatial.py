@@ -1,0 +1,368 @@
+"""Vectorised spatial joins for the overlap analysis.
+
+- :func:`bbox_pairs`: index pairs of bounding boxes that come within a
+  distance, by a numpy grid join (sort once, look cells up in a dense
+  table, compare boxes) — no Python loop over pairs, no shapely calls.
+- :class:`WardIndex`: the ward holding the largest part of each geometry
+  among the wards in force on its date.  A coarse grid classifies cells
+  lying wholly inside one ward per period of validity, so most geometries
+  are settled by a table look-up; only those near a boundary meet a
+  prepared ``contains`` and, failing that, intersection areas.
+
+Everything here is pure: inputs are numpy arrays, nothing is cached
+between calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import shapely
+
+#: Missing date (int days since 1970; the int64 value of NaT).
+NAT = np.iinfo(np.int64).min
+#: "No end" for validity periods.
+FAR_FUTURE = np.iinfo(np.int64).max
+#: An intersection smaller than this (m²) is a touching edge, not an overlap.
+AREA_EPSILON = 1e-6
+#: Most cells per axis of the ward classification grid.
+_WARD_GRID_MAX = 256
+#: Fewer geometries than this go straight to the exact ward assignment.
+_WARD_GRID_MIN_ITEMS = 5000
+
+
+# -- box pairs ---------------------------------------------------------------------
+
+
+def bbox_pairs(a: np.ndarray, b: np.ndarray, tol: float = 0.0, *, strict: bool = False,
+               same: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs ``(i, j)`` whose boxes ``a[i]`` and ``b[j]`` come within ``tol``.
+
+    Parameters
+    ----------
+    a, b:
+        ``(n, 4)`` arrays of ``minx, miny, maxx, maxy``.
+    tol:
+        ``b`` is grown by ``tol`` on every side, so the pairs within ``tol``
+        in the max-norm are found (a superset of those within ``tol``).
+    strict:
+        The boxes must overlap with positive area (touching is not enough).
+    same:
+        ``a`` and ``b`` are the same boxes (``tol`` must be 0); every
+        unordered pair is returned once, as ``i < j``.
+
+    Returns
+    -------
+    (i, j):
+        int64 arrays; each qualifying pair exactly once, in no set order.
+
+    Notes
+    -----
+    A grid with cells at least as large as (nearly) every box: each ``a``
+    box is filed under the cell of its lower-left corner (one sort), cell
+    counts and starts go into a dense table, and each ``b`` box looks up
+    the 2×2 (3×3 when it spans two cells) cells where a partner's corner
+    can lie.  Candidates are then compared box against box.  The few boxes
+    bigger than a cell go through an STRtree instead.
+    """
+    empty = (np.empty(0, np.int64), np.empty(0, np.int64))
+    if len(a) == 0 or len(b) == 0:
+        return empty
+    if same and tol:
+        raise ValueError("same=True needs tol=0")
+    ax0, ay0, ax1, ay1 = (np.ascontiguousarray(a[:, k], dtype=float) for k in range(4))
+    if same:
+        bx0, by0, bx1, by1 = ax0, ay0, ax1, ay1
+    else:
+        bx0, by0, bx1, by1 = (np.ascontiguousarray(b[:, k], dtype=float) + grow
+                              for k, grow in enumerate((-tol, -tol, tol, tol)))
+    boxes = _Boxes(ax0, ay0, ax1, ay1, bx0, by0, bx1, by1, strict)
+    ox, oy = min(ax0.min(), bx0.min()), min(ay0.min(), by0.min())
+    span = max(max(ax1.max(), bx1.max()) - ox, max(ay1.max(), by1.max()) - oy, 1e-9)
+    ea = np.maximum(ax1 - ax0, ay1 - ay0)
+    eb = ea if same else np.maximum(bx1 - bx0, by1 - by0)
+    size = _cell_size(ea if same else np.concatenate([ea, eb]), span, len(a) + (0 if same else len(b)))
+    small_a = ea <= size
+    small_b = small_a if same else eb <= size
+    i, j = _grid_pairs(boxes, np.flatnonzero(small_a), np.flatnonzero(small_b), size, ox, oy, span, same)
+    big_a, big_b = np.flatnonzero(~small_a), np.flatnonzero(~small_b)
+    if len(big_a) or len(big_b):
+        bi, bj = _big_pairs(boxes, big_a, big_b, small_a, same)
+        i, j = np.concatenate([i, bi]), np.concatenate([j, bj])
+    return i, j
+
+
+@dataclass(frozen=True)
+class _Boxes:
+    """Box coordinates as contiguous columns (``b`` already grown by the tolerance)."""
+
+    ax0: np.ndarray
+    ay0: np.ndarray
+    ax1: np.ndarray
+    ay1: np.ndarray
+    bx0: np.ndarray
+    by0: np.ndarray
+    bx1: np.ndarray
+    by1: np.ndarray
+    strict: bool
+
+    def keep(self, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The candidate pairs whose boxes really meet (x first, then y on the survivors)."""
+        if self.strict:
+            hit = (self.ax0[i] < self.bx1[j]) & (self.bx0[j] < self.ax1[i])
+            i, j = i[hit], j[hit]
+            hit = (self.ay0[i] < self.by1[j]) & (self.by0[j] < self.ay1[i])
+        else:
+            hit = (self.ax0[i] <= self.bx1[j]) & (self.bx0[j] <= self.ax1[i])
+            i, j = i[hit], j[hit]
+            hit = (self.ay0[i] <= self.by1[j]) & (self.by0[j] <= self.ay1[i])
+        return i[hit], j[hit]
+
+
+def _cell_size(extent: np.ndarray, span: float, n: int) -> float:
+    """Grid cell size: the largest box extent short of outliers, and big enough to keep the table small."""
+    q = float(np.quantile(extent, 0.99))
+    regular = float(extent[extent <= 4 * q].max(initial=0.0))
+    cells_per_axis = max(np.sqrt(8.0 * n), 256.0)
+    return max(regular, span / cells_per_axis, 1e-9)
+
+
+def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: float, ox: float, oy: float,
+                span: float, same: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs among the small boxes via the dense cell table (see :func:`bbox_pairs`)."""
+    if len(rows_a) == 0 or len(rows_b) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    height = int(span // size) + 3  # cells per axis, with a margin for the -1/+1 offsets
+    cxa = np.floor((boxes.ax0[rows_a] - ox) / size).astype(np.int64) + 1
+    cya = np.floor((boxes.ay0[rows_a] - oy) / size).astype(np.int64) + 1
+    bits = max(int(len(rows_a)).bit_length(), 1)
+    packed = np.sort(((cxa * height + cya) << bits) | np.arange(len(rows_a), dtype=np.int64))
+    keys = packed >> bits
+    owner = rows_a[packed & ((1 << bits) - 1)]
+    count = np.bincount(keys, minlength=height * height)
+    start = np.cumsum(count) - count
+    if same:
+        qrows, cxb, cyb = owner, keys // height, keys % height
+    else:
+        qrows = rows_b
+        cxb = np.floor((boxes.bx0[qrows] - ox) / size).astype(np.int64) + 1
+        cyb = np.floor((boxes.by0[qrows] - oy) / size).astype(np.int64) + 1
+    qkeys = cxb * height + cyb
+    wide = (np.floor((boxes.bx1[qrows] - ox) / size).astype(np.int64) + 1) > cxb
+    tall = (np.floor((boxes.by1[qrows] - oy) / size).astype(np.int64) + 1) > cyb
+    if same:
+        # each unordered pair once: the partner's cell is before ours, or the same cell with i < j
+        offsets = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 0))
+    else:
+        offsets = tuple((dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+    out_i, out_j = [], []
+    for dx, dy in offsets:
+        sel = None
+        if dx == 1:
+            sel = wide if dy < 1 else wide & tall
+        elif dy == 1:
+            sel = tall
+        q = qkeys if sel is None else qkeys[sel]
+        qr = qrows if sel is None else qrows[sel]
+        q = q + (dx * height + dy)
+        n_hit = count[q]
+        has = np.flatnonzero(n_hit)
+        n_hit, lo, qr = n_hit[has], start[q[has]], qr[has]
+        which = np.repeat(np.arange(len(n_hit)), n_hit)
+        pos = np.arange(int(n_hit.sum())) + np.repeat(lo - (np.cumsum(n_hit) - n_hit), n_hit)
+        i, j = owner[pos], qr[which]
+        if same and dx == 0 and dy == 0:
+            first = i < j
+            i, j = i[first], j[first]
+        i, j = boxes.keep(i, j)
+        if same:
+            i, j = np.minimum(i, j), np.maximum(i, j)
+        out_i.append(i)
+        out_j.append(j)
+    return np.concatenate(out_i), np.concatenate(out_j)
+
+
+def _big_pairs(boxes: _Boxes, big_a: np.ndarray, big_b: np.ndarray, small_a: np.ndarray,
+               same: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Pairs involving the few boxes bigger than a grid cell, through STRtrees."""
+    def tree_of(x0, y0, x1, y1, rows):
+        return shapely.STRtree(shapely.box(x0[rows], y0[rows], x1[rows], y1[rows]))
+
+    def query(tree, x0, y0, x1, y1, rows):
+        return tree.query(shapely.box(x0[rows], y0[rows], x1[rows], y1[rows]))
+
+    all_b = np.arange(len(boxes.bx0))
+    if same:
+        q, t = query(tree_of(boxes.bx0, boxes.by0, boxes.bx1, boxes.by1, all_b),
+                     boxes.ax0, boxes.ay0, boxes.ax1, boxes.ay1, big_a)
+        q = big_a[q]
+        keep = (q != t) & (small_a[t] | (q < t))
+        i, j = np.minimum(q[keep], t[keep]), np.maximum(q[keep], t[keep])
+        return boxes.keep(i, j)
+    parts_i, parts_j = [], []
+    if len(big_a):
+        q, t = query(tree_of(boxes.bx0, boxes.by0, boxes.bx1, boxes.by1, all_b),
+                     boxes.ax0, boxes.ay0, boxes.ax1, boxes.ay1, big_a)
+        parts_i.append(big_a[q])
+        parts_j.append(t)
+    rows_a = np.flatnonzero(small_a)
+    if len(big_b) and len(rows_a):
+        q, t = query(tree_of(boxes.ax0, boxes.ay0, boxes.ax1, boxes.ay1, rows_a),
+                     boxes.bx0, boxes.by0, boxes.bx1, boxes.by1, big_b)
+        parts_i.append(rows_a[t])
+        parts_j.append(big_b[q])
+    if not parts_i:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return boxes.keep(np.concatenate(parts_i).astype(np.int64), np.concatenate(parts_j).astype(np.int64))
+
+
+# -- wards by date -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WardIndex:
+    """Wards with validity periods, ready to assign geometries to them by date.
+
+    ``geoms`` must be prepared (``shapely.prepare``) copies; rows are in
+    tie-break order (ties of overlap go to the lower row).  Periods are int
+    days since 1970, ``end`` inclusive (``FAR_FUTURE`` when open).
+    """
+
+    geoms: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    epochs: np.ndarray  # sorted dates where the set of wards in force changes
+
+    @classmethod
+    def build(cls, geoms: np.ndarray, start: np.ndarray, end: np.ndarray) -> WardIndex:
+        """An index of the wards ``geoms`` valid from ``start`` to ``end`` (inclusive)."""
+        end = np.where(end == NAT, FAR_FUTURE, end)
+        bounds = np.concatenate([start, end[end != FAR_FUTURE] + 1])
+        return cls(geoms, np.asarray(start), end, np.unique(bounds))
+
+    def __len__(self) -> int:
+        """Number of wards."""
+        return len(self.geoms)
+
+    def epoch_of(self, dates: np.ndarray) -> np.ndarray:
+        """Period number of each date (0: before every ward, or missing)."""
+        return np.searchsorted(self.epochs, dates, side="right")
+
+    def in_force(self) -> np.ndarray:
+        """``(n_epochs, n_wards)`` booleans: which wards are in force in each period."""
+        first_day = np.concatenate([[NAT], self.epochs])
+        out = (self.start[None, :] <= first_day[:, None]) & (first_day[:, None] <= self.end[None, :])
+        out[0] = False
+        return out
+
+    def any_in_force(self, dates: np.ndarray) -> np.ndarray:
+        """True where at least one ward is in force on the date."""
+        return self.in_force().any(axis=1)[self.epoch_of(dates)]
+
+    def assign(self, geoms: np.ndarray, dates: np.ndarray, bounds: np.ndarray | None = None):
+        """Row of the ward holding the largest part of each geometry on its date, and that area.
+
+        Returns ``(index, area)``: index ``-1`` where no ward in force
+        overlaps the geometry with positive area (or the date is missing).
+        Ties go to the lower ward row.
+        """
+        n = len(geoms)
+        idx = np.full(n, -1, dtype=np.int64)
+        area = np.zeros(n)
+        if n == 0 or len(self) == 0:
+            return idx, area
+        bounds = shapely.bounds(geoms).reshape(-1, 4) if bounds is None else bounds
+        epoch = self.epoch_of(dates)
+        in_force = self.in_force()
+        settled = np.zeros(n, dtype=bool)
+        if n >= _WARD_GRID_MIN_ITEMS:
+            settled = self._by_grid(bounds, epoch, in_force, idx)
+        area[settled] = shapely.area(geoms[settled])
+        rest = np.flatnonzero(~settled & (epoch > 0))
+        if len(rest):
+            r_idx, r_area = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
+            idx[rest], area[rest] = r_idx, r_area
+        return idx, area
+
+    def _by_grid(self, bounds: np.ndarray, epoch: np.ndarray, in_force: np.ndarray, idx: np.ndarray) -> np.ndarray:
+        """Settle geometries whose box lies in grid cells wholly inside one ward; fills ``idx``.
+
+        Returns the mask of settled geometries.
+        """
+        wb = shapely.bounds(self.geoms).reshape(-1, 4)
+        ox, oy = wb[:, 0].min(), wb[:, 1].min()
+        width = max(wb[:, 2].max() - ox, wb[:, 3].max() - oy, 1e-9)
+        extent = np.maximum(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
+        most = min(_WARD_GRID_MAX, max(16, int(np.sqrt(len(bounds)) / 2)))
+        size = max(2.0 * float(np.quantile(extent, 0.9)), width / most, 1e-9)
+        cells = int(np.ceil(width / size)) + 1
+        cell_ward = self._classify_cells(wb, ox, oy, size, cells, in_force)
+        x0 = np.floor((bounds[:, 0] - ox) / size)
+        y0 = np.floor((bounds[:, 1] - oy) / size)
+        x1 = np.floor((bounds[:, 2] - ox) / size)
+        y1 = np.floor((bounds[:, 3] - oy) / size)
+        ok = (x0 >= 0) & (y0 >= 0) & (x1 < cells) & (y1 < cells) & (x1 - x0 <= 1) & (y1 - y0 <= 1)
+        x0, y0, x1, y1 = (np.where(ok, v, 0).astype(np.int64) for v in (x0, y0, x1, y1))
+        corners = [cell_ward[epoch, x * cells + y] for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
+        ward = corners[0]
+        ok &= (ward >= 0) & (corners[1] == ward) & (corners[2] == ward) & (corners[3] == ward)
+        idx[ok] = ward[ok]
+        return ok
+
+    def _classify_cells(self, wb, ox, oy, size, cells, in_force) -> np.ndarray:
+        """``(n_epochs, cells²)``: the ward in force wholly containing each cell, or -1."""
+        gx, gy = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
+        gx, gy = gx.ravel(), gy.ravel()
+        pad = 1e-6 * max(1.0, size)
+        boxes = shapely.box(ox + gx * size - pad, oy + gy * size - pad,
+                            ox + (gx + 1) * size + pad, oy + (gy + 1) * size + pad)
+        tree = shapely.STRtree(boxes)
+        cx, cy = ox + (gx + 0.5) * size, oy + (gy + 0.5) * size
+        out = np.full((len(in_force), cells * cells), -1, dtype=np.int64)
+        on_edge = np.zeros(cells * cells, dtype=bool)
+        for k in range(len(self) - 1, -1, -1):  # descending: the lowest row wins
+            epochs = np.flatnonzero(in_force[:, k])
+            if not len(epochs):
+                continue
+            i0, j0 = np.floor((wb[k, :2] - (ox, oy)) / size).astype(int)
+            i1, j1 = np.floor((wb[k, 2:] - (ox, oy)) / size).astype(int)
+            near = np.flatnonzero((gx >= i0) & (gx <= i1) & (gy >= j0) & (gy <= j1))
+            edge = tree.query(shapely.boundary(self.geoms[k]), predicate="intersects")
+            on_edge[edge] = True
+            inner = near[~on_edge[near]]
+            on_edge[edge] = False
+            inner = inner[shapely.contains_xy(self.geoms[k], cx[inner], cy[inner])]
+            for e in epochs:
+                out[e, inner] = k
+        return out
+
+    def _exactly(self, geoms, bounds, epoch, in_force):
+        """The exact path: box candidates, prepared ``contains``, then intersection areas."""
+        n = len(geoms)
+        idx = np.full(n, -1, dtype=np.int64)
+        area = np.zeros(n)
+        wb = shapely.bounds(self.geoms).reshape(-1, 4)
+        ks, ii = [], []
+        for k in range(len(self)):
+            hit = np.flatnonzero(in_force[epoch, k] & (bounds[:, 0] <= wb[k, 2]) & (bounds[:, 2] >= wb[k, 0])
+                                 & (bounds[:, 1] <= wb[k, 3]) & (bounds[:, 3] >= wb[k, 1]))
+            ks.append(np.full(len(hit), k, dtype=np.int64))
+            ii.append(hit)
+        k, i = np.concatenate(ks), np.concatenate(ii)
+        inside = shapely.contains(self.geoms[k], geoms[i])
+        order = np.lexsort((k[inside], i[inside]))
+        ki, ix = k[inside][order], i[inside][order]
+        first = np.r_[True, ix[1:] != ix[:-1]] if len(ix) else np.zeros(0, dtype=bool)
+        idx[ix[first]] = ki[first]
+        area[ix[first]] = shapely.area(geoms[ix[first]])
+        rest = idx[i] < 0
+        k, i = k[rest], i[rest]
+        if len(i):
+            part = shapely.area(shapely.intersection(self.geoms[k], geoms[i]))
+            order = np.lexsort((k, -part, i))
+            k, i, part = k[order], i[order], part[order]
+            first = np.r_[True, i[1:] != i[:-1]] & (part > AREA_EPSILON)
+            idx[i[first]] = k[first]
+            area[i[first]] = part[first]
+        return idx, area
