@@ -34,7 +34,7 @@ import shapely
 from gisapp import geo, geojson
 from gisapp.filters import Filter, FilterError
 from gisapp.privacy import visible_fields
-from gisapp.schema import STORE_CRS, WEB_CRS, Layer, get_layer
+from gisapp.schema import STORE_CRS, Layer, get_layer
 
 FORMATS = ("geojson", "csv", "gpkg")
 MEDIA_TYPES = {

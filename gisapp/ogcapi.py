@@ -457,7 +457,8 @@ def _responses(*types: str, schema: dict | None = None, not_found: bool = False)
         "200": {"description": "Success", "content": _content(*types, schema=schema)},
         "400": {"description": "A parameter is unknown or has an invalid value",
                 "content": {JSON: {"schema": err}, HTML: {"schema": {"type": "string"}}}},
-        "500": {"description": "Server error", "content": {JSON: {"schema": err}, HTML: {"schema": {"type": "string"}}}},
+        "500": {"description": "Server error",
+                "content": {JSON: {"schema": err}, HTML: {"schema": {"type": "string"}}}},
         "503": {"description": "The store cannot be read",
                 "content": {JSON: {"schema": err}, HTML: {"schema": {"type": "string"}}}},
     }

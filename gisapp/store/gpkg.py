@@ -292,8 +292,8 @@ class GeoPackageStore(Store):
             start, end = lay.date_field, lay.end_date_field or lay.date_field
             first = con.execute(f'SELECT min({start}) FROM "{layer}"').fetchone()[0]
             last = con.execute(f'SELECT max({end}) FROM "{layer}"').fetchone()[0]
-            if end != start and con.execute(
-                    f'SELECT EXISTS(SELECT 1 FROM "{layer}" WHERE {end} IS NULL AND {start} IS NOT NULL)').fetchone()[0]:
+            open_ended = f'SELECT EXISTS(SELECT 1 FROM "{layer}" WHERE {end} IS NULL AND {start} IS NOT NULL)'
+            if end != start and con.execute(open_ended).fetchone()[0]:
                 last = None
         return first, last
 

@@ -14,9 +14,6 @@ from gisapp.web import get_store
 
 bp = Blueprint("export", __name__, url_prefix="/export")
 
-#: Parameters an export reads: the map's filter, plus the GeoPackage CRS.  Others (the map's
-#: own ``zoom``, ``lang`` …) are ignored, so the map can hand over its whole query string.
-PARAMS = ("ward", "status", "procedure", "channel", "purpose", "kind", "from", "to", "q", "bbox", "crs")
 
 
 def _known_wards(store) -> set[str] | None:
@@ -32,7 +29,12 @@ def _known_wards(store) -> set[str] | None:
 
 @bp.get("/<layer>.<fmt>")
 def download(layer: str, fmt: str):
-    """Every feature of ``layer`` matching the filter, as an attachment with a descriptive name."""
+    """Every feature of ``layer`` matching the filter, as an attachment with a descriptive name.
+
+    Reads the map's filter (``ward status procedure channel purpose kind from to q bbox``,
+    strictly: a bad value is a 400) and ``crs`` for GeoPackage; other parameters (the
+    map's own ``zoom``, ``lang`` …) are ignored, so the map can hand over its query string.
+    """
     if layer not in LAYERS:
         raise ApiError(404, "NotFound", f"no layer {layer!r}; layers: {', '.join(LAYERS)}")
     if fmt not in exporting.FORMATS:
