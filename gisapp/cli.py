@@ -134,6 +134,7 @@ FEATURE_COMMANDS: list[tuple[str, list[str]]] = [
     ("gisapp.db_cli", ["db"]),
     ("gisapp.accounts_cli", ["users"]),
     ("gisapp.exporting_cli", ["export"]),
+    ("gisapp.importing_cli", ["import_"]),
 ]
 
 
