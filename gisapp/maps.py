@@ -415,8 +415,10 @@ def _center(bounds) -> tuple[float, float]:
 
 
 def _bounds(bounds) -> list | None:
-    """Bounds for map.js, which fits them without animation (a folium ``fit_bounds`` animates, and
-    its zoom would end after a view taken from the URL)."""
+    """Bounds for map.js to fit without animation.
+
+    (A folium ``fit_bounds`` animates, and its zoom would end after a view taken from the URL.)
+    """
     return [list(bounds[0]), list(bounds[1])] if bounds else None
 
 

@@ -410,8 +410,11 @@ def _wgs84_bbox(geom, buffer_m: float) -> tuple[float, float, float, float]:
 
 
 def map_page(store, flt: Filter) -> dict:
-    """What the map page shows beside the map: matching and total dossiers, wards, as-of date, and
-    ``counts`` of the features each map layer will hold for the filter."""
+    """What the map page shows beside the map.
+
+    Matching and total dossiers, the wards in force and their bounds, the
+    as-of date, and ``counts`` of the features each map layer will hold.
+    """
     as_of = store.as_of()
     count = store.count(PERMITS, flt)
     side = side_filter(flt)

@@ -194,8 +194,8 @@ def days(n: int) -> dt.timedelta:
 
 # -- pytest fixtures for browser tests (import them into the test module) ------------------
 
-@pytest.fixture(scope="module")
-def chromium():
+@pytest.fixture(scope="module", name="chromium")
+def chromium_fixture():
     """A Chromium browser for the module; fails under CI, skips elsewhere, when missing."""
     require_browser()
     from playwright.sync_api import sync_playwright

@@ -14,7 +14,7 @@ import pytest
 from gisapp import create_app
 from gisapp.filters import Filter
 from gisapp.store.gpkg import GeoPackageStore
-from tests.browser_util import XSS_ADDRESS, XSS_OWNER, chromium, live_server, open_page  # noqa: F401
+from tests.browser_util import XSS_ADDRESS, XSS_OWNER, chromium_fixture, live_server, open_page  # noqa: F401
 
 pytestmark = pytest.mark.browser
 
@@ -55,7 +55,8 @@ def linked_code(store):
 
 @pytest.fixture(scope="module")
 def server(store):
-    with live_server(create_app({"STORE": store.url, "TILES": "none"})) as base:
+    # personal data shown (as on the intranet today), so the hostile owner name reaches the popup and page
+    with live_server(create_app({"STORE": store.url, "TILES": "none", "SHOW_PERSONAL_DATA": True})) as base:
         yield base
 
 
@@ -86,7 +87,8 @@ def wait_drawn(rec, expected: int | None = None, layer: str = "permits", timeout
 def drawn_codes(rec) -> set[str]:
     return set(rec.page.evaluate("""() => {
         const out = [];
-        gisapp.groups.permits.eachLayer(g => g.eachLayer && g.eachLayer(l => out.push(l.feature.properties.dossier_code)));
+        gisapp.groups.permits.eachLayer(
+            g => g.eachLayer && g.eachLayer(l => out.push(l.feature.properties.dossier_code)));
         return out;
     }"""))
 
@@ -99,7 +101,9 @@ def click_parcel(rec, code: str):
     """Centre the map on ``code``'s parcel at street zoom and click it."""
     rec.page.evaluate("""(code) => {
         gisapp.groups.permits.eachLayer(g => g.eachLayer(l => {
-            if (l.feature.properties.dossier_code === code) { gisapp.map.setView(l.getBounds().getCenter(), 19, {animate: false}); }
+            if (l.feature.properties.dossier_code === code) {
+                gisapp.map.setView(l.getBounds().getCenter(), 19, {animate: false});
+            }
         }));
     }""", code)
     wait_drawn(rec)
@@ -255,7 +259,8 @@ def test_permit_page_links_back_to_the_map_centred_on_the_dossier(page, server, 
     page.page.get_by_test_id("back-to-map").click()
     assert wait_drawn(page, 1) == 1 and count_text(page) == 1
     lot = store.get(PERMITS, code).to_crs(4326).geometry.iloc[0]
-    zoom, lat, lon = page.page.evaluate("[gisapp.map.getZoom(), gisapp.map.getCenter().lat, gisapp.map.getCenter().lng]")
+    zoom, lat, lon = page.page.evaluate(
+        "[gisapp.map.getZoom(), gisapp.map.getCenter().lat, gisapp.map.getCenter().lng]")
     assert zoom == 18
     assert abs(lat - lot.centroid.y) < 1e-4 and abs(lon - lot.centroid.x) < 1e-4
     assert drawn_codes(page) == {code}

@@ -61,7 +61,8 @@ def map_page():
     store = get_store()
     flt, warnings = page_filter(store)
     page = stats.map_page(store, flt)
-    the_map = maps.main_map(bounds=page["bounds"] or maps.extent(store), wards=page["wards"], params=flt.to_params(),
+    the_map = maps.main_map(bounds=page["bounds"] or maps.extent(store), wards=page["wards"],
+                            params=flt.to_params(),
                             counts=page["counts"], cap=current_app.config.get("MAP_FEATURE_CAP", maps.FEATURE_CAP),
                             **map_inputs(store))
     return render_template("map.html", map=the_map, flt=flt, warnings=warnings, query=urlencode(flt.to_params()),
@@ -110,8 +111,8 @@ def _template_helpers() -> dict:
     lang = get_lang()
     return {"lang": lang, "t": i18n.translator(lang), "label": lambda f, c: domain.label(f, c, lang),
             "lang_url": _lang_url, "fmt": lambda v: fmt(v, lang), "pct": lambda v: pct(v, lang),
-            "codes": domain.CODE_SETS, "options": lambda name: [(c.code, c.label(lang)) for c in domain.CODE_SETS[name].values()],
-            "param_label": lambda p: param_label(p, lang)}
+            "codes": domain.CODE_SETS, "param_label": lambda p: param_label(p, lang),
+            "options": lambda name: [(c.code, c.label(lang)) for c in domain.CODE_SETS[name].values()]}
 
 
 def _lang_url(lang: str) -> str:
