@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 from gisapp.domain import Calendar
@@ -22,6 +23,8 @@ SETTINGS = {
     "ACCOUNTS": ("GISAPP_ACCOUNTS", str(ROOT / "layers" / "accounts.sqlite"), "SQLite file of staff accounts and the audit log"),
     "ENV": ("GISAPP_ENV", "development", "development or production (production refuses to start without a secret key)"),
     "MAX_UPLOAD_MB": ("GISAPP_MAX_UPLOAD_MB", "50", "largest file the upload page accepts, in MB"),
+    "UPLOADS": ("GISAPP_UPLOADS", str(Path(tempfile.gettempdir()) / "gisapp-uploads"),
+                "folder where uploaded files wait for confirmation (kept a day at most)"),
 }
 
 

@@ -56,7 +56,12 @@ def init_app(app) -> None:
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):
         code = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}.get(err.code, "HTTPError")
-        return _respond(err.code or 500, code, err.description or err.name)
+        description = err.description or err.name
+        if err.code == 413:
+            limit = app.config.get("MAX_UPLOAD_MB")
+            description = (f"Tệp quá lớn: tối đa {limit} MB. / The file is too large: "
+                           f"the limit is {limit} MB (GISAPP_MAX_UPLOAD_MB).")
+        return _respond(err.code or 500, code, description)
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):

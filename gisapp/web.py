@@ -16,6 +16,11 @@ def get_store() -> Store:
     return g.store
 
 
+def get_store_for_writing() -> Store:
+    """The store for an import from a page: created when it does not exist yet."""
+    return open_store(current_app.config["STORE"], must_exist=False)
+
+
 def get_lang() -> str:
     """The interface language: ``?lang=``, then the ``lang`` cookie, then the setting."""
     lang = request.args.get("lang") or request.cookies.get("lang") or current_app.config["LANG"]
@@ -23,7 +28,13 @@ def get_lang() -> str:
 
 
 def init_app(app) -> None:
-    """Remember a language chosen with ``?lang=`` in a cookie."""
+    """Remember a language chosen with ``?lang=`` in a cookie; layer labels for templates."""
+
+    @app.context_processor
+    def _layer_label():
+        from gisapp.schema import get_layer
+
+        return {"layer_label": lambda name: get_layer(name).label(get_lang())}
 
     @app.after_request
     def _persist_lang(response):

@@ -6,17 +6,10 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, redirect, render_template, request, url_for
 
-from gisapp import auth
+from gisapp import auth, i18n
 from gisapp.web import get_lang
 
 bp = Blueprint("auth", __name__)
-
-MESSAGES = {
-    "vi": {"bad": "Sai tên đăng nhập hoặc mật khẩu.",
-           "throttled": "Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau 15 phút."},
-    "en": {"bad": "Wrong user name or password.",
-           "throttled": "Too many failed sign-ins. Please try again in 15 minutes."},
-}
 
 
 def _safe_next(target: str | None) -> str:
@@ -35,13 +28,13 @@ def login():
         address = request.remote_addr or "?"
         accounts = auth.get_accounts()
         if accounts.throttled(name, address):
-            error, status = MESSAGES[get_lang()]["throttled"], 429
+            error, status = i18n.text("login_throttled", get_lang()), 429
         else:
             user = accounts.authenticate(name, password, address)
             if user:
                 auth.sign_in(user)
                 return redirect(_safe_next(request.args.get("next")))
-            error, status = MESSAGES[get_lang()]["bad"], 401
+            error, status = i18n.text("login_bad", get_lang()), 401
     return render_template("login.html", error=error, lang=get_lang()), status
 
 

@@ -1,0 +1,114 @@
+"""The upload page: dry-run report, rejected rows, confirm, audit log, limits, roles."""
+
+import html
+import io
+import re
+
+import pytest
+
+from gisapp import create_app
+from gisapp.accounts import Accounts
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def app(demo_store, tmp_path):
+    accounts = Accounts(tmp_path / "acc.sqlite")
+    for name, role in (("viewer1", "viewer"), ("officer1", "officer")):
+        accounts.add(name, PASSWORD, role)
+    return create_app({"STORE": demo_store.url, "ACCOUNTS": str(tmp_path / "acc.sqlite"),
+                       "UPLOADS": str(tmp_path / "uploads"), "TESTING": True, "MAX_UPLOAD_MB": 1})
+
+
+def token_of(page: str) -> str:
+    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+
+
+def signed_in(app, name):
+    client = app.test_client()
+    csrf = token_of(client.get("/login").get_data(as_text=True))
+    assert client.post("/login", data={"username": name, "password": PASSWORD, "csrf_token": csrf}).status_code == 302
+    return client
+
+
+@pytest.fixture
+def permits_geojson(demo_store, tmp_path):
+    """Three new sidewalk permits as GeoJSON in WGS84; the third ends before it starts."""
+    rows = demo_store.read("sidewalk_permits", limit=3).copy()
+    rows["permit_no"] = ["UP-1", "UP-2", "UP-3"]
+    rows.loc[2, "end_on"] = rows.loc[2, "start_on"] - __import__("pandas").Timedelta(days=3)
+    for col in ("start_on", "end_on"):
+        rows[col] = rows[col].dt.strftime("%Y-%m-%d")
+    path = tmp_path / "permits.geojson"
+    rows.to_crs(4326).to_file(path, driver="GeoJSON")
+    return path.read_bytes()
+
+
+def upload(client, content, name="permits.geojson", layer="sidewalk_permits", **extra):
+    page = client.get("/upload").get_data(as_text=True)
+    data = {"layer": layer, "mode": "upsert", "csrf_token": token_of(page),
+            "file": (io.BytesIO(content), name), **extra}
+    return client.post("/upload", data=data, content_type="multipart/form-data")
+
+
+def test_check_then_confirm(app, demo_store, permits_geojson):
+    client = signed_in(app, "officer1")
+    before = demo_store.count("sidewalk_permits")
+    r = upload(client, permits_geojson)
+    page = r.get_data(as_text=True)
+    assert r.status_code == 200
+    assert re.search(r'data-testid="read">3<', page) and re.search(r'data-testid="accepted">2<', page)
+    assert re.search(r'data-testid="rejected">1<', page) and "end before start" in page
+    assert demo_store.count("sidewalk_permits") == before  # a dry run changes nothing
+    rejects_url = re.search(r'data-testid="rejects-link" href="([^"]+)"', page).group(1)
+    csv = client.get(rejects_url)
+    assert csv.status_code == 200 and csv.data.startswith(b"\xef\xbb\xbf")
+    assert "UP-3" in csv.get_data(as_text=True) and "end before start" in csv.get_data(as_text=True)
+    confirm = re.search(r'action="([^"]+/confirm)"', page).group(1)
+    r = client.post(confirm, data={"csrf_token": token_of(page)})
+    assert r.status_code == 200 and "Đã nhập dữ liệu" in r.get_data(as_text=True)
+    assert demo_store.count("sidewalk_permits") == before + 2
+    entry = Accounts(app.config["ACCOUNTS"]).audit_log()[0]
+    assert (entry.username, entry.action, entry.layer, entry.rows) == ("officer1", "import", "sidewalk_permits", 2)
+    # The token is spent: confirming again does nothing.
+    assert client.post(confirm, data={"csrf_token": token_of(page)}).status_code == 400
+
+
+@pytest.mark.parametrize("who, status", [(None, 302), ("viewer1", 403), ("officer1", 200)])
+def test_upload_needs_the_officer_role(app, who, status):
+    client = signed_in(app, who) if who else app.test_client()
+    assert client.get("/upload").status_code == status
+
+
+def test_upload_past_the_size_limit_says_so(app):
+    client = signed_in(app, "officer1")
+    r = upload(client, b"x" * (2 * 1024 * 1024), name="big.csv")
+    assert r.status_code == 413
+    assert "the limit is 1 MB" in r.get_data(as_text=True)
+
+
+@pytest.mark.parametrize(
+    "name, layer, message",
+    [("evil.exe", "sidewalk_permits", "accepted files are"),
+     ("permits.geojson", "findings", "unknown layer 'findings'")],
+)
+def test_bad_uploads_are_refused_with_a_message(app, permits_geojson, name, layer, message):
+    client = signed_in(app, "officer1")
+    r = upload(client, permits_geojson, name=name, layer=layer)
+    assert r.status_code == 400 and message in html.unescape(r.get_data(as_text=True))
+
+
+def test_upload_without_csrf_token_is_refused(app, permits_geojson):
+    client = signed_in(app, "officer1")
+    r = client.post("/upload", data={"layer": "sidewalk_permits", "file": (io.BytesIO(permits_geojson), "p.geojson")},
+                    content_type="multipart/form-data")
+    assert r.status_code == 400
+
+
+def test_file_names_are_sanitised():
+    from gisapp.uploads import safe_name
+
+    assert safe_name("../../etc/passwd.csv") == "passwd.csv"
+    assert safe_name("C:\\Users\\x\\Hồ sơ tháng 6.XLSX") == "H_s_th_ng_6.xlsx"
+    assert safe_name("") == "upload"
