@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import getpass
 import time
 from pathlib import Path
 
 import click
 
+from gisapp.accounts import Accounts
 from gisapp.cli import Context, pass_ctx
 from gisapp.importing import IMPORTABLE_LAYERS, ImportFailure, rejects_path, run_import, write_rejects
 from gisapp.store import StoreError
@@ -58,6 +60,9 @@ def import_(ctx: Context, layer, file, parcels, crs, mapping, mode, dry_run, she
         click.echo(f"no rejected rows; removed the old {target}")
     if report.written:
         click.echo(f"store: {store.url}")
+        Accounts(ctx.config["ACCOUNTS"]).audit(
+            f"cli:{getpass.getuser()}", "import", layer, report.accepted,
+            f"{mode} from {file.name}: " + ", ".join(f"{k} {v}" for k, v in report.changes.items()))
     click.echo(f"done in {time.perf_counter() - started:.1f} s")
     if report.accepted == 0:
         raise click.ClickException("nothing was imported: " + ("the file has no rows" if not report.read

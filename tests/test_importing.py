@@ -5,6 +5,7 @@ change nothing, atomic writes and coordinates checked against pyproj and DESIGN.
 import csv
 import datetime as dt
 import json
+import os
 import unicodedata
 
 import geopandas as gpd
@@ -19,6 +20,7 @@ from pyproj import Transformer
 
 import gisapp.store.gpkg as gpkg_module
 from gisapp import domain, schema
+from gisapp.accounts import Accounts
 from gisapp.cli import cli
 from gisapp.importing import (
     BAD_DATE, BAD_NUMBER, DUPLICATE, END_BEFORE_START, GEOMETRY_EMPTY, INVALID_GEOMETRY, MISSING, NO_PARCEL,
@@ -632,6 +634,9 @@ def test_cli_import_summary_rejects_file_and_exit_codes(tmp_path, parcels_shp):
     table = list(csv.DictReader(raw.decode("utf-8-sig").splitlines()))
     assert [r["row"] for r in table] == ["5", "6"] and table[0]["reason"] == UNKNOWN_CODE
     assert GeoPackageStore(store_path).count("construction_permits") == 2
+    audit = Accounts(os.environ["GISAPP_ACCOUNTS"]).audit_log()
+    assert [(e.action, e.layer, e.rows) for e in audit] == [("import", "construction_permits", 2), ("import", "wards", 3)]
+    assert audit[0].username.startswith("cli:")
 
     everything_bad = write_csv(tmp_path / "bad.csv", [dossier(5, **{"Trạng thái": "?"})])
     result = runner.invoke(cli, ["--store", str(store_path), "import", "construction_permits",
