@@ -135,6 +135,7 @@ FEATURE_COMMANDS: list[tuple[str, list[str]]] = [
     ("gisapp.accounts_cli", ["users"]),
     ("gisapp.exporting_cli", ["export"]),
     ("gisapp.importing_cli", ["import_"]),
+    ("gisapp.analysis_cli", ["analyze"]),
 ]
 
 
@@ -144,3 +145,4 @@ def main(argv=None) -> None:
 
 
 _register_feature_commands()
+

@@ -338,6 +338,7 @@ class GeoPackageStore(Store):
             exists = self.path.exists()
             if exists:
                 self._check()
+            _remove_leftovers(self.path)
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
             try:
                 if exists:
@@ -360,6 +361,27 @@ class GeoPackageStore(Store):
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Delete copies left by writers that were killed (their process is gone).
+
+    Called with the writers' lock held, so no live writer's copy is touched.
+    """
+    for tmp in path.parent.glob(f".{path.stem}.*.tmp.gpkg*"):
+        pid = tmp.name[len(path.stem) + 2:].split(".", 1)[0]
+        if pid.isdigit() and int(pid) != os.getpid() and not _alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _copy(src: Path, dst: Path) -> None:

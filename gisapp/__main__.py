@@ -1,0 +1,5 @@
+"""``python -m gisapp``: the command line."""
+
+from gisapp.cli import main
+
+main()
