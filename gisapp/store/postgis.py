@@ -19,10 +19,12 @@ one process (a store object is cheap: the app opens one per request).
 
 from __future__ import annotations
 
+import binascii
 import contextlib
 import os
 import re
 import threading
+import unicodedata
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,9 +34,11 @@ import orjson
 import pandas as pd
 import psycopg
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import shapely
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from gisapp import geo, schema
@@ -43,7 +47,7 @@ from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store import migrations
 from gisapp.store.base import (
     SEARCH_COLUMN, LayerInfo, Store, StoreError, attribute_clauses, check_layer,
-    empty_frame, search_text,
+    empty_frame,
 )
 
 SRID = 5899
@@ -389,7 +393,8 @@ def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.Geo
     """COPY ``frame`` into ``table`` as CSV, ``COPY_CHUNK`` rows at a time."""
     columns = [*layer.field_names, SEARCH_COLUMN, "geom"]
     options = pacsv.WriteOptions(include_header=False)
-    with con.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)") as copy:
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+    with con.cursor() as cur, cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
         for start in range(0, len(frame), COPY_CHUNK):
             buf = pa.BufferOutputStream()
             pacsv.write_csv(_arrow_table(layer, frame.iloc[start:start + COPY_CHUNK]), buf, options)
@@ -410,11 +415,10 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
                                       from_pandas=True)
         else:
             arrays[f.name] = pa.array(col.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-    arrays[SEARCH_COLUMN] = pa.array(search_text(layer, frame).to_numpy(dtype=object), type=pa.string())
+    arrays[SEARCH_COLUMN] = pa.array(_search_texts(layer, frame).to_numpy(dtype=object), type=pa.string())
     geoms = _multipolygons(frame.geometry.values) if layer.geometry == "MultiPolygon" else np.asarray(
         frame.geometry.values, dtype=object)
-    geoms = shapely.set_srid(geoms, SRID)
-    arrays["geom"] = pa.array(shapely.to_wkb(geoms, hex=True, include_srid=True), type=pa.string(), from_pandas=True)
+    arrays["geom"] = _ewkb_hex(geoms)
     return pa.table(arrays)
 
 
@@ -425,6 +429,70 @@ def _multipolygons(geoms) -> np.ndarray:
     if single.any():
         geoms[single] = shapely.multipolygons(geoms[single], indices=np.arange(int(single.sum())))
     return geoms
+
+
+class _FoldTable(dict):
+    """``str.translate`` table: each character decomposed (NFD) without its marks, đ → d.
+
+    Filled on demand.  ``text.translate(table).lower()`` equals
+    :func:`gisapp.filters.fold` (NFD only decomposes character by character,
+    and every mark it could reorder is dropped); a test checks every code point.
+    """
+
+    def __missing__(self, code: int) -> str:
+        decomposed = unicodedata.normalize("NFD", chr(code))
+        value = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).replace("đ", "d").replace("Đ", "D")
+        self[code] = value
+        return value
+
+
+_FOLD = _FoldTable()
+
+
+def _search_texts(layer: Layer, frame: pd.DataFrame) -> pd.Series:
+    """:func:`gisapp.store.base.search_text`, several times faster (same result)."""
+    parts = [frame[name].fillna("").astype(str) for name in layer.text_fields if name in frame]
+    if not parts:
+        return pd.Series("", index=frame.index)
+    joined = parts[0]
+    for p in parts[1:]:
+        joined = joined + " " + p
+    return joined.map(lambda text: text.translate(_FOLD).lower())
+
+
+#: What follows the first 4 bytes of a little-endian 2-D WKB to make it EWKB with SRID 5899:
+#: the type's high byte with the SRID flag, then the SRID.
+_SRID_SPLICE = pa.scalar(b"\x20" + SRID.to_bytes(4, "little"), pa.binary())
+
+
+def _ewkb_hex(geoms: np.ndarray) -> pa.Array:
+    """Hex EWKB with SRID 5899 of ``geoms`` (null where missing), what COPY feeds a geometry column.
+
+    Shapely writes little-endian 2-D WKB; Arrow splices in the SRID flag and
+    value and binascii writes the hex digits (shapely's own hex EWKB is ~7×
+    slower).  Anything else (3-D, ...) goes through shapely.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    wkb = pa.array(shapely.to_wkb(geoms, byte_order=1), type=pa.binary(), from_pandas=True)
+    n = len(wkb)
+    if n == 0 or wkb.null_count == n:
+        return pa.nulls(n, pa.string())
+    byte_order = pc.binary_slice(wkb, 0, 1)
+    type_high = pc.binary_slice(wkb, 4, 5)
+    plain = pc.all(pc.equal(byte_order, pa.scalar(b"\x01", pa.binary()))).as_py() is not False and \
+        pc.all(pc.equal(type_high, pa.scalar(b"\x00", pa.binary()))).as_py() is not False
+    if not plain:
+        with_srid = shapely.set_srid(geoms, SRID)
+        return pa.array(shapely.to_wkb(with_srid, hex=True, include_srid=True), type=pa.string(), from_pandas=True)
+    ewkb = pc.binary_join_element_wise(pc.binary_slice(wkb, 0, 4), _SRID_SPLICE,
+                                       pc.binary_slice(wkb, 5, 2**31 - 1), pa.scalar(b"", pa.binary()))
+    if isinstance(ewkb, pa.ChunkedArray):
+        ewkb = ewkb.combine_chunks()
+    offsets = np.frombuffer(ewkb.buffers()[1], dtype=np.int32)[ewkb.offset:ewkb.offset + n + 1].astype(np.int64)
+    digits = binascii.hexlify(memoryview(ewkb.buffers()[2])[offsets[0]:offsets[-1]])
+    return pa.StringArray.from_buffers(n, pa.py_buffer((2 * (offsets - offsets[0])).astype(np.int32)),
+                                       pa.py_buffer(digits), ewkb.buffers()[0] if not ewkb.offset else
+                                       pa.array(ewkb.is_valid()).buffers()[1], ewkb.null_count)
 
 
 _INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON (\S+) USING ")

@@ -1,0 +1,385 @@
+"""Benchmark: the GeoPackage and the PostGIS store on the same data, at city scale.
+
+For each size (default 100,000 and 1,000,000 permits per layer) it generates
+construction dossiers and sidewalk-use permits (:func:`gisapp.demo.generate`
+when it works at that size, else the vectorised generator below), loads them
+into each backend — a GeoPackage file, and PostGIS on a private server the
+benchmark starts (``tests/pg_server.py``) — and reports:
+
+- load time (``store.write`` of both layers and the wards: one transaction);
+- analysis time: read the three layers + :func:`gisapp.analysis.find_overlaps`
+  (geopandas), and the SQL path (:mod:`gisapp.analysis_sql`) on PostGIS,
+  each when the module exists;
+- items-page latency: ``gisapp serve --workers 8`` (waitress) in a child
+  process on 127.0.0.1, clients fetching
+  ``/api/collections/construction_permits/items?bbox=…&limit=1000`` for
+  random street-view boxes (~1,000 features each), p50/p95 at 8 and 32
+  concurrent clients, a bounded number of requests per level.
+
+The clients run in this process, on the same 2 cores as the server, so the
+figures are pessimistic.  Prints a table; writes JSON to ``benchmarks/out/``.
+
+Usage::
+
+    python -m benchmarks.bench_postgis [--sizes 100000,1000000] [--clients 8,32]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gisapp import geo, schema  # noqa: E402
+from gisapp.store.gpkg import GeoPackageStore  # noqa: E402
+from gisapp.store.postgis import PostGISStore, close_pool  # noqa: E402
+from tests.pg_server import free_port, start_server  # noqa: E402
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+#: Permits per km² of the synthetic city: a ~0.5 km² street view holds ~1,000.
+DENSITY_PER_KM2 = 2000.0
+VIEW_M = (800.0, 625.0)  # street-view box, metres (0.5 km²)
+ORIGIN = (520_000.0, 1_740_000.0)
+SERVER_SETTINGS = {"shared_buffers": "1GB", "work_mem": "64MB", "maintenance_work_mem": "1GB",
+                   "max_wal_size": "8GB", "checkpoint_timeout": "30min", "effective_cache_size": "8GB",
+                   "random_page_cost": "1.1", "max_connections": "100"}
+WORKERS = 8
+
+
+# -- data ----------------------------------------------------------------------------
+
+def _rectangles(cx, cy, w, h, angle):
+    dx = np.array([-0.5, 0.5, 0.5, -0.5, -0.5])
+    dy = np.array([-0.5, -0.5, 0.5, 0.5, -0.5])
+    x, y = dx[None, :] * w[:, None], dy[None, :] * h[:, None]
+    cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
+    return shapely.polygons(np.stack([cx[:, None] + x * cos - y * sin, cy[:, None] + x * sin + y * cos], axis=-1))
+
+
+def _text(prefix, numbers, width=7):
+    return np.strings.add(prefix, np.strings.zfill(np.asarray(numbers).astype(str), width)).astype(object)
+
+
+def generate(n: int, seed: int = 7) -> dict[str, gpd.GeoDataFrame]:
+    """``n`` dossiers and ``n`` sidewalk permits on a square city at :data:`DENSITY_PER_KM2`.
+
+    One parcel per grid cell (jittered, rotated a little), a sidewalk strip in
+    front of it (5 % shifted onto the neighbour's strip: clashes), wards on a
+    10 × 10 grid, dates over four years.  Vectorised: 1M per layer in seconds.
+    """
+    rng = np.random.default_rng(seed)
+    cell = np.sqrt(1e6 / DENSITY_PER_KM2)
+    cols = int(np.ceil(np.sqrt(n)))
+    i = np.arange(n)
+    gx, gy = i % cols, i // cols
+    cx = ORIGIN[0] + (gx + 0.5) * cell + rng.uniform(-2, 2, n)
+    cy = ORIGIN[1] + (gy + 0.5) * cell + rng.uniform(-2, 2, n)
+    w, h = rng.uniform(5, 12, n), rng.uniform(12, 18, n)
+    parcels = _rectangles(cx, cy + 2, w, h, rng.uniform(-0.1, 0.1, n))
+    side = cy + 2 - h / 2 - 2.0
+    shift = np.where(rng.random(n) < 0.05, cell * 0.6, 0.0)
+    strips = _rectangles(cx + shift, side, rng.uniform(3, 9, n), rng.uniform(1.5, 3.0, n), np.zeros(n))
+
+    size = cols * cell
+    ward_cols = 10
+    wsize = size / ward_cols
+    ward_ix = (np.minimum((cx - ORIGIN[0]) // wsize, ward_cols - 1)
+               + ward_cols * np.minimum((cy - ORIGIN[1]) // wsize, ward_cols - 1)).astype(int)
+    codes = np.array([f"{20000 + k:05d}" for k in range(ward_cols * ward_cols)], dtype=object)
+    wk = np.arange(ward_cols * ward_cols)
+    wx, wy = ORIGIN[0] + (wk % ward_cols) * wsize, ORIGIN[1] + (wk // ward_cols) * wsize
+    wards = gpd.GeoDataFrame({
+        "ward_key": np.strings.add(codes.astype(str), "-2020-01-01").astype(object), "ward_code": codes,
+        "name": _text("Phường ", wk, 2), "district": "Đà Nẵng", "valid_from": pd.Timestamp("2020-01-01"),
+        "valid_to": pd.NaT, "approximate": 1, "source": "synthetic"},
+        geometry=shapely.box(wx, wy, wx + wsize, wy + wsize), crs=schema.STORE_CRS)
+
+    ward = codes[ward_ix]
+    mismatch = rng.random(n) < 0.001
+    ward = np.where(mismatch, codes[(ward_ix + 1) % len(codes)], ward)
+    day0 = np.datetime64("2022-01-01")
+    received = day0 + rng.integers(0, 4 * 365, n).astype("timedelta64[D]")
+    done = rng.random(n) < 0.8
+    completed = np.where(done, received + rng.integers(3, 25, n).astype("timedelta64[D]"), np.datetime64("NaT"))
+    streets = np.array(["Cách Mạng Tháng Tám", "Ông Ích Đường", "Nguyễn Hữu Thọ", "Trường Chinh", "Lê Đại Hành",
+                        "Phạm Hùng", "Hoàng Văn Thái", "Tôn Đức Thắng"], dtype=object)
+    street = streets[rng.integers(0, len(streets), n)]
+    number = rng.integers(1, 999, n).astype(str)
+    construction = gpd.GeoDataFrame({
+        "dossier_code": _text("XD-", i), "permit_no": np.strings.add(number, "/GPXD").astype(object),
+        "ward_code": ward,
+        "status": rng.choice(["RETURNED", "RESULT_READY", "PROCESSING", "RECEIVED", "REFUSED"], n,
+                             p=[0.6, 0.1, 0.15, 0.1, 0.05]).astype(object),
+        "procedure": rng.choice(["NEW_BUILD", "RENOVATION", "ADJUSTMENT", "EXTENSION"], n,
+                                p=[0.65, 0.2, 0.1, 0.05]).astype(object),
+        "work_category": np.where(rng.random(n) < 0.94, "HOUSE", "OTHER").astype(object),
+        "channel": np.where(rng.random(n) < 0.545, "ONLINE", "IN_PERSON").astype(object),
+        "received_on": received, "due_on": received + np.timedelta64(21, "D"),
+        "completed_on": completed, "issued_on": completed,
+        "owner_name": _text("Nguyễn Văn ", i), "owner_id_no": _text("0480", i, 8),
+        "site_address": np.strings.add(np.strings.add(number, " "), street.astype(str)).astype(object),
+        "street": street, "map_sheet_no": (gy // 50 + 1).astype(str).astype(object),
+        "parcel_no": (gx + 1).astype(str).astype(object),
+        "plot_area_m2": np.round(w * h, 2), "footprint_m2": np.round(w * h * 0.8, 2),
+        "floor_area_m2": np.round(w * h * 2.4, 2), "floors": rng.integers(1, 7, n), "height_m": rng.uniform(3, 22, n),
+    }, geometry=parcels, crs=schema.STORE_CRS)
+    start = day0 + rng.integers(0, 4 * 365, n).astype("timedelta64[D]")
+    materials = rng.random(n) < 0.45
+    sidewalk = gpd.GeoDataFrame({
+        "permit_no": _text("VH-", i), "ward_code": ward,
+        "purpose": np.where(materials, "MATERIALS", rng.choice(["BUSINESS", "PARKING", "EVENT"], n)).astype(object),
+        "status": "RETURNED", "channel": "ONLINE", "applicant_name": _text("Trần Thị ", i),
+        "address": construction["site_address"].to_numpy(), "street": street,
+        "start_on": start, "end_on": start + rng.integers(1, 90, n).astype("timedelta64[D]"),
+        "sidewalk_width_m": rng.uniform(3, 6, n), "used_width_m": rng.uniform(0.5, 3, n),
+        "construction_dossier_code": np.where(materials & (rng.random(n) < 0.6), construction["dossier_code"], None),
+    }, geometry=strips, crs=schema.STORE_CRS)
+    sidewalk["used_area_m2"] = np.round(sidewalk.area, 2)
+    return {"wards": wards, "construction_permits": construction, "sidewalk_permits": sidewalk}
+
+
+def make_data(n: int) -> tuple[dict, str]:
+    """Frames of ``n`` per layer and which generator made them."""
+    try:
+        from gisapp import demo
+
+        frames = demo.generate(n, n)
+        if len(frames["construction_permits"]) == n and len(frames["sidewalk_permits"]) == n:
+            return frames, "gisapp.demo.generate"
+    except Exception as err:  # a work in progress elsewhere must not stop the benchmark
+        print(f"  gisapp.demo.generate({n}, {n}) failed ({type(err).__name__}: {err}); using the local generator")
+    return generate(n), "benchmarks.bench_postgis.generate"
+
+
+def view_boxes(frames: dict, k: int, seed: int = 3) -> list[tuple]:
+    """``k`` WGS84 street-view boxes centred on random dossiers."""
+    rng = np.random.default_rng(seed)
+    cons = frames["construction_permits"]
+    centres = shapely.centroid(cons.geometry.values[rng.integers(0, len(cons), k)])
+    x, y = shapely.get_x(centres), shapely.get_y(centres)
+    boxes = shapely.box(x - VIEW_M[0] / 2, y - VIEW_M[1] / 2, x + VIEW_M[0] / 2, y + VIEW_M[1] / 2)
+    return [tuple(round(v, 6) for v in b.bounds) for b in geo.transform(boxes, schema.STORE_CRS, schema.WEB_CRS)]
+
+
+# -- measurements ------------------------------------------------------------------------
+
+def timed(func, *args, **kw):
+    t = time.perf_counter()
+    out = func(*args, **kw)
+    return out, time.perf_counter() - t
+
+
+def analysis_times(store, frames_n: int) -> dict:
+    """Seconds for the geopandas path (read + find_overlaps) and the SQL path, when available."""
+    out = {}
+    try:
+        from gisapp import analysis
+    except ImportError:
+        return {"geopandas": None, "note": "gisapp.analysis not available"}
+    params = analysis.AnalysisParams(as_of=store.as_of())
+    t = time.perf_counter()
+    layers = {name: store.read(name) for name in ("construction_permits", "sidewalk_permits", "wards")}
+    out["geopandas_read_s"] = time.perf_counter() - t
+    result, out["geopandas_analysis_s"] = timed(analysis.find_overlaps, layers["construction_permits"],
+                                                layers["sidewalk_permits"], layers["wards"], params)
+    out["findings"] = int(len(result.findings))
+    del layers
+    if hasattr(store, "find_overlaps"):
+        sql_result, out["sql_s"] = timed(store.find_overlaps, params)
+        out["sql_findings"] = int(len(sql_result.findings))
+    return out
+
+
+@contextlib.contextmanager
+def app_server(store_url: str):
+    """``gisapp serve --workers 8`` (waitress) on a free port; its base URL."""
+    import requests
+
+    port = free_port()
+    env = {**os.environ, "GISAPP_STORE": store_url, "GISAPP_ENV": "development"}
+    cmd = [sys.executable, "-c", "from gisapp.cli import main; main()", "serve", "--host", "127.0.0.1",
+           "--port", str(port), "--workers", str(WORKERS)]
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
+                    break
+            time.sleep(0.2)
+        else:
+            raise RuntimeError("server did not answer /healthz")
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+_RETURNED = re.compile(rb'"numberReturned":(\d+)')
+
+
+def load_test(base: str, boxes: list, clients: int, requests_per_client: int) -> dict:
+    """Latency of the items page under ``clients`` concurrent clients (bounded requests)."""
+    import requests
+
+    url = f"{base}/api/collections/construction_permits/items"
+    latencies, returned, failures = [], [], []
+    lock = threading.Lock()
+
+    def client(k: int):
+        session = requests.Session()
+        for j in range(requests_per_client):
+            bbox = boxes[(k * requests_per_client + j) % len(boxes)]
+            params = {"bbox": ",".join(map(str, bbox)), "limit": "1000", "f": "json"}
+            t = time.perf_counter()
+            try:
+                r = session.get(url, params=params, timeout=60)
+                body = r.content
+                elapsed = time.perf_counter() - t
+            except requests.RequestException as err:
+                with lock:
+                    failures.append(str(err))
+                continue
+            m = _RETURNED.search(body[:4096]) or _RETURNED.search(body)
+            with lock:
+                if r.status_code != 200:
+                    failures.append(f"HTTP {r.status_code}")
+                else:
+                    latencies.append(elapsed)
+                    returned.append(int(m.group(1)) if m else -1)
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - started
+    lat = np.array(latencies) * 1000
+    return {"clients": clients, "requests": len(lat), "failures": len(failures),
+            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
+            "p95_ms": float(np.percentile(lat, 95)) if len(lat) else None,
+            "mean_features": float(np.mean(returned)) if returned else None,
+            "throughput_rps": len(lat) / wall if wall else None}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000,1000000", help="permits per layer, comma-separated")
+    parser.add_argument("--clients", default="8,32", help="concurrent clients, comma-separated")
+    parser.add_argument("--requests", type=int, default=320, help="requests per client level")
+    parser.add_argument("--backends", default="gpkg,postgis")
+    parser.add_argument("--no-analysis", action="store_true", help="skip the analysis timings")
+    args = parser.parse_args(argv)
+    sizes = [int(s) for s in args.sizes.split(",")]
+    clients = [int(c) for c in args.clients.split(",")]
+    backends = args.backends.split(",")
+    results = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
+               "cpus": os.cpu_count(), "workers": WORKERS, "view_m": VIEW_M, "runs": []}
+    server = start_server(SERVER_SETTINGS) if "postgis" in backends else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="gisapp-bench-") as tmp:
+            for n in sizes:
+                print(f"{n:,} permits per layer: generating …", flush=True)
+                frames, generator = make_data(n)
+                boxes = view_boxes(frames, 400)
+                run = {"n": n, "generator": generator, "rows": []}
+                for name in backends:
+                    if name == "gpkg":
+                        path = Path(tmp) / f"bench-{n}.gpkg"
+                        store, url = GeoPackageStore(path, must_exist=False), str(path)
+                    else:
+                        url = server.url(server.create_database("bench"))
+                        store = PostGISStore(url, must_exist=False)
+                    per_client = {c: max(5, args.requests // c) for c in clients}
+                    row = _run_backend(name, store, url, frames, boxes, per_client, not args.no_analysis)
+                    run["rows"].append(row)
+                    if name == "postgis":
+                        close_pool(url)
+                    else:
+                        path.unlink(missing_ok=True)
+                results["runs"].append(run)
+                del frames
+    finally:
+        if server is not None:
+            server.stop()
+    print_table(results)
+    OUT_DIR.mkdir(exist_ok=True)
+    out = OUT_DIR / f"bench_postgis_{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+def _run_backend(name, store, url, frames, boxes, per_client: dict, with_analysis: bool) -> dict:
+    print(f"  {name}: loading …", flush=True)
+    _, load_s = timed(store.write, frames, mode="replace", meta={"as_of": "2026-01-01"})
+    row = {"backend": name, "load_s": load_s}
+    print(f"  {name}: loaded in {load_s:.1f} s", flush=True)
+    if with_analysis:
+        try:
+            row["analysis"] = analysis_times(store, len(frames["construction_permits"]))
+        except Exception as err:  # report, do not stop the other measurements
+            row["analysis"] = {"error": f"{type(err).__name__}: {err}"}
+        print(f"  {name}: analysis {row['analysis']}", flush=True)
+    row["items"] = []
+    with app_server(url) as base:
+        load_test(base, boxes[:20], 2, 5)  # warm up
+        for c, per in per_client.items():
+            stats = load_test(base, boxes, c, per)
+            row["items"].append(stats)
+            print(f"  {name}: {c} clients p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
+                  f"({stats['requests']} requests, {stats['mean_features']:.0f} features each, "
+                  f"{stats['failures']} failed)", flush=True)
+    return row
+
+
+def print_table(results: dict) -> None:
+    """The results as a plain-text table."""
+    head = f"{'permits/layer':>13} {'backend':<8} {'load s':>7} {'read+gpd s':>10} {'sql s':>6}"
+    clients = sorted({i["clients"] for run in results["runs"] for row in run["rows"] for i in row["items"]})
+    for c in clients:
+        head += f" {f'p50/p95 ms @{c}':>17}"
+    print(head)
+    for run in results["runs"]:
+        for row in run["rows"]:
+            a = row.get("analysis") or {}
+            gpd_s = (a.get("geopandas_read_s") or 0) + (a.get("geopandas_analysis_s") or 0) \
+                if a.get("geopandas_analysis_s") is not None else None
+            line = f"{run['n']:>13,} {row['backend']:<8} {row['load_s']:>7.1f} " \
+                   f"{_fmt(gpd_s, 10)} {_fmt(a.get('sql_s'), 6)}"
+            for c in clients:
+                item = next((i for i in row["items"] if i["clients"] == c), None)
+                cell = "—" if item is None or item["p50_ms"] is None else f"{item['p50_ms']:.0f}/{item['p95_ms']:.0f}"
+                line += f" {cell:>17}"
+            print(line)
+
+
+def _fmt(value, width: int) -> str:
+    return f"{'—':>{width}}" if value is None else f"{value:>{width}.1f}"
+
+
+if __name__ == "__main__":
+    main()
