@@ -454,7 +454,8 @@ def _parse_dates(series: pd.Series) -> tuple[pd.Series, np.ndarray]:
         out[is_date] = stamps.to_numpy().astype("datetime64[ms]")
     if is_number.any():
         serial = obj[is_number].astype("float64").to_numpy()
-        ok = (serial >= 1) & (serial < 2958466) & (serial % 1 == 0)
+        with np.errstate(invalid="ignore"):  # NaN/inf serials are simply not dates
+            ok = np.isfinite(serial) & (serial >= 1) & (serial < 2958466) & (serial % 1 == 0)
         days = np.where(ok, serial, 0).astype("int64")
         values = (_EXCEL_EPOCH + days.astype("timedelta64[D]")).astype("datetime64[ms]")
         out[is_number] = np.where(ok, values, np.datetime64("NaT"))
