@@ -233,7 +233,7 @@ def bench_items(store: Path, centres, requests_per_client: int) -> dict:
                 elapsed = time.perf_counter() - started
                 with lock:
                     if resp.status != 200:
-                        errors.append(resp.status)
+                        errors.append({"status": resp.status, "url": url, "body": body[:300].decode(errors="replace")})
                     else:
                         latencies.append(elapsed)
                         returned.append(int(re.search(rb'"numberReturned":(\d+)', body[:300]).group(1)))
@@ -249,7 +249,8 @@ def bench_items(store: Path, centres, requests_per_client: int) -> dict:
         proc.terminate()
         proc.wait(timeout=10)
     ms = sorted(v * 1000 for v in latencies)
-    return {"requests": len(ms), "errors": len(errors), "median_ms": statistics.median(ms),
+    return {"requests": len(ms), "errors": len(errors), "error_samples": errors[:3],
+            "median_ms": statistics.median(ms),
             "p95_ms": ms[int(round(0.95 * (len(ms) - 1)))], "max_ms": ms[-1],
             "min_features_returned": min(returned), "requests_per_s": len(ms) / wall}
 

@@ -170,10 +170,12 @@ class GeoPackageStore(Store):
                 hit[edge] = shapely.intersects(geoms, box)
             fids = [int(v) for v in arr[hit, 0]]
         if cache is not None:
-            if sum(1 for k in cache if isinstance(k, tuple)) >= _FIDS_PER_FILE:
-                for k in [k for k in list(cache) if isinstance(k, tuple)]:
-                    cache.pop(k, None)
-            cache[cache_key] = fids
+            with _FILE_CACHE_LOCK:  # requests run in threads: never iterate while another inserts
+                remembered = [k for k in list(cache) if isinstance(k, tuple)]
+                if len(remembered) >= _FIDS_PER_FILE:
+                    for k in remembered:
+                        cache.pop(k, None)
+                cache[cache_key] = fids
         return fids
 
     def _signature(self) -> tuple:
