@@ -8,8 +8,12 @@ random dates over four years, and two ward grids (one in force until
 (35 km², Cẩm Lệ) and the city (3,500 km²).
 
 Each (size, density) runs in its own subprocess so that its peak memory
-(``ru_maxrss``: generation plus analysis) is its own.  Results are printed
-as a table and written as JSON to ``benchmarks/out/``.
+(``ru_maxrss``: generation plus analysis) is its own; the subprocess gets an
+address-space limit (``--mem-limit-gb``) and a time limit so that a run too
+big for the machine fails alone.  Wall time and CPU time (all threads) are
+both reported, with the load average at the start: on a shared machine the
+wall time depends on the neighbours.  Results are printed as a table and
+written as JSON to ``benchmarks/out/``.
 
 Usage::
 
@@ -43,7 +47,11 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 
 
 def rectangles(cx, cy, width, height, angle):
-    """Rotated rectangles (centre, size, angle in radians) as shapely polygons, vectorised."""
+    """Rotated rectangles (centre, size, angle in radians) as single-part MultiPolygons, vectorised.
+
+    MultiPolygons because that is what the store gives the analysis (the
+    layers are MultiPolygon layers).
+    """
     import shapely
 
     dx = np.array([-0.5, 0.5, 0.5, -0.5, -0.5])
@@ -52,7 +60,7 @@ def rectangles(cx, cy, width, height, angle):
     y = dy[None, :] * height[:, None]
     cos, sin = np.cos(angle)[:, None], np.sin(angle)[:, None]
     coords = np.stack([cx[:, None] + x * cos - y * sin, cy[:, None] + x * sin + y * cos], axis=-1)
-    return shapely.polygons(coords)
+    return shapely.multipolygons(shapely.polygons(coords).reshape(-1, 1))
 
 
 def _ids(prefix: str, n: int) -> np.ndarray:
@@ -127,7 +135,8 @@ def generate(n: int, density: str, seed: int = 0):
     end = start + rng.integers(0, 90, n)
     link = np.where(front & (rng.random(n) < 0.4), dossier[k], None)
 
-    def text(values):  # object columns, as the store returns them
+    def text(values):
+        """An object column, as the store returns text."""
         return pd.Series(np.asarray(values, dtype=object), dtype=object)
 
     construction = gpd.GeoDataFrame({
@@ -160,16 +169,17 @@ def run_one(n: int, density: str, repeat: int = 1, seed: int = 0) -> dict:
     generated = time.perf_counter() - started
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     runs = []
+    load = os.getloadavg()[0]
     for _ in range(repeat):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         result = find_overlaps(construction, sidewalk, wards, AnalysisParams())
-        runs.append((time.perf_counter() - t, result.timings))
-    best, stages = min(runs, key=lambda r: r[0])
+        runs.append((time.perf_counter() - t, time.process_time() - cpu, result.timings))
+    best, best_cpu, stages = min(runs, key=lambda r: r[0])
     counts = result.findings["kind"].value_counts().to_dict()
     return {
         "n": n, "density": density, "area_km2": DENSITIES[density], "seed": seed,
-        "generate_s": round(generated, 3), "analysis_s": round(best, 3),
-        "analysis_runs_s": [round(r[0], 3) for r in runs],
+        "generate_s": round(generated, 3), "analysis_s": round(best, 3), "analysis_cpu_s": round(best_cpu, 3),
+        "analysis_runs_s": [round(r[0], 3) for r in runs], "load_average_at_start": round(load, 2),
         "stages_s": {k: round(v, 3) for k, v in stages.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_after_generate_mb": round(rss_before / 1024, 1),
@@ -178,22 +188,26 @@ def run_one(n: int, density: str, repeat: int = 1, seed: int = 0) -> dict:
     }
 
 
-def _run_in_subprocess(n: int, density: str, repeat: int, seed: int) -> dict:
-    """:func:`run_one` in a fresh interpreter (its own peak memory)."""
+def _run_in_subprocess(n: int, density: str, repeat: int, seed: int, mem_gb: float, timeout: float) -> dict:
+    """:func:`run_one` in a fresh interpreter (its own peak memory), within the limits."""
     root = Path(__file__).resolve().parent.parent
-    cmd = [sys.executable, "-m", "benchmarks.bench_analysis", "--worker",
+    cmd = [sys.executable, "-m", "benchmarks.bench_analysis", "--worker", "--mem-limit-gb", str(mem_gb),
            "--sizes", str(n), "--density", density, "--repeat", str(repeat), "--seed", str(seed)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env, check=False)
+    try:
+        done = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env, check=False, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"n": n, "density": density, "error": f"no result within {timeout:.0f} s"}
     if done.returncode != 0:
-        return {"n": n, "density": density, "error": done.stderr.strip().splitlines()[-1:] or ["failed"]}
+        last = (done.stderr.strip().splitlines() or ["failed"])[-1]
+        return {"n": n, "density": density, "error": last}
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def format_table(rows: list[dict]) -> str:
     """The results as a plain-text table."""
-    head = (f"{'density':<9} {'n':>9} {'gen s':>7} {'analysis s':>10} {'peak MB':>8} "
-            f"{'findings':>9}  stages (s)")
+    head = (f"{'density':<9} {'n':>9} {'gen s':>7} {'analysis s':>10} {'cpu s':>7} {'peak MB':>8} "
+            f"{'findings':>9} {'load':>5}  stages (s)")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
@@ -201,7 +215,8 @@ def format_table(rows: list[dict]) -> str:
             continue
         stages = " ".join(f"{k} {v:.2f}" for k, v in r["stages_s"].items())
         lines.append(f"{r['density']:<9} {r['n']:>9} {r['generate_s']:>7.2f} {r['analysis_s']:>10.2f} "
-                     f"{r['peak_rss_mb']:>8.0f} {r['findings']:>9}  {stages}")
+                     f"{r['analysis_cpu_s']:>7.2f} {r['peak_rss_mb']:>8.0f} {r['findings']:>9} "
+                     f"{r['load_average_at_start']:>5.1f}  {stages}")
     return "\n".join(lines)
 
 
@@ -214,17 +229,22 @@ def main(argv=None) -> int:
     parser.add_argument("--repeat", type=int, default=2, help="analysis runs per size; the best is reported")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="JSON file (default: benchmarks/out/…)")
+    parser.add_argument("--mem-limit-gb", type=float, default=16.0,
+                        help="address-space limit of each run, GB (default: %(default)s)")
+    parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per run (default: %(default)s)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     densities = ["district", "city"] if args.density == "both" else [args.density]
     if args.worker:
+        limit = int(args.mem_limit_gb * 2**30)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
         print(json.dumps(run_one(sizes[0], densities[0], args.repeat, args.seed)))
         return 0
     rows = []
     for density in densities:
         for n in sizes:
-            rows.append(_run_in_subprocess(n, density, args.repeat, args.seed))
+            rows.append(_run_in_subprocess(n, density, args.repeat, args.seed, args.mem_limit_gb, args.timeout))
             print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_table(rows))

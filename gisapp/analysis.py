@@ -81,6 +81,8 @@ CONSTRUCTION, SIDEWALK, WARDS = "construction_permits", "sidewalk_permits", "war
 _HASH_KEY = "gisapp-finding-1"
 #: Below this many items a vectorised shapely call is not split over threads.
 _PARALLEL_MIN = 20_000
+#: Threads for independent stages and for splitting long shapely calls.
+_WORKERS = max(2, min(os.cpu_count() or 1, 4))
 _TEXT = np.dtypes.StringDType()
 
 
@@ -120,8 +122,9 @@ class AnalysisParams:
 class AnalysisResult:
     """What :func:`find_overlaps` returns.
 
-    ``findings``: the findings layer (EPSG:5899, MultiPolygons, sorted by
-    kind then id); ``skipped``: one row per feature left out or only partly
+    ``findings``: the findings layer (EPSG:5899, MultiPolygons, grouped by
+    kind in :data:`KINDS` order; the same input gives the same rows in the
+    same order); ``skipped``: one row per feature left out or only partly
     analysed (``layer``, ``id``, ``ward_code`` as declared, ``reason``);
     ``summary``: see :func:`summarize`; ``timings``: seconds per stage.
     """
@@ -174,18 +177,19 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
     """
     params = params or AnalysisParams()
     clock = _Clock()
-    cons, skip_c, register = _prepare_construction(construction, params)
-    side, skip_s = _prepare_sidewalk(sidewalk)
-    ward, skip_w = _prepare_wards(wards)
-    skipped = pd.concat([skip_c, skip_s, skip_w], ignore_index=True)
-    clock.lap("prepare")
-    blocks = [_construction_findings(cons, side, params)]
-    clock.lap("merge")
-    blocks.append(_sidewalk_pair_findings(side, params))
-    clock.lap("clash")
-    blocks.append(_clearance_findings(side, params))
-    blocks.append(_ward_mismatch_findings(cons, ward))
-    clock.lap("clearance_wards")
+    # independent stages run side by side: GEOS and numpy release the GIL for most of their work
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        cons_job = pool.submit(_prepare_construction, construction, params)
+        side, skip_s = _prepare_sidewalk(sidewalk)
+        ward, skip_w = _prepare_wards(wards)
+        cons, skip_c, register = cons_job.result()
+        skipped = pd.concat([skip_c, skip_s, skip_w], ignore_index=True)
+        clock.lap("prepare")
+        jobs = [pool.submit(_construction_findings, cons, side, params),
+                pool.submit(_ward_mismatch_findings, cons, ward)]
+        pairs, clearance = _sidewalk_pair_findings(side, params), _clearance_findings(side, params)
+        blocks = [jobs[0].result(), pairs, clearance, jobs[1].result()]  # in KINDS order
+    clock.lap("findings")
     findings, cols = _assemble(blocks, ward, side)
     clock.lap("assemble")
     names, (w_lab, d_lab, s_lab) = _factorize_labels(
@@ -340,7 +344,7 @@ def _text(values) -> np.ndarray:
     Vectorised, except for columns that are not text at all.
     """
     if isinstance(values, (pd.Series, pd.Index)):
-        arr = values.to_numpy(dtype=object, na_value=None).copy()
+        arr = values.to_numpy(dtype=object, copy=True)
     else:
         arr = np.array(values, dtype=object)
     missing = pd.isna(arr)
@@ -364,10 +368,10 @@ def _geometries(frame) -> np.ndarray:
     return np.asarray(frame["geometry"], dtype=object)
 
 
-def _hash_ids(ids) -> np.ndarray:
-    """uint64 SipHash of each id; 0 for a missing id."""
+def _hash_ids(ids, missing: np.ndarray | None = None) -> np.ndarray:
+    """uint64 SipHash of each id; 0 for a missing id (``missing``: the mask, when known)."""
     arr = np.asarray(ids, dtype=object)
-    missing = pd.isna(arr)
+    missing = pd.isna(arr) if missing is None else missing
     if len(arr) == 0:
         return np.empty(0, dtype=np.uint64)
     out = pd.util.hash_array(np.where(missing, "", arr), hash_key=_HASH_KEY, categorize=False)
@@ -375,53 +379,75 @@ def _hash_ids(ids) -> np.ndarray:
     return out
 
 
-def _geometry_reasons(geoms: np.ndarray) -> np.ndarray:
-    """Why each geometry cannot be analysed ('' when it can)."""
-    reasons = np.full(len(geoms), "", dtype=object)
+class _Reasons:
+    """Why rows of a layer are skipped, gathered sparsely: no text is made for good rows."""
+
+    def __init__(self, n: int):
+        """Reasons for ``n`` rows (none yet)."""
+        self.n = n
+        self._rows: list[np.ndarray] = []
+        self._texts: list[np.ndarray] = []
+
+    def add(self, where, text) -> None:
+        """Give the rows ``where`` (a mask or row numbers) the reason ``text`` (one, or one per row)."""
+        rows = np.flatnonzero(where) if np.asarray(where).dtype == bool else np.asarray(where, dtype=np.int64)
+        if len(rows):
+            self._rows.append(rows)
+            self._texts.append(np.broadcast_to(np.asarray(text, dtype=object), rows.shape))
+
+    def mask(self) -> np.ndarray:
+        """Rows with at least one reason."""
+        out = np.zeros(self.n, dtype=bool)
+        for rows in self._rows:
+            out[rows] = True
+        return out
+
+    def joined(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, reasons): each row with a reason once, its reasons joined by '; ' in the order given."""
+        if not self._rows:
+            return np.empty(0, np.int64), np.empty(0, dtype=object)
+        rows = np.concatenate(self._rows)
+        texts = np.concatenate(self._texts)
+        order = np.argsort(rows, kind="stable")
+        rows, texts = rows[order], texts[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        groups = np.split(texts, starts[1:])
+        return rows[starts], np.array(["; ".join(g) for g in groups], dtype=object)
+
+
+def _check_geometries(geoms: np.ndarray, reasons: _Reasons) -> None:
+    """Add the reasons why geometries cannot be analysed: missing, empty, not polygonal, invalid."""
     empty = shapely.is_missing(geoms)
     empty[~empty] = shapely.is_empty(geoms[~empty])
-    reasons[empty] = "geometry is empty or missing"
-    polygonal = np.isin(shapely.get_type_id(geoms), (3, 6))
-    wrong = ~empty & ~polygonal
-    reasons[wrong] = [f"geometry is not a polygon ({g.geom_type})" for g in geoms[wrong]]
+    reasons.add(empty, "geometry is empty or missing")
+    types = shapely.get_type_id(geoms)
+    polygonal = (types == 3) | (types == 6)
+    wrong = np.flatnonzero(~empty & ~polygonal)
+    reasons.add(wrong, [f"geometry is not a polygon ({g.geom_type})" for g in geoms[wrong]])
     check = np.flatnonzero(~empty & polygonal)
-    bad = check[~shapely.is_valid(geoms[check])]
-    reasons[bad] = [f"invalid geometry: {r}" for r in shapely.is_valid_reason(geoms[bad])]
-    return reasons
+    bad = check[~_parallel(shapely.is_valid, geoms[check])]
+    reasons.add(bad, [f"invalid geometry: {r}" for r in shapely.is_valid_reason(geoms[bad])])
 
 
-def _key_reasons(ids: np.ndarray, hashes: np.ndarray, key: str) -> np.ndarray:
-    """'missing <key>' / 'duplicate <key>' reasons (duplicates after the first row)."""
-    reasons = np.full(len(ids), "", dtype=object)
-    missing = pd.isna(ids)
-    reasons[missing] = f"missing {key}"
+def _check_keys(ids: np.ndarray, hashes: np.ndarray, key: str, reasons: _Reasons) -> None:
+    """Add 'missing <key>' and 'duplicate <key>' (rows after the first of a key; missing ids hash to 0)."""
+    missing = hashes == 0
+    missing[missing] = pd.isna(ids[missing])
+    reasons.add(missing, f"missing {key}")
     maybe = np.flatnonzero(pd.Series(hashes).duplicated(keep=False).to_numpy() & ~missing)
     if len(maybe):  # confirm on the text: a hash collision is not a duplicate
-        dup = pd.Series(ids[maybe], dtype=object).duplicated(keep="first").to_numpy()
-        reasons[maybe[dup]] = f"duplicate {key}"
-    return reasons
+        reasons.add(maybe[pd.Series(ids[maybe], dtype=object).duplicated(keep="first").to_numpy()],
+                    f"duplicate {key}")
 
 
-def _join_reasons(*columns: np.ndarray) -> np.ndarray:
-    """Per row, the non-empty reasons joined with '; ' ('' when there are none)."""
-    out = np.full(len(columns[0]), "", dtype=object)
-    bad = np.zeros(len(out), dtype=bool)
-    for col in columns:
-        bad |= col != ""
-    if bad.any():
-        rows = np.stack([c[bad] for c in columns], axis=1)
-        out[bad] = ["; ".join(r for r in row if r) for row in rows]
-    return out
-
-
-def _skipped_frame(layer: str, ids, wards, reasons: np.ndarray) -> pd.DataFrame:
+def _skipped_frame(layer: str, ids, wards, reasons: _Reasons) -> pd.DataFrame:
     """The rows of one layer with a reason, as ``layer, id, ward_code, reason``."""
-    bad = reasons != ""
+    rows, text = reasons.joined()
     return pd.DataFrame({
-        "layer": np.full(int(bad.sum()), layer, dtype=object),
-        "id": np.asarray(ids, dtype=object)[bad],
-        "ward_code": np.asarray(wards, dtype=object)[bad],
-        "reason": reasons[bad],
+        "layer": np.full(len(rows), layer, dtype=object),
+        "id": np.asarray(ids, dtype=object)[rows],
+        "ward_code": np.asarray(wards, dtype=object)[rows],
+        "reason": text,
     }, dtype=object)
 
 
@@ -436,23 +462,24 @@ def _features(ids, hashes, geoms, start, end, keep, **extra) -> _Features:
 def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
     """Usable dossiers with their works period; the skipped ones; code and declared ward of all."""
     ids = _text(_column(frame, "dossier_code"))
-    hashes = _hash_ids(ids)
+    hashes = _hash_ids(ids, ids == None)  # noqa: E711 (element-wise)
     declared = _text(_column(frame, "ward_code"))
     geoms = _geometries(frame)
     received = _days(_column(frame, "received_on"))
     issued = _days(_column(frame, "issued_on"))
-    date_reason = np.where(received == NAT, "missing received_on", "").astype(object)
+    reasons = _Reasons(len(ids))
+    _check_keys(ids, hashes, "dossier_code", reasons)
+    _check_geometries(geoms, reasons)
+    reasons.add(received == NAT, "missing received_on")
     if params.as_of is not None:
         as_of = np.datetime64(params.as_of, "D").astype(np.int64)
-        date_reason[(received != NAT) & (received > as_of)] = \
-            f"received after the as-of date {params.as_of.isoformat()}"
+        reasons.add((received != NAT) & (received > as_of),
+                    f"received after the as-of date {params.as_of.isoformat()}")
         issued = np.where(issued > as_of, NAT, issued)
-    reasons = _join_reasons(_key_reasons(ids, hashes, "dossier_code"), _geometry_reasons(geoms), date_reason)
-    keep = reasons == ""
     works_start = np.where(issued != NAT, issued, received)
     works_end = np.where(works_start == NAT, NAT, _add_months(works_start, int(params.works_months)) - 1)
-    cons = _features(ids, hashes, geoms, works_start, works_end, keep, declared=declared, received=received,
-                     row=np.arange(len(ids)))
+    cons = _features(ids, hashes, geoms, works_start, works_end, ~reasons.mask(), declared=declared,
+                     received=received, row=np.arange(len(ids)))
     register = pd.DataFrame({"dossier_code": ids, "ward_code": declared}, dtype=object)
     return cons, _skipped_frame(CONSTRUCTION, ids, declared, reasons), register
 
@@ -464,24 +491,23 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]
     clearance is not checked, and that is reported as a skip reason.
     """
     ids = _text(_column(frame, "permit_no"))
-    hashes = _hash_ids(ids)
+    hashes = _hash_ids(ids, ids == None)  # noqa: E711 (element-wise)
     declared = _text(_column(frame, "ward_code"))
     geoms = _geometries(frame)
     start = _days(_column(frame, "start_on"))
     end = _days(_column(frame, "end_on"))
     width = pd.to_numeric(pd.Series(_column(frame, "sidewalk_width_m")), errors="coerce").to_numpy(dtype=float)
     used = pd.to_numeric(pd.Series(_column(frame, "used_width_m")), errors="coerce").to_numpy(dtype=float)
-    date_reason = np.full(len(ids), "", dtype=object)
-    date_reason[start == NAT] = "missing start_on"
-    date_reason[end == NAT] = "missing end_on"
-    date_reason[(start == NAT) & (end == NAT)] = "missing start_on and end_on"
-    date_reason[(start != NAT) & (end != NAT) & (end < start)] = "end_on before start_on"
-    width_reason = np.full(len(ids), "", dtype=object)
-    width_reason[np.isnan(width) | np.isnan(used)] = \
-        "clearance not checked: missing sidewalk_width_m or used_width_m"
-    fatal = _join_reasons(_key_reasons(ids, hashes, "permit_no"), _geometry_reasons(geoms), date_reason)
-    reasons = _join_reasons(fatal, width_reason)
-    side = _features(ids, hashes, geoms, start, end, fatal == "", declared=declared, width=width, used=used,
+    reasons = _Reasons(len(ids))
+    _check_keys(ids, hashes, "permit_no", reasons)
+    _check_geometries(geoms, reasons)
+    reasons.add((start == NAT) & (end != NAT), "missing start_on")
+    reasons.add((start != NAT) & (end == NAT), "missing end_on")
+    reasons.add((start == NAT) & (end == NAT), "missing start_on and end_on")
+    reasons.add((start != NAT) & (end != NAT) & (end < start), "end_on before start_on")
+    keep = ~reasons.mask()
+    reasons.add(np.isnan(width) | np.isnan(used), "clearance not checked: missing sidewalk_width_m or used_width_m")
+    side = _features(ids, hashes, geoms, start, end, keep, declared=declared, width=width, used=used,
                      link=_text(_column(frame, "construction_dossier_code")))
     return side, _skipped_frame(SIDEWALK, ids, declared, reasons)
 
@@ -500,13 +526,13 @@ def _prepare_wards(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:
     keys[missing_key] = [f"{c}-{d}" for c, d in zip(codes[missing_key], start[missing_key].astype("datetime64[D]"))]
     hashes = _hash_ids(keys)
     geoms = _geometries(frame)
-    date_reason = np.full(len(codes), "", dtype=object)
-    date_reason[start == NAT] = "missing valid_from"
-    date_reason[(start != NAT) & (end != NAT) & (end < start)] = "valid_to before valid_from"
-    code_reason = np.where(pd.isna(codes), "missing ward_code", "").astype(object)
-    reasons = _join_reasons(_key_reasons(keys, hashes, "ward_key"), code_reason,
-                            _geometry_reasons(geoms), date_reason)
-    rows = np.flatnonzero(reasons == "")
+    reasons = _Reasons(len(keys))
+    _check_keys(keys, hashes, "ward_key", reasons)
+    reasons.add(pd.isna(codes), "missing ward_code")
+    _check_geometries(geoms, reasons)
+    reasons.add(start == NAT, "missing valid_from")
+    reasons.add((start != NAT) & (end != NAT) & (end < start), "valid_to before valid_from")
+    rows = np.flatnonzero(~reasons.mask())
     rows = rows[np.argsort(keys[rows].astype(str), kind="stable")]
     own = shapely.from_wkb(shapely.to_wkb(geoms[rows])) if len(rows) else geoms[rows]
     shapely.prepare(own)
@@ -532,7 +558,7 @@ def _add_months(days: np.ndarray, months: int) -> np.ndarray:
 def _parallel(func, *arrays):
     """``func(*arrays)`` split over the CPUs for long arrays (GEOS overlay and distance release the GIL)."""
     n = len(arrays[0])
-    workers = min(os.cpu_count() or 1, 4)
+    workers = min(os.cpu_count() or 1, _WORKERS)
     if n < _PARALLEL_MIN or workers < 2:
         return func(*arrays)
     chunks = [np.array_split(a, workers) for a in arrays]
@@ -546,7 +572,7 @@ _BLOCK_COLUMNS = {
     "kind": np.int64, "dossier_row": np.int64, "a_id": object, "b_id": object, "a_hash": np.uint64, "b_hash": np.uint64,
     "geometry": object, "source": np.int64, "overlap_area_m2": float, "distance_m": float,
     "overlap_start": np.int64, "overlap_end": np.int64, "overlap_days": np.int64,
-    "detail": _TEXT, "ward_index": np.int64,
+    "detail": object, "ward_index": np.int64,
 }
 _BLOCK_DEFAULTS = {"overlap_area_m2": np.nan, "distance_m": np.nan, "overlap_start": NAT, "overlap_end": NAT,
                    "overlap_days": NAT, "ward_index": -2, "source": -1, "dossier_row": -1, "a_hash": 0, "b_hash": 0, "detail": ""}
@@ -582,6 +608,12 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     i, j = bbox_pairs(cons.bounds, side.bounds, d + DISTANCE_EPSILON)
     current = (cons.start[i] <= side.end[j]) & (side.start[j] <= cons.end[i])
     i, j = i[current], j[current]
+    # boxes farther apart than d (in plain distance, not per axis) cannot hold shapes within d
+    cb, sb = cons.bounds, side.bounds
+    dx = np.maximum(np.maximum(cb[i, 0] - sb[j, 2], sb[j, 0] - cb[i, 2]), 0.0)
+    dy = np.maximum(np.maximum(cb[i, 1] - sb[j, 3], sb[j, 1] - cb[i, 3]), 0.0)
+    close = dx * dx + dy * dy <= (d + DISTANCE_EPSILON) ** 2
+    i, j = i[close], j[close]
     dist = _parallel(shapely.distance, cons.geoms[i], side.geoms[j])
     near = dist <= d + DISTANCE_EPSILON
     i, j, dist = i[near], j[near], dist[near]
@@ -592,9 +624,8 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     blocks = []
     for kind, sel in (("MERGE_CANDIDATE", ~linked), ("LINKED", linked)):
         a, b = i[sel], j[sel]
-        lead = "Vỉa hè cách công trình " if kind == "MERGE_CANDIDATE" else "Đã gộp thủ tục; vỉa hè cách công trình "
-        tail = " ngày; chưa gộp thủ tục" if kind == "MERGE_CANDIDATE" else " ngày"
-        detail = _concat(lead, _number(dist[sel], 1), " m, trùng thời gian thi công ", days[sel].astype(_TEXT), tail)
+        make = _linked_text if kind == "LINKED" else _merge_text
+        detail = _texts(make, _tenths(dist[sel]), days[sel])
         blocks.append(_block(kind, len(a), a_id=cons.ids[a], b_id=side.ids[b], a_hash=cons.hashes[a],
                              dossier_row=cons.extra["row"][a],
                              b_hash=side.hashes[b], geometry=side.geoms[b], source=b, distance_m=dist[sel],
@@ -620,18 +651,16 @@ def _sidewalk_pair_findings(side: _Features, params: AnalysisParams) -> dict:
     blocks = []
     for kind, sel in (("CLASH", clash), ("OPPORTUNITY", ~clash)):
         a, b = i[sel], j[sel]
-        area_txt = _number(area[sel], 1)
         if kind == "CLASH":
             start = np.maximum(side.start[a], side.start[b])
             end = np.minimum(side.end[a], side.end[b])
             days = end - start + 1
-            detail = _concat("Chồng lấn ", area_txt, " m² trong ", days.astype(_TEXT), " ngày")
+            detail = _texts(_clash_text, _tenths(area[sel]), days)
         else:
             start = np.minimum(side.start[a], side.start[b])
             end = np.maximum(side.end[a], side.end[b])
             days = np.zeros(len(a), dtype=np.int64)
-            detail = _concat("Chồng lấn ", area_txt, " m², hai giấy phép cách nhau ",
-                             gap[sel].astype(_TEXT), " ngày")
+            detail = _texts(_opportunity_text, _tenths(area[sel]), gap[sel])
         blocks.append(_block(kind, len(a), a_id=side.ids[a], b_id=side.ids[b], a_hash=side.hashes[a],
                              b_hash=side.hashes[b], geometry=inter[sel], overlap_area_m2=area[sel],
                              distance_m=0.0, overlap_start=start, overlap_end=end, overlap_days=days,
@@ -645,9 +674,8 @@ def _clearance_findings(side: _Features, params: AnalysisParams) -> dict:
     with np.errstate(invalid="ignore"):
         left = width - used
         low = np.flatnonzero(left < params.min_clearance_m - 1e-9)
-    detail = _concat("Lối đi bộ còn ", _number(left[low], 2), " m, dưới mức tối thiểu ",
-                     _number(np.full(len(low), params.min_clearance_m), 2), " m (vỉa hè ",
-                     _number(width[low], 2), " m, sử dụng ", _number(used[low], 2), " m)")
+    detail = _texts(_clearance_text, np.round(width[low] * 100), np.round(used[low] * 100),
+                    np.full(len(low), round(params.min_clearance_m * 100)))
     return _block("CLEARANCE", len(low), a_id=side.ids[low], a_hash=side.hashes[low], geometry=side.geoms[low],
                   source=low, overlap_start=side.start[low], overlap_end=side.end[low],
                   overlap_days=side.end[low] - side.start[low] + 1, detail=detail)
@@ -659,12 +687,13 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features) -> dict:
         return _block("WARD_MISMATCH", 0)
     index: WardIndex = ward.extra["index"]
     received = cons.extra["received"]
-    idx, area = index.assign(cons.geoms, received, cons.bounds)
+    idx, part = index.assign(cons.geoms, received, cons.bounds)
     found = idx >= 0
     code = np.where(found, ward.extra["code"][np.maximum(idx, 0)], None)
     declared = cons.extra["declared"]
     wrong = np.flatnonzero(index.any_in_force(received) & (code != declared))
-    idx, area, code, found = idx[wrong], area[wrong], code[wrong], found[wrong]
+    idx, part, code, found = idx[wrong], part[wrong], code[wrong], found[wrong]
+    area = np.where(np.isnan(part), shapely.area(cons.geoms[wrong]), part)
     date_txt = received[wrong].astype("datetime64[D]").astype(_TEXT)
     declared_txt = _concat(np.where(pd.isna(declared[wrong]), "(trống)", declared[wrong]).astype(_TEXT))
     name = ward.extra["name"][np.maximum(idx, 0)] if len(ward) else np.empty(0, dtype=object)
@@ -679,7 +708,7 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features) -> dict:
                   overlap_start=received[wrong], detail=np.where(found, inside, outside), ward_index=idx)
 
 
-def _assemble(blocks: list[dict], ward: _Features, side: _Features) -> gpd.GeoDataFrame:
+def _assemble(blocks: list[dict], ward: _Features, side: _Features) -> tuple[gpd.GeoDataFrame, dict]:
     """All findings as the findings layer, and their columns (unsorted, wards found).
 
     Geometries become MultiPolygons; a sidewalk permit's polygon is
@@ -695,16 +724,20 @@ def _assemble(blocks: list[dict], ward: _Features, side: _Features) -> gpd.GeoDa
     # geometries and wards of findings drawn with a sidewalk permit's polygon: once per permit (and period)
     multi = np.empty(n, dtype=object)
     multi[own] = _multipolygons(geoms[own])
-    used, back = np.unique(source[~own], return_inverse=True)
+    used, back = _used(source[~own], len(side))
     multi[~own] = _multipolygons(side.geoms[used])[back]
     ward_idx = cols["ward_index"].copy()
     todo = ward_idx == -2
     if len(ward) and todo.any():
         index: WardIndex = ward.extra["index"]
         epoch = index.epoch_of(cols["overlap_start"])
-        key = np.where(own, -1 - np.arange(n), source * (len(index.epochs) + 1) + epoch)
-        uniq, first, back = np.unique(key[todo], return_index=True, return_inverse=True)
-        rows = np.flatnonzero(todo)[first]
+        # one ward look-up per (sidewalk permit, period of wards); findings with their own geometry each
+        periods = len(index.epochs) + 1
+        key = np.where(own, len(side) * periods + np.arange(n), source * periods + epoch)[todo]
+        first_row = np.full(len(side) * periods + n, -1, dtype=np.int64)
+        first_row[key[::-1]] = np.flatnonzero(todo)[::-1]
+        used, back = _used(key, len(first_row))
+        rows = first_row[used]
         ward_idx[todo] = index.assign(geoms[rows], cols["overlap_start"][rows])[0][back]
     codes = ward.extra["code"] if len(ward) else np.empty(0, dtype=object)
     ward_code = np.full(n, None, dtype=object)
@@ -715,33 +748,45 @@ def _assemble(blocks: list[dict], ward: _Features, side: _Features) -> gpd.GeoDa
     return _findings_frame(cols, multi), cols
 
 
+def _used(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values (all in ``range(size)``), sorted, and each value's position among them."""
+    seen = np.zeros(size, dtype=bool)
+    seen[values] = True
+    used = np.flatnonzero(seen)
+    position = np.zeros(size, dtype=np.int64)
+    position[used] = np.arange(len(used))
+    return used, position[values]
+
+
 def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
-    """The typed findings GeoDataFrame (EPSG:5899), sorted by kind then id."""
+    """The typed findings GeoDataFrame (EPSG:5899); rows as the columns come (grouped by kind)."""
     rank = cols["kind"]
     digest = _pair_hash(rank, cols["a_hash"], cols["b_hash"])
-    order = np.lexsort((digest, rank))
-
-    def dates(values):
-        return np.asarray(values, dtype=np.int64)[order].astype("datetime64[D]").astype("datetime64[ms]")
 
     def text(values):
-        return pd.Series(np.asarray(values)[order].astype(object), dtype=object)
+        """An object-dtype Series of the values (str or None)."""
+        arr = np.asarray(values)
+        return pd.Series(arr if arr.dtype == object else arr.astype(object), dtype=object, copy=False)
 
-    days = np.asarray(cols["overlap_days"], dtype=np.int64)[order]
+    def dates(values):
+        """Int days as datetime64[ms] (NaT where missing)."""
+        return np.asarray(values, dtype=np.int64).astype("datetime64[D]").astype("datetime64[ms]")
+
+    days = np.asarray(cols["overlap_days"], dtype=np.int64)
+    overlap_days = pd.array(np.where(days == NAT, 0, days), dtype="Int64")
+    overlap_days[days == NAT] = pd.NA
     frame = pd.DataFrame({
         "finding_id": text(_id_text(rank, digest)),
         "kind": text(np.array(KINDS + ("",), dtype=object)[rank]),
         "a_id": text(cols["a_id"]), "b_id": text(cols["b_id"]),
         "ward_code": text(cols.get("ward_code", np.full(len(rank), None, dtype=object))),
-        "overlap_area_m2": np.asarray(cols["overlap_area_m2"], dtype=float)[order],
-        "distance_m": np.asarray(cols["distance_m"], dtype=float)[order],
+        "overlap_area_m2": np.asarray(cols["overlap_area_m2"], dtype=float),
+        "distance_m": np.asarray(cols["distance_m"], dtype=float),
         "overlap_start": dates(cols["overlap_start"]), "overlap_end": dates(cols["overlap_end"]),
-        "overlap_days": pd.array(np.where(days == NAT, 0, days), dtype="Int64"),
+        "overlap_days": overlap_days,
         "detail": text(cols["detail"]),
-    })
-    frame.loc[days == NAT, "overlap_days"] = pd.NA
-    return gpd.GeoDataFrame(frame[FINDINGS.field_names], geometry=np.asarray(geometry, dtype=object)[order],
-                            crs=STORE_CRS)
+    }, copy=False)
+    return gpd.GeoDataFrame(frame, geometry=np.asarray(geometry, dtype=object), crs=STORE_CRS)
 
 
 def _multipolygons(geoms: np.ndarray) -> np.ndarray:
@@ -791,6 +836,77 @@ def _id_text(rank: np.ndarray, digest: np.ndarray) -> np.ndarray:
     nibbles = ((digest[:, None] >> shifts) & np.uint64(15)).astype(np.uint8)
     out[:, 3:] = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles]
     return out.view("S19").ravel().astype("U19").astype(object)
+
+
+def _distinct(columns: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of int64 columns, and for each row the index of its distinct row (vectorised)."""
+    cols = [np.asarray(c, dtype=np.int64) for c in columns]
+    if float(np.prod([float(c.max() - c.min()) + 1 for c in cols])) >= 2.0**62:
+        uniq, back = np.unique(np.column_stack(cols), axis=0, return_inverse=True)
+        return list(uniq.T), back.ravel()
+    low = [int(c.min()) for c in cols]
+    span = [int(c.max()) - m + 1 for c, m in zip(cols, low)]
+    key = np.zeros(len(cols[0]), dtype=np.int64)
+    for c, m, w in zip(cols, low, span):
+        key = key * w + (c - m)
+    total = int(np.prod(span))
+    if total <= max(4 * len(key), 1 << 16):
+        used, back = _used(key, total)
+    else:
+        used, back = np.unique(key, return_inverse=True)
+    out = []
+    for m, w in zip(reversed(low), reversed(span)):  # decode the mixed-radix keys, last column first
+        out.append(used % w + m)
+        used = used // w
+    return out[::-1], back.ravel()
+
+
+def _texts(make, *columns) -> np.ndarray:
+    """``make(*columns)`` (numpy strings) computed once per distinct row of the int columns, as str objects.
+
+    Detail texts repeat (the same distance and days, the same widths), so
+    formatting the distinct ones and sharing the objects is much cheaper
+    than formatting every finding.
+    """
+    if len(columns[0]) == 0:
+        return np.empty(0, dtype=object)
+    uniq, back = _distinct(list(columns))
+    return np.asarray(make(*uniq), dtype=_TEXT).astype(object)[back]
+
+
+def _merge_text(tenths_m: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Detail of a merge candidate: distance (in tenths of a metre) and days of overlap."""
+    return _concat("Vỉa hè cách công trình ", _number(tenths_m / 10, 1), " m, trùng thời gian thi công ",
+                   days.astype(_TEXT), " ngày; chưa gộp thủ tục")
+
+
+def _linked_text(tenths_m: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Detail of a linked permit: distance (in tenths of a metre) and days of overlap."""
+    return _concat("Đã gộp thủ tục; vỉa hè cách công trình ", _number(tenths_m / 10, 1),
+                   " m, trùng thời gian thi công ", days.astype(_TEXT), " ngày")
+
+
+def _clash_text(tenths_m2: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Detail of a clash: shared area (in tenths of a m²) and days."""
+    return _concat("Chồng lấn ", _number(tenths_m2 / 10, 1), " m² trong ", days.astype(_TEXT), " ngày")
+
+
+def _opportunity_text(tenths_m2: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """Detail of an opportunity: shared area (in tenths of a m²) and days between the permits."""
+    return _concat("Chồng lấn ", _number(tenths_m2 / 10, 1), " m², hai giấy phép cách nhau ",
+                   gap.astype(_TEXT), " ngày")
+
+
+def _clearance_text(width_cm: np.ndarray, used_cm: np.ndarray, least_cm: np.ndarray) -> np.ndarray:
+    """Detail of a clearance finding, from widths in centimetres."""
+    return _concat("Lối đi bộ còn ", _number((width_cm - used_cm) / 100, 2), " m, dưới mức tối thiểu ",
+                   _number(least_cm / 100, 2), " m (vỉa hè ", _number(width_cm / 100, 2), " m, sử dụng ",
+                   _number(used_cm / 100, 2), " m)")
+
+
+def _tenths(values: np.ndarray) -> np.ndarray:
+    """Values rounded to tenths, as int64 tenths."""
+    return np.round(np.asarray(values, dtype=float) * 10).astype(np.int64)
 
 
 def _number(values: np.ndarray, decimals: int) -> np.ndarray:

@@ -48,9 +48,13 @@ def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: flo
     params = AnalysisParams(distance_m=distance_m, gap_days=gap_days, min_clearance_m=min_clearance_m,
                             works_months=works_months, as_of=as_of)
     started = time.perf_counter()
-    layers = {name: store.read(name) for name in ("construction_permits", "sidewalk_permits", "wards")}
-    read_s = time.perf_counter() - started
-    result = find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params)
+    if hasattr(store, "find_overlaps"):  # the store computes it itself (PostGIS: in SQL, nothing read)
+        read_s = 0.0
+        result = store.find_overlaps(params)
+    else:
+        layers = {name: store.read(name) for name in ("construction_permits", "sidewalk_permits", "wards")}
+        read_s = time.perf_counter() - started
+        result = find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params)
     run_s = time.perf_counter() - started - read_s
     counts = result.findings["kind"].value_counts()
     meta = {**params.as_meta(),

@@ -187,9 +187,11 @@ def _big_pairs(boxes: _Boxes, big_a: np.ndarray, big_b: np.ndarray, small_a: np.
                same: bool) -> tuple[np.ndarray, np.ndarray]:
     """Pairs involving the few boxes bigger than a grid cell, through STRtrees."""
     def tree_of(x0, y0, x1, y1, rows):
+        """An STRtree of the boxes ``rows``."""
         return shapely.STRtree(shapely.box(x0[rows], y0[rows], x1[rows], y1[rows]))
 
     def query(tree, x0, y0, x1, y1, rows):
+        """(query position, tree position) of the boxes ``rows`` meeting boxes of ``tree``."""
         return tree.query(shapely.box(x0[rows], y0[rows], x1[rows], y1[rows]))
 
     all_b = np.arange(len(boxes.bx0))
@@ -261,15 +263,17 @@ class WardIndex:
         return self.in_force().any(axis=1)[self.epoch_of(dates)]
 
     def assign(self, geoms: np.ndarray, dates: np.ndarray, bounds: np.ndarray | None = None):
-        """Row of the ward holding the largest part of each geometry on its date, and that area.
+        """Row of the ward holding the largest part of each geometry on its date, and that part's area.
 
-        Returns ``(index, area)``: index ``-1`` where no ward in force
-        overlaps the geometry with positive area (or the date is missing).
+        Returns ``(index, part)``: index ``-1`` where no ward in force
+        overlaps the geometry with positive area (or the date is missing);
+        ``part`` is NaN where the geometry lies wholly in its ward (the part
+        is then the whole geometry, whose area is not computed here).
         Ties go to the lower ward row.
         """
         n = len(geoms)
         idx = np.full(n, -1, dtype=np.int64)
-        area = np.zeros(n)
+        area = np.full(n, np.nan)
         if n == 0 or len(self) == 0:
             return idx, area
         bounds = shapely.bounds(geoms).reshape(-1, 4) if bounds is None else bounds
@@ -278,7 +282,6 @@ class WardIndex:
         settled = np.zeros(n, dtype=bool)
         if n >= _WARD_GRID_MIN_ITEMS:
             settled = self._by_grid(bounds, epoch, in_force, idx)
-        area[settled] = shapely.area(geoms[settled])
         rest = np.flatnonzero(~settled & (epoch > 0))
         if len(rest):
             r_idx, r_area = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
@@ -341,7 +344,7 @@ class WardIndex:
         """The exact path: box candidates, prepared ``contains``, then intersection areas."""
         n = len(geoms)
         idx = np.full(n, -1, dtype=np.int64)
-        area = np.zeros(n)
+        area = np.full(n, np.nan)
         wb = shapely.bounds(self.geoms).reshape(-1, 4)
         ks, ii = [], []
         for k in range(len(self)):
@@ -355,7 +358,6 @@ class WardIndex:
         ki, ix = k[inside][order], i[inside][order]
         first = np.r_[True, ix[1:] != ix[:-1]] if len(ix) else np.zeros(0, dtype=bool)
         idx[ix[first]] = ki[first]
-        area[ix[first]] = shapely.area(geoms[ix[first]])
         rest = idx[i] < 0
         k, i = k[rest], i[rest]
         if len(i):
