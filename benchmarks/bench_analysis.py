@@ -183,8 +183,8 @@ def run_one(n: int, density: str, repeat: int = 1, seed: int = 0) -> dict:
         "stages_s": {k: round(v, 3) for k, v in stages.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "rss_after_generate_mb": round(rss_before / 1024, 1),
-        "findings": int(len(result.findings)), "by_kind": {k: int(v) for k, v in counts.items()},
-        "skipped": int(len(result.skipped)),
+        "findings": len(result.findings), "by_kind": {k: int(v) for k, v in counts.items()},
+        "skipped": len(result.skipped),
     }
 
 

@@ -61,8 +61,16 @@ from gisapp import domain, schema
 from gisapp.analysis_spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs
 from gisapp.schema import FINDINGS, STORE_CRS
 
-__all__ = ["AnalysisParams", "AnalysisResult", "KINDS", "TOTAL", "empty_findings", "find_overlaps",
-           "finding_ids", "summarize"]
+__all__ = [
+    "KINDS",
+    "TOTAL",
+    "AnalysisParams",
+    "AnalysisResult",
+    "empty_findings",
+    "find_overlaps",
+    "finding_ids",
+    "summarize",
+]
 
 #: Finding kinds in report order.
 KINDS: tuple[str, ...] = tuple(domain.FINDING_KINDS)
@@ -462,7 +470,7 @@ def _features(ids, hashes, geoms, start, end, keep, **extra) -> _Features:
 def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
     """Usable dossiers with their works period; the skipped ones; code and declared ward of all."""
     ids = _text(_column(frame, "dossier_code"))
-    hashes = _hash_ids(ids, ids == None)  # noqa: E711 (element-wise)
+    hashes = _hash_ids(ids, ids == None)
     declared = _text(_column(frame, "ward_code"))
     geoms = _geometries(frame)
     received = _days(_column(frame, "received_on"))
@@ -491,7 +499,7 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]
     clearance is not checked, and that is reported as a skip reason.
     """
     ids = _text(_column(frame, "permit_no"))
-    hashes = _hash_ids(ids, ids == None)  # noqa: E711 (element-wise)
+    hashes = _hash_ids(ids, ids == None)
     declared = _text(_column(frame, "ward_code"))
     geoms = _geometries(frame)
     start = _days(_column(frame, "start_on"))
@@ -775,7 +783,7 @@ def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
     days = np.asarray(cols["overlap_days"], dtype=np.int64)
     overlap_days = pd.array(np.where(days == NAT, 0, days), dtype="Int64")
     overlap_days[days == NAT] = pd.NA
-    frame = pd.DataFrame({
+    data = {
         "finding_id": text(_id_text(rank, digest)),
         "kind": text(np.array(KINDS + ("",), dtype=object)[rank]),
         "a_id": text(cols["a_id"]), "b_id": text(cols["b_id"]),
@@ -785,7 +793,8 @@ def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
         "overlap_start": dates(cols["overlap_start"]), "overlap_end": dates(cols["overlap_end"]),
         "overlap_days": overlap_days,
         "detail": text(cols["detail"]),
-    }, copy=False)
+    }
+    frame = pd.DataFrame({name: data[name] for name in FINDINGS.field_names}, copy=False)  # the layer's order
     return gpd.GeoDataFrame(frame, geometry=np.asarray(geometry, dtype=object), crs=STORE_CRS)
 
 

@@ -136,7 +136,7 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
     height = int(span // size) + 3  # cells per axis, with a margin for the -1/+1 offsets
     cxa = np.floor((boxes.ax0[rows_a] - ox) / size).astype(np.int64) + 1
     cya = np.floor((boxes.ay0[rows_a] - oy) / size).astype(np.int64) + 1
-    bits = max(int(len(rows_a)).bit_length(), 1)
+    bits = max(len(rows_a).bit_length(), 1)
     packed = np.sort(((cxa * height + cya) << bits) | np.arange(len(rows_a), dtype=np.int64))
     keys = packed >> bits
     owner = rows_a[packed & ((1 << bits) - 1)]

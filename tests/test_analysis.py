@@ -346,7 +346,8 @@ def test_bad_input_is_skipped_with_reasons_never_a_crash():
                  ("BACKWARDS", box(0, -3, 10, -1), "2024-02-10", "2024-02-01"),
                  ("NO-END", box(0, -3, 10, -1), "2024-02-01", None),
                  ("GOOD", box(0, -3, 10, -1), "2024-02-01", "2024-02-10"),  # duplicate number
-                 ("NO-WIDTH", box(2, -3, 4, -1), "2024-02-01", "2024-02-10", None, None, 1.0))
+                 ("NO-WIDTH", box(2, -3, 4, -1), "2024-02-01", "2024-02-10", None, None, 1.0),
+                 ("TWO", None, "2024-02-10", "2024-02-01"))
     result = run(cons, sw)
     reasons = {(row.layer, row.id): row.reason for row in result.skipped.itertuples()}
     assert reasons[("construction_permits", "BOWTIE")].startswith("invalid geometry: Self-intersection")
@@ -359,11 +360,12 @@ def test_bad_input_is_skipped_with_reasons_never_a_crash():
     assert reasons[("sidewalk_permits", "NO-END")] == "missing end_on"
     assert reasons[("sidewalk_permits", "GOOD")] == "duplicate permit_no"
     assert reasons[("sidewalk_permits", "NO-WIDTH")].startswith("clearance not checked")
-    assert len(result.skipped) == len(reasons) == 10
+    assert reasons[("sidewalk_permits", "TWO")] == "geometry is empty or missing; end_on before start_on"
+    assert len(result.skipped) == len(reasons) == 11
     # the good features are analysed; NO-WIDTH still counts in space and time
     assert pairs(result, "MERGE_CANDIDATE") == {("OK", "GOOD"), ("OK", "NO-WIDTH")}
     assert pairs(result, "CLASH") == {("GOOD", "NO-WIDTH")}
-    assert result.summary.set_index("ward_code").loc[TOTAL, "skipped"] == 10
+    assert result.summary.set_index("ward_code").loc[TOTAL, "skipped"] == 11
 
 
 def test_bad_wards_are_skipped_too():
@@ -405,6 +407,18 @@ def test_bad_parameters_are_refused():
         AnalysisParams(distance_m=-1)
     with pytest.raises(ValueError, match="gap_days"):
         AnalysisParams(gap_days=1.5)
+
+
+@pytest.mark.parametrize("columns", [
+    [np.array([3, 1, 3, 2, 1]), np.array([10, 20, 10, 10, 20])],                 # small range: marker table
+    [np.array([0, 10**9, 0, 5]), np.array([1, 1, 1, 2])],                       # wide range: sorting
+    [np.array([0, 2**40, 0]), np.array([0, 2**40, 0]), np.array([7, 7, 7])],    # wider than int64 keys
+])
+def test_distinct_rows(columns):
+    uniq, back = analysis._distinct(columns)
+    rows = np.column_stack(uniq)
+    assert (rows[back] == np.column_stack(columns)).all()
+    assert len(rows) == len({tuple(r) for r in np.column_stack(columns).tolist()})
 
 
 # -- the findings frame, ids and the summary --------------------------------------------------
@@ -718,5 +732,6 @@ def test_analysis_module_is_free_of_flask_and_click():
     import gisapp.analysis_spatial as spatial
 
     for module in (analysis, spatial):
-        source = open(module.__file__, encoding="utf-8").read()
+        with open(module.__file__, encoding="utf-8") as fh:
+            source = fh.read()
         assert "import flask" not in source and "from flask" not in source and "import click" not in source
