@@ -18,7 +18,7 @@ import pytest
 import shapely
 from click.testing import CliRunner
 
-from gisapp import domain, geo, geojson, schema
+from gisapp import analysis, domain, geo, geojson, schema
 from gisapp.cli import cli
 from gisapp.filters import Filter
 from gisapp.store import StoreError, open_store
@@ -587,3 +587,177 @@ def test_hex_ewkb_equals_shapely():
         expected = shapely.to_wkb(shapely.set_srid(part, 5899), hex=True, include_srid=True)
         got = postgis._ewkb_hex(part).to_pylist()
         assert [None if v is None else v.upper() for v in got] == list(expected)
+
+
+# -- the overlap analysis in SQL -----------------------------------------------------------------
+
+def _bowtie(x, y):
+    return shapely.Polygon([(x, y), (x + 5, y + 5), (x + 5, y), (x, y + 5)])
+
+
+def _shapes(rng, n, extent, size, x0=547600.0, y0=1770400.0):
+    """Boxes, rotated boxes, boxes with holes, two-part MultiPolygons and triangles, densely packed."""
+    xs, ys = x0 + rng.random(n) * extent, y0 + rng.random(n) * extent
+    w, h = size * (0.3 + rng.random(n)), size * (0.3 + rng.random(n))
+    out = np.empty(n, dtype=object)
+    for i in range(n):
+        g = shapely.box(xs[i], ys[i], xs[i] + w[i], ys[i] + h[i])
+        k = i % 12
+        if k == 1:
+            g = shapely.affinity.rotate(g, rng.random() * 90)
+        elif k == 2:
+            g = g.difference(g.centroid.buffer(min(w[i], h[i]) / 4, 4))
+        elif k == 3:
+            g = shapely.MultiPolygon([g, shapely.affinity.translate(g, w[i] + 2, 1)])
+        elif k == 4:
+            g = shapely.Polygon(shapely.affinity.rotate(g, 30).exterior.coords[:4])
+        out[i] = g
+    return out
+
+
+def analysis_case(seed=1, n_cons=250, n_side=400, extent=250.0):
+    """Crowded dossiers and permits with every kind of finding and of bad input, and two ward periods.
+
+    Wards: five Voronoi cells until 2023-06-30, two from 2023-07-01 (cutting
+    parcels, so the largest part decides), plus wards without a code, with
+    their period backwards and with an invalid polygon.  Dossiers: missing
+    receipt dates, issue dates, declared wards (some blank), a bow-tie, a
+    missing geometry.  Permits: links to the nearest parcel, missing or
+    backwards periods, missing widths, a bow-tie, an empty polygon, two
+    permits touching along an edge, one exactly 10 m from a parcel.
+    """
+    x0, y0 = 547600.0, 1770400.0
+    rng = np.random.default_rng(seed)
+    day0 = pd.Timestamp("2023-01-01")
+    received = day0 + pd.to_timedelta(rng.integers(0, 365, n_cons), "D")
+    issued = pd.Series(received + pd.to_timedelta(rng.integers(0, 40, n_cons), "D")).where(rng.random(n_cons) < 0.6)
+    cons = gpd.GeoDataFrame({
+        "dossier_code": [f"XD-{k:04d}" for k in rng.permutation(n_cons)],
+        "ward_code": rng.choice(["W01", "W02", "W03", "W04", "N1", "N2", None], n_cons),
+        "status": "PROCESSING", "procedure": "NEW_BUILD", "work_category": "HOUSE", "channel": "ONLINE",
+        "received_on": pd.Series(received).where(rng.random(n_cons) > 0.02), "issued_on": issued,
+    }, geometry=_shapes(rng, n_cons, extent, 16.0), crs=schema.STORE_CRS)
+    cons.loc[cons.index[5], "geometry"] = _bowtie(x0 + 10, y0 + 10)
+    cons.loc[cons.index[6], "geometry"] = None
+    start = day0 + pd.to_timedelta(rng.integers(0, 400, n_side), "D")
+    end = pd.Series(start + pd.to_timedelta(rng.integers(-3, 60, n_side), "D"))
+    side = gpd.GeoDataFrame({
+        "permit_no": [f"VH-{k:04d}" for k in range(n_side)],
+        "ward_code": rng.choice(["W01", "W02", "N1"], n_side), "purpose": "MATERIALS", "status": "RETURNED",
+        "start_on": pd.Series(start).where(rng.random(n_side) > 0.02), "end_on": end.where(rng.random(n_side) > 0.02),
+        "sidewalk_width_m": np.where(rng.random(n_side) < 0.03, np.nan, np.round(2 + rng.random(n_side) * 3, 2)),
+        "used_width_m": np.round(rng.random(n_side) * 3, 3), "construction_dossier_code": None,
+    }, geometry=_shapes(rng, n_side, extent, 7.0), crs=schema.STORE_CRS)
+    nearest = shapely.STRtree(cons.geometry.values[cons.geometry.notna()]).nearest(side.geometry.values)
+    link = rng.random(n_side) < 0.4
+    side.loc[link, "construction_dossier_code"] = cons["dossier_code"][cons.geometry.notna()].to_numpy()[nearest[link]]
+    side.loc[side.index[7], "geometry"] = _bowtie(x0 + 50, y0 + 50)
+    side.loc[side.index[8], "geometry"] = shapely.from_wkt("MULTIPOLYGON EMPTY")
+    side.loc[side.index[9], "geometry"] = shapely.box(x0 + 300, y0, x0 + 305, y0 + 5)
+    side.loc[side.index[10], "geometry"] = shapely.box(x0 + 305, y0, x0 + 310, y0 + 5)
+    side.loc[side.index[9:11], ["start_on", "end_on"]] = [pd.Timestamp("2023-03-01"), pd.Timestamp("2023-03-10")]
+    cons.loc[cons.index[11], "geometry"] = shapely.box(x0 + 300, y0 + 15, x0 + 310, y0 + 30)
+    cons.loc[cons.index[11], ["received_on", "issued_on"]] = [pd.Timestamp("2023-02-01"), pd.NaT]
+    frame = shapely.box(x0 - 20, y0 - 20, x0 + extent + 80, y0 + extent + 40)
+    rows = []
+    for prefix, count, valid_from, valid_to in (("W0", 5, "2000-01-01", "2023-06-30"), ("N", 2, "2023-07-01", None)):
+        seeds = shapely.multipoints(np.column_stack([x0 + rng.uniform(0, extent, count),
+                                                     y0 + rng.uniform(0, extent, count)]))
+        for i, cell in enumerate(shapely.get_parts(shapely.voronoi_polygons(seeds, extend_to=frame))):
+            code = f"{prefix}{i + 1}"
+            rows.append({"ward_key": f"{code}-{valid_from}", "ward_code": code, "name": f"Phường {code}",
+                         "valid_from": valid_from, "valid_to": valid_to, "geometry": shapely.intersection(cell, frame)})
+    rows[-1]["name"] = None
+    rows += [{"ward_key": "X9-2020", "ward_code": None, "valid_from": "2020-01-01", "geometry": frame},
+             {"ward_key": "X8-2020", "ward_code": "X8", "valid_from": "2020-01-01", "valid_to": "2019-01-01",
+              "geometry": frame},
+             {"ward_key": "X7-2020", "ward_code": "X7", "valid_from": "2020-01-01", "geometry": _bowtie(x0, y0)}]
+    wards_ = gpd.GeoDataFrame(rows, geometry="geometry", crs=schema.STORE_CRS)
+    return {"wards": wards_, "construction_permits": cons, "sidewalk_permits": side}
+
+
+def _geopandas_path(store, params):
+    layers = {name: store.read(name) for name in ("construction_permits", "sidewalk_permits", "wards")}
+    return analysis.find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"],
+                                  params)
+
+
+def assert_same_result(ref, got):
+    """Same findings (ids, kinds, pairs, wards, dates, texts; areas and distances within 1e-6), skips, summary."""
+    a = ref.findings.sort_values("finding_id").reset_index(drop=True)
+    b = got.findings.sort_values("finding_id").reset_index(drop=True)
+    assert list(a.columns) == list(b.columns) and a.dtypes.equals(b.dtypes) and b.crs == a.crs
+    assert a["finding_id"].tolist() == b["finding_id"].tolist()
+    close = ["overlap_area_m2", "distance_m"]
+    pd.testing.assert_frame_equal(a.drop(columns=["geometry", *close]), b.drop(columns=["geometry", *close]))
+    for name in close:
+        np.testing.assert_allclose(b[name].to_numpy(float), a[name].to_numpy(float), rtol=1e-6, atol=1e-9)
+    assert set(shapely.get_type_id(b.geometry.values)) <= {6}
+    diff = shapely.area(shapely.symmetric_difference(a.geometry.values, b.geometry.values))
+    assert (diff <= 1e-6 * np.maximum(shapely.area(a.geometry.values), 1.0)).all()
+    # grouped by kind in KINDS order, as the geopandas path returns them
+    ranks = got.findings["kind"].map({k: i for i, k in enumerate(analysis.KINDS)}).to_numpy()
+    assert (np.diff(ranks) >= 0).all()
+    pd.testing.assert_frame_equal(ref.skipped, got.skipped)
+    pd.testing.assert_frame_equal(ref.summary, got.summary)
+
+
+def test_sql_analysis_equals_geopandas_on_the_demo(pg, demo_frames):
+    frames_, meta = demo_frames
+    pg.write(frames_, meta=meta)
+    params = analysis.AnalysisParams(as_of=pg.as_of())
+    ref, got = _geopandas_path(pg, params), pg.find_overlaps(params)
+    assert set(got.findings["kind"]) == set(analysis.KINDS)
+    assert_same_result(ref, got)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("params", [
+    dict(),
+    dict(as_of=D("2023-09-01"), distance_m=3.0, gap_days=20, works_months=2, min_clearance_m=1.2),
+    dict(distance_m=0.0, gap_days=0, works_months=0, min_clearance_m=0.0),
+], ids=["defaults", "tight", "zeros"])
+def test_sql_analysis_equals_geopandas_on_generated_data(pg, seed, params):
+    pg.write(analysis_case(seed))
+    params = analysis.AnalysisParams(**params)
+    ref, got = _geopandas_path(pg, params), pg.find_overlaps(params)
+    if params.distance_m:
+        assert {"MERGE_CANDIDATE", "LINKED", "CLASH", "OPPORTUNITY", "CLEARANCE", "WARD_MISMATCH"} <= \
+            set(got.findings["kind"])
+    assert len(got.skipped) > 10
+    assert_same_result(ref, got)
+
+
+def test_sql_analysis_of_an_empty_store(pg):
+    pg.upgrade()
+    ref, got = _geopandas_path(pg, analysis.AnalysisParams()), pg.find_overlaps(analysis.AnalysisParams())
+    assert len(got.findings) == 0
+    assert_same_result(ref, got)
+
+
+def test_cli_against_postgis_seed_layers_analyze_export(pg, tmp_path, demo_frames):
+    run = lambda *args: CliRunner().invoke(cli, ["--store", pg.url, *args])  # noqa: E731
+    result = run("seed")
+    assert result.exit_code == 0, result.output
+    frames_, _ = demo_frames
+    counts = {i.name: i.count for i in pg.info()}
+    assert counts["construction_permits"] == len(frames_["construction_permits"]) and counts["findings"] == 0
+    result = run("layers")
+    assert result.exit_code == 0 and "construction_permits" in result.output
+    result = run("analyze")
+    assert result.exit_code == 0, result.output
+    assert "reading 0.00 s" in result.output  # computed in SQL, nothing read
+    stored = pg.read("findings")
+    params = analysis.AnalysisParams(as_of=pg.as_of())
+    assert sorted(stored["finding_id"]) == sorted(_geopandas_path(pg, params).findings["finding_id"])
+    assert pg.meta()["findings"]["counts"]["LINKED"] == (stored["kind"] == "LINKED").sum()
+    out = tmp_path / "x.geojson"
+    result = run("export", "construction_permits", "-o", str(out), "--ward", "20260")
+    assert result.exit_code == 0, result.output
+    gpkg = GeoPackageStore(tmp_path / "same.gpkg", must_exist=False)
+    gpkg.write({name: pg.read(name) for name in schema.LAYERS}, meta=pg.meta())
+    out2 = tmp_path / "y.geojson"
+    result = CliRunner().invoke(cli, ["--store", str(tmp_path / "same.gpkg"), "export", "construction_permits",
+                                      "-o", str(out2), "--ward", "20260"])
+    assert result.exit_code == 0, result.output
+    assert out.read_bytes() == out2.read_bytes() and b'"FeatureCollection"' in out.read_bytes()

@@ -347,6 +347,12 @@ class PostGISStore(Store):
         frame["count"] = frame["count"].astype("int64")
         return frame
 
+    def find_overlaps(self, params=None):
+        """The overlap analysis computed in PostGIS (:func:`gisapp.analysis_sql.find_overlaps`)."""
+        from gisapp import analysis_sql
+
+        return analysis_sql.find_overlaps(self, params)
+
     # -- writing ---------------------------------------------------------------
 
     def write(self, frames, *, mode="replace", meta=None):
