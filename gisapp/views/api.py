@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from functools import wraps
 
 import orjson
-from flask import Blueprint, Response, current_app, render_template, request, stream_with_context
+from flask import Blueprint, Response, current_app, render_template, request
 
 from gisapp import ogcapi, privacy
 from gisapp.errors import ApiError
@@ -52,6 +54,21 @@ def _ogc_errors(view):
             raise ApiError(err.status, err.code, err.description) from None
 
     return wrapped
+
+
+def _slots() -> threading.BoundedSemaphore:
+    """How many feature pages are built at once: one per CPU (setting ``API_CONCURRENCY``).
+
+    Building a page is CPU work under the GIL; with more threads at it than
+    cores (waitress runs 8), they only hand the GIL to each other and every
+    request gets slower.  The others wait here, without competing.
+    """
+    app = current_app._get_current_object()
+    slots = app.extensions.get("gisapp.api_slots")
+    if slots is None:
+        size = int(app.config.get("API_CONCURRENCY") or os.cpu_count() or 2)
+        slots = app.extensions.setdefault("gisapp.api_slots", threading.BoundedSemaphore(size))
+    return slots
 
 
 def _known_wards(store) -> set[str] | None:
@@ -129,21 +146,22 @@ def queryables(collection_id: str):
 @bp.get("/collections/<collection_id>/items")
 @_ogc_errors
 def items(collection_id: str):
-    """A page of features: GeoJSON streamed, or an HTML table."""
+    """A page of features: GeoJSON, or an HTML table."""
     lay = ogcapi.collection_layer(collection_id)
     fmt = _fmt("items", lay)
     store = get_store()
-    page = ogcapi.ItemsPage(store, lay, request.args, _base(), max_items=current_app.config["MAX_ITEMS"],
-                            known_wards=_known_wards(store))
     fields = privacy.visible_fields(lay, privacy.show_personal())
-    if fmt == "html":
+    with _slots():
+        page = ogcapi.ItemsPage(store, lay, request.args, _base(), max_items=current_app.config["MAX_ITEMS"],
+                                known_wards=_known_wards(store))
+        if fmt == "json":  # a page is at most MAX_ITEMS features: built whole, inside the slot
+            return Response(b"".join(page.geojson_chunks(fields)), mimetype=ogcapi.GEOJSON)
         frame = page.frame()
-        rows = property_columns(frame, fields)
-        ids = frame[lay.key].astype(str).tolist()
-        return _html("api_items.html", page=page, layer=lay, fields=fields, ids=ids,
-                     rows=[{f: rows[f][i] for f in fields} for i in range(len(ids))],
-                     links=page.links("html"), title=lay.vi)
-    return Response(stream_with_context(page.geojson_chunks(fields)), mimetype=ogcapi.GEOJSON)
+    rows = property_columns(frame, fields)
+    ids = frame[lay.key].astype(str).tolist()
+    return _html("api_items.html", page=page, layer=lay, fields=fields, ids=ids,
+                 rows=[{f: rows[f][i] for f in fields} for i in range(len(ids))],
+                 links=page.links("html"), title=lay.vi)
 
 
 @bp.get("/collections/<collection_id>/items/<path:feature_id>")
