@@ -32,8 +32,11 @@ def bbox_polygon(bbox, src: str = WEB_CRS, dst: str = STORE_CRS, densify: int = 
 
     Edges are densified so the curved image of the box is followed closely.
     """
-    box = shapely.box(*bbox)
-    box = shapely.segmentize(box, max((bbox[2] - bbox[0]), (bbox[3] - bbox[1]), 1e-9) / densify)
+    x1, y1, x2, y2 = bbox
+    if x2 - x1 < 1e-9 or y2 - y1 < 1e-9:  # a point or a line: widen to ~0.1 mm so it stays a polygon
+        x1, y1, x2, y2 = x1 - 1e-9, y1 - 1e-9, max(x2, x1 + 1e-9) + 1e-9, max(y2, y1 + 1e-9) + 1e-9
+    box = shapely.box(x1, y1, x2, y2)
+    box = shapely.segmentize(box, max(x2 - x1, y2 - y1) / densify)
     return transform([box], src, dst)[0]
 
 

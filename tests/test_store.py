@@ -191,3 +191,10 @@ def test_missing_store_and_bad_urls(tmp_path):
         open_store(str(tmp_path / "x.shp"))
     with pytest.raises(StoreError, match="no store configured"):
         open_store("")
+
+
+def test_a_point_bbox_is_a_tiny_box_not_an_error(store):
+    lots = store.read("construction_permits")
+    x, y = geo.transform([lots.geometry.iloc[2].centroid], schema.STORE_CRS, schema.WEB_CRS)[0].coords[0]
+    assert list(store.read("construction_permits", Filter(bbox=(x, y, x, y)))["dossier_code"]) == ["XD-0002"]
+    assert store.count("construction_permits", Filter(bbox=(0.0, 0.0, 0.0, 0.0))) == 0
