@@ -2,9 +2,8 @@
 
 Exports, the API and every other feature list their fields through
 :func:`visible_fields`, and ask :func:`show_personal` whether the current
-request may see personal fields.  For now the setting ``SHOW_PERSONAL_DATA``
-decides (default on, as on the office intranet); once sign-in is required
-it becomes "signed-in staff only", here and nowhere else.
+request may see personal fields: signed-in staff only, decided here and
+nowhere else.
 """
 
 from __future__ import annotations
@@ -19,9 +18,20 @@ def visible_fields(layer: str | Layer, show_personal: bool) -> list[str]:
 
 
 def show_personal(config=None) -> bool:
-    """Whether personal fields may be shown: ``config`` (or the current app's) ``SHOW_PERSONAL_DATA``."""
-    if config is None:
-        from flask import current_app
+    """Whether personal fields may be shown.
 
-        config = current_app.config
-    return bool(config.get("SHOW_PERSONAL_DATA", True))
+    On the web: to signed-in staff only.  On the command line (``config``
+    given): yes, the operator works on the store itself.  An app built with
+    an explicit ``SHOW_PERSONAL_DATA`` (tests only; not an environment
+    setting) uses that value instead.
+    """
+    if config is not None:
+        return True
+    from flask import current_app
+
+    forced = current_app.config.get("SHOW_PERSONAL_DATA")
+    if forced is not None:
+        return bool(forced)
+    from gisapp.auth import current_user
+
+    return current_user() is not None

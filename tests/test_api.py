@@ -242,6 +242,7 @@ def test_empty_page_and_empty_collection(client):
 
 
 def test_personal_fields_follow_the_privacy_rule(client, app, demo_store):
+    app.config["SHOW_PERSONAL_DATA"] = True  # as for signed-in staff (tests/test_privacy.py signs in for real)
     _, fc = get_json(client, f"{ITEMS}?limit=1")
     assert "owner_name" in fc["features"][0]["properties"]
     app.config["SHOW_PERSONAL_DATA"] = False

@@ -30,7 +30,8 @@ def store(store_path):
 
 @pytest.fixture
 def app(store_path):
-    return create_app({"STORE": store_path, "TESTING": True, "TILES": "none"})
+    # Pages as signed-in staff see them (personal data shown); tests/test_privacy.py walks them anonymously.
+    return create_app({"STORE": store_path, "TESTING": True, "TILES": "none", "SHOW_PERSONAL_DATA": True})
 
 
 @pytest.fixture

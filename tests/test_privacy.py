@@ -1,0 +1,142 @@
+"""Personal data and roles, walked over every route of the app.
+
+Anonymous visitors never see an owner's name or ID number anywhere (pages,
+map data, API, exports in every format); signed-in staff do.  Every route
+answers each role as the role matrix says.
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+from gisapp import create_app, schema
+from gisapp.accounts import Accounts
+
+PASSWORD = "correct horse battery"
+ROLES = (None, "viewer", "officer", "admin")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, demo_frames):
+    from gisapp.analysis import AnalysisParams, find_overlaps
+    from gisapp.store.gpkg import GeoPackageStore
+
+    home = tmp_path_factory.mktemp("privacy")
+    frames, meta = demo_frames
+    store = GeoPackageStore(home / "demo.gpkg", must_exist=False)
+    findings = find_overlaps(frames["construction_permits"], frames["sidewalk_permits"], frames["wards"],
+                             AnalysisParams()).findings
+    store.write({**frames, "findings": findings}, meta=meta)
+    accounts = Accounts(home / "acc.sqlite")
+    for role in ROLES[1:]:
+        accounts.add(f"{role}1", PASSWORD, role)
+    return create_app({"STORE": store.url, "ACCOUNTS": str(home / "acc.sqlite"), "UPLOADS": str(home / "up"),
+                       "TESTING": True})
+
+
+def client_for(app, role):
+    client = app.test_client()
+    if role:
+        page = client.get("/login").get_data(as_text=True)
+        csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+        r = client.post("/login", data={"username": f"{role}1", "password": PASSWORD, "csrf_token": csrf})
+        assert r.status_code == 302
+    return client
+
+
+def urls(app):
+    """A GET URL for every route of the app, with real values for its variables."""
+    from gisapp.store import open_store
+
+    store = open_store(app.config["STORE"])
+    code = store.read("construction_permits", limit=1)["dossier_code"].iloc[0]
+    out = []
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods or rule.endpoint == "static":
+            continue
+        path = rule.rule
+        if "<token>" in path:
+            continue  # uploads: reached only through the upload flow (tests/test_upload.py)
+        if "<collection_id>" in path or "<layer>" in path:
+            for name in schema.LAYERS:
+                key = store.read(name, limit=1)
+                p = path.replace("<collection_id>", name).replace("<layer>", name)
+                if "<path:feature_id>" in p:
+                    if len(key):
+                        out.append(p.replace("<path:feature_id>", str(key[schema.LAYERS[name].key].iloc[0])))
+                    continue
+                if "<fmt>" in p:
+                    out += [p.replace("<fmt>", fmt) for fmt in ("geojson", "csv", "gpkg")]
+                    continue
+                out.append(p)
+            continue
+        out.append(path.replace("<code>", code))
+    extras = ["/api/collections/construction_permits/items?limit=10000",
+              "/api/collections/construction_permits/items?f=html&limit=50",
+              f"/api/collections/construction_permits/items/{code}?f=html",
+              "/data/construction_permits.geojson?bbox=108.15,15.95,108.25,16.05&zoom=18",
+              "/?q=" + code, "/wards?ward=20305"]
+    return sorted(set(out + extras))
+
+
+@pytest.fixture(scope="module")
+def personal(app):
+    """Every owner name and ID number in the store."""
+    from gisapp.store import open_store
+
+    frame = open_store(app.config["STORE"]).read("construction_permits")
+    names = sorted(set(frame["owner_name"].dropna()), key=len, reverse=True)
+    ids = set(frame["owner_id_no"].dropna())
+    assert len(names) > 1000 and len(ids) > 1000
+    return names, ids
+
+
+def leaks(body: bytes, names, ids) -> list[str]:
+    text = body.decode("utf-8", "replace")
+    found = [i for i in set(re.findall(r"\d{12}", text)) if i in ids]
+    found += [n for n in names if n in text]
+    return found
+
+
+def test_anonymous_sees_no_personal_data_anywhere(app, personal):
+    names, ids = personal
+    client = client_for(app, None)
+    walked = urls(app)
+    assert len(walked) > 30
+    for url in walked:
+        r = client.get(url)
+        assert r.status_code in (200, 302), (url, r.status_code)
+        assert not leaks(r.data, names, ids), url
+        if r.mimetype != "text/html":  # pages may carry the field labels; data must not carry the fields
+            assert b"owner_name" not in r.data and b"owner_id_no" not in r.data, url
+
+
+def test_signed_in_staff_see_owners(app, personal):
+    names, ids = personal
+    client = client_for(app, "viewer")
+    for url in ("/export/construction_permits.csv", "/api/collections/construction_permits/items?limit=50"):
+        r = client.get(url)
+        assert leaks(r.data, names, ids), url
+
+
+#: Routes that need a role; every other GET route is open to anonymous visitors.
+NEEDS = {"/admin": "admin", "/upload": "officer"}
+
+
+@pytest.mark.parametrize("role", ROLES, ids=lambda r: r or "anonymous")
+def test_role_matrix(app, role):
+    client = client_for(app, role)
+    rank = {None: -1, "viewer": 0, "officer": 1, "admin": 2}
+    for url in urls(app):
+        need = NEEDS.get(url.split("?")[0])
+        status = client.get(url).status_code
+        if need is None:
+            assert status == 200, (role, url, status)
+        elif role is None:
+            assert status == 302, (role, url, status)
+        else:
+            assert status == (200 if rank[role] >= rank[need] else 403), (role, url, status)
+    # Writing needs the officer role: the upload form posts are refused below it.
+    r = client.post("/upload/" + "x" * 32 + "/confirm", data={})
+    assert r.status_code in ({None: (302, 400), "viewer": (400, 403)}.get(role, (400,)))
