@@ -51,11 +51,14 @@ def cli(ctx, store):
 
 @cli.command()
 @click.option("--if-missing", is_flag=True, help="Do nothing when the store already exists.")
-@pass_ctx
-def seed(ctx: Context, if_missing: bool):
+@click.option("--analyze/--no-analyze", default=True, show_default=True,
+              help="Run the overlap analysis on the demo data afterwards (its findings layer).")
+@click.pass_context
+def seed(click_ctx, if_missing: bool, analyze: bool):
     """Build the Cẩm Lệ demo data into the store (replacing its layers)."""
     from gisapp import demo
 
+    ctx: Context = click_ctx.obj
     target = ctx.store(must_exist=False)
     if if_missing and _exists(target):
         click.echo(f"store {target.url} already exists; not seeding")
@@ -65,6 +68,10 @@ def seed(ctx: Context, if_missing: bool):
     target.write(frames, mode="replace", meta=meta)
     counts = ", ".join(f"{name} {len(frame)}" for name, frame in frames.items())
     click.echo(f"seeded {target.url}: {counts} in {time.perf_counter() - started:.1f} s")
+    if analyze:
+        from gisapp.analysis_cli import analyze as analyze_command
+
+        click_ctx.invoke(analyze_command)
 
 
 def _exists(store) -> bool:
