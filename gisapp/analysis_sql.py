@@ -205,19 +205,28 @@ def find_overlaps(store, params: AnalysisParams | None = None) -> AnalysisResult
               "distance": float(params.distance_m) + DISTANCE_EPSILON, "gap_days": int(params.gap_days),
               "min_clearance": float(params.min_clearance_m) - 1e-9}
     laps, started = {}, time.perf_counter()
+    last = [started]
+
+    def lap(name: str) -> None:
+        now = time.perf_counter()
+        laps[name], last[0] = now - last[0], now
     with store.connection() as con, con.transaction():
         con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         con.execute("SET LOCAL client_min_messages = warning")  # ST_IsValid notices
+        con.execute("SET LOCAL jit = off")  # compiling these plans costs more than running them
         for statement in _statements(_PREPARE):
             con.execute(statement, values)
+        lap("sql_prepare")
         rows = {}
         for name, query in (("near", _NEAR), ("pairs", _PAIRS), ("clearance", _CLEARANCE),
                             ("wards", _WARD_MISMATCH)):
             rows[name] = con.cursor(binary=True).execute(query, values).fetchall()
+            lap(f"sql_{name}")
         skipped_rows = {layer: con.cursor(binary=True).execute(query, values).fetchall()
                         for layer, query in _SKIPPED.items()}
         register = con.execute("SELECT dossier_code, ward_code FROM construction_permits "
                                "ORDER BY dossier_code").fetchall()
+        lap("sql_skipped")
     laps["sql"] = time.perf_counter() - started
     findings = _findings(rows, params)
     skipped = _skipped(skipped_rows, params)
@@ -255,16 +264,19 @@ def _typed(frame: pd.DataFrame, geometry: np.ndarray):
 
     out = {}
     for f in schema.FINDINGS.fields:
-        values = frame[f.name].to_numpy(dtype=object)
+        col = frame[f.name]
         if f.type == "text":
-            out[f.name] = pd.Series([None if pd.isna(v) else v for v in values], dtype=object)
+            values = col.to_numpy(dtype=object, copy=True)
+            values[pd.isna(values)] = None
+            out[f.name] = pd.Series(values, dtype=object)
         elif f.type == "float":
-            out[f.name] = pd.Series(pd.to_numeric(frame[f.name], errors="coerce").to_numpy(dtype=float))
+            out[f.name] = pd.Series(pd.to_numeric(col, errors="coerce").to_numpy(dtype=float))
         elif f.type == "int":
-            out[f.name] = pd.Series(pd.array([None if pd.isna(v) else int(v) for v in values], dtype="Int64"))
+            out[f.name] = pd.Series(pd.array(pd.to_numeric(col, errors="coerce"), dtype="Int64"))
         else:
-            out[f.name] = pd.Series(np.array([None if pd.isna(v) else v for v in values],
-                                             dtype="datetime64[D]").astype("datetime64[ms]"))
+            values = col.to_numpy(dtype=object, copy=True)
+            values[pd.isna(values)] = None
+            out[f.name] = pd.Series(np.array(values, dtype="datetime64[D]").astype("datetime64[ms]"))
     return gpd.GeoDataFrame(pd.DataFrame(out), geometry=np.asarray(geometry, dtype=object), crs=schema.STORE_CRS)
 
 

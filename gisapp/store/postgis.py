@@ -89,8 +89,9 @@ class _Pool:
 
     def _new(self) -> psycopg.Connection:
         try:
+            # JIT compilation costs more than these short queries take (~0.1-3 s per plan)
             return psycopg.connect(conninfo(self.url), autocommit=True, connect_timeout=10,
-                                   application_name="gisapp")
+                                   application_name="gisapp", options="-c jit=off")
         except psycopg.OperationalError as err:
             reason = " ".join(line.strip() for line in str(err).splitlines() if line.strip()) or type(err).__name__
             reason = reason.removeprefix("connection failed: ")
