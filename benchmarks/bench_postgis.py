@@ -169,14 +169,30 @@ def make_data(n: int) -> tuple[dict, str]:
     return generate(n), "benchmarks.bench_postgis.generate"
 
 
-def view_boxes(frames: dict, k: int, seed: int = 3) -> list[tuple]:
-    """``k`` WGS84 street-view boxes centred on random dossiers."""
+def view_boxes(frames: dict, k: int, seed: int = 3, target: int = 1000) -> tuple[list[tuple], float]:
+    """``k`` WGS84 street-view boxes (4:3) centred on random dossiers, sized to hold ~``target`` dossiers.
+
+    Returns the boxes and the side length (m) of the box in EPSG:5899.
+    """
     rng = np.random.default_rng(seed)
-    cons = frames["construction_permits"]
-    centres = shapely.centroid(cons.geometry.values[rng.integers(0, len(cons), k)])
-    x, y = shapely.get_x(centres), shapely.get_y(centres)
-    boxes = shapely.box(x - VIEW_M[0] / 2, y - VIEW_M[1] / 2, x + VIEW_M[0] / 2, y + VIEW_M[1] / 2)
-    return [tuple(round(v, 6) for v in b.bounds) for b in geo.transform(boxes, schema.STORE_CRS, schema.WEB_CRS)]
+    bounds = shapely.bounds(frames["construction_permits"].geometry.values)
+    cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+    pick = rng.integers(0, len(cx), k)
+    x, y = cx[pick], cy[pick]
+    order = np.argsort(cx)
+    sx = cx[order]
+    width = VIEW_M[0]
+    for _ in range(4):  # scale the box until the mean count is near the target
+        counts = []
+        for i in range(min(k, 60)):
+            lo, hi = np.searchsorted(sx, [x[i] - width / 2, x[i] + width / 2])
+            ys = cy[order[lo:hi]]
+            counts.append(int(np.count_nonzero(np.abs(ys - y[i]) <= width * 0.375)))
+        width *= float(np.sqrt(target / max(np.mean(counts), 1.0)))
+    w, h = width / 2, width * 0.375
+    boxes = shapely.box(x - w, y - h, x + w, y + h)
+    web = geo.transform(boxes, schema.STORE_CRS, schema.WEB_CRS)
+    return [tuple(round(v, 6) for v in b.bounds) for b in web], width
 
 
 # -- measurements ------------------------------------------------------------------------
@@ -205,52 +221,62 @@ def analysis_times(store, frames_n: int) -> dict:
     if hasattr(store, "find_overlaps"):
         sql_result, out["sql_s"] = timed(store.find_overlaps, params)
         out["sql_findings"] = int(len(sql_result.findings))
+        out["sql_timings"] = {k: round(v, 2) for k, v in sql_result.timings.items()}
+        out["sql_same_ids"] = sorted(sql_result.findings["finding_id"]) == sorted(result.findings["finding_id"])
     return out
 
 
 @contextlib.contextmanager
-def app_server(store_url: str):
-    """``gisapp serve --workers 8`` (waitress) on a free port; its base URL."""
+def app_servers(store_url: str, processes: int = 1):
+    """``processes`` × ``gisapp serve --workers 8`` (waitress) on free ports; their base URLs."""
     import requests
 
-    port = free_port()
     env = {**os.environ, "GISAPP_STORE": store_url, "GISAPP_ENV": "development"}
-    cmd = [sys.executable, "-c", "from gisapp.cli import main; main()", "serve", "--host", "127.0.0.1",
-           "--port", str(port), "--workers", str(WORKERS)]
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    base = f"http://127.0.0.1:{port}"
+    procs, bases = [], []
     try:
-        for _ in range(300):
-            if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
-                    break
-            time.sleep(0.2)
-        else:
-            raise RuntimeError("server did not answer /healthz")
-        yield base
+        for _ in range(processes):
+            port = free_port()
+            cmd = [sys.executable, "-c", "from gisapp.cli import main; main()", "serve", "--host", "127.0.0.1",
+                   "--port", str(port), "--workers", str(WORKERS)]
+            procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            bases.append(f"http://127.0.0.1:{port}")
+        for proc, base in zip(procs, bases):
+            for _ in range(600):
+                if proc.poll() is not None:
+                    raise RuntimeError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
+                with contextlib.suppress(requests.RequestException):
+                    if requests.get(f"{base}/healthz", timeout=5).status_code == 200:
+                        break
+                time.sleep(0.2)
+            else:
+                raise RuntimeError("server did not answer /healthz")
+        yield bases
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 _RETURNED = re.compile(rb'"numberReturned":(\d+)')
 
 
-def load_test(base: str, boxes: list, clients: int, requests_per_client: int) -> dict:
-    """Latency of the items page under ``clients`` concurrent clients (bounded requests)."""
+def load_test(bases: list[str], boxes: list, clients: int, requests_per_client: int) -> dict:
+    """Latency of the items page under ``clients`` concurrent clients (bounded requests).
+
+    Client ``k`` talks to server ``bases[k % len(bases)]``.
+    """
     import requests
 
-    url = f"{base}/api/collections/construction_permits/items"
     latencies, returned, failures = [], [], []
     lock = threading.Lock()
 
     def client(k: int):
         session = requests.Session()
+        url = f"{bases[k % len(bases)]}/api/collections/construction_permits/items"
         for j in range(requests_per_client):
             bbox = boxes[(k * requests_per_client + j) % len(boxes)]
             params = {"bbox": ",".join(map(str, bbox)), "limit": "1000", "f": "json"}
@@ -279,7 +305,7 @@ def load_test(base: str, boxes: list, clients: int, requests_per_client: int) ->
         t.join()
     wall = time.perf_counter() - started
     lat = np.array(latencies) * 1000
-    return {"clients": clients, "requests": len(lat), "failures": len(failures),
+    return {"processes": len(bases), "clients": clients, "requests": len(lat), "failures": len(failures),
             "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
             "p95_ms": float(np.percentile(lat, 95)) if len(lat) else None,
             "mean_features": float(np.mean(returned)) if returned else None,
@@ -291,12 +317,16 @@ def main(argv=None) -> None:
     parser.add_argument("--sizes", default="100000,1000000", help="permits per layer, comma-separated")
     parser.add_argument("--clients", default="8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--requests", type=int, default=320, help="requests per client level")
+    parser.add_argument("--processes", default="1,2",
+                        help="server processes to measure, comma-separated (1 = 'gisapp serve --workers 8'; "
+                             "more: that many servers, clients spread over them)")
     parser.add_argument("--backends", default="gpkg,postgis")
     parser.add_argument("--no-analysis", action="store_true", help="skip the analysis timings")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     clients = [int(c) for c in args.clients.split(",")]
     backends = args.backends.split(",")
+    processes = [int(p) for p in args.processes.split(",")]
     results = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
                "cpus": os.cpu_count(), "workers": WORKERS, "view_m": VIEW_M, "runs": []}
     server = start_server(SERVER_SETTINGS) if "postgis" in backends else None
@@ -305,8 +335,9 @@ def main(argv=None) -> None:
             for n in sizes:
                 print(f"{n:,} permits per layer: generating …", flush=True)
                 frames, generator = make_data(n)
-                boxes = view_boxes(frames, 400)
-                run = {"n": n, "generator": generator, "rows": []}
+                boxes, width = view_boxes(frames, 400)
+                run = {"n": n, "generator": generator, "view_box_m": [width, width * 0.75], "rows": []}
+                print(f"  generator {generator}; street view {width:.0f} × {width * 0.75:.0f} m", flush=True)
                 for name in backends:
                     if name == "gpkg":
                         path = Path(tmp) / f"bench-{n}.gpkg"
@@ -315,7 +346,8 @@ def main(argv=None) -> None:
                         url = server.url(server.create_database("bench"))
                         store = PostGISStore(url, must_exist=False)
                     per_client = {c: max(5, args.requests // c) for c in clients}
-                    row = _run_backend(name, store, url, frames, boxes, per_client, not args.no_analysis)
+                    row = _run_backend(name, store, url, frames, boxes, per_client, not args.no_analysis,
+                                       processes)
                     run["rows"].append(row)
                     if name == "postgis":
                         close_pool(url)
@@ -333,7 +365,8 @@ def main(argv=None) -> None:
     print(f"wrote {out.relative_to(ROOT)}")
 
 
-def _run_backend(name, store, url, frames, boxes, per_client: dict, with_analysis: bool) -> dict:
+def _run_backend(name, store, url, frames, boxes, per_client: dict, with_analysis: bool,
+                 process_counts: list[int]) -> dict:
     print(f"  {name}: loading …", flush=True)
     _, load_s = timed(store.write, frames, mode="replace", meta={"as_of": "2026-01-01"})
     row = {"backend": name, "load_s": load_s}
@@ -345,36 +378,40 @@ def _run_backend(name, store, url, frames, boxes, per_client: dict, with_analysi
             row["analysis"] = {"error": f"{type(err).__name__}: {err}"}
         print(f"  {name}: analysis {row['analysis']}", flush=True)
     row["items"] = []
-    with app_server(url) as base:
-        load_test(base, boxes[:20], 2, 5)  # warm up
-        for c, per in per_client.items():
-            stats = load_test(base, boxes, c, per)
-            row["items"].append(stats)
-            print(f"  {name}: {c} clients p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
-                  f"({stats['requests']} requests, {stats['mean_features']:.0f} features each, "
-                  f"{stats['failures']} failed)", flush=True)
+    for processes in process_counts:
+        with app_servers(url, processes) as bases:
+            load_test(bases, boxes[:20], 2 * processes, 5)  # warm up
+            for c, per in per_client.items():
+                stats = load_test(bases, boxes, c, per)
+                row["items"].append(stats)
+                print(f"  {name}: {processes} process(es), {c} clients: p50 {stats['p50_ms']:.0f} ms "
+                      f"p95 {stats['p95_ms']:.0f} ms ({stats['requests']} requests, "
+                      f"{stats['mean_features']:.0f} features each, {stats['failures']} failed, "
+                      f"{stats['throughput_rps']:.1f} req/s)", flush=True)
     return row
 
 
 def print_table(results: dict) -> None:
-    """The results as a plain-text table."""
-    head = f"{'permits/layer':>13} {'backend':<8} {'load s':>7} {'read+gpd s':>10} {'sql s':>6}"
-    clients = sorted({i["clients"] for run in results["runs"] for row in run["rows"] for i in row["items"]})
-    for c in clients:
-        head += f" {f'p50/p95 ms @{c}':>17}"
+    """The results as a plain-text table: one row per size, backend and number of server processes."""
+    levels = sorted({i["clients"] for run in results["runs"] for row in run["rows"] for i in row["items"]})
+    head = f"{'permits/layer':>13} {'backend':<8} {'load s':>7} {'read+gpd s':>10} {'sql s':>6} {'procs':>5}"
+    head += "".join(f" {f'p50/p95 ms @{c}':>17}" for c in levels)
     print(head)
     for run in results["runs"]:
         for row in run["rows"]:
             a = row.get("analysis") or {}
             gpd_s = (a.get("geopandas_read_s") or 0) + (a.get("geopandas_analysis_s") or 0) \
                 if a.get("geopandas_analysis_s") is not None else None
-            line = f"{run['n']:>13,} {row['backend']:<8} {row['load_s']:>7.1f} " \
-                   f"{_fmt(gpd_s, 10)} {_fmt(a.get('sql_s'), 6)}"
-            for c in clients:
-                item = next((i for i in row["items"] if i["clients"] == c), None)
-                cell = "—" if item is None or item["p50_ms"] is None else f"{item['p50_ms']:.0f}/{item['p95_ms']:.0f}"
-                line += f" {cell:>17}"
-            print(line)
+            for k, procs in enumerate(sorted({i["processes"] for i in row["items"]}) or [None]):
+                first = k == 0
+                line = (f"{run['n']:>13,} {row['backend']:<8} {row['load_s']:>7.1f} {_fmt(gpd_s, 10)} "
+                        f"{_fmt(a.get('sql_s'), 6)}" if first else " " * 49) + f" {procs or '—':>5}"
+                for c in levels:
+                    item = next((i for i in row["items"] if i["clients"] == c and i["processes"] == procs), None)
+                    cell = "—" if item is None or item["p50_ms"] is None else \
+                        f"{item['p50_ms']:.0f}/{item['p95_ms']:.0f}"
+                    line += f" {cell:>17}"
+                print(line)
 
 
 def _fmt(value, width: int) -> str:
