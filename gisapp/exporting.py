@@ -70,20 +70,14 @@ def parse_crs(text: str | None) -> str:
 
 
 def batches(store, layer: str, flt: Filter | None, fields: list[str], batch_size: int = BATCH_SIZE) -> Iterator:
-    """Matching features in key order: Arrow tables where the store offers them, else GeoDataFrames."""
-    if hasattr(store, "iter_arrow"):
-        return store.iter_arrow(layer, flt, fields=fields, batch_size=batch_size)
-    return store.iter_batches(layer, flt, batch_size=batch_size)
+    """Matching features in key order, as Arrow tables."""
+    return store.iter_arrow(layer, flt, fields=fields, batch_size=batch_size)
 
 
 def _props_and_wkb(batch, fields: list[str]) -> tuple[dict[str, pa.Array], pa.Array]:
-    """Typed property arrays and WKB geometries (EPSG:5899) of an Arrow or pandas batch."""
-    if isinstance(batch, (pa.Table, pa.RecordBatch)):
-        props = {n: _combine(batch.column(n)) for n in fields}
-        return props, _combine(batch.column("geometry")).cast(pa.binary())
-    props = {n: geojson.arrow_column(batch[n]) for n in fields}
-    wkb = shapely.to_wkb(np.asarray(batch.geometry.values, dtype=object), byte_order=1)
-    return props, pa.array(wkb, type=pa.binary())
+    """Typed property arrays and WKB geometries (EPSG:5899) of an Arrow batch."""
+    props = {n: _combine(batch.column(n)) for n in fields}
+    return props, _combine(batch.column("geometry")).cast(pa.binary())
 
 
 def _combine(col):

@@ -183,13 +183,28 @@ def parse_filter(args, *, known_wards=None, strict: bool = True) -> tuple[Filter
     return Filter(**values), warnings
 
 
+class _FoldTable(dict):
+    """``str.translate`` table: each character decomposed (NFD) without its marks, đ → d.
+
+    Filled on demand; NFD decomposes character by character, so translating
+    each character equals decomposing the whole text and dropping the marks.
+    """
+
+    def __missing__(self, code: int) -> str:
+        decomposed = unicodedata.normalize("NFD", chr(code))
+        value = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).replace("đ", "d").replace("Đ", "D")
+        self[code] = value
+        return value
+
+
+_FOLD = _FoldTable()
+
+
 def fold(text: str | None) -> str:
     """Lower-case ``text`` without diacritics (đ → d), for accent-blind search."""
     if not text:
         return ""
-    decomposed = unicodedata.normalize("NFD", str(text))
-    stripped = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return stripped.replace("đ", "d").replace("Đ", "D").lower()
+    return str(text).translate(_FOLD).lower()
 
 
 def filter_fields() -> list[str]:

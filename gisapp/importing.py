@@ -31,8 +31,19 @@ from pyproj.exceptions import CRSError
 from gisapp import domain, geo, schema
 from gisapp.importing_read import ImportFailure, Source, load_mapping, read_source
 from gisapp.importing_values import (
-    PARCEL_FIELDS, WardIndex, WardRefs, field_aliases, known_header_keys, match_columns, parcel_aliases,
-    parcel_key, parse_codes, parse_dates, parse_numbers, resolve_wards, to_text,
+    PARCEL_FIELDS,
+    WardIndex,
+    WardRefs,
+    field_aliases,
+    known_header_keys,
+    match_columns,
+    parcel_aliases,
+    parcel_key,
+    parse_codes,
+    parse_dates,
+    parse_numbers,
+    resolve_wards,
+    to_text,
 )
 from gisapp.schema import STORE_CRS, Layer
 from gisapp.store import StoreError

@@ -19,7 +19,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import folium
 import numpy as np
 import orjson
-import pyarrow as pa
 import shapely
 from branca.element import MacroElement
 from folium import plugins
@@ -87,17 +86,12 @@ TIMELINESS_FIELDS = ["status", "procedure", "work_category", "received_on", "due
 def read_map_layer(store, layer: str, flt: Filter):
     """The matches with only the fields the map needs (plus those timeliness needs).
 
-    An Arrow table when the store offers ``read_arrow`` (no Python object
-    per value), else the store's GeoDataFrame; ``None`` when nothing matches.
+    An Arrow table (no Python object per value); ``None`` when nothing matches.
     """
     names = list(MAP_FIELDS[layer])
     if layer == "construction_permits":
         names = list(dict.fromkeys(names + TIMELINESS_FIELDS))
-    reader = getattr(store, "read_arrow", None)
-    if reader is not None:
-        return reader(layer, flt, fields=names)
-    frame = store.read(layer, flt)
-    return frame if len(frame) else None
+    return store.read_arrow(layer, flt, fields=names)
 
 
 def _collection(store, lay, flt, calendar, *, complete: bool, total: int) -> bytes:
@@ -108,8 +102,7 @@ def _collection(store, lay, flt, calendar, *, complete: bool, total: int) -> byt
     if n:
         extra = None
         if lay.name == "construction_permits":
-            attrs = batch.select(TIMELINESS_FIELDS).to_pandas(date_as_object=False) \
-                if isinstance(batch, pa.Table) else batch
+            attrs = batch.select(TIMELINESS_FIELDS).to_pandas(date_as_object=False)
             extra = {"timeliness": stats.timeliness(attrs, store.as_of(), calendar).tolist()}
         body = geojson.batch_json(batch, lay, MAP_FIELDS[lay.name], extra)
     return orjson.dumps({"type": "FeatureCollection", **members})[:-1] + b',"features":[' + body + b"]}"

@@ -278,10 +278,9 @@ def _wgs84_bounds(extent) -> tuple[float, float, float, float]:
 
 
 def _temporal_extent(store, layer: Layer) -> list:
-    date_range = getattr(store, "date_range", None)
-    if date_range is None or not layer.date_field:
+    if not layer.date_field:
         return [None, None]
-    first, last = date_range(layer.name)
+    first, last = store.date_range(layer.name)
     return [f"{first}T00:00:00Z" if first else None, f"{last}T23:59:59Z" if last else None]
 
 
@@ -370,11 +369,9 @@ class ItemsPage:
         """The page as a GeoJSON FeatureCollection, in chunks."""
         if not self.returned:
             batches = []
-        elif hasattr(self.store, "iter_arrow"):
+        else:
             batches = self.store.iter_arrow(self.layer.name, self.flt, fields=fields, batch_size=self.limit,
                                             limit=self.limit, offset=self.offset)
-        else:
-            batches = [self.store.read(self.layer.name, self.flt, limit=self.limit, offset=self.offset)]
         return geojson.collection_chunks(batches, self.layer, fields, self.members("json"))
 
     def frame(self):

@@ -39,27 +39,19 @@ DASHBOARD_FIELDS = ["ward_code", "status", "procedure", "work_category", "channe
 # -- reading only what is needed --------------------------------------------------
 
 def attribute_batches(store, layer: str, flt: Filter, fields: list[str], batch_size: int = 20000):
-    """Frames of ``fields`` of the matches, in batches: Arrow-read when the store can (no geometry decoded)."""
-    reader = getattr(store, "iter_arrow", None)
-    if reader is None:
-        yield from store.iter_batches(layer, flt, batch_size=batch_size)
-        return
-    for table in reader(layer, flt, fields=fields, batch_size=batch_size):
+    """Frames of ``fields`` of the matches, in batches, Arrow-read (no geometry decoded)."""
+    for table in store.iter_arrow(layer, flt, fields=fields, batch_size=batch_size):
         yield table.drop_columns(["geometry"]).to_pandas(date_as_object=False)
 
 
 def ward_frame(store, on: dt.date) -> pd.DataFrame:
     """``ward_code``, ``name`` and ``geometry`` (EPSG:5899) of the wards in force on ``on``, ordered by code."""
     flt = Filter(date_from=on, date_to=on)
-    reader = getattr(store, "read_arrow", None)
-    if reader is None:
-        frame = pd.DataFrame(store.read("wards", flt)[["ward_code", "name", "geometry"]])
-    else:
-        table = reader("wards", flt, fields=["ward_code", "name"])
-        if table is None:
-            return pd.DataFrame({"ward_code": [], "name": [], "geometry": []})
-        frame = pd.DataFrame({"ward_code": table["ward_code"].to_pylist(), "name": table["name"].to_pylist(),
-                              "geometry": shapely.from_wkb(table["geometry"].to_numpy(zero_copy_only=False))})
+    table = store.read_arrow("wards", flt, fields=["ward_code", "name"])
+    if table is None:
+        return pd.DataFrame({"ward_code": [], "name": [], "geometry": []})
+    frame = pd.DataFrame({"ward_code": table["ward_code"].to_pylist(), "name": table["name"].to_pylist(),
+                          "geometry": shapely.from_wkb(table["geometry"].to_numpy(zero_copy_only=False))})
     frame["ward_code"] = frame["ward_code"].astype(str)
     return frame.drop_duplicates("ward_code").sort_values("ward_code").reset_index(drop=True)
 

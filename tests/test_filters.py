@@ -73,3 +73,18 @@ def test_fold():
     assert fold("HOA THO DONG") == "hoa tho dong"
     # Windows-1258 style: base letter + combining tone mark.
     assert fold("Ho\u0300a") == fold("Hòa") == "hoa"
+
+
+def test_fold_by_table_equals_decomposing_whole_texts():
+    """The translate-table fold equals NFD of the whole text without marks, on every code point and on
+    texts whose marks NFD would reorder."""
+    import unicodedata
+
+    def by_nfd(text):
+        decomposed = unicodedata.normalize("NFD", text)
+        return "".join(c for c in decomposed if not unicodedata.combining(c)).replace("đ", "d").replace("Đ", "D").lower()
+
+    chars = [chr(i) for i in range(0x110000) if not 0xD800 <= i < 0xE000]
+    assert [fold(c) for c in chars] == [by_nfd(c) for c in chars]
+    for text in ("ΑΣ", "İstanbul", "Đ\u0301", "e\u0301\u0323", "ﬁ Ǆ", "Hòa Thọ Đông"):
+        assert fold(text) == by_nfd(text)

@@ -342,19 +342,3 @@ def test_demo_map_page(demo_store):
     assert count_on_page(r) == 2534 and len(r.data) < 300_000
     body = orjson.loads(client.get("/data/construction_permits.geojson?bbox=108.1,15.9,108.3,16.1&zoom=13").data)
     assert body["mode"] == "features" and len(body["features"]) == 2534
-
-
-def test_map_layer_is_the_same_from_arrow_and_from_frames(store):
-    class FramesOnly:
-        """The store without ``read_arrow``: the GeoDataFrame path."""
-
-        def __getattr__(self, name):
-            if name == "read_arrow":
-                raise AttributeError(name)
-            return getattr(store, name)
-
-    for layer in ("construction_permits", "sidewalk_permits", "findings"):
-        for flt in (Filter(), Filter(wards=("20305",), statuses=("RETURNED",)), Filter(q="nothing-matches")):
-            a = maps.layer_features(store, layer, flt, zoom=14, calendar=Calendar())
-            b = maps.layer_features(FramesOnly(), layer, flt, zoom=14, calendar=Calendar())
-            assert orjson.loads(a) == orjson.loads(b)

@@ -561,24 +561,6 @@ def test_connections_are_pooled_and_survive_errors(pg):
 
 # -- the fast paths of a load ------------------------------------------------------------------
 
-def test_fast_fold_equals_filters_fold_on_every_code_point():
-    from gisapp.filters import fold
-
-    chars = [chr(i) for i in range(0x110000) if not 0xD800 <= i < 0xE000]
-    assert [c.translate(postgis._FOLD).lower() for c in chars] \
-        == [fold(c) for c in chars]
-
-
-def test_fast_search_text_equals_the_shared_one():
-    from gisapp.store.base import search_text
-
-    for layer, frame in (("construction_permits", construction(2000)), ("sidewalk_permits", sidewalk(2000))):
-        lay = schema.get_layer(layer)
-        typed = schema.coerce(lay, frame)
-        typed.loc[typed.index[:5], "street"] = ["ΑΣ", "İstanbul", "Đ\u0301", "e\u0301\u0323", "ﬁ Ǆ"]
-        pd.testing.assert_series_equal(postgis._search_texts(lay, typed), search_text(lay, typed))
-
-
 def test_hex_ewkb_equals_shapely():
     geoms = postgis._multipolygons(_lots(np.random.default_rng(4), 500))
     geoms[[3, 77]] = None

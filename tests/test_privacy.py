@@ -7,7 +7,6 @@ answers each role as the role matrix says.
 
 import re
 
-import numpy as np
 import pytest
 
 from gisapp import create_app, schema

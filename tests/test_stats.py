@@ -181,18 +181,3 @@ def test_permit_detail_linked_nearby_and_findings(tmp_path):
     assert detail.record["dossier_code"] == code and detail.due_on is not None
     assert 15.9 < detail.center[0] < 16.1 and 108.1 < detail.center[1] < 108.3
     assert stats.permit_detail(s, "NO-SUCH-CODE", CAL) is None
-
-
-def test_dashboard_is_the_same_without_arrow_reads(store):
-    class FramesOnly:
-        """The store without ``iter_arrow``/``read_arrow``: the GeoDataFrame path."""
-
-        def __getattr__(self, name):
-            if name in ("iter_arrow", "read_arrow"):
-                raise AttributeError(name)
-            return getattr(store, name)
-
-    a, b = stats.dashboard(store, Filter(), CAL), stats.dashboard(FramesOnly(), Filter(), CAL)
-    assert [(r.code, r.name, r.counts) for r in a.rows] == [(r.code, r.name, r.counts) for r in b.rows]
-    assert a.monthly == b.monthly and a.total.counts == b.total.counts
-    assert stats.ward_bounds(store, AS_OF) == stats.ward_bounds(FramesOnly(), AS_OF)

@@ -4,7 +4,6 @@ import datetime as dt
 import sqlite3
 
 import geopandas as gpd
-import numpy as np
 import pandas as pd
 import pytest
 import shapely

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from gisapp import schema
 from gisapp.filters import Filter, fold
@@ -72,6 +73,31 @@ class Store(abc.ABC):
         features with the same key and adds new ones.  ``meta`` entries are
         merged into the store metadata in the same transaction.
         """
+
+    @abc.abstractmethod
+    def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, batch_size: int = 5000,
+                   limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
+        """Matching features as Arrow tables, for serializers that stream.
+
+        Columns: ``fields`` (default: all of the layer's) typed as stored
+        (string, date32, int32, float64), then ``geometry`` as WKB in
+        EPSG:5899; rows in key order; ``offset``/``limit`` applied.
+        """
+
+    @abc.abstractmethod
+    def date_range(self, layer: str) -> tuple[str | None, str | None]:
+        """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
+
+    def read_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, limit: int | None = None,
+                   offset: int = 0) -> pa.Table | None:
+        """All of :meth:`iter_arrow` in one table (``None`` when nothing matches)."""
+        tables = list(self.iter_arrow(layer, flt, fields=fields, batch_size=65536, limit=limit, offset=offset))
+        return pa.concat_tables(tables) if tables else None
+
+    def ward_codes(self) -> set[str]:
+        """The GSO codes of every ward in the store (of any ward set)."""
+        table = self.read_arrow("wards", fields=["ward_code"])
+        return set() if table is None else {c for c in table.column("ward_code").to_pylist() if c}
 
     def iter_batches(self, layer: str, flt: Filter | None = None,
                      batch_size: int = 5000) -> Iterator[gpd.GeoDataFrame]:

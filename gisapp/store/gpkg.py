@@ -29,8 +29,15 @@ from gisapp import geo, schema
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
-    SEARCH_COLUMN, LayerInfo, Store, StoreError, attribute_clauses, check_layer,
-    empty_frame, merge_upsert, search_text,
+    SEARCH_COLUMN,
+    LayerInfo,
+    Store,
+    StoreError,
+    attribute_clauses,
+    check_layer,
+    empty_frame,
+    merge_upsert,
+    search_text,
 )
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
@@ -278,12 +285,6 @@ class GeoPackageStore(Store):
             for batch in reader:
                 if batch.num_rows:
                     yield pa.Table.from_batches([batch]).rename_columns([*names, "geometry"])
-
-    def read_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, limit: int | None = None,
-                   offset: int = 0) -> pa.Table | None:
-        """All of :meth:`iter_arrow` in one table (``None`` when nothing matches)."""
-        tables = list(self.iter_arrow(layer, flt, fields=fields, batch_size=65536, limit=limit, offset=offset))
-        return pa.concat_tables(tables) if tables else None
 
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""

@@ -24,7 +24,6 @@ import contextlib
 import os
 import re
 import threading
-import unicodedata
 from collections.abc import Iterator
 from urllib.parse import urlsplit, urlunsplit
 
@@ -46,8 +45,14 @@ from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store import migrations
 from gisapp.store.base import (
-    SEARCH_COLUMN, LayerInfo, Store, StoreError, attribute_clauses, check_layer,
+    SEARCH_COLUMN,
+    LayerInfo,
+    Store,
+    StoreError,
+    attribute_clauses,
+    check_layer,
     empty_frame,
+    search_text,
 )
 
 SRID = 5899
@@ -283,12 +288,6 @@ class PostGISStore(Store):
             arrays = [pa.array(col, type=f.type) for col, f in zip(columns, arrow_schema)]
             yield pa.Table.from_arrays(arrays, schema=arrow_schema)
 
-    def read_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, limit: int | None = None,
-                   offset: int = 0) -> pa.Table | None:
-        """All of :meth:`iter_arrow` in one table (``None`` when nothing matches)."""
-        tables = list(self.iter_arrow(layer, flt, fields=fields, batch_size=65536, limit=limit, offset=offset))
-        return pa.concat_tables(tables) if tables else None
-
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
         lay = check_layer(layer)
@@ -422,7 +421,7 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
                                       from_pandas=True)
         else:
             arrays[f.name] = pa.array(col.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-    arrays[SEARCH_COLUMN] = pa.array(_search_texts(layer, frame).to_numpy(dtype=object), type=pa.string())
+    arrays[SEARCH_COLUMN] = pa.array(search_text(layer, frame).to_numpy(dtype=object), type=pa.string())
     geoms = _multipolygons(frame.geometry.values) if layer.geometry == "MultiPolygon" else np.asarray(
         frame.geometry.values, dtype=object)
     arrays["geom"] = _ewkb_hex(geoms)
@@ -436,35 +435,6 @@ def _multipolygons(geoms) -> np.ndarray:
     if single.any():
         geoms[single] = shapely.multipolygons(geoms[single], indices=np.arange(int(single.sum())))
     return geoms
-
-
-class _FoldTable(dict):
-    """``str.translate`` table: each character decomposed (NFD) without its marks, đ → d.
-
-    Filled on demand.  ``text.translate(table).lower()`` equals
-    :func:`gisapp.filters.fold` (NFD only decomposes character by character,
-    and every mark it could reorder is dropped); a test checks every code point.
-    """
-
-    def __missing__(self, code: int) -> str:
-        decomposed = unicodedata.normalize("NFD", chr(code))
-        value = "".join(ch for ch in decomposed if not unicodedata.combining(ch)).replace("đ", "d").replace("Đ", "D")
-        self[code] = value
-        return value
-
-
-_FOLD = _FoldTable()
-
-
-def _search_texts(layer: Layer, frame: pd.DataFrame) -> pd.Series:
-    """:func:`gisapp.store.base.search_text`, several times faster (same result)."""
-    parts = [frame[name].fillna("").astype(str) for name in layer.text_fields if name in frame]
-    if not parts:
-        return pd.Series("", index=frame.index)
-    joined = parts[0]
-    for p in parts[1:]:
-        joined = joined + " " + p
-    return joined.map(lambda text: text.translate(_FOLD).lower())
 
 
 #: What follows the first 4 bytes of a little-endian 2-D WKB to make it EWKB with SRID 5899:

@@ -19,12 +19,7 @@ bp = Blueprint("export", __name__, url_prefix="/export")
 def _known_wards(store) -> set[str] | None:
     if not request.args.get("ward"):
         return None
-    if hasattr(store, "read_arrow"):
-        table = store.read_arrow("wards", fields=["ward_code"])
-        codes = set() if table is None else set(table.column("ward_code").to_pylist())
-    else:
-        codes = set(store.read("wards")["ward_code"].astype(str))
-    return {c for c in codes if c} or None
+    return store.ward_codes() or None
 
 
 @bp.get("/<layer>.<fmt>")
