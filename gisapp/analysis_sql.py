@@ -55,6 +55,13 @@ SELECT ward_key, ward_code, name, valid_from, valid_to, geom FROM wards w
    AND NOT EXISTS (SELECT 1 FROM gisapp_bad bad WHERE bad.layer = 'wards' AND bad.id = w.ward_key);
 CREATE INDEX ON gisapp_wards USING gist (geom);
 ANALYZE gisapp_wards;
+
+-- The same wards cut into pieces of at most 64 vertices: a geometry inside one piece is inside
+-- its ward, which settles most look-ups without testing a whole (detailed) ward boundary.
+CREATE TEMP TABLE gisapp_ward_parts ON COMMIT DROP AS
+SELECT ward_key, valid_from, valid_to, ST_Subdivide(geom, 64) AS geom FROM gisapp_wards;
+CREATE INDEX ON gisapp_ward_parts USING gist (geom);
+ANALYZE gisapp_ward_parts;
 """
 
 #: Usable dossiers with their works period (from issue, or receipt when not issued by the as-of date).
@@ -78,31 +85,50 @@ def _side_ok(s: str) -> str:
 
 
 def _ward_of(geom: str, day: str) -> str:
-    """A LATERAL join: ``ward_key, ward_code, name, inside, part`` of the ward of ``geom`` on ``day``.
+    """LATERAL joins giving ``w``: ``ward_key, ward_code, name, inside, part`` of the ward of ``geom`` on ``day``.
 
     The ward holding the largest part of the geometry among those in force
     on the day: one containing it wins (the lowest key among several),
     otherwise the largest intersection above :data:`AREA_EPSILON`, ties to
     the lower key.  ``geom`` must be valid (GEOS computes the parts).
+
+    Fast path: the lowest-keyed ward with a piece (``gisapp_ward_parts``)
+    containing the geometry, when no ward with a lower key comes near it —
+    then no other ward can win.  Otherwise the exact comparison on whole
+    wards (a one-time filter skips it when the fast path answered).
     """
+    in_force = f"{{t}}.valid_from <= {day} AND ({{t}}.valid_to IS NULL OR {day} <= {{t}}.valid_to)"
     return f"""LEFT JOIN LATERAL (
+        SELECT wq.ward_key, wq.ward_code, wq.name
+          FROM (SELECT min(pp.ward_key) AS ward_key FROM gisapp_ward_parts pp
+                 WHERE pp.geom && {geom} AND {in_force.format(t="pp")} AND ST_Contains(pp.geom, {geom})) wk
+          JOIN gisapp_wards wq ON wq.ward_key = wk.ward_key
+         WHERE NOT EXISTS (SELECT 1 FROM gisapp_wards wl
+                            WHERE wl.geom && {geom} AND wl.ward_key < wk.ward_key AND {in_force.format(t="wl")})
+        ) wf ON true
+      LEFT JOIN LATERAL (
         SELECT * FROM (
             SELECT wc.ward_key, wc.ward_code, wc.name, wc.inside,
                    CASE WHEN wc.inside THEN NULL ELSE ST_Area(ST_Intersection(wc.geom, {geom})) END AS part
               FROM (SELECT wa.*, ST_Contains(wa.geom, {geom}) AS inside FROM gisapp_wards wa
-                     WHERE wa.geom && {geom} AND wa.valid_from <= {day}
-                       AND (wa.valid_to IS NULL OR {day} <= wa.valid_to)) wc
+                     WHERE wa.geom && {geom} AND {in_force.format(t="wa")}) wc
+             WHERE wf.ward_key IS NULL
              ORDER BY wc.inside DESC, part DESC, wc.ward_key
              LIMIT 1) wb
-         WHERE wb.inside OR wb.part > {AREA_EPSILON}) w ON true"""
+         WHERE wb.inside OR wb.part > {AREA_EPSILON}) ws ON true
+      CROSS JOIN LATERAL (
+        SELECT coalesce(wf.ward_key, ws.ward_key) AS ward_key, coalesce(wf.ward_code, ws.ward_code) AS ward_code,
+               CASE WHEN wf.ward_key IS NOT NULL THEN wf.name ELSE ws.name END AS name,
+               wf.ward_key IS NOT NULL OR coalesce(ws.inside, false) AS inside, ws.part) w"""
 
 
 # Each query selects its usable features in a subquery fenced with OFFSET 0, so that
 # no GEOS function (ward look-up, intersection) ever sees an invalid geometry.
 
 _NEAR = _CONS + f"""
-SELECT f.id, f.permit_no, f.distance, f.first_day, f.last_day, f.linked, w.ward_code, ST_AsBinary(f.geom)
-  FROM (SELECT c.id, s.permit_no, s.geom, ST_Distance(c.geom, s.geom) AS distance,
+SELECT f.id, f.permit_no, f.first_day, f.last_day, f.linked, w.ward_code, ST_AsBinary(f.geom),
+       ST_AsBinary(f.parcel)
+  FROM (SELECT c.id, s.permit_no, s.geom, c.geom AS parcel,
                greatest(c.works_start, s.start_on) AS first_day, least(c.works_end, s.end_on) AS last_day,
                coalesce(s.construction_dossier_code = c.id, false) AS linked
           FROM gisapp_cons c
@@ -115,8 +141,7 @@ SELECT f.id, f.permit_no, f.distance, f.first_day, f.last_day, f.linked, w.ward_
 """
 
 _PAIRS = f"""
-SELECT p.a_id, p.b_id, p.gap, p.first_day, p.last_day, ST_Area(p.inter) AS area, w.ward_code,
-       ST_AsBinary(ST_Multi(ST_CollectionExtract(p.inter, 3)))
+SELECT p.a_id, p.b_id, p.gap, p.first_day, p.last_day, w.ward_code, ST_AsBinary(p.a_geom), ST_AsBinary(p.b_geom)
   FROM (SELECT q.*, ST_Intersection(q.a_geom, q.b_geom) AS inter
           FROM (SELECT a.permit_no AS a_id, b.permit_no AS b_id, a.geom AS a_geom, b.geom AS b_geom,
                        greatest(a.start_on, b.start_on) - least(a.end_on, b.end_on) AS gap,
@@ -133,7 +158,7 @@ SELECT p.a_id, p.b_id, p.gap, p.first_day, p.last_day, ST_Area(p.inter) AS area,
          WHERE ST_Intersects(q.a_geom, q.b_geom)
         OFFSET 0) p
   {_ward_of("p.inter", "p.first_day")}
- WHERE ST_Area(p.inter) > {AREA_EPSILON}
+ WHERE ST_Area(p.inter) > {AREA_EPSILON / 2}
 """
 
 _CLEARANCE = f"""
@@ -146,7 +171,7 @@ SELECT s.permit_no, s.start_on, s.end_on, s.sidewalk_width_m, s.used_width_m, w.
 
 _WARD_MISMATCH = _CONS + f"""
 SELECT c.id, c.declared, c.received, w.ward_key, w.ward_code, w.name,
-       CASE WHEN w.inside THEN ST_Area(c.geom) ELSE w.part END AS area, ST_AsBinary(c.geom)
+       w.inside, w.part, ST_AsBinary(c.geom)
   FROM (SELECT * FROM gisapp_cons c
          WHERE EXISTS (SELECT 1 FROM gisapp_wards f WHERE f.valid_from <= c.received
                                                      AND (f.valid_to IS NULL OR c.received <= f.valid_to))
@@ -202,7 +227,7 @@ def find_overlaps(store, params: AnalysisParams | None = None) -> AnalysisResult
     """
     params = params or AnalysisParams()
     values = {"as_of": params.as_of, "months": int(params.works_months),
-              "distance": float(params.distance_m) + DISTANCE_EPSILON, "gap_days": int(params.gap_days),
+              "distance": float(params.distance_m) + 2 * DISTANCE_EPSILON, "gap_days": int(params.gap_days),
               "min_clearance": float(params.min_clearance_m) - 1e-9}
     laps, started = {}, time.perf_counter()
     last = [started]
@@ -246,7 +271,7 @@ def _statements(script: str) -> list[str]:
 
 def _findings(rows: dict, params: AnalysisParams):
     """The findings frame from the rows of the four queries."""
-    parts = [_near(rows["near"]), _pairs(rows["pairs"]), _clearance(rows["clearance"], params),
+    parts = [_near(rows["near"], params), _pairs(rows["pairs"]), _clearance(rows["clearance"], params),
              _ward_mismatch(rows["wards"])]
     frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
     if frame is None:
@@ -284,40 +309,75 @@ def _columns(rows: list[tuple], names: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
 
 
-def _near(rows) -> pd.DataFrame:
-    """MERGE_CANDIDATE and LINKED."""
-    f = _columns(rows, ["a_id", "b_id", "distance_m", "first", "last", "linked", "ward_code", "wkb"])
+def _near(rows, params: AnalysisParams) -> pd.DataFrame:
+    """MERGE_CANDIDATE and LINKED.
+
+    PostGIS found the pairs within the distance (``ST_DWithin`` with a hair
+    of slack); the distance itself is measured with shapely/GEOS, as the
+    geopandas path measures it, so values, texts and the cut-off agree to
+    the last digit.
+    """
+    f = _columns(rows, ["a_id", "b_id", "first", "last", "linked", "ward_code", "wkb", "parcel"])
     if f.empty:
         return f
+    dist = shapely.distance(shapely.from_wkb(f.pop("parcel").to_numpy(dtype=object)),
+                            shapely.from_wkb(f["wkb"].to_numpy(dtype=object)))
+    f = f[dist <= params.distance_m + DISTANCE_EPSILON].reset_index(drop=True)
+    dist = dist[dist <= params.distance_m + DISTANCE_EPSILON]
     days = _day_numbers(f["last"]) - _day_numbers(f["first"]) + 1
-    dist = _number(_tenths(f["distance_m"]) / 10, 1)
+    text = _number(_tenths(dist) / 10, 1)
     linked = f["linked"].to_numpy(dtype=bool)
     detail = [(f"Đã gộp thủ tục; vỉa hè cách công trình {d} m, trùng thời gian thi công {n} ngày" if link else
                f"Vỉa hè cách công trình {d} m, trùng thời gian thi công {n} ngày; chưa gộp thủ tục")
-              for d, n, link in zip(dist, days, linked)]
+              for d, n, link in zip(text, days, linked)]
     return pd.DataFrame({
         "kind": np.where(linked, "LINKED", "MERGE_CANDIDATE").astype(object), "a_id": f["a_id"], "b_id": f["b_id"],
-        "ward_code": f["ward_code"], "overlap_area_m2": np.nan, "distance_m": f["distance_m"].astype(float),
+        "ward_code": f["ward_code"], "overlap_area_m2": np.nan, "distance_m": dist,
         "overlap_start": f["first"], "overlap_end": f["last"], "overlap_days": days, "detail": detail,
         "wkb": f["wkb"]})
 
 
 def _pairs(rows) -> pd.DataFrame:
-    """CLASH and OPPORTUNITY."""
-    f = _columns(rows, ["a_id", "b_id", "gap", "first", "last", "area", "ward_code", "wkb"])
+    """CLASH and OPPORTUNITY.
+
+    PostGIS found the intersecting pairs (and the ward of each
+    intersection); the intersection kept and its area are computed with
+    shapely/GEOS from the two permits, exactly as the geopandas path does.
+    """
+    f = _columns(rows, ["a_id", "b_id", "gap", "first", "last", "ward_code", "a_wkb", "b_wkb"])
     if f.empty:
         return f
+    inter = shapely.intersection(shapely.from_wkb(f["a_wkb"].to_numpy(dtype=object)),
+                                 shapely.from_wkb(f["b_wkb"].to_numpy(dtype=object)))
+    area = shapely.area(inter)
+    solid = area > AREA_EPSILON
+    f, inter, area = f[solid].reset_index(drop=True), inter[solid], area[solid]
     gap = f["gap"].to_numpy(dtype=np.int64)
     clash = gap <= 0
     days = np.where(clash, _day_numbers(f["last"]) - _day_numbers(f["first"]) + 1, 0)
-    area = _number(_tenths(f["area"]) / 10, 1)
+    text = _number(_tenths(area) / 10, 1)
     detail = [f"Chồng lấn {a} m² trong {n} ngày" if c else f"Chồng lấn {a} m², hai giấy phép cách nhau {g} ngày"
-              for a, n, g, c in zip(area, days, gap, clash)]
+              for a, n, g, c in zip(text, days, gap, clash)]
     return pd.DataFrame({
         "kind": np.where(clash, "CLASH", "OPPORTUNITY").astype(object), "a_id": f["a_id"], "b_id": f["b_id"],
-        "ward_code": f["ward_code"], "overlap_area_m2": f["area"].astype(float), "distance_m": 0.0,
+        "ward_code": f["ward_code"], "overlap_area_m2": area, "distance_m": 0.0,
         "overlap_start": f["first"], "overlap_end": f["last"], "overlap_days": days, "detail": detail,
-        "wkb": f["wkb"]})
+        "wkb": shapely.to_wkb(_multipolygons(inter))})
+
+
+def _multipolygons(geoms: np.ndarray) -> np.ndarray:
+    """Overlay results as MultiPolygons: polygons wrapped, collections cut to their polygonal parts."""
+    out = np.asarray(geoms, dtype=object).copy()
+    types = shapely.get_type_id(out)
+    single = np.flatnonzero(types == 3)
+    if len(single):
+        out[single] = shapely.multipolygons(out[single].reshape(-1, 1))
+    other = np.flatnonzero((types != 3) & (types != 6))
+    if len(other):
+        parts, owner = shapely.get_parts(out[other], return_index=True)
+        poly = shapely.get_type_id(parts) == 3
+        out[other] = shapely.multipolygons(parts[poly], indices=owner[poly], out_size=len(other))
+    return out
 
 
 def _clearance(rows, params: AnalysisParams) -> pd.DataFrame:
@@ -339,7 +399,7 @@ def _clearance(rows, params: AnalysisParams) -> pd.DataFrame:
 
 def _ward_mismatch(rows) -> pd.DataFrame:
     """WARD_MISMATCH: the parcel's ward on the received date is not the declared one."""
-    f = _columns(rows, ["a_id", "declared", "received", "ward_key", "ward_code", "name", "area", "wkb"])
+    f = _columns(rows, ["a_id", "declared", "received", "ward_key", "ward_code", "name", "inside", "part", "wkb"])
     if f.empty:
         return f
     detail = []
@@ -350,9 +410,13 @@ def _ward_mismatch(rows) -> pd.DataFrame:
                       else f"Khai phường {said}, thửa đất thuộc phường {code} {'' if pd.isna(name) else name} "
                            f"theo ranh giới ngày {day}")
     found = f["ward_key"].notna().to_numpy()
+    inside = f["inside"].fillna(False).to_numpy(dtype=bool)
+    area = f["part"].to_numpy(dtype=float, na_value=np.nan, copy=True)
+    if inside.any():  # wholly in its ward: the parcel's own area, measured as the geopandas path does
+        area[inside] = shapely.area(shapely.from_wkb(f["wkb"].to_numpy(dtype=object)[inside]))
     return pd.DataFrame({
         "kind": "WARD_MISMATCH", "a_id": f["a_id"], "b_id": f["ward_key"], "ward_code": f["ward_code"],
-        "overlap_area_m2": np.where(found, f["area"].astype(float), np.nan), "distance_m": np.nan,
+        "overlap_area_m2": np.where(found, area, np.nan), "distance_m": np.nan,
         "overlap_start": f["received"], "overlap_end": None, "overlap_days": None, "detail": detail,
         "wkb": f["wkb"]})
 
