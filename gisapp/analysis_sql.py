@@ -1,20 +1,23 @@
 """The overlap analysis computed in PostGIS, for stores too large to read into memory.
 
 Same findings as :func:`gisapp.analysis.find_overlaps` (whose module
-docstring defines them) from the layers of a :class:`PostGISStore`: the
-pairs come from ``ST_DWithin`` / ``&&`` + ``ST_Intersects`` joins on the
-GiST-indexed geometry columns with the date conditions in the same SQL,
-distances, intersections, areas and the ward of each finding (largest part
-among the wards in force on its date) are computed by PostGIS.  Python only
-fetches the findings, gives them their ids (:func:`gisapp.analysis.finding_ids`)
-and their Vietnamese detail texts, and builds the summary with
-:func:`gisapp.analysis.summarize`.
+docstring defines them) from the layers of a :class:`PostGISStore`.
+PostGIS does the work that grows with the data: the candidate pairs come
+from ``ST_DWithin`` and ``&&`` + ``ST_Intersects`` joins on the GiST-indexed
+geometry columns, with the date conditions (works periods, inclusive
+overlaps, gaps) in the same SQL; the ward of each finding — the ward holding
+the largest part of it among those in force on its date — is found in SQL
+too, through wards cut into small pieces; invalid input is sorted out in
+SQL.  Python receives only the findings: it measures each pair's distance
+or intersection with shapely (the same GEOS calls as the geopandas path, so
+values and the texts rounded from them agree to the last digit; the partial
+area of a ward mismatch is PostGIS's, equal to rounding), gives the
+ids (:func:`gisapp.analysis.finding_ids`) and Vietnamese detail texts, and
+builds the summary with :func:`gisapp.analysis.summarize`.
 
 Everything runs in one REPEATABLE READ transaction, so the three layers are
-read as of one moment even while an import commits.  Geometry of a clash
-is PostGIS's intersection, so its vertices may be ordered differently from
-shapely's and areas may differ in the last digits; ids, kinds, pairs, wards,
-dates and days are the same.
+read as of one moment even while an import commits; its temporary tables
+go with it.
 """
 
 from __future__ import annotations
