@@ -41,6 +41,7 @@ class Filter:
     date_to: dt.date | None = None
     q: str | None = None
     bbox: tuple[float, float, float, float] | None = None  # WGS84 lon/lat
+    q_personal: bool = False  # ``q`` also searches owner names (signed-in staff only; not a URL parameter)
 
     def is_empty(self) -> bool:
         """True when nothing is restricted."""
@@ -127,10 +128,11 @@ def parse_bbox(text: str, param: str = "bbox") -> tuple[float, float, float, flo
     return (x1, y1, x2, y2)
 
 
-def parse_filter(args, *, known_wards=None, strict: bool = True) -> tuple[Filter, list[str]]:
+def parse_filter(args, *, known_wards=None, strict: bool = True, personal: bool = False) -> tuple[Filter, list[str]]:
     """Read a :class:`Filter` from request-like ``args``.
 
-    ``known_wards`` (a collection of GSO codes) enables checking ward codes.
+    ``known_wards`` (a collection of GSO codes) enables checking ward codes;
+    ``personal`` lets ``q`` search owner names too (for signed-in staff).
     Returns the filter and, in lenient mode, one warning per ignored value.
     """
     warnings: list[str] = []
@@ -180,7 +182,7 @@ def parse_filter(args, *, known_wards=None, strict: bool = True) -> tuple[Filter
             values["bbox"] = parse_bbox(str(raw_bbox))
         except FilterError as err:
             reject(err)
-    return Filter(**values), warnings
+    return Filter(**values, q_personal=personal), warnings
 
 
 class _FoldTable(dict):

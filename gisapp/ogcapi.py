@@ -152,8 +152,11 @@ def _instant(text: str) -> dt.date:
         raise FilterError("datetime", f"{text!r} is not a valid date") from None
 
 
-def items_filter(layer: Layer, args, known_wards=None) -> Filter:
-    """The :class:`Filter` of an items request: bbox, datetime, q and property filters."""
+def items_filter(layer: Layer, args, known_wards=None, personal: bool = False) -> Filter:
+    """The :class:`Filter` of an items request: bbox, datetime, q and property filters.
+
+    ``personal`` lets ``q`` search owner names too (signed-in staff).
+    """
     values: dict = {}
     for param in property_params(layer):
         codes = []
@@ -181,7 +184,7 @@ def items_filter(layer: Layer, args, known_wards=None) -> Filter:
     if len(q) > 200:
         raise FilterError("q", "search text is longer than 200 characters")
     values["q"] = q or None
-    return Filter(**values)
+    return Filter(**values, q_personal=personal)
 
 
 # -- links --------------------------------------------------------------------
@@ -329,9 +332,10 @@ def queryables(collection_id: str, base: str) -> dict:
 class ItemsPage:
     """One page of items: the filter, paging and the counts, with the links between pages."""
 
-    def __init__(self, store, layer: Layer, args, base: str, *, max_items: int, known_wards=None):
+    def __init__(self, store, layer: Layer, args, base: str, *, max_items: int, known_wards=None,
+                 personal: bool = False):
         self.store, self.layer, self.base = store, layer, base
-        self.flt = items_filter(layer, args, known_wards)
+        self.flt = items_filter(layer, args, known_wards, personal)
         self.limit = parse_limit(args.get("limit"), max_items)
         self.offset = parse_offset(args.get("offset"))
         self.matched = store.count(layer.name, self.flt)

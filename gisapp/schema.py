@@ -51,6 +51,7 @@ class Layer:
     date_field: str | None = None
     end_date_field: str | None = None
     text_fields: tuple[str, ...] = ()
+    personal_text_fields: tuple[str, ...] = ()  # searched for signed-in staff only
 
     @property
     def field_names(self) -> list[str]:
@@ -123,6 +124,7 @@ CONSTRUCTION_PERMITS = Layer(
     ),
     date_field="received_on",
     text_fields=("dossier_code", "permit_no", "site_address", "street"),
+    personal_text_fields=("owner_name", "owner_id_no"),
 )
 
 SIDEWALK_PERMITS = Layer(
@@ -146,6 +148,7 @@ SIDEWALK_PERMITS = Layer(
     ),
     date_field="start_on", end_date_field="end_on",
     text_fields=("permit_no", "address", "street", "construction_dossier_code"),
+    personal_text_fields=("applicant_name",),
 )
 
 FINDINGS = Layer(

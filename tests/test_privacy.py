@@ -119,6 +119,16 @@ def test_signed_in_staff_see_owners(app, personal):
         assert leaks(r.data, names, ids), url
 
 
+def test_owner_names_are_searched_for_staff_only(app, personal):
+    names, _ = personal
+    name = next(n for n in names if "<" not in n)
+    for role, found in ((None, False), ("viewer", True)):
+        client = client_for(app, role)
+        count = client.get("/data/count", query_string={"q": name}).get_json()["count"]
+        items = client.get("/api/collections/construction_permits/items", query_string={"q": name}).get_json()
+        assert (count > 0) is found and (items["numberMatched"] > 0) is found, role
+
+
 #: Routes that need a role; every other GET route is open to anonymous visitors.
 NEEDS = {"/admin": "admin", "/upload": "officer"}
 

@@ -15,8 +15,10 @@ from gisapp import schema
 from gisapp.filters import Filter, fold
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 
-#: Hidden column with the accent-folded text that ``q`` searches.
+#: Hidden columns with the accent-folded text that ``q`` searches: public fields, and personal
+#: ones (owner names, ID numbers) that only signed-in staff search (``Filter.q_personal``).
 SEARCH_COLUMN = "search_text"
+PERSONAL_SEARCH_COLUMN = "search_personal"
 
 
 class StoreError(Exception):
@@ -150,15 +152,22 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
         clauses.append(f"({end} >= {ph}{f' OR {end} IS NULL' if end != start else ''})")
         params.append(flt.date_from.isoformat())
     if flt.q:
+        personal = flt.q_personal and bool(layer.personal_text_fields)
         for word in fold(flt.q).split():
-            clauses.append(f"{SEARCH_COLUMN} LIKE {ph} ESCAPE '\\'")
-            params.append("%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%")
+            pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            if personal:
+                clauses.append(f"({SEARCH_COLUMN} LIKE {ph} ESCAPE '\\' OR {PERSONAL_SEARCH_COLUMN} LIKE {ph} ESCAPE '\\')")
+                params.extend([pattern, pattern])
+            else:
+                clauses.append(f"{SEARCH_COLUMN} LIKE {ph} ESCAPE '\\'")
+                params.append(pattern)
     return clauses, params
 
 
-def search_text(layer: Layer, frame: pd.DataFrame) -> pd.Series:
-    """The folded text ``q`` matches against: the layer's text fields joined."""
-    parts = [frame[name].fillna("").astype(str) for name in layer.text_fields if name in frame]
+def search_text(layer: Layer, frame: pd.DataFrame, personal: bool = False) -> pd.Series:
+    """The folded text ``q`` matches against: the layer's text fields (or its personal ones) joined."""
+    names = layer.personal_text_fields if personal else layer.text_fields
+    parts = [frame[name].fillna("").astype(str) for name in names if name in frame]
     if not parts:
         return pd.Series("", index=frame.index)
     joined = parts[0]

@@ -29,6 +29,7 @@ from gisapp import geo, schema
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
+    PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
     LayerInfo,
     Store,
@@ -420,6 +421,8 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
         names.append(f.name)
     arrays.append(pa.array(search_text(layer, frame).tolist(), type=pa.string()))
     names.append(SEARCH_COLUMN)
+    arrays.append(pa.array(search_text(layer, frame, personal=True).tolist(), type=pa.string()))
+    names.append(PERSONAL_SEARCH_COLUMN)
     geoms = geo.to_multipolygons(frame.geometry.values)
     arrays.append(pa.array(shapely.to_wkb(geoms), type=pa.binary()))
     names.append("geom")

@@ -154,9 +154,20 @@ CREATE INDEX ix_wards_valid_from ON wards (valid_from);
 CREATE INDEX ix_findings_overlap_end ON findings (overlap_end);
 """
 
+_V3 = """
+-- Owner and applicant names, folded like search_text, that ``q`` searches for
+-- signed-in staff only.  Rows loaded before this version have it empty until
+-- they are written again (an import or 'gisapp seed').
+ALTER TABLE wards ADD COLUMN search_personal text COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE construction_permits ADD COLUMN search_personal text COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE sidewalk_permits ADD COLUMN search_personal text COLLATE "C" NOT NULL DEFAULT '';
+ALTER TABLE findings ADD COLUMN search_personal text COLLATE "C" NOT NULL DEFAULT '';
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
+    Migration(3, "personal search text (owner names) for signed-in staff", _V3),
 )
 LATEST = MIGRATIONS[-1].version
 

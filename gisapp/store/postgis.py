@@ -45,6 +45,7 @@ from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store import migrations
 from gisapp.store.base import (
+    PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
     LayerInfo,
     Store,
@@ -397,7 +398,7 @@ def _check_schema(con: psycopg.Connection, url: str) -> None:
 
 def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.GeoDataFrame) -> None:
     """COPY ``frame`` into ``table`` as CSV, ``COPY_CHUNK`` rows at a time."""
-    columns = [*layer.field_names, SEARCH_COLUMN, "geom"]
+    columns = [*layer.field_names, SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, "geom"]
     options = pacsv.WriteOptions(include_header=False)
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
     with con.cursor() as cur, cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
@@ -422,6 +423,8 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
         else:
             arrays[f.name] = pa.array(col.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
     arrays[SEARCH_COLUMN] = pa.array(search_text(layer, frame).to_numpy(dtype=object), type=pa.string())
+    arrays[PERSONAL_SEARCH_COLUMN] = pa.array(search_text(layer, frame, personal=True).to_numpy(dtype=object),
+                                              type=pa.string())
     geoms = _multipolygons(frame.geometry.values) if layer.geometry == "MultiPolygon" else np.asarray(
         frame.geometry.values, dtype=object)
     arrays["geom"] = _ewkb_hex(geoms)

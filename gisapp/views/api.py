@@ -145,10 +145,11 @@ def items(collection_id: str):
     lay = ogcapi.collection_layer(collection_id)
     fmt = _fmt("items", lay)
     store = get_store()
-    fields = privacy.visible_fields(lay, privacy.show_personal())
+    personal = privacy.show_personal()
+    fields = privacy.visible_fields(lay, personal)
     with _slots():
         page = ogcapi.ItemsPage(store, lay, request.args, _base(), max_items=current_app.config["MAX_ITEMS"],
-                                known_wards=_known_wards(store))
+                                known_wards=_known_wards(store), personal=personal)
         if fmt == "json":  # a page is at most MAX_ITEMS features: built whole, inside the slot
             return Response(b"".join(page.geojson_chunks(fields)), mimetype=ogcapi.GEOJSON)
         frame = page.frame()

@@ -45,7 +45,8 @@ def known_wards(store) -> StoreWards:
 
 def strict_filter(store):
     """The request's filter, or :class:`FilterError` (400) for the first bad value."""
-    return parse_filter(request.args, known_wards=known_wards(store), strict=True)[0]
+    return parse_filter(request.args, known_wards=known_wards(store), strict=True,
+                        personal=privacy.show_personal())[0]
 
 
 def parse_zoom(text: str | None) -> int | None:

@@ -35,7 +35,8 @@ def download(layer: str, fmt: str):
     if fmt not in exporting.FORMATS:
         raise ApiError(404, "NotFound", f"no export format {fmt!r}; formats: {', '.join(exporting.FORMATS)}")
     store = get_store()
-    flt, _ = parse_filter(request.args, known_wards=_known_wards(store), strict=True)
+    flt, _ = parse_filter(request.args, known_wards=_known_wards(store), strict=True,
+                          personal=privacy.show_personal())
     crs = exporting.parse_crs(request.args.get("crs")) if fmt == "gpkg" else None
     if request.args.get("crs") and fmt != "gpkg":
         raise FilterError("crs", "only GeoPackage exports take a CRS; GeoJSON and CSV are WGS84")

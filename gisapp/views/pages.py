@@ -25,7 +25,8 @@ PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "q")
 
 def page_filter(store) -> tuple[Filter, list[dict]]:
     """The request's filter (bad values dropped, no bbox) and a warning per dropped value."""
-    flt, warnings = parse_filter(request.args, known_wards=known_wards(store), strict=False)
+    flt, warnings = parse_filter(request.args, known_wards=known_wards(store), strict=False,
+                                 personal=privacy.show_personal())
     return flt.with_(bbox=None), [_warning(w) for w in warnings]
 
 
