@@ -10,7 +10,7 @@ benchmark starts (``tests/pg_server.py``) — and reports:
 - analysis time: read the three layers + :func:`gisapp.analysis.find_overlaps`
   (geopandas), and the SQL path (:mod:`gisapp.analysis_sql`) on PostGIS,
   each when the module exists;
-- items-page latency: ``gisapp serve --workers 8`` (waitress) in a child
+- items-page latency: ``gisapp serve --workers 2`` (gunicorn, 2 processes) in a child
   process on 127.0.0.1, clients fetching
   ``/api/collections/construction_permits/items?bbox=…&limit=1000`` for
   random street-view boxes (~1,000 features each), p50/p95 at 8 and 32
@@ -61,7 +61,7 @@ ORIGIN = (520_000.0, 1_740_000.0)
 SERVER_SETTINGS = {"shared_buffers": "1GB", "work_mem": "64MB", "maintenance_work_mem": "1GB",
                    "max_wal_size": "8GB", "checkpoint_timeout": "30min", "effective_cache_size": "8GB",
                    "random_page_cost": "1.1", "max_connections": "100"}
-WORKERS = 8
+WORKERS = 2  # gunicorn worker processes (one per core), 4 threads each
 
 
 # -- data ----------------------------------------------------------------------------
@@ -228,7 +228,7 @@ def analysis_times(store, frames_n: int) -> dict:
 
 @contextlib.contextmanager
 def app_servers(store_url: str, processes: int = 1):
-    """``processes`` × ``gisapp serve --workers 8`` (waitress) on free ports; their base URLs."""
+    """``processes`` × ``gisapp serve --workers 2`` (gunicorn) on free ports; their base URLs."""
     import requests
 
     env = {**os.environ, "GISAPP_STORE": store_url, "GISAPP_ENV": "development"}
@@ -318,7 +318,7 @@ def main(argv=None) -> None:
     parser.add_argument("--clients", default="8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--requests", type=int, default=320, help="requests per client level")
     parser.add_argument("--processes", default="1,2",
-                        help="server processes to measure, comma-separated (1 = 'gisapp serve --workers 8'; "
+                        help="server processes to measure, comma-separated (1 = 'gisapp serve --workers 2'; "
                              "more: that many servers, clients spread over them)")
     parser.add_argument("--backends", default="gpkg,postgis")
     parser.add_argument("--no-analysis", action="store_true", help="skip the analysis timings")

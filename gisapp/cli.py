@@ -84,12 +84,14 @@ def _exists(store) -> bool:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
-@click.option("--workers", default=0, type=int,
-              help="Serve with waitress using this many worker threads (0: Flask's development server).")
+@click.option("--workers", default=0, type=click.IntRange(min=0),
+              help="Serve with gunicorn and this many worker processes (0: Flask's development server).")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Threads per gunicorn worker process.")
 @click.option("--seed-if-missing", is_flag=True, help="Build the demo store first when it does not exist.")
 @click.pass_context
-def serve(click_ctx, host: str, port: int, workers: int, seed_if_missing: bool):
-    """Serve the web app."""
+def serve(click_ctx, host: str, port: int, workers: int, threads: int, seed_if_missing: bool):
+    """Serve the web app: the development server, or gunicorn with --workers N for production."""
     ctx: Context = click_ctx.obj
     if seed_if_missing:
         click_ctx.invoke(seed, if_missing=True)
@@ -99,9 +101,9 @@ def serve(click_ctx, host: str, port: int, workers: int, seed_if_missing: bool):
     app = create_app({"STORE": ctx.config["STORE"]})
     click.echo(f"gisapp on http://{host}:{port}/ (store {ctx.config['STORE']})")
     if workers:
-        import waitress
+        from gisapp.server import serve_gunicorn
 
-        waitress.serve(app, host=host, port=port, threads=workers, ident="gisapp")
+        serve_gunicorn(app, host=host, port=port, workers=workers, threads=threads)
     else:
         app.run(host=host, port=port, debug=False, use_reloader=False)
 

@@ -1,0 +1,42 @@
+"""The production server: ``gisapp serve --workers N`` runs gunicorn with N processes."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import orjson
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_serve_with_workers_answers_from_several_processes(demo_store):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "gisapp", "--store", demo_store.url, "serve", "--port", str(port),
+                             "--workers", "2", "--threads", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env={**os.environ})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    body = orjson.loads(r.read())
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, proc.stdout.read()
+                time.sleep(0.2)
+        assert body["layers"]["construction_permits"] == 2534
+        url = f"http://127.0.0.1:{port}/api/collections/construction_permits/items?limit=5"
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert orjson.loads(r.read())["numberReturned"] == 5
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert "Starting gunicorn" in out and out.count("Booting worker") == 2
