@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisapp import domain, schema
+from gisapp import domain, geo, schema
 from gisapp.analysis_spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs
 from gisapp.schema import FINDINGS, STORE_CRS
 
@@ -731,9 +731,9 @@ def _assemble(blocks: list[dict], ward: _Features, side: _Features) -> tuple[gpd
     own = source < 0
     # geometries and wards of findings drawn with a sidewalk permit's polygon: once per permit (and period)
     multi = np.empty(n, dtype=object)
-    multi[own] = _multipolygons(geoms[own])
+    multi[own] = geo.polygonal_parts(geoms[own])
     used, back = _used(source[~own], len(side))
-    multi[~own] = _multipolygons(side.geoms[used])[back]
+    multi[~own] = geo.polygonal_parts(side.geoms[used])[back]
     ward_idx = cols["ward_index"].copy()
     todo = ward_idx == -2
     if len(ward) and todo.any():
@@ -796,22 +796,6 @@ def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
     }
     frame = pd.DataFrame({name: data[name] for name in FINDINGS.field_names}, copy=False)  # the layer's order
     return gpd.GeoDataFrame(frame, geometry=np.asarray(geometry, dtype=object), crs=STORE_CRS)
-
-
-def _multipolygons(geoms: np.ndarray) -> np.ndarray:
-    """Geometries as MultiPolygons: polygons wrapped, overlay results cut to their polygonal parts."""
-    geoms = np.asarray(geoms, dtype=object)
-    out = geoms.copy()
-    types = shapely.get_type_id(geoms)
-    single = np.flatnonzero(types == 3)
-    if len(single):
-        out[single] = shapely.multipolygons(geoms[single].reshape(-1, 1))  # one per row
-    other = np.flatnonzero((types != 3) & (types != 6))
-    if len(other):
-        parts, owner = shapely.get_parts(geoms[other], return_index=True)
-        poly = shapely.get_type_id(parts) == 3
-        out[other] = shapely.multipolygons(parts[poly], indices=owner[poly], out_size=len(other))
-    return out
 
 
 # -- ids and text -----------------------------------------------------------------------------

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisapp import analysis, schema
+from gisapp import analysis, geo, schema
 from gisapp.analysis import KINDS, AnalysisParams, AnalysisResult
 
 #: Slack on distance comparisons (as in the geopandas path).
@@ -365,22 +365,7 @@ def _pairs(rows) -> pd.DataFrame:
         "kind": np.where(clash, "CLASH", "OPPORTUNITY").astype(object), "a_id": f["a_id"], "b_id": f["b_id"],
         "ward_code": f["ward_code"], "overlap_area_m2": area, "distance_m": 0.0,
         "overlap_start": f["first"], "overlap_end": f["last"], "overlap_days": days, "detail": detail,
-        "wkb": shapely.to_wkb(_multipolygons(inter))})
-
-
-def _multipolygons(geoms: np.ndarray) -> np.ndarray:
-    """Overlay results as MultiPolygons: polygons wrapped, collections cut to their polygonal parts."""
-    out = np.asarray(geoms, dtype=object).copy()
-    types = shapely.get_type_id(out)
-    single = np.flatnonzero(types == 3)
-    if len(single):
-        out[single] = shapely.multipolygons(out[single].reshape(-1, 1))
-    other = np.flatnonzero((types != 3) & (types != 6))
-    if len(other):
-        parts, owner = shapely.get_parts(out[other], return_index=True)
-        poly = shapely.get_type_id(parts) == 3
-        out[other] = shapely.multipolygons(parts[poly], indices=owner[poly], out_size=len(other))
-    return out
+        "wkb": shapely.to_wkb(geo.polygonal_parts(inter))})
 
 
 def _clearance(rows, params: AnalysisParams) -> pd.DataFrame:

@@ -40,10 +40,21 @@ def bbox_polygon(bbox, src: str = WEB_CRS, dst: str = STORE_CRS, densify: int = 
     return transform([box], src, dst)[0]
 
 
-def to_multipolygons(geoms):
-    """Polygons promoted to MultiPolygons; other geometries unchanged."""
-    geoms = np.asarray(geoms, dtype=object)
-    out = geoms.copy()
-    single = shapely.get_type_id(geoms) == 3
-    out[single] = [shapely.MultiPolygon([g]) for g in geoms[single]]
+def to_multipolygons(geoms) -> np.ndarray:
+    """Polygons promoted to MultiPolygons (vectorised); other geometries unchanged."""
+    out = np.asarray(geoms, dtype=object).copy()
+    single = np.flatnonzero(shapely.get_type_id(out) == 3)
+    if len(single):
+        out[single] = shapely.multipolygons(out[single].reshape(-1, 1))  # one per row
+    return out
+
+
+def polygonal_parts(geoms) -> np.ndarray:
+    """MultiPolygons: polygons wrapped, anything else (overlay results) cut to its polygonal parts."""
+    out = to_multipolygons(geoms)
+    other = np.flatnonzero(~np.isin(shapely.get_type_id(out), (6, -1)))
+    if len(other):
+        parts, owner = shapely.get_parts(out[other], return_index=True)
+        poly = shapely.get_type_id(parts) == 3
+        out[other] = shapely.multipolygons(parts[poly], indices=owner[poly], out_size=len(other))
     return out

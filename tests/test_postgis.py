@@ -562,7 +562,7 @@ def test_connections_are_pooled_and_survive_errors(pg):
 # -- the fast paths of a load ------------------------------------------------------------------
 
 def test_hex_ewkb_equals_shapely():
-    geoms = postgis._multipolygons(_lots(np.random.default_rng(4), 500))
+    geoms = geo.to_multipolygons(_lots(np.random.default_rng(4), 500))
     geoms[[3, 77]] = None
     geoms[5] = shapely.from_wkt("MULTIPOLYGON EMPTY")
     for part in (geoms, geoms[10:300], shapely.force_3d(geoms[:20]), np.array([None], dtype=object)):

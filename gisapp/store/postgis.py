@@ -425,19 +425,10 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
     arrays[SEARCH_COLUMN] = pa.array(search_text(layer, frame).to_numpy(dtype=object), type=pa.string())
     arrays[PERSONAL_SEARCH_COLUMN] = pa.array(search_text(layer, frame, personal=True).to_numpy(dtype=object),
                                               type=pa.string())
-    geoms = _multipolygons(frame.geometry.values) if layer.geometry == "MultiPolygon" else np.asarray(
+    geoms = geo.to_multipolygons(frame.geometry.values) if layer.geometry == "MultiPolygon" else np.asarray(
         frame.geometry.values, dtype=object)
     arrays["geom"] = _ewkb_hex(geoms)
     return pa.table(arrays)
-
-
-def _multipolygons(geoms) -> np.ndarray:
-    """Polygons promoted to MultiPolygons (vectorised); other geometries unchanged."""
-    geoms = np.asarray(geoms, dtype=object).copy()
-    single = shapely.get_type_id(geoms) == 3
-    if single.any():
-        geoms[single] = shapely.multipolygons(geoms[single], indices=np.arange(int(single.sum())))
-    return geoms
 
 
 #: What follows the first 4 bytes of a little-endian 2-D WKB to make it EWKB with SRID 5899:
