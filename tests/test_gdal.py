@@ -6,17 +6,16 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 
 import numpy as np
 import pyogrio
 import pytest
 import shapely
-from werkzeug.serving import make_server
 
 from gisapp import create_app
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS
+from tests.browser_util import live_server
 
 pytestmark = pytest.mark.gdal
 BBOX = (108.17, 15.98, 108.21, 16.03)
@@ -35,15 +34,8 @@ def _gdal_tools():
 @pytest.fixture
 def server(demo_store):
     """The app on a real HTTP server on 127.0.0.1 and a random port."""
-    app = create_app({"STORE": demo_store.url, "TILES": "none"})
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{srv.server_port}"
-    finally:
-        srv.shutdown()
-        thread.join(timeout=10)
+    with live_server(create_app({"STORE": demo_store.url, "TILES": "none"})) as base:
+        yield base
 
 
 def run(*args: str) -> str:
