@@ -27,12 +27,22 @@ def transform(geoms, src: str = STORE_CRS, dst: str = WEB_CRS):
     return shapely.transform(np.asarray(geoms, dtype=object), lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
 
 
+#: Where EPSG:5899 (VN-2000 / TM-3 107-45) may be used, widened by a margin: lon/lat.
+AREA_5899 = (100.0, 6.0, 115.0, 26.0)
+
+
 def bbox_polygon(bbox, src: str = WEB_CRS, dst: str = STORE_CRS, densify: int = 16):
     """The WGS84 ``bbox`` (minlon, minlat, maxlon, maxlat) as a polygon in ``dst``.
 
     Edges are densified so the curved image of the box is followed closely.
     """
     x1, y1, x2, y2 = bbox
+    if src == WEB_CRS and dst == STORE_CRS:
+        # Clamp to where the projection is defined (its area of use, with a margin): a whole-world box
+        # means "everything", not an invalid polygon. Nothing of the store lies outside it.
+        x1, y1, x2, y2 = max(x1, AREA_5899[0]), max(y1, AREA_5899[1]), min(x2, AREA_5899[2]), min(y2, AREA_5899[3])
+        if x1 > x2 or y1 > y2:
+            return shapely.Polygon()
     if x2 - x1 < 1e-9 or y2 - y1 < 1e-9:  # a point or a line: widen to ~0.1 mm so it stays a polygon
         x1, y1, x2, y2 = x1 - 1e-9, y1 - 1e-9, max(x2, x1 + 1e-9) + 1e-9, max(y2, y1 + 1e-9) + 1e-9
     box = shapely.box(x1, y1, x2, y2)

@@ -28,6 +28,7 @@ from urllib.parse import quote, urlencode
 from gisapp import domain, geo, geojson
 from gisapp.filters import Filter, FilterError, parse_bbox
 from gisapp.schema import LAYERS, Layer
+from gisapp.store.base import empty_frame
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -117,13 +118,20 @@ def parse_limit(text: str | None, max_items: int) -> int:
     return min(value, max_items)
 
 
+#: The largest offset a database takes (a signed 64-bit integer).
+MAX_OFFSET = 2**63 - 1
+
+
 def parse_offset(text: str | None) -> int:
     """``offset``: a non-negative integer (default 0)."""
     if text is None or text == "":
         return 0
     if not re.fullmatch(r"\+?\d+", text.strip()):
         raise FilterError("offset", f"{text!r} is not a non-negative integer")
-    return int(text)
+    value = int(text)
+    if value > MAX_OFFSET:
+        raise FilterError("offset", f"must be at most {MAX_OFFSET}")
+    return value
 
 
 def parse_datetime(text: str) -> tuple[dt.date | None, dt.date | None]:
@@ -162,7 +170,7 @@ def items_filter(layer: Layer, args, known_wards=None, personal: bool = False) -
         codes = []
         for raw in args.getlist(param) if hasattr(args, "getlist") else [args.get(param)]:
             for v in (raw or "").split(","):
-                v = v.strip()
+                v = v.strip() if param == "ward_code" else v.strip().upper()  # codes as the map takes them
                 if not v:
                     continue
                 if param == "ward_code":
@@ -380,6 +388,8 @@ class ItemsPage:
 
     def frame(self):
         """The page as a GeoDataFrame (for the HTML view)."""
+        if not self.returned:
+            return empty_frame(self.layer)
         return self.store.read(self.layer.name, self.flt, limit=self.limit, offset=self.offset)
 
 

@@ -42,12 +42,16 @@ class Pending:
     uploaded_by: str
 
     def path(self, root: Path) -> Path:
-        """The uploaded file."""
-        return Path(root) / self.token / self.file
+        """The uploaded file (under ``files/``, apart from the upload's own bookkeeping)."""
+        return Path(root) / self.token / "files" / self.file
 
     def parcels_path(self, root: Path) -> Path | None:
         """The uploaded parcels file, if any."""
-        return Path(root) / self.token / self.parcels if self.parcels else None
+        return Path(root) / self.token / "files" / self.parcels if self.parcels else None
+
+    def rejects_path(self, root: Path) -> Path:
+        """Where the dry run keeps the rejected rows."""
+        return Path(root) / self.token / "rejects.csv"
 
 
 def safe_name(filename: str) -> str:
@@ -82,9 +86,9 @@ def save(root: Path, upload, *, layer: str, mode: str, sheet: str | None, crs: s
     _clean(root)
     token = secrets.token_urlsafe(24)
     folder = Path(root) / token
-    folder.mkdir(parents=True)
+    (folder / "files").mkdir(parents=True)
     for role, name in names.items():
-        files[role].save(folder / name)
+        files[role].save(folder / "files" / name)
     pending = Pending(token, layer, names["file"], names.get("parcels"), mode, sheet or None, crs or None, user)
     (folder / "pending.json").write_text(json.dumps(asdict(pending)), encoding="utf-8")
     return pending

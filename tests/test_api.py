@@ -306,3 +306,17 @@ def test_core_parsers():
     assert ogcapi.parse_datetime("2022-01-05T") == (_d("2022-01-05"), _d("2022-01-05"))  # as GDAL sends it
     assert ogcapi.parse_datetime("../2022-03-01") == (None, _d("2022-03-01"))
     assert ogcapi.parse_datetime("2022-03-01T10:00:00+07:00/") == (_d("2022-03-01"), None)
+
+
+def test_review_findings_stay_fixed(client, demo_store):
+    """Odd but valid requests found in review: case of codes, huge offsets, whole-world bbox, unknown lang."""
+    upper = get_json(client, f"{ITEMS}?status=PROCESSING")[1]["numberMatched"]
+    assert get_json(client, f"{ITEMS}?status=processing")[1]["numberMatched"] == upper > 0
+    r = client.get(f"{ITEMS}?f=html&offset=1000000000000000")
+    assert r.status_code == 200
+    r = client.get(f"{ITEMS}?f=json&offset=99999999999999999999")
+    assert r.status_code == 400 and r.get_json()["code"] == "InvalidParameterValue"
+    world = get_json(client, f"{ITEMS}?bbox=-180,-90,180,90&limit=1")[1]["numberMatched"]
+    assert world == demo_store.count("construction_permits")
+    assert '<html lang="vi"' in client.get("/api?f=html&lang=xx").get_data(as_text=True)
+    assert client.get("/export/construction_permits.geojson?ward=&ward=99999").status_code == 400

@@ -200,3 +200,11 @@ def test_a_point_bbox_is_a_tiny_box_not_an_error(store):
     x, y = geo.transform([lots.geometry.iloc[2].centroid], schema.STORE_CRS, schema.WEB_CRS)[0].coords[0]
     assert list(store.read("construction_permits", Filter(bbox=(x, y, x, y)))["dossier_code"]) == ["XD-0002"]
     assert store.count("construction_permits", Filter(bbox=(0.0, 0.0, 0.0, 0.0))) == 0
+
+
+@pytest.mark.parametrize("bbox, expected", [((-180.0, -90.0, 180.0, 90.0), 40), ((-10.0, -10.0, 150.0, 60.0), 40),
+                                            ((-10.0, -10.0, 10.0, 10.0), 0)])
+def test_boxes_far_beyond_the_projection_still_work(store, bbox, expected):
+    """A whole-world box (QGIS asks for one) means everything; a box on the other side of the world, nothing."""
+    assert store.count("construction_permits", Filter(bbox=bbox)) == expected
+    assert len(store.read("construction_permits", Filter(bbox=bbox))) == expected

@@ -112,3 +112,14 @@ def test_file_names_are_sanitised():
     assert safe_name("../../etc/passwd.csv") == "passwd.csv"
     assert safe_name("C:\\Users\\x\\Hồ sơ tháng 6.XLSX") == "H_s_th_ng_6.xlsx"
     assert safe_name("") == "upload"
+
+
+@pytest.mark.parametrize("name", ["pending.json", "rejects.geojson"])
+def test_uploads_named_like_the_bookkeeping_files_import_their_own_rows(app, demo_store, permits_geojson, name):
+    client = signed_in(app, "officer1")
+    before = demo_store.count("sidewalk_permits")
+    page = upload(client, permits_geojson, name=name).get_data(as_text=True)
+    assert re.search(r'data-testid="accepted">2<', page), page[-2000:]
+    confirm = re.search(r'action="([^"]+/confirm)"', page).group(1)
+    assert client.post(confirm, data={"csrf_token": token_of(page)}).status_code == 200
+    assert demo_store.count("sidewalk_permits") == before + 2

@@ -13,7 +13,7 @@ from gisapp import ogcapi, privacy
 from gisapp.errors import ApiError
 from gisapp.geojson import property_columns
 from gisapp.schema import LAYERS
-from gisapp.web import get_store
+from gisapp.web import get_lang, get_store
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -40,7 +40,7 @@ def _html(template: str, **context) -> Response:
 
 
 def _lang() -> str:
-    return request.args.get("lang") or request.cookies.get("lang") or current_app.config.get("LANG", "vi")
+    return get_lang()
 
 
 def _ogc_errors(view):

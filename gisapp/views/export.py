@@ -17,7 +17,7 @@ bp = Blueprint("export", __name__, url_prefix="/export")
 
 
 def _known_wards(store) -> set[str] | None:
-    if not request.args.get("ward"):
+    if not any(request.args.getlist("ward")):
         return None
     return store.ward_codes() or None
 

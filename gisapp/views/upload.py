@@ -46,7 +46,7 @@ def check():
     except (uploads.UploadError, ImportFailure) as err:
         return _form(str(err), 400)
     if report.rejected:
-        write_rejects(report, pending.path(_root()).with_name("rejects.csv"))
+        write_rejects(report, pending.rejects_path(_root()))
     return render_template("upload_report.html", report=report, pending=pending, confirmed=False, lang=get_lang())
 
 
@@ -58,7 +58,7 @@ def rejects(token: str):
         pending = uploads.load(_root(), token)
     except uploads.UploadError:
         return _form("unknown or expired upload", 404)
-    path = pending.path(_root()).with_name("rejects.csv")
+    path = pending.rejects_path(_root())
     if not path.exists():
         return _form("this upload has no rejected rows", 404)
     return send_file(path, mimetype="text/csv", as_attachment=True,
