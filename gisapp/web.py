@@ -16,6 +16,18 @@ def get_store() -> Store:
     return g.store
 
 
+def known_wards(store: Store, param: str = "ward") -> set[str] | None:
+    """The store's ward codes when the request names a ward in ``param`` (once per request).
+
+    ``None`` (no check) when no ward is asked for or the store has no wards.
+    """
+    if not any(request.args.getlist(param)):
+        return None
+    if "known_wards" not in g:
+        g.known_wards = store.ward_codes() or None
+    return g.known_wards
+
+
 def get_store_for_writing() -> Store:
     """The store for an import from a page: created when it does not exist yet."""
     return open_store(current_app.config["STORE"], must_exist=False)

@@ -13,7 +13,7 @@ from gisapp import ogcapi, privacy
 from gisapp.errors import ApiError
 from gisapp.geojson import property_columns
 from gisapp.schema import LAYERS
-from gisapp.web import get_lang, get_store
+from gisapp.web import get_lang, get_store, known_wards
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -69,12 +69,6 @@ def _slots() -> threading.BoundedSemaphore:
         size = int(app.config.get("API_CONCURRENCY") or os.cpu_count() or 2)
         slots = app.extensions.setdefault("gisapp.api_slots", threading.BoundedSemaphore(size))
     return slots
-
-
-def _known_wards(store) -> set[str] | None:
-    if "ward_code" not in request.args:
-        return None
-    return store.ward_codes() or None
 
 
 @bp.get("")
@@ -149,7 +143,7 @@ def items(collection_id: str):
     fields = privacy.visible_fields(lay, personal)
     with _slots():
         page = ogcapi.ItemsPage(store, lay, request.args, _base(), max_items=current_app.config["MAX_ITEMS"],
-                                known_wards=_known_wards(store), personal=personal)
+                                known_wards=known_wards(store, "ward_code"), personal=personal)
         if fmt == "json":  # a page is at most MAX_ITEMS features: built whole, inside the slot
             return Response(b"".join(page.geojson_chunks(fields)), mimetype=ogcapi.GEOJSON)
         frame = page.frame()

@@ -6,41 +6,17 @@ Filters are parsed strictly: a bad value is a 400 JSON error naming it
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from gisapp import maps, privacy, stats
 from gisapp.errors import ApiError
-from gisapp.filters import Filter, FilterError, parse_filter
-from gisapp.web import get_store
+from gisapp.filters import FilterError, parse_filter
+from gisapp.web import get_store, known_wards
 
 bp = Blueprint("data", __name__, url_prefix="/data")
 
 MAP_LAYERS = ("construction_permits", "sidewalk_permits", "findings")
 GEOJSON = "application/geo+json"
-
-
-class StoreWards:
-    """The ward codes a store knows (any ward set), asked one code at a time: ``code in wards``.
-
-    A store without wards accepts every code (only the form is checked).
-    """
-
-    def __init__(self, store):
-        self.store = store
-        self._known: dict[str, bool] = {}
-
-    def __contains__(self, code) -> bool:
-        if code not in self._known:
-            self._known[code] = (self.store.count("wards", Filter(wards=(str(code),))) > 0
-                                 or self.store.count("wards") == 0)
-        return self._known[code]
-
-
-def known_wards(store) -> StoreWards:
-    """The ward codes of the request's store (answers cached for the request)."""
-    if "known_wards" not in g:
-        g.known_wards = StoreWards(store)
-    return g.known_wards
 
 
 def strict_filter(store):

@@ -10,16 +10,10 @@ from gisapp import exporting, privacy
 from gisapp.errors import ApiError
 from gisapp.filters import FilterError, parse_filter
 from gisapp.schema import LAYERS
-from gisapp.web import get_store
+from gisapp.web import get_store, known_wards
 
 bp = Blueprint("export", __name__, url_prefix="/export")
 
-
-
-def _known_wards(store) -> set[str] | None:
-    if not any(request.args.getlist("ward")):
-        return None
-    return store.ward_codes() or None
 
 
 @bp.get("/<layer>.<fmt>")
@@ -35,7 +29,7 @@ def download(layer: str, fmt: str):
     if fmt not in exporting.FORMATS:
         raise ApiError(404, "NotFound", f"no export format {fmt!r}; formats: {', '.join(exporting.FORMATS)}")
     store = get_store()
-    flt, _ = parse_filter(request.args, known_wards=_known_wards(store), strict=True,
+    flt, _ = parse_filter(request.args, known_wards=known_wards(store), strict=True,
                           personal=privacy.show_personal())
     crs = exporting.parse_crs(request.args.get("crs")) if fmt == "gpkg" else None
     if request.args.get("crs") and fmt != "gpkg":

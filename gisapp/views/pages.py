@@ -14,8 +14,7 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 from gisapp import domain, i18n, maps, privacy, stats
 from gisapp.filters import Filter, parse_filter
 from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS
-from gisapp.views.data import known_wards
-from gisapp.web import get_lang, get_store
+from gisapp.web import get_lang, get_store, known_wards
 
 bp = Blueprint("pages", __name__)
 
