@@ -66,5 +66,8 @@ def polygonal_parts(geoms) -> np.ndarray:
     if len(other):
         parts, owner = shapely.get_parts(out[other], return_index=True)
         poly = shapely.get_type_id(parts) == 3
-        out[other] = shapely.multipolygons(parts[poly], indices=owner[poly], out_size=len(other))
+        if poly.any():
+            out[other] = shapely.multipolygons(parts[poly], indices=owner[poly], out_size=len(other))
+        else:  # shapely returns no array at all for no parts, whatever out_size says
+            out[other] = [shapely.MultiPolygon() for _ in other]
     return out
