@@ -26,7 +26,7 @@ def error_body(status: int, code: str, description: str) -> dict:
 
 def _wants_json() -> bool:
     path = request.path
-    return (path.startswith(("/api", "/data", "/export", "/healthz"))
+    return (path.startswith(("/api", "/data", "/export", "/healthz", "/tiles"))
             or request.args.get("f") == "json"
             or request.accept_mimetypes.best == "application/json")
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyogrio
 import shapely
 
-from gisapp import geo, schema
+from gisapp import geo, schema, tiles
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
@@ -194,6 +194,10 @@ class GeoPackageStore(Store):
             return ()
         return (st.st_ino, st.st_mtime_ns, st.st_size)
 
+    def version(self) -> str | None:
+        """The file's identity, modification time and size: a write replaces the file, so any write changes it."""
+        return "-".join(map(str, self._signature())) or None
+
     def read(self, layer, flt=None, *, limit=None, offset=0):
         lay = check_layer(layer)
         with self._connect() as con:
@@ -286,6 +290,40 @@ class GeoPackageStore(Store):
             for batch in reader:
                 if batch.num_rows:
                     yield pa.Table.from_batches([batch]).rename_columns([*names, "geometry"])
+
+    def tile(self, layer, z, x, y, flt=None):
+        """The Mapbox Vector Tile of ``layer`` in tile ``z/x/y`` (see :meth:`Store.tile`).
+
+        One query: the R-tree finds the rows whose boxes meet the buffered
+        tile, joined to their properties and geometry blobs, attribute
+        filters applied; :func:`gisapp.tiles.render` reads the blobs, clips
+        and encodes (features that only come near the tile are clipped away).
+        """
+        tiles.check_layer(layer)
+        z, x, y = tiles.check_tile(z, x, y)
+        lay = check_layer(layer)
+        exact = None
+        if flt is not None and flt.bbox is not None:
+            box = tiles.intersect_bbox(tiles.lonlat_bounds(z, x, y, tiles.BUFFER), flt.bbox)
+            if box is None:
+                return b""
+            exact = geo.bbox_polygon(box)
+        fields = tiles.TILE_FIELDS[layer]
+        x1, y1, x2, y2 = tiles.store_box(z, x, y)
+        clauses, params = attribute_clauses(lay, flt)
+        where = " AND ".join(["r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?", *clauses])
+        columns = ", ".join(f"t.{f}" for f in fields)
+        with self._connect() as con:
+            if layer not in self._tables(con):
+                return b""
+            rows = con.execute(f'SELECT {columns}, t.geom FROM "rtree_{layer}_geom" r JOIN "{layer}" t '
+                               f"ON t.fid = r.id WHERE {where}", [x1, x2, y1, y2, *params]).fetchall()
+        if exact is not None and rows:
+            rows = [r for r, hit in zip(rows, shapely.intersects(_decode([r[-1] for r in rows]), exact)) if hit]
+        if not rows:
+            return b""
+        values = list(zip(*rows))
+        return tiles.render(layer, values[-1], dict(zip(fields, values)), z, x, y, gpkg=True)
 
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""

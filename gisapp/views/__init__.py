@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def register(app) -> None:
     """Register every blueprint on ``app``."""
-    from gisapp.views import api, auth, data, export, health, pages, upload
+    from gisapp.views import api, auth, data, export, health, pages, tiles, upload
 
     app.register_blueprint(health.bp)
     app.register_blueprint(pages.bp)
@@ -14,3 +14,4 @@ def register(app) -> None:
     app.register_blueprint(export.bp)
     app.register_blueprint(auth.bp)
     app.register_blueprint(upload.bp)
+    app.register_blueprint(tiles.bp)

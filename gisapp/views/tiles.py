@@ -1,0 +1,79 @@
+"""``/tiles/…``: Mapbox Vector Tiles of the map layers, and their TileJSON, for QGIS, GDAL and web maps.
+
+``/tiles/<layer>/<z>/<x>/<y>.mvt`` takes the map's filter parameters (parsed
+strictly, as ``/data``: a bad value is a 400 JSON error naming it).  An
+empty tile is ``204 No Content``.  Below :data:`gisapp.tiles.MIN_ZOOM` a
+tile is refused with 400: the map shows per-ward counts there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, jsonify, request
+
+from gisapp import geo, privacy, tiles
+from gisapp.errors import ApiError
+from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
+from gisapp.views.data import strict_filter
+from gisapp.web import get_store
+
+bp = Blueprint("tiles", __name__, url_prefix="/tiles")
+WORLD = [-180.0, -85.0511287798066, 180.0, 85.0511287798066]
+
+
+def _layer(layer: str) -> str:
+    if layer not in tiles.TILE_FIELDS:
+        raise ApiError(404, "NotFound", f"no vector tiles for layer {layer!r}; layers: {', '.join(tiles.TILE_FIELDS)}")
+    return layer
+
+
+@bp.get("/<layer>/<z>/<x>/<y>.mvt")
+def tile(layer: str, z: str, x: str, y: str):
+    """One tile of ``layer`` for the request's filter (204 when it is empty)."""
+    _layer(layer)
+    z, x, y = tiles.check_tile(z, x, y, min_zoom=tiles.MIN_ZOOM)
+    store = get_store()
+    flt = strict_filter(store)
+    etag = _etag(store)
+    if etag and etag in request.if_none_match:
+        return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"})
+    body = store.tile(layer, z, x, y, flt)
+    response = Response(body, status=200 if body else 204, mimetype=tiles.MEDIA_TYPE)
+    response.headers["Cache-Control"] = "private, no-cache"
+    if etag:
+        response.set_etag(etag)
+    return response
+
+
+def _etag(store) -> str | None:
+    """A validator of this tile's content: the store's version, the URL and who asks (``q`` may search owners)."""
+    version = getattr(store, "version", lambda: None)()
+    if not version:
+        return None
+    key = f"{version}|{request.full_path}|{privacy.show_personal()}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@bp.get("/<layer>.json")
+def tilejson(layer: str):
+    """TileJSON 3.0.0 of ``layer``: the tile URL (with the request's filter), zooms, bounds and fields."""
+    lay = LAYERS[_layer(layer)]
+    store = get_store()
+    params = strict_filter(store).with_(q_personal=False).to_params()
+    url = f"{request.url_root}tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt" + (f"?{urlencode(params)}" if params else "")
+    extent = next((i.extent for i in store.info() if i.name == layer), None)
+    bounds = WORLD
+    if extent is not None:
+        box = geo.transform([geo.bbox_polygon(extent, STORE_CRS, STORE_CRS)], STORE_CRS, WEB_CRS)[0]
+        bounds = [round(v, 7) for v in box.bounds]
+    center = [round((bounds[0] + bounds[2]) / 2, 7), round((bounds[1] + bounds[3]) / 2, 7), tiles.MIN_ZOOM]
+    fields = {f: lay.field(f).en for f in tiles.TILE_FIELDS[layer]}
+    return jsonify({
+        "tilejson": "3.0.0", "name": layer, "description": lay.en, "version": "1.0.0", "scheme": "xyz",
+        "tiles": [url], "minzoom": tiles.MIN_ZOOM, "maxzoom": tiles.TILEJSON_MAX_ZOOM,
+        "bounds": bounds, "center": center, "attribution": "gisapp",
+        "vector_layers": [{"id": layer, "description": lay.en, "minzoom": tiles.MIN_ZOOM,
+                           "maxzoom": tiles.TILEJSON_MAX_ZOOM, "fields": fields}],
+    })
