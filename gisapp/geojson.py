@@ -385,6 +385,27 @@ def collection_chunks(batches: Iterable, layer: Layer, fields: list[str] | None 
     yield b"]}"
 
 
+def rows_collection(rows: list[tuple], fields: list[str], members: dict | None = None) -> bytes:
+    """A FeatureCollection of ``(key, *fields, wkb)`` rows (:class:`gisapp.store.Page` rows).
+
+    For pages of the API (up to thousands of rows) this beats the column-wise
+    path: one vectorised pass makes the geometry texts, then orjson writes
+    the features with those texts embedded as fragments.  Values are
+    written as :func:`json_values` writes them (floats keep their shortest
+    round-trip text, dates ISO, NaN ``null``).
+    """
+    head = b'{"type":"FeatureCollection"'
+    for key, value in (members or {}).items():
+        head += b"," + orjson.dumps(key) + b":" + orjson.dumps(value)
+    if not rows:
+        return head + b',"features":[]}'
+    geoms = geometry_texts(pa.array([r[-1] for r in rows], pa.binary())).to_pylist()
+    n = len(fields)
+    features = [{"type": "Feature", "id": str(r[0]), "geometry": orjson.Fragment(g),
+                 "properties": dict(zip(fields, r[1:n + 1]))} for r, g in zip(rows, geoms)]
+    return head + b',"features":' + orjson.dumps(features, option=orjson.OPT_SERIALIZE_NUMPY) + b"}"
+
+
 def dumps_collection(frame, layer: Layer, fields: list[str] | None = None,
                      members: dict | None = None) -> bytes:
     """A whole FeatureCollection as bytes."""

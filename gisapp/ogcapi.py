@@ -28,7 +28,6 @@ from urllib.parse import quote, urlencode
 from gisapp import domain, geo, geojson
 from gisapp.filters import Filter, FilterError, parse_bbox
 from gisapp.schema import LAYERS, Layer
-from gisapp.store.base import empty_frame
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -338,16 +337,20 @@ def queryables(collection_id: str, base: str) -> dict:
 # -- items --------------------------------------------------------------------
 
 class ItemsPage:
-    """One page of items: the filter, paging and the counts, with the links between pages."""
+    """One page of items: the filter, paging, the counts and the rows, with the links between pages.
 
-    def __init__(self, store, layer: Layer, args, base: str, *, max_items: int, known_wards=None,
-                 personal: bool = False):
-        self.store, self.layer, self.base = store, layer, base
+    ``fields`` are the properties served (personal ones only to signed-in staff).
+    """
+
+    def __init__(self, store, layer: Layer, args, base: str, *, max_items: int, fields: list[str],
+                 known_wards=None, personal: bool = False):
+        self.store, self.layer, self.base, self.fields = store, layer, base, list(fields)
         self.flt = items_filter(layer, args, known_wards, personal)
         self.limit = parse_limit(args.get("limit"), max_items)
         self.offset = parse_offset(args.get("offset"))
-        self.matched = store.count(layer.name, self.flt)
-        self.returned = max(0, min(self.limit, self.matched - self.offset))
+        page = store.page(layer.name, self.flt, fields=self.fields, limit=self.limit, offset=self.offset)
+        self.matched, self.rows = page.matched, page.rows
+        self.returned = len(self.rows)
         self.params = {k: args.getlist(k) if hasattr(args, "getlist") else args.get(k)
                        for k in args.keys() if k not in ("f", "offset", "limit")}
 
@@ -377,20 +380,19 @@ class ItemsPage:
             "links": self.links(fmt),
         }
 
-    def geojson_chunks(self, fields: list[str]):
-        """The page as a GeoJSON FeatureCollection, in chunks."""
-        if not self.returned:
-            batches = []
-        else:
-            batches = self.store.iter_arrow(self.layer.name, self.flt, fields=fields, batch_size=self.limit,
-                                            limit=self.limit, offset=self.offset)
-        return geojson.collection_chunks(batches, self.layer, fields, self.members("json"))
+    def geojson(self) -> bytes:
+        """The page as a GeoJSON FeatureCollection."""
+        return geojson.rows_collection(self.rows, self.fields, self.members("json"))
 
-    def frame(self):
-        """The page as a GeoDataFrame (for the HTML view)."""
-        if not self.returned:
-            return empty_frame(self.layer)
-        return self.store.read(self.layer.name, self.flt, limit=self.limit, offset=self.offset)
+    def ids(self) -> list[str]:
+        """The page's feature ids."""
+        return [str(r[0]) for r in self.rows]
+
+    def properties(self) -> list[dict]:
+        """The page's properties, one dict per feature (dates as ISO text), for the HTML view."""
+        n = len(self.fields)
+        return [{f: (v.isoformat() if isinstance(v, dt.date) else v) for f, v in zip(self.fields, r[1:n + 1])}
+                for r in self.rows]
 
 
 def item_json(store, collection_id: str, feature_id: str, base: str, fields: list[str]) -> bytes:

@@ -120,6 +120,31 @@ def test_paging_is_stable_and_complete(store):
     assert [len(b) for b in batches] == [5, 5, 4]
 
 
+@pytest.mark.parametrize("bbox", [False, True])
+@pytest.mark.parametrize("limit, offset", [(7, 0), (7, 35), (100, 0), (5, 40), (5, 1000)])
+def test_page_is_the_count_and_the_rows_of_read(store, bbox, limit, offset):
+    lots = store.read("construction_permits")
+    flt = Filter(statuses=("PROCESSING", "RETURNED"))
+    if bbox:  # lots 0..29 and a bit (the count and the rows come from one query on PostGIS)
+        box = geo.transform([lots.geometry.iloc[0:30].union_all()], schema.STORE_CRS, schema.WEB_CRS)[0].bounds
+        flt = Filter(statuses=("PROCESSING", "RETURNED"), bbox=box)
+    fields = ["status", "received_on", "floors", "plot_area_m2", "owner_name"]
+    page = store.page("construction_permits", flt, fields=fields, limit=limit, offset=offset)
+    expected = store.read("construction_permits", flt, limit=limit, offset=offset)
+    assert page.matched == store.count("construction_permits", flt)
+    assert page.matched == 20 if not bbox else 14 <= page.matched < 20
+    assert [r[0] for r in page.rows] == expected["dossier_code"].tolist()
+    assert all(len(r) == 2 + len(fields) for r in page.rows)
+    for row, (_, want) in zip(page.rows, expected.iterrows()):
+        status, received, floors, area, owner = row[1:-1]
+        assert (status, str(received), floors, area, owner) == (
+            want["status"], want["received_on"].date().isoformat(), want["floors"], want["plot_area_m2"],
+            want["owner_name"])
+        assert shapely.equals(shapely.from_wkb(row[-1]), want.geometry)
+    with pytest.raises(StoreError, match="no field 'nope'"):
+        store.page("construction_permits", flt, fields=["nope"], limit=1)
+
+
 def test_get_by_key(store):
     one = store.get("construction_permits", "XD-0007")
     assert len(one) == 1 and one["owner_name"].iloc[0] == "Nguyễn Văn 7"

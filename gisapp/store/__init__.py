@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gisapp.store.base import LayerInfo, Store, StoreError
+from gisapp.store.base import LayerInfo, Page, Store, StoreError
 
-__all__ = ["LayerInfo", "Store", "StoreError", "open_store"]
+__all__ = ["LayerInfo", "Page", "Store", "StoreError", "open_store"]
 
 
 def open_store(url: str, *, must_exist: bool = True) -> Store:

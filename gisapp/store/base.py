@@ -35,6 +35,20 @@ class LayerInfo:
     extent: tuple[float, float, float, float] | None
 
 
+@dataclass(frozen=True)
+class Page:
+    """One page of features as plain rows, for serializers that build text (API pages).
+
+    ``matched`` counts every feature the filter matches; each row is
+    ``(key, *fields, wkb)``: the layer's key, the requested fields' values
+    (text, int, float, date or ISO date text; ``None`` when missing) and the
+    geometry as WKB in EPSG:5899 (``None`` when missing), in key order.
+    """
+
+    matched: int
+    rows: list[tuple]
+
+
 class Store(abc.ABC):
     """Layers of features in EPSG:5899, read with filters, written atomically.
 
@@ -85,6 +99,11 @@ class Store(abc.ABC):
         (string, date32, int32, float64), then ``geometry`` as WKB in
         EPSG:5899; rows in key order; ``offset``/``limit`` applied.
         """
+
+    @abc.abstractmethod
+    def page(self, layer: str, flt: Filter | None = None, *, fields: list[str], limit: int,
+             offset: int = 0) -> Page:
+        """The count of matching features and one page of them as rows (see :class:`Page`)."""
 
     @abc.abstractmethod
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
@@ -203,6 +222,15 @@ def search_text(layer: Layer, frame: pd.DataFrame, personal: bool = False) -> pd
     for p in parts[1:]:
         joined = joined + " " + p
     return joined.map(fold)
+
+
+def field_names(layer: Layer, fields=None) -> list[str]:
+    """``fields`` (default: all of the layer's) as a list, or :class:`StoreError` for one the layer lacks."""
+    names = list(layer.field_names if fields is None else fields)
+    unknown = [n for n in names if n not in layer.field_names]
+    if unknown:
+        raise StoreError(f"layer {layer.name!r} has no field {unknown[0]!r}")
+    return names
 
 
 def check_layer(name: str) -> Layer:

@@ -48,11 +48,13 @@ from gisapp.store.base import (
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
     LayerInfo,
+    Page,
     Store,
     StoreError,
     attribute_clauses,
     check_layer,
     empty_frame,
+    field_names,
     search_text,
 )
 
@@ -277,10 +279,7 @@ class PostGISStore(Store):
         EPSG:5899, rows ordered by the layer's key.
         """
         lay = check_layer(layer)
-        names = list(lay.field_names if fields is None else fields)
-        unknown = [n for n in names if n not in lay.field_names]
-        if unknown:
-            raise StoreError(f"layer {layer!r} has no field {unknown[0]!r}")
+        names = field_names(lay, fields)
         query, params = self._query(lay, names, flt, limit, offset)
         arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names]
                                  + [pa.field("geometry", pa.binary(), metadata=_GEOARROW_META)])
@@ -288,6 +287,30 @@ class PostGISStore(Store):
             columns = list(zip(*rows))
             arrays = [pa.array(col, type=f.type) for col, f in zip(columns, arrow_schema)]
             yield pa.Table.from_arrays(arrays, schema=arrow_schema)
+
+    def page(self, layer, flt=None, *, fields, limit, offset=0):
+        """The page's rows and the count of all matches.
+
+        With a bbox (a map view: few matches) one query returns both, the
+        count as a window over the matches; otherwise the count is its own
+        query, so a page of a large match set is read through the key index.
+        """
+        lay = check_layer(layer)
+        names = field_names(lay, fields)
+        where, params = self._where(lay, flt)
+        windowed = flt is not None and flt.bbox is not None
+        columns = "".join(f"{n}, " for n in [lay.key, *names])
+        query = (f"SELECT {columns}ST_AsBinary(geom){', count(*) OVER ()' if windowed else ''} "
+                 f"FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s")
+        with self.connection() as con:
+            matched = None if windowed else con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
+            rows = [] if matched is not None and matched <= offset else \
+                con.cursor(binary=True).execute(query, [*params, int(limit), int(offset)]).fetchall()
+        if not windowed:
+            return Page(matched, rows)
+        if not rows:  # nothing matched, or the offset is past the last match
+            return Page(self.count(layer, flt) if offset else 0, [])
+        return Page(rows[0][-1], [r[:-1] for r in rows])
 
     def tile(self, layer, z, x, y, flt=None):
         """The Mapbox Vector Tile of ``layer`` in tile ``z/x/y`` (see :meth:`Store.tile`), in one query.

@@ -143,14 +143,10 @@ def items(collection_id: str):
     fields = privacy.visible_fields(lay, personal)
     with _slots():
         page = ogcapi.ItemsPage(store, lay, request.args, _base(), max_items=current_app.config["MAX_ITEMS"],
-                                known_wards=known_wards(store, "ward_code"), personal=personal)
+                                fields=fields, known_wards=known_wards(store, "ward_code"), personal=personal)
         if fmt == "json":  # a page is at most MAX_ITEMS features: built whole, inside the slot
-            return Response(b"".join(page.geojson_chunks(fields)), mimetype=ogcapi.GEOJSON)
-        frame = page.frame()
-    rows = property_columns(frame, fields)
-    ids = frame[lay.key].astype(str).tolist()
-    return _html("api_items.html", page=page, layer=lay, fields=fields, ids=ids,
-                 rows=[{f: rows[f][i] for f in fields} for i in range(len(ids))],
+            return Response(page.geojson(), mimetype=ogcapi.GEOJSON)
+    return _html("api_items.html", page=page, layer=lay, fields=fields, ids=page.ids(), rows=page.properties(),
                  links=page.links("html"), title=lay.vi)
 
 
