@@ -23,6 +23,7 @@ from shapely.geometry import shape
 from gisapp import analysis, create_app, geo, tiles
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS
+from gisapp.store import postgis
 from tests.browser_util import live_server
 from tests.stores import BACKENDS, new_store
 
@@ -159,6 +160,19 @@ def test_interpolated_projection_is_within_a_thousandth_of_a_unit_of_proj():
         mx, my = geo.transformer(STORE_CRS, tiles.MERCATOR_CRS).transform(xy[:, 0], xy[:, 1])
         exact = shapely.get_coordinates(to_tile_units(shapely.points(np.column_stack([mx, my])), z, x, y))
         assert np.abs(tiles.projector(z, x, y)(xy) - exact).max() < 1e-3
+
+
+@pytest.mark.parametrize("z", [13, 14, 17, 20])
+def test_affine_map_per_tile_is_close_to_proj(z):
+    x, y = 104937 >> (17 - z) if z <= 17 else 104937 << (z - 17), 59626 >> (17 - z) if z <= 17 else 59626 << (z - 17)
+    (a, b, d, e, xoff, yoff), error = tiles.mercator_affine(z, x, y)
+    assert error < 0.25 * 2 ** (14 - z) + 1e-3
+    box = tiles.store_box(z, x, y)
+    rng = np.random.default_rng(z)
+    px, py = rng.uniform(box[0], box[2], 500), rng.uniform(box[1], box[3], 500)
+    mx, my = geo.transformer(STORE_CRS, tiles.MERCATOR_CRS).transform(px, py)
+    unit = (tiles.tile_bounds(z, x, y)[2] - tiles.tile_bounds(z, x, y)[0]) / tiles.EXTENT
+    assert np.hypot(a * px + b * py + xoff - mx, d * px + e * py + yoff - my).max() / unit <= error * 1.5
 
 
 # -- the encoder, read back by mapbox-vector-tile -----------------------------------------------
@@ -315,13 +329,23 @@ def test_backends_give_the_same_features_within_one_unit(frames, busiest, tmp_pa
     gpkg, pg = (new_store(b, tmp_path / b, request) for b in ("gpkg", "postgis"))
     for s in (gpkg, pg):
         s.write({layer: frames[0][layer]})
-    for z, x, y in busiest[layer]:
+    z, x, y = busiest[layer][0]
+    low = (12, x // 4, y // 4)  # too large for the affine map: PostGIS uses ST_Transform
+    assert tiles.mercator_affine(*low)[1] > postgis.AFFINE_MAX_ERROR >= tiles.mercator_affine(z, x, y)[1]
+    for z, x, y in [low, *busiest[layer]]:
         a, b = decode(gpkg.tile(layer, z, x, y), layer), decode(pg.tile(layer, z, x, y), layer)
-        assert set(a) == set(b) and a
-        for key in a:
+        if z < 14:  # PostGIS drops polygons that collapse to a line when simplified to the tile's resolution
+            for key in set(a) ^ set(b):
+                assert (a.get(key) or b.get(key))["geometry"].area <= 8, key
+        else:
+            assert set(a) == set(b)
+        assert a
+        for key in set(a) & set(b):
             assert a[key]["properties"] == b[key]["properties"]
-            # PostGIS drops vertices closer than a unit to the line of their neighbours; nothing moves further
-            assert shapely.hausdorff_distance(a[key]["geometry"], b[key]["geometry"]) <= 1.0, (key, z, x, y)
+            # each coordinate within one unit (rounding of nearly equal values), so at most √2 apart;
+            # PostGIS also drops vertices closer than a unit to the line of their neighbours
+            distance = shapely.hausdorff_distance(a[key]["geometry"], b[key]["geometry"])
+            assert distance <= math.sqrt(2) + 1e-9, (key, z, x, y)
 
 
 @pytest.mark.postgis
