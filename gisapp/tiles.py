@@ -512,22 +512,17 @@ def _zigzag(v: np.ndarray) -> np.ndarray:
 def _varints(values) -> tuple[np.ndarray, np.ndarray]:
     """Protobuf varints of unsigned ``values``: the bytes and how many bytes each value took."""
     v = np.asarray(values).astype(np.uint64)
-    nb = np.ones(len(v), np.int64)
     top = int(v.max()) if len(v) else 0
-    for shift in range(7, 64, 7):
-        if top < 1 << shift:
-            break
-        nb += v >= np.uint64(1 << shift)
     if top < 128:
-        return v.astype(np.uint8), nb
-    out = np.empty(int(nb.sum()), np.uint8)
-    start = np.cumsum(nb) - nb
-    for b in range(int(nb.max())):
-        sel = np.flatnonzero(nb > b)
-        byte = (v[sel] >> np.uint64(7 * b)) & np.uint64(0x7F)
-        byte |= np.where(nb[sel] > b + 1, np.uint64(0x80), np.uint64(0))
-        out[start[sel] + b] = byte.astype(np.uint8)
-    return out, nb
+        return v.astype(np.uint8), np.ones(len(v), np.int64)
+    width = (top.bit_length() + 6) // 7
+    groups = (v[:, None] >> (np.arange(width, dtype=np.uint64) * np.uint64(7))) & np.uint64(0x7F)
+    nb = np.ones(len(v), np.int64)
+    for k in range(1, width):
+        nb += v >= np.uint64(1 << (7 * k))
+    used = np.arange(width) < nb[:, None]
+    more = np.arange(width) < (nb - 1)[:, None]  # every byte but a value's last has the continuation bit
+    return (groups.astype(np.uint8) | (more.astype(np.uint8) << 7))[used], nb
 
 
 def _interleave(parts) -> tuple[np.ndarray, np.ndarray]:

@@ -238,6 +238,22 @@ def decode_plain(body: bytes, name: str) -> dict:
     return {f["properties"]["key"]: shape(f["geometry"]) for f in layer["features"]}
 
 
+def test_varints_are_protobufs():
+    def reference(v: int) -> bytes:
+        out = bytearray()
+        while True:
+            out.append((v & 0x7F) | (0x80 if v > 0x7F else 0))
+            v >>= 7
+            if not v:
+                return bytes(out)
+
+    values = [0, 1, 127, 128, 300, 16383, 16384, 2**21, 2**28 + 5, 2**35, 2**63 + 7]
+    data, sizes = tiles._varints(np.array(values, dtype=np.uint64))
+    assert bytes(data) == b"".join(reference(v) for v in values)
+    assert list(sizes) == [len(reference(v)) for v in values]
+    assert bytes(tiles._varints(np.array([5, 0, 127]))[0]) == bytes([5, 0, 127])
+
+
 def test_nothing_to_encode_is_an_empty_tile():
     assert tiles.encode_polygons("t", [], {"k": []}, (0, 0, 1, 1)) == b""
     assert tiles.encode_polygons("t", [shapely.box(50, 50, 60, 60)], {"k": ["a"]}, (0, 0, 1, 1)) == b""
