@@ -19,8 +19,7 @@ BENCHMARKS = [
     ("benchmarks.bench_import", [], ["--n", "20000"]),
     ("benchmarks.bench_export", [], ["--sizes", "100000", "--requests", "10", "--repeat", "1"]),
     ("benchmarks.bench_map", [], ["--runs", "1", "--large", "20000"]),
-    ("benchmarks.bench_postgis", [], ["--sizes", "100000", "--clients", "8", "--requests", "80",
-                                      "--processes", "1"]),
+    ("benchmarks.bench_postgis", [], ["--sizes", "100000", "--clients", "8", "--seconds", "5"]),
 ]
 
 

@@ -10,18 +10,20 @@ benchmark starts (``tests/pg_server.py``) — and reports:
 - analysis time: read the three layers + :func:`gisapp.analysis.find_overlaps`
   (geopandas), and the SQL path (:mod:`gisapp.analysis_sql`) on PostGIS,
   each when the module exists;
-- items-page latency: ``gisapp serve --workers 2`` (gunicorn, 2 processes) in a child
+- items-page latency: ``gisapp serve --workers 2`` (gunicorn) in a child
   process on 127.0.0.1, clients fetching
   ``/api/collections/construction_permits/items?bbox=…&limit=1000`` for
   random street-view boxes (~1,000 features each), p50/p95 at 8 and 32
-  concurrent clients, a bounded number of requests per level.
+  concurrent clients for ``--seconds`` each (:mod:`benchmarks.loadgen`:
+  wrk when installed, else Python threads, which load the same 2 cores);
+- vector-tile latency (z14–z17 tiles at random parcels), the same way,
+  when :mod:`benchmarks.bench_tiles` is there.
 
-The clients run in this process, on the same 2 cores as the server, so the
-figures are pessimistic.  Prints a table; writes JSON to ``benchmarks/out/``.
+Prints a table; writes JSON to ``benchmarks/out/``.
 
 Usage::
 
-    python -m benchmarks.bench_postgis [--sizes 100000,1000000] [--clients 8,32]
+    python -m benchmarks.bench_postgis [--sizes 100000,1000000] [--clients 8,32] [--seconds 15]
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ import json
 import os
 import platform
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from urllib.parse import urlencode
 from pathlib import Path
 
 import geopandas as gpd
@@ -52,6 +55,13 @@ from gisapp import geo, schema  # noqa: E402
 from gisapp.store.gpkg import GeoPackageStore  # noqa: E402
 from gisapp.store.postgis import PostGISStore, close_pool  # noqa: E402
 from tests.pg_server import free_port, start_server  # noqa: E402
+
+from benchmarks import loadgen  # noqa: E402
+
+try:
+    from benchmarks import bench_tiles  # noqa: E402
+except ImportError:  # tiles not built yet
+    bench_tiles = None
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 #: Permits per km² of the synthetic city: a ~0.5 km² street view holds ~1,000.
@@ -264,69 +274,43 @@ def app_servers(store_url: str, processes: int = 1):
 _RETURNED = re.compile(rb'"numberReturned":(\d+)')
 
 
-def load_test(bases: list[str], boxes: list, clients: int, requests_per_client: int) -> dict:
-    """Latency of the items page under ``clients`` concurrent clients (bounded requests).
+def items_paths(boxes: list) -> list[str]:
+    """Items-page paths (1,000 features at most) for street-view ``boxes``."""
+    return ["/api/collections/construction_permits/items?"
+            + urlencode({"bbox": ",".join(map(str, b)), "limit": 1000, "f": "json"}) for b in boxes]
 
-    Client ``k`` talks to server ``bases[k % len(bases)]``.
-    """
-    import requests
 
-    latencies, returned, failures = [], [], []
-    lock = threading.Lock()
+def returned(body: bytes) -> int:
+    """``numberReturned`` of an items page."""
+    m = _RETURNED.search(body[:4096]) or _RETURNED.search(body)
+    return int(m.group(1)) if m else -1
 
-    def client(k: int):
-        session = requests.Session()
-        url = f"{bases[k % len(bases)]}/api/collections/construction_permits/items"
-        for j in range(requests_per_client):
-            bbox = boxes[(k * requests_per_client + j) % len(boxes)]
-            params = {"bbox": ",".join(map(str, bbox)), "limit": "1000", "f": "json"}
-            t = time.perf_counter()
-            try:
-                r = session.get(url, params=params, timeout=60)
-                body = r.content
-                elapsed = time.perf_counter() - t
-            except requests.RequestException as err:
-                with lock:
-                    failures.append(str(err))
-                continue
-            m = _RETURNED.search(body[:4096]) or _RETURNED.search(body)
-            with lock:
-                if r.status_code != 200:
-                    failures.append(f"HTTP {r.status_code}")
-                else:
-                    latencies.append(elapsed)
-                    returned.append(int(m.group(1)) if m else -1)
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
-    lat = np.array(latencies) * 1000
-    return {"processes": len(bases), "clients": clients, "requests": len(lat), "failures": len(failures),
-            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
-            "p95_ms": float(np.percentile(lat, 95)) if len(lat) else None,
-            "mean_features": float(np.mean(returned)) if returned else None,
-            "throughput_rps": len(lat) / wall if wall else None}
+def latency_levels(base: str, paths: list[str], clients: list[int], seconds: float, label: str) -> list[dict]:
+    """:func:`loadgen.run` at each number of clients, printed as it goes."""
+    out = []
+    loadgen.run_threads([base], paths[:20], 2, 5)  # warm up
+    for c in clients:
+        stats = loadgen.run(base, paths, c, seconds=seconds)
+        out.append(stats)
+        print(f"    {label}, {c} clients ({stats['client']}): p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
+              f"({stats['requests']} requests, {stats['failures']} failed, {stats['throughput_rps']:.1f} req/s, "
+              f"{stats['mean_bytes'] / 1024:.0f} KiB each)", flush=True)
+    return out
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000,1000000", help="permits per layer, comma-separated")
     parser.add_argument("--clients", default="8,32", help="concurrent clients, comma-separated")
-    parser.add_argument("--requests", type=int, default=320, help="requests per client level")
-    parser.add_argument("--processes", default="1,2",
-                        help="server processes to measure, comma-separated (1 = 'gisapp serve --workers 2'; "
-                             "more: that many servers, clients spread over them)")
+    parser.add_argument("--seconds", type=float, default=15.0, help="seconds of load per client level")
     parser.add_argument("--backends", default="gpkg,postgis")
     parser.add_argument("--no-analysis", action="store_true", help="skip the analysis timings")
+    parser.add_argument("--no-map", action="store_true", help="skip the map views in Chromium")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.sizes.split(",")]
     clients = [int(c) for c in args.clients.split(",")]
     backends = args.backends.split(",")
-    processes = [int(p) for p in args.processes.split(",")]
     results = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
                "cpus": os.cpu_count(), "workers": WORKERS, "view_m": VIEW_M, "runs": []}
     server = start_server(SERVER_SETTINGS) if "postgis" in backends else None
@@ -345,9 +329,8 @@ def main(argv=None) -> None:
                     else:
                         url = server.url(server.create_database("bench"))
                         store = PostGISStore(url, must_exist=False)
-                    per_client = {c: max(5, args.requests // c) for c in clients}
-                    row = _run_backend(name, store, url, frames, boxes, per_client, not args.no_analysis,
-                                       processes)
+                    row = _run_backend(name, store, url, frames, boxes, clients, args.seconds,
+                                       not args.no_analysis, not args.no_map)
                     run["rows"].append(row)
                     if name == "postgis":
                         close_pool(url)
@@ -365,8 +348,8 @@ def main(argv=None) -> None:
     print(f"wrote {out.relative_to(ROOT)}")
 
 
-def _run_backend(name, store, url, frames, boxes, per_client: dict, with_analysis: bool,
-                 process_counts: list[int]) -> dict:
+def _run_backend(name, store, url, frames, boxes, clients: list[int], seconds: float, with_analysis: bool,
+                 with_map: bool) -> dict:
     print(f"  {name}: loading …", flush=True)
     _, load_s = timed(store.write, frames, mode="replace", meta={"as_of": "2026-01-01"})
     row = {"backend": name, "load_s": load_s}
@@ -377,41 +360,68 @@ def _run_backend(name, store, url, frames, boxes, per_client: dict, with_analysi
         except Exception as err:  # report, do not stop the other measurements
             row["analysis"] = {"error": f"{type(err).__name__}: {err}"}
         print(f"  {name}: analysis {row['analysis']}", flush=True)
-    row["items"] = []
-    for processes in process_counts:
-        with app_servers(url, processes) as bases:
-            load_test(bases, boxes[:20], 2 * processes, 5)  # warm up
-            for c, per in per_client.items():
-                stats = load_test(bases, boxes, c, per)
-                row["items"].append(stats)
-                print(f"  {name}: {processes} process(es), {c} clients: p50 {stats['p50_ms']:.0f} ms "
-                      f"p95 {stats['p95_ms']:.0f} ms ({stats['requests']} requests, "
-                      f"{stats['mean_features']:.0f} features each, {stats['failures']} failed, "
-                      f"{stats['throughput_rps']:.1f} req/s)", flush=True)
+    paths = items_paths(boxes)
+    with app_servers(url, 1) as bases:
+        sample = loadgen.run_threads(bases, paths[:40], 1, 40, inspect=returned)
+        row["items_mean_features"] = sample["mean_inspected"]
+        row["items"] = latency_levels(bases[0], paths, clients, seconds, f"{name} items")
+        if bench_tiles is not None:
+            tiles = bench_tiles.tile_list(frames, k=400)
+            tile_paths = [f"/tiles/construction_permits/{z}/{x}/{y}.mvt" for z, x, y in tiles]
+            row["tiles"] = latency_levels(bases[0], tile_paths, clients, seconds, f"{name} tiles z14-17")
+        if with_map:
+            b = boxes[0]
+            row["map"] = map_views(bases[0], street=((b[1] + b[3]) / 2, (b[0] + b[2]) / 2))
+            print(f"    {name} map: first view drawn in {row['map']['drawn_ms']} ms ({row['map']['mode']}), "
+                  f"street view {row['map'].get('street_ms')} ms, at most {row['map']['max_features']} features "
+                  f"in a response", flush=True)
     return row
 
 
+def map_views(base: str, street: tuple[float, float], runs: int = 3) -> dict:
+    """Cold first views of the map page in headless Chromium (:func:`benchmarks.bench_map.measure`); medians."""
+    from playwright.sync_api import sync_playwright
+
+    from benchmarks.bench_map import measure
+    from tests.browser_util import launch_chromium
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            measure(browser, base, None, street)  # warm the server
+            results = [measure(browser, base, None, street) for _ in range(runs)]
+        finally:
+            browser.close()
+    out = dict(results[-1])
+    for key in ("drawn_ms", "street_ms"):
+        out[key] = round(statistics.median(r[key] for r in results))
+    return out
+
+
 def print_table(results: dict) -> None:
-    """The results as a plain-text table: one row per size, backend and number of server processes."""
-    levels = sorted({i["clients"] for run in results["runs"] for row in run["rows"] for i in row["items"]})
-    head = f"{'permits/layer':>13} {'backend':<8} {'load s':>7} {'read+gpd s':>10} {'sql s':>6} {'procs':>5}"
-    head += "".join(f" {f'p50/p95 ms @{c}':>17}" for c in levels)
+    """The results as a plain-text table: one row per size and backend."""
+    levels = sorted({i["clients"] for run in results["runs"] for row in run["rows"] for i in row.get("items", [])})
+    head = f"{'permits/layer':>13} {'backend':<8} {'load s':>7} {'read+gpd s':>10} {'sql s':>6}"
+    head += "".join(f" {f'items p50/p95 @{c}':>19}" for c in levels)
+    head += "".join(f" {f'tiles p50/p95 @{c}':>19}" for c in levels)
+    head += f" {'map first/street ms':>20}"
     print(head)
     for run in results["runs"]:
         for row in run["rows"]:
             a = row.get("analysis") or {}
             gpd_s = (a.get("geopandas_read_s") or 0) + (a.get("geopandas_analysis_s") or 0) \
                 if a.get("geopandas_analysis_s") is not None else None
-            for k, procs in enumerate(sorted({i["processes"] for i in row["items"]}) or [None]):
-                first = k == 0
-                line = (f"{run['n']:>13,} {row['backend']:<8} {row['load_s']:>7.1f} {_fmt(gpd_s, 10)} "
-                        f"{_fmt(a.get('sql_s'), 6)}" if first else " " * 49) + f" {procs or '—':>5}"
+            line = (f"{run['n']:>13,} {row['backend']:<8} {row['load_s']:>7.1f} {_fmt(gpd_s, 10)} "
+                    f"{_fmt(a.get('sql_s'), 6)}")
+            for kind in ("items", "tiles"):
                 for c in levels:
-                    item = next((i for i in row["items"] if i["clients"] == c and i["processes"] == procs), None)
+                    item = next((i for i in row.get(kind, []) if i["clients"] == c), None)
                     cell = "—" if item is None or item["p50_ms"] is None else \
                         f"{item['p50_ms']:.0f}/{item['p95_ms']:.0f}"
-                    line += f" {cell:>17}"
-                print(line)
+                    line += f" {cell:>19}"
+            m = row.get("map")
+            line += f" {(str(m['drawn_ms']) + '/' + str(m.get('street_ms'))) if m else '—':>20}"
+            print(line)
 
 
 def _fmt(value, width: int) -> str:
