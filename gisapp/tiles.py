@@ -30,6 +30,7 @@ Features have no MVT id: keys are text, so the layer's key is a property.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 import numpy as np
 import pyarrow as pa
@@ -120,6 +121,7 @@ def lonlat_bounds(z: int, x: int, y: int, buffer: float = 0) -> tuple[float, flo
     return (lon(minx), lat(miny), lon(maxx), lat(maxy))
 
 
+@lru_cache(maxsize=4096)
 def store_box(z: int, x: int, y: int, buffer: float = BUFFER) -> tuple[float, float, float, float]:
     """An EPSG:5899 box around the buffered tile: what a store selects by index before clipping.
 
@@ -154,6 +156,7 @@ def render(layer: str, wkb, columns: dict, z: int, x: int, y: int, *, gpkg: bool
     return encode_rings(layer, rings, columns)
 
 
+@lru_cache(maxsize=1024)
 def projector(z: int, x: int, y: int, *, src: str = STORE_CRS, extent: int = EXTENT, cells: int = 16):
     """A function mapping ``src`` coordinates (an (N, 2) array) to tile units of ``z/x/y`` (y down).
 
@@ -189,6 +192,7 @@ def projector(z: int, x: int, y: int, *, src: str = STORE_CRS, extent: int = EXT
     return project
 
 
+@lru_cache(maxsize=4096)
 def mercator_affine(z: int, x: int, y: int, *, src: str = STORE_CRS, cells: int = 8):
     """The affine map ``src`` → EPSG:3857 closest to PROJ over the buffered tile, and its largest error.
 
@@ -563,35 +567,32 @@ def _strings(values) -> pa.StringArray:
 
 
 def _tags(columns: dict, feats: np.ndarray) -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
-    """The layer's keys and values messages, and each feature's packed tags (bytes, byte counts)."""
+    """The layer's keys and values messages, and each feature's packed tags (bytes, byte counts).
+
+    Every column's values are dictionary-encoded together: the MVT value
+    table is shared by all keys, so a text in two columns is stored once.
+    """
     n = len(feats)
-    keys, value_chunks, tag_cols, offset = [], [], [], 0
-    for key, values in columns.items():
-        encoded = pc.dictionary_encode(_strings(values).take(pa.array(feats)))
-        uniques = encoded.dictionary
-        if not len(uniques):
-            continue
-        codes = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64)
-        ki = len(keys)
-        keys.append(_field_bytes(3, str(key).encode()))
-        value_chunks.append(_value_messages(uniques))
-        tag_cols.append((ki, np.where(codes >= 0, codes + offset, -1)))
-        offset += len(uniques)
-    if not tag_cols:
+    if not columns or not n:
         return b"", b"", np.empty(0, np.uint8), np.zeros(n, np.int64)
-    pairs = np.empty((n, 2 * len(tag_cols)), np.int64)
-    present = np.empty_like(pairs, dtype=bool)
-    for c, (ki, vals) in enumerate(tag_cols):
-        pairs[:, 2 * c], pairs[:, 2 * c + 1] = ki, vals
-        present[:, 2 * c] = present[:, 2 * c + 1] = vals >= 0
+    take = pa.array(feats)
+    encoded = pc.dictionary_encode(pa.concat_arrays([_strings(v).take(take) for v in columns.values()]))
+    codes = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64).reshape(len(columns), n).T
+    pairs = np.empty((n, 2 * len(columns)), np.int64)
+    pairs[:, 0::2] = np.arange(len(columns))
+    pairs[:, 1::2] = codes
+    present = np.repeat(codes >= 0, 2, axis=1)
     tag_bytes, nb = _varints(pairs[present])
     per_row = np.zeros(pairs.shape, np.int64)
     per_row[present] = nb
-    return b"".join(keys), b"".join(value_chunks), tag_bytes, per_row.sum(axis=1)
+    keys = b"".join(_field_bytes(3, str(key).encode()) for key in columns)
+    return keys, _value_messages(encoded.dictionary), tag_bytes, per_row.sum(axis=1)
 
 
 def _value_messages(strings: pa.StringArray) -> bytes:
     """``Layer.values`` fields (number 4) holding ``Value{string_value}`` of each string, vectorised."""
+    if not len(strings):
+        return b""
     offsets = np.frombuffer(strings.buffers()[1], np.int32)[strings.offset:strings.offset + len(strings) + 1]
     data = np.frombuffer(strings.buffers()[2], np.uint8)[offsets[0]:offsets[-1]] if offsets[-1] > offsets[0] \
         else np.empty(0, np.uint8)
