@@ -3,17 +3,25 @@
 Same findings as :func:`gisapp.analysis.find_overlaps` (whose module
 docstring defines them) from the layers of a :class:`PostGISStore`.
 PostGIS does the work that grows with the data: the candidate pairs come
-from ``ST_DWithin`` and ``&&`` + ``ST_Intersects`` joins on the GiST-indexed
-geometry columns, with the date conditions (works periods, inclusive
-overlaps, gaps) in the same SQL; the ward of each finding — the ward holding
-the largest part of it among those in force on its date — is found in SQL
-too, through wards cut into small pieces; invalid input is sorted out in
-SQL.  Python receives only the findings: it measures each pair's distance
-or intersection with shapely (the same GEOS calls as the geopandas path, so
-values and the texts rounded from them agree to the last digit; the partial
-area of a ward mismatch is PostGIS's, equal to rounding), gives the
-ids (:func:`gisapp.analysis.finding_ids`) and Vietnamese detail texts, and
+from ``ST_DWithin`` and ``&&`` joins on the GiST-indexed geometry columns,
+with the date conditions (works periods, inclusive overlaps, gaps) in the
+same SQL; invalid input is sorted out in SQL.  Python receives only the
+candidate findings: it measures each pair's distance or intersection with
+shapely (the same GEOS calls as the geopandas path, so values and the texts
+rounded from them agree to the last digit), gives the ids
+(:func:`gisapp.analysis.finding_ids`) and Vietnamese detail texts, and
 builds the summary with :func:`gisapp.analysis.summarize`.
+
+Wards: the ward of a finding — the ward holding the largest part of its
+geometry among those in force on its date (one containing it wins, ties to
+the lower key) — is found with the geopandas path's own
+:class:`~gisapp.analysis_spatial.WardIndex`, on the geometries Python has
+anyway, so the same geometry gets the same ward.  The ward-mismatch check
+concerns every dossier, so SQL settles most of them in one set-based join of
+the wards, cut into small pieces, against the dossiers' GiST index: a dossier
+lying inside a piece of its declared ward, with no lower-keyed ward in force
+meeting it, is in its declared ward.  Only the rest (near a boundary, or in
+another ward) reach Python.
 
 Everything runs in one REPEATABLE READ transaction, so the three layers are
 read as of one moment even while an import commits; its temporary tables
@@ -30,6 +38,7 @@ import shapely
 
 from gisapp import analysis, geo, schema
 from gisapp.analysis import KINDS, AnalysisParams, AnalysisResult
+from gisapp.analysis_spatial import WardIndex
 
 #: Slack on distance comparisons (as in the geopandas path).
 DISTANCE_EPSILON = analysis.DISTANCE_EPSILON
@@ -60,9 +69,9 @@ CREATE INDEX ON gisapp_wards USING gist (geom);
 ANALYZE gisapp_wards;
 
 -- The same wards cut into pieces of at most 64 vertices: a geometry inside one piece is inside
--- its ward, which settles most look-ups without testing a whole (detailed) ward boundary.
+-- its ward, and a piece's box says which parcels it may meet.
 CREATE TEMP TABLE gisapp_ward_parts ON COMMIT DROP AS
-SELECT ward_key, valid_from, valid_to, ST_Subdivide(geom, 64) AS geom FROM gisapp_wards;
+SELECT ward_key, ward_code, valid_from, valid_to, ST_Subdivide(geom, 64) AS geom FROM gisapp_wards;
 CREATE INDEX ON gisapp_ward_parts USING gist (geom);
 ANALYZE gisapp_ward_parts;
 """
@@ -87,50 +96,11 @@ def _side_ok(s: str) -> str:
             f"AND bad.id = {s}.permit_no)")
 
 
-def _ward_of(geom: str, day: str) -> str:
-    """LATERAL joins giving ``w``: ``ward_key, ward_code, name, inside, part`` of the ward of ``geom`` on ``day``.
-
-    The ward holding the largest part of the geometry among those in force
-    on the day: one containing it wins (the lowest key among several),
-    otherwise the largest intersection above :data:`AREA_EPSILON`, ties to
-    the lower key.  ``geom`` must be valid (GEOS computes the parts).
-
-    Fast path: the lowest-keyed ward with a piece (``gisapp_ward_parts``)
-    containing the geometry, when no ward with a lower key comes near it —
-    then no other ward can win.  Otherwise the exact comparison on whole
-    wards (a one-time filter skips it when the fast path answered).
-    """
-    in_force = f"{{t}}.valid_from <= {day} AND ({{t}}.valid_to IS NULL OR {day} <= {{t}}.valid_to)"
-    return f"""LEFT JOIN LATERAL (
-        SELECT wq.ward_key, wq.ward_code, wq.name
-          FROM (SELECT min(pp.ward_key) AS ward_key FROM gisapp_ward_parts pp
-                 WHERE pp.geom && {geom} AND {in_force.format(t="pp")} AND ST_Contains(pp.geom, {geom})) wk
-          JOIN gisapp_wards wq ON wq.ward_key = wk.ward_key
-         WHERE NOT EXISTS (SELECT 1 FROM gisapp_wards wl
-                            WHERE wl.geom && {geom} AND wl.ward_key < wk.ward_key AND {in_force.format(t="wl")})
-        ) wf ON true
-      LEFT JOIN LATERAL (
-        SELECT * FROM (
-            SELECT wc.ward_key, wc.ward_code, wc.name, wc.inside,
-                   CASE WHEN wc.inside THEN NULL ELSE ST_Area(ST_Intersection(wc.geom, {geom})) END AS part
-              FROM (SELECT wa.*, ST_Contains(wa.geom, {geom}) AS inside FROM gisapp_wards wa
-                     WHERE wa.geom && {geom} AND {in_force.format(t="wa")}) wc
-             WHERE wf.ward_key IS NULL
-             ORDER BY wc.inside DESC, part DESC, wc.ward_key
-             LIMIT 1) wb
-         WHERE wb.inside OR wb.part > {AREA_EPSILON}) ws ON true
-      CROSS JOIN LATERAL (
-        SELECT coalesce(wf.ward_key, ws.ward_key) AS ward_key, coalesce(wf.ward_code, ws.ward_code) AS ward_code,
-               CASE WHEN wf.ward_key IS NOT NULL THEN wf.name ELSE ws.name END AS name,
-               wf.ward_key IS NOT NULL OR coalesce(ws.inside, false) AS inside, ws.part) w"""
-
-
-# Each query selects its usable features in a subquery fenced with OFFSET 0, so that
-# no GEOS function (ward look-up, intersection) ever sees an invalid geometry.
+# Queries calling GEOS select their usable features in a subquery fenced with OFFSET 0,
+# so that no GEOS function ever sees an invalid geometry.
 
 _NEAR = _CONS + f"""
-SELECT f.id, f.permit_no, f.first_day, f.last_day, f.linked, w.ward_code, ST_AsBinary(f.geom),
-       ST_AsBinary(f.parcel)
+SELECT f.id, f.permit_no, f.first_day, f.last_day, f.linked, ST_AsBinary(f.geom), ST_AsBinary(f.parcel)
   FROM (SELECT c.id, s.permit_no, s.geom, c.geom AS parcel,
                greatest(c.works_start, s.start_on) AS first_day, least(c.works_end, s.end_on) AS last_day,
                coalesce(s.construction_dossier_code = c.id, false) AS linked
@@ -140,47 +110,65 @@ SELECT f.id, f.permit_no, f.first_day, f.last_day, f.linked, w.ward_code, ST_AsB
            AND c.works_start <= s.end_on AND s.start_on <= c.works_end
          WHERE {_side_ok("s")}
         OFFSET 0) f
-  {_ward_of("f.geom", "f.first_day")}
 """
 
+#: Pairs of permits whose boxes meet and whose periods are at most gap_days apart (shapely decides the rest).
 _PAIRS = f"""
-SELECT p.a_id, p.b_id, p.gap, p.first_day, p.last_day, w.ward_code, ST_AsBinary(p.a_geom), ST_AsBinary(p.b_geom)
-  FROM (SELECT q.*, ST_Intersection(q.a_geom, q.b_geom) AS inter
-          FROM (SELECT a.permit_no AS a_id, b.permit_no AS b_id, a.geom AS a_geom, b.geom AS b_geom,
-                       greatest(a.start_on, b.start_on) - least(a.end_on, b.end_on) AS gap,
-                       CASE WHEN greatest(a.start_on, b.start_on) <= least(a.end_on, b.end_on)
-                            THEN greatest(a.start_on, b.start_on) ELSE least(a.start_on, b.start_on) END AS first_day,
-                       CASE WHEN greatest(a.start_on, b.start_on) <= least(a.end_on, b.end_on)
-                            THEN least(a.end_on, b.end_on) ELSE greatest(a.end_on, b.end_on) END AS last_day
-                  FROM sidewalk_permits a
-                  JOIN sidewalk_permits b
-                    ON a.geom && b.geom AND a.permit_no < b.permit_no
-                   AND greatest(a.start_on, b.start_on) - least(a.end_on, b.end_on) <= %(gap_days)s
-                 WHERE {_side_ok("a")} AND {_side_ok("b")}
-                OFFSET 0) q
-         WHERE ST_Intersects(q.a_geom, q.b_geom)
-        OFFSET 0) p
-  {_ward_of("p.inter", "p.first_day")}
- WHERE ST_Area(p.inter) > {AREA_EPSILON / 2}
+SELECT q.a_id, q.b_id, q.gap, q.first_day, q.last_day, ST_AsBinary(q.a_geom), ST_AsBinary(q.b_geom)
+  FROM (SELECT a.permit_no AS a_id, b.permit_no AS b_id, a.geom AS a_geom, b.geom AS b_geom,
+               greatest(a.start_on, b.start_on) - least(a.end_on, b.end_on) AS gap,
+               CASE WHEN greatest(a.start_on, b.start_on) <= least(a.end_on, b.end_on)
+                    THEN greatest(a.start_on, b.start_on) ELSE least(a.start_on, b.start_on) END AS first_day,
+               CASE WHEN greatest(a.start_on, b.start_on) <= least(a.end_on, b.end_on)
+                    THEN least(a.end_on, b.end_on) ELSE greatest(a.end_on, b.end_on) END AS last_day
+          FROM sidewalk_permits a
+          JOIN sidewalk_permits b
+            ON a.geom && b.geom AND a.permit_no < b.permit_no
+           AND greatest(a.start_on, b.start_on) - least(a.end_on, b.end_on) <= %(gap_days)s
+         WHERE {_side_ok("a")} AND {_side_ok("b")}) q
 """
 
 _CLEARANCE = f"""
-SELECT s.permit_no, s.start_on, s.end_on, s.sidewalk_width_m, s.used_width_m, w.ward_code, ST_AsBinary(s.geom)
-  FROM (SELECT * FROM sidewalk_permits s
-         WHERE {_side_ok("s")} AND s.sidewalk_width_m - s.used_width_m < %(min_clearance)s
-        OFFSET 0) s
-  {_ward_of("s.geom", "s.start_on")}
+SELECT s.permit_no, s.start_on, s.end_on, s.sidewalk_width_m, s.used_width_m, ST_AsBinary(s.geom)
+  FROM sidewalk_permits s
+ WHERE {_side_ok("s")} AND s.sidewalk_width_m - s.used_width_m < %(min_clearance)s
 """
 
-_WARD_MISMATCH = _CONS + f"""
-SELECT c.id, c.declared, c.received, w.ward_key, w.ward_code, w.name,
-       w.inside, w.part, ST_AsBinary(c.geom)
-  FROM (SELECT * FROM gisapp_cons c
-         WHERE EXISTS (SELECT 1 FROM gisapp_wards f WHERE f.valid_from <= c.received
-                                                     AND (f.valid_to IS NULL OR c.received <= f.valid_to))
-        OFFSET 0) c
-  {_ward_of("c.geom", "c.received")}
- WHERE w.ward_code IS DISTINCT FROM c.declared
+#: Dossiers settled in SQL as lying in their declared ward: a piece of a ward in force on the received
+#: date, with the declared code, contains the parcel (``holds``), and no ward in force with a lower key
+#: meets it (``meets``: a piece of it intersects the parcel), so that ward wins (containing beats partly
+#: holding, ties to the lower key).  One join of the few ward pieces against the GiST index of the
+#: dossiers, piece by piece, so that GEOS prepares each piece once; invalid parcels are left out first.
+_SETTLED = """
+CREATE TEMP TABLE gisapp_settled ON COMMIT DROP AS
+SELECT h.id FROM (
+    SELECT h.id, h.ward_key, h.holds, NOT h.holds AND ST_Intersects(h.piece, h.geom) AS meets FROM (
+        SELECT c.id, c.geom, pp.ward_key, pp.geom AS piece,
+               pp.ward_code = c.declared AND pp.geom ~ c.geom AND ST_Contains(pp.geom, c.geom) AS holds
+          FROM gisapp_ward_parts pp
+         CROSS JOIN LATERAL (
+               SELECT c.dossier_code AS id, c.ward_code AS declared, c.geom FROM construction_permits c
+                WHERE c.geom && pp.geom AND pp.valid_from <= c.received_on
+                  AND (pp.valid_to IS NULL OR c.received_on <= pp.valid_to)
+                  AND NOT EXISTS (SELECT 1 FROM gisapp_bad bad WHERE bad.layer = 'construction_permits'
+                                                                AND bad.id = c.dossier_code)
+               OFFSET 0) c
+        OFFSET 0) h
+    OFFSET 0) h
+ GROUP BY h.id
+HAVING min(h.ward_key) FILTER (WHERE h.holds) IS NOT NULL
+   AND NOT coalesce(min(h.ward_key) FILTER (WHERE h.meets) < min(h.ward_key) FILTER (WHERE h.holds), false);
+ANALYZE gisapp_settled
+"""
+
+#: The dossiers that may be in the wrong ward: those judged (a ward in force on the received date) and
+#: not settled.  Their ward is found in Python.
+_WARD_MISMATCH = _CONS + """
+SELECT c.id, c.declared, c.received, ST_AsBinary(c.geom)
+  FROM gisapp_cons c
+ WHERE EXISTS (SELECT 1 FROM gisapp_wards f WHERE f.valid_from <= c.received
+                                             AND (f.valid_to IS NULL OR c.received <= f.valid_to))
+   AND NOT EXISTS (SELECT 1 FROM gisapp_settled s WHERE s.id = c.id)
 """
 
 _SKIPPED = {
@@ -245,9 +233,13 @@ def find_overlaps(store, params: AnalysisParams | None = None) -> AnalysisResult
         for statement in _statements(_PREPARE):
             con.execute(statement, values)
         lap("sql_prepare")
+        wards = _WardTable(con.cursor(binary=True).execute(_WARDS).fetchall())
         rows = {}
         for name, query in (("near", _NEAR), ("pairs", _PAIRS), ("clearance", _CLEARANCE),
                             ("wards", _WARD_MISMATCH)):
+            if name == "wards":
+                for statement in _statements(_SETTLED):
+                    con.execute(statement, values)
             rows[name] = con.cursor(binary=True).execute(query, values).fetchall()
             lap(f"sql_{name}")
         skipped_rows = {layer: con.cursor(binary=True).execute(query, values).fetchall()
@@ -256,7 +248,7 @@ def find_overlaps(store, params: AnalysisParams | None = None) -> AnalysisResult
                                "ORDER BY dossier_code").fetchall()
         lap("sql_skipped")
     laps["sql"] = time.perf_counter() - started
-    findings = _findings(rows, params)
+    findings = _findings(rows, params, wards)
     skipped = _skipped(skipped_rows, params)
     register = pd.DataFrame(register, columns=["dossier_code", "ward_code"], dtype=object)
     summary = analysis.summarize(findings, register, skipped)
@@ -272,17 +264,49 @@ def _statements(script: str) -> list[str]:
 
 # -- findings ------------------------------------------------------------------------------
 
-def _findings(rows: dict, params: AnalysisParams):
+class _WardTable:
+    """The wards taking part, in tie-break order, with the geopandas path's own :class:`WardIndex`.
+
+    The ward of a finding is found on its geometry as fetched (or measured
+    by shapely) by the very code the geopandas path runs, so the same
+    geometry on the same date gets the same ward.
+    """
+
+    def __init__(self, rows: list[tuple]):
+        """From rows of :data:`_WARDS`: key, code, name, valid_from, valid_to, WKB."""
+        rows = sorted(rows, key=lambda r: str(r[0]))  # as the geopandas path sorts the keys
+        self.keys = np.array([r[0] for r in rows], dtype=object)
+        self.codes = np.array([r[1] for r in rows], dtype=object)
+        self.names = np.array([None if r[2] in (None, "") else r[2] for r in rows], dtype=object)
+        geoms = shapely.from_wkb(np.array([r[5] for r in rows], dtype=object))
+        shapely.prepare(geoms)
+        self.index = WardIndex.build(geoms, _day_numbers(r[3] for r in rows), _day_numbers(r[4] for r in rows))
+
+    def assign(self, geoms: np.ndarray, days: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Row of the ward of each geometry on its day (-1: none) and the part's area (NaN: all of it)."""
+        return self.index.assign(geoms, days)
+
+    def code(self, idx: np.ndarray) -> np.ndarray:
+        """Ward codes of rows ``idx`` (``None`` where -1)."""
+        out = np.full(len(idx), None, dtype=object)
+        out[idx >= 0] = self.codes[idx[idx >= 0]]
+        return out
+
+
+_WARDS = "SELECT ward_key, ward_code, name, valid_from, valid_to, ST_AsBinary(geom) FROM gisapp_wards"
+
+
+def _findings(rows: dict, params: AnalysisParams, wards: _WardTable):
     """The findings frame from the rows of the four queries."""
-    parts = [_near(rows["near"], params), _pairs(rows["pairs"]), _clearance(rows["clearance"], params),
-             _ward_mismatch(rows["wards"])]
+    parts = [_near(rows["near"], params, wards), _pairs(rows["pairs"], wards),
+             _clearance(rows["clearance"], params, wards), _ward_mismatch(rows["wards"], wards)]
     frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
     if frame is None:
         return analysis.empty_findings()
     frame.insert(0, "finding_id", analysis.finding_ids(frame["kind"], frame["a_id"], frame["b_id"]))
     rank = frame["kind"].map({k: i for i, k in enumerate(KINDS)})
     frame = frame.assign(_rank=rank).sort_values(["_rank", "finding_id"], kind="stable").drop(columns="_rank")
-    geometry = shapely.from_wkb(frame.pop("wkb").to_numpy(dtype=object))
+    geometry = frame.pop("geometry").to_numpy(dtype=object)
     return _typed(frame.reset_index(drop=True), geometry)
 
 
@@ -312,7 +336,11 @@ def _columns(rows: list[tuple], names: list[str]) -> pd.DataFrame:
     return pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
 
 
-def _near(rows, params: AnalysisParams) -> pd.DataFrame:
+def _geoms(column: pd.Series) -> np.ndarray:
+    return shapely.from_wkb(column.to_numpy(dtype=object))
+
+
+def _near(rows, params: AnalysisParams, wards: _WardTable) -> pd.DataFrame:
     """MERGE_CANDIDATE and LINKED.
 
     PostGIS found the pairs within the distance (``ST_DWithin`` with a hair
@@ -320,14 +348,15 @@ def _near(rows, params: AnalysisParams) -> pd.DataFrame:
     geopandas path measures it, so values, texts and the cut-off agree to
     the last digit.
     """
-    f = _columns(rows, ["a_id", "b_id", "first", "last", "linked", "ward_code", "wkb", "parcel"])
+    f = _columns(rows, ["a_id", "b_id", "first", "last", "linked", "wkb", "parcel"])
     if f.empty:
         return f
-    dist = shapely.distance(shapely.from_wkb(f.pop("parcel").to_numpy(dtype=object)),
-                            shapely.from_wkb(f["wkb"].to_numpy(dtype=object)))
-    f = f[dist <= params.distance_m + DISTANCE_EPSILON].reset_index(drop=True)
-    dist = dist[dist <= params.distance_m + DISTANCE_EPSILON]
-    days = _day_numbers(f["last"]) - _day_numbers(f["first"]) + 1
+    geoms = _geoms(f["wkb"])
+    dist = shapely.distance(_geoms(f["parcel"]), geoms)
+    near = dist <= params.distance_m + DISTANCE_EPSILON
+    f, geoms, dist = f[near].reset_index(drop=True), geoms[near], dist[near]
+    first = _day_numbers(f["first"])
+    days = _day_numbers(f["last"]) - first + 1
     text = _number(_tenths(dist) / 10, 1)
     linked = f["linked"].to_numpy(dtype=bool)
     detail = [(f"Đã gộp thủ tục; vỉa hè cách công trình {d} m, trùng thời gian thi công {n} ngày" if link else
@@ -335,44 +364,49 @@ def _near(rows, params: AnalysisParams) -> pd.DataFrame:
               for d, n, link in zip(text, days, linked)]
     return pd.DataFrame({
         "kind": np.where(linked, "LINKED", "MERGE_CANDIDATE").astype(object), "a_id": f["a_id"], "b_id": f["b_id"],
-        "ward_code": f["ward_code"], "overlap_area_m2": np.nan, "distance_m": dist,
+        "ward_code": wards.code(wards.assign(geoms, first)[0]), "overlap_area_m2": np.nan, "distance_m": dist,
         "overlap_start": f["first"], "overlap_end": f["last"], "overlap_days": days, "detail": detail,
-        "wkb": f["wkb"]})
+        "geometry": geoms})
 
 
-def _pairs(rows) -> pd.DataFrame:
+def _pairs(rows, wards: _WardTable) -> pd.DataFrame:
     """CLASH and OPPORTUNITY.
 
-    PostGIS found the intersecting pairs (and the ward of each
-    intersection); the intersection kept and its area are computed with
-    shapely/GEOS from the two permits, exactly as the geopandas path does.
+    PostGIS found the pairs whose boxes meet, at most ``gap_days`` apart;
+    whether they intersect, the intersection kept and its area are decided
+    with shapely/GEOS, exactly as the geopandas path does.
     """
-    f = _columns(rows, ["a_id", "b_id", "gap", "first", "last", "ward_code", "a_wkb", "b_wkb"])
+    f = _columns(rows, ["a_id", "b_id", "gap", "first", "last", "a_wkb", "b_wkb"])
     if f.empty:
         return f
-    inter = shapely.intersection(shapely.from_wkb(f["a_wkb"].to_numpy(dtype=object)),
-                                 shapely.from_wkb(f["b_wkb"].to_numpy(dtype=object)))
+    a, b = _geoms(f["a_wkb"]), _geoms(f["b_wkb"])
+    hit = shapely.intersects(a, b)
+    f, a, b = f[hit].reset_index(drop=True), a[hit], b[hit]
+    inter = shapely.intersection(a, b)
     area = shapely.area(inter)
     solid = area > AREA_EPSILON
     f, inter, area = f[solid].reset_index(drop=True), inter[solid], area[solid]
     gap = f["gap"].to_numpy(dtype=np.int64)
     clash = gap <= 0
-    days = np.where(clash, _day_numbers(f["last"]) - _day_numbers(f["first"]) + 1, 0)
+    first = _day_numbers(f["first"])
+    days = np.where(clash, _day_numbers(f["last"]) - first + 1, 0)
     text = _number(_tenths(area) / 10, 1)
     detail = [f"Chồng lấn {a} m² trong {n} ngày" if c else f"Chồng lấn {a} m², hai giấy phép cách nhau {g} ngày"
               for a, n, g, c in zip(text, days, gap, clash)]
     return pd.DataFrame({
         "kind": np.where(clash, "CLASH", "OPPORTUNITY").astype(object), "a_id": f["a_id"], "b_id": f["b_id"],
-        "ward_code": f["ward_code"], "overlap_area_m2": area, "distance_m": 0.0,
+        "ward_code": wards.code(wards.assign(inter, first)[0]), "overlap_area_m2": area, "distance_m": 0.0,
         "overlap_start": f["first"], "overlap_end": f["last"], "overlap_days": days, "detail": detail,
-        "wkb": shapely.to_wkb(geo.polygonal_parts(inter))})
+        "geometry": geo.polygonal_parts(inter)})
 
 
-def _clearance(rows, params: AnalysisParams) -> pd.DataFrame:
+def _clearance(rows, params: AnalysisParams, wards: _WardTable) -> pd.DataFrame:
     """CLEARANCE."""
-    f = _columns(rows, ["a_id", "first", "last", "width", "used", "ward_code", "wkb"])
+    f = _columns(rows, ["a_id", "first", "last", "width", "used", "wkb"])
     if f.empty:
         return f
+    geoms = _geoms(f["wkb"])
+    first = _day_numbers(f["first"])
     width_cm = np.round(f["width"].to_numpy(dtype=float) * 100).astype(np.int64)
     used_cm = np.round(f["used"].to_numpy(dtype=float) * 100).astype(np.int64)
     least = _number(np.array([round(params.min_clearance_m * 100)]) / 100, 2)[0]
@@ -380,33 +414,38 @@ def _clearance(rows, params: AnalysisParams) -> pd.DataFrame:
     detail = [f"Lối đi bộ còn {a} m, dưới mức tối thiểu {least} m (vỉa hè {b} m, sử dụng {c} m)"
               for a, b, c in zip(left, w, u)]
     return pd.DataFrame({
-        "kind": "CLEARANCE", "a_id": f["a_id"], "b_id": None, "ward_code": f["ward_code"],
+        "kind": "CLEARANCE", "a_id": f["a_id"], "b_id": None, "ward_code": wards.code(wards.assign(geoms, first)[0]),
         "overlap_area_m2": np.nan, "distance_m": np.nan, "overlap_start": f["first"], "overlap_end": f["last"],
-        "overlap_days": _day_numbers(f["last"]) - _day_numbers(f["first"]) + 1, "detail": detail, "wkb": f["wkb"]})
+        "overlap_days": _day_numbers(f["last"]) - first + 1, "detail": detail, "geometry": geoms})
 
 
-def _ward_mismatch(rows) -> pd.DataFrame:
-    """WARD_MISMATCH: the parcel's ward on the received date is not the declared one."""
-    f = _columns(rows, ["a_id", "declared", "received", "ward_key", "ward_code", "name", "inside", "part", "wkb"])
+def _ward_mismatch(rows, wards: _WardTable) -> pd.DataFrame:
+    """WARD_MISMATCH: the parcel's ward on the received date is not the declared one.
+
+    ``rows``: the dossiers SQL could not settle as lying in their declared ward.
+    """
+    f = _columns(rows, ["a_id", "declared", "received", "wkb"])
     if f.empty:
         return f
+    geoms = _geoms(f["wkb"])
+    idx, part = wards.assign(geoms, _day_numbers(f["received"]))
+    code = wards.code(idx)
+    wrong = code != f["declared"].to_numpy(dtype=object)
+    f, geoms, idx, part, code = f[wrong].reset_index(drop=True), geoms[wrong], idx[wrong], part[wrong], code[wrong]
+    found = idx >= 0
     detail = []
-    for declared, received, code, name in zip(f["declared"], f["received"], f["ward_code"], f["name"]):
+    for declared, received, c, k in zip(f["declared"], f["received"], code, idx):
         said = "(trống)" if pd.isna(declared) else declared
         day = received.isoformat()
-        detail.append(f"Khai phường {said}, thửa đất nằm ngoài các phường theo ranh giới ngày {day}" if pd.isna(code)
-                      else f"Khai phường {said}, thửa đất thuộc phường {code} {'' if pd.isna(name) else name} "
-                           f"theo ranh giới ngày {day}")
-    found = f["ward_key"].notna().to_numpy()
-    inside = f["inside"].fillna(False).to_numpy(dtype=bool)
-    area = f["part"].to_numpy(dtype=float, na_value=np.nan, copy=True)
-    if inside.any():  # wholly in its ward: the parcel's own area, measured as the geopandas path does
-        area[inside] = shapely.area(shapely.from_wkb(f["wkb"].to_numpy(dtype=object)[inside]))
+        name = wards.names[k] if k >= 0 and wards.names[k] is not None else ""
+        detail.append(f"Khai phường {said}, thửa đất nằm ngoài các phường theo ranh giới ngày {day}" if k < 0
+                      else f"Khai phường {said}, thửa đất thuộc phường {c} {name} theo ranh giới ngày {day}")
+    area = np.where(np.isnan(part), shapely.area(geoms), part)  # wholly in its ward: the parcel's area
     return pd.DataFrame({
-        "kind": "WARD_MISMATCH", "a_id": f["a_id"], "b_id": f["ward_key"], "ward_code": f["ward_code"],
-        "overlap_area_m2": np.where(found, area, np.nan), "distance_m": np.nan,
+        "kind": "WARD_MISMATCH", "a_id": f["a_id"], "b_id": np.where(found, wards.keys[np.maximum(idx, 0)], None),
+        "ward_code": code, "overlap_area_m2": np.where(found, area, np.nan), "distance_m": np.nan,
         "overlap_start": f["received"], "overlap_end": None, "overlap_days": None, "detail": detail,
-        "wkb": f["wkb"]})
+        "geometry": geoms})
 
 
 def _day_numbers(values) -> np.ndarray:

@@ -717,6 +717,39 @@ def test_sql_analysis_of_an_empty_store(pg):
     assert_same_result(ref, got)
 
 
+def test_sql_analysis_overlapping_wards_lower_key_wins(pg):
+    """Two wards in force at once, B inside A: a parcel inside B is A's (both contain it, A has the lower key).
+
+    The SQL path settles a parcel inside a piece of its declared ward in SQL;
+    that must not happen when a lower-keyed ward meets the parcel.
+    """
+    x0, y0 = 547600.0, 1770400.0
+    wards_ = gpd.GeoDataFrame({
+        "ward_key": ["A-2020", "B-2020"], "ward_code": ["A1", "B1"], "name": ["Phường A", "Phường B"],
+        "valid_from": ["2020-01-01", "2020-01-01"]},
+        geometry=[shapely.box(x0, y0, x0 + 400, y0 + 400), shapely.box(x0 + 100, y0 + 100, x0 + 200, y0 + 200)],
+        crs=schema.STORE_CRS)
+    parcels = [shapely.box(x0 + 120, y0 + 120, x0 + 130, y0 + 130),  # in B (and A), declared B1: A1 wins
+               shapely.box(x0 + 140, y0 + 140, x0 + 150, y0 + 150),  # in B (and A), declared A1: right
+               shapely.box(x0 + 300, y0 + 300, x0 + 310, y0 + 310)]  # in A only, declared A1: right
+    cons = gpd.GeoDataFrame({
+        "dossier_code": ["XD-1", "XD-2", "XD-3"], "ward_code": ["B1", "A1", "A1"], "status": "PROCESSING",
+        "procedure": "NEW_BUILD", "work_category": "HOUSE", "channel": "ONLINE",
+        "received_on": pd.Timestamp("2023-01-01")}, geometry=parcels, crs=schema.STORE_CRS)
+    side = gpd.GeoDataFrame({
+        "permit_no": ["VH-1"], "ward_code": ["B1"], "purpose": "MATERIALS", "status": "RETURNED",
+        "start_on": pd.Timestamp("2023-01-05"), "end_on": pd.Timestamp("2023-01-20"),
+        "sidewalk_width_m": 3.0, "used_width_m": 2.0},
+        geometry=[shapely.box(x0 + 120, y0 + 131, x0 + 125, y0 + 133)], crs=schema.STORE_CRS)
+    pg.write({"wards": wards_, "construction_permits": cons, "sidewalk_permits": side})
+    params = analysis.AnalysisParams()
+    ref, got = _geopandas_path(pg, params), pg.find_overlaps(params)
+    mismatch = got.findings[got.findings["kind"] == "WARD_MISMATCH"]
+    assert mismatch[["a_id", "b_id", "ward_code"]].values.tolist() == [["XD-1", "A-2020", "A1"]]
+    assert set(got.findings["ward_code"]) == {"A1"}
+    assert_same_result(ref, got)
+
+
 def test_cli_against_postgis_seed_layers_analyze_export(pg, tmp_path, demo_frames):
     run = lambda *args: CliRunner().invoke(cli, ["--store", pg.url, *args])  # noqa: E731
     result = run("seed")
