@@ -5,11 +5,12 @@ map data, API, exports in every format); signed-in staff do.  Every route
 answers each role as the role matrix says.
 """
 
+import math
 import re
 
 import pytest
 
-from gisapp import create_app, schema
+from gisapp import create_app, geo, schema, tiles
 from gisapp.accounts import Accounts
 
 PASSWORD = "correct horse battery"
@@ -60,7 +61,17 @@ def urls(app):
         if "<collection_id>" in path or "<layer>" in path:
             for name in schema.LAYERS:
                 key = store.read(name, limit=1)
+                if path.startswith("/tiles/") and name not in tiles.TILE_FIELDS:
+                    continue  # vector tiles: the map layers only
                 p = path.replace("<collection_id>", name).replace("<layer>", name)
+                if "<z>" in p:
+                    if len(key):  # the z16 tile holding the layer's first feature
+                        lon, lat = geo.transform(key.geometry.values, schema.STORE_CRS, schema.WEB_CRS)[0] \
+                            .representative_point().coords[0]
+                        n = 1 << 16
+                        x, y = int((lon + 180) / 360 * n), int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+                        out.append(p.replace("<z>", "16").replace("<x>", str(x)).replace("<y>", str(y)))
+                    continue
                 if "<path:feature_id>" in p:
                     if len(key):
                         out.append(p.replace("<path:feature_id>", str(key[schema.LAYERS[name].key].iloc[0])))
