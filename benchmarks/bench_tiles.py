@@ -39,10 +39,10 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data  # noqa: E402
-from gisapp import geo, schema  # noqa: E402
-from gisapp.store import open_store  # noqa: E402
-from gisapp.store.gpkg import GeoPackageStore  # noqa: E402
+from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data
+from gisapp import geo, schema
+from gisapp.store import open_store
+from gisapp.store.gpkg import GeoPackageStore
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 LAYER = "construction_permits"

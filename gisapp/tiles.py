@@ -116,8 +116,8 @@ def lonlat_bounds(z: int, x: int, y: int, buffer: float = 0) -> tuple[float, flo
     A Web Mercator rectangle is a longitude/latitude rectangle, so these are exact.
     """
     minx, miny, maxx, maxy = tile_bounds(z, x, y, buffer)
-    lon = lambda v: max(-180.0, min(180.0, math.degrees(v / 6378137.0)))  # noqa: E731
-    lat = lambda v: max(-90.0, min(90.0, math.degrees(2 * math.atan(math.exp(v / 6378137.0)) - math.pi / 2)))  # noqa: E731
+    lon = lambda v: max(-180.0, min(180.0, math.degrees(v / 6378137.0)))
+    lat = lambda v: max(-90.0, min(90.0, math.degrees(2 * math.atan(math.exp(v / 6378137.0)) - math.pi / 2)))
     return (lon(minx), lat(miny), lon(maxx), lat(maxy))
 
 
@@ -555,8 +555,7 @@ def _strings(values) -> pa.StringArray:
         try:
             values = pa.array(values, from_pandas=True)
         except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed Python objects
-            values = pa.array([None if v is None or v != v else v if isinstance(v, str) else
-                               (v.isoformat() if hasattr(v, "isoformat") else str(v)) for v in values], pa.string())
+            values = pa.array([_text(v) for v in values], pa.string())
     if isinstance(values, pa.ChunkedArray):
         values = values.combine_chunks()
     if pa.types.is_timestamp(values.type):
@@ -564,6 +563,15 @@ def _strings(values) -> pa.StringArray:
     if not pa.types.is_string(values.type):
         values = values.cast(pa.string())
     return values
+
+
+def _text(value) -> str | None:
+    """One property value as text (``None`` for nulls and NaN; dates as ISO dates)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, str):
+        return value
+    return value.isoformat() if hasattr(value, "isoformat") else str(value)
 
 
 def _tags(columns: dict, feats: np.ndarray) -> tuple[bytes, bytes, np.ndarray, np.ndarray]:
