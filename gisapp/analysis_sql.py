@@ -38,7 +38,7 @@ import shapely
 
 from gisapp import analysis, geo, schema
 from gisapp.analysis import KINDS, AnalysisParams, AnalysisResult
-from gisapp.analysis_spatial import WardIndex
+from gisapp.analysis_spatial import NAT, WardIndex
 
 #: Slack on distance comparisons (as in the geopandas path).
 DISTANCE_EPSILON = analysis.DISTANCE_EPSILON
@@ -100,7 +100,8 @@ def _side_ok(s: str) -> str:
 # so that no GEOS function ever sees an invalid geometry.
 
 _NEAR = _CONS + f"""
-SELECT f.id, f.permit_no, f.first_day, f.last_day, f.linked, ST_AsBinary(f.geom), ST_AsBinary(f.parcel)
+SELECT f.id, f.permit_no, f.first_day - DATE '1970-01-01', f.last_day - DATE '1970-01-01', f.linked, ST_AsBinary(f.geom),
+       ST_AsBinary(f.parcel)
   FROM (SELECT c.id, s.permit_no, s.geom, c.geom AS parcel,
                greatest(c.works_start, s.start_on) AS first_day, least(c.works_end, s.end_on) AS last_day,
                coalesce(s.construction_dossier_code = c.id, false) AS linked
@@ -114,7 +115,7 @@ SELECT f.id, f.permit_no, f.first_day, f.last_day, f.linked, ST_AsBinary(f.geom)
 
 #: Pairs of permits whose boxes meet and whose periods are at most gap_days apart (shapely decides the rest).
 _PAIRS = f"""
-SELECT q.a_id, q.b_id, q.gap, q.first_day, q.last_day, ST_AsBinary(q.a_geom), ST_AsBinary(q.b_geom)
+SELECT q.a_id, q.b_id, q.gap, q.first_day - DATE '1970-01-01', q.last_day - DATE '1970-01-01', ST_AsBinary(q.a_geom), ST_AsBinary(q.b_geom)
   FROM (SELECT a.permit_no AS a_id, b.permit_no AS b_id, a.geom AS a_geom, b.geom AS b_geom,
                greatest(a.start_on, b.start_on) - least(a.end_on, b.end_on) AS gap,
                CASE WHEN greatest(a.start_on, b.start_on) <= least(a.end_on, b.end_on)
@@ -129,7 +130,7 @@ SELECT q.a_id, q.b_id, q.gap, q.first_day, q.last_day, ST_AsBinary(q.a_geom), ST
 """
 
 _CLEARANCE = f"""
-SELECT s.permit_no, s.start_on, s.end_on, s.sidewalk_width_m, s.used_width_m, ST_AsBinary(s.geom)
+SELECT s.permit_no, s.start_on - DATE '1970-01-01', s.end_on - DATE '1970-01-01', s.sidewalk_width_m, s.used_width_m, ST_AsBinary(s.geom)
   FROM sidewalk_permits s
  WHERE {_side_ok("s")} AND s.sidewalk_width_m - s.used_width_m < %(min_clearance)s
 """
@@ -164,7 +165,7 @@ ANALYZE gisapp_settled
 #: The dossiers that may be in the wrong ward: those judged (a ward in force on the received date) and
 #: not settled.  Their ward is found in Python.
 _WARD_MISMATCH = _CONS + """
-SELECT c.id, c.declared, c.received, ST_AsBinary(c.geom)
+SELECT c.id, c.declared, c.received - DATE '1970-01-01', ST_AsBinary(c.geom)
   FROM gisapp_cons c
  WHERE EXISTS (SELECT 1 FROM gisapp_wards f WHERE f.valid_from <= c.received
                                              AND (f.valid_to IS NULL OR c.received <= f.valid_to))
@@ -325,10 +326,8 @@ def _typed(frame: pd.DataFrame, geometry: np.ndarray):
             out[f.name] = pd.Series(pd.to_numeric(col, errors="coerce").to_numpy(dtype=float))
         elif f.type == "int":
             out[f.name] = pd.Series(pd.array(pd.to_numeric(col, errors="coerce"), dtype="Int64"))
-        else:
-            values = col.to_numpy(dtype=object, copy=True)
-            values[pd.isna(values)] = None
-            out[f.name] = pd.Series(np.array(values, dtype="datetime64[D]").astype("datetime64[ms]"))
+        else:  # days since 1970, NAT where missing
+            out[f.name] = pd.Series(col.to_numpy(dtype=np.int64).astype("datetime64[D]").astype("datetime64[ms]"))
     return gpd.GeoDataFrame(pd.DataFrame(out), geometry=np.asarray(geometry, dtype=object), crs=schema.STORE_CRS)
 
 
@@ -355,8 +354,8 @@ def _near(rows, params: AnalysisParams, wards: _WardTable) -> pd.DataFrame:
     dist = shapely.distance(_geoms(f["parcel"]), geoms)
     near = dist <= params.distance_m + DISTANCE_EPSILON
     f, geoms, dist = f[near].reset_index(drop=True), geoms[near], dist[near]
-    first = _day_numbers(f["first"])
-    days = _day_numbers(f["last"]) - first + 1
+    first, last = _ints(f["first"]), _ints(f["last"])
+    days = last - first + 1
     text = _number(_tenths(dist) / 10, 1)
     linked = f["linked"].to_numpy(dtype=bool)
     detail = [(f"Đã gộp thủ tục; vỉa hè cách công trình {d} m, trùng thời gian thi công {n} ngày" if link else
@@ -365,7 +364,7 @@ def _near(rows, params: AnalysisParams, wards: _WardTable) -> pd.DataFrame:
     return pd.DataFrame({
         "kind": np.where(linked, "LINKED", "MERGE_CANDIDATE").astype(object), "a_id": f["a_id"], "b_id": f["b_id"],
         "ward_code": wards.code(wards.assign(geoms, first)[0]), "overlap_area_m2": np.nan, "distance_m": dist,
-        "overlap_start": f["first"], "overlap_end": f["last"], "overlap_days": days, "detail": detail,
+        "overlap_start": first, "overlap_end": last, "overlap_days": days, "detail": detail,
         "geometry": geoms})
 
 
@@ -388,15 +387,15 @@ def _pairs(rows, wards: _WardTable) -> pd.DataFrame:
     f, inter, area = f[solid].reset_index(drop=True), inter[solid], area[solid]
     gap = f["gap"].to_numpy(dtype=np.int64)
     clash = gap <= 0
-    first = _day_numbers(f["first"])
-    days = np.where(clash, _day_numbers(f["last"]) - first + 1, 0)
+    first, last = _ints(f["first"]), _ints(f["last"])
+    days = np.where(clash, last - first + 1, 0)
     text = _number(_tenths(area) / 10, 1)
     detail = [f"Chồng lấn {a} m² trong {n} ngày" if c else f"Chồng lấn {a} m², hai giấy phép cách nhau {g} ngày"
               for a, n, g, c in zip(text, days, gap, clash)]
     return pd.DataFrame({
         "kind": np.where(clash, "CLASH", "OPPORTUNITY").astype(object), "a_id": f["a_id"], "b_id": f["b_id"],
         "ward_code": wards.code(wards.assign(inter, first)[0]), "overlap_area_m2": area, "distance_m": 0.0,
-        "overlap_start": f["first"], "overlap_end": f["last"], "overlap_days": days, "detail": detail,
+        "overlap_start": first, "overlap_end": last, "overlap_days": days, "detail": detail,
         "geometry": geo.polygonal_parts(inter)})
 
 
@@ -406,7 +405,7 @@ def _clearance(rows, params: AnalysisParams, wards: _WardTable) -> pd.DataFrame:
     if f.empty:
         return f
     geoms = _geoms(f["wkb"])
-    first = _day_numbers(f["first"])
+    first, last = _ints(f["first"]), _ints(f["last"])
     width_cm = np.round(f["width"].to_numpy(dtype=float) * 100).astype(np.int64)
     used_cm = np.round(f["used"].to_numpy(dtype=float) * 100).astype(np.int64)
     least = _number(np.array([round(params.min_clearance_m * 100)]) / 100, 2)[0]
@@ -415,8 +414,8 @@ def _clearance(rows, params: AnalysisParams, wards: _WardTable) -> pd.DataFrame:
               for a, b, c in zip(left, w, u)]
     return pd.DataFrame({
         "kind": "CLEARANCE", "a_id": f["a_id"], "b_id": None, "ward_code": wards.code(wards.assign(geoms, first)[0]),
-        "overlap_area_m2": np.nan, "distance_m": np.nan, "overlap_start": f["first"], "overlap_end": f["last"],
-        "overlap_days": _day_numbers(f["last"]) - first + 1, "detail": detail, "geometry": geoms})
+        "overlap_area_m2": np.nan, "distance_m": np.nan, "overlap_start": first, "overlap_end": last,
+        "overlap_days": last - first + 1, "detail": detail, "geometry": geoms})
 
 
 def _ward_mismatch(rows, wards: _WardTable) -> pd.DataFrame:
@@ -428,15 +427,17 @@ def _ward_mismatch(rows, wards: _WardTable) -> pd.DataFrame:
     if f.empty:
         return f
     geoms = _geoms(f["wkb"])
-    idx, part = wards.assign(geoms, _day_numbers(f["received"]))
+    received = _ints(f["received"])
+    idx, part = wards.assign(geoms, received)
     code = wards.code(idx)
     wrong = code != f["declared"].to_numpy(dtype=object)
     f, geoms, idx, part, code = f[wrong].reset_index(drop=True), geoms[wrong], idx[wrong], part[wrong], code[wrong]
+    received = received[wrong]
     found = idx >= 0
     detail = []
-    for declared, received, c, k in zip(f["declared"], f["received"], code, idx):
+    days = np.datetime_as_string(received.astype("datetime64[D]"))
+    for declared, day, c, k in zip(f["declared"], days, code, idx):
         said = "(trống)" if pd.isna(declared) else declared
-        day = received.isoformat()
         name = wards.names[k] if k >= 0 and wards.names[k] is not None else ""
         detail.append(f"Khai phường {said}, thửa đất nằm ngoài các phường theo ranh giới ngày {day}" if k < 0
                       else f"Khai phường {said}, thửa đất thuộc phường {c} {name} theo ranh giới ngày {day}")
@@ -444,8 +445,13 @@ def _ward_mismatch(rows, wards: _WardTable) -> pd.DataFrame:
     return pd.DataFrame({
         "kind": "WARD_MISMATCH", "a_id": f["a_id"], "b_id": np.where(found, wards.keys[np.maximum(idx, 0)], None),
         "ward_code": code, "overlap_area_m2": np.where(found, area, np.nan), "distance_m": np.nan,
-        "overlap_start": f["received"], "overlap_end": None, "overlap_days": None, "detail": detail,
+        "overlap_start": received, "overlap_end": NAT, "overlap_days": None, "detail": detail,
         "geometry": geoms})
+
+
+def _ints(column: pd.Series) -> np.ndarray:
+    """A column of whole numbers (days since 1970 from SQL, never missing) as int64."""
+    return column.to_numpy(dtype=np.int64)
 
 
 def _day_numbers(values) -> np.ndarray:
