@@ -23,6 +23,7 @@ SETTINGS = {
     "ACCOUNTS": ("GISAPP_ACCOUNTS", str(ROOT / "layers" / "accounts.sqlite"), "SQLite file of staff accounts and the audit log"),
     "ENV": ("GISAPP_ENV", "development", "development or production (production refuses to start without a secret key)"),
     "MAX_UPLOAD_MB": ("GISAPP_MAX_UPLOAD_MB", "50", "largest file the upload page accepts, in MB"),
+    "TILE_CACHE_MB": ("GISAPP_TILE_CACHE_MB", "64", "memory per server process for recently served vector tiles, in MB (0: none)"),
     "UPLOADS": ("GISAPP_UPLOADS", str(Path(tempfile.gettempdir()) / "gisapp-uploads"),
                 "folder where uploaded files wait for confirmation (kept a day at most)"),
 }
@@ -36,7 +37,7 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
     """The app's settings: defaults, then the environment, then ``overrides``."""
     env = os.environ if environ is None else environ
     config = {name: env.get(var) or default for name, (var, default, _) in SETTINGS.items()}
-    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB"):
+    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB"):
         try:
             config[name] = int(config[name])
         except ValueError:

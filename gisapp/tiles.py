@@ -30,6 +30,8 @@ Features have no MVT id: keys are text, so the layer's key is a property.
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
 from functools import lru_cache
 
 import numpy as np
@@ -614,3 +616,42 @@ def _value_messages(strings: pa.StringArray) -> bytes:
     out, _ = _interleave([(np.full(n, 0x22, np.uint8), one), (mlen_b, mlen_nb), (np.full(n, 0x0A, np.uint8), one),
                           (slen_b, slen_nb), (data, slen)])
     return out.tobytes()
+
+
+class TileCache:
+    """Tiles recently served, by their validator, within ``max_bytes`` (least recently used out first).
+
+    The key is the tile's ETag (store version, URL, who asks), so a write
+    to the store makes every entry unreachable; they age out.  A z14 tile of
+    a dense city costs tens of milliseconds to build and is asked for by
+    everyone looking at that district: served again it costs nothing.
+    """
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes = max(0, int(max_bytes))
+        self._tiles: OrderedDict[str, bytes] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> bytes | None:
+        """The tile cached under ``key``, or ``None``."""
+        with self._lock:
+            body = self._tiles.get(key)
+            if body is not None:
+                self._tiles.move_to_end(key)
+            return body
+
+    def put(self, key: str, body: bytes) -> None:
+        """Remember ``body`` under ``key`` (not when larger than a quarter of the cache)."""
+        if len(body) > self.max_bytes // 4:
+            return
+        with self._lock:
+            old = self._tiles.pop(key, None)
+            self._bytes += len(body) - (len(old) if old is not None else 0)
+            self._tiles[key] = body
+            while self._bytes > self.max_bytes:
+                _, dropped = self._tiles.popitem(last=False)
+                self._bytes -= len(dropped)
+
+    def __len__(self) -> int:
+        return len(self._tiles)

@@ -47,3 +47,11 @@ def test_readme_test_command_is_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     command = next(line.strip() for line in ci.splitlines() if line.startswith("python3 -m venv"))
     assert command.replace("-q ", "") in readme
+
+
+def test_readme_lists_every_setting():
+    from gisapp.config import ROOT, SETTINGS
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    missing = [var for var, _, _ in SETTINGS.values() if f"| `{var}` |" not in readme]
+    assert not missing, f"README's settings table lacks {missing}"

@@ -499,3 +499,42 @@ def test_ogrinfo_reads_a_served_tile(demo_store, busiest):
         r"^Extent: \(([-\d.]+), ([-\d.]+)\) - \(([-\d.]+), ([-\d.]+)\)", out, re.MULTILINE).groups())
     b = tiles.tile_bounds(z, x, y, tiles.BUFFER)
     assert b[0] - 1 <= x1 < x2 <= b[2] + 1 and b[1] - 1 <= y1 < y2 <= b[3] + 1
+
+
+def test_tile_cache_keeps_recent_tiles_within_its_size():
+    from gisapp.tiles import TileCache
+
+    cache = TileCache(4000)
+    cache.put("a", b"x" * 900)
+    cache.put("b", b"y" * 900)
+    assert cache.get("a") == b"x" * 900  # a is now the most recent
+    cache.put("c", b"z" * 900)
+    cache.put("d", b"w" * 900)
+    cache.put("e", b"v" * 900)  # 4,500 bytes > 4,000: the least recently used (b) goes
+    assert cache.get("b") is None and cache.get("a") is not None and len(cache) == 4
+    cache.put("big", b"!" * 1001)  # over a quarter of the cache: not kept
+    assert cache.get("big") is None
+    assert TileCache(0).get("a") is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_cached_tiles_never_outlive_a_write(backend, tmp_path, request, frames, busiest):
+    s = new_store(backend, tmp_path, request)
+    s.write(frames[0], meta=frames[1])
+    version = s.version()
+    assert version
+    client = create_app({"STORE": s._url if backend == "postgis" else s.url, "TESTING": True}).test_client()
+    z, x, y = busiest["construction_permits"][1]
+    url = f"/tiles/construction_permits/{z}/{x}/{y}.mvt"
+    before = client.get(url)
+    assert before.status_code == 200 and client.get(url).data == before.data  # the second from the cache
+    assert set(decode(before.data, "construction_permits")) == set(
+        decode(s.tile("construction_permits", z, x, y), "construction_permits"))
+    kept = s.read("construction_permits")
+    s.write({"construction_permits": kept[kept["status"] != "RETURNED"]}, meta=frames[1])
+    assert s.version() != version
+    after = client.get(url)
+    assert after.headers["ETag"] != before.headers["ETag"]
+    assert set(decode(after.data, "construction_permits")) == set(
+        decode(s.tile("construction_permits", z, x, y), "construction_permits"))
+    assert set(decode(after.data, "construction_permits")) < set(decode(before.data, "construction_permits"))

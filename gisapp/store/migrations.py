@@ -164,10 +164,21 @@ ALTER TABLE sidewalk_permits ADD COLUMN search_personal text COLLATE "C" NOT NUL
 ALTER TABLE findings ADD COLUMN search_personal text COLLATE "C" NOT NULL DEFAULT '';
 """
 
+_V4 = """
+-- A counter every write raises in its own transaction: readers that see new
+-- data see the new number with it, so it validates cached tiles (ETag).
+CREATE TABLE gisapp_version (
+    id integer PRIMARY KEY CHECK (id = 1),
+    version bigint NOT NULL
+);
+INSERT INTO gisapp_version VALUES (1, 0);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
     Migration(3, "personal search text (owner names) for signed-in staff", _V3),
+    Migration(4, "data version raised by every write (validates cached tiles)", _V4),
 )
 LATEST = MIGRATIONS[-1].version
 

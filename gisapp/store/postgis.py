@@ -350,6 +350,11 @@ class PostGISStore(Store):
                                       *tiles.store_box(z, x, y)]).fetchone()
         return bytes(row[0]) if row and row[0] else b""
 
+    def version(self) -> str | None:
+        """The data version every write raises in its transaction (with the database's identity)."""
+        with self.connection() as con:
+            return f"{con.info.dbname}-{con.execute('SELECT version FROM gisapp_version').fetchone()[0]}"
+
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
         lay = check_layer(layer)
@@ -437,6 +442,7 @@ class PostGISStore(Store):
                         _update_stats(con, layers[name])
                     if meta:
                         _write_meta(con, meta)
+                    con.execute("UPDATE gisapp_version SET version = version + 1")
             except psycopg.Error as err:
                 if isinstance(err, psycopg.OperationalError) and con.broken:
                     raise

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 
 from gisapp import geo, privacy, tiles
 from gisapp.errors import ApiError
@@ -39,12 +39,27 @@ def tile(layer: str, z: str, x: str, y: str):
     etag = _etag(store)
     if etag and etag in request.if_none_match:
         return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"})
-    body = store.tile(layer, z, x, y, flt)
+    cache = _cache()
+    body = cache.get(etag) if etag else None
+    if body is None:
+        body = store.tile(layer, z, x, y, flt)
+        if etag:
+            cache.put(etag, body)
     response = Response(body, status=200 if body else 204, mimetype=tiles.MEDIA_TYPE)
     response.headers["Cache-Control"] = "private, no-cache"
     if etag:
         response.set_etag(etag)
     return response
+
+
+def _cache() -> tiles.TileCache:
+    """This app's tile cache (``TILE_CACHE_MB`` per server process)."""
+    app = current_app._get_current_object()
+    cache = app.extensions.get("gisapp.tile_cache")
+    if cache is None:
+        cache = app.extensions.setdefault("gisapp.tile_cache",
+                                          tiles.TileCache(int(app.config.get("TILE_CACHE_MB", 64)) * 2**20))
+    return cache
 
 
 def _etag(store) -> str | None:
