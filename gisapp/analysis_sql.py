@@ -298,48 +298,67 @@ _WARDS = "SELECT ward_key, ward_code, name, valid_from, valid_to, ST_AsBinary(ge
 
 
 def _findings(rows: dict, params: AnalysisParams, wards: _WardTable):
-    """The findings frame from the rows of the four queries."""
+    """The findings frame from the rows of the four queries: grouped by kind in :data:`KINDS` order, by id within."""
     parts = [_near(rows["near"], params, wards), _pairs(rows["pairs"], wards),
              _clearance(rows["clearance"], params, wards), _ward_mismatch(rows["wards"], wards)]
-    frame = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else None
-    if frame is None:
+    parts = [p for p in parts if p is not None and len(p["kind"])]
+    if not parts:
         return analysis.empty_findings()
-    frame.insert(0, "finding_id", analysis.finding_ids(frame["kind"], frame["a_id"], frame["b_id"]))
-    rank = frame["kind"].map({k: i for i, k in enumerate(KINDS)})
-    frame = frame.assign(_rank=rank).sort_values(["_rank", "finding_id"], kind="stable").drop(columns="_rank")
-    geometry = frame.pop("geometry").to_numpy(dtype=object)
-    return _typed(frame.reset_index(drop=True), geometry)
+    cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    cols["finding_id"] = analysis.finding_ids(cols["kind"], cols["a_id"], cols["b_id"])
+    rank = pd.Categorical(cols["kind"], categories=list(KINDS)).codes
+    order = np.lexsort((cols["finding_id"].astype(str), rank))  # ids are ASCII, of one length within a kind
+    return _typed({name: values[order] for name, values in cols.items()})
 
 
-def _typed(frame: pd.DataFrame, geometry: np.ndarray):
-    """The findings layer's typed columns, as the geopandas path types them (text: ``None`` where missing)."""
+def _typed(cols: dict):
+    """The findings layer from column arrays, typed as the geopandas path types it (text: ``None`` where missing)."""
     import geopandas as gpd
 
     out = {}
     for f in schema.FINDINGS.fields:
-        col = frame[f.name]
+        values = cols[f.name]
         if f.type == "text":
-            values = col.to_numpy(dtype=object, copy=True)
+            values = values.astype(object)
             values[pd.isna(values)] = None
             out[f.name] = pd.Series(values, dtype=object)
         elif f.type == "float":
-            out[f.name] = pd.Series(pd.to_numeric(col, errors="coerce").to_numpy(dtype=float))
-        elif f.type == "int":
-            out[f.name] = pd.Series(pd.array(pd.to_numeric(col, errors="coerce"), dtype="Int64"))
+            out[f.name] = pd.Series(values.astype(float))
+        elif f.type == "int":  # NAT where missing
+            out[f.name] = pd.Series(pd.arrays.IntegerArray(np.where(values == NAT, 0, values), values == NAT))
         else:  # days since 1970, NAT where missing
-            out[f.name] = pd.Series(col.to_numpy(dtype=np.int64).astype("datetime64[D]").astype("datetime64[ms]"))
-    return gpd.GeoDataFrame(pd.DataFrame(out), geometry=np.asarray(geometry, dtype=object), crs=schema.STORE_CRS)
+            out[f.name] = pd.Series(values.astype(np.int64).astype("datetime64[D]").astype("datetime64[ms]"))
+    return gpd.GeoDataFrame(pd.DataFrame(out), geometry=np.asarray(cols["geometry"], dtype=object),
+                            crs=schema.STORE_CRS)
 
 
-def _columns(rows: list[tuple], names: list[str]) -> pd.DataFrame:
-    return pd.DataFrame.from_records(rows, columns=names) if rows else pd.DataFrame(columns=names)
+def _columns(rows: list[tuple], names: list[str]) -> dict | None:
+    """The rows as one object array per named column (``None`` when there are no rows)."""
+    if not rows:
+        return None
+    return {name: np.array(values, dtype=object) for name, values in zip(names, zip(*rows))}
 
 
-def _geoms(column: pd.Series) -> np.ndarray:
-    return shapely.from_wkb(column.to_numpy(dtype=object))
+def _keep(f: dict, mask: np.ndarray) -> dict:
+    return {name: values[mask] for name, values in f.items()}
 
 
-def _near(rows, params: AnalysisParams, wards: _WardTable) -> pd.DataFrame:
+def _block(kind, n: int, **columns) -> dict:
+    """``n`` findings as column arrays (scalars repeated), with the columns every kind has."""
+    columns = {"kind": kind, "b_id": None, "overlap_area_m2": np.nan, "distance_m": np.nan,
+               "overlap_end": NAT, "overlap_days": NAT, **columns}
+    out = {}
+    for name, value in columns.items():
+        arr = np.asarray(value, dtype=object if value is None or isinstance(value, str) else None)
+        out[name] = np.full(n, value, dtype=arr.dtype) if arr.ndim == 0 else arr
+    return out
+
+
+def _geoms(values: np.ndarray) -> np.ndarray:
+    return shapely.from_wkb(values)
+
+
+def _near(rows, params: AnalysisParams, wards: _WardTable) -> dict | None:
     """MERGE_CANDIDATE and LINKED.
 
     PostGIS found the pairs within the distance (``ST_DWithin`` with a hair
@@ -348,27 +367,26 @@ def _near(rows, params: AnalysisParams, wards: _WardTable) -> pd.DataFrame:
     the last digit.
     """
     f = _columns(rows, ["a_id", "b_id", "first", "last", "linked", "wkb", "parcel"])
-    if f.empty:
-        return f
+    if f is None:
+        return None
     geoms = _geoms(f["wkb"])
     dist = shapely.distance(_geoms(f["parcel"]), geoms)
     near = dist <= params.distance_m + DISTANCE_EPSILON
-    f, geoms, dist = f[near].reset_index(drop=True), geoms[near], dist[near]
+    f, geoms, dist = _keep(f, near), geoms[near], dist[near]
     first, last = _ints(f["first"]), _ints(f["last"])
     days = last - first + 1
     text = _number(_tenths(dist) / 10, 1)
-    linked = f["linked"].to_numpy(dtype=bool)
+    linked = f["linked"].astype(bool)
     detail = [(f"Đã gộp thủ tục; vỉa hè cách công trình {d} m, trùng thời gian thi công {n} ngày" if link else
                f"Vỉa hè cách công trình {d} m, trùng thời gian thi công {n} ngày; chưa gộp thủ tục")
-              for d, n, link in zip(text, days, linked)]
-    return pd.DataFrame({
-        "kind": np.where(linked, "LINKED", "MERGE_CANDIDATE").astype(object), "a_id": f["a_id"], "b_id": f["b_id"],
-        "ward_code": wards.code(wards.assign(geoms, first)[0]), "overlap_area_m2": np.nan, "distance_m": dist,
-        "overlap_start": first, "overlap_end": last, "overlap_days": days, "detail": detail,
-        "geometry": geoms})
+              for d, n, link in zip(text, days.tolist(), linked.tolist())]
+    return _block(np.where(linked, "LINKED", "MERGE_CANDIDATE").astype(object), len(dist), a_id=f["a_id"],
+                  b_id=f["b_id"], ward_code=wards.code(wards.assign(geoms, first)[0]), distance_m=dist,
+                  overlap_start=first, overlap_end=last, overlap_days=days, detail=np.array(detail, dtype=object),
+                  geometry=geoms)
 
 
-def _pairs(rows, wards: _WardTable) -> pd.DataFrame:
+def _pairs(rows, wards: _WardTable) -> dict | None:
     """CLASH and OPPORTUNITY.
 
     PostGIS found the pairs whose boxes meet, at most ``gap_days`` apart;
@@ -376,82 +394,79 @@ def _pairs(rows, wards: _WardTable) -> pd.DataFrame:
     with shapely/GEOS, exactly as the geopandas path does.
     """
     f = _columns(rows, ["a_id", "b_id", "gap", "first", "last", "a_wkb", "b_wkb"])
-    if f.empty:
-        return f
+    if f is None:
+        return None
     a, b = _geoms(f["a_wkb"]), _geoms(f["b_wkb"])
     hit = shapely.intersects(a, b)
-    f, a, b = f[hit].reset_index(drop=True), a[hit], b[hit]
+    f, a, b = _keep(f, hit), a[hit], b[hit]
     inter = shapely.intersection(a, b)
     area = shapely.area(inter)
     solid = area > AREA_EPSILON
-    f, inter, area = f[solid].reset_index(drop=True), inter[solid], area[solid]
-    gap = f["gap"].to_numpy(dtype=np.int64)
+    f, inter, area = _keep(f, solid), inter[solid], area[solid]
+    gap = _ints(f["gap"])
     clash = gap <= 0
     first, last = _ints(f["first"]), _ints(f["last"])
     days = np.where(clash, last - first + 1, 0)
     text = _number(_tenths(area) / 10, 1)
     detail = [f"Chồng lấn {a} m² trong {n} ngày" if c else f"Chồng lấn {a} m², hai giấy phép cách nhau {g} ngày"
-              for a, n, g, c in zip(text, days, gap, clash)]
-    return pd.DataFrame({
-        "kind": np.where(clash, "CLASH", "OPPORTUNITY").astype(object), "a_id": f["a_id"], "b_id": f["b_id"],
-        "ward_code": wards.code(wards.assign(inter, first)[0]), "overlap_area_m2": area, "distance_m": 0.0,
-        "overlap_start": first, "overlap_end": last, "overlap_days": days, "detail": detail,
-        "geometry": geo.polygonal_parts(inter)})
+              for a, n, g, c in zip(text, days.tolist(), gap.tolist(), clash.tolist())]
+    return _block(np.where(clash, "CLASH", "OPPORTUNITY").astype(object), len(area), a_id=f["a_id"], b_id=f["b_id"],
+                  ward_code=wards.code(wards.assign(inter, first)[0]), overlap_area_m2=area, distance_m=0.0,
+                  overlap_start=first, overlap_end=last, overlap_days=days, detail=np.array(detail, dtype=object),
+                  geometry=geo.polygonal_parts(inter))
 
 
-def _clearance(rows, params: AnalysisParams, wards: _WardTable) -> pd.DataFrame:
+def _clearance(rows, params: AnalysisParams, wards: _WardTable) -> dict | None:
     """CLEARANCE."""
     f = _columns(rows, ["a_id", "first", "last", "width", "used", "wkb"])
-    if f.empty:
-        return f
+    if f is None:
+        return None
     geoms = _geoms(f["wkb"])
     first, last = _ints(f["first"]), _ints(f["last"])
-    width_cm = np.round(f["width"].to_numpy(dtype=float) * 100).astype(np.int64)
-    used_cm = np.round(f["used"].to_numpy(dtype=float) * 100).astype(np.int64)
+    width_cm = np.round(f["width"].astype(float) * 100).astype(np.int64)
+    used_cm = np.round(f["used"].astype(float) * 100).astype(np.int64)
     least = _number(np.array([round(params.min_clearance_m * 100)]) / 100, 2)[0]
     left, w, u = _number((width_cm - used_cm) / 100, 2), _number(width_cm / 100, 2), _number(used_cm / 100, 2)
     detail = [f"Lối đi bộ còn {a} m, dưới mức tối thiểu {least} m (vỉa hè {b} m, sử dụng {c} m)"
               for a, b, c in zip(left, w, u)]
-    return pd.DataFrame({
-        "kind": "CLEARANCE", "a_id": f["a_id"], "b_id": None, "ward_code": wards.code(wards.assign(geoms, first)[0]),
-        "overlap_area_m2": np.nan, "distance_m": np.nan, "overlap_start": first, "overlap_end": last,
-        "overlap_days": last - first + 1, "detail": detail, "geometry": geoms})
+    return _block("CLEARANCE", len(geoms), a_id=f["a_id"], ward_code=wards.code(wards.assign(geoms, first)[0]),
+                  overlap_start=first, overlap_end=last, overlap_days=last - first + 1,
+                  detail=np.array(detail, dtype=object), geometry=geoms)
 
 
-def _ward_mismatch(rows, wards: _WardTable) -> pd.DataFrame:
+def _ward_mismatch(rows, wards: _WardTable) -> dict | None:
     """WARD_MISMATCH: the parcel's ward on the received date is not the declared one.
 
     ``rows``: the dossiers SQL could not settle as lying in their declared ward.
     """
     f = _columns(rows, ["a_id", "declared", "received", "wkb"])
-    if f.empty:
-        return f
+    if f is None:
+        return None
     geoms = _geoms(f["wkb"])
     received = _ints(f["received"])
     idx, part = wards.assign(geoms, received)
     code = wards.code(idx)
-    wrong = code != f["declared"].to_numpy(dtype=object)
-    f, geoms, idx, part, code = f[wrong].reset_index(drop=True), geoms[wrong], idx[wrong], part[wrong], code[wrong]
-    received = received[wrong]
+    wrong = code != f["declared"]
+    f, geoms, idx, part, code, received = _keep(f, wrong), geoms[wrong], idx[wrong], part[wrong], code[wrong], \
+        received[wrong]
     found = idx >= 0
-    detail = []
     days = np.datetime_as_string(received.astype("datetime64[D]"))
+    detail = []
     for declared, day, c, k in zip(f["declared"], days, code, idx):
         said = "(trống)" if pd.isna(declared) else declared
         name = wards.names[k] if k >= 0 and wards.names[k] is not None else ""
         detail.append(f"Khai phường {said}, thửa đất nằm ngoài các phường theo ranh giới ngày {day}" if k < 0
                       else f"Khai phường {said}, thửa đất thuộc phường {c} {name} theo ranh giới ngày {day}")
     area = np.where(np.isnan(part), shapely.area(geoms), part)  # wholly in its ward: the parcel's area
-    return pd.DataFrame({
-        "kind": "WARD_MISMATCH", "a_id": f["a_id"], "b_id": np.where(found, wards.keys[np.maximum(idx, 0)], None),
-        "ward_code": code, "overlap_area_m2": np.where(found, area, np.nan), "distance_m": np.nan,
-        "overlap_start": received, "overlap_end": NAT, "overlap_days": None, "detail": detail,
-        "geometry": geoms})
+    return _block("WARD_MISMATCH", len(geoms), a_id=f["a_id"],
+                  b_id=np.where(found, wards.keys[np.maximum(idx, 0)] if len(wards.keys) else None, None),
+                  ward_code=code, overlap_area_m2=np.where(found, area, np.nan), overlap_start=received,
+                  detail=np.array(detail, dtype=object), geometry=geoms)
 
 
-def _ints(column: pd.Series) -> np.ndarray:
+def _ints(values: np.ndarray) -> np.ndarray:
     """A column of whole numbers (days since 1970 from SQL, never missing) as int64."""
-    return column.to_numpy(dtype=np.int64)
+    return values.astype(np.int64)
 
 
 def _day_numbers(values) -> np.ndarray:
