@@ -151,8 +151,8 @@ SELECT h.id FROM (
                SELECT c.dossier_code AS id, c.ward_code AS declared, c.geom FROM construction_permits c
                 WHERE c.geom && pp.geom AND pp.valid_from <= c.received_on
                   AND (pp.valid_to IS NULL OR c.received_on <= pp.valid_to)
-                  AND NOT EXISTS (SELECT 1 FROM gisapp_bad bad WHERE bad.layer = 'construction_permits'
-                                                                AND bad.id = c.dossier_code)
+                  AND c.dossier_code NOT IN (SELECT bad.id FROM gisapp_bad bad  -- a hashed look-up (keys are not null)
+                                              WHERE bad.layer = 'construction_permits')
                OFFSET 0) c
         OFFSET 0) h
     OFFSET 0) h
