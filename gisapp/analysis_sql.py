@@ -318,9 +318,9 @@ def _typed(cols: dict):
     out = {}
     for f in schema.FINDINGS.fields:
         values = cols[f.name]
-        if f.type == "text":
+        if f.type == "text":  # str or None already; NaN (the only value unequal to itself) becomes None
             values = values.astype(object)
-            values[pd.isna(values)] = None
+            values[np.not_equal(values, values)] = None
             out[f.name] = pd.Series(values, dtype=object)
         elif f.type == "float":
             out[f.name] = pd.Series(values.astype(float))
