@@ -100,8 +100,8 @@ def _side_ok(s: str) -> str:
 # so that no GEOS function ever sees an invalid geometry.
 
 _NEAR = _CONS + f"""
-SELECT f.id, f.permit_no, f.first_day - DATE '1970-01-01', f.last_day - DATE '1970-01-01', f.linked, ST_AsBinary(f.geom),
-       ST_AsBinary(f.parcel)
+SELECT f.id, f.permit_no, f.first_day - DATE '1970-01-01', f.last_day - DATE '1970-01-01', f.linked,
+       ST_AsBinary(f.geom), ST_AsBinary(f.parcel)
   FROM (SELECT c.id, s.permit_no, s.geom, c.geom AS parcel,
                greatest(c.works_start, s.start_on) AS first_day, least(c.works_end, s.end_on) AS last_day,
                coalesce(s.construction_dossier_code = c.id, false) AS linked
@@ -113,9 +113,10 @@ SELECT f.id, f.permit_no, f.first_day - DATE '1970-01-01', f.last_day - DATE '19
         OFFSET 0) f
 """
 
-#: Pairs of permits whose boxes meet and whose periods are at most gap_days apart (shapely decides the rest).
+#: Pairs of permits whose boxes meet, at most gap_days apart (shapely decides whether they share ground).
 _PAIRS = f"""
-SELECT q.a_id, q.b_id, q.gap, q.first_day - DATE '1970-01-01', q.last_day - DATE '1970-01-01', ST_AsBinary(q.a_geom), ST_AsBinary(q.b_geom)
+SELECT q.a_id, q.b_id, q.gap, q.first_day - DATE '1970-01-01', q.last_day - DATE '1970-01-01',
+       ST_AsBinary(q.a_geom), ST_AsBinary(q.b_geom)
   FROM (SELECT a.permit_no AS a_id, b.permit_no AS b_id, a.geom AS a_geom, b.geom AS b_geom,
                greatest(a.start_on, b.start_on) - least(a.end_on, b.end_on) AS gap,
                CASE WHEN greatest(a.start_on, b.start_on) <= least(a.end_on, b.end_on)
@@ -130,7 +131,8 @@ SELECT q.a_id, q.b_id, q.gap, q.first_day - DATE '1970-01-01', q.last_day - DATE
 """
 
 _CLEARANCE = f"""
-SELECT s.permit_no, s.start_on - DATE '1970-01-01', s.end_on - DATE '1970-01-01', s.sidewalk_width_m, s.used_width_m, ST_AsBinary(s.geom)
+SELECT s.permit_no, s.start_on - DATE '1970-01-01', s.end_on - DATE '1970-01-01', s.sidewalk_width_m,
+       s.used_width_m, ST_AsBinary(s.geom)
   FROM sidewalk_permits s
  WHERE {_side_ok("s")} AND s.sidewalk_width_m - s.used_width_m < %(min_clearance)s
 """
@@ -151,7 +153,7 @@ SELECT h.id FROM (
                SELECT c.dossier_code AS id, c.ward_code AS declared, c.geom FROM construction_permits c
                 WHERE c.geom && pp.geom AND pp.valid_from <= c.received_on
                   AND (pp.valid_to IS NULL OR c.received_on <= pp.valid_to)
-                  AND c.dossier_code NOT IN (SELECT bad.id FROM gisapp_bad bad  -- a hashed look-up (keys are not null)
+                  AND c.dossier_code NOT IN (SELECT bad.id FROM gisapp_bad bad  -- hashed (keys are not null)
                                               WHERE bad.layer = 'construction_permits')
                OFFSET 0) c
         OFFSET 0) h
