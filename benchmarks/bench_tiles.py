@@ -29,9 +29,9 @@ import os
 import platform
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
+from urllib.parse import urlencode
 
 import numpy as np
 import shapely
@@ -39,6 +39,7 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import loadgen
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data
 from gisapp import geo, schema
 from gisapp.store import open_store
@@ -80,55 +81,19 @@ def tile_list(frames_or_bounds, zooms=(14, 15, 16, 17), k: int = 50, seed: int =
 
 def tile_load_test(bases: list[str], tiles, clients: int, requests_per_client: int, layer: str = LAYER,
                    query: dict | None = None) -> dict:
-    """Latency of tile requests under ``clients`` concurrent clients (threads, one requests.Session each).
+    """Latency of tile requests under ``clients`` concurrent clients (:func:`loadgen.run_threads`).
 
     Client ``k`` talks to ``bases[k % len(bases)]`` and walks ``tiles``
     from its own offset.  Returns p50_ms, p95_ms, requests, failures,
     mean_bytes, empty (204 answers) and throughput (requests/s).
     """
-    import requests
-
-    latencies, sizes, failures = [], [], []
-    empty = 0
-    lock = threading.Lock()
-
-    def client(k: int):
-        nonlocal empty
-        session = requests.Session()
-        for j in range(requests_per_client):
-            z, x, y = tiles[(k * requests_per_client + j) % len(tiles)]
-            url = f"{bases[k % len(bases)]}/tiles/{layer}/{z}/{x}/{y}.mvt"
-            t = time.perf_counter()
-            try:
-                r = session.get(url, params=query, timeout=60)
-                body = r.content
-                elapsed = time.perf_counter() - t
-            except requests.RequestException as err:
-                with lock:
-                    failures.append(str(err))
-                continue
-            with lock:
-                if r.status_code not in (200, 204):
-                    failures.append(f"HTTP {r.status_code}: {body[:200]!r}")
-                else:
-                    latencies.append(elapsed)
-                    sizes.append(len(body))
-                    empty += r.status_code == 204
-
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
-    lat = np.array(latencies) * 1000
-    return {"clients": clients, "requests": len(lat), "failures": len(failures),
-            "failure_sample": failures[:3],
-            "p50_ms": float(np.percentile(lat, 50)) if len(lat) else None,
-            "p95_ms": float(np.percentile(lat, 95)) if len(lat) else None,
-            "mean_bytes": float(np.mean(sizes)) if sizes else None, "empty": empty,
-            "throughput": len(lat) / wall if wall else None}
+    suffix = f"?{urlencode(query)}" if query else ""
+    paths = [f"/tiles/{layer}/{z}/{x}/{y}.mvt{suffix}" for z, x, y in tiles]
+    stats = loadgen.run_threads(bases, paths, clients, requests_per_client, inspect=lambda body: not body,
+                                ok=(200, 204))
+    stats["empty"] = round((stats.pop("mean_inspected") or 0) * stats["requests"])
+    stats["throughput"] = stats.pop("throughput_rps")
+    return stats
 
 
 def run_store(name: str, url: str, tiles, zooms, clients: int, per_client: int) -> dict:

@@ -73,11 +73,11 @@ def run_wrk(base: str, paths: list[str], clients: int, *, seconds: float = 15.0)
 
 
 def run_threads(bases: list[str], paths: list[str], clients: int, requests_per_client: int,
-                inspect=None) -> dict:
+                inspect=None, ok=(200,)) -> dict:
     """One thread per client, each sending ``requests_per_client`` requests (client ``k`` to ``bases[k % n]``).
 
     ``inspect(body) -> number`` is averaged over the successful responses
-    (``mean_inspected``), e.g. the features a page returned.
+    (status in ``ok``) as ``mean_inspected``, e.g. the features a page returned.
     """
     import requests
 
@@ -99,8 +99,8 @@ def run_threads(bases: list[str], paths: list[str], clients: int, requests_per_c
                     failures.append(str(err))
                 continue
             with lock:
-                if r.status_code != 200:
-                    failures.append(f"HTTP {r.status_code}")
+                if r.status_code not in ok:
+                    failures.append(f"HTTP {r.status_code}: {body[:200]!r}")
                 else:
                     latencies.append(elapsed)
                     sizes.append(len(body))
@@ -117,6 +117,7 @@ def run_threads(bases: list[str], paths: list[str], clients: int, requests_per_c
     lat = np.array(latencies) * 1000
     pct = (lambda q: float(np.percentile(lat, q))) if len(lat) else (lambda q: None)
     return {"client": "python-threads", "clients": clients, "requests": len(lat), "failures": len(failures),
+            "failure_sample": failures[:3],
             "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
             "mean_bytes": float(np.mean(sizes)) if sizes else None,
             "mean_inspected": float(np.mean(inspected)) if inspected else None,

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import shapely
 
 from gisapp import geo
+from gisapp.wkb import u32
 from gisapp.schema import STORE_CRS, WEB_CRS, Layer
 
 PRECISION = 7
@@ -76,12 +77,6 @@ def geometry_texts(geoms) -> pa.StringArray:
     return pa.concat_arrays(parts).take(pa.array(order))
 
 
-def _u32(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    """Little-endian uint32 values at byte positions ``pos`` of ``data``."""
-    b = [data[pos + i].astype(np.uint64) for i in range(4)]
-    return (b[0] | (b[1] << 8) | (b[2] << 16) | (b[3] << 24)).astype(np.int64)
-
-
 def _simple_wkb(wkb: pa.BinaryArray):
     """Which WKB values are 2-D single-ring (Multi)Polygons, their header size and point count."""
     n = len(wkb)
@@ -99,17 +94,17 @@ def _simple_wkb(wkb: pa.BinaryArray):
     idx = np.flatnonzero(valid)
     s = starts[idx]
     little = data[s] == 1
-    gtype = _u32(data, s + 1)
+    gtype = u32(data, s + 1)
     # Polygon: order, type 3, 1 ring, npts, points
-    poly = little & (gtype == 3) & (_u32(data, s + 5) == 1)
-    p_n = _u32(data, s + 9)
+    poly = little & (gtype == 3) & (u32(data, s + 5) == 1)
+    p_n = u32(data, s + 9)
     poly &= length[idx] == 13 + 16 * p_n
     # MultiPolygon with one Polygon of one ring: 22-byte header
     long_enough = length[idx] >= 22
     s22 = np.where(long_enough, s, 0)
-    multi = little & long_enough & (gtype == 6) & (_u32(data, s22 + 5) == 1) & (data[s22 + 9] == 1) \
-        & (_u32(data, s22 + 10) == 3) & (_u32(data, s22 + 14) == 1)
-    m_n = _u32(data, s22 + 18)
+    multi = little & long_enough & (gtype == 6) & (u32(data, s22 + 5) == 1) & (data[s22 + 9] == 1) \
+        & (u32(data, s22 + 10) == 3) & (u32(data, s22 + 14) == 1)
+    m_n = u32(data, s22 + 18)
     multi &= length[idx] == 22 + 16 * m_n
     ok = (poly & (p_n >= 4)) | (multi & (m_n >= 4))
     simple[idx] = ok

@@ -40,6 +40,7 @@ import pyarrow.compute as pc
 import shapely
 
 from gisapp import geo
+from gisapp.wkb import GPKG_EMPTY, gpkg_header_bytes, gpkg_to_wkb, u32
 from gisapp.filters import FilterError
 from gisapp.schema import LAYERS, STORE_CRS
 
@@ -401,12 +402,6 @@ def _clip(rings: Rings, box, n_features: int) -> Rings:
     return Rings.concat([kept, clipped])  # each feature's rings stay together, which is all the encoder needs
 
 
-def _u32(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """Little-endian uint32 at byte offsets ``at`` of ``buf``."""
-    b = buf[at[:, None] + np.arange(4)].astype(np.int64)
-    return b[:, 0] | (b[:, 1] << 8) | (b[:, 2] << 16) | (b[:, 3] << 24)
-
-
 def _read_wkb(blobs, *, gpkg: bool = False) -> Rings:
     """The polygon rings of WKB (or GeoPackage geometry) blobs, read with numpy.
 
@@ -428,13 +423,12 @@ def _read_wkb(blobs, *, gpkg: bool = False) -> Rings:
     present = np.flatnonzero(sizes > 0)
     at = starts[present]
     if gpkg and len(at):  # GeoPackage header: magic, version, flags, srs id, envelope
-        envelope = (0, 32, 48, 48, 64, 0, 0, 0)
         flags = buf[at + 3]
-        empty = (flags & 0x10) > 0
-        at = at + 8 + np.take(envelope, (flags >> 1) & 7)
+        empty = (flags & GPKG_EMPTY) > 0
+        at = at + gpkg_header_bytes(flags)
         present, at = present[~empty], at[~empty]
     if len(at):
-        typ = _u32(buf, at + 1)
+        typ = u32(buf, at + 1)
         plain = (buf[at] == 1) & ((typ == 3) | (typ == 6))
         if not plain.all():
             return _read_wkb_slow(blobs, gpkg)
@@ -444,7 +438,7 @@ def _read_wkb(blobs, *, gpkg: bool = False) -> Rings:
     multi = typ == 6
     poly_feat, poly_part, poly_at = [present[~multi]], [np.zeros(int((~multi).sum()), np.int64)], [at[~multi]]
     m_feat, m_at = present[multi], at[multi] + 9
-    m_left = _u32(buf, at[multi] + 5)
+    m_left = u32(buf, at[multi] + 5)
     part = 0
     while len(m_feat):
         going = m_left > 0
@@ -461,7 +455,7 @@ def _read_wkb(blobs, *, gpkg: bool = False) -> Rings:
     # rings of every polygon, walked ring by ring
     r_poly, r_num, r_at, r_n = [], [], [], []
     cur = poly_at + 9
-    left = _u32(buf, poly_at + 5)
+    left = u32(buf, poly_at + 5)
     idx = np.arange(len(poly_at))
     num = 0
     while len(idx):
@@ -469,7 +463,7 @@ def _read_wkb(blobs, *, gpkg: bool = False) -> Rings:
         idx, cur, left = idx[going], cur[going], left[going]
         if not len(idx):
             break
-        n = _u32(buf, cur)
+        n = u32(buf, cur)
         r_poly.append(idx)
         r_num.append(np.full(len(idx), num))
         r_at.append(cur + 4)
@@ -492,12 +486,12 @@ def _read_wkb(blobs, *, gpkg: bool = False) -> Rings:
 def _polygon_ends(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
     """The byte offsets just after the little-endian WKB polygons starting at ``at``."""
     cur = at + 9
-    left = _u32(buf, at + 5)
+    left = u32(buf, at + 5)
     while True:
         going = np.flatnonzero(left > 0)
         if not len(going):
             return cur
-        cur[going] = cur[going] + 4 + 16 * _u32(buf, cur[going])
+        cur[going] = cur[going] + 4 + 16 * u32(buf, cur[going])
         left[going] -= 1
 
 
@@ -505,8 +499,7 @@ def _read_wkb_slow(blobs, gpkg: bool) -> Rings:
     """:func:`_read_wkb` for blobs that are not plain little-endian 2-D polygons."""
     blobs = blobs.to_pylist() if isinstance(blobs, (pa.Array, pa.ChunkedArray)) else list(blobs)
     if gpkg:
-        envelope = (0, 32, 48, 48, 64, 0, 0, 0)
-        blobs = [None if b is None or b[3] & 0x10 else b[8 + envelope[(b[3] >> 1) & 7]:] for b in blobs]
+        blobs = [None if b is None or b[3] & GPKG_EMPTY else gpkg_to_wkb(b) for b in blobs]
     geoms = shapely.from_wkb(np.asarray(blobs, dtype=object))
     return rings_of(shapely.force_2d(geoms))
 
@@ -619,19 +612,27 @@ def _value_messages(strings: pa.StringArray) -> bytes:
 
 
 class TileCache:
-    """Tiles recently served, by their validator, within ``max_bytes`` (least recently used out first).
+    """Tiles recently served, by key, within ``max_bytes`` (least recently used out first; 0: none).
 
-    The key is the tile's ETag (store version, URL, who asks), so a write
-    to the store makes every entry unreachable; they age out.  A z14 tile of
-    a dense city costs tens of milliseconds to build and is asked for by
-    everyone looking at that district: served again it costs nothing.
+    The key is the tile's validator (store version, tile, filter, who asks),
+    so a write to the store makes every entry unreachable; they age out.  A
+    z14 tile of a dense city costs tens of milliseconds to build and is
+    asked for by everyone looking at that district: served again it costs
+    nothing.  Each entry counts its key and :data:`ENTRY_OVERHEAD` besides
+    its body, so empty tiles are bounded too.
     """
+
+    #: Bytes an entry costs beyond its key and body (dictionary slot, objects).
+    ENTRY_OVERHEAD = 200
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max(0, int(max_bytes))
         self._tiles: OrderedDict[str, bytes] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+
+    def _cost(self, key: str, body: bytes) -> int:
+        return len(key) + len(body) + self.ENTRY_OVERHEAD
 
     def get(self, key: str) -> bytes | None:
         """The tile cached under ``key``, or ``None``."""
@@ -642,16 +643,19 @@ class TileCache:
             return body
 
     def put(self, key: str, body: bytes) -> None:
-        """Remember ``body`` under ``key`` (not when larger than a quarter of the cache)."""
-        if len(body) > self.max_bytes // 4:
+        """Remember ``body`` under ``key`` (not when it would take over a quarter of the cache)."""
+        cost = self._cost(key, body)
+        if cost > self.max_bytes // 4:
             return
         with self._lock:
             old = self._tiles.pop(key, None)
-            self._bytes += len(body) - (len(old) if old is not None else 0)
+            if old is not None:
+                self._bytes -= self._cost(key, old)
             self._tiles[key] = body
+            self._bytes += cost
             while self._bytes > self.max_bytes:
-                _, dropped = self._tiles.popitem(last=False)
-                self._bytes -= len(dropped)
+                dropped_key, dropped = self._tiles.popitem(last=False)
+                self._bytes -= self._cost(dropped_key, dropped)
 
     def __len__(self) -> int:
         return len(self._tiles)

@@ -145,6 +145,18 @@ def test_page_is_the_count_and_the_rows_of_read(store, bbox, limit, offset):
         store.page("construction_permits", flt, fields=["nope"], limit=1)
 
 
+def test_page_rows_carry_missing_values_as_none(store):
+    lots = permits(3)
+    lots.loc[1, ["received_on", "floors", "plot_area_m2", "street"]] = [None, None, float("nan"), None]
+    lots.loc[2, "geometry"] = None
+    store.write({"construction_permits": lots}, meta={"as_of": "2022-07-08"})
+    page = store.page("construction_permits", fields=["received_on", "floors", "plot_area_m2", "street"], limit=10)
+    assert page.matched == 3
+    assert page.rows[1][:-1] == ("XD-0001", None, None, None, None)
+    assert page.rows[0][2:4] == (1, 108.0) and str(page.rows[0][1]) == "2022-01-03"
+    assert page.rows[2][-1] is None and shapely.from_wkb(page.rows[0][-1]).area == pytest.approx(108.0)
+
+
 def test_get_by_key(store):
     one = store.get("construction_permits", "XD-0007")
     assert len(one) == 1 and one["owner_name"].iloc[0] == "Nguyễn Văn 7"
@@ -233,3 +245,14 @@ def test_boxes_far_beyond_the_projection_still_work(store, bbox, expected):
     """A whole-world box (QGIS asks for one) means everything; a box on the other side of the world, nothing."""
     assert store.count("construction_permits", Filter(bbox=bbox)) == expected
     assert len(store.read("construction_permits", Filter(bbox=bbox))) == expected
+
+
+def test_a_geopackage_batch_stream_survives_a_write_in_its_thread(tmp_path):
+    store = GeoPackageStore(tmp_path / "s.gpkg", must_exist=False)
+    store.write({"construction_permits": permits()})
+    batches = store.iter_batches("construction_permits", batch_size=10)
+    first = next(batches)
+    store.write({"construction_permits": permits(5)})  # replaces the file: this thread's kept reader is renewed
+    assert store.count("construction_permits") == 5
+    rest = list(batches)  # still the version the stream began on
+    assert len(first) + sum(len(b) for b in rest) == 40

@@ -410,7 +410,9 @@ def test_tiles_never_carry_personal_fields_even_for_staff(store, busiest):
     app = create_app({"STORE": getattr(store, "_url", store.url), "TESTING": True, "SHOW_PERSONAL_DATA": True})
     for layer in TILE_LAYERS:
         z, x, y = busiest[layer][1]
-        body = app.test_client().get(f"/tiles/{layer}/{z}/{x}/{y}.mvt").data
+        r = app.test_client().get(f"/tiles/{layer}/{z}/{x}/{y}.mvt")
+        assert r.status_code == 200 and r.data
+        body = r.data
         personal = {f.name for f in LAYERS[layer].fields if f.personal}
         for feature in decode(body, layer).values():
             assert not personal & set(feature["properties"])
@@ -504,17 +506,23 @@ def test_ogrinfo_reads_a_served_tile(demo_store, busiest):
 def test_tile_cache_keeps_recent_tiles_within_its_size():
     from gisapp.tiles import TileCache
 
-    cache = TileCache(4000)
+    cache = TileCache(5000)  # each entry below costs 900 + 1 + ENTRY_OVERHEAD (200) = 1,101 bytes
     cache.put("a", b"x" * 900)
     cache.put("b", b"y" * 900)
     assert cache.get("a") == b"x" * 900  # a is now the most recent
     cache.put("c", b"z" * 900)
     cache.put("d", b"w" * 900)
-    cache.put("e", b"v" * 900)  # 4,500 bytes > 4,000: the least recently used (b) goes
+    cache.put("e", b"v" * 900)  # 5,505 bytes > 5,000: the least recently used (b) goes
     assert cache.get("b") is None and cache.get("a") is not None and len(cache) == 4
-    cache.put("big", b"!" * 1001)  # over a quarter of the cache: not kept
+    cache.put("big", b"!" * 1100)  # over a quarter of the cache: not kept
     assert cache.get("big") is None
-    assert TileCache(0).get("a") is None
+    none = TileCache(0)
+    none.put("a", b"")
+    assert none.get("a") is None and len(none) == 0
+    empties = TileCache(10 * (TileCache.ENTRY_OVERHEAD + 2))  # empty tiles count too: at most ten of them
+    for k in range(100):
+        empties.put(f"{k:02d}", b"")
+    assert len(empties) == 10 and empties.get("99") == b"" and empties.get("00") is None
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -527,7 +535,9 @@ def test_cached_tiles_never_outlive_a_write(backend, tmp_path, request, frames, 
     z, x, y = busiest["construction_permits"][1]
     url = f"/tiles/construction_permits/{z}/{x}/{y}.mvt"
     before = client.get(url)
-    assert before.status_code == 200 and client.get(url).data == before.data  # the second from the cache
+    assert before.status_code == 200 and client.get(url).data == before.data
+    assert client.get(url + "?nonce=1").data == before.data  # a parameter tiles ignore: the same entry
+    assert len(client.application.extensions["gisapp.tile_cache"]) == 1
     assert set(decode(before.data, "construction_permits")) == set(
         decode(s.tile("construction_permits", z, x, y), "construction_permits"))
     kept = s.read("construction_permits")

@@ -26,6 +26,7 @@ import pyogrio
 import shapely
 
 from gisapp import geo, schema, tiles
+from gisapp.wkb import gpkg_to_wkb
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
@@ -46,10 +47,6 @@ from gisapp.store.base import (
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
 META_TABLE = "gisapp_meta"
 _ARROW_TYPES = {"text": pa.string(), "int": pa.int32(), "float": pa.float64(), "date": pa.date32()}
-#: Bytes of the file a reading connection maps into memory: pages are then read without a system
-#: call and a copy each (halves the time of a street-view page at a million rows).  Safe here
-#: because writes never change a file in place, they replace it.
-MMAP_BYTES = 2**31
 #: Filter fields that get a B-tree index.
 _INDEXED = ("ward_code", "status", "procedure", "channel", "purpose", "kind",
             "received_on", "start_on", "end_on", "overlap_start", "construction_dossier_code")
@@ -86,16 +83,17 @@ _READERS_PER_THREAD = 8
 
 def _open_reader(path: Path) -> sqlite3.Connection:
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    con.execute(f"PRAGMA mmap_size={MMAP_BYTES}")
     return con
 
 
 def _reader(path: Path, signature: tuple) -> sqlite3.Connection | None:
     """This thread's read-only connection to this version of the file, kept for the next request.
 
-    A kept connection keeps its parsed schema and its memory map warm (a new
-    one per request spends more on setting them up and tearing them down
-    than a street-view page costs).  A replaced file has a new signature: the
+    A kept connection keeps its parsed schema and page cache (a new one per
+    request re-reads them: ~25 % of a street-view page).  No memory map,
+    though it would save another ~10 %: a file overwritten in place (``cp
+    backup.gpkg`` over the store) would kill the process with SIGBUS
+    instead of failing one request.  A replaced file has a new signature: the
     old connection is closed and a new one opened.  ``None`` when the file
     cannot be stat'ed.
     """
@@ -292,7 +290,7 @@ class GeoPackageStore(Store):
                 matched = con.execute(f'SELECT count(*) FROM "{layer}"{where}', params).fetchone()[0]
             rows = [] if matched <= offset else \
                 self._select(con, lay, [lay.key, *names, "geom"], flt, limit, offset, fids=fids)
-        return Page(matched, [(*r[:-1], _wkb(r[-1])) for r in rows])
+        return Page(matched, [(*r[:-1], gpkg_to_wkb(r[-1])) for r in rows])
 
     def count(self, layer, flt=None):
         lay = check_layer(layer)
@@ -309,7 +307,10 @@ class GeoPackageStore(Store):
         """Matching features in batches, from one query (no OFFSET rescans)."""
         lay = check_layer(layer)
         columns = ", ".join(lay.field_names) + ", geom"
-        with self._connect() as con:
+        if not self.path.exists():
+            raise StoreError(f"store {self.path} does not exist")
+        # Its own connection: the kept one of this thread may be closed (file replaced) between batches.
+        with contextlib.closing(_open_reader(self.path)) as con:
             if layer not in self._tables(con):
                 return
             fids = self._fids(con, lay, flt)
@@ -619,19 +620,9 @@ def _bind(sql: str, params: list) -> str:
     return "".join(out)
 
 
-_ENVELOPE_BYTES = (0, 32, 48, 48, 64, 0, 0, 0)
-
-
-def _wkb(blob: bytes | None) -> bytes | None:
-    """The WKB of a GeoPackage geometry blob (header + WKB); ``None`` when missing."""
-    if blob is None:
-        return None
-    return blob[8 + _ENVELOPE_BYTES[(blob[3] >> 1) & 7]:]
-
-
 def _decode(blobs) -> np.ndarray:
     """Shapely geometries from GeoPackage geometry blobs (header + WKB)."""
-    return shapely.from_wkb([_wkb(b) for b in blobs])
+    return shapely.from_wkb([gpkg_to_wkb(b) for b in blobs])
 
 
 def _frame(layer: Layer, rows: list[tuple]) -> gpd.GeoDataFrame:

@@ -167,11 +167,14 @@ ALTER TABLE findings ADD COLUMN search_personal text COLLATE "C" NOT NULL DEFAUL
 _V4 = """
 -- A counter every write raises in its own transaction: readers that see new
 -- data see the new number with it, so it validates cached tiles (ETag).
+-- The random token tells this database from one dropped and created again
+-- under the same name (whose counter starts again at 0).
 CREATE TABLE gisapp_version (
     id integer PRIMARY KEY CHECK (id = 1),
+    token text NOT NULL DEFAULT md5(random()::text || clock_timestamp()::text),
     version bigint NOT NULL
 );
-INSERT INTO gisapp_version VALUES (1, 0);
+INSERT INTO gisapp_version (id, version) VALUES (1, 0);
 """
 
 MIGRATIONS: tuple[Migration, ...] = (

@@ -291,28 +291,23 @@ class PostGISStore(Store):
             yield pa.Table.from_arrays(arrays, schema=arrow_schema)
 
     def page(self, layer, flt=None, *, fields, limit, offset=0):
-        """The page's rows and the count of all matches.
+        """The count of all matches, then the page's rows (two queries on one connection).
 
-        With a bbox (a map view: few matches) one query returns both, the
-        count as a window over the matches; otherwise the count is its own
-        query, so a page of a large match set is read through the key index.
+        Not one query with a window count: that sorts every match before the
+        limit, which a whole-extent bbox (QGIS asks for one) makes the whole layer.
         """
         lay = check_layer(layer)
         names = field_names(lay, fields)
         where, params = self._where(lay, flt)
-        windowed = flt is not None and flt.bbox is not None
         columns = "".join(f"{n}, " for n in [lay.key, *names])
-        query = (f"SELECT {columns}ST_AsBinary(geom){', count(*) OVER ()' if windowed else ''} "
-                 f"FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s")
         with self.connection() as con:
-            matched = None if windowed else con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
-            rows = [] if matched is not None and matched <= offset else \
-                con.cursor(binary=True).execute(query, [*params, int(limit), int(offset)]).fetchall()
-        if not windowed:
-            return Page(matched, rows)
-        if not rows:  # nothing matched, or the offset is past the last match
-            return Page(self.count(layer, flt) if offset else 0, [])
-        return Page(rows[0][-1], [r[:-1] for r in rows])
+            matched = con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
+            if matched <= offset:
+                return Page(matched, [])
+            rows = con.cursor(binary=True).execute(
+                f"SELECT {columns}ST_AsBinary(geom) FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s",
+                [*params, int(limit), int(offset)]).fetchall()
+        return Page(matched, rows)
 
     def tile(self, layer, z, x, y, flt=None):
         """The Mapbox Vector Tile of ``layer`` in tile ``z/x/y`` (see :meth:`Store.tile`), in one query.
@@ -336,7 +331,8 @@ class PostGISStore(Store):
         lay = check_layer(layer)
         where, params = self._where(lay, flt)
         where += (" AND " if where else " WHERE ") + f"geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})"
-        props = ", ".join(f"{f}::text AS {f}" if lay.field(f).type == "date" else f for f in tiles.TILE_FIELDS[layer])
+        props = ", ".join(f"to_char({f}, 'YYYY-MM-DD') AS {f}" if lay.field(f).type == "date" else f
+                          for f in tiles.TILE_FIELDS[layer])
         coefficients, error = tiles.mercator_affine(z, x, y)
         if error <= AFFINE_MAX_ERROR:
             to_mercator, to_params = "ST_SetSRID(ST_Affine(geom, %s, %s, %s, %s, %s, %s), 3857)", list(coefficients)
@@ -351,9 +347,10 @@ class PostGISStore(Store):
         return bytes(row[0]) if row and row[0] else b""
 
     def version(self) -> str | None:
-        """The data version every write raises in its transaction (with the database's identity)."""
+        """The data version every write raises in its transaction, after the database's random token."""
         with self.connection() as con:
-            return f"{con.info.dbname}-{con.execute('SELECT version FROM gisapp_version').fetchone()[0]}"
+            token, version = con.execute("SELECT token, version FROM gisapp_version").fetchone()
+        return f"{token}-{version}"
 
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""

@@ -13,7 +13,7 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from gisapp import geo, privacy, tiles
+from gisapp import geo, tiles
 from gisapp.errors import ApiError
 from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
 from gisapp.views.data import strict_filter
@@ -36,7 +36,7 @@ def tile(layer: str, z: str, x: str, y: str):
     z, x, y = tiles.check_tile(z, x, y, min_zoom=tiles.MIN_ZOOM)
     store = get_store()
     flt = strict_filter(store)
-    etag = _etag(store)
+    etag = _etag(store, f"{layer}/{z}/{x}/{y}", flt)
     if etag and etag in request.if_none_match:
         return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"})
     cache = _cache()
@@ -62,12 +62,13 @@ def _cache() -> tiles.TileCache:
     return cache
 
 
-def _etag(store) -> str | None:
-    """A validator of this tile's content: the store's version, the URL and who asks (``q`` may search owners)."""
-    version = getattr(store, "version", lambda: None)()
+def _etag(store, tile: str, flt) -> str | None:
+    """A validator of a tile's content: the store's version, the tile and the filter as parsed
+    (parameters the tile ignores make no new entry; whether ``q`` searched owner names is in it)."""
+    version = store.version()
     if not version:
         return None
-    key = f"{version}|{request.full_path}|{privacy.show_personal()}"
+    key = f"{version}|{tile}|{flt!r}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
