@@ -381,11 +381,12 @@ def collection_chunks(batches: Iterable, layer: Layer, fields: list[str] | None 
 
 
 def rows_collection(rows: list[tuple], fields: list[str], members: dict | None = None) -> bytes:
-    """A FeatureCollection of ``(key, *fields, wkb)`` rows (:class:`gisapp.store.Page` rows).
+    """A FeatureCollection of ``(key, *fields, geometry)`` rows (:class:`gisapp.store.Page` rows).
 
     For pages of the API (up to thousands of rows) this beats the column-wise
-    path: one vectorised pass makes the geometry texts, then orjson writes
-    the features with those texts embedded as fragments.  Values are
+    path: the geometry texts are the stored ones (or made in one vectorised
+    pass from WKB), then orjson writes the features with those texts
+    embedded as fragments.  Values are
     written as :func:`json_values` writes them (floats keep their shortest
     round-trip text, dates ISO, NaN ``null``).
     """
@@ -394,7 +395,11 @@ def rows_collection(rows: list[tuple], fields: list[str], members: dict | None =
         head += b"," + orjson.dumps(key) + b":" + orjson.dumps(value)
     if not rows:
         return head + b',"features":[]}'
-    geoms = geometry_texts(pa.array([r[-1] for r in rows], pa.binary())).to_pylist()
+    geoms = [r[-1] for r in rows]
+    computed = [i for i, g in enumerate(geoms) if not isinstance(g, str)]  # WKB: rows from before the column
+    if computed:
+        for i, text in zip(computed, geometry_texts(pa.array([geoms[i] for i in computed], pa.binary())).to_pylist()):
+            geoms[i] = text
     n = len(fields)
     features = [{"type": "Feature", "id": str(r[0]), "geometry": orjson.Fragment(g),
                  "properties": dict(zip(fields, r[1:n + 1]))} for r, g in zip(rows, geoms)]

@@ -230,7 +230,8 @@ def test_migrated_tables_match_the_layer_schema(pg):
             cols = con.execute(
                 "SELECT column_name, data_type, udt_name, collation_name FROM information_schema.columns "
                 "WHERE table_name = %s ORDER BY ordinal_position", [name]).fetchall()
-            assert [c[0] for c in cols] == [*layer.field_names, "search_text", "geom", "search_personal"], name
+            assert [c[0] for c in cols] == [*layer.field_names, "search_text", "geom", "search_personal",
+                                            "geometry_geojson"], name
             for (col, data_type, _, collation), f in zip(cols, layer.fields):
                 assert data_type == _PG_TYPES[f.type], (name, col)
                 assert collation == ("C" if f.type == "text" else None), (name, col)

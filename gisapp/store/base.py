@@ -19,6 +19,9 @@ from gisapp.schema import LAYERS, STORE_CRS, Layer
 #: ones (owner names, ID numbers) that only signed-in staff search (``Filter.q_personal``).
 SEARCH_COLUMN = "search_text"
 PERSONAL_SEARCH_COLUMN = "search_personal"
+#: Hidden column with each geometry as RFC 7946 GeoJSON text in WGS84, written with the row, so
+#: that API pages need no reprojection or formatting (``NULL`` in rows written before it existed).
+GEOJSON_COLUMN = "geometry_geojson"
 
 
 class StoreError(Exception):
@@ -40,9 +43,11 @@ class Page:
     """One page of features as plain rows, for serializers that build text (API pages).
 
     ``matched`` counts every feature the filter matches; each row is
-    ``(key, *fields, wkb)``: the layer's key, the requested fields' values
-    (text, int, float, date or ISO date text; ``None`` when missing) and the
-    geometry as WKB in EPSG:5899 (``None`` when missing), in key order.
+    ``(key, *fields, geometry)``: the layer's key, the requested fields'
+    values (text, int, float, date or ISO date text; ``None`` when missing)
+    and the geometry, in key order.  The geometry is the stored GeoJSON text
+    in WGS84 (:data:`GEOJSON_COLUMN`, a ``str``), or WKB in EPSG:5899
+    (``bytes``) for rows written before that column existed, or ``None``.
     """
 
     matched: int
@@ -210,6 +215,13 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
                 clauses.append(f"{SEARCH_COLUMN} LIKE {ph} ESCAPE '\\'")
                 params.append(pattern)
     return clauses, params
+
+
+def geojson_texts(geoms) -> pa.Array:
+    """The :data:`GEOJSON_COLUMN` values of EPSG:5899 geometries (text ``null`` where missing or empty)."""
+    from gisapp.geojson import geometry_texts
+
+    return geometry_texts(np.asarray(geoms, dtype=object))
 
 
 def search_text(layer: Layer, frame: pd.DataFrame, personal: bool = False) -> pd.Series:

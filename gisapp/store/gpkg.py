@@ -30,6 +30,7 @@ from gisapp.wkb import gpkg_to_wkb
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
+    GEOJSON_COLUMN,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
     LayerInfo,
@@ -38,8 +39,9 @@ from gisapp.store.base import (
     StoreError,
     attribute_clauses,
     check_layer,
-    field_names,
     empty_frame,
+    field_names,
+    geojson_texts,
     merge_upsert,
     search_text,
 )
@@ -288,9 +290,23 @@ class GeoPackageStore(Store):
             else:
                 where, params = self._where(con, lay, flt)
                 matched = con.execute(f'SELECT count(*) FROM "{layer}"{where}', params).fetchone()[0]
+            geometry = "geom"
+            if GEOJSON_COLUMN in self._columns(con, lay):
+                geometry = f"coalesce({GEOJSON_COLUMN}, geom)"
             rows = [] if matched <= offset else \
-                self._select(con, lay, [lay.key, *names, "geom"], flt, limit, offset, fids=fids)
-        return Page(matched, [(*r[:-1], gpkg_to_wkb(r[-1])) for r in rows])
+                self._select(con, lay, [lay.key, *names, geometry], flt, limit, offset, fids=fids)
+        return Page(matched, [r if isinstance(r[-1], str) else (*r[:-1], gpkg_to_wkb(r[-1])) for r in rows])
+
+    def _columns(self, con, layer: Layer) -> set[str]:
+        """The columns of a layer's table (files written by older versions lack the newer hidden ones)."""
+        cache = _file_cache(self.path, self._signature())
+        key = ("columns", layer.name)
+        if cache is not None and key in cache:
+            return cache[key]
+        columns = {r[1] for r in con.execute(f'PRAGMA table_info("{layer.name}")')}
+        if cache is not None:
+            cache[key] = columns
+        return columns
 
     def count(self, layer, flt=None):
         lay = check_layer(layer)
@@ -535,6 +551,8 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
     arrays.append(pa.array(search_text(layer, frame, personal=True).tolist(), type=pa.string()))
     names.append(PERSONAL_SEARCH_COLUMN)
     geoms = geo.to_multipolygons(frame.geometry.values)
+    arrays.append(geojson_texts(geoms))
+    names.append(GEOJSON_COLUMN)
     arrays.append(pa.array(shapely.to_wkb(geoms), type=pa.binary()))
     names.append("geom")
     field_meta = {b"ARROW:extension:name": b"geoarrow.wkb"}

@@ -177,11 +177,22 @@ CREATE TABLE gisapp_version (
 INSERT INTO gisapp_version (id, version) VALUES (1, 0);
 """
 
+_V5 = """
+-- Each geometry as RFC 7946 GeoJSON text in WGS84, written with the row, so
+-- that API pages are read, not reprojected and formatted.  Rows loaded before
+-- this version have it NULL (computed when read) until written again.
+ALTER TABLE wards ADD COLUMN geometry_geojson text;
+ALTER TABLE construction_permits ADD COLUMN geometry_geojson text;
+ALTER TABLE sidewalk_permits ADD COLUMN geometry_geojson text;
+ALTER TABLE findings ADD COLUMN geometry_geojson text;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
     Migration(3, "personal search text (owner names) for signed-in staff", _V3),
     Migration(4, "data version raised by every write (validates cached tiles)", _V4),
+    Migration(5, "geometry as WGS84 GeoJSON text beside each row (fast API pages)", _V5),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -45,6 +45,7 @@ from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store import migrations
 from gisapp.store.base import (
+    GEOJSON_COLUMN,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
     LayerInfo,
@@ -55,6 +56,7 @@ from gisapp.store.base import (
     check_layer,
     empty_frame,
     field_names,
+    geojson_texts,
     search_text,
 )
 
@@ -305,9 +307,10 @@ class PostGISStore(Store):
             if matched <= offset:
                 return Page(matched, [])
             rows = con.cursor(binary=True).execute(
-                f"SELECT {columns}ST_AsBinary(geom) FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s",
+                f"SELECT {columns}{GEOJSON_COLUMN}, CASE WHEN {GEOJSON_COLUMN} IS NULL THEN ST_AsBinary(geom) END "
+                f"FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s",
                 [*params, int(limit), int(offset)]).fetchall()
-        return Page(matched, rows)
+        return Page(matched, [(*r[:-2], r[-2] if r[-2] is not None else r[-1]) for r in rows])
 
     def tile(self, layer, z, x, y, flt=None):
         """The Mapbox Vector Tile of ``layer`` in tile ``z/x/y`` (see :meth:`Store.tile`), in one query.
@@ -462,7 +465,7 @@ def _check_schema(con: psycopg.Connection, url: str) -> None:
 
 def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.GeoDataFrame) -> None:
     """COPY ``frame`` into ``table`` as CSV, ``COPY_CHUNK`` rows at a time."""
-    columns = [*layer.field_names, SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, "geom"]
+    columns = [*layer.field_names, SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN, "geom"]
     options = pacsv.WriteOptions(include_header=False)
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
     with con.cursor() as cur, cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
@@ -491,6 +494,7 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
                                               type=pa.string())
     geoms = geo.to_multipolygons(frame.geometry.values) if layer.geometry == "MultiPolygon" else np.asarray(
         frame.geometry.values, dtype=object)
+    arrays[GEOJSON_COLUMN] = geojson_texts(geoms)
     arrays["geom"] = _ewkb_hex(geoms)
     return pa.table(arrays)
 
