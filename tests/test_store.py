@@ -276,3 +276,22 @@ def test_a_geopackage_batch_stream_survives_a_write_in_its_thread(tmp_path):
     assert store.count("construction_permits") == 5
     rest = list(batches)  # still the version the stream began on
     assert len(first) + sum(len(b) for b in rest) == 40
+
+
+def test_geopackage_bbox_search_with_and_without_the_fid_key_index(tmp_path):
+    store = GeoPackageStore(tmp_path / "s.gpkg", must_exist=False)
+    store.write({"construction_permits": permits()})
+    lots = store.read("construction_permits")
+    box = geo.transform([lots.geometry.iloc[5:25].union_all()], schema.STORE_CRS, schema.WEB_CRS)[0].bounds
+    flt = Filter(bbox=box)
+    with sqlite3.connect(store.path) as con:
+        plan = " ".join(r[-1] for r in con.execute(
+            'EXPLAIN QUERY PLAN SELECT t.fid FROM "rtree_construction_permits_geom" r JOIN construction_permits t '
+            "INDEXED BY ix_construction_permits_fid_key ON t.fid = r.id ORDER BY t.dossier_code"))
+    assert "COVERING INDEX ix_construction_permits_fid_key" in plan
+    with_index = store.page("construction_permits", flt, fields=["status"], limit=100)
+    with sqlite3.connect(store.path) as con:  # a file written before the index existed
+        con.execute("DROP INDEX ix_construction_permits_fid_key")
+    without = store.page("construction_permits", flt, fields=["status"], limit=100)
+    assert with_index == without and with_index.matched >= 20
+    assert [r[0] for r in without.rows] == sorted(r[0] for r in without.rows)

@@ -199,9 +199,13 @@ class GeoPackageStore(Store):
         box = geo.bbox_polygon(flt.bbox)
         x1, y1, x2, y2 = box.bounds
         where = " AND ".join(["r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?", *clauses])
+        # Without attribute conditions only the key is needed: the (fid, key) index has it, in pages
+        # ~40 times denser than the table's rows.
+        keys = _fid_key_index(layer)
+        hint = f" INDEXED BY {keys}" if not clauses and keys in self._schema_names(con) else ""
         rows = con.execute(
-            f'SELECT t.fid, r.minx, r.miny, r.maxx, r.maxy FROM "{layer.name}" t '
-            f'JOIN "rtree_{layer.name}_geom" r ON r.id = t.fid WHERE {where} ORDER BY t.{layer.key}',
+            f'SELECT t.fid, r.minx, r.miny, r.maxx, r.maxy FROM "rtree_{layer.name}_geom" r '
+            f'JOIN "{layer.name}" t{hint} ON t.fid = r.id WHERE {where} ORDER BY t.{layer.key}',
             [x1, x2, y1, y2, *params],
         ).fetchall()
         if not rows:
@@ -227,7 +231,7 @@ class GeoPackageStore(Store):
             fids = [int(v) for v in arr[hit, 0]]
         if cache is not None:
             with _FILE_CACHE_LOCK:  # requests run in threads: never iterate while another inserts
-                remembered = [k for k in list(cache) if isinstance(k, tuple)]
+                remembered = [k for k in list(cache) if isinstance(k, tuple) and k[0] == "fids"]
                 if len(remembered) >= _FIDS_PER_FILE:
                     for k in remembered:
                         cache.pop(k, None)
@@ -299,14 +303,22 @@ class GeoPackageStore(Store):
 
     def _columns(self, con, layer: Layer) -> set[str]:
         """The columns of a layer's table (files written by older versions lack the newer hidden ones)."""
+        return self._remembered(("columns", layer.name),
+                                lambda: {r[1] for r in con.execute(f'PRAGMA table_info("{layer.name}")')})
+
+    def _schema_names(self, con) -> set[str]:
+        """Names of the file's tables and indexes (files written by older versions lack newer indexes)."""
+        return self._remembered(("schema",), lambda: {r[0] for r in con.execute("SELECT name FROM sqlite_master")})
+
+    def _remembered(self, key: tuple, compute):
+        """``compute()``, remembered for this version of the file."""
         cache = _file_cache(self.path, self._signature())
-        key = ("columns", layer.name)
         if cache is not None and key in cache:
             return cache[key]
-        columns = {r[1] for r in con.execute(f'PRAGMA table_info("{layer.name}")')}
+        value = compute()
         if cache is not None:
-            cache[key] = columns
-        return columns
+            cache[key] = value
+        return value
 
     def count(self, layer, flt=None):
         lay = check_layer(layer)
@@ -494,6 +506,11 @@ class GeoPackageStore(Store):
                 raise
 
 
+def _fid_key_index(layer: Layer) -> str:
+    """The index of (fid, key): a bbox search orders its matches by key without reading their rows."""
+    return f"ix_{layer.name}_fid_key"
+
+
 def _remove_leftovers(path: Path) -> None:
     """Delete copies left by writers that were killed (their process is gone).
 
@@ -579,6 +596,7 @@ def _finish(path: Path, layers) -> None:
     """Indexes on the filter fields and the key; then flush to disk."""
     with contextlib.closing(sqlite3.connect(path)) as con:
         for lay in layers:
+            con.execute(f'CREATE INDEX IF NOT EXISTS "{_fid_key_index(lay)}" ON "{lay.name}" (fid, {lay.key})')
             cols = [c for c in (lay.key, *_INDEXED) if c in lay.field_names]
             for c in dict.fromkeys(cols):
                 unique = "UNIQUE " if c == lay.key else ""
