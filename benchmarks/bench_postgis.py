@@ -237,11 +237,14 @@ def analysis_times(store, frames_n: int) -> dict:
 
 
 @contextlib.contextmanager
-def app_servers(store_url: str, processes: int = 1):
-    """``processes`` × ``gisapp serve --workers 2`` (gunicorn) on free ports; their base URLs."""
+def app_servers(store_url: str, processes: int = 1, settings: dict | None = None):
+    """``processes`` × ``gisapp serve --workers 2`` (gunicorn) on free ports; their base URLs.
+
+    ``settings`` are extra environment variables (``GISAPP_…``) for the servers.
+    """
     import requests
 
-    env = {**os.environ, "GISAPP_STORE": store_url, "GISAPP_ENV": "development"}
+    env = {**os.environ, "GISAPP_STORE": store_url, "GISAPP_ENV": "development", **(settings or {})}
     procs, bases = [], []
     try:
         for _ in range(processes):
@@ -365,10 +368,15 @@ def _run_backend(name, store, url, frames, boxes, clients: list[int], seconds: f
         sample = loadgen.run_threads(bases, paths[:40], 1, 40, inspect=returned)
         row["items_mean_features"] = sample["mean_inspected"]
         row["items"] = latency_levels(bases[0], paths, clients, seconds, f"{name} items")
-        if bench_tiles is not None:
+        if bench_tiles is not None:  # 400 tiles: each asked for several times, mostly from the tile cache
             tiles = bench_tiles.tile_list(frames, k=400)
             tile_paths = [f"/tiles/construction_permits/{z}/{x}/{y}.mvt" for z, x, y in tiles]
             row["tiles"] = latency_levels(bases[0], tile_paths, clients, seconds, f"{name} tiles z14-17")
+    if bench_tiles is not None:  # the same tiles with the cache off: every one built
+        with app_servers(url, 1, {"GISAPP_TILE_CACHE_MB": "0"}) as bases:
+            row["tiles_uncached"] = latency_levels(bases[0], tile_paths, clients, seconds,
+                                                   f"{name} tiles z14-17, no cache")
+    with app_servers(url, 1) as bases:
         if with_map:
             b = boxes[0]
             row["map"] = map_views(bases[0], street=((b[1] + b[3]) / 2, (b[0] + b[2]) / 2))
@@ -404,6 +412,7 @@ def print_table(results: dict) -> None:
     head = f"{'permits/layer':>13} {'backend':<8} {'load s':>7} {'read+gpd s':>10} {'sql s':>6}"
     head += "".join(f" {f'items p50/p95 @{c}':>19}" for c in levels)
     head += "".join(f" {f'tiles p50/p95 @{c}':>19}" for c in levels)
+    head += "".join(f" {f'uncached p50/p95 @{c}':>22}" for c in levels)
     head += f" {'map first/street ms':>20}"
     print(head)
     for run in results["runs"]:
@@ -413,12 +422,12 @@ def print_table(results: dict) -> None:
                 if a.get("geopandas_analysis_s") is not None else None
             line = (f"{run['n']:>13,} {row['backend']:<8} {row['load_s']:>7.1f} {_fmt(gpd_s, 10)} "
                     f"{_fmt(a.get('sql_s'), 6)}")
-            for kind in ("items", "tiles"):
+            for kind, width in (("items", 19), ("tiles", 19), ("tiles_uncached", 22)):
                 for c in levels:
                     item = next((i for i in row.get(kind, []) if i["clients"] == c), None)
                     cell = "—" if item is None or item["p50_ms"] is None else \
                         f"{item['p50_ms']:.0f}/{item['p95_ms']:.0f}"
-                    line += f" {cell:>19}"
+                    line += f" {cell:>{width}}"
             m = row.get("map")
             line += f" {(str(m['drawn_ms']) + '/' + str(m.get('street_ms'))) if m else '—':>20}"
             print(line)
