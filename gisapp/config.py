@@ -23,7 +23,7 @@ SETTINGS = {
     "ACCOUNTS": ("GISAPP_ACCOUNTS", str(ROOT / "layers" / "accounts.sqlite"), "SQLite file of staff accounts and the audit log"),
     "ENV": ("GISAPP_ENV", "development", "development or production (production refuses to start without a secret key)"),
     "MAX_UPLOAD_MB": ("GISAPP_MAX_UPLOAD_MB", "50", "largest file the upload page accepts, in MB"),
-    "TILE_CACHE_MB": ("GISAPP_TILE_CACHE_MB", "64", "memory per server process for recently served vector tiles, in MB (0: none)"),
+    "TILE_CACHE_MB": ("GISAPP_TILE_CACHE_MB", "256", "memory per server process for recently served vector tiles, in MB (0: none)"),
     "UPLOADS": ("GISAPP_UPLOADS", str(Path(tempfile.gettempdir()) / "gisapp-uploads"),
                 "folder where uploaded files wait for confirmation (kept a day at most)"),
 }

@@ -58,7 +58,7 @@ def _cache() -> tiles.TileCache:
     cache = app.extensions.get("gisapp.tile_cache")
     if cache is None:
         cache = app.extensions.setdefault("gisapp.tile_cache",
-                                          tiles.TileCache(int(app.config.get("TILE_CACHE_MB", 64)) * 2**20))
+                                          tiles.TileCache(int(app.config.get("TILE_CACHE_MB", 256)) * 2**20))
     return cache
 
 
