@@ -26,7 +26,6 @@ import pyogrio
 import shapely
 
 from gisapp import geo, schema, tiles
-from gisapp.wkb import gpkg_to_wkb
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
@@ -45,6 +44,7 @@ from gisapp.store.base import (
     merge_upsert,
     search_text,
 )
+from gisapp.wkb import gpkg_to_wkb
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
 META_TABLE = "gisapp_meta"
@@ -84,8 +84,7 @@ _READERS_PER_THREAD = 8
 
 
 def _open_reader(path: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    return con
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
 
 
 def _reader(path: Path, signature: tuple) -> sqlite3.Connection | None:
