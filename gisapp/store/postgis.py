@@ -293,23 +293,27 @@ class PostGISStore(Store):
             yield pa.Table.from_arrays(arrays, schema=arrow_schema)
 
     def page(self, layer, flt=None, *, fields, limit, offset=0):
-        """The count of all matches, then the page's rows (two queries on one connection).
+        """The page's rows, then the count of all matches when the page does not tell it.
 
-        Not one query with a window count: that sorts every match before the
-        limit, which a whole-extent bbox (QGIS asks for one) makes the whole layer.
+        A page with rows but fewer than ``limit`` ends the matches, so they
+        number ``offset`` + its rows (a street view often fits in one page);
+        otherwise a count query follows.  Not one query with a window count:
+        that sorts every match before the limit, which a whole-extent bbox
+        (QGIS asks for one) makes the whole layer.
         """
         lay = check_layer(layer)
         names = field_names(lay, fields)
         where, params = self._where(lay, flt)
         columns = "".join(f"{n}, " for n in [lay.key, *names])
         with self.connection() as con:
-            matched = con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
-            if matched <= offset:
-                return Page(matched, [])
             rows = con.cursor(binary=True).execute(
                 f"SELECT {columns}{GEOJSON_COLUMN}, CASE WHEN {GEOJSON_COLUMN} IS NULL THEN ST_AsBinary(geom) END "
                 f"FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s",
                 [*params, int(limit), int(offset)]).fetchall()
+            if len(rows) < int(limit) and (rows or not offset):
+                matched = int(offset) + len(rows)
+            else:
+                matched = con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
         return Page(matched, [(*r[:-2], r[-2] if r[-2] is not None else r[-1]) for r in rows])
 
     def tile(self, layer, z, x, y, flt=None):
