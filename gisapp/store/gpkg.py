@@ -55,7 +55,7 @@ _INDEXED = ("ward_code", "status", "procedure", "channel", "purpose", "kind",
 
 
 #: What reads learn about a version of a file, shared by the store objects of all requests:
-#: (path, file signature) → {"checked": True, "tables": {...}, ("fids", layer, filter): [...]}.
+#: (path, file signature) → {"checked": True, ("tables",): {...}, ("columns", layer): {...}, ("fids", layer, filter): [...]}.
 #: A write replaces the file, which changes its signature, so nothing stale is ever used.
 _FILE_CACHE: dict = {}
 _FILE_CACHE_LOCK = threading.Lock()
@@ -159,13 +159,8 @@ class GeoPackageStore(Store):
             con.close()
 
     def _tables(self, con) -> set[str]:
-        cache = _file_cache(self.path, self._signature())
-        if cache is not None and "tables" in cache:
-            return cache["tables"]
-        tables = {r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")}
-        if cache is not None:
-            cache["tables"] = tables
-        return tables
+        """The layers the file holds (its ``gpkg_contents``)."""
+        return self._remembered(("tables",), lambda: {r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")})
 
     def _where(self, con, layer: Layer, flt: Filter | None) -> tuple[str, list]:
         clauses, params = attribute_clauses(layer, flt)
