@@ -55,7 +55,8 @@ _INDEXED = ("ward_code", "status", "procedure", "channel", "purpose", "kind",
 
 
 #: What reads learn about a version of a file, shared by the store objects of all requests:
-#: (path, file signature) → {"checked": True, ("tables",): {...}, ("columns", layer): {...}, ("fids", layer, filter): [...]}.
+#: (path, file signature) → {"checked": True, ("tables",): {...}, ("columns", layer): {...},
+#: ("fids", layer, filter): [...]}.
 #: A write replaces the file, which changes its signature, so nothing stale is ever used.
 _FILE_CACHE: dict = {}
 _FILE_CACHE_LOCK = threading.Lock()
@@ -160,7 +161,8 @@ class GeoPackageStore(Store):
 
     def _tables(self, con) -> set[str]:
         """The layers the file holds (its ``gpkg_contents``)."""
-        return self._remembered(("tables",), lambda: {r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")})
+        return self._remembered(("tables",),
+                                lambda: {r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")})
 
     def _where(self, con, layer: Layer, flt: Filter | None) -> tuple[str, list]:
         clauses, params = attribute_clauses(layer, flt)
