@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import click
@@ -98,14 +99,21 @@ def serve(click_ctx, host: str, port: int, workers: int, threads: int, seed_if_m
     ctx.store().info()  # fail early with a clear message
     from gisapp import create_app
 
+    from gisapp.tiles_cli import start_watcher, stop_watcher
+
     app = create_app({"STORE": ctx.config["STORE"]})
     click.echo(f"gisapp on http://{host}:{port}/ (store {ctx.config['STORE']})")
-    if workers:
-        from gisapp.server import serve_gunicorn
+    owner, watcher = os.getpid(), start_watcher(ctx.config["STORE"], ctx.config)
+    try:
+        if workers:
+            from gisapp.server import serve_gunicorn
 
-        serve_gunicorn(app, host=host, port=port, workers=workers, threads=threads)
-    else:
-        app.run(host=host, port=port, debug=False, use_reloader=False)
+            serve_gunicorn(app, host=host, port=port, workers=workers, threads=threads)
+        else:
+            app.run(host=host, port=port, debug=False, use_reloader=False)
+    finally:
+        if os.getpid() == owner:  # not in a gunicorn worker, which leaves through here too
+            stop_watcher(watcher)
 
 
 @cli.command()
@@ -144,6 +152,7 @@ FEATURE_COMMANDS: list[tuple[str, list[str]]] = [
     ("gisapp.exporting_cli", ["export"]),
     ("gisapp.importing_cli", ["import_"]),
     ("gisapp.analysis_cli", ["analyze"]),
+    ("gisapp.tiles_cli", ["tiles_group"]),
 ]
 
 

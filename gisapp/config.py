@@ -24,6 +24,10 @@ SETTINGS = {
     "ENV": ("GISAPP_ENV", "development", "development or production (production refuses to start without a secret key)"),
     "MAX_UPLOAD_MB": ("GISAPP_MAX_UPLOAD_MB", "50", "largest file the upload page accepts, in MB"),
     "TILE_CACHE_MB": ("GISAPP_TILE_CACHE_MB", "256", "memory per server process for recently served vector tiles, in MB (0: none)"),
+    "TILE_DIR": ("GISAPP_TILE_DIR", str(Path(tempfile.gettempdir()) / "gisapp-tiles"),
+                 "folder of vector tiles shared by the server's processes, rendered after each write (none: off)"),
+    "TILE_WARM": ("GISAPP_TILE_WARM", "14-17", "zoom levels whose unfiltered tiles are rendered after each write "
+                  "(e.g. 14-17, 14,15; none: only on request)"),
     "UPLOADS": ("GISAPP_UPLOADS", str(Path(tempfile.gettempdir()) / "gisapp-uploads"),
                 "folder where uploaded files wait for confirmation (kept a day at most)"),
 }
@@ -43,6 +47,15 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
         except ValueError:
             raise ConfigError(f"{SETTINGS[name][0]} must be a whole number, not {config[name]!r}") from None
     config.update(overrides or {})
+    if isinstance(config["TILE_WARM"], str):
+        from gisapp.tile_disk import parse_zooms
+
+        try:
+            config["TILE_WARM"] = parse_zooms(config["TILE_WARM"])
+        except ValueError as err:
+            raise ConfigError(f"GISAPP_TILE_WARM: {err}") from None
+    if str(config["TILE_DIR"]).strip().lower() in ("", "none"):
+        config["TILE_DIR"] = None
     if config["ENV"] == "production" and not config["SECRET_KEY"]:
         raise ConfigError("GISAPP_SECRET_KEY must be set when GISAPP_ENV=production")
     config["CALENDAR"] = config.get("CALENDAR") or Calendar.from_settings(config["WEEKEND"], config["HOLIDAYS"])

@@ -36,8 +36,9 @@ def demo_store(_demo_store_file, tmp_path):
 
 @pytest.fixture(autouse=True)
 def _private_settings(tmp_path_factory, monkeypatch):
-    """Accounts, uploads and the default store of every test live in a temporary folder, never in layers/."""
+    """Accounts, uploads, tiles and the default store of every test live in a temporary folder, never in layers/."""
     home = tmp_path_factory.mktemp("settings")
     monkeypatch.setenv("GISAPP_ACCOUNTS", str(home / "accounts.sqlite"))
     monkeypatch.setenv("GISAPP_UPLOADS", str(home / "uploads"))
+    monkeypatch.setenv("GISAPP_TILE_DIR", str(home / "tiles"))
     monkeypatch.setenv("GISAPP_STORE", str(home / "store.gpkg"))

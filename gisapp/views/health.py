@@ -1,9 +1,10 @@
-"""``/healthz``: the app answers and its store can be read."""
+"""``/healthz``: the app answers and its store can be read; whether its tiles are rendered."""
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify
+from flask import Blueprint, current_app, jsonify
 
+from gisapp.tile_disk import TileDir
 from gisapp.web import get_store
 
 bp = Blueprint("health", __name__)
@@ -11,6 +12,18 @@ bp = Blueprint("health", __name__)
 
 @bp.get("/healthz")
 def healthz():
-    """200 with layer counts when the store answers; 503 (JSON error) otherwise."""
-    counts = {info.name: info.count for info in get_store().info()}
-    return jsonify({"status": "ok", "layers": counts})
+    """200 with layer counts when the store answers; 503 (JSON error) otherwise.
+
+    ``tiles`` tells whether the unfiltered tiles of the data as it is now
+    are rendered (``ready``), or still being rendered after a write; it
+    does not make the answer fail: tiles not rendered yet are built on request.
+    """
+    store = get_store()
+    counts = {info.name: info.count for info in store.info()}
+    body = {"status": "ok", "layers": counts}
+    root, zooms = current_app.config.get("TILE_DIR"), list(current_app.config.get("TILE_WARM") or ())
+    if root and zooms:
+        version = store.version()
+        done = TileDir(root, store.url).status(version) if version else None
+        body["tiles"] = {"zooms": zooms, "ready": bool(done) and done.get("zooms") == zooms}
+    return jsonify(body)

@@ -4,6 +4,10 @@
 strictly, as ``/data``: a bad value is a 400 JSON error naming it).  An
 empty tile is ``204 No Content``.  Below :data:`gisapp.tiles.MIN_ZOOM` a
 tile is refused with 400: the map shows per-ward counts there.
+
+Where a tile comes from: this process's memory (:class:`gisapp.tiles.TileCache`),
+then, for an unfiltered tile, the folder all processes share
+(:mod:`gisapp.tile_disk`, rendered after each write), else the store builds it.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from gisapp import geo, tiles
 from gisapp.errors import ApiError
 from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
+from gisapp.tile_disk import TileDir
 from gisapp.views.data import strict_filter
 from gisapp.web import get_store
 
@@ -36,13 +41,14 @@ def tile(layer: str, z: str, x: str, y: str):
     z, x, y = tiles.check_tile(z, x, y, min_zoom=tiles.MIN_ZOOM)
     store = get_store()
     flt = strict_filter(store)
-    etag = _etag(store, f"{layer}/{z}/{x}/{y}", flt)
+    version = store.version()
+    etag = _etag(version, f"{layer}/{z}/{x}/{y}", flt)
     if etag and etag in request.if_none_match:
         return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"})
     cache = _cache()
     body = cache.get(etag) if etag else None
     if body is None:
-        body = store.tile(layer, z, x, y, flt)
+        body = _shared_tile(store, version, flt, layer, z, x, y)
         if etag:
             cache.put(etag, body)
     response = Response(body, status=200 if body else 204, mimetype=tiles.MEDIA_TYPE)
@@ -50,6 +56,19 @@ def tile(layer: str, z: str, x: str, y: str):
     if etag:
         response.set_etag(etag)
     return response
+
+
+def _shared_tile(store, version: str | None, flt, layer: str, z: int, x: int, y: int) -> bytes:
+    """The tile from the processes' shared folder when it is unfiltered and there, else built (and kept there)."""
+    root = current_app.config.get("TILE_DIR")
+    if not root or not version or not flt.with_(q_personal=False).is_empty():
+        return store.tile(layer, z, x, y, flt)
+    shared = TileDir(root, store.url)
+    body = shared.get(version, layer, z, x, y)
+    if body is None:
+        body = store.tile(layer, z, x, y, flt)
+        shared.put(version, layer, z, x, y, body)
+    return body
 
 
 def _cache() -> tiles.TileCache:
@@ -62,10 +81,9 @@ def _cache() -> tiles.TileCache:
     return cache
 
 
-def _etag(store, tile: str, flt) -> str | None:
+def _etag(version: str | None, tile: str, flt) -> str | None:
     """A validator of a tile's content: the store's version, the tile and the filter as parsed
     (parameters the tile ignores make no new entry; whether ``q`` searched owner names is in it)."""
-    version = store.version()
     if not version:
         return None
     key = f"{version}|{tile}|{flt!r}"

@@ -1,0 +1,84 @@
+"""``gisapp tiles``: render the store's vector tiles into the shared tile folder (``GISAPP_TILE_DIR``).
+
+``gisapp serve`` runs ``gisapp tiles watch`` beside the web server, at low
+priority; ``gisapp tiles render`` does one version now (after an import
+from a script, say, so that the first map views are already fast).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import click
+
+from gisapp.store import open_store
+from gisapp.tile_disk import TileDir, parse_zooms, watch
+
+if TYPE_CHECKING:
+    from gisapp.cli import Context
+
+
+def _zooms(ctx: Context, text: str | None) -> tuple[int, ...]:
+    if text is None:
+        return ctx.config["TILE_WARM"]
+    try:
+        return parse_zooms(text)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--zooms") from None
+
+
+def _tile_dir(ctx: Context) -> TileDir:
+    if not ctx.config["TILE_DIR"]:
+        raise click.UsageError("GISAPP_TILE_DIR is none: there is no tile folder to render into")
+    return TileDir(ctx.config["TILE_DIR"], ctx.store().url)
+
+
+@click.group("tiles")
+def tiles_group():
+    """Pre-rendered vector tiles (GISAPP_TILE_DIR, GISAPP_TILE_WARM)."""
+
+
+@tiles_group.command("render")
+@click.option("--zooms", default=None, help="Zoom levels, e.g. 14-17 or 14,15 (default: GISAPP_TILE_WARM).")
+@click.pass_obj
+def render_command(ctx: Context, zooms: str | None):
+    """Render the unfiltered tiles of the store's current data now (waits for a render already running)."""
+    tile_dir, zooms = _tile_dir(ctx), _zooms(ctx, zooms)
+    click.echo(f"rendering z{'/'.join(map(str, zooms)) or ' (none)'} into {tile_dir.root}")
+    watch(lambda: ctx.store(), tile_dir, zooms, once=True, log=click.echo)
+
+
+@tiles_group.command("watch")
+@click.option("--zooms", default=None, help="Zoom levels, e.g. 14-17 (default: GISAPP_TILE_WARM).")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Seconds between two looks at the store's version.")
+@click.pass_obj
+def watch_command(ctx: Context, zooms: str | None, interval: float):
+    """Render the tiles of each new version of the store's data, until stopped (what `serve` runs)."""
+    tile_dir, zooms = _tile_dir(ctx), _zooms(ctx, zooms)
+    watch(lambda: ctx.store(), tile_dir, zooms, interval=interval, log=lambda m: click.echo(f"tiles: {m}"))
+
+
+def start_watcher(store_url: str, config: dict) -> subprocess.Popen | None:
+    """``gisapp tiles watch`` for ``store_url`` as a child process at low priority (``None`` when tiles are off)."""
+    if not config.get("TILE_DIR"):
+        return None
+    env = {**os.environ, "GISAPP_STORE": str(store_url), "GISAPP_TILE_DIR": str(config["TILE_DIR"]),
+           "GISAPP_TILE_WARM": ",".join(map(str, config["TILE_WARM"])) or "none"}
+    return subprocess.Popen([sys.executable, "-m", "gisapp", "tiles", "watch"], env=env,
+                            preexec_fn=lambda: os.nice(10))
+
+
+def stop_watcher(proc: subprocess.Popen | None) -> None:
+    """Stop the child of :func:`start_watcher` (a render in progress is resumed by the next one)."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

@@ -1,0 +1,221 @@
+"""Pre-rendered tiles on disk: rendering per data version, sharing between processes, the server's watcher."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+import pytest
+from click.testing import CliRunner
+
+from gisapp import create_app, tiles
+from gisapp.cli import cli
+from gisapp.config import ConfigError, load_config
+from gisapp.filters import Filter
+from gisapp.store import open_store
+from gisapp.tile_disk import TileDir, VersionChanged, parse_zooms, render, tile_range, watch
+from tests.stores import BACKENDS, new_store
+from tests.test_server import free_port
+from tests.test_tiles import decode
+
+LAYER = "construction_permits"
+
+
+@pytest.mark.parametrize("text, zooms", [("14-17", (14, 15, 16, 17)), ("15", (15,)), ("17,14-15", (14, 15, 17)),
+                                         ("none", ()), ("", ())])
+def test_zoom_settings_are_read(text, zooms):
+    assert parse_zooms(text) == zooms
+
+
+@pytest.mark.parametrize("text, message", [("13-15", "outside 14–18"), ("x", "'x' is not a zoom level"),
+                                           ("16-14", "outside"), ("14-19", "outside")])
+def test_bad_zoom_settings_are_refused_with_the_setting_named(text, message):
+    with pytest.raises(ValueError, match=message):
+        parse_zooms(text)
+    with pytest.raises(ConfigError, match="GISAPP_TILE_WARM: .*" + message):
+        load_config(environ={"GISAPP_TILE_WARM": text})
+
+
+def test_tile_folder_can_be_turned_off():
+    assert load_config(environ={"GISAPP_TILE_DIR": "none"})["TILE_DIR"] is None
+    assert load_config(environ={"GISAPP_TILE_DIR": "/srv/tiles"})["TILE_DIR"] == "/srv/tiles"
+
+
+def _tiles_on_disk(version_dir: Path) -> dict[tuple, bytes]:
+    return {tuple(int(p) for p in (*f.relative_to(version_dir).parts[1:3], f.stem)) + (f.parts[-4],): f.read_bytes()
+            for f in version_dir.rglob("*.mvt")}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_render_writes_every_tile_of_the_layers_as_the_store_builds_it(backend, tmp_path, request, demo_frames):
+    store = new_store(backend, tmp_path, request)
+    store.write(demo_frames[0], meta=demo_frames[1])
+    tile_dir = TileDir(tmp_path / "tiles", store.url)
+    report = render(store, tile_dir, (14, 15))
+    version_dir = tile_dir.version_dir(store.version())
+    on_disk = _tiles_on_disk(version_dir)
+    assert report["tiles"] == len(on_disk) == report["built"] and report["zooms"] == [14, 15]
+    assert tile_dir.status(store.version()) == report
+    extent = next(i.extent for i in store.info() if i.name == LAYER)
+    x0, y0, x1, y1 = tile_range(extent, 14)
+    z14 = {(x, y) for (z, x, y, layer) in on_disk if layer == LAYER and z == 14}
+    assert z14 == {(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)}
+    # z15: the four children of each z14 tile with features, and nothing else
+    full14 = {(x, y) for (z, x, y, layer), body in on_disk.items() if layer == LAYER and z == 14 and body}
+    assert full14 and len(full14) < len(z14)  # the demo district does not fill its box
+    z15 = {(x, y) for (z, x, y, layer) in on_disk if layer == LAYER and z == 15}
+    assert z15 == {(2 * x + dx, 2 * y + dy) for x, y in full14 for dx in (0, 1) for dy in (0, 1)}
+    for (z, x, y, layer), body in on_disk.items():  # ST_AsMVT may order features differently from run to run
+        assert _content(body, layer) == _content(store.tile(layer, z, x, y), layer), (layer, z, x, y)
+    with_rows = {i.name for i in store.info() if i.count and i.name in tiles.TILE_FIELDS}
+    assert {layer for *_, layer in on_disk} == with_rows == {LAYER, "sidewalk_permits"}  # no findings yet
+    again = render(store, tile_dir, (14, 15))
+    assert again["built"] == 0 and again["tiles"] == report["tiles"]
+
+
+def test_a_new_version_is_rendered_and_the_old_one_removed(demo_store, tmp_path):
+    tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+    first = demo_store.version()
+    watch(lambda: open_store(demo_store.url), tile_dir, (14,), once=True)
+    assert tile_dir.status(first)["zooms"] == [14]
+    kept = demo_store.read(LAYER)
+    demo_store.write({LAYER: kept.iloc[: len(kept) // 2]})
+    second = demo_store.version()
+    assert second != first and tile_dir.status(second) is None
+    watch(lambda: open_store(demo_store.url), tile_dir, (14,), once=True)
+    assert tile_dir.status(second)["zooms"] == [14]
+    assert not tile_dir.version_dir(first).exists()
+    assert [p.name for p in tile_dir.root.iterdir() if p.is_dir()] == [tile_dir.version_dir(second).name]
+
+
+def test_a_write_during_rendering_stops_it_and_the_watcher_renders_the_new_data(demo_store, tmp_path):
+    tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+    first = demo_store.version()
+    kept = demo_store.read(LAYER)
+
+    def write_after_first_zoom(message: str) -> None:
+        if message.startswith(f"{LAYER} z14"):
+            demo_store.write({LAYER: kept.iloc[:10]})
+
+    with pytest.raises(VersionChanged):
+        render(demo_store, tile_dir, (14, 15), log=write_after_first_zoom)
+    assert tile_dir.status(first) is None and demo_store.version() != first
+    watch(lambda: open_store(demo_store.url), tile_dir, (14, 15), once=True)
+    second = demo_store.version()
+    assert tile_dir.status(second)["zooms"] == [14, 15]
+    for (z, x, y, layer), body in _tiles_on_disk(tile_dir.version_dir(second)).items():
+        assert _content(body, layer) == _content(demo_store.tile(layer, z, x, y), layer)
+
+
+def _content(body: bytes, layer: str) -> dict:
+    return {key: (f["geometry"].wkb, f["properties"]) for key, f in decode(body, layer).items()}
+
+
+def _busiest_z14(store) -> tuple[int, int, int]:
+    extent = next(i.extent for i in store.info() if i.name == LAYER)
+    x0, y0, x1, y1 = tile_range(extent, 14)
+    return max(((14, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)),
+               key=lambda t: len(store.tile(LAYER, *t)))
+
+
+def test_unfiltered_tiles_come_from_the_shared_folder_and_filtered_ones_do_not(demo_store, tmp_path):
+    config = {"STORE": demo_store.url, "TESTING": True, "TILE_DIR": str(tmp_path / "tiles"), "TILE_CACHE_MB": 0}
+    client = create_app(config).test_client()
+    tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+    z, x, y = _busiest_z14(demo_store)
+    url = f"/tiles/{LAYER}/{z}/{x}/{y}.mvt"
+    built = client.get(url)
+    assert built.status_code == 200 and built.data == demo_store.tile(LAYER, z, x, y)
+    assert tile_dir.get(demo_store.version(), LAYER, z, x, y) == built.data  # kept for the other processes
+    # What is in the folder is what the other processes serve: a planted body comes back as it is.
+    tile_dir.put(demo_store.version(), LAYER, z, x, y, b"planted")
+    other = create_app(config).test_client()
+    assert other.get(url).data == b"planted"
+    assert other.get(url + "?nonce=1").data == b"planted"  # a parameter tiles ignore
+    filtered = other.get(url + "?status=RETURNED")
+    assert filtered.data == demo_store.tile(LAYER, z, x, y, Filter(statuses=("RETURNED",))) != b"planted"
+    assert {p.name for p in tile_dir.version_dir(demo_store.version()).rglob("*.mvt")} == {f"{y}.mvt"}
+    tile_dir.put(demo_store.version(), LAYER, z, x, y, b"")  # an empty tile on disk is a 204
+    assert other.get(url).status_code == 204
+
+
+def test_without_a_tile_folder_tiles_are_built_and_nothing_is_written(demo_store, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    before = sorted(tmp_path.rglob("*"))
+    client = create_app({"STORE": demo_store.url, "TESTING": True, "TILE_DIR": "none"}).test_client()
+    z, x, y = _busiest_z14(demo_store)
+    assert client.get(f"/tiles/{LAYER}/{z}/{x}/{y}.mvt").data == demo_store.tile(LAYER, z, x, y)
+    assert sorted(tmp_path.rglob("*")) == before
+    assert not any(Path(os.environ["GISAPP_TILE_DIR"]).rglob("*.mvt"))  # nor in the folder of the environment
+    assert "tiles" not in client.get("/healthz").json
+
+
+def test_health_says_whether_the_tiles_of_the_current_data_are_ready(demo_store, tmp_path):
+    config = {"STORE": demo_store.url, "TESTING": True, "TILE_DIR": str(tmp_path / "tiles"), "TILE_WARM": "14"}
+    client = create_app(config).test_client()
+    assert client.get("/healthz").json["tiles"] == {"zooms": [14], "ready": False}
+    watch(lambda: open_store(demo_store.url), TileDir(tmp_path / "tiles", demo_store.url), (14,), once=True)
+    assert client.get("/healthz").json["tiles"] == {"zooms": [14], "ready": True}
+
+
+def test_cli_renders_and_names_a_missing_folder(demo_store, tmp_path):
+    runner = CliRunner()
+    env = {"GISAPP_TILE_DIR": str(tmp_path / "tiles")}
+    result = runner.invoke(cli, ["--store", demo_store.url, "tiles", "render", "--zooms", "14"], env=env)
+    assert result.exit_code == 0, result.output
+    assert f"{LAYER} z14:" in result.output and "ready" in result.output
+    assert TileDir(tmp_path / "tiles", demo_store.url).status(demo_store.version())["zooms"] == [14]
+    off = runner.invoke(cli, ["--store", demo_store.url, "tiles", "render"], env={"GISAPP_TILE_DIR": "none"})
+    assert off.exit_code == 2 and "GISAPP_TILE_DIR is none" in off.output
+    bad = runner.invoke(cli, ["--store", demo_store.url, "tiles", "render", "--zooms", "9"], env=env)
+    assert bad.exit_code == 2 and "--zooms" in bad.output and "outside" in bad.output
+
+
+def _watchers(store_path: str) -> list[int]:
+    """Processes running ``gisapp tiles watch`` for ``store_path``."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if b"tiles\0watch" in cmdline and f"GISAPP_STORE={store_path}\0".encode() in environ:
+            out.append(int(proc.name))
+    return out
+
+
+def test_serve_renders_the_tiles_beside_the_workers_and_stops_the_renderer(demo_store, tmp_path):
+    port = free_port()
+    env = {**os.environ, "GISAPP_TILE_DIR": str(tmp_path / "tiles"), "GISAPP_TILE_WARM": "14-15"}
+    proc = subprocess.Popen([sys.executable, "-m", "gisapp", "--store", demo_store.url, "serve", "--port", str(port),
+                             "--workers", "2", "--threads", "2"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=env)
+    try:
+        deadline, body = time.monotonic() + 90, None
+        while not (body and body["tiles"]["ready"]):
+            assert proc.poll() is None and time.monotonic() < deadline, "tiles not ready in 90 s"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                    body = orjson.loads(r.read())
+            except OSError:
+                pass
+            time.sleep(0.2)
+        assert len(_watchers(demo_store.url)) == 1
+        status = TileDir(tmp_path / "tiles", demo_store.url).status(demo_store.version())
+        assert status["zooms"] == [14, 15] and status["tiles"] > 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert "tiles: tiles of version" in out
+    deadline = time.monotonic() + 10
+    while _watchers(demo_store.url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _watchers(demo_store.url) == []
