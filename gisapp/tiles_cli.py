@@ -7,7 +7,10 @@ from a script, say, so that the first map views are already fast).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -19,6 +22,8 @@ from gisapp.tile_disk import TileDir, parse_zooms, watch
 
 if TYPE_CHECKING:
     from gisapp.cli import Context
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 def _zooms(ctx: Context, text: str | None) -> tuple[int, ...]:
@@ -68,8 +73,14 @@ def start_watcher(store_url: str, config: dict) -> subprocess.Popen | None:
         return None
     env = {**os.environ, "GISAPP_STORE": str(store_url), "GISAPP_TILE_DIR": str(config["TILE_DIR"]),
            "GISAPP_TILE_WARM": ",".join(map(str, config["TILE_WARM"])) or "none"}
-    return subprocess.Popen([sys.executable, "-m", "gisapp", "tiles", "watch"], env=env,
-                            preexec_fn=lambda: os.nice(10))
+    return subprocess.Popen([sys.executable, "-m", "gisapp", "tiles", "watch"], env=env, preexec_fn=_as_watcher)
+
+
+def _as_watcher() -> None:
+    """In the child before it runs: low priority, and (on Linux) ended with its parent even if that is killed."""
+    os.nice(10)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def stop_watcher(proc: subprocess.Popen | None) -> None:

@@ -219,3 +219,22 @@ def test_serve_renders_the_tiles_beside_the_workers_and_stops_the_renderer(demo_
     while _watchers(demo_store.url) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _watchers(demo_store.url) == []
+
+
+def test_the_renderer_ends_with_a_server_that_is_killed(demo_store, tmp_path):
+    port = free_port()
+    env = {**os.environ, "GISAPP_TILE_DIR": str(tmp_path / "tiles"), "GISAPP_TILE_WARM": "14"}
+    proc = subprocess.Popen([sys.executable, "-m", "gisapp", "--store", demo_store.url, "serve", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not _watchers(demo_store.url):
+            assert proc.poll() is None and time.monotonic() < deadline, "no renderer started"
+            time.sleep(0.1)
+    finally:
+        proc.kill()  # no chance to stop its child itself
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while _watchers(demo_store.url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _watchers(demo_store.url) == []
