@@ -16,8 +16,12 @@ benchmark starts (``tests/pg_server.py``) — and reports:
   random street-view boxes (~1,000 features each), p50/p95 at 8 and 32
   concurrent clients for ``--seconds`` each (:mod:`benchmarks.loadgen`:
   wrk when installed, else Python threads, which load the same 2 cores);
-- vector-tile latency (z14–z17 tiles at random parcels), the same way,
-  when :mod:`benchmarks.bench_tiles` is there.
+- the time the server takes to render the unfiltered z14–z17 tiles after
+  it starts (:mod:`gisapp.tile_disk`), then vector-tile latency (z14–z17
+  tiles at random parcels), the same way, three times: as served (memory
+  cache and shared folder), from the shared folder only (memory caches
+  off: each request a process's first for its tile), and built on request
+  (no folder, no cache: what a filtered tile costs).
 
 Prints a table; writes JSON to ``benchmarks/out/``.
 
@@ -35,6 +39,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -364,7 +369,13 @@ def _run_backend(name, store, url, frames, boxes, clients: list[int], seconds: f
             row["analysis"] = {"error": f"{type(err).__name__}: {err}"}
         print(f"  {name}: analysis {row['analysis']}", flush=True)
     paths = items_paths(boxes)
-    with app_servers(url, 1) as bases:
+    shared = {"GISAPP_TILE_DIR": tempfile.mkdtemp(prefix="gisapp-bench-tiles-")}
+    with app_servers(url, 1, shared) as bases:
+        # The server renders the unfiltered z14-z17 tiles in the background after it starts (a new
+        # data version): wait for that, so that it does not take CPU from the measurements.
+        row["tiles_rendered_s"] = wait_for_tiles(bases[0])
+        print(f"  {name}: tiles z14-z17 rendered {row['tiles_rendered_s']:.0f} s after the server started",
+              flush=True)
         sample = loadgen.run_threads(bases, paths[:40], 1, 40, inspect=returned)
         row["items_mean_features"] = sample["mean_inspected"]
         row["items"] = latency_levels(bases[0], paths, clients, seconds, f"{name} items")
@@ -375,18 +386,37 @@ def _run_backend(name, store, url, frames, boxes, clients: list[int], seconds: f
             tile_paths = [f"/tiles/construction_permits/{z}/{x}/{y}.mvt" for z, x, y in tiles]
             loadgen.run_threads(bases, tile_paths, 4, len(tile_paths), ok=(200, 204))
             row["tiles"] = latency_levels(bases[0], tile_paths, clients, seconds, f"{name} tiles z14-17, cached")
-    if bench_tiles is not None:  # the same tiles with the cache off: every one built
-        with app_servers(url, 1, {"GISAPP_TILE_CACHE_MB": "0"}) as bases:
+    if bench_tiles is not None:
+        # Memory caches off: every tile read from the shared folder, as a process's first request for it.
+        with app_servers(url, 1, {**shared, "GISAPP_TILE_CACHE_MB": "0"}) as bases:
+            row["tiles_disk"] = latency_levels(bases[0], tile_paths, clients, seconds,
+                                               f"{name} tiles z14-17, from the shared folder")
+        # No folder, no memory cache: every tile built on request (as a filtered tile is).
+        with app_servers(url, 1, {"GISAPP_TILE_DIR": "none", "GISAPP_TILE_CACHE_MB": "0"}) as bases:
             row["tiles_uncached"] = latency_levels(bases[0], tile_paths, clients, seconds,
-                                                   f"{name} tiles z14-17, no cache")
-    with app_servers(url, 1) as bases:
+                                                   f"{name} tiles z14-17, built on request")
+    with app_servers(url, 1, shared) as bases:
         if with_map:
             b = boxes[0]
             row["map"] = map_views(bases[0], street=((b[1] + b[3]) / 2, (b[0] + b[2]) / 2))
             print(f"    {name} map: first view drawn in {row['map']['drawn_ms']} ms ({row['map']['mode']}), "
                   f"street view {row['map'].get('street_ms')} ms, at most {row['map']['max_features']} features "
                   f"in a response", flush=True)
+    shutil.rmtree(shared["GISAPP_TILE_DIR"], ignore_errors=True)
     return row
+
+
+def wait_for_tiles(base: str, timeout: float = 3600) -> float:
+    """Seconds until ``/healthz`` says the server's tiles are rendered (see :mod:`gisapp.tile_disk`)."""
+    import requests
+
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        with contextlib.suppress(requests.RequestException):
+            if requests.get(f"{base}/healthz", timeout=30).json().get("tiles", {}).get("ready"):
+                return time.monotonic() - started
+        time.sleep(1)
+    raise RuntimeError(f"tiles not rendered after {timeout:.0f} s")
 
 
 def map_views(base: str, street: tuple[float, float], runs: int = 3) -> dict:
@@ -415,7 +445,9 @@ def print_table(results: dict) -> None:
     head = f"{'permits/layer':>13} {'backend':<8} {'load s':>7} {'read+gpd s':>10} {'sql s':>6}"
     head += "".join(f" {f'items p50/p95 @{c}':>19}" for c in levels)
     head += "".join(f" {f'tiles p50/p95 @{c}':>19}" for c in levels)
+    head += "".join(f" {f'folder p50/p95 @{c}':>20}" for c in levels)
     head += "".join(f" {f'uncached p50/p95 @{c}':>22}" for c in levels)
+    head += f" {'render s':>8}"
     head += f" {'map first/street ms':>20}"
     print(head)
     for run in results["runs"]:
@@ -425,12 +457,13 @@ def print_table(results: dict) -> None:
                 if a.get("geopandas_analysis_s") is not None else None
             line = (f"{run['n']:>13,} {row['backend']:<8} {row['load_s']:>7.1f} {_fmt(gpd_s, 10)} "
                     f"{_fmt(a.get('sql_s'), 6)}")
-            for kind, width in (("items", 19), ("tiles", 19), ("tiles_uncached", 22)):
+            for kind, width in (("items", 19), ("tiles", 19), ("tiles_disk", 20), ("tiles_uncached", 22)):
                 for c in levels:
                     item = next((i for i in row.get(kind, []) if i["clients"] == c), None)
                     cell = "—" if item is None or item["p50_ms"] is None else \
                         f"{item['p50_ms']:.0f}/{item['p95_ms']:.0f}"
                     line += f" {cell:>{width}}"
+            line += f" {_fmt(row.get('tiles_rendered_s'), 8)}"
             m = row.get("map")
             line += f" {(str(m['drawn_ms']) + '/' + str(m.get('street_ms'))) if m else '—':>20}"
             print(line)
