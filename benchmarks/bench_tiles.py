@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import os
 import platform
 import sys
@@ -41,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import loadgen
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data
-from gisapp import geo, schema
+from gisapp import geo, schema, tiles
 from gisapp.store import open_store
 from gisapp.store.gpkg import GeoPackageStore
 
@@ -69,14 +68,7 @@ def tile_list(frames_or_bounds, zooms=(14, 15, 16, 17), k: int = 50, seed: int =
             lon, lat = (pts[:, 0] + pts[:, 2]) / 2, (pts[:, 1] + pts[:, 3]) / 2
         else:
             lon, lat = pts[:, 0], pts[:, 1]
-    out = []
-    for z in zooms:
-        n = 1 << z
-        for a, b in zip(lon, lat):
-            x = int((a + 180) / 360 * n)
-            y = int((1 - math.asinh(math.tan(math.radians(b))) / math.pi) / 2 * n)
-            out.append((int(z), min(max(x, 0), n - 1), min(max(y, 0), n - 1)))
-    return out
+    return [(int(z), *tiles.tile_at(a, b, z)) for z in zooms for a, b in zip(lon, lat)]
 
 
 def tile_load_test(bases: list[str], tiles, clients: int, requests_per_client: int, layer: str = LAYER,

@@ -25,7 +25,6 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
-import math
 import os
 import shutil
 import tempfile
@@ -146,14 +145,7 @@ class TileDir:
 def tile_range(extent, z: int) -> tuple[int, int, int, int]:
     """The tiles ``(x0, y0, x1, y1)`` (inclusive) at zoom ``z`` that meet ``extent`` (EPSG:5899 box)."""
     box = geo.transform([geo.bbox_polygon(extent, STORE_CRS, STORE_CRS)], STORE_CRS, WEB_CRS)[0].bounds
-    n = 1 << z
-
-    def xy(lon: float, lat: float) -> tuple[int, int]:
-        x = int((lon + 180) / 360 * n)
-        y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
-        return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
-
-    (x0, y0), (x1, y1) = xy(box[0], box[3]), xy(box[2], box[1])
+    (x0, y0), (x1, y1) = tiles.tile_at(box[0], box[3], z), tiles.tile_at(box[2], box[1], z)
     return x0, y0, x1, y1
 
 

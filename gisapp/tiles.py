@@ -125,6 +125,15 @@ def lonlat_bounds(z: int, x: int, y: int, buffer: float = 0) -> tuple[float, flo
     return (lon(minx), lat(miny), lon(maxx), lat(maxy))
 
 
+def tile_at(lon: float, lat: float, z: int) -> tuple[int, int]:
+    """The ``(x, y)`` of the tile at zoom ``z`` holding a WGS84 point (clamped to the grid)."""
+    n = 1 << z
+    lat = max(-85.0511287798066, min(85.0511287798066, lat))
+    x = int((lon + 180) / 360 * n)
+    y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+    return min(max(x, 0), n - 1), min(max(y, 0), n - 1)
+
+
 @lru_cache(maxsize=4096)
 def store_box(z: int, x: int, y: int, buffer: float = BUFFER) -> tuple[float, float, float, float]:
     """An EPSG:5899 box around the buffered tile: what a store selects by index before clipping.

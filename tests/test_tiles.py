@@ -123,6 +123,16 @@ def test_tile_bounds_cover_the_world_and_nest():
     assert tiles.tile_bounds(2, 1, 1, buffer=tiles.EXTENT)[0] == pytest.approx(-h)
 
 
+@pytest.mark.parametrize("z", [0, 14, 17])
+def test_the_tile_at_a_point_holds_it(z):
+    for lon, lat in [(108.2, 16.02), (-179.99, 85.0), (179.99, -85.0), (0.0, 0.0), (108.21, 89.9)]:
+        x, y = tiles.tile_at(lon, lat, z)
+        minlon, minlat, maxlon, maxlat = tiles.lonlat_bounds(z, x, y)
+        clamped = min(lat, 85.0511287798)  # the grid ends there
+        assert minlon <= lon < maxlon and minlat <= clamped <= maxlat
+        assert (x, y) == tile_of(lon, clamped, z)[1:]
+
+
 def test_lonlat_bounds_agree_with_proj():
     lon1, lat1, lon2, lat2 = tiles.lonlat_bounds(16, 52469, 29813)
     x1, y1, x2, y2 = tiles.tile_bounds(16, 52469, 29813)
