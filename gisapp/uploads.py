@@ -17,6 +17,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gisapp.folders import private_folder
 from gisapp.importing import IMPORTABLE_LAYERS
 
 ACCEPTED_SUFFIXES = (".csv", ".xlsx", ".zip", ".gpkg", ".geojson", ".json", ".shp")
@@ -83,6 +84,10 @@ def save(root: Path, upload, *, layer: str, mode: str, sheet: str | None, crs: s
         names[role] = name
     if names.get("parcels") == names["file"]:
         names["parcels"] = "parcels_" + names["parcels"]
+    try:
+        root = private_folder(root)
+    except OSError as err:
+        raise UploadError(f"the upload folder (GISAPP_UPLOADS) cannot be used: {err}") from None
     _clean(root)
     token = secrets.token_urlsafe(24)
     folder = Path(root) / token

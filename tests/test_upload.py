@@ -123,3 +123,17 @@ def test_uploads_named_like_the_bookkeeping_files_import_their_own_rows(app, dem
     confirm = re.search(r'action="([^"]+/confirm)"', page).group(1)
     assert client.post(confirm, data={"csrf_token": token_of(page)}).status_code == 200
     assert demo_store.count("sidewalk_permits") == before + 2
+
+
+def test_an_upload_folder_that_is_a_link_is_refused(demo_store, tmp_path, permits_geojson):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "old").mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    accounts = Accounts(tmp_path / "acc.sqlite")
+    accounts.add("officer1", PASSWORD, "officer")
+    app = create_app({"STORE": demo_store.url, "ACCOUNTS": str(tmp_path / "acc.sqlite"), "UPLOADS": str(link),
+                      "TESTING": True})
+    r = upload(signed_in(app, "officer1"), permits_geojson)
+    assert r.status_code == 400 and "GISAPP_UPLOADS" in html.unescape(r.get_data(as_text=True))
+    assert [p.name for p in elsewhere.iterdir()] == ["old"]
