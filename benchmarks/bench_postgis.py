@@ -370,6 +370,13 @@ def _run_backend(name, store, url, frames, boxes, clients: list[int], seconds: f
         print(f"  {name}: analysis {row['analysis']}", flush=True)
     paths = items_paths(boxes)
     shared = {"GISAPP_TILE_DIR": tempfile.mkdtemp(prefix="gisapp-bench-tiles-")}
+    try:
+        return _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seconds, with_map)
+    finally:
+        shutil.rmtree(shared["GISAPP_TILE_DIR"], ignore_errors=True)
+
+
+def _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seconds, with_map) -> dict:
     with app_servers(url, 1, shared) as bases:
         # The server renders the unfiltered z14-z17 tiles in the background after it starts (a new
         # data version): wait for that, so that it does not take CPU from the measurements.
@@ -402,7 +409,6 @@ def _run_backend(name, store, url, frames, boxes, clients: list[int], seconds: f
             print(f"    {name} map: first view drawn in {row['map']['drawn_ms']} ms ({row['map']['mode']}), "
                   f"street view {row['map'].get('street_ms')} ms, at most {row['map']['max_features']} features "
                   f"in a response", flush=True)
-    shutil.rmtree(shared["GISAPP_TILE_DIR"], ignore_errors=True)
     return row
 
 
@@ -413,7 +419,8 @@ def wait_for_tiles(base: str, timeout: float = 3600) -> float:
     started = time.monotonic()
     while time.monotonic() - started < timeout:
         with contextlib.suppress(requests.RequestException):
-            if requests.get(f"{base}/healthz", timeout=30).json().get("tiles", {}).get("ready"):
+            tiles = requests.get(f"{base}/healthz", timeout=30).json().get("tiles")
+            if tiles is None or tiles["ready"]:  # no rendering (GISAPP_TILE_WARM=none), or done
                 return time.monotonic() - started
         time.sleep(1)
     raise RuntimeError(f"tiles not rendered after {timeout:.0f} s")

@@ -24,7 +24,7 @@ SETTINGS = {
     "ENV": ("GISAPP_ENV", "development", "development or production (production refuses to start without a secret key)"),
     "MAX_UPLOAD_MB": ("GISAPP_MAX_UPLOAD_MB", "50", "largest file the upload page accepts, in MB"),
     "TILE_CACHE_MB": ("GISAPP_TILE_CACHE_MB", "256", "memory per server process for recently served vector tiles, in MB (0: none)"),
-    "TILE_DIR": ("GISAPP_TILE_DIR", str(Path(tempfile.gettempdir()) / "gisapp-tiles"),
+    "TILE_DIR": ("GISAPP_TILE_DIR", str(Path(tempfile.gettempdir()) / f"gisapp-tiles-{os.getuid()}"),
                  "folder of vector tiles shared by the server's processes, rendered after each write (none: off)"),
     "TILE_WARM": ("GISAPP_TILE_WARM", "14-17", "zoom levels whose unfiltered tiles are rendered after each write "
                   "(e.g. 14-17, 14,15; none: only on request)"),

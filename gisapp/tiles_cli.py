@@ -38,7 +38,10 @@ def _zooms(ctx: Context, text: str | None) -> tuple[int, ...]:
 def _tile_dir(ctx: Context) -> TileDir:
     if not ctx.config["TILE_DIR"]:
         raise click.UsageError("GISAPP_TILE_DIR is none: there is no tile folder to render into")
-    return TileDir(ctx.config["TILE_DIR"], ctx.store().url)
+    try:
+        return TileDir(ctx.config["TILE_DIR"], ctx.store().url)
+    except OSError as err:
+        raise click.UsageError(f"GISAPP_TILE_DIR cannot hold tiles: {err}") from None
 
 
 @click.group("tiles")
@@ -53,18 +56,31 @@ def render_command(ctx: Context, zooms: str | None):
     """Render the unfiltered tiles of the store's current data now (waits for a render already running)."""
     tile_dir, zooms = _tile_dir(ctx), _zooms(ctx, zooms)
     click.echo(f"rendering z{'/'.join(map(str, zooms)) or ' (none)'} into {tile_dir.root}")
-    watch(lambda: ctx.store(), tile_dir, zooms, once=True, log=click.echo)
+    watch(ctx.store, tile_dir, zooms, once=True, log=click.echo)
 
 
 @tiles_group.command("watch")
 @click.option("--zooms", default=None, help="Zoom levels, e.g. 14-17 (default: GISAPP_TILE_WARM).")
 @click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Seconds between two looks at the store's version.")
+@click.option("--parent", type=int, default=None, hidden=True,
+              help="Process id of the server that started it: run at low priority and end with it.")
 @click.pass_obj
-def watch_command(ctx: Context, zooms: str | None, interval: float):
+def watch_command(ctx: Context, zooms: str | None, interval: float, parent: int | None):
     """Render the tiles of each new version of the store's data, until stopped (what `serve` runs)."""
+    if parent is not None:
+        _follow(parent)
     tile_dir, zooms = _tile_dir(ctx), _zooms(ctx, zooms)
-    watch(lambda: ctx.store(), tile_dir, zooms, interval=interval, log=lambda m: click.echo(f"tiles: {m}"))
+    watch(ctx.store, tile_dir, zooms, interval=interval, log=lambda m: click.echo(f"tiles: {m}"))
+
+
+def _follow(parent: int) -> None:
+    """Run at low priority and end when ``parent`` does (Linux), even if it is killed."""
+    os.nice(10)
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # it ended before the line above
+        sys.exit(0)
 
 
 def start_watcher(store_url: str, config: dict) -> subprocess.Popen | None:
@@ -73,14 +89,7 @@ def start_watcher(store_url: str, config: dict) -> subprocess.Popen | None:
         return None
     env = {**os.environ, "GISAPP_STORE": str(store_url), "GISAPP_TILE_DIR": str(config["TILE_DIR"]),
            "GISAPP_TILE_WARM": ",".join(map(str, config["TILE_WARM"])) or "none"}
-    return subprocess.Popen([sys.executable, "-m", "gisapp", "tiles", "watch"], env=env, preexec_fn=_as_watcher)
-
-
-def _as_watcher() -> None:
-    """In the child before it runs: low priority, and (on Linux) ended with its parent even if that is killed."""
-    os.nice(10)
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return subprocess.Popen([sys.executable, "-m", "gisapp", "tiles", "watch", "--parent", str(os.getpid())], env=env)
 
 
 def stop_watcher(proc: subprocess.Popen | None) -> None:

@@ -19,6 +19,7 @@ from gisapp.cli import cli
 from gisapp.config import ConfigError, load_config
 from gisapp.filters import Filter
 from gisapp.store import open_store
+from gisapp.folders import UnsafeFolder
 from gisapp.tile_disk import TileDir, VersionChanged, parse_zooms, render, tile_range, watch
 from tests.stores import BACKENDS, new_store
 from tests.test_server import free_port
@@ -48,8 +49,9 @@ def test_tile_folder_can_be_turned_off():
 
 
 def _tiles_on_disk(version_dir: Path) -> dict[tuple, bytes]:
+    """(z, x, y, layer) → body of every tile in a version's folder (empty tiles are ``<y>.empty``)."""
     return {tuple(int(p) for p in (*f.relative_to(version_dir).parts[1:3], f.stem)) + (f.parts[-4],): f.read_bytes()
-            for f in version_dir.rglob("*.mvt")}
+            for pattern in ("*.mvt", "*.empty") for f in version_dir.rglob(pattern)}
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -124,7 +126,7 @@ def _busiest_z14(store) -> tuple[int, int, int]:
                key=lambda t: len(store.tile(LAYER, *t)))
 
 
-def test_unfiltered_tiles_come_from_the_shared_folder_and_filtered_ones_do_not(demo_store, tmp_path):
+def test_unfiltered_tiles_come_from_the_shared_folder(demo_store, tmp_path):
     config = {"STORE": demo_store.url, "TESTING": True, "TILE_DIR": str(tmp_path / "tiles"), "TILE_CACHE_MB": 0}
     client = create_app(config).test_client()
     tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
@@ -138,11 +140,37 @@ def test_unfiltered_tiles_come_from_the_shared_folder_and_filtered_ones_do_not(d
     other = create_app(config).test_client()
     assert other.get(url).data == b"planted"
     assert other.get(url + "?nonce=1").data == b"planted"  # a parameter tiles ignore
-    filtered = other.get(url + "?status=RETURNED")
-    assert filtered.data == demo_store.tile(LAYER, z, x, y, Filter(statuses=("RETURNED",))) != b"planted"
-    assert {p.name for p in tile_dir.version_dir(demo_store.version()).rglob("*.mvt")} == {f"{y}.mvt"}
     tile_dir.put(demo_store.version(), LAYER, z, x, y, b"")  # an empty tile on disk is a 204
     assert other.get(url).status_code == 204
+
+
+@pytest.mark.parametrize("query, staff", [("status=RETURNED", False), ("q=Lê", False), ("q=Lê", True),
+                                          ("bbox=108.17,16.0,108.2,16.03", False), ("from=2023-01-01", False),
+                                          ("to=2023-12-31", False), ("ward=20305", False)])
+def test_filtered_tiles_never_come_from_or_go_to_the_shared_folder(demo_store, tmp_path, query, staff):
+    config = {"STORE": demo_store.url, "TESTING": True, "TILE_DIR": str(tmp_path / "tiles"), "TILE_CACHE_MB": 0,
+              "SHOW_PERSONAL_DATA": staff}
+    client = create_app(config).test_client()
+    tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+    z, x, y = _busiest_z14(demo_store)
+    tile_dir.put(demo_store.version(), LAYER, z, x, y, b"planted")
+    filtered = client.get(f"/tiles/{LAYER}/{z}/{x}/{y}.mvt?{query}")
+    assert filtered.status_code in (200, 204) and filtered.data != b"planted"
+    unfiltered = client.get(f"/tiles/{LAYER}/{z}/{x}/{y}.mvt")
+    assert filtered.data != unfiltered.data  # each query selects fewer parcels than the whole tile
+    assert tile_dir.get(demo_store.version(), LAYER, z, x, y) == b"planted"
+
+
+def test_requests_write_back_only_tiles_the_renderer_would_make(demo_store, tmp_path):
+    config = {"STORE": demo_store.url, "TESTING": True, "TILE_DIR": str(tmp_path / "tiles"), "TILE_WARM": "14-15"}
+    client = create_app(config).test_client()
+    tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+    z, x, y = _busiest_z14(demo_store)
+    assert client.get(f"/tiles/{LAYER}/{z}/{x}/{y}.mvt").status_code == 200
+    assert client.get(f"/tiles/{LAYER}/17/{x * 8}/{y * 8}.mvt").status_code in (200, 204)  # z17: not rendered
+    assert client.get(f"/tiles/{LAYER}/14/0/0.mvt").status_code == 204  # empty, far away
+    on_disk = _tiles_on_disk(tile_dir.version_dir(demo_store.version()))
+    assert list(on_disk) == [(z, x, y, LAYER)]
 
 
 def test_without_a_tile_folder_tiles_are_built_and_nothing_is_written(demo_store, tmp_path, monkeypatch):
@@ -160,9 +188,55 @@ def test_without_a_tile_folder_tiles_are_built_and_nothing_is_written(demo_store
 def test_health_says_whether_the_tiles_of_the_current_data_are_ready(demo_store, tmp_path):
     config = {"STORE": demo_store.url, "TESTING": True, "TILE_DIR": str(tmp_path / "tiles"), "TILE_WARM": "14"}
     client = create_app(config).test_client()
-    assert client.get("/healthz").json["tiles"] == {"zooms": [14], "ready": False}
+    assert client.get("/healthz").json["tiles"] == {"zooms": [14], "ready": False, "renderer": False}
     watch(lambda: open_store(demo_store.url), TileDir(tmp_path / "tiles", demo_store.url), (14,), once=True)
-    assert client.get("/healthz").json["tiles"] == {"zooms": [14], "ready": True}
+    assert client.get("/healthz").json["tiles"] == {"zooms": [14], "ready": True, "renderer": True}
+    kept = demo_store.read(LAYER)
+    demo_store.write({LAYER: kept.iloc[:10]})
+    assert client.get("/healthz").json["tiles"]["ready"] is False  # the new data's tiles are not rendered yet
+
+
+def test_zoom_levels_rendered_at_different_times_add_up(demo_store, tmp_path):
+    tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+    version = demo_store.version()
+    render(demo_store, tile_dir, (14,))
+    assert render(demo_store, tile_dir, (16,))["zooms"] == [14, 16]
+    assert tile_dir.ready(version, (14,)) and tile_dir.ready(version, (14, 16)) and not tile_dir.ready(version, (15,))
+    before = tile_dir.status(version)
+    watch(lambda: open_store(demo_store.url), tile_dir, (14,), once=True)  # nothing to do
+    assert tile_dir.status(version) == before
+
+
+def test_a_tile_folder_others_control_is_not_used(demo_store, tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "keep").mkdir(parents=True)
+    link = tmp_path / "link"
+    link.symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(UnsafeFolder, match="link"):
+        TileDir(link, demo_store.url)
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    open_dir.chmod(0o777)
+    with pytest.raises(UnsafeFolder, match="others may write"):
+        TileDir(open_dir, demo_store.url)
+    client = create_app({"STORE": demo_store.url, "TESTING": True, "TILE_DIR": str(link)}).test_client()
+    z, x, y = _busiest_z14(demo_store)
+    assert client.get(f"/tiles/{LAYER}/{z}/{x}/{y}.mvt").data == demo_store.tile(LAYER, z, x, y)
+    assert [p.name for p in elsewhere.iterdir()] == ["keep"]
+    health = client.get("/healthz").json
+    assert health["status"] == "ok" and "is a link" in health["tiles"]["problem"]
+    result = CliRunner().invoke(cli, ["--store", demo_store.url, "tiles", "render"], env={"GISAPP_TILE_DIR": str(link)})
+    assert result.exit_code == 2 and "GISAPP_TILE_DIR cannot hold tiles" in result.output
+
+
+def test_a_tile_that_cannot_be_written_stops_the_render_and_is_reported(demo_store, tmp_path):
+    tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+    version_dir = tile_dir.version_dir(demo_store.version())
+    version_dir.mkdir(parents=True)
+    (version_dir / LAYER).write_text("a file where the layer's folder goes")  # as a full disk would, mkdir fails
+    with pytest.raises(OSError, match="cannot write tiles"):
+        watch(lambda: open_store(demo_store.url), tile_dir, (14,), once=True)
+    assert tile_dir.status(demo_store.version()) is None
 
 
 def test_cli_renders_and_names_a_missing_folder(demo_store, tmp_path):
@@ -237,4 +311,7 @@ def test_the_renderer_ends_with_a_server_that_is_killed(demo_store, tmp_path):
     deadline = time.monotonic() + 10
     while _watchers(demo_store.url) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert _watchers(demo_store.url) == []
+    left = _watchers(demo_store.url)
+    for pid in left:  # do not leave it running when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == []

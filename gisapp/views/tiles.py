@@ -20,7 +20,7 @@ from flask import Blueprint, Response, current_app, jsonify, request
 from gisapp import geo, tiles
 from gisapp.errors import ApiError
 from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
-from gisapp.tile_disk import TileDir
+from gisapp.tile_disk import shared_tiles
 from gisapp.views.data import strict_filter
 from gisapp.web import get_store
 
@@ -59,15 +59,19 @@ def tile(layer: str, z: str, x: str, y: str):
 
 
 def _shared_tile(store, version: str | None, flt, layer: str, z: int, x: int, y: int) -> bytes:
-    """The tile from the processes' shared folder when it is unfiltered and there, else built (and kept there)."""
-    root = current_app.config.get("TILE_DIR")
-    if not root or not version or not flt.with_(q_personal=False).is_empty():
+    """The tile from the processes' shared folder when it is unfiltered and there, else built.
+
+    A tile built here is written to the folder only when the renderer would
+    make it too (a zoom it renders, with features): requests cannot fill the disk.
+    """
+    shared = shared_tiles(current_app.config, store)
+    if shared is None or not version or not flt.with_(q_personal=False).is_empty():
         return store.tile(layer, z, x, y, flt)
-    shared = TileDir(root, store.url)
     body = shared.get(version, layer, z, x, y)
     if body is None:
         body = store.tile(layer, z, x, y, flt)
-        shared.put(version, layer, z, x, y, body)
+        if body and z in current_app.config.get("TILE_WARM", ()):
+            shared.put(version, layer, z, x, y, body)
     return body
 
 
