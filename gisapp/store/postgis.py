@@ -15,6 +15,8 @@ over by the swap; other objects (views) must not depend on layer tables.
 
 Connections come from a small per-URL pool shared by the store objects of
 one process (a store object is cheap: the app opens one per request).
+
+A bbox skips the exact geometry test for rows well inside it.
 """
 
 from __future__ import annotations
@@ -204,10 +206,12 @@ class PostGISStore(Store):
     # -- reading ---------------------------------------------------------------
 
     def _where(self, layer: Layer, flt: Filter | None) -> tuple[str, list]:
+        """The WHERE clause and its parameters; a bbox is matched as :func:`_bbox_clause` says."""
         clauses, params = attribute_clauses(layer, flt, "%s")
         if flt is not None and flt.bbox is not None:
-            clauses.append(f"ST_Intersects(geom, ST_GeomFromWKB(%s, {SRID}))")
-            params.append(shapely.to_wkb(geo.bbox_polygon(flt.bbox)))
+            clause, values = _bbox_clause(flt.bbox)
+            clauses.append(clause)
+            params.extend(values)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def read(self, layer, flt=None, *, limit=None, offset=0):
@@ -305,16 +309,21 @@ class PostGISStore(Store):
         names = field_names(lay, fields)
         where, params = self._where(lay, flt)
         columns = "".join(f"{n}, " for n in [lay.key, *names])
+        paging = [*params, int(limit), int(offset)]
         with self.connection() as con:
+            # The rows as psycopg makes them are the page's rows: (key, *fields, GeoJSON text).
             rows = con.cursor(binary=True).execute(
-                f"SELECT {columns}{GEOJSON_COLUMN}, CASE WHEN {GEOJSON_COLUMN} IS NULL THEN ST_AsBinary(geom) END "
-                f"FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s",
-                [*params, int(limit), int(offset)]).fetchall()
+                f"SELECT {columns}{GEOJSON_COLUMN} FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s",
+                paging).fetchall()
+            if any(r[-1] is None for r in rows):  # rows written before the column: again, with their WKB
+                rows = [(*r[:-2], r[-2] if r[-2] is not None else r[-1]) for r in con.cursor(binary=True).execute(
+                    f"SELECT {columns}{GEOJSON_COLUMN}, CASE WHEN {GEOJSON_COLUMN} IS NULL THEN ST_AsBinary(geom) END "
+                    f"FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s", paging).fetchall()]
             if len(rows) < int(limit) and (rows or not offset):
                 matched = int(offset) + len(rows)
             else:
                 matched = con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
-        return Page(matched, [(*r[:-2], r[-2] if r[-2] is not None else r[-1]) for r in rows])
+        return Page(matched, rows)
 
     def tile(self, layer, z, x, y, flt=None):
         """The Mapbox Vector Tile of ``layer`` in tile ``z/x/y`` (see :meth:`Store.tile`), in one query.
@@ -465,6 +474,65 @@ def _check_schema(con: psycopg.Connection, url: str) -> None:
     if version > migrations.LATEST:
         raise StoreError(f"database {display_url(url)} has schema version {version}, newer than this gisapp "
                          f"({migrations.LATEST}); upgrade gisapp")
+
+
+def _geometry_param(geom) -> str:
+    """Hex EWKB (SRID 5899) of one shapely geometry: a ``%s::geometry`` parameter.
+
+    Sent as text of unknown type, it makes the parameter itself a geometry,
+    decoded once per query (``ST_GeomFromWKB(%s)`` is evaluated again for
+    every row under the generic plans of prepared statements).
+    """
+    return shapely.to_wkb(shapely.set_srid(geom, SRID), hex=True, include_srid=True)
+
+
+def _bbox_clause(bbox) -> tuple[str, list]:
+    """SQL matching the geometries that intersect the WGS84 ``bbox``, and its parameters.
+
+    ``ST_Intersects`` with the box's image in EPSG:5899 (a slightly rotated,
+    curved quadrilateral), except that geometries whose bounding box lies
+    inside :func:`_inner_box` match without the GEOS test (most of a street
+    view; ~1 µs per row saved): the same rows for less CPU.  ``CASE``, not
+    ``OR``, keeps the planner from adding a second index scan.
+    """
+    polygon = geo.bbox_polygon(bbox)
+    inner = _inner_box(bbox, polygon)
+    box = _geometry_param(polygon)
+    if inner is None:
+        return "ST_Intersects(geom, %s::geometry)", [box]
+    return ("geom && %s::geometry AND CASE WHEN geom @ %s::geometry THEN true "
+            "ELSE ST_Intersects(geom, %s::geometry) END", [box, _geometry_param(shapely.box(*inner)), box])
+
+
+def _inner_box(bbox, polygon) -> tuple[float, float, float, float] | None:
+    """An axis-parallel rectangle (EPSG:5899) well inside ``polygon``, the image of the WGS84 ``bbox``.
+
+    Bounded by the innermost points of the image's four sides, then shrunk
+    by a margin: PostGIS compares bounding boxes in single precision rounded
+    outwards (up to one float32 step, ~0.1 m at these coordinates), so a box
+    that ``@`` finds inside this rectangle is truly inside it, and so inside
+    ``polygon``.  ``None`` when there is no such rectangle (tiny or empty
+    boxes), or it is not inside ``polygon`` (checked exactly).
+    """
+    if polygon.is_empty:
+        return None
+    lon1, lat1, lon2, lat2 = bbox
+    area = geo.AREA_5899  # clamped as geo.bbox_polygon clamps
+    lon1, lat1, lon2, lat2 = max(lon1, area[0]), max(lat1, area[1]), min(lon2, area[2]), min(lat2, area[3])
+    n = 17
+    lats, lons = np.linspace(lat1, lat2, n), np.linspace(lon1, lon2, n)
+    xs, ys = geo.transformer(schema.WEB_CRS, STORE_CRS).transform(
+        np.concatenate([np.full(n, lon1), np.full(n, lon2), lons, lons]),
+        np.concatenate([lats, lats, np.full(n, lat1), np.full(n, lat2)]))
+    bounds = np.asarray(polygon.bounds)
+    if not (np.all(np.isfinite(xs)) and np.all(np.isfinite(ys)) and np.all(np.isfinite(bounds))):
+        return None
+    margin = max(1.0, 4 * float(np.spacing(np.float32(np.max(np.abs(bounds))))))
+    rect = (float(np.max(xs[:n])) + margin, float(np.max(ys[2 * n:3 * n])) + margin,
+            float(np.min(xs[n:2 * n])) - margin, float(np.min(ys[3 * n:])) - margin)
+    if rect[0] >= rect[2] or rect[1] >= rect[3] or not shapely.contains_properly(polygon, shapely.box(*rect)):
+        return None
+    return rect
 
 
 def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.GeoDataFrame) -> None:
