@@ -1,6 +1,6 @@
 """PostGIS items pages: the bbox clause (inner rectangle without the GEOS test) matches
-exactly what ``ST_Intersects`` with the box's image matches.  Fresh databases on the
-private server of ``tests/pg_server.py``.
+exactly what ``ST_Intersects`` with the box's image matches, and rows are stored in
+spatial (Hilbert) order.  Fresh databases on the private server of ``tests/pg_server.py``.
 """
 
 import geopandas as gpd
@@ -74,7 +74,7 @@ def _edge_lots(bbox, rng) -> gpd.GeoDataFrame:
             geoms.append(shapely.box(x + dx - 0.1, y + dx - 0.1, x + dx + 0.1, y + dx + 0.1))
     cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
     geoms.append(shapely.box(cx, cy, cx + 8, cy + 15))  # well inside
-    bx1, by1, bx2, by2 = polygon.bounds
+    bx1, by1, bx2, _ = polygon.bounds
     geoms.append(shapely.LineString([(cx, cy), (bx2 + 50, cy)]).buffer(0.05))  # from inside to outside
     geoms.append(shapely.box(bx1 - 30, by1 - 30, bx1 - 20, by1 - 20))  # outside, its box too
     n = len(geoms)
@@ -117,3 +117,31 @@ def test_pages_are_the_same_as_the_geopackage_stores(pg_url, tmp_path):
         assert a.matched == b.matched
         assert geojson.rows_collection(a.rows, fields) == geojson.rows_collection(b.rows, fields)
         assert all(type(r) is tuple and isinstance(r[-1], str) for r in a.rows)  # psycopg's rows as they come
+
+
+def test_spatial_order_is_the_hilbert_curve_with_missing_last():
+    rng = np.random.default_rng(3)
+    boxes = shapely.box(*(rng.random((4, 300)) * 1000 + [[0], [0], [1000], [1000]]))
+    geoms = np.concatenate([boxes[:100], [None, shapely.Polygon()], boxes[100:]])
+    order = postgis._spatial_order(geoms)
+    assert sorted(order) == list(range(len(geoms)))
+    assert list(order[-2:]) == [100, 101]
+    present = np.delete(geoms, [100, 101])
+    want = np.argsort(gpd.GeoSeries(present).hilbert_distance(), kind="stable")
+    assert np.array_equal(np.delete(np.arange(len(geoms)), [100, 101])[want], order[:-2])
+    assert list(postgis._spatial_order(np.array([None, None], dtype=object))) == [0, 1]
+    assert list(postgis._spatial_order(np.array([shapely.box(0, 0, 1, 1)] * 3, dtype=object))) == [0, 1, 2]
+
+
+def test_rows_are_stored_in_spatial_order(pg_url):
+    rng = np.random.default_rng(11)
+    n = 500
+    x, y = 547600 + rng.random(n) * 800, 1770400 + rng.random(n) * 600
+    lots = gpd.GeoDataFrame({"dossier_code": [f"XD-{i:04d}" for i in range(n)]},
+                            geometry=shapely.box(x, y, x + 6, y + 12), crs=schema.STORE_CRS)
+    store = PostGISStore(pg_url, must_exist=False)
+    store.write({"construction_permits": lots})
+    with store.connection() as con:
+        stored = [r[0] for r in con.execute("SELECT dossier_code FROM construction_permits ORDER BY ctid")]
+    assert stored == lots["dossier_code"].to_numpy()[postgis._spatial_order(lots.geometry.values)].tolist()
+    assert store.read("construction_permits")["dossier_code"].tolist() == sorted(stored)  # reads: key order

@@ -16,7 +16,8 @@ over by the swap; other objects (views) must not depend on layer tables.
 Connections come from a small per-URL pool shared by the store objects of
 one process (a store object is cheap: the app opens one per request).
 
-A bbox skips the exact geometry test for rows well inside it.
+Rows are written in spatial (Hilbert) order, so a street view's rows share
+table pages; a bbox skips the exact geometry test for rows well inside it.
 """
 
 from __future__ import annotations
@@ -500,8 +501,9 @@ def _bbox_clause(bbox) -> tuple[str, list]:
     box = _geometry_param(polygon)
     if inner is None:
         return "ST_Intersects(geom, %s::geometry)", [box]
-    return ("geom && %s::geometry AND CASE WHEN geom @ %s::geometry THEN true "
-            "ELSE ST_Intersects(geom, %s::geometry) END", [box, _geometry_param(shapely.box(*inner)), box])
+    clause = ("geom && %s::geometry AND CASE WHEN geom @ %s::geometry THEN true "
+              "ELSE ST_Intersects(geom, %s::geometry) END")
+    return clause, [box, _geometry_param(shapely.box(*inner)), box]
 
 
 def _inner_box(bbox, polygon) -> tuple[float, float, float, float] | None:
@@ -535,15 +537,48 @@ def _inner_box(bbox, polygon) -> tuple[float, float, float, float] | None:
     return rect
 
 
+def _spatial_order(geoms: np.ndarray) -> np.ndarray:
+    """Row positions in Hilbert-curve order of the bounding-box centres (missing/empty ones last).
+
+    Rows are written in this order, so that the rows of one street view share
+    table pages: an items page then reads ~100 pages instead of ~1,000 (one
+    per row in key order), which is most of the server's time for a page.
+    """
+    bounds = shapely.bounds(np.asarray(geoms, dtype=object))
+    cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+    ok = np.isfinite(cx) & np.isfinite(cy)
+    if not ok.any():
+        return np.arange(len(geoms))
+    side = 1 << 16
+
+    def cells(v):
+        lo, hi = v[ok].min(), v[ok].max()
+        scaled = (v - lo) / (hi - lo) * (side - 1) if hi > lo else np.zeros_like(v)
+        return np.where(ok, np.clip(scaled, 0, side - 1), 0).astype(np.int64)
+
+    x, y, d = cells(cx), cells(cy), np.zeros(len(cx), dtype=np.int64)
+    s = side // 2
+    while s > 0:  # Hilbert index, one level at a time (the classic xy2d, vectorised)
+        rx, ry = (x & s) > 0, (y & s) > 0
+        d += s * s * ((3 * rx.astype(np.int64)) ^ ry.astype(np.int64))
+        flip = ~ry & rx
+        x, y = np.where(flip, side - 1 - x, x), np.where(flip, side - 1 - y, y)
+        x, y = np.where(~ry, y, x), np.where(~ry, x, y)
+        s //= 2
+    d[~ok] = np.iinfo(np.int64).max
+    return np.argsort(d, kind="stable")
+
+
 def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.GeoDataFrame) -> None:
-    """COPY ``frame`` into ``table`` as CSV, ``COPY_CHUNK`` rows at a time."""
+    """COPY ``frame`` into ``table`` as CSV, ``COPY_CHUNK`` rows at a time, in :func:`_spatial_order`."""
     columns = [*layer.field_names, SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN, "geom"]
     options = pacsv.WriteOptions(include_header=False)
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
+    order = _spatial_order(frame.geometry.values)
     with con.cursor() as cur, cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
         for start in range(0, len(frame), COPY_CHUNK):
             buf = pa.BufferOutputStream()
-            pacsv.write_csv(_arrow_table(layer, frame.iloc[start:start + COPY_CHUNK]), buf, options)
+            pacsv.write_csv(_arrow_table(layer, frame.iloc[order[start:start + COPY_CHUNK]]), buf, options)
             copy.write(memoryview(buf.getvalue()))
 
 
