@@ -129,6 +129,11 @@ def test_spatial_order_is_the_hilbert_curve_with_missing_last():
     present = np.delete(geoms, [100, 101])
     want = np.argsort(gpd.GeoSeries(present).hilbert_distance(), kind="stable")
     assert np.array_equal(np.delete(np.arange(len(geoms)), [100, 101])[want], order[:-2])
+    # what the order is for: rows next to each other are near each other on the map
+    centres = shapely.centroid(geoms[order[:-2]])
+    step = shapely.distance(centres[1:], centres[:-1]).mean()
+    shuffled = shapely.centroid(present)
+    assert step < shapely.distance(shuffled[1:], shuffled[:-1]).mean() / 5
     assert list(postgis._spatial_order(np.array([None, None], dtype=object))) == [0, 1]
     assert list(postgis._spatial_order(np.array([shapely.box(0, 0, 1, 1)] * 3, dtype=object))) == [0, 1, 2]
 
