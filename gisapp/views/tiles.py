@@ -64,8 +64,10 @@ def _shared_tile(store, version: str | None, flt, layer: str, z: int, x: int, y:
     A tile built here is written to the folder only when the renderer would
     make it too (a zoom it renders, with features): requests cannot fill the disk.
     """
-    shared = shared_tiles(current_app.config, store)
-    if shared is None or not version or not flt.with_(q_personal=False).is_empty():
+    if not version or not flt.with_(q_personal=False).is_empty():
+        return store.tile(layer, z, x, y, flt)
+    shared = shared_tiles(current_app.config, store)  # checks the folder: only for tiles it may hold
+    if shared is None:
         return store.tile(layer, z, x, y, flt)
     body = shared.get(version, layer, z, x, y)
     if body is None:
