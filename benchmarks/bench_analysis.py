@@ -1,4 +1,4 @@
-"""Benchmark of the overlap analysis (:func:`gisapp.analysis.find_overlaps`).
+"""Benchmark of the overlap analysis (:func:`gisapp.analysis.overlaps.find_overlaps`).
 
 Synthetic data, generated with numpy in seconds even at a million features:
 construction parcels (rotated rectangles 5-12 m × 12-25 m) spread over the
@@ -162,7 +162,7 @@ def generate(n: int, density: str, seed: int = 0):
 
 def run_one(n: int, density: str, repeat: int = 1, seed: int = 0) -> dict:
     """Generate one data set, analyse it ``repeat`` times; time, memory and counts."""
-    from gisapp.analysis import AnalysisParams, find_overlaps
+    from gisapp.analysis.overlaps import AnalysisParams, find_overlaps
 
     started = time.perf_counter()
     construction, sidewalk, wards = generate(n, density, seed)

@@ -14,7 +14,7 @@
 
 Goals: 100k GeoJSON export < 1.5 s and < 300 MB; items p95 < 150 ms at 1M.
 Prints a table and writes JSON to ``benchmarks/out/``.  Parcels come
-from the demo's scalable generator (:func:`gisapp.demo.generate`), or,
+from the demo's scalable generator (:func:`gisapp.demo.build.generate`), or,
 without it, from :func:`make_permits` here; both are deterministic.
 """
 
@@ -56,7 +56,6 @@ def make_permits(n: int, seed: int = 0):
     import shapely
 
     from gisapp import domain, schema
-
     rng = np.random.default_rng(seed)
     side = int(np.ceil(np.sqrt(n * 2.5)))  # columns, so the area stays roughly square (10 m × 25 m cells)
     i = np.arange(n)
@@ -90,10 +89,9 @@ def make_permits(n: int, seed: int = 0):
 
 
 def make_frames(n: int) -> dict:
-    """``n`` dossiers from :func:`gisapp.demo.generate` (wards scaled to fit), else from :func:`make_permits`."""
+    """``n`` dossiers from :func:`gisapp.demo.build.generate` (wards scaled to fit), else from :func:`make_permits`."""
     try:
-        from gisapp import demo
-
+        from gisapp.demo import build as demo
         frames = demo.generate(n)
         return {name: frames[name] for name in ("wards", "construction_permits") if name in frames}
     except (ImportError, AttributeError):
@@ -154,7 +152,7 @@ def vm(name):
         if line.startswith(name + ":"):
             return int(line.split()[1]) / 1024
 
-from gisapp import create_app
+from gisapp.web.app import create_app
 store, port, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 app = create_app({"STORE": store, "TILES": "none"})
 srv = waitress.create_server(app, host="127.0.0.1", port=port, threads=4, ident="bench")

@@ -1,4 +1,4 @@
-"""Benchmark of ``gisapp import`` (:func:`gisapp.importing.run_import`).
+"""Benchmark of ``gisapp import`` (:func:`gisapp.importing.prepare.run_import`).
 
 Synthetic office files, generated with numpy:
 
@@ -112,7 +112,6 @@ def write_dossiers_xlsx(path: Path, n: int, seed: int = 0) -> None:
     import openpyxl
 
     from gisapp import domain
-
     rng = np.random.default_rng(seed)
     _, ward, sheet, number = parcels(n)
     pick = rng.permutation(n)
@@ -198,7 +197,7 @@ CASES = {
 def run_case(case: str, data: Path, n: int) -> dict:
     """One import into a fresh store holding only the wards (run in a subprocess)."""
     from gisapp.domain import Calendar
-    from gisapp.importing import run_import
+    from gisapp.importing.prepare import run_import
     from gisapp.store.gpkg import GeoPackageStore
 
     layer, name, parcel_file = CASES[case]

@@ -1,14 +1,14 @@
 """Benchmark: the GeoPackage and the PostGIS store on the same data, at city scale.
 
 For each size (default 100,000 and 1,000,000 permits per layer) it generates
-construction dossiers and sidewalk-use permits (:func:`gisapp.demo.generate`
+construction dossiers and sidewalk-use permits (:func:`gisapp.demo.build.generate`
 when it works at that size, else the vectorised generator below), loads them
 into each backend — a GeoPackage file, and PostGIS on a private server the
 benchmark starts (``tests/pg_server.py``) — and reports:
 
 - load time (``store.write`` of both layers and the wards: one transaction);
-- analysis time: read the three layers + :func:`gisapp.analysis.find_overlaps`
-  (geopandas), and the SQL path (:mod:`gisapp.analysis_sql`) on PostGIS,
+- analysis time: read the three layers + :func:`gisapp.analysis.overlaps.find_overlaps`
+  (geopandas), and the SQL path (:mod:`gisapp.analysis.sql`) on PostGIS,
   each when the module exists;
 - items-page latency: ``gisapp serve --workers 2`` (gunicorn) in a child
   process on 127.0.0.1, clients fetching
@@ -17,7 +17,7 @@ benchmark starts (``tests/pg_server.py``) — and reports:
   concurrent clients for ``--seconds`` each (:mod:`benchmarks.loadgen`:
   wrk when installed, else Python threads, which load the same 2 cores);
 - the time the server takes to render the unfiltered z14–z17 tiles after
-  it starts (:mod:`gisapp.tile_disk`), then vector-tile latency (z14–z17
+  it starts (:mod:`gisapp.tiles.disk`), then vector-tile latency (z14–z17
   tiles at random parcels), the same way, three times: as served (memory
   cache and shared folder), from the shared folder only (memory caches
   off: each request a process's first for its tile), and built on request
@@ -174,13 +174,12 @@ def generate(n: int, seed: int = 7) -> dict[str, gpd.GeoDataFrame]:
 def make_data(n: int) -> tuple[dict, str]:
     """Frames of ``n`` per layer and which generator made them."""
     try:
-        from gisapp import demo
-
+        from gisapp.demo import build as demo
         frames = demo.generate(n, n)
         if len(frames["construction_permits"]) == n and len(frames["sidewalk_permits"]) == n:
-            return frames, "gisapp.demo.generate"
+            return frames, "gisapp.demo.build.generate"
     except Exception as err:  # a work in progress elsewhere must not stop the benchmark
-        print(f"  gisapp.demo.generate({n}, {n}) failed ({type(err).__name__}: {err}); using the local generator")
+        print(f"  gisapp.demo.build.generate({n}, {n}) failed ({type(err).__name__}: {err}); using the local generator")
     return generate(n), "benchmarks.bench_postgis.generate"
 
 
@@ -222,9 +221,9 @@ def analysis_times(store, frames_n: int) -> dict:
     """Seconds for the geopandas path (read + find_overlaps) and the SQL path, when available."""
     out = {}
     try:
-        from gisapp import analysis
+        from gisapp.analysis import overlaps as analysis
     except ImportError:
-        return {"geopandas": None, "note": "gisapp.analysis not available"}
+        return {"geopandas": None, "note": "gisapp.analysis.overlaps not available"}
     params = analysis.AnalysisParams(as_of=store.as_of())
     t = time.perf_counter()
     layers = {name: store.read(name) for name in ("construction_permits", "sidewalk_permits", "wards")}
@@ -413,7 +412,7 @@ def _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seco
 
 
 def wait_for_tiles(base: str, timeout: float = 3600) -> float:
-    """Seconds until ``/healthz`` says the server's tiles are rendered (see :mod:`gisapp.tile_disk`)."""
+    """Seconds until ``/healthz`` says the server's tiles are rendered (see :mod:`gisapp.tiles.disk`)."""
     import requests
 
     started = time.monotonic()

@@ -40,7 +40,8 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import loadgen
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data
-from gisapp import geo, schema, tiles
+from gisapp import geo, schema
+from gisapp.tiles import mvt as tiles
 from gisapp.store import open_store
 from gisapp.store.gpkg import GeoPackageStore
 

@@ -1,37 +1,4 @@
-"""gisapp: a GIS construction-permit viewer for a district urban-management office."""
+"""gisapp: a GIS construction-permit viewer for a district urban-management office.
 
-from __future__ import annotations
-
-import secrets
-
-from gisapp.config import ROOT, load_config
-
-__all__ = ["create_app"]
-
-
-def create_app(config: dict | None = None):
-    """Build the Flask app: settings, store access, views, error handlers.
-
-    Nothing is read from the store here; each request opens what it needs.
-    """
-    from flask import Flask
-
-    from gisapp import auth, errors, views, web
-
-    app = Flask(
-        __name__,
-        template_folder=str(ROOT / "templates"),
-        static_folder="static",
-        static_url_path="/static",
-    )
-    settings = load_config(config)
-    app.config.update(settings)
-    if not app.config["SECRET_KEY"]:
-        # Development without GISAPP_SECRET_KEY: a key of this process only
-        # (sessions end when it restarts); production refuses to start instead.
-        app.config["SECRET_KEY"] = secrets.token_hex(32)
-    web.init_app(app)
-    auth.init_app(app)
-    errors.init_app(app)
-    views.register(app)
-    return app
+The room map is in the README (Developers: rooms); `gisapp.web.app.create_app` builds the web app.
+"""

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from gisapp.domain import Calendar
 
-ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = Path(__file__).resolve().parent
+ROOT = PACKAGE.parent
 DEFAULT_STORE = ROOT / "layers" / "camle.gpkg"
 
 #: Setting name → (environment variable, default, meaning) — the README lists these.
@@ -32,6 +33,11 @@ SETTINGS = {
                 "folder where uploaded files wait for confirmation (kept a day at most)"),
 }
 
+#: Vector tiles exist from this zoom level (below it the map shows per-ward counts) …
+TILE_MIN_ZOOM = 14
+#: … and TileJSON announces them to this one (clients over-zoom beyond: a tile unit is ~4 cm at z18).
+TILE_MAX_ZOOM = 18
+
 
 class ConfigError(ValueError):
     """A setting that prevents the app from starting; the message says which."""
@@ -48,8 +54,6 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
             raise ConfigError(f"{SETTINGS[name][0]} must be a whole number, not {config[name]!r}") from None
     config.update(overrides or {})
     if isinstance(config["TILE_WARM"], str):
-        from gisapp.tile_disk import parse_zooms
-
         try:
             config["TILE_WARM"] = parse_zooms(config["TILE_WARM"])
         except ValueError as err:
@@ -60,3 +64,21 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
         raise ConfigError("GISAPP_SECRET_KEY must be set when GISAPP_ENV=production")
     config["CALENDAR"] = config.get("CALENDAR") or Calendar.from_settings(config["WEEKEND"], config["HOLIDAYS"])
     return config
+
+
+def parse_zooms(text: str) -> tuple[int, ...]:
+    """Zoom levels to pre-render: ``"14-17"``, ``"14,15"`` or ``"none"`` (each at least :data:`TILE_MIN_ZOOM`)."""
+    text = (text or "").strip().lower()
+    if text in ("", "none", "0"):
+        return ()
+    zooms: set[int] = set()
+    for part in text.split(","):
+        first, _, last = part.strip().partition("-")
+        try:
+            lo, hi = int(first), int(last or first)
+        except ValueError:
+            raise ValueError(f"{part.strip()!r} is not a zoom level or range (e.g. 14-17)") from None
+        if not TILE_MIN_ZOOM <= lo <= hi <= TILE_MAX_ZOOM:
+            raise ValueError(f"zoom levels {part.strip()!r} are outside {TILE_MIN_ZOOM}–{TILE_MAX_ZOOM}")
+        zooms.update(range(lo, hi + 1))
+    return tuple(sorted(zooms))

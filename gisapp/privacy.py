@@ -1,8 +1,8 @@
 """Who may see personal data (owner names, ID numbers): the one place for the rule.
 
 Exports, the API and every other feature list their fields through
-:func:`visible_fields`, and ask :func:`show_personal` whether the current
-request may see personal fields: signed-in staff only, decided here and
+:func:`visible_fields`, and ask :func:`show_personal` whether the user at
+hand may see personal fields: signed-in staff only, decided here and
 nowhere else.
 """
 
@@ -17,21 +17,16 @@ def visible_fields(layer: str | Layer, show_personal: bool) -> list[str]:
     return [f.name for f in lay.fields if show_personal or not f.personal]
 
 
-def show_personal(config=None) -> bool:
-    """Whether personal fields may be shown.
+#: The user of a shell command: the operator works on the store itself and sees everything.
+OPERATOR = "operator"
 
-    On the web: to signed-in staff only.  On the command line (``config``
-    given): yes, the operator works on the store itself.  An app built with
-    an explicit ``SHOW_PERSONAL_DATA`` (tests only; not an environment
-    setting) uses that value instead.
+
+def show_personal(user: object | None, *, forced: bool | None = None) -> bool:
+    """Whether ``user`` may see personal fields: signed-in staff and the :data:`OPERATOR`, never anonymous users.
+
+    ``forced`` (an app built with an explicit ``SHOW_PERSONAL_DATA``; tests
+    only, not an environment setting) overrides the rule.
     """
-    if config is not None:
-        return True
-    from flask import current_app
-
-    forced = current_app.config.get("SHOW_PERSONAL_DATA")
     if forced is not None:
         return bool(forced)
-    from gisapp.auth import current_user
-
-    return current_user() is not None
+    return user is not None

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from gisapp import demo
+from gisapp.demo import build as demo
 from gisapp.domain import Calendar
 from gisapp.store.gpkg import GeoPackageStore
 

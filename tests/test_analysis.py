@@ -13,10 +13,14 @@ import shapely
 import shapely.affinity
 from click.testing import CliRunner
 
-from gisapp import analysis, demo, schema
-from gisapp.analysis import KINDS, TOTAL, AnalysisParams, find_overlaps, finding_ids, summarize
-from gisapp.analysis_cli import parse_summary
-from gisapp.analysis_spatial import NAT, WardIndex, bbox_pairs
+from gisapp import schema
+
+from gisapp.analysis import overlaps as analysis
+
+from gisapp.demo import build as demo
+from gisapp.analysis.overlaps import KINDS, TOTAL, AnalysisParams, find_overlaps, finding_ids, summarize
+from gisapp.cli.analyze import parse_summary
+from gisapp.analysis.spatial import NAT, WardIndex, bbox_pairs
 from gisapp.cli import cli
 from gisapp.store.gpkg import GeoPackageStore
 
@@ -729,7 +733,7 @@ def test_demo_store_cli_counts_agree_with_the_layer(demo_store):
 
 
 def test_analysis_module_is_free_of_flask_and_click():
-    import gisapp.analysis_spatial as spatial
+    import gisapp.analysis.spatial as spatial
 
     for module in (analysis, spatial):
         with open(module.__file__, encoding="utf-8") as fh:

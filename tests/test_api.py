@@ -10,7 +10,11 @@ import orjson
 import pytest
 import shapely
 
-from gisapp import create_app, geo, ogcapi
+from gisapp import geo
+
+from gisapp.web.app import create_app
+
+from gisapp.api import features as ogcapi
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS
 

@@ -6,8 +6,7 @@ import schemathesis
 from schemathesis import checks
 from hypothesis import HealthCheck, given, settings
 
-from gisapp import create_app
-
+from gisapp.web.app import create_app
 ERROR_KEYS = {"code", "description", "status"}
 #: Conformance of every response to the document. Not "positive data acceptance": the document
 #: types ward codes and bbox numbers loosely, and the API rightly answers 400 for a ward code the

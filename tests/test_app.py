@@ -2,7 +2,7 @@
 
 import pytest
 
-from gisapp import create_app
+from gisapp.web.app import create_app
 from gisapp.store.gpkg import GeoPackageStore
 from tests.test_store import permits
 

@@ -1,4 +1,4 @@
-"""Tests for gisapp.assets: folium pages must load nothing from the internet."""
+"""Tests for gisapp.web.assets: folium pages must load nothing from the internet."""
 
 from __future__ import annotations
 
@@ -10,8 +10,7 @@ import folium.folium
 import pytest
 from folium import plugins
 
-from gisapp import assets
-
+from gisapp.web import assets
 STATIC_DIR = Path(assets.__file__).resolve().parent / "static"
 STATIC_URL = "/static"
 VENDOR_DIR = STATIC_DIR / "vendor"

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from gisapp import create_app
+from gisapp.web.app import create_app
 from gisapp.accounts import MAX_FAILURES, Accounts
 
 PASSWORD = "correct horse battery"

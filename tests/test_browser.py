@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from gisapp import create_app
+from gisapp.web.app import create_app
 from gisapp.filters import Filter
 from gisapp.store.gpkg import GeoPackageStore
 from tests.browser_util import XSS_ADDRESS, XSS_OWNER, chromium_fixture, live_server, open_page  # noqa: F401

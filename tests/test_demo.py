@@ -12,7 +12,11 @@ import pytest
 import shapely
 from click.testing import CliRunner
 
-from gisapp import demo, demo_wards, domain, schema
+from gisapp import domain, schema
+
+from gisapp.demo import build as demo
+
+from gisapp.demo import wards as demo_wards
 from gisapp.cli import cli
 from gisapp.store.gpkg import GeoPackageStore
 

@@ -13,7 +13,11 @@ import pytest
 import shapely
 from click.testing import CliRunner
 
-from gisapp import create_app, exporting, geo, privacy, schema
+from gisapp import geo, privacy, schema
+
+from gisapp.web.app import create_app
+
+from gisapp.formats import exports as exporting
 from gisapp.cli import cli
 from gisapp.filters import Filter
 from tests.test_api import assert_error, check_rfc7946
@@ -173,8 +177,7 @@ def test_serializer_handles_holes_orientation_missing_values_and_escapes():
     import geopandas as gpd
     import pandas as pd
 
-    from gisapp import geojson
-
+    from gisapp.formats import geojson
     x, y = 547963.0, 1770737.0
     shell = [(x, y), (x + 40, y), (x + 40, y + 40), (x, y + 40)]
     geoms = [

@@ -12,7 +12,7 @@ import pyogrio
 import pytest
 import shapely
 
-from gisapp import create_app
+from gisapp.web.app import create_app
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS
 from tests.browser_util import live_server

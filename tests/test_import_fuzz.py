@@ -10,8 +10,8 @@ from pyproj import CRS
 
 from gisapp import schema
 from gisapp.domain import Calendar
-from gisapp.importing import REASONS, prepare_import
-from gisapp.importing_read import Source
+from gisapp.importing.prepare import REASONS, prepare_import
+from gisapp.importing.read import Source
 
 CENTRE = (548000.0, 1770500.0)  # inside the demo's Khuê Trung / Hòa Thọ Đông area
 JUNK = st.one_of(st.none(), st.just(""), st.text(max_size=12), st.integers(-5, 10**6), st.floats(allow_nan=True))

@@ -22,13 +22,13 @@ import gisapp.store.gpkg as gpkg_module
 from gisapp import domain, schema
 from gisapp.accounts import Accounts
 from gisapp.cli import cli
-from gisapp.importing import (
+from gisapp.importing.prepare import (
     BAD_DATE, BAD_NUMBER, DUPLICATE, END_BEFORE_START, GEOMETRY_EMPTY, INVALID_GEOMETRY, MISSING, NO_PARCEL,
     NOT_POLYGON, OUTSIDE_WARDS, REASONS, UNKNOWN_CODE, ImportFailure, check_geometries, prepare_import,
     rejects_path, run_import,
 )
-from gisapp.importing_read import read_source, read_xlsx
-from gisapp.importing_values import (
+from gisapp.importing.read import read_source, read_xlsx
+from gisapp.importing.values import (
     WardIndex, field_aliases, key, known_header_keys, match_columns, parse_codes, parse_dates, parse_numbers,
     resolve_wards,
 )

@@ -5,8 +5,10 @@ import re
 import orjson
 import pytest
 
-from gisapp import create_app, maps
-from gisapp.assets import external_urls
+from gisapp.web.app import create_app
+
+from gisapp.web import maps
+from gisapp.web.assets import external_urls
 from gisapp.domain import Calendar
 from gisapp.filters import Filter
 from gisapp.store.gpkg import GeoPackageStore

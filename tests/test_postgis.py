@@ -18,7 +18,12 @@ import pytest
 import shapely
 from click.testing import CliRunner
 
-from gisapp import analysis, domain, geo, geojson, schema
+from gisapp import domain, geo, schema
+
+from gisapp.analysis import overlaps as analysis
+from gisapp.analysis import sql as analysis_sql
+
+from gisapp.formats import geojson
 from gisapp.cli import cli
 from gisapp.filters import Filter
 from gisapp.store import StoreError, open_store
@@ -689,7 +694,7 @@ def test_sql_analysis_equals_geopandas_on_the_demo(pg, demo_frames):
     frames_, meta = demo_frames
     pg.write(frames_, meta=meta)
     params = analysis.AnalysisParams(as_of=pg.as_of())
-    ref, got = _geopandas_path(pg, params), pg.find_overlaps(params)
+    ref, got = _geopandas_path(pg, params), analysis_sql.find_overlaps(pg, params)
     assert set(got.findings["kind"]) == set(analysis.KINDS)
     assert_same_result(ref, got)
 
@@ -703,7 +708,7 @@ def test_sql_analysis_equals_geopandas_on_the_demo(pg, demo_frames):
 def test_sql_analysis_equals_geopandas_on_generated_data(pg, seed, params):
     pg.write(analysis_case(seed))
     params = analysis.AnalysisParams(**params)
-    ref, got = _geopandas_path(pg, params), pg.find_overlaps(params)
+    ref, got = _geopandas_path(pg, params), analysis_sql.find_overlaps(pg, params)
     if params.distance_m:
         assert {"MERGE_CANDIDATE", "LINKED", "CLASH", "OPPORTUNITY", "CLEARANCE", "WARD_MISMATCH"} <= \
             set(got.findings["kind"])
@@ -713,7 +718,7 @@ def test_sql_analysis_equals_geopandas_on_generated_data(pg, seed, params):
 
 def test_sql_analysis_of_an_empty_store(pg):
     pg.upgrade()
-    ref, got = _geopandas_path(pg, analysis.AnalysisParams()), pg.find_overlaps(analysis.AnalysisParams())
+    ref, got = _geopandas_path(pg, analysis.AnalysisParams()), analysis_sql.find_overlaps(pg, analysis.AnalysisParams())
     assert len(got.findings) == 0
     assert_same_result(ref, got)
 
@@ -744,7 +749,7 @@ def test_sql_analysis_overlapping_wards_lower_key_wins(pg):
         geometry=[shapely.box(x0 + 120, y0 + 131, x0 + 125, y0 + 133)], crs=schema.STORE_CRS)
     pg.write({"wards": wards_, "construction_permits": cons, "sidewalk_permits": side})
     params = analysis.AnalysisParams()
-    ref, got = _geopandas_path(pg, params), pg.find_overlaps(params)
+    ref, got = _geopandas_path(pg, params), analysis_sql.find_overlaps(pg, params)
     mismatch = got.findings[got.findings["kind"] == "WARD_MISMATCH"]
     assert mismatch[["a_id", "b_id", "ward_code"]].values.tolist() == [["XD-1", "A-2020", "A1"]]
     assert set(got.findings["ward_code"]) == {"A1"}

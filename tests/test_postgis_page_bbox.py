@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 import shapely
 
-from gisapp import geo, geojson, schema
+from gisapp import geo, schema
+
+from gisapp.formats import geojson
 from gisapp.filters import Filter
 from gisapp.store import postgis
 from gisapp.store.gpkg import GeoPackageStore

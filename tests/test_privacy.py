@@ -10,7 +10,11 @@ import re
 
 import pytest
 
-from gisapp import create_app, geo, schema, tiles
+from gisapp import geo, schema
+
+from gisapp.web.app import create_app
+
+from gisapp.tiles import mvt as tiles
 from gisapp.accounts import Accounts
 
 PASSWORD = "correct horse battery"
@@ -19,7 +23,7 @@ ROLES = (None, "viewer", "officer", "admin")
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory, demo_frames):
-    from gisapp.analysis import AnalysisParams, find_overlaps
+    from gisapp.analysis.overlaps import AnalysisParams, find_overlaps
     from gisapp.store.gpkg import GeoPackageStore
 
     home = tmp_path_factory.mktemp("privacy")

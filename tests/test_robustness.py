@@ -13,7 +13,7 @@ import pyogrio
 import pytest
 from werkzeug.serving import make_server
 
-from gisapp import create_app
+from gisapp.web.app import create_app
 from gisapp.store.gpkg import GeoPackageStore
 
 

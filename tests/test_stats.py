@@ -7,7 +7,9 @@ import pandas as pd
 import pytest
 import shapely
 
-from gisapp import domain, schema, stats
+from gisapp import domain, schema
+
+from gisapp.web import stats
 from gisapp.filters import Filter
 from gisapp.store.gpkg import GeoPackageStore
 from tests.browser_util import sample_frames

@@ -8,7 +8,9 @@ import pandas as pd
 import pytest
 import shapely
 
-from gisapp import geo, geojson, schema
+from gisapp import geo, schema
+
+from gisapp.formats import geojson
 from gisapp.filters import Filter
 from gisapp.store import StoreError, open_store
 from gisapp.store.base import GEOJSON_COLUMN

@@ -14,13 +14,16 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from gisapp import create_app, tiles
+from gisapp.web.app import create_app
+
+from gisapp.tiles import mvt as tiles
+from gisapp.tiles import source as tile_source
 from gisapp.cli import cli
 from gisapp.config import ConfigError, load_config
-from gisapp.filters import Filter
 from gisapp.store import open_store
 from gisapp.folders import UnsafeFolder
-from gisapp.tile_disk import TileDir, VersionChanged, parse_zooms, render, tile_range, watch
+from gisapp.config import parse_zooms
+from gisapp.tiles.disk import TileDir, VersionChanged, render, tile_range, watch
 from tests.stores import BACKENDS, new_store
 from tests.test_server import free_port
 from tests.test_tiles import decode
@@ -74,7 +77,7 @@ def test_render_writes_every_tile_of_the_layers_as_the_store_builds_it(backend, 
     z15 = {(x, y) for (z, x, y, layer) in on_disk if layer == LAYER and z == 15}
     assert z15 == {(2 * x + dx, 2 * y + dy) for x, y in full14 for dx in (0, 1) for dy in (0, 1)}
     for (z, x, y, layer), body in on_disk.items():  # ST_AsMVT may order features differently from run to run
-        assert _content(body, layer) == _content(store.tile(layer, z, x, y), layer), (layer, z, x, y)
+        assert _content(body, layer) == _content(tile_source.tile(store, layer, z, x, y), layer), (layer, z, x, y)
     with_rows = {i.name for i in store.info() if i.count and i.name in tiles.TILE_FIELDS}
     assert {layer for *_, layer in on_disk} == with_rows == {LAYER, "sidewalk_permits"}  # no findings yet
     again = render(store, tile_dir, (14, 15))
@@ -112,7 +115,7 @@ def test_a_write_during_rendering_stops_it_and_the_watcher_renders_the_new_data(
     second = demo_store.version()
     assert tile_dir.status(second)["zooms"] == [14, 15]
     for (z, x, y, layer), body in _tiles_on_disk(tile_dir.version_dir(second)).items():
-        assert _content(body, layer) == _content(demo_store.tile(layer, z, x, y), layer)
+        assert _content(body, layer) == _content(tile_source.tile(demo_store, layer, z, x, y), layer)
 
 
 def _content(body: bytes, layer: str) -> dict:
@@ -123,7 +126,7 @@ def _busiest_z14(store) -> tuple[int, int, int]:
     extent = next(i.extent for i in store.info() if i.name == LAYER)
     x0, y0, x1, y1 = tile_range(extent, 14)
     return max(((14, x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)),
-               key=lambda t: len(store.tile(LAYER, *t)))
+               key=lambda t: len(tile_source.tile(store, LAYER, *t)))
 
 
 def test_unfiltered_tiles_come_from_the_shared_folder(demo_store, tmp_path):
@@ -133,7 +136,7 @@ def test_unfiltered_tiles_come_from_the_shared_folder(demo_store, tmp_path):
     z, x, y = _busiest_z14(demo_store)
     url = f"/tiles/{LAYER}/{z}/{x}/{y}.mvt"
     built = client.get(url)
-    assert built.status_code == 200 and built.data == demo_store.tile(LAYER, z, x, y)
+    assert built.status_code == 200 and built.data == tile_source.tile(demo_store, LAYER, z, x, y)
     assert tile_dir.get(demo_store.version(), LAYER, z, x, y) == built.data  # kept for the other processes
     # What is in the folder is what the other processes serve: a planted body comes back as it is.
     tile_dir.put(demo_store.version(), LAYER, z, x, y, b"planted")
@@ -179,7 +182,7 @@ def test_without_a_tile_folder_tiles_are_built_and_nothing_is_written(demo_store
     before = sorted(tmp_path.rglob("*"))
     client = create_app({"STORE": demo_store.url, "TESTING": True, "TILE_DIR": "none"}).test_client()
     z, x, y = _busiest_z14(demo_store)
-    assert client.get(f"/tiles/{LAYER}/{z}/{x}/{y}.mvt").data == demo_store.tile(LAYER, z, x, y)
+    assert client.get(f"/tiles/{LAYER}/{z}/{x}/{y}.mvt").data == tile_source.tile(demo_store, LAYER, z, x, y)
     assert sorted(tmp_path.rglob("*")) == before
     assert not any(Path(os.environ["GISAPP_TILE_DIR"]).rglob("*.mvt"))  # nor in the folder of the environment
     assert "tiles" not in client.get("/healthz").json
@@ -221,7 +224,7 @@ def test_a_tile_folder_others_control_is_not_used(demo_store, tmp_path):
         TileDir(open_dir, demo_store.url)
     client = create_app({"STORE": demo_store.url, "TESTING": True, "TILE_DIR": str(link)}).test_client()
     z, x, y = _busiest_z14(demo_store)
-    assert client.get(f"/tiles/{LAYER}/{z}/{x}/{y}.mvt").data == demo_store.tile(LAYER, z, x, y)
+    assert client.get(f"/tiles/{LAYER}/{z}/{x}/{y}.mvt").data == tile_source.tile(demo_store, LAYER, z, x, y)
     assert [p.name for p in elsewhere.iterdir()] == ["keep"]
     health = client.get("/healthz").json
     assert health["status"] == "ok" and "is a link" in health["tiles"]["problem"]

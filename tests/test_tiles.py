@@ -1,7 +1,7 @@
 """Vector tiles: the grid, the encoder (read back by independent decoders), both stores, the views, GDAL.
 
 Decoders: the ``mapbox-vector-tile`` package and GDAL's MVT driver (``ogrinfo``);
-neither shares code with :mod:`gisapp.tiles`.
+neither shares code with :mod:`gisapp.tiles.mvt`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,16 @@ import pytest
 import shapely
 from shapely.geometry import shape
 
-from gisapp import analysis, create_app, geo, tiles
+from gisapp import geo
+
+from gisapp.analysis import overlaps as analysis
+
+from gisapp.web.app import create_app
+
+from gisapp.tiles import mvt as tiles
+from gisapp.tiles import source as tile_source
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS
-from gisapp.store import postgis
 from tests.browser_util import live_server
 from tests.stores import BACKENDS, new_store
 
@@ -289,7 +295,7 @@ def test_wkb_reader_reads_what_shapely_writes():
 @pytest.mark.parametrize("layer", TILE_LAYERS)
 def test_tile_holds_the_features_that_meet_it(store, busiest, layer):
     for z, x, y in busiest[layer]:
-        got = decode(store.tile(layer, z, x, y), layer)
+        got = decode(tile_source.tile(store, layer, z, x, y), layer)
         meets, slivers = expected_keys(store, layer, None, z, x, y)
         assert len(got) > 0
         assert set(got) <= meets and meets - set(got) <= slivers, (z, x, y)
@@ -304,7 +310,7 @@ def test_tile_holds_the_features_that_meet_it(store, busiest, layer):
 ])
 def test_filters_apply_to_tiles(store, busiest, layer, flt):
     z, x, y = busiest[layer][1]
-    got = decode(store.tile(layer, z, x, y, flt), layer)
+    got = decode(tile_source.tile(store, layer, z, x, y, flt), layer)
     meets, slivers = expected_keys(store, layer, flt, z, x, y)
     everything, _ = expected_keys(store, layer, None, z, x, y)
     assert set(got) <= meets and meets - set(got) <= slivers
@@ -315,17 +321,17 @@ def test_bbox_filter_narrows_a_tile(store, busiest):
     z, x, y = busiest["construction_permits"][0]
     lon1, lat1, lon2, lat2 = tiles.lonlat_bounds(z, x, y)
     flt = Filter(bbox=(lon1, lat1, (lon1 + lon2) / 2, (lat1 + lat2) / 2))
-    got = decode(store.tile("construction_permits", z, x, y, flt), "construction_permits")
-    whole = decode(store.tile("construction_permits", z, x, y), "construction_permits")
+    got = decode(tile_source.tile(store, "construction_permits", z, x, y, flt), "construction_permits")
+    whole = decode(tile_source.tile(store, "construction_permits", z, x, y), "construction_permits")
     expected = set(store.read("construction_permits", flt)["dossier_code"])
     assert 0 < len(got) < len(whole) and set(got) <= expected
-    assert store.tile("construction_permits", z, x, y, Filter(bbox=(0.0, 0.0, 1.0, 1.0))) == b""
+    assert tile_source.tile(store, "construction_permits", z, x, y, Filter(bbox=(0.0, 0.0, 1.0, 1.0))) == b""
 
 
 @pytest.mark.parametrize("layer", TILE_LAYERS)
 def test_tile_properties_are_the_public_ones_with_the_stores_values(store, busiest, layer):
     z, x, y = busiest[layer][2]
-    got = decode(store.tile(layer, z, x, y), layer)
+    got = decode(tile_source.tile(store, layer, z, x, y), layer)
     lay = LAYERS[layer]
     personal = {f.name for f in lay.fields if f.personal}
     frame = store.read(layer).set_index(lay.key, drop=False)
@@ -344,11 +350,10 @@ def test_tile_properties_are_the_public_ones_with_the_stores_values(store, busie
 @pytest.mark.parametrize("flt", [None, Filter(statuses=("RETURNED",))])
 def test_the_interfaces_default_tile_agrees_with_the_backends(store, busiest, flt):
     """``Store.tile`` (read_arrow + the Python encoder), for backends without their own."""
-    from gisapp.store.base import Store
 
     for z, x, y in busiest["construction_permits"]:
-        a = decode(Store.tile(store, "construction_permits", z, x, y, flt), "construction_permits")
-        b = decode(store.tile("construction_permits", z, x, y, flt), "construction_permits")
+        a = decode(tile_source.tile_from_arrow(store, "construction_permits", z, x, y, flt), "construction_permits")
+        b = decode(tile_source.tile(store, "construction_permits", z, x, y, flt), "construction_permits")
         assert set(a) == set(b) and a
         for key in a:
             assert a[key]["properties"] == b[key]["properties"]
@@ -357,10 +362,10 @@ def test_the_interfaces_default_tile_agrees_with_the_backends(store, busiest, fl
 
 def test_store_tile_checks_layer_and_address(store):
     with pytest.raises(tiles.TileError, match="layer"):
-        store.tile("wards", 16, 0, 0)
+        tile_source.tile(store, "wards", 16, 0, 0)
     with pytest.raises(tiles.TileError, match="y = 4 is out of range"):
-        store.tile("construction_permits", 2, 0, 4)
-    assert store.tile("construction_permits", 16, 0, 0) == b""  # the other side of the world
+        tile_source.tile(store, "construction_permits", 2, 0, 4)
+    assert tile_source.tile(store, "construction_permits", 16, 0, 0) == b""  # the other side of the world
 
 
 @pytest.mark.postgis
@@ -371,9 +376,9 @@ def test_backends_give_the_same_features_within_one_unit(frames, busiest, tmp_pa
         s.write({layer: frames[0][layer]})
     z, x, y = busiest[layer][0]
     low = (12, x // 4, y // 4)  # too large for the affine map: PostGIS uses ST_Transform
-    assert tiles.mercator_affine(*low)[1] > postgis.AFFINE_MAX_ERROR >= tiles.mercator_affine(z, x, y)[1]
+    assert tiles.mercator_affine(*low)[1] > tile_source.AFFINE_MAX_ERROR >= tiles.mercator_affine(z, x, y)[1]
     for z, x, y in [low, *busiest[layer]]:
-        a, b = decode(gpkg.tile(layer, z, x, y), layer), decode(pg.tile(layer, z, x, y), layer)
+        a, b = decode(tile_source.tile(gpkg, layer, z, x, y), layer), decode(tile_source.tile(pg, layer, z, x, y), layer)
         if z < 14:  # PostGIS drops polygons that collapse to a line when simplified to the tile's resolution
             for key in set(a) ^ set(b):
                 assert (a.get(key) or b.get(key))["geometry"].area <= 8, key
@@ -410,7 +415,7 @@ def test_tile_endpoint_serves_mvt_and_204_when_empty(client, store, busiest):
     z, x, y = busiest["construction_permits"][1]
     r = client.get(f"/tiles/construction_permits/{z}/{x}/{y}.mvt?status=RETURNED")
     assert r.status_code == 200 and r.mimetype == tiles.MEDIA_TYPE
-    assert r.data == store.tile("construction_permits", z, x, y, Filter(statuses=("RETURNED",)))
+    assert r.data == tile_source.tile(store, "construction_permits", z, x, y, Filter(statuses=("RETURNED",)))
     assert {f["properties"]["status"] for f in decode(r.data, "construction_permits").values()} == {"RETURNED"}
     empty = client.get("/tiles/construction_permits/16/0/0.mvt")
     assert empty.status_code == 204 and empty.data == b""
@@ -493,7 +498,7 @@ def test_ogrinfo_reads_a_served_tile(demo_store, busiest):
             pytest.fail(reason)
         pytest.skip(reason)
     z, x, y = busiest["construction_permits"][1]
-    expected = decode(demo_store.tile("construction_permits", z, x, y), "construction_permits")
+    expected = decode(tile_source.tile(demo_store, "construction_permits", z, x, y), "construction_permits")
     env = {**os.environ, "GDAL_HTTP_TIMEOUT": "60", "CPL_DEBUG": "OFF"}
     with live_server(create_app({"STORE": demo_store.url})) as base:
         # CLIP=NO: GDAL would otherwise drop the features that lie only in the tile's buffer
@@ -514,7 +519,7 @@ def test_ogrinfo_reads_a_served_tile(demo_store, busiest):
 
 
 def test_tile_cache_keeps_recent_tiles_within_its_size():
-    from gisapp.tiles import TileCache
+    from gisapp.tiles.mvt import TileCache
 
     cache = TileCache(5000)  # each entry below costs 900 + 1 + ENTRY_OVERHEAD (200) = 1,101 bytes
     cache.put("a", b"x" * 900)
@@ -549,12 +554,12 @@ def test_cached_tiles_never_outlive_a_write(backend, tmp_path, request, frames, 
     assert client.get(url + "?nonce=1").data == before.data  # a parameter tiles ignore: the same entry
     assert len(client.application.extensions["gisapp.tile_cache"]) == 1
     assert set(decode(before.data, "construction_permits")) == set(
-        decode(s.tile("construction_permits", z, x, y), "construction_permits"))
+        decode(tile_source.tile(s, "construction_permits", z, x, y), "construction_permits"))
     kept = s.read("construction_permits")
     s.write({"construction_permits": kept[kept["status"] != "RETURNED"]}, meta=frames[1])
     assert s.version() != version
     after = client.get(url)
     assert after.headers["ETag"] != before.headers["ETag"]
     assert set(decode(after.data, "construction_permits")) == set(
-        decode(s.tile("construction_permits", z, x, y), "construction_permits"))
+        decode(tile_source.tile(s, "construction_permits", z, x, y), "construction_permits"))
     assert set(decode(after.data, "construction_permits")) < set(decode(before.data, "construction_permits"))

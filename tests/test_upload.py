@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from gisapp import create_app
+from gisapp.web.app import create_app
 from gisapp.accounts import Accounts
 
 PASSWORD = "correct horse battery"
@@ -107,7 +107,7 @@ def test_upload_without_csrf_token_is_refused(app, permits_geojson):
 
 
 def test_file_names_are_sanitised():
-    from gisapp.uploads import safe_name
+    from gisapp.web.uploads import safe_name
 
     assert safe_name("../../etc/passwd.csv") == "passwd.csv"
     assert safe_name("C:\\Users\\x\\Hồ sơ tháng 6.XLSX") == "H_s_th_ng_6.xlsx"

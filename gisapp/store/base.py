@@ -120,31 +120,6 @@ class Store(abc.ABC):
         tables = list(self.iter_arrow(layer, flt, fields=fields, batch_size=65536, limit=limit, offset=offset))
         return pa.concat_tables(tables) if tables else None
 
-    def tile(self, layer: str, z: int, x: int, y: int, flt: Filter | None = None) -> bytes:
-        """The Mapbox Vector Tile of ``layer``'s features matching ``flt`` in tile ``z/x/y``.
-
-        WebMercatorQuad grid (EPSG:3857, XYZ), one MVT layer named ``layer``
-        with the properties of :data:`gisapp.tiles.TILE_FIELDS` (never personal
-        ones); ``b""`` when no feature is in the tile.  Raises
-        :class:`gisapp.tiles.TileError` for a bad layer or tile address.
-
-        This default reads the features intersecting the buffered tile with
-        :meth:`read_arrow` and encodes them in Python (:func:`gisapp.tiles.render`);
-        backends override it with something faster.
-        """
-        from gisapp import tiles
-
-        tiles.check_layer(layer)
-        z, x, y = tiles.check_tile(z, x, y)
-        box = tiles.intersect_bbox(tiles.lonlat_bounds(z, x, y, tiles.BUFFER), flt.bbox if flt else None)
-        if box is None:
-            return b""
-        fields = tiles.TILE_FIELDS[layer]
-        table = self.read_arrow(layer, (flt or Filter()).with_(bbox=box), fields=fields)
-        if table is None:
-            return b""
-        return tiles.render(layer, table.column("geometry"), {f: table.column(f) for f in fields}, z, x, y)
-
     def version(self) -> str | None:
         """What changes whenever the data changes (for HTTP validators); ``None`` when not known cheaply."""
         return None
@@ -219,7 +194,7 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
 
 def geojson_texts(geoms) -> pa.Array:
     """The :data:`GEOJSON_COLUMN` values of EPSG:5899 geometries (text ``null`` where missing or empty)."""
-    from gisapp.geojson import geometry_texts
+    from gisapp.formats.geojson import geometry_texts
 
     return geometry_texts(np.asarray(geoms, dtype=object))
 

@@ -25,7 +25,8 @@ import pyarrow as pa
 import pyogrio
 import shapely
 
-from gisapp import geo, schema, tiles
+from gisapp import geo, schema
+
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
@@ -44,7 +45,7 @@ from gisapp.store.base import (
     merge_upsert,
     search_text,
 )
-from gisapp.wkb import gpkg_to_wkb
+from gisapp.formats.wkb import gpkg_to_wkb
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
 META_TABLE = "gisapp_meta"
@@ -388,39 +389,24 @@ class GeoPackageStore(Store):
                 if batch.num_rows:
                     yield pa.Table.from_batches([batch]).rename_columns([*names, "geometry"])
 
-    def tile(self, layer, z, x, y, flt=None):
-        """The Mapbox Vector Tile of ``layer`` in tile ``z/x/y`` (see :meth:`Store.tile`).
+    def box_rows(self, layer: str, box: tuple[float, float, float, float], flt: Filter | None,
+                 fields: list[str]) -> list[tuple]:
+        """Rows of ``layer`` whose R-tree boxes meet ``box`` (EPSG:5899) and that match ``flt``'s attributes.
 
-        One query: the R-tree finds the rows whose boxes meet the buffered
-        tile, joined to their properties and geometry blobs, attribute
-        filters applied; :func:`gisapp.tiles.render` reads the blobs, clips
-        and encodes (features that only come near the tile are clipped away).
+        Each row holds ``fields`` then the GeoPackage geometry blob; one query
+        joining the R-tree to the rows.  ``flt.bbox`` is not applied (the
+        caller knows its own box).
         """
-        tiles.check_layer(layer)
-        z, x, y = tiles.check_tile(z, x, y)
         lay = check_layer(layer)
-        exact = None
-        if flt is not None and flt.bbox is not None:
-            box = tiles.intersect_bbox(tiles.lonlat_bounds(z, x, y, tiles.BUFFER), flt.bbox)
-            if box is None:
-                return b""
-            exact = geo.bbox_polygon(box)
-        fields = tiles.TILE_FIELDS[layer]
-        x1, y1, x2, y2 = tiles.store_box(z, x, y)
+        x1, y1, x2, y2 = box
         clauses, params = attribute_clauses(lay, flt)
         where = " AND ".join(["r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?", *clauses])
-        columns = ", ".join(f"t.{f}" for f in fields)
+        columns = "".join(f"t.{f}, " for f in fields)
         with self._connect() as con:
             if layer not in self._tables(con):
-                return b""
-            rows = con.execute(f'SELECT {columns}, t.geom FROM "rtree_{layer}_geom" r JOIN "{layer}" t '
+                return []
+            return con.execute(f'SELECT {columns}t.geom FROM "rtree_{layer}_geom" r JOIN "{layer}" t '
                                f"ON t.fid = r.id WHERE {where}", [x1, x2, y1, y2, *params]).fetchall()
-        if exact is not None and rows:
-            rows = [r for r, hit in zip(rows, shapely.intersects(_decode([r[-1] for r in rows]), exact)) if hit]
-        if not rows:
-            return b""
-        values = list(zip(*rows))
-        return tiles.render(layer, values[-1], dict(zip(fields, values)), z, x, y, gpkg=True)
 
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""

@@ -43,7 +43,8 @@ from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
-from gisapp import geo, schema, tiles
+from gisapp import geo, schema
+
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store import migrations
@@ -71,8 +72,6 @@ _GEOARROW_META = {b"ARROW:extension:name": b"geoarrow.wkb",
 COPY_CHUNK = 100_000
 _WRITE_LOCK_KEY = 0x6769736170700002
 _IDLE = psycopg.pq.TransactionStatus.IDLE
-#: Largest error (tile units) of the per-tile affine map to EPSG:3857 that tiles accept instead of ST_Transform.
-AFFINE_MAX_ERROR = 0.25
 
 
 # -- connections -------------------------------------------------------------
@@ -206,7 +205,7 @@ class PostGISStore(Store):
 
     # -- reading ---------------------------------------------------------------
 
-    def _where(self, layer: Layer, flt: Filter | None) -> tuple[str, list]:
+    def where(self, layer: Layer, flt: Filter | None) -> tuple[str, list]:
         """The WHERE clause and its parameters; a bbox is matched as :func:`_bbox_clause` says."""
         clauses, params = attribute_clauses(layer, flt, "%s")
         if flt is not None and flt.bbox is not None:
@@ -224,7 +223,7 @@ class PostGISStore(Store):
 
     def count(self, layer, flt=None):
         lay = check_layer(layer)
-        where, params = self._where(lay, flt)
+        where, params = self.where(lay, flt)
         with self.connection() as con:
             return con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
 
@@ -237,7 +236,7 @@ class PostGISStore(Store):
         return _frame(lay, rows)
 
     def _query(self, layer: Layer, names: list[str], flt: Filter | None, limit=None, offset=0) -> tuple[str, list]:
-        where, params = self._where(layer, flt)
+        where, params = self.where(layer, flt)
         columns = "".join(f"{n}, " for n in names)
         query = f"SELECT {columns}ST_AsBinary(geom) FROM {layer.name}{where} ORDER BY {layer.key}"
         if limit is not None and int(limit) >= 0:
@@ -308,7 +307,7 @@ class PostGISStore(Store):
         """
         lay = check_layer(layer)
         names = field_names(lay, fields)
-        where, params = self._where(lay, flt)
+        where, params = self.where(lay, flt)
         columns = "".join(f"{n}, " for n in [lay.key, *names])
         paging = [*params, int(limit), int(offset)]
         with self.connection() as con:
@@ -325,43 +324,6 @@ class PostGISStore(Store):
             else:
                 matched = con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
         return Page(matched, rows)
-
-    def tile(self, layer, z, x, y, flt=None):
-        """The Mapbox Vector Tile of ``layer`` in tile ``z/x/y`` (see :meth:`Store.tile`), in one query.
-
-        Rows are selected by ``geom && <the buffered tile's box in EPSG:5899>``
-        (the GiST index) and the filter's clauses, brought to EPSG:3857 and
-        encoded by ``ST_AsMVTGeom``/``ST_AsMVT`` with the extent and buffer of
-        :mod:`gisapp.tiles`; dates as ISO text.
-
-        To EPSG:3857: ``ST_Transform(geom, 3857)`` costs ~17 µs per parcel
-        here (PROJ weighs its candidate operations point by point), over half
-        of a z14 tile's time.  Over one tile the transformation is affine to
-        within 0.12 tile unit at z14 (less at higher zooms), so the query
-        applies ``ST_Affine`` with the coefficients of
-        :func:`gisapp.tiles.mercator_affine`, fitted to PROJ by EPSG code (the
-        EPSG:6960 datum shift included); tiles too large for that (error over
-        :data:`AFFINE_MAX_ERROR` tile unit, below z13) use ``ST_Transform``.
-        """
-        tiles.check_layer(layer)
-        z, x, y = tiles.check_tile(z, x, y)
-        lay = check_layer(layer)
-        where, params = self._where(lay, flt)
-        where += (" AND " if where else " WHERE ") + f"geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})"
-        props = ", ".join(f"to_char({f}, 'YYYY-MM-DD') AS {f}" if lay.field(f).type == "date" else f
-                          for f in tiles.TILE_FIELDS[layer])
-        coefficients, error = tiles.mercator_affine(z, x, y)
-        if error <= AFFINE_MAX_ERROR:
-            to_mercator, to_params = "ST_SetSRID(ST_Affine(geom, %s, %s, %s, %s, %s, %s), 3857)", list(coefficients)
-        else:
-            to_mercator, to_params = "ST_Transform(geom, 3857)", []
-        query = (f"SELECT ST_AsMVT(t, %s, {tiles.EXTENT}, 'geom') FROM (SELECT {props}, "
-                 f"ST_AsMVTGeom({to_mercator}, ST_MakeEnvelope(%s, %s, %s, %s, 3857), "
-                 f"{tiles.EXTENT}, {tiles.BUFFER}, true) AS geom FROM {lay.name}{where}) t WHERE geom IS NOT NULL")
-        with self.connection() as con:
-            row = con.execute(query, [layer, *to_params, *tiles.tile_bounds(z, x, y), *params,
-                                      *tiles.store_box(z, x, y)]).fetchone()
-        return bytes(row[0]) if row and row[0] else b""
 
     def version(self) -> str | None:
         """The data version every write raises in its transaction, after the database's random token."""
@@ -408,7 +370,7 @@ class PostGISStore(Store):
         computed from the index boxes, not the geometries.
         """
         lay = check_layer(layer)
-        where, params = self._where(lay, flt)
+        where, params = self.where(lay, flt)
         if cell_m is None:
             if "ward_code" not in lay.field_names:
                 raise StoreError(f"layer {layer!r} has no ward_code to count by")
@@ -427,14 +389,6 @@ class PostGISStore(Store):
         frame = pd.DataFrame(rows, columns=columns)
         frame["count"] = frame["count"].astype("int64")
         return frame
-
-    def find_overlaps(self, params=None):
-        """The overlap analysis computed in PostGIS (:func:`gisapp.analysis_sql.find_overlaps`)."""
-        from gisapp import analysis_sql
-
-        return analysis_sql.find_overlaps(self, params)
-
-    # -- writing ---------------------------------------------------------------
 
     def write(self, frames, *, mode="replace", meta=None):
         if mode not in ("replace", "upsert"):

@@ -1,0 +1,921 @@
+"""Overlap analysis: sidewalk-use permits against construction sites and each other.
+
+Pure geopandas/shapely/numpy: no Flask, no store.  :func:`find_overlaps`
+takes the three layers as GeoDataFrames and returns the findings (the
+``findings`` layer of :mod:`gisapp.schema`), the features it had to skip
+and why, and a per-ward summary (:func:`summarize`, which also works on a
+stored findings layer).  Everything is measured in EPSG:5899 and date
+ranges are inclusive: a permit ending on the day another starts overlaps
+it by one day.
+
+Finding kinds (``a_id`` / ``b_id``):
+
+``MERGE_CANDIDATE`` (dossier / sidewalk permit)
+    The permit lies within ``distance_m`` of the parcel (exactly
+    ``distance_m`` counts), its period overlaps the works period — from
+    ``issued_on``, or ``received_on`` when not issued, for ``works_months``
+    calendar months — and it is not linked to that dossier.  Geometry: the
+    sidewalk permit's polygon; ``distance_m``: parcel to permit.
+``LINKED`` (dossier / sidewalk permit)
+    The same, where the permit's ``construction_dossier_code`` already
+    names the dossier (the merged procedure in use).
+``CLASH`` (permit / permit, smaller number first)
+    Two sidewalk permits intersecting with positive area (touching edges
+    do not count) whose periods overlap.  Geometry: the intersection.
+``OPPORTUNITY`` (permit / permit)
+    The same intersection; the periods do not overlap but the later one
+    starts at most ``gap_days`` after the earlier one ends.  Dates: from
+    the first start to the last end; ``overlap_days`` 0.
+``CLEARANCE`` (permit / -)
+    ``sidewalk_width_m - used_width_m`` is below ``min_clearance_m``.
+    Geometry: the permit's polygon; dates: the permit's period.
+``WARD_MISMATCH`` (dossier / ward key)
+    The declared ``ward_code`` differs from the ward holding the largest
+    part of the parcel among the wards in force on ``received_on``
+    (``b_id`` empty when the parcel lies outside them all).  Dossiers
+    received on a day no ward is in force are not judged.
+
+The ward of every finding is the ward holding the largest part of its
+geometry among the wards in force on ``overlap_start``.
+
+Speed: candidate pairs come from a numpy grid join of bounding boxes
+(grown by the distance), are cut by numpy date masks, and only the
+survivors meet a shapely predicate; intersections are computed only for
+pairs that truly intersect.  There is no Python loop over pairs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+
+from gisapp import domain, geo, schema
+from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs
+from gisapp.schema import FINDINGS, STORE_CRS
+
+__all__ = [
+    "KINDS",
+    "TOTAL",
+    "AnalysisParams",
+    "AnalysisResult",
+    "empty_findings",
+    "find_overlaps",
+    "finding_ids",
+    "summarize",
+]
+
+#: Finding kinds in report order.
+KINDS: tuple[str, ...] = tuple(domain.FINDING_KINDS)
+#: Prefix of the finding id of each kind.
+ID_PREFIX = {"MERGE_CANDIDATE": "MC", "LINKED": "LK", "CLASH": "CL",
+             "OPPORTUNITY": "OP", "CLEARANCE": "CR", "WARD_MISMATCH": "WM"}
+#: Kinds whose dossiers "needed the sidewalk".
+NEEDED_SIDEWALK = ("LINKED", "MERGE_CANDIDATE")
+#: Label of the district total row of the summary.
+TOTAL = "TOTAL"
+#: Slack (m) on distance comparisons, so that exactly *d* apart is within *d*.
+DISTANCE_EPSILON = 1e-6
+#: Layer names as used in ``skipped``.
+CONSTRUCTION, SIDEWALK, WARDS = "construction_permits", "sidewalk_permits", "wards"
+#: Key of the SipHash behind finding ids (16 bytes; changing it changes every id).
+_HASH_KEY = "gisapp-finding-1"
+#: Below this many items a vectorised shapely call is not split over threads.
+_PARALLEL_MIN = 20_000
+#: Threads for independent stages and for splitting long shapely calls.
+_WORKERS = max(2, min(os.cpu_count() or 1, 4))
+_TEXT = np.dtypes.StringDType()
+
+
+@dataclass(frozen=True)
+class AnalysisParams:
+    """Parameters of an analysis run.
+
+    ``as_of``: the data's as-of date.  When set, dossiers received after it
+    are skipped (and reported) and an ``issued_on`` after it counts as not
+    issued yet.
+    """
+
+    distance_m: float = 5.0
+    gap_days: int = 90
+    min_clearance_m: float = 1.5
+    works_months: int = 12
+    as_of: dt.date | None = None
+
+    def __post_init__(self):
+        """Reject parameters that make no sense, naming the parameter."""
+        for name in ("distance_m", "gap_days", "min_clearance_m", "works_months"):
+            value = getattr(self, name)
+            if value is None or not np.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a number >= 0, not {value!r}")
+        for name in ("gap_days", "works_months"):
+            if int(getattr(self, name)) != getattr(self, name):
+                raise ValueError(f"{name} must be a whole number, not {getattr(self, name)!r}")
+
+    def as_meta(self) -> dict:
+        """The parameters as JSON-ready values (dates as ISO text)."""
+        out = asdict(self)
+        out["as_of"] = self.as_of.isoformat() if self.as_of else None
+        return out
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """What :func:`find_overlaps` returns.
+
+    ``findings``: the findings layer (EPSG:5899, MultiPolygons, grouped by
+    kind in :data:`KINDS` order; the same input gives the same rows in the
+    same order); ``skipped``: one row per feature left out or only partly
+    analysed (``layer``, ``id``, ``ward_code`` as declared, ``reason``);
+    ``summary``: see :func:`summarize`; ``timings``: seconds per stage.
+    """
+
+    findings: gpd.GeoDataFrame
+    skipped: pd.DataFrame
+    summary: pd.DataFrame
+    params: AnalysisParams
+    timings: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Features:
+    """The usable features of a layer as aligned numpy arrays."""
+
+    ids: np.ndarray  # object: str
+    hashes: np.ndarray  # uint64 hash of each id
+    geoms: np.ndarray  # shapely geometries
+    bounds: np.ndarray  # (n, 4)
+    start: np.ndarray  # int64 days since 1970 (NAT when missing)
+    end: np.ndarray  # int64 days, inclusive
+    extra: dict  # column name -> ndarray
+
+    def __len__(self) -> int:
+        """Number of features."""
+        return len(self.ids)
+
+
+# -- public API ----------------------------------------------------------------------
+
+
+def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
+                  wards: gpd.GeoDataFrame, params: AnalysisParams | None = None) -> AnalysisResult:
+    """Every finding between construction dossiers, sidewalk permits and wards.
+
+    Parameters
+    ----------
+    construction, sidewalk, wards:
+        Frames with (at least) the analysed columns of the
+        ``construction_permits``, ``sidewalk_permits`` and ``wards`` layers.
+        Dates may be datetime64, dates or ISO text.  A frame whose CRS is
+        not EPSG:5899 is reprojected; one without a CRS is taken as EPSG:5899.
+    params:
+        :class:`AnalysisParams` (the defaults when ``None``).
+
+    Returns
+    -------
+    AnalysisResult
+        Bad features never raise: they are listed in ``skipped``.
+    """
+    params = params or AnalysisParams()
+    clock = _Clock()
+    # independent stages run side by side: GEOS and numpy release the GIL for most of their work
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        cons_job = pool.submit(_prepare_construction, construction, params)
+        side, skip_s = _prepare_sidewalk(sidewalk)
+        ward, skip_w = _prepare_wards(wards)
+        cons, skip_c, register = cons_job.result()
+        skipped = pd.concat([skip_c, skip_s, skip_w], ignore_index=True)
+        clock.lap("prepare")
+        jobs = [pool.submit(_construction_findings, cons, side, params),
+                pool.submit(_ward_mismatch_findings, cons, ward)]
+        pairs, clearance = _sidewalk_pair_findings(side, params), _clearance_findings(side, params)
+        blocks = [jobs[0].result(), pairs, clearance, jobs[1].result()]  # in KINDS order
+    clock.lap("findings")
+    findings, cols = _assemble(blocks, ward, side)
+    clock.lap("assemble")
+    names, (w_lab, d_lab, s_lab) = _factorize_labels(
+        ward.extra["code"], register["ward_code"].to_numpy(dtype=object), skipped["ward_code"].to_numpy(dtype=object))
+    names, none = _none_label(names)
+    f_lab = np.where(cols["ward_index"] >= 0, w_lab[np.maximum(cols["ward_index"], 0)] if len(w_lab) else none, none)
+    needed = np.unique(cols["dossier_row"][np.isin(cols["kind"], _ranks(NEEDED_SIDEWALK))])
+    summary = _summary_table(names, f_lab, cols["kind"], d_lab, d_lab[needed], s_lab, len(skipped))
+    clock.lap("summary")
+    return AnalysisResult(findings, skipped, summary, params, clock.laps)
+
+
+def summarize(findings: pd.DataFrame, construction: pd.DataFrame,
+              skipped: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Per-ward summary of a findings frame, with a district ``TOTAL`` row last.
+
+    Needs only the findings (``kind``, ``a_id``, ``ward_code``) and the
+    construction dossiers (``dossier_code``, ``ward_code``), so the CLI, the
+    dashboard and anything reading the stored layers count the same way.
+    Columns:
+
+    - ``ward_code``: the ward (``None``: findings outside every ward), or ``TOTAL``;
+    - one count per finding kind, and ``findings`` (all kinds), by the
+      finding's ``ward_code``;
+    - ``dossiers``: construction dossiers, by their declared ``ward_code``;
+    - ``dossiers_needing_sidewalk``: distinct dossiers with a ``LINKED`` or
+      ``MERGE_CANDIDATE`` finding, by the dossier's declared ``ward_code``;
+    - ``share_needing_sidewalk``: their ratio (NaN without dossiers);
+    - ``skipped``: features the analysis skipped, by declared ward when
+      ``skipped`` has a ``ward_code`` column (all of them on ``TOTAL``).
+    """
+    s_ward = np.empty(0, dtype=object)
+    if skipped is not None and "ward_code" in skipped.columns:
+        s_ward = _text(skipped["ward_code"])
+    names, (f_lab, d_lab, s_lab) = _factorize_labels(
+        _text(findings["ward_code"]), _text(construction["ward_code"]), s_ward)
+    rank = _ranks(_text(findings["kind"]))
+    d_code = _text(construction["dossier_code"])
+    a_id = _text(findings["a_id"])[np.isin(rank, _ranks(NEEDED_SIDEWALK))]
+    # the declared ward of each needed dossier (its first row), vectorised
+    codes, uniques = pd.factorize(np.concatenate([d_code, a_id]).astype(object))
+    names, none = _none_label(names)
+    ward_of = np.full(len(uniques) + 1, none, dtype=np.int64)  # [-1]: dossiers not in the layer
+    ward_of[codes[: len(d_code)][::-1]] = d_lab[::-1]
+    n_lab = ward_of[np.unique(codes[len(d_code):])]
+    return _summary_table(names, f_lab, rank, d_lab, n_lab, s_lab, 0 if skipped is None else len(skipped))
+
+
+def empty_findings() -> gpd.GeoDataFrame:
+    """An empty findings frame with the layer's typed columns."""
+    return _findings_frame(_stack([]), np.empty(0, dtype=object))
+
+
+def finding_ids(kinds, a_ids, b_ids) -> np.ndarray:
+    """The finding id of each (kind, a, b): ``<prefix>-<16 hex digits>``.
+
+    The same for the same kind and ids in any order, in any run.
+    """
+    rank = _ranks(np.asarray(kinds, dtype=object))
+    if (rank < 0).any():
+        raise ValueError(f"unknown finding kind; expected one of {', '.join(KINDS)}")
+    return _id_text(rank, _pair_hash(rank, _hash_ids(a_ids), _hash_ids(b_ids)))
+
+
+# -- summary ---------------------------------------------------------------------------
+
+
+def _ranks(kinds) -> np.ndarray:
+    """Position of each kind in :data:`KINDS` (-1 when unknown)."""
+    return pd.Categorical(np.asarray(kinds, dtype=object), categories=list(KINDS)).codes.astype(np.int64)
+
+
+def _factorize_labels(*arrays) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Ward codes of several arrays as one sorted label set ('' for missing, last) and label arrays."""
+    parts = [np.asarray(a, dtype=object) for a in arrays]
+    joined = np.concatenate(parts) if parts else np.empty(0, dtype=object)
+    joined = np.where(pd.isna(joined), "", joined)
+    codes, names = pd.factorize(joined)
+    names = np.asarray(names, dtype=object)
+    order = sorted(range(len(names)), key=lambda k: (names[k] == "", str(names[k])))
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[order] = np.arange(len(names))
+    codes = rank[codes]
+    cut = np.cumsum([0] + [len(p) for p in parts])
+    return names[order], [codes[cut[k]:cut[k + 1]] for k in range(len(parts))]
+
+
+def _none_label(names: np.ndarray) -> tuple[np.ndarray, int]:
+    """The label set with '' (no ward) present, and the position of ''."""
+    blank = np.flatnonzero(names == "")
+    if len(blank):
+        return names, int(blank[0])
+    return np.append(names, ""), len(names)
+
+
+def _summary_table(names, f_lab, f_rank, d_lab, n_lab, s_lab, n_skipped) -> pd.DataFrame:
+    """The table of :func:`summarize` from integer ward labels into ``names`` ('' = no ward)."""
+    def tally(lab) -> np.ndarray:
+        """Occurrences of each ward among the labels ``lab``."""
+        return np.bincount(np.asarray(lab, dtype=np.int64), minlength=len(names)).astype(np.int64)
+
+    table = pd.DataFrame(index=pd.RangeIndex(len(names)))
+    for r, kind in enumerate(KINDS):
+        table[kind] = tally(f_lab[f_rank == r])
+    table["findings"] = tally(f_lab)
+    table["dossiers"] = tally(d_lab)
+    table["dossiers_needing_sidewalk"] = tally(n_lab)
+    table["skipped"] = tally(s_lab)
+    table = table[table.to_numpy().any(axis=1)]  # wards that occur nowhere have no row
+    ward_code = np.asarray(names, dtype=object)[table.index.to_numpy()]
+    total = table.sum(axis=0).to_frame().T.astype(np.int64)
+    total["skipped"] = n_skipped
+    table = pd.concat([table, total], ignore_index=True)
+    dossiers = table["dossiers"].to_numpy()
+    table["share_needing_sidewalk"] = np.divide(table["dossiers_needing_sidewalk"].to_numpy(), dossiers,
+                                                out=np.full(len(table), np.nan), where=dossiers > 0)
+    ward_code = np.append(np.where(ward_code == "", None, ward_code), TOTAL)
+    table.insert(0, "ward_code", pd.Series(ward_code, dtype=object))
+    return table[["ward_code", *KINDS, "findings", "dossiers", "dossiers_needing_sidewalk",
+                  "share_needing_sidewalk", "skipped"]]
+
+
+# -- preparing the inputs ----------------------------------------------------------------
+
+
+class _Clock:
+    """Seconds spent per stage (wall clock)."""
+
+    def __init__(self):
+        """Start the clock."""
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        """Record the time since the previous lap under ``name``."""
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
+
+
+def _column(frame: pd.DataFrame, name: str):
+    """Column ``name`` of ``frame``, or an all-null object array when absent."""
+    if name in frame.columns:
+        return frame[name]
+    return np.full(len(frame), None, dtype=object)
+
+
+def _text(values) -> np.ndarray:
+    """A column as an object array of strings, ``None`` where missing or blank.
+
+    Text is taken as given (the store strips it); other values become text.
+    Vectorised, except for columns that are not text at all.
+    """
+    if isinstance(values, (pd.Series, pd.Index)):
+        arr = values.to_numpy(dtype=object, copy=True)
+    else:
+        arr = np.array(values, dtype=object)
+    missing = pd.isna(arr)
+    if pd.api.types.infer_dtype(arr, skipna=True) not in ("string", "empty"):
+        arr = np.array([None if m else str(v).strip() for v, m in zip(arr, missing)], dtype=object)
+    arr[missing | (arr == "")] = None
+    return arr
+
+
+def _days(values) -> np.ndarray:
+    """Dates (datetime64, dates or ISO text) as int64 days since 1970; missing → ``NAT``."""
+    return schema.to_dates(values).to_numpy().astype("datetime64[D]").astype(np.int64)
+
+
+def _geometries(frame) -> np.ndarray:
+    """The frame's geometries in EPSG:5899 as a numpy object array."""
+    if isinstance(frame, gpd.GeoDataFrame):
+        if frame.crs is not None and not frame.crs.equals(STORE_CRS):
+            frame = frame.to_crs(STORE_CRS)
+        return np.asarray(frame.geometry.values, dtype=object)
+    return np.asarray(frame["geometry"], dtype=object)
+
+
+def _hash_ids(ids, missing: np.ndarray | None = None) -> np.ndarray:
+    """uint64 SipHash of each id; 0 for a missing id (``missing``: the mask, when known)."""
+    arr = np.asarray(ids, dtype=object)
+    missing = pd.isna(arr) if missing is None else missing
+    if len(arr) == 0:
+        return np.empty(0, dtype=np.uint64)
+    out = pd.util.hash_array(np.where(missing, "", arr), hash_key=_HASH_KEY, categorize=False)
+    out[missing] = 0
+    return out
+
+
+class _Reasons:
+    """Why rows of a layer are skipped, gathered sparsely: no text is made for good rows."""
+
+    def __init__(self, n: int):
+        """Reasons for ``n`` rows (none yet)."""
+        self.n = n
+        self._rows: list[np.ndarray] = []
+        self._texts: list[np.ndarray] = []
+
+    def add(self, where, text) -> None:
+        """Give the rows ``where`` (a mask or row numbers) the reason ``text`` (one, or one per row)."""
+        rows = np.flatnonzero(where) if np.asarray(where).dtype == bool else np.asarray(where, dtype=np.int64)
+        if len(rows):
+            self._rows.append(rows)
+            self._texts.append(np.broadcast_to(np.asarray(text, dtype=object), rows.shape))
+
+    def mask(self) -> np.ndarray:
+        """Rows with at least one reason."""
+        out = np.zeros(self.n, dtype=bool)
+        for rows in self._rows:
+            out[rows] = True
+        return out
+
+    def joined(self) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, reasons): each row with a reason once, its reasons joined by '; ' in the order given."""
+        if not self._rows:
+            return np.empty(0, np.int64), np.empty(0, dtype=object)
+        rows = np.concatenate(self._rows)
+        texts = np.concatenate(self._texts)
+        order = np.argsort(rows, kind="stable")
+        rows, texts = rows[order], texts[order]
+        starts = np.flatnonzero(np.r_[True, rows[1:] != rows[:-1]])
+        groups = np.split(texts, starts[1:])
+        return rows[starts], np.array(["; ".join(g) for g in groups], dtype=object)
+
+
+def _check_geometries(geoms: np.ndarray, reasons: _Reasons) -> None:
+    """Add the reasons why geometries cannot be analysed: missing, empty, not polygonal, invalid."""
+    empty = shapely.is_missing(geoms)
+    empty[~empty] = shapely.is_empty(geoms[~empty])
+    reasons.add(empty, "geometry is empty or missing")
+    types = shapely.get_type_id(geoms)
+    polygonal = (types == 3) | (types == 6)
+    wrong = np.flatnonzero(~empty & ~polygonal)
+    reasons.add(wrong, [f"geometry is not a polygon ({g.geom_type})" for g in geoms[wrong]])
+    check = np.flatnonzero(~empty & polygonal)
+    bad = check[~_parallel(shapely.is_valid, geoms[check])]
+    reasons.add(bad, [f"invalid geometry: {r}" for r in shapely.is_valid_reason(geoms[bad])])
+
+
+def _check_keys(ids: np.ndarray, hashes: np.ndarray, key: str, reasons: _Reasons) -> None:
+    """Add 'missing <key>' and 'duplicate <key>' (rows after the first of a key; missing ids hash to 0)."""
+    missing = hashes == 0
+    missing[missing] = pd.isna(ids[missing])
+    reasons.add(missing, f"missing {key}")
+    maybe = np.flatnonzero(pd.Series(hashes).duplicated(keep=False).to_numpy() & ~missing)
+    if len(maybe):  # confirm on the text: a hash collision is not a duplicate
+        reasons.add(maybe[pd.Series(ids[maybe], dtype=object).duplicated(keep="first").to_numpy()],
+                    f"duplicate {key}")
+
+
+def _skipped_frame(layer: str, ids, wards, reasons: _Reasons) -> pd.DataFrame:
+    """The rows of one layer with a reason, as ``layer, id, ward_code, reason``."""
+    rows, text = reasons.joined()
+    return pd.DataFrame({
+        "layer": np.full(len(rows), layer, dtype=object),
+        "id": np.asarray(ids, dtype=object)[rows],
+        "ward_code": np.asarray(wards, dtype=object)[rows],
+        "reason": text,
+    }, dtype=object)
+
+
+def _features(ids, hashes, geoms, start, end, keep, **extra) -> _Features:
+    """The kept rows as :class:`_Features`."""
+    g = geoms[keep]
+    return _Features(ids=ids[keep], hashes=hashes[keep], geoms=g, bounds=shapely.bounds(g).reshape(-1, 4),
+                     start=start[keep], end=end[keep],
+                     extra={name: np.asarray(values)[keep] for name, values in extra.items()})
+
+
+def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
+    """Usable dossiers with their works period; the skipped ones; code and declared ward of all."""
+    ids = _text(_column(frame, "dossier_code"))
+    hashes = _hash_ids(ids, ids == None)
+    declared = _text(_column(frame, "ward_code"))
+    geoms = _geometries(frame)
+    received = _days(_column(frame, "received_on"))
+    issued = _days(_column(frame, "issued_on"))
+    reasons = _Reasons(len(ids))
+    _check_keys(ids, hashes, "dossier_code", reasons)
+    _check_geometries(geoms, reasons)
+    reasons.add(received == NAT, "missing received_on")
+    if params.as_of is not None:
+        as_of = np.datetime64(params.as_of, "D").astype(np.int64)
+        reasons.add((received != NAT) & (received > as_of),
+                    f"received after the as-of date {params.as_of.isoformat()}")
+        issued = np.where(issued > as_of, NAT, issued)
+    works_start = np.where(issued != NAT, issued, received)
+    works_end = np.where(works_start == NAT, NAT, _add_months(works_start, int(params.works_months)) - 1)
+    cons = _features(ids, hashes, geoms, works_start, works_end, ~reasons.mask(), declared=declared,
+                     received=received, row=np.arange(len(ids)))
+    register = pd.DataFrame({"dossier_code": ids, "ward_code": declared}, dtype=object)
+    return cons, _skipped_frame(CONSTRUCTION, ids, declared, reasons), register
+
+
+def _prepare_sidewalk(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:
+    """Usable sidewalk permits, and the skipped ones.
+
+    A permit without widths stays in the spatial analysis; only its
+    clearance is not checked, and that is reported as a skip reason.
+    """
+    ids = _text(_column(frame, "permit_no"))
+    hashes = _hash_ids(ids, ids == None)
+    declared = _text(_column(frame, "ward_code"))
+    geoms = _geometries(frame)
+    start = _days(_column(frame, "start_on"))
+    end = _days(_column(frame, "end_on"))
+    width = pd.to_numeric(pd.Series(_column(frame, "sidewalk_width_m")), errors="coerce").to_numpy(dtype=float)
+    used = pd.to_numeric(pd.Series(_column(frame, "used_width_m")), errors="coerce").to_numpy(dtype=float)
+    reasons = _Reasons(len(ids))
+    _check_keys(ids, hashes, "permit_no", reasons)
+    _check_geometries(geoms, reasons)
+    reasons.add((start == NAT) & (end != NAT), "missing start_on")
+    reasons.add((start != NAT) & (end == NAT), "missing end_on")
+    reasons.add((start == NAT) & (end == NAT), "missing start_on and end_on")
+    reasons.add((start != NAT) & (end != NAT) & (end < start), "end_on before start_on")
+    keep = ~reasons.mask()
+    reasons.add(np.isnan(width) | np.isnan(used), "clearance not checked: missing sidewalk_width_m or used_width_m")
+    side = _features(ids, hashes, geoms, start, end, keep, declared=declared, width=width, used=used,
+                     link=_text(_column(frame, "construction_dossier_code")))
+    return side, _skipped_frame(SIDEWALK, ids, declared, reasons)
+
+
+def _prepare_wards(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:
+    """Usable wards sorted by key (so ties resolve the same way every run), and the skipped ones.
+
+    The geometries are copied before being prepared, leaving the caller's
+    objects untouched.
+    """
+    codes = _text(_column(frame, "ward_code"))
+    keys = _text(_column(frame, "ward_key"))
+    start = _days(_column(frame, "valid_from"))
+    end = _days(_column(frame, "valid_to"))
+    missing_key = pd.isna(keys)
+    keys[missing_key] = [f"{c}-{d}" for c, d in zip(codes[missing_key], start[missing_key].astype("datetime64[D]"))]
+    hashes = _hash_ids(keys)
+    geoms = _geometries(frame)
+    reasons = _Reasons(len(keys))
+    _check_keys(keys, hashes, "ward_key", reasons)
+    reasons.add(pd.isna(codes), "missing ward_code")
+    _check_geometries(geoms, reasons)
+    reasons.add(start == NAT, "missing valid_from")
+    reasons.add((start != NAT) & (end != NAT) & (end < start), "valid_to before valid_from")
+    rows = np.flatnonzero(~reasons.mask())
+    rows = rows[np.argsort(keys[rows].astype(str), kind="stable")]
+    own = shapely.from_wkb(shapely.to_wkb(geoms[rows])) if len(rows) else geoms[rows]
+    shapely.prepare(own)
+    ward = _Features(ids=keys[rows], hashes=hashes[rows], geoms=own, bounds=shapely.bounds(own).reshape(-1, 4),
+                     start=start[rows], end=end[rows],
+                     extra={"code": codes[rows], "name": _text(_column(frame, "name"))[rows],
+                            "index": WardIndex.build(own, start[rows], end[rows])})
+    return ward, _skipped_frame(WARDS, keys, codes, reasons)
+
+
+def _add_months(days: np.ndarray, months: int) -> np.ndarray:
+    """``days`` plus ``months`` calendar months (clamped to the month's end); NAT stays NAT."""
+    missing = days == NAT
+    d = np.where(missing, 0, days).astype("datetime64[D]")
+    month = d.astype("datetime64[M]")
+    day_of_month = (d - month.astype("datetime64[D]")).astype(np.int64)
+    target = month + months
+    length = ((target + 1).astype("datetime64[D]") - target.astype("datetime64[D]")).astype(np.int64)
+    out = (target.astype("datetime64[D]") + np.minimum(day_of_month, length - 1)).astype(np.int64)
+    return np.where(missing, NAT, out)
+
+
+def _parallel(func, *arrays):
+    """``func(*arrays)`` split over the CPUs for long arrays (GEOS overlay and distance release the GIL)."""
+    n = len(arrays[0])
+    workers = min(os.cpu_count() or 1, _WORKERS)
+    if n < _PARALLEL_MIN or workers < 2:
+        return func(*arrays)
+    chunks = [np.array_split(a, workers) for a in arrays]
+    with ThreadPoolExecutor(workers) as pool:
+        return np.concatenate(list(pool.map(func, *chunks)))
+
+
+# -- findings ------------------------------------------------------------------------------
+
+_BLOCK_COLUMNS = {
+    "kind": np.int64, "dossier_row": np.int64, "a_id": object, "b_id": object, "a_hash": np.uint64, "b_hash": np.uint64,
+    "geometry": object, "source": np.int64, "overlap_area_m2": float, "distance_m": float,
+    "overlap_start": np.int64, "overlap_end": np.int64, "overlap_days": np.int64,
+    "detail": object, "ward_index": np.int64,
+}
+_BLOCK_DEFAULTS = {"overlap_area_m2": np.nan, "distance_m": np.nan, "overlap_start": NAT, "overlap_end": NAT,
+                   "overlap_days": NAT, "ward_index": -2, "source": -1, "dossier_row": -1, "a_hash": 0, "b_hash": 0, "detail": ""}
+
+
+def _block(kind: str, n: int, **columns) -> dict:
+    """``n`` findings of one kind as column arrays; absent columns get their null.
+
+    ``kind`` is stored as its position in :data:`KINDS`; ``source``: row
+    of the sidewalk permit whose polygon is the geometry (-1: the finding's
+    own); ``dossier_row``: the dossier's row in the input (-1: none);
+    ``ward_index`` -2: to be found.
+    """
+    out = {}
+    for name, dtype in _BLOCK_COLUMNS.items():
+        value = (KINDS.index(kind) if kind else -1) if name == "kind" else columns.get(name)
+        if value is None or np.ndim(value) == 0:
+            value = np.full(n, _BLOCK_DEFAULTS.get(name) if value is None else value, dtype=dtype)
+        out[name] = np.asarray(value, dtype=dtype)
+    return out
+
+
+def _stack(blocks: list[dict]) -> dict:
+    """Blocks of findings concatenated column by column."""
+    if not blocks:
+        return _block("", 0)
+    return {name: np.concatenate([b[name] for b in blocks]) for name in _BLOCK_COLUMNS}
+
+
+def _construction_findings(cons: _Features, side: _Features, params: AnalysisParams) -> dict:
+    """MERGE_CANDIDATE and LINKED findings: sidewalk permits near works in progress."""
+    d = float(params.distance_m)
+    i, j = bbox_pairs(cons.bounds, side.bounds, d + DISTANCE_EPSILON)
+    current = (cons.start[i] <= side.end[j]) & (side.start[j] <= cons.end[i])
+    i, j = i[current], j[current]
+    # boxes farther apart than d (in plain distance, not per axis) cannot hold shapes within d
+    cb, sb = cons.bounds, side.bounds
+    dx = np.maximum(np.maximum(cb[i, 0] - sb[j, 2], sb[j, 0] - cb[i, 2]), 0.0)
+    dy = np.maximum(np.maximum(cb[i, 1] - sb[j, 3], sb[j, 1] - cb[i, 3]), 0.0)
+    close = dx * dx + dy * dy <= (d + DISTANCE_EPSILON) ** 2
+    i, j = i[close], j[close]
+    dist = _parallel(shapely.distance, cons.geoms[i], side.geoms[j])
+    near = dist <= d + DISTANCE_EPSILON
+    i, j, dist = i[near], j[near], dist[near]
+    start = np.maximum(cons.start[i], side.start[j])
+    end = np.minimum(cons.end[i], side.end[j])
+    days = end - start + 1
+    linked = side.extra["link"][j] == cons.ids[i]
+    blocks = []
+    for kind, sel in (("MERGE_CANDIDATE", ~linked), ("LINKED", linked)):
+        a, b = i[sel], j[sel]
+        make = _linked_text if kind == "LINKED" else _merge_text
+        detail = _texts(make, _tenths(dist[sel]), days[sel])
+        blocks.append(_block(kind, len(a), a_id=cons.ids[a], b_id=side.ids[b], a_hash=cons.hashes[a],
+                             dossier_row=cons.extra["row"][a],
+                             b_hash=side.hashes[b], geometry=side.geoms[b], source=b, distance_m=dist[sel],
+                             overlap_start=start[sel], overlap_end=end[sel], overlap_days=days[sel], detail=detail))
+    return _stack(blocks)
+
+
+def _sidewalk_pair_findings(side: _Features, params: AnalysisParams) -> dict:
+    """CLASH and OPPORTUNITY findings: sidewalk permits sharing ground, at the same time or close in time."""
+    i, j = bbox_pairs(side.bounds, side.bounds, strict=True, same=True)
+    gap = np.maximum(side.start[i], side.start[j]) - np.minimum(side.end[i], side.end[j])
+    soon = gap <= params.gap_days  # <= 0: the periods overlap
+    i, j, gap = i[soon], j[soon], gap[soon]
+    hit = _parallel(shapely.intersects, side.geoms[i], side.geoms[j])
+    i, j, gap = i[hit], j[hit], gap[hit]
+    inter = _parallel(shapely.intersection, side.geoms[i], side.geoms[j])
+    area = shapely.area(inter)
+    solid = area > AREA_EPSILON
+    i, j, gap, inter, area = i[solid], j[solid], gap[solid], inter[solid], area[solid]
+    swap = side.ids[i] > side.ids[j]
+    i, j = np.where(swap, j, i), np.where(swap, i, j)
+    clash = gap <= 0
+    blocks = []
+    for kind, sel in (("CLASH", clash), ("OPPORTUNITY", ~clash)):
+        a, b = i[sel], j[sel]
+        if kind == "CLASH":
+            start = np.maximum(side.start[a], side.start[b])
+            end = np.minimum(side.end[a], side.end[b])
+            days = end - start + 1
+            detail = _texts(_clash_text, _tenths(area[sel]), days)
+        else:
+            start = np.minimum(side.start[a], side.start[b])
+            end = np.maximum(side.end[a], side.end[b])
+            days = np.zeros(len(a), dtype=np.int64)
+            detail = _texts(_opportunity_text, _tenths(area[sel]), gap[sel])
+        blocks.append(_block(kind, len(a), a_id=side.ids[a], b_id=side.ids[b], a_hash=side.hashes[a],
+                             b_hash=side.hashes[b], geometry=inter[sel], overlap_area_m2=area[sel],
+                             distance_m=0.0, overlap_start=start, overlap_end=end, overlap_days=days,
+                             detail=detail))
+    return _stack(blocks)
+
+
+def _clearance_findings(side: _Features, params: AnalysisParams) -> dict:
+    """CLEARANCE findings: less pedestrian width left than the minimum."""
+    width, used = side.extra["width"], side.extra["used"]
+    with np.errstate(invalid="ignore"):
+        left = width - used
+        low = np.flatnonzero(left < params.min_clearance_m - 1e-9)
+    detail = _texts(_clearance_text, np.round(width[low] * 100), np.round(used[low] * 100),
+                    np.full(len(low), round(params.min_clearance_m * 100)))
+    return _block("CLEARANCE", len(low), a_id=side.ids[low], a_hash=side.hashes[low], geometry=side.geoms[low],
+                  source=low, overlap_start=side.start[low], overlap_end=side.end[low],
+                  overlap_days=side.end[low] - side.start[low] + 1, detail=detail)
+
+
+def _ward_mismatch_findings(cons: _Features, ward: _Features) -> dict:
+    """WARD_MISMATCH findings: declared ward ≠ the ward holding the parcel on the received date."""
+    if len(ward) == 0 or len(cons) == 0:
+        return _block("WARD_MISMATCH", 0)
+    index: WardIndex = ward.extra["index"]
+    received = cons.extra["received"]
+    idx, part = index.assign(cons.geoms, received, cons.bounds)
+    found = idx >= 0
+    code = np.where(found, ward.extra["code"][np.maximum(idx, 0)], None)
+    declared = cons.extra["declared"]
+    wrong = np.flatnonzero(index.any_in_force(received) & (code != declared))
+    idx, part, code, found = idx[wrong], part[wrong], code[wrong], found[wrong]
+    area = np.where(np.isnan(part), shapely.area(cons.geoms[wrong]), part)
+    date_txt = received[wrong].astype("datetime64[D]").astype(_TEXT)
+    declared_txt = _concat(np.where(pd.isna(declared[wrong]), "(trống)", declared[wrong]).astype(_TEXT))
+    name = ward.extra["name"][np.maximum(idx, 0)] if len(ward) else np.empty(0, dtype=object)
+    name = np.where(pd.isna(name), "", name)
+    inside = _concat("Khai phường ", declared_txt, ", thửa đất thuộc phường ", np.where(found, code, "").astype(_TEXT),
+                     " ", name.astype(_TEXT), " theo ranh giới ngày ", date_txt)
+    outside = _concat("Khai phường ", declared_txt, ", thửa đất nằm ngoài các phường theo ranh giới ngày ", date_txt)
+    return _block("WARD_MISMATCH", len(wrong), a_id=cons.ids[wrong], a_hash=cons.hashes[wrong],
+                  b_id=np.where(found, ward.ids[np.maximum(idx, 0)], None),
+                  b_hash=np.where(found, ward.hashes[np.maximum(idx, 0)], 0),
+                  geometry=cons.geoms[wrong], overlap_area_m2=np.where(found, area, np.nan),
+                  overlap_start=received[wrong], detail=np.where(found, inside, outside), ward_index=idx)
+
+
+def _assemble(blocks: list[dict], ward: _Features, side: _Features) -> tuple[gpd.GeoDataFrame, dict]:
+    """All findings as the findings layer, and their columns (unsorted, wards found).
+
+    Geometries become MultiPolygons; a sidewalk permit's polygon is
+    converted, and its ward found, once per permit (and period of wards).
+    """
+    cols = _stack(blocks)
+    n = len(cols["kind"])
+    if n == 0:
+        return empty_findings(), cols
+    source = cols["source"]
+    geoms = cols["geometry"]
+    own = source < 0
+    # geometries and wards of findings drawn with a sidewalk permit's polygon: once per permit (and period)
+    multi = np.empty(n, dtype=object)
+    multi[own] = geo.polygonal_parts(geoms[own])
+    used, back = _used(source[~own], len(side))
+    multi[~own] = geo.polygonal_parts(side.geoms[used])[back]
+    ward_idx = cols["ward_index"].copy()
+    todo = ward_idx == -2
+    if len(ward) and todo.any():
+        index: WardIndex = ward.extra["index"]
+        epoch = index.epoch_of(cols["overlap_start"])
+        # one ward look-up per (sidewalk permit, period of wards); findings with their own geometry each
+        periods = len(index.epochs) + 1
+        key = np.where(own, len(side) * periods + np.arange(n), source * periods + epoch)[todo]
+        first_row = np.full(len(side) * periods + n, -1, dtype=np.int64)
+        first_row[key[::-1]] = np.flatnonzero(todo)[::-1]
+        used, back = _used(key, len(first_row))
+        rows = first_row[used]
+        ward_idx[todo] = index.assign(geoms[rows], cols["overlap_start"][rows])[0][back]
+    codes = ward.extra["code"] if len(ward) else np.empty(0, dtype=object)
+    ward_code = np.full(n, None, dtype=object)
+    has = ward_idx >= 0
+    ward_code[has] = codes[ward_idx[has]]
+    cols["ward_code"] = ward_code
+    cols["ward_index"] = ward_idx
+    return _findings_frame(cols, multi), cols
+
+
+def _used(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct values (all in ``range(size)``), sorted, and each value's position among them."""
+    seen = np.zeros(size, dtype=bool)
+    seen[values] = True
+    used = np.flatnonzero(seen)
+    position = np.zeros(size, dtype=np.int64)
+    position[used] = np.arange(len(used))
+    return used, position[values]
+
+
+def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
+    """The typed findings GeoDataFrame (EPSG:5899); rows as the columns come (grouped by kind)."""
+    rank = cols["kind"]
+    digest = _pair_hash(rank, cols["a_hash"], cols["b_hash"])
+
+    def text(values):
+        """An object-dtype Series of the values (str or None)."""
+        arr = np.asarray(values)
+        return pd.Series(arr if arr.dtype == object else arr.astype(object), dtype=object, copy=False)
+
+    def dates(values):
+        """Int days as datetime64[ms] (NaT where missing)."""
+        return np.asarray(values, dtype=np.int64).astype("datetime64[D]").astype("datetime64[ms]")
+
+    days = np.asarray(cols["overlap_days"], dtype=np.int64)
+    overlap_days = pd.array(np.where(days == NAT, 0, days), dtype="Int64")
+    overlap_days[days == NAT] = pd.NA
+    data = {
+        "finding_id": text(_id_text(rank, digest)),
+        "kind": text(np.array(KINDS + ("",), dtype=object)[rank]),
+        "a_id": text(cols["a_id"]), "b_id": text(cols["b_id"]),
+        "ward_code": text(cols.get("ward_code", np.full(len(rank), None, dtype=object))),
+        "overlap_area_m2": np.asarray(cols["overlap_area_m2"], dtype=float),
+        "distance_m": np.asarray(cols["distance_m"], dtype=float),
+        "overlap_start": dates(cols["overlap_start"]), "overlap_end": dates(cols["overlap_end"]),
+        "overlap_days": overlap_days,
+        "detail": text(cols["detail"]),
+    }
+    frame = pd.DataFrame({name: data[name] for name in FINDINGS.field_names}, copy=False)  # the layer's order
+    return gpd.GeoDataFrame(frame, geometry=np.asarray(geometry, dtype=object), crs=STORE_CRS)
+
+
+# -- ids and text -----------------------------------------------------------------------------
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser (a bijective 64-bit mix), vectorised."""
+    x = np.asarray(x, dtype=np.uint64)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _pair_hash(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray) -> np.ndarray:
+    """64-bit hash of (kind, {a, b}) from the kinds' ranks and the ids' hashes; order of a, b is irrelevant."""
+    a_hash = np.asarray(a_hash, dtype=np.uint64)
+    b_hash = np.asarray(b_hash, dtype=np.uint64)
+    kind_hash = _hash_ids(np.array(KINDS, dtype=object))[np.asarray(rank, dtype=np.int64)]
+    lo, hi = np.minimum(a_hash, b_hash), np.maximum(a_hash, b_hash)
+    return _mix(_mix(_mix(kind_hash) ^ lo) ^ hi)
+
+
+def _id_text(rank: np.ndarray, digest: np.ndarray) -> np.ndarray:
+    """``<prefix>-<16 hex digits>`` for each finding, built as bytes (vectorised); object array of str."""
+    digest = np.asarray(digest, dtype=np.uint64)
+    out = np.empty((len(digest), 19), dtype=np.uint8)
+    prefix = np.frombuffer("".join(ID_PREFIX[k] for k in KINDS).encode(), dtype=np.uint8).reshape(-1, 2)
+    out[:, :2] = prefix[np.asarray(rank, dtype=np.int64)]
+    out[:, 2] = ord("-")
+    shifts = np.arange(60, -1, -4, dtype=np.uint64)
+    nibbles = ((digest[:, None] >> shifts) & np.uint64(15)).astype(np.uint8)
+    out[:, 3:] = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles]
+    return out.view("S19").ravel().astype("U19").astype(object)
+
+
+def _distinct(columns: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
+    """The distinct rows of int64 columns, and for each row the index of its distinct row (vectorised)."""
+    cols = [np.asarray(c, dtype=np.int64) for c in columns]
+    if float(np.prod([float(c.max() - c.min()) + 1 for c in cols])) >= 2.0**62:
+        uniq, back = np.unique(np.column_stack(cols), axis=0, return_inverse=True)
+        return list(uniq.T), back.ravel()
+    low = [int(c.min()) for c in cols]
+    span = [int(c.max()) - m + 1 for c, m in zip(cols, low)]
+    key = np.zeros(len(cols[0]), dtype=np.int64)
+    for c, m, w in zip(cols, low, span):
+        key = key * w + (c - m)
+    total = int(np.prod(span))
+    if total <= max(4 * len(key), 1 << 16):
+        used, back = _used(key, total)
+    else:
+        used, back = np.unique(key, return_inverse=True)
+    out = []
+    for m, w in zip(reversed(low), reversed(span)):  # decode the mixed-radix keys, last column first
+        out.append(used % w + m)
+        used = used // w
+    return out[::-1], back.ravel()
+
+
+def _texts(make, *columns) -> np.ndarray:
+    """``make(*columns)`` (numpy strings) computed once per distinct row of the int columns, as str objects.
+
+    Detail texts repeat (the same distance and days, the same widths), so
+    formatting the distinct ones and sharing the objects is much cheaper
+    than formatting every finding.
+    """
+    if len(columns[0]) == 0:
+        return np.empty(0, dtype=object)
+    uniq, back = _distinct(list(columns))
+    return np.asarray(make(*uniq), dtype=_TEXT).astype(object)[back]
+
+
+def _merge_text(tenths_m: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Detail of a merge candidate: distance (in tenths of a metre) and days of overlap."""
+    return _concat("Vỉa hè cách công trình ", _number(tenths_m / 10, 1), " m, trùng thời gian thi công ",
+                   days.astype(_TEXT), " ngày; chưa gộp thủ tục")
+
+
+def _linked_text(tenths_m: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Detail of a linked permit: distance (in tenths of a metre) and days of overlap."""
+    return _concat("Đã gộp thủ tục; vỉa hè cách công trình ", _number(tenths_m / 10, 1),
+                   " m, trùng thời gian thi công ", days.astype(_TEXT), " ngày")
+
+
+def _clash_text(tenths_m2: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Detail of a clash: shared area (in tenths of a m²) and days."""
+    return _concat("Chồng lấn ", _number(tenths_m2 / 10, 1), " m² trong ", days.astype(_TEXT), " ngày")
+
+
+def _opportunity_text(tenths_m2: np.ndarray, gap: np.ndarray) -> np.ndarray:
+    """Detail of an opportunity: shared area (in tenths of a m²) and days between the permits."""
+    return _concat("Chồng lấn ", _number(tenths_m2 / 10, 1), " m², hai giấy phép cách nhau ",
+                   gap.astype(_TEXT), " ngày")
+
+
+def _clearance_text(width_cm: np.ndarray, used_cm: np.ndarray, least_cm: np.ndarray) -> np.ndarray:
+    """Detail of a clearance finding, from widths in centimetres."""
+    return _concat("Lối đi bộ còn ", _number((width_cm - used_cm) / 100, 2), " m, dưới mức tối thiểu ",
+                   _number(least_cm / 100, 2), " m (vỉa hè ", _number(width_cm / 100, 2), " m, sử dụng ",
+                   _number(used_cm / 100, 2), " m)")
+
+
+def _tenths(values: np.ndarray) -> np.ndarray:
+    """Values rounded to tenths, as int64 tenths."""
+    return np.round(np.asarray(values, dtype=float) * 10).astype(np.int64)
+
+
+def _number(values: np.ndarray, decimals: int) -> np.ndarray:
+    """Numbers as text with a decimal comma (Vietnamese style), vectorised."""
+    values = np.asarray(values, dtype=float)
+    scale = 10 ** decimals
+    q = np.round(np.nan_to_num(values) * scale).astype(np.int64)
+    sign = np.where(q < 0, "-", "").astype(_TEXT)
+    q = np.abs(q)
+    frac = (q % scale + scale).astype(_TEXT)  # "1xx": keeps the leading zeros
+    return _concat(sign, (q // scale).astype(_TEXT), ",", np.strings.slice(frac, 1, None))
+
+
+def _concat(*parts) -> np.ndarray:
+    """Element-wise concatenation of strings and string arrays (numpy StringDType)."""
+    out = np.asarray(parts[0], dtype=_TEXT)
+    for p in parts[1:]:
+        out = np.strings.add(out, np.asarray(p, dtype=_TEXT))
+    return out

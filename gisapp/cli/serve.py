@@ -1,0 +1,41 @@
+"""``gisapp serve``: the web app, with the tile renderer beside it."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from gisapp.cli.context import Context
+from gisapp.cli.seed import seed
+from gisapp.tiles.watch import start_watcher, stop_watcher
+from gisapp.web.app import create_app
+from gisapp.web.server import serve_gunicorn
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=5000, show_default=True, type=int, help="Port to listen on.")
+@click.option("--workers", default=0, type=click.IntRange(min=0),
+              help="Serve with gunicorn and this many worker processes (0: Flask's development server).")
+@click.option("--threads", default=4, show_default=True, type=click.IntRange(min=1),
+              help="Threads per gunicorn worker process.")
+@click.option("--seed-if-missing", is_flag=True, help="Build the demo store first when it does not exist.")
+@click.pass_context
+def serve(click_ctx, host: str, port: int, workers: int, threads: int, seed_if_missing: bool):
+    """Serve the web app: the development server, or gunicorn with --workers N for production."""
+    ctx: Context = click_ctx.obj
+    if seed_if_missing:
+        click_ctx.invoke(seed, if_missing=True)
+    ctx.store().info()  # fail early with a clear message
+    app = create_app({"STORE": ctx.config["STORE"]})
+    click.echo(f"gisapp on http://{host}:{port}/ (store {ctx.config['STORE']})")
+    owner, watcher = os.getpid(), start_watcher(ctx.config["STORE"], ctx.config)
+    try:
+        if workers:
+            serve_gunicorn(app, host=host, port=port, workers=workers, threads=threads)
+        else:
+            app.run(host=host, port=port, debug=False, use_reloader=False)
+    finally:
+        if os.getpid() == owner:  # not in a gunicorn worker, which leaves through here too
+            stop_watcher(watcher)

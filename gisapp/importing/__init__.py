@@ -1,0 +1,1 @@
+"""Importing an office's files."""

@@ -1,0 +1,35 @@
+"""The app factory: settings, store access, views, error handlers."""
+
+from __future__ import annotations
+
+import secrets
+
+from flask import Flask
+
+from gisapp.config import PACKAGE, ROOT, load_config
+from gisapp.web import auth, errors, request, views
+
+
+def create_app(config: dict | None = None) -> Flask:
+    """Build the Flask app: settings, store access, views, error handlers.
+
+    Nothing is read from the store here; each request opens what it needs.
+    """
+    app = Flask(
+        "gisapp",
+        root_path=str(PACKAGE),
+        template_folder=str(ROOT / "templates"),
+        static_folder=str(PACKAGE / "static"),
+        static_url_path="/static",
+    )
+    settings = load_config(config)
+    app.config.update(settings)
+    if not app.config["SECRET_KEY"]:
+        # Development without GISAPP_SECRET_KEY: a key of this process only
+        # (sessions end when it restarts); production refuses to start instead.
+        app.config["SECRET_KEY"] = secrets.token_hex(32)
+    request.init_app(app)
+    auth.init_app(app)
+    errors.init_app(app)
+    views.register(app)
+    return app

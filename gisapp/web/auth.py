@@ -1,0 +1,95 @@
+"""Sign-in glue for Flask: the current user, role checks, CSRF, cookies, headers."""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import abort, current_app, g, redirect, request, session, url_for
+from flask.sessions import SecureCookieSessionInterface
+from flask_wtf.csrf import CSRFProtect
+
+from gisapp import privacy
+from gisapp.accounts import Accounts, User
+
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Content-Security-Policy": "frame-ancestors 'self'",
+    "X-Frame-Options": "SAMEORIGIN",
+}
+
+
+class _Sessions(SecureCookieSessionInterface):
+    """Signed cookie sessions that are ``Secure`` whenever the request came over HTTPS."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
+
+
+def get_accounts() -> Accounts:
+    """The accounts file of this app."""
+    if "accounts" not in g:
+        g.accounts = Accounts(current_app.config["ACCOUNTS"])
+    return g.accounts
+
+
+def current_user() -> User | None:
+    """The signed-in user (checked against the accounts file on every request), or ``None``."""
+    if "user" not in g:
+        name = session.get("user")
+        g.user = get_accounts().get(name) if name else None
+    return g.user
+
+
+def sign_in(user: User) -> None:
+    """Start a fresh session for ``user``."""
+    session.clear()
+    session["user"] = user.username
+    session.permanent = True
+
+
+def sign_out() -> None:
+    """End the session."""
+    session.clear()
+
+
+def require(role: str):
+    """View decorator: sign-in required (redirect), and at least ``role`` (403)."""
+
+    def decorate(view):
+        @wraps(view)
+        def wrapped(*args, **kwargs):
+            user = current_user()
+            if user is None:
+                return redirect(url_for("auth.login", next=request.full_path.rstrip("?")))
+            if not user.can(role):
+                abort(403, f"this page needs the {role} role")
+            return view(*args, **kwargs)
+
+        return wrapped
+
+    return decorate
+
+
+def init_app(app) -> None:
+    """Cookie settings, CSRF protection on every form, security headers."""
+    app.session_interface = _Sessions()
+    app.config.update(SESSION_COOKIE_HTTPONLY=True, SESSION_COOKIE_SAMESITE="Lax",
+                      PERMANENT_SESSION_LIFETIME=8 * 3600)
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_MB"] * 1024 * 1024
+    CSRFProtect(app)
+
+    @app.context_processor
+    def _user():
+        return {"current_user": current_user()}
+
+    @app.after_request
+    def _headers(response):
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        return response
+
+
+def show_personal() -> bool:
+    """Whether this request may see personal fields (:func:`gisapp.privacy.show_personal` for its user)."""
+    return privacy.show_personal(current_user(), forced=current_app.config.get("SHOW_PERSONAL_DATA"))

@@ -1,0 +1,126 @@
+"""Uploaded files waiting for confirmation: saved under a random token, then imported.
+
+The upload page checks a file first (a dry run), shows the report, and
+imports only when the officer confirms.  Between the two steps the file and
+the chosen options wait in a private folder named by an unguessable token.
+No Flask here: the view hands over file objects with ``save`` and
+``filename``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from gisapp.folders import private_folder
+from gisapp.importing.prepare import IMPORTABLE_LAYERS
+
+ACCEPTED_SUFFIXES = (".csv", ".xlsx", ".zip", ".gpkg", ".geojson", ".json", ".shp")
+MAX_AGE_SECONDS = 24 * 3600
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
+
+
+class UploadError(ValueError):
+    """An upload that cannot be used; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class Pending:
+    """An uploaded file and the options chosen for its import."""
+
+    token: str
+    layer: str
+    file: str
+    parcels: str | None
+    mode: str
+    sheet: str | None
+    crs: str | None
+    uploaded_by: str
+
+    def path(self, root: Path) -> Path:
+        """The uploaded file (under ``files/``, apart from the upload's own bookkeeping)."""
+        return Path(root) / self.token / "files" / self.file
+
+    def parcels_path(self, root: Path) -> Path | None:
+        """The uploaded parcels file, if any."""
+        return Path(root) / self.token / "files" / self.parcels if self.parcels else None
+
+    def rejects_path(self, root: Path) -> Path:
+        """Where the dry run keeps the rejected rows."""
+        return Path(root) / self.token / "rejects.csv"
+
+
+def safe_name(filename: str) -> str:
+    """A file name without folders or odd characters, keeping its extension."""
+    name = Path((filename or "").replace("\\", "/")).name
+    stem, suffix = Path(name).stem, Path(name).suffix.lower()
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "upload"
+    return f"{stem[:80]}{suffix}"
+
+
+def save(root: Path, upload, *, layer: str, mode: str, sheet: str | None, crs: str | None,
+         user: str, parcels=None) -> Pending:
+    """Keep ``upload`` (and ``parcels``) under a new token; check the choices first."""
+    if layer not in IMPORTABLE_LAYERS:
+        raise UploadError(f"unknown layer {layer!r}; choose one of {', '.join(IMPORTABLE_LAYERS)}")
+    if mode not in ("upsert", "replace"):
+        raise UploadError(f"unknown mode {mode!r}")
+    files = {"file": upload, "parcels": parcels}
+    names = {}
+    for role, f in files.items():
+        if f is None or not getattr(f, "filename", ""):
+            if role == "file":
+                raise UploadError("choose a file to upload")
+            continue
+        name = safe_name(f.filename)
+        if not name.endswith(ACCEPTED_SUFFIXES):
+            raise UploadError(f"{f.filename!r}: accepted files are {', '.join(ACCEPTED_SUFFIXES)} "
+                              "(a Shapefile as a .zip with its .shp, .shx, .dbf and .prj)")
+        names[role] = name
+    if names.get("parcels") == names["file"]:
+        names["parcels"] = "parcels_" + names["parcels"]
+    try:
+        root = private_folder(root)
+    except OSError as err:
+        raise UploadError(f"the upload folder (GISAPP_UPLOADS) cannot be used: {err}") from None
+    _clean(root)
+    token = secrets.token_urlsafe(24)
+    folder = Path(root) / token
+    (folder / "files").mkdir(parents=True)
+    for role, name in names.items():
+        files[role].save(folder / "files" / name)
+    pending = Pending(token, layer, names["file"], names.get("parcels"), mode, sheet or None, crs or None, user)
+    (folder / "pending.json").write_text(json.dumps(asdict(pending)), encoding="utf-8")
+    return pending
+
+
+def load(root: Path, token: str) -> Pending:
+    """The upload saved under ``token``; :class:`UploadError` when there is none."""
+    if not _TOKEN.fullmatch(token or ""):
+        raise UploadError("unknown upload")
+    meta = Path(root) / token / "pending.json"
+    if not meta.exists():
+        raise UploadError("unknown or expired upload; please upload the file again")
+    return Pending(**json.loads(meta.read_text(encoding="utf-8")))
+
+
+def discard(root: Path, token: str) -> None:
+    """Remove an upload once imported."""
+    if _TOKEN.fullmatch(token or ""):
+        shutil.rmtree(Path(root) / token, ignore_errors=True)
+
+
+def _clean(root: Path) -> None:
+    """Remove uploads older than a day."""
+    root = Path(root)
+    if not root.exists():
+        return
+    limit = time.time() - MAX_AGE_SECONDS
+    for folder in root.iterdir():
+        if folder.is_dir() and folder.stat().st_mtime < limit:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,175 @@
+"""``/api``: OGC API – Features over the store — thin views over :mod:`gisapp.api.features`."""
+
+from __future__ import annotations
+
+import threading
+from functools import wraps
+
+import orjson
+from flask import Blueprint, Response, current_app, render_template, request
+
+from gisapp import privacy
+
+from gisapp.api import features as ogcapi
+from gisapp.web.errors import ApiError
+from gisapp.formats.geojson import property_columns
+from gisapp.schema import LAYERS
+from gisapp.web import auth
+from gisapp.web.request import get_lang, get_store, known_wards
+
+bp = Blueprint("api", __name__, url_prefix="/api")
+
+
+def _base() -> str:
+    return request.host_url.rstrip("/") + "/api"
+
+
+def _prefers_html() -> bool:
+    return request.accept_mimetypes.best_match([ogcapi.JSON, ogcapi.GEOJSON, ogcapi.HTML]) == ogcapi.HTML
+
+
+def _fmt(kind: str = "other", layer=None) -> str:
+    ogcapi.check_params(request.args, ogcapi.allowed_params(kind, layer))
+    return ogcapi.output_format(request.args, _prefers_html())
+
+
+def _json(doc, media_type: str = ogcapi.JSON) -> Response:
+    return Response(orjson.dumps(doc), mimetype=media_type)
+
+
+def _html(template: str, **context) -> Response:
+    return Response(render_template(template, lang=_lang(), **context), mimetype="text/html")
+
+
+def _lang() -> str:
+    return get_lang()
+
+
+def _ogc_errors(view):
+    """Turn the core's refusals into the API's one error shape."""
+
+    @wraps(view)
+    def wrapped(*args, **kwargs):
+        try:
+            return view(*args, **kwargs)
+        except ogcapi.OgcError as err:
+            raise ApiError(err.status, err.code, err.description) from None
+
+    return wrapped
+
+
+def _slots() -> threading.BoundedSemaphore:
+    """How many feature pages one process builds at once: one (app setting ``API_CONCURRENCY``).
+
+    Building a page is CPU work under the GIL: a second one in the same
+    process only interleaves with the first and both finish later (measured
+    with 8 clients on 2 cores: ~12 % fewer pages per second, worse p95, and
+    on PostGIS more queries competing for the cores).  The other requests
+    wait here, without competing; ``gisapp serve --workers N`` runs N
+    processes to use N cores.
+    """
+    app = current_app._get_current_object()
+    slots = app.extensions.get("gisapp.api_slots")
+    if slots is None:
+        size = int(app.config.get("API_CONCURRENCY") or 1)
+        slots = app.extensions.setdefault("gisapp.api_slots", threading.BoundedSemaphore(size))
+    return slots
+
+
+@bp.get("")
+@bp.get("/")
+@_ogc_errors
+def landing():
+    """The landing page."""
+    fmt = _fmt()
+    doc = ogcapi.landing(_base(), fmt)
+    return _html("api_landing.html", doc=doc, title=doc["title"]) if fmt == "html" else _json(doc)
+
+
+@bp.get("/conformance")
+@_ogc_errors
+def conformance():
+    """The conformance classes."""
+    fmt = _fmt()
+    doc = ogcapi.conformance(_base(), fmt)
+    return _html("api_conformance.html", doc=doc, title="Conformance") if fmt == "html" else _json(doc)
+
+
+@bp.get("/openapi")
+@_ogc_errors
+def openapi():
+    """The OpenAPI 3.0 definition."""
+    fmt = _fmt()
+    doc = ogcapi.openapi(_base(), current_app.config["MAX_ITEMS"])
+    if fmt == "html":
+        return _html("api_openapi.html", doc=doc, title="OpenAPI")
+    return _json(doc, ogcapi.OPENAPI)
+
+
+@bp.get("/collections")
+@_ogc_errors
+def collections():
+    """Every collection."""
+    fmt = _fmt()
+    doc = ogcapi.collections(get_store(), _base(), fmt)
+    return _html("api_collections.html", doc=doc, title="Collections") if fmt == "html" else _json(doc)
+
+
+@bp.get("/collections/<collection_id>")
+@_ogc_errors
+def collection(collection_id: str):
+    """One collection."""
+    ogcapi.collection_layer(collection_id)
+    fmt = _fmt()
+    doc = ogcapi.collection(get_store(), collection_id, _base())
+    return _html("api_collection.html", doc=doc, title=doc["title"]) if fmt == "html" else _json(doc)
+
+
+@bp.get("/collections/<collection_id>/queryables")
+@_ogc_errors
+def queryables(collection_id: str):
+    """The collection's queryable properties (JSON Schema)."""
+    ogcapi.collection_layer(collection_id)
+    fmt = _fmt()
+    doc = ogcapi.queryables(collection_id, _base())
+    if fmt == "html":
+        return _html("api_queryables.html", doc=doc, title=doc["title"])
+    return _json(doc, ogcapi.SCHEMA_JSON)
+
+
+@bp.get("/collections/<collection_id>/items")
+@_ogc_errors
+def items(collection_id: str):
+    """A page of features: GeoJSON, or an HTML table."""
+    lay = ogcapi.collection_layer(collection_id)
+    fmt = _fmt("items", lay)
+    store = get_store()
+    personal = auth.show_personal()
+    fields = privacy.visible_fields(lay, personal)
+    with _slots():
+        page = ogcapi.ItemsPage(store, lay, request.args, _base(), max_items=current_app.config["MAX_ITEMS"],
+                                fields=fields, known_wards=known_wards(store, "ward_code"), personal=personal)
+        if fmt == "json":  # a page is at most MAX_ITEMS features: built whole, inside the slot
+            return Response(page.geojson(), mimetype=ogcapi.GEOJSON)
+    return _html("api_items.html", page=page, layer=lay, fields=fields, ids=page.ids(), rows=page.properties(),
+                 links=page.links("html"), title=lay.vi)
+
+
+@bp.get("/collections/<collection_id>/items/<path:feature_id>")
+@_ogc_errors
+def item(collection_id: str, feature_id: str):
+    """One feature."""
+    lay = ogcapi.collection_layer(collection_id)
+    fmt = _fmt()
+    store = get_store()
+    fields = privacy.visible_fields(lay, auth.show_personal())
+    if fmt == "html":
+        frame = ogcapi.item_frame(store, lay, feature_id)
+        row = property_columns(frame, fields)
+        return _html("api_item.html", layer=lay, feature_id=feature_id, title=feature_id,
+                     props={f: row[f][0] for f in fields})
+    return Response(ogcapi.item_json(store, collection_id, feature_id, _base(), fields), mimetype=ogcapi.GEOJSON)
+
+
+#: Collection ids, for templates.
+COLLECTIONS = tuple(LAYERS)

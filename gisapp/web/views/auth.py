@@ -1,0 +1,55 @@
+"""Sign-in and sign-out, the accounts list and the audit log (admins)."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from flask import Blueprint, redirect, render_template, request, url_for
+
+from gisapp.web import auth
+
+from gisapp.web import i18n
+from gisapp.web.request import get_lang
+
+bp = Blueprint("auth", __name__)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only same-site paths may be redirected to after sign-in."""
+    if not target or urlsplit(target).netloc or not target.startswith("/") or target.startswith("//"):
+        return "/"
+    return target
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login():
+    """The sign-in form; on success go back where the user was."""
+    error, status = None, 200
+    if request.method == "POST":
+        name, password = request.form.get("username", ""), request.form.get("password", "")
+        address = request.remote_addr or "?"
+        accounts = auth.get_accounts()
+        if accounts.throttled(name, address):
+            error, status = i18n.text("login_throttled", get_lang()), 429
+        else:
+            user = accounts.authenticate(name, password, address)
+            if user:
+                auth.sign_in(user)
+                return redirect(_safe_next(request.args.get("next")))
+            error, status = i18n.text("login_bad", get_lang()), 401
+    return render_template("login.html", error=error, lang=get_lang()), status
+
+
+@bp.post("/logout")
+def logout():
+    """End the session."""
+    auth.sign_out()
+    return redirect(url_for("auth.login"))
+
+
+@bp.get("/admin")
+@auth.require("admin")
+def admin():
+    """Accounts and the audit log."""
+    accounts = auth.get_accounts()
+    return render_template("admin.html", users=accounts.list(), log=accounts.audit_log(), lang=get_lang())

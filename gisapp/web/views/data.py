@@ -1,0 +1,76 @@
+"""``/data/…``: the JSON the map pages fetch — features by filter and viewport, counts, wards.
+
+Filters are parsed strictly: a bad value is a 400 JSON error naming it
+(``errors.py`` turns :class:`FilterError` into that).
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+
+from gisapp.web import maps
+
+from gisapp.web import stats
+from gisapp.web.errors import ApiError
+from gisapp.filters import FilterError, parse_filter
+from gisapp.web import auth
+from gisapp.web.request import get_store, known_wards
+
+bp = Blueprint("data", __name__, url_prefix="/data")
+
+MAP_LAYERS = ("construction_permits", "sidewalk_permits", "findings")
+GEOJSON = "application/geo+json"
+
+
+def strict_filter(store):
+    """The request's filter, or :class:`FilterError` (400) for the first bad value."""
+    return parse_filter(request.args, known_wards=known_wards(store), strict=True,
+                        personal=auth.show_personal())[0]
+
+
+def parse_zoom(text: str | None) -> int | None:
+    """The ``zoom`` parameter: an integer 0–22, or ``None`` when absent."""
+    if text is None or text == "":
+        return None
+    if not text.isdigit() or int(text) > 22:
+        raise FilterError("zoom", f"{text!r} is not a zoom level (an integer from 0 to 22)")
+    return int(text)
+
+
+@bp.get("/<layer>.geojson")
+def layer_geojson(layer: str):
+    """Features of a map layer for the filter and viewport (or per-ward counts past the cap)."""
+    if layer not in MAP_LAYERS:
+        raise ApiError(404, "NotFound", f"no map layer {layer!r}; map layers: {', '.join(MAP_LAYERS)}")
+    store = get_store()
+    flt, zoom = strict_filter(store), parse_zoom(request.args.get("zoom"))
+    body = maps.layer_features(store, layer, flt, zoom=zoom, calendar=current_app.config["CALENDAR"],
+                               cap=current_app.config.get("MAP_FEATURE_CAP", maps.FEATURE_CAP))
+    return Response(body, mimetype=GEOJSON)
+
+
+@bp.get("/wards.geojson")
+def wards_geojson():
+    """The ward set ``set`` (2022 or 2025) with a label point per ward."""
+    year = request.args.get("set", "2022")
+    if year not in stats.WARD_SETS:
+        raise FilterError("set", f"unknown ward set {year!r}; use one of {', '.join(stats.WARD_SETS)}")
+    return Response(maps.ward_set(get_store(), year), mimetype=GEOJSON)
+
+
+@bp.get("/count")
+def count():
+    """How many construction dossiers match the filter."""
+    store = get_store()
+    flt = strict_filter(store)
+    return jsonify({"layer": "construction_permits", "count": store.count("construction_permits", flt)})
+
+
+@bp.get("/construction_permits/<code>.json")
+def permit_popup(code: str):
+    """What a dossier's popup shows: fields, timeliness, linked and nearby sidewalk permits."""
+    detail = stats.permit_detail(get_store(), code, current_app.config["CALENDAR"])
+    if detail is None:
+        raise ApiError(404, "NotFound", f"no dossier with code {code!r}")
+    return Response(maps.popup_detail(detail, auth.show_personal()), mimetype="application/json")

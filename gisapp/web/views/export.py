@@ -1,0 +1,43 @@
+"""``/export/<layer>.<geojson|csv|gpkg>``: the map's filtered view as a download, streamed."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from flask import Blueprint, Response, request, stream_with_context
+
+
+from gisapp.formats import exports as exporting
+from gisapp.web.errors import ApiError
+from gisapp.filters import FilterError, parse_filter
+from gisapp.schema import LAYERS
+from gisapp.web import auth
+from gisapp.web.request import get_store, known_wards
+
+bp = Blueprint("export", __name__, url_prefix="/export")
+
+
+
+@bp.get("/<layer>.<fmt>")
+def download(layer: str, fmt: str):
+    """Every feature of ``layer`` matching the filter, as an attachment with a descriptive name.
+
+    Reads the map's filter (``ward status procedure channel purpose kind from to q bbox``,
+    strictly: a bad value is a 400) and ``crs`` for GeoPackage; other parameters (the
+    map's own ``zoom``, ``lang`` …) are ignored, so the map can hand over its query string.
+    """
+    if layer not in LAYERS:
+        raise ApiError(404, "NotFound", f"no layer {layer!r}; layers: {', '.join(LAYERS)}")
+    if fmt not in exporting.FORMATS:
+        raise ApiError(404, "NotFound", f"no export format {fmt!r}; formats: {', '.join(exporting.FORMATS)}")
+    store = get_store()
+    flt, _ = parse_filter(request.args, known_wards=known_wards(store), strict=True,
+                          personal=auth.show_personal())
+    crs = exporting.parse_crs(request.args.get("crs")) if fmt == "gpkg" else None
+    if request.args.get("crs") and fmt != "gpkg":
+        raise FilterError("crs", "only GeoPackage exports take a CRS; GeoJSON and CSV are WGS84")
+    chunks = exporting.chunks(store, layer, flt, fmt, crs=crs, show_personal=auth.show_personal())
+    name = exporting.filename(layer, flt, fmt, dt.date.today())
+    return Response(stream_with_context(chunks), content_type=exporting.MEDIA_TYPES[fmt],
+                    headers={"Content-Disposition": f'attachment; filename="{name}"',
+                             "Cache-Control": "no-store"})

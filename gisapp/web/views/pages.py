@@ -1,0 +1,150 @@
+"""The HTML pages: the map ``/``, the ward dashboard ``/wards``, a dossier ``/permits/<code>``.
+
+Filters are parsed leniently here: a bad value is dropped and named in a
+warning on the page, which still renders.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+
+from flask import Blueprint, abort, current_app, render_template, request, url_for
+
+from gisapp import domain, privacy
+
+from gisapp.web import i18n
+
+from gisapp.web import maps
+
+from gisapp.web import stats
+from gisapp.filters import Filter, parse_filter
+from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS
+from gisapp.web import auth
+from gisapp.web.request import get_lang, get_store, known_wards
+
+bp = Blueprint("pages", __name__)
+
+#: Filter parameters of the pages, in the order the form shows them.
+PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "q")
+
+
+def page_filter(store) -> tuple[Filter, list[dict]]:
+    """The request's filter (bad values dropped, no bbox) and a warning per dropped value."""
+    flt, warnings = parse_filter(request.args, known_wards=known_wards(store), strict=False,
+                                 personal=auth.show_personal())
+    return flt.with_(bbox=None), [_warning(w) for w in warnings]
+
+
+def _warning(text: str) -> dict:
+    param, _, message = text.partition(": ")
+    lang = get_lang()
+    return {"param": param, "label": param_label(param, lang), "message": i18n.filter_message(message, lang)}
+
+
+def param_label(param: str, lang: str) -> str:
+    """The label of a filter parameter in ``lang`` (from the schema where it has one)."""
+    if param in ("status", "procedure", "channel"):
+        return CONSTRUCTION_PERMITS.field(param).label(lang)
+    return i18n.text(param, lang) if param in i18n.STRINGS else param
+
+
+def map_inputs(store) -> dict:
+    """Settings every map shares: basemap, language, the app's root URL and map.js."""
+    return {"tiles": current_app.config["TILES"], "lang": get_lang(), "root": request.script_root,
+            "script_url": url_for("static", filename="map.js", v=_static_version())}
+
+
+def _static_version() -> str:
+    import os
+
+    path = os.path.join(current_app.static_folder, "map.js")
+    return str(int(os.path.getmtime(path))) if os.path.exists(path) else "0"
+
+
+@bp.get("/")
+def map_page():
+    """The map with the filter form, the matching count and the export link."""
+    store = get_store()
+    flt, warnings = page_filter(store)
+    page = stats.map_page(store, flt)
+    the_map = maps.main_map(bounds=page["bounds"] or maps.extent(store), wards=page["wards"],
+                            params=flt.to_params(),
+                            counts=page["counts"], cap=current_app.config.get("MAP_FEATURE_CAP", maps.FEATURE_CAP),
+                            **map_inputs(store))
+    return render_template("map.html", map=the_map, flt=flt, warnings=warnings, query=urlencode(flt.to_params()),
+                           ward_options=[(c, f"{c} — {n}") for c, n in page["wards"]], **page)
+
+
+@bp.get("/wards")
+def wards_page():
+    """The ward dashboard: table, choropleth and monthly charts for the filter."""
+    store = get_store()
+    flt, warnings = page_filter(store)
+    board = stats.dashboard(store, flt, current_app.config["CALENDAR"])
+    the_map = maps.choropleth_map(bounds=stats.ward_bounds(store, board.as_of),
+                                  ward_set_year=maps.ward_set_year(board.as_of),
+                                  values={r.code: r.received for r in board.rows}, colors=board.colors,
+                                  legend=board.legend, **map_inputs(store))
+    return render_template("wards.html", board=board, map=the_map, flt=flt, warnings=warnings,
+                           query=urlencode(flt.to_params()), charts=_charts(board))
+
+
+def _charts(board: stats.Dashboard) -> list:
+    t = i18n.translator(get_lang())
+    labels = (t("received"), t("resolved"))
+    rows = [(t("district_total"), board.total.code)] + [(r.name, r.code) for r in board.rows]
+    return [stats.monthly_svg(board.months, board.monthly[code]["received"], board.monthly[code]["resolved"],
+                              title=name, labels=labels) for name, code in rows if code in board.monthly]
+
+
+@bp.get("/permits/<code>")
+def permit_page(code: str):
+    """Every field of a dossier, its small map, sidewalk permits near it and its findings."""
+    store = get_store()
+    detail = stats.permit_detail(store, code, current_app.config["CALENDAR"])
+    if detail is None:
+        abort(404, description=i18n.text("not_found_permit", get_lang(), code=code))
+    the_map = maps.permit_map(detail=detail, has_findings=store.count("findings") > 0, **map_inputs(store))
+    shown = set(privacy.visible_fields(CONSTRUCTION_PERMITS, auth.show_personal()))
+    return render_template("permit.html", d=detail, map=the_map,
+                           fields=[f for f in CONSTRUCTION_PERMITS.fields if f.name in shown],
+                           sidewalk_fields=LAYERS["sidewalk_permits"].fields, finding_fields=LAYERS["findings"].fields)
+
+
+@bp.app_context_processor
+def _template_helpers() -> dict:
+    """Language, translator and formatting helpers for every template (error pages too)."""
+    lang = get_lang()
+    return {"lang": lang, "t": i18n.translator(lang), "label": lambda f, c: domain.label(f, c, lang),
+            "lang_url": _lang_url, "fmt": lambda v: fmt(v, lang), "pct": lambda v: pct(v, lang),
+            "codes": domain.CODE_SETS, "param_label": lambda p: param_label(p, lang),
+            "options": lambda name: [(c.code, c.label(lang)) for c in domain.CODE_SETS[name].values()]}
+
+
+def _lang_url(lang: str) -> str:
+    args = request.args.to_dict(flat=False)
+    args["lang"] = [lang]
+    return request.path + "?" + urlencode(args, doseq=True)
+
+
+def fmt(value, lang: str = "vi") -> str:
+    """A value for display: dates dd/mm/yyyy in Vietnamese, numbers without trailing zeros, '—' for none."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, dt.date):
+        return value.strftime("%d/%m/%Y") if lang == "vi" else value.isoformat()
+    if isinstance(value, float):
+        text = f"{value:,.2f}".rstrip("0").rstrip(".")
+        return text.replace(",", "\u202f").replace(".", ",") if lang == "vi" else text
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}".replace(",", ".") if lang == "vi" else f"{value:,}"
+    return str(value)
+
+
+def pct(value: float | None, lang: str = "vi") -> str:
+    """A share as a percentage with one decimal ('—' when undefined)."""
+    if value is None:
+        return "—"
+    text = f"{100 * value:.1f} %"
+    return text.replace(".", ",") if lang == "vi" else text

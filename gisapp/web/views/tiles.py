@@ -1,0 +1,122 @@
+"""``/tiles/…``: Mapbox Vector Tiles of the map layers, and their TileJSON, for QGIS, GDAL and web maps.
+
+``/tiles/<layer>/<z>/<x>/<y>.mvt`` takes the map's filter parameters (parsed
+strictly, as ``/data``: a bad value is a 400 JSON error naming it).  An
+empty tile is ``204 No Content``.  Below :data:`gisapp.tiles.mvt.MIN_ZOOM` a
+tile is refused with 400: the map shows per-ward counts there.
+
+Where a tile comes from: this process's memory (:class:`gisapp.tiles.mvt.TileCache`),
+then, for an unfiltered tile, the folder all processes share
+(:mod:`gisapp.tiles.disk`, rendered after each write), else the store builds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from gisapp import geo
+
+from gisapp.tiles import mvt as tiles
+from gisapp.tiles import source as tile_source
+from gisapp.web.errors import ApiError
+from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
+from gisapp.tiles.disk import shared_tiles
+from gisapp.web.views.data import strict_filter
+from gisapp.web.request import get_store
+
+bp = Blueprint("tiles", __name__, url_prefix="/tiles")
+WORLD = [-180.0, -85.0511287798066, 180.0, 85.0511287798066]
+
+
+def _layer(layer: str) -> str:
+    if layer not in tiles.TILE_FIELDS:
+        raise ApiError(404, "NotFound", f"no vector tiles for layer {layer!r}; layers: {', '.join(tiles.TILE_FIELDS)}")
+    return layer
+
+
+@bp.get("/<layer>/<z>/<x>/<y>.mvt")
+def tile(layer: str, z: str, x: str, y: str):
+    """One tile of ``layer`` for the request's filter (204 when it is empty)."""
+    _layer(layer)
+    z, x, y = tiles.check_tile(z, x, y, min_zoom=tiles.MIN_ZOOM)
+    store = get_store()
+    flt = strict_filter(store)
+    version = store.version()
+    etag = _etag(version, f"{layer}/{z}/{x}/{y}", flt)
+    if etag and etag in request.if_none_match:
+        return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"})
+    cache = _cache()
+    body = cache.get(etag) if etag else None
+    if body is None:
+        body = _shared_tile(store, version, flt, layer, z, x, y)
+        if etag:
+            cache.put(etag, body)
+    response = Response(body, status=200 if body else 204, mimetype=tiles.MEDIA_TYPE)
+    response.headers["Cache-Control"] = "private, no-cache"
+    if etag:
+        response.set_etag(etag)
+    return response
+
+
+def _shared_tile(store, version: str | None, flt, layer: str, z: int, x: int, y: int) -> bytes:
+    """The tile from the processes' shared folder when it is unfiltered and there, else built.
+
+    A tile built here is written to the folder only when the renderer would
+    make it too (a zoom it renders, with features): requests cannot fill the disk.
+    """
+    if not version or not flt.with_(q_personal=False).is_empty():
+        return tile_source.tile(store, layer, z, x, y, flt)
+    shared = shared_tiles(current_app.config, store)  # checks the folder: only for tiles it may hold
+    if shared is None:
+        return tile_source.tile(store, layer, z, x, y, flt)
+    body = shared.get(version, layer, z, x, y)
+    if body is None:
+        body = tile_source.tile(store, layer, z, x, y, flt)
+        if body and z in current_app.config.get("TILE_WARM", ()):
+            shared.put(version, layer, z, x, y, body)
+    return body
+
+
+def _cache() -> tiles.TileCache:
+    """This app's tile cache (``TILE_CACHE_MB`` per server process)."""
+    app = current_app._get_current_object()
+    cache = app.extensions.get("gisapp.tile_cache")
+    if cache is None:
+        cache = app.extensions.setdefault("gisapp.tile_cache",
+                                          tiles.TileCache(int(app.config.get("TILE_CACHE_MB", 256)) * 2**20))
+    return cache
+
+
+def _etag(version: str | None, tile: str, flt) -> str | None:
+    """A validator of a tile's content: the store's version, the tile and the filter as parsed
+    (parameters the tile ignores make no new entry; whether ``q`` searched owner names is in it)."""
+    if not version:
+        return None
+    key = f"{version}|{tile}|{flt!r}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+@bp.get("/<layer>.json")
+def tilejson(layer: str):
+    """TileJSON 3.0.0 of ``layer``: the tile URL (with the request's filter), zooms, bounds and fields."""
+    lay = LAYERS[_layer(layer)]
+    store = get_store()
+    params = strict_filter(store).with_(q_personal=False).to_params()
+    url = f"{request.url_root}tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt" + (f"?{urlencode(params)}" if params else "")
+    extent = next((i.extent for i in store.info() if i.name == layer), None)
+    bounds = WORLD
+    if extent is not None:
+        box = geo.transform([geo.bbox_polygon(extent, STORE_CRS, STORE_CRS)], STORE_CRS, WEB_CRS)[0]
+        bounds = [round(v, 7) for v in box.bounds]
+    center = [round((bounds[0] + bounds[2]) / 2, 7), round((bounds[1] + bounds[3]) / 2, 7), tiles.MIN_ZOOM]
+    fields = {f: lay.field(f).en for f in tiles.TILE_FIELDS[layer]}
+    return jsonify({
+        "tilejson": "3.0.0", "name": layer, "description": lay.en, "version": "1.0.0", "scheme": "xyz",
+        "tiles": [url], "minzoom": tiles.MIN_ZOOM, "maxzoom": tiles.TILEJSON_MAX_ZOOM,
+        "bounds": bounds, "center": center, "attribution": "gisapp",
+        "vector_layers": [{"id": layer, "description": lay.en, "minzoom": tiles.MIN_ZOOM,
+                           "maxzoom": tiles.TILEJSON_MAX_ZOOM, "fields": fields}],
+    })

@@ -1,0 +1,91 @@
+"""The upload page: officers upload a file, read the dry-run report, then confirm."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
+
+from gisapp.web import auth
+
+from gisapp.web import uploads
+from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure, run_import, write_rejects
+from gisapp.web.request import get_lang, get_store_for_writing
+
+bp = Blueprint("upload", __name__)
+
+
+def _root():
+    return current_app.config["UPLOADS"]
+
+
+def _run(pending: uploads.Pending, dry_run: bool):
+    root = _root()
+    return run_import(get_store_for_writing(), pending.layer, pending.path(root),
+                      calendar=current_app.config["CALENDAR"], parcels=pending.parcels_path(root),
+                      crs=pending.crs, mode=pending.mode, dry_run=dry_run, sheet=pending.sheet)
+
+
+def _form(error: str | None = None, status: int = 200):
+    return render_template("upload.html", layers=IMPORTABLE_LAYERS, error=error, lang=get_lang()), status
+
+
+@bp.get("/upload")
+@auth.require("officer")
+def form():
+    """The upload form."""
+    return _form()
+
+
+@bp.post("/upload")
+@auth.require("officer")
+def check():
+    """Save the upload and show its dry-run report."""
+    f = request.form
+    try:
+        pending = uploads.save(_root(), request.files.get("file"), layer=f.get("layer", ""),
+                               mode=f.get("mode", "upsert"), sheet=f.get("sheet"), crs=f.get("crs"),
+                               user=auth.current_user().username, parcels=request.files.get("parcels"))
+        report = _run(pending, dry_run=True)
+    except (uploads.UploadError, ImportFailure) as err:
+        return _form(str(err), 400)
+    if report.rejected:
+        write_rejects(report, pending.rejects_path(_root()))
+    return render_template("upload_report.html", report=report, pending=pending, confirmed=False, lang=get_lang())
+
+
+@bp.get("/upload/<token>/rejects.csv")
+@auth.require("officer")
+def rejects(token: str):
+    """The rejected rows of a checked upload (CSV, UTF-8 with BOM)."""
+    try:
+        pending = uploads.load(_root(), token)
+    except uploads.UploadError:
+        return _form("unknown or expired upload", 404)
+    path = pending.rejects_path(_root())
+    if not path.exists():
+        return _form("this upload has no rejected rows", 404)
+    return send_file(path, mimetype="text/csv", as_attachment=True,
+                     download_name=f"{uploads.safe_name(pending.file).rsplit('.', 1)[0]}.rejects.csv")
+
+
+@bp.post("/upload/<token>/confirm")
+@auth.require("officer")
+def confirm(token: str):
+    """Import the checked upload, record it in the audit log, show the result."""
+    try:
+        pending = uploads.load(_root(), token)
+        report = _run(pending, dry_run=False)
+    except (uploads.UploadError, ImportFailure) as err:
+        return _form(str(err), 400)
+    user = auth.current_user().username
+    auth.get_accounts().audit(user, "import", pending.layer, report.accepted,
+                              f"{pending.mode} from {pending.file}: " +
+                              ", ".join(f"{k} {v}" for k, v in report.changes.items()))
+    uploads.discard(_root(), token)
+    return render_template("upload_report.html", report=report, pending=pending, confirmed=True, lang=get_lang())
+
+
+@bp.get("/upload/<token>")
+@auth.require("officer")
+def back(token: str):
+    """A checked upload's page after a reload: start again."""
+    return redirect(url_for("upload.form"))
