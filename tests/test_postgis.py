@@ -271,7 +271,7 @@ def test_gist_and_btree_indexes_exist(pg, written):
 
 def _plan(store, layer, flt, **kw):
     lay = schema.get_layer(layer)
-    where, params = store._where(lay, flt)
+    where, params = store.where(lay, flt)
     query = f"EXPLAIN SELECT * FROM {layer}{where} ORDER BY {lay.key} LIMIT 1000"
     with store.connection() as con:
         return "\n".join(r[0] for r in con.execute(query, params))

@@ -51,7 +51,7 @@ def test_no_inner_box_for_tiny_or_empty_boxes():
     assert postgis._inner_box(tiny, _image(tiny)) is None
     outside = (0.0, 0.0, 1.0, 1.0)  # nowhere near EPSG:5899's area: an empty image
     assert _image(outside).is_empty and postgis._inner_box(outside, _image(outside)) is None
-    where, params = PostGISStore.__new__(PostGISStore)._where(schema.CONSTRUCTION_PERMITS, Filter(bbox=point))
+    where, params = PostGISStore.__new__(PostGISStore).where(schema.CONSTRUCTION_PERMITS, Filter(bbox=point))
     assert where == " WHERE ST_Intersects(geom, %s::geometry)" and len(params) == 1
 
 
@@ -93,7 +93,7 @@ def test_bbox_matches_exactly_what_intersects_the_image(pg_url, bbox):
     want = sorted(lots["dossier_code"][shapely.intersects(lots.geometry.values, polygon)])
     assert 0 < len(want) < len(lots)
     flt = Filter(bbox=bbox)
-    assert "CASE WHEN geom @" in store._where(schema.CONSTRUCTION_PERMITS, flt)[0]
+    assert "CASE WHEN geom @" in store.where(schema.CONSTRUCTION_PERMITS, flt)[0]
     assert store.count("construction_permits", flt) == len(want)
     assert store.read("construction_permits", flt)["dossier_code"].tolist() == want
     page = store.page("construction_permits", flt, fields=["status"], limit=len(want) + 5)
