@@ -1,4 +1,8 @@
-"""Shared fixtures: the Cẩm Lệ demo data, built once per session."""
+"""Shared fixtures: the Cẩm Lệ demo data (built once per session), a private PostGIS server, Chromium.
+
+Helpers that are not fixtures are in ``tests/helpers.py``, ``tests/stores.py``
+(both backends), ``tests/pg_server.py`` and ``tests/browser_util.py``.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ import pytest
 from gisapp.demo import build as demo
 from gisapp.domain import Calendar
 from gisapp.store.gpkg import GeoPackageStore
+from tests.browser_util import chromium_fixture  # noqa: F401 - the chromium fixture
+from tests.pg_server import pg_server, pg_url  # noqa: F401 - fixtures
 
 
 @pytest.fixture(scope="session")
@@ -42,3 +48,25 @@ def _private_settings(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("GISAPP_UPLOADS", str(home / "uploads"))
     monkeypatch.setenv("GISAPP_TILE_DIR", str(home / "tiles"))
     monkeypatch.setenv("GISAPP_STORE", str(home / "store.gpkg"))
+
+
+#: Fixtures that need an outside tool, and the marker each implies.
+TOOL_FIXTURES = {"chromium": "browser", "pg_server": "postgis", "pg_url": "postgis"}
+#: Markers of tests that are slow: they start a browser, a database or a server, or run an outside tool.
+SLOW_MARKERS = ("browser", "postgis", "gdal")
+
+
+def pytest_collection_modifyitems(items):
+    """Tool markers from the fixtures a test uses; ``slow`` for tests that need a tool or a PostGIS store.
+
+    ``pytest -m "not slow"`` is the quick lane (see the README).
+    """
+    for item in items:
+        for fixture, marker in TOOL_FIXTURES.items():
+            if fixture in item.fixturenames:
+                item.add_marker(marker)
+        callspec = getattr(item, "callspec", None)
+        if callspec is not None and "postgis" in callspec.params.values():
+            item.add_marker("postgis")
+        if any(item.get_closest_marker(m) for m in SLOW_MARKERS):
+            item.add_marker("slow")

@@ -17,6 +17,7 @@ from gisapp.web.app import create_app
 from gisapp.api import features as ogcapi
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS
+from tests.helpers import assert_error, check_rfc7946
 
 ITEMS = "/api/collections/construction_permits/items"
 
@@ -35,16 +36,6 @@ def get_json(client, url, status=200):
     r = client.get(url)
     assert r.status_code == status, (url, r.get_data(as_text=True)[:300])
     return r, orjson.loads(r.get_data())
-
-
-def assert_error(r, status):
-    """The one error shape: ``code``, ``description``, ``status`` and nothing else."""
-    assert r.status_code == status
-    assert r.content_type.startswith("application/json")
-    body = orjson.loads(r.get_data())
-    assert set(body) == {"code", "description", "status"}
-    assert body["status"] == status and body["code"] and body["description"]
-    return body
 
 
 # -- capabilities -------------------------------------------------------------
@@ -139,23 +130,6 @@ def test_items_page_members_and_geojson_rules(client, demo_store):
     check_rfc7946(fc["features"])
     frame = demo_store.read("construction_permits", limit=50)
     assert [f["id"] for f in fc["features"]] == frame["dossier_code"].tolist()
-
-
-def check_rfc7946(features):
-    """Lon/lat in the demo's range, exterior rings CCW and holes CW, at most 7 decimals."""
-    for feat in features:
-        geom = feat["geometry"]
-        polys = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
-        for rings in polys:
-            for i, ring in enumerate(rings):
-                xy = np.array(ring)
-                assert ((108.1 < xy[:, 0]) & (xy[:, 0] < 108.3)).all()
-                assert ((15.9 < xy[:, 1]) & (xy[:, 1] < 16.1)).all()
-                ccw = shapely.LinearRing(xy).is_ccw
-                assert ccw if i == 0 else not ccw
-        text = orjson.dumps(geom).decode()
-        assert not re.search(r"\d\.\d{8,}", text)
-        assert set(feat) == {"type", "id", "geometry", "properties"}
 
 
 def test_item_by_id_and_unknown_id(client, demo_store):

@@ -7,6 +7,8 @@ from schemathesis import checks
 from hypothesis import HealthCheck, given, settings
 
 from gisapp.web.app import create_app
+
+pytestmark = pytest.mark.slow
 ERROR_KEYS = {"code", "description", "status"}
 #: Conformance of every response to the document. Not "positive data acceptance": the document
 #: types ward codes and bbox numbers loosely, and the API rightly answers 400 for a ward code the

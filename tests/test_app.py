@@ -4,7 +4,7 @@ import pytest
 
 from gisapp.web.app import create_app
 from gisapp.store.gpkg import GeoPackageStore
-from tests.test_store import permits
+from tests.helpers import permits
 
 
 @pytest.fixture

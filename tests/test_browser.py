@@ -14,7 +14,7 @@ import pytest
 from gisapp.web.app import create_app
 from gisapp.filters import Filter
 from gisapp.store.gpkg import GeoPackageStore
-from tests.browser_util import XSS_ADDRESS, XSS_OWNER, chromium_fixture, live_server, open_page  # noqa: F401
+from tests.browser_util import XSS_ADDRESS, XSS_OWNER, live_server, open_page
 
 pytestmark = pytest.mark.browser
 

@@ -264,6 +264,7 @@ def test_build_is_fast():
     assert time.perf_counter() - started < 5
 
 
+@pytest.mark.slow
 def test_generate_for_benchmarks_grows_the_extent():
     frames = demo.generate(100_000, 2_000, seed=1)
     cp, sw = frames["construction_permits"], frames["sidewalk_permits"]
@@ -300,6 +301,7 @@ def test_demo_store_fixture(demo_store):
     assert demo_store.as_of().isoformat() == "2022-07-08"
 
 
+@pytest.mark.slow
 def test_cli_seed_then_layers(tmp_path):
     path = str(tmp_path / "x.gpkg")
     result = CliRunner().invoke(cli, ["--store", path, "seed"])

@@ -20,7 +20,7 @@ from gisapp.web.app import create_app
 from gisapp.formats import exports as exporting
 from gisapp.cli import cli
 from gisapp.filters import Filter
-from tests.test_api import assert_error, check_rfc7946
+from tests.helpers import assert_error, check_rfc7946
 
 
 @pytest.fixture

@@ -75,6 +75,7 @@ def test_fold():
     assert fold("Ho\u0300a") == fold("Hòa") == "hoa"
 
 
+@pytest.mark.slow
 def test_fold_by_table_equals_decomposing_whole_texts():
     """The translate-table fold equals NFD of the whole text without marks, on every code point and on
     texts whose marks NFD would reorder."""

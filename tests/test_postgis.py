@@ -30,7 +30,7 @@ from gisapp.store import StoreError, open_store
 from gisapp.store import migrations, postgis
 from gisapp.store.gpkg import GeoPackageStore
 from gisapp.store.postgis import PostGISStore
-from tests.pg_server import free_port, pg_server, pg_url  # noqa: F401 - fixtures
+from tests.pg_server import free_port
 
 pytestmark = pytest.mark.postgis
 

@@ -15,7 +15,6 @@ from gisapp.filters import Filter
 from gisapp.store import postgis
 from gisapp.store.gpkg import GeoPackageStore
 from gisapp.store.postgis import PostGISStore
-from tests.pg_server import pg_server, pg_url  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.postgis
 

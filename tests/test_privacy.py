@@ -113,6 +113,7 @@ def leaks(body: bytes, names, ids) -> list[str]:
     return found
 
 
+@pytest.mark.slow
 def test_anonymous_sees_no_personal_data_anywhere(app, personal):
     names, ids = personal
     client = client_for(app, None)

@@ -16,6 +16,8 @@ from werkzeug.serving import make_server
 from gisapp.web.app import create_app
 from gisapp.store.gpkg import GeoPackageStore
 
+pytestmark = pytest.mark.slow
+
 
 def export_permits(store, path: Path, suffix: str = "X") -> Path:
     """The store's construction permits as a GeoPackage file, with changed dossier codes."""

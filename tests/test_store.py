@@ -3,7 +3,6 @@
 import datetime as dt
 import sqlite3
 
-import geopandas as gpd
 import pandas as pd
 import pytest
 import shapely
@@ -16,28 +15,11 @@ from gisapp.store import StoreError, open_store
 from gisapp.store.base import GEOJSON_COLUMN
 from gisapp.store.gpkg import GeoPackageStore
 from tests.stores import BACKENDS, new_store
+from tests.helpers import permits
 
 D = dt.date.fromisoformat
 STATUSES = ["PROCESSING", "RETURNED", "REFUSED", "RECEIVED"]
 WARDS = ["20260", "20305", "20306"]
-
-
-def permits(n=40):
-    """``n`` 6 × 18 m lots in a row, cycling wards, statuses and dates."""
-    x0, y0 = 547900.0, 1770700.0
-    rows = []
-    for i in range(n):
-        rows.append({
-            "dossier_code": f"XD-{i:04d}", "ward_code": WARDS[i % 3], "status": STATUSES[i % 4],
-            "procedure": "NEW_BUILD" if i % 5 else "RENOVATION", "work_category": "HOUSE",
-            "channel": "ONLINE" if i % 2 else "IN_PERSON",
-            "received_on": (D("2022-01-03") + dt.timedelta(days=i)).isoformat(),
-            "site_address": f"{i} Ông Ích Đường" if i % 7 == 0 else f"{i} Cách Mạng Tháng Tám",
-            "street": "Ông Ích Đường" if i % 7 == 0 else "Cách Mạng Tháng Tám",
-            "owner_name": f"Nguyễn Văn {i}", "floors": 1 + i % 4, "plot_area_m2": 108.0,
-            "geometry": shapely.box(x0 + 10 * i, y0, x0 + 10 * i + 6, y0 + 18),
-        })
-    return gpd.GeoDataFrame(rows, geometry="geometry", crs=schema.STORE_CRS)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -25,8 +25,8 @@ from gisapp.folders import UnsafeFolder
 from gisapp.config import parse_zooms
 from gisapp.tiles.disk import TileDir, VersionChanged, render, tile_range, watch
 from tests.stores import BACKENDS, new_store
-from tests.test_server import free_port
-from tests.test_tiles import decode
+from tests.pg_server import free_port
+from tests.helpers import decode
 
 LAYER = "construction_permits"
 
@@ -269,6 +269,7 @@ def _watchers(store_path: str) -> list[int]:
     return out
 
 
+@pytest.mark.slow
 def test_serve_renders_the_tiles_beside_the_workers_and_stops_the_renderer(demo_store, tmp_path):
     port = free_port()
     env = {**os.environ, "GISAPP_TILE_DIR": str(tmp_path / "tiles"), "GISAPP_TILE_WARM": "14-15"}
@@ -298,6 +299,7 @@ def test_serve_renders_the_tiles_beside_the_workers_and_stops_the_renderer(demo_
     assert _watchers(demo_store.url) == []
 
 
+@pytest.mark.slow
 def test_the_renderer_ends_with_a_server_that_is_killed(demo_store, tmp_path):
     port = free_port()
     env = {**os.environ, "GISAPP_TILE_DIR": str(tmp_path / "tiles"), "GISAPP_TILE_WARM": "14"}

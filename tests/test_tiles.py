@@ -32,23 +32,9 @@ from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS
 from tests.browser_util import live_server
 from tests.stores import BACKENDS, new_store
+from tests.helpers import decode
 
 TILE_LAYERS = list(tiles.TILE_FIELDS)
-
-
-def decode(body: bytes, layer: str) -> dict[str, dict]:
-    """Key → {"geometry": shapely in tile units (y down), "properties": ...} of one decoded layer."""
-    if not body:
-        return {}
-    layers = mapbox_vector_tile.decode(body, default_options={"y_coord_down": True})
-    assert list(layers) == [layer]
-    assert layers[layer]["extent"] == tiles.EXTENT and layers[layer]["version"] == 2
-    key = LAYERS[layer].key
-    out = {}
-    for f in layers[layer]["features"]:
-        out[f["properties"][key]] = {"geometry": shape(f["geometry"]), "properties": f["properties"]}
-    assert len(out) == len(layers[layer]["features"]), "a key twice in one tile"
-    return out
 
 
 def tile_of(lon: float, lat: float, z: int) -> tuple[int, int, int]:

@@ -1,0 +1,81 @@
+"""Helpers several test modules share (fixtures are in ``conftest.py``): sample data and checks of outputs."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import geopandas as gpd
+import mapbox_vector_tile
+import numpy as np
+import orjson
+import shapely
+from shapely.geometry import shape
+
+from gisapp import schema
+from gisapp.schema import LAYERS
+from gisapp.tiles import mvt as tiles
+
+D = dt.date.fromisoformat
+STATUSES = ["PROCESSING", "RETURNED", "REFUSED", "RECEIVED"]
+WARDS = ["20260", "20305", "20306"]
+
+
+def permits(n=40):
+    """``n`` 6 × 18 m lots in a row, cycling wards, statuses and dates."""
+    x0, y0 = 547900.0, 1770700.0
+    rows = []
+    for i in range(n):
+        rows.append({
+            "dossier_code": f"XD-{i:04d}", "ward_code": WARDS[i % 3], "status": STATUSES[i % 4],
+            "procedure": "NEW_BUILD" if i % 5 else "RENOVATION", "work_category": "HOUSE",
+            "channel": "ONLINE" if i % 2 else "IN_PERSON",
+            "received_on": (D("2022-01-03") + dt.timedelta(days=i)).isoformat(),
+            "site_address": f"{i} Ông Ích Đường" if i % 7 == 0 else f"{i} Cách Mạng Tháng Tám",
+            "street": "Ông Ích Đường" if i % 7 == 0 else "Cách Mạng Tháng Tám",
+            "owner_name": f"Nguyễn Văn {i}", "floors": 1 + i % 4, "plot_area_m2": 108.0,
+            "geometry": shapely.box(x0 + 10 * i, y0, x0 + 10 * i + 6, y0 + 18),
+        })
+    return gpd.GeoDataFrame(rows, geometry="geometry", crs=schema.STORE_CRS)
+
+
+def assert_error(r, status):
+    """The one error shape: ``code``, ``description``, ``status`` and nothing else."""
+    assert r.status_code == status
+    assert r.content_type.startswith("application/json")
+    body = orjson.loads(r.get_data())
+    assert set(body) == {"code", "description", "status"}
+    assert body["status"] == status and body["code"] and body["description"]
+    return body
+
+
+def check_rfc7946(features):
+    """Lon/lat in the demo's range, exterior rings CCW and holes CW, at most 7 decimals."""
+    for feat in features:
+        geom = feat["geometry"]
+        polys = [geom["coordinates"]] if geom["type"] == "Polygon" else geom["coordinates"]
+        for rings in polys:
+            for i, ring in enumerate(rings):
+                xy = np.array(ring)
+                assert ((108.1 < xy[:, 0]) & (xy[:, 0] < 108.3)).all()
+                assert ((15.9 < xy[:, 1]) & (xy[:, 1] < 16.1)).all()
+                ccw = shapely.LinearRing(xy).is_ccw
+                assert ccw if i == 0 else not ccw
+        text = orjson.dumps(geom).decode()
+        assert not re.search(r"\d\.\d{8,}", text)
+        assert set(feat) == {"type", "id", "geometry", "properties"}
+
+
+def decode(body: bytes, layer: str) -> dict[str, dict]:
+    """Key → {"geometry": shapely in tile units (y down), "properties": ...} of one decoded layer."""
+    if not body:
+        return {}
+    layers = mapbox_vector_tile.decode(body, default_options={"y_coord_down": True})
+    assert list(layers) == [layer]
+    assert layers[layer]["extent"] == tiles.EXTENT and layers[layer]["version"] == 2
+    key = LAYERS[layer].key
+    out = {}
+    for f in layers[layer]["features"]:
+        out[f["properties"][key]] = {"geometry": shape(f["geometry"]), "properties": f["properties"]}
+    assert len(out) == len(layers[layer]["features"]), "a key twice in one tile"
+    return out
