@@ -30,6 +30,13 @@ def create_app(config: dict | None = None):
         # Development without GISAPP_SECRET_KEY: a key of this process only
         # (sessions end when it restarts); production refuses to start instead.
         app.config["SECRET_KEY"] = secrets.token_hex(32)
+    if app.config["PROXIES"]:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
+        # The client's address and scheme as the trusted proxies saw them (sign-in throttling, Secure cookies);
+        # only the last PROXIES entries of each header are believed, the rest may be the client's own words.
+        n = app.config["PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)
     web.init_app(app)
     auth.init_app(app)
     errors.init_app(app)

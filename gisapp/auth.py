@@ -19,10 +19,17 @@ SECURITY_HEADERS = {
 
 
 class _Sessions(SecureCookieSessionInterface):
-    """Signed cookie sessions that are ``Secure`` whenever the request came over HTTPS."""
+    """Signed cookie sessions that are ``Secure`` whenever the request came over HTTPS.
+
+    Behind a TLS-terminating proxy the request is HTTPS when the proxy says so
+    (``X-Forwarded-Proto``, believed only with ``GISAPP_PROXIES`` > 0);
+    ``GISAPP_SECURE_COOKIES=always`` makes every session cookie ``Secure``.
+    """
 
     def get_cookie_secure(self, app) -> bool:
-        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
+        """``Secure`` when forced by the settings or when this request came over HTTPS."""
+        forced = app.config.get("SESSION_COOKIE_SECURE") or app.config.get("SECURE_COOKIES") == "always"
+        return bool(forced) or request.is_secure
 
 
 def get_accounts() -> Accounts:
