@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 import re
+import secrets
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,8 +23,11 @@ ROLES = ("viewer", "officer", "admin")
 #: What each role may do; a role may do everything the roles before it may.
 RANK = {role: i for i, role in enumerate(ROLES)}
 MIN_PASSWORD = 10
-#: Sign-in throttling: at most this many failures per window, per account and per address.
+#: Sign-in throttling: at most this many failures per window for one account from one address...
 MAX_FAILURES = 5
+#: ...and this many from one address over all names: behind a reverse proxy every member of staff shares its
+#: address, and an office does not mistype 100 passwords in 15 minutes, while a guesser trying many names stops.
+MAX_ADDRESS_FAILURES = 100
 WINDOW = dt.timedelta(minutes=15)
 
 _SCHEMA = """
@@ -38,6 +43,7 @@ CREATE TABLE IF NOT EXISTS sign_in_failures (
     address TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ix_failures_at ON sign_in_failures (at);
+CREATE INDEX IF NOT EXISTS ix_failures_address ON sign_in_failures (address, at);
 CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -52,6 +58,10 @@ CREATE TABLE IF NOT EXISTS audit_log (
 
 class AccountError(ValueError):
     """A request about accounts that cannot be done; the message is for the user."""
+
+
+class Throttled(AccountError):
+    """Too many failed sign-ins lately for this account from this address, or from this address."""
 
 
 @dataclass(frozen=True)
@@ -89,12 +99,15 @@ class Accounts:
         self.path = Path(path)
 
     @contextlib.contextmanager
-    def _db(self):
+    def _db(self, immediate: bool = False):
+        """A connection in a transaction; ``immediate`` takes the write lock at once (other processes wait)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         con = sqlite3.connect(self.path, timeout=10)
         try:
             con.executescript(_SCHEMA)
             with con:
+                if immediate:
+                    con.execute("BEGIN IMMEDIATE")
                 yield con
         finally:
             con.close()
@@ -149,32 +162,33 @@ class Accounts:
     # -- signing in ----------------------------------------------------------
 
     def throttled(self, username: str, address: str, now: dt.datetime | None = None) -> bool:
-        """True when the account or the address has failed too often lately."""
-        since = ((now or _now()) - WINDOW).isoformat()
+        """True when sign-ins as ``username`` from ``address``, or any from ``address``, failed too often lately."""
         with self._db() as con:
-            by_user, by_addr = con.execute(
-                "SELECT sum(username = ?), sum(address = ?) FROM sign_in_failures WHERE at > ?",
-                (username, address, since),
-            ).fetchone()
-        return (by_user or 0) >= MAX_FAILURES or (by_addr or 0) >= MAX_FAILURES
+            return _too_many(con, username, address, now or _now())
 
     def authenticate(self, username: str, password: str, address: str,
                      now: dt.datetime | None = None) -> User | None:
-        """The user when the password is right and sign-in is not throttled.
+        """The user when the password is right; ``None`` when not; :class:`Throttled` when too many failed.
 
-        A failure is recorded against the account and the address; callers
-        check :meth:`throttled` first to tell the user to wait.
+        The attempt is counted as a failure *before* the password is checked,
+        in one write transaction with the check of the count, so parallel
+        requests (threads or processes) cannot all slip under the limit; a
+        right password then clears the failures of this account from this
+        address.  An unknown name costs one check against a dummy hash of the
+        same method, so that its answer takes as long as a wrong password's.
         """
         now = now or _now()
-        if self.throttled(username, address, now):
-            return None
-        with self._db() as con:
-            row = con.execute("SELECT password_hash, role FROM users WHERE username = ?", (username,)).fetchone()
-            if row and check_password_hash(row[0], password):
-                return User(username, row[1])
+        with self._db(immediate=True) as con:
+            if _too_many(con, username, address, now):
+                raise Throttled("too many failed sign-ins")
             con.execute("INSERT INTO sign_in_failures VALUES (?, ?, ?)", (now.isoformat(), username, address))
             con.execute("DELETE FROM sign_in_failures WHERE at < ?", ((now - 2 * WINDOW).isoformat(),))
-        return None
+            row = con.execute("SELECT password_hash, role FROM users WHERE username = ?", (username,)).fetchone()
+        if not check_password_hash(row[0] if row else _dummy_hash(), password) or row is None:
+            return None
+        with self._db() as con:
+            con.execute("DELETE FROM sign_in_failures WHERE username = ? AND address = ?", (username, address))
+        return User(username, row[1])
 
     # -- audit log -----------------------------------------------------------
 
@@ -191,6 +205,21 @@ class Accounts:
             rows = con.execute("SELECT at, username, action, layer, rows, detail FROM audit_log "
                                "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
         return [AuditEntry(*r) for r in rows]
+
+
+def _too_many(con: sqlite3.Connection, username: str, address: str, now: dt.datetime) -> bool:
+    """Whether the failures within the window reach a limit: of ``username`` from ``address``, or of ``address``."""
+    pair, everyone = con.execute(
+        "SELECT count(*) FILTER (WHERE username = ?), count(*) FROM sign_in_failures WHERE address = ? AND at > ?",
+        (username, address, (now - WINDOW).isoformat()),
+    ).fetchone()
+    return pair >= MAX_FAILURES or everyone >= MAX_ADDRESS_FAILURES
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """A hash made like the real ones (same method and cost) of a password nobody knows, once per process."""
+    return generate_password_hash(secrets.token_hex(16))
 
 
 def _check_username(username: str) -> str:

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 from flask import Blueprint, redirect, render_template, request, url_for
 
 from gisapp import auth, i18n
+from gisapp.accounts import Throttled
 from gisapp.web import get_lang
 
 bp = Blueprint("auth", __name__)
@@ -25,12 +26,11 @@ def login():
     error, status = None, 200
     if request.method == "POST":
         name, password = request.form.get("username", ""), request.form.get("password", "")
-        address = request.remote_addr or "?"
-        accounts = auth.get_accounts()
-        if accounts.throttled(name, address):
+        try:  # the client's address: ProxyFix puts the trusted proxy's X-Forwarded-For here (GISAPP_PROXIES)
+            user = auth.get_accounts().authenticate(name, password, request.remote_addr or "?")
+        except Throttled:
             error, status = i18n.text("login_throttled", get_lang()), 429
         else:
-            user = accounts.authenticate(name, password, address)
             if user:
                 auth.sign_in(user)
                 return redirect(_safe_next(request.args.get("next")))
