@@ -1,9 +1,13 @@
-"""Staff accounts, roles, sign-in throttling and the audit log.
+"""Staff accounts, roles, sign-in throttling, sessions and the audit log.
 
 Kept in a small SQLite file of its own (``GISAPP_ACCOUNTS``), apart from the
 layer store, so that a layer import never touches accounts and an account
 change never rewrites the layers.  Passwords are stored as salted scrypt
-hashes (werkzeug).  No Flask here: views and the CLI call these functions.
+hashes (werkzeug).  A session is a row here too, found by the hash of the
+random token its cookie carries: logging out, a new password, a new role, a
+removal or an admin's "sign out everywhere" delete rows, and every copy of
+those cookies is then worthless.  No Flask here: views and the CLI call these
+functions.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import functools
+import hashlib
 import re
 import secrets
 import sqlite3
@@ -44,6 +49,13 @@ CREATE TABLE IF NOT EXISTS sign_in_failures (
 );
 CREATE INDEX IF NOT EXISTS ix_failures_at ON sign_in_failures (at);
 CREATE INDEX IF NOT EXISTS ix_failures_address ON sign_in_failures (address, at);
+CREATE TABLE IF NOT EXISTS sessions (
+    token_hash TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_sessions_username ON sessions (username);
 CREATE TABLE IF NOT EXISTS audit_log (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     at TEXT NOT NULL,
@@ -128,25 +140,28 @@ class Accounts:
         return User(username, role)
 
     def remove(self, username: str) -> None:
-        """Delete an account."""
+        """Delete an account, and end its sessions."""
         with self._db() as con:
             if not con.execute("DELETE FROM users WHERE username = ?", (username,)).rowcount:
                 raise AccountError(f"no user {username!r}")
+            _end_sessions(con, username)
 
     def set_role(self, username: str, role: str) -> None:
-        """Change an account's role."""
+        """Change an account's role, and end its sessions."""
         _check_role(role)
         with self._db() as con:
             if not con.execute("UPDATE users SET role = ? WHERE username = ?", (role, username)).rowcount:
                 raise AccountError(f"no user {username!r}")
+            _end_sessions(con, username)
 
     def set_password(self, username: str, password: str) -> None:
-        """Change an account's password."""
+        """Change an account's password, and end its sessions (a thief's copy of a cookie among them)."""
         _check_password(password)
         with self._db() as con:
             sql = "UPDATE users SET password_hash = ? WHERE username = ?"
             if not con.execute(sql, (generate_password_hash(password), username)).rowcount:
                 raise AccountError(f"no user {username!r}")
+            _end_sessions(con, username)
 
     def list(self) -> list[User]:
         """Every account, by name."""
@@ -190,6 +205,45 @@ class Accounts:
             con.execute("DELETE FROM sign_in_failures WHERE username = ? AND address = ?", (username, address))
         return User(username, row[1])
 
+    # -- sessions ------------------------------------------------------------
+
+    def start_session(self, username: str, lifetime: dt.timedelta, now: dt.datetime | None = None) -> str:
+        """A new session of ``username`` for ``lifetime``: the random token its cookie carries."""
+        now = now or _now()
+        token = secrets.token_urlsafe(32)
+        with self._db() as con:
+            con.execute("INSERT INTO sessions VALUES (?, ?, ?, ?)",
+                        (_token_hash(token), username, now.isoformat(), (now + lifetime).isoformat()))
+            con.execute("DELETE FROM sessions WHERE expires_at <= ?", (now.isoformat(),))
+        return token
+
+    def session_user(self, token: str, now: dt.datetime | None = None) -> User | None:
+        """The account of the live session ``token``, or ``None`` (ended, expired, account gone)."""
+        with self._db() as con:
+            row = con.execute("SELECT u.username, u.role FROM sessions s JOIN users u ON u.username = s.username "
+                              "WHERE s.token_hash = ? AND s.expires_at > ?",
+                              (_token_hash(token), (now or _now()).isoformat())).fetchone()
+        return User(*row) if row else None
+
+    def end_session(self, token: str) -> None:
+        """End one session (signing out): every copy of its cookie stops working."""
+        with self._db() as con:
+            con.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+
+    def sign_out_everywhere(self, username: str) -> int:
+        """End every session of an account at once; how many there were."""
+        with self._db() as con:
+            if not con.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
+                raise AccountError(f"no user {username!r}")
+            return _end_sessions(con, username)
+
+    def session_counts(self, now: dt.datetime | None = None) -> dict[str, int]:
+        """How many live sessions each account has (accounts without any are left out)."""
+        with self._db() as con:
+            rows = con.execute("SELECT username, count(*) FROM sessions WHERE expires_at > ? GROUP BY username",
+                               ((now or _now()).isoformat(),))
+            return dict(rows.fetchall())
+
     # -- audit log -----------------------------------------------------------
 
     def audit(self, username: str | None, action: str, layer: str | None = None,
@@ -214,6 +268,16 @@ def _too_many(con: sqlite3.Connection, username: str, address: str, now: dt.date
         (username, address, (now - WINDOW).isoformat()),
     ).fetchone()
     return pair >= MAX_FAILURES or everyone >= MAX_ADDRESS_FAILURES
+
+
+def _end_sessions(con: sqlite3.Connection, username: str) -> int:
+    """Delete every session of ``username``; how many there were."""
+    return con.execute("DELETE FROM sessions WHERE username = ?", (username,)).rowcount
+
+
+def _token_hash(token: str) -> str:
+    """What the sessions table keeps of a token: a copy of the file does not hand out live sessions."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 @functools.cache

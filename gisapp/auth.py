@@ -40,23 +40,27 @@ def get_accounts() -> Accounts:
 
 
 def current_user() -> User | None:
-    """The signed-in user (checked against the accounts file on every request), or ``None``."""
+    """The signed-in user: the live session its cookie names, checked on every request, or ``None``."""
     if "user" not in g:
-        name = session.get("user")
-        g.user = get_accounts().get(name) if name else None
+        token = session.get("sid")
+        g.user = get_accounts().session_user(token) if isinstance(token, str) else None
     return g.user
 
 
 def sign_in(user: User) -> None:
-    """Start a fresh session for ``user``."""
+    """Start a fresh session for ``user``: a new row in the accounts file, its token in the cookie."""
     session.clear()
-    session["user"] = user.username
+    session["sid"] = get_accounts().start_session(user.username, current_app.permanent_session_lifetime)
     session.permanent = True
 
 
-def sign_out() -> None:
-    """End the session."""
+def sign_out() -> User | None:
+    """End this session (every copy of its cookie with it); who was signed in."""
+    user, token = current_user(), session.get("sid")
+    if isinstance(token, str):
+        get_accounts().end_session(token)
     session.clear()
+    return user
 
 
 def require(role: str):

@@ -74,6 +74,20 @@ def test_throttling_per_account_and_address(accounts):
     assert accounts.authenticate("lan", PASSWORD, "10.0.0.1", later).username == "lan"
 
 
+def test_sessions_expire_and_die_with_their_account(accounts):
+    accounts.add("lan", PASSWORD)
+    now = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.timezone.utc)
+    token = accounts.start_session("lan", dt.timedelta(hours=8), now)
+    assert accounts.session_user(token, now).username == "lan"
+    assert accounts.session_user(token, now + dt.timedelta(hours=8)) is None
+    assert accounts.session_counts(now) == {"lan": 1}
+    # A new account of the same name does not inherit the old one's sessions.
+    accounts.remove("lan")
+    accounts.add("lan", PASSWORD)
+    assert accounts.session_user(token, now) is None
+    assert token not in accounts.path.read_bytes().decode("latin-1")  # only its hash is kept
+
+
 def test_audit_log_newest_first(accounts):
     accounts.audit("lan", "import", "construction_permits", 120, "upsert from ds.xlsx")
     accounts.audit("minh", "import", "wards", 6)

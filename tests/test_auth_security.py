@@ -1,5 +1,5 @@
-"""Sign-in under attack: throttling that cannot be raced or turned against staff, cookies behind a TLS proxy,
-a production secret of real length."""
+"""Sign-in under attack: throttling that cannot be raced or turned against staff, sessions that can be ended,
+cookies behind a TLS proxy, a production secret of real length."""
 
 import concurrent.futures
 import contextlib
@@ -17,10 +17,12 @@ from collections import Counter
 from urllib.parse import urlencode, urlsplit
 
 import pytest
+from click.testing import CliRunner
 
 from gisapp import accounts as accounts_module
 from gisapp import create_app
 from gisapp.accounts import MAX_ADDRESS_FAILURES, MAX_FAILURES, Accounts
+from gisapp.cli import cli
 from gisapp.config import ConfigError, load_config
 from tests.browser_util import live_server
 
@@ -44,6 +46,13 @@ def app(demo_store, accounts_file):
     return make_app(demo_store, accounts_file)
 
 
+@pytest.fixture
+def permit(demo_store):
+    """``(dossier code, owner name)`` of a dossier whose page shows its owner to staff."""
+    row = demo_store.read("construction_permits", limit=1).iloc[0]
+    return row["dossier_code"], row["owner_name"]
+
+
 def csrf(client, path="/login", **kw):
     page = client.get(path, **kw).get_data(as_text=True)
     return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
@@ -52,6 +61,26 @@ def csrf(client, path="/login", **kw):
 def sign_in(client, name, password=PASSWORD, address="127.0.0.1"):
     return client.post("/login", data={"username": name, "password": password, "csrf_token": csrf(client)},
                        environ_base={"REMOTE_ADDR": address})
+
+
+def signed_in(app, name):
+    client = app.test_client()
+    assert sign_in(client, name).status_code == 302
+    return client
+
+
+def replay(app, cookie):
+    """A new client that carries only a copied session cookie."""
+    client = app.test_client()
+    client.set_cookie("session", cookie)
+    return client
+
+
+def shows_owner(client, permit) -> bool:
+    code, owner = permit
+    r = client.get(f"/permits/{code}")
+    assert r.status_code == 200
+    return owner in r.get_data(as_text=True)
 
 
 # -- throttling: real servers, parallel requests ---------------------------------------------------------
@@ -200,6 +229,73 @@ def test_unknown_names_cost_a_password_hash_like_real_ones(accounts_file, monkey
     assert accounts.authenticate("nobody", "wrong password", "10.0.0.1") is None
     assert accounts.authenticate("nobody", PASSWORD, "10.0.0.1") is None
     assert len(checked) == 3 and len(set(checked)) == 1, checked  # the same method and cost every time
+
+
+# -- sessions that end -----------------------------------------------------------------------------------
+
+def test_a_copied_cookie_dies_with_logout(app, permit):
+    client = signed_in(app, "viewer1")
+    copy = client.get_cookie("session").value
+    assert shows_owner(replay(app, copy), permit)
+    assert client.post("/logout", data={"csrf_token": csrf(client)}).status_code == 302
+    assert not shows_owner(replay(app, copy), permit)
+    assert ("viewer1", "signed out") in [(e.username, e.action) for e in Accounts(app.config["ACCOUNTS"]).audit_log()]
+
+
+def test_logout_ends_only_that_session(app, permit):
+    laptop, phone = signed_in(app, "viewer1"), signed_in(app, "viewer1")
+    laptop.post("/logout", data={"csrf_token": csrf(laptop)})
+    assert not shows_owner(laptop, permit) and shows_owner(phone, permit)
+
+
+@pytest.mark.parametrize("command", [["set-password", "viewer1", "--password", "another long password"],
+                                     ["set-role", "viewer1", "officer"], ["remove", "viewer1"],
+                                     ["sign-out", "viewer1"]])
+def test_a_copied_cookie_dies_with_account_changes_from_the_cli(app, permit, monkeypatch, command):
+    client = signed_in(app, "viewer1")
+    copy = client.get_cookie("session").value
+    other = signed_in(app, "officer1")
+    monkeypatch.setenv("GISAPP_ACCOUNTS", app.config["ACCOUNTS"])
+    r = CliRunner().invoke(cli, ["users", *command])
+    assert r.exit_code == 0, r.output
+    assert not shows_owner(replay(app, copy), permit) and not shows_owner(client, permit)
+    assert shows_owner(other, permit)
+
+
+def test_sign_out_from_the_cli(app, monkeypatch):
+    signed_in(app, "viewer1"), signed_in(app, "viewer1")
+    monkeypatch.setenv("GISAPP_ACCOUNTS", app.config["ACCOUNTS"])
+    r = CliRunner().invoke(cli, ["users", "sign-out", "viewer1"])
+    assert r.exit_code == 0 and "2 sessions of viewer1 ended" in r.output
+    r = CliRunner().invoke(cli, ["users", "sign-out", "nobody"])
+    assert r.exit_code == 1 and "no user 'nobody'" in r.output
+    entry = Accounts(app.config["ACCOUNTS"]).audit_log()[0]
+    assert (entry.action, entry.detail) == ("signed out everywhere", "viewer1 from the command line")
+
+
+def test_admin_signs_an_account_out_everywhere(app, permit):
+    laptop, phone = signed_in(app, "viewer1"), signed_in(app, "viewer1")
+    copy = laptop.get_cookie("session").value
+    admin = signed_in(app, "admin1")
+    page = admin.get("/admin").get_data(as_text=True)
+    assert 'action="/admin/sign-out"' in page and 'value="viewer1"' in page
+    r = admin.post("/admin/sign-out", data={"username": "viewer1", "csrf_token": csrf(admin, "/admin")})
+    assert r.status_code == 302 and r.headers["Location"] == "/admin"
+    for client in (laptop, phone, replay(app, copy)):
+        assert not shows_owner(client, permit)
+    assert admin.get("/admin").status_code == 200  # the admin's own session goes on
+    entry = Accounts(app.config["ACCOUNTS"]).audit_log()[0]
+    assert (entry.username, entry.action, entry.detail) == ("admin1", "signed out everywhere", "viewer1")
+
+
+def test_only_admins_sign_others_out(app, permit):
+    victim = signed_in(app, "viewer1")
+    officer = signed_in(app, "officer1")
+    r = officer.post("/admin/sign-out", data={"username": "viewer1", "csrf_token": csrf(officer)})
+    assert r.status_code == 403 and shows_owner(victim, permit)
+    admin = signed_in(app, "admin1")
+    r = admin.post("/admin/sign-out", data={"username": "nobody", "csrf_token": csrf(admin)})
+    assert r.status_code == 400 and "no user" in r.get_data(as_text=True)
 
 
 # -- cookies behind a TLS proxy, secret length ---------------------------------------------------------

@@ -1,13 +1,13 @@
-"""Sign-in and sign-out, the accounts list and the audit log (admins)."""
+"""Sign-in and sign-out, the accounts list, signing an account out everywhere and the audit log (admins)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from gisapp import auth, i18n
-from gisapp.accounts import Throttled
+from gisapp.accounts import AccountError, Throttled
 from gisapp.web import get_lang
 
 bp = Blueprint("auth", __name__)
@@ -41,13 +41,30 @@ def login():
 @bp.post("/logout")
 def logout():
     """End the session."""
-    auth.sign_out()
+    user = auth.sign_out()
+    if user:
+        auth.get_accounts().audit(user.username, "signed out")
     return redirect(url_for("auth.login"))
 
 
 @bp.get("/admin")
 @auth.require("admin")
 def admin():
-    """Accounts and the audit log."""
+    """Accounts, their sessions and the audit log."""
     accounts = auth.get_accounts()
-    return render_template("admin.html", users=accounts.list(), log=accounts.audit_log(), lang=get_lang())
+    return render_template("admin.html", users=accounts.list(), sessions=accounts.session_counts(),
+                           log=accounts.audit_log(), lang=get_lang())
+
+
+@bp.post("/admin/sign-out")
+@auth.require("admin")
+def sign_out_everywhere():
+    """End every session of one account (a lost laptop, a cookie copied off a shared computer)."""
+    name = request.form.get("username", "")
+    accounts = auth.get_accounts()
+    try:
+        accounts.sign_out_everywhere(name)
+    except AccountError as err:
+        abort(400, str(err))
+    accounts.audit(auth.current_user().username, "signed out everywhere", detail=name)
+    return redirect(url_for("auth.admin"))
