@@ -22,13 +22,18 @@ SETTINGS = {
     "SECRET_KEY": ("GISAPP_SECRET_KEY", "", "key that signs session cookies (required in production)"),
     "MAX_ITEMS": ("GISAPP_MAX_ITEMS", "10000", "largest page the API returns"),
     "ACCOUNTS": ("GISAPP_ACCOUNTS", str(ROOT / "layers" / "accounts.sqlite"), "SQLite file of staff accounts and the audit log"),
-    "ENV": ("GISAPP_ENV", "development", "development or production (production refuses to start without a secret key)"),
+    "ENV": ("GISAPP_ENV", "development",
+            "development or production (production refuses to start without a secret key of 32 bytes or more)"),
     "MAX_UPLOAD_MB": ("GISAPP_MAX_UPLOAD_MB", "50", "largest file the upload page accepts, in MB"),
     "TILE_CACHE_MB": ("GISAPP_TILE_CACHE_MB", "256", "memory per server process for recently served vector tiles, in MB (0: none)"),
     "TILE_DIR": ("GISAPP_TILE_DIR", str(Path(tempfile.gettempdir()) / f"gisapp-tiles-{os.getuid()}"),
                  "folder of vector tiles shared by the server's processes, rendered after each write (none: off)"),
     "TILE_WARM": ("GISAPP_TILE_WARM", "14-17", "zoom levels whose unfiltered tiles are rendered after each write "
                   "(e.g. 14-17, 14,15; none: only on request)"),
+    "PROXIES": ("GISAPP_PROXIES", "0", "how many reverse proxies stand before the app; their X-Forwarded-For and "
+                "X-Forwarded-Proto headers are believed (0: none, the client's own address counts)"),
+    "SECURE_COOKIES": ("GISAPP_SECURE_COOKIES", "auto", "auto: the session cookie is Secure when the request came "
+                       "over HTTPS (as the proxy says); always: Secure on every response"),
     "UPLOADS": ("GISAPP_UPLOADS", str(Path(tempfile.gettempdir()) / "gisapp-uploads"),
                 "folder where uploaded files wait for confirmation (kept a day at most)"),
 }
@@ -47,7 +52,7 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
     """The app's settings: defaults, then the environment, then ``overrides``."""
     env = os.environ if environ is None else environ
     config = {name: env.get(var) or default for name, (var, default, _) in SETTINGS.items()}
-    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB"):
+    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB", "PROXIES"):
         try:
             config[name] = int(config[name])
         except ValueError:
@@ -60,8 +65,7 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
             raise ConfigError(f"GISAPP_TILE_WARM: {err}") from None
     if str(config["TILE_DIR"]).strip().lower() in ("", "none"):
         config["TILE_DIR"] = None
-    if config["ENV"] == "production" and not config["SECRET_KEY"]:
-        raise ConfigError("GISAPP_SECRET_KEY must be set when GISAPP_ENV=production")
+    _check_security(config)
     config["CALENDAR"] = config.get("CALENDAR") or Calendar.from_settings(config["WEEKEND"], config["HOLIDAYS"])
     return config
 
@@ -82,3 +86,24 @@ def parse_zooms(text: str) -> tuple[int, ...]:
             raise ValueError(f"zoom levels {part.strip()!r} are outside {TILE_MIN_ZOOM}–{TILE_MAX_ZOOM}")
         zooms.update(range(lo, hi + 1))
     return tuple(sorted(zooms))
+
+
+#: The shortest secret key production accepts: a session cookie's signature is only as strong as its key.
+MIN_SECRET_BYTES = 32
+
+
+def _check_security(config: dict) -> None:
+    """Refuse proxy and cookie settings that make no sense, and a missing or short key in production."""
+    if config["PROXIES"] < 0:
+        raise ConfigError(f"GISAPP_PROXIES must be 0 or more, not {config['PROXIES']}")
+    if config["SECURE_COOKIES"] not in ("auto", "always"):
+        raise ConfigError(f"GISAPP_SECURE_COOKIES must be auto or always, not {config['SECURE_COOKIES']!r}")
+    if config["ENV"] != "production":
+        return
+    if not config["SECRET_KEY"]:
+        raise ConfigError("GISAPP_SECRET_KEY must be set when GISAPP_ENV=production")
+    key = config["SECRET_KEY"]
+    size = len(key if isinstance(key, bytes) else str(key).encode("utf-8"))
+    if size < MIN_SECRET_BYTES:
+        raise ConfigError(f"GISAPP_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes when GISAPP_ENV=production "
+                          f"(it has {size}); make one with: python -c 'import secrets; print(secrets.token_hex(32))'")

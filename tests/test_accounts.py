@@ -6,7 +6,7 @@ import sqlite3
 import pytest
 from click.testing import CliRunner
 
-from gisapp.accounts import MAX_FAILURES, WINDOW, AccountError, Accounts
+from gisapp.accounts import MAX_FAILURES, WINDOW, AccountError, Accounts, Throttled
 from gisapp.cli import cli
 
 PASSWORD = "correct horse battery"
@@ -59,22 +59,33 @@ def test_roles_rank():
     assert not User("a", "viewer").can("officer") and not User("a", "officer").can("admin")
 
 
-def test_throttling_per_account_and_per_address(accounts):
+def test_throttling_per_account_and_address(accounts):
     accounts.add("lan", PASSWORD)
     now = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.timezone.utc)
-    for i in range(MAX_FAILURES):
-        assert accounts.authenticate("lan", "bad password", f"10.0.0.{i}", now) is None
-    assert accounts.throttled("lan", "10.9.9.9", now)
+    for _ in range(MAX_FAILURES):
+        assert accounts.authenticate("lan", "bad password", "10.0.0.1", now) is None
+    assert accounts.throttled("lan", "10.0.0.1", now)
     # Even the right password is refused while throttled...
-    assert accounts.authenticate("lan", PASSWORD, "10.9.9.9", now) is None
-    # ...and accepted once the window has passed.
+    with pytest.raises(Throttled):
+        accounts.authenticate("lan", PASSWORD, "10.0.0.1", now)
+    # ...but not from another address (the failures may be someone else's), nor once the window has passed.
+    assert not accounts.throttled("lan", "10.9.9.9", now)
     later = now + WINDOW + dt.timedelta(seconds=1)
-    assert accounts.authenticate("lan", PASSWORD, "10.9.9.9", later).username == "lan"
-    # One address trying many accounts is throttled too.
-    for i in range(MAX_FAILURES):
-        accounts.authenticate(f"guess{i}", "bad password", "10.6.6.6", later)
-    assert accounts.throttled("lan", "10.6.6.6", later)
-    assert not accounts.throttled("lan", "10.7.7.7", later)
+    assert accounts.authenticate("lan", PASSWORD, "10.0.0.1", later).username == "lan"
+
+
+def test_sessions_expire_and_die_with_their_account(accounts):
+    accounts.add("lan", PASSWORD)
+    now = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.timezone.utc)
+    token = accounts.start_session("lan", dt.timedelta(hours=8), now)
+    assert accounts.session_user(token, now).username == "lan"
+    assert accounts.session_user(token, now + dt.timedelta(hours=8)) is None
+    assert accounts.session_counts(now) == {"lan": 1}
+    # A new account of the same name does not inherit the old one's sessions.
+    accounts.remove("lan")
+    accounts.add("lan", PASSWORD)
+    assert accounts.session_user(token, now) is None
+    assert token not in accounts.path.read_bytes().decode("latin-1")  # only its hash is kept
 
 
 def test_audit_log_newest_first(accounts):

@@ -21,7 +21,7 @@ def _run(action):
 
 @click.group()
 def users():
-    """Staff accounts: add, remove, list, set-role, set-password."""
+    """Staff accounts: add, remove, list, set-role, set-password, sign-out."""
 
 
 @users.command("add")
@@ -41,7 +41,7 @@ def add(ctx: Context, username, role, password):
 @click.argument("username")
 @pass_ctx
 def remove(ctx: Context, username):
-    """Delete an account."""
+    """Delete an account (its sessions end)."""
     accounts = _accounts(ctx)
     _run(lambda: accounts.remove(username))
     accounts.audit(None, "user removed", detail=username)
@@ -61,7 +61,7 @@ def list_(ctx: Context):
 @click.argument("role", type=click.Choice(ROLES))
 @pass_ctx
 def set_role(ctx: Context, username, role):
-    """Change an account's role."""
+    """Change an account's role (its sessions end)."""
     accounts = _accounts(ctx)
     _run(lambda: accounts.set_role(username, role))
     accounts.audit(None, "role changed", detail=f"{username} → {role}")
@@ -73,8 +73,19 @@ def set_role(ctx: Context, username, role):
 @click.password_option(help="New password (asked for when not given).")
 @pass_ctx
 def set_password(ctx: Context, username, password):
-    """Change an account's password."""
+    """Change an account's password (its sessions end)."""
     accounts = _accounts(ctx)
     _run(lambda: accounts.set_password(username, password))
     accounts.audit(None, "password changed", detail=username)
     click.echo(f"password of {username} changed")
+
+
+@users.command("sign-out")
+@click.argument("username")
+@pass_ctx
+def sign_out(ctx: Context, username):
+    """End every session of an account at once (a lost laptop, a copied cookie)."""
+    accounts = _accounts(ctx)
+    ended = _run(lambda: accounts.sign_out_everywhere(username))
+    accounts.audit(None, "signed out everywhere", detail=f"{username} from the command line")
+    click.echo(f"{ended} sessions of {username} ended")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gisapp.config import PACKAGE, ROOT, load_config
 from gisapp.web import auth, errors, request, views
@@ -28,6 +29,11 @@ def create_app(config: dict | None = None) -> Flask:
         # Development without GISAPP_SECRET_KEY: a key of this process only
         # (sessions end when it restarts); production refuses to start instead.
         app.config["SECRET_KEY"] = secrets.token_hex(32)
+    if app.config["PROXIES"]:
+        # The client's address and scheme as the trusted proxies saw them (sign-in throttling, Secure cookies);
+        # only the last PROXIES entries of each header are believed, the rest may be the client's own words.
+        n = app.config["PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n)  # type: ignore[method-assign]
     request.init_app(app)
     auth.init_app(app)
     errors.init_app(app)

@@ -20,10 +20,17 @@ SECURITY_HEADERS = {
 
 
 class _Sessions(SecureCookieSessionInterface):
-    """Signed cookie sessions that are ``Secure`` whenever the request came over HTTPS."""
+    """Signed cookie sessions that are ``Secure`` whenever the request came over HTTPS.
+
+    Behind a TLS-terminating proxy the request is HTTPS when the proxy says so
+    (``X-Forwarded-Proto``, believed only with ``GISAPP_PROXIES`` > 0);
+    ``GISAPP_SECURE_COOKIES=always`` makes every session cookie ``Secure``.
+    """
 
     def get_cookie_secure(self, app) -> bool:
-        return bool(app.config.get("SESSION_COOKIE_SECURE")) or request.is_secure
+        """``Secure`` when forced by the settings or when this request came over HTTPS."""
+        forced = app.config.get("SESSION_COOKIE_SECURE") or app.config.get("SECURE_COOKIES") == "always"
+        return bool(forced) or request.is_secure
 
 
 def get_accounts() -> Accounts:
@@ -34,23 +41,27 @@ def get_accounts() -> Accounts:
 
 
 def current_user() -> User | None:
-    """The signed-in user (checked against the accounts file on every request), or ``None``."""
+    """The signed-in user: the live session its cookie names, checked on every request, or ``None``."""
     if "user" not in g:
-        name = session.get("user")
-        g.user = get_accounts().get(name) if name else None
+        token = session.get("sid")
+        g.user = get_accounts().session_user(token) if isinstance(token, str) else None
     return g.user
 
 
 def sign_in(user: User) -> None:
-    """Start a fresh session for ``user``."""
+    """Start a fresh session for ``user``: a new row in the accounts file, its token in the cookie."""
     session.clear()
-    session["user"] = user.username
+    session["sid"] = get_accounts().start_session(user.username, current_app.permanent_session_lifetime)
     session.permanent = True
 
 
-def sign_out() -> None:
-    """End the session."""
+def sign_out() -> User | None:
+    """End this session (every copy of its cookie with it); who was signed in."""
+    user, token = current_user(), session.get("sid")
+    if isinstance(token, str):
+        get_accounts().end_session(token)
     session.clear()
+    return user
 
 
 def require(role: str):

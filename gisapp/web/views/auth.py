@@ -1,14 +1,13 @@
-"""Sign-in and sign-out, the accounts list and the audit log (admins)."""
+"""Sign-in and sign-out, the accounts list, signing an account out everywhere and the audit log (admins)."""
 
 from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, redirect, render_template, request, url_for
+from flask import Blueprint, abort, redirect, render_template, request, url_for
 
-from gisapp.web import auth
-
-from gisapp.web import i18n
+from gisapp.accounts import AccountError, Throttled
+from gisapp.web import auth, i18n
 from gisapp.web.request import get_lang
 
 bp = Blueprint("auth", __name__)
@@ -27,12 +26,11 @@ def login():
     error, status = None, 200
     if request.method == "POST":
         name, password = request.form.get("username", ""), request.form.get("password", "")
-        address = request.remote_addr or "?"
-        accounts = auth.get_accounts()
-        if accounts.throttled(name, address):
+        try:  # the client's address: ProxyFix puts the trusted proxy's X-Forwarded-For here (GISAPP_PROXIES)
+            user = auth.get_accounts().authenticate(name, password, request.remote_addr or "?")
+        except Throttled:
             error, status = i18n.text("login_throttled", get_lang()), 429
         else:
-            user = accounts.authenticate(name, password, address)
             if user:
                 auth.sign_in(user)
                 return redirect(_safe_next(request.args.get("next")))
@@ -43,13 +41,30 @@ def login():
 @bp.post("/logout")
 def logout():
     """End the session."""
-    auth.sign_out()
+    user = auth.sign_out()
+    if user:
+        auth.get_accounts().audit(user.username, "signed out")
     return redirect(url_for("auth.login"))
 
 
 @bp.get("/admin")
 @auth.require("admin")
 def admin():
-    """Accounts and the audit log."""
+    """Accounts, their sessions and the audit log."""
     accounts = auth.get_accounts()
-    return render_template("admin.html", users=accounts.list(), log=accounts.audit_log(), lang=get_lang())
+    return render_template("admin.html", users=accounts.list(), sessions=accounts.session_counts(),
+                           log=accounts.audit_log(), lang=get_lang())
+
+
+@bp.post("/admin/sign-out")
+@auth.require("admin")
+def sign_out_everywhere():
+    """End every session of one account (a lost laptop, a cookie copied off a shared computer)."""
+    name = request.form.get("username", "")
+    accounts = auth.get_accounts()
+    try:
+        accounts.sign_out_everywhere(name)
+    except AccountError as err:
+        abort(400, str(err))
+    accounts.audit(auth.current_user().username, "signed out everywhere", detail=name)
+    return redirect(url_for("auth.admin"))
