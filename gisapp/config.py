@@ -10,7 +10,22 @@ from gisapp.domain import Calendar
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent
-DEFAULT_STORE = ROOT / "layers" / "camle.gpkg"
+#: Running from a source checkout (its pyproject.toml beside the package), not from an installed wheel.
+CHECKOUT = (ROOT / "pyproject.toml").is_file()
+#: Where the store and the accounts live by default: the checkout's layers/, else the working folder's layers/
+#: (an installed package's ROOT is site-packages, no place for data).
+DATA_DIR = (ROOT if CHECKOUT else Path.cwd()) / "layers"
+DEFAULT_STORE = DATA_DIR / "camle.gpkg"
+
+
+def resource_dir(name: str) -> Path:
+    """The folder ``name`` shipped with gisapp (``templates``, ``seeds``): in the package, else at a checkout's top.
+
+    A wheel carries them as ``gisapp/templates`` and ``gisapp/seeds``; a checkout keeps them at ROOT.
+    """
+    installed = PACKAGE / name
+    return ROOT / name if CHECKOUT and not installed.is_dir() else installed
+
 
 #: Setting name → (environment variable, default, meaning) — the README lists these.
 SETTINGS = {
@@ -21,7 +36,7 @@ SETTINGS = {
     "HOLIDAYS": ("GISAPP_HOLIDAYS", "", "holidays: ISO dates comma-separated, or a file of them (default: built-in VN list)"),
     "SECRET_KEY": ("GISAPP_SECRET_KEY", "", "key that signs session cookies (required in production)"),
     "MAX_ITEMS": ("GISAPP_MAX_ITEMS", "10000", "largest page the API returns"),
-    "ACCOUNTS": ("GISAPP_ACCOUNTS", str(ROOT / "layers" / "accounts.sqlite"), "SQLite file of staff accounts and the audit log"),
+    "ACCOUNTS": ("GISAPP_ACCOUNTS", str(DATA_DIR / "accounts.sqlite"), "SQLite file of staff accounts and the audit log"),
     "ENV": ("GISAPP_ENV", "development",
             "development or production (production refuses to start without a secret key of 32 bytes or more)"),
     "MAX_UPLOAD_MB": ("GISAPP_MAX_UPLOAD_MB", "50", "largest file the upload page accepts, in MB"),

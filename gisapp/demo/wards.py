@@ -19,10 +19,10 @@ import pandas as pd
 import shapely
 
 from gisapp import geo
-from gisapp.config import ROOT
+from gisapp.config import ConfigError, resource_dir
 from gisapp.schema import STORE_CRS
 
-SEED_DIR = ROOT / "seeds"
+SEED_DIR = resource_dir("seeds")
 OSM_WARDS_2025 = SEED_DIR / "danang_wards_2025_osm.geojson"
 OSM_CREDIT = "© OpenStreetMap contributors (ODbL 1.0)"
 
@@ -54,6 +54,8 @@ ORDER_2022 = ("20260", "20305", "20306", "20311", "20312", "20314")
 
 def read_wards_2025(path: Path | str = OSM_WARDS_2025) -> gpd.GeoDataFrame:
     """The three 2025 wards from the OSM GeoJSON, reprojected to EPSG:5899 by EPSG code."""
+    if not Path(path).is_file():
+        raise ConfigError(f"seed file {path} is missing (gisapp's demo data; reinstall gisapp)")
     raw = gpd.read_file(path)
     geoms = geo.transform(raw.geometry.values, "EPSG:4326", STORE_CRS)
     return gpd.GeoDataFrame({"ward_code": raw["gso_code_2025"].astype(str).to_numpy(),

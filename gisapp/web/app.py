@@ -7,7 +7,7 @@ import secrets
 from flask import Flask
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from gisapp.config import PACKAGE, ROOT, load_config
+from gisapp.config import PACKAGE, ConfigError, load_config, resource_dir
 from gisapp.web import auth, errors, request, views
 
 
@@ -16,10 +16,13 @@ def create_app(config: dict | None = None) -> Flask:
 
     Nothing is read from the store here; each request opens what it needs.
     """
+    templates = resource_dir("templates")
+    if not templates.is_dir():
+        raise ConfigError(f"template folder {templates} is missing (reinstall gisapp)")
     app = Flask(
         "gisapp",
         root_path=str(PACKAGE),
-        template_folder=str(ROOT / "templates"),
+        template_folder=str(templates),
         static_folder=str(PACKAGE / "static"),
         static_url_path="/static",
     )
