@@ -27,6 +27,7 @@ def _prefers_html() -> bool:
 
 def _fmt(kind: str = "other", layer=None) -> str:
     ogcapi.check_params(request.args, ogcapi.allowed_params(kind, layer))
+    ogcapi.check_lang(request.args)
     return ogcapi.output_format(request.args, _prefers_html())
 
 
