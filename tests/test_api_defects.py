@@ -152,6 +152,33 @@ def test_the_maps_bbox_keeps_its_order_rule(client):
     assert_error(client.get("/export/construction_permits.geojson?bbox=108.3,15.9,108.1,16.1"))
 
 
+# -- unknown parameters on tiles, TileJSON and exports ------------------------------------------------
+
+@pytest.mark.parametrize("path", [
+    "/tiles/construction_permits/14/13116/7453.mvt?ward_code=20314",
+    "/tiles/construction_permits/14/13116/7453.mvt?ward=20314&stauts=RETURNED",
+    "/tiles/findings/16/52469/29813.mvt?datetime=2022-03-01",
+    "/tiles/construction_permits.json?ward_code=20314",
+    "/export/construction_permits.geojson?ward_code=20314",
+    "/export/sidewalk_permits.csv?limit=10",
+    "/export/findings.gpkg?srs=4326",
+])
+def test_unknown_parameters_are_refused_not_ignored(client, path):
+    body = assert_error(client.get(path))
+    unknown = min(set(parse_qs(urlsplit(path).query)) - {"ward"})
+    assert body["description"].startswith(f"{unknown}: unknown parameter")
+    assert body["code"] == "InvalidParameterValue"
+
+
+def test_the_known_parameters_still_work(client, store):
+    r = client.get("/tiles/construction_permits/14/13116/7453.mvt?ward=20314&status=RETURNED")
+    assert r.status_code in (200, 204)
+    r = client.get("/tiles/construction_permits.json?ward=20314&q=kiet")
+    assert r.status_code == 200 and "ward=20314" in r.get_json()["tiles"][0]
+    r = client.get("/export/construction_permits.gpkg?ward=20314&crs=4326&from=2022-02-01")
+    assert r.status_code == 200
+
+
 # -- the OpenAPI document, lang and the paging links ------------------------------------------------------
 
 @pytest.mark.parametrize("max_items", [10000, 500])

@@ -1,7 +1,9 @@
 """``/tiles/…``: Mapbox Vector Tiles of the map layers, and their TileJSON, for QGIS, GDAL and web maps.
 
 ``/tiles/<layer>/<z>/<x>/<y>.mvt`` takes the map's filter parameters (parsed
-strictly, as ``/data``: a bad value is a 400 JSON error naming it).  An
+strictly, as ``/data``: a bad value is a 400 JSON error naming it); any other
+parameter is a 400 too, as on ``/api``, so that a client never takes an
+unfiltered tile for a filtered one (``ward_code=`` is not ``ward=``).  An
 empty tile is ``204 No Content``.  Below :data:`gisapp.tiles.MIN_ZOOM` a
 tile is refused with 400: the map shows per-ward counts there.
 
@@ -19,6 +21,8 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from gisapp import geo, tiles
 from gisapp.errors import ApiError
+from gisapp.filters import PARAMS
+from gisapp.ogcapi import check_params
 from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
 from gisapp.tile_disk import shared_tiles
 from gisapp.views.data import strict_filter
@@ -39,6 +43,7 @@ def tile(layer: str, z: str, x: str, y: str):
     """One tile of ``layer`` for the request's filter (204 when it is empty)."""
     _layer(layer)
     z, x, y = tiles.check_tile(z, x, y, min_zoom=tiles.MIN_ZOOM)
+    check_params(request.args, PARAMS)
     store = get_store()
     flt = strict_filter(store)
     version = store.version()
@@ -100,6 +105,7 @@ def _etag(version: str | None, tile: str, flt) -> str | None:
 def tilejson(layer: str):
     """TileJSON 3.0.0 of ``layer``: the tile URL (with the request's filter), zooms, bounds and fields."""
     lay = LAYERS[_layer(layer)]
+    check_params(request.args, PARAMS)
     store = get_store()
     params = strict_filter(store).with_(q_personal=False).to_params()
     url = f"{request.url_root}tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt" + (f"?{urlencode(params)}" if params else "")
