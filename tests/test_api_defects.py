@@ -9,6 +9,8 @@ Every test runs on both stores: the demo data, analysed by the store's own analy
 from __future__ import annotations
 
 import datetime as dt
+import math
+import re
 from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
@@ -231,3 +233,40 @@ def test_prev_links_inside_the_data_and_of_an_empty_result(client):
     assert fc["numberMatched"] == 0
     assert parse_qs(urlsplit(_rel(fc, "prev")[0]).query)["offset"] == ["0"]
     assert not _rel(orjson.loads(client.get(f"{ITEMS}?limit=10").data), "prev")
+
+
+# -- findings: areas to cm², distances to mm, the same in every output ---------------------------------------
+
+def _decimals(values) -> int:
+    """The most decimals any of the (finite) values needs in its shortest repr."""
+    out = 0
+    for v in values:
+        if v is None or math.isnan(v):
+            continue
+        text = repr(float(v))
+        assert "e" not in text, text
+        out = max(out, len(text.split(".")[1].rstrip("0")) if "." in text else 0)
+    return out
+
+
+def test_findings_are_rounded_where_the_analysis_computes_them(store):
+    """Each backend's own analysis (geopandas; SQL on PostGIS) stores areas with at most 4 decimals of m²
+    (cm²) and distances with at most 3 decimals of m (mm): no float noise like 3.864000000154709 or 4.41e-11."""
+    findings = store.read("findings")
+    assert findings["overlap_area_m2"].notna().sum() > 10 and findings["distance_m"].notna().sum() > 10
+    assert _decimals(findings["overlap_area_m2"]) <= 4
+    assert _decimals(findings["distance_m"]) <= 3
+    clash = findings[(findings["a_id"] == "VH-2022-0029") & (findings["b_id"] == "VH-2022-0111")]
+    assert clash["overlap_area_m2"].tolist() == [3.864]  # the issue's example
+    assert (findings.loc[findings["kind"] == "CLASH", "distance_m"] == 0).all()
+
+
+def test_rounded_findings_in_the_api_and_the_exports(client):
+    body = client.get("/api/collections/findings/items?limit=10000").get_data(as_text=True)
+    fc = orjson.loads(body)
+    assert fc["numberMatched"] > 100
+    for name, decimals in (("overlap_area_m2", 4), ("distance_m", 3)):
+        assert _decimals(f["properties"][name] for f in fc["features"]) <= decimals
+    assert not re.search(r'"(overlap_area_m2|distance_m)":-?\d+(\.\d+)?e', body)
+    csv = client.get("/export/findings.csv").get_data(as_text=True)
+    assert "3.864," in csv and "000000" not in csv and "e-1" not in csv
