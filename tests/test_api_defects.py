@@ -270,3 +270,82 @@ def test_rounded_findings_in_the_api_and_the_exports(client):
     assert not re.search(r'"(overlap_area_m2|distance_m)":-?\d+(\.\d+)?e', body)
     csv = client.get("/export/findings.csv").get_data(as_text=True)
     assert "3.864," in csv and "000000" not in csv and "e-1" not in csv
+
+
+# -- the sidewalk permit page -----------------------------------------------------------------------------
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def staff_app(store, tmp_path):
+    """The app with a real staff account (personal fields are for signed-in staff only)."""
+    from gisapp.accounts import Accounts
+
+    Accounts(tmp_path / "acc.sqlite").add("lan", PASSWORD, "viewer")
+    return create_app({"STORE": _url(store), "TESTING": True, "TILES": "none", "ACCOUNTS": str(tmp_path / "acc.sqlite")})
+
+
+def signed_in(app):
+    client = app.test_client()
+    page = client.get("/login").get_data(as_text=True)
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
+    assert client.post("/login", data={"username": "lan", "password": PASSWORD, "csrf_token": csrf}).status_code == 302
+    return client
+
+
+def _links(page: str) -> set[str]:
+    return set(re.findall(r'href="/permits/([^"#?]+)"', page))
+
+
+def test_a_sidewalk_permit_has_a_page(staff_app, store):
+    """The issue's finding names VH-2022-0029: its page shows its fields, ward, dates and that finding."""
+    record = store.get("sidewalk_permits", "VH-2022-0029").iloc[0]
+    r = staff_app.test_client().get("/permits/VH-2022-0029")
+    assert r.status_code == 200 and r.mimetype == "text/html"
+    page = r.get_data(as_text=True)
+    assert 'data-testid="permit-no">VH-2022-0029<' in page
+    assert "Hòa Xuân" in page and ">20314" in page  # the ward, by code and name
+    assert record["start_on"].strftime("%d/%m/%Y") in page and record["end_on"].strftime("%d/%m/%Y") in page
+    assert "Trông giữ xe" in page  # coded values as labels (purpose PARKING)
+    findings = re.search(r'data-testid="findings">(.*?)</table>', page, re.DOTALL).group(1)
+    assert "CL-09b16f2b340a3281" in findings and "3,86" in findings
+    assert _links(findings) == {"VH-2022-0111"}  # the other permit; not itself
+    assert staff_app.test_client().get("/permits/VH-2022-0111").status_code == 200
+    assert "Sidewalk-use permit" in staff_app.test_client().get("/permits/VH-2022-0029?lang=en").get_data(as_text=True)
+
+
+def test_the_applicant_is_shown_to_signed_in_staff_only(staff_app, store):
+    name = store.get("sidewalk_permits", "VH-2022-0029")["applicant_name"].iloc[0]
+    assert name
+    anonymous = staff_app.test_client().get("/permits/VH-2022-0029").get_data(as_text=True)
+    assert name not in anonymous and 'data-field="applicant_name"' not in anonymous
+    staff = signed_in(staff_app).get("/permits/VH-2022-0029").get_data(as_text=True)
+    assert name in staff and 'data-field="applicant_name"' in staff
+
+
+def test_dossier_pages_link_the_sidewalk_permits_of_their_findings(client, store):
+    findings = store.read("findings")
+    linked = findings[findings["kind"] == "LINKED"].iloc[0]
+    page = client.get(f"/permits/{linked['a_id']}").get_data(as_text=True)
+    table = re.search(r'data-testid="findings">(.*?)</table>', page, re.DOTALL).group(1)
+    assert linked["b_id"] in _links(table) and linked["a_id"] not in _links(table)
+    assert linked["b_id"] in _links(re.search(r'data-testid="linked-sidewalk">(.*?)</table>', page, re.DOTALL).group(1))
+    sidewalk = client.get(f"/permits/{linked['b_id']}").get_data(as_text=True)
+    assert linked["a_id"] in _links(sidewalk)  # back to the dossier: its construction_dossier_code and the finding
+    mismatch = findings[findings["kind"] == "WARD_MISMATCH"].iloc[0]
+    page = client.get(f"/permits/{mismatch['a_id']}").get_data(as_text=True)
+    table = re.search(r'data-testid="findings">(.*?)</table>', page, re.DOTALL).group(1)
+    assert mismatch["b_id"] in table and mismatch["b_id"] not in _links(table)  # a ward's key has no page
+
+
+def test_the_permits_findings_name_have_pages(client, store):
+    """Both ids of the first finding of each kind (a ward mismatch's b_id is a ward's key)."""
+    findings = store.read("findings").groupby("kind").head(1)
+    assert len(findings) == 6
+    ids = set(findings["a_id"]) | set(findings.loc[findings["kind"] != "WARD_MISMATCH", "b_id"].dropna())
+    assert any(i.startswith("VH-") for i in ids) and any(i.startswith("XD-") for i in ids)
+    for code in sorted(ids):
+        assert client.get(f"/permits/{code}").status_code == 200, code
+    r = client.get("/permits/VH-0000-NOPE")
+    assert r.status_code == 404 and "VH-0000-NOPE" in r.get_data(as_text=True)
