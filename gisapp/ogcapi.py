@@ -194,7 +194,10 @@ def _instant(text: str) -> dt.date:
             raise FilterError("datetime", f"{text!r} has an impossible UTC offset {offset!r}")
         zone = dt.timezone((-1 if offset[0] == "-" else 1) * dt.timedelta(hours=hours, minutes=minutes))
     moment = dt.datetime.combine(date, dt.time(int(hour), int(minute or 0), min(int(second or 0), 59)), zone)
-    return moment.astimezone(LOCAL_TIME).date()
+    try:
+        return moment.astimezone(LOCAL_TIME).date()
+    except OverflowError:  # 0001-01-01T00:00+08:00, 9999-12-31T23:00-05:00: beyond the calendar here
+        raise FilterError("datetime", f"{text!r} lies outside the years 1-9999 in the district's time") from None
 
 
 def items_filter(layer: Layer, args, known_wards=None, personal: bool = False) -> Filter:
