@@ -38,7 +38,7 @@ class Filter:
     date_from: dt.date | None = None
     date_to: dt.date | None = None
     q: str | None = None
-    bbox: tuple[float, float, float, float] | None = None  # WGS84 lon/lat
+    bbox: tuple[float, float, float, float] | None = None  # WGS84 lon/lat; west > east: across the antimeridian
     q_personal: bool = False  # ``q`` also searches owner names (signed-in staff only; not a URL parameter)
 
     def is_empty(self) -> bool:
@@ -108,20 +108,29 @@ def parse_date(text: str, param: str) -> dt.date:
         raise FilterError(param, f"{text!r} is not a date (YYYY-MM-DD)") from None
 
 
-def parse_bbox(text: str, param: str = "bbox") -> tuple[float, float, float, float]:
-    """``minlon,minlat,maxlon,maxlat`` in WGS84, checked for range and order."""
+def parse_bbox(text: str, param: str = "bbox", *, ogc: bool = False) -> tuple[float, float, float, float]:
+    """``minlon,minlat,maxlon,maxlat`` in WGS84, checked for range and order.
+
+    ``ogc``: as OGC API – Features Part 1 defines ``bbox``: six numbers too (``minlon,minlat,minheight,
+    maxlon,maxlat,maxheight``; the heights are ignored), and a west edge greater than the east edge is a
+    box across the antimeridian (kept so: ``geo.bbox_polygon`` makes it the union of its two halves).
+    """
     parts = text.split(",")
-    if len(parts) != 4:
-        raise FilterError(param, "needs four numbers: minLon,minLat,maxLon,maxLat")
+    if len(parts) != 4 and not (ogc and len(parts) == 6):
+        raise FilterError(param, "needs four or six numbers: minLon,minLat[,minHeight],maxLon,maxLat[,maxHeight]"
+                          if ogc else "needs four numbers: minLon,minLat,maxLon,maxLat")
     try:
-        x1, y1, x2, y2 = (float(p) for p in parts)
+        values = [float(p) for p in parts]
     except ValueError:
         raise FilterError(param, f"{text!r} has a value that is not a number") from None
-    if not all(math.isfinite(v) for v in (x1, y1, x2, y2)):
+    if not all(math.isfinite(v) for v in values):
         raise FilterError(param, "values must be finite numbers")
+    x1, y1, x2, y2 = values if len(values) == 4 else (values[0], values[1], values[3], values[4])
     if not (-180 <= x1 <= 180 and -180 <= x2 <= 180 and -90 <= y1 <= 90 and -90 <= y2 <= 90):
         raise FilterError(param, "longitudes must lie in -180..180 and latitudes in -90..90")
-    if x1 > x2 or y1 > y2:
+    if ogc and y1 > y2:
+        raise FilterError(param, "the south edge (minLat) is north of the north edge (maxLat)")
+    if (x1 > x2 and not ogc) or y1 > y2:
         raise FilterError(param, "minimum is greater than maximum")
     return (x1, y1, x2, y2)
 

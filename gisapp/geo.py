@@ -34,9 +34,14 @@ AREA_5899 = (100.0, 6.0, 115.0, 26.0)
 def bbox_polygon(bbox, src: str = WEB_CRS, dst: str = STORE_CRS, densify: int = 16):
     """The WGS84 ``bbox`` (minlon, minlat, maxlon, maxlat) as a polygon in ``dst``.
 
-    Edges are densified so the curved image of the box is followed closely.
+    Edges are densified so the curved image of the box is followed closely.  A lon/lat box whose west
+    edge is greater than its east edge crosses the antimeridian (OGC API bbox): the union of its halves.
     """
     x1, y1, x2, y2 = bbox
+    if x1 > x2 and src == WEB_CRS:
+        halves = [bbox_polygon(half, src, dst, densify) for half in ((x1, y1, 180.0, y2), (-180.0, y1, x2, y2))]
+        halves = [h for h in halves if not h.is_empty]
+        return shapely.MultiPolygon(halves) if len(halves) == 2 else (halves[0] if halves else shapely.Polygon())
     if src == WEB_CRS and dst == STORE_CRS:
         # Clamp to where the projection is defined (its area of use, with a margin): a whole-world box
         # means "everything", not an invalid polygon. Nothing of the store lies outside it.

@@ -14,7 +14,6 @@ import shapely.affinity
 from click.testing import CliRunner
 
 from gisapp import schema
-
 from gisapp.analysis import overlaps as analysis
 
 from gisapp.demo import build as demo

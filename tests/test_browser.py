@@ -265,3 +265,56 @@ def test_permit_page_links_back_to_the_map_centred_on_the_dossier(page, server, 
     assert abs(lat - lot.centroid.y) < 1e-4 and abs(lon - lot.centroid.x) < 1e-4
     assert drawn_codes(page) == {code}
     assert page.errors == []
+
+
+@pytest.fixture(scope="module")
+def findings_server(demo_frames, tmp_path_factory):
+    """The demo with its overlap findings, served to an anonymous visitor; yields (base URL, store)."""
+    from gisapp.analysis.overlaps import AnalysisParams, find_overlaps
+
+    frames, meta = demo_frames
+    findings = find_overlaps(frames["construction_permits"], frames["sidewalk_permits"], frames["wards"],
+                             AnalysisParams()).findings
+    s = GeoPackageStore(tmp_path_factory.mktemp("findings") / "demo.gpkg", must_exist=False)
+    s.write({**frames, "findings": findings}, meta=meta)
+    with live_server(create_app({"STORE": s.url, "TILES": "none"})) as base:
+        yield base, s
+
+
+def open_finding_popup(rec, finding_id: str):
+    """Open the map's popup of a finding as a click on it would (the popup belongs to the layer group)."""
+    rec.page.evaluate("""(id) => {
+        gisapp.groups.findings.eachLayer(g => g.eachLayer(l => {
+            if (l.feature.properties.finding_id === id) {
+                l.fire("click", {latlng: l.getBounds().getCenter()}, true);
+            }
+        }));
+    }""", finding_id)
+    popup = rec.page.locator(".leaflet-popup-content [data-testid=findings-popup]")
+    popup.wait_for(timeout=10000)
+    return popup
+
+
+def test_findings_link_to_the_pages_of_the_permits_they_name(chromium, findings_server, tmp_path):
+    """Dossier page → its finding's sidewalk permit (table link and map popup) → that permit's own page."""
+    base, s = findings_server
+    findings = s.read("findings")
+    linked = findings[findings["kind"] == "LINKED"].iloc[0]
+    rec = open_page(chromium, base)
+    try:
+        rec.page.goto(base + f"/permits/{linked['a_id']}")
+        rec.page.wait_for_function("window.gisapp && gisapp.idle() && gisapp.state.drawn.findings > 0")
+        popup = open_finding_popup(rec, linked["finding_id"])
+        hrefs = {a.get_attribute("href") for a in popup.locator("a.page-link").all()}
+        assert hrefs == {f"/permits/{linked['a_id']}", f"/permits/{linked['b_id']}"}
+        rec.page.keyboard.press("Escape")
+        rec.page.get_by_test_id("findings").get_by_role("link", name=linked["b_id"]).click()
+        rec.page.wait_for_url(f"**/permits/{linked['b_id']}")
+        assert rec.page.get_by_test_id("permit-no").inner_text() == linked["b_id"]
+        rec.page.wait_for_function("window.gisapp && gisapp.idle() && gisapp.state.drawn.sidewalk > 0")
+        assert linked["finding_id"] in rec.page.get_by_test_id("findings").inner_text()
+        assert rec.page.get_by_test_id("sidewalk-fields").get_by_role("link", name=linked["a_id"]).is_visible()
+        shoot(rec, tmp_path, "sidewalk-permit.png")
+        assert rec.errors == [] and rec.outside() == []
+    finally:
+        rec.page.context.close()

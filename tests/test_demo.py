@@ -13,7 +13,6 @@ import shapely
 from click.testing import CliRunner
 
 from gisapp import domain, schema
-
 from gisapp.demo import build as demo
 
 from gisapp.demo import wards as demo_wards

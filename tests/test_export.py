@@ -14,7 +14,6 @@ import shapely
 from click.testing import CliRunner
 
 from gisapp import geo, privacy, schema
-
 from gisapp.web.app import create_app
 
 from gisapp.formats import exports as exporting

@@ -19,7 +19,6 @@ import shapely
 from click.testing import CliRunner
 
 from gisapp import domain, geo, schema
-
 from gisapp.analysis import overlaps as analysis
 from gisapp.analysis import sql as analysis_sql
 

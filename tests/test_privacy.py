@@ -11,7 +11,6 @@ import re
 import pytest
 
 from gisapp import geo, schema
-
 from gisapp.web.app import create_app
 
 from gisapp.tiles import mvt as tiles

@@ -8,7 +8,6 @@ import pytest
 import shapely
 
 from gisapp import domain, schema
-
 from gisapp.web import stats
 from gisapp.filters import Filter
 from gisapp.store.gpkg import GeoPackageStore

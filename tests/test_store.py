@@ -8,7 +8,6 @@ import pytest
 import shapely
 
 from gisapp import geo, schema
-
 from gisapp.formats import geojson
 from gisapp.filters import Filter
 from gisapp.store import StoreError, open_store

@@ -376,7 +376,7 @@ def _near(rows, params: AnalysisParams, wards: _WardTable) -> dict | None:
     geoms = _geoms(f["wkb"])
     dist = shapely.distance(_geoms(f["parcel"]), geoms)
     near = dist <= params.distance_m + DISTANCE_EPSILON
-    f, geoms, dist = _keep(f, near), geoms[near], dist[near]
+    f, geoms, dist = _keep(f, near), geoms[near], np.round(dist[near], analysis.DISTANCE_DECIMALS)
     first, last = _ints(f["first"]), _ints(f["last"])
     days = last - first + 1
     text = _number(_tenths(dist) / 10, 1)
@@ -406,7 +406,7 @@ def _pairs(rows, wards: _WardTable) -> dict | None:
     inter = shapely.intersection(a, b)
     area = shapely.area(inter)
     solid = area > AREA_EPSILON
-    f, inter, area = _keep(f, solid), inter[solid], area[solid]
+    f, inter, area = _keep(f, solid), inter[solid], np.round(area[solid], analysis.AREA_DECIMALS)
     gap = _ints(f["gap"])
     clash = gap <= 0
     first, last = _ints(f["first"]), _ints(f["last"])
@@ -462,6 +462,7 @@ def _ward_mismatch(rows, wards: _WardTable) -> dict | None:
         detail.append(f"Khai phường {said}, thửa đất nằm ngoài các phường theo ranh giới ngày {day}" if k < 0
                       else f"Khai phường {said}, thửa đất thuộc phường {c} {name} theo ranh giới ngày {day}")
     area = np.where(np.isnan(part), shapely.area(geoms), part)  # wholly in its ward: the parcel's area
+    area = np.round(area, analysis.AREA_DECIMALS)
     return _block("WARD_MISMATCH", len(geoms), a_id=f["a_id"],
                   b_id=np.where(found, wards.keys[np.maximum(idx, 0)] if len(wards.keys) else None, None),
                   ward_code=code, overlap_area_m2=np.where(found, area, np.nan), overlap_start=received,

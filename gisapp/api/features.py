@@ -15,8 +15,13 @@ Where the standard and the issue differ, the standard wins:
   declared in the OpenAPI document, per collection.
 - ``datetime`` selects by the layer's own dates: received date
   (construction permits), permit period (sidewalk permits), overlap
-  period (findings), validity (wards).  Dates are whole days; the time of
-  day of a date-time value is ignored.
+  period (findings), validity (wards).  Dates are whole days: a date-time
+  (RFC 3339: ``T``/``Z`` in either case; impossible times are a 400) selects
+  the day it falls on in the district, UTC+7 (``2022-03-01T23:30:00-05:00``
+  is 2 March); a date is the day it names.
+- ``bbox`` takes 4 or 6 numbers (heights ignored); a west edge greater than
+  the east edge is a box across the antimeridian, the union of its two
+  halves (/req/core/fc-bbox-definition).
 """
 
 from __future__ import annotations
@@ -50,14 +55,20 @@ PROPERTY_PARAMS = {
     "channel": "channels", "purpose": "purposes", "kind": "kinds",
 }
 COMMON_PARAMS = ("f", "lang")
+#: Languages of the HTML pages (``lang``).
+LANGS = ("vi", "en")
 ITEMS_PARAMS = ("bbox", "datetime", "limit", "offset", "q")
 TITLE = "gisapp — OGC API – Features"
 DESCRIPTION = ("Construction-permit dossiers, sidewalk-use permits, overlap findings and ward boundaries "
                "of Cẩm Lệ district (Đà Nẵng), in WGS84 longitude/latitude.")
 
 _DATE = r"\d{4}-\d{2}-\d{2}"
-# RFC 3339 date or date-time; also "YYYY-MM-DDT" and partial times, which GDAL's OAPIF driver sends.
-_INSTANT = re.compile(rf"^({_DATE})(T(\d{{2}}(:\d{{2}}(:\d{{2}}(\.\d+)?)?)?)?(Z|z|[+-]\d{{2}}:?\d{{2}})?)?$")
+# RFC 3339 date or date-time (the "T" and "Z" in either case, section 5.6); also "YYYY-MM-DDT" and partial
+# times, which GDAL's OAPIF driver sends.  Groups: date, hour, minute, second, offset.
+_INSTANT = re.compile(rf"^({_DATE})(?:[Tt](?:(\d{{2}})(?::(\d{{2}})(?::(\d{{2}})(?:\.\d+)?)?)?)?"
+                      r"([Zz]|[+-]\d{2}:?\d{2})?)?$")
+#: The district's time zone: UTC+7 all year (Asia/Ho_Chi_Minh); a date-time is compared by its day there.
+LOCAL_TIME = dt.timezone(dt.timedelta(hours=7), "Asia/Ho_Chi_Minh")
 
 
 class OgcError(Exception):
@@ -95,6 +106,13 @@ def check_params(args, allowed) -> None:
     unknown = sorted(set(args.keys()) - set(allowed))
     if unknown:
         raise FilterError(unknown[0], f"unknown parameter; this endpoint accepts {', '.join(allowed)}")
+
+
+def check_lang(args) -> None:
+    """400 for a ``lang`` other than the languages of the pages (``vi``, ``en``; empty means none)."""
+    lang = args.get("lang")
+    if lang and lang not in LANGS:
+        raise FilterError("lang", f"{lang!r} is not offered; use one of {', '.join(LANGS)}")
 
 
 def output_format(args, prefers_html: bool, *, offered=("json", "html")) -> str:
@@ -152,13 +170,36 @@ def parse_datetime(text: str) -> tuple[dt.date | None, dt.date | None]:
 
 
 def _instant(text: str) -> dt.date:
+    """The day of an RFC 3339 date or date-time in the district (:data:`LOCAL_TIME`).
+
+    A date is that day; a date-time with an offset (``Z``, ``+hh:mm``) is converted to UTC+7 first, so
+    ``2022-03-01T23:30:00-05:00`` is 2 March; one without an offset is taken as local time.  Hours
+    above 23, minutes above 59, seconds above 60 (a leap second) and offsets beyond ±23:59 are a 400.
+    """
     m = _INSTANT.match(text.strip())
     if not m:
         raise FilterError("datetime", f"{text!r} is not a date or date-time (RFC 3339)")
+    day, hour, minute, second, offset = m.groups()
     try:
-        return dt.date.fromisoformat(m.group(1))
+        date = dt.date.fromisoformat(day)
     except ValueError:
         raise FilterError("datetime", f"{text!r} is not a valid date") from None
+    if int(hour or 0) > 23 or int(minute or 0) > 59 or int(second or 0) > 60:
+        raise FilterError("datetime", f"{text!r} is not a valid time (hours 00-23, minutes 00-59, seconds 00-60)")
+    if offset is None or hour is None:
+        return date
+    if offset in ("Z", "z"):
+        zone = dt.UTC
+    else:
+        hours, minutes = int(offset[1:3]), int(offset[-2:])
+        if hours > 23 or minutes > 59:
+            raise FilterError("datetime", f"{text!r} has an impossible UTC offset {offset!r}")
+        zone = dt.timezone((-1 if offset[0] == "-" else 1) * dt.timedelta(hours=hours, minutes=minutes))
+    moment = dt.datetime.combine(date, dt.time(int(hour), int(minute or 0), min(int(second or 0), 59)), zone)
+    try:
+        return moment.astimezone(LOCAL_TIME).date()
+    except OverflowError:  # 0001-01-01T00:00+08:00, 9999-12-31T23:00-05:00: beyond the calendar here
+        raise FilterError("datetime", f"{text!r} lies outside the years 1-9999 in the district's time") from None
 
 
 def items_filter(layer: Layer, args, known_wards=None, personal: bool = False) -> Filter:
@@ -185,7 +226,7 @@ def items_filter(layer: Layer, args, known_wards=None, personal: bool = False) -
         values[PROPERTY_PARAMS[param]] = tuple(codes)
     bbox = args.get("bbox")
     if bbox is not None:
-        values["bbox"] = parse_bbox(bbox)
+        values["bbox"] = parse_bbox(bbox, ogc=True)
     when = args.get("datetime")
     if when is not None:
         values["date_from"], values["date_to"] = parse_datetime(when)
@@ -365,8 +406,8 @@ class ItemsPage:
         if self.offset + self.returned < self.matched:
             links.append(_link(_url(self.base, path, {**paging, "offset": self.offset + self.limit, "f": "json"}),
                                "next", GEOJSON, "Next page"))
-        if self.offset > 0:
-            prev = max(0, self.offset - self.limit)
+        if self.offset > 0:  # the page before, or past the end the last page: never a page beyond the data
+            prev = max(0, min(self.offset - self.limit, self.matched - self.limit))
             links.append(_link(_url(self.base, path, {**paging, "offset": prev, "f": "json"}),
                                "prev", GEOJSON, "Previous page"))
         links.append(_link(f"{self.base}/collections/{self.layer.name}?f=json", "collection", JSON,
@@ -432,14 +473,19 @@ def _parameters(max_items: int) -> dict:
     params = {
         "f": _param("f", {"type": "string", "enum": ["json", "html"]},
                     "Output format; without it the Accept header decides (JSON unless HTML is preferred)."),
-        "lang": _param("lang", {"type": "string", "enum": ["vi", "en"]}, "Language of HTML pages."),
-        "bbox": _param("bbox", {"type": "array", "minItems": 4, "maxItems": 4, "items": {"type": "number"}},
-                       "minLon,minLat,maxLon,maxLat in WGS84 (CRS84); a feature matches when its geometry "
-                       "intersects the box. Out-of-range or inverted values are a 400.", explode=False),
+        "lang": _param("lang", {"type": "string", "enum": list(LANGS)},
+                       "Language of HTML pages; another value is a 400."),
+        "bbox": _param("bbox", {"type": "array", "minItems": 4, "maxItems": 6, "items": {"type": "number"}},
+                       "minLon,minLat,maxLon,maxLat in WGS84 (CRS84), or with heights minLon,minLat,minHeight,"
+                       "maxLon,maxLat,maxHeight (heights ignored); a feature matches when its geometry "
+                       "intersects the box. A minLon greater than maxLon is a box across the antimeridian. "
+                       "Out-of-range values or a minLat greater than maxLat are a 400.", explode=False),
         "datetime": _param("datetime", {"type": "string"},
                            "A date or date-time (RFC 3339), or an interval start/end where either end may be "
-                           "'..' (open). Matches on the collection's own dates, by whole days."),
-        "limit": _param("limit", {"type": "integer", "minimum": 1, "default": DEFAULT_LIMIT},
+                           "'..' (open). Matches on the collection's own dates, by whole days: a date-time "
+                           "counts as the day it falls on in the district (UTC+7)."),
+        "limit": _param("limit", {"type": "integer", "minimum": 1, "maximum": max_items,
+                                  "default": DEFAULT_LIMIT},
                         f"Features per page (default {DEFAULT_LIMIT}). Values above {max_items} are clamped to "
                         f"{max_items} as OGC API – Features recommends; 0, negative or non-integer values are a 400.",
                         explode=False),

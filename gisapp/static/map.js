@@ -76,14 +76,21 @@
     return String(value);
   };
 
-  /** A two-column table of fields (label, formatted value). */
-  App.prototype.fieldTable = function (names, values) {
+  /** A two-column table of fields (label, formatted value); the values of `linked` fields link to their page. */
+  App.prototype.fieldTable = function (names, values, linked) {
     var self = this;
     var rows = names.map(function (name) {
-      return el("tr", {}, [el("th", {text: self.fieldLabel(name)}), el("td", {text: self.format(name, values[name])})]);
+      var value = values[name];
+      var cell = linked && linked.indexOf(name) >= 0 && value
+        ? el("td", {}, [el("a", {href: self.pageUrl(value), "class": "page-link", text: String(value)})])
+        : el("td", {text: self.format(name, value)});
+      return el("tr", {}, [el("th", {text: self.fieldLabel(name)}), cell]);
     });
     return el("table", {"class": "popup-fields"}, [el("tbody", {}, rows)]);
   };
+
+  /** The page of a dossier (XD-…) or a sidewalk permit (VH-…). */
+  App.prototype.pageUrl = function (code) { return this.url("/permits/" + encodeURIComponent(code)); };
 
   App.prototype.url = function (path, params) {
     var query = params ? params.toString() : "";
@@ -234,12 +241,15 @@
     return {color: c, weight: 2.5, dashArray: "2 3", fillColor: c, fillOpacity: 0.25, opacity: 1};
   };
 
-  App.prototype.simplePopup = function (names, titleKey) {
+  App.prototype.simplePopup = function (names, titleKey, spec) {
     var self = this;
     return function (layer) {
       var p = layer.feature.properties;
-      return el("div", {"class": "popup"}, [el("div", {"class": "popup-title", text: p[titleKey]}),
-                                            self.fieldTable(names, p)]);
+      var linked = spec.linked ? spec.linked(p) : [];
+      var link = spec.pageLink ? el("a", {href: self.pageUrl(p[titleKey]), "class": "popup-link",
+                                          text: self.t(spec.pageLink)}) : null;
+      return el("div", {"class": "popup", "data-testid": spec.layer + "-popup"}, [
+        el("div", {"class": "popup-title", text: p[titleKey]}), self.fieldTable(names, p, linked), link]);
     };
   };
 
@@ -256,7 +266,8 @@
       },
       popupFields: ["purpose", "status", "start_on", "end_on", "sidewalk_width_m", "used_width_m", "address",
                     "construction_dossier_code"],
-      title: "permit_no"
+      title: "permit_no", pageLink: "open_sidewalk",
+      linked: function () { return ["construction_dossier_code"]; }
     },
     findings: {
       layer: "findings", filtered: "side", style: "findingStyle",
@@ -266,7 +277,9 @@
                                             (p.a_id || "") + (p.b_id ? " ↔ " + p.b_id : "")]);
       },
       popupFields: ["kind", "a_id", "b_id", "overlap_start", "overlap_end", "overlap_area_m2", "distance_m"],
-      title: "finding_id"
+      title: "finding_id",
+      // the dossiers and sidewalk permits it names have a page; a ward mismatch's b_id is a ward's key
+      linked: function (p) { return p.kind === "WARD_MISMATCH" ? ["a_id"] : ["a_id", "b_id"]; }
     }
   };
 
@@ -312,7 +325,7 @@
         // one tooltip and one popup for the whole layer: Leaflet hands the feature under the pointer
         var tooltip = typeof spec.tooltip === "function" ? spec.tooltip : self[spec.tooltip].bind(self);
         var popup = spec.popup ? function (child) { return self[spec.popup](child, layer); }
-          : self.simplePopup(spec.popupFields, spec.title);
+          : self.simplePopup(spec.popupFields, spec.title, spec);
         layer.bindTooltip(tooltip, {sticky: true});
         layer.bindPopup(popup, {maxWidth: 360});
         group.addLayer(layer);

@@ -26,7 +26,6 @@ import pyogrio
 import shapely
 
 from gisapp import geo, schema
-
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (

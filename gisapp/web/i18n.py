@@ -89,9 +89,15 @@ STRINGS: dict[str, tuple[str, str]] = {
     "period": ("Thời gian", "Period"),
     "neighbours": ("Thửa lân cận", "Neighbouring parcels"),
     "this_parcel": ("Thửa của hồ sơ này", "This dossier's parcel"),
+    "sidewalk_title": ("Giấy phép sử dụng tạm thời vỉa hè", "Sidewalk-use permit"),
+    "sidewalk_fields": ("Thông tin giấy phép", "Permit details"),
+    "sidewalk_findings": ("Phát hiện liên quan", "Findings about this permit"),
+    "open_sidewalk": ("Xem chi tiết giấy phép", "Open the permit page"),
+    "no_geometry": ("Giấy phép chưa có vị trí trên bản đồ", "The permit has no location on the map"),
     # errors
     "back_home": ("Về bản đồ", "Back to the map"),
-    "not_found_permit": ("Không tìm thấy hồ sơ {code}", "No dossier with code {code}"),
+    "not_found_permit": ("Không tìm thấy hồ sơ {code} (mã hồ sơ hoặc số giấy phép vỉa hè)",
+                         "No dossier with code {code}, nor a sidewalk permit with that number"),
     # sign-in, administration and upload pages
     'login_bad': ('Sai tên đăng nhập hoặc mật khẩu.', 'Wrong user name or password.'),
     'login_throttled': ('Đăng nhập sai quá nhiều lần. Vui lòng thử lại sau 15 phút.',

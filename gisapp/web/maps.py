@@ -377,9 +377,9 @@ def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], par
     return render(m, background, list(preload.values()))
 
 
-def permit_map(*, tiles: str, lang: str, detail: stats.PermitDetail, has_findings: bool, root: str = "",
-               script_url: str = "/static/map.js") -> MapPage:
-    """The small map of the permit page: the parcel, its neighbours, sidewalk permits, findings."""
+def permit_map(*, tiles: str, lang: str, detail: stats.PermitDetail | stats.SidewalkDetail, has_findings: bool,
+               root: str = "", script_url: str = "/static/map.js") -> MapPage:
+    """The small map of a dossier's or sidewalk permit's page: it, the parcels around, sidewalk permits, findings."""
     t = i18n.translator(lang)
     m, background = _new_map(tiles, lang, detail.center, 18)
     x1, y1, x2, y2 = detail.bbox
@@ -387,7 +387,8 @@ def permit_map(*, tiles: str, lang: str, detail: stats.PermitDetail, has_finding
               "sidewalk": _group(m, t("sidewalk_layer")), "findings": _group(m, t("findings_layer"))}
     folium.LayerControl(collapsed=True).add_to(m)
     Legend(status_legend(lang), title=t("legend"), open_=False).add_to(m)
-    config = js_config(lang, mode="permit", root=root, bounds=[[y1, x1], [y2, x2]], focus=detail.record["dossier_code"],
+    config = js_config(lang, mode="permit", root=root, bounds=[[y1, x1], [y2, x2]],
+                       focus=detail.record.get("dossier_code"),
                        hasFindings=has_findings, layers={k: g.get_name() for k, g in groups.items()}, params={})
     _Script(config, script_url).add_to(m)
     return render(m, background)

@@ -395,6 +395,39 @@ def permit_detail(store, code: str, calendar: domain.Calendar, nearby_m: float =
     )
 
 
+@dataclass
+class SidewalkDetail:
+    """What the sidewalk permit page shows about one permit."""
+
+    record: dict
+    ward_name: str | None  # of its ward code among the wards in force on its first day
+    center: tuple[float, float]  # lat, lon
+    bbox: tuple[float, float, float, float]  # WGS84 around the permit and its neighbours
+    dossier_exists: bool  # its construction dossier (if it names one) is in the store
+    findings: list[dict]
+
+
+def sidewalk_detail(store, permit_no: str, neighbours_m: float = 60.0) -> SidewalkDetail | None:
+    """The sidewalk permit ``permit_no`` with its ward's name and the findings naming it (``None``: no such permit)."""
+    frame = store.get(SIDEWALK, permit_no)
+    if not len(frame):
+        return None
+    record = _records(frame)[0]
+    geom = frame.geometry.iloc[0]
+    found = store.read(FINDINGS, Filter(q=permit_no))
+    found = found[(found["a_id"] == permit_no) | (found["b_id"] == permit_no)]
+    names = dict(wards_in_force(store, record["start_on"])) if record.get("start_on") else {}
+    dossier = record.get("construction_dossier_code")
+    center = geo.transform([geom.representative_point()])[0] if geom is not None and not geom.is_empty else None
+    return SidewalkDetail(
+        record=record, ward_name=names.get(record.get("ward_code")),
+        center=(center.y, center.x) if center is not None else None,
+        bbox=_wgs84_bbox(geom, neighbours_m) if center is not None else None,
+        dossier_exists=bool(dossier) and len(store.get(PERMITS, dossier)) > 0,
+        findings=_records(found),
+    )
+
+
 def _wgs84_bbox(geom, buffer_m: float) -> tuple[float, float, float, float]:
     """WGS84 bounds of ``geom`` (EPSG:5899) grown by ``buffer_m`` metres."""
     box = shapely.box(*geom.buffer(buffer_m).bounds)

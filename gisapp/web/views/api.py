@@ -9,12 +9,11 @@ import orjson
 from flask import Blueprint, Response, current_app, render_template, request
 
 from gisapp import privacy
-
 from gisapp.api import features as ogcapi
-from gisapp.web.errors import ApiError
 from gisapp.formats.geojson import property_columns
 from gisapp.schema import LAYERS
 from gisapp.web import auth
+from gisapp.web.errors import ApiError
 from gisapp.web.request import get_lang, get_store, known_wards
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -30,6 +29,7 @@ def _prefers_html() -> bool:
 
 def _fmt(kind: str = "other", layer=None) -> str:
     ogcapi.check_params(request.args, ogcapi.allowed_params(kind, layer))
+    ogcapi.check_lang(request.args)
     return ogcapi.output_format(request.args, _prefers_html())
 
 

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-
-from gisapp.web import maps
-
-from gisapp.web import stats
-from gisapp.web.errors import ApiError
 from gisapp.filters import FilterError, parse_filter
-from gisapp.web import auth
+from gisapp.web import auth, maps, stats
+from gisapp.web.errors import ApiError
 from gisapp.web.request import get_store, known_wards
 
 bp = Blueprint("data", __name__, url_prefix="/data")

@@ -1,4 +1,4 @@
-"""The HTML pages: the map ``/``, the ward dashboard ``/wards``, a dossier ``/permits/<code>``.
+"""The HTML pages: the map ``/``, the ward dashboard ``/wards``, a dossier or sidewalk permit ``/permits/<code>``.
 
 Filters are parsed leniently here: a bad value is dropped and named in a
 warning on the page, which still renders.
@@ -12,15 +12,9 @@ from urllib.parse import urlencode
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
 from gisapp import domain, privacy
-
-from gisapp.web import i18n
-
-from gisapp.web import maps
-
-from gisapp.web import stats
 from gisapp.filters import Filter, parse_filter
-from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS
-from gisapp.web import auth
+from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS, SIDEWALK_PERMITS
+from gisapp.web import auth, i18n, maps, stats
 from gisapp.web.request import get_lang, get_store, known_wards
 
 bp = Blueprint("pages", __name__)
@@ -100,16 +94,41 @@ def _charts(board: stats.Dashboard) -> list:
 
 @bp.get("/permits/<code>")
 def permit_page(code: str):
-    """Every field of a dossier, its small map, sidewalk permits near it and its findings."""
+    """Every field of a dossier, its small map, sidewalk permits near it and its findings.
+
+    A sidewalk permit number (``VH-…``; dossier codes are ``XD-…``) gets the sidewalk permit's page.
+    """
     store = get_store()
     detail = stats.permit_detail(store, code, current_app.config["CALENDAR"])
     if detail is None:
-        abort(404, description=i18n.text("not_found_permit", get_lang(), code=code))
+        return sidewalk_page(store, code)
     the_map = maps.permit_map(detail=detail, has_findings=store.count("findings") > 0, **map_inputs(store))
     shown = set(privacy.visible_fields(CONSTRUCTION_PERMITS, auth.show_personal()))
     return render_template("permit.html", d=detail, map=the_map,
                            fields=[f for f in CONSTRUCTION_PERMITS.fields if f.name in shown],
-                           sidewalk_fields=LAYERS["sidewalk_permits"].fields, finding_fields=LAYERS["findings"].fields)
+                           sidewalk_fields=LAYERS["sidewalk_permits"].fields, finding_fields=LAYERS["findings"].fields,
+                           page_ids=page_ids)
+
+
+def sidewalk_page(store, permit_no: str):
+    """Every field of a sidewalk permit (personal ones to signed-in staff only), its ward, map and findings."""
+    detail = stats.sidewalk_detail(store, permit_no)
+    if detail is None:
+        abort(404, description=i18n.text("not_found_permit", get_lang(), code=permit_no))
+    the_map = maps.permit_map(detail=detail, has_findings=store.count("findings") > 0, **map_inputs(store)) \
+        if detail.center else None
+    shown = set(privacy.visible_fields(SIDEWALK_PERMITS, auth.show_personal()))
+    return render_template("sidewalk.html", d=detail, map=the_map,
+                           fields=[f for f in SIDEWALK_PERMITS.fields if f.name in shown],
+                           finding_fields=LAYERS["findings"].fields, page_ids=page_ids)
+
+
+def page_ids(finding: dict) -> set[str]:
+    """The ids of a finding that have a page under ``/permits/``: dossiers and sidewalk permits (not wards)."""
+    ids = {finding.get("a_id")}
+    if finding.get("kind") != "WARD_MISMATCH":  # its b_id is a ward's key
+        ids.add(finding.get("b_id"))
+    return {i for i in ids if i}
 
 
 @bp.app_context_processor

@@ -1,7 +1,9 @@
 """``/tiles/…``: Mapbox Vector Tiles of the map layers, and their TileJSON, for QGIS, GDAL and web maps.
 
 ``/tiles/<layer>/<z>/<x>/<y>.mvt`` takes the map's filter parameters (parsed
-strictly, as ``/data``: a bad value is a 400 JSON error naming it).  An
+strictly, as ``/data``: a bad value is a 400 JSON error naming it); any other
+parameter is a 400 too, as on ``/api``, so that a client never takes an
+unfiltered tile for a filtered one (``ward_code=`` is not ``ward=``).  An
 empty tile is ``204 No Content``.  Below :data:`gisapp.tiles.mvt.MIN_ZOOM` a
 tile is refused with 400: the map shows per-ward counts there.
 
@@ -18,14 +20,15 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from gisapp import geo
-
+from gisapp.api.features import check_params
+from gisapp.filters import PARAMS
+from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
 from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
-from gisapp.web.errors import ApiError
-from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
 from gisapp.tiles.disk import shared_tiles
-from gisapp.web.views.data import strict_filter
+from gisapp.web.errors import ApiError
 from gisapp.web.request import get_store
+from gisapp.web.views.data import strict_filter
 
 bp = Blueprint("tiles", __name__, url_prefix="/tiles")
 WORLD = [-180.0, -85.0511287798066, 180.0, 85.0511287798066]
@@ -42,6 +45,7 @@ def tile(layer: str, z: str, x: str, y: str):
     """One tile of ``layer`` for the request's filter (204 when it is empty)."""
     _layer(layer)
     z, x, y = tiles.check_tile(z, x, y, min_zoom=tiles.MIN_ZOOM)
+    check_params(request.args, PARAMS)
     store = get_store()
     flt = strict_filter(store)
     version = store.version()
@@ -103,6 +107,7 @@ def _etag(version: str | None, tile: str, flt) -> str | None:
 def tilejson(layer: str):
     """TileJSON 3.0.0 of ``layer``: the tile URL (with the request's filter), zooms, bounds and fields."""
     lay = LAYERS[_layer(layer)]
+    check_params(request.args, PARAMS)
     store = get_store()
     params = strict_filter(store).with_(q_personal=False).to_params()
     url = f"{request.url_root}tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt" + (f"?{urlencode(params)}" if params else "")
