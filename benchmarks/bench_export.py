@@ -154,7 +154,7 @@ def vm(name):
 
 from gisapp.web.app import create_app
 store, port, url = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-app = create_app({"STORE": store, "TILES": "none"})
+app = create_app({"STORE": store, "BASEMAP": "none"})
 srv = waitress.create_server(app, host="127.0.0.1", port=port, threads=4, ident="bench")
 threading.Thread(target=srv.run, daemon=True).start()
 before = vm("VmRSS")
@@ -192,7 +192,7 @@ def bench_export(store: Path, fmt: str, repeat: int = 3) -> dict:
 def serve(store: Path, port: int) -> subprocess.Popen:
     code = ("import sys, waitress; from gisapp import create_app; "
             f"sys.setswitchinterval({SWITCH_INTERVAL}); "
-            f"waitress.serve(create_app({{'STORE': {str(store)!r}, 'TILES': 'none'}}), host='127.0.0.1', "
+            f"waitress.serve(create_app({{'STORE': {str(store)!r}, 'BASEMAP': 'none'}}), host='127.0.0.1', "
             f"port={port}, threads={CLIENTS}, ident='bench', _quiet=True)")
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)

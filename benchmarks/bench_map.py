@@ -133,7 +133,7 @@ def measure(browser, base: str, expected: int | None, street: tuple[float, float
 
 def run(label: str, store: GeoPackageStore, browser, runs: int, expected: int | None, street=None) -> dict:
     """``runs`` cold views against ``store``; the median of the timings."""
-    app = create_app({"STORE": store.url, "TILES": "none"})
+    app = create_app({"STORE": store.url, "BASEMAP": "none"})
     with Server(app) as base:
         measure(browser, base, expected, street)  # warm the server (first-request imports, file cache)
         results = [measure(browser, base, expected, street) for _ in range(runs)]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import tempfile
 from pathlib import Path
 
 from gisapp.domain import Calendar
+
+log = logging.getLogger("gisapp")
 
 PACKAGE = Path(__file__).resolve().parent
 ROOT = PACKAGE.parent
@@ -30,7 +33,7 @@ def resource_dir(name: str) -> Path:
 #: Setting name → (environment variable, default, meaning) — the README lists these.
 SETTINGS = {
     "STORE": ("GISAPP_STORE", str(DEFAULT_STORE), "GeoPackage path or postgresql:// URL of the store"),
-    "TILES": ("GISAPP_TILES", "none", "basemap: none, osm, or a tile URL template ({z}/{x}/{y}) or WMS URL"),
+    "BASEMAP": ("GISAPP_BASEMAP", "none", "basemap: none, osm, or a tile URL template ({z}/{x}/{y}) or WMS URL"),
     "LANG": ("GISAPP_LANG", "vi", "default interface language: vi or en"),
     "WEEKEND": ("GISAPP_WEEKEND", "Sat,Sun", "weekend days for working-day deadlines"),
     "HOLIDAYS": ("GISAPP_HOLIDAYS", "", "holidays: ISO dates comma-separated, or a file of them (default: built-in VN list)"),
@@ -58,6 +61,9 @@ TILE_MIN_ZOOM = 14
 #: … and TileJSON announces them to this one (clients over-zoom beyond: a tile unit is ~4 cm at z18).
 TILE_MAX_ZOOM = 18
 
+#: The basemap's former variable, still read (with a warning) when GISAPP_BASEMAP is not set.
+OLD_BASEMAP_VARIABLE = "GISAPP_TILES"
+
 
 class ConfigError(ValueError):
     """A setting that prevents the app from starting; the message says which."""
@@ -67,6 +73,10 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
     """The app's settings: defaults, then the environment, then ``overrides``."""
     env = os.environ if environ is None else environ
     config = {name: env.get(var) or default for name, (var, default, _) in SETTINGS.items()}
+    if env.get(OLD_BASEMAP_VARIABLE) and not env.get(SETTINGS["BASEMAP"][0]):
+        log.warning("%s is deprecated (it meant the basemap, not the vector tiles): use GISAPP_BASEMAP",
+                    OLD_BASEMAP_VARIABLE)
+        config["BASEMAP"] = env[OLD_BASEMAP_VARIABLE]
     for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB", "PROXIES"):
         try:
             config[name] = int(config[name])

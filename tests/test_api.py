@@ -23,7 +23,7 @@ ITEMS = "/api/collections/construction_permits/items"
 
 @pytest.fixture
 def app(demo_store):
-    return create_app({"STORE": demo_store.url, "TESTING": True, "TILES": "none"})
+    return create_app({"STORE": demo_store.url, "TESTING": True, "BASEMAP": "none"})
 
 
 @pytest.fixture

@@ -44,7 +44,7 @@ def _url(store) -> str:
 
 @pytest.fixture
 def app(store):
-    return create_app({"STORE": _url(store), "TESTING": True, "TILES": "none"})
+    return create_app({"STORE": _url(store), "TESTING": True, "BASEMAP": "none"})
 
 
 @pytest.fixture
@@ -285,7 +285,7 @@ def staff_app(store, tmp_path):
     from gisapp.accounts import Accounts
 
     Accounts(tmp_path / "acc.sqlite").add("lan", PASSWORD, "viewer")
-    return create_app({"STORE": _url(store), "TESTING": True, "TILES": "none", "ACCOUNTS": str(tmp_path / "acc.sqlite")})
+    return create_app({"STORE": _url(store), "TESTING": True, "BASEMAP": "none", "ACCOUNTS": str(tmp_path / "acc.sqlite")})
 
 
 def signed_in(app):

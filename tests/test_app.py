@@ -2,6 +2,7 @@
 
 import pytest
 
+from gisapp.config import load_config
 from gisapp.web.app import create_app
 from gisapp.store.gpkg import GeoPackageStore
 from tests.helpers import permits
@@ -55,3 +56,15 @@ def test_readme_lists_every_setting():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     missing = [var for var, _, _ in SETTINGS.values() if f"| `{var}` |" not in readme]
     assert not missing, f"README's settings table lacks {missing}"
+
+
+def test_basemap_setting_and_its_former_name(caplog):
+    """GISAPP_BASEMAP picks the basemap; GISAPP_TILES, its former name, still works with a warning, and loses to it."""
+    assert load_config(environ={"GISAPP_BASEMAP": "osm"})["BASEMAP"] == "osm"
+    assert not caplog.records
+    with caplog.at_level("WARNING", logger="gisapp"):
+        assert load_config(environ={"GISAPP_TILES": "osm"})["BASEMAP"] == "osm"
+    assert "GISAPP_TILES is deprecated" in caplog.text
+    caplog.clear()
+    assert load_config(environ={"GISAPP_TILES": "osm", "GISAPP_BASEMAP": "none"})["BASEMAP"] == "none"
+    assert load_config(environ={})["BASEMAP"] == "none"

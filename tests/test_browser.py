@@ -56,7 +56,7 @@ def linked_code(store):
 @pytest.fixture(scope="module")
 def server(store):
     # personal data shown (as on the intranet today), so the hostile owner name reaches the popup and page
-    with live_server(create_app({"STORE": store.url, "TILES": "none", "SHOW_PERSONAL_DATA": True})) as base:
+    with live_server(create_app({"STORE": store.url, "BASEMAP": "none", "SHOW_PERSONAL_DATA": True})) as base:
         yield base
 
 
@@ -234,7 +234,7 @@ def test_english_switch_persists(page, server):
 
 
 def test_past_the_cap_the_browser_gets_ward_counts_then_parcels(chromium, store, tmp_path):
-    with live_server(create_app({"STORE": store.url, "TILES": "none", "MAP_FEATURE_CAP": 300})) as base:
+    with live_server(create_app({"STORE": store.url, "BASEMAP": "none", "MAP_FEATURE_CAP": 300})) as base:
         rec = open_page(chromium, base)
         rec.page.goto(base + "/")
         wait_drawn(rec)
@@ -277,7 +277,7 @@ def findings_server(demo_frames, tmp_path_factory):
                              AnalysisParams()).findings
     s = GeoPackageStore(tmp_path_factory.mktemp("findings") / "demo.gpkg", must_exist=False)
     s.write({**frames, "findings": findings}, meta=meta)
-    with live_server(create_app({"STORE": s.url, "TILES": "none"})) as base:
+    with live_server(create_app({"STORE": s.url, "BASEMAP": "none"})) as base:
         yield base, s
 
 

@@ -24,7 +24,7 @@ from tests.helpers import assert_error, check_rfc7946
 
 @pytest.fixture
 def app(demo_store):
-    return create_app({"STORE": demo_store.url, "TESTING": True, "TILES": "none"})
+    return create_app({"STORE": demo_store.url, "TESTING": True, "BASEMAP": "none"})
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ def _gdal_tools():
 @pytest.fixture
 def server(demo_store):
     """The app on a real HTTP server on 127.0.0.1 and a random port."""
-    with live_server(create_app({"STORE": demo_store.url, "TILES": "none"})) as base:
+    with live_server(create_app({"STORE": demo_store.url, "BASEMAP": "none"})) as base:
         yield base
 
 

@@ -33,7 +33,7 @@ def store(store_path):
 @pytest.fixture
 def app(store_path):
     # Pages as signed-in staff see them (personal data shown); tests/test_privacy.py walks them anonymously.
-    return create_app({"STORE": store_path, "TESTING": True, "TILES": "none", "SHOW_PERSONAL_DATA": True})
+    return create_app({"STORE": store_path, "TESTING": True, "BASEMAP": "none", "SHOW_PERSONAL_DATA": True})
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ def test_pages_load_nothing_from_outside(client):
     ("https://gis.danang.example/wms?layers=nen", "L.tileLayer.wms"),
 ])
 def test_basemap_setting(store_path, tiles, expected):
-    page = html(create_app({"STORE": store_path, "TILES": tiles}).test_client().get("/"))
+    page = html(create_app({"STORE": store_path, "BASEMAP": tiles}).test_client().get("/"))
     assert expected in page
     assert "basemap-tiles" in page
 

@@ -45,7 +45,7 @@ def param_label(param: str, lang: str) -> str:
 
 def map_inputs(store) -> dict:
     """Settings every map shares: basemap, language, the app's root URL and map.js."""
-    return {"tiles": current_app.config["TILES"], "lang": get_lang(), "root": request.script_root,
+    return {"tiles": current_app.config["BASEMAP"], "lang": get_lang(), "root": request.script_root,
             "script_url": url_for("static", filename="map.js", v=_static_version())}
 
 
