@@ -1,12 +1,20 @@
-"""Per-request resources: the store and the language, kept on ``flask.g``."""
+"""Per-request resources (the store and the language, kept on ``flask.g``) and request-wide rules.
+
+The rule: no control character in any query parameter or path parameter.
+"""
 
 from __future__ import annotations
 
+import re
+
 from flask import current_app, g, request
 
+from gisapp.filters import FilterError
 from gisapp.store import Store, open_store
 
 LANGS = ("vi", "en")
+#: Control characters: C0 (tab and line breaks included), DEL and C1.
+CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 
 
 def get_store() -> Store:
@@ -39,8 +47,28 @@ def get_lang() -> str:
     return lang if lang in LANGS else "vi"
 
 
+def check_text_params(args, view_args, path: str = "") -> None:
+    """:class:`FilterError` for the first query parameter (name or value), path parameter or else the path
+    itself holding a control character: no code, date or search text has one, and the stores cannot all
+    hold them (NUL)."""
+    items = [(name, value) for name in args for value in args.getlist(name)]
+    items += [(name, value) for name, value in (view_args or {}).items() if isinstance(value, str)]
+    items.append(("path", path))  # a route the character kept from matching (a line break in a code)
+    for name, value in items:
+        for text in (name, value):
+            found = CONTROL.search(text)
+            if found:
+                point = f"U+{ord(found.group()):04X}"
+                raise FilterError(CONTROL.sub("", name) or "?",
+                                  f"chứa ký tự điều khiển {point} / contains the control character {point}")
+
+
 def init_app(app) -> None:
-    """Remember a language chosen with ``?lang=`` in a cookie; layer labels for templates."""
+    """The request-wide rule (control characters), the ``?lang=`` cookie, template helpers."""
+
+    @app.before_request
+    def _refuse_control_characters():
+        check_text_params(request.args, request.view_args, request.path)
 
     @app.context_processor
     def _layer_label():

@@ -1,5 +1,7 @@
 """Hardening found by an independent attack, on both stores (GeoPackage and PostGIS).
 
+- Control characters (C0, DEL, C1) in any query value, query name or path
+  parameter are refused with 400 in the one error shape; imported text loses them.
 - Keys containing ``/`` reach the dossier page and its popup data.
 """
 
@@ -9,6 +11,7 @@ import math
 import re
 from urllib.parse import quote
 
+import numpy as np
 import pytest
 
 from gisapp import create_app, geo, schema
@@ -76,6 +79,90 @@ def tile_path(store, layer: str = PERMITS, z: int = 16) -> str:
     n = 1 << z
     x, y = int((lon + 180) / 360 * n), int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
     return f"/tiles/{layer}/{z}/{x}/{y}.mvt"
+
+
+# -- control characters ---------------------------------------------------------------------
+
+#: (URL with ``{c}`` where the control character goes, the parameter the error names, JSON or HTML).
+CONTROL_URLS = [
+    ("/data/count?q={c}", "q", "json"),
+    ("/data/count?q=a{c}b", "q", "json"),
+    ("/data/count?status={c}", "status", "json"),
+    ("/data/count?x{c}=1", "x", "json"),
+    ("/data/construction_permits.geojson?q={c}", "q", "json"),
+    ("/data/construction_permits/XD{c}.json", "code", "json"),
+    ("/export/construction_permits.csv?q={c}", "q", "json"),
+    ("/export/construction_permits.geojson?q={c}", "q", "json"),
+    ("/export/construction_permits.gpkg?q={c}", "q", "json"),
+    ("/api/collections/construction_permits/items?q={c}", "q", "json"),
+    ("/api/collections/construction_permits/items/XD{c}", "feature_id", "json"),
+    ("{tile}?q={c}", "q", "json"),
+    ("/tiles/construction_permits.json?q={c}", "q", "json"),
+    ("/?q={c}", "q", "html"),
+    ("/?lang={c}", "lang", "html"),
+    ("/wards?q={c}", "q", "html"),
+    ("/permits/XD{c}", "code", "html"),
+    ("/api/collections/construction_permits/items/XD{c}?f=html", "feature_id", "html"),
+]
+#: NUL, tab, line feed, escape, DEL, and C1's NEL and APC, percent-encoded as UTF-8.
+CONTROLS = ["%00", "%09", "%0A", "%1B", "%7F", "%C2%85", "%C2%9F"]
+
+
+@pytest.mark.parametrize("url,param,kind", CONTROL_URLS)
+def test_control_characters_in_any_parameter_are_refused(app, store, url, param, kind):
+    client = app.test_client()
+    for c in CONTROLS:
+        r = client.get(url.format(c=c, tile=tile_path(store)))
+        assert r.status_code == 400, (url, c, r.status_code, r.data[:300])
+        if kind == "json":
+            body = r.get_json()
+            assert set(body) == {"code", "description", "status"}
+            assert body["code"] == "InvalidParameterValue" and body["status"] == 400
+            # a path parameter is named; when the character keeps the route from matching, the path is
+            named = (f"{param}: ", "path: ") if param in ("code", "feature_id") else f"{param}: "
+            assert body["description"].startswith(named) and "U+00" in body["description"], body
+        else:
+            assert r.mimetype == "text/html"
+            assert 'class="error-description"' in r.get_data(as_text=True)
+
+
+def test_search_text_without_control_characters_still_works(app, store):
+    client = app.test_client()
+    everything = client.get("/data/count").get_json()["count"]
+    assert client.get("/data/count?q=" + quote("Ông Ích Đường")).get_json()["count"] < everything
+    assert client.get("/data/count?q=" + quote("\u00a0ông ích")).status_code == 200  # a no-break space is text
+    assert client.get("/?q=" + quote("Nguyễn")).status_code == 200
+
+
+def test_imported_text_loses_its_control_characters():
+    from gisapp.importing_values import clean_strings, drop_controls, to_text
+
+    assert drop_controls("a\x00b\tc\r\nd\x7fe\x85f\x9fg\x1bh") == "ab c de fgh"
+    assert drop_controls("Ông Ích\u00a0Đường") == "Ông Ích\u00a0Đường"
+    values = ["  Lê\x00Lợi ", "tab\there", None, "ok", "x\x85y"]
+    assert clean_strings(values).tolist() == ["LêLợi", "tab here", None, "ok", "x y"]
+    assert clean_strings(["ô\x07", "b"]).tolist() == ["ô", "b"]  # no NUL: the joined fast path
+    assert to_text(np.array(["x\x01", 12, None], dtype=object)).tolist() == ["x", "12", None]  # mixed values
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_import_with_control_characters_stores_clean_text(backend, tmp_path, request):
+    from gisapp.importing import run_import
+    from tests.test_importing import CAL, WARDS, dossier, parcels_frame, read_count, write_csv
+
+    s = new_store(backend, tmp_path, request)
+    s.write({"wards": WARDS})
+    parcels = tmp_path / "parcels.gpkg"
+    parcels_frame().to_file(parcels, layer="parcels", driver="GPKG")
+    rows = [dossier(1, **{"Chủ đầu tư": "Nguyễn\x00Văn\tA", "Địa chỉ công trình": "1 Lê\x7f Lợi\x85"}),
+            dossier(2, **{"Mã hồ sơ": "XD-\x01002"})]
+    path = write_csv(tmp_path / "ho_so.csv", rows)
+    report = read_count(run_import(s, PERMITS, path, parcels=parcels, calendar=CAL))
+    assert report.accepted == 2, report.rejects.to_dict("records")
+    stored = s.read(PERMITS).set_index("dossier_code")
+    assert stored.loc[dossier(1)["Mã hồ sơ"], "owner_name"] == "NguyễnVăn A"
+    assert stored.loc[dossier(1)["Mã hồ sơ"], "site_address"] == "1 Lê Lợi"
+    assert "XD-002" in stored.index
 
 
 # -- keys with '/' --------------------------------------------------------------------------
