@@ -1,6 +1,7 @@
 """Per-request resources (the store and the language, kept on ``flask.g``) and request-wide rules.
 
-The rule: no control character in any query parameter or path parameter.
+The rules: no control character in any query parameter or path parameter;
+no caching of responses that may carry personal data.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from gisapp.store import Store, open_store
 LANGS = ("vi", "en")
 #: Control characters: C0 (tab and line breaks included), DEL and C1.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: Endpoints whose responses never carry personal data and keep their own caching.
+CACHEABLE_ENDPOINTS = ("static", "tiles.tile")
 
 
 def get_store() -> Store:
@@ -64,7 +67,7 @@ def check_text_params(args, view_args, path: str = "") -> None:
 
 
 def init_app(app) -> None:
-    """The request-wide rule (control characters), the ``?lang=`` cookie, template helpers."""
+    """Request-wide rules (control characters, caching), the ``?lang=`` cookie, template helpers."""
 
     @app.before_request
     def _refuse_control_characters():
@@ -77,8 +80,21 @@ def init_app(app) -> None:
         return {"layer_label": lambda name: get_layer(name).label(get_lang())}
 
     @app.after_request
+    def _no_caching_of_personal_data(response):
+        if request.endpoint not in CACHEABLE_ENDPOINTS and _may_show_personal():
+            response.headers["Cache-Control"] = "private, no-store"
+        return response
+
+    @app.after_request
     def _persist_lang(response):
         lang = request.args.get("lang")
         if lang in LANGS:
             response.set_cookie("lang", lang, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
         return response
+
+
+def _may_show_personal() -> bool:
+    """Whether this response may carry personal data: the request may see it (signed-in staff)."""
+    from gisapp import privacy
+
+    return privacy.show_personal()

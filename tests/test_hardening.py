@@ -2,6 +2,8 @@
 
 - Control characters (C0, DEL, C1) in any query value, query name or path
   parameter are refused with 400 in the one error shape; imported text loses them.
+- Every response to signed-in staff that may carry personal data says
+  ``Cache-Control: private, no-store``.
 - Keys containing ``/`` reach the dossier page and its popup data.
 """
 
@@ -163,6 +165,66 @@ def test_an_import_with_control_characters_stores_clean_text(backend, tmp_path, 
     assert stored.loc[dossier(1)["Mã hồ sơ"], "owner_name"] == "NguyễnVăn A"
     assert stored.loc[dossier(1)["Mã hồ sơ"], "site_address"] == "1 Lê Lợi"
     assert "XD-002" in stored.index
+
+
+# -- caching of personal data ---------------------------------------------------------------
+
+def walk(app, store) -> list[tuple[str, str]]:
+    """(endpoint, URL) of every GET route, with real values for its variables."""
+    first = {name: store.read(name, limit=1) for name in schema.LAYERS}
+    out = []
+    for rule in app.url_map.iter_rules():
+        if "GET" not in rule.methods or "<token>" in rule.rule:
+            continue  # uploads: reached only through the upload flow (tests/test_upload.py)
+        if rule.endpoint == "static":
+            out.append((rule.endpoint, "/static/map.js"))
+            continue
+        layers = list(schema.LAYERS) if ("<layer>" in rule.rule or "<collection_id>" in rule.rule) else [None]
+        for name in layers:
+            if rule.rule.startswith("/tiles/") and name not in ("construction_permits", "sidewalk_permits", "findings"):
+                continue
+            if rule.rule.startswith("/data/<layer>") and name == "wards":
+                continue
+            path = rule.rule.replace("<layer>", name or "").replace("<collection_id>", name or "")
+            if "<z>" in path:
+                path = tile_path(store, name)
+            if "<path:feature_id>" in path:
+                path = path.replace("<path:feature_id>", quote(str(first[name][schema.LAYERS[name].key].iloc[0])))
+            path = re.sub(r"<(?:path:)?code>", quote(SLASH_CODE, safe=""), path)
+            for p in ([path.replace("<fmt>", f) for f in ("geojson", "csv", "gpkg")] if "<fmt>" in path else [path]):
+                out.append((rule.endpoint, p))
+    out += [("api.item", f"/api/collections/{PERMITS}/items/{quote(SLASH_CODE, safe='')}?f=html"),
+            ("api.items", f"/api/collections/{PERMITS}/items?f=html")]
+    return out
+
+
+def test_signed_in_responses_are_never_stored(app, store):
+    """Every response to signed-in staff but static files and vector tiles says ``private, no-store``.
+
+    Tiles carry no personal field whoever asks (tests/test_tiles.py) and keep their
+    ETag revalidation; static files are the same for everyone.
+    """
+    client = signed_in(app)
+    walked = walk(app, store)
+    assert len(walked) > 30
+    for endpoint, url in walked:
+        r = client.get(url)
+        body = r.data  # read to the end: streamed responses close their request
+        assert r.status_code in (200, 204, 302, 403), (url, r.status_code, body[:200])
+        cache = r.headers.get("Cache-Control", "")
+        if endpoint == "static":
+            assert "no-store" not in cache, url
+        elif endpoint == "tiles.tile":
+            assert cache == "private, no-cache" and (r.status_code == 204 or r.headers.get("ETag")), url
+        else:
+            assert cache == "private, no-store", (url, cache)
+    assert "Nguyễn Văn" in client.get(f"/permits/{quote(SLASH_CODE, safe='')}").get_data(as_text=True)
+
+
+def test_anonymous_responses_keep_their_caching(app):
+    client = app.test_client()
+    assert client.get(f"/export/{PERMITS}.csv").headers["Cache-Control"] == "no-store"
+    assert "no-store" not in client.get("/").headers.get("Cache-Control", "")
 
 
 # -- keys with '/' --------------------------------------------------------------------------
