@@ -1,7 +1,7 @@
 """Per-request resources (the store and the language, kept on ``flask.g``) and request-wide rules.
 
 The rules: no control character in any query parameter or path parameter;
-no caching of responses that may carry personal data.
+no caching of responses that may carry personal data.  Absolute links start with :func:`public_root`.
 """
 
 from __future__ import annotations
@@ -50,6 +50,11 @@ def get_lang() -> str:
     return lang if lang in LANGS else "vi"
 
 
+def public_root() -> str:
+    """The app's public URL without trailing slash: ``GISAPP_BASE_URL``, else the request's own root."""
+    return current_app.config.get("BASE_URL") or request.url_root.rstrip("/")
+
+
 def check_text_params(args, view_args, path: str = "") -> None:
     """:class:`FilterError` for the first query parameter (name or value), path parameter or else the path
     itself holding a control character: no code, date or search text has one, and the stores cannot all
@@ -77,7 +82,8 @@ def init_app(app) -> None:
     def _layer_label():
         from gisapp.schema import get_layer
 
-        return {"layer_label": lambda name: get_layer(name).label(get_lang())}
+        return {"layer_label": lambda name: get_layer(name).label(get_lang()),
+                "public_root": public_root}
 
     @app.after_request
     def _no_caching_of_personal_data(response):

@@ -4,6 +4,8 @@
   parameter are refused with 400 in the one error shape; imported text loses them.
 - Every response to signed-in staff that may carry personal data says
   ``Cache-Control: private, no-store``.
+- Absolute links come from ``GISAPP_BASE_URL`` when set; a ``Host`` that is
+  not trusted is refused.
 - Keys containing ``/`` reach the dossier page and its popup data.
 """
 
@@ -18,6 +20,7 @@ import pytest
 
 from gisapp import create_app, geo, schema
 from gisapp.accounts import Accounts
+from gisapp.config import ConfigError, load_config
 from tests.browser_util import sample_frames
 from tests.stores import BACKENDS, new_store
 
@@ -242,3 +245,87 @@ def test_a_dossier_code_with_slashes_reaches_its_page_and_popup(app, encode):
     assert item.status_code == 200 and item.get_json()["id"] == SLASH_CODE
     assert client.get(f"/permits/{code}x").status_code == 404
     assert client.get(f"/data/construction_permits/{code}x.json").get_json()["code"] == "NotFound"
+
+
+# -- links and the Host header --------------------------------------------------------------
+
+def hrefs(doc) -> list[str]:
+    """Every absolute URL in a JSON document."""
+    found = []
+
+    def visit(value):
+        if isinstance(value, dict):
+            for v in value.values():
+                visit(v)
+        elif isinstance(value, list):
+            for v in value:
+                visit(v)
+        elif isinstance(value, str) and value.startswith(("http://", "https://")):
+            found.append(value)
+
+    visit(doc)
+    return found
+
+
+LINK_URLS = ["/api", "/api/conformance", "/api/collections", f"/api/collections/{PERMITS}",
+             f"/api/collections/{PERMITS}/queryables", f"/api/collections/{PERMITS}/items?limit=2",
+             f"/api/collections/{PERMITS}/items/XD-2022-000001", "/api/openapi?f=json",
+             f"/tiles/{PERMITS}.json?status=PROCESSING"]
+
+
+def test_an_untrusted_host_is_refused(app):
+    client = app.test_client()
+    for url in LINK_URLS + ["/", "/healthz"]:
+        r = client.get(url, headers={"Host": "evil.example"})
+        assert r.status_code == 400, (url, r.status_code)
+        assert b"evil.example/api" not in r.data
+        if url != "/":
+            assert r.get_json()["code"] == "UntrustedHost"
+    assert client.get("/", headers={"Host": "evil.example"}).mimetype == "text/html"
+    for host in ("localhost", "127.0.0.1:5000", "localhost:8080"):
+        assert client.get("/api", headers={"Host": host}).status_code == 200, host
+
+
+def test_links_use_the_public_base_url(store, home):
+    base = "https://gis.example.vn/gisapp"
+    client = make_app(store, home, BASE_URL=base + "/").test_client()
+    for url in LINK_URLS:
+        r = client.get(url, headers={"Host": "localhost"})
+        assert r.status_code == 200, url
+        links = hrefs(r.get_json())
+        assert any(h.startswith((base + "/api", base + "/tiles/")) for h in links), url
+        assert not [h for h in links if "localhost" in h], url
+    assert client.get("/api/openapi?f=json").get_json()["servers"] == [{"url": base + "/api"}]
+    tilejson = client.get(f"/tiles/{PERMITS}.json?status=PROCESSING").get_json()
+    assert tilejson["tiles"] == [base + f"/tiles/{PERMITS}/{{z}}/{{x}}/{{y}}.mvt?status=PROCESSING"]
+    assert f"OAPIF:{base}/api" in client.get("/api?f=html").get_data(as_text=True)
+    # the base URL's host is trusted; other hosts are not
+    assert client.get("/api", headers={"Host": "gis.example.vn"}).status_code == 200
+    assert client.get("/api", headers={"Host": "evil.example"}).status_code == 400
+
+
+def test_trusted_hosts_setting(store, home):
+    client = make_app(store, home, TRUSTED_HOSTS="gis.example.vn, .cam-le.vn").test_client()
+    assert client.get("/api", headers={"Host": "gis.example.vn"}).get_json()["links"][0]["href"] \
+        .startswith("http://gis.example.vn/api")
+    assert client.get("/api", headers={"Host": "maps.cam-le.vn:8443"}).status_code == 200
+    assert client.get("/api", headers={"Host": "localhost"}).status_code == 400
+    assert client.get("/api", headers={"Host": "evil.example"}).status_code == 400
+    anything = make_app(store, home, TRUSTED_HOSTS="*").test_client()
+    assert anything.get("/api", headers={"Host": "intranet-pc-7"}).status_code == 200
+
+
+def test_settings_of_the_base_url_and_trusted_hosts():
+    env = {"GISAPP_ENV": "production", "GISAPP_SECRET_KEY": "k" * 32}
+    with pytest.raises(ConfigError, match="GISAPP_BASE_URL or GISAPP_TRUSTED_HOSTS"):
+        load_config(environ=env)
+    config = load_config(environ={**env, "GISAPP_BASE_URL": "https://gis.example.vn/gisapp/"})
+    assert config["BASE_URL"] == "https://gis.example.vn/gisapp"
+    assert config["TRUSTED_HOSTS"] == ["gis.example.vn", "localhost", "127.0.0.1"]
+    config = load_config(environ={**env, "GISAPP_TRUSTED_HOSTS": "gis.example.vn,10.0.0.5"})
+    assert config["BASE_URL"] is None and config["TRUSTED_HOSTS"] == ["gis.example.vn", "10.0.0.5"]
+    assert load_config(environ={})["TRUSTED_HOSTS"] == ["localhost", "127.0.0.1"]
+    assert load_config(environ={"GISAPP_TRUSTED_HOSTS": "*"})["TRUSTED_HOSTS"] is None
+    for bad in ("gis.example.vn", "ftp://gis.example.vn", "https://gis.example.vn/x?y=1", "https://"):
+        with pytest.raises(ConfigError, match="GISAPP_BASE_URL"):
+            load_config(environ={"GISAPP_BASE_URL": bad})

@@ -22,7 +22,7 @@ from gisapp.errors import ApiError
 from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
 from gisapp.tile_disk import shared_tiles
 from gisapp.views.data import strict_filter
-from gisapp.web import get_store
+from gisapp.web import get_store, public_root
 
 bp = Blueprint("tiles", __name__, url_prefix="/tiles")
 WORLD = [-180.0, -85.0511287798066, 180.0, 85.0511287798066]
@@ -102,7 +102,7 @@ def tilejson(layer: str):
     lay = LAYERS[_layer(layer)]
     store = get_store()
     params = strict_filter(store).with_(q_personal=False).to_params()
-    url = f"{request.url_root}tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt" + (f"?{urlencode(params)}" if params else "")
+    url = f"{public_root()}/tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt" + (f"?{urlencode(params)}" if params else "")
     extent = next((i.extent for i in store.info() if i.name == layer), None)
     bounds = WORLD
     if extent is not None:
