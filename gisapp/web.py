@@ -1,12 +1,15 @@
-"""Per-request resources (the store and the language, kept on ``flask.g``) and request-wide rules.
+"""Per-request resources (the store, the language, the CSP nonce, kept on ``flask.g``) and request-wide rules.
 
 The rules: no control character in any query parameter or path parameter;
-no caching of responses that may carry personal data.  Absolute links start with :func:`public_root`.
+no caching of responses that may carry personal data; a Content-Security-Policy
+on every response.  Absolute links start with :func:`public_root`.
 """
 
 from __future__ import annotations
 
 import re
+import secrets
+from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
@@ -71,8 +74,43 @@ def check_text_params(args, view_args, path: str = "") -> None:
                                   f"chứa ký tự điều khiển {point} / contains the control character {point}")
 
 
+def csp_nonce() -> str:
+    """This response's nonce for inline scripts (made on first use; the policy then names it)."""
+    if "csp_nonce" not in g:
+        g.csp_nonce = secrets.token_urlsafe(18)
+    return g.csp_nonce
+
+
+def content_security_policy(nonce: str | None, basemap: str | None) -> str:
+    """The policy: scripts from the app itself and inline ones with ``nonce`` only; images also from the basemap.
+
+    Styles keep ``'unsafe-inline'``: the pages, the legend and Leaflet set ``style``
+    attributes, which no nonce covers; injected CSS cannot run code.
+    """
+    script = "'self'" + (f" 'nonce-{nonce}'" if nonce else "")
+    images = " ".join(["'self'", "data:", *basemap_origins(basemap)])
+    return "; ".join([
+        "default-src 'self'", f"script-src {script}", "style-src 'self' 'unsafe-inline'", f"img-src {images}",
+        "connect-src 'self'", "font-src 'self'", "object-src 'none'", "base-uri 'self'", "form-action 'self'",
+        "frame-ancestors 'self'",
+    ])
+
+
+def basemap_origins(basemap: str | None) -> list[str]:
+    """Where the basemap's images come from (``GISAPP_TILES``): none, OpenStreetMap, or the URL's origin."""
+    value = (basemap or "none").strip()
+    if value.lower() == "none":
+        return []
+    if value.lower() == "osm":
+        return ["https://tile.openstreetmap.org"]
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        return []
+    return [f"{parts.scheme}://{parts.netloc.replace('{s}', '*')}"]
+
+
 def init_app(app) -> None:
-    """Request-wide rules (control characters, caching), the ``?lang=`` cookie, template helpers."""
+    """Request-wide rules (control characters, caching, CSP), the ``?lang=`` cookie, template helpers."""
 
     @app.before_request
     def _refuse_control_characters():
@@ -82,11 +120,14 @@ def init_app(app) -> None:
     def _layer_label():
         from gisapp.schema import get_layer
 
-        return {"layer_label": lambda name: get_layer(name).label(get_lang()),
+        return {"layer_label": lambda name: get_layer(name).label(get_lang()), "csp_nonce": csp_nonce,
                 "public_root": public_root}
 
     @app.after_request
-    def _no_caching_of_personal_data(response):
+    def _policy_and_caching(response):
+        # Registered first, so it runs last: the full policy replaces auth's frame-ancestors-only one.
+        response.headers["Content-Security-Policy"] = content_security_policy(g.get("csp_nonce"),
+                                                                              app.config.get("TILES"))
         if request.endpoint not in CACHEABLE_ENDPOINTS and _may_show_personal():
             response.headers["Cache-Control"] = "private, no-store"
         return response

@@ -6,6 +6,8 @@
   ``Cache-Control: private, no-store``.
 - Absolute links come from ``GISAPP_BASE_URL`` when set; a ``Host`` that is
   not trusted is refused.
+- A Content-Security-Policy whose ``script-src`` allows the app's own files and
+  the per-request nonce of its inline scripts only (checked in Chromium too).
 - Keys containing ``/`` reach the dossier page and its popup data.
 """
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
@@ -329,3 +332,159 @@ def test_settings_of_the_base_url_and_trusted_hosts():
     for bad in ("gis.example.vn", "ftp://gis.example.vn", "https://gis.example.vn/x?y=1", "https://"):
         with pytest.raises(ConfigError, match="GISAPP_BASE_URL"):
             load_config(environ={"GISAPP_BASE_URL": bad})
+
+
+# -- Content-Security-Policy ----------------------------------------------------------------
+
+def policy(response) -> dict[str, list[str]]:
+    """The response's Content-Security-Policy as directive → sources."""
+    out = {}
+    for part in response.headers["Content-Security-Policy"].split(";"):
+        name, *sources = part.split()
+        out[name] = sources
+    return out
+
+
+@pytest.mark.parametrize("url", ["/", "/wards", f"/permits/{quote(SLASH_CODE, safe='')}"])
+def test_inline_scripts_carry_the_nonce_of_the_policy(app, url):
+    client = app.test_client()
+    nonces = set()
+    for _ in range(2):
+        r = client.get(url)
+        assert r.status_code == 200
+        csp = policy(r)
+        script = csp["script-src"]
+        assert "'unsafe-inline'" not in script and "'strict-dynamic'" not in script and "'self'" in script
+        nonce = [s for s in script if s.startswith("'nonce-")]
+        assert len(nonce) == 1
+        nonces.add(nonce[0])
+        assert csp["object-src"] == ["'none'"] and csp["base-uri"] == ["'self'"]
+        assert csp["frame-ancestors"] == ["'self'"] and csp["default-src"] == ["'self'"]
+        html = r.get_data(as_text=True)
+        inline = re.findall(r"<script(?![^>]*\bsrc=)([^>]*)>", html)
+        assert inline and all(f'nonce="{nonce[0][7:-1]}"' in attrs for attrs in inline), inline
+    assert len(nonces) == 2  # a fresh nonce per response
+
+
+def test_json_and_error_responses_allow_no_inline_script(app):
+    client = app.test_client()
+    for url in ("/data/count", "/api", "/nowhere"):
+        script = policy(client.get(url))["script-src"]
+        assert script == ["'self'"], (url, script)
+
+
+def test_leaflet_measure_compiles_no_template_in_the_browser():
+    from gisapp import assets
+
+    vendored = Path(assets.__file__).parent / "static" / "vendor" / "leaflet-measure" / "leaflet-measure.min.js"
+    text = vendored.read_text(encoding="utf-8")
+    assert "c.template(" not in text and text.count("(function(r){return function(d){return r.call(this,d,c)}})") == 5
+
+
+def test_the_policy_admits_the_configured_basemap(store, home):
+    csp = policy(make_app(store, home, TILES="https://{s}.tiles.danang.gov.vn/{z}/{x}/{y}.png").test_client().get("/"))
+    assert "https://*.tiles.danang.gov.vn" in csp["img-src"]
+    csp = policy(make_app(store, home, TILES="osm").test_client().get("/"))
+    assert "https://tile.openstreetmap.org" in csp["img-src"]
+
+
+# -- the policy in Chromium -----------------------------------------------------------------
+
+VIOLATIONS = """
+    window.cspViolations = [];
+    document.addEventListener("securitypolicyviolation",
+        e => window.cspViolations.push(e.violatedDirective + " " + (e.blockedURI || "inline")));
+"""
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    from tests.browser_util import live_server
+
+    with live_server(app) as base:
+        yield base
+
+
+@pytest.fixture
+def browser_page(server):
+    """A Chromium page (the app's policy in force) recording console errors and policy violations."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_util import launch_chromium, open_page, require_browser
+
+    require_browser()
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        rec = open_page(browser, server)
+        rec.page.add_init_script(VIOLATIONS)
+        yield rec
+        browser.close()
+
+
+def drawn(rec, condition: str = "gisapp.state.drawn.permits > 0"):
+    from tests.browser_util import wait_until
+
+    return wait_until(rec.page, f"window.gisapp && gisapp.idle() && {condition} && gisapp.state.drawn.permits")
+
+
+@pytest.mark.browser
+def test_the_map_works_under_the_policy(browser_page, server, store):
+    rec = browser_page
+    response = rec.page.goto(server + "/")
+    assert "'nonce-" in response.headers["content-security-policy"]
+    total = store.count(PERMITS)
+    assert drawn(rec, f"gisapp.state.drawn.permits === {total}") == total
+    # the measure control (its templates, compiled in the browser, would need eval) measures
+    rec.page.locator(".leaflet-control-measure").hover()
+    rec.page.locator(".leaflet-control-measure .js-start").click()
+    box = rec.page.locator(".folium-map").bounding_box()
+    # one point (a second one draws a line, which leaflet-measure 2.1.7 fails at on a canvas map, CSP or not)
+    rec.page.mouse.click(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
+    assert "°" in rec.page.locator(".leaflet-control-measure .js-results").inner_text()
+    rec.page.locator(".leaflet-control-measure .js-cancel").click()
+    # a filter through the form
+    from gisapp.filters import Filter
+
+    expected = store.count(PERMITS, Filter(q="Ông Ích Đường"))
+    assert 0 < expected < total
+    rec.page.get_by_test_id("filter-q").fill("Ông Ích Đường")
+    rec.page.get_by_test_id("apply").click()
+    assert drawn(rec, f"gisapp.state.drawn.permits === {expected}") == expected
+    assert rec.page.get_by_test_id("permit-count").inner_text() == str(expected)
+    # the dossier page's map, for a code with slashes
+    rec.page.goto(server + "/permits/" + quote(SLASH_CODE, safe=""))
+    assert drawn(rec) >= 1
+    assert rec.page.get_by_test_id("dossier-code").inner_text() == SLASH_CODE
+    rec.page.goto(server + "/wards")
+    from tests.browser_util import wait_until
+
+    wait_until(rec.page, "document.querySelector('[data-choropleth]') !== null")
+    assert rec.page.evaluate("window.cspViolations") == []
+    assert rec.errors == [] and rec.outside() == []
+
+
+@pytest.mark.browser
+def test_an_injected_inline_script_is_blocked(browser_page, server):
+    rec = browser_page
+    nonce = {}
+
+    def inject(route):
+        response = route.fetch()
+        html = response.text()
+        nonce["value"] = re.search(r'<script nonce="([^"]+)"', html).group(1)
+        html = html.replace("</body>", '<script>window.injected = "inline";</script>'
+                                       f'<script nonce="{nonce["value"]}">window.allowed = true;</script></body>')
+        route.fulfill(response=response, body=html)
+
+    rec.page.route(server + "/", inject)
+    rec.page.goto(server + "/")
+    drawn(rec)
+    assert rec.page.evaluate("window.allowed") is True  # the page's own nonce works: the check below is real
+    assert rec.page.evaluate("window.injected") is None
+    # a script element added later without the nonce is refused too
+    rec.page.evaluate("""() => { const s = document.createElement("script");
+                                 s.textContent = "window.injected = 'dom'"; document.body.appendChild(s); }""")
+    assert rec.page.evaluate("window.injected") is None
+    violations = rec.page.evaluate("window.cspViolations")
+    assert len(violations) == 2 and all(v.startswith("script-src") for v in violations), violations
+    assert any("Content Security Policy" in e for e in rec.errors)
