@@ -6,6 +6,7 @@ import logging
 import os
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from gisapp.domain import Calendar
 
@@ -52,6 +53,10 @@ SETTINGS = {
                 "X-Forwarded-Proto headers are believed (0: none, the client's own address counts)"),
     "SECURE_COOKIES": ("GISAPP_SECURE_COOKIES", "auto", "auto: the session cookie is Secure when the request came "
                        "over HTTPS (as the proxy says); always: Secure on every response"),
+    "BASE_URL": ("GISAPP_BASE_URL", "", "public URL of the app (e.g. https://gis.example.vn/gisapp): every absolute "
+                 "link (API, TileJSON) starts with it instead of the request's Host"),
+    "TRUSTED_HOSTS": ("GISAPP_TRUSTED_HOSTS", "", "host names the app answers to, comma-separated (.name: its "
+                      "subdomains too; *: any); default: the base URL's host, localhost and 127.0.0.1"),
     "UPLOADS": ("GISAPP_UPLOADS", str(Path(tempfile.gettempdir()) / "gisapp-uploads"),
                 "folder where uploaded files wait for confirmation (kept a day at most)"),
 }
@@ -91,6 +96,12 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
     if str(config["TILE_DIR"]).strip().lower() in ("", "none"):
         config["TILE_DIR"] = None
     _check_security(config)
+    hosts_given = bool(config["TRUSTED_HOSTS"]) or config["TRUSTED_HOSTS"] is None
+    config["BASE_URL"] = parse_base_url(config["BASE_URL"])
+    config["TRUSTED_HOSTS"] = parse_trusted_hosts(config["TRUSTED_HOSTS"], config["BASE_URL"])
+    if config["ENV"] == "production" and not (config["BASE_URL"] or hosts_given):
+        raise ConfigError("GISAPP_ENV=production needs GISAPP_BASE_URL or GISAPP_TRUSTED_HOSTS: links and the "
+                          "accepted Host headers must not come from the request alone")
     config["CALENDAR"] = config.get("CALENDAR") or Calendar.from_settings(config["WEEKEND"], config["HOLIDAYS"])
     return config
 
@@ -132,3 +143,31 @@ def _check_security(config: dict) -> None:
     if size < MIN_SECRET_BYTES:
         raise ConfigError(f"GISAPP_SECRET_KEY must be at least {MIN_SECRET_BYTES} bytes when GISAPP_ENV=production "
                           f"(it has {size}); make one with: python -c 'import secrets; print(secrets.token_hex(32))'")
+#: Host names a development server answers to without GISAPP_TRUSTED_HOSTS.
+LOCAL_HOSTS = ["localhost", "127.0.0.1"]
+
+
+def parse_base_url(text: str | None) -> str | None:
+    """``GISAPP_BASE_URL`` without its trailing slash (``None`` when unset); an http(s) URL without query."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigError(f"GISAPP_BASE_URL must be an http(s) URL such as https://gis.example.vn/gisapp, not {text!r}")
+    return text.rstrip("/")
+
+
+def parse_trusted_hosts(value, base_url: str | None) -> list[str] | None:
+    """The host names Flask accepts (its ``TRUSTED_HOSTS``); ``None`` (any) for ``*``.
+
+    Unset: the base URL's host (when set), ``localhost`` and ``127.0.0.1``.
+    """
+    if value is None or isinstance(value, (list, tuple)):
+        return None if value is None else list(value)
+    names = [name.strip().lower() for name in str(value).split(",") if name.strip()]
+    if names == ["*"]:
+        return None
+    if names:
+        return names
+    return ([urlsplit(base_url).hostname] if base_url else []) + LOCAL_HOSTS

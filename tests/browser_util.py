@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import threading
@@ -225,6 +226,27 @@ class PageRecorder:
     def outside(self) -> list[str]:
         """Requests that left the server's own origin (data: URLs aside)."""
         return [u for u in self.requests if not u.startswith(self.base + "/") and not u.startswith("data:")]
+
+
+def wait_until(page, condition: str, timeout: int = 30000, interval: int = 50):
+    """Wait until the JavaScript expression ``condition`` is truthy in ``page``; return its value.
+
+    Playwright's ``wait_for_function`` evaluates its expression with ``eval``
+    inside the page, which the app's Content-Security-Policy forbids; here the
+    expression is part of the function Playwright sends (run by the browser's
+    debugging protocol, which the policy does not govern).
+    """
+    return page.evaluate("""([timeout, interval]) => new Promise((resolve, reject) => {
+        const until = Date.now() + timeout;
+        const check = () => {
+            let value;
+            try { value = (__CONDITION__); } catch (err) { reject(err); return; }
+            if (value) { resolve(value); return; }
+            if (Date.now() > until) { reject(new Error("timed out waiting for: " + __TEXT__)); return; }
+            setTimeout(check, interval);
+        };
+        check();
+    })""".replace("__TEXT__", json.dumps(condition)).replace("__CONDITION__", condition), [timeout, interval])
 
 
 def open_page(browser, base: str, viewport=(1400, 860)) -> PageRecorder:

@@ -14,7 +14,7 @@ import pytest
 from gisapp.web.app import create_app
 from gisapp.filters import Filter
 from gisapp.store.gpkg import GeoPackageStore
-from tests.browser_util import XSS_ADDRESS, XSS_OWNER, live_server, open_page
+from tests.browser_util import XSS_ADDRESS, XSS_OWNER, live_server, open_page, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -80,7 +80,7 @@ def wait_drawn(rec, expected: int | None = None, layer: str = "permits", timeout
     cond = "window.gisapp && gisapp.idle() && gisapp.state.mode[%r] !== undefined" % layer
     if expected is not None:
         cond += " && gisapp.state.drawn[%r] === %d" % (layer, expected)
-    rec.page.wait_for_function(cond, timeout=timeout)
+    wait_until(rec.page, cond, timeout=timeout)
     return rec.page.evaluate("gisapp.state.drawn[%r]" % layer)
 
 
@@ -142,8 +142,8 @@ def test_filtering_by_ward_through_the_ui(page, server, store, n):
     page.page.get_by_test_id("filter-ward").select_option(["20305"])
     page.page.get_by_test_id("apply").click()
     expected = store.count(PERMITS, Filter(wards=("20305",)))
-    page.page.wait_for_function(f"document.querySelector('[data-testid=permit-count]').textContent.trim() === "
-                                f"'{expected}'")
+    wait_until(page.page, f"document.querySelector('[data-testid=permit-count]').textContent.trim() === "
+                          f"'{expected}'")
     assert wait_drawn(page, expected) == expected < n
     codes = drawn_codes(page)
     assert codes < before
@@ -181,7 +181,7 @@ def test_popup_opens_on_click(page, server, n, linked_code):
     click_parcel(page, code)
     popup = page.page.locator(".leaflet-popup-content [data-testid=permit-popup]")
     popup.wait_for(timeout=10000)
-    page.page.wait_for_function("document.querySelector('.popup-fields') !== null")
+    wait_until(page.page, "document.querySelector('.popup-fields') !== null")
     text = popup.inner_text()
     assert code in text
     for label in ("Thủ tục", "Ngày tiếp nhận", "Ngày hẹn trả", "Tiến độ", "Số tầng", "Diện tích thửa (m²)",
@@ -195,7 +195,7 @@ def test_hostile_owner_and_address_show_as_text(page, server, n, hostile_code, t
     page.page.goto(server + "/")
     wait_drawn(page, n)
     click_parcel(page, hostile_code)
-    page.page.wait_for_function("document.querySelector('.popup-fields') !== null")
+    wait_until(page.page, "document.querySelector('.popup-fields') !== null")
     popup = page.page.locator(".leaflet-popup-content")
     assert XSS_OWNER in popup.inner_text() and XSS_ADDRESS in popup.inner_text()
     assert popup.locator("img").count() == 0
@@ -209,7 +209,7 @@ def test_hostile_owner_and_address_show_as_text(page, server, n, hostile_code, t
 
 def test_dashboard_totals_match_the_store(page, server, store, n, tmp_path):
     page.page.goto(server + "/wards")
-    page.page.wait_for_function("document.querySelector('[data-choropleth]') !== null")
+    wait_until(page.page, "document.querySelector('[data-choropleth]') !== null")
     assert int(page.page.get_by_test_id("total-received").inner_text()) == store.count(PERMITS) == n == 2534
     assert page.page.get_by_test_id("total-late").inner_text() == "0"
     for code in ("20260", "20305", "20314"):
@@ -244,7 +244,7 @@ def test_past_the_cap_the_browser_gets_ward_counts_then_parcels(chromium, store,
         # zoom to street level: parcels in view only, never the whole layer
         lot = store.read(PERMITS, limit=1).to_crs(4326).geometry.iloc[0].centroid
         rec.page.evaluate("([lat, lon]) => { gisapp.map.setView([lat, lon], 18, {animate: false}); }", [lot.y, lot.x])
-        rec.page.wait_for_function("gisapp.idle() && gisapp.state.mode.permits === 'features'")
+        wait_until(rec.page, "gisapp.idle() && gisapp.state.mode.permits === 'features'")
         drawn = rec.page.evaluate("gisapp.state.drawn.permits")
         assert 0 < drawn <= 300
         shoot(rec, tmp_path, "map-capped.png")
@@ -255,7 +255,7 @@ def test_past_the_cap_the_browser_gets_ward_counts_then_parcels(chromium, store,
 def test_permit_page_links_back_to_the_map_centred_on_the_dossier(page, server, store, linked_code):
     code, _ = linked_code
     page.page.goto(server + f"/permits/{code}")
-    page.page.wait_for_function("window.gisapp && gisapp.idle() && gisapp.state.drawn.permits > 0")
+    wait_until(page.page, "window.gisapp && gisapp.idle() && gisapp.state.drawn.permits > 0")
     page.page.get_by_test_id("back-to-map").click()
     assert wait_drawn(page, 1) == 1 and count_text(page) == 1
     lot = store.get(PERMITS, code).to_crs(4326).geometry.iloc[0]
@@ -303,7 +303,7 @@ def test_findings_link_to_the_pages_of_the_permits_they_name(chromium, findings_
     rec = open_page(chromium, base)
     try:
         rec.page.goto(base + f"/permits/{linked['a_id']}")
-        rec.page.wait_for_function("window.gisapp && gisapp.idle() && gisapp.state.drawn.findings > 0")
+        wait_until(rec.page, "window.gisapp && gisapp.idle() && gisapp.state.drawn.findings > 0")
         popup = open_finding_popup(rec, linked["finding_id"])
         hrefs = {a.get_attribute("href") for a in popup.locator("a.page-link").all()}
         assert hrefs == {f"/permits/{linked['a_id']}", f"/permits/{linked['b_id']}"}
@@ -311,7 +311,7 @@ def test_findings_link_to_the_pages_of_the_permits_they_name(chromium, findings_
         rec.page.get_by_test_id("findings").get_by_role("link", name=linked["b_id"]).click()
         rec.page.wait_for_url(f"**/permits/{linked['b_id']}")
         assert rec.page.get_by_test_id("permit-no").inner_text() == linked["b_id"]
-        rec.page.wait_for_function("window.gisapp && gisapp.idle() && gisapp.state.drawn.sidewalk > 0")
+        wait_until(rec.page, "window.gisapp && gisapp.idle() && gisapp.state.drawn.sidewalk > 0")
         assert linked["finding_id"] in rec.page.get_by_test_id("findings").inner_text()
         assert rec.page.get_by_test_id("sidewalk-fields").get_by_role("link", name=linked["a_id"]).is_visible()
         shoot(rec, tmp_path, "sidewalk-permit.png")

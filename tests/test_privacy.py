@@ -84,7 +84,7 @@ def urls(app):
                     continue
                 out.append(p)
             continue
-        out.append(path.replace("<code>", code))
+        out.append(re.sub(r"<(?:path:)?code>", code, path))  # codes may hold '/' (tests/test_hardening.py)
     extras = ["/api/collections/construction_permits/items?limit=10000",
               "/api/collections/construction_permits/items?f=html&limit=50",
               f"/api/collections/construction_permits/items/{code}?f=html",

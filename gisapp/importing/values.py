@@ -286,7 +286,8 @@ def _to_text(series: pd.Series) -> pd.Series:
 
 
 def clean_strings(values, strip: bool = True) -> np.ndarray:
-    """Text values NFC-normalised (and stripped, blanks → None), without a Python loop per value.
+    """Text values NFC-normalised without control characters (and stripped, blanks → None),
+    without a Python loop per value.
 
     ``values`` holds only strings and nulls; returns an object array.  The
     strings are joined by NUL (a starter no mark composes with, so each is
@@ -298,6 +299,8 @@ def clean_strings(values, strip: bool = True) -> np.ndarray:
     strings = series[present].tolist()
     if not strings:
         return out
+    if _CONTROL.search("".join(strings)):  # rare: clean those values first
+        strings = [drop_controls(v) for v in strings]
     joined = "\x00".join(strings)
     if joined.count("\x00") != len(strings) - 1:  # a value holds NUL itself: one at a time
         parts = [unicodedata.normalize("NFC", v) for v in strings]
@@ -314,6 +317,18 @@ def clean_strings(values, strip: bool = True) -> np.ndarray:
 
 
 _SPACES_AROUND_NUL = re.compile(r"\s*\x00\s*")
+#: Control characters (C0, DEL, C1); those that separate text (tab, line breaks …) and the others.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_SPACES = re.compile("[\t\n\x0b\x0c\r\x1c-\x1f\x85]+")
+
+
+def drop_controls(text: str) -> str:
+    """``text`` without control characters: a run of tabs or line breaks becomes one space, the others go.
+
+    No field of a layer is multi-line; the web refuses control characters in
+    parameters, and PostgreSQL cannot store NUL.
+    """
+    return _CONTROL.sub("", _CONTROL_SPACES.sub(" ", text))
 
 
 def _worth_uniques(series) -> bool:
@@ -366,7 +381,7 @@ def _one_text(value):
             else value.isoformat(sep=" ")
     if isinstance(value, dt.date):
         return value.isoformat()
-    text = unicodedata.normalize("NFC", str(value)).strip()
+    text = drop_controls(unicodedata.normalize("NFC", str(value))).strip()
     return text or None
 
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import jsonify, render_template, request
-from werkzeug.exceptions import HTTPException
+from flask import current_app, jsonify, render_template, request
+from markupsafe import escape
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from gisapp.filters import FilterError
 from gisapp.store import StoreError
@@ -31,10 +32,23 @@ def _wants_json() -> bool:
             or request.accept_mimetypes.best == "application/json")
 
 
-def _respond(status: int, code: str, description: str):
+def _respond(status: int, code: str, description: str, *, page: bool = True):
+    """The JSON error, or the HTML error page (a bare one when ``page`` is false: no links can be built)."""
     if _wants_json() and request.args.get("f") != "html":
         return jsonify(error_body(status, code, description)), status
+    if not page:
+        body = (f"<!doctype html><meta charset=utf-8><title>{status}</title><h1>{status}</h1>"
+                f'<p class="error-description">{escape(description)}</p>')
+        return current_app.response_class(body, status=status, mimetype="text/html")
     return render_template("error.html", status=status, code=code, description=description), status
+
+
+def _untrusted_host(app):
+    """The 400 for a ``Host`` header that is not in ``GISAPP_TRUSTED_HOSTS`` (no page: no URL can be built)."""
+    allowed = ", ".join(app.config.get("TRUSTED_HOSTS") or ())
+    return _respond(400, "UntrustedHost",
+                    f"Tên máy chủ không được phép (GISAPP_TRUSTED_HOSTS: {allowed}). / The Host header names a "
+                    f"host this server does not answer to (GISAPP_TRUSTED_HOSTS: {allowed}).", page=False)
 
 
 def init_app(app) -> None:
@@ -55,6 +69,8 @@ def init_app(app) -> None:
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):
+        if isinstance(err, SecurityError):
+            return _untrusted_host(app)
         code = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}.get(err.code, "HTTPError")
         description = err.description or err.name
         if err.code == 413:

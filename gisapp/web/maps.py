@@ -317,6 +317,10 @@ class MapPage:
     background: str
     preload: list[str] = field(default_factory=list)
 
+    def head(self, nonce: str) -> Markup:
+        """The head links with ``nonce`` on folium's inline script, for the page's Content-Security-Policy."""
+        return Markup(self.header.replace("<script>", f'<script nonce="{escape(nonce)}">'))
+
 
 #: Of folium's default assets, the ones these maps use (no jQuery, Bootstrap, Font Awesome, awesome-markers).
 MAP_JS = ("leaflet",)

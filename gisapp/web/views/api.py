@@ -14,13 +14,13 @@ from gisapp.formats.geojson import property_columns
 from gisapp.schema import LAYERS
 from gisapp.web import auth
 from gisapp.web.errors import ApiError
-from gisapp.web.request import get_lang, get_store, known_wards
+from gisapp.web.request import get_lang, get_store, known_wards, public_root
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
 
 def _base() -> str:
-    return request.host_url.rstrip("/") + "/api"
+    return public_root() + "/api"
 
 
 def _prefers_html() -> bool:

@@ -63,7 +63,7 @@ def count():
     return jsonify({"layer": "construction_permits", "count": store.count("construction_permits", flt)})
 
 
-@bp.get("/construction_permits/<code>.json")
+@bp.get("/construction_permits/<path:code>.json")
 def permit_popup(code: str):
     """What a dossier's popup shows: fields, timeliness, linked and nearby sidewalk permits."""
     detail = stats.permit_detail(get_store(), code, current_app.config["CALENDAR"])

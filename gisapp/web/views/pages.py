@@ -92,7 +92,7 @@ def _charts(board: stats.Dashboard) -> list:
                               title=name, labels=labels) for name, code in rows if code in board.monthly]
 
 
-@bp.get("/permits/<code>")
+@bp.get("/permits/<path:code>")
 def permit_page(code: str):
     """Every field of a dossier, its small map, sidewalk permits near it and its findings.
 

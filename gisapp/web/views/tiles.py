@@ -27,7 +27,7 @@ from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
 from gisapp.tiles.disk import shared_tiles
 from gisapp.web.errors import ApiError
-from gisapp.web.request import get_store
+from gisapp.web.request import get_store, public_root
 from gisapp.web.views.data import strict_filter
 
 bp = Blueprint("tiles", __name__, url_prefix="/tiles")
@@ -110,7 +110,7 @@ def tilejson(layer: str):
     check_params(request.args, PARAMS)
     store = get_store()
     params = strict_filter(store).with_(q_personal=False).to_params()
-    url = f"{request.url_root}tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt" + (f"?{urlencode(params)}" if params else "")
+    url = f"{public_root()}/tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt" + (f"?{urlencode(params)}" if params else "")
     extent = next((i.extent for i in store.info() if i.name == layer), None)
     bounds = WORLD
     if extent is not None:
