@@ -12,6 +12,8 @@ functions.
 
 from __future__ import annotations
 
+import builtins
+
 import contextlib
 import datetime as dt
 import functools
@@ -163,7 +165,7 @@ class Accounts:
                 raise AccountError(f"no user {username!r}")
             _end_sessions(con, username)
 
-    def list(self) -> list[User]:
+    def list(self) -> builtins.list[User]:
         """Every account, by name."""
         with self._db() as con:
             return [User(u, r) for u, r in con.execute("SELECT username, role FROM users ORDER BY username")]
@@ -253,7 +255,7 @@ class Accounts:
             con.execute("INSERT INTO audit_log (at, username, action, layer, rows, detail) VALUES (?, ?, ?, ?, ?, ?)",
                         (_now().isoformat(), username, action, layer, rows, detail))
 
-    def audit_log(self, limit: int = 500) -> list[AuditEntry]:
+    def audit_log(self, limit: int = 500) -> builtins.list[AuditEntry]:
         """The latest entries of the audit log, newest first."""
         with self._db() as con:
             rows = con.execute("SELECT at, username, action, layer, rows, detail FROM audit_log "

@@ -170,4 +170,5 @@ def parse_trusted_hosts(value, base_url: str | None) -> list[str] | None:
         return None
     if names:
         return names
-    return ([urlsplit(base_url).hostname] if base_url else []) + LOCAL_HOSTS
+    base_host = urlsplit(base_url).hostname if base_url else None
+    return ([base_host] if base_host else []) + LOCAL_HOSTS

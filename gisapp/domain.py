@@ -183,8 +183,8 @@ class Calendar:
         """
         if isinstance(start, dt.date):
             d = np.datetime64(start, "D")
-            out = np.busday_offset(d, 0, roll="backward", busdaycal=self._np)
-            return np.busday_offset(out, int(days), roll="forward", busdaycal=self._np).astype(dt.date)
+            rolled = np.busday_offset(d, 0, roll="backward", busdaycal=self._np)
+            return np.busday_offset(rolled, int(days), roll="forward", busdaycal=self._np).astype(dt.date)
         values = pd.to_datetime(pd.Series(start)).to_numpy().astype("datetime64[D]")
         missing = np.isnat(values)
         safe = np.where(missing, np.datetime64("2000-01-03"), values)
@@ -234,12 +234,12 @@ def timeliness(status, due_on, completed_on, as_of):
         done = pd.to_datetime(completed_on)
         ref = pd.Timestamp(as_of)
         is_open = status.isin(OPEN_STATUSES) | done.isna()
-        closed = np.select(
-            [done < due, done == due, done > due], ["EARLY", "ON_TIME", "LATE"], default=None
-        )
+        closed = np.select([(done < due).to_numpy(), (done == due).to_numpy(), (done > due).to_numpy()],
+                           [np.array("EARLY", dtype=object), np.array("ON_TIME", dtype=object),
+                            np.array("LATE", dtype=object)], default=np.array(None, dtype=object))
         opened = np.where(ref > due, "OVERDUE", "IN_TIME")
         out = np.where(is_open, opened, closed)
-        out = np.where(due.isna(), None, out)
+        out = np.where(due.isna(), np.array(None, dtype=object), out)
         return pd.Series(out, index=status.index, dtype=object)
     if due_on is None or pd.isna(due_on):
         return None

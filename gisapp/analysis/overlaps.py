@@ -702,7 +702,7 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features) -> dict:
     received = cons.extra["received"]
     idx, part = index.assign(cons.geoms, received, cons.bounds)
     found = idx >= 0
-    code = np.where(found, ward.extra["code"][np.maximum(idx, 0)], None)
+    code = np.where(found, ward.extra["code"][np.maximum(idx, 0)], np.array(None, dtype=object))
     declared = cons.extra["declared"]
     wrong = np.flatnonzero(index.any_in_force(received) & (code != declared))
     idx, part, code, found = idx[wrong], part[wrong], code[wrong], found[wrong]

@@ -24,4 +24,4 @@ def analyze_store(store: Store, params: AnalysisParams) -> tuple[AnalysisResult,
     started = time.perf_counter()
     layers = {name: store.read(name) for name in LAYERS}
     read_s = time.perf_counter() - started
-    return find_overlaps(*(layers[name] for name in LAYERS), params), read_s
+    return find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params), read_s

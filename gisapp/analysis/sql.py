@@ -305,10 +305,10 @@ def _findings(rows: dict, params: AnalysisParams, wards: _WardTable):
     """The findings frame from the rows of the four queries: grouped by kind in :data:`KINDS` order, by id within."""
     parts = [_near(rows["near"], params, wards), _pairs(rows["pairs"], wards),
              _clearance(rows["clearance"], params, wards), _ward_mismatch(rows["wards"], wards)]
-    parts = [p for p in parts if p is not None and len(p["kind"])]
-    if not parts:
+    found = [p for p in parts if p is not None and len(p["kind"])]
+    if not found:
         return analysis.empty_findings()
-    cols = {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+    cols = {name: np.concatenate([p[name] for p in found]) for name in found[0]}
     cols["finding_id"] = analysis.finding_ids(cols["kind"], cols["a_id"], cols["b_id"])
     rank = pd.Categorical(cols["kind"], categories=list(KINDS)).codes
     order = np.lexsort((cols["finding_id"].astype(str), rank))  # ids are ASCII, of one length within a kind
@@ -506,7 +506,7 @@ def _skipped(rows: dict, params: AnalysisParams) -> pd.DataFrame:
     out = []
     for code, ward, empty, no_received, late, wkb in rows["construction_permits"]:
         reasons = [_geometry_reason(empty, wkb), "missing received_on" if no_received else None,
-                   f"received after the as-of date {params.as_of.isoformat()}" if late else None]
+                   f"received after the as-of date {params.as_of}" if late else None]
         out.append(("construction_permits", code, ward, reasons))
     for number, ward, empty, no_start, no_end, backwards, no_width, wkb in rows["sidewalk_permits"]:
         reasons = [_geometry_reason(empty, wkb),

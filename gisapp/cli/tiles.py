@@ -44,9 +44,9 @@ def tiles_group():
 @click.pass_obj
 def render_command(ctx: Context, zooms: str | None):
     """Render the unfiltered tiles of the store's current data now (waits for a render already running)."""
-    tile_dir, zooms = _tile_dir(ctx), _zooms(ctx, zooms)
-    click.echo(f"rendering z{'/'.join(map(str, zooms)) or ' (none)'} into {tile_dir.root}")
-    watch(ctx.store, tile_dir, zooms, once=True, log=click.echo)
+    tile_dir, levels = _tile_dir(ctx), _zooms(ctx, zooms)
+    click.echo(f"rendering z{'/'.join(map(str, levels)) or ' (none)'} into {tile_dir.root}")
+    watch(ctx.store, tile_dir, levels, once=True, log=click.echo)
 
 
 @tiles_group.command("watch")
@@ -60,5 +60,5 @@ def watch_command(ctx: Context, zooms: str | None, interval: float, parent: int 
     """Render the tiles of each new version of the store's data, until stopped (what `serve` runs)."""
     if parent is not None:
         follow(parent)
-    tile_dir, zooms = _tile_dir(ctx), _zooms(ctx, zooms)
-    watch(ctx.store, tile_dir, zooms, interval=interval, log=lambda m: click.echo(f"tiles: {m}"))
+    tile_dir, levels = _tile_dir(ctx), _zooms(ctx, zooms)
+    watch(ctx.store, tile_dir, levels, interval=interval, log=lambda m: click.echo(f"tiles: {m}"))

@@ -237,7 +237,7 @@ def _handling(received, procedure, category, rng, calendar, as_of) -> dict[str, 
     days = domain.statutory_days(proc_s, cat_s).to_numpy()
     as_of_d = np.datetime64(as_of, "D")
     closed = due <= as_of_d
-    outcome = np.where(closed, _choice(rng, CLOSED_MIX, n), None)
+    outcome = np.where(closed, _choice(rng, CLOSED_MIX, n), np.array(None, dtype=object))
     steps = np.where(rng.random(n) < ON_DUE_SHARE, days, rng.integers(np.ceil(days * 0.3).astype(int), days))
     steps = np.where(outcome == "WITHDRAWN", rng.integers(1, days), steps)
     steps = np.where(outcome == "NOT_ACCEPTED", 0, steps)

@@ -128,7 +128,9 @@ class TileDir:
 
     def ready(self, version: str | None, zooms) -> bool:
         """Whether the tiles of ``version`` at every one of ``zooms`` are rendered."""
-        return bool(version) and set(zooms) <= set((self.status(version) or {}).get("zooms", ()))
+        if not version:
+            return False
+        return set(zooms) <= set((self.status(version) or {}).get("zooms", ()))
 
     def mark_complete(self, version: str, report: dict) -> dict:
         """Record ``report`` for ``version``, its zooms joined to those done before; the record."""

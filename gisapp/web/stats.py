@@ -213,7 +213,7 @@ def build_rows(counts: pd.DataFrame, wards: list[tuple[str, str]],
     rows = []
     for code in codes:
         values = {**zero, **(counts.loc[code].to_dict() if code in counts.index else {})}
-        rows.append(WardRow(code, names.get(code, code), {k: int(v) for k, v in values.items()},
+        rows.append(WardRow(code, names.get(code) or str(code), {k: int(v) for k, v in values.items()},
                             sidewalk.get(code, 0), findings.get(code, 0)))
     total_counts = {k: int(counts[k].sum()) if k in counts else 0 for k in zero}
     total = WardRow("", "", total_counts, sum(sidewalk.values()), sum(findings.values()))
@@ -401,8 +401,8 @@ class SidewalkDetail:
 
     record: dict
     ward_name: str | None  # of its ward code among the wards in force on its first day
-    center: tuple[float, float]  # lat, lon
-    bbox: tuple[float, float, float, float]  # WGS84 around the permit and its neighbours
+    center: tuple[float, float] | None  # lat, lon (None: the permit has no geometry)
+    bbox: tuple[float, float, float, float] | None  # WGS84 around the permit and its neighbours
     dossier_exists: bool  # its construction dossier (if it names one) is in the store
     findings: list[dict]
 
@@ -420,7 +420,7 @@ def sidewalk_detail(store, permit_no: str, neighbours_m: float = 60.0) -> Sidewa
     dossier = record.get("construction_dossier_code")
     center = geo.transform([geom.representative_point()])[0] if geom is not None and not geom.is_empty else None
     return SidewalkDetail(
-        record=record, ward_name=names.get(record.get("ward_code")),
+        record=record, ward_name=names.get(record.get("ward_code") or ""),
         center=(center.y, center.x) if center is not None else None,
         bbox=_wgs84_bbox(geom, neighbours_m) if center is not None else None,
         dossier_exists=bool(dossier) and len(store.get(PERMITS, dossier)) > 0,
@@ -431,7 +431,8 @@ def sidewalk_detail(store, permit_no: str, neighbours_m: float = 60.0) -> Sidewa
 def _wgs84_bbox(geom, buffer_m: float) -> tuple[float, float, float, float]:
     """WGS84 bounds of ``geom`` (EPSG:5899) grown by ``buffer_m`` metres."""
     box = shapely.box(*geom.buffer(buffer_m).bounds)
-    return tuple(float(v) for v in geo.transform([box])[0].bounds)
+    minx, miny, maxx, maxy = (float(v) for v in geo.transform([box])[0].bounds)
+    return minx, miny, maxx, maxy
 
 
 def map_page(store, flt: Filter) -> dict:
