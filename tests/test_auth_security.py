@@ -323,7 +323,7 @@ def test_secure_cookies_can_be_forced(demo_store, accounts_file):
 
 
 def test_production_needs_a_long_secret_key():
-    env = {"GISAPP_ENV": "production", "GISAPP_SECRET_KEY": "x" * 31}
+    env = {"GISAPP_ENV": "production", "GISAPP_SECRET_KEY": "x" * 31, "GISAPP_BASE_URL": "https://gis.example.vn"}
     with pytest.raises(ConfigError, match="GISAPP_SECRET_KEY must be at least 32 bytes .* has 31"):
         load_config(environ=env)
     assert load_config(environ={**env, "GISAPP_SECRET_KEY": "x" * 32})["SECRET_KEY"] == "x" * 32
