@@ -24,11 +24,13 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from gisapp import domain, geo, schema
+from gisapp.formulas import defuse
 from gisapp.importing_read import ImportFailure, Source, load_mapping, read_source
 from gisapp.importing_values import (
     PARCEL_FIELDS,
@@ -936,11 +938,22 @@ def rejects_path(path) -> Path:
 
 
 def write_rejects(report: ImportReport, path) -> Path:
-    """Write the rejected rows to ``path`` as CSV in UTF-8 with a BOM (opens right in Excel)."""
+    """Write the rejected rows to ``path`` as CSV in UTF-8 with a BOM (opens right in Excel).
+
+    Text that a spreadsheet would run as a formula, in the values and the
+    column names, is made inert as in the CSV export (:mod:`gisapp.formulas`).
+    """
     path = Path(path)
     out = report.rejects.copy()
     for name in out.columns:
-        if name not in ("row",):
-            out[name] = to_text(out[name])
+        if name != "row" and not pd.api.types.is_numeric_dtype(out[name]):
+            out[name] = _inert(to_text(out[name]))
+    out.columns = _inert(pd.Series([str(c) for c in out.columns], dtype=object)).tolist()
     out.to_csv(path, index=False, encoding="utf-8-sig")
     return path
+
+
+def _inert(texts: pd.Series) -> pd.Series:
+    """Text values (or ``None``) with formulas made inert by :func:`gisapp.formulas.defuse`."""
+    arr = defuse(pa.array(texts.to_numpy(dtype=object), pa.string(), from_pandas=True))
+    return pd.Series(arr.to_pylist(), index=texts.index, dtype=object)
