@@ -28,6 +28,7 @@ import pandas as pd
 import pyogrio
 from pyproj import CRS
 
+from gisapp import i18n
 from gisapp.importing_values import clean_strings, key
 
 VECTOR_SUFFIXES = (".shp", ".gpkg", ".geojson", ".json", ".zip", ".fgb", ".gml", ".kml", ".tab", ".mif")
@@ -38,7 +39,47 @@ HEADER_SEARCH_ROWS = 30
 
 
 class ImportFailure(Exception):
-    """The import cannot go on (unreadable file, no CRS, bad mapping…); the message is for the user."""
+    """The import cannot go on (unreadable file, no CRS, bad mapping…); the message is for the user.
+
+    ``key`` names the message in :data:`gisapp.i18n.STRINGS` and ``values``
+    fill it in.  ``str(err)`` is the English text of the command line;
+    :meth:`text` gives it in a language, for the command line or for the
+    upload page (which names its form fields where the command names its
+    options).  Values are plain text and numbers, so a failure crosses a
+    process boundary as JSON (:meth:`as_dict`).
+    """
+
+    def __init__(self, key: str, **values):
+        self.key = key
+        self.values = values
+        super().__init__(self.text())
+
+    def text(self, lang: str = "en", channel: str = "cli") -> str:
+        """The message in ``lang`` for ``channel`` (``"cli"`` or ``"web"``)."""
+        return i18n.text(self.key, lang, **option_names(channel, lang), **self.values)
+
+    def as_dict(self) -> dict:
+        """``{"key", "values"}``: what :meth:`from_dict` takes back."""
+        return {"key": self.key, "values": self.values}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> ImportFailure:
+        """The failure :meth:`as_dict` described."""
+        return cls(data["key"], **data["values"])
+
+
+def option_names(channel: str, lang: str) -> dict[str, str]:
+    """How messages name an import's options: ``gisapp import``'s flags, or the upload form's fields."""
+    if channel == "cli":
+        return {"opt_crs": "--crs", "opt_parcels": "--parcels FILE", "opt_sheet": "--sheet",
+                "opt_rename": "name it in a --mapping file"}
+
+    def field_(label_key: str) -> str:
+        return i18n.text("import_form_field", lang, label=i18n.text(label_key, lang))
+
+    return {"opt_crs": field_("ui_crs_if_the_file_has_none"),
+            "opt_parcels": field_("ui_parcels_for_a_table_of_dossiers"),
+            "opt_sheet": field_("ui_sheet_xlsx"), "opt_rename": i18n.text("import_rename_columns", lang)}
 
 
 @dataclass(frozen=True)
@@ -70,7 +111,7 @@ def read_source(path, *, sheet: str | None = None, header_keys=frozenset(),
     """
     path = Path(path)
     if not path.exists():
-        raise ImportFailure(f"{path}: no such file")
+        raise ImportFailure("import_no_file", name=path.name)
     suffix = path.suffix.lower()
     try:
         if suffix in (".csv", ".txt"):
@@ -78,20 +119,29 @@ def read_source(path, *, sheet: str | None = None, header_keys=frozenset(),
         if suffix in (".xlsx", ".xlsm"):
             return read_xlsx(path, sheet=sheet, header_keys=header_keys)
         if suffix == ".xls":
-            raise ImportFailure(f"{path.name}: old .xls workbooks are not read; save it as .xlsx")
+            raise ImportFailure("import_old_xls", name=path.name)
         return read_vector(path, layer=sheet, prefer_layer=prefer_layer)
     except ImportFailure:
         raise
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as err:
-        raise ImportFailure(f"{path.name}: cannot read it as a vector file ({_first_line(err)})") from None
+        raise ImportFailure("import_unreadable_vector", name=path.name, detail=_gdal_detail(err)) from None
     except (OSError, ValueError, KeyError, csv.Error) as err:
-        raise ImportFailure(f"{path.name}: cannot read it ({_first_line(err)})") from None
+        raise ImportFailure("import_unreadable", name=path.name, detail=_gdal_detail(err)) from None
 
 
 def _first_line(err: Exception) -> str:
     """The first line of an exception's message."""
     text = str(err).strip() or type(err).__name__
     return text.splitlines()[0]
+
+
+_FOLDERS = re.compile(r"(?<![\w.])/(?:[^\s'\"/]+/)+")
+_GDAL_ADVICE = re.compile(r";?\s*It might help to specify the correct driver.*$")
+
+
+def _gdal_detail(err: Exception) -> str:
+    """The first line of a reader's error, without folders (no server paths in messages) or GDAL's advice."""
+    return _GDAL_ADVICE.sub("", _FOLDERS.sub("", _first_line(err))).strip() or type(err).__name__
 
 
 # -- vector files ----------------------------------------------------------
@@ -109,11 +159,12 @@ def read_vector(path: Path, *, layer: str | None = None, prefer_layer: str | Non
     if layer is not None:
         match = [n for n in layers if n == layer or key(n) == key(layer)]
         if not match:
-            raise ImportFailure(f"{path.name} has no layer {layer!r}; layers: {', '.join(layers)}")
+            raise ImportFailure("import_no_layer", name=path.name, layer=layer, layers=", ".join(layers))
         chosen = match[0]
     elif len(layers) > 1:
         chosen = prefer_layer if prefer_layer in layers else layers[0]
-        warnings.append(f"{path.name} has {len(layers)} layers; read {chosen!r} (choose with --sheet)")
+        warnings.append(f"{path.name} has {len(layers)} layers; read {chosen!r} "
+                        "(give another layer's name as the sheet to read it)")
     frame = pyogrio.read_dataframe(path, layer=chosen, use_arrow=True)
     geometry = None
     crs = None
@@ -161,7 +212,7 @@ def decode_text(data: bytes, name: str = "file") -> tuple[str, str]:
         except UnicodeDecodeError:
             continue
         return unicodedata.normalize("NFC", text), encoding
-    raise ImportFailure(f"{name}: neither UTF-8 nor Windows-1258 text; save it as CSV UTF-8")
+    raise ImportFailure("import_bad_encoding", name=name)
 
 
 def _delimiter(text: str) -> str:
@@ -230,7 +281,7 @@ def xlsx_sheet_names(path: Path) -> list[str]:
 def _pick_sheet(path: Path, names: list[str], sheet: str | None) -> str:
     """The sheet called ``sheet`` (exactly, by number, or by key), the first when ``None``."""
     if not names:
-        raise ImportFailure(f"{path.name} has no sheets")
+        raise ImportFailure("import_no_sheets", name=path.name)
     if sheet is None:
         return names[0]
     if sheet in names:
@@ -239,7 +290,7 @@ def _pick_sheet(path: Path, names: list[str], sheet: str | None) -> str:
         return names[int(sheet) - 1]
     match = [n for n in names if key(n) == key(sheet)]
     if not match:
-        raise ImportFailure(f"{path.name} has no sheet {sheet!r}; sheets: {', '.join(names)}")
+        raise ImportFailure("import_no_sheet", name=path.name, sheet=str(sheet), sheets=", ".join(names))
     return match[0]
 
 
@@ -250,7 +301,7 @@ def _read_xlsx_openpyxl(path: Path, sheet: str | None, header_keys) -> Source:
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except Exception as err:  # openpyxl raises many kinds on a broken file
-        raise ImportFailure(f"{path.name}: not a readable XLSX workbook ({_first_line(err)})") from None
+        raise ImportFailure("import_bad_xlsx", name=path.name, detail=_gdal_detail(err)) from None
     try:
         chosen = _pick_sheet(path, book.sheetnames, sheet)
         ws = book[chosen]
@@ -370,9 +421,9 @@ def load_mapping(mapping) -> dict[str, str]:
             else:
                 data = json.loads(raw.decode("utf-8-sig"))
         except (OSError, ValueError) as err:
-            raise ImportFailure(f"mapping file {path.name}: {_first_line(err)}") from None
+            raise ImportFailure("import_bad_mapping_file", name=path.name, detail=_gdal_detail(err)) from None
     if isinstance(data, dict) and isinstance(data.get("columns"), dict):
         data = data["columns"]
     if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise ImportFailure("mapping must be a table of source column = field name (text)")
+        raise ImportFailure("import_bad_mapping")
     return {unicodedata.normalize("NFC", str(k)): v.strip() for k, v in data.items()}

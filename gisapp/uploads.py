@@ -10,6 +10,7 @@ No Flask here: the view hands over file objects with ``save`` and
 from __future__ import annotations
 
 import json
+import logging
 import re
 import secrets
 import shutil
@@ -18,15 +19,16 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gisapp.folders import private_folder
-from gisapp.importing import IMPORTABLE_LAYERS
+from gisapp.importing import IMPORTABLE_LAYERS, ImportFailure
 
 ACCEPTED_SUFFIXES = (".csv", ".xlsx", ".zip", ".gpkg", ".geojson", ".json", ".shp")
 MAX_AGE_SECONDS = 24 * 3600
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
+log = logging.getLogger(__name__)
 
 
-class UploadError(ValueError):
-    """An upload that cannot be used; the message is for the user."""
+class UploadError(ImportFailure):
+    """An upload that cannot be used; a message for the user, like :class:`ImportFailure`'s."""
 
 
 @dataclass(frozen=True)
@@ -67,27 +69,28 @@ def save(root: Path, upload, *, layer: str, mode: str, sheet: str | None, crs: s
          user: str, parcels=None) -> Pending:
     """Keep ``upload`` (and ``parcels``) under a new token; check the choices first."""
     if layer not in IMPORTABLE_LAYERS:
-        raise UploadError(f"unknown layer {layer!r}; choose one of {', '.join(IMPORTABLE_LAYERS)}")
+        raise UploadError("upload_unknown_layer", layer=str(layer), layers=", ".join(IMPORTABLE_LAYERS))
     if mode not in ("upsert", "replace"):
-        raise UploadError(f"unknown mode {mode!r}")
+        raise UploadError("upload_unknown_mode", mode=str(mode))
     files = {"file": upload, "parcels": parcels}
     names = {}
     for role, f in files.items():
         if f is None or not getattr(f, "filename", ""):
             if role == "file":
-                raise UploadError("choose a file to upload")
+                raise UploadError("upload_no_file")
             continue
         name = safe_name(f.filename)
         if not name.endswith(ACCEPTED_SUFFIXES):
-            raise UploadError(f"{f.filename!r}: accepted files are {', '.join(ACCEPTED_SUFFIXES)} "
-                              "(a Shapefile as a .zip with its .shp, .shx, .dbf and .prj)")
+            raise UploadError("upload_bad_suffix", name=Path(f.filename.replace("\\", "/")).name,
+                              suffixes=", ".join(ACCEPTED_SUFFIXES))
         names[role] = name
     if names.get("parcels") == names["file"]:
         names["parcels"] = "parcels_" + names["parcels"]
     try:
         root = private_folder(root)
     except OSError as err:
-        raise UploadError(f"the upload folder (GISAPP_UPLOADS) cannot be used: {err}") from None
+        log.error("the upload folder (GISAPP_UPLOADS) cannot be used: %s", err)
+        raise UploadError("upload_folder_unusable") from None
     _clean(root)
     token = secrets.token_urlsafe(24)
     folder = Path(root) / token
@@ -102,10 +105,10 @@ def save(root: Path, upload, *, layer: str, mode: str, sheet: str | None, crs: s
 def load(root: Path, token: str) -> Pending:
     """The upload saved under ``token``; :class:`UploadError` when there is none."""
     if not _TOKEN.fullmatch(token or ""):
-        raise UploadError("unknown upload")
+        raise UploadError("upload_unknown")
     meta = Path(root) / token / "pending.json"
     if not meta.exists():
-        raise UploadError("unknown or expired upload; please upload the file again")
+        raise UploadError("upload_expired")
     return Pending(**json.loads(meta.read_text(encoding="utf-8")))
 
 

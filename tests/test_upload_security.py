@@ -55,6 +55,13 @@ def text_of(response) -> str:
     return html.unescape(response.get_data(as_text=True))
 
 
+def error_of(response) -> str:
+    """The upload page's error message."""
+    found = re.search(r'data-testid="upload-error">(.*?)</p>', response.get_data(as_text=True), re.S)
+    assert found, response.get_data(as_text=True)[-1500:]
+    return html.unescape(found.group(1))
+
+
 def sidewalk_rows(demo_store, n=3) -> pd.DataFrame:
     """``n`` sidewalk permits of the demo as new rows (WGS84, dates as text)."""
     rows = demo_store.read("sidewalk_permits", limit=n).copy()
@@ -105,3 +112,37 @@ def test_rejects_from_the_command_carry_no_live_formula(demo_store, formula_rows
     result = CliRunner().invoke(cli, ["--store", str(demo_store.path), "import", "sidewalk_permits", str(path)])
     assert result.exit_code == 1 and "every row was rejected" in result.output
     assert_no_live_formula((tmp_path / "formulas.rejects.csv").read_bytes())
+
+
+# -- 7: messages in the user's language, without server paths or command-line flags ---------------
+
+
+def dossier_csv() -> bytes:
+    return "Mã hồ sơ,Trạng thái,Ngày tiếp nhận\nHS-1,Mới đăng ký,2022-03-01\n".encode()
+
+
+@pytest.mark.parametrize("lang, field", [("vi", "Thửa đất (khi nhập bảng hồ sơ)"),
+                                         ("en", "Parcels (for a table of dossiers)")])
+def test_a_table_without_parcels_names_the_form_field(app, lang, field):
+    r = upload(signed_in(app, "officer1"), dossier_csv(), name="ho_so.csv", layer="construction_permits", lang=lang)
+    page = error_of(r)
+    assert r.status_code == 400 and field in page and "--parcels" not in page
+    assert ("là bảng" if lang == "vi" else "is a table") in page
+
+
+@pytest.mark.parametrize("lang, field", [("vi", "Hệ tọa độ nếu tệp không có"), ("en", "CRS if the file has none")])
+def test_a_file_without_crs_names_the_form_field(app, demo_store, tmp_path, lang, field):
+    rows = sidewalk_rows(demo_store, 1).to_crs(5899).set_crs(None, allow_override=True)
+    rows.to_file(tmp_path / "no_crs.gpkg", layer="sidewalk_permits")
+    r = upload(signed_in(app, "officer1"), (tmp_path / "no_crs.gpkg").read_bytes(), name="no_crs.gpkg", lang=lang)
+    page = error_of(r)
+    assert r.status_code == 400 and field in page and "--crs" not in page
+
+
+@pytest.mark.parametrize("name, content", [("broken.gpkg", b"garbage"),
+                                           ("broken.geojson", b'{"type": "FeatureCollection", "features": [')])
+def test_unreadable_files_are_refused_without_server_paths(app, tmp_path, name, content):
+    r = upload(signed_in(app, "officer1"), content, name=name, lang="en")
+    page = error_of(r)
+    assert r.status_code == 400 and name in page and "cannot read" in page
+    assert str(tmp_path) not in page and "/files/" not in page and "<DRIVER>" not in page

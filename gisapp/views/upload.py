@@ -22,8 +22,10 @@ def _run(pending: uploads.Pending, dry_run: bool):
                       crs=pending.crs, mode=pending.mode, dry_run=dry_run, sheet=pending.sheet)
 
 
-def _form(error: str | None = None, status: int = 200):
-    return render_template("upload.html", layers=IMPORTABLE_LAYERS, error=error, lang=get_lang()), status
+def _form(error: ImportFailure | None = None, status: int = 200):
+    """The upload form, with ``error`` in the user's language naming the form's fields."""
+    text = error.text(get_lang(), "web") if error else None
+    return render_template("upload.html", layers=IMPORTABLE_LAYERS, error=text, lang=get_lang()), status
 
 
 @bp.get("/upload")
@@ -43,8 +45,8 @@ def check():
                                mode=f.get("mode", "upsert"), sheet=f.get("sheet"), crs=f.get("crs"),
                                user=auth.current_user().username, parcels=request.files.get("parcels"))
         report = _run(pending, dry_run=True)
-    except (uploads.UploadError, ImportFailure) as err:
-        return _form(str(err), 400)
+    except ImportFailure as err:
+        return _form(err, 400)
     if report.rejected:
         write_rejects(report, pending.rejects_path(_root()))
     return render_template("upload_report.html", report=report, pending=pending, confirmed=False, lang=get_lang())
@@ -57,10 +59,10 @@ def rejects(token: str):
     try:
         pending = uploads.load(_root(), token)
     except uploads.UploadError:
-        return _form("unknown or expired upload", 404)
+        return _form(uploads.UploadError("upload_expired"), 404)
     path = pending.rejects_path(_root())
     if not path.exists():
-        return _form("this upload has no rejected rows", 404)
+        return _form(uploads.UploadError("upload_no_rejects"), 404)
     return send_file(path, mimetype="text/csv", as_attachment=True,
                      download_name=f"{uploads.safe_name(pending.file).rsplit('.', 1)[0]}.rejects.csv")
 
@@ -72,8 +74,8 @@ def confirm(token: str):
     try:
         pending = uploads.load(_root(), token)
         report = _run(pending, dry_run=False)
-    except (uploads.UploadError, ImportFailure) as err:
-        return _form(str(err), 400)
+    except ImportFailure as err:
+        return _form(err, 400)
     user = auth.current_user().username
     auth.get_accounts().audit(user, "import", pending.layer, report.accepted,
                               f"{pending.mode} from {pending.file}: " +
