@@ -184,6 +184,32 @@ STRINGS: dict[str, tuple[str, str]] = {
                              'cannot import into {layer!r}; layers: {layers}'),
     'import_unknown_mode': ('cách nhập {mode!r} không có; dùng upsert hoặc replace',
                             'unknown mode {mode!r}; use upsert or replace'),
+    'import_format_refused': ('{name}: không đọc tệp {suffix}; hãy dùng GeoJSON, GeoPackage, Shapefile (.zip), CSV '
+                              'hoặc XLSX{opt_any_driver}',
+                              '{name}: {suffix} files are not read; use GeoJSON, GeoPackage, a Shapefile (.zip), CSV '
+                              'or XLSX{opt_any_driver}'),
+    'import_not_geojson': ('{name}: không phải tệp GeoJSON (GeoJSON bắt đầu bằng {{); tệp không được đọc',
+                           '{name}: not a GeoJSON file (GeoJSON starts with {{); it is not read'),
+    'import_not_gpkg': ('{name}: không phải GeoPackage (tệp SQLite có mã ứng dụng GeoPackage); tệp không được đọc',
+                        '{name}: not a GeoPackage (an SQLite file with the GeoPackage application id); it is not read'),
+    'import_gpkg_refused': ('{name}: mục {what!r} của GeoPackage có thể đọc tệp khác hoặc mạng; tệp không được đọc',
+                            '{name}: the GeoPackage\'s {what!r} could read other files or the network; it is not read'),
+    'import_not_shapefile': ('{name}: không phải Shapefile (tệp .shp và .shx bắt đầu bằng mã 9994); tệp không được đọc',
+                             '{name}: not a Shapefile (its .shp and .shx start with the file code 9994); '
+                             'it is not read'),
+    'import_not_xlsx': ('{name}: không phải tệp XLSX (tệp nén chứa xl/workbook.xml); tệp không được đọc',
+                        '{name}: not an XLSX workbook (a zip holding xl/workbook.xml); it is not read'),
+    'import_format_mismatch': ('{name}: GDAL đọc tệp như {driver}, không phải {expected}; tệp không được đọc',
+                               '{name}: GDAL took it for {driver}, not {expected}; it is not read'),
+    'import_shapefile_incomplete': ('{name}: Shapefile thiếu tệp {missing}; hãy để .shp, .shx, .dbf và .prj cùng nhau '
+                                    '(nén chung một tệp .zip để tải lên)',
+                                    '{name}: the Shapefile lacks its {missing}; keep its .shp, .shx, .dbf and .prj '
+                                    'together (in one .zip to upload it)'),
+    'import_zip_bad': ('{name}: không phải tệp .zip đọc được ({detail})', '{name}: not a readable zip file ({detail})'),
+    'import_zip_no_dataset': ('{name} không chứa tệp .shp, .geojson, .json, .gpkg, .csv hay .xlsx nào',
+                              '{name} holds no .shp, .geojson, .json, .gpkg, .csv or .xlsx file'),
+    'import_zip_many': ('{name} chứa nhiều bộ dữ liệu ({found}); mỗi tệp .zip chỉ chứa một',
+                        '{name} holds several datasets ({found}); put one in each zip'),
     'upload_unknown_layer': ('không có lớp {layer!r}; hãy chọn một trong {layers}',
                              'unknown layer {layer!r}; choose one of {layers}'),
     'upload_unknown_mode': ('cách nhập {mode!r} không có', 'unknown mode {mode!r}'),

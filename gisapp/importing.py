@@ -896,7 +896,8 @@ def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
 
 
 def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=None, crs=None, mapping=None,
-               mode: str = "upsert", dry_run: bool = False, sheet: str | None = None) -> ImportReport:
+               mode: str = "upsert", dry_run: bool = False, sheet: str | None = None,
+               allow_any_driver: bool = False) -> ImportReport:
     """Import ``path`` into ``layer`` of ``store``; write the accepted rows unless ``dry_run``.
 
     ``mode="upsert"`` replaces features with the same key (``dossier_code``,
@@ -905,7 +906,8 @@ def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=No
     the store already holds exactly these features (a re-import is a
     no-op).  The store's write is atomic; a store that does not exist yet
     is created.  Raises :class:`ImportFailure` for a file that cannot be
-    imported at all.
+    imported at all.  Files are read only as their format
+    (:func:`gisapp.importing_read.read_source`) unless ``allow_any_driver``.
     """
     if mode not in ("upsert", "replace"):
         raise ImportFailure("import_unknown_mode", mode=str(mode))
@@ -913,11 +915,13 @@ def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=No
     exists = _store_exists(store)
     wards = store.read("wards") if exists else None
     header_keys = known_header_keys(field_aliases(lay))
-    source = read_source(path, sheet=sheet, header_keys=header_keys, prefer_layer=lay.name)
+    source = read_source(path, sheet=sheet, header_keys=header_keys, prefer_layer=lay.name,
+                         allow_any_driver=allow_any_driver)
     parcel_source = None
     if parcels is not None:
         parcel_keys = known_header_keys(parcel_aliases(schema.CONSTRUCTION_PERMITS))
-        parcel_source = read_source(parcels, header_keys=parcel_keys, prefer_layer="parcels")
+        parcel_source = read_source(parcels, header_keys=parcel_keys, prefer_layer="parcels",
+                                    allow_any_driver=allow_any_driver)
     report = prepare_import(lay.name, source, calendar=calendar, parcels=parcel_source, wards=wards, crs=crs,
                             mapping=mapping)
     existing = store.read(lay.name) if exists else report.frame.iloc[:0]

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from gisapp.folders import private_folder
 from gisapp.importing import IMPORTABLE_LAYERS, ImportFailure
+from gisapp.importing_read import safe_name
 
 ACCEPTED_SUFFIXES = (".csv", ".xlsx", ".zip", ".gpkg", ".geojson", ".json", ".shp")
 MAX_AGE_SECONDS = 24 * 3600
@@ -55,14 +56,6 @@ class Pending:
     def rejects_path(self, root: Path) -> Path:
         """Where the dry run keeps the rejected rows."""
         return Path(root) / self.token / "rejects.csv"
-
-
-def safe_name(filename: str) -> str:
-    """A file name without folders or odd characters, keeping its extension."""
-    name = Path((filename or "").replace("\\", "/")).name
-    stem, suffix = Path(name).stem, Path(name).suffix.lower()
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "upload"
-    return f"{stem[:80]}{suffix}"
 
 
 def save(root: Path, upload, *, layer: str, mode: str, sheet: str | None, crs: str | None,

@@ -3,8 +3,12 @@ zip bombs, limits, quotas and who may confirm.  Every hostile file is made by th
 
 import csv
 import html
+import http.server
 import io
 import re
+import sqlite3
+import threading
+import zipfile
 
 import pandas as pd
 import pytest
@@ -57,7 +61,7 @@ def text_of(response) -> str:
 
 def error_of(response) -> str:
     """The upload page's error message."""
-    found = re.search(r'data-testid="upload-error">(.*?)</p>', response.get_data(as_text=True), re.S)
+    found = re.search(r'data-testid="upload-error">(.*?)</p>', response.get_data(as_text=True), re.DOTALL)
     assert found, response.get_data(as_text=True)[-1500:]
     return html.unescape(found.group(1))
 
@@ -144,5 +148,225 @@ def test_a_file_without_crs_names_the_form_field(app, demo_store, tmp_path, lang
 def test_unreadable_files_are_refused_without_server_paths(app, tmp_path, name, content):
     r = upload(signed_in(app, "officer1"), content, name=name, lang="en")
     page = error_of(r)
-    assert r.status_code == 400 and name in page and "cannot read" in page
+    assert r.status_code == 400 and name in page and ("cannot read" in page or "not a GeoPackage" in page)
     assert str(tmp_path) not in page and "/files/" not in page and "<DRIVER>" not in page
+
+
+# -- 1: a file is read only by the driver of its format, and GDAL reaches nothing else -------------
+
+SECRET = "TOPSECRET-7d1f"
+BOM = b"\xef\xbb\xbf"
+
+
+@pytest.fixture
+def planted(tmp_path):
+    """A CSV file elsewhere on the server, holding a secret that hostile files try to make GDAL read."""
+    folder = tmp_path / "planted"
+    folder.mkdir()
+    (folder / "accounts.csv").write_text(f"permit_no,password_hash\nVH-9,{SECRET}\n")
+    (folder / "accounts.txt").write_text(f"permit_no,password_hash\nVH-9,{SECRET}\n")
+    return folder
+
+
+def vrt(source: str, layer: str = "accounts") -> bytes:
+    """An OGR VRT file: XML that makes GDAL read ``source`` instead, each row with a polygon (so that the
+    rows come back in the rejects file, as in the attack)."""
+    return (f'<OGRVRTDataSource><OGRVRTLayer name="sidewalk_permits"><SrcDataSource>{source}</SrcDataSource>'
+            f"<SrcSQL>SELECT *, 'POLYGON ((0 0, 1 0, 1 1, 0 0))' AS wkt FROM {layer}</SrcSQL>"
+            '<GeometryField encoding="WKT" field="wkt"/><LayerSRS>EPSG:4326</LayerSRS></OGRVRTLayer>'
+            '</OGRVRTDataSource>').encode()
+
+
+def zipped(members: dict[str, bytes]) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return out.getvalue()
+
+
+def hostile(kind: str, planted) -> tuple[str, bytes]:
+    """A hostile upload of ``kind``: its name and its bytes."""
+    csv_path = str(planted / "accounts.csv")
+    return {
+        "vrt-as-geojson": ("permits.geojson", vrt(csv_path)),
+        "vrt-as-json": ("permits.json", vrt(csv_path)),
+        "vrt-as-gpkg": ("permits.gpkg", vrt(csv_path)),
+        "vrt-as-shp": ("permits.shp", vrt(csv_path)),
+        "vrt-after-bom-and-spaces": ("permits.geojson", BOM + b" \r\n\t" + vrt(csv_path)),
+        "csv-prefix-trick": ("permits.geojson", vrt(f"CSV:{planted / 'accounts.txt'}")),
+        "vrt-in-zip": ("permits.zip", zipped({"permits.geojson": vrt(csv_path)})),
+        "vrt-in-zip-as-shp": ("permits.zip", zipped({"permits.shp": vrt(csv_path), "permits.shx": vrt(csv_path),
+                                                     "permits.dbf": vrt(csv_path)})),
+        "vrt-file-in-zip": ("permits.zip", zipped({"permits.vrt": vrt(csv_path)})),
+        "vrt-as-xlsx": ("permits.xlsx", vrt(csv_path)),
+        "gpkg-not-sqlite": ("permits.gpkg", b"SQLite format 2\x00" + vrt(csv_path)),
+    }[kind]
+
+
+HOSTILE = ["vrt-as-geojson", "vrt-as-json", "vrt-as-gpkg", "vrt-as-shp", "vrt-after-bom-and-spaces",
+           "csv-prefix-trick", "vrt-in-zip", "vrt-in-zip-as-shp", "vrt-file-in-zip", "vrt-as-xlsx", "gpkg-not-sqlite"]
+REFUSALS = ("not a GeoJSON", "not a GeoPackage", "not a Shapefile", "not an XLSX", "holds no", "is not read")
+
+
+def assert_secret_nowhere(*places):
+    """The planted secret is in none of these texts or folders (every file under them)."""
+    for place in places:
+        if isinstance(place, str):
+            assert SECRET not in place
+        elif place.exists():
+            for path in place.rglob("*"):
+                assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_hostile_uploads_are_refused_and_reveal_nothing(app, planted, tmp_path, kind):
+    name, content = hostile(kind, planted)
+    r = upload(signed_in(app, "officer1"), content, name=name, lang="en")
+    message = error_of(r)
+    assert r.status_code == 400 and any(refusal in message for refusal in REFUSALS), message
+    assert_secret_nowhere(text_of(r), tmp_path / "uploads")
+
+
+@pytest.mark.parametrize("kind", HOSTILE)
+def test_hostile_files_are_refused_by_the_command(demo_store, planted, tmp_path, kind):
+    name, content = hostile(kind, planted)
+    folder = tmp_path / "office"
+    folder.mkdir()
+    (folder / name).write_bytes(content)
+    result = CliRunner().invoke(cli, ["--store", str(demo_store.path), "import", "sidewalk_permits",
+                                      str(folder / name)])
+    assert result.exit_code == 1 and any(refusal in result.output for refusal in REFUSALS), result.output
+    assert_secret_nowhere(result.output, folder)
+
+
+def test_the_command_reads_any_format_only_when_told(demo_store, planted, tmp_path):
+    """``--allow-any-driver``: a shell user lets GDAL read a VRT (here: the planted file) on purpose."""
+    path = tmp_path / "permits.vrt"
+    path.write_bytes(vrt(str(planted / "accounts.csv")))
+    args = ["--store", str(demo_store.path), "import", "sidewalk_permits", str(path)]
+    refused = CliRunner().invoke(cli, args)
+    assert refused.exit_code == 1 and ".vrt files are not read" in refused.output
+    assert "--allow-any-driver" in refused.output
+    allowed = CliRunner().invoke(cli, [*args, "--allow-any-driver"])
+    assert "read 1, accepted 0" in allowed.output and SECRET in (tmp_path / "permits.rejects.csv").read_text()
+
+
+@pytest.fixture
+def web_server():
+    """A local HTTP server that records every request made to it (``requests``)."""
+    requests = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b'{"type": "FeatureCollection", "features": []}')
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", requests
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_vrt_cannot_make_the_server_send_requests(app, demo_store, web_server, tmp_path):
+    url, requests = web_server
+    content = vrt(f"/vsicurl/{url}/accounts.csv")
+    r = upload(signed_in(app, "officer1"), content, name="permits.geojson", lang="en")
+    assert r.status_code == 400 and "not a GeoJSON" in error_of(r)
+    (tmp_path / "permits.json").write_bytes(content)
+    result = CliRunner().invoke(cli, ["--store", str(demo_store.path), "import", "sidewalk_permits",
+                                      str(tmp_path / "permits.json")])
+    assert result.exit_code == 1 and "not a GeoJSON" in result.output
+    assert requests == []
+
+
+def test_gdal_reaches_no_network_while_an_import_reads(web_server):
+    """Beyond the content checks: GDAL's own settings while reading keep it off the network."""
+    import pyogrio
+
+    from gisapp.importing_read import gdal_locked_down
+
+    url, requests = web_server
+    with gdal_locked_down():
+        for source in (f"/vsicurl/{url}/a.geojson", f"{url}/b.geojson", f"GeoJSON:{url}/c.geojson"):
+            with pytest.raises(Exception):  # noqa: B017 (GDAL's error kinds vary by source)
+                pyogrio.read_info(source)
+    assert requests == []
+    assert pyogrio.get_gdal_config_option("CPL_VSIL_CURL_ALLOWED_FILENAME") is None  # restored after
+
+
+def hostile_geopackage(path, planted, demo_store):
+    """A real GeoPackage (SQLite, GeoPackage application id) whose layers would read the planted file."""
+    rows = sidewalk_rows(demo_store, 1)
+    rows.to_file(path, layer="ok", driver="GPKG")
+    con = sqlite3.connect(path)
+    con.execute("PRAGMA writable_schema=ON")
+    con.execute("INSERT INTO sqlite_master (type, name, tbl_name, rootpage, sql) VALUES ('table', "
+                "'sidewalk_permits', 'sidewalk_permits', 0, 'CREATE VIRTUAL TABLE sidewalk_permits USING "
+                f"VirtualOGR(''{planted / 'accounts.csv'}'')')")
+    con.commit()
+    con.close()
+    con = sqlite3.connect(path)
+    con.execute(f"CREATE VIEW loader AS SELECT ogr_datasource_load_layers('{planted / 'accounts.csv'}') AS x")
+    for name in ("sidewalk_permits", "loader"):
+        con.execute("INSERT INTO gpkg_contents (table_name, data_type, identifier) VALUES (?, 'attributes', ?)",
+                    (name, name))
+    con.commit()
+    assert con.execute("PRAGMA application_id").fetchone()[0] == 0x47504B47
+    con.close()
+    return path
+
+
+def test_a_geopackage_that_would_read_other_files_is_refused(app, demo_store, planted, tmp_path, monkeypatch):
+    monkeypatch.setenv("OGR_SQLITE_ALLOW_EXTERNAL_ACCESS", "YES")  # a permissive environment changes nothing
+    monkeypatch.setenv("ALLOW_OGR_SQL_FUNCTIONS_FROM_TRIGGER_AND_VIEW", "YES")
+    (tmp_path / "office").mkdir()
+    path = hostile_geopackage(tmp_path / "office" / "permits.gpkg", planted, demo_store)
+    r = upload(signed_in(app, "officer1"), path.read_bytes(), name="permits.gpkg", lang="en")
+    assert r.status_code == 400 and "could read other files" in error_of(r)
+    assert_secret_nowhere(text_of(r), tmp_path / "uploads")
+    result = CliRunner().invoke(cli, ["--store", str(demo_store.path), "import", "sidewalk_permits", str(path)])
+    assert result.exit_code == 1 and "could read other files" in result.output
+    assert_secret_nowhere(result.output, path.parent)
+
+
+def test_an_incomplete_shapefile_zip_gets_a_clear_message(app, demo_store, tmp_path):
+    folder = tmp_path / "shp"
+    folder.mkdir()
+    sidewalk_rows(demo_store, 2).to_file(folder / "via_he.shp")
+    members = {p.name: p.read_bytes() for p in folder.iterdir() if p.suffix != ".shx"}
+    for lang, words in (("vi", "thiếu"), ("en", "lacks its .shx")):
+        r = upload(signed_in(app, "officer1"), zipped(members), name="via_he.zip", lang=lang)
+        assert r.status_code == 400 and words in error_of(r) and str(tmp_path) not in text_of(r)
+
+
+def test_a_shapefile_zip_with_folders_and_odd_names_is_read(app, demo_store, tmp_path):
+    """Members in a folder, upper-case suffixes, macOS litter; names that climb out are read in place."""
+    folder = tmp_path / "shp"
+    folder.mkdir()
+    sidewalk_rows(demo_store, 2).to_file(folder / "via_he.shp")
+    members = {f"../../export/Via He{p.suffix.upper()}": p.read_bytes() for p in folder.iterdir()}
+    members["__MACOSX/._Via He.shp"] = b"\x00\x05\x16\x07"
+    members["export/readme.pdf"] = b"%PDF-1.4"
+    r = upload(signed_in(app, "officer1"), zipped(members), name="via_he.zip")
+    assert re.search(r'data-testid="accepted">2<', r.get_data(as_text=True)), error_of(r)
+    assert not (tmp_path / "export").exists() and not (tmp_path.parent / "export").exists()
+
+
+@pytest.mark.parametrize("members, message", [
+    ({}, "holds no"),
+    ({"a.geojson": b"{}", "b.geojson": b"{}"}, "holds several datasets"),
+    ({"inner.zip": b"PK\x05\x06" + bytes(18)}, "holds no"),
+])
+def test_zips_with_no_or_several_datasets_are_refused(app, members, message):
+    r = upload(signed_in(app, "officer1"), zipped(members), name="permits.zip", lang="en")
+    assert r.status_code == 400 and message in error_of(r)
