@@ -30,6 +30,14 @@ SETTINGS = {
                   "(e.g. 14-17, 14,15; none: only on request)"),
     "UPLOADS": ("GISAPP_UPLOADS", str(Path(tempfile.gettempdir()) / "gisapp-uploads"),
                 "folder where uploaded files wait for confirmation (kept a day at most)"),
+    "MAX_UNPACKED_MB": ("GISAPP_MAX_UNPACKED_MB", "500", "most an uploaded zip's dataset or XLSX workbook may "
+                        "unpack to, in MB"),
+    "MAX_UPLOAD_FEATURES": ("GISAPP_MAX_UPLOAD_FEATURES", "500000", "most features (or table rows) an uploaded "
+                            "file may hold"),
+    "IMPORT_MEMORY_MB": ("GISAPP_IMPORT_MEMORY_MB", "4096", "address space of the child process that checks or "
+                         "imports an upload, in MB"),
+    "IMPORT_SECONDS": ("GISAPP_IMPORT_SECONDS", "600", "time the child process that checks or imports an upload "
+                       "may take, in seconds"),
 }
 
 
@@ -41,7 +49,8 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
     """The app's settings: defaults, then the environment, then ``overrides``."""
     env = os.environ if environ is None else environ
     config = {name: env.get(var) or default for name, (var, default, _) in SETTINGS.items()}
-    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB"):
+    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB", "MAX_UNPACKED_MB", "MAX_UPLOAD_FEATURES",
+                 "IMPORT_MEMORY_MB", "IMPORT_SECONDS"):
         try:
             config[name] = int(config[name])
         except ValueError:

@@ -210,6 +210,22 @@ STRINGS: dict[str, tuple[str, str]] = {
                               '{name} holds no .shp, .geojson, .json, .gpkg, .csv or .xlsx file'),
     'import_zip_many': ('{name} chứa nhiều bộ dữ liệu ({found}); mỗi tệp .zip chỉ chứa một',
                         '{name} holds several datasets ({found}); put one in each zip'),
+    'import_unpacks_too_big': ('{name} khi giải nén lớn hơn {limit} MB; mỗi lần tải lên chỉ được giải nén tối đa '
+                               '{limit} MB',
+                               '{name} unpacks to more than {limit} MB; an upload may unpack to at most {limit} MB'),
+    'import_too_many_features': ('{name} có hơn {limit:,} đối tượng hoặc dòng; mỗi lần tải lên tối đa {limit:,}',
+                                 '{name} holds more than {limit:,} features or rows; an upload may hold at most '
+                                 '{limit:,}'),
+    'import_out_of_memory': ('{name}: việc đọc và kiểm tra cần hơn {limit} MB bộ nhớ, mức tối đa cho một lần nhập; '
+                             'hãy chia tệp nhỏ hơn',
+                             '{name}: reading and checking it needs more than {limit} MB of memory, the most an '
+                             'import may use; split the file'),
+    'import_too_slow': ('{name}: việc đọc và kiểm tra mất hơn {limit} giây, mức tối đa cho một lần nhập; '
+                        'hãy chia tệp nhỏ hơn',
+                        '{name}: reading and checking it takes more than {limit} s, the most an import may take; '
+                        'split the file'),
+    'import_stopped': ('{name}: việc nhập bị dừng (vượt {memory} MB bộ nhớ hoặc {seconds} giây?); hãy chia tệp nhỏ hơn',
+                       '{name}: the import was stopped (past {memory} MB of memory or {seconds} s?); split the file'),
     'upload_unknown_layer': ('không có lớp {layer!r}; hãy chọn một trong {layers}',
                              'unknown layer {layer!r}; choose one of {layers}'),
     'upload_unknown_mode': ('cách nhập {mode!r} không có', 'unknown mode {mode!r}'),

@@ -31,7 +31,7 @@ from pyproj.exceptions import CRSError
 
 from gisapp import domain, geo, schema
 from gisapp.formulas import defuse
-from gisapp.importing_read import ImportFailure, Source, load_mapping, read_source
+from gisapp.importing_read import NO_LIMITS, ImportFailure, ReadLimits, Source, load_mapping, read_source
 from gisapp.importing_values import (
     PARCEL_FIELDS,
     WardIndex,
@@ -51,8 +51,8 @@ from gisapp.schema import STORE_CRS, Layer
 from gisapp.store import StoreError
 
 __all__ = [
-    "IMPORTABLE_LAYERS", "REASONS", "ImportFailure", "ImportReport", "prepare_import", "rejects_path",
-    "run_import", "write_rejects",
+    "IMPORTABLE_LAYERS", "REASONS", "ImportFailure", "ImportReport", "ReadLimits", "prepare_import",
+    "rejects_path", "run_import", "write_rejects",
 ]
 
 #: Layers an office can import.
@@ -897,7 +897,7 @@ def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
 
 def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=None, crs=None, mapping=None,
                mode: str = "upsert", dry_run: bool = False, sheet: str | None = None,
-               allow_any_driver: bool = False) -> ImportReport:
+               allow_any_driver: bool = False, limits: ReadLimits = NO_LIMITS) -> ImportReport:
     """Import ``path`` into ``layer`` of ``store``; write the accepted rows unless ``dry_run``.
 
     ``mode="upsert"`` replaces features with the same key (``dossier_code``,
@@ -907,7 +907,8 @@ def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=No
     no-op).  The store's write is atomic; a store that does not exist yet
     is created.  Raises :class:`ImportFailure` for a file that cannot be
     imported at all.  Files are read only as their format
-    (:func:`gisapp.importing_read.read_source`) unless ``allow_any_driver``.
+    (:func:`gisapp.importing_read.read_source`) unless ``allow_any_driver``,
+    and within ``limits`` (an upload's).
     """
     if mode not in ("upsert", "replace"):
         raise ImportFailure("import_unknown_mode", mode=str(mode))
@@ -916,12 +917,12 @@ def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=No
     wards = store.read("wards") if exists else None
     header_keys = known_header_keys(field_aliases(lay))
     source = read_source(path, sheet=sheet, header_keys=header_keys, prefer_layer=lay.name,
-                         allow_any_driver=allow_any_driver)
+                         allow_any_driver=allow_any_driver, limits=limits)
     parcel_source = None
     if parcels is not None:
         parcel_keys = known_header_keys(parcel_aliases(schema.CONSTRUCTION_PERMITS))
         parcel_source = read_source(parcels, header_keys=parcel_keys, prefer_layer="parcels",
-                                    allow_any_driver=allow_any_driver)
+                                    allow_any_driver=allow_any_driver, limits=limits)
     report = prepare_import(lay.name, source, calendar=calendar, parcels=parcel_source, wards=wards, crs=crs,
                             mapping=mapping)
     existing = store.read(lay.name) if exists else report.frame.iloc[:0]

@@ -25,6 +25,7 @@ import codecs
 import contextlib
 import csv
 import io
+import itertools
 import json
 import os
 import re
@@ -35,6 +36,7 @@ import tomllib
 import unicodedata
 import xml.etree.ElementTree as ET
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -129,6 +131,31 @@ def option_names(channel: str, lang: str) -> dict[str, str]:
 
 
 @dataclass(frozen=True)
+class ReadLimits:
+    """How much one uploaded file may unpack to and hold; ``None``: no limit (the command line's files)."""
+
+    unpacked_mb: int | None = None  # a zip's dataset, or an XLSX workbook, unpacked
+    features: int | None = None  # features of a vector file, data rows of a table
+
+    @property
+    def unpacked_bytes(self) -> int | None:
+        """:attr:`unpacked_mb` in bytes."""
+        return None if self.unpacked_mb is None else self.unpacked_mb << 20
+
+    def check_rows(self, count: int, name: str, margin: int = 0) -> None:
+        """Refuse ``count`` rows (of which ``margin`` may be headers and titles) beyond :attr:`features`."""
+        if self.features is not None and count > self.features + margin:
+            raise ImportFailure("import_too_many_features", name=name, limit=self.features)
+
+    def read_at_most(self, margin: int = 0) -> int | None:
+        """How many rows a reader reads at most: one more than allowed, so that too many are seen."""
+        return None if self.features is None else self.features + margin + 1
+
+
+NO_LIMITS = ReadLimits()
+
+
+@dataclass(frozen=True)
 class Source:
     """The rows of one input file, as read."""
 
@@ -146,8 +173,8 @@ class Source:
         return len(self.frame)
 
 
-def read_source(path, *, sheet: str | None = None, header_keys=frozenset(),
-                prefer_layer: str | None = None, allow_any_driver: bool = False) -> Source:
+def read_source(path, *, sheet: str | None = None, header_keys=frozenset(), prefer_layer: str | None = None,
+                allow_any_driver: bool = False, limits: ReadLimits = NO_LIMITS) -> Source:
     """Read ``path`` by its suffix: a GeoJSON, GeoPackage, Shapefile (or a zip of one), a CSV or an XLSX workbook.
 
     ``sheet`` picks the XLSX sheet (or the layer of a multi-layer vector
@@ -156,6 +183,8 @@ def read_source(path, *, sheet: str | None = None, header_keys=frozenset(),
     table that has title lines above it.  The file's content must be its
     format (see the module's docstring); ``allow_any_driver`` lets GDAL read
     any file the way it likes (a shell user's choice, never an upload's).
+    ``limits`` refuse, as early as it can be known, a file that unpacks to
+    or holds too much.
     """
     path = Path(path)
     if not path.is_file():
@@ -166,8 +195,11 @@ def read_source(path, *, sheet: str | None = None, header_keys=frozenset(),
         with contextlib.ExitStack() as stack:
             stack.enter_context(gdal_locked_down())
             if path.suffix.lower() == ".zip":
-                path = unpack_zip(path, Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gisapp-"))))
-            return _read_by_suffix(path, sheet, header_keys, prefer_layer)
+                folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gisapp-")))
+                path = unpack_zip(path, folder, limits.unpacked_bytes)
+            source = _read_by_suffix(path, sheet, header_keys, prefer_layer, limits=limits)
+        limits.check_rows(len(source), source.path.name)
+        return source
     except ImportFailure:
         raise
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as err:
@@ -176,11 +208,12 @@ def read_source(path, *, sheet: str | None = None, header_keys=frozenset(),
         raise ImportFailure("import_unreadable", name=path.name, detail=_gdal_detail(err)) from None
 
 
-def _read_by_suffix(path: Path, sheet, header_keys, prefer_layer, any_driver: bool = False) -> Source:
+def _read_by_suffix(path: Path, sheet, header_keys, prefer_layer, any_driver: bool = False,
+                    limits: ReadLimits = NO_LIMITS) -> Source:
     """:func:`read_source` of a file (not a zip, unless ``any_driver``), with the checks of its format."""
     suffix = path.suffix.lower()
     if suffix in (".csv", ".txt"):
-        return read_csv(path, header_keys=header_keys)
+        return read_csv(path, header_keys=header_keys, limits=limits)
     if suffix == ".xls":
         raise ImportFailure("import_old_xls", name=path.name)
     if any_driver:
@@ -190,10 +223,10 @@ def _read_by_suffix(path: Path, sheet, header_keys, prefer_layer, any_driver: bo
     driver = DRIVERS.get(suffix)
     if driver is None:
         raise ImportFailure("import_format_refused", name=path.name, suffix=suffix or "(no suffix)")
-    _CHECKS[driver](path)
+    _CHECKS[driver](path, limits)
     if driver == "XLSX":
-        return read_xlsx(path, sheet=sheet, header_keys=header_keys)
-    return read_vector(path, layer=sheet, prefer_layer=prefer_layer, driver=driver)
+        return read_xlsx(path, sheet=sheet, header_keys=header_keys, limits=limits)
+    return read_vector(path, layer=sheet, prefer_layer=prefer_layer, driver=driver, limits=limits)
 
 
 def _first_line(err: Exception) -> str:
@@ -247,14 +280,14 @@ def _head(path: Path, size: int) -> bytes:
         return fh.read(size)
 
 
-def check_geojson(path: Path) -> None:
+def check_geojson(path: Path, limits: ReadLimits = NO_LIMITS) -> None:
     """Refuse a ``.geojson``/``.json`` that does not start with ``{`` (after a BOM and white space)."""
     head = _head(path, 4096).removeprefix(codecs.BOM_UTF8).lstrip(b" \t\r\n")
     if not head.startswith(b"{"):
         raise ImportFailure("import_not_geojson", name=path.name)
 
 
-def check_geopackage(path: Path) -> None:
+def check_geopackage(path: Path, limits: ReadLimits = NO_LIMITS) -> None:
     """Refuse anything but an SQLite file with a GeoPackage application id, or one whose schema reaches out.
 
     The schema is read with Python's ``sqlite3`` (read-only, nothing of it
@@ -277,7 +310,7 @@ def check_geopackage(path: Path) -> None:
             raise ImportFailure("import_gpkg_refused", name=path.name, what=name)
 
 
-def check_shapefile(path: Path) -> None:
+def check_shapefile(path: Path, limits: ReadLimits = NO_LIMITS) -> None:
     """Refuse a ``.shp`` without its ``.shx`` and ``.dbf`` beside it, or whose ``.shp``/``.shx`` are not Shapefiles."""
     if _head(path, 4) != SHAPEFILE_CODE:
         raise ImportFailure("import_not_shapefile", name=path.name)
@@ -301,15 +334,18 @@ def _shapefile_parts(path: Path) -> dict[str, Path]:
     return parts
 
 
-def check_xlsx(path: Path) -> None:
-    """Refuse an ``.xlsx`` that is not a zip holding ``xl/workbook.xml`` and ``[Content_Types].xml``."""
+def check_xlsx(path: Path, limits: ReadLimits = NO_LIMITS) -> None:
+    """Refuse an ``.xlsx`` that is not a zip holding ``xl/workbook.xml`` and ``[Content_Types].xml``,
+    or that unpacks (by its headers) to more than ``limits`` allow."""
     try:
         with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
+            members = zf.infolist()
     except (zipfile.BadZipFile, OSError):
         raise ImportFailure("import_not_xlsx", name=path.name) from None
-    if not {"xl/workbook.xml", "[Content_Types].xml"} <= names:
+    if not {"xl/workbook.xml", "[Content_Types].xml"} <= {m.filename for m in members}:
         raise ImportFailure("import_not_xlsx", name=path.name)
+    if limits.unpacked_bytes is not None and sum(m.file_size for m in members) > limits.unpacked_bytes:
+        raise ImportFailure("import_unpacks_too_big", name=path.name, limit=limits.unpacked_mb)
 
 
 _CHECKS = {"GeoJSON": check_geojson, "GPKG": check_geopackage, "ESRI Shapefile": check_shapefile,
@@ -324,25 +360,44 @@ def safe_name(filename: str) -> str:
     return f"{stem[:80]}{suffix}"
 
 
-def unpack_zip(path: Path, folder: Path) -> Path:
+def unpack_zip(path: Path, folder: Path, max_bytes: int | None = None) -> Path:
     """Unpack the one dataset of the zip ``path`` into ``folder``; the path of its main file there.
 
     The zip may hold one Shapefile (its ``.shp``, ``.shx``, ``.dbf`` and
     optional ``.prj``/``.cpg``, in one folder of the zip) or one GeoJSON,
     GeoPackage, CSV or XLSX file; other files (a readme, macOS litter) are
     left packed.  Files are written under safe names of Python's choosing,
-    never the zip's own paths.
+    never the zip's own paths.  More than ``max_bytes`` unpacked is refused,
+    by the zip's headers first, then while unpacking (headers can lie).
     """
+    name = path.name
     try:
         with zipfile.ZipFile(path) as zf:
-            parts = _zip_dataset(zf, path.name)
+            parts = _zip_dataset(zf, name)
+            if max_bytes is not None and sum(m.file_size for m in parts.values()) > max_bytes:
+                raise ImportFailure("import_unpacks_too_big", name=name, limit=max_bytes >> 20)
             stem = Path(safe_name(_member_path(parts[next(iter(parts))]).name)).stem
+            budget = max_bytes
             for suffix, member in parts.items():
                 with zf.open(member) as src, open(folder / f"{stem}{suffix}", "xb") as dst:
-                    shutil.copyfileobj(src, dst, 1 << 20)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, OSError) as err:
-        raise ImportFailure("import_zip_bad", name=path.name, detail=_gdal_detail(err)) from None
+                    budget = _copy_within(src, dst, budget)
+                if budget is not None and budget < 0:
+                    raise ImportFailure("import_unpacks_too_big", name=name, limit=max_bytes >> 20)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, OSError,
+            zlib.error) as err:
+        raise ImportFailure("import_zip_bad", name=name, detail=_gdal_detail(err)) from None
     return folder / f"{stem}{next(iter(parts))}"
+
+
+def _copy_within(src, dst, budget: int | None) -> int | None:
+    """Copy ``src`` to ``dst`` until done or past ``budget`` bytes; the budget left (negative: past it)."""
+    while chunk := src.read(1 << 20):
+        if budget is not None:
+            budget -= len(chunk)
+            if budget < 0:
+                break
+        dst.write(chunk)
+    return budget
 
 
 def _zip_dataset(zf: zipfile.ZipFile, name: str) -> dict[str, zipfile.ZipInfo]:
@@ -385,13 +440,15 @@ def _litter(member: zipfile.ZipInfo) -> bool:
 
 
 def read_vector(path: Path, *, layer: str | None = None, prefer_layer: str | None = None,
-                driver: str | None = None) -> Source:
+                driver: str | None = None, limits: ReadLimits = NO_LIMITS) -> Source:
     """A Shapefile, GeoPackage, GeoJSON (or other OGR format) read with its own CRS.
 
     In a file with several layers, ``layer`` picks one; otherwise a layer
     named ``prefer_layer`` is used, else the first, with a warning.  With a
     ``driver``, GDAL is told to use it where it takes a prefix (``GPKG:``,
-    ``GeoJSON:``) and a file it opened with another is refused.
+    ``GeoJSON:``) and a file it opened with another is refused.  A layer
+    with more features than ``limits`` allow is refused before it is read
+    (by its count), or after reading one too many (a count can lie).
     """
     warnings = []
     gdal = _gdal_name(path, driver)
@@ -406,11 +463,12 @@ def read_vector(path: Path, *, layer: str | None = None, prefer_layer: str | Non
         chosen = prefer_layer if prefer_layer in layers else layers[0]
         warnings.append(f"{path.name} has {len(layers)} layers; read {chosen!r} "
                         "(give another layer's name as the sheet to read it)")
-    if driver is not None:
-        opened = pyogrio.read_info(gdal, layer=chosen)["driver"]
-        if opened != driver:
-            raise ImportFailure("import_format_mismatch", name=path.name, driver=opened, expected=driver)
-    frame = pyogrio.read_dataframe(gdal, layer=chosen, use_arrow=True)
+    if driver is not None or limits.features is not None:
+        info = pyogrio.read_info(gdal, layer=chosen)
+        if driver is not None and info["driver"] != driver:
+            raise ImportFailure("import_format_mismatch", name=path.name, driver=info["driver"], expected=driver)
+        limits.check_rows(info["features"], path.name)
+    frame = pyogrio.read_dataframe(gdal, layer=chosen, use_arrow=True, max_features=limits.read_at_most())
     geometry = None
     crs = None
     if hasattr(frame, "geometry") and frame.geometry.name in frame.columns:
@@ -468,14 +526,20 @@ def _delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
-def read_csv(path: Path, *, header_keys=frozenset()) -> Source:
-    """A CSV file: encoding detected, delimiter sniffed, header row found."""
-    text, encoding = decode_text(path.read_bytes(), path.name)
+def read_csv(path: Path, *, header_keys=frozenset(), limits: ReadLimits = NO_LIMITS) -> Source:
+    """A CSV file: encoding detected, delimiter sniffed, header row found.
+
+    A file with more lines than ``limits`` allow rows (and a header) is refused before it is parsed.
+    """
+    data = path.read_bytes()
+    limits.check_rows(data.count(b"\n"), path.name, margin=HEADER_SEARCH_ROWS + 1)
+    text, encoding = decode_text(data, path.name)
     rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=_delimiter(text)))
     return _table(path, _cells(rows), np.arange(1, len(rows) + 1), header_keys, f"encoding {encoding}")
 
 
-def read_xlsx(path: Path, *, sheet: str | None = None, header_keys=frozenset(), engine: str = "gdal") -> Source:
+def read_xlsx(path: Path, *, sheet: str | None = None, header_keys=frozenset(), engine: str = "gdal",
+              limits: ReadLimits = NO_LIMITS) -> Source:
     """One sheet of an XLSX workbook: ``sheet`` is a name (case- and accent-blind) or a 1-based number.
 
     The cells are read by GDAL's XLSX driver (``engine="gdal"``, through
@@ -484,21 +548,27 @@ def read_xlsx(path: Path, *, sheet: str | None = None, header_keys=frozenset(), 
     is the fallback for workbooks GDAL does not open.  Both give the same
     rows and row numbers; date cells arrive as dates (openpyxl) or as
     ``YYYY/MM/DD`` text (GDAL), which :func:`gisapp.importing_values.parse_dates`
-    reads alike.
+    reads alike.  At most one row more than ``limits`` allow (with headers)
+    is read.
     """
+    margin = HEADER_SEARCH_ROWS + 1
     if engine == "gdal":
         try:
             names = xlsx_sheet_names(path)
         except (zipfile.BadZipFile, KeyError, ET.ParseError):
             engine = "openpyxl"
     if engine == "openpyxl":
-        return _read_xlsx_openpyxl(path, sheet, header_keys)
+        return _read_xlsx_openpyxl(path, sheet, header_keys, limits.read_at_most(margin))
     chosen = _pick_sheet(path, names, sheet)
     try:
+        if limits.features is not None:
+            limits.check_rows(pyogrio.read_info(path, layer=chosen)["features"], path.name, margin)
         frame = pyogrio.read_dataframe(path, layer=chosen, use_arrow=True, fid_as_index=True,
-                                       HEADERS="DISABLE", FIELD_TYPES="STRING")
+                                       HEADERS="DISABLE", FIELD_TYPES="STRING",
+                                       max_features=limits.read_at_most(margin))
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError):
-        return _read_xlsx_openpyxl(path, chosen, header_keys)  # e.g. an empty sheet GDAL does not list
+        # e.g. an empty sheet GDAL does not list
+        return _read_xlsx_openpyxl(path, chosen, header_keys, limits.read_at_most(margin))
     numbers = frame.index.to_numpy(dtype=int)  # the FID of a row is its spreadsheet row number
     cells = pd.DataFrame(frame.to_numpy(dtype=object))
     names = [str(c) for c in frame.columns]
@@ -539,8 +609,8 @@ def _pick_sheet(path: Path, names: list[str], sheet: str | None) -> str:
     return match[0]
 
 
-def _read_xlsx_openpyxl(path: Path, sheet: str | None, header_keys) -> Source:
-    """:func:`read_xlsx` with openpyxl in read-only mode (cached values of formulas)."""
+def _read_xlsx_openpyxl(path: Path, sheet: str | None, header_keys, max_rows: int | None = None) -> Source:
+    """:func:`read_xlsx` with openpyxl in read-only mode (cached values of formulas), at most ``max_rows`` rows."""
     import openpyxl
 
     try:
@@ -551,7 +621,7 @@ def _read_xlsx_openpyxl(path: Path, sheet: str | None, header_keys) -> Source:
         chosen = _pick_sheet(path, book.sheetnames, sheet)
         ws = book[chosen]
         ws.reset_dimensions()  # some exporters write a wrong sheet size; read every cell
-        rows = list(ws.iter_rows(values_only=True))
+        rows = list(itertools.islice(ws.iter_rows(values_only=True), max_rows))
     finally:
         book.close()
     return _table(path, _cells(rows), np.arange(1, len(rows) + 1), header_keys, f"sheet {chosen!r}")

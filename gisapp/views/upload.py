@@ -5,8 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
 
 from gisapp import auth, uploads
-from gisapp.importing import IMPORTABLE_LAYERS, ImportFailure, run_import, write_rejects
-from gisapp.web import get_lang, get_store_for_writing
+from gisapp.importing import IMPORTABLE_LAYERS, ImportFailure
+from gisapp.web import get_lang
 
 bp = Blueprint("upload", __name__)
 
@@ -16,10 +16,7 @@ def _root():
 
 
 def _run(pending: uploads.Pending, dry_run: bool):
-    root = _root()
-    return run_import(get_store_for_writing(), pending.layer, pending.path(root),
-                      calendar=current_app.config["CALENDAR"], parcels=pending.parcels_path(root),
-                      crs=pending.crs, mode=pending.mode, dry_run=dry_run, sheet=pending.sheet)
+    return uploads.run(_root(), pending, current_app.config, dry_run=dry_run)
 
 
 def _form(error: ImportFailure | None = None, status: int = 200):
@@ -44,11 +41,13 @@ def check():
         pending = uploads.save(_root(), request.files.get("file"), layer=f.get("layer", ""),
                                mode=f.get("mode", "upsert"), sheet=f.get("sheet"), crs=f.get("crs"),
                                user=auth.current_user().username, parcels=request.files.get("parcels"))
-        report = _run(pending, dry_run=True)
     except ImportFailure as err:
         return _form(err, 400)
-    if report.rejected:
-        write_rejects(report, pending.rejects_path(_root()))
+    try:
+        report = _run(pending, dry_run=True)
+    except ImportFailure as err:
+        uploads.discard(_root(), pending.token)
+        return _form(err, 400)
     return render_template("upload_report.html", report=report, pending=pending, confirmed=False, lang=get_lang())
 
 
