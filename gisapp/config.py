@@ -38,6 +38,10 @@ SETTINGS = {
                          "imports an upload, in MB"),
     "IMPORT_SECONDS": ("GISAPP_IMPORT_SECONDS", "600", "time the child process that checks or imports an upload "
                        "may take, in seconds"),
+    "UPLOAD_QUOTA_MB": ("GISAPP_UPLOAD_QUOTA_MB", "200", "uploads one officer may have waiting for confirmation, "
+                        "in MB"),
+    "UPLOADS_TOTAL_MB": ("GISAPP_UPLOADS_TOTAL_MB", "2000", "uploads all officers together may have waiting for "
+                         "confirmation, in MB"),
 }
 
 
@@ -50,7 +54,7 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
     env = os.environ if environ is None else environ
     config = {name: env.get(var) or default for name, (var, default, _) in SETTINGS.items()}
     for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB", "MAX_UNPACKED_MB", "MAX_UPLOAD_FEATURES",
-                 "IMPORT_MEMORY_MB", "IMPORT_SECONDS"):
+                 "IMPORT_MEMORY_MB", "IMPORT_SECONDS", "UPLOAD_QUOTA_MB", "UPLOADS_TOTAL_MB"):
         try:
             config[name] = int(config[name])
         except ValueError:

@@ -239,6 +239,17 @@ STRINGS: dict[str, tuple[str, str]] = {
     'upload_expired': ('lượt tải lên không có hoặc đã hết hạn; hãy tải tệp lên lại',
                        'unknown or expired upload; please upload the file again'),
     'upload_no_rejects': ('lượt tải lên này không có dòng bị loại', 'this upload has no rejected rows'),
+    'upload_quota_officer': ('các tệp bạn đã tải lên đang chờ xác nhận sẽ chiếm {used} MB; mỗi cán bộ chỉ được để '
+                             'chờ tối đa {limit} MB (hãy xác nhận hoặc bấm «Chọn tệp khác» ở các lần trước, hoặc đợi '
+                             'một ngày)',
+                             'your uploads waiting for confirmation would take {used} MB; an officer may have at most '
+                             '{limit} MB waiting (confirm the earlier ones or start again on them, or wait a day)'),
+    'upload_quota_total': ('các tệp đang chờ xác nhận sẽ chiếm {used} MB; tổng cộng chỉ được để chờ tối đa {limit} MB; '
+                           'hãy thử lại sau',
+                           'uploads waiting for confirmation would take {used} MB; at most {limit} MB may wait in all; '
+                           'try again later'),
+    'upload_not_yours': ('lượt tải lên này của cán bộ khác; chỉ người tải lên hoặc quản trị viên được dùng',
+                         'this upload is another officer\'s; only its uploader or an admin may use it'),
 }
 
 

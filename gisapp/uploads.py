@@ -9,6 +9,7 @@ No Flask here: the view hands over file objects with ``save`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -59,9 +60,17 @@ class Pending:
         return Path(root) / self.token / "rejects.csv"
 
 
+@dataclass(frozen=True)
+class Quota:
+    """How many MB of uploads may wait for confirmation: per officer, and in all; ``None``: no limit."""
+
+    officer_mb: int | None = None
+    total_mb: int | None = None
+
+
 def save(root: Path, upload, *, layer: str, mode: str, sheet: str | None, crs: str | None,
-         user: str, parcels=None) -> Pending:
-    """Keep ``upload`` (and ``parcels``) under a new token; check the choices first."""
+         user: str, parcels=None, quota: Quota = Quota()) -> Pending:
+    """Keep ``upload`` (and ``parcels``) under a new token; check the choices first, the ``quota`` after."""
     if layer not in IMPORTABLE_LAYERS:
         raise UploadError("upload_unknown_layer", layer=str(layer), layers=", ".join(IMPORTABLE_LAYERS))
     if mode not in ("upsert", "replace"):
@@ -91,9 +100,52 @@ def save(root: Path, upload, *, layer: str, mode: str, sheet: str | None, crs: s
     (folder / "files").mkdir(parents=True)
     for role, name in names.items():
         files[role].save(folder / "files" / name)
+    try:
+        _check_quota(Path(root), token, user, quota)
+    except UploadError:
+        discard(root, token)
+        raise
     pending = Pending(token, layer, names["file"], names.get("parcels"), mode, sheet or None, crs or None, user)
     (folder / "pending.json").write_text(json.dumps(asdict(pending)), encoding="utf-8")
     return pending
+
+
+def _check_quota(root: Path, token: str, user: str, quota: Quota) -> None:
+    """Refuse the new upload ``token`` of ``user`` when it takes the waiting uploads past ``quota``."""
+    new = _size(root / token)
+    mine = total = new
+    for folder in root.iterdir():
+        meta = folder / "pending.json"
+        if folder.name == token or not meta.is_file():
+            continue
+        size = _size(folder)
+        total += size
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads(meta.read_text(encoding="utf-8"))["uploaded_by"] == user:
+                mine += size
+    if quota.officer_mb is not None and mine > quota.officer_mb << 20:
+        raise UploadError("upload_quota_officer", used=_mb(mine), limit=quota.officer_mb)
+    if quota.total_mb is not None and total > quota.total_mb << 20:
+        raise UploadError("upload_quota_total", used=_mb(total), limit=quota.total_mb)
+
+
+def _size(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (one removed meanwhile counts nothing)."""
+    size = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            size += path.stat().st_size if path.is_file() else 0
+    return size
+
+
+def _mb(size: int) -> str:
+    """Bytes as MB with one decimal, for messages."""
+    return f"{size / (1 << 20):.1f}"
+
+
+def may_use(pending: Pending, user) -> bool:
+    """Whether ``user`` may confirm, discard or download the rejects of ``pending``: its uploader or an admin."""
+    return user is not None and (user.username == pending.uploaded_by or user.can("admin"))
 
 
 def run(root: Path, pending: Pending, config, *, dry_run: bool) -> importing_child.Summary:

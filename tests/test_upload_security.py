@@ -485,3 +485,62 @@ def test_check_and_confirm_in_the_child_on_each_store(backend, demo_frames, tmp_
     assert client.post(confirm, data={"csrf_token": token_of(page)}).status_code == 200
     assert store.count("sidewalk_permits") == before + 2
 
+
+# -- 9: quotas of waiting uploads; only the uploader (or an admin) confirms; both in the audit log -----
+
+
+def padded(content: bytes, size: int) -> bytes:
+    """``content`` (JSON) followed by white space up to ``size`` bytes: still the same GeoJSON."""
+    return content + b" " * (size - len(content))
+
+
+def checked_page(client, content) -> str:
+    r = upload(client, content)
+    assert r.status_code == 200, error_of(r)
+    return r.get_data(as_text=True)
+
+
+def test_an_officers_waiting_uploads_have_a_quota(demo_store, tmp_path):
+    app = make_app(demo_store.url, tmp_path, UPLOAD_QUOTA_MB=1)
+    content = padded(geojson_bytes(sidewalk_rows(demo_store), tmp_path), 600_000)
+    officer1 = signed_in(app, "officer1")
+    page = checked_page(officer1, content)
+    r = upload(officer1, content, lang="en")
+    assert r.status_code == 400 and "at most 1 MB waiting" in error_of(r)
+    assert "tối đa 1 MB" in error_of(upload(officer1, content, lang="vi"))
+    checked_page(signed_in(app, "officer2"), content)  # another officer has a quota of their own
+    discard = re.search(r'action="([^"]+/discard)"', page).group(1)  # "start again" gives the room back
+    assert officer1.post(discard, data={"csrf_token": token_of(page)}).status_code == 302
+    checked_page(officer1, content)
+
+
+def test_all_waiting_uploads_have_a_quota(demo_store, tmp_path):
+    app = make_app(demo_store.url, tmp_path, UPLOAD_QUOTA_MB=1, UPLOADS_TOTAL_MB=1)
+    content = padded(geojson_bytes(sidewalk_rows(demo_store), tmp_path), 600_000)
+    checked_page(signed_in(app, "officer1"), content)
+    r = upload(signed_in(app, "officer2"), content, lang="en")
+    assert r.status_code == 400 and "at most 1 MB may wait in all" in error_of(r)
+
+
+def test_only_the_uploader_or_an_admin_confirms_and_the_log_names_both(app, demo_store, tmp_path):
+    rows = sidewalk_rows(demo_store)
+    rows.loc[2, "end_on"] = "2000-01-01"
+    page = checked_page(signed_in(app, "officer1"), geojson_bytes(rows, tmp_path))
+    rejects_url = re.search(r'data-testid="rejects-link" href="([^"]+)"', page).group(1)
+    confirm = re.search(r'action="([^"]+/confirm)"', page).group(1)
+    discard = re.search(r'action="([^"]+/discard)"', page).group(1)
+    before = demo_store.count("sidewalk_permits")
+    officer2 = signed_in(app, "officer2")
+    csrf = token_of(officer2.get("/upload").get_data(as_text=True))
+    assert officer2.get(rejects_url).status_code == 403
+    assert officer2.post(confirm, data={"csrf_token": csrf}).status_code == 403
+    assert officer2.post(discard, data={"csrf_token": csrf}).status_code == 403
+    assert demo_store.count("sidewalk_permits") == before
+    admin = signed_in(app, "admin1")
+    csrf = token_of(admin.get("/upload").get_data(as_text=True))
+    assert "UP-3" in admin.get(rejects_url).get_data(as_text=True)
+    assert admin.post(confirm, data={"csrf_token": csrf}).status_code == 200
+    assert demo_store.count("sidewalk_permits") == before + 2
+    entry = Accounts(app.config["ACCOUNTS"]).audit_log()[0]
+    assert (entry.username, entry.action, entry.rows) == ("admin1", "import", 2)
+    assert "uploaded by officer1" in entry.detail

@@ -1,4 +1,4 @@
-"""The upload page: officers upload a file, read the dry-run report, then confirm."""
+"""The upload page: officers upload a file, read the dry-run report, then confirm (or start again)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,30 @@ def _form(error: ImportFailure | None = None, status: int = 200):
     return render_template("upload.html", layers=IMPORTABLE_LAYERS, error=text, lang=get_lang()), status
 
 
+def _pending(token: str, missing_status: int = 404) -> uploads.Pending:
+    """The upload ``token`` if the signed-in user may use it; :class:`_Refused` otherwise."""
+    try:
+        pending = uploads.load(_root(), token)
+    except uploads.UploadError as err:
+        raise _Refused(err, missing_status) from None
+    if not uploads.may_use(pending, auth.current_user()):
+        raise _Refused(uploads.UploadError("upload_not_yours"), 403)
+    return pending
+
+
+class _Refused(Exception):
+    """An upload the user cannot use: the message and the HTTP status."""
+
+    def __init__(self, error: ImportFailure, status: int):
+        super().__init__(error)
+        self.error, self.status = error, status
+
+
+@bp.errorhandler(_Refused)
+def _refused(err: _Refused):
+    return _form(err.error, err.status)
+
+
 @bp.get("/upload")
 @auth.require("officer")
 def form():
@@ -36,11 +60,12 @@ def form():
 @auth.require("officer")
 def check():
     """Save the upload and show its dry-run report."""
-    f = request.form
+    f, config = request.form, current_app.config
     try:
         pending = uploads.save(_root(), request.files.get("file"), layer=f.get("layer", ""),
                                mode=f.get("mode", "upsert"), sheet=f.get("sheet"), crs=f.get("crs"),
-                               user=auth.current_user().username, parcels=request.files.get("parcels"))
+                               user=auth.current_user().username, parcels=request.files.get("parcels"),
+                               quota=uploads.Quota(config["UPLOAD_QUOTA_MB"], config["UPLOADS_TOTAL_MB"]))
     except ImportFailure as err:
         return _form(err, 400)
     try:
@@ -55,10 +80,7 @@ def check():
 @auth.require("officer")
 def rejects(token: str):
     """The rejected rows of a checked upload (CSV, UTF-8 with BOM)."""
-    try:
-        pending = uploads.load(_root(), token)
-    except uploads.UploadError:
-        return _form(uploads.UploadError("upload_expired"), 404)
+    pending = _pending(token)
     path = pending.rejects_path(_root())
     if not path.exists():
         return _form(uploads.UploadError("upload_no_rejects"), 404)
@@ -69,18 +91,25 @@ def rejects(token: str):
 @bp.post("/upload/<token>/confirm")
 @auth.require("officer")
 def confirm(token: str):
-    """Import the checked upload, record it in the audit log, show the result."""
+    """Import the checked upload, record who uploaded and who confirmed it in the audit log, show the result."""
+    pending = _pending(token, missing_status=400)
     try:
-        pending = uploads.load(_root(), token)
         report = _run(pending, dry_run=False)
     except ImportFailure as err:
         return _form(err, 400)
-    user = auth.current_user().username
-    auth.get_accounts().audit(user, "import", pending.layer, report.accepted,
-                              f"{pending.mode} from {pending.file}: " +
+    auth.get_accounts().audit(auth.current_user().username, "import", pending.layer, report.accepted,
+                              f"{pending.mode} from {pending.file}, uploaded by {pending.uploaded_by}: " +
                               ", ".join(f"{k} {v}" for k, v in report.changes.items()))
     uploads.discard(_root(), token)
     return render_template("upload_report.html", report=report, pending=pending, confirmed=True, lang=get_lang())
+
+
+@bp.post("/upload/<token>/discard")
+@auth.require("officer")
+def discard(token: str):
+    """Drop a checked upload without importing it (its room in the quota is free again); back to the form."""
+    uploads.discard(_root(), _pending(token).token)
+    return redirect(url_for("upload.form"))
 
 
 @bp.get("/upload/<token>")
