@@ -91,8 +91,8 @@ def run(job: Job, *, memory_mb: int, seconds: float) -> Summary:
     env = {**os.environ, **CHILD_ENV,
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
     try:
-        done = subprocess.run([sys.executable, "-P", "-m", "gisapp.importing_child"], input=request, capture_output=True,
-                              timeout=seconds, env=env, check=False)
+        done = subprocess.run([sys.executable, "-P", "-m", "gisapp.importing_child"], input=request,
+                              capture_output=True, timeout=seconds, env=env, check=False)
     except subprocess.TimeoutExpired:
         raise ImportFailure("import_too_slow", name=name, limit=_whole(seconds)) from None
     answer = _answer(done.stdout)

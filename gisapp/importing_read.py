@@ -29,7 +29,6 @@ import itertools
 import json
 import os
 import re
-import shutil
 import sqlite3
 import tempfile
 import tomllib
