@@ -295,13 +295,15 @@ def test_gdal_reaches_no_network_while_an_import_reads(web_server):
     """Beyond the content checks: GDAL's own settings while reading keep it off the network."""
     import pyogrio
 
-    from gisapp.importing_read import gdal_locked_down
+    from gisapp.importing_read import ImportFailure, gdal_locked_down, read_source
 
     url, requests = web_server
     with gdal_locked_down():
         for source in (f"/vsicurl/{url}/a.geojson", f"{url}/b.geojson", f"GeoJSON:{url}/c.geojson"):
             with pytest.raises(Exception):  # noqa: B017 (GDAL's error kinds vary by source)
                 pyogrio.read_info(source)
+    with pytest.raises(ImportFailure, match="no such file"):
+        read_source(f"/vsicurl/{url}/d.geojson")
     assert requests == []
     assert pyogrio.get_gdal_config_option("CPL_VSIL_CURL_ALLOWED_FILENAME") is None  # restored after
 
