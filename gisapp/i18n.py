@@ -133,6 +133,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     'ui_start_again': ('Chọn tệp khác', 'Start again'),
     'ui_upload': ('Nhập dữ liệu', 'Upload'),
     'ui_upload_data': ('Nhập dữ liệu từ tệp', 'Upload data'),
+    'ui_upload_limits': ('Giải nén tối đa {unpacked} MB, tối đa {features} đối tượng hoặc dòng mỗi tệp.',
+                         'At most {unpacked} MB unpacked and {features} features or rows per file.'),
     'ui_user': ('Người dùng', 'User'),
     'ui_user_name': ('Tên đăng nhập', 'User name'),
     'ui_warnings': ('Cảnh báo', 'Warnings'),

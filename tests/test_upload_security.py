@@ -394,6 +394,12 @@ def with_declared_size(zipped_bytes: bytes, size: int) -> bytes:
     return bytes(data)
 
 
+def test_the_form_names_the_limits(demo_store, tmp_path):
+    app = make_app(demo_store.url, tmp_path, MAX_UNPACKED_MB=7, MAX_UPLOAD_FEATURES=12345)
+    page = signed_in(app, "officer1").get("/upload?lang=en").get_data(as_text=True)
+    assert "At most 7 MB unpacked and 12,345 features or rows per file." in page
+
+
 def test_a_zip_bomb_is_refused_with_the_limit_named(demo_store, tmp_path):
     app = make_app(demo_store.url, tmp_path, MAX_UNPACKED_MB=1)
     bomb = zipped({"permits.geojson": geojson_of_spaces(3 << 20)})
