@@ -190,8 +190,10 @@ STRINGS: dict[str, tuple[str, str]] = {
                               'hoặc XLSX{opt_any_driver}',
                               '{name}: {suffix} files are not read; use GeoJSON, GeoPackage, a Shapefile (.zip), CSV '
                               'or XLSX{opt_any_driver}'),
-    'import_not_geojson': ('{name}: không phải tệp GeoJSON (GeoJSON bắt đầu bằng {{); tệp không được đọc',
-                           '{name}: not a GeoJSON file (GeoJSON starts with {{); it is not read'),
+    'import_not_geojson': ('{name}: không phải tệp GeoJSON (GeoJSON là văn bản bắt đầu bằng dấu ngoặc nhọn); '
+                           'tệp không được đọc',
+                           '{name}: not a GeoJSON file (GeoJSON is text starting with a curly bracket); '
+                           'it is not read'),
     'import_not_gpkg': ('{name}: không phải GeoPackage (tệp SQLite có mã ứng dụng GeoPackage); tệp không được đọc',
                         '{name}: not a GeoPackage (an SQLite file with the GeoPackage application id); it is not read'),
     'import_gpkg_refused': ('{name}: mục {what!r} của GeoPackage có thể đọc tệp khác hoặc mạng; tệp không được đọc',
