@@ -20,6 +20,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import traceback
 from dataclasses import asdict, dataclass, field
 
@@ -90,11 +91,14 @@ def run(job: Job, *, memory_mb: int, seconds: float) -> Summary:
     request = json.dumps({"job": asdict(job), "memory_mb": memory_mb, "seconds": seconds}).encode()
     env = {**os.environ, **CHILD_ENV,
            "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p)}
-    try:
-        done = subprocess.run([sys.executable, "-P", "-m", "gisapp.importing_child"], input=request,
-                              capture_output=True, timeout=seconds, env=env, check=False)
-    except subprocess.TimeoutExpired:
-        raise ImportFailure("import_too_slow", name=name, limit=_whole(seconds)) from None
+    with tempfile.TemporaryFile() as stderr:  # a file: a chatty child costs no server memory
+        try:
+            done = subprocess.run([sys.executable, "-P", "-m", "gisapp.importing_child"], input=request,
+                                  stdout=subprocess.PIPE, stderr=stderr, timeout=seconds, env=env, check=False)
+        except subprocess.TimeoutExpired:
+            raise ImportFailure("import_too_slow", name=name, limit=_whole(seconds)) from None
+        stderr.seek(max(0, stderr.seek(0, os.SEEK_END) - 4000))
+        tail = stderr.read().decode(errors="replace")
     answer = _answer(done.stdout)
     if "summary" in answer:
         data = answer["summary"]
@@ -103,7 +107,6 @@ def run(job: Job, *, memory_mb: int, seconds: float) -> Summary:
         raise ImportFailure.from_dict(answer["failure"])
     if "store_error" in answer:
         raise StoreError(answer["store_error"])
-    tail = done.stderr.decode(errors="replace")[-4000:]
     log.error("import child for %s ended with status %s: %s", name, done.returncode, tail)
     if "crash" in answer:
         raise RuntimeError(f"the import of {name} failed: {answer['crash']}")

@@ -62,6 +62,9 @@ GEOPACKAGE_IDS = (b"GPKG", b"GP10", b"GP11")
 #: SQL in a GeoPackage's schema that could read other files or the network through GDAL or SQLite.
 _OUTSIDE_CALLS = re.compile(r"\b(?:ogr|gdal)_\w+\s*\(|\bload_extension\s*\(|\bvirtualogr\b", re.IGNORECASE)
 _VIRTUAL_TABLE = re.compile(r"\s*CREATE\s+VIRTUAL\s+TABLE\s.*?\bUSING\s+(\w+)", re.IGNORECASE | re.DOTALL)
+#: The head of a schema entry, ``CREATE … name``: a table may be called ``ogr_x`` without calling anything.
+_SCHEMA_HEAD = re.compile(r"\s*CREATE\s+(?:TEMP\w*\s+)?(?:VIRTUAL\s+|UNIQUE\s+)?(?:TABLE|VIEW|TRIGGER|INDEX)\s+"
+                          r"(?:IF\s+NOT\s+EXISTS\s+)?(?:\"[^\"]*\"|'[^']*'|`[^`]*`|\[[^\]]*\]|\S+)", re.IGNORECASE)
 #: GDAL's settings while an office's file is read (see :func:`gdal_locked_down`).
 GDAL_LOCKDOWN = {
     # /vsicurl/, /vsis3/… may open only this name, which is nothing
@@ -305,7 +308,7 @@ def check_geopackage(path: Path, limits: ReadLimits = NO_LIMITS) -> None:
         raise ImportFailure("import_not_gpkg", name=path.name) from None
     for name, sql in schema:
         virtual = _VIRTUAL_TABLE.match(sql)
-        if (virtual and virtual.group(1).lower() != "rtree") or _OUTSIDE_CALLS.search(sql):
+        if (virtual and virtual.group(1).lower() != "rtree") or _OUTSIDE_CALLS.search(_SCHEMA_HEAD.sub("", sql, 1)):
             raise ImportFailure("import_gpkg_refused", name=path.name, what=name)
 
 
