@@ -343,6 +343,18 @@ def test_a_geopackage_that_would_read_other_files_is_refused(app, demo_store, pl
     assert_secret_nowhere(result.output, path.parent)
 
 
+def test_a_geopackage_with_tables_merely_named_like_gdal_functions_is_read(app, demo_store, tmp_path):
+    path = tmp_path / "permits.gpkg"
+    sidewalk_rows(demo_store).to_file(path, layer="sidewalk_permits", driver="GPKG")
+    con = sqlite3.connect(path)
+    con.execute("CREATE TABLE gdal_notes(id INTEGER PRIMARY KEY, note TEXT)")
+    con.execute("CREATE VIEW ogr_summary(n) AS SELECT count(*) FROM sidewalk_permits")
+    con.commit()
+    con.close()
+    r = upload(signed_in(app, "officer1"), path.read_bytes(), name="permits.gpkg", lang="en")
+    assert re.search(r'data-testid="accepted">3<', r.get_data(as_text=True)), error_of(r)
+
+
 def test_an_incomplete_shapefile_zip_gets_a_clear_message(app, demo_store, tmp_path):
     folder = tmp_path / "shp"
     folder.mkdir()
