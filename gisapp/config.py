@@ -59,6 +59,18 @@ SETTINGS = {
                       "subdomains too; *: any); default: the base URL's host, localhost and 127.0.0.1"),
     "UPLOADS": ("GISAPP_UPLOADS", str(Path(tempfile.gettempdir()) / "gisapp-uploads"),
                 "folder where uploaded files wait for confirmation (kept a day at most)"),
+    "MAX_UNPACKED_MB": ("GISAPP_MAX_UNPACKED_MB", "500", "most an uploaded zip's dataset or XLSX workbook may "
+                        "unpack to, in MB"),
+    "MAX_UPLOAD_FEATURES": ("GISAPP_MAX_UPLOAD_FEATURES", "500000", "most features (or table rows) an uploaded "
+                            "file may hold"),
+    "IMPORT_MEMORY_MB": ("GISAPP_IMPORT_MEMORY_MB", "4096", "address space of the child process that checks or "
+                         "imports an upload, in MB"),
+    "IMPORT_SECONDS": ("GISAPP_IMPORT_SECONDS", "600", "time the child process that checks or imports an upload "
+                       "may take, in seconds"),
+    "UPLOAD_QUOTA_MB": ("GISAPP_UPLOAD_QUOTA_MB", "200", "uploads one officer may have waiting for confirmation, "
+                        "in MB"),
+    "UPLOADS_TOTAL_MB": ("GISAPP_UPLOADS_TOTAL_MB", "2000", "uploads all officers together may have waiting for "
+                         "confirmation, in MB"),
 }
 
 #: Vector tiles exist from this zoom level (below it the map shows per-ward counts) …
@@ -82,7 +94,8 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
         log.warning("%s is deprecated (it meant the basemap, not the vector tiles): use GISAPP_BASEMAP",
                     OLD_BASEMAP_VARIABLE)
         config["BASEMAP"] = env[OLD_BASEMAP_VARIABLE]
-    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB", "PROXIES"):
+    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB", "PROXIES", "MAX_UNPACKED_MB", "MAX_UPLOAD_FEATURES",
+                 "IMPORT_MEMORY_MB", "IMPORT_SECONDS", "UPLOAD_QUOTA_MB", "UPLOADS_TOTAL_MB"):
         try:
             config[name] = int(config[name])
         except ValueError:

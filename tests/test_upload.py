@@ -90,8 +90,8 @@ def test_upload_past_the_size_limit_says_so(app):
 
 @pytest.mark.parametrize(
     "name, layer, message",
-    [("evil.exe", "sidewalk_permits", "accepted files are"),
-     ("permits.geojson", "findings", "unknown layer 'findings'")],
+    [("evil.exe", "sidewalk_permits", "'evil.exe': chỉ nhận các tệp .csv"),
+     ("permits.geojson", "findings", "không có lớp 'findings'")],
 )
 def test_bad_uploads_are_refused_with_a_message(app, permits_geojson, name, layer, message):
     client = signed_in(app, "officer1")

@@ -27,19 +27,25 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
               help="upsert: replace features with the same key and add new ones; replace: swap the whole layer.")
 @click.option("--dry-run", is_flag=True, help="Check and report without writing to the store.")
 @click.option("--sheet", metavar="NAME", help="XLSX sheet (name or 1-based number), or layer of a multi-layer file.")
+@click.option("--allow-any-driver", is_flag=True,
+              help="Let GDAL read FILE in any format it knows (KML, FlatGeobuf, a VRT…), zips through /vsizip/, "
+                   "without checking that the content is the format its name says. Only for your own files.")
 @pass_ctx
-def import_(ctx: Context, layer, file, parcels, crs, mapping, mode, dry_run, sheet):
+def import_(ctx: Context, layer, file, parcels, crs, mapping, mode, dry_run, sheet, allow_any_driver):
     """Import FILE (Shapefile, GeoPackage, GeoJSON, CSV or XLSX) into LAYER.
 
     Every row is accepted or rejected with a reason; rejected rows are
     written to FILE's name with .rejects.csv, beside it.  Exits with
-    status 1 when nothing was accepted.
+    status 1 when nothing was accepted.  A file is read only when its
+    content is the format its name says (a .geojson that is really an XML
+    VRT is refused), and a zip must hold one dataset.
     """
     started = time.perf_counter()
     store = ctx.store(must_exist=False)
     try:
         report = run_import(store, layer, file, calendar=ctx.config["CALENDAR"], parcels=parcels, crs=crs,
-                            mapping=mapping, mode=mode, dry_run=dry_run, sheet=sheet)
+                            mapping=mapping, mode=mode, dry_run=dry_run, sheet=sheet,
+                            allow_any_driver=allow_any_driver)
     except ImportFailure as err:
         raise click.ClickException(str(err)) from None
     except StoreError:

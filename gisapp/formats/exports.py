@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyogrio
 import shapely
@@ -35,6 +34,7 @@ from gisapp import geo
 
 from gisapp.formats import geojson
 from gisapp.filters import Filter, FilterError
+from gisapp.formulas import defuse as _defuse
 from gisapp.privacy import visible_fields
 from gisapp.schema import STORE_CRS, Layer, get_layer
 
@@ -49,7 +49,6 @@ CRS_NAMES = {"5899": "EPSG:5899", "epsg:5899": "EPSG:5899", "4326": "EPSG:4326",
 BATCH_SIZE = 5000
 BOM = "\ufeff".encode()
 _ARROW_TYPES = {"text": pa.string(), "int": pa.int32(), "float": pa.float64(), "date": pa.date32()}
-_FORMULA_START = r"^[=+\-@\t\r]"
 
 
 def parse_format(text: str) -> str:
@@ -122,16 +121,6 @@ def _csv_text(lay: Layer, props: dict[str, pa.Array], wkb: pa.Array, *, header: 
     out = io.BytesIO()
     pacsv.write_csv(pa.table(columns), out, pacsv.WriteOptions(include_header=header))
     return out.getvalue()
-
-
-def _defuse(arr: pa.Array) -> pa.Array:
-    """Text a spreadsheet would evaluate (``=…``, ``+…``, ``-…``, ``@…``) prefixed with ``'``."""
-    if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or not len(arr):
-        return arr
-    risky = pc.fill_null(pc.match_substring_regex(arr, _FORMULA_START), False)
-    if not pc.any(risky).as_py():
-        return arr
-    return pc.if_else(risky, pc.binary_join_element_wise("'", arr, ""), arr)
 
 
 # -- GeoPackage ---------------------------------------------------------------

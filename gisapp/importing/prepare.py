@@ -24,12 +24,14 @@ from pathlib import Path
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from gisapp import domain, geo, schema
-from gisapp.importing.read import ImportFailure, Source, load_mapping, read_source
+from gisapp.formulas import defuse
+from gisapp.importing.read import NO_LIMITS, ImportFailure, ReadLimits, Source, load_mapping, read_source
 from gisapp.importing.values import (
     PARCEL_FIELDS,
     WardIndex,
@@ -49,8 +51,8 @@ from gisapp.schema import STORE_CRS, Layer
 from gisapp.store import StoreError
 
 __all__ = [
-    "IMPORTABLE_LAYERS", "REASONS", "ImportFailure", "ImportReport", "prepare_import", "rejects_path",
-    "run_import", "write_rejects",
+    "IMPORTABLE_LAYERS", "REASONS", "ImportFailure", "ImportReport", "ReadLimits", "prepare_import",
+    "rejects_path", "run_import", "write_rejects",
 ]
 
 #: Layers an office can import.
@@ -224,11 +226,11 @@ def parse_crs(text) -> CRS:
     """A CRS from ``EPSG:N`` (or just ``N``); anything else is refused (no proj4 strings)."""
     match = re.fullmatch(r"\s*(?:epsg:)?(\d{4,6})\s*", str(text), flags=re.IGNORECASE)
     if not match:
-        raise ImportFailure(f"--crs {text!r}: give an EPSG code such as EPSG:5899 or EPSG:4326")
+        raise ImportFailure("import_crs_not_epsg", text=str(text))
     try:
         return CRS.from_epsg(int(match.group(1)))
     except CRSError:
-        raise ImportFailure(f"--crs {text!r}: EPSG:{match.group(1)} is not a known coordinate system") from None
+        raise ImportFailure("import_crs_unknown", text=str(text), code=match.group(1)) from None
 
 
 def to_store_crs(geoms: np.ndarray, crs: CRS | None, user_crs: CRS | None,
@@ -242,13 +244,13 @@ def to_store_crs(geoms: np.ndarray, crs: CRS | None, user_crs: CRS | None,
     warnings: list[str] = []
     if crs is None:
         if user_crs is None:
-            raise ImportFailure(f"{name} has no coordinate reference system (a Shapefile without .prj?); "
-                                "say which it is with --crs EPSG:N (e.g. EPSG:5899 for VN-2000 / TM-3 107-45)")
+            raise ImportFailure("import_no_crs", name=name)
         source, note = f"EPSG:{user_crs.to_epsg()}", f"EPSG:{user_crs.to_epsg()} from --crs"
     else:
         code = crs.to_epsg(min_confidence=70)
         if user_crs is not None and code != user_crs.to_epsg():
-            warnings.append(f"{name} declares its own CRS ({f'EPSG:{code}' if code else crs.name}); --crs ignored")
+            warnings.append(f"{name} declares its own CRS ({f'EPSG:{code}' if code else crs.name}); "
+                            "the CRS given was ignored")
         if code:
             source, note = f"EPSG:{code}", f"EPSG:{code}"
         else:
@@ -442,13 +444,13 @@ def build_parcels(source: Source, index: WardIndex, user_crs: CRS | None,
     """
     name = source.path.name
     if source.geometry is None:
-        raise ImportFailure(f"parcels file {name} has no geometries")
+        raise ImportFailure("import_parcels_no_geometry", name=name)
     match = match_columns(source.frame.columns, parcel_aliases(schema.CONSTRUCTION_PERMITS),
                           {k: v for k, v in (mapping or {}).items() if v in PARCEL_FIELDS})
     missing = [f for f in ("map_sheet_no", "parcel_no") if f not in match.columns]
     if missing:
-        raise ImportFailure(f"parcels file {name}: no column for {' and '.join(missing)} "
-                            f"(columns: {', '.join(map(str, source.frame.columns))}); name it in --mapping")
+        raise ImportFailure("import_parcels_no_column", name=name, fields=" and ".join(missing),
+                            columns=", ".join(map(str, source.frame.columns)))
     geoms, _, warnings = to_store_crs(source.geometry, source.crs, user_crs, name)
     sheet = parcel_key(source.frame[match.columns["map_sheet_no"]]).to_numpy(dtype=object)
     parcel = parcel_key(source.frame[match.columns["parcel_no"]]).to_numpy(dtype=object)
@@ -528,7 +530,7 @@ def join_parcels(refs: WardRefs, sheet: np.ndarray, parcel: np.ndarray, dates: n
 def importable_layer(name: str) -> Layer:
     """The layer ``name`` if it can be imported, else :class:`ImportFailure`."""
     if name not in IMPORTABLE_LAYERS:
-        raise ImportFailure(f"cannot import into {name!r}; layers: {', '.join(IMPORTABLE_LAYERS)}")
+        raise ImportFailure("import_unknown_layer", layer=str(name), layers=", ".join(IMPORTABLE_LAYERS))
     return schema.get_layer(name)
 
 
@@ -537,8 +539,8 @@ def _check_mapping(layer: Layer, mapping: dict[str, str]) -> None:
     allowed = set(layer.field_names) | set(PARCEL_FIELDS)
     bad = sorted({v for v in mapping.values() if v and v not in allowed})
     if bad:
-        raise ImportFailure(f"mapping: {', '.join(map(repr, bad))} not a field of {layer.name}; "
-                            f"fields: {', '.join(layer.field_names)}")
+        raise ImportFailure("import_mapping_unknown_field", fields=", ".join(map(repr, bad)), layer=layer.name,
+                            known=", ".join(layer.field_names))
 
 
 def _reason_of(message: str) -> str:
@@ -643,7 +645,7 @@ def _absent_columns(layer: Layer, match, frame: pd.DataFrame) -> list[str]:
         return []
     names = ", ".join(f"{f.name} ({f.vi})" for f in absent)
     return [f"no column for required {names}; columns in the file: {', '.join(map(str, frame.columns))} "
-            "— name them in a --mapping file"]
+            "— rename the file's columns to match"]
 
 
 def _parse_fields(layer: Layer, frame: pd.DataFrame, match, problems: _Problems) -> dict[str, pd.Series]:
@@ -679,11 +681,9 @@ def _parcel_geometries(layer: Layer, source: Source, frame: pd.DataFrame, match,
     Returns the geometries, the mask of rows that got one, and warnings.
     """
     if layer.name != "construction_permits":
-        raise ImportFailure(f"{layer.name} need their own polygons: import a Shapefile, GeoPackage or GeoJSON "
-                            f"({source.path.name} is a table)")
+        raise ImportFailure("import_needs_polygons", layer=layer.name, name=source.path.name)
     if parcels is None:
-        raise ImportFailure(f"{source.path.name} is a table: give the parcel polygons with --parcels FILE "
-                            "to join the dossiers by ward + map sheet + parcel number")
+        raise ImportFailure("import_needs_parcels", name=source.path.name)
     n = len(frame)
     table = build_parcels(parcels, index, user_crs, mapping)
     warnings = list(table.warnings)
@@ -896,7 +896,8 @@ def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
 
 
 def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=None, crs=None, mapping=None,
-               mode: str = "upsert", dry_run: bool = False, sheet: str | None = None) -> ImportReport:
+               mode: str = "upsert", dry_run: bool = False, sheet: str | None = None,
+               allow_any_driver: bool = False, limits: ReadLimits = NO_LIMITS) -> ImportReport:
     """Import ``path`` into ``layer`` of ``store``; write the accepted rows unless ``dry_run``.
 
     ``mode="upsert"`` replaces features with the same key (``dossier_code``,
@@ -905,19 +906,23 @@ def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=No
     the store already holds exactly these features (a re-import is a
     no-op).  The store's write is atomic; a store that does not exist yet
     is created.  Raises :class:`ImportFailure` for a file that cannot be
-    imported at all.
+    imported at all.  Files are read only as their format
+    (:func:`gisapp.importing.read.read_source`) unless ``allow_any_driver``,
+    and within ``limits`` (an upload's).
     """
     if mode not in ("upsert", "replace"):
-        raise ImportFailure(f"unknown mode {mode!r}; use upsert or replace")
+        raise ImportFailure("import_unknown_mode", mode=str(mode))
     lay = importable_layer(layer)
     exists = _store_exists(store)
     wards = store.read("wards") if exists else None
     header_keys = known_header_keys(field_aliases(lay))
-    source = read_source(path, sheet=sheet, header_keys=header_keys, prefer_layer=lay.name)
+    source = read_source(path, sheet=sheet, header_keys=header_keys, prefer_layer=lay.name,
+                         allow_any_driver=allow_any_driver, limits=limits)
     parcel_source = None
     if parcels is not None:
         parcel_keys = known_header_keys(parcel_aliases(schema.CONSTRUCTION_PERMITS))
-        parcel_source = read_source(parcels, header_keys=parcel_keys, prefer_layer="parcels")
+        parcel_source = read_source(parcels, header_keys=parcel_keys, prefer_layer="parcels",
+                                    allow_any_driver=allow_any_driver, limits=limits)
     report = prepare_import(lay.name, source, calendar=calendar, parcels=parcel_source, wards=wards, crs=crs,
                             mapping=mapping)
     existing = store.read(lay.name) if exists else report.frame.iloc[:0]
@@ -936,11 +941,22 @@ def rejects_path(path) -> Path:
 
 
 def write_rejects(report: ImportReport, path) -> Path:
-    """Write the rejected rows to ``path`` as CSV in UTF-8 with a BOM (opens right in Excel)."""
+    """Write the rejected rows to ``path`` as CSV in UTF-8 with a BOM (opens right in Excel).
+
+    Text that a spreadsheet would run as a formula, in the values and the
+    column names, is made inert as in the CSV export (:mod:`gisapp.formulas`).
+    """
     path = Path(path)
     out = report.rejects.copy()
     for name in out.columns:
-        if name not in ("row",):
-            out[name] = to_text(out[name])
+        if name != "row" and not pd.api.types.is_numeric_dtype(out[name]):
+            out[name] = _inert(to_text(out[name]))
+    out.columns = _inert(pd.Series([str(c) for c in out.columns], dtype=object)).tolist()
     out.to_csv(path, index=False, encoding="utf-8-sig")
     return path
+
+
+def _inert(texts: pd.Series) -> pd.Series:
+    """Text values (or ``None``) with formulas made inert by :func:`gisapp.formulas.defuse`."""
+    arr = defuse(pa.array(texts.to_numpy(dtype=object), pa.string(), from_pandas=True))
+    return pd.Series(arr.to_pylist(), index=texts.index, dtype=object)

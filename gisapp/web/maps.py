@@ -33,7 +33,7 @@ from gisapp.web import assets
 
 from gisapp.formats import geojson
 
-from gisapp.web import i18n
+from gisapp import i18n
 
 from gisapp.web import stats
 from gisapp.filters import Filter

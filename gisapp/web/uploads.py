@@ -9,7 +9,9 @@ No Flask here: the view hands over file objects with ``save`` and
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import re
 import secrets
 import shutil
@@ -17,16 +19,19 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gisapp.importing import child as importing_child
 from gisapp.folders import private_folder
-from gisapp.importing.prepare import IMPORTABLE_LAYERS
+from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure
+from gisapp.importing.read import safe_name
 
 ACCEPTED_SUFFIXES = (".csv", ".xlsx", ".zip", ".gpkg", ".geojson", ".json", ".shp")
 MAX_AGE_SECONDS = 24 * 3600
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
+log = logging.getLogger(__name__)
 
 
-class UploadError(ValueError):
-    """An upload that cannot be used; the message is for the user."""
+class UploadError(ImportFailure):
+    """An upload that cannot be used; a message for the user, like :class:`ImportFailure`'s."""
 
 
 @dataclass(frozen=True)
@@ -55,57 +60,118 @@ class Pending:
         return Path(root) / self.token / "rejects.csv"
 
 
-def safe_name(filename: str) -> str:
-    """A file name without folders or odd characters, keeping its extension."""
-    name = Path((filename or "").replace("\\", "/")).name
-    stem, suffix = Path(name).stem, Path(name).suffix.lower()
-    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", stem).strip("._") or "upload"
-    return f"{stem[:80]}{suffix}"
+@dataclass(frozen=True)
+class Quota:
+    """How many MB of uploads may wait for confirmation: per officer, and in all; ``None``: no limit."""
+
+    officer_mb: int | None = None
+    total_mb: int | None = None
 
 
 def save(root: Path, upload, *, layer: str, mode: str, sheet: str | None, crs: str | None,
-         user: str, parcels=None) -> Pending:
-    """Keep ``upload`` (and ``parcels``) under a new token; check the choices first."""
+         user: str, parcels=None, quota: Quota = Quota()) -> Pending:
+    """Keep ``upload`` (and ``parcels``) under a new token; check the choices first, the ``quota`` after."""
     if layer not in IMPORTABLE_LAYERS:
-        raise UploadError(f"unknown layer {layer!r}; choose one of {', '.join(IMPORTABLE_LAYERS)}")
+        raise UploadError("upload_unknown_layer", layer=str(layer), layers=", ".join(IMPORTABLE_LAYERS))
     if mode not in ("upsert", "replace"):
-        raise UploadError(f"unknown mode {mode!r}")
+        raise UploadError("upload_unknown_mode", mode=str(mode))
     files = {"file": upload, "parcels": parcels}
     names = {}
     for role, f in files.items():
         if f is None or not getattr(f, "filename", ""):
             if role == "file":
-                raise UploadError("choose a file to upload")
+                raise UploadError("upload_no_file")
             continue
         name = safe_name(f.filename)
         if not name.endswith(ACCEPTED_SUFFIXES):
-            raise UploadError(f"{f.filename!r}: accepted files are {', '.join(ACCEPTED_SUFFIXES)} "
-                              "(a Shapefile as a .zip with its .shp, .shx, .dbf and .prj)")
+            raise UploadError("upload_bad_suffix", name=Path(f.filename.replace("\\", "/")).name,
+                              suffixes=", ".join(ACCEPTED_SUFFIXES))
         names[role] = name
     if names.get("parcels") == names["file"]:
         names["parcels"] = "parcels_" + names["parcels"]
     try:
         root = private_folder(root)
     except OSError as err:
-        raise UploadError(f"the upload folder (GISAPP_UPLOADS) cannot be used: {err}") from None
+        log.error("the upload folder (GISAPP_UPLOADS) cannot be used: %s", err)
+        raise UploadError("upload_folder_unusable") from None
     _clean(root)
     token = secrets.token_urlsafe(24)
     folder = Path(root) / token
     (folder / "files").mkdir(parents=True)
     for role, name in names.items():
         files[role].save(folder / "files" / name)
+    try:
+        _check_quota(Path(root), token, user, quota)
+    except UploadError:
+        discard(root, token)
+        raise
     pending = Pending(token, layer, names["file"], names.get("parcels"), mode, sheet or None, crs or None, user)
     (folder / "pending.json").write_text(json.dumps(asdict(pending)), encoding="utf-8")
     return pending
 
 
+def _check_quota(root: Path, token: str, user: str, quota: Quota) -> None:
+    """Refuse the new upload ``token`` of ``user`` when it takes the waiting uploads past ``quota``."""
+    new = _size(root / token)
+    mine = total = new
+    for folder in root.iterdir():
+        meta = folder / "pending.json"
+        if folder.name == token or not meta.is_file():
+            continue
+        size = _size(folder)
+        total += size
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if json.loads(meta.read_text(encoding="utf-8"))["uploaded_by"] == user:
+                mine += size
+    if quota.officer_mb is not None and mine > quota.officer_mb << 20:
+        raise UploadError("upload_quota_officer", used=_mb(mine), limit=quota.officer_mb)
+    if quota.total_mb is not None and total > quota.total_mb << 20:
+        raise UploadError("upload_quota_total", used=_mb(total), limit=quota.total_mb)
+
+
+def _size(folder: Path) -> int:
+    """Bytes of the files under ``folder`` (one removed meanwhile counts nothing)."""
+    size = 0
+    for path in folder.rglob("*"):
+        with contextlib.suppress(OSError):
+            size += path.stat().st_size if path.is_file() else 0
+    return size
+
+
+def _mb(size: int) -> str:
+    """Bytes as MB with one decimal, for messages."""
+    return f"{size / (1 << 20):.1f}"
+
+
+def may_use(pending: Pending, user) -> bool:
+    """Whether ``user`` may confirm, discard or download the rejects of ``pending``: its uploader or an admin."""
+    return user is not None and (user.username == pending.uploaded_by or user.can("admin"))
+
+
+def run(root: Path, pending: Pending, config, *, dry_run: bool) -> importing_child.Summary:
+    """Check (``dry_run``) or import ``pending`` in a child process, within the settings' limits.
+
+    The check writes the rejected rows to :meth:`Pending.rejects_path`.
+    ``config`` is the app's settings (store, calendar, limits).
+    """
+    calendar = config["CALENDAR"]
+    parcels = pending.parcels_path(root)
+    job = importing_child.Job(
+        store=str(config["STORE"]), layer=pending.layer, path=str(pending.path(root)), mode=pending.mode,
+        dry_run=dry_run, parcels=str(parcels) if parcels else None, crs=pending.crs, sheet=pending.sheet,
+        rejects=str(pending.rejects_path(root)) if dry_run else None, weekend=tuple(calendar.weekend),
+        holidays=tuple(d.isoformat() for d in calendar.holidays), unpacked_mb=config["MAX_UNPACKED_MB"],
+        max_features=config["MAX_UPLOAD_FEATURES"])
+    return importing_child.run(job, memory_mb=config["IMPORT_MEMORY_MB"], seconds=config["IMPORT_SECONDS"])
+
+
 def load(root: Path, token: str) -> Pending:
     """The upload saved under ``token``; :class:`UploadError` when there is none."""
     if not _TOKEN.fullmatch(token or ""):
-        raise UploadError("unknown upload")
+        raise UploadError("upload_unknown")
     meta = Path(root) / token / "pending.json"
     if not meta.exists():
-        raise UploadError("unknown or expired upload; please upload the file again")
+        raise UploadError("upload_expired")
     return Pending(**json.loads(meta.read_text(encoding="utf-8")))
 
 

@@ -7,7 +7,8 @@ from urllib.parse import urlsplit
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 
 from gisapp.accounts import AccountError, Throttled
-from gisapp.web import auth, i18n
+from gisapp import i18n
+from gisapp.web import auth
 from gisapp.web.request import get_lang
 
 bp = Blueprint("auth", __name__)

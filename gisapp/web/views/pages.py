@@ -14,7 +14,8 @@ from flask import Blueprint, abort, current_app, render_template, request, url_f
 from gisapp import domain, privacy
 from gisapp.filters import Filter, parse_filter
 from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS, SIDEWALK_PERMITS
-from gisapp.web import auth, i18n, maps, stats
+from gisapp import i18n
+from gisapp.web import auth, maps, stats
 from gisapp.web.request import get_lang, get_store, known_wards
 
 bp = Blueprint("pages", __name__)

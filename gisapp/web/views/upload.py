@@ -1,12 +1,13 @@
-"""The upload page: officers upload a file, read the dry-run report, then confirm."""
+"""The upload page: officers upload a file, read the dry-run report, then confirm (or start again)."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
 
-from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure, run_import, write_rejects
-from gisapp.web import auth, uploads
-from gisapp.web.request import get_lang, get_store_for_writing
+from gisapp.web import auth
+from gisapp.web import uploads
+from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure
+from gisapp.web.request import get_lang
 
 bp = Blueprint("upload", __name__)
 
@@ -16,14 +17,37 @@ def _root():
 
 
 def _run(pending: uploads.Pending, dry_run: bool):
-    root = _root()
-    return run_import(get_store_for_writing(), pending.layer, pending.path(root),
-                      calendar=current_app.config["CALENDAR"], parcels=pending.parcels_path(root),
-                      crs=pending.crs, mode=pending.mode, dry_run=dry_run, sheet=pending.sheet)
+    return uploads.run(_root(), pending, current_app.config, dry_run=dry_run)
 
 
-def _form(error: str | None = None, status: int = 200):
-    return render_template("upload.html", layers=IMPORTABLE_LAYERS, error=error, lang=get_lang()), status
+def _form(error: ImportFailure | None = None, status: int = 200):
+    """The upload form, with ``error`` in the user's language naming the form's fields."""
+    text = error.text(get_lang(), "web") if error else None
+    return render_template("upload.html", layers=IMPORTABLE_LAYERS, error=text, lang=get_lang()), status
+
+
+def _pending(token: str, missing_status: int = 404) -> uploads.Pending:
+    """The upload ``token`` if the signed-in user may use it; :class:`_Refused` otherwise."""
+    try:
+        pending = uploads.load(_root(), token)
+    except uploads.UploadError as err:
+        raise _Refused(err, missing_status) from None
+    if not uploads.may_use(pending, auth.current_user()):
+        raise _Refused(uploads.UploadError("upload_not_yours"), 403)
+    return pending
+
+
+class _Refused(Exception):
+    """An upload the user cannot use: the message and the HTTP status."""
+
+    def __init__(self, error: ImportFailure, status: int):
+        super().__init__(error)
+        self.error, self.status = error, status
+
+
+@bp.errorhandler(_Refused)
+def _refused(err: _Refused):
+    return _form(err.error, err.status)
 
 
 @bp.get("/upload")
@@ -37,16 +61,19 @@ def form():
 @auth.require("officer")
 def check():
     """Save the upload and show its dry-run report."""
-    f = request.form
+    f, config = request.form, current_app.config
     try:
         pending = uploads.save(_root(), request.files.get("file"), layer=f.get("layer", ""),
                                mode=f.get("mode", "upsert"), sheet=f.get("sheet"), crs=f.get("crs"),
-                               user=auth.current_user().username, parcels=request.files.get("parcels"))
+                               user=auth.current_user().username, parcels=request.files.get("parcels"),
+                               quota=uploads.Quota(config["UPLOAD_QUOTA_MB"], config["UPLOADS_TOTAL_MB"]))
+    except ImportFailure as err:
+        return _form(err, 400)
+    try:
         report = _run(pending, dry_run=True)
-    except (uploads.UploadError, ImportFailure) as err:
-        return _form(str(err), 400)
-    if report.rejected:
-        write_rejects(report, pending.rejects_path(_root()))
+    except ImportFailure as err:
+        uploads.discard(_root(), pending.token)
+        return _form(err, 400)
     return render_template("upload_report.html", report=report, pending=pending, confirmed=False, lang=get_lang())
 
 
@@ -54,13 +81,10 @@ def check():
 @auth.require("officer")
 def rejects(token: str):
     """The rejected rows of a checked upload (CSV, UTF-8 with BOM)."""
-    try:
-        pending = uploads.load(_root(), token)
-    except uploads.UploadError:
-        return _form("unknown or expired upload", 404)
+    pending = _pending(token)
     path = pending.rejects_path(_root())
     if not path.exists():
-        return _form("this upload has no rejected rows", 404)
+        return _form(uploads.UploadError("upload_no_rejects"), 404)
     return send_file(path, mimetype="text/csv", as_attachment=True,
                      download_name=f"{uploads.safe_name(pending.file).rsplit('.', 1)[0]}.rejects.csv")
 
@@ -68,18 +92,25 @@ def rejects(token: str):
 @bp.post("/upload/<token>/confirm")
 @auth.require("officer")
 def confirm(token: str):
-    """Import the checked upload, record it in the audit log, show the result."""
+    """Import the checked upload, record who uploaded and who confirmed it in the audit log, show the result."""
+    pending = _pending(token, missing_status=400)
     try:
-        pending = uploads.load(_root(), token)
         report = _run(pending, dry_run=False)
-    except (uploads.UploadError, ImportFailure) as err:
-        return _form(str(err), 400)
-    user = auth.current_user().username
-    auth.get_accounts().audit(user, "import", pending.layer, report.accepted,
-                              f"{pending.mode} from {pending.file}: " +
+    except ImportFailure as err:
+        return _form(err, 400)
+    auth.get_accounts().audit(auth.current_user().username, "import", pending.layer, report.accepted,
+                              f"{pending.mode} from {pending.file}, uploaded by {pending.uploaded_by}: " +
                               ", ".join(f"{k} {v}" for k, v in report.changes.items()))
     uploads.discard(_root(), token)
     return render_template("upload_report.html", report=report, pending=pending, confirmed=True, lang=get_lang())
+
+
+@bp.post("/upload/<token>/discard")
+@auth.require("officer")
+def discard(token: str):
+    """Drop a checked upload without importing it (its room in the quota is free again); back to the form."""
+    uploads.discard(_root(), _pending(token).token)
+    return redirect(url_for("upload.form"))
 
 
 @bp.get("/upload/<token>")
