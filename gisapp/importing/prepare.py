@@ -32,7 +32,7 @@ from gisapp import domain, geo, schema
 from gisapp.importing.read import ImportFailure, Source, load_mapping, read_source
 from gisapp.importing.values import (
     PARCEL_FIELDS,
-    WardIndex,
+    WardRecords,
     WardRefs,
     field_aliases,
     known_header_keys,
@@ -358,7 +358,7 @@ def _polygonal(geom):
 # -- wards -----------------------------------------------------------------
 
 
-def derive_wards(geoms: np.ndarray, dates: np.ndarray | None, index: WardIndex) -> np.ndarray:
+def derive_wards(geoms: np.ndarray, dates: np.ndarray | None, index: WardRecords) -> np.ndarray:
     """The ward code of each geometry: the ward in force at its date that it overlaps most.
 
     ``None`` where a geometry is missing or overlaps no ward in force (a
@@ -404,7 +404,7 @@ def derive_wards(geoms: np.ndarray, dates: np.ndarray | None, index: WardIndex) 
     return out
 
 
-def _ward_names(codes: np.ndarray, index: WardIndex) -> np.ndarray:
+def _ward_names(codes: np.ndarray, index: WardRecords) -> np.ndarray:
     """Folded ward names of ``codes`` (None where unknown)."""
     by_code: dict = {}
     for c, nm in zip(index.codes, index.names):
@@ -431,7 +431,7 @@ class ParcelTable:
         return len(self.sheet)
 
 
-def build_parcels(source: Source, index: WardIndex, user_crs: CRS | None,
+def build_parcels(source: Source, index: WardRecords, user_crs: CRS | None,
                   mapping: dict[str, str] | None = None) -> ParcelTable:
     """The parcels of a vector file, keyed by ward + map sheet + parcel number.
 
@@ -478,7 +478,7 @@ def build_parcels(source: Source, index: WardIndex, user_crs: CRS | None,
 
 
 def join_parcels(refs: WardRefs, sheet: np.ndarray, parcel: np.ndarray, dates: np.ndarray,
-                 parcels: ParcelTable, index: WardIndex) -> tuple[np.ndarray, np.ndarray]:
+                 parcels: ParcelTable, index: WardRecords) -> tuple[np.ndarray, np.ndarray]:
     """The parcel polygon of each dossier, by ward + map sheet + parcel number.
 
     Candidates share sheet and parcel; the ward then decides (by code, else
@@ -562,7 +562,7 @@ def prepare_import(layer: str, source: Source, *, calendar: domain.Calendar, par
     """Check the rows of ``source`` for ``layer``: accepted, repaired, rejected (pure).
 
     ``wards`` is the store's wards layer (a frame or a
-    :class:`~gisapp.importing.values.WardIndex`), used to resolve ward names
+    :class:`~gisapp.importing.values.WardRecords`), used to resolve ward names
     and derive wards from geometry; ``parcels`` a vector source of parcel
     polygons for a table of dossiers; ``crs`` an EPSG code for files that
     have no CRS; ``mapping`` a ``{source column: field}`` dict or file.
@@ -571,7 +571,7 @@ def prepare_import(layer: str, source: Source, *, calendar: domain.Calendar, par
     mapping = load_mapping(mapping)
     _check_mapping(lay, mapping)
     user_crs = parse_crs(crs) if crs else None
-    index = wards if isinstance(wards, WardIndex) else WardIndex.from_frame(wards)
+    index = wards if isinstance(wards, WardRecords) else WardRecords.from_frame(wards)
     n = len(source)
     frame = source.frame.reset_index(drop=True)
     match = match_columns(frame.columns, field_aliases(lay), mapping)
@@ -672,7 +672,7 @@ def _parse_fields(layer: Layer, frame: pd.DataFrame, match, problems: _Problems)
 
 
 def _parcel_geometries(layer: Layer, source: Source, frame: pd.DataFrame, match, parcels: Source | None,
-                       refs: WardRefs, dates: np.ndarray, index: WardIndex, user_crs, mapping,
+                       refs: WardRefs, dates: np.ndarray, index: WardRecords, user_crs, mapping,
                        problems: _Problems) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Polygons of a table's rows from the parcels they name; rows without one are recorded.
 
@@ -703,7 +703,7 @@ def _parcel_geometries(layer: Layer, source: Source, frame: pd.DataFrame, match,
 
 
 def _settle_wards(layer: Layer, values: dict, refs: WardRefs, ward_col: pd.Series, geoms: np.ndarray,
-                  usable: np.ndarray, dates: np.ndarray, index: WardIndex, rows: np.ndarray,
+                  usable: np.ndarray, dates: np.ndarray, index: WardRecords, rows: np.ndarray,
                   problems: _Problems) -> tuple[pd.DataFrame, list[str]]:
     """Set ``values["ward_code"]``: the declared ward, else the one the geometry lies in.
 

@@ -220,7 +220,7 @@ def field_names(layer: Layer, fields=None) -> list[str]:
     return names
 
 
-def check_layer(name: str) -> Layer:
+def store_layer(name: str) -> Layer:
     """The layer called ``name`` or :class:`StoreError`."""
     try:
         return schema.get_layer(name)

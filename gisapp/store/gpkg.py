@@ -38,12 +38,12 @@ from gisapp.store.base import (
     Store,
     StoreError,
     attribute_clauses,
-    check_layer,
     empty_frame,
     field_names,
     geojson_texts,
     merge_upsert,
     search_text,
+    store_layer,
 )
 from gisapp.formats.wkb import gpkg_to_wkb
 
@@ -248,7 +248,7 @@ class GeoPackageStore(Store):
         return "-".join(map(str, self._signature())) or None
 
     def read(self, layer, flt=None, *, limit=None, offset=0):
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         with self._connect() as con:
             if layer not in self._tables(con):
                 return empty_frame(lay)
@@ -280,7 +280,7 @@ class GeoPackageStore(Store):
         return con.execute(sql, params).fetchall()
 
     def page(self, layer, flt=None, *, fields, limit, offset=0):
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         names = field_names(lay, fields)
         with self._connect() as con:
             if layer not in self._tables(con):
@@ -318,7 +318,7 @@ class GeoPackageStore(Store):
         return value
 
     def count(self, layer, flt=None):
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         with self._connect() as con:
             if layer not in self._tables(con):
                 return 0
@@ -330,7 +330,7 @@ class GeoPackageStore(Store):
 
     def iter_batches(self, layer, flt=None, batch_size=5000):
         """Matching features in batches, from one query (no OFFSET rescans)."""
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         columns = ", ".join(lay.field_names) + ", geom"
         if not self.path.exists():
             raise StoreError(f"store {self.path} does not exist")
@@ -364,7 +364,7 @@ class GeoPackageStore(Store):
         built with literals: only schema column names and values quoted by
         :func:`_literal` go into it.
         """
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         names = field_names(lay, fields)
         with self._connect() as con:
             if layer not in self._tables(con):
@@ -397,7 +397,7 @@ class GeoPackageStore(Store):
         joining the R-tree to the rows.  ``flt.bbox`` is not applied (the
         caller knows its own box).
         """
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         x1, y1, x2, y2 = box
         clauses, params = attribute_clauses(lay, flt)
         where = " AND ".join(["r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?", *clauses])
@@ -410,7 +410,7 @@ class GeoPackageStore(Store):
 
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         with self._connect() as con:
             if layer not in self._tables(con) or not lay.date_field:
                 return None, None
@@ -423,7 +423,7 @@ class GeoPackageStore(Store):
         return first, last
 
     def get(self, layer, key):
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         with self._connect() as con:
             if layer not in self._tables(con):
                 return empty_frame(lay)
@@ -457,7 +457,7 @@ class GeoPackageStore(Store):
     def write(self, frames, *, mode="replace", meta=None):
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
-        layers = {name: check_layer(name) for name in frames}
+        layers = {name: store_layer(name) for name in frames}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _lock(self.path):
             exists = self.path.exists()

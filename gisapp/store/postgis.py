@@ -57,11 +57,11 @@ from gisapp.store.base import (
     Store,
     StoreError,
     attribute_clauses,
-    check_layer,
     empty_frame,
     field_names,
     geojson_texts,
     search_text,
+    store_layer,
 )
 
 SRID = 5899
@@ -215,20 +215,20 @@ class PostGISStore(Store):
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
     def read(self, layer, flt=None, *, limit=None, offset=0):
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         query, params = self._query(lay, lay.field_names, flt, limit, offset)
         with self.connection() as con:
             rows = con.cursor(binary=True).execute(query, params).fetchall()
         return _frame(lay, rows)
 
     def count(self, layer, flt=None):
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         where, params = self.where(lay, flt)
         with self.connection() as con:
             return con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
 
     def get(self, layer, key):
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         columns = ", ".join(lay.field_names)
         with self.connection() as con:
             rows = con.cursor(binary=True).execute(
@@ -272,7 +272,7 @@ class PostGISStore(Store):
 
     def iter_batches(self, layer, flt=None, batch_size=5000):
         """Matching features in key order, ``batch_size`` at a time, from one query."""
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         query, params = self._query(lay, lay.field_names, flt)
         for rows in self._row_batches(query, params, batch_size):
             yield _frame(lay, rows)
@@ -286,7 +286,7 @@ class PostGISStore(Store):
         date32, int → int32, float → double) and ``geometry`` as WKB in
         EPSG:5899, rows ordered by the layer's key.
         """
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         names = field_names(lay, fields)
         query, params = self._query(lay, names, flt, limit, offset)
         arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names]
@@ -305,7 +305,7 @@ class PostGISStore(Store):
         that sorts every match before the limit, which a whole-extent bbox
         (QGIS asks for one) makes the whole layer.
         """
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         names = field_names(lay, fields)
         where, params = self.where(lay, flt)
         columns = "".join(f"{n}, " for n in [lay.key, *names])
@@ -333,7 +333,7 @@ class PostGISStore(Store):
 
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         if not lay.date_field:
             return None, None
         start, end = lay.date_field, lay.end_date_field or lay.date_field
@@ -369,7 +369,7 @@ class PostGISStore(Store):
         boxes (columns ``x``, ``y`` — the cell centre — and ``count``),
         computed from the index boxes, not the geometries.
         """
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         where, params = self.where(lay, flt)
         if cell_m is None:
             if "ward_code" not in lay.field_names:
@@ -393,7 +393,7 @@ class PostGISStore(Store):
     def write(self, frames, *, mode="replace", meta=None):
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
-        layers = {name: check_layer(name) for name in frames}
+        layers = {name: store_layer(name) for name in frames}
         typed = {name: schema.coerce(layers[name], frame) for name, frame in frames.items()}
         pool = _pool(self._url)
         with pool.connection() as con:

@@ -75,7 +75,7 @@ class TileError(FilterError):
 
 # -- the grid -------------------------------------------------------------------------
 
-def check_layer(layer: str) -> str:
+def tile_layer(layer: str) -> str:
     """``layer`` when it has tiles, else :class:`TileError`."""
     if layer not in TILE_FIELDS:
         raise TileError("layer", f"no vector tiles for layer {layer!r}; layers with tiles: {', '.join(TILE_FIELDS)}")
