@@ -46,7 +46,7 @@ from gisapp.importing.values import (
     to_text,
 )
 from gisapp.schema import STORE_CRS, Layer
-from gisapp.store import StoreError
+from gisapp.store import Store
 
 __all__ = [
     "IMPORTABLE_LAYERS", "REASONS", "ImportFailure", "ImportReport", "prepare_import", "rejects_path",
@@ -852,18 +852,6 @@ def _rejects_frame(source: Source, table: pd.DataFrame) -> pd.DataFrame:
 # -- writing ---------------------------------------------------------------
 
 
-def _store_exists(store) -> bool:
-    """Whether the store already exists (a new GeoPackage path does not)."""
-    path = getattr(store, "path", None)
-    if path is not None:
-        return Path(path).exists()
-    try:
-        store.info()
-        return True
-    except StoreError:
-        return False
-
-
 def diff_counts(layer: Layer, existing: gpd.GeoDataFrame, frame: gpd.GeoDataFrame, mode: str) -> dict[str, int]:
     """How ``frame`` would change the stored layer: new, updated, unchanged, removed features."""
     if not len(existing):
@@ -895,7 +883,7 @@ def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
     return eq
 
 
-def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=None, crs=None, mapping=None,
+def run_import(store: Store, layer: str, path, *, calendar: domain.Calendar, parcels=None, crs=None, mapping=None,
                mode: str = "upsert", dry_run: bool = False, sheet: str | None = None) -> ImportReport:
     """Import ``path`` into ``layer`` of ``store``; write the accepted rows unless ``dry_run``.
 
@@ -910,7 +898,7 @@ def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=No
     if mode not in ("upsert", "replace"):
         raise ImportFailure(f"unknown mode {mode!r}; use upsert or replace")
     lay = importable_layer(layer)
-    exists = _store_exists(store)
+    exists = store.exists()
     wards = store.read("wards") if exists else None
     header_keys = known_header_keys(field_aliases(lay))
     source = read_source(path, sheet=sheet, header_keys=header_keys, prefer_layer=lay.name)
