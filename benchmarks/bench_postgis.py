@@ -232,8 +232,10 @@ def analysis_times(store, frames_n: int) -> dict:
                                                 layers["sidewalk_permits"], layers["wards"], params)
     out["findings"] = int(len(result.findings))
     del layers
-    if hasattr(store, "find_overlaps"):
-        sql_result, out["sql_s"] = timed(store.find_overlaps, params)
+    if isinstance(store, PostGISStore):
+        from gisapp.analysis import sql as analysis_sql
+
+        sql_result, out["sql_s"] = timed(analysis_sql.find_overlaps, store, params)
         out["sql_findings"] = int(len(sql_result.findings))
         out["sql_timings"] = {k: round(v, 2) for k, v in sql_result.timings.items()}
         out["sql_same_ids"] = sorted(sql_result.findings["finding_id"]) == sorted(result.findings["finding_id"])

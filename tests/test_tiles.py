@@ -394,7 +394,7 @@ def test_postgis_transforms_with_the_datum_shift(tmp_path, request):
 
 @pytest.fixture
 def client(store):
-    return create_app({"STORE": getattr(store, "_url", store.url), "TESTING": True}).test_client()
+    return create_app({"STORE": store.url, "TESTING": True}).test_client()
 
 
 def test_tile_endpoint_serves_mvt_and_204_when_empty(client, store, busiest):
@@ -408,7 +408,7 @@ def test_tile_endpoint_serves_mvt_and_204_when_empty(client, store, busiest):
 
 
 def test_tiles_never_carry_personal_fields_even_for_staff(store, busiest):
-    app = create_app({"STORE": getattr(store, "_url", store.url), "TESTING": True, "SHOW_PERSONAL_DATA": True})
+    app = create_app({"STORE": store.url, "TESTING": True, "SHOW_PERSONAL_DATA": True})
     for layer in TILE_LAYERS:
         z, x, y = busiest[layer][1]
         r = app.test_client().get(f"/tiles/{layer}/{z}/{x}/{y}.mvt")

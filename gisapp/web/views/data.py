@@ -14,6 +14,7 @@ from gisapp.web import maps
 from gisapp.web import stats
 from gisapp.web.errors import ApiError
 from gisapp.filters import FilterError, parse_filter
+from gisapp.store import Store
 from gisapp.web import auth
 from gisapp.web.request import get_store, known_wards
 
@@ -23,7 +24,7 @@ MAP_LAYERS = ("construction_permits", "sidewalk_permits", "findings")
 GEOJSON = "application/geo+json"
 
 
-def strict_filter(store):
+def strict_filter(store: Store):
     """The request's filter, or :class:`FilterError` (400) for the first bad value."""
     return parse_filter(request.args, known_wards=known_wards(store), strict=True,
                         personal=auth.show_personal())[0]

@@ -20,6 +20,7 @@ from gisapp.web import maps
 from gisapp.web import stats
 from gisapp.filters import Filter, parse_filter
 from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS
+from gisapp.store import Store
 from gisapp.web import auth
 from gisapp.web.request import get_lang, get_store, known_wards
 
@@ -29,7 +30,7 @@ bp = Blueprint("pages", __name__)
 PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "q")
 
 
-def page_filter(store) -> tuple[Filter, list[dict]]:
+def page_filter(store: Store) -> tuple[Filter, list[dict]]:
     """The request's filter (bad values dropped, no bbox) and a warning per dropped value."""
     flt, warnings = parse_filter(request.args, known_wards=known_wards(store), strict=False,
                                  personal=auth.show_personal())
@@ -49,7 +50,7 @@ def param_label(param: str, lang: str) -> str:
     return i18n.text(param, lang) if param in i18n.STRINGS else param
 
 
-def map_inputs(store) -> dict:
+def map_inputs(store: Store) -> dict:
     """Settings every map shares: basemap, language, the app's root URL and map.js."""
     return {"tiles": current_app.config["TILES"], "lang": get_lang(), "root": request.script_root,
             "script_url": url_for("static", filename="map.js", v=_static_version())}
