@@ -34,11 +34,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gisapp.web.app import create_app  # noqa: E402
-
 from gisapp.demo import build as demo
 from gisapp.domain import Calendar  # noqa: E402
 from gisapp.store.gpkg import GeoPackageStore  # noqa: E402
+from gisapp.web.app import create_app  # noqa: E402
 from tests.browser_util import launch_chromium  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "out"

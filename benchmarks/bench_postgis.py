@@ -45,8 +45,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from urllib.parse import urlencode
 from pathlib import Path
+from urllib.parse import urlencode
 
 import geopandas as gpd
 import numpy as np
@@ -56,12 +56,11 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import loadgen  # noqa: E402
 from gisapp import geo, schema  # noqa: E402
 from gisapp.store.gpkg import GeoPackageStore  # noqa: E402
 from gisapp.store.postgis import PostGISStore, close_pool  # noqa: E402
 from tests.pg_server import free_port, start_server  # noqa: E402
-
-from benchmarks import loadgen  # noqa: E402
 
 try:
     from benchmarks import bench_tiles  # noqa: E402
@@ -232,8 +231,10 @@ def analysis_times(store, frames_n: int) -> dict:
                                                 layers["sidewalk_permits"], layers["wards"], params)
     out["findings"] = int(len(result.findings))
     del layers
-    if hasattr(store, "find_overlaps"):
-        sql_result, out["sql_s"] = timed(store.find_overlaps, params)
+    if isinstance(store, PostGISStore):
+        from gisapp.analysis import sql as analysis_sql
+
+        sql_result, out["sql_s"] = timed(analysis_sql.find_overlaps, store, params)
         out["sql_findings"] = int(len(sql_result.findings))
         out["sql_timings"] = {k: round(v, 2) for k, v in sql_result.timings.items()}
         out["sql_same_ids"] = sorted(sql_result.findings["finding_id"]) == sorted(result.findings["finding_id"])

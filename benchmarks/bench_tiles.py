@@ -41,9 +41,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import loadgen
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data
 from gisapp import geo, schema
-from gisapp.tiles import mvt as tiles
 from gisapp.store import open_store
 from gisapp.store.gpkg import GeoPackageStore
+from gisapp.tiles import mvt as tiles
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 LAYER = "construction_permits"

@@ -13,7 +13,6 @@ functions.
 from __future__ import annotations
 
 import builtins
-
 import contextlib
 import datetime as dt
 import functools

@@ -16,6 +16,8 @@ import unicodedata
 from dataclasses import dataclass, fields, replace
 
 from gisapp import domain
+
+
 class FilterError(ValueError):
     """A filter parameter that cannot be used; ``param`` names it."""
 

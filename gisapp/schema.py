@@ -15,6 +15,7 @@ import pandas as pd
 import shapely
 
 from gisapp import domain
+
 STORE_CRS = "EPSG:5899"
 WEB_CRS = "EPSG:4326"
 

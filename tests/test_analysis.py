@@ -15,12 +15,11 @@ from click.testing import CliRunner
 
 from gisapp import schema
 from gisapp.analysis import overlaps as analysis
-
-from gisapp.demo import build as demo
 from gisapp.analysis.overlaps import KINDS, TOTAL, AnalysisParams, find_overlaps, finding_ids, summarize
-from gisapp.cli.analyze import parse_summary
 from gisapp.analysis.spatial import NAT, WardIndex, bbox_pairs
 from gisapp.cli import cli
+from gisapp.cli.analyze import parse_summary
+from gisapp.demo import build as demo
 from gisapp.store.gpkg import GeoPackageStore
 
 X0, Y0 = 547_000.0, 1_770_000.0  # near Cẩm Lệ, EPSG:5899 metres: realistic float magnitudes

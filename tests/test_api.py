@@ -11,11 +11,10 @@ import pytest
 import shapely
 
 from gisapp import geo
-from gisapp.web.app import create_app
-
 from gisapp.api import features as ogcapi
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS
+from gisapp.web.app import create_app
 from tests.helpers import assert_error, check_rfc7946
 
 ITEMS = "/api/collections/construction_permits/items"

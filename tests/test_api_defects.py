@@ -39,7 +39,7 @@ def store(request, demo_frames, tmp_path_factory):
 
 
 def _url(store) -> str:
-    return getattr(store, "_url", store.url)
+    return store.url
 
 
 @pytest.fixture

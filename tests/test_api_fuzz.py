@@ -3,8 +3,8 @@ every error in the one JSON error shape."""
 
 import pytest
 import schemathesis
-from schemathesis import checks
 from hypothesis import HealthCheck, given, settings
+from schemathesis import checks
 
 from gisapp.web.app import create_app
 

@@ -3,8 +3,8 @@
 import pytest
 
 from gisapp.config import load_config
-from gisapp.web.app import create_app
 from gisapp.store.gpkg import GeoPackageStore
+from gisapp.web.app import create_app
 from tests.helpers import permits
 
 

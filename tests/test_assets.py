@@ -11,6 +11,7 @@ import pytest
 from folium import plugins
 
 from gisapp.web import assets
+
 STATIC_DIR = assets.VENDOR_DIR.parent
 STATIC_URL = "/static"
 VENDOR_DIR = STATIC_DIR / "vendor"

@@ -4,8 +4,8 @@ import re
 
 import pytest
 
-from gisapp.web.app import create_app
 from gisapp.accounts import MAX_FAILURES, Accounts
+from gisapp.web.app import create_app
 
 PASSWORD = "correct horse battery"
 

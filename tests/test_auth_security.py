@@ -20,10 +20,10 @@ import pytest
 from click.testing import CliRunner
 
 from gisapp import accounts as accounts_module
-from gisapp.web.app import create_app
 from gisapp.accounts import MAX_ADDRESS_FAILURES, MAX_FAILURES, Accounts
 from gisapp.cli import cli
 from gisapp.config import ConfigError, load_config
+from gisapp.web.app import create_app
 from tests.browser_util import live_server
 
 PASSWORD = "correct horse battery"

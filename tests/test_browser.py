@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from gisapp.web.app import create_app
 from gisapp.filters import Filter
 from gisapp.store.gpkg import GeoPackageStore
+from gisapp.web.app import create_app
 from tests.browser_util import XSS_ADDRESS, XSS_OWNER, live_server, open_page, wait_until
 
 pytestmark = pytest.mark.browser

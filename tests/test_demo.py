@@ -13,10 +13,9 @@ import shapely
 from click.testing import CliRunner
 
 from gisapp import domain, schema
-from gisapp.demo import build as demo
-
-from gisapp.demo import wards as demo_wards
 from gisapp.cli import cli
+from gisapp.demo import build as demo
+from gisapp.demo import wards as demo_wards
 from gisapp.store.gpkg import GeoPackageStore
 
 AS_OF = pd.Timestamp("2022-07-08")

@@ -14,11 +14,10 @@ import shapely
 from click.testing import CliRunner
 
 from gisapp import geo, privacy, schema
-from gisapp.web.app import create_app
-
-from gisapp.formats import exports as exporting
 from gisapp.cli import cli
 from gisapp.filters import Filter
+from gisapp.formats import exports as exporting
+from gisapp.web.app import create_app
 from tests.helpers import assert_error, check_rfc7946
 
 

@@ -12,9 +12,9 @@ import pyogrio
 import pytest
 import shapely
 
-from gisapp.web.app import create_app
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS
+from gisapp.web.app import create_app
 from tests.browser_util import live_server
 
 pytestmark = pytest.mark.gdal

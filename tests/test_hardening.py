@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import math
 import re
-from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
 import pytest
 
 from gisapp import geo, schema
-from gisapp.web.app import create_app
 from gisapp.accounts import Accounts
 from gisapp.config import ConfigError, load_config
+from gisapp.web.app import create_app
 from tests.browser_util import sample_frames
 from tests.stores import BACKENDS, new_store
 
@@ -49,8 +48,8 @@ def store(request, frames, tmp_path_factory):
 
 
 def store_url(store) -> str:
-    """The URL an app opens ``store`` with (PostGIS: with its password)."""
-    return getattr(store, "_url", store.url)
+    """The URL an app opens ``store`` with."""
+    return store.url
 
 
 @pytest.fixture(scope="module")

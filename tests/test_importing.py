@@ -23,13 +23,34 @@ from gisapp import domain, schema
 from gisapp.accounts import Accounts
 from gisapp.cli import cli
 from gisapp.importing.prepare import (
-    BAD_DATE, BAD_NUMBER, DUPLICATE, END_BEFORE_START, GEOMETRY_EMPTY, INVALID_GEOMETRY, MISSING, NO_PARCEL,
-    NOT_POLYGON, OUTSIDE_WARDS, REASONS, UNKNOWN_CODE, ImportFailure, check_geometries, prepare_import,
-    rejects_path, run_import,
+    BAD_DATE,
+    BAD_NUMBER,
+    DUPLICATE,
+    END_BEFORE_START,
+    GEOMETRY_EMPTY,
+    INVALID_GEOMETRY,
+    MISSING,
+    NO_PARCEL,
+    NOT_POLYGON,
+    OUTSIDE_WARDS,
+    REASONS,
+    UNKNOWN_CODE,
+    ImportFailure,
+    check_geometries,
+    prepare_import,
+    rejects_path,
+    run_import,
 )
 from gisapp.importing.read import read_source, read_xlsx
 from gisapp.importing.values import (
-    WardIndex, field_aliases, key, known_header_keys, match_columns, parse_codes, parse_dates, parse_numbers,
+    WardRecords,
+    field_aliases,
+    key,
+    known_header_keys,
+    match_columns,
+    parse_codes,
+    parse_dates,
+    parse_numbers,
     resolve_wards,
 )
 from gisapp.store.gpkg import GeoPackageStore
@@ -208,7 +229,7 @@ def test_numbers_with_decimal_commas_and_units():
 
 
 def test_wards_by_code_or_name_at_the_rows_date():
-    index = WardIndex.from_frame(schema.coerce(schema.WARDS, WARDS))
+    index = WardRecords.from_frame(schema.coerce(schema.WARDS, WARDS))
     values = pd.Series(["20305", 20306, "Hòa Phát", "PHƯỜNG HÒA AN", "P. Hoa Phat", "An Khê", "Hải Châu", None],
                        dtype=object)
     dates = np.array(["2022-01-01"] * 5 + ["2025-08-01"] * 3, dtype="datetime64[ms]")

@@ -4,14 +4,15 @@ import re
 
 import orjson
 import pytest
+import shapely
 
-from gisapp.web.app import create_app
-
-from gisapp.web import maps
-from gisapp.web.assets import external_urls
+from gisapp import geo
 from gisapp.domain import Calendar
 from gisapp.filters import Filter
 from gisapp.store.gpkg import GeoPackageStore
+from gisapp.web import maps
+from gisapp.web.app import create_app
+from gisapp.web.assets import external_urls
 from tests.browser_util import XSS_OWNER, sample_frames
 
 N = 240
@@ -262,6 +263,58 @@ def test_past_the_cap_the_map_gets_ward_counts_or_the_viewport(store):
     assert sum(f["properties"]["count"] for f in busy["features"]) == store.count(
         "construction_permits", Filter(bbox=view))
 
+
+
+def _ward_counts_one_query_per_ward(store, layer, flt, total):
+    """The map's per-ward counts as they were computed before ``Store.aggregate``: one count per ward."""
+    day = store.as_of()
+    wards = store.read("wards", Filter(date_from=day, date_to=day))
+    view = geo.bbox_polygon(flt.bbox) if flt.bbox else None
+    feats = []
+    for code, name, geom in zip(wards["ward_code"], wards["name"], wards.geometry.values, strict=True):
+        if flt.wards and code not in flt.wards:
+            continue
+        part = geom if view is None else shapely.intersection(geom, view)
+        if part.is_empty:
+            continue
+        n = store.count(layer, flt.with_(wards=(code,)))
+        if not n:
+            continue
+        pt = geo.transform([part.representative_point()])[0]
+        feats.append({"type": "Feature", "id": code,
+                      "geometry": {"type": "Point", "coordinates": [round(pt.x, 6), round(pt.y, 6)]},
+                      "properties": {"ward_code": code, "name": name, "count": n}})
+    return orjson.dumps({"type": "FeatureCollection", "mode": "aggregate", "complete": False,
+                         "numberMatched": total, "features": feats})
+
+
+class CountingStore(GeoPackageStore):
+    """A real GeoPackage store that counts the queries made through ``count`` and ``aggregate``."""
+
+    def __init__(self, path):
+        super().__init__(path)
+        self.calls = {"count": 0, "aggregate": 0}
+
+    def count(self, layer, flt=None):
+        self.calls["count"] += 1
+        return super().count(layer, flt)
+
+    def aggregate(self, layer, flt=None, *, cell_m=None):
+        self.calls["aggregate"] += 1
+        return super().aggregate(layer, flt, cell_m=cell_m)
+
+
+@pytest.mark.parametrize("layer", ["construction_permits", "sidewalk_permits"])
+@pytest.mark.parametrize("flt", [Filter(), Filter(statuses=("RETURNED",)), Filter(wards=("20260", "20306")),
+                                 Filter(bbox=(108.15, 15.9, 108.3, 16.1)), Filter(bbox=(108.0, 15.0, 108.01, 15.01)),
+                                 Filter(bbox=(108.15, 15.9, 108.3, 16.1), wards=("20305",), q="Trường Chinh")],
+                         ids=lambda f: "&".join(f"{k}={v}" for k, v in f.to_params().items()) or "all")
+def test_ward_counts_are_one_grouped_query_with_the_same_answer(store_path, layer, flt):
+    store = CountingStore(store_path)
+    expected = _ward_counts_one_query_per_ward(store, layer, flt, 123)
+    store.calls = {"count": 0, "aggregate": 0}
+    assert maps.ward_aggregates(store, layer, flt, 123) == expected
+    assert store.calls == {"count": 0, "aggregate": 1}
 
 def test_ward_sets(client):
     w22 = client.get("/data/wards.geojson?set=2022").get_json()

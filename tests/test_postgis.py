@@ -14,6 +14,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import psycopg
+import pyogrio
 import pytest
 import shapely
 from click.testing import CliRunner
@@ -21,15 +22,16 @@ from click.testing import CliRunner
 from gisapp import domain, geo, schema
 from gisapp.analysis import overlaps as analysis
 from gisapp.analysis import sql as analysis_sql
-
-from gisapp.formats import geojson
 from gisapp.cli import cli
 from gisapp.filters import Filter
-from gisapp.store import StoreError, open_store
-from gisapp.store import migrations, postgis
+from gisapp.formats import geojson
+from gisapp.importing.prepare import run_import
+from gisapp.store import StoreError, migrations, open_store, postgis
 from gisapp.store.gpkg import GeoPackageStore
 from gisapp.store.postgis import PostGISStore
+from gisapp.web import maps
 from tests.pg_server import free_port
+from tests.stores import new_store
 
 pytestmark = pytest.mark.postgis
 
@@ -490,6 +492,65 @@ def test_same_after_upsert(both):
         store.write({"sidewalk_permits": update}, mode="upsert", meta={"as_of": "2022-08-01"})
     _same(gpkg.read("sidewalk_permits"), pg.read("sidewalk_permits"))
     assert pg.count("sidewalk_permits") == 320 and gpkg.meta() == pg.meta()
+
+
+@pytest.mark.parametrize("layer", ["construction_permits", "sidewalk_permits", "wards"])
+@pytest.mark.parametrize("flt", FILTERS, ids=lambda f: "&".join(f"{k}={v}" for k, v in f.to_params().items()) or "all")
+def test_same_aggregates_as_geopackage(both_readonly, layer, flt):
+    gpkg, pg = both_readonly
+    for cell_m in (None, 7.0, 100.0):
+        pd.testing.assert_frame_equal(gpkg.aggregate(layer, flt, cell_m=cell_m),
+                                      pg.aggregate(layer, flt, cell_m=cell_m))
+
+
+def test_same_ward_counts_on_the_map_as_geopackage(both_readonly):
+    gpkg, pg = both_readonly
+    for flt in (Filter(), Filter(bbox=web_bbox(547650, 1770400, 547950, 1770700)), Filter(wards=("20305", "20311"))):
+        for layer in ("construction_permits", "sidewalk_permits"):
+            assert maps.ward_aggregates(gpkg, layer, flt, 1) == maps.ward_aggregates(pg, layer, flt, 1)
+
+
+def test_aggregate_puts_features_without_a_ward_last(both):
+    findings = gpd.GeoDataFrame({
+        "finding_id": ["F1", "F2", "F3", "F4"], "kind": ["CLASH"] * 4, "a_id": ["a"] * 4,
+        "ward_code": [None, "20305", None, "20260"]},
+        geometry=[shapely.box(547700 + 10 * i, 1770500, 547705 + 10 * i, 1770505) for i in range(4)],
+        crs=schema.STORE_CRS)
+    for store in both:
+        store.write({"findings": findings})
+    got = [store.aggregate("findings") for store in both]
+    pd.testing.assert_frame_equal(*got)
+    assert got[0]["ward_code"].tolist()[:2] == ["20260", "20305"] and pd.isna(got[0]["ward_code"].iloc[2])
+    assert got[0]["count"].tolist() == [1, 1, 2]
+
+
+def test_exists_is_the_schema_and_an_unreachable_server_is_an_error(pg):
+    assert pg.exists() is False
+    pg.upgrade()
+    assert pg.exists() is True  # created (``gisapp db upgrade``), though still without data
+    with pytest.raises(StoreError, match="cannot connect"):
+        PostGISStore(f"postgresql://gisapp@127.0.0.1:{free_port()}/gisapp", must_exist=False).exists()
+
+
+def test_seed_if_missing_never_seeds_over_a_store_that_needs_an_upgrade(pg):
+    pg.upgrade(1)
+    with pg.connection(check_schema=False) as con:
+        con.execute("INSERT INTO wards (ward_key, ward_code, name, valid_from) VALUES ('k', '1', 'n', '2020-01-01')")
+    result = CliRunner().invoke(cli, ["--store", pg.url, "seed", "--if-missing", "--no-analyze"])
+    assert result.exit_code == 0, result.output
+    assert "already exists; not seeding" in result.output
+    assert pg.schema_version() == 1
+
+
+def test_import_creates_a_new_store_and_asks_an_old_one_for_an_upgrade(pg, tmp_path, request):
+    path = tmp_path / "wards.geojson"
+    pyogrio.write_dataframe(wards().drop(columns=["ward_key"]), path)
+    report = run_import(pg, "wards", path, calendar=domain.Calendar())
+    assert report.written and pg.count("wards") == 6
+    old = new_store("postgis", tmp_path, request)
+    old.upgrade(1)
+    with pytest.raises(StoreError, match="run 'gisapp db upgrade'"):
+        run_import(old, "wards", path, calendar=domain.Calendar())
 
 
 # -- metadata, aggregates -----------------------------------------------------------------

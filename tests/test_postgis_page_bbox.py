@@ -9,8 +9,8 @@ import pytest
 import shapely
 
 from gisapp import geo, schema
-from gisapp.formats import geojson
 from gisapp.filters import Filter
+from gisapp.formats import geojson
 from gisapp.store import postgis
 from gisapp.store.gpkg import GeoPackageStore
 from gisapp.store.postgis import PostGISStore

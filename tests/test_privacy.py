@@ -11,10 +11,9 @@ import re
 import pytest
 
 from gisapp import geo, schema
-from gisapp.web.app import create_app
-
-from gisapp.tiles import mvt as tiles
 from gisapp.accounts import Accounts
+from gisapp.tiles import mvt as tiles
+from gisapp.web.app import create_app
 
 PASSWORD = "correct horse battery"
 ROLES = (None, "viewer", "officer", "admin")

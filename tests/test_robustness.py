@@ -13,8 +13,8 @@ import pyogrio
 import pytest
 from werkzeug.serving import make_server
 
-from gisapp.web.app import create_app
 from gisapp.store.gpkg import GeoPackageStore
+from gisapp.web.app import create_app
 
 pytestmark = pytest.mark.slow
 

@@ -3,18 +3,21 @@
 import datetime as dt
 import sqlite3
 
+import numpy as np
 import pandas as pd
 import pytest
 import shapely
+from click.testing import CliRunner
 
 from gisapp import geo, schema
-from gisapp.formats import geojson
+from gisapp.cli import cli
 from gisapp.filters import Filter
+from gisapp.formats import geojson
 from gisapp.store import StoreError, open_store
 from gisapp.store.base import GEOJSON_COLUMN
 from gisapp.store.gpkg import GeoPackageStore
-from tests.stores import BACKENDS, new_store
 from tests.helpers import permits
+from tests.stores import BACKENDS, new_store
 
 D = dt.date.fromisoformat
 STATUSES = ["PROCESSING", "RETURNED", "REFUSED", "RECEIVED"]
@@ -278,3 +281,64 @@ def test_geopackage_bbox_search_with_and_without_the_fid_key_index(tmp_path):
     without = store.page("construction_permits", flt, fields=["status"], limit=100)
     assert with_index == without and with_index.matched >= 20
     assert [r[0] for r in without.rows] == sorted(r[0] for r in without.rows)
+
+
+# -- existence and aggregates --------------------------------------------------------------
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_store_exists_once_written(backend, tmp_path, request):
+    fresh = new_store(backend, tmp_path, request)
+    assert fresh.exists() is False
+    fresh.write({"construction_permits": permits(3)})
+    assert fresh.exists() is True
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_seed_if_missing_leaves_an_existing_store_alone(backend, tmp_path, request):
+    existing = new_store(backend, tmp_path, request)
+    existing.write({"construction_permits": permits(3)})
+    result = CliRunner().invoke(cli, ["--store", existing.url, "seed", "--if-missing", "--no-analyze"])
+    assert result.exit_code == 0, result.output
+    assert "already exists; not seeding" in result.output and existing.count("construction_permits") == 3
+
+
+def test_a_geopackage_in_a_missing_folder_does_not_exist(tmp_path):
+    assert GeoPackageStore(tmp_path / "no" / "such.gpkg", must_exist=False).exists() is False
+
+
+def _grid_counts(frame, cell_m: float) -> pd.DataFrame:
+    """Counts per ``cell_m`` grid cell of the centres of the features' bounding boxes, from their geometries."""
+    bounds = shapely.bounds(frame.geometry.values)
+    cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+    cells = pd.DataFrame({"x": (np.floor(cx / cell_m) + 0.5) * cell_m, "y": (np.floor(cy / cell_m) + 0.5) * cell_m})
+    return cells.groupby(["x", "y"]).size().rename("count").reset_index().astype({"count": "int64"})
+
+
+@pytest.mark.parametrize("flt", [Filter(), Filter(statuses=("RETURNED", "PROCESSING")), Filter(wards=("20305",))])
+def test_aggregate_counts_by_ward_and_by_grid_cell(store, flt):
+    rows = store.read("construction_permits", flt)
+    by_ward = store.aggregate("construction_permits", flt)
+    expected = rows.groupby("ward_code").size().rename("count").reset_index().astype({"count": "int64"})
+    pd.testing.assert_frame_equal(by_ward, expected)
+    for cell_m in (7.0, 50.0, 100.0):
+        pd.testing.assert_frame_equal(store.aggregate("construction_permits", flt, cell_m=cell_m),
+                                      _grid_counts(rows, cell_m))
+
+
+def test_aggregate_with_a_bbox_counts_what_count_counts(store):
+    lots = store.read("construction_permits")
+    box = geo.transform([lots.geometry.iloc[3:9].union_all().buffer(1)], schema.STORE_CRS, schema.WEB_CRS)[0].bounds
+    flt = Filter(bbox=box)
+    assert store.aggregate("construction_permits", flt)["count"].sum() == store.count("construction_permits", flt) == 6
+    pd.testing.assert_frame_equal(store.aggregate("construction_permits", flt, cell_m=10),
+                                  _grid_counts(store.read("construction_permits", flt), 10))
+
+
+def test_aggregate_of_nothing_and_bad_cells(store):
+    none = Filter(q="no such text")
+    by_ward, grid = store.aggregate("construction_permits", none), store.aggregate("wards", cell_m=10)
+    assert list(by_ward.columns) == ["ward_code", "count"] and len(by_ward) == 0
+    assert list(grid.columns) == ["x", "y", "count"] and len(grid) == 0
+    assert [str(t) for t in grid.dtypes] == ["float64", "float64", "int64"]
+    with pytest.raises(StoreError, match="cell_m must be positive"):
+        store.aggregate("construction_permits", cell_m=0)

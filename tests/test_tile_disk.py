@@ -14,19 +14,17 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from gisapp.web.app import create_app
-
+from gisapp.cli import cli
+from gisapp.config import ConfigError, load_config, parse_zooms
+from gisapp.folders import UnsafeFolder
+from gisapp.store import open_store
 from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
-from gisapp.cli import cli
-from gisapp.config import ConfigError, load_config
-from gisapp.store import open_store
-from gisapp.folders import UnsafeFolder
-from gisapp.config import parse_zooms
 from gisapp.tiles.disk import TileDir, VersionChanged, render, tile_range, watch
-from tests.stores import BACKENDS, new_store
-from tests.pg_server import free_port
+from gisapp.web.app import create_app
 from tests.helpers import decode
+from tests.pg_server import free_port
+from tests.stores import BACKENDS, new_store
 
 LAYER = "construction_permits"
 

@@ -22,16 +22,14 @@ from shapely.geometry import shape
 
 from gisapp import geo
 from gisapp.analysis import overlaps as analysis
-
-from gisapp.web.app import create_app
-
-from gisapp.tiles import mvt as tiles
-from gisapp.tiles import source as tile_source
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS
+from gisapp.tiles import mvt as tiles
+from gisapp.tiles import source as tile_source
+from gisapp.web.app import create_app
 from tests.browser_util import live_server
-from tests.stores import BACKENDS, new_store
 from tests.helpers import decode
+from tests.stores import BACKENDS, new_store
 
 TILE_LAYERS = list(tiles.TILE_FIELDS)
 
@@ -393,7 +391,7 @@ def test_postgis_transforms_with_the_datum_shift(tmp_path, request):
 
 @pytest.fixture
 def client(store):
-    return create_app({"STORE": getattr(store, "_url", store.url), "TESTING": True}).test_client()
+    return create_app({"STORE": store.url, "TESTING": True}).test_client()
 
 
 def test_tile_endpoint_serves_mvt_and_204_when_empty(client, store, busiest):
@@ -407,7 +405,7 @@ def test_tile_endpoint_serves_mvt_and_204_when_empty(client, store, busiest):
 
 
 def test_tiles_never_carry_personal_fields_even_for_staff(store, busiest):
-    app = create_app({"STORE": getattr(store, "_url", store.url), "TESTING": True, "SHOW_PERSONAL_DATA": True})
+    app = create_app({"STORE": store.url, "TESTING": True, "SHOW_PERSONAL_DATA": True})
     for layer in TILE_LAYERS:
         z, x, y = busiest[layer][1]
         r = app.test_client().get(f"/tiles/{layer}/{z}/{x}/{y}.mvt")

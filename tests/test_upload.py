@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from gisapp.web.app import create_app
 from gisapp.accounts import Accounts
+from gisapp.web.app import create_app
 
 PASSWORD = "correct horse battery"
 

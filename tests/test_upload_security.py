@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from gisapp.web.app import create_app
 from gisapp.accounts import Accounts
 from gisapp.cli import cli
+from gisapp.web.app import create_app
 from tests.stores import BACKENDS, new_store
 
 PASSWORD = "correct horse battery"

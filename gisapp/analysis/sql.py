@@ -37,10 +37,10 @@ import pandas as pd
 import shapely
 
 from gisapp import geo, schema
-
 from gisapp.analysis import overlaps as analysis
 from gisapp.analysis.overlaps import KINDS, AnalysisParams, AnalysisResult
 from gisapp.analysis.spatial import NAT, WardIndex
+from gisapp.store.postgis import PostGISStore
 
 #: Slack on distance comparisons (as in the geopandas path).
 DISTANCE_EPSILON = analysis.DISTANCE_EPSILON
@@ -203,7 +203,7 @@ SELECT w.ward_key, w.ward_code, b.empty, w.valid_from IS NULL, w.valid_to < w.va
 }
 
 
-def find_overlaps(store, params: AnalysisParams | None = None) -> AnalysisResult:
+def find_overlaps(store: PostGISStore, params: AnalysisParams | None = None) -> AnalysisResult:
     """Every finding between the store's dossiers, sidewalk permits and wards, computed in PostGIS.
 
     Parameters

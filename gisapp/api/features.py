@@ -31,10 +31,10 @@ import re
 from urllib.parse import quote, urlencode
 
 from gisapp import domain, geo
-
-from gisapp.formats import geojson
 from gisapp.filters import Filter, FilterError, parse_bbox
+from gisapp.formats import geojson
 from gisapp.schema import LAYERS, Layer
+from gisapp.store import Store
 
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-features-1/1.0/conf/core",
@@ -284,7 +284,7 @@ def conformance(base: str, fmt: str = "json") -> dict:
     return {"conformsTo": CONFORMANCE, "links": _self_links(base, "/conformance", fmt)}
 
 
-def collection_doc(store, layer: Layer, base: str, extent_info=None) -> dict:
+def collection_doc(store: Store, layer: Layer, base: str, extent_info=None) -> dict:
     """One collection: id, titles, spatial (WGS84) and temporal extent, item type, CRS list, links."""
     path = f"/collections/{layer.name}"
     spatial = None
@@ -330,14 +330,14 @@ def _wgs84_bounds(extent) -> tuple[float, float, float, float]:
     return tuple(geo.transform([box])[0].bounds)
 
 
-def _temporal_extent(store, layer: Layer) -> list:
+def _temporal_extent(store: Store, layer: Layer) -> list:
     if not layer.date_field:
         return [None, None]
     first, last = store.date_range(layer.name)
     return [f"{first}T00:00:00Z" if first else None, f"{last}T23:59:59Z" if last else None]
 
 
-def collections(store, base: str, fmt: str = "json") -> dict:
+def collections(store: Store, base: str, fmt: str = "json") -> dict:
     """Every collection, with links to the list itself."""
     infos = {i.name: i for i in store.info()}
     return {
@@ -346,7 +346,7 @@ def collections(store, base: str, fmt: str = "json") -> dict:
     }
 
 
-def collection(store, collection_id: str, base: str) -> dict:
+def collection(store: Store, collection_id: str, base: str) -> dict:
     """One collection's document (404 when unknown)."""
     lay = collection_layer(collection_id)
     infos = {i.name: i for i in store.info()}
@@ -385,7 +385,7 @@ class ItemsPage:
     ``fields`` are the properties served (personal ones only to signed-in staff).
     """
 
-    def __init__(self, store, layer: Layer, args, base: str, *, max_items: int, fields: list[str],
+    def __init__(self, store: Store, layer: Layer, args, base: str, *, max_items: int, fields: list[str],
                  known_wards=None, personal: bool = False):
         self.store, self.layer, self.base, self.fields = store, layer, base, list(fields)
         self.flt = items_filter(layer, args, known_wards, personal)
@@ -438,7 +438,7 @@ class ItemsPage:
                 for r in self.rows]
 
 
-def item_json(store, collection_id: str, feature_id: str, base: str, fields: list[str]) -> bytes:
+def item_json(store: Store, collection_id: str, feature_id: str, base: str, fields: list[str]) -> bytes:
     """One feature as GeoJSON with its links (404 when unknown)."""
     lay = collection_layer(collection_id)
     frame = item_frame(store, lay, feature_id)
@@ -451,7 +451,7 @@ def item_json(store, collection_id: str, feature_id: str, base: str, fields: lis
     return geojson.dumps_feature(frame, lay, fields, {"links": links})
 
 
-def item_frame(store, layer: Layer, feature_id: str):
+def item_frame(store: Store, layer: Layer, feature_id: str):
     """The feature whose key is ``feature_id``, or a 404."""
     frame = store.get(layer.name, feature_id)
     if not len(frame):

@@ -6,10 +6,9 @@ import click
 from werkzeug.datastructures import MultiDict
 
 from gisapp import privacy
-
-from gisapp.formats import exports as exporting
 from gisapp.cli.context import pass_ctx
 from gisapp.filters import FilterError, parse_filter
+from gisapp.formats import exports as exporting
 from gisapp.schema import LAYERS
 
 

@@ -9,7 +9,6 @@ import click
 from gisapp.cli.analyze import analyze as analyze_command
 from gisapp.cli.context import Context
 from gisapp.demo import build as demo
-from gisapp.store import Store, StoreError
 
 
 @click.command()
@@ -20,23 +19,14 @@ from gisapp.store import Store, StoreError
 def seed(click_ctx, if_missing: bool, analyze: bool):
     """Build the Cẩm Lệ demo data into the store (replacing its layers)."""
     ctx: Context = click_ctx.obj
-    target = ctx.store(must_exist=False)
-    if if_missing and _exists(target):
-        click.echo(f"store {target.url} already exists; not seeding")
+    store = ctx.store(must_exist=False)
+    if if_missing and store.exists():
+        click.echo(f"store {store.url} already exists; not seeding")
         return
     started = time.perf_counter()
     frames, meta = demo.build(ctx.config["CALENDAR"])
-    target.write(frames, mode="replace", meta=meta)
+    store.write(frames, mode="replace", meta=meta)
     counts = ", ".join(f"{name} {len(frame)}" for name, frame in frames.items())
-    click.echo(f"seeded {target.url}: {counts} in {time.perf_counter() - started:.1f} s")
+    click.echo(f"seeded {store.url}: {counts} in {time.perf_counter() - started:.1f} s")
     if analyze:
         click_ctx.invoke(analyze_command)
-
-
-def _exists(store: Store) -> bool:
-    """True when ``store`` already holds data."""
-    try:
-        store.info()
-        return True
-    except StoreError:
-        return False

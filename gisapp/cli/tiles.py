@@ -7,7 +7,6 @@ from a script, say, so that the first map views are already fast).
 
 from __future__ import annotations
 
-
 import click
 
 from gisapp.cli.context import Context

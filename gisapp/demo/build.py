@@ -39,11 +39,8 @@ import pandas as pd
 import shapely
 
 from gisapp import domain
-
 from gisapp.demo import lots as demo_lots
-
 from gisapp.demo import names as demo_names
-
 from gisapp.demo import wards as demo_wards
 from gisapp.schema import CONSTRUCTION_PERMITS, SIDEWALK_PERMITS, STORE_CRS
 

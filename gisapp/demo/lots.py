@@ -19,6 +19,7 @@ import pandas as pd
 import shapely
 
 from gisapp.demo import names as demo_names
+
 PITCH = 68.0  # metres between the centre lines of neighbouring long streets
 CROSS_STREET = 12.0
 BLOCK_LENGTH = (90.0, 220.0)

@@ -1,7 +1,7 @@
 """Exports of a filtered view as GeoJSON, CSV or GeoPackage, streamed in batches.
 
 Pure: no Flask.  Every format reads the store batch by batch
-(:meth:`Store.iter_batches`, or the GeoPackage store's Arrow batches), so
+(:meth:`gisapp.store.Store.iter_arrow`: :class:`ArrowSource`), so
 memory stays flat however many features match, and an empty match is a
 valid empty file (a FeatureCollection without features, a CSV header, a
 GeoPackage layer without rows).
@@ -23,6 +23,7 @@ import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import pyarrow as pa
@@ -31,9 +32,8 @@ import pyogrio
 import shapely
 
 from gisapp import geo
-
-from gisapp.formats import geojson
 from gisapp.filters import Filter, FilterError
+from gisapp.formats import geojson
 from gisapp.formulas import defuse as _defuse
 from gisapp.privacy import visible_fields
 from gisapp.schema import STORE_CRS, Layer, get_layer
@@ -49,6 +49,14 @@ CRS_NAMES = {"5899": "EPSG:5899", "epsg:5899": "EPSG:5899", "4326": "EPSG:4326",
 BATCH_SIZE = 5000
 BOM = "\ufeff".encode()
 _ARROW_TYPES = {"text": pa.string(), "int": pa.int32(), "float": pa.float64(), "date": pa.date32()}
+
+
+class ArrowSource(Protocol):
+    """What an export reads: a store (:class:`gisapp.store.Store`, which this room cannot import)."""
+
+    def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
+                   batch_size: int = 5000, limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
+        """Matching features as Arrow tables in key order (:meth:`gisapp.store.Store.iter_arrow`)."""
 
 
 def parse_format(text: str) -> str:
@@ -70,7 +78,8 @@ def parse_crs(text: str | None) -> str:
     return crs
 
 
-def batches(store, layer: str, flt: Filter | None, fields: list[str], batch_size: int = BATCH_SIZE) -> Iterator:
+def batches(store: ArrowSource, layer: str, flt: Filter | None, fields: list[str],
+            batch_size: int = BATCH_SIZE) -> Iterator[pa.Table]:
     """Matching features in key order, as Arrow tables."""
     return store.iter_arrow(layer, flt, fields=fields, batch_size=batch_size)
 
@@ -87,14 +96,14 @@ def _combine(col):
 
 # -- GeoJSON ------------------------------------------------------------------
 
-def geojson_chunks(store, layer: str, flt: Filter | None, fields: list[str]) -> Iterator[bytes]:
+def geojson_chunks(store: ArrowSource, layer: str, flt: Filter | None, fields: list[str]) -> Iterator[bytes]:
     """An RFC 7946 FeatureCollection, one chunk per batch."""
     return geojson.collection_chunks(batches(store, layer, flt, fields), get_layer(layer), fields)
 
 
 # -- CSV ----------------------------------------------------------------------
 
-def csv_chunks(store, layer: str, flt: Filter | None, fields: list[str]) -> Iterator[bytes]:
+def csv_chunks(store: ArrowSource, layer: str, flt: Filter | None, fields: list[str]) -> Iterator[bytes]:
     """CSV with a BOM and a header; ``wkt``, ``lon`` and ``lat`` after the layer's fields."""
     lay = get_layer(layer)
     yield BOM
@@ -125,7 +134,7 @@ def _csv_text(lay: Layer, props: dict[str, pa.Array], wkb: pa.Array, *, header: 
 
 # -- GeoPackage ---------------------------------------------------------------
 
-def gpkg_chunks(store, layer: str, flt: Filter | None, fields: list[str], crs: str = STORE_CRS,
+def gpkg_chunks(store: ArrowSource, layer: str, flt: Filter | None, fields: list[str], crs: str = STORE_CRS,
                 chunk_size: int = 1 << 20) -> Iterator[bytes]:
     """A GeoPackage with one layer, written to a temporary file and then streamed."""
     tmpdir = tempfile.mkdtemp(prefix="gisapp-export-")
@@ -139,7 +148,8 @@ def gpkg_chunks(store, layer: str, flt: Filter | None, fields: list[str], crs: s
         shutil.rmtree(tmpdir, ignore_errors=True)
 
 
-def write_gpkg(store, layer: str, flt: Filter | None, fields: list[str], path, crs: str = STORE_CRS) -> int:
+def write_gpkg(store: ArrowSource, layer: str, flt: Filter | None, fields: list[str], path,
+               crs: str = STORE_CRS) -> int:
     """Write the matching features to a new GeoPackage at ``path``; returns how many."""
     lay = get_layer(layer)
     written = 0
@@ -172,7 +182,7 @@ def _write_gpkg_batch(path, lay: Layer, fields, props, wkb: pa.Array, crs: str, 
 
 # -- one entry point ----------------------------------------------------------
 
-def chunks(store, layer: str, flt: Filter | None, fmt: str, *, crs: str | None = None,
+def chunks(store: ArrowSource, layer: str, flt: Filter | None, fmt: str, *, crs: str | None = None,
            show_personal: bool = False) -> Iterator[bytes]:
     """The export of ``layer`` filtered by ``flt`` in ``fmt``, as byte chunks.
 
@@ -189,7 +199,7 @@ def chunks(store, layer: str, flt: Filter | None, fmt: str, *, crs: str | None =
     return gpkg_chunks(store, layer, flt, fields, parse_crs(crs))
 
 
-def export(store, layer: str, flt: Filter | None, fmt: str, out, crs: str | None = None, *,
+def export(store: ArrowSource, layer: str, flt: Filter | None, fmt: str, out, crs: str | None = None, *,
            show_personal: bool = False) -> int:
     """Write the export to ``out`` (a path or a binary file object); returns the bytes written."""
     if isinstance(out, (str, Path)):

@@ -34,7 +34,7 @@ from gisapp.formulas import defuse
 from gisapp.importing.read import NO_LIMITS, ImportFailure, ReadLimits, Source, load_mapping, read_source
 from gisapp.importing.values import (
     PARCEL_FIELDS,
-    WardIndex,
+    WardRecords,
     WardRefs,
     field_aliases,
     known_header_keys,
@@ -48,7 +48,7 @@ from gisapp.importing.values import (
     to_text,
 )
 from gisapp.schema import STORE_CRS, Layer
-from gisapp.store import StoreError
+from gisapp.store import Store
 
 __all__ = [
     "IMPORTABLE_LAYERS", "REASONS", "ImportFailure", "ImportReport", "ReadLimits", "prepare_import",
@@ -360,7 +360,7 @@ def _polygonal(geom):
 # -- wards -----------------------------------------------------------------
 
 
-def derive_wards(geoms: np.ndarray, dates: np.ndarray | None, index: WardIndex) -> np.ndarray:
+def derive_wards(geoms: np.ndarray, dates: np.ndarray | None, index: WardRecords) -> np.ndarray:
     """The ward code of each geometry: the ward in force at its date that it overlaps most.
 
     ``None`` where a geometry is missing or overlaps no ward in force (a
@@ -406,7 +406,7 @@ def derive_wards(geoms: np.ndarray, dates: np.ndarray | None, index: WardIndex) 
     return out
 
 
-def _ward_names(codes: np.ndarray, index: WardIndex) -> np.ndarray:
+def _ward_names(codes: np.ndarray, index: WardRecords) -> np.ndarray:
     """Folded ward names of ``codes`` (None where unknown)."""
     by_code: dict = {}
     for c, nm in zip(index.codes, index.names):
@@ -433,7 +433,7 @@ class ParcelTable:
         return len(self.sheet)
 
 
-def build_parcels(source: Source, index: WardIndex, user_crs: CRS | None,
+def build_parcels(source: Source, index: WardRecords, user_crs: CRS | None,
                   mapping: dict[str, str] | None = None) -> ParcelTable:
     """The parcels of a vector file, keyed by ward + map sheet + parcel number.
 
@@ -480,7 +480,7 @@ def build_parcels(source: Source, index: WardIndex, user_crs: CRS | None,
 
 
 def join_parcels(refs: WardRefs, sheet: np.ndarray, parcel: np.ndarray, dates: np.ndarray,
-                 parcels: ParcelTable, index: WardIndex) -> tuple[np.ndarray, np.ndarray]:
+                 parcels: ParcelTable, index: WardRecords) -> tuple[np.ndarray, np.ndarray]:
     """The parcel polygon of each dossier, by ward + map sheet + parcel number.
 
     Candidates share sheet and parcel; the ward then decides (by code, else
@@ -564,7 +564,7 @@ def prepare_import(layer: str, source: Source, *, calendar: domain.Calendar, par
     """Check the rows of ``source`` for ``layer``: accepted, repaired, rejected (pure).
 
     ``wards`` is the store's wards layer (a frame or a
-    :class:`~gisapp.importing.values.WardIndex`), used to resolve ward names
+    :class:`~gisapp.importing.values.WardRecords`), used to resolve ward names
     and derive wards from geometry; ``parcels`` a vector source of parcel
     polygons for a table of dossiers; ``crs`` an EPSG code for files that
     have no CRS; ``mapping`` a ``{source column: field}`` dict or file.
@@ -573,7 +573,7 @@ def prepare_import(layer: str, source: Source, *, calendar: domain.Calendar, par
     mapping = load_mapping(mapping)
     _check_mapping(lay, mapping)
     user_crs = parse_crs(crs) if crs else None
-    index = wards if isinstance(wards, WardIndex) else WardIndex.from_frame(wards)
+    index = wards if isinstance(wards, WardRecords) else WardRecords.from_frame(wards)
     n = len(source)
     frame = source.frame.reset_index(drop=True)
     match = match_columns(frame.columns, field_aliases(lay), mapping)
@@ -674,7 +674,7 @@ def _parse_fields(layer: Layer, frame: pd.DataFrame, match, problems: _Problems)
 
 
 def _parcel_geometries(layer: Layer, source: Source, frame: pd.DataFrame, match, parcels: Source | None,
-                       refs: WardRefs, dates: np.ndarray, index: WardIndex, user_crs, mapping,
+                       refs: WardRefs, dates: np.ndarray, index: WardRecords, user_crs, mapping,
                        problems: _Problems) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Polygons of a table's rows from the parcels they name; rows without one are recorded.
 
@@ -703,7 +703,7 @@ def _parcel_geometries(layer: Layer, source: Source, frame: pd.DataFrame, match,
 
 
 def _settle_wards(layer: Layer, values: dict, refs: WardRefs, ward_col: pd.Series, geoms: np.ndarray,
-                  usable: np.ndarray, dates: np.ndarray, index: WardIndex, rows: np.ndarray,
+                  usable: np.ndarray, dates: np.ndarray, index: WardRecords, rows: np.ndarray,
                   problems: _Problems) -> tuple[pd.DataFrame, list[str]]:
     """Set ``values["ward_code"]``: the declared ward, else the one the geometry lies in.
 
@@ -852,18 +852,6 @@ def _rejects_frame(source: Source, table: pd.DataFrame) -> pd.DataFrame:
 # -- writing ---------------------------------------------------------------
 
 
-def _store_exists(store) -> bool:
-    """Whether the store already exists (a new GeoPackage path does not)."""
-    path = getattr(store, "path", None)
-    if path is not None:
-        return Path(path).exists()
-    try:
-        store.info()
-        return True
-    except StoreError:
-        return False
-
-
 def diff_counts(layer: Layer, existing: gpd.GeoDataFrame, frame: gpd.GeoDataFrame, mode: str) -> dict[str, int]:
     """How ``frame`` would change the stored layer: new, updated, unchanged, removed features."""
     if not len(existing):
@@ -895,7 +883,7 @@ def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
     return eq
 
 
-def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=None, crs=None, mapping=None,
+def run_import(store: Store, layer: str, path, *, calendar: domain.Calendar, parcels=None, crs=None, mapping=None,
                mode: str = "upsert", dry_run: bool = False, sheet: str | None = None,
                allow_any_driver: bool = False, limits: ReadLimits = NO_LIMITS) -> ImportReport:
     """Import ``path`` into ``layer`` of ``store``; write the accepted rows unless ``dry_run``.
@@ -913,7 +901,7 @@ def run_import(store, layer: str, path, *, calendar: domain.Calendar, parcels=No
     if mode not in ("upsert", "replace"):
         raise ImportFailure("import_unknown_mode", mode=str(mode))
     lay = importable_layer(layer)
-    exists = _store_exists(store)
+    exists = store.exists()
     wards = store.read("wards") if exists else None
     header_keys = known_header_keys(field_aliases(lay))
     source = read_source(path, sheet=sheet, header_keys=header_keys, prefer_layer=lay.name,

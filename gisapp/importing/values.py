@@ -561,7 +561,7 @@ def ward_name_key(name) -> str:
 
 
 @dataclass(frozen=True)
-class WardIndex:
+class WardRecords:
     """The store's wards, for resolving ward references and deriving wards.
 
     Arrays are aligned: GSO code, folded name, validity dates (NaT = open)
@@ -575,7 +575,7 @@ class WardIndex:
     geoms: np.ndarray
 
     @classmethod
-    def from_frame(cls, wards) -> WardIndex:
+    def from_frame(cls, wards) -> WardRecords:
         """Build from a wards layer frame as the store returns it."""
         if wards is None or len(wards) == 0:
             empty = np.array([], dtype=object)
@@ -621,7 +621,7 @@ class WardRefs:
     unresolved: np.ndarray  # bool: given but not matched to a known ward
 
 
-def resolve_wards(series: pd.Series, index: WardIndex, dates: np.ndarray | None = None) -> WardRefs:
+def resolve_wards(series: pd.Series, index: WardRecords, dates: np.ndarray | None = None) -> WardRefs:
     """Ward references (GSO codes or names, with or without "Phường") resolved to codes.
 
     A code is accepted when the store knows it (or has no wards at all);
@@ -659,7 +659,7 @@ def resolve_wards(series: pd.Series, index: WardIndex, dates: np.ndarray | None 
     return WardRefs(codes, names, present, unresolved)
 
 
-def _codes_by_name(keys: np.ndarray, index: WardIndex, dates: np.ndarray | None) -> np.ndarray:
+def _codes_by_name(keys: np.ndarray, index: WardRecords, dates: np.ndarray | None) -> np.ndarray:
     """The ward code of each folded name: the one in force at its date, else the only one."""
     out = np.full(len(keys), None, dtype=object)
     for k in pd.unique(keys):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import abc
+import datetime as dt
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -13,7 +15,7 @@ import pyarrow as pa
 
 from gisapp import schema
 from gisapp.filters import Filter, fold
-from gisapp.schema import LAYERS, STORE_CRS, Layer
+from gisapp.schema import STORE_CRS, Layer
 
 #: Hidden columns with the accent-folded text that ``q`` searches: public fields, and personal
 #: ones (owner names, ID numbers) that only signed-in staff search (``Filter.q_personal``).
@@ -62,7 +64,16 @@ class Store(abc.ABC):
     ``geometry`` column in EPSG:5899, ordered by the layer's key.
     """
 
+    #: Where the store is, for messages (never with a password).
     url: str
+
+    @abc.abstractmethod
+    def exists(self) -> bool:
+        """Whether the store has been created (by a first write, ``seed``, ``import`` or ``gisapp db upgrade``).
+
+        Says nothing about its data: a store created empty exists.  A store
+        that cannot be reached raises :class:`StoreError`.
+        """
 
     @abc.abstractmethod
     def read(self, layer: str, flt: Filter | None = None, *, limit: int | None = None,
@@ -82,12 +93,12 @@ class Store(abc.ABC):
         """Every layer with its count, CRS and extent."""
 
     @abc.abstractmethod
-    def meta(self) -> dict:
+    def meta(self) -> dict[str, Any]:
         """Store-wide metadata (``as_of``, analysis parameters, ...)."""
 
     @abc.abstractmethod
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict | None = None) -> None:
+              meta: dict[str, Any] | None = None) -> None:
         """Write several layers in one transaction: all of them or nothing.
 
         ``mode="replace"`` swaps each layer whole; ``"upsert"`` replaces
@@ -96,8 +107,8 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, batch_size: int = 5000,
-                   limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
+    def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
+                   batch_size: int = 5000, limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
         """Matching features as Arrow tables, for serializers that stream.
 
         Columns: ``fields`` (default: all of the layer's) typed as stored
@@ -114,37 +125,39 @@ class Store(abc.ABC):
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
 
-    def read_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, limit: int | None = None,
-                   offset: int = 0) -> pa.Table | None:
+    @abc.abstractmethod
+    def aggregate(self, layer: str, flt: Filter | None = None, *, cell_m: float | None = None) -> pd.DataFrame:
+        """Counts of the features of ``layer`` matching ``flt``, grouped, in one query (maps at low zoom).
+
+        Without ``cell_m``: one row per ``ward_code`` (columns ``ward_code``,
+        ``count``), ordered by code, features without one last.  With
+        ``cell_m``: one row per square grid cell of that size in EPSG:5899
+        holding the centres of the features' bounding boxes (columns ``x``,
+        ``y`` — the cell centre — and ``count``), ordered by ``x`` then ``y``.
+        """
+
+    def read_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
+                   limit: int | None = None, offset: int = 0) -> pa.Table | None:
         """All of :meth:`iter_arrow` in one table (``None`` when nothing matches)."""
         tables = list(self.iter_arrow(layer, flt, fields=fields, batch_size=65536, limit=limit, offset=offset))
         return pa.concat_tables(tables) if tables else None
 
+    @abc.abstractmethod
     def version(self) -> str | None:
         """What changes whenever the data changes (for HTTP validators); ``None`` when not known cheaply."""
-        return None
 
     def ward_codes(self) -> set[str]:
         """The GSO codes of every ward in the store (of any ward set)."""
         table = self.read_arrow("wards", fields=["ward_code"])
         return set() if table is None else {c for c in table.column("ward_code").to_pylist() if c}
 
+    @abc.abstractmethod
     def iter_batches(self, layer: str, flt: Filter | None = None,
                      batch_size: int = 5000) -> Iterator[gpd.GeoDataFrame]:
-        """Matching features in batches of ``batch_size``, for streaming."""
-        offset = 0
-        while True:
-            batch = self.read(layer, flt, limit=batch_size, offset=offset)
-            if len(batch):
-                yield batch
-            if len(batch) < batch_size:
-                return
-            offset += batch_size
+        """Matching features in key order, ``batch_size`` at a time, from one query (for streaming)."""
 
-    def as_of(self):
+    def as_of(self) -> dt.date:
         """The data's as-of date (``meta()['as_of']``), today when unset."""
-        import datetime as dt
-
         value = self.meta().get("as_of")
         return dt.date.fromisoformat(value) if value else dt.date.today()
 
@@ -220,7 +233,7 @@ def field_names(layer: Layer, fields=None) -> list[str]:
     return names
 
 
-def check_layer(name: str) -> Layer:
+def store_layer(name: str) -> Layer:
     """The layer called ``name`` or :class:`StoreError`."""
     try:
         return schema.get_layer(name)
@@ -241,11 +254,19 @@ def merge_upsert(layer: Layer, existing: gpd.GeoDataFrame, new: gpd.GeoDataFrame
     return gpd.GeoDataFrame(merged, geometry="geometry", crs=STORE_CRS)
 
 
-def layer_names() -> list[str]:
-    """Names of every layer a store holds."""
-    return list(LAYERS)
+def aggregate_columns(layer: Layer, cell_m: float | None) -> list[str]:
+    """The columns of :meth:`Store.aggregate` of ``layer``, or :class:`StoreError` for what cannot be grouped."""
+    if cell_m is None:
+        if "ward_code" not in layer.field_names:
+            raise StoreError(f"layer {layer.name!r} has no ward_code to count by")
+        return ["ward_code", "count"]
+    if not cell_m > 0:
+        raise StoreError("cell_m must be positive")
+    return ["x", "y", "count"]
 
 
-def nan_to_none(values: np.ndarray) -> list:
-    """A list with NaN/NaT replaced by ``None``."""
-    return [None if (v is None or v is pd.NaT or (isinstance(v, float) and np.isnan(v))) else v for v in values]
+def aggregate_frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
+    """:meth:`Store.aggregate`'s frame from its rows: ``ward_code`` text or ``x``/``y`` float64, ``count`` int64."""
+    frame = pd.DataFrame(rows, columns=columns)
+    types = {"count": "int64"} if columns[0] == "ward_code" else {"x": "float64", "y": "float64", "count": "int64"}
+    return frame.astype(types)

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -27,6 +28,7 @@ import shapely
 
 from gisapp import geo, schema
 from gisapp.filters import Filter
+from gisapp.formats.wkb import gpkg_to_wkb
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
     GEOJSON_COLUMN,
@@ -36,15 +38,16 @@ from gisapp.store.base import (
     Page,
     Store,
     StoreError,
+    aggregate_columns,
+    aggregate_frame,
     attribute_clauses,
-    check_layer,
     empty_frame,
     field_names,
     geojson_texts,
     merge_upsert,
     search_text,
+    store_layer,
 )
-from gisapp.formats.wkb import gpkg_to_wkb
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
 META_TABLE = "gisapp_meta"
@@ -120,11 +123,17 @@ def _reader(path: Path, signature: tuple) -> sqlite3.Connection | None:
 class GeoPackageStore(Store):
     """A store in one GeoPackage file at ``path``."""
 
-    def __init__(self, path, *, must_exist: bool = True):
+    path: Path
+
+    def __init__(self, path: str | os.PathLike, *, must_exist: bool = True) -> None:
         self.path = Path(path)
         self.url = str(self.path)
         if must_exist:
             self._check()
+
+    def exists(self) -> bool:
+        """Whether the file exists (a first write creates it)."""
+        return self.path.exists()
 
     # -- reading -----------------------------------------------------------
 
@@ -246,8 +255,9 @@ class GeoPackageStore(Store):
         """The file's identity, modification time and size: a write replaces the file, so any write changes it."""
         return "-".join(map(str, self._signature())) or None
 
-    def read(self, layer, flt=None, *, limit=None, offset=0):
-        lay = check_layer(layer)
+    def read(self, layer: str, flt: Filter | None = None, *, limit: int | None = None,
+             offset: int = 0) -> gpd.GeoDataFrame:
+        lay = store_layer(layer)
         with self._connect() as con:
             if layer not in self._tables(con):
                 return empty_frame(lay)
@@ -278,8 +288,9 @@ class GeoPackageStore(Store):
             params = [*params, -1 if limit is None else int(limit), int(offset)]
         return con.execute(sql, params).fetchall()
 
-    def page(self, layer, flt=None, *, fields, limit, offset=0):
-        lay = check_layer(layer)
+    def page(self, layer: str, flt: Filter | None = None, *, fields: list[str], limit: int,
+             offset: int = 0) -> Page:
+        lay = store_layer(layer)
         names = field_names(lay, fields)
         with self._connect() as con:
             if layer not in self._tables(con):
@@ -316,8 +327,8 @@ class GeoPackageStore(Store):
             cache[key] = value
         return value
 
-    def count(self, layer, flt=None):
-        lay = check_layer(layer)
+    def count(self, layer: str, flt: Filter | None = None) -> int:
+        lay = store_layer(layer)
         with self._connect() as con:
             if layer not in self._tables(con):
                 return 0
@@ -327,9 +338,10 @@ class GeoPackageStore(Store):
             where, params = self._where(con, lay, flt)
             return con.execute(f'SELECT count(*) FROM "{layer}"{where}', params).fetchone()[0]
 
-    def iter_batches(self, layer, flt=None, batch_size=5000):
+    def iter_batches(self, layer: str, flt: Filter | None = None,
+                     batch_size: int = 5000) -> Iterator[gpd.GeoDataFrame]:
         """Matching features in batches, from one query (no OFFSET rescans)."""
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         columns = ", ".join(lay.field_names) + ", geom"
         if not self.path.exists():
             raise StoreError(f"store {self.path} does not exist")
@@ -352,8 +364,8 @@ class GeoPackageStore(Store):
                 if len(rows) < batch_size:
                     return
 
-    def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, batch_size: int = 5000,
-                   limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
+    def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
+                   batch_size: int = 5000, limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
         """Matching features as Arrow tables, for serializers that stream.
 
         Each table has the columns ``fields`` (default: all of the layer's)
@@ -363,7 +375,7 @@ class GeoPackageStore(Store):
         built with literals: only schema column names and values quoted by
         :func:`_literal` go into it.
         """
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         names = field_names(lay, fields)
         with self._connect() as con:
             if layer not in self._tables(con):
@@ -396,7 +408,7 @@ class GeoPackageStore(Store):
         joining the R-tree to the rows.  ``flt.bbox`` is not applied (the
         caller knows its own box).
         """
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         x1, y1, x2, y2 = box
         clauses, params = attribute_clauses(lay, flt)
         where = " AND ".join(["r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?", *clauses])
@@ -409,7 +421,7 @@ class GeoPackageStore(Store):
 
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         with self._connect() as con:
             if layer not in self._tables(con) or not lay.date_field:
                 return None, None
@@ -421,8 +433,32 @@ class GeoPackageStore(Store):
                 last = None
         return first, last
 
-    def get(self, layer, key):
-        lay = check_layer(layer)
+    def aggregate(self, layer: str, flt: Filter | None = None, *, cell_m: float | None = None) -> pd.DataFrame:
+        """Counts of matching features per ward (SQL ``GROUP BY``) or per grid cell (see :meth:`Store.aggregate`).
+
+        Grid cells come from each geometry's exact bounding box (not the
+        R-tree's, whose float32 bounds would move centres by up to ~0.1 m),
+        as PostGIS computes them, so both stores put a feature in the same cell.
+        """
+        lay = store_layer(layer)
+        columns = aggregate_columns(lay, cell_m)
+        with self._connect() as con:
+            if layer not in self._tables(con):
+                return aggregate_frame([], columns)
+            fids = self._fids(con, lay, flt)
+            if fids is not None:
+                where, params = " WHERE fid IN (SELECT value FROM json_each(?))", [json.dumps(fids)]
+            else:
+                where, params = self._where(con, lay, flt)
+            if cell_m is None:
+                return aggregate_frame(con.execute(
+                    f'SELECT ward_code, count(*) FROM "{layer}"{where} GROUP BY ward_code '
+                    "ORDER BY ward_code IS NULL, ward_code", params).fetchall(), columns)
+            blobs = [r[0] for r in con.execute(f'SELECT geom FROM "{layer}"{where}', params)]
+        return _grid_counts(_decode(blobs), float(cell_m))
+
+    def get(self, layer: str, key: str) -> gpd.GeoDataFrame:
+        lay = store_layer(layer)
         with self._connect() as con:
             if layer not in self._tables(con):
                 return empty_frame(lay)
@@ -430,7 +466,7 @@ class GeoPackageStore(Store):
             rows = con.execute(f'SELECT {columns} FROM "{layer}" WHERE {lay.key} = ?', [str(key)]).fetchall()
         return _frame(lay, rows)
 
-    def info(self):
+    def info(self) -> list[LayerInfo]:
         out = []
         with self._connect() as con:
             tables = self._tables(con)
@@ -445,7 +481,7 @@ class GeoPackageStore(Store):
                 out.append(LayerInfo(name, n, STORE_CRS, None if ext[0] is None else tuple(ext)))
         return out
 
-    def meta(self):
+    def meta(self) -> dict[str, Any]:
         with self._connect() as con:
             if META_TABLE not in self._tables(con):
                 return {}
@@ -453,10 +489,11 @@ class GeoPackageStore(Store):
 
     # -- writing -----------------------------------------------------------
 
-    def write(self, frames, *, mode="replace", meta=None):
+    def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
+              meta: dict[str, Any] | None = None) -> None:
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
-        layers = {name: check_layer(name) for name in frames}
+        layers = {name: store_layer(name) for name in frames}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with _lock(self.path):
             exists = self.path.exists()
@@ -640,6 +677,17 @@ def _bind(sql: str, params: list) -> str:
 def _decode(blobs) -> np.ndarray:
     """Shapely geometries from GeoPackage geometry blobs (header + WKB)."""
     return shapely.from_wkb([gpkg_to_wkb(b) for b in blobs])
+
+
+def _grid_counts(geoms: np.ndarray, cell_m: float) -> pd.DataFrame:
+    """:meth:`GeoPackageStore.aggregate` by grid cell: the cells of bounding-box centres, as PostGIS computes them."""
+    bounds = shapely.bounds(geoms).reshape(-1, 4)
+    cx, cy = (bounds[:, 0] + bounds[:, 2]) / 2, (bounds[:, 1] + bounds[:, 3]) / 2
+    present = ~np.isnan(cx)  # missing or empty geometries are in no cell
+    cells = pd.DataFrame({"x": (np.floor(cx[present] / cell_m) + 0.5) * cell_m,
+                          "y": (np.floor(cy[present] / cell_m) + 0.5) * cell_m})
+    counts = cells.groupby(["x", "y"], sort=True).size()
+    return aggregate_frame([(x, y, n) for (x, y), n in counts.items()], ["x", "y", "count"])
 
 
 def _frame(layer: Layer, rows: list[tuple]) -> gpd.GeoDataFrame:

@@ -28,6 +28,7 @@ import os
 import re
 import threading
 from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import geopandas as gpd
@@ -55,12 +56,14 @@ from gisapp.store.base import (
     Page,
     Store,
     StoreError,
+    aggregate_columns,
+    aggregate_frame,
     attribute_clauses,
-    check_layer,
     empty_frame,
     field_names,
     geojson_texts,
     search_text,
+    store_layer,
 )
 
 SRID = 5899
@@ -173,7 +176,7 @@ def close_pool(url: str) -> None:
 class PostGISStore(Store):
     """A store in the PostgreSQL database at ``url`` (``postgresql://user@host:port/db``)."""
 
-    def __init__(self, url: str, *, must_exist: bool = True):
+    def __init__(self, url: str, *, must_exist: bool = True) -> None:
         self._url = url
         self.url = display_url(url)  # printed by commands: never the password
         if must_exist:
@@ -181,7 +184,7 @@ class PostGISStore(Store):
                 pass
 
     @contextlib.contextmanager
-    def connection(self, *, check_schema: bool = True):
+    def connection(self, *, check_schema: bool = True) -> Iterator[psycopg.Connection]:
         """A pooled autocommit connection; by default the schema is checked first."""
         pool = _pool(self._url)
         with pool.connection() as con:
@@ -189,6 +192,10 @@ class PostGISStore(Store):
                 _check_schema(con, self._url)
                 pool.schema_ok = True
             yield con
+
+    def exists(self) -> bool:
+        """Whether the database has the gisapp schema (any version: an old one asks for ``gisapp db upgrade``)."""
+        return self.schema_version() > 0
 
     def schema_version(self) -> int:
         """The applied schema version (0 for a database without the gisapp schema)."""
@@ -213,21 +220,22 @@ class PostGISStore(Store):
             params.extend(values)
         return (" WHERE " + " AND ".join(clauses)) if clauses else "", params
 
-    def read(self, layer, flt=None, *, limit=None, offset=0):
-        lay = check_layer(layer)
+    def read(self, layer: str, flt: Filter | None = None, *, limit: int | None = None,
+             offset: int = 0) -> gpd.GeoDataFrame:
+        lay = store_layer(layer)
         query, params = self._query(lay, lay.field_names, flt, limit, offset)
         with self.connection() as con:
             rows = con.cursor(binary=True).execute(query, params).fetchall()
         return _frame(lay, rows)
 
-    def count(self, layer, flt=None):
-        lay = check_layer(layer)
+    def count(self, layer: str, flt: Filter | None = None) -> int:
+        lay = store_layer(layer)
         where, params = self.where(lay, flt)
         with self.connection() as con:
             return con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
 
-    def get(self, layer, key):
-        lay = check_layer(layer)
+    def get(self, layer: str, key: str) -> gpd.GeoDataFrame:
+        lay = store_layer(layer)
         columns = ", ".join(lay.field_names)
         with self.connection() as con:
             rows = con.cursor(binary=True).execute(
@@ -269,15 +277,16 @@ class PostGISStore(Store):
                     if len(rows) < batch_size:
                         return
 
-    def iter_batches(self, layer, flt=None, batch_size=5000):
+    def iter_batches(self, layer: str, flt: Filter | None = None,
+                     batch_size: int = 5000) -> Iterator[gpd.GeoDataFrame]:
         """Matching features in key order, ``batch_size`` at a time, from one query."""
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         query, params = self._query(lay, lay.field_names, flt)
         for rows in self._row_batches(query, params, batch_size):
             yield _frame(lay, rows)
 
-    def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields=None, batch_size: int = 5000,
-                   limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
+    def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
+                   batch_size: int = 5000, limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
         """Matching features as Arrow tables, for serializers that stream.
 
         As :meth:`GeoPackageStore.iter_arrow`: the columns ``fields``
@@ -285,7 +294,7 @@ class PostGISStore(Store):
         date32, int → int32, float → double) and ``geometry`` as WKB in
         EPSG:5899, rows ordered by the layer's key.
         """
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         names = field_names(lay, fields)
         query, params = self._query(lay, names, flt, limit, offset)
         arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names]
@@ -295,7 +304,8 @@ class PostGISStore(Store):
             arrays = [pa.array(col, type=f.type) for col, f in zip(columns, arrow_schema)]
             yield pa.Table.from_arrays(arrays, schema=arrow_schema)
 
-    def page(self, layer, flt=None, *, fields, limit, offset=0):
+    def page(self, layer: str, flt: Filter | None = None, *, fields: list[str], limit: int,
+             offset: int = 0) -> Page:
         """The page's rows, then the count of all matches when the page does not tell it.
 
         A page with rows but fewer than ``limit`` ends the matches, so they
@@ -304,7 +314,7 @@ class PostGISStore(Store):
         that sorts every match before the limit, which a whole-extent bbox
         (QGIS asks for one) makes the whole layer.
         """
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         names = field_names(lay, fields)
         where, params = self.where(lay, flt)
         columns = "".join(f"{n}, " for n in [lay.key, *names])
@@ -332,7 +342,7 @@ class PostGISStore(Store):
 
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
-        lay = check_layer(layer)
+        lay = store_layer(layer)
         if not lay.date_field:
             return None, None
         start, end = lay.date_field, lay.end_date_field or lay.date_field
@@ -345,7 +355,7 @@ class PostGISStore(Store):
         iso = lambda d: None if d is None else d.isoformat()  # noqa: E731
         return iso(first), None if is_open else iso(last)
 
-    def info(self):
+    def info(self) -> list[LayerInfo]:
         with self.connection() as con:
             rows = {r[0]: r[1:] for r in con.execute(
                 "SELECT name, count, minx, miny, maxx, maxy FROM gisapp_layers")}
@@ -355,44 +365,36 @@ class PostGISStore(Store):
             out.append(LayerInfo(name, int(n), STORE_CRS, None if ext[0] is None else tuple(ext)))
         return out
 
-    def meta(self):
+    def meta(self) -> dict[str, Any]:
         with self.connection() as con:
             return dict(con.execute("SELECT key, value FROM gisapp_meta ORDER BY key").fetchall())
 
     def aggregate(self, layer: str, flt: Filter | None = None, *, cell_m: float | None = None) -> pd.DataFrame:
-        """Counts of matching features, for maps at low zoom.
+        """Counts of matching features per ward or per grid cell in one query (see :meth:`Store.aggregate`).
 
-        Without ``cell_m``: one row per ``ward_code`` (columns ``ward_code``,
-        ``count``).  With ``cell_m``: one row per square grid cell of that
-        size in EPSG:5899 holding the centres of the features' bounding
-        boxes (columns ``x``, ``y`` — the cell centre — and ``count``),
-        computed from the index boxes, not the geometries.
+        Grid cells hold the centres of the geometries' bounding boxes
+        (``ST_XMin``/``ST_XMax`` compute them from the coordinates).
         """
-        lay = check_layer(layer)
+        lay = store_layer(layer)
+        columns = aggregate_columns(lay, cell_m)
         where, params = self.where(lay, flt)
         if cell_m is None:
-            if "ward_code" not in lay.field_names:
-                raise StoreError(f"layer {layer!r} has no ward_code to count by")
-            query = f"SELECT ward_code, count(*) FROM {lay.name}{where} GROUP BY ward_code ORDER BY ward_code"
-            columns = ["ward_code", "count"]
+            query = (f"SELECT ward_code, count(*) FROM {lay.name}{where} GROUP BY ward_code "
+                     'ORDER BY ward_code COLLATE "C"')
         else:
-            if not cell_m > 0:
-                raise StoreError("cell_m must be positive")
             query = (f"SELECT (floor(cx / %s) + 0.5) * %s AS x, (floor(cy / %s) + 0.5) * %s AS y, count(*) "
                      f"FROM (SELECT (ST_XMin(geom) + ST_XMax(geom)) / 2 AS cx, (ST_YMin(geom) + ST_YMax(geom)) / 2 AS cy "
                      f"FROM {lay.name}{where}) c WHERE cx IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2")
             params = [float(cell_m)] * 4 + params
-            columns = ["x", "y", "count"]
         with self.connection() as con:
             rows = con.execute(query, params).fetchall()
-        frame = pd.DataFrame(rows, columns=columns)
-        frame["count"] = frame["count"].astype("int64")
-        return frame
+        return aggregate_frame(rows, columns)
 
-    def write(self, frames, *, mode="replace", meta=None):
+    def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
+              meta: dict[str, Any] | None = None) -> None:
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
-        layers = {name: check_layer(name) for name in frames}
+        layers = {name: store_layer(name) for name in frames}
         typed = {name: schema.coerce(layers[name], frame) for name, frame in frames.items()}
         pool = _pool(self._url)
         with pool.connection() as con:

@@ -40,15 +40,16 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 from gisapp import geo
-
-from gisapp.tiles import mvt as tiles
-from gisapp.tiles import source as tile_source
 from gisapp.folders import private_folder
 from gisapp.schema import STORE_CRS, WEB_CRS
+from gisapp.store import Store
+from gisapp.tiles import mvt as tiles
+from gisapp.tiles import source as tile_source
 
 COMPLETE = "complete"
 LOCK = "render.lock"
@@ -68,7 +69,7 @@ def store_id(url: str) -> str:
     return _digest(url if "://" in str(url) else os.path.abspath(url))
 
 
-def shared_tiles(config: dict, store) -> TileDir | None:
+def shared_tiles(config: dict, store: Store) -> TileDir | None:
     """The store's tile folder from the app's settings (``None`` when off or unsafe to use)."""
     root = config.get("TILE_DIR")
     if not root:
@@ -190,7 +191,7 @@ class VersionChanged(Exception):
     """The store was written to while its tiles were being rendered."""
 
 
-def render(store, tile_dir: TileDir, zooms, *, layers=None, log=None) -> dict:
+def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None) -> dict:
     """Render the unfiltered tiles of ``layers`` at ``zooms`` for the store's current version.
 
     Other versions' folders are removed first.  Then zoom by zoom, so that
@@ -245,7 +246,8 @@ def render(store, tile_dir: TileDir, zooms, *, layers=None, log=None) -> dict:
     return tile_dir.mark_complete(version, report)
 
 
-def watch(open_store, tile_dir: TileDir, zooms, *, interval: float = 5.0, once: bool = False, log=None) -> None:
+def watch(open_store: Callable[[], Store], tile_dir: TileDir, zooms, *, interval: float = 5.0, once: bool = False,
+          log=None) -> None:
     """Render the tiles of each new version of the store, checking for one every ``interval`` seconds.
 
     ``open_store()`` gives the store (opened again for each version, as a
@@ -274,7 +276,7 @@ def watch(open_store, tile_dir: TileDir, zooms, *, interval: float = 5.0, once: 
         time.sleep(pause)
 
 
-def _render_current(store, tile_dir: TileDir, zooms, log, *, wait: bool = False) -> bool:
+def _render_current(store: Store, tile_dir: TileDir, zooms, log, *, wait: bool = False) -> bool:
     """Render the store's current version unless done or being done elsewhere; whether it changed meanwhile."""
     version = store.version()
     if not version or tile_dir.ready(version, zooms):

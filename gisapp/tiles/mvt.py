@@ -40,9 +40,9 @@ import pyarrow.compute as pc
 import shapely
 
 from gisapp import geo
-from gisapp.formats.wkb import GPKG_EMPTY, gpkg_header_bytes, gpkg_to_wkb, u32
-from gisapp.filters import FilterError
 from gisapp.config import TILE_MAX_ZOOM, TILE_MIN_ZOOM
+from gisapp.filters import FilterError
+from gisapp.formats.wkb import GPKG_EMPTY, gpkg_header_bytes, gpkg_to_wkb, u32
 from gisapp.schema import LAYERS, STORE_CRS
 
 MERCATOR_CRS = "EPSG:3857"
@@ -75,7 +75,7 @@ class TileError(FilterError):
 
 # -- the grid -------------------------------------------------------------------------
 
-def check_layer(layer: str) -> str:
+def tile_layer(layer: str) -> str:
     """``layer`` when it has tiles, else :class:`TileError`."""
     if layer not in TILE_FIELDS:
         raise TileError("layer", f"no vector tiles for layer {layer!r}; layers with tiles: {', '.join(TILE_FIELDS)}")

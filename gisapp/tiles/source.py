@@ -31,7 +31,7 @@ def tile(store: Store, layer: str, z: int, x: int, y: int, flt: Filter | None = 
     ones); ``b""`` when no feature is in the tile.  Raises
     :class:`gisapp.tiles.mvt.TileError` for a bad layer or tile address.
     """
-    tiles.check_layer(layer)
+    tiles.tile_layer(layer)
     z, x, y = tiles.check_tile(z, x, y)
     if isinstance(store, PostGISStore):
         return _postgis(store, layer, z, x, y, flt)
@@ -45,7 +45,7 @@ def tile(store: Store, layer: str, z: int, x: int, y: int, flt: Filter | None = 
 
 def tile_from_arrow(store: Store, layer: str, z: int, x: int, y: int, flt: Filter | None = None) -> bytes:
     """:func:`tile` the plain way, for any store: the reference the fast paths are tested against."""
-    tiles.check_layer(layer)
+    tiles.tile_layer(layer)
     z, x, y = tiles.check_tile(z, x, y)
     box = tiles.intersect_bbox(tiles.lonlat_bounds(z, x, y, tiles.BUFFER), flt.bbox if flt else None)
     return b"" if box is None else _from_arrow(store, layer, z, x, y, flt, box)

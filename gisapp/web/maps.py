@@ -27,17 +27,12 @@ from jinja2 import Template
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
-from gisapp import domain, geo
-
-from gisapp.web import assets
-
-from gisapp.formats import geojson
-
-from gisapp import i18n
-
-from gisapp.web import stats
+from gisapp import domain, geo, i18n
 from gisapp.filters import Filter
+from gisapp.formats import geojson
 from gisapp.schema import LAYERS
+from gisapp.store import Store
+from gisapp.web import assets, stats
 
 #: Most features one response carries; beyond it the map gets per-ward counts.
 FEATURE_CAP = 5000
@@ -65,7 +60,7 @@ FINDING_FIELDS = ["finding_id", "kind", "a_id", "b_id", "overlap_start", "overla
 
 # -- data for the map's JavaScript --------------------------------------------------
 
-def layer_features(store, layer: str, flt: Filter, *, zoom: int | None, calendar: domain.Calendar,
+def layer_features(store: Store, layer: str, flt: Filter, *, zoom: int | None, calendar: domain.Calendar,
                    cap: int = FEATURE_CAP) -> bytes:
     """A GeoJSON FeatureCollection for one map layer, the filter and the viewport.
 
@@ -91,7 +86,7 @@ def layer_features(store, layer: str, flt: Filter, *, zoom: int | None, calendar
 TIMELINESS_FIELDS = ["status", "procedure", "work_category", "received_on", "due_on", "completed_on"]
 
 
-def read_map_layer(store, layer: str, flt: Filter):
+def read_map_layer(store: Store, layer: str, flt: Filter):
     """The matches with only the fields the map needs (plus those timeliness needs).
 
     An Arrow table (no Python object per value); ``None`` when nothing matches.
@@ -102,7 +97,7 @@ def read_map_layer(store, layer: str, flt: Filter):
     return store.read_arrow(layer, flt, fields=names)
 
 
-def _collection(store, lay, flt, calendar, *, complete: bool, total: int) -> bytes:
+def _collection(store: Store, lay, flt, calendar, *, complete: bool, total: int) -> bytes:
     batch = read_map_layer(store, lay.name, flt)
     n = 0 if batch is None else len(batch)
     members = {"mode": "features", "complete": complete, "numberMatched": total, "numberReturned": n}
@@ -116,23 +111,25 @@ def _collection(store, lay, flt, calendar, *, complete: bool, total: int) -> byt
     return orjson.dumps({"type": "FeatureCollection", **members})[:-1] + b',"features":[' + body + b"]}"
 
 
-def ward_aggregates(store, layer: str, flt: Filter, total: int) -> bytes:
+def ward_aggregates(store: Store, layer: str, flt: Filter, total: int) -> bytes:
     """Per-ward counts of the matches as points (one per ward in force), for zoomed-out views.
 
-    With a bbox, each ward counts only what lies in the viewport and its
-    point sits in the visible part of the ward.
+    The counts come from one grouped query (:meth:`Store.aggregate`).  With a
+    bbox, each ward counts only what lies in the viewport and its point sits
+    in the visible part of the ward.
     """
-    wards = store.read("wards", Filter(date_from=store.as_of(), date_to=store.as_of()))
+    counts = store.aggregate(layer, flt)
+    per_ward = dict(zip(counts["ward_code"], counts["count"].tolist(), strict=True))
+    day = store.as_of()
+    wards = store.read("wards", Filter(date_from=day, date_to=day))
     view = geo.bbox_polygon(flt.bbox) if flt.bbox else None
     feats = []
     for code, name, geom in zip(wards["ward_code"], wards["name"], wards.geometry.values):
-        if flt.wards and code not in flt.wards:
+        n = per_ward.get(code, 0)
+        if not n:
             continue
         part = geom if view is None else shapely.intersection(geom, view)
         if part.is_empty:
-            continue
-        n = store.count(layer, flt.with_(wards=(code,)))
-        if not n:
             continue
         pt = geo.transform([part.representative_point()])[0]
         feats.append({"type": "Feature", "id": code,
@@ -142,7 +139,7 @@ def ward_aggregates(store, layer: str, flt: Filter, total: int) -> bytes:
                          "numberMatched": total, "features": feats})
 
 
-def ward_set(store, year: str) -> bytes:
+def ward_set(store: Store, year: str) -> bytes:
     """The wards in force at the end of ``year`` (a key of :data:`stats.WARD_SETS`) with label points."""
     day = stats.WARD_SETS[year]
     frame = store.read("wards", Filter(date_from=day, date_to=day))
@@ -176,7 +173,7 @@ def popup_detail(detail: stats.PermitDetail, show_personal: bool = True) -> byte
     })
 
 
-def extent(store, layer: str = "construction_permits") -> tuple[tuple[float, float], tuple[float, float]] | None:
+def extent(store: Store, layer: str = "construction_permits") -> tuple[tuple[float, float], tuple[float, float]] | None:
     """((south, west), (north, east)) of a layer in WGS84, or ``None`` when it is empty."""
     for info in store.info():
         if info.name == layer and info.extent:

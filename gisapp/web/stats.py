@@ -19,6 +19,7 @@ from markupsafe import Markup, escape
 
 from gisapp import domain, geo
 from gisapp.filters import Filter
+from gisapp.store import Store
 
 PERMITS = "construction_permits"
 SIDEWALK = "sidewalk_permits"
@@ -38,13 +39,13 @@ DASHBOARD_FIELDS = ["ward_code", "status", "procedure", "work_category", "channe
 
 # -- reading only what is needed --------------------------------------------------
 
-def attribute_batches(store, layer: str, flt: Filter, fields: list[str], batch_size: int = 20000):
+def attribute_batches(store: Store, layer: str, flt: Filter, fields: list[str], batch_size: int = 20000):
     """Frames of ``fields`` of the matches, in batches, Arrow-read (no geometry decoded)."""
     for table in store.iter_arrow(layer, flt, fields=fields, batch_size=batch_size):
         yield table.drop_columns(["geometry"]).to_pandas(date_as_object=False)
 
 
-def ward_frame(store, on: dt.date) -> pd.DataFrame:
+def ward_frame(store: Store, on: dt.date) -> pd.DataFrame:
     """``ward_code``, ``name`` and ``geometry`` (EPSG:5899) of the wards in force on ``on``, ordered by code."""
     flt = Filter(date_from=on, date_to=on)
     table = store.read_arrow("wards", flt, fields=["ward_code", "name"])
@@ -275,13 +276,13 @@ def monthly_svg(months: list[str], received: list[int], resolved: list[int], *, 
 
 # -- orchestrators over a store -------------------------------------------------------
 
-def wards_in_force(store, on: dt.date) -> list[tuple[str, str]]:
+def wards_in_force(store: Store, on: dt.date) -> list[tuple[str, str]]:
     """(code, name) of the wards in force on ``on``, ordered by code."""
     frame = ward_frame(store, on)
     return list(zip(frame["ward_code"], frame["name"].astype(str)))
 
 
-def ward_bounds(store, on: dt.date) -> tuple[tuple[float, float], tuple[float, float]] | None:
+def ward_bounds(store: Store, on: dt.date) -> tuple[tuple[float, float], tuple[float, float]] | None:
     """((south, west), (north, east)) in WGS84 of the wards in force on ``on``; ``None`` without wards."""
     frame = ward_frame(store, on)
     if not len(frame):
@@ -296,7 +297,7 @@ def side_filter(flt: Filter) -> Filter:
     return Filter(wards=flt.wards, date_from=flt.date_from, date_to=flt.date_to)
 
 
-def dashboard(store, flt: Filter, calendar: domain.Calendar, batch_size: int = 20000) -> Dashboard:
+def dashboard(store: Store, flt: Filter, calendar: domain.Calendar, batch_size: int = 20000) -> Dashboard:
     """The ward dashboard for the dossiers matching ``flt``, streamed from ``store``."""
     as_of = store.as_of()
     wards = wards_in_force(store, as_of)
@@ -360,7 +361,7 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
-def permit_detail(store, code: str, calendar: domain.Calendar, nearby_m: float = 20.0,
+def permit_detail(store: Store, code: str, calendar: domain.Calendar, nearby_m: float = 20.0,
                   neighbours_m: float = 60.0) -> PermitDetail | None:
     """The dossier ``code`` with its timeliness, linked and nearby sidewalk permits and findings.
 
@@ -407,7 +408,7 @@ class SidewalkDetail:
     findings: list[dict]
 
 
-def sidewalk_detail(store, permit_no: str, neighbours_m: float = 60.0) -> SidewalkDetail | None:
+def sidewalk_detail(store: Store, permit_no: str, neighbours_m: float = 60.0) -> SidewalkDetail | None:
     """The sidewalk permit ``permit_no`` with its ward's name and the findings naming it (``None``: no such permit)."""
     frame = store.get(SIDEWALK, permit_no)
     if not len(frame):
@@ -435,7 +436,7 @@ def _wgs84_bbox(geom, buffer_m: float) -> tuple[float, float, float, float]:
     return minx, miny, maxx, maxy
 
 
-def map_page(store, flt: Filter) -> dict:
+def map_page(store: Store, flt: Filter) -> dict:
     """What the map page shows beside the map.
 
     Matching and total dossiers, the wards in force and their bounds, the

@@ -19,8 +19,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from gisapp.importing import child as importing_child
 from gisapp.folders import private_folder
+from gisapp.importing import child as importing_child
 from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure
 from gisapp.importing.read import safe_name
 

@@ -6,8 +6,8 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, abort, redirect, render_template, request, url_for
 
-from gisapp.accounts import AccountError, Throttled
 from gisapp import i18n
+from gisapp.accounts import AccountError, Throttled
 from gisapp.web import auth
 from gisapp.web.request import get_lang
 

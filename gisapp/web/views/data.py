@@ -9,6 +9,7 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from gisapp.filters import FilterError, parse_filter
+from gisapp.store import Store
 from gisapp.web import auth, maps, stats
 from gisapp.web.errors import ApiError
 from gisapp.web.request import get_store, known_wards
@@ -19,7 +20,7 @@ MAP_LAYERS = ("construction_permits", "sidewalk_permits", "findings")
 GEOJSON = "application/geo+json"
 
 
-def strict_filter(store):
+def strict_filter(store: Store):
     """The request's filter, or :class:`FilterError` (400) for the first bad value."""
     return parse_filter(request.args, known_wards=known_wards(store), strict=True,
                         personal=auth.show_personal())[0]

@@ -11,10 +11,10 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, abort, current_app, render_template, request, url_for
 
-from gisapp import domain, privacy
+from gisapp import domain, i18n, privacy
 from gisapp.filters import Filter, parse_filter
 from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS, SIDEWALK_PERMITS
-from gisapp import i18n
+from gisapp.store import Store
 from gisapp.web import auth, maps, stats
 from gisapp.web.request import get_lang, get_store, known_wards
 
@@ -24,7 +24,7 @@ bp = Blueprint("pages", __name__)
 PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "q")
 
 
-def page_filter(store) -> tuple[Filter, list[dict]]:
+def page_filter(store: Store) -> tuple[Filter, list[dict]]:
     """The request's filter (bad values dropped, no bbox) and a warning per dropped value."""
     flt, warnings = parse_filter(request.args, known_wards=known_wards(store), strict=False,
                                  personal=auth.show_personal())
@@ -44,7 +44,7 @@ def param_label(param: str, lang: str) -> str:
     return i18n.text(param, lang) if param in i18n.STRINGS else param
 
 
-def map_inputs(store) -> dict:
+def map_inputs(store: Store) -> dict:
     """Settings every map shares: basemap, language, the app's root URL and map.js."""
     return {"tiles": current_app.config["BASEMAP"], "lang": get_lang(), "root": request.script_root,
             "script_url": url_for("static", filename="map.js", v=_static_version())}
@@ -111,7 +111,7 @@ def permit_page(code: str):
                            page_ids=page_ids)
 
 
-def sidewalk_page(store, permit_no: str):
+def sidewalk_page(store: Store, permit_no: str):
     """Every field of a sidewalk permit (personal ones to signed-in staff only), its ward, map and findings."""
     detail = stats.sidewalk_detail(store, permit_no)
     if detail is None:

@@ -23,6 +23,7 @@ from gisapp import geo
 from gisapp.api.features import check_params
 from gisapp.filters import PARAMS
 from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
+from gisapp.store import Store
 from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
 from gisapp.tiles.disk import shared_tiles
@@ -65,7 +66,7 @@ def tile(layer: str, z: str, x: str, y: str):
     return response
 
 
-def _shared_tile(store, version: str | None, flt, layer: str, z: int, x: int, y: int) -> bytes:
+def _shared_tile(store: Store, version: str | None, flt, layer: str, z: int, x: int, y: int) -> bytes:
     """The tile from the processes' shared folder when it is unfiltered and there, else built.
 
     A tile built here is written to the folder only when the renderer would

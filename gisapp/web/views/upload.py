@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
 
-from gisapp.web import auth
-from gisapp.web import uploads
 from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure
+from gisapp.web import auth, uploads
 from gisapp.web.request import get_lang
 
 bp = Blueprint("upload", __name__)
