@@ -301,7 +301,8 @@ def latency_levels(base: str, paths: list[str], clients: list[int], seconds: flo
     for c in clients:
         stats = loadgen.run(base, paths, c, seconds=seconds)
         out.append(stats)
-        print(f"    {label}, {c} clients ({stats['client']}): p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
+        print(f"    {label}, {c} clients ({stats['client']}): "
+              f"p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
               f"({stats['requests']} requests, {stats['failures']} failed, {stats['throughput_rps']:.1f} req/s, "
               f"{stats['mean_bytes'] / 1024:.0f} KiB each)", flush=True)
     return out

@@ -24,7 +24,8 @@ def transformer(src: str, dst: str) -> Transformer:
 def transform(geoms, src: str = STORE_CRS, dst: str = WEB_CRS):
     """Transform an array of shapely geometries (vectorised over coordinates)."""
     t = transformer(src, dst)
-    return shapely.transform(np.asarray(geoms, dtype=object), lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
+    return shapely.transform(np.asarray(geoms, dtype=object),
+                             lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
 
 
 #: Where EPSG:5899 (VN-2000 / TM-3 107-45) may be used, widened by a margin: lon/lat.

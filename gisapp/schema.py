@@ -325,7 +325,9 @@ def describe_markdown() -> str:
     for layer in LAYERS.values():
         lines += [f"## `{layer.name}` — {layer.vi} / {layer.en}", "",
                   f"Key: `{layer.key}`. Geometry: {layer.geometry}."
-                  + (f" Dates filter on `{layer.date_field}`" + (f"–`{layer.end_date_field}`" if layer.end_date_field else "") + "." if layer.date_field else ""),
+                  + (f" Dates filter on `{layer.date_field}`"
+                     + (f"–`{layer.end_date_field}`" if layer.end_date_field else "") + "."
+                     if layer.date_field else ""),
                   "", "| field | type | required | nhãn (vi) | label (en) | notes |", "|---|---|---|---|---|---|"]
         for f in layer.fields:
             notes = []
@@ -335,6 +337,7 @@ def describe_markdown() -> str:
                 notes.append("personal data")
             if f.computed:
                 notes.append("computed by the app")
-            lines.append(f"| `{f.name}` | {f.type} | {'yes' if f.required else ''} | {f.vi} | {f.en} | {'; '.join(notes)} |")
+            required = "yes" if f.required else ""
+            lines.append(f"| `{f.name}` | {f.type} | {required} | {f.vi} | {f.en} | {'; '.join(notes)} |")
         lines.append("")
     return "\n".join(lines)

@@ -61,7 +61,7 @@ def test_roles_rank():
 
 def test_throttling_per_account_and_address(accounts):
     accounts.add("lan", PASSWORD)
-    now = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.UTC)
     for _ in range(MAX_FAILURES):
         assert accounts.authenticate("lan", "bad password", "10.0.0.1", now) is None
     assert accounts.throttled("lan", "10.0.0.1", now)
@@ -76,7 +76,7 @@ def test_throttling_per_account_and_address(accounts):
 
 def test_sessions_expire_and_die_with_their_account(accounts):
     accounts.add("lan", PASSWORD)
-    now = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.timezone.utc)
+    now = dt.datetime(2026, 1, 1, 8, 0, tzinfo=dt.UTC)
     token = accounts.start_session("lan", dt.timedelta(hours=8), now)
     assert accounts.session_user(token, now).username == "lan"
     assert accounts.session_user(token, now + dt.timedelta(hours=8)) is None

@@ -31,7 +31,8 @@ def test_healthz_when_store_is_broken(tmp_path):
     r = create_app({"STORE": str(tmp_path / "bad.gpkg")}).test_client().get("/healthz")
     assert r.status_code == 503
     assert r.get_json() == {"code": "StoreUnavailable", "status": 503,
-                            "description": f"store {tmp_path / 'bad.gpkg'} is not a GeoPackage (file is not a database)"}
+                            "description": f"store {tmp_path / 'bad.gpkg'} is not a GeoPackage "
+                                           "(file is not a database)"}
     assert b"Traceback" not in r.data
 
 

@@ -77,11 +77,11 @@ def shoot(rec, tmp_path, name):
 
 def wait_drawn(rec, expected: int | None = None, layer: str = "permits", timeout: int = 20000):
     """Wait until the map is idle (and ``layer`` has ``expected`` features drawn); return the drawn count."""
-    cond = "window.gisapp && gisapp.idle() && gisapp.state.mode[%r] !== undefined" % layer
+    cond = f"window.gisapp && gisapp.idle() && gisapp.state.mode[{layer!r}] !== undefined"
     if expected is not None:
-        cond += " && gisapp.state.drawn[%r] === %d" % (layer, expected)
+        cond += f" && gisapp.state.drawn[{layer!r}] === {int(expected)}"
     wait_until(rec.page, cond, timeout=timeout)
-    return rec.page.evaluate("gisapp.state.drawn[%r]" % layer)
+    return rec.page.evaluate(f"gisapp.state.drawn[{layer!r}]")
 
 
 def drawn_codes(rec) -> set[str]:

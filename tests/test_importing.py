@@ -656,7 +656,8 @@ def test_cli_import_summary_rejects_file_and_exit_codes(tmp_path, parcels_shp):
     assert [r["row"] for r in table] == ["5", "6"] and table[0]["reason"] == UNKNOWN_CODE
     assert GeoPackageStore(store_path).count("construction_permits") == 2
     audit = Accounts(os.environ["GISAPP_ACCOUNTS"]).audit_log()
-    assert [(e.action, e.layer, e.rows) for e in audit] == [("import", "construction_permits", 2), ("import", "wards", 3)]
+    assert [(e.action, e.layer, e.rows) for e in audit] == [("import", "construction_permits", 2),
+                                                            ("import", "wards", 3)]
     assert audit[0].username.startswith("cli:")
 
     everything_bad = write_csv(tmp_path / "bad.csv", [dossier(5, **{"Trạng thái": "?"})])

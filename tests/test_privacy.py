@@ -71,7 +71,8 @@ def urls(app):
                         lon, lat = geo.transform(key.geometry.values, schema.STORE_CRS, schema.WEB_CRS)[0] \
                             .representative_point().coords[0]
                         n = 1 << 16
-                        x, y = int((lon + 180) / 360 * n), int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
+                        x = int((lon + 180) / 360 * n)
+                        y = int((1 - math.asinh(math.tan(math.radians(lat))) / math.pi) / 2 * n)
                         out.append(p.replace("<z>", "16").replace("<x>", str(x)).replace("<y>", str(y)))
                     continue
                 if "<path:feature_id>" in p:

@@ -36,7 +36,7 @@ def test_killed_import_leaves_the_store_unchanged(demo_store, tmp_path):
     source = export_permits(demo_store, tmp_path / "permits.gpkg")
     before = demo_store.path.read_bytes()
     leftovers = lambda: list(demo_store.path.parent.glob(f".{demo_store.path.stem}.*.tmp.gpkg"))  # noqa: E731
-    for attempt in range(20):
+    for _attempt in range(20):
         proc = gisapp("--store", demo_store.url, "import", "construction_permits", str(source), "--mode", "replace")
         deadline = time.monotonic() + 60
         while not leftovers() and proc.poll() is None and time.monotonic() < deadline:

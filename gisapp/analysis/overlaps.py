@@ -475,7 +475,7 @@ def _features(ids, hashes, geoms, start, end, keep, **extra) -> _Features:
 def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
     """Usable dossiers with their works period; the skipped ones; code and declared ward of all."""
     ids = _text(_column(frame, "dossier_code"))
-    hashes = _hash_ids(ids, ids == None)
+    hashes = _hash_ids(ids, ids == None)  # noqa: E711 - numpy: element-wise
     declared = _text(_column(frame, "ward_code"))
     geoms = _geometries(frame)
     received = _days(_column(frame, "received_on"))
@@ -504,7 +504,7 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]
     clearance is not checked, and that is reported as a skip reason.
     """
     ids = _text(_column(frame, "permit_no"))
-    hashes = _hash_ids(ids, ids == None)
+    hashes = _hash_ids(ids, ids == None)  # noqa: E711 - numpy: element-wise
     declared = _text(_column(frame, "ward_code"))
     geoms = _geometries(frame)
     start = _days(_column(frame, "start_on"))
@@ -588,7 +588,8 @@ _BLOCK_COLUMNS = {
     "detail": object, "ward_index": np.int64,
 }
 _BLOCK_DEFAULTS = {"overlap_area_m2": np.nan, "distance_m": np.nan, "overlap_start": NAT, "overlap_end": NAT,
-                   "overlap_days": NAT, "ward_index": -2, "source": -1, "dossier_row": -1, "a_hash": 0, "b_hash": 0, "detail": ""}
+                   "overlap_days": NAT, "ward_index": -2, "source": -1, "dossier_row": -1, "a_hash": 0, "b_hash": 0,
+                   "detail": ""}
 
 
 def _block(kind: str, n: int, **columns) -> dict:

@@ -24,7 +24,8 @@ class StoreErrorsAsMessages(click.Group):
 
 
 @click.group(cls=StoreErrorsAsMessages, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--store", metavar="PATH|URL", help=f"Store to use (default: ${SETTINGS['STORE'][0]} or layers/camle.gpkg).")
+@click.option("--store", metavar="PATH|URL",
+              help=f"Store to use (default: ${SETTINGS['STORE'][0]} or layers/camle.gpkg).")
 @click.pass_context
 def cli(ctx: click.Context, store: str | None):
     """gisapp: construction-permit and sidewalk-permit GIS for a district."""

@@ -48,5 +48,6 @@ def version(ctx):
 
     store = _postgis_store(ctx)
     current = store.schema_version()
-    state = "up to date" if current == LATEST else ("run 'gisapp db upgrade'" if current < LATEST else "newer than gisapp")
+    state = ("up to date" if current == LATEST
+             else "run 'gisapp db upgrade'" if current < LATEST else "newer than gisapp")
     click.echo(f"schema version {current}, latest {LATEST}: {state}")

@@ -277,7 +277,8 @@ def _plan(n: int) -> dict[str, int]:
             "merge": min(_count(CASES["merge_candidates"] * r), materials - linked),
             "hub": hubs, "clash_pairs": clashes - HUB_CLASHES * hubs,
             "opportunity_pairs": _count(CASES["opportunity_pairs"] * r), "clearance": _count(CASES["clearance"] * r)}
-    plan["others"] = (1 + HUB_CLASHES) * hubs + 2 * plan["clash_pairs"] + 2 * plan["opportunity_pairs"] + plan["clearance"]
+    plan["others"] = ((1 + HUB_CLASHES) * hubs + 2 * plan["clash_pairs"] + 2 * plan["opportunity_pairs"]
+                      + plan["clearance"])
     if plan["linked"] + plan["merge"] + plan["others"] > n:
         raise ValueError(f"{n} sidewalk permits are too few for the planned cases")
     return plan
@@ -442,7 +443,8 @@ class _Permits:
         return pd.concat([
             self._part([lot], span, self._used([lot]), purpose, day, day + self._days(1, 0, 2)),
             self._part(subs, self._span(subs), self._used(subs), purposes,
-                       day - self._days(HUB_CLASHES, 0, 20), np.minimum(day + self._days(HUB_CLASHES, 0, 30), self.last_day)),
+                       day - self._days(HUB_CLASHES, 0, 20),
+                       np.minimum(day + self._days(HUB_CLASHES, 0, 30), self.last_day)),
         ])
 
 
