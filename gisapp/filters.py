@@ -16,13 +16,7 @@ import unicodedata
 from dataclasses import dataclass, fields, replace
 
 from gisapp import domain
-class FilterError(ValueError):
-    """A filter parameter that cannot be used; ``param`` names it."""
-
-    def __init__(self, param: str, message: str):
-        super().__init__(f"{param}: {message}")
-        self.param = param
-        self.message = message
+from gisapp.errors import FilterError  # noqa: F401 - raised here, and imported from here by the rooms above
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ Like pygeoapi's API core, each function takes parsed request arguments, the
 store and the API's base URL, and returns a document (a dict) or, for
 items, the response parts; ``gisapp/views/api.py`` is a thin layer over it.
 Bad parameters raise :class:`FilterError` (400), unknown collections or
-features and other refusals :class:`OgcError`.
+features :class:`gisapp.errors.NotFound` (404).
 
 Where the standard and the issue differ, the standard wins:
 
@@ -31,9 +31,9 @@ import re
 from urllib.parse import quote, urlencode
 
 from gisapp import domain, geo
-
+from gisapp.errors import FilterError, NotFound
+from gisapp.filters import Filter, parse_bbox
 from gisapp.formats import geojson
-from gisapp.filters import Filter, FilterError, parse_bbox
 from gisapp.schema import LAYERS, Layer
 
 CONFORMANCE = [
@@ -71,21 +71,13 @@ _INSTANT = re.compile(rf"^({_DATE})(?:[Tt](?:(\d{{2}})(?::(\d{{2}})(?::(\d{{2}})
 LOCAL_TIME = dt.timezone(dt.timedelta(hours=7), "Asia/Ho_Chi_Minh")
 
 
-class OgcError(Exception):
-    """A refusal with its HTTP status and code (404 unknown collection or feature, 400 …)."""
-
-    def __init__(self, status: int, code: str, description: str):
-        super().__init__(description)
-        self.status, self.code, self.description = status, code, description
-
-
 # -- parameters ---------------------------------------------------------------
 
 def collection_layer(collection_id: str) -> Layer:
     """The layer served as ``collection_id``, or a 404."""
     lay = LAYERS.get(collection_id)
     if lay is None:
-        raise OgcError(404, "NotFound", f"no collection {collection_id!r}; collections: {', '.join(LAYERS)}")
+        raise NotFound(f"no collection {collection_id!r}; collections: {', '.join(LAYERS)}")
     return lay
 
 
@@ -455,7 +447,7 @@ def item_frame(store, layer: Layer, feature_id: str):
     """The feature whose key is ``feature_id``, or a 404."""
     frame = store.get(layer.name, feature_id)
     if not len(frame):
-        raise OgcError(404, "NotFound", f"collection {layer.name!r} has no feature {feature_id!r}")
+        raise NotFound(f"collection {layer.name!r} has no feature {feature_id!r}")
     return frame
 
 

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
-from gisapp.filters import FilterError
+from gisapp.errors import FilterError
 from gisapp.store import Store, open_store
 from gisapp.web import auth
 

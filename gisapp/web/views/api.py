@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from functools import wraps
 
 import orjson
 from flask import Blueprint, Response, current_app, render_template, request
@@ -13,7 +12,6 @@ from gisapp.api import features as ogcapi
 from gisapp.formats.geojson import property_columns
 from gisapp.schema import LAYERS
 from gisapp.web import auth
-from gisapp.web.errors import ApiError
 from gisapp.web.request import get_lang, get_store, known_wards, public_root
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -45,19 +43,6 @@ def _lang() -> str:
     return get_lang()
 
 
-def _ogc_errors(view):
-    """Turn the core's refusals into the API's one error shape."""
-
-    @wraps(view)
-    def wrapped(*args, **kwargs):
-        try:
-            return view(*args, **kwargs)
-        except ogcapi.OgcError as err:
-            raise ApiError(err.status, err.code, err.description) from None
-
-    return wrapped
-
-
 def _slots() -> threading.BoundedSemaphore:
     """How many feature pages one process builds at once: one (app setting ``API_CONCURRENCY``).
 
@@ -78,7 +63,6 @@ def _slots() -> threading.BoundedSemaphore:
 
 @bp.get("")
 @bp.get("/")
-@_ogc_errors
 def landing():
     """The landing page."""
     fmt = _fmt()
@@ -87,7 +71,6 @@ def landing():
 
 
 @bp.get("/conformance")
-@_ogc_errors
 def conformance():
     """The conformance classes."""
     fmt = _fmt()
@@ -96,7 +79,6 @@ def conformance():
 
 
 @bp.get("/openapi")
-@_ogc_errors
 def openapi():
     """The OpenAPI 3.0 definition."""
     fmt = _fmt()
@@ -107,7 +89,6 @@ def openapi():
 
 
 @bp.get("/collections")
-@_ogc_errors
 def collections():
     """Every collection."""
     fmt = _fmt()
@@ -116,7 +97,6 @@ def collections():
 
 
 @bp.get("/collections/<collection_id>")
-@_ogc_errors
 def collection(collection_id: str):
     """One collection."""
     ogcapi.collection_layer(collection_id)
@@ -126,7 +106,6 @@ def collection(collection_id: str):
 
 
 @bp.get("/collections/<collection_id>/queryables")
-@_ogc_errors
 def queryables(collection_id: str):
     """The collection's queryable properties (JSON Schema)."""
     ogcapi.collection_layer(collection_id)
@@ -138,7 +117,6 @@ def queryables(collection_id: str):
 
 
 @bp.get("/collections/<collection_id>/items")
-@_ogc_errors
 def items(collection_id: str):
     """A page of features: GeoJSON, or an HTML table."""
     lay = ogcapi.collection_layer(collection_id)
@@ -156,7 +134,6 @@ def items(collection_id: str):
 
 
 @bp.get("/collections/<collection_id>/items/<path:feature_id>")
-@_ogc_errors
 def item(collection_id: str, feature_id: str):
     """One feature."""
     lay = ogcapi.collection_layer(collection_id)

@@ -1,16 +1,16 @@
 """``/data/…``: the JSON the map pages fetch — features by filter and viewport, counts, wards.
 
 Filters are parsed strictly: a bad value is a 400 JSON error naming it
-(``errors.py`` turns :class:`FilterError` into that).
+(``errors.py`` renders the :class:`gisapp.errors.FilterError`).
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from gisapp.filters import FilterError, parse_filter
+from gisapp.errors import FilterError, NotFound
+from gisapp.filters import parse_filter
 from gisapp.web import auth, maps, stats
-from gisapp.web.errors import ApiError
 from gisapp.web.request import get_store, known_wards
 
 bp = Blueprint("data", __name__, url_prefix="/data")
@@ -38,7 +38,7 @@ def parse_zoom(text: str | None) -> int | None:
 def layer_geojson(layer: str):
     """Features of a map layer for the filter and viewport (or per-ward counts past the cap)."""
     if layer not in MAP_LAYERS:
-        raise ApiError(404, "NotFound", f"no map layer {layer!r}; map layers: {', '.join(MAP_LAYERS)}")
+        raise NotFound(f"no map layer {layer!r}; map layers: {', '.join(MAP_LAYERS)}")
     store = get_store()
     flt, zoom = strict_filter(store), parse_zoom(request.args.get("zoom"))
     body = maps.layer_features(store, layer, flt, zoom=zoom, calendar=current_app.config["CALENDAR"],
@@ -68,5 +68,5 @@ def permit_popup(code: str):
     """What a dossier's popup shows: fields, timeliness, linked and nearby sidewalk permits."""
     detail = stats.permit_detail(get_store(), code, current_app.config["CALENDAR"])
     if detail is None:
-        raise ApiError(404, "NotFound", f"no dossier with code {code!r}")
+        raise NotFound(f"no dossier with code {code!r}")
     return Response(maps.popup_detail(detail, auth.show_personal()), mimetype="application/json")

@@ -7,11 +7,11 @@ import datetime as dt
 from flask import Blueprint, Response, request, stream_with_context
 
 from gisapp.api.features import check_params
-from gisapp.filters import PARAMS, FilterError, parse_filter
+from gisapp.errors import FilterError, NotFound
+from gisapp.filters import PARAMS, parse_filter
 from gisapp.formats import exports as exporting
 from gisapp.schema import LAYERS
 from gisapp.web import auth
-from gisapp.web.errors import ApiError
 from gisapp.web.request import get_store, known_wards
 
 bp = Blueprint("export", __name__, url_prefix="/export")
@@ -27,9 +27,9 @@ def download(layer: str, fmt: str):
     over its filter parameters only.
     """
     if layer not in LAYERS:
-        raise ApiError(404, "NotFound", f"no layer {layer!r}; layers: {', '.join(LAYERS)}")
+        raise NotFound(f"no layer {layer!r}; layers: {', '.join(LAYERS)}")
     if fmt not in exporting.FORMATS:
-        raise ApiError(404, "NotFound", f"no export format {fmt!r}; formats: {', '.join(exporting.FORMATS)}")
+        raise NotFound(f"no export format {fmt!r}; formats: {', '.join(exporting.FORMATS)}")
     check_params(request.args, (*PARAMS, "crs"))
     store = get_store()
     flt, _ = parse_filter(request.args, known_wards=known_wards(store), strict=True,

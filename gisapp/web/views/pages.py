@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 
 from gisapp import domain, privacy
+from gisapp.errors import NotFound
 from gisapp.filters import Filter, parse_filter
 from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS, SIDEWALK_PERMITS
 from gisapp import i18n
@@ -115,7 +116,7 @@ def sidewalk_page(store, permit_no: str):
     """Every field of a sidewalk permit (personal ones to signed-in staff only), its ward, map and findings."""
     detail = stats.sidewalk_detail(store, permit_no)
     if detail is None:
-        abort(404, description=i18n.text("not_found_permit", get_lang(), code=permit_no))
+        raise NotFound(i18n.text("not_found_permit", get_lang(), code=permit_no))
     the_map = maps.permit_map(detail=detail, has_findings=store.count("findings") > 0, **map_inputs(store)) \
         if detail.center else None
     shown = set(privacy.visible_fields(SIDEWALK_PERMITS, auth.show_personal()))

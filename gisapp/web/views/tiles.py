@@ -21,12 +21,12 @@ from flask import Blueprint, Response, current_app, jsonify, request
 
 from gisapp import geo
 from gisapp.api.features import check_params
+from gisapp.errors import NotFound
 from gisapp.filters import PARAMS
 from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
 from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
 from gisapp.tiles.disk import shared_tiles
-from gisapp.web.errors import ApiError
 from gisapp.web.request import get_store, public_root
 from gisapp.web.views.data import strict_filter
 
@@ -36,7 +36,7 @@ WORLD = [-180.0, -85.0511287798066, 180.0, 85.0511287798066]
 
 def _layer(layer: str) -> str:
     if layer not in tiles.TILE_FIELDS:
-        raise ApiError(404, "NotFound", f"no vector tiles for layer {layer!r}; layers: {', '.join(tiles.TILE_FIELDS)}")
+        raise NotFound(f"no vector tiles for layer {layer!r}; layers: {', '.join(tiles.TILE_FIELDS)}")
     return layer
 
 
