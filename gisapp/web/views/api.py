@@ -9,6 +9,7 @@ from flask import Blueprint, Response, current_app, render_template, request
 
 from gisapp import privacy
 from gisapp.api import features as ogcapi
+from gisapp.filters import parse_filter, refuse_unknown
 from gisapp.formats.geojson import property_columns
 from gisapp.schema import LAYERS
 from gisapp.web import auth
@@ -25,8 +26,10 @@ def _prefers_html() -> bool:
     return request.accept_mimetypes.best_match([ogcapi.JSON, ogcapi.GEOJSON, ogcapi.HTML]) == ogcapi.HTML
 
 
-def _fmt(kind: str = "other", layer=None) -> str:
-    ogcapi.check_params(request.args, ogcapi.allowed_params(kind, layer))
+def _fmt(allowed: tuple[str, ...] | None = ogcapi.COMMON_PARAMS) -> str:
+    """The output format, after refusing parameters not in ``allowed`` (``None``: checked) and a bad ``lang``."""
+    if allowed is not None:
+        refuse_unknown(request.args, allowed)
     ogcapi.check_lang(request.args)
     return ogcapi.output_format(request.args, _prefers_html())
 
@@ -120,13 +123,14 @@ def queryables(collection_id: str):
 def items(collection_id: str):
     """A page of features: GeoJSON, or an HTML table."""
     lay = ogcapi.collection_layer(collection_id)
-    fmt = _fmt("items", lay)
-    store = get_store()
     personal = auth.show_personal()
+    flt, _ = parse_filter(request.args, "api", layer=lay, known_wards=known_wards(), personal=personal)
+    fmt = _fmt(None)  # the parser refused parameters the items do not take
+    store = get_store()
     fields = privacy.visible_fields(lay, personal)
     with _slots():
-        page = ogcapi.ItemsPage(store, lay, request.args, _base(), max_items=current_app.config["MAX_ITEMS"],
-                                fields=fields, known_wards=known_wards(store, "ward_code"), personal=personal)
+        page = ogcapi.ItemsPage(store, lay, flt, request.args, _base(), max_items=current_app.config["MAX_ITEMS"],
+                                fields=fields)
         if fmt == "json":  # a page is at most MAX_ITEMS features: built whole, inside the slot
             return Response(page.geojson(), mimetype=ogcapi.GEOJSON)
     return _html("api_items.html", page=page, layer=lay, fields=fields, ids=page.ids(), rows=page.properties(),

@@ -25,10 +25,9 @@ bp = Blueprint("pages", __name__)
 PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "q")
 
 
-def page_filter(store) -> tuple[Filter, list[dict]]:
+def page_filter() -> tuple[Filter, list[dict]]:
     """The request's filter (bad values dropped, no bbox) and a warning per dropped value."""
-    flt, warnings = parse_filter(request.args, known_wards=known_wards(store), strict=False,
-                                 personal=auth.show_personal())
+    flt, warnings = parse_filter(request.args, "page", known_wards=known_wards(), personal=auth.show_personal())
     return flt.with_(bbox=None), [_warning(w) for w in warnings]
 
 
@@ -62,7 +61,7 @@ def _static_version() -> str:
 def map_page():
     """The map with the filter form, the matching count and the export link."""
     store = get_store()
-    flt, warnings = page_filter(store)
+    flt, warnings = page_filter()
     page = stats.map_page(store, flt)
     the_map = maps.main_map(bounds=page["bounds"] or maps.extent(store), wards=page["wards"],
                             params=flt.to_params(),
@@ -76,7 +75,7 @@ def map_page():
 def wards_page():
     """The ward dashboard: table, choropleth and monthly charts for the filter."""
     store = get_store()
-    flt, warnings = page_filter(store)
+    flt, warnings = page_filter()
     board = stats.dashboard(store, flt, current_app.config["CALENDAR"])
     the_map = maps.choropleth_map(bounds=stats.ward_bounds(store, board.as_of),
                                   ward_set_year=maps.ward_set_year(board.as_of),
