@@ -289,7 +289,7 @@ def bundle(lang: str, keys=None) -> dict[str, str]:
 #: Filter messages (from :mod:`gisapp.filters`, in English) → Vietnamese, by pattern.
 _FILTER_MESSAGES_VI = (
     (re.compile(r"unknown ward code '(.*)'$", re.S), "không có phường mã '{0}'"),
-    (re.compile(r"unknown (\w+) code '(.*)'$", re.S), "mã '{1}' không có trong danh mục"),
+    (re.compile(r"unknown (\w+) code '(.*)'; codes: (.*)$", re.S), "mã '{1}' không có trong danh mục (các mã: {2})"),
     (re.compile(r"'(.*)' is not a date \(YYYY-MM-DD\)$", re.S), "'{0}' không phải là ngày (YYYY-MM-DD)"),
     (re.compile(r"'from' is after 'to'; the date range was ignored$"),
      "ngày bắt đầu sau ngày kết thúc; khoảng ngày bị bỏ qua"),

@@ -17,9 +17,8 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from gisapp.api import features as ogcapi
 from gisapp.cli import cli
-from gisapp.filters import Filter
+from gisapp.filters import Filter, parse_datetime
 from gisapp.web.app import create_app
 from tests.stores import BACKENDS, new_store
 
@@ -103,11 +102,11 @@ def test_a_date_time_selects_the_day_it_is_in_the_district(client, store):
 
 
 def test_datetime_parser():
-    assert ogcapi.parse_datetime("2022-03-01T23:30:00-05:00") == (D("2022-03-02"), D("2022-03-02"))
-    assert ogcapi.parse_datetime("2022-03-01t23:30:00-05:00/..") == (D("2022-03-02"), None)
-    assert ogcapi.parse_datetime("2022-12-31T23:59:60Z") == (D("2023-01-01"), D("2023-01-01"))  # a leap second
-    assert ogcapi.parse_datetime("2022-03-01T23:30") == (D("2022-03-01"), D("2022-03-01"))  # no offset: local
-    assert ogcapi.parse_datetime("2022-03-01") == (D("2022-03-01"), D("2022-03-01"))
+    assert parse_datetime("2022-03-01T23:30:00-05:00") == (D("2022-03-02"), D("2022-03-02"))
+    assert parse_datetime("2022-03-01t23:30:00-05:00/..") == (D("2022-03-02"), None)
+    assert parse_datetime("2022-12-31T23:59:60Z") == (D("2023-01-01"), D("2023-01-01"))  # a leap second
+    assert parse_datetime("2022-03-01T23:30") == (D("2022-03-01"), D("2022-03-01"))  # no offset: local
+    assert parse_datetime("2022-03-01") == (D("2022-03-01"), D("2022-03-01"))
 
 
 # -- bbox (OGC API – Features Part 1) --------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Parsing filters from URL parameters, strictly (API) and leniently (pages)."""
+"""Parsing filters from URL parameters, strictly (the map's data) and leniently (pages)."""
 
 import datetime as dt
 
@@ -10,7 +10,7 @@ from gisapp.filters import Filter, FilterError, fold, parse_filter
 
 def parse(strict=True, known_wards=None, **params):
     args = MultiDict([(k, v) for k, vs in params.items() for v in (vs if isinstance(vs, list) else [vs])])
-    return parse_filter(args, strict=strict, known_wards=known_wards)
+    return parse_filter(args, "map" if strict else "page", known_wards=known_wards)
 
 
 def test_repeatable_and_comma_separated_values():

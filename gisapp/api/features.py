@@ -2,9 +2,11 @@
 
 Like pygeoapi's API core, each function takes parsed request arguments, the
 store and the API's base URL, and returns a document (a dict) or, for
-items, the response parts; ``gisapp/views/api.py`` is a thin layer over it.
-Bad parameters raise :class:`FilterError` (400), unknown collections or
-features and other refusals :class:`OgcError`.
+items, the response parts; ``gisapp/web/views/api.py`` is a thin layer over it.
+The items' filter is read by the one parser of :mod:`gisapp.filters`
+(surface ``api``: ``datetime``, ``bbox``, ``q`` and the property filters).
+Bad parameters raise :class:`gisapp.errors.FilterError` (400), unknown
+collections or features :class:`gisapp.errors.NotFound` (404).
 
 Where the standard and the issue differ, the standard wins:
 
@@ -31,7 +33,8 @@ import re
 from urllib.parse import quote, urlencode
 
 from gisapp import domain, geo
-from gisapp.filters import Filter, FilterError, parse_bbox
+from gisapp.errors import FilterError, NotFound
+from gisapp.filters import CODE_FIELDS, SURFACES, Filter
 from gisapp.formats import geojson
 from gisapp.schema import LAYERS, Layer
 from gisapp.store import Store
@@ -49,34 +52,15 @@ HTML = "text/html"
 OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 SCHEMA_JSON = "application/schema+json"
 DEFAULT_LIMIT = 100
-#: Property filters: query parameter → Filter attribute (only on layers that have the field).
-PROPERTY_PARAMS = {
-    "ward_code": "wards", "status": "statuses", "procedure": "procedures",
-    "channel": "channels", "purpose": "purposes", "kind": "kinds",
-}
+#: Property filters: query parameter → Filter attribute (only on layers that have the field); from the filter's table.
+PROPERTY_PARAMS = {p: f for p, f in SURFACES["api"].params.items() if f in CODE_FIELDS}
+#: The parameters of every endpoint (the items take their filter's and ``limit``/``offset`` too).
 COMMON_PARAMS = ("f", "lang")
 #: Languages of the HTML pages (``lang``).
 LANGS = ("vi", "en")
-ITEMS_PARAMS = ("bbox", "datetime", "limit", "offset", "q")
 TITLE = "gisapp — OGC API – Features"
 DESCRIPTION = ("Construction-permit dossiers, sidewalk-use permits, overlap findings and ward boundaries "
                "of Cẩm Lệ district (Đà Nẵng), in WGS84 longitude/latitude.")
-
-_DATE = r"\d{4}-\d{2}-\d{2}"
-# RFC 3339 date or date-time (the "T" and "Z" in either case, section 5.6); also "YYYY-MM-DDT" and partial
-# times, which GDAL's OAPIF driver sends.  Groups: date, hour, minute, second, offset.
-_INSTANT = re.compile(rf"^({_DATE})(?:[Tt](?:(\d{{2}})(?::(\d{{2}})(?::(\d{{2}})(?:\.\d+)?)?)?)?"
-                      r"([Zz]|[+-]\d{2}:?\d{2})?)?$")
-#: The district's time zone: UTC+7 all year (Asia/Ho_Chi_Minh); a date-time is compared by its day there.
-LOCAL_TIME = dt.timezone(dt.timedelta(hours=7), "Asia/Ho_Chi_Minh")
-
-
-class OgcError(Exception):
-    """A refusal with its HTTP status and code (404 unknown collection or feature, 400 …)."""
-
-    def __init__(self, status: int, code: str, description: str):
-        super().__init__(description)
-        self.status, self.code, self.description = status, code, description
 
 
 # -- parameters ---------------------------------------------------------------
@@ -85,27 +69,13 @@ def collection_layer(collection_id: str) -> Layer:
     """The layer served as ``collection_id``, or a 404."""
     lay = LAYERS.get(collection_id)
     if lay is None:
-        raise OgcError(404, "NotFound", f"no collection {collection_id!r}; collections: {', '.join(LAYERS)}")
+        raise NotFound(f"no collection {collection_id!r}; collections: {', '.join(LAYERS)}")
     return lay
 
 
 def property_params(layer: Layer) -> list[str]:
     """The property filters ``layer`` offers (its queryables)."""
     return [p for p in PROPERTY_PARAMS if p in layer.field_names]
-
-
-def allowed_params(kind: str, layer: Layer | None = None) -> tuple[str, ...]:
-    """Query parameters an endpoint accepts: ``f``/``lang`` everywhere, more on items."""
-    if kind == "items":
-        return (*COMMON_PARAMS, *ITEMS_PARAMS, *property_params(layer))
-    return COMMON_PARAMS
-
-
-def check_params(args, allowed) -> None:
-    """400 for a parameter the API definition does not declare (/req/core/query-param-unknown)."""
-    unknown = sorted(set(args.keys()) - set(allowed))
-    if unknown:
-        raise FilterError(unknown[0], f"unknown parameter; this endpoint accepts {', '.join(allowed)}")
 
 
 def check_lang(args) -> None:
@@ -151,90 +121,6 @@ def parse_offset(text: str | None) -> int:
     if value > MAX_OFFSET:
         raise FilterError("offset", f"must be at most {MAX_OFFSET}")
     return value
-
-
-def parse_datetime(text: str) -> tuple[dt.date | None, dt.date | None]:
-    """``datetime``: an instant or an interval (``a/b``, ``../b``, ``a/..``) → (from, to) dates."""
-    parts = text.split("/")
-    if len(parts) > 2:
-        raise FilterError("datetime", f"{text!r} is neither an instant nor an interval start/end")
-    bounds = [_instant(p) if p not in ("..", "") else None for p in parts]
-    if len(parts) == 1:
-        if bounds[0] is None:
-            raise FilterError("datetime", f"{text!r} is not a date or date-time (RFC 3339)")
-        return bounds[0], bounds[0]
-    start, end = bounds
-    if start and end and start > end:
-        raise FilterError("datetime", "the interval's start is after its end")
-    return start, end
-
-
-def _instant(text: str) -> dt.date:
-    """The day of an RFC 3339 date or date-time in the district (:data:`LOCAL_TIME`).
-
-    A date is that day; a date-time with an offset (``Z``, ``+hh:mm``) is converted to UTC+7 first, so
-    ``2022-03-01T23:30:00-05:00`` is 2 March; one without an offset is taken as local time.  Hours
-    above 23, minutes above 59, seconds above 60 (a leap second) and offsets beyond ±23:59 are a 400.
-    """
-    m = _INSTANT.match(text.strip())
-    if not m:
-        raise FilterError("datetime", f"{text!r} is not a date or date-time (RFC 3339)")
-    day, hour, minute, second, offset = m.groups()
-    try:
-        date = dt.date.fromisoformat(day)
-    except ValueError:
-        raise FilterError("datetime", f"{text!r} is not a valid date") from None
-    if int(hour or 0) > 23 or int(minute or 0) > 59 or int(second or 0) > 60:
-        raise FilterError("datetime", f"{text!r} is not a valid time (hours 00-23, minutes 00-59, seconds 00-60)")
-    if offset is None or hour is None:
-        return date
-    if offset in ("Z", "z"):
-        zone = dt.UTC
-    else:
-        hours, minutes = int(offset[1:3]), int(offset[-2:])
-        if hours > 23 or minutes > 59:
-            raise FilterError("datetime", f"{text!r} has an impossible UTC offset {offset!r}")
-        zone = dt.timezone((-1 if offset[0] == "-" else 1) * dt.timedelta(hours=hours, minutes=minutes))
-    moment = dt.datetime.combine(date, dt.time(int(hour), int(minute or 0), min(int(second or 0), 59)), zone)
-    try:
-        return moment.astimezone(LOCAL_TIME).date()
-    except OverflowError:  # 0001-01-01T00:00+08:00, 9999-12-31T23:00-05:00: beyond the calendar here
-        raise FilterError("datetime", f"{text!r} lies outside the years 1-9999 in the district's time") from None
-
-
-def items_filter(layer: Layer, args, known_wards=None, personal: bool = False) -> Filter:
-    """The :class:`Filter` of an items request: bbox, datetime, q and property filters.
-
-    ``personal`` lets ``q`` search owner names too (signed-in staff).
-    """
-    values: dict = {}
-    for param in property_params(layer):
-        codes = []
-        for raw in args.getlist(param) if hasattr(args, "getlist") else [args.get(param)]:
-            for v in (raw or "").split(","):
-                v = v.strip() if param == "ward_code" else v.strip().upper()  # codes as the map takes them
-                if not v:
-                    continue
-                if param == "ward_code":
-                    if not v.isdigit() or (known_wards is not None and v not in known_wards):
-                        raise FilterError(param, f"unknown ward code {v!r}")
-                elif v not in domain.CODE_SETS[param]:
-                    known = ", ".join(domain.CODE_SETS[param])
-                    raise FilterError(param, f"unknown {param} code {v!r}; codes: {known}")
-                if v not in codes:
-                    codes.append(v)
-        values[PROPERTY_PARAMS[param]] = tuple(codes)
-    bbox = args.get("bbox")
-    if bbox is not None:
-        values["bbox"] = parse_bbox(bbox, ogc=True)
-    when = args.get("datetime")
-    if when is not None:
-        values["date_from"], values["date_to"] = parse_datetime(when)
-    q = (args.get("q") or "").strip()
-    if len(q) > 200:
-        raise FilterError("q", "search text is longer than 200 characters")
-    values["q"] = q or None
-    return Filter(**values, q_personal=personal)
 
 
 # -- links --------------------------------------------------------------------
@@ -382,13 +268,13 @@ def queryables(collection_id: str, base: str) -> dict:
 class ItemsPage:
     """One page of items: the filter, paging, the counts and the rows, with the links between pages.
 
+    ``flt`` is the request's filter (``gisapp.filters.parse_filter(args, "api", layer=…)``);
     ``fields`` are the properties served (personal ones only to signed-in staff).
     """
 
-    def __init__(self, store: Store, layer: Layer, args, base: str, *, max_items: int, fields: list[str],
-                 known_wards=None, personal: bool = False):
+    def __init__(self, store: Store, layer: Layer, flt: Filter, args, base: str, *, max_items: int, fields: list[str]):
         self.store, self.layer, self.base, self.fields = store, layer, base, list(fields)
-        self.flt = items_filter(layer, args, known_wards, personal)
+        self.flt = flt
         self.limit = parse_limit(args.get("limit"), max_items)
         self.offset = parse_offset(args.get("offset"))
         page = store.page(layer.name, self.flt, fields=self.fields, limit=self.limit, offset=self.offset)
@@ -455,7 +341,7 @@ def item_frame(store: Store, layer: Layer, feature_id: str):
     """The feature whose key is ``feature_id``, or a 404."""
     frame = store.get(layer.name, feature_id)
     if not len(frame):
-        raise OgcError(404, "NotFound", f"collection {layer.name!r} has no feature {feature_id!r}")
+        raise NotFound(f"collection {layer.name!r} has no feature {feature_id!r}")
     return frame
 
 

@@ -43,7 +43,7 @@ def export(ctx, layer, output, ward, status, procedure, channel, purpose, kind, 
         if crs and fmt != "gpkg":
             raise FilterError("crs", "only GeoPackage exports take a CRS")
         crs = exporting.parse_crs(crs) if fmt == "gpkg" else None
-        flt, _ = parse_filter(args, strict=True, personal=True)
+        flt, _ = parse_filter(args, "export", personal=True)
     except FilterError as err:
         raise click.UsageError(str(err)) from None
     store = ctx.store()

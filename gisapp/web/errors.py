@@ -1,4 +1,6 @@
-"""One JSON error shape for the API, one HTML error page for the rest."""
+"""How a refused request looks: the one JSON error shape for the API and the map's data, the HTML error page
+for the rest.  The error itself is :class:`gisapp.errors.RequestError`, raised by the core, the API and the
+views alike; store failures and Werkzeug's HTTP errors are rendered as one too."""
 
 from __future__ import annotations
 
@@ -6,23 +8,8 @@ from flask import current_app, jsonify, render_template, request
 from markupsafe import escape
 from werkzeug.exceptions import HTTPException, SecurityError
 
-from gisapp.filters import FilterError
+from gisapp.errors import RequestError
 from gisapp.store import StoreError
-
-
-class ApiError(Exception):
-    """An error with its HTTP status and an OGC-style code."""
-
-    def __init__(self, status: int, code: str, description: str):
-        super().__init__(description)
-        self.status = status
-        self.code = code
-        self.description = description
-
-
-def error_body(status: int, code: str, description: str) -> dict:
-    """The body of every JSON error: ``code``, ``description``, ``status``."""
-    return {"code": code, "description": description, "status": status}
 
 
 def _wants_json() -> bool:
@@ -32,10 +19,11 @@ def _wants_json() -> bool:
             or request.accept_mimetypes.best == "application/json")
 
 
-def _respond(status: int, code: str, description: str, *, page: bool = True):
+def _respond(err: RequestError, *, page: bool = True):
     """The JSON error, or the HTML error page (a bare one when ``page`` is false: no links can be built)."""
+    status, code, description = err.status, err.code, err.description
     if _wants_json() and request.args.get("f") != "html":
-        return jsonify(error_body(status, code, description)), status
+        return jsonify(err.body()), status
     if not page:
         body = (f"<!doctype html><meta charset=utf-8><title>{status}</title><h1>{status}</h1>"
                 f'<p class="error-description">{escape(description)}</p>')
@@ -46,26 +34,22 @@ def _respond(status: int, code: str, description: str, *, page: bool = True):
 def _untrusted_host(app):
     """The 400 for a ``Host`` header that is not in ``GISAPP_TRUSTED_HOSTS`` (no page: no URL can be built)."""
     allowed = ", ".join(app.config.get("TRUSTED_HOSTS") or ())
-    return _respond(400, "UntrustedHost",
-                    f"Tên máy chủ không được phép (GISAPP_TRUSTED_HOSTS: {allowed}). / The Host header names a "
-                    f"host this server does not answer to (GISAPP_TRUSTED_HOSTS: {allowed}).", page=False)
+    return _respond(RequestError(
+        400, "UntrustedHost", f"Tên máy chủ không được phép (GISAPP_TRUSTED_HOSTS: {allowed}). / The Host header "
+        f"names a host this server does not answer to (GISAPP_TRUSTED_HOSTS: {allowed})."), page=False)
 
 
 def init_app(app) -> None:
-    """Register the handlers: API errors, bad filters, store errors, HTTP errors."""
+    """Register the handlers: refused requests (bad parameters, unknown things), store errors, HTTP errors."""
 
-    @app.errorhandler(ApiError)
-    def _api(err: ApiError):
-        return _respond(err.status, err.code, err.description)
-
-    @app.errorhandler(FilterError)
-    def _filter(err: FilterError):
-        return _respond(400, "InvalidParameterValue", str(err))
+    @app.errorhandler(RequestError)
+    def _refused(err: RequestError):
+        return _respond(err)
 
     @app.errorhandler(StoreError)
     def _store(err: StoreError):
         app.logger.error("store error: %s", err)
-        return _respond(503, "StoreUnavailable", str(err))
+        return _respond(RequestError(503, "StoreUnavailable", str(err)))
 
     @app.errorhandler(HTTPException)
     def _http(err: HTTPException):
@@ -77,9 +61,9 @@ def init_app(app) -> None:
             limit = app.config.get("MAX_UPLOAD_MB")
             description = (f"Tệp quá lớn: tối đa {limit} MB. / The file is too large: "
                            f"the limit is {limit} MB (GISAPP_MAX_UPLOAD_MB).")
-        return _respond(err.code or 500, code, description)
+        return _respond(RequestError(err.code or 500, code, description))
 
     @app.errorhandler(Exception)
     def _unexpected(err: Exception):
         app.logger.exception("unhandled error")
-        return _respond(500, "ServerError", "internal error; the details are in the server log")
+        return _respond(RequestError(500, "ServerError", "internal error; the details are in the server log"))

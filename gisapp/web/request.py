@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
-from gisapp.filters import FilterError
+from gisapp.errors import FilterError
 from gisapp.store import Store, open_store
 from gisapp.web import auth
 
@@ -31,16 +32,18 @@ def get_store() -> Store:
     return g.store
 
 
-def known_wards(store: Store, param: str = "ward") -> set[str] | None:
-    """The store's ward codes when the request names a ward in ``param`` (once per request).
+def known_wards() -> Callable[[], set[str] | None]:
+    """The store's ward codes for the filter parser, read when it first meets a ward code (once per request).
 
-    ``None`` (no check) when no ward is asked for or the store has no wards.
+    ``None`` (no check) when the store has no wards.
     """
-    if not any(request.args.getlist(param)):
-        return None
-    if "known_wards" not in g:
-        g.known_wards = store.ward_codes() or None
-    return g.known_wards
+
+    def codes() -> set[str] | None:
+        if "known_wards" not in g:
+            g.known_wards = get_store().ward_codes() or None
+        return g.known_wards
+
+    return codes
 
 
 def get_store_for_writing() -> Store:

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import threading
-from functools import wraps
 
 import orjson
 from flask import Blueprint, Response, current_app, render_template, request
 
 from gisapp import privacy
 from gisapp.api import features as ogcapi
+from gisapp.filters import parse_filter, refuse_unknown
 from gisapp.formats.geojson import property_columns
 from gisapp.schema import LAYERS
 from gisapp.web import auth
-from gisapp.web.errors import ApiError
 from gisapp.web.request import get_lang, get_store, known_wards, public_root
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -27,8 +26,10 @@ def _prefers_html() -> bool:
     return request.accept_mimetypes.best_match([ogcapi.JSON, ogcapi.GEOJSON, ogcapi.HTML]) == ogcapi.HTML
 
 
-def _fmt(kind: str = "other", layer=None) -> str:
-    ogcapi.check_params(request.args, ogcapi.allowed_params(kind, layer))
+def _fmt(allowed: tuple[str, ...] | None = ogcapi.COMMON_PARAMS) -> str:
+    """The output format, after refusing parameters not in ``allowed`` (``None``: checked) and a bad ``lang``."""
+    if allowed is not None:
+        refuse_unknown(request.args, allowed)
     ogcapi.check_lang(request.args)
     return ogcapi.output_format(request.args, _prefers_html())
 
@@ -43,19 +44,6 @@ def _html(template: str, **context) -> Response:
 
 def _lang() -> str:
     return get_lang()
-
-
-def _ogc_errors(view):
-    """Turn the core's refusals into the API's one error shape."""
-
-    @wraps(view)
-    def wrapped(*args, **kwargs):
-        try:
-            return view(*args, **kwargs)
-        except ogcapi.OgcError as err:
-            raise ApiError(err.status, err.code, err.description) from None
-
-    return wrapped
 
 
 def _slots() -> threading.BoundedSemaphore:
@@ -78,7 +66,6 @@ def _slots() -> threading.BoundedSemaphore:
 
 @bp.get("")
 @bp.get("/")
-@_ogc_errors
 def landing():
     """The landing page."""
     fmt = _fmt()
@@ -87,7 +74,6 @@ def landing():
 
 
 @bp.get("/conformance")
-@_ogc_errors
 def conformance():
     """The conformance classes."""
     fmt = _fmt()
@@ -96,7 +82,6 @@ def conformance():
 
 
 @bp.get("/openapi")
-@_ogc_errors
 def openapi():
     """The OpenAPI 3.0 definition."""
     fmt = _fmt()
@@ -107,7 +92,6 @@ def openapi():
 
 
 @bp.get("/collections")
-@_ogc_errors
 def collections():
     """Every collection."""
     fmt = _fmt()
@@ -116,7 +100,6 @@ def collections():
 
 
 @bp.get("/collections/<collection_id>")
-@_ogc_errors
 def collection(collection_id: str):
     """One collection."""
     ogcapi.collection_layer(collection_id)
@@ -126,7 +109,6 @@ def collection(collection_id: str):
 
 
 @bp.get("/collections/<collection_id>/queryables")
-@_ogc_errors
 def queryables(collection_id: str):
     """The collection's queryable properties (JSON Schema)."""
     ogcapi.collection_layer(collection_id)
@@ -138,17 +120,17 @@ def queryables(collection_id: str):
 
 
 @bp.get("/collections/<collection_id>/items")
-@_ogc_errors
 def items(collection_id: str):
     """A page of features: GeoJSON, or an HTML table."""
     lay = ogcapi.collection_layer(collection_id)
-    fmt = _fmt("items", lay)
-    store = get_store()
     personal = auth.show_personal()
+    flt, _ = parse_filter(request.args, "api", layer=lay, known_wards=known_wards(), personal=personal)
+    fmt = _fmt(None)  # the parser refused parameters the items do not take
+    store = get_store()
     fields = privacy.visible_fields(lay, personal)
     with _slots():
-        page = ogcapi.ItemsPage(store, lay, request.args, _base(), max_items=current_app.config["MAX_ITEMS"],
-                                fields=fields, known_wards=known_wards(store, "ward_code"), personal=personal)
+        page = ogcapi.ItemsPage(store, lay, flt, request.args, _base(), max_items=current_app.config["MAX_ITEMS"],
+                                fields=fields)
         if fmt == "json":  # a page is at most MAX_ITEMS features: built whole, inside the slot
             return Response(page.geojson(), mimetype=ogcapi.GEOJSON)
     return _html("api_items.html", page=page, layer=lay, fields=fields, ids=page.ids(), rows=page.properties(),
@@ -156,7 +138,6 @@ def items(collection_id: str):
 
 
 @bp.get("/collections/<collection_id>/items/<path:feature_id>")
-@_ogc_errors
 def item(collection_id: str, feature_id: str):
     """One feature."""
     lay = ogcapi.collection_layer(collection_id)

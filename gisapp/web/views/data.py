@@ -1,17 +1,17 @@
 """``/data/…``: the JSON the map pages fetch — features by filter and viewport, counts, wards.
 
-Filters are parsed strictly: a bad value is a 400 JSON error naming it
-(``errors.py`` turns :class:`FilterError` into that).
+Filters are parsed strictly (surface ``map`` of :mod:`gisapp.filters`): a bad
+value is a 400 JSON error naming it (``errors.py`` renders the
+:class:`gisapp.errors.FilterError`); other parameters are ignored.
 """
 
 from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from gisapp.filters import FilterError, parse_filter
-from gisapp.store import Store
+from gisapp.errors import FilterError, NotFound
+from gisapp.filters import parse_filter
 from gisapp.web import auth, maps, stats
-from gisapp.web.errors import ApiError
 from gisapp.web.request import get_store, known_wards
 
 bp = Blueprint("data", __name__, url_prefix="/data")
@@ -20,10 +20,9 @@ MAP_LAYERS = ("construction_permits", "sidewalk_permits", "findings")
 GEOJSON = "application/geo+json"
 
 
-def strict_filter(store: Store):
-    """The request's filter, or :class:`FilterError` (400) for the first bad value."""
-    return parse_filter(request.args, known_wards=known_wards(store), strict=True,
-                        personal=auth.show_personal())[0]
+def strict_filter(surface: str = "map"):
+    """The request's filter as ``surface`` takes it, or :class:`FilterError` (400) for the first bad value."""
+    return parse_filter(request.args, surface, known_wards=known_wards(), personal=auth.show_personal())[0]
 
 
 def parse_zoom(text: str | None) -> int | None:
@@ -39,9 +38,9 @@ def parse_zoom(text: str | None) -> int | None:
 def layer_geojson(layer: str):
     """Features of a map layer for the filter and viewport (or per-ward counts past the cap)."""
     if layer not in MAP_LAYERS:
-        raise ApiError(404, "NotFound", f"no map layer {layer!r}; map layers: {', '.join(MAP_LAYERS)}")
+        raise NotFound(f"no map layer {layer!r}; map layers: {', '.join(MAP_LAYERS)}")
+    flt, zoom = strict_filter(), parse_zoom(request.args.get("zoom"))
     store = get_store()
-    flt, zoom = strict_filter(store), parse_zoom(request.args.get("zoom"))
     body = maps.layer_features(store, layer, flt, zoom=zoom, calendar=current_app.config["CALENDAR"],
                                cap=current_app.config.get("MAP_FEATURE_CAP", maps.FEATURE_CAP))
     return Response(body, mimetype=GEOJSON)
@@ -59,8 +58,8 @@ def wards_geojson():
 @bp.get("/count")
 def count():
     """How many construction dossiers match the filter."""
+    flt = strict_filter()
     store = get_store()
-    flt = strict_filter(store)
     return jsonify({"layer": "construction_permits", "count": store.count("construction_permits", flt)})
 
 
@@ -69,5 +68,5 @@ def permit_popup(code: str):
     """What a dossier's popup shows: fields, timeliness, linked and nearby sidewalk permits."""
     detail = stats.permit_detail(get_store(), code, current_app.config["CALENDAR"])
     if detail is None:
-        raise ApiError(404, "NotFound", f"no dossier with code {code!r}")
+        raise NotFound(f"no dossier with code {code!r}")
     return Response(maps.popup_detail(detail, auth.show_personal()), mimetype="application/json")

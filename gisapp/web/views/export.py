@@ -6,12 +6,11 @@ import datetime as dt
 
 from flask import Blueprint, Response, request, stream_with_context
 
-from gisapp.api.features import check_params
-from gisapp.filters import PARAMS, FilterError, parse_filter
+from gisapp.errors import FilterError, NotFound
+from gisapp.filters import parse_filter
 from gisapp.formats import exports as exporting
 from gisapp.schema import LAYERS
 from gisapp.web import auth
-from gisapp.web.errors import ApiError
 from gisapp.web.request import get_store, known_wards
 
 bp = Blueprint("export", __name__, url_prefix="/export")
@@ -21,19 +20,17 @@ bp = Blueprint("export", __name__, url_prefix="/export")
 def download(layer: str, fmt: str):
     """Every feature of ``layer`` matching the filter, as an attachment with a descriptive name.
 
-    Reads the map's filter (``ward status procedure channel purpose kind from to q bbox``,
-    strictly: a bad value is a 400) and ``crs`` for GeoPackage; any other parameter is a
-    400 (as on ``/api``), so a mistyped filter never exports everything.  The map hands
-    over its filter parameters only.
+    Reads the map's filter (surface ``export`` of :mod:`gisapp.filters`: ``ward status
+    procedure channel purpose kind from to q bbox``, strictly: a bad value is a 400) and
+    ``crs`` for GeoPackage; any other parameter is a 400 (as on ``/api``), so a mistyped
+    filter never exports everything.  The map hands over its filter parameters only.
     """
     if layer not in LAYERS:
-        raise ApiError(404, "NotFound", f"no layer {layer!r}; layers: {', '.join(LAYERS)}")
+        raise NotFound(f"no layer {layer!r}; layers: {', '.join(LAYERS)}")
     if fmt not in exporting.FORMATS:
-        raise ApiError(404, "NotFound", f"no export format {fmt!r}; formats: {', '.join(exporting.FORMATS)}")
-    check_params(request.args, (*PARAMS, "crs"))
+        raise NotFound(f"no export format {fmt!r}; formats: {', '.join(exporting.FORMATS)}")
+    flt, _ = parse_filter(request.args, "export", known_wards=known_wards(), personal=auth.show_personal())
     store = get_store()
-    flt, _ = parse_filter(request.args, known_wards=known_wards(store), strict=True,
-                          personal=auth.show_personal())
     crs = exporting.parse_crs(request.args.get("crs")) if fmt == "gpkg" else None
     if request.args.get("crs") and fmt != "gpkg":
         raise FilterError("crs", "only GeoPackage exports take a CRS; GeoJSON and CSV are WGS84")

@@ -9,9 +9,10 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlencode
 
-from flask import Blueprint, abort, current_app, render_template, request, url_for
+from flask import Blueprint, current_app, render_template, request, url_for
 
 from gisapp import domain, i18n, privacy
+from gisapp.errors import NotFound
 from gisapp.filters import Filter, parse_filter
 from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS, SIDEWALK_PERMITS
 from gisapp.store import Store
@@ -24,10 +25,9 @@ bp = Blueprint("pages", __name__)
 PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "q")
 
 
-def page_filter(store: Store) -> tuple[Filter, list[dict]]:
+def page_filter() -> tuple[Filter, list[dict]]:
     """The request's filter (bad values dropped, no bbox) and a warning per dropped value."""
-    flt, warnings = parse_filter(request.args, known_wards=known_wards(store), strict=False,
-                                 personal=auth.show_personal())
+    flt, warnings = parse_filter(request.args, "page", known_wards=known_wards(), personal=auth.show_personal())
     return flt.with_(bbox=None), [_warning(w) for w in warnings]
 
 
@@ -61,7 +61,7 @@ def _static_version() -> str:
 def map_page():
     """The map with the filter form, the matching count and the export link."""
     store = get_store()
-    flt, warnings = page_filter(store)
+    flt, warnings = page_filter()
     page = stats.map_page(store, flt)
     the_map = maps.main_map(bounds=page["bounds"] or maps.extent(store), wards=page["wards"],
                             params=flt.to_params(),
@@ -75,7 +75,7 @@ def map_page():
 def wards_page():
     """The ward dashboard: table, choropleth and monthly charts for the filter."""
     store = get_store()
-    flt, warnings = page_filter(store)
+    flt, warnings = page_filter()
     board = stats.dashboard(store, flt, current_app.config["CALENDAR"])
     the_map = maps.choropleth_map(bounds=stats.ward_bounds(store, board.as_of),
                                   ward_set_year=maps.ward_set_year(board.as_of),
@@ -115,7 +115,7 @@ def sidewalk_page(store: Store, permit_no: str):
     """Every field of a sidewalk permit (personal ones to signed-in staff only), its ward, map and findings."""
     detail = stats.sidewalk_detail(store, permit_no)
     if detail is None:
-        abort(404, description=i18n.text("not_found_permit", get_lang(), code=permit_no))
+        raise NotFound(i18n.text("not_found_permit", get_lang(), code=permit_no))
     the_map = maps.permit_map(detail=detail, has_findings=store.count("findings") > 0, **map_inputs(store)) \
         if detail.center else None
     shown = set(privacy.visible_fields(SIDEWALK_PERMITS, auth.show_personal()))

@@ -20,14 +20,12 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from gisapp import geo
-from gisapp.api.features import check_params
-from gisapp.filters import PARAMS
+from gisapp.errors import NotFound
 from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
 from gisapp.store import Store
 from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
 from gisapp.tiles.disk import shared_tiles
-from gisapp.web.errors import ApiError
 from gisapp.web.request import get_store, public_root
 from gisapp.web.views.data import strict_filter
 
@@ -37,7 +35,7 @@ WORLD = [-180.0, -85.0511287798066, 180.0, 85.0511287798066]
 
 def _layer(layer: str) -> str:
     if layer not in tiles.TILE_FIELDS:
-        raise ApiError(404, "NotFound", f"no vector tiles for layer {layer!r}; layers: {', '.join(tiles.TILE_FIELDS)}")
+        raise NotFound(f"no vector tiles for layer {layer!r}; layers: {', '.join(tiles.TILE_FIELDS)}")
     return layer
 
 
@@ -46,9 +44,8 @@ def tile(layer: str, z: str, x: str, y: str):
     """One tile of ``layer`` for the request's filter (204 when it is empty)."""
     _layer(layer)
     z, x, y = tiles.check_tile(z, x, y, min_zoom=tiles.MIN_ZOOM)
-    check_params(request.args, PARAMS)
+    flt = strict_filter("tiles")
     store = get_store()
-    flt = strict_filter(store)
     version = store.version()
     etag = _etag(version, f"{layer}/{z}/{x}/{y}", flt)
     if etag and etag in request.if_none_match:
@@ -108,9 +105,8 @@ def _etag(version: str | None, tile: str, flt) -> str | None:
 def tilejson(layer: str):
     """TileJSON 3.0.0 of ``layer``: the tile URL (with the request's filter), zooms, bounds and fields."""
     lay = LAYERS[_layer(layer)]
-    check_params(request.args, PARAMS)
+    params = strict_filter("tiles").with_(q_personal=False).to_params()
     store = get_store()
-    params = strict_filter(store).with_(q_personal=False).to_params()
     url = f"{public_root()}/tiles/{layer}/{{z}}/{{x}}/{{y}}.mvt" + (f"?{urlencode(params)}" if params else "")
     extent = next((i.extent for i in store.info() if i.name == layer), None)
     bounds = WORLD
