@@ -151,6 +151,7 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
     qkeys = cxb * height + cyb
     wide = (np.floor((boxes.bx1[qrows] - ox) / size).astype(np.int64) + 1) > cxb
     tall = (np.floor((boxes.by1[qrows] - oy) / size).astype(np.int64) + 1) > cyb
+    offsets: tuple[tuple[int, int], ...]
     if same:
         # each unordered pair once: the partner's cell is before ours, or the same cell with i < j
         offsets = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 0))
@@ -260,7 +261,7 @@ class WardIndex:
 
     def any_in_force(self, dates: np.ndarray) -> np.ndarray:
         """True where at least one ward is in force on the date."""
-        return self.in_force().any(axis=1)[self.epoch_of(dates)]
+        return np.any(self.in_force(), axis=1)[self.epoch_of(dates)]
 
     def assign(self, geoms: np.ndarray, dates: np.ndarray, bounds: np.ndarray | None = None):
         """Row of the ward holding the largest part of each geometry on its date, and that part's area.
@@ -315,8 +316,8 @@ class WardIndex:
 
     def _classify_cells(self, wb, ox, oy, size, cells, in_force) -> np.ndarray:
         """``(n_epochs, cells²)``: the ward in force wholly containing each cell, or -1."""
-        gx, gy = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
-        gx, gy = gx.ravel(), gy.ravel()
+        grid_x, grid_y = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
+        gx, gy = grid_x.ravel(), grid_y.ravel()
         pad = 1e-6 * max(1.0, size)
         boxes = shapely.box(ox + gx * size - pad, oy + gy * size - pad,
                             ox + (gx + 1) * size + pad, oy + (gy + 1) * size + pad)
@@ -347,10 +348,10 @@ class WardIndex:
         area = np.full(n, np.nan)
         wb = shapely.bounds(self.geoms).reshape(-1, 4)
         ks, ii = [], []
-        for k in range(len(self)):
-            hit = np.flatnonzero(in_force[epoch, k] & (bounds[:, 0] <= wb[k, 2]) & (bounds[:, 2] >= wb[k, 0])
-                                 & (bounds[:, 1] <= wb[k, 3]) & (bounds[:, 3] >= wb[k, 1]))
-            ks.append(np.full(len(hit), k, dtype=np.int64))
+        for w in range(len(self)):
+            hit = np.flatnonzero(in_force[epoch, w] & (bounds[:, 0] <= wb[w, 2]) & (bounds[:, 2] >= wb[w, 0])
+                                 & (bounds[:, 1] <= wb[w, 3]) & (bounds[:, 3] >= wb[w, 1]))
+            ks.append(np.full(len(hit), w, dtype=np.int64))
             ii.append(hit)
         k, i = np.concatenate(ks), np.concatenate(ii)
         inside = shapely.contains(self.geoms[k], geoms[i])

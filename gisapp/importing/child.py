@@ -160,6 +160,7 @@ def main() -> None:
     os.dup2(2, 1)  # whatever a library prints goes to stderr; stdout carries the answer alone
     job = Job(**request["job"])
     name = os.path.basename(job.path)
+    answer: dict[str, object]  # one key: summary, failure, store_error or crash
     try:
         _limit(request["memory_mb"], request["seconds"])
         answer = {"summary": asdict(Summary.of(_work(job)))}

@@ -272,7 +272,10 @@ def _outside_area_of_use(geoms: np.ndarray) -> int:
     present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
     if not present.any():
         return 0
-    lon1, lat1, lon2, lat2 = CRS.from_epsg(5899).area_of_use.bounds
+    area = CRS.from_epsg(5899).area_of_use
+    if area is None:  # PROJ's database gives EPSG:5899 one; without it the check cannot be made
+        raise RuntimeError("PROJ's database has no area of use for EPSG:5899")
+    lon1, lat1, lon2, lat2 = area.bounds
     box = geo.transform([shapely.segmentize(shapely.box(lon1, lat1, lon2, lat2), 0.1)], "EPSG:4326", STORE_CRS)[0]
     box = shapely.buffer(shapely.envelope(box), 50_000)
     bounds = shapely.bounds(geoms[present])
@@ -586,16 +589,17 @@ def prepare_import(layer: str, source: Source, *, calendar: domain.Calendar, par
         else pd.Series([None] * n, dtype=object)
     refs = resolve_wards(ward_col, index, dates)
 
-    if source.kind == "vector":
+    if source.geometry is not None:  # a vector source (kind "vector")
         geoms, note, crs_warnings = to_store_crs(source.geometry, source.crs, user_crs, source.path.name)
         warnings += crs_warnings
         detail = ", ".join(x for x in (source.detail, f"CRS {note}") if x)
         has_geometry = np.ones(n, dtype=bool)
     else:
-        geoms, has_geometry, join_warnings = _parcel_geometries(lay, source, frame, match, parcels, refs, dates,
+        parcel_source = _parcels_for(lay, source, parcels)
+        geoms, has_geometry, join_warnings = _parcel_geometries(lay, frame, match, parcel_source, refs, dates,
                                                                 index, user_crs, mapping, problems)
         warnings += join_warnings
-        detail = ", ".join(x for x in (source.detail, f"parcels from {parcels.path.name}") if x)
+        detail = ", ".join(x for x in (source.detail, f"parcels from {parcel_source.path.name}") if x)
 
     check = check_geometries(geoms)
     geoms = check.geoms
@@ -673,17 +677,22 @@ def _parse_fields(layer: Layer, frame: pd.DataFrame, match, problems: _Problems)
     return values
 
 
-def _parcel_geometries(layer: Layer, source: Source, frame: pd.DataFrame, match, parcels: Source | None,
+def _parcels_for(layer: Layer, source: Source, parcels: Source | None) -> Source:
+    """The parcels file a table ``source`` needs for its polygons; refused for other layers or when missing."""
+    if layer.name != "construction_permits":
+        raise ImportFailure("import_needs_polygons", layer=layer.name, name=source.path.name)
+    if parcels is None:
+        raise ImportFailure("import_needs_parcels", name=source.path.name)
+    return parcels
+
+
+def _parcel_geometries(layer: Layer, frame: pd.DataFrame, match, parcels: Source,
                        refs: WardRefs, dates: np.ndarray, index: WardRecords, user_crs, mapping,
                        problems: _Problems) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Polygons of a table's rows from the parcels they name; rows without one are recorded.
 
     Returns the geometries, the mask of rows that got one, and warnings.
     """
-    if layer.name != "construction_permits":
-        raise ImportFailure("import_needs_polygons", layer=layer.name, name=source.path.name)
-    if parcels is None:
-        raise ImportFailure("import_needs_parcels", name=source.path.name)
     n = len(frame)
     table = build_parcels(parcels, index, user_crs, mapping)
     warnings = list(table.warnings)
@@ -714,7 +723,7 @@ def _settle_wards(layer: Layer, values: dict, refs: WardRefs, ward_col: pd.Serie
     """
     n = len(geoms)
     warnings = []
-    derived = derive_wards(np.where(usable, geoms, None), dates, index)
+    derived = derive_wards(np.where(usable, geoms, np.array(None, dtype=object)), dates, index)
     declared = refs.codes
     if len(index):
         problems.add(usable & pd.isna(derived), OUTSIDE_WARDS, "ward_code", None,
@@ -769,7 +778,7 @@ def _computed_fields(layer: Layer, values: dict, frame: pd.DataFrame, match, geo
             problems.add(early & ~problems.covered("completed_on"), END_BEFORE_START, "completed_on",
                          frame[match.columns["completed_on"]], "completed before it was received")
     elif layer.name == "sidewalk_permits":
-        areas = np.where(usable, shapely.area(np.where(usable, geoms, None)), np.nan)
+        areas = np.where(usable, shapely.area(np.where(usable, geoms, np.array(None, dtype=object))), np.nan)
         values["used_area_m2"] = pd.Series(np.round(areas.astype(float), 2))
     return warnings
 

@@ -327,7 +327,7 @@ def check_shapefile(path: Path, limits: ReadLimits = NO_LIMITS) -> None:
 def _shapefile_parts(path: Path) -> dict[str, Path]:
     """The files beside ``path`` with its name and a Shapefile part's suffix (any case), by suffix."""
     stem = path.stem.casefold()
-    parts = {}
+    parts: dict[str, Path] = {}
     for sibling in path.parent.iterdir():
         suffix = sibling.suffix.lower()
         if suffix in SHAPEFILE_PARTS and sibling.stem.casefold() == stem and sibling.is_file():
@@ -373,18 +373,19 @@ def unpack_zip(path: Path, folder: Path, max_bytes: int | None = None) -> Path:
     by the zip's headers first, then while unpacking (headers can lie).
     """
     name = path.name
+    limit_mb = None if max_bytes is None else max_bytes >> 20
     try:
         with zipfile.ZipFile(path) as zf:
             parts = _zip_dataset(zf, name)
             if max_bytes is not None and sum(m.file_size for m in parts.values()) > max_bytes:
-                raise ImportFailure("import_unpacks_too_big", name=name, limit=max_bytes >> 20)
+                raise ImportFailure("import_unpacks_too_big", name=name, limit=limit_mb)
             stem = Path(safe_name(_member_path(parts[next(iter(parts))]).name)).stem
             budget = max_bytes
             for suffix, member in parts.items():
                 with zf.open(member) as src, open(folder / f"{stem}{suffix}", "xb") as dst:
                     budget = _copy_within(src, dst, budget)
                 if budget is not None and budget < 0:
-                    raise ImportFailure("import_unpacks_too_big", name=name, limit=max_bytes >> 20)
+                    raise ImportFailure("import_unpacks_too_big", name=name, limit=limit_mb)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, RuntimeError, NotImplementedError, EOFError, OSError,
             zlib.error) as err:
         raise ImportFailure("import_zip_bad", name=name, detail=_gdal_detail(err)) from None
@@ -507,6 +508,7 @@ def decode_text(data: bytes, name: str = "file") -> tuple[str, str]:
 
     Returns the text and the encoding used.
     """
+    candidates: tuple[str, ...]
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         candidates = ("utf-16",)
     else:
@@ -524,7 +526,7 @@ def _delimiter(text: str) -> str:
     """The likeliest field delimiter of a CSV text: comma, semicolon, tab or bar."""
     sample = [line for line in text[:20000].splitlines() if line.strip()][:10]
     counts = {d: sum(line.count(d) for line in sample) for d in (",", ";", "\t", "|")}
-    best = max(counts, key=counts.get)
+    best = max(counts, key=counts.__getitem__)
     return best if counts[best] else ","
 
 
@@ -592,7 +594,7 @@ def xlsx_sheet_names(path: Path) -> list[str]:
             if rel.get("Type", "").endswith("/officeDocument"):
                 target = rel.get("Target", target).lstrip("/")
         book = ET.fromstring(zf.read(target))
-    return [el.get("name") for el in book.iter() if el.tag.endswith("}sheet") or el.tag == "sheet"]
+    return [el.get("name", "") for el in book.iter() if el.tag.endswith("}sheet") or el.tag == "sheet"]
 
 
 def _pick_sheet(path: Path, names: list[str], sheet: str | None) -> str:
@@ -667,7 +669,8 @@ def _header_row(cells: pd.DataFrame, blank: np.ndarray, header_keys) -> int | No
 
 def _column_names(header) -> list[str]:
     """Header cells as unique column names (blank cells become ``column_N``)."""
-    names, seen = [], {}
+    names: list[str] = []
+    seen: dict[str, int] = {}
     for i, value in enumerate(header, start=1):
         name = "" if _blank(value) else unicodedata.normalize("NFC", str(value)).strip()
         name = " ".join(name.split()) or f"column_{i}"

@@ -206,7 +206,7 @@ def match_columns(columns, aliases: dict[str, list[tuple[int, str]]],
     reported.
     """
     columns = [str(c) for c in columns]
-    by_key = {}
+    by_key: dict[str, str] = {}
     for c in columns:
         by_key.setdefault(key(c), c)
     chosen: dict[str, tuple[int, int, str]] = {}  # field -> (rank, position, column)
@@ -592,7 +592,7 @@ class WardRecords:
         """Number of ward records."""
         return len(self.codes)
 
-    def in_force(self, i: int, dates: np.ndarray | None) -> np.ndarray:
+    def in_force(self, i: int | np.integer, dates: np.ndarray | None) -> np.ndarray:
         """Mask of ``dates`` at which ward record ``i`` is in force (dates inclusive).
 
         A missing date counts as "now": only wards without an end date.

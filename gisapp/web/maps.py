@@ -20,7 +20,7 @@ import folium
 import numpy as np
 import orjson
 import shapely
-from branca.element import MacroElement
+from branca.element import Figure, MacroElement
 from folium import plugins
 from folium.elements import JSCSSMixin
 from jinja2 import Template
@@ -278,7 +278,9 @@ def _new_map(tiles: str, lang: str, center, zoom: int, *, controls: bool = True)
 
 
 def _group(m, name: str, show: bool = True) -> folium.FeatureGroup:
-    return folium.FeatureGroup(name=name, show=show).add_to(m)
+    group = folium.FeatureGroup(name=name, show=show)
+    group.add_to(m)
+    return group
 
 
 def js_config(lang: str, *, mode: str, root: str = "", **extra) -> dict:
@@ -286,7 +288,7 @@ def js_config(lang: str, *, mode: str, root: str = "", **extra) -> dict:
     code_sets = ("status", "procedure", "work_category", "channel", "purpose", "kind", "timeliness")
     labels = {name: {c.code: c.label(lang) for c in domain.CODE_SETS[name].values()} for name in code_sets}
     colors = {name: {c.code: c.color for c in domain.CODE_SETS[name].values()} for name in code_sets}
-    fields = {}
+    fields: dict[str, str] = {}
     for lay in LAYERS.values():
         for f in lay.fields:
             fields.setdefault(f.name, f.label(lang))
@@ -330,6 +332,8 @@ def render(m: folium.Map, background: str, preload: list[str] | None = None) -> 
     m.default_js = [(name, url) for name, url in m.default_js if name in MAP_JS]
     m.default_css = [(name, url) for name, url in m.default_css if name in MAP_CSS]
     root = m.get_root()
+    if not isinstance(root, Figure):  # folium.Map puts itself in a Figure when made
+        raise TypeError(f"the map's root is a {type(root).__name__}, not a Figure")
     root.render()
     return MapPage(Markup(root.header.render()), Markup(root.html.render()), Markup(root.script.render()),
                    background, preload or [])
@@ -381,6 +385,8 @@ def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], par
 def permit_map(*, tiles: str, lang: str, detail: stats.PermitDetail | stats.SidewalkDetail, has_findings: bool,
                root: str = "", script_url: str = "/static/map.js") -> MapPage:
     """The small map of a dossier's or sidewalk permit's page: it, the parcels around, sidewalk permits, findings."""
+    if detail.center is None or detail.bbox is None:
+        raise ValueError("a permit without geometry has no map")
     t = i18n.translator(lang)
     m, background = _new_map(tiles, lang, detail.center, 18)
     x1, y1, x2, y2 = detail.bbox

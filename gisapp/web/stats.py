@@ -424,7 +424,7 @@ def sidewalk_detail(store: Store, permit_no: str, neighbours_m: float = 60.0) ->
         record=record, ward_name=names.get(record.get("ward_code") or ""),
         center=(center.y, center.x) if center is not None else None,
         bbox=_wgs84_bbox(geom, neighbours_m) if center is not None else None,
-        dossier_exists=bool(dossier) and len(store.get(PERMITS, dossier)) > 0,
+        dossier_exists=bool(dossier and len(store.get(PERMITS, dossier)) > 0),
         findings=_records(found),
     )
 

@@ -61,11 +61,14 @@ def admin():
 @auth.require("admin")
 def sign_out_everywhere():
     """End every session of one account (a lost laptop, a cookie copied off a shared computer)."""
+    admin = auth.current_user()
+    if admin is None:  # @auth.require let no one else in; never audit an action without its author
+        abort(401)
     name = request.form.get("username", "")
     accounts = auth.get_accounts()
     try:
         accounts.sign_out_everywhere(name)
     except AccountError as err:
         abort(400, str(err))
-    accounts.audit(auth.current_user().username, "signed out everywhere", detail=name)
+    accounts.audit(admin.username, "signed out everywhere", detail=name)
     return redirect(url_for("auth.admin"))
