@@ -47,6 +47,14 @@ def current_user() -> User | None:
     return g.user
 
 
+def signed_in_user() -> User:
+    """The signed-in user of a view behind :func:`require` (401 if there is none: nothing is done without its author)."""
+    user = current_user()
+    if user is None:
+        abort(401)
+    return user
+
+
 def sign_in(user: User) -> None:
     """Start a fresh session for ``user``: a new row in the accounts file, its token in the cookie."""
     session.clear()

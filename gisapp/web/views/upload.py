@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
 
-from gisapp.accounts import User
 from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure
 from gisapp.web import auth, uploads
 from gisapp.web.request import get_lang
@@ -14,14 +13,6 @@ bp = Blueprint("upload", __name__)
 
 def _root():
     return current_app.config["UPLOADS"]
-
-
-def _officer() -> User:
-    """The signed-in user of a view behind :func:`auth.require` (401 if there is none, never an anonymous import)."""
-    user = auth.current_user()
-    if user is None:
-        abort(401)
-    return user
 
 
 def _run(pending: uploads.Pending, dry_run: bool):
@@ -73,7 +64,7 @@ def check():
     try:
         pending = uploads.save(_root(), request.files.get("file"), layer=f.get("layer", ""),
                                mode=f.get("mode", "upsert"), sheet=f.get("sheet"), crs=f.get("crs"),
-                               user=_officer().username, parcels=request.files.get("parcels"),
+                               user=auth.signed_in_user().username, parcels=request.files.get("parcels"),
                                quota=uploads.Quota(config["UPLOAD_QUOTA_MB"], config["UPLOADS_TOTAL_MB"]))
     except ImportFailure as err:
         return _form(err, 400)
@@ -101,7 +92,7 @@ def rejects(token: str):
 @auth.require("officer")
 def confirm(token: str):
     """Import the checked upload, record who uploaded and who confirmed it in the audit log, show the result."""
-    officer = _officer()  # before importing: no import without its author in the audit log
+    officer = auth.signed_in_user()  # before importing: no import without its author in the audit log
     pending = _pending(token, missing_status=400)
     try:
         report = _run(pending, dry_run=False)
