@@ -48,7 +48,7 @@ def current_user() -> User | None:
 
 
 def signed_in_user() -> User:
-    """The signed-in user of a view behind :func:`require` (401 if there is none: nothing is done without its author)."""
+    """The signed-in user of a view behind :func:`require` (401 if none: nothing is done without its author)."""
     user = current_user()
     if user is None:
         abort(401)
