@@ -284,7 +284,8 @@ def staff_app(store, tmp_path):
     from gisapp.accounts import Accounts
 
     Accounts(tmp_path / "acc.sqlite").add("lan", PASSWORD, "viewer")
-    return create_app({"STORE": _url(store), "TESTING": True, "BASEMAP": "none", "ACCOUNTS": str(tmp_path / "acc.sqlite")})
+    return create_app({"STORE": _url(store), "TESTING": True, "BASEMAP": "none",
+                       "ACCOUNTS": str(tmp_path / "acc.sqlite")})
 
 
 def signed_in(app):

@@ -242,10 +242,10 @@ def collection(store: Store, collection_id: str, base: str) -> dict:
 def queryables(collection_id: str, base: str) -> dict:
     """The queryable properties of a collection as a JSON Schema."""
     lay = collection_layer(collection_id)
-    props = {}
+    props: dict[str, dict] = {}
     for param in property_params(lay):
         field = lay.field(param)
-        entry = {"title": field.en, "description": field.vi, "type": "string"}
+        entry: dict[str, object] = {"title": field.en, "description": field.vi, "type": "string"}
         if field.codes:
             entry["enum"] = list(domain.CODE_SETS[field.codes])
         props[param] = entry
@@ -305,7 +305,7 @@ class ItemsPage:
         return {
             "numberMatched": self.matched,
             "numberReturned": self.returned,
-            "timeStamp": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "timeStamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "links": self.links(fmt),
         }
 
@@ -383,7 +383,7 @@ def _parameters(max_items: int) -> dict:
     }
     for name in PROPERTY_PARAMS:
         field = next(lay.field(name) for lay in LAYERS.values() if name in lay.field_names)
-        items = {"type": "string", "pattern": "^[0-9]+$"} if name == "ward_code" else \
+        items = {"type": "string", "pattern": "^[0-9]+$"} if name == "ward_code" or not field.codes else \
             {"type": "string", "enum": list(domain.CODE_SETS[field.codes])}
         params[name] = _param(name, {"type": "array", "items": items},
                               f"{field.en} ({field.vi}): one or more codes, comma-separated; an unknown code "

@@ -30,7 +30,7 @@ from gisapp.schema import LAYERS
 @pass_ctx
 def export(ctx, layer, output, ward, status, procedure, channel, purpose, kind, date_from, date_to, q, bbox, crs):
     """Export LAYER, filtered like the map, to a GeoJSON, CSV or GeoPackage file."""
-    args = MultiDict()
+    args: MultiDict[str, str] = MultiDict()
     for name, values in (("ward", ward), ("status", status), ("procedure", procedure), ("channel", channel),
                          ("purpose", purpose), ("kind", kind)):
         for v in values:

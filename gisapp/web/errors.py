@@ -55,7 +55,7 @@ def init_app(app) -> None:
     def _http(err: HTTPException):
         if isinstance(err, SecurityError):
             return _untrusted_host(app)
-        code = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}.get(err.code, "HTTPError")
+        code = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}.get(err.code or 500, "HTTPError")
         description = err.description or err.name
         if err.code == 413:
             limit = app.config.get("MAX_UPLOAD_MB")

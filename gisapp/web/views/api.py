@@ -56,7 +56,7 @@ def _slots() -> threading.BoundedSemaphore:
     wait here, without competing; ``gisapp serve --workers N`` runs N
     processes to use N cores.
     """
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxy's app, kept per process
     slots = app.extensions.get("gisapp.api_slots")
     if slots is None:
         size = int(app.config.get("API_CONCURRENCY") or 1)

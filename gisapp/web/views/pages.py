@@ -53,7 +53,7 @@ def map_inputs(store: Store) -> dict:
 def _static_version() -> str:
     import os
 
-    path = os.path.join(current_app.static_folder, "map.js")
+    path = os.path.join(current_app.static_folder or "", "map.js")
     return str(int(os.path.getmtime(path))) if os.path.exists(path) else "0"
 
 

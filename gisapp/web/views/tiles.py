@@ -43,7 +43,11 @@ def _layer(layer: str) -> str:
 def tile(layer: str, z: str, x: str, y: str):
     """One tile of ``layer`` for the request's filter (204 when it is empty)."""
     _layer(layer)
-    z, x, y = tiles.check_tile(z, x, y, min_zoom=tiles.MIN_ZOOM)
+    return _tile(layer, *tiles.check_tile(z, x, y, min_zoom=tiles.MIN_ZOOM))
+
+
+def _tile(layer: str, z: int, x: int, y: int) -> Response:
+    """:func:`tile` once its address is checked (the URL's text made numbers)."""
     flt = strict_filter("tiles")
     store = get_store()
     version = store.version()
@@ -84,7 +88,7 @@ def _shared_tile(store: Store, version: str | None, flt, layer: str, z: int, x: 
 
 def _cache() -> tiles.TileCache:
     """This app's tile cache (``TILE_CACHE_MB`` per server process)."""
-    app = current_app._get_current_object()
+    app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxy's app, kept per process
     cache = app.extensions.get("gisapp.tile_cache")
     if cache is None:
         cache = app.extensions.setdefault("gisapp.tile_cache",
