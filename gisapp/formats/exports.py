@@ -89,8 +89,9 @@ def _combine(col):
 # -- GeoJSON ------------------------------------------------------------------
 
 def geojson_chunks(store, layer: str, flt: Filter | None, fields: list[str]) -> Iterator[bytes]:
-    """An RFC 7946 FeatureCollection, one chunk per batch."""
-    return geojson.collection_chunks(batches(store, layer, flt, fields), get_layer(layer), fields)
+    """An RFC 7946 FeatureCollection, one chunk per batch, with each row's stored GeoJSON geometry (as API pages)."""
+    tables = store.iter_arrow(layer, flt, fields=fields, batch_size=BATCH_SIZE, geometry="geojson")
+    return geojson.collection_chunks(tables, get_layer(layer), fields)
 
 
 # -- CSV ----------------------------------------------------------------------

@@ -243,7 +243,16 @@ def _batch_parts(batch, layer: Layer, fields: list[str] | None, extra: dict | No
     for name, values in (extra or {}).items():
         props[name] = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else arrow_column(pd.Series(values))
     ids = pc.cast(ids, pa.string())
-    return ids, geometry_texts(geoms), props
+    return ids, _texts_of(geoms), props
+
+
+def _texts_of(geoms) -> pa.StringArray:
+    """GeoJSON geometry texts: text as it comes (the stores' stored GeoJSON), else made by :func:`geometry_texts`."""
+    if isinstance(geoms, (pa.Array, pa.ChunkedArray)) and (pa.types.is_string(geoms.type)
+                                                          or pa.types.is_large_string(geoms.type)):
+        geoms = geoms.combine_chunks() if isinstance(geoms, pa.ChunkedArray) else geoms
+        return geoms.cast(pa.string())
+    return geometry_texts(geoms)
 
 
 def batch_json(batch, layer: Layer, fields: list[str] | None = None, extra: dict | None = None) -> bytes:
@@ -290,25 +299,19 @@ def rows_collection(rows: list[tuple], fields: list[str], members: dict | None =
     """A FeatureCollection of ``(key, *fields, geometry)`` rows (:class:`gisapp.store.Page` rows).
 
     For pages of the API (up to thousands of rows) this beats the column-wise
-    path: the geometry texts are the stored ones (or made in one vectorised
-    pass from WKB), then orjson writes the features with those texts
-    embedded as fragments.  Values are
-    written as :func:`json_values` writes them (floats keep their shortest
-    round-trip text, dates ISO, NaN ``null``).
+    path: the geometry texts are the stored ones, which orjson writes into
+    the features as fragments.  Values are written as :func:`json_values`
+    writes them (floats keep their shortest round-trip text, dates ISO, NaN
+    ``null``).
     """
     head = b'{"type":"FeatureCollection"'
     for key, value in (members or {}).items():
         head += b"," + orjson.dumps(key) + b":" + orjson.dumps(value)
     if not rows:
         return head + b',"features":[]}'
-    geoms = [r[-1] for r in rows]
-    computed = [i for i, g in enumerate(geoms) if not isinstance(g, str)]  # WKB: rows from before the column
-    if computed:
-        for i, text in zip(computed, geometry_texts(pa.array([geoms[i] for i in computed], pa.binary())).to_pylist()):
-            geoms[i] = text
     n = len(fields)
-    features = [{"type": "Feature", "id": str(r[0]), "geometry": orjson.Fragment(g),
-                 "properties": dict(zip(fields, r[1:n + 1]))} for r, g in zip(rows, geoms)]
+    features = [{"type": "Feature", "id": str(r[0]), "geometry": orjson.Fragment(r[-1]),
+                 "properties": dict(zip(fields, r[1:n + 1]))} for r in rows]
     return head + b',"features":' + orjson.dumps(features, option=orjson.OPT_SERIALIZE_NUMPY) + b"}"
 
 
