@@ -190,7 +190,7 @@ def bench_export(store: Path, fmt: str, repeat: int = 3) -> dict:
 # -- 2. API pages under concurrent load ----------------------------------------
 
 def serve(store: Path, port: int) -> subprocess.Popen:
-    code = ("import sys, waitress; from gisapp import create_app; "
+    code = ("import sys, waitress; from gisapp.web.app import create_app; "
             f"sys.setswitchinterval({SWITCH_INTERVAL}); "
             f"waitress.serve(create_app({{'STORE': {str(store)!r}, 'BASEMAP': 'none'}}), host='127.0.0.1', "
             f"port={port}, threads={CLIENTS}, ident='bench', _quiet=True)")

@@ -205,3 +205,111 @@ def test_serializer_handles_holes_orientation_missing_values_and_escapes():
     assert [f["properties"]["received_on"] for f in feats] == ["2022-01-03", None, "2022-02-01", "2022-03-01"]
     assert feats[0]["geometry"]["type"] == "Polygon" and len(feats[0]["geometry"]["coordinates"]) == 2
     assert feats[2]["geometry"]["type"] == "MultiPolygon" and feats[3]["geometry"] is None
+
+
+# -- GeoJSON served as stored ---------------------------------------------------------
+
+def _export(store, layer, flt, fields) -> bytes:
+    """The GeoJSON export of ``layer`` as one text."""
+    return b"".join(exporting.geojson_chunks(store, layer, flt, fields))
+
+
+@pytest.mark.parametrize("backend", ["gpkg", "postgis"])
+def test_geojson_export_serves_the_stored_geometry_text(backend, tmp_path, request):
+    """Like API pages, the export writes each row's stored GeoJSON text, not one computed again."""
+    from tests.helpers import permits
+    from tests.stores import new_store
+
+    store = new_store(backend, tmp_path, request)
+    store.write({"construction_permits": permits(12)}, meta={"as_of": "2022-07-08"})
+    page = store.page("construction_permits", fields=["status"], limit=100)
+    stored = {r[0]: r[-1] for r in page.rows}
+    marker = stored["XD-0002"].replace('"MultiPolygon"', '"MultiPolygon" ')  # same shape, other bytes
+    _set_stored_geojson(store, "XD-0002", marker)
+    body = _export(store, "construction_permits", None, ["dossier_code", "status"])
+    assert b'"geometry":' + marker.encode() + b',"properties"' in body
+    for key, text in stored.items():
+        if key != "XD-0002":
+            assert b'"id":"' + key.encode() + b'","geometry":' + text.encode() + b',"properties"' in body
+
+
+def _set_stored_geojson(store, key: str, text: str | None) -> None:
+    import sqlite3
+
+    from gisapp.store.base import GEOJSON_COLUMN
+    from gisapp.store.gpkg import GeoPackageStore
+
+    if isinstance(store, GeoPackageStore):
+        with sqlite3.connect(store.path) as con:
+            for name in ("ST_IsEmpty", "ST_MinX", "ST_MaxX", "ST_MinY", "ST_MaxY"):  # named by GDAL's R-tree triggers
+                con.create_function(name, 1, lambda geom: None)  # (which do not run: the geometry is unchanged)
+            con.execute(f"UPDATE construction_permits SET {GEOJSON_COLUMN} = ? WHERE dossier_code = ?", [text, key])
+    else:
+        with store.connection() as con:
+            con.execute(f"UPDATE construction_permits SET {GEOJSON_COLUMN} = %s WHERE dossier_code = %s", [text, key])
+
+
+def test_export_geojson_equals_the_api_features(client, demo_store):
+    """The same filter gives the same features, byte for byte in the geometry, from the export and the API."""
+    ward = ward_of(demo_store)
+    _, _, body = download(client, f"/export/construction_permits.geojson?ward={ward}&status=PROCESSING")
+    r = client.get(f"/api/collections/construction_permits/items?ward_code={ward}&status=PROCESSING&limit=10000")
+    assert r.status_code == 200
+    exported, served = orjson.loads(body)["features"], orjson.loads(r.get_data())["features"]
+    assert [f["id"] for f in exported] == [f["id"] for f in served] and len(served) > 3
+    for a, b in zip(exported, served, strict=True):
+        assert a["geometry"] == b["geometry"]
+        assert a["properties"] == {k: v for k, v in b["properties"].items() if k in a["properties"]}
+    geometries = re.findall(rb'"geometry":(\{.*?\}),"properties"', r.get_data())
+    assert len(geometries) == len(served) and all(g in body for g in geometries)
+
+
+def test_geopackage_written_without_stored_geojson_is_filled_on_opening(tmp_path):
+    """A store file from before the GeoJSON column: opened once, it gets the column, as a fresh write has it."""
+    import sqlite3
+
+    from gisapp.store.base import GEOJSON_COLUMN
+    from gisapp.store.gpkg import GeoPackageStore
+    from tests.helpers import permits
+
+    fresh_path, old_path = tmp_path / "fresh.gpkg", tmp_path / "old.gpkg"
+    frames = {"construction_permits": permits(30)}
+    GeoPackageStore(fresh_path, must_exist=False).write(frames, meta={"as_of": "2022-07-08"})
+    GeoPackageStore(old_path, must_exist=False).write(frames, meta={"as_of": "2022-07-08"})
+    with sqlite3.connect(old_path) as con:
+        for layer in schema.LAYERS:
+            con.execute(f'ALTER TABLE "{layer}" DROP COLUMN {GEOJSON_COLUMN}')
+    fields = privacy.visible_fields(schema.CONSTRUCTION_PERMITS, False)
+    flt = Filter(statuses=("PROCESSING", "RETURNED"))
+    fresh, old = GeoPackageStore(fresh_path), GeoPackageStore(old_path)  # opening fills the column
+    with sqlite3.connect(old_path) as con:
+        columns = {r[1]: r[3] for r in con.execute("PRAGMA table_info(construction_permits)")}
+    assert columns[GEOJSON_COLUMN] == 1  # NOT NULL
+    for store in (fresh, old):
+        assert store.meta() == {"as_of": "2022-07-08"} and store.count("construction_permits") == 30
+    assert _export(old, "construction_permits", flt, fields) == _export(fresh, "construction_permits", flt, fields)
+    assert old.page("construction_permits", flt, fields=fields, limit=100) == \
+        fresh.page("construction_permits", flt, fields=fields, limit=100)
+    signature = old.version()
+    GeoPackageStore(old_path)  # once: the next opening finds nothing to do
+    assert old.version() == signature
+
+
+def test_geopackage_that_cannot_be_brought_up_to_date_says_so(tmp_path):
+    import sqlite3
+
+    from gisapp.store import StoreError
+    from gisapp.store.base import GEOJSON_COLUMN
+    from gisapp.store.gpkg import GeoPackageStore
+    from tests.helpers import permits
+
+    path = tmp_path / "old.gpkg"
+    GeoPackageStore(path, must_exist=False).write({"construction_permits": permits(3)})
+    with sqlite3.connect(path) as con:
+        con.execute(f"ALTER TABLE construction_permits DROP COLUMN {GEOJSON_COLUMN}")
+    (tmp_path / ".old.gpkg.lock").unlink()
+    (tmp_path / ".old.gpkg.lock").mkdir()  # the writers' lock cannot be taken (as in a read-only folder)
+    with pytest.raises(StoreError, match=r"old.gpkg was written by an older gisapp \(layers construction_permits "
+                                         r"lack the stored GeoJSON\) and could not be brought up to date: .*"
+                                         r"open it once with write access"):
+        GeoPackageStore(path)

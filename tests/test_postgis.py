@@ -245,6 +245,37 @@ def test_migrated_tables_match_the_layer_schema(pg):
             assert geom == (5899, layer.geometry.upper())
 
 
+def test_upgrade_to_6_fills_the_stored_geojson_as_a_fresh_write_does(pg, pg_url):
+    """Schema 5, rows lacking their GeoJSON; upgraded, API pages and exports give the bytes of a fresh write."""
+    from gisapp.formats import exports
+
+    pg.write(frames(), meta={"as_of": "2022-07-08"})
+    flt = Filter(statuses=("PROCESSING", "RETURNED"))
+    layers = ["wards", "construction_permits", "sidewalk_permits"]
+    fields = {name: schema.LAYERS[name].field_names for name in layers}
+
+    def served():
+        return {name: (pg.page(name, flt if name != "wards" else None, fields=fields[name][1:], limit=1000),
+                       b"".join(exports.geojson_chunks(pg, name, flt if name != "wards" else None, fields[name])))
+                for name in layers}
+
+    fresh = served()
+    with pg.connection() as con:
+        for name in schema.LAYERS:  # back to schema 5: the column nullable, empty in rows written before it
+            con.execute(f"ALTER TABLE {name} ALTER COLUMN geometry_geojson DROP NOT NULL")
+            con.execute(f"UPDATE {name} SET geometry_geojson = NULL")
+        con.execute("DELETE FROM schema_version WHERE version > 5")
+    postgis.close_pool(pg_url)
+    with pytest.raises(StoreError, match="schema version 5, this gisapp needs 6; run 'gisapp db upgrade'"):
+        PostGISStore(pg_url)
+    assert [m.version for m in pg.upgrade()] == [6]
+    assert served() == fresh
+    with pg.connection() as con:
+        nullable = con.execute("SELECT DISTINCT is_nullable FROM information_schema.columns "
+                               "WHERE column_name = 'geometry_geojson'").fetchall()
+        assert nullable == [("NO",)]  # and a row without it is refused from now on
+
+
 # -- indexes and plans ----------------------------------------------------------------
 
 def _indexes(con, table):

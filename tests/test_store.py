@@ -145,21 +145,27 @@ def test_page_rows_carry_missing_values_as_none(store):
 
 
 def _forget_stored_geojson(store, key: str) -> None:
-    """Make one row look written before the GeoJSON column existed (column gone, or NULL)."""
+    """Make one row look written before the GeoJSON column existed (column gone, or NULL at schema 5)."""
     if isinstance(store, GeoPackageStore):
         with sqlite3.connect(store.path) as con:
             con.execute(f"ALTER TABLE construction_permits DROP COLUMN {GEOJSON_COLUMN}")
     else:
         with store.connection() as con:
+            con.execute(f"ALTER TABLE construction_permits ALTER COLUMN {GEOJSON_COLUMN} DROP NOT NULL")
             con.execute(f"UPDATE construction_permits SET {GEOJSON_COLUMN} = NULL WHERE dossier_code = %s", [key])
+            con.execute("DELETE FROM schema_version WHERE version > 5")
 
 
-def test_pages_of_rows_without_stored_geojson_are_the_same(store):
+def test_rows_without_stored_geojson_get_it_once_and_pages_are_the_same(store):
     fields = ["status", "received_on"]
     before = store.page("construction_permits", fields=fields, limit=5)
     _forget_stored_geojson(store, "XD-0001")
+    if isinstance(store, GeoPackageStore):
+        store = GeoPackageStore(store.path)  # opening the file fills the column
+    else:
+        store.upgrade()  # 'gisapp db upgrade': migration 6
     after = store.page("construction_permits", fields=fields, limit=5)
-    assert isinstance(after.rows[1][-1], bytes)  # WKB, turned into text by the serializer
+    assert after == before and isinstance(after.rows[1][-1], str)
     assert geojson.rows_collection(after.rows, fields) == geojson.rows_collection(before.rows, fields)
 
 

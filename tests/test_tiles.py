@@ -267,7 +267,7 @@ def test_wkb_reader_reads_what_shapely_writes():
     for blobs in ([shapely.to_wkb(g) for g in parts],
                   [shapely.to_wkb(g, byte_order=0) for g in parts],  # big-endian: the slow path
                   [shapely.to_wkb(shapely.force_3d(g)) for g in parts]):
-        rings = tiles._read_wkb(blobs + [None])
+        rings = tiles.wkb_rings(blobs + [None])
         assert list(rings.feat[rings.ext]) == [0, 1, 1, 2]
         back = rings.geometries(4)
         assert all(shapely.equals(back[:3], parts)) and back[3].is_empty

@@ -55,7 +55,8 @@ class ArrowSource(Protocol):
     """What an export reads: a store (:class:`gisapp.store.Store`, which this room cannot import)."""
 
     def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
-                   batch_size: int = 5000, limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
+                   batch_size: int = 5000, limit: int | None = None, offset: int = 0,
+                   geometry: str = "wkb") -> Iterator[pa.Table]:
         """Matching features as Arrow tables in key order (:meth:`gisapp.store.Store.iter_arrow`)."""
 
 
@@ -97,8 +98,9 @@ def _combine(col):
 # -- GeoJSON ------------------------------------------------------------------
 
 def geojson_chunks(store: ArrowSource, layer: str, flt: Filter | None, fields: list[str]) -> Iterator[bytes]:
-    """An RFC 7946 FeatureCollection, one chunk per batch."""
-    return geojson.collection_chunks(batches(store, layer, flt, fields), get_layer(layer), fields)
+    """An RFC 7946 FeatureCollection, one chunk per batch, with each row's stored GeoJSON geometry (as API pages)."""
+    tables = store.iter_arrow(layer, flt, fields=fields, batch_size=BATCH_SIZE, geometry="geojson")
+    return geojson.collection_chunks(tables, get_layer(layer), fields)
 
 
 # -- CSV ----------------------------------------------------------------------

@@ -25,7 +25,7 @@ import pyarrow.compute as pc
 import shapely
 
 from gisapp import geo
-from gisapp.formats.wkb import u32
+from gisapp.formats.wkb import Polygons, binary_array, read_polygons
 from gisapp.schema import STORE_CRS, WEB_CRS, Layer
 
 PRECISION = 7
@@ -47,115 +47,86 @@ def geometry_json(geoms) -> list[str]:
 
 
 def geometry_texts(geoms) -> pa.StringArray:
-    """GeoJSON geometry texts of EPSG:5899 geometries as an Arrow array (``null`` text where missing).
+    """GeoJSON geometry texts of EPSG:5899 geometries as an Arrow array (``null`` text where missing or empty).
 
     ``geoms`` is an array of shapely geometries or an Arrow array of WKB.
-    Single-ring polygons (the common case: a parcel, a sidewalk strip) are
-    read straight from their WKB; everything else goes through shapely.
+    (Multi)Polygons are read by :func:`gisapp.formats.wkb.read_polygons` and
+    written by :func:`_polygon_texts`; other geometries, and polygons with a
+    ring of fewer than four points, by shapely.
     """
     if isinstance(geoms, (pa.Array, pa.ChunkedArray)):
-        wkb = geoms.combine_chunks() if isinstance(geoms, pa.ChunkedArray) else geoms
-        wkb = wkb.cast(pa.binary())
+        wkb = binary_array(geoms)
     else:
         wkb = pa.array(shapely.to_wkb(np.asarray(geoms, dtype=object), byte_order=1), type=pa.binary())
-    n = len(wkb)
-    simple, header, npts, single = _simple_wkb(wkb)
-    simple_idx = np.flatnonzero(simple)
-    rest_idx = np.flatnonzero(~simple)
-    parts = []
-    if len(simple_idx):
-        parts.append(_simple_texts(wkb, simple_idx, header[simple_idx], npts[simple_idx], single[simple_idx]))
-    if len(rest_idx):
-        parts.append(_general_texts(shapely.from_wkb(wkb.take(pa.array(rest_idx)).to_numpy(zero_copy_only=False))))
-    if len(parts) == 1:
-        return parts[0]
-    if not parts:
-        return pa.array([], pa.string())
-    order = np.empty(n, dtype=np.int64)
-    order[simple_idx] = np.arange(len(simple_idx))
-    order[rest_idx] = len(simple_idx) + np.arange(len(rest_idx))
-    return pa.concat_arrays(parts).take(pa.array(order))
+    polys = read_polygons(wkb)
+    sizes = np.diff(polys.ring_offsets)
+    odd = polys.other.copy()
+    if len(sizes) and sizes.min() < 4:
+        odd[polys.ring_features()[sizes < 4]] = True
+    if not odd.any():
+        return _polygon_texts(polys)
+    idx = np.flatnonzero(odd)
+    texts = _polygon_texts(polys.take(np.flatnonzero(~odd))).to_numpy(zero_copy_only=False)
+    out = np.empty(len(polys), dtype=object)
+    out[~odd] = texts
+    shapes = web_geometries(shapely.from_wkb(wkb.take(pa.array(idx)).to_numpy(zero_copy_only=False)))
+    out[idx] = np.where(shapely.is_empty(shapes), "null", shapely.to_geojson(shapes))
+    return pa.array(out, type=pa.string())
 
 
-def _simple_wkb(wkb: pa.BinaryArray):
-    """Which WKB values are 2-D single-ring (Multi)Polygons, their header size and point count."""
-    n = len(wkb)
-    simple = np.zeros(n, dtype=bool)
-    header = np.zeros(n, dtype=np.int64)
-    npts = np.zeros(n, dtype=np.int64)
-    single = np.zeros(n, dtype=bool)
-    bufs = wkb.buffers()
-    if n == 0 or bufs[2] is None:
-        return simple, header, npts, single
-    offs = np.frombuffer(bufs[1], dtype=np.int32)[wkb.offset:wkb.offset + n + 1].astype(np.int64)
-    data = np.frombuffer(bufs[2], dtype=np.uint8)
-    starts, length = offs[:-1], np.diff(offs)
-    valid = wkb.is_valid().to_numpy(zero_copy_only=False) & (length >= 13)
-    idx = np.flatnonzero(valid)
-    s = starts[idx]
-    little = data[s] == 1
-    gtype = u32(data, s + 1)
-    # Polygon: order, type 3, 1 ring, npts, points
-    poly = little & (gtype == 3) & (u32(data, s + 5) == 1)
-    p_n = u32(data, s + 9)
-    poly &= length[idx] == 13 + 16 * p_n
-    # MultiPolygon with one Polygon of one ring: 22-byte header
-    long_enough = length[idx] >= 22
-    s22 = np.where(long_enough, s, 0)
-    multi = little & long_enough & (gtype == 6) & (u32(data, s22 + 5) == 1) & (data[s22 + 9] == 1) \
-        & (u32(data, s22 + 10) == 3) & (u32(data, s22 + 14) == 1)
-    m_n = u32(data, s22 + 18)
-    multi &= length[idx] == 22 + 16 * m_n
-    ok = (poly & (p_n >= 4)) | (multi & (m_n >= 4))
-    simple[idx] = ok
-    header[idx] = np.where(poly, 13, 22)
-    npts[idx] = np.where(poly, p_n, m_n)
-    single[idx] = poly
-    return simple, header, npts, single
+def _polygon_texts(polys: Polygons) -> pa.StringArray:
+    """GeoJSON of (Multi)Polygons: one PROJ call, vectorised orientation, Arrow joins (``null`` without rings).
 
-
-def _simple_texts(wkb: pa.BinaryArray, idx, header, npts, single) -> pa.StringArray:
-    """GeoJSON of single-ring polygons read from WKB: one PROJ call, vectorised orientation."""
-    x, y, ring_off = _simple_coords(wkb, idx, header, npts)
-    rings = _wrap(_join(_points(x, y), ring_off))
-    multi = pc.binary_join_element_wise('{"type":"MultiPolygon","coordinates":[[', rings, "]]}", "")
-    if not single.any():
-        return multi
-    poly = pc.binary_join_element_wise('{"type":"Polygon","coordinates":[', rings, "]}", "")
-    return pc.if_else(pa.array(single), poly, multi)
-
-
-def _simple_coords(wkb: pa.BinaryArray, idx, header, npts):
-    """WGS84 lon, lat (rings counter-clockwise, unrounded) and ring offsets of single-ring polygons."""
-    bufs = wkb.buffers()
-    offs = np.frombuffer(bufs[1], dtype=np.int32)[wkb.offset:wkb.offset + len(wkb) + 1].astype(np.int64)
-    raw = bufs[2]
-    first = offs[idx] + header  # byte position of each geometry's first coordinate
-    nvals = 2 * npts
-    total = int(nvals.sum())
-    seg_start = np.concatenate(([0], np.cumsum(nvals)[:-1]))
-    pos = np.repeat(first - 8 * seg_start, nvals) + 8 * np.arange(total)
-    values = np.empty(total, dtype=np.float64)
-    for a in range(8):
-        sel = (pos % 8) == a
-        if sel.any():
-            view = np.frombuffer(raw, dtype="<f8", offset=a, count=(raw.size - a) // 8)
-            values[sel] = view[(pos[sel] - a) // 8]
+    Every ring must have four points or more.
+    """
+    ring_off, poly_off, feat_off = polys.ring_offsets, polys.polygon_offsets, polys.feature_offsets
+    n = len(polys)
+    if not len(polys.xy):
+        return pa.array(["null"] * n, pa.string())
     t = geo.transformer(STORE_CRS, WEB_CRS)
-    x, y = t.transform(values[0::2], values[1::2])
+    x, y = t.transform(polys.xy[:, 0], polys.xy[:, 1])
     x, y = np.asarray(x), np.asarray(y)
-    ring_off = np.concatenate(([0], np.cumsum(npts)))
+    # Signed area per ring (shoelace, relative to each ring's first vertex to keep precision).
     starts, ends = ring_off[:-1], ring_off[1:]
-    ring_of = np.repeat(np.arange(len(starts)), npts)
+    ring_of = np.repeat(np.arange(len(starts)), ends - starts)
     dx, dy = x - x[starts][ring_of], y - y[starts][ring_of]
     cross = np.append(dx[:-1] * dy[1:] - dx[1:] * dy[:-1], 0.0)
-    cross[ends - 1] = 0.0
-    reverse = np.add.reduceat(cross, starts) < 0  # every ring here is an exterior ring
+    cross[ends - 1] = 0.0  # the step from a ring's last vertex to the next ring's first
+    area2 = np.add.reduceat(cross, starts)
+    reverse = np.where(polys.exterior(), area2 < 0, area2 > 0)  # exteriors counter-clockwise, holes clockwise
     if reverse.any():
         k = np.arange(len(x))
-        order = np.where(reverse[ring_of], starts[ring_of] + ends[ring_of] - 1 - k, k)
-        x, y = x[order], y[order]
-    return x, y, ring_off
+        idx = np.where(reverse[ring_of], starts[ring_of] + ends[ring_of] - 1 - k, k)
+        x, y = x[idx], y[idx]
+    # Each level's texts as (prefix, inner texts, suffix), the brackets joined in only where needed: one
+    # element-wise join per level is the cost of a level, and most levels hold one item (one ring, one part).
+    level = ("[", _join(_points(x, y), ring_off), "]")  # rings
+    polygons = level = _nest(level, poly_off)
+    level = _nest(level, feat_off)
+    texts = _text('{"type":"MultiPolygon","coordinates":', level, "}")
+    single = ~polys.multi
+    if single.any():  # a Polygon: its first (only) polygon
+        if not (np.diff(feat_off) == 1).all():
+            first = np.minimum(feat_off[:-1], len(polygons[1]) - 1)
+            polygons = ("", pc.take(_text("", polygons, ""), pa.array(first)), "")
+        texts = pc.if_else(pa.array(single), _text('{"type":"Polygon","coordinates":', polygons, "}"), texts)
+    rings_per_feature = np.diff(poly_off[feat_off])
+    if (rings_per_feature == 0).any():
+        texts = pc.if_else(pa.array(rings_per_feature > 0), texts, "null")
+    return texts
+
+
+def _nest(level: tuple, offsets: np.ndarray) -> tuple:
+    """The next level's texts: lists of ``level``'s items (``offsets`` index them), as (prefix, inner, suffix)."""
+    before, inner, after = level
+    if len(offsets) - 1 == len(inner) and (np.diff(offsets) == 1).all():  # one item each: only brackets
+        return "[" + before, inner, after + "]"
+    return "[", _join(_text("", level, ""), offsets), "]"
+
+
+def _text(before: str, level: tuple, after: str) -> pa.StringArray:
+    """``level``'s texts, between ``before`` and ``after``."""
+    return pc.binary_join_element_wise(before + level[0], level[1], level[2] + after, "")
 
 
 def _points(x: np.ndarray, y: np.ndarray) -> pa.StringArray:
@@ -164,73 +135,8 @@ def _points(x: np.ndarray, y: np.ndarray) -> pa.StringArray:
     return pc.binary_join_element_wise("[", xs, ",", ys, "]", "")
 
 
-def _general_texts(geoms: np.ndarray) -> pa.StringArray:
-    """GeoJSON texts of any geometries (``null`` where missing), via shapely."""
-    out = np.full(len(geoms), "null", dtype=object)
-    present = ~(shapely.is_missing(geoms) | shapely.is_empty(geoms))
-    types = shapely.get_type_id(geoms)
-    fast = present & np.isin(types, (3, 6))
-    if fast.any():
-        try:
-            out[fast] = _polygonal_texts(geoms[fast], types[fast]).to_numpy(zero_copy_only=False)
-        except _Unsupported:
-            out[fast] = shapely.to_geojson(web_geometries(geoms[fast]))
-    slow = present & ~fast
-    if slow.any():
-        out[slow] = shapely.to_geojson(web_geometries(geoms[slow]))
-    return pa.array(out, type=pa.string())
-
-
-class _Unsupported(Exception):
-    """Coordinates the fast path does not handle (degenerate rings); use shapely's writer."""
-
-
-def _polygonal_texts(geoms: np.ndarray, types: np.ndarray) -> pa.StringArray:
-    """GeoJSON of (Multi)Polygons: one PROJ call, vectorised orientation, Arrow joins."""
-    _, coords, offsets = shapely.to_ragged_array(geoms)
-    if len(offsets) == 2:  # only Polygons: each is its own one-part "multi"
-        ring_off, poly_off = offsets
-        multi_off = np.arange(len(poly_off), dtype=np.int32)
-    else:
-        ring_off, poly_off, multi_off = offsets
-    starts, ends = ring_off[:-1].astype(np.int64), ring_off[1:].astype(np.int64)
-    if len(starts) == 0 or (ends - starts).min() < 4:
-        raise _Unsupported
-    t = geo.transformer(STORE_CRS, WEB_CRS)
-    x, y = t.transform(coords[:, 0], coords[:, 1])
-    x, y = np.asarray(x), np.asarray(y)
-    # Signed area per ring (shoelace, relative to each ring's first vertex to keep precision).
-    ring_of = np.repeat(np.arange(len(starts)), ends - starts)
-    dx, dy = x - x[starts][ring_of], y - y[starts][ring_of]
-    cross = dx[:-1] * dy[1:] - dx[1:] * dy[:-1]
-    cross = np.append(cross, 0.0)
-    cross[ends - 1] = 0.0  # the step from a ring's last vertex to the next ring's first
-    area2 = np.add.reduceat(cross, starts)
-    exterior = np.zeros(len(starts), dtype=bool)
-    exterior[poly_off[:-1][np.diff(poly_off) > 0]] = True
-    reverse = np.where(exterior, area2 < 0, area2 > 0)
-    if reverse.any():
-        k = np.arange(len(x))
-        idx = np.where(reverse[ring_of], starts[ring_of] + ends[ring_of] - 1 - k, k)
-        x, y = x[idx], y[idx]
-    rings = _wrap(_join(_points(x, y), ring_off))
-    polys = _wrap(_join(rings, poly_off))
-    multis = _wrap(_join(polys, multi_off))
-    multi_texts = pc.binary_join_element_wise('{"type":"MultiPolygon","coordinates":', multis, "}", "")
-    single = types == 3
-    if not single.any():
-        return multi_texts
-    first_poly = pc.take(polys, pa.array(np.minimum(multi_off[:-1], len(polys) - 1)))
-    single_texts = pc.binary_join_element_wise('{"type":"Polygon","coordinates":', first_poly, "}", "")
-    return pc.if_else(pa.array(single), single_texts, multi_texts)
-
-
 def _join(values: pa.Array, offsets) -> pa.Array:
     return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values), ",")
-
-
-def _wrap(values: pa.Array) -> pa.Array:
-    return pc.binary_join_element_wise("[", values, "]", "")
 
 
 # -- properties ---------------------------------------------------------------
@@ -337,7 +243,16 @@ def _batch_parts(batch, layer: Layer, fields: list[str] | None, extra: dict | No
     for name, values in (extra or {}).items():
         props[name] = values if isinstance(values, (pa.Array, pa.ChunkedArray)) else arrow_column(pd.Series(values))
     ids = pc.cast(ids, pa.string())
-    return ids, geometry_texts(geoms), props
+    return ids, _texts_of(geoms), props
+
+
+def _texts_of(geoms) -> pa.StringArray:
+    """GeoJSON geometry texts: text as it comes (the stores' stored GeoJSON), else made by :func:`geometry_texts`."""
+    if isinstance(geoms, (pa.Array, pa.ChunkedArray)) and (pa.types.is_string(geoms.type)
+                                                          or pa.types.is_large_string(geoms.type)):
+        geoms = geoms.combine_chunks() if isinstance(geoms, pa.ChunkedArray) else geoms
+        return geoms.cast(pa.string())
+    return geometry_texts(geoms)
 
 
 def batch_json(batch, layer: Layer, fields: list[str] | None = None, extra: dict | None = None) -> bytes:
@@ -384,25 +299,19 @@ def rows_collection(rows: list[tuple], fields: list[str], members: dict | None =
     """A FeatureCollection of ``(key, *fields, geometry)`` rows (:class:`gisapp.store.Page` rows).
 
     For pages of the API (up to thousands of rows) this beats the column-wise
-    path: the geometry texts are the stored ones (or made in one vectorised
-    pass from WKB), then orjson writes the features with those texts
-    embedded as fragments.  Values are
-    written as :func:`json_values` writes them (floats keep their shortest
-    round-trip text, dates ISO, NaN ``null``).
+    path: the geometry texts are the stored ones, which orjson writes into
+    the features as fragments.  Values are written as :func:`json_values`
+    writes them (floats keep their shortest round-trip text, dates ISO, NaN
+    ``null``).
     """
     head = b'{"type":"FeatureCollection"'
     for key, value in (members or {}).items():
         head += b"," + orjson.dumps(key) + b":" + orjson.dumps(value)
     if not rows:
         return head + b',"features":[]}'
-    geoms = [r[-1] for r in rows]
-    computed = [i for i, g in enumerate(geoms) if not isinstance(g, str)]  # WKB: rows from before the column
-    if computed:
-        for i, text in zip(computed, geometry_texts(pa.array([geoms[i] for i in computed], pa.binary())).to_pylist()):
-            geoms[i] = text
     n = len(fields)
-    features = [{"type": "Feature", "id": str(r[0]), "geometry": orjson.Fragment(g),
-                 "properties": dict(zip(fields, r[1:n + 1]))} for r, g in zip(rows, geoms)]
+    features = [{"type": "Feature", "id": str(r[0]), "geometry": orjson.Fragment(r[-1]),
+                 "properties": dict(zip(fields, r[1:n + 1]))} for r in rows]
     return head + b',"features":' + orjson.dumps(features, option=orjson.OPT_SERIALIZE_NUMPY) + b"}"
 
 

@@ -21,8 +21,9 @@ from gisapp.schema import STORE_CRS, Layer
 #: ones (owner names, ID numbers) that only signed-in staff search (``Filter.q_personal``).
 SEARCH_COLUMN = "search_text"
 PERSONAL_SEARCH_COLUMN = "search_personal"
-#: Hidden column with each geometry as RFC 7946 GeoJSON text in WGS84, written with the row, so
-#: that API pages need no reprojection or formatting (``NULL`` in rows written before it existed).
+#: Hidden column with each geometry as RFC 7946 GeoJSON text in WGS84 (text ``null`` when missing),
+#: written with the row, so that API pages and GeoJSON exports need no reprojection or formatting.
+#: Stores written before it existed get it filled once (PostGIS migration 6, GeoPackage on opening).
 GEOJSON_COLUMN = "geometry_geojson"
 
 
@@ -47,9 +48,8 @@ class Page:
     ``matched`` counts every feature the filter matches; each row is
     ``(key, *fields, geometry)``: the layer's key, the requested fields'
     values (text, int, float, date or ISO date text; ``None`` when missing)
-    and the geometry, in key order.  The geometry is the stored GeoJSON text
-    in WGS84 (:data:`GEOJSON_COLUMN`, a ``str``), or WKB in EPSG:5899
-    (``bytes``) for rows written before that column existed, or ``None``.
+    and the geometry as the stored GeoJSON text in WGS84 (:data:`GEOJSON_COLUMN`),
+    in key order.
     """
 
     matched: int
@@ -108,12 +108,15 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
-                   batch_size: int = 5000, limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
+                   batch_size: int = 5000, limit: int | None = None, offset: int = 0,
+                   geometry: str = "wkb") -> Iterator[pa.Table]:
         """Matching features as Arrow tables, for serializers that stream.
 
         Columns: ``fields`` (default: all of the layer's) typed as stored
         (string, date32, int32, float64), then ``geometry`` as WKB in
-        EPSG:5899; rows in key order; ``offset``/``limit`` applied.
+        EPSG:5899, or with ``geometry="geojson"`` the stored WGS84 GeoJSON
+        text (:data:`GEOJSON_COLUMN`, a string); rows in key order;
+        ``offset``/``limit`` applied.
         """
 
     @abc.abstractmethod
@@ -203,6 +206,13 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
                 clauses.append(f"{SEARCH_COLUMN} LIKE {ph} ESCAPE '\\'")
                 params.append(pattern)
     return clauses, params
+
+
+def geometry_column(geometry: str) -> str:
+    """The stored column a :meth:`Store.iter_arrow` ``geometry`` argument asks for (``"wkb"``: the geometry)."""
+    if geometry not in ("wkb", "geojson"):
+        raise StoreError(f"unknown geometry encoding {geometry!r}; use 'wkb' or 'geojson'")
+    return GEOJSON_COLUMN if geometry == "geojson" else "geom"
 
 
 def geojson_texts(geoms) -> pa.Array:

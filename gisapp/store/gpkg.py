@@ -44,6 +44,7 @@ from gisapp.store.base import (
     empty_frame,
     field_names,
     geojson_texts,
+    geometry_column,
     merge_upsert,
     search_text,
     store_layer,
@@ -137,7 +138,8 @@ class GeoPackageStore(Store):
 
     # -- reading -----------------------------------------------------------
 
-    def _check(self) -> None:
+    def _check(self, *, upgrade: bool = True) -> None:
+        """Fail unless the file is a GeoPackage; fill hidden columns it lacks (unless not ``upgrade``)."""
         cache = _file_cache(self.path, self._signature())
         if cache is not None and cache.get("checked"):
             return
@@ -151,8 +153,34 @@ class GeoPackageStore(Store):
             raise StoreError(f"store {self.path} is not a GeoPackage ({err})") from None
         if app_id != GPKG_APPLICATION_ID or "gpkg_contents" not in tables:
             raise StoreError(f"store {self.path} is not a GeoPackage")
-        if cache is not None:
+        stale = self._stale_layers()
+        if stale and upgrade:
+            self._fill_hidden_columns(stale)
+            return self._check(upgrade=False)
+        if cache is not None and not stale:
             cache["checked"] = True
+
+    def _fill_hidden_columns(self, stale: list[str]) -> None:
+        """Write again the layers of a file from before their hidden columns were as gisapp writes them now.
+
+        Once per file: the layers lacking the stored GeoJSON (or written when
+        it could be NULL) are rewritten by :meth:`write`'s own path (so their
+        text is what a fresh write stores), in a copy that replaces the file.
+        """
+        try:
+            self.write({})  # (nothing to do if another process did it meanwhile)
+        except OSError as err:
+            raise StoreError(f"store {self.path} was written by an older gisapp (layers {', '.join(stale)} lack "
+                             f"the stored GeoJSON) and could not be brought up to date: {err}; open it once with "
+                             "write access to its folder (e.g. 'gisapp layers')") from None
+
+    def _stale_layers(self) -> list[str]:
+        """The file's layers whose stored GeoJSON is missing or may be NULL (written by an older gisapp)."""
+        with self._connect() as con:
+            tables = {r[0] for r in con.execute("SELECT table_name FROM gpkg_contents")}
+            columns = {name: {r[1]: r[3] for r in con.execute(f'PRAGMA table_info("{name}")')}
+                       for name in LAYERS if name in tables}
+        return [name for name, cols in columns.items() if not cols.get(GEOJSON_COLUMN)]
 
     @contextlib.contextmanager
     def _connect(self):
@@ -301,17 +329,9 @@ class GeoPackageStore(Store):
             else:
                 where, params = self._where(con, lay, flt)
                 matched = con.execute(f'SELECT count(*) FROM "{layer}"{where}', params).fetchone()[0]
-            geometry = "geom"
-            if GEOJSON_COLUMN in self._columns(con, lay):
-                geometry = f"coalesce({GEOJSON_COLUMN}, geom)"
             rows = [] if matched <= offset else \
-                self._select(con, lay, [lay.key, *names, geometry], flt, limit, offset, fids=fids)
-        return Page(matched, [r if isinstance(r[-1], str) else (*r[:-1], gpkg_to_wkb(r[-1])) for r in rows])
-
-    def _columns(self, con, layer: Layer) -> set[str]:
-        """The columns of a layer's table (files written by older versions lack the newer hidden ones)."""
-        return self._remembered(("columns", layer.name),
-                                lambda: {r[1] for r in con.execute(f'PRAGMA table_info("{layer.name}")')})
+                self._select(con, lay, [lay.key, *names, GEOJSON_COLUMN], flt, limit, offset, fids=fids)
+        return Page(matched, rows)
 
     def _schema_names(self, con) -> set[str]:
         """Names of the file's tables and indexes (files written by older versions lack newer indexes)."""
@@ -365,18 +385,21 @@ class GeoPackageStore(Store):
                     return
 
     def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
-                   batch_size: int = 5000, limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
+                   batch_size: int = 5000, limit: int | None = None, offset: int = 0,
+                   geometry: str = "wkb") -> Iterator[pa.Table]:
         """Matching features as Arrow tables, for serializers that stream.
 
         Each table has the columns ``fields`` (default: all of the layer's)
         typed as stored (text → string, date → date32, int, float) and
-        ``geometry`` as WKB in EPSG:5899, rows ordered by the layer's key.
+        ``geometry`` as WKB in EPSG:5899 (or the stored GeoJSON text with
+        ``geometry="geojson"``), rows ordered by the layer's key.
         GDAL reads the rows (no Python object per value), so the SQL is
         built with literals: only schema column names and values quoted by
         :func:`_literal` go into it.
         """
         lay = store_layer(layer)
         names = field_names(lay, fields)
+        column = geometry_column(geometry)
         with self._connect() as con:
             if layer not in self._tables(con):
                 return
@@ -394,7 +417,7 @@ class GeoPackageStore(Store):
             paging = "" if limit is None and not offset else \
                 f" LIMIT {-1 if limit is None else int(limit)} OFFSET {int(offset)}"
         columns = ", ".join(names)
-        sql = f'SELECT {columns}{", " if names else ""}geom FROM "{layer}"{where} ORDER BY {lay.key}{paging}'
+        sql = f'SELECT {columns}{", " if names else ""}{column} FROM "{layer}"{where} ORDER BY {lay.key}{paging}'
         with pyogrio.open_arrow(self.path, sql=sql, batch_size=batch_size, use_pyarrow=True) as (_, reader):
             for batch in reader:
                 if batch.num_rows:
@@ -498,7 +521,10 @@ class GeoPackageStore(Store):
         with _lock(self.path):
             exists = self.path.exists()
             if exists:
-                self._check()
+                self._check(upgrade=False)
+            stale = [n for n in self._stale_layers() if n not in frames] if exists else []  # written again too
+            if exists and not (frames or stale or meta):
+                return
             _remove_leftovers(self.path)
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
             try:
@@ -506,10 +532,10 @@ class GeoPackageStore(Store):
                     _copy(self.path, tmp)
                 merged_meta = {**(self.meta() if exists else {}), **(meta or {})}
                 written = set()
-                for name, frame in frames.items():
-                    lay = layers[name]
+                for name, frame in [*frames.items(), *((n, self.read(n)) for n in stale)]:
+                    lay = layers.setdefault(name, LAYERS[name])
                     frame = schema.coerce(lay, frame)
-                    if mode == "upsert" and exists:
+                    if mode == "upsert" and exists and name in frames:
                         frame = merge_upsert(lay, self.read(name), frame)
                     _write_layer(tmp, lay, frame)
                     written.add(name)
@@ -591,7 +617,8 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
     arrays.append(pa.array(shapely.to_wkb(geoms), type=pa.binary()))
     names.append("geom")
     field_meta = {b"ARROW:extension:name": b"geoarrow.wkb"}
-    arrow_schema = pa.schema([pa.field(n, a.type) for n, a in zip(names[:-1], arrays[:-1])]
+    arrow_schema = pa.schema([pa.field(n, a.type, nullable=n != GEOJSON_COLUMN)  # NOT NULL: always written
+                              for n, a in zip(names[:-1], arrays[:-1])]
                              + [pa.field("geom", pa.binary(), metadata=field_meta)])
     return pa.Table.from_arrays(arrays, schema=arrow_schema)
 

@@ -1,7 +1,8 @@
 """Versioned schema migrations of the PostGIS store.
 
 Each :class:`Migration` is frozen SQL: once released it never changes; a
-change to the layers adds a new one.  ``schema_version`` records what has
+change to the layers adds a new one.  A migration may also fill in data
+first (``backfill``, Python run in the same transaction before the SQL).  ``schema_version`` records what has
 been applied.  :func:`upgrade` applies the missing ones in order, in one
 transaction, under an advisory lock so that two upgrading processes never
 interleave.  ``tests/test_postgis.py`` checks that the migrated tables match
@@ -10,10 +11,13 @@ interleave.  ``tests/test_postgis.py`` checks that the migrated tables match
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
+import pyarrow as pa
 
+from gisapp.formats.geojson import geometry_texts
 from gisapp.store.base import StoreError
 
 #: Key of the advisory lock held while migrating (any constant bigint).
@@ -27,6 +31,7 @@ class Migration:
     version: int
     description: str
     sql: str
+    backfill: Callable[[psycopg.Connection], None] | None = None
 
 
 _V1 = """
@@ -187,12 +192,48 @@ ALTER TABLE sidewalk_permits ADD COLUMN geometry_geojson text;
 ALTER TABLE findings ADD COLUMN geometry_geojson text;
 """
 
+_V6 = """
+-- Every row now has its stored GeoJSON (the backfill filled rows loaded
+-- before version 5), so API pages and exports read it and never compute it;
+-- a row written without it (outside gisapp) is refused.
+ALTER TABLE wards ALTER COLUMN geometry_geojson SET NOT NULL;
+ALTER TABLE construction_permits ALTER COLUMN geometry_geojson SET NOT NULL;
+ALTER TABLE sidewalk_permits ALTER COLUMN geometry_geojson SET NOT NULL;
+ALTER TABLE findings ALTER COLUMN geometry_geojson SET NOT NULL;
+"""
+
+#: The layer tables of version 5 and their keys.
+_V6_TABLES = (("wards", "ward_key"), ("construction_permits", "dossier_code"),
+              ("sidewalk_permits", "permit_no"), ("findings", "finding_id"))
+_BACKFILL_BATCH = 20_000
+
+
+def _backfill_geojson(con: psycopg.Connection) -> None:
+    """Fill ``geometry_geojson`` where it is NULL with the text a write stores (:func:`geometry_texts`).
+
+    Byte for byte what a fresh write would store, so API pages and exports
+    agree whichever way a row got its text.  Rows are read from a cursor in
+    their physical order and updated in batches in that order: the rows an
+    update moves to the table's end keep their map order among themselves.
+    """
+    for table, key in _V6_TABLES:
+        with con.cursor(name=f"gisapp_backfill_{table}", binary=True) as cur:
+            cur.itersize = _BACKFILL_BATCH
+            cur.execute(f"SELECT {key}, ST_AsBinary(geom) FROM {table} WHERE geometry_geojson IS NULL ORDER BY ctid")
+            while rows := cur.fetchmany(_BACKFILL_BATCH):
+                texts = geometry_texts(pa.array([r[1] for r in rows], pa.binary())).to_pylist()
+                con.execute(f"UPDATE {table} t SET geometry_geojson = v.text "
+                            f"FROM unnest(%s::text[], %s::text[]) AS v(key, text) WHERE t.{key} = v.key",
+                            [[r[0] for r in rows], texts])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
     Migration(3, "personal search text (owner names) for signed-in staff", _V3),
     Migration(4, "data version raised by every write (validates cached tiles)", _V4),
     Migration(5, "geometry as WGS84 GeoJSON text beside each row (fast API pages)", _V5),
+    Migration(6, "stored GeoJSON filled in rows loaded before version 5, then required", _V6, _backfill_geojson),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -253,6 +294,8 @@ def upgrade(con: psycopg.Connection, target: int | None = None) -> list[Migratio
                              f"downgrading to {target} is not supported")
         for m in MIGRATIONS:
             if version < m.version <= target:
+                if m.backfill is not None:
+                    m.backfill(con)
                 con.execute(m.sql)
                 con.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)",
                             [m.version, m.description])

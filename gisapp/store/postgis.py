@@ -62,6 +62,7 @@ from gisapp.store.base import (
     empty_frame,
     field_names,
     geojson_texts,
+    geometry_column,
     search_text,
     store_layer,
 )
@@ -242,10 +243,11 @@ class PostGISStore(Store):
                 f"SELECT {columns}, ST_AsBinary(geom) FROM {lay.name} WHERE {lay.key} = %s", [str(key)]).fetchall()
         return _frame(lay, rows)
 
-    def _query(self, layer: Layer, names: list[str], flt: Filter | None, limit=None, offset=0) -> tuple[str, list]:
+    def _query(self, layer: Layer, names: list[str], flt: Filter | None, limit=None, offset=0,
+               geometry: str = "ST_AsBinary(geom)") -> tuple[str, list]:
         where, params = self.where(layer, flt)
         columns = "".join(f"{n}, " for n in names)
-        query = f"SELECT {columns}ST_AsBinary(geom) FROM {layer.name}{where} ORDER BY {layer.key}"
+        query = f"SELECT {columns}{geometry} FROM {layer.name}{where} ORDER BY {layer.key}"
         if limit is not None and int(limit) >= 0:
             query += " LIMIT %s"
             params.append(int(limit))
@@ -286,19 +288,25 @@ class PostGISStore(Store):
             yield _frame(lay, rows)
 
     def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
-                   batch_size: int = 5000, limit: int | None = None, offset: int = 0) -> Iterator[pa.Table]:
+                   batch_size: int = 5000, limit: int | None = None, offset: int = 0,
+                   geometry: str = "wkb") -> Iterator[pa.Table]:
         """Matching features as Arrow tables, for serializers that stream.
 
         As :meth:`GeoPackageStore.iter_arrow`: the columns ``fields``
         (default: all of the layer's) typed as stored (text → string, date →
         date32, int → int32, float → double) and ``geometry`` as WKB in
-        EPSG:5899, rows ordered by the layer's key.
+        EPSG:5899 (or the stored GeoJSON text with ``geometry="geojson"``),
+        rows ordered by the layer's key.
         """
         lay = store_layer(layer)
         names = field_names(lay, fields)
-        query, params = self._query(lay, names, flt, limit, offset)
-        arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names]
-                                 + [pa.field("geometry", pa.binary(), metadata=_GEOARROW_META)])
+        if geometry_column(geometry) == GEOJSON_COLUMN:
+            query, params = self._query(lay, names, flt, limit, offset, GEOJSON_COLUMN)
+            geometry_field = pa.field("geometry", pa.string())
+        else:
+            query, params = self._query(lay, names, flt, limit, offset)
+            geometry_field = pa.field("geometry", pa.binary(), metadata=_GEOARROW_META)
+        arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names] + [geometry_field])
         for rows in self._row_batches(query, params, batch_size, limit):
             columns = list(zip(*rows))
             arrays = [pa.array(col, type=f.type) for col, f in zip(columns, arrow_schema)]
@@ -324,10 +332,6 @@ class PostGISStore(Store):
             rows = con.cursor(binary=True).execute(
                 f"SELECT {columns}{GEOJSON_COLUMN} FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s",
                 paging).fetchall()
-            if any(r[-1] is None for r in rows):  # rows written before the column: again, with their WKB
-                rows = [(*r[:-2], r[-2] if r[-2] is not None else r[-1]) for r in con.cursor(binary=True).execute(
-                    f"SELECT {columns}{GEOJSON_COLUMN}, CASE WHEN {GEOJSON_COLUMN} IS NULL THEN ST_AsBinary(geom) END "
-                    f"FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s", paging).fetchall()]
             if len(rows) < int(limit) and (rows or not offset):
                 matched = int(offset) + len(rows)
             else:

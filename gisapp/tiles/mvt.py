@@ -42,7 +42,7 @@ import shapely
 from gisapp import geo
 from gisapp.config import TILE_MAX_ZOOM, TILE_MIN_ZOOM
 from gisapp.filters import FilterError
-from gisapp.formats.wkb import GPKG_EMPTY, gpkg_header_bytes, gpkg_to_wkb, u32
+from gisapp.formats.wkb import Polygons, polygons_of, read_polygons
 from gisapp.schema import LAYERS, STORE_CRS
 
 MERCATOR_CRS = "EPSG:3857"
@@ -161,11 +161,11 @@ def render(layer: str, wkb, columns: dict, z: int, x: int, y: int, *, gpkg: bool
     """The MVT of one layer of tile ``z/x/y``: ``wkb`` geometries in EPSG:5899, ``columns`` field → values.
 
     ``wkb`` are WKB blobs (GeoPackage geometry blobs when ``gpkg``).  They are
-    read into coordinate arrays by :func:`_read_wkb` and projected into tile
+    read into coordinate arrays by :func:`wkb_rings` and projected into tile
     units by :func:`projector` (EPSG:5899 → EPSG:3857 by EPSG code), then
     encoded by :func:`encode_rings`.
     """
-    rings = _read_wkb(wkb, gpkg=gpkg)
+    rings = wkb_rings(wkb, gpkg=gpkg)
     rings.xy = projector(z, x, y)(rings.xy)
     return encode_rings(layer, rings, columns)
 
@@ -262,17 +262,17 @@ class Rings:
 
 def rings_of(geoms) -> Rings:
     """The polygon rings of shapely ``geoms`` (non-polygonal parts and missing geometries left out)."""
-    geoms = np.asarray(geoms, dtype=object)
-    parts, owner = shapely.get_parts(geoms, return_index=True)
-    keep = shapely.get_type_id(parts) == 3
-    parts, owner = parts[keep], owner[keep]
-    if not len(parts):
-        return Rings(np.empty((0, 2)), [], [], [])
-    _, xy, (ring_off, poly_off) = shapely.to_ragged_array(parts)
-    per_poly = np.diff(poly_off)
-    ext = np.zeros(len(ring_off) - 1, bool)
-    ext[poly_off[:-1][per_poly > 0]] = True
-    return Rings(xy[:, :2], np.diff(ring_off), ext, np.repeat(owner, per_poly))
+    return polygon_rings(polygons_of(geoms))
+
+
+def wkb_rings(blobs, *, gpkg: bool = False) -> Rings:
+    """The polygon rings of WKB (or GeoPackage geometry) blobs, read by :func:`gisapp.formats.wkb.read_polygons`."""
+    return polygon_rings(read_polygons(blobs, gpkg=gpkg))
+
+
+def polygon_rings(polys: Polygons) -> Rings:
+    """The rings of :class:`gisapp.formats.wkb.Polygons`, one feature per entry."""
+    return Rings(polys.xy, np.diff(polys.ring_offsets), polys.exterior(), polys.ring_features())
 
 
 def encode_polygons(name: str, geoms, columns: dict, bounds, *, extent: int = EXTENT,
@@ -410,108 +410,6 @@ def _clip(rings: Rings, box, n_features: int) -> Rings:
     clipped = rings_of(shapely.clip_by_rect(cross.geometries(len(ids)), *box))
     clipped.feat = ids[clipped.feat]
     return Rings.concat([kept, clipped])  # each feature's rings stay together, which is all the encoder needs
-
-
-def _read_wkb(blobs, *, gpkg: bool = False) -> Rings:
-    """The polygon rings of WKB (or GeoPackage geometry) blobs, read with numpy.
-
-    Little-endian 2-D Polygons and MultiPolygons (what the stores hold) are
-    read directly, level by level over all blobs at once; anything else is
-    normalised through shapely first, non-polygonal geometries left out.
-    """
-    arr = blobs if isinstance(blobs, pa.Array) else pa.array(blobs, pa.binary(), from_pandas=True)
-    if isinstance(arr, pa.ChunkedArray):
-        arr = arr.combine_chunks()
-    if not len(arr) or arr.null_count == len(arr):
-        return Rings(np.empty((0, 2)), [], [], [])
-    offsets = np.frombuffer(arr.buffers()[1], np.int32)[arr.offset:arr.offset + len(arr) + 1].astype(np.int64)
-    buf = np.frombuffer(arr.buffers()[2], np.uint8)
-    sizes = np.diff(offsets)
-    if arr.null_count:
-        sizes[np.asarray(arr.is_null())] = 0
-    starts = offsets[:-1]
-    present = np.flatnonzero(sizes > 0)
-    at = starts[present]
-    if gpkg and len(at):  # GeoPackage header: magic, version, flags, srs id, envelope
-        flags = buf[at + 3]
-        empty = (flags & GPKG_EMPTY) > 0
-        at = at + gpkg_header_bytes(flags)
-        present, at = present[~empty], at[~empty]
-    if len(at):
-        typ = u32(buf, at + 1)
-        plain = (buf[at] == 1) & ((typ == 3) | (typ == 6))
-        if not plain.all():
-            return _read_wkb_slow(blobs, gpkg)
-    else:
-        return Rings(np.empty((0, 2)), [], [], [])
-    # polygons: (feature, part number, byte offset)
-    multi = typ == 6
-    poly_feat, poly_part, poly_at = [present[~multi]], [np.zeros(int((~multi).sum()), np.int64)], [at[~multi]]
-    m_feat, m_at = present[multi], at[multi] + 9
-    m_left = u32(buf, at[multi] + 5)
-    part = 0
-    while len(m_feat):
-        going = m_left > 0
-        m_feat, m_at, m_left = m_feat[going], m_at[going], m_left[going]
-        if not len(m_feat):
-            break
-        poly_feat.append(m_feat)
-        poly_part.append(np.full(len(m_feat), part))
-        poly_at.append(m_at)
-        m_at = _polygon_ends(buf, m_at)
-        m_left = m_left - 1
-        part += 1
-    poly_feat, poly_part, poly_at = (np.concatenate(a) for a in (poly_feat, poly_part, poly_at))
-    # rings of every polygon, walked ring by ring
-    r_poly, r_num, r_at, r_n = [], [], [], []
-    cur = poly_at + 9
-    left = u32(buf, poly_at + 5)
-    idx = np.arange(len(poly_at))
-    num = 0
-    while len(idx):
-        going = left > 0
-        idx, cur, left = idx[going], cur[going], left[going]
-        if not len(idx):
-            break
-        n = u32(buf, cur)
-        r_poly.append(idx)
-        r_num.append(np.full(len(idx), num))
-        r_at.append(cur + 4)
-        r_n.append(n)
-        cur = cur + 4 + 16 * n
-        left = left - 1
-        num += 1
-    if not r_poly:
-        return Rings(np.empty((0, 2)), [], [], [])
-    r_poly, r_num, r_at, r_n = (np.concatenate(a) for a in (r_poly, r_num, r_at, r_n))
-    order = np.lexsort((r_num, poly_part[r_poly], poly_feat[r_poly]))
-    r_poly, r_num, r_at, r_n = r_poly[order], r_num[order], r_at[order], r_n[order]
-    nbytes = 16 * r_n
-    first = np.cumsum(nbytes) - nbytes
-    byte_idx = np.repeat(r_at - first, nbytes) + np.arange(int(nbytes.sum()))
-    xy = buf[byte_idx].view("<f8").reshape(-1, 2)
-    return Rings(xy, r_n, r_num == 0, poly_feat[r_poly])
-
-
-def _polygon_ends(buf: np.ndarray, at: np.ndarray) -> np.ndarray:
-    """The byte offsets just after the little-endian WKB polygons starting at ``at``."""
-    cur = at + 9
-    left = u32(buf, at + 5)
-    while True:
-        going = np.flatnonzero(left > 0)
-        if not len(going):
-            return cur
-        cur[going] = cur[going] + 4 + 16 * u32(buf, cur[going])
-        left[going] -= 1
-
-
-def _read_wkb_slow(blobs, gpkg: bool) -> Rings:
-    """:func:`_read_wkb` for blobs that are not plain little-endian 2-D polygons."""
-    blobs = blobs.to_pylist() if isinstance(blobs, (pa.Array, pa.ChunkedArray)) else list(blobs)
-    if gpkg:
-        blobs = [None if b is None or b[3] & GPKG_EMPTY else gpkg_to_wkb(b) for b in blobs]
-    geoms = shapely.from_wkb(np.asarray(blobs, dtype=object))
-    return rings_of(shapely.force_2d(geoms))
 
 
 def _zigzag(v: np.ndarray) -> np.ndarray:
