@@ -18,8 +18,7 @@ def defuse(arr: pa.Array) -> pa.Array:
     """Text a spreadsheet would evaluate (``=…``, ``+…``, ``-…``, ``@…``) prefixed with ``'``."""
     if not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)) or not len(arr):
         return arr
-    # pyarrow.compute makes its kernels' functions at import time; mypy cannot see them: hence the ignores
-    risky = pc.fill_null(pc.match_substring_regex(arr, FORMULA_START), False)  # type: ignore[attr-defined]
-    if not pc.any(risky).as_py():  # type: ignore[attr-defined]
+    risky = pc.fill_null(pc.match_substring_regex(arr, FORMULA_START), False)
+    if not pc.any(risky).as_py():
         return arr
-    return pc.if_else(risky, pc.binary_join_element_wise("'", arr, ""), arr)  # type: ignore[attr-defined]
+    return pc.if_else(risky, pc.binary_join_element_wise("'", arr, ""), arr)

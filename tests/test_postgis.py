@@ -331,7 +331,8 @@ def test_bbox_query_uses_the_gist_index_and_get_the_key_index(pg):
 
 def _snapshot(store):
     return ({i.name: (i.count, i.extent) for i in store.info()}, store.meta(),
-            store.read("construction_permits")["dossier_code"].tolist(), store.read("sidewalk_permits")["status"].tolist())
+            store.read("construction_permits")["dossier_code"].tolist(),
+            store.read("sidewalk_permits")["status"].tolist())
 
 
 @pytest.mark.parametrize("mode", ["replace", "upsert"])

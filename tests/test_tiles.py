@@ -194,7 +194,10 @@ def test_encoder_output_decodes_to_the_same_polygons():
     assert set(got) == {"donut", "two", "edge", "cw"}
     assert got["donut"]["properties"] == {"key": "donut", "name": "Hòa Xuân", "on": "2022-01-03"}
     assert got["two"]["properties"] == {"key": "two"}  # nulls are left out
-    flip = lambda g: shapely.transform(g, lambda c: np.column_stack([c[:, 0], 4096 - c[:, 1]]))
+
+    def flip(g):
+        return shapely.transform(g, lambda c: np.column_stack([c[:, 0], 4096 - c[:, 1]]))
+
     for key, source in [("donut", donut), ("two", two), ("cw", cw),
                         ("edge", shapely.box(4000, 2000, 4096 + 64, 2100))]:
         decoded = flip(shape(got[key]["geometry"]))
@@ -209,7 +212,10 @@ def test_rings_are_wound_as_the_specification_says():
         layer = mapbox_vector_tile.decode(body, default_options={"y_coord_down": True})["t"]
         exterior, hole = layer["features"][0]["geometry"]["coordinates"]
         # surveyor's formula in tile coordinates (y down): exteriors positive, holes negative
-        area = lambda ring: sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:] + ring[:1]))
+
+        def area(ring):
+            return sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, ring[1:] + ring[:1]))
+
         assert area(exterior) > 0 > area(hole)
 
 
@@ -361,7 +367,8 @@ def test_backends_give_the_same_features_within_one_unit(frames, busiest, tmp_pa
     low = (12, x // 4, y // 4)  # too large for the affine map: PostGIS uses ST_Transform
     assert tiles.mercator_affine(*low)[1] > tile_source.AFFINE_MAX_ERROR >= tiles.mercator_affine(z, x, y)[1]
     for z, x, y in [low, *busiest[layer]]:
-        a, b = decode(tile_source.tile(gpkg, layer, z, x, y), layer), decode(tile_source.tile(pg, layer, z, x, y), layer)
+        a = decode(tile_source.tile(gpkg, layer, z, x, y), layer)
+        b = decode(tile_source.tile(pg, layer, z, x, y), layer)
         if z < 14:  # PostGIS drops polygons that collapse to a line when simplified to the tile's resolution
             for key in set(a) ^ set(b):
                 assert (a.get(key) or b.get(key))["geometry"].area <= 8, key

@@ -200,7 +200,8 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
         for word in fold(flt.q).split():
             pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
             if personal:
-                clauses.append(f"({SEARCH_COLUMN} LIKE {ph} ESCAPE '\\' OR {PERSONAL_SEARCH_COLUMN} LIKE {ph} ESCAPE '\\')")
+                clauses.append(f"({SEARCH_COLUMN} LIKE {ph} ESCAPE '\\' "
+                               f"OR {PERSONAL_SEARCH_COLUMN} LIKE {ph} ESCAPE '\\')")
                 params.extend([pattern, pattern])
             else:
                 clauses.append(f"{SEARCH_COLUMN} LIKE {ph} ESCAPE '\\'")

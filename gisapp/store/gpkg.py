@@ -493,7 +493,7 @@ class GeoPackageStore(Store):
         out = []
         with self._connect() as con:
             tables = self._tables(con)
-            for name, lay in LAYERS.items():
+            for name in LAYERS:
                 if name not in tables:
                     out.append(LayerInfo(name, 0, STORE_CRS, None))
                     continue
@@ -670,7 +670,7 @@ def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:
     rect = (np.max(left) + 0.01, np.max(bottom) + 0.01, np.min(right) - 0.01, np.min(top) - 0.01)
     if rect[0] >= rect[2] or rect[1] >= rect[3] or not shapely.contains(polygon, shapely.box(*rect)):
         return None
-    return tuple(float(v) for v in rect)
+    return float(rect[0]), float(rect[1]), float(rect[2]), float(rect[3])
 
 
 def _literal(value) -> str:

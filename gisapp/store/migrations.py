@@ -238,12 +238,20 @@ MIGRATIONS: tuple[Migration, ...] = (
 LATEST = MIGRATIONS[-1].version
 
 
+def one(cursor: psycopg.Cursor) -> tuple:
+    """The row of a query that always answers one (an aggregate, a one-row table)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise StoreError("the database answered no row to a query that always has one")
+    return row
+
+
 def current_version(con: psycopg.Connection) -> int:
     """The applied schema version of the database; 0 when it has none."""
-    exists = con.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()[0]
+    exists = one(con.execute("SELECT to_regclass('schema_version') IS NOT NULL"))[0]
     if not exists:
         return 0
-    return con.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()[0]
+    return one(con.execute("SELECT coalesce(max(version), 0) FROM schema_version"))[0]
 
 
 def ensure_postgis(con: psycopg.Connection) -> str:
@@ -266,7 +274,7 @@ def ensure_postgis(con: psycopg.Connection) -> str:
     except psycopg.errors.InsufficientPrivilege:
         raise StoreError(f"database {db!r} lacks the postgis extension and user {user!r} may not create it; "
                          f"ask an administrator to run CREATE EXTENSION postgis in {db!r}") from None
-    return con.execute("SELECT extversion FROM pg_extension WHERE extname = 'postgis'").fetchone()[0]
+    return one(con.execute("SELECT extversion FROM pg_extension WHERE extname = 'postgis'"))[0]
 
 
 def upgrade(con: psycopg.Connection, target: int | None = None) -> list[Migration]:

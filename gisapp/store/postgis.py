@@ -66,6 +66,7 @@ from gisapp.store.base import (
     search_text,
     store_layer,
 )
+from gisapp.store.migrations import one
 
 SRID = 5899
 _ARROW_TYPES = {"text": pa.string(), "int": pa.int32(), "float": pa.float64(), "date": pa.date32()}
@@ -233,7 +234,7 @@ class PostGISStore(Store):
         lay = store_layer(layer)
         where, params = self.where(lay, flt)
         with self.connection() as con:
-            return con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
+            return one(con.execute(f"SELECT count(*) FROM {lay.name}{where}", params))[0]
 
     def get(self, layer: str, key: str) -> gpd.GeoDataFrame:
         lay = store_layer(layer)
@@ -335,13 +336,13 @@ class PostGISStore(Store):
             if len(rows) < int(limit) and (rows or not offset):
                 matched = int(offset) + len(rows)
             else:
-                matched = con.execute(f"SELECT count(*) FROM {lay.name}{where}", params).fetchone()[0]
+                matched = one(con.execute(f"SELECT count(*) FROM {lay.name}{where}", params))[0]
         return Page(matched, rows)
 
     def version(self) -> str | None:
         """The data version every write raises in its transaction, after the database's random token."""
         with self.connection() as con:
-            token, version = con.execute("SELECT token, version FROM gisapp_version").fetchone()
+            token, version = one(con.execute("SELECT token, version FROM gisapp_version"))
         return f"{token}-{version}"
 
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
@@ -353,9 +354,8 @@ class PostGISStore(Store):
         open_ended = (f"EXISTS(SELECT 1 FROM {lay.name} WHERE {end} IS NULL AND {start} IS NOT NULL)"
                       if end != start else "false")
         with self.connection() as con:
-            first, last, is_open = con.execute(
-                f"SELECT (SELECT min({start}) FROM {lay.name}), (SELECT max({end}) FROM {lay.name}), {open_ended}"
-            ).fetchone()
+            first, last, is_open = one(con.execute(
+                f"SELECT (SELECT min({start}) FROM {lay.name}), (SELECT max({end}) FROM {lay.name}), {open_ended}"))
         iso = lambda d: None if d is None else d.isoformat()  # noqa: E731
         return iso(first), None if is_open else iso(last)
 
@@ -387,7 +387,8 @@ class PostGISStore(Store):
                      'ORDER BY ward_code COLLATE "C"')
         else:
             query = (f"SELECT (floor(cx / %s) + 0.5) * %s AS x, (floor(cy / %s) + 0.5) * %s AS y, count(*) "
-                     f"FROM (SELECT (ST_XMin(geom) + ST_XMax(geom)) / 2 AS cx, (ST_YMin(geom) + ST_YMax(geom)) / 2 AS cy "
+                     "FROM (SELECT (ST_XMin(geom) + ST_XMax(geom)) / 2 AS cx, "
+                     "(ST_YMin(geom) + ST_YMax(geom)) / 2 AS cy "
                      f"FROM {lay.name}{where}) c WHERE cx IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2")
             params = [float(cell_m)] * 4 + params
         with self.connection() as con:
@@ -606,7 +607,7 @@ def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFram
     renames = []
     for index, ddl in indexes:
         temporary = f"{index[:56]}__load"
-        con.execute(_INDEX_DEF.sub(lambda m: f"CREATE {m.group(1) or ''}INDEX {temporary} ON {load} USING ", ddl))
+        con.execute(_INDEX_DEF.sub(rf"CREATE \g<1>INDEX {temporary} ON {load} USING ", ddl))  # no UNIQUE: ""
         renames.append((temporary, index))
     _before_swap(con, layer)
     con.execute(f"DROP TABLE {name}")
