@@ -102,7 +102,7 @@ class Polygons:
     @staticmethod
     def concat(parts: list[Polygons]) -> Polygons:
         """The features of ``parts``, one after the other."""
-        def joined(name: str, base: list[int]) -> np.ndarray:
+        def joined(name: str, base: np.ndarray) -> np.ndarray:
             arrays = [getattr(p, name)[:-1] + b for p, b in zip(parts, base, strict=True)]
             return np.concatenate([*arrays, [getattr(parts[-1], name)[-1] + base[-1]]]).astype(np.int64)
 
@@ -190,11 +190,11 @@ def read_polygons(blobs, *, gpkg: bool = False) -> Polygons:
         cand, at, multi = cand[good], at[good], multi[good]
         _, found = _walk(buf, at, end[cand], multi)
     polys = _assemble(buf, cand, multi, n, *found)
-    slow = present.copy()
-    slow[cand] = False
-    if not slow.any():
+    is_slow = present.copy()
+    is_slow[cand] = False
+    if not is_slow.any():
         return polys
-    slow = np.flatnonzero(slow)
+    slow = np.flatnonzero(is_slow)
     blobs = arr.take(pa.array(slow)).to_pylist()
     rest = polygons_of(shapely.from_wkb(np.asarray([gpkg_to_wkb(b) for b in blobs] if gpkg else blobs, object)))
     rest.fallback = np.arange(len(rest))
@@ -218,7 +218,9 @@ def _walk(buf: np.ndarray, at: np.ndarray, end: np.ndarray, multi: np.ndarray) -
     parts_left = np.where(multi, u32(buf, at + 5), 1)
     cur = fin.copy()  # the header (order, type) of each blob's next polygon
     pos = np.arange(len(at))
-    poly_pos, poly_part, rings = [], [], []
+    poly_pos: list[np.ndarray] = []
+    poly_part: list[int] = []
+    rings: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]] = []
     n_polys = 0
     while True:
         go = parts_left > 0
@@ -262,15 +264,15 @@ def _walk(buf: np.ndarray, at: np.ndarray, end: np.ndarray, multi: np.ndarray) -
     return good, (poly_pos, poly_part, rings)
 
 
-def _assemble(buf: np.ndarray, feat: np.ndarray, multi: np.ndarray, n: int, poly_pos: list, poly_part: list,
-              rings: list) -> Polygons:
+def _assemble(buf: np.ndarray, feat: np.ndarray, multi: np.ndarray, n: int, poly_pos_steps: list[np.ndarray],
+              poly_part: list[int], rings: list[tuple[np.ndarray, int, np.ndarray, np.ndarray]]) -> Polygons:
     """:class:`Polygons` of ``n`` features from what :func:`_walk` found in the blobs of features ``feat``."""
     out = Polygons.empty(n)
     out.multi[feat] = multi
-    if not poly_pos:
+    if not poly_pos_steps:
         return out
-    counts = [len(p) for p in poly_pos]
-    poly_pos = np.concatenate(poly_pos)
+    counts = [len(p) for p in poly_pos_steps]
+    poly_pos = np.concatenate(poly_pos_steps)
     out.feature_offsets = _offsets(np.bincount(feat[poly_pos], minlength=n))
     if not rings:
         out.polygon_offsets = np.zeros(len(poly_pos) + 1, np.int64)

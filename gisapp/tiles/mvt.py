@@ -121,8 +121,13 @@ def lonlat_bounds(z: int, x: int, y: int, buffer: float = 0) -> tuple[float, flo
     A Web Mercator rectangle is a longitude/latitude rectangle, so these are exact.
     """
     minx, miny, maxx, maxy = tile_bounds(z, x, y, buffer)
-    lon = lambda v: max(-180.0, min(180.0, math.degrees(v / 6378137.0)))
-    lat = lambda v: max(-90.0, min(90.0, math.degrees(2 * math.atan(math.exp(v / 6378137.0)) - math.pi / 2)))
+
+    def lon(v: float) -> float:
+        return max(-180.0, min(180.0, math.degrees(v / 6378137.0)))
+
+    def lat(v: float) -> float:
+        return max(-90.0, min(90.0, math.degrees(2 * math.atan(math.exp(v / 6378137.0)) - math.pi / 2)))
+
     return (lon(minx), lat(miny), lon(maxx), lat(maxy))
 
 
@@ -144,7 +149,8 @@ def store_box(z: int, x: int, y: int, buffer: float = BUFFER) -> tuple[float, fl
     """
     minx, miny, maxx, maxy = tile_bounds(z, x, y, buffer)
     box = shapely.segmentize(shapely.box(minx, miny, maxx, maxy), (maxx - minx) / 8)
-    return tuple(float(v) for v in shapely.bounds(geo.transform([box], MERCATOR_CRS, STORE_CRS)[0]))
+    x1, y1, x2, y2 = shapely.bounds(geo.transform([box], MERCATOR_CRS, STORE_CRS)[0])
+    return float(x1), float(y1), float(x2), float(y2)
 
 
 def intersect_bbox(a, b):
@@ -185,7 +191,8 @@ def projector(z: int, x: int, y: int, *, src: str = STORE_CRS, extent: int = EXT
     """
     x1, y1, x2, y2 = store_box(z, x, y, 2 * BUFFER)
     gx, gy = np.linspace(x1, x2, cells + 1), np.linspace(y1, y2, cells + 1)
-    mx, my = geo.transformer(src, MERCATOR_CRS).transform(*[a.ravel() for a in np.meshgrid(gx, gy)])
+    grid_x, grid_y = np.meshgrid(gx, gy)
+    mx, my = geo.transformer(src, MERCATOR_CRS).transform(grid_x.ravel(), grid_y.ravel())
     minx, _, maxx, maxy = tile_bounds(z, x, y)
     scale = extent / (maxx - minx)
     tx = ((np.asarray(mx) - minx) * scale).reshape(cells + 1, cells + 1)
@@ -488,7 +495,8 @@ def _tags(columns: dict, feats: np.ndarray) -> tuple[bytes, bytes, np.ndarray, n
     if not columns or not n:
         return b"", b"", np.empty(0, np.uint8), np.zeros(n, np.int64)
     take = pa.array(feats)
-    encoded = pc.dictionary_encode(pa.concat_arrays([_strings(v).take(take) for v in columns.values()]))
+    encoded = pc.dictionary_encode(  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+        pa.concat_arrays([_strings(v).take(take) for v in columns.values()]))
     codes = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64).reshape(len(columns), n).T
     pairs = np.empty((n, 2 * len(columns)), np.int64)
     pairs[:, 0::2] = np.arange(len(columns))
