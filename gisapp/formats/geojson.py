@@ -109,10 +109,10 @@ def _polygon_texts(polys: Polygons) -> pa.StringArray:
         if not (np.diff(feat_off) == 1).all():
             first = np.minimum(feat_off[:-1], len(polygons[1]) - 1)
             polygons = ("", pc.take(_text("", polygons, ""), pa.array(first)), "")
-        texts = pc.if_else(pa.array(single), _text('{"type":"Polygon","coordinates":', polygons, "}"), texts)  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+        texts = pc.if_else(pa.array(single), _text('{"type":"Polygon","coordinates":', polygons, "}"), texts)
     rings_per_feature = np.diff(poly_off[feat_off])
     if (rings_per_feature == 0).any():
-        texts = pc.if_else(pa.array(rings_per_feature > 0), texts, "null")  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+        texts = pc.if_else(pa.array(rings_per_feature > 0), texts, "null")
     return texts
 
 
@@ -126,17 +126,17 @@ def _nest(level: tuple, offsets: np.ndarray) -> tuple:
 
 def _text(before: str, level: tuple, after: str) -> pa.StringArray:
     """``level``'s texts, between ``before`` and ``after``."""
-    return pc.binary_join_element_wise(before + level[0], level[1], level[2] + after, "")  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+    return pc.binary_join_element_wise(before + level[0], level[1], level[2] + after, "")
 
 
 def _points(x: np.ndarray, y: np.ndarray) -> pa.StringArray:
     xs = pc.cast(pa.array(np.round(x, PRECISION)), pa.string())
     ys = pc.cast(pa.array(np.round(y, PRECISION)), pa.string())
-    return pc.binary_join_element_wise("[", xs, ",", ys, "]", "")  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+    return pc.binary_join_element_wise("[", xs, ",", ys, "]", "")
 
 
 def _join(values: pa.Array, offsets) -> pa.Array:
-    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values), ",")  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+    return pc.binary_join(pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values), ",")
 
 
 # -- properties ---------------------------------------------------------------
@@ -156,9 +156,9 @@ def json_values(arr) -> pa.StringArray:
         return pa.array(["null"] * len(arr), pa.string())
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         arr = arr.cast(pa.string())
-        out = pc.binary_join_element_wise('"', arr, '"', "")  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
-        unsafe = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
-        if pc.any(unsafe).as_py():  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+        out = pc.binary_join_element_wise('"', arr, '"', "")
+        unsafe = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)
+        if pc.any(unsafe).as_py():
             idx = np.flatnonzero(unsafe.to_numpy(zero_copy_only=False))
             escaped = [orjson.dumps(v).decode() for v in pc.take(arr, pa.array(idx)).to_pylist()]
             values = out.to_numpy(zero_copy_only=False).astype(object)
@@ -168,17 +168,17 @@ def json_values(arr) -> pa.StringArray:
         out = pc.cast(arr, pa.string())
     elif pa.types.is_floating(typ):
         arr = arr.cast(pa.float64())
-        arr = pc.if_else(pc.is_finite(arr), arr, pa.scalar(None, pa.float64()))  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+        arr = pc.if_else(pc.is_finite(arr), arr, pa.scalar(None, pa.float64()))
         text = pc.cast(arr, pa.string())
-        plain = pc.invert(pc.fill_null(pc.match_substring_regex(text, "[.eE]"), True))  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
-        out = pc.if_else(plain, pc.binary_join_element_wise(text, ".0", ""), text)  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+        plain = pc.invert(pc.fill_null(pc.match_substring_regex(text, "[.eE]"), True))
+        out = pc.if_else(plain, pc.binary_join_element_wise(text, ".0", ""), text)
     elif pa.types.is_boolean(typ):
         out = pc.cast(arr, pa.string())
     elif pa.types.is_date(typ):
-        out = pc.binary_join_element_wise('"', pc.cast(arr.cast(pa.date32()), pa.string()), '"', "")  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+        out = pc.binary_join_element_wise('"', pc.cast(arr.cast(pa.date32()), pa.string()), '"', "")
     elif pa.types.is_timestamp(typ):
-        text = pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S")  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
-        out = pc.binary_join_element_wise('"', text, '"', "")  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+        text = pc.strftime(arr, format="%Y-%m-%dT%H:%M:%S")
+        out = pc.binary_join_element_wise('"', text, '"', "")
     else:
         out = pa.array([orjson.dumps(v, default=str).decode() for v in arr.to_pylist()], pa.string())
     return pc.fill_null(out, "null")
@@ -226,7 +226,7 @@ def feature_texts(ids, geometries: pa.Array, properties: dict[str, pa.Array]) ->
     parts.append("}}")
     if not isinstance(parts[1], pa.Array) or len(parts[1]) == 0:
         return pa.array([], pa.string())
-    return pc.binary_join_element_wise(*parts, "")  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+    return pc.binary_join_element_wise(*parts, "")
 
 
 def _batch_parts(batch, layer: Layer, fields: list[str] | None, extra: dict | None):
@@ -260,7 +260,7 @@ def batch_json(batch, layer: Layer, fields: list[str] | None = None, extra: dict
     if not len(batch):
         return b""
     texts = feature_texts(*_batch_parts(batch, layer, fields, extra))
-    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), ",")  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+    joined = pc.binary_join(pa.ListArray.from_arrays(pa.array([0, len(texts)], pa.int32()), texts), ",")
     return joined[0].as_buffer().to_pybytes()
 
 

@@ -495,7 +495,7 @@ def _tags(columns: dict, feats: np.ndarray) -> tuple[bytes, bytes, np.ndarray, n
     if not columns or not n:
         return b"", b"", np.empty(0, np.uint8), np.zeros(n, np.int64)
     take = pa.array(feats)
-    encoded = pc.dictionary_encode(  # type: ignore[attr-defined]  # generated pc kernel, not in the stubs
+    encoded = pc.dictionary_encode(
         pa.concat_arrays([_strings(v).take(take) for v in columns.values()]))
     codes = pc.fill_null(encoded.indices, -1).to_numpy().astype(np.int64).reshape(len(columns), n).T
     pairs = np.empty((n, 2 * len(columns)), np.int64)
