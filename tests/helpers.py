@@ -79,3 +79,22 @@ def decode(body: bytes, layer: str) -> dict[str, dict]:
         out[f["properties"][key]] = {"geometry": shape(f["geometry"]), "properties": f["properties"]}
     assert len(out) == len(layers[layer]["features"]), "a key twice in one tile"
     return out
+
+
+#: The password of every account the tests make.
+PASSWORD = "correct horse battery"
+
+
+def token_of(page: str) -> str:
+    """The CSRF token of a page's form."""
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def signed_in(app, name: str):
+    """A test client of ``app`` signed in as ``name`` (whose password is :data:`PASSWORD`)."""
+    client = app.test_client()
+    csrf = token_of(client.get("/login").get_data(as_text=True))
+    assert client.post("/login", data={"username": name, "password": PASSWORD, "csrf_token": csrf}).status_code == 302
+    return client

