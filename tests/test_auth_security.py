@@ -153,6 +153,7 @@ def gunicorn(store, accounts_file, **env):
         proc.communicate(timeout=30)
 
 
+@pytest.mark.slow
 def test_parallel_wrong_passwords_on_gunicorn_are_checked_at_most_the_limit(demo_store, accounts_file):
     with gunicorn(demo_store, accounts_file, GISAPP_PROXIES="1") as base:
         form = LoginForm(base)

