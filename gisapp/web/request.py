@@ -46,11 +46,6 @@ def known_wards() -> Callable[[], set[str] | None]:
     return codes
 
 
-def get_store_for_writing() -> Store:
-    """The store for an import from a page: created when it does not exist yet."""
-    return open_store(current_app.config["STORE"], must_exist=False)
-
-
 def get_lang() -> str:
     """The interface language: ``?lang=``, then the ``lang`` cookie, then the setting."""
     lang = request.args.get("lang") or request.cookies.get("lang") or current_app.config["LANG"]
