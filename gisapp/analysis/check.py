@@ -14,9 +14,9 @@ Verdict rules (the README says the same):
   some day of its period, counting every other occupancy active that day,
   is below the minimum (1.5 m): :mod:`gisapp.passage`.
 - else ``REFER`` (an officer must look) when it clashes with another
-  sidewalk permit in space and time, lies on no sidewalk or partly off
-  the sidewalks, the passage cannot be measured, or the dossier named is
-  not near it;
+  sidewalk permit in space and time, lies on no sidewalk or more than 5 %
+  of it off the sidewalks, the passage cannot be measured, or the dossier
+  named does not front it;
 - else ``OK``.
 
 Permits whose status is refused, withdrawn or not accepted occupy nothing
@@ -51,8 +51,13 @@ VIETNAM_BOX = (102.1, 6.5, 117.9, 23.4)
 REPAIR_SHARE = 0.01
 #: Statuses of sidewalk permits that occupy nothing.
 INACTIVE = frozenset({"REFUSED", "WITHDRAWN", "NOT_ACCEPTED"})
-#: Area (m²) below which an overlap or an off-sidewalk part does not count (cm² noise of digitising).
+#: Area (m²) below which an overlap with another permit does not count (cm² noise of digitising).
 AREA_EPSILON = 0.01
+#: A drawn occupancy is "partly off the sidewalk" when more than this share of it (and more than
+#: :data:`OFF_MIN_M2`) lies off every sidewalk: a few centimetres over the kerb or the property line are
+#: drawing noise, not a reason to refer.
+OFF_SHARE = 0.05
+OFF_MIN_M2 = 0.1
 #: Working days of a sidewalk-use permit with no construction dossier (an assumption: no statute found;
 #: the short procedures' period).
 SIDEWALK_ONLY_DAYS = domain.SHORT_DAYS
@@ -198,11 +203,11 @@ def parse_geometry(value, limits: CheckLimits) -> BaseGeometry:
         raise InputError("geometry", f"a {shown} is not an area; draw a Polygon or MultiPolygon")
     coords = value.get("coordinates")
     polygons = [coords] if kind == "Polygon" else coords
-    if not isinstance(polygons, list) or not polygons:
+    if not isinstance(polygons, (list, tuple)) or not polygons:
         raise InputError("geometry", "coordinates must be a non-empty list")
     shells = []
     for p, rings in enumerate(polygons):
-        if not isinstance(rings, list) or not rings:
+        if not isinstance(rings, (list, tuple)) or not rings:
             raise InputError("geometry", f"polygon {p + 1} has no rings")
         shells.append([_ring(ring, p, r) for r, ring in enumerate(rings)])
     points = np.concatenate([np.concatenate(rings) for rings in shells])
@@ -228,7 +233,8 @@ def parse_geometry(value, limits: CheckLimits) -> BaseGeometry:
 
 def _ring(ring, p: int, r: int) -> np.ndarray:
     where = f"polygon {p + 1}, ring {r + 1}"
-    if not isinstance(ring, list) or not all(isinstance(pt, list) and len(pt) in (2, 3) for pt in ring):
+    if not isinstance(ring, (list, tuple)) or not all(isinstance(pt, (list, tuple)) and len(pt) in (2, 3)
+                                                      for pt in ring):
         raise InputError("geometry", f"{where}: positions must be [longitude, latitude] pairs")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                for pt in ring for v in pt):
@@ -324,7 +330,7 @@ def check_occupancy(store: Store, proposal: Proposal, *, rules: CheckRules, pers
     off = float(shapely.area(shapely.difference(geom, on))) if len(sidewalks) else area
     if not len(sidewalks):
         reasons.append(reason("NOT_ON_SIDEWALK"))
-    elif off > AREA_EPSILON:
+    elif off > max(OFF_MIN_M2, OFF_SHARE * area):
         reasons.append(reason("PARTLY_OFF_SIDEWALK", area=f"{off:.2f}"))
     ward_code = _ward(store, geom, proposal.start)
 
