@@ -292,3 +292,24 @@ def test_a_proposal_is_a_frozen_value():
     proposal = Proposal(box(0, 0, 1, 1), D("2022-01-01"), D("2022-01-02"), "EVENT")
     with pytest.raises(AttributeError):
         proposal.purpose = "BUSINESS"  # type: ignore[misc]
+
+
+def test_an_office_imports_its_sidewalks_through_the_same_validation(demo_frames, tmp_path):
+    walks = demo_frames[0]["sidewalks"].head(20).copy()
+    walks["street_class"] = walks["street_class"].astype(object)
+    walks.loc[walks.index[3], "street_class"] = "HIGHWAY"
+    path = tmp_path / "sidewalks.geojson"
+    walks.to_crs(schema.WEB_CRS).to_file(path, driver="GeoJSON")
+    store_path = tmp_path / "s.gpkg"
+    runner = CliRunner()
+    seeded = runner.invoke(cli, ["--store", str(store_path), "seed", "--no-analyze"])
+    assert seeded.exit_code == 0, seeded.output
+    result = runner.invoke(cli, ["--store", str(store_path), "import", "sidewalks", str(path), "--mode", "replace"])
+    assert result.exit_code == 0, result.output
+    assert "accepted 19" in result.output and "rejected 1" in result.output
+    rejects = (tmp_path / "sidewalks.rejects.csv").read_text(encoding="utf-8-sig")
+    assert "HIGHWAY" in rejects and "street_class" in rejects
+    from gisapp.store.gpkg import GeoPackageStore
+
+    stored = GeoPackageStore(store_path).read("sidewalks")
+    assert len(stored) == 19 and set(stored["ward_code"]) <= set(walks["ward_code"])
