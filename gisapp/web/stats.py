@@ -10,6 +10,7 @@ the store and streamed in batches, never everything loaded then filtered.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 import shapely
 from markupsafe import Markup, escape
 
-from gisapp import domain, geo
+from gisapp import domain, geo, history
 from gisapp.filters import Filter
 from gisapp.store import Store
 
@@ -203,6 +204,8 @@ class Dashboard:
     as_of: dt.date
     colors: dict[str, str] = field(default_factory=dict)
     legend: list[tuple[int, int, str]] = field(default_factory=list)
+    without_history: int = 0  # dossiers shown with their current status: no history on or before ``as_of``
+    historical: bool = False  # ``as_of`` was asked for (statuses from the history)
 
 
 def build_rows(counts: pd.DataFrame, wards: list[tuple[str, str]],
@@ -293,20 +296,46 @@ def ward_bounds(store: Store, on: dt.date) -> tuple[tuple[float, float], tuple[f
 
 
 def side_filter(flt: Filter) -> Filter:
-    """The part of a dossier filter that applies to sidewalk permits and findings: wards and dates."""
-    return Filter(wards=flt.wards, date_from=flt.date_from, date_to=flt.date_to)
+    """The part of a dossier filter that applies to sidewalk permits and findings: wards, dates, as of."""
+    return Filter(wards=flt.wards, date_from=flt.date_from, date_to=flt.date_to, as_of=flt.as_of)
+
+
+def as_of_batches(store: Store, flt: Filter, fields: list[str], batch_size: int = 20000):
+    """Frames of ``fields`` of the dossiers matching ``flt``, as they were on ``flt.as_of`` when it is set.
+
+    The store's filter already drops dossiers received after that day (and
+    matches a status filter against the status of that day); each batch then
+    gets the statuses of that day from one history query for all dossiers
+    (:meth:`Store.statuses_as_of`), and loses completion dates after it
+    (:func:`gisapp.history.as_of_view`).  ``status_known`` says which rows
+    had a history by then.
+    """
+    if flt.as_of is None:
+        yield from attribute_batches(store, PERMITS, flt, fields, batch_size)
+        return
+    past = store.statuses_as_of(PERMITS, flt.as_of)
+    for batch in attribute_batches(store, PERMITS, flt, ["dossier_code", *fields], batch_size):
+        yield history.as_of_view(batch, past, flt.as_of)
 
 
 def dashboard(store: Store, flt: Filter, calendar: domain.Calendar, batch_size: int = 20000) -> Dashboard:
-    """The ward dashboard for the dossiers matching ``flt``, streamed from ``store``."""
-    as_of = store.as_of()
+    """The ward dashboard for the dossiers matching ``flt``, streamed from ``store``.
+
+    With ``flt.as_of``: the dossiers received by that day with the status
+    they had then, timeliness and overdue reckoned at that day, the wards in
+    force then and the sidewalk permits active that day.
+    """
+    as_of = flt.as_of or store.as_of()
     wards = wards_in_force(store, as_of)
     if flt.wards:
         wards = [w for w in wards if w[0] in flt.wards]
     counts = monthly = None
-    for batch in attribute_batches(store, PERMITS, flt, DASHBOARD_FIELDS, batch_size):
+    unknown = 0
+    for batch in as_of_batches(store, flt, DASHBOARD_FIELDS, batch_size):
         counts = add_counts(counts, ward_counts(batch, as_of, calendar))
         monthly = add_monthly(monthly, monthly_counts(batch))
+        if "status_known" in batch:
+            unknown += int((~batch["status_known"]).sum())
     counts = counts if counts is not None else ward_counts(pd.DataFrame(), as_of, calendar)
     monthly = monthly if monthly is not None else monthly_counts(pd.DataFrame())
     side = side_filter(flt)
@@ -323,7 +352,70 @@ def dashboard(store: Store, flt: Filter, calendar: domain.Calendar, batch_size: 
                             for k in ("received", "resolved")}
     statuses = [s for s in domain.STATUSES if total.status(s)]
     colors, legend = classify({r.code: r.received for r in rows})
-    return Dashboard(rows, total, statuses, months, series, as_of, colors, legend)
+    return Dashboard(rows, total, statuses, months, series, as_of, colors, legend, unknown, flt.as_of is not None)
+
+
+#: Named periods: ``2022`` (the year), ``2022-H1``/``H2`` (half-years), ``2022-Q1``…``Q4`` (quarters).
+_PERIOD = re.compile(r"^(\d{4})(?:-(H[12]|Q[1-4]))?$")
+
+
+def parse_period(text: str) -> tuple[dt.date, dt.date]:
+    """A period to compare: ``2022``, ``2022-H1``, ``2022-Q3`` or ``YYYY-MM-DD/YYYY-MM-DD``; :class:`ValueError` else."""
+    text = text.strip()
+    m = _PERIOD.match(text.upper())
+    if m:
+        year, part = int(m.group(1)), m.group(2)
+        first, months = (1, 12) if part is None else ((int(part[1]) - 1) * 6 + 1, 6) if part[0] == "H" \
+            else ((int(part[1]) - 1) * 3 + 1, 3)
+        start = dt.date(year, first, 1)
+        end_month = first + months - 1
+        end = dt.date(year, 12, 31) if end_month == 12 else dt.date(year, end_month + 1, 1) - dt.timedelta(days=1)
+        return start, end
+    a, sep, b = text.partition("/")
+    try:
+        start, end = dt.date.fromisoformat(a), dt.date.fromisoformat(b)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a period (2022, 2022-H1, 2022-Q3 or YYYY-MM-DD/YYYY-MM-DD)") from None
+    if not sep or start > end:
+        raise ValueError(f"{text!r}: the period's start is after its end")
+    return start, end
+
+
+@dataclass
+class Comparison:
+    """The dashboard's figures for several periods side by side: dossiers received in each, as of its end."""
+
+    periods: list[tuple[str, dt.date, dt.date]]  # label, first day, last day
+    boards: list[Dashboard]
+
+    @property
+    def rows(self) -> list[tuple[str, str, list[WardRow]]]:
+        """(code, name, that ward's row in each period), wards of every period, then the total (code ``""``)."""
+        names: dict[str, str] = {}
+        for board in self.boards:
+            for r in board.rows:
+                names.setdefault(r.code, r.name)
+        out = []
+        for code, name in names.items():
+            rows = [next((r for r in b.rows if r.code == code), None) for b in self.boards]
+            out.append((code, name, [r or WardRow(code, name, dict.fromkeys(b.total.counts, 0))
+                                     for r, b in zip(rows, self.boards, strict=True)]))
+        out.append(("", "", [b.total for b in self.boards]))
+        return out
+
+
+def compare(store: Store, flt: Filter, periods: list[str], calendar: domain.Calendar,
+            today: dt.date | None = None) -> Comparison:
+    """The dashboard of each period (``parse_period`` texts): dossiers received in it, as of its last day.
+
+    A period that ends after today (or after the data's as-of date, when
+    earlier) is counted as of that day instead.
+    """
+    parsed = [(p, *parse_period(p)) for p in periods]
+    latest = min(today or dt.date.today(), store.as_of())
+    boards = [dashboard(store, flt.with_(date_from=a, date_to=b, as_of=min(b, max(latest, a))), calendar)
+              for _, a, b in parsed]
+    return Comparison(parsed, boards)
 
 
 @dataclass
