@@ -16,9 +16,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Iterator
+from typing import Protocol
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 TABLE = "status_changes"
 #: The layers that have a status history, and their keys.
@@ -182,3 +186,88 @@ UNKNOWN_KEY = "unknown dossier or permit"
 BEFORE_RECEIPT = "change dated before receipt"
 SAME_TIME = "two changes at the same time"
 
+
+
+# -- views of rows and Arrow tables as of a day (API pages, exports) ------------------------
+
+class HistorySource(Protocol):
+    """What the as-of views read: a store (:class:`gisapp.store.Store`; this core module cannot import it)."""
+
+    def iter_arrow(self, layer: str, flt=None, *, fields: list[str] | None = None, batch_size: int = 5000,
+                   limit: int | None = None, offset: int = 0, geometry: str = "wkb") -> Iterator[pa.Table]:
+        """Matching features as Arrow tables (:meth:`gisapp.store.Store.iter_arrow`)."""
+
+    def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
+        """The status of each key at the end of ``day`` (:meth:`gisapp.store.Store.statuses_as_of`)."""
+
+
+def past_statuses(store: HistorySource, layer: str, day: dt.date, keys: list[str]) -> dict[str, str]:
+    """Key → the status it had at the end of ``day``, for the ``keys`` that had a change by then."""
+    if layer not in LAYER_KEYS or not keys:
+        return {}
+    found = store.statuses_as_of(layer, day, [str(k) for k in keys])
+    return dict(zip(found["key"], found["status"], strict=True))
+
+
+#: Dates that were not yet known on an earlier day.
+LATER_DATES = ("completed_on", "issued_on")
+
+
+def as_of_rows(rows: list[tuple], fields: list[str], statuses: dict[str, str],
+               day: dt.date) -> tuple[list[tuple], int]:
+    """API page rows (``(key, *fields, geometry)``) as of ``day``, and how many had no history by then.
+
+    The status becomes the one of that day (from ``statuses``; a key
+    without one keeps its current status); completion and issue dates after
+    the day are cleared.
+    """
+    status_at_ = fields.index("status") + 1 if "status" in fields else None
+    later = [fields.index(f) + 1 for f in LATER_DATES if f in fields]
+    out, unknown = [], 0
+    for row in rows:
+        values = list(row)
+        if status_at_ is not None:
+            past = statuses.get(str(row[0]))
+            unknown += past is None
+            values[status_at_] = past if past is not None else values[status_at_]
+        for i in later:
+            v = values[i]
+            if v is not None and (dt.date.fromisoformat(v[:10]) if isinstance(v, str) else v) > day:
+                values[i] = None
+        out.append(tuple(values))
+    return out, unknown
+
+
+def as_of_table(table: pa.Table, layer: str, statuses: dict[str, str], day: dt.date) -> pa.Table:
+    """An Arrow batch of ``layer`` as of ``day``: statuses of that day, later completion/issue dates cleared."""
+    key = LAYER_KEYS.get(layer)
+    names = table.column_names
+    if key is None or key not in names:
+        return table
+    if "status" in names:
+        keys = table.column(key).to_pylist()
+        current = table.column("status").to_pylist()
+        status = pa.array([statuses.get(k, c) for k, c in zip(keys, current, strict=True)], pa.string())
+        table = table.set_column(names.index("status"), "status", status)
+    for name in LATER_DATES:
+        if name in names:
+            col = table.column(name).cast(pa.date32())
+            later = pc.fill_null(pc.greater(col, pa.scalar(day, pa.date32())), False)
+            table = table.set_column(names.index(name), name, pc.if_else(later, pa.nulls(len(col), pa.date32()), col))
+    return table
+
+
+class AsOfSource:
+    """A store whose Arrow batches are as of ``day`` (for exports: :class:`gisapp.formats.exports.ArrowSource`)."""
+
+    def __init__(self, store: HistorySource, day: dt.date):
+        self.store, self.day = store, day
+
+    def iter_arrow(self, layer: str, flt=None, *, fields: list[str] | None = None, batch_size: int = 5000,
+                   limit: int | None = None, offset: int = 0, geometry: str = "wkb") -> Iterator[pa.Table]:
+        """:meth:`gisapp.store.Store.iter_arrow`, each batch through :func:`as_of_table`."""
+        for table in self.store.iter_arrow(layer, flt, fields=fields, batch_size=batch_size, limit=limit,
+                                           offset=offset, geometry=geometry):
+            key = LAYER_KEYS.get(layer)
+            keys = table.column(key).to_pylist() if key and key in table.column_names else []
+            yield as_of_table(table, layer, past_statuses(self.store, layer, self.day, keys), self.day)

@@ -86,7 +86,7 @@ STRINGS: dict[str, tuple[str, str]] = {
                         "{n} dossiers have no status history by that day; their current status is shown"),
     "compare": ("So sánh các kỳ", "Compare periods"),
     "compare_hint": ("ví dụ 2022-H1,2022-H2 hoặc 2022-01-01/2022-03-31", "e.g. 2022-H1,2022-H2 or 2022-01-01/2022-03-31"),
-    "period": ("Kỳ", "Period"),
+    "status_label": ("Trạng thái", "Status"),
     "status_history": ("Lịch sử tình trạng", "Status history"),
     "changed_on": ("Ngày thay đổi", "Changed on"),
     "note": ("Ghi chú", "Note"),

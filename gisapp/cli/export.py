@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from werkzeug.datastructures import MultiDict
 
-from gisapp import privacy
+from gisapp import history, privacy
 from gisapp.cli.context import pass_ctx
 from gisapp.filters import FilterError, parse_filter
 from gisapp.formats import exports as exporting
@@ -24,18 +24,20 @@ from gisapp.schema import LAYERS
 @click.option("--kind", multiple=True, help="Finding kind code.")
 @click.option("--from", "date_from", help="From this date (YYYY-MM-DD).")
 @click.option("--to", "date_to", help="Up to this date (YYYY-MM-DD).")
+@click.option("--as-of", "as_of", help="The data as of this day (YYYY-MM-DD): statuses from the history.")
 @click.option("--q", help="Free-text search.")
 @click.option("--bbox", help="minLon,minLat,maxLon,maxLat in WGS84.")
 @click.option("--crs", help="GeoPackage CRS: 5899 (default) or 4326.")
 @pass_ctx
-def export(ctx, layer, output, ward, status, procedure, channel, purpose, kind, date_from, date_to, q, bbox, crs):
+def export(ctx, layer, output, ward, status, procedure, channel, purpose, kind, date_from, date_to, as_of, q, bbox,
+           crs):
     """Export LAYER, filtered like the map, to a GeoJSON, CSV or GeoPackage file."""
     args: MultiDict[str, str] = MultiDict()
     for name, values in (("ward", ward), ("status", status), ("procedure", procedure), ("channel", channel),
                          ("purpose", purpose), ("kind", kind)):
         for v in values:
             args.add(name, v)
-    for name, value in (("from", date_from), ("to", date_to), ("q", q), ("bbox", bbox)):
+    for name, value in (("from", date_from), ("to", date_to), ("as_of", as_of), ("q", q), ("bbox", bbox)):
         if value:
             args.add(name, value)
     try:
@@ -47,6 +49,7 @@ def export(ctx, layer, output, ward, status, procedure, channel, purpose, kind, 
     except FilterError as err:
         raise click.UsageError(str(err)) from None
     store = ctx.store()
-    size = exporting.export(store, layer, flt, fmt, output, crs,
+    source = history.AsOfSource(store, flt.as_of) if flt.as_of else store
+    size = exporting.export(source, layer, flt, fmt, output, crs,
                             show_personal=privacy.show_personal(privacy.OPERATOR))
     click.echo(f"wrote {output} ({fmt}, {store.count(layer, flt)} features, {size:,} bytes)")

@@ -9,6 +9,7 @@ leaves the store as it was and readers see the old data until then.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
@@ -594,7 +595,7 @@ class GeoPackageStore(Store):
             rows = con.execute(sql, params).fetchall() if hist.TABLE in self._schema_names(con) else []
         return _history_frame(rows)
 
-    def statuses_as_of(self, layer: str, day, keys: list[str] | None = None) -> pd.DataFrame:
+    def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
         """Each key's last status change by the end of ``day``: one ``GROUP BY`` pass over the history index.
 
         SQLite takes the other columns of an aggregate query from the row

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import datetime as dt
 import os
 import re
 import threading
@@ -439,7 +440,7 @@ class PostGISStore(Store):
         out["seq"] = pd.Series([r[6] for r in rows], dtype="int64")
         return out
 
-    def statuses_as_of(self, layer: str, day, keys: list[str] | None = None) -> pd.DataFrame:
+    def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
         """Each key's last status change by the end of ``day``: ``DISTINCT ON`` along the history index."""
         store_layer(layer)
         query = (f"SELECT DISTINCT ON (key) key, status, changed_on FROM {hist.TABLE} "
@@ -468,7 +469,8 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
                 con.execute(f"DELETE FROM {hist.TABLE} WHERE layer = %s", [name])
             continue
         keys = frame[key].astype(str).tolist()
-        old = dict(con.execute(f"SELECT {key}, status FROM {name} WHERE {key} = ANY(%s)", [keys]).fetchall())
+        query = f"SELECT {key}, status FROM {name} WHERE {key} = ANY(%s)"
+        old: dict[str, str] = dict(con.execute(query, [keys]).fetchall())
         parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], frame["status"], when))
     rows = pd.concat(parts, ignore_index=True) if parts else hist.empty()
     if not len(rows):

@@ -360,7 +360,7 @@ _PERIOD = re.compile(r"^(\d{4})(?:-(H[12]|Q[1-4]))?$")
 
 
 def parse_period(text: str) -> tuple[dt.date, dt.date]:
-    """A period to compare: ``2022``, ``2022-H1``, ``2022-Q3`` or ``YYYY-MM-DD/YYYY-MM-DD``; :class:`ValueError` else."""
+    """A period to compare: ``2022``, ``2022-H1``, ``2022-Q3`` or ``YYYY-MM-DD/YYYY-MM-DD`` (else ValueError)."""
     text = text.strip()
     m = _PERIOD.match(text.upper())
     if m:
@@ -430,6 +430,11 @@ class PermitDetail:
     linked: list[dict]
     nearby: list[dict]
     findings: list[dict]
+    history: list[dict] = field(default_factory=list)  # its status changes, in order
+    as_of: dt.date | None = None  # the day asked for (``as_of``); None: today's data
+    status_then: str | None = None  # its status at the end of ``as_of`` (None: not yet received)
+    received_then: bool = True  # it had been received by ``as_of``
+    status_known: bool = True  # ``status_then`` comes from the history (else it is the current status)
 
 
 def _records(frame: pd.DataFrame, extra: dict | None = None) -> list[dict]:
@@ -453,18 +458,37 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def history_records(store: Store, layer: str, key: str) -> list[dict]:
+    """The status changes of one feature, oldest first, as plain dicts (``changed_on`` a date)."""
+    rows = store.status_history(layer, [key])
+    return [{"status": r.status, "changed_on": r.changed_on.date(), "changed_at": r.changed_at, "note": r.note}
+            for r in rows.itertuples(index=False)]
+
+
 def permit_detail(store: Store, code: str, calendar: domain.Calendar, nearby_m: float = 20.0,
-                  neighbours_m: float = 60.0) -> PermitDetail | None:
-    """The dossier ``code`` with its timeliness, linked and nearby sidewalk permits and findings.
+                  neighbours_m: float = 60.0, as_of: dt.date | None = None) -> PermitDetail | None:
+    """The dossier ``code`` with its timeliness, linked and nearby sidewalk permits, findings and history.
 
     Nearby means within ``nearby_m`` metres (EPSG:5899) of the parcel.
-    ``None`` when no dossier has that code.
+    With ``as_of``: its status at the end of that day and its timeliness
+    then.  ``None`` when no dossier has that code.
     """
     frame = store.get(PERMITS, code)
     if not len(frame):
         return None
-    as_of = store.as_of()
-    timely = timeliness(frame, as_of, calendar).iloc[0]
+    changes = history_records(store, PERMITS, code)
+    status_then, known, received_then = None, True, True
+    if as_of is not None:
+        past = store.statuses_as_of(PERMITS, as_of, [code])
+        view = history.as_of_view(frame, past, as_of)
+        received_then = bool(len(view))
+        if received_then:
+            frame = view.drop(columns="status_known")
+            status_then, known = view["status"].iloc[0], bool(view["status_known"].iloc[0])
+        else:
+            frame = frame.assign(completed_on=pd.NaT, issued_on=pd.NaT)
+    day = as_of or store.as_of()
+    timely = timeliness(frame, day, calendar).iloc[0] if received_then else None
     due = due_dates(frame, calendar).iloc[0]
     parcel = frame.geometry.iloc[0]
     # sidewalk permits: those naming the dossier, and those within nearby_m of the parcel
@@ -484,7 +508,8 @@ def permit_detail(store: Store, code: str, calendar: domain.Calendar, nearby_m: 
         record=record, timeliness=timely, due_on=None if pd.isna(due) else pd.Timestamp(due).date(),
         center=(center.y, center.x), bbox=_wgs84_bbox(parcel, neighbours_m),
         linked=_records(linked_frame), nearby=_records(near.sort_values("distance_m")) if len(near) else [],
-        findings=_records(found),
+        findings=_records(found), history=changes, as_of=as_of, status_then=status_then,
+        received_then=received_then, status_known=known,
     )
 
 
@@ -498,6 +523,7 @@ class SidewalkDetail:
     bbox: tuple[float, float, float, float] | None  # WGS84 around the permit and its neighbours
     dossier_exists: bool  # its construction dossier (if it names one) is in the store
     findings: list[dict]
+    history: list[dict] = field(default_factory=list)  # its status changes, in order
 
 
 def sidewalk_detail(store: Store, permit_no: str, neighbours_m: float = 60.0) -> SidewalkDetail | None:
@@ -517,7 +543,7 @@ def sidewalk_detail(store: Store, permit_no: str, neighbours_m: float = 60.0) ->
         center=(center.y, center.x) if center is not None else None,
         bbox=_wgs84_bbox(geom, neighbours_m) if center is not None else None,
         dossier_exists=bool(dossier and len(store.get(PERMITS, dossier)) > 0),
-        findings=_records(found),
+        findings=_records(found), history=history_records(store, SIDEWALK, permit_no),
     )
 
 

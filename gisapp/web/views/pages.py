@@ -119,7 +119,8 @@ def permit_page(code: str):
     A sidewalk permit number (``VH-…``; dossier codes are ``XD-…``) gets the sidewalk permit's page.
     """
     store = get_store()
-    detail = stats.permit_detail(store, code, current_app.config["CALENDAR"])
+    flt, warnings = page_filter()
+    detail = stats.permit_detail(store, code, current_app.config["CALENDAR"], as_of=flt.as_of)
     if detail is None:
         return sidewalk_page(store, code)
     the_map = maps.permit_map(detail=detail, has_findings=store.count("findings") > 0, **map_inputs(store))
@@ -127,7 +128,7 @@ def permit_page(code: str):
     return render_template("permit.html", d=detail, map=the_map,
                            fields=[f for f in CONSTRUCTION_PERMITS.fields if f.name in shown],
                            sidewalk_fields=LAYERS["sidewalk_permits"].fields, finding_fields=LAYERS["findings"].fields,
-                           page_ids=page_ids)
+                           page_ids=page_ids, warnings=warnings)
 
 
 def sidewalk_page(store: Store, permit_no: str):
