@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import datetime as dt
+from urllib.parse import quote
 
 from flask import Blueprint, Response, request, stream_with_context
 
 from gisapp import history
 from gisapp.errors import FilterError, NotFound
-from gisapp.filters import parse_filter
+from gisapp.filters import parse_filter, refuse_unknown
+from gisapp.formats import blds
 from gisapp.formats import exports as exporting
 from gisapp.schema import LAYERS
 from gisapp.web import auth
-from gisapp.web.request import get_store, known_wards
+from gisapp.web.request import get_store, known_wards, public_root
 
 bp = Blueprint("export", __name__, url_prefix="/export")
+
+
+@bp.get("/blds/<name>.csv")
+def blds_dataset(name: str):
+    """A BLDS open-data file (:mod:`gisapp.formats.blds`): ``permits`` or ``status_changes``; no parameters."""
+    if name not in blds.DATASETS:
+        raise NotFound(f"no BLDS dataset {name!r}; datasets: {', '.join(blds.DATASETS)}")
+    refuse_unknown(request.args, ())
+    root = public_root()
+    body = blds.dataset_csv(get_store(), name, lambda key: f"{root}/permits/{quote(key, safe='')}")
+    return Response(body, content_type="text/csv; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="blds_{name}.csv"',
+                             "Cache-Control": "no-store"})
 
 
 @bp.get("/<layer>.<fmt>")
