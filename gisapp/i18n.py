@@ -166,6 +166,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     # import and upload messages ({opt_*}: an option of ``gisapp import``, or the upload form's field)
     'import_form_field': ('ô «{label}»', 'the field “{label}”'),
     'import_rename_columns': ('hãy đổi tên cột trong tệp', 'rename that column in the file'),
+    'import_history_columns': ('tệp lịch sử tình trạng thiếu cột {columns} (tiêu đề nhận được: {headers})',
+                               'the status history file lacks the column(s) {columns} (headers recognised: {headers})'),
     'import_no_file': ('{name}: không tìm thấy tệp', '{name}: no such file'),
     'import_old_xls': ('{name}: không đọc tệp .xls kiểu cũ; hãy lưu thành .xlsx',
                        '{name}: old .xls workbooks are not read; save it as .xlsx'),
