@@ -33,6 +33,23 @@ COLUMNS = ("layer", "key", "status", "changed_on", "changed_at", "note")
 TIME_PATTERN = re.compile(r"^(?:[01]\d|2[0-3]):[0-5]\d(?::[0-5]\d)?$")
 #: Notes of the rows the store writes itself when a write changes a status.
 WRITE_NOTE = "gisapp write"
+#: Each stored row also keeps ``next_on``, the day of the key's next change (NULL for its last one), kept
+#: by every write: the status on day D is then the one row per key with changed_on <= D < next_on (a
+#: change superseded the same day has an empty interval), found by one scan with no sorting or grouping.
+NEXT_ON = "next_on"
+#: Above this many keys in one write, ``next_on`` is computed again for the whole layer.
+WHOLE_LAYER_KEYS = 50_000
+
+
+def next_on_sql(ph: str, keys_clause: str = "") -> str:
+    """SQL setting ``next_on`` of the history rows of a layer (and of some keys: ``keys_clause``), both stores.
+
+    Parameters: the layer, then the keys of ``keys_clause`` if any.
+    """
+    return (f"UPDATE {TABLE} SET {NEXT_ON} = n.next FROM (SELECT seq, lead(changed_on) OVER "
+            f"(PARTITION BY key ORDER BY changed_on, changed_at, seq) AS next FROM {TABLE} "
+            f"WHERE layer = {ph} {keys_clause}) n WHERE {TABLE}.seq = n.seq "
+            f"AND {TABLE}.{NEXT_ON} IS DISTINCT FROM n.next")
 
 
 def empty() -> pd.DataFrame:

@@ -596,21 +596,23 @@ class GeoPackageStore(Store):
         return _history_frame(rows)
 
     def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
-        """Each key's last status change by the end of ``day``: one ``GROUP BY`` pass over the history index.
-
-        SQLite takes the other columns of an aggregate query from the row
-        where ``max()`` is found, so the latest change wins in one scan.
-        """
+        """Each key's last status change by the end of ``day`` (see :data:`gisapp.history.NEXT_ON`)."""
         store_layer(layer)
-        sql = (f"SELECT key, status, changed_on, max(changed_on || ' ' || changed_at || ' ' || printf('%012d', seq)) "
-               f"FROM {hist.TABLE} WHERE layer = ? AND changed_on <= ?"
-               + ("" if keys is None else " AND key IN (SELECT value FROM json_each(?))")
-               + " GROUP BY key ORDER BY key")
-        params = [layer, day.isoformat()] + ([] if keys is None else [json.dumps([str(k) for k in keys])])
+        if keys is None:  # every key: the rows whose interval [changed_on, next_on) holds the day, one scan
+            sql = (f"SELECT key, status, changed_on FROM {hist.TABLE} "
+                   "WHERE layer = ? AND changed_on <= ? AND (next_on IS NULL OR next_on > ?)")
+            params = [layer, day.isoformat(), day.isoformat()]
+        else:  # a few keys (an API page): one index probe each, newest change first
+            sql = (f"SELECT k.value, h.status, h.changed_on FROM (SELECT value, (SELECT seq FROM {hist.TABLE} "
+                   "WHERE layer = ? AND key = j.value AND changed_on <= ? "
+                   "ORDER BY changed_on DESC, changed_at DESC, seq DESC LIMIT 1) AS last FROM json_each(?) j) k "
+                   f"JOIN {hist.TABLE} h ON h.seq = k.last ORDER BY k.value")
+            params = [layer, day.isoformat(), json.dumps(sorted({str(k) for k in keys}))]
         with self._connect() as con:
             rows = con.execute(sql, params).fetchall() if hist.TABLE in self._schema_names(con) else []
-        out = pd.DataFrame([r[:3] for r in rows], columns=["key", "status", "changed_on"], dtype=object)
-        out["changed_on"] = pd.to_datetime(out["changed_on"]).astype("datetime64[ms]")
+        out = pd.DataFrame({"key": pd.Series([r[0] for r in rows], dtype=object),
+                            "status": pd.Series([r[1] for r in rows], dtype=object)})
+        out["changed_on"] = np.array([r[2] for r in rows], dtype="datetime64[D]").astype("datetime64[ms]")
         return out
 
 
@@ -627,7 +629,7 @@ def _write_history(path: Path, rows: pd.DataFrame, replaced: list[str]) -> None:
     with contextlib.closing(sqlite3.connect(path)) as con:
         con.execute(f"CREATE TABLE IF NOT EXISTS {hist.TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                     "layer TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, changed_on TEXT NOT NULL, "
-                    "changed_at TEXT NOT NULL DEFAULT '', note TEXT)")
+                    "changed_at TEXT NOT NULL DEFAULT '', note TEXT, next_on TEXT)")
         con.execute(f"CREATE INDEX IF NOT EXISTS ix_{hist.TABLE}_key ON {hist.TABLE} "
                     "(layer, key, changed_on, changed_at, seq)")
         for name in replaced:
@@ -638,6 +640,11 @@ def _write_history(path: Path, rows: pd.DataFrame, replaced: list[str]) -> None:
                             "VALUES (?, ?, ?, ?, ?, ?)",
                             zip(rows["layer"], rows["key"], rows["status"], days, rows["changed_at"], rows["note"],
                                 strict=True))
+            for layer, keys in rows.groupby("layer")["key"]:
+                unique = sorted(set(keys))
+                many = len(unique) > hist.WHOLE_LAYER_KEYS
+                con.execute(hist.next_on_sql("?", "" if many else "AND key IN (SELECT value FROM json_each(?))"),
+                            [layer] if many else [layer, json.dumps(unique)])
         con.commit()
 
 

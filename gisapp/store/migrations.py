@@ -238,7 +238,10 @@ CREATE TABLE status_changes (
     status text COLLATE "C" NOT NULL,
     changed_on date NOT NULL,
     changed_at text COLLATE "C" NOT NULL DEFAULT '',
-    note text
+    note text,
+    -- the day of the key's next change (NULL for its last): the status on day D
+    -- is the row with changed_on <= D < next_on, found without sorting
+    next_on date
 );
 -- Newest change first per key: "status as of a day" is DISTINCT ON over it
 -- in order, and one probe per row for a filter on the status of that day.

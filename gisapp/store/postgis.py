@@ -441,12 +441,12 @@ class PostGISStore(Store):
         return out
 
     def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
-        """Each key's last status change by the end of ``day``: ``DISTINCT ON`` along the history index."""
+        """Each key's last status change by the end of ``day`` (see :data:`gisapp.history.NEXT_ON`)."""
         store_layer(layer)
-        query = (f"SELECT DISTINCT ON (key) key, status, changed_on FROM {hist.TABLE} "
-                 "WHERE layer = %s AND changed_on <= %s" + ("" if keys is None else " AND key = ANY(%s)")
-                 + " ORDER BY key, changed_on DESC, changed_at DESC, seq DESC")
-        params: list = [layer, day] + ([] if keys is None else [[str(k) for k in keys]])
+        query = (f"SELECT key, status, changed_on FROM {hist.TABLE} "
+                 "WHERE layer = %s AND changed_on <= %s AND (next_on IS NULL OR next_on > %s)"
+                 + ("" if keys is None else " AND key = ANY(%s)"))
+        params: list = [layer, day, day] + ([] if keys is None else [[str(k) for k in keys]])
         with self.connection() as con:
             rows = con.execute(query, params).fetchall()
         out = pd.DataFrame([r[:2] for r in rows], columns=["key", "status"], dtype=object)
@@ -473,6 +473,7 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
         old: dict[str, str] = dict(con.execute(query, [keys]).fetchall())
         parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], frame["status"], when))
     rows = pd.concat(parts, ignore_index=True) if parts else hist.empty()
+    rows = rows[rows["layer"].notna()]
     if not len(rows):
         return
     table = pa.table({"layer": pa.array(rows["layer"].tolist(), pa.string()),
@@ -486,6 +487,12 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
     with con.cursor() as cur, cur.copy(f"COPY {hist.TABLE} ({', '.join(hist.COLUMNS)}) FROM STDIN "
                                        "(FORMAT csv, FORCE_NOT_NULL (changed_at))") as copy:
         copy.write(memoryview(buf.getvalue()))
+    for layer, keys in rows.groupby("layer")["key"]:
+        unique = sorted(set(keys))
+        many = len(unique) > hist.WHOLE_LAYER_KEYS
+        con.execute(hist.next_on_sql("%s", "" if many else "AND key = ANY(%s)"), [layer] if many else [layer, unique])
+    if len(rows) > 100_000:
+        con.execute(f"ANALYZE {hist.TABLE}")
 
 
 def _check_schema(con: psycopg.Connection, url: str) -> None:
