@@ -201,3 +201,20 @@ def test_export_as_of(client, demo_store):
     assert dict(zip(frame["dossier_code"], frame["status"])) == dict(zip(past["key"], past["status"]))
     assert (pd.to_datetime(frame["completed_on"]).dropna() <= "2022-06-30").all()
     assert_error(client.get("/export/construction_permits.csv?as_of=2022-02-31"), 400)
+
+
+def test_map_page_and_its_data_as_of(client, demo_store):
+    html = client.get("/?as_of=2022-06-30&lang=en").get_data(as_text=True)
+    assert 'data-testid="as-of-notice"' in html and 'data-testid="permit-count">2534<' in html
+    assert 'name="as_of" value="2022-06-30"' in html
+    frames = demo_store.read("construction_permits")
+    day = "2022-03-31"
+    html = client.get(f"/?as_of={day}").get_data(as_text=True)
+    assert f'data-testid="permit-count">{int((frames["received_on"] <= day).sum())}<' in html
+    body = orjson.loads(client.get(f"/data/construction_permits.geojson?as_of={day}").data)
+    if body.get("mode") == "features":
+        past = demo_store.statuses_as_of("construction_permits", D(day))
+        expected = dict(zip(past["key"], past["status"]))
+        assert {f["properties"]["dossier_code"]: f["properties"]["status"] for f in body["features"]} == expected
+    assert_error(client.get("/data/construction_permits.geojson?as_of=1900-01-01"), 400)
+    assert "is before 1990-01-01" in client.get("/?as_of=1900-01-01&lang=en").get_data(as_text=True)

@@ -560,7 +560,7 @@ def map_page(store: Store, flt: Filter) -> dict:
     Matching and total dossiers, the wards in force and their bounds, the
     as-of date, and ``counts`` of the features each map layer will hold.
     """
-    as_of = store.as_of()
+    as_of = flt.as_of or store.as_of()
     count = store.count(PERMITS, flt)
     side = side_filter(flt)
     counts = {"permits": count, "sidewalk": store.count(SIDEWALK, side), "findings": store.count(FINDINGS, side)}
