@@ -57,10 +57,10 @@ def timed(func, *args, **kw):
     return out, time.perf_counter() - t
 
 
-def items_paths(boxes: list, day: dt.date, limit: int | None) -> list[str]:
-    """Items pages with ``as_of`` over street-view ``boxes``."""
-    params = lambda b: {"bbox": ",".join(map(str, b)), "as_of": day.isoformat(), "f": "json",  # noqa: E731
-                        **({"limit": limit} if limit else {})}
+def items_paths(boxes: list, day: dt.date | None, limit: int | None) -> list[str]:
+    """Items pages with ``as_of`` (none when ``day`` is None) over street-view ``boxes``."""
+    params = lambda b: {"bbox": ",".join(map(str, b)), "f": "json",  # noqa: E731
+                        **({"as_of": day.isoformat()} if day else {}), **({"limit": limit} if limit else {})}
     return ["/api/collections/construction_permits/items?" + urlencode(params(b)) for b in boxes]
 
 
@@ -79,13 +79,14 @@ def run_backend(name: str, store, url: str, frames: dict, history, boxes, client
         print(f"    as of {day}: statuses_as_of {len(past):,} keys {row[f'statuses_as_of_{day}_s']:.2f} s; "
               f"dashboard {board.total.received:,} dossiers median {row[f'dashboard_{day}_s']:.2f} s", flush=True)
     with app_servers(url) as bases:
-        for limit in (None, 1000):
-            paths = items_paths(boxes, DAYS[1], limit)
+        for day, limit in ((DAYS[1], None), (None, None), (DAYS[1], 1000), (None, 1000)):
+            paths = items_paths(boxes, day, limit)
             loadgen.run_threads(bases, paths[:20], 2, 5)  # warm up
             result = loadgen.run(bases[0], paths, clients, seconds=seconds)
-            label = f"items_as_of_limit_{limit or 100}"
+            label = f"items_{'as_of' if day else 'plain'}_limit_{limit or 100}"
             row[label] = {k: result[k] for k in ("p50_ms", "p95_ms", "requests", "failures", "client")}
-            print(f"    API items as_of, limit {limit or 100}, {clients} clients ({result['client']}): "
+            print(f"    API items {'as_of' if day else 'without as_of'}, limit {limit or 100}, {clients} clients "
+                  f"({result['client']}): "
                   f"p50 {result['p50_ms']:.0f} ms p95 {result['p95_ms']:.0f} ms "
                   f"({result['requests']} requests, {result['failures']} failed)", flush=True)
     return row
@@ -131,12 +132,13 @@ def main(argv=None) -> None:
     finally:
         if server is not None:
             server.stop()
-    print("\nsize       backend  write s  dashboard s (03-31 / 06-30)  items as_of p95 ms (100 / 1000)")
+    print("\nsize       backend  write s  dashboard s (03-31 / 06-30)  items p95 ms as_of (plain), limit 100 / 1000")
     for run in results["runs"]:
         for row in run["rows"]:
             print(f"{run['n']:>9,}  {row['backend']:<7} {row['write_s']:>7.1f}  "
                   f"{row[f'dashboard_{DAYS[0]}_s']:>10.2f} / {row[f'dashboard_{DAYS[1]}_s']:<10.2f}      "
-                  f"{row['items_as_of_limit_100']['p95_ms']:>6.0f} / {row['items_as_of_limit_1000']['p95_ms']:.0f}")
+                  f"{row['items_as_of_limit_100']['p95_ms']:>6.0f} ({row['items_plain_limit_100']['p95_ms']:.0f}) / "
+                  f"{row['items_as_of_limit_1000']['p95_ms']:.0f} ({row['items_plain_limit_1000']['p95_ms']:.0f})")
     OUT_DIR.mkdir(exist_ok=True)
     out = OUT_DIR / f"bench_history_{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2, default=str))
