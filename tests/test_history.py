@@ -134,3 +134,32 @@ def test_as_of_view_hides_what_was_not_yet_known():
     assert out["status"].tolist() == ["RETURNED", "PROCESSING"]
     assert out["completed_on"].isna().tolist() == [False, True]
     assert out["status_known"].tolist() == [True, True]
+
+
+def test_the_demo_history_is_consistent(demo_frames):
+    from gisapp.demo import build as demo
+    from gisapp.demo.timeline import demo_history
+
+    frames, _ = demo_frames
+    rows = demo_history(frames)
+    assert rows.equals(demo_history(frames))  # deterministic
+    assert not rows.duplicated(["layer", "key", "changed_on", "changed_at"]).any()
+    assert rows["changed_on"].max() <= pd.Timestamp(demo.AS_OF)
+    ordered = history.order(rows)
+    assert set(ordered.drop_duplicates(["layer", "key"])["status"]) == {"RECEIVED"}
+    for layer, key in history.LAYER_KEYS.items():
+        layer_rows = ordered[ordered["layer"] == layer]
+        features = frames[layer].set_index(key)
+        assert set(layer_rows["key"]) == set(features.index)  # every dossier and permit has a history
+        last = layer_rows.drop_duplicates("key", keep="last").set_index("key")["status"]
+        assert (last == features["status"].reindex(last.index)).all()  # ending in the current status
+    dossiers = frames["construction_permits"].set_index("dossier_code")
+    d = ordered[ordered["layer"] == P]
+    assert (d["changed_on"] >= d["key"].map(dossiers["received_on"])).all()
+    closing = d[d["status"].isin(["RESULT_READY", "REFUSED", "WITHDRAWN", "NOT_ACCEPTED"])]
+    assert (closing["changed_on"] == closing["key"].map(dossiers["completed_on"])).all()
+    granted = d[d["status"] == "RESULT_READY"]
+    assert (granted["changed_on"] == granted["key"].map(dossiers["issued_on"])).all()
+    # open dossiers on the as-of date have no closing status
+    still_open = dossiers.index[dossiers["completed_on"].isna()]
+    assert not d[d["key"].isin(still_open)]["status"].isin(["RESULT_READY", "RETURNED", "REFUSED"]).any()
