@@ -261,11 +261,14 @@ def test_upgrade_to_6_fills_the_stored_geojson_as_a_fresh_write_does(pg, pg_url)
 
     fresh = served()
     with pg.connection() as con:
-        for name in schema.LAYERS:  # back to schema 5: the column nullable, empty in rows written before it
-            if name == "sidewalks":  # a layer of version 7
-                con.execute("DROP TABLE sidewalks")
-                con.execute("DELETE FROM gisapp_layers WHERE name = 'sidewalks'")
-                continue
+        schema5 = ("wards", "construction_permits", "sidewalk_permits", "findings")
+        later = [t for (t,) in con.execute(  # tables of versions after 5 go: back to schema 5
+            "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> ALL(%s)",
+            [[*schema5, "gisapp_meta", "gisapp_layers", "schema_version", "spatial_ref_sys"]]).fetchall()]
+        for table in later:
+            con.execute(f'DROP TABLE "{table}" CASCADE')
+        con.execute("DELETE FROM gisapp_layers WHERE name <> ALL(%s)", [list(schema5)])
+        for name in schema5:  # the column nullable, empty in rows written before it
             con.execute(f"ALTER TABLE {name} ALTER COLUMN geometry_geojson DROP NOT NULL")
             con.execute(f"UPDATE {name} SET geometry_geojson = NULL")
         con.execute("DELETE FROM schema_version WHERE version > 5")

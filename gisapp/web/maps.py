@@ -27,7 +27,7 @@ from jinja2 import Template
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
-from gisapp import domain, geo, i18n
+from gisapp import domain, geo, history, i18n
 from gisapp.filters import Filter
 from gisapp.formats import geojson
 from gisapp.schema import LAYERS
@@ -95,7 +95,11 @@ def read_map_layer(store: Store, layer: str, flt: Filter):
     names = list(MAP_FIELDS[layer])
     if layer == "construction_permits":
         names = list(dict.fromkeys(names + TIMELINESS_FIELDS))
-    return store.read_arrow(layer, flt, fields=names)
+    table = store.read_arrow(layer, flt, fields=names)
+    if table is not None and flt.as_of is not None and layer in history.LAYER_KEYS:  # as it was that day
+        keys = table.column(history.LAYER_KEYS[layer]).to_pylist()
+        table = history.as_of_table(table, layer, history.past_statuses(store, layer, flt.as_of, keys), flt.as_of)
+    return table
 
 
 def _collection(store: Store, lay, flt, calendar, *, complete: bool, total: int) -> bytes:
@@ -107,7 +111,7 @@ def _collection(store: Store, lay, flt, calendar, *, complete: bool, total: int)
         extra = None
         if lay.name == "construction_permits":
             attrs = batch.select(TIMELINESS_FIELDS).to_pandas(date_as_object=False)
-            extra = {"timeliness": stats.timeliness(attrs, store.as_of(), calendar).tolist()}
+            extra = {"timeliness": stats.timeliness(attrs, flt.as_of or store.as_of(), calendar).tolist()}
         body = geojson.batch_json(batch, lay, MAP_FIELDS[lay.name], extra)
     return orjson.dumps({"type": "FeatureCollection", **members})[:-1] + b',"features":[' + body + b"]}"
 
