@@ -47,11 +47,11 @@ def _figure(width_mm: float, height_mm: float):
     from matplotlib.figure import Figure
 
     fig = Figure(figsize=(width_mm * MM, height_mm * MM))
-    ax = fig.add_axes((0.002, 0.002, 0.996, 0.996))
+    ax = fig.add_axes((0, 0, 1, 1))  # the whole figure: a map at 1:500 is exactly that on paper
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
-        spine.set_linewidth(0.6)
+        spine.set_linewidth(1.2)  # half of it inside the figure
         spine.set_color("#666666")
     ax.set_aspect("equal")
     return fig, ax
@@ -91,7 +91,7 @@ def _decorate(ax, *, lang: str, attribution: str | None, legend: Sequence[Legend
     ax.annotate("B" if lang == "vi" else "N", xy=(0.95, 0.97), xytext=(0.95, 0.87), xycoords="axes fraction",
                 ha="center", va="center", fontsize=9, fontweight="bold",
                 arrowprops={"facecolor": "black", "width": 3, "headwidth": 9, "headlength": 8})
-    handles = []
+    handles: list = []
     for item in legend:
         if item.kind == "line":
             handles.append(Line2D([], [], color=item.color, lw=1.5, label=item.label))
@@ -193,7 +193,7 @@ def sheet_scale(geom, width_mm: float, height_mm: float, margin_m: float = 15.0)
 
 
 def parcel_map(parcel, *, neighbours: Sequence, linked: Sequence, nearby: Sequence, findings: Sequence,
-               labels: Sequence[tuple[object, str]], lang: str, attribution: str | None,
+               labels: Sequence[tuple], lang: str, attribution: str | None,
                legend: Sequence[LegendItem], legend_title: str, scale_label: str, width_mm: float = 180,
                height_mm: float = 105) -> tuple[str, int]:
     """A dossier's parcel at 1:500 or 1:1000 (the largest that fits) with its neighbours, sidewalk permits and

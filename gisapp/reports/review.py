@@ -160,10 +160,12 @@ def _procedures_and_overdue(store: Store, flt: Filter, as_of: dt.date, calendar:
                 out.append(ProcedureRow(code, int(c.received), int(c.resolved), int(c.on_time), int(c.late),
                                         int(c.online), int(c.overdue)))
     first = pd.concat(overdue).nsmallest(rows, ["due_on", "dossier_code"]) if overdue else pd.DataFrame()
-    listed = [{"dossier_code": r.dossier_code, "ward_code": r.ward_code, "procedure": r.procedure,
-               "site_address": r.site_address, "received_on": _day(r.received_on), "due_on": _day(r.due_on),
-               "days_over": (as_of - _day(r.due_on)).days if _day(r.due_on) else None}
-              for r in first.itertuples(index=False)]
+    listed = []
+    for r in first.itertuples(index=False):
+        due = _day(r.due_on)
+        listed.append({"dossier_code": r.dossier_code, "ward_code": r.ward_code, "procedure": r.procedure,
+                       "site_address": r.site_address, "received_on": _day(r.received_on), "due_on": due,
+                       "days_over": (as_of - due).days if due else None})
     frame = pd.concat(codes) if codes else pd.DataFrame({"dossier_code": [], "ward_code": []})
     return out, listed, total, frame
 
