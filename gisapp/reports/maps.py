@@ -86,6 +86,8 @@ def _decorate(ax, *, lang: str, attribution: str | None, legend: Sequence[Legend
     from matplotlib.patches import Patch
     from matplotlib_scalebar.scalebar import ScaleBar
 
+    ax.set_xlabel("")  # geopandas names the axes after the CRS; a map has none
+    ax.set_ylabel("")
     ax.add_artist(ScaleBar(1, "m", location="lower left", box_alpha=0.8, length_fraction=0.25, font_properties={
         "size": 7}, scale_loc="top", border_pad=0.6))
     ax.annotate("B" if lang == "vi" else "N", xy=(0.95, 0.97), xytext=(0.95, 0.87), xycoords="axes fraction",
