@@ -334,3 +334,23 @@ def test_sheet_scale_is_the_largest_that_fits():
     assert maps.sheet_scale(small, 180, 105) == 500
     assert maps.sheet_scale(shapely.box(0, 0, 80, 60), 180, 105) == 1000
     assert maps.sheet_scale(shapely.box(0, 0, 5000, 5000), 180, 105) == maps.SHEET_SCALES[-1]
+
+
+def test_overdue_list_shows_the_first_rows_and_counts_the_rest(tmp_path):
+    from gisapp.domain import Calendar
+    from gisapp.reports import review
+    from tests.browser_util import sample_frames
+
+    frames, meta = sample_frames(240)
+    store = GeoPackageStore(tmp_path / "sample.gpkg", must_exist=False)
+    store.write(frames, meta=meta)
+    rep = review.build_review(store, review.ReviewQuery(review.Filter()), Calendar())
+    assert rep.overdue_total == rep.board.total.overdue > review.LIST_ROWS
+    assert len(rep.overdue) == review.LIST_ROWS
+    dues = [o["due_on"] for o in rep.overdue]
+    assert dues == sorted(dues) and all(o["days_over"] > 0 for o in rep.overdue)
+    client = make_app(str(tmp_path / "sample.gpkg")).test_client()
+    text = flat(text_of(client.get("/reports/review.pdf").data))
+    assert f"Hồ sơ đang xử lý quá hạn ({rep.overdue_total})" in text
+    assert f"… và {rep.overdue_total - review.LIST_ROWS} mục khác" in text
+    assert rep.overdue[0]["dossier_code"] in text

@@ -151,7 +151,7 @@ def _procedures_and_overdue(store: Store, flt: Filter, as_of: dt.date, calendar:
         if len(late):
             total += len(late)
             late = late.assign(due_on=stats.due_dates(late, calendar))
-            overdue.append(late.nsmallest(rows, ["due_on", "dossier_code"]))
+            overdue.append(late.sort_values(["due_on", "dossier_code"]).head(rows))
     out = []
     if counts is not None:
         for code in domain.PROCEDURES:
@@ -159,7 +159,7 @@ def _procedures_and_overdue(store: Store, flt: Filter, as_of: dt.date, calendar:
                 c = counts.loc[code]
                 out.append(ProcedureRow(code, int(c.received), int(c.resolved), int(c.on_time), int(c.late),
                                         int(c.online), int(c.overdue)))
-    first = pd.concat(overdue).nsmallest(rows, ["due_on", "dossier_code"]) if overdue else pd.DataFrame()
+    first = pd.concat(overdue).sort_values(["due_on", "dossier_code"]).head(rows) if overdue else pd.DataFrame()
     listed = []
     for r in first.itertuples(index=False):
         due = _day(r.due_on)
