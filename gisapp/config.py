@@ -78,6 +78,8 @@ SETTINGS = {
                        "(0: in the request's own thread)"),
     "REPORT_MEMORY_MB": ("GISAPP_REPORT_MEMORY_MB", "3072", "address space of a report's child process, in MB"),
     "REPORT_SECONDS": ("GISAPP_REPORT_SECONDS", "120", "time one PDF report may take, in seconds"),
+    "REPORT_QUEUE": ("GISAPP_REPORT_QUEUE", "3", "most PDF reports one server process makes or waits for at once "
+                     "(more: 503); keep it below the server's threads"),
     "REPORT_MAX_DOSSIERS": ("GISAPP_REPORT_MAX_DOSSIERS", "1000000", "most dossiers one review report or map "
                             "print may cover (more: refused, naming this limit)"),
 }
@@ -105,7 +107,7 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
         config["BASEMAP"] = env[OLD_BASEMAP_VARIABLE]
     for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB", "PROXIES", "MAX_UNPACKED_MB", "MAX_UPLOAD_FEATURES",
                  "IMPORT_MEMORY_MB", "IMPORT_SECONDS", "UPLOAD_QUOTA_MB", "UPLOADS_TOTAL_MB", "REPORT_WORKERS",
-                 "REPORT_MEMORY_MB", "REPORT_SECONDS", "REPORT_MAX_DOSSIERS"):
+                 "REPORT_MEMORY_MB", "REPORT_SECONDS", "REPORT_QUEUE", "REPORT_MAX_DOSSIERS"):
         try:
             config[name] = int(config[name])
         except ValueError:

@@ -354,3 +354,20 @@ def test_overdue_list_shows_the_first_rows_and_counts_the_rest(tmp_path):
     assert f"Hồ sơ đang xử lý quá hạn ({rep.overdue_total})" in text
     assert f"… và {rep.overdue_total - review.LIST_ROWS} mục khác" in text
     assert rep.overdue[0]["dossier_code"] in text
+
+
+def test_reports_beyond_the_queue_are_refused_at_once(store_path):
+    from gisapp.errors import RequestError
+    from gisapp.reports import jobs
+
+    runner = jobs.Runner(workers=0, queue=1)
+    job = jobs.Job("dossier", store_path, code=a_dossier(store_path)["dossier_code"])
+    assert runner.run(job).startswith(b"%PDF")
+    assert runner._slots.acquire(blocking=False)  # a report in the making holds the one slot …
+    try:
+        with pytest.raises(RequestError) as refused:  # … so the next is refused at once, naming the setting
+            runner.run(job)
+        assert refused.value.status == 503 and "GISAPP_REPORT_QUEUE" in refused.value.description
+    finally:
+        runner._slots.release()
+    assert runner.run(job).startswith(b"%PDF")

@@ -77,12 +77,19 @@ def _limit(memory_mb: int) -> None:
 
 
 class Runner:
-    """Makes reports in a pool of ``workers`` child processes (``0``: in the calling thread)."""
+    """Makes reports in a pool of ``workers`` child processes (``0``: in the calling thread).
 
-    def __init__(self, workers: int = 2, memory_mb: int = 3072, seconds: float = 120):
+    At most ``queue`` reports are asked of one server process at a time (made or waiting for a child);
+    another is refused at once (503, naming ``GISAPP_REPORT_QUEUE``) rather than holding one more of the
+    server's threads, which the map needs: keep it below the server's threads (``gisapp serve --threads``).
+    """
+
+    def __init__(self, workers: int = 2, memory_mb: int = 3072, seconds: float = 120, queue: int = 3):
         self.workers, self.memory_mb, self.seconds = workers, memory_mb, seconds
         self._pool: cf.ProcessPoolExecutor | None = None
         self._lock = threading.Lock()
+        self._slots = threading.BoundedSemaphore(max(queue, 1))
+        self.queue = max(queue, 1)
 
     def _executor(self) -> cf.ProcessPoolExecutor:
         with self._lock:
@@ -104,6 +111,16 @@ class Runner:
 
     def run(self, job: Job) -> bytes:
         """The PDF of ``job``, or the :class:`RequestError` that refuses it."""
+        if not self._slots.acquire(blocking=False):
+            raise RequestError(503, "ReportsBusy", f"Máy chủ đang tạo {self.queue} báo cáo (GISAPP_REPORT_QUEUE); "
+                               f"hãy thử lại sau ít giây. / The server is making {self.queue} reports already "
+                               "(GISAPP_REPORT_QUEUE); try again in a few seconds.")
+        try:
+            return self._run(job)
+        finally:
+            self._slots.release()
+
+    def _run(self, job: Job) -> bytes:
         if self.workers <= 0:
             return make(job)
         pool = self._executor()

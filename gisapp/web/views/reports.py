@@ -23,7 +23,8 @@ def runner() -> jobs.Runner:
     found = current_app.extensions.get("gisapp_reports")
     if found is None:
         cfg = current_app.config
-        found = jobs.Runner(cfg["REPORT_WORKERS"], cfg["REPORT_MEMORY_MB"], cfg["REPORT_SECONDS"])
+        found = jobs.Runner(cfg["REPORT_WORKERS"], cfg["REPORT_MEMORY_MB"], cfg["REPORT_SECONDS"],
+                            cfg["REPORT_QUEUE"])
         current_app.extensions["gisapp_reports"] = found
     return found
 
