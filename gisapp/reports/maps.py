@@ -130,6 +130,19 @@ def _draw(ax, geoms, *, face, edge="#444444", lw=0.3, alpha=1.0, zorder=2) -> No
                 markersize=6)
 
 
+def _points(ax, points: Sequence[tuple[Sequence, str]]) -> None:
+    """Points (``[(point geometries, colour), …]``) as one scatter: a raster inside the SVG when many."""
+    xs, ys, colors = [], [], []
+    for geoms, color in points:
+        coords = shapely.get_coordinates(np.asarray(list(geoms), dtype=object))
+        xs.append(coords[:, 0])
+        ys.append(coords[:, 1])
+        colors += [color] * len(coords)
+    if colors:
+        ax.scatter(np.concatenate(xs), np.concatenate(ys), s=9 if len(colors) <= 500 else 3, c=colors, edgecolors="#222222", linewidths=0.3,
+                   zorder=3, rasterized=len(colors) > RASTER_ABOVE // 4)
+
+
 def ward_map(wards, *, colors: dict[str, str], lang: str, attribution: str | None, legend: Sequence[LegendItem],
              legend_title: str, labels: dict[str, str] | None = None, width_mm: float = 180,
              height_mm: float = 150, points=None) -> str:
@@ -145,8 +158,7 @@ def ward_map(wards, *, colors: dict[str, str], lang: str, attribution: str | Non
             _extent(ax, shapely.total_bounds(np.asarray(geoms)), width_mm, height_mm)
         for code, geom in zip(wards["ward_code"], geoms):
             _draw(ax, [geom], face=colors.get(code, "#f2f2f2"), edge="#333333", lw=0.8, zorder=1)
-        for geoms_i, color in points or ():
-            _draw(ax, geoms_i, face=color, edge="#222222", lw=0.2, zorder=3)
+        _points(ax, points or ())
         for code, name, geom in zip(wards["ward_code"], wards["name"], geoms):
             if geom is None or geom.is_empty:
                 continue
