@@ -139,8 +139,9 @@ def _points(ax, points: Sequence[tuple[Sequence, str]]) -> None:
         ys.append(coords[:, 1])
         colors += [color] * len(coords)
     if colors:
-        ax.scatter(np.concatenate(xs), np.concatenate(ys), s=9 if len(colors) <= 500 else 3, c=colors, edgecolors="#222222", linewidths=0.3,
-                   zorder=3, rasterized=len(colors) > RASTER_ABOVE // 4)
+        many = len(colors) > RASTER_ABOVE // 4
+        ax.scatter(np.concatenate(xs), np.concatenate(ys), s=3 if many else 9, c=colors, edgecolors="#222222",
+                   linewidths=0.3, zorder=3, rasterized=many)
 
 
 def ward_map(wards, *, colors: dict[str, str], lang: str, attribution: str | None, legend: Sequence[LegendItem],
