@@ -371,3 +371,37 @@ def test_reports_beyond_the_queue_are_refused_at_once(store_path):
     finally:
         runner._slots.release()
     assert runner.run(job).startswith(b"%PDF")
+
+
+def test_map_print_button_prints_the_view_in_the_browser(chromium, store_path):
+    """The map's print button carries the filter and the box in view; the PDF it names is the view."""
+    import urllib.parse
+    import urllib.request
+
+    from tests.browser_util import live_server, open_page, wait_until
+
+    with live_server(make_app(store_path, BASEMAP="none")) as base:
+        rec = open_page(chromium, base)
+        try:
+            rec.page.goto(base + "/?ward=20311&status=RETURNED")
+            wait_until(rec.page, "document.querySelector('[data-testid=permit-count]').textContent.trim() !== ''")
+            href = rec.page.evaluate("""() => {
+                const a = document.getElementById('print-link');
+                a.addEventListener('click', (e) => e.preventDefault());  // stay on the map; keep the address
+                a.click();
+                return a.href;
+            }""")
+            assert rec.errors == []
+        finally:
+            rec.page.context.close()
+        url = urllib.parse.urlsplit(href)
+        params = urllib.parse.parse_qs(url.query)
+        assert url.path == "/reports/map.pdf" and params["ward"] == ["20311"] and params["status"] == ["RETURNED"]
+        west, south, east, north = (float(v) for v in params["bbox"][0].split(","))
+        assert 107 < west < east < 109 and 15 < south < north < 17
+        with urllib.request.urlopen(href, timeout=120) as response:
+            body = response.read()
+        assert response.headers["Content-Type"] == "application/pdf"
+        text = flat(text_of(body))
+        assert "Phường: Hòa Thọ Tây (20311)" in text and "Trạng thái: Đã trả kết quả" in text
+        assert f"Khung bản đồ (kinh độ, vĩ độ): {west:.5f}, {south:.5f}" in text

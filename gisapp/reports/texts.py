@@ -101,6 +101,7 @@ REPORT_STRINGS: dict[str, tuple[str, str]] = {
     "attribution_osm": ("Ranh giới phường © OpenStreetMap contributors, ODbL 1.0",
                         "Ward boundaries © OpenStreetMap contributors, ODbL 1.0"),
     "source": ("Nguồn dữ liệu", "Data source"),
+    "bbox": ("Khung bản đồ (kinh độ, vĩ độ)", "Map box (lon, lat)"),
 }
 
 
@@ -173,4 +174,7 @@ def filter_words(flt: Filter, ward_names: dict[str, str], lang: str) -> str:
         parts.append(f"{t('received_on')}: {period_words(flt.date_from, flt.date_to, lang)}")
     if flt.q:
         parts.append(f"{i18n.text('q', lang)}: “{flt.q}”")
+    if flt.bbox:
+        west, south, east, north = flt.bbox
+        parts.append(f"{t('bbox')}: {west:.5f}, {south:.5f} – {east:.5f}, {north:.5f}")
     return "; ".join(parts) if parts else t("filter_none")
