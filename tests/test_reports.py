@@ -21,6 +21,7 @@ from gisapp.cli import cli
 from gisapp.reports import maps, render, texts
 from gisapp.store.gpkg import GeoPackageStore
 from gisapp.web.app import create_app
+from tests.stores import BACKENDS, new_store
 
 H1 = {"from": "2022-01-01", "to": "2022-06-30"}
 A4 = (595.28, 841.89)  # points
@@ -405,3 +406,23 @@ def test_map_print_button_prints_the_view_in_the_browser(chromium, store_path):
         text = flat(text_of(body))
         assert "Phường: Hòa Thọ Tây (20311)" in text and "Trạng thái: Đã trả kết quả" in text
         assert f"Khung bản đồ (kinh độ, vĩ độ): {west:.5f}, {south:.5f}" in text
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_review_figures_are_the_same_on_both_backends(backend, store_path, tmp_path, request):
+    """The report reads through the one store interface: PostGIS gives the GeoPackage's figures."""
+    from gisapp.domain import Calendar
+    from gisapp.filters import Filter
+    from gisapp.reports import review
+
+    source = GeoPackageStore(store_path)
+    store = new_store(backend, tmp_path, request)
+    store.write({name: source.read(name) for name in ("wards", "construction_permits", "sidewalk_permits",
+                                                      "findings")}, meta=source.meta())
+    query = review.ReviewQuery(Filter(date_from=review.dt.date(2022, 1, 1), date_to=review.dt.date(2022, 6, 30)))
+    mine, theirs = review.build_review(store, query, Calendar()), review.build_review(source, query, Calendar())
+    assert mine.board.total.counts == theirs.board.total.counts and mine.board.total.received == 2534
+    assert [r.counts for r in mine.board.rows] == [r.counts for r in theirs.board.rows]
+    assert mine.procedures == theirs.procedures and mine.sidewalk == theirs.sidewalk
+    assert (mine.clash_total, mine.clashes) == (theirs.clash_total, theirs.clashes)
+    assert (mine.overdue_total, mine.overdue) == (theirs.overdue_total, theirs.overdue)

@@ -22,7 +22,7 @@ from typing import Any
 from gisapp import domain
 from gisapp.errors import RequestError
 from gisapp.filters import Filter
-from gisapp.reports import documents, review
+from gisapp.reports import documents, render, review
 from gisapp.store import open_store
 
 
@@ -69,11 +69,17 @@ def _child(job: Job) -> tuple[str, Any]:
 
 
 def _limit(memory_mb: int) -> None:
-    """Child start-up: low priority, limited address space, one thread per numeric library."""
+    """Child start-up: low priority, limited address space, the typesetter and fonts loaded before any job."""
     os.nice(10)
     if memory_mb > 0:
         limit = memory_mb * 1024 * 1024
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    try:
+        render.check()  # imports WeasyPrint and finds the fonts (~1.5 s); a failure is reported by the job itself
+        import matplotlib.figure  # noqa: F401
+        import matplotlib_scalebar.scalebar  # noqa: F401
+    except Exception:  # the job's own render.check() names what is missing
+        pass
 
 
 class Runner:
