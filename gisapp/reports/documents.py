@@ -146,11 +146,9 @@ def dossier_context(store: Store, d: stats.PermitDetail, opts: Options) -> dict:
         labels=list(zip(neighbours, ncols["parcel_no"])), lang=lang, attribution=attribution(store.meta(), lang),
         legend=legend, legend_title=t("legend"), scale_label=t("scale"))
     shown = set(privacy.visible_fields(CONSTRUCTION_PERMITS, opts.personal))
-    fields = [(f.label(lang), _value(f, d.record.get(f.name), lang)) for f in CONSTRUCTION_PERMITS.fields
-              if f.name in shown]
-    if d.due_on and "due_on" in shown:
-        fields = [(k, texts.fmt(d.due_on, lang) if k == CONSTRUCTION_PERMITS.field("due_on").label(lang) else v)
-                  for k, v in fields]
+    # due_on: the stored date, else the one computed from the statutory time (as the permit page shows it)
+    fields = [(f.label(lang), _value(f, d.due_on if f.name == "due_on" else d.record.get(f.name), lang))
+              for f in CONSTRUCTION_PERMITS.fields if f.name in shown]
     return {**_common(store.meta(), opts), "d": d, "fields": fields, "map": svg, "scale": scale,
             "personal": opts.personal, "title": t("sheet_title"), "as_of": store.as_of(),
             "link": f"{opts.base_url.rstrip('/')}/permits/{quote(code, safe='/')}",
