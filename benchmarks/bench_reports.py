@@ -95,7 +95,18 @@ def child(kind: str, store_path: str, repeat: int) -> dict:
     # CPU seconds too: on a shared machine the wall time says as much about the neighbours as about the report
     return {"kind": kind, "cold_s": round(times[0], 3), "warm_s": round(min(times[1:] or times), 3),
             "cold_cpu_s": round(cpu[0], 3), "warm_cpu_s": round(min(cpu[1:] or cpu), 3),
-            "bytes": len(body), "maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), **parts}
+            "bytes": len(body), "maxrss_mb": peak_mb(), **parts}
+
+
+def peak_mb() -> int:
+    """This process's peak resident memory in MB: ``VmHWM`` (``ru_maxrss`` keeps the parent's peak across exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
 
 
 def run_child(kind: str, store: Path, repeat: int = 2) -> dict:
@@ -201,7 +212,8 @@ def main(argv=None) -> int:
             r = run_child("review", store, repeat=1)
             results[f"city_{n}"] = {"build_s": round(build_s, 1), **r}
             print(f"city {n:>9,} six-month review {r['cold_s']:6.2f} s, CPU {r['cold_cpu_s']:.2f} s "
-                  f"(figures {r['figures_s']} s, maps {r['maps_s']} s, typesetting {r['typeset_s']} s), peak {r['maxrss_mb']} MB "
+                  f"(figures {r['figures_s']} s, maps {r['maps_s']} s, typesetting {r['typeset_s']} s), "
+                  f"peak {r['maxrss_mb']} MB "
                   f"(store built in {build_s:.0f} s)", flush=True)
             store.unlink()
         if args.concurrent:
