@@ -9,7 +9,7 @@ permit), written to a GeoPackage and to a private PostGIS server
 
 1. the write of layers plus history (seed-like);
 2. ``statuses_as_of`` of every dossier on a day (one query);
-3. the ward dashboard as of a day (``gisapp.web.stats.dashboard``), median of 3;
+3. the ward dashboard as of a day (``gisapp.analysis.stats.dashboard``), median of 3;
 4. ``/api/collections/construction_permits/items?as_of=…&bbox=…`` (street
    views of ~1,000 dossiers, default page of 100 and ``limit=1000``) under
    ``--clients`` concurrent clients against ``gisapp serve --workers 2``: p50/p95.
@@ -39,12 +39,12 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import loadgen  # noqa: E402
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data, view_boxes  # noqa: E402
+from gisapp.analysis import stats  # noqa: E402
 from gisapp.demo.timeline import demo_history  # noqa: E402
 from gisapp.domain import Calendar  # noqa: E402
 from gisapp.filters import Filter  # noqa: E402
 from gisapp.store.gpkg import GeoPackageStore  # noqa: E402
 from gisapp.store.postgis import PostGISStore, close_pool  # noqa: E402
-from gisapp.web import stats  # noqa: E402
 from tests.pg_server import start_server  # noqa: E402
 
 OUT_DIR = Path(__file__).resolve().parent / "out"

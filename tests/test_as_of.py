@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from gisapp import history
+from gisapp.analysis import stats
 from gisapp.demo import build as demo
 from gisapp.domain import Calendar
 from gisapp.errors import FilterError
 from gisapp.filters import Filter, parse_as_of, parse_filter
-from gisapp.web import stats
 from gisapp.web.app import create_app
 from tests.helpers import assert_error
 

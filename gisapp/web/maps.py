@@ -28,11 +28,12 @@ from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
 from gisapp import domain, geo, history, i18n
+from gisapp.analysis import stats
 from gisapp.filters import Filter
 from gisapp.formats import geojson
 from gisapp.schema import LAYERS
 from gisapp.store import Store
-from gisapp.web import assets, stats
+from gisapp.web import assets
 
 #: Most features one response carries; beyond it the map gets per-ward counts.
 FEATURE_CAP = 5000

@@ -12,11 +12,12 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, render_template, request, url_for
 
 from gisapp import domain, i18n, privacy
+from gisapp.analysis import stats
 from gisapp.errors import NotFound
 from gisapp.filters import Filter, parse_filter
 from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS, SIDEWALK_PERMITS
 from gisapp.store import Store
-from gisapp.web import auth, maps, stats
+from gisapp.web import auth, maps
 from gisapp.web.request import get_lang, get_store, known_wards
 
 bp = Blueprint("pages", __name__)
