@@ -193,7 +193,7 @@ def test_upgrade_step_by_step_and_no_downgrade(pg):
     assert [m.version for m in pg.upgrade(1)] == [1]
     with pytest.raises(StoreError, match=f"schema version 1, this gisapp needs {migrations.LATEST}"):
         pg.read("wards")
-    assert [m.version for m in pg.upgrade()] == list(range(2, migrations.LATEST + 1))
+    assert [m.version for m in pg.upgrade()] == [m.version for m in migrations.MIGRATIONS[1:]]
     assert len(pg.read("wards")) == 0
     with pytest.raises(StoreError, match="downgrading to 1 is not supported"):
         pg.upgrade(1)

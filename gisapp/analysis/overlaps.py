@@ -76,7 +76,8 @@ __all__ = [
 KINDS: tuple[str, ...] = tuple(domain.FINDING_KINDS)
 #: Prefix of the finding id of each kind.
 ID_PREFIX = {"MERGE_CANDIDATE": "MC", "LINKED": "LK", "CLASH": "CL",
-             "OPPORTUNITY": "OP", "CLEARANCE": "CR", "WARD_MISMATCH": "WM"}
+             "OPPORTUNITY": "OP", "CLEARANCE": "CR", "WARD_MISMATCH": "WM",
+             "UNPERMITTED": "UP"}  # UNPERMITTED findings come from inspections (gisapp.inspections), not here
 #: Kinds whose dossiers "needed the sidewalk".
 NEEDED_SIDEWALK = ("LINKED", "MERGE_CANDIDATE")
 #: Label of the district total row of the summary.

@@ -227,6 +227,36 @@ def _backfill_geojson(con: psycopg.Connection) -> None:
                             [[r[0] for r in rows], texts])
 
 
+_V9 = """
+-- Inspection records (issue 18): who inspected what, when, where, with what
+-- outcome, and up to 5 photos stored here as bytea (never on one server's
+-- disk).  A photo is found by its random token, which is its URL.
+CREATE TABLE inspections (
+    inspection_id text COLLATE "C" PRIMARY KEY,
+    target_layer text COLLATE "C",
+    target_key text COLLATE "C",
+    inspector text COLLATE "C" NOT NULL,
+    inspected_at timestamptz NOT NULL,
+    inspection_type text COLLATE "C" NOT NULL,
+    outcome text COLLATE "C" NOT NULL,
+    notes text COLLATE "C" NOT NULL DEFAULT '',
+    ward_code text COLLATE "C",
+    position geometry(Point, 5899) NOT NULL,
+    occupancy geometry(Geometry, 5899)
+);
+CREATE INDEX ix_inspections_target ON inspections (target_layer, target_key);
+CREATE INDEX ix_inspections_position ON inspections USING gist (position);
+CREATE TABLE inspection_photos (
+    token text COLLATE "C" PRIMARY KEY,
+    inspection_id text COLLATE "C" NOT NULL REFERENCES inspections (inspection_id),
+    seq integer NOT NULL,
+    width integer NOT NULL,
+    height integer NOT NULL,
+    data bytea NOT NULL
+);
+CREATE INDEX ix_inspection_photos_inspection ON inspection_photos (inspection_id, seq);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
@@ -234,6 +264,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "data version raised by every write (validates cached tiles)", _V4),
     Migration(5, "geometry as WGS84 GeoJSON text beside each row (fast API pages)", _V5),
     Migration(6, "stored GeoJSON filled in rows loaded before version 5, then required", _V6, _backfill_geojson),
+    Migration(9, "inspection records with their photos (issue 18)", _V9),
 )
 LATEST = MIGRATIONS[-1].version
 

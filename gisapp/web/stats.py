@@ -19,6 +19,7 @@ from markupsafe import Markup, escape
 
 from gisapp import domain, geo
 from gisapp.filters import Filter
+from gisapp.inspections import LOCAL
 from gisapp.store import Store
 
 PERMITS = "construction_permits"
@@ -169,6 +170,7 @@ class WardRow:
     counts: dict[str, int]
     sidewalk: int = 0
     findings: int = 0
+    unpermitted: int = 0  # unpermitted occupancies still open today (recorded by inspectors)
 
     def __getattr__(self, name):
         counts = self.__dict__.get("counts", {})
@@ -314,6 +316,10 @@ def dashboard(store: Store, flt: Filter, calendar: domain.Calendar, batch_size: 
     sidewalk = {c: store.count(SIDEWALK, side.with_(wards=(c,))) for c in codes}
     findings = {c: store.count(FINDINGS, side.with_(wards=(c,))) for c in codes}
     rows, total = build_rows(counts, wards, sidewalk, findings)
+    open_now = Filter(kinds=("UNPERMITTED",), date_from=dt.datetime.now(LOCAL).date() + dt.timedelta(days=1))
+    for row in rows:
+        row.unpermitted = store.count(FINDINGS, open_now.with_(wards=(row.code,)))
+    total.unpermitted = store.count(FINDINGS, open_now.with_(wards=flt.wards))
     months = month_range(monthly.index.get_level_values("month"))
     series = {}
     for row in [*rows, total]:
