@@ -73,11 +73,11 @@ __all__ = [
 ]
 
 #: Finding kinds in report order.
-KINDS: tuple[str, ...] = tuple(domain.FINDING_KINDS)
+#: (``UNPERMITTED`` findings are not computed here: they come from inspections, :mod:`gisapp.inspections`.)
+KINDS: tuple[str, ...] = tuple(k for k in domain.FINDING_KINDS if k != "UNPERMITTED")
 #: Prefix of the finding id of each kind.
 ID_PREFIX = {"MERGE_CANDIDATE": "MC", "LINKED": "LK", "CLASH": "CL",
-             "OPPORTUNITY": "OP", "CLEARANCE": "CR", "WARD_MISMATCH": "WM",
-             "UNPERMITTED": "UP"}  # UNPERMITTED findings come from inspections (gisapp.inspections), not here
+             "OPPORTUNITY": "OP", "CLEARANCE": "CR", "WARD_MISMATCH": "WM"}
 #: Kinds whose dossiers "needed the sidewalk".
 NEEDED_SIDEWALK = ("LINKED", "MERGE_CANDIDATE")
 #: Label of the district total row of the summary.

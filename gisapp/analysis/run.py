@@ -37,19 +37,12 @@ def analyze_store(store: Store, params: AnalysisParams) -> tuple[AnalysisResult,
 
 
 def with_unpermitted(result: AnalysisResult, store: Store) -> AnalysisResult:
-    """``result`` with the ``UNPERMITTED`` findings of the store's inspections added (and counted per ward)."""
+    """``result`` with the ``UNPERMITTED`` findings of the store's inspections added (the summary counts the
+    computed kinds only)."""
     extra = unpermitted_findings(store.inspections())
     if not len(extra):
         return result
     findings = gpd.GeoDataFrame(pd.concat([result.findings, extra.astype(result.findings.dtypes.to_dict(),
                                                                         errors="ignore")], ignore_index=True),
                                 geometry="geometry", crs=STORE_CRS)
-    summary = result.summary.copy()
-    if "UNPERMITTED" in summary.columns:
-        per_ward = extra.groupby(extra["ward_code"].fillna("")).size()
-        for ward, n in per_ward.items():
-            rows = summary["ward_code"].fillna("") == ward
-            summary.loc[rows, ["UNPERMITTED", "findings"]] += n
-        total = summary["ward_code"] == "TOTAL"
-        summary.loc[total, ["UNPERMITTED", "findings"]] += len(extra)
-    return dataclasses.replace(result, findings=findings, summary=summary)
+    return dataclasses.replace(result, findings=findings)
