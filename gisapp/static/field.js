@@ -45,6 +45,28 @@
   if (!app || !app.map || app.cfg.mode !== "main") { return; }
   var map = app.map;
 
+  // On a phone the layer switcher, the legend and the ward jump live in the drawer, not over the map.
+  var phone = window.matchMedia ? window.matchMedia("(max-width: 760px)") : null;
+  var moved = [];
+  function placeControls() {
+    var shelf = document.getElementById("drawer-layers");
+    if (!shelf) { return; }
+    if (phone && phone.matches && !moved.length) {
+      [".leaflet-control-layers", ".map-legend", ".ward-zoom-box"].forEach(function (sel) {
+        var node = map.getContainer().querySelector(sel);
+        if (node) {
+          moved.push([node, node.parentNode, node.nextSibling]);
+          shelf.appendChild(node);
+        }
+      });
+    } else if (!(phone && phone.matches) && moved.length) {
+      moved.forEach(function (m) { m[1].insertBefore(m[0], m[2]); });
+      moved = [];
+    }
+  }
+  placeControls();
+  if (phone && phone.addEventListener) { phone.addEventListener("change", placeControls); }
+
   function message(text) {
     var box = document.getElementById("field-message");
     if (!box) {
