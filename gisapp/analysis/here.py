@@ -32,6 +32,8 @@ COVER_M = 3.0
 #: Dossier statuses whose works are not permitted.
 NOT_PERMITTED = frozenset({"REFUSED", "WITHDRAWN", "NOT_ACCEPTED"})
 WORKS_MONTHS = 12
+#: Most rows read per layer around one spot.
+MAX_ROWS = 200
 
 
 def _box(point, metres: float) -> tuple[float, float, float, float]:
@@ -51,48 +53,61 @@ def permitted_here(store: Store, lon: float, lat: float, day: dt.date, lang: str
     """What is permitted at ``lon``/``lat`` on ``day``: ``{"construction": [...], "sidewalk": [...]}``.
 
     Each item: its key, status (code and label), start and end dates (ISO),
-    and the distance from the spot in metres; nearest first.
+    and the distance from the spot in metres; nearest first.  Rows come from
+    :meth:`Store.page` (plain rows, the stored GeoJSON: no frame is built),
+    at most :data:`MAX_ROWS` per layer.
     """
     point = geo.transform([shapely.Point(lon, lat)], WEB_CRS, STORE_CRS)[0]
     out: dict = {"lon": lon, "lat": lat, "day": day.isoformat(), "construction": [], "sidewalk": []}
-    side = store.read("sidewalk_permits", Filter(bbox=_box(point, COVER_M + 1), date_from=day, date_to=day))
-    for row in side.itertuples(index=False):
-        dist = float(row.geometry.distance(point)) if row.geometry is not None else None
+    side_fields = ["purpose", "status", "start_on", "end_on"]
+    side = store.page("sidewalk_permits", Filter(bbox=_box(point, COVER_M + 1), date_from=day, date_to=day),
+                      fields=side_fields, limit=MAX_ROWS)
+    for (key, purpose, status, start, end), dist in zip((r[:-1] for r in side.rows), _distances(side.rows, point)):
         if dist is None or dist > COVER_M:
             continue
         out["sidewalk"].append({
-            "permit_no": row.permit_no, "purpose": row.purpose,
-            "purpose_label": domain.label("purpose", row.purpose, lang),
-            "status": row.status, "status_label": domain.label("status", row.status, lang),
-            "start_on": _iso(row.start_on), "end_on": _iso(row.end_on), "distance_m": round(dist, 1),
-            "covers": dist == 0.0})
-    works = store.read("construction_permits", Filter(bbox=_box(point, FRONTAGE_M + 1)))
-    for row in works.itertuples(index=False):
-        if row.geometry is None or row.status in NOT_PERMITTED:
+            "permit_no": key, "purpose": purpose, "purpose_label": domain.label("purpose", purpose, lang),
+            "status": status, "status_label": domain.label("status", status, lang),
+            "start_on": _iso(start), "end_on": _iso(end), "distance_m": round(dist, 1), "covers": dist == 0.0})
+    works_fields = ["permit_no", "status", "issued_on", "received_on", "site_address"]
+    works = store.page("construction_permits", Filter(bbox=_box(point, FRONTAGE_M + 1)), fields=works_fields,
+                       limit=MAX_ROWS)
+    for (key, permit_no, status, issued, received, address), dist in zip((r[:-1] for r in works.rows),
+                                                                          _distances(works.rows, point)):
+        if dist is None or dist > FRONTAGE_M or status in NOT_PERMITTED:
             continue
-        dist = float(row.geometry.distance(point))
-        if dist > FRONTAGE_M:
+        begin = _date(issued) or _date(received)
+        if begin is None or begin > day:
             continue
-        start = _date(row.issued_on) or _date(row.received_on)
-        if start is None or start > day:
-            continue
-        end = works_end(start, works_months)
-        if end < day:
+        finish = works_end(begin, works_months)
+        if finish < day:
             continue
         out["construction"].append({
-            "dossier_code": row.dossier_code, "permit_no": row.permit_no, "status": row.status,
-            "status_label": domain.label("status", row.status, lang), "issued": _date(row.issued_on) is not None,
-            "start_on": start.isoformat(), "end_on": end.isoformat(), "distance_m": round(dist, 1),
-            "address": row.site_address})
+            "dossier_code": key, "permit_no": permit_no, "status": status,
+            "status_label": domain.label("status", status, lang), "issued": _date(issued) is not None,
+            "start_on": begin.isoformat(), "end_on": finish.isoformat(), "distance_m": round(dist, 1),
+            "address": address})
     for items in (out["sidewalk"], out["construction"]):
         items.sort(key=lambda item: item["distance_m"])
     return out
 
 
+def _distances(rows: list[tuple], point) -> list[float | None]:
+    """Metres from ``point`` (EPSG:5899) to each row's geometry (its stored WGS84 GeoJSON, the row's last value)."""
+    if not rows:
+        return []
+    geoms = shapely.from_geojson([r[-1] if r[-1] and r[-1] != "null" else '{"type":"Point","coordinates":[]}'
+                                  for r in rows])
+    local = geo.transform(geoms, WEB_CRS, STORE_CRS)
+    return [None if g is None or g.is_empty else float(shapely.distance(g, point)) for g in local]
+
+
 def _date(value) -> dt.date | None:
-    if value is None or pd.isna(value):
+    if value is None or (not isinstance(value, str) and pd.isna(value)):
         return None
-    return value.date() if hasattr(value, "date") else value
+    if isinstance(value, str):
+        return dt.date.fromisoformat(value[:10])
+    return value.date() if isinstance(value, dt.datetime) else value
 
 
 def _iso(value) -> str | None:

@@ -95,7 +95,7 @@
     var params = new URLSearchParams({lon: latlng.lng.toFixed(7), lat: latlng.lat.toFixed(7)});
     if (day()) { params.set("day", day()); }
     if (app.cfg.lang) { params.set("lang", app.cfg.lang); }
-    return app.fetchJSON(url("/api/here", params)).then(function (body) {
+    return app.fetchJSON(url("/data/here", params)).then(function (body) {
       var parts = [el("div", {"class": "popup-title", text: t("here_title") + " · " + body.day})];
       [["construction", "here_works"], ["sidewalk", "here_sidewalk"]].forEach(function (pair) {
         var items = body[pair[0]];

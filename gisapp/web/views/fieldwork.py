@@ -124,7 +124,7 @@ def layer():
     return jsonify(fieldwork.layer_geojson(get_store().inspections(), get_lang()))
 
 
-@bp.get("/api/here")
+@bp.get("/data/here")
 def here():
     """What is permitted at ``lon``/``lat`` on ``day`` (default: today in the district): JSON."""
     try:
