@@ -59,7 +59,7 @@ def urls(app):
             continue
         path = rule.rule
         if "<token>" in path or "<inspection_id>" in path:
-            continue  # uploads, inspections and their photos: reached through their flows (test_upload, test_inspections)
+            continue  # uploads, inspections, their photos: reached through their flows (test_upload, test_inspections)
         if path == "/data/here":
             path += "?lon=108.2&lat=16.01&day=2022-03-15"
         if "<collection_id>" in path or "<layer>" in path:
