@@ -8,18 +8,19 @@ import io
 import socket
 import threading
 
+import geopandas as gpd
 import pandas as pd
 import pytest
 import shapely
 from PIL import Image
 
-from gisapp import inspections, photos
+from gisapp import geo, inspections, photos
 from gisapp.accounts import Accounts
 from gisapp.inspections import Inspection, PhotoRef
 from gisapp.schema import STORE_CRS
 from gisapp.store import StoreError
 from gisapp.web.app import create_app
-from tests.helpers import PASSWORD, permits, phone_jpeg, signed_in, token_of
+from tests.helpers import PASSWORD, assert_error, permits, phone_jpeg, signed_in, token_of
 from tests.stores import BACKENDS, new_store
 
 NOW = dt.datetime(2026, 1, 2, 3, 0, tzinfo=dt.UTC)
@@ -275,3 +276,51 @@ def test_position_and_time_rules_are_pure():
     area = inspections.parse_occupancy(None, "2", "3", point)
     assert area.area == pytest.approx(6.0)
     assert area.crs if hasattr(area, "crs") else STORE_CRS
+
+
+# -- "here, today" ------------------------------------------------------------------------------------------
+
+def _planted_store(store):
+    """A dossier whose parcel is 2 m from the spot (547960, 1770710) and a sidewalk permit covering it in March."""
+    x, y = 547960.0, 1770710.0
+    works = permits(1)
+    works["dossier_code"], works["status"], works["issued_on"] = "XD-HERE", "RETURNED", "2022-02-01"
+    works["geometry"] = [shapely.box(x - 3, y + 2, x + 3, y + 20)]
+    refused = permits(2).iloc[[1]].copy()
+    refused["dossier_code"], refused["status"] = "XD-REFUSED", "REFUSED"
+    refused["geometry"] = [shapely.box(x - 3, y - 20, x + 3, y - 2)]
+    side = gpd.GeoDataFrame([{
+        "permit_no": "VH-HERE", "ward_code": "20260", "purpose": "MATERIALS", "status": "RETURNED",
+        "channel": "ONLINE", "start_on": "2022-03-01", "end_on": "2022-03-31",
+        "geometry": shapely.box(x - 3, y - 1, x + 3, y + 1)}], geometry="geometry", crs=STORE_CRS)
+    store.write({"construction_permits": pd.concat([works, refused]), "sidewalk_permits": side})
+    point = geo.transform([shapely.Point(x, y)])[0]
+    return point.x, point.y
+
+
+@pytest.mark.parametrize(("day", "works", "sidewalk"), [
+    ("2022-03-15", ["XD-HERE"], ["VH-HERE"]),
+    ("2022-04-01", ["XD-HERE"], []),  # the sidewalk permit ended on 31 March
+    ("2022-01-15", [], []),  # before the permit was issued
+    ("2023-02-01", [], []),  # the works' 12 months are over
+])
+def test_here_lists_what_is_permitted_at_the_spot_on_the_day(store, day, works, sidewalk):
+    from gisapp.analysis.here import permitted_here
+
+    lon, lat = _planted_store(store)
+    found = permitted_here(store, lon, lat, dt.date.fromisoformat(day), "en")
+    assert [w["dossier_code"] for w in found["construction"]] == works  # never the refused one
+    assert [s["permit_no"] for s in found["sidewalk"]] == sidewalk
+    if works:
+        assert found["construction"][0]["end_on"] == "2023-01-31" and found["construction"][0]["distance_m"] == 2.0
+    if sidewalk:
+        assert found["sidewalk"][0]["status_label"] == "Result returned" and found["sidewalk"][0]["covers"]
+
+
+def test_here_endpoint_answers_json_and_refuses_bad_parameters(app):
+    client = app.test_client()
+    r = client.get("/data/here", query_string={"lon": LON, "lat": LAT, "day": "2022-03-15"})
+    assert r.status_code == 200 and set(r.get_json()) == {"lon", "lat", "day", "construction", "sidewalk"}
+    for bad in ({"lon": "x", "lat": LAT}, {"lon": 2.35, "lat": 48.85}, {"lon": LON, "lat": LAT, "day": "15/03/2022"},
+                {"lon": LON, "lat": LAT, "radius": 9}):
+        assert_error(client.get("/data/here", query_string=bad), 400)
