@@ -35,6 +35,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "no_target": ("(không có giấy phép)", "(no permit)"),
     "occupancy_size": ("Kích thước chiếm dụng (m): rộng × dài", "Occupied size (m): width × length"),
     "occupancy_draw": ("hoặc vẽ trên bản đồ", "or draw it on the map"),
+    "draw_hint": ("chạm từng góc của khu vực bị chiếm dụng (ít nhất 3 góc)", "tap each corner of the occupied "
+                  "area (3 at least)"),
+    "draw_clear": ("Vẽ lại", "Clear drawing"),
     "use_my_position": ("Lấy vị trí của tôi", "Use my position"),
     "save": ("Lưu", "Save"),
     "no_inspections": ("Chưa có biên bản kiểm tra", "No inspections yet"),

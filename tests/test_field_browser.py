@@ -201,3 +201,34 @@ def test_an_inspection_recorded_on_a_phone_with_a_real_jpeg(chromium, server, tm
     _no_sideways_scroll(page)
     _shoot(page, tmp_path, "phone-permit-timeline")
     assert errors == []
+
+
+def test_an_unpermitted_occupancy_drawn_on_a_phone_becomes_a_finding(chromium, server, tmp_path):
+    base, store = server
+    lon, lat = _lonlat()
+    page, errors = _phone(chromium, base, geolocation={"longitude": lon + 0.0003, "latitude": lat},
+                          permissions=["geolocation"])
+    _sign_in(page, base)
+    page.goto(base + "/inspections/new")
+    page.tap("[data-testid=use-position]")
+    wait_until(page, "document.querySelector('input[name=lat]').value !== ''")
+    box = page.locator("[data-testid=draw-map]")
+    box.scroll_into_view_if_needed()
+    b = box.bounding_box()
+    for dx, dy in ((0.3, 0.3), (0.7, 0.3), (0.7, 0.6), (0.3, 0.6)):
+        page.mouse.click(b["x"] + b["width"] * dx, b["y"] + b["height"] * dy)
+    wait_until(page, "document.getElementById('draw-map').dataset.corners === '4'")
+    photo = tmp_path / "sand.jpg"
+    photo.write_bytes(phone_jpeg(1200, 900))
+    page.set_input_files("input[name=photos]", str(photo))
+    _no_sideways_scroll(page)
+    _shoot(page, tmp_path, "phone-unpermitted-form")
+    page.click("[data-testid=save-inspection]")
+    page.wait_for_url("**/inspections/KT-*")
+    iid = page.locator("[data-testid=inspection-id]").inner_text()
+    [record] = store.inspections(inspection_id=iid)
+    assert record.unpermitted and 1 < record.occupancy.area < 2000
+    finding = store.get("findings", f"UP-{iid}")
+    assert finding["kind"].iloc[0] == "UNPERMITTED"
+    assert "data-testid=\"occupancy-area\"" in page.content()
+    assert errors == []
