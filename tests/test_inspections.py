@@ -324,3 +324,31 @@ def test_here_endpoint_answers_json_and_refuses_bad_parameters(app):
     for bad in ({"lon": "x", "lat": LAT}, {"lon": 2.35, "lat": 48.85}, {"lon": LON, "lat": LAT, "day": "15/03/2022"},
                 {"lon": LON, "lat": LAT, "radius": 9}):
         assert_error(client.get("/data/here", query_string=bad), 400)
+
+
+def test_the_web_flow_on_postgis_records_and_analyze_keeps_the_finding(pg_url, demo_frames, tmp_path):
+    from click.testing import CliRunner
+
+    from gisapp.cli import cli
+    from gisapp.store.postgis import PostGISStore
+
+    frames, meta = demo_frames
+    pg = PostGISStore(pg_url, must_exist=False)
+    pg.write(frames, meta=meta)
+    Accounts(tmp_path / "acc.sqlite").add("insp1", PASSWORD, "inspector")
+    app = create_app({"STORE": pg_url, "ACCOUNTS": str(tmp_path / "acc.sqlite"), "TESTING": True})
+    client = signed_in(app, "insp1")
+    code = frames["construction_permits"]["dossier_code"].iloc[0]
+    assert _post(client, {"target": code}, files=[("a.jpg", phone_jpeg(2400, 1800))]).status_code == 303
+    assert _post(client, {"inspection_type": "OCCUPANCY_CHECK", "outcome": "FAILED", "width_m": "1.5",
+                          "length_m": "4"}).status_code == 303
+    assert _post(client, {"target": "XD-NO-SUCH"}).status_code == 400
+    [site] = pg.inspections(target_key=code)
+    assert Image.open(io.BytesIO(client.get(f"/inspections/photos/{site.photos[0].token}.jpg").get_data())).size \
+        == (1600, 1200)
+    [occupancy] = [i for i in pg.inspections() if i.unpermitted]
+    assert len(pg.inspections()) == 2
+    result = CliRunner().invoke(cli, ["--store", pg_url, "analyze"])
+    assert result.exit_code == 0, result.output
+    kept = pg.get("findings", f"UP-{occupancy.inspection_id}")
+    assert kept["overlap_area_m2"].iloc[0] == 6.0 and kept["ward_code"].iloc[0] == occupancy.ward_code
