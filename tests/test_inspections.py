@@ -352,3 +352,16 @@ def test_the_web_flow_on_postgis_records_and_analyze_keeps_the_finding(pg_url, d
     assert result.exit_code == 0, result.output
     kept = pg.get("findings", f"UP-{occupancy.inspection_id}")
     assert kept["overlap_area_m2"].iloc[0] == 6.0 and kept["ward_code"].iloc[0] == occupancy.ward_code
+
+
+def test_the_inspection_form_has_its_own_body_limit(demo_store, tmp_path):
+    Accounts(tmp_path / "acc.sqlite").add("insp1", PASSWORD, "inspector")
+    settings = {"STORE": demo_store.url, "ACCOUNTS": str(tmp_path / "acc.sqlite"), "TESTING": True}
+    big = phone_jpeg(300, 200) + b"\0" * (2 * 1024 * 1024)  # 2 MB
+    small_uploads = create_app({**settings, "MAX_UPLOAD_MB": 1, "INSPECTION_MAX_MB": 60})
+    r = _post(signed_in(small_uploads, "insp1"), {"target": _dossier(demo_store)}, files=[("a.jpg", big)])
+    assert r.status_code == 303  # the upload page's 1 MB does not apply here
+    small_form = create_app({**settings, "INSPECTION_MAX_MB": 1})
+    r = _post(signed_in(small_form, "insp1"), {"target": _dossier(demo_store)}, files=[("a.jpg", big)])
+    assert r.status_code == 413 and "GISAPP_INSPECTION_MAX_MB" in r.get_data(as_text=True)
+    assert len(demo_store.inspections()) == 1

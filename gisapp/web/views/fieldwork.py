@@ -13,7 +13,6 @@ from flask import (
     Blueprint,
     Response,
     abort,
-    current_app,
     jsonify,
     redirect,
     render_template,
@@ -65,7 +64,6 @@ def new():
 @auth.require("inspector")
 def create():
     """Record an inspection; refused with the reason (and nothing stored) when any input is wrong."""
-    request.max_content_length = current_app.config["INSPECTION_MAX_MB"] * 1024 * 1024
     user = auth.signed_in_user()
     files = [f for f in request.files.getlist("photos") if f.filename]
     values = {k: request.form.get(k, "") for k in FORM_FIELDS}
