@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import secrets
-import warnings
 from dataclasses import dataclass
 from typing import IO
 
@@ -26,8 +25,9 @@ MAX_BYTES = 20 * 1024 * 1024
 MAX_PHOTOS = 5
 #: Long side of a stored photo, in pixels.
 MAX_SIDE = 1600
-#: Most pixels a photo may decode to (a 100 MP camera passes; a decompression bomb does not).
-MAX_PIXELS = 100_000_000
+#: Most pixels a photo may decode to: Pillow's own bomb threshold (``Image.MAX_IMAGE_PIXELS``, ~89 MP; phones
+#: write 12-50 MP), checked from the header before anything is decoded.
+MAX_PIXELS = 89_478_485
 #: Formats accepted from phones and cameras.
 FORMATS = ("JPEG", "PNG", "WEBP")  # (a JPEG with several pictures opens as MPO)
 _JPEG_QUALITY = 85
@@ -65,26 +65,25 @@ def process(stream: IO[bytes], name: str = "photo") -> Photo:
     if size > MAX_BYTES:
         raise PhotoError(f"{name}: ảnh lớn hơn {MAX_BYTES // (1024 * 1024)} MB / "
                          f"the image is larger than {MAX_BYTES // (1024 * 1024)} MB ({size / 1048576:.1f} MB)")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            with Image.open(stream, formats=FORMATS) as img:
-                return _convert(img, name)
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise PhotoError(f"{name}: ảnh giải nén quá lớn / the image decompresses to too many pixels "
-                             "(a decompression bomb)") from None
-        except UnidentifiedImageError:
-            raise PhotoError(f"{name}: không phải ảnh JPEG, PNG hoặc WebP / "
-                             "not an image (JPEG, PNG or WebP)") from None
-        except (OSError, SyntaxError, ValueError) as err:
-            raise PhotoError(f"{name}: ảnh hỏng / the image is damaged ({err})") from None
+    # (no warnings filter: it is process-wide, and requests run in threads; _convert checks the size itself)
+    try:
+        with Image.open(stream, formats=FORMATS) as img:
+            return _convert(img, name)
+    except Image.DecompressionBombError:
+        raise PhotoError(f"{name}: ảnh giải nén quá lớn / the image decompresses to too many pixels "
+                         "(a decompression bomb)") from None
+    except UnidentifiedImageError:
+        raise PhotoError(f"{name}: không phải ảnh JPEG, PNG hoặc WebP / "
+                         "not an image (JPEG, PNG or WebP)") from None
+    except (OSError, SyntaxError, ValueError) as err:
+        raise PhotoError(f"{name}: ảnh hỏng / the image is damaged ({err})") from None
 
 
 def _convert(img: Image.Image, name: str) -> Photo:
     width, height = img.size
     if width * height > MAX_PIXELS:
         raise PhotoError(f"{name}: ảnh giải nén quá lớn / the image decompresses to too many pixels "
-                         f"({width} × {height}, more than {MAX_PIXELS:,})")
+                         f"({width} × {height}, more than {MAX_PIXELS:,}: a decompression bomb?)")
     exif = img.getexif()
     scale = min(1.0, MAX_SIDE / max(width, height))
     if img.format in ("JPEG", "MPO"):
