@@ -324,7 +324,8 @@ class MapPage:
 
     def head(self, nonce: str) -> Markup:
         """The head links with ``nonce`` on folium's inline script, for the page's Content-Security-Policy."""
-        return Markup(self.header.replace("<script>", f'<script nonce="{escape(nonce)}">'))
+        # str first: Markup.replace would escape the new tag, leaving folium's script as text on the page
+        return Markup(str(self.header).replace("<script>", f'<script nonce="{escape(nonce)}">'))
 
 
 #: Of folium's default assets, the ones these maps use (no jQuery, Bootstrap, Font Awesome, awesome-markers).
