@@ -6,22 +6,34 @@ import time
 
 from gisapp.analysis import sql
 from gisapp.analysis.overlaps import AnalysisParams, AnalysisResult, find_overlaps
+from gisapp.progress import SILENT, Progress
 from gisapp.store import Store
 from gisapp.store.postgis import PostGISStore
 
 LAYERS = ("construction_permits", "sidewalk_permits", "wards")
 
 
-def analyze_store(store: Store, params: AnalysisParams) -> tuple[AnalysisResult, float]:
+def analyze_store(store: Store, params: AnalysisParams,
+                  progress: Progress = SILENT) -> tuple[AnalysisResult, float]:
     """Every finding of ``store``, and the seconds spent reading its layers (0 when nothing was read).
 
     A PostGIS store computes them itself (:func:`gisapp.analysis.sql.find_overlaps`,
     nothing read into Python); any other store's layers are read and
     analysed by :func:`gisapp.analysis.overlaps.find_overlaps`.  Both give the same findings.
+    ``progress`` hears ``("read", rows read, rows in all, "rows")`` layer by
+    layer, then ``("analyse",)``.
     """
     if isinstance(store, PostGISStore):
+        progress("analyse")
         return sql.find_overlaps(store, params), 0.0
     started = time.perf_counter()
-    layers = {name: store.read(name) for name in LAYERS}
+    total = sum(store.count(name) for name in LAYERS)
+    layers, done = {}, 0
+    progress("read", 0, total, "rows")
+    for name in LAYERS:
+        layers[name] = store.read(name)
+        done += len(layers[name])
+        progress("read", done, total, "rows")
     read_s = time.perf_counter() - started
+    progress("analyse")
     return find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params), read_s

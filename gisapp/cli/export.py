@@ -7,6 +7,7 @@ from werkzeug.datastructures import MultiDict
 
 from gisapp import privacy
 from gisapp.cli.context import pass_ctx
+from gisapp.cli.progress import progress_options, shown
 from gisapp.filters import FilterError, parse_filter
 from gisapp.formats import exports as exporting
 from gisapp.schema import LAYERS
@@ -27,6 +28,7 @@ from gisapp.schema import LAYERS
 @click.option("--q", help="Free-text search.")
 @click.option("--bbox", help="minLon,minLat,maxLon,maxLat in WGS84.")
 @click.option("--crs", help="GeoPackage CRS: 5899 (default) or 4326.")
+@progress_options
 @pass_ctx
 def export(ctx, layer, output, ward, status, procedure, channel, purpose, kind, date_from, date_to, q, bbox, crs):
     """Export LAYER, filtered like the map, to a GeoJSON, CSV or GeoPackage file."""
@@ -47,6 +49,8 @@ def export(ctx, layer, output, ward, status, procedure, channel, purpose, kind, 
     except FilterError as err:
         raise click.UsageError(str(err)) from None
     store = ctx.store()
-    size = exporting.export(store, layer, flt, fmt, output, crs,
-                            show_personal=privacy.show_personal(privacy.OPERATOR))
-    click.echo(f"wrote {output} ({fmt}, {store.count(layer, flt)} features, {size:,} bytes)")
+    total = store.count(layer, flt)
+    with shown() as progress:
+        size = exporting.export(exporting.CountingSource(store, progress, total), layer, flt, fmt, output, crs,
+                                show_personal=privacy.show_personal(privacy.OPERATOR))
+    click.echo(f"wrote {output} ({fmt}, {total} features, {size:,} bytes)")

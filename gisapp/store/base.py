@@ -15,6 +15,7 @@ import pyarrow as pa
 
 from gisapp import schema
 from gisapp.filters import Filter, fold
+from gisapp.progress import SILENT, Progress
 from gisapp.schema import STORE_CRS, Layer
 
 #: Hidden columns with the accent-folded text that ``q`` searches: public fields, and personal
@@ -98,12 +99,13 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None) -> None:
+              meta: dict[str, Any] | None = None, progress: Progress = SILENT) -> None:
         """Write several layers in one transaction: all of them or nothing.
 
         ``mode="replace"`` swaps each layer whole; ``"upsert"`` replaces
         features with the same key and adds new ones.  ``meta`` entries are
-        merged into the store metadata in the same transaction.
+        merged into the store metadata in the same transaction.  ``progress``
+        hears ``("write", rows written, rows in all, "rows")``.
         """
 
     @abc.abstractmethod

@@ -29,6 +29,7 @@ import shapely
 from gisapp import geo, schema
 from gisapp.filters import Filter
 from gisapp.formats.wkb import gpkg_to_wkb
+from gisapp.progress import SILENT, Progress
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
     GEOJSON_COLUMN,
@@ -513,7 +514,7 @@ class GeoPackageStore(Store):
     # -- writing -----------------------------------------------------------
 
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None) -> None:
+              meta: dict[str, Any] | None = None, progress: Progress = SILENT) -> None:
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
         layers = {name: store_layer(name) for name in frames}
@@ -531,7 +532,9 @@ class GeoPackageStore(Store):
                 if exists:
                     _copy(self.path, tmp)
                 merged_meta = {**(self.meta() if exists else {}), **(meta or {})}
-                written = set()
+                written: set[str] = set()
+                total, rows = sum(len(f) for f in frames.values()), 0
+                progress("write", 0, total, "rows")
                 for name, frame in [*frames.items(), *((n, self.read(n)) for n in stale)]:
                     lay = layers.setdefault(name, LAYERS[name])
                     frame = schema.coerce(lay, frame)
@@ -539,6 +542,9 @@ class GeoPackageStore(Store):
                         frame = merge_upsert(lay, self.read(name), frame)
                     _write_layer(tmp, lay, frame)
                     written.add(name)
+                    if name in frames:
+                        rows += len(frames[name])
+                        progress("write", rows, total, "rows")
                 missing = [n for n in LAYERS if not exists and n not in written]
                 for name in missing:
                     _write_layer(tmp, LAYERS[name], empty_frame(LAYERS[name]))
