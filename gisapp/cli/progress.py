@@ -42,7 +42,7 @@ LINE_INTERVAL_S = 2.0
 #: How the stages read.
 LABELS = {"read": "reading", "check": "checking", "compare": "comparing with the store", "write": "writing",
           "analyse": "analysing", "migrate": "migrating", "build": "building the demo data",
-          "export": "exporting"}
+          "export": "exporting", "render": "rendering"}
 
 
 def _label(stage: str) -> str:
