@@ -15,17 +15,23 @@ import logging
 import re
 import secrets
 import shutil
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gisapp import i18n
 from gisapp.folders import private_folder
 from gisapp.importing import child as importing_child
 from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure
 from gisapp.importing.read import safe_name
+from gisapp.progress import read_json, write_json
 
 ACCEPTED_SUFFIXES = (".csv", ".xlsx", ".zip", ".gpkg", ".geojson", ".json", ".shp")
 MAX_AGE_SECONDS = 24 * 3600
+STATUS_FILE = "status.json"
+#: Seconds past the import's time limit after which a check still "checking" counts as stopped (its worker died).
+STALE_MARGIN_S = 30
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
 log = logging.getLogger(__name__)
 
@@ -58,6 +64,10 @@ class Pending:
     def rejects_path(self, root: Path) -> Path:
         """Where the dry run keeps the rejected rows."""
         return Path(root) / self.token / "rejects.csv"
+
+    def status_path(self, root: Path) -> Path:
+        """The check's progress and outcome (JSON), for every server process: see :func:`start_check`."""
+        return Path(root) / self.token / STATUS_FILE
 
 
 @dataclass(frozen=True)
@@ -148,11 +158,12 @@ def may_use(pending: Pending, user) -> bool:
     return user is not None and (user.username == pending.uploaded_by or user.can("admin"))
 
 
-def run(root: Path, pending: Pending, config, *, dry_run: bool) -> importing_child.Summary:
+def run(root: Path, pending: Pending, config, *, dry_run: bool, status: Path | None = None) -> importing_child.Summary:
     """Check (``dry_run``) or import ``pending`` in a child process, within the settings' limits.
 
     The check writes the rejected rows to :meth:`Pending.rejects_path`.
-    ``config`` is the app's settings (store, calendar, limits).
+    ``config`` is the app's settings (store, calendar, limits); the child
+    writes its progress to ``status`` (JSON), if given.
     """
     calendar = config["CALENDAR"]
     parcels = pending.parcels_path(root)
@@ -161,8 +172,75 @@ def run(root: Path, pending: Pending, config, *, dry_run: bool) -> importing_chi
         dry_run=dry_run, parcels=str(parcels) if parcels else None, crs=pending.crs, sheet=pending.sheet,
         rejects=str(pending.rejects_path(root)) if dry_run else None, weekend=tuple(calendar.weekend),
         holidays=tuple(d.isoformat() for d in calendar.holidays), unpacked_mb=config["MAX_UNPACKED_MB"],
-        max_features=config["MAX_UPLOAD_FEATURES"])
+        max_features=config["MAX_UPLOAD_FEATURES"], status=str(status) if status else None)
     return importing_child.run(job, memory_mb=config["IMPORT_MEMORY_MB"], seconds=config["IMPORT_SECONDS"])
+
+
+def start_check(root: Path, pending: Pending, config) -> None:
+    """Check ``pending`` in the background; its progress and outcome go to :meth:`Pending.status_path`.
+
+    The file (written atomically; see :class:`gisapp.progress.StatusFile`)
+    is what every server process answers from, so a refresh or a second tab
+    served by another worker sees the same state: ``state`` is
+    ``checking`` (with the child's ``stage``, ``done``, ``total``, ``unit``,
+    ``seconds_left``), then ``done`` (with ``summary``) or ``failed`` (with
+    ``error``, an :class:`ImportFailure` as data).  A thread of this process
+    waits for the child and writes the outcome.
+    """
+    path = pending.status_path(root)
+    write_json(path, {"state": "checking", "stage": "queued", "started": time.time(), "updated": time.time()})
+    threading.Thread(target=_check, args=(root, pending, dict(config), path), daemon=True,
+                     name=f"upload-check-{pending.token[:6]}").start()
+
+
+def _check(root: Path, pending: Pending, config: dict, path: Path) -> None:
+    """The thread of :func:`start_check`: run the dry run and record how it ended."""
+    try:
+        summary = run(root, pending, config, dry_run=True, status=path)
+        outcome: dict = {"state": "done", "summary": asdict(summary)}
+    except ImportFailure as err:
+        outcome = {"state": "failed", "error": err.as_dict()}
+    except Exception as err:  # the store down, a bug in the child: logged, and said on the page
+        log.exception("the check of upload %s failed", pending.file)
+        outcome = {"state": "failed", "error": ImportFailure("upload_check_failed", name=pending.file,
+                                                             reason=f"{type(err).__name__}: {err}").as_dict()}
+    with contextlib.suppress(OSError):  # the upload was discarded meanwhile
+        write_json(path, {**(read_json(path) or {}), **outcome, "updated": time.time()})
+
+
+def check_status(root: Path, pending: Pending, seconds: float) -> dict | None:
+    """The state :func:`start_check` keeps for ``pending`` (``None`` when it was not checked that way).
+
+    A check still ``checking`` ``seconds`` (the import's time limit) and a
+    margin after it began was lost with its server process: ``failed``.
+    """
+    data = read_json(pending.status_path(root))
+    if data is None:
+        return None
+    if data.get("state") == "checking" and time.time() - float(data.get("started") or 0) > seconds + STALE_MARGIN_S:
+        name = pending.file
+        data = {**data, "state": "failed", "error": ImportFailure("import_stopped", name=name, memory="?",
+                                                                   seconds=seconds).as_dict()}
+    return data
+
+
+def describe(data: dict, lang: str) -> dict:
+    """The JSON the upload page polls: ``state``, counts, ``text`` (the stage in ``lang``), ``error`` text."""
+    stage, done, total, unit = data.get("stage"), data.get("done"), data.get("total"), data.get("unit") or ""
+    words = i18n.text(f"progress_{stage}", lang) if f"progress_{stage}" in i18n.STRINGS else str(stage or "")
+    unit_word = i18n.text(f"progress_{unit}", lang) if f"progress_{unit}" in i18n.STRINGS else unit
+    text = words
+    if total:
+        text += f": {done or 0:,} / {total:,} {unit_word}".rstrip()
+    elif done:
+        text += f": {done:,} {unit_word}".rstrip()
+    left = data.get("seconds_left")
+    if total and left:
+        text += " (" + i18n.text("progress_seconds_left", lang, seconds=max(1, round(left))) + ")"
+    error = data.get("error")
+    return {"state": data.get("state"), "stage": stage, "done": done, "total": total, "unit": unit,
+            "seconds_left": left, "text": text,
+            "error": ImportFailure.from_dict(error).text(lang, "web") if isinstance(error, dict) else None}
 
 
 def load(root: Path, token: str) -> Pending:

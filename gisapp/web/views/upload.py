@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, send_file, url_for
 
+from gisapp.importing.child import Summary
 from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure
 from gisapp.web import auth, uploads
 from gisapp.web.request import get_lang
@@ -56,10 +57,21 @@ def form():
     return _form()
 
 
+def _wants_json() -> bool:
+    """Whether the upload page's script sent the form (it asks for JSON and follows the check itself)."""
+    return request.accept_mimetypes.best == "application/json"
+
+
 @bp.post("/upload")
 @auth.require("officer")
 def check():
-    """Save the upload and show its dry-run report."""
+    """Save the upload and show its dry-run report.
+
+    The page's script (``static/upload.js``) asks for JSON: the check then
+    runs in the background and the answer says where to follow it
+    (``status``) and where its page is (``page``).  A plain form post waits
+    for the report.
+    """
     f, config = request.form, current_app.config
     try:
         pending = uploads.save(_root(), request.files.get("file"), layer=f.get("layer", ""),
@@ -67,7 +79,13 @@ def check():
                                user=auth.signed_in_user().username, parcels=request.files.get("parcels"),
                                quota=uploads.Quota(config["UPLOAD_QUOTA_MB"], config["UPLOADS_TOTAL_MB"]))
     except ImportFailure as err:
+        if _wants_json():
+            return jsonify({"error": err.text(get_lang(), "web")}), 400
         return _form(err, 400)
+    if _wants_json():
+        uploads.start_check(_root(), pending, config)
+        return jsonify({"token": pending.token, "status": url_for("upload.status", token=pending.token),
+                        "page": url_for("upload.back", token=pending.token)}), 202
     try:
         report = _run(pending, dry_run=True)
     except ImportFailure as err:
@@ -113,8 +131,30 @@ def discard(token: str):
     return redirect(url_for("upload.form"))
 
 
+@bp.get("/upload/<token>/status")
+@auth.require("officer")
+def status(token: str):
+    """The background check's state as JSON (what ``static/upload.js`` polls), from the upload's status file."""
+    data = uploads.check_status(_root(), _pending(token), current_app.config["IMPORT_SECONDS"])
+    if data is None:
+        return jsonify({"state": "unknown", "text": "", "error": None}), 404
+    return jsonify(uploads.describe(data, get_lang()))
+
+
 @bp.get("/upload/<token>")
 @auth.require("officer")
 def back(token: str):
-    """A checked upload's page after a reload: start again."""
-    return redirect(url_for("upload.form"))
+    """An upload's page: its check's progress, its report or its failure (any tab, any time); else start again."""
+    pending = _pending(token)
+    data = uploads.check_status(_root(), pending, current_app.config["IMPORT_SECONDS"])
+    if data is None:
+        return redirect(url_for("upload.form"))
+    if data.get("state") == "done":
+        summary = data["summary"]
+        report = Summary(**{**summary, "warnings": tuple(summary["warnings"])})
+        return render_template("upload_report.html", report=report, pending=pending, confirmed=False,
+                               lang=get_lang())
+    if data.get("state") == "failed":
+        return _form(ImportFailure.from_dict(data["error"]), 200)
+    return render_template("upload_progress.html", pending=pending, state=uploads.describe(data, get_lang()),
+                           lang=get_lang())
