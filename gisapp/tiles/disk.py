@@ -239,6 +239,34 @@ class RenderProgress:
         self.file.write(state=state)
 
 
+def tiles_health(config: dict, store: Store) -> dict | None:
+    """The ``tiles`` part of ``/healthz`` (and of the admin page); ``None`` when there is no tile folder or zoom.
+
+    ``zooms``, ``ready``, ``renderer`` and ``problem`` as ``/healthz``
+    describes them, and ``progress`` (:func:`render_progress`) when a
+    render has run.
+    """
+    root, zooms = config.get("TILE_DIR"), list(config.get("TILE_WARM") or ())
+    if not (root and zooms):
+        return None
+    try:
+        shared = TileDir(root, store.url)
+        body: dict = {"zooms": zooms, "ready": shared.ready(store.version(), zooms),
+                      "renderer": shared.renderer_alive()}
+    except OSError as err:
+        return {"zooms": zooms, "ready": False, "renderer": False, "problem": str(err)}
+    progress = shared.progress()
+    if progress is not None:
+        body["progress"] = render_progress(progress)
+    return body
+
+
+def render_progress(data: dict) -> dict:
+    """What ``/healthz`` and the admin page show of a ``progress.json`` (its known fields only)."""
+    keys = ("state", "layer", "zoom", "layers", "tiles_done", "seconds_left", "started", "updated")
+    return {k: data.get(k) for k in keys}
+
+
 def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None, progress: Progress = SILENT) -> dict:
     """Render the unfiltered tiles of ``layers`` at ``zooms`` for the store's current version.
 
