@@ -81,6 +81,7 @@
     xhr.setRequestHeader("Accept", "application/json");
     xhr.upload.addEventListener("progress", function (e) {
       if (e.lengthComputable) {
+        panel.setAttribute("data-sent", String(e.loaded));
         show(text("upload") + ": " + mb(e.loaded) + " / " + mb(e.total) + " MB (" +
              Math.floor(100 * e.loaded / e.total) + "%)", e.loaded, e.total);
       }
