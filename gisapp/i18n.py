@@ -276,6 +276,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     'progress_report_ready': ('Đã kiểm tra xong', 'Check finished'),
     'progress_network': ('Mất kết nối với máy chủ; hãy thử lại', 'The server could not be reached; try again'),
     'progress_checking_title': ('Đang kiểm tra tệp', 'Checking the file'),
+    'progress_importing_title': ('Đang nhập dữ liệu', 'Importing'),
     'tiles_title': ('Dựng sẵn ô bản đồ (vector tile)', 'Pre-rendered vector tiles'),
     'tiles_ready': ('Ô bản đồ của dữ liệu hiện tại đã sẵn sàng', 'The current data\'s tiles are ready'),
     'tiles_not_ready': ('Ô bản đồ của dữ liệu hiện tại chưa dựng xong', 'The current data\'s tiles are not all rendered yet'),

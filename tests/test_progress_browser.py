@@ -4,6 +4,7 @@ loading bar and error banner."""
 from __future__ import annotations
 
 import json
+import shutil
 import time
 
 import pytest
@@ -20,7 +21,9 @@ PERMITS = "**/data/construction_permits.geojson*"
 def site(_demo_store_file, tmp_path_factory):
     home = tmp_path_factory.mktemp("progress-site")
     Accounts(home / "acc.sqlite").add("officer1", PASSWORD, "officer")
-    app = create_app({"STORE": str(_demo_store_file), "BASEMAP": "none", "ACCOUNTS": str(home / "acc.sqlite"),
+    store = home / "store.gpkg"  # its own copy: the upload test imports into it
+    shutil.copyfile(_demo_store_file, store)
+    app = create_app({"STORE": str(store), "BASEMAP": "none", "ACCOUNTS": str(home / "acc.sqlite"),
                       "UPLOADS": str(home / "uploads")})
     with live_server(app) as base:
         yield base
@@ -91,6 +94,21 @@ def test_an_upload_shows_bytes_sent_then_the_checks_stages_then_its_report_witho
     other = p.context.new_page()
     other.goto(p.url)
     assert other.get_by_test_id("accepted").inner_text() == "400"
+    # confirmed: the import's stages, then its result, still without a reload
+    p.click("[data-testid=confirm]")
+    texts = []
+    while time.monotonic() < until:
+        text = _stage(p)
+        if text and (not texts or texts[-1] != text):
+            texts.append(text)
+        if p.evaluate("document.querySelector('h1').textContent.indexOf('Đã nhập dữ liệu') >= 0"):
+            break
+        time.sleep(0.03)
+    assert any(t.startswith("Đang ghi vào kho dữ liệu") for t in texts), texts
+    assert p.evaluate("window.__sameDocument === true")
+    assert p.get_by_test_id("accepted").inner_text() == "400"
+    other.reload()
+    assert "Đã nhập dữ liệu" in other.locator("h1").inner_text()
 
 
 def test_a_failed_check_shows_its_reason_without_a_reload(page, site, tmp_path):

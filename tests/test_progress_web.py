@@ -56,7 +56,7 @@ def _follow(client, status_url: str, timeout: float = 120) -> list[dict]:
         body = client.get(status_url).json
         if not seen or body != seen[-1]:
             seen.append(body)
-        if body["state"] in ("done", "failed"):
+        if body["state"] in ("done", "imported", "failed"):
             return seen
         time.sleep(0.05)
     raise AssertionError(f"the check did not end: {seen[-1:]}")
@@ -137,3 +137,28 @@ def test_healthz_shows_the_renderers_counts_moving_during_a_render(demo_store, t
         assert all(c["done"] == c["planned"] for c in zooms.values())
     admin = signed_in(app, "admin1").get("/admin?lang=en").get_data(as_text=True)
     assert 'data-testid="tile-progress-table"' in admin and "z17" in admin and "done" in admin
+
+
+def test_a_confirmed_import_runs_in_the_background_once_and_its_page_shows_the_result(demo_store, tmp_path,
+                                                                                     monkeypatch):
+    monkeypatch.setenv("GISAPP_TEST_SLOW_PROGRESS", "0.1")
+    app = create_app(_config(demo_store, tmp_path))
+    client = signed_in(app, "officer1")
+    before = demo_store.count("sidewalk_permits")
+    answer = _send(client, _permits(demo_store, tmp_path, n=12)).json
+    assert _follow(client, answer["status"])[-1]["state"] == "done"
+    report = client.get(answer["page"]).get_data(as_text=True)
+    confirm = report.split('data-confirm-form')[0].rsplit('action="', 1)[1].split('"')[0]
+    r = client.post(confirm, data={"csrf_token": token_of(report)}, headers={"Accept": "application/json"})
+    assert r.status_code == 202
+    again = client.post(confirm, data={"csrf_token": token_of(report)}, headers={"Accept": "application/json"})
+    assert again.status_code == 400  # once only, even from another tab
+    assert client.post(confirm, data={"csrf_token": token_of(report)}).status_code == 400  # nor by a plain post
+    seen = _follow(client, answer["status"])
+    assert "write" in [s["stage"] for s in seen]
+    assert seen[-1]["state"] == "imported"
+    assert demo_store.count("sidewalk_permits") == before + 12
+    done = client.get(answer["page"]).get_data(as_text=True)
+    assert "Đã nhập dữ liệu" in done and 'data-testid="accepted">12<' in done
+    entry = Accounts(app.config["ACCOUNTS"]).audit_log()[0]
+    assert (entry.username, entry.action, entry.rows) == ("officer1", "import", 12)

@@ -1,21 +1,23 @@
 // The upload page (issue 20): the file's own progress while it is sent (XHR upload events), then the
-// server's stages of the check (read, check, compare) from /upload/<token>/status, until the report
-// replaces the page's content, without a reload.  The address becomes /upload/<token>: a refresh or a
-// second tab shows the same state (the server keeps it in a file, for every worker).  A failure shows its
-// reason.  Without this script the form posts as before and the report comes when the check is done.
+// server's stages of the check (read, check, compare) — and, once confirmed, of the import (write) — from
+// /upload/<token>/status, until the report replaces the page's content, without a reload.  The address
+// becomes /upload/<token>: a refresh or a second tab shows the same state (the server keeps it in a file,
+// for every worker).  A failure shows its reason.  Without this script the forms post as before and the
+// report comes when the work is done.
 (function () {
   "use strict";
-  var panel = document.getElementById("upload-progress");
-  if (!panel) { return; }
-  var stage = panel.querySelector("[data-testid=upload-stage]");
-  var bar = panel.querySelector("progress");
-  var failure = document.getElementById("upload-failure");
-  var text = function (name) { return panel.getAttribute("data-text-" + name) || ""; };
+  var $ = function (selector) { return document.querySelector(selector); };
+  var panel = function () { return $("#upload-progress"); };
+  var text = function (name) { var p = panel(); return (p && p.getAttribute("data-text-" + name)) || ""; };
 
   function show(words, done, total) {
-    panel.hidden = false;
+    var p = panel();
+    if (!p) { return; }
+    p.hidden = false;
+    var failure = $("#upload-failure");
     if (failure) { failure.hidden = true; }
-    stage.textContent = words;
+    p.querySelector("[data-testid=upload-stage]").textContent = words;
+    var bar = p.querySelector("progress");
     if (total) {
       bar.max = total;
       bar.value = Math.min(done || 0, total);
@@ -25,20 +27,22 @@
   }
 
   function fail(message) {
-    panel.hidden = true;
+    var p = panel();
+    if (p) { p.hidden = true; }
+    var failure = $("#upload-failure");
     if (failure) {
       failure.textContent = message;
       failure.hidden = false;
     }
-    var button = document.querySelector("form[data-upload-form] button[type=submit]");
-    if (button) { button.disabled = false; }
+    Array.prototype.forEach.call(document.querySelectorAll("form button[type=submit]"),
+                                 function (b) { b.disabled = false; });
   }
 
   function swapIn(pageUrl) {
     fetch(pageUrl, {credentials: "same-origin"}).then(function (r) { return r.text(); }).then(function (html) {
       var doc = new DOMParser().parseFromString(html, "text/html");
       var fresh = doc.querySelector("main.content");
-      var current = document.querySelector("main.content");
+      var current = $("main.content");
       if (fresh && current) {
         current.replaceWith(document.importNode(fresh, true));
         document.title = doc.title;
@@ -52,7 +56,7 @@
     fetch(statusUrl, {credentials: "same-origin", headers: {Accept: "application/json"}})
       .then(function (r) { return r.json(); })
       .then(function (s) {
-        if (s.state === "done") {
+        if (s.state === "done" || s.state === "imported") {
           show(text("ready"), 1, 1);
           swapIn(pageUrl);
         } else if (s.state === "failed" || s.state === "unknown") {
@@ -64,28 +68,21 @@
       }, function () { setTimeout(function () { poll(statusUrl, pageUrl); }, 1500); });
   }
 
-  if (panel.getAttribute("data-status-url")) {  // the page of an upload being checked (a refresh, another tab)
-    poll(panel.getAttribute("data-status-url"), panel.getAttribute("data-page-url"));
-    return;
-  }
-
-  var form = document.querySelector("form[data-upload-form]");
-  if (!form || !window.FormData || !window.XMLHttpRequest) { return; }
-  var mb = function (n) { return (n / 1048576).toFixed(1); };
-  form.addEventListener("submit", function (event) {
-    event.preventDefault();
-    var button = form.querySelector("button[type=submit]");
-    if (button) { button.disabled = true; }
+  // Post ``form`` asking for JSON: the server answers where to follow the work (status) and its page.
+  function send(form, trackUpload) {
     var xhr = new XMLHttpRequest();
     xhr.open("POST", form.action);
     xhr.setRequestHeader("Accept", "application/json");
-    xhr.upload.addEventListener("progress", function (e) {
-      if (e.lengthComputable) {
-        panel.setAttribute("data-sent", String(e.loaded));
-        show(text("upload") + ": " + mb(e.loaded) + " / " + mb(e.total) + " MB (" +
-             Math.floor(100 * e.loaded / e.total) + "%)", e.loaded, e.total);
-      }
-    });
+    if (trackUpload) {
+      var mb = function (n) { return (n / 1048576).toFixed(1); };
+      xhr.upload.addEventListener("progress", function (e) {
+        if (e.lengthComputable) {
+          panel().setAttribute("data-sent", String(e.loaded));
+          show(text("upload") + ": " + mb(e.loaded) + " / " + mb(e.total) + " MB (" +
+               Math.floor(100 * e.loaded / e.total) + "%)", e.loaded, e.total);
+        }
+      });
+    }
     xhr.addEventListener("load", function () {
       var body = null;
       try { body = JSON.parse(xhr.responseText); } catch (err) { body = null; }
@@ -98,7 +95,22 @@
       poll(body.status, body.page);
     });
     xhr.addEventListener("error", function () { fail(text("network")); });
-    show(text("upload"), 0, 0);
+    show(trackUpload ? text("upload") : text("queued"), 0, 0);
     xhr.send(new FormData(form));
+  }
+
+  if (!window.FormData || !window.XMLHttpRequest || !window.fetch) { return; }
+  var first = panel();
+  if (first && first.getAttribute("data-status-url")) {  // the page of an upload at work (a refresh, a tab)
+    poll(first.getAttribute("data-status-url"), first.getAttribute("data-page-url"));
+  }
+  // delegated: the report that replaces the page's content brings its own confirm form
+  document.addEventListener("submit", function (event) {
+    var form = event.target;
+    var upload = form.matches("form[data-upload-form]");
+    if (!(upload || form.matches("form[data-confirm-form]")) || !panel()) { return; }
+    event.preventDefault();
+    Array.prototype.forEach.call(form.querySelectorAll("button[type=submit]"), function (b) { b.disabled = true; });
+    send(form, upload);
   });
 })();

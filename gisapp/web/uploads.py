@@ -17,6 +17,7 @@ import secrets
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,6 +31,8 @@ from gisapp.progress import read_json, write_json
 ACCEPTED_SUFFIXES = (".csv", ".xlsx", ".zip", ".gpkg", ".geojson", ".json", ".shp")
 MAX_AGE_SECONDS = 24 * 3600
 STATUS_FILE = "status.json"
+#: Made (exclusively) when an upload's import starts in the background: it is imported once.
+CONFIRMED_FILE = "confirmed"
 #: Seconds past the import's time limit after which a check still "checking" counts as stopped (its worker died).
 STALE_MARGIN_S = 30
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
@@ -187,23 +190,56 @@ def start_check(root: Path, pending: Pending, config) -> None:
     ``error``, an :class:`ImportFailure` as data).  A thread of this process
     waits for the child and writes the outcome.
     """
-    path = pending.status_path(root)
-    write_json(path, {"state": "checking", "stage": "queued", "started": time.time(), "updated": time.time()})
-    threading.Thread(target=_check, args=(root, pending, dict(config), path), daemon=True,
-                     name=f"upload-check-{pending.token[:6]}").start()
+    _start(root, pending, dict(config), dry_run=True, on_done=None)
 
 
-def _check(root: Path, pending: Pending, config: dict, path: Path) -> None:
-    """The thread of :func:`start_check`: run the dry run and record how it ended."""
+def start_import(root: Path, pending: Pending, config, on_done: Callable[[importing_child.Summary], None]) -> None:
+    """Import the checked ``pending`` in the background, followed as :func:`start_check` is.
+
+    ``state`` is ``importing``, then ``imported`` (with ``summary``; the
+    uploaded files are removed, the status kept for the page until the
+    upload is a day old) or ``failed``.  ``on_done(summary)`` runs in the
+    thread once the store is written (the audit log).  An upload is imported
+    once: :class:`UploadError` when it was confirmed before (another tab).
+    """
     try:
-        summary = run(root, pending, config, dry_run=True, status=path)
-        outcome: dict = {"state": "done", "summary": asdict(summary)}
+        (Path(root) / pending.token / CONFIRMED_FILE).open("x").close()
+    except FileExistsError:
+        raise UploadError("upload_expired") from None
+    _start(root, pending, dict(config), dry_run=False, on_done=on_done)
+
+
+def confirmed(root: Path, pending: Pending) -> bool:
+    """Whether ``pending`` was confirmed already (its import started in the background)."""
+    return (Path(root) / pending.token / CONFIRMED_FILE).exists()
+
+
+def _start(root: Path, pending: Pending, config: dict, *, dry_run: bool, on_done) -> None:
+    path = pending.status_path(root)
+    write_json(path, {"state": "checking" if dry_run else "importing", "stage": "queued", "started": time.time(),
+                      "updated": time.time()})
+    threading.Thread(target=_background, args=(root, pending, config, path, dry_run, on_done), daemon=True,
+                     name=f"upload-{pending.token[:6]}").start()
+
+
+def _background(root: Path, pending: Pending, config: dict, path: Path, dry_run: bool, on_done) -> None:
+    """The thread of :func:`start_check` and :func:`start_import`: run the child and record how it ended."""
+    try:
+        summary = run(root, pending, config, dry_run=dry_run, status=path)
+        if on_done is not None:
+            on_done(summary)
+        outcome: dict = {"state": "done" if dry_run else "imported", "summary": asdict(summary)}
+        if not dry_run:
+            shutil.rmtree(Path(root) / pending.token / "files", ignore_errors=True)
+            pending.rejects_path(root).unlink(missing_ok=True)
     except ImportFailure as err:
         outcome = {"state": "failed", "error": err.as_dict()}
     except Exception as err:  # the store down, a bug in the child: logged, and said on the page
-        log.exception("the check of upload %s failed", pending.file)
+        log.exception("the %s of upload %s failed", "check" if dry_run else "import", pending.file)
         outcome = {"state": "failed", "error": ImportFailure("upload_check_failed", name=pending.file,
                                                              reason=f"{type(err).__name__}: {err}").as_dict()}
+    if outcome["state"] == "failed" and not dry_run:  # nothing was written: it may be confirmed again
+        (Path(root) / pending.token / CONFIRMED_FILE).unlink(missing_ok=True)
     with contextlib.suppress(OSError):  # the upload was discarded meanwhile
         write_json(path, {**(read_json(path) or {}), **outcome, "updated": time.time()})
 
@@ -217,7 +253,8 @@ def check_status(root: Path, pending: Pending, seconds: float) -> dict | None:
     data = read_json(pending.status_path(root))
     if data is None:
         return None
-    if data.get("state") == "checking" and time.time() - float(data.get("started") or 0) > seconds + STALE_MARGIN_S:
+    running = data.get("state") in ("checking", "importing")
+    if running and time.time() - float(data.get("started") or 0) > seconds + STALE_MARGIN_S:
         name = pending.file
         data = {**data, "state": "failed", "error": ImportFailure("import_stopped", name=name, memory="?",
                                                                    seconds=seconds).as_dict()}

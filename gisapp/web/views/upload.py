@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, send_file, url_for
 
+from gisapp.accounts import Accounts
 from gisapp.importing.child import Summary
 from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure
 from gisapp.web import auth, uploads
@@ -112,13 +113,27 @@ def confirm(token: str):
     """Import the checked upload, record who uploaded and who confirmed it in the audit log, show the result."""
     officer = auth.signed_in_user()  # before importing: no import without its author in the audit log
     pending = _pending(token, missing_status=400)
+    detail = f"{pending.mode} from {pending.file}, uploaded by {pending.uploaded_by}: "
+    if _wants_json():  # the page's script: import in the background, follow it like the check
+        accounts = Accounts(current_app.config["ACCOUNTS"])  # its own: used from the import's thread
+
+        def audit(report: Summary) -> None:
+            accounts.audit(officer.username, "import", pending.layer, report.accepted,
+                           detail + ", ".join(f"{k} {v}" for k, v in report.changes.items()))
+        try:
+            uploads.start_import(_root(), pending, current_app.config, audit)
+        except ImportFailure as err:
+            return jsonify({"error": err.text(get_lang(), "web")}), 400
+        return jsonify({"token": pending.token, "status": url_for("upload.status", token=pending.token),
+                        "page": url_for("upload.back", token=pending.token)}), 202
+    if uploads.confirmed(_root(), pending):
+        return _form(uploads.UploadError("upload_expired"), 400)
     try:
         report = _run(pending, dry_run=False)
     except ImportFailure as err:
         return _form(err, 400)
     auth.get_accounts().audit(officer.username, "import", pending.layer, report.accepted,
-                              f"{pending.mode} from {pending.file}, uploaded by {pending.uploaded_by}: " +
-                              ", ".join(f"{k} {v}" for k, v in report.changes.items()))
+                              detail + ", ".join(f"{k} {v}" for k, v in report.changes.items()))
     uploads.discard(_root(), token)
     return render_template("upload_report.html", report=report, pending=pending, confirmed=True, lang=get_lang())
 
@@ -149,11 +164,11 @@ def back(token: str):
     data = uploads.check_status(_root(), pending, current_app.config["IMPORT_SECONDS"])
     if data is None:
         return redirect(url_for("upload.form"))
-    if data.get("state") == "done":
+    if data.get("state") in ("done", "imported"):
         summary = data["summary"]
         report = Summary(**{**summary, "warnings": tuple(summary["warnings"])})
-        return render_template("upload_report.html", report=report, pending=pending, confirmed=False,
-                               lang=get_lang())
+        return render_template("upload_report.html", report=report, pending=pending,
+                               confirmed=data["state"] == "imported", lang=get_lang())
     if data.get("state") == "failed":
         return _form(ImportFailure.from_dict(data["error"]), 200)
     return render_template("upload_progress.html", pending=pending, state=uploads.describe(data, get_lang()),
