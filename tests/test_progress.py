@@ -140,6 +140,10 @@ def run_piped(args: list[str], env: dict) -> subprocess.CompletedProcess:
                           cwd=ROOT, timeout=240, check=False)
 
 
+#: The commands' tests start processes (a few seconds each): not in the quick lane.
+slow = pytest.mark.slow
+
+
 @pytest.fixture(scope="module")
 def seeded(tmp_path_factory):
     """A folder with a seeded demo store, the seed's terminal output, and an export to import."""
@@ -150,6 +154,7 @@ def seeded(tmp_path_factory):
     return folder, stdout, shown
 
 
+@slow
 def test_seed_under_a_terminal_shows_its_stages_with_counts(seeded):
     _, stdout, shown = seeded
     assert "building the demo data" in shown
@@ -158,6 +163,7 @@ def test_seed_under_a_terminal_shows_its_stages_with_counts(seeded):
     assert "writing" not in stdout and "seeded" in stdout  # progress never on stdout
 
 
+@slow
 @pytest.mark.parametrize("args", [
     ["analyze"],
     ["export", "construction_permits", "-o", "{dir}/out.csv"],
@@ -180,6 +186,7 @@ def test_long_commands_show_progress_on_a_terminal_and_none_when_piped(seeded, a
     assert "\r" not in piped.stdout and "rows" not in piped.stdout
 
 
+@slow
 def test_import_shows_its_stages_and_json_parses_in_a_terminal_and_piped(seeded, tmp_path):
     folder, _, _ = seeded
     env = _env(folder)
@@ -196,6 +203,7 @@ def test_import_shows_its_stages_and_json_parses_in_a_terminal_and_piped(seeded,
     assert json.loads(piped.stdout) == {**report}
 
 
+@slow
 def test_analyze_json_is_one_document_and_quiet_silences_the_terminal(seeded):
     folder, _, _ = seeded
     env = _env(folder)
@@ -208,6 +216,7 @@ def test_analyze_json_is_one_document_and_quiet_silences_the_terminal(seeded):
     assert status == 0 and shown == ""
 
 
+@slow
 def test_progress_flag_prints_plain_lines_on_a_pipe(seeded):
     folder, _, _ = seeded
     piped = run_piped(["--progress", "analyze", "--json"], _env(folder))
@@ -219,6 +228,7 @@ def test_progress_flag_prints_plain_lines_on_a_pipe(seeded):
     assert "analysing…" in lines
 
 
+@slow
 def test_db_upgrade_shows_its_migrations_on_a_terminal(pg_url, tmp_path):
     env = {**_env(tmp_path), "GISAPP_STORE": pg_url}
     status, stdout, shown = run_in_terminal(["db", "upgrade"], env)
@@ -227,3 +237,57 @@ def test_db_upgrade_shows_its_migrations_on_a_terminal(pg_url, tmp_path):
     assert "schema version" in stdout
     piped = run_piped(["db", "upgrade"], env)
     assert piped.returncode == 0 and piped.stderr == ""
+
+
+# -- the command line's renderer and the tile renderer's file, in process ---------------------------
+
+
+def test_plain_lines_on_a_pipe_come_per_stage_and_at_most_every_two_seconds():
+    import io
+
+    from gisapp.cli.progress import TerminalProgress
+
+    clock, out = FakeClock(), io.StringIO()
+    drawn = TerminalProgress(out, tty=False, clock=clock)
+    drawn("read", 0, 1_000_000, "rows")
+    clock.now += 1
+    drawn("read", 340_000, 1_000_000, "rows")  # too soon for another line
+    clock.now += 1.5
+    drawn("read", 500_000, 1_000_000, "rows")
+    drawn("analyse")
+    drawn("write", 689_782, 689_782, "rows")
+    drawn.close()
+    assert out.getvalue().splitlines() == [
+        "reading: 0 / 1,000,000 rows (0%)",
+        "reading: 500,000 / 1,000,000 rows (50%, about 2 s left)",
+        "analysing…",
+        "writing: 689,782 / 689,782 rows (100%)",
+    ]
+
+
+def test_the_cli_runner_sees_progress_only_when_asked(demo_store):
+    from click.testing import CliRunner
+
+    from gisapp.cli import cli
+
+    runner = CliRunner()
+    quiet = runner.invoke(cli, ["--store", demo_store.url, "analyze", "--json"])
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+    json.loads(quiet.stdout)
+    shown = runner.invoke(cli, ["--store", demo_store.url, "analyze", "--json", "--progress"])
+    assert shown.exit_code == 0 and "reading: " in shown.stderr and "analysing…" in shown.stderr
+    json.loads(shown.stdout)
+
+
+def test_the_renderer_keeps_its_counts_per_layer_and_zoom_in_the_tile_folder(demo_store, tmp_path):
+    from gisapp.tiles.disk import TileDir, render
+
+    tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+    heard = []
+    report = render(demo_store, tile_dir, (14, 15), progress=lambda *a: heard.append(a))
+    data = tile_dir.progress()
+    assert data["state"] == "done" and data["tiles_done"] == report["tiles"]
+    for layer, zooms in data["layers"].items():
+        assert set(zooms) == {"14", "15"}
+        assert all(c["done"] == c["planned"] > 0 for c in zooms.values()), (layer, zooms)
+        assert (f"render {layer} z15", zooms["15"]["planned"], zooms["15"]["planned"], "tiles") in heard
