@@ -44,9 +44,11 @@
     var message = document.createElement("span");
     var close = document.createElement("button");
     close.type = "button";
-    close.className = "btn-close";
+    close.textContent = "\u00d7";
     close.setAttribute("aria-label", t("map_close", "Close"));
-    close.style.marginLeft = "10px";
+    close.setAttribute("title", t("map_close", "Close"));
+    Object.assign(close.style, {marginLeft: "10px", border: "0", background: "none", fontSize: "1.2em",
+                                lineHeight: "1", cursor: "pointer", color: "inherit"});
     close.addEventListener("click", function () { banner.hidden = true; });
     banner.appendChild(message);
     banner.appendChild(close);
