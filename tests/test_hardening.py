@@ -200,6 +200,7 @@ def walk(app, store) -> list[tuple[str, str]]:
             if "<path:feature_id>" in path:
                 path = path.replace("<path:feature_id>", quote(str(first[name][schema.LAYERS[name].key].iloc[0])))
             path = re.sub(r"<(?:path:)?code>", quote(SLASH_CODE, safe=""), path)
+            path = path.replace("/export/blds/<name>", "/export/blds/permits")  # BLDS files: one of them
             for p in ([path.replace("<fmt>", f) for f in ("geojson", "csv", "gpkg")] if "<fmt>" in path else [path]):
                 out.append((rule.endpoint, p))
     out += [("api.item", f"/api/collections/{PERMITS}/items/{quote(SLASH_CODE, safe='')}?f=html"),

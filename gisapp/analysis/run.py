@@ -15,7 +15,7 @@ from gisapp.schema import STORE_CRS
 from gisapp.store import Store
 from gisapp.store.postgis import PostGISStore
 
-LAYERS = ("construction_permits", "sidewalk_permits", "wards")
+LAYERS = ("construction_permits", "sidewalk_permits", "wards", "sidewalks")
 
 
 def analyze_store(store: Store, params: AnalysisParams) -> tuple[AnalysisResult, float]:
@@ -32,7 +32,8 @@ def analyze_store(store: Store, params: AnalysisParams) -> tuple[AnalysisResult,
     started = time.perf_counter()
     layers = {name: store.read(name) for name in LAYERS}
     read_s = time.perf_counter() - started
-    result = find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params)
+    result = find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params,
+                           sidewalks=layers["sidewalks"])
     return with_unpermitted(result, store), read_s
 
 

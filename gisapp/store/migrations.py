@@ -202,6 +202,27 @@ ALTER TABLE sidewalk_permits ALTER COLUMN geometry_geojson SET NOT NULL;
 ALTER TABLE findings ALTER COLUMN geometry_geojson SET NOT NULL;
 """
 
+_V7 = """
+-- The sidewalks layer: the walkable sidewalk between the kerb and the lot
+-- fronts, split at cross streets (the occupancy check measures the free
+-- passage on it; street_class picks the fee rate).
+CREATE TABLE sidewalks (
+    sidewalk_id text COLLATE "C" NOT NULL,
+    ward_code text COLLATE "C",
+    street text COLLATE "C",
+    width_m double precision,
+    street_class text COLLATE "C",
+    search_text text COLLATE "C" NOT NULL DEFAULT '',
+    geom geometry(MultiPolygon, 5899),
+    search_personal text COLLATE "C" NOT NULL DEFAULT '',
+    geometry_geojson text NOT NULL
+);
+CREATE UNIQUE INDEX ix_sidewalks_sidewalk_id ON sidewalks (sidewalk_id);
+CREATE INDEX ix_sidewalks_ward_code ON sidewalks (ward_code);
+CREATE INDEX ix_sidewalks_geom ON sidewalks USING gist (geom);
+INSERT INTO gisapp_layers (name) VALUES ('sidewalks');
+"""
+
 #: The layer tables of version 5 and their keys.
 _V6_TABLES = (("wards", "ward_key"), ("construction_permits", "dossier_code"),
               ("sidewalk_permits", "permit_no"), ("findings", "finding_id"))
@@ -226,6 +247,28 @@ def _backfill_geojson(con: psycopg.Connection) -> None:
                             f"FROM unnest(%s::text[], %s::text[]) AS v(key, text) WHERE t.{key} = v.key",
                             [[r[0] for r in rows], texts])
 
+
+_V8 = """
+-- Status history (gisapp/history.py): one row per status a dossier or a
+-- sidewalk permit entered, appended by every write that changes a status
+-- and by imports of a one-stop system's history export.  Not a map layer.
+CREATE TABLE status_changes (
+    seq bigserial PRIMARY KEY,
+    layer text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    status text COLLATE "C" NOT NULL,
+    changed_on date NOT NULL,
+    changed_at text COLLATE "C" NOT NULL DEFAULT '',
+    note text,
+    -- the day of the key's next change (NULL for its last): the status on day D
+    -- is the row with changed_on <= D < next_on, found without sorting
+    next_on date
+);
+-- Newest change first per key: "status as of a day" is DISTINCT ON over it
+-- in order, and one probe per row for a filter on the status of that day.
+CREATE INDEX ix_status_changes_key ON status_changes
+    (layer, key, changed_on DESC, changed_at DESC, seq DESC) INCLUDE (status);
+"""
 
 _V9 = """
 -- Inspection records (issue 18): who inspected what, when, where, with what
@@ -264,6 +307,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "data version raised by every write (validates cached tiles)", _V4),
     Migration(5, "geometry as WGS84 GeoJSON text beside each row (fast API pages)", _V5),
     Migration(6, "stored GeoJSON filled in rows loaded before version 5, then required", _V6, _backfill_geojson),
+    Migration(7, "sidewalks layer (free passage of the occupancy check, fee classes)", _V7),
+    Migration(8, "status history (status_changes) of dossiers and sidewalk permits", _V8),
     Migration(9, "inspection records with their photos (issue 18)", _V9),
 )
 LATEST = MIGRATIONS[-1].version
