@@ -185,3 +185,19 @@ def phone_jpeg(width: int = 4000, height: int = 3000, *, quality: int = 92, nois
     out = io.BytesIO()
     img.save(out, "JPEG", quality=quality, exif=exif.tobytes())
     return out.getvalue()
+
+
+#: The layer tables of PostGIS schema version 5.
+SCHEMA_5_LAYERS = ("wards", "construction_permits", "sidewalk_permits", "findings")
+
+
+def drop_tables_after_schema_5(con) -> None:
+    """Drop every table a PostGIS migration after version 5 made, and forget those versions (a schema-5 database)."""
+    later = [t for (t,) in con.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> ALL(%s)",
+        [[*SCHEMA_5_LAYERS, "gisapp_meta", "gisapp_layers", "gisapp_version", "schema_version",
+          "spatial_ref_sys"]]).fetchall()]
+    for table in later:
+        con.execute(f'DROP TABLE "{table}" CASCADE')
+    con.execute("DELETE FROM gisapp_layers WHERE name <> ALL(%s)", [list(SCHEMA_5_LAYERS)])
+    con.execute("DELETE FROM schema_version WHERE version > 5")

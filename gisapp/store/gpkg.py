@@ -539,7 +539,8 @@ class GeoPackageStore(Store):
             if exists:
                 self._check(upgrade=False)
             stale = [n for n in self._stale_layers() if n not in frames] if exists else []  # written again too
-            if exists and not (frames or stale or meta or extra or history is not None or not self._has_history()):
+            if exists and not (frames or stale or meta or extra or history is not None
+                               or not self._has_history()):
                 return
             _remove_leftovers(self.path)
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
@@ -595,7 +596,8 @@ class GeoPackageStore(Store):
                         old = dict(con.execute(f'SELECT {key}, status FROM "{name}" '
                                                f"WHERE {key} IN (SELECT value FROM json_each(?))", [keys]))
             keys = frame[key].astype(str).tolist()
-            parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], frame["status"], when))
+            status = frame["status"] if "status" in frame else [None] * len(keys)  # no status: no change
+            parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], status, when))
         return pd.concat(parts, ignore_index=True) if parts else hist.empty()
 
     def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
@@ -628,6 +630,7 @@ class GeoPackageStore(Store):
                             "status": pd.Series([r[1] for r in rows], dtype=object)})
         out["changed_on"] = np.array([r[2] for r in rows], dtype="datetime64[D]").astype("datetime64[ms]")
         return out
+
 
     # -- inspections ----------------------------------------------------------
 
@@ -688,6 +691,7 @@ class GeoPackageStore(Store):
         return None if row is None else bytes(row[0])
 
 
+
 def _history_frame(rows: list[tuple]) -> pd.DataFrame:
     """A :meth:`Store.status_history` frame from rows of its columns."""
     out = hist.frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
@@ -718,6 +722,7 @@ def _write_history(path: Path, rows: pd.DataFrame, replaced: list[str]) -> None:
                 con.execute(hist.next_on_sql("?", "" if many else "AND key IN (SELECT value FROM json_each(?))"),
                             [layer] if many else [layer, json.dumps(unique)])
         con.commit()
+
 
 #: The inspections and their photos: plain SQLite tables beside the GeoPackage's layers (photos as BLOBs).
 _INSPECTION_TABLES = """

@@ -274,7 +274,7 @@ _V9 = """
 -- Inspection records (issue 18): who inspected what, when, where, with what
 -- outcome, and up to 5 photos stored here as bytea (never on one server's
 -- disk).  A photo is found by its random token, which is its URL.
-CREATE TABLE IF NOT EXISTS inspections (
+CREATE TABLE inspections (
     inspection_id text COLLATE "C" PRIMARY KEY,
     target_layer text COLLATE "C",
     target_key text COLLATE "C",
@@ -287,9 +287,9 @@ CREATE TABLE IF NOT EXISTS inspections (
     position geometry(Point, 5899) NOT NULL,
     occupancy geometry(Geometry, 5899)
 );
-CREATE INDEX IF NOT EXISTS ix_inspections_target ON inspections (target_layer, target_key);
-CREATE INDEX IF NOT EXISTS ix_inspections_position ON inspections USING gist (position);
-CREATE TABLE IF NOT EXISTS inspection_photos (
+CREATE INDEX ix_inspections_target ON inspections (target_layer, target_key);
+CREATE INDEX ix_inspections_position ON inspections USING gist (position);
+CREATE TABLE inspection_photos (
     token text COLLATE "C" PRIMARY KEY,
     inspection_id text COLLATE "C" NOT NULL REFERENCES inspections (inspection_id),
     seq integer NOT NULL,
@@ -297,7 +297,7 @@ CREATE TABLE IF NOT EXISTS inspection_photos (
     height integer NOT NULL,
     data bytea NOT NULL
 );
-CREATE INDEX IF NOT EXISTS ix_inspection_photos_inspection ON inspection_photos (inspection_id, seq);
+CREATE INDEX ix_inspection_photos_inspection ON inspection_photos (inspection_id, seq);
 """
 
 MIGRATIONS: tuple[Migration, ...] = (

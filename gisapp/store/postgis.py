@@ -432,6 +432,33 @@ class PostGISStore(Store):
                                  f"{str(err).strip().splitlines()[0]}") from err
 
 
+    def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
+        """The stored status changes of ``layer`` (see :meth:`Store.status_history`)."""
+        store_layer(layer)
+        query = (f"SELECT layer, key, status, changed_on, changed_at, note, seq FROM {hist.TABLE} WHERE layer = %s"
+                 + ("" if keys is None else " AND key = ANY(%s)") + " ORDER BY key, changed_on, changed_at, seq")
+        params: list = [layer] + ([] if keys is None else [[str(k) for k in keys]])
+        with self.connection() as con:
+            rows = con.execute(query, params).fetchall()
+        out = hist.frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                         [r[4] for r in rows], [r[5] for r in rows])
+        out["seq"] = pd.Series([r[6] for r in rows], dtype="int64")
+        return out
+
+    def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
+        """Each key's last status change by the end of ``day`` (see :data:`gisapp.history.NEXT_ON`)."""
+        store_layer(layer)
+        query = (f"SELECT key, status, changed_on FROM {hist.TABLE} "
+                 "WHERE layer = %s AND changed_on <= %s AND (next_on IS NULL OR next_on > %s)"
+                 + ("" if keys is None else " AND key = ANY(%s)"))
+        params: list = [layer, day, day] + ([] if keys is None else [[str(k) for k in keys]])
+        with self.connection() as con:
+            rows = con.execute(query, params).fetchall()
+        out = pd.DataFrame([r[:2] for r in rows], columns=["key", "status"], dtype=object)
+        out["changed_on"] = pd.Series(np.array([r[2] for r in rows], dtype="datetime64[D]")).astype("datetime64[ms]")
+        return out
+
+
     # -- inspections ----------------------------------------------------------
 
     def add_inspection(self, inspection: Inspection, photos: Sequence[Photo], *,
@@ -486,32 +513,6 @@ class PostGISStore(Store):
         with self.connection() as con:
             row = con.execute("SELECT data FROM inspection_photos WHERE token = %s", [str(token)]).fetchone()
         return None if row is None else bytes(row[0])
-
-    def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
-        """The stored status changes of ``layer`` (see :meth:`Store.status_history`)."""
-        store_layer(layer)
-        query = (f"SELECT layer, key, status, changed_on, changed_at, note, seq FROM {hist.TABLE} WHERE layer = %s"
-                 + ("" if keys is None else " AND key = ANY(%s)") + " ORDER BY key, changed_on, changed_at, seq")
-        params: list = [layer] + ([] if keys is None else [[str(k) for k in keys]])
-        with self.connection() as con:
-            rows = con.execute(query, params).fetchall()
-        out = hist.frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
-                         [r[4] for r in rows], [r[5] for r in rows])
-        out["seq"] = pd.Series([r[6] for r in rows], dtype="int64")
-        return out
-
-    def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
-        """Each key's last status change by the end of ``day`` (see :data:`gisapp.history.NEXT_ON`)."""
-        store_layer(layer)
-        query = (f"SELECT key, status, changed_on FROM {hist.TABLE} "
-                 "WHERE layer = %s AND changed_on <= %s AND (next_on IS NULL OR next_on > %s)"
-                 + ("" if keys is None else " AND key = ANY(%s)"))
-        params: list = [layer, day, day] + ([] if keys is None else [[str(k) for k in keys]])
-        with self.connection() as con:
-            rows = con.execute(query, params).fetchall()
-        out = pd.DataFrame([r[:2] for r in rows], columns=["key", "status"], dtype=object)
-        out["changed_on"] = pd.Series(np.array([r[2] for r in rows], dtype="datetime64[D]")).astype("datetime64[ms]")
-        return out
 
 
 def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], history: pd.DataFrame | None,
