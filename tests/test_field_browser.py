@@ -231,4 +231,9 @@ def test_an_unpermitted_occupancy_drawn_on_a_phone_becomes_a_finding(chromium, s
     finding = store.get("findings", f"UP-{iid}")
     assert finding["kind"].iloc[0] == "UNPERMITTED"
     assert "data-testid=\"occupancy-area\"" in page.content()
+    # the map shows signed-in staff the inspections layer: this occupancy's point and area among them
+    page.goto(base + "/")
+    wait_until(page, "document.querySelector('.gisapp-map').getAttribute('data-inspections') !== null")
+    count = int(page.locator(".gisapp-map").get_attribute("data-inspections"))
+    assert count == len(store.inspections()) + sum(i.occupancy is not None for i in store.inspections())
     assert errors == []

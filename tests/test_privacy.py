@@ -86,6 +86,7 @@ def urls(app):
                     continue
                 out.append(p)
             continue
+        path = path.replace("/export/blds/<name>", "/export/blds/permits")  # BLDS files: one of them
         out.append(re.sub(r"<(?:path:)?code>", code, path))  # codes may hold '/' (tests/test_hardening.py)
     extras = ["/api/collections/construction_permits/items?limit=10000",
               "/api/collections/construction_permits/items?f=html&limit=50",

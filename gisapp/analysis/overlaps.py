@@ -81,6 +81,8 @@ __all__ = [
 #: Finding kinds in report order.
 #: (``UNPERMITTED`` findings are not computed here: they come from inspections, :mod:`gisapp.inspections`.)
 KINDS: tuple[str, ...] = tuple(k for k in domain.FINDING_KINDS if k != "UNPERMITTED")
+#: Every kind the findings layer holds, computed or recorded: the per-ward summary counts each.
+SUMMARY_KINDS: tuple[str, ...] = tuple(domain.FINDING_KINDS)
 #: Prefix of the finding id of each kind.
 ID_PREFIX = {"MERGE_CANDIDATE": "MC", "LINKED": "LK", "CLASH": "CL",
              "OPPORTUNITY": "OP", "CLEARANCE": "CR", "WARD_MISMATCH": "WM"}
@@ -250,9 +252,9 @@ def summarize(findings: pd.DataFrame, construction: pd.DataFrame,
         s_ward = _text(skipped["ward_code"])
     names, (f_lab, d_lab, s_lab) = _factorize_labels(
         _text(findings["ward_code"]), _text(construction["ward_code"]), s_ward)
-    rank = _ranks(_text(findings["kind"]))
+    rank = _ranks(_text(findings["kind"]), SUMMARY_KINDS)
     d_code = _text(construction["dossier_code"])
-    a_id = _text(findings["a_id"])[np.isin(rank, _ranks(NEEDED_SIDEWALK))]
+    a_id = _text(findings["a_id"])[np.isin(rank, _ranks(NEEDED_SIDEWALK, SUMMARY_KINDS))]
     # the declared ward of each needed dossier (its first row), vectorised
     codes, uniques = pd.factorize(np.concatenate([d_code, a_id]).astype(object))
     names, none = _none_label(names)
@@ -281,9 +283,9 @@ def finding_ids(kinds, a_ids, b_ids) -> np.ndarray:
 # -- summary ---------------------------------------------------------------------------
 
 
-def _ranks(kinds) -> np.ndarray:
-    """Position of each kind in :data:`KINDS` (-1 when unknown)."""
-    return pd.Categorical(np.asarray(kinds, dtype=object), categories=list(KINDS)).codes.astype(np.int64)
+def _ranks(kinds, order: tuple[str, ...] = KINDS) -> np.ndarray:
+    """Position of each kind in ``order`` (default :data:`KINDS`; -1 when unknown)."""
+    return pd.Categorical(np.asarray(kinds, dtype=object), categories=list(order)).codes.astype(np.int64)
 
 
 def _factorize_labels(*arrays) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -316,7 +318,7 @@ def _summary_table(names, f_lab, f_rank, d_lab, n_lab, s_lab, n_skipped) -> pd.D
         return np.bincount(np.asarray(lab, dtype=np.int64), minlength=len(names)).astype(np.int64)
 
     table = pd.DataFrame(index=pd.RangeIndex(len(names)))
-    for r, kind in enumerate(KINDS):
+    for r, kind in enumerate(SUMMARY_KINDS):
         table[kind] = tally(f_lab[f_rank == r])
     table["findings"] = tally(f_lab)
     table["dossiers"] = tally(d_lab)
@@ -332,7 +334,7 @@ def _summary_table(names, f_lab, f_rank, d_lab, n_lab, s_lab, n_skipped) -> pd.D
                                                 out=np.full(len(table), np.nan), where=dossiers > 0)
     ward_code = np.append(np.where(ward_code == "", None, ward_code), TOTAL)
     table.insert(0, "ward_code", pd.Series(ward_code, dtype=object))
-    return table[["ward_code", *KINDS, "findings", "dossiers", "dossiers_needing_sidewalk",
+    return table[["ward_code", *SUMMARY_KINDS, "findings", "dossiers", "dossiers_needing_sidewalk",
                   "share_needing_sidewalk", "skipped"]]
 
 
