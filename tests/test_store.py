@@ -153,6 +153,8 @@ def _forget_stored_geojson(store, key: str) -> None:
         with store.connection() as con:
             con.execute(f"ALTER TABLE construction_permits ALTER COLUMN {GEOJSON_COLUMN} DROP NOT NULL")
             con.execute(f"UPDATE construction_permits SET {GEOJSON_COLUMN} = NULL WHERE dossier_code = %s", [key])
+            con.execute("DROP TABLE sidewalks")  # a layer of version 7
+            con.execute("DELETE FROM gisapp_layers WHERE name = 'sidewalks'")
             con.execute("DELETE FROM schema_version WHERE version > 5")
 
 
