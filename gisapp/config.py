@@ -46,6 +46,8 @@ SETTINGS = {
     "ENV": ("GISAPP_ENV", "development",
             "development or production (production refuses to start without a secret key of 32 bytes or more)"),
     "MAX_UPLOAD_MB": ("GISAPP_MAX_UPLOAD_MB", "50", "largest file the upload page accepts, in MB"),
+    "INSPECTION_MAX_MB": ("GISAPP_INSPECTION_MAX_MB", "105",
+                          "largest inspection form (up to 5 photos of 20 MB each) accepted, in MB"),
     "TILE_CACHE_MB": ("GISAPP_TILE_CACHE_MB", "256",
                       "memory per server process for recently served vector tiles, in MB (0: none)"),
     "TILE_DIR": ("GISAPP_TILE_DIR", str(Path(tempfile.gettempdir()) / f"gisapp-tiles-{os.getuid()}"),
@@ -79,6 +81,14 @@ SETTINGS = {
                        "in days"),
     "FEE_TABLE": ("GISAPP_FEE_TABLE", "", "CSV fee table of sidewalk use (VND per m² per day by street class and "
                   "purpose; default: the shipped EXAMPLE table layers/fees_example.csv)"),
+    "REPORT_WORKERS": ("GISAPP_REPORT_WORKERS", "2", "child processes per server process that render PDF reports "
+                       "(0: in the request's own thread)"),
+    "REPORT_MEMORY_MB": ("GISAPP_REPORT_MEMORY_MB", "3072", "address space of a report's child process, in MB"),
+    "REPORT_SECONDS": ("GISAPP_REPORT_SECONDS", "120", "time one PDF report may take, in seconds"),
+    "REPORT_QUEUE": ("GISAPP_REPORT_QUEUE", "3", "most PDF reports one server process makes or waits for at once "
+                     "(more: 503); keep it below the server's threads"),
+    "REPORT_MAX_DOSSIERS": ("GISAPP_REPORT_MAX_DOSSIERS", "1000000", "most dossiers one review report or map "
+                            "print may cover (more: refused, naming this limit)"),
 }
 
 #: Vector tiles exist from this zoom level (below it the map shows per-ward counts) …
@@ -102,8 +112,10 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
         log.warning("%s is deprecated (it meant the basemap, not the vector tiles): use GISAPP_BASEMAP",
                     OLD_BASEMAP_VARIABLE)
         config["BASEMAP"] = env[OLD_BASEMAP_VARIABLE]
-    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB", "PROXIES", "MAX_UNPACKED_MB", "MAX_UPLOAD_FEATURES",
-                 "IMPORT_MEMORY_MB", "IMPORT_SECONDS", "UPLOAD_QUOTA_MB", "UPLOADS_TOTAL_MB", "CHECK_MAX_DAYS"):
+    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "INSPECTION_MAX_MB", "TILE_CACHE_MB", "PROXIES", "MAX_UNPACKED_MB",
+                 "MAX_UPLOAD_FEATURES",
+                 "IMPORT_MEMORY_MB", "IMPORT_SECONDS", "UPLOAD_QUOTA_MB", "UPLOADS_TOTAL_MB", "CHECK_MAX_DAYS",
+                 "REPORT_WORKERS", "REPORT_MEMORY_MB", "REPORT_SECONDS", "REPORT_QUEUE", "REPORT_MAX_DOSSIERS"):
         try:
             config[name] = int(config[name])
         except ValueError:

@@ -452,6 +452,14 @@
     if (dash) { dash.setAttribute("href", this.url("/wards", q)); }
   };
 
+  // The printed map (/reports/map.pdf): the filter and the box now in view.
+  App.prototype.printUrl = function () {
+    var q = new URLSearchParams(this.state.params);
+    var b = this.map.getBounds();
+    q.set("bbox", [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (v) { return v.toFixed(6); }).join(","));
+    return this.url("/reports/map.pdf", q);
+  };
+
   App.prototype.updateCount = function () {
     var node = document.querySelector('[data-testid="permit-count"]');
     if (!node) { return Promise.resolve(); }
@@ -527,6 +535,8 @@
     });
     var zoomBtn = document.getElementById("zoom-results");
     if (zoomBtn) { zoomBtn.addEventListener("click", function () { self.zoomToResults(); }); }
+    var printLink = document.getElementById("print-link");
+    if (printLink) { printLink.addEventListener("click", function () { printLink.href = self.printUrl(); }); }
     map.on("moveend", debounce(function () {
       self.writeHash();
       self.reloadAll(false);

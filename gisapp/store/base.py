@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +12,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import shapely
 
-from gisapp import schema
+from gisapp import history, schema
 from gisapp.filters import Filter, fold
+from gisapp.inspections import Inspection, PhotoRef
+from gisapp.photos import Photo
 from gisapp.schema import STORE_CRS, Layer
 
 #: Hidden columns with the accent-folded text that ``q`` searches: public fields, and personal
@@ -98,12 +101,36 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None) -> None:
+              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None) -> None:
         """Write several layers in one transaction: all of them or nothing.
 
         ``mode="replace"`` swaps each layer whole; ``"upsert"`` replaces
         features with the same key and adds new ones.  ``meta`` entries are
         merged into the store metadata in the same transaction.
+
+        Status history (:mod:`gisapp.history`), in the same transaction: every
+        written feature of a layer with a history whose status is new or
+        changed gets a row dated now (note :data:`gisapp.history.WRITE_NOTE`),
+        unless ``history`` holds rows of that layer: then those rows are the
+        history written for it (with ``mode="replace"`` they replace the
+        layer's stored history, e.g. the demo's; else they are added, e.g.
+        an imported history export, with ``frames`` empty).
+        """
+
+    @abc.abstractmethod
+    def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
+        """The stored status changes of ``layer`` (of ``keys`` only, when given), in order.
+
+        Columns :data:`gisapp.history.COLUMNS` then ``seq``; ``changed_on``
+        datetime64, ``changed_at`` ``HH:MM:SS`` or ``""``.
+        """
+
+    @abc.abstractmethod
+    def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
+        """The status of each feature of ``layer`` at the end of ``day``, from its history, in one query.
+
+        Columns ``key``, ``status``, ``changed_on``; one row per key with a
+        change on or before ``day`` (of ``keys`` only, when given), by key.
         """
 
     @abc.abstractmethod
@@ -169,6 +196,25 @@ class Store(abc.ABC):
                      batch_size: int = 5000) -> Iterator[gpd.GeoDataFrame]:
         """Matching features in key order, ``batch_size`` at a time, from one query (for streaming)."""
 
+    @abc.abstractmethod
+    def add_inspection(self, inspection: Inspection, photos: Sequence[Photo], *,
+                       findings: gpd.GeoDataFrame | None = None) -> None:
+        """Record ``inspection`` with its ``photos`` (JPEG bytes, stored in the store) in one transaction.
+
+        ``findings`` (the ``UNPERMITTED`` findings the inspection opens or
+        closes) are upserted into the findings layer in the same transaction:
+        all of it is stored, or nothing.
+        """
+
+    @abc.abstractmethod
+    def inspections(self, *, target_layer: str | None = None, target_key: str | None = None,
+                    inspection_id: str | None = None) -> list[Inspection]:
+        """The inspections (with their photos' tokens) of one target, or one by id, or all; oldest first."""
+
+    @abc.abstractmethod
+    def inspection_photo(self, token: str) -> bytes | None:
+        """The JPEG bytes of the photo with ``token`` (``None`` when there is none)."""
+
     def as_of(self) -> dt.date:
         """The data's as-of date (``meta()['as_of']``), today when unset."""
         value = self.meta().get("as_of")
@@ -193,7 +239,12 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
             params.extend(values)
 
     any_of("ward_code", flt.wards)
-    any_of("status", flt.statuses)
+    if flt.as_of and flt.statuses and layer.name in history.LAYER_KEYS and "status" in names:
+        status, status_params = status_as_of_sql(layer, ph)
+        clauses.append(f"{status} IN ({', '.join([ph] * len(flt.statuses))})")
+        params.extend([*[flt.as_of.isoformat()] * len(status_params), *flt.statuses])
+    else:
+        any_of("status", flt.statuses)
     any_of("procedure", flt.procedures)
     any_of("channel", flt.channels)
     any_of("purpose", flt.purposes)
@@ -205,6 +256,12 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
     if start and flt.date_from:
         clauses.append(f"({end} >= {ph}{f' OR {end} IS NULL' if end != start else ''})")
         params.append(flt.date_from.isoformat())
+    if start and flt.as_of:
+        clauses.append(f"{start} <= {ph}")
+        params.append(flt.as_of.isoformat())
+        if end != start and not (flt.date_from or flt.date_to):  # active that day, unless a range is asked
+            clauses.append(f"({end} >= {ph} OR {end} IS NULL)")
+            params.append(flt.as_of.isoformat())
     if flt.q:
         personal = flt.q_personal and bool(layer.personal_text_fields)
         for word in fold(flt.q).split():
@@ -217,6 +274,19 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
                 clauses.append(f"{SEARCH_COLUMN} LIKE {ph} ESCAPE '\\'")
                 params.append(pattern)
     return clauses, params
+
+
+def status_as_of_sql(layer: Layer, ph: str = "?") -> tuple[str, list[str]]:
+    """SQL of a row's status at the end of a day (its last change by then, else its current status).
+
+    Returns the expression and the names of its parameters (the day, as ISO text).  It refers to the
+    layer's key and ``status`` unqualified, so it works whatever the layer table is called in the query;
+    the history's index on (layer, key, changed_on) makes it one index probe per row.
+    """
+    key = history.LAYER_KEYS[layer.name]
+    return (f"COALESCE((SELECT h.status FROM {history.TABLE} h WHERE h.layer = '{layer.name}' "
+            f"AND h.key = {key} AND h.changed_on <= {ph} "
+            "ORDER BY h.changed_on DESC, h.changed_at DESC, h.seq DESC LIMIT 1), status)", ["day"])
 
 
 def geometry_column(geometry: str) -> str:
@@ -291,3 +361,31 @@ def aggregate_frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns)
     types = {"count": "int64"} if columns[0] == "ward_code" else {"x": "float64", "y": "float64", "count": "int64"}
     return frame.astype(types)
+
+
+#: Columns of the inspections table, in order (positions and occupancies as WKB in EPSG:5899).
+INSPECTION_COLUMNS = ("inspection_id", "target_layer", "target_key", "inspector", "inspected_at",
+                      "inspection_type", "outcome", "notes", "ward_code", "position", "occupancy")
+
+
+def inspection_row(inspection: Inspection) -> tuple:
+    """The inspections table's row of ``inspection`` (time as UTC, geometries as WKB)."""
+    i = inspection
+    return (i.inspection_id, i.target_layer, i.target_key, i.inspector, i.inspected_at.astimezone(dt.UTC),
+            i.inspection_type, i.outcome, i.notes, i.ward_code, shapely.to_wkb(i.position),
+            None if i.occupancy is None else shapely.to_wkb(i.occupancy))
+
+
+def inspection_of(row: tuple, photos: list[tuple]) -> Inspection:
+    """The :class:`Inspection` of a row in :data:`INSPECTION_COLUMNS` order and its photos' (token, width, height)."""
+    at = row[4]
+    if isinstance(at, str):
+        at = dt.datetime.fromisoformat(at)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return Inspection(
+        inspection_id=row[0], target_layer=row[1], target_key=row[2], inspector=row[3], inspected_at=at,
+        inspection_type=row[5], outcome=row[6], notes=row[7] or "", ward_code=row[8],
+        position=shapely.from_wkb(bytes(row[9])),
+        occupancy=None if row[10] is None else shapely.from_wkb(bytes(row[10])),
+        photos=tuple(PhotoRef(t, int(w), int(h)) for t, w, h in photos))

@@ -15,7 +15,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +28,15 @@ import pyogrio
 import shapely
 
 from gisapp import geo, schema
+from gisapp import history as hist
 from gisapp.filters import Filter
 from gisapp.formats.wkb import gpkg_to_wkb
+from gisapp.inspections import Inspection
+from gisapp.photos import Photo
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
     GEOJSON_COLUMN,
+    INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
     LayerInfo,
@@ -46,6 +50,8 @@ from gisapp.store.base import (
     field_names,
     geojson_texts,
     geometry_column,
+    inspection_of,
+    inspection_row,
     merge_upsert,
     search_text,
     store_layer,
@@ -155,6 +161,9 @@ class GeoPackageStore(Store):
         if app_id != GPKG_APPLICATION_ID or "gpkg_contents" not in tables:
             raise StoreError(f"store {self.path} is not a GeoPackage")
         stale = self._stale_layers()
+        if hist.TABLE not in tables and upgrade:  # a file from before the status history: add its table
+            self._fill_hidden_columns(stale or ["(status history)"])
+            return self._check(upgrade=False)
         if stale and upgrade:
             self._fill_hidden_columns(stale)
             return self._check(upgrade=False)
@@ -528,7 +537,13 @@ class GeoPackageStore(Store):
     # -- writing -----------------------------------------------------------
 
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None) -> None:
+              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None) -> None:
+        self._write(frames, mode=mode, meta=meta, history=history)
+
+    def _write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
+               meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None,
+               extra: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """:meth:`write`, and ``extra`` run on the copy (in its own SQLite transaction) before it replaces the file."""
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
         layers = {name: store_layer(name) for name in frames}
@@ -538,7 +553,8 @@ class GeoPackageStore(Store):
             if exists:
                 self._check(upgrade=False)
             stale = [n for n in self._stale_layers() if n not in frames] if exists else []  # written again too
-            if exists and not (frames or stale or meta):
+            if exists and not (frames or stale or meta or extra or history is not None
+                               or not self._has_history()):
                 return
             _remove_leftovers(self.path)
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
@@ -546,6 +562,7 @@ class GeoPackageStore(Store):
                 if exists:
                     _copy(self.path, tmp)
                 merged_meta = {**(self.meta() if exists else {}), **(meta or {})}
+                changes = self._history_rows(frames, history, exists)
                 written = set()
                 for name, frame in [*frames.items(), *((n, self.read(n)) for n in stale)]:
                     lay = layers.setdefault(name, LAYERS[name])
@@ -558,11 +575,201 @@ class GeoPackageStore(Store):
                 for name in missing:
                     _write_layer(tmp, LAYERS[name], empty_frame(LAYERS[name]))
                 _write_meta(tmp, merged_meta)
+                replaced = [n for n in frames if mode == "replace" and history is not None
+                            and n in set(history["layer"])]
+                _write_history(tmp, changes, replaced)
+                if extra is not None:
+                    with contextlib.closing(sqlite3.connect(tmp)) as con, con:
+                        extra(con)
                 _finish(tmp, layers.values())
                 os.replace(tmp, self.path)
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
+
+
+    def _has_history(self) -> bool:
+        """Whether the file has the status history table (files from before it do not)."""
+        with self._connect() as con:
+            return hist.TABLE in self._schema_names(con)
+
+    def _history_rows(self, frames: dict, history: pd.DataFrame | None, exists: bool) -> pd.DataFrame:
+        """The history rows a write adds: ``history``'s, and a row per new or changed status of the others."""
+        parts = [] if history is None else [history]
+        given = set() if history is None else set(history["layer"])
+        when = hist.local_now()
+        for name, frame in frames.items():
+            key = hist.LAYER_KEYS.get(name)
+            if key is None or name in given or not len(frame):
+                continue
+            old: dict = {}
+            if exists:
+                with self._connect() as con:
+                    if name in self._tables(con):
+                        keys = json.dumps([str(k) for k in frame[key]])
+                        old = dict(con.execute(f'SELECT {key}, status FROM "{name}" '
+                                               f"WHERE {key} IN (SELECT value FROM json_each(?))", [keys]))
+            keys = frame[key].astype(str).tolist()
+            status = frame["status"] if "status" in frame else [None] * len(keys)  # no status: no change
+            parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], status, when))
+        return pd.concat(parts, ignore_index=True) if parts else hist.empty()
+
+    def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
+        """The stored status changes of ``layer`` (see :meth:`Store.status_history`)."""
+        store_layer(layer)
+        sql = (f"SELECT layer, key, status, changed_on, changed_at, note, seq FROM {hist.TABLE} WHERE layer = ?"
+               + ("" if keys is None else " AND key IN (SELECT value FROM json_each(?))")
+               + " ORDER BY key, changed_on, changed_at, seq")
+        params = [layer] + ([] if keys is None else [json.dumps([str(k) for k in keys])])
+        with self._connect() as con:
+            rows = con.execute(sql, params).fetchall() if hist.TABLE in self._schema_names(con) else []
+        return _history_frame(rows)
+
+    def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
+        """Each key's last status change by the end of ``day`` (see :data:`gisapp.history.NEXT_ON`)."""
+        store_layer(layer)
+        if keys is None:  # every key: the rows whose interval [changed_on, next_on) holds the day, one scan
+            sql = (f"SELECT key, status, changed_on FROM {hist.TABLE} "
+                   "WHERE layer = ? AND changed_on <= ? AND (next_on IS NULL OR next_on > ?)")
+            params = [layer, day.isoformat(), day.isoformat()]
+        else:  # a few keys (an API page): one index probe each, newest change first
+            sql = (f"SELECT k.value, h.status, h.changed_on FROM (SELECT value, (SELECT seq FROM {hist.TABLE} "
+                   "WHERE layer = ? AND key = j.value AND changed_on <= ? "
+                   "ORDER BY changed_on DESC, changed_at DESC, seq DESC LIMIT 1) AS last FROM json_each(?) j) k "
+                   f"JOIN {hist.TABLE} h ON h.seq = k.last ORDER BY k.value")
+            params = [layer, day.isoformat(), json.dumps(sorted({str(k) for k in keys}))]
+        with self._connect() as con:
+            rows = con.execute(sql, params).fetchall() if hist.TABLE in self._schema_names(con) else []
+        out = pd.DataFrame({"key": pd.Series([r[0] for r in rows], dtype=object),
+                            "status": pd.Series([r[1] for r in rows], dtype=object)})
+        out["changed_on"] = np.array([r[2] for r in rows], dtype="datetime64[D]").astype("datetime64[ms]")
+        return out
+
+
+    # -- inspections ----------------------------------------------------------
+
+    def add_inspection(self, inspection: Inspection, photos: Sequence[Photo], *,
+                       findings: gpd.GeoDataFrame | None = None) -> None:
+        """Insert the inspection and its photos; with ``findings``, through a copy of the file that replaces it
+        (as :meth:`write`), else in place in one SQLite transaction (under the writers' lock either way)."""
+        def insert(con: sqlite3.Connection) -> None:
+            con.executescript(_INSPECTION_TABLES)
+            con.execute(f"INSERT INTO inspections ({', '.join(INSPECTION_COLUMNS)}) VALUES "
+                        f"({', '.join('?' * len(INSPECTION_COLUMNS))})", _sqlite_row(inspection_row(inspection)))
+            con.executemany("INSERT INTO inspection_photos (token, inspection_id, seq, width, height, data) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            [(p.token, inspection.inspection_id, n, p.width, p.height, p.data)
+                             for n, p in enumerate(photos)])
+
+        if findings is not None and len(findings):
+            self._write({"findings": findings}, mode="upsert", extra=insert)
+            return
+        if not self.path.exists():
+            raise StoreError(f"store {self.path} does not exist; run 'gisapp seed' or import data first")
+        with _lock(self.path), contextlib.closing(sqlite3.connect(self.path, timeout=30)) as con:
+            try:
+                with con:
+                    insert(con)
+            except sqlite3.Error as err:
+                raise StoreError(f"recording the inspection in {self.path} failed, nothing was changed: {err}") \
+                    from None
+
+    def inspections(self, *, target_layer: str | None = None, target_key: str | None = None,
+                    inspection_id: str | None = None) -> list[Inspection]:
+        clauses, params = [], []
+        for column, value in (("target_layer", target_layer), ("target_key", target_key),
+                              ("inspection_id", inspection_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._connect() as con:
+            if "inspections" not in self._schema_names(con):
+                return []
+            rows = con.execute(f"SELECT {', '.join(INSPECTION_COLUMNS)} FROM inspections{where} "
+                               "ORDER BY inspected_at, inspection_id", params).fetchall()
+            photos: dict[str, list[tuple]] = {}
+            ids = [r[0] for r in rows]
+            for iid, token, w, h in con.execute(
+                    "SELECT inspection_id, token, width, height FROM inspection_photos "
+                    "WHERE inspection_id IN (SELECT value FROM json_each(?)) ORDER BY inspection_id, seq",
+                    [json.dumps(ids)]):
+                photos.setdefault(iid, []).append((token, w, h))
+        return [inspection_of(r, photos.get(r[0], [])) for r in rows]
+
+    def inspection_photo(self, token: str) -> bytes | None:
+        with self._connect() as con:
+            if "inspection_photos" not in self._schema_names(con):
+                return None
+            row = con.execute("SELECT data FROM inspection_photos WHERE token = ?", [str(token)]).fetchone()
+        return None if row is None else bytes(row[0])
+
+
+
+def _history_frame(rows: list[tuple]) -> pd.DataFrame:
+    """A :meth:`Store.status_history` frame from rows of its columns."""
+    out = hist.frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                     [r[4] for r in rows], [r[5] for r in rows])
+    out["seq"] = pd.Series([r[6] for r in rows], dtype="int64")
+    return out
+
+
+def _write_history(path: Path, rows: pd.DataFrame, replaced: list[str]) -> None:
+    """Create the history table (and its index) if needed, drop the history of ``replaced`` layers, add ``rows``."""
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {hist.TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                    "layer TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, changed_on TEXT NOT NULL, "
+                    "changed_at TEXT NOT NULL DEFAULT '', note TEXT, next_on TEXT)")
+        con.execute(f"CREATE INDEX IF NOT EXISTS ix_{hist.TABLE}_key ON {hist.TABLE} "
+                    "(layer, key, changed_on, changed_at, seq)")
+        for name in replaced:
+            con.execute(f"DELETE FROM {hist.TABLE} WHERE layer = ?", [name])
+        if len(rows):
+            days = rows["changed_on"].dt.strftime("%Y-%m-%d")
+            con.executemany(f"INSERT INTO {hist.TABLE} (layer, key, status, changed_on, changed_at, note) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            zip(rows["layer"], rows["key"], rows["status"], days, rows["changed_at"], rows["note"],
+                                strict=True))
+            for layer, keys in rows.groupby("layer")["key"]:
+                unique = sorted(set(keys))
+                many = len(unique) > hist.WHOLE_LAYER_KEYS
+                con.execute(hist.next_on_sql("?", "" if many else "AND key IN (SELECT value FROM json_each(?))"),
+                            [layer] if many else [layer, json.dumps(unique)])
+        con.commit()
+
+
+#: The inspections and their photos: plain SQLite tables beside the GeoPackage's layers (photos as BLOBs).
+_INSPECTION_TABLES = """
+CREATE TABLE IF NOT EXISTS inspections (
+    inspection_id TEXT PRIMARY KEY,
+    target_layer TEXT,
+    target_key TEXT,
+    inspector TEXT NOT NULL,
+    inspected_at TEXT NOT NULL,
+    inspection_type TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT '',
+    ward_code TEXT,
+    position BLOB NOT NULL,
+    occupancy BLOB
+);
+CREATE INDEX IF NOT EXISTS ix_inspections_target ON inspections (target_layer, target_key);
+CREATE TABLE IF NOT EXISTS inspection_photos (
+    token TEXT PRIMARY KEY,
+    inspection_id TEXT NOT NULL REFERENCES inspections (inspection_id),
+    seq INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_inspection_photos_inspection ON inspection_photos (inspection_id, seq);
+"""
+
+
+def _sqlite_row(row: tuple) -> tuple:
+    """An inspections row for SQLite: the time as ISO text in UTC (sorts as time)."""
+    return tuple(v.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00") if hasattr(v, "tzinfo") and hasattr(v, "hour") else v
+                 for v in row)
 
 
 def _fid_key_index(layer: Layer) -> str:

@@ -248,6 +248,58 @@ def _backfill_geojson(con: psycopg.Connection) -> None:
                             [[r[0] for r in rows], texts])
 
 
+_V8 = """
+-- Status history (gisapp/history.py): one row per status a dossier or a
+-- sidewalk permit entered, appended by every write that changes a status
+-- and by imports of a one-stop system's history export.  Not a map layer.
+CREATE TABLE status_changes (
+    seq bigserial PRIMARY KEY,
+    layer text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    status text COLLATE "C" NOT NULL,
+    changed_on date NOT NULL,
+    changed_at text COLLATE "C" NOT NULL DEFAULT '',
+    note text,
+    -- the day of the key's next change (NULL for its last): the status on day D
+    -- is the row with changed_on <= D < next_on, found without sorting
+    next_on date
+);
+-- Newest change first per key: "status as of a day" is DISTINCT ON over it
+-- in order, and one probe per row for a filter on the status of that day.
+CREATE INDEX ix_status_changes_key ON status_changes
+    (layer, key, changed_on DESC, changed_at DESC, seq DESC) INCLUDE (status);
+"""
+
+_V9 = """
+-- Inspection records (issue 18): who inspected what, when, where, with what
+-- outcome, and up to 5 photos stored here as bytea (never on one server's
+-- disk).  A photo is found by its random token, which is its URL.
+CREATE TABLE inspections (
+    inspection_id text COLLATE "C" PRIMARY KEY,
+    target_layer text COLLATE "C",
+    target_key text COLLATE "C",
+    inspector text COLLATE "C" NOT NULL,
+    inspected_at timestamptz NOT NULL,
+    inspection_type text COLLATE "C" NOT NULL,
+    outcome text COLLATE "C" NOT NULL,
+    notes text COLLATE "C" NOT NULL DEFAULT '',
+    ward_code text COLLATE "C",
+    position geometry(Point, 5899) NOT NULL,
+    occupancy geometry(Geometry, 5899)
+);
+CREATE INDEX ix_inspections_target ON inspections (target_layer, target_key);
+CREATE INDEX ix_inspections_position ON inspections USING gist (position);
+CREATE TABLE inspection_photos (
+    token text COLLATE "C" PRIMARY KEY,
+    inspection_id text COLLATE "C" NOT NULL REFERENCES inspections (inspection_id),
+    seq integer NOT NULL,
+    width integer NOT NULL,
+    height integer NOT NULL,
+    data bytea NOT NULL
+);
+CREATE INDEX ix_inspection_photos_inspection ON inspection_photos (inspection_id, seq);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
@@ -256,6 +308,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "geometry as WGS84 GeoJSON text beside each row (fast API pages)", _V5),
     Migration(6, "stored GeoJSON filled in rows loaded before version 5, then required", _V6, _backfill_geojson),
     Migration(7, "sidewalks layer (free passage of the occupancy check, fee classes)", _V7),
+    Migration(8, "status history (status_changes) of dossiers and sidewalk permits", _V8),
+    Migration(9, "inspection records with their photos (issue 18)", _V9),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -24,10 +24,11 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import datetime as dt
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,11 +46,15 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from gisapp import geo, schema
+from gisapp import history as hist
 from gisapp.filters import Filter
+from gisapp.inspections import Inspection
+from gisapp.photos import Photo
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store import migrations
 from gisapp.store.base import (
     GEOJSON_COLUMN,
+    INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
     LayerInfo,
@@ -63,6 +68,8 @@ from gisapp.store.base import (
     field_names,
     geojson_texts,
     geometry_column,
+    inspection_of,
+    inspection_row,
     search_text,
     store_layer,
 )
@@ -406,7 +413,7 @@ class PostGISStore(Store):
         return aggregate_frame(rows, columns)
 
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None) -> None:
+              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None) -> None:
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
         layers = {name: store_layer(name) for name in frames}
@@ -418,6 +425,7 @@ class PostGISStore(Store):
                     if not pool.schema_ok:
                         migrations.upgrade(con)
                     con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+                    _write_history(con, typed, history, mode)
                     for name, frame in typed.items():
                         if mode == "replace":
                             _replace_layer(con, layers[name], frame)
@@ -432,6 +440,130 @@ class PostGISStore(Store):
                     raise
                 raise StoreError(f"writing to {self.url} failed, nothing was changed: "
                                  f"{str(err).strip().splitlines()[0]}") from err
+
+
+    def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
+        """The stored status changes of ``layer`` (see :meth:`Store.status_history`)."""
+        store_layer(layer)
+        query = (f"SELECT layer, key, status, changed_on, changed_at, note, seq FROM {hist.TABLE} WHERE layer = %s"
+                 + ("" if keys is None else " AND key = ANY(%s)") + " ORDER BY key, changed_on, changed_at, seq")
+        params: list = [layer] + ([] if keys is None else [[str(k) for k in keys]])
+        with self.connection() as con:
+            rows = con.execute(query, params).fetchall()
+        out = hist.frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                         [r[4] for r in rows], [r[5] for r in rows])
+        out["seq"] = pd.Series([r[6] for r in rows], dtype="int64")
+        return out
+
+    def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
+        """Each key's last status change by the end of ``day`` (see :data:`gisapp.history.NEXT_ON`)."""
+        store_layer(layer)
+        query = (f"SELECT key, status, changed_on FROM {hist.TABLE} "
+                 "WHERE layer = %s AND changed_on <= %s AND (next_on IS NULL OR next_on > %s)"
+                 + ("" if keys is None else " AND key = ANY(%s)"))
+        params: list = [layer, day, day] + ([] if keys is None else [[str(k) for k in keys]])
+        with self.connection() as con:
+            rows = con.execute(query, params).fetchall()
+        out = pd.DataFrame([r[:2] for r in rows], columns=["key", "status"], dtype=object)
+        out["changed_on"] = pd.Series(np.array([r[2] for r in rows], dtype="datetime64[D]")).astype("datetime64[ms]")
+        return out
+
+
+    # -- inspections ----------------------------------------------------------
+
+    def add_inspection(self, inspection: Inspection, photos: Sequence[Photo], *,
+                       findings: gpd.GeoDataFrame | None = None) -> None:
+        """Insert the inspection, its photos (one at a time) and upsert ``findings``: one transaction."""
+        layer = store_layer("findings")
+        typed = None if findings is None or not len(findings) else schema.coerce(layer, findings)
+        row = list(inspection_row(inspection))
+        geoms = len(INSPECTION_COLUMNS) - 2
+        values = ", ".join(["%s"] * geoms + ["ST_SetSRID(ST_GeomFromWKB(%s), 5899)"] * 2)
+        with self.connection() as con:
+            try:
+                with con.transaction():
+                    con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+                    con.execute(f"INSERT INTO inspections ({', '.join(INSPECTION_COLUMNS)}) VALUES ({values})",
+                                row)
+                    for n, p in enumerate(photos):
+                        con.execute("INSERT INTO inspection_photos (token, inspection_id, seq, width, height, data) "
+                                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                                    [p.token, inspection.inspection_id, n, p.width, p.height, p.data])
+                    if typed is not None:
+                        _upsert_layer(con, layer, typed)
+                        _update_stats(con, layer)
+                        con.execute("UPDATE gisapp_version SET version = version + 1")
+            except psycopg.Error as err:
+                if isinstance(err, psycopg.OperationalError) and con.broken:
+                    raise
+                raise StoreError(f"recording the inspection in {self.url} failed, nothing was changed: "
+                                 f"{str(err).strip().splitlines()[0]}") from err
+
+    def inspections(self, *, target_layer: str | None = None, target_key: str | None = None,
+                    inspection_id: str | None = None) -> list[Inspection]:
+        clauses, params = [], []
+        for column, value in (("target_layer", target_layer), ("target_key", target_key),
+                              ("inspection_id", inspection_id)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        columns = [*INSPECTION_COLUMNS[:-2], "ST_AsBinary(position)", "ST_AsBinary(occupancy)"]
+        with self.connection() as con:
+            rows = con.execute(f"SELECT {', '.join(columns)} FROM inspections{where} "
+                               "ORDER BY inspected_at, inspection_id", params).fetchall()
+            photos: dict[str, list[tuple]] = {}
+            for iid, token, w, h in con.execute(
+                    "SELECT inspection_id, token, width, height FROM inspection_photos "
+                    "WHERE inspection_id = ANY(%s) ORDER BY inspection_id, seq", [[r[0] for r in rows]]):
+                photos.setdefault(iid, []).append((token, w, h))
+        return [inspection_of(r, photos.get(r[0], [])) for r in rows]
+
+    def inspection_photo(self, token: str) -> bytes | None:
+        with self.connection() as con:
+            row = con.execute("SELECT data FROM inspection_photos WHERE token = %s", [str(token)]).fetchone()
+        return None if row is None else bytes(row[0])
+
+
+def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], history: pd.DataFrame | None,
+                   mode: str) -> None:
+    """The history rows of a write, in its transaction (see :meth:`Store.write`): given ones, or changed statuses."""
+    parts = [] if history is None else [history]
+    given = set() if history is None else set(history["layer"])
+    when = hist.local_now()
+    for name, frame in typed.items():
+        key = hist.LAYER_KEYS.get(name)
+        if key is None or not len(frame):
+            continue
+        if name in given:
+            if mode == "replace":
+                con.execute(f"DELETE FROM {hist.TABLE} WHERE layer = %s", [name])
+            continue
+        keys = frame[key].astype(str).tolist()
+        query = f"SELECT {key}, status FROM {name} WHERE {key} = ANY(%s)"
+        old: dict[str, str] = dict(con.execute(query, [keys]).fetchall())
+        parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], frame["status"], when))
+    rows = pd.concat(parts, ignore_index=True) if parts else hist.empty()
+    rows = rows[rows["layer"].notna()]
+    if not len(rows):
+        return
+    table = pa.table({"layer": pa.array(rows["layer"].tolist(), pa.string()),
+                      "key": pa.array(rows["key"].tolist(), pa.string()),
+                      "status": pa.array(rows["status"].tolist(), pa.string()),
+                      "changed_on": pa.array(rows["changed_on"].to_numpy(dtype="datetime64[D]"), pa.date32()),
+                      "changed_at": pa.array(rows["changed_at"].tolist(), pa.string()),
+                      "note": pa.array(rows["note"].tolist(), pa.string())})
+    buf = pa.BufferOutputStream()
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
+    with con.cursor() as cur, cur.copy(f"COPY {hist.TABLE} ({', '.join(hist.COLUMNS)}) FROM STDIN "
+                                       "(FORMAT csv, FORCE_NOT_NULL (changed_at))") as copy:
+        copy.write(memoryview(buf.getvalue()))
+    for layer, keys in rows.groupby("layer")["key"]:
+        unique = sorted(set(keys))
+        many = len(unique) > hist.WHOLE_LAYER_KEYS
+        con.execute(hist.next_on_sql("%s", "" if many else "AND key = ANY(%s)"), [layer] if many else [layer, unique])
+    if len(rows) > 100_000:
+        con.execute(f"ANALYZE {hist.TABLE}")
 
 
 def _check_schema(con: psycopg.Connection, url: str) -> None:

@@ -27,12 +27,13 @@ from jinja2 import Template
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
-from gisapp import domain, geo, i18n
+from gisapp import domain, geo, history, i18n
+from gisapp.analysis import stats
 from gisapp.filters import Filter
 from gisapp.formats import geojson
 from gisapp.schema import LAYERS
 from gisapp.store import Store
-from gisapp.web import assets, stats
+from gisapp.web import assets
 
 #: Most features one response carries; beyond it the map gets per-ward counts.
 FEATURE_CAP = 5000
@@ -95,7 +96,11 @@ def read_map_layer(store: Store, layer: str, flt: Filter):
     names = list(MAP_FIELDS[layer])
     if layer == "construction_permits":
         names = list(dict.fromkeys(names + TIMELINESS_FIELDS))
-    return store.read_arrow(layer, flt, fields=names)
+    table = store.read_arrow(layer, flt, fields=names)
+    if table is not None and flt.as_of is not None and layer in history.LAYER_KEYS:  # as it was that day
+        keys = table.column(history.LAYER_KEYS[layer]).to_pylist()
+        table = history.as_of_table(table, layer, history.past_statuses(store, layer, flt.as_of, keys), flt.as_of)
+    return table
 
 
 def _collection(store: Store, lay, flt, calendar, *, complete: bool, total: int) -> bytes:
@@ -107,7 +112,7 @@ def _collection(store: Store, lay, flt, calendar, *, complete: bool, total: int)
         extra = None
         if lay.name == "construction_permits":
             attrs = batch.select(TIMELINESS_FIELDS).to_pandas(date_as_object=False)
-            extra = {"timeliness": stats.timeliness(attrs, store.as_of(), calendar).tolist()}
+            extra = {"timeliness": stats.timeliness(attrs, flt.as_of or store.as_of(), calendar).tolist()}
         body = geojson.batch_json(batch, lay, MAP_FIELDS[lay.name], extra)
     return orjson.dumps({"type": "FeatureCollection", **members})[:-1] + b',"features":[' + body + b"]}"
 
@@ -319,7 +324,8 @@ class MapPage:
 
     def head(self, nonce: str) -> Markup:
         """The head links with ``nonce`` on folium's inline script, for the page's Content-Security-Policy."""
-        return Markup(self.header.replace("<script>", f'<script nonce="{escape(nonce)}">'))
+        # str first: Markup.replace would escape the new tag, leaving folium's script as text on the page
+        return Markup(str(self.header).replace("<script>", f'<script nonce="{escape(nonce)}">'))
 
 
 #: Of folium's default assets, the ones these maps use (no jQuery, Bootstrap, Font Awesome, awesome-markers).
