@@ -11,6 +11,7 @@ import pandas as pd
 from gisapp.analysis import sql
 from gisapp.analysis.overlaps import AnalysisParams, AnalysisResult, find_overlaps
 from gisapp.inspections import unpermitted_findings
+from gisapp.progress import SILENT, Progress
 from gisapp.schema import STORE_CRS
 from gisapp.store import Store
 from gisapp.store.postgis import PostGISStore
@@ -18,20 +19,30 @@ from gisapp.store.postgis import PostGISStore
 LAYERS = ("construction_permits", "sidewalk_permits", "wards", "sidewalks")
 
 
-def analyze_store(store: Store, params: AnalysisParams) -> tuple[AnalysisResult, float]:
+def analyze_store(store: Store, params: AnalysisParams,
+                  progress: Progress = SILENT) -> tuple[AnalysisResult, float]:
     """Every finding of ``store``, and the seconds spent reading its layers (0 when nothing was read).
 
     A PostGIS store computes them itself (:func:`gisapp.analysis.sql.find_overlaps`,
     nothing read into Python); any other store's layers are read and
     analysed by :func:`gisapp.analysis.overlaps.find_overlaps`.  Both give the same findings.
-    The ``UNPERMITTED`` findings come from the store's inspections
+    ``progress`` hears ``("read", rows read, rows in all, "rows")`` layer by
+    layer, then ``("analyse",)``.  The ``UNPERMITTED`` findings come from the store's inspections
     (:func:`with_unpermitted`), so a new analysis keeps them.
     """
     if isinstance(store, PostGISStore):
+        progress("analyse")
         return with_unpermitted(sql.find_overlaps(store, params), store), 0.0
     started = time.perf_counter()
-    layers = {name: store.read(name) for name in LAYERS}
+    total = sum(store.count(name) for name in LAYERS)
+    layers, done = {}, 0
+    progress("read", 0, total, "rows")
+    for name in LAYERS:
+        layers[name] = store.read(name)
+        done += len(layers[name])
+        progress("read", done, total, "rows")
     read_s = time.perf_counter() - started
+    progress("analyse")
     result = find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params,
                            sidewalks=layers["sidewalks"])
     return with_unpermitted(result, store), read_s

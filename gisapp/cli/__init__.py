@@ -9,6 +9,7 @@ import click
 
 from gisapp.cli import analyze, check, db, export, importing, layers, report, seed, serve, tiles, users
 from gisapp.cli.context import Context, StoreFailure
+from gisapp.cli.progress import progress_options
 from gisapp.config import SETTINGS, ConfigError
 from gisapp.store import StoreError
 
@@ -26,6 +27,7 @@ class StoreErrorsAsMessages(click.Group):
 @click.group(cls=StoreErrorsAsMessages, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--store", metavar="PATH|URL",
               help=f"Store to use (default: ${SETTINGS['STORE'][0]} or layers/camle.gpkg).")
+@progress_options
 @click.pass_context
 def cli(ctx: click.Context, store: str | None):
     """gisapp: construction-permit and sidewalk-permit GIS for a district."""

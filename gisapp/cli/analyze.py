@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import time
 
 import click
@@ -13,6 +14,7 @@ from gisapp import domain
 from gisapp.analysis.overlaps import KINDS, AnalysisParams
 from gisapp.analysis.run import analyze_store
 from gisapp.cli.context import Context
+from gisapp.cli.progress import progress_options, shown
 
 #: Short column headers of the printed summary (the kind codes stay whole).
 _HEADERS = {"ward_code": "ward", "dossiers": "dossiers", "dossiers_needing_sidewalk": "needing",
@@ -30,8 +32,12 @@ _HEADERS = {"ward_code": "ward", "dossiers": "dossiers", "dossiers_needing_sidew
               help="Length of the works period from the permit's issue (or receipt) date, in months.")
 @click.option("--as-of", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="The data's as-of date, YYYY-MM-DD (default: the store's as-of date, if set).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the summary as one JSON document (per-ward rows, skipped count, run facts).")
+@progress_options
 @click.pass_obj
-def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: float, works_months: int, as_of):
+def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: float, works_months: int, as_of,
+            as_json: bool = False):
     """Find overlaps of sidewalk-use permits with construction sites and each other; store them as 'findings'."""
     store = ctx.store()
     if as_of is None:
@@ -42,15 +48,21 @@ def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: flo
     params = AnalysisParams(distance_m=distance_m, gap_days=gap_days, min_clearance_m=min_clearance_m,
                             works_months=works_months, as_of=as_of)
     started = time.perf_counter()
-    result, read_s = analyze_store(store, params)
-    run_s = time.perf_counter() - started - read_s
-    counts = result.findings["kind"].value_counts()
-    meta = {**params.as_meta(),
-            "run_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-            "run_seconds": round(run_s, 3), "read_seconds": round(read_s, 3),
-            "skipped": len(result.skipped),
-            "counts": {kind: int(counts.get(kind, 0)) for kind in domain.FINDING_KINDS}}
-    store.write({"findings": result.findings}, mode="replace", meta={"findings": meta})
+    with shown() as progress:
+        result, read_s = analyze_store(store, params, progress)
+        run_s = time.perf_counter() - started - read_s
+        counts = result.findings["kind"].value_counts()
+        meta = {**params.as_meta(),
+                "run_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+                "run_seconds": round(run_s, 3), "read_seconds": round(read_s, 3),
+                "skipped": len(result.skipped),
+                "counts": {kind: int(counts.get(kind, 0)) for kind in domain.FINDING_KINDS}}
+        store.write({"findings": result.findings}, mode="replace", meta={"findings": meta}, progress=progress)
+    if as_json:
+        rows = json.loads(result.summary.to_json(orient="records"))
+        click.echo(json.dumps({"store": store.url, "findings": len(result.findings), "summary": rows,
+                               "run": meta}, ensure_ascii=False))
+        return
     click.echo(format_summary(result.summary))
     click.echo("")
     click.echo(format_skipped(result.skipped))

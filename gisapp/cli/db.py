@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from gisapp.cli.progress import progress_options, shown
 from gisapp.store import StoreError
 
 
@@ -25,6 +26,7 @@ def db():
 
 @db.command()
 @click.option("--to", "target", type=int, default=None, help="Upgrade to this version (default: the latest).")
+@progress_options
 @click.pass_obj
 def upgrade(ctx, target: int | None):
     """Create the schema or apply the migrations it lacks (safe to re-run)."""
@@ -32,7 +34,8 @@ def upgrade(ctx, target: int | None):
 
     store = _postgis_store(ctx)
     before = store.schema_version()
-    applied = store.upgrade(target)
+    with shown() as progress:
+        applied = store.upgrade(target, progress)
     for m in applied:
         click.echo(f"applied {m.version}: {m.description}")
     after = applied[-1].version if applied else before

@@ -10,6 +10,7 @@ from werkzeug.datastructures import MultiDict
 
 from gisapp import history, privacy
 from gisapp.cli.context import pass_ctx
+from gisapp.cli.progress import progress_options, shown
 from gisapp.filters import FilterError, parse_filter
 from gisapp.formats import blds
 from gisapp.formats import exports as exporting
@@ -34,6 +35,7 @@ from gisapp.schema import LAYERS
 @click.option("--q", help="Free-text search.")
 @click.option("--bbox", help="minLon,minLat,maxLon,maxLat in WGS84.")
 @click.option("--crs", help="GeoPackage CRS: 5899 (default) or 4326.")
+@progress_options
 @pass_ctx
 def export(ctx, layer, output, blds_dir, ward, status, procedure, channel, purpose, kind, date_from, date_to, as_of,
            q, bbox, crs):
@@ -63,9 +65,11 @@ def export(ctx, layer, output, blds_dir, ward, status, procedure, channel, purpo
         raise click.UsageError(str(err)) from None
     store = ctx.store()
     source = history.AsOfSource(store, flt.as_of) if flt.as_of else store
-    size = exporting.export(source, layer, flt, fmt, output, crs,
-                            show_personal=privacy.show_personal(privacy.OPERATOR))
-    click.echo(f"wrote {output} ({fmt}, {store.count(layer, flt)} features, {size:,} bytes)")
+    total = store.count(layer, flt)
+    with shown() as progress:
+        size = exporting.export(exporting.CountingSource(source, progress, total), layer, flt, fmt, output, crs,
+                                show_personal=privacy.show_personal(privacy.OPERATOR))
+    click.echo(f"wrote {output} ({fmt}, {total} features, {size:,} bytes)")
 
 
 def _export_blds(ctx, folder: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import json
 import time
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import click
 
 from gisapp.accounts import Accounts
 from gisapp.cli.context import Context, pass_ctx
+from gisapp.cli.progress import progress_options, shown
 from gisapp.importing import statuses
 from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure, rejects_path, run_import, write_rejects
 from gisapp.store import StoreError
@@ -31,8 +33,11 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 @click.option("--allow-any-driver", is_flag=True,
               help="Let GDAL read FILE in any format it knows (KML, FlatGeobuf, a VRT…), zips through /vsizip/, "
                    "without checking that the content is the format its name says. Only for your own files.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the report as one JSON document (counts, reasons, warnings, changes).")
+@progress_options
 @pass_ctx
-def import_(ctx: Context, layer, file, parcels, crs, mapping, mode, dry_run, sheet, allow_any_driver):
+def import_(ctx: Context, layer, file, parcels, crs, mapping, mode, dry_run, sheet, allow_any_driver, as_json):
     """Import FILE (Shapefile, GeoPackage, GeoJSON, CSV or XLSX) into LAYER.
 
     LAYER status_changes: a one-stop system's status history export (CSV or
@@ -53,9 +58,10 @@ def import_(ctx: Context, layer, file, parcels, crs, mapping, mode, dry_run, she
                 raise click.UsageError("a status history import takes only FILE, --dry-run and --sheet")
             report = statuses.run_history_import(store, file, dry_run=dry_run, sheet=sheet)
         else:
-            report = run_import(store, layer, file, calendar=ctx.config["CALENDAR"], parcels=parcels, crs=crs,
-                                mapping=mapping, mode=mode, dry_run=dry_run, sheet=sheet,
-                                allow_any_driver=allow_any_driver)
+            with shown() as progress:
+                report = run_import(store, layer, file, calendar=ctx.config["CALENDAR"], parcels=parcels, crs=crs,
+                                    mapping=mapping, mode=mode, dry_run=dry_run, sheet=sheet,
+                                    allow_any_driver=allow_any_driver, progress=progress)
     except click.UsageError:
         raise
     except ImportFailure as err:
@@ -64,24 +70,29 @@ def import_(ctx: Context, layer, file, parcels, crs, mapping, mode, dry_run, she
         raise  # the group prints it as one line
     except Exception as err:  # one line for the user, never a traceback
         raise click.ClickException(f"import failed: {type(err).__name__}: {_first_line(err)}") from None
+    echo = (lambda _line: None) if as_json else click.echo
     for line in report.summary_lines():
-        click.echo(line)
-    target = rejects_path(file)
+        echo(line)
+    target, rejects_file = rejects_path(file), None
     if report.rejected:
         try:
             written = write_rejects(report, target)
         except OSError:
             written = write_rejects(report, Path.cwd() / target.name)
-        click.echo(f"rejected rows written to {written}")
+        echo(f"rejected rows written to {written}")
+        rejects_file = str(written)
     elif target.exists():
         target.unlink()
-        click.echo(f"no rejected rows; removed the old {target}")
+        echo(f"no rejected rows; removed the old {target}")
     if report.written:
-        click.echo(f"store: {store.url}")
+        echo(f"store: {store.url}")
         Accounts(ctx.config["ACCOUNTS"]).audit(
             f"cli:{getpass.getuser()}", "import", layer, report.accepted,
             f"{mode} from {file.name}: " + ", ".join(f"{k} {v}" for k, v in report.changes.items()))
-    click.echo(f"done in {time.perf_counter() - started:.1f} s")
+    echo(f"done in {time.perf_counter() - started:.1f} s")
+    if as_json:
+        click.echo(json.dumps({**report.as_dict(), "store": store.url, "rejects_file": rejects_file},
+                               ensure_ascii=False, default=str))
     if report.accepted == 0:
         raise click.ClickException("nothing was imported: " + ("the file has no rows" if not report.read
                                                                else "every row was rejected"))

@@ -8,6 +8,7 @@ import click
 
 from gisapp.cli.analyze import analyze as analyze_command
 from gisapp.cli.context import Context
+from gisapp.cli.progress import progress_options, shown
 from gisapp.demo import build as demo
 from gisapp.demo.timeline import demo_history
 
@@ -16,6 +17,7 @@ from gisapp.demo.timeline import demo_history
 @click.option("--if-missing", is_flag=True, help="Do nothing when the store already exists.")
 @click.option("--analyze/--no-analyze", default=True, show_default=True,
               help="Run the overlap analysis on the demo data afterwards (its findings layer).")
+@progress_options
 @click.pass_context
 def seed(click_ctx, if_missing: bool, analyze: bool):
     """Build the Cẩm Lệ demo data into the store (replacing its layers)."""
@@ -25,8 +27,11 @@ def seed(click_ctx, if_missing: bool, analyze: bool):
         click.echo(f"store {store.url} already exists; not seeding")
         return
     started = time.perf_counter()
-    frames, meta = demo.build(ctx.config["CALENDAR"])
-    store.write(frames, mode="replace", meta=meta, history=demo_history(frames, ctx.config["CALENDAR"]))
+    with shown(click_ctx) as progress:
+        progress("build")
+        frames, meta = demo.build(ctx.config["CALENDAR"])
+        store.write(frames, mode="replace", meta=meta, history=demo_history(frames, ctx.config["CALENDAR"]),
+                    progress=progress)
     counts = ", ".join(f"{name} {len(frame)}" for name, frame in frames.items())
     click.echo(f"seeded {store.url}: {counts} in {time.perf_counter() - started:.1f} s")
     if analyze:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import click
 
 from gisapp.cli.context import Context
+from gisapp.cli.progress import echo_for, progress_options, shown
 from gisapp.config import parse_zooms
 from gisapp.tiles.disk import TileDir, watch
 from gisapp.tiles.watch import follow
@@ -40,12 +41,14 @@ def tiles_group():
 
 @tiles_group.command("render")
 @click.option("--zooms", default=None, help="Zoom levels, e.g. 14-17 or 14,15 (default: GISAPP_TILE_WARM).")
+@progress_options
 @click.pass_obj
 def render_command(ctx: Context, zooms: str | None):
     """Render the unfiltered tiles of the store's current data now (waits for a render already running)."""
     tile_dir, levels = _tile_dir(ctx), _zooms(ctx, zooms)
     click.echo(f"rendering z{'/'.join(map(str, levels)) or ' (none)'} into {tile_dir.root}")
-    watch(ctx.store, tile_dir, levels, once=True, log=click.echo)
+    with shown() as progress:
+        watch(ctx.store, tile_dir, levels, once=True, log=echo_for(progress), progress=progress)
 
 
 @tiles_group.command("watch")

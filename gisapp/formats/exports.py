@@ -36,6 +36,7 @@ from gisapp.filters import Filter, FilterError
 from gisapp.formats import geojson
 from gisapp.formulas import defuse as _defuse
 from gisapp.privacy import visible_fields
+from gisapp.progress import Progress, counted
 from gisapp.schema import STORE_CRS, Layer, get_layer
 
 FORMATS = ("geojson", "csv", "gpkg")
@@ -58,6 +59,20 @@ class ArrowSource(Protocol):
                    batch_size: int = 5000, limit: int | None = None, offset: int = 0,
                    geometry: str = "wkb") -> Iterator[pa.Table]:
         """Matching features as Arrow tables in key order (:meth:`gisapp.store.Store.iter_arrow`)."""
+
+
+class CountingSource:
+    """An :class:`ArrowSource` that tells ``progress`` how many of ``total`` rows it has handed out (``export``)."""
+
+    def __init__(self, source: ArrowSource, progress: Progress, total: int | None):
+        self.source, self.progress, self.total = source, progress, total
+
+    def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
+                   batch_size: int = 5000, limit: int | None = None, offset: int = 0,
+                   geometry: str = "wkb") -> Iterator[pa.Table]:
+        tables = self.source.iter_arrow(layer, flt, fields=fields, batch_size=batch_size, limit=limit,
+                                        offset=offset, geometry=geometry)
+        return counted(tables, self.progress, "export", self.total, "rows", size=lambda t: t.num_rows)
 
 
 def parse_format(text: str) -> str:

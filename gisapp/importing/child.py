@@ -21,16 +21,21 @@ import resource
 import subprocess
 import sys
 import tempfile
+import time
 import traceback
 from dataclasses import asdict, dataclass, field
 
 from gisapp.config import ROOT
 from gisapp.importing.read import ImportFailure, ReadLimits
+from gisapp.progress import SILENT, Progress, StatusFile
 from gisapp.store import StoreError
 
 log = logging.getLogger(__name__)
 #: Seconds of CPU the child may use beyond its wall-clock limit before the kernel stops it (a backstop).
 CPU_MARGIN = 5
+#: For tests only: seconds the child sleeps after each progress report, so that a browser can watch the stages
+#: of a small file.  Never set it in production.
+SLOW_ENV = "GISAPP_TEST_SLOW_PROGRESS"
 #: Environment of the child: few threads, few malloc arenas, so that its address space stays near its use.
 CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MALLOC_ARENA_MAX": "2",
              "PYTHONDONTWRITEBYTECODE": "1"}
@@ -53,6 +58,7 @@ class Job:
     holidays: tuple[str, ...] = ()  # ISO dates
     unpacked_mb: int | None = None
     max_features: int | None = None
+    status: str | None = None  # a JSON file for the job's progress (gisapp.progress.StatusFile), if any
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,24 @@ def _limit(memory_mb: int, seconds: float) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
 
 
+def _progress(job: Job) -> Progress:
+    """The job's progress: its status file, if it has one (slowed down by :data:`SLOW_ENV`, for tests)."""
+    if not job.status:
+        return SILENT
+    status = StatusFile(job.status, extra={"state": "checking" if job.dry_run else "importing"})
+    try:
+        delay = float(os.environ.get(SLOW_ENV) or 0)
+    except ValueError:
+        delay = 0.0
+    if delay <= 0:
+        return status
+
+    def slowed(stage: str, done: int | None = None, total: int | None = None, unit: str = "") -> None:
+        status(stage, done, total, unit)
+        time.sleep(delay)
+    return slowed
+
+
 def _work(job: Job):
     """Do ``job`` here: the import report, the rejects file written."""
     from gisapp.domain import Calendar
@@ -147,7 +171,7 @@ def _work(job: Job):
     calendar = Calendar(tuple(job.weekend), tuple(dt.date.fromisoformat(d) for d in job.holidays))
     report = run_import(open_store(job.store, must_exist=False), job.layer, job.path, calendar=calendar,
                         parcels=job.parcels, crs=job.crs, mode=job.mode, dry_run=job.dry_run, sheet=job.sheet,
-                        limits=ReadLimits(job.unpacked_mb, job.max_features))
+                        limits=ReadLimits(job.unpacked_mb, job.max_features), progress=_progress(job))
     if job.rejects and report.rejected:
         write_rejects(report, job.rejects)
     return report

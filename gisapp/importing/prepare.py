@@ -47,6 +47,7 @@ from gisapp.importing.values import (
     resolve_wards,
     to_text,
 )
+from gisapp.progress import SILENT, Progress
 from gisapp.schema import STORE_CRS, Layer
 from gisapp.store import Store
 
@@ -57,6 +58,8 @@ __all__ = [
 
 #: Layers an office can import.
 IMPORTABLE_LAYERS = ("wards", "construction_permits", "sidewalk_permits", "sidewalks")
+#: Steps of the checks that :func:`prepare_import` reports (fields, geometries, wards, computed fields, summary).
+CHECK_STEPS = 6
 
 MISSING = "missing required field"
 UNKNOWN_CODE = "unknown code or label"
@@ -565,7 +568,7 @@ def _rows_text(rows: np.ndarray, limit: int = 10) -> str:
 
 
 def prepare_import(layer: str, source: Source, *, calendar: domain.Calendar, parcels: Source | None = None,
-                   wards=None, crs=None, mapping=None) -> ImportReport:
+                   wards=None, crs=None, mapping=None, progress: Progress = SILENT) -> ImportReport:
     """Check the rows of ``source`` for ``layer``: accepted, repaired, rejected (pure).
 
     ``wards`` is the store's wards layer (a frame or a
@@ -573,6 +576,8 @@ def prepare_import(layer: str, source: Source, *, calendar: domain.Calendar, par
     and derive wards from geometry; ``parcels`` a vector source of parcel
     polygons for a table of dossiers; ``crs`` an EPSG code for files that
     have no CRS; ``mapping`` a ``{source column: field}`` dict or file.
+    ``progress`` hears ``("check", step, CHECK_STEPS, "steps")``: the checks
+    are vectorised over all rows, so they advance by step, not by row.
     """
     lay = importable_layer(layer)
     mapping = load_mapping(mapping)
@@ -584,7 +589,9 @@ def prepare_import(layer: str, source: Source, *, calendar: domain.Calendar, par
     match = match_columns(frame.columns, field_aliases(lay), mapping)
     warnings = [*source.warnings, *match.warnings, *_absent_columns(lay, match, frame)]
     problems = _Problems(n)
+    progress("check", 0, CHECK_STEPS, "steps")
     values = _parse_fields(lay, frame, match, problems)
+    progress("check", 1, CHECK_STEPS, "steps")
     dates = values[lay.date_field].to_numpy() if lay.date_field in values \
         else np.full(n, np.datetime64("NaT"), dtype="datetime64[ms]")
     ward_col = frame[match.columns["ward_code"]] if "ward_code" in match.columns and lay.name != "wards" \
@@ -603,8 +610,10 @@ def prepare_import(layer: str, source: Source, *, calendar: domain.Calendar, par
         warnings += join_warnings
         detail = ", ".join(x for x in (source.detail, f"parcels from {parcel_source.path.name}") if x)
 
+    progress("check", 2, CHECK_STEPS, "steps")
     check = check_geometries(geoms)
     geoms = check.geoms
+    progress("check", 3, CHECK_STEPS, "steps")
     problems.add(has_geometry & check.empty, GEOMETRY_EMPTY, "geometry", None, "geometry is empty or missing")
     type_names = np.full(n, None, dtype=object)
     type_names[check.not_polygon] = [_geometry_type_name(t) for t in shapely.get_type_id(geoms[check.not_polygon])]
@@ -620,9 +629,11 @@ def prepare_import(layer: str, source: Source, *, calendar: domain.Calendar, par
         mismatches, ward_warnings = _settle_wards(lay, values, refs, ward_col, geoms, usable, dates, index,
                                                   source.rows, problems)
         warnings += ward_warnings
+    progress("check", 4, CHECK_STEPS, "steps")
     warnings += _computed_fields(lay, values, frame, match, geoms, usable, calendar, source.rows, problems)
     _duplicates(lay, values, source.rows, problems)
     checked = _schema_checks(lay, values, geoms, problems)
+    progress("check", 5, CHECK_STEPS, "steps")
 
     table = problems.table()
     accepted_mask = np.ones(n, dtype=bool)
@@ -634,6 +645,7 @@ def prepare_import(layer: str, source: Source, *, calendar: domain.Calendar, par
         warnings.append(f"{len(mismatches)} rows declare a ward other than the one their geometry lies in; "
                         f"kept as declared and flagged ({_rows_text(mismatches['row'].to_numpy())})")
     by_reason = table["reason"].value_counts()
+    progress("check", CHECK_STEPS, CHECK_STEPS, "steps")
     return ImportReport(
         layer=lay.name, source=source.path.name, detail=detail, read=n, accepted=int(accepted_mask.sum()),
         repaired=int((check.repaired & accepted_mask).sum()), rejected=len(table),
@@ -896,7 +908,8 @@ def _same_values(a: pd.Series, b: pd.Series) -> np.ndarray:
 
 def run_import(store: Store, layer: str, path, *, calendar: domain.Calendar, parcels=None, crs=None, mapping=None,
                mode: str = "upsert", dry_run: bool = False, sheet: str | None = None,
-               allow_any_driver: bool = False, limits: ReadLimits = NO_LIMITS) -> ImportReport:
+               allow_any_driver: bool = False, limits: ReadLimits = NO_LIMITS,
+               progress: Progress = SILENT) -> ImportReport:
     """Import ``path`` into ``layer`` of ``store``; write the accepted rows unless ``dry_run``.
 
     ``mode="upsert"`` replaces features with the same key (``dossier_code``,
@@ -907,7 +920,9 @@ def run_import(store: Store, layer: str, path, *, calendar: domain.Calendar, par
     is created.  Raises :class:`ImportFailure` for a file that cannot be
     imported at all.  Files are read only as their format
     (:func:`gisapp.importing.read.read_source`) unless ``allow_any_driver``,
-    and within ``limits`` (an upload's).
+    and within ``limits`` (an upload's).  ``progress`` hears the stages
+    ``read`` (rows), ``check`` (steps, :func:`prepare_import`), ``compare``
+    (with the stored layer) and ``write`` (rows, the store's).
     """
     if mode not in ("upsert", "replace"):
         raise ImportFailure("import_unknown_mode", mode=str(mode))
@@ -915,6 +930,7 @@ def run_import(store: Store, layer: str, path, *, calendar: domain.Calendar, par
     exists = store.exists()
     wards = store.read("wards") if exists else None
     header_keys = known_header_keys(field_aliases(lay))
+    progress("read", None, None, "rows")
     source = read_source(path, sheet=sheet, header_keys=header_keys, prefer_layer=lay.name,
                          allow_any_driver=allow_any_driver, limits=limits)
     parcel_source = None
@@ -922,14 +938,16 @@ def run_import(store: Store, layer: str, path, *, calendar: domain.Calendar, par
         parcel_keys = known_header_keys(parcel_aliases(schema.CONSTRUCTION_PERMITS))
         parcel_source = read_source(parcels, header_keys=parcel_keys, prefer_layer="parcels",
                                     allow_any_driver=allow_any_driver, limits=limits)
+    progress("read", len(source), len(source), "rows")
     report = prepare_import(lay.name, source, calendar=calendar, parcels=parcel_source, wards=wards, crs=crs,
-                            mapping=mapping)
+                            mapping=mapping, progress=progress)
+    progress("compare", None, None, "rows")
     existing = store.read(lay.name) if exists else report.frame.iloc[:0]
     changes = diff_counts(lay, existing, report.frame, mode)
     changed = changes["new"] + changes["updated"] + changes["removed"] > 0
     write = not dry_run and report.accepted > 0 and changed
     if write:
-        store.write({lay.name: report.frame}, mode=mode)
+        store.write({lay.name: report.frame}, mode=mode, progress=progress)
     return dataclasses.replace(report, mode=mode, dry_run=dry_run, written=write, changes=changes)
 
 

@@ -97,9 +97,16 @@
     return this.root + path + (query ? "?" + query : "");
   };
 
+  // "gisapp:loading" on the document at each start and end of a request (map-progress.js draws it)
+  App.prototype.signal = function (error) {
+    document.dispatchEvent(new CustomEvent("gisapp:loading",
+      {detail: {pending: this.state.pending, error: error || null, app: this}}));
+  };
+
   App.prototype.fetchJSON = function (url) {
     var self = this;
     self.state.pending += 1;
+    self.signal();
     // no custom headers: a <link rel="preload" as="fetch"> of the same URL must match this request
     return fetch(url, {credentials: "same-origin"}).then(function (r) {
       return r.json().then(function (body) {
@@ -108,10 +115,12 @@
       });
     }).then(function (body) {
       self.state.pending -= 1;
+      self.signal();
       return body;
     }, function (err) {
       self.state.pending -= 1;
       self.state.errors += 1;
+      self.signal(err.message || String(err));
       self.status(self.t("load_error") + ": " + err.message);
       if (window.console) { console.warn("gisapp:", err.message); }
       throw err;

@@ -18,6 +18,7 @@ from gisapp import history, schema
 from gisapp.filters import Filter, fold
 from gisapp.inspections import Inspection, PhotoRef
 from gisapp.photos import Photo
+from gisapp.progress import SILENT, Progress
 from gisapp.schema import STORE_CRS, Layer
 
 #: Hidden columns with the accent-folded text that ``q`` searches: public fields, and personal
@@ -101,12 +102,14 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None) -> None:
+              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None,
+              progress: Progress = SILENT) -> None:
         """Write several layers in one transaction: all of them or nothing.
 
         ``mode="replace"`` swaps each layer whole; ``"upsert"`` replaces
         features with the same key and adds new ones.  ``meta`` entries are
-        merged into the store metadata in the same transaction.
+        merged into the store metadata in the same transaction.  ``progress``
+        hears ``("write", rows written, rows in all, "rows")``.
 
         Status history (:mod:`gisapp.history`), in the same transaction: every
         written feature of a layer with a history whose status is new or

@@ -33,6 +33,7 @@ from gisapp.filters import Filter
 from gisapp.formats.wkb import gpkg_to_wkb
 from gisapp.inspections import Inspection
 from gisapp.photos import Photo
+from gisapp.progress import SILENT, Progress
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
     GEOJSON_COLUMN,
@@ -537,12 +538,13 @@ class GeoPackageStore(Store):
     # -- writing -----------------------------------------------------------
 
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None) -> None:
-        self._write(frames, mode=mode, meta=meta, history=history)
+              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None,
+              progress: Progress = SILENT) -> None:
+        self._write(frames, mode=mode, meta=meta, history=history, progress=progress)
 
     def _write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
                meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None,
-               extra: Callable[[sqlite3.Connection], None] | None = None) -> None:
+               progress: Progress = SILENT, extra: Callable[[sqlite3.Connection], None] | None = None) -> None:
         """:meth:`write`, and ``extra`` run on the copy (in its own SQLite transaction) before it replaces the file."""
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
@@ -563,7 +565,9 @@ class GeoPackageStore(Store):
                     _copy(self.path, tmp)
                 merged_meta = {**(self.meta() if exists else {}), **(meta or {})}
                 changes = self._history_rows(frames, history, exists)
-                written = set()
+                written: set[str] = set()
+                total, rows = sum(len(f) for f in frames.values()), 0
+                progress("write", 0, total, "rows")
                 for name, frame in [*frames.items(), *((n, self.read(n)) for n in stale)]:
                     lay = layers.setdefault(name, LAYERS[name])
                     frame = schema.coerce(lay, frame)
@@ -571,6 +575,9 @@ class GeoPackageStore(Store):
                         frame = merge_upsert(lay, self.read(name), frame)
                     _write_layer(tmp, lay, frame)
                     written.add(name)
+                    if name in frames:
+                        rows += len(frames[name])
+                        progress("write", rows, total, "rows")
                 missing = [n for n in LAYERS if not exists and n not in written]
                 for name in missing:
                     _write_layer(tmp, LAYERS[name], empty_frame(LAYERS[name]))

@@ -18,6 +18,7 @@ import psycopg
 import pyarrow as pa
 
 from gisapp.formats.geojson import geometry_texts
+from gisapp.progress import SILENT, Progress
 from gisapp.store.base import StoreError
 
 #: Key of the advisory lock held while migrating (any constant bigint).
@@ -353,11 +354,12 @@ def ensure_postgis(con: psycopg.Connection) -> str:
     return one(con.execute("SELECT extversion FROM pg_extension WHERE extname = 'postgis'"))[0]
 
 
-def upgrade(con: psycopg.Connection, target: int | None = None) -> list[Migration]:
+def upgrade(con: psycopg.Connection, target: int | None = None, progress: Progress = SILENT) -> list[Migration]:
     """Apply the migrations after the current version up to ``target`` (default: latest).
 
     Runs in one transaction (a savepoint when the caller has one open);
     returns the migrations applied, none when the schema is up to date.
+    ``progress`` hears ``("migrate", applied, to apply, "migrations")``.
     """
     target = LATEST if target is None else target
     if not 0 <= target <= LATEST:
@@ -376,6 +378,8 @@ def upgrade(con: psycopg.Connection, target: int | None = None) -> list[Migratio
         if target < version:
             raise StoreError(f"the database schema is already at version {version}; "
                              f"downgrading to {target} is not supported")
+        todo = [m for m in MIGRATIONS if version < m.version <= target]
+        progress("migrate", 0, len(todo), "migrations")
         for m in MIGRATIONS:
             if version < m.version <= target:
                 if m.backfill is not None:
@@ -384,4 +388,5 @@ def upgrade(con: psycopg.Connection, target: int | None = None) -> list[Migratio
                 con.execute("INSERT INTO schema_version (version, description) VALUES (%s, %s)",
                             [m.version, m.description])
                 applied.append(m)
+                progress("migrate", len(applied), len(todo), "migrations")
     return applied

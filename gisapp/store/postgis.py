@@ -50,6 +50,7 @@ from gisapp import history as hist
 from gisapp.filters import Filter
 from gisapp.inspections import Inspection
 from gisapp.photos import Photo
+from gisapp.progress import SILENT, Progress
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store import migrations
 from gisapp.store.base import (
@@ -211,10 +212,10 @@ class PostGISStore(Store):
         with self.connection(check_schema=False) as con:
             return migrations.current_version(con)
 
-    def upgrade(self, target: int | None = None) -> list[migrations.Migration]:
+    def upgrade(self, target: int | None = None, progress: Progress = SILENT) -> list[migrations.Migration]:
         """Create or upgrade the schema (to ``target``, default the latest); the migrations applied."""
         with self.connection(check_schema=False) as con:
-            applied = migrations.upgrade(con, target)
+            applied = migrations.upgrade(con, target, progress)
         _pool(self._url).schema_ok = False
         return applied
 
@@ -413,7 +414,8 @@ class PostGISStore(Store):
         return aggregate_frame(rows, columns)
 
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None) -> None:
+              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None,
+              progress: Progress = SILENT) -> None:
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
         layers = {name: store_layer(name) for name in frames}
@@ -426,11 +428,12 @@ class PostGISStore(Store):
                         migrations.upgrade(con)
                     con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
                     _write_history(con, typed, history, mode)
+                    counter = _RowCounter(progress, sum(len(f) for f in typed.values()))
                     for name, frame in typed.items():
                         if mode == "replace":
-                            _replace_layer(con, layers[name], frame)
+                            _replace_layer(con, layers[name], frame, counter)
                         else:
-                            _upsert_layer(con, layers[name], frame)
+                            _upsert_layer(con, layers[name], frame, counter)
                         _update_stats(con, layers[name])
                     if meta:
                         _write_meta(con, meta)
@@ -656,7 +659,20 @@ def _spatial_order(geoms: np.ndarray) -> np.ndarray:
     return np.argsort(distance, kind="stable")
 
 
-def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.GeoDataFrame) -> None:
+class _RowCounter:
+    """Rows COPYed so far out of ``total``, told to a :class:`~gisapp.progress.Progress` as ``write``."""
+
+    def __init__(self, progress: Progress, total: int):
+        self.progress, self.total, self.done = progress, total, 0
+        progress("write", 0, total, "rows")
+
+    def add(self, rows: int) -> None:
+        self.done += rows
+        self.progress("write", self.done, self.total, "rows")
+
+
+def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.GeoDataFrame,
+               counter: _RowCounter | None = None) -> None:
     """COPY ``frame`` into ``table`` as CSV, ``COPY_CHUNK`` rows at a time, in :func:`_spatial_order`."""
     columns = [*layer.field_names, SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN, "geom"]
     options = pacsv.WriteOptions(include_header=False)
@@ -667,6 +683,8 @@ def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.Geo
             buf = pa.BufferOutputStream()
             pacsv.write_csv(_arrow_table(layer, frame.iloc[order[start:start + COPY_CHUNK]]), buf, options)
             copy.write(memoryview(buf.getvalue()))
+            if counter is not None:
+                counter.add(min(COPY_CHUNK, len(frame) - start))
 
 
 def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
@@ -731,7 +749,8 @@ def _ewkb_hex(geoms: np.ndarray) -> pa.Array:
 _INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON (\S+) USING ")
 
 
-def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame) -> None:
+def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame,
+                   counter: _RowCounter | None = None) -> None:
     """Load ``frame`` into a new table with the old one's indexes and grants, then swap."""
     name, load = layer.name, f"{layer.name}__load"
     indexes = con.execute(
@@ -745,7 +764,7 @@ def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFram
     con.execute(f"DROP TABLE IF EXISTS {load}")
     con.execute(f"CREATE TABLE {load} (LIKE {name} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
                 "INCLUDING STORAGE INCLUDING COMMENTS)")
-    _copy_into(con, load, layer, frame)
+    _copy_into(con, load, layer, frame, counter)
     renames = []
     for index, ddl in indexes:
         temporary = f"{index[:56]}__load"
@@ -766,11 +785,12 @@ def _before_swap(con: psycopg.Connection, layer: Layer) -> None:
     """Hook between loading a layer and swapping it in (tests inject failures here)."""
 
 
-def _upsert_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame) -> None:
+def _upsert_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame,
+                  counter: _RowCounter | None = None) -> None:
     """Replace rows with the keys of ``frame`` and add the others."""
     name, key = layer.name, layer.key
     con.execute(f"CREATE TEMP TABLE gisapp_upsert (LIKE {name} INCLUDING DEFAULTS) ON COMMIT DROP")
-    _copy_into(con, "gisapp_upsert", layer, frame)
+    _copy_into(con, "gisapp_upsert", layer, frame, counter)
     con.execute(f"DELETE FROM {name} t USING gisapp_upsert u WHERE t.{key} = u.{key}")
     _before_swap(con, layer)
     con.execute(f"INSERT INTO {name} SELECT * FROM gisapp_upsert")

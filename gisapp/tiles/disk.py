@@ -46,6 +46,7 @@ from pathlib import Path
 
 from gisapp import geo
 from gisapp.folders import private_folder
+from gisapp.progress import SILENT, Progress, StatusFile, read_json
 from gisapp.schema import STORE_CRS, WEB_CRS
 from gisapp.store import Store
 from gisapp.tiles import mvt as tiles
@@ -54,6 +55,8 @@ from gisapp.tiles import source as tile_source
 COMPLETE = "complete"
 LOCK = "render.lock"
 HEARTBEAT = "heartbeat"
+#: The running (or last) render's progress, per layer and zoom (JSON; see :class:`RenderProgress`).
+PROGRESS = "progress.json"
 #: Seconds between a renderer's signs of life while it works, and after which a silent one counts as gone.
 HEARTBEAT_S, HEARTBEAT_STALE_S = 10.0, 60.0
 #: Longest pause between two tries after a failure, seconds.
@@ -152,6 +155,10 @@ class TileDir:
                 removed += 1
         return removed
 
+    def progress(self) -> dict | None:
+        """The running (or last) render's progress as :class:`RenderProgress` wrote it, or ``None``."""
+        return read_json(self.root / PROGRESS)
+
     def beat(self) -> None:
         """Say that a renderer is alive (see :meth:`renderer_alive`)."""
         self.root.mkdir(exist_ok=True)
@@ -191,7 +198,76 @@ class VersionChanged(Exception):
     """The store was written to while its tiles were being rendered."""
 
 
-def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None) -> dict:
+class RenderProgress:
+    """The renderer's counts, per layer and zoom, in ``<store id>/progress.json`` for every process to read.
+
+    ``{"state": "rendering"|"done", "version", "layer", "zoom", "layers":
+    {layer: {zoom: {"done", "planned"}}}, "tiles_done", "seconds_left"
+    (of the current zoom, at its rate so far), "started", "updated"}``,
+    written atomically, at most every :data:`gisapp.progress.WRITE_INTERVAL_S`
+    seconds.  A zoom's planned count is known when it starts (the children
+    of the tiles with features one zoom up).  Each report also goes to
+    ``progress`` (the command line's bar) as ``("render <layer> z<zoom>",
+    done, planned, "tiles")``.
+    """
+
+    def __init__(self, tile_dir: TileDir, version: str, progress: Progress = SILENT):
+        self.layers: dict[str, dict[str, dict[str, int]]] = {}
+        self.progress, self.tiles_done = progress, 0
+        tile_dir.root.mkdir(exist_ok=True)
+        self.file = StatusFile(tile_dir.root / PROGRESS, extra={"state": "rendering", "version": _digest(version)})
+
+    def zoom(self, layer: str, z: int, planned: int) -> None:
+        """A zoom of ``layer`` begins, with ``planned`` tiles."""
+        self.layer, self.z = layer, z
+        self.layers.setdefault(layer, {})[str(z)] = {"done": 0, "planned": planned}
+        self.file.extra.update(layer=layer, zoom=z, layers=self.layers)
+        self.tile(0)
+
+    def tile(self, n: int = 1) -> None:
+        """``n`` more tiles of the current zoom are done."""
+        counts = self.layers[self.layer][str(self.z)]
+        counts["done"] += n
+        self.tiles_done += n
+        self.file.extra["tiles_done"] = self.tiles_done
+        stage = f"render {self.layer} z{self.z}"
+        self.file(stage, counts["done"], counts["planned"], "tiles")
+        self.progress(stage, counts["done"], counts["planned"], "tiles")
+
+    def finish(self, state: str = "done") -> None:
+        """Write the last state (``done``, or ``stopped`` when the render did not end)."""
+        self.file.write(state=state)
+
+
+def tiles_health(config: dict, store: Store) -> dict | None:
+    """The ``tiles`` part of ``/healthz`` (and of the admin page); ``None`` when there is no tile folder or zoom.
+
+    ``zooms``, ``ready``, ``renderer`` and ``problem`` as ``/healthz``
+    describes them, and ``progress`` (:func:`render_progress`) when a
+    render has run.
+    """
+    root, zooms = config.get("TILE_DIR"), list(config.get("TILE_WARM") or ())
+    if not (root and zooms):
+        return None
+    try:
+        shared = TileDir(root, store.url)
+        body: dict = {"zooms": zooms, "ready": shared.ready(store.version(), zooms),
+                      "renderer": shared.renderer_alive()}
+    except OSError as err:
+        return {"zooms": zooms, "ready": False, "renderer": False, "problem": str(err)}
+    progress = shared.progress()
+    if progress is not None:
+        body["progress"] = render_progress(progress)
+    return body
+
+
+def render_progress(data: dict) -> dict:
+    """What ``/healthz`` and the admin page show of a ``progress.json`` (its known fields only)."""
+    keys = ("state", "layer", "zoom", "layers", "tiles_done", "seconds_left", "started", "updated")
+    return {k: data.get(k) for k in keys}
+
+
+def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None, progress: Progress = SILENT) -> dict:
     """Render the unfiltered tiles of ``layers`` at ``zooms`` for the store's current version.
 
     Other versions' folders are removed first.  Then zoom by zoom, so that
@@ -201,7 +277,8 @@ def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None) -> 
     run cut short, made them).  Raises :class:`VersionChanged` when a write
     happens meanwhile (checked between tiles): the caller starts again on
     the new version; ``OSError`` when a tile cannot be written (a full
-    disk).  Returns the record written to ``complete``.
+    disk).  Returns the record written to ``complete``.  Its counts go to
+    ``progress.json`` and to ``progress`` (:class:`RenderProgress`).
     """
     started = time.monotonic()
     version = store.version()
@@ -211,6 +288,20 @@ def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None) -> 
     layers = list(layers or tiles.TILE_FIELDS)
     extents = {i.name: i.extent for i in store.info() if i.name in layers and i.extent is not None}
     zooms = sorted(zooms)
+    counter = RenderProgress(tile_dir, version, progress)
+    try:
+        count, built = _render_layers(store, tile_dir, version, extents, zooms, counter, log)
+    except BaseException:
+        counter.finish("stopped")
+        raise
+    counter.finish()
+    report = {"zooms": zooms, "tiles": count, "built": built, "seconds": round(time.monotonic() - started, 1)}
+    return tile_dir.mark_complete(version, report)
+
+
+def _render_layers(store: Store, tile_dir: TileDir, version: str, extents: dict, zooms: list[int],
+                   counter: RenderProgress, log) -> tuple[int, int]:
+    """The body of :func:`render`: the tiles seen and the tiles built."""
     count = built = 0
     beat = time.monotonic()
     for layer, extent in extents.items():
@@ -224,6 +315,7 @@ def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None) -> 
                 todo = [(px * step + dx, py * step + dy) for px, py in parents[1]
                         for dx in range(step) for dy in range(step)]
             full = []
+            counter.zoom(layer, z, len(todo))
             for x, y in todo:
                 body = tile_dir.get(version, layer, z, x, y)
                 if body is None:
@@ -234,6 +326,7 @@ def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None) -> 
                         raise OSError(f"cannot write tiles into {tile_dir.version_dir(version)}")
                     built += 1
                 count += 1
+                counter.tile()
                 if body:
                     full.append((x, y))
                 if time.monotonic() - beat > HEARTBEAT_S:
@@ -242,12 +335,11 @@ def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None) -> 
             parents = (z, full)
             if log:
                 log(f"{layer} z{z}: {len(todo)} tiles, {len(full)} with features")
-    report = {"zooms": zooms, "tiles": count, "built": built, "seconds": round(time.monotonic() - started, 1)}
-    return tile_dir.mark_complete(version, report)
+    return count, built
 
 
 def watch(open_store: Callable[[], Store], tile_dir: TileDir, zooms, *, interval: float = 5.0, once: bool = False,
-          log=None) -> None:
+          log=None, progress: Progress = SILENT) -> None:
     """Render the tiles of each new version of the store, checking for one every ``interval`` seconds.
 
     ``open_store()`` gives the store (opened again for each version, as a
@@ -261,7 +353,7 @@ def watch(open_store: Callable[[], Store], tile_dir: TileDir, zooms, *, interval
     while True:
         try:
             tile_dir.beat()
-            if _render_current(open_store(), tile_dir, zooms, log, wait=once):
+            if _render_current(open_store(), tile_dir, zooms, log, wait=once, progress=progress):
                 continue
             failure, pause = None, interval
         except Exception as err:
@@ -276,7 +368,8 @@ def watch(open_store: Callable[[], Store], tile_dir: TileDir, zooms, *, interval
         time.sleep(pause)
 
 
-def _render_current(store: Store, tile_dir: TileDir, zooms, log, *, wait: bool = False) -> bool:
+def _render_current(store: Store, tile_dir: TileDir, zooms, log, *, wait: bool = False,
+                    progress: Progress = SILENT) -> bool:
     """Render the store's current version unless done or being done elsewhere; whether it changed meanwhile."""
     version = store.version()
     if not version or tile_dir.ready(version, zooms):
@@ -285,7 +378,7 @@ def _render_current(store: Store, tile_dir: TileDir, zooms, log, *, wait: bool =
         if not mine or tile_dir.ready(version, zooms):  # busy elsewhere, or done by the process that was
             return False
         try:
-            report = render(store, tile_dir, zooms, log=log)
+            report = render(store, tile_dir, zooms, log=log, progress=progress)
         except VersionChanged:
             return True
     if log:

@@ -15,17 +15,26 @@ import logging
 import re
 import secrets
 import shutil
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from gisapp import i18n
 from gisapp.folders import private_folder
 from gisapp.importing import child as importing_child
 from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure
 from gisapp.importing.read import safe_name
+from gisapp.progress import read_json, write_json
 
 ACCEPTED_SUFFIXES = (".csv", ".xlsx", ".zip", ".gpkg", ".geojson", ".json", ".shp")
 MAX_AGE_SECONDS = 24 * 3600
+STATUS_FILE = "status.json"
+#: Made (exclusively) when an upload's import starts in the background: it is imported once.
+CONFIRMED_FILE = "confirmed"
+#: Seconds past the import's time limit after which a check still "checking" counts as stopped (its worker died).
+STALE_MARGIN_S = 30
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{20,64}")
 log = logging.getLogger(__name__)
 
@@ -58,6 +67,10 @@ class Pending:
     def rejects_path(self, root: Path) -> Path:
         """Where the dry run keeps the rejected rows."""
         return Path(root) / self.token / "rejects.csv"
+
+    def status_path(self, root: Path) -> Path:
+        """The check's progress and outcome (JSON), for every server process: see :func:`start_check`."""
+        return Path(root) / self.token / STATUS_FILE
 
 
 @dataclass(frozen=True)
@@ -148,11 +161,12 @@ def may_use(pending: Pending, user) -> bool:
     return user is not None and (user.username == pending.uploaded_by or user.can("admin"))
 
 
-def run(root: Path, pending: Pending, config, *, dry_run: bool) -> importing_child.Summary:
+def run(root: Path, pending: Pending, config, *, dry_run: bool, status: Path | None = None) -> importing_child.Summary:
     """Check (``dry_run``) or import ``pending`` in a child process, within the settings' limits.
 
     The check writes the rejected rows to :meth:`Pending.rejects_path`.
-    ``config`` is the app's settings (store, calendar, limits).
+    ``config`` is the app's settings (store, calendar, limits); the child
+    writes its progress to ``status`` (JSON), if given.
     """
     calendar = config["CALENDAR"]
     parcels = pending.parcels_path(root)
@@ -161,8 +175,109 @@ def run(root: Path, pending: Pending, config, *, dry_run: bool) -> importing_chi
         dry_run=dry_run, parcels=str(parcels) if parcels else None, crs=pending.crs, sheet=pending.sheet,
         rejects=str(pending.rejects_path(root)) if dry_run else None, weekend=tuple(calendar.weekend),
         holidays=tuple(d.isoformat() for d in calendar.holidays), unpacked_mb=config["MAX_UNPACKED_MB"],
-        max_features=config["MAX_UPLOAD_FEATURES"])
+        max_features=config["MAX_UPLOAD_FEATURES"], status=str(status) if status else None)
     return importing_child.run(job, memory_mb=config["IMPORT_MEMORY_MB"], seconds=config["IMPORT_SECONDS"])
+
+
+def start_check(root: Path, pending: Pending, config) -> None:
+    """Check ``pending`` in the background; its progress and outcome go to :meth:`Pending.status_path`.
+
+    The file (written atomically; see :class:`gisapp.progress.StatusFile`)
+    is what every server process answers from, so a refresh or a second tab
+    served by another worker sees the same state: ``state`` is
+    ``checking`` (with the child's ``stage``, ``done``, ``total``, ``unit``,
+    ``seconds_left``), then ``done`` (with ``summary``) or ``failed`` (with
+    ``error``, an :class:`ImportFailure` as data).  A thread of this process
+    waits for the child and writes the outcome.
+    """
+    _start(root, pending, dict(config), dry_run=True, on_done=None)
+
+
+def start_import(root: Path, pending: Pending, config, on_done: Callable[[importing_child.Summary], None]) -> None:
+    """Import the checked ``pending`` in the background, followed as :func:`start_check` is.
+
+    ``state`` is ``importing``, then ``imported`` (with ``summary``; the
+    uploaded files are removed, the status kept for the page until the
+    upload is a day old) or ``failed``.  ``on_done(summary)`` runs in the
+    thread once the store is written (the audit log).  An upload is imported
+    once: :class:`UploadError` when it was confirmed before (another tab).
+    """
+    try:
+        (Path(root) / pending.token / CONFIRMED_FILE).open("x").close()
+    except FileExistsError:
+        raise UploadError("upload_expired") from None
+    _start(root, pending, dict(config), dry_run=False, on_done=on_done)
+
+
+def confirmed(root: Path, pending: Pending) -> bool:
+    """Whether ``pending`` was confirmed already (its import started in the background)."""
+    return (Path(root) / pending.token / CONFIRMED_FILE).exists()
+
+
+def _start(root: Path, pending: Pending, config: dict, *, dry_run: bool, on_done) -> None:
+    path = pending.status_path(root)
+    write_json(path, {"state": "checking" if dry_run else "importing", "stage": "queued", "started": time.time(),
+                      "updated": time.time()})
+    threading.Thread(target=_background, args=(root, pending, config, path, dry_run, on_done), daemon=True,
+                     name=f"upload-{pending.token[:6]}").start()
+
+
+def _background(root: Path, pending: Pending, config: dict, path: Path, dry_run: bool, on_done) -> None:
+    """The thread of :func:`start_check` and :func:`start_import`: run the child and record how it ended."""
+    try:
+        summary = run(root, pending, config, dry_run=dry_run, status=path)
+        if on_done is not None:
+            on_done(summary)
+        outcome: dict = {"state": "done" if dry_run else "imported", "summary": asdict(summary)}
+        if not dry_run:
+            shutil.rmtree(Path(root) / pending.token / "files", ignore_errors=True)
+            pending.rejects_path(root).unlink(missing_ok=True)
+    except ImportFailure as err:
+        outcome = {"state": "failed", "error": err.as_dict()}
+    except Exception as err:  # the store down, a bug in the child: logged, and said on the page
+        log.exception("the %s of upload %s failed", "check" if dry_run else "import", pending.file)
+        outcome = {"state": "failed", "error": ImportFailure("upload_check_failed", name=pending.file,
+                                                             reason=f"{type(err).__name__}: {err}").as_dict()}
+    if outcome["state"] == "failed" and not dry_run:  # nothing was written: it may be confirmed again
+        (Path(root) / pending.token / CONFIRMED_FILE).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):  # the upload was discarded meanwhile
+        write_json(path, {**(read_json(path) or {}), **outcome, "updated": time.time()})
+
+
+def check_status(root: Path, pending: Pending, seconds: float) -> dict | None:
+    """The state :func:`start_check` keeps for ``pending`` (``None`` when it was not checked that way).
+
+    A check still ``checking`` ``seconds`` (the import's time limit) and a
+    margin after it began was lost with its server process: ``failed``.
+    """
+    data = read_json(pending.status_path(root))
+    if data is None:
+        return None
+    running = data.get("state") in ("checking", "importing")
+    if running and time.time() - float(data.get("started") or 0) > seconds + STALE_MARGIN_S:
+        name = pending.file
+        data = {**data, "state": "failed", "error": ImportFailure("import_stopped", name=name, memory="?",
+                                                                   seconds=seconds).as_dict()}
+    return data
+
+
+def describe(data: dict, lang: str) -> dict:
+    """The JSON the upload page polls: ``state``, counts, ``text`` (the stage in ``lang``), ``error`` text."""
+    stage, done, total, unit = data.get("stage"), data.get("done"), data.get("total"), data.get("unit") or ""
+    words = i18n.text(f"progress_{stage}", lang) if f"progress_{stage}" in i18n.STRINGS else str(stage or "")
+    unit_word = i18n.text(f"progress_{unit}", lang) if f"progress_{unit}" in i18n.STRINGS else unit
+    text = words
+    if total:
+        text += f": {done or 0:,} / {total:,} {unit_word}".rstrip()
+    elif done:
+        text += f": {done:,} {unit_word}".rstrip()
+    left = data.get("seconds_left")
+    if total and left:
+        text += " (" + i18n.text("progress_seconds_left", lang, seconds=max(1, round(left))) + ")"
+    error = data.get("error")
+    return {"state": data.get("state"), "stage": stage, "done": done, "total": total, "unit": unit,
+            "seconds_left": left, "text": text,
+            "error": ImportFailure.from_dict(error).text(lang, "web") if isinstance(error, dict) else None}
 
 
 def load(root: Path, token: str) -> Pending:

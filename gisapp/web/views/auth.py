@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
-from flask import Blueprint, abort, redirect, render_template, request, url_for
+from flask import Blueprint, abort, current_app, redirect, render_template, request, url_for
 
 from gisapp import i18n
 from gisapp.accounts import AccountError, Throttled
+from gisapp.store import StoreError
+from gisapp.tiles.disk import tiles_health
 from gisapp.web import auth
-from gisapp.web.request import get_lang
+from gisapp.web.request import get_lang, get_store
 
 bp = Blueprint("auth", __name__)
 
@@ -54,7 +56,16 @@ def admin():
     """Accounts, their sessions and the audit log."""
     accounts = auth.get_accounts()
     return render_template("admin.html", users=accounts.list(), sessions=accounts.session_counts(),
-                           log=accounts.audit_log(), lang=get_lang())
+                           log=accounts.audit_log(), tiles=_tiles(),
+                           lang=get_lang())
+
+
+def _tiles() -> dict | None:
+    """The tile renderer's state for the admin page (``None`` without a tile folder or a store)."""
+    try:
+        return tiles_health(current_app.config, get_store())
+    except StoreError:
+        return None
 
 
 @bp.post("/admin/sign-out")

@@ -1,10 +1,10 @@
-"""``/healthz``: the app answers and its store can be read; whether its tiles are rendered."""
+"""``/healthz``: the app answers and its store can be read; whether its tiles are rendered, and how far."""
 
 from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
-from gisapp.tiles.disk import TileDir
+from gisapp.tiles.disk import tiles_health
 from gisapp.web.request import get_store
 
 bp = Blueprint("health", __name__)
@@ -18,17 +18,18 @@ def healthz():
     are rendered (``ready``), whether a renderer is running (``renderer``:
     ``gisapp serve`` starts one) and what is wrong with the tile folder, if
     anything; it does not make the answer fail: tiles not rendered yet are
-    built on request.
+    built on request.  ``progress`` is the running (or last) render's
+    counts as the renderer keeps them in the tile folder
+    (:class:`gisapp.tiles.disk.RenderProgress`): ``state`` (``rendering``,
+    ``done``, ``stopped``), the ``layer`` and ``zoom`` it is at, per layer
+    and zoom the tiles ``done`` of ``planned``, ``tiles_done``,
+    ``seconds_left`` (of the current zoom) and ``started``/``updated``
+    (epoch seconds).
     """
     store = get_store()
     counts = {info.name: info.count for info in store.info()}
     body = {"status": "ok", "layers": counts}
-    root, zooms = current_app.config.get("TILE_DIR"), list(current_app.config.get("TILE_WARM") or ())
-    if root and zooms:
-        try:
-            shared = TileDir(root, store.url)
-            body["tiles"] = {"zooms": zooms, "ready": shared.ready(store.version(), zooms),
-                             "renderer": shared.renderer_alive()}
-        except OSError as err:
-            body["tiles"] = {"zooms": zooms, "ready": False, "renderer": False, "problem": str(err)}
+    tiles = tiles_health(current_app.config, store)
+    if tiles is not None:
+        body["tiles"] = tiles
     return jsonify(body)
