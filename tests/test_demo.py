@@ -312,3 +312,25 @@ def test_cli_seed_then_layers(tmp_path):
         len(demo.build(domain.Calendar())[0]["sidewalk_permits"])), "findings": "183",
         "sidewalks": str(len(demo.build(domain.Calendar())[0]["sidewalks"]))}
     assert "as of: 2022-07-08" in result.output
+
+
+def test_the_sidewalks_line_every_street_and_every_lot_fronts_one(demo_frames):
+    frames, _ = demo_frames
+    walks, cp, sw = frames["sidewalks"], frames["construction_permits"], frames["sidewalk_permits"]
+    assert schema.validate(schema.SIDEWALKS, walks) == [] and walks["sidewalk_id"].is_unique
+    assert set(walks["street_class"]) == {"MAIN", "SECONDARY", "LANE"}
+    assert len(overlapping_pairs(walks.geometry.values)) == 0  # split at cross streets, both sides apart
+    assert (ward_of(walks.geometry.values, wards_2022(frames)) == walks["ward_code"].to_numpy()).all()
+    # each parcel shares its front edge with a sidewalk (lots front onto sidewalks)
+    tree = shapely.STRtree(np.asarray(walks.geometry.array, dtype=object))
+    parcels = np.asarray(cp.geometry.array, dtype=object)
+    i, j = tree.query(parcels, predicate="dwithin", distance=0.001)
+    band = shapely.area(shapely.intersection(shapely.buffer(parcels[i], 0.01, join_style="mitre"),
+                                             walks.geometry.values[j]))  # a 1 cm band along the shared edge
+    fronting = np.zeros(len(parcels), dtype=bool)
+    fronting[i[band > 0.01 * 3.9]] = True  # frontages are 4–7.5 m
+    assert fronting.all()
+    # and every sidewalk permit lies on a sidewalk
+    on = shapely.STRtree(np.asarray(walks.geometry.array, dtype=object)).query(
+        np.asarray(sw.geometry.array, dtype=object), predicate="intersects")[0]
+    assert len(np.unique(on)) == len(sw)

@@ -348,3 +348,15 @@ def test_aggregate_of_nothing_and_bad_cells(store):
     assert [str(t) for t in grid.dtypes] == ["float64", "float64", "int64"]
     with pytest.raises(StoreError, match="cell_m must be positive"):
         store.aggregate("construction_permits", cell_m=0)
+
+
+def test_rows_in_box_reads_a_neighbourhood_through_the_index(store):
+    # lots i are 547900 + 10 i … + 6 wide, 1770700 … 1770718 high: the box meets lots 3 and 4
+    rows = store.rows_in_box("construction_permits", (547935.0, 1770710.0, 547941.0, 1770711.0),
+                             fields=["dossier_code", "received_on", "floors"])
+    assert sorted(r[0] for r in rows) == ["XD-0003", "XD-0004"]
+    code, received, floors, wkb = sorted(rows)[0]
+    assert received == D("2022-01-06") and floors == 4
+    assert shapely.equals(shapely.from_wkb(bytes(wkb)), shapely.box(547930, 1770700, 547936, 1770718))
+    assert store.rows_in_box("construction_permits", (0.0, 0.0, 1.0, 1.0), fields=["dossier_code"]) == []
+    assert store.rows_in_box("sidewalks", (547935.0, 1770710.0, 547941.0, 1770711.0), fields=["sidewalk_id"]) == []

@@ -201,11 +201,12 @@ def _sidewalk(store: Store, flt: Filter, board: stats.Dashboard, dossiers: pd.Da
     for row in board.rows:
         out.append(SidewalkRow(
             row.code, row.name, row.sidewalk,
-            {k: int(kinds.at[row.code, k]) if row.code in kinds.index else 0 for k in domain.FINDING_KINDS},
+            {k: int(kinds.at[row.code, k]) if row.code in kinds.index and k in kinds.columns else 0
+             for k in domain.FINDING_KINDS},  # UNPERMITTED is not among the analysis' kinds (inspections)
             int(needing.at[row.code, "dossiers"]) if row.code in needing.index else 0,
             int(needing.at[row.code, "dossiers_needing_sidewalk"]) if row.code in needing.index else 0))
     total = SidewalkRow("", "", board.total.sidewalk,
-                        {k: int(kinds.at["TOTAL", k]) for k in domain.FINDING_KINDS},
+                        {k: int(kinds.at["TOTAL", k]) if k in kinds.columns else 0 for k in domain.FINDING_KINDS},
                         int(needing.at["TOTAL", "dossiers"]), int(needing.at["TOTAL", "dossiers_needing_sidewalk"]))
     return out, total
 
