@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +41,7 @@ from gisapp.store.base import (
     aggregate_columns,
     aggregate_frame,
     attribute_clauses,
+    check_delete,
     empty_frame,
     field_names,
     geojson_texts,
@@ -129,6 +130,7 @@ class GeoPackageStore(Store):
     def __init__(self, path: str | os.PathLike, *, must_exist: bool = True) -> None:
         self.path = Path(path)
         self.url = str(self.path)
+        self._holder: int | None = None  # the thread holding the writers' lock through this object (write_lock)
         if must_exist:
             self._check()
 
@@ -512,21 +514,38 @@ class GeoPackageStore(Store):
 
     # -- writing -----------------------------------------------------------
 
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._holder == threading.get_ident():
+            yield
+            return
+        with _lock(self.path):
+            self._holder = threading.get_ident()
+            try:
+                yield
+            finally:
+                self._holder = None
+
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None) -> None:
+              meta: dict[str, Any] | None = None, delete: dict[str, Collection[str]] | None = None) -> None:
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
-        layers = {name: store_layer(name) for name in frames}
+        deleted = check_delete(mode, delete)
+        layers = {name: store_layer(name) for name in [*frames, *deleted]}
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with _lock(self.path):
+        with self.write_lock():
             exists = self.path.exists()
             if exists:
                 self._check(upgrade=False)
+            if not exists:
+                deleted = {}
+            frames = {**frames, **{n: empty_frame(layers[n]) for n in deleted if n not in frames}}
             stale = [n for n in self._stale_layers() if n not in frames] if exists else []  # written again too
             if exists and not (frames or stale or meta):
                 return
             _remove_leftovers(self.path)
-            tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
+            tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.gpkg")
             try:
                 if exists:
                     _copy(self.path, tmp)
@@ -536,7 +555,7 @@ class GeoPackageStore(Store):
                     lay = layers.setdefault(name, LAYERS[name])
                     frame = schema.coerce(lay, frame)
                     if mode == "upsert" and exists and name in frames:
-                        frame = merge_upsert(lay, self.read(name), frame)
+                        frame = merge_upsert(lay, self.read(name), frame, deleted.get(name, ()))
                     _write_layer(tmp, lay, frame)
                     written.add(name)
                 missing = [n for n in LAYERS if not exists and n not in written]

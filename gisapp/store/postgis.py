@@ -27,7 +27,7 @@ import contextlib
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -59,6 +59,7 @@ from gisapp.store.base import (
     aggregate_columns,
     aggregate_frame,
     attribute_clauses,
+    check_delete,
     empty_frame,
     field_names,
     geojson_texts,
@@ -181,6 +182,7 @@ class PostGISStore(Store):
     def __init__(self, url: str, *, must_exist: bool = True) -> None:
         self._url = url
         self.url = display_url(url)  # printed by commands: never the password
+        self._held: tuple[int, psycopg.Connection] | None = None  # (thread, connection) holding write_lock
         if must_exist:
             with self.connection():
                 pass
@@ -395,24 +397,53 @@ class PostGISStore(Store):
             rows = con.execute(query, params).fetchall()
         return aggregate_frame(rows, columns)
 
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        if self._held is not None and self._held[0] == threading.get_ident():
+            yield
+            return
+        with self.connection() as con:
+            con.execute("SELECT pg_advisory_lock(%s)", [_WRITE_LOCK_KEY])
+            self._held = (threading.get_ident(), con)
+            try:
+                yield
+            finally:
+                self._held = None
+                with contextlib.suppress(psycopg.Error):
+                    con.execute("SELECT pg_advisory_unlock(%s)", [_WRITE_LOCK_KEY])
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[psycopg.Connection]:
+        """The connection that holds this thread's :meth:`write_lock`, else a pooled one."""
+        if self._held is not None and self._held[0] == threading.get_ident():
+            yield self._held[1]
+            return
+        with _pool(self._url).connection() as con:
+            yield con
+
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None) -> None:
+              meta: dict[str, Any] | None = None, delete: dict[str, Collection[str]] | None = None) -> None:
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
-        layers = {name: store_layer(name) for name in frames}
+        deleted = check_delete(mode, delete)
+        layers = {name: store_layer(name) for name in [*frames, *deleted]}
         typed = {name: schema.coerce(layers[name], frame) for name, frame in frames.items()}
         pool = _pool(self._url)
-        with pool.connection() as con:
+        with self._writer() as con:
             try:
                 with con.transaction():
                     if not pool.schema_ok:
                         migrations.upgrade(con)
                     con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+                    for name, keys in deleted.items():
+                        lay = layers[name]
+                        con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s)", [keys])
                     for name, frame in typed.items():
                         if mode == "replace":
                             _replace_layer(con, layers[name], frame)
                         else:
                             _upsert_layer(con, layers[name], frame)
+                    for name in layers:
                         _update_stats(con, layers[name])
                     if meta:
                         _write_meta(con, meta)
