@@ -286,7 +286,7 @@ def check_delete(mode: str, delete: dict[str, Collection[str]] | None) -> dict[s
 
 def merge_upsert(layer: Layer, existing: gpd.GeoDataFrame, new: gpd.GeoDataFrame,
                  deleted: Collection[str] = ()) -> gpd.GeoDataFrame:
-    """``existing`` without the keys ``deleted``, with rows of ``new`` replacing those with the same key, others added."""
+    """``existing`` without the keys ``deleted``, rows of ``new`` replacing those with the same key, others added."""
     kept = existing[~existing[layer.key].isin(new[layer.key]) & ~existing[layer.key].isin(list(deleted))]
     merged = pd.concat([kept, new], ignore_index=True)
     return gpd.GeoDataFrame(merged, geometry="geometry", crs=STORE_CRS)
