@@ -98,3 +98,13 @@ def signed_in(app, name: str):
     csrf = token_of(client.get("/login").get_data(as_text=True))
     assert client.post("/login", data={"username": name, "password": PASSWORD, "csrf_token": csrf}).status_code == 302
     return client
+
+
+def occupancy_inputs(geom, start: str, end: str, purpose: str = "MATERIALS", **more) -> dict:
+    """The process inputs of an occupancy ``geom`` (shapely, EPSG:5899) as a client sends them (WGS84 GeoJSON)."""
+    from gisapp import geo
+    from gisapp.schema import WEB_CRS
+
+    wgs84 = geo.transform([geom], schema.STORE_CRS, WEB_CRS)[0]
+    return {"geometry": orjson.loads(orjson.dumps(shapely.geometry.mapping(wgs84), option=orjson.OPT_SERIALIZE_NUMPY)),
+            "start": start, "end": end, "purpose": purpose, **more}

@@ -131,15 +131,18 @@ def input_schemas(purposes: list[str] | None = None) -> dict:
     }
 
 
-def report_schema() -> dict:
-    """The JSON Schema of the ``report`` output."""
+def report_schema(openapi: bool = False) -> dict:
+    """The JSON Schema of the ``report`` output (``openapi``: OpenAPI 3.0's dialect, ``nullable``)."""
     reason = {"type": "object", "required": ["code", "vi", "en"],
               "properties": {"code": {"type": "string"}, "vi": {"type": "string"}, "en": {"type": "string"}}}
     clash = {"type": "object", "required": ["permit_no", "overlap_area_m2", "overlap_days"],
              "properties": {"permit_no": {"type": "string"}, "overlap_area_m2": {"type": "number"},
                             "overlap_days": {"type": "integer"}, "overlap_start": {"type": "string", "format": "date"},
                             "overlap_end": {"type": "string", "format": "date"}}}
-    nullable_number = {"type": ["number", "null"]}
+    def nullable(kind: str, **more) -> dict:
+        return {"type": kind, "nullable": True, **more} if openapi else {"type": [kind, "null"], **more}
+
+    nullable_number = nullable("number")
     return {
         "type": "object",
         "contentMediaType": JSON,
@@ -148,17 +151,17 @@ def report_schema() -> dict:
             "verdict": {"type": "string", "enum": ["OK", "REFER", "REFUSE"],
                         "description": "OK; REFER: an officer must look; REFUSE"},
             "reasons": {"type": "array", "items": reason},
-            "ward_code": {"type": ["string", "null"]},
+            "ward_code": nullable("string"),
             "sidewalk_ids": {"type": "array", "items": {"type": "string"}},
             "area_m2": {"type": "number"},
             "narrowest_passage_m": nullable_number,
-            "narrowest_on": {"type": ["string", "null"], "format": "date"},
+            "narrowest_on": nullable("string", format="date"),
             "clashes": {"type": "array", "items": clash},
             "opportunities": {"type": "array", "items": {"type": "object"}},
-            "construction_dossier_code": {"type": ["string", "null"]},
-            "due_on": {"type": ["string", "null"], "format": "date"},
+            "construction_dossier_code": nullable("string"),
+            "due_on": nullable("string", format="date"),
             "fee_vnd": nullable_number,
-            "fee_note": {"type": ["object", "null"]},
+            "fee_note": nullable("object"),
         },
     }
 
@@ -231,9 +234,13 @@ def results(report: dict, mode: str) -> dict:
 def openapi_paths() -> dict:
     """The processes' paths for the API's OpenAPI document (``#/components/schemas/exception`` for errors)."""
     err = {"description": "Refused", "content": {JSON: {"schema": {"$ref": "#/components/schemas/exception"}}}}
+    properties = {k: v["schema"] for k, v in input_schemas().items()}
+    # the document is read offline: the geometry's schema inline, not GeoJSON's published one
+    properties["geometry"] = {"type": "object", "required": ["type", "coordinates"],
+                              "properties": {"type": {"type": "string", "enum": ["Polygon", "MultiPolygon"]},
+                                             "coordinates": {"type": "array", "items": {"type": "array"}}}}
     inputs_schema = {"type": "object", "required": ["geometry", "start", "end", "purpose"],
-                     "properties": {k: v["schema"] for k, v in input_schemas().items()},
-                     "additionalProperties": False}
+                     "properties": properties, "additionalProperties": False}
     execute = {"type": "object", "required": ["inputs"],
                "properties": {"inputs": inputs_schema,
                               "outputs": {"type": "object", "properties": {OUTPUT_ID: {"type": "object"}},
@@ -244,12 +251,12 @@ def openapi_paths() -> dict:
         "/processes": {"get": {
             "summary": "The processes", "operationId": "getProcesses", "tags": tag,
             "responses": {"200": {"description": "The process list", "content": {JSON: {"schema": {
-                "type": "object", "required": ["processes", "links"]}}}}, "500": err}}},
+                "type": "object", "required": ["processes", "links"]}}}}, "400": err, "500": err}}},
         f"/processes/{PROCESS_ID}": {"get": {
             "summary": "Description of the sidewalk occupancy check", "operationId": "describeOccupancyCheck",
             "tags": tag,
             "responses": {"200": {"description": "The process description", "content": {JSON: {"schema": {
-                "type": "object"}}}}, "404": err}}},
+                "type": "object"}}}}, "400": err, "404": err}}},
         f"/processes/{PROCESS_ID}/execution": {"post": {
             "summary": "Check a proposed sidewalk occupancy (synchronous; writes nothing)",
             "operationId": "executeOccupancyCheck", "tags": tag,
@@ -257,14 +264,17 @@ def openapi_paths() -> dict:
             "responses": {
                 "200": {"description": "The report (response raw, the default) or the results document "
                                        "{\"report\": …} (response document)",
-                        "content": {JSON: {"schema": report_schema()}}},
+                        "content": {JSON: {"schema": report_schema(openapi=True)}}},
                 "400": {**err, "description": "A bad input or a malformed request, named in the description"},
                 "404": {**err, "description": "No such process"},
                 "413": {**err, "description": "The body is over 1 MB"},
                 "503": {**err, "description": "The store cannot be read"}}}},
-        "/jobs/{jobId}": {"get": {
-            "summary": "A job's status (the process runs synchronously only: there are no jobs)",
-            "operationId": "getJob", "tags": tag,
+        **{path: {"get": {
+            "summary": f"A job's {what} (the process runs synchronously only: there are no jobs)",
+            "operationId": op, "tags": tag,
             "parameters": [{"name": "jobId", "in": "path", "required": True, "schema": {"type": "string"}}],
-            "responses": {"404": {**err, "description": "No such job"}}}},
+            "responses": {"400": {**err, "description": "A malformed job id"},
+                          "404": {**err, "description": "No such job"}}}}
+           for path, what, op in (("/jobs/{jobId}", "status", "getJob"),
+                                  ("/jobs/{jobId}/results", "results", "getJobResults"))},
     }
