@@ -16,9 +16,11 @@ import pandas as pd
 import pytest
 import shapely
 
+from gisapp import geo
 from gisapp.accounts import Accounts
 from gisapp.analysis.incremental import stored_params
 from gisapp.analysis.run import analyze_store
+from gisapp.schema import STORE_CRS, WEB_CRS
 from gisapp.store import open_store
 from gisapp.web import occupancy
 from gisapp.web.app import create_app
@@ -187,3 +189,20 @@ def test_two_officers_saving_overlapping_occupancies_at_once(backend, demo_frame
     later = [r for r in results if r.clashes]
     assert later and set(later[0].clashes) & numbers
     assert_findings_current(store)
+
+
+def test_frontage_starts_an_occupancy_in_front_of_a_parcel(demo_store, tmp_path):
+    accounts = Accounts(tmp_path / "acc.sqlite")
+    accounts.add("olga", PASSWORD, "officer")
+    app = create_app({"STORE": demo_store.url, "TESTING": True, "ACCOUNTS": str(tmp_path / "acc.sqlite")})
+    code = demo_store.read("construction_permits")["dossier_code"].iloc[0]
+    assert_error(app.test_client().get(f"/occupancy/frontage/{code}"), 401)
+    officer = signed_in(app, "olga")
+    answer = officer.get(f"/occupancy/frontage/{code}")
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    geom = geo.transform([shapely.geometry.shape(answer.get_json()["geometry"])], WEB_CRS, STORE_CRS)[0]
+    parcel = demo_store.get("construction_permits", code).geometry.iloc[0]
+    assert shapely.distance(geom, parcel) < 0.01 and shapely.area(shapely.intersection(geom, parcel)) < 0.01
+    sidewalks = shapely.union_all(demo_store.read("sidewalks").geometry.values)
+    assert shapely.area(shapely.difference(geom, sidewalks)) < 0.01
+    assert_error(officer.get("/occupancy/frontage/NO-SUCH"), 404)

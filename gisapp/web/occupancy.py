@@ -36,12 +36,14 @@ import pandas as pd
 import shapely
 from pyproj import CRS
 
+from gisapp import geo
 from gisapp.analysis import incremental
 from gisapp.analysis.check import CheckLimits, CheckRules, Proposal, check_occupancy, parse_proposal
 from gisapp.errors import InputError, NotFound, RequestError
+from gisapp.filters import Filter
 from gisapp.importing.prepare import prepare_import
 from gisapp.importing.read import Source
-from gisapp.schema import STORE_CRS
+from gisapp.schema import STORE_CRS, WEB_CRS
 from gisapp.store import Store
 
 #: Status of a filed application.
@@ -233,3 +235,33 @@ def _without(report: dict, permit_no: str) -> dict:
     verdict = "REFUSE" if "PASSAGE_TOO_NARROW" in codes else "REFER" if codes else "OK"
     return {**report, "clashes": clashes, "reasons": reasons, "verdict": verdict,
             "coordination": [c for c in report.get("coordination", []) if c["permit_no"] != permit_no]}
+
+
+#: How deep (m) the strip offered in front of a parcel reaches into the sidewalk.
+FRONTAGE_DEPTH_M = 1.5
+#: How far (m) from a parcel sidewalks are looked for.
+FRONTAGE_REACH_M = 10.0
+
+
+def frontage(store: Store, dossier_code: str, depth: float = FRONTAGE_DEPTH_M):
+    """A starting occupancy for dossier ``dossier_code``: the sidewalk within ``depth`` of its parcel (EPSG:5899).
+
+    The largest such piece when the parcel fronts several sidewalks;
+    :class:`NotFound` when the dossier is unknown or fronts no sidewalk.
+    """
+    found = store.get("construction_permits", dossier_code)
+    if found.empty or found.geometry.iloc[0] is None or found.geometry.iloc[0].is_empty:
+        raise NotFound(f"no dossier {dossier_code!r} with a parcel")
+    parcel = found.geometry.iloc[0]
+    x0, y0, x1, y1 = parcel.bounds
+    box = shapely.box(x0 - FRONTAGE_REACH_M, y0 - FRONTAGE_REACH_M, x1 + FRONTAGE_REACH_M, y1 + FRONTAGE_REACH_M)
+    lon0, lat0, lon1, lat1 = geo.transform([box], STORE_CRS, WEB_CRS)[0].bounds
+    sidewalks = store.read("sidewalks", Filter(bbox=(lon0, lat0, lon1, lat1)))
+    if not len(sidewalks):
+        raise NotFound(f"dossier {dossier_code!r}: no sidewalk within {FRONTAGE_REACH_M:g} m of its parcel")
+    strip = shapely.difference(shapely.intersection(shapely.union_all(sidewalks.geometry.values),
+                                                    shapely.buffer(parcel, depth, join_style="mitre")), parcel)
+    parts = [p for p in shapely.get_parts(strip) if shapely.area(p) > 0.01]
+    if not parts:
+        raise NotFound(f"dossier {dossier_code!r}: its parcel fronts no sidewalk")
+    return max(parts, key=shapely.area)

@@ -8,10 +8,13 @@ Errors are the API's one JSON shape.
 from __future__ import annotations
 
 import orjson
+import shapely
 from flask import Blueprint, Response, current_app, request, url_for
 
+from gisapp import geo
 from gisapp.api import processes
 from gisapp.errors import FilterError, RequestError
+from gisapp.schema import STORE_CRS, WEB_CRS
 from gisapp.web import auth, occupancy
 from gisapp.web.request import get_store
 
@@ -60,6 +63,16 @@ def _audit(officer: str, action: str, saved: occupancy.Saved) -> None:
         f"{saved.permit_no}: {r['start']}–{r['end']} {r['purpose']}, {r['area_m2']} m², verdict {r['verdict']}, "
         f"dossier {r.get('construction_dossier_code') or '—'}; findings {saved.findings_written} written, "
         f"{saved.findings_removed} removed" + (f"; clashes {', '.join(saved.clashes)}" if saved.clashes else ""))
+
+
+@bp.get("/occupancy/frontage/<path:dossier_code>")
+def frontage(dossier_code: str):
+    """A starting occupancy in front of a dossier's parcel: ``{"geometry": <GeoJSON, WGS84>}``."""
+    _officer()
+    geom = occupancy.frontage(get_store(), dossier_code)
+    wgs84 = geo.transform([geom], STORE_CRS, WEB_CRS)[0]
+    return Response(orjson.dumps({"dossier_code": dossier_code, "geometry": shapely.geometry.mapping(wgs84)},
+                                 option=orjson.OPT_SERIALIZE_NUMPY), mimetype="application/json")
 
 
 @bp.post("/occupancy")
