@@ -180,8 +180,8 @@ def walk(app, store) -> list[tuple[str, str]]:
     first = {name: store.read(name, limit=1) for name in schema.LAYERS}
     out = []
     for rule in app.url_map.iter_rules():
-        if "GET" not in rule.methods or "<token>" in rule.rule:
-            continue  # uploads: reached only through the upload flow (tests/test_upload.py)
+        if "GET" not in rule.methods or "<token>" in rule.rule or "<job_id>" in rule.rule:
+            continue  # uploads: reached only through the upload flow (tests/test_upload.py); jobs: none (404)
         if rule.endpoint == "static":
             out.append((rule.endpoint, "/static/map.js"))
             continue
@@ -189,14 +189,17 @@ def walk(app, store) -> list[tuple[str, str]]:
         for name in layers:
             if rule.rule.startswith("/tiles/") and name not in ("construction_permits", "sidewalk_permits", "findings"):
                 continue
-            if rule.rule.startswith("/data/<layer>") and name == "wards":
+            if rule.rule.startswith("/data/<layer>") and name in ("wards", "sidewalks"):
                 continue
             path = rule.rule.replace("<layer>", name or "").replace("<collection_id>", name or "")
             if "<z>" in path:
                 path = tile_path(store, name)
             if "<path:feature_id>" in path:
+                if first[name].empty:
+                    continue
                 path = path.replace("<path:feature_id>", quote(str(first[name][schema.LAYERS[name].key].iloc[0])))
-            path = re.sub(r"<(?:path:)?code>", quote(SLASH_CODE, safe=""), path)
+            path = re.sub(r"<(?:path:)?(?:dossier_)?code>", quote(SLASH_CODE, safe=""), path)
+            path = path.replace("<process_id>", "occupancy-check")
             for p in ([path.replace("<fmt>", f) for f in ("geojson", "csv", "gpkg")] if "<fmt>" in path else [path]):
                 out.append((rule.endpoint, p))
     out += [("api.item", f"/api/collections/{PERMITS}/items/{quote(SLASH_CODE, safe='')}?f=html"),

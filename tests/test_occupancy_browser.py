@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import shapely
 
 from gisapp import geo
@@ -80,8 +82,8 @@ def test_draw_check_file_and_see_the_new_permit(chromium, demo_frames, tmp_path,
         # the new permit is on the map (the sidewalk layer fetched again), and in the store with status NEW
         wait_until(page, """(() => { let found = false;
             window.gisapp.groups.sidewalk.eachLayer(g => g.eachLayer && g.eachLayer(f => {
-                if (f.feature && f.feature.properties.permit_no === %r) { found = true; } }));
-            return found; })()""" % number)
+                if (f.feature && f.feature.properties.permit_no === NUMBER) { found = true; } }));
+            return found; })()""".replace("NUMBER", json.dumps(number)))
         stored = store.get("sidewalk_permits", number)
         assert stored["status"].iloc[0] == "NEW" and stored["applicant_name"].iloc[0] == "Lê Văn Thử"
         assert rec.errors == [] and rec.outside() == []
