@@ -54,6 +54,8 @@ SIMPLIFY_M = 0.05
 #: Distances are reported to the centimetre.
 DECIMALS = 2
 _TOUCH = 1e-6
+#: An occupancy is on a sidewalk when they share more than this area (m²; less is digitising noise).
+AREA_MIN = 0.01
 
 
 def sidewalk_width(sidewalk: BaseGeometry) -> float:
@@ -203,3 +205,108 @@ def narrowest_over_period(sidewalk: BaseGeometry, focus: Occupancy, others: Sequ
         if value is not None and (best[0] is None or value < best[0]):
             best = (value, day)
     return best
+
+
+def _end_edges(polygons: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Per polygon, its end edges (see the module notes) as one MultiLineString (vectorised)."""
+    rings = shapely.simplify(shapely.get_exterior_ring(polygons), SIMPLIFY_M)
+    coords, owner = shapely.get_coordinates(rings, return_index=True)
+    same = owner[:-1] == owner[1:]
+    seg = coords[1:] - coords[:-1]
+    short = same & (np.hypot(seg[:, 0], seg[:, 1]) <= END_EDGE_FACTOR * widths[owner[:-1]])
+    at = np.flatnonzero(short)
+    lines = shapely.linestrings(np.stack([coords[at], coords[at + 1]], axis=1)) if len(at) else np.array([])
+    return shapely.multilinestrings(lines, indices=owner[at], out_size=len(polygons)) if len(at) else \
+        np.array([shapely.MultiLineString() for _ in polygons], dtype=object)
+
+
+def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.ndarray, np.ndarray]:
+    """The narrowest passage beside each of many occupancies over its period, and the first day it is that narrow.
+
+    ``geoms``, ``starts``, ``ends``: the occupancies (EPSG:5899; dates as
+    int64 days since 1970, inclusive); every one counts as active on its
+    days.  ``sidewalks``: the sidewalk polygons; ``widths``: their nominal
+    widths (NaN or ``None``: from their outline).  Returns float metres
+    (NaN where an occupancy is on no sidewalk or the passage is undefined)
+    and int64 days (-1 there).
+
+    Vectorised for the common case — an occupancy on one plain sidewalk with
+    no other occupancy near it in space and time — where the passage is
+    ``min(d(L, R), max(d(O, L), d(O, R)))`` for the sides ``L``, ``R`` and
+    the occupancy ``O`` (the bottleneck of :func:`passage_width` for one
+    obstacle); the others go through :func:`narrowest_over_period`.
+    """
+    geoms = np.asarray(geoms, dtype=object)
+    starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    sidewalks = np.asarray(sidewalks, dtype=object)
+    n = len(geoms)
+    out, day = np.full(n, np.nan), np.full(n, -1, dtype=np.int64)
+    if n == 0 or len(sidewalks) == 0:
+        return out, day
+    own = np.full(len(sidewalks), np.nan) if widths is None else np.asarray(widths, dtype=float).copy()
+    missing = ~(own > 0)
+    if missing.any():
+        own[missing] = [sidewalk_width(s) for s in sidewalks[missing]]
+    i, s = shapely.STRtree(sidewalks).query(geoms, predicate="intersects")
+    solid = shapely.area(shapely.intersection(geoms[i], sidewalks[s])) > AREA_MIN
+    i, s = i[solid], s[solid]
+    if not len(i):
+        return out, day
+    on = np.zeros(n, dtype=np.int64)
+    np.add.at(on, i, 1)
+    reach = np.zeros(n)
+    np.maximum.at(reach, i, own[s] + REACH)
+    # other occupancies near in space (within the stretch's reach) and overlapping in time
+    a, b = shapely.STRtree(geoms).query(geoms[i], predicate="dwithin", distance=reach[i])
+    a = i[a]
+    keep = (a != b) & (starts[b] <= ends[a]) & (starts[a] <= ends[b])
+    a, b = a[keep], b[keep]
+    crowded = np.zeros(n, dtype=bool)
+    crowded[a] = True
+    parts = shapely.get_num_geometries(sidewalks)
+    plain_sw = (parts == 1) & (shapely.get_num_interior_rings(shapely.get_geometry(sidewalks, 0)) == 0)
+    fast = (on[i] == 1) & ~crowded[i] & plain_sw[s]
+    fi, fs = i[fast], s[fast]
+    polygon = shapely.get_geometry(sidewalks[fs], 0)
+    width = own[fs]
+    window = shapely.buffer(geoms[fi], width + REACH, quad_segs=8)
+    along = shapely.intersection(shapely.get_exterior_ring(polygon), window)
+    used, back = np.unique(fs, return_inverse=True)
+    edges = _end_edges(shapely.get_geometry(sidewalks[used], 0), own[used])[back]
+    cut = shapely.buffer(edges, _TOUCH, cap_style="flat")
+    along = np.where(shapely.is_empty(edges), along, shapely.difference(along, cut))
+    pieces, owner = shapely.get_parts(shapely.line_merge(along), return_index=True)
+    long = shapely.length(pieces) > _TOUCH
+    pieces, owner = pieces[long], owner[long]
+    count = np.bincount(owner, minlength=len(fi))
+    two = np.flatnonzero(count == 2)
+    first = np.searchsorted(owner, two)
+    left, right = pieces[first], pieces[first + 1]
+    apart = shapely.distance(left, right)
+    ok = apart > _TOUCH
+    two, left, right, apart = two[ok], left[ok], right[ok], apart[ok]
+    body = shapely.intersection(geoms[fi[two]], polygon[two])
+    value = np.minimum(apart, np.maximum(shapely.distance(body, left), shapely.distance(body, right)))
+    out[fi[two]] = np.round(np.maximum(value, 0.0), DECIMALS) + 0.0
+    day[fi[two]] = starts[fi[two]]
+    done = np.zeros(n, dtype=bool)
+    done[fi[two]] = True
+    # the rest, one by one
+    epoch = dt.date(1970, 1, 1)
+    todo = np.unique(i[~done[i]])
+    if len(todo):
+        order = np.argsort(a, kind="stable")
+        a, b = a[order], b[order]
+        lo, hi = np.searchsorted(a, todo), np.searchsorted(a, todo, side="right")
+        by_permit = np.searchsorted(i, todo), np.searchsorted(i, todo, side="right")
+        for k, p in enumerate(todo):
+            mine = s[by_permit[0][k]:by_permit[1][k]]
+            others = [Occupancy(geoms[q], epoch + dt.timedelta(days=int(starts[q])),
+                                epoch + dt.timedelta(days=int(ends[q]))) for q in b[lo[k]:hi[k]]]
+            focus = Occupancy(geoms[p], epoch + dt.timedelta(days=int(starts[p])),
+                              epoch + dt.timedelta(days=int(ends[p])))
+            sw = shapely.union_all(sidewalks[mine])
+            value, when = narrowest_over_period(sw, focus, others, width=float(np.max(own[mine])))
+            if value is not None and when is not None:
+                out[p], day[p] = value, (when - epoch).days
+    return out, day

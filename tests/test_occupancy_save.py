@@ -53,7 +53,10 @@ def assert_findings_current(store) -> None:
         a, b = stored[col], full[col]
         same = (a == b) | (a.isna() & b.isna())
         assert same.all(), (col, pd.concat([stored[~same][["finding_id", col]], b[~same]], axis=1).head())
-    assert shapely.equals_exact(stored.geometry.values, full.geometry.values, tolerance=1e-3).all()
+    # the same shapes (a ring may start at another vertex: the written permit's own rings vs the stored ones)
+    same = shapely.equals_exact(shapely.normalize(stored.geometry.values), shapely.normalize(full.geometry.values),
+                                tolerance=1e-3)
+    assert same.all(), list(stored["finding_id"][~same])
 
 
 # -- the request --------------------------------------------------------------------------------------------------

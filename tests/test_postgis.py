@@ -761,9 +761,9 @@ def analysis_case(seed=1, n_cons=250, n_side=400, extent=250.0):
 
 
 def _geopandas_path(store, params):
-    layers = {name: store.read(name) for name in ("construction_permits", "sidewalk_permits", "wards")}
+    layers = {name: store.read(name) for name in ("construction_permits", "sidewalk_permits", "wards", "sidewalks")}
     return analysis.find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"],
-                                  params)
+                                  params, sidewalks=layers["sidewalks"])
 
 
 def assert_same_result(ref, got):

@@ -14,9 +14,9 @@ Verdict rules (the README says the same):
   some day of its period, counting every other occupancy active that day,
   is below the minimum (1.5 m): :mod:`gisapp.passage`.
 - else ``REFER`` (an officer must look) when it clashes with another
-  sidewalk permit in space and time, lies on no sidewalk or partly off
-  the sidewalks, the passage cannot be measured, or the dossier named is
-  not near it;
+  sidewalk permit in space and time, lies on no sidewalk or more than 5 %
+  of it off the sidewalks, the passage cannot be measured, or the dossier
+  named does not front it;
 - else ``OK``.
 
 Permits whose status is refused, withdrawn or not accepted occupy nothing
@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,8 +52,13 @@ VIETNAM_BOX = (102.1, 6.5, 117.9, 23.4)
 REPAIR_SHARE = 0.01
 #: Statuses of sidewalk permits that occupy nothing.
 INACTIVE = frozenset({"REFUSED", "WITHDRAWN", "NOT_ACCEPTED"})
-#: Area (m²) below which an overlap or an off-sidewalk part does not count (cm² noise of digitising).
+#: Area (m²) below which an overlap with another permit does not count (cm² noise of digitising).
 AREA_EPSILON = 0.01
+#: A drawn occupancy is "partly off the sidewalk" when more than this share of it (and more than
+#: :data:`OFF_MIN_M2`) lies off every sidewalk: a few centimetres over the kerb or the property line are
+#: drawing noise, not a reason to refer.
+OFF_SHARE = 0.05
+OFF_MIN_M2 = 0.1
 #: Working days of a sidewalk-use permit with no construction dossier (an assumption: no statute found;
 #: the short procedures' period).
 SIDEWALK_ONLY_DAYS = domain.SHORT_DAYS
@@ -198,11 +204,11 @@ def parse_geometry(value, limits: CheckLimits) -> BaseGeometry:
         raise InputError("geometry", f"a {shown} is not an area; draw a Polygon or MultiPolygon")
     coords = value.get("coordinates")
     polygons = [coords] if kind == "Polygon" else coords
-    if not isinstance(polygons, list) or not polygons:
+    if not isinstance(polygons, (list, tuple)) or not polygons:
         raise InputError("geometry", "coordinates must be a non-empty list")
     shells = []
     for p, rings in enumerate(polygons):
-        if not isinstance(rings, list) or not rings:
+        if not isinstance(rings, (list, tuple)) or not rings:
             raise InputError("geometry", f"polygon {p + 1} has no rings")
         shells.append([_ring(ring, p, r) for r, ring in enumerate(rings)])
     points = np.concatenate([np.concatenate(rings) for rings in shells])
@@ -228,7 +234,8 @@ def parse_geometry(value, limits: CheckLimits) -> BaseGeometry:
 
 def _ring(ring, p: int, r: int) -> np.ndarray:
     where = f"polygon {p + 1}, ring {r + 1}"
-    if not isinstance(ring, list) or not all(isinstance(pt, list) and len(pt) in (2, 3) for pt in ring):
+    if not isinstance(ring, (list, tuple)) or not all(isinstance(pt, (list, tuple)) and len(pt) in (2, 3)
+                                                      for pt in ring):
         raise InputError("geometry", f"{where}: positions must be [longitude, latitude] pairs")
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
                for pt in ring for v in pt):
@@ -271,24 +278,46 @@ def _where(why: str) -> str:
 # -- checking ----------------------------------------------------------------------------
 
 
-def _near(store: Store, layer: str, bounds, margin: float) -> pd.DataFrame:
-    """The features of ``layer`` whose bounding box meets ``bounds`` (EPSG:5899) grown by ``margin`` metres."""
+#: The fields the check reads of each layer near the proposal (personal ones added for staff).
+FIELDS = {
+    "sidewalks": ["sidewalk_id", "street", "width_m", "street_class"],
+    "sidewalk_permits": ["permit_no", "status", "purpose", "start_on", "end_on", "construction_dossier_code"],
+    "construction_permits": ["dossier_code", "permit_no", "status", "procedure", "work_category", "site_address",
+                             "received_on", "issued_on"],
+    "wards": ["ward_code", "valid_from", "valid_to"],
+}
+PERSONAL_FIELDS = {"sidewalk_permits": ["applicant_name"], "construction_permits": ["owner_name"]}
+
+
+def _near(store: Store, layer: str, bounds, margin: float, personal: bool = False) -> list[dict]:
+    """The features of ``layer`` whose bounding box meets ``bounds`` (EPSG:5899) grown by ``margin`` metres.
+
+    Plain rows (``dict``: the fields of :data:`FIELDS`, dates as dates, and
+    ``geometry``), read as Arrow through the store's bbox filter.
+    """
     x0, y0, x1, y1 = bounds
     box = shapely.box(x0 - margin, y0 - margin, x1 + margin, y1 + margin)
     lon0, lat0, lon1, lat1 = geo.transform([box], STORE_CRS, WEB_CRS)[0].bounds
-    return store.read(layer, Filter(bbox=(lon0, lat0, lon1, lat1)))
+    fields = FIELDS[layer] + (PERSONAL_FIELDS.get(layer, []) if personal else [])
+    table = store.read_arrow(layer, Filter(bbox=(lon0, lat0, lon1, lat1)), fields=fields)
+    if table is None or not table.num_rows:
+        return []
+    columns = {name: table.column(name).to_pylist() for name in fields}
+    geoms = shapely.from_wkb(np.array(table.column("geometry").to_pylist(), dtype=object))
+    return [{**{name: columns[name][k] for name in fields}, "geometry": geoms[k]} for k in range(table.num_rows)]
 
 
 def _day(value) -> dt.date | None:
-    """A stored date (datetime64, timestamp) as a date; ``None`` when missing."""
-    if value is None or pd.isna(value):
+    """A stored date (a date, datetime64 or timestamp) as a date; ``None`` when missing."""
+    if value is None or (not isinstance(value, dt.date) and pd.isna(value)):
         return None
-    return pd.Timestamp(value).date()
+    if isinstance(value, dt.datetime):
+        return value.date()
+    return value if isinstance(value, dt.date) else pd.Timestamp(value).date()
 
 
-def _date_of(value) -> dt.date:
-    """A stored date known to be present."""
-    return pd.Timestamp(value).date()
+def _geoms(rows: list[dict]) -> np.ndarray:
+    return np.array([r["geometry"] for r in rows], dtype=object)
 
 
 def check_occupancy(store: Store, proposal: Proposal, *, rules: CheckRules, personal: bool = False) -> dict:
@@ -299,40 +328,41 @@ def check_occupancy(store: Store, proposal: Proposal, *, rules: CheckRules, pers
     ``construction_dossier_code`` is an :class:`InputError` naming it.
     """
     geom = proposal.geometry
+    shapely.prepare(geom)
     area = float(shapely.area(geom))
     reasons: list[dict] = []
 
     given = None
     if proposal.construction_dossier_code:
-        given = store.get("construction_permits", proposal.construction_dossier_code)
-        if given.empty:
+        found = store.get("construction_permits", proposal.construction_dossier_code)
+        if found.empty:
             raise InputError("construction_dossier_code", f"no dossier {proposal.construction_dossier_code!r}")
+        given = {**{k: _plain(v) for k, v in found.iloc[0].items()}, "geometry": found.geometry.iloc[0]}
 
     sidewalks = _near(store, "sidewalks", geom.bounds, 0.0)
-    if len(sidewalks):
-        hit = shapely.area(shapely.intersection(sidewalks.geometry.values, geom)) > AREA_EPSILON
-        sidewalks = sidewalks[hit].reset_index(drop=True)
-    on = shapely.union_all(sidewalks.geometry.values) if len(sidewalks) else shapely.Polygon()
-    width = float(np.nanmax(sidewalks["width_m"].to_numpy(dtype=float))) if len(sidewalks) and \
-        sidewalks["width_m"].notna().any() else None
-    reach = (width or (passage.sidewalk_width(on) if len(sidewalks) else 0.0)) + passage.REACH
-    permits = _near(store, "sidewalk_permits", geom.bounds, reach + 1.0)
-    permits = permits[~permits["status"].isin(INACTIVE) & permits["start_on"].notna()
-                      & permits["end_on"].notna()].reset_index(drop=True)
+    if sidewalks:
+        shared = shapely.area(shapely.intersection(_geoms(sidewalks), geom))
+        sidewalks = [w for w, a in zip(sidewalks, shared, strict=True) if a > AREA_EPSILON]
+    on = shapely.union_all(_geoms(sidewalks)) if sidewalks else shapely.Polygon()
+    widths = [float(w["width_m"]) for w in sidewalks if w["width_m"] is not None and w["width_m"] > 0]
+    width = max(widths) if widths else None
+    reach = (width or (passage.sidewalk_width(on) if sidewalks else 0.0)) + passage.REACH
+    permits = [p for p in _near(store, "sidewalk_permits", geom.bounds, reach + 1.0, personal)
+               if p["status"] not in INACTIVE and p["start_on"] is not None and p["end_on"] is not None
+               and not p["geometry"].is_empty]
 
     # where: the sidewalks, the part off them, the ward
-    off = float(shapely.area(shapely.difference(geom, on))) if len(sidewalks) else area
-    if not len(sidewalks):
+    off = float(shapely.area(shapely.difference(geom, on))) if sidewalks else area
+    if not sidewalks:
         reasons.append(reason("NOT_ON_SIDEWALK"))
-    elif off > AREA_EPSILON:
+    elif off > max(OFF_MIN_M2, OFF_SHARE * area):
         reasons.append(reason("PARTLY_OFF_SIDEWALK", area=f"{off:.2f}"))
     ward_code = _ward(store, geom, proposal.start)
 
     # the narrowest passage over the period
-    others = [passage.Occupancy(g, _date_of(s), _date_of(e)) for g, s, e in
-              zip(permits.geometry.values, permits["start_on"], permits["end_on"], strict=True)]
+    others = [passage.Occupancy(p["geometry"], p["start_on"], p["end_on"]) for p in permits]
     width_m = on_day = None
-    if len(sidewalks):
+    if sidewalks:
         focus = passage.Occupancy(geom, proposal.start, proposal.end)
         width_m, on_day = passage.narrowest_over_period(on, focus, others, width=width)
         if width_m is None:
@@ -341,12 +371,14 @@ def check_occupancy(store: Store, proposal: Proposal, *, rules: CheckRules, pers
             reasons.append(reason("PASSAGE_TOO_NARROW", width=f"{width_m:.2f}", day=str(on_day),
                                   least=f"{rules.min_passage_m:.2f}"))
 
-    clashes, coordination = _clashes(permits, proposal, rules, personal)
+    overlaps = shapely.area(shapely.intersection(_geoms(permits), geom)) if permits else np.zeros(0)
+    clashes, coordination = _clashes(permits, overlaps, proposal, rules, personal)
     for c in clashes:
         reasons.append(reason("CLASH", permit_no=c["permit_no"], days=c["overlap_days"],
                               area=f"{c['overlap_area_m2']:.2f}"))
-    windows = _free_windows(on, geom, permits, others, proposal, rules, width) if (
-        clashes or (width_m is not None and width_m < rules.min_passage_m - 1e-9)) else []
+    narrow = width_m is not None and width_m < rules.min_passage_m - 1e-9
+    windows = _free_windows(on, geom, overlaps > AREA_EPSILON, others, proposal, rules, width) \
+        if clashes or narrow else []
 
     dossier = _dossier(store, geom, proposal, rules, given, reasons, personal)
     fee_vnd, fee_note, fee_parts = _fee(rules.fees, sidewalks, geom, proposal)
@@ -358,8 +390,8 @@ def check_occupancy(store: Store, proposal: Proposal, *, rules: CheckRules, pers
         "verdict": verdict,
         "reasons": reasons,
         "ward_code": ward_code,
-        "sidewalk_ids": sidewalks["sidewalk_id"].tolist(),
-        "streets": sorted({s for s in sidewalks["street"] if isinstance(s, str)}),
+        "sidewalk_ids": [w["sidewalk_id"] for w in sidewalks],
+        "streets": sorted({w["street"] for w in sidewalks if isinstance(w["street"], str)}),
         "area_m2": round(area, 2),
         "off_sidewalk_m2": round(off, 2),
         "start": proposal.start.isoformat(),
@@ -383,34 +415,62 @@ def check_occupancy(store: Store, proposal: Proposal, *, rules: CheckRules, pers
     }
 
 
+def _plain(value):
+    """A value of a store frame as plain Python: ``None`` for missing, dates as dates."""
+    if isinstance(value, pd.Timestamp):
+        return value.date()
+    if value is None or (not isinstance(value, (str, dt.date, BaseGeometry)) and pd.isna(value)):
+        return None
+    return value
+
+
+#: The wards of recently seen store versions: (store url, data version) → rows (a ward layer changes rarely,
+#: and its polygons are large: reading them for every check cost a quarter of its time).
+_WARDS: dict[tuple[str, str], list[dict]] = {}
+_WARDS_LOCK = threading.Lock()
+
+
+def _store_wards(store: Store, geom: BaseGeometry) -> list[dict]:
+    """The wards near ``geom``: all of the store's version, remembered, or (no version known) read near it."""
+    version = store.version()
+    if version is None:
+        return _near(store, "wards", geom.bounds, 0.0)
+    key = (store.url, version)
+    with _WARDS_LOCK:
+        rows = _WARDS.get(key)
+    if rows is None:
+        table = store.read_arrow("wards", fields=FIELDS["wards"])
+        rows = [] if table is None else [
+            {**{name: table.column(name)[k].as_py() for name in FIELDS["wards"]},
+             "geometry": shapely.from_wkb(table.column("geometry")[k].as_py())} for k in range(table.num_rows)]
+        shapely.prepare(_geoms(rows))
+        with _WARDS_LOCK:
+            if len(_WARDS) >= 4:
+                _WARDS.clear()
+            _WARDS[key] = rows
+    return [w for w in rows if shapely.intersects(w["geometry"], geom)]
+
+
 def _ward(store: Store, geom: BaseGeometry, day: dt.date) -> str | None:
     """The code of the ward in force on ``day`` holding the largest part of ``geom``."""
-    wards = _near(store, "wards", geom.bounds, 0.0)
-    if not len(wards):
+    wards = [w for w in _store_wards(store, geom)
+             if (w["valid_from"] is None or w["valid_from"] <= day) and (w["valid_to"] is None or w["valid_to"] >= day)]
+    if not wards:
         return None
-    start = wards["valid_from"].dt.date
-    end = wards["valid_to"].dt.date
-    in_force = (start.isna() | (start <= day)) & (end.isna() | (end >= day))
-    wards = wards[in_force.to_numpy(dtype=bool)]
-    if not len(wards):
-        return None
-    share = shapely.area(shapely.intersection(wards.geometry.values, geom))
+    share = shapely.area(shapely.intersection(_geoms(wards), geom))
     best = int(np.argmax(share))
-    return str(wards["ward_code"].iloc[best]) if share[best] > 0 else None
+    return str(wards[best]["ward_code"]) if share[best] > 0 else None
 
 
-def _clashes(permits: pd.DataFrame, proposal: Proposal, rules: CheckRules, personal: bool):
+def _clashes(permits: list[dict], overlaps: np.ndarray, proposal: Proposal, rules: CheckRules, personal: bool):
     """Permits overlapping the proposal in space and time, and those in space only within the gap."""
     clashes: list[dict] = []
     coordination: list[dict] = []
-    if not len(permits):
-        return clashes, coordination
-    inter = shapely.area(shapely.intersection(permits.geometry.values, proposal.geometry))
-    for k in np.flatnonzero(inter > AREA_EPSILON):
-        row = permits.iloc[k]
-        s, e = _date_of(row["start_on"]), _date_of(row["end_on"])
+    for k in np.flatnonzero(overlaps > AREA_EPSILON):
+        row = permits[k]
+        s, e = row["start_on"], row["end_on"]
         first, last = max(s, proposal.start), min(e, proposal.end)
-        entry = {"permit_no": row["permit_no"], "overlap_area_m2": round(float(inter[k]), 4),
+        entry = {"permit_no": row["permit_no"], "overlap_area_m2": round(float(overlaps[k]), 4),
                  "status": row["status"], "purpose": row["purpose"], "start": s.isoformat(), "end": e.isoformat(),
                  "construction_dossier_code": row["construction_dossier_code"]}
         if personal:
@@ -427,7 +487,8 @@ def _clashes(permits: pd.DataFrame, proposal: Proposal, rules: CheckRules, perso
     return clashes, coordination
 
 
-def _free_windows(on, geom, permits: pd.DataFrame, others, proposal: Proposal, rules: CheckRules, width):
+def _free_windows(on, geom, overlapping: np.ndarray, others: list[passage.Occupancy], proposal: Proposal,
+                  rules: CheckRules, width) -> list[dict]:
     """Periods as long as the requested one, within ``gap_days`` of it, free of clashes and wide enough.
 
     A day is free when no active permit overlaps the proposal and the free
@@ -436,15 +497,13 @@ def _free_windows(on, geom, permits: pd.DataFrame, others, proposal: Proposal, r
     """
     first = proposal.start - dt.timedelta(days=rules.gap_days)
     last = proposal.end + dt.timedelta(days=rules.gap_days)
-    overlaps = shapely.area(shapely.intersection(permits.geometry.values, geom)) > AREA_EPSILON \
-        if len(permits) else np.zeros(0, dtype=bool)
     days = passage.change_days(first, last, others)
     free_from: list[tuple[dt.date, bool]] = []
     seen: dict[frozenset, bool] = {}
     for day in days:
         active = frozenset(i for i, o in enumerate(others) if o.start <= day <= o.end)
         if active not in seen:
-            if any(overlaps[i] for i in active):
+            if any(overlapping[i] for i in active):
                 seen[active] = False
             elif on.is_empty:
                 seen[active] = True
@@ -467,8 +526,7 @@ def _free_windows(on, geom, permits: pd.DataFrame, others, proposal: Proposal, r
     for a, b in runs:
         if b - a < length:
             continue
-        # the start closest to the requested one within the run
-        best = min(max(proposal.start, a), b - length)
+        best = min(max(proposal.start, a), b - length)  # the start closest to the requested one within the run
         windows.append({"start": best.isoformat(), "end": (best + length).isoformat(),
                         "shift_days": (best - proposal.start).days})
     windows = [w for w in windows if w["shift_days"] != 0]
@@ -476,7 +534,7 @@ def _free_windows(on, geom, permits: pd.DataFrame, others, proposal: Proposal, r
     return windows[:MAX_WINDOWS]
 
 
-def _works(row, rules: CheckRules) -> tuple[dt.date | None, dt.date | None]:
+def _works(row: dict, rules: CheckRules) -> tuple[dt.date | None, dt.date | None]:
     """A dossier's works period: from its issue (else receipt) for ``works_months`` months."""
     start = _day(row["issued_on"]) or _day(row["received_on"])
     if start is None:
@@ -485,20 +543,19 @@ def _works(row, rules: CheckRules) -> tuple[dt.date | None, dt.date | None]:
     return start, end
 
 
-def _dossier(store: Store, geom, proposal: Proposal, rules: CheckRules, given: pd.DataFrame | None,
+def _dossier(store: Store, geom, proposal: Proposal, rules: CheckRules, given: dict | None,
              reasons: list[dict], personal: bool) -> dict | None:
     """The construction dossier of the occupancy: the one given, else the nearest fronting parcel in works."""
     if given is not None:
-        row = given.iloc[0]
-        distance = float(shapely.distance(row.geometry, geom))
+        distance = float(shapely.distance(given["geometry"], geom))
         if distance > rules.frontage_m + 1e-6:
-            reasons.append(reason("DOSSIER_NOT_NEAR", code=row["dossier_code"], distance=f"{distance:.1f}"))
-        return _dossier_entry(row, distance, "given", rules, personal)
-    near = _near(store, "construction_permits", geom.bounds, rules.frontage_m + 0.01)
+            reasons.append(reason("DOSSIER_NOT_NEAR", code=given["dossier_code"], distance=f"{distance:.1f}"))
+        return _dossier_entry(given, distance, "given", rules, personal)
     best = None
-    for k in range(len(near)):
-        row = near.iloc[k]
-        distance = float(shapely.distance(row.geometry, geom))
+    for row in _near(store, "construction_permits", geom.bounds, rules.frontage_m + 0.01, personal):
+        if row["geometry"] is None or row["geometry"].is_empty:
+            continue
+        distance = float(shapely.distance(row["geometry"], geom))
         start, end = _works(row, rules)
         if distance > rules.frontage_m + 1e-6 or start is None or end is None or start > proposal.end \
                 or end < proposal.start:
@@ -510,7 +567,7 @@ def _dossier(store: Store, geom, proposal: Proposal, rules: CheckRules, given: p
     return _dossier_entry(best[1], best[0][0], "found", rules, personal)
 
 
-def _dossier_entry(row, distance: float, how: str, rules: CheckRules, personal: bool) -> dict:
+def _dossier_entry(row: dict, distance: float, how: str, rules: CheckRules, personal: bool) -> dict:
     start, end = _works(row, rules)
     entry = {"dossier_code": row["dossier_code"], "how": how, "distance_m": round(distance, 3),
              "status": row["status"], "procedure": row["procedure"], "work_category": row["work_category"],
@@ -521,7 +578,7 @@ def _dossier_entry(row, distance: float, how: str, rules: CheckRules, personal: 
     return entry
 
 
-def _fee(fees: FeeTable | None, sidewalks: pd.DataFrame, geom, proposal: Proposal):
+def _fee(fees: FeeTable | None, sidewalks: list[dict], geom, proposal: Proposal):
     """The fee in VND (whole), its notice (``vi``/``en`` or ``None``) and its parts per sidewalk.
 
     The area on each sidewalk is charged at its street class's rate; the
@@ -530,20 +587,20 @@ def _fee(fees: FeeTable | None, sidewalks: pd.DataFrame, geom, proposal: Proposa
     if fees is None:
         return None, {"vi": "Chưa có biểu phí", "en": "No fee table"}, []
     note = fees.note()
-    if not len(sidewalks):
+    if not sidewalks:
         missing = {"vi": "Không tính được phí: vị trí không nằm trên vỉa hè nào",
                    "en": "No fee: the occupancy lies on no sidewalk"}
         return None, _joined(missing, note), []
-    shares = shapely.area(shapely.intersection(sidewalks.geometry.values, geom))
+    shares = shapely.area(shapely.intersection(_geoms(sidewalks), geom))
     total_area = float(shapely.area(geom))
     shares = shares * (total_area / shares.sum()) if shares.sum() > 0 else shares
     parts, total = [], 0.0
-    for k in range(len(sidewalks)):
-        cls = sidewalks["street_class"].iloc[k]
-        value = fees.fee(cls, proposal.purpose, float(shares[k]), proposal.start, proposal.end) \
+    for walk, share in zip(sidewalks, shares, strict=True):
+        cls = walk["street_class"]
+        value = fees.fee(cls, proposal.purpose, float(share), proposal.start, proposal.end) \
             if isinstance(cls, str) else None
-        parts.append({"sidewalk_id": sidewalks["sidewalk_id"].iloc[k], "street_class": cls,
-                      "area_m2": round(float(shares[k]), 2), "fee_vnd": None if value is None else round(value)})
+        parts.append({"sidewalk_id": walk["sidewalk_id"], "street_class": cls, "area_m2": round(float(share), 2),
+                      "fee_vnd": None if value is None else round(value)})
         if value is None:
             missing = {"vi": f"Không có mức phí cho loại đường {cls} và mục đích {proposal.purpose}",
                        "en": f"No rate for street class {cls} and purpose {proposal.purpose}"}

@@ -16,9 +16,11 @@ The result is the one a full ``gisapp analyze`` run gives afterwards
 Every finding involving a permit lies within the permit's bounding box
 (its polygon, or an intersection with it), so the stored ones are found
 through the spatial index, under the permit's old geometry (an edit) and
-its new one.  The neighbourhood is grown by :data:`NEIGHBOURS_M` beyond
-the analysis distance so that a permit whose findings depend on what lies
-beside it on the same sidewalk (the free passage) is recomputed too.
+its new one.  A permit's ``CLEARANCE`` on a mapped sidewalk counts every
+permit beside it there (the free passage, :mod:`gisapp.passage`): the
+permits within that reach of the written ones (the widest sidewalk near
+plus :data:`gisapp.passage.REACH`) are recomputed too, with everything
+within reach of them read.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisapp import geo
+from gisapp import geo, passage
 from gisapp.analysis.overlaps import AnalysisParams, empty_findings, find_overlaps
 from gisapp.filters import Filter
 from gisapp.schema import STORE_CRS, WEB_CRS
@@ -40,8 +42,8 @@ from gisapp.store import Store
 
 #: Kinds whose findings name a sidewalk permit (as ``a_id`` or ``b_id``).
 SIDEWALK_KINDS = ("MERGE_CANDIDATE", "LINKED", "CLASH", "OPPORTUNITY", "CLEARANCE")
-#: How far (m) beyond the written permits other permits count as neighbours whose findings are recomputed.
-NEIGHBOURS_M = 0.0
+#: How far (m) around the written permits sidewalks are read, for the reach of the free passage beside them.
+SIDEWALK_LOOK_M = 20.0
 #: Slack (m) added to every box read, so that features touching its edge are read.
 SLACK_M = 1.0
 
@@ -125,19 +127,38 @@ def refresh_findings(store: Store, permits: gpd.GeoDataFrame, *, old_geometries:
     where = _bounds([*written, *old_geometries])
     if where is None:
         return FindingsChange(empty_findings(), [], sorted(ids))
-    box = _wgs84_filter(where, NEIGHBOURS_M + SLACK_M)
+    neighbours = _passage_reach(store.read("sidewalks", _wgs84_filter(where, SIDEWALK_LOOK_M)))
+    box = _wgs84_filter(where, neighbours + SLACK_M)
     near = _overlay(store.read("sidewalk_permits", box), permits, box)
-    if NEIGHBOURS_M > 0 and len(near):  # neighbours whose findings depend on what lies beside them
-        zone = shapely.buffer(shapely.union_all([*written, *old_geometries]), NEIGHBOURS_M)
+    if neighbours > 0 and len(near):  # permits whose clearance counts what lies beside them on the sidewalk
+        zone = shapely.buffer(shapely.union_all([*written, *old_geometries]), neighbours)
         ids |= set(near["permit_no"][shapely.intersects(near.geometry.values, zone)])
     focus = near[near["permit_no"].isin(list(ids))]
     focus_bounds = _bounds(focus.geometry.values) or where
-    context = _wgs84_filter(focus_bounds, max(params.distance_m, NEIGHBOURS_M) + SLACK_M)
+    context = _wgs84_filter(focus_bounds, max(params.distance_m, neighbours) + SLACK_M)
     sidewalk = _overlay(store.read("sidewalk_permits", context), permits, context)
     construction = store.read("construction_permits", context)
-    result = find_overlaps(construction, sidewalk, store.read("wards"), params)
+    walks = store.read("sidewalks", context)
+    result = find_overlaps(construction, sidewalk, store.read("wards"), params, sidewalks=walks)
     fresh = result.findings[_involving(result.findings, ids)].reset_index(drop=True)
     stale_box = _bounds([*focus.geometry.values, *old_geometries]) or where
     stored = store.read("findings", _wgs84_filter(stale_box, SLACK_M))
     stale = sorted(set(stored["finding_id"][_involving(stored, ids)]) - set(fresh["finding_id"]))
     return FindingsChange(gpd.GeoDataFrame(fresh, geometry="geometry", crs=STORE_CRS), stale, sorted(ids))
+
+
+def _passage_reach(sidewalks: gpd.GeoDataFrame) -> float:
+    """How far (m) the free passage beside a permit looks for other permits, on the widest of ``sidewalks``.
+
+    :func:`gisapp.passage.occupancy_passages` counts the permits within the
+    sidewalk's width plus :data:`gisapp.passage.REACH` of an occupancy; 0
+    without sidewalks (the clearance is then the attribute rule of each
+    permit alone).
+    """
+    if not len(sidewalks):
+        return 0.0
+    widths = pd.to_numeric(sidewalks["width_m"], errors="coerce").to_numpy(dtype=float)
+    missing = ~(widths > 0)
+    if missing.any():
+        widths[missing] = [passage.sidewalk_width(g) for g in sidewalks.geometry.values[missing]]
+    return float(np.nanmax(widths)) + passage.REACH + SLACK_M

@@ -14,8 +14,9 @@ from gisapp.errors import InputError
 from gisapp.fees import FeeTableError
 
 
-def read_geometry(path: str) -> dict:
-    """The one polygon of a GeoJSON file (a geometry, a Feature or a FeatureCollection of one feature)."""
+def read_proposal(path: str) -> tuple[dict, dict]:
+    """The one polygon of a GeoJSON file (a geometry, a Feature or a FeatureCollection of one feature),
+    and the feature's properties (``start``, ``end``, ``purpose``, ``construction_dossier_code`` when given)."""
     try:
         with open(path, "rb") as fh:
             doc = orjson.loads(fh.read())
@@ -26,16 +27,18 @@ def read_geometry(path: str) -> dict:
         if len(features) != 1:
             raise click.BadParameter(f"{path} holds {len(features)} features; give one", param_hint="GEOMETRY_FILE")
         doc = features[0]
+    properties: dict = {}
     if isinstance(doc, dict) and doc.get("type") == "Feature":
+        properties = doc.get("properties") or {}
         doc = doc.get("geometry")
-    return doc
+    return doc, properties if isinstance(properties, dict) else {}
 
 
 @click.command("check")
 @click.argument("geometry_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("--start", required=True, help="First day of the occupancy, YYYY-MM-DD.")
-@click.option("--end", required=True, help="Last day of the occupancy, YYYY-MM-DD.")
-@click.option("--purpose", required=True, help="Sidewalk-use purpose code, e.g. MATERIALS.")
+@click.option("--start", help="First day of the occupancy, YYYY-MM-DD (default: the feature's 'start').")
+@click.option("--end", help="Last day of the occupancy, YYYY-MM-DD (default: the feature's 'end').")
+@click.option("--purpose", help="Sidewalk-use purpose code, e.g. MATERIALS (default: the feature's 'purpose').")
 @click.option("--dossier", "dossier", default=None, help="Construction dossier code it belongs to (optional).")
 @click.option("--received-on", type=click.DateTime(formats=["%Y-%m-%d"]), default=None,
               help="Day the application is received, for the due date (default: today).")
@@ -45,13 +48,21 @@ def read_geometry(path: str) -> dict:
 def check(ctx, geometry_file, start, end, purpose, dossier, received_on, as_json, lang):
     """Check a proposed sidewalk occupancy (a polygon in a WGS84 GeoJSON file) before it is granted.
 
+    --start, --end and --purpose may come from the properties of the file's
+    feature (``start``, ``end``, ``purpose``, ``construction_dossier_code``).
+
     Prints the verdict (OK, REFER, REFUSE), the reasons, the narrowest free
     passage, the clashes, free windows, the construction dossier, fee and
     due date.  Reads the store, writes nothing.
     """
-    inputs = {"geometry": read_geometry(geometry_file), "start": start, "end": end, "purpose": purpose}
-    if dossier:
-        inputs["construction_dossier_code"] = dossier
+    geometry, properties = read_proposal(geometry_file)
+    inputs = {"geometry": geometry}
+    for name, value in (("start", start), ("end", end), ("purpose", purpose), ("construction_dossier_code", dossier)):
+        value = value or properties.get(name)
+        if value is None and name != "construction_dossier_code":
+            raise click.UsageError(f"--{name} is required (the file's feature has no '{name}' property)")
+        if value is not None:
+            inputs[name] = value
     try:
         rules = CheckRules.from_config(ctx.config, received_on=received_on.date() if received_on else None)
     except FeeTableError as err:
