@@ -212,9 +212,7 @@ def save(store: Store, body: dict, config: dict, *, permit_no: str | None = None
                 raise RequestError(409, "NotEditable", f"permit {permit_no} has status {previous['status']}; "
                                    "only applications with status NEW are changed here")
             old_geometries = [previous.geometry]
-        report = check_occupancy(store, proposal, rules=rules(config), personal=True)
-        if permit_no is not None:  # the application itself is not a clash with itself
-            report = _without(report, permit_no)
+        report = check_occupancy(store, proposal, rules=rules(config), personal=True, exclude=permit_no)
         number = permit_no or new_permit_no(store, (today or dt.date.today()).year)
         row = _row(number, proposal, report, extra, _sidewalk_width(store, report, extra), previous)
         frame = _validated(store, row, proposal.geometry, config)
@@ -225,16 +223,6 @@ def save(store: Store, body: dict, config: dict, *, permit_no: str | None = None
                       zip(change.findings["a_id"], change.findings["b_id"], change.findings["kind"], strict=True)
                       if k == "CLASH"})
     return Saved(number, permit_no is None, report, len(change.findings), len(change.stale), clashes)
-
-
-def _without(report: dict, permit_no: str) -> dict:
-    """The report without the application ``permit_no`` among its clashes and reasons."""
-    clashes = [c for c in report["clashes"] if c["permit_no"] != permit_no]
-    reasons = [r for r in report["reasons"] if not (r["code"] == "CLASH" and permit_no in r["en"])]
-    codes = {r["code"] for r in reasons}
-    verdict = "REFUSE" if "PASSAGE_TOO_NARROW" in codes else "REFER" if codes else "OK"
-    return {**report, "clashes": clashes, "reasons": reasons, "verdict": verdict,
-            "coordination": [c for c in report.get("coordination", []) if c["permit_no"] != permit_no]}
 
 
 #: How deep (m) the strip offered in front of a parcel reaches into the sidewalk.
