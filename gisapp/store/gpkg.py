@@ -9,6 +9,7 @@ leaves the store as it was and readers see the old data until then.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
@@ -28,7 +29,7 @@ import shapely
 
 from gisapp import geo, schema
 from gisapp.filters import Filter
-from gisapp.formats.wkb import gpkg_to_wkb
+from gisapp.formats.wkb import gpkg_envelope, gpkg_to_wkb, to_gpkg
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
     GEOJSON_COLUMN,
@@ -544,6 +545,10 @@ class GeoPackageStore(Store):
             stale = [n for n in self._stale_layers() if n not in frames] if exists else []  # written again too
             if exists and not (frames or stale or meta):
                 return
+            if mode == "upsert" and exists and not stale and \
+                    sum(len(f) for f in frames.values()) <= IN_PLACE_ROWS and self._has_tables(layers):
+                _write_in_place(self.path, layers, frames, deleted, meta)
+                return
             _remove_leftovers(self.path)
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.gpkg")
             try:
@@ -567,6 +572,73 @@ class GeoPackageStore(Store):
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
+
+
+    def _has_tables(self, layers: dict[str, Layer]) -> bool:
+        with self._connect() as con:
+            tables = self._tables(con)
+        return META_TABLE in tables and all(name in tables for name in layers)
+
+
+#: An upsert of at most this many rows into existing layers is written in place, in one SQLite transaction,
+#: instead of into a copy of the file (an occupancy saved with its findings: milliseconds, not a rewrite of
+#: every layer it touches).  The file's signature (its modification time and size) changes all the same.
+IN_PLACE_ROWS = 5000
+
+
+def _gpkg_functions(con: sqlite3.Connection) -> None:
+    """The SQL functions GeoPackage's R-tree triggers call (GDAL registers them; plain SQLite has none)."""
+
+    def part(k: int):
+        def f(blob):
+            env = gpkg_envelope(blob)
+            return None if env is None else env[k]
+        return f
+
+    con.create_function("ST_IsEmpty", 1, lambda blob: 1 if gpkg_envelope(blob) is None else 0, deterministic=True)
+    for k, name in enumerate(("ST_MinX", "ST_MaxX", "ST_MinY", "ST_MaxY")):
+        con.create_function(name, 1, part(k), deterministic=True)
+
+
+def _sql_value(value):
+    """A value as the GeoPackage holds it (dates as ISO text)."""
+    if isinstance(value, (dt.date, dt.datetime)):
+        return value.isoformat()[:10]
+    return value
+
+
+def _write_in_place(path: Path, layers: dict[str, Layer], frames: dict[str, gpd.GeoDataFrame],
+                    deleted: dict[str, list[str]], meta: dict[str, Any] | None) -> None:
+    """Upsert ``frames`` and delete ``deleted`` keys in the file itself, in one transaction (writers' lock held)."""
+    srs = int(STORE_CRS.split(":")[1])
+    con = sqlite3.connect(path, isolation_level=None)
+    try:
+        _gpkg_functions(con)
+        con.execute("BEGIN IMMEDIATE")
+        for name, lay in layers.items():
+            frame = schema.coerce(lay, frames[name]) if name in frames else None
+            keys = [*deleted.get(name, []), *([] if frame is None else [str(k) for k in frame[lay.key]])]
+            con.executemany(f'DELETE FROM "{name}" WHERE "{lay.key}" = ?', [(k,) for k in keys])
+            if frame is None or not len(frame):
+                continue
+            table = _arrow_table(lay, frame)
+            names = table.column_names
+            columns = [table.column(n).to_pylist() for n in names[:-1]]
+            geoms = geo.to_multipolygons(frame.geometry.values)
+            columns.append(to_gpkg(geoms, srs))
+            marks = ", ".join("?" * len(names))
+            con.executemany(f'INSERT INTO "{name}" ({", ".join(f"{chr(34)}{n}{chr(34)}" for n in names)}) '
+                            f"VALUES ({marks})", [tuple(_sql_value(v) for v in row) for row in zip(*columns)])
+        for key, value in (meta or {}).items():
+            con.execute(f"DELETE FROM {META_TABLE} WHERE key = ?", [key])
+            con.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)", [key, orjson.dumps(value).decode()])
+        con.execute("COMMIT")
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
 
 
 def _fid_key_index(layer: Layer) -> str:
