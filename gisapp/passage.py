@@ -38,6 +38,7 @@ days the set of active occupancies changes (:func:`narrowest_over_period`).
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -91,7 +92,7 @@ def passage_width(sidewalk: BaseGeometry, focus: BaseGeometry, occupancies: Sequ
 
 def _piece_passage(sidewalk, focus, occupancies, width) -> float | None:
     width = sidewalk_width(sidewalk) if width is None or not width > 0 else float(width)
-    window = shapely.buffer(focus, width + REACH, quad_segs=8)
+    window = _window(focus, width)
     stretch = shapely.intersection(sidewalk, window)
     sides, holes = _sides(sidewalk, window, width)
     if len(sides) < 2:
@@ -125,6 +126,16 @@ def _piece_passage(sidewalk, focus, occupancies, width) -> float | None:
         if side_of[ri] < 0:
             side_of[ri] = side_of[rj]
     return None  # not reached: two sides always meet
+
+
+def _window(focus, width):
+    """The stretch's window: ``focus`` grown by ``width`` + :data:`REACH` with mitred corners (vectorised).
+
+    Mitred, not round: it holds every point that near and has few vertices
+    (an occupancy drawn as a rectangle along the sidewalk gives a rectangle,
+    whose ends cut straight across it).
+    """
+    return shapely.buffer(focus, np.asarray(width) + REACH, join_style="mitre", mitre_limit=2.0)
 
 
 def _sides(sidewalk, window, width: float) -> tuple[list, list]:
@@ -220,6 +231,24 @@ def _end_edges(polygons: np.ndarray, widths: np.ndarray) -> np.ndarray:
         np.array([shapely.MultiLineString() for _ in polygons], dtype=object)
 
 
+def _bottleneck(edges: list[tuple[float, int, int]]) -> float:
+    """The bottleneck distance between nodes 0 and 1 (the two sides): Kruskal until they are joined."""
+    parent: dict[int, int] = {}
+
+    def root(i: int) -> int:
+        while parent.get(i, i) != i:
+            i = parent[i]
+        return i
+
+    for d, i, j in sorted(edges):
+        ri, rj = root(i), root(j)
+        if ri != rj:
+            parent[rj] = ri
+            if root(0) == root(1):
+                return d
+    return math.inf
+
+
 def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.ndarray, np.ndarray]:
     """The narrowest passage beside each of many occupancies over its period, and the first day it is that narrow.
 
@@ -230,11 +259,14 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.
     (NaN where an occupancy is on no sidewalk or the passage is undefined)
     and int64 days (-1 there).
 
-    Vectorised for the common case — an occupancy on one plain sidewalk with
-    no other occupancy near it in space and time — where the passage is
-    ``min(d(L, R), max(d(O, L), d(O, R)))`` for the sides ``L``, ``R`` and
-    the occupancy ``O`` (the bottleneck of :func:`passage_width` for one
-    obstacle); the others go through :func:`narrowest_over_period`.
+    The same answers as :func:`narrowest_over_period`, vectorised for an
+    occupancy on one sidewalk without holes whose stretch has two sides
+    ``L``, ``R``: every distance (sides, the occupancy ``O``, the
+    neighbours active with it, clipped to the stretch) is computed by one
+    shapely call over all of them; alone, the passage is
+    ``min(d(L, R), max(d(O, L), d(O, R)))``, and with neighbours a small
+    Kruskal per day the set of neighbours changes.  Other cases (several
+    sidewalks, holes, odd outlines) go through :func:`narrowest_over_period`.
     """
     geoms = np.asarray(geoms, dtype=object)
     starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
@@ -248,8 +280,17 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.
     if missing.any():
         own[missing] = [sidewalk_width(s) for s in sidewalks[missing]]
     i, s = shapely.STRtree(sidewalks).query(geoms, predicate="intersects")
-    solid = shapely.area(shapely.intersection(geoms[i], sidewalks[s])) > AREA_MIN
-    i, s = i[solid], s[solid]
+    # most lie wholly on their sidewalk (to a millimetre: an edge on the property line is off it by float
+    # noise), and need no overlay
+    used_walks = np.unique(s)
+    grown = np.empty(len(sidewalks), dtype=object)
+    grown[used_walks] = shapely.buffer(sidewalks[used_walks], 1e-3, join_style="mitre")
+    shapely.prepare(grown[used_walks])
+    inside = shapely.contains(grown[s], geoms[i])
+    edge = np.flatnonzero(~inside)
+    solid = shapely.area(geoms[i]) > AREA_MIN
+    solid[edge] = shapely.area(shapely.intersection(geoms[i[edge]], sidewalks[s[edge]])) > AREA_MIN
+    i, s, inside = i[solid], s[solid], inside[solid]
     if not len(i):
         return out, day
     on = np.zeros(n, dtype=np.int64)
@@ -261,20 +302,22 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.
     a = i[a]
     keep = (a != b) & (starts[b] <= ends[a]) & (starts[a] <= ends[b])
     a, b = a[keep], b[keep]
-    crowded = np.zeros(n, dtype=bool)
-    crowded[a] = True
+    order = np.lexsort((b, a))
+    a, b = a[order], b[order]
     parts = shapely.get_num_geometries(sidewalks)
     plain_sw = (parts == 1) & (shapely.get_num_interior_rings(shapely.get_geometry(sidewalks, 0)) == 0)
-    fast = (on[i] == 1) & ~crowded[i] & plain_sw[s]
-    fi, fs = i[fast], s[fast]
+    fast = (on[i] == 1) & plain_sw[s]
+    fi, fs, f_inside = i[fast], s[fast], inside[fast]
     polygon = shapely.get_geometry(sidewalks[fs], 0)
     width = own[fs]
-    window = shapely.buffer(geoms[fi], width + REACH, quad_segs=8)
-    along = shapely.intersection(shapely.get_exterior_ring(polygon), window)
+    window = _window(geoms[fi], width)
+    # each sidewalk's outline without its end edges, once per sidewalk, then cut by each window
     used, back = np.unique(fs, return_inverse=True)
-    edges = _end_edges(shapely.get_geometry(sidewalks[used], 0), own[used])[back]
-    cut = shapely.buffer(edges, _TOUCH, cap_style="flat")
-    along = np.where(shapely.is_empty(edges), along, shapely.difference(along, cut))
+    outline = shapely.get_exterior_ring(shapely.get_geometry(sidewalks[used], 0))
+    edges = _end_edges(shapely.get_geometry(sidewalks[used], 0), own[used])
+    has = np.flatnonzero(~shapely.is_empty(edges))
+    outline[has] = shapely.difference(outline[has], shapely.buffer(edges[has], _TOUCH, cap_style="flat"))
+    along = shapely.intersection(outline[back], window)
     pieces, owner = shapely.get_parts(shapely.line_merge(along), return_index=True)
     long = shapely.length(pieces) > _TOUCH
     pieces, owner = pieces[long], owner[long]
@@ -285,24 +328,79 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.
     apart = shapely.distance(left, right)
     ok = apart > _TOUCH
     two, left, right, apart = two[ok], left[ok], right[ok], apart[ok]
-    body = shapely.intersection(geoms[fi[two]], polygon[two])
-    value = np.minimum(apart, np.maximum(shapely.distance(body, left), shapely.distance(body, right)))
-    out[fi[two]] = np.round(np.maximum(value, 0.0), DECIMALS) + 0.0
-    day[fi[two]] = starts[fi[two]]
+    done_rows = fi[two]  # the occupancies measured here, one per row of the arrays below
+    poly = polygon[two]
+    body = geoms[done_rows].copy()
+    cut_body = np.flatnonzero(~f_inside[two])
+    body[cut_body] = shapely.intersection(body[cut_body], poly[cut_body])
+    to_left, to_right = shapely.distance(body, left), shapely.distance(body, right)
+    alone = np.minimum(apart, np.maximum(to_left, to_right))
+    out[done_rows] = np.round(np.maximum(alone, 0.0), DECIMALS) + 0.0
+    day[done_rows] = starts[done_rows]
+    # their neighbours, clipped to the stretch, and every distance among the obstacles of each row
+    row_of = np.full(n, -1, dtype=np.int64)
+    row_of[done_rows] = np.arange(len(done_rows))
+    near = row_of[a] >= 0
+    na, nb = row_of[a[near]], b[near]
+    if len(na):
+        stretch = shapely.intersection(poly[na], window[two][na])
+        clipped = shapely.intersection(geoms[nb], stretch)
+        solid = shapely.area(clipped) > 0
+        na, nb, clipped = na[solid], nb[solid], clipped[solid]
+        c_left, c_right = shapely.distance(clipped, left[na]), shapely.distance(clipped, right[na])
+        c_body = shapely.distance(clipped, body[na])
+        bounds = np.flatnonzero(np.r_[True, na[1:] != na[:-1], True])
+        pair_j: list[np.ndarray] = []
+        pair_k: list[np.ndarray] = []
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            if hi - lo > 1:
+                jj, kk = np.triu_indices(hi - lo, 1)
+                pair_j.append(jj + lo)
+                pair_k.append(kk + lo)
+        pj = np.concatenate(pair_j) if pair_j else np.empty(0, dtype=np.int64)
+        pk = np.concatenate(pair_k) if pair_k else np.empty(0, dtype=np.int64)
+        between = shapely.distance(clipped[pj], clipped[pk])
+        among: dict[int, list[tuple[float, int, int]]] = {}
+        for j, k, d in zip(pj.tolist(), pk.tolist(), between.tolist(), strict=True):
+            among.setdefault(j, []).append((d, j, k))
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+            r = int(na[lo])
+            p = int(done_rows[r])
+            # nodes: 0 = L, 1 = R, 2 = the occupancy, 3 + m = its m-th neighbour (m = index - lo)
+            base = [(float(apart[r]), 0, 1), (float(to_left[r]), 2, 0), (float(to_right[r]), 2, 1)]
+            ns = nb[lo:hi]
+            n_start = np.maximum(starts[ns], starts[p])
+            n_end = np.minimum(ends[ns], ends[p])
+            change = sorted({int(starts[p]), *n_start[n_start > starts[p]].tolist(),
+                             *(n_end[n_end < ends[p]] + 1).tolist()})
+            best, best_day = math.inf, -1
+            seen: dict[tuple, float] = {}
+            for when in change:
+                active = tuple(np.flatnonzero((n_start <= when) & (when <= n_end)).tolist())
+                if active not in seen:
+                    edges_now = list(base)
+                    for m in active:
+                        g = lo + m
+                        edges_now += [(float(c_left[g]), 3 + m, 0), (float(c_right[g]), 3 + m, 1),
+                                      (float(c_body[g]), 3 + m, 2)]
+                        edges_now += [(d, 3 + (j - lo), 3 + (k - lo)) for d, j, k in among.get(g, ())
+                                      if (k - lo) in active]
+                    seen[active] = round(max(_bottleneck(edges_now), 0.0), DECIMALS) + 0.0
+                if seen[active] < best:
+                    best, best_day = seen[active], when
+            out[p], day[p] = best, best_day
     done = np.zeros(n, dtype=bool)
-    done[fi[two]] = True
+    done[done_rows] = True
     # the rest, one by one
     epoch = dt.date(1970, 1, 1)
     todo = np.unique(i[~done[i]])
     if len(todo):
-        order = np.argsort(a, kind="stable")
-        a, b = a[order], b[order]
-        lo, hi = np.searchsorted(a, todo), np.searchsorted(a, todo, side="right")
+        lo_n, hi_n = np.searchsorted(a, todo), np.searchsorted(a, todo, side="right")
         by_permit = np.searchsorted(i, todo), np.searchsorted(i, todo, side="right")
         for k, p in enumerate(todo):
             mine = s[by_permit[0][k]:by_permit[1][k]]
             others = [Occupancy(geoms[q], epoch + dt.timedelta(days=int(starts[q])),
-                                epoch + dt.timedelta(days=int(ends[q]))) for q in b[lo[k]:hi[k]]]
+                                epoch + dt.timedelta(days=int(ends[q]))) for q in b[lo_n[k]:hi_n[k]]]
             focus = Occupancy(geoms[p], epoch + dt.timedelta(days=int(starts[p])),
                               epoch + dt.timedelta(days=int(ends[p])))
             sw = shapely.union_all(sidewalks[mine])

@@ -17,8 +17,10 @@ import math
 import re
 from urllib.parse import quote
 
+import geopandas as gpd
 import numpy as np
 import pytest
+import shapely
 
 from gisapp import geo, schema
 from gisapp.accounts import Accounts
@@ -37,6 +39,11 @@ def frames():
     """The sample layers, one dossier's code holding slashes."""
     frames, meta = sample_frames(120)
     frames[PERMITS].loc[5, "dossier_code"] = SLASH_CODE
+    x0, y0, x1, _ = frames[PERMITS].geometry.iloc[0].bounds  # a sidewalk in front of the first parcel
+    frames["sidewalks"] = gpd.GeoDataFrame(
+        {"sidewalk_id": ["SW-1"], "ward_code": [frames[PERMITS]["ward_code"].iloc[0]], "street": ["Phố Thử"],
+         "width_m": [3.0], "street_class": ["MAIN"]},
+        geometry=[shapely.box(x0 - 20, y0 - 3, x1 + 20, y0)], crs=schema.STORE_CRS)
     return frames, meta
 
 

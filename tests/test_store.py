@@ -404,3 +404,15 @@ def test_write_lock_keeps_other_writers_out_until_released(store):
     thread.join(timeout=60)
     assert order == ["mine wrote", "other wrote"]
     assert not store.get("construction_permits", "OTHER").empty and not store.get("construction_permits", "MINE").empty
+
+
+def test_rows_in_box_reads_a_neighbourhood_through_the_index(store):
+    # lots i are 547900 + 10 i … + 6 wide, 1770700 … 1770718 high: the box meets lots 3 and 4
+    rows = store.rows_in_box("construction_permits", (547935.0, 1770710.0, 547941.0, 1770711.0),
+                             fields=["dossier_code", "received_on", "floors"])
+    assert sorted(r[0] for r in rows) == ["XD-0003", "XD-0004"]
+    code, received, floors, wkb = sorted(rows)[0]
+    assert received == D("2022-01-06") and floors == 4
+    assert shapely.equals(shapely.from_wkb(bytes(wkb)), shapely.box(547930, 1770700, 547936, 1770718))
+    assert store.rows_in_box("construction_permits", (0.0, 0.0, 1.0, 1.0), fields=["dossier_code"]) == []
+    assert store.rows_in_box("sidewalks", (547935.0, 1770710.0, 547941.0, 1770711.0), fields=["sidewalk_id"]) == []

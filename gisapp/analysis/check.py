@@ -40,7 +40,6 @@ from shapely.geometry.base import BaseGeometry
 from gisapp import domain, geo, passage
 from gisapp.errors import InputError
 from gisapp.fees import FeeTable, load_fee_table
-from gisapp.filters import Filter
 from gisapp.schema import STORE_CRS, WEB_CRS
 from gisapp.store import Store
 
@@ -293,18 +292,17 @@ def _near(store: Store, layer: str, bounds, margin: float, personal: bool = Fals
     """The features of ``layer`` whose bounding box meets ``bounds`` (EPSG:5899) grown by ``margin`` metres.
 
     Plain rows (``dict``: the fields of :data:`FIELDS`, dates as dates, and
-    ``geometry``), read as Arrow through the store's bbox filter.
+    ``geometry``), from one query through the store's spatial index
+    (:meth:`Store.rows_in_box`).
     """
     x0, y0, x1, y1 = bounds
-    box = shapely.box(x0 - margin, y0 - margin, x1 + margin, y1 + margin)
-    lon0, lat0, lon1, lat1 = geo.transform([box], STORE_CRS, WEB_CRS)[0].bounds
     fields = FIELDS[layer] + (PERSONAL_FIELDS.get(layer, []) if personal else [])
-    table = store.read_arrow(layer, Filter(bbox=(lon0, lat0, lon1, lat1)), fields=fields)
-    if table is None or not table.num_rows:
+    rows = store.rows_in_box(layer, (x0 - margin, y0 - margin, x1 + margin, y1 + margin), fields=fields)
+    if not rows:
         return []
-    columns = {name: table.column(name).to_pylist() for name in fields}
-    geoms = shapely.from_wkb(np.array(table.column("geometry").to_pylist(), dtype=object))
-    return [{**{name: columns[name][k] for name in fields}, "geometry": geoms[k]} for k in range(table.num_rows)]
+    geoms = shapely.from_wkb(np.array([None if r[-1] is None else bytes(r[-1]) for r in rows], dtype=object))
+    return [{**dict(zip(fields, r[:-1], strict=True)), "geometry": g} for r, g in zip(rows, geoms, strict=True)
+            if g is not None and not g.is_empty]
 
 
 def _day(value) -> dt.date | None:

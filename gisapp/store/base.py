@@ -140,6 +140,16 @@ class Store(abc.ABC):
         """The count of matching features and one page of them as rows (see :class:`Page`)."""
 
     @abc.abstractmethod
+    def rows_in_box(self, layer: str, box: tuple[float, float, float, float], *, fields: list[str]) -> list[tuple]:
+        """Rows of ``layer`` whose bounding box meets ``box`` (minx, miny, maxx, maxy in EPSG:5899), in one query.
+
+        Each row is ``(*fields, geometry)``: the values as Python values
+        (text, int, float, :class:`datetime.date`; ``None`` when missing)
+        and the geometry as WKB in EPSG:5899.  In no particular order; for
+        small neighbourhoods read through the spatial index (the occupancy check).
+        """
+
+    @abc.abstractmethod
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
 

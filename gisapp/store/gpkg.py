@@ -445,6 +445,20 @@ class GeoPackageStore(Store):
             return con.execute(f'SELECT {columns}t.geom FROM "rtree_{layer}_geom" r JOIN "{layer}" t '
                                f"ON t.fid = r.id WHERE {where}", [x1, x2, y1, y2, *params]).fetchall()
 
+    def rows_in_box(self, layer: str, box: tuple[float, float, float, float], *, fields: list[str]) -> list[tuple]:
+        """Rows whose R-tree box meets ``box`` (see :meth:`Store.rows_in_box`): one query joining the R-tree."""
+        lay = store_layer(layer)
+        names = field_names(lay, fields)
+        dates = [k for k, n in enumerate(names) if lay.field(n).type == "date"]
+        rows = self.box_rows(layer, box, None, names)
+        out = []
+        for row in rows:
+            values = list(row[:-1])
+            for k in dates:
+                values[k] = None if values[k] is None else dt.date.fromisoformat(str(values[k])[:10])
+            out.append((*values, None if row[-1] is None else gpkg_to_wkb(row[-1])))
+        return out
+
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
         lay = store_layer(layer)

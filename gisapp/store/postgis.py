@@ -282,6 +282,16 @@ class PostGISStore(Store):
                     if len(rows) < batch_size:
                         return
 
+    def rows_in_box(self, layer: str, box: tuple[float, float, float, float], *, fields: list[str]) -> list[tuple]:
+        """Rows whose geometry's box meets ``box`` (see :meth:`Store.rows_in_box`): one query on the GiST index."""
+        lay = store_layer(layer)
+        names = field_names(lay, fields)
+        columns = "".join(f"{n}, " for n in names)
+        with self.connection() as con:
+            return con.cursor(binary=True).execute(
+                f"SELECT {columns}ST_AsBinary(geom) FROM {lay.name} "
+                "WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, 5899)", [float(v) for v in box]).fetchall()
+
     def iter_batches(self, layer: str, flt: Filter | None = None,
                      batch_size: int = 5000) -> Iterator[gpd.GeoDataFrame]:
         """Matching features in key order, ``batch_size`` at a time, from one query."""
