@@ -445,16 +445,22 @@ class PostGISStore(Store):
                     if not pool.schema_ok:
                         migrations.upgrade(con)
                     con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+                    removed = dict.fromkeys(layers, 0)
                     for name, keys in deleted.items():
                         lay = layers[name]
-                        con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s)", [keys])
+                        removed[name] += con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s)",
+                                                     [keys]).rowcount
                     for name, frame in typed.items():
                         if mode == "replace":
                             _replace_layer(con, layers[name], frame)
                         else:
-                            _upsert_layer(con, layers[name], frame)
+                            removed[name] += _upsert_layer(con, layers[name], frame)
+                    small = mode == "upsert" and sum(len(f) for f in typed.values()) <= SMALL_UPSERT
                     for name in layers:
-                        _update_stats(con, layers[name])
+                        if small:
+                            _update_stats_by(con, layers[name], typed.get(name), removed[name])
+                        else:
+                            _update_stats(con, layers[name])
                     if meta:
                         _write_meta(con, meta)
                     con.execute("UPDATE gisapp_version SET version = version + 1")
@@ -665,17 +671,48 @@ def _before_swap(con: psycopg.Connection, layer: Layer) -> None:
     """Hook between loading a layer and swapping it in (tests inject failures here)."""
 
 
-def _upsert_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame) -> None:
-    """Replace rows with the keys of ``frame`` and add the others."""
+def _upsert_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame) -> int:
+    """Replace rows with the keys of ``frame`` and add the others; how many stored rows were replaced."""
     name, key = layer.name, layer.key
     con.execute(f"CREATE TEMP TABLE gisapp_upsert (LIKE {name} INCLUDING DEFAULTS) ON COMMIT DROP")
     _copy_into(con, "gisapp_upsert", layer, frame)
-    con.execute(f"DELETE FROM {name} t USING gisapp_upsert u WHERE t.{key} = u.{key}")
+    replaced = con.execute(f"DELETE FROM {name} t USING gisapp_upsert u WHERE t.{key} = u.{key}").rowcount
     _before_swap(con, layer)
     con.execute(f"INSERT INTO {name} SELECT * FROM gisapp_upsert")
     con.execute("DROP TABLE gisapp_upsert")
     if len(frame) > 10_000:
         con.execute(f"ANALYZE {name}")
+    return max(replaced, 0)
+
+
+#: Upserts of at most this many rows update the layer's count and extent from what they wrote, without
+#: scanning the layer (an occupancy saved with its findings); larger writes recount.
+SMALL_UPSERT = 5000
+
+
+def _update_stats_by(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame | None, removed: int) -> None:
+    """Update the count and extent of ``layer`` in ``gisapp_layers`` by a small upsert, without a scan.
+
+    The count is exact (rows removed, rows added); the extent grows to hold
+    the rows written and does not shrink for rows removed (it stays a bound
+    of the data, exact again after the layer's next large write).
+    """
+    added = 0 if frame is None else len(frame)
+    bounds = None
+    if frame is not None and added:
+        geoms = geo.to_multipolygons(frame.geometry.values)
+        geoms = geoms[~shapely.is_missing(geoms)]
+        geoms = geoms[~shapely.is_empty(geoms)]
+        if len(geoms):
+            b = shapely.bounds(geoms)
+            bounds = [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
+    if bounds is None:
+        con.execute("UPDATE gisapp_layers SET count = count - %s + %s WHERE name = %s", [removed, added, layer.name])
+        return
+    con.execute(
+        "UPDATE gisapp_layers SET count = count - %s + %s, minx = LEAST(minx, %s), miny = LEAST(miny, %s), "
+        "maxx = GREATEST(maxx, %s), maxy = GREATEST(maxy, %s) WHERE name = %s",
+        [removed, added, *bounds, layer.name])
 
 
 def _update_stats(con: psycopg.Connection, layer: Layer) -> None:
