@@ -24,6 +24,8 @@ BENCHMARKS = [
     ("benchmarks.bench_reports", ["--sizes", "100000,1000000"], ["--sizes", "100000"]),
     ("benchmarks.bench_field", ["--sizes", "100000,1000000"], ["--sizes", "100000", "--seconds", "5", "--saves", "2"]),
     ("benchmarks.bench_progress", [], ["--sizes", "20000", "--repeat", "1", "--calls", "100000"]),
+    ("benchmarks.bench_occupancy", ["--sizes", "100000,1000000"], ["--sizes", "100000", "--requests", "120",
+                                                                    "--saves", "3"]),
 ]
 
 
@@ -32,7 +34,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     parser.add_argument("names", nargs="*", help="analysis, import, export, map, postgis, history, reports, field, "
-                        "progress (default: all)")
+                        "progress, occupancy (default: all)")
     args = parser.parse_args(argv)
     failed = 0
     for module, full, quick in BENCHMARKS:

@@ -100,6 +100,16 @@ def signed_in(app, name: str):
     return client
 
 
+def occupancy_inputs(geom, start: str, end: str, purpose: str = "MATERIALS", **more) -> dict:
+    """The process inputs of an occupancy ``geom`` (shapely, EPSG:5899) as a client sends them (WGS84 GeoJSON)."""
+    from gisapp import geo
+    from gisapp.schema import WEB_CRS
+
+    wgs84 = geo.transform([geom], schema.STORE_CRS, WEB_CRS)[0]
+    return {"geometry": orjson.loads(orjson.dumps(shapely.geometry.mapping(wgs84), option=orjson.OPT_SERIALIZE_NUMPY)),
+            "start": start, "end": end, "purpose": purpose, **more}
+
+
 # -- sample proposals of the occupancy check on the demo (tests/data/proposals/) ---------------
 
 #: The sample proposals' files: verdict → path, each a GeoJSON Feature whose properties carry start, end, purpose.

@@ -24,3 +24,15 @@ def new_store(backend: str, tmp_path, request=None):
             request.addfinalizer(lambda: (close_pool(url), server.drop_database(name)))
         return PostGISStore(url, must_exist=False)
     raise ValueError(backend)
+
+
+def analyzed_store(backend: str, tmp_path, request, frames: dict, meta: dict):
+    """A store of ``backend`` holding ``frames`` and the findings of a full analysis (its parameters in the meta)."""
+    from gisapp.analysis.incremental import stored_params
+    from gisapp.analysis.run import analyze_store
+
+    store = new_store(backend, tmp_path, request)
+    store.write(frames, meta=meta)
+    result, _ = analyze_store(store, stored_params(store))
+    store.write({"findings": result.findings}, mode="replace", meta={"findings": result.params.as_meta()})
+    return store

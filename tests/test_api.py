@@ -50,7 +50,10 @@ def test_landing_links_service_desc_conformance_and_data(client):
 
 def test_conformance_classes(client):
     _, doc = get_json(client, "/api/conformance")
-    assert {c.rsplit("/", 1)[-1] for c in doc["conformsTo"]} == {"core", "geojson", "html", "oas30"}
+    features = [c for c in doc["conformsTo"] if "/ogcapi-features-1/" in c]
+    assert {c.rsplit("/", 1)[-1] for c in features} == {"core", "geojson", "html", "oas30"}
+    processes = [c for c in doc["conformsTo"] if "/ogcapi-processes-1/" in c]
+    assert {c.rsplit("/", 1)[-1] for c in processes} == {"core", "ogc-process-description", "json", "oas30"}
 
 
 def test_collections_with_wgs84_and_temporal_extent(client, demo_store):
@@ -83,9 +86,12 @@ def test_openapi_declares_every_route_and_parameter(client, app):
     assert r.content_type == ogcapi.OPENAPI
     assert doc["openapi"].startswith("3.0")
     routes = {rule.rule for rule in app.url_map.iter_rules() if rule.rule.startswith("/api")}
-    declared = {"/api" + re.sub(r"\{featureId\}", "<path:feature_id>", p).rstrip("/") for p in doc["paths"]}
+    declared = {"/api" + re.sub(r"\{featureId\}", "<path:feature_id>", p).replace("{jobId}", "<job_id>").rstrip("/")
+                for p in doc["paths"]}
     for route in routes:
-        if "<collection_id>" in route:
+        if "<process_id>" in route:
+            assert route.replace("<process_id>", "occupancy-check") in declared
+        elif "<collection_id>" in route:
             for name in LAYERS:
                 assert route.replace("<collection_id>", name) in declared
         else:

@@ -232,8 +232,8 @@ def test_localize_leaves_folium_defaults_alone():
 
 def test_localize_warns_about_unvendored_plugins():
     m = folium.Map(tiles=None, maxZoom=19)
-    plugins.Draw().add_to(m)  # not vendored
-    with pytest.warns(UserWarning, match="Draw"):
+    plugins.LocateControl().add_to(m)  # not vendored
+    with pytest.warns(UserWarning, match="LocateControl"):
         assets.localize(m)
 
 

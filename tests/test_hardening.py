@@ -187,8 +187,9 @@ def walk(app, store) -> list[tuple[str, str]]:
     first = {name: store.read(name, limit=1) for name in schema.LAYERS}
     out = []
     for rule in app.url_map.iter_rules():
-        if "GET" not in rule.methods or "<token>" in rule.rule or "<inspection_id>" in rule.rule:
-            continue  # uploads, inspections: reached only through their flows (test_upload, test_inspections)
+        if "GET" not in rule.methods or "<token>" in rule.rule or "<inspection_id>" in rule.rule \
+                or "<job_id>" in rule.rule:
+            continue  # uploads, inspections: through their flows (test_upload, test_inspections); jobs: none
         if rule.rule == "/data/here":
             out.append((rule.endpoint, "/data/here?lon=108.2&lat=16.01"))
             continue
@@ -199,7 +200,7 @@ def walk(app, store) -> list[tuple[str, str]]:
         for name in layers:
             if rule.rule.startswith("/tiles/") and name not in ("construction_permits", "sidewalk_permits", "findings"):
                 continue
-            if rule.rule.startswith("/data/<layer>") and name == "wards":
+            if rule.rule.startswith("/data/<layer>") and name in ("wards", "sidewalks"):
                 continue
             path = rule.rule.replace("<layer>", name or "").replace("<collection_id>", name or "")
             if "<z>" in path:
@@ -207,8 +208,9 @@ def walk(app, store) -> list[tuple[str, str]]:
             if "<path:feature_id>" in path:
                 keys = first[name][schema.LAYERS[name].key]  # an empty layer: an unknown id (a 404, stored neither)
                 path = path.replace("<path:feature_id>", quote(str(keys.iloc[0]) if len(keys) else "none"))
-            path = re.sub(r"<(?:path:)?code>", quote(SLASH_CODE, safe=""), path)
+            path = re.sub(r"<(?:path:)?(?:dossier_)?code>", quote(SLASH_CODE, safe=""), path)
             path = path.replace("<name>", "permits")  # /export/blds/<name>.csv
+            path = path.replace("<process_id>", "occupancy-check")
             for p in ([path.replace("<fmt>", f) for f in ("geojson", "csv", "gpkg")] if "<fmt>" in path else [path]):
                 out.append((rule.endpoint, p))
     out += [("api.item", f"/api/collections/{PERMITS}/items/{quote(SLASH_CODE, safe='')}?f=html"),

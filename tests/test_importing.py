@@ -488,6 +488,7 @@ def test_failure_mid_write_leaves_the_store_unchanged(tmp_path, store, parcels_s
         raise RuntimeError("disk unplugged")
 
     monkeypatch.setattr(gpkg_module, target, boom)
+    monkeypatch.setattr(gpkg_module, "IN_PLACE_ROWS", 0)  # the copy's path (a small upsert is written in place)
     path = write_csv(tmp_path / "b.csv", [dossier(i) for i in range(2, 6)])
     with pytest.raises(RuntimeError, match="disk unplugged"):
         run_import(store, "construction_permits", path, parcels=parcels_shp, calendar=CAL)
@@ -496,6 +497,24 @@ def test_failure_mid_write_leaves_the_store_unchanged(tmp_path, store, parcels_s
     reopened = GeoPackageStore(store.path)
     pd.testing.assert_frame_equal(pd.DataFrame(reopened.read("construction_permits")), pd.DataFrame(before))
     assert not [p for p in store.path.parent.iterdir() if p.name.endswith(".tmp.gpkg")]
+
+
+def test_failure_mid_write_in_place_leaves_the_store_unchanged(tmp_path, store, parcels_shp, monkeypatch):
+    """A small upsert is written in the file itself, in one SQLite transaction: a failure rolls it all back."""
+    run_import(store, "construction_permits", write_csv(tmp_path / "a.csv", [dossier(i) for i in range(1, 4)]),
+               parcels=parcels_shp, calendar=CAL)
+    before = store.read("construction_permits")
+
+    def boom(*args, **kwargs):  # after the rows with these keys were deleted, before the new ones are in
+        raise RuntimeError("disk unplugged")
+
+    monkeypatch.setattr(gpkg_module, "to_gpkg", boom)
+    path = write_csv(tmp_path / "b.csv", [dossier(i) for i in range(2, 6)])
+    with pytest.raises(RuntimeError, match="disk unplugged"):
+        run_import(store, "construction_permits", path, parcels=parcels_shp, calendar=CAL)
+    monkeypatch.undo()
+    reopened = GeoPackageStore(store.path)
+    pd.testing.assert_frame_equal(pd.DataFrame(reopened.read("construction_permits")), pd.DataFrame(before))
 
 
 def test_file_without_crs_is_refused_unless_crs_given(tmp_path, store):

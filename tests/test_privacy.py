@@ -58,10 +58,11 @@ def urls(app):
         if "GET" not in rule.methods or rule.endpoint == "static":
             continue
         path = rule.rule
-        if "<token>" in path or "<inspection_id>" in path:
-            continue  # uploads, inspections, their photos: reached through their flows (test_upload, test_inspections)
+        if "<token>" in path or "<inspection_id>" in path or "<job_id>" in path:
+            continue  # uploads, inspections, photos: through their flows (test_upload, test_inspections); no jobs
         if path == "/data/here":
             path += "?lon=108.2&lat=16.01&day=2022-03-15"
+        path = path.replace("<process_id>", "occupancy-check")
         if "<collection_id>" in path or "<layer>" in path:
             for name in schema.LAYERS:
                 key = store.read(name, limit=1)
@@ -87,7 +88,7 @@ def urls(app):
                 out.append(p)
             continue
         path = path.replace("/export/blds/<name>", "/export/blds/permits")  # BLDS files: one of them
-        out.append(re.sub(r"<(?:path:)?code>", code, path))  # codes may hold '/' (tests/test_hardening.py)
+        out.append(re.sub(r"<(?:path:)?(?:dossier_)?code>", code, path))  # codes may hold '/' (tests/test_hardening.py)
     extras = ["/api/collections/construction_permits/items?limit=10000",
               "/api/collections/construction_permits/items?f=html&limit=50",
               f"/api/collections/construction_permits/items/{code}?f=html",
@@ -123,6 +124,9 @@ def test_anonymous_sees_no_personal_data_anywhere(app, personal):
     assert len(walked) > 30
     for url in walked:
         r = client.get(url)
+        if url.startswith(tuple(NEEDS_JSON)):
+            assert r.status_code == 401, url  # officers only (a geometry, no personal field)
+            continue
         assert r.status_code in ((404,) if url in STAFF_ONLY else (200, 302)), (url, r.status_code)
         assert not leaks(r.data, names, ids), url
         if r.mimetype != "text/html":  # pages may carry the field labels; data must not carry the fields
@@ -149,6 +153,8 @@ def test_owner_names_are_searched_for_staff_only(app, personal):
 
 #: Routes that need a role; every other GET route is open to anonymous visitors.
 NEEDS = {"/admin": "admin", "/upload": "officer", "/inspections/new": "inspector"}
+#: JSON routes that need a role (anonymous visitors get 401, not the sign-in page), by prefix.
+NEEDS_JSON = {"/occupancy/": "officer"}
 #: Routes that do not exist for anyone not signed in (404), and answer every signed-in role.
 STAFF_ONLY = {"/inspections.geojson", "/export/blds/inspections.csv"}
 
@@ -160,8 +166,12 @@ def test_role_matrix(app, role):
     for url in urls(app):
         need = NEEDS.get(url.split("?")[0])
         status = client.get(url).status_code
+        json_need = next((r for prefix, r in NEEDS_JSON.items() if url.startswith(prefix)), None)
         if url in STAFF_ONLY:
             assert status == (404 if role is None else 200), (role, url, status)
+        elif json_need is not None:
+            wanted = (401,) if role is None else (200, 404) if rank[role] >= rank[json_need] else (403,)
+            assert status in wanted, (role, url, status)  # 404: a parcel that fronts no sidewalk
         elif need is None:
             assert status == 200, (role, url, status)
         elif role is None:

@@ -350,6 +350,62 @@ def test_aggregate_of_nothing_and_bad_cells(store):
         store.aggregate("construction_permits", cell_m=0)
 
 
+# -- small upserts with deletes, the writers' lock (filing an occupancy with its findings) ------------------------
+
+def test_upsert_with_delete_in_one_write(store):
+    frame = permits(3)
+    frame["dossier_code"] = ["NEW-1", "NEW-2", "XD-0003"]
+    frame["status"] = "RECEIVED"
+    frame["geometry"] = [shapely.box(548500, 1770700, 548506, 1770718), shapely.box(548510, 1770700, 548516, 1770718),
+                         shapely.box(547930, 1770700, 547936, 1770718)]
+    version = store.version()
+    store.write({"construction_permits": frame}, mode="upsert",
+                delete={"construction_permits": ["XD-0000", "XD-0001", "NOT-STORED"]}, meta={"note": "x"})
+    out = store.read("construction_permits")
+    codes = set(out["dossier_code"])
+    assert len(out) == 40 - 2 + 2 and {"NEW-1", "NEW-2", "XD-0003"} <= codes and not {"XD-0000", "XD-0001"} & codes
+    assert store.get("construction_permits", "XD-0003")["status"].iloc[0] == "RECEIVED"
+    assert store.version() != version and store.meta()["note"] == "x" and store.meta()["as_of"] == "2022-07-08"
+    # the spatial index, the counts and the search text follow
+    box = geo.transform([shapely.box(548499, 1770699, 548507, 1770719)], schema.STORE_CRS, schema.WEB_CRS)[0]
+    assert list(store.read("construction_permits", Filter(bbox=box.bounds))["dossier_code"]) == ["NEW-1"]
+    assert store.count("construction_permits") == 40
+    assert {i.name: i.count for i in store.info()}["construction_permits"] == 40
+    assert list(store.read("construction_permits", Filter(q="NEW-2"))["dossier_code"]) == ["NEW-2"]
+    # a delete alone
+    store.write({}, mode="upsert", delete={"construction_permits": ["NEW-1"]})
+    assert store.get("construction_permits", "NEW-1").empty
+    with pytest.raises(StoreError, match="upsert"):
+        store.write({"construction_permits": frame}, mode="replace", delete={"construction_permits": ["NEW-2"]})
+
+
+def test_write_lock_keeps_other_writers_out_until_released(store):
+    import threading
+
+    order: list[str] = []
+    started = threading.Event()
+
+    def other_writer():
+        other = open_store(store.url)
+        started.set()
+        row = permits(1).assign(dossier_code="OTHER")
+        other.write({"construction_permits": row}, mode="upsert")
+        order.append("other wrote")
+
+    with store.write_lock():
+        thread = threading.Thread(target=other_writer)
+        thread.start()
+        started.wait()
+        thread.join(timeout=1.0)
+        assert thread.is_alive()  # waiting for the lock
+        assert store.get("construction_permits", "OTHER").empty
+        store.write({"construction_permits": permits(1).assign(dossier_code="MINE")}, mode="upsert")  # re-entrant
+        order.append("mine wrote")
+    thread.join(timeout=60)
+    assert order == ["mine wrote", "other wrote"]
+    assert not store.get("construction_permits", "OTHER").empty and not store.get("construction_permits", "MINE").empty
+
+
 def test_rows_in_box_reads_a_neighbourhood_through_the_index(store):
     # lots i are 547900 + 10 i … + 6 wide, 1770700 … 1770718 high: the box meets lots 3 and 4
     rows = store.rows_in_box("construction_permits", (547935.0, 1770710.0, 547941.0, 1770711.0),

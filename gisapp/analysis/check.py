@@ -318,12 +318,15 @@ def _geoms(rows: list[dict]) -> np.ndarray:
     return np.array([r["geometry"] for r in rows], dtype=object)
 
 
-def check_occupancy(store: Store, proposal: Proposal, *, rules: CheckRules, personal: bool = False) -> dict:
+def check_occupancy(store: Store, proposal: Proposal, *, rules: CheckRules, personal: bool = False,
+                    exclude: str | None = None) -> dict:
     """The report on ``proposal``: verdict, reasons, passage, clashes, free windows, dossier, fee, due date.
 
     Reads only what lies near the proposal; writes nothing.  Personal
     fields (applicants, owners) only with ``personal``.  An unknown
     ``construction_dossier_code`` is an :class:`InputError` naming it.
+    ``exclude``: a stored permit the proposal replaces (an application
+    being changed), which neither clashes with it nor narrows its passage.
     """
     geom = proposal.geometry
     shapely.prepare(geom)
@@ -347,7 +350,7 @@ def check_occupancy(store: Store, proposal: Proposal, *, rules: CheckRules, pers
     reach = (width or (passage.sidewalk_width(on) if sidewalks else 0.0)) + passage.REACH
     permits = [p for p in _near(store, "sidewalk_permits", geom.bounds, reach + 1.0, personal)
                if p["status"] not in INACTIVE and p["start_on"] is not None and p["end_on"] is not None
-               and not p["geometry"].is_empty]
+               and not p["geometry"].is_empty and p["permit_no"] != exclude]
 
     # where: the sidewalks, the part off them, the ward
     off = float(shapely.area(shapely.difference(geom, on))) if sidewalks else area

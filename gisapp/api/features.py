@@ -33,6 +33,7 @@ import re
 from urllib.parse import quote, urlencode
 
 from gisapp import domain, geo, history
+from gisapp.api import processes
 from gisapp.errors import FilterError, NotFound
 from gisapp.filters import CODE_FIELDS, SURFACES, Filter
 from gisapp.formats import geojson
@@ -161,13 +162,14 @@ def landing(base: str, fmt: str = "json") -> dict:
             _link(f"{base}/openapi?f=html", "service-doc", HTML, "The API documentation"),
             _link(f"{base}/conformance?f=json", "conformance", JSON, "Conformance classes"),
             _link(f"{base}/collections?f=json", "data", JSON, "The collections"),
+            _link(f"{base}/processes", processes.REL_PROCESSES, JSON, "The processes (OGC API – Processes)"),
         ],
     }
 
 
 def conformance(base: str, fmt: str = "json") -> dict:
     """The conformance classes the API implements."""
-    return {"conformsTo": CONFORMANCE, "links": _self_links(base, "/conformance", fmt)}
+    return {"conformsTo": [*CONFORMANCE, *processes.CONFORMANCE], "links": _self_links(base, "/conformance", fmt)}
 
 
 def collection_doc(store: Store, layer: Layer, base: str, extent_info=None) -> dict:
@@ -477,8 +479,8 @@ def openapi(base: str, max_items: int) -> dict:
         "info": {"title": TITLE, "version": "1.0.0", "description": DESCRIPTION,
                  "license": {"name": "MIT"}},
         "servers": [{"url": base}],
-        "tags": [{"name": "Capabilities"}, *[{"name": lay.en} for lay in LAYERS.values()]],
-        "paths": paths,
+        "tags": [{"name": "Capabilities"}, *[{"name": lay.en} for lay in LAYERS.values()], {"name": "Processes"}],
+        "paths": {**paths, **processes.openapi_paths()},
         "components": {
             "parameters": _parameters(max_items),
             "schemas": {

@@ -306,3 +306,38 @@ def _doubles(buf: np.ndarray, at: np.ndarray, count: np.ndarray) -> np.ndarray:
     word, shift = pos // 8, (pos % 8).astype(np.uint64) * np.uint64(8)
     low, high = words[word], words[word + 1]
     return np.where(shift == 0, low, (low >> shift) | (high << (np.uint64(64) - shift))).view("<f8")
+
+
+def to_gpkg(geoms, srs_id: int) -> list[bytes | None]:
+    """GeoPackage geometry blobs of shapely geometries (little-endian, xy envelope; empty flagged), ``None`` kept."""
+    import struct
+
+    out: list[bytes | None] = []
+    wkbs = shapely.to_wkb(np.asarray(geoms, dtype=object), byte_order=1)
+    bounds = shapely.bounds(np.asarray(geoms, dtype=object)).reshape(-1, 4)
+    for geom, wkb, (x0, y0, x1, y1) in zip(geoms, wkbs, bounds, strict=True):
+        if geom is None:
+            out.append(None)
+        elif shapely.is_empty(geom):
+            out.append(b"GP\x00" + bytes([0x01 | GPKG_EMPTY]) + struct.pack("<i", srs_id) + wkb)
+        else:
+            out.append(b"GP\x00\x03" + struct.pack("<i4d", srs_id, x0, x1, y0, y1) + wkb)
+    return out
+
+
+def gpkg_envelope(blob: bytes | None) -> tuple[float, float, float, float] | None:
+    """(minx, maxx, miny, maxy) of a GeoPackage geometry blob: its header's envelope, else its WKB's; ``None``
+    when missing or empty (what GeoPackage's R-tree triggers ask through ``ST_MinX`` … ``ST_MaxY``)."""
+    import struct
+
+    if blob is None or len(blob) < 8 or blob[3] & GPKG_EMPTY:
+        return None
+    if (blob[3] >> 1) & 7:
+        order = "<" if blob[3] & 1 else ">"
+        x0, x1, y0, y1 = struct.unpack(order + "4d", blob[8:40])
+        return x0, x1, y0, y1
+    geom = shapely.from_wkb(gpkg_to_wkb(blob))
+    if geom is None or geom.is_empty:
+        return None
+    a, b, c, d = geom.bounds
+    return a, c, b, d

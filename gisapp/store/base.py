@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
+import contextlib
 import datetime as dt
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -103,7 +104,7 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
               meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None,
-              progress: Progress = SILENT) -> None:
+              progress: Progress = SILENT, delete: dict[str, Collection[str]] | None = None) -> None:
         """Write several layers in one transaction: all of them or nothing.
 
         ``mode="replace"`` swaps each layer whole; ``"upsert"`` replaces
@@ -118,6 +119,10 @@ class Store(abc.ABC):
         history written for it (with ``mode="replace"`` they replace the
         layer's stored history, e.g. the demo's; else they are added, e.g.
         an imported history export, with ``frames`` empty).
+
+        ``delete`` ("upsert" only): per layer, the keys of features removed in the
+        same transaction before ``frames`` are written (keys not stored are
+        no error) — how an incremental analysis replaces its findings.
         """
 
     @abc.abstractmethod
@@ -134,6 +139,17 @@ class Store(abc.ABC):
 
         Columns ``key``, ``status``, ``changed_on``; one row per key with a
         change on or before ``day`` (of ``keys`` only, when given), by key.
+        """
+
+    @abc.abstractmethod
+    def write_lock(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the writers' lock, across processes, for reads followed by writes of this store object.
+
+        While it is held no other writer (thread, process or server) writes
+        the store; :meth:`write` calls made through this object inside the
+        block keep the lock.  For read–compute–write steps that must see
+        every earlier write (an occupancy saved with its findings: two
+        officers saving at once must each see the other's permit).
         """
 
     @abc.abstractmethod
@@ -341,9 +357,21 @@ def empty_frame(layer: Layer) -> gpd.GeoDataFrame:
     return gpd.GeoDataFrame(schema.coerce(layer, frame.assign(geometry=None)), geometry="geometry", crs=STORE_CRS)
 
 
-def merge_upsert(layer: Layer, existing: gpd.GeoDataFrame, new: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
-    """``existing`` with rows of ``new`` replacing those with the same key, others added."""
-    kept = existing[~existing[layer.key].isin(new[layer.key])]
+def check_delete(mode: str, delete: dict[str, Collection[str]] | None) -> dict[str, list[str]]:
+    """``delete`` of :meth:`Store.write` as lists, or :class:`StoreError` when it cannot be done."""
+    if not delete:
+        return {}
+    if mode != "upsert":
+        raise StoreError("delete is for mode 'upsert' (a replaced layer keeps only what is written)")
+    for name in delete:
+        store_layer(name)
+    return {name: [str(k) for k in keys] for name, keys in delete.items()}
+
+
+def merge_upsert(layer: Layer, existing: gpd.GeoDataFrame, new: gpd.GeoDataFrame,
+                 deleted: Collection[str] = ()) -> gpd.GeoDataFrame:
+    """``existing`` without the keys ``deleted``, rows of ``new`` replacing those with the same key, others added."""
+    kept = existing[~existing[layer.key].isin(new[layer.key]) & ~existing[layer.key].isin(list(deleted))]
     merged = pd.concat([kept, new], ignore_index=True)
     return gpd.GeoDataFrame(merged, geometry="geometry", crs=STORE_CRS)
 

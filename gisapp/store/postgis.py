@@ -28,7 +28,7 @@ import datetime as dt
 import os
 import re
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -65,6 +65,7 @@ from gisapp.store.base import (
     aggregate_columns,
     aggregate_frame,
     attribute_clauses,
+    check_delete,
     empty_frame,
     field_names,
     geojson_texts,
@@ -189,6 +190,7 @@ class PostGISStore(Store):
     def __init__(self, url: str, *, must_exist: bool = True) -> None:
         self._url = url
         self.url = display_url(url)  # printed by commands: never the password
+        self._held: tuple[int, psycopg.Connection] | None = None  # (thread, connection) holding write_lock
         if must_exist:
             with self.connection():
                 pass
@@ -413,15 +415,40 @@ class PostGISStore(Store):
             rows = con.execute(query, params).fetchall()
         return aggregate_frame(rows, columns)
 
+    @contextlib.contextmanager
+    def write_lock(self) -> Iterator[None]:
+        if self._held is not None and self._held[0] == threading.get_ident():
+            yield
+            return
+        with self.connection() as con:
+            con.execute("SELECT pg_advisory_lock(%s)", [_WRITE_LOCK_KEY])
+            self._held = (threading.get_ident(), con)
+            try:
+                yield
+            finally:
+                self._held = None
+                with contextlib.suppress(psycopg.Error):
+                    con.execute("SELECT pg_advisory_unlock(%s)", [_WRITE_LOCK_KEY])
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[psycopg.Connection]:
+        """The connection that holds this thread's :meth:`write_lock`, else a pooled one."""
+        if self._held is not None and self._held[0] == threading.get_ident():
+            yield self._held[1]
+            return
+        with _pool(self._url).connection() as con:
+            yield con
+
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
               meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None,
-              progress: Progress = SILENT) -> None:
+              progress: Progress = SILENT, delete: dict[str, Collection[str]] | None = None) -> None:
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
-        layers = {name: store_layer(name) for name in frames}
+        deleted = check_delete(mode, delete)
+        layers = {name: store_layer(name) for name in [*frames, *deleted]}
         typed = {name: schema.coerce(layers[name], frame) for name, frame in frames.items()}
         pool = _pool(self._url)
-        with pool.connection() as con:
+        with self._writer() as con:
             try:
                 with con.transaction():
                     if not pool.schema_ok:
@@ -429,12 +456,22 @@ class PostGISStore(Store):
                     con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
                     _write_history(con, typed, history, mode)
                     counter = _RowCounter(progress, sum(len(f) for f in typed.values()))
+                    removed = dict.fromkeys(layers, 0)
+                    for name, keys in deleted.items():
+                        lay = layers[name]
+                        removed[name] += con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s)",
+                                                     [keys]).rowcount
                     for name, frame in typed.items():
                         if mode == "replace":
                             _replace_layer(con, layers[name], frame, counter)
                         else:
-                            _upsert_layer(con, layers[name], frame, counter)
-                        _update_stats(con, layers[name])
+                            removed[name] += _upsert_layer(con, layers[name], frame, counter)
+                    small = mode == "upsert" and sum(len(f) for f in typed.values()) <= SMALL_UPSERT
+                    for name in layers:
+                        if small:
+                            _update_stats_by(con, layers[name], typed.get(name), removed[name])
+                        else:
+                            _update_stats(con, layers[name])
                     if meta:
                         _write_meta(con, meta)
                     con.execute("UPDATE gisapp_version SET version = version + 1")
@@ -786,17 +823,48 @@ def _before_swap(con: psycopg.Connection, layer: Layer) -> None:
 
 
 def _upsert_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame,
-                  counter: _RowCounter | None = None) -> None:
-    """Replace rows with the keys of ``frame`` and add the others."""
+                  counter: _RowCounter | None = None) -> int:
+    """Replace rows with the keys of ``frame`` and add the others; how many stored rows were replaced."""
     name, key = layer.name, layer.key
     con.execute(f"CREATE TEMP TABLE gisapp_upsert (LIKE {name} INCLUDING DEFAULTS) ON COMMIT DROP")
     _copy_into(con, "gisapp_upsert", layer, frame, counter)
-    con.execute(f"DELETE FROM {name} t USING gisapp_upsert u WHERE t.{key} = u.{key}")
+    replaced = con.execute(f"DELETE FROM {name} t USING gisapp_upsert u WHERE t.{key} = u.{key}").rowcount
     _before_swap(con, layer)
     con.execute(f"INSERT INTO {name} SELECT * FROM gisapp_upsert")
     con.execute("DROP TABLE gisapp_upsert")
     if len(frame) > 10_000:
         con.execute(f"ANALYZE {name}")
+    return max(replaced, 0)
+
+
+#: Upserts of at most this many rows update the layer's count and extent from what they wrote, without
+#: scanning the layer (an occupancy saved with its findings); larger writes recount.
+SMALL_UPSERT = 5000
+
+
+def _update_stats_by(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame | None, removed: int) -> None:
+    """Update the count and extent of ``layer`` in ``gisapp_layers`` by a small upsert, without a scan.
+
+    The count is exact (rows removed, rows added); the extent grows to hold
+    the rows written and does not shrink for rows removed (it stays a bound
+    of the data, exact again after the layer's next large write).
+    """
+    added = 0 if frame is None else len(frame)
+    bounds = None
+    if frame is not None and added:
+        geoms = geo.to_multipolygons(frame.geometry.values)
+        geoms = geoms[~shapely.is_missing(geoms)]
+        geoms = geoms[~shapely.is_empty(geoms)]
+        if len(geoms):
+            b = shapely.bounds(geoms)
+            bounds = [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
+    if bounds is None:
+        con.execute("UPDATE gisapp_layers SET count = count - %s + %s WHERE name = %s", [removed, added, layer.name])
+        return
+    con.execute(
+        "UPDATE gisapp_layers SET count = count - %s + %s, minx = LEAST(minx, %s), miny = LEAST(miny, %s), "
+        "maxx = GREATEST(maxx, %s), maxy = GREATEST(maxy, %s) WHERE name = %s",
+        [removed, added, *bounds, layer.name])
 
 
 def _update_stats(con: psycopg.Connection, layer: Layer) -> None:

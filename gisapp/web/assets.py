@@ -67,6 +67,10 @@ PLUGIN_ASSETS: dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]] = 
             ("markerclusterdefaultcss", "leaflet.markercluster/MarkerCluster.Default.css"),
         ],
     ),
+    "Draw": (
+        [("leaflet_draw_js", "leaflet-draw/leaflet.draw.js")],
+        [("leaflet_draw_css", "leaflet-draw/leaflet.draw.css")],
+    ),
     "VectorGridProtobuf": (
         [("vectorGrid", "leaflet.vectorgrid/Leaflet.VectorGrid.bundled.min.js")],
         [],

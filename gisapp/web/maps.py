@@ -207,6 +207,30 @@ class _Script(JSCSSMixin, MacroElement):
         self.default_js = [("gisapp_map", script_url)]
 
 
+class OccupancyTool(JSCSSMixin, MacroElement):
+    """The officers' "check a sidewalk occupancy" tool: Leaflet.draw (vendored) and ``static/occupancy.js``.
+
+    ``occupancy.js`` adds the drawing control (rectangle and polygon only)
+    and drives the panel of the map page (``templates/map.html``): the check
+    (``POST /api/processes/occupancy-check/execution``), the clashes
+    highlighted on the map, and filing (``POST /occupancy``).
+    """
+
+    _template = Template("""
+        {% macro script(this, kwargs) %}
+            GisappOccupancy.init({{ this._parent.get_name() }}, {{ this.config_json }});
+        {% endmacro %}
+    """)
+
+    def __init__(self, config: dict, script_url: str):
+        super().__init__()
+        self._name = "OccupancyTool"
+        self.config_json = Markup(htmlsafe_json_dumps(config, dumps=_dumps))
+        js, css = assets.plugin_assets("Draw")
+        self.default_js = [*js, ("gisapp_occupancy", script_url)]
+        self.default_css = css
+
+
 class Legend(MacroElement):
     """A Leaflet control listing (label, colour, kind) entries; kind is ``fill``, ``line`` or ``dash``."""
 
@@ -361,13 +385,15 @@ def preload_urls(root: str, params: dict, counts: dict[str, int], cap: int = FEA
 
 def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], params: dict,
              counts: dict[str, int], root: str = "", script_url: str = "/static/map.js",
-             cap: int = FEATURE_CAP) -> MapPage:
+             cap: int = FEATURE_CAP, occupancy_url: str | None = None) -> MapPage:
     """The map page's map: wards 2022/2025, permits, sidewalk permits, findings, controls, legend.
 
     ``bounds`` ((south, west), (north, east)) or ``None``; ``params`` the
     current filter's URL parameters; ``counts`` how many features of each
     layer (``permits``, ``sidewalk``, ``findings``) match it: layers within
     ``cap`` are preloaded whole, the others fetched by viewport.
+    ``occupancy_url``: the URL of ``occupancy.js`` when the user is an
+    officer (the "check a sidewalk occupancy" tool), else ``None``.
     """
     has_findings = counts.get("findings", 0) > 0
     t = i18n.translator(lang)
@@ -387,7 +413,22 @@ def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], par
                        hasFindings=has_findings, layers={k: g.get_name() for k, g in groups.items()},
                        preload=preload, bounds=_bounds(bounds))
     _Script(config, script_url).add_to(m)
+    if occupancy_url:
+        OccupancyTool(occupancy_config(lang, root), occupancy_url).add_to(m)
     return render(m, background, list(preload.values()))
+
+
+def occupancy_config(lang: str, root: str = "") -> dict:
+    """What ``occupancy.js`` reads: endpoints, purposes, verdict colours, texts (the ``occ_`` strings)."""
+    return {
+        "lang": lang, "root": root,
+        "execute": f"{root}/api/processes/occupancy-check/execution", "save": f"{root}/occupancy",
+        "frontage": f"{root}/occupancy/frontage/",
+        "purposes": [{"code": c.code, "label": c.label(lang)} for c in domain.SIDEWALK_PURPOSES.values()],
+        "colors": {"OK": "#2e7d32", "REFER": "#ef6c00", "REFUSE": "#c62828", "clash": "#d50000",
+                   "drawn": "#1565c0"},
+        "text": i18n.bundle(lang, [k for k in i18n.STRINGS if k.startswith("occ_")]),
+    }
 
 
 def permit_map(*, tiles: str, lang: str, detail: stats.PermitDetail | stats.SidewalkDetail, has_findings: bool,

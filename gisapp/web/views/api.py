@@ -9,10 +9,12 @@ from flask import Blueprint, Response, current_app, render_template, request
 
 from gisapp import privacy
 from gisapp.api import features as ogcapi
+from gisapp.api import processes
+from gisapp.errors import RequestError
 from gisapp.filters import parse_filter, refuse_unknown
 from gisapp.formats.geojson import property_columns
 from gisapp.schema import LAYERS
-from gisapp.web import auth
+from gisapp.web import auth, occupancy
 from gisapp.web.request import get_lang, get_store, known_wards, public_root
 
 bp = Blueprint("api", __name__, url_prefix="/api")
@@ -154,3 +156,54 @@ def item(collection_id: str, feature_id: str):
 
 #: Collection ids, for templates.
 COLLECTIONS = tuple(LAYERS)
+
+
+# -- OGC API – Processes (Part 1 Core, synchronous execution) -------------------------------------------------
+
+def _json_only() -> None:
+    """Refuse parameters other than ``f`` and ``lang``, and any ``f`` but ``json`` (the processes are JSON only)."""
+    refuse_unknown(request.args, ogcapi.COMMON_PARAMS)
+    ogcapi.check_lang(request.args)
+    ogcapi.output_format(request.args, False, offered=("json",))
+
+
+@bp.get("/processes")
+def process_list():
+    """The process list."""
+    _json_only()
+    return _json(processes.process_list(_base()))
+
+
+@bp.get("/processes/<process_id>")
+def process(process_id: str):
+    """A process description: its inputs and outputs."""
+    processes.check_process(process_id)
+    _json_only()
+    return _json(processes.description(_base()))
+
+
+@bp.post("/processes/<process_id>/execution")
+def execute(process_id: str):
+    """Execute a process synchronously: the check's report (``raw``) or its results document.
+
+    Anonymous clients may run it (no personal fields in the answer); it
+    writes nothing, so it takes no CSRF token (exempt in ``views.register``).
+    """
+    processes.check_process(process_id)
+    _json_only()
+    if (request.content_length or 0) > processes.MAX_BODY:
+        body = b"x" * (processes.MAX_BODY + 1)  # refused below without reading it
+    else:
+        body = request.stream.read(processes.MAX_BODY + 1)
+    inputs, mode = processes.read_execute(body, content_type=request.content_type)
+    with _slots():
+        report = occupancy.check(get_store(), inputs, current_app.config, personal=auth.show_personal())
+    return _json(processes.results(report, mode))
+
+
+@bp.get("/jobs/<job_id>")
+@bp.get("/jobs/<job_id>/results")
+def job(job_id: str):
+    """No jobs: every execution is synchronous."""
+    raise RequestError(404, "NoSuchJob", f"no job {job_id!r}: processes here run synchronously only "
+                       "(jobControlOptions sync-execute); their result is the execute response")

@@ -64,11 +64,16 @@ def map_page():
     store = get_store()
     flt, warnings = page_filter()
     page = stats.map_page(store, flt)
+    user = auth.current_user()
+    officer = user is not None and user.can("officer")
     the_map = maps.main_map(bounds=page["bounds"] or maps.extent(store), wards=page["wards"],
                             params=flt.to_params(),
                             counts=page["counts"], cap=current_app.config.get("MAP_FEATURE_CAP", maps.FEATURE_CAP),
-                            **map_inputs(store))
-    return render_template("map.html", map=the_map, flt=flt, warnings=warnings, query=urlencode(flt.to_params()),
+                            occupancy_url=url_for("static", filename="occupancy.js", v=_static_version())
+                            if officer else None, **map_inputs(store))
+    return render_template("map.html", map=the_map, occupancy=officer,
+                           purposes=[(c.code, c.label(get_lang())) for c in domain.SIDEWALK_PURPOSES.values()],
+                           flt=flt, warnings=warnings, query=urlencode(flt.to_params()),
                            ward_options=[(c, f"{c} — {n}") for c, n in page["wards"]], **page)
 
 
