@@ -370,6 +370,11 @@ def _parameters(max_items: int) -> dict:
                            "A date or date-time (RFC 3339), or an interval start/end where either end may be "
                            "'..' (open). Matches on the collection's own dates, by whole days: a date-time "
                            "counts as the day it falls on in the district (UTC+7)."),
+        "day": _param("day", {"type": "string", "format": "date"},
+                      "Vendor parameter (YYYY-MM-DD): the features active that day. Sidewalk permits, findings "
+                      "and wards: their start date on or before it and their end date on or after it (or none); "
+                      f"construction dossiers: their works period, {domain.WORKS_MONTHS} months from the permit's "
+                      "issue (or the dossier's receipt when not issued), as the overlap analysis counts it."),
         "limit": _param("limit", {"type": "integer", "minimum": 1, "maximum": max_items,
                                   "default": DEFAULT_LIMIT},
                         f"Features per page (default {DEFAULT_LIMIT}). Values above {max_items} are clamped to "
@@ -442,7 +447,7 @@ def openapi(base: str, max_items: int) -> dict:
         paths[f"/collections/{name}"] = {"get": {
             "summary": f"The collection {lay.en}", "operationId": f"describe_{name}", "tags": tag,
             "parameters": common, "responses": _responses(JSON, HTML)}}
-        items_params = [*common, _ref("bbox"), _ref("datetime"), _ref("limit"), _ref("offset"), _ref("q"),
+        items_params = [*common, _ref("bbox"), _ref("datetime"), _ref("day"), _ref("limit"), _ref("offset"), _ref("q"),
                         *[_ref(p) for p in property_params(lay)]]
         paths[f"/collections/{name}/items"] = {"get": {
             "summary": f"Features of {lay.en}", "operationId": f"getFeatures_{name}", "tags": tag,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from gisapp import schema
+from gisapp import domain, schema
 from gisapp.filters import Filter, fold
 from gisapp.schema import STORE_CRS, Layer
 
@@ -195,6 +195,8 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
     if start and flt.date_from:
         clauses.append(f"({end} >= {ph}{f' OR {end} IS NULL' if end != start else ''})")
         params.append(flt.date_from.isoformat())
+    if flt.day:
+        clauses.extend(day_clauses(layer, flt.day, ph, params))
     if flt.q:
         personal = flt.q_personal and bool(layer.personal_text_fields)
         for word in fold(flt.q).split():
@@ -207,6 +209,29 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
                 clauses.append(f"{SEARCH_COLUMN} LIKE {ph} ESCAPE '\\'")
                 params.append(pattern)
     return clauses, params
+
+
+def day_clauses(layer: Layer, day: dt.date, ph: str, params: list) -> list[str]:
+    """SQL conditions for the ``day`` filter: the features active on ``day`` (its parameters go to ``params``).
+
+    A layer with a works period (dossiers: ``Layer.works_start_fields``) is active from the first set
+    start field (``issued_on``, else ``received_on``) for ``Layer.works_months`` months, the period the
+    overlap analysis uses, so the dossiers shown on a day are those whose works the day's findings
+    compare; a layer with an end date (sidewalk permits, findings, wards) from ``date_field`` to
+    ``end_date_field`` inclusive, an empty end being open; a layer with only a date field on that date.
+    """
+    start, end = layer.date_field, layer.end_date_field
+    if layer.works_start_fields:
+        works = f"coalesce({', '.join(layer.works_start_fields)})"
+        params.extend([day.isoformat(), domain.works_start_bound(day, layer.works_months).isoformat()])
+        return [f"{works} <= {ph}", f"{works} >= {ph}"]
+    if not start:
+        return []
+    if not end:
+        params.append(day.isoformat())
+        return [f"{start} = {ph}"]
+    params.extend([day.isoformat(), day.isoformat()])
+    return [f"{start} <= {ph}", f"({end} >= {ph} OR {end} IS NULL)"]
 
 
 def geometry_column(geometry: str) -> str:

@@ -34,6 +34,8 @@ from gisapp.schema import LAYERS
 from gisapp.store import Store
 from gisapp.web import assets, stats
 
+#: The map's filter parameters that also filter sidewalk permits and findings (:func:`stats.side_filter`).
+SIDE_PARAMS = ("ward", "from", "to", "day")
 #: Most features one response carries; beyond it the map gets per-ward counts.
 FEATURE_CAP = 5000
 #: Below this zoom a layer over the cap is shown as per-ward counts without looking at the viewport.
@@ -341,7 +343,7 @@ def render(m: folium.Map, background: str, preload: list[str] | None = None) -> 
 
 def preload_urls(root: str, params: dict, counts: dict[str, int], cap: int = FEATURE_CAP) -> dict[str, str]:
     """URLs of the layers small enough to fetch whole (at most ``cap`` matches): map.js asks for these first."""
-    side = {k: v for k, v in params.items() if k in ("ward", "from", "to")}
+    side = {k: v for k, v in params.items() if k in SIDE_PARAMS}
     layers = {"permits": ("construction_permits", params), "sidewalk": ("sidewalk_permits", side),
               "findings": ("findings", side)}
     out = {}

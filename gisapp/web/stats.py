@@ -293,8 +293,8 @@ def ward_bounds(store: Store, on: dt.date) -> tuple[tuple[float, float], tuple[f
 
 
 def side_filter(flt: Filter) -> Filter:
-    """The part of a dossier filter that applies to sidewalk permits and findings: wards and dates."""
-    return Filter(wards=flt.wards, date_from=flt.date_from, date_to=flt.date_to)
+    """The part of a dossier filter that applies to sidewalk permits and findings: wards, dates and the day."""
+    return Filter(wards=flt.wards, date_from=flt.date_from, date_to=flt.date_to, day=flt.day)
 
 
 def dashboard(store: Store, flt: Filter, calendar: domain.Calendar, batch_size: int = 20000) -> Dashboard:
@@ -447,4 +447,17 @@ def map_page(store: Store, flt: Filter) -> dict:
     side = side_filter(flt)
     counts = {"permits": count, "sidewalk": store.count(SIDEWALK, side), "findings": store.count(FINDINGS, side)}
     return {"count": count, "total": store.count(PERMITS), "as_of": as_of, "wards": wards_in_force(store, as_of),
-            "counts": counts, "bounds": ward_bounds(store, as_of)}
+            "counts": counts, "bounds": ward_bounds(store, as_of), "day_range": day_range(store)}
+
+
+def day_range(store: Store) -> tuple[dt.date, dt.date] | None:
+    """The days the map's day slider spans: from the first dossier received or sidewalk permit started to
+    the last sidewalk permit's end or the last dossier received (the as-of date when a permit is open-ended);
+    ``None`` without data."""
+    firsts, lasts = [], []
+    for layer in (PERMITS, SIDEWALK):
+        first, last = store.date_range(layer)
+        if first:
+            firsts.append(dt.date.fromisoformat(first))
+            lasts.append(dt.date.fromisoformat(last) if last else store.as_of())
+    return (min(firsts), max(lasts)) if firsts else None

@@ -22,7 +22,7 @@ from gisapp.web.request import get_lang, get_store, known_wards
 bp = Blueprint("pages", __name__)
 
 #: Filter parameters of the pages, in the order the form shows them.
-PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "q")
+PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "day", "q")
 
 
 def page_filter() -> tuple[Filter, list[dict]]:
