@@ -183,6 +183,7 @@ def test_the_map_page_has_a_slider_over_the_datas_days(app, demo_store):
     client = app.test_client()
     html = client.get(f"/?day={DAY}").get_data(as_text=True)
     assert 'data-testid="day-slider"' in html and f'value="{DAY}"' in html
+    assert "&lt;script" not in html  # folium's head script is a script, not text atop the page
     first = min(demo_store.date_range("construction_permits")[0], demo_store.date_range("sidewalk_permits")[0])
     assert f'data-min="{first}"' in html
     warned = client.get("/?day=someday").get_data(as_text=True)

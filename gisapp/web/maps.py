@@ -320,7 +320,8 @@ class MapPage:
 
     def head(self, nonce: str) -> Markup:
         """The head links with ``nonce`` on folium's inline script, for the page's Content-Security-Policy."""
-        return Markup(self.header.replace("<script>", f'<script nonce="{escape(nonce)}">'))
+        # str(): Markup.replace would escape the new tag, and the script would show as text atop the page
+        return Markup(str(self.header).replace("<script>", f'<script nonce="{escape(nonce)}">'))
 
 
 #: Of folium's default assets, the ones these maps use (no jQuery, Bootstrap, Font Awesome, awesome-markers).
