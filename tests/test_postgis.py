@@ -193,7 +193,7 @@ def test_upgrade_step_by_step_and_no_downgrade(pg):
     assert [m.version for m in pg.upgrade(1)] == [1]
     with pytest.raises(StoreError, match=f"schema version 1, this gisapp needs {migrations.LATEST}"):
         pg.read("wards")
-    assert [m.version for m in pg.upgrade()] == list(range(2, migrations.LATEST + 1))
+    assert [m.version for m in pg.upgrade()] == [m.version for m in migrations.MIGRATIONS if m.version > 1]
     assert len(pg.read("wards")) == 0
     with pytest.raises(StoreError, match="downgrading to 1 is not supported"):
         pg.upgrade(1)
@@ -264,9 +264,10 @@ def test_upgrade_to_6_fills_the_stored_geojson_as_a_fresh_write_does(pg, pg_url)
         for name in schema.LAYERS:  # back to schema 5: the column nullable, empty in rows written before it
             con.execute(f"ALTER TABLE {name} ALTER COLUMN geometry_geojson DROP NOT NULL")
             con.execute(f"UPDATE {name} SET geometry_geojson = NULL")
-        con.execute("DELETE FROM schema_version WHERE version > 5")
+        con.execute("DELETE FROM schema_version WHERE version = 6")  # later ones stay: the runner fills the gap
     postgis.close_pool(pg_url)
-    with pytest.raises(StoreError, match="schema version 5, this gisapp needs 6; run 'gisapp db upgrade'"):
+    with pytest.raises(StoreError, match=f"schema version 5, this gisapp needs {migrations.LATEST}; run 'gisapp db "
+                                         "upgrade'"):
         PostGISStore(pg_url)
     assert [m.version for m in pg.upgrade()] == [6]
     assert served() == fresh

@@ -33,6 +33,7 @@ import re
 from urllib.parse import quote, urlencode
 
 from gisapp import domain, geo
+from gisapp.api import changes
 from gisapp.errors import FilterError, NotFound
 from gisapp.filters import CODE_FIELDS, SURFACES, Filter
 from gisapp.formats import geojson
@@ -459,12 +460,13 @@ def openapi(base: str, max_items: int) -> dict:
         paths[f"/collections/{name}/queryables"] = {"get": {
             "summary": f"Queryable properties of {lay.en}", "operationId": f"getQueryables_{name}", "tags": tag,
             "parameters": common, "responses": _responses(SCHEMA_JSON, HTML)}}
+    paths["/changes"] = changes.openapi_path()
     return {
         "openapi": "3.0.3",
         "info": {"title": TITLE, "version": "1.0.0", "description": DESCRIPTION,
                  "license": {"name": "MIT"}},
         "servers": [{"url": base}],
-        "tags": [{"name": "Capabilities"}, *[{"name": lay.en} for lay in LAYERS.values()]],
+        "tags": [{"name": "Capabilities"}, *[{"name": lay.en} for lay in LAYERS.values()], {"name": "Changes"}],
         "paths": paths,
         "components": {
             "parameters": _parameters(max_items),

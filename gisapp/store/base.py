@@ -56,6 +56,39 @@ class Page:
     rows: list[tuple]
 
 
+#: Kinds of change in the change log (:meth:`Store.changes`): a feature added, written again or removed, and a
+#: layer replaced whole by a bulk load too large to log feature by feature (consumers reload that layer).
+CHANGE_KINDS = ("insert", "update", "delete", "replace")
+#: A replace-mode write logs one row per feature (inserts, updates, deletes) while the old and the new layer
+#: hold at most this many features together; beyond it one ``replace`` row (a seed or a city-scale reload:
+#: a million rows in the log would cost more than the load and tell a consumer nothing a reload does not).
+REPLACE_DETAIL_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change log: the ``seq``-th, of ``layer``'s feature ``key`` (``None`` for a
+    ``replace``), its kind (:data:`CHANGE_KINDS`), its new status (``None`` for deletes, replaces and
+    layers without one) and when it was written (UTC, ISO 8601)."""
+
+    seq: int
+    layer: str
+    key: str | None
+    kind: str
+    status: str | None
+    time: str
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """Entries of the change log after a position: ``log_id`` names the log (``None``: the store has none
+    yet, nothing was written since it got one), ``last`` is the log's last ``seq`` (0 when empty)."""
+
+    log_id: str | None
+    last: int
+    changes: list[Change]
+
+
 class Store(abc.ABC):
     """Layers of features in EPSG:5899, read with filters, written atomically.
 
@@ -159,6 +192,16 @@ class Store(abc.ABC):
                      batch_size: int = 5000) -> Iterator[gpd.GeoDataFrame]:
         """Matching features in key order, ``batch_size`` at a time, from one query (for streaming)."""
 
+    @abc.abstractmethod
+    def changes(self, after: int = 0, limit: int = 100) -> ChangePage:
+        """The change log's entries with ``seq`` above ``after``, at most ``limit``, in ``seq`` order.
+
+        Every :meth:`write` appends its entries in its own transaction (all of them or none, visible with
+        the data), numbered on from the log's last ``seq``: entries become visible in ``seq`` order, so a
+        reader that has seen ``seq`` ``n`` never later finds a new entry at or below ``n``.  The log's id
+        stays while the store lives; a store created again gets a new one.
+        """
+
     def as_of(self) -> dt.date:
         """The data's as-of date (``meta()['as_of']``), today when unset."""
         value = self.meta().get("as_of")
@@ -209,6 +252,39 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
                 clauses.append(f"{SEARCH_COLUMN} LIKE {ph} ESCAPE '\\'")
                 params.append(pattern)
     return clauses, params
+
+
+def change_time() -> str:
+    """The time a write logs: now, UTC, ISO 8601 to the millisecond."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def replace_is_compact(old_count: int, new_count: int) -> bool:
+    """Whether a replace-mode write of a layer logs one ``replace`` entry instead of one per feature."""
+    return old_count + new_count > REPLACE_DETAIL_MAX
+
+
+def change_rows(layer: Layer, frame: pd.DataFrame, mode: str, old_keys) -> list[tuple[str, str | None, str,
+                                                                                       str | None]]:
+    """The ``(layer, key, kind, status)`` entries one layer's write logs, in order.
+
+    ``old_keys``: the layer's keys before the write, or ``None`` for a compact replace
+    (:func:`replace_is_compact`).  Upsert: each written feature is an ``insert`` or an ``update``;
+    replace: the same, then a ``delete`` for each feature the new layer lacks.  Within a write the
+    entries are in key order (deletes after).
+    """
+    if old_keys is None:
+        return [(layer.name, None, "replace", None)]
+    old = {str(k) for k in old_keys}
+    keys = [str(k) for k in frame[layer.key]]
+    statuses = (frame["status"].tolist() if "status" in layer.field_names and "status" in frame
+                else [None] * len(keys))
+    rows: list[tuple[str, str | None, str, str | None]] = [
+        (layer.name, k, "update" if k in old else "insert", None if pd.isna(st) else str(st))
+        for k, st in sorted(zip(keys, statuses), key=lambda pair: pair[0])]
+    if mode == "replace":
+        rows += [(layer.name, g, "delete", None) for g in sorted(old - set(keys))]
+    return rows
 
 
 def day_clauses(layer: Layer, day: dt.date, ph: str, params: list) -> list[str]:

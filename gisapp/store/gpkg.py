@@ -14,6 +14,7 @@ import json
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,8 @@ from gisapp.store.base import (
     GEOJSON_COLUMN,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
+    Change,
+    ChangePage,
     LayerInfo,
     Page,
     Store,
@@ -41,17 +44,23 @@ from gisapp.store.base import (
     aggregate_columns,
     aggregate_frame,
     attribute_clauses,
+    change_rows,
+    change_time,
     empty_frame,
     field_names,
     geojson_texts,
     geometry_column,
     merge_upsert,
+    replace_is_compact,
     search_text,
     store_layer,
 )
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
 META_TABLE = "gisapp_meta"
+#: The change log (:meth:`GeoPackageStore.changes`) and its id: plain SQLite tables, not GeoPackage layers.
+CHANGES_TABLE = "gisapp_changes"
+CHANGE_LOG_TABLE = "gisapp_change_log"
 _ARROW_TYPES = {"text": pa.string(), "int": pa.int32(), "float": pa.float64(), "date": pa.date32()}
 #: Filter fields that get a B-tree index.
 _INDEXED = ("ward_code", "status", "procedure", "channel", "purpose", "kind",
@@ -504,6 +513,33 @@ class GeoPackageStore(Store):
                 out.append(LayerInfo(name, n, STORE_CRS, None if ext[0] is None else tuple(ext)))
         return out
 
+    def changes(self, after: int = 0, limit: int = 100) -> ChangePage:
+        """The change log's entries after ``after`` (see :meth:`Store.changes`), from this version of the file.
+
+        The log lives in the file, so it is replaced with the data by each write: a reader sees both or neither.
+        """
+        with self._connect() as con:
+            names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                               "AND name IN (?, ?)", [CHANGES_TABLE, CHANGE_LOG_TABLE])}
+            if names != {CHANGES_TABLE, CHANGE_LOG_TABLE}:
+                return ChangePage(None, 0, [])
+            log_id = con.execute(f"SELECT id FROM {CHANGE_LOG_TABLE}").fetchone()
+            last = con.execute(f"SELECT coalesce(max(seq), 0) FROM {CHANGES_TABLE}").fetchone()[0]
+            rows = con.execute(f"SELECT seq, layer, key, kind, status, changed_at FROM {CHANGES_TABLE} "
+                               "WHERE seq > ? ORDER BY seq LIMIT ?", [int(after), int(limit)]).fetchall()
+        return ChangePage(log_id[0] if log_id else None, int(last), [Change(*r) for r in rows])
+
+    def _old_keys(self, layer: Layer, mode: str, new_count: int):
+        """The layer's keys before a write, for its change-log entries (``None``: a compact replace)."""
+        with self._connect() as con:
+            if layer.name not in self._tables(con):
+                return None if replace_is_compact(0, new_count) and mode == "replace" else []
+            if mode == "replace":
+                old_count = con.execute(f'SELECT count(*) FROM "{layer.name}"').fetchone()[0]
+                if replace_is_compact(old_count, new_count):
+                    return None
+            return [r[0] for r in con.execute(f'SELECT {layer.key} FROM "{layer.name}"')]
+
     def meta(self) -> dict[str, Any]:
         with self._connect() as con:
             if META_TABLE not in self._tables(con):
@@ -532,9 +568,14 @@ class GeoPackageStore(Store):
                     _copy(self.path, tmp)
                 merged_meta = {**(self.meta() if exists else {}), **(meta or {})}
                 written = set()
+                log: list[tuple] = []
                 for name, frame in [*frames.items(), *((n, self.read(n)) for n in stale)]:
                     lay = layers.setdefault(name, LAYERS[name])
                     frame = schema.coerce(lay, frame)
+                    if name in frames:
+                        old_keys = self._old_keys(lay, mode, len(frame)) if exists else (
+                            None if mode == "replace" and replace_is_compact(0, len(frame)) else [])
+                        log.extend(change_rows(lay, frame, mode, old_keys))
                     if mode == "upsert" and exists and name in frames:
                         frame = merge_upsert(lay, self.read(name), frame)
                     _write_layer(tmp, lay, frame)
@@ -543,6 +584,8 @@ class GeoPackageStore(Store):
                 for name in missing:
                     _write_layer(tmp, LAYERS[name], empty_frame(LAYERS[name]))
                 _write_meta(tmp, merged_meta)
+                if frames:
+                    _append_changes(tmp, log)
                 _finish(tmp, layers.values())
                 os.replace(tmp, self.path)
             except BaseException:
@@ -635,6 +678,25 @@ def _write_meta(path: Path, meta: dict) -> None:
     table = pa.table({"key": pa.array(list(meta), pa.string()),
                       "value": pa.array([orjson.dumps(v).decode() for v in meta.values()], pa.string())})
     pyogrio.write_arrow(table, path, layer=META_TABLE, driver="GPKG", layer_options={"OVERWRITE": "YES"})
+
+
+def _append_changes(path: Path, entries: list[tuple]) -> None:
+    """Append a write's change-log entries to the copy being written (created with its id when missing).
+
+    Writers hold the file lock and the copy replaces the file atomically, so numbering on from the last
+    ``seq`` in the copy is in commit order and no reader sees a half-written log.
+    """
+    time = change_time()
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (seq INTEGER PRIMARY KEY, layer TEXT NOT NULL, "
+                    "key TEXT, kind TEXT NOT NULL, status TEXT, changed_at TEXT NOT NULL)")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {CHANGE_LOG_TABLE} (id TEXT NOT NULL)")
+        if con.execute(f"SELECT count(*) FROM {CHANGE_LOG_TABLE}").fetchone()[0] == 0:
+            con.execute(f"INSERT INTO {CHANGE_LOG_TABLE} (id) VALUES (?)", [uuid.uuid4().hex])
+        last = con.execute(f"SELECT coalesce(max(seq), 0) FROM {CHANGES_TABLE}").fetchone()[0]
+        con.executemany(f"INSERT INTO {CHANGES_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+                        ((last + i, *entry, time) for i, entry in enumerate(entries, start=1)))
+        con.commit()
 
 
 def _finish(path: Path, layers) -> None:

@@ -202,6 +202,21 @@ ALTER TABLE sidewalk_permits ALTER COLUMN geometry_geojson SET NOT NULL;
 ALTER TABLE findings ALTER COLUMN geometry_geojson SET NOT NULL;
 """
 
+_V10 = """
+-- The change log: one row per feature a write inserts, updates or deletes, or per layer a large bulk
+-- load replaces whole, appended in the write's transaction under the store's write lock and numbered
+-- on from the last seq (never a sequence: see gisapp.store.postgis._append_changes).  Its id, in the
+-- cursors of /api/changes, is gisapp_version's token.
+CREATE TABLE gisapp_changes (
+    seq bigint PRIMARY KEY,
+    layer text COLLATE "C" NOT NULL,
+    key text COLLATE "C",
+    kind text COLLATE "C" NOT NULL CHECK (kind IN ('insert', 'update', 'delete', 'replace')),
+    status text COLLATE "C",
+    changed_at timestamptz NOT NULL
+);
+"""
+
 #: The layer tables of version 5 and their keys.
 _V6_TABLES = (("wards", "ward_key"), ("construction_permits", "dossier_code"),
               ("sidewalk_permits", "permit_no"), ("findings", "finding_id"))
@@ -234,6 +249,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "data version raised by every write (validates cached tiles)", _V4),
     Migration(5, "geometry as WGS84 GeoJSON text beside each row (fast API pages)", _V5),
     Migration(6, "stored GeoJSON filled in rows loaded before version 5, then required", _V6, _backfill_geojson),
+    # 7, 8 and 9 are other branches' (issues 14, 16 and 18); the runner applies whatever is missing, in order
+    Migration(10, "change log of every write (GET /api/changes)", _V10),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -246,12 +263,31 @@ def one(cursor: psycopg.Cursor) -> tuple:
     return row
 
 
-def current_version(con: psycopg.Connection) -> int:
-    """The applied schema version of the database; 0 when it has none."""
+def applied_versions(con: psycopg.Connection) -> set[int]:
+    """The versions recorded in ``schema_version`` (none without that table)."""
     exists = one(con.execute("SELECT to_regclass('schema_version') IS NOT NULL"))[0]
     if not exists:
-        return 0
-    return one(con.execute("SELECT coalesce(max(version), 0) FROM schema_version"))[0]
+        return set()
+    return {r[0] for r in con.execute("SELECT version FROM schema_version")}
+
+
+def current_version(con: psycopg.Connection) -> int:
+    """The applied schema version of the database; 0 when it has none.
+
+    The last of :data:`MIGRATIONS` up to which every one is applied: a database that a build with a later
+    migration but without an earlier one has migrated (versions are handed out to branches ahead) reports
+    the version before the gap, so that :func:`upgrade` applies the missing ones.  A version newer than
+    every known one is reported as it is.
+    """
+    applied = applied_versions(con)
+    if applied and max(applied) > LATEST:
+        return max(applied)
+    version = 0
+    for m in MIGRATIONS:
+        if m.version not in applied:
+            break
+        version = m.version
+    return version
 
 
 def ensure_postgis(con: psycopg.Connection) -> str:
@@ -294,6 +330,7 @@ def upgrade(con: psycopg.Connection, target: int | None = None) -> list[Migratio
                     " version integer PRIMARY KEY, description text NOT NULL,"
                     " applied_at timestamptz NOT NULL DEFAULT now())")
         version = current_version(con)
+        done = applied_versions(con)
         if version > LATEST:
             raise StoreError(f"the database schema is version {version}, newer than this gisapp "
                              f"(version {LATEST}); upgrade gisapp")
@@ -301,7 +338,7 @@ def upgrade(con: psycopg.Connection, target: int | None = None) -> list[Migratio
             raise StoreError(f"the database schema is already at version {version}; "
                              f"downgrading to {target} is not supported")
         for m in MIGRATIONS:
-            if version < m.version <= target:
+            if version < m.version <= target and m.version not in done:
                 if m.backfill is not None:
                     m.backfill(con)
                 con.execute(m.sql)
