@@ -529,15 +529,19 @@ class GeoPackageStore(Store):
                                "WHERE seq > ? ORDER BY seq LIMIT ?", [int(after), int(limit)]).fetchall()
         return ChangePage(log_id[0] if log_id else None, int(last), [Change(*r) for r in rows])
 
-    def _old_keys(self, layer: Layer, mode: str, new_count: int):
-        """The layer's keys before a write, for its change-log entries (``None``: a compact replace)."""
+    def _old_keys(self, layer: Layer, frame: gpd.GeoDataFrame, mode: str):
+        """The layer's keys before a write, for its change-log entries (``None``: a compact replace); for an
+        upsert only those among the keys written (through the key's index)."""
         with self._connect() as con:
             if layer.name not in self._tables(con):
-                return None if replace_is_compact(0, new_count) and mode == "replace" else []
-            if mode == "replace":
-                old_count = con.execute(f'SELECT count(*) FROM "{layer.name}"').fetchone()[0]
-                if replace_is_compact(old_count, new_count):
-                    return None
+                return None if mode == "replace" and replace_is_compact(0, len(frame)) else []
+            if mode == "upsert":
+                keys = json.dumps([str(k) for k in frame[layer.key]])
+                return [r[0] for r in con.execute(f'SELECT {layer.key} FROM "{layer.name}" '
+                                                  f"WHERE {layer.key} IN (SELECT value FROM json_each(?))", [keys])]
+            old_count = con.execute(f'SELECT count(*) FROM "{layer.name}"').fetchone()[0]
+            if replace_is_compact(old_count, len(frame)):
+                return None
             return [r[0] for r in con.execute(f'SELECT {layer.key} FROM "{layer.name}"')]
 
     def meta(self) -> dict[str, Any]:
@@ -573,7 +577,7 @@ class GeoPackageStore(Store):
                     lay = layers.setdefault(name, LAYERS[name])
                     frame = schema.coerce(lay, frame)
                     if name in frames:
-                        old_keys = self._old_keys(lay, mode, len(frame)) if exists else (
+                        old_keys = self._old_keys(lay, frame, mode) if exists else (
                             None if mode == "replace" and replace_is_compact(0, len(frame)) else [])
                         log.extend(change_rows(lay, frame, mode, old_keys))
                     if mode == "upsert" and exists and name in frames:

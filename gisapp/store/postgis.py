@@ -431,8 +431,7 @@ class PostGISStore(Store):
                     con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
                     log: list[tuple] = []
                     for name, frame in typed.items():
-                        log.extend(change_rows(layers[name], frame, mode, _old_keys(con, layers[name], mode,
-                                                                                     len(frame))))
+                        log.extend(change_rows(layers[name], frame, mode, _old_keys(con, layers[name], frame, mode)))
                         if mode == "replace":
                             _replace_layer(con, layers[name], frame)
                         else:
@@ -672,12 +671,16 @@ def _update_stats(con: psycopg.Connection, layer: Layer) -> None:
         [layer.name])
 
 
-def _old_keys(con: psycopg.Connection, layer: Layer, mode: str, new_count: int):
-    """The layer's keys before a write, for its change-log entries (``None``: a compact replace)."""
-    if mode == "replace":
-        old_count = one(con.execute("SELECT count FROM gisapp_layers WHERE name = %s", [layer.name]))[0]
-        if replace_is_compact(int(old_count), new_count):
-            return None
+def _old_keys(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame, mode: str):
+    """The layer's keys before a write, for its change-log entries (``None``: a compact replace); for an
+    upsert only those among the keys written (through the key's index)."""
+    if mode == "upsert":
+        keys = [str(k) for k in frame[layer.key]]
+        return [r[0] for r in con.execute(f"SELECT {layer.key} FROM {layer.name} WHERE {layer.key} = ANY(%s)",
+                                          [keys])]
+    old_count = one(con.execute("SELECT count FROM gisapp_layers WHERE name = %s", [layer.name]))[0]
+    if replace_is_compact(int(old_count), len(frame)):
+        return None
     return [r[0] for r in con.execute(f"SELECT {layer.key} FROM {layer.name}")]
 
 
