@@ -274,3 +274,20 @@ def test_play_steps_through_the_days_and_pause_stops(chromium, server):
     assert count_of(rec) == expected
     assert page.input_value('[data-testid="filter-day"]') == stopped
     assert not rec.errors
+
+
+def test_the_export_command_takes_the_day(demo_store, tmp_path):
+    from click.testing import CliRunner
+
+    from gisapp.cli import cli as main
+
+    out = tmp_path / "day.geojson"
+    result = CliRunner().invoke(main, ["--store", demo_store.url, "export", "sidewalk_permits", "-o", str(out),
+                                       "--day", DAY.isoformat()])
+    assert result.exit_code == 0, result.output
+    side = demo_store.read("sidewalk_permits")
+    assert {f["properties"]["permit_no"] for f in json.loads(out.read_text())["features"]} == active(
+        side, "sidewalk_permits", DAY)
+    bad = CliRunner().invoke(main, ["--store", demo_store.url, "export", "sidewalk_permits", "-o", str(out),
+                                    "--day", "someday"])
+    assert bad.exit_code != 0 and "day: 'someday' is not a date" in bad.output

@@ -24,18 +24,20 @@ from gisapp.schema import LAYERS
 @click.option("--kind", multiple=True, help="Finding kind code.")
 @click.option("--from", "date_from", help="From this date (YYYY-MM-DD).")
 @click.option("--to", "date_to", help="Up to this date (YYYY-MM-DD).")
+@click.option("--day", help="Only what is active that day (YYYY-MM-DD): permit periods, dossiers' works.")
 @click.option("--q", help="Free-text search.")
 @click.option("--bbox", help="minLon,minLat,maxLon,maxLat in WGS84.")
 @click.option("--crs", help="GeoPackage CRS: 5899 (default) or 4326.")
 @pass_ctx
-def export(ctx, layer, output, ward, status, procedure, channel, purpose, kind, date_from, date_to, q, bbox, crs):
+def export(ctx, layer, output, ward, status, procedure, channel, purpose, kind, date_from, date_to, day, q, bbox,
+           crs):
     """Export LAYER, filtered like the map, to a GeoJSON, CSV or GeoPackage file."""
     args: MultiDict[str, str] = MultiDict()
     for name, values in (("ward", ward), ("status", status), ("procedure", procedure), ("channel", channel),
                          ("purpose", purpose), ("kind", kind)):
         for v in values:
             args.add(name, v)
-    for name, value in (("from", date_from), ("to", date_to), ("q", q), ("bbox", bbox)):
+    for name, value in (("from", date_from), ("to", date_to), ("day", day), ("q", q), ("bbox", bbox)):
         if value:
             args.add(name, value)
     try:
