@@ -357,15 +357,16 @@ def preload_urls(root: str, params: dict, counts: dict[str, int], cap: int = FEA
 
 def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], params: dict,
              counts: dict[str, int], root: str = "", script_url: str = "/static/map.js",
-             cap: int = FEATURE_CAP) -> MapPage:
+             cap: int = FEATURE_CAP, has_findings: bool | None = None) -> MapPage:
     """The map page's map: wards 2022/2025, permits, sidewalk permits, findings, controls, legend.
 
     ``bounds`` ((south, west), (north, east)) or ``None``; ``params`` the
     current filter's URL parameters; ``counts`` how many features of each
     layer (``permits``, ``sidewalk``, ``findings``) match it: layers within
-    ``cap`` are preloaded whole, the others fetched by viewport.
+    ``cap`` are preloaded whole, the others fetched by viewport.  ``has_findings``: whether the findings
+    layer is offered (default: when some match; the day slider may move to a day that has some).
     """
-    has_findings = counts.get("findings", 0) > 0
+    has_findings = counts.get("findings", 0) > 0 if has_findings is None else has_findings
     t = i18n.translator(lang)
     m, background = _new_map(tiles, lang, _center(bounds), 13)
     groups = {

@@ -446,8 +446,11 @@ def map_page(store: Store, flt: Filter) -> dict:
     count = store.count(PERMITS, flt)
     side = side_filter(flt)
     counts = {"permits": count, "sidewalk": store.count(SIDEWALK, side), "findings": store.count(FINDINGS, side)}
+    # the findings layer is offered when some day of the slider has findings, not only the day shown
+    has_findings = counts["findings"] > 0 or (flt.day is not None and store.count(FINDINGS, side.with_(day=None)) > 0)
     return {"count": count, "total": store.count(PERMITS), "as_of": as_of, "wards": wards_in_force(store, as_of),
-            "counts": counts, "bounds": ward_bounds(store, as_of), "day_range": day_range(store)}
+            "counts": counts, "bounds": ward_bounds(store, as_of), "day_range": day_range(store),
+            "has_findings": has_findings}
 
 
 def day_range(store: Store) -> tuple[dt.date, dt.date] | None:

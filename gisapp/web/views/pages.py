@@ -66,6 +66,7 @@ def map_page():
     the_map = maps.main_map(bounds=page["bounds"] or maps.extent(store), wards=page["wards"],
                             params=flt.to_params(),
                             counts=page["counts"], cap=current_app.config.get("MAP_FEATURE_CAP", maps.FEATURE_CAP),
+                            has_findings=page["has_findings"],
                             **map_inputs(store))
     return render_template("map.html", map=the_map, flt=flt, warnings=warnings, query=urlencode(flt.to_params()),
                            ward_options=[(c, f"{c} — {n}") for c, n in page["wards"]], **page)
