@@ -287,6 +287,11 @@ def change_rows(layer: Layer, frame: pd.DataFrame, mode: str, old_keys) -> list[
     return rows
 
 
+def works_start_expression(layer: Layer) -> str:
+    """SQL of a layer's works start (``coalesce(issued_on, received_on)``); both stores index it as written."""
+    return f"coalesce({', '.join(layer.works_start_fields)})"
+
+
 def day_clauses(layer: Layer, day: dt.date, ph: str, params: list) -> list[str]:
     """SQL conditions for the ``day`` filter: the features active on ``day`` (its parameters go to ``params``).
 
@@ -298,7 +303,7 @@ def day_clauses(layer: Layer, day: dt.date, ph: str, params: list) -> list[str]:
     """
     start, end = layer.date_field, layer.end_date_field
     if layer.works_start_fields:
-        works = f"coalesce({', '.join(layer.works_start_fields)})"
+        works = works_start_expression(layer)
         params.extend([day.isoformat(), domain.works_start_bound(day, layer.works_months).isoformat()])
         return [f"{works} <= {ph}", f"{works} >= {ph}"]
     if not start:

@@ -54,6 +54,7 @@ from gisapp.store.base import (
     replace_is_compact,
     search_text,
     store_layer,
+    works_start_expression,
 )
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
@@ -712,6 +713,9 @@ def _finish(path: Path, layers) -> None:
             for c in dict.fromkeys(cols):
                 unique = "UNIQUE " if c == lay.key else ""
                 con.execute(f'CREATE {unique}INDEX IF NOT EXISTS "ix_{lay.name}_{c}" ON "{lay.name}" ({c})')
+            if lay.works_start_fields:  # the day filter's works period (dossiers)
+                con.execute(f'CREATE INDEX IF NOT EXISTS "ix_{lay.name}_works_start" ON "{lay.name}" '
+                            f"({works_start_expression(lay)})")
         con.commit()
         con.execute("PRAGMA wal_checkpoint")
     with open(path, "rb+") as fh:

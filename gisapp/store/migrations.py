@@ -215,6 +215,8 @@ CREATE TABLE gisapp_changes (
     status text COLLATE "C",
     changed_at timestamptz NOT NULL
 );
+-- The day filter's works start of dossiers (gisapp.store.base.works_start_expression), for the map's slider.
+CREATE INDEX ix_construction_permits_works_start ON construction_permits (coalesce(issued_on, received_on));
 """
 
 #: The layer tables of version 5 and their keys.
@@ -250,7 +252,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(5, "geometry as WGS84 GeoJSON text beside each row (fast API pages)", _V5),
     Migration(6, "stored GeoJSON filled in rows loaded before version 5, then required", _V6, _backfill_geojson),
     # 7, 8 and 9 are other branches' (issues 14, 16 and 18); the runner applies whatever is missing, in order
-    Migration(10, "change log of every write (GET /api/changes)", _V10),
+    Migration(10, "change log of every write (GET /api/changes), index of dossiers' works start (day filter)", _V10),
 )
 LATEST = MIGRATIONS[-1].version
 
