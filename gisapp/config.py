@@ -74,6 +74,19 @@ SETTINGS = {
                         "in MB"),
     "UPLOADS_TOTAL_MB": ("GISAPP_UPLOADS_TOTAL_MB", "2000", "uploads all officers together may have waiting for "
                          "confirmation, in MB"),
+    "CHECK_MAX_AREA_M2": ("GISAPP_CHECK_MAX_AREA_M2", "500", "largest sidewalk occupancy the check accepts, in m²"),
+    "CHECK_MAX_DAYS": ("GISAPP_CHECK_MAX_DAYS", "365", "longest period of a sidewalk occupancy the check accepts, "
+                       "in days"),
+    "FEE_TABLE": ("GISAPP_FEE_TABLE", "", "CSV fee table of sidewalk use (VND per m² per day by street class and "
+                  "purpose; default: the shipped EXAMPLE table layers/fees_example.csv)"),
+    "REPORT_WORKERS": ("GISAPP_REPORT_WORKERS", "2", "child processes per server process that render PDF reports "
+                       "(0: in the request's own thread)"),
+    "REPORT_MEMORY_MB": ("GISAPP_REPORT_MEMORY_MB", "3072", "address space of a report's child process, in MB"),
+    "REPORT_SECONDS": ("GISAPP_REPORT_SECONDS", "120", "time one PDF report may take, in seconds"),
+    "REPORT_QUEUE": ("GISAPP_REPORT_QUEUE", "3", "most PDF reports one server process makes or waits for at once "
+                     "(more: 503); keep it below the server's threads"),
+    "REPORT_MAX_DOSSIERS": ("GISAPP_REPORT_MAX_DOSSIERS", "1000000", "most dossiers one review report or map "
+                            "print may cover (more: refused, naming this limit)"),
 }
 
 #: Vector tiles exist from this zoom level (below it the map shows per-ward counts) …
@@ -98,12 +111,19 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
                     OLD_BASEMAP_VARIABLE)
         config["BASEMAP"] = env[OLD_BASEMAP_VARIABLE]
     for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB", "PROXIES", "MAX_UNPACKED_MB", "MAX_UPLOAD_FEATURES",
-                 "IMPORT_MEMORY_MB", "IMPORT_SECONDS", "UPLOAD_QUOTA_MB", "UPLOADS_TOTAL_MB"):
+                 "IMPORT_MEMORY_MB", "IMPORT_SECONDS", "UPLOAD_QUOTA_MB", "UPLOADS_TOTAL_MB", "CHECK_MAX_DAYS",
+                 "REPORT_WORKERS", "REPORT_MEMORY_MB", "REPORT_SECONDS", "REPORT_QUEUE", "REPORT_MAX_DOSSIERS"):
         try:
             config[name] = int(config[name])
         except ValueError:
             raise ConfigError(f"{SETTINGS[name][0]} must be a whole number, not {config[name]!r}") from None
+    try:
+        config["CHECK_MAX_AREA_M2"] = float(config["CHECK_MAX_AREA_M2"])
+    except ValueError:
+        raise ConfigError(f"GISAPP_CHECK_MAX_AREA_M2 must be a number, not {config['CHECK_MAX_AREA_M2']!r}") from None
     config.update(overrides or {})
+    if not config["FEE_TABLE"]:
+        config["FEE_TABLE"] = str(resource_dir("layers") / "fees_example.csv")
     if isinstance(config["TILE_WARM"], str):
         try:
             config["TILE_WARM"] = parse_zooms(config["TILE_WARM"])

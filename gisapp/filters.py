@@ -51,6 +51,7 @@ class Filter:
     q: str | None = None
     bbox: tuple[float, float, float, float] | None = None  # WGS84 lon/lat; west > east: across the antimeridian
     q_personal: bool = False  # ``q`` also searches owner names (signed-in staff only; not a URL parameter)
+    as_of: dt.date | None = None  # the data as it was at the end of that day (:func:`parse_as_of`)
 
     def is_empty(self) -> bool:
         """True when nothing is restricted."""
@@ -86,10 +87,11 @@ PERIOD = "date_from/date_to"
 #: The map's filter parameters (its pages, its data, the exports, the tiles) → the Filter field each fills.
 MAP_PARAMS = {"ward": "wards", "status": "statuses", "procedure": "procedures", "channel": "channels",
               "purpose": "purposes", "kind": "kinds", "from": "date_from", "to": "date_to", "day": "day", "q": "q",
-              "bbox": "bbox"}
+              "bbox": "bbox", "as_of": "as_of"}
 #: The OGC API's: the property filters by the property's name, ``datetime`` (RFC 3339) for both dates.
 API_PARAMS = {"ward_code": "wards", "status": "statuses", "procedure": "procedures", "channel": "channels",
-              "purpose": "purposes", "kind": "kinds", "datetime": PERIOD, "day": "day", "q": "q", "bbox": "bbox"}
+              "purpose": "purposes", "kind": "kinds", "datetime": PERIOD, "day": "day", "q": "q", "bbox": "bbox",
+              "as_of": "as_of"}
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,9 @@ def _read(args, param: str, attr: str, rules: Surface, reject, known_wards) -> d
         return {"bbox": parse_bbox(text, param, ogc=rules.ogc)} if text else {}
     if attr == "q":
         return {"q": _text(args, param, reject)}
+    if attr == "as_of":
+        items = _values(args, param)
+        return {"as_of": parse_as_of(items[-1], param)} if items else {}
     raise ValueError(f"no reader for the Filter field {attr!r}")  # pragma: no cover - the table is checked
 
 
@@ -253,6 +258,30 @@ def parse_date(text: str, param: str) -> dt.date:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise FilterError(param, f"{text!r} is not a date (YYYY-MM-DD)") from None
+
+
+#: The earliest day ``as_of`` may name; the latest is a year after today (in the district).
+AS_OF_FIRST = dt.date(1990, 1, 1)
+
+
+def parse_as_of(text: str, param: str = "as_of", *, today: dt.date | None = None) -> dt.date:
+    """The day of an ``as_of`` parameter: ``YYYY-MM-DD`` from 1990-01-01 to a year after today, or :class:`FilterError`.
+
+    The one parser of "as of a day" for every surface (pages, ``/data``, exports, tiles, the API); other
+    day parameters (the map's ``date``) may call it with their own ``param``.
+    """
+    text = str(text).strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+        raise FilterError(param, f"{text!r} is not a date (YYYY-MM-DD)")
+    day = parse_date(text, param)
+    today = today or dt.datetime.now(LOCAL_TIME).date()
+    last = today.replace(year=today.year + 1) if not (today.month == 2 and today.day == 29) \
+        else dt.date(today.year + 1, 2, 28)
+    if day < AS_OF_FIRST:
+        raise FilterError(param, f"{text!r} is before {AS_OF_FIRST.isoformat()}")
+    if day > last:
+        raise FilterError(param, f"{text!r} is more than a year after today ({today.isoformat()})")
+    return day
 
 
 def parse_bbox(text: str, param: str = "bbox", *, ogc: bool = False) -> tuple[float, float, float, float]:

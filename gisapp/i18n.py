@@ -50,6 +50,9 @@ STRINGS: dict[str, tuple[str, str]] = {
     "zoom_results": ("Phóng tới kết quả", "Zoom to results"),
     "export": ("Xuất GeoJSON", "Export GeoJSON"),
     "dashboard_link": ("Thống kê theo phường", "Ward dashboard"),
+    "print_map": ("In bản đồ (PDF)", "Print the map (PDF)"),
+    "print_review": ("Báo cáo sơ kết (PDF)", "Review report (PDF)"),
+    "print_sheet": ("In phiếu hồ sơ (PDF)", "Print the dossier sheet (PDF)"),
     "ignored": ("Bộ lọc bị bỏ qua", "Ignored filters"),
     "ignored_suffix": ("giá trị này đã bị bỏ qua", "this value was ignored"),
     "loading": ("Đang tải…", "Loading…"),
@@ -62,6 +65,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "overdue_open": ("Hồ sơ đang xử lý quá hạn", "Open dossier past its due date"),
     "sidewalk_layer": ("Vỉa hè cấp phép sử dụng tạm thời", "Sidewalk-use permits"),
     "findings_layer": ("Phát hiện chồng lấn", "Overlap findings"),
+    "sidewalks_layer": ("Vỉa hè", "Sidewalks"),
     "wards_2022": ("Ranh giới phường 2022 (gần đúng)", "Ward boundaries 2022 (approximate)"),
     "wards_2025": ("Ranh giới phường từ 01/7/2025", "Ward boundaries from 1 Jul 2025"),
     "permits_layer": ("Hồ sơ cấp phép xây dựng", "Construction permit dossiers"),
@@ -93,6 +97,21 @@ STRINGS: dict[str, tuple[str, str]] = {
     "per_month": ("Hồ sơ tiếp nhận và giải quyết theo tháng", "Dossiers received and resolved per month"),
     "choropleth": ("Số hồ sơ tiếp nhận theo phường", "Dossiers received per ward"),
     "as_of": ("Số liệu tính đến ngày", "Data as of"),
+    "as_of_param": ("Tình trạng tại ngày", "As of day"),
+    "as_of_shown": ("Đang xem số liệu tại ngày {day}: hồ sơ tiếp nhận sau ngày này không được tính, mỗi hồ sơ mang "
+                    "tình trạng của ngày đó, đúng hạn/quá hạn tính tại ngày đó",
+                    "Showing the data as of {day}: dossiers received later are left out, each has the status it "
+                    "had that day, timeliness and overdue are reckoned at that day"),
+    "without_history": ("{n} hồ sơ chưa có lịch sử tình trạng đến ngày này; hiển thị tình trạng hiện tại",
+                        "{n} dossiers have no status history by that day; their current status is shown"),
+    "compare": ("So sánh các kỳ", "Compare periods"),
+    "compare_hint": ("ví dụ 2022-H1,2022-H2 hoặc 2022-01-01/2022-03-31", "e.g. 2022-H1,2022-H2 or 2022-01-01/2022-03-31"),
+    "status_label": ("Trạng thái", "Status"),
+    "status_history": ("Lịch sử tình trạng", "Status history"),
+    "changed_on": ("Ngày thay đổi", "Changed on"),
+    "note": ("Ghi chú", "Note"),
+    "status_then": ("Tình trạng tại ngày {day}", "Status on {day}"),
+    "not_yet_received": ("Hồ sơ chưa được tiếp nhận vào ngày {day}", "The dossier was not yet received on {day}"),
     "show_on_map": ("Xem trên bản đồ", "Show on the map"),
     "no_data": ("Chưa có dữ liệu", "No data"),
     "other_ward": ("Phường khác", "Other ward"),
@@ -167,6 +186,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     # import and upload messages ({opt_*}: an option of ``gisapp import``, or the upload form's field)
     'import_form_field': ('ô «{label}»', 'the field “{label}”'),
     'import_rename_columns': ('hãy đổi tên cột trong tệp', 'rename that column in the file'),
+    'import_history_columns': ('tệp lịch sử tình trạng thiếu cột {columns} (tiêu đề nhận được: {headers})',
+                               'the status history file lacks the column(s) {columns} (headers recognised: {headers})'),
     'import_no_file': ('{name}: không tìm thấy tệp', '{name}: no such file'),
     'import_old_xls': ('{name}: không đọc tệp .xls kiểu cũ; hãy lưu thành .xlsx',
                        '{name}: old .xls workbooks are not read; save it as .xlsx'),
@@ -310,6 +331,10 @@ _FILTER_MESSAGES_VI = (
     (re.compile(r"'from' is after 'to'; the date range was ignored$"),
      "ngày bắt đầu sau ngày kết thúc; khoảng ngày bị bỏ qua"),
     (re.compile(r"search text is longer than (\d+) characters$"), "từ khóa tìm kiếm dài hơn {0} ký tự"),
+    (re.compile(r"'(.*)' is before (\S+)$"), "'{0}' trước ngày {1}"),
+    (re.compile(r"'(.*)' is more than a year after today \((\S+)\)$"), "'{0}' sau hôm nay ({1}) hơn một năm"),
+    (re.compile(r"'(.*)' is not a period .*$", re.S), "'{0}' không phải là một kỳ (2022, 2022-H1, 2022-Q3 hoặc "
+                                                    "YYYY-MM-DD/YYYY-MM-DD)"),
 )
 
 

@@ -11,6 +11,7 @@ import shutil
 import pytest
 
 from gisapp.demo import build as demo
+from gisapp.demo.timeline import demo_history
 from gisapp.domain import Calendar
 from gisapp.store.gpkg import GeoPackageStore
 from tests.browser_util import chromium_fixture  # noqa: F401 - the chromium fixture
@@ -28,7 +29,7 @@ def _demo_store_file(demo_frames, tmp_path_factory):
     """A GeoPackage seeded once with the demo, copied by ``demo_store``."""
     path = tmp_path_factory.mktemp("demo") / "demo.gpkg"
     frames, meta = demo_frames
-    GeoPackageStore(path, must_exist=False).write(frames, meta=meta)
+    GeoPackageStore(path, must_exist=False).write(frames, meta=meta, history=demo_history(frames))
     return path
 
 

@@ -309,5 +309,6 @@ def test_cli_seed_then_layers(tmp_path):
     assert result.exit_code == 0, result.output
     counts = {line.split()[0]: line.split()[1] for line in result.output.splitlines()[3:]}
     assert counts == {"wards": "9", "construction_permits": "2534", "sidewalk_permits": str(
-        len(demo.build(domain.Calendar())[0]["sidewalk_permits"])), "findings": "183"}
+        len(demo.build(domain.Calendar())[0]["sidewalk_permits"])), "findings": "183",
+        "sidewalks": str(len(demo.build(domain.Calendar())[0]["sidewalks"]))}
     assert "as of: 2022-07-08" in result.output

@@ -24,8 +24,9 @@ ROOMS = {
     "importing": {"core", "formats", "store"},
     "demo": {"core", "formats", "store"},
     "api": {"core", "formats", "store", "tiles"},
-    "web": {"core", "formats", "store", "analysis", "tiles", "importing", "demo", "api"},
-    "cli": {"core", "formats", "store", "analysis", "tiles", "importing", "demo", "api", "web"},
+    "reports": {"core", "formats", "store", "analysis"},
+    "web": {"core", "formats", "store", "analysis", "tiles", "importing", "demo", "api", "reports"},
+    "cli": {"core", "formats", "store", "analysis", "tiles", "importing", "demo", "api", "reports", "web"},
 }
 
 

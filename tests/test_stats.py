@@ -8,9 +8,9 @@ import pytest
 import shapely
 
 from gisapp import domain, schema
+from gisapp.analysis import stats
 from gisapp.filters import Filter
 from gisapp.store.gpkg import GeoPackageStore
-from gisapp.web import stats
 from tests.browser_util import sample_frames
 
 D = dt.date.fromisoformat

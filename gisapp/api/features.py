@@ -32,7 +32,7 @@ import datetime as dt
 import re
 from urllib.parse import quote, urlencode
 
-from gisapp import domain, geo
+from gisapp import domain, geo, history
 from gisapp.api import changes
 from gisapp.errors import FilterError, NotFound
 from gisapp.filters import CODE_FIELDS, SURFACES, Filter
@@ -254,6 +254,8 @@ def queryables(collection_id: str, base: str) -> dict:
     if lay.date_field:
         props["datetime"] = {"title": "Date filter", "description": _temporal_meaning(lay),
                              "type": "string", "format": "date"}
+        props["as_of"] = {"title": "As of day (vendor parameter)", "type": "string", "format": "date",
+                          "description": "The data as it was at the end of that day (status from the history)"}
     return {
         "$schema": "https://json-schema.org/draft/2019-09/schema",
         "$id": f"{base}/collections/{lay.name}/queryables",
@@ -280,6 +282,10 @@ class ItemsPage:
         self.offset = parse_offset(args.get("offset"))
         page = store.page(layer.name, self.flt, fields=self.fields, limit=self.limit, offset=self.offset)
         self.matched, self.rows = page.matched, page.rows
+        self.without_history: int | None = None
+        if flt.as_of is not None and layer.name in history.LAYER_KEYS:  # each row as it was that day
+            past = history.past_statuses(store, layer.name, flt.as_of, [r[0] for r in self.rows])
+            self.rows, self.without_history = history.as_of_rows(self.rows, self.fields, past, flt.as_of)
         self.returned = len(self.rows)
         self.params = {k: args.getlist(k) if hasattr(args, "getlist") else args.get(k)
                        for k in args.keys() if k not in ("f", "offset", "limit")}
@@ -303,12 +309,16 @@ class ItemsPage:
 
     def members(self, fmt: str = "json") -> dict:
         """The FeatureCollection's members besides ``features``."""
-        return {
+        out = {
             "numberMatched": self.matched,
             "numberReturned": self.returned,
             "timeStamp": dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "links": self.links(fmt),
         }
+        if self.without_history is not None:  # as_of: features of the page shown with their current status
+            out["asOf"] = self.flt.as_of.isoformat() if self.flt.as_of else None
+            out["numberWithoutHistory"] = self.without_history
+        return out
 
     def geojson(self) -> bytes:
         """The page as a GeoJSON FeatureCollection."""
@@ -376,6 +386,13 @@ def _parameters(max_items: int) -> dict:
                       "and wards: their start date on or before it and their end date on or after it (or none); "
                       f"construction dossiers: their works period, {domain.WORKS_MONTHS} months from the permit's "
                       "issue (or the dossier's receipt when not issued), as the overlap analysis counts it."),
+        "as_of": _param("as_of", {"type": "string", "format": "date"},
+                        "Vendor parameter: the data as of the end of this day (YYYY-MM-DD, from 1990-01-01 to a "
+                        "year after today; else a 400). Dossiers received later are left out and each has the "
+                        "status it had that day (from the status history; a feature without history by then "
+                        "keeps its current status and is counted in numberWithoutHistory); completion and issue "
+                        "dates after the day are empty. Sidewalk permits, findings and wards are those in force "
+                        "that day, unless datetime asks for a range."),
         "limit": _param("limit", {"type": "integer", "minimum": 1, "maximum": max_items,
                                   "default": DEFAULT_LIMIT},
                         f"Features per page (default {DEFAULT_LIMIT}). Values above {max_items} are clamped to "
@@ -448,7 +465,8 @@ def openapi(base: str, max_items: int) -> dict:
         paths[f"/collections/{name}"] = {"get": {
             "summary": f"The collection {lay.en}", "operationId": f"describe_{name}", "tags": tag,
             "parameters": common, "responses": _responses(JSON, HTML)}}
-        items_params = [*common, _ref("bbox"), _ref("datetime"), _ref("day"), _ref("limit"), _ref("offset"), _ref("q"),
+        items_params = [*common, _ref("bbox"), _ref("datetime"), _ref("day"), _ref("as_of"), _ref("limit"),
+                        _ref("offset"), _ref("q"),
                         *[_ref(p) for p in property_params(lay)]]
         paths[f"/collections/{name}/items"] = {"get": {
             "summary": f"Features of {lay.en}", "operationId": f"getFeatures_{name}", "tags": tag,

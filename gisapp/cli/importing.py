@@ -10,6 +10,7 @@ import click
 
 from gisapp.accounts import Accounts
 from gisapp.cli.context import Context, pass_ctx
+from gisapp.importing import statuses
 from gisapp.importing.prepare import IMPORTABLE_LAYERS, ImportFailure, rejects_path, run_import, write_rejects
 from gisapp.store import StoreError
 
@@ -17,7 +18,7 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
 @click.command(name="import")
-@click.argument("layer", type=click.Choice(IMPORTABLE_LAYERS))
+@click.argument("layer", type=click.Choice([*IMPORTABLE_LAYERS, statuses.NAME]))
 @click.argument("file", type=_FILE)
 @click.option("--parcels", type=_FILE, help="Parcel polygons to join a table of dossiers to "
               "(by ward + map sheet + parcel number).")
@@ -34,6 +35,10 @@ _FILE = click.Path(exists=True, dir_okay=False, path_type=Path)
 def import_(ctx: Context, layer, file, parcels, crs, mapping, mode, dry_run, sheet, allow_any_driver):
     """Import FILE (Shapefile, GeoPackage, GeoJSON, CSV or XLSX) into LAYER.
 
+    LAYER status_changes: a one-stop system's status history export (CSV or
+    XLSX, one row per change: dossier code or permit number, status, date
+    and optional time, note), added to the status history.
+
     Every row is accepted or rejected with a reason; rejected rows are
     written to FILE's name with .rejects.csv, beside it.  Exits with
     status 1 when nothing was accepted.  A file is read only when its
@@ -43,9 +48,16 @@ def import_(ctx: Context, layer, file, parcels, crs, mapping, mode, dry_run, she
     started = time.perf_counter()
     store = ctx.store(must_exist=False)
     try:
-        report = run_import(store, layer, file, calendar=ctx.config["CALENDAR"], parcels=parcels, crs=crs,
-                            mapping=mapping, mode=mode, dry_run=dry_run, sheet=sheet,
-                            allow_any_driver=allow_any_driver)
+        if layer == statuses.NAME:
+            if parcels or crs or mapping or mode != "upsert" or allow_any_driver:
+                raise click.UsageError("a status history import takes only FILE, --dry-run and --sheet")
+            report = statuses.run_history_import(store, file, dry_run=dry_run, sheet=sheet)
+        else:
+            report = run_import(store, layer, file, calendar=ctx.config["CALENDAR"], parcels=parcels, crs=crs,
+                                mapping=mapping, mode=mode, dry_run=dry_run, sheet=sheet,
+                                allow_any_driver=allow_any_driver)
+    except click.UsageError:
+        raise
     except ImportFailure as err:
         raise click.ClickException(str(err)) from None
     except StoreError:

@@ -9,6 +9,7 @@ import click
 from gisapp.cli.analyze import analyze as analyze_command
 from gisapp.cli.context import Context
 from gisapp.demo import build as demo
+from gisapp.demo.timeline import demo_history
 
 
 @click.command()
@@ -25,7 +26,7 @@ def seed(click_ctx, if_missing: bool, analyze: bool):
         return
     started = time.perf_counter()
     frames, meta = demo.build(ctx.config["CALENDAR"])
-    store.write(frames, mode="replace", meta=meta)
+    store.write(frames, mode="replace", meta=meta, history=demo_history(frames, ctx.config["CALENDAR"]))
     counts = ", ".join(f"{name} {len(frame)}" for name, frame in frames.items())
     click.echo(f"seeded {store.url}: {counts} in {time.perf_counter() - started:.1f} s")
     if analyze:

@@ -29,7 +29,7 @@ import shapely
 from pyproj import CRS
 from pyproj.exceptions import CRSError
 
-from gisapp import domain, geo, schema
+from gisapp import domain, geo, history, schema
 from gisapp.formulas import defuse
 from gisapp.importing.read import NO_LIMITS, ImportFailure, ReadLimits, Source, load_mapping, read_source
 from gisapp.importing.values import (
@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 #: Layers an office can import.
-IMPORTABLE_LAYERS = ("wards", "construction_permits", "sidewalk_permits")
+IMPORTABLE_LAYERS = ("wards", "construction_permits", "sidewalk_permits", "sidewalks")
 
 MISSING = "missing required field"
 UNKNOWN_CODE = "unknown code or label"
@@ -73,7 +73,9 @@ INVALID_VALUE = "invalid value"
 
 #: Every reason a row can be rejected for, in the order that picks a row's ``reason``.
 REASONS = (MISSING, UNKNOWN_CODE, BAD_DATE, BAD_NUMBER, END_BEFORE_START, DUPLICATE, NO_PARCEL,
-           GEOMETRY_EMPTY, NOT_POLYGON, INVALID_GEOMETRY, OUTSIDE_WARDS, INVALID_VALUE)
+           GEOMETRY_EMPTY, NOT_POLYGON, INVALID_GEOMETRY, OUTSIDE_WARDS, INVALID_VALUE,
+           # a status history's rows (gisapp/importing/statuses.py)
+           history.UNKNOWN_KEY, history.BEFORE_RECEIPT, history.SAME_TIME)
 _RANK = {reason: i for i, reason in enumerate(REASONS)}
 
 #: A polygon is repaired with ``make_valid`` when its area changes by less than this fraction.

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from gisapp import domain, schema
+from gisapp import domain, history, schema
 from gisapp.filters import Filter, fold
 from gisapp.schema import STORE_CRS, Layer
 
@@ -131,12 +131,36 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None) -> None:
+              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None) -> None:
         """Write several layers in one transaction: all of them or nothing.
 
         ``mode="replace"`` swaps each layer whole; ``"upsert"`` replaces
         features with the same key and adds new ones.  ``meta`` entries are
         merged into the store metadata in the same transaction.
+
+        Status history (:mod:`gisapp.history`), in the same transaction: every
+        written feature of a layer with a history whose status is new or
+        changed gets a row dated now (note :data:`gisapp.history.WRITE_NOTE`),
+        unless ``history`` holds rows of that layer: then those rows are the
+        history written for it (with ``mode="replace"`` they replace the
+        layer's stored history, e.g. the demo's; else they are added, e.g.
+        an imported history export, with ``frames`` empty).
+        """
+
+    @abc.abstractmethod
+    def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
+        """The stored status changes of ``layer`` (of ``keys`` only, when given), in order.
+
+        Columns :data:`gisapp.history.COLUMNS` then ``seq``; ``changed_on``
+        datetime64, ``changed_at`` ``HH:MM:SS`` or ``""``.
+        """
+
+    @abc.abstractmethod
+    def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
+        """The status of each feature of ``layer`` at the end of ``day``, from its history, in one query.
+
+        Columns ``key``, ``status``, ``changed_on``; one row per key with a
+        change on or before ``day`` (of ``keys`` only, when given), by key.
         """
 
     @abc.abstractmethod
@@ -226,7 +250,12 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
             params.extend(values)
 
     any_of("ward_code", flt.wards)
-    any_of("status", flt.statuses)
+    if flt.as_of and flt.statuses and layer.name in history.LAYER_KEYS and "status" in names:
+        status, status_params = status_as_of_sql(layer, ph)
+        clauses.append(f"{status} IN ({', '.join([ph] * len(flt.statuses))})")
+        params.extend([*[flt.as_of.isoformat()] * len(status_params), *flt.statuses])
+    else:
+        any_of("status", flt.statuses)
     any_of("procedure", flt.procedures)
     any_of("channel", flt.channels)
     any_of("purpose", flt.purposes)
@@ -238,6 +267,12 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
     if start and flt.date_from:
         clauses.append(f"({end} >= {ph}{f' OR {end} IS NULL' if end != start else ''})")
         params.append(flt.date_from.isoformat())
+    if start and flt.as_of:
+        clauses.append(f"{start} <= {ph}")
+        params.append(flt.as_of.isoformat())
+        if end != start and not (flt.date_from or flt.date_to):  # active that day, unless a range is asked
+            clauses.append(f"({end} >= {ph} OR {end} IS NULL)")
+            params.append(flt.as_of.isoformat())
     if flt.day:
         clauses.extend(day_clauses(layer, flt.day, ph, params))
     if flt.q:
@@ -313,6 +348,19 @@ def day_clauses(layer: Layer, day: dt.date, ph: str, params: list) -> list[str]:
         return [f"{start} = {ph}"]
     params.extend([day.isoformat(), day.isoformat()])
     return [f"{start} <= {ph}", f"({end} >= {ph} OR {end} IS NULL)"]
+
+
+def status_as_of_sql(layer: Layer, ph: str = "?") -> tuple[str, list[str]]:
+    """SQL of a row's status at the end of a day (its last change by then, else its current status).
+
+    Returns the expression and the names of its parameters (the day, as ISO text).  It refers to the
+    layer's key and ``status`` unqualified, so it works whatever the layer table is called in the query;
+    the history's index on (layer, key, changed_on) makes it one index probe per row.
+    """
+    key = history.LAYER_KEYS[layer.name]
+    return (f"COALESCE((SELECT h.status FROM {history.TABLE} h WHERE h.layer = '{layer.name}' "
+            f"AND h.key = {key} AND h.changed_on <= {ph} "
+            "ORDER BY h.changed_on DESC, h.changed_at DESC, h.seq DESC LIMIT 1), status)", ["day"])
 
 
 def geometry_column(geometry: str) -> str:

@@ -9,6 +9,7 @@ leaves the store as it was and readers see the old data until then.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import fcntl
 import json
 import os
@@ -28,6 +29,7 @@ import pyogrio
 import shapely
 
 from gisapp import geo, schema
+from gisapp import history as hist
 from gisapp.filters import Filter
 from gisapp.formats.wkb import gpkg_to_wkb
 from gisapp.schema import LAYERS, STORE_CRS, Layer
@@ -164,6 +166,9 @@ class GeoPackageStore(Store):
         if app_id != GPKG_APPLICATION_ID or "gpkg_contents" not in tables:
             raise StoreError(f"store {self.path} is not a GeoPackage")
         stale = self._stale_layers()
+        if hist.TABLE not in tables and upgrade:  # a file from before the status history: add its table
+            self._fill_hidden_columns(stale or ["(status history)"])
+            return self._check(upgrade=False)
         if stale and upgrade:
             self._fill_hidden_columns(stale)
             return self._check(upgrade=False)
@@ -554,7 +559,7 @@ class GeoPackageStore(Store):
     # -- writing -----------------------------------------------------------
 
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None) -> None:
+              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None) -> None:
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
         layers = {name: store_layer(name) for name in frames}
@@ -564,7 +569,7 @@ class GeoPackageStore(Store):
             if exists:
                 self._check(upgrade=False)
             stale = [n for n in self._stale_layers() if n not in frames] if exists else []  # written again too
-            if exists and not (frames or stale or meta):
+            if exists and not (frames or stale or meta or history is not None or not self._has_history()):
                 return
             _remove_leftovers(self.path)
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
@@ -572,6 +577,7 @@ class GeoPackageStore(Store):
                 if exists:
                     _copy(self.path, tmp)
                 merged_meta = {**(self.meta() if exists else {}), **(meta or {})}
+                changes = self._history_rows(frames, history, exists)
                 written = set()
                 log: list[tuple] = []
                 for name, frame in [*frames.items(), *((n, self.read(n)) for n in stale)]:
@@ -589,6 +595,9 @@ class GeoPackageStore(Store):
                 for name in missing:
                     _write_layer(tmp, LAYERS[name], empty_frame(LAYERS[name]))
                 _write_meta(tmp, merged_meta)
+                replaced = [n for n in frames if mode == "replace" and history is not None
+                            and n in set(history["layer"])]
+                _write_history(tmp, changes, replaced)
                 if frames:
                     _append_changes(tmp, log)
                 _finish(tmp, layers.values())
@@ -596,6 +605,95 @@ class GeoPackageStore(Store):
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
+
+
+    def _has_history(self) -> bool:
+        """Whether the file has the status history table (files from before it do not)."""
+        with self._connect() as con:
+            return hist.TABLE in self._schema_names(con)
+
+    def _history_rows(self, frames: dict, history: pd.DataFrame | None, exists: bool) -> pd.DataFrame:
+        """The history rows a write adds: ``history``'s, and a row per new or changed status of the others."""
+        parts = [] if history is None else [history]
+        given = set() if history is None else set(history["layer"])
+        when = hist.local_now()
+        for name, frame in frames.items():
+            key = hist.LAYER_KEYS.get(name)
+            if key is None or name in given or not len(frame):
+                continue
+            old: dict = {}
+            if exists:
+                with self._connect() as con:
+                    if name in self._tables(con):
+                        keys = json.dumps([str(k) for k in frame[key]])
+                        old = dict(con.execute(f'SELECT {key}, status FROM "{name}" '
+                                               f"WHERE {key} IN (SELECT value FROM json_each(?))", [keys]))
+            keys = frame[key].astype(str).tolist()
+            parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], frame["status"], when))
+        return pd.concat(parts, ignore_index=True) if parts else hist.empty()
+
+    def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
+        """The stored status changes of ``layer`` (see :meth:`Store.status_history`)."""
+        store_layer(layer)
+        sql = (f"SELECT layer, key, status, changed_on, changed_at, note, seq FROM {hist.TABLE} WHERE layer = ?"
+               + ("" if keys is None else " AND key IN (SELECT value FROM json_each(?))")
+               + " ORDER BY key, changed_on, changed_at, seq")
+        params = [layer] + ([] if keys is None else [json.dumps([str(k) for k in keys])])
+        with self._connect() as con:
+            rows = con.execute(sql, params).fetchall() if hist.TABLE in self._schema_names(con) else []
+        return _history_frame(rows)
+
+    def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
+        """Each key's last status change by the end of ``day`` (see :data:`gisapp.history.NEXT_ON`)."""
+        store_layer(layer)
+        if keys is None:  # every key: the rows whose interval [changed_on, next_on) holds the day, one scan
+            sql = (f"SELECT key, status, changed_on FROM {hist.TABLE} "
+                   "WHERE layer = ? AND changed_on <= ? AND (next_on IS NULL OR next_on > ?)")
+            params = [layer, day.isoformat(), day.isoformat()]
+        else:  # a few keys (an API page): one index probe each, newest change first
+            sql = (f"SELECT k.value, h.status, h.changed_on FROM (SELECT value, (SELECT seq FROM {hist.TABLE} "
+                   "WHERE layer = ? AND key = j.value AND changed_on <= ? "
+                   "ORDER BY changed_on DESC, changed_at DESC, seq DESC LIMIT 1) AS last FROM json_each(?) j) k "
+                   f"JOIN {hist.TABLE} h ON h.seq = k.last ORDER BY k.value")
+            params = [layer, day.isoformat(), json.dumps(sorted({str(k) for k in keys}))]
+        with self._connect() as con:
+            rows = con.execute(sql, params).fetchall() if hist.TABLE in self._schema_names(con) else []
+        out = pd.DataFrame({"key": pd.Series([r[0] for r in rows], dtype=object),
+                            "status": pd.Series([r[1] for r in rows], dtype=object)})
+        out["changed_on"] = np.array([r[2] for r in rows], dtype="datetime64[D]").astype("datetime64[ms]")
+        return out
+
+
+def _history_frame(rows: list[tuple]) -> pd.DataFrame:
+    """A :meth:`Store.status_history` frame from rows of its columns."""
+    out = hist.frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                     [r[4] for r in rows], [r[5] for r in rows])
+    out["seq"] = pd.Series([r[6] for r in rows], dtype="int64")
+    return out
+
+
+def _write_history(path: Path, rows: pd.DataFrame, replaced: list[str]) -> None:
+    """Create the history table (and its index) if needed, drop the history of ``replaced`` layers, add ``rows``."""
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        con.execute(f"CREATE TABLE IF NOT EXISTS {hist.TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+                    "layer TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, changed_on TEXT NOT NULL, "
+                    "changed_at TEXT NOT NULL DEFAULT '', note TEXT, next_on TEXT)")
+        con.execute(f"CREATE INDEX IF NOT EXISTS ix_{hist.TABLE}_key ON {hist.TABLE} "
+                    "(layer, key, changed_on, changed_at, seq)")
+        for name in replaced:
+            con.execute(f"DELETE FROM {hist.TABLE} WHERE layer = ?", [name])
+        if len(rows):
+            days = rows["changed_on"].dt.strftime("%Y-%m-%d")
+            con.executemany(f"INSERT INTO {hist.TABLE} (layer, key, status, changed_on, changed_at, note) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            zip(rows["layer"], rows["key"], rows["status"], days, rows["changed_at"], rows["note"],
+                                strict=True))
+            for layer, keys in rows.groupby("layer")["key"]:
+                unique = sorted(set(keys))
+                many = len(unique) > hist.WHOLE_LAYER_KEYS
+                con.execute(hist.next_on_sql("?", "" if many else "AND key IN (SELECT value FROM json_each(?))"),
+                            [layer] if many else [layer, json.dumps(unique)])
+        con.commit()
 
 
 def _fid_key_index(layer: Layer) -> str:

@@ -202,21 +202,25 @@ ALTER TABLE sidewalk_permits ALTER COLUMN geometry_geojson SET NOT NULL;
 ALTER TABLE findings ALTER COLUMN geometry_geojson SET NOT NULL;
 """
 
-_V10 = """
--- The change log: one row per feature a write inserts, updates or deletes, or per layer a large bulk
--- load replaces whole, appended in the write's transaction under the store's write lock and numbered
--- on from the last seq (never a sequence: see gisapp.store.postgis._append_changes).  Its id, in the
--- cursors of /api/changes, is gisapp_version's token.
-CREATE TABLE gisapp_changes (
-    seq bigint PRIMARY KEY,
-    layer text COLLATE "C" NOT NULL,
-    key text COLLATE "C",
-    kind text COLLATE "C" NOT NULL CHECK (kind IN ('insert', 'update', 'delete', 'replace')),
-    status text COLLATE "C",
-    changed_at timestamptz NOT NULL
+_V7 = """
+-- The sidewalks layer: the walkable sidewalk between the kerb and the lot
+-- fronts, split at cross streets (the occupancy check measures the free
+-- passage on it; street_class picks the fee rate).
+CREATE TABLE sidewalks (
+    sidewalk_id text COLLATE "C" NOT NULL,
+    ward_code text COLLATE "C",
+    street text COLLATE "C",
+    width_m double precision,
+    street_class text COLLATE "C",
+    search_text text COLLATE "C" NOT NULL DEFAULT '',
+    geom geometry(MultiPolygon, 5899),
+    search_personal text COLLATE "C" NOT NULL DEFAULT '',
+    geometry_geojson text NOT NULL
 );
--- The day filter's works start of dossiers (gisapp.store.base.works_start_expression), for the map's slider.
-CREATE INDEX ix_construction_permits_works_start ON construction_permits (coalesce(issued_on, received_on));
+CREATE UNIQUE INDEX ix_sidewalks_sidewalk_id ON sidewalks (sidewalk_id);
+CREATE INDEX ix_sidewalks_ward_code ON sidewalks (ward_code);
+CREATE INDEX ix_sidewalks_geom ON sidewalks USING gist (geom);
+INSERT INTO gisapp_layers (name) VALUES ('sidewalks');
 """
 
 #: The layer tables of version 5 and their keys.
@@ -244,6 +248,45 @@ def _backfill_geojson(con: psycopg.Connection) -> None:
                             [[r[0] for r in rows], texts])
 
 
+_V8 = """
+-- Status history (gisapp/history.py): one row per status a dossier or a
+-- sidewalk permit entered, appended by every write that changes a status
+-- and by imports of a one-stop system's history export.  Not a map layer.
+CREATE TABLE status_changes (
+    seq bigserial PRIMARY KEY,
+    layer text COLLATE "C" NOT NULL,
+    key text COLLATE "C" NOT NULL,
+    status text COLLATE "C" NOT NULL,
+    changed_on date NOT NULL,
+    changed_at text COLLATE "C" NOT NULL DEFAULT '',
+    note text,
+    -- the day of the key's next change (NULL for its last): the status on day D
+    -- is the row with changed_on <= D < next_on, found without sorting
+    next_on date
+);
+-- Newest change first per key: "status as of a day" is DISTINCT ON over it
+-- in order, and one probe per row for a filter on the status of that day.
+CREATE INDEX ix_status_changes_key ON status_changes
+    (layer, key, changed_on DESC, changed_at DESC, seq DESC) INCLUDE (status);
+"""
+
+_V10 = """
+-- The change log: one row per feature a write inserts, updates or deletes, or per layer a large bulk
+-- load replaces whole, appended in the write's transaction under the store's write lock and numbered
+-- on from the last seq (never a sequence: see gisapp.store.postgis._append_changes).  Its id, in the
+-- cursors of /api/changes, is gisapp_version's token.
+CREATE TABLE gisapp_changes (
+    seq bigint PRIMARY KEY,
+    layer text COLLATE "C" NOT NULL,
+    key text COLLATE "C",
+    kind text COLLATE "C" NOT NULL CHECK (kind IN ('insert', 'update', 'delete', 'replace')),
+    status text COLLATE "C",
+    changed_at timestamptz NOT NULL
+);
+-- The day filter's works start of dossiers (gisapp.store.base.works_start_expression), for the map's slider.
+CREATE INDEX ix_construction_permits_works_start ON construction_permits (coalesce(issued_on, received_on));
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
@@ -251,7 +294,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "data version raised by every write (validates cached tiles)", _V4),
     Migration(5, "geometry as WGS84 GeoJSON text beside each row (fast API pages)", _V5),
     Migration(6, "stored GeoJSON filled in rows loaded before version 5, then required", _V6, _backfill_geojson),
-    # 7, 8 and 9 are other branches' (issues 14, 16 and 18); the runner applies whatever is missing, in order
+    Migration(7, "sidewalks layer (free passage of the occupancy check, fee classes)", _V7),
+    Migration(8, "status history (status_changes) of dossiers and sidewalk permits", _V8),
+    # 9 is another branch's (issue 18); the runner applies whatever is missing, in order
     Migration(10, "change log of every write (GET /api/changes), index of dossiers' works start (day filter)", _V10),
 )
 LATEST = MIGRATIONS[-1].version

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import binascii
 import contextlib
+import datetime as dt
 import os
 import re
 import threading
@@ -45,6 +46,7 @@ from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
 
 from gisapp import geo, schema
+from gisapp import history as hist
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store import migrations
@@ -417,7 +419,7 @@ class PostGISStore(Store):
         return aggregate_frame(rows, columns)
 
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
-              meta: dict[str, Any] | None = None) -> None:
+              meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None) -> None:
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
         layers = {name: store_layer(name) for name in frames}
@@ -429,6 +431,7 @@ class PostGISStore(Store):
                     if not pool.schema_ok:
                         migrations.upgrade(con)
                     con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+                    _write_history(con, typed, history, mode)
                     log: list[tuple] = []
                     for name, frame in typed.items():
                         log.extend(change_rows(layers[name], frame, mode, _old_keys(con, layers[name], frame, mode)))
@@ -447,6 +450,74 @@ class PostGISStore(Store):
                     raise
                 raise StoreError(f"writing to {self.url} failed, nothing was changed: "
                                  f"{str(err).strip().splitlines()[0]}") from err
+
+
+    def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
+        """The stored status changes of ``layer`` (see :meth:`Store.status_history`)."""
+        store_layer(layer)
+        query = (f"SELECT layer, key, status, changed_on, changed_at, note, seq FROM {hist.TABLE} WHERE layer = %s"
+                 + ("" if keys is None else " AND key = ANY(%s)") + " ORDER BY key, changed_on, changed_at, seq")
+        params: list = [layer] + ([] if keys is None else [[str(k) for k in keys]])
+        with self.connection() as con:
+            rows = con.execute(query, params).fetchall()
+        out = hist.frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
+                         [r[4] for r in rows], [r[5] for r in rows])
+        out["seq"] = pd.Series([r[6] for r in rows], dtype="int64")
+        return out
+
+    def statuses_as_of(self, layer: str, day: dt.date, keys: list[str] | None = None) -> pd.DataFrame:
+        """Each key's last status change by the end of ``day`` (see :data:`gisapp.history.NEXT_ON`)."""
+        store_layer(layer)
+        query = (f"SELECT key, status, changed_on FROM {hist.TABLE} "
+                 "WHERE layer = %s AND changed_on <= %s AND (next_on IS NULL OR next_on > %s)"
+                 + ("" if keys is None else " AND key = ANY(%s)"))
+        params: list = [layer, day, day] + ([] if keys is None else [[str(k) for k in keys]])
+        with self.connection() as con:
+            rows = con.execute(query, params).fetchall()
+        out = pd.DataFrame([r[:2] for r in rows], columns=["key", "status"], dtype=object)
+        out["changed_on"] = pd.Series(np.array([r[2] for r in rows], dtype="datetime64[D]")).astype("datetime64[ms]")
+        return out
+
+
+def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], history: pd.DataFrame | None,
+                   mode: str) -> None:
+    """The history rows of a write, in its transaction (see :meth:`Store.write`): given ones, or changed statuses."""
+    parts = [] if history is None else [history]
+    given = set() if history is None else set(history["layer"])
+    when = hist.local_now()
+    for name, frame in typed.items():
+        key = hist.LAYER_KEYS.get(name)
+        if key is None or not len(frame):
+            continue
+        if name in given:
+            if mode == "replace":
+                con.execute(f"DELETE FROM {hist.TABLE} WHERE layer = %s", [name])
+            continue
+        keys = frame[key].astype(str).tolist()
+        query = f"SELECT {key}, status FROM {name} WHERE {key} = ANY(%s)"
+        old: dict[str, str] = dict(con.execute(query, [keys]).fetchall())
+        parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], frame["status"], when))
+    rows = pd.concat(parts, ignore_index=True) if parts else hist.empty()
+    rows = rows[rows["layer"].notna()]
+    if not len(rows):
+        return
+    table = pa.table({"layer": pa.array(rows["layer"].tolist(), pa.string()),
+                      "key": pa.array(rows["key"].tolist(), pa.string()),
+                      "status": pa.array(rows["status"].tolist(), pa.string()),
+                      "changed_on": pa.array(rows["changed_on"].to_numpy(dtype="datetime64[D]"), pa.date32()),
+                      "changed_at": pa.array(rows["changed_at"].tolist(), pa.string()),
+                      "note": pa.array(rows["note"].tolist(), pa.string())})
+    buf = pa.BufferOutputStream()
+    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
+    with con.cursor() as cur, cur.copy(f"COPY {hist.TABLE} ({', '.join(hist.COLUMNS)}) FROM STDIN "
+                                       "(FORMAT csv, FORCE_NOT_NULL (changed_at))") as copy:
+        copy.write(memoryview(buf.getvalue()))
+    for layer, keys in rows.groupby("layer")["key"]:
+        unique = sorted(set(keys))
+        many = len(unique) > hist.WHOLE_LAYER_KEYS
+        con.execute(hist.next_on_sql("%s", "" if many else "AND key = ANY(%s)"), [layer] if many else [layer, unique])
+    if len(rows) > 100_000:
+        con.execute(f"ANALYZE {hist.TABLE}")
 
 
 def _check_schema(con: psycopg.Connection, url: str) -> None:

@@ -14,7 +14,7 @@ from gisapp.store import StoreError
 
 def _wants_json() -> bool:
     path = request.path
-    return (path.startswith(("/api", "/data", "/export", "/healthz", "/tiles"))
+    return (path.startswith(("/api", "/data", "/export", "/healthz", "/tiles", "/reports")) or path.endswith(".pdf")
             or request.args.get("f") == "json"
             or request.accept_mimetypes.best == "application/json")
 

@@ -27,12 +27,13 @@ from jinja2 import Template
 from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
-from gisapp import domain, geo, i18n
+from gisapp import domain, geo, history, i18n
+from gisapp.analysis import stats
 from gisapp.filters import Filter
 from gisapp.formats import geojson
 from gisapp.schema import LAYERS
 from gisapp.store import Store
-from gisapp.web import assets, stats
+from gisapp.web import assets
 
 #: The map's filter parameters that also filter sidewalk permits and findings (:func:`stats.side_filter`).
 SIDE_PARAMS = ("ward", "from", "to", "day")
@@ -50,6 +51,7 @@ MAP_FIELDS = {
                          "sidewalk_width_m", "used_width_m", "construction_dossier_code"],
     "findings": ["finding_id", "kind", "a_id", "b_id", "overlap_start", "overlap_end",
                  "overlap_area_m2", "distance_m"],
+    "sidewalks": ["sidewalk_id", "ward_code", "street", "width_m", "street_class"],
 }
 #: Fields of a dossier the popup shows, in order.
 POPUP_FIELDS = ["status", "procedure", "work_category", "channel", "received_on", "due_on", "completed_on",
@@ -96,7 +98,11 @@ def read_map_layer(store: Store, layer: str, flt: Filter):
     names = list(MAP_FIELDS[layer])
     if layer == "construction_permits":
         names = list(dict.fromkeys(names + TIMELINESS_FIELDS))
-    return store.read_arrow(layer, flt, fields=names)
+    table = store.read_arrow(layer, flt, fields=names)
+    if table is not None and flt.as_of is not None and layer in history.LAYER_KEYS:  # as it was that day
+        keys = table.column(history.LAYER_KEYS[layer]).to_pylist()
+        table = history.as_of_table(table, layer, history.past_statuses(store, layer, flt.as_of, keys), flt.as_of)
+    return table
 
 
 def _collection(store: Store, lay, flt, calendar, *, complete: bool, total: int) -> bytes:
@@ -108,7 +114,7 @@ def _collection(store: Store, lay, flt, calendar, *, complete: bool, total: int)
         extra = None
         if lay.name == "construction_permits":
             attrs = batch.select(TIMELINESS_FIELDS).to_pandas(date_as_object=False)
-            extra = {"timeliness": stats.timeliness(attrs, store.as_of(), calendar).tolist()}
+            extra = {"timeliness": stats.timeliness(attrs, flt.as_of or store.as_of(), calendar).tolist()}
         body = geojson.batch_json(batch, lay, MAP_FIELDS[lay.name], extra)
     return orjson.dumps({"type": "FeatureCollection", **members})[:-1] + b',"features":[' + body + b"]}"
 
@@ -287,7 +293,7 @@ def _group(m, name: str, show: bool = True) -> folium.FeatureGroup:
 
 def js_config(lang: str, *, mode: str, root: str = "", **extra) -> dict:
     """The configuration ``map.js`` reads: endpoints, colours, labels (no feature data)."""
-    code_sets = ("status", "procedure", "work_category", "channel", "purpose", "kind", "timeliness")
+    code_sets = ("status", "procedure", "work_category", "channel", "purpose", "kind", "timeliness", "street_class")
     labels = {name: {c.code: c.label(lang) for c in domain.CODE_SETS[name].values()} for name in code_sets}
     colors = {name: {c.code: c.color for c in domain.CODE_SETS[name].values()} for name in code_sets}
     fields: dict[str, str] = {}
@@ -372,6 +378,7 @@ def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], par
     groups = {
         "wards2022": _group(m, t("wards_2022")),
         "wards2025": _group(m, t("wards_2025"), show=False),
+        "sidewalks": _group(m, t("sidewalks_layer")),
         "permits": _group(m, t("permits_layer")),
         "sidewalk": _group(m, t("sidewalk_layer")),
         "findings": _group(m, t("findings_layer"), show=has_findings),
@@ -394,7 +401,8 @@ def permit_map(*, tiles: str, lang: str, detail: stats.PermitDetail | stats.Side
     t = i18n.translator(lang)
     m, background = _new_map(tiles, lang, detail.center, 18)
     x1, y1, x2, y2 = detail.bbox
-    groups = {"wards2022": _group(m, t("wards_2022")), "permits": _group(m, t("neighbours")),
+    groups = {"wards2022": _group(m, t("wards_2022")), "sidewalks": _group(m, t("sidewalks_layer")),
+              "permits": _group(m, t("neighbours")),
               "sidewalk": _group(m, t("sidewalk_layer")), "findings": _group(m, t("findings_layer"))}
     folium.LayerControl(collapsed=True).add_to(m)
     Legend(status_legend(lang), title=t("legend"), open_=False).add_to(m)

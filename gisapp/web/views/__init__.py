@@ -5,9 +5,10 @@ from __future__ import annotations
 
 def register(app) -> None:
     """Register every blueprint on ``app``."""
-    from gisapp.web.views import api, auth, data, export, health, pages, tiles, upload
+    from gisapp.web.views import api, auth, data, export, health, pages, reports, tiles, upload
 
     app.register_blueprint(health.bp)
+    app.register_blueprint(reports.bp)  # before pages: /permits/<code>.pdf is a report, not a page
     app.register_blueprint(pages.bp)
     app.register_blueprint(data.bp)
     app.register_blueprint(api.bp)

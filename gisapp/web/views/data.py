@@ -9,14 +9,15 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
+from gisapp.analysis import stats
 from gisapp.errors import FilterError, NotFound
 from gisapp.filters import parse_filter
-from gisapp.web import auth, maps, stats
+from gisapp.web import auth, maps
 from gisapp.web.request import get_store, known_wards
 
 bp = Blueprint("data", __name__, url_prefix="/data")
 
-MAP_LAYERS = ("construction_permits", "sidewalk_permits", "findings")
+MAP_LAYERS = ("construction_permits", "sidewalk_permits", "findings", "sidewalks")
 GEOJSON = "application/geo+json"
 
 

@@ -12,17 +12,18 @@ from urllib.parse import urlencode
 from flask import Blueprint, current_app, render_template, request, url_for
 
 from gisapp import domain, i18n, privacy
+from gisapp.analysis import stats
 from gisapp.errors import NotFound
 from gisapp.filters import Filter, parse_filter
 from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS, SIDEWALK_PERMITS
 from gisapp.store import Store
-from gisapp.web import auth, maps, stats
+from gisapp.web import auth, maps
 from gisapp.web.request import get_lang, get_store, known_wards
 
 bp = Blueprint("pages", __name__)
 
 #: Filter parameters of the pages, in the order the form shows them.
-PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "day", "q")
+PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "day", "as_of", "q")
 
 
 def page_filter() -> tuple[Filter, list[dict]]:
@@ -77,13 +78,32 @@ def wards_page():
     """The ward dashboard: table, choropleth and monthly charts for the filter."""
     store = get_store()
     flt, warnings = page_filter()
+    periods, bad = _periods()
+    warnings += bad
+    comparison = stats.compare(store, flt, periods, current_app.config["CALENDAR"]) if periods else None
     board = stats.dashboard(store, flt, current_app.config["CALENDAR"])
     the_map = maps.choropleth_map(bounds=stats.ward_bounds(store, board.as_of),
                                   ward_set_year=maps.ward_set_year(board.as_of),
                                   values={r.code: r.received for r in board.rows}, colors=board.colors,
                                   legend=board.legend, **map_inputs(store))
     return render_template("wards.html", board=board, map=the_map, flt=flt, warnings=warnings,
-                           query=urlencode(flt.to_params()), charts=_charts(board))
+                           query=urlencode(flt.to_params()), charts=_charts(board), comparison=comparison,
+                           compare_text=",".join(periods))
+
+
+def _periods() -> tuple[list[str], list[dict]]:
+    """The dashboard's ``compare`` periods (comma-separated or repeated) and a warning per bad one."""
+    good, warnings = [], []
+    for item in request.args.getlist("compare"):
+        for text in (p.strip() for p in item.split(",")):
+            if not text:
+                continue
+            try:
+                stats.parse_period(text)
+                good.append(text)
+            except ValueError as err:
+                warnings.append(_warning(f"compare: {err}"))
+    return good[:4], warnings
 
 
 def _charts(board: stats.Dashboard) -> list:
@@ -101,7 +121,8 @@ def permit_page(code: str):
     A sidewalk permit number (``VH-…``; dossier codes are ``XD-…``) gets the sidewalk permit's page.
     """
     store = get_store()
-    detail = stats.permit_detail(store, code, current_app.config["CALENDAR"])
+    flt, warnings = page_filter()
+    detail = stats.permit_detail(store, code, current_app.config["CALENDAR"], as_of=flt.as_of)
     if detail is None:
         return sidewalk_page(store, code)
     the_map = maps.permit_map(detail=detail, has_findings=store.count("findings") > 0, **map_inputs(store))
@@ -109,7 +130,7 @@ def permit_page(code: str):
     return render_template("permit.html", d=detail, map=the_map,
                            fields=[f for f in CONSTRUCTION_PERMITS.fields if f.name in shown],
                            sidewalk_fields=LAYERS["sidewalk_permits"].fields, finding_fields=LAYERS["findings"].fields,
-                           page_ids=page_ids)
+                           page_ids=page_ids, warnings=warnings)
 
 
 def sidewalk_page(store: Store, permit_no: str):

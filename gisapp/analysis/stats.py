@@ -10,6 +10,7 @@ the store and streamed in batches, never everything loaded then filtered.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -17,7 +18,7 @@ import pandas as pd
 import shapely
 from markupsafe import Markup, escape
 
-from gisapp import domain, geo
+from gisapp import domain, geo, history
 from gisapp.filters import Filter
 from gisapp.store import Store
 
@@ -203,6 +204,8 @@ class Dashboard:
     as_of: dt.date
     colors: dict[str, str] = field(default_factory=dict)
     legend: list[tuple[int, int, str]] = field(default_factory=list)
+    without_history: int = 0  # dossiers shown with their current status: no history on or before ``as_of``
+    historical: bool = False  # ``as_of`` was asked for (statuses from the history)
 
 
 def build_rows(counts: pd.DataFrame, wards: list[tuple[str, str]],
@@ -293,26 +296,59 @@ def ward_bounds(store: Store, on: dt.date) -> tuple[tuple[float, float], tuple[f
 
 
 def side_filter(flt: Filter) -> Filter:
-    """The part of a dossier filter that applies to sidewalk permits and findings: wards, dates and the day."""
-    return Filter(wards=flt.wards, date_from=flt.date_from, date_to=flt.date_to, day=flt.day)
+    """The part of a dossier filter that applies to sidewalk permits and findings: wards, dates, day, as of."""
+    return Filter(wards=flt.wards, date_from=flt.date_from, date_to=flt.date_to, day=flt.day, as_of=flt.as_of)
+
+
+def as_of_batches(store: Store, flt: Filter, fields: list[str], batch_size: int = 20000):
+    """Frames of ``fields`` of the dossiers matching ``flt``, as they were on ``flt.as_of`` when it is set.
+
+    The store's filter already drops dossiers received after that day (and
+    matches a status filter against the status of that day); each batch then
+    gets the statuses of that day from one history query for all dossiers
+    (:meth:`Store.statuses_as_of`), and loses completion dates after it
+    (:func:`gisapp.history.as_of_view`).  ``status_known`` says which rows
+    had a history by then.
+    """
+    if flt.as_of is None:
+        yield from attribute_batches(store, PERMITS, flt, fields, batch_size)
+        return
+    past = store.statuses_as_of(PERMITS, flt.as_of)
+    for batch in attribute_batches(store, PERMITS, flt, ["dossier_code", *fields], batch_size):
+        yield history.as_of_view(batch, past, flt.as_of)
+
+
+def ward_totals(store: Store, layer: str, flt: Filter, codes: list[str]) -> dict[str, int]:
+    """Matches of ``flt`` in ``layer`` per ward of ``codes``, from one grouped query (not one count per ward)."""
+    counts = store.aggregate(layer, flt)
+    found = dict(zip(counts["ward_code"].astype(object), counts["count"].astype(int), strict=True))
+    return {c: int(found.get(c, 0)) for c in codes}
 
 
 def dashboard(store: Store, flt: Filter, calendar: domain.Calendar, batch_size: int = 20000) -> Dashboard:
-    """The ward dashboard for the dossiers matching ``flt``, streamed from ``store``."""
-    as_of = store.as_of()
+    """The ward dashboard for the dossiers matching ``flt``, streamed from ``store``.
+
+    With ``flt.as_of``: the dossiers received by that day with the status
+    they had then, timeliness and overdue reckoned at that day, the wards in
+    force then and the sidewalk permits active that day.
+    """
+    as_of = flt.as_of or store.as_of()
     wards = wards_in_force(store, as_of)
     if flt.wards:
         wards = [w for w in wards if w[0] in flt.wards]
     counts = monthly = None
-    for batch in attribute_batches(store, PERMITS, flt, DASHBOARD_FIELDS, batch_size):
+    unknown = 0
+    for batch in as_of_batches(store, flt, DASHBOARD_FIELDS, batch_size):
         counts = add_counts(counts, ward_counts(batch, as_of, calendar))
         monthly = add_monthly(monthly, monthly_counts(batch))
+        if "status_known" in batch:
+            unknown += int((~batch["status_known"]).sum())
     counts = counts if counts is not None else ward_counts(pd.DataFrame(), as_of, calendar)
     monthly = monthly if monthly is not None else monthly_counts(pd.DataFrame())
     side = side_filter(flt)
     codes = [c for c, _ in wards] + [c for c in counts.index if c not in dict(wards)]
-    sidewalk = {c: store.count(SIDEWALK, side.with_(wards=(c,))) for c in codes}
-    findings = {c: store.count(FINDINGS, side.with_(wards=(c,))) for c in codes}
+    sidewalk = ward_totals(store, SIDEWALK, side, codes)
+    findings = ward_totals(store, FINDINGS, side, codes)
     rows, total = build_rows(counts, wards, sidewalk, findings)
     months = month_range(monthly.index.get_level_values("month"))
     series = {}
@@ -323,7 +359,70 @@ def dashboard(store: Store, flt: Filter, calendar: domain.Calendar, batch_size: 
                             for k in ("received", "resolved")}
     statuses = [s for s in domain.STATUSES if total.status(s)]
     colors, legend = classify({r.code: r.received for r in rows})
-    return Dashboard(rows, total, statuses, months, series, as_of, colors, legend)
+    return Dashboard(rows, total, statuses, months, series, as_of, colors, legend, unknown, flt.as_of is not None)
+
+
+#: Named periods: ``2022`` (the year), ``2022-H1``/``H2`` (half-years), ``2022-Q1``…``Q4`` (quarters).
+_PERIOD = re.compile(r"^(\d{4})(?:-(H[12]|Q[1-4]))?$")
+
+
+def parse_period(text: str) -> tuple[dt.date, dt.date]:
+    """A period to compare: ``2022``, ``2022-H1``, ``2022-Q3`` or ``YYYY-MM-DD/YYYY-MM-DD`` (else ValueError)."""
+    text = text.strip()
+    m = _PERIOD.match(text.upper())
+    if m:
+        year, part = int(m.group(1)), m.group(2)
+        first, months = (1, 12) if part is None else ((int(part[1]) - 1) * 6 + 1, 6) if part[0] == "H" \
+            else ((int(part[1]) - 1) * 3 + 1, 3)
+        start = dt.date(year, first, 1)
+        end_month = first + months - 1
+        end = dt.date(year, 12, 31) if end_month == 12 else dt.date(year, end_month + 1, 1) - dt.timedelta(days=1)
+        return start, end
+    a, sep, b = text.partition("/")
+    try:
+        start, end = dt.date.fromisoformat(a), dt.date.fromisoformat(b)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a period (2022, 2022-H1, 2022-Q3 or YYYY-MM-DD/YYYY-MM-DD)") from None
+    if not sep or start > end:
+        raise ValueError(f"{text!r}: the period's start is after its end")
+    return start, end
+
+
+@dataclass
+class Comparison:
+    """The dashboard's figures for several periods side by side: dossiers received in each, as of its end."""
+
+    periods: list[tuple[str, dt.date, dt.date]]  # label, first day, last day
+    boards: list[Dashboard]
+
+    @property
+    def rows(self) -> list[tuple[str, str, list[WardRow]]]:
+        """(code, name, that ward's row in each period), wards of every period, then the total (code ``""``)."""
+        names: dict[str, str] = {}
+        for board in self.boards:
+            for r in board.rows:
+                names.setdefault(r.code, r.name)
+        out = []
+        for code, name in names.items():
+            rows = [next((r for r in b.rows if r.code == code), None) for b in self.boards]
+            out.append((code, name, [r or WardRow(code, name, dict.fromkeys(b.total.counts, 0))
+                                     for r, b in zip(rows, self.boards, strict=True)]))
+        out.append(("", "", [b.total for b in self.boards]))
+        return out
+
+
+def compare(store: Store, flt: Filter, periods: list[str], calendar: domain.Calendar,
+            today: dt.date | None = None) -> Comparison:
+    """The dashboard of each period (``parse_period`` texts): dossiers received in it, as of its last day.
+
+    A period that ends after today (or after the data's as-of date, when
+    earlier) is counted as of that day instead.
+    """
+    parsed = [(p, *parse_period(p)) for p in periods]
+    latest = min(today or dt.date.today(), store.as_of())
+    boards = [dashboard(store, flt.with_(date_from=a, date_to=b, as_of=min(b, max(latest, a))), calendar)
+              for _, a, b in parsed]
+    return Comparison(parsed, boards)
 
 
 @dataclass
@@ -338,6 +437,11 @@ class PermitDetail:
     linked: list[dict]
     nearby: list[dict]
     findings: list[dict]
+    history: list[dict] = field(default_factory=list)  # its status changes, in order
+    as_of: dt.date | None = None  # the day asked for (``as_of``); None: today's data
+    status_then: str | None = None  # its status at the end of ``as_of`` (None: not yet received)
+    received_then: bool = True  # it had been received by ``as_of``
+    status_known: bool = True  # ``status_then`` comes from the history (else it is the current status)
 
 
 def _records(frame: pd.DataFrame, extra: dict | None = None) -> list[dict]:
@@ -361,18 +465,37 @@ def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
 
+def history_records(store: Store, layer: str, key: str) -> list[dict]:
+    """The status changes of one feature, oldest first, as plain dicts (``changed_on`` a date)."""
+    rows = store.status_history(layer, [key])
+    return [{"status": r.status, "changed_on": r.changed_on.date(), "changed_at": r.changed_at, "note": r.note}
+            for r in rows.itertuples(index=False)]
+
+
 def permit_detail(store: Store, code: str, calendar: domain.Calendar, nearby_m: float = 20.0,
-                  neighbours_m: float = 60.0) -> PermitDetail | None:
-    """The dossier ``code`` with its timeliness, linked and nearby sidewalk permits and findings.
+                  neighbours_m: float = 60.0, as_of: dt.date | None = None) -> PermitDetail | None:
+    """The dossier ``code`` with its timeliness, linked and nearby sidewalk permits, findings and history.
 
     Nearby means within ``nearby_m`` metres (EPSG:5899) of the parcel.
-    ``None`` when no dossier has that code.
+    With ``as_of``: its status at the end of that day and its timeliness
+    then.  ``None`` when no dossier has that code.
     """
     frame = store.get(PERMITS, code)
     if not len(frame):
         return None
-    as_of = store.as_of()
-    timely = timeliness(frame, as_of, calendar).iloc[0]
+    changes = history_records(store, PERMITS, code)
+    status_then, known, received_then = None, True, True
+    if as_of is not None:
+        past = store.statuses_as_of(PERMITS, as_of, [code])
+        view = history.as_of_view(frame, past, as_of)
+        received_then = bool(len(view))
+        if received_then:
+            frame = view.drop(columns="status_known")
+            status_then, known = view["status"].iloc[0], bool(view["status_known"].iloc[0])
+        else:
+            frame = frame.assign(completed_on=pd.NaT, issued_on=pd.NaT)
+    day = as_of or store.as_of()
+    timely = timeliness(frame, day, calendar).iloc[0] if received_then else None
     due = due_dates(frame, calendar).iloc[0]
     parcel = frame.geometry.iloc[0]
     # sidewalk permits: those naming the dossier, and those within nearby_m of the parcel
@@ -392,7 +515,8 @@ def permit_detail(store: Store, code: str, calendar: domain.Calendar, nearby_m: 
         record=record, timeliness=timely, due_on=None if pd.isna(due) else pd.Timestamp(due).date(),
         center=(center.y, center.x), bbox=_wgs84_bbox(parcel, neighbours_m),
         linked=_records(linked_frame), nearby=_records(near.sort_values("distance_m")) if len(near) else [],
-        findings=_records(found),
+        findings=_records(found), history=changes, as_of=as_of, status_then=status_then,
+        received_then=received_then, status_known=known,
     )
 
 
@@ -406,6 +530,7 @@ class SidewalkDetail:
     bbox: tuple[float, float, float, float] | None  # WGS84 around the permit and its neighbours
     dossier_exists: bool  # its construction dossier (if it names one) is in the store
     findings: list[dict]
+    history: list[dict] = field(default_factory=list)  # its status changes, in order
 
 
 def sidewalk_detail(store: Store, permit_no: str, neighbours_m: float = 60.0) -> SidewalkDetail | None:
@@ -425,7 +550,7 @@ def sidewalk_detail(store: Store, permit_no: str, neighbours_m: float = 60.0) ->
         center=(center.y, center.x) if center is not None else None,
         bbox=_wgs84_bbox(geom, neighbours_m) if center is not None else None,
         dossier_exists=bool(dossier and len(store.get(PERMITS, dossier)) > 0),
-        findings=_records(found),
+        findings=_records(found), history=history_records(store, SIDEWALK, permit_no),
     )
 
 
@@ -442,7 +567,7 @@ def map_page(store: Store, flt: Filter) -> dict:
     Matching and total dossiers, the wards in force and their bounds, the
     as-of date, and ``counts`` of the features each map layer will hold.
     """
-    as_of = store.as_of()
+    as_of = flt.as_of or store.as_of()
     count = store.count(PERMITS, flt)
     side = side_filter(flt)
     counts = {"permits": count, "sidewalk": store.count(SIDEWALK, side), "findings": store.count(FINDINGS, side)}

@@ -1,0 +1,149 @@
+"""Status history benchmark (issue 16): the ward dashboard as of a day and API pages with ``as_of``.
+
+    .venv/bin/python -m benchmarks.bench_history [--sizes 100000] [--backends gpkg,postgis] [--clients 8]
+
+For each size N: N dossiers and N sidewalk permits from the demo's scalable
+generator with the demo's consistent history (~4 rows per dossier, 3 per
+permit), written to a GeoPackage and to a private PostGIS server
+(``tests/pg_server.py``).  Measured per backend:
+
+1. the write of layers plus history (seed-like);
+2. ``statuses_as_of`` of every dossier on a day (one query);
+3. the ward dashboard as of a day (``gisapp.analysis.stats.dashboard``), median of 3;
+4. ``/api/collections/construction_permits/items?as_of=…&bbox=…`` (street
+   views of ~1,000 dossiers, default page of 100 and ``limit=1000``) under
+   ``--clients`` concurrent clients against ``gisapp serve --workers 2``: p50/p95.
+
+Goals (issue 16, at 1M dossiers × ~5 history rows): dashboard as of any day
+< 2 s; API page with ``as_of`` p95 < 200 ms at 8 clients.  The default size
+is 100,000 (1,000,000 is the goal's size: ``--sizes 1000000``, about an hour).
+Prints a table and writes JSON to ``benchmarks/out/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlencode
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import loadgen  # noqa: E402
+from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data, view_boxes  # noqa: E402
+from gisapp.analysis import stats  # noqa: E402
+from gisapp.demo.timeline import demo_history  # noqa: E402
+from gisapp.domain import Calendar  # noqa: E402
+from gisapp.filters import Filter  # noqa: E402
+from gisapp.store.gpkg import GeoPackageStore  # noqa: E402
+from gisapp.store.postgis import PostGISStore, close_pool  # noqa: E402
+from tests.pg_server import start_server  # noqa: E402
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+DAYS = (dt.date(2022, 3, 31), dt.date(2022, 6, 30))
+
+
+def timed(func, *args, **kw):
+    t = time.perf_counter()
+    out = func(*args, **kw)
+    return out, time.perf_counter() - t
+
+
+def items_paths(boxes: list, day: dt.date | None, limit: int | None) -> list[str]:
+    """Items pages with ``as_of`` (none when ``day`` is None) over street-view ``boxes``."""
+    params = lambda b: {"bbox": ",".join(map(str, b)), "f": "json",  # noqa: E731
+                        **({"as_of": day.isoformat()} if day else {}), **({"limit": limit} if limit else {})}
+    return ["/api/collections/construction_permits/items?" + urlencode(params(b)) for b in boxes]
+
+
+def run_backend(name: str, store, url: str, frames: dict, history, boxes, clients: int, seconds: float) -> dict:
+    row: dict = {"backend": name}
+    _, row["write_s"] = timed(store.write, frames, mode="replace", meta={"as_of": "2022-07-08"}, history=history)
+    print(f"  {name}: wrote layers + {len(history):,} history rows in {row['write_s']:.1f} s", flush=True)
+    for day in DAYS:
+        past, t = timed(store.statuses_as_of, "construction_permits", day)
+        row[f"statuses_as_of_{day}_s"] = t
+        runs = []
+        for _ in range(3):
+            board, t = timed(stats.dashboard, store, Filter(as_of=day), Calendar())
+            runs.append(t)
+        row[f"dashboard_{day}_s"] = statistics.median(runs)
+        print(f"    as of {day}: statuses_as_of {len(past):,} keys {row[f'statuses_as_of_{day}_s']:.2f} s; "
+              f"dashboard {board.total.received:,} dossiers median {row[f'dashboard_{day}_s']:.2f} s", flush=True)
+    with app_servers(url) as bases:
+        for day, limit in ((DAYS[1], None), (None, None), (DAYS[1], 1000), (None, 1000)):
+            paths = items_paths(boxes, day, limit)
+            loadgen.run_threads(bases, paths[:20], 2, 5)  # warm up
+            result = loadgen.run(bases[0], paths, clients, seconds=seconds)
+            label = f"items_{'as_of' if day else 'plain'}_limit_{limit or 100}"
+            row[label] = {k: result[k] for k in ("p50_ms", "p95_ms", "requests", "failures", "client")}
+            print(f"    API items {'as_of' if day else 'without as_of'}, limit {limit or 100}, {clients} clients "
+                  f"({result['client']}): "
+                  f"p50 {result['p50_ms']:.0f} ms p95 {result['p95_ms']:.0f} ms "
+                  f"({result['requests']} requests, {result['failures']} failed)", flush=True)
+    return row
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="100000", help="dossiers (and sidewalk permits), comma-separated")
+    parser.add_argument("--backends", default="gpkg,postgis")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of load per measurement")
+    args = parser.parse_args(argv)
+    backends = args.backends.split(",")
+    results: dict = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
+                     "cpus": os.cpu_count(), "runs": []}
+    server = start_server(SERVER_SETTINGS) if "postgis" in backends else None
+    try:
+        with tempfile.TemporaryDirectory(prefix="gisapp-bench-") as tmp:
+            for n in (int(s) for s in args.sizes.split(",")):
+                print(f"{n:,} dossiers and sidewalk permits: generating …", flush=True)
+                frames, generator = make_data(n)
+                frames = {k: frames[k] for k in ("wards", "construction_permits", "sidewalk_permits") if k in frames}
+                history = demo_history(frames)
+                boxes, _ = view_boxes(frames, 200)
+                per_dossier = len(history[history["layer"] == "construction_permits"]) / n
+                run = {"n": n, "generator": generator, "history_rows": len(history),
+                       "history_rows_per_dossier": round(per_dossier, 2), "rows": []}
+                print(f"  {len(history):,} history rows ({per_dossier:.1f} per dossier)", flush=True)
+                for name in backends:
+                    if name == "gpkg":
+                        path = Path(tmp) / f"bench-{n}.gpkg"
+                        store, url = GeoPackageStore(path, must_exist=False), str(path)
+                    else:
+                        url = server.url(server.create_database("bench"))
+                        store = PostGISStore(url, must_exist=False)
+                    run["rows"].append(run_backend(name, store, url, frames, history, boxes, args.clients,
+                                                   args.seconds))
+                    if name == "postgis":
+                        close_pool(url)
+                    else:
+                        path.unlink(missing_ok=True)
+                results["runs"].append(run)
+    finally:
+        if server is not None:
+            server.stop()
+    print("\nsize       backend  write s  dashboard s (03-31 / 06-30)  items p95 ms as_of (plain), limit 100 / 1000")
+    for run in results["runs"]:
+        for row in run["rows"]:
+            print(f"{run['n']:>9,}  {row['backend']:<7} {row['write_s']:>7.1f}  "
+                  f"{row[f'dashboard_{DAYS[0]}_s']:>10.2f} / {row[f'dashboard_{DAYS[1]}_s']:<10.2f}      "
+                  f"{row['items_as_of_limit_100']['p95_ms']:>6.0f} ({row['items_plain_limit_100']['p95_ms']:.0f}) / "
+                  f"{row['items_as_of_limit_1000']['p95_ms']:.0f} ({row['items_plain_limit_1000']['p95_ms']:.0f})")
+    OUT_DIR.mkdir(exist_ok=True)
+    out = OUT_DIR / f"bench_history_{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {out.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,428 @@
+"""The printed reports (issue 17): review report, dossier sheet and map print, read back from the PDF.
+
+The PDFs are made by the real typesetter (WeasyPrint over Pango) and read with pypdf (structure: pages,
+page size, fonts) and pdfplumber (text); the map page is rasterised with poppler's ``pdftoppm``.
+"""
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pdfplumber
+import pypdf
+import pytest
+from click.testing import CliRunner
+
+from gisapp.analysis.overlaps import AnalysisParams, find_overlaps
+from gisapp.cli import cli
+from gisapp.reports import maps, render, texts
+from gisapp.store.gpkg import GeoPackageStore
+from gisapp.web.app import create_app
+from tests.stores import BACKENDS, new_store
+
+H1 = {"from": "2022-01-01", "to": "2022-06-30"}
+A4 = (595.28, 841.89)  # points
+
+
+@pytest.fixture(scope="module")
+def store_path(tmp_path_factory, demo_frames):
+    """The demo with its findings (the analysis run), as ``gisapp seed`` leaves it."""
+    frames, meta = demo_frames
+    path = tmp_path_factory.mktemp("reports") / "demo.gpkg"
+    findings = find_overlaps(frames["construction_permits"], frames["sidewalk_permits"], frames["wards"],
+                             AnalysisParams()).findings
+    GeoPackageStore(path, must_exist=False).write({**frames, "findings": findings}, meta=meta)
+    return str(path)
+
+
+def make_app(store_path, **config):
+    return create_app({"STORE": store_path, "TESTING": True, "REPORT_WORKERS": 0, **config})
+
+
+@pytest.fixture(scope="module")
+def client(store_path):
+    return make_app(store_path).test_client()
+
+
+@pytest.fixture(scope="module")
+def h1_pdf(client):
+    r = client.get("/reports/review.pdf", query_string=H1)
+    assert r.status_code == 200 and r.mimetype == "application/pdf"
+    return r.data
+
+
+def text_of(body: bytes) -> list[str]:
+    """The text of every page (pdfplumber)."""
+    with pdfplumber.open(io.BytesIO(body)) as pdf:
+        return [page.extract_text() or "" for page in pdf.pages]
+
+
+def map_text(body: bytes, page: int | None = None) -> str:
+    """The text of the maps (SVG text, read with pypdf: pdfplumber runs the words of SVG text together)."""
+    pages = pypdf.PdfReader(io.BytesIO(body)).pages
+    return flat([p.extract_text() for p in (pages if page is None else [pages[page]])])
+
+
+def flat(pages: list[str]) -> str:
+    return re.sub(r"\s+", " ", " ".join(pages))
+
+
+def a_dossier(store_path, **where) -> dict:
+    frame = GeoPackageStore(store_path).read("construction_permits")
+    for k, v in where.items():
+        frame = frame[frame[k].notna()] if v is any else frame[frame[k] == v]
+    return frame.iloc[0].to_dict()
+
+
+# -- the review report ----------------------------------------------------------------------
+
+def test_h1_2022_review_shows_the_articles_figures(h1_pdf):
+    text = flat(text_of(h1_pdf))
+    assert "Hồ sơ tiếp nhận 2.534" in text
+    assert "Nộp trực tuyến 54,5 %" in text
+    assert "Giải quyết trễ hạn 0" in text and "Không có hồ sơ trễ hẹn." in text
+    assert "từ ngày 01/01/2022 đến ngày 30/06/2022" in text
+    assert "Số liệu tính đến ngày 08/07/2022" in text
+    # per procedure, the sidewalk section and the lists are there
+    assert "Cấp mới 1.571" in text and "Sử dụng tạm thời vỉa hè" in text
+    assert "Chồng lấn vỉa hè (cùng nơi, cùng thời gian)" in text and "Hồ sơ đang xử lý quá hạn (0)" in text
+
+
+def test_review_has_the_dashboards_figures_per_ward(client, h1_pdf):
+    page = client.get("/wards", query_string=H1).get_data(as_text=True)
+    text = flat(text_of(h1_pdf))
+    total = re.search(r'data-testid="total-received">(\d+)<', page).group(1)
+    online = re.search(r'data-testid="total-online-share">([^<]+)<', page).group(1)
+    assert total == "2534" and online == "54,5 %"
+    assert f"{int(total):,}".replace(",", ".") in text and online in text
+    for code, received in re.findall(r'data-testid="received-(\d+)">(\d+)<', page):
+        name = re.search(rf'data-ward="{code}">\s*<td><a [^>]*>{code} — ([^<]+)</a>', page).group(1)
+        row = re.search(rf"{name} \({code}\) ([\d.]+) ", text)
+        assert row, (code, name)
+        assert row.group(1).replace(".", "") == received, (code, name)
+
+
+def test_review_keeps_vietnamese_letters_and_embeds_its_fonts(h1_pdf):
+    text = flat(text_of(h1_pdf))
+    for words in ("Hòa Thọ Tây", "Hòa Thọ Đông", "Khuê Trung", "Phường", "Đang xử lý quá hạn", "Hồ sơ đã giải quyết",
+                  "Chồng lấn vỉa hè"):
+        assert words in text, words
+    reader = pypdf.PdfReader(io.BytesIO(h1_pdf))
+    fonts = {}
+    for page in reader.pages:
+        for font in page["/Resources"]["/Font"].values():
+            font = font.get_object()
+            for desc in font.get("/DescendantFonts", [font]):
+                desc = desc.get_object()
+                fonts[str(desc["/BaseFont"])] = desc["/FontDescriptor"].get_object()
+    assert fonts and any("DejaVu" in name or "Noto" in name for name in fonts)
+    for name, descriptor in fonts.items():
+        assert any(k in descriptor for k in ("/FontFile", "/FontFile2", "/FontFile3")), f"{name} not embedded"
+
+
+def test_review_is_a4_portrait_with_numbered_pages(h1_pdf):
+    reader = pypdf.PdfReader(io.BytesIO(h1_pdf))
+    assert len(reader.pages) == 5  # cover, per ward + chart, map, sidewalk, lists
+    for page in reader.pages:
+        assert (float(page.mediabox.width), float(page.mediabox.height)) == pytest.approx(A4, abs=0.1)
+    pages = text_of(h1_pdf)
+    for i, text in enumerate(pages, 1):
+        assert f"Trang {i} / 5" in text and "Lập lúc" in text
+    assert "http://localhost/wards?from=2022-01-01&to=2022-06-30" in flat(pages).replace("? ", "?")
+    assert "Bộ lọc Ngày tiếp nhận: từ ngày 01/01/2022 đến ngày 30/06/2022" in flat(pages)
+
+
+def test_review_links_back_through_the_base_url(store_path):
+    client = make_app(store_path, BASE_URL="https://gis.example.vn/gisapp").test_client()
+    r = client.get("/reports/review.pdf", query_string={**H1, "ward": "20311"})
+    text = flat(text_of(r.data))
+    assert "https://gis.example.vn/gisapp/wards?ward=20311&from=2022-01-01&to=2022-06-30" in text.replace("? ", "?")
+    assert "Phường Hòa Thọ Tây" in text and "Hòa Xuân" not in text.split("Theo phường")[1].split("Bản đồ")[0]
+
+
+def test_the_map_page_has_legend_scale_bar_and_north_arrow(h1_pdf, tmp_path):
+    page = map_text(h1_pdf, 2)
+    assert "Bản đồ hồ sơ tiếp nhận theo phường" in page
+    assert "Hồ sơ tiếp nhận" in page and re.search(r"603–708", page)  # the legend's title and top class
+    assert re.search(r"\b\d+ (m|km)\b", page)  # the scale bar's label
+    assert " B " in page and "© OpenStreetMap contributors" in page  # north arrow (Bắc), attribution
+    for name in ("Hòa Thọ Tây", "Hòa Xuân", "Khuê Trung"):
+        assert name in page
+    png = rasterise(h1_pdf, 3, tmp_path)
+    from PIL import Image
+
+    image = Image.open(png).convert("RGB")
+    colours = image.getcolors(1 << 20)
+    darkest_blue = (8, 81, 156)  # the choropleth's top class (#08519c)
+    assert any(c == darkest_blue and n > 1000 for n, c in colours), "no ward filled with the top class"
+
+
+def rasterise(body: bytes, page: int, folder) -> str:
+    """Page ``page`` of the PDF as PNG via poppler's pdftoppm (fails under CI, skips elsewhere, without it)."""
+    if not shutil.which("pdftoppm"):
+        if os.environ.get("CI") == "true":
+            pytest.fail("pdftoppm (poppler-utils) is missing")
+        pytest.skip("pdftoppm (poppler-utils) is not installed")
+    src = folder / "report.pdf"
+    src.write_bytes(body)
+    subprocess.run(["pdftoppm", "-png", "-r", "60", "-f", str(page), "-l", str(page), "-singlefile", str(src),
+                    str(folder / "page")], check=True)
+    return str(folder / "page.png")
+
+
+def test_a_period_without_dossiers_is_a_report_that_says_so(client):
+    r = client.get("/reports/review.pdf", query_string={"from": "2030-01-01", "to": "2030-06-30"})
+    assert r.status_code == 200
+    text = flat(text_of(r.data))
+    assert "Không có hồ sơ nào trong kỳ báo cáo với bộ lọc này." in text
+    assert "Hồ sơ tiếp nhận 0" in text
+
+
+@pytest.mark.parametrize(("query", "param", "words"), [
+    ({"ward": "99999"}, "ward", "unknown ward code '99999'"),
+    ({"from": "2022-07-01", "to": "2022-01-01"}, "from", "'from' is after 'to'"),
+    ({"from": "1/1/2022"}, "from", "is not a date (YYYY-MM-DD)"),
+])
+def test_bad_input_is_the_one_error(client, query, param, words):
+    r = client.get("/reports/review.pdf", query_string=query)
+    assert r.status_code == 400 and r.mimetype == "application/json"
+    body = r.get_json()
+    assert set(body) == {"code", "description", "status"} and body["code"] == "InvalidParameterValue"
+    assert body["description"].startswith(f"{param}: ") and words in body["description"]
+
+
+def test_too_many_dossiers_are_refused_naming_the_limit(store_path):
+    client = make_app(store_path, REPORT_MAX_DOSSIERS=1000).test_client()
+    r = client.get("/reports/review.pdf", query_string=H1)
+    assert r.status_code == 413
+    assert r.get_json()["code"] == "ReportTooLarge" and "GISAPP_REPORT_MAX_DOSSIERS" in r.get_json()["description"]
+    assert client.get("/reports/review.pdf", query_string={**H1, "ward": "20260"}).status_code == 200  # 180 match
+
+
+# -- the dossier sheet ------------------------------------------------------------------------
+
+def test_dossier_sheet_is_one_a4_page_with_its_map(client, store_path):
+    rec = a_dossier(store_path, owner_name=any)
+    r = client.get(f"/permits/{rec['dossier_code']}.pdf")
+    assert r.status_code == 200 and r.mimetype == "application/pdf"
+    reader = pypdf.PdfReader(io.BytesIO(r.data))
+    assert len(reader.pages) == 1
+    assert (float(reader.pages[0].mediabox.width), float(reader.pages[0].mediabox.height)) == pytest.approx(A4, abs=.1)
+    text = flat(text_of(r.data))
+    assert rec["dossier_code"] in text and "Thời hạn giải quyết" in text and "Ngày hẹn trả" in text
+    assert re.search(r"Tỷ lệ 1:(500|1\.000)", text)
+    drawn = map_text(r.data)
+    assert "Thửa đất của hồ sơ" in drawn and "Thửa lân cận" in drawn and "Chú giải" in drawn  # the legend
+    assert re.search(r"\b\d+ m\b", drawn)  # the scale bar
+
+
+def test_anonymous_dossier_sheet_shows_no_owner(store_path):
+    rec = a_dossier(store_path, owner_name=any)
+    anonymous = flat(text_of(make_app(store_path).test_client().get(f"/permits/{rec['dossier_code']}.pdf").data))
+    staff = flat(text_of(make_app(store_path, SHOW_PERSONAL_DATA=True).test_client()
+                         .get(f"/permits/{rec['dossier_code']}.pdf").data))
+    assert rec["dossier_code"] in anonymous
+    assert rec["owner_name"] not in anonymous and rec["owner_id_no"] not in anonymous
+    assert "Chủ đầu tư" not in anonymous and "Thông tin cá nhân chỉ hiển thị" in anonymous
+    assert rec["owner_name"] in staff and rec["owner_id_no"] in staff
+
+
+def test_unknown_dossier_is_404(client):
+    r = client.get("/permits/XD-NO-SUCH.pdf")
+    assert r.status_code == 404 and r.get_json()["code"] == "NotFound" and "XD-NO-SUCH" in r.get_json()["description"]
+
+
+# -- the map print --------------------------------------------------------------------------
+
+def test_map_print_has_the_filter_in_words_count_legend_and_scale(client):
+    r = client.get("/reports/map.pdf", query_string={"ward": "20311", "status": "RETURNED", **H1})
+    assert r.status_code == 200
+    text = flat(text_of(r.data))
+    count = client.get("/data/count", query_string={"ward": "20311", "status": "RETURNED", **H1}).get_json()["count"]
+    assert f"{count:,}".replace(",", ".") + " hồ sơ phù hợp bộ lọc" in text
+    assert "Phường: Hòa Thọ Tây (20311)" in text and "Trạng thái: Đã trả kết quả" in text
+    drawn = map_text(r.data)
+    assert "Trạng thái hồ sơ" in drawn and re.search(rf"Đã trả kết quả \({count}\)", drawn)  # legend with counts
+    assert re.search(r"\b\d+ (m|km)\b", drawn) and "Hòa Thọ Tây" in drawn
+    assert len(pypdf.PdfReader(io.BytesIO(r.data)).pages) == 1
+
+
+def test_pages_link_to_their_reports(client, store_path):
+    code = a_dossier(store_path)["dossier_code"]
+    wards = client.get("/wards", query_string=H1).get_data(as_text=True)
+    assert 'href="/reports/review.pdf?from=2022-01-01&amp;to=2022-06-30"' in wards
+    assert 'href="/reports/review.pdf?ward=20311&amp;from=2022-01-01&amp;to=2022-06-30"' in wards
+    assert f'href="/permits/{code}.pdf"' in client.get(f"/permits/{code}").get_data(as_text=True)
+    assert 'href="/reports/map.pdf?ward=20311"' in client.get("/?ward=20311").get_data(as_text=True)
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+def test_cli_review_prints_the_same_figures(store_path, h1_pdf, tmp_path):
+    out = tmp_path / "r.pdf"
+    result = CliRunner().invoke(cli, ["--store", store_path, "report", "review", "--from", H1["from"], "--to",
+                                      H1["to"], "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    cli_text, web_text = text_of(out.read_bytes()), text_of(h1_pdf)
+    strip = [re.compile(r"Lập lúc [\d/: ]+"), re.compile(r"https?://\S+")]  # generation time, the link's host
+    for a, b in zip(cli_text, web_text, strict=True):
+        for pattern in strip:
+            a, b = pattern.sub("", a), pattern.sub("", b)
+        assert a == b
+
+
+def test_cli_bad_input_and_dossier(store_path, tmp_path):
+    runner = CliRunner()
+    bad = runner.invoke(cli, ["--store", store_path, "report", "review", "--ward", "99999", "-o", str(tmp_path / "x")])
+    assert bad.exit_code == 2 and "ward: unknown ward code '99999'" in bad.output
+    missing = runner.invoke(cli, ["--store", store_path, "report", "dossier", "NOPE", "-o", str(tmp_path / "x")])
+    assert missing.exit_code == 1 and "No dossier 'NOPE'" in missing.output
+    rec = a_dossier(store_path, owner_name=any)
+    out = tmp_path / "d.pdf"
+    ok = runner.invoke(cli, ["--store", store_path, "report", "dossier", rec["dossier_code"], "-o", str(out)])
+    assert ok.exit_code == 0, ok.output
+    assert rec["owner_name"] in flat(text_of(out.read_bytes()))  # the operator sees everything
+
+
+# -- without the typesetter, and in child processes -------------------------------------------
+
+def test_without_weasyprint_reports_name_it_and_the_app_works(store_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "weasyprint", None)  # as if not installed: importing it raises ImportError
+    render._weasyprint.cache_clear()
+    try:
+        client = make_app(store_path).test_client()
+        r = client.get("/reports/review.pdf", query_string=H1)
+        assert r.status_code == 503 and r.get_json()["code"] == "ReportUnavailable"
+        assert "weasyprint" in r.get_json()["description"]
+        assert client.get("/wards", query_string=H1).status_code == 200
+        assert client.get("/").status_code == 200
+    finally:
+        render._weasyprint.cache_clear()
+
+
+@pytest.mark.slow
+def test_reports_in_child_processes(store_path):
+    app = make_app(store_path, REPORT_WORKERS=1)
+    client = app.test_client()
+    try:
+        r = client.get("/reports/review.pdf", query_string=H1)
+        assert r.status_code == 200 and "Hồ sơ tiếp nhận 2.534" in flat(text_of(r.data))
+        missing = client.get("/permits/XD-NO-SUCH.pdf")  # the child's refusal comes back as the one error
+        assert missing.status_code == 404 and missing.get_json()["code"] == "NotFound"
+    finally:
+        app.extensions["gisapp_reports"].close()
+
+
+# -- pure parts -----------------------------------------------------------------------------------
+
+def test_numbers_and_filter_in_words():
+    from gisapp.filters import Filter
+
+    assert texts.fmt(2534) == "2.534" and texts.fmt(2534, "en") == "2,534"
+    assert texts.pct(0.5449881) == "54,5 %" and texts.pct(None) == "—"
+    words = texts.filter_words(Filter(wards=("20311",), procedures=("NEW_BUILD",)), {"20311": "Hòa Thọ Tây"}, "vi")
+    assert words == "Phường: Hòa Thọ Tây (20311); Thủ tục: Cấp mới"
+    assert texts.filter_words(Filter(), {}, "en") == "none"
+
+
+def test_sheet_scale_is_the_largest_that_fits():
+    import shapely
+
+    small = shapely.box(0, 0, 20, 20)  # with 15 m around: 50 m, within the 52.5 m of 105 mm at 1:500
+    assert maps.sheet_scale(small, 180, 105) == 500
+    assert maps.sheet_scale(shapely.box(0, 0, 80, 60), 180, 105) == 1000
+    assert maps.sheet_scale(shapely.box(0, 0, 5000, 5000), 180, 105) == maps.SHEET_SCALES[-1]
+
+
+def test_overdue_list_shows_the_first_rows_and_counts_the_rest(tmp_path):
+    from gisapp.domain import Calendar
+    from gisapp.reports import review
+    from tests.browser_util import sample_frames
+
+    frames, meta = sample_frames(240)
+    store = GeoPackageStore(tmp_path / "sample.gpkg", must_exist=False)
+    store.write(frames, meta=meta)
+    rep = review.build_review(store, review.ReviewQuery(review.Filter()), Calendar())
+    assert rep.overdue_total == rep.board.total.overdue > review.LIST_ROWS
+    assert len(rep.overdue) == review.LIST_ROWS
+    dues = [o["due_on"] for o in rep.overdue]
+    assert dues == sorted(dues) and all(o["days_over"] > 0 for o in rep.overdue)
+    client = make_app(str(tmp_path / "sample.gpkg")).test_client()
+    text = flat(text_of(client.get("/reports/review.pdf").data))
+    assert f"Hồ sơ đang xử lý quá hạn ({rep.overdue_total})" in text
+    assert f"… và {rep.overdue_total - review.LIST_ROWS} mục khác" in text
+    assert rep.overdue[0]["dossier_code"] in text
+
+
+def test_reports_beyond_the_queue_are_refused_at_once(store_path):
+    from gisapp.errors import RequestError
+    from gisapp.reports import jobs
+
+    runner = jobs.Runner(workers=0, queue=1)
+    job = jobs.Job("dossier", store_path, code=a_dossier(store_path)["dossier_code"])
+    assert runner.run(job).startswith(b"%PDF")
+    assert runner._slots.acquire(blocking=False)  # a report in the making holds the one slot …
+    try:
+        with pytest.raises(RequestError) as refused:  # … so the next is refused at once, naming the setting
+            runner.run(job)
+        assert refused.value.status == 503 and "GISAPP_REPORT_QUEUE" in refused.value.description
+    finally:
+        runner._slots.release()
+    assert runner.run(job).startswith(b"%PDF")
+
+
+def test_map_print_button_prints_the_view_in_the_browser(chromium, store_path):
+    """The map's print button carries the filter and the box in view; the PDF it names is the view."""
+    import urllib.parse
+    import urllib.request
+
+    from tests.browser_util import live_server, open_page, wait_until
+
+    with live_server(make_app(store_path, BASEMAP="none")) as base:
+        rec = open_page(chromium, base)
+        try:
+            rec.page.goto(base + "/?ward=20311&status=RETURNED")
+            wait_until(rec.page, "document.querySelector('[data-testid=permit-count]').textContent.trim() !== ''")
+            href = rec.page.evaluate("""() => {
+                const a = document.getElementById('print-link');
+                a.addEventListener('click', (e) => e.preventDefault());  // stay on the map; keep the address
+                a.click();
+                return a.href;
+            }""")
+            assert rec.errors == []
+        finally:
+            rec.page.context.close()
+        url = urllib.parse.urlsplit(href)
+        params = urllib.parse.parse_qs(url.query)
+        assert url.path == "/reports/map.pdf" and params["ward"] == ["20311"] and params["status"] == ["RETURNED"]
+        west, south, east, north = (float(v) for v in params["bbox"][0].split(","))
+        assert 107 < west < east < 109 and 15 < south < north < 17
+        with urllib.request.urlopen(href, timeout=120) as response:
+            body = response.read()
+        assert response.headers["Content-Type"] == "application/pdf"
+        text = flat(text_of(body))
+        assert "Phường: Hòa Thọ Tây (20311)" in text and "Trạng thái: Đã trả kết quả" in text
+        assert f"Khung bản đồ (kinh độ, vĩ độ): {west:.5f}, {south:.5f}" in text
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_review_figures_are_the_same_on_both_backends(backend, store_path, tmp_path, request):
+    """The report reads through the one store interface: PostGIS gives the GeoPackage's figures."""
+    from gisapp.domain import Calendar
+    from gisapp.filters import Filter
+    from gisapp.reports import review
+
+    source = GeoPackageStore(store_path)
+    store = new_store(backend, tmp_path, request)
+    store.write({name: source.read(name) for name in ("wards", "construction_permits", "sidewalk_permits",
+                                                      "findings")}, meta=source.meta())
+    query = review.ReviewQuery(Filter(date_from=review.dt.date(2022, 1, 1), date_to=review.dt.date(2022, 6, 30)))
+    mine, theirs = review.build_review(store, query, Calendar()), review.build_review(source, query, Calendar())
+    assert mine.board.total.counts == theirs.board.total.counts and mine.board.total.received == 2534
+    assert [r.counts for r in mine.board.rows] == [r.counts for r in theirs.board.rows]
+    assert mine.procedures == theirs.procedures and mine.sidewalk == theirs.sidewalk
+    assert (mine.clash_total, mine.clashes) == (theirs.clash_total, theirs.clashes)
+    assert (mine.overdue_total, mine.overdue) == (theirs.overdue_total, theirs.overdue)
