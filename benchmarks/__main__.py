@@ -22,6 +22,7 @@ BENCHMARKS = [
     ("benchmarks.bench_postgis", [], ["--sizes", "100000", "--clients", "8", "--seconds", "5"]),
     ("benchmarks.bench_history", ["--sizes", "100000,1000000"], ["--sizes", "20000", "--seconds", "5"]),
     ("benchmarks.bench_reports", ["--sizes", "100000,1000000"], ["--sizes", "100000"]),
+    ("benchmarks.bench_field", ["--sizes", "100000,1000000"], ["--sizes", "100000", "--seconds", "5", "--saves", "2"]),
     ("benchmarks.bench_time", [], ["--sizes", "20000", "--log-rows", "20000", "--requests", "60"]),
 ]
 
@@ -30,8 +31,8 @@ def main(argv=None) -> int:
     """Run the benchmarks named (default: all); return the number that failed."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
-    parser.add_argument("names", nargs="*", help="analysis, import, export, map, postgis, history, reports, time "
-                        "(default: all)")
+    parser.add_argument("names", nargs="*", help="analysis, import, export, map, postgis, history, reports, field, "
+                        "time (default: all)")
     args = parser.parse_args(argv)
     failed = 0
     for module, full, quick in BENCHMARKS:

@@ -25,7 +25,8 @@ from pathlib import Path
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-ROLES = ("viewer", "officer", "admin")
+#: ``inspector`` records inspections (with photos) but may not upload or import; officers may do both.
+ROLES = ("viewer", "inspector", "officer", "admin")
 #: What each role may do; a role may do everything the roles before it may.
 RANK = {role: i for i, role in enumerate(ROLES)}
 MIN_PASSWORD = 10

@@ -46,6 +46,8 @@ SETTINGS = {
     "ENV": ("GISAPP_ENV", "development",
             "development or production (production refuses to start without a secret key of 32 bytes or more)"),
     "MAX_UPLOAD_MB": ("GISAPP_MAX_UPLOAD_MB", "50", "largest file the upload page accepts, in MB"),
+    "INSPECTION_MAX_MB": ("GISAPP_INSPECTION_MAX_MB", "105",
+                          "largest inspection form (up to 5 photos of 20 MB each) accepted, in MB"),
     "TILE_CACHE_MB": ("GISAPP_TILE_CACHE_MB", "256",
                       "memory per server process for recently served vector tiles, in MB (0: none)"),
     "TILE_DIR": ("GISAPP_TILE_DIR", str(Path(tempfile.gettempdir()) / f"gisapp-tiles-{os.getuid()}"),
@@ -110,7 +112,8 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
         log.warning("%s is deprecated (it meant the basemap, not the vector tiles): use GISAPP_BASEMAP",
                     OLD_BASEMAP_VARIABLE)
         config["BASEMAP"] = env[OLD_BASEMAP_VARIABLE]
-    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB", "PROXIES", "MAX_UNPACKED_MB", "MAX_UPLOAD_FEATURES",
+    for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "INSPECTION_MAX_MB", "TILE_CACHE_MB", "PROXIES", "MAX_UNPACKED_MB",
+                 "MAX_UPLOAD_FEATURES",
                  "IMPORT_MEMORY_MB", "IMPORT_SECONDS", "UPLOAD_QUOTA_MB", "UPLOADS_TOTAL_MB", "CHECK_MAX_DAYS",
                  "REPORT_WORKERS", "REPORT_MEMORY_MB", "REPORT_SECONDS", "REPORT_QUEUE", "REPORT_MAX_DOSSIERS"):
         try:

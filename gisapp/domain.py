@@ -102,6 +102,22 @@ FINDING_KINDS = _codes(
     Code("OPPORTUNITY", "Cơ hội phối hợp", "Coordination opportunity", "#1e88e5"),
     Code("CLEARANCE", "Thiếu lối đi bộ", "Pedestrian clearance", "#aa00ff"),
     Code("WARD_MISMATCH", "Sai phường", "Ward mismatch", "#6d4c41"),
+    Code("UNPERMITTED", "Chiếm dụng không phép", "Unpermitted occupancy", "#b71c1c"),
+)
+
+#: Kinds of inspection (after UK Street Manager's live-site, reinstatement and follow-up inspections).
+INSPECTION_TYPES = _codes(
+    Code("SITE_CHECK", "Kiểm tra công trình", "Site check", "#1e88e5"),
+    Code("OCCUPANCY_CHECK", "Kiểm tra chiếm dụng vỉa hè", "Occupancy check", "#8e24aa"),
+    Code("FOLLOW_UP", "Kiểm tra lại", "Follow-up", "#fb8c00"),
+    Code("FINAL", "Kiểm tra hoàn thành", "Final inspection", "#2e7d32"),
+)
+
+#: What an inspection found.
+INSPECTION_OUTCOMES = _codes(
+    Code("PASSED", "Đạt", "Passed", "#2e7d32"),
+    Code("FAILED", "Không đạt", "Failed", "#c62828"),
+    Code("UNABLE", "Không thực hiện được", "Unable to complete", "#757575"),
 )
 
 #: Statutory processing time in working days (Luật Xây dựng art. 102).
@@ -267,6 +283,8 @@ CODE_SETS = {
     "kind": FINDING_KINDS,
     "street_class": STREET_CLASSES,
     "timeliness": TIMELINESS,
+    "inspection_type": INSPECTION_TYPES,
+    "outcome": INSPECTION_OUTCOMES,
 }
 
 

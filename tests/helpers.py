@@ -162,3 +162,43 @@ def sample_proposals(frames) -> dict[str, dict]:
                              "properties": {"start": start.isoformat(), "end": end.isoformat(),
                                             "purpose": purpose, "expected_verdict": verdict}}
     return features
+
+
+def phone_jpeg(width: int = 4000, height: int = 3000, *, quality: int = 92, noise: bool = False) -> bytes:
+    """A JPEG as a phone writes it: EXIF with the time, GPS position, camera make, owner and serial number."""
+    import io
+
+    from PIL import Image
+
+    if noise:  # photo-like detail, so the file is as large as a phone's (~4 MB at 4000 × 3000)
+        img = Image.frombytes("RGB", (width, height), np.random.default_rng(1).integers(
+            0, 255, width * height * 3, dtype=np.uint8).tobytes())
+    else:
+        img = Image.linear_gradient("L").resize((width, height)).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0132] = "2026:01:02 10:00:00"  # DateTime
+    exif[0x010F] = "ACME Phones"  # Make
+    exif[0x013B] = "Nguyen Van A"  # Artist: personal
+    exif[0x0112] = 1  # Orientation
+    exif.get_ifd(0x8769).update({0x9003: "2026:01:02 10:00:00", 0xA431: "SN-12345"})  # DateTimeOriginal, serial
+    exif.get_ifd(0x8825).update({1: "N", 2: (16.0, 1.0, 30.0), 3: "E", 4: (108.0, 12.0, 0.0)})
+    out = io.BytesIO()
+    img.save(out, "JPEG", quality=quality, exif=exif.tobytes())
+    return out.getvalue()
+
+
+#: The layer tables of PostGIS schema version 5.
+SCHEMA_5_LAYERS = ("wards", "construction_permits", "sidewalk_permits", "findings")
+
+
+def drop_tables_after_schema_5(con) -> None:
+    """Drop every table a PostGIS migration after version 5 made, and forget those versions (a schema-5 database)."""
+    later = [t for (t,) in con.execute(
+        "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> ALL(%s)",
+        [[*SCHEMA_5_LAYERS, "gisapp_meta", "gisapp_layers", "gisapp_version", "schema_version",
+          "spatial_ref_sys"]]).fetchall()]
+    for table in later:
+        con.execute(f'DROP TABLE "{table}" CASCADE')
+    con.execute("DELETE FROM gisapp_layers WHERE name <> ALL(%s)", [list(SCHEMA_5_LAYERS)])
+    con.execute("DROP INDEX IF EXISTS ix_construction_permits_works_start")  # version 10's, on a version-1 table
+    con.execute("DELETE FROM schema_version WHERE version > 5")

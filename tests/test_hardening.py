@@ -180,8 +180,11 @@ def walk(app, store) -> list[tuple[str, str]]:
     first = {name: store.read(name, limit=1) for name in schema.LAYERS}
     out = []
     for rule in app.url_map.iter_rules():
-        if "GET" not in rule.methods or "<token>" in rule.rule:
-            continue  # uploads: reached only through the upload flow (tests/test_upload.py)
+        if "GET" not in rule.methods or "<token>" in rule.rule or "<inspection_id>" in rule.rule:
+            continue  # uploads, inspections: reached only through their flows (test_upload, test_inspections)
+        if rule.rule == "/data/here":
+            out.append((rule.endpoint, "/data/here?lon=108.2&lat=16.01"))
+            continue
         if rule.endpoint == "static":
             out.append((rule.endpoint, "/static/map.js"))
             continue

@@ -16,7 +16,7 @@ from gisapp.tiles import mvt as tiles
 from gisapp.web.app import create_app
 
 PASSWORD = "correct horse battery"
-ROLES = (None, "viewer", "officer", "admin")
+ROLES = (None, "viewer", "inspector", "officer", "admin")
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +58,10 @@ def urls(app):
         if "GET" not in rule.methods or rule.endpoint == "static":
             continue
         path = rule.rule
-        if "<token>" in path:
-            continue  # uploads: reached only through the upload flow (tests/test_upload.py)
+        if "<token>" in path or "<inspection_id>" in path:
+            continue  # uploads, inspections, their photos: reached through their flows (test_upload, test_inspections)
+        if path == "/data/here":
+            path += "?lon=108.2&lat=16.01&day=2022-03-15"
         if "<collection_id>" in path or "<layer>" in path:
             for name in schema.LAYERS:
                 key = store.read(name, limit=1)
@@ -120,7 +122,7 @@ def test_anonymous_sees_no_personal_data_anywhere(app, personal):
     assert len(walked) > 30
     for url in walked:
         r = client.get(url)
-        assert r.status_code in (200, 302), (url, r.status_code)
+        assert r.status_code in ((404,) if url in STAFF_ONLY else (200, 302)), (url, r.status_code)
         assert not leaks(r.data, names, ids), url
         if r.mimetype != "text/html":  # pages may carry the field labels; data must not carry the fields
             assert b"owner_name" not in r.data and b"owner_id_no" not in r.data, url
@@ -145,17 +147,21 @@ def test_owner_names_are_searched_for_staff_only(app, personal):
 
 
 #: Routes that need a role; every other GET route is open to anonymous visitors.
-NEEDS = {"/admin": "admin", "/upload": "officer"}
+NEEDS = {"/admin": "admin", "/upload": "officer", "/inspections/new": "inspector"}
+#: Routes that do not exist for anyone not signed in (404), and answer every signed-in role.
+STAFF_ONLY = {"/inspections.geojson", "/export/blds/inspections.csv"}
 
 
 @pytest.mark.parametrize("role", ROLES, ids=lambda r: r or "anonymous")
 def test_role_matrix(app, role):
     client = client_for(app, role)
-    rank = {None: -1, "viewer": 0, "officer": 1, "admin": 2}
+    rank = {None: -1, "viewer": 0, "inspector": 1, "officer": 2, "admin": 3}
     for url in urls(app):
         need = NEEDS.get(url.split("?")[0])
         status = client.get(url).status_code
-        if need is None:
+        if url in STAFF_ONLY:
+            assert status == (404 if role is None else 200), (role, url, status)
+        elif need is None:
             assert status == 200, (role, url, status)
         elif role is None:
             assert status == 302, (role, url, status)
@@ -163,4 +169,4 @@ def test_role_matrix(app, role):
             assert status == (200 if rank[role] >= rank[need] else 403), (role, url, status)
     # Writing needs the officer role: the upload form posts are refused below it.
     r = client.post("/upload/" + "x" * 32 + "/confirm", data={})
-    assert r.status_code in ({None: (302, 400), "viewer": (400, 403)}.get(role, (400,)))
+    assert r.status_code in ({None: (302, 400), "viewer": (400, 403), "inspector": (400, 403)}.get(role, (400,)))

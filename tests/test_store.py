@@ -16,7 +16,7 @@ from gisapp.formats import geojson
 from gisapp.store import StoreError, open_store
 from gisapp.store.base import GEOJSON_COLUMN
 from gisapp.store.gpkg import GeoPackageStore
-from tests.helpers import permits
+from tests.helpers import drop_tables_after_schema_5, permits
 from tests.stores import BACKENDS, new_store
 
 D = dt.date.fromisoformat
@@ -153,7 +153,7 @@ def _forget_stored_geojson(store, key: str) -> None:
         with store.connection() as con:
             con.execute(f"ALTER TABLE construction_permits ALTER COLUMN {GEOJSON_COLUMN} DROP NOT NULL")
             con.execute(f"UPDATE construction_permits SET {GEOJSON_COLUMN} = NULL WHERE dossier_code = %s", [key])
-            con.execute("DELETE FROM schema_version WHERE version = 6")  # later ones stay applied
+            drop_tables_after_schema_5(con)
 
 
 def test_rows_without_stored_geojson_get_it_once_and_pages_are_the_same(store):

@@ -79,7 +79,8 @@ __all__ = [
 ]
 
 #: Finding kinds in report order.
-KINDS: tuple[str, ...] = tuple(domain.FINDING_KINDS)
+#: (``UNPERMITTED`` findings are not computed here: they come from inspections, :mod:`gisapp.inspections`.)
+KINDS: tuple[str, ...] = tuple(k for k in domain.FINDING_KINDS if k != "UNPERMITTED")
 #: Prefix of the finding id of each kind.
 ID_PREFIX = {"MERGE_CANDIDATE": "MC", "LINKED": "LK", "CLASH": "CL",
              "OPPORTUNITY": "OP", "CLEARANCE": "CR", "WARD_MISMATCH": "WM"}

@@ -20,6 +20,7 @@ from markupsafe import Markup, escape
 
 from gisapp import domain, geo, history
 from gisapp.filters import Filter
+from gisapp.inspections import LOCAL
 from gisapp.store import Store
 
 PERMITS = "construction_permits"
@@ -170,6 +171,7 @@ class WardRow:
     counts: dict[str, int]
     sidewalk: int = 0
     findings: int = 0
+    unpermitted: int = 0  # unpermitted occupancies still open today (recorded by inspectors)
 
     def __getattr__(self, name):
         counts = self.__dict__.get("counts", {})
@@ -350,6 +352,10 @@ def dashboard(store: Store, flt: Filter, calendar: domain.Calendar, batch_size: 
     sidewalk = ward_totals(store, SIDEWALK, side, codes)
     findings = ward_totals(store, FINDINGS, side, codes)
     rows, total = build_rows(counts, wards, sidewalk, findings)
+    open_now = Filter(kinds=("UNPERMITTED",), date_from=dt.datetime.now(LOCAL).date() + dt.timedelta(days=1))
+    for row in rows:
+        row.unpermitted = store.count(FINDINGS, open_now.with_(wards=(row.code,)))
+    total.unpermitted = store.count(FINDINGS, open_now.with_(wards=flt.wards))
     months = month_range(monthly.index.get_level_values("month"))
     series = {}
     for row in [*rows, total]:

@@ -9,6 +9,7 @@ import click
 import numpy as np
 import pandas as pd
 
+from gisapp import domain
 from gisapp.analysis.overlaps import KINDS, AnalysisParams
 from gisapp.analysis.run import analyze_store
 from gisapp.cli.context import Context
@@ -48,7 +49,7 @@ def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: flo
             "run_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
             "run_seconds": round(run_s, 3), "read_seconds": round(read_s, 3),
             "skipped": len(result.skipped),
-            "counts": {kind: int(counts.get(kind, 0)) for kind in KINDS}}
+            "counts": {kind: int(counts.get(kind, 0)) for kind in domain.FINDING_KINDS}}
     store.write({"findings": result.findings}, mode="replace", meta={"findings": meta})
     click.echo(format_summary(result.summary))
     click.echo("")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import datetime as dt
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,9 +12,12 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import shapely
 
 from gisapp import domain, history, schema
 from gisapp.filters import Filter, fold
+from gisapp.inspections import Inspection, PhotoRef
+from gisapp.photos import Photo
 from gisapp.schema import STORE_CRS, Layer
 
 #: Hidden columns with the accent-folded text that ``q`` searches: public fields, and personal
@@ -226,6 +229,25 @@ class Store(abc.ABC):
         stays while the store lives; a store created again gets a new one.
         """
 
+    @abc.abstractmethod
+    def add_inspection(self, inspection: Inspection, photos: Sequence[Photo], *,
+                       findings: gpd.GeoDataFrame | None = None) -> None:
+        """Record ``inspection`` with its ``photos`` (JPEG bytes, stored in the store) in one transaction.
+
+        ``findings`` (the ``UNPERMITTED`` findings the inspection opens or
+        closes) are upserted into the findings layer in the same transaction:
+        all of it is stored, or nothing.
+        """
+
+    @abc.abstractmethod
+    def inspections(self, *, target_layer: str | None = None, target_key: str | None = None,
+                    inspection_id: str | None = None) -> list[Inspection]:
+        """The inspections (with their photos' tokens) of one target, or one by id, or all; oldest first."""
+
+    @abc.abstractmethod
+    def inspection_photo(self, token: str) -> bytes | None:
+        """The JPEG bytes of the photo with ``token`` (``None`` when there is none)."""
+
     def as_of(self) -> dt.date:
         """The data's as-of date (``meta()['as_of']``), today when unset."""
         value = self.meta().get("as_of")
@@ -435,3 +457,31 @@ def aggregate_frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=columns)
     types = {"count": "int64"} if columns[0] == "ward_code" else {"x": "float64", "y": "float64", "count": "int64"}
     return frame.astype(types)
+
+
+#: Columns of the inspections table, in order (positions and occupancies as WKB in EPSG:5899).
+INSPECTION_COLUMNS = ("inspection_id", "target_layer", "target_key", "inspector", "inspected_at",
+                      "inspection_type", "outcome", "notes", "ward_code", "position", "occupancy")
+
+
+def inspection_row(inspection: Inspection) -> tuple:
+    """The inspections table's row of ``inspection`` (time as UTC, geometries as WKB)."""
+    i = inspection
+    return (i.inspection_id, i.target_layer, i.target_key, i.inspector, i.inspected_at.astimezone(dt.UTC),
+            i.inspection_type, i.outcome, i.notes, i.ward_code, shapely.to_wkb(i.position),
+            None if i.occupancy is None else shapely.to_wkb(i.occupancy))
+
+
+def inspection_of(row: tuple, photos: list[tuple]) -> Inspection:
+    """The :class:`Inspection` of a row in :data:`INSPECTION_COLUMNS` order and its photos' (token, width, height)."""
+    at = row[4]
+    if isinstance(at, str):
+        at = dt.datetime.fromisoformat(at)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return Inspection(
+        inspection_id=row[0], target_layer=row[1], target_key=row[2], inspector=row[3], inspected_at=at,
+        inspection_type=row[5], outcome=row[6], notes=row[7] or "", ward_code=row[8],
+        position=shapely.from_wkb(bytes(row[9])),
+        occupancy=None if row[10] is None else shapely.from_wkb(bytes(row[10])),
+        photos=tuple(PhotoRef(t, int(w), int(h)) for t, w, h in photos))

@@ -16,7 +16,7 @@ import os
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +32,12 @@ from gisapp import geo, schema
 from gisapp import history as hist
 from gisapp.filters import Filter
 from gisapp.formats.wkb import gpkg_to_wkb
+from gisapp.inspections import Inspection
+from gisapp.photos import Photo
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
     GEOJSON_COLUMN,
+    INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
     Change,
@@ -52,6 +55,8 @@ from gisapp.store.base import (
     field_names,
     geojson_texts,
     geometry_column,
+    inspection_of,
+    inspection_row,
     merge_upsert,
     replace_is_compact,
     search_text,
@@ -560,6 +565,12 @@ class GeoPackageStore(Store):
 
     def write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
               meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None) -> None:
+        self._write(frames, mode=mode, meta=meta, history=history)
+
+    def _write(self, frames: dict[str, gpd.GeoDataFrame], *, mode: str = "replace",
+               meta: dict[str, Any] | None = None, history: pd.DataFrame | None = None,
+               extra: Callable[[sqlite3.Connection], None] | None = None) -> None:
+        """:meth:`write`, and ``extra`` run on the copy (in its own SQLite transaction) before it replaces the file."""
         if mode not in ("replace", "upsert"):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
         layers = {name: store_layer(name) for name in frames}
@@ -569,7 +580,8 @@ class GeoPackageStore(Store):
             if exists:
                 self._check(upgrade=False)
             stale = [n for n in self._stale_layers() if n not in frames] if exists else []  # written again too
-            if exists and not (frames or stale or meta or history is not None or not self._has_history()):
+            if exists and not (frames or stale or meta or extra or history is not None
+                               or not self._has_history()):
                 return
             _remove_leftovers(self.path)
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.tmp.gpkg")
@@ -598,6 +610,9 @@ class GeoPackageStore(Store):
                 replaced = [n for n in frames if mode == "replace" and history is not None
                             and n in set(history["layer"])]
                 _write_history(tmp, changes, replaced)
+                if extra is not None:
+                    with contextlib.closing(sqlite3.connect(tmp)) as con, con:
+                        extra(con)
                 if frames:
                     _append_changes(tmp, log)
                 _finish(tmp, layers.values())
@@ -629,7 +644,8 @@ class GeoPackageStore(Store):
                         old = dict(con.execute(f'SELECT {key}, status FROM "{name}" '
                                                f"WHERE {key} IN (SELECT value FROM json_each(?))", [keys]))
             keys = frame[key].astype(str).tolist()
-            parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], frame["status"], when))
+            status = frame["status"] if "status" in frame else [None] * len(keys)  # no status: no change
+            parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], status, when))
         return pd.concat(parts, ignore_index=True) if parts else hist.empty()
 
     def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
@@ -664,6 +680,66 @@ class GeoPackageStore(Store):
         return out
 
 
+    # -- inspections ----------------------------------------------------------
+
+    def add_inspection(self, inspection: Inspection, photos: Sequence[Photo], *,
+                       findings: gpd.GeoDataFrame | None = None) -> None:
+        """Insert the inspection and its photos; with ``findings``, through a copy of the file that replaces it
+        (as :meth:`write`), else in place in one SQLite transaction (under the writers' lock either way)."""
+        def insert(con: sqlite3.Connection) -> None:
+            con.executescript(_INSPECTION_TABLES)
+            con.execute(f"INSERT INTO inspections ({', '.join(INSPECTION_COLUMNS)}) VALUES "
+                        f"({', '.join('?' * len(INSPECTION_COLUMNS))})", _sqlite_row(inspection_row(inspection)))
+            con.executemany("INSERT INTO inspection_photos (token, inspection_id, seq, width, height, data) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            [(p.token, inspection.inspection_id, n, p.width, p.height, p.data)
+                             for n, p in enumerate(photos)])
+
+        if findings is not None and len(findings):
+            self._write({"findings": findings}, mode="upsert", extra=insert)
+            return
+        if not self.path.exists():
+            raise StoreError(f"store {self.path} does not exist; run 'gisapp seed' or import data first")
+        with _lock(self.path), contextlib.closing(sqlite3.connect(self.path, timeout=30)) as con:
+            try:
+                with con:
+                    insert(con)
+            except sqlite3.Error as err:
+                raise StoreError(f"recording the inspection in {self.path} failed, nothing was changed: {err}") \
+                    from None
+
+    def inspections(self, *, target_layer: str | None = None, target_key: str | None = None,
+                    inspection_id: str | None = None) -> list[Inspection]:
+        clauses, params = [], []
+        for column, value in (("target_layer", target_layer), ("target_key", target_key),
+                              ("inspection_id", inspection_id)):
+            if value is not None:
+                clauses.append(f"{column} = ?")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        with self._connect() as con:
+            if "inspections" not in self._schema_names(con):
+                return []
+            rows = con.execute(f"SELECT {', '.join(INSPECTION_COLUMNS)} FROM inspections{where} "
+                               "ORDER BY inspected_at, inspection_id", params).fetchall()
+            photos: dict[str, list[tuple]] = {}
+            ids = [r[0] for r in rows]
+            for iid, token, w, h in con.execute(
+                    "SELECT inspection_id, token, width, height FROM inspection_photos "
+                    "WHERE inspection_id IN (SELECT value FROM json_each(?)) ORDER BY inspection_id, seq",
+                    [json.dumps(ids)]):
+                photos.setdefault(iid, []).append((token, w, h))
+        return [inspection_of(r, photos.get(r[0], [])) for r in rows]
+
+    def inspection_photo(self, token: str) -> bytes | None:
+        with self._connect() as con:
+            if "inspection_photos" not in self._schema_names(con):
+                return None
+            row = con.execute("SELECT data FROM inspection_photos WHERE token = ?", [str(token)]).fetchone()
+        return None if row is None else bytes(row[0])
+
+
+
 def _history_frame(rows: list[tuple]) -> pd.DataFrame:
     """A :meth:`Store.status_history` frame from rows of its columns."""
     out = hist.frame([r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], [r[3] for r in rows],
@@ -694,6 +770,40 @@ def _write_history(path: Path, rows: pd.DataFrame, replaced: list[str]) -> None:
                 con.execute(hist.next_on_sql("?", "" if many else "AND key IN (SELECT value FROM json_each(?))"),
                             [layer] if many else [layer, json.dumps(unique)])
         con.commit()
+
+
+#: The inspections and their photos: plain SQLite tables beside the GeoPackage's layers (photos as BLOBs).
+_INSPECTION_TABLES = """
+CREATE TABLE IF NOT EXISTS inspections (
+    inspection_id TEXT PRIMARY KEY,
+    target_layer TEXT,
+    target_key TEXT,
+    inspector TEXT NOT NULL,
+    inspected_at TEXT NOT NULL,
+    inspection_type TEXT NOT NULL,
+    outcome TEXT NOT NULL,
+    notes TEXT NOT NULL DEFAULT '',
+    ward_code TEXT,
+    position BLOB NOT NULL,
+    occupancy BLOB
+);
+CREATE INDEX IF NOT EXISTS ix_inspections_target ON inspections (target_layer, target_key);
+CREATE TABLE IF NOT EXISTS inspection_photos (
+    token TEXT PRIMARY KEY,
+    inspection_id TEXT NOT NULL REFERENCES inspections (inspection_id),
+    seq INTEGER NOT NULL,
+    width INTEGER NOT NULL,
+    height INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ix_inspection_photos_inspection ON inspection_photos (inspection_id, seq);
+"""
+
+
+def _sqlite_row(row: tuple) -> tuple:
+    """An inspections row for SQLite: the time as ISO text in UTC (sorts as time)."""
+    return tuple(v.strftime("%Y-%m-%dT%H:%M:%S.%f+00:00") if hasattr(v, "tzinfo") and hasattr(v, "hour") else v
+                 for v in row)
 
 
 def _fid_key_index(layer: Layer) -> str:

@@ -270,6 +270,36 @@ CREATE INDEX ix_status_changes_key ON status_changes
     (layer, key, changed_on DESC, changed_at DESC, seq DESC) INCLUDE (status);
 """
 
+_V9 = """
+-- Inspection records (issue 18): who inspected what, when, where, with what
+-- outcome, and up to 5 photos stored here as bytea (never on one server's
+-- disk).  A photo is found by its random token, which is its URL.
+CREATE TABLE inspections (
+    inspection_id text COLLATE "C" PRIMARY KEY,
+    target_layer text COLLATE "C",
+    target_key text COLLATE "C",
+    inspector text COLLATE "C" NOT NULL,
+    inspected_at timestamptz NOT NULL,
+    inspection_type text COLLATE "C" NOT NULL,
+    outcome text COLLATE "C" NOT NULL,
+    notes text COLLATE "C" NOT NULL DEFAULT '',
+    ward_code text COLLATE "C",
+    position geometry(Point, 5899) NOT NULL,
+    occupancy geometry(Geometry, 5899)
+);
+CREATE INDEX ix_inspections_target ON inspections (target_layer, target_key);
+CREATE INDEX ix_inspections_position ON inspections USING gist (position);
+CREATE TABLE inspection_photos (
+    token text COLLATE "C" PRIMARY KEY,
+    inspection_id text COLLATE "C" NOT NULL REFERENCES inspections (inspection_id),
+    seq integer NOT NULL,
+    width integer NOT NULL,
+    height integer NOT NULL,
+    data bytea NOT NULL
+);
+CREATE INDEX ix_inspection_photos_inspection ON inspection_photos (inspection_id, seq);
+"""
+
 _V10 = """
 -- The change log: one row per feature a write inserts, updates or deletes, or per layer a large bulk
 -- load replaces whole, appended in the write's transaction under the store's write lock and numbered
@@ -296,7 +326,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "stored GeoJSON filled in rows loaded before version 5, then required", _V6, _backfill_geojson),
     Migration(7, "sidewalks layer (free passage of the occupancy check, fee classes)", _V7),
     Migration(8, "status history (status_changes) of dossiers and sidewalk permits", _V8),
-    # 9 is another branch's (issue 18); the runner applies whatever is missing, in order
+    Migration(9, "inspection records with their photos (issue 18)", _V9),
     Migration(10, "change log of every write (GET /api/changes), index of dossiers' works start (day filter)", _V10),
 )
 LATEST = MIGRATIONS[-1].version

@@ -28,7 +28,7 @@ import datetime as dt
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -48,10 +48,13 @@ from psycopg.types.json import Jsonb
 from gisapp import geo, schema
 from gisapp import history as hist
 from gisapp.filters import Filter
+from gisapp.inspections import Inspection
+from gisapp.photos import Photo
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store import migrations
 from gisapp.store.base import (
     GEOJSON_COLUMN,
+    INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
     Change,
@@ -69,6 +72,8 @@ from gisapp.store.base import (
     field_names,
     geojson_texts,
     geometry_column,
+    inspection_of,
+    inspection_row,
     replace_is_compact,
     search_text,
     store_layer,
@@ -477,6 +482,64 @@ class PostGISStore(Store):
         out = pd.DataFrame([r[:2] for r in rows], columns=["key", "status"], dtype=object)
         out["changed_on"] = pd.Series(np.array([r[2] for r in rows], dtype="datetime64[D]")).astype("datetime64[ms]")
         return out
+
+
+    # -- inspections ----------------------------------------------------------
+
+    def add_inspection(self, inspection: Inspection, photos: Sequence[Photo], *,
+                       findings: gpd.GeoDataFrame | None = None) -> None:
+        """Insert the inspection, its photos (one at a time) and upsert ``findings``: one transaction."""
+        layer = store_layer("findings")
+        typed = None if findings is None or not len(findings) else schema.coerce(layer, findings)
+        row = list(inspection_row(inspection))
+        geoms = len(INSPECTION_COLUMNS) - 2
+        values = ", ".join(["%s"] * geoms + ["ST_SetSRID(ST_GeomFromWKB(%s), 5899)"] * 2)
+        with self.connection() as con:
+            try:
+                with con.transaction():
+                    con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+                    con.execute(f"INSERT INTO inspections ({', '.join(INSPECTION_COLUMNS)}) VALUES ({values})",
+                                row)
+                    for n, p in enumerate(photos):
+                        con.execute("INSERT INTO inspection_photos (token, inspection_id, seq, width, height, data) "
+                                    "VALUES (%s, %s, %s, %s, %s, %s)",
+                                    [p.token, inspection.inspection_id, n, p.width, p.height, p.data])
+                    if typed is not None:
+                        log = change_rows(layer, typed, "upsert", _old_keys(con, layer, typed, "upsert"))
+                        _upsert_layer(con, layer, typed)
+                        _update_stats(con, layer)
+                        _append_changes(con, log)
+                        con.execute("UPDATE gisapp_version SET version = version + 1")
+            except psycopg.Error as err:
+                if isinstance(err, psycopg.OperationalError) and con.broken:
+                    raise
+                raise StoreError(f"recording the inspection in {self.url} failed, nothing was changed: "
+                                 f"{str(err).strip().splitlines()[0]}") from err
+
+    def inspections(self, *, target_layer: str | None = None, target_key: str | None = None,
+                    inspection_id: str | None = None) -> list[Inspection]:
+        clauses, params = [], []
+        for column, value in (("target_layer", target_layer), ("target_key", target_key),
+                              ("inspection_id", inspection_id)):
+            if value is not None:
+                clauses.append(f"{column} = %s")
+                params.append(value)
+        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        columns = [*INSPECTION_COLUMNS[:-2], "ST_AsBinary(position)", "ST_AsBinary(occupancy)"]
+        with self.connection() as con:
+            rows = con.execute(f"SELECT {', '.join(columns)} FROM inspections{where} "
+                               "ORDER BY inspected_at, inspection_id", params).fetchall()
+            photos: dict[str, list[tuple]] = {}
+            for iid, token, w, h in con.execute(
+                    "SELECT inspection_id, token, width, height FROM inspection_photos "
+                    "WHERE inspection_id = ANY(%s) ORDER BY inspection_id, seq", [[r[0] for r in rows]]):
+                photos.setdefault(iid, []).append((token, w, h))
+        return [inspection_of(r, photos.get(r[0], [])) for r in rows]
+
+    def inspection_photo(self, token: str) -> bytes | None:
+        with self.connection() as con:
+            row = con.execute("SELECT data FROM inspection_photos WHERE token = %s", [str(token)]).fetchone()
+        return None if row is None else bytes(row[0])
 
 
 def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], history: pd.DataFrame | None,

@@ -58,9 +58,10 @@ def init_app(app) -> None:
         code = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}.get(err.code or 500, "HTTPError")
         description = err.description or err.name
         if err.code == 413:
-            limit = app.config.get("MAX_UPLOAD_MB")
+            setting = "INSPECTION_MAX_MB" if request.path.startswith("/inspections") else "MAX_UPLOAD_MB"
+            limit = app.config.get(setting)
             description = (f"Tệp quá lớn: tối đa {limit} MB. / The file is too large: "
-                           f"the limit is {limit} MB (GISAPP_MAX_UPLOAD_MB).")
+                           f"the limit is {limit} MB (GISAPP_{setting}).")
         return _respond(RequestError(err.code or 500, code, description))
 
     @app.errorhandler(Exception)

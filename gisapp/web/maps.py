@@ -326,7 +326,7 @@ class MapPage:
 
     def head(self, nonce: str) -> Markup:
         """The head links with ``nonce`` on folium's inline script, for the page's Content-Security-Policy."""
-        # str(): Markup.replace would escape the new tag, and the script would show as text atop the page
+        # str first: Markup.replace would escape the new tag, leaving folium's script as text on the page
         return Markup(str(self.header).replace("<script>", f'<script nonce="{escape(nonce)}">'))
 
 

@@ -21,6 +21,8 @@ from gisapp.web import auth
 LANGS = ("vi", "en")
 #: Control characters: C0 (tab and line breaks included), DEL and C1.
 CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+#: Endpoints whose request bodies have their own limit (a setting in MB) instead of ``MAX_UPLOAD_MB``.
+BODY_LIMITS = {"fieldwork.create": "INSPECTION_MAX_MB"}
 #: Endpoints whose responses never carry personal data and keep their own caching.
 CACHEABLE_ENDPOINTS = ("static", "tiles.tile")
 
@@ -114,6 +116,13 @@ def init_app(app) -> None:
     @app.before_request
     def _refuse_control_characters():
         check_text_params(request.args, request.view_args, request.path)
+
+    @app.before_request
+    def _body_limit():
+        # before the CSRF check reads the form: an endpoint's own limit on the request body, else MAX_UPLOAD_MB's
+        setting = BODY_LIMITS.get(request.endpoint or "")
+        if setting:
+            request.max_content_length = app.config[setting] * 1024 * 1024
 
     @app.context_processor
     def _layer_label():

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def register(app) -> None:
     """Register every blueprint on ``app``."""
-    from gisapp.web.views import api, auth, data, export, health, pages, reports, tiles, upload
+    from gisapp.web.views import api, auth, data, export, fieldwork, health, pages, reports, tiles, upload
 
     app.register_blueprint(health.bp)
     app.register_blueprint(reports.bp)  # before pages: /permits/<code>.pdf is a report, not a page
@@ -16,3 +16,4 @@ def register(app) -> None:
     app.register_blueprint(auth.bp)
     app.register_blueprint(upload.bp)
     app.register_blueprint(tiles.bp)
+    app.register_blueprint(fieldwork.bp)

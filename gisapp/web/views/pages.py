@@ -127,7 +127,8 @@ def permit_page(code: str):
         return sidewalk_page(store, code)
     the_map = maps.permit_map(detail=detail, has_findings=store.count("findings") > 0, **map_inputs(store))
     shown = set(privacy.visible_fields(CONSTRUCTION_PERMITS, auth.show_personal()))
-    return render_template("permit.html", d=detail, map=the_map,
+    return render_template("permit.html", d=detail, map=the_map, inspections=_inspections(store, "construction_permits",
+                                                                                          code),
                            fields=[f for f in CONSTRUCTION_PERMITS.fields if f.name in shown],
                            sidewalk_fields=LAYERS["sidewalk_permits"].fields, finding_fields=LAYERS["findings"].fields,
                            page_ids=page_ids, warnings=warnings)
@@ -142,8 +143,14 @@ def sidewalk_page(store: Store, permit_no: str):
         if detail.center else None
     shown = set(privacy.visible_fields(SIDEWALK_PERMITS, auth.show_personal()))
     return render_template("sidewalk.html", d=detail, map=the_map,
+                           inspections=_inspections(store, "sidewalk_permits", permit_no),
                            fields=[f for f in SIDEWALK_PERMITS.fields if f.name in shown],
                            finding_fields=LAYERS["findings"].fields, page_ids=page_ids)
+
+
+def _inspections(store: Store, layer: str, key: str) -> list | None:
+    """The permit's inspections, oldest first, for signed-in staff (``None``: not shown)."""
+    return store.inspections(target_layer=layer, target_key=key) if auth.current_user() else None
 
 
 def page_ids(finding: dict) -> set[str]:
