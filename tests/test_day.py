@@ -217,6 +217,10 @@ def test_moving_the_slider_changes_the_count_the_url_and_the_requests(chromium, 
     page.goto(base + "/?lang=en")
     wait_until(page, "window.gisapp && window.gisapp.idle()")
     total = count_of(rec)
+    toggle = page.locator('[data-testid="drawer-toggle"]')
+    if toggle.count() and toggle.is_visible():  # a phone: the filters and the slider are in the drawer
+        toggle.click()
+        wait_until(page, "document.body.classList.contains('drawer-open')")
     slider = page.locator('[data-testid="day-range"]')
     slider.scroll_into_view_if_needed()
     assert slider.is_visible() and page.locator('[data-testid="day-play"]').is_visible()
