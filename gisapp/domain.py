@@ -292,3 +292,31 @@ def label(field_name: str, code, lang: str = "vi") -> str:
     """Label of ``code`` in the code set of ``field_name``; the code itself if unknown."""
     entry = CODE_SETS.get(field_name, {}).get(code)
     return entry.label(lang) if entry else ("" if code is None else str(code))
+
+
+#: How long a dossier's works last, in calendar months, from its permit's issue (or its receipt when not
+#: issued): the overlap analysis's default ``works_months`` and the map's ``day`` filter of dossiers.
+WORKS_MONTHS = 12
+
+
+def add_months(day: dt.date, months: int) -> dt.date:
+    """``day`` plus ``months`` calendar months, clamped to the month's end (31 Jan + 1 month = 28/29 Feb),
+    as the overlap analysis computes works periods."""
+    index = day.year * 12 + day.month - 1 + months
+    year, month = divmod(index, 12)
+    first_next = dt.date(year + (month == 11), (month + 1) % 12 + 1, 1)
+    return dt.date(year, month + 1, min(day.day, (first_next - dt.timedelta(days=1)).day))
+
+
+def works_start_bound(day: dt.date, months: int = WORKS_MONTHS) -> dt.date:
+    """The earliest works start whose works period (start to start + ``months`` months − 1 day) holds ``day``.
+
+    Works that started on ``s`` are active on ``day`` exactly when ``works_start_bound(day) <= s <= day``
+    (adding months never moves a later start earlier), so the ``day`` filter compares plain dates.
+    """
+    s = add_months(day, -months)
+    while add_months(s, months) > day:
+        s -= dt.timedelta(days=1)
+    while add_months(s, months) <= day:
+        s += dt.timedelta(days=1)
+    return s

@@ -14,8 +14,12 @@ and the same words in the warnings of the pages.
 
 Every filter parameter: an empty value is as if absent; codes are
 repeatable and comma-separated (case-blind but for ward codes); ``from``,
-``to`` and ``datetime`` take one date (the last ``from``/``to``, the first
-``datetime``), ``bbox`` the first box; repeated ``q`` values are joined.
+``to``, ``day`` and ``datetime`` take one date (the last ``from``/``to``/``day``,
+the first ``datetime``), ``bbox`` the first box; repeated ``q`` values are joined.
+
+``day`` (every surface, the API's vendor parameter too) selects what is
+*active* that day: a feature whose period holds it, as
+:func:`gisapp.store.base.attribute_clauses` defines per layer.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ class Filter:
     kinds: tuple[str, ...] = ()
     date_from: dt.date | None = None
     date_to: dt.date | None = None
+    day: dt.date | None = None  # features active that day (see gisapp.store.base.attribute_clauses)
     q: str | None = None
     bbox: tuple[float, float, float, float] | None = None  # WGS84 lon/lat; west > east: across the antimeridian
     q_personal: bool = False  # ``q`` also searches owner names (signed-in staff only; not a URL parameter)
@@ -81,11 +86,11 @@ CODE_FIELDS = ("wards", *_CODE_SETS)
 PERIOD = "date_from/date_to"
 #: The map's filter parameters (its pages, its data, the exports, the tiles) → the Filter field each fills.
 MAP_PARAMS = {"ward": "wards", "status": "statuses", "procedure": "procedures", "channel": "channels",
-              "purpose": "purposes", "kind": "kinds", "from": "date_from", "to": "date_to", "q": "q", "bbox": "bbox",
-              "as_of": "as_of"}
+              "purpose": "purposes", "kind": "kinds", "from": "date_from", "to": "date_to", "day": "day", "q": "q",
+              "bbox": "bbox", "as_of": "as_of"}
 #: The OGC API's: the property filters by the property's name, ``datetime`` (RFC 3339) for both dates.
 API_PARAMS = {"ward_code": "wards", "status": "statuses", "procedure": "procedures", "channel": "channels",
-              "purpose": "purposes", "kind": "kinds", "datetime": PERIOD, "q": "q", "bbox": "bbox",
+              "purpose": "purposes", "kind": "kinds", "datetime": PERIOD, "day": "day", "q": "q", "bbox": "bbox",
               "as_of": "as_of"}
 
 
@@ -169,7 +174,7 @@ def _read(args, param: str, attr: str, rules: Surface, reject, known_wards) -> d
     """The Filter fields ``param`` fills; a bad code is rejected alone, any other bad value raises."""
     if attr in CODE_FIELDS:
         return {attr: _codes(_values(args, param), param, attr, reject, known_wards)}
-    if attr in ("date_from", "date_to"):
+    if attr in ("date_from", "date_to", "day"):
         items = _values(args, param)
         return {attr: parse_date(items[-1], param)} if items else {}
     if attr == PERIOD:

@@ -50,6 +50,10 @@ class Layer:
     geometry: str = "MultiPolygon"
     date_field: str | None = None
     end_date_field: str | None = None
+    #: A period other than date_field–end_date_field for the ``day`` filter: its start is the first of these
+    #: fields that is set, its end ``works_months`` calendar months later, minus a day (dossiers' works).
+    works_start_fields: tuple[str, ...] = ()
+    works_months: int = 0
     text_fields: tuple[str, ...] = ()
     personal_text_fields: tuple[str, ...] = ()  # searched for signed-in staff only
 
@@ -123,6 +127,7 @@ CONSTRUCTION_PERMITS = Layer(
         _f("height_m", "float", "Chiều cao (m)", "Height (m)"),
     ),
     date_field="received_on",
+    works_start_fields=("issued_on", "received_on"), works_months=domain.WORKS_MONTHS,
     text_fields=("dossier_code", "permit_no", "site_address", "street"),
     personal_text_fields=("owner_name", "owner_id_no"),
 )

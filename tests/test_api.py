@@ -98,7 +98,7 @@ def test_openapi_declares_every_route_and_parameter(client, app):
             assert route.rstrip("/") in declared or route in ("/api/",)
     items = doc["paths"]["/collections/construction_permits/items"]["get"]
     names = {p["$ref"].rsplit("/", 1)[-1] for p in items["parameters"]}
-    assert names == {"f", "lang", "bbox", "datetime", "as_of", "limit", "offset", "q", "ward_code", "status",
+    assert names == {"f", "lang", "bbox", "datetime", "day", "as_of", "limit", "offset", "q", "ward_code", "status",
                      "procedure", "channel"}
     limit = doc["components"]["parameters"]["limit"]
     # declared as the standard's own limit.yaml does (minimum, maximum, default); larger values are still clamped

@@ -120,7 +120,7 @@ class AnalysisParams:
     distance_m: float = 5.0
     gap_days: int = 90
     min_clearance_m: float = 1.5
-    works_months: int = 12
+    works_months: int = domain.WORKS_MONTHS
     as_of: dt.date | None = None
 
     def __post_init__(self):

@@ -298,8 +298,8 @@ def ward_bounds(store: Store, on: dt.date) -> tuple[tuple[float, float], tuple[f
 
 
 def side_filter(flt: Filter) -> Filter:
-    """The part of a dossier filter that applies to sidewalk permits and findings: wards, dates, as of."""
-    return Filter(wards=flt.wards, date_from=flt.date_from, date_to=flt.date_to, as_of=flt.as_of)
+    """The part of a dossier filter that applies to sidewalk permits and findings: wards, dates, day, as of."""
+    return Filter(wards=flt.wards, date_from=flt.date_from, date_to=flt.date_to, day=flt.day, as_of=flt.as_of)
 
 
 def as_of_batches(store: Store, flt: Filter, fields: list[str], batch_size: int = 20000):
@@ -577,5 +577,21 @@ def map_page(store: Store, flt: Filter) -> dict:
     count = store.count(PERMITS, flt)
     side = side_filter(flt)
     counts = {"permits": count, "sidewalk": store.count(SIDEWALK, side), "findings": store.count(FINDINGS, side)}
+    # the findings layer is offered when some day of the slider has findings, not only the day shown
+    has_findings = counts["findings"] > 0 or (flt.day is not None and store.count(FINDINGS, side.with_(day=None)) > 0)
     return {"count": count, "total": store.count(PERMITS), "as_of": as_of, "wards": wards_in_force(store, as_of),
-            "counts": counts, "bounds": ward_bounds(store, as_of)}
+            "counts": counts, "bounds": ward_bounds(store, as_of), "day_range": day_range(store),
+            "has_findings": has_findings}
+
+
+def day_range(store: Store) -> tuple[dt.date, dt.date] | None:
+    """The days the map's day slider spans: from the first dossier received or sidewalk permit started to
+    the last sidewalk permit's end or the last dossier received (the as-of date when a permit is open-ended);
+    ``None`` without data."""
+    firsts, lasts = [], []
+    for layer in (PERMITS, SIDEWALK):
+        first, last = store.date_range(layer)
+        if first:
+            firsts.append(dt.date.fromisoformat(first))
+            lasts.append(dt.date.fromisoformat(last) if last else store.as_of())
+    return (min(firsts), max(lasts)) if firsts else None

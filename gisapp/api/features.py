@@ -33,7 +33,7 @@ import re
 from urllib.parse import quote, urlencode
 
 from gisapp import domain, geo, history
-from gisapp.api import processes
+from gisapp.api import changes, processes
 from gisapp.errors import FilterError, NotFound
 from gisapp.filters import CODE_FIELDS, SURFACES, Filter
 from gisapp.formats import geojson
@@ -382,6 +382,11 @@ def _parameters(max_items: int) -> dict:
                            "A date or date-time (RFC 3339), or an interval start/end where either end may be "
                            "'..' (open). Matches on the collection's own dates, by whole days: a date-time "
                            "counts as the day it falls on in the district (UTC+7)."),
+        "day": _param("day", {"type": "string", "format": "date"},
+                      "Vendor parameter (YYYY-MM-DD): the features active that day. Sidewalk permits, findings "
+                      "and wards: their start date on or before it and their end date on or after it (or none); "
+                      f"construction dossiers: their works period, {domain.WORKS_MONTHS} months from the permit's "
+                      "issue (or the dossier's receipt when not issued), as the overlap analysis counts it."),
         "as_of": _param("as_of", {"type": "string", "format": "date"},
                         "Vendor parameter: the data as of the end of this day (YYYY-MM-DD, from 1990-01-01 to a "
                         "year after today; else a 400). Dossiers received later are left out and each has the "
@@ -461,8 +466,8 @@ def openapi(base: str, max_items: int) -> dict:
         paths[f"/collections/{name}"] = {"get": {
             "summary": f"The collection {lay.en}", "operationId": f"describe_{name}", "tags": tag,
             "parameters": common, "responses": _responses(JSON, HTML)}}
-        items_params = [*common, _ref("bbox"), _ref("datetime"), _ref("as_of"), _ref("limit"), _ref("offset"),
-                        _ref("q"),
+        items_params = [*common, _ref("bbox"), _ref("datetime"), _ref("day"), _ref("as_of"), _ref("limit"),
+                        _ref("offset"), _ref("q"),
                         *[_ref(p) for p in property_params(lay)]]
         paths[f"/collections/{name}/items"] = {"get": {
             "summary": f"Features of {lay.en}", "operationId": f"getFeatures_{name}", "tags": tag,
@@ -474,12 +479,14 @@ def openapi(base: str, max_items: int) -> dict:
         paths[f"/collections/{name}/queryables"] = {"get": {
             "summary": f"Queryable properties of {lay.en}", "operationId": f"getQueryables_{name}", "tags": tag,
             "parameters": common, "responses": _responses(SCHEMA_JSON, HTML)}}
+    paths["/changes"] = changes.openapi_path()
     return {
         "openapi": "3.0.3",
         "info": {"title": TITLE, "version": "1.0.0", "description": DESCRIPTION,
                  "license": {"name": "MIT"}},
         "servers": [{"url": base}],
-        "tags": [{"name": "Capabilities"}, *[{"name": lay.en} for lay in LAYERS.values()], {"name": "Processes"}],
+        "tags": [{"name": "Capabilities"}, *[{"name": lay.en} for lay in LAYERS.values()], {"name": "Processes"},
+                 {"name": "Changes"}],
         "paths": {**paths, **processes.openapi_paths()},
         "components": {
             "parameters": _parameters(max_items),

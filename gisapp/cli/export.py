@@ -31,14 +31,15 @@ from gisapp.schema import LAYERS
 @click.option("--kind", multiple=True, help="Finding kind code.")
 @click.option("--from", "date_from", help="From this date (YYYY-MM-DD).")
 @click.option("--to", "date_to", help="Up to this date (YYYY-MM-DD).")
+@click.option("--day", help="Only what is active that day (YYYY-MM-DD): permit periods, dossiers' works.")
 @click.option("--as-of", "as_of", help="The data as of this day (YYYY-MM-DD): statuses from the history.")
 @click.option("--q", help="Free-text search.")
 @click.option("--bbox", help="minLon,minLat,maxLon,maxLat in WGS84.")
 @click.option("--crs", help="GeoPackage CRS: 5899 (default) or 4326.")
 @progress_options
 @pass_ctx
-def export(ctx, layer, output, blds_dir, ward, status, procedure, channel, purpose, kind, date_from, date_to, as_of,
-           q, bbox, crs):
+def export(ctx, layer, output, blds_dir, ward, status, procedure, channel, purpose, kind, date_from, date_to, day,
+           as_of, q, bbox, crs):
     """Export LAYER, filtered like the map, to a GeoJSON, CSV or GeoPackage file (or, with --blds, the BLDS files)."""
     if blds_dir:
         if layer or output:
@@ -52,7 +53,8 @@ def export(ctx, layer, output, blds_dir, ward, status, procedure, channel, purpo
                          ("purpose", purpose), ("kind", kind)):
         for v in values:
             args.add(name, v)
-    for name, value in (("from", date_from), ("to", date_to), ("as_of", as_of), ("q", q), ("bbox", bbox)):
+    for name, value in (("from", date_from), ("to", date_to), ("day", day), ("as_of", as_of), ("q", q),
+                        ("bbox", bbox)):
         if value:
             args.add(name, value)
     try:

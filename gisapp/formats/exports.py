@@ -246,6 +246,8 @@ def filename(layer: str, flt: Filter | None, fmt: str, day: dt.date | None = Non
         parts.append(wards)
     if flt.date_from or flt.date_to:
         parts.append(f"{flt.date_from or 'start'}_{flt.date_to or 'end'}")
+    if flt.day:
+        parts.append(f"day-{flt.day}")
     if flt.bbox:
         parts.append("bbox")
     parts.append((day or dt.date.today()).isoformat())

@@ -9,7 +9,10 @@
 (function () {
   "use strict";
 
-  var FILTER_PARAMS = ["ward", "status", "procedure", "channel", "from", "to", "q"];
+  var FILTER_PARAMS = ["ward", "status", "procedure", "channel", "from", "to", "day", "q"];
+  // the parameters that also filter sidewalk permits and findings (gisapp.web.maps.SIDE_PARAMS)
+  var SIDE_PARAMS = ["ward", "from", "to", "day"];
+  var DAY_MS = 86400000;
   var MULTI = ["ward", "status", "procedure", "channel"];
 
   /** Escape text for the few Leaflet APIs that only take an HTML string. */
@@ -311,7 +314,7 @@
     if (spec.filtered === true) {
       current.forEach(function (v, k) { params.append(k, v); });
     } else if (spec.filtered === "side") {
-      ["ward", "from", "to"].forEach(function (k) { if (current.get(k)) { params.set(k, current.get(k)); } });
+      SIDE_PARAMS.forEach(function (k) { if (current.get(k)) { params.set(k, current.get(k)); } });
     }
     params.set("bbox", this.bboxParam());
     params.set("zoom", String(Math.round(this.map.getZoom())));
@@ -480,23 +483,131 @@
       if (seq !== self.state.countSeq) { return; }
       node.textContent = String(body.count);
       node.removeAttribute("aria-busy");
+      self.daySummary(body);
     }, function () {});
   };
 
-  App.prototype.applyFilter = function (params, push) {
+  /** Show the filter `params`: push them to the history (`push` true), replace the URL ("replace": the day
+   * slider) or neither; the view zooms to the results unless `keepView`. */
+  App.prototype.applyFilter = function (params, push, keepView) {
     var self = this;
     this.state.params = params;
     if (push) {
       var query = params.toString();
-      history.pushState({gisapp: query}, "", location.pathname + (query ? "?" + query : "") + location.hash);
+      var url = location.pathname + (query ? "?" + query : "") + location.hash;
+      if (push === "replace") { history.replaceState({gisapp: query}, "", url); }
+      else { history.pushState({gisapp: query}, "", url); }
     }
+    this.syncSlider(params.get("day"));
     this.updateLinks();
     this.state.complete = {};
     var warnings = document.querySelector('[data-testid="filter-warnings"]');
     if (warnings && push) { warnings.parentNode.removeChild(warnings); }
     return Promise.all([this.updateCount(), this.reloadAll(true)]).then(function () {
-      if (params.toString()) { self.zoomToResults(); }
+      if (params.toString() && !keepView) { self.zoomToResults(); }
     });
+  };
+
+  // -- day slider: what is active on one day, or played through a range ----------------
+
+  function dayNumber(iso) {
+    var m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(iso || "");
+    return m ? Math.round(Date.UTC(+m[1], +m[2] - 1, +m[3]) / DAY_MS) : null;
+  }
+
+  function isoDay(number) { return new Date(number * DAY_MS).toISOString().slice(0, 10); }
+
+  App.prototype.daySlider = function (form) {
+    var box = document.querySelector('[data-testid="day-slider"]');
+    var first = box && dayNumber(box.getAttribute("data-min"));
+    var last = box && dayNumber(box.getAttribute("data-max"));
+    if (!box || first == null || last == null || !form) { return; }
+    var self = this;
+    var s = this.slider = {box: box, first: first, last: last, range: box.querySelector('input[type="range"]'),
+                           input: form.elements.day, play: box.querySelector('[data-action="play"]'),
+                           step: box.querySelector("select"), playing: false, timer: null};
+    s.range.addEventListener("input", debounce(function () {
+      self.setDay(isoDay(s.first + parseInt(s.range.value, 10)));
+    }, 150));
+    s.input.addEventListener("change", function () { self.stopPlay(); self.setDay(s.input.value || null); });
+    box.addEventListener("click", function (e) {
+      var action = e.target.closest && e.target.closest("[data-action]");
+      if (!action) { return; }
+      var what = action.getAttribute("data-action");
+      if (what === "play") { self.togglePlay(); return; }
+      self.stopPlay();
+      if (what === "clear") { self.setDay(null); }
+      else { self.stepDay(what === "back" ? -1 : 1); }
+    });
+    this.syncSlider(this.state.params.get("day"));
+    if (this.state.params.get("day")) { this.updateCount(); }
+  };
+
+  /** The slider and the date field showing `day` (ISO text, or none: every day). */
+  App.prototype.syncSlider = function (day) {
+    var s = this.slider;
+    if (!s) { return; }
+    var n = dayNumber(day);
+    s.range.value = String(n == null ? 0 : Math.min(s.last, Math.max(s.first, n)) - s.first);
+    s.input.value = day || "";
+    s.box.classList.toggle("day-set", n != null);
+    if (n == null) { this.daySummary(null); }
+  };
+
+  App.prototype.daySummary = function (body) {
+    var node = document.querySelector('[data-testid="day-summary"]');
+    if (!node) { return; }
+    if (!body || !this.state.params.get("day") || body.sidewalk_permits == null) { node.textContent = ""; return; }
+    node.textContent = this.t("day_summary").replace("{sidewalk}", String(body.sidewalk_permits))
+      .replace("{findings}", String(body.findings));
+  };
+
+  /** Show what is active on `day` (ISO text; none: every day), in the URL without a new history entry. */
+  App.prototype.setDay = function (day) {
+    var params = new URLSearchParams(this.state.params.toString());
+    if (day) { params.set("day", day); } else { params["delete"]("day"); }
+    return this.applyFilter(params, "replace", true);
+  };
+
+  App.prototype.stepDay = function (direction) {
+    var s = this.slider;
+    var current = dayNumber(this.state.params.get("day"));
+    var size = parseInt(s.step.value, 10) || 1;
+    var next = current == null ? (direction > 0 ? s.first : s.last) : current + direction * size;
+    next = Math.min(s.last, Math.max(s.first, next));
+    return this.setDay(isoDay(next));
+  };
+
+  App.prototype.stopPlay = function () {
+    var s = this.slider;
+    if (!s || !s.playing) { return; }
+    s.playing = false;
+    clearTimeout(s.timer);
+    s.play.setAttribute("aria-pressed", "false");
+    s.play.textContent = "\u25B6 " + s.play.getAttribute("data-play");
+  };
+
+  /** Play: one step, then the next once the map has loaded it and 0.7 s have passed; stops at the end. */
+  App.prototype.togglePlay = function () {
+    var self = this;
+    var s = this.slider;
+    if (s.playing) { this.stopPlay(); return; }
+    s.playing = true;
+    s.play.setAttribute("aria-pressed", "true");
+    s.play.textContent = "\u23F8 " + s.play.getAttribute("data-pause");
+    var current = dayNumber(this.state.params.get("day"));
+    var tick = function () {
+      if (!s.playing) { return; }
+      var day = dayNumber(self.state.params.get("day"));
+      var size = parseInt(s.step.value, 10) || 1;
+      if (day != null && day + size > s.last) { self.stopPlay(); return; }
+      self.setDay(isoDay(day == null ? s.first : day + size)).then(function () {
+        if (s.playing) { s.timer = setTimeout(tick, 700); }
+      });
+    };
+    if (current != null && current >= s.last) { this.setDay(isoDay(s.first)).then(function () {
+      s.timer = setTimeout(tick, 700);
+    }); } else { tick(); }
   };
 
   App.prototype.fitInitial = function () {
@@ -532,14 +643,17 @@
     if (form) {
       form.addEventListener("submit", function (e) {
         e.preventDefault();
+        self.stopPlay();
         self.applyFilter(self.formParams(form), true);
       });
+      this.daySlider(form);
     }
     window.addEventListener("popstate", function () {
       var params = new URLSearchParams(location.search);
       var clean = new URLSearchParams();
       FILTER_PARAMS.forEach(function (k) { if (params.get(k)) { clean.set(k, params.getAll(k).join(",")); } });
       if (form) { self.setForm(form, clean); }
+      self.stopPlay();
       self.applyFilter(clean, false);
     });
     var zoomBtn = document.getElementById("zoom-results");

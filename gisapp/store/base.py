@@ -15,7 +15,7 @@ import pandas as pd
 import pyarrow as pa
 import shapely
 
-from gisapp import history, schema
+from gisapp import domain, history, schema
 from gisapp.filters import Filter, fold
 from gisapp.inspections import Inspection, PhotoRef
 from gisapp.photos import Photo
@@ -59,6 +59,39 @@ class Page:
 
     matched: int
     rows: list[tuple]
+
+
+#: Kinds of change in the change log (:meth:`Store.changes`): a feature added, written again or removed, and a
+#: layer replaced whole by a bulk load too large to log feature by feature (consumers reload that layer).
+CHANGE_KINDS = ("insert", "update", "delete", "replace")
+#: A replace-mode write logs one row per feature (inserts, updates, deletes) while the old and the new layer
+#: hold at most this many features together; beyond it one ``replace`` row (a seed or a city-scale reload:
+#: a million rows in the log would cost more than the load and tell a consumer nothing a reload does not).
+REPLACE_DETAIL_MAX = 10_000
+
+
+@dataclass(frozen=True)
+class Change:
+    """One entry of the change log: the ``seq``-th, of ``layer``'s feature ``key`` (``None`` for a
+    ``replace``), its kind (:data:`CHANGE_KINDS`), its new status (``None`` for deletes, replaces and
+    layers without one) and when it was written (UTC, ISO 8601)."""
+
+    seq: int
+    layer: str
+    key: str | None
+    kind: str
+    status: str | None
+    time: str
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """Entries of the change log after a position: ``log_id`` names the log (``None``: the store has none
+    yet, nothing was written since it got one), ``last`` is the log's last ``seq`` (0 when empty)."""
+
+    log_id: str | None
+    last: int
+    changes: list[Change]
 
 
 class Store(abc.ABC):
@@ -216,6 +249,16 @@ class Store(abc.ABC):
         """Matching features in key order, ``batch_size`` at a time, from one query (for streaming)."""
 
     @abc.abstractmethod
+    def changes(self, after: int = 0, limit: int = 100) -> ChangePage:
+        """The change log's entries with ``seq`` above ``after``, at most ``limit``, in ``seq`` order.
+
+        Every :meth:`write` appends its entries in its own transaction (all of them or none, visible with
+        the data), numbered on from the log's last ``seq``: entries become visible in ``seq`` order, so a
+        reader that has seen ``seq`` ``n`` never later finds a new entry at or below ``n``.  The log's id
+        stays while the store lives; a store created again gets a new one.
+        """
+
+    @abc.abstractmethod
     def add_inspection(self, inspection: Inspection, photos: Sequence[Photo], *,
                        findings: gpd.GeoDataFrame | None = None) -> None:
         """Record ``inspection`` with its ``photos`` (JPEG bytes, stored in the store) in one transaction.
@@ -281,6 +324,8 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
         if end != start and not (flt.date_from or flt.date_to):  # active that day, unless a range is asked
             clauses.append(f"({end} >= {ph} OR {end} IS NULL)")
             params.append(flt.as_of.isoformat())
+    if flt.day:
+        clauses.extend(day_clauses(layer, flt.day, ph, params))
     if flt.q:
         personal = flt.q_personal and bool(layer.personal_text_fields)
         for word in fold(flt.q).split():
@@ -293,6 +338,72 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
                 clauses.append(f"{SEARCH_COLUMN} LIKE {ph} ESCAPE '\\'")
                 params.append(pattern)
     return clauses, params
+
+
+def change_time() -> str:
+    """The time a write logs: now, UTC, ISO 8601 to the millisecond."""
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def replace_is_compact(old_count: int, new_count: int) -> bool:
+    """Whether a replace-mode write of a layer logs one ``replace`` entry instead of one per feature."""
+    return old_count + new_count > REPLACE_DETAIL_MAX
+
+
+def change_rows(layer: Layer, frame: pd.DataFrame, mode: str, old_keys) -> list[tuple[str, str | None, str,
+                                                                                       str | None]]:
+    """The ``(layer, key, kind, status)`` entries one layer's write logs, in order.
+
+    ``old_keys``: the layer's keys before the write, or ``None`` for a compact replace
+    (:func:`replace_is_compact`).  Upsert: each written feature is an ``insert`` or an ``update``;
+    replace: the same, then a ``delete`` for each feature the new layer lacks.  Within a write the
+    entries are in key order (deletes after).
+    """
+    if old_keys is None:
+        return [(layer.name, None, "replace", None)]
+    old = {str(k) for k in old_keys}
+    keys = [str(k) for k in frame[layer.key]]
+    statuses = (frame["status"].tolist() if "status" in layer.field_names and "status" in frame
+                else [None] * len(keys))
+    rows: list[tuple[str, str | None, str, str | None]] = [
+        (layer.name, k, "update" if k in old else "insert", None if pd.isna(st) else str(st))
+        for k, st in sorted(zip(keys, statuses), key=lambda pair: pair[0])]
+    if mode == "replace":
+        rows += [(layer.name, g, "delete", None) for g in sorted(old - set(keys))]
+    return rows
+
+
+def delete_rows(layer: Layer, gone) -> list[tuple[str, str | None, str, str | None]]:
+    """The ``delete`` entries a write logs for the stored keys ``gone`` it removed (``Store.write(delete=)``)."""
+    return [(layer.name, k, "delete", None) for k in sorted(str(g) for g in gone)]
+
+
+def works_start_expression(layer: Layer) -> str:
+    """SQL of a layer's works start (``coalesce(issued_on, received_on)``); both stores index it as written."""
+    return f"coalesce({', '.join(layer.works_start_fields)})"
+
+
+def day_clauses(layer: Layer, day: dt.date, ph: str, params: list) -> list[str]:
+    """SQL conditions for the ``day`` filter: the features active on ``day`` (its parameters go to ``params``).
+
+    A layer with a works period (dossiers: ``Layer.works_start_fields``) is active from the first set
+    start field (``issued_on``, else ``received_on``) for ``Layer.works_months`` months, the period the
+    overlap analysis uses, so the dossiers shown on a day are those whose works the day's findings
+    compare; a layer with an end date (sidewalk permits, findings, wards) from ``date_field`` to
+    ``end_date_field`` inclusive, an empty end being open; a layer with only a date field on that date.
+    """
+    start, end = layer.date_field, layer.end_date_field
+    if layer.works_start_fields:
+        works = works_start_expression(layer)
+        params.extend([day.isoformat(), domain.works_start_bound(day, layer.works_months).isoformat()])
+        return [f"{works} <= {ph}", f"{works} >= {ph}"]
+    if not start:
+        return []
+    if not end:
+        params.append(day.isoformat())
+        return [f"{start} = {ph}"]
+    params.extend([day.isoformat(), day.isoformat()])
+    return [f"{start} <= {ph}", f"({end} >= {ph} OR {end} IS NULL)"]
 
 
 def status_as_of_sql(layer: Layer, ph: str = "?") -> tuple[str, list[str]]:

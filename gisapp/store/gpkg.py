@@ -15,6 +15,7 @@ import json
 import os
 import sqlite3
 import threading
+import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,8 @@ from gisapp.store.base import (
     INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
+    Change,
+    ChangePage,
     LayerInfo,
     Page,
     Store,
@@ -47,7 +50,10 @@ from gisapp.store.base import (
     aggregate_columns,
     aggregate_frame,
     attribute_clauses,
+    change_rows,
+    change_time,
     check_delete,
+    delete_rows,
     empty_frame,
     field_names,
     geojson_texts,
@@ -55,12 +61,17 @@ from gisapp.store.base import (
     inspection_of,
     inspection_row,
     merge_upsert,
+    replace_is_compact,
     search_text,
     store_layer,
+    works_start_expression,
 )
 
 GPKG_APPLICATION_ID = 0x47504B47  # "GPKG"
 META_TABLE = "gisapp_meta"
+#: The change log (:meth:`GeoPackageStore.changes`) and its id: plain SQLite tables, not GeoPackage layers.
+CHANGES_TABLE = "gisapp_changes"
+CHANGE_LOG_TABLE = "gisapp_change_log"
 _ARROW_TYPES = {"text": pa.string(), "int": pa.int32(), "float": pa.float64(), "date": pa.date32()}
 #: Filter fields that get a B-tree index.
 _INDEXED = ("ward_code", "status", "procedure", "channel", "purpose", "kind",
@@ -531,6 +542,49 @@ class GeoPackageStore(Store):
                 out.append(LayerInfo(name, n, STORE_CRS, None if ext[0] is None else tuple(ext)))
         return out
 
+    def changes(self, after: int = 0, limit: int = 100) -> ChangePage:
+        """The change log's entries after ``after`` (see :meth:`Store.changes`), from this version of the file.
+
+        The log lives in the file, so it is replaced with the data by each write: a reader sees both or neither.
+        """
+        with self._connect() as con:
+            names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                               "AND name IN (?, ?)", [CHANGES_TABLE, CHANGE_LOG_TABLE])}
+            if names != {CHANGES_TABLE, CHANGE_LOG_TABLE}:
+                return ChangePage(None, 0, [])
+            log_id = con.execute(f"SELECT id FROM {CHANGE_LOG_TABLE}").fetchone()
+            last = con.execute(f"SELECT coalesce(max(seq), 0) FROM {CHANGES_TABLE}").fetchone()[0]
+            rows = con.execute(f"SELECT seq, layer, key, kind, status, changed_at FROM {CHANGES_TABLE} "
+                               "WHERE seq > ? ORDER BY seq LIMIT ?", [int(after), int(limit)]).fetchall()
+        return ChangePage(log_id[0] if log_id else None, int(last), [Change(*r) for r in rows])
+
+    def _log_entries(self, layer: Layer, frame: gpd.GeoDataFrame, mode: str, exists: bool,
+                     deleted: list[str]) -> list[tuple]:
+        """The change-log entries of writing ``frame`` (coerced) to ``layer`` after deleting ``deleted`` keys."""
+        if not exists:
+            return change_rows(layer, frame, mode, None if mode == "replace" and replace_is_compact(0, len(frame))
+                               else [])
+        gone = self._old_keys(layer, pd.DataFrame({layer.key: deleted}), "upsert") if deleted else []
+        old_keys = self._old_keys(layer, frame, mode)
+        if old_keys is not None and gone:
+            old_keys = [k for k in old_keys if k not in set(gone)]
+        return delete_rows(layer, gone) + change_rows(layer, frame, mode, old_keys)
+
+    def _old_keys(self, layer: Layer, frame: gpd.GeoDataFrame, mode: str):
+        """The layer's keys before a write, for its change-log entries (``None``: a compact replace); for an
+        upsert only those among the keys written (through the key's index)."""
+        with self._connect() as con:
+            if layer.name not in self._tables(con):
+                return None if mode == "replace" and replace_is_compact(0, len(frame)) else []
+            if mode == "upsert":
+                keys = json.dumps([str(k) for k in frame[layer.key]])
+                return [r[0] for r in con.execute(f'SELECT {layer.key} FROM "{layer.name}" '
+                                                  f"WHERE {layer.key} IN (SELECT value FROM json_each(?))", [keys])]
+            old_count = con.execute(f'SELECT count(*) FROM "{layer.name}"').fetchone()[0]
+            if replace_is_compact(old_count, len(frame)):
+                return None
+            return [r[0] for r in con.execute(f'SELECT {layer.key} FROM "{layer.name}"')]
+
     def meta(self) -> dict[str, Any]:
         with self._connect() as con:
             if META_TABLE not in self._tables(con):
@@ -581,8 +635,10 @@ class GeoPackageStore(Store):
             if mode == "upsert" and exists and not stale and extra is None and \
                     sum(len(f) for f in frames.values()) <= IN_PLACE_ROWS and self._has_tables(layers):
                 total = sum(len(f) for f in frames.values())
+                log = [entry for name, frame in frames.items() for entry in self._log_entries(
+                    layers[name], schema.coerce(layers[name], frame), mode, exists, deleted.get(name, []))]
                 _write_in_place(self.path, layers, frames, deleted, meta,
-                                self._history_rows(frames, history, exists))
+                                self._history_rows(frames, history, exists), log)
                 progress("write", total, total, "rows")
                 return
             _remove_leftovers(self.path)
@@ -595,9 +651,12 @@ class GeoPackageStore(Store):
                 written: set[str] = set()
                 total, rows = sum(len(f) for f in frames.values()), 0
                 progress("write", 0, total, "rows")
+                log = []
                 for name, frame in [*frames.items(), *((n, self.read(n)) for n in stale)]:
                     lay = layers.setdefault(name, LAYERS[name])
                     frame = schema.coerce(lay, frame)
+                    if name in frames:
+                        log.extend(self._log_entries(lay, frame, mode, exists, deleted.get(name, [])))
                     if mode == "upsert" and exists and name in frames:
                         frame = merge_upsert(lay, self.read(name), frame, deleted.get(name, ()))
                     _write_layer(tmp, lay, frame)
@@ -615,6 +674,8 @@ class GeoPackageStore(Store):
                 if extra is not None:
                     with contextlib.closing(sqlite3.connect(tmp)) as con, con:
                         extra(con)
+                if frames:
+                    _append_changes(tmp, log)
                 _finish(tmp, layers.values())
                 os.replace(tmp, self.path)
             except BaseException:
@@ -843,7 +904,8 @@ def _sql_value(value):
 
 
 def _write_in_place(path: Path, layers: dict[str, Layer], frames: dict[str, gpd.GeoDataFrame],
-                    deleted: dict[str, list[str]], meta: dict[str, Any] | None, history: pd.DataFrame) -> None:
+                    deleted: dict[str, list[str]], meta: dict[str, Any] | None, history: pd.DataFrame,
+                    log: list[tuple]) -> None:
     """Upsert ``frames``, delete ``deleted`` keys and add the ``history`` rows in the file itself, in one
     transaction (writers' lock held)."""
     srs = int(STORE_CRS.split(":")[1])
@@ -869,6 +931,7 @@ def _write_in_place(path: Path, layers: dict[str, Layer], frames: dict[str, gpd.
             con.execute(f"DELETE FROM {META_TABLE} WHERE key = ?", [key])
             con.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)", [key, orjson.dumps(value).decode()])
         _history_into(con, history, [])
+        _changes_into(con, log)
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:
@@ -965,6 +1028,30 @@ def _write_meta(path: Path, meta: dict) -> None:
     pyogrio.write_arrow(table, path, layer=META_TABLE, driver="GPKG", layer_options={"OVERWRITE": "YES"})
 
 
+def _append_changes(path: Path, entries: list[tuple]) -> None:
+    """Append a write's change-log entries to the copy being written (created with its id when missing).
+
+    Writers hold the file lock and the copy replaces the file atomically, so numbering on from the last
+    ``seq`` in the copy is in commit order and no reader sees a half-written log.
+    """
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        _changes_into(con, entries)
+        con.commit()
+
+
+def _changes_into(con: sqlite3.Connection, entries: list[tuple]) -> None:
+    """:func:`_append_changes` on an open connection, in its transaction."""
+    time = change_time()
+    con.execute(f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (seq INTEGER PRIMARY KEY, layer TEXT NOT NULL, "
+                "key TEXT, kind TEXT NOT NULL, status TEXT, changed_at TEXT NOT NULL)")
+    con.execute(f"CREATE TABLE IF NOT EXISTS {CHANGE_LOG_TABLE} (id TEXT NOT NULL)")
+    if con.execute(f"SELECT count(*) FROM {CHANGE_LOG_TABLE}").fetchone()[0] == 0:
+        con.execute(f"INSERT INTO {CHANGE_LOG_TABLE} (id) VALUES (?)", [uuid.uuid4().hex])
+    last = con.execute(f"SELECT coalesce(max(seq), 0) FROM {CHANGES_TABLE}").fetchone()[0]
+    con.executemany(f"INSERT INTO {CHANGES_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+                    ((last + i, *entry, time) for i, entry in enumerate(entries, start=1)))
+
+
 def _finish(path: Path, layers) -> None:
     """Indexes on the filter fields and the key; then flush to disk."""
     with contextlib.closing(sqlite3.connect(path)) as con:
@@ -974,6 +1061,9 @@ def _finish(path: Path, layers) -> None:
             for c in dict.fromkeys(cols):
                 unique = "UNIQUE " if c == lay.key else ""
                 con.execute(f'CREATE {unique}INDEX IF NOT EXISTS "ix_{lay.name}_{c}" ON "{lay.name}" ({c})')
+            if lay.works_start_fields:  # the day filter's works period (dossiers)
+                con.execute(f'CREATE INDEX IF NOT EXISTS "ix_{lay.name}_works_start" ON "{lay.name}" '
+                            f"({works_start_expression(lay)})")
         con.commit()
         con.execute("PRAGMA wal_checkpoint")
     with open(path, "rb+") as fh:

@@ -301,6 +301,23 @@ CREATE TABLE inspection_photos (
 CREATE INDEX ix_inspection_photos_inspection ON inspection_photos (inspection_id, seq);
 """
 
+_V10 = """
+-- The change log: one row per feature a write inserts, updates or deletes, or per layer a large bulk
+-- load replaces whole, appended in the write's transaction under the store's write lock and numbered
+-- on from the last seq (never a sequence: see gisapp.store.postgis._append_changes).  Its id, in the
+-- cursors of /api/changes, is gisapp_version's token.
+CREATE TABLE gisapp_changes (
+    seq bigint PRIMARY KEY,
+    layer text COLLATE "C" NOT NULL,
+    key text COLLATE "C",
+    kind text COLLATE "C" NOT NULL CHECK (kind IN ('insert', 'update', 'delete', 'replace')),
+    status text COLLATE "C",
+    changed_at timestamptz NOT NULL
+);
+-- The day filter's works start of dossiers (gisapp.store.base.works_start_expression), for the map's slider.
+CREATE INDEX ix_construction_permits_works_start ON construction_permits (coalesce(issued_on, received_on));
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
@@ -311,6 +328,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(7, "sidewalks layer (free passage of the occupancy check, fee classes)", _V7),
     Migration(8, "status history (status_changes) of dossiers and sidewalk permits", _V8),
     Migration(9, "inspection records with their photos (issue 18)", _V9),
+    Migration(10, "change log of every write (GET /api/changes), index of dossiers' works start (day filter)", _V10),
 )
 LATEST = MIGRATIONS[-1].version
 
@@ -323,12 +341,31 @@ def one(cursor: psycopg.Cursor) -> tuple:
     return row
 
 
-def current_version(con: psycopg.Connection) -> int:
-    """The applied schema version of the database; 0 when it has none."""
+def applied_versions(con: psycopg.Connection) -> set[int]:
+    """The versions recorded in ``schema_version`` (none without that table)."""
     exists = one(con.execute("SELECT to_regclass('schema_version') IS NOT NULL"))[0]
     if not exists:
-        return 0
-    return one(con.execute("SELECT coalesce(max(version), 0) FROM schema_version"))[0]
+        return set()
+    return {r[0] for r in con.execute("SELECT version FROM schema_version")}
+
+
+def current_version(con: psycopg.Connection) -> int:
+    """The applied schema version of the database; 0 when it has none.
+
+    The last of :data:`MIGRATIONS` up to which every one is applied: a database that a build with a later
+    migration but without an earlier one has migrated (versions are handed out to branches ahead) reports
+    the version before the gap, so that :func:`upgrade` applies the missing ones.  A version newer than
+    every known one is reported as it is.
+    """
+    applied = applied_versions(con)
+    if applied and max(applied) > LATEST:
+        return max(applied)
+    version = 0
+    for m in MIGRATIONS:
+        if m.version not in applied:
+            break
+        version = m.version
+    return version
 
 
 def ensure_postgis(con: psycopg.Connection) -> str:
@@ -372,6 +409,7 @@ def upgrade(con: psycopg.Connection, target: int | None = None, progress: Progre
                     " version integer PRIMARY KEY, description text NOT NULL,"
                     " applied_at timestamptz NOT NULL DEFAULT now())")
         version = current_version(con)
+        done = applied_versions(con)
         if version > LATEST:
             raise StoreError(f"the database schema is version {version}, newer than this gisapp "
                              f"(version {LATEST}); upgrade gisapp")
@@ -381,7 +419,7 @@ def upgrade(con: psycopg.Connection, target: int | None = None, progress: Progre
         todo = [m for m in MIGRATIONS if version < m.version <= target]
         progress("migrate", 0, len(todo), "migrations")
         for m in MIGRATIONS:
-            if version < m.version <= target:
+            if version < m.version <= target and m.version not in done:
                 if m.backfill is not None:
                     m.backfill(con)
                 con.execute(m.sql)

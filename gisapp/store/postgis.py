@@ -58,6 +58,8 @@ from gisapp.store.base import (
     INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
+    Change,
+    ChangePage,
     LayerInfo,
     Page,
     Store,
@@ -65,13 +67,17 @@ from gisapp.store.base import (
     aggregate_columns,
     aggregate_frame,
     attribute_clauses,
+    change_rows,
+    change_time,
     check_delete,
+    delete_rows,
     empty_frame,
     field_names,
     geojson_texts,
     geometry_column,
     inspection_of,
     inspection_row,
+    replace_is_compact,
     search_text,
     store_layer,
 )
@@ -389,6 +395,22 @@ class PostGISStore(Store):
             out.append(LayerInfo(name, int(n), STORE_CRS, None if ext[0] is None else tuple(ext)))
         return out
 
+    def changes(self, after: int = 0, limit: int = 100) -> ChangePage:
+        """The change log's entries after ``after`` (see :meth:`Store.changes`); its id is the database's token.
+
+        Entries are appended by :meth:`write` under the store's write lock, which it holds until it
+        commits, so ``seq`` order is commit order (see :func:`_append_changes`).
+        """
+        with self.connection() as con, con.transaction():  # one snapshot: the id, the last seq and the rows
+            con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            token, last = one(con.execute(
+                "SELECT token, (SELECT coalesce(max(seq), 0) FROM gisapp_changes) FROM gisapp_version"))
+            rows = con.execute("SELECT seq, layer, key, kind, status, "
+                               "to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+                               "FROM gisapp_changes WHERE seq > %s ORDER BY seq LIMIT %s",
+                               [int(after), int(limit)]).fetchall()
+        return ChangePage(token, int(last), [Change(*r) for r in rows])
+
     def meta(self) -> dict[str, Any]:
         with self.connection() as con:
             return dict(con.execute("SELECT key, value FROM gisapp_meta ORDER BY key").fetchall())
@@ -457,11 +479,15 @@ class PostGISStore(Store):
                     _write_history(con, typed, history, mode)
                     counter = _RowCounter(progress, sum(len(f) for f in typed.values()))
                     removed = dict.fromkeys(layers, 0)
+                    log: list[tuple] = []
                     for name, keys in deleted.items():
                         lay = layers[name]
-                        removed[name] += con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s)",
-                                                     [keys]).rowcount
+                        gone = [r[0] for r in con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s) "
+                                                          f"RETURNING {lay.key}", [keys]).fetchall()]
+                        removed[name] += len(gone)
+                        log.extend(delete_rows(lay, gone))
                     for name, frame in typed.items():
+                        log.extend(change_rows(layers[name], frame, mode, _old_keys(con, layers[name], frame, mode)))
                         if mode == "replace":
                             _replace_layer(con, layers[name], frame, counter)
                         else:
@@ -474,6 +500,8 @@ class PostGISStore(Store):
                             _update_stats(con, layers[name])
                     if meta:
                         _write_meta(con, meta)
+                    if log:
+                        _append_changes(con, log)
                     con.execute("UPDATE gisapp_version SET version = version + 1")
             except psycopg.Error as err:
                 if isinstance(err, psycopg.OperationalError) and con.broken:
@@ -530,8 +558,10 @@ class PostGISStore(Store):
                                     "VALUES (%s, %s, %s, %s, %s, %s)",
                                     [p.token, inspection.inspection_id, n, p.width, p.height, p.data])
                     if typed is not None:
+                        log = change_rows(layer, typed, "upsert", _old_keys(con, layer, typed, "upsert"))
                         _upsert_layer(con, layer, typed)
                         _update_stats(con, layer)
+                        _append_changes(con, log)
                         con.execute("UPDATE gisapp_version SET version = version + 1")
             except psycopg.Error as err:
                 if isinstance(err, psycopg.OperationalError) and con.broken:
@@ -874,6 +904,36 @@ def _update_stats(con: psycopg.Connection, layer: Layer) -> None:
         "maxx = ST_XMax(s.e), maxy = ST_YMax(s.e) "
         f"FROM (SELECT count(*) AS n, ST_Extent(geom) AS e FROM {layer.name}) s WHERE g.name = %s",
         [layer.name])
+
+
+def _old_keys(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame, mode: str):
+    """The layer's keys before a write, for its change-log entries (``None``: a compact replace); for an
+    upsert only those among the keys written (through the key's index)."""
+    if mode == "upsert":
+        keys = [str(k) for k in frame[layer.key]]
+        return [r[0] for r in con.execute(f"SELECT {layer.key} FROM {layer.name} WHERE {layer.key} = ANY(%s)",
+                                          [keys])]
+    old_count = one(con.execute("SELECT count FROM gisapp_layers WHERE name = %s", [layer.name]))[0]
+    if replace_is_compact(int(old_count), len(frame)):
+        return None
+    return [r[0] for r in con.execute(f"SELECT {layer.key} FROM {layer.name}")]
+
+
+def _append_changes(con: psycopg.Connection, entries: list[tuple]) -> None:
+    """Append a write's change-log entries, numbered on from the log's last ``seq``, in the write's transaction.
+
+    The caller holds the store's write lock (``pg_advisory_xact_lock``) until it commits, so no two writers
+    number at once and a later ``seq`` is always committed after an earlier one: a reader that has seen
+    ``seq`` ``n`` never finds a new entry at or below ``n`` later.  (A sequence would not do: ``nextval`` is
+    not transactional, so a transaction that drew 7 could commit after one that drew 8, and a consumer
+    already past 8 would miss 7.)  The lock is taken again here (it nests) for any future caller.
+    """
+    con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+    last = one(con.execute("SELECT coalesce(max(seq), 0) FROM gisapp_changes"))[0]
+    time = change_time()
+    with con.cursor().copy("COPY gisapp_changes (seq, layer, key, kind, status, changed_at) FROM STDIN") as copy:
+        for i, entry in enumerate(entries, start=1):
+            copy.write_row((last + i, *entry, time))
 
 
 def _write_meta(con: psycopg.Connection, meta: dict) -> None:

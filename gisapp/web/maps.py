@@ -35,6 +35,8 @@ from gisapp.schema import LAYERS
 from gisapp.store import Store
 from gisapp.web import assets
 
+#: The map's filter parameters that also filter sidewalk permits and findings (:func:`stats.side_filter`).
+SIDE_PARAMS = ("ward", "from", "to", "day")
 #: Most features one response carries; beyond it the map gets per-ward counts.
 FEATURE_CAP = 5000
 #: Below this zoom a layer over the cap is shown as per-ward counts without looking at the viewport.
@@ -372,7 +374,7 @@ def render(m: folium.Map, background: str, preload: list[str] | None = None) -> 
 
 def preload_urls(root: str, params: dict, counts: dict[str, int], cap: int = FEATURE_CAP) -> dict[str, str]:
     """URLs of the layers small enough to fetch whole (at most ``cap`` matches): map.js asks for these first."""
-    side = {k: v for k, v in params.items() if k in ("ward", "from", "to")}
+    side = {k: v for k, v in params.items() if k in SIDE_PARAMS}
     layers = {"permits": ("construction_permits", params), "sidewalk": ("sidewalk_permits", side),
               "findings": ("findings", side)}
     out = {}
@@ -385,7 +387,8 @@ def preload_urls(root: str, params: dict, counts: dict[str, int], cap: int = FEA
 
 def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], params: dict,
              counts: dict[str, int], root: str = "", script_url: str = "/static/map.js",
-             cap: int = FEATURE_CAP, occupancy_url: str | None = None) -> MapPage:
+             cap: int = FEATURE_CAP, occupancy_url: str | None = None,
+             has_findings: bool | None = None) -> MapPage:
     """The map page's map: wards 2022/2025, permits, sidewalk permits, findings, controls, legend.
 
     ``bounds`` ((south, west), (north, east)) or ``None``; ``params`` the
@@ -394,8 +397,10 @@ def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], par
     ``cap`` are preloaded whole, the others fetched by viewport.
     ``occupancy_url``: the URL of ``occupancy.js`` when the user is an
     officer (the "check a sidewalk occupancy" tool), else ``None``.
+    ``has_findings``: whether the findings layer is offered (default: when
+    some match; the day slider may move to a day that has some).
     """
-    has_findings = counts.get("findings", 0) > 0
+    has_findings = counts.get("findings", 0) > 0 if has_findings is None else has_findings
     t = i18n.translator(lang)
     m, background = _new_map(tiles, lang, _center(bounds), 13)
     groups = {

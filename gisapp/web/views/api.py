@@ -8,6 +8,7 @@ import orjson
 from flask import Blueprint, Response, current_app, render_template, request
 
 from gisapp import privacy
+from gisapp.api import changes as change_feed
 from gisapp.api import features as ogcapi
 from gisapp.api import processes
 from gisapp.errors import RequestError
@@ -119,6 +120,13 @@ def queryables(collection_id: str):
     if fmt == "html":
         return _html("api_queryables.html", doc=doc, title=doc["title"])
     return _json(doc, ogcapi.SCHEMA_JSON)
+
+
+@bp.get("/changes")
+def changes():
+    """The change feed: the store's writes after the ``after`` cursor, with the cursor of the next call."""
+    refuse_unknown(request.args, change_feed.PARAMS)
+    return _json(change_feed.changes_page(get_store(), request.args, _base()))
 
 
 @bp.get("/collections/<collection_id>/items")

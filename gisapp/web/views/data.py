@@ -58,10 +58,15 @@ def wards_geojson():
 
 @bp.get("/count")
 def count():
-    """How many construction dossiers match the filter."""
+    """How many construction dossiers match the filter (``count``); with ``day``, also the sidewalk permits
+    and findings the map shows with them (its side filter: wards, dates, day)."""
     flt = strict_filter()
     store = get_store()
-    return jsonify({"layer": "construction_permits", "count": store.count("construction_permits", flt)})
+    body = {"layer": "construction_permits", "count": store.count("construction_permits", flt)}
+    if flt.day:
+        side = stats.side_filter(flt)
+        body |= {"sidewalk_permits": store.count("sidewalk_permits", side), "findings": store.count("findings", side)}
+    return jsonify(body)
 
 
 @bp.get("/construction_permits/<path:code>.json")

@@ -23,7 +23,7 @@ from gisapp.web.request import get_lang, get_store, known_wards
 bp = Blueprint("pages", __name__)
 
 #: Filter parameters of the pages, in the order the form shows them.
-PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "as_of", "q")
+PAGE_PARAMS = ("ward", "status", "procedure", "channel", "from", "to", "day", "as_of", "q")
 
 
 def page_filter() -> tuple[Filter, list[dict]]:
@@ -69,6 +69,7 @@ def map_page():
     the_map = maps.main_map(bounds=page["bounds"] or maps.extent(store), wards=page["wards"],
                             params=flt.to_params(),
                             counts=page["counts"], cap=current_app.config.get("MAP_FEATURE_CAP", maps.FEATURE_CAP),
+                            has_findings=page["has_findings"],
                             occupancy_url=url_for("static", filename="occupancy.js", v=_static_version())
                             if officer else None, **map_inputs(store))
     return render_template("map.html", map=the_map, occupancy=officer,
