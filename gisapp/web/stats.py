@@ -313,7 +313,7 @@ def as_of_batches(store: Store, flt: Filter, fields: list[str], batch_size: int 
     if flt.as_of is None:
         yield from attribute_batches(store, PERMITS, flt, fields, batch_size)
         return
-    past = store.statuses_as_of(PERMITS, flt.as_of)
+    past = history.PastStatuses(store.statuses_as_of(PERMITS, flt.as_of))
     for batch in attribute_batches(store, PERMITS, flt, ["dossier_code", *fields], batch_size):
         yield history.as_of_view(batch, past, flt.as_of)
 
