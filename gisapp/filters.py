@@ -16,6 +16,8 @@ Every filter parameter: an empty value is as if absent; codes are
 repeatable and comma-separated (case-blind but for ward codes); ``from``,
 ``to`` and ``datetime`` take one date (the last ``from``/``to``, the first
 ``datetime``), ``bbox`` the first box; repeated ``q`` values are joined.
+``as_of`` (every surface, the same name) takes one day, read by
+:func:`parse_as_of`: the data as it was at the end of that day.
 """
 
 from __future__ import annotations
