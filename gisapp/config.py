@@ -74,6 +74,11 @@ SETTINGS = {
                         "in MB"),
     "UPLOADS_TOTAL_MB": ("GISAPP_UPLOADS_TOTAL_MB", "2000", "uploads all officers together may have waiting for "
                          "confirmation, in MB"),
+    "CHECK_MAX_AREA_M2": ("GISAPP_CHECK_MAX_AREA_M2", "500", "largest sidewalk occupancy the check accepts, in m²"),
+    "CHECK_MAX_DAYS": ("GISAPP_CHECK_MAX_DAYS", "365", "longest period of a sidewalk occupancy the check accepts, "
+                       "in days"),
+    "FEE_TABLE": ("GISAPP_FEE_TABLE", "", "CSV fee table of sidewalk use (VND per m² per day by street class and "
+                  "purpose; default: the shipped EXAMPLE table layers/fees_example.csv)"),
 }
 
 #: Vector tiles exist from this zoom level (below it the map shows per-ward counts) …
@@ -98,12 +103,18 @@ def load_config(overrides: dict | None = None, environ=None) -> dict:
                     OLD_BASEMAP_VARIABLE)
         config["BASEMAP"] = env[OLD_BASEMAP_VARIABLE]
     for name in ("MAX_ITEMS", "MAX_UPLOAD_MB", "TILE_CACHE_MB", "PROXIES", "MAX_UNPACKED_MB", "MAX_UPLOAD_FEATURES",
-                 "IMPORT_MEMORY_MB", "IMPORT_SECONDS", "UPLOAD_QUOTA_MB", "UPLOADS_TOTAL_MB"):
+                 "IMPORT_MEMORY_MB", "IMPORT_SECONDS", "UPLOAD_QUOTA_MB", "UPLOADS_TOTAL_MB", "CHECK_MAX_DAYS"):
         try:
             config[name] = int(config[name])
         except ValueError:
             raise ConfigError(f"{SETTINGS[name][0]} must be a whole number, not {config[name]!r}") from None
+    try:
+        config["CHECK_MAX_AREA_M2"] = float(config["CHECK_MAX_AREA_M2"])
+    except ValueError:
+        raise ConfigError(f"GISAPP_CHECK_MAX_AREA_M2 must be a number, not {config['CHECK_MAX_AREA_M2']!r}") from None
     config.update(overrides or {})
+    if not config["FEE_TABLE"]:
+        config["FEE_TABLE"] = str(resource_dir("layers") / "fees_example.csv")
     if isinstance(config["TILE_WARM"], str):
         try:
             config["TILE_WARM"] = parse_zooms(config["TILE_WARM"])

@@ -80,6 +80,13 @@ SIDEWALK_PURPOSES = _codes(
     Code("EVENT", "Sự kiện, lễ hội", "Event", "#00897b"),
 )
 
+#: Classes of streets, for sidewalk-use fees (the fee table is per class and purpose).
+STREET_CLASSES = _codes(
+    Code("MAIN", "Đường chính", "Main street", "#b71c1c"),
+    Code("SECONDARY", "Đường nhánh", "Secondary street", "#ef6c00"),
+    Code("LANE", "Đường kiệt, hẻm", "Lane", "#9e9d24"),
+)
+
 TIMELINESS = _codes(
     Code("EARLY", "Trước hạn", "Early", "#2e7d32"),
     Code("ON_TIME", "Đúng hạn", "On time", "#66bb6a"),
@@ -258,6 +265,7 @@ CODE_SETS = {
     "channel": CHANNELS,
     "purpose": SIDEWALK_PURPOSES,
     "kind": FINDING_KINDS,
+    "street_class": STREET_CLASSES,
     "timeliness": TIMELINESS,
 }
 

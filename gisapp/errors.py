@@ -39,3 +39,14 @@ class FilterError(RequestError, ValueError):
         super().__init__(400, "InvalidParameterValue", f"{param}: {message}")
         self.param = param
         self.message = message
+
+
+class InputError(FilterError):
+    """400 ``InvalidParameterValue``: a process input (``field``) that cannot be used, and why.
+
+    The same shape and words as a bad filter parameter: ``"<field>: <message>"``.
+    """
+
+    def __init__(self, field: str, message: str):
+        super().__init__(field, message)
+        self.field = field

@@ -46,6 +46,7 @@ STRINGS: dict[str, tuple[str, str]] = {
     "overdue_open": ("Hồ sơ đang xử lý quá hạn", "Open dossier past its due date"),
     "sidewalk_layer": ("Vỉa hè cấp phép sử dụng tạm thời", "Sidewalk-use permits"),
     "findings_layer": ("Phát hiện chồng lấn", "Overlap findings"),
+    "sidewalks_layer": ("Vỉa hè", "Sidewalks"),
     "wards_2022": ("Ranh giới phường 2022 (gần đúng)", "Ward boundaries 2022 (approximate)"),
     "wards_2025": ("Ranh giới phường từ 01/7/2025", "Ward boundaries from 1 Jul 2025"),
     "permits_layer": ("Hồ sơ cấp phép xây dựng", "Construction permit dossiers"),

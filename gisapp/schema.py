@@ -170,8 +170,20 @@ FINDINGS = Layer(
     text_fields=("finding_id", "a_id", "b_id"),
 )
 
+SIDEWALKS = Layer(
+    "sidewalks", "Vỉa hè", "Sidewalks", key="sidewalk_id",
+    fields=(
+        _f("sidewalk_id", "text", "Mã vỉa hè", "Sidewalk id", required=True),
+        _f("ward_code", "text", "Mã phường", "Ward code", required=True),
+        _f("street", "text", "Đường", "Street"),
+        _f("width_m", "float", "Bề rộng vỉa hè (m)", "Width (m)"),
+        _f("street_class", "text", "Loại đường", "Street class", codes="street_class"),
+    ),
+    text_fields=("sidewalk_id", "street"),
+)
+
 LAYERS: dict[str, Layer] = {
-    layer.name: layer for layer in (WARDS, CONSTRUCTION_PERMITS, SIDEWALK_PERMITS, FINDINGS)
+    layer.name: layer for layer in (WARDS, CONSTRUCTION_PERMITS, SIDEWALK_PERMITS, FINDINGS, SIDEWALKS)
 }
 
 

@@ -98,3 +98,67 @@ def signed_in(app, name: str):
     csrf = token_of(client.get("/login").get_data(as_text=True))
     assert client.post("/login", data={"username": name, "password": PASSWORD, "csrf_token": csrf}).status_code == 302
     return client
+
+
+# -- sample proposals of the occupancy check on the demo (tests/data/proposals/) ---------------
+
+#: The sample proposals' files: verdict → path, each a GeoJSON Feature whose properties carry start, end, purpose.
+PROPOSAL_FILES = {verdict: f"tests/data/proposals/{verdict.lower()}.geojson" for verdict in ("OK", "REFER", "REFUSE")}
+
+
+def _frontage_strip(parcel, sidewalk, depth: float):
+    """A strip ``depth`` metres deep on ``sidewalk`` along the parcel's front, 0.3 m short of its side lines."""
+    front = shapely.line_merge(shapely.intersection(parcel.boundary, sidewalk.boundary))
+    length = front.length
+    front = shapely.ops.substring(front, 0.3, length - 0.3)
+    return shapely.intersection(shapely.buffer(front, depth, cap_style="flat"), sidewalk)
+
+
+def sample_proposals(frames) -> dict[str, dict]:
+    """Three proposals on the demo with known verdicts, as GeoJSON Features (WGS84, 7 decimals).
+
+    ``OK``: a 1 m strip in front of a permitted dossier's parcel during its
+    works, nothing else near (the dossier is found: the merged procedure);
+    ``REFUSE``: the same in front of another dossier but leaving 1.0 m of
+    sidewalk; ``REFER``: the place and days of a demo sidewalk permit (a clash).
+    """
+    import shapely.ops  # noqa: F401 - substring
+
+    from gisapp import geo
+
+    cp, sw, walks = frames["construction_permits"], frames["sidewalk_permits"], frames["sidewalks"]
+    tree = shapely.STRtree(np.asarray(walks.geometry.array, dtype=object))
+    permits_tree = shapely.STRtree(np.asarray(sw.geometry.array, dtype=object))
+    cons_tree = shapely.STRtree(np.asarray(cp.geometry.array, dtype=object))
+    issued = cp[cp["issued_on"].notna() & (cp["issued_on"] >= "2022-05-01")].sort_values("dossier_code")
+    picked = []
+    for _, row in issued.iterrows():
+        hits = tree.query(row.geometry, predicate="intersects")
+        touching = [h for h in hits if shapely.intersection(row.geometry.boundary,
+                                                            walks.geometry.iloc[h].boundary).length > 3]
+        if len(touching) != 1 or len(permits_tree.query(row.geometry.buffer(15))) or \
+                len(cons_tree.query(row.geometry.buffer(8))) != 1:
+            continue
+        picked.append((row, walks.iloc[touching[0]]))
+        if len(picked) == 2:
+            break
+    out = {}
+    for verdict, (row, walk) in zip(("OK", "REFUSE"), picked, strict=True):
+        depth = 1.0 if verdict == "OK" else float(walk["width_m"]) - 1.0
+        strip = _frontage_strip(row.geometry, walk.geometry, depth)
+        start = row["issued_on"].date() + dt.timedelta(days=10)
+        out[verdict] = (strip, start, start + dt.timedelta(days=13), "MATERIALS")
+    plain = sw[(sw["sidewalk_width_m"] - sw["used_width_m"] >= 1.6) & (sw["status"] == "RETURNED")
+               & sw["construction_dossier_code"].isna()].sort_values("permit_no")
+    for _, row in plain.iterrows():
+        if len(permits_tree.query(row.geometry.buffer(10))) == 1 and not len(cons_tree.query(row.geometry.buffer(10))):
+            out["REFER"] = (row.geometry, row["start_on"].date(), row["end_on"].date(), row["purpose"])
+            break
+    features = {}
+    for verdict, (geom, start, end, purpose) in out.items():
+        lonlat = geo.transform([shapely.set_precision(geom, 0)], schema.STORE_CRS, schema.WEB_CRS)[0]
+        lonlat = shapely.set_precision(lonlat, 1e-7)
+        features[verdict] = {"type": "Feature", "geometry": shapely.geometry.mapping(lonlat),
+                             "properties": {"start": start.isoformat(), "end": end.isoformat(),
+                                            "purpose": purpose, "expected_verdict": verdict}}
+    return features

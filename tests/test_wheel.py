@@ -8,6 +8,7 @@ the working folder's ``layers/``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -83,6 +84,8 @@ def test_installed_gisapp_is_the_wheel(venv, tmp_path):
     site = Path(out).resolve().parent.parent
     assert (site / "gisapp" / "templates" / "map.html").is_file()
     assert (site / "gisapp" / "seeds" / "danang_wards_2025_osm.geojson").is_file()
+    assert (site / "gisapp" / "layers" / "fees_example.csv").is_file()  # the example fee table of the check
+    assert [p.name for p in (site / "gisapp" / "layers").iterdir()] == ["fees_example.csv"]  # no store, no accounts
 
 
 @pytest.fixture(scope="module")
@@ -137,3 +140,11 @@ def test_a_missing_installed_file_is_one_line(venv, office, tmp_path, folder, co
     assert "Traceback" not in proc.stderr, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and named in lines[0], proc.stderr
+
+
+def test_check_from_another_folder_uses_the_shipped_fee_table(venv, office):
+    proposal = Path(__file__).resolve().parent / "data" / "proposals" / "ok.geojson"
+    out = run([str(venv / "bin" / "gisapp"), "check", str(proposal), "--json"], cwd=office,
+              env=office_env(office)).stdout
+    report = json.loads(out)
+    assert report["verdict"] == "OK" and report["fee_table"] == "fees_example.csv" and report["fee_vnd"] > 0

@@ -27,6 +27,11 @@ Finding kinds (``a_id`` / ``b_id``):
     starts at most ``gap_days`` after the earlier one ends.  Dates: from
     the first start to the last end; ``overlap_days`` 0.
 ``CLEARANCE`` (permit / -)
+    When a ``sidewalks`` layer is given and the permit lies on it: the
+    narrowest free passage beside the permit on some day of its period,
+    counting every other permit on those days, is below
+    ``min_clearance_m`` (:func:`gisapp.passage.occupancy_passages`).
+    Otherwise (no sidewalks, or a permit on none):
     ``sidewalk_width_m - used_width_m`` is below ``min_clearance_m``.
     Geometry: the permit's polygon; dates: the permit's period.
 ``WARD_MISMATCH`` (dossier / ward key)
@@ -59,6 +64,7 @@ import shapely
 
 from gisapp import domain, geo, schema
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs
+from gisapp.passage import occupancy_passages
 from gisapp.schema import FINDINGS, STORE_CRS
 
 __all__ = [
@@ -170,7 +176,8 @@ class _Features:
 
 
 def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
-                  wards: gpd.GeoDataFrame, params: AnalysisParams | None = None) -> AnalysisResult:
+                  wards: gpd.GeoDataFrame, params: AnalysisParams | None = None,
+                  sidewalks: gpd.GeoDataFrame | None = None) -> AnalysisResult:
     """Every finding between construction dossiers, sidewalk permits and wards.
 
     Parameters
@@ -182,6 +189,9 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
         not EPSG:5899 is reprojected; one without a CRS is taken as EPSG:5899.
     params:
         :class:`AnalysisParams` (the defaults when ``None``).
+    sidewalks:
+        The ``sidewalks`` layer (``width_m``, polygons), if any: clearance
+        is then measured from geometry where a permit lies on a sidewalk.
 
     Returns
     -------
@@ -193,7 +203,7 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
     # independent stages run side by side: GEOS and numpy release the GIL for most of their work
     with ThreadPoolExecutor(_WORKERS) as pool:
         cons_job = pool.submit(_prepare_construction, construction, params)
-        side, skip_s = _prepare_sidewalk(sidewalk)
+        side, skip_s = _prepare_sidewalk(sidewalk, sidewalks)
         ward, skip_w = _prepare_wards(wards)
         cons, skip_c, register = cons_job.result()
         skipped = pd.concat([skip_c, skip_s, skip_w], ignore_index=True)
@@ -497,11 +507,13 @@ def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
     return cons, _skipped_frame(CONSTRUCTION, ids, declared, reasons), register
 
 
-def _prepare_sidewalk(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:
+def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | None = None
+                      ) -> tuple[_Features, pd.DataFrame]:
     """Usable sidewalk permits, and the skipped ones.
 
-    A permit without widths stays in the spatial analysis; only its
-    clearance is not checked, and that is reported as a skip reason.
+    A permit without widths (and on no sidewalk of ``sidewalks``) stays in
+    the spatial analysis; only its clearance is not checked, and that is
+    reported as a skip reason.
     """
     ids = _text(_column(frame, "permit_no"))
     hashes = _hash_ids(ids, ids == None)  # noqa: E711 - numpy: element-wise
@@ -519,10 +531,31 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]
     reasons.add((start == NAT) & (end == NAT), "missing start_on and end_on")
     reasons.add((start != NAT) & (end != NAT) & (end < start), "end_on before start_on")
     keep = ~reasons.mask()
-    reasons.add(np.isnan(width) | np.isnan(used), "clearance not checked: missing sidewalk_width_m or used_width_m")
+    free, free_day = passages(geoms, start, end, keep, sidewalks)
+    reasons.add((np.isnan(width) | np.isnan(used)) & np.isnan(free),
+                "clearance not checked: missing sidewalk_width_m or used_width_m")
     side = _features(ids, hashes, geoms, start, end, keep, declared=declared, width=width, used=used,
-                     link=_text(_column(frame, "construction_dossier_code")))
+                     link=_text(_column(frame, "construction_dossier_code")), free=free, free_day=free_day)
     return side, _skipped_frame(SIDEWALK, ids, declared, reasons)
+
+
+def passages(geoms: np.ndarray, start: np.ndarray, end: np.ndarray, keep: np.ndarray,
+             sidewalks: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """The narrowest free passage (m) beside each kept permit and its day, NaN / NAT where not measured.
+
+    Measured from the geometry of ``sidewalks`` (none: nothing measured).
+    """
+    free, day = np.full(len(geoms), np.nan), np.full(len(geoms), NAT, dtype=np.int64)
+    if sidewalks is None or not len(sidewalks):
+        return free, day
+    walk = _geometries(sidewalks)
+    usable = ~shapely.is_missing(walk)
+    usable[usable] = shapely.is_valid(walk[usable]) & ~shapely.is_empty(walk[usable])
+    widths = pd.to_numeric(pd.Series(_column(sidewalks, "width_m")), errors="coerce").to_numpy(dtype=float)
+    rows = np.flatnonzero(keep)
+    value, when = occupancy_passages(geoms[rows], start[rows], end[rows], walk[usable], widths[usable])
+    free[rows], day[rows] = value, np.where(when >= 0, when, NAT)
+    return free, day
 
 
 def _prepare_wards(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:
@@ -683,13 +716,20 @@ def _sidewalk_pair_findings(side: _Features, params: AnalysisParams) -> dict:
 
 
 def _clearance_findings(side: _Features, params: AnalysisParams) -> dict:
-    """CLEARANCE findings: less pedestrian width left than the minimum."""
+    """CLEARANCE findings: less pedestrian width left than the minimum (measured, else from the attributes)."""
     width, used = side.extra["width"], side.extra["used"]
+    free, free_day = side.extra["free"], side.extra["free_day"]
+    measured = ~np.isnan(free)
     with np.errstate(invalid="ignore"):
         left = width - used
-        low = np.flatnonzero(left < params.min_clearance_m - 1e-9)
-    detail = _texts(_clearance_text, np.round(width[low] * 100), np.round(used[low] * 100),
-                    np.full(len(low), round(params.min_clearance_m * 100)))
+        low_measured = measured & (free < params.min_clearance_m - 1e-9)
+        low = np.flatnonzero(low_measured | (~measured & (left < params.min_clearance_m - 1e-9)))
+    least = round(params.min_clearance_m * 100)
+    detail = np.empty(len(low), dtype=object)
+    on, off = measured[low], ~measured[low]
+    a, b = low[on], low[off]
+    detail[on] = _texts(_passage_text, np.round(free[a] * 100), free_day[a], np.full(len(a), least))
+    detail[off] = _texts(_clearance_text, np.round(width[b] * 100), np.round(used[b] * 100), np.full(len(b), least))
     return _block("CLEARANCE", len(low), a_id=side.ids[low], a_hash=side.hashes[low], geometry=side.geoms[low],
                   source=low, overlap_start=side.start[low], overlap_end=side.end[low],
                   overlap_days=side.end[low] - side.start[low] + 1, detail=detail)
@@ -901,6 +941,13 @@ def _clearance_text(width_cm: np.ndarray, used_cm: np.ndarray, least_cm: np.ndar
     return _concat("Lối đi bộ còn ", _number((width_cm - used_cm) / 100, 2), " m, dưới mức tối thiểu ",
                    _number(least_cm / 100, 2), " m (vỉa hè ", _number(width_cm / 100, 2), " m, sử dụng ",
                    _number(used_cm / 100, 2), " m)")
+
+
+def _passage_text(free_cm: np.ndarray, days: np.ndarray, least_cm: np.ndarray) -> np.ndarray:
+    """Detail of a clearance finding measured on the sidewalk: the passage (cm) and the day it is narrowest."""
+    day = np.datetime_as_string(days.astype("datetime64[D]")).astype(_TEXT)
+    return _concat("Lối đi bộ còn ", _number(free_cm / 100, 2), " m (đo trên vỉa hè, ngày ", day,
+                   "), dưới mức tối thiểu ", _number(least_cm / 100, 2), " m")
 
 
 def _tenths(values: np.ndarray) -> np.ndarray:

@@ -9,7 +9,7 @@ from gisapp.analysis.overlaps import AnalysisParams, AnalysisResult, find_overla
 from gisapp.store import Store
 from gisapp.store.postgis import PostGISStore
 
-LAYERS = ("construction_permits", "sidewalk_permits", "wards")
+LAYERS = ("construction_permits", "sidewalk_permits", "wards", "sidewalks")
 
 
 def analyze_store(store: Store, params: AnalysisParams) -> tuple[AnalysisResult, float]:
@@ -24,4 +24,5 @@ def analyze_store(store: Store, params: AnalysisParams) -> tuple[AnalysisResult,
     started = time.perf_counter()
     layers = {name: store.read(name) for name in LAYERS}
     read_s = time.perf_counter() - started
-    return find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params), read_s
+    return find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params,
+                         sidewalks=layers["sidewalks"]), read_s

@@ -40,6 +40,8 @@ from gisapp import geo, schema
 from gisapp.analysis import overlaps as analysis
 from gisapp.analysis.overlaps import KINDS, AnalysisParams, AnalysisResult
 from gisapp.analysis.spatial import NAT, WardIndex
+from gisapp.passage import occupancy_passages
+from gisapp.store.migrations import one
 from gisapp.store.postgis import PostGISStore
 
 #: Slack on distance comparisons (as in the geopandas path).
@@ -137,6 +139,19 @@ SELECT s.permit_no, s.start_on - DATE '1970-01-01', s.end_on - DATE '1970-01-01'
        s.used_width_m, ST_AsBinary(s.geom)
   FROM sidewalk_permits s
  WHERE {_side_ok("s")} AND s.sidewalk_width_m - s.used_width_m < %(min_clearance)s
+"""
+
+#: Every usable sidewalk permit, when the store has sidewalks: their free passage is measured in Python
+#: (:func:`gisapp.passage.occupancy_passages`, as the geopandas path measures it).
+_PASSAGE_PERMITS = f"""
+SELECT s.permit_no, s.start_on - DATE '1970-01-01', s.end_on - DATE '1970-01-01', ST_AsBinary(s.geom)
+  FROM sidewalk_permits s
+ WHERE {_side_ok("s")}
+ ORDER BY s.permit_no
+"""
+_SIDEWALKS = """
+SELECT ST_AsBinary(w.geom), w.width_m FROM sidewalks w
+ WHERE w.geom IS NOT NULL AND NOT ST_IsEmpty(w.geom) AND ST_IsValid(w.geom)
 """
 
 #: Dossiers settled in SQL as lying in their declared ward: a piece of a ward in force on the received
@@ -247,14 +262,20 @@ def find_overlaps(store: PostGISStore, params: AnalysisParams | None = None) -> 
                     con.execute(statement, values)
             rows[name] = con.cursor(binary=True).execute(query, values).fetchall()
             lap(f"sql_{name}")
+        rows["passage"], rows["sidewalks"] = [], []
+        if one(con.execute("SELECT count FROM gisapp_layers WHERE name = 'sidewalks'"))[0]:
+            rows["passage"] = con.cursor(binary=True).execute(_PASSAGE_PERMITS, values).fetchall()
+            rows["sidewalks"] = con.cursor(binary=True).execute(_SIDEWALKS, values).fetchall()
+            lap("sql_passage")
         skipped_rows = {layer: con.cursor(binary=True).execute(query, values).fetchall()
                         for layer, query in _SKIPPED.items()}
         register = con.execute("SELECT dossier_code, ward_code FROM construction_permits "
                                "ORDER BY dossier_code").fetchall()
         lap("sql_skipped")
     laps["sql"] = time.perf_counter() - started
-    findings = _findings(rows, params, wards)
-    skipped = _skipped(skipped_rows, params)
+    measured = _passages(rows["passage"], rows["sidewalks"])
+    findings = _findings(rows, params, wards, measured)
+    skipped = _skipped(skipped_rows, params, set(measured["a_id"]) if measured else set())
     register = pd.DataFrame(register, columns=["dossier_code", "ward_code"], dtype=object)
     summary = analysis.summarize(findings, register, skipped)
     laps["assemble"] = time.perf_counter() - started - laps["sql"]
@@ -301,10 +322,26 @@ class _WardTable:
 _WARDS = "SELECT ward_key, ward_code, name, valid_from, valid_to, ST_AsBinary(geom) FROM gisapp_wards"
 
 
-def _findings(rows: dict, params: AnalysisParams, wards: _WardTable):
+def _passages(permits: list[tuple], sidewalks: list[tuple]) -> dict | None:
+    """The permits whose free passage was measured on the sidewalks: id, days, geometry, passage (m), its day."""
+    f = _columns(permits, ["a_id", "first", "last", "wkb"])
+    if f is None or not sidewalks:
+        return None
+    geoms = _geoms(f["wkb"])
+    first, last = _ints(f["first"]), _ints(f["last"])
+    walks = shapely.from_wkb(np.array([r[0] for r in sidewalks], dtype=object))
+    widths = np.array([np.nan if r[1] is None else r[1] for r in sidewalks], dtype=float)
+    free, day = occupancy_passages(geoms, first, last, walks, widths)
+    ok = ~np.isnan(free)
+    return {"a_id": f["a_id"][ok], "first": first[ok], "last": last[ok], "geometry": geoms[ok], "free": free[ok],
+            "day": day[ok]}
+
+
+def _findings(rows: dict, params: AnalysisParams, wards: _WardTable, measured: dict | None = None):
     """The findings frame from the rows of the four queries: grouped by kind in :data:`KINDS` order, by id within."""
     parts = [_near(rows["near"], params, wards), _pairs(rows["pairs"], wards),
-             _clearance(rows["clearance"], params, wards), _ward_mismatch(rows["wards"], wards)]
+             _clearance(rows["clearance"], params, wards, measured), _measured_clearance(measured, params, wards),
+             _ward_mismatch(rows["wards"], wards)]
     found = [p for p in parts if p is not None and len(p["kind"])]
     if not found:
         return analysis.empty_findings()
@@ -420,11 +457,29 @@ def _pairs(rows, wards: _WardTable) -> dict | None:
                   geometry=geo.polygonal_parts(inter))
 
 
-def _clearance(rows, params: AnalysisParams, wards: _WardTable) -> dict | None:
-    """CLEARANCE."""
+def _measured_clearance(measured: dict | None, params: AnalysisParams, wards: _WardTable) -> dict | None:
+    """CLEARANCE of the permits measured on the sidewalks: their passage below the minimum."""
+    if not measured:
+        return None
+    low = measured["free"] < params.min_clearance_m - 1e-9
+    f = {name: values[low] for name, values in measured.items()}
+    geoms, first, last = f["geometry"], f["first"], f["last"]
+    least = _number(np.array([round(params.min_clearance_m * 100)]) / 100, 2)[0]
+    days = np.datetime_as_string(f["day"].astype("datetime64[D]")).tolist()
+    detail = [f"Lối đi bộ còn {a} m (đo trên vỉa hè, ngày {d}), dưới mức tối thiểu {least} m"
+              for a, d in zip(_number(f["free"], 2), days)]
+    return _block("CLEARANCE", len(geoms), a_id=f["a_id"], ward_code=wards.code(wards.assign(geoms, first)[0]),
+                  overlap_start=first, overlap_end=last, overlap_days=last - first + 1,
+                  detail=np.array(detail, dtype=object), geometry=geoms)
+
+
+def _clearance(rows, params: AnalysisParams, wards: _WardTable, measured: dict | None = None) -> dict | None:
+    """CLEARANCE by the attributes, of the permits not measured on the sidewalks."""
     f = _columns(rows, ["a_id", "first", "last", "width", "used", "wkb"])
     if f is None:
         return None
+    if measured:
+        f = _keep(f, ~np.isin(f["a_id"], measured["a_id"]))
     geoms = _geoms(f["wkb"])
     first, last = _ints(f["first"]), _ints(f["last"])
     width_cm = np.round(f["width"].astype(float) * 100).astype(np.int64)
@@ -501,8 +556,12 @@ def _geometry_reason(empty, wkb) -> str | None:
     return f"invalid geometry: {shapely.is_valid_reason(shapely.from_wkb(wkb))}"
 
 
-def _skipped(rows: dict, params: AnalysisParams) -> pd.DataFrame:
-    """One row per feature left out or only partly analysed, with its reasons in the geopandas path's words."""
+def _skipped(rows: dict, params: AnalysisParams, measured: set | None = None) -> pd.DataFrame:
+    """One row per feature left out or only partly analysed, with its reasons in the geopandas path's words.
+
+    ``measured``: permits whose passage was measured on the sidewalks (their widths are not needed).
+    """
+    measured = measured or set()
     out = []
     for code, ward, empty, no_received, late, wkb in rows["construction_permits"]:
         reasons = [_geometry_reason(empty, wkb), "missing received_on" if no_received else None,
@@ -514,7 +573,8 @@ def _skipped(rows: dict, params: AnalysisParams) -> pd.DataFrame:
                    "missing end_on" if no_end and not no_start else None,
                    "missing start_on and end_on" if no_start and no_end else None,
                    "end_on before start_on" if backwards else None,
-                   "clearance not checked: missing sidewalk_width_m or used_width_m" if no_width else None]
+                   "clearance not checked: missing sidewalk_width_m or used_width_m"
+                   if no_width and number not in measured else None]
         out.append(("sidewalk_permits", number, ward, reasons))
     for key, code, empty, no_start, backwards, wkb in rows["wards"]:
         reasons = ["missing ward_code" if code is None else None, _geometry_reason(empty, wkb),

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import click
 
-from gisapp.cli import analyze, db, export, importing, layers, seed, serve, tiles, users
+from gisapp.cli import analyze, check, db, export, importing, layers, seed, serve, tiles, users
 from gisapp.cli.context import Context, StoreFailure
 from gisapp.config import SETTINGS, ConfigError
 from gisapp.store import StoreError
@@ -33,7 +33,7 @@ def cli(ctx: click.Context, store: str | None):
 
 
 for command in (seed.seed, serve.serve, layers.layers, layers.schema_, db.db, users.users, export.export,
-                importing.import_, analyze.analyze, tiles.tiles_group):
+                importing.import_, analyze.analyze, tiles.tiles_group, check.check):
     cli.add_command(command)
 
 

@@ -42,7 +42,7 @@ from gisapp import domain
 from gisapp.demo import lots as demo_lots
 from gisapp.demo import names as demo_names
 from gisapp.demo import wards as demo_wards
-from gisapp.schema import CONSTRUCTION_PERMITS, SIDEWALK_PERMITS, STORE_CRS
+from gisapp.schema import CONSTRUCTION_PERMITS, SIDEWALK_PERMITS, SIDEWALKS, STORE_CRS
 
 AS_OF = dt.date(2022, 7, 8)
 PERIOD = (dt.date(2022, 1, 1), dt.date(2022, 6, 30))
@@ -94,7 +94,7 @@ def build(calendar: domain.Calendar | None = None, *, seed: int = 2022, scale: f
                       wards=w2022, extent_km2=float(w2022.area.sum()) / 1e6, seed=seed, calendar=calendar)
     frames["wards"] = wards
     meta = {"as_of": AS_OF.isoformat(), "demo": True, "source": SOURCE}
-    return {name: frames[name] for name in ("wards", "construction_permits", "sidewalk_permits")}, meta
+    return {name: frames[name] for name in ("wards", "construction_permits", "sidewalk_permits", "sidewalks")}, meta
 
 
 def generate(n_permits: int, n_sidewalk: int = 0, *, wards: gpd.GeoDataFrame | None = None,
@@ -109,7 +109,9 @@ def generate(n_permits: int, n_sidewalk: int = 0, *, wards: gpd.GeoDataFrame | N
     :data:`MAX_OCCUPANCY` of the lots).
     Dossiers are received on working days of ``period`` and checked at
     ``as_of``.  Returns ``wards`` (as used), ``construction_permits`` and
-    ``sidewalk_permits``.  Vectorised: a million dossiers take about 20 s.
+    ``sidewalk_permits`` and ``sidewalks`` (both sides of every street of
+    the grid, one per block side, see :func:`sidewalks_frame`).
+    Vectorised: a million dossiers take about 20 s.
     """
     calendar = calendar or domain.Calendar()
     if wards is None:
@@ -126,7 +128,8 @@ def generate(n_permits: int, n_sidewalk: int = 0, *, wards: gpd.GeoDataFrame | N
                          f"use generate() with extent_km2 of at least {needed_km2:.0f}")
     permits, site_lots, mismatched = _dossiers(lots, wards, n_permits, rng, calendar, period, as_of)
     sidewalk = _sidewalk_permits(lots, wards, permits, site_lots, mismatched, n_sidewalk, rng, as_of)
-    return {"wards": wards, "construction_permits": permits, "sidewalk_permits": sidewalk}
+    return {"wards": wards, "construction_permits": permits, "sidewalk_permits": sidewalk,
+            "sidewalks": sidewalks_frame(lots, wards)}
 
 
 def _set_2022(wards: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
@@ -483,6 +486,33 @@ def _sidewalk_frame(lots, wards, rows: pd.DataFrame, rng, as_of) -> gpd.GeoDataF
     })
     frame = gpd.GeoDataFrame(frame[SIDEWALK_PERMITS.field_names], geometry=geometry, crs=STORE_CRS)
     return frame.sort_values("permit_no", ignore_index=True)
+
+
+#: Street class of a street by its carriageway width (metres): wide streets are main streets.
+STREET_CLASS_BY_CARRIAGEWAY = {10.5: "MAIN", 7.5: "SECONDARY", 5.5: "LANE"}
+
+
+def sidewalks_frame(lots: pd.DataFrame, wards: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
+    """The ``sidewalks`` layer of the street grid: one sidewalk per block side, in front of its lots.
+
+    ``sidewalk_id`` is ``SW-<ward code>-<number>`` (numbered along the
+    grid), ``width_m`` the sidewalk's width, ``street_class`` from the
+    carriageway's width (:data:`STREET_CLASS_BY_CARRIAGEWAY`).
+    """
+    sides, geometry = demo_lots.block_sidewalks(lots)
+    codes = wards["ward_code"].astype(str).to_numpy(dtype=object)[sides["ward"].to_numpy()]
+    number = sides.groupby("ward").cumcount().to_numpy() + 1
+    classes = np.array([STREET_CLASS_BY_CARRIAGEWAY[float(c)] for c in sides["carriage_m"]], dtype=object) \
+        if len(sides) else np.array([], dtype=object)
+    frame = pd.DataFrame({
+        "sidewalk_id": _numbered("SW-" + codes + "-", number),
+        "ward_code": codes,
+        "street": sides["street"].to_numpy(dtype=object),
+        "width_m": sides["sidewalk_m"].to_numpy(dtype=float),
+        "street_class": classes,
+    })
+    frame = gpd.GeoDataFrame(frame[SIDEWALKS.field_names], geometry=geometry, crs=STORE_CRS)
+    return frame.sort_values("sidewalk_id", ignore_index=True)
 
 
 def _address(at: pd.DataFrame, ward_names: np.ndarray) -> np.ndarray:

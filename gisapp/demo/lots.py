@@ -87,7 +87,7 @@ def _block_sides(geom, angle: float, rng: np.random.Generator) -> pd.DataFrame:
         "row": row, "side": side,
         "ox": cx + starts[block] * ux + front * vx, "oy": cy + starts[block] * uy + front * vy,
         "ux": ux, "uy": uy, "nx": side * vx, "ny": side * vy,
-        "length": lengths[block], "sidewalk_m": sidewalk[row],
+        "length": lengths[block], "sidewalk_m": sidewalk[row], "carriage_m": carriage[row],
     })
     strips = side_quads(sides, 0.0, sides["length"], -sides["sidewalk_m"], DEPTH[1])
     shapely.prepare(geom)
@@ -101,7 +101,8 @@ def make_lots(wards, rng: np.random.Generator) -> pd.DataFrame:
     ``pos`` (block side and position along it), the side's frame
     (``row``, ``side``, ``ox, oy, ux, uy, nx, ny``, see :func:`side_quads`), the lot's
     span ``a0``–``a1`` along the side and its ``depth`` (the same for a
-    whole block side), ``sidewalk_m``, ``street``, ``house_no``,
+    whole block side), ``side_length`` (the block side's), ``sidewalk_m``,
+    ``carriage_m`` (the street's carriageway), ``street``, ``house_no``,
     ``map_sheet_no`` and ``parcel_no`` (numbers; a pair unique within the ward).
     """
     parts = []
@@ -119,7 +120,8 @@ def make_lots(wards, rng: np.random.Generator) -> pd.DataFrame:
     start[:, 1:] = end[:, :-1]
     side_id, pos = np.nonzero(end <= sides["length"].to_numpy()[:, None])
     lots = sides.iloc[side_id].reset_index(drop=True)
-    lots = lots.drop(columns=["length"]).assign(side_id=side_id, pos=pos, a0=start[side_id, pos], a1=end[side_id, pos])
+    lots = lots.rename(columns={"length": "side_length"}).assign(side_id=side_id, pos=pos, a0=start[side_id, pos],
+                                                                 a1=end[side_id, pos])
     lots["house_no"] = 2 * lots.groupby(["ward", "row", "side"]).cumcount() + np.where(lots["side"] > 0, 1, 2)
     mid_a, mid_d = (lots["a0"] + lots["a1"]) / 2, lots["depth"] / 2
     cx = lots["ox"] + lots["ux"] * mid_a + lots["nx"] * mid_d
@@ -135,6 +137,17 @@ def make_lots(wards, rng: np.random.Generator) -> pd.DataFrame:
 def lot_polygons(lots: pd.DataFrame) -> np.ndarray:
     """The lots' polygons."""
     return side_quads(lots, lots["a0"], lots["a1"], 0.0, lots["depth"])
+
+
+def block_sidewalks(lots: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """One row per block side (its first lot's row) and the polygon of its whole sidewalk.
+
+    The sidewalk runs the block side's length, from the property line (which
+    the lots front) ``sidewalk_m`` out to the kerb; blocks end at cross
+    streets, so each sidewalk is one side of one street between two cross streets.
+    """
+    first = lots.drop_duplicates("side_id").reset_index(drop=True)
+    return first, side_quads(first, 0.0, first["side_length"], -first["sidewalk_m"], 0.0)
 
 
 def sidewalk_polygons(lots: pd.DataFrame, a0, a1, used_width) -> np.ndarray:

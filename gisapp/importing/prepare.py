@@ -56,7 +56,7 @@ __all__ = [
 ]
 
 #: Layers an office can import.
-IMPORTABLE_LAYERS = ("wards", "construction_permits", "sidewalk_permits")
+IMPORTABLE_LAYERS = ("wards", "construction_permits", "sidewalk_permits", "sidewalks")
 
 MISSING = "missing required field"
 UNKNOWN_CODE = "unknown code or label"

@@ -64,7 +64,7 @@
   App.prototype.format = function (name, value) {
     if (value == null || value === "") { return "—"; }
     var codeSet = {status: "status", procedure: "procedure", work_category: "work_category", channel: "channel",
-                   purpose: "purpose", kind: "kind", timeliness: "timeliness"}[name];
+                   purpose: "purpose", kind: "kind", timeliness: "timeliness", street_class: "street_class"}[name];
     if (codeSet) { return this.label(codeSet, value); }
     if (/_on$|^overlap_(start|end)$/.test(name) && /^\d{4}-\d{2}-\d{2}$/.test(value) && this.cfg.lang === "vi") {
       var p = value.split("-");
@@ -236,6 +236,11 @@
     return {color: c, weight: 1.5, fillColor: c, fillOpacity: 0.55, opacity: 1};
   };
 
+  App.prototype.walkStyle = function (feature) {
+    var c = this.cfg.colors.street_class[feature.properties.street_class] || "#607d8b";
+    return {color: c, weight: 1, fillColor: "#cfd8dc", fillOpacity: 0.35, opacity: 0.8};
+  };
+
   App.prototype.findingStyle = function (feature) {
     var c = this.cfg.colors.kind[feature.properties.kind] || "#d50000";
     return {color: c, weight: 2.5, dashArray: "2 3", fillColor: c, fillOpacity: 0.25, opacity: 1};
@@ -268,6 +273,14 @@
                     "construction_dossier_code"],
       title: "permit_no", pageLink: "open_sidewalk",
       linked: function () { return ["construction_dossier_code"]; }
+    },
+    sidewalks: {
+      layer: "sidewalks", style: "walkStyle",
+      tooltip: function (layer) {
+        var p = layer.feature.properties;
+        return el("div", {"class": "tip"}, [el("strong", {text: p.sidewalk_id}), el("br"), p.street || ""]);
+      },
+      popupFields: ["street", "width_m", "street_class", "ward_code"], title: "sidewalk_id"
     },
     findings: {
       layer: "findings", filtered: "side", style: "findingStyle",
@@ -374,7 +387,7 @@
 
   App.prototype.reloadAll = function (force) {
     var self = this;
-    var jobs = ["permits", "sidewalk", "findings"].filter(function (k) {
+    var jobs = ["sidewalks", "permits", "sidewalk", "findings"].filter(function (k) {
       if (!self.groups[k] || (!force && self.state.complete[k])) { return false; }
       if (!force && self.state.inflight[k]) { self.state.stale[k] = true; return false; }
       return true;

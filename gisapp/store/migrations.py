@@ -202,6 +202,27 @@ ALTER TABLE sidewalk_permits ALTER COLUMN geometry_geojson SET NOT NULL;
 ALTER TABLE findings ALTER COLUMN geometry_geojson SET NOT NULL;
 """
 
+_V7 = """
+-- The sidewalks layer: the walkable sidewalk between the kerb and the lot
+-- fronts, split at cross streets (the occupancy check measures the free
+-- passage on it; street_class picks the fee rate).
+CREATE TABLE sidewalks (
+    sidewalk_id text COLLATE "C" NOT NULL,
+    ward_code text COLLATE "C",
+    street text COLLATE "C",
+    width_m double precision,
+    street_class text COLLATE "C",
+    search_text text COLLATE "C" NOT NULL DEFAULT '',
+    geom geometry(MultiPolygon, 5899),
+    search_personal text COLLATE "C" NOT NULL DEFAULT '',
+    geometry_geojson text NOT NULL
+);
+CREATE UNIQUE INDEX ix_sidewalks_sidewalk_id ON sidewalks (sidewalk_id);
+CREATE INDEX ix_sidewalks_ward_code ON sidewalks (ward_code);
+CREATE INDEX ix_sidewalks_geom ON sidewalks USING gist (geom);
+INSERT INTO gisapp_layers (name) VALUES ('sidewalks');
+"""
+
 #: The layer tables of version 5 and their keys.
 _V6_TABLES = (("wards", "ward_key"), ("construction_permits", "dossier_code"),
               ("sidewalk_permits", "permit_no"), ("findings", "finding_id"))
@@ -256,7 +277,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "data version raised by every write (validates cached tiles)", _V4),
     Migration(5, "geometry as WGS84 GeoJSON text beside each row (fast API pages)", _V5),
     Migration(6, "stored GeoJSON filled in rows loaded before version 5, then required", _V6, _backfill_geojson),
-    # 7 is issue 14's (pre-assigned); numbers need not be consecutive
+    Migration(7, "sidewalks layer (free passage of the occupancy check, fee classes)", _V7),
     Migration(8, "status history (status_changes) of dossiers and sidewalk permits", _V8),
 )
 LATEST = MIGRATIONS[-1].version

@@ -48,6 +48,7 @@ MAP_FIELDS = {
                          "sidewalk_width_m", "used_width_m", "construction_dossier_code"],
     "findings": ["finding_id", "kind", "a_id", "b_id", "overlap_start", "overlap_end",
                  "overlap_area_m2", "distance_m"],
+    "sidewalks": ["sidewalk_id", "ward_code", "street", "width_m", "street_class"],
 }
 #: Fields of a dossier the popup shows, in order.
 POPUP_FIELDS = ["status", "procedure", "work_category", "channel", "received_on", "due_on", "completed_on",
@@ -289,7 +290,7 @@ def _group(m, name: str, show: bool = True) -> folium.FeatureGroup:
 
 def js_config(lang: str, *, mode: str, root: str = "", **extra) -> dict:
     """The configuration ``map.js`` reads: endpoints, colours, labels (no feature data)."""
-    code_sets = ("status", "procedure", "work_category", "channel", "purpose", "kind", "timeliness")
+    code_sets = ("status", "procedure", "work_category", "channel", "purpose", "kind", "timeliness", "street_class")
     labels = {name: {c.code: c.label(lang) for c in domain.CODE_SETS[name].values()} for name in code_sets}
     colors = {name: {c.code: c.color for c in domain.CODE_SETS[name].values()} for name in code_sets}
     fields: dict[str, str] = {}
@@ -372,6 +373,7 @@ def main_map(*, tiles: str, lang: str, bounds, wards: list[tuple[str, str]], par
     groups = {
         "wards2022": _group(m, t("wards_2022")),
         "wards2025": _group(m, t("wards_2025"), show=False),
+        "sidewalks": _group(m, t("sidewalks_layer")),
         "permits": _group(m, t("permits_layer")),
         "sidewalk": _group(m, t("sidewalk_layer")),
         "findings": _group(m, t("findings_layer"), show=has_findings),
@@ -394,7 +396,8 @@ def permit_map(*, tiles: str, lang: str, detail: stats.PermitDetail | stats.Side
     t = i18n.translator(lang)
     m, background = _new_map(tiles, lang, detail.center, 18)
     x1, y1, x2, y2 = detail.bbox
-    groups = {"wards2022": _group(m, t("wards_2022")), "permits": _group(m, t("neighbours")),
+    groups = {"wards2022": _group(m, t("wards_2022")), "sidewalks": _group(m, t("sidewalks_layer")),
+              "permits": _group(m, t("neighbours")),
               "sidewalk": _group(m, t("sidewalk_layer")), "findings": _group(m, t("findings_layer"))}
     folium.LayerControl(collapsed=True).add_to(m)
     Legend(status_legend(lang), title=t("legend"), open_=False).add_to(m)

@@ -16,7 +16,7 @@ from gisapp.web.request import get_store, known_wards
 
 bp = Blueprint("data", __name__, url_prefix="/data")
 
-MAP_LAYERS = ("construction_permits", "sidewalk_permits", "findings")
+MAP_LAYERS = ("construction_permits", "sidewalk_permits", "findings", "sidewalks")
 GEOJSON = "application/geo+json"
 
 
