@@ -571,8 +571,9 @@ class GeoPackageStore(Store):
         when = hist.local_now()
         for name, frame in frames.items():
             key = hist.LAYER_KEYS.get(name)
-            if key is None or name in given or not len(frame):
+            if key is None or name in given or not len(frame) or key not in frame:
                 continue
+            status = frame["status"] if "status" in frame else pd.Series(None, index=frame.index, dtype=object)
             old: dict = {}
             if exists:
                 with self._connect() as con:
@@ -581,7 +582,7 @@ class GeoPackageStore(Store):
                         old = dict(con.execute(f'SELECT {key}, status FROM "{name}" '
                                                f"WHERE {key} IN (SELECT value FROM json_each(?))", [keys]))
             keys = frame[key].astype(str).tolist()
-            parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], frame["status"], when))
+            parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], status, when))
         return pd.concat(parts, ignore_index=True) if parts else hist.empty()
 
     def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
