@@ -20,6 +20,9 @@ the first ``datetime``), ``bbox`` the first box; repeated ``q`` values are joine
 ``day`` (every surface, the API's vendor parameter too) selects what is
 *active* that day: a feature whose period holds it, as
 :func:`gisapp.store.base.attribute_clauses` defines per layer.
+
+``as_of`` (every surface, the same name) takes one day, read by
+:func:`parse_as_of`: the data as it was at the end of that day.
 """
 
 from __future__ import annotations

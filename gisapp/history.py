@@ -133,30 +133,48 @@ def local_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).astimezone(dt.timezone(dt.timedelta(hours=7))).replace(tzinfo=None)
 
 
-def as_of_view(dossiers: pd.DataFrame, statuses: pd.DataFrame, day: dt.date, *,
+class PastStatuses:
+    """:func:`status_at` (or :meth:`Store.statuses_as_of`) of one day, indexed once for many lookups."""
+
+    def __init__(self, statuses: pd.DataFrame):
+        self.index = pd.Index(statuses["key"].to_numpy(dtype=object))
+        self.values = statuses["status"].to_numpy(dtype=object)
+
+    def lookup(self, keys) -> tuple[np.ndarray, np.ndarray]:
+        """The status of each of ``keys`` that day (``None`` where unknown) and where it is known."""
+        pos = self.index.get_indexer(pd.Index(np.asarray(keys, dtype=object)))
+        known = pos >= 0
+        out = np.full(len(pos), None, dtype=object)
+        out[known] = self.values[pos[known]]
+        return out, known
+
+
+def as_of_view(dossiers: pd.DataFrame, statuses: pd.DataFrame | PastStatuses, day: dt.date, *,
                key: str = "dossier_code") -> pd.DataFrame:
     """Dossiers (or permits) as they were at the end of ``day``.
 
     ``dossiers``: rows with ``key``, ``status`` and any of ``completed_on``,
     ``issued_on``, ``received_on``; ``statuses``: :func:`status_at` of their
-    layer (``key``, ``status``).  Rows received after ``day`` are dropped;
-    each row gets the status it had (its current one where the history has
-    none by then, with ``status_known`` false); completion and issue dates
-    after ``day`` are cleared (not yet known that day).
+    layer (``key``, ``status``), or a :class:`PastStatuses` of it (for many
+    batches).  Rows received after ``day`` are dropped; each row gets the
+    status it had (its current one where the history has none by then,
+    with ``status_known`` false); completion and issue dates after ``day``
+    are cleared (not yet known that day).
     """
+    past = statuses if isinstance(statuses, PastStatuses) else PastStatuses(statuses)
     out = dossiers
+    stamp = pd.Timestamp(day)
     if "received_on" in out:
-        received = pd.to_datetime(out["received_on"])
-        out = out[~(received > pd.Timestamp(day))]
+        out = out[~(pd.to_datetime(out["received_on"]) > stamp).to_numpy()]
     out = out.copy()
-    known = pd.Series(statuses["status"].to_numpy(dtype=object), index=statuses["key"].to_numpy(dtype=object))
-    past = out[key].map(known) if len(known) else pd.Series(None, index=out.index, dtype=object)
-    out["status_known"] = past.notna().to_numpy()
-    out["status"] = past.where(past.notna(), out["status"]).astype(object)
+    then, known = past.lookup(out[key].to_numpy(dtype=object))
+    out["status_known"] = known
+    current = out["status"].to_numpy(dtype=object)
+    out["status"] = pd.array(np.where(known, then, current), dtype=out["status"].dtype)
     for name in ("completed_on", "issued_on"):
         if name in out:
             dates = pd.to_datetime(out[name])
-            out[name] = dates.where(~(dates > pd.Timestamp(day)))
+            out[name] = dates.where(~(dates > stamp))
     return out
 
 

@@ -156,6 +156,8 @@ STRINGS: dict[str, tuple[str, str]] = {
     "changed_on": ("Ngày thay đổi", "Changed on"),
     "note": ("Ghi chú", "Note"),
     "status_then": ("Tình trạng tại ngày {day}", "Status on {day}"),
+    "active_then": ("đang có hiệu lực vào ngày này", "in force that day"),
+    "not_active_then": ("không có hiệu lực vào ngày này", "not in force that day"),
     "not_yet_received": ("Hồ sơ chưa được tiếp nhận vào ngày {day}", "The dossier was not yet received on {day}"),
     "show_on_map": ("Xem trên bản đồ", "Show on the map"),
     "no_data": ("Chưa có dữ liệu", "No data"),

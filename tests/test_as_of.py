@@ -218,3 +218,16 @@ def test_map_page_and_its_data_as_of(client, demo_store):
         assert {f["properties"]["dossier_code"]: f["properties"]["status"] for f in body["features"]} == expected
     assert_error(client.get("/data/construction_permits.geojson?as_of=1900-01-01"), 400)
     assert "is before 1990-01-01" in client.get("/?as_of=1900-01-01&lang=en").get_data(as_text=True)
+
+
+def test_sidewalk_page_as_of(client, demo_store):
+    side = demo_store.read("sidewalk_permits")
+    row = side[side["status"] == "RETURNED"].iloc[0]
+    day = row["start_on"].date()
+    html = client.get(f"/permits/{row['permit_no']}?as_of={day.isoformat()}&lang=en").get_data(as_text=True)
+    then = html.split('data-testid="status-then">')[1][:300]
+    assert "Result returned" in then and "in force that day" in then
+    assert 'data-testid="status-history"' in html
+    early = (row["start_on"] - pd.Timedelta(days=30)).date().isoformat()
+    html = client.get(f"/permits/{row['permit_no']}?as_of={early}&lang=en").get_data(as_text=True)
+    assert "not in force that day" in html.split('data-testid="status-then">')[1][:300]

@@ -61,6 +61,9 @@ BAD = [
     ("bbox", "200,15,201,16", "longitudes must lie in -180..180 and latitudes in -90..90"),
     ("bbox", "1,2,3", None),  # four numbers on the map, four or six on the API
     ("date_from", "2022-13-01", None),  # an ISO date on the map, RFC 3339 on the API
+    ("as_of", "2022-6-1", "'2022-6-1' is not a date (YYYY-MM-DD)"),  # one day, the same on every surface
+    ("as_of", "1989-12-31", "'1989-12-31' is before 1990-01-01"),
+    ("as_of", "2999-01-01", "'2999-01-01' is more than a year after today"),
 ]
 
 

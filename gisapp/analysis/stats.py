@@ -315,7 +315,7 @@ def as_of_batches(store: Store, flt: Filter, fields: list[str], batch_size: int 
     if flt.as_of is None:
         yield from attribute_batches(store, PERMITS, flt, fields, batch_size)
         return
-    past = store.statuses_as_of(PERMITS, flt.as_of)
+    past = history.PastStatuses(store.statuses_as_of(PERMITS, flt.as_of))
     for batch in attribute_batches(store, PERMITS, flt, ["dossier_code", *fields], batch_size):
         yield history.as_of_view(batch, past, flt.as_of)
 
@@ -537,9 +537,14 @@ class SidewalkDetail:
     dossier_exists: bool  # its construction dossier (if it names one) is in the store
     findings: list[dict]
     history: list[dict] = field(default_factory=list)  # its status changes, in order
+    as_of: dt.date | None = None  # the day asked for (``as_of``)
+    status_then: str | None = None  # its status at the end of ``as_of`` (its current one without history)
+    status_known: bool = True  # ``status_then`` comes from the history
+    active_then: bool = False  # ``as_of`` lies in its period
 
 
-def sidewalk_detail(store: Store, permit_no: str, neighbours_m: float = 60.0) -> SidewalkDetail | None:
+def sidewalk_detail(store: Store, permit_no: str, neighbours_m: float = 60.0,
+                    as_of: dt.date | None = None) -> SidewalkDetail | None:
     """The sidewalk permit ``permit_no`` with its ward's name and the findings naming it (``None``: no such permit)."""
     frame = store.get(SIDEWALK, permit_no)
     if not len(frame):
@@ -556,8 +561,20 @@ def sidewalk_detail(store: Store, permit_no: str, neighbours_m: float = 60.0) ->
         center=(center.y, center.x) if center is not None else None,
         bbox=_wgs84_bbox(geom, neighbours_m) if center is not None else None,
         dossier_exists=bool(dossier and len(store.get(PERMITS, dossier)) > 0),
-        findings=_records(found), history=history_records(store, SIDEWALK, permit_no),
+        findings=_records(found), history=history_records(store, SIDEWALK, permit_no), as_of=as_of,
+        **_sidewalk_then(store, record, as_of),
     )
+
+
+def _sidewalk_then(store: Store, record: dict, as_of: dt.date | None) -> dict:
+    """A sidewalk permit's status on ``as_of`` and whether that day lies in its period."""
+    if as_of is None:
+        return {}
+    past = store.statuses_as_of(SIDEWALK, as_of, [record["permit_no"]])
+    start, end = record.get("start_on"), record.get("end_on")
+    return {"status_then": past["status"].iloc[0] if len(past) else record.get("status"),
+            "status_known": bool(len(past)),
+            "active_then": bool(start and start <= as_of and (end is None or as_of <= end))}
 
 
 def _wgs84_bbox(geom, buffer_m: float) -> tuple[float, float, float, float]:

@@ -695,8 +695,9 @@ class GeoPackageStore(Store):
         when = hist.local_now()
         for name, frame in frames.items():
             key = hist.LAYER_KEYS.get(name)
-            if key is None or name in given or not len(frame):
+            if key is None or name in given or not len(frame) or key not in frame:
                 continue
+            status = frame["status"] if "status" in frame else pd.Series(None, index=frame.index, dtype=object)
             old: dict = {}
             if exists:
                 with self._connect() as con:
@@ -705,7 +706,6 @@ class GeoPackageStore(Store):
                         old = dict(con.execute(f'SELECT {key}, status FROM "{name}" '
                                                f"WHERE {key} IN (SELECT value FROM json_each(?))", [keys]))
             keys = frame[key].astype(str).tolist()
-            status = frame["status"] if "status" in frame else [None] * len(keys)  # no status: no change
             parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], status, when))
         return pd.concat(parts, ignore_index=True) if parts else hist.empty()
 

@@ -19,17 +19,19 @@ from gisapp.web.request import get_store, known_wards, public_root
 bp = Blueprint("export", __name__, url_prefix="/export")
 
 
-@bp.get("/blds/<name>.csv")
 def blds_dataset(name: str):
     """A BLDS open-data file (:mod:`gisapp.formats.blds`): ``permits`` or ``status_changes``; no parameters."""
-    if name not in blds.DATASETS:
-        raise NotFound(f"no BLDS dataset {name!r}; datasets: {', '.join(blds.DATASETS)}")
     refuse_unknown(request.args, ())
     root = public_root()
     body = blds.dataset_csv(get_store(), name, lambda key: f"{root}/permits/{quote(key, safe='')}")
     return Response(body, content_type="text/csv; charset=utf-8",
                     headers={"Content-Disposition": f'attachment; filename="blds_{name}.csv"',
                              "Cache-Control": "no-store"})
+
+
+for _name in blds.DATASETS:  # one route per dataset: /export/blds/permits.csv, /export/blds/status_changes.csv
+    bp.add_url_rule(f"/blds/{_name}.csv", f"blds_{_name}", blds_dataset, methods=["GET"],
+                    defaults={"name": _name})
 
 
 @bp.get("/<layer>.<fmt>")

@@ -129,7 +129,7 @@ def permit_page(code: str):
     flt, warnings = page_filter()
     detail = stats.permit_detail(store, code, current_app.config["CALENDAR"], as_of=flt.as_of)
     if detail is None:
-        return sidewalk_page(store, code)
+        return sidewalk_page(store, code, flt.as_of, warnings)
     the_map = maps.permit_map(detail=detail, has_findings=store.count("findings") > 0, **map_inputs(store))
     shown = set(privacy.visible_fields(CONSTRUCTION_PERMITS, auth.show_personal()))
     return render_template("permit.html", d=detail, map=the_map, inspections=_inspections(store, "construction_permits",
@@ -139,9 +139,9 @@ def permit_page(code: str):
                            page_ids=page_ids, warnings=warnings)
 
 
-def sidewalk_page(store: Store, permit_no: str):
+def sidewalk_page(store: Store, permit_no: str, as_of: dt.date | None = None, warnings: list | None = None):
     """Every field of a sidewalk permit (personal ones to signed-in staff only), its ward, map and findings."""
-    detail = stats.sidewalk_detail(store, permit_no)
+    detail = stats.sidewalk_detail(store, permit_no, as_of=as_of)
     if detail is None:
         raise NotFound(i18n.text("not_found_permit", get_lang(), code=permit_no))
     the_map = maps.permit_map(detail=detail, has_findings=store.count("findings") > 0, **map_inputs(store)) \
@@ -150,7 +150,7 @@ def sidewalk_page(store: Store, permit_no: str):
     return render_template("sidewalk.html", d=detail, map=the_map,
                            inspections=_inspections(store, "sidewalk_permits", permit_no),
                            fields=[f for f in SIDEWALK_PERMITS.fields if f.name in shown],
-                           finding_fields=LAYERS["findings"].fields, page_ids=page_ids)
+                           finding_fields=LAYERS["findings"].fields, page_ids=page_ids, warnings=warnings or [])
 
 
 def _inspections(store: Store, layer: str, key: str) -> list | None:
