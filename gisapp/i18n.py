@@ -8,6 +8,7 @@ function ``t(key, **values)`` for templates.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 
 #: key → (Vietnamese, English)
@@ -464,3 +465,29 @@ def filter_message(message: str, lang: str = "vi") -> str:
         if match:
             return vi.format(*match.groups())
     return message
+
+
+def fmt(value, lang: str = "vi") -> str:
+    """A value for display and print: dates dd/mm/yyyy in Vietnamese, integers with thousands dots, '—' for none."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, dt.datetime):
+        return value.strftime("%d/%m/%Y %H:%M") if lang == "vi" else value.strftime("%Y-%m-%d %H:%M")
+    if isinstance(value, dt.date):
+        return value.strftime("%d/%m/%Y") if lang == "vi" else value.isoformat()
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}".replace(",", ".") if lang == "vi" else f"{value:,}"
+    if isinstance(value, float):
+        text = f"{value:,.2f}".rstrip("0").rstrip(".")
+        return text.replace(",", "\u202f").replace(".", ",") if lang == "vi" else text
+    return str(value)
+
+
+def pct(value: float | None, lang: str = "vi") -> str:
+    """A share as a percentage with one decimal (``54,5 %``; '—' when undefined), on pages and in print."""
+    if value is None:
+        return "—"
+    text = f"{100 * value:.1f} %"
+    return text.replace(".", ",") if lang == "vi" else text

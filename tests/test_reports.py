@@ -16,6 +16,7 @@ import pypdf
 import pytest
 from click.testing import CliRunner
 
+from gisapp import i18n
 from gisapp.analysis.overlaps import AnalysisParams, find_overlaps
 from gisapp.cli import cli
 from gisapp.reports import maps, render, texts
@@ -321,8 +322,8 @@ def test_reports_in_child_processes(store_path):
 def test_numbers_and_filter_in_words():
     from gisapp.filters import Filter
 
-    assert texts.fmt(2534) == "2.534" and texts.fmt(2534, "en") == "2,534"
-    assert texts.pct(0.5449881) == "54,5 %" and texts.pct(None) == "—"
+    assert i18n.fmt(2534) == "2.534" and i18n.fmt(2534, "en") == "2,534"
+    assert i18n.pct(0.5449881) == "54,5 %" and i18n.pct(None) == "—"
     words = texts.filter_words(Filter(wards=("20311",), procedures=("NEW_BUILD",)), {"20311": "Hòa Thọ Tây"}, "vi")
     assert words == "Phường: Hòa Thọ Tây (20311); Thủ tục: Cấp mới"
     assert texts.filter_words(Filter(), {}, "en") == "none"

@@ -40,7 +40,7 @@ def attribution(meta: dict, lang: str) -> str | None:
 
 def _common(store_meta: dict, opts: Options) -> dict:
     lang = opts.lang
-    return {"t": texts.translator(lang), "fmt": lambda v: texts.fmt(v, lang), "pct": lambda v: texts.pct(v, lang),
+    return {"t": texts.translator(lang), "fmt": lambda v: i18n.fmt(v, lang), "pct": lambda v: i18n.pct(v, lang),
             "label": lambda f, c: domain.label(f, c, lang), "lang": lang, "generated": render.now(),
             "source": store_meta.get("source"), "codes": domain.CODE_SETS}
 
@@ -86,7 +86,7 @@ def review_context(store: Store, rep: review.Review, opts: Options) -> dict:
               for lo, hi, c in board.legend]
     choropleth = maps.ward_map(wards, colors=board.colors, lang=lang, attribution=credit, legend=legend,
                                legend_title=t("legend_received"),
-                               labels={r.code: texts.fmt(r.received, lang) for r in board.rows})
+                               labels={r.code: i18n.fmt(r.received, lang) for r in board.rows})
     total = board.monthly.get("", {"received": [], "resolved": []})
     chart = maps.monthly_chart(board.months, total["received"], total["resolved"],
                                labels=(i18n.text("received", lang), i18n.text("resolved", lang))) \
@@ -158,7 +158,7 @@ def dossier_context(store: Store, d: stats.PermitDetail, opts: Options) -> dict:
 def _value(field, value, lang: str) -> str:
     if value is not None and field.codes:
         return domain.label(field.codes, value, lang)
-    return texts.fmt(value, lang)
+    return i18n.fmt(value, lang)
 
 
 def map_pdf(store: Store, flt: Filter, opts: Options) -> bytes:

@@ -11,6 +11,7 @@ import datetime as dt
 
 from gisapp import domain, i18n
 from gisapp.filters import Filter
+from gisapp.i18n import fmt
 from gisapp.schema import CONSTRUCTION_PERMITS, FINDINGS, SIDEWALK_PERMITS
 
 #: key → (Vietnamese, English)
@@ -116,32 +117,6 @@ def translator(lang: str):
         return i18n.text(key, lang, **values)
 
     return t
-
-
-def fmt(value, lang: str = "vi") -> str:
-    """A value for print: dates dd/mm/yyyy in Vietnamese, integers with thousands dots, '—' for none."""
-    if value is None or value == "":
-        return "—"
-    if isinstance(value, dt.datetime):
-        return value.strftime("%d/%m/%Y %H:%M") if lang == "vi" else value.strftime("%Y-%m-%d %H:%M")
-    if isinstance(value, dt.date):
-        return value.strftime("%d/%m/%Y") if lang == "vi" else value.isoformat()
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}".replace(",", ".") if lang == "vi" else f"{value:,}"
-    if isinstance(value, float):
-        text = f"{value:,.2f}".rstrip("0").rstrip(".")
-        return text.replace(",", "\u202f").replace(".", ",") if lang == "vi" else text
-    return str(value)
-
-
-def pct(value: float | None, lang: str = "vi") -> str:
-    """A share as a percentage with one decimal (``54,5 %``; '—' when undefined), as the dashboard prints it."""
-    if value is None:
-        return "—"
-    text = f"{100 * value:.1f} %"
-    return text.replace(".", ",") if lang == "vi" else text
 
 
 def period_words(date_from: dt.date | None, date_to: dt.date | None, lang: str) -> str:

@@ -15,6 +15,7 @@ from gisapp import domain, i18n, privacy
 from gisapp.analysis import stats
 from gisapp.errors import NotFound
 from gisapp.filters import Filter, parse_filter
+from gisapp.i18n import fmt, pct
 from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS, SIDEWALK_PERMITS
 from gisapp.store import Store
 from gisapp.web import auth, maps
@@ -182,23 +183,3 @@ def _lang_url(lang: str) -> str:
     return request.path + "?" + urlencode(args, doseq=True)
 
 
-def fmt(value, lang: str = "vi") -> str:
-    """A value for display: dates dd/mm/yyyy in Vietnamese, numbers without trailing zeros, '—' for none."""
-    if value is None or value == "":
-        return "—"
-    if isinstance(value, dt.date):
-        return value.strftime("%d/%m/%Y") if lang == "vi" else value.isoformat()
-    if isinstance(value, float):
-        text = f"{value:,.2f}".rstrip("0").rstrip(".")
-        return text.replace(",", "\u202f").replace(".", ",") if lang == "vi" else text
-    if isinstance(value, int) and not isinstance(value, bool):
-        return f"{value:,}".replace(",", ".") if lang == "vi" else f"{value:,}"
-    return str(value)
-
-
-def pct(value: float | None, lang: str = "vi") -> str:
-    """A share as a percentage with one decimal ('—' when undefined)."""
-    if value is None:
-        return "—"
-    text = f"{100 * value:.1f} %"
-    return text.replace(".", ",") if lang == "vi" else text
