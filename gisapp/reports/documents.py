@@ -78,7 +78,7 @@ def review_context(store: Store, rep: review.Review, opts: Options) -> dict:
     lang = opts.lang
     t = texts.translator(lang)
     board = rep.board
-    flt = rep.query.flt
+    flt = rep.query.filter
     wards = _wards(store, board.as_of, flt.wards)
     names = dict(zip(wards["ward_code"], wards["name"].astype(str)))
     credit = attribution(rep.meta, lang)
