@@ -282,6 +282,36 @@ def test_anonymous_dossier_sheet_shows_no_owner(store_path):
     assert rec["owner_name"] in staff and rec["owner_id_no"] in staff
 
 
+def test_dossier_sheet_checks_its_new_sidewalk_applications(store_path, tmp_path):
+    """A NEW application filed for the dossier (as the map's tool files it) is listed with the occupancy
+    check's verdict, narrowest passage and fee; the sidewalks are drawn and in the legend."""
+    import json
+
+    from gisapp.web import occupancy
+
+    path = tmp_path / "filed.gpkg"
+    shutil.copy(store_path, path)
+    app = make_app(str(path), SHOW_PERSONAL_DATA=True)
+    feature = json.loads(open("tests/data/proposals/refuse.geojson", encoding="utf-8").read())
+    inputs = {"geometry": feature["geometry"], **{k: feature["properties"][k] for k in ("start", "end", "purpose")}}
+    saved = occupancy.save(GeoPackageStore(path), {"inputs": inputs, "applicant_name": "Trần Thị Vỉa"}, app.config)
+    code = saved.report["construction_dossier_code"]
+    assert code and saved.report["verdict"] == "REFUSE"
+    r = app.test_client().get(f"/permits/{code}.pdf")
+    assert r.status_code == 200 and len(pypdf.PdfReader(io.BytesIO(r.data)).pages) == 1
+    text = flat(text_of(r.data))
+    assert saved.permit_no in text and "Đơn xin sử dụng tạm thời vỉa hè mới đăng ký" in text
+    assert "Không đủ điều kiện" in text and "Lối đi bộ còn lại hẹp nhất" in text  # the verdict and its reason
+    width = f"{saved.report['narrowest_passage_m']:.2f}".rstrip("0").rstrip(".").replace(".", ",")
+    assert f"{width} m" in text  # narrowest passage, as the check reckons it with the application excluded
+    if saved.report["fee_vnd"] is not None:
+        assert f"{saved.report['fee_vnd']:,} đ".replace(",", ".") in text
+    assert "Trần Thị Vỉa" in text
+    assert "Vỉa hè" in map_text(r.data)  # the sidewalks layer in the legend
+    anonymous = flat(text_of(make_app(str(path)).test_client().get(f"/permits/{code}.pdf").data))
+    assert "Không đủ điều kiện" in anonymous and "Trần Thị Vỉa" not in anonymous
+
+
 def test_unknown_dossier_is_404(client):
     r = client.get("/permits/XD-NO-SUCH.pdf")
     assert r.status_code == 404 and r.get_json()["code"] == "NotFound" and "XD-NO-SUCH" in r.get_json()["description"]
