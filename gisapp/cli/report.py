@@ -8,7 +8,6 @@ import click
 from werkzeug.datastructures import MultiDict
 
 from gisapp import privacy
-from gisapp.analysis.check import CheckRules
 from gisapp.cli.context import pass_ctx
 from gisapp.errors import RequestError
 from gisapp.reports import documents, review
@@ -17,7 +16,7 @@ from gisapp.reports import documents, review
 def _options(ctx, lang: str) -> documents.Options:
     return documents.Options(lang=lang, base_url=ctx.config.get("BASE_URL") or "http://127.0.0.1:5000",
                              personal=privacy.show_personal(privacy.OPERATOR),
-                            check_rules=CheckRules.from_config(ctx.config))
+                            fee_table=str(ctx.config["FEE_TABLE"]))
 
 
 def _write(output: str, body: bytes) -> None:

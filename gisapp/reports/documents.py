@@ -32,9 +32,9 @@ class Options:
     base_url: str = "http://127.0.0.1:5000"
     personal: bool = False
     max_dossiers: int | None = None
-    #: The occupancy check's rules (fee table, calendar, minimum passage) for the dossier sheet's
-    #: applications, as the app's settings give them; ``None``: the defaults, without a fee table.
-    check_rules: CheckRules | None = None
+    #: The fee table (``GISAPP_FEE_TABLE``'s path) of the occupancy check of the dossier sheet's applications;
+    #: ``None``: no fee table.  A path, not the loaded rules: options go to the report processes pickled.
+    fee_table: str | None = None
 
 
 def attribution(meta: dict, lang: str) -> str | None:
@@ -120,10 +120,11 @@ def dossier_pdf(store: Store, code: str, calendar: domain.Calendar, opts: Option
     detail = stats.permit_detail(store, code, calendar)
     if detail is None:
         raise NotFound(f"Không có hồ sơ {code!r}. / No dossier {code!r}.")
-    return render.pdf("dossier.html", **dossier_context(store, detail, opts))
+    return render.pdf("dossier.html", **dossier_context(store, detail, opts, calendar))
 
 
-def dossier_context(store: Store, d: stats.PermitDetail, opts: Options) -> dict:
+def dossier_context(store: Store, d: stats.PermitDetail, opts: Options,
+                    calendar: domain.Calendar | None = None) -> dict:
     """What ``dossier.html`` prints: the visible fields, timeliness, the large-scale map."""
     lang = opts.lang
     t = texts.translator(lang)
@@ -157,18 +158,18 @@ def dossier_context(store: Store, d: stats.PermitDetail, opts: Options) -> dict:
     fields = [(f.label(lang), _value(f, d.due_on if f.name == "due_on" else d.record.get(f.name), lang))
               for f in CONSTRUCTION_PERMITS.fields if f.name in shown]
     return {**_common(store.meta(), opts), "d": d, "fields": fields, "map": svg, "scale": scale,
-            "applications": applications(store, d, opts),
+            "applications": applications(store, d, opts, calendar or domain.Calendar()),
             "personal": opts.personal, "title": t("sheet_title"), "as_of": store.as_of(),
             "link": f"{opts.base_url.rstrip('/')}/permits/{quote(code, safe='/')}",
             "finding_fields": LAYERS["findings"].fields}
 
 
-def applications(store: Store, d: stats.PermitDetail, opts: Options) -> list[dict]:
+def applications(store: Store, d: stats.PermitDetail, opts: Options, calendar: domain.Calendar) -> list[dict]:
     """The dossier's linked sidewalk-use applications still ``NEW``, each with the occupancy check's report
     (:func:`check_occupancy`, the map tool's and the process's own check, the application itself excluded
     so that it neither clashes with itself nor narrows its own passage): ``permit``, ``report`` (``None``
     when the application has no place or no dates to check)."""
-    rules = opts.check_rules or CheckRules()
+    rules = None
     visible = set(privacy.visible_fields(SIDEWALK_PERMITS, opts.personal))
     out = []
     for permit in d.linked:
@@ -178,6 +179,9 @@ def applications(store: Store, d: stats.PermitDetail, opts: Options) -> list[dic
         geom = found.geometry.iloc[0] if len(found) else None
         report = None
         if geom is not None and not geom.is_empty and permit.get("start_on") and permit.get("end_on"):
+            if rules is None:  # as the app's check has them (gisapp.web.occupancy.rules)
+                rules = CheckRules.from_config({"FEE_TABLE": opts.fee_table, "CALENDAR": calendar}) \
+                    if opts.fee_table else CheckRules(calendar=calendar)
             proposal = Proposal(geom, permit["start_on"], permit["end_on"], permit.get("purpose") or "",
                                 construction_dossier_code=d.record["dossier_code"])
             report = check_occupancy(store, proposal, rules=rules, personal=opts.personal,

@@ -12,7 +12,7 @@ from flask import Blueprint, Response, current_app, request
 
 from gisapp.filters import parse_filter
 from gisapp.reports import documents, jobs, review
-from gisapp.web import auth, occupancy
+from gisapp.web import auth
 from gisapp.web.request import get_lang, known_wards, public_root
 
 bp = Blueprint("reports", __name__)
@@ -33,7 +33,7 @@ def _job(kind: str, **fields) -> jobs.Job:
     cfg = current_app.config
     calendar = cfg["CALENDAR"]
     opts = documents.Options(lang=get_lang(), base_url=public_root(), personal=auth.show_personal(),
-                             max_dossiers=cfg["REPORT_MAX_DOSSIERS"], check_rules=occupancy.rules(cfg))
+                             max_dossiers=cfg["REPORT_MAX_DOSSIERS"], fee_table=str(cfg["FEE_TABLE"]))
     return jobs.Job(kind, str(cfg["STORE"]), opts=opts, weekend=calendar.weekend, holidays=calendar.holidays,
                     **fields)
 
