@@ -206,7 +206,7 @@ def test_too_many_dossiers_are_refused_naming_the_limit(store_path):
 def test_review_as_of_a_day_has_the_dashboards_figures_of_that_day(client):
     query = {**H1, "as_of": "2022-06-30"}
     r = client.get("/reports/review.pdf", query_string=query)
-    assert r.status_code == 200
+    assert r.status_code == 200 and "den-ngay-2022-06-30.pdf" in r.headers["Content-Disposition"]
     text = flat(text_of(r.data))
     assert "Hồ sơ tiếp nhận 2.534" in text and "Nộp trực tuyến 54,5 %" in text and "Giải quyết trễ hạn 0" in text
     assert "Số liệu tính đến ngày 30/06/2022" in text and "Đang xem số liệu tại ngày 30/06/2022" in text

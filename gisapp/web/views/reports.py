@@ -49,7 +49,8 @@ def review_report():
     query = review.parse_query(request.args, known_wards())
     body = runner().run(_job("review", flt=query.flt, as_of=query.as_of))
     flt = query.flt
-    name = "-".join(["bao-cao", *flt.wards, *(d.isoformat() for d in (flt.date_from, flt.date_to) if d)])
+    name = "-".join(["bao-cao", *flt.wards, *(d.isoformat() for d in (flt.date_from, flt.date_to) if d),
+                     *([f"den-ngay-{query.as_of.isoformat()}"] if query.as_of else [])])
     return _pdf(body, name + ".pdf")
 
 
