@@ -16,7 +16,7 @@ import pypdf
 import pytest
 from click.testing import CliRunner
 
-from gisapp import i18n
+from gisapp import domain, i18n
 from gisapp.analysis.overlaps import AnalysisParams, find_overlaps
 from gisapp.cli import cli
 from gisapp.reports import maps, render, texts
@@ -203,6 +203,57 @@ def test_too_many_dossiers_are_refused_naming_the_limit(store_path):
     assert client.get("/reports/review.pdf", query_string={**H1, "ward": "20260"}).status_code == 200  # 180 match
 
 
+def test_review_as_of_a_day_has_the_dashboards_figures_of_that_day(client):
+    query = {**H1, "as_of": "2022-06-30"}
+    r = client.get("/reports/review.pdf", query_string=query)
+    assert r.status_code == 200 and "den-ngay-2022-06-30.pdf" in r.headers["Content-Disposition"]
+    text = flat(text_of(r.data))
+    assert "Hồ sơ tiếp nhận 2.534" in text and "Nộp trực tuyến 54,5 %" in text and "Giải quyết trễ hạn 0" in text
+    assert "Số liệu tính đến ngày 30/06/2022" in text and "Đang xem số liệu tại ngày 30/06/2022" in text
+    assert "as_of=2022-06-30" in text  # the link back is to the same view
+    page = client.get("/wards", query_string=query).get_data(as_text=True)
+    assert 'data-testid="as-of-notice"' in page
+    figures = {name: re.search(rf'data-testid="total-{name}">([^<]+)<', page).group(1).strip()
+               for name in ("received", "online-share", "on-time-share", "open", "overdue", "late")}
+    assert figures["received"] == "2534" and figures["online-share"] == "54,5 %" and figures["late"] == "0"
+    assert f"Đang xử lý {int(figures['open']):,}".replace(",", ".") in text
+    assert f"Đang xử lý quá hạn {int(figures['overdue']):,}".replace(",", ".") in text
+    assert f"({figures['on-time-share']})" in text
+    for code, received in re.findall(r'data-testid="received-(\d+)">(\d+)<', page):
+        row = re.search(rf"\({code}\) ([\d.]+) ", text)
+        assert row and row.group(1).replace(".", "") == received, code
+    # earlier in the period: only the dossiers received by then, per procedure as well
+    march = {**H1, "as_of": "2022-03-31"}
+    text = flat(text_of(client.get("/reports/review.pdf", query_string=march).data))
+    page = client.get("/wards", query_string=march).get_data(as_text=True)
+    received = int(re.search(r'data-testid="total-received">(\d+)<', page).group(1))
+    assert 0 < received < 2534 and f"Hồ sơ tiếp nhận {received:,}".replace(",", ".") in text
+    per_procedure = 0  # the table wraps its labels: "Sửa chữa, cải 228 … tạo"
+    for code in domain.PROCEDURES:
+        start = re.escape(" ".join(domain.label("procedure", code).split()[:2]))
+        row = re.search(rf"{start}(?: [^\d\s]+)? ([\d.]+) ", text.split("Theo thủ tục", 1)[1])
+        per_procedure += int(row.group(1).replace(".", "")) if row else 0
+    assert per_procedure == received
+
+
+def test_review_bad_as_of_is_a_400_naming_it(client, store_path, tmp_path):
+    r = client.get("/reports/review.pdf", query_string={**H1, "as_of": "30/06/2022"})
+    assert r.status_code == 400 and r.get_json()["description"].startswith("as_of: ")
+    assert "'30/06/2022' is not a date (YYYY-MM-DD)" in r.get_json()["description"]
+    bad = CliRunner().invoke(cli, ["--store", store_path, "report", "review", "--as-of", "yesterday", "-o",
+                                   str(tmp_path / "x.pdf")])
+    assert bad.exit_code == 2 and "as_of: 'yesterday' is not a date" in bad.output
+
+
+def test_cli_review_as_of(store_path, tmp_path):
+    out = tmp_path / "r.pdf"
+    ok = CliRunner().invoke(cli, ["--store", store_path, "report", "review", "--from", H1["from"], "--to", H1["to"],
+                                  "--as-of", "2022-06-30", "-o", str(out)])
+    assert ok.exit_code == 0, ok.output
+    text = flat(text_of(out.read_bytes()))
+    assert "Hồ sơ tiếp nhận 2.534" in text and "Số liệu tính đến ngày 30/06/2022" in text
+
+
 # -- the dossier sheet ------------------------------------------------------------------------
 
 def test_dossier_sheet_is_one_a4_page_with_its_map(client, store_path):
@@ -229,6 +280,38 @@ def test_anonymous_dossier_sheet_shows_no_owner(store_path):
     assert rec["owner_name"] not in anonymous and rec["owner_id_no"] not in anonymous
     assert "Chủ đầu tư" not in anonymous and "Thông tin cá nhân chỉ hiển thị" in anonymous
     assert rec["owner_name"] in staff and rec["owner_id_no"] in staff
+
+
+def test_dossier_sheet_checks_its_new_sidewalk_applications(store_path, tmp_path):
+    """A NEW application filed for the dossier (as the map's tool files it) is listed with the occupancy
+    check's verdict, narrowest passage and fee; the sidewalks are drawn and in the legend."""
+    import json
+
+    from gisapp.web import occupancy
+
+    path = tmp_path / "filed.gpkg"
+    shutil.copy(store_path, path)
+    app = make_app(str(path), SHOW_PERSONAL_DATA=True, REPORT_WORKERS=1)  # made in a report process
+    feature = json.loads(open("tests/data/proposals/refuse.geojson", encoding="utf-8").read())
+    inputs = {"geometry": feature["geometry"], **{k: feature["properties"][k] for k in ("start", "end", "purpose")}}
+    saved = occupancy.save(GeoPackageStore(path), {"inputs": inputs, "applicant_name": "Trần Thị Vỉa"}, app.config)
+    code = saved.report["construction_dossier_code"]
+    assert code and saved.report["verdict"] == "REFUSE"
+    try:
+        r = app.test_client().get(f"/permits/{code}.pdf")
+    finally:
+        app.extensions["gisapp_reports"].close()
+    assert r.status_code == 200 and len(pypdf.PdfReader(io.BytesIO(r.data)).pages) == 1
+    text = flat(text_of(r.data))
+    assert saved.permit_no in text and "Đơn xin sử dụng tạm thời vỉa hè mới đăng ký" in text
+    assert "Không đủ điều kiện" in text and "Lối đi bộ còn lại hẹp nhất" in text  # the verdict and its reason
+    width = f"{saved.report['narrowest_passage_m']:.2f}".rstrip("0").rstrip(".").replace(".", ",")
+    assert f"{width} m" in text  # narrowest passage, as the check reckons it with the application excluded
+    assert saved.report["fee_vnd"] and f"{saved.report['fee_vnd']:,} đ".replace(",", ".") in text  # the fee table
+    assert "Trần Thị Vỉa" in text
+    assert "Vỉa hè" in map_text(r.data)  # the sidewalks layer in the legend
+    anonymous = flat(text_of(make_app(str(path)).test_client().get(f"/permits/{code}.pdf").data))
+    assert "Không đủ điều kiện" in anonymous and "Trần Thị Vỉa" not in anonymous
 
 
 def test_unknown_dossier_is_404(client):

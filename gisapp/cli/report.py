@@ -15,7 +15,8 @@ from gisapp.reports import documents, review
 
 def _options(ctx, lang: str) -> documents.Options:
     return documents.Options(lang=lang, base_url=ctx.config.get("BASE_URL") or "http://127.0.0.1:5000",
-                             personal=privacy.show_personal(privacy.OPERATOR))
+                             personal=privacy.show_personal(privacy.OPERATOR),
+                            fee_table=str(ctx.config["FEE_TABLE"]))
 
 
 def _write(output: str, body: bytes) -> None:
@@ -32,13 +33,15 @@ def report():
 @click.option("--from", "date_from", help="Dossiers received from this date (YYYY-MM-DD).")
 @click.option("--to", "date_to", help="… up to this date (YYYY-MM-DD).")
 @click.option("--ward", multiple=True, help="Ward code (GSO); repeatable or comma-separated; default: the district.")
+@click.option("--as-of", "as_of", help="The figures as they were at the end of this day (YYYY-MM-DD), as the "
+                                       "dashboard's as_of counts them; default: the data's own date.")
 @click.option("--lang", type=click.Choice(["vi", "en"]), default="vi", show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PDF file to write.")
 @pass_ctx
-def review_command(ctx, date_from, date_to, ward, lang, output):
+def review_command(ctx, date_from, date_to, ward, as_of, lang, output):
     """The review report of a period: figures, per-ward table, monthly chart, maps, sidewalk section, lists."""
     args: MultiDict[str, str] = MultiDict([("ward", w) for w in ward])
-    for name, value in (("from", date_from), ("to", date_to)):
+    for name, value in (("from", date_from), ("to", date_to), ("as_of", as_of)):
         if value:
             args.add(name, value)
     store = ctx.store()

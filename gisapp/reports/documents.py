@@ -13,10 +13,11 @@ import shapely
 
 from gisapp import domain, geo, i18n, privacy
 from gisapp.analysis import stats
+from gisapp.analysis.check import CheckRules, Proposal, check_occupancy
 from gisapp.errors import NotFound
 from gisapp.filters import Filter
 from gisapp.reports import maps, render, review, texts
-from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS
+from gisapp.schema import CONSTRUCTION_PERMITS, LAYERS, SIDEWALK_PERMITS, SIDEWALKS
 from gisapp.store import Store
 
 #: The map print draws at most this many dossiers (the first by code); the count says how many match.
@@ -31,6 +32,9 @@ class Options:
     base_url: str = "http://127.0.0.1:5000"
     personal: bool = False
     max_dossiers: int | None = None
+    #: The fee table (``GISAPP_FEE_TABLE``'s path) of the occupancy check of the dossier sheet's applications;
+    #: ``None``: no fee table.  A path, not the loaded rules: options go to the report processes pickled.
+    fee_table: str | None = None
 
 
 def attribution(meta: dict, lang: str) -> str | None:
@@ -78,7 +82,7 @@ def review_context(store: Store, rep: review.Review, opts: Options) -> dict:
     lang = opts.lang
     t = texts.translator(lang)
     board = rep.board
-    flt = rep.query.flt
+    flt = rep.query.filter
     wards = _wards(store, board.as_of, flt.wards)
     names = dict(zip(wards["ward_code"], wards["name"].astype(str)))
     credit = attribution(rep.meta, lang)
@@ -116,10 +120,11 @@ def dossier_pdf(store: Store, code: str, calendar: domain.Calendar, opts: Option
     detail = stats.permit_detail(store, code, calendar)
     if detail is None:
         raise NotFound(f"Không có hồ sơ {code!r}. / No dossier {code!r}.")
-    return render.pdf("dossier.html", **dossier_context(store, detail, opts))
+    return render.pdf("dossier.html", **dossier_context(store, detail, opts, calendar))
 
 
-def dossier_context(store: Store, d: stats.PermitDetail, opts: Options) -> dict:
+def dossier_context(store: Store, d: stats.PermitDetail, opts: Options,
+                    calendar: domain.Calendar | None = None) -> dict:
     """What ``dossier.html`` prints: the visible fields, timeliness, the large-scale map."""
     lang = opts.lang
     t = texts.translator(lang)
@@ -134,8 +139,10 @@ def dossier_context(store: Store, d: stats.PermitDetail, opts: Options) -> dict:
     sids = np.asarray(scols["permit_no"], dtype=object)
     fcols, fgeoms = _geoms(store, stats.FINDINGS, around, ["finding_id"])
     fids = {r["finding_id"] for r in d.findings}
+    _, walks = _geoms(store, SIDEWALKS.name, around, [SIDEWALKS.key])
     legend = [maps.LegendItem(t("the_parcel"), "#90caf9", edge="#0d47a1"),
               maps.LegendItem(t("neighbours"), "#f5f5f5", edge="#777777"),
+              maps.LegendItem(t("sidewalk"), maps.SIDEWALK_FACE, edge=maps.SIDEWALK_EDGE),
               maps.LegendItem(t("linked_permits"), "#c8e6c9", edge="#2e7d32"),
               maps.LegendItem(t("nearby_permits"), "#ffe0b2", edge="#ef6c00"),
               maps.LegendItem(t("findings_outline"), "none", edge="#d50000")]
@@ -143,16 +150,46 @@ def dossier_context(store: Store, d: stats.PermitDetail, opts: Options) -> dict:
         parcel, neighbours=list(neighbours[~mine]), linked=list(sgeoms[np.isin(sids, list(linked_ids))]),
         nearby=list(sgeoms[np.isin(sids, list(nearby_ids))]),
         findings=list(fgeoms[np.isin(np.asarray(fcols["finding_id"], dtype=object), list(fids))]),
-        labels=list(zip(neighbours, ncols["parcel_no"])), lang=lang, attribution=attribution(store.meta(), lang),
+        sidewalks=list(walks), labels=list(zip(neighbours, ncols["parcel_no"])), lang=lang,
+        attribution=attribution(store.meta(), lang),
         legend=legend, legend_title=t("legend"), scale_label=t("scale"))
     shown = set(privacy.visible_fields(CONSTRUCTION_PERMITS, opts.personal))
     # due_on: the stored date, else the one computed from the statutory time (as the permit page shows it)
     fields = [(f.label(lang), _value(f, d.due_on if f.name == "due_on" else d.record.get(f.name), lang))
               for f in CONSTRUCTION_PERMITS.fields if f.name in shown]
     return {**_common(store.meta(), opts), "d": d, "fields": fields, "map": svg, "scale": scale,
+            "applications": applications(store, d, opts, calendar or domain.Calendar()),
             "personal": opts.personal, "title": t("sheet_title"), "as_of": store.as_of(),
             "link": f"{opts.base_url.rstrip('/')}/permits/{quote(code, safe='/')}",
             "finding_fields": LAYERS["findings"].fields}
+
+
+def applications(store: Store, d: stats.PermitDetail, opts: Options, calendar: domain.Calendar) -> list[dict]:
+    """The dossier's linked sidewalk-use applications still ``NEW``, each with the occupancy check's report
+    (:func:`check_occupancy`, the map tool's and the process's own check, the application itself excluded
+    so that it neither clashes with itself nor narrows its own passage): ``permit``, ``report`` (``None``
+    when the application has no place or no dates to check)."""
+    rules = None
+    visible = set(privacy.visible_fields(SIDEWALK_PERMITS, opts.personal))
+    out = []
+    for permit in d.linked:
+        if permit.get("status") != "NEW":
+            continue
+        found = store.get(stats.SIDEWALK, permit["permit_no"])
+        geom = found.geometry.iloc[0] if len(found) else None
+        report = None
+        if geom is not None and not geom.is_empty and permit.get("start_on") and permit.get("end_on"):
+            if rules is None:  # as the app's check has them (gisapp.web.occupancy.rules)
+                rules = CheckRules.from_config({"FEE_TABLE": opts.fee_table, "CALENDAR": calendar}) \
+                    if opts.fee_table else CheckRules(calendar=calendar)
+            proposal = Proposal(geom, permit["start_on"], permit["end_on"], permit.get("purpose") or "",
+                                construction_dossier_code=d.record["dossier_code"])
+            report = check_occupancy(store, proposal, rules=rules, personal=opts.personal,
+                                     exclude=permit["permit_no"])
+            on = report["narrowest_on"]
+            report = {**report, "narrowest_on": dt.date.fromisoformat(on) if on else None}
+        out.append({"permit": {k: v for k, v in permit.items() if k in visible}, "report": report})
+    return out
 
 
 def _value(field, value, lang: str) -> str:

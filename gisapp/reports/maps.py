@@ -207,17 +207,23 @@ def sheet_scale(geom, width_mm: float, height_mm: float, margin_m: float = 15.0)
     return SHEET_SCALES[-1]
 
 
+#: How the dossier sheet draws the sidewalks (the ``sidewalks`` layer).
+SIDEWALK_FACE = "#e0e0e0"
+SIDEWALK_EDGE = "#9e9e9e"
+
+
 def parcel_map(parcel, *, neighbours: Sequence, linked: Sequence, nearby: Sequence, findings: Sequence,
-               labels: Sequence[tuple], lang: str, attribution: str | None,
+               labels: Sequence[tuple], lang: str, attribution: str | None, sidewalks: Sequence = (),
                legend: Sequence[LegendItem], legend_title: str, scale_label: str, width_mm: float = 180,
                height_mm: float = 105) -> tuple[str, int]:
-    """A dossier's parcel at 1:500 or 1:1000 (the largest that fits) with its neighbours, sidewalk permits and
-    findings; ``labels`` are ``(geometry, text)`` pairs (parcel numbers).  Returns the SVG and the scale."""
+    """A dossier's parcel at 1:500 or 1:1000 (the largest that fits) with its neighbours, the sidewalks, sidewalk
+    permits and findings; ``labels`` are ``(geometry, text)`` pairs (parcel numbers).  Returns the SVG and the scale."""
     scale = sheet_scale(parcel, width_mm, height_mm)
     with _rc():
         fig, ax = _figure(width_mm, height_mm)
         c = parcel.centroid
         _set_scale(ax, (c.x, c.y), scale, width_mm, height_mm)
+        _draw(ax, sidewalks, face=SIDEWALK_FACE, edge=SIDEWALK_EDGE, lw=0.4, zorder=0.5)
         _draw(ax, neighbours, face="#f5f5f5", edge="#777777", lw=0.5, zorder=1)
         _draw(ax, nearby, face="#ffe0b2", edge="#ef6c00", lw=0.6, alpha=0.9, zorder=2)
         _draw(ax, linked, face="#c8e6c9", edge="#2e7d32", lw=0.8, alpha=0.9, zorder=3)

@@ -41,22 +41,28 @@ class ReportTooLarge(RequestError):
 class ReviewQuery:
     """What a review report covers: the map's filter (wards, dates, …) and the as-of date.
 
-    ``as_of``: the day the figures are counted on (timeliness, overdue); ``None``: the data's own as-of date.
-    It is the one place a request's ``as_of`` will be passed through (the status-history issue).
+    ``as_of``: the day the figures are counted on, as the dashboard's ``/wards?as_of=`` counts them (the
+    dossiers received by then with the status they had then, timeliness and overdue reckoned that day);
+    ``None``: the data's own as-of date.  :attr:`filter` is ``flt`` with it, what every figure reads.
     """
 
     flt: Filter
     as_of: dt.date | None = None
+
+    @property
+    def filter(self) -> Filter:
+        """The filter every figure reads: ``flt`` with ``as_of`` (when given) in it."""
+        return self.flt if self.as_of is None else self.flt.with_(as_of=self.as_of)
 
 
 def parse_query(args, known_wards: KnownWards = None) -> ReviewQuery:
     """A :class:`ReviewQuery` from request-like ``args`` (``ward``, ``from``, ``to``, the map's other filters).
 
     A bad value is the one :class:`~gisapp.errors.FilterError` (400) of the map's data, naming the parameter:
-    an unknown ward, a date that is not one, ``from`` after ``to``.
+    an unknown ward, a date that is not one, ``from`` after ``to``, an ``as_of`` that is not a day.
     """
     flt, _ = parse_filter(args, "map", known_wards=known_wards)
-    return ReviewQuery(flt.with_(bbox=None))
+    return ReviewQuery(flt.with_(bbox=None), flt.as_of)
 
 
 @dataclass
@@ -117,13 +123,13 @@ def build_review(store: Store, query: ReviewQuery, calendar: domain.Calendar, *,
 
     ``max_dossiers``: refuse (:class:`ReportTooLarge`) when more dossiers match.
     """
-    flt = query.flt
+    flt = query.filter
     if max_dossiers is not None:
         matched = store.count(stats.PERMITS, flt)
         if matched > max_dossiers:
             raise ReportTooLarge(matched, max_dossiers)
     board = stats.dashboard(store, flt, calendar, batch_size=batch_size)
-    as_of = query.as_of or board.as_of
+    as_of = board.as_of
     procedures, overdue, overdue_total, codes = _procedures_and_overdue(store, flt, as_of, calendar, rows,
                                                                         batch_size)
     side, side_total = _sidewalk(store, flt, board, codes)
@@ -143,7 +149,8 @@ def _procedures_and_overdue(store: Store, flt: Filter, as_of: dt.date, calendar:
     overdue: list[pd.DataFrame] = []
     total = 0
     codes: list[pd.DataFrame] = []
-    for batch in stats.attribute_batches(store, stats.PERMITS, flt, OVERDUE_FIELDS, batch_size):
+    fields = [f for f in OVERDUE_FIELDS if f != "dossier_code"] if flt.as_of else OVERDUE_FIELDS
+    for batch in stats.as_of_batches(store, flt, fields, batch_size):  # as the dashboard reads them
         counts = stats.add_counts(counts, stats.ward_counts(batch.assign(ward_code=batch["procedure"]), as_of,
                                                             calendar))
         codes.append(batch[["dossier_code", "ward_code"]])

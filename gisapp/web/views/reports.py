@@ -33,7 +33,7 @@ def _job(kind: str, **fields) -> jobs.Job:
     cfg = current_app.config
     calendar = cfg["CALENDAR"]
     opts = documents.Options(lang=get_lang(), base_url=public_root(), personal=auth.show_personal(),
-                             max_dossiers=cfg["REPORT_MAX_DOSSIERS"])
+                             max_dossiers=cfg["REPORT_MAX_DOSSIERS"], fee_table=str(cfg["FEE_TABLE"]))
     return jobs.Job(kind, str(cfg["STORE"]), opts=opts, weekend=calendar.weekend, holidays=calendar.holidays,
                     **fields)
 
@@ -49,7 +49,8 @@ def review_report():
     query = review.parse_query(request.args, known_wards())
     body = runner().run(_job("review", flt=query.flt, as_of=query.as_of))
     flt = query.flt
-    name = "-".join(["bao-cao", *flt.wards, *(d.isoformat() for d in (flt.date_from, flt.date_to) if d)])
+    name = "-".join(["bao-cao", *flt.wards, *(d.isoformat() for d in (flt.date_from, flt.date_to) if d),
+                     *([f"den-ngay-{query.as_of.isoformat()}"] if query.as_of else [])])
     return _pdf(body, name + ".pdf")
 
 
