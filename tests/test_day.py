@@ -295,3 +295,13 @@ def test_the_export_command_takes_the_day(demo_store, tmp_path):
     bad = CliRunner().invoke(main, ["--store", demo_store.url, "export", "sidewalk_permits", "-o", str(out),
                                     "--day", "someday"])
     assert bad.exit_code != 0 and "day: 'someday' is not a date" in bad.output
+
+
+def test_a_day_before_as_of_keeps_what_was_active_that_day(demo_store):
+    """With ``as_of`` and a slider ``day`` before it, the permits of that day count, also those ended by ``as_of``."""
+    day, later = dt.date(2022, 3, 15), dt.date(2022, 6, 30)
+    on_day = demo_store.count("sidewalk_permits", Filter(day=day))
+    ended = demo_store.count("sidewalk_permits", Filter(day=day, date_to=later)) - demo_store.count(
+        "sidewalk_permits", Filter(day=day, date_from=later))
+    assert on_day > 0 and ended > 0  # some of that day's permits ended before the as-of day
+    assert demo_store.count("sidewalk_permits", Filter(day=day, as_of=later)) == on_day

@@ -11,7 +11,7 @@
 
   var FILTER_PARAMS = ["ward", "status", "procedure", "channel", "from", "to", "day", "q"];
   // the parameters that also filter sidewalk permits and findings (gisapp.web.maps.SIDE_PARAMS)
-  var SIDE_PARAMS = ["ward", "from", "to", "day"];
+  var SIDE_PARAMS = ["ward", "from", "to", "day", "as_of"];
   var DAY_MS = 86400000;
   var MULTI = ["ward", "status", "procedure", "channel"];
 

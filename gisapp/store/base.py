@@ -321,7 +321,8 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
     if start and flt.as_of:
         clauses.append(f"{start} <= {ph}")
         params.append(flt.as_of.isoformat())
-        if end != start and not (flt.date_from or flt.date_to):  # active that day, unless a range is asked
+        if end != start and not (flt.date_from or flt.date_to or flt.day):  # active that day, unless a range
+            # or another day (the slider's) is asked
             clauses.append(f"({end} >= {ph} OR {end} IS NULL)")
             params.append(flt.as_of.isoformat())
     if flt.day:

@@ -36,7 +36,7 @@ from gisapp.store import Store
 from gisapp.web import assets
 
 #: The map's filter parameters that also filter sidewalk permits and findings (:func:`stats.side_filter`).
-SIDE_PARAMS = ("ward", "from", "to", "day")
+SIDE_PARAMS = ("ward", "from", "to", "day", "as_of")
 #: Most features one response carries; beyond it the map gets per-ward counts.
 FEATURE_CAP = 5000
 #: Below this zoom a layer over the cap is shown as per-ward counts without looking at the viewport.
