@@ -637,10 +637,14 @@ class GeoPackageStore(Store):
                 total = sum(len(f) for f in frames.values())
                 log = [entry for name, frame in frames.items() for entry in self._log_entries(
                     layers[name], schema.coerce(layers[name], frame), mode, exists, deleted.get(name, []))]
-                _write_in_place(self.path, layers, frames, deleted, meta,
-                                self._history_rows(frames, history, exists), log)
-                progress("write", total, total, "rows")
-                return
+                try:
+                    _write_in_place(self.path, layers, frames, deleted, meta,
+                                    self._history_rows(frames, history, exists), log)
+                except sqlite3.OperationalError:
+                    pass  # a reader (a streaming export) holds the file: rolled back, written into a copy below
+                else:
+                    progress("write", total, total, "rows")
+                    return
             _remove_leftovers(self.path)
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.gpkg")
             try:
@@ -761,7 +765,7 @@ class GeoPackageStore(Store):
             return
         if not self.path.exists():
             raise StoreError(f"store {self.path} does not exist; run 'gisapp seed' or import data first")
-        with _lock(self.path), contextlib.closing(sqlite3.connect(self.path, timeout=30)) as con:
+        with self.write_lock(), contextlib.closing(sqlite3.connect(self.path, timeout=30)) as con:
             try:
                 with con:
                     insert(con)
@@ -909,7 +913,7 @@ def _write_in_place(path: Path, layers: dict[str, Layer], frames: dict[str, gpd.
     """Upsert ``frames``, delete ``deleted`` keys and add the ``history`` rows in the file itself, in one
     transaction (writers' lock held)."""
     srs = int(STORE_CRS.split(":")[1])
-    con = sqlite3.connect(path, isolation_level=None)
+    con = sqlite3.connect(path, isolation_level=None, timeout=2)
     try:
         _gpkg_functions(con)
         con.execute("BEGIN IMMEDIATE")

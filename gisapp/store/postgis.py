@@ -547,7 +547,7 @@ class PostGISStore(Store):
         row = list(inspection_row(inspection))
         geoms = len(INSPECTION_COLUMNS) - 2
         values = ", ".join(["%s"] * geoms + ["ST_SetSRID(ST_GeomFromWKB(%s), 5899)"] * 2)
-        with self.connection() as con:
+        with self._writer() as con:  # this thread's write_lock() connection when it holds it
             try:
                 with con.transaction():
                     con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])

@@ -66,13 +66,14 @@ def record(store: Store, *, inspector: str, form: Mapping[str, str], uploads: Se
         inspected_at=at, inspection_type=kind, outcome=outcome, notes=notes, position=position,
         occupancy=occupancy, ward_code=ward,
         photos=tuple(inspections.PhotoRef(p.token, p.width, p.height) for p in stored))
-    findings = None
-    if inspection.unpermitted:
-        findings = inspections.unpermitted_findings([inspection])
-    elif base is not None:
-        history = store.inspections(target_layer="inspections", target_key=base.inspection_id)
-        findings = inspections.unpermitted_findings([base, *history, inspection])
-    store.add_inspection(inspection, stored, findings=findings)
+    with store.write_lock():  # two follow-ups at once: each sees the other before its finding is written
+        findings = None
+        if inspection.unpermitted:
+            findings = inspections.unpermitted_findings([inspection])
+        elif base is not None:
+            history = store.inspections(target_layer="inspections", target_key=base.inspection_id)
+            findings = inspections.unpermitted_findings([base, *history, inspection])
+        store.add_inspection(inspection, stored, findings=findings)
     return inspection
 
 
