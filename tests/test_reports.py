@@ -338,7 +338,7 @@ def test_pages_link_to_their_reports(client, store_path):
     code = a_dossier(store_path)["dossier_code"]
     wards = client.get("/wards", query_string=H1).get_data(as_text=True)
     assert 'href="/reports/review.pdf?from=2022-01-01&amp;to=2022-06-30"' in wards
-    assert 'href="/reports/review.pdf?ward=20311&amp;from=2022-01-01&amp;to=2022-06-30"' in wards
+    assert 'href="/reports/review.pdf?from=2022-01-01&amp;to=2022-06-30&amp;ward=20311"' in wards
     assert f'href="/permits/{code}.pdf"' in client.get(f"/permits/{code}").get_data(as_text=True)
     assert 'href="/reports/map.pdf?ward=20311"' in client.get("/?ward=20311").get_data(as_text=True)
 
