@@ -507,6 +507,13 @@ def aggregate_frame(rows: list[tuple], columns: list[str]) -> pd.DataFrame:
 
 
 #: Columns of the inspections table, in order (positions and occupancies as WKB in EPSG:5899).
+def inspection_where(ph: str, **equal: str | None) -> tuple[str, list[str]]:
+    """The ``WHERE`` of an inspections query (``ph``: the driver's placeholder) for the columns given a value."""
+    given = {column: value for column, value in equal.items() if value is not None}
+    where = (" WHERE " + " AND ".join(f"{column} = {ph}" for column in given)) if given else ""
+    return where, list(given.values())
+
+
 INSPECTION_COLUMNS = ("inspection_id", "target_layer", "target_key", "inspector", "inspected_at",
                       "inspection_type", "outcome", "notes", "ward_code", "position", "occupancy")
 

@@ -60,6 +60,7 @@ from gisapp.store.base import (
     geometry_column,
     inspection_of,
     inspection_row,
+    inspection_where,
     merge_upsert,
     replace_is_compact,
     search_text,
@@ -775,13 +776,8 @@ class GeoPackageStore(Store):
 
     def inspections(self, *, target_layer: str | None = None, target_key: str | None = None,
                     inspection_id: str | None = None) -> list[Inspection]:
-        clauses, params = [], []
-        for column, value in (("target_layer", target_layer), ("target_key", target_key),
-                              ("inspection_id", inspection_id)):
-            if value is not None:
-                clauses.append(f"{column} = ?")
-                params.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = inspection_where("?", target_layer=target_layer, target_key=target_key,
+                                         inspection_id=inspection_id)
         with self._connect() as con:
             if "inspections" not in self._schema_names(con):
                 return []

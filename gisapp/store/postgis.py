@@ -77,6 +77,7 @@ from gisapp.store.base import (
     geometry_column,
     inspection_of,
     inspection_row,
+    inspection_where,
     replace_is_compact,
     search_text,
     store_layer,
@@ -571,13 +572,8 @@ class PostGISStore(Store):
 
     def inspections(self, *, target_layer: str | None = None, target_key: str | None = None,
                     inspection_id: str | None = None) -> list[Inspection]:
-        clauses, params = [], []
-        for column, value in (("target_layer", target_layer), ("target_key", target_key),
-                              ("inspection_id", inspection_id)):
-            if value is not None:
-                clauses.append(f"{column} = %s")
-                params.append(value)
-        where = (" WHERE " + " AND ".join(clauses)) if clauses else ""
+        where, params = inspection_where("%s", target_layer=target_layer, target_key=target_key,
+                                         inspection_id=inspection_id)
         columns = [*INSPECTION_COLUMNS[:-2], "ST_AsBinary(position)", "ST_AsBinary(occupancy)"]
         with self.connection() as con:
             rows = con.execute(f"SELECT {', '.join(columns)} FROM inspections{where} "
