@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import current_app, g, request
 
-from gisapp.errors import FilterError
+from gisapp.errors import FilterError, RequestError
 from gisapp.store import Store, open_store
 from gisapp.web import auth
 
@@ -46,6 +46,15 @@ def known_wards() -> Callable[[], set[str] | None]:
         return g.known_wards
 
     return codes
+
+
+def read_body(limit: int) -> bytes:
+    """The request body, at most ``limit`` bytes: 413 naming ``body`` when it is larger (never read whole)."""
+    data = b"" if (request.content_length or 0) > limit else request.stream.read(limit + 1)
+    if (request.content_length or 0) > limit or len(data) > limit:
+        raise RequestError(413, "PayloadTooLarge", f"body: larger than {limit // 1024} KB "
+                           f"({limit / (1 << 20):g} MB)")
+    return data
 
 
 def get_lang() -> str:
