@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime as dt
+import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -172,6 +173,19 @@ class Store(abc.ABC):
 
         Columns ``key``, ``status``, ``changed_on``; one row per key with a
         change on or before ``day`` (of ``keys`` only, when given), by key.
+        """
+
+    @abc.abstractmethod
+    def dossier_counts(self, flt: Filter | None, day: dt.date) -> pd.DataFrame:
+        """The construction dossiers matching ``flt`` counted in groups by what the ward dashboard counts, in one query.
+
+        With ``flt.as_of``: each dossier as it was at the end of that day (its
+        status from the history, else its current one with ``known`` false;
+        completion dates after it cleared).  Timeliness is reckoned at ``day``
+        from the stored ``due_on``; where that is empty the group also carries
+        ``received_on``, ``procedure``, ``work_category`` and ``completed_on``
+        so the caller computes it with the working-day calendar.  Columns
+        :data:`COUNT_COLUMNS` (see :func:`dossier_counts_sql`).
         """
 
     @abc.abstractmethod
@@ -418,6 +432,75 @@ def status_as_of_sql(layer: Layer, ph: str = "?") -> tuple[str, list[str]]:
     return (f"COALESCE((SELECT h.status FROM {history.TABLE} h WHERE h.layer = '{layer.name}' "
             f"AND h.key = {key} AND h.changed_on <= {ph} "
             "ORDER BY h.changed_on DESC, h.changed_at DESC, h.seq DESC LIMIT 1), status)", ["day"])
+
+
+#: Columns of :meth:`Store.dossier_counts`: the group (ward, status of the day, whether it came from the
+#: history, filed online, month received, month resolved — closed with a completion date —, timeliness from
+#: the stored due date, and where that is empty what computes it) and ``n``, the dossiers in it.
+COUNT_COLUMNS = ("ward_code", "status", "known", "online", "received_month", "resolved_month", "timeliness",
+                 "received_on", "procedure", "work_category", "completed_on", "n")
+
+
+def dossier_counts_sql(table: str, where: str, where_params: list, ph: str, as_of: dt.date | None, day: dt.date,
+                       month: str, with_history: bool = True) -> tuple[str, list]:
+    """The query of :meth:`Store.dossier_counts` over the dossiers ``SELECT``ed from ``table`` with ``where``.
+
+    ``where`` is the backend's filter with its parameters ``where_params`` (placeholders ``ph``);
+    ``month`` formats a date column as ``YYYY-MM`` (``{}`` stands for the column).  With ``as_of`` the
+    status is the history row whose interval [``changed_on``, ``next_on``) holds that day (one per key,
+    :data:`gisapp.history.NEXT_ON`), joined to each dossier (a hash join on PostGIS, an index probe per
+    dossier on SQLite), and completion dates after the day are cleared — what
+    :func:`gisapp.history.as_of_view` does to rows; timeliness follows :func:`gisapp.domain.timeliness`.
+    """
+    layer = "construction_permits"
+    key = history.LAYER_KEYS[layer]
+    open_list = ", ".join(f"'{s}'" for s in sorted(domain.OPEN_STATUSES))
+    fields = "ward_code, status, channel, received_on, due_on, completed_on, procedure, work_category"
+    # parameters are written as markers first (@A: the as-of day, @T: the day of timeliness), then numbered
+    if as_of is not None and with_history:
+        status, known = "COALESCE(h.status, p.status)", "CASE WHEN h.seq IS NULL THEN 0 ELSE 1 END"
+        done = "(CASE WHEN p.completed_on <= @A THEN p.completed_on END)"
+        join = (f" LEFT JOIN {history.TABLE} h ON h.layer = '{layer}' AND h.key = p.{key} "
+                f"AND h.changed_on <= @A AND (h.{history.NEXT_ON} IS NULL OR h.{history.NEXT_ON} > @A)")
+        fields += f", {key}"
+    elif as_of is not None:
+        status, known, join = "p.status", "0", ""
+        done = "(CASE WHEN p.completed_on <= @A THEN p.completed_on END)"
+    else:
+        status, known, done, join = "p.status", "1", "p.completed_on", ""
+    is_open = f"COALESCE({status}, '') IN ({open_list})"
+    select = [
+        "p.ward_code",
+        status,
+        known,
+        "CASE WHEN p.channel = 'ONLINE' THEN 1 ELSE 0 END",
+        month.format("p.received_on"),
+        f"CASE WHEN NOT {is_open} AND {done} IS NOT NULL THEN {month.format(done)} END",
+        f"CASE WHEN p.due_on IS NULL THEN NULL WHEN {is_open} OR {done} IS NULL THEN "
+        "CASE WHEN p.due_on < @T THEN 'OVERDUE' ELSE 'IN_TIME' END "
+        f"WHEN {done} < p.due_on THEN 'EARLY' WHEN {done} = p.due_on THEN 'ON_TIME' ELSE 'LATE' END",
+        "CASE WHEN p.due_on IS NULL THEN p.received_on END",
+        "CASE WHEN p.due_on IS NULL THEN p.procedure END",
+        "CASE WHEN p.due_on IS NULL THEN p.work_category END",
+        f"CASE WHEN p.due_on IS NULL THEN {done} END",
+    ]
+    groups = ", ".join(str(i) for i in range(1, len(select) + 1))
+    marked = f"SELECT {', '.join(select)}, count(*) FROM (SELECT {fields} FROM {table}@W) p{join} GROUP BY {groups}"
+    values: dict[str, list] = {"@A": [as_of.isoformat() if as_of else None], "@T": [day.isoformat()],
+                               "@W": list(where_params)}
+    params = [v for m in re.findall(r"@[ATW]\b", marked) for v in values[m]]
+    return re.sub(r"@[ATW]\b", lambda m: where if m.group(0) == "@W" else ph, marked), params
+
+
+def count_frame(rows: list[tuple]) -> pd.DataFrame:
+    """:meth:`Store.dossier_counts`'s frame from its rows (dates as datetime64, flags as bool, ``n`` int64)."""
+    frame = pd.DataFrame(rows, columns=list(COUNT_COLUMNS), dtype=object)
+    for name in ("known", "online"):
+        frame[name] = frame[name].astype(bool)
+    for name in ("received_on", "completed_on"):
+        frame[name] = pd.to_datetime(frame[name]).astype("datetime64[ms]")
+    frame["n"] = frame["n"].astype("int64")
+    return frame
 
 
 def geometry_column(geometry: str) -> str:

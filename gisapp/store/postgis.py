@@ -70,7 +70,9 @@ from gisapp.store.base import (
     change_rows,
     change_time,
     check_delete,
+    count_frame,
     delete_rows,
+    dossier_counts_sql,
     empty_frame,
     field_names,
     geojson_texts,
@@ -536,6 +538,17 @@ class PostGISStore(Store):
         out = pd.DataFrame([r[:2] for r in rows], columns=["key", "status"], dtype=object)
         out["changed_on"] = pd.Series(np.array([r[2] for r in rows], dtype="datetime64[D]")).astype("datetime64[ms]")
         return out
+
+
+    def dossier_counts(self, flt: Filter | None, day: dt.date) -> pd.DataFrame:
+        """The dossiers counted in groups in one query (see :meth:`Store.dossier_counts`)."""
+        lay = store_layer("construction_permits")
+        where, params = self.where(lay, flt)
+        query, params = dossier_counts_sql(lay.name, where, params, "%s", flt.as_of if flt is not None else None,
+                                           day, "to_char({}, 'YYYY-MM')")
+        with self.connection() as con:
+            rows = con.execute(query, params).fetchall()
+        return count_frame(rows)
 
 
     # -- inspections ----------------------------------------------------------
