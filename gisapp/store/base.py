@@ -446,46 +446,49 @@ def dossier_counts_sql(table: str, where: str, where_params: list, ph: str, as_o
     """The query of :meth:`Store.dossier_counts` over the dossiers ``SELECT``ed from ``table`` with ``where``.
 
     ``where`` is the backend's filter with its parameters ``where_params`` (placeholders ``ph``);
-    ``month`` formats a date column as ``YYYY-MM`` (``{}`` stands for the column).  With ``as_of`` the
-    status is the history row whose interval [``changed_on``, ``next_on``) holds that day (one per key,
-    :data:`gisapp.history.NEXT_ON`), joined to each dossier (a hash join on PostGIS, an index probe per
-    dossier on SQLite), and completion dates after the day are cleared — what
+    ``month`` formats a date column as ``YYYY-MM`` (``{}`` stands for the column).
+    With ``as_of`` the status is the history row whose interval [``changed_on``, ``next_on``) holds that
+    day (one per key, :data:`gisapp.history.NEXT_ON`), joined to each dossier (a hash join on PostGIS,
+    an index probe per dossier on SQLite; ``with_history`` false: a store without a history table, every
+    status its current one), and completion dates after the day are cleared — what
     :func:`gisapp.history.as_of_view` does to rows; timeliness follows :func:`gisapp.domain.timeliness`.
     """
     layer = "construction_permits"
     key = history.LAYER_KEYS[layer]
     open_list = ", ".join(f"'{s}'" for s in sorted(domain.OPEN_STATUSES))
     fields = "ward_code, status, channel, received_on, due_on, completed_on, procedure, work_category"
-    # parameters are written as markers first (@A: the as-of day, @T: the day of timeliness), then numbered
+    # parameters are written as markers first (@A: the as-of day, @T: the day of timeliness, @W: the filter's)
     if as_of is not None and with_history:
         status, known = "COALESCE(h.status, p.status)", "CASE WHEN h.seq IS NULL THEN 0 ELSE 1 END"
-        done = "(CASE WHEN p.completed_on <= @A THEN p.completed_on END)"
+        done = "CASE WHEN p.completed_on <= @A THEN p.completed_on END"
         join = (f" LEFT JOIN {history.TABLE} h ON h.layer = '{layer}' AND h.key = p.{key} "
                 f"AND h.changed_on <= @A AND (h.{history.NEXT_ON} IS NULL OR h.{history.NEXT_ON} > @A)")
         fields += f", {key}"
     elif as_of is not None:
         status, known, join = "p.status", "0", ""
-        done = "(CASE WHEN p.completed_on <= @A THEN p.completed_on END)"
+        done = "CASE WHEN p.completed_on <= @A THEN p.completed_on END"
     else:
         status, known, done, join = "p.status", "1", "p.completed_on", ""
-    is_open = f"COALESCE({status}, '') IN ({open_list})"
+    # each dossier once: its status that day, from the history or not, online, dates, open or not
+    inner = (f"SELECT p.ward_code AS ward_code, {status} AS st, {known} AS known, "
+             "CASE WHEN p.channel = 'ONLINE' THEN 1 ELSE 0 END AS online, p.received_on AS received_on, "
+             f"{done} AS done, p.due_on AS due_on, p.procedure AS procedure, p.work_category AS work_category "
+             f"FROM (SELECT {fields} FROM {table}@W) p{join}")
+    is_open = f"COALESCE(r.st, '') IN ({open_list})"
     select = [
-        "p.ward_code",
-        status,
-        known,
-        "CASE WHEN p.channel = 'ONLINE' THEN 1 ELSE 0 END",
-        month.format("p.received_on"),
-        f"CASE WHEN NOT {is_open} AND {done} IS NOT NULL THEN {month.format(done)} END",
-        f"CASE WHEN p.due_on IS NULL THEN NULL WHEN {is_open} OR {done} IS NULL THEN "
-        "CASE WHEN p.due_on < @T THEN 'OVERDUE' ELSE 'IN_TIME' END "
-        f"WHEN {done} < p.due_on THEN 'EARLY' WHEN {done} = p.due_on THEN 'ON_TIME' ELSE 'LATE' END",
-        "CASE WHEN p.due_on IS NULL THEN p.received_on END",
-        "CASE WHEN p.due_on IS NULL THEN p.procedure END",
-        "CASE WHEN p.due_on IS NULL THEN p.work_category END",
-        f"CASE WHEN p.due_on IS NULL THEN {done} END",
+        "r.ward_code", "r.st", "r.known", "r.online",
+        month.format("r.received_on"),
+        f"CASE WHEN NOT {is_open} AND r.done IS NOT NULL THEN {month.format('r.done')} END",
+        f"CASE WHEN r.due_on IS NULL THEN NULL WHEN {is_open} OR r.done IS NULL THEN "
+        "CASE WHEN r.due_on < @T THEN 'OVERDUE' ELSE 'IN_TIME' END "
+        "WHEN r.done < r.due_on THEN 'EARLY' WHEN r.done = r.due_on THEN 'ON_TIME' ELSE 'LATE' END",
+        "CASE WHEN r.due_on IS NULL THEN r.received_on END",
+        "CASE WHEN r.due_on IS NULL THEN r.procedure END",
+        "CASE WHEN r.due_on IS NULL THEN r.work_category END",
+        "CASE WHEN r.due_on IS NULL THEN r.done END",
     ]
     groups = ", ".join(str(i) for i in range(1, len(select) + 1))
-    marked = f"SELECT {', '.join(select)}, count(*) FROM (SELECT {fields} FROM {table}@W) p{join} GROUP BY {groups}"
+    marked = f"SELECT {', '.join(select)}, count(*) FROM ({inner}) r GROUP BY {groups}"
     values: dict[str, list] = {"@A": [as_of.isoformat() if as_of else None], "@T": [day.isoformat()],
                                "@W": list(where_params)}
     params = [v for m in re.findall(r"@[ATW]\b", marked) for v in values[m]]

@@ -545,7 +545,7 @@ class PostGISStore(Store):
         lay = store_layer("construction_permits")
         where, params = self.where(lay, flt)
         query, params = dossier_counts_sql(lay.name, where, params, "%s", flt.as_of if flt is not None else None,
-                                           day, "to_char({}, 'YYYY-MM')")
+                                           day, "to_char({}::timestamp, 'YYYY-MM')")
         with self.connection() as con:
             rows = con.execute(query, params).fetchall()
         return count_frame(rows)
