@@ -112,3 +112,18 @@ def test_the_dashboard_counts_in_sql(store):
     assert board.total.received == int(counts["received"].sum()) == 8
     assert board.without_history == unknown and board.historical
     assert {r.code: r.received for r in board.rows if r.received} == counts["received"].to_dict()
+
+
+@pytest.mark.parametrize("day", ["2022-01-05", "2022-01-08", "2022-01-12", "2022-01-15", "2022-02-10"])
+@pytest.mark.parametrize("fields", [["ward_code", "status", "completed_on", "received_on"], ["ward_code"]])
+def test_an_api_page_as_of_a_day_equals_its_rows_made_in_python(store, day, fields):
+    """Store.page as of a day (statuses in the page's own query) = the plain page through history.as_of_rows."""
+    flt = Filter(as_of=D(day))
+    page = store.page(P, flt, fields=fields, limit=12)
+    plain = store.page(P, Filter(date_to=D(day)), fields=fields, limit=12)
+    assert plain.known is None and page.matched == plain.matched
+    past = history.past_statuses(store, P, D(day), [r[0] for r in plain.rows])
+    rows, unknown = history.as_of_rows(plain.rows, fields, past, D(day))
+    as_text = lambda rows: [tuple(v.isoformat() if isinstance(v, dt.date) else v for v in r) for r in rows]  # noqa: E731
+    assert as_text(page.rows) == as_text(rows)
+    assert page.known.count(False) == unknown and len(page.known) == len(rows)

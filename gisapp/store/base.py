@@ -60,6 +60,10 @@ class Page:
 
     matched: int
     rows: list[tuple]
+    #: With ``Filter.as_of`` on a layer with a status history the rows are as of that day (the status of
+    #: that day, later completion/issue dates empty: :func:`page_columns`) and this says, per row, whether
+    #: its status came from the history (else it is its current one); ``None`` otherwise.
+    known: list[bool] | None = None
 
 
 #: Kinds of change in the change log (:meth:`Store.changes`): a feature added, written again or removed, and a
@@ -439,6 +443,40 @@ def status_as_of_sql(layer: Layer, ph: str = "?") -> tuple[str, list[str]]:
 #: the stored due date, and where that is empty what computes it) and ``n``, the dossiers in it.
 COUNT_COLUMNS = ("ward_code", "status", "known", "online", "received_month", "resolved_month", "timeliness",
                  "received_on", "procedure", "work_category", "completed_on", "n")
+
+
+def page_columns(layer: Layer, names: list[str], flt: Filter | None,
+                 with_history: bool = True) -> tuple[list[str], bool]:
+    """The SQL of a page's columns ``names`` and whether a last column (status from the history: 1/0) was added.
+
+    Without ``flt.as_of`` (or on a layer without history) the names themselves.  With it, each row as it
+    was at the end of that day, in the page's own query: ``status`` is the history row whose interval
+    [``changed_on``, ``next_on``) holds the day (one index probe per row of the page), else the current
+    one; ``completed_on`` and ``issued_on`` after the day are empty (:func:`gisapp.history.as_of_rows`
+    does the same to rows).  The day is written into the SQL as a date literal (it is a ``date``, never
+    text from a request).  ``with_history`` false: a store without a history table.
+    """
+    day = flt.as_of if flt is not None else None
+    if day is None or layer.name not in history.LAYER_KEYS:
+        return list(names), False
+    literal = f"'{dt.date.fromordinal(day.toordinal()).isoformat()}'"
+    out = [f"CASE WHEN {n} <= {literal} THEN {n} END" if n in history.LATER_DATES else n for n in names]
+    if "status" not in names:  # no status to show: none "without history"
+        return [*out, "1"], True
+    if not with_history:
+        return [*out, "0"], True
+    key = history.LAYER_KEYS[layer.name]
+    then = (f"(SELECT h.status FROM {history.TABLE} h WHERE h.layer = '{layer.name}' AND h.key = {key} "
+            f"AND h.changed_on <= {literal} AND (h.{history.NEXT_ON} IS NULL OR h.{history.NEXT_ON} > {literal}))")
+    out = [f"COALESCE({then}, status)" if n == "status" else n for n in out]
+    return [*out, f"CASE WHEN {then} IS NULL THEN 0 ELSE 1 END"], True
+
+
+def page_rows(rows: list[tuple], flagged: bool) -> tuple[list[tuple], list[bool] | None]:
+    """A page's rows without the flag column :func:`page_columns` added (after the geometry), and the flags."""
+    if not flagged:
+        return rows, None
+    return [r[:-1] for r in rows], [bool(r[-1]) for r in rows]
 
 
 def dossier_counts_sql(table: str, where: str, where_params: list, ph: str, as_of: dt.date | None, day: dt.date,

@@ -64,6 +64,8 @@ from gisapp.store.base import (
     inspection_row,
     inspection_where,
     merge_upsert,
+    page_columns,
+    page_rows,
     replace_is_compact,
     search_text,
     store_layer,
@@ -356,9 +358,13 @@ class GeoPackageStore(Store):
             else:
                 where, params = self._where(con, lay, flt)
                 matched = con.execute(f'SELECT count(*) FROM "{layer}"{where}', params).fetchone()[0]
+            # as of a day: the statuses of that day in the same query (see page_columns)
+            columns, flagged = page_columns(lay, [lay.key, *names], flt, hist.TABLE in self._schema_names(con))
             rows = [] if matched <= offset else \
-                self._select(con, lay, [lay.key, *names, GEOJSON_COLUMN], flt, limit, offset, fids=fids)
-        return Page(matched, rows)
+                self._select(con, lay, [*columns[:len(names) + 1], GEOJSON_COLUMN, *columns[len(names) + 1:]],
+                             flt, limit, offset, fids=fids)
+        rows, known = page_rows(rows, flagged)
+        return Page(matched, rows, known)
 
     def _schema_names(self, con) -> set[str]:
         """Names of the file's tables and indexes (files written by older versions lack newer indexes)."""
