@@ -70,7 +70,9 @@ from gisapp.store.base import (
     change_rows,
     change_time,
     check_delete,
+    count_frame,
     delete_rows,
+    dossier_counts_sql,
     empty_frame,
     field_names,
     geojson_texts,
@@ -78,6 +80,8 @@ from gisapp.store.base import (
     inspection_of,
     inspection_row,
     inspection_where,
+    page_columns,
+    page_rows,
     replace_is_compact,
     search_text,
     store_layer,
@@ -353,18 +357,21 @@ class PostGISStore(Store):
         lay = store_layer(layer)
         names = field_names(lay, fields)
         where, params = self.where(lay, flt)
-        columns = "".join(f"{n}, " for n in [lay.key, *names])
+        # as of a day: the statuses of that day in the same query, a flag column after the geometry
+        expressions, flagged = page_columns(lay, [lay.key, *names], flt)
+        columns = ", ".join([*expressions[:len(names) + 1], GEOJSON_COLUMN, *expressions[len(names) + 1:]])
         paging = [*params, int(limit), int(offset)]
         with self.connection() as con:
             # The rows as psycopg makes them are the page's rows: (key, *fields, GeoJSON text).
             rows = con.cursor(binary=True).execute(
-                f"SELECT {columns}{GEOJSON_COLUMN} FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s",
+                f"SELECT {columns} FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s",
                 paging).fetchall()
             if len(rows) < int(limit) and (rows or not offset):
                 matched = int(offset) + len(rows)
             else:
                 matched = one(con.execute(f"SELECT count(*) FROM {lay.name}{where}", params))[0]
-        return Page(matched, rows)
+        rows, known = page_rows(rows, flagged)
+        return Page(matched, rows, known)
 
     def version(self) -> str | None:
         """The data version every write raises in its transaction, after the database's random token."""
@@ -536,6 +543,17 @@ class PostGISStore(Store):
         out = pd.DataFrame([r[:2] for r in rows], columns=["key", "status"], dtype=object)
         out["changed_on"] = pd.Series(np.array([r[2] for r in rows], dtype="datetime64[D]")).astype("datetime64[ms]")
         return out
+
+
+    def dossier_counts(self, flt: Filter | None, day: dt.date) -> pd.DataFrame:
+        """The dossiers counted in groups in one query (see :meth:`Store.dossier_counts`)."""
+        lay = store_layer("construction_permits")
+        where, params = self.where(lay, flt)
+        query, params = dossier_counts_sql(lay.name, where, params, "%s", flt.as_of if flt is not None else None,
+                                           day, "to_char({}::timestamp, 'YYYY-MM')")
+        with self.connection() as con:
+            rows = con.execute(query, params).fetchall()
+        return count_frame(rows)
 
 
     # -- inspections ----------------------------------------------------------
