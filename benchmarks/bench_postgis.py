@@ -447,30 +447,41 @@ def _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seco
     return row
 
 
-def settle(url: str, timeout: float = 1800) -> dict:
-    """Wait until autovacuum has no worker on ``url``'s database for 5 s in a row, then CHECKPOINT.
+#: The tables whose autovacuum :func:`settle` waits for.
+LAYER_TABLES = ("construction_permits", "sidewalk_permits")
 
-    After a load autovacuum visits the new tables (at 1M rows it rewrote every page before loads were
-    frozen, minutes after the load, under the measurements); the result says how long this waited and how
-    often each layer table was vacuumed and analysed automatically.
+
+def settle(url: str, timeout: float = 900) -> dict:
+    """Wait until autovacuum is done with the load, then CHECKPOINT.
+
+    Done: each layer table vacuumed since the load (nothing inserted since its last vacuum), too little
+    changed since its last analysis for another (the autovacuum thresholds), and no autovacuum worker on
+    the database for 5 s in a row.  After a load autovacuum visits the new tables within a minute or so (at
+    1M rows it rewrote every page, before loads were frozen, under the measurements); the result says how
+    long this waited (``settled`` false: not within ``timeout``) and how often each layer table was vacuumed
+    and analysed automatically.
     """
     import psycopg
 
-    started, quiet_since = time.monotonic(), None
+    started, quiet_since, settled = time.monotonic(), None, False
     with psycopg.connect(url, autocommit=True) as con:
         while time.monotonic() - started < timeout:
             busy = con.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' "
                                "AND datname = current_database()").fetchone()[0]
+            pending = con.execute(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE relname = ANY(%s) AND (n_ins_since_vacuum > 0 "
+                "OR n_mod_since_analyze > 50 + 0.1 * n_live_tup)", [list(LAYER_TABLES)]).fetchone()[0]
             now = time.monotonic()
-            quiet_since = None if busy else (quiet_since or now)
+            quiet_since = None if busy or pending else (quiet_since or now)
             if quiet_since is not None and now - quiet_since >= 5:
+                settled = True
                 break
             time.sleep(0.5)
         con.execute("CHECKPOINT")
         runs = {r[0]: {"autovacuum": r[1], "autoanalyze": r[2]} for r in con.execute(
             "SELECT relname, autovacuum_count, autoanalyze_count FROM pg_stat_user_tables "
-            "WHERE relname IN ('construction_permits', 'sidewalk_permits') ORDER BY relname")}
-    return {"waited_s": round(time.monotonic() - started, 1), "runs": runs}
+            "WHERE relname = ANY(%s) ORDER BY relname", [list(LAYER_TABLES)])}
+    return {"waited_s": round(time.monotonic() - started, 1), "settled": settled, "runs": runs}
 
 
 def restart_postgres(server) -> None:
