@@ -3,7 +3,8 @@
 Two real ``gisapp serve`` processes (gunicorn, each with its own tile
 folder and its own tile renderer) on one real PostGIS database: a write
 through one is in the other's API answers at once and in its tiles, and
-both renderers end with their folder holding the new version only.  Then
+both renderers end with their folder holding the new version only.  Two
+servers sharing one tile folder render each version once.  Then
 the real nginx, run from the sample configuration: links carry the proxy's
 scheme, host and port, a sign-in through it is good on both servers, a
 write through it is seen by both, and a phone photo of ~17 MB passes.
@@ -11,6 +12,7 @@ write through it is seen by both, and a phone photo of ~17 MB passes.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import re
@@ -84,31 +86,38 @@ def city(pg_server, demo_frames, tmp_path_factory, request):
     return store, home
 
 
-@pytest.fixture(scope="module")
-def servers(city):
-    """Two ``gisapp serve`` on the one database: ``(ports, bases, tile folders)``.
+@contextlib.contextmanager
+def _two_servers(store, home: Path, folders: list[Path]):
+    """Two ``gisapp serve`` on the one database, with tile folders ``folders``: ``(ports, bases, logs)``.
 
     They share what a city's servers on one machine share: the secret key, the
-    accounts file and the uploads folder; each has its own tile folder.
+    accounts file and the uploads folder.
     """
-    store, home = city
     common = {**os.environ, "GISAPP_STORE": store.url, "GISAPP_ENV": "development",
               "GISAPP_SECRET_KEY": secrets.token_hex(32), "GISAPP_ACCOUNTS": str(home / "accounts.sqlite"),
               "GISAPP_UPLOADS": str(home / "uploads"), "GISAPP_PROXIES": "1", "GISAPP_TILE_WARM": str(ZOOM),
-              "GISAPP_REPORT_WORKERS": "0"}
+              "GISAPP_REPORT_WORKERS": "0", "PYTHONUNBUFFERED": "1"}  # logs read by the tests
     ports = [free_port(), free_port()]
-    folders = [home / f"tiles-{p}" for p in ports]
-    procs = [_serve(p, {**common, "GISAPP_TILE_DIR": str(folder)}, home / f"serve-{p}.log")
-             for p, folder in zip(ports, folders)]
+    logs = [home / f"serve-{p}.log" for p in ports]
+    procs = [_serve(p, {**common, "GISAPP_TILE_DIR": str(folder)}, log) for p, folder, log in zip(ports, folders, logs)]
     bases = [f"http://127.0.0.1:{p}" for p in ports]
     try:
-        for proc, base, port in zip(procs, bases, ports):
+        for proc, base, log in zip(procs, bases, logs):
             _wait(lambda proc=proc, base=base: proc.poll() is not None or _health(base), 90, f"{base} started")
-            assert proc.poll() is None, (home / f"serve-{port}.log").read_text()
-        yield ports, bases, folders
+            assert proc.poll() is None, log.read_text()
+        yield ports, bases, logs
     finally:
         for proc in procs:
             _stop(proc)
+
+
+@pytest.fixture(scope="module")
+def servers(city):
+    """Two servers on the one database, each with its own tile folder: ``(ports, bases, tile folders)``."""
+    store, home = city
+    folders = [home / "tiles-a", home / "tiles-b"]
+    with _two_servers(store, home, folders) as (ports, bases, _):
+        yield ports, bases, folders
 
 
 def _sign_in(base: str, verify: bool | str = True) -> requests.Session:
@@ -188,6 +197,25 @@ def test_a_write_through_one_server_is_in_the_others_answers_and_tiles(city, ser
         assert tiles.ready(version, [ZOOM])
         assert [p.name for p in tiles.root.iterdir() if p.is_dir()] == [tiles.version_dir(version).name]
         assert number in decode(tiles.get(version, "sidewalk_permits", *tile) or b"", "sidewalk_permits")
+
+
+def test_two_servers_sharing_one_tile_folder_render_each_version_once(city, tmp_path):
+    store, home = city
+    folder = tmp_path / "tiles"
+    with _two_servers(store, home, [folder, folder]) as (_, (a, b), logs):
+        _wait(lambda: _rendered(a) and _rendered(b), 240, "the first version rendered", 1)
+        officer = _sign_in(b)
+        inputs, tile, _ = _proposal(store, 7)
+        number = _file(officer, b, inputs)
+        version = store.version()
+        _wait(lambda: _rendered(a) and _rendered(b), 120, "the new version rendered", 0.5)
+        assert number in _tile_keys(a, tile)
+    tiles = TileDir(folder, store.url)
+    assert [p.name for p in tiles.root.iterdir() if p.is_dir()] == [tiles.version_dir(version).name]
+    assert number in decode(tiles.get(version, "sidewalk_permits", *tile) or b"", "sidewalk_permits")
+    # one renderer rendered the new version, the other found it done (the lock file in the folder)
+    rendered = [log.read_text().count(f"tiles of version {version} ready") for log in logs]
+    assert sorted(rendered) == [0, 1], rendered
 
 
 @pytest.fixture(scope="module")
