@@ -519,6 +519,21 @@ class GeoPackageStore(Store):
             return con.execute(f'SELECT {columns}t.geom FROM "rtree_{layer}_geom" r JOIN "{layer}" t '
                                f"ON t.fid = r.id WHERE {where}", [x1, x2, y1, y2, *params]).fetchall()
 
+    def box_keys(self, layer: str, box: tuple[float, float, float, float], flt: Filter | None) -> list[str]:
+        """Keys of the rows whose R-tree boxes meet ``box`` (EPSG:5899) and that match ``flt``'s attributes.
+
+        As :meth:`box_rows` without reading geometries (``flt.bbox`` is not applied either).
+        """
+        lay = store_layer(layer)
+        x1, y1, x2, y2 = box
+        clauses, params = attribute_clauses(lay, flt)
+        where = " AND ".join(["r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?", *clauses])
+        with self._connect() as con:
+            if layer not in self._tables(con):
+                return []
+            return [r[0] for r in con.execute(f'SELECT t.{lay.key} FROM "rtree_{layer}_geom" r JOIN "{layer}" t '
+                                               f"ON t.fid = r.id WHERE {where}", [x1, x2, y1, y2, *params])]
+
     def rows_in_box(self, layer: str, box: tuple[float, float, float, float], *, fields: list[str]) -> list[tuple]:
         """Rows whose R-tree box meets ``box`` (see :meth:`Store.rows_in_box`): one query joining the R-tree."""
         lay = store_layer(layer)
