@@ -140,12 +140,15 @@ class TileFeatures:
     version: int
     keys: list[str]
     values: list[bytes]  # each Value message as written
+    value_start: np.ndarray  # where each value's whole field (tag, length, message) starts in ``body``
+    value_len: np.ndarray  # and its length
     tags: np.ndarray  # (n features, n keys) int64
     types: np.ndarray  # int64
     ids: np.ndarray | None  # uint64 per feature (None: no feature has one)
     has_id: np.ndarray | None
     geom_start: np.ndarray
     geom_len: np.ndarray
+    keys_bytes: bytes = b""  # the layer's key fields as written
     _texts: pa.Array | None = None
     _columns: dict = field(default_factory=dict)
 
@@ -184,6 +187,7 @@ class TileFeatures:
         n = len(sel)
         tags = self.tags[sel]
         used = np.unique(tags[tags >= 0])
+        data = np.frombuffer(self.body, np.uint8)
         remap = np.full(len(self.values), -1, np.int64)
         remap[used] = np.arange(len(used))
         codes = np.where(tags >= 0, remap[np.maximum(tags, 0)], -1)
@@ -197,9 +201,7 @@ class TileFeatures:
         tag_len = per_pair.sum(axis=1)
 
         starts, lens = self.geom_start[sel], self.geom_len[sel]
-        data = np.frombuffer(self.body, np.uint8)
-        offsets = np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
-        geom = data[offsets]
+        geom = data[_spans(starts, lens)]
 
         parts = []
         if self.ids is not None and self.has_id is not None:
@@ -222,10 +224,15 @@ class TileFeatures:
         layer = b"".join([
             bytes([0x78]) + _varints(np.array([self.version]))[0].tobytes(),
             _field_bytes(1, self.name.encode()), features.tobytes(),
-            b"".join(_field_bytes(3, k.encode()) for k in self.keys),
-            b"".join(_field_bytes(4, self.values[i]) for i in used),
+            self.keys_bytes,
+            data[_spans(self.value_start[used], self.value_len[used])].tobytes(),
             bytes([0x28]) + _varints(np.array([self.extent]))[0].tobytes()])
         return _field_bytes(3, layer)
+
+
+def _spans(starts: np.ndarray, lens: np.ndarray) -> np.ndarray:
+    """The positions of the bytes of the spans ``starts[i]`` … ``starts[i] + lens[i]``, in order."""
+    return np.repeat(starts - (np.cumsum(lens) - lens), lens) + np.arange(int(lens.sum()))
 
 
 def take_apart(body: bytes, name: str) -> TileFeatures:
@@ -246,7 +253,8 @@ def take_apart(body: bytes, name: str) -> TileFeatures:
 def _take_apart(body: bytes, name: str) -> TileFeatures:
     empty = np.empty(0, np.int64)
     if not body:
-        return TileFeatures(b"", name, 4096, 2, [], [], np.empty((0, 0), np.int64), empty, None, None, empty, empty)
+        return TileFeatures(b"", name, 4096, 2, [], [], empty, empty, np.empty((0, 0), np.int64), empty, None, None,
+                            empty, empty)
     pos, layer_start, layer_end = 0, -1, -1
     while pos < len(body):
         tag, pos = _varint(body, pos)
@@ -263,10 +271,14 @@ def _take_apart(body: bytes, name: str) -> TileFeatures:
         raise TileFormatError(f"the tile has no layer {name!r}")
     keys: list[str] = []
     values: list[bytes] = []
+    key_fields: list[bytes] = []
+    v_start: list[int] = []
+    v_len: list[int] = []
     extent, version = 4096, 1
     f_id, f_has_id, f_type, g_start, g_len, t_start, t_len = [], [], [], [], [], [], []
     pos, end = layer_start, layer_end
     while pos < end:
+        at = pos
         tag, pos = _varint(body, pos)
         number, wire = tag >> 3, tag & 7
         if number == 2 and wire == 2:
@@ -301,10 +313,13 @@ def _take_apart(body: bytes, name: str) -> TileFeatures:
             n, pos = _varint(body, pos)
             keys.append(body[pos:pos + n].decode())
             pos += n
+            key_fields.append(body[at:pos])
         elif number == 4 and wire == 2:
             n, pos = _varint(body, pos)
             values.append(body[pos:pos + n])
             pos += n
+            v_start.append(at)
+            v_len.append(pos - at)
         elif number == 5 and wire == 0:
             extent, pos = _varint(body, pos)
         elif number == 15 and wire == 0:
@@ -317,16 +332,17 @@ def _take_apart(body: bytes, name: str) -> TileFeatures:
         raise TileFormatError("a field runs past the end of the tile")
     data = np.frombuffer(body, np.uint8)
     ts_arr, tl_arr = np.array(t_start, np.int64), np.array(t_len, np.int64)
-    tag_data = data[np.repeat(ts_arr - (np.cumsum(tl_arr) - tl_arr), tl_arr) + np.arange(int(tl_arr.sum()))]
+    tag_data = data[_spans(ts_arr, tl_arr)]
     flat = _packed_varints(tag_data)
     tags = np.full((n_feat, len(keys)), -1, np.int64)
     if len(flat):
         owner = np.searchsorted(np.cumsum(tl_arr), np.flatnonzero(tag_data < 0x80), side="right")
         tags[owner[0::2], flat[0::2]] = flat[1::2]
     has_id = np.array(f_has_id, bool)
-    return TileFeatures(body, name, extent, version, keys, values, tags, np.array(f_type, np.int64),
+    return TileFeatures(body, name, extent, version, keys, values, np.array(v_start, np.int64),
+                        np.array(v_len, np.int64), tags, np.array(f_type, np.int64),
                         np.array(f_id, np.uint64) if has_id.any() else None, has_id if has_id.any() else None,
-                        np.array(g_start, np.int64), np.array(g_len, np.int64))
+                        np.array(g_start, np.int64), np.array(g_len, np.int64), b"".join(key_fields))
 
 
 def _layer_name(body: bytes, start: int, end: int) -> str | None:
