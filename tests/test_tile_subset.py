@@ -183,3 +183,29 @@ def test_take_apart_keeps_ids_and_any_value_type():
     assert len(subset.take_apart(b"", "findings")) == 0
     with pytest.raises(subset.TileFormatError):
         subset.take_apart(body, "construction_permits")
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (payloads under 16 KiB)."""
+    n = len(payload)
+    return bytes([(number << 3) | 2, *([n] if n < 128 else [0x80 | (n & 0x7F), n >> 7])]) + payload
+
+
+def test_a_key_listed_twice_is_one_column():
+    """PostGIS's ST_AsMVT run in parallel joins partial layers: their keys are listed again, indices differ."""
+    square = bytes([9, 2, 2, 26, 8, 0, 0, 8, 7, 0, 15])  # MoveTo(1,1) LineTo (4,0) (0,4) (-4,0) ClosePath
+    feature = [_field(2, bytes([0x12, 4, *tags, 0x18, 3]) + _field(4, square)) for tags in
+               ([0, 0, 1, 1], [2, 2, 3, 3], [2, 0, 3, 1])]
+    layer = bytes([0x78, 2]) + _field(1, b"findings") + b"".join(feature) + b"".join(
+        _field(3, k) for k in (b"finding_id", b"kind", b"finding_id", b"kind")) + b"".join(
+        _field(4, _field(1, v)) for v in (b"F1", b"CLASH", b"F2", b"OPPORTUNITY")) + bytes([0x28, 0x80, 0x20])
+    body = _field(3, layer)
+    feats = subset.take_apart(body, "findings")
+    assert feats.keys == ["finding_id", "kind"]
+    assert feats.column("finding_id").to_pylist() == ["F1", "F2", "F1"]  # the third: the second keys' values
+    assert feats.column("kind").to_pylist() == ["CLASH", "OPPORTUNITY", "CLASH"]
+    whole = mapbox_vector_tile.decode(body)["findings"]["features"]
+    for mask in ([False, True, False], [True, False, True]):  # re-encoded, copied as written
+        part = mapbox_vector_tile.decode(feats.select(np.array(mask)))["findings"]["features"]
+        assert [f["properties"] for f in part] == [f["properties"] for f, m in zip(whole, mask) if m]
+    assert subset.match("findings", feats, Filter(kinds=("CLASH",))).tolist() == [True, False, True]

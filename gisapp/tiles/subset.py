@@ -49,6 +49,9 @@ from gisapp.filters import Filter
 from gisapp.schema import LAYERS
 from gisapp.tiles.mvt import TILE_FIELDS, _field_bytes, _interleave, _varints
 
+#: Share of a tile's features above which a subset copies them as written (see :meth:`TileFeatures.select`).
+VERBATIM_SHARE = 0.25
+
 
 class TileFormatError(ValueError):
     """Bytes that are not a one-layer MVT as the stores write them."""
@@ -148,7 +151,11 @@ class TileFeatures:
     has_id: np.ndarray | None
     geom_start: np.ndarray
     geom_len: np.ndarray
-    keys_bytes: bytes = b""  # the layer's key fields as written
+    keys_bytes: bytes = b""  # the layer's key fields, one per name
+    feat_start: np.ndarray | None = None  # where each feature's whole field starts in ``body``
+    feat_len: np.ndarray | None = None
+    keys_raw: bytes = b""  # the key fields as written (a name may be there twice)
+    values_raw: bytes = b""  # the value fields as written
     _texts: pa.Array | None = None
     _columns: dict = field(default_factory=dict)
 
@@ -178,12 +185,25 @@ class TileFeatures:
         return col
 
     def select(self, mask: np.ndarray) -> bytes:
-        """The tile of the features where ``mask`` is true (``b""`` when none), values table pruned."""
+        """The tile of the features where ``mask`` is true (``b""`` when none).
+
+        Under :data:`VERBATIM_SHARE` of the features, their tags are written
+        again with a values table of only the values they use; above it, the
+        features are copied as written with the tile's tables (unused values
+        cost less than encoding again).
+        """
         sel = np.flatnonzero(mask)
         if not len(sel):
             return b""
         if len(sel) == len(self):
             return self.body
+        if len(sel) >= VERBATIM_SHARE * len(self) and self.feat_start is not None and self.feat_len is not None:
+            # most features: each copied as written, with the whole key and value tables (no re-encoding)
+            data = np.frombuffer(self.body, np.uint8)
+            return _field_bytes(3, b"".join([
+                bytes([0x78]) + _varints(np.array([self.version]))[0].tobytes(), _field_bytes(1, self.name.encode()),
+                data[_spans(self.feat_start[sel], self.feat_len[sel])].tobytes(), self.keys_raw, self.values_raw,
+                bytes([0x28]) + _varints(np.array([self.extent]))[0].tobytes()]))
         n = len(sel)
         tags = self.tags[sel]
         used = np.unique(tags[tags >= 0])
@@ -272,77 +292,117 @@ def _take_apart(body: bytes, name: str) -> TileFeatures:
     keys: list[str] = []
     values: list[bytes] = []
     key_fields: list[bytes] = []
+    f_start: list[int] = []
+    f_len: list[int] = []
     v_start: list[int] = []
     v_len: list[int] = []
     extent, version = 4096, 1
-    f_id, f_has_id, f_type, g_start, g_len, t_start, t_len = [], [], [], [], [], [], []
-    pos, end = layer_start, layer_end
-    while pos < end:
+    pos, end, b = layer_start, layer_end, body
+    while pos < end:  # the layer's fields: one-byte tags and lengths inline (features are most of them)
         at = pos
-        tag, pos = _varint(body, pos)
-        number, wire = tag >> 3, tag & 7
-        if number == 2 and wire == 2:
-            n, pos = _varint(body, pos)
-            fend = pos + n
-            fid, has, ftype, gs, gl, ts, tl = 0, False, 0, pos, 0, pos, 0
-            while pos < fend:
-                ftag, pos = _varint(body, pos)
-                if ftag == 0x08:
-                    fid, pos = _varint(body, pos)
-                    has = True
-                elif ftag == 0x12:
-                    tl, pos = _varint(body, pos)
-                    ts = pos
-                    pos += tl
-                elif ftag == 0x18:
-                    ftype, pos = _varint(body, pos)
-                elif ftag == 0x22:
-                    gl, pos = _varint(body, pos)
-                    gs = pos
-                    pos += gl
-                else:
-                    pos = _skip(body, pos, ftag & 7)
-            f_id.append(fid)
-            f_has_id.append(has)
-            f_type.append(ftype)
-            g_start.append(gs)
-            g_len.append(gl)
-            t_start.append(ts)
-            t_len.append(tl)
-        elif number == 3 and wire == 2:
-            n, pos = _varint(body, pos)
-            keys.append(body[pos:pos + n].decode())
+        tag = b[pos]
+        if tag < 0x80 and tag & 7 == 2:
+            n = b[pos + 1]
+            pos += 2
+            if n >= 0x80:
+                n, pos = _varint(b, pos - 1)
+            if tag == 0x12:
+                f_start.append(at)
+                f_len.append(pos + n - at)
+            elif tag == 0x22:
+                values.append(b[pos:pos + n])
+                v_start.append(at)
+                v_len.append(pos + n - at)
+            elif tag == 0x1A:
+                keys.append(b[pos:pos + n].decode())
+                key_fields.append(b[at:pos + n])
             pos += n
-            key_fields.append(body[at:pos])
-        elif number == 4 and wire == 2:
-            n, pos = _varint(body, pos)
-            values.append(body[pos:pos + n])
-            pos += n
-            v_start.append(at)
-            v_len.append(pos - at)
-        elif number == 5 and wire == 0:
-            extent, pos = _varint(body, pos)
-        elif number == 15 and wire == 0:
-            version, pos = _varint(body, pos)
+            continue
+        tag, pos = _varint(b, pos)
+        if tag == 0x28:
+            extent, pos = _varint(b, pos)
+        elif tag == 0x78:
+            version, pos = _varint(b, pos)
         else:
-            pos = _skip(body, pos, wire)
-    n_feat = len(f_type)
-    if pos != end or end > len(body) or any(gs + gl > end for gs, gl in zip(g_start, g_len)) \
-            or any(ts + tl > end for ts, tl in zip(t_start, t_len)):
-        raise TileFormatError("a field runs past the end of the tile")
+            pos = _skip(b, pos, tag & 7)
     data = np.frombuffer(body, np.uint8)
-    ts_arr, tl_arr = np.array(t_start, np.int64), np.array(t_len, np.int64)
+    if pos != end or end > len(body):
+        raise TileFormatError("a field runs past the end of the tile")
+    ids_arr, has_arr, types, gs_arr, gl_arr, ts_arr, tl_arr = _feature_fields(
+        data, np.array(f_start, np.int64), np.array(f_len, np.int64))
+    n_feat = len(f_start)
     tag_data = data[_spans(ts_arr, tl_arr)]
     flat = _packed_varints(tag_data)
-    tags = np.full((n_feat, len(keys)), -1, np.int64)
+    # a key may be listed twice (PostGIS's ST_AsMVT run in parallel joins the partial layers' keys): one column per name
+    names = list(dict.fromkeys(keys))
+    column_of = np.array([names.index(k) for k in keys], np.int64)
+    tags = np.full((n_feat, len(names)), -1, np.int64)
     if len(flat):
         owner = np.searchsorted(np.cumsum(tl_arr), np.flatnonzero(tag_data < 0x80), side="right")
-        tags[owner[0::2], flat[0::2]] = flat[1::2]
-    has_id = np.array(f_has_id, bool)
+        tags[owner[0::2], column_of[flat[0::2]]] = flat[1::2]
+    keys_raw = b"".join(key_fields)
+    keys_bytes = keys_raw if len(names) == len(keys) else b"".join(_field_bytes(3, k.encode()) for k in names)
+    keys = names
+    values_raw = data[_spans(np.array(v_start, np.int64), np.array(v_len, np.int64))].tobytes()
+    has_id = has_arr if has_arr.any() else None
     return TileFeatures(body, name, extent, version, keys, values, np.array(v_start, np.int64),
-                        np.array(v_len, np.int64), tags, np.array(f_type, np.int64),
-                        np.array(f_id, np.uint64) if has_id.any() else None, has_id if has_id.any() else None,
-                        np.array(g_start, np.int64), np.array(g_len, np.int64), b"".join(key_fields))
+                        np.array(v_len, np.int64), tags, types, ids_arr if has_id is not None else None, has_id,
+                        gs_arr, gl_arr, keys_bytes, np.array(f_start, np.int64), np.array(f_len, np.int64),
+                        keys_raw, values_raw)
+
+
+def _varints_at(data: np.ndarray, at: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The varints starting at positions ``at`` of ``data``: values (``uint64``) and byte counts."""
+    window = data[np.minimum(at[:, None] + np.arange(10), len(data) - 1)]
+    last = window < 0x80
+    if not last.any(axis=1).all():
+        raise TileFormatError("a varint runs past ten bytes")
+    nb = np.argmax(last, axis=1) + 1
+    used = np.arange(10) < nb[:, None]
+    parts = np.where(used, (window & 0x7F).astype(np.uint64) << (np.arange(10, dtype=np.uint64) * np.uint64(7)),
+                     np.uint64(0))
+    return np.bitwise_or.reduce(parts, axis=1), nb
+
+
+def _feature_fields(data: np.ndarray, f_start: np.ndarray, f_len: np.ndarray):
+    """Per feature field (``f_start``, ``f_len``: each whole field): id, has id, type, geometry and tags spans.
+
+    All features at once, one of their fields per step (a feature has four).
+    """
+    n = len(f_start)
+    ids, types = np.zeros(n, np.uint64), np.zeros(n, np.int64)
+    has_id = np.zeros(n, bool)
+    g_start, g_len, t_start, t_len = (np.zeros(n, np.int64) for _ in range(4))
+    if not n:
+        return ids, has_id, types, g_start, g_len, t_start, t_len
+    _, header = _varints_at(data, f_start + 1)
+    cur = f_start + 1 + header.astype(np.int64)
+    fend = f_start + f_len
+    for _ in range(64):
+        idx = np.flatnonzero(cur < fend)
+        if not len(idx):
+            break
+        c = cur[idx]
+        tag = data[c].astype(np.int64)
+        if (tag >= 0x80).any():
+            raise TileFormatError("a feature field number above 15")
+        value, nb = _varints_at(data, c + 1)
+        after = c + 1 + nb
+        wire = tag & 7
+        nxt = np.where(wire == 2, after + value.astype(np.int64), np.where(wire == 1, c + 9, np.where(
+            wire == 5, c + 5, after)))
+        for t, target in ((0x18, types),):
+            hit = tag == t
+            target[idx[hit]] = value[hit].astype(np.int64)
+        hit = tag == 0x08
+        ids[idx[hit]], has_id[idx[hit]] = value[hit], True
+        for t, starts, lens in ((0x12, t_start, t_len), (0x22, g_start, g_len)):
+            hit = tag == t
+            starts[idx[hit]], lens[idx[hit]] = after[hit], value[hit].astype(np.int64)
+        cur[idx] = nxt
+    if (cur != fend).any():
+        raise TileFormatError("a feature's fields run past its end")
+    return ids, has_id, types, g_start, g_len, t_start, t_len
 
 
 def _layer_name(body: bytes, start: int, end: int) -> str | None:
