@@ -18,11 +18,13 @@ boxes, or from the layer's extent).
 8 clients at 1M): for each filter kind of :data:`FILTER_KINDS` (a ward, a
 status, a procedure, a channel, a date range, a day, as of a day, a text
 search, and a combination), ``--clients`` clients fetch tiles of z14–z17
-around random dossiers, a fresh sample of tiles per kind.  State measured:
-the servers' shared tile folder fully rendered (the benchmark waits for
-``/healthz`` to say so) and each worker's memory cold for every tile of a
-kind (a new sample per kind: every first request of a tile in a process
-takes its unfiltered tile apart).  Before the load test, ``--compare`` (on by
+around random dossiers.  State measured: the servers' shared tile folder
+fully rendered (the benchmark waits for ``/healthz`` to say so); then a
+"cold" pass, the first filter on tiles no worker has taken apart yet (each
+tile asked twice over), then each kind on the same tiles ("warm": the
+unfiltered tiles taken apart in memory, each kind's filtered tiles not yet
+built, as when staff switch filters or play the day slider over one
+district).  Before the load test, ``--compare`` (on by
 default with ``--filters``) times, in one process, for each kind and each
 way, the cost of one filtered tile: built by the store (the way before:
 ``ST_AsMVT`` with the filter on PostGIS, the R-tree rows and the Python
@@ -212,10 +214,10 @@ def run_filtered(name: str, url: str, frames_or_store, zooms, clients: int, per_
     try:
         if compare:
             store = open_store(url)
-            sample = tile_list(frames_or_store if isinstance(frames_or_store, dict) else _points(store),
-                               (14, 16), 8, seed=99)
-            print(f"  {name}: one filtered tile, ms (mean of {len(sample)} tiles at z14 and z16):", flush=True)
-            row["compare"] = compare_ways(store, sample, queries, tile_dir=tile_root)
+            some = tile_list(frames_or_store if isinstance(frames_or_store, dict) else _points(store),
+                             (14, 16), 8, seed=99)
+            print(f"  {name}: one filtered tile, ms (mean of {len(some)} tiles at z14 and z16):", flush=True)
+            row["compare"] = compare_ways(store, some, queries, tile_dir=tile_root)
         settings = {"GISAPP_TILE_DIR": str(Path(tile_root) / "served"), "GISAPP_TILE_WARM": "-".join(
             str(z) for z in (min(zooms), max(zooms)))}
         with app_servers(url, settings=settings) as bases:
@@ -225,9 +227,15 @@ def run_filtered(name: str, url: str, frames_or_store, zooms, clients: int, per_
             warm = tile_list(points, zooms, 5, seed=1)  # the workers' first requests (imports, connections)
             tile_load_test(bases, warm, 2, 5)
             tile_load_test(bases, warm, 2, 5, query=queries["status"])
-            for seed, (kind, query) in enumerate(queries.items()):
-                level = tile_list(points, zooms, max(2, n_tiles // len(zooms)), seed=100 + seed)
-                stats = tile_load_test(bases, level, clients, per_client, query=query)
+            sample = tile_list(points, zooms, max(2, n_tiles // len(zooms)), seed=100)
+            # cold: the first filter on tiles no process has taken apart yet (each tile asked twice over)
+            cold = tile_load_test(bases, sample, clients, max(1, 2 * len(sample) // clients),
+                                  query={"status": "REFUSED"})
+            row["cold"] = cold
+            print(f"  {name}: cold (first filter on {len(sample)} tiles) p50 {cold['p50_ms']:.0f} ms "
+                  f"p95 {cold['p95_ms']:.0f} ms ({cold['requests']} requests)", flush=True)
+            for kind, query in queries.items():  # warm: the same tiles, another filter each
+                stats = tile_load_test(bases, sample, clients, per_client, query=query)
                 row["kinds"][kind] = stats
                 print(f"  {name}: {kind:<13} p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
                       f"({stats['requests']} requests, {stats['failures']} failed, {stats['empty']} empty, "
@@ -357,12 +365,14 @@ def print_table(results: dict) -> None:
     """One line per size and backend: p50/p95 ms per zoom level (per filter kind with ``--filters``)."""
     if any("kinds" in row for run in results["runs"] for row in run["rows"]):
         kinds = list(FILTER_KINDS)
-        print(f"filtered tiles z14-z17, p50/p95 ms at {results['clients']} clients")
-        print(f"{'permits/layer':>13} {'backend':<10}" + "".join(f" {k:>13}" for k in kinds))
+        print(f"filtered tiles z14-z17, p50/p95 ms at {results['clients']} clients (cold: first filter; then warm)")
+        print(f"{'permits/layer':>13} {'backend':<10}" + "".join(f" {k:>13}" for k in ["cold", *kinds]))
         for run in results["runs"]:
             for row in run["rows"]:
                 cells = [f"{row['kinds'][k]['p50_ms']:.0f}/{row['kinds'][k]['p95_ms']:.0f}"
                          if row["kinds"].get(k, {}).get("p50_ms") is not None else "—" for k in kinds]
+                cold = row.get("cold") or {}
+                cells.insert(0, f"{cold['p50_ms']:.0f}/{cold['p95_ms']:.0f}" if cold.get("p50_ms") else "—")
                 size = f"{run['n']:,}" if run.get("n") else "existing"
                 print(f"{size:>13} {row['backend']:<10}" + "".join(f" {c:>13}" for c in cells))
         return

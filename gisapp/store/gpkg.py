@@ -531,8 +531,10 @@ class GeoPackageStore(Store):
         with self._connect() as con:
             if layer not in self._tables(con):
                 return []
-            return [r[0] for r in con.execute(f'SELECT t.{lay.key} FROM "rtree_{layer}_geom" r JOIN "{layer}" t '
-                                               f"ON t.fid = r.id WHERE {where}", [x1, x2, y1, y2, *params])]
+            # CROSS JOIN: the R-tree drives (else SQLite may scan an attribute index of the whole layer)
+            return [r[0] for r in con.execute(f'SELECT t.{lay.key} FROM "rtree_{layer}_geom" r CROSS JOIN '
+                                               f'"{layer}" t ON t.fid = r.id WHERE {where}',
+                                               [x1, x2, y1, y2, *params])]
 
     def rows_in_box(self, layer: str, box: tuple[float, float, float, float], *, fields: list[str]) -> list[tuple]:
         """Rows whose R-tree box meets ``box`` (see :meth:`Store.rows_in_box`): one query joining the R-tree."""
