@@ -18,6 +18,7 @@ and version, kept in the same cache), or, for a ``bbox`` filter, built by the st
 from __future__ import annotations
 
 import hashlib
+import threading
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
@@ -97,19 +98,40 @@ def _filtered_tile(store: Store, version: str, flt, layer: str, z: int, x: int, 
     """A filtered tile: the matching features of the unfiltered tile, taken apart once per process
     (:func:`gisapp.tiles.source.subset_tile`), else built by the store with the filter."""
     if flt.bbox is None:
-        key = f"features|{_etag(version, f'{layer}/{z}/{x}/{y}', Filter())}"
-        cache = _cache()
-        feats = cache.get(key)
-        if feats is None:
-            try:
-                feats = subset.take_apart(_shared_tile(store, version, Filter(), layer, z, x, y), layer)
-            except subset.TileFormatError:  # a damaged file in the shared folder: the store builds the tile
-                return tile_source.tile(store, layer, z, x, y, flt)
-            cache.put(key, feats, feats.nbytes)
+        try:
+            feats = _taken_apart(store, version, layer, z, x, y)
+        except subset.TileFormatError:  # a damaged file in the shared folder: the store builds the tile
+            return tile_source.tile(store, layer, z, x, y, flt)
         body = tile_source.subset_tile(store, layer, z, x, y, flt, feats)
         if body is not None:
             return body
     return tile_source.tile(store, layer, z, x, y, flt)
+
+
+_TAKING_APART = threading.Lock()
+
+
+def _taken_apart(store: Store, version: str, layer: str, z: int, x: int, y: int) -> subset.TileFeatures:
+    """The unfiltered tile taken apart, from this process's cache, else made once (threads asking for the same
+    tile meanwhile wait for it instead of doing it again)."""
+    key = f"features|{_etag(version, f'{layer}/{z}/{x}/{y}', Filter())}"
+    cache = _cache()
+    feats = cache.get(key)
+    if feats is not None:
+        return feats
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    with _TAKING_APART:
+        lock = app.extensions.setdefault("gisapp.taking_apart", {}).setdefault(key, threading.Lock())
+    try:
+        with lock:
+            feats = cache.get(key)
+            if feats is None:
+                feats = subset.take_apart(_shared_tile(store, version, Filter(), layer, z, x, y), layer)
+                cache.put(key, feats, feats.nbytes)
+    finally:
+        with _TAKING_APART:
+            app.extensions["gisapp.taking_apart"].pop(key, None)
+    return feats
 
 
 def _cache() -> tiles.TileCache:
