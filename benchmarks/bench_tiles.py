@@ -111,6 +111,7 @@ def tile_load_test(bases: list[str], tiles, clients: int, requests_per_client: i
 
 #: Filter kinds of the filtered-tile benchmark: name → URL query (``{ward}``, ``{q}`` filled from the data).
 FILTER_KINDS = {
+    "unfiltered": "",  # the floor: a file read from the shared folder, for comparison
     "ward": "ward={ward}",
     "status": "status=PROCESSING,RECEIVED",
     "procedure": "procedure=NEW_BUILD",

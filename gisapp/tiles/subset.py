@@ -25,14 +25,36 @@ Which features match:
   index and the filter's SQL, keys only, no geometry);
 * a ``bbox`` filter is built the old way (the exact geometry test is the store's).
 
-Measured (100,000 permits per layer, the benchmark's city, z14–z17, one
-process, see ``benchmarks/bench_tiles.py --filters``): building a filtered
-tile from the store as before costs what the unfiltered one costs, ~20–250
-ms per z14 tile; pre-rendering per-ward tiles would serve only the ward
-filter (and times the disk and the render time by the wards' count); the
-subset costs a parse of the unfiltered tile once per process and version,
-then ~1–5 ms per filtered tile in memory, or the key query (~5–20 ms) for a
-search.
+Measured (``python -m benchmarks.bench_tiles --filters --sizes 100000``: the
+benchmark's city at 100,000 permits per layer, mean over 16 tiles at z14 and
+z16, one process, on the 2-core machine shared with other jobs, load ~10),
+ms per filtered tile:
+
+=============  =====================  ==================  ==============
+filter         store builds it        subset: take apart  subset: tile
+               (the way before)       + select            taken apart
+=============  =====================  ==================  ==============
+ward           196 gpkg / 56 PostGIS  29 / 30             3.4 / 0.6
+status         131 / 14               29 / 25             1.5 / 3.6
+procedure      1,234 / 60             49 / 32             2.0 / 0.5
+channel        751 / 46               36 / 26             2.3 / 0.6
+from/to        462 / 97               38 / 56             1.9 / 1.4
+day            488 / 95               32 / 46             0.7 / 4.0
+as_of          54 / 82                24 / 41             0.8 / 0.4
+as_of+status   34 / 44                69 / 101            33 / 31
+q (search)     64 / 48                46 / 30             24 / 8.7
+=============  =====================  ==================  ==============
+
+The store's own filtered tile is slow on the GeoPackage when SQLite scans an
+attribute index of the whole layer instead of the R-tree; ``ST_AsMVT`` with
+the filter ("letting PostGIS do it") costs what the unfiltered tile costs.
+Pre-rendering per-ward tiles makes a ward's tile a file read (~0.1 ms) but
+serves the ward filter only, and multiplies the folder and the render time
+by the number of wards (and by every other filter value, if extended).
+The subset serves every filter kind: a tile is taken apart once per process
+and data version (tens of ms at z14, in memory after), and each filter then
+costs a few ms; a search or a status as of a day still asks the store, at
+about the store's own cost.
 """
 
 from __future__ import annotations
