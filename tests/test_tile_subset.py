@@ -209,3 +209,15 @@ def test_a_key_listed_twice_is_one_column():
         part = mapbox_vector_tile.decode(feats.select(np.array(mask)))["findings"]["features"]
         assert [f["properties"] for f in part] == [f["properties"] for f, m in zip(whole, mask) if m]
     assert subset.match("findings", feats, Filter(kinds=("CLASH",))).tolist() == [True, False, True]
+
+
+def test_a_ward_added_by_a_write_is_known_at_once(demo_store, busy):
+    """Ward codes are kept per process and data version: a write that adds a ward makes its code valid."""
+    client = create_app({"STORE": demo_store.url, "TESTING": True}).test_client()
+    z, x, y = busy["construction_permits"][0]
+    url = f"/tiles/construction_permits/{z}/{x}/{y}.mvt?ward=99999"
+    assert client.get(url).status_code == 400
+    ward = demo_store.read("wards").iloc[[0]].copy()
+    ward["ward_code"], ward["ward_key"] = "99999", "2022-99999"
+    demo_store.write({"wards": ward}, mode="upsert")
+    assert client.get(url).status_code == 204  # known now; no dossier has it
