@@ -75,16 +75,26 @@ def tile_keys(store: Store, layer: str, z: int, x: int, y: int, flt: Filter) -> 
     index (GiST, R-tree) and the filter's SQL, no geometry read.  ``None``
     for a store without either.
     """
-    lay = get_layer(layer)
     if isinstance(store, GeoPackageStore):
-        return store.box_keys(layer, tiles.store_box(z, x, y), flt.with_(bbox=None))
+        return _gpkg_keys(store, layer, z, x, y, flt.with_(bbox=None))
     if isinstance(store, PostGISStore):
-        where, params = store.where(lay, flt.with_(bbox=None))
-        where += (" AND " if where else " WHERE ") + f"geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})"
-        with store.connection() as con:
-            rows = con.execute(f"SELECT {lay.key} FROM {lay.name}{where}", [*params, *tiles.store_box(z, x, y)])
-            return [r[0] for r in rows.fetchall()]
+        return _postgis_keys(store, layer, z, x, y, flt.with_(bbox=None))
     return None
+
+
+def _gpkg_keys(store: GeoPackageStore, layer: str, z: int, x: int, y: int, flt: Filter) -> list[str]:
+    """:func:`tile_keys` on a GeoPackage: the R-tree and the filter's clauses, keys only."""
+    return store.box_keys(layer, tiles.store_box(z, x, y), flt)
+
+
+def _postgis_keys(store: PostGISStore, layer: str, z: int, x: int, y: int, flt: Filter) -> list[str]:
+    """:func:`tile_keys` on PostGIS: the GiST index and the filter's clauses, keys only."""
+    lay = get_layer(layer)
+    where, params = store.where(lay, flt)
+    where += (" AND " if where else " WHERE ") + f"geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})"
+    with store.connection() as con:
+        rows = con.execute(f"SELECT {lay.key} FROM {lay.name}{where}", [*params, *tiles.store_box(z, x, y)])
+        return [r[0] for r in rows.fetchall()]
 
 
 def tile_from_arrow(store: Store, layer: str, z: int, x: int, y: int, flt: Filter | None = None) -> bytes:
