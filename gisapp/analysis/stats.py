@@ -393,8 +393,9 @@ def dashboard(store: Store, flt: Filter, calendar: domain.Calendar, batch_size: 
     findings = ward_totals(store, FINDINGS, side, codes)
     rows, total = build_rows(counts, wards, sidewalk, findings)
     open_now = Filter(kinds=("UNPERMITTED",), date_from=dt.datetime.now(LOCAL).date() + dt.timedelta(days=1))
+    unpermitted = ward_totals(store, FINDINGS, open_now, [row.code for row in rows])  # one grouped query
     for row in rows:
-        row.unpermitted = store.count(FINDINGS, open_now.with_(wards=(row.code,)))
+        row.unpermitted = unpermitted[row.code]
     total.unpermitted = store.count(FINDINGS, open_now.with_(wards=flt.wards))
     months = month_range(monthly.index.get_level_values("month"))
     series = {}
