@@ -452,8 +452,9 @@ def page_columns(layer: Layer, names: list[str], flt: Filter | None,
     Without ``flt.as_of`` (or on a layer without history) the names themselves.  With it, each row as it
     was at the end of that day, in the page's own query: ``status`` is the key's last change on or before
     the day (one probe of the history's index per row of the page), else the current one; ``completed_on``
-    and ``issued_on`` after the day are empty (:func:`gisapp.history.as_of_rows` does the same to rows).  The day is written into the SQL as a date literal (it is a ``date``, never
-    text from a request).  ``with_history`` false: a store without a history table.
+    and ``issued_on`` after the day are empty (:func:`gisapp.history.as_of_rows` does the same to rows).
+    The day is written into the SQL as a date literal (it is a ``date``, never text from a request).
+    ``with_history`` false: a store without a history table.
     """
     day = flt.as_of if flt is not None else None
     if day is None or layer.name not in history.LAYER_KEYS:
