@@ -98,8 +98,9 @@ def items_cpu_ms(url: str, paths: list[str]) -> float:
     return 1000 * (time.process_time() - started) / len(paths)
 
 
-def map_first_view(base: str, day: dt.date, runs: int = 3) -> dict:
-    """``/?as_of=day`` in fresh Chromium contexts (empty cache): ms from navigation start to the dossiers painted."""
+def map_first_view(base: str, day: dt.date | None, runs: int = 3) -> dict:
+    """``/?as_of=day`` (``/`` when ``day`` is None) in fresh Chromium contexts (empty cache): ms from navigation
+    start to the dossiers painted."""
     from playwright.sync_api import sync_playwright
 
     from tests.browser_util import launch_chromium
@@ -110,7 +111,7 @@ def map_first_view(base: str, day: dt.date, runs: int = 3) -> dict:
         cdp = context.new_cdp_session(page)
         cdp.send("Network.enable")
         cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
-        page.goto(f"{base}/?as_of={day.isoformat()}", wait_until="commit")
+        page.goto(f"{base}/" + (f"?as_of={day.isoformat()}" if day else ""), wait_until="commit")
         page.wait_for_function("window.gisapp && gisapp.state.paintedAt.permits !== undefined && gisapp.idle()",
                                timeout=120000, polling=10)
         drawn, mode = page.evaluate("gisapp.state.paintedAt.permits"), page.evaluate("gisapp.state.mode.permits")
@@ -159,8 +160,9 @@ def run_backend(name: str, store, url: str, frames: dict, history, boxes, client
     with app_servers(url) as bases:
         if browser:
             row["map_as_of_first_view"] = view = map_first_view(bases[0], DAYS[1])
+            row["map_first_view"] = plain = map_first_view(bases[0], None)
             print(f"    map as of {DAYS[1]}, first view: median {view['median_ms']:,} ms {view['all_ms']} "
-                  f"({view['mode']})", flush=True)
+                  f"({view['mode']}); without as_of {plain['median_ms']:,} ms", flush=True)
         if not api:
             return row
         for day, limit in ((DAYS[1], None), (None, None), (DAYS[1], 1000), (None, 1000)):

@@ -450,11 +450,11 @@ def page_columns(layer: Layer, names: list[str], flt: Filter | None,
     """The SQL of a page's columns ``names`` and whether a last column (status from the history: 1/0) was added.
 
     Without ``flt.as_of`` (or on a layer without history) the names themselves.  With it, each row as it
-    was at the end of that day, in the page's own query: ``status`` is the history row whose interval
-    [``changed_on``, ``next_on``) holds the day (one index probe per row of the page), else the current
-    one; ``completed_on`` and ``issued_on`` after the day are empty (:func:`gisapp.history.as_of_rows`
-    does the same to rows).  The day is written into the SQL as a date literal (it is a ``date``, never
-    text from a request).  ``with_history`` false: a store without a history table.
+    was at the end of that day, in the page's own query: ``status`` is the key's last change on or before
+    the day (one probe of the history's index per row of the page), else the current one; ``completed_on``
+    and ``issued_on`` after the day are empty (:func:`gisapp.history.as_of_rows` does the same to rows).
+    The day is written into the SQL as a date literal (it is a ``date``, never text from a request).
+    ``with_history`` false: a store without a history table.
     """
     day = flt.as_of if flt is not None else None
     if day is None or layer.name not in history.LAYER_KEYS:
@@ -466,8 +466,9 @@ def page_columns(layer: Layer, names: list[str], flt: Filter | None,
     if not with_history:
         return [*out, "0"], True
     key = history.LAYER_KEYS[layer.name]
+    # the key's last change by then: the first entry of the history index read backwards (index only)
     then = (f"(SELECT h.status FROM {history.TABLE} h WHERE h.layer = '{layer.name}' AND h.key = {key} "
-            f"AND h.changed_on <= {literal} AND (h.{history.NEXT_ON} IS NULL OR h.{history.NEXT_ON} > {literal}))")
+            f"AND h.changed_on <= {literal} ORDER BY h.changed_on DESC, h.changed_at DESC, h.seq DESC LIMIT 1)")
     out = [f"COALESCE({then}, status)" if n == "status" else n for n in out]
     return [*out, f"CASE WHEN {then} IS NULL THEN 0 ELSE 1 END"], True
 

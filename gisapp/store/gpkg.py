@@ -1160,6 +1160,11 @@ def _finish(path: Path, layers) -> None:
             if lay.works_start_fields:  # the day filter's works period (dossiers)
                 con.execute(f'CREATE INDEX IF NOT EXISTS "ix_{lay.name}_works_start" ON "{lay.name}" '
                             f"({works_start_expression(lay)})")
+            if "ward_code" in lay.field_names and lay.date_field:  # per-ward counts as of a day (the map's
+                # zoomed-out view, the dashboard's sidewalk permits) from this index alone, not a row per feature
+                dates = ", ".join(dict.fromkeys(f for f in (lay.date_field, lay.end_date_field) if f))
+                con.execute(f'CREATE INDEX IF NOT EXISTS "ix_{lay.name}_ward_dates" ON "{lay.name}" '
+                            f"(ward_code, {dates})")
         con.commit()
         con.execute("PRAGMA wal_checkpoint")
     with open(path, "rb+") as fh:
