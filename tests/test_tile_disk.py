@@ -20,7 +20,7 @@ from gisapp.folders import UnsafeFolder
 from gisapp.store import open_store
 from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
-from gisapp.tiles.disk import TileDir, VersionChanged, render, tile_range, watch
+from gisapp.tiles.disk import TileDir, render, tile_range, watch
 from gisapp.web.app import create_app
 from tests.helpers import decode
 from tests.pg_server import free_port
@@ -61,8 +61,7 @@ def test_render_writes_every_tile_of_the_layers_as_the_store_builds_it(backend, 
     store.write(demo_frames[0], meta=demo_frames[1])
     tile_dir = TileDir(tmp_path / "tiles", store.url)
     report = render(store, tile_dir, (14, 15))
-    version_dir = tile_dir.version_dir(store.version())
-    on_disk = _tiles_on_disk(version_dir)
+    on_disk = _tiles_on_disk(tile_dir.base)
     assert report["tiles"] == len(on_disk) == report["built"] and report["zooms"] == [14, 15]
     assert tile_dir.status(store.version()) == report
     extent = next(i.extent for i in store.info() if i.name == LAYER)
@@ -78,8 +77,8 @@ def test_render_writes_every_tile_of_the_layers_as_the_store_builds_it(backend, 
         assert _content(body, layer) == _content(tile_source.tile(store, layer, z, x, y), layer), (layer, z, x, y)
     with_rows = {i.name for i in store.info() if i.count and i.name in tiles.TILE_FIELDS}
     assert {layer for *_, layer in on_disk} == with_rows == {LAYER, "sidewalk_permits"}  # no findings yet
-    again = render(store, tile_dir, (14, 15))
-    assert again["built"] == 0 and again["tiles"] == report["tiles"]
+    again = render(store, tile_dir, (14, 15))  # nothing written since: nothing to render
+    assert again["built"] == again["tiles"] == 0 and again["incremental"]
 
 
 def test_a_new_version_is_rendered_and_the_old_one_removed(demo_store, tmp_path):
@@ -94,10 +93,12 @@ def test_a_new_version_is_rendered_and_the_old_one_removed(demo_store, tmp_path)
     watch(lambda: open_store(demo_store.url), tile_dir, (14,), once=True)
     assert tile_dir.status(second)["zooms"] == [14]
     assert not tile_dir.version_dir(first).exists()
-    assert [p.name for p in tile_dir.root.iterdir() if p.is_dir()] == [tile_dir.version_dir(second).name]
+    assert {p.name for p in tile_dir.root.iterdir() if p.is_dir()} <= {tile_dir.version_dir(second).name, "tiles"}
+    for (z, x, y, layer), body in _tiles_on_disk(tile_dir.base).items():
+        assert _content(body, layer) == _content(tile_source.tile(demo_store, layer, z, x, y), layer)
 
 
-def test_a_write_during_rendering_stops_it_and_the_watcher_renders_the_new_data(demo_store, tmp_path):
+def test_a_write_during_rendering_is_rendered_next(demo_store, tmp_path):
     tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
     first = demo_store.version()
     kept = demo_store.read(LAYER)
@@ -106,13 +107,12 @@ def test_a_write_during_rendering_stops_it_and_the_watcher_renders_the_new_data(
         if message.startswith(f"{LAYER} z14"):
             demo_store.write({LAYER: kept.iloc[:10]})
 
-    with pytest.raises(VersionChanged):
-        render(demo_store, tile_dir, (14, 15), log=write_after_first_zoom)
-    assert tile_dir.status(first) is None and demo_store.version() != first
+    render(demo_store, tile_dir, (14, 15), log=write_after_first_zoom)
+    assert tile_dir.status(first)["zooms"] == [14, 15] and demo_store.version() != first
     watch(lambda: open_store(demo_store.url), tile_dir, (14, 15), once=True)
     second = demo_store.version()
     assert tile_dir.status(second)["zooms"] == [14, 15]
-    for (z, x, y, layer), body in _tiles_on_disk(tile_dir.version_dir(second)).items():
+    for (z, x, y, layer), body in _tiles_on_disk(tile_dir.base).items():
         assert _content(body, layer) == _content(tile_source.tile(demo_store, layer, z, x, y), layer)
 
 
@@ -171,7 +171,7 @@ def test_requests_write_back_only_tiles_the_renderer_would_make(demo_store, tmp_
     assert client.get(f"/tiles/{LAYER}/17/{x * 8}/{y * 8}.mvt").status_code in (200, 204)  # z17: not rendered
     assert client.get(f"/tiles/{LAYER}/14/0/0.mvt").status_code == 204  # empty, far away
     on_disk = _tiles_on_disk(tile_dir.version_dir(demo_store.version()))
-    assert list(on_disk) == [(z, x, y, LAYER)]
+    assert list(on_disk) == [(z, x, y, LAYER)] and not tile_dir.base.exists()
 
 
 def test_without_a_tile_folder_tiles_are_built_and_nothing_is_written(demo_store, tmp_path, monkeypatch):
@@ -237,6 +237,7 @@ def test_a_tile_that_cannot_be_written_stops_the_render_and_is_reported(demo_sto
     version_dir = tile_dir.version_dir(demo_store.version())
     version_dir.mkdir(parents=True)
     (version_dir / LAYER).write_text("a file where the layer's folder goes")  # as a full disk would, mkdir fails
+    assert tile_dir.state() is None
     with pytest.raises(OSError, match="cannot write tiles"):
         watch(lambda: open_store(demo_store.url), tile_dir, (14,), once=True)
     assert tile_dir.status(demo_store.version()) is None
