@@ -412,9 +412,11 @@ def boxed(entries: list[tuple], old: dict[str, tuple], new: dict[str, tuple]) ->
 
 def change_of(row: tuple) -> Change:
     """A :class:`Change` from a change-log row ``(seq, layer, key, kind, status, time, minx, miny, maxx, maxy)``."""
+    seq, layer, key, kind, status, time = row[:6]
     box = row[6:10]
-    return Change(*row[:6], bbox=None if len(box) < 4 or any(v is None for v in box)
-                  else tuple(float(v) for v in box))  # type: ignore[arg-type]
+    bbox = None if len(box) < 4 or any(v is None for v in box) else (
+        float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+    return Change(seq, layer, key, kind, status, time, bbox)
 
 
 def delete_rows(layer: Layer, gone) -> list[tuple[str, str | None, str, str | None]]:

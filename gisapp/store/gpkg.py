@@ -573,7 +573,7 @@ class GeoPackageStore(Store):
         if old_keys is not None and gone:
             old_keys = [k for k in old_keys if k not in set(gone)]
         entries = delete_rows(layer, gone) + change_rows(layer, frame, mode, old_keys)
-        old_boxes = self._old_boxes(layer, [e[1] for e in entries if e[2] in ("update", "delete")])
+        old_boxes = self._old_boxes(layer, [str(e[1]) for e in entries if e[2] in ("update", "delete")])
         return boxed(entries, old_boxes, frame_boxes(layer, frame))
 
     def _old_boxes(self, layer: Layer, keys: list[str]) -> dict[str, tuple]:
