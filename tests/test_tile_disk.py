@@ -321,3 +321,39 @@ def test_the_renderer_ends_with_a_server_that_is_killed(demo_store, tmp_path):
     for pid in left:  # do not leave it running when the test fails
         os.kill(pid, signal.SIGKILL)
     assert left == []
+
+
+@pytest.mark.slow
+def test_a_killed_renderer_is_started_again_by_the_server(demo_store, tmp_path):
+    port = free_port()
+    env = {**os.environ, "GISAPP_TILE_DIR": str(tmp_path / "tiles"), "GISAPP_TILE_WARM": "14"}
+    proc = subprocess.Popen([sys.executable, "-m", "gisapp", "--store", demo_store.url, "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not _watchers(demo_store.url):
+            assert proc.poll() is None and time.monotonic() < deadline, "no renderer started"
+            time.sleep(0.1)
+        first = _watchers(demo_store.url)
+        os.kill(first[0], signal.SIGKILL)  # as the memory killer would
+        deadline = time.monotonic() + 30
+        while not [p for p in _watchers(demo_store.url) if p not in first]:
+            assert proc.poll() is None and time.monotonic() < deadline, "the renderer was not started again"
+            time.sleep(0.1)
+        assert len(_watchers(demo_store.url)) == 1
+        deadline = time.monotonic() + 60  # and the new one renders
+        tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+        while not tile_dir.ready(demo_store.version(), (14,)):
+            assert time.monotonic() < deadline, "the restarted renderer did not render"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert "ended with code -9" in out and "starting it again" in out
+    deadline = time.monotonic() + 10
+    while _watchers(demo_store.url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _watchers(demo_store.url)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
