@@ -427,9 +427,23 @@ def encode_rings(name: str, rings: Rings, columns: dict, *, extent: int = EXTENT
 
 
 def _ids(values, feats: np.ndarray) -> np.ndarray:
-    """The MVT id (:func:`feature_id`) of each of ``feats`` from its key in ``values``; −1 where it has none."""
-    keys = _strings(values).take(pa.array(feats)).to_pylist()
-    return np.array([-1 if k is None else feature_id(k) for k in keys], np.int64)
+    """The MVT id (:func:`feature_id`) of each of ``feats`` from its key in ``values``; −1 where it has none.
+
+    The keys' UTF-8 bytes are sliced from the Arrow buffer and hashed one by
+    one (``hashlib``, ~0.5 µs each); the 52 bits are read from the digests by numpy.
+    """
+    keys = _strings(values).take(pa.array(feats))
+    if not len(keys):
+        return np.empty(0, np.int64)
+    offsets = np.frombuffer(keys.buffers()[1], np.int32)[keys.offset:keys.offset + len(keys) + 1].tolist()
+    data = keys.buffers()[2]
+    raw = b"" if data is None else data.to_pybytes()
+    md5 = hashlib.md5
+    digests = np.frombuffer(b"".join([md5(raw[a:b]).digest() for a, b in zip(offsets[:-1], offsets[1:])]),
+                            np.uint8).reshape(-1, 16)[:, :7].astype(np.uint64)
+    weights = np.uint64(1) << (np.arange(6, -1, -1, dtype=np.uint64) * np.uint64(8))
+    ids = ((digests * weights).sum(axis=1, dtype=np.uint64) >> np.uint64(4)).astype(np.int64)
+    return np.where(keys.is_null().to_numpy(zero_copy_only=False), -1, ids)
 
 
 def _rounded(rings: Rings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
