@@ -214,3 +214,34 @@ def test_a_renderer_stopped_midway_leaves_its_position_and_the_next_run_repairs(
     assert render(store, tile_dir, ZOOMS)["incremental"]
     assert tile_dir.state()["seq"] == snapshot(store)[1]
     _assert_equal_to_a_full_render(store, tile_dir, tmp_path)
+
+
+def test_a_write_that_fails_halfway_marks_no_tile(store, frames, tmp_path, monkeypatch):
+    from gisapp.store import StoreError
+    from gisapp.store import gpkg as gpkg_store
+    from gisapp.store import postgis as postgis_store
+
+    tile_dir = TileDir(tmp_path / "tiles", store.url)
+    render(store, tile_dir, ZOOMS)
+    before = _files(tile_dir.base)
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    if isinstance(store, postgis_store.PostGISStore):
+        monkeypatch.setattr(postgis_store, "_before_swap", fail)
+    else:  # the log's rows are written, then the write fails: in place (rolled back) or into the copy
+        real = gpkg_store._changes_into
+
+        def fail_after(con, entries):
+            real(con, entries)
+            raise OSError("disk full")
+
+        monkeypatch.setattr(gpkg_store, "_changes_into", fail_after)
+    key = frames[0][PERMITS]["dossier_code"].iloc[3]
+    with pytest.raises((OSError, StoreError)):
+        store.write({PERMITS: _moved(frames, key, 800.0, 800.0)}, mode="upsert")
+    monkeypatch.undo()
+    report = render(store, tile_dir, ZOOMS)
+    assert report["incremental"] and report["tiles"] == 0 and _files(tile_dir.base) == before
+    _assert_equal_to_a_full_render(store, tile_dir, tmp_path)
