@@ -66,6 +66,7 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -93,6 +94,9 @@ MAX_RETRY_S = 300.0
 LOG_PAGE = 10_000
 #: Beyond this many changed features of one layer since the folder's position, the layer is rendered whole.
 MAX_BOXES = 50_000
+#: Tiles built at once by the renderer (both cores: shapely, numpy and PostGIS work outside Python's lock; the
+#: renderer runs at low priority, so requests still come first).
+RENDER_THREADS = 2
 #: Tile units added around a changed box beyond the tile's buffer (the encoders' interpolated and affine
 #: projections stay within a fraction of a unit of PROJ; this covers them with room to spare).
 DIRTY_MARGIN = 4
@@ -533,6 +537,19 @@ def _build(store: Store, tile_dir: TileDir, version: str, layer: str, z: int, x:
     return body, True
 
 
+def _build_all(store: Store, tile_dir: TileDir, version: str, layer: str, z: int, todo: list[tuple[int, int]]):
+    """:func:`_build` of each tile of ``todo`` at zoom ``z``, :data:`RENDER_THREADS` at a time, in order:
+    ``((x, y), body, built)``."""
+    if len(todo) < 2:
+        for x, y in todo:
+            yield (x, y), *_build(store, tile_dir, version, layer, z, x, y)
+        return
+    with ThreadPoolExecutor(RENDER_THREADS) as pool:
+        for (x, y), (body, new) in zip(todo, pool.map(
+                lambda t: _build(store, tile_dir, version, layer, z, *t), todo)):
+            yield (x, y), body, new
+
+
 def _render_dirty(store: Store, tile_dir: TileDir, version: str, layer: str, dirty: Dirty, zooms: list[int],
                   counter: RenderProgress, log) -> tuple[int, int]:
     """Render the tiles of ``layer`` the changes touched into the version's folder and the current one."""
@@ -542,8 +559,7 @@ def _render_dirty(store: Store, tile_dir: TileDir, version: str, layer: str, dir
         if not todo:
             continue
         counter.zoom(layer, z, len(todo))
-        for x, y in todo:
-            body, new = _build(store, tile_dir, version, layer, z, x, y)
+        for (x, y), body, new in _build_all(store, tile_dir, version, layer, z, todo):
             if not tile_dir.put(None, layer, z, x, y, body):
                 raise OSError(f"cannot write tiles into {tile_dir.base}")
             count, built = count + 1, built + new
@@ -571,8 +587,7 @@ def _render_whole(store: Store, tile_dir: TileDir, version: str, layer: str, ext
                     for dx in range(step) for dy in range(step)]
         full = []
         counter.zoom(layer, z, len(todo))
-        for x, y in todo:
-            body, new = _build(store, tile_dir, version, layer, z, x, y)
+        for (x, y), body, new in _build_all(store, tile_dir, version, layer, z, todo):
             count, built = count + 1, built + new
             counter.tile()
             if body:
