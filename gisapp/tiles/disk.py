@@ -418,6 +418,7 @@ class RenderProgress:
     def __init__(self, tile_dir: TileDir, version: str, progress: Progress = SILENT):
         self.layers: dict[str, dict[str, dict[str, int]]] = {}
         self.progress, self.tiles_done = progress, 0
+        self.tile_dir, self.beaten = tile_dir, time.monotonic()
         tile_dir.root.mkdir(exist_ok=True)
         self.file = StatusFile(tile_dir.root / PROGRESS, extra={"state": "rendering", "version": _digest(version)})
 
@@ -437,6 +438,9 @@ class RenderProgress:
         stage = f"render {self.layer} z{self.z}"
         self.file(stage, counts["done"], counts["planned"], "tiles")
         self.progress(stage, counts["done"], counts["planned"], "tiles")
+        if time.monotonic() - self.beaten > HEARTBEAT_S:  # a long render is a live renderer
+            self.tile_dir.beat()
+            self.beaten = time.monotonic()
 
     def finish(self, state: str = "done") -> None:
         """Write the last state (``done``, or ``stopped`` when the render did not end)."""
@@ -575,7 +579,6 @@ def _render_whole(store: Store, tile_dir: TileDir, version: str, layer: str, ext
     count = built = 0
     if extent is None:
         return 0, 0
-    beat = time.monotonic()
     parents = None
     for z in zooms:
         if parents is None:
@@ -592,9 +595,6 @@ def _render_whole(store: Store, tile_dir: TileDir, version: str, layer: str, ext
             counter.tile()
             if body:
                 full.append((x, y))
-            if time.monotonic() - beat > HEARTBEAT_S:
-                tile_dir.beat()
-                beat = time.monotonic()
         parents = (z, full)
         if log:
             log(f"{layer} z{z}: {len(todo)} tiles, {len(full)} with features")
