@@ -64,7 +64,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -541,35 +541,47 @@ def _build(store: Store, tile_dir: TileDir, version: str, layer: str, z: int, x:
     return body, True
 
 
-def _build_all(store: Store, tile_dir: TileDir, version: str, layer: str, z: int, todo: list[tuple[int, int]]):
-    """:func:`_build` of each tile of ``todo`` at zoom ``z``, :data:`RENDER_THREADS` at a time, in order:
-    ``((x, y), body, built)``."""
+def _build_all(store: Store, tile_dir: TileDir, version: str, layer: str, todo: list[tuple[int, int, int]]):
+    """:func:`_build` of each tile ``(z, x, y)`` of ``todo``, :data:`RENDER_THREADS` at a time, in order:
+    ``((z, x, y), body, built)``."""
     if len(todo) < 2:
-        for x, y in todo:
-            yield (x, y), *_build(store, tile_dir, version, layer, z, x, y)
+        for z, x, y in todo:
+            yield (z, x, y), *_build(store, tile_dir, version, layer, z, x, y)
         return
-    with ThreadPoolExecutor(RENDER_THREADS) as pool:
-        for (x, y), (body, new) in zip(todo, pool.map(
-                lambda t: _build(store, tile_dir, version, layer, z, *t), todo)):
-            yield (x, y), body, new
+    pool = ThreadPoolExecutor(RENDER_THREADS)
+    ahead: deque = deque()
+    try:
+        for t in todo:
+            ahead.append((t, pool.submit(_build, store, tile_dir, version, layer, *t)))
+            if len(ahead) > 2 * RENDER_THREADS:  # a few ahead only: a stopped render stops soon
+                t0, future = ahead.popleft()
+                yield t0, *future.result()
+        while ahead:
+            t0, future = ahead.popleft()
+            yield t0, *future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _render_dirty(store: Store, tile_dir: TileDir, version: str, layer: str, dirty: Dirty, zooms: list[int],
                   counter: RenderProgress, log) -> tuple[int, int]:
     """Render the tiles of ``layer`` the changes touched into the version's folder and the current one."""
     count = built = 0
-    for z in zooms:
-        todo = sorted(dirty.tiles(layer, z))
-        if not todo:
-            continue
-        counter.zoom(layer, z, len(todo))
-        for (x, y), body, new in _build_all(store, tile_dir, version, layer, z, todo):
-            if not tile_dir.put(None, layer, z, x, y, body):
-                raise OSError(f"cannot write tiles into {tile_dir.base}")
-            count, built = count + 1, built + new
-            counter.tile()
-        if log:
-            log(f"{layer} z{z}: {len(todo)} tiles changed")
+    per_zoom = {z: sorted(dirty.tiles(layer, z)) for z in zooms}
+    todo = [(z, x, y) for z in zooms for x, y in per_zoom[z]]  # all zooms at once: a save touches one tile each
+    current = None
+    for (z, x, y), body, new in _build_all(store, tile_dir, version, layer, todo):
+        if z != current:
+            if current is not None and log:
+                log(f"{layer} z{current}: {len(per_zoom[current])} tiles changed")
+            counter.zoom(layer, z, len(per_zoom[z]))
+            current = z
+        if not tile_dir.put(None, layer, z, x, y, body):
+            raise OSError(f"cannot write tiles into {tile_dir.base}")
+        count, built = count + 1, built + new
+        counter.tile()
+    if current is not None and log:
+        log(f"{layer} z{current}: {len(per_zoom[current])} tiles changed")
     return count, built
 
 
@@ -590,7 +602,7 @@ def _render_whole(store: Store, tile_dir: TileDir, version: str, layer: str, ext
                     for dx in range(step) for dy in range(step)]
         full = []
         counter.zoom(layer, z, len(todo))
-        for (x, y), body, new in _build_all(store, tile_dir, version, layer, z, todo):
+        for (_, x, y), body, new in _build_all(store, tile_dir, version, layer, [(z, x, y) for x, y in todo]):
             count, built = count + 1, built + new
             counter.tile()
             if body:
