@@ -548,7 +548,7 @@ def _build_all(store: Store, tile_dir: TileDir, version: str, layer: str, todo: 
         for z, x, y in todo:
             yield (z, x, y), *_build(store, tile_dir, version, layer, z, x, y)
         return
-    pool = ThreadPoolExecutor(RENDER_THREADS)
+    pool = _pool()
     ahead: deque = deque()
     try:
         for t in todo:
@@ -560,7 +560,24 @@ def _build_all(store: Store, tile_dir: TileDir, version: str, layer: str, todo: 
             t0, future = ahead.popleft()
             yield t0, *future.result()
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for _, future in ahead:
+            future.cancel()
+        for _, future in ahead:
+            if not future.cancelled():
+                future.exception()  # wait for the one running: nothing writes after the render ended
+
+
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The renderer's threads, kept for the process: each keeps its store connections (a GeoPackage reader's
+    page cache) warm from one render to the next."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="gisapp-render"))
+        return _POOL[0]
 
 
 def _render_dirty(store: Store, tile_dir: TileDir, version: str, layer: str, dirty: Dirty, zooms: list[int],
