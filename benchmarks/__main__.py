@@ -29,6 +29,7 @@ BENCHMARKS = [
     ("benchmarks.bench_time", [], ["--sizes", "20000", "--log-rows", "20000", "--requests", "60"]),
     ("benchmarks.bench_tiles", ["--filters", "--sizes", "100000,1000000"],
      ["--filters", "--sizes", "100000", "--requests", "80", "--tiles", "20"]),
+    ("benchmarks.bench_retile", ["--sizes", "100000,1000000"], ["--sizes", "10000", "--saves", "2", "--upsert", "200"]),
 ]
 
 
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     parser.add_argument("names", nargs="*", help="analysis, import, export, map, postgis, history, reports, field, "
-                        "progress, occupancy, time, tiles (default: all)")
+                        "progress, occupancy, time, tiles, retile (default: all)")
     args = parser.parse_args(argv)
     failed = 0
     for module, full, quick in BENCHMARKS:

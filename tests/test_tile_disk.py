@@ -23,7 +23,7 @@ from gisapp.folders import UnsafeFolder
 from gisapp.store import open_store
 from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
-from gisapp.tiles.disk import TileDir, VersionChanged, render, tile_range, watch
+from gisapp.tiles.disk import TileDir, render, tile_range, watch
 from gisapp.web.app import create_app
 from tests.helpers import decode
 from tests.pg_server import free_port
@@ -64,8 +64,7 @@ def test_render_writes_every_tile_of_the_layers_as_the_store_builds_it(backend, 
     store.write(demo_frames[0], meta=demo_frames[1])
     tile_dir = TileDir(tmp_path / "tiles", store.url)
     report = render(store, tile_dir, (14, 15))
-    version_dir = tile_dir.version_dir(store.version())
-    on_disk = _tiles_on_disk(version_dir)
+    on_disk = _tiles_on_disk(tile_dir.base)
     assert report["tiles"] == len(on_disk) == report["built"] and report["zooms"] == [14, 15]
     assert tile_dir.status(store.version()) == report
     extent = next(i.extent for i in store.info() if i.name == LAYER)
@@ -81,8 +80,8 @@ def test_render_writes_every_tile_of_the_layers_as_the_store_builds_it(backend, 
         assert _content(body, layer) == _content(tile_source.tile(store, layer, z, x, y), layer), (layer, z, x, y)
     with_rows = {i.name for i in store.info() if i.count and i.name in tiles.TILE_FIELDS}
     assert {layer for *_, layer in on_disk} == with_rows == {LAYER, "sidewalk_permits"}  # no findings yet
-    again = render(store, tile_dir, (14, 15))
-    assert again["built"] == 0 and again["tiles"] == report["tiles"]
+    again = render(store, tile_dir, (14, 15))  # nothing written since: nothing to render
+    assert again["built"] == again["tiles"] == 0 and again["incremental"]
 
 
 def test_a_new_version_is_rendered_and_the_old_one_removed(demo_store, tmp_path):
@@ -97,10 +96,12 @@ def test_a_new_version_is_rendered_and_the_old_one_removed(demo_store, tmp_path)
     watch(lambda: open_store(demo_store.url), tile_dir, (14,), once=True)
     assert tile_dir.status(second)["zooms"] == [14]
     assert not tile_dir.version_dir(first).exists()
-    assert [p.name for p in tile_dir.root.iterdir() if p.is_dir()] == [tile_dir.version_dir(second).name]
+    assert {p.name for p in tile_dir.root.iterdir() if p.is_dir()} <= {tile_dir.version_dir(second).name, "tiles"}
+    for (z, x, y, layer), body in _tiles_on_disk(tile_dir.base).items():
+        assert _content(body, layer) == _content(tile_source.tile(demo_store, layer, z, x, y), layer)
 
 
-def test_a_write_during_rendering_stops_it_and_the_watcher_renders_the_new_data(demo_store, tmp_path):
+def test_a_write_during_rendering_is_rendered_next(demo_store, tmp_path):
     tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
     first = demo_store.version()
     kept = demo_store.read(LAYER)
@@ -109,13 +110,12 @@ def test_a_write_during_rendering_stops_it_and_the_watcher_renders_the_new_data(
         if message.startswith(f"{LAYER} z14"):
             demo_store.write({LAYER: kept.iloc[:10]})
 
-    with pytest.raises(VersionChanged):
-        render(demo_store, tile_dir, (14, 15), log=write_after_first_zoom)
-    assert tile_dir.status(first) is None and demo_store.version() != first
+    render(demo_store, tile_dir, (14, 15), log=write_after_first_zoom)
+    assert tile_dir.status(first)["zooms"] == [14, 15] and demo_store.version() != first
     watch(lambda: open_store(demo_store.url), tile_dir, (14, 15), once=True)
     second = demo_store.version()
     assert tile_dir.status(second)["zooms"] == [14, 15]
-    for (z, x, y, layer), body in _tiles_on_disk(tile_dir.version_dir(second)).items():
+    for (z, x, y, layer), body in _tiles_on_disk(tile_dir.base).items():
         assert _content(body, layer) == _content(tile_source.tile(demo_store, layer, z, x, y), layer)
 
 
@@ -182,7 +182,7 @@ def test_requests_write_back_only_tiles_the_renderer_would_make(demo_store, tmp_
     assert client.get(f"/tiles/{LAYER}/17/{x * 8}/{y * 8}.mvt").status_code in (200, 204)  # z17: not rendered
     assert client.get(f"/tiles/{LAYER}/14/0/0.mvt").status_code == 204  # empty, far away
     on_disk = _tiles_on_disk(tile_dir.version_dir(demo_store.version()))
-    assert list(on_disk) == [(z, x, y, LAYER)]
+    assert list(on_disk) == [(z, x, y, LAYER)] and not tile_dir.base.exists()
 
 
 def test_without_a_tile_folder_tiles_are_built_and_nothing_is_written(demo_store, tmp_path, monkeypatch):
@@ -248,6 +248,7 @@ def test_a_tile_that_cannot_be_written_stops_the_render_and_is_reported(demo_sto
     version_dir = tile_dir.version_dir(demo_store.version())
     version_dir.mkdir(parents=True)
     (version_dir / LAYER).write_text("a file where the layer's folder goes")  # as a full disk would, mkdir fails
+    assert tile_dir.state() is None
     with pytest.raises(OSError, match="cannot write tiles"):
         watch(lambda: open_store(demo_store.url), tile_dir, (14,), once=True)
     assert tile_dir.status(demo_store.version()) is None
@@ -329,5 +330,41 @@ def test_the_renderer_ends_with_a_server_that_is_killed(demo_store, tmp_path):
         time.sleep(0.1)
     left = _watchers(demo_store.url)
     for pid in left:  # do not leave it running when the test fails
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+
+
+@pytest.mark.slow
+def test_a_killed_renderer_is_started_again_by_the_server(demo_store, tmp_path):
+    port = free_port()
+    env = {**os.environ, "GISAPP_TILE_DIR": str(tmp_path / "tiles"), "GISAPP_TILE_WARM": "14"}
+    proc = subprocess.Popen([sys.executable, "-m", "gisapp", "--store", demo_store.url, "serve", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while not _watchers(demo_store.url):
+            assert proc.poll() is None and time.monotonic() < deadline, "no renderer started"
+            time.sleep(0.1)
+        first = _watchers(demo_store.url)
+        os.kill(first[0], signal.SIGKILL)  # as the memory killer would
+        deadline = time.monotonic() + 30
+        while not [p for p in _watchers(demo_store.url) if p not in first]:
+            assert proc.poll() is None and time.monotonic() < deadline, "the renderer was not started again"
+            time.sleep(0.1)
+        assert len(_watchers(demo_store.url)) == 1
+        deadline = time.monotonic() + 60  # and the new one renders
+        tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+        while not tile_dir.ready(demo_store.version(), (14,)):
+            assert time.monotonic() < deadline, "the restarted renderer did not render"
+            time.sleep(0.2)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert "ended with code -9" in out and "starting it again" in out
+    deadline = time.monotonic() + 10
+    while _watchers(demo_store.url) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _watchers(demo_store.url)
+    for pid in left:
         os.kill(pid, signal.SIGKILL)
     assert left == []

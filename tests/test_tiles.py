@@ -7,6 +7,7 @@ neither shares code with :mod:`gisapp.tiles.mvt`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import math
 import os
 import re
@@ -554,3 +555,55 @@ def test_cached_tiles_never_outlive_a_write(backend, tmp_path, request, frames, 
     assert set(decode(after.data, "construction_permits")) == set(
         decode(tile_source.tile(s, "construction_permits", z, x, y), "construction_permits"))
     assert set(decode(after.data, "construction_permits")) < set(decode(before.data, "construction_permits"))
+
+
+# -- feature ids and rings rounding breaks (issue 15 item 7) ----------------------------------------
+
+@pytest.mark.parametrize("layer", TILE_LAYERS)
+def test_features_carry_a_stable_id_made_from_their_key(store, busiest, layer):
+    key = LAYERS[layer].key
+    z, x, y = busiest[layer][0]
+    features = mapbox_vector_tile.decode(tile_source.tile(store, layer, z, x, y))[layer]["features"]
+    assert features
+    for f in features:
+        assert f["id"] == tiles.feature_id(f["properties"][key]) < 2**53  # exact in a JavaScript number
+    assert tiles.feature_id("a") == int(hashlib.md5(b"a").hexdigest()[:13], 16)
+
+
+#: A ring valid as drawn that rounding to tile units makes touch itself: (10, 0.6) and (10.4, 0.7) both
+#: round to (10, 1), where the thin neck closes.
+NECK = shapely.Polygon([(0, 0), (10, 0.6), (20, 0), (20, 5), (10.4, 0.7), (0, 5)])
+
+
+def test_a_ring_rounding_makes_touch_itself_is_repaired():
+    assert NECK.is_valid
+    assert not shapely.Polygon(np.rint(np.asarray(NECK.exterior.coords))).is_valid  # what plain rounding gives
+    rng = np.random.default_rng(5)
+    necks = [shapely.affinity.translate(NECK, float(dx), float(dy)) for dx, dy in rng.integers(100, 3900, (50, 2))]
+    spike = shapely.Polygon([(300, 300), (340, 300), (340, 340), (320.45, 340), (320.4, 360.2), (320.3, 340),
+                             (300, 340)])  # a needle a fraction of a unit wide: rounds to a spike
+    assert spike.is_valid
+    plain = shapely.box(1000, 1000, 1100, 1100)
+    geoms = np.array([*necks, spike, plain], dtype=object)
+    keys = [f"n{i}" for i in range(len(necks))] + ["spike", "plain"]
+    flip = [1, 0, 0, -1, 0, 4096]  # map units with y up → tile units
+    body = tiles.encode_polygons("t", [shapely.affinity.affine_transform(g, flip) for g in geoms], {"key": keys},
+                                 (0, 0, 4096, 4096), id_field="key")
+    got = {f["properties"]["key"]: f for f in mapbox_vector_tile.decode(
+        body, default_options={"y_coord_down": True})["t"]["features"]}
+    assert set(got) == set(keys)
+    for key, source in zip(keys, geoms):
+        decoded = shapely.affinity.affine_transform(shape(got[key]["geometry"]), flip)
+        assert decoded.is_valid, (key, decoded.wkt)
+        assert abs(decoded.area - source.area) <= 0.1 * source.area + 8, key
+        assert got[key]["id"] == tiles.feature_id(key)
+
+
+@pytest.mark.postgis
+def test_postgis_tiles_make_such_a_ring_valid_too(tmp_path, request):
+    pg = new_store("postgis", tmp_path, request)
+    with pg.connection(check_schema=False) as con:
+        valid, kind = con.execute(
+            "SELECT ST_IsValid(g), GeometryType(g) FROM (SELECT ST_AsMVTGeom(ST_GeomFromText(%s), "
+            "ST_MakeEnvelope(0, 0, 4096, 4096), 4096, 64, true) AS g) s", [NECK.wkt]).fetchone()
+    assert valid and kind in ("POLYGON", "MULTIPOLYGON")

@@ -8,7 +8,7 @@ import click
 
 from gisapp.cli.context import Context
 from gisapp.cli.seed import seed
-from gisapp.tiles.watch import start_watcher, stop_watcher
+from gisapp.tiles.watch import Renderer
 from gisapp.web.app import create_app
 from gisapp.web.server import serve_gunicorn
 
@@ -30,7 +30,7 @@ def serve(click_ctx, host: str, port: int, workers: int, threads: int, seed_if_m
     ctx.store().info()  # fail early with a clear message
     app = create_app({"STORE": ctx.config["STORE"]})
     click.echo(f"gisapp on http://{host}:{port}/ (store {ctx.config['STORE']})")
-    owner, watcher = os.getpid(), start_watcher(ctx.config["STORE"], ctx.config)
+    owner, renderer = os.getpid(), Renderer(ctx.config["STORE"], ctx.config).start()  # started again if it ends
     try:
         if workers:
             serve_gunicorn(app, host=host, port=port, workers=workers, threads=threads)
@@ -38,4 +38,4 @@ def serve(click_ctx, host: str, port: int, workers: int, threads: int, seed_if_m
             app.run(host=host, port=port, debug=False, use_reloader=False)
     finally:
         if os.getpid() == owner:  # not in a gunicorn worker, which leaves through here too
-            stop_watcher(watcher)
+            renderer.stop()

@@ -53,7 +53,7 @@ def render_command(ctx: Context, zooms: str | None):
 
 @tiles_group.command("watch")
 @click.option("--zooms", default=None, help="Zoom levels, e.g. 14-17 (default: GISAPP_TILE_WARM).")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+@click.option("--interval", type=click.FloatRange(min=0.1), default=1.0, show_default=True,
               help="Seconds between two looks at the store's version.")
 @click.option("--parent", type=int, default=None, hidden=True,
               help="Process id of the server that started it: run at low priority and end with it.")

@@ -79,7 +79,11 @@ REPLACE_DETAIL_MAX = 10_000
 class Change:
     """One entry of the change log: the ``seq``-th, of ``layer``'s feature ``key`` (``None`` for a
     ``replace``), its kind (:data:`CHANGE_KINDS`), its new status (``None`` for deletes, replaces and
-    layers without one) and when it was written (UTC, ISO 8601)."""
+    layers without one) and when it was written (UTC, ISO 8601).
+
+    ``bbox``: the box ``(minx, miny, maxx, maxy)`` in EPSG:5899 holding the feature's geometry before
+    and after the write (what it may have changed on a map: the tiles to render again); ``None`` for a
+    ``replace``, a feature without geometry, and entries logged before the box was (then: anywhere)."""
 
     seq: int
     layer: str
@@ -87,6 +91,7 @@ class Change:
     kind: str
     status: str | None
     time: str
+    bbox: tuple[float, float, float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -390,6 +395,46 @@ def change_rows(layer: Layer, frame: pd.DataFrame, mode: str, old_keys) -> list[
     if mode == "replace":
         rows += [(layer.name, g, "delete", None) for g in sorted(old - set(keys))]
     return rows
+
+
+#: A change-log entry as a write appends it: layer, key, kind, status, then its box (four numbers or ``None``s).
+LogEntry = tuple
+
+
+def frame_boxes(layer: Layer, frame: pd.DataFrame) -> dict[str, tuple[float, float, float, float]]:
+    """The bounding box (EPSG:5899) of each feature of ``frame`` with a geometry, by key."""
+    if not len(frame) or "geometry" not in frame:
+        return {}
+    bounds = shapely.bounds(np.asarray(frame.geometry.values, dtype=object))
+    keys = [str(k) for k in frame[layer.key]]
+    return {k: (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
+            for k, b in zip(keys, bounds) if not np.isnan(b[0])}
+
+
+def boxed(entries: list[tuple], old: dict[str, tuple], new: dict[str, tuple]) -> list[LogEntry]:
+    """``entries`` (``(layer, key, kind, status)``) each with the box of its feature's ``old`` and ``new``
+    geometry together (see :attr:`Change.bbox`): ``(layer, key, kind, status, minx, miny, maxx, maxy)``."""
+    out = []
+    for entry in entries:
+        key, kind = entry[1], entry[2]
+        boxes = [] if kind == "replace" else [b for b in (old.get(key), None if kind == "delete" else new.get(key))
+                                              if b is not None]
+        if boxes:
+            box = (min(b[0] for b in boxes), min(b[1] for b in boxes),
+                   max(b[2] for b in boxes), max(b[3] for b in boxes))
+        else:
+            box = (None, None, None, None)
+        out.append((*entry, *box))
+    return out
+
+
+def change_of(row: tuple) -> Change:
+    """A :class:`Change` from a change-log row ``(seq, layer, key, kind, status, time, minx, miny, maxx, maxy)``."""
+    seq, layer, key, kind, status, time = row[:6]
+    box = row[6:10]
+    bbox = None if len(box) < 4 or any(v is None for v in box) else (
+        float(box[0]), float(box[1]), float(box[2]), float(box[3]))
+    return Change(seq, layer, key, kind, status, time, bbox)
 
 
 def delete_rows(layer: Layer, gone) -> list[tuple[str, str | None, str, str | None]]:

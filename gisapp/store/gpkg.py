@@ -41,7 +41,6 @@ from gisapp.store.base import (
     INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
-    Change,
     ChangePage,
     LayerInfo,
     Page,
@@ -50,6 +49,8 @@ from gisapp.store.base import (
     aggregate_columns,
     aggregate_frame,
     attribute_clauses,
+    boxed,
+    change_of,
     change_rows,
     change_time,
     check_delete,
@@ -58,6 +59,7 @@ from gisapp.store.base import (
     dossier_counts_sql,
     empty_frame,
     field_names,
+    frame_boxes,
     geojson_texts,
     geometry_column,
     inspection_of,
@@ -632,21 +634,35 @@ class GeoPackageStore(Store):
                 return ChangePage(None, 0, [])
             log_id = con.execute(f"SELECT id FROM {CHANGE_LOG_TABLE}").fetchone()
             last = con.execute(f"SELECT coalesce(max(seq), 0) FROM {CHANGES_TABLE}").fetchone()[0]
-            rows = con.execute(f"SELECT seq, layer, key, kind, status, changed_at FROM {CHANGES_TABLE} "
+            boxes = ", ".join(BOX_COLUMNS) if _has_boxes(con) else "NULL, NULL, NULL, NULL"  # a file from before
+            rows = con.execute(f"SELECT seq, layer, key, kind, status, changed_at, {boxes} FROM {CHANGES_TABLE} "
                                "WHERE seq > ? ORDER BY seq LIMIT ?", [int(after), int(limit)]).fetchall()
-        return ChangePage(log_id[0] if log_id else None, int(last), [Change(*r) for r in rows])
+        return ChangePage(log_id[0] if log_id else None, int(last), [change_of(r) for r in rows])
 
     def _log_entries(self, layer: Layer, frame: gpd.GeoDataFrame, mode: str, exists: bool,
                      deleted: list[str]) -> list[tuple]:
         """The change-log entries of writing ``frame`` (coerced) to ``layer`` after deleting ``deleted`` keys."""
         if not exists:
-            return change_rows(layer, frame, mode, None if mode == "replace" and replace_is_compact(0, len(frame))
-                               else [])
+            return boxed(change_rows(layer, frame, mode, None if mode == "replace"
+                                     and replace_is_compact(0, len(frame)) else []), {}, frame_boxes(layer, frame))
         gone = self._old_keys(layer, pd.DataFrame({layer.key: deleted}), "upsert") if deleted else []
         old_keys = self._old_keys(layer, frame, mode)
         if old_keys is not None and gone:
             old_keys = [k for k in old_keys if k not in set(gone)]
-        return delete_rows(layer, gone) + change_rows(layer, frame, mode, old_keys)
+        entries = delete_rows(layer, gone) + change_rows(layer, frame, mode, old_keys)
+        old_boxes = self._old_boxes(layer, [str(e[1]) for e in entries if e[2] in ("update", "delete")])
+        return boxed(entries, old_boxes, frame_boxes(layer, frame))
+
+    def _old_boxes(self, layer: Layer, keys: list[str]) -> dict[str, tuple]:
+        """The stored bounding boxes of the features ``keys`` (from the layer's R-tree), for the change log."""
+        if not keys:
+            return {}
+        with self._connect() as con:
+            rows = con.execute(f'SELECT t.{layer.key}, r.minx, r.miny, r.maxx, r.maxy FROM "{layer.name}" t '
+                               f'JOIN "rtree_{layer.name}_geom" r ON r.id = t.fid '
+                               f"WHERE t.{layer.key} IN (SELECT value FROM json_each(?))",
+                               [json.dumps(keys)]).fetchall()
+        return {str(r[0]): tuple(r[1:]) for r in rows}
 
     def _old_keys(self, layer: Layer, frame: gpd.GeoDataFrame, mode: str):
         """The layer's keys before a write, for its change-log entries (``None``: a compact replace); for an
@@ -1139,13 +1155,27 @@ def _changes_into(con: sqlite3.Connection, entries: list[tuple]) -> None:
     """:func:`_append_changes` on an open connection, in its transaction."""
     time = change_time()
     con.execute(f"CREATE TABLE IF NOT EXISTS {CHANGES_TABLE} (seq INTEGER PRIMARY KEY, layer TEXT NOT NULL, "
-                "key TEXT, kind TEXT NOT NULL, status TEXT, changed_at TEXT NOT NULL)")
+                "key TEXT, kind TEXT NOT NULL, status TEXT, changed_at TEXT NOT NULL, "
+                "minx REAL, miny REAL, maxx REAL, maxy REAL)")
+    if not _has_boxes(con):  # a log from before the boxes: entries without one count as anywhere
+        for column in BOX_COLUMNS:
+            con.execute(f"ALTER TABLE {CHANGES_TABLE} ADD COLUMN {column} REAL")
     con.execute(f"CREATE TABLE IF NOT EXISTS {CHANGE_LOG_TABLE} (id TEXT NOT NULL)")
     if con.execute(f"SELECT count(*) FROM {CHANGE_LOG_TABLE}").fetchone()[0] == 0:
         con.execute(f"INSERT INTO {CHANGE_LOG_TABLE} (id) VALUES (?)", [uuid.uuid4().hex])
     last = con.execute(f"SELECT coalesce(max(seq), 0) FROM {CHANGES_TABLE}").fetchone()[0]
-    con.executemany(f"INSERT INTO {CHANGES_TABLE} VALUES (?, ?, ?, ?, ?, ?)",
+    con.executemany(f"INSERT INTO {CHANGES_TABLE} (seq, layer, key, kind, status, {', '.join(BOX_COLUMNS)}, "
+                    "changed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     ((last + i, *entry, time) for i, entry in enumerate(entries, start=1)))
+
+
+#: The change log's box of each entry (:attr:`gisapp.store.base.Change.bbox`), EPSG:5899.
+BOX_COLUMNS = ("minx", "miny", "maxx", "maxy")
+
+
+def _has_boxes(con: sqlite3.Connection) -> bool:
+    """Whether the file's change log has the box columns (logs written before them do not)."""
+    return "minx" in {r[1] for r in con.execute(f"PRAGMA table_info({CHANGES_TABLE})")}
 
 
 def _finish(path: Path, layers) -> None:

@@ -318,6 +318,13 @@ CREATE TABLE gisapp_changes (
 CREATE INDEX ix_construction_permits_works_start ON construction_permits (coalesce(issued_on, received_on));
 """
 
+_V11 = """
+-- The box (EPSG:5899) of each logged feature's geometry before and after the write, so that a tile
+-- renderer re-renders only the tiles a write touched; NULL for a 'replace' and for entries from before.
+ALTER TABLE gisapp_changes ADD COLUMN minx double precision, ADD COLUMN miny double precision,
+    ADD COLUMN maxx double precision, ADD COLUMN maxy double precision;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
@@ -329,6 +336,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, "status history (status_changes) of dossiers and sidewalk permits", _V8),
     Migration(9, "inspection records with their photos (issue 18)", _V9),
     Migration(10, "change log of every write (GET /api/changes), index of dossiers' works start (day filter)", _V10),
+    Migration(11, "box of each change-log entry's old and new geometry (incremental tiles)", _V11),
 )
 LATEST = MIGRATIONS[-1].version
 

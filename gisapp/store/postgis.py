@@ -58,7 +58,6 @@ from gisapp.store.base import (
     INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
-    Change,
     ChangePage,
     LayerInfo,
     Page,
@@ -67,6 +66,8 @@ from gisapp.store.base import (
     aggregate_columns,
     aggregate_frame,
     attribute_clauses,
+    boxed,
+    change_of,
     change_rows,
     change_time,
     check_delete,
@@ -75,6 +76,7 @@ from gisapp.store.base import (
     dossier_counts_sql,
     empty_frame,
     field_names,
+    frame_boxes,
     geojson_texts,
     geometry_column,
     inspection_of,
@@ -422,10 +424,11 @@ class PostGISStore(Store):
             token, last = one(con.execute(
                 "SELECT token, (SELECT coalesce(max(seq), 0) FROM gisapp_changes) FROM gisapp_version"))
             rows = con.execute("SELECT seq, layer, key, kind, status, "
-                               "to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"') "
+                               "to_char(changed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'), "
+                               "minx, miny, maxx, maxy "
                                "FROM gisapp_changes WHERE seq > %s ORDER BY seq LIMIT %s",
                                [int(after), int(limit)]).fetchall()
-        return ChangePage(token, int(last), [Change(*r) for r in rows])
+        return ChangePage(token, int(last), [change_of(r) for r in rows])
 
     def meta(self) -> dict[str, Any]:
         with self.connection() as con:
@@ -498,12 +501,13 @@ class PostGISStore(Store):
                     log: list[tuple] = []
                     for name, keys in deleted.items():
                         lay = layers[name]
-                        gone = [r[0] for r in con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s) "
-                                                          f"RETURNING {lay.key}", [keys]).fetchall()]
-                        removed[name] += len(gone)
-                        log.extend(delete_rows(lay, gone))
+                        rows = con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s) "
+                                           f"RETURNING {lay.key}, {_BOX_SQL}", [keys]).fetchall()
+                        removed[name] += len(rows)
+                        log.extend(boxed(delete_rows(lay, [r[0] for r in rows]),
+                                         {str(r[0]): r[1:] for r in rows}, {}))
                     for name, frame in typed.items():
-                        log.extend(change_rows(layers[name], frame, mode, _old_keys(con, layers[name], frame, mode)))
+                        log.extend(_logged(con, layers[name], frame, mode))
                         if mode == "replace":
                             _replace_layer(con, layers[name], frame, counter)
                         else:
@@ -585,7 +589,7 @@ class PostGISStore(Store):
                                     "VALUES (%s, %s, %s, %s, %s, %s)",
                                     [p.token, inspection.inspection_id, n, p.width, p.height, p.data])
                     if typed is not None:
-                        log = change_rows(layer, typed, "upsert", _old_keys(con, layer, typed, "upsert"))
+                        log = _logged(con, layer, typed, "upsert")
                         _upsert_layer(con, layer, typed)
                         _update_stats(con, layer)
                         _append_changes(con, log)
@@ -962,6 +966,20 @@ def _old_keys(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame, mo
     return [r[0] for r in con.execute(f"SELECT {layer.key} FROM {layer.name}")]
 
 
+#: A geometry's box as four columns, for the change log.
+_BOX_SQL = "ST_XMin(geom), ST_YMin(geom), ST_XMax(geom), ST_YMax(geom)"
+
+
+def _logged(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame, mode: str) -> list[tuple]:
+    """The change-log entries of writing ``frame`` to ``layer``, each with its feature's old and new box
+    (the old ones read here, before the write)."""
+    entries = change_rows(layer, frame, mode, _old_keys(con, layer, frame, mode))
+    keys = [e[1] for e in entries if e[2] in ("update", "delete")]
+    old = {} if not keys else {str(r[0]): r[1:] for r in con.execute(
+        f"SELECT {layer.key}, {_BOX_SQL} FROM {layer.name} WHERE {layer.key} = ANY(%s)", [keys])}
+    return boxed(entries, old, frame_boxes(layer, frame))
+
+
 def _append_changes(con: psycopg.Connection, entries: list[tuple]) -> None:
     """Append a write's change-log entries, numbered on from the log's last ``seq``, in the write's transaction.
 
@@ -974,7 +992,8 @@ def _append_changes(con: psycopg.Connection, entries: list[tuple]) -> None:
     con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
     last = one(con.execute("SELECT coalesce(max(seq), 0) FROM gisapp_changes"))[0]
     time = change_time()
-    with con.cursor().copy("COPY gisapp_changes (seq, layer, key, kind, status, changed_at) FROM STDIN") as copy:
+    with con.cursor().copy("COPY gisapp_changes (seq, layer, key, kind, status, minx, miny, maxx, maxy, "
+                           "changed_at) FROM STDIN") as copy:
         for i, entry in enumerate(entries, start=1):
             copy.write_row((last + i, *entry, time))
 

@@ -1,34 +1,57 @@
-"""Vector tiles kept on disk for every server process, and the job that renders them after each write.
+"""Vector tiles kept on disk for every server process, and the job that keeps them current after each write.
 
 A z14 tile of a dense city holds 10,000–25,000 parcels and takes 150–250 ms
 of one core to build (the GeoPackage encoder; ``ST_AsMVT`` takes longer);
 several staff panning at once would queue behind it.  So the tiles of the
-whole layer, unfiltered, are rendered once per version of the data into a
-folder shared by all the server's worker processes (``GISAPP_TILE_DIR``),
-by a background process at low priority (:func:`watch`), started by
-``gisapp serve``.  A request then reads a file.  Filtered tiles are built
-on request and kept in each process's memory (:class:`gisapp.tiles.mvt.TileCache`);
-an unfiltered tile not rendered yet (the job still running, or a zoom it
-does not render) is built on request and written here for the others.
+whole layer, unfiltered, are rendered into a folder shared by all the
+server's worker processes (``GISAPP_TILE_DIR``) by a background process at
+low priority (:func:`watch`), started by ``gisapp serve``.  A request then
+reads a file.  Filtered tiles are built on request and kept in each
+process's memory (:class:`gisapp.tiles.mvt.TileCache`).
 
-Layout: ``<root>/<store id>/<version id>/<layer>/<z>/<x>/<y>.mvt``, where the
-store id is a hash of the store's address and the version id a hash of
-:meth:`gisapp.store.base.Store.version`; an empty tile is ``<y>.empty`` (a
-``.mvt`` of no bytes, which a crash could leave, counts as missing).
-``<version id>/complete`` says which zooms are done (JSON: zooms, tiles,
-seconds); ``<store id>/heartbeat`` is touched by the running renderer.
+Incremental: a write re-renders only the tiles it touched.  Every write logs
+each feature it changed in the store's change log, in its own transaction,
+with the box of the feature's old and new geometry
+(:attr:`gisapp.store.base.Change.bbox`).  The folder's tiles are those of the
+data up to one entry of that log, recorded in ``state.json``; on a new
+version the renderer reads the entries after it, re-renders the tiles whose
+buffered bounds meet one of their boxes at every zoom it keeps
+(:class:`Dirty`), and moves the record on.  A ``replace`` entry (a bulk load
+logged as one row), an entry without a box, another log (a store created
+again) or a new zoom level re-render the layer whole.
+
+Layout, under ``<root>/<store id>/`` (the store id a hash of its address):
+
+- ``tiles/<layer>/<z>/<x>/<y>.mvt`` — the tiles, valid for the data up to
+  ``state.json``'s ``seq`` (JSON: ``log``, ``seq``, ``version``, ``zooms``,
+  ``tiles``, ``built``, ``seconds``): every tile, except those a change
+  logged after ``seq`` touched.  An empty tile is ``<y>.empty`` (a ``.mvt``
+  of no bytes, which a crash could leave, counts as missing).
+- ``<version id>/<layer>/<z>/<x>/<y>.mvt`` — tiles built for one version of
+  the data (the version id a hash of :meth:`gisapp.store.base.Store.version`):
+  by requests for a tile the folder above does not hold current, and by the
+  renderer while it works (its whole-layer renders first go here, then move
+  into ``tiles/``).  Removed once the folder above is current past them.
+- ``heartbeat``, touched by the running renderer; ``render.lock``;
+  ``progress.json`` (:class:`RenderProgress`).
+
+Never a tile that misses a write: a request reads ``tiles/`` only for a tile
+no change after ``seq`` touched (it reads the log's entries after ``seq``
+once per data version and process), else its version's own folder, else it
+builds the tile.  The renderer writes ``tiles/`` only with tiles it built
+after reading the log position it then records, and records it only when
+they are all written: a renderer killed midway leaves ``seq`` where it was,
+so the next run renders the same tiles again (and requests meanwhile build
+them).  A write that failed logged nothing, so it marks nothing.  Two
+writers: both are logged, in commit order, and the next round renders both.
+
 Files are written under a temporary name and renamed, so a reader never
-sees half a tile.  A write to the store makes a new version: the renderer
-first removes the folders of every other version (requests ask for the
-current one only; a request that read the version just before the write
-may write one old tile back, removed next time), then renders.
-
-Requests write back only tiles the renderer would make (a zoom it renders,
-with features): anonymous requests for empty tiles anywhere in the world
-must not fill the disk.  The root folder must belong to the user running
-the server and be closed to others; otherwise tiles are built on request
-and the renderer says why (a folder in ``/tmp`` made by someone else could
-point elsewhere).
+sees half a tile.  Requests write back only tiles the renderer would make
+(a zoom it renders, with features), into their version's folder: anonymous
+requests for empty tiles anywhere in the world must not fill the disk.  The
+root folder must belong to the user running the server and be closed to
+others; otherwise tiles are built on request and the renderer says why (a
+folder in ``/tmp`` made by someone else could point elsewhere).
 """
 
 from __future__ import annotations
@@ -39,10 +62,15 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+
+import numpy as np
 
 from gisapp import geo
 from gisapp.folders import private_folder
@@ -52,7 +80,8 @@ from gisapp.store import Store
 from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
 
-COMPLETE = "complete"
+BASE = "tiles"
+STATE = "state.json"
 LOCK = "render.lock"
 HEARTBEAT = "heartbeat"
 #: The running (or last) render's progress, per layer and zoom (JSON; see :class:`RenderProgress`).
@@ -61,6 +90,16 @@ PROGRESS = "progress.json"
 HEARTBEAT_S, HEARTBEAT_STALE_S = 10.0, 60.0
 #: Longest pause between two tries after a failure, seconds.
 MAX_RETRY_S = 300.0
+#: Change-log entries read per query.
+LOG_PAGE = 10_000
+#: Beyond this many changed features of one layer since the folder's position, the layer is rendered whole.
+MAX_BOXES = 50_000
+#: Tiles built at once by the renderer (both cores: shapely, numpy and PostGIS work outside Python's lock; the
+#: renderer runs at low priority, so requests still come first).
+RENDER_THREADS = 2
+#: Tile units added around a changed box beyond the tile's buffer (the encoders' interpolated and affine
+#: projections stay within a fraction of a unit of PROJ; this covers them with room to spare).
+DIRTY_MARGIN = 4
 
 
 def _digest(text: str) -> str:
@@ -83,20 +122,140 @@ def shared_tiles(config: dict, store: Store) -> TileDir | None:
         return None
 
 
+# -- what a write touched -----------------------------------------------------------------------
+
+def mercator_boxes(boxes: np.ndarray) -> np.ndarray:
+    """EPSG:5899 boxes ``(n, 4)`` as EPSG:3857 boxes holding their images (corners and mid-edges transformed)."""
+    boxes = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    x0, y0, x1, y1 = boxes.T
+    xm, ym = (x0 + x1) / 2, (y0 + y1) / 2
+    xs = np.stack([x0, x1, x0, x1, xm, xm, x0, x1], axis=1)
+    ys = np.stack([y0, y0, y1, y1, y0, y1, ym, ym], axis=1)
+    mx, my = geo.transformer(STORE_CRS, tiles.MERCATOR_CRS).transform(xs.ravel(), ys.ravel())
+    mx, my = np.asarray(mx).reshape(-1, 8), np.asarray(my).reshape(-1, 8)
+    return np.column_stack([mx.min(axis=1), my.min(axis=1), mx.max(axis=1), my.max(axis=1)])
+
+
+def _pad(z: int) -> tuple[float, float]:
+    """The tile size at zoom ``z`` (EPSG:3857 metres) and the margin a tile's content reaches beyond it."""
+    size = 2 * tiles.HALF_WORLD / (1 << z)
+    return size, size * (tiles.BUFFER + DIRTY_MARGIN) / tiles.EXTENT
+
+
+def boxes_tiles(mboxes: np.ndarray, z: int) -> set[tuple[int, int]]:
+    """The tiles ``(x, y)`` at zoom ``z`` whose content EPSG:3857 boxes ``mboxes`` may reach (buffer included)."""
+    if not len(mboxes):
+        return set()
+    size, pad = _pad(z)
+    top = (1 << z) - 1
+    x0 = np.clip(np.floor((mboxes[:, 0] - pad + tiles.HALF_WORLD) / size), 0, top).astype(np.int64)
+    x1 = np.clip(np.floor((mboxes[:, 2] + pad + tiles.HALF_WORLD) / size), 0, top).astype(np.int64)
+    y0 = np.clip(np.floor((tiles.HALF_WORLD - mboxes[:, 3] - pad) / size), 0, top).astype(np.int64)
+    y1 = np.clip(np.floor((tiles.HALF_WORLD - mboxes[:, 1] + pad) / size), 0, top).astype(np.int64)
+    out: set[tuple[int, int]] = set()
+    for a, b, c, d in zip(x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist()):
+        out.update((x, y) for x in range(a, c + 1) for y in range(b, d + 1))
+    return out
+
+
+class Dirty:
+    """What the change log says changed after a position: per tiled layer, everything or a set of boxes.
+
+    ``whole``: layers to render whole (a ``replace``, an entry without a
+    box, too many entries); ``boxes``: layer → EPSG:3857 boxes of the
+    changed features (old and new geometry).
+    """
+
+    def __init__(self, whole: Iterable[str] = (), boxes: dict[str, np.ndarray] | None = None):
+        self.whole = set(whole)
+        self.boxes = {k: v for k, v in (boxes or {}).items() if len(v) and k not in self.whole}
+
+    @classmethod
+    def everything(cls) -> Dirty:
+        return cls(tiles.TILE_FIELDS)
+
+    def touched(self, layer: str, z: int, x: int, y: int) -> bool:
+        """Whether a change may have altered tile ``z/x/y`` of ``layer``."""
+        if layer in self.whole:
+            return True
+        boxes = self.boxes.get(layer)
+        if boxes is None:
+            return False
+        size, pad = _pad(z)
+        minx, maxy = -tiles.HALF_WORLD + x * size, tiles.HALF_WORLD - y * size
+        return bool(np.any((boxes[:, 0] <= minx + size + pad) & (boxes[:, 2] >= minx - pad)
+                           & (boxes[:, 1] <= maxy + pad) & (boxes[:, 3] >= maxy - size - pad)))
+
+    def tiles(self, layer: str, z: int) -> set[tuple[int, int]]:
+        """The tiles of ``layer`` at zoom ``z`` to render again (not for a layer in :attr:`whole`)."""
+        return boxes_tiles(self.boxes.get(layer, np.empty((0, 4))), z)
+
+
+def read_dirty(store: Store, after: int, upto: int | None = None) -> Dirty:
+    """:class:`Dirty` of the store's change-log entries after ``after`` (up to ``upto`` when given)."""
+    whole: set[str] = set()
+    raw: dict[str, list] = {}
+    while True:
+        page = store.changes(after, LOG_PAGE)
+        for c in page.changes:
+            if upto is not None and c.seq > upto:
+                break
+            if c.layer not in tiles.TILE_FIELDS or c.layer in whole:
+                continue
+            if c.bbox is None:
+                whole.add(c.layer)
+                raw.pop(c.layer, None)
+                continue
+            raw.setdefault(c.layer, []).append(c.bbox)
+            if len(raw[c.layer]) > MAX_BOXES:
+                whole.add(c.layer)
+                raw.pop(c.layer)
+        if not page.changes or len(page.changes) < LOG_PAGE or (upto is not None and page.changes[-1].seq >= upto):
+            break
+        after = page.changes[-1].seq
+    return Dirty(whole, {k: mercator_boxes(np.array(v)) for k, v in raw.items()})
+
+
+def snapshot(store: Store, tries: int = 50) -> tuple[str | None, int, str | None]:
+    """The store's change-log id, last ``seq`` and data version, read so that the version is that of the
+    data up to that ``seq`` (the log's end read before and after the version agree)."""
+    for _ in range(tries):
+        before = store.changes(0, 0)
+        version = store.version()
+        after = store.changes(0, 0)
+        if (before.log_id, before.last) == (after.log_id, after.last):
+            return after.log_id, after.last, version
+        time.sleep(0.02)
+    raise RuntimeError("the store is written to without a pause; its tiles are rendered at the next pause")
+
+
+#: Per process: the :class:`Dirty` of a tile folder's position as of a data version (a request reads the
+#: change log once per version, not once per tile).
+_DIRTY_CACHE: OrderedDict[tuple, Dirty] = OrderedDict()
+_DIRTY_LOCK = threading.Lock()
+
+
 class TileDir:
-    """The tiles of one store on disk, by data version (see the module's description)."""
+    """The tiles of one store on disk (see the module's description)."""
 
     def __init__(self, root: str | os.PathLike, store_url: str):
         self.root = private_folder(root) / store_id(store_url)
 
+    @property
+    def base(self) -> Path:
+        """The folder of the tiles current up to ``state.json``'s position."""
+        return self.root / BASE
+
     def version_dir(self, version: str) -> Path:
         return self.root / _digest(version)
 
-    def _path(self, version: str, layer: str, z: int, x: int, y: int, suffix: str = ".mvt") -> Path:
-        return self.version_dir(version) / layer / str(z) / str(x) / f"{y}{suffix}"
+    def _path(self, version: str | None, layer: str, z: int, x: int, y: int, suffix: str = ".mvt") -> Path:
+        top = self.base if version is None else self.version_dir(version)
+        return top / layer / str(z) / str(x) / f"{y}{suffix}"
 
-    def get(self, version: str, layer: str, z: int, x: int, y: int) -> bytes | None:
-        """The stored tile (``b""`` when empty), or ``None`` when it is not on disk."""
+    def get(self, version: str | None, layer: str, z: int, x: int, y: int) -> bytes | None:
+        """The tile built for ``version`` (``None``: the current folder's), ``b""`` when empty; ``None`` when
+        it is not on disk."""
         try:
             body = self._path(version, layer, z, x, y).read_bytes()
             if body:
@@ -105,8 +264,9 @@ class TileDir:
             pass
         return b"" if self._path(version, layer, z, x, y, ".empty").exists() else None
 
-    def put(self, version: str, layer: str, z: int, x: int, y: int, body: bytes) -> bool:
-        """Keep ``body`` as the tile; whether it worked (a full disk or a removed folder only loses the copy)."""
+    def put(self, version: str | None, layer: str, z: int, x: int, y: int, body: bytes) -> bool:
+        """Keep ``body`` as the tile of ``version`` (``None``: the current folder); whether it worked (a full
+        disk or a removed folder only loses the copy)."""
         path = self._path(version, layer, z, x, y, ".mvt" if body else ".empty")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -123,37 +283,68 @@ class TileDir:
             return False
         return True
 
-    def status(self, version: str) -> dict | None:
-        """What the renderer wrote when it finished ``version`` (zooms, tiles, seconds), or ``None``."""
-        try:
-            return json.loads((self.version_dir(version) / COMPLETE).read_text())
-        except (OSError, ValueError):
-            return None
+    def state(self) -> dict | None:
+        """What ``state.json`` says: the log position, data version and zooms the current folder is of."""
+        return read_json(self.root / STATE)
+
+    def _write_state(self, state: dict) -> None:
+        tmp = self.root / f".{STATE}.{os.getpid()}.tmp"
+        tmp.write_text(json.dumps(state))
+        os.replace(tmp, self.root / STATE)
+
+    def status(self, version: str | None) -> dict | None:
+        """The record of the last render (zooms, tiles, seconds) when the folder is of ``version``, else ``None``."""
+        state = self.state()
+        return state if state and version and state.get("version") == version else None
 
     def ready(self, version: str | None, zooms) -> bool:
         """Whether the tiles of ``version`` at every one of ``zooms`` are rendered."""
-        if not version:
-            return False
         return set(zooms) <= set((self.status(version) or {}).get("zooms", ()))
 
-    def mark_complete(self, version: str, report: dict) -> dict:
-        """Record ``report`` for ``version``, its zooms joined to those done before; the record."""
-        done = self.status(version) or {}
-        report = {**report, "zooms": sorted(set(report["zooms"]) | set(done.get("zooms", ())))}
-        self.version_dir(version).mkdir(parents=True, exist_ok=True)
-        tmp = self.version_dir(version) / f".{COMPLETE}.tmp"
-        tmp.write_text(json.dumps(report))
-        os.replace(tmp, self.version_dir(version) / COMPLETE)
-        return report
+    def current(self, store: Store, version: str, layer: str, z: int, x: int, y: int) -> bool:
+        """Whether the current folder's tile ``z/x/y`` of ``layer`` holds the data of ``version`` (or later).
 
-    def prune(self, keep: str) -> int:
-        """Remove the folders of every version but ``keep``; how many."""
-        keep_dir, removed = self.version_dir(keep), 0
+        It does when the folder is of that version, or when no change logged
+        after the folder's position touched the tile (the entries are read
+        once per version and folder position in each process).
+        """
+        state = self.state()
+        if not state or z not in state.get("zooms", ()):
+            return False
+        if state.get("version") == version:
+            return True
+        key = (str(self.root), state.get("log"), state.get("seq"), version)
+        with _DIRTY_LOCK:
+            dirty = _DIRTY_CACHE.get(key)
+        if dirty is None:
+            log_id = store.changes(0, 0).log_id
+            dirty = read_dirty(store, int(state.get("seq") or 0)) if log_id and log_id == state.get("log") \
+                else Dirty.everything()
+            with _DIRTY_LOCK:
+                _DIRTY_CACHE[key] = dirty
+                while len(_DIRTY_CACHE) > 16:
+                    _DIRTY_CACHE.popitem(last=False)
+        return not dirty.touched(layer, z, x, y)
+
+    def prune(self, keep: str | None = None) -> int:
+        """Remove the folders of every version but ``keep`` (never the current folder); how many."""
+        keep_dir, removed = None if keep is None else self.version_dir(keep), 0
         for child in self.root.iterdir() if self.root.is_dir() else ():
-            if child != keep_dir and child.is_dir():
+            if child not in (keep_dir, self.base) and child.is_dir():  # and what a killed promote left
                 shutil.rmtree(child, ignore_errors=True)
                 removed += 1
         return removed
+
+    def promote(self, version: str, layer: str) -> None:
+        """Make ``version``'s folder of ``layer`` (a whole-layer render) the current folder's."""
+        src, dst = self.version_dir(version) / layer, self.base / layer
+        trash = self.root / f".old-{layer}-{os.getpid()}-{time.monotonic_ns()}"
+        self.base.mkdir(exist_ok=True)
+        if dst.exists():
+            os.replace(dst, trash)
+        if src.exists():
+            os.replace(src, dst)
+        shutil.rmtree(trash, ignore_errors=True)
 
     def progress(self) -> dict | None:
         """The running (or last) render's progress as :class:`RenderProgress` wrote it, or ``None``."""
@@ -187,15 +378,28 @@ class TileDir:
                 fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def shared_tile(tile_dir: TileDir, store: Store, version: str, layer: str, z: int, x: int, y: int,
+                build: Callable[[], bytes], *, keep: bool) -> bytes:
+    """An unfiltered tile for a request at data ``version``: from disk when a file there holds that data, else
+    ``build()`` (kept in the version's folder when ``keep`` and not empty)."""
+    body = tile_dir.get(version, layer, z, x, y)
+    if body is not None:
+        return body
+    if tile_dir.current(store, version, layer, z, x, y):
+        body = tile_dir.get(None, layer, z, x, y)
+        if body is not None:
+            return body
+    body = build()
+    if keep and body:
+        tile_dir.put(version, layer, z, x, y, body)
+    return body
+
+
 def tile_range(extent, z: int) -> tuple[int, int, int, int]:
     """The tiles ``(x0, y0, x1, y1)`` (inclusive) at zoom ``z`` that meet ``extent`` (EPSG:5899 box)."""
     box = geo.transform([geo.bbox_polygon(extent, STORE_CRS, STORE_CRS)], STORE_CRS, WEB_CRS)[0].bounds
     (x0, y0), (x1, y1) = tiles.tile_at(box[0], box[3], z), tiles.tile_at(box[2], box[1], z)
     return x0, y0, x1, y1
-
-
-class VersionChanged(Exception):
-    """The store was written to while its tiles were being rendered."""
 
 
 class RenderProgress:
@@ -206,14 +410,15 @@ class RenderProgress:
     (of the current zoom, at its rate so far), "started", "updated"}``,
     written atomically, at most every :data:`gisapp.progress.WRITE_INTERVAL_S`
     seconds.  A zoom's planned count is known when it starts (the children
-    of the tiles with features one zoom up).  Each report also goes to
-    ``progress`` (the command line's bar) as ``("render <layer> z<zoom>",
-    done, planned, "tiles")``.
+    of the tiles with features one zoom up; for an incremental render, the
+    tiles the changes touched).  Each report also goes to ``progress`` (the
+    command line's bar) as ``("render <layer> z<zoom>", done, planned, "tiles")``.
     """
 
     def __init__(self, tile_dir: TileDir, version: str, progress: Progress = SILENT):
         self.layers: dict[str, dict[str, dict[str, int]]] = {}
         self.progress, self.tiles_done = progress, 0
+        self.tile_dir, self.beaten = tile_dir, time.monotonic()
         tile_dir.root.mkdir(exist_ok=True)
         self.file = StatusFile(tile_dir.root / PROGRESS, extra={"state": "rendering", "version": _digest(version)})
 
@@ -233,6 +438,9 @@ class RenderProgress:
         stage = f"render {self.layer} z{self.z}"
         self.file(stage, counts["done"], counts["planned"], "tiles")
         self.progress(stage, counts["done"], counts["planned"], "tiles")
+        if time.monotonic() - self.beaten > HEARTBEAT_S:  # a long render is a live renderer
+            self.tile_dir.beat()
+            self.beaten = time.monotonic()
 
     def finish(self, state: str = "done") -> None:
         """Write the last state (``done``, or ``stopped`` when the render did not end)."""
@@ -267,80 +475,164 @@ def render_progress(data: dict) -> dict:
     return {k: data.get(k) for k in keys}
 
 
-def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None, progress: Progress = SILENT) -> dict:
-    """Render the unfiltered tiles of ``layers`` at ``zooms`` for the store's current version.
+def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None, progress: Progress = SILENT,
+           full: bool = False) -> dict:
+    """Bring the tiles of ``layers`` at ``zooms`` (and at the zooms the folder already keeps) up to the store's data.
 
-    Other versions' folders are removed first.  Then zoom by zoom, so that
-    the costliest (lowest) are ready first: at the first zoom every tile
-    that meets the layer's extent, at the next only the children of tiles
-    that were not empty.  Tiles already on disk are kept (a request, or a
-    run cut short, made them).  Raises :class:`VersionChanged` when a write
-    happens meanwhile (checked between tiles): the caller starts again on
-    the new version; ``OSError`` when a tile cannot be written (a full
-    disk).  Returns the record written to ``complete``.  Its counts go to
+    Reads the log position and data version (:func:`snapshot`), then per
+    layer: the tiles the changes logged since the folder's position touched
+    (:func:`read_dirty`), or, when the layer is to be rendered whole
+    (``full``, a first render, a ``replace`` …), zoom by zoom so that the
+    costliest (lowest) are ready first: at the first zoom every tile that
+    meets the layer's extent, at the next only the children of tiles that
+    were not empty — into the version's folder, moved into the current one
+    when the layer is done.  Then records the position (``state.json``) and
+    removes other versions' folders.  A write meanwhile is not waited for:
+    the tiles show it or not, the position is the one read first, and the
+    next call renders what it touched.  ``OSError`` when a tile cannot be
+    written (a full disk).  Returns the record written.  Counts go to
     ``progress.json`` and to ``progress`` (:class:`RenderProgress`).
     """
     started = time.monotonic()
-    version = store.version()
+    log_id, seq, version = snapshot(store)
     if not version:
         return {"zooms": [], "tiles": 0, "built": 0, "seconds": 0.0}
-    tile_dir.prune(version)
+    state = tile_dir.state() or {}
+    kept = set(state.get("zooms", ())) if state.get("log") == log_id and log_id else set()
+    zooms = sorted(set(zooms) | kept)
     layers = list(layers or tiles.TILE_FIELDS)
-    extents = {i.name: i.extent for i in store.info() if i.name in layers and i.extent is not None}
-    zooms = sorted(zooms)
+    if full or not kept or set(zooms) - kept or seq < int(state.get("seq") or 0):
+        dirty = Dirty.everything()
+    else:
+        dirty = read_dirty(store, int(state.get("seq") or 0), upto=seq)
+    extents = {i.name: i.extent for i in store.info() if i.name in layers}
     counter = RenderProgress(tile_dir, version, progress)
+    count = built = 0
     try:
-        count, built = _render_layers(store, tile_dir, version, extents, zooms, counter, log)
+        for layer in layers:
+            if layer in dirty.whole:
+                n, b = _render_whole(store, tile_dir, version, layer, extents.get(layer), zooms, counter, log)
+            else:
+                n, b = _render_dirty(store, tile_dir, version, layer, dirty, zooms, counter, log)
+            count, built = count + n, built + b
     except BaseException:
         counter.finish("stopped")
         raise
+    for layer in layers:  # meanwhile requests found them in the version's folder
+        if layer in dirty.whole:
+            tile_dir.promote(version, layer)
     counter.finish()
-    report = {"zooms": zooms, "tiles": count, "built": built, "seconds": round(time.monotonic() - started, 1)}
-    return tile_dir.mark_complete(version, report)
+    report = {"log": log_id, "seq": seq, "version": version, "zooms": zooms, "tiles": count, "built": built,
+              "incremental": not dirty.whole, "seconds": round(time.monotonic() - started, 2)}
+    tile_dir._write_state(report)
+    tile_dir.prune(keep=version)
+    return report
 
 
-def _render_layers(store: Store, tile_dir: TileDir, version: str, extents: dict, zooms: list[int],
-                   counter: RenderProgress, log) -> tuple[int, int]:
-    """The body of :func:`render`: the tiles seen and the tiles built."""
+def _build(store: Store, tile_dir: TileDir, version: str, layer: str, z: int, x: int, y: int) -> tuple[bytes, bool]:
+    """Tile ``z/x/y`` of ``layer`` for ``version``'s folder: the one there (a request built it) or a new one;
+    whether it was built.  ``OSError`` when it cannot be written."""
+    body = tile_dir.get(version, layer, z, x, y)
+    if body is not None:
+        return body, False
+    body = tile_source.tile(store, layer, z, x, y)
+    if not tile_dir.put(version, layer, z, x, y, body):
+        raise OSError(f"cannot write tiles into {tile_dir.version_dir(version)}")
+    return body, True
+
+
+def _build_all(store: Store, tile_dir: TileDir, version: str, layer: str, todo: list[tuple[int, int, int]]):
+    """:func:`_build` of each tile ``(z, x, y)`` of ``todo``, :data:`RENDER_THREADS` at a time, in order:
+    ``((z, x, y), body, built)``."""
+    if len(todo) < 2:
+        for z, x, y in todo:
+            yield (z, x, y), *_build(store, tile_dir, version, layer, z, x, y)
+        return
+    pool = _pool()
+    ahead: deque = deque()
+    try:
+        for t in todo:
+            ahead.append((t, pool.submit(_build, store, tile_dir, version, layer, *t)))
+            if len(ahead) > 2 * RENDER_THREADS:  # a few ahead only: a stopped render stops soon
+                t0, future = ahead.popleft()
+                yield t0, *future.result()
+        while ahead:
+            t0, future = ahead.popleft()
+            yield t0, *future.result()
+    finally:
+        for _, future in ahead:
+            future.cancel()
+        for _, future in ahead:
+            if not future.cancelled():
+                future.exception()  # wait for the one running: nothing writes after the render ended
+
+
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The renderer's threads, kept for the process: each keeps its store connections (a GeoPackage reader's
+    page cache) warm from one render to the next."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(RENDER_THREADS, thread_name_prefix="gisapp-render"))
+        return _POOL[0]
+
+
+def _render_dirty(store: Store, tile_dir: TileDir, version: str, layer: str, dirty: Dirty, zooms: list[int],
+                  counter: RenderProgress, log) -> tuple[int, int]:
+    """Render the tiles of ``layer`` the changes touched into the version's folder and the current one."""
     count = built = 0
-    beat = time.monotonic()
-    for layer, extent in extents.items():
-        parents = None
-        for z in zooms:
-            if parents is None:
-                x0, y0, x1, y1 = tile_range(extent, z)
-                todo = [(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
-            else:
-                step = 1 << (z - parents[0])
-                todo = [(px * step + dx, py * step + dy) for px, py in parents[1]
-                        for dx in range(step) for dy in range(step)]
-            full = []
-            counter.zoom(layer, z, len(todo))
-            for x, y in todo:
-                body = tile_dir.get(version, layer, z, x, y)
-                if body is None:
-                    if store.version() != version:
-                        raise VersionChanged(version)
-                    body = tile_source.tile(store, layer, z, x, y)
-                    if not tile_dir.put(version, layer, z, x, y, body):
-                        raise OSError(f"cannot write tiles into {tile_dir.version_dir(version)}")
-                    built += 1
-                count += 1
-                counter.tile()
-                if body:
-                    full.append((x, y))
-                if time.monotonic() - beat > HEARTBEAT_S:
-                    tile_dir.beat()
-                    beat = time.monotonic()
-            parents = (z, full)
-            if log:
-                log(f"{layer} z{z}: {len(todo)} tiles, {len(full)} with features")
+    per_zoom = {z: sorted(dirty.tiles(layer, z)) for z in zooms}
+    todo = [(z, x, y) for z in zooms for x, y in per_zoom[z]]  # all zooms at once: a save touches one tile each
+    current = None
+    for (z, x, y), body, new in _build_all(store, tile_dir, version, layer, todo):
+        if z != current:
+            if current is not None and log:
+                log(f"{layer} z{current}: {len(per_zoom[current])} tiles changed")
+            counter.zoom(layer, z, len(per_zoom[z]))
+            current = z
+        if not tile_dir.put(None, layer, z, x, y, body):
+            raise OSError(f"cannot write tiles into {tile_dir.base}")
+        count, built = count + 1, built + new
+        counter.tile()
+    if current is not None and log:
+        log(f"{layer} z{current}: {len(per_zoom[current])} tiles changed")
     return count, built
 
 
-def watch(open_store: Callable[[], Store], tile_dir: TileDir, zooms, *, interval: float = 5.0, once: bool = False,
+def _render_whole(store: Store, tile_dir: TileDir, version: str, layer: str, extent, zooms: list[int],
+                  counter: RenderProgress, log) -> tuple[int, int]:
+    """Render every tile of ``layer`` into the version's folder: the tiles seen and the tiles built."""
+    count = built = 0
+    if extent is None:
+        return 0, 0
+    parents = None
+    for z in zooms:
+        if parents is None:
+            x0, y0, x1, y1 = tile_range(extent, z)
+            todo = [(x, y) for x in range(x0, x1 + 1) for y in range(y0, y1 + 1)]
+        else:
+            step = 1 << (z - parents[0])
+            todo = [(px * step + dx, py * step + dy) for px, py in parents[1]
+                    for dx in range(step) for dy in range(step)]
+        full = []
+        counter.zoom(layer, z, len(todo))
+        for (_, x, y), body, new in _build_all(store, tile_dir, version, layer, [(z, x, y) for x, y in todo]):
+            count, built = count + 1, built + new
+            counter.tile()
+            if body:
+                full.append((x, y))
+        parents = (z, full)
+        if log:
+            log(f"{layer} z{z}: {len(todo)} tiles, {len(full)} with features")
+    return count, built
+
+
+def watch(open_store: Callable[[], Store], tile_dir: TileDir, zooms, *, interval: float = 1.0, once: bool = False,
           log=None, progress: Progress = SILENT) -> None:
-    """Render the tiles of each new version of the store, checking for one every ``interval`` seconds.
+    """Keep the tiles current with the store, looking for a new version every ``interval`` seconds.
 
     ``open_store()`` gives the store (opened again for each version, as a
     request would).  Only one process renders a store's tiles at a time
@@ -353,7 +645,7 @@ def watch(open_store: Callable[[], Store], tile_dir: TileDir, zooms, *, interval
     while True:
         try:
             tile_dir.beat()
-            if _render_current(open_store(), tile_dir, zooms, log, wait=once, progress=progress):
+            if _render_current(open_store(), tile_dir, zooms, log, wait=once, progress=progress) and not once:
                 continue
             failure, pause = None, interval
         except Exception as err:
@@ -362,7 +654,7 @@ def watch(open_store: Callable[[], Store], tile_dir: TileDir, zooms, *, interval
             message = f"{type(err).__name__}: {err}"
             if log and message != failure:
                 log(f"tiles not rendered, trying again: {message}")
-            failure, pause = message, min(pause * 2, MAX_RETRY_S)
+            failure, pause = message, min(max(pause, 1.0) * 2, MAX_RETRY_S)
         if once:
             return
         time.sleep(pause)
@@ -377,10 +669,8 @@ def _render_current(store: Store, tile_dir: TileDir, zooms, log, *, wait: bool =
     with tile_dir.lock(wait=wait) as mine:
         if not mine or tile_dir.ready(version, zooms):  # busy elsewhere, or done by the process that was
             return False
-        try:
-            report = render(store, tile_dir, zooms, log=log, progress=progress)
-        except VersionChanged:
-            return True
+        report = render(store, tile_dir, zooms, log=log, progress=progress)
     if log:
-        log(f"tiles of version {version} ready: {report}")
-    return False
+        kind = "changed tiles" if report["incremental"] else "tiles"
+        log(f"{kind} of version {report['version']} ready: {report['tiles']} tiles, {report['seconds']} s")
+    return store.version() != report["version"]

@@ -24,11 +24,24 @@ rings of fewer than three points or of zero area dropped (with the polygon
 when it is the exterior), exterior rings made positive (clockwise with y
 down) and interior rings negative.  Every property is written as a string
 (dates as ``YYYY-MM-DD``), null values are left out, as ``ST_AsMVT`` does.
-Features have no MVT id: keys are text, so the layer's key is a property.
+
+Rounding to integers can make a ring touch or cross itself (two vertices a
+fraction of a unit apart across a thin neck, a spike); such polygons are
+found with integer segment tests over all rings at once (:func:`_bad_features`)
+and replaced by their snap-rounding to the integer grid (GEOS, through
+``shapely.set_precision``), which is valid by construction.
+
+Each feature has an MVT ``id``: keys are text, so the id is a stable
+52-bit integer made from the layer's key (:func:`feature_id`: the first 13
+hex digits of its MD5, exact in a JavaScript number), the same on every
+store (PostGIS computes it in SQL, :data:`FEATURE_ID_SQL`) and every
+version of the data, so a client can pick a feature and keep it highlighted.
+The key stays a property too.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -163,6 +176,15 @@ def intersect_bbox(a, b):
 
 # -- encoding ---------------------------------------------------------------------------
 
+#: PostgreSQL expression of :func:`feature_id` of the text ``{key}``.
+FEATURE_ID_SQL = "('x' || substr(md5({key}), 1, 13))::bit(52)::bigint"
+
+
+def feature_id(key: str) -> int:
+    """The MVT id of the feature with text key ``key``: the first 52 bits of its MD5 (see the module's notes)."""
+    return int(hashlib.md5(key.encode()).hexdigest()[:13], 16)
+
+
 def render(layer: str, wkb, columns: dict, z: int, x: int, y: int, *, gpkg: bool = False) -> bytes:
     """The MVT of one layer of tile ``z/x/y``: ``wkb`` geometries in EPSG:5899, ``columns`` field → values.
 
@@ -173,7 +195,8 @@ def render(layer: str, wkb, columns: dict, z: int, x: int, y: int, *, gpkg: bool
     """
     rings = wkb_rings(wkb, gpkg=gpkg)
     rings.xy = projector(z, x, y)(rings.xy)
-    return encode_rings(layer, rings, columns)
+    key = LAYERS[layer].key if layer in LAYERS else None
+    return encode_rings(layer, rings, columns, id_field=key if key in columns else None)
 
 
 @lru_cache(maxsize=1024)
@@ -283,7 +306,7 @@ def polygon_rings(polys: Polygons) -> Rings:
 
 
 def encode_polygons(name: str, geoms, columns: dict, bounds, *, extent: int = EXTENT,
-                    buffer: int = BUFFER) -> bytes:
+                    buffer: int = BUFFER, id_field: str | None = None) -> bytes:
     """A one-layer MVT of polygonal shapely ``geoms`` (in the CRS of ``bounds``) with string properties.
 
     Parameters
@@ -297,6 +320,8 @@ def encode_polygons(name: str, geoms, columns: dict, bounds, *, extent: int = EX
         Values are written as strings; dates as ISO dates.
     bounds : tuple
         ``(minx, miny, maxx, maxy)`` of the tile in the geometries' CRS.
+    id_field : str, optional
+        The column whose text makes each feature's MVT id (:func:`feature_id`); none without it.
 
     Returns
     -------
@@ -307,31 +332,27 @@ def encode_polygons(name: str, geoms, columns: dict, bounds, *, extent: int = EX
     minx, miny, maxx, maxy = bounds
     rings.xy = np.column_stack([(rings.xy[:, 0] - minx) * extent / (maxx - minx),
                                 (maxy - rings.xy[:, 1]) * extent / (maxy - miny)])
-    return encode_rings(name, rings, columns, extent=extent, buffer=buffer)
+    return encode_rings(name, rings, columns, extent=extent, buffer=buffer, id_field=id_field)
 
 
-def encode_rings(name: str, rings: Rings, columns: dict, *, extent: int = EXTENT, buffer: int = BUFFER) -> bytes:
+def encode_rings(name: str, rings: Rings, columns: dict, *, extent: int = EXTENT, buffer: int = BUFFER,
+                 id_field: str | None = None) -> bytes:
     """A one-layer MVT of ``rings`` already in tile units (float, y down); ``b""`` when nothing is left.
 
     Features crossing the buffered tile are clipped to it (GEOS
-    ``clip_by_rect``); the rest is numpy over all coordinates at once.
+    ``clip_by_rect``), polygons that rounding makes invalid are snap-rounded
+    (:func:`_repair`); the rest is numpy over all coordinates at once.
+    ``id_field``: the column whose text makes each feature's MVT id.
     """
     n_features = len(next(iter(columns.values()))) if columns else int(rings.feat.max(initial=-1)) + 1
     rings = _clip(rings, (-buffer, -buffer, extent + buffer, extent + buffer), n_features)
     if not len(rings.n):
         return b""
-    px, py = np.rint(rings.xy[:, 0]).astype(np.int64), np.rint(rings.xy[:, 1]).astype(np.int64)
+    rings = _repair(rings, n_features)
+    if not len(rings.n):
+        return b""
+    px, py, ring = _rounded(rings)
     n_rings = len(rings.n)
-    ring = np.repeat(np.arange(n_rings), rings.n)
-
-    # consecutive repeats go, then each ring's last point (the closing point, or one equal to it)
-    keep = np.ones(len(px), bool)
-    keep[1:] = (px[1:] != px[:-1]) | (py[1:] != py[:-1]) | (ring[1:] != ring[:-1])
-    kept = np.flatnonzero(keep)
-    last = np.ones(len(kept), bool)
-    last[:-1] = ring[kept[1:]] != ring[kept[:-1]]
-    kept = kept[~last]
-    px, py, ring = px[kept], py[kept], ring[kept]
 
     # ring sizes and signed areas (surveyor's formula in tile units, y down: exteriors positive)
     count = np.bincount(ring, minlength=n_rings)
@@ -381,7 +402,7 @@ def encode_rings(name: str, rings: Rings, columns: dict, *, extent: int = EXTENT
                              minlength=len(rings_left))
     geom_len = np.bincount(feat_rank, weights=ring_bytes, minlength=len(feats)).astype(np.int64)
 
-    # features: tags, type POLYGON, geometry
+    # features: id, tags, type POLYGON, geometry
     keys, values_msg, tag_bytes, tag_len = _tags(columns, feats)
     n = len(feats)
     one = np.ones(n, np.int64)
@@ -389,7 +410,13 @@ def encode_rings(name: str, rings: Rings, columns: dict, *, extent: int = EXTENT
     tlen_b, tlen_nb = _varints(tag_len[tag_len > 0])
     tlen_count = np.zeros(n, np.int64)
     tlen_count[tag_len > 0] = tlen_nb
+    ids = _ids(columns[id_field], feats) if id_field is not None else None
+    has_id = np.zeros(n, np.int64) if ids is None else (ids >= 0).astype(np.int64)
+    id_b, id_nb = _varints(ids[ids >= 0]) if ids is not None else (np.empty(0, np.uint8), np.empty(0, np.int64))
+    id_count = np.zeros(n, np.int64)
+    id_count[has_id > 0] = id_nb
     body, body_len = _interleave([
+        (np.full(int(has_id.sum()), 0x08, np.uint8), has_id), (id_b, id_count),
         (np.full(int(has_tags.sum()), 0x12, np.uint8), has_tags), (tlen_b, tlen_count), (tag_bytes, tag_len),
         (np.tile(np.array([0x18, 0x03, 0x22], np.uint8), n), np.full(n, 3, np.int64)),
         _varints(geom_len), (geom_bytes, geom_len)])
@@ -397,6 +424,139 @@ def encode_rings(name: str, rings: Rings, columns: dict, *, extent: int = EXTENT
     layer = b"".join([_field_bytes(1, name.encode()), features.tobytes(), keys, values_msg,
                       bytes([0x28]) + _varints(np.array([extent]))[0].tobytes(), bytes([0x78, 0x02])])
     return _field_bytes(3, layer)
+
+
+def _ids(values, feats: np.ndarray) -> np.ndarray:
+    """The MVT id (:func:`feature_id`) of each of ``feats`` from its key in ``values``; −1 where it has none.
+
+    The keys' UTF-8 bytes are sliced from the Arrow buffer and hashed one by
+    one (``hashlib``, ~0.5 µs each); the 52 bits are read from the digests by numpy.
+    """
+    keys = _strings(values).take(pa.array(feats))
+    if not len(keys):
+        return np.empty(0, np.int64)
+    offsets = np.frombuffer(keys.buffers()[1], np.int32)[keys.offset:keys.offset + len(keys) + 1].tolist()
+    data = keys.buffers()[2]
+    raw = b"" if data is None else data.to_pybytes()
+    md5 = hashlib.md5
+    digests = np.frombuffer(b"".join([md5(raw[a:b]).digest() for a, b in zip(offsets[:-1], offsets[1:])]),
+                            np.uint8).reshape(-1, 16)[:, :7].astype(np.uint64)
+    weights = np.uint64(1) << (np.arange(6, -1, -1, dtype=np.uint64) * np.uint64(8))
+    ids = ((digests * weights).sum(axis=1, dtype=np.uint64) >> np.uint64(4)).astype(np.int64)
+    return np.where(keys.is_null().to_numpy(zero_copy_only=False), -1, ids)
+
+
+def _rounded(rings: Rings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The rings' points rounded to integers without consecutive repeats nor closing points: x, y, ring index."""
+    px, py = np.rint(rings.xy[:, 0]).astype(np.int64), np.rint(rings.xy[:, 1]).astype(np.int64)
+    ring = np.repeat(np.arange(len(rings.n)), rings.n)
+    # consecutive repeats go, then each ring's last point (the closing point, or one equal to it)
+    keep = np.ones(len(px), bool)
+    keep[1:] = (px[1:] != px[:-1]) | (py[1:] != py[:-1]) | (ring[1:] != ring[:-1])
+    kept = np.flatnonzero(keep)
+    last = np.ones(len(kept), bool)
+    last[:-1] = ring[kept[1:]] != ring[kept[:-1]]
+    kept = kept[~last]
+    return px[kept], py[kept], ring[kept]
+
+
+#: Rings of up to this many points are tested for self-intersection with numpy (all segment pairs); longer
+#: ones, and polygons with holes or several parts, with GEOS.
+_PAIR_TEST_MAX = 32
+
+
+@lru_cache(maxsize=64)
+def _segment_pairs(k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Indexes ``(i, j)`` of the pairs of non-adjacent edges of a closed ring of ``k`` points."""
+    i, j = np.triu_indices(k, 2)
+    keep = ~((i == 0) & (j == k - 1))
+    return i[keep], j[keep]
+
+
+def _orient(ax, ay, bx, by, cx, cy) -> np.ndarray:
+    """Sign of the turn a→b→c (integers: exact)."""
+    return np.sign((bx - ax) * (cy - ay) - (by - ay) * (cx - ax))
+
+
+def _bad_rings(px: np.ndarray, py: np.ndarray, start: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Which rings (integer points, not closed) touch or cross themselves, or fold back on an edge (a spike)."""
+    bad = np.zeros(len(count), bool)
+    for k in np.unique(count[(count >= 3) & (count <= _PAIR_TEST_MAX)]).tolist():
+        which = np.flatnonzero(count == k)
+        at = start[which][:, None] + np.arange(k)
+        x, y = px[at], py[at]
+        nx, ny = np.roll(x, -1, axis=1), np.roll(y, -1, axis=1)
+        # an edge and the next one going back along it
+        ex, ey, fx, fy = nx - x, ny - y, np.roll(nx, -1, axis=1) - nx, np.roll(ny, -1, axis=1) - ny
+        spike = ((ex * fy - ey * fx) == 0) & ((ex * fx + ey * fy) < 0)
+        hit = spike.any(axis=1)
+        i, j = _segment_pairs(k)
+        if len(i):
+            ax, ay, bx, by = x[:, i], y[:, i], nx[:, i], ny[:, i]
+            cx, cy, dx, dy = x[:, j], y[:, j], nx[:, j], ny[:, j]
+            o1, o2 = _orient(ax, ay, bx, by, cx, cy), _orient(ax, ay, bx, by, dx, dy)
+            o3, o4 = _orient(cx, cy, dx, dy, ax, ay), _orient(cx, cy, dx, dy, bx, by)
+            collinear = (o1 == 0) & (o2 == 0) & (o3 == 0) & (o4 == 0)
+            overlap = ((np.maximum(np.minimum(ax, bx), np.minimum(cx, dx)) <= np.minimum(np.maximum(ax, bx),
+                                                                                         np.maximum(cx, dx)))
+                       & (np.maximum(np.minimum(ay, by), np.minimum(cy, dy)) <= np.minimum(np.maximum(ay, by),
+                                                                                           np.maximum(cy, dy))))
+            cross = np.where(collinear, overlap, (o1 * o2 <= 0) & (o3 * o4 <= 0))
+            hit |= cross.any(axis=1)
+        bad[which] = hit
+    return bad
+
+
+def _bad_features(rings: Rings, n_features: int) -> np.ndarray:
+    """Which features rounding to integers leaves invalid (a ring touching or crossing itself or another)."""
+    px, py, ring = _rounded(rings)
+    count = np.bincount(ring, minlength=len(rings.n))
+    start = np.cumsum(count) - count
+    polys_per_feat = np.bincount(rings.feat[rings.ext], minlength=n_features)
+    rings_per_feat = np.bincount(rings.feat, minlength=n_features)
+    simple = (polys_per_feat == 1) & (rings_per_feat == 1)
+    bad = np.zeros(n_features, bool)
+    one_ring = simple[rings.feat]
+    bad[rings.feat[one_ring & _bad_rings(px, py, start, count)]] = True
+    complex_ = np.flatnonzero(((rings_per_feat > 0) & ~simple) | np.isin(
+        np.arange(n_features), rings.feat[one_ring & (count > _PAIR_TEST_MAX)]))
+    if len(complex_):
+        sub = rings.subset(np.isin(rings.feat, complex_))
+        sub.xy = np.rint(sub.xy)
+        sub.feat = np.searchsorted(complex_, sub.feat)
+        bad[complex_[~shapely.is_valid(sub.geometries(len(complex_)))]] = True
+    return bad
+
+
+def _polygonal(geom):
+    """The polygons of ``geom`` (a GeometryCollection's too) as one MultiPolygon, or ``None``."""
+    parts = [p for p in shapely.get_parts(shapely.get_parts(geom))
+             if shapely.get_type_id(p) in (3, 6)]
+    polys = [q for p in parts for q in shapely.get_parts(p)]
+    return shapely.multipolygons(polys) if polys else None
+
+
+def _repair(rings: Rings, n_features: int) -> Rings:
+    """``rings`` with each feature that rounding would leave invalid replaced by its snap-rounding to the grid.
+
+    The feature's float geometry (made valid first if it is not) is
+    snap-rounded by GEOS (``set_precision`` with a grid of 1 unit): integer
+    coordinates, valid by construction; a part that collapses goes.
+    """
+    bad = _bad_features(rings, n_features)
+    if not bad.any():
+        return rings
+    ids = np.flatnonzero(bad)
+    bad_ring = bad[rings.feat]
+    kept, sub = rings.subset(~bad_ring), rings.subset(bad_ring)
+    sub.feat = np.searchsorted(ids, sub.feat)
+    geoms = sub.geometries(len(ids))
+    geoms = np.where(shapely.is_valid(geoms), geoms, shapely.make_valid(geoms))
+    fixed = shapely.set_precision(geoms, 1.0)
+    fixed = np.array([_polygonal(g) for g in fixed], dtype=object)
+    repaired = rings_of(fixed)
+    repaired.feat = ids[repaired.feat]
+    return Rings.concat([kept, repaired])
 
 
 def _clip(rings: Rings, box, n_features: int) -> Rings:

@@ -138,7 +138,11 @@ def _postgis(store: PostGISStore, layer: str, z: int, x: int, y: int, flt: Filte
     Rows are selected by ``geom && <the buffered tile's box in EPSG:5899>``
     (the GiST index) and the filter's clauses, brought to EPSG:3857 and
     encoded by ``ST_AsMVTGeom``/``ST_AsMVT`` with the extent and buffer of
-    :mod:`gisapp.tiles.mvt`; dates as ISO text.
+    :mod:`gisapp.tiles.mvt`; dates as ISO text; each feature's MVT id is
+    :data:`gisapp.tiles.mvt.FEATURE_ID_SQL` of its key (what the Python encoder
+    gives).  ``ST_AsMVTGeom`` snaps to the grid and makes the result valid
+    itself (PostGIS 3 with GEOS ≥ 3.9: snap-rounding), as the Python encoder's
+    repair does; ``tests/test_tiles.py`` checks both on a ring rounding breaks.
 
     To EPSG:3857: ``ST_Transform(geom, 3857)`` costs ~17 µs per parcel
     here (PROJ weighs its candidate operations point by point), over half
@@ -159,7 +163,8 @@ def _postgis(store: PostGISStore, layer: str, z: int, x: int, y: int, flt: Filte
         to_mercator, to_params = "ST_SetSRID(ST_Affine(geom, %s, %s, %s, %s, %s, %s), 3857)", list(coefficients)
     else:
         to_mercator, to_params = "ST_Transform(geom, 3857)", []
-    query = (f"SELECT ST_AsMVT(t, %s, {tiles.EXTENT}, 'geom') FROM (SELECT {props}, "
+    mvt_id = tiles.FEATURE_ID_SQL.format(key=lay.key)  # the MVT id, as the Python encoder makes it
+    query = (f"SELECT ST_AsMVT(t, %s, {tiles.EXTENT}, 'geom', 'mvt_id') FROM (SELECT {props}, {mvt_id} AS mvt_id, "
              f"ST_AsMVTGeom({to_mercator}, ST_MakeEnvelope(%s, %s, %s, %s, 3857), "
              f"{tiles.EXTENT}, {tiles.BUFFER}, true) AS geom FROM {lay.name}{where}) t WHERE geom IS NOT NULL")
     with store.connection() as con:

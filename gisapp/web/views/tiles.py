@@ -31,7 +31,7 @@ from gisapp.store import Store
 from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
 from gisapp.tiles import subset
-from gisapp.tiles.disk import shared_tiles
+from gisapp.tiles.disk import shared_tile, shared_tiles
 from gisapp.web.request import get_store, public_root
 from gisapp.web.views.data import strict_filter
 
@@ -76,8 +76,10 @@ def _tile(layer: str, z: int, x: int, y: int) -> Response:
 def _shared_tile(store: Store, version: str | None, flt, layer: str, z: int, x: int, y: int) -> bytes:
     """The tile from the processes' shared folder when it is unfiltered and there, else built.
 
-    A tile built here is written to the folder only when the renderer would
-    make it too (a zoom it renders, with features): requests cannot fill the disk.
+    A tile a write touched is built until the renderer caught up
+    (:func:`gisapp.tiles.disk.shared_tile`).  A tile built here is written to
+    the folder only when the renderer would make it too (a zoom it renders,
+    with features): requests cannot fill the disk.
     """
     if not version:
         return tile_source.tile(store, layer, z, x, y, flt)
@@ -86,12 +88,8 @@ def _shared_tile(store: Store, version: str | None, flt, layer: str, z: int, x: 
     shared = shared_tiles(current_app.config, store)  # checks the folder: only for tiles it may hold
     if shared is None:
         return tile_source.tile(store, layer, z, x, y, flt)
-    body = shared.get(version, layer, z, x, y)
-    if body is None:
-        body = tile_source.tile(store, layer, z, x, y, flt)
-        if body and z in current_app.config.get("TILE_WARM", ()):
-            shared.put(version, layer, z, x, y, body)
-    return body
+    return shared_tile(shared, store, version, layer, z, x, y, lambda: tile_source.tile(store, layer, z, x, y, flt),
+                       keep=z in current_app.config.get("TILE_WARM", ()))
 
 
 def _filtered_tile(store: Store, version: str, flt, layer: str, z: int, x: int, y: int) -> bytes:
