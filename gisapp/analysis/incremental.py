@@ -50,6 +50,7 @@ makes its first findings, and remains the way to change the parameters.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass, field
 
@@ -219,7 +220,7 @@ def _typed(name: str, frame: gpd.GeoDataFrame | None) -> gpd.GeoDataFrame:
     """``frame`` with the layer's typed columns, as the store writes it (an empty frame for ``None``)."""
     lay = schema.get_layer(name)
     if frame is None or not len(frame):
-        return empty_frame(lay)
+        return _empty(name)
     typed = schema.coerce(lay, frame)
     typed = gpd.GeoDataFrame(typed[[*lay.field_names, "geometry"]], geometry="geometry", crs=STORE_CRS)
     if frame.crs is not None and not frame.crs.equals(STORE_CRS):
@@ -272,7 +273,7 @@ def _boxes(geoms: np.ndarray, grow: float) -> np.ndarray:
 def _read(store: Store, layer: str, boxes: np.ndarray) -> gpd.GeoDataFrame:
     """``layer``'s features meeting any of ``boxes`` (none read for no boxes)."""
     if not len(boxes):
-        return empty_frame(schema.get_layer(layer))
+        return _empty(layer)
     return store.read_boxes(layer, boxes)
 
 
@@ -329,9 +330,15 @@ def _involving(findings: pd.DataFrame, dossiers: Collection[str], permits: Colle
 
 def _incremental(store: Store, new: dict[str, gpd.GeoDataFrame], gone: dict[str, list[str]],
                  params: AnalysisParams) -> FindingsChange:
-    """The findings that can involve the written rows ``new`` and the deleted keys ``gone`` (see the module notes)."""
+    """The findings that can involve the written rows ``new`` and the deleted keys ``gone`` (see the module notes).
+
+    Six reads at most, each through the spatial index or the keys: the
+    stored rows of the written keys, the sidewalks, sidewalk permits and
+    dossiers near the changed features, the wards, the stored findings there.
+    """
     keys = {n: schema.get_layer(n).key for n in PERMIT_LAYERS}
-    old = {n: store.read_keys(n, [*new[n][keys[n]], *gone[n]]) for n in PERMIT_LAYERS}
+    wanted = {n: [*new[n][keys[n]], *gone[n]] for n in PERMIT_LAYERS}
+    old = {n: store.read_keys(n, wanted[n]) if wanted[n] else _empty(n) for n in PERMIT_LAYERS}
     for n in PERMIT_LAYERS:  # rows written again unchanged (a re-import) change no finding
         new[n] = new[n][_changed(n, new[n], old[n])].reset_index(drop=True)
     changed = {n: set(new[n][keys[n]]) | (set(gone[n]) & set(old[n][keys[n]])) for n in PERMIT_LAYERS}
@@ -341,35 +348,34 @@ def _incremental(store: Store, new: dict[str, gpd.GeoDataFrame], gone: dict[str,
     gone_all = {n: sorted(changed[n] - set(new[n][keys[n]])) for n in PERMIT_LAYERS}
     d = float(params.distance_m) + SLACK_M
     moved_s = _geoms(new[SIDEWALK], old[SIDEWALK])  # where sidewalk permits were and are
-    # the reach of the free passage on the sidewalks there, and the permits whose passage counts a moved one
-    reach = 0.0
+    cons_geoms = _geoms(new[CONSTRUCTION])
+    # the sidewalks there: the reach of the free passage beside the moved permits, and under their neighbours
+    reach, walks = 0.0, _empty("sidewalks")
     if len(moved_s):
         look = SIDEWALK_LOOK_M
         while True:
-            reach = _passage_reach(_read(store, "sidewalks", _boxes(moved_s, look)))
+            walks = _read(store, "sidewalks", _boxes(moved_s, 2 * look))
+            near_walks = walks[_meets(walks, _boxes(moved_s, look))]
+            reach = _passage_reach(near_walks)
             if reach <= look:
                 break
             look = reach
-    neighbours: list[str] = []
-    if reach > 0:
-        near = _overlay(SIDEWALK, _read(store, SIDEWALK, _boxes(moved_s, reach + SLACK_M)), new[SIDEWALK],
-                        gone_all[SIDEWALK])
-        geoms = np.asarray(near.geometry.values, dtype=object)
-        if len(geoms):
-            hit, _ = shapely.STRtree(moved_s).query(geoms, predicate="dwithin", distance=reach)
-            neighbours = sorted(set(near[keys[SIDEWALK]].iloc[np.unique(hit)]) - changed[SIDEWALK])
-        focus = near[near[keys[SIDEWALK]].isin([*new[SIDEWALK][keys[SIDEWALK]], *neighbours])]
-    else:
-        focus = new[SIDEWALK]
-    focus_s = _geoms(focus)
-    cons_geoms = _geoms(new[CONSTRUCTION])
-    # the neighbourhoods: dossiers near the permits, permits near the dossiers and within reach of the permits
-    c_boxes = _boxes(_geoms(new[SIDEWALK]), d)
-    s_boxes = np.concatenate([_boxes(focus_s, max(reach, SLACK_M) + SLACK_M), _boxes(cons_geoms, d)])
-    construction = _overlay(CONSTRUCTION, _read(store, CONSTRUCTION, c_boxes), new[CONSTRUCTION],
-                            gone_all[CONSTRUCTION])
+    # the sidewalk permits: within reach of the moved ones (whose passage counts them), and within reach of those;
+    # within distance of the written dossiers
+    s_boxes = np.concatenate([_boxes(moved_s, 2 * max(reach, SLACK_M) + SLACK_M), _boxes(cons_geoms, d)])
     sidewalk = _overlay(SIDEWALK, _read(store, SIDEWALK, s_boxes), new[SIDEWALK], gone_all[SIDEWALK])
-    walks = _read(store, "sidewalks", _boxes(focus_s, SLACK_M))
+    neighbours: list[str] = []
+    if reach > 0 and len(sidewalk):
+        hit, _ = shapely.STRtree(moved_s).query(np.asarray(sidewalk.geometry.values, dtype=object),
+                                                predicate="dwithin", distance=reach)
+        neighbours = sorted(set(sidewalk[keys[SIDEWALK]].iloc[np.unique(hit)]) - changed[SIDEWALK])
+    focus = sidewalk[sidewalk[keys[SIDEWALK]].isin([*new[SIDEWALK][keys[SIDEWALK]], *neighbours])]
+    focus_s = _geoms(focus)
+    if len(focus_s) and not _meets(focus, _boxes(moved_s, 2 * SIDEWALK_LOOK_M), inside=True).all():
+        walks = _read(store, "sidewalks", _boxes(focus_s, SLACK_M))  # a neighbour beyond what was read
+    # the dossiers within distance of the written permits
+    construction = _overlay(CONSTRUCTION, _read(store, CONSTRUCTION, _boxes(_geoms(new[SIDEWALK]), d)),
+                            new[CONSTRUCTION], gone_all[CONSTRUCTION])
     result = find_overlaps(construction, sidewalk, store.read("wards"), params, sidewalks=walks)
     dossiers, permits = set(new[CONSTRUCTION][keys[CONSTRUCTION]]), set(new[SIDEWALK][keys[SIDEWALK]])
     fresh = result.findings[_involving(result.findings, dossiers, permits, neighbours)].reset_index(drop=True)
@@ -383,3 +389,23 @@ def _incremental(store: Store, new: dict[str, gpd.GeoDataFrame], gone: dict[str,
     return FindingsChange(gpd.GeoDataFrame(fresh, geometry="geometry", crs=STORE_CRS), stale,
                           permits=sorted(permits | set(neighbours)), dossiers=sorted(dossiers))
 
+
+def _meets(frame: gpd.GeoDataFrame, boxes: np.ndarray, *, inside: bool = False) -> np.ndarray:
+    """Rows of ``frame`` whose bounding box meets one of ``boxes`` (``inside``: lies within one of them)."""
+    if not len(frame) or not len(boxes):
+        return np.zeros(len(frame), dtype=bool)
+    rows, _ = shapely.STRtree(shapely.box(*boxes.T)).query(shapely.box(*shapely.bounds(
+        np.asarray(frame.geometry.values, dtype=object)).T), predicate="within" if inside else "intersects")
+    out = np.zeros(len(frame), dtype=bool)
+    out[rows] = True
+    return out
+
+
+@functools.cache
+def _empty_cached(layer: str) -> gpd.GeoDataFrame:
+    return empty_frame(schema.get_layer(layer))
+
+
+def _empty(layer: str) -> gpd.GeoDataFrame:
+    """An empty frame of ``layer`` (built once: building one costs tens of ms of pandas)."""
+    return _empty_cached(layer).copy()
