@@ -142,7 +142,7 @@ def write_with_findings(store: Store, frames: dict[str, gpd.GeoDataFrame], *, mo
     with store.write_lock():
         change = findings_for_write(store, frames, mode=mode, delete=delete, params=params)
         data = dict(frames)
-        removed = {name: list(keys) for name, keys in (delete or {}).items()}
+        removed: dict[str, Collection[str]] = {name: list(keys) for name, keys in (delete or {}).items()}
         if change is not None:
             data["findings"] = change.findings
             if change.stale:

@@ -535,10 +535,10 @@ class GeoPackageStore(Store):
         with self._connect() as con:
             if not wanted or layer not in self._tables(con):
                 return empty_frame(lay)
-            columns = ", ".join(lay.field_names) + ", geom"
-            rows = con.execute(f'SELECT {columns} FROM "{layer}" WHERE {lay.key} IN '
-                               "(SELECT value FROM json_each(?)) ORDER BY " + lay.key,
-                               [json.dumps(wanted)]).fetchall()
+            columns = "".join(f"t.{n}, " for n in lay.field_names) + "t.geom"
+            # CROSS JOIN: SQLite keeps the keys as the outer loop, one probe of the key's index each
+            rows = con.execute(f'SELECT {columns} FROM json_each(?) j CROSS JOIN "{layer}" t '
+                               f"ON t.{lay.key} = j.value ORDER BY t.{lay.key}", [json.dumps(wanted)]).fetchall()
         return _frame(lay, rows)
 
     def read_boxes(self, layer: str, boxes: np.ndarray) -> gpd.GeoDataFrame:
@@ -559,7 +559,8 @@ class GeoPackageStore(Store):
                     "json_extract(value, '$[2]') AS x2, json_extract(value, '$[3]') AS y2 FROM json_each(?)), "
                     f'hit AS (SELECT DISTINCT r.id FROM b CROSS JOIN "rtree_{layer}_geom" r '
                     "WHERE r.maxx >= b.x1 AND r.minx <= b.x2 AND r.maxy >= b.y1 AND r.miny <= b.y2) "
-                    f'SELECT t.fid, {columns}t.geom FROM hit JOIN "{layer}" t ON t.fid = hit.id', [part]).fetchall()
+                    f'SELECT t.fid, {columns}t.geom FROM hit CROSS JOIN "{layer}" t ON t.fid = hit.id',
+                    [part]).fetchall()  # CROSS JOIN: the hits stay the outer loop (a rowid probe each)
                 rows.extend(r[1:] for r in found if r[0] not in fids)
                 fids.update(r[0] for r in found)
         frame = _frame(lay, rows)
