@@ -365,11 +365,21 @@ def _incremental(store: Store, new: dict[str, gpd.GeoDataFrame], gone: dict[str,
     s_boxes = np.concatenate([_boxes(moved_s, 2 * max(reach, SLACK_M) + SLACK_M), _boxes(cons_geoms, d)])
     sidewalk = _overlay(SIDEWALK, _read(store, SIDEWALK, s_boxes), new[SIDEWALK], gone_all[SIDEWALK])
     neighbours: list[str] = []
+    ids = sidewalk[keys[SIDEWALK]].to_numpy(dtype=object)
+    geoms = np.asarray(sidewalk.geometry.values, dtype=object)
     if reach > 0 and len(sidewalk):
-        hit, _ = shapely.STRtree(moved_s).query(np.asarray(sidewalk.geometry.values, dtype=object),
-                                                predicate="dwithin", distance=reach)
-        neighbours = sorted(set(sidewalk[keys[SIDEWALK]].iloc[np.unique(hit)]) - changed[SIDEWALK])
+        # beside a moved permit (its old or new place) on some day of its old or new period: the passage counts it
+        where, first, last = _periods(new[SIDEWALK], old[SIDEWALK])
+        p, q = shapely.STRtree(where).query(geoms, predicate="dwithin", distance=reach)
+        start, end = _periods(sidewalk)[1:]
+        same_days = (start[p] <= last[q]) & (first[q] <= end[p])
+        neighbours = sorted(set(ids[np.unique(p[same_days])]) - changed[SIDEWALK])
     focus = sidewalk[sidewalk[keys[SIDEWALK]].isin([*new[SIDEWALK][keys[SIDEWALK]], *neighbours])]
+    if len(sidewalk):  # only what the findings of the focus and of the written dossiers count is analysed
+        tree = shapely.STRtree(geoms)
+        used = [tree.query(_geoms(focus), predicate="dwithin", distance=max(reach, SLACK_M))[1],
+                tree.query(cons_geoms, predicate="dwithin", distance=d)[1]]
+        sidewalk = sidewalk.iloc[np.unique(np.concatenate(used))].reset_index(drop=True)
     focus_s = _geoms(focus)
     if len(focus_s) and not _meets(focus, _boxes(moved_s, 2 * SIDEWALK_LOOK_M), inside=True).all():
         walks = _read(store, "sidewalks", _boxes(focus_s, SLACK_M))  # a neighbour beyond what was read
@@ -388,6 +398,22 @@ def _incremental(store: Store, new: dict[str, gpd.GeoDataFrame], gone: dict[str,
     stale = sorted(set(stored["finding_id"][named]) - set(fresh["finding_id"]))
     return FindingsChange(gpd.GeoDataFrame(fresh, geometry="geometry", crs=STORE_CRS), stale,
                           permits=sorted(permits | set(neighbours)), dossiers=sorted(dossiers))
+
+
+def _periods(*frames: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The non-empty geometries of sidewalk-permit ``frames`` (as :func:`_geoms`), and their first and last
+    days (int days; a missing date: open that way)."""
+    parts = [f for f in frames if len(f)]
+    if not parts:
+        return np.empty(0, dtype=object), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    geoms = np.concatenate([np.asarray(f.geometry.values, dtype=object) for f in parts])
+    days = {}
+    for name, missing in (("start_on", np.iinfo(np.int64).min), ("end_on", np.iinfo(np.int64).max)):
+        values = np.concatenate([schema.to_dates(f[name]).to_numpy().astype("datetime64[D]") for f in parts])
+        days[name] = np.where(np.isnat(values), missing, values.astype(np.int64))
+    ok = ~shapely.is_missing(geoms)
+    ok[ok] = ~shapely.is_empty(geoms[ok])
+    return geoms[ok], days["start_on"][ok], days["end_on"][ok]
 
 
 def _meets(frame: gpd.GeoDataFrame, boxes: np.ndarray, *, inside: bool = False) -> np.ndarray:
