@@ -332,9 +332,13 @@ def _incremental(store: Store, new: dict[str, gpd.GeoDataFrame], gone: dict[str,
                  params: AnalysisParams) -> FindingsChange:
     """The findings that can involve the written rows ``new`` and the deleted keys ``gone`` (see the module notes).
 
-    Six reads at most, each through the spatial index or the keys: the
-    stored rows of the written keys, the sidewalks, sidewalk permits and
-    dossiers near the changed features, the wards, the stored findings there.
+    A few reads, each through the keys or the spatial index, per layer for
+    all the changed features at once: the stored rows of the written keys,
+    the sidewalks, sidewalk permits and dossiers near the changed features,
+    the wards, the stored findings there.  A neighbour's ``CLEARANCE`` is
+    judged again only when it shares a day with a moved permit's old or new
+    period (the passage counts only the permits active with it), and the
+    analysis sees only what the findings of the focus count.
     """
     keys = {n: schema.get_layer(n).key for n in PERMIT_LAYERS}
     wanted = {n: [*new[n][keys[n]], *gone[n]] for n in PERMIT_LAYERS}
@@ -371,7 +375,7 @@ def _incremental(store: Store, new: dict[str, gpd.GeoDataFrame], gone: dict[str,
         # beside a moved permit (its old or new place) on some day of its old or new period: the passage counts it
         where, first, last = _periods(new[SIDEWALK], old[SIDEWALK])
         p, q = shapely.STRtree(where).query(geoms, predicate="dwithin", distance=reach)
-        start, end = _periods(sidewalk)[1:]
+        start, end = _days(sidewalk)
         same_days = (start[p] <= last[q]) & (first[q] <= end[p])
         neighbours = sorted(set(ids[np.unique(p[same_days])]) - changed[SIDEWALK])
     focus = sidewalk[sidewalk[keys[SIDEWALK]].isin([*new[SIDEWALK][keys[SIDEWALK]], *neighbours])]
@@ -396,24 +400,53 @@ def _incremental(store: Store, new: dict[str, gpd.GeoDataFrame], gone: dict[str,
     stored = _read(store, "findings", stale_boxes)
     named = _involving(stored, changed[CONSTRUCTION], changed[SIDEWALK], neighbours)
     stale = sorted(set(stored["finding_id"][named]) - set(fresh["finding_id"]))
+    fresh = fresh[~_stored_as_is(fresh, stored)].reset_index(drop=True)  # not written again: no change logged
     return FindingsChange(gpd.GeoDataFrame(fresh, geometry="geometry", crs=STORE_CRS), stale,
                           permits=sorted(permits | set(neighbours)), dossiers=sorted(dossiers))
 
 
+def _stored_as_is(fresh: pd.DataFrame, stored: pd.DataFrame) -> np.ndarray:
+    """Rows of ``fresh`` findings stored exactly so already (every field, the same shape, to the bit)."""
+    same = np.zeros(len(fresh), dtype=bool)
+    if not len(fresh) or not len(stored):
+        return same
+    position = pd.Index(stored["finding_id"]).get_indexer(fresh["finding_id"])
+    fi, si = np.flatnonzero(position >= 0), position[position >= 0]
+    equal = np.ones(len(fi), dtype=bool)
+    for name in schema.FINDINGS.field_names:
+        a, b = fresh[name].iloc[fi], stored[name].iloc[si]
+        an, bn = a.isna().to_numpy(), b.isna().to_numpy()
+        both = ~an & ~bn
+        eq = an & bn
+        eq[both] = a.to_numpy(dtype=object)[both] == b.to_numpy(dtype=object)[both]
+        equal &= eq
+    ga = np.asarray(fresh.geometry.values, dtype=object)[fi]
+    gb = np.asarray(stored.geometry.values, dtype=object)[si]
+    equal &= shapely.equals_exact(ga, gb, tolerance=0.0)
+    same[fi[equal]] = True
+    return same
+
+
+def _days(frame: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """First and last day of each sidewalk permit of ``frame`` (int days; a missing date: open that way)."""
+    out = []
+    for name, missing in (("start_on", np.iinfo(np.int64).min), ("end_on", np.iinfo(np.int64).max)):
+        values = schema.to_dates(frame[name]).to_numpy().astype("datetime64[D]")
+        out.append(np.where(np.isnat(values), missing, values.astype(np.int64)))
+    return out[0], out[1]
+
+
 def _periods(*frames: gpd.GeoDataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The non-empty geometries of sidewalk-permit ``frames`` (as :func:`_geoms`), and their first and last
-    days (int days; a missing date: open that way)."""
+    """The non-empty geometries of sidewalk-permit ``frames`` (as :func:`_geoms`) and their first and last days."""
     parts = [f for f in frames if len(f)]
     if not parts:
         return np.empty(0, dtype=object), np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
     geoms = np.concatenate([np.asarray(f.geometry.values, dtype=object) for f in parts])
-    days = {}
-    for name, missing in (("start_on", np.iinfo(np.int64).min), ("end_on", np.iinfo(np.int64).max)):
-        values = np.concatenate([schema.to_dates(f[name]).to_numpy().astype("datetime64[D]") for f in parts])
-        days[name] = np.where(np.isnat(values), missing, values.astype(np.int64))
+    first = np.concatenate([_days(f)[0] for f in parts])
+    last = np.concatenate([_days(f)[1] for f in parts])
     ok = ~shapely.is_missing(geoms)
     ok[ok] = ~shapely.is_empty(geoms[ok])
-    return geoms[ok], days["start_on"][ok], days["end_on"][ok]
+    return geoms[ok], first[ok], last[ok]
 
 
 def _meets(frame: gpd.GeoDataFrame, boxes: np.ndarray, *, inside: bool = False) -> np.ndarray:

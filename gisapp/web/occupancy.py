@@ -216,9 +216,10 @@ def save(store: Store, body: dict, config: dict, *, permit_no: str | None = None
         frame = _validated(store, row, proposal.geometry, config)
         change = incremental.write_with_findings(store, {"sidewalk_permits": frame}) or \
             incremental.FindingsChange(incremental.empty_findings(), [])
-    clashes = sorted({str(b) if a == number else str(a) for a, b, k in
-                      zip(change.findings["a_id"], change.findings["b_id"], change.findings["kind"], strict=True)
-                      if k == "CLASH"})
+        # the permit's clashes as stored now (a finding written before and unchanged is not in ``change``)
+        near = store.read_boxes("findings", np.asarray([shapely.bounds(proposal.geometry)]))
+    near = near[(near["kind"] == "CLASH") & ((near["a_id"] == number) | (near["b_id"] == number))]
+    clashes = sorted({str(b) if a == number else str(a) for a, b in zip(near["a_id"], near["b_id"], strict=True)})
     return Saved(number, permit_no is None, report, len(change.findings), len(change.stale), clashes)
 
 
