@@ -139,6 +139,9 @@ def write_with_findings(store: Store, frames: dict[str, gpd.GeoDataFrame], *, mo
     (``None``: none were kept, the store was never analysed or the write
     touches no analysed layer).
     """
+    if not store.exists():  # a store created by this write: no findings to keep yet (the write makes its schema)
+        store.write(frames, mode=mode, delete=delete, meta=meta, history=history, progress=progress)
+        return None
     with store.write_lock():
         change = findings_for_write(store, frames, mode=mode, delete=delete, params=params)
         data = dict(frames)
