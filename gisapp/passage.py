@@ -349,7 +349,8 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.
         na, nb, clipped = na[solid], nb[solid], clipped[solid]
         c_left, c_right = shapely.distance(clipped, left[na]), shapely.distance(clipped, right[na])
         c_body = shapely.distance(clipped, body[na])
-        bounds = np.flatnonzero(np.r_[True, na[1:] != na[:-1], True])
+        # (no rows left when no neighbour reaches into the stretch with some area: then no group at all)
+        bounds = np.flatnonzero(np.r_[True, na[1:] != na[:-1], True]) if len(na) else np.zeros(1, dtype=np.int64)
         pair_j: list[np.ndarray] = []
         pair_k: list[np.ndarray] = []
         for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):

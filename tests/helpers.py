@@ -212,3 +212,30 @@ def drop_tables_after_schema_5(con) -> None:
     con.execute("DELETE FROM gisapp_layers WHERE name <> ALL(%s)", [list(SCHEMA_5_LAYERS)])
     con.execute("DROP INDEX IF EXISTS ix_construction_permits_works_start")  # version 10's, on a version-1 table
     con.execute("DELETE FROM schema_version WHERE version > 5")
+
+
+#: The findings' columns compared by :func:`assert_findings_current` (besides the id and the geometry).
+FINDING_COLUMNS = ["kind", "a_id", "b_id", "ward_code", "overlap_area_m2", "distance_m", "overlap_start",
+                   "overlap_end", "overlap_days", "detail"]
+
+
+def assert_findings_current(store) -> None:
+    """The stored findings are exactly those of a full analysis run now (same ids, values and shapes)."""
+    import pandas as pd
+
+    from gisapp.analysis.incremental import stored_params
+    from gisapp.analysis.run import analyze_store
+
+    stored = store.read("findings").sort_values("finding_id").reset_index(drop=True)
+    full = analyze_store(store, stored_params(store))[0].findings.sort_values("finding_id").reset_index(drop=True)
+    have, want = set(stored["finding_id"]), set(full["finding_id"])
+    extra, missing = have - want, want - have
+    assert not extra and not missing, (sorted(extra)[:5], sorted(missing)[:5])
+    for col in FINDING_COLUMNS:
+        a, b = stored[col], full[col]
+        same = (a == b) | (a.isna() & b.isna())
+        assert same.all(), (col, pd.concat([stored[~same][["finding_id", col]], b[~same]], axis=1).head())
+    # the same shapes (a ring may start at another vertex: the written permit's own rings vs the stored ones)
+    same = shapely.equals_exact(shapely.normalize(stored.geometry.values), shapely.normalize(full.geometry.values),
+                                tolerance=1e-3)
+    assert same.all(), list(stored["finding_id"][~same])

@@ -21,7 +21,7 @@ ROOMS = {
     "store": {"core", "formats"},
     "analysis": {"core", "formats", "store"},
     "tiles": {"core", "formats", "store"},
-    "importing": {"core", "formats", "store"},
+    "importing": {"core", "formats", "store", "analysis"},
     "demo": {"core", "formats", "store"},
     "api": {"core", "formats", "store", "tiles"},
     "reports": {"core", "formats", "store", "analysis"},

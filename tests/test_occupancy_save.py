@@ -12,23 +12,17 @@ import re
 import threading
 
 import orjson
-import pandas as pd
 import pytest
 import shapely
 
 from gisapp import geo
 from gisapp.accounts import Accounts
-from gisapp.analysis.incremental import stored_params
-from gisapp.analysis.run import analyze_store
 from gisapp.schema import STORE_CRS, WEB_CRS
 from gisapp.store import open_store
 from gisapp.web import occupancy
 from gisapp.web.app import create_app
-from tests.helpers import PASSWORD, assert_error, occupancy_inputs, signed_in
+from tests.helpers import PASSWORD, assert_error, assert_findings_current, occupancy_inputs, signed_in
 from tests.stores import BACKENDS, analyzed_store
-
-COLUMNS = ["kind", "a_id", "b_id", "ward_code", "overlap_area_m2", "distance_m", "overlap_start", "overlap_end",
-           "overlap_days", "detail"]
 
 
 def _busy(store, k: int = 0):
@@ -42,21 +36,6 @@ def _busy(store, k: int = 0):
 
 def _config(store) -> dict:
     return create_app({"STORE": store.url, "TESTING": True}).config
-
-
-def assert_findings_current(store) -> None:
-    """The stored findings are exactly those of a full analysis run now."""
-    stored = store.read("findings").sort_values("finding_id").reset_index(drop=True)
-    full = analyze_store(store, stored_params(store))[0].findings.sort_values("finding_id").reset_index(drop=True)
-    assert list(stored["finding_id"]) == list(full["finding_id"])
-    for col in COLUMNS:
-        a, b = stored[col], full[col]
-        same = (a == b) | (a.isna() & b.isna())
-        assert same.all(), (col, pd.concat([stored[~same][["finding_id", col]], b[~same]], axis=1).head())
-    # the same shapes (a ring may start at another vertex: the written permit's own rings vs the stored ones)
-    same = shapely.equals_exact(shapely.normalize(stored.geometry.values), shapely.normalize(full.geometry.values),
-                                tolerance=1e-3)
-    assert same.all(), list(stored["finding_id"][~same])
 
 
 # -- the request --------------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from gisapp import domain, geo, history, schema
+from gisapp.analysis.incremental import write_with_findings
 from gisapp.formulas import defuse
 from gisapp.importing.read import NO_LIMITS, ImportFailure, ReadLimits, Source, load_mapping, read_source
 from gisapp.importing.values import (
@@ -916,8 +917,11 @@ def run_import(store: Store, layer: str, path, *, calendar: domain.Calendar, par
     ``permit_no`` or ``ward_key``) and adds the others; ``"replace"`` swaps
     the whole layer.  Nothing is written when no row was accepted or when
     the store already holds exactly these features (a re-import is a
-    no-op).  The store's write is atomic; a store that does not exist yet
-    is created.  Raises :class:`ImportFailure` for a file that cannot be
+    no-op).  The store's write is atomic and carries the findings the
+    written rows change (:func:`gisapp.analysis.incremental.write_with_findings`:
+    those near the rows for an upsert, the full analysis for a replace), so
+    the findings stay those of a full analysis; a store that does not exist
+    yet is created.  Raises :class:`ImportFailure` for a file that cannot be
     imported at all.  Files are read only as their format
     (:func:`gisapp.importing.read.read_source`) unless ``allow_any_driver``,
     and within ``limits`` (an upload's).  ``progress`` hears the stages
@@ -946,8 +950,8 @@ def run_import(store: Store, layer: str, path, *, calendar: domain.Calendar, par
     changes = diff_counts(lay, existing, report.frame, mode)
     changed = changes["new"] + changes["updated"] + changes["removed"] > 0
     write = not dry_run and report.accepted > 0 and changed
-    if write:
-        store.write({lay.name: report.frame}, mode=mode, progress=progress)
+    if write:  # with the findings it changes, in the same transaction (a never analysed store: the data alone)
+        write_with_findings(store, {lay.name: report.frame}, mode=mode, progress=progress)
     return dataclasses.replace(report, mode=mode, dry_run=dry_run, written=write, changes=changes)
 
 

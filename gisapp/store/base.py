@@ -237,6 +237,17 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def read_keys(self, layer: str, keys: Collection[str]) -> gpd.GeoDataFrame:
+        """The features of ``layer`` whose keys are among ``keys`` (unknown keys are no error), in key order, in
+        one query (what a write is about to replace: an incremental analysis's old geometries)."""
+
+    @abc.abstractmethod
+    def read_boxes(self, layer: str, boxes: np.ndarray) -> gpd.GeoDataFrame:
+        """The features of ``layer`` whose bounding box meets any of ``boxes`` (an (n, 4) array of minx, miny,
+        maxx, maxy in EPSG:5899), each once, in key order, through the spatial index (the neighbourhoods of
+        the features a write changes, scattered over the city, without reading what lies between them)."""
+
+    @abc.abstractmethod
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
 

@@ -607,6 +607,44 @@ class GeoPackageStore(Store):
             rows = con.execute(f'SELECT {columns} FROM "{layer}" WHERE {lay.key} = ?', [str(key)]).fetchall()
         return _frame(lay, rows)
 
+    def read_keys(self, layer: str, keys: Collection[str]) -> gpd.GeoDataFrame:
+        """Features by key (see :meth:`Store.read_keys`): one query, the keys as one JSON parameter."""
+        lay = store_layer(layer)
+        wanted = sorted({str(k) for k in keys})
+        with self._connect() as con:
+            if not wanted or layer not in self._tables(con):
+                return empty_frame(lay)
+            columns = "".join(f"t.{n}, " for n in lay.field_names) + "t.geom"
+            # CROSS JOIN: SQLite keeps the keys as the outer loop, one probe of the key's index each
+            rows = con.execute(f'SELECT {columns} FROM json_each(?) j CROSS JOIN "{layer}" t '
+                               f"ON t.{lay.key} = j.value ORDER BY t.{lay.key}", [json.dumps(wanted)]).fetchall()
+        return _frame(lay, rows)
+
+    def read_boxes(self, layer: str, boxes: np.ndarray) -> gpd.GeoDataFrame:
+        """Features meeting any box (see :meth:`Store.read_boxes`): the boxes joined to the R-tree, a box at a
+        time inside SQLite (the boxes are one JSON parameter per query, :data:`_BOX_CHUNK` of them)."""
+        lay = store_layer(layer)
+        arr = np.asarray(boxes, dtype=float).reshape(-1, 4)
+        with self._connect() as con:
+            if not len(arr) or layer not in self._tables(con):
+                return empty_frame(lay)
+            columns = "".join(f"t.{n}, " for n in lay.field_names)
+            fids: set[int] = set()
+            rows: list[tuple] = []
+            for lo in range(0, len(arr), _BOX_CHUNK):
+                part = json.dumps(arr[lo:lo + _BOX_CHUNK].tolist())
+                found = con.execute(
+                    "WITH b AS (SELECT json_extract(value, '$[0]') AS x1, json_extract(value, '$[1]') AS y1, "
+                    "json_extract(value, '$[2]') AS x2, json_extract(value, '$[3]') AS y2 FROM json_each(?)), "
+                    f'hit AS (SELECT DISTINCT r.id FROM b CROSS JOIN "rtree_{layer}_geom" r '
+                    "WHERE r.maxx >= b.x1 AND r.minx <= b.x2 AND r.maxy >= b.y1 AND r.miny <= b.y2) "
+                    f'SELECT t.fid, {columns}t.geom FROM hit CROSS JOIN "{layer}" t ON t.fid = hit.id',
+                    [part]).fetchall()  # CROSS JOIN: the hits stay the outer loop (a rowid probe each)
+                rows.extend(r[1:] for r in found if r[0] not in fids)
+                fids.update(r[0] for r in found)
+        frame = _frame(lay, rows)
+        return frame.sort_values(lay.key, kind="stable").reset_index(drop=True) if len(frame) else frame
+
     def info(self) -> list[LayerInfo]:
         out = []
         with self._connect() as con:
@@ -992,6 +1030,8 @@ def _sqlite_row(row: tuple) -> tuple:
 #: instead of into a copy of the file (an occupancy saved with its findings: milliseconds, not a rewrite of
 #: every layer it touches).  The file's signature (its modification time and size) changes all the same.
 IN_PLACE_ROWS = 5000
+#: Boxes per query of :meth:`GeoPackageStore.read_boxes`.
+_BOX_CHUNK = 2000
 
 
 def _gpkg_functions(con: sqlite3.Connection) -> None:

@@ -313,6 +313,35 @@ class PostGISStore(Store):
                 f"SELECT {columns}ST_AsBinary(geom) FROM {lay.name} "
                 "WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, 5899)", [float(v) for v in box]).fetchall()
 
+    def read_keys(self, layer: str, keys: Collection[str]) -> gpd.GeoDataFrame:
+        """Features by key (see :meth:`Store.read_keys`): one query on the key's index."""
+        lay = store_layer(layer)
+        wanted = sorted({str(k) for k in keys})
+        if not wanted:
+            return empty_frame(lay)
+        columns = ", ".join(lay.field_names)
+        with self.connection() as con:
+            rows = con.cursor(binary=True).execute(
+                f"SELECT {columns}, ST_AsBinary(geom) FROM {lay.name} WHERE {lay.key} = ANY(%s) ORDER BY {lay.key}",
+                [wanted]).fetchall()
+        return _frame(lay, rows)
+
+    def read_boxes(self, layer: str, boxes: np.ndarray) -> gpd.GeoDataFrame:
+        """Features meeting any box (see :meth:`Store.read_boxes`): one query, a GiST probe per box (LATERAL)."""
+        lay = store_layer(layer)
+        arr = np.asarray(boxes, dtype=float).reshape(-1, 4)
+        if not len(arr):
+            return empty_frame(lay)
+        names = ", ".join(f"t.{n}" for n in lay.field_names)
+        with self.connection() as con:
+            rows = con.cursor(binary=True).execute(
+                f"SELECT DISTINCT ON (t.{lay.key}) {names}, ST_AsBinary(t.geom) "
+                "FROM unnest(%s::float8[], %s::float8[], %s::float8[], %s::float8[]) AS b(x1, y1, x2, y2) "
+                f"CROSS JOIN LATERAL (SELECT * FROM {lay.name} "
+                "WHERE geom && ST_MakeEnvelope(b.x1, b.y1, b.x2, b.y2, 5899)) t "
+                f"ORDER BY t.{lay.key}", [arr[:, k].tolist() for k in range(4)]).fetchall()
+        return _frame(lay, rows)
+
     def iter_batches(self, layer: str, flt: Filter | None = None,
                      batch_size: int = 5000) -> Iterator[gpd.GeoDataFrame]:
         """Matching features in key order, ``batch_size`` at a time, from one query."""

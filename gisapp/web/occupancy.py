@@ -12,8 +12,8 @@ purpose) and checks it again:
 - status ``NEW`` (``Mới đăng ký``); ``construction_dossier_code`` is the
   dossier the check found or was given (the merged procedure);
 - the permit and the findings that involve it
-  (:func:`gisapp.analysis.incremental.refresh_findings`) are written in one
-  store transaction, under the store's writers' lock: two officers saving
+  (:func:`gisapp.analysis.incremental.write_with_findings`, the one path of
+  every writer of permits) are written in one store transaction, under the store's writers' lock: two officers saving
   overlapping occupancies at once are both saved, one after the other, and
   the second one's findings hold the clash with the first;
 - the permit number is ``VH-<year>-N<6 letters and digits>`` (random, checked
@@ -202,7 +202,6 @@ def save(store: Store, body: dict, config: dict, *, permit_no: str | None = None
     proposal = parse_proposal(inputs, limits=limits(config))
     with store.write_lock():
         previous = None
-        old_geometries: list = []
         if permit_no is not None:
             found = store.get("sidewalk_permits", permit_no)
             if found.empty:
@@ -211,17 +210,16 @@ def save(store: Store, body: dict, config: dict, *, permit_no: str | None = None
             if previous["status"] != NEW:
                 raise RequestError(409, "NotEditable", f"permit {permit_no} has status {previous['status']}; "
                                    "only applications with status NEW are changed here")
-            old_geometries = [previous.geometry]
         report = check_occupancy(store, proposal, rules=rules(config), personal=True, exclude=permit_no)
         number = permit_no or new_permit_no(store, (today or dt.date.today()).year)
         row = _row(number, proposal, report, extra, _sidewalk_width(store, report, extra), previous)
         frame = _validated(store, row, proposal.geometry, config)
-        change = incremental.refresh_findings(store, frame, old_geometries=old_geometries)
-        frames, delete = change.write_args()
-        store.write({"sidewalk_permits": frame, **frames}, mode="upsert", delete=delete)
-    clashes = sorted({str(b) if a == number else str(a) for a, b, k in
-                      zip(change.findings["a_id"], change.findings["b_id"], change.findings["kind"], strict=True)
-                      if k == "CLASH"})
+        change = incremental.write_with_findings(store, {"sidewalk_permits": frame}) or \
+            incremental.FindingsChange(incremental.empty_findings(), [])
+        # the permit's clashes as stored now (a finding written before and unchanged is not in ``change``)
+        near = store.read_boxes("findings", np.asarray([shapely.bounds(proposal.geometry)]))
+    near = near[(near["kind"] == "CLASH") & ((near["a_id"] == number) | (near["b_id"] == number))]
+    clashes = sorted({str(b) if a == number else str(a) for a, b in zip(near["a_id"], near["b_id"], strict=True)})
     return Saved(number, permit_no is None, report, len(change.findings), len(change.stale), clashes)
 
 
