@@ -985,22 +985,25 @@ def _lock(path: Path):
 
 
 def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
+    """The rows of a coerced frame as the GeoPackage table holds them (dates as date32, ints as int32), column by
+    column (no Python object per value)."""
     arrays, names = [], []
     for f in layer.fields:
         col = frame[f.name]
         if f.type == "date":
-            values = [None if pd.isna(v) else v.date() for v in col]
+            values = pa.array(pd.Series(col).to_numpy(dtype="datetime64[D]"), type=pa.date32(), from_pandas=True)
         elif f.type == "int":
-            values = [None if pd.isna(v) else int(v) for v in col]
+            values = pa.array(pd.Series(col).astype("Int64"), type=pa.int64(), from_pandas=True).cast(pa.int32())
         elif f.type == "float":
-            values = [None if pd.isna(v) else float(v) for v in col]
+            values = pa.array(pd.Series(col).to_numpy(dtype="float64", na_value=np.nan), type=pa.float64(),
+                              from_pandas=True)
         else:
-            values = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in col]
-        arrays.append(pa.array(values, type=_ARROW_TYPES[f.type]))
+            values = pa.array(pd.Series(col).to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+        arrays.append(values)
         names.append(f.name)
-    arrays.append(pa.array(search_text(layer, frame).tolist(), type=pa.string()))
+    arrays.append(pa.array(search_text(layer, frame).to_numpy(dtype=object), type=pa.string()))
     names.append(SEARCH_COLUMN)
-    arrays.append(pa.array(search_text(layer, frame, personal=True).tolist(), type=pa.string()))
+    arrays.append(pa.array(search_text(layer, frame, personal=True).to_numpy(dtype=object), type=pa.string()))
     names.append(PERSONAL_SEARCH_COLUMN)
     geoms = geo.to_multipolygons(frame.geometry.values)
     arrays.append(geojson_texts(geoms))
