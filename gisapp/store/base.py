@@ -441,8 +441,16 @@ def search_text(layer: Layer, frame: pd.DataFrame, personal: bool = False) -> pd
     parts = [frame[name].fillna("").astype(str) for name in names if name in frame]
     if not parts:
         return pd.Series("", index=frame.index)
-    joined = pc.binary_join_element_wise(*[pa.array(p.to_numpy(dtype=object), pa.string()) for p in parts], " ")
+    joined = pc.binary_join_element_wise(*[_arrow_texts(p) for p in parts], " ")
     return pd.Series(fold_texts(joined), index=frame.index, dtype=object)
+
+
+def _arrow_texts(texts: pd.Series) -> pa.Array:
+    """A Series of texts as an Arrow string array (without a Python object per value when Arrow holds it)."""
+    try:
+        return pa.array(texts, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(texts.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
 
 
 #: Rows folded at once by :func:`fold_texts` (bounds its code-point arrays to ~100 MB).
