@@ -342,8 +342,15 @@ class PostGISStore(Store):
 
     def read_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
                    limit: int | None = None, offset: int = 0) -> pa.Table | None:
-        """All of :meth:`iter_arrow` in one table, through one ``COPY … TO STDOUT`` (CSV, the geometry as
-        hex WKB) parsed by Arrow: no Python object per value (a million rows in seconds, not a minute)."""
+        """All of :meth:`iter_arrow` in one table.
+
+        A whole layer (no filter, limit or offset: the analysis) comes through one
+        ``COPY … TO STDOUT`` (CSV, the geometry as hex WKB) parsed by Arrow, without
+        a Python object per value (a million rows in seconds, not a minute);
+        filtered reads (tiles, map data) take :meth:`iter_arrow`'s cursor as before.
+        """
+        if flt is not None or limit is not None or offset:
+            return super().read_arrow(layer, flt, fields=fields, limit=limit, offset=offset)
         lay = store_layer(layer)
         names = field_names(lay, fields)
         query, params = self._query(lay, names, flt, limit, offset, "encode(ST_AsBinary(geom), 'hex')")
