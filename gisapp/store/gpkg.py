@@ -13,6 +13,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import shutil
 import sqlite3
 import threading
 import uuid
@@ -986,7 +987,17 @@ def _copy_connection(path: Path) -> sqlite3.Connection:
 
 
 def _copy(src: Path, dst: Path) -> None:
-    """A consistent copy of a SQLite file (the online backup API)."""
+    """A consistent copy of a SQLite file (called with the writers' lock held).
+
+    With no rollback journal or write-ahead log beside the file, nothing is
+    half-written (every writer holds the lock, readers never write): the
+    file is copied by the kernel (``copy_file_range``), several times faster
+    than SQLite's page-by-page backup of a gigabyte store.  Otherwise (a writer
+    was killed mid-transaction: SQLite must roll back first) the online backup API.
+    """
+    if not any(src.with_name(src.name + suffix).exists() for suffix in ("-journal", "-wal")):
+        shutil.copyfile(src, dst)
+        return
     with contextlib.closing(sqlite3.connect(src)) as s, contextlib.closing(_copy_connection(dst)) as d:
         s.backup(d)
 
