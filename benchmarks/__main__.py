@@ -28,6 +28,8 @@ BENCHMARKS = [
     ("benchmarks.bench_occupancy", ["--sizes", "100000,1000000"], ["--sizes", "100000", "--requests", "120",
                                                                     "--saves", "3"]),
     ("benchmarks.bench_time", [], ["--sizes", "20000", "--log-rows", "20000", "--requests", "60"]),
+    ("benchmarks.bench_tiles", ["--filters", "--sizes", "100000,1000000"],
+     ["--filters", "--sizes", "100000", "--requests", "80", "--tiles", "20"]),
 ]
 
 
@@ -36,7 +38,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     parser.add_argument("names", nargs="*", help="analysis, import, export, map, postgis, history, reports, field, "
-                        "progress, occupancy, time (default: all)")
+                        "progress, occupancy, time, tiles (default: all)")
     args = parser.parse_args(argv)
     failed = 0
     for module, full, quick in BENCHMARKS:

@@ -9,14 +9,19 @@ permit), written to a GeoPackage and to a private PostGIS server
 
 1. the write of layers plus history (seed-like);
 2. ``statuses_as_of`` of every dossier on a day (one query);
-3. the ward dashboard as of a day (``gisapp.analysis.stats.dashboard``), median of 3;
+3. the ward dashboard as of a day (``gisapp.analysis.stats.dashboard``: one grouped query,
+   ``Store.dossier_counts``), median of 3, and for comparison the same figures counted dossier by
+   dossier in Python (every dossier and its status of the day read, as before the counting moved into SQL);
 4. ``/api/collections/construction_permits/items?as_of=…&bbox=…`` (street
    views of ~1,000 dossiers, default page of 100 and ``limit=1000``) under
-   ``--clients`` concurrent clients against ``gisapp serve --workers 2``: p50/p95.
+   ``--clients`` concurrent clients against ``gisapp serve --workers 2``: p50/p95;
+5. the map as of a day, first view (``/?as_of=…`` in a fresh Chromium context, empty cache:
+   navigation start → dossiers painted), median of 3 after one warm-up (``--no-browser`` skips it).
 
 Goals (issue 16, at 1M dossiers × ~5 history rows): dashboard as of any day
-< 2 s; API page with ``as_of`` p95 < 200 ms at 8 clients.  The default size
-is 100,000 (1,000,000 is the goal's size: ``--sizes 1000000``, about an hour).
+< 2 s; API page with ``as_of`` p95 < 200 ms at 8 clients; map view as of a day < 3 s first view.
+The default size is 100,000 (1,000,000 is the goal's size: ``--sizes 1000000``, about an hour;
+``--backends gpkg --skip-api`` for the dashboard alone).
 Prints a table and writes JSON to ``benchmarks/out/``.
 """
 
@@ -64,7 +69,67 @@ def items_paths(boxes: list, day: dt.date | None, limit: int | None) -> list[str
     return ["/api/collections/construction_permits/items?" + urlencode(params(b)) for b in boxes]
 
 
-def run_backend(name: str, store, url: str, frames: dict, history, boxes, clients: int, seconds: float) -> dict:
+def sql_counting(store, day: dt.date) -> int:
+    """The dashboard's dossier counting as it is: one grouped query (``Store.dossier_counts``), then per group."""
+    counts, _, _ = stats.grouped_counts(store.dossier_counts(Filter(as_of=day), day), day, Calendar())
+    return int(counts["received"].sum())
+
+
+def python_dashboard(store, day: dt.date) -> int:
+    """The dashboard's counters as they were counted before ``Store.dossier_counts``: per dossier, in Python."""
+    flt, counts = Filter(as_of=day), None
+    for batch in stats.as_of_batches(store, flt, stats.DASHBOARD_FIELDS):
+        counts = stats.add_counts(counts, stats.ward_counts(batch, day, Calendar()))
+        stats.monthly_counts(batch)
+    return int(counts["received"].sum()) if counts is not None else 0
+
+
+def items_cpu_ms(url: str, paths: list[str]) -> float:
+    """CPU of this process per items page (Flask test client, one thread, after a warm-up pass): what a page
+    costs a server, less sensitive than latency to other load on the machine (PostGIS's own work not included)."""
+    from gisapp.web.app import create_app
+
+    client = create_app({"STORE": url, "BASEMAP": "none"}).test_client()
+    for path in paths:
+        assert client.get(path).status_code == 200
+    started = time.process_time()
+    for path in paths:
+        client.get(path)
+    return 1000 * (time.process_time() - started) / len(paths)
+
+
+def map_first_view(base: str, day: dt.date, runs: int = 3) -> dict:
+    """``/?as_of=day`` in fresh Chromium contexts (empty cache): ms from navigation start to the dossiers painted."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.browser_util import launch_chromium
+
+    def once(browser) -> tuple[float, str]:
+        context = browser.new_context(viewport={"width": 1400, "height": 860}, bypass_csp=True)
+        page = context.new_page()
+        cdp = context.new_cdp_session(page)
+        cdp.send("Network.enable")
+        cdp.send("Network.setCacheDisabled", {"cacheDisabled": True})
+        page.goto(f"{base}/?as_of={day.isoformat()}", wait_until="commit")
+        page.wait_for_function("window.gisapp && gisapp.state.paintedAt.permits !== undefined && gisapp.idle()",
+                               timeout=120000, polling=10)
+        drawn, mode = page.evaluate("gisapp.state.paintedAt.permits"), page.evaluate("gisapp.state.mode.permits")
+        context.close()
+        return drawn, mode
+
+    with sync_playwright() as p:
+        browser = launch_chromium(p)
+        try:
+            once(browser)  # warm the server
+            views = [once(browser) for _ in range(runs)]
+        finally:
+            browser.close()
+    return {"median_ms": round(statistics.median(v[0] for v in views)), "all_ms": [round(v[0]) for v in views],
+            "mode": views[-1][1]}
+
+
+def run_backend(name: str, store, url: str, frames: dict, history, boxes, clients: int, seconds: float,
+                api: bool = True, browser: bool = True) -> dict:
     row: dict = {"backend": name}
     _, row["write_s"] = timed(store.write, frames, mode="replace", meta={"as_of": "2022-07-08"}, history=history)
     print(f"  {name}: wrote layers + {len(history):,} history rows in {row['write_s']:.1f} s", flush=True)
@@ -76,9 +141,28 @@ def run_backend(name: str, store, url: str, frames: dict, history, boxes, client
             board, t = timed(stats.dashboard, store, Filter(as_of=day), Calendar())
             runs.append(t)
         row[f"dashboard_{day}_s"] = statistics.median(runs)
+        _, row[f"counting_sql_{day}_s"] = timed(sql_counting, store, day)
+        received, row[f"counting_python_{day}_s"] = timed(python_dashboard, store, day)
+        assert received == board.total.received, (received, board.total.received)
         print(f"    as of {day}: statuses_as_of {len(past):,} keys {row[f'statuses_as_of_{day}_s']:.2f} s; "
-              f"dashboard {board.total.received:,} dossiers median {row[f'dashboard_{day}_s']:.2f} s", flush=True)
+              f"dashboard {board.total.received:,} dossiers median {row[f'dashboard_{day}_s']:.2f} s; "
+              f"its dossier counting {row[f'counting_sql_{day}_s']:.2f} s "
+              f"(counted in Python as before: {row[f'counting_python_{day}_s']:.2f} s)", flush=True)
+    if api:
+        for day in (DAYS[1], None):
+            label = f"items_cpu_ms_{'as_of' if day else 'plain'}"
+            row[label] = items_cpu_ms(url, items_paths(boxes, day, None))
+        print(f"    API items page CPU in this process: {row['items_cpu_ms_as_of']:.1f} ms as_of, "
+              f"{row['items_cpu_ms_plain']:.1f} ms without", flush=True)
+    if not api and not browser:
+        return row
     with app_servers(url) as bases:
+        if browser:
+            row["map_as_of_first_view"] = view = map_first_view(bases[0], DAYS[1])
+            print(f"    map as of {DAYS[1]}, first view: median {view['median_ms']:,} ms {view['all_ms']} "
+                  f"({view['mode']})", flush=True)
+        if not api:
+            return row
         for day, limit in ((DAYS[1], None), (None, None), (DAYS[1], 1000), (None, 1000)):
             paths = items_paths(boxes, day, limit)
             loadgen.run_threads(bases, paths[:20], 2, 5)  # warm up
@@ -98,6 +182,8 @@ def main(argv=None) -> None:
     parser.add_argument("--backends", default="gpkg,postgis")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of load per measurement")
+    parser.add_argument("--skip-api", action="store_true", help="no API load (dashboard and map only)")
+    parser.add_argument("--no-browser", action="store_true", help="no map first view in Chromium")
     args = parser.parse_args(argv)
     backends = args.backends.split(",")
     results: dict = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
@@ -123,7 +209,8 @@ def main(argv=None) -> None:
                         url = server.url(server.create_database("bench"))
                         store = PostGISStore(url, must_exist=False)
                     run["rows"].append(run_backend(name, store, url, frames, history, boxes, args.clients,
-                                                   args.seconds))
+                                                   args.seconds, api=not args.skip_api,
+                                                   browser=not args.no_browser))
                     if name == "postgis":
                         close_pool(url)
                     else:
@@ -132,13 +219,18 @@ def main(argv=None) -> None:
     finally:
         if server is not None:
             server.stop()
-    print("\nsize       backend  write s  dashboard s (03-31 / 06-30)  items p95 ms as_of (plain), limit 100 / 1000")
+    print("\nsize       backend  write s  dashboard s (03-31 / 06-30) [its counting: SQL / as before in Python, "
+          "06-30]  map first view ms  items p95 ms as_of (plain), limit 100 / 1000")
     for run in results["runs"]:
         for row in run["rows"]:
+            items = (f"{row['items_as_of_limit_100']['p95_ms']:>6.0f} ({row['items_plain_limit_100']['p95_ms']:.0f}) / "
+                     f"{row['items_as_of_limit_1000']['p95_ms']:.0f} ({row['items_plain_limit_1000']['p95_ms']:.0f})"
+                     if "items_as_of_limit_100" in row else "-")
+            view = row.get("map_as_of_first_view", {}).get("median_ms", "-")
             print(f"{run['n']:>9,}  {row['backend']:<7} {row['write_s']:>7.1f}  "
-                  f"{row[f'dashboard_{DAYS[0]}_s']:>10.2f} / {row[f'dashboard_{DAYS[1]}_s']:<10.2f}      "
-                  f"{row['items_as_of_limit_100']['p95_ms']:>6.0f} ({row['items_plain_limit_100']['p95_ms']:.0f}) / "
-                  f"{row['items_as_of_limit_1000']['p95_ms']:.0f} ({row['items_plain_limit_1000']['p95_ms']:.0f})")
+                  f"{row[f'dashboard_{DAYS[0]}_s']:>6.2f} / {row[f'dashboard_{DAYS[1]}_s']:<6.2f} "
+                  f"[{row[f'counting_sql_{DAYS[1]}_s']:.2f} / {row[f'counting_python_{DAYS[1]}_s']:.2f}]"
+                  f"{view:>18}  {items}")
     OUT_DIR.mkdir(exist_ok=True)
     out = OUT_DIR / f"bench_history_{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2, default=str))

@@ -15,7 +15,12 @@ benchmark starts (``tests/pg_server.py``) — and reports:
   ``/api/collections/construction_permits/items?bbox=…&limit=1000`` for
   random street-view boxes (~1,000 features each), p50/p95 at 8 and 32
   concurrent clients for ``--seconds`` each (:mod:`benchmarks.loadgen`:
-  wrk when installed, else Python threads, which load the same 2 cores);
+  wrk when installed, else Python threads, which load the same 2 cores),
+  in each state of ``--items-states`` (each row says which, see
+  :data:`ITEMS_STATES`), after autovacuum has finished with the load
+  (waited for, and said); each level also reports the p95 of its two halves
+  (a level whose halves differ is not stable: run it longer) and the
+  machine's load average (this machine is shared);
 - the time the server takes to render the unfiltered z14–z17 tiles after
   it starts (:mod:`gisapp.tiles.disk`), then vector-tile latency (z14–z17
   tiles at random parcels), the same way, three times: as served (memory
@@ -28,6 +33,11 @@ Prints a table; writes JSON to ``benchmarks/out/``.
 Usage::
 
     python -m benchmarks.bench_postgis [--sizes 100000,1000000] [--clients 8,32] [--seconds 15]
+        [--items-states cold,warm,rendering]
+
+The issue's 1M case alone, items only (about 10 minutes; run it on a quiet machine)::
+
+    python -m benchmarks.bench_postgis --sizes 1000000 --clients 8 --seconds 30 --no-analysis --no-map --no-tiles
 """
 
 from __future__ import annotations
@@ -76,6 +86,12 @@ SERVER_SETTINGS = {"shared_buffers": "1GB", "work_mem": "64MB", "maintenance_wor
                    "max_wal_size": "8GB", "checkpoint_timeout": "30min", "effective_cache_size": "8GB",
                    "random_page_cost": "1.1", "max_connections": "100"}
 WORKERS = 2  # gunicorn worker processes (one per core), 4 threads each
+#: The states the items pages are measured in.  ``cold``: PostgreSQL restarted (its buffers empty; the OS's
+#: file cache is not dropped) and a new server process (its pools and caches empty), measured from its first
+#: request; ``warm``: the same server after every page was asked for once; ``rendering``: warm, while a new
+#: server's tile renderer renders every tile into an empty folder beside it (the state right after a write,
+#: at 1M for ~2 minutes).  In every state autovacuum has finished with the load first.
+ITEMS_STATES = ("cold", "warm", "rendering")
 
 
 # -- data ----------------------------------------------------------------------------
@@ -316,7 +332,13 @@ def main(argv=None) -> None:
     parser.add_argument("--backends", default="gpkg,postgis")
     parser.add_argument("--no-analysis", action="store_true", help="skip the analysis timings")
     parser.add_argument("--no-map", action="store_true", help="skip the map views in Chromium")
+    parser.add_argument("--no-tiles", action="store_true", help="skip the tile latencies")
+    parser.add_argument("--items-states", default=",".join(ITEMS_STATES),
+                        help=f"states to measure the items pages in, of {', '.join(ITEMS_STATES)}")
     args = parser.parse_args(argv)
+    states = [st for st in args.items_states.split(",") if st]
+    if not set(states) <= set(ITEMS_STATES):
+        parser.error(f"--items-states: one or more of {', '.join(ITEMS_STATES)}")
     sizes = [int(s) for s in args.sizes.split(",")]
     clients = [int(c) for c in args.clients.split(",")]
     backends = args.backends.split(",")
@@ -339,7 +361,8 @@ def main(argv=None) -> None:
                         url = server.url(server.create_database("bench"))
                         store = PostGISStore(url, must_exist=False)
                     row = _run_backend(name, store, url, frames, boxes, clients, args.seconds,
-                                       not args.no_analysis, not args.no_map)
+                                       not args.no_analysis, not args.no_map, server=server if name == "postgis"
+                                       else None, states=states, with_tiles=not args.no_tiles)
                     run["rows"].append(row)
                     if name == "postgis":
                         close_pool(url)
@@ -358,7 +381,7 @@ def main(argv=None) -> None:
 
 
 def _run_backend(name, store, url, frames, boxes, clients: list[int], seconds: float, with_analysis: bool,
-                 with_map: bool) -> dict:
+                 with_map: bool, *, server=None, states=("warm",), with_tiles: bool = True) -> dict:
     print(f"  {name}: loading …", flush=True)
     _, load_s = timed(store.write, frames, mode="replace", meta={"as_of": "2026-01-01"})
     row = {"backend": name, "load_s": load_s}
@@ -372,29 +395,40 @@ def _run_backend(name, store, url, frames, boxes, clients: list[int], seconds: f
     paths = items_paths(boxes)
     shared = {"GISAPP_TILE_DIR": tempfile.mkdtemp(prefix="gisapp-bench-tiles-")}
     try:
-        return _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seconds, with_map)
+        return _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seconds, with_map,
+                                server=server, states=states, with_tiles=with_tiles)
     finally:
         shutil.rmtree(shared["GISAPP_TILE_DIR"], ignore_errors=True)
 
 
-def _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seconds, with_map) -> dict:
+def _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seconds, with_map, *, server=None,
+                     states=("warm",), with_tiles: bool = True) -> dict:
+    row["autovacuum"] = settle(url) if server is not None else None
+    if row["autovacuum"]:
+        print(f"  {name}: autovacuum done with the load after {row['autovacuum']['waited_s']:.0f} s "
+              f"({row['autovacuum']['runs']})", flush=True)
+    row["items_states"] = {}
     with app_servers(url, 1, shared) as bases:
         # The server renders the unfiltered z14-z17 tiles in the background after it starts (a new
         # data version): wait for that, so that it does not take CPU from the measurements.
         row["tiles_rendered_s"] = wait_for_tiles(bases[0])
         print(f"  {name}: tiles z14-z17 rendered {row['tiles_rendered_s']:.0f} s after the server started",
               flush=True)
+    for state in states:
+        row["items_states"][state] = items_in_state(state, name, url, server, shared, paths, clients, seconds)
+    first = next(iter(row["items_states"].values()), None)
+    row["items"] = first["levels"] if first else []
+    with app_servers(url, 1, shared) as bases:
         sample = loadgen.run_threads(bases, paths[:40], 1, 40, inspect=returned)
         row["items_mean_features"] = sample["mean_inspected"]
-        row["items"] = latency_levels(bases[0], paths, clients, seconds, f"{name} items")
-        if bench_tiles is not None:
+        if bench_tiles is not None and with_tiles:
             # 400 tiles, each asked for 4 times first: each worker process has its own cache and a
             # request goes to either, so after that almost every tile is cached in both.
             tiles = bench_tiles.tile_list(frames, k=400)
             tile_paths = [f"/tiles/construction_permits/{z}/{x}/{y}.mvt" for z, x, y in tiles]
             loadgen.run_threads(bases, tile_paths, 4, len(tile_paths), ok=(200, 204))
             row["tiles"] = latency_levels(bases[0], tile_paths, clients, seconds, f"{name} tiles z14-17, cached")
-    if bench_tiles is not None:
+    if bench_tiles is not None and with_tiles:
         # Memory caches off: every tile read from the shared folder, as a process's first request for it.
         with app_servers(url, 1, {**shared, "GISAPP_TILE_CACHE_MB": "0"}) as bases:
             row["tiles_disk"] = latency_levels(bases[0], tile_paths, clients, seconds,
@@ -411,6 +445,108 @@ def _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seco
                   f"street view {row['map'].get('street_ms')} ms, at most {row['map']['max_features']} features "
                   f"in a response", flush=True)
     return row
+
+
+#: The tables whose autovacuum :func:`settle` waits for.
+LAYER_TABLES = ("construction_permits", "sidewalk_permits")
+
+
+def settle(url: str, timeout: float = 900) -> dict:
+    """Wait until autovacuum is done with the load, then CHECKPOINT.
+
+    Done: each layer table vacuumed since the load (nothing inserted since its last vacuum), too little
+    changed since its last analysis for another (the autovacuum thresholds), and no autovacuum worker on
+    the database for 5 s in a row.  After a load autovacuum visits the new tables within a minute or so (at
+    1M rows it rewrote every page, before loads were frozen, under the measurements); the result says how
+    long this waited (``settled`` false: not within ``timeout``) and how often each layer table was vacuumed
+    and analysed automatically.
+    """
+    import psycopg
+
+    started, quiet_since, settled = time.monotonic(), None, False
+    with psycopg.connect(url, autocommit=True) as con:
+        while time.monotonic() - started < timeout:
+            busy = con.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' "
+                               "AND datname = current_database()").fetchone()[0]
+            pending = con.execute(
+                "SELECT count(*) FROM pg_stat_user_tables WHERE relname = ANY(%s) AND (n_ins_since_vacuum > 0 "
+                "OR n_mod_since_analyze > 50 + 0.1 * n_live_tup)", [list(LAYER_TABLES)]).fetchone()[0]
+            now = time.monotonic()
+            quiet_since = None if busy or pending else (quiet_since or now)
+            if quiet_since is not None and now - quiet_since >= 5:
+                settled = True
+                break
+            time.sleep(0.5)
+        con.execute("CHECKPOINT")
+        runs = {r[0]: {"autovacuum": r[1], "autoanalyze": r[2]} for r in con.execute(
+            "SELECT relname, autovacuum_count, autoanalyze_count FROM pg_stat_user_tables "
+            "WHERE relname = ANY(%s) ORDER BY relname", [list(LAYER_TABLES)])}
+    return {"waited_s": round(time.monotonic() - started, 1), "settled": settled, "runs": runs}
+
+
+def restart_postgres(server) -> None:
+    """Restart the benchmark's PostgreSQL (fast shutdown): its shared buffers start empty."""
+    server._run("pg_ctl", "restart", "-D", server.data, "-m", "fast", "-w", "-t", "120",
+                "-l", server.root / "server.log")
+
+
+def autovacuum_workers(url: str | None) -> int | None:
+    """Autovacuum workers busy on ``url``'s database now (``None`` for a GeoPackage)."""
+    if url is None or "://" not in url:
+        return None
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        return con.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker' "
+                           "AND datname = current_database()").fetchone()[0]
+
+
+def items_in_state(state: str, name: str, url: str, server, shared: dict, paths: list[str], clients: list[int],
+                   seconds: float) -> dict:
+    """The items pages' latency levels in ``state`` (see :data:`ITEMS_STATES`), with what the state was."""
+    settings = dict(shared)
+    if state == "rendering":
+        settings["GISAPP_TILE_DIR"] = tempfile.mkdtemp(prefix="gisapp-bench-tiles-")
+    if state == "cold" and server is not None:
+        close_pool(url)
+        restart_postgres(server)
+    try:
+        with app_servers(url, 1, settings) as bases:
+            if state != "cold":
+                loadgen.run_threads(bases, paths, 4, (len(paths) + 3) // 4)  # every page once: warm
+            info = {"state": state, "buffers": "cold" if state == "cold" else "warm",
+                    "renderer": "rendering" if state == "rendering" else "idle (tiles ready)"}
+            levels = []
+            for c in clients:
+                before = {"load_avg": os.getloadavg()[0], "autovacuum_workers": autovacuum_workers(url),
+                          "tiles_ready": _tiles_ready(bases[0])}
+                stats = loadgen.run(bases[0], paths, c, seconds=seconds, timed=True)
+                stats["state"] = {**info, "before": before, "after": {
+                    "load_avg": os.getloadavg()[0], "autovacuum_workers": autovacuum_workers(url),
+                    "tiles_ready": _tiles_ready(bases[0])}}
+                levels.append(stats)
+                halves = stats.get("p95_halves_ms") or []
+                print(f"    {name} items [{state}], {c} clients ({stats['client']}): "
+                      f"p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
+                      f"(halves {' / '.join(f'{h:.0f}' for h in halves if h is not None) or '—'}; "
+                      f"{stats['requests']} requests, {stats['failures']} failed, "
+                      f"{stats['throughput_rps']:.1f} req/s; load avg {before['load_avg']:.1f}→"
+                      f"{stats['state']['after']['load_avg']:.1f}, tiles ready {before['tiles_ready']}→"
+                      f"{stats['state']['after']['tiles_ready']}, autovacuum {before['autovacuum_workers']})",
+                      flush=True)
+    finally:
+        if state == "rendering":
+            shutil.rmtree(settings["GISAPP_TILE_DIR"], ignore_errors=True)
+    return {**info, "levels": levels}
+
+
+def _tiles_ready(base: str) -> bool | None:
+    import requests
+
+    with contextlib.suppress(requests.RequestException, ValueError):
+        tiles = requests.get(f"{base}/healthz", timeout=30).json().get("tiles")
+        return None if tiles is None else bool(tiles["ready"])
+    return None
 
 
 def wait_for_tiles(base: str, timeout: float = 3600) -> float:
@@ -475,6 +611,18 @@ def print_table(results: dict) -> None:
             m = row.get("map")
             line += f" {(str(m['drawn_ms']) + '/' + str(m.get('street_ms'))) if m else '—':>20}"
             print(line)
+    print("items pages by state (p50/p95 ms; the p95 of each half of the level; load average before → after):")
+    for run in results["runs"]:
+        for row in run["rows"]:
+            for state, found in (row.get("items_states") or {}).items():
+                cells = []
+                for level in found["levels"]:
+                    halves = "/".join(f"{h:.0f}" for h in level.get("p95_halves_ms") or [] if h is not None)
+                    st = level["state"]
+                    cells.append(f"@{level['clients']} {level['p50_ms']:.0f}/{level['p95_ms']:.0f} (halves {halves}; "
+                                 f"load {st['before']['load_avg']:.1f}→{st['after']['load_avg']:.1f})")
+                print(f"  {run['n']:>9,} {row['backend']:<8} {state:<9} buffers {found['buffers']}, renderer "
+                      f"{found['renderer']}: " + "; ".join(cells))
 
 
 def _fmt(value, width: int) -> str:

@@ -14,9 +14,29 @@ server, so the figures are pessimistic.
 generating data (tiles then come from ``--boxes``, a JSON list of WGS84
 boxes, or from the layer's extent).
 
+``--filters`` measures FILTERED tiles instead (issue 15: p95 under 150 ms at
+8 clients at 1M): for each filter kind of :data:`FILTER_KINDS` (a ward, a
+status, a procedure, a channel, a date range, a day, as of a day, a text
+search, and a combination), ``--clients`` clients fetch tiles of z14–z17
+around random dossiers.  State measured: the servers' shared tile folder
+fully rendered (the benchmark waits for ``/healthz`` to say so); then a
+"cold" pass, the first filter on tiles no worker has taken apart yet (each
+tile asked twice over), then each kind on the same tiles ("warm": the
+unfiltered tiles taken apart in memory, each kind's filtered tiles not yet
+built, as when staff switch filters or play the day slider over one
+district).  Before the load test, ``--compare`` (on by
+default with ``--filters``) times, in one process, for each kind and each
+way, the cost of one filtered tile: built by the store (the way before:
+``ST_AsMVT`` with the filter on PostGIS, the R-tree rows and the Python
+encoder on the GeoPackage), the subset of the unfiltered tile (taking it
+apart included, and without it), and reading a pre-rendered per-ward tile
+from disk (what pre-rendering per ward would serve, for the ward filter only).
+
 Usage::
 
     python -m benchmarks.bench_tiles [--sizes 100000] [--zooms 14,15,16,17] [--clients 8]
+    python -m benchmarks.bench_tiles --filters [--sizes 100000]      # filtered tiles, each filter kind
+    python -m benchmarks.bench_tiles --filters --sizes 1000000       # the issue's 1M case (quiet machine)
 """
 
 from __future__ import annotations
@@ -89,6 +109,152 @@ def tile_load_test(bases: list[str], tiles, clients: int, requests_per_client: i
     return stats
 
 
+#: Filter kinds of the filtered-tile benchmark: name → URL query (``{ward}``, ``{q}`` filled from the data).
+FILTER_KINDS = {
+    "unfiltered": "",  # the floor: a file read from the shared folder, for comparison
+    "ward": "ward={ward}",
+    "status": "status=PROCESSING,RECEIVED",
+    "procedure": "procedure=NEW_BUILD",
+    "channel": "channel=ONLINE",
+    "range": "from=2022-03-01&to=2022-04-30",
+    "day": "day=2022-04-15",
+    "as_of": "as_of=2022-04-01",
+    "as_of_status": "as_of=2022-04-01&status=PROCESSING",
+    "q": "q={q}",
+    "combined": "ward={ward}&status=RETURNED&day=2022-05-02",
+}
+
+
+def filter_queries(frames_or_store) -> dict[str, dict]:
+    """:data:`FILTER_KINDS` as query dicts, the ward and search text taken from the data."""
+    from urllib.parse import parse_qsl
+
+    if isinstance(frames_or_store, dict):
+        permits = frames_or_store[LAYER]
+    else:
+        permits = frames_or_store.read(LAYER, limit=20000)
+    ward = str(permits["ward_code"].value_counts().index[0])
+    streets = permits["street"].dropna().astype(str) if "street" in permits else None
+    q = streets.str.split().str[:2].str.join(" ").value_counts().index[0] if streets is not None and len(streets) \
+        else "a"  # the commonest street name (without its number): a search that finds something
+    return {kind: dict(parse_qsl(text.format(ward=ward, q=q))) for kind, text in FILTER_KINDS.items()}
+
+
+def compare_ways(store, tiles_, queries: dict, tile_dir=None) -> dict:
+    """Milliseconds per filtered tile (mean over ``tiles_``), per filter kind and way, in this process.
+
+    Ways: ``store`` (built by the store with the filter: the way before),
+    ``subset_cold`` (the unfiltered tile taken apart, then the subset),
+    ``subset_warm`` (the subset of an unfiltered tile already taken apart),
+    and for the ward filter ``per_ward_disk`` (reading a pre-rendered tile
+    of that ward from a tile folder).  Checks that the subset's features
+    equal the store's on every tile.
+    """
+    from werkzeug.datastructures import MultiDict
+
+    from gisapp.filters import parse_filter
+    from gisapp.tiles import source as tile_source
+    from gisapp.tiles import subset
+    from gisapp.tiles.disk import TileDir
+
+    wholes = {t: tile_source.tile(store, LAYER, *t) for t in tiles_}
+    out = {}
+    for kind, query in queries.items():
+        flt = parse_filter(MultiDict(query), "tiles")[0]
+        times = {"store": [], "subset_cold": [], "subset_warm": []}
+        for t in tiles_:
+            started = time.perf_counter()
+            built = tile_source.tile(store, LAYER, *t, flt)
+            times["store"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            feats = subset.take_apart(wholes[t], LAYER)
+            body = tile_source.subset_tile(store, LAYER, *t, flt, feats)
+            times["subset_cold"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            tile_source.subset_tile(store, LAYER, *t, flt, feats)
+            times["subset_warm"].append(time.perf_counter() - started)
+            if _features(body) != _features(built):
+                raise AssertionError(f"subset and store differ: {kind} tile {t}")
+        if kind == "ward" and tile_dir is not None:
+            per_ward = TileDir(tile_dir, f"{store.url}#ward={query['ward']}")
+            for t in tiles_:
+                per_ward.put("v", LAYER, *t, tile_source.tile(store, LAYER, *t, flt))
+            times["per_ward_disk"] = []
+            for t in tiles_:
+                started = time.perf_counter()
+                per_ward.get("v", LAYER, *t)
+                times["per_ward_disk"].append(time.perf_counter() - started)
+        out[kind] = {way: round(1000 * float(np.mean(v)), 2) for way, v in times.items()}
+        out[kind]["features"] = round(float(np.mean([len(_features(tile_source.tile(store, LAYER, *t, flt)))
+                                                     for t in tiles_[:5]])), 1)
+        print(f"    {kind:<13} " + "  ".join(f"{way} {ms:.1f} ms" for way, ms in out[kind].items()
+                                              if way != "features"), flush=True)
+    return out
+
+
+def _features(body: bytes) -> dict:
+    """Key → (properties, geometry commands) of a tile, decoded by mapbox-vector-tile (no gisapp code)."""
+    import mapbox_vector_tile
+
+    if not body:
+        return {}
+    layer = mapbox_vector_tile.decode(body)[LAYER]
+    return {f["properties"]["dossier_code"]: (f["properties"], repr(f["geometry"])) for f in layer["features"]}
+
+
+def run_filtered(name: str, url: str, frames_or_store, zooms, clients: int, per_client: int, n_tiles: int,
+                 compare: bool) -> dict:
+    """The filtered-tile measures of one store: the in-process comparison, then the load test per kind."""
+    import shutil
+
+    from benchmarks.bench_postgis import wait_for_tiles
+
+    queries = filter_queries(frames_or_store)
+    row: dict = {"backend": name, "queries": queries, "kinds": {}}
+    tile_root = tempfile.mkdtemp(prefix="gisapp-bench-ftiles-")
+    try:
+        if compare:
+            store = open_store(url)
+            some = tile_list(frames_or_store if isinstance(frames_or_store, dict) else _points(store),
+                             (14, 16), 8, seed=99)
+            print(f"  {name}: one filtered tile, ms (mean of {len(some)} tiles at z14 and z16):", flush=True)
+            row["compare"] = compare_ways(store, some, queries, tile_dir=tile_root)
+        settings = {"GISAPP_TILE_DIR": str(Path(tile_root) / "served"), "GISAPP_TILE_WARM": "-".join(
+            str(z) for z in (min(zooms), max(zooms)))}
+        with app_servers(url, settings=settings) as bases:
+            row["render_s"] = round(wait_for_tiles(bases[0]), 1)
+            print(f"  {name}: unfiltered tiles rendered in {row['render_s']} s", flush=True)
+            points = frames_or_store if isinstance(frames_or_store, dict) else _points(open_store(url))
+            warm = tile_list(points, zooms, 5, seed=1)  # the workers' first requests (imports, connections)
+            tile_load_test(bases, warm, 2, 5)
+            tile_load_test(bases, warm, 2, 5, query=queries["status"])
+            sample = tile_list(points, zooms, max(2, n_tiles // len(zooms)), seed=100)
+            # cold: the first filter on tiles no process has taken apart yet (each tile asked twice over)
+            cold = tile_load_test(bases, sample, clients, max(1, 2 * len(sample) // clients),
+                                  query={"status": "REFUSED"})
+            row["cold"] = cold
+            print(f"  {name}: cold (first filter on {len(sample)} tiles) p50 {cold['p50_ms']:.0f} ms "
+                  f"p95 {cold['p95_ms']:.0f} ms ({cold['requests']} requests)", flush=True)
+            for kind, query in queries.items():  # warm: the same tiles, another filter each
+                stats = tile_load_test(bases, sample, clients, per_client, query=query)
+                row["kinds"][kind] = stats
+                print(f"  {name}: {kind:<13} p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
+                      f"({stats['requests']} requests, {stats['failures']} failed, {stats['empty']} empty, "
+                      f"{stats['throughput']:.1f} tiles/s)", flush=True)
+                if stats["failures"]:
+                    print(f"    failures: {stats['failure_sample']}", flush=True)
+    finally:
+        shutil.rmtree(tile_root, ignore_errors=True)
+    return row
+
+
+def _points(store) -> np.ndarray:
+    """WGS84 centres of up to 400 dossiers of an existing store."""
+    frame = store.read(LAYER, limit=400)
+    pts = geo.transform(shapely.centroid(frame.geometry.values), schema.STORE_CRS, schema.WEB_CRS)
+    return np.column_stack([shapely.get_x(pts), shapely.get_y(pts)])
+
+
 def run_store(name: str, url: str, tiles, zooms, clients: int, per_client: int) -> dict:
     """The load test of one store, zoom level by zoom level, after a warm-up."""
     row = {"backend": name, "zooms": []}
@@ -117,6 +283,10 @@ def main(argv=None) -> None:
     parser.add_argument("--store", action="append", default=[], metavar="NAME=URL",
                         help="measure an existing store instead of generating data (repeatable)")
     parser.add_argument("--boxes", help="with --store: JSON list of WGS84 boxes to pick tiles around")
+    parser.add_argument("--filters", action="store_true",
+                        help="measure filtered tiles, per filter kind (issue 15), instead of unfiltered ones")
+    parser.add_argument("--no-compare", dest="compare", action="store_false",
+                        help="with --filters: skip the in-process comparison of the ways to make a filtered tile")
     args = parser.parse_args(argv)
     zooms = [int(z) for z in args.zooms.split(",")]
     per_client = max(3, args.requests // args.clients)
@@ -135,7 +305,11 @@ def main(argv=None) -> None:
         tiles = tile_list(points, zooms, args.tiles)
         run = {"n": None, "stores": list(stores), "rows": []}
         for name, url in stores.items():
-            run["rows"].append(run_store(name, url, tiles, zooms, args.clients, per_client))
+            if args.filters:
+                run["rows"].append(run_filtered(name, url, open_store(url), zooms, args.clients, per_client,
+                                                args.tiles, args.compare))
+            else:
+                run["rows"].append(run_store(name, url, tiles, zooms, args.clients, per_client))
         results["runs"].append(run)
     else:
         _generated(args, zooms, per_client, results)
@@ -169,7 +343,11 @@ def _generated(args, zooms, per_client: int, results: dict) -> None:
                     t = time.perf_counter()
                     store.write(frames, mode="replace", meta={"as_of": "2026-01-01"})
                     print(f"  {name}: loaded in {time.perf_counter() - t:.1f} s", flush=True)
-                    row = run_store(name, url, tiles, zooms, args.clients, per_client)
+                    if args.filters:
+                        row = run_filtered(name, url, frames, zooms, args.clients, per_client, args.tiles,
+                                           args.compare)
+                    else:
+                        row = run_store(name, url, tiles, zooms, args.clients, per_client)
                     row["load_s"] = time.perf_counter() - t
                     run["rows"].append(row)
                     if name == "postgis":
@@ -185,7 +363,20 @@ def _generated(args, zooms, per_client: int, results: dict) -> None:
 
 
 def print_table(results: dict) -> None:
-    """One line per size and backend: p50/p95 ms per zoom level."""
+    """One line per size and backend: p50/p95 ms per zoom level (per filter kind with ``--filters``)."""
+    if any("kinds" in row for run in results["runs"] for row in run["rows"]):
+        kinds = list(FILTER_KINDS)
+        print(f"filtered tiles z14-z17, p50/p95 ms at {results['clients']} clients (cold: first filter; then warm)")
+        print(f"{'permits/layer':>13} {'backend':<10}" + "".join(f" {k:>13}" for k in ["cold", *kinds]))
+        for run in results["runs"]:
+            for row in run["rows"]:
+                cells = [f"{row['kinds'][k]['p50_ms']:.0f}/{row['kinds'][k]['p95_ms']:.0f}"
+                         if row["kinds"].get(k, {}).get("p50_ms") is not None else "—" for k in kinds]
+                cold = row.get("cold") or {}
+                cells.insert(0, f"{cold['p50_ms']:.0f}/{cold['p95_ms']:.0f}" if cold.get("p50_ms") else "—")
+                size = f"{run['n']:,}" if run.get("n") else "existing"
+                print(f"{size:>13} {row['backend']:<10}" + "".join(f" {c:>13}" for c in cells))
+        return
     zooms = sorted({z["z"] for run in results["runs"] for row in run["rows"] for z in row["zooms"]})
     print(f"{'permits/layer':>13} {'backend':<10}" + "".join(f" {f'z{z} p50/p95 ms':>16}" for z in zooms)
           + f"   ({results['clients']} clients)")

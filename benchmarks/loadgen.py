@@ -46,10 +46,27 @@ def wrk_path() -> str | None:
     return shutil.which("wrk")
 
 
-def run(base: str, paths: list[str], clients: int, *, seconds: float = 15.0, requests_per_client: int = 40) -> dict:
-    """Latency of GET ``base + path`` under ``clients`` concurrent clients: wrk when present, else threads."""
+def run(base: str, paths: list[str], clients: int, *, seconds: float = 15.0, requests_per_client: int = 40,
+        timed: bool = False) -> dict:
+    """Latency of GET ``base + path`` under ``clients`` concurrent clients: wrk when present, else threads.
+
+    ``timed``: the threads run for ``seconds`` too (instead of ``requests_per_client`` requests each), and
+    the result says how stable the level was: ``p95_halves_ms``, the p95 of its first and second half
+    (two wrk runs of half the time each with wrk).
+    """
     if wrk_path():
-        return run_wrk(base, paths, clients, seconds=seconds)
+        if not timed:
+            return run_wrk(base, paths, clients, seconds=seconds)
+        halves = [run_wrk(base, paths, clients, seconds=seconds / 2) for _ in range(2)]
+        both = dict(halves[1])
+        both["requests"] = sum(h["requests"] for h in halves)
+        both["failures"] = sum(h["failures"] for h in halves)
+        for key in ("p50_ms", "p95_ms", "p99_ms"):  # the worse half: a level is as good as its worse part
+            both[key] = max(h[key] for h in halves)
+        both["p95_halves_ms"] = [h["p95_ms"] for h in halves]
+        return both
+    if timed:
+        return run_threads([base], paths, clients, 10**9, seconds=seconds)
     return run_threads([base], paths, clients, requests_per_client)
 
 
@@ -73,22 +90,27 @@ def run_wrk(base: str, paths: list[str], clients: int, *, seconds: float = 15.0)
 
 
 def run_threads(bases: list[str], paths: list[str], clients: int, requests_per_client: int,
-                inspect=None, ok=(200,)) -> dict:
-    """One thread per client, each sending ``requests_per_client`` requests (client ``k`` to ``bases[k % n]``).
+                inspect=None, ok=(200,), seconds: float | None = None) -> dict:
+    """One thread per client, each sending ``requests_per_client`` requests (client ``k`` to ``bases[k % n]``),
+    or as many as it can in ``seconds`` when given.
 
     ``inspect(body) -> number`` is averaged over the successful responses
     (status in ``ok``) as ``mean_inspected``, e.g. the features a page returned.
     """
     import requests
 
-    latencies, inspected, sizes, failures = [], [], [], []
+    latencies, inspected, sizes, failures, starts = [], [], [], [], []
     lock = threading.Lock()
+    deadline = None if seconds is None else time.perf_counter() + seconds
 
     def client(k: int):
         session = requests.Session()
         base = bases[k % len(bases)]
+        stride = 7919 if deadline is not None else requests_per_client
         for j in range(requests_per_client):
-            path = paths[(k * requests_per_client + j) % len(paths)]
+            if deadline is not None and time.perf_counter() >= deadline:
+                break
+            path = paths[(k * stride + j) % len(paths)]
             t = time.perf_counter()
             try:
                 r = session.get(base + path, timeout=60)
@@ -103,6 +125,7 @@ def run_threads(bases: list[str], paths: list[str], clients: int, requests_per_c
                     failures.append(f"HTTP {r.status_code}: {body[:200]!r}")
                 else:
                     latencies.append(elapsed)
+                    starts.append(t)
                     sizes.append(len(body))
                     if inspect is not None:
                         inspected.append(inspect(body))
@@ -116,8 +139,14 @@ def run_threads(bases: list[str], paths: list[str], clients: int, requests_per_c
     wall = time.perf_counter() - started
     lat = np.array(latencies) * 1000
     pct = (lambda q: float(np.percentile(lat, q))) if len(lat) else (lambda q: None)
+    halves = None
+    if len(lat) >= 40:  # the p95 of the requests started in the first and in the second half of the run
+        middle = started + wall / 2
+        first = np.array(starts) < middle
+        halves = [float(np.percentile(lat[first], 95)) if first.any() else None,
+                  float(np.percentile(lat[~first], 95)) if (~first).any() else None]
     return {"client": "python-threads", "clients": clients, "requests": len(lat), "failures": len(failures),
-            "failure_sample": failures[:3],
+            "failure_sample": failures[:3], "p95_halves_ms": halves,
             "p50_ms": pct(50), "p95_ms": pct(95), "p99_ms": pct(99),
             "mean_bytes": float(np.mean(sizes)) if sizes else None,
             "mean_inspected": float(np.mean(inspected)) if inspected else None,

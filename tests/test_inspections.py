@@ -323,9 +323,12 @@ def test_here_endpoint_answers_json_and_refuses_bad_parameters(app):
     client = app.test_client()
     r = client.get("/data/here", query_string={"lon": LON, "lat": LAT, "day": "2022-03-15"})
     assert r.status_code == 200 and set(r.get_json()) == {"lon", "lat", "day", "construction", "sidewalk"}
-    for bad in ({"lon": "x", "lat": LAT}, {"lon": 2.35, "lat": 48.85}, {"lon": LON, "lat": LAT, "day": "15/03/2022"},
-                {"lon": LON, "lat": LAT, "radius": 9}):
-        assert_error(client.get("/data/here", query_string=bad), 400)
+    for bad, param in (({"lon": "x", "lat": LAT}, "lon"), ({"lon": 2.35, "lat": 48.85}, "lon"),
+                       ({"lon": LON, "lat": LAT, "day": "15/03/2022"}, "day"),
+                       ({"lon": LON, "lat": LAT, "day": "1980-01-01"}, "day"),
+                       ({"lon": LON, "lat": LAT, "radius": 9}, "radius")):
+        body = assert_error(client.get("/data/here", query_string=bad), 400)
+        assert body["description"].startswith(f"{param}:"), body
 
 
 def test_the_web_flow_on_postgis_records_and_analyze_keeps_the_finding(pg_url, demo_frames, tmp_path):

@@ -92,6 +92,10 @@ def test_officer_files_an_occupancy(demo_frames, tmp_path, request):
     bad = assert_error(officer.post("/occupancy", json={"inputs": {**inputs, "purpose": "PICNIC"}},
                                     headers={"X-CSRFToken": token}), 400)
     assert bad["description"].startswith("purpose: ")
+    big = b'{"inputs": {"note": "' + b"x" * (1 << 20) + b'"}}'
+    too_big = assert_error(officer.post("/occupancy", data=big, content_type="application/json",
+                                        headers={"X-CSRFToken": token}), 413)
+    assert too_big["description"].startswith("body: larger than 1024 KB")
     assert store.version() == version  # nothing written by a refused request
 
     saved = officer.post("/occupancy", json=body, headers={"X-CSRFToken": token})

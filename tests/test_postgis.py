@@ -876,3 +876,31 @@ def test_cli_against_postgis_seed_layers_analyze_export(pg, tmp_path, demo_frame
                                       "-o", str(out2), "--ward", "20260"])
     assert result.exit_code == 0, result.output
     assert out.read_bytes() == out2.read_bytes() and b'"FeatureCollection"' in out.read_bytes()
+
+
+# -- pages: filter first or the key order, the same rows; loads frozen -------------------------------------------
+
+@pytest.mark.parametrize("flt", [Filter(statuses=("PROCESSING",)), Filter(wards=("20260",), statuses=("RETURNED",)),
+                                 Filter(procedures=("NEW_BUILD", "RENOVATION")), Filter(q="ong ich")])
+@pytest.mark.parametrize("limit, offset", [(7, 0), (7, 14), (1000, 0), (5, 10_000)])
+def test_a_page_read_filter_first_is_the_page_of_the_key_order(both_readonly, monkeypatch, flt, limit, offset):
+    gpkg, pg = both_readonly
+    fields = ["status", "ward_code", "received_on"]
+    pages = {}
+    for first in (True, False):  # every filter is "selective" / none is
+        monkeypatch.setattr(postgis, "FILTER_FIRST_MAX_ROWS", float("inf") if first else -1)
+        pages[first] = pg.page("construction_permits", flt, fields=fields, limit=limit, offset=offset)
+    expected = gpkg.page("construction_permits", flt, fields=fields, limit=limit, offset=offset)
+    assert expected.matched > 0
+    for page in pages.values():
+        assert page.matched == expected.matched
+        assert [(*r[:3], str(r[3])) for r in page.rows] == [(*r[:3], str(r[3])) for r in expected.rows]
+
+
+def test_a_replaced_layer_is_loaded_frozen(both_readonly):
+    _, pg = both_readonly
+    with pg.connection() as con:  # ANALYZE (in the write) counted the all-visible pages of the visibility map
+        for name in ("construction_permits", "sidewalk_permits"):
+            pages, visible = con.execute("SELECT relpages, relallvisible FROM pg_class WHERE relname = %s",
+                                         [name]).fetchone()
+            assert pages > 0 and visible == pages, (name, pages, visible)

@@ -4,6 +4,7 @@ The PDFs are made by the real typesetter (WeasyPrint over Pango) and read with p
 page size, fonts) and pdfplumber (text); the map page is rasterised with poppler's ``pdftoppm``.
 """
 
+import datetime as dt
 import io
 import os
 import re
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import sys
 
+import pandas as pd
 import pdfplumber
 import pypdf
 import pytest
@@ -314,6 +316,51 @@ def test_dossier_sheet_checks_its_new_sidewalk_applications(store_path, tmp_path
     assert "Không đủ điều kiện" in anonymous and "Trần Thị Vỉa" not in anonymous
 
 
+def test_dossier_sheet_as_of_a_day_prints_that_days_status(demo_store):
+    """``as_of`` on the sheet: the status from the history at the end of that day (as the permit page shows
+    it), the day in the header and its link; a dossier received later says so; a bad day is a 400."""
+    day = "2022-03-31"
+    past = demo_store.statuses_as_of("construction_permits", dt.date.fromisoformat(day))
+    frame = demo_store.read("construction_permits").merge(past, left_on="dossier_code", right_on="key")
+    changed = frame[frame["status_x"] != frame["status_y"]].iloc[0]
+    later = demo_store.read("construction_permits")
+    later = later[later["received_on"] > pd.Timestamp(day)].iloc[0]
+    client = make_app(str(demo_store.path)).test_client()
+    page = client.get(f"/permits/{changed['dossier_code']}", query_string={"as_of": day})
+    assert f'href="/permits/{changed["dossier_code"]}.pdf?as_of={day}"' in page.get_data(as_text=True)
+    r = client.get(f"/permits/{changed['dossier_code']}.pdf", query_string={"as_of": day})
+    assert r.status_code == 200
+    text = flat(text_of(r.data))
+    then = domain.label("status", changed["status_y"], "vi")
+    assert f"Tình trạng tại ngày 31/03/2022: {then}" in text and "Số liệu tính đến ngày 31/03/2022" in text
+    assert f"?as_of={day}" in text
+    text = flat(text_of(client.get(f"/permits/{later['dossier_code']}.pdf", query_string={"as_of": day})
+                        .data))
+    assert "Hồ sơ chưa được tiếp nhận vào ngày 31/03/2022" in text
+    for bad in ({"as_of": "31/03/2022"}, {"as_of": "1980-01-01"}, {"asof": day}):
+        body = client.get(f"/permits/{changed['dossier_code']}.pdf", query_string=bad).get_json()
+        assert body["status"] == 400 and body["description"].startswith(tuple(bad)[0])
+
+
+def test_map_print_as_of_a_day_counts_and_colours_that_days_dossiers(demo_store):
+    day = "2022-03-31"
+    client = make_app(str(demo_store.path)).test_client()
+    count = client.get("/data/count", query_string={"as_of": day}).get_json()["count"]
+    assert count < demo_store.count("construction_permits")
+    r = client.get("/reports/map.pdf", query_string={"as_of": day})
+    assert r.status_code == 200
+    text = flat(text_of(r.data))
+    assert f"{count:,}".replace(",", ".") + " hồ sơ phù hợp bộ lọc" in text
+    assert "Số liệu tính đến ngày 31/03/2022" in text
+    past = demo_store.statuses_as_of("construction_permits", dt.date.fromisoformat(day))
+    received = demo_store.read("construction_permits")
+    received = received[received["received_on"] <= pd.Timestamp(day)]
+    then = received["dossier_code"].map(dict(zip(past["key"], past["status"]))).fillna(received["status"])
+    drawn = map_text(r.data)
+    for code, n in then.value_counts().items():  # the legend counts the statuses of that day
+        assert f"{domain.label('status', code, 'vi')} ({n:,})".replace(",", ".") in drawn
+
+
 def test_unknown_dossier_is_404(client):
     r = client.get("/permits/XD-NO-SUCH.pdf")
     assert r.status_code == 404 and r.get_json()["code"] == "NotFound" and "XD-NO-SUCH" in r.get_json()["description"]
@@ -369,6 +416,13 @@ def test_cli_bad_input_and_dossier(store_path, tmp_path):
     ok = runner.invoke(cli, ["--store", store_path, "report", "dossier", rec["dossier_code"], "-o", str(out)])
     assert ok.exit_code == 0, ok.output
     assert rec["owner_name"] in flat(text_of(out.read_bytes()))  # the operator sees everything
+    bad_day = runner.invoke(cli, ["--store", store_path, "report", "dossier", rec["dossier_code"], "--as-of",
+                                  "2022-13-01", "-o", str(out)])
+    assert bad_day.exit_code == 2 and "as_of: '2022-13-01' is not a date" in bad_day.output
+    then = runner.invoke(cli, ["--store", store_path, "report", "dossier", rec["dossier_code"], "--as-of",
+                               "2021-01-01", "-o", str(out)])
+    assert then.exit_code == 0, then.output
+    assert "Hồ sơ chưa được tiếp nhận vào ngày 01/01/2021" in flat(text_of(out.read_bytes()))
 
 
 # -- without the typesetter, and in child processes -------------------------------------------

@@ -12,6 +12,7 @@ from gisapp.analysis import stats
 from gisapp.filters import Filter
 from gisapp.store.gpkg import GeoPackageStore
 from tests.browser_util import sample_frames
+from tests.stores import BACKENDS, new_store
 
 D = dt.date.fromisoformat
 CAL = domain.Calendar()
@@ -182,3 +183,25 @@ def test_permit_detail_linked_nearby_and_findings(tmp_path):
     assert detail.record["dossier_code"] == code and detail.due_on is not None
     assert 15.9 < detail.center[0] < 16.1 and 108.1 < detail.center[1] < 108.3
     assert stats.permit_detail(s, "NO-SUCH-CODE", CAL) is None
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_dashboard_unpermitted_per_ward_from_one_grouped_query(backend, tmp_path, request):
+    """Open unpermitted occupancies per ward row: the grouped count equals one count per ward, on both stores."""
+    frames, meta = sample_frames(60)
+    s = new_store(backend, tmp_path, request)
+    s.write(frames, meta=meta)
+    wards = ["20305", "20305", "20306", "20311", "20311", "20311"]
+    ends = [None, "2099-01-01", "2021-01-01", None, None, "2099-12-31"]  # the 2021 one is closed
+    centre = s.read("wards", Filter(wards=("20305",))).geometry.iloc[0].centroid
+    rows = [{"finding_id": f"UP-{i}", "kind": "UNPERMITTED", "a_id": f"I-{i}", "ward_code": w,
+             "overlap_start": "2020-06-01", "overlap_end": e, "geometry": centre.buffer(2)}
+            for i, (w, e) in enumerate(zip(wards, ends))]
+    extra = gpd.GeoDataFrame(rows, geometry="geometry", crs=schema.STORE_CRS)
+    s.write({"findings": extra}, mode="upsert")
+    board = stats.dashboard(s, Filter(), CAL)
+    got = {r.code: r.unpermitted for r in board.rows}
+    tomorrow = dt.datetime.now(stats.LOCAL).date() + dt.timedelta(days=1)
+    open_now = Filter(kinds=("UNPERMITTED",), date_from=tomorrow)
+    assert got == {code: s.count("findings", open_now.with_(wards=(code,))) for code in got}
+    assert (got["20305"], got["20306"], got["20311"]) == (2, 0, 3) and board.total.unpermitted == 5

@@ -416,3 +416,54 @@ def test_rows_in_box_reads_a_neighbourhood_through_the_index(store):
     assert shapely.equals(shapely.from_wkb(bytes(wkb)), shapely.box(547930, 1770700, 547936, 1770718))
     assert store.rows_in_box("construction_permits", (0.0, 0.0, 1.0, 1.0), fields=["dossier_code"]) == []
     assert store.rows_in_box("sidewalks", (547935.0, 1770710.0, 547941.0, 1770711.0), fields=["sidewalk_id"]) == []
+
+
+def _held_deleted_files(path) -> list[str]:
+    """This process's open files that are ``path``'s replaced (deleted) versions (Linux ``/proc/self/fd``)."""
+    import os
+
+    held = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith(str(path)) and target.endswith("(deleted)"):
+            held.append(target)
+    return held
+
+
+def test_gpkg_readers_release_a_replaced_file(tmp_path):
+    """Idle read connections of any thread let go of a file a write replaced: its space is freed."""
+    import os
+    import shutil
+    import threading
+
+    from gisapp.store import gpkg
+
+    store = GeoPackageStore(tmp_path / "s.gpkg", must_exist=False)
+    store.write({"construction_permits": permits()})
+    # readers in other threads, now idle, each holding a connection to this version of the file
+    threads = [threading.Thread(target=lambda: store.count("construction_permits")) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert gpkg._READERS.open_count(store.path) >= 1 and not _held_deleted_files(store.path)
+    # a write by this process: the old file is let go at once, no read needed
+    store.write({"construction_permits": permits().iloc[:3]})
+    assert _held_deleted_files(store.path) == []
+    assert store.count("construction_permits") == 3
+    # a write by another process (here: a copy moved over the file, as its write ends): the next read, in any
+    # thread, closes every idle connection to the old file
+    copy = tmp_path / "copy.gpkg"
+    shutil.copy(store.path, copy)
+    other = GeoPackageStore(copy)
+    other.write({"construction_permits": permits().iloc[:2]})
+    gpkg._READERS.release(copy)
+    inode = os.stat(store.path).st_ino
+    os.replace(copy, store.path)
+    assert os.stat(store.path).st_ino != inode
+    assert _held_deleted_files(store.path)  # the idle connection still holds the old inode ...
+    assert store.count("construction_permits") == 2
+    assert _held_deleted_files(store.path) == []  # ... until a read sees the new file

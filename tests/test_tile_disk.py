@@ -9,13 +9,16 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 import orjson
 import pytest
 from click.testing import CliRunner
+from werkzeug.datastructures import MultiDict
 
 from gisapp.cli import cli
 from gisapp.config import ConfigError, load_config, parse_zooms
+from gisapp.filters import parse_filter
 from gisapp.folders import UnsafeFolder
 from gisapp.store import open_store
 from gisapp.tiles import mvt as tiles
@@ -160,6 +163,14 @@ def test_filtered_tiles_never_come_from_or_go_to_the_shared_folder(demo_store, t
     unfiltered = client.get(f"/tiles/{LAYER}/{z}/{x}/{y}.mvt")
     assert filtered.data != unfiltered.data  # each query selects fewer parcels than the whole tile
     assert tile_dir.get(demo_store.version(), LAYER, z, x, y) == b"planted"
+    # with the real unfiltered tile in the folder, a filtered tile is its subset (gisapp.tiles.subset): the
+    # store's own filtered tile, and still not written to the folder
+    whole = tile_source.tile(demo_store, LAYER, z, x, y)
+    tile_dir.put(demo_store.version(), LAYER, z, x, y, whole)
+    again = client.get(f"/tiles/{LAYER}/{z}/{x}/{y}.mvt?{query}")
+    flt = parse_filter(MultiDict(parse_qsl(query)), "tiles", personal=staff)[0]
+    assert decode(again.data, LAYER) == decode(tile_source.tile(demo_store, LAYER, z, x, y, flt), LAYER)
+    assert tile_dir.get(demo_store.version(), LAYER, z, x, y) == whole
 
 
 def test_requests_write_back_only_tiles_the_renderer_would_make(demo_store, tmp_path):

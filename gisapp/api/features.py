@@ -32,7 +32,7 @@ import datetime as dt
 import re
 from urllib.parse import quote, urlencode
 
-from gisapp import domain, geo, history
+from gisapp import domain, geo
 from gisapp.api import changes, processes
 from gisapp.errors import FilterError, NotFound
 from gisapp.filters import CODE_FIELDS, SURFACES, Filter
@@ -283,10 +283,8 @@ class ItemsPage:
         self.offset = parse_offset(args.get("offset"))
         page = store.page(layer.name, self.flt, fields=self.fields, limit=self.limit, offset=self.offset)
         self.matched, self.rows = page.matched, page.rows
-        self.without_history: int | None = None
-        if flt.as_of is not None and layer.name in history.LAYER_KEYS:  # each row as it was that day
-            past = history.past_statuses(store, layer.name, flt.as_of, [r[0] for r in self.rows])
-            self.rows, self.without_history = history.as_of_rows(self.rows, self.fields, past, flt.as_of)
+        # as of a day the store gave each row as it was then, in the page's own query (Page.known)
+        self.without_history: int | None = None if page.known is None else page.known.count(False)
         self.returned = len(self.rows)
         self.params = {k: args.getlist(k) if hasattr(args, "getlist") else args.get(k)
                        for k in args.keys() if k not in ("f", "offset", "limit")}

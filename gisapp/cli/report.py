@@ -10,6 +10,7 @@ from werkzeug.datastructures import MultiDict
 from gisapp import privacy
 from gisapp.cli.context import pass_ctx
 from gisapp.errors import RequestError
+from gisapp.filters import parse_as_of
 from gisapp.reports import documents, review
 
 
@@ -58,13 +59,19 @@ def review_command(ctx, date_from, date_to, ward, as_of, lang, output):
 
 @report.command("dossier")
 @click.argument("code")
+@click.option("--as-of", "as_of", help="Its status and timeliness at the end of this day (YYYY-MM-DD), as the "
+                                       "permit page's as_of shows them; default: today's data.")
 @click.option("--lang", type=click.Choice(["vi", "en"]), default="vi", show_default=True)
 @click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="PDF file to write.")
 @pass_ctx
-def dossier_command(ctx, code, lang, output):
+def dossier_command(ctx, code, as_of, lang, output):
     """The one-page sheet of dossier CODE (with personal fields: the operator sees everything)."""
     try:
-        body = documents.dossier_pdf(ctx.store(), code, ctx.config["CALENDAR"], _options(ctx, lang))
+        day = parse_as_of(as_of) if as_of else None
+    except RequestError as err:
+        raise click.UsageError(err.description) from None
+    try:
+        body = documents.dossier_pdf(ctx.store(), code, ctx.config["CALENDAR"], _options(ctx, lang), as_of=day)
     except RequestError as err:
         raise click.ClickException(err.description) from None
     _write(output, body)

@@ -11,7 +11,7 @@ from urllib.parse import quote, urlencode
 import numpy as np
 import shapely
 
-from gisapp import domain, geo, i18n, privacy
+from gisapp import domain, geo, history, i18n, privacy
 from gisapp.analysis import stats
 from gisapp.analysis.check import CheckRules, Proposal, check_occupancy
 from gisapp.errors import NotFound
@@ -59,7 +59,7 @@ def _wards(store: Store, on: dt.date, codes: tuple[str, ...] = ()):
     return frame[frame["ward_code"].isin(codes)].reset_index(drop=True) if codes else frame
 
 
-def _geoms(store: Store, layer: str, flt: Filter, fields: list[str], limit: int | None = None):
+def _geoms(store: Store | history.AsOfSource, layer: str, flt: Filter, fields: list[str], limit: int | None = None):
     """``(columns, geometries)`` of the matches: the attribute columns as lists, geometries in EPSG:5899."""
     cols: dict[str, list] = {f: [] for f in fields}
     geoms = []
@@ -114,10 +114,12 @@ def review_context(store: Store, rep: review.Review, opts: Options) -> dict:
             "findings_map": findings_map, "title": t("review_title"), "ward_names": names}
 
 
-def dossier_pdf(store: Store, code: str, calendar: domain.Calendar, opts: Options) -> bytes:
-    """The one-page sheet of dossier ``code`` as PDF (:class:`NotFound` when there is none)."""
+def dossier_pdf(store: Store, code: str, calendar: domain.Calendar, opts: Options,
+                as_of: dt.date | None = None) -> bytes:
+    """The one-page sheet of dossier ``code`` as PDF (:class:`NotFound` when there is none); with ``as_of``,
+    its status and timeliness at the end of that day, as the permit page shows them."""
     render.check()
-    detail = stats.permit_detail(store, code, calendar)
+    detail = stats.permit_detail(store, code, calendar, as_of=as_of)
     if detail is None:
         raise NotFound(f"Không có hồ sơ {code!r}. / No dossier {code!r}.")
     return render.pdf("dossier.html", **dossier_context(store, detail, opts, calendar))
@@ -159,8 +161,9 @@ def dossier_context(store: Store, d: stats.PermitDetail, opts: Options,
               for f in CONSTRUCTION_PERMITS.fields if f.name in shown]
     return {**_common(store.meta(), opts), "d": d, "fields": fields, "map": svg, "scale": scale,
             "applications": applications(store, d, opts, calendar or domain.Calendar()),
-            "personal": opts.personal, "title": t("sheet_title"), "as_of": store.as_of(),
-            "link": f"{opts.base_url.rstrip('/')}/permits/{quote(code, safe='/')}",
+            "personal": opts.personal, "title": t("sheet_title"), "as_of": d.as_of or store.as_of(),
+            "link": f"{opts.base_url.rstrip('/')}/permits/{quote(code, safe='/')}"
+                    + (f"?as_of={d.as_of.isoformat()}" if d.as_of else ""),
             "finding_fields": LAYERS["findings"].fields}
 
 
@@ -209,11 +212,12 @@ def map_context(store: Store, flt: Filter, opts: Options) -> dict:
     lang = opts.lang
     t = texts.translator(lang)
     meta = store.meta()
-    as_of = store.as_of()
+    as_of = flt.as_of or store.as_of()
     count = store.count(stats.PERMITS, flt)
     wards = _wards(store, as_of)
     names = dict(zip(wards["ward_code"], wards["name"].astype(str)))
-    cols, geoms = _geoms(store, stats.PERMITS, flt, ["status"], limit=MAP_MAX_FEATURES)
+    source = history.AsOfSource(store, flt.as_of) if flt.as_of else store  # the statuses of that day
+    cols, geoms = _geoms(source, stats.PERMITS, flt, ["dossier_code", "status"], limit=MAP_MAX_FEATURES)
     status = np.asarray(cols["status"], dtype=object)
     layers, legend = [], []
     for code, entry in domain.STATUSES.items():

@@ -51,7 +51,7 @@ def make(job: Job) -> bytes:
     if job.kind == "review":
         return documents.review_pdf(store, review.ReviewQuery(job.flt, job.as_of), job.calendar, job.opts)
     if job.kind == "dossier":
-        return documents.dossier_pdf(store, job.code or "", job.calendar, job.opts)
+        return documents.dossier_pdf(store, job.code or "", job.calendar, job.opts, as_of=job.as_of)
     if job.kind == "map":
         return documents.map_pdf(store, job.flt, job.opts)
     raise ValueError(f"unknown report kind {job.kind!r}")

@@ -32,6 +32,7 @@ REPORT_STRINGS: dict[str, tuple[str, str]] = {
     "district_scope": ("Toàn quận", "Whole district"),
     "ward_scope": ("Phường {names}", "Ward {names}"),
     "as_of": ("Số liệu tính đến ngày", "Data as of"),
+    "active_on": ("Đang có hiệu lực ngày {day}", "Active on {day}"),
     "generated": ("Lập lúc", "Generated"),
     "filter": ("Bộ lọc", "Filter"),
     "filter_none": ("không lọc", "none"),
@@ -151,6 +152,10 @@ def filter_words(flt: Filter, ward_names: dict[str, str], lang: str) -> str:
             parts.append(f"{layer.field(field).label(lang)}: " + ", ".join(domain.label(field, c, lang) for c in codes))
     if flt.date_from or flt.date_to:
         parts.append(f"{t('received_on')}: {period_words(flt.date_from, flt.date_to, lang)}")
+    if flt.day:
+        parts.append(t("active_on", day=i18n.fmt(flt.day, lang)))
+    if flt.as_of:
+        parts.append(f"{t('as_of')} {i18n.fmt(flt.as_of, lang)}")
     if flt.q:
         parts.append(f"{i18n.text('q', lang)}: “{flt.q}”")
     if flt.bbox:

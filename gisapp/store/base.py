@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime as dt
+import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -60,6 +61,10 @@ class Page:
 
     matched: int
     rows: list[tuple]
+    #: With ``Filter.as_of`` on a layer with a status history the rows are as of that day (the status of
+    #: that day, later completion/issue dates empty: :func:`page_columns`) and this says, per row, whether
+    #: its status came from the history (else it is its current one); ``None`` otherwise.
+    known: list[bool] | None = None
 
 
 #: Kinds of change in the change log (:meth:`Store.changes`): a feature added, written again or removed, and a
@@ -173,6 +178,19 @@ class Store(abc.ABC):
 
         Columns ``key``, ``status``, ``changed_on``; one row per key with a
         change on or before ``day`` (of ``keys`` only, when given), by key.
+        """
+
+    @abc.abstractmethod
+    def dossier_counts(self, flt: Filter | None, day: dt.date) -> pd.DataFrame:
+        """The construction dossiers matching ``flt`` counted in groups by what the ward dashboard counts, in one query.
+
+        With ``flt.as_of``: each dossier as it was at the end of that day (its
+        status from the history, else its current one with ``known`` false;
+        completion dates after it cleared).  Timeliness is reckoned at ``day``
+        from the stored ``due_on``; where that is empty the group also carries
+        ``received_on``, ``procedure``, ``work_category`` and ``completed_on``
+        so the caller computes it with the working-day calendar.  Columns
+        :data:`COUNT_COLUMNS` (see :func:`dossier_counts_sql`).
         """
 
     @abc.abstractmethod
@@ -419,6 +437,112 @@ def status_as_of_sql(layer: Layer, ph: str = "?") -> tuple[str, list[str]]:
     return (f"COALESCE((SELECT h.status FROM {history.TABLE} h WHERE h.layer = '{layer.name}' "
             f"AND h.key = {key} AND h.changed_on <= {ph} "
             "ORDER BY h.changed_on DESC, h.changed_at DESC, h.seq DESC LIMIT 1), status)", ["day"])
+
+
+#: Columns of :meth:`Store.dossier_counts`: the group (ward, status of the day, whether it came from the
+#: history, filed online, month received, month resolved — closed with a completion date —, timeliness from
+#: the stored due date, and where that is empty what computes it) and ``n``, the dossiers in it.
+COUNT_COLUMNS = ("ward_code", "status", "known", "online", "received_month", "resolved_month", "timeliness",
+                 "received_on", "procedure", "work_category", "completed_on", "n")
+
+
+def page_columns(layer: Layer, names: list[str], flt: Filter | None,
+                 with_history: bool = True) -> tuple[list[str], bool]:
+    """The SQL of a page's columns ``names`` and whether a last column (status from the history: 1/0) was added.
+
+    Without ``flt.as_of`` (or on a layer without history) the names themselves.  With it, each row as it
+    was at the end of that day, in the page's own query: ``status`` is the history row whose interval
+    [``changed_on``, ``next_on``) holds the day (one index probe per row of the page), else the current
+    one; ``completed_on`` and ``issued_on`` after the day are empty (:func:`gisapp.history.as_of_rows`
+    does the same to rows).  The day is written into the SQL as a date literal (it is a ``date``, never
+    text from a request).  ``with_history`` false: a store without a history table.
+    """
+    day = flt.as_of if flt is not None else None
+    if day is None or layer.name not in history.LAYER_KEYS:
+        return list(names), False
+    literal = f"'{dt.date.fromordinal(day.toordinal()).isoformat()}'"
+    out = [f"CASE WHEN {n} <= {literal} THEN {n} END" if n in history.LATER_DATES else n for n in names]
+    if "status" not in names:  # no status to show: none "without history"
+        return [*out, "1"], True
+    if not with_history:
+        return [*out, "0"], True
+    key = history.LAYER_KEYS[layer.name]
+    then = (f"(SELECT h.status FROM {history.TABLE} h WHERE h.layer = '{layer.name}' AND h.key = {key} "
+            f"AND h.changed_on <= {literal} AND (h.{history.NEXT_ON} IS NULL OR h.{history.NEXT_ON} > {literal}))")
+    out = [f"COALESCE({then}, status)" if n == "status" else n for n in out]
+    return [*out, f"CASE WHEN {then} IS NULL THEN 0 ELSE 1 END"], True
+
+
+def page_rows(rows: list[tuple], flagged: bool) -> tuple[list[tuple], list[bool] | None]:
+    """A page's rows without the flag column :func:`page_columns` added (after the geometry), and the flags."""
+    if not flagged:
+        return rows, None
+    return [r[:-1] for r in rows], [bool(r[-1]) for r in rows]
+
+
+def dossier_counts_sql(table: str, where: str, where_params: list, ph: str, as_of: dt.date | None, day: dt.date,
+                       month: str, with_history: bool = True) -> tuple[str, list]:
+    """The query of :meth:`Store.dossier_counts` over the dossiers ``SELECT``ed from ``table`` with ``where``.
+
+    ``where`` is the backend's filter with its parameters ``where_params`` (placeholders ``ph``);
+    ``month`` formats a date column as ``YYYY-MM`` (``{}`` stands for the column).
+    With ``as_of`` the status is the history row whose interval [``changed_on``, ``next_on``) holds that
+    day (one per key, :data:`gisapp.history.NEXT_ON`), joined to each dossier (a hash join on PostGIS,
+    an index probe per dossier on SQLite; ``with_history`` false: a store without a history table, every
+    status its current one), and completion dates after the day are cleared — what
+    :func:`gisapp.history.as_of_view` does to rows; timeliness follows :func:`gisapp.domain.timeliness`.
+    """
+    layer = "construction_permits"
+    key = history.LAYER_KEYS[layer]
+    open_list = ", ".join(f"'{s}'" for s in sorted(domain.OPEN_STATUSES))
+    fields = "ward_code, status, channel, received_on, due_on, completed_on, procedure, work_category"
+    # parameters are written as markers first (@A: the as-of day, @T: the day of timeliness, @W: the filter's)
+    if as_of is not None and with_history:
+        status, known = "COALESCE(h.status, p.status)", "CASE WHEN h.seq IS NULL THEN 0 ELSE 1 END"
+        done = "CASE WHEN p.completed_on <= @A THEN p.completed_on END"
+        join = (f" LEFT JOIN {history.TABLE} h ON h.layer = '{layer}' AND h.key = p.{key} "
+                f"AND h.changed_on <= @A AND (h.{history.NEXT_ON} IS NULL OR h.{history.NEXT_ON} > @A)")
+        fields += f", {key}"
+    elif as_of is not None:
+        status, known, join = "p.status", "0", ""
+        done = "CASE WHEN p.completed_on <= @A THEN p.completed_on END"
+    else:
+        status, known, done, join = "p.status", "1", "p.completed_on", ""
+    # each dossier once: its status that day, from the history or not, online, dates, open or not
+    inner = (f"SELECT p.ward_code AS ward_code, {status} AS st, {known} AS known, "
+             "CASE WHEN p.channel = 'ONLINE' THEN 1 ELSE 0 END AS online, p.received_on AS received_on, "
+             f"{done} AS done, p.due_on AS due_on, p.procedure AS procedure, p.work_category AS work_category "
+             f"FROM (SELECT {fields} FROM {table}@W) p{join}")
+    is_open = f"COALESCE(r.st, '') IN ({open_list})"
+    select = [
+        "r.ward_code", "r.st", "r.known", "r.online",
+        month.format("r.received_on"),
+        f"CASE WHEN NOT {is_open} AND r.done IS NOT NULL THEN {month.format('r.done')} END",
+        f"CASE WHEN r.due_on IS NULL THEN NULL WHEN {is_open} OR r.done IS NULL THEN "
+        "CASE WHEN r.due_on < @T THEN 'OVERDUE' ELSE 'IN_TIME' END "
+        "WHEN r.done < r.due_on THEN 'EARLY' WHEN r.done = r.due_on THEN 'ON_TIME' ELSE 'LATE' END",
+        "CASE WHEN r.due_on IS NULL THEN r.received_on END",
+        "CASE WHEN r.due_on IS NULL THEN r.procedure END",
+        "CASE WHEN r.due_on IS NULL THEN r.work_category END",
+        "CASE WHEN r.due_on IS NULL THEN r.done END",
+    ]
+    groups = ", ".join(str(i) for i in range(1, len(select) + 1))
+    marked = f"SELECT {', '.join(select)}, count(*) FROM ({inner}) r GROUP BY {groups}"
+    values: dict[str, list] = {"@A": [as_of.isoformat() if as_of else None], "@T": [day.isoformat()],
+                               "@W": list(where_params)}
+    params = [v for m in re.findall(r"@[ATW]\b", marked) for v in values[m]]
+    return re.sub(r"@[ATW]\b", lambda m: where if m.group(0) == "@W" else ph, marked), params
+
+
+def count_frame(rows: list[tuple]) -> pd.DataFrame:
+    """:meth:`Store.dossier_counts`'s frame from its rows (dates as datetime64, flags as bool, ``n`` int64)."""
+    frame = pd.DataFrame(rows, columns=list(COUNT_COLUMNS), dtype=object)
+    for name in ("known", "online"):
+        frame[name] = frame[name].astype(bool)
+    for name in ("received_on", "completed_on"):
+        frame[name] = pd.to_datetime(frame[name]).astype("datetime64[ms]")
+    frame["n"] = frame["n"].astype("int64")
+    return frame
 
 
 def geometry_column(geometry: str) -> str:

@@ -54,7 +54,9 @@ from gisapp.store.base import (
     change_rows,
     change_time,
     check_delete,
+    count_frame,
     delete_rows,
+    dossier_counts_sql,
     empty_frame,
     field_names,
     geojson_texts,
@@ -63,6 +65,8 @@ from gisapp.store.base import (
     inspection_row,
     inspection_where,
     merge_upsert,
+    page_columns,
+    page_rows,
     replace_is_compact,
     search_text,
     store_layer,
@@ -105,42 +109,87 @@ def _file_cache(path: Path, signature: tuple) -> dict | None:
     return entry
 
 
-#: Each thread's read-only connections: path → (file signature, connection), per process.
-_READERS = threading.local()
-_READERS_PER_THREAD = 8
-
-
 def _open_reader(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
 
 
-def _reader(path: Path, signature: tuple) -> sqlite3.Connection | None:
-    """This thread's read-only connection to this version of the file, kept for the next request.
+class _Readers:
+    """The process's idle read-only connections, per file, each tagged with the file version it reads.
 
     A kept connection keeps its parsed schema and page cache (a new one per
     request re-reads them: ~25 % of a street-view page).  No memory map,
     though it would save another ~10 %: a file overwritten in place (``cp
     backup.gpkg`` over the store) would kill the process with SIGBUS
-    instead of failing one request.  A replaced file has a new signature: the
-    old connection is closed and a new one opened.  ``None`` when the file
-    cannot be stat'ed.
+    instead of failing one request.
+
+    A write replaces the file (``os.replace``): a connection to the old file
+    keeps its inode, and so its disk space, alive.  So the connections are
+    the process's, not each thread's: the first read that sees a new
+    version of the file (any thread) closes every idle connection to an
+    older one, a connection in use is closed when it is handed back, and a
+    write by this process closes the idle ones at once (:meth:`release`).
+    An idle thread never holds a replaced file.
     """
-    if not signature:
-        return None
-    if getattr(_READERS, "pid", None) != os.getpid():  # a forked worker starts afresh
-        _READERS.pid, _READERS.held = os.getpid(), {}
-    held = _READERS.held
-    key = str(path)
-    entry = held.pop(key, None)
-    if entry is not None and entry[0] != signature:
-        entry[1].close()
-        entry = None
-    if entry is None:
-        entry = (signature, _open_reader(path))
-    held[key] = entry  # most recently used last
-    while len(held) > _READERS_PER_THREAD:
-        held.pop(next(iter(held)))[1].close()
-    return entry[1]
+
+    #: Most idle connections kept per file.
+    PER_FILE = 8
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+        self._idle: dict[str, list[tuple[tuple, sqlite3.Connection]]] = {}
+        self._current: dict[str, tuple] = {}
+
+    def _forked(self) -> None:
+        if self._pid != os.getpid():  # a forked worker starts afresh (the parent's connections are the parent's)
+            self._pid, self._idle, self._current = os.getpid(), {}, {}
+
+    def take(self, path: Path, signature: tuple) -> sqlite3.Connection:
+        """A connection to this version of the file: an idle one, else a new one."""
+        key = str(path)
+        stale: list[tuple[tuple, sqlite3.Connection]] = []
+        keep: list[tuple[tuple, sqlite3.Connection]] = []
+        con: sqlite3.Connection | None = None
+        with self._lock:
+            self._forked()
+            self._current[key] = signature
+            for entry in self._idle.get(key, []):
+                (keep if entry[0] == signature else stale).append(entry)
+            if keep:
+                con = keep.pop()[1]
+            self._idle[key] = keep
+        for _, old in stale:
+            old.close()
+        return con if con is not None else _open_reader(path)
+
+    def give_back(self, path: Path, signature: tuple, con: sqlite3.Connection) -> None:
+        """Keep ``con`` for the next read, unless the file changed meanwhile (or enough are kept)."""
+        key = str(path)
+        with self._lock:
+            self._forked()
+            idle = self._idle.setdefault(key, [])
+            if self._current.get(key) == signature and len(idle) < self.PER_FILE:
+                idle.append((signature, con))
+                return
+        con.close()
+
+    def release(self, path: Path) -> None:
+        """Close the idle connections to ``path`` (this process just replaced the file)."""
+        with self._lock:
+            self._forked()
+            idle = self._idle.pop(str(path), [])
+            self._current.pop(str(path), None)
+        for _, con in idle:
+            con.close()
+
+    def open_count(self, path: Path) -> int:
+        """Idle connections kept to ``path`` (for the tests)."""
+        with self._lock:
+            return len(self._idle.get(str(path), []))
+
+
+_READERS = _Readers()
+os.register_at_fork(after_in_child=lambda: setattr(_READERS, "_lock", threading.Lock()))  # a lock held at fork
 
 
 class GeoPackageStore(Store):
@@ -210,17 +259,24 @@ class GeoPackageStore(Store):
 
     @contextlib.contextmanager
     def _connect(self):
+        """A read-only connection to the file as it is now (kept for the next read: :class:`_Readers`)."""
         if not self.path.exists():
             raise StoreError(f"store {self.path} does not exist")
-        con = _reader(self.path, self._signature())
-        if con is not None:
-            yield con
+        signature = self._signature()
+        if not signature:
+            con = _open_reader(self.path)
+            try:
+                yield con
+            finally:
+                con.close()
             return
-        con = _open_reader(self.path)
+        con = _READERS.take(self.path, signature)
         try:
             yield con
-        finally:
-            con.close()
+        except BaseException:
+            con.close()  # it may be in the middle of a statement: not kept
+            raise
+        _READERS.give_back(self.path, signature, con)
 
     def _tables(self, con) -> set[str]:
         """The layers the file holds (its ``gpkg_contents``)."""
@@ -355,9 +411,13 @@ class GeoPackageStore(Store):
             else:
                 where, params = self._where(con, lay, flt)
                 matched = con.execute(f'SELECT count(*) FROM "{layer}"{where}', params).fetchone()[0]
+            # as of a day: the statuses of that day in the same query (see page_columns)
+            columns, flagged = page_columns(lay, [lay.key, *names], flt, hist.TABLE in self._schema_names(con))
             rows = [] if matched <= offset else \
-                self._select(con, lay, [lay.key, *names, GEOJSON_COLUMN], flt, limit, offset, fids=fids)
-        return Page(matched, rows)
+                self._select(con, lay, [*columns[:len(names) + 1], GEOJSON_COLUMN, *columns[len(names) + 1:]],
+                             flt, limit, offset, fids=fids)
+        rows, known = page_rows(rows, flagged)
+        return Page(matched, rows, known)
 
     def _schema_names(self, con) -> set[str]:
         """Names of the file's tables and indexes (files written by older versions lack newer indexes)."""
@@ -467,6 +527,23 @@ class GeoPackageStore(Store):
                 return []
             return con.execute(f'SELECT {columns}t.geom FROM "rtree_{layer}_geom" r JOIN "{layer}" t '
                                f"ON t.fid = r.id WHERE {where}", [x1, x2, y1, y2, *params]).fetchall()
+
+    def box_keys(self, layer: str, box: tuple[float, float, float, float], flt: Filter | None) -> list[str]:
+        """Keys of the rows whose R-tree boxes meet ``box`` (EPSG:5899) and that match ``flt``'s attributes.
+
+        As :meth:`box_rows` without reading geometries (``flt.bbox`` is not applied either).
+        """
+        lay = store_layer(layer)
+        x1, y1, x2, y2 = box
+        clauses, params = attribute_clauses(lay, flt)
+        where = " AND ".join(["r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?", *clauses])
+        with self._connect() as con:
+            if layer not in self._tables(con):
+                return []
+            # CROSS JOIN: the R-tree drives (else SQLite may scan an attribute index of the whole layer)
+            return [r[0] for r in con.execute(f'SELECT t.{lay.key} FROM "rtree_{layer}_geom" r CROSS JOIN '
+                                               f'"{layer}" t ON t.fid = r.id WHERE {where}',
+                                               [x1, x2, y1, y2, *params])]
 
     def rows_in_box(self, layer: str, box: tuple[float, float, float, float], *, fields: list[str]) -> list[tuple]:
         """Rows whose R-tree box meets ``box`` (see :meth:`Store.rows_in_box`): one query joining the R-tree."""
@@ -684,6 +761,7 @@ class GeoPackageStore(Store):
                     _append_changes(tmp, log)
                 _finish(tmp, layers.values())
                 os.replace(tmp, self.path)
+                _READERS.release(self.path)  # the old file's space is freed once no read holds it
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
@@ -745,6 +823,24 @@ class GeoPackageStore(Store):
                             "status": pd.Series([r[1] for r in rows], dtype=object)})
         out["changed_on"] = np.array([r[2] for r in rows], dtype="datetime64[D]").astype("datetime64[ms]")
         return out
+
+
+    def dossier_counts(self, flt: Filter | None, day: dt.date) -> pd.DataFrame:
+        """The dossiers counted in groups in one query (see :meth:`Store.dossier_counts`)."""
+        lay = store_layer("construction_permits")
+        with self._connect() as con:
+            if lay.name not in self._tables(con):
+                return count_frame([])
+            fids = self._fids(con, lay, flt)
+            if fids is not None:
+                where, params = " WHERE fid IN (SELECT value FROM json_each(?))", [json.dumps(fids)]
+            else:
+                where, params = self._where(con, lay, flt)
+            query, params = dossier_counts_sql(
+                f'"{lay.name}"', where, params, "?", flt.as_of if flt is not None else None, day,
+                "substr({}, 1, 7)", with_history=hist.TABLE in self._schema_names(con))
+            rows = con.execute(query, params).fetchall()
+        return count_frame(rows)
 
 
     # -- inspections ----------------------------------------------------------

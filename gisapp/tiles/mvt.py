@@ -535,7 +535,9 @@ class TileCache:
     z14 tile of a dense city costs tens of milliseconds to build and is
     asked for by everyone looking at that district: served again it costs
     nothing.  Each entry counts its key and :data:`ENTRY_OVERHEAD` besides
-    its body, so empty tiles are bounded too.
+    its body, so empty tiles are bounded too.  An entry may also be another
+    object (the taken-apart unfiltered tiles of :mod:`gisapp.tiles.subset`)
+    with the size it is given.
     """
 
     #: Bytes an entry costs beyond its key and body (dictionary slot, objects).
@@ -543,35 +545,39 @@ class TileCache:
 
     def __init__(self, max_bytes: int):
         self.max_bytes = max(0, int(max_bytes))
-        self._tiles: OrderedDict[str, bytes] = OrderedDict()
+        self._tiles: OrderedDict[str, tuple[object, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def _cost(self, key: str, body: bytes) -> int:
-        return len(key) + len(body) + self.ENTRY_OVERHEAD
+    def _cost(self, key: str, body, size: int | None = None) -> int:
+        return len(key) + (len(body) if size is None else int(size)) + self.ENTRY_OVERHEAD
 
-    def get(self, key: str) -> bytes | None:
-        """The tile cached under ``key``, or ``None``."""
+    def get(self, key: str):
+        """The tile (or object) cached under ``key``, or ``None``."""
         with self._lock:
-            body = self._tiles.get(key)
-            if body is not None:
-                self._tiles.move_to_end(key)
-            return body
+            entry = self._tiles.get(key)
+            if entry is None:
+                return None
+            self._tiles.move_to_end(key)
+            return entry[0]
 
-    def put(self, key: str, body: bytes) -> None:
-        """Remember ``body`` under ``key`` (not when it would take over a quarter of the cache)."""
-        cost = self._cost(key, body)
+    def put(self, key: str, body, size: int | None = None) -> None:
+        """Remember ``body`` under ``key`` (not when it would take over a quarter of the cache).
+
+        ``size``: the bytes ``body`` takes when it is not a ``bytes`` (its ``len`` is used otherwise).
+        """
+        cost = self._cost(key, body, size)
         if cost > self.max_bytes // 4:
             return
         with self._lock:
             old = self._tiles.pop(key, None)
             if old is not None:
-                self._bytes -= self._cost(key, old)
-            self._tiles[key] = body
+                self._bytes -= old[1]
+            self._tiles[key] = (body, cost)
             self._bytes += cost
             while self._bytes > self.max_bytes:
-                dropped_key, dropped = self._tiles.popitem(last=False)
-                self._bytes -= self._cost(dropped_key, dropped)
+                _, (_, dropped) = self._tiles.popitem(last=False)
+                self._bytes -= dropped
 
     def __len__(self) -> int:
         return len(self._tiles)

@@ -18,6 +18,7 @@ from gisapp.store import Store
 from gisapp.store.gpkg import GeoPackageStore
 from gisapp.store.postgis import SRID, PostGISStore
 from gisapp.tiles import mvt as tiles
+from gisapp.tiles import subset
 
 #: Largest error (tile units) of the per-tile affine map to EPSG:3857 that tiles accept instead of ST_Transform.
 AFFINE_MAX_ERROR = 0.25
@@ -41,6 +42,59 @@ def tile(store: Store, layer: str, z: int, x: int, y: int, flt: Filter | None = 
     if isinstance(store, GeoPackageStore):
         return _gpkg(store, layer, z, x, y, flt, box)
     return _from_arrow(store, layer, z, x, y, flt, box)
+
+
+def subset_tile(store: Store, layer: str, z: int, x: int, y: int, flt: Filter,
+                feats: subset.TileFeatures) -> bytes | None:
+    """The filtered tile ``z/x/y`` as the features of the unfiltered tile ``feats`` that match ``flt``.
+
+    Equal to :func:`tile` with ``flt`` (same features, same encoding of
+    each; see :mod:`gisapp.tiles.subset`).  Clauses on the tile's own
+    properties are evaluated in memory; a search or a status as of a day
+    take the matching keys in the tile's box from the store
+    (:func:`tile_keys`).  ``None`` when the filter needs the old way (a
+    ``bbox``, or a clause on a field the tile lacks).
+    """
+    if flt.bbox is not None:
+        return None
+    mask = subset.match(layer, feats, flt)
+    if mask is None:
+        return None
+    if subset.needs_store(layer, flt) and mask.any():
+        keys = tile_keys(store, layer, z, x, y, flt)
+        if keys is None:
+            return None
+        mask &= subset.key_mask(layer, feats, keys)
+    return feats.select(mask)
+
+
+def tile_keys(store: Store, layer: str, z: int, x: int, y: int, flt: Filter) -> list[str] | None:
+    """Keys of ``layer``'s features matching ``flt`` (but its ``bbox``) whose boxes meet the buffered tile.
+
+    A superset of the keys in :func:`tile` for the same filter: the spatial
+    index (GiST, R-tree) and the filter's SQL, no geometry read.  ``None``
+    for a store without either.
+    """
+    if isinstance(store, GeoPackageStore):
+        return _gpkg_keys(store, layer, z, x, y, flt.with_(bbox=None))
+    if isinstance(store, PostGISStore):
+        return _postgis_keys(store, layer, z, x, y, flt.with_(bbox=None))
+    return None
+
+
+def _gpkg_keys(store: GeoPackageStore, layer: str, z: int, x: int, y: int, flt: Filter) -> list[str]:
+    """:func:`tile_keys` on a GeoPackage: the R-tree and the filter's clauses, keys only."""
+    return store.box_keys(layer, tiles.store_box(z, x, y), flt)
+
+
+def _postgis_keys(store: PostGISStore, layer: str, z: int, x: int, y: int, flt: Filter) -> list[str]:
+    """:func:`tile_keys` on PostGIS: the GiST index and the filter's clauses, keys only."""
+    lay = get_layer(layer)
+    where, params = store.where(lay, flt)
+    where += (" AND " if where else " WHERE ") + f"geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})"
+    with store.connection() as con:
+        rows = con.execute(f"SELECT {lay.key} FROM {lay.name}{where}", [*params, *tiles.store_box(z, x, y)])
+        return [r[0] for r in rows.fetchall()]
 
 
 def tile_from_arrow(store: Store, layer: str, z: int, x: int, y: int, flt: Filter | None = None) -> bytes:

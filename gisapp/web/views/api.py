@@ -16,7 +16,7 @@ from gisapp.filters import parse_filter, refuse_unknown
 from gisapp.formats.geojson import property_columns
 from gisapp.schema import LAYERS
 from gisapp.web import auth, occupancy
-from gisapp.web.request import get_lang, get_store, known_wards, public_root
+from gisapp.web.request import get_lang, get_store, known_wards, public_root, read_body
 
 bp = Blueprint("api", __name__, url_prefix="/api")
 
@@ -199,11 +199,7 @@ def execute(process_id: str):
     """
     processes.check_process(process_id)
     _json_only()
-    if (request.content_length or 0) > processes.MAX_BODY:
-        body = b"x" * (processes.MAX_BODY + 1)  # refused below without reading it
-    else:
-        body = request.stream.read(processes.MAX_BODY + 1)
-    inputs, mode = processes.read_execute(body, content_type=request.content_type)
+    inputs, mode = processes.read_execute(read_body(processes.MAX_BODY), content_type=request.content_type)
     with _slots():
         report = occupancy.check(get_store(), inputs, current_app.config, personal=auth.show_personal())
     return _json(processes.results(report, mode))

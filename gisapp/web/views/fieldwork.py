@@ -24,6 +24,7 @@ from flask import (
 from gisapp import domain, inspections, photos
 from gisapp.analysis.here import permitted_here
 from gisapp.errors import FilterError, NotFound
+from gisapp.filters import parse_as_of
 from gisapp.formats import blds_inspections
 from gisapp.web import auth, fieldwork
 from gisapp.web.request import get_lang, get_store
@@ -133,10 +134,7 @@ def here():
     if not (w <= lon <= e and s <= lat <= n):
         raise FilterError("lon", "vị trí ngoài lãnh thổ Việt Nam / the position is outside Vietnam")
     text = request.args.get("day") or ""
-    try:
-        day = dt.date.fromisoformat(text) if text else dt.datetime.now(inspections.LOCAL).date()
-    except ValueError:
-        raise FilterError("day", f"không phải ngày YYYY-MM-DD / not a YYYY-MM-DD date: {text!r}") from None
+    day = parse_as_of(text, "day") if text else dt.datetime.now(inspections.LOCAL).date()
     unknown = sorted(set(request.args) - {"lon", "lat", "day", "lang"})
     if unknown:
         raise FilterError(unknown[0], "tham số không hợp lệ / unknown parameter")

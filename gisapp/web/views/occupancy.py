@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import orjson
 import shapely
-from flask import Blueprint, Response, current_app, request, url_for
+from flask import Blueprint, Response, current_app, url_for
 
 from gisapp import geo
 from gisapp.api import processes
 from gisapp.errors import FilterError, RequestError
 from gisapp.schema import STORE_CRS, WEB_CRS
 from gisapp.web import auth, occupancy
-from gisapp.web.request import get_store
+from gisapp.web.request import get_store, read_body
 
 bp = Blueprint("occupancy", __name__)
 
@@ -33,11 +33,7 @@ def _officer() -> str:
 
 def _body() -> dict:
     """The request's JSON object (at most 1 MB), or a 400/413 naming ``body``."""
-    if (request.content_length or 0) > processes.MAX_BODY:
-        raise RequestError(413, "PayloadTooLarge", "body: larger than 1 MB")
-    data = request.stream.read(processes.MAX_BODY + 1)
-    if len(data) > processes.MAX_BODY:
-        raise RequestError(413, "PayloadTooLarge", "body: larger than 1 MB")
+    data = read_body(processes.MAX_BODY)
     try:
         body = orjson.loads(data)
     except orjson.JSONDecodeError as err:

@@ -10,7 +10,7 @@ import re
 
 from flask import Blueprint, Response, current_app, request
 
-from gisapp.filters import parse_filter
+from gisapp.filters import parse_as_of, parse_filter, refuse_unknown
 from gisapp.reports import documents, jobs, review
 from gisapp.web import auth
 from gisapp.web.request import get_lang, known_wards, public_root
@@ -63,5 +63,9 @@ def map_report():
 
 @bp.get("/permits/<path:code>.pdf")
 def dossier_sheet(code: str):
-    """One dossier on one A4 page (personal fields only to signed-in staff); 404 for an unknown code."""
-    return _pdf(runner().run(_job("dossier", code=code)), f"{code}.pdf")
+    """One dossier on one A4 page (personal fields only to signed-in staff), ``as_of`` a day when asked;
+    404 for an unknown code, 400 for a bad ``as_of`` or any other parameter."""
+    refuse_unknown(request.args, ("as_of", "lang"))
+    text = request.args.get("as_of")
+    as_of = parse_as_of(text) if text else None
+    return _pdf(runner().run(_job("dossier", code=code, as_of=as_of)), f"{code}.pdf")

@@ -10,21 +10,27 @@ tile is refused with 400: the map shows per-ward counts there.
 Where a tile comes from: this process's memory (:class:`gisapp.tiles.mvt.TileCache`),
 then, for an unfiltered tile, the folder all processes share
 (:mod:`gisapp.tiles.disk`, rendered after each write), else the store builds it.
+A filtered tile is the subset of the unfiltered one that matches
+(:mod:`gisapp.tiles.subset`: the unfiltered tile taken apart once per process
+and version, kept in the same cache), or, for a ``bbox`` filter, built by the store.
 """
 
 from __future__ import annotations
 
 import hashlib
+import threading
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
 from gisapp import geo
 from gisapp.errors import NotFound
+from gisapp.filters import Filter
 from gisapp.schema import LAYERS, STORE_CRS, WEB_CRS
 from gisapp.store import Store
 from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
+from gisapp.tiles import subset
 from gisapp.tiles.disk import shared_tiles
 from gisapp.web.request import get_store, public_root
 from gisapp.web.views.data import strict_filter
@@ -73,8 +79,10 @@ def _shared_tile(store: Store, version: str | None, flt, layer: str, z: int, x: 
     A tile built here is written to the folder only when the renderer would
     make it too (a zoom it renders, with features): requests cannot fill the disk.
     """
-    if not version or not flt.with_(q_personal=False).is_empty():
+    if not version:
         return tile_source.tile(store, layer, z, x, y, flt)
+    if not flt.with_(q_personal=False).is_empty():
+        return _filtered_tile(store, version, flt, layer, z, x, y)
     shared = shared_tiles(current_app.config, store)  # checks the folder: only for tiles it may hold
     if shared is None:
         return tile_source.tile(store, layer, z, x, y, flt)
@@ -84,6 +92,46 @@ def _shared_tile(store: Store, version: str | None, flt, layer: str, z: int, x: 
         if body and z in current_app.config.get("TILE_WARM", ()):
             shared.put(version, layer, z, x, y, body)
     return body
+
+
+def _filtered_tile(store: Store, version: str, flt, layer: str, z: int, x: int, y: int) -> bytes:
+    """A filtered tile: the matching features of the unfiltered tile, taken apart once per process
+    (:func:`gisapp.tiles.source.subset_tile`), else built by the store with the filter."""
+    if flt.bbox is None:
+        try:
+            feats = _taken_apart(store, version, layer, z, x, y)
+        except subset.TileFormatError:  # a damaged file in the shared folder: the store builds the tile
+            return tile_source.tile(store, layer, z, x, y, flt)
+        body = tile_source.subset_tile(store, layer, z, x, y, flt, feats)
+        if body is not None:
+            return body
+    return tile_source.tile(store, layer, z, x, y, flt)
+
+
+_TAKING_APART = threading.Lock()
+
+
+def _taken_apart(store: Store, version: str, layer: str, z: int, x: int, y: int) -> subset.TileFeatures:
+    """The unfiltered tile taken apart, from this process's cache, else made once (threads asking for the same
+    tile meanwhile wait for it instead of doing it again)."""
+    key = f"features|{_etag(version, f'{layer}/{z}/{x}/{y}', Filter())}"
+    cache = _cache()
+    feats = cache.get(key)
+    if feats is not None:
+        return feats
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    with _TAKING_APART:
+        lock = app.extensions.setdefault("gisapp.taking_apart", {}).setdefault(key, threading.Lock())
+    try:
+        with lock:
+            feats = cache.get(key)
+            if feats is None:
+                feats = subset.take_apart(_shared_tile(store, version, Filter(), layer, z, x, y), layer)
+                cache.put(key, feats, feats.nbytes)
+    finally:
+        with _TAKING_APART:
+            app.extensions["gisapp.taking_apart"].pop(key, None)
+    return feats
 
 
 def _cache() -> tiles.TileCache:

@@ -1,0 +1,129 @@
+"""The dashboard's counting in SQL (``Store.dossier_counts``) equals counting the dossiers one by one in Python
+(the status history reconstructed by ``history.status_at`` / ``as_of_view``), on hand-made histories, both backends."""
+
+import datetime as dt
+
+import pandas as pd
+import pytest
+
+from gisapp import history
+from gisapp.analysis import stats
+from gisapp.domain import Calendar
+from gisapp.filters import Filter
+from tests.helpers import permits
+from tests.stores import BACKENDS, new_store
+
+D = dt.date.fromisoformat
+P = "construction_permits"
+CAL = Calendar()
+
+#: XD-0000 (received 01-03): RECEIVED, PROCESSING 01-05, SUPPLEMENT 01-10 08:00, PROCESSING again 01-10 14:30,
+#: RETURNED 01-20.  XD-0001 (01-04): RECEIVED, REFUSED 01-12.  XD-0004 (01-07): its first change only on 01-09
+#: (received earlier: without history on 01-07 and 01-08).  XD-0006 (01-09): RECEIVED, RESULT_READY 01-15,
+#: RETURNED 02-20.  The other dossiers have no history: their current status, counted "without history".
+HAND = history.frame(
+    [P] * 11,
+    ["XD-0000"] * 5 + ["XD-0001"] * 2 + ["XD-0004"] + ["XD-0006"] * 3,
+    ["RECEIVED", "PROCESSING", "SUPPLEMENT_REQUESTED", "PROCESSING", "RETURNED", "RECEIVED", "REFUSED",
+     "PROCESSING", "RECEIVED", "RESULT_READY", "RETURNED"],
+    ["2022-01-03", "2022-01-05", "2022-01-10", "2022-01-10", "2022-01-20", "2022-01-04", "2022-01-12",
+     "2022-01-09", "2022-01-09", "2022-01-15", "2022-02-20"],
+    ["", "", "08:00", "14:30", "", "", "", "", "", "", ""],
+)
+
+
+def dossiers():
+    """40 dossiers: some with a stored due date (timeliness counted in SQL), some completed (dates later cleared
+    as of an earlier day), some without a due date (computed with the working-day calendar)."""
+    frame = permits()
+    received = pd.to_datetime(frame["received_on"])
+    closed = frame["status"].isin(["RETURNED", "REFUSED"])
+    frame["completed_on"] = (received + pd.to_timedelta(5 + frame.index % 23, unit="D")).where(closed).dt.date
+    frame["due_on"] = (received + pd.to_timedelta(12 + frame.index % 9, unit="D")).where(frame.index % 3 > 0).dt.date
+    frame.loc[frame["dossier_code"] == "XD-0000", "completed_on"] = D("2022-01-20")
+    frame.loc[frame["dossier_code"] == "XD-0006", "completed_on"] = D("2022-02-20")
+    frame.loc[frame["dossier_code"] == "XD-0006", "status"] = "RETURNED"
+    return frame
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request, tmp_path_factory):
+    s = new_store(request.param, tmp_path_factory.mktemp("counts"), request)
+    s.write({P: dossiers()}, meta={"as_of": "2022-07-08"}, history=HAND)
+    return s
+
+
+def one_by_one(store, flt: Filter, day: dt.date):
+    """The dashboard's figures counted per dossier in Python: the store's rows, the history reconstructed."""
+    frame = pd.DataFrame(store.read(P, flt).drop(columns="geometry"))
+    unknown = 0
+    if flt.as_of is not None:
+        past = history.status_at(store.status_history(P), flt.as_of)
+        frame = history.as_of_view(frame, past, flt.as_of)
+        unknown = int((~frame["status_known"]).sum())
+    return stats.ward_counts(frame, day, CAL), stats.monthly_counts(frame), unknown
+
+
+def in_sql(store, flt: Filter, day: dt.date):
+    return stats.grouped_counts(store.dossier_counts(flt, day), day, CAL)
+
+
+DAYS = ["2022-01-02",  # before any receipt: nothing
+        "2022-01-03",  # the day of the first receipt and change
+        "2022-01-05",  # a change on the day counts on the day
+        "2022-01-08",  # XD-0004 received, its first change not yet: its current status, without history
+        "2022-01-10",  # two changes that day: the later time wins
+        "2022-01-19", "2022-02-10", "2022-03-31", "2023-01-01"]
+
+
+@pytest.mark.parametrize("day", DAYS)
+def test_sql_counts_equal_the_python_reconstruction(store, day):
+    flt = Filter(as_of=D(day))
+    expected, got = one_by_one(store, flt, D(day)), in_sql(store, flt, D(day))
+    pd.testing.assert_frame_equal(got[0], expected[0], check_names=False)
+    pd.testing.assert_frame_equal(got[1], expected[1], check_names=False, check_index_type=False)
+    assert got[2] == expected[2]
+
+
+def test_the_hand_made_cases(store):
+    counts, _, unknown = in_sql(store, Filter(as_of=D("2022-01-02")), D("2022-01-02"))
+    assert counts.empty and unknown == 0  # before receipt: not there
+    counts, _, unknown = in_sql(store, Filter(as_of=D("2022-01-05")), D("2022-01-05"))
+    assert counts["received"].sum() == 3 and unknown == 1  # XD-0002 has no history: its current status
+    assert counts["status_PROCESSING"].sum() == 1 and counts["status_RECEIVED"].sum() == 1  # changed on the day
+    counts, _, unknown = in_sql(store, Filter(as_of=D("2022-01-08")), D("2022-01-08"))
+    assert unknown == 4  # XD-0002, -0003, -0005 and XD-0004, whose first change is the next day
+
+
+@pytest.mark.parametrize("flt", [Filter(), Filter(wards=("20305",)), Filter(as_of=D("2022-01-15"), wards=("20260",)),
+                                 Filter(as_of=D("2022-01-12"), statuses=("PROCESSING", "REFUSED")),
+                                 Filter(as_of=D("2022-01-20"), q="Ông Ích")])
+def test_with_other_filters_too(store, flt):
+    day = flt.as_of or store.as_of()
+    expected, got = one_by_one(store, flt, day), in_sql(store, flt, day)
+    pd.testing.assert_frame_equal(got[0], expected[0], check_names=False)
+    pd.testing.assert_frame_equal(got[1], expected[1], check_names=False, check_index_type=False)
+    assert got[2] == expected[2]
+
+
+def test_the_dashboard_counts_in_sql(store):
+    board = stats.dashboard(store, Filter(as_of=D("2022-01-10")), CAL)
+    counts, _, unknown = one_by_one(store, Filter(as_of=D("2022-01-10")), D("2022-01-10"))
+    assert board.total.received == int(counts["received"].sum()) == 8
+    assert board.without_history == unknown and board.historical
+    assert {r.code: r.received for r in board.rows if r.received} == counts["received"].to_dict()
+
+
+@pytest.mark.parametrize("day", ["2022-01-05", "2022-01-08", "2022-01-12", "2022-01-15", "2022-02-10"])
+@pytest.mark.parametrize("fields", [["ward_code", "status", "completed_on", "received_on"], ["ward_code"]])
+def test_an_api_page_as_of_a_day_equals_its_rows_made_in_python(store, day, fields):
+    """Store.page as of a day (statuses in the page's own query) = the plain page through history.as_of_rows."""
+    flt = Filter(as_of=D(day))
+    page = store.page(P, flt, fields=fields, limit=12)
+    plain = store.page(P, Filter(date_to=D(day)), fields=fields, limit=12)
+    assert plain.known is None and page.matched == plain.matched
+    past = history.past_statuses(store, P, D(day), [r[0] for r in plain.rows])
+    rows, unknown = history.as_of_rows(plain.rows, fields, past, D(day))
+    as_text = lambda rows: [tuple(v.isoformat() if isinstance(v, dt.date) else v for v in r) for r in rows]  # noqa: E731
+    assert as_text(page.rows) == as_text(rows)
+    assert page.known.count(False) == unknown and len(page.known) == len(rows)
