@@ -15,7 +15,8 @@ import time
 
 #: (module, full arguments, quick arguments)
 BENCHMARKS = [
-    ("benchmarks.bench_analysis", [], ["--sizes", "10000,100000", "--repeat", "1"]),
+    ("benchmarks.bench_analysis", ["--stores", "gpkg,postgis", "--store-sizes", "100000,1000000"],
+     ["--sizes", "10000,100000", "--repeat", "1", "--stores", "gpkg,postgis", "--store-sizes", "20000"]),
     ("benchmarks.bench_import", [], ["--n", "20000"]),
     ("benchmarks.bench_export", [], ["--sizes", "100000", "--requests", "10", "--repeat", "1"]),
     ("benchmarks.bench_map", [], ["--runs", "1", "--large", "20000"]),

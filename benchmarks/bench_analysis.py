@@ -15,9 +15,22 @@ both reported, with the load average at the start: on a shared machine the
 wall time depends on the neighbours.  Results are printed as a table and
 written as JSON to ``benchmarks/out/``.
 
+Beside each analysis it times the plain way, in the same process on the
+same data: ``geopandas.sjoin(predicate="dwithin")`` of the sidewalk permits
+with the parcels, then the works-period date filter (what a merge candidate
+is; the analysis finds every other kind too), and prints the ratio.
+
+``--stores gpkg,postgis`` measures the issue's other figures on full-field
+layers (:func:`benchmarks.bench_postgis.generate`, ``--store-sizes`` permits
+per layer): the load of both layers and the wards into each store
+(``store.write``, mode replace) and ``gisapp analyze`` end to end (a fresh
+process: read the layers, analyse, write the findings), the best of
+``--repeat``; PostGIS on a private server (``tests/pg_server.py``).
+
 Usage::
 
     python -m benchmarks.bench_analysis --sizes 10000,100000,1000000 --density both
+    python -m benchmarks.bench_analysis --full      # the issue's 1M case: city core, both stores
 """
 
 from __future__ import annotations
@@ -176,16 +189,96 @@ def run_one(n: int, density: str, repeat: int = 1, seed: int = 0) -> dict:
         runs.append((time.perf_counter() - t, time.process_time() - cpu, result.timings))
     best, best_cpu, stages = min(runs, key=lambda r: r[0])
     counts = result.findings["kind"].value_counts().to_dict()
+    n_findings, n_skipped = len(result.findings), len(result.skipped)
+    peak_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # before the plain way's
+    del result
+    plain = [plain_sjoin(construction, sidewalk) for _ in range(max(1, min(repeat, 2)))]
+    sjoin_s = min(p[0] for p in plain)
     return {
+        "sjoin_s": round(sjoin_s, 3), "sjoin_pairs": plain[0][1], "ratio": round(sjoin_s / best, 2),
         "n": n, "density": density, "area_km2": DENSITIES[density], "seed": seed,
         "generate_s": round(generated, 3), "analysis_s": round(best, 3), "analysis_cpu_s": round(best_cpu, 3),
         "analysis_runs_s": [round(r[0], 3) for r in runs], "load_average_at_start": round(load, 2),
         "stages_s": {k: round(v, 3) for k, v in stages.items()},
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_mb,
         "rss_after_generate_mb": round(rss_before / 1024, 1),
-        "findings": len(result.findings), "by_kind": {k: int(v) for k, v in counts.items()},
-        "skipped": len(result.skipped),
+        "findings": n_findings, "by_kind": {k: int(v) for k, v in counts.items()},
+        "skipped": n_skipped,
     }
+
+
+def plain_sjoin(construction, sidewalk, distance_m: float = 5.0, works_months: int = 12) -> tuple[float, int]:
+    """The plain way to the merge candidates: ``geopandas.sjoin(predicate="dwithin")`` and a date filter.
+
+    Returns (seconds, pairs kept).  The works period is the analysis' own
+    (from ``issued_on``, else ``received_on``, for ``works_months``).
+    """
+    import geopandas as gpd
+    import pandas as pd
+
+    started = time.perf_counter()
+    pairs = gpd.sjoin(sidewalk, construction, how="inner", predicate="dwithin", distance=distance_m)
+    works_start = pairs["issued_on"].fillna(pairs["received_on"])
+    works_end = works_start + pd.DateOffset(months=works_months) - pd.Timedelta(days=1)
+    kept = pairs[(pairs["start_on"] <= works_end) & (pairs["end_on"] >= works_start)]
+    return time.perf_counter() - started, len(kept)
+
+
+def store_run(n: int, backends: list[str], repeat: int) -> list[dict]:
+    """Load ``n`` full-field permits per layer into each store, then time ``gisapp analyze`` end to end."""
+    import shutil
+    import tempfile
+
+    from benchmarks.bench_postgis import SERVER_SETTINGS
+    from benchmarks.bench_postgis import generate as full_layers
+    from gisapp.store.gpkg import GeoPackageStore
+    from gisapp.store.postgis import PostGISStore, close_pool
+    from tests.pg_server import start_server
+
+    root = Path(__file__).resolve().parent.parent
+    # compiled modules may be cached (a PYTHONDONTWRITEBYTECODE shell would compile gisapp's ~300 modules in every
+    # run, seconds that are no part of the command's work); the best of the runs is reported
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    frames = full_layers(n)
+    rows = []
+    server = start_server(SERVER_SETTINGS) if "postgis" in backends else None
+    tmp = Path(tempfile.mkdtemp(prefix="gisapp-bench-analysis-"))
+    try:
+        for name in backends:
+            if name == "gpkg":
+                url = str(tmp / f"bench-{n}.gpkg")
+                store = GeoPackageStore(url, must_exist=False)
+            else:
+                url = server.url(server.create_database("bench"))
+                store = PostGISStore(url, must_exist=False)
+            load = os.getloadavg()[0]
+            started = time.perf_counter()
+            store.write(frames, mode="replace", meta={"as_of": "2026-01-01"})
+            load_s = time.perf_counter() - started
+            print(f"  {name} {n:,}: loaded in {load_s:.1f} s", flush=True)
+            runs, line = [], ""
+            for _ in range(repeat):
+                started = time.perf_counter()
+                done = subprocess.run([sys.executable, "-m", "gisapp", "--store", url, "--quiet", "analyze"],
+                                      cwd=root, env=env, capture_output=True, text=True, check=False)
+                runs.append(time.perf_counter() - started)
+                if done.returncode != 0:
+                    line = "error: " + (done.stderr.strip().splitlines() or ["failed"])[-1]
+                    break
+                line = done.stdout.strip().splitlines()[-1]
+            print(f"  {name} {n:,}: analyze {min(runs):.1f} s ({line})", flush=True)
+            rows.append({"backend": name, "n": n, "load_s": round(load_s, 2),
+                         "analyze_s": round(min(runs), 2), "analyze_runs_s": [round(r, 2) for r in runs],
+                         "analyze_output": line, "load_average_at_start": round(load, 2)})
+            if name == "postgis":
+                close_pool(url)
+            else:
+                Path(url).unlink(missing_ok=True)
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(tmp, ignore_errors=True)
+    return rows
 
 
 def _run_in_subprocess(n: int, density: str, repeat: int, seed: int, mem_gb: float, timeout: float) -> dict:
@@ -206,8 +299,8 @@ def _run_in_subprocess(n: int, density: str, repeat: int, seed: int, mem_gb: flo
 
 def format_table(rows: list[dict]) -> str:
     """The results as a plain-text table."""
-    head = (f"{'density':<9} {'n':>9} {'gen s':>7} {'analysis s':>10} {'cpu s':>7} {'peak MB':>8} "
-            f"{'findings':>9} {'load':>5}  stages (s)")
+    head = (f"{'density':<9} {'n':>9} {'gen s':>7} {'analysis s':>10} {'cpu s':>7} {'sjoin s':>7} {'ratio':>6} "
+            f"{'peak MB':>8} {'findings':>9} {'load':>5}  stages (s)")
     lines = [head, "-" * len(head)]
     for r in rows:
         if "error" in r:
@@ -215,8 +308,19 @@ def format_table(rows: list[dict]) -> str:
             continue
         stages = " ".join(f"{k} {v:.2f}" for k, v in r["stages_s"].items())
         lines.append(f"{r['density']:<9} {r['n']:>9} {r['generate_s']:>7.2f} {r['analysis_s']:>10.2f} "
-                     f"{r['analysis_cpu_s']:>7.2f} {r['peak_rss_mb']:>8.0f} {r['findings']:>9} "
+                     f"{r['analysis_cpu_s']:>7.2f} {r['sjoin_s']:>7.2f} {r['ratio']:>5.1f}× "
+                     f"{r['peak_rss_mb']:>8.0f} {r['findings']:>9} "
                      f"{r['load_average_at_start']:>5.1f}  {stages}")
+    return "\n".join(lines)
+
+
+def format_stores(rows: list[dict]) -> str:
+    """The store runs as a plain-text table."""
+    head = f"{'backend':<8} {'n/layer':>9} {'load s':>7} {'analyze s':>9} {'load':>5}  gisapp analyze said"
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['backend']:<8} {r['n']:>9} {r['load_s']:>7.1f} {r['analyze_s']:>9.1f} "
+                     f"{r['load_average_at_start']:>5.1f}  {r['analyze_output']}")
     return "\n".join(lines)
 
 
@@ -232,8 +336,16 @@ def main(argv=None) -> int:
     parser.add_argument("--mem-limit-gb", type=float, default=16.0,
                         help="address-space limit of each run, GB (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=1800.0, help="seconds allowed per run (default: %(default)s)")
+    parser.add_argument("--stores", default="", help="also load and run gisapp analyze on these stores "
+                        "(gpkg, postgis; comma-separated)")
+    parser.add_argument("--store-sizes", default="100000", help="permits per layer for --stores (default: %(default)s)")
+    parser.add_argument("--full", action="store_true",
+                        help="the issue's case: --sizes 1000000 --density city --stores gpkg,postgis "
+                             "--store-sizes 1000000")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.full:
+        args.sizes, args.density, args.stores, args.store_sizes = "1000000", "city", "gpkg,postgis", "1000000"
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]
     densities = ["district", "city"] if args.density == "both" else [args.density]
     if args.worker:
@@ -248,12 +360,19 @@ def main(argv=None) -> int:
             print(format_table(rows[-1:]).splitlines()[-1], flush=True)
     print()
     print(format_table(rows))
+    stores = []
+    backends = [b for b in args.stores.split(",") if b.strip()]
+    for n in [int(s) for s in args.store_sizes.split(",") if s.strip()] if backends else []:
+        stores.extend(store_run(n, backends, args.repeat))
+    if stores:
+        print()
+        print(format_stores(stores))
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = args.out or OUT_DIR / f"bench_analysis-{stamp}.json"
     out.write_text(json.dumps({
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "run_at": dt.datetime.now().isoformat(timespec="seconds"), "results": rows,
+        "run_at": dt.datetime.now().isoformat(timespec="seconds"), "results": rows, "stores": stores,
     }, indent=2))
     print(f"\nwritten to {out}")
     return 0

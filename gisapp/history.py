@@ -67,9 +67,8 @@ def frame(layer, key, status, changed_on, changed_at=None, note=None) -> pd.Data
         "layer": _texts(layer, n),
         "key": _texts(key, n),
         "status": _texts(status, n),
-        "changed_on": pd.to_datetime(pd.Series(changed_on, dtype=object if n == 0 else None)).astype(
-            "datetime64[ms]").dt.normalize(),
-        "changed_at": [normal_time(t) for t in (changed_at if changed_at is not None else [""] * n)],
+        "changed_on": _days(changed_on, n),
+        "changed_at": _times(changed_at if changed_at is not None else [""] * n),
         "note": _texts(note if note is not None else [None] * n, n),
     })
     out["changed_at"] = out["changed_at"].astype(object)
@@ -79,8 +78,37 @@ def frame(layer, key, status, changed_on, changed_at=None, note=None) -> pd.Data
 def _texts(values, n: int) -> pd.Series:
     if isinstance(values, str):
         values = [values] * n
-    return pd.Series(list(values), dtype=object).map(lambda v: None if v is None or v is pd.NA or
-                                                     (isinstance(v, float) and np.isnan(v)) else str(v))
+    series = pd.Series(list(values), dtype=object)
+    if len(series) > _DISTINCT_MIN and pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        # text already (a write's keys and statuses): only the missing ones change; typed as ``map`` types it
+        arr = series.to_numpy(dtype=object, copy=True)
+        arr[pd.isna(arr)] = None
+        return pd.Series(arr)
+    return series.map(lambda v: None if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)) else str(v))
+
+
+#: Columns longer than this are converted value by distinct value (a write's history rows share one date and time).
+_DISTINCT_MIN = 1000
+
+
+def _days(values, n: int) -> pd.Series:
+    """``changed_on`` values as datetime64[ms] days (each distinct value parsed once)."""
+    series = pd.Series(values, dtype=object if n == 0 else None)
+    if n > _DISTINCT_MIN and series.dtype == object:
+        codes, uniques = pd.factorize(series)
+        if (codes >= 0).all():
+            parsed = pd.to_datetime(pd.Series(np.asarray(uniques, dtype=object), dtype=object))
+            series = pd.Series(parsed.to_numpy()[codes])
+    return pd.to_datetime(series).astype("datetime64[ms]").dt.normalize()
+
+
+def _times(values) -> list[str]:
+    """:func:`normal_time` of each value (of each distinct text once, in order of appearance)."""
+    values = list(values)
+    if len(values) > _DISTINCT_MIN and pd.api.types.infer_dtype(values, skipna=False) == "string":
+        codes, uniques = pd.factorize(np.asarray(values, dtype=object))
+        return list(np.asarray([normal_time(t) for t in uniques], dtype=object)[codes])
+    return [normal_time(t) for t in values]
 
 
 def normal_time(value) -> str:

@@ -63,7 +63,7 @@ import pandas as pd
 import shapely
 
 from gisapp import domain, geo, schema
-from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs
+from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
 from gisapp.passage import occupancy_passages
 from gisapp.schema import FINDINGS, STORE_CRS
 
@@ -451,7 +451,7 @@ def _check_geometries(geoms: np.ndarray, reasons: _Reasons) -> None:
     wrong = np.flatnonzero(~empty & ~polygonal)
     reasons.add(wrong, [f"geometry is not a polygon ({g.geom_type})" for g in geoms[wrong]])
     check = np.flatnonzero(~empty & polygonal)
-    bad = check[~_parallel(shapely.is_valid, geoms[check])]
+    bad = check[~_parallel(is_valid, geoms[check])]
     reasons.add(bad, [f"invalid geometry: {r}" for r in shapely.is_valid_reason(geoms[bad])])
 
 

@@ -1,4 +1,4 @@
-"""The analysis of a whole store: in PostGIS's SQL where the store is PostGIS, else read and computed here."""
+"""The analysis of a whole store: its layers read column by column, then analysed here."""
 
 from __future__ import annotations
 
@@ -6,39 +6,49 @@ import dataclasses
 import time
 
 import geopandas as gpd
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import shapely
 
-from gisapp.analysis import sql
 from gisapp.analysis.overlaps import AnalysisParams, AnalysisResult, find_overlaps
 from gisapp.inspections import unpermitted_findings
 from gisapp.progress import SILENT, Progress
 from gisapp.schema import STORE_CRS
 from gisapp.store import Store
-from gisapp.store.postgis import PostGISStore
+from gisapp.store.base import empty_frame, store_layer
 
 LAYERS = ("construction_permits", "sidewalk_permits", "wards", "sidewalks")
+#: The fields of each layer :func:`gisapp.analysis.overlaps.find_overlaps` reads (the rest are not read).
+ANALYSED_FIELDS = {
+    "construction_permits": ["dossier_code", "ward_code", "received_on", "issued_on"],
+    "sidewalk_permits": ["permit_no", "ward_code", "start_on", "end_on", "sidewalk_width_m", "used_width_m",
+                         "construction_dossier_code"],
+    "wards": ["ward_key", "ward_code", "name", "valid_from", "valid_to"],
+    "sidewalks": ["width_m"],
+}
 
 
 def analyze_store(store: Store, params: AnalysisParams,
                   progress: Progress = SILENT) -> tuple[AnalysisResult, float]:
-    """Every finding of ``store``, and the seconds spent reading its layers (0 when nothing was read).
+    """Every finding of ``store``, and the seconds spent reading its layers.
 
-    A PostGIS store computes them itself (:func:`gisapp.analysis.sql.find_overlaps`,
-    nothing read into Python); any other store's layers are read and
-    analysed by :func:`gisapp.analysis.overlaps.find_overlaps`.  Both give the same findings.
+    Both backends read the analysed columns of the layers (:func:`read_layer`:
+    GDAL from a GeoPackage, one COPY per layer from PostGIS) and analyse them
+    with :func:`gisapp.analysis.overlaps.find_overlaps`, so both give the same
+    findings by construction.  (The SQL twin, :func:`gisapp.analysis.sql.find_overlaps`,
+    gives the same findings too but took 11 s against 6 s for reading and
+    analysing at 100,000 permits per layer on the shared 2-core machine.)
     ``progress`` hears ``("read", rows read, rows in all, "rows")`` layer by
     layer, then ``("analyse",)``.  The ``UNPERMITTED`` findings come from the store's inspections
     (:func:`with_unpermitted`), so a new analysis keeps them.
     """
-    if isinstance(store, PostGISStore):
-        progress("analyse")
-        return with_unpermitted(sql.find_overlaps(store, params), store), 0.0
     started = time.perf_counter()
     total = sum(store.count(name) for name in LAYERS)
     layers, done = {}, 0
     progress("read", 0, total, "rows")
     for name in LAYERS:
-        layers[name] = store.read(name)
+        layers[name] = read_layer(store, name)
         done += len(layers[name])
         progress("read", done, total, "rows")
     read_s = time.perf_counter() - started
@@ -46,6 +56,36 @@ def analyze_store(store: Store, params: AnalysisParams,
     result = find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params,
                            sidewalks=layers["sidewalks"])
     return with_unpermitted(result, store), read_s
+
+
+def read_layer(store: Store, name: str) -> gpd.GeoDataFrame:
+    """The columns of layer ``name`` the analysis reads (:data:`ANALYSED_FIELDS`), in key order.
+
+    Through :meth:`Store.read_arrow` (GDAL reads a GeoPackage, COPY a PostGIS
+    table: no Python object per value but the texts), columns as
+    :meth:`Store.read` types them: text as objects (``None`` when missing),
+    dates as datetime64, numbers as float.
+    """
+    fields = ANALYSED_FIELDS[name]
+    table = store.read_arrow(name, fields=fields)
+    if table is None:
+        return empty_frame(store_layer(name))[[*fields, "geometry"]]
+    data = {}
+    for field in fields:
+        column = table.column(field)
+        if pa.types.is_date32(column.type):
+            data[field] = column.cast(pa.timestamp("ms")).to_numpy()
+        elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+            data[field] = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
+        else:
+            data[field] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    geometry = shapely.from_wkb(column_wkb(table.column("geometry")))
+    return gpd.GeoDataFrame(data, geometry=geometry, crs=STORE_CRS)
+
+
+def column_wkb(column: pa.ChunkedArray) -> np.ndarray:
+    """An Arrow column of WKB as an object array of bytes (``None`` where missing)."""
+    return column.to_numpy(zero_copy_only=False)
 
 
 def with_unpermitted(result: AnalysisResult, store: Store) -> AnalysisResult:

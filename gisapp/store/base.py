@@ -14,6 +14,7 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 from gisapp import domain, history, schema
@@ -621,10 +622,74 @@ def search_text(layer: Layer, frame: pd.DataFrame, personal: bool = False) -> pd
     parts = [frame[name].fillna("").astype(str) for name in names if name in frame]
     if not parts:
         return pd.Series("", index=frame.index)
-    joined = parts[0]
-    for p in parts[1:]:
-        joined = joined + " " + p
-    return joined.map(fold)
+    joined = pc.binary_join_element_wise(*[_arrow_texts(p) for p in parts], " ")
+    return pd.Series(fold_texts(joined), index=frame.index, dtype=object)
+
+
+def _arrow_texts(texts: pd.Series) -> pa.Array:
+    """A Series of texts as an Arrow string array (without a Python object per value when Arrow holds it)."""
+    try:
+        return pa.array(texts, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array(texts.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+
+
+#: Rows folded at once by :func:`fold_texts` (bounds its code-point arrays to ~100 MB).
+_FOLD_CHUNK = 100_000
+#: Code points with an entry in the fold table (Latin, Vietnamese, Greek, Cyrillic, punctuation: built in ~20 ms);
+#: text with others is folded by ``fold`` itself.
+_FOLD_CODES = 0x3000
+#: Fewer texts than this are folded by ``fold`` itself (the table is not worth building).
+_FOLD_VECTOR_MIN = 2000
+_fold_table: np.ndarray | None = None
+
+
+def _fold_codes() -> np.ndarray:
+    """For each code point below :data:`_FOLD_CODES`, the single code point :func:`~gisapp.filters.fold` makes of it,
+    0 where it makes none or several, or depends on its neighbours (Greek sigma), or the point is NUL."""
+    global _fold_table
+    if _fold_table is None:
+        table = np.zeros(_FOLD_CODES, dtype=np.uint32)  # the last stays 0: code points clipped to it go by hand
+        for code in range(1, _FOLD_CODES - 1):
+            if 0xD800 <= code < 0xE000:
+                continue
+            out = fold(chr(code))
+            if len(out) == 1 and out not in "\u03a3\u03c3\u03c2" and chr(code) not in "\u03a3\u03c3\u03c2":
+                table[code] = ord(out)
+        _fold_table = table
+    return _fold_table
+
+
+def fold_texts(texts: pa.Array) -> np.ndarray:
+    """:func:`~gisapp.filters.fold` of each text (an Arrow string array without nulls), as an object array.
+
+    Vectorised: each text's code points go through a table of what ``fold``
+    makes of each single character; the rare texts with a character it maps
+    to none or several (a lone combining mark, ``İ``), or that needs its
+    neighbours (σ/ς), or NUL, or beyond the table, are folded by ``fold`` itself.
+    The same text as ``fold``, ~5× faster.
+    """
+    values = np.asarray(texts.to_numpy(zero_copy_only=False), dtype=object)
+    if len(values) < _FOLD_VECTOR_MIN:
+        return np.array([fold(v) for v in values], dtype=object)
+    out = np.empty(len(values), dtype=object)
+    table = _fold_codes()
+    for start in range(0, len(values), _FOLD_CHUNK):
+        chunk = values[start:start + _FOLD_CHUNK]
+        wide = chunk.astype(str)
+        if wide.dtype.itemsize == 0 or not len(chunk):
+            out[start:start + len(chunk)] = [fold(v) for v in chunk]
+            continue
+        codes = wide.view(np.uint32).reshape(len(chunk), -1)
+        mapped = np.take(table, codes, mode="clip")
+        # a NUL inside (or trailing, which numpy drops) is not told from padding: fold those by hand
+        nul = pc.match_substring(texts.slice(start, len(chunk)), "\x00").to_numpy(zero_copy_only=False)
+        odd = ((mapped == 0) & (codes != 0)).any(axis=1) | np.asarray(nul, dtype=bool)
+        folded = mapped.view(wide.dtype).ravel().astype(object)
+        rows = np.flatnonzero(odd)
+        folded[rows] = [fold(v) for v in chunk[rows]]
+        out[start:start + len(chunk)] = folded
+    return out
 
 
 def field_names(layer: Layer, fields=None) -> list[str]:

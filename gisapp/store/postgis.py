@@ -375,6 +375,40 @@ class PostGISStore(Store):
             arrays = [pa.array(col, type=f.type) for col, f in zip(columns, arrow_schema)]
             yield pa.Table.from_arrays(arrays, schema=arrow_schema)
 
+    def read_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
+                   limit: int | None = None, offset: int = 0) -> pa.Table | None:
+        """All of :meth:`iter_arrow` in one table.
+
+        A whole layer (no filter, limit or offset: the analysis) comes through one
+        ``COPY … TO STDOUT`` (CSV, the geometry as hex WKB) parsed by Arrow, without
+        a Python object per value (a million rows in seconds, not a minute);
+        filtered reads (tiles, map data) take :meth:`iter_arrow`'s cursor as before.
+        """
+        if flt is not None or limit is not None or offset:
+            return super().read_arrow(layer, flt, fields=fields, limit=limit, offset=offset)
+        lay = store_layer(layer)
+        names = field_names(lay, fields)
+        query, params = self._query(lay, names, flt, limit, offset, "encode(ST_AsBinary(geom), 'hex')")
+        arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names]
+                                 + [pa.field("geometry", pa.binary(), metadata=_GEOARROW_META)])
+        buf = pa.BufferOutputStream()
+        with self.connection() as con, con.cursor() as cur, \
+                cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params or None) as copy:
+            for data in copy:
+                buf.write(data)
+        data = buf.getvalue()
+        if not data.size:
+            return None
+        columns = [*names, "geometry"]
+        table = pacsv.read_csv(
+            pa.BufferReader(data), read_options=pacsv.ReadOptions(column_names=columns),
+            convert_options=pacsv.ConvertOptions(
+                column_types={**{f.name: f.type for f in arrow_schema if f.name != "geometry"},
+                              "geometry": pa.string()},
+                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False))
+        geometry = _unhex(table.column("geometry"))
+        return pa.Table.from_arrays([*(table.column(n) for n in names), geometry], schema=arrow_schema)
+
     def page(self, layer: str, flt: Filter | None = None, *, fields: list[str], limit: int,
              offset: int = 0) -> Page:
         """The page's rows, then the count of all matches when the page does not tell it.
@@ -883,6 +917,27 @@ def _ewkb_hex(geoms: np.ndarray) -> pa.Array:
     return pa.StringArray.from_buffers(n, pa.py_buffer((2 * (offsets - offsets[0])).astype(np.int32)),
                                        pa.py_buffer(digits), ewkb.buffers()[0] if not ewkb.offset else
                                        pa.array(ewkb.is_valid()).buffers()[1], ewkb.null_count)
+
+
+_HEX_VALUES = np.zeros(256, dtype=np.uint8)
+_HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
+_HEX_VALUES[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
+
+
+def _unhex(column: pa.ChunkedArray) -> pa.Array:
+    """Hex text (PostgreSQL's ``encode(…, 'hex')``) as binary, vectorised: every pair of digits becomes a byte,
+    the offsets halve; nulls stay null."""
+    hexes = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    hexes = hexes.cast(pa.large_string())
+    n = len(hexes)
+    offsets = np.frombuffer(hexes.buffers()[1], dtype=np.int64)[hexes.offset:hexes.offset + n + 1]
+    digits = np.frombuffer(hexes.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]] \
+        if hexes.buffers()[2] is not None else np.empty(0, dtype=np.uint8)
+    values = _HEX_VALUES[digits]
+    data = (values[0::2] << 4) | values[1::2]
+    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [
+        hexes.buffers()[0] if not hexes.offset else pa.array(hexes.is_valid()).buffers()[1],
+        pa.py_buffer((offsets - offsets[0]) // 2), pa.py_buffer(data)], hexes.null_count).cast(pa.binary())
 
 
 #: Load replaced layers with ``COPY … FREEZE`` (a module setting so that the benchmark can compare).
