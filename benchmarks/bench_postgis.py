@@ -8,8 +8,7 @@ benchmark starts (``tests/pg_server.py``) — and reports:
 
 - load time (``store.write`` of both layers and the wards: one transaction);
 - analysis time: read the three layers + :func:`gisapp.analysis.overlaps.find_overlaps`
-  (geopandas), and the SQL path (:mod:`gisapp.analysis.sql`) on PostGIS,
-  each when the module exists;
+  (geopandas), when the module exists;
 - items-page latency: ``gisapp serve --workers 2`` (gunicorn) in a child
   process on 127.0.0.1, clients fetching
   ``/api/collections/construction_permits/items?bbox=…&limit=1000`` for
@@ -247,13 +246,6 @@ def analysis_times(store, frames_n: int) -> dict:
                                                 layers["sidewalk_permits"], layers["wards"], params)
     out["findings"] = int(len(result.findings))
     del layers
-    if isinstance(store, PostGISStore):
-        from gisapp.analysis import sql as analysis_sql
-
-        sql_result, out["sql_s"] = timed(analysis_sql.find_overlaps, store, params)
-        out["sql_findings"] = int(len(sql_result.findings))
-        out["sql_timings"] = {k: round(v, 2) for k, v in sql_result.timings.items()}
-        out["sql_same_ids"] = sorted(sql_result.findings["finding_id"]) == sorted(result.findings["finding_id"])
     return out
 
 
@@ -586,7 +578,7 @@ def map_views(base: str, street: tuple[float, float], runs: int = 3) -> dict:
 def print_table(results: dict) -> None:
     """The results as a plain-text table: one row per size and backend."""
     levels = sorted({i["clients"] for run in results["runs"] for row in run["rows"] for i in row.get("items", [])})
-    head = f"{'permits/layer':>13} {'backend':<8} {'load s':>7} {'read+gpd s':>10} {'sql s':>6}"
+    head = f"{'permits/layer':>13} {'backend':<8} {'load s':>7} {'read+gpd s':>10}"
     head += "".join(f" {f'items p50/p95 @{c}':>19}" for c in levels)
     head += "".join(f" {f'tiles p50/p95 @{c}':>19}" for c in levels)
     head += "".join(f" {f'folder p50/p95 @{c}':>20}" for c in levels)
@@ -599,8 +591,7 @@ def print_table(results: dict) -> None:
             a = row.get("analysis") or {}
             gpd_s = (a.get("geopandas_read_s") or 0) + (a.get("geopandas_analysis_s") or 0) \
                 if a.get("geopandas_analysis_s") is not None else None
-            line = (f"{run['n']:>13,} {row['backend']:<8} {row['load_s']:>7.1f} {_fmt(gpd_s, 10)} "
-                    f"{_fmt(a.get('sql_s'), 6)}")
+            line = (f"{run['n']:>13,} {row['backend']:<8} {row['load_s']:>7.1f} {_fmt(gpd_s, 10)}")
             for kind, width in (("items", 19), ("tiles", 19), ("tiles_disk", 20), ("tiles_uncached", 22)):
                 for c in levels:
                     item = next((i for i in row.get(kind, []) if i["clients"] == c), None)

@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from gisapp import domain, geo, schema
 from gisapp.analysis import overlaps as analysis
-from gisapp.analysis import sql as analysis_sql
+from gisapp.analysis.run import analyze_store
 from gisapp.cli import cli
 from gisapp.filters import Filter
 from gisapp.formats import geojson
@@ -670,7 +670,7 @@ def test_hex_ewkb_equals_shapely():
         assert [None if v is None else v.upper() for v in got] == list(expected)
 
 
-# -- the overlap analysis in SQL -----------------------------------------------------------------
+# -- the overlap analysis of a PostGIS store (its layers read by COPY) --------------------------------
 
 def _bowtie(x, y):
     return shapely.Polygon([(x, y), (x + 5, y + 5), (x + 5, y), (x, y + 5)])
@@ -783,11 +783,11 @@ def assert_same_result(ref, got):
     pd.testing.assert_frame_equal(ref.summary, got.summary)
 
 
-def test_sql_analysis_equals_geopandas_on_the_demo(pg, demo_frames):
+def test_store_analysis_equals_geopandas_on_the_demo(pg, demo_frames):
     frames_, meta = demo_frames
     pg.write(frames_, meta=meta)
     params = analysis.AnalysisParams(as_of=pg.as_of())
-    ref, got = _geopandas_path(pg, params), analysis_sql.find_overlaps(pg, params)
+    ref, got = _geopandas_path(pg, params), analyze_store(pg, params)[0]
     assert set(got.findings["kind"]) == set(analysis.KINDS)
     assert_same_result(ref, got)
 
@@ -798,10 +798,10 @@ def test_sql_analysis_equals_geopandas_on_the_demo(pg, demo_frames):
     dict(as_of=D("2023-09-01"), distance_m=3.0, gap_days=20, works_months=2, min_clearance_m=1.2),
     dict(distance_m=0.0, gap_days=0, works_months=0, min_clearance_m=0.0),
 ], ids=["defaults", "tight", "zeros"])
-def test_sql_analysis_equals_geopandas_on_generated_data(pg, seed, params):
+def test_store_analysis_equals_geopandas_on_generated_data(pg, seed, params):
     pg.write(analysis_case(seed))
     params = analysis.AnalysisParams(**params)
-    ref, got = _geopandas_path(pg, params), analysis_sql.find_overlaps(pg, params)
+    ref, got = _geopandas_path(pg, params), analyze_store(pg, params)[0]
     if params.distance_m:
         assert {"MERGE_CANDIDATE", "LINKED", "CLASH", "OPPORTUNITY", "CLEARANCE", "WARD_MISMATCH"} <= \
             set(got.findings["kind"])
@@ -809,18 +809,17 @@ def test_sql_analysis_equals_geopandas_on_generated_data(pg, seed, params):
     assert_same_result(ref, got)
 
 
-def test_sql_analysis_of_an_empty_store(pg):
+def test_store_analysis_of_an_empty_store(pg):
     pg.upgrade()
-    ref, got = _geopandas_path(pg, analysis.AnalysisParams()), analysis_sql.find_overlaps(pg, analysis.AnalysisParams())
+    ref, got = _geopandas_path(pg, analysis.AnalysisParams()), analyze_store(pg, analysis.AnalysisParams())[0]
     assert len(got.findings) == 0
     assert_same_result(ref, got)
 
 
-def test_sql_analysis_overlapping_wards_lower_key_wins(pg):
+def test_store_analysis_overlapping_wards_lower_key_wins(pg):
     """Two wards in force at once, B inside A: a parcel inside B is A's (both contain it, A has the lower key).
 
-    The SQL path settles a parcel inside a piece of its declared ward in SQL;
-    that must not happen when a lower-keyed ward meets the parcel.
+    Read by COPY (hex WKB decoded by numpy) and analysed as the layers read by ``store.read`` are.
     """
     x0, y0 = 547600.0, 1770400.0
     wards_ = gpd.GeoDataFrame({
@@ -842,7 +841,7 @@ def test_sql_analysis_overlapping_wards_lower_key_wins(pg):
         geometry=[shapely.box(x0 + 120, y0 + 131, x0 + 125, y0 + 133)], crs=schema.STORE_CRS)
     pg.write({"wards": wards_, "construction_permits": cons, "sidewalk_permits": side})
     params = analysis.AnalysisParams()
-    ref, got = _geopandas_path(pg, params), analysis_sql.find_overlaps(pg, params)
+    ref, got = _geopandas_path(pg, params), analyze_store(pg, params)[0]
     mismatch = got.findings[got.findings["kind"] == "WARD_MISMATCH"]
     assert mismatch[["a_id", "b_id", "ward_code"]].values.tolist() == [["XD-1", "A-2020", "A1"]]
     assert set(got.findings["ward_code"]) == {"A1"}

@@ -36,9 +36,9 @@ def analyze_store(store: Store, params: AnalysisParams,
     Both backends read the analysed columns of the layers (:func:`read_layer`:
     GDAL from a GeoPackage, one COPY per layer from PostGIS) and analyse them
     with :func:`gisapp.analysis.overlaps.find_overlaps`, so both give the same
-    findings by construction.  (The SQL twin, :func:`gisapp.analysis.sql.find_overlaps`,
-    gives the same findings too but took 11 s against 6 s for reading and
-    analysing at 100,000 permits per layer on the shared 2-core machine.)
+    findings by construction.  (An SQL twin that computed the same findings in
+    PostGIS took 11 s against 6 s for reading and analysing at 100,000 permits
+    per layer on the shared 2-core machine; it was removed.)
     ``progress`` hears ``("read", rows read, rows in all, "rows")`` layer by
     layer, then ``("analyse",)``.  The ``UNPERMITTED`` findings come from the store's inspections
     (:func:`with_unpermitted`), so a new analysis keeps them.
