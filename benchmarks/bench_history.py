@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
@@ -42,7 +41,7 @@ from urllib.parse import urlencode
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import loadgen  # noqa: E402
+from benchmarks import loadgen, save_results  # noqa: E402
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data, view_boxes  # noqa: E402
 from gisapp.analysis import stats  # noqa: E402
 from gisapp.demo.timeline import demo_history  # noqa: E402
@@ -52,7 +51,6 @@ from gisapp.store.gpkg import GeoPackageStore  # noqa: E402
 from gisapp.store.postgis import PostGISStore, close_pool  # noqa: E402
 from tests.pg_server import start_server  # noqa: E402
 
-OUT_DIR = Path(__file__).resolve().parent / "out"
 DAYS = (dt.date(2022, 3, 31), dt.date(2022, 6, 30))
 
 
@@ -233,10 +231,7 @@ def main(argv=None) -> None:
                   f"{row[f'dashboard_{DAYS[0]}_s']:>6.2f} / {row[f'dashboard_{DAYS[1]}_s']:<6.2f} "
                   f"[{row[f'counting_sql_{DAYS[1]}_s']:.2f} / {row[f'counting_python_{DAYS[1]}_s']:.2f}]"
                   f"{view:>18}  {items}")
-    OUT_DIR.mkdir(exist_ok=True)
-    out = OUT_DIR / f"bench_history_{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print(f"wrote {out.relative_to(ROOT)}")
+    save_results("bench_history", results)
 
 
 if __name__ == "__main__":

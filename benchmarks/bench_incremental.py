@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
@@ -47,9 +46,9 @@ import shapely
 from shapely import affinity
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT_DIR = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import save_results  # noqa: E402
 from benchmarks.bench_postgis import SERVER_SETTINGS, make_data  # noqa: E402
 from gisapp import schema  # noqa: E402
 from gisapp.analysis import incremental  # noqa: E402
@@ -263,10 +262,7 @@ def main(argv=None) -> None:
         if server is not None:
             server.stop()
     print_table(results)
-    OUT_DIR.mkdir(exist_ok=True)
-    out = OUT_DIR / f"bench_incremental_{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print(f"wrote {out.relative_to(ROOT)}")
+    save_results("bench_incremental", results)
 
 
 def print_table(results: dict) -> None:

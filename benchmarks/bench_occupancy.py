@@ -40,9 +40,9 @@ import numpy as np
 import shapely
 
 ROOT = Path(__file__).resolve().parent.parent
-OUT_DIR = ROOT / "benchmarks" / "out"
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import save_results  # noqa: E402
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data  # noqa: E402
 from gisapp import geo, schema  # noqa: E402
 from gisapp.store import open_store  # noqa: E402
@@ -190,10 +190,7 @@ def main(argv=None) -> None:
         if server is not None:
             server.stop()
     print_table(results)
-    OUT_DIR.mkdir(exist_ok=True)
-    out = OUT_DIR / f"bench_occupancy_{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print(f"wrote {out.relative_to(ROOT)}")
+    save_results("bench_occupancy", results)
 
 
 def print_table(results: dict) -> None:

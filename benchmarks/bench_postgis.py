@@ -44,7 +44,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime as dt
-import json
 import os
 import platform
 import re
@@ -65,7 +64,7 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import loadgen  # noqa: E402
+from benchmarks import loadgen, save_results  # noqa: E402
 from gisapp import geo, schema  # noqa: E402
 from gisapp.store.gpkg import GeoPackageStore  # noqa: E402
 from gisapp.store.postgis import PostGISStore, close_pool  # noqa: E402
@@ -76,7 +75,6 @@ try:
 except ImportError:  # tiles not built yet
     bench_tiles = None
 
-OUT_DIR = Path(__file__).resolve().parent / "out"
 #: Permits per km² of the synthetic city: a ~0.5 km² street view holds ~1,000.
 DENSITY_PER_KM2 = 2000.0
 VIEW_M = (800.0, 625.0)  # street-view box, metres (0.5 km²)
@@ -366,10 +364,7 @@ def main(argv=None) -> None:
         if server is not None:
             server.stop()
     print_table(results)
-    OUT_DIR.mkdir(exist_ok=True)
-    out = OUT_DIR / f"bench_postgis_{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print(f"wrote {out.relative_to(ROOT)}")
+    save_results("bench_postgis", results)
 
 
 def _run_backend(name, store, url, frames, boxes, clients: list[int], seconds: float, with_analysis: bool,

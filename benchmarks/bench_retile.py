@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import platform
 import statistics
@@ -38,12 +37,12 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import save_results
 from benchmarks.bench_postgis import SERVER_SETTINGS, make_data
 from gisapp.config import parse_zooms
 from gisapp.store.gpkg import GeoPackageStore
 from gisapp.tiles.disk import TileDir, render
 
-OUT_DIR = Path(__file__).resolve().parent / "out"
 LAYER = "construction_permits"
 
 
@@ -144,10 +143,7 @@ def main(argv=None) -> None:
             print(f"{run['n']:>13,} {row['backend']:<8} {row['first_render_s']:>11} s "
                   f"{row['save_render_median_s']:>12} / {row['save_render_max_s']} s "
                   f"{row['upsert']['render_s']:>13} s")
-    OUT_DIR.mkdir(exist_ok=True)
-    out = OUT_DIR / f"bench_retile_{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print(f"wrote {out.relative_to(ROOT)}")
+    save_results("bench_retile", results)
 
 
 if __name__ == "__main__":

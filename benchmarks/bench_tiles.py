@@ -58,14 +58,13 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import loadgen
+from benchmarks import loadgen, save_results
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data
 from gisapp import geo, schema
 from gisapp.store import open_store
 from gisapp.store.gpkg import GeoPackageStore
 from gisapp.tiles import mvt as tiles
 
-OUT_DIR = Path(__file__).resolve().parent / "out"
 LAYER = "construction_permits"
 
 
@@ -314,10 +313,7 @@ def main(argv=None) -> None:
     else:
         _generated(args, zooms, per_client, results)
     print_table(results)
-    OUT_DIR.mkdir(exist_ok=True)
-    out = OUT_DIR / f"bench_tiles_{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print(f"wrote {out.relative_to(ROOT)}")
+    save_results("bench_tiles", results)
 
 
 def _generated(args, zooms, per_client: int, results: dict) -> None:

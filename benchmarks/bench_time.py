@@ -39,13 +39,12 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import loadgen
+from benchmarks import loadgen, save_results
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data
 from benchmarks.bench_tiles import tile_list, tile_load_test
 from gisapp.api.changes import encode_cursor
 from gisapp.store.gpkg import GeoPackageStore
 
-OUT_DIR = Path(__file__).resolve().parent / "out"
 STATUSES = ("PROCESSING", "SUPPLEMENT_REQUESTED", "RESULT_READY", "RETURNED")
 
 
@@ -165,10 +164,7 @@ def main(argv=None) -> None:
         if server is not None:
             server.stop()
     print_table(results)
-    OUT_DIR.mkdir(exist_ok=True)
-    out = OUT_DIR / f"bench_time_{dt.datetime.now().strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps(results, indent=2, default=str))
-    print(f"wrote {out.relative_to(ROOT)}")
+    save_results("bench_time", results)
 
 
 def print_table(results: dict) -> None:
