@@ -1,5 +1,6 @@
 """The store interface, run against every backend: round trip, filters, bbox, atomicity."""
 
+import os
 import datetime as dt
 import sqlite3
 
@@ -467,3 +468,15 @@ def test_gpkg_readers_release_a_replaced_file(tmp_path):
     assert _held_deleted_files(store.path)  # the idle connection still holds the old inode ...
     assert store.count("construction_permits") == 2
     assert _held_deleted_files(store.path) == []  # ... until a read sees the new file
+
+
+def test_gpkg_version_changes_with_an_in_place_write_in_the_same_clock_tick(demo_store):
+    """Two small upserts written in place within one tick of the clock may leave the file's time and size as they
+    were: the version still changes (SQLite's file change counter), so tiles and caches keyed by it do not go stale."""
+    row = demo_store.read("construction_permits", limit=1)
+    before, stat = demo_store.version(), demo_store.path.stat()
+    demo_store.write({"construction_permits": row.assign(site_address="X" * len(str(row["site_address"].iloc[0])))},
+                     mode="upsert")
+    os.utime(demo_store.path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as if within the same tick
+    assert demo_store.path.stat().st_ino == stat.st_ino  # written in place, not replaced
+    assert demo_store.version() != before

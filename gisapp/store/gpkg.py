@@ -356,15 +356,20 @@ class GeoPackageStore(Store):
         return fids
 
     def _signature(self) -> tuple:
-        """What identifies this version of the file (writes replace it)."""
+        """What identifies this version of the file: its inode, modification time and size, and SQLite's file
+        change counter (header bytes 24–27, raised by every committed write in rollback-journal mode), since two
+        small in-place writes within one clock tick may leave the time and the size as they were."""
         try:
             st = self.path.stat()
+            with open(self.path, "rb") as f:
+                f.seek(24)
+                counter = int.from_bytes(f.read(4), "big")
         except OSError:
             return ()
-        return (st.st_ino, st.st_mtime_ns, st.st_size)
+        return (st.st_ino, st.st_mtime_ns, st.st_size, counter)
 
     def version(self) -> str | None:
-        """The file's identity, modification time and size: a write replaces the file, so any write changes it."""
+        """The file's identity, modification time, size and change counter: any write changes one of them."""
         return "-".join(map(str, self._signature())) or None
 
     def read(self, layer: str, flt: Filter | None = None, *, limit: int | None = None,
