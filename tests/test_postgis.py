@@ -809,6 +809,20 @@ def test_store_analysis_equals_geopandas_on_generated_data(pg, seed, params):
     assert_same_result(ref, got)
 
 
+def test_a_whole_layer_read_by_copy_keeps_line_breaks_quotes_and_dates(pg, demo_frames):
+    """The analysis's read (one COPY as CSV, over 1 MB so that Arrow reads it in blocks): texts typed on two lines,
+    with quotes and commas, come back as written (it fails without Arrow's ``newlines_in_values``)."""
+    frames_, meta = demo_frames
+    cons = frames_["construction_permits"].copy()
+    cons["site_address"] = [f'Tổ {i},\nkiệt "K12"\r\n' + " ".join(["Hòa Thọ Tây"] * 40) for i in range(len(cons))]
+    pg.write({"construction_permits": cons}, meta=meta)
+    whole = pg.read_arrow("construction_permits", fields=["dossier_code", "site_address", "received_on"])
+    want = cons.sort_values("dossier_code")
+    assert whole.column("dossier_code").to_pylist() == want["dossier_code"].tolist()
+    assert whole.column("site_address").to_pylist() == want["site_address"].tolist()
+    assert whole.column("received_on").to_pylist() == [d.date() for d in want["received_on"]]
+
+
 def test_store_analysis_of_an_empty_store(pg):
     pg.upgrade()
     ref, got = _geopandas_path(pg, analysis.AnalysisParams()), analyze_store(pg, analysis.AnalysisParams())[0]

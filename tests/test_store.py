@@ -1,7 +1,7 @@
 """The store interface, run against every backend: round trip, filters, bbox, atomicity."""
 
-import os
 import datetime as dt
+import os
 import sqlite3
 
 import numpy as np

@@ -392,16 +392,18 @@ class PostGISStore(Store):
         arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names]
                                  + [pa.field("geometry", pa.binary(), metadata=_GEOARROW_META)])
         buf = pa.BufferOutputStream()
-        with self.connection() as con, con.cursor() as cur, \
-                cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params or None) as copy:
-            for data in copy:
-                buf.write(data)
+        with self.connection() as con, con.cursor() as cur:
+            cur.execute("SET LOCAL DateStyle TO ISO")  # dates as YYYY-MM-DD whatever the server's setting
+            with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params or None) as copy:
+                for data in copy:
+                    buf.write(data)
         data = buf.getvalue()
         if not data.size:
             return None
         columns = [*names, "geometry"]
         table = pacsv.read_csv(
             pa.BufferReader(data), read_options=pacsv.ReadOptions(column_names=columns),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),  # an address typed on two lines
             convert_options=pacsv.ConvertOptions(
                 column_types={**{f.name: f.type for f in arrow_schema if f.name != "geometry"},
                               "geometry": pa.string()},
