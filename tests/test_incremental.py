@@ -234,3 +234,22 @@ def test_read_keys_and_read_boxes(backend, demo_frames, tmp_path, request):
     assert set(got["permit_no"]) >= set(permits["permit_no"].iloc[np.unique(expect)])
     assert got["permit_no"].is_unique and list(got.columns) == list(permits.columns)
     assert len(store.read_boxes(S, np.empty((0, 4)))) == 0
+
+
+def test_unpermitted_findings_alone_do_not_make_a_store_analysed(tmp_path, demo_frames):
+    """An inspection's UNPERMITTED finding is no analysis: a first save there writes no partial set of findings."""
+    from gisapp.analysis.incremental import analysed_params
+    from gisapp.analysis.overlaps import empty_findings
+    from gisapp.store.gpkg import GeoPackageStore
+
+    frames, _ = demo_frames
+    store = GeoPackageStore(tmp_path / "s.gpkg", must_exist=False)
+    store.write({"wards": frames["wards"]})
+    assert analysed_params(store) is None
+    finding = empty_findings().reindex([0])
+    finding = finding.assign(finding_id="U-1", kind="UNPERMITTED", a_id="INS-1", ward_code="20311",
+                             geometry=[shapely.box(548000, 1770000, 548002, 1770002)])
+    store.write({"findings": finding}, mode="upsert")
+    assert store.count("findings") == 1 and analysed_params(store) is None
+    store.write({"findings": finding.assign(finding_id="C-1", kind="CLASH")}, mode="upsert")
+    assert analysed_params(store) is not None

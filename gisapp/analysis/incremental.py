@@ -59,8 +59,9 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gisapp import geo, passage, schema
+from gisapp import domain, geo, passage, schema
 from gisapp.analysis.overlaps import AnalysisParams, empty_findings, find_overlaps
+from gisapp.filters import Filter
 from gisapp.progress import SILENT, Progress
 from gisapp.schema import STORE_CRS
 from gisapp.store import Store
@@ -119,10 +120,15 @@ def stored_params(store: Store) -> AnalysisParams:
 
 
 def analysed_params(store: Store) -> AnalysisParams | None:
-    """The parameters the store's findings were made with; ``None`` when it was never analysed (nothing to keep)."""
+    """The parameters the store's findings were made with; ``None`` when it was never analysed (nothing to keep).
+
+    ``UNPERMITTED`` findings (written with an inspection) do not make a store analysed: a first save there
+    would otherwise compute findings near itself only, a partial set standing for the whole.
+    """
     if not store.exists():
         return None
-    if "findings" in store.meta() or store.count("findings") > 0:
+    computed = tuple(k for k in domain.FINDING_KINDS if k != "UNPERMITTED")
+    if "findings" in store.meta() or store.count("findings", Filter(kinds=computed)) > 0:
         return stored_params(store)
     return None
 
