@@ -48,7 +48,9 @@ def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: flo
     params = AnalysisParams(distance_m=distance_m, gap_days=gap_days, min_clearance_m=min_clearance_m,
                             works_months=works_months, as_of=as_of)
     started = time.perf_counter()
-    with shown() as progress:
+    # under the writers' lock: a permit saved while the layers are read would otherwise lose its findings
+    # to this run's older ones (writers wait; readers do not)
+    with shown() as progress, store.write_lock():
         result, read_s = analyze_store(store, params, progress)
         run_s = time.perf_counter() - started - read_s
         counts = result.findings["kind"].value_counts()
