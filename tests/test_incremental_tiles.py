@@ -245,3 +245,20 @@ def test_a_write_that_fails_halfway_marks_no_tile(store, frames, tmp_path, monke
     report = render(store, tile_dir, ZOOMS)
     assert report["incremental"] and report["tiles"] == 0 and _files(tile_dir.base) == before
     _assert_equal_to_a_full_render(store, tile_dir, tmp_path)
+
+
+def test_a_folder_of_another_tile_format_is_never_current_and_is_rendered_whole(tmp_path, frames, monkeypatch):
+    """Tiles rendered by an earlier encoder (or other fields, extent, buffer) are not served after an upgrade."""
+    from gisapp.tiles import disk
+
+    store = GeoPackageStore(tmp_path / "s.gpkg", must_exist=False)
+    store.write(frames[0], meta=frames[1])
+    tile_dir = TileDir(tmp_path / "tiles", store.url)
+    render(store, tile_dir, ZOOMS)
+    version = store.version()
+    key = next(k for k in _files(tile_dir.base) if k[0] == PERMITS)
+    assert tile_dir.ready(version, ZOOMS) and tile_dir.current(store, version, *key)
+    monkeypatch.setattr(disk, "ENCODER", disk.ENCODER + 1)
+    assert not tile_dir.ready(version, ZOOMS) and not tile_dir.current(store, version, *key)
+    report = render(store, tile_dir, ZOOMS)
+    assert not report["incremental"] and tile_dir.current(store, version, *key)

@@ -18,12 +18,14 @@ version the renderer reads the entries after it, re-renders the tiles whose
 buffered bounds meet one of their boxes at every zoom it keeps
 (:class:`Dirty`), and moves the record on.  A ``replace`` entry (a bulk load
 logged as one row), an entry without a box, another log (a store created
-again) or a new zoom level re-render the layer whole.
+again), a new zoom level or another tile format (:func:`tile_format`: the
+fields, extent, buffer and encoder a folder was rendered with) re-render the
+layer whole.
 
 Layout, under ``<root>/<store id>/`` (the store id a hash of its address):
 
 - ``tiles/<layer>/<z>/<x>/<y>.mvt`` — the tiles, valid for the data up to
-  ``state.json``'s ``seq`` (JSON: ``log``, ``seq``, ``version``, ``zooms``,
+  ``state.json``'s ``seq`` (JSON: ``log``, ``seq``, ``version``, ``format``, ``zooms``,
   ``tiles``, ``built``, ``seconds``): every tile, except those a change
   logged after ``seq`` touched.  An empty tile is ``<y>.empty`` (a ``.mvt``
   of no bytes, which a crash could leave, counts as missing).
@@ -82,6 +84,9 @@ from gisapp.tiles import source as tile_source
 
 BASE = "tiles"
 STATE = "state.json"
+#: The version of what the encoder writes (feature ids, ring repair, ...): raise it when that changes, so that
+#: folders rendered before are rendered again (see :func:`tile_format`).
+ENCODER = 2
 LOCK = "render.lock"
 HEARTBEAT = "heartbeat"
 #: The running (or last) render's progress, per layer and zoom (JSON; see :class:`RenderProgress`).
@@ -104,6 +109,12 @@ DIRTY_MARGIN = 4
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def tile_format() -> str:
+    """What a tile's bytes depend on besides the data (fields, extent, buffer, encoder): ``state.json`` keeps it,
+    and a folder of another format is not current (rendered again whole, never served)."""
+    return _digest(json.dumps([ENCODER, tiles.EXTENT, tiles.BUFFER, tiles.TILE_FIELDS], sort_keys=True))
 
 
 def store_id(url: str) -> str:
@@ -295,7 +306,8 @@ class TileDir:
     def status(self, version: str | None) -> dict | None:
         """The record of the last render (zooms, tiles, seconds) when the folder is of ``version``, else ``None``."""
         state = self.state()
-        return state if state and version and state.get("version") == version else None
+        return state if state and version and state.get("version") == version \
+            and state.get("format") == tile_format() else None
 
     def ready(self, version: str | None, zooms) -> bool:
         """Whether the tiles of ``version`` at every one of ``zooms`` are rendered."""
@@ -309,7 +321,7 @@ class TileDir:
         once per version and folder position in each process).
         """
         state = self.state()
-        if not state or z not in state.get("zooms", ()):
+        if not state or z not in state.get("zooms", ()) or state.get("format") != tile_format():
             return False
         if state.get("version") == version:
             return True
@@ -498,7 +510,8 @@ def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None, pro
     if not version:
         return {"zooms": [], "tiles": 0, "built": 0, "seconds": 0.0}
     state = tile_dir.state() or {}
-    kept = set(state.get("zooms", ())) if state.get("log") == log_id and log_id else set()
+    kept = set(state.get("zooms", ())) if state.get("log") == log_id and log_id \
+        and state.get("format") == tile_format() else set()
     zooms = sorted(set(zooms) | kept)
     layers = list(layers or tiles.TILE_FIELDS)
     if full or not kept or set(zooms) - kept or seq < int(state.get("seq") or 0):
@@ -522,7 +535,8 @@ def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None, pro
         if layer in dirty.whole:
             tile_dir.promote(version, layer)
     counter.finish()
-    report = {"log": log_id, "seq": seq, "version": version, "zooms": zooms, "tiles": count, "built": built,
+    report = {"log": log_id, "seq": seq, "version": version, "format": tile_format(), "zooms": zooms,
+              "tiles": count, "built": built,
               "incremental": not dirty.whole, "seconds": round(time.monotonic() - started, 2)}
     tile_dir._write_state(report)
     tile_dir.prune(keep=version)
