@@ -60,12 +60,13 @@ import pandas as pd
 import shapely
 
 from gisapp import domain, geo, passage, schema
+from gisapp.analysis import run
 from gisapp.analysis.overlaps import AnalysisParams, empty_findings, find_overlaps
 from gisapp.filters import Filter
 from gisapp.progress import SILENT, Progress
 from gisapp.schema import STORE_CRS
 from gisapp.store import Store
-from gisapp.store.base import empty_frame, merge_upsert
+from gisapp.store.base import empty_frame, merge_upsert, store_layer
 
 CONSTRUCTION, SIDEWALK = "construction_permits", "sidewalk_permits"
 #: Layers whose change is followed feature by feature.
@@ -77,10 +78,8 @@ SIDEWALK_KINDS = ("MERGE_CANDIDATE", "LINKED", "CLASH", "OPPORTUNITY", "CLEARANC
 #: Kinds whose findings name a dossier (as ``a_id``).
 CONSTRUCTION_KINDS = ("MERGE_CANDIDATE", "LINKED", "WARD_MISMATCH")
 #: The fields each layer's findings depend on, besides the geometry (an upserted row equal in these is unchanged).
-ANALYSED_FIELDS = {
-    CONSTRUCTION: ("ward_code", "received_on", "issued_on"),
-    SIDEWALK: ("ward_code", "start_on", "end_on", "sidewalk_width_m", "used_width_m", "construction_dossier_code"),
-}
+ANALYSED_FIELDS = {name: tuple(f for f in run.ANALYSED_FIELDS[name] if f != store_layer(name).key)
+                   for name in (CONSTRUCTION, SIDEWALK)}
 #: How far (m) around the written permits sidewalks are read first, for the reach of the free passage beside them.
 SIDEWALK_LOOK_M = 20.0
 #: Slack (m) added to every box read, so that features touching its edge are read.
@@ -104,10 +103,6 @@ class FindingsChange:
     permits: list[str] = field(default_factory=list)
     dossiers: list[str] = field(default_factory=list)
     full: bool = False
-
-    def write_args(self) -> tuple[dict, dict]:
-        """``frames`` and ``delete`` of :meth:`gisapp.store.Store.write` for the findings alone."""
-        return {"findings": self.findings}, ({"findings": self.stale} if self.stale else {})
 
 
 def stored_params(store: Store) -> AnalysisParams:

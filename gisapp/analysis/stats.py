@@ -186,15 +186,6 @@ def monthly_counts(frame: pd.DataFrame) -> pd.DataFrame:
     return out.sort_index()
 
 
-def add_monthly(a: pd.DataFrame | None, b: pd.DataFrame) -> pd.DataFrame:
-    """Sum of two monthly frames."""
-    if a is None or not len(a):
-        return b
-    if not len(b):
-        return a
-    return a.add(b, fill_value=0).astype("int64").sort_index()
-
-
 def month_range(months) -> list[str]:
     """Every month (``YYYY-MM``) from the first to the last of ``months``, in order."""
     months = sorted(set(months))
