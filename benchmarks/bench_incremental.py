@@ -48,7 +48,7 @@ from shapely import affinity
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import save_results  # noqa: E402
+from benchmarks import bench_store, save_results  # noqa: E402
 from benchmarks.bench_postgis import SERVER_SETTINGS, make_data  # noqa: E402
 from gisapp import schema  # noqa: E402
 from gisapp.analysis import incremental  # noqa: E402
@@ -206,8 +206,7 @@ def main(argv=None) -> None:
     parser.add_argument("--verify-max", type=int, default=100_000,
                         help="compare with a full analysis afterwards up to this size")
     args = parser.parse_args(argv)
-    from gisapp.store.gpkg import GeoPackageStore
-    from gisapp.store.postgis import PostGISStore, close_pool
+    from gisapp.store.postgis import close_pool
     from tests.pg_server import start_server
 
     backends = args.backends.split(",")
@@ -220,12 +219,7 @@ def main(argv=None) -> None:
                 print(f"{n:,} per layer: generating …", flush=True)
                 frames, generator = make_data(n)
                 for name in backends:
-                    if name == "gpkg":
-                        url = str(Path(tmp) / f"incremental-{n}.gpkg")
-                        store = GeoPackageStore(url, must_exist=False)
-                    else:
-                        url = server.url(server.create_database("incremental"))
-                        store = PostGISStore(url, must_exist=False)
+                    url, store = bench_store(name, Path(tmp) / f"incremental-{n}.gpkg", server, "incremental")
                     t = time.perf_counter()
                     store.write(frames, mode="replace", meta={"as_of": "2026-01-01"})
                     load_s = time.perf_counter() - t

@@ -42,7 +42,7 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import save_results  # noqa: E402
+from benchmarks import bench_store, save_results  # noqa: E402
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data  # noqa: E402
 from gisapp import geo, schema  # noqa: E402
 from gisapp.store import open_store  # noqa: E402
@@ -145,8 +145,7 @@ def main(argv=None) -> None:
     parser.add_argument("--requests", type=int, default=240, help="check requests in all")
     parser.add_argument("--saves", type=int, default=5)
     args = parser.parse_args(argv)
-    from gisapp.store.gpkg import GeoPackageStore
-    from gisapp.store.postgis import PostGISStore, close_pool
+    from gisapp.store.postgis import close_pool
     from tests.pg_server import start_server
 
     backends = args.backends.split(",")
@@ -161,12 +160,7 @@ def main(argv=None) -> None:
                 bodies = proposals(frames, max(60, args.saves * 2))
                 per_client = max(1, args.requests // args.clients)
                 for name in backends:
-                    if name == "gpkg":
-                        url = str(Path(tmp) / f"occupancy-{n}.gpkg")
-                        store = GeoPackageStore(url, must_exist=False)
-                    else:
-                        url = server.url(server.create_database("occupancy"))
-                        store = PostGISStore(url, must_exist=False)
+                    url, store = bench_store(name, Path(tmp) / f"occupancy-{n}.gpkg", server, "occupancy")
                     t = time.perf_counter()
                     store.write(frames, mode="replace", meta={"as_of": "2026-01-01"})
                     load_s = time.perf_counter() - t

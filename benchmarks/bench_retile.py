@@ -37,10 +37,9 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import save_results
+from benchmarks import bench_store, save_results
 from benchmarks.bench_postgis import SERVER_SETTINGS, make_data
 from gisapp.config import parse_zooms
-from gisapp.store.gpkg import GeoPackageStore
 from gisapp.tiles.disk import TileDir, render
 
 LAYER = "construction_permits"
@@ -105,7 +104,7 @@ def main(argv=None) -> None:
     backends = args.backends.split(",")
     results = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
                "cpus": os.cpu_count(), "load": os.getloadavg(), "zooms": list(zooms), "runs": []}
-    from gisapp.store.postgis import PostGISStore, close_pool
+    from gisapp.store.postgis import close_pool
     from tests.pg_server import start_server
 
     server = start_server(SERVER_SETTINGS) if "postgis" in backends else None
@@ -116,13 +115,7 @@ def main(argv=None) -> None:
                 frames, generator = make_data(n)
                 run = {"n": n, "generator": generator, "rows": []}
                 for name in backends:
-                    if name == "gpkg":
-                        url = str(Path(tmp) / f"retile-{n}.gpkg")
-                        store = GeoPackageStore(url, must_exist=False)
-                    else:
-                        assert server is not None
-                        url = server.url(server.create_database("retile"))
-                        store = PostGISStore(url, must_exist=False)
+                    url, store = bench_store(name, Path(tmp) / f"retile-{n}.gpkg", server, "retile")
                     store.write(frames, mode="replace", meta={"as_of": "2026-01-01"})
                     run["rows"].append(run_backend(name, store, frames, zooms, args.saves, args.upsert, Path(tmp)))
                     if name == "postgis":

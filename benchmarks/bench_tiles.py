@@ -58,11 +58,10 @@ import shapely
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import loadgen, save_results
+from benchmarks import bench_store, loadgen, save_results
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data
 from gisapp import geo, schema
 from gisapp.store import open_store
-from gisapp.store.gpkg import GeoPackageStore
 from gisapp.tiles import mvt as tiles
 
 LAYER = "construction_permits"
@@ -317,7 +316,7 @@ def main(argv=None) -> None:
 
 
 def _generated(args, zooms, per_client: int, results: dict) -> None:
-    from gisapp.store.postgis import PostGISStore, close_pool
+    from gisapp.store.postgis import close_pool
     from tests.pg_server import start_server
 
     backends = args.backends.split(",")
@@ -330,12 +329,7 @@ def _generated(args, zooms, per_client: int, results: dict) -> None:
                 tiles = tile_list(frames, zooms, args.tiles)
                 run = {"n": n, "generator": generator, "rows": []}
                 for name in backends:
-                    if name == "gpkg":
-                        url = str(Path(tmp) / f"tiles-{n}.gpkg")
-                        store = GeoPackageStore(url, must_exist=False)
-                    else:
-                        url = server.url(server.create_database("tiles"))
-                        store = PostGISStore(url, must_exist=False)
+                    url, store = bench_store(name, Path(tmp) / f"tiles-{n}.gpkg", server, "tiles")
                     t = time.perf_counter()
                     store.write(frames, mode="replace", meta={"as_of": "2026-01-01"})
                     print(f"  {name}: loaded in {time.perf_counter() - t:.1f} s", flush=True)

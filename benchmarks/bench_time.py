@@ -39,11 +39,10 @@ import pandas as pd
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import loadgen, save_results
+from benchmarks import bench_store, loadgen, save_results
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data
 from benchmarks.bench_tiles import tile_list, tile_load_test
 from gisapp.api.changes import encode_cursor
-from gisapp.store.gpkg import GeoPackageStore
 
 STATUSES = ("PROCESSING", "SUPPLEMENT_REQUESTED", "RESULT_READY", "RETURNED")
 
@@ -141,15 +140,7 @@ def main(argv=None) -> None:
                 frames, generator = make_data(n)
                 run = {"n": n, "generator": generator, "rows": []}
                 for name in backends:
-                    if name == "gpkg":
-                        url = str(Path(tmp) / f"time-{n}.gpkg")
-                        store = GeoPackageStore(url, must_exist=False)
-                    else:
-                        from gisapp.store.postgis import PostGISStore
-
-                        assert server is not None
-                        url = server.url(server.create_database("time"))
-                        store = PostGISStore(url, must_exist=False)
+                    url, store = bench_store(name, Path(tmp) / f"time-{n}.gpkg", server, "time")
                     run["rows"].append(run_store(name, url, store, frames, args, zooms))
                     if name == "postgis":
                         from gisapp.store.postgis import close_pool
