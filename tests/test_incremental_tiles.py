@@ -262,3 +262,19 @@ def test_a_folder_of_another_tile_format_is_never_current_and_is_rendered_whole(
     assert not tile_dir.ready(version, ZOOMS) and not tile_dir.current(store, version, *key)
     report = render(store, tile_dir, ZOOMS)
     assert not report["incremental"] and tile_dir.current(store, version, *key)
+
+
+def test_a_feature_that_gets_or_loses_its_geometry_is_logged_with_the_box_it_has(store, frames):
+    """A dossier first stored without a parcel, then given one, then without again: each write lands, and the
+    change log boxes the geometry the feature has on either side."""
+    after = store.changes(0, 0).last
+    key = frames[0][PERMITS]["dossier_code"].iloc[3]
+    moved = _moved(frames, key, 0.0, 0.0)
+    box = moved.geometry.iloc[0].bounds
+    store.write({PERMITS: moved.assign(geometry=None)}, mode="upsert")
+    store.write({PERMITS: moved}, mode="upsert")
+    store.write({PERMITS: moved.assign(geometry=None)}, mode="upsert")
+    lost, got, lost_again = store.changes(after, 10).changes
+    assert lost.bbox == pytest.approx(box, abs=0.01)
+    assert got.bbox == pytest.approx(box, abs=0.01)
+    assert lost_again.bbox == pytest.approx(box, abs=0.01)

@@ -430,7 +430,7 @@ def boxed(entries: list[tuple], old: dict[str, tuple], new: dict[str, tuple]) ->
     for entry in entries:
         key, kind = entry[1], entry[2]
         boxes = [] if kind == "replace" else [b for b in (old.get(key), None if kind == "delete" else new.get(key))
-                                              if b is not None]
+                                              if b is not None and b[0] is not None]  # no geometry: no box
         if boxes:
             box = (min(b[0] for b in boxes), min(b[1] for b in boxes),
                    max(b[2] for b in boxes), max(b[3] for b in boxes))
