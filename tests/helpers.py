@@ -239,3 +239,24 @@ def assert_findings_current(store) -> None:
     same = shapely.equals_exact(shapely.normalize(stored.geometry.values), shapely.normalize(full.geometry.values),
                                 tolerance=1e-3)
     assert same.all(), list(stored["finding_id"][~same])
+
+
+def fail_writes_after_logging(store, monkeypatch) -> None:
+    """Make ``store``'s next write fail with ``OSError("disk full")`` after its change-log rows are written
+    (PostGIS: before the swap; GeoPackage: right after the log's rows, in place or into the copy)."""
+    from gisapp.store import gpkg as gpkg_store
+    from gisapp.store import postgis as postgis_store
+
+    def fail(*args, **kwargs):
+        raise OSError("disk full")
+
+    if isinstance(store, postgis_store.PostGISStore):
+        monkeypatch.setattr(postgis_store, "_before_swap", fail)
+    else:
+        real = gpkg_store._changes_into
+
+        def fail_after(con, entries):
+            real(con, entries)
+            raise OSError("disk full")
+
+        monkeypatch.setattr(gpkg_store, "_changes_into", fail_after)

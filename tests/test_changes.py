@@ -15,9 +15,9 @@ from gisapp.errors import FilterError
 from gisapp.schema import LAYERS
 from gisapp.store import StoreError, base
 from gisapp.store import gpkg as gpkg_store
-from gisapp.store import postgis as postgis_store
 from gisapp.web.app import create_app
 from tests.browser_util import live_server, sample_frames
+from tests.helpers import fail_writes_after_logging
 from tests.stores import BACKENDS, new_store
 
 PERMITS = "construction_permits"
@@ -121,19 +121,7 @@ def test_a_large_replace_is_one_entry(store, frames, monkeypatch):
 def test_a_failed_write_logs_nothing(store, frames, monkeypatch):
     before = store.changes(0, 0)
 
-    def fail(*args, **kwargs):
-        raise OSError("disk full")
-
-    if isinstance(store, postgis_store.PostGISStore):
-        monkeypatch.setattr(postgis_store, "_before_swap", fail)
-    else:  # the log's rows are written, then the write fails: in place (rolled back) or into the copy
-        real = gpkg_store._changes_into
-
-        def fail_after(con, entries):
-            real(con, entries)
-            raise OSError("disk full")
-
-        monkeypatch.setattr(gpkg_store, "_changes_into", fail_after)
+    fail_writes_after_logging(store, monkeypatch)
     with pytest.raises((OSError, StoreError)):
         store.write({PERMITS: frames[0][PERMITS].head(2)}, mode="upsert")
     after = store.changes(0, 0)

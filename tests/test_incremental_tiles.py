@@ -18,7 +18,7 @@ from gisapp.tiles import source as tile_source
 from gisapp.tiles.disk import TileDir, boxes_tiles, mercator_boxes, render, snapshot
 from gisapp.web.app import create_app
 from tests.browser_util import sample_frames
-from tests.helpers import decode
+from tests.helpers import decode, fail_writes_after_logging
 from tests.stores import BACKENDS, new_store
 
 PERMITS = "construction_permits"
@@ -218,26 +218,12 @@ def test_a_renderer_stopped_midway_leaves_its_position_and_the_next_run_repairs(
 
 def test_a_write_that_fails_halfway_marks_no_tile(store, frames, tmp_path, monkeypatch):
     from gisapp.store import StoreError
-    from gisapp.store import gpkg as gpkg_store
-    from gisapp.store import postgis as postgis_store
 
     tile_dir = TileDir(tmp_path / "tiles", store.url)
     render(store, tile_dir, ZOOMS)
     before = _files(tile_dir.base)
 
-    def fail(*args, **kwargs):
-        raise OSError("disk full")
-
-    if isinstance(store, postgis_store.PostGISStore):
-        monkeypatch.setattr(postgis_store, "_before_swap", fail)
-    else:  # the log's rows are written, then the write fails: in place (rolled back) or into the copy
-        real = gpkg_store._changes_into
-
-        def fail_after(con, entries):
-            real(con, entries)
-            raise OSError("disk full")
-
-        monkeypatch.setattr(gpkg_store, "_changes_into", fail_after)
+    fail_writes_after_logging(store, monkeypatch)
     key = frames[0][PERMITS]["dossier_code"].iloc[3]
     with pytest.raises((OSError, StoreError)):
         store.write({PERMITS: _moved(frames, key, 800.0, 800.0)}, mode="upsert")
