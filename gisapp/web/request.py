@@ -34,6 +34,13 @@ def get_store() -> Store:
     return g.store
 
 
+def data_version() -> str | None:
+    """The store's data version as this request first found it (read once: a PostGIS round trip)."""
+    if "data_version" not in g:
+        g.data_version = get_store().version()
+    return g.data_version
+
+
 def known_wards() -> Callable[[], set[str] | None]:
     """The store's ward codes for the filter parser, read when it first meets a ward code (once per request).
 
@@ -42,7 +49,7 @@ def known_wards() -> Callable[[], set[str] | None]:
 
     def codes() -> set[str] | None:
         if "known_wards" not in g:
-            g.known_wards = _ward_codes(get_store())
+            g.known_wards = _ward_codes(get_store(), data_version())
         return g.known_wards
 
     return codes
@@ -57,10 +64,9 @@ def read_body(limit: int) -> bytes:
     return data
 
 
-def _ward_codes(store: Store) -> set[str] | None:
+def _ward_codes(store: Store, version: str | None) -> set[str] | None:
     """The store's ward codes, kept per process for each version of the data (reading them costs ~35 ms on a
     GeoPackage: every filtered tile of a ward would pay it)."""
-    version = store.version()
     if not version:
         return store.ward_codes() or None
     kept = current_app.extensions.setdefault("gisapp.ward_codes", {})

@@ -32,7 +32,7 @@ from gisapp.tiles import mvt as tiles
 from gisapp.tiles import source as tile_source
 from gisapp.tiles import subset
 from gisapp.tiles.disk import shared_tile, shared_tiles
-from gisapp.web.request import get_store, public_root
+from gisapp.web.request import data_version, get_store, public_root
 from gisapp.web.views.data import strict_filter
 
 bp = Blueprint("tiles", __name__, url_prefix="/tiles")
@@ -56,7 +56,7 @@ def _tile(layer: str, z: int, x: int, y: int) -> Response:
     """:func:`tile` once its address is checked (the URL's text made numbers)."""
     flt = strict_filter("tiles")
     store = get_store()
-    version = store.version()
+    version = data_version()
     etag = _etag(version, f"{layer}/{z}/{x}/{y}", flt)
     if etag and etag in request.if_none_match:
         return Response(status=304, headers={"ETag": f'"{etag}"', "Cache-Control": "private, no-cache"})
