@@ -239,6 +239,19 @@ def test_nginx_in_front_of_two_servers(city, servers, proxy):
                         timeout=30).json()
     assert {link["rel"] for link in page["links"]} >= {"self", "next"}
     assert all(link["href"].startswith(f"{public}/api/collections/") for link in page["links"])
+    # Data is compressed, HTML pages never (BREACH): the map page, the sign-in form, the API's HTML.
+    def encoding(path, **headers):
+        r = requests.get(f"{public}{path}", verify=proxy.cert, timeout=30,
+                         headers={"Accept-Encoding": "gzip", **headers})
+        assert r.status_code == 200, (path, r.status_code)
+        return r.headers.get("Content-Encoding")
+
+    assert encoding("/api/collections/construction_permits/items?limit=50&f=json") == "gzip"
+    assert encoding("/static/map.js") == "gzip"
+    assert encoding("/data/wards.geojson") == "gzip"
+    for path, headers in (("/", {}), ("/login", {}), ("/api/collections?f=html", {}),
+                          ("/api/collections", {"Accept": "text/html,application/xhtml+xml"})):
+        assert encoding(path, **headers) is None, path
     # plain HTTP is sent to HTTPS
     r = requests.get(f"http://127.0.0.1:{proxy.http_port}/api", allow_redirects=False, timeout=30)
     assert r.status_code == 301 and r.headers["Location"].startswith("https://127.0.0.1")
