@@ -191,19 +191,24 @@ def refresh_findings(store: Store, permits: gpd.GeoDataFrame, *, params: Analysi
 
 def full_findings(store: Store, frames: dict[str, gpd.GeoDataFrame], *, mode: str,
                   delete: dict[str, list[str]], params: AnalysisParams) -> FindingsChange:
-    """Every finding of the layers as the write leaves them (stored rows with ``frames`` and ``delete`` applied)."""
-    from gisapp.analysis.run import LAYERS, with_unpermitted
+    """Every finding of the layers as the write leaves them (stored rows with ``frames`` and ``delete`` applied).
+
+    The stored layers are read as the full analysis reads them (:func:`gisapp.analysis.run.read_layer`: the
+    analysed columns only, through Arrow), the written rows cut to the same columns.
+    """
+    from gisapp.analysis.run import ANALYSED_FIELDS, LAYERS, read_layer, with_unpermitted
 
     layers = {}
     for name in LAYERS:
         lay = schema.get_layer(name)
-        written = _typed(name, frames.get(name)) if name in frames else None
+        columns = [*ANALYSED_FIELDS[name], "geometry"]
+        written = _typed(name, frames.get(name))[columns] if name in frames else None
         if mode == "replace" and written is not None:
             layers[name] = written
             continue
-        stored = store.read(name)
+        stored = read_layer(store, name)
         if written is not None or delete.get(name):
-            stored = merge_upsert(lay, stored, written if written is not None else empty_frame(lay),
+            stored = merge_upsert(lay, stored, written if written is not None else empty_frame(lay)[columns],
                                   delete.get(name, ()))
         layers[name] = stored
     result = with_unpermitted(find_overlaps(layers[CONSTRUCTION], layers[SIDEWALK], layers["wards"], params,
