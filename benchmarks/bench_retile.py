@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import bench_store, save_results, store_copy
 from benchmarks.bench_postgis import SERVER_SETTINGS, make_data
 from gisapp.config import parse_zooms
+from gisapp.tiles import disk
 from gisapp.tiles.disk import TileDir, render
 
 LAYER = "construction_permits"
@@ -105,14 +106,40 @@ def run_backend(name: str, store, zooms, saves: int, upsert: int, tmp: Path, cac
     report = render(store, tile_dir, zooms)
     render_s = time.perf_counter() - t
     row["upsert"] = {"rows": upsert, "write_s": round(write_s, 2), "render_s": round(render_s, 2),
-                     "tiles": report["tiles"], "incremental": report["incremental"]}
-    print(f"  {name}: {upsert:,}-row upsert: write {write_s:.2f} s, {report['tiles']:,} tiles re-rendered in "
-          f"{render_s:.2f} s", flush=True)
+                     "tiles": report["tiles"], "dropped": report.get("dropped", 0),
+                     "incremental": report["incremental"]}
+    print(f"  {name}: {upsert:,}-row upsert: write {write_s:.2f} s, {report['tiles']:,} tiles re-rendered and "
+          f"{report.get('dropped', 0):,} dropped (built on request) in {render_s:.2f} s", flush=True)
+    row["upsert"]["requests"] = requested(store, tile_dir, zooms, many, report)
     renders = [s["render_s"] for s in row["saves"]]
     row["save_render_median_s"] = round(statistics.median(renders), 3) if renders else None
     row["save_render_max_s"] = max(renders) if renders else None
     row["load_after"] = list(os.getloadavg())
     return row
+
+
+def requested(store, tile_dir: TileDir, zooms, rows, report: dict, sample: int = 20) -> dict:
+    """After an upsert whose tiles were dropped: ``sample`` of them asked for as a request does
+    (:func:`gisapp.tiles.disk.shared_tile`, built and kept), then asked again (read from the folder)."""
+    from gisapp.tiles import source as tile_source
+
+    if not report.get("dropped"):
+        return {}
+    boxes = disk.mercator_boxes(shapely.bounds(np.asarray(rows.geometry.values, dtype=object)))
+    todo = sorted({(z, x, y) for z in zooms for x, y in disk.boxes_tiles(boxes[:sample], z)})[:sample]
+    version = store.version()
+    out = {}
+    for label in ("first_ms", "again_ms"):
+        times = []
+        for z, x, y in todo:
+            t = time.perf_counter()
+            disk.shared_tile(tile_dir, store, version, LAYER, z, x, y,
+                             lambda z=z, x=x, y=y: tile_source.tile(store, LAYER, z, x, y), keep=True)
+            times.append(1000 * (time.perf_counter() - t))
+        out[label] = round(statistics.median(times), 1)
+    print(f"  a dropped tile asked for: median {out['first_ms']} ms the first time (built), {out['again_ms']} ms "
+          "after (from the folder)", flush=True)
+    return out
 
 
 def main(argv=None) -> None:
@@ -128,7 +155,12 @@ def main(argv=None) -> None:
     parser.add_argument("--tile-cache", default=None,
                         help="with --store: a folder keeping each store's first render, copied for the next runs")
     parser.add_argument("--tmp", default=None, help="folder for the copies of --store GeoPackages and the tiles")
+    parser.add_argument("--eager-tiles", type=int, default=None,
+                        help="render at once up to this many touched tiles, drop the rest (default: "
+                        "gisapp.tiles.disk.EAGER_TILES; a huge number renders every touched tile, as before)")
     args = parser.parse_args(argv)
+    if args.eager_tiles is not None:
+        disk.EAGER_TILES = args.eager_tiles
     zooms = parse_zooms(args.zooms)
     backends = args.backends.split(",")
     results = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
