@@ -25,7 +25,12 @@ sidewalks) and backend, the store is loaded and analysed once, then:
   with a full analysis run afterwards (same ids).
 
 The issue's size is 1,000,000 (``--sizes 1000000``, one command for a quiet
-machine); 100,000 is the default that fits a shared 2-core machine.
+machine); 100,000 is the default that fits a shared 2-core machine.  With
+``--store PATH_OR_URL`` (repeatable) the runs use an existing loaded store
+instead, each on a fresh copy (:func:`benchmarks.store_copy`: the file
+copied, or ``CREATE DATABASE … TEMPLATE``), analysed first if it never was::
+
+    python -m benchmarks.bench_incremental --store city1m.gpkg --store postgresql://…/city1m --tmp /big/folder
 """
 
 from __future__ import annotations

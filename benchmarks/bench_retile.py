@@ -17,6 +17,14 @@ Usage::
 
     python -m benchmarks.bench_retile [--sizes 100000] [--zooms 14-17] [--saves 5] [--upsert 1000]
     python -m benchmarks.bench_retile --sizes 1000000        # the issue's case (long: the first render)
+    python -m benchmarks.bench_retile --store city1m.gpkg --store postgresql://…/city1m --tile-cache DIR
+
+With ``--store`` (repeatable) the runs use an existing loaded store, each on
+a fresh copy (:func:`benchmarks.store_copy`); ``--tile-cache`` keeps each
+store's first render (hard links) for the next runs.  A write touching more
+than :data:`gisapp.tiles.disk.EAGER_TILES` tiles has them dropped, not
+rendered (``--eager-tiles`` changes the bound); the benchmark then asks for
+some of them as a request does, built then read from the folder.
 """
 
 from __future__ import annotations
