@@ -296,3 +296,19 @@ def test_a_write_touching_many_tiles_drops_them_and_requests_build_them_back(sto
         assert _content(body, key[0]) == _content(want, key[0])
         assert tile_dir.get(None, *key) == (want if want else None)
     _assert_equal_to_a_full_render(store, tile_dir, tmp_path)
+
+
+def test_a_request_reads_a_bounded_number_of_log_boxes_then_counts_the_layer_as_touched(store, frames, tmp_path,
+                                                                                       monkeypatch):
+    from gisapp.tiles import disk
+
+    tile_dir = TileDir(tmp_path / "tiles", store.url)
+    render(store, tile_dir, ZOOMS)
+    after = tile_dir.state()["seq"]
+    for n, key in enumerate(frames[0][PERMITS]["dossier_code"].iloc[:3]):
+        store.write({PERMITS: _moved(frames, key, 100.0 * (n + 1), 0.0)}, mode="upsert")
+    assert PERMITS not in disk.read_dirty(store, after).whole
+    assert PERMITS in disk.read_dirty(store, after, max_boxes=2).whole
+    monkeypatch.setattr(disk, "REQUEST_MAX_BOXES", 2)
+    far = next(iter(_files(tile_dir.base)))  # any tile: the layer counts as touched everywhere
+    assert not tile_dir.current(store, store.version(), PERMITS, *far[1:])
