@@ -25,7 +25,12 @@ sidewalks) and backend, the store is loaded and analysed once, then:
   with a full analysis run afterwards (same ids).
 
 The issue's size is 1,000,000 (``--sizes 1000000``, one command for a quiet
-machine); 100,000 is the default that fits a shared 2-core machine.
+machine); 100,000 is the default that fits a shared 2-core machine.  With
+``--store PATH_OR_URL`` (repeatable) the runs use an existing loaded store
+instead, each on a fresh copy (:func:`benchmarks.store_copy`: the file
+copied, or ``CREATE DATABASE … TEMPLATE``), analysed first if it never was::
+
+    python -m benchmarks.bench_incremental --store city1m.gpkg --store postgresql://…/city1m --tmp /big/folder
 """
 
 from __future__ import annotations
@@ -48,11 +53,12 @@ from shapely import affinity
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks import bench_store, save_results  # noqa: E402
+from benchmarks import bench_store, save_results, store_copy  # noqa: E402
 from benchmarks.bench_postgis import SERVER_SETTINGS, make_data  # noqa: E402
 from gisapp import schema  # noqa: E402
 from gisapp.analysis import incremental  # noqa: E402
 from gisapp.store import open_store  # noqa: E402
+from gisapp.store.postgis import display_url  # noqa: E402
 
 S, C = "sidewalk_permits", "construction_permits"
 
@@ -196,6 +202,47 @@ def verify(url: str) -> dict:
             "only_full": len(want - stored)}
 
 
+def run_store(row: dict, url: str, args, tmp: Path, timer: Timer) -> None:
+    """The single writes, the upsert imports and the check on the loaded, analysed store ``url``, into ``row``."""
+    name, n = row["backend"], row["n"]
+    rng = np.random.default_rng(15)
+    row["load"] = list(os.getloadavg())
+    row["single"] = single_writes(url, rng, args.saves, timer)
+    print(f"  {name}: one feature → findings current: median {row['single']['median_s']} s, "
+          f"worst {row['single']['max_s']} s (findings {row['single']['findings_median_s']} s)", flush=True)
+    row["import"] = upsert_import(url, rng, args.rows, tmp, timer, findings=True)
+    if n <= args.verify_max:  # before the import without findings, which leaves them stale
+        row["check"] = verify(url)
+        print(f"  {name}: against a full analysis: {row['check']}", flush=True)
+    row["import"].update(upsert_import(url, rng, args.rows, tmp, timer, findings=False))
+    imp = row["import"]
+    # beyond the import: computing the findings, and writing them with the rows (the store's
+    # write with them against the write of the same number of rows without them)
+    imp["beyond_import_s"] = round(imp["findings_compute_s"] + imp["with_findings_write_s"]
+                                   - imp["without_findings_write_s"], 2)
+    print(f"  {name}: {args.rows}-row upsert import {imp['with_findings_s']} s with the findings, "
+          f"{imp['without_findings_s']} s without; beyond the import {imp['beyond_import_s']} s: "
+          f"findings computed in {imp['findings_compute_s']} s, the write "
+          f"{imp['with_findings_write_s']} s with them against {imp['without_findings_write_s']} s", flush=True)
+    row["load_after"] = list(os.getloadavg())
+
+
+def run_existing(sources: list[str], args, results: dict, timer: Timer) -> None:
+    """The runs on existing loaded stores (``--store``), each on a fresh copy (:func:`benchmarks.store_copy`);
+    a store not analysed yet is analysed first (on the copy)."""
+    with tempfile.TemporaryDirectory(prefix="gisapp-bench-incremental-", dir=args.tmp) as tmp:
+        for source in sources:
+            name = "postgis" if "://" in source else "gpkg"
+            with store_copy(source, Path(tmp), "incremental") as url:
+                store = open_store(url)
+                analysis_s = None if store.meta().get("findings") else analyse(url)
+                row = {"backend": name, "n": store.count(S), "source": display_url(source),
+                       "analysis_s": analysis_s and round(analysis_s, 1)}
+                print(f"  {name}: copy of {row['source']}, {row['n']:,} sidewalk permits", flush=True)
+                run_store(row, url, args, Path(tmp), timer)
+                results["runs"].append(row)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="100000", help="permits and dossiers per layer, comma-separated "
@@ -205,7 +252,19 @@ def main(argv=None) -> None:
     parser.add_argument("--rows", type=int, default=1000, help="rows of the upsert import")
     parser.add_argument("--verify-max", type=int, default=100_000,
                         help="compare with a full analysis afterwards up to this size")
+    parser.add_argument("--store", action="append", default=[],
+                        help="an existing loaded store (GeoPackage path or PostGIS URL; repeatable) instead of "
+                        "generating one: each run works on a fresh copy of it (--sizes is then unused)")
+    parser.add_argument("--tmp", default=None, help="folder for the copies of --store GeoPackages")
     args = parser.parse_args(argv)
+    if args.store:
+        results = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
+                   "cpus": os.cpu_count(), "load": os.getloadavg(), "runs": []}
+        with Timer() as timer:
+            run_existing(args.store, args, results, timer)
+        print_table(results)
+        save_results("bench_incremental", results)
+        return
     from gisapp.store.postgis import close_pool
     from tests.pg_server import start_server
 
@@ -225,28 +284,9 @@ def main(argv=None) -> None:
                     load_s = time.perf_counter() - t
                     analysis_s = analyse(url)
                     print(f"  {name}: loaded in {load_s:.1f} s, analysed in {analysis_s:.1f} s", flush=True)
-                    rng = np.random.default_rng(15)
                     row = {"backend": name, "n": n, "generator": generator, "load_s": round(load_s, 1),
                            "analysis_s": round(analysis_s, 1)}
-                    row["single"] = single_writes(url, rng, args.saves, timer)
-                    print(f"  {name}: one feature → findings current: median {row['single']['median_s']} s, "
-                          f"worst {row['single']['max_s']} s (findings {row['single']['findings_median_s']} s)",
-                          flush=True)
-                    row["import"] = upsert_import(url, rng, args.rows, Path(tmp), timer, findings=True)
-                    if n <= args.verify_max:  # before the import without findings, which leaves them stale
-                        row["check"] = verify(url)
-                        print(f"  {name}: against a full analysis: {row['check']}", flush=True)
-                    row["import"].update(upsert_import(url, rng, args.rows, Path(tmp), timer, findings=False))
-                    imp = row["import"]
-                    # beyond the import: computing the findings, and writing them with the rows (the store's
-                    # write with them against the write of the same number of rows without them)
-                    imp["beyond_import_s"] = round(imp["findings_compute_s"] + imp["with_findings_write_s"]
-                                                   - imp["without_findings_write_s"], 2)
-                    print(f"  {name}: {args.rows}-row upsert import {imp['with_findings_s']} s with the findings, "
-                          f"{imp['without_findings_s']} s without; beyond the import {imp['beyond_import_s']} s: "
-                          f"findings computed in {imp['findings_compute_s']} s, the write "
-                          f"{imp['with_findings_write_s']} s with them against {imp['without_findings_write_s']} s",
-                          flush=True)
+                    run_store(row, url, args, Path(tmp), timer)
                     results["runs"].append(row)
                     if name == "postgis":
                         close_pool(url)

@@ -8,6 +8,7 @@ import sqlite3
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 import shapely
 
@@ -264,3 +265,50 @@ def test_a_feature_that_gets_or_loses_its_geometry_is_logged_with_the_box_it_has
     assert lost.bbox == pytest.approx(box, abs=0.01)
     assert got.bbox == pytest.approx(box, abs=0.01)
     assert lost_again.bbox == pytest.approx(box, abs=0.01)
+
+
+def test_a_write_touching_many_tiles_drops_them_and_requests_build_them_back(store, frames, tmp_path, monkeypatch):
+    from gisapp.tiles import disk
+
+    tile_dir = TileDir(tmp_path / "tiles", store.url)
+    render(store, tile_dir, ZOOMS)
+    before = _files(tile_dir.base)
+    keys = list(frames[0][PERMITS]["dossier_code"].iloc[:5])
+    moved = [_moved(frames, k, 600.0 + 50 * n, -400.0, status="REFUSED") for n, k in enumerate(keys)]
+    store.write({PERMITS: pd.concat(moved)}, mode="upsert")
+    monkeypatch.setattr(disk, "EAGER_TILES", 2)  # more tiles than rendered at once: dropped instead
+    position = tile_dir.state()
+    report = render(store, tile_dir, ZOOMS)
+    assert report["incremental"] and report["tiles"] == 0 and report["dropped"] > 2
+    after = _files(tile_dir.base)
+    gone = set(before) - set(after)
+    assert gone and all(before[k] == after[k] for k in after)  # dropped, none written
+    # a request built from data older than the folder's position never lands there
+    layer, z, x, y = sorted(gone)[0]
+    assert not tile_dir.put_current(position, layer, z, x, y, b"old")
+    assert tile_dir.get(None, layer, z, x, y) is None
+    # a request builds a dropped tile and puts it back into the current folder
+    version = store.version()
+    for key in sorted(gone):
+        body = disk.shared_tile(tile_dir, store, version, *key, lambda key=key: tile_source.tile(store, *key),
+                                keep=True)
+        want = tile_source.tile(store, *key)
+        assert _content(body, key[0]) == _content(want, key[0])
+        assert tile_dir.get(None, *key) == (want if want else None)
+    _assert_equal_to_a_full_render(store, tile_dir, tmp_path)
+
+
+def test_a_request_reads_a_bounded_number_of_log_boxes_then_counts_the_layer_as_touched(store, frames, tmp_path,
+                                                                                       monkeypatch):
+    from gisapp.tiles import disk
+
+    tile_dir = TileDir(tmp_path / "tiles", store.url)
+    render(store, tile_dir, ZOOMS)
+    after = tile_dir.state()["seq"]
+    for n, key in enumerate(frames[0][PERMITS]["dossier_code"].iloc[:3]):
+        store.write({PERMITS: _moved(frames, key, 100.0 * (n + 1), 0.0)}, mode="upsert")
+    assert PERMITS not in disk.read_dirty(store, after).whole
+    assert PERMITS in disk.read_dirty(store, after, max_boxes=2).whole
+    monkeypatch.setattr(disk, "REQUEST_MAX_BOXES", 2)
+    far = next(iter(_files(tile_dir.base)))  # any tile: the layer counts as touched everywhere
+    assert not tile_dir.current(store, store.version(), PERMITS, *far[1:])

@@ -51,7 +51,9 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import threading
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import geopandas as gpd
@@ -191,19 +193,24 @@ def refresh_findings(store: Store, permits: gpd.GeoDataFrame, *, params: Analysi
 
 def full_findings(store: Store, frames: dict[str, gpd.GeoDataFrame], *, mode: str,
                   delete: dict[str, list[str]], params: AnalysisParams) -> FindingsChange:
-    """Every finding of the layers as the write leaves them (stored rows with ``frames`` and ``delete`` applied)."""
-    from gisapp.analysis.run import LAYERS, with_unpermitted
+    """Every finding of the layers as the write leaves them (stored rows with ``frames`` and ``delete`` applied).
+
+    The stored layers are read as the full analysis reads them (:func:`gisapp.analysis.run.read_layer`: the
+    analysed columns only, through Arrow), the written rows cut to the same columns.
+    """
+    from gisapp.analysis.run import ANALYSED_FIELDS, LAYERS, read_layer, with_unpermitted
 
     layers = {}
     for name in LAYERS:
         lay = schema.get_layer(name)
-        written = _typed(name, frames.get(name)) if name in frames else None
+        columns = [*ANALYSED_FIELDS[name], "geometry"]
+        written = _typed(name, frames.get(name))[columns] if name in frames else None
         if mode == "replace" and written is not None:
             layers[name] = written
             continue
-        stored = store.read(name)
+        stored = read_layer(store, name)
         if written is not None or delete.get(name):
-            stored = merge_upsert(lay, stored, written if written is not None else empty_frame(lay),
+            stored = merge_upsert(lay, stored, written if written is not None else empty_frame(lay)[columns],
                                   delete.get(name, ()))
         layers[name] = stored
     result = with_unpermitted(find_overlaps(layers[CONSTRUCTION], layers[SIDEWALK], layers["wards"], params,
@@ -275,10 +282,39 @@ def _boxes(geoms: np.ndarray, grow: float) -> np.ndarray:
 
 
 def _read(store: Store, layer: str, boxes: np.ndarray) -> gpd.GeoDataFrame:
-    """``layer``'s features meeting any of ``boxes`` (none read for no boxes)."""
+    """``layer``'s features meeting any of ``boxes`` (none read for no boxes), each once, in key order.
+
+    Many boxes (an import scattered over the city) are read in up to
+    :data:`READ_THREADS` parts at once, each through the spatial index on its
+    own connection: at 1M per layer such a read waits mostly on pages of the
+    file or table that are not in memory, and several at once keep the disk
+    (and PostGIS's two cores) busy.
+    """
     if not len(boxes):
         return _empty(layer)
-    return store.read_boxes(layer, boxes)
+    parts = min(READ_THREADS, len(boxes) // READ_PART)
+    if parts < 2:
+        return store.read_boxes(layer, boxes)
+    boxes = boxes[np.argsort(boxes[:, 0] + boxes[:, 2], kind="stable")]  # west to east: parts overlap little
+    frames = list(_pool().map(lambda part: store.read_boxes(layer, part), np.array_split(boxes, parts)))
+    key = schema.get_layer(layer).key
+    out = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
+    out = out.drop_duplicates(subset=key).sort_values(key, kind="stable").reset_index(drop=True)
+    return gpd.GeoDataFrame(out, geometry="geometry", crs=STORE_CRS)
+
+
+#: Boxes per part of a neighbourhood read, and most parts read at once (:func:`_read`).
+READ_PART, READ_THREADS = 200, 4
+_POOL: list[ThreadPoolExecutor] = []
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The threads of the parallel reads (:func:`_read`), kept for the process."""
+    with _POOL_LOCK:
+        if not _POOL:
+            _POOL.append(ThreadPoolExecutor(READ_THREADS + 1, thread_name_prefix="gisapp-incremental"))
+        return _POOL[0]
 
 
 def _overlay(name: str, stored: gpd.GeoDataFrame, written: gpd.GeoDataFrame, gone: Collection[str]
@@ -357,6 +393,8 @@ def _incremental(store: Store, new: dict[str, gpd.GeoDataFrame], gone: dict[str,
     d = float(params.distance_m) + SLACK_M
     moved_s = _geoms(new[SIDEWALK], old[SIDEWALK])  # where sidewalk permits were and are
     cons_geoms = _geoms(new[CONSTRUCTION])
+    # the dossiers within distance of the written permits, read meanwhile
+    near_dossiers = _pool().submit(_read, store, CONSTRUCTION, _boxes(_geoms(new[SIDEWALK]), d))
     # the sidewalks there: the reach of the free passage beside the moved permits, and under their neighbours
     reach, walks = 0.0, _empty("sidewalks")
     if len(moved_s):
@@ -391,10 +429,12 @@ def _incremental(store: Store, new: dict[str, gpd.GeoDataFrame], gone: dict[str,
     focus_s = _geoms(focus)
     if len(focus_s) and not _meets(focus, _boxes(moved_s, 2 * SIDEWALK_LOOK_M), inside=True).all():
         walks = _read(store, "sidewalks", _boxes(focus_s, SLACK_M))  # a neighbour beyond what was read
-    # the dossiers within distance of the written permits
-    construction = _overlay(CONSTRUCTION, _read(store, CONSTRUCTION, _boxes(_geoms(new[SIDEWALK]), d)),
-                            new[CONSTRUCTION], gone_all[CONSTRUCTION])
-    result = find_overlaps(construction, sidewalk, store.read("wards"), params, sidewalks=walks)
+    construction = _overlay(CONSTRUCTION, near_dossiers.result(), new[CONSTRUCTION], gone_all[CONSTRUCTION])
+    # the wards where the analysed features lie (through the spatial index: never the layer whole)
+    analysed = _geoms(construction, sidewalk)
+    wards = _read(store, "wards", _boxes(np.array([shapely.box(*shapely.total_bounds(analysed))]), SLACK_M)
+                  if len(analysed) else np.empty((0, 4)))
+    result = find_overlaps(construction, sidewalk, wards, params, sidewalks=walks)
     dossiers, permits = set(new[CONSTRUCTION][keys[CONSTRUCTION]]), set(new[SIDEWALK][keys[SIDEWALK]])
     fresh = result.findings[_involving(result.findings, dossiers, permits, neighbours)].reset_index(drop=True)
     # the stored findings naming a changed feature lie within its old (or new) box

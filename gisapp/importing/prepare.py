@@ -946,7 +946,12 @@ def run_import(store: Store, layer: str, path, *, calendar: domain.Calendar, par
     report = prepare_import(lay.name, source, calendar=calendar, parcels=parcel_source, wards=wards, crs=crs,
                             mapping=mapping, progress=progress)
     progress("compare", None, None, "rows")
-    existing = store.read(lay.name) if exists else report.frame.iloc[:0]
+    if not exists:
+        existing = report.frame.iloc[:0]
+    elif mode == "upsert":  # only the stored rows of the keys written can change (the key's index, not a scan)
+        existing = store.read_keys(lay.name, [str(k) for k in report.frame[lay.key]])
+    else:
+        existing = store.read(lay.name)
     changes = diff_counts(lay, existing, report.frame, mode)
     changed = changes["new"] + changes["updated"] + changes["removed"] > 0
     write = not dry_run and report.accepted > 0 and changed

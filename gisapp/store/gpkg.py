@@ -1036,6 +1036,8 @@ def _sqlite_row(row: tuple) -> tuple:
 #: instead of into a copy of the file (an occupancy saved with its findings: milliseconds, not a rewrite of
 #: every layer it touches).  The file's signature (its modification time and size) changes all the same.
 IN_PLACE_ROWS = 5000
+#: Page cache (KiB) of the connection writing in place (see :func:`_write_in_place`).
+IN_PLACE_CACHE_KB = 512 * 1024
 #: Boxes per query of :meth:`GeoPackageStore.read_boxes`.
 _BOX_CHUNK = 2000
 
@@ -1070,6 +1072,10 @@ def _write_in_place(path: Path, layers: dict[str, Layer], frames: dict[str, gpd.
     con = sqlite3.connect(path, isolation_level=None, timeout=2)
     try:
         _gpkg_functions(con)
+        # room for every page the transaction changes (a row touches its table page, a dozen index pages and the
+        # R-tree's): with SQLite's 2 MB default the cache spills into the file mid-transaction, each spill after
+        # a sync of the journal — 4 s instead of 0.6 s for 1,000 rows and their findings at 1M per layer
+        con.execute(f"PRAGMA cache_size = {-IN_PLACE_CACHE_KB}")
         con.execute("BEGIN IMMEDIATE")
         for name, lay in layers.items():
             frame = schema.coerce(lay, frames[name]) if name in frames else None

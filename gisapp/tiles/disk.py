@@ -16,7 +16,13 @@ with the box of the feature's old and new geometry
 data up to one entry of that log, recorded in ``state.json``; on a new
 version the renderer reads the entries after it, re-renders the tiles whose
 buffered bounds meet one of their boxes at every zoom it keeps
-(:class:`Dirty`), and moves the record on.  A ``replace`` entry (a bulk load
+(:class:`Dirty`), and moves the record on.  A write touching more than
+:data:`EAGER_TILES` tiles (an import of rows scattered over the city
+touches most z14–z17 tiles with features: a minute of rendering at 1M) has
+them dropped from the folder instead, and the record moved on at once: a
+dropped tile is built when first asked for and kept in the folder (only
+if the folder has not moved on since the request found it current, under
+``tiles.lock``: a tile built from older data never lands after its drop).  A ``replace`` entry (a bulk load
 logged as one row), an entry without a box, another log (a store created
 again), a new zoom level or another tile format (:func:`tile_format`: the
 fields, extent, buffer and encoder a folder was rendered with) re-render the
@@ -102,6 +108,18 @@ MAX_BOXES = 50_000
 #: Tiles built at once by the renderer (both cores: shapely, numpy and PostGIS work outside Python's lock; the
 #: renderer runs at low priority, so requests still come first).
 RENDER_THREADS = 2
+#: At most this many touched tiles (all layers and zooms) are rendered again at once by the renderer (a saved
+#: feature: a few tiles, ready before the next view asks).  A write touching more (a 1,000-row import scattered
+#: over the city touches a thousand z14–z17 tiles, a minute of rendering) has its tiles dropped from the folder
+#: instead, in milliseconds, and each is built when a request first asks for it, then kept there
+#: (:func:`shared_tile`): only the tiles someone looks at are built, and the folder is current at once.
+EAGER_TILES = 64
+#: A request reads at most this many change-log boxes of a layer after the folder's position; beyond, every
+#: tile of the layer counts as touched (built on request) until the renderer moves the position on.
+REQUEST_MAX_BOXES = 5_000
+#: Taken shared by a request putting a tile it built into the current folder, exclusive by the renderer while
+#: it drops tiles and moves the position on (a tile built from older data never lands after its drop).
+BASE_LOCK = "tiles.lock"
 #: Tile units added around a changed box beyond the tile's buffer (the encoders' interpolated and affine
 #: projections stay within a fraction of a unit of PROJ; this covers them with room to spare).
 DIRTY_MARGIN = 4
@@ -202,8 +220,9 @@ class Dirty:
         return boxes_tiles(self.boxes.get(layer, np.empty((0, 4))), z)
 
 
-def read_dirty(store: Store, after: int, upto: int | None = None) -> Dirty:
-    """:class:`Dirty` of the store's change-log entries after ``after`` (up to ``upto`` when given)."""
+def read_dirty(store: Store, after: int, upto: int | None = None, *, max_boxes: int = MAX_BOXES) -> Dirty:
+    """:class:`Dirty` of the store's change-log entries after ``after`` (up to ``upto`` when given); a layer
+    with more than ``max_boxes`` entries is whole (and the log is read no further once every layer is)."""
     whole: set[str] = set()
     raw: dict[str, list] = {}
     while True:
@@ -218,10 +237,11 @@ def read_dirty(store: Store, after: int, upto: int | None = None) -> Dirty:
                 raw.pop(c.layer, None)
                 continue
             raw.setdefault(c.layer, []).append(c.bbox)
-            if len(raw[c.layer]) > MAX_BOXES:
+            if len(raw[c.layer]) > max_boxes:
                 whole.add(c.layer)
                 raw.pop(c.layer)
-        if not page.changes or len(page.changes) < LOG_PAGE or (upto is not None and page.changes[-1].seq >= upto):
+        if not page.changes or len(page.changes) < LOG_PAGE or (upto is not None and page.changes[-1].seq >= upto) \
+                or whole >= set(tiles.TILE_FIELDS):
             break
         after = page.changes[-1].seq
     return Dirty(whole, {k: mercator_boxes(np.array(v)) for k, v in raw.items()})
@@ -318,25 +338,73 @@ class TileDir:
 
         It does when the folder is of that version, or when no change logged
         after the folder's position touched the tile (the entries are read
-        once per version and folder position in each process).
+        once per version and folder position in each process, at most
+        :data:`REQUEST_MAX_BOXES` per layer).
         """
+        return self.current_state(store, version, layer, z, x, y) is not None
+
+    def current_state(self, store: Store, version: str, layer: str, z: int, x: int, y: int) -> dict | None:
+        """The folder's state (``state.json``) when its tile ``z/x/y`` of ``layer`` holds the data of
+        ``version`` (see :meth:`current`), else ``None``."""
         state = self.state()
         if not state or z not in state.get("zooms", ()) or state.get("format") != tile_format():
-            return False
+            return None
         if state.get("version") == version:
-            return True
+            return state
         key = (str(self.root), state.get("log"), state.get("seq"), version)
         with _DIRTY_LOCK:
             dirty = _DIRTY_CACHE.get(key)
         if dirty is None:
             log_id = store.changes(0, 0).log_id
-            dirty = read_dirty(store, int(state.get("seq") or 0)) if log_id and log_id == state.get("log") \
-                else Dirty.everything()
+            dirty = read_dirty(store, int(state.get("seq") or 0), max_boxes=REQUEST_MAX_BOXES) \
+                if log_id and log_id == state.get("log") else Dirty.everything()
             with _DIRTY_LOCK:
                 _DIRTY_CACHE[key] = dirty
                 while len(_DIRTY_CACHE) > 16:
                     _DIRTY_CACHE.popitem(last=False)
-        return not dirty.touched(layer, z, x, y)
+        return None if dirty.touched(layer, z, x, y) else state
+
+    def put_current(self, state: dict, layer: str, z: int, x: int, y: int, body: bytes) -> bool:
+        """Keep ``body``, built after the folder was found at ``state`` and its tile current (:meth:`current_state`)
+        but missing, in the current folder; whether it went there (not when the renderer moved the folder on
+        meanwhile: it may have dropped the tile for a write the body does not hold)."""
+        with self._base_lock(exclusive=False) as mine:
+            if not mine:  # the renderer is moving the folder on: the version's folder keeps it
+                return False
+            now = self.state() or {}
+            if any(now.get(k) != state.get(k) for k in ("log", "seq", "format")) or z not in now.get("zooms", ()):
+                return False
+            return self.put(None, layer, z, x, y, body)
+
+    @contextmanager
+    def _base_lock(self, *, exclusive: bool):
+        """The lock between requests putting tiles into the current folder and the renderer putting or dropping
+        tiles there and moving its position on (:data:`BASE_LOCK`); yields whether it is held (a shared one is
+        not waited for)."""
+        self.root.mkdir(exist_ok=True)
+        with open(self.root / BASE_LOCK, "a") as f:
+            try:  # a request never waits: it finds the lock taken only while the renderer moves on
+                fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+
+    def drop(self, layer: str, todo: Iterable[tuple[int, int, int]]) -> int:
+        """Remove the current folder's tiles ``(z, x, y)`` of ``layer`` (a write touched them); how many were
+        there.  Call under the base lock, before the position moves on."""
+        dropped = 0
+        for z, x, y in todo:
+            for suffix in (".mvt", ".empty"):
+                try:
+                    self._path(None, layer, z, x, y, suffix).unlink()
+                    dropped += 1
+                except FileNotFoundError:
+                    pass
+        return dropped
 
     def prune(self, keep: str | None = None) -> int:
         """Remove the folders of every version but ``keep`` (never the current folder); how many."""
@@ -393,16 +461,18 @@ class TileDir:
 def shared_tile(tile_dir: TileDir, store: Store, version: str, layer: str, z: int, x: int, y: int,
                 build: Callable[[], bytes], *, keep: bool) -> bytes:
     """An unfiltered tile for a request at data ``version``: from disk when a file there holds that data, else
-    ``build()`` (kept in the version's folder when ``keep`` and not empty)."""
+    ``build()``, kept when ``keep`` and not empty: in the current folder when the tile is current there but
+    missing (the renderer dropped it, :data:`EAGER_TILES`), else in the version's folder."""
     body = tile_dir.get(version, layer, z, x, y)
     if body is not None:
         return body
-    if tile_dir.current(store, version, layer, z, x, y):
+    state = tile_dir.current_state(store, version, layer, z, x, y)
+    if state is not None:
         body = tile_dir.get(None, layer, z, x, y)
         if body is not None:
             return body
-    body = build()
-    if keep and body:
+    body = build()  # data of the folder's position or later: a dropped tile goes back into the current folder
+    if keep and body and not (state is not None and tile_dir.put_current(state, layer, z, x, y, body)):
         tile_dir.put(version, layer, z, x, y, body)
     return body
 
@@ -521,24 +591,40 @@ def render(store: Store, tile_dir: TileDir, zooms, *, layers=None, log=None, pro
     extents = {i.name: i.extent for i in store.info() if i.name in layers}
     counter = RenderProgress(tile_dir, version, progress)
     count = built = 0
+    touched = {layer: [(z, x, y) for z in zooms for x, y in sorted(dirty.tiles(layer, z))]
+               for layer in layers if layer not in dirty.whole}
+    lazy = sum(len(t) for t in touched.values()) > EAGER_TILES
+    done: list[tuple] = []
     try:
         for layer in layers:
             if layer in dirty.whole:
                 n, b = _render_whole(store, tile_dir, version, layer, extents.get(layer), zooms, counter, log)
+            elif not lazy:
+                n, b = _render_dirty(store, tile_dir, version, layer, touched[layer], zooms, counter, log, done)
             else:
-                n, b = _render_dirty(store, tile_dir, version, layer, dirty, zooms, counter, log)
+                n, b = 0, 0
             count, built = count + n, built + b
     except BaseException:
         counter.finish("stopped")
         raise
-    for layer in layers:  # meanwhile requests found them in the version's folder
-        if layer in dirty.whole:
-            tile_dir.promote(version, layer)
     counter.finish()
     report = {"log": log_id, "seq": seq, "version": version, "format": tile_format(), "zooms": zooms,
-              "tiles": count, "built": built,
-              "incremental": not dirty.whole, "seconds": round(time.monotonic() - started, 2)}
-    tile_dir._write_state(report)
+              "tiles": count, "built": built, "dropped": sum(len(t) for t in touched.values()) if lazy else 0,
+              "incremental": not dirty.whole, "seconds": 0.0}
+    with tile_dir._base_lock(exclusive=True):  # no request puts a tile of older data over these meanwhile
+        for layer in layers:  # meanwhile requests found them in the version's folder
+            if layer in dirty.whole:
+                tile_dir.promote(version, layer)
+        for layer, z, x, y, body in done:
+            if not tile_dir.put(None, layer, z, x, y, body):
+                raise OSError(f"cannot write tiles into {tile_dir.base}")
+        if lazy:
+            for layer, todo in touched.items():
+                tile_dir.drop(layer, todo)
+        report["seconds"] = round(time.monotonic() - started, 2)
+        tile_dir._write_state(report)
+    if lazy and log:
+        log(f"{report['dropped']} changed tiles dropped, built when asked for")
     tile_dir.prune(keep=version)
     return report
 
@@ -594,12 +680,13 @@ def _pool() -> ThreadPoolExecutor:
         return _POOL[0]
 
 
-def _render_dirty(store: Store, tile_dir: TileDir, version: str, layer: str, dirty: Dirty, zooms: list[int],
-                  counter: RenderProgress, log) -> tuple[int, int]:
-    """Render the tiles of ``layer`` the changes touched into the version's folder and the current one."""
+def _render_dirty(store: Store, tile_dir: TileDir, version: str, layer: str, todo: list[tuple[int, int, int]],
+                  zooms: list[int], counter: RenderProgress, log, done: list[tuple]) -> tuple[int, int]:
+    """Render the tiles ``todo`` ``(z, x, y)`` of ``layer`` the changes touched into the version's folder, and
+    add them to ``done`` as ``(layer, z, x, y, body)`` for the current one (all zooms at once: a save touches a
+    tile or a few at each)."""
     count = built = 0
-    per_zoom = {z: sorted(dirty.tiles(layer, z)) for z in zooms}
-    todo = [(z, x, y) for z in zooms for x, y in per_zoom[z]]  # all zooms at once: a save touches one tile each
+    per_zoom = {z: [(x, y) for zz, x, y in todo if zz == z] for z in zooms}
     current = None
     for (z, x, y), body, new in _build_all(store, tile_dir, version, layer, todo):
         if z != current:
@@ -607,8 +694,7 @@ def _render_dirty(store: Store, tile_dir: TileDir, version: str, layer: str, dir
                 log(f"{layer} z{current}: {len(per_zoom[current])} tiles changed")
             counter.zoom(layer, z, len(per_zoom[z]))
             current = z
-        if not tile_dir.put(None, layer, z, x, y, body):
-            raise OSError(f"cannot write tiles into {tile_dir.base}")
+        done.append((layer, z, x, y, body))
         count, built = count + 1, built + new
         counter.tile()
     if current is not None and log:
