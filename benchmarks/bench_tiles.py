@@ -358,7 +358,8 @@ def main(argv=None) -> None:
                         help="measure filtered tiles, per filter kind (issue 15), instead of unfiltered ones")
     parser.add_argument("--no-compare", dest="compare", action="store_false",
                         help="with --filters: skip the in-process comparison of the ways to make a filtered tile")
-    parser.add_argument("--kinds", help=f"with --filters: these kinds only, comma-separated ({', '.join(FILTER_KINDS)})")
+    parser.add_argument("--kinds", help="with --filters: these kinds only, comma-separated "
+                        f"({', '.join(FILTER_KINDS)})")
     parser.add_argument("--tile-dir", help="with --filters: the servers' tile folder, kept (rendered once for a store "
                         "that does not change, e.g. a copy of the shared 1M data), instead of a new one each run")
     args = parser.parse_args(argv)
