@@ -242,7 +242,8 @@ def filter_variants(queries: dict, k: int = 40) -> dict[str, list[dict]]:
 
 
 def run_filtered(name: str, url: str, frames_or_store, zooms, clients: int, per_client: int, n_tiles: int,
-                 compare: bool, kinds: list[str] | None = None, tile_dir: str | None = None) -> dict:
+                 compare: bool, kinds: list[str] | None = None, tile_dir: str | None = None,
+                 render: bool = True) -> dict:
     """The filtered-tile measures of one store: the in-process comparison, then the load test per kind.
 
     States measured, on ``gisapp serve --workers 2`` with the shared tile folder rendered:
@@ -253,7 +254,9 @@ def run_filtered(name: str, url: str, frames_or_store, zooms, clients: int, per_
       the server has not answered for that tile yet (:func:`filter_variants`).
 
     ``tile_dir``: the tile folder to use and keep (rendered once for a store that does not change, e.g.
-    the shared 1M copies), instead of a new one removed afterwards.
+    the shared 1M copies), instead of a new one removed afterwards.  ``render`` false: no tile folder is
+    rendered first (``GISAPP_TILE_WARM=none``; each unfiltered tile is built by the store when first taken
+    apart, so the ``first`` figure is the store's build).
     """
     import random
     import shutil
@@ -274,7 +277,7 @@ def run_filtered(name: str, url: str, frames_or_store, zooms, clients: int, per_
             print(f"  {name}: one filtered tile, ms (mean of {len(some)} tiles at z14 and z16):", flush=True)
             row["compare"] = compare_ways(store, some, {k: queries[k] for k in kinds}, tile_dir=tile_root)
         settings = {"GISAPP_TILE_DIR": tile_dir or str(Path(tile_root) / "served"), "GISAPP_TILE_WARM": "-".join(
-            str(z) for z in (min(zooms), max(zooms)))}
+            str(z) for z in (min(zooms), max(zooms))) if render else "none"}
         with app_servers(url, settings=settings) as bases:
             row["render_s"] = round(wait_for_tiles(bases[0]), 1)
             print(f"  {name}: unfiltered tiles rendered in {row['render_s']} s", flush=True)
@@ -362,6 +365,8 @@ def main(argv=None) -> None:
                         f"({', '.join(FILTER_KINDS)})")
     parser.add_argument("--tile-dir", help="with --filters: the servers' tile folder, kept (rendered once for a store "
                         "that does not change, e.g. a copy of the shared 1M data), instead of a new one each run")
+    parser.add_argument("--no-render", dest="render", action="store_false",
+                        help="with --filters --store: render no tile folder first (unfiltered tiles built on request)")
     args = parser.parse_args(argv)
     kinds = args.kinds.split(",") if args.kinds else None
     zooms = [int(z) for z in args.zooms.split(",")]
@@ -383,7 +388,7 @@ def main(argv=None) -> None:
         for name, url in stores.items():
             if args.filters:
                 run["rows"].append(run_filtered(name, url, open_store(url), zooms, args.clients, per_client,
-                                                args.tiles, args.compare, kinds, args.tile_dir))
+                                                args.tiles, args.compare, kinds, args.tile_dir, args.render))
             else:
                 run["rows"].append(run_store(name, url, tiles, zooms, args.clients, per_client))
         results["runs"].append(run)
