@@ -92,16 +92,27 @@ def tile_texts(store: Store, layer: str, z: int, x: int, y: int, feats: subset.T
         return kept
     box = tiles.store_box(z, x, y)
     if isinstance(store, GeoPackageStore):
-        rows = store.box_texts(layer, box, column)
+        rows = _gpkg_texts(store, layer, box, column)
     elif isinstance(store, PostGISStore):
-        with store.connection() as con:
-            rows = con.execute(f"SELECT {lay.key}, {column} FROM {lay.name} "
-                               f"WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})", list(box)).fetchall()
+        rows = _postgis_texts(store, layer, box, column)
     else:
         return None
     texts = subset.aligned_texts(feats, layer, [r[0] for r in rows], [r[1] for r in rows])
     feats.extras[column] = texts
     return texts
+
+
+def _gpkg_texts(store: GeoPackageStore, layer: str, box, column: str) -> list[tuple]:
+    """``(key, text)`` of the rows whose R-tree boxes meet ``box`` (EPSG:5899)."""
+    return store.box_texts(layer, box, column)
+
+
+def _postgis_texts(store: PostGISStore, layer: str, box, column: str) -> list[tuple]:
+    """``(key, text)`` of the rows whose boxes meet ``box`` (EPSG:5899): the GiST index."""
+    lay = get_layer(layer)
+    with store.connection() as con:
+        return con.execute(f"SELECT {lay.key}, {column} FROM {lay.name} "
+                           f"WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})", list(box)).fetchall()
 
 
 def tile_changes(store: Store, layer: str, feats: subset.TileFeatures) -> subset.StatusChanges:
@@ -117,35 +128,6 @@ def tile_changes(store: Store, layer: str, feats: subset.TileFeatures) -> subset
                                       rows["status"].astype(str).tolist())
     feats.extras["changes"] = changes
     return changes
-
-
-def tile_keys(store: Store, layer: str, z: int, x: int, y: int, flt: Filter) -> list[str] | None:
-    """Keys of ``layer``'s features matching ``flt`` (but its ``bbox``) whose boxes meet the buffered tile.
-
-    A superset of the keys in :func:`tile` for the same filter: the spatial
-    index (GiST, R-tree) and the filter's SQL, no geometry read.  ``None``
-    for a store without either.
-    """
-    if isinstance(store, GeoPackageStore):
-        return _gpkg_keys(store, layer, z, x, y, flt.with_(bbox=None))
-    if isinstance(store, PostGISStore):
-        return _postgis_keys(store, layer, z, x, y, flt.with_(bbox=None))
-    return None
-
-
-def _gpkg_keys(store: GeoPackageStore, layer: str, z: int, x: int, y: int, flt: Filter) -> list[str]:
-    """:func:`tile_keys` on a GeoPackage: the R-tree and the filter's clauses, keys only."""
-    return store.box_keys(layer, tiles.store_box(z, x, y), flt)
-
-
-def _postgis_keys(store: PostGISStore, layer: str, z: int, x: int, y: int, flt: Filter) -> list[str]:
-    """:func:`tile_keys` on PostGIS: the GiST index and the filter's clauses, keys only."""
-    lay = get_layer(layer)
-    where, params = store.where(lay, flt)
-    where += (" AND " if where else " WHERE ") + f"geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})"
-    with store.connection() as con:
-        rows = con.execute(f"SELECT {lay.key} FROM {lay.name}{where}", [*params, *tiles.store_box(z, x, y)])
-        return [r[0] for r in rows.fetchall()]
 
 
 def tile_from_arrow(store: Store, layer: str, z: int, x: int, y: int, flt: Filter | None = None) -> bytes:

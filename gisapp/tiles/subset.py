@@ -556,15 +556,6 @@ def _day(lay, day: dt.date, col, at_most, at_least) -> list[np.ndarray | None]:
     return [at_most(start, day), at_least(end, day, True)]
 
 
-def key_mask(layer: str, feats: TileFeatures, keys) -> np.ndarray:
-    """Which features' keys are among ``keys``."""
-    c = feats.column(LAYERS[layer].key)
-    if c is None:
-        return np.zeros(len(feats), bool)
-    return pc.fill_null(pc.is_in(c, value_set=pa.array(list(keys), pa.string())), False) \
-        .to_numpy(zero_copy_only=False).astype(bool)
-
-
 # -- what the tile does not carry: search texts and status histories, fetched once per tile ----------------
 
 def aligned_texts(feats: TileFeatures, layer: str, keys, texts) -> pa.Array:
