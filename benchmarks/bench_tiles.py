@@ -135,7 +135,13 @@ def filter_queries(frames_or_store) -> dict[str, dict]:
     streets = permits["street"].dropna().astype(str) if "street" in permits else None
     q = streets.str.split().str[:2].str.join(" ").value_counts().index[0] if streets is not None and len(streets) \
         else "a"  # the commonest street name (without its number): a search that finds something
-    return {kind: dict(parse_qsl(text.format(ward=ward, q=q))) for kind, text in FILTER_KINDS.items()}
+    out: dict = {kind: dict(parse_qsl(text.format(ward=ward, q=q))) for kind, text in FILTER_KINDS.items()}
+    # for filter_variants: the wards by size, and search words (street names, whole and their first two words)
+    out["_wards"] = [str(w) for w in permits["ward_code"].value_counts().index[:8]]
+    if streets is not None and len(streets):
+        names = [str(v) for v in streets.value_counts().index[:20]]
+        out["_words"] = list(dict.fromkeys([q, *names, *(" ".join(n.split()[:2]) for n in names)]))
+    return out
 
 
 def compare_ways(store, tiles_, queries: dict, tile_dir=None) -> dict:
@@ -158,6 +164,8 @@ def compare_ways(store, tiles_, queries: dict, tile_dir=None) -> dict:
     wholes = {t: tile_source.tile(store, LAYER, *t) for t in tiles_}
     out = {}
     for kind, query in queries.items():
+        if kind.startswith("_"):
+            continue
         flt = parse_filter(MultiDict(query), "tiles")[0]
         times = {"store": [], "subset_cold": [], "subset_warm": []}
         for t in tiles_:
@@ -200,15 +208,66 @@ def _features(body: bytes) -> dict:
     return {f["properties"]["dossier_code"]: (f["properties"], repr(f["geometry"])) for f in layer["features"]}
 
 
+def filter_variants(queries: dict, k: int = 40) -> dict[str, list[dict]]:
+    """Per kind of :data:`FILTER_KINDS`, up to ``k`` filters of that kind (other wards, statuses, days, words …).
+
+    The load test asks each tile with another of them, so that every request is a filtered tile the server
+    has not built yet (a filtered tile once built is served from the process's cache by its ETag): what a
+    member of staff playing the day slider or switching statuses over a district costs.
+    """
+    import itertools
+
+    days = [dt.date(2022, 1, 3) + dt.timedelta(days=4 * i) for i in range(k)]  # the demo data's first half-year
+    statuses = ["RETURNED", "RESULT_READY", "PROCESSING", "RECEIVED", "REFUSED"]
+    subsets = [",".join(c) for n in (1, 2, 3) for c in itertools.combinations(statuses, n)]
+    wards = queries.get("_wards") or [queries["ward"]["ward"]]
+    words = queries.get("_words") or [queries["q"]["q"]]
+    out: dict[str, list[dict]] = {
+        "unfiltered": [{}],
+        "ward": [{"ward": w} for w in wards] + [{"ward": f"{a},{b}"} for a, b in itertools.combinations(wards, 2)],
+        "status": [{"status": s} for s in subsets],
+        "procedure": [{"procedure": ",".join(c)} for n in (1, 2, 3) for c in itertools.combinations(
+            ["NEW_BUILD", "RENOVATION", "ADJUSTMENT", "EXTENSION"], n)],
+        "channel": [{"channel": "ONLINE"}, {"channel": "IN_PERSON"}],
+        "range": [{"from": d.isoformat(), "to": (d + dt.timedelta(days=30)).isoformat()} for d in days],
+        "day": [{"day": d.isoformat()} for d in days],
+        "as_of": [{"as_of": d.isoformat()} for d in days],
+        "as_of_status": [{"as_of": d.isoformat(), "status": s} for d, s in zip(
+            days, itertools.cycle(["PROCESSING", "RECEIVED", "RETURNED", "PROCESSING,RECEIVED"]))],
+        "q": [{"q": w} for w in words],
+        "combined": [{"ward": w, "status": "RETURNED", "day": d.isoformat()} for d, w in zip(
+            days, itertools.cycle(wards))],
+    }
+    return {kind: out[kind][:k] for kind in queries if kind in out}
+
+
 def run_filtered(name: str, url: str, frames_or_store, zooms, clients: int, per_client: int, n_tiles: int,
-                 compare: bool) -> dict:
-    """The filtered-tile measures of one store: the in-process comparison, then the load test per kind."""
+                 compare: bool, kinds: list[str] | None = None, tile_dir: str | None = None,
+                 render: bool = True) -> dict:
+    """The filtered-tile measures of one store: the in-process comparison, then the load test per kind.
+
+    States measured, on ``gisapp serve --workers 2`` with the shared tile folder rendered:
+
+    * ``first``: the first filtered request of tiles no worker has taken apart yet (each asked once:
+      the unfiltered tile read from the folder and taken apart, then filtered);
+    * per kind (``kinds``), warm: tiles every worker has taken apart, each request a filter of that kind
+      the server has not answered for that tile yet (:func:`filter_variants`).
+
+    ``tile_dir``: the tile folder to use and keep (rendered once for a store that does not change, e.g.
+    the shared 1M copies), instead of a new one removed afterwards.  ``render`` false: no tile folder is
+    rendered first (``GISAPP_TILE_WARM=none``; each unfiltered tile is built by the store when first taken
+    apart, so the ``first`` figure is the store's build).
+    """
+    import random
     import shutil
 
     from benchmarks.bench_postgis import wait_for_tiles
 
     queries = filter_queries(frames_or_store)
-    row: dict = {"backend": name, "queries": queries, "kinds": {}}
+    variants = filter_variants(queries)
+    kinds = [k for k in (kinds or list(FILTER_KINDS)) if k in variants]
+    row: dict = {"backend": name, "queries": {k: v for k, v in queries.items() if not k.startswith("_")},
+                 "kinds": {}}
     tile_root = tempfile.mkdtemp(prefix="gisapp-bench-ftiles-")
     try:
         if compare:
@@ -216,9 +275,9 @@ def run_filtered(name: str, url: str, frames_or_store, zooms, clients: int, per_
             some = tile_list(frames_or_store if isinstance(frames_or_store, dict) else _points(store),
                              (14, 16), 8, seed=99)
             print(f"  {name}: one filtered tile, ms (mean of {len(some)} tiles at z14 and z16):", flush=True)
-            row["compare"] = compare_ways(store, some, queries, tile_dir=tile_root)
-        settings = {"GISAPP_TILE_DIR": str(Path(tile_root) / "served"), "GISAPP_TILE_WARM": "-".join(
-            str(z) for z in (min(zooms), max(zooms)))}
+            row["compare"] = compare_ways(store, some, {k: queries[k] for k in kinds}, tile_dir=tile_root)
+        settings = {"GISAPP_TILE_DIR": tile_dir or str(Path(tile_root) / "served"), "GISAPP_TILE_WARM": "-".join(
+            str(z) for z in (min(zooms), max(zooms))) if render else "none"}
         with app_servers(url, settings=settings) as bases:
             row["render_s"] = round(wait_for_tiles(bases[0]), 1)
             print(f"  {name}: unfiltered tiles rendered in {row['render_s']} s", flush=True)
@@ -226,15 +285,23 @@ def run_filtered(name: str, url: str, frames_or_store, zooms, clients: int, per_
             warm = tile_list(points, zooms, 5, seed=1)  # the workers' first requests (imports, connections)
             tile_load_test(bases, warm, 2, 5)
             tile_load_test(bases, warm, 2, 5, query=queries["status"])
+            # first: filtered requests of tiles no process has taken apart yet, each tile once
+            fresh = tile_list(points, zooms, max(2, n_tiles // len(zooms)), seed=200)
+            first = tile_load_test(bases, fresh, clients, max(1, len(fresh) // clients), query={"status": "REFUSED"})
+            row["first"] = first
+            print(f"  {name}: first  (a filter on {len(fresh)} tiles not taken apart yet) p50 "
+                  f"{first['p50_ms']:.0f} ms p95 {first['p95_ms']:.0f} ms ({first['requests']} requests)",
+                  flush=True)
             sample = tile_list(points, zooms, max(2, n_tiles // len(zooms)), seed=100)
-            # cold: the first filter on tiles no process has taken apart yet (each tile asked twice over)
-            cold = tile_load_test(bases, sample, clients, max(1, 2 * len(sample) // clients),
-                                  query={"status": "REFUSED"})
-            row["cold"] = cold
-            print(f"  {name}: cold (first filter on {len(sample)} tiles) p50 {cold['p50_ms']:.0f} ms "
-                  f"p95 {cold['p95_ms']:.0f} ms ({cold['requests']} requests)", flush=True)
-            for kind, query in queries.items():  # warm: the same tiles, another filter each
-                stats = tile_load_test(bases, sample, clients, per_client, query=query)
+            # every client asks every tile once: each worker has taken every tile apart (keep-alive connections
+            # stay with one worker)
+            tile_load_test(bases, sample, clients, len(sample), query={"status": "REFUSED"})
+            rng = random.Random(7)
+            for kind in kinds:  # warm: the same tiles, each request a filter not yet answered for its tile
+                pairs = [(t, v) for t in sample for v in variants[kind]]
+                rng.shuffle(pairs)
+                n = min(per_client, max(1, len(pairs) // clients)) if kind != "unfiltered" else per_client
+                stats = _pairs_load_test(bases, pairs, clients, n)
                 row["kinds"][kind] = stats
                 print(f"  {name}: {kind:<13} p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
                       f"({stats['requests']} requests, {stats['failures']} failed, {stats['empty']} empty, "
@@ -244,6 +311,15 @@ def run_filtered(name: str, url: str, frames_or_store, zooms, clients: int, per_
     finally:
         shutil.rmtree(tile_root, ignore_errors=True)
     return row
+
+
+def _pairs_load_test(bases: list[str], pairs: list[tuple], clients: int, per_client: int) -> dict:
+    """:func:`tile_load_test` over ``(tile, query)`` pairs, each asked at most once while they last."""
+    paths = [f"/tiles/{LAYER}/{z}/{x}/{y}.mvt" + (f"?{urlencode(q)}" if q else "") for (z, x, y), q in pairs]
+    stats = loadgen.run_threads(bases, paths, clients, per_client, inspect=lambda body: not body, ok=(200, 204))
+    stats["empty"] = round((stats.pop("mean_inspected") or 0) * stats["requests"])
+    stats["throughput"] = stats.pop("throughput_rps")
+    return stats
 
 
 def _points(store) -> np.ndarray:
@@ -285,7 +361,14 @@ def main(argv=None) -> None:
                         help="measure filtered tiles, per filter kind (issue 15), instead of unfiltered ones")
     parser.add_argument("--no-compare", dest="compare", action="store_false",
                         help="with --filters: skip the in-process comparison of the ways to make a filtered tile")
+    parser.add_argument("--kinds", help="with --filters: these kinds only, comma-separated "
+                        f"({', '.join(FILTER_KINDS)})")
+    parser.add_argument("--tile-dir", help="with --filters: the servers' tile folder, kept (rendered once for a store "
+                        "that does not change, e.g. a copy of the shared 1M data), instead of a new one each run")
+    parser.add_argument("--no-render", dest="render", action="store_false",
+                        help="with --filters --store: render no tile folder first (unfiltered tiles built on request)")
     args = parser.parse_args(argv)
+    kinds = args.kinds.split(",") if args.kinds else None
     zooms = [int(z) for z in args.zooms.split(",")]
     per_client = max(3, args.requests // args.clients)
     results = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
@@ -305,17 +388,17 @@ def main(argv=None) -> None:
         for name, url in stores.items():
             if args.filters:
                 run["rows"].append(run_filtered(name, url, open_store(url), zooms, args.clients, per_client,
-                                                args.tiles, args.compare))
+                                                args.tiles, args.compare, kinds, args.tile_dir, args.render))
             else:
                 run["rows"].append(run_store(name, url, tiles, zooms, args.clients, per_client))
         results["runs"].append(run)
     else:
-        _generated(args, zooms, per_client, results)
+        _generated(args, zooms, per_client, results, kinds)
     print_table(results)
     save_results("bench_tiles", results)
 
 
-def _generated(args, zooms, per_client: int, results: dict) -> None:
+def _generated(args, zooms, per_client: int, results: dict, kinds: list[str] | None = None) -> None:
     from gisapp.store.postgis import close_pool
     from tests.pg_server import start_server
 
@@ -335,7 +418,7 @@ def _generated(args, zooms, per_client: int, results: dict) -> None:
                     print(f"  {name}: loaded in {time.perf_counter() - t:.1f} s", flush=True)
                     if args.filters:
                         row = run_filtered(name, url, frames, zooms, args.clients, per_client, args.tiles,
-                                           args.compare)
+                                           args.compare, kinds)
                     else:
                         row = run_store(name, url, tiles, zooms, args.clients, per_client)
                     row["load_s"] = time.perf_counter() - t
@@ -356,13 +439,14 @@ def print_table(results: dict) -> None:
     """One line per size and backend: p50/p95 ms per zoom level (per filter kind with ``--filters``)."""
     if any("kinds" in row for run in results["runs"] for row in run["rows"]):
         kinds = list(FILTER_KINDS)
-        print(f"filtered tiles z14-z17, p50/p95 ms at {results['clients']} clients (cold: first filter; then warm)")
-        print(f"{'permits/layer':>13} {'backend':<10}" + "".join(f" {k:>13}" for k in ["cold", *kinds]))
+        print(f"filtered tiles z14-z17, p50/p95 ms at {results['clients']} clients (first: a tile not taken apart "
+              "yet; then warm, each request a filter not yet answered for its tile)")
+        print(f"{'permits/layer':>13} {'backend':<10}" + "".join(f" {k:>13}" for k in ["first", *kinds]))
         for run in results["runs"]:
             for row in run["rows"]:
                 cells = [f"{row['kinds'][k]['p50_ms']:.0f}/{row['kinds'][k]['p95_ms']:.0f}"
                          if row["kinds"].get(k, {}).get("p50_ms") is not None else "—" for k in kinds]
-                cold = row.get("cold") or {}
+                cold = row.get("first") or {}
                 cells.insert(0, f"{cold['p50_ms']:.0f}/{cold['p95_ms']:.0f}" if cold.get("p50_ms") else "—")
                 size = f"{run['n']:,}" if run.get("n") else "existing"
                 print(f"{size:>13} {row['backend']:<10}" + "".join(f" {c:>13}" for c in cells))

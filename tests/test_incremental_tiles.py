@@ -312,3 +312,22 @@ def test_a_request_reads_a_bounded_number_of_log_boxes_then_counts_the_layer_as_
     monkeypatch.setattr(disk, "REQUEST_MAX_BOXES", 2)
     far = next(iter(_files(tile_dir.base)))  # any tile: the layer counts as touched everywhere
     assert not tile_dir.current(store, store.version(), PERMITS, *far[1:])
+
+
+def test_a_feature_without_geometry_before_and_after_touches_no_tile(store, frames, tmp_path):
+    """A dossier without a parcel edited (a status, a date) was on no tile: its change-log entry has a box that
+    meets nothing, and the renderer re-renders no tile for it (not the whole layer)."""
+    key = frames[0][PERMITS]["dossier_code"].iloc[4]
+    bare = _moved(frames, key, 0.0, 0.0).assign(geometry=None)
+    store.write({PERMITS: bare}, mode="upsert")
+    tile_dir = TileDir(tmp_path / "tiles", store.url)
+    render(store, tile_dir, ZOOMS)
+    before = _files(tile_dir.base)
+    after = store.changes(0, 0).last
+    store.write({PERMITS: bare.assign(status="REFUSED")}, mode="upsert")
+    (edit,) = store.changes(after, 10).changes
+    assert edit.kind == "update" and edit.nowhere and edit.bbox is not None
+    stats = render(store, tile_dir, ZOOMS)
+    assert _files(tile_dir.base) == before, stats  # no tile written again
+    assert not Change(1, PERMITS, "k", "update", None, "", (1.0, 2.0, 3.0, 4.0)).nowhere
+    assert not Change(1, PERMITS, None, "replace", None, "").nowhere

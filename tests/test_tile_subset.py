@@ -98,6 +98,8 @@ FILTERS = {
         Filter(q="phuoc tuong 1", statuses=("RETURNED",)),
         Filter(q="Hòa An", day=D("2022-04-15")),
         Filter(wards=("20305",), statuses=("RETURNED",), day=D("2022-05-02")),
+        Filter(q="nguyen", q_personal=True),  # staff: the owner names are searched too
+        Filter(q="van 1", q_personal=True, as_of=D("2022-05-01"), statuses=("RETURNED", "RESULT_READY")),
     ],
     "sidewalk_permits": [
         Filter(purposes=("MATERIALS",)),
@@ -221,3 +223,28 @@ def test_a_ward_added_by_a_write_is_known_at_once(demo_store, busy):
     ward["ward_code"], ward["ward_key"] = "99999", "2022-99999"
     demo_store.write({"wards": ward}, mode="upsert")
     assert client.get(url).status_code == 204  # known now; no dossier has it
+
+
+def test_the_day_slider_over_one_tile_reads_the_history_once(store, busy):
+    """A status as of a day, and a search, on a tile taken apart: the store is asked once per tile (its
+    features' status changes, their search texts); every other day or word is answered in memory, equal
+    to the store's filtered tile, and a day on which statuses differ from today's selects other features."""
+    z, x, y = busy["construction_permits"][0]
+    feats = subset.take_apart(tile_source.tile(store, "construction_permits", z, x, y), "construction_permits")
+    picked = set()
+    for day in ("2022-02-01", "2022-03-15", "2022-05-01", "2022-06-20"):
+        flt = Filter(as_of=D(day), statuses=("PROCESSING", "RECEIVED"))
+        got = features(tile_source.subset_tile(store, "construction_permits", z, x, y, flt, feats),
+                       "construction_permits")
+        assert_same(got, features(tile_source.tile(store, "construction_permits", z, x, y, flt),
+                                  "construction_permits"))
+        picked.add(frozenset(got))
+        assert set(feats.extras) == {"changes"}
+    assert len(picked) > 1
+    changes = feats.extras["changes"]
+    for q in ("phuoc", "tuong 2"):
+        flt = Filter(q=q)
+        got = tile_source.subset_tile(store, "construction_permits", z, x, y, flt, feats)
+        assert_same(features(got, "construction_permits"),
+                    features(tile_source.tile(store, "construction_permits", z, x, y, flt), "construction_permits"))
+    assert set(feats.extras) == {"changes", "search_text"} and feats.extras["changes"] is changes

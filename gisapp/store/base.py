@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import datetime as dt
+import math
 import re
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -83,8 +84,9 @@ class Change:
     layers without one) and when it was written (UTC, ISO 8601).
 
     ``bbox``: the box ``(minx, miny, maxx, maxy)`` in EPSG:5899 holding the feature's geometry before
-    and after the write (what it may have changed on a map: the tiles to render again); ``None`` for a
-    ``replace``, a feature without geometry, and entries logged before the box was (then: anywhere)."""
+    and after the write (what it may have changed on a map: the tiles to render again); :data:`NO_BOX`
+    (a box holding nothing) for a feature without geometry before and after (it was on no map);
+    ``None`` for a ``replace`` and entries logged before the box was (then: anywhere)."""
 
     seq: int
     layer: str
@@ -93,6 +95,15 @@ class Change:
     status: str | None
     time: str
     bbox: tuple[float, float, float, float] | None = None
+
+    @property
+    def nowhere(self) -> bool:
+        """Whether the entry's feature had no geometry before or after the write: it touched no map."""
+        return self.bbox is not None and self.bbox[0] > self.bbox[2]
+
+
+#: The change log's box of a feature without geometry before and after a write: it meets no box.
+NO_BOX = (math.inf, math.inf, -math.inf, -math.inf)
 
 
 @dataclass(frozen=True)
@@ -434,8 +445,10 @@ def boxed(entries: list[tuple], old: dict[str, tuple], new: dict[str, tuple]) ->
         if boxes:
             box = (min(b[0] for b in boxes), min(b[1] for b in boxes),
                    max(b[2] for b in boxes), max(b[3] for b in boxes))
-        else:
+        elif kind == "replace":
             box = (None, None, None, None)
+        else:  # no geometry before or after: on no tile (not "anywhere")
+            box = NO_BOX
         out.append((*entry, *box))
     return out
 

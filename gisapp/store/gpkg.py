@@ -535,22 +535,19 @@ class GeoPackageStore(Store):
             return con.execute(f'SELECT {columns}t.geom FROM "rtree_{layer}_geom" r JOIN "{layer}" t '
                                f"ON t.fid = r.id WHERE {where}", [x1, x2, y1, y2, *params]).fetchall()
 
-    def box_keys(self, layer: str, box: tuple[float, float, float, float], flt: Filter | None) -> list[str]:
-        """Keys of the rows whose R-tree boxes meet ``box`` (EPSG:5899) and that match ``flt``'s attributes.
-
-        As :meth:`box_rows` without reading geometries (``flt.bbox`` is not applied either).
-        """
+    def box_texts(self, layer: str, box: tuple[float, float, float, float], column: str) -> list[tuple]:
+        """``(key, text)`` of the rows whose R-tree boxes meet ``box`` (EPSG:5899); ``column`` is the search text
+        or the personal one (for the filtered tiles' searches, :func:`gisapp.tiles.source.tile_texts`)."""
         lay = store_layer(layer)
+        if column not in (SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN):
+            raise StoreError(f"no search text {column!r}")
         x1, y1, x2, y2 = box
-        clauses, params = attribute_clauses(lay, flt)
-        where = " AND ".join(["r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?", *clauses])
         with self._connect() as con:
             if layer not in self._tables(con):
                 return []
-            # CROSS JOIN: the R-tree drives (else SQLite may scan an attribute index of the whole layer)
-            return [r[0] for r in con.execute(f'SELECT t.{lay.key} FROM "rtree_{layer}_geom" r CROSS JOIN '
-                                               f'"{layer}" t ON t.fid = r.id WHERE {where}',
-                                               [x1, x2, y1, y2, *params])]
+            return con.execute(f'SELECT t.{lay.key}, t.{column} FROM "rtree_{layer}_geom" r CROSS JOIN "{layer}" t '
+                               "ON t.fid = r.id WHERE r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?",
+                               [x1, x2, y1, y2]).fetchall()
 
     def rows_in_box(self, layer: str, box: tuple[float, float, float, float], *, fields: list[str]) -> list[tuple]:
         """Rows whose R-tree box meets ``box`` (see :meth:`Store.rows_in_box`): one query joining the R-tree."""

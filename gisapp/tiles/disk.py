@@ -230,7 +230,7 @@ def read_dirty(store: Store, after: int, upto: int | None = None, *, max_boxes: 
         for c in page.changes:
             if upto is not None and c.seq > upto:
                 break
-            if c.layer not in tiles.TILE_FIELDS or c.layer in whole:
+            if c.layer not in tiles.TILE_FIELDS or c.layer in whole or c.nowhere:  # nowhere: on no tile
                 continue
             if c.bbox is None:
                 whole.add(c.layer)

@@ -8,6 +8,7 @@ with :meth:`gisapp.store.Store.read_arrow` and encoded the same way.
 
 from __future__ import annotations
 
+import pyarrow as pa
 import shapely
 
 from gisapp import geo
@@ -15,6 +16,7 @@ from gisapp.filters import Filter
 from gisapp.formats.wkb import gpkg_to_wkb
 from gisapp.schema import get_layer
 from gisapp.store import Store
+from gisapp.store.base import PERSONAL_SEARCH_COLUMN, SEARCH_COLUMN
 from gisapp.store.gpkg import GeoPackageStore
 from gisapp.store.postgis import SRID, PostGISStore
 from gisapp.tiles import mvt as tiles
@@ -50,51 +52,82 @@ def subset_tile(store: Store, layer: str, z: int, x: int, y: int, flt: Filter,
 
     Equal to :func:`tile` with ``flt`` (same features, same encoding of
     each; see :mod:`gisapp.tiles.subset`).  Clauses on the tile's own
-    properties are evaluated in memory; a search or a status as of a day
-    take the matching keys in the tile's box from the store
-    (:func:`tile_keys`).  ``None`` when the filter needs the old way (a
-    ``bbox``, or a clause on a field the tile lacks).
+    properties are evaluated in memory; so are a search and a status as of
+    a day, on what the store says of the tile's features once (their search
+    texts: :func:`tile_texts`; their status changes: :func:`tile_changes`),
+    kept with ``feats`` for the next filter.  ``None`` when the filter needs
+    the old way (a ``bbox``, or a clause on a field the tile lacks).
     """
     if flt.bbox is not None:
         return None
     mask = subset.match(layer, feats, flt)
     if mask is None:
         return None
-    if subset.needs_store(layer, flt) and mask.any():
-        keys = tile_keys(store, layer, z, x, y, flt)
-        if keys is None:
+    if flt.q and mask.any():
+        texts = tile_texts(store, layer, z, x, y, feats, personal=False)
+        personal = tile_texts(store, layer, z, x, y, feats, personal=True) if flt.q_personal else None
+        if texts is None or (flt.q_personal and personal is None):
             return None
-        mask &= subset.key_mask(layer, feats, keys)
+        mask &= subset.search_mask(flt, texts, personal)
+    if subset.needs_store(layer, flt.with_(q=None)) and mask.any():
+        assert flt.as_of is not None
+        changes = tile_changes(store, layer, feats)
+        mask &= changes.status_in(feats, flt.as_of, flt.statuses)
     return feats.select(mask)
 
 
-def tile_keys(store: Store, layer: str, z: int, x: int, y: int, flt: Filter) -> list[str] | None:
-    """Keys of ``layer``'s features matching ``flt`` (but its ``bbox``) whose boxes meet the buffered tile.
+def tile_texts(store: Store, layer: str, z: int, x: int, y: int, feats: subset.TileFeatures, *,
+               personal: bool) -> pa.Array | None:
+    """The search text of each feature of the tile ``feats`` (the personal one with ``personal``), from the
+    store once (the spatial index: the rows whose boxes meet the buffered tile), then kept in ``feats``.
 
-    A superset of the keys in :func:`tile` for the same filter: the spatial
-    index (GiST, R-tree) and the filter's SQL, no geometry read.  ``None``
-    for a store without either.
+    ``None`` for a store without a spatial index, or ``personal`` on a layer without personal texts.
     """
-    if isinstance(store, GeoPackageStore):
-        return _gpkg_keys(store, layer, z, x, y, flt.with_(bbox=None))
-    if isinstance(store, PostGISStore):
-        return _postgis_keys(store, layer, z, x, y, flt.with_(bbox=None))
-    return None
-
-
-def _gpkg_keys(store: GeoPackageStore, layer: str, z: int, x: int, y: int, flt: Filter) -> list[str]:
-    """:func:`tile_keys` on a GeoPackage: the R-tree and the filter's clauses, keys only."""
-    return store.box_keys(layer, tiles.store_box(z, x, y), flt)
-
-
-def _postgis_keys(store: PostGISStore, layer: str, z: int, x: int, y: int, flt: Filter) -> list[str]:
-    """:func:`tile_keys` on PostGIS: the GiST index and the filter's clauses, keys only."""
     lay = get_layer(layer)
-    where, params = store.where(lay, flt)
-    where += (" AND " if where else " WHERE ") + f"geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})"
+    column = PERSONAL_SEARCH_COLUMN if personal else SEARCH_COLUMN
+    if personal and not lay.personal_text_fields:
+        return None
+    kept = feats.extras.get(column)
+    if kept is not None:
+        return kept
+    box = tiles.store_box(z, x, y)
+    if isinstance(store, GeoPackageStore):
+        rows = _gpkg_texts(store, layer, box, column)
+    elif isinstance(store, PostGISStore):
+        rows = _postgis_texts(store, layer, box, column)
+    else:
+        return None
+    texts = subset.aligned_texts(feats, layer, [r[0] for r in rows], [r[1] for r in rows])
+    feats.extras[column] = texts
+    return texts
+
+
+def _gpkg_texts(store: GeoPackageStore, layer: str, box, column: str) -> list[tuple]:
+    """``(key, text)`` of the rows whose R-tree boxes meet ``box`` (EPSG:5899)."""
+    return store.box_texts(layer, box, column)
+
+
+def _postgis_texts(store: PostGISStore, layer: str, box, column: str) -> list[tuple]:
+    """``(key, text)`` of the rows whose boxes meet ``box`` (EPSG:5899): the GiST index."""
+    lay = get_layer(layer)
     with store.connection() as con:
-        rows = con.execute(f"SELECT {lay.key} FROM {lay.name}{where}", [*params, *tiles.store_box(z, x, y)])
-        return [r[0] for r in rows.fetchall()]
+        return con.execute(f"SELECT {lay.key}, {column} FROM {lay.name} "
+                           f"WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})", list(box)).fetchall()
+
+
+def tile_changes(store: Store, layer: str, feats: subset.TileFeatures) -> subset.StatusChanges:
+    """The status changes of the tile's features (:meth:`gisapp.store.Store.status_history` of their keys),
+    from the store once, then kept in ``feats``."""
+    kept = feats.extras.get("changes")
+    if kept is not None:
+        return kept
+    keys = [k for k in feats.keys_column(layer).to_pylist() if k is not None]
+    rows = store.status_history(layer, keys)
+    changes = subset.StatusChanges.of(feats, layer, rows["key"].astype(str).tolist(),
+                                      rows["changed_on"].to_numpy().astype("datetime64[D]"),
+                                      rows["status"].astype(str).tolist())
+    feats.extras["changes"] = changes
+    return changes
 
 
 def tile_from_arrow(store: Store, layer: str, z: int, x: int, y: int, flt: Filter | None = None) -> bytes:

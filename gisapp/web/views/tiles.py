@@ -100,7 +100,10 @@ def _filtered_tile(store: Store, version: str, flt, layer: str, z: int, x: int, 
             feats = _taken_apart(store, version, layer, z, x, y)
         except subset.TileFormatError:  # a damaged file in the shared folder: the store builds the tile
             return tile_source.tile(store, layer, z, x, y, flt)
+        size = feats.nbytes
         body = tile_source.subset_tile(store, layer, z, x, y, flt, feats)
+        if feats.nbytes != size:  # it now keeps what the store said of its features (search texts, histories)
+            _cache().put(_features_key(version, layer, z, x, y), feats, feats.nbytes)
         if body is not None:
             return body
     return tile_source.tile(store, layer, z, x, y, flt)
@@ -112,7 +115,7 @@ _TAKING_APART = threading.Lock()
 def _taken_apart(store: Store, version: str, layer: str, z: int, x: int, y: int) -> subset.TileFeatures:
     """The unfiltered tile taken apart, from this process's cache, else made once (threads asking for the same
     tile meanwhile wait for it instead of doing it again)."""
-    key = f"features|{_etag(version, f'{layer}/{z}/{x}/{y}', Filter())}"
+    key = _features_key(version, layer, z, x, y)
     cache = _cache()
     feats = cache.get(key)
     if feats is not None:
@@ -130,6 +133,11 @@ def _taken_apart(store: Store, version: str, layer: str, z: int, x: int, y: int)
         with _TAKING_APART:
             app.extensions["gisapp.taking_apart"].pop(key, None)
     return feats
+
+
+def _features_key(version: str, layer: str, z: int, x: int, y: int) -> str:
+    """The cache key of the unfiltered tile taken apart."""
+    return f"features|{_etag(version, f'{layer}/{z}/{x}/{y}', Filter())}"
 
 
 def _cache() -> tiles.TileCache:
