@@ -132,7 +132,9 @@ def test_an_api_page_as_of_a_day_equals_its_rows_made_in_python(store, day, fiel
 # -- the same counting over arrays kept in memory (gisapp.analysis.counts) ------------------------------
 
 def in_memory(store, flt: Filter, day: dt.date):
-    return stats.grouped_counts(counts.dossier_counts(store, flt, day), day, CAL)
+    if not counts.answers(flt):
+        return stats.grouped_counts(counts.dossier_counts(store, flt, day), day, CAL)
+    return stats.grouped_counts(counts.count(counts.columns(store), flt, day), day, CAL)
 
 
 def assert_same(got, expected):
@@ -197,3 +199,20 @@ def test_the_arrays_follow_every_write(backend, tmp_path, request):
     s.write({P: frame.iloc[:10]}, mode="replace")
     check()
     assert len(counts.columns(s).keys) == 10
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_store_counts_while_the_arrays_are_read(backend, tmp_path, request):
+    """The first count of a process is the store's (the arrays are read in the background); then the arrays',
+    and after a small write the arrays refreshed at once."""
+    s = new_store(backend, tmp_path, request)
+    s.write({P: dossiers()}, meta={"as_of": "2022-07-08"}, history=HAND)
+    day = D("2022-01-12")
+    assert counts.current(s) is None  # nothing kept yet: read in the background
+    arrays = counts.columns(s)  # waits for that read
+    assert counts.current(s) is arrays
+    assert_same(stats.grouped_counts(counts.dossier_counts(s, Filter(as_of=day), day), day, CAL),
+                in_sql(s, Filter(as_of=day), day))
+    one = dossiers().iloc[:1].assign(status="REFUSED")
+    s.write({P: one}, mode="upsert")
+    assert counts.current(s) not in (None, arrays)  # refreshed for the one dossier, no whole read

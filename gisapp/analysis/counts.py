@@ -59,7 +59,7 @@ def _codes(column: pa.ChunkedArray, categories: list) -> tuple[np.ndarray, list]
 
 @dataclass
 class Columns:
-    """A store's dossiers and their history as arrays, as of a data version (positions: dossiers in key order,
+    """A store's dossiers and their history as arrays, as of a data version (positions: dossiers as read,
     then those added since).  Text columns are codes into ``categories`` (one list per column)."""
 
     version: str | None
@@ -105,21 +105,22 @@ def load(store: Store, version: str | None) -> Columns:
     return out
 
 
-def refresh(store: Store, old: Columns, version: str | None) -> Columns:
-    """``old`` brought to ``version``: the dossiers the writes since changed read again, or everything."""
+def refresh(store: Store, old: Columns, version: str | None) -> Columns | None:
+    """``old`` brought to ``version``: the dossiers the writes since changed read again; ``None`` when everything
+    is to be read again (:func:`load`: a whole-layer replace, another change log, many changed dossiers)."""
     keys: set[str] = set()
     after = old.log_last
     while True:
         page = store.changes(after=after, limit=LOG_PAGE)
         if page.log_id != old.log_id and (old.log_id is not None or page.changes):
-            return load(store, version)  # another log (a store replaced by another file, a new database)
+            return None  # another log (a store replaced by another file, a new database)
         for change in page.changes:
             if change.layer == LAYER:
                 if change.key is None:  # a whole-layer replace
-                    return load(store, version)
+                    return None
                 keys.add(change.key)
         if len(keys) > REREAD_KEYS:
-            return load(store, version)
+            return None
         if not page.changes:
             break
         after = page.changes[-1].seq
@@ -127,7 +128,7 @@ def refresh(store: Store, old: Columns, version: str | None) -> Columns:
     keys.update(added.column("key").to_pylist())
     seq = max(old.history_seq, int(pc.max(added.column("seq")).as_py() or 0) if added.num_rows else 0)
     if len(keys) > REREAD_KEYS:
-        return load(store, version)
+        return None
     if not keys:
         return Columns(version, old.log_id, after, seq, old.keys, old.cols, old.categories,
                        old.h_pos, old.h_status, old.h_on, old.h_next)
@@ -155,25 +156,58 @@ def refresh(store: Store, old: Columns, version: str | None) -> Columns:
 
 #: The arrays of the stores last counted (by backend and location), most recent last.
 _CACHE: dict[tuple[str, str], Columns] = {}
+#: Held while arrays are read or refreshed.
 _LOCK = threading.Lock()
 #: Stores whose arrays one process keeps (a server has one; tests and commands open many).
 KEEP = 4
 
 
+def _name(store: Store) -> tuple[str, str]:
+    return type(store).__name__, store.url
+
+
+def _keep(name: tuple[str, str], fresh: Columns) -> None:
+    _CACHE.pop(name, None)
+    _CACHE[name] = fresh
+    while len(_CACHE) > KEEP:
+        del _CACHE[next(iter(_CACHE))]
+
+
 def columns(store: Store) -> Columns:
-    """The store's arrays as of its current data version (read, refreshed or cached)."""
+    """The store's arrays as of its current data version: kept, refreshed, or read whole (waits for that)."""
     version = store.version()
-    name = (type(store).__name__, store.url)
+    name = _name(store)
     with _LOCK:
         cached = _CACHE.get(name)
         if cached is not None and cached.version == version and version is not None:
             return cached
-        fresh = load(store, version) if cached is None else refresh(store, cached, version)
-        _CACHE.pop(name, None)
-        _CACHE[name] = fresh
-        while len(_CACHE) > KEEP:
-            del _CACHE[next(iter(_CACHE))]
+        fresh = None if cached is None else refresh(store, cached, version)
+        if fresh is None:
+            fresh = load(store, version)
+        _keep(name, fresh)
         return fresh
+
+
+def current(store: Store) -> Columns | None:
+    """The store's arrays as of its current data version when that needs no whole read (kept, or refreshed
+    for the dossiers written since); else ``None``, and the whole read begins in the background (a second at
+    a million dossiers on the GeoPackage, more on PostGIS), so that meanwhile the store counts."""
+    version = store.version()
+    name = _name(store)
+    if not _LOCK.acquire(blocking=False):  # arrays being read: the store counts meanwhile
+        return None
+    try:
+        cached = _CACHE.get(name)
+        if cached is not None and cached.version == version and version is not None:
+            return cached
+        fresh = None if cached is None else refresh(store, cached, version)
+        if fresh is not None:
+            _keep(name, fresh)
+            return fresh
+    finally:
+        _LOCK.release()
+    threading.Thread(target=columns, args=(store,), name="gisapp-counts", daemon=True).start()
+    return None
 
 
 def answers(flt: Filter | None) -> bool:
@@ -195,10 +229,9 @@ def _day(value: dt.date) -> int:
 
 def dossier_counts(store: Store, flt: Filter | None, day: dt.date) -> pd.DataFrame:
     """:meth:`Store.dossier_counts` (the same groups and counts) from the arrays, or from the store for a filter
-    they cannot answer."""
-    if not answers(flt):
-        return store.dossier_counts(flt, day)
-    return count(columns(store), flt or Filter(), day)
+    they cannot answer and while they are being read (:func:`current`)."""
+    arrays = current(store) if answers(flt) else None
+    return store.dossier_counts(flt, day) if arrays is None else count(arrays, flt or Filter(), day)
 
 
 def count(c: Columns, flt: Filter, day: dt.date) -> pd.DataFrame:

@@ -202,8 +202,9 @@ class Store(abc.ABC):
     def columns_table(self, layer: str, fields: list[str], keys: Collection[str] | None = None) -> pa.Table:
         """Every feature's ``fields`` (of ``keys`` only, when given) as one Arrow table, without geometry.
 
-        Typed as :meth:`iter_arrow` types them (text → string, date → date32), ordered by key, read without
-        a Python object per value: whole-layer columns for counting in memory (:mod:`gisapp.analysis.counts`).
+        Typed as :meth:`iter_arrow` types them (text → string, date → date32), in no particular order (the
+        table's own: no sort, no index walk), read without a Python object per value: whole-layer columns for
+        counting in memory (:mod:`gisapp.analysis.counts`).
         """
 
     @abc.abstractmethod

@@ -913,8 +913,7 @@ class GeoPackageStore(Store):
                 return typed_table(None, columns_schema(lay, names))
         where = "" if keys is None else \
             f" WHERE {lay.key} IN (SELECT value FROM json_each({_literal(json.dumps(sorted(map(str, keys))))}))"
-        _, table = pyogrio.read_arrow(self.path, sql=f'SELECT {", ".join(names)} FROM "{layer}"{where} '
-                                                     f"ORDER BY {lay.key}")
+        _, table = pyogrio.read_arrow(self.path, sql=f'SELECT {", ".join(names)} FROM "{layer}"{where}')
         return typed_table(table.select(names), columns_schema(lay, names))
 
     def history_table(self, layer: str, *, keys: Collection[str] | None = None, after_seq: int = 0) -> pa.Table:

@@ -640,7 +640,7 @@ class PostGISStore(Store):
         lay = store_layer(layer)
         names = field_names(lay, fields)
         where = "" if keys is None else f" WHERE {lay.key} = ANY(%s)"
-        return self._copy_table(f"SELECT {', '.join(names)} FROM {lay.name}{where} ORDER BY {lay.key}",
+        return self._copy_table(f"SELECT {', '.join(names)} FROM {lay.name}{where}",
                                 [] if keys is None else [sorted(map(str, keys))], columns_schema(lay, names))
 
     def history_table(self, layer: str, *, keys: Collection[str] | None = None, after_seq: int = 0) -> pa.Table:
