@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import loadgen, save_results  # noqa: E402
 from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data, view_boxes  # noqa: E402
-from gisapp.analysis import stats  # noqa: E402
+from gisapp.analysis import counts, stats  # noqa: E402
 from gisapp.analysis.counts import dossier_counts  # noqa: E402
 from gisapp.demo.timeline import demo_history  # noqa: E402
 from gisapp.domain import Calendar  # noqa: E402
@@ -146,12 +146,15 @@ def run_backend(name: str, store, url: str, frames: dict, history, boxes, client
     for day in DAYS:
         past, t = timed(store.statuses_as_of, "construction_permits", day)
         row[f"statuses_as_of_{day}_s"] = t
+        # the first of a process counts in SQL while the dossiers' arrays are read in the background
+        # (gisapp.analysis.counts); once they are, the dashboards count over them
+        _, first = timed(stats.dashboard, store, Filter(as_of=day), Calendar())
+        _, row[f"arrays_wait_{day}_s"] = timed(counts.columns, store)
         runs = []
         for _ in range(3):
             board, t = timed(stats.dashboard, store, Filter(as_of=day), Calendar())
             runs.append(t)
-        # the first of a process reads the dossiers' arrays (gisapp.analysis.counts); the others find them kept
-        row[f"dashboard_{day}_first_s"] = runs[0]
+        row[f"dashboard_{day}_first_s"] = first
         row[f"dashboard_{day}_s"] = statistics.median(runs)
         _, row[f"counting_sql_{day}_s"] = timed(sql_counting, store, day)
         _, row[f"counting_arrays_{day}_s"] = timed(arrays_counting, store, day)
@@ -160,7 +163,8 @@ def run_backend(name: str, store, url: str, frames: dict, history, boxes, client
             assert received == board.total.received, (received, board.total.received)
         print(f"    as of {day}: statuses_as_of {len(past):,} keys {row[f'statuses_as_of_{day}_s']:.2f} s; "
               f"dashboard {board.total.received:,} dossiers median {row[f'dashboard_{day}_s']:.2f} s "
-              f"(first {runs[0]:.2f} s); its dossier counting over the arrays "
+              f"(first {first:.2f} s, then arrays ready after {row[f'arrays_wait_{day}_s']:.2f} s more); "
+              f"its dossier counting over the arrays "
               f"{row[f'counting_arrays_{day}_s']:.2f} s, in SQL {row[f'counting_sql_{day}_s']:.2f} s"
               + (f" (counted in Python as before: {row[f'counting_python_{day}_s']:.2f} s)" if python else ""),
               flush=True)
