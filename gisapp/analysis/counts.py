@@ -15,6 +15,7 @@ answer (text search, box, day) is counted by the store.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import threading
 from dataclasses import dataclass
 
@@ -30,6 +31,7 @@ from gisapp.schema import LAYERS
 from gisapp.store import Store
 from gisapp.store.base import COUNT_COLUMNS, count_frame
 
+LOG = logging.getLogger(__name__)
 LAYER = "construction_permits"
 KEY = hist.LAYER_KEYS[LAYER]
 #: The dossier fields counted (after the key).
@@ -206,8 +208,17 @@ def current(store: Store) -> Columns | None:
             return fresh
     finally:
         _LOCK.release()
-    threading.Thread(target=columns, args=(store,), name="gisapp-counts", daemon=True).start()
+    threading.Thread(target=_read, args=(store,), name="gisapp-counts", daemon=True).start()
     return None
+
+
+def _read(store: Store) -> None:
+    """:func:`columns` in a background thread: a failure leaves no arrays (the store counts; the next use tries
+    again), logged."""
+    try:
+        columns(store)
+    except Exception:  # noqa: BLE001 - whatever failed, the dashboard counts in the store
+        LOG.warning("reading the dossiers' arrays of %s failed", store.url, exc_info=True)
 
 
 def answers(flt: Filter | None) -> bool:
