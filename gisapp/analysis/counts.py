@@ -90,6 +90,8 @@ def _dossier_cols(table: pa.Table, categories: dict[str, list]) -> dict[str, np.
             out[name] = _days(table.column(name), NO_DAY)
         else:
             out[name], categories[name] = _codes(table.column(name), categories.setdefault(name, []))
+    for name in ("received_on", "completed_on"):  # months since 1970-01 (-1: no date), the same every day
+        out[name + ":month"] = np.where(out[name] == NO_DAY, -1, _months(out[name])).astype(np.int32)
     return out
 
 
@@ -139,7 +141,7 @@ def refresh(store: Store, old: Columns, version: str | None) -> Columns | None:
     fresh = store.columns_table(LAYER, [KEY, *FIELDS], keys=sorted(keys))
     categories = {k: list(v) for k, v in old.categories.items()}
     new_cols = _dossier_cols(fresh, categories)
-    cols = {n: np.concatenate([old.cols[n][keep], new_cols[n]]) for n in FIELDS}
+    cols = {n: np.concatenate([old.cols[n][keep], new_cols[n]]) for n in old.cols}
     new_keys = pa.concat_arrays([old.keys.filter(pa.array(keep)), fresh.column(KEY).combine_chunks()])
     moved = np.full(len(keep) + 1, -1, np.int32)  # old position → new position (-1: read again or gone)
     moved[:-1][keep] = np.arange(int(keep.sum()), dtype=np.int32)
@@ -288,9 +290,8 @@ def count(c: Columns, flt: Filter, day: dt.date) -> pd.DataFrame:
     # timeliness codes as the SQL: 0 none (no due date), 1 OVERDUE, 2 IN_TIME, 3 EARLY, 4 ON_TIME, 5 LATE
     timely = np.select([due == NO_DAY, is_open | ~has_done, done < due, done == due],
                        [0, np.where(due < t, 1, 2), 3, 4], default=5).astype(np.int64)
-    month = lambda days: np.where(days == NO_DAY, -1, _months(days))  # noqa: E731
-    rec_month = month(rec)
-    res_month = np.where(~is_open & has_done, month(done), -1)
+    rec_month = col["received_on:month"][idx].astype(np.int64)
+    res_month = np.where(~is_open & has_done, col["completed_on:month"][idx], -1).astype(np.int64)  # done: completed
     no_due = due == NO_DAY
     ward = col["ward_code"][idx]
     online = _in(col["channel"][idx], cat["channel"], ["ONLINE"])
