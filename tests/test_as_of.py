@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from gisapp import history
-from gisapp.analysis import stats
+from gisapp.analysis import counts, stats
 from gisapp.demo import build as demo
 from gisapp.domain import Calendar
 from gisapp.errors import FilterError
@@ -65,6 +65,17 @@ def test_the_article_at_2022_06_30(demo_store):
     now = stats.dashboard(demo_store, Filter(), Calendar())
     assert board.total.open > now.total.open
     assert board.total.received == now.total.received
+
+
+def test_the_article_over_the_arrays_kept_in_memory(demo_store):
+    """The same figures once the dashboard counts over the arrays (a process's first count is the store's)."""
+    arrays = counts.columns(demo_store)
+    assert counts.current(demo_store) is arrays
+    board = stats.dashboard(demo_store, Filter(as_of=D("2022-06-30")), Calendar())
+    assert board.total.received == 2534 and round(100 * board.total.online_share, 1) == 54.5
+    assert board.total.late == 0 and board.total.overdue == 0 and board.without_history == 0
+    h1, _ = stats.compare(demo_store, Filter(), ["2022-H1", "2022-H2"], Calendar(), today=TODAY).boards
+    assert h1.total.received == 2534 and h1.total.late == 0
 
 
 def test_as_of_earlier_leaves_out_later_dossiers(demo_store):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from gisapp import history
-from gisapp.analysis import stats
+from gisapp.analysis import counts, stats
 from gisapp.domain import Calendar
 from gisapp.filters import Filter
 from tests.helpers import permits
@@ -127,3 +127,92 @@ def test_an_api_page_as_of_a_day_equals_its_rows_made_in_python(store, day, fiel
     as_text = lambda rows: [tuple(v.isoformat() if isinstance(v, dt.date) else v for v in r) for r in rows]  # noqa: E731
     assert as_text(page.rows) == as_text(rows)
     assert page.known.count(False) == unknown and len(page.known) == len(rows)
+
+
+# -- the same counting over arrays kept in memory (gisapp.analysis.counts) ------------------------------
+
+def in_memory(store, flt: Filter, day: dt.date):
+    if not counts.answers(flt):
+        return stats.grouped_counts(counts.dossier_counts(store, flt, day), day, CAL)
+    return stats.grouped_counts(counts.count(counts.columns(store), flt, day), day, CAL)
+
+
+def assert_same(got, expected):
+    pd.testing.assert_frame_equal(got[0], expected[0], check_names=False)
+    pd.testing.assert_frame_equal(got[1], expected[1], check_names=False, check_index_type=False)
+    assert got[2] == expected[2]
+
+
+@pytest.mark.parametrize("day", DAYS)
+def test_the_arrays_count_as_the_store(store, day):
+    flt = Filter(as_of=D(day))
+    assert counts.answers(flt)
+    assert_same(in_memory(store, flt, D(day)), in_sql(store, flt, D(day)))
+
+
+@pytest.mark.parametrize("flt", [Filter(), Filter(wards=("20305",)), Filter(as_of=D("2022-01-15"), wards=("20260",)),
+                                 Filter(as_of=D("2022-01-12"), statuses=("PROCESSING", "REFUSED")),
+                                 Filter(statuses=("RETURNED",)),
+                                 Filter(as_of=D("2022-01-20"), channels=("ONLINE",), procedures=("NEW",)),
+                                 Filter(as_of=D("2022-02-10"), date_from=D("2022-01-04"), date_to=D("2022-01-12")),
+                                 Filter(as_of=D("2022-01-20"), q="Ông Ích")])
+def test_the_arrays_count_filtered_dashboards_as_the_store(store, flt):
+    day = flt.as_of or store.as_of()
+    assert counts.answers(flt) == (flt.q is None)  # a text search is counted by the store
+    assert_same(in_memory(store, flt, day), in_sql(store, flt, day))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_arrays_follow_every_write(backend, tmp_path, request):
+    """Upserts, history imports (no feature written), deletes and replaces: after each the arrays (read again
+    only for the dossiers written) count as the store does, as a fresh read does."""
+    s = new_store(backend, tmp_path, request)
+    frame = dossiers()
+    s.write({P: frame}, meta={"as_of": "2022-07-08"}, history=HAND)
+    days = [D("2022-01-10"), D("2022-02-10"), D("2023-01-01")]
+
+    def check():
+        for day in days:
+            assert_same(in_memory(s, Filter(as_of=day), day), in_sql(s, Filter(as_of=day), day))
+        fresh = counts.load(s, s.version())
+        for day in days:
+            pd.testing.assert_frame_equal(*(stats.grouped_counts(counts.count(c, Filter(as_of=day), day), day, CAL)[0]
+                                            for c in (fresh, counts.columns(s))))
+
+    check()
+    first = counts.columns(s)
+    changed = frame[frame["dossier_code"].isin(["XD-0001", "XD-0007"])].copy()
+    changed["status"] = "REFUSED"
+    changed["completed_on"] = D("2022-01-25")
+    changed["ward_code"] = "20305"
+    s.write({P: changed}, mode="upsert")  # a status changed today: history rows written by the store
+    check()
+    assert counts.columns(s).keys is not first.keys and len(counts.columns(s).keys) == len(first.keys)
+    s.write({}, mode="upsert", history=history.frame([P] * 2, ["XD-0002", "XD-0003"], ["PROCESSING", "REFUSED"],
+                                                     ["2022-01-11", "2022-01-30"]))  # an imported history export
+    check()
+    new = frame.iloc[:2].copy()
+    new["dossier_code"] = ["XD-0100", "XD-0101"]
+    s.write({P: new}, mode="upsert", delete={P: ["XD-0000", "XD-0005"]})
+    check()
+    assert len(counts.columns(s).keys) == len(first.keys)
+    s.write({P: frame.iloc[:10]}, mode="replace")
+    check()
+    assert len(counts.columns(s).keys) == 10
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_store_counts_while_the_arrays_are_read(backend, tmp_path, request):
+    """The first count of a process is the store's (the arrays are read in the background); then the arrays',
+    and after a small write the arrays refreshed at once."""
+    s = new_store(backend, tmp_path, request)
+    s.write({P: dossiers()}, meta={"as_of": "2022-07-08"}, history=HAND)
+    day = D("2022-01-12")
+    assert counts.current(s) is None  # nothing kept yet: read in the background
+    arrays = counts.columns(s)  # waits for that read
+    assert counts.current(s) is arrays
+    assert_same(stats.grouped_counts(counts.dossier_counts(s, Filter(as_of=day), day), day, CAL),
+                in_sql(s, Filter(as_of=day), day))
+    one = dossiers().iloc[:1].assign(status="REFUSED")
+    s.write({P: one}, mode="upsert")
+    assert counts.current(s) not in (None, arrays)  # refreshed for the one dossier, no whole read

@@ -19,6 +19,7 @@ import shapely
 from markupsafe import Markup, escape
 
 from gisapp import domain, geo, history
+from gisapp.analysis.counts import dossier_counts
 from gisapp.filters import Filter
 from gisapp.inspections import LOCAL
 from gisapp.store import Store
@@ -376,8 +377,9 @@ def dashboard(store: Store, flt: Filter, calendar: domain.Calendar, batch_size: 
     wards = wards_in_force(store, as_of)
     if flt.wards:
         wards = [w for w in wards if w[0] in flt.wards]
-    # one grouped query in the store (statuses of the day joined from the history there), then per group
-    counts, monthly, unknown = grouped_counts(store.dossier_counts(flt, as_of), as_of, calendar)
+    # the dossiers counted in groups over arrays kept in memory (else in one grouped query in the store), then
+    # per group
+    counts, monthly, unknown = grouped_counts(dossier_counts(store, flt, as_of), as_of, calendar)
     side = side_filter(flt)
     codes = [c for c, _ in wards] + [c for c in counts.index if c not in dict(wards)]
     sidewalk = ward_totals(store, SIDEWALK, side, codes)

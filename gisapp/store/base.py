@@ -210,6 +210,21 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
+    def columns_table(self, layer: str, fields: list[str], keys: Collection[str] | None = None) -> pa.Table:
+        """Every feature's ``fields`` (of ``keys`` only, when given) as one Arrow table, without geometry.
+
+        Typed as :meth:`iter_arrow` types them (text → string, date → date32), in no particular order (the
+        table's own: no sort, no index walk), read without a Python object per value: whole-layer columns for
+        counting in memory (:mod:`gisapp.analysis.counts`).
+        """
+
+    @abc.abstractmethod
+    def history_table(self, layer: str, *, keys: Collection[str] | None = None, after_seq: int = 0) -> pa.Table:
+        """The stored status changes of ``layer`` with ``seq`` above ``after_seq`` (of ``keys`` only, when
+        given) as one Arrow table :data:`HISTORY_SCHEMA` (``next_on``: :data:`gisapp.history.NEXT_ON`), in no
+        particular order, read without a Python object per value."""
+
+    @abc.abstractmethod
     def write_lock(self) -> contextlib.AbstractContextManager[None]:
         """Hold the writers' lock, across processes, for reads followed by writes of this store object.
 
@@ -602,6 +617,33 @@ def dossier_counts_sql(table: str, where: str, where_params: list, ph: str, as_o
                                "@W": list(where_params)}
     params = [v for m in re.findall(r"@[ATW]\b", marked) for v in values[m]]
     return re.sub(r"@[ATW]\b", lambda m: where if m.group(0) == "@W" else ph, marked), params
+
+
+#: Columns of :meth:`Store.history_table`.
+HISTORY_SCHEMA = pa.schema([("key", pa.string()), ("status", pa.string()), ("changed_on", pa.date32()),
+                            (history.NEXT_ON, pa.date32()), ("seq", pa.int64())])
+#: Arrow types of the stored field types (what :meth:`Store.iter_arrow` and :meth:`Store.columns_table` give).
+ARROW_TYPES = {"text": pa.string(), "int": pa.int32(), "float": pa.float64(), "date": pa.date32()}
+
+
+def typed_table(table: pa.Table | None, arrow_schema: pa.Schema) -> pa.Table:
+    """``table``'s columns cast to ``arrow_schema`` (dates stored as text become date32); an empty table of that
+    schema for ``None``."""
+    if table is None:
+        return arrow_schema.empty_table()
+    columns = []
+    for f in arrow_schema:
+        col = table.column(f.name)
+        if col.type != f.type:
+            col = col.cast(pa.string()).cast(f.type) if pa.types.is_date(f.type) and not pa.types.is_date(col.type) \
+                else col.cast(f.type)
+        columns.append(col)
+    return pa.Table.from_arrays(columns, schema=arrow_schema)
+
+
+def columns_schema(layer: Layer, names: list[str]) -> pa.Schema:
+    """The Arrow schema of :meth:`Store.columns_table`'s ``names`` of ``layer``."""
+    return pa.schema([pa.field(n, ARROW_TYPES[layer.field(n).type]) for n in names])
 
 
 def count_frame(rows: list[tuple]) -> pd.DataFrame:

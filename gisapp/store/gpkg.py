@@ -39,6 +39,7 @@ from gisapp.progress import SILENT, Progress
 from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store.base import (
     GEOJSON_COLUMN,
+    HISTORY_SCHEMA,
     INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
@@ -55,6 +56,7 @@ from gisapp.store.base import (
     change_rows,
     change_time,
     check_delete,
+    columns_schema,
     count_frame,
     delete_rows,
     dossier_counts_sql,
@@ -72,6 +74,7 @@ from gisapp.store.base import (
     replace_is_compact,
     search_text,
     store_layer,
+    typed_table,
     works_start_expression,
 )
 
@@ -897,6 +900,31 @@ class GeoPackageStore(Store):
                 "substr({}, 1, 7)", with_history=hist.TABLE in self._schema_names(con))
             rows = con.execute(query, params).fetchall()
         return count_frame(rows)
+
+    def columns_table(self, layer: str, fields: list[str], keys: Collection[str] | None = None) -> pa.Table:
+        """The ``fields`` of every feature (or of ``keys``), read by GDAL (see :meth:`Store.columns_table`)."""
+        lay = store_layer(layer)
+        names = field_names(lay, fields)
+        with self._connect() as con:
+            if layer not in self._tables(con):
+                return typed_table(None, columns_schema(lay, names))
+        where = "" if keys is None else \
+            f" WHERE {lay.key} IN (SELECT value FROM json_each({_literal(json.dumps(sorted(map(str, keys))))}))"
+        _, table = pyogrio.read_arrow(self.path, sql=f'SELECT {", ".join(names)} FROM "{layer}"{where}')
+        return typed_table(table.select(names), columns_schema(lay, names))
+
+    def history_table(self, layer: str, *, keys: Collection[str] | None = None, after_seq: int = 0) -> pa.Table:
+        """The status changes of ``layer`` after ``after_seq``, read by GDAL (see :meth:`Store.history_table`)."""
+        store_layer(layer)
+        with self._connect() as con:
+            if hist.TABLE not in self._schema_names(con):
+                return typed_table(None, HISTORY_SCHEMA)
+        where = f"layer = {_literal(layer)} AND seq > {int(after_seq)}"
+        if keys is not None:
+            where += f" AND key IN (SELECT value FROM json_each({_literal(json.dumps(sorted(map(str, keys))))}))"
+        _, table = pyogrio.read_arrow(self.path, sql=f"SELECT {', '.join(HISTORY_SCHEMA.names)} "
+                                                     f"FROM {hist.TABLE} WHERE {where}")
+        return typed_table(table.select(HISTORY_SCHEMA.names) if table.num_rows else None, HISTORY_SCHEMA)
 
 
     # -- inspections ----------------------------------------------------------

@@ -55,6 +55,7 @@ from gisapp.schema import LAYERS, STORE_CRS, Layer
 from gisapp.store import migrations
 from gisapp.store.base import (
     GEOJSON_COLUMN,
+    HISTORY_SCHEMA,
     INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
@@ -71,6 +72,7 @@ from gisapp.store.base import (
     change_rows,
     change_time,
     check_delete,
+    columns_schema,
     count_frame,
     delete_rows,
     dossier_counts_sql,
@@ -87,6 +89,7 @@ from gisapp.store.base import (
     replace_is_compact,
     search_text,
     store_layer,
+    typed_table,
 )
 from gisapp.store.migrations import one
 
@@ -631,6 +634,40 @@ class PostGISStore(Store):
         with self.connection() as con:
             rows = con.execute(query, params).fetchall()
         return count_frame(rows)
+
+    def columns_table(self, layer: str, fields: list[str], keys: Collection[str] | None = None) -> pa.Table:
+        """The ``fields`` of every feature (or of ``keys``) through one ``COPY`` (see :meth:`Store.columns_table`)."""
+        lay = store_layer(layer)
+        names = field_names(lay, fields)
+        where = "" if keys is None else f" WHERE {lay.key} = ANY(%s)"
+        return self._copy_table(f"SELECT {', '.join(names)} FROM {lay.name}{where}",
+                                [] if keys is None else [sorted(map(str, keys))], columns_schema(lay, names))
+
+    def history_table(self, layer: str, *, keys: Collection[str] | None = None, after_seq: int = 0) -> pa.Table:
+        """The status changes of ``layer`` after ``after_seq``, one ``COPY`` (see :meth:`Store.history_table`)."""
+        store_layer(layer)
+        where = "layer = %s AND seq > %s" + ("" if keys is None else " AND key = ANY(%s)")
+        params: list = [layer, int(after_seq)] + ([] if keys is None else [sorted(map(str, keys))])
+        return self._copy_table(f"SELECT {', '.join(HISTORY_SCHEMA.names)} FROM {hist.TABLE} WHERE {where}",
+                                params, HISTORY_SCHEMA)
+
+    def _copy_table(self, query: str, params: list, arrow_schema: pa.Schema) -> pa.Table:
+        """The rows of ``query`` as an Arrow table of ``arrow_schema``: ``COPY … TO STDOUT`` (CSV) parsed by Arrow."""
+        buf = pa.BufferOutputStream()
+        with self.connection() as con, con.cursor() as cur:
+            cur.execute("SET LOCAL DateStyle TO ISO")  # dates as YYYY-MM-DD whatever the server's setting
+            with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)", params or None) as copy:
+                for data in copy:
+                    buf.write(data)
+        data = buf.getvalue()
+        if not data.size:
+            return typed_table(None, arrow_schema)
+        return pacsv.read_csv(
+            pa.BufferReader(data), read_options=pacsv.ReadOptions(column_names=arrow_schema.names),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(column_types={f.name: f.type for f in arrow_schema},
+                                                 null_values=[""], strings_can_be_null=True,
+                                                 quoted_strings_can_be_null=False))
 
 
     # -- inspections ----------------------------------------------------------

@@ -1,0 +1,368 @@
+"""The ward dashboard's dossier counting over columns kept in memory (issue 16: any day well under 2 s at 1M).
+
+:meth:`Store.dossier_counts` counts in SQL, and its cost grows with the dossiers and history rows the day
+reaches (seconds at a million).  Here each process keeps, per store, the dossiers' counted columns and their
+status history as numpy arrays (read once through Arrow, no Python object per value) and checks them against
+the store's data version at each use: after a write only the dossiers it changed are read again (from the
+change log and the history rows added since), a whole-layer replace reads everything again.  A dashboard as
+of any day is then a few vectorised passes over the arrays.
+
+:func:`dossier_counts` answers with the same frame as :meth:`Store.dossier_counts` (the same groups), so
+:func:`gisapp.analysis.stats.grouped_counts` makes the same figures of either; a filter the arrays cannot
+answer (text search, box, day) is counted by the store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from gisapp import domain
+from gisapp import history as hist
+from gisapp.filters import Filter
+from gisapp.schema import LAYERS
+from gisapp.store import Store
+from gisapp.store.base import COUNT_COLUMNS, count_frame
+
+LOG = logging.getLogger(__name__)
+LAYER = "construction_permits"
+KEY = hist.LAYER_KEYS[LAYER]
+#: The dossier fields counted (after the key).
+FIELDS = ["ward_code", "status", "procedure", "work_category", "channel", "received_on", "due_on", "completed_on"]
+#: Above this many changed dossiers since the arrays were read, they are read again whole.
+REREAD_KEYS = 100_000
+#: Change-log entries asked for at once while catching up.
+LOG_PAGE = 10_000
+#: A missing date, and a history row's open end (a key's last change), as days since 1970-01-01.
+NO_DAY = np.iinfo(np.int32).min
+NEVER = np.iinfo(np.int32).max
+EPOCH = dt.date(1970, 1, 1)
+
+
+def _days(column: pa.ChunkedArray, missing: int) -> np.ndarray:
+    """A date32 column as int32 days since 1970 (``missing`` where empty)."""
+    return pc.fill_null(column.cast(pa.int32()), missing).to_numpy().astype(np.int32, copy=False)
+
+
+def _codes(column: pa.ChunkedArray, categories: list) -> tuple[np.ndarray, list]:
+    """A text column as int32 codes into ``categories`` (extended with its new values); -1 where empty."""
+    values = pc.unique(column.combine_chunks()).drop_null().to_pylist()
+    categories.extend(v for v in values if v not in categories)
+    codes = pc.index_in(column, value_set=pa.array(categories, pa.string()))
+    return pc.fill_null(codes, -1).to_numpy().astype(np.int32, copy=False), categories
+
+
+@dataclass
+class Columns:
+    """A store's dossiers and their history as arrays, as of a data version (positions: dossiers as read,
+    then those added since).  Text columns are codes into ``categories`` (one list per column)."""
+
+    version: str | None
+    log_id: str | None
+    log_last: int
+    history_seq: int
+    keys: pa.Array  # dossier codes (string)
+    cols: dict[str, np.ndarray]  # int32 codes (text) or days (dates) per field
+    categories: dict[str, list]
+    h_pos: np.ndarray  # int32: the history row's dossier position (-1: no such dossier)
+    h_status: np.ndarray  # int32 code into categories["status"]
+    h_on: np.ndarray  # int32 days: changed_on
+    h_next: np.ndarray  # int32 days: next_on (NEVER for a key's last change)
+
+    def history_rows(self, table: pa.Table) -> tuple[np.ndarray, ...]:
+        """A :meth:`Store.history_table` as (position, status code, changed_on, next_on) arrays."""
+        pos = pc.fill_null(pc.index_in(table.column("key"), value_set=self.keys), -1).to_numpy().astype(np.int32)
+        status, self.categories["status"] = _codes(table.column("status"), self.categories["status"])
+        return pos, status, _days(table.column("changed_on"), NO_DAY), _days(table.column(hist.NEXT_ON), NEVER)
+
+
+def _dossier_cols(table: pa.Table, categories: dict[str, list]) -> dict[str, np.ndarray]:
+    out = {}
+    for name in FIELDS:
+        if name in ("received_on", "due_on", "completed_on"):
+            out[name] = _days(table.column(name), NO_DAY)
+        else:
+            out[name], categories[name] = _codes(table.column(name), categories.setdefault(name, []))
+    for name in ("received_on", "completed_on"):  # months since 1970-01 (-1: no date), the same every day
+        out[name + ":month"] = np.where(out[name] == NO_DAY, -1, _months(out[name])).astype(np.int32)
+    return out
+
+
+def load(store: Store, version: str | None) -> Columns:
+    """Every dossier and its history read from ``store`` (at ``version``, read before)."""
+    log = store.changes(after=1 << 62, limit=1)  # where the change log ends now
+    dossiers = store.columns_table(LAYER, [KEY, *FIELDS])
+    categories: dict[str, list] = {"status": list(domain.STATUSES)}
+    cols = _dossier_cols(dossiers, categories)
+    history = store.history_table(LAYER)
+    out = Columns(version, log.log_id, log.last, 0, dossiers.column(KEY).combine_chunks(), cols, categories,
+                  *(np.empty(0, np.int32) for _ in range(4)))
+    out.h_pos, out.h_status, out.h_on, out.h_next = out.history_rows(history)
+    out.history_seq = int(pc.max(history.column("seq")).as_py() or 0) if history.num_rows else 0
+    return out
+
+
+def refresh(store: Store, old: Columns, version: str | None) -> Columns | None:
+    """``old`` brought to ``version``: the dossiers the writes since changed read again; ``None`` when everything
+    is to be read again (:func:`load`: a whole-layer replace, another change log, many changed dossiers)."""
+    keys: set[str] = set()
+    after = old.log_last
+    while True:
+        page = store.changes(after=after, limit=LOG_PAGE)
+        if page.log_id != old.log_id and (old.log_id is not None or page.changes):
+            return None  # another log (a store replaced by another file, a new database)
+        for change in page.changes:
+            if change.layer == LAYER:
+                if change.key is None:  # a whole-layer replace
+                    return None
+                keys.add(change.key)
+        if len(keys) > REREAD_KEYS:
+            return None
+        if not page.changes:
+            break
+        after = page.changes[-1].seq
+    added = store.history_table(LAYER, after_seq=old.history_seq)  # e.g. an imported history export
+    keys.update(added.column("key").to_pylist())
+    seq = max(old.history_seq, int(pc.max(added.column("seq")).as_py() or 0) if added.num_rows else 0)
+    if len(keys) > REREAD_KEYS:
+        return None
+    if not keys:
+        return Columns(version, old.log_id, after, seq, old.keys, old.cols, old.categories,
+                       old.h_pos, old.h_status, old.h_on, old.h_next)
+    changed = pa.array(sorted(keys), pa.string())
+    keep = ~pc.is_in(old.keys, value_set=changed).to_numpy(zero_copy_only=False)
+    fresh = store.columns_table(LAYER, [KEY, *FIELDS], keys=sorted(keys))
+    categories = {k: list(v) for k, v in old.categories.items()}
+    new_cols = _dossier_cols(fresh, categories)
+    cols = {n: np.concatenate([old.cols[n][keep], new_cols[n]]) for n in old.cols}
+    new_keys = pa.concat_arrays([old.keys.filter(pa.array(keep)), fresh.column(KEY).combine_chunks()])
+    moved = np.full(len(keep) + 1, -1, np.int32)  # old position → new position (-1: read again or gone)
+    moved[:-1][keep] = np.arange(int(keep.sum()), dtype=np.int32)
+    h_keep = (old.h_pos >= 0) & keep[np.maximum(old.h_pos, 0)]  # rows of unknown keys count for nothing
+    out = Columns(version, old.log_id, after, seq, new_keys, cols, categories,
+                  np.where(old.h_pos[h_keep] >= 0, moved[old.h_pos[h_keep]], -1).astype(np.int32),
+                  old.h_status[h_keep], old.h_on[h_keep], old.h_next[h_keep])
+    again = store.history_table(LAYER, keys=sorted(keys))
+    pos, status, on, nxt = out.history_rows(again)
+    out.h_pos = np.concatenate([out.h_pos, pos])
+    out.h_status = np.concatenate([out.h_status, status])
+    out.h_on = np.concatenate([out.h_on, on])
+    out.h_next = np.concatenate([out.h_next, nxt])
+    return out
+
+
+#: The arrays of the stores last counted (by backend and location), most recent last.
+_CACHE: dict[tuple[str, str], Columns] = {}
+#: Held while arrays are read or refreshed.
+_LOCK = threading.Lock()
+#: Stores whose arrays one process keeps (a server has one; tests and commands open many).
+KEEP = 4
+
+
+def _name(store: Store) -> tuple[str, str]:
+    return type(store).__name__, store.url
+
+
+def _keep(name: tuple[str, str], fresh: Columns) -> None:
+    _CACHE.pop(name, None)
+    _CACHE[name] = fresh
+    while len(_CACHE) > KEEP:
+        del _CACHE[next(iter(_CACHE))]
+
+
+def columns(store: Store) -> Columns:
+    """The store's arrays as of its current data version: kept, refreshed, or read whole (waits for that)."""
+    version = store.version()
+    name = _name(store)
+    with _LOCK:
+        cached = _CACHE.get(name)
+        if cached is not None and cached.version == version and version is not None:
+            return cached
+        fresh = None if cached is None else refresh(store, cached, version)
+        if fresh is None:
+            fresh = load(store, version)
+        _keep(name, fresh)
+        return fresh
+
+
+def current(store: Store) -> Columns | None:
+    """The store's arrays as of its current data version when that needs no whole read (kept, or refreshed
+    for the dossiers written since); else ``None``, and the whole read begins in the background (a second at
+    a million dossiers on the GeoPackage, more on PostGIS), so that meanwhile the store counts."""
+    version = store.version()
+    name = _name(store)
+    if not _LOCK.acquire(blocking=False):  # arrays being read: the store counts meanwhile
+        return None
+    try:
+        cached = _CACHE.get(name)
+        if cached is not None and cached.version == version and version is not None:
+            return cached
+        fresh = None if cached is None else refresh(store, cached, version)
+        if fresh is not None:
+            _keep(name, fresh)
+            return fresh
+    finally:
+        _LOCK.release()
+    threading.Thread(target=_read, args=(store,), name="gisapp-counts", daemon=True).start()
+    return None
+
+
+def _read(store: Store) -> None:
+    """:func:`columns` in a background thread: a failure leaves no arrays (the store counts; the next use tries
+    again), logged."""
+    try:
+        columns(store)
+    except Exception:  # noqa: BLE001 - whatever failed, the dashboard counts in the store
+        LOG.warning("reading the dossiers' arrays of %s failed", store.url, exc_info=True)
+
+
+def answers(flt: Filter | None) -> bool:
+    """Whether the arrays can count ``flt`` (else the store counts it): no text search, box or day (purposes
+    and kinds are no fields of dossiers: the store ignores them, and so do the arrays)."""
+    names = set(LAYERS[LAYER].field_names)
+    return flt is None or (flt.q is None and flt.bbox is None and flt.day is None
+                           and not (flt.purposes and "purpose" in names) and not (flt.kinds and "kind" in names))
+
+
+def _in(codes: np.ndarray, categories: list, values) -> np.ndarray:
+    wanted = np.array([categories.index(v) for v in values if v in categories], dtype=np.int32)
+    return np.isin(codes, wanted)
+
+
+def _day(value: dt.date) -> int:
+    return (value - EPOCH).days
+
+
+def dossier_counts(store: Store, flt: Filter | None, day: dt.date) -> pd.DataFrame:
+    """:meth:`Store.dossier_counts` (the same groups and counts) from the arrays, or from the store for a filter
+    they cannot answer and while they are being read (:func:`current`)."""
+    arrays = current(store) if answers(flt) else None
+    return store.dossier_counts(flt, day) if arrays is None else count(arrays, flt or Filter(), day)
+
+
+def count(c: Columns, flt: Filter, day: dt.date) -> pd.DataFrame:
+    """The groups of :func:`gisapp.store.base.dossier_counts_sql` counted over the arrays ``c``."""
+    cat = c.categories
+    col = c.cols
+    as_of = flt.as_of
+    n = len(c.keys)
+    mask = np.ones(n, bool)
+    if flt.wards:
+        mask &= _in(col["ward_code"], cat["ward_code"], flt.wards)
+    if flt.procedures:
+        mask &= _in(col["procedure"], cat["procedure"], flt.procedures)
+    if flt.channels:
+        mask &= _in(col["channel"], cat["channel"], flt.channels)
+    received = col["received_on"]
+    has_received = received != NO_DAY
+    if flt.date_to:
+        mask &= has_received & (received <= _day(flt.date_to))
+    if flt.date_from:
+        mask &= has_received & (received >= _day(flt.date_from))
+    status = col["status"]
+    known = np.ones(n, bool)
+    completed = col["completed_on"]
+    if as_of is not None:
+        a = _day(as_of)
+        mask &= has_received & (received <= a)
+        holds = (c.h_on <= a) & (a < c.h_next) & (c.h_pos >= 0)
+        then = np.full(n, -2, np.int32)  # -2: no history row holds the day
+        then[c.h_pos[holds]] = c.h_status[holds]
+        known = then != -2
+        status = np.where(known, then, status)
+        completed = np.where((completed != NO_DAY) & (completed <= a), completed, NO_DAY)
+    if flt.statuses:
+        mask &= _in(status, cat["status"], flt.statuses)
+    idx = np.flatnonzero(mask)
+    if not len(idx):
+        return count_frame([])
+    st, kn, done, due, rec = status[idx], known[idx], completed[idx], col["due_on"][idx], received[idx]
+    is_open = _in(st, cat["status"], sorted(domain.OPEN_STATUSES))
+    has_done = done != NO_DAY
+    t = _day(day)
+    # timeliness codes as the SQL: 0 none (no due date), 1 OVERDUE, 2 IN_TIME, 3 EARLY, 4 ON_TIME, 5 LATE
+    timely = np.select([due == NO_DAY, is_open | ~has_done, done < due, done == due],
+                       [0, np.where(due < t, 1, 2), 3, 4], default=5).astype(np.int64)
+    rec_month = col["received_on:month"][idx].astype(np.int64)
+    res_month = np.where(~is_open & has_done, col["completed_on:month"][idx], -1).astype(np.int64)  # done: completed
+    no_due = due == NO_DAY
+    ward = col["ward_code"][idx]
+    online = _in(col["channel"][idx], cat["channel"], ["ONLINE"])
+    # one integer per group of the dossiers with a due date; those without carry more (few in practice)
+    parts = [(ward + 1, len(cat["ward_code"]) + 1), (st + 1, len(cat["status"]) + 1), (kn, 2), (online, 2),
+             (rec_month + 1, 1 << 16), (res_month + 1, 1 << 16), (timely, 6)]
+    key = np.zeros(len(idx), np.int64)
+    for values, size in parts:
+        key = key * size + values.astype(np.int64)
+    frames = []
+    with_due = ~no_due
+    if with_due.any():
+        groups, first, sizes = np.unique(key[with_due], return_index=True, return_counts=True)
+        rows = np.flatnonzero(with_due)[first]
+        frames.append(_groups(c, rows, idx, st, kn, online, rec_month, res_month, timely, done, sizes, False))
+    if no_due.any():
+        rows = np.flatnonzero(no_due)
+        sub = pd.DataFrame({"key": key[rows], "rec": rec[rows], "proc": col["procedure"][idx][rows],
+                            "cat": col["work_category"][idx][rows], "done": done[rows]})
+        g = sub.reset_index().groupby(["key", "rec", "proc", "cat", "done"], sort=False)["index"].agg(["first", "size"])
+        rows = rows[g["first"].to_numpy()]
+        frames.append(_groups(c, rows, idx, st, kn, online, rec_month, res_month, timely, done, g["size"].to_numpy(),
+                              True))
+    return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+_TIMELY = np.array([None, "OVERDUE", "IN_TIME", "EARLY", "ON_TIME", "LATE"], dtype=object)
+
+
+def _months(days: np.ndarray) -> np.ndarray:
+    """Months since 1970-01 of days since 1970-01-01."""
+    return days.astype("datetime64[D]").astype("datetime64[M]").astype(np.int64)
+
+
+def _labels(codes: np.ndarray, categories: list) -> np.ndarray:
+    table = np.array([*categories, None], dtype=object)
+    return table[np.where(codes < 0, len(categories), codes)]
+
+
+def _month_text(months: np.ndarray) -> np.ndarray:
+    out = np.full(len(months), None, dtype=object)
+    some = months >= 0
+    out[some] = np.datetime_as_string(months[some].astype("datetime64[M]"), unit="M")
+    return out
+
+
+def _dates(days: np.ndarray) -> np.ndarray:
+    out = days.astype("datetime64[D]").astype("datetime64[ms]")
+    out[days == NO_DAY] = np.datetime64("NaT")
+    return out
+
+
+def _groups(c: Columns, rows, idx, st, kn, online, rec_month, res_month, timely, done, sizes,
+            computed: bool) -> pd.DataFrame:
+    """The frame of :meth:`Store.dossier_counts` for groups represented by ``rows`` (positions into ``idx``)."""
+    cat, col = c.categories, c.cols
+    pos = idx[rows]
+    n = len(rows)
+    extra = (lambda values: values) if computed else (lambda values: np.full(n, None, dtype=object))  # noqa: E731
+    out = pd.DataFrame({
+        "ward_code": _labels(col["ward_code"][pos], cat["ward_code"]),
+        "status": _labels(st[rows], cat["status"]),
+        "known": kn[rows].astype(bool),
+        "online": online[rows].astype(bool),
+        "received_month": _month_text(rec_month[rows]),
+        "resolved_month": _month_text(res_month[rows]),
+        "timeliness": _TIMELY[timely[rows]],
+        "received_on": _dates(col["received_on"][pos]) if computed else np.full(n, np.datetime64("NaT"), "M8[ms]"),
+        "procedure": extra(_labels(col["procedure"][pos], cat["procedure"])),
+        "work_category": extra(_labels(col["work_category"][pos], cat["work_category"])),
+        "completed_on": _dates(done[rows]) if computed else np.full(n, np.datetime64("NaT"), "M8[ms]"),
+        "n": np.asarray(sizes, dtype=np.int64),
+    }, columns=list(COUNT_COLUMNS))
+    return out
