@@ -1063,7 +1063,8 @@ def _logged(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame, mode
     keys = [e[1] for e in entries if e[2] in ("update", "delete")]
     old = {} if not keys else {str(r[0]): r[1:] for r in con.execute(
         f"SELECT {layer.key}, {_BOX_SQL} FROM {layer.name} WHERE {layer.key} = ANY(%s)", [keys])}
-    return boxed(entries, old, frame_boxes(layer, frame))
+    compact = all(e[2] == "replace" for e in entries)  # one replace entry: no box to log
+    return boxed(entries, old, {} if compact else frame_boxes(layer, frame))
 
 
 def _append_changes(con: psycopg.Connection, entries: list[tuple]) -> None:
