@@ -579,7 +579,9 @@ class PostGISStore(Store):
                             removed[name] += _upsert_layer(con, layers[name], frame, counter)
                     small = mode == "upsert" and sum(len(f) for f in typed.values()) <= SMALL_UPSERT
                     for name in layers:
-                        if small:
+                        if mode == "replace":
+                            _set_stats(con, layers[name], typed[name])
+                        elif small:
                             _update_stats_by(con, layers[name], typed.get(name), removed[name])
                         else:
                             _update_stats(con, layers[name])
@@ -921,22 +923,16 @@ def _ewkb_hex(geoms: np.ndarray) -> pa.Array:
                                        pa.array(ewkb.is_valid()).buffers()[1], ewkb.null_count)
 
 
-_HEX_VALUES = np.zeros(256, dtype=np.uint8)
-_HEX_VALUES[np.frombuffer(b"0123456789abcdef", dtype=np.uint8)] = np.arange(16, dtype=np.uint8)
-_HEX_VALUES[np.frombuffer(b"ABCDEF", dtype=np.uint8)] = np.arange(10, 16, dtype=np.uint8)
-
-
 def _unhex(column: pa.ChunkedArray) -> pa.Array:
     """Hex text (PostgreSQL's ``encode(…, 'hex')``) as binary, vectorised: every pair of digits becomes a byte,
-    the offsets halve; nulls stay null."""
+    the offsets halve; nulls stay null (and have no digits)."""
     hexes = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     hexes = hexes.cast(pa.large_string())
     n = len(hexes)
     offsets = np.frombuffer(hexes.buffers()[1], dtype=np.int64)[hexes.offset:hexes.offset + n + 1]
-    digits = np.frombuffer(hexes.buffers()[2], dtype=np.uint8)[offsets[0]:offsets[-1]] \
-        if hexes.buffers()[2] is not None else np.empty(0, dtype=np.uint8)
-    values = _HEX_VALUES[digits]
-    data = (values[0::2] << 4) | values[1::2]
+    # the digits of all values lie one after the other in the data buffer: one unhexlify (C) for all
+    data = binascii.unhexlify(memoryview(hexes.buffers()[2])[offsets[0]:offsets[-1]]) \
+        if hexes.buffers()[2] is not None and n else b""
     return pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [
         hexes.buffers()[0] if not hexes.offset else pa.array(hexes.is_valid()).buffers()[1],
         pa.py_buffer((offsets - offsets[0]) // 2), pa.py_buffer(data)], hexes.null_count).cast(pa.binary())
@@ -1005,6 +1001,25 @@ def _upsert_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame
 SMALL_UPSERT = 5000
 
 
+def _frame_bounds(frame: gpd.GeoDataFrame) -> list[float] | None:
+    """The box (minx, miny, maxx, maxy) of ``frame``'s geometries, ``None`` when it has none (or only empty ones)."""
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    geoms = geoms[~shapely.is_missing(geoms)]
+    geoms = geoms[~shapely.is_empty(geoms)]
+    if not len(geoms):
+        return None
+    b = shapely.bounds(geoms)
+    return [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
+
+
+def _set_stats(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame) -> None:
+    """Record the count and extent of a replaced ``layer`` in ``gisapp_layers``: those of ``frame``, the rows
+    it now holds (no scan of the million rows just loaded)."""
+    bounds = _frame_bounds(frame) or [None] * 4
+    con.execute("UPDATE gisapp_layers SET count = %s, minx = %s, miny = %s, maxx = %s, maxy = %s WHERE name = %s",
+                [len(frame), *bounds, layer.name])
+
+
 def _update_stats_by(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame | None, removed: int) -> None:
     """Update the count and extent of ``layer`` in ``gisapp_layers`` by a small upsert, without a scan.
 
@@ -1013,14 +1028,7 @@ def _update_stats_by(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFr
     of the data, exact again after the layer's next large write).
     """
     added = 0 if frame is None else len(frame)
-    bounds = None
-    if frame is not None and added:
-        geoms = geo.to_multipolygons(frame.geometry.values)
-        geoms = geoms[~shapely.is_missing(geoms)]
-        geoms = geoms[~shapely.is_empty(geoms)]
-        if len(geoms):
-            b = shapely.bounds(geoms)
-            bounds = [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
+    bounds = _frame_bounds(frame) if frame is not None and added else None
     if bounds is None:
         con.execute("UPDATE gisapp_layers SET count = count - %s + %s WHERE name = %s", [removed, added, layer.name])
         return
