@@ -1020,7 +1020,8 @@ def _frame_bounds(frame: gpd.GeoDataFrame) -> list[float] | None:
 def _set_stats(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame) -> None:
     """Record the count and extent of a replaced ``layer`` in ``gisapp_layers``: those of ``frame``, the rows
     it now holds (no scan of the million rows just loaded)."""
-    bounds = _frame_bounds(frame) or [None] * 4
+    found = _frame_bounds(frame)
+    bounds: list[float | None] = list(found) if found else [None] * 4
     con.execute("UPDATE gisapp_layers SET count = %s, minx = %s, miny = %s, maxx = %s, maxy = %s WHERE name = %s",
                 [len(frame), *bounds, layer.name])
 
