@@ -256,6 +256,34 @@ def test_a_geopackage_replace_is_written_in_the_file_and_stays_a_valid_geopackag
         assert con.execute("SELECT count(*) FROM rtree_construction_permits_geom").fetchone() == (13,)
 
 
+def test_a_writer_killed_in_an_in_place_replace_leaves_the_old_data_readable(tmp_path):
+    """A process killed inside the replace's transaction, its pages already spilled into the file, leaves a
+    hot journal: the next read rolls it back (read-only connections alone could not) and sees the data as it was."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.gpkg"
+    store = GeoPackageStore(path, must_exist=False)
+    store.write({"construction_permits": permits()}, meta={"as_of": "2022-07-08"})
+    code = (
+        "import os, sys\n"
+        "import gisapp.store.gpkg as g\n"
+        "from tests.helpers import permits\n"
+        "real = g._changes_into\n"
+        "def die(con, entries):\n"
+        "    real(con, entries)\n"
+        "    os._exit(3)\n"
+        "g._changes_into = die\n"
+        "g._IN_PLACE_CACHE_KIB = 1\n"  # a cache that spills: the file itself is half written
+        f"g.GeoPackageStore({str(path)!r}).write({{'construction_permits': permits(5)}})\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(__file__)), check=False)
+    assert done.returncode == 3
+    assert path.with_name(path.name + "-journal").exists()  # the killed writer's, hot
+    reader = GeoPackageStore(path)
+    assert reader.count("construction_permits") == 40 and reader.meta()["as_of"] == "2022-07-08"
+    assert len(reader.read_arrow("construction_permits", fields=["dossier_code"])) == 40
+
+
 def test_geopackage_has_spatial_index_and_filter_indexes(tmp_path):
     store = GeoPackageStore(tmp_path / "s.gpkg", must_exist=False)
     store.write({"construction_permits": permits()})

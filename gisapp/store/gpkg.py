@@ -264,6 +264,8 @@ class GeoPackageStore(Store):
         """A read-only connection to the file as it is now (kept for the next read: :class:`_Readers`)."""
         if not self.path.exists():
             raise StoreError(f"store {self.path} does not exist")
+        if self.path.with_name(self.path.name + "-journal").exists():
+            _roll_back_hot_journal(self.path)
         signature = self._signature()
         if not signature:
             con = _open_reader(self.path)
@@ -1158,6 +1160,18 @@ IN_PLACE_TIMEOUT = 10
 _IN_PLACE_CACHE_KIB = 2 * 1024 * 1024
 #: The GeoPackage tables that describe a layer, one row (or a few) per layer under ``table_name``.
 _GPKG_LAYER_TABLES = ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions", "gpkg_ogr_contents")
+
+
+def _roll_back_hot_journal(path: Path) -> None:
+    """Roll back what a writer killed in the middle of an in-place write left (a hot journal beside the file).
+
+    Read-only connections cannot ("attempt to write a readonly database") and would fail until the next
+    write; a read-write connection's first read does it.  The journal of a live writer is not hot: then
+    this read just waits for it, as any read would.  Without write access (a read-only deployment) nothing
+    is done.
+    """
+    with contextlib.suppress(sqlite3.Error, OSError), contextlib.closing(sqlite3.connect(path, timeout=5)) as con:
+        con.execute("SELECT count(*) FROM sqlite_master").fetchone()
 
 
 def _busy(err: sqlite3.OperationalError) -> bool:
