@@ -1,9 +1,13 @@
 """The GeoPackage store: one ``.gpkg`` file, the embedded default.
 
-Reads go through SQLite with bound parameters and the R-tree spatial index;
-writes go to a copy of the file that replaces the original only once every
-layer is written (``os.replace`` is atomic), so a failed or killed write
-leaves the store as it was and readers see the old data until then.
+Reads go through SQLite with bound parameters and the R-tree spatial index.
+A write is atomic: small upserts and replaces of existing layers are one
+SQLite transaction in the file itself (a replace's layers written by GDAL
+into a private file first, then moved in); anything else (a new store, an
+older file brought up to date, large upserts) goes to a copy of the file
+that replaces the original only once every layer is written (``os.replace``
+is atomic).  Either way a failed or killed write leaves the store as it was
+and readers see the old data until then.
 """
 
 from __future__ import annotations
