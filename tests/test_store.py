@@ -214,6 +214,76 @@ def test_failed_write_leaves_the_store_as_it_was(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".gpkg")] == ["s.gpkg"]
 
 
+def test_a_geopackage_replace_is_written_in_the_file_and_stays_a_valid_geopackage(tmp_path, monkeypatch):
+    """A replace of existing layers goes into the file itself (no copy of the store): GDAL and the R-tree
+    read the new rows, the indexes and triggers are there, the metadata counts the new rows."""
+    import pyogrio
+
+    import gisapp.store.gpkg as gpkg
+
+    path = tmp_path / "s.gpkg"
+    store = GeoPackageStore(path, must_exist=False)
+    store.write({"construction_permits": permits()}, meta={"as_of": "2022-07-08"})
+    inode = os.stat(path).st_ino
+
+    def no_copy(*args, **kwargs):
+        raise AssertionError("the store was copied")
+
+    monkeypatch.setattr(gpkg, "_copy", no_copy)
+    new = permits(12)
+    new["geometry"] = new.geometry.translate(1000, 0)
+    store.write({"construction_permits": new}, meta={"as_of": "2022-07-09"})
+    assert os.stat(path).st_ino == inode
+    assert store.count("construction_permits") == 12 and store.meta()["as_of"] == "2022-07-09"
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".gpkg")] == ["s.gpkg"]
+    info = pyogrio.read_info(path, layer="construction_permits")
+    assert info["features"] == 12 and info["geometry_type"] == "MultiPolygon"
+    x1, y1, x2, y2 = new.total_bounds
+    assert len(pyogrio.read_dataframe(path, layer="construction_permits", bbox=(x1, y1, x2, y2))) == 12
+    con = sqlite3.connect(path)
+    assert con.execute("SELECT rtreecheck('rtree_construction_permits_geom')").fetchone() == ("ok",)
+    assert con.execute("SELECT count(*) FROM rtree_construction_permits_geom").fetchone() == (12,)
+    assert con.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
+    assert {"ix_construction_permits_status", "rtree_construction_permits_geom_insert"} <= names
+    extent = con.execute("SELECT min_x, max_x FROM gpkg_contents WHERE table_name = 'construction_permits'").fetchone()
+    assert extent[0] == pytest.approx(x1) and extent[1] == pytest.approx(x2)
+    con.close()
+    # a feature written later goes through the copied triggers into the R-tree
+    store.write({"construction_permits": permits(13).iloc[12:]}, mode="upsert")
+    assert store.count("construction_permits", Filter(bbox=None)) == 13
+    with sqlite3.connect(path) as con:
+        assert con.execute("SELECT count(*) FROM rtree_construction_permits_geom").fetchone() == (13,)
+
+
+def test_a_writer_killed_in_an_in_place_replace_leaves_the_old_data_readable(tmp_path):
+    """A process killed inside the replace's transaction, its pages already spilled into the file, leaves a
+    hot journal: the next read rolls it back (read-only connections alone could not) and sees the data as it was."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "s.gpkg"
+    store = GeoPackageStore(path, must_exist=False)
+    store.write({"construction_permits": permits()}, meta={"as_of": "2022-07-08"})
+    code = (
+        "import os, sys\n"
+        "import gisapp.store.gpkg as g\n"
+        "from tests.helpers import permits\n"
+        "real = g._changes_into\n"
+        "def die(con, entries):\n"
+        "    real(con, entries)\n"
+        "    os._exit(3)\n"
+        "g._changes_into = die\n"
+        "g._IN_PLACE_CACHE_KIB = 1\n"  # a cache that spills: the file itself is half written
+        f"g.GeoPackageStore({str(path)!r}).write({{'construction_permits': permits(5)}})\n")
+    done = subprocess.run([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(__file__)), check=False)
+    assert done.returncode == 3
+    assert path.with_name(path.name + "-journal").exists()  # the killed writer's, hot
+    reader = GeoPackageStore(path)
+    assert reader.count("construction_permits") == 40 and reader.meta()["as_of"] == "2022-07-08"
+    assert len(reader.read_arrow("construction_permits", fields=["dossier_code"])) == 40
+
+
 def test_geopackage_has_spatial_index_and_filter_indexes(tmp_path):
     store = GeoPackageStore(tmp_path / "s.gpkg", must_exist=False)
     store.write({"construction_permits": permits()})

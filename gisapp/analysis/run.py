@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import geopandas as gpd
 import numpy as np
@@ -19,6 +20,8 @@ from gisapp.store import Store
 from gisapp.store.base import empty_frame, store_layer
 
 LAYERS = ("construction_permits", "sidewalk_permits", "wards", "sidewalks")
+#: Layers read at once by :func:`analyze_store`.
+READ_THREADS = 2
 #: The fields of each layer :func:`gisapp.analysis.overlaps.find_overlaps` reads (the rest are not read).
 ANALYSED_FIELDS = {
     "construction_permits": ["dossier_code", "ward_code", "received_on", "issued_on"],
@@ -47,10 +50,14 @@ def analyze_store(store: Store, params: AnalysisParams,
     total = sum(store.count(name) for name in LAYERS)
     layers, done = {}, 0
     progress("read", 0, total, "rows")
-    for name in LAYERS:
-        layers[name] = read_layer(store, name)
-        done += len(layers[name])
-        progress("read", done, total, "rows")
+    # two layers at once: each read is a database's work (a PostgreSQL backend, GDAL) then Arrow's and
+    # shapely's, which release the GIL, so two reads keep both cores busy
+    with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
+        reading = {pool.submit(read_layer, store, name): name for name in LAYERS}
+        for future in as_completed(reading):
+            layers[reading[future]] = future.result()
+            done += len(layers[reading[future]])
+            progress("read", done, total, "rows")
     read_s = time.perf_counter() - started
     progress("analyse")
     result = find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params,

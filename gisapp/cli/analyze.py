@@ -59,17 +59,19 @@ def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: flo
                 "run_seconds": round(run_s, 3), "read_seconds": round(read_s, 3),
                 "skipped": len(result.skipped),
                 "counts": {kind: int(counts.get(kind, 0)) for kind in domain.FINDING_KINDS}}
+        written = time.perf_counter()
         store.write({"findings": result.findings}, mode="replace", meta={"findings": meta}, progress=progress)
+        write_s = time.perf_counter() - written
     if as_json:
         rows = json.loads(result.summary.to_json(orient="records"))
         click.echo(json.dumps({"store": store.url, "findings": len(result.findings), "summary": rows,
-                               "run": meta}, ensure_ascii=False))
+                               "run": meta, "write_seconds": round(write_s, 3)}, ensure_ascii=False))
         return
     click.echo(format_summary(result.summary))
     click.echo("")
     click.echo(format_skipped(result.skipped))
     click.echo(f"stored {len(result.findings)} findings in {store.url} "
-               f"(analysis {run_s:.2f} s, reading {read_s:.2f} s)")
+               f"(analysis {run_s:.2f} s, reading {read_s:.2f} s, storing {write_s:.2f} s)")
 
 
 def format_summary(summary: pd.DataFrame) -> str:
