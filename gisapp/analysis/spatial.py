@@ -219,7 +219,7 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
     np.cumsum(np.bincount(keys, minlength=height * height), out=first[1:])
     sa = [v[owner] for v in (boxes.ax0, boxes.ay0, boxes.ax1, boxes.ay1)]
     if same:
-        qrows, qpos, qkeys = owner, np.arange(len(owner)), keys
+        qrows, qkeys = owner, keys
         sb = sa
     else:
         cxb = np.floor((boxes.bx0[rows_b] - ox) / size).astype(np.int64) + 1
@@ -227,7 +227,6 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
         qkeys = cxb * height + cyb
         order = np.argsort(qkeys, kind="stable")  # queries in cell order too: their runs come in order
         qrows, qkeys = rows_b[order], qkeys[order]
-        qpos = None
         sb = [v[qrows] for v in (boxes.bx0, boxes.by0, boxes.bx1, boxes.by1)]
     cx, cy = qkeys // height, qkeys % height
     wide = (np.floor((sb[2] - ox) / size).astype(np.int64) + 1) > cx
@@ -238,7 +237,7 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
         col = (cx + dx) * height
         lo = first[col + cy - 1]
         if same and dx == 0:
-            hi = qpos  # this column: the boxes sorted before this one (each unordered pair once)
+            hi = np.arange(len(qrows))  # this column: the boxes sorted before this one (each unordered pair once)
         else:
             hi = first[col + top + 1]
         if dx == 1:
