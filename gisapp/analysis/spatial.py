@@ -228,9 +228,11 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
     else:
         cxb = np.floor((boxes.bx0[rows_b] - ox) / size).astype(np.int64) + 1
         cyb = np.floor((boxes.by0[rows_b] - oy) / size).astype(np.int64) + 1
-        qkeys = cxb * height + cyb
-        order = np.argsort(qkeys, kind="stable")  # queries in cell order too: their runs come in order
-        qrows, qkeys = rows_b[order], qkeys[order]
+        # queries in cell order too, so their runs come in order (one sort of packed keys, as above)
+        bits_b = max(len(rows_b).bit_length(), 1)
+        packed = np.sort(((cxb * height + cyb) << bits_b) | np.arange(len(rows_b), dtype=np.int64))
+        qrows, qkeys = rows_b[packed & ((1 << bits_b) - 1)], packed >> bits_b
+        del packed, cxb, cyb
         sb = [v[qrows] for v in (boxes.bx0, boxes.by0, boxes.bx1, boxes.by1)]
     cx, cy = qkeys // height, qkeys % height
     wide = (np.floor((sb[2] - ox) / size).astype(np.int64) + 1) > cx
@@ -321,7 +323,8 @@ def _boundary_segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class WardIndex:
     """Wards with validity periods, ready to assign geometries to them by date.
 
-    ``geoms`` must be prepared (``shapely.prepare``) copies; rows are in
+    ``geoms`` must be prepared (``shapely.prepare``) copies, used by one
+    thread at a time (the index locks around them); rows are in
     tie-break order (ties of overlap go to the lower row).  Periods are int
     days since 1970, ``end`` inclusive (``FAR_FUTURE`` when open).
     """
@@ -382,7 +385,8 @@ class WardIndex:
             settled = self._by_grid(bounds, epoch, in_force, idx)
         rest = np.flatnonzero(~settled & (epoch > 0))
         if len(rest):
-            r_idx, r_area = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
+            with self._lock:  # GEOS builds a prepared geometry's indexes on first use: one thread at a time
+                r_idx, r_area = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
             idx[rest], area[rest] = r_idx, r_area
         return idx, area
 
