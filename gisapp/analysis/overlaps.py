@@ -211,6 +211,9 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
         cons, skip_c, register = cons_job.result()
         skipped = pd.concat([skip_c, skip_s, skip_w], ignore_index=True)
         clock.lap("prepare")
+        labels_job = pool.submit(_factorize_labels, ward.extra["code"], register["ward_code"].to_numpy(dtype=object),
+                                 skipped["ward_code"].to_numpy(dtype=object))
+
         def finished(make, *args) -> dict:
             """The block ``make(*args)``, finished (wards, MultiPolygons, ids) in the same thread."""
             return _finish(make(*args), ward, side)
@@ -223,11 +226,10 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
     clock.lap("findings")
     findings, cols = _assemble(blocks)
     clock.lap("assemble")
-    names, (w_lab, d_lab, s_lab) = _factorize_labels(
-        ward.extra["code"], register["ward_code"].to_numpy(dtype=object), skipped["ward_code"].to_numpy(dtype=object))
+    names, (w_lab, d_lab, s_lab) = labels_job.result()
     names, none = _none_label(names)
     f_lab = np.where(cols["ward_index"] >= 0, w_lab[np.maximum(cols["ward_index"], 0)] if len(w_lab) else none, none)
-    needed = np.unique(cols["dossier_row"][np.isin(cols["kind"], _ranks(NEEDED_SIDEWALK))])
+    needed = _used(cols["dossier_row"][np.isin(cols["kind"], _ranks(NEEDED_SIDEWALK))], len(d_lab))[0]
     summary = _summary_table(names, f_lab, cols["kind"], d_lab, d_lab[needed], s_lab, len(skipped))
     clock.lap("summary")
     return AnalysisResult(findings, skipped, summary, params, clock.laps)

@@ -59,7 +59,9 @@ def is_valid(geoms: np.ndarray) -> np.ndarray:
     out = np.zeros(len(geoms), dtype=bool)
     if not len(geoms):
         return out
-    count = np.where(shapely.get_type_id(geoms) == 3, shapely.get_num_coordinates(geoms), 0)
+    polygon = np.flatnonzero(shapely.get_type_id(geoms) == 3)
+    count = np.zeros(len(geoms), dtype=np.int64)
+    count[polygon] = shapely.get_num_coordinates(geoms[polygon])
     settled = np.zeros(len(geoms), dtype=bool)
     # a polygonal geometry of k + 1 <= 2 * 4 - 1 coordinates has one part and one ring (a ring needs 4)
     for k in range(4, _SIMPLE_RING_MAX + 1):
@@ -403,8 +405,8 @@ class WardIndex:
         least = 2.0 * float(np.quantile(extent, 0.9))
         size = max(least, width / most, 1e-9)
         with self._lock:  # one classification per grid, whichever thread asks first
-            # a grid classified before serves if its cells are small enough, yet hold most geometries in 2 × 2
-            fits = [key for key in self._grids if least <= key[0] <= size]
+            # a grid classified before serves (the finest of them) if most geometries fit in 2 × 2 of its cells
+            fits = [key for key in self._grids if key[0] >= least]
             if fits:
                 size = min(fits)[0]
             cells = int(np.ceil(width / size)) + 1
