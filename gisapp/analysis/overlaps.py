@@ -46,7 +46,12 @@ geometry among the wards in force on ``overlap_start``.
 Speed: candidate pairs come from a numpy grid join of bounding boxes
 (grown by the distance), are cut by numpy date masks, and only the
 survivors meet a shapely predicate; intersections are computed only for
-pairs that truly intersect.  There is no Python loop over pairs.
+pairs that truly intersect.  There is no Python loop over pairs.  The
+layers are prepared side by side, the kinds of findings are found side by
+side and each block is finished (wards, MultiPolygons, ids) in the thread
+that made it; long GEOS calls (validity, distance, overlay) are split over
+threads too: GEOS and most of numpy release the GIL.  Within a kind, the
+row order follows the pair search (deterministic for the same input).
 """
 
 from __future__ import annotations
