@@ -637,6 +637,46 @@ def test_ward_index_grid_matches_exact_largest_overlap():
     assert (idx == -1).sum() > 50  # dates before every ward, missing dates, parcels outside
 
 
+def test_threads_give_the_same_findings_as_one_thread(monkeypatch):
+    """Long shapely calls split over threads, blocks finished in their own threads, the ward grid shared
+    between them: the same findings, ids, values and geometries as everything in one thread."""
+    import gisapp.analysis.overlaps as ov
+
+    rng = np.random.default_rng(5)
+    n, extent = 6000, 2500.0
+    start = pd.Timestamp("2024-01-01")
+    received = start + pd.to_timedelta(rng.integers(0, 700, n), "D")
+    cons = gpd.GeoDataFrame({
+        "dossier_code": [f"XD{k:05d}" for k in range(n)], "ward_code": rng.choice(["W1", "W2", "W3"], n),
+        "received_on": received, "issued_on": pd.NaT}, geometry=random_shapes(rng, n, extent, 20.0), crs="EPSG:5899")
+    s0 = start + pd.to_timedelta(rng.integers(0, 800, n), "D")
+    sw = gpd.GeoDataFrame({
+        "permit_no": [f"VH{k:05d}" for k in range(n)], "ward_code": "W1", "start_on": s0,
+        "end_on": s0 + pd.to_timedelta(rng.integers(0, 90, n), "D"), "sidewalk_width_m": rng.uniform(2, 5, n),
+        "used_width_m": rng.uniform(0.5, 3, n), "construction_dossier_code": None},
+        geometry=random_shapes(rng, n, extent, 12.0), crs="EPSG:5899")
+    half, far = extent / 2, extent + 20  # box() adds X0, Y0
+    wards = ward_layer(("W1", box(-10, -10, half, far), "2020-01-01", "2024-12-31"),
+                       ("W2", box(half, -10, far, far), "2020-01-01"),
+                       ("W3", box(-10, -10, half + 300, far), "2025-01-01"))
+
+    def analysed(workers, parallel_min):
+        monkeypatch.setattr(ov, "_WORKERS", workers)
+        monkeypatch.setattr(ov, "_PARALLEL_MIN", parallel_min)
+        result = run(cons, sw, wards)
+        frame = result.findings.sort_values("finding_id").reset_index(drop=True)
+        return frame, result.summary
+
+    one, one_summary = analysed(1, 10**9)
+    many, many_summary = analysed(2, 100)
+    assert len(one) > 1000 and set(one["kind"]) >= {"MERGE_CANDIDATE", "CLASH", "OPPORTUNITY", "WARD_MISMATCH"}
+    assert one["ward_code"].notna().mean() > 0.9
+    pd.testing.assert_frame_equal(pd.DataFrame(one.drop(columns="geometry")),
+                                  pd.DataFrame(many.drop(columns="geometry")))
+    assert (shapely.to_wkb(one.geometry.values) == shapely.to_wkb(many.geometry.values)).all()
+    pd.testing.assert_frame_equal(one_summary, many_summary)
+
+
 # -- the command line ---------------------------------------------------------------------------
 
 

@@ -46,7 +46,12 @@ geometry among the wards in force on ``overlap_start``.
 Speed: candidate pairs come from a numpy grid join of bounding boxes
 (grown by the distance), are cut by numpy date masks, and only the
 survivors meet a shapely predicate; intersections are computed only for
-pairs that truly intersect.  There is no Python loop over pairs.
+pairs that truly intersect.  There is no Python loop over pairs.  The
+layers are prepared side by side, the kinds of findings are found side by
+side and each block is finished (wards, MultiPolygons, ids) in the thread
+that made it; long GEOS calls (validity, distance, overlay) are split over
+threads too: GEOS and most of numpy release the GIL.  Within a kind, the
+row order follows the pair search (deterministic for the same input).
 """
 
 from __future__ import annotations
@@ -211,18 +216,25 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
         cons, skip_c, register = cons_job.result()
         skipped = pd.concat([skip_c, skip_s, skip_w], ignore_index=True)
         clock.lap("prepare")
-        jobs = [pool.submit(_construction_findings, cons, side, params),
-                pool.submit(_ward_mismatch_findings, cons, ward)]
-        pairs, clearance = _sidewalk_pair_findings(side, params), _clearance_findings(side, params)
+        labels_job = pool.submit(_factorize_labels, ward.extra["code"], register["ward_code"].to_numpy(dtype=object),
+                                 skipped["ward_code"].to_numpy(dtype=object))
+
+        def finished(make, *args) -> dict:
+            """The block ``make(*args)``, finished (wards, MultiPolygons, ids) in the same thread."""
+            return _finish(make(*args), ward, side)
+
+        jobs = [pool.submit(finished, _construction_findings, cons, side, params),
+                pool.submit(finished, _ward_mismatch_findings, cons, ward)]
+        pairs = finished(_sidewalk_pair_findings, side, params)
+        clearance = finished(_clearance_findings, side, params)
         blocks = [jobs[0].result(), pairs, clearance, jobs[1].result()]  # in KINDS order
     clock.lap("findings")
-    findings, cols = _assemble(blocks, ward, side)
+    findings, cols = _assemble(blocks)
     clock.lap("assemble")
-    names, (w_lab, d_lab, s_lab) = _factorize_labels(
-        ward.extra["code"], register["ward_code"].to_numpy(dtype=object), skipped["ward_code"].to_numpy(dtype=object))
+    names, (w_lab, d_lab, s_lab) = labels_job.result()
     names, none = _none_label(names)
     f_lab = np.where(cols["ward_index"] >= 0, w_lab[np.maximum(cols["ward_index"], 0)] if len(w_lab) else none, none)
-    needed = np.unique(cols["dossier_row"][np.isin(cols["kind"], _ranks(NEEDED_SIDEWALK))])
+    needed = _used(cols["dossier_row"][np.isin(cols["kind"], _ranks(NEEDED_SIDEWALK))], len(d_lab))[0]
     summary = _summary_table(names, f_lab, cols["kind"], d_lab, d_lab[needed], s_lab, len(skipped))
     clock.lap("summary")
     return AnalysisResult(findings, skipped, summary, params, clock.laps)
@@ -765,24 +777,24 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features) -> dict:
                   overlap_start=received[wrong], detail=np.where(found, inside, outside), ward_index=idx)
 
 
-def _assemble(blocks: list[dict], ward: _Features, side: _Features) -> tuple[gpd.GeoDataFrame, dict]:
-    """All findings as the findings layer, and their columns (unsorted, wards found).
+def _finish(block: dict, ward: _Features, side: _Features) -> dict:
+    """A block of findings made ready for the layer: wards found, MultiPolygons, finding ids.
 
-    Geometries become MultiPolygons; a sidewalk permit's polygon is
-    converted, and its ward found, once per permit (and period of wards).
+    Adds ``ward_code``, ``multi`` (the geometry as a MultiPolygon) and
+    ``finding_id``.  A sidewalk permit's polygon is converted, and its ward
+    found, once per permit (and period of wards) in the block.  Blocks are
+    finished by the thread that made them (GEOS and most of numpy release
+    the GIL).
     """
-    cols = _stack(blocks)
+    cols = dict(block)
     n = len(cols["kind"])
-    if n == 0:
-        return empty_findings(), cols
-    source = cols["source"]
-    geoms = cols["geometry"]
+    source, geoms = cols["source"], cols["geometry"]
     own = source < 0
-    # geometries and wards of findings drawn with a sidewalk permit's polygon: once per permit (and period)
     multi = np.empty(n, dtype=object)
-    multi[own] = geo.polygonal_parts(geoms[own])
-    used, back = _used(source[~own], len(side))
-    multi[~own] = geo.polygonal_parts(side.geoms[used])[back]
+    if n:
+        multi[own] = geo.polygonal_parts(geoms[own])
+        used, back = _used(source[~own], len(side))
+        multi[~own] = geo.polygonal_parts(side.geoms[used])[back]
     ward_idx = cols["ward_index"].copy()
     todo = ward_idx == -2
     if len(ward) and todo.any():
@@ -795,14 +807,26 @@ def _assemble(blocks: list[dict], ward: _Features, side: _Features) -> tuple[gpd
         first_row[key[::-1]] = np.flatnonzero(todo)[::-1]
         used, back = _used(key, len(first_row))
         rows = first_row[used]
-        ward_idx[todo] = index.assign(geoms[rows], cols["overlap_start"][rows])[0][back]
+        bounds = np.empty((len(rows), 4))
+        mine = source[rows] < 0
+        bounds[~mine] = side.bounds[source[rows[~mine]]]
+        bounds[mine] = shapely.bounds(geoms[rows[mine]]).reshape(-1, 4)
+        ward_idx[todo] = index.assign(geoms[rows], cols["overlap_start"][rows], bounds)[0][back]
+    ward_idx[ward_idx == -2] = -1
     codes = ward.extra["code"] if len(ward) else np.empty(0, dtype=object)
     ward_code = np.full(n, None, dtype=object)
     has = ward_idx >= 0
     ward_code[has] = codes[ward_idx[has]]
-    cols["ward_code"] = ward_code
-    cols["ward_index"] = ward_idx
-    return _findings_frame(cols, multi), cols
+    cols["ward_code"], cols["ward_index"], cols["multi"] = ward_code, ward_idx, multi
+    cols["finding_id"] = _id_text(cols["kind"], _pair_hash(cols["kind"], cols["a_hash"], cols["b_hash"]))
+    return cols
+
+
+def _assemble(blocks: list[dict]) -> tuple[gpd.GeoDataFrame, dict]:
+    """Finished blocks (:func:`_finish`) as the findings layer, and their columns."""
+    cols = {name: np.concatenate([b[name] for b in blocks])
+            for name in (*_BLOCK_COLUMNS, "ward_code", "multi", "finding_id")}
+    return _findings_frame(cols, cols["multi"]), cols
 
 
 def _used(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -818,7 +842,8 @@ def _used(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
 def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
     """The typed findings GeoDataFrame (EPSG:5899); rows as the columns come (grouped by kind)."""
     rank = cols["kind"]
-    digest = _pair_hash(rank, cols["a_hash"], cols["b_hash"])
+    if "finding_id" not in cols:
+        cols = {**cols, "finding_id": _id_text(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"]))}
 
     def text(values):
         """An object-dtype Series of the values (str or None)."""
@@ -833,7 +858,7 @@ def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
     overlap_days = pd.array(np.where(days == NAT, 0, days), dtype="Int64")
     overlap_days[days == NAT] = pd.NA
     data = {
-        "finding_id": text(_id_text(rank, digest)),
+        "finding_id": text(cols["finding_id"]),
         "kind": text(np.array(KINDS + ("",), dtype=object)[rank]),
         "a_id": text(cols["a_id"]), "b_id": text(cols["b_id"]),
         "ward_code": text(cols.get("ward_code", np.full(len(rank), None, dtype=object))),

@@ -15,7 +15,8 @@ between calls.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from dataclasses import dataclass, field
 
 import numpy as np
 import shapely
@@ -49,13 +50,18 @@ def is_valid(geoms: np.ndarray) -> np.ndarray:
     Numpy decides that where every orientation involved is clearly not zero
     (|value| above :data:`_ORIENT_EPSILON` m², far beyond rounding); every
     other geometry — holes, several parts, more vertices, a doubtful
-    orientation, a bad coordinate — goes to GEOS.  ~10× faster on parcels.
+    orientation, a bad coordinate — goes to GEOS.  ~2× faster on parcels.
+    MultiPolygons (what the stores give) all go to GEOS: taking their
+    coordinates out costs as much as GEOS' own check, and unlike that, holds
+    the GIL.
     """
     geoms = np.asarray(geoms, dtype=object)
     out = np.zeros(len(geoms), dtype=bool)
     if not len(geoms):
         return out
-    count = shapely.get_num_coordinates(geoms)
+    polygon = np.flatnonzero(shapely.get_type_id(geoms) == 3)
+    count = np.zeros(len(geoms), dtype=np.int64)
+    count[polygon] = shapely.get_num_coordinates(geoms[polygon])
     settled = np.zeros(len(geoms), dtype=bool)
     # a polygonal geometry of k + 1 <= 2 * 4 - 1 coordinates has one part and one ring (a ring needs 4)
     for k in range(4, _SIMPLE_RING_MAX + 1):
@@ -195,7 +201,15 @@ def _cell_size(extent: np.ndarray, span: float, n: int) -> float:
 
 def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: float, ox: float, oy: float,
                 span: float, same: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs among the small boxes via the dense cell table (see :func:`bbox_pairs`)."""
+    """Pairs among the small boxes via the dense cell table (see :func:`bbox_pairs`).
+
+    The ``a`` boxes are sorted by the cell of their lower-left corner, with
+    the cells numbered column by column, so the cells of one column that a
+    ``b`` box can reach (its row range, one row below) are one run of the
+    sorted boxes: each box looks up two or three runs (columns), not nine
+    cells.  Coordinates are gathered into the sorted order once, so the box
+    comparisons read memory in order.
+    """
     if len(rows_a) == 0 or len(rows_b) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     height = int(span // size) + 3  # cells per axis, with a margin for the -1/+1 offsets
@@ -205,43 +219,51 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
     packed = np.sort(((cxa * height + cya) << bits) | np.arange(len(rows_a), dtype=np.int64))
     keys = packed >> bits
     owner = rows_a[packed & ((1 << bits) - 1)]
-    count = np.bincount(keys, minlength=height * height)
-    start = np.cumsum(count) - count
+    del packed, cxa, cya
+    # first[c]: position of the first sorted box in cell c or later
+    first = np.zeros(height * height + 1, dtype=np.int64)
+    np.cumsum(np.bincount(keys, minlength=height * height), out=first[1:])
+    sa = [v[owner] for v in (boxes.ax0, boxes.ay0, boxes.ax1, boxes.ay1)]
     if same:
-        qrows, cxb, cyb = owner, keys // height, keys % height
+        qrows, qkeys = owner, keys
+        sb = sa
     else:
-        qrows = rows_b
-        cxb = np.floor((boxes.bx0[qrows] - ox) / size).astype(np.int64) + 1
-        cyb = np.floor((boxes.by0[qrows] - oy) / size).astype(np.int64) + 1
-    qkeys = cxb * height + cyb
-    wide = (np.floor((boxes.bx1[qrows] - ox) / size).astype(np.int64) + 1) > cxb
-    tall = (np.floor((boxes.by1[qrows] - oy) / size).astype(np.int64) + 1) > cyb
-    offsets: tuple[tuple[int, int], ...]
-    if same:
-        # each unordered pair once: the partner's cell is before ours, or the same cell with i < j
-        offsets = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 0))
-    else:
-        offsets = tuple((dx, dy) for dx in (-1, 0, 1) for dy in (-1, 0, 1))
+        cxb = np.floor((boxes.bx0[rows_b] - ox) / size).astype(np.int64) + 1
+        cyb = np.floor((boxes.by0[rows_b] - oy) / size).astype(np.int64) + 1
+        # queries in cell order too, so their runs come in order (one sort of packed keys, as above)
+        bits_b = max(len(rows_b).bit_length(), 1)
+        packed = np.sort(((cxb * height + cyb) << bits_b) | np.arange(len(rows_b), dtype=np.int64))
+        qrows, qkeys = rows_b[packed & ((1 << bits_b) - 1)], packed >> bits_b
+        del packed, cxb, cyb
+        sb = [v[qrows] for v in (boxes.bx0, boxes.by0, boxes.bx1, boxes.by1)]
+    cx, cy = qkeys // height, qkeys % height
+    wide = (np.floor((sb[2] - ox) / size).astype(np.int64) + 1) > cx
+    tall = (np.floor((sb[3] - oy) / size).astype(np.int64) + 1) > cy
+    top = cy + tall  # the highest row of cells the box reaches
     out_i, out_j = [], []
-    for dx, dy in offsets:
-        sel = None
+    for dx in ((-1, 0) if same else (-1, 0, 1)):
+        col = (cx + dx) * height
+        lo = first[col + cy - 1]
+        if same and dx == 0:
+            hi = np.arange(len(qrows))  # this column: the boxes sorted before this one (each unordered pair once)
+        else:
+            hi = first[col + top + 1]
         if dx == 1:
-            sel = wide if dy < 1 else wide & tall
-        elif dy == 1:
-            sel = tall
-        q = qkeys if sel is None else qkeys[sel]
-        qr = qrows if sel is None else qrows[sel]
-        q = q + (dx * height + dy)
-        n_hit = count[q]
+            hi = np.where(wide, hi, lo)
+        n_hit = np.maximum(hi - lo, 0)
         has = np.flatnonzero(n_hit)
-        n_hit, lo, qr = n_hit[has], start[q[has]], qr[has]
-        which = np.repeat(np.arange(len(n_hit)), n_hit)
-        pos = np.arange(int(n_hit.sum())) + np.repeat(lo - (np.cumsum(n_hit) - n_hit), n_hit)
-        i, j = owner[pos], qr[which]
-        if same and dx == 0 and dy == 0:
-            first = i < j
-            i, j = i[first], j[first]
-        i, j = boxes.keep(i, j)
+        n_hit, lo = n_hit[has], lo[has]
+        q = np.repeat(has, n_hit)
+        pos = np.arange(len(q)) + np.repeat(lo - (np.cumsum(n_hit) - n_hit), n_hit)
+        if boxes.strict:
+            hit = (sa[0][pos] < sb[2][q]) & (sb[0][q] < sa[2][pos])
+            q, pos = q[hit], pos[hit]
+            hit = (sa[1][pos] < sb[3][q]) & (sb[1][q] < sa[3][pos])
+        else:
+            hit = (sa[0][pos] <= sb[2][q]) & (sb[0][q] <= sa[2][pos])
+            q, pos = q[hit], pos[hit]
+            hit = (sa[1][pos] <= sb[3][q]) & (sb[1][q] <= sa[3][pos])
+        i, j = owner[pos[hit]], qrows[q[hit]]
         if same:
             i, j = np.minimum(i, j), np.maximum(i, j)
         out_i.append(i)
@@ -303,7 +325,8 @@ def _boundary_segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 class WardIndex:
     """Wards with validity periods, ready to assign geometries to them by date.
 
-    ``geoms`` must be prepared (``shapely.prepare``) copies; rows are in
+    ``geoms`` must be prepared (``shapely.prepare``) copies, used by one
+    thread at a time (the index locks around them); rows are in
     tie-break order (ties of overlap go to the lower row).  Periods are int
     days since 1970, ``end`` inclusive (``FAR_FUTURE`` when open).
     """
@@ -312,6 +335,9 @@ class WardIndex:
     start: np.ndarray
     end: np.ndarray
     epochs: np.ndarray  # sorted dates where the set of wards in force changes
+    #: classified grids, by (cell size, cells per axis): the same grid serves every call of a run
+    _grids: dict = field(default_factory=dict, compare=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @classmethod
     def build(cls, geoms: np.ndarray, start: np.ndarray, end: np.ndarray) -> WardIndex:
@@ -361,7 +387,8 @@ class WardIndex:
             settled = self._by_grid(bounds, epoch, in_force, idx)
         rest = np.flatnonzero(~settled & (epoch > 0))
         if len(rest):
-            r_idx, r_area = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
+            with self._lock:  # GEOS builds a prepared geometry's indexes on first use: one thread at a time
+                r_idx, r_area = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
             idx[rest], area[rest] = r_idx, r_area
         return idx, area
 
@@ -375,9 +402,17 @@ class WardIndex:
         width = max(wb[:, 2].max() - ox, wb[:, 3].max() - oy, 1e-9)
         extent = np.maximum(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
         most = min(_WARD_GRID_MAX, max(16, int(np.sqrt(len(bounds)) / 2)))
-        size = max(2.0 * float(np.quantile(extent, 0.9)), width / most, 1e-9)
-        cells = int(np.ceil(width / size)) + 1
-        cell_ward = self._classify_cells(wb, ox, oy, size, cells, in_force)
+        least = 2.0 * float(np.quantile(extent, 0.9))
+        size = max(least, width / most, 1e-9)
+        with self._lock:  # one classification per grid, whichever thread asks first
+            # a grid classified before serves (the finest of them) if most geometries fit in 2 × 2 of its cells
+            fits = [key for key in self._grids if key[0] >= least]
+            if fits:
+                size = min(fits)[0]
+            cells = int(np.ceil(width / size)) + 1
+            cell_ward = self._grids.get((size, cells))
+            if cell_ward is None:
+                cell_ward = self._grids[(size, cells)] = self._classify_cells(wb, ox, oy, size, cells, in_force)
         x0 = np.floor((bounds[:, 0] - ox) / size)
         y0 = np.floor((bounds[:, 1] - oy) / size)
         x1 = np.floor((bounds[:, 2] - ox) / size)
