@@ -39,7 +39,9 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,6 +128,33 @@ def _piece_passage(sidewalk, focus, occupancies, width) -> float | None:
         if side_of[ri] < 0:
             side_of[ri] = side_of[rj]
     return None  # not reached: two sides always meet
+
+
+#: Below this many items a vectorised shapely call of the passages is not split over threads.
+PARALLEL_MIN = 20_000
+#: Threads that split a long shapely call of the passages.
+WORKERS = max(2, min(os.cpu_count() or 1, 4))
+
+
+def split_over_cpus(func, *arrays, workers: int | None = None, minimum: int | None = None):
+    """``func(*arrays)`` (element-wise over equal-length arrays) split into one chunk per CPU, run in threads.
+
+    GEOS overlay, buffer and distance release the GIL, so a long call keeps every core busy; the chunks'
+    results are joined in order, the same array as one call.  Below ``minimum`` items, or with one
+    worker, it is one call.  Never for prepared geometries: GEOS builds their index on first use, and
+    not thread-safely.
+    """
+    workers = min(os.cpu_count() or 1, WORKERS if workers is None else workers)
+    if len(arrays[0]) < (PARALLEL_MIN if minimum is None else minimum) or workers < 2:
+        return func(*arrays)
+    chunks = [np.array_split(np.asarray(a), workers) for a in arrays]
+    with ThreadPoolExecutor(workers) as pool:
+        return np.concatenate(list(pool.map(func, *chunks)))
+
+
+def _grown(sidewalks):
+    """``sidewalks`` grown by a millimetre (mitred): what an occupancy lies wholly on, float noise aside."""
+    return shapely.buffer(sidewalks, 1e-3, join_style="mitre")
 
 
 def _window(focus, width):
@@ -284,12 +313,12 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.
     # noise), and need no overlay
     used_walks = np.unique(s)
     grown = np.empty(len(sidewalks), dtype=object)
-    grown[used_walks] = shapely.buffer(sidewalks[used_walks], 1e-3, join_style="mitre")
+    grown[used_walks] = split_over_cpus(_grown, sidewalks[used_walks])
     shapely.prepare(grown[used_walks])
     inside = shapely.contains(grown[s], geoms[i])
     edge = np.flatnonzero(~inside)
     solid = shapely.area(geoms[i]) > AREA_MIN
-    solid[edge] = shapely.area(shapely.intersection(geoms[i[edge]], sidewalks[s[edge]])) > AREA_MIN
+    solid[edge] = shapely.area(split_over_cpus(shapely.intersection, geoms[i[edge]], sidewalks[s[edge]])) > AREA_MIN
     i, s, inside = i[solid], s[solid], inside[solid]
     if not len(i):
         return out, day
@@ -310,30 +339,30 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.
     fi, fs, f_inside = i[fast], s[fast], inside[fast]
     polygon = shapely.get_geometry(sidewalks[fs], 0)
     width = own[fs]
-    window = _window(geoms[fi], width)
+    window = split_over_cpus(_window, geoms[fi], width)
     # each sidewalk's outline without its end edges, once per sidewalk, then cut by each window
     used, back = np.unique(fs, return_inverse=True)
     outline = shapely.get_exterior_ring(shapely.get_geometry(sidewalks[used], 0))
     edges = _end_edges(shapely.get_geometry(sidewalks[used], 0), own[used])
     has = np.flatnonzero(~shapely.is_empty(edges))
     outline[has] = shapely.difference(outline[has], shapely.buffer(edges[has], _TOUCH, cap_style="flat"))
-    along = shapely.intersection(outline[back], window)
-    pieces, owner = shapely.get_parts(shapely.line_merge(along), return_index=True)
+    along = split_over_cpus(shapely.intersection, outline[back], window)
+    pieces, owner = shapely.get_parts(split_over_cpus(shapely.line_merge, along), return_index=True)
     long = shapely.length(pieces) > _TOUCH
     pieces, owner = pieces[long], owner[long]
     count = np.bincount(owner, minlength=len(fi))
     two = np.flatnonzero(count == 2)
     first = np.searchsorted(owner, two)
     left, right = pieces[first], pieces[first + 1]
-    apart = shapely.distance(left, right)
+    apart = split_over_cpus(shapely.distance, left, right)
     ok = apart > _TOUCH
     two, left, right, apart = two[ok], left[ok], right[ok], apart[ok]
     done_rows = fi[two]  # the occupancies measured here, one per row of the arrays below
     poly = polygon[two]
     body = geoms[done_rows].copy()
     cut_body = np.flatnonzero(~f_inside[two])
-    body[cut_body] = shapely.intersection(body[cut_body], poly[cut_body])
-    to_left, to_right = shapely.distance(body, left), shapely.distance(body, right)
+    body[cut_body] = split_over_cpus(shapely.intersection, body[cut_body], poly[cut_body])
+    to_left, to_right = split_over_cpus(shapely.distance, body, left), split_over_cpus(shapely.distance, body, right)
     alone = np.minimum(apart, np.maximum(to_left, to_right))
     out[done_rows] = np.round(np.maximum(alone, 0.0), DECIMALS) + 0.0
     day[done_rows] = starts[done_rows]
@@ -343,12 +372,13 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.
     near = row_of[a] >= 0
     na, nb = row_of[a[near]], b[near]
     if len(na):
-        stretch = shapely.intersection(poly[na], window[two][na])
-        clipped = shapely.intersection(geoms[nb], stretch)
+        stretch = split_over_cpus(shapely.intersection, poly[na], window[two][na])
+        clipped = split_over_cpus(shapely.intersection, geoms[nb], stretch)
         solid = shapely.area(clipped) > 0
         na, nb, clipped = na[solid], nb[solid], clipped[solid]
-        c_left, c_right = shapely.distance(clipped, left[na]), shapely.distance(clipped, right[na])
-        c_body = shapely.distance(clipped, body[na])
+        c_left = split_over_cpus(shapely.distance, clipped, left[na])
+        c_right = split_over_cpus(shapely.distance, clipped, right[na])
+        c_body = split_over_cpus(shapely.distance, clipped, body[na])
         # (no rows left when no neighbour reaches into the stretch with some area: then no group at all)
         bounds = np.flatnonzero(np.r_[True, na[1:] != na[:-1], True]) if len(na) else np.zeros(1, dtype=np.int64)
         pair_j: list[np.ndarray] = []
@@ -360,7 +390,7 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.
                 pair_k.append(kk + lo)
         pj = np.concatenate(pair_j) if pair_j else np.empty(0, dtype=np.int64)
         pk = np.concatenate(pair_k) if pair_k else np.empty(0, dtype=np.int64)
-        between = shapely.distance(clipped[pj], clipped[pk])
+        between = split_over_cpus(shapely.distance, clipped[pj], clipped[pk])
         among: dict[int, list[tuple[float, int, int]]] = {}
         for j, k, d in zip(pj.tolist(), pk.tolist(), between.tolist(), strict=True):
             among.setdefault(j, []).append((d, j, k))

@@ -114,3 +114,28 @@ def test_the_passage_does_not_depend_on_where_the_sidewalk_is(shift):
     moved = shapely.affinity.translate(SIDEWALK, shift * 1000, shift * 777)
     occ = shapely.affinity.translate(rect(20, 0, 25, 1.3), shift * 1000, shift * 777)
     assert passage_width(moved, occ) == 1.70
+
+
+def test_passages_split_over_threads_equal_one_call(monkeypatch):
+    """Many occupancies on many sidewalks, some sharing a stretch on overlapping days: the passages with the
+    long shapely calls split over two threads equal those of one call, value for value and day for day."""
+    rng = np.random.default_rng(7)
+    n_walks, n = 400, 3000
+    walks = np.array([box(X + 60 * k, Y, X + 60 * k + 50, Y + 3 + (k % 3)) for k in range(n_walks)], dtype=object)
+    on = rng.integers(0, n_walks, n)
+    x0 = X + 60 * on + rng.uniform(0, 45, n)
+    y0 = Y + rng.uniform(0, 1.5, n)
+    occ = shapely.box(x0, y0, x0 + rng.uniform(1, 5, n), y0 + rng.uniform(0.5, 2.0, n))
+    start = rng.integers(0, 60, n)
+    end = start + rng.integers(0, 30, n)
+
+    def passages(workers, minimum):
+        monkeypatch.setattr(passage, "WORKERS", workers)
+        monkeypatch.setattr(passage, "PARALLEL_MIN", minimum)
+        return occupancy_passages(occ, start, end, walks)
+
+    one_value, one_day = passages(1, 10**9)
+    split_value, split_day = passages(2, 10)
+    assert np.isfinite(one_value).sum() > 2500 and len(np.unique(one_value[np.isfinite(one_value)])) > 100
+    np.testing.assert_array_equal(split_value, one_value)
+    np.testing.assert_array_equal(split_day, one_day)

@@ -69,7 +69,7 @@ import shapely
 
 from gisapp import domain, geo, schema
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
-from gisapp.passage import occupancy_passages
+from gisapp.passage import occupancy_passages, split_over_cpus
 from gisapp.schema import FINDINGS, STORE_CRS
 
 __all__ = [
@@ -618,13 +618,7 @@ def _add_months(days: np.ndarray, months: int) -> np.ndarray:
 
 def _parallel(func, *arrays):
     """``func(*arrays)`` split over the CPUs for long arrays (GEOS overlay and distance release the GIL)."""
-    n = len(arrays[0])
-    workers = min(os.cpu_count() or 1, _WORKERS)
-    if n < _PARALLEL_MIN or workers < 2:
-        return func(*arrays)
-    chunks = [np.array_split(a, workers) for a in arrays]
-    with ThreadPoolExecutor(workers) as pool:
-        return np.concatenate(list(pool.map(func, *chunks)))
+    return split_over_cpus(func, *arrays, workers=_WORKERS, minimum=_PARALLEL_MIN)
 
 
 # -- findings ------------------------------------------------------------------------------
