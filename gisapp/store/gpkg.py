@@ -1169,11 +1169,7 @@ def _write_in_place(path: Path, layers: dict[str, Layer], frames: dict[str, gpd.
             marks = ", ".join("?" * len(names))
             con.executemany(f'INSERT INTO "{name}" ({", ".join(f"{chr(34)}{n}{chr(34)}" for n in names)}) '
                             f"VALUES ({marks})", [tuple(_sql_value(v) for v in row) for row in zip(*columns)])
-        for key, value in (meta or {}).items():
-            con.execute(f"DELETE FROM {META_TABLE} WHERE key = ?", [key])
-            con.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)", [key, orjson.dumps(value).decode()])
-        _history_into(con, history, [])
-        _changes_into(con, log)
+        _meta_history_log_into(con, meta, history, [], log)
         con.execute("COMMIT")
     except BaseException:
         if con.in_transaction:
@@ -1181,6 +1177,16 @@ def _write_in_place(path: Path, layers: dict[str, Layer], frames: dict[str, gpd.
         raise
     finally:
         con.close()
+
+
+def _meta_history_log_into(con: sqlite3.Connection, meta: dict | None, history, replaced, log) -> None:
+    """A write's meta entries, status history (``replaced``: the layers whose history it replaces) and change-log
+    entries, in the open transaction."""
+    for key, value in (meta or {}).items():
+        con.execute(f"DELETE FROM {META_TABLE} WHERE key = ?", [key])
+        con.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)", [key, orjson.dumps(value).decode()])
+    _history_into(con, history, replaced)
+    _changes_into(con, log)
 
 
 def _new_boxes(layer: Layer, frame: gpd.GeoDataFrame, entries: list[tuple]) -> dict[str, tuple]:
@@ -1229,11 +1235,7 @@ def _move_layers(path: Path, aux: Path, layers: list[Layer], meta: dict[str, Any
         con.execute("BEGIN IMMEDIATE")
         for lay in layers:
             _move_layer(con, lay.name)
-        for key, value in (meta or {}).items():
-            con.execute(f"DELETE FROM {META_TABLE} WHERE key = ?", [key])
-            con.execute(f"INSERT INTO {META_TABLE} (key, value) VALUES (?, ?)", [key, orjson.dumps(value).decode()])
-        _history_into(con, history, replaced)
-        _changes_into(con, log)
+        _meta_history_log_into(con, meta, history, replaced, log)
         _finish(path, layers, con=con)
         con.execute("COMMIT")
     except BaseException:

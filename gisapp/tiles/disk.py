@@ -381,17 +381,9 @@ class TileDir:
         """The lock between requests putting tiles into the current folder and the renderer putting or dropping
         tiles there and moving its position on (:data:`BASE_LOCK`); yields whether it is held (a shared one is
         not waited for)."""
-        self.root.mkdir(exist_ok=True)
-        with open(self.root / BASE_LOCK, "a") as f:
-            try:  # a request never waits: it finds the lock taken only while the renderer moves on
-                fcntl.flock(f, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH | fcntl.LOCK_NB)
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        # a request never waits: it finds the lock taken only while the renderer moves on
+        with _flocked(self.root, BASE_LOCK, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH | fcntl.LOCK_NB) as held:
+            yield held
 
     def drop(self, layer: str, todo: Iterable[tuple[int, int, int]]) -> int:
         """Remove the current folder's tiles ``(z, x, y)`` of ``layer`` (a write touched them); how many were
@@ -445,17 +437,25 @@ class TileDir:
     @contextmanager
     def lock(self, *, wait: bool = False):
         """Hold the store's render lock; without ``wait``, yields ``False`` at once when another process holds it."""
-        self.root.mkdir(exist_ok=True)
-        with open(self.root / LOCK, "a") as f:
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(f, fcntl.LOCK_UN)
+        with _flocked(self.root, LOCK, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)) as held:
+            yield held
+
+
+@contextmanager
+def _flocked(root: Path, name: str, flags: int):
+    """Hold ``flock(flags)`` on the file ``name`` in ``root`` (made if missing); yields ``False`` at once when
+    ``flags`` has ``LOCK_NB`` and another process holds it."""
+    root.mkdir(exist_ok=True)
+    with open(root / name, "a") as f:
+        try:
+            fcntl.flock(f, flags)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def shared_tile(tile_dir: TileDir, store: Store, version: str, layer: str, z: int, x: int, y: int,
