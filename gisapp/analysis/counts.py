@@ -29,7 +29,7 @@ from gisapp import history as hist
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS
 from gisapp.store import Store
-from gisapp.store.base import COUNT_COLUMNS, count_frame
+from gisapp.store.base import COUNT_COLUMNS, aggregate_frame, count_frame
 
 LOG = logging.getLogger(__name__)
 LAYER = "construction_permits"
@@ -247,8 +247,32 @@ def dossier_counts(store: Store, flt: Filter | None, day: dt.date) -> pd.DataFra
     return store.dossier_counts(flt, day) if arrays is None else count(arrays, flt or Filter(), day)
 
 
-def count(c: Columns, flt: Filter, day: dt.date) -> pd.DataFrame:
-    """The groups of :func:`gisapp.store.base.dossier_counts_sql` counted over the arrays ``c``."""
+def matching(store: Store, flt: Filter | None) -> int:
+    """How many dossiers match ``flt`` (:meth:`Store.count` of the dossiers), from the arrays when they are at
+    hand and can answer it, else from the store (the map's count and its layer's total as of a day: a join of
+    every dossier to its history in SQL, a second at a million on PostGIS, a few milliseconds here)."""
+    arrays = current(store) if answers(flt) else None
+    if arrays is None:
+        return store.count(LAYER, flt)
+    return int(_match(arrays, flt or Filter())[0].sum())
+
+
+def ward_matching(store: Store, flt: Filter | None) -> pd.DataFrame:
+    """:meth:`Store.aggregate` of the dossiers per ward (``ward_code``, ``count``), from the arrays when they are
+    at hand and can answer ``flt``, else from the store."""
+    arrays = current(store) if answers(flt) else None
+    if arrays is None:
+        return store.aggregate(LAYER, flt)
+    mask = _match(arrays, flt or Filter())[0]
+    codes, sizes = np.unique(arrays.cols["ward_code"][mask], return_counts=True)
+    rows = sorted(zip(_labels(codes, arrays.categories["ward_code"]).tolist(), sizes.tolist(), strict=True),
+                  key=lambda row: (row[0] is None, (row[0] or "").encode()))  # as ORDER BY ward_code COLLATE "C"
+    return aggregate_frame(rows, ["ward_code", "count"])
+
+
+def _match(c: Columns, flt: Filter) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The dossiers of ``c`` that match ``flt`` (a mask), with each one's status that day (codes), whether a
+    history row gave it, and its completion date (cleared after the as-of day)."""
     cat = c.categories
     col = c.cols
     as_of = flt.as_of
@@ -280,6 +304,15 @@ def count(c: Columns, flt: Filter, day: dt.date) -> pd.DataFrame:
         completed = np.where((completed != NO_DAY) & (completed <= a), completed, NO_DAY)
     if flt.statuses:
         mask &= _in(status, cat["status"], flt.statuses)
+    return mask, status, known, completed
+
+
+def count(c: Columns, flt: Filter, day: dt.date) -> pd.DataFrame:
+    """The groups of :func:`gisapp.store.base.dossier_counts_sql` counted over the arrays ``c``."""
+    cat = c.categories
+    col = c.cols
+    mask, status, known, completed = _match(c, flt)
+    received = col["received_on"]
     idx = np.flatnonzero(mask)
     if not len(idx):
         return count_frame([])

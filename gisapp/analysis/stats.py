@@ -19,7 +19,7 @@ import shapely
 from markupsafe import Markup, escape
 
 from gisapp import domain, geo, history
-from gisapp.analysis.counts import dossier_counts
+from gisapp.analysis.counts import dossier_counts, matching
 from gisapp.filters import Filter
 from gisapp.inspections import LOCAL
 from gisapp.store import Store
@@ -625,7 +625,7 @@ def map_page(store: Store, flt: Filter) -> dict:
     as-of date, and ``counts`` of the features each map layer will hold.
     """
     as_of = flt.as_of or store.as_of()
-    count = store.count(PERMITS, flt)
+    count = matching(store, flt)  # as of a day: from the kept arrays, not a join to the history
     side = side_filter(flt)
     counts = {"permits": count, "sidewalk": store.count(SIDEWALK, side), "findings": store.count(FINDINGS, side)}
     # the findings layer is offered when some day of the slider has findings, not only the day shown
