@@ -76,7 +76,7 @@ def layer_features(store: Store, layer: str, flt: Filter, *, zoom: int | None, c
     """
     lay = LAYERS[layer]
     everywhere = flt.with_(bbox=None)
-    total = kept.matching(store, everywhere) if layer == kept.LAYER else store.count(layer, everywhere)
+    total = kept.layer_count(store, layer, everywhere)  # kept per data version: the page counted it already
     if total <= cap:
         return _collection(store, lay, everywhere, calendar, complete=True, total=total)
     if flt.bbox is None or (zoom is not None and zoom < DETAIL_ZOOM):
@@ -127,7 +127,7 @@ def ward_aggregates(store: Store, layer: str, flt: Filter, total: int) -> bytes:
     bbox, each ward counts only what lies in the viewport and its point sits
     in the visible part of the ward.
     """
-    found = kept.ward_matching(store, flt) if layer == kept.LAYER else store.aggregate(layer, flt)
+    found = kept.ward_matching(store, layer, flt)
     per_ward = dict(zip(found["ward_code"], found["count"].tolist(), strict=True))
     day = store.as_of()
     wards = store.read("wards", Filter(date_from=day, date_to=day))

@@ -65,7 +65,8 @@ def count():
     body = {"layer": "construction_permits", "count": counts.matching(store, flt)}
     if flt.day:
         side = stats.side_filter(flt)
-        body |= {"sidewalk_permits": store.count("sidewalk_permits", side), "findings": store.count("findings", side)}
+        body |= {"sidewalk_permits": counts.layer_count(store, "sidewalk_permits", side),
+                 "findings": counts.layer_count(store, "findings", side)}
     return jsonify(body)
 
 
