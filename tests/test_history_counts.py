@@ -162,6 +162,43 @@ def test_the_arrays_count_filtered_dashboards_as_the_store(store, flt):
     assert_same(in_memory(store, flt, day), in_sql(store, flt, day))
 
 
+@pytest.mark.parametrize("flt", [Filter(), Filter(wards=("20305",)), Filter(as_of=D("2022-01-15"), wards=("20260",)),
+                                 Filter(as_of=D("2022-01-12"), statuses=("PROCESSING", "REFUSED")),
+                                 Filter(as_of=D("2022-01-08"), statuses=("RECEIVED",)),
+                                 Filter(as_of=D("2022-01-20"), channels=("ONLINE",), procedures=("NEW",)),
+                                 Filter(as_of=D("2022-02-10"), date_from=D("2022-01-04"), date_to=D("2022-01-12")),
+                                 Filter(as_of=D("2021-12-31")),
+                                 *[Filter(as_of=D(day)) for day in DAYS]])
+def test_the_maps_count_and_ward_counts_from_the_arrays_are_the_stores(store, flt):
+    counts.columns(store)  # the arrays at hand: matching and ward_matching count over them
+    assert counts.answers(flt) and counts.current(store) is not None
+    assert counts.matching(store, flt) == store.count(P, flt)
+    pd.testing.assert_frame_equal(counts.ward_matching(store, P, flt), store.aggregate(P, flt))
+    with_box = flt.with_(bbox=(106.6, 10.7, 106.8, 10.9))  # a box: the store counts it
+    assert not counts.answers(with_box) and counts.matching(store, with_box) == store.count(P, with_box)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_counts_kept_per_data_version_follow_a_write(backend, tmp_path, request):
+    """The map's counts of a layer the arrays do not hold (kept per data version) change with a write."""
+    s = new_store(backend, tmp_path, request)
+    frame = dossiers()
+    s.write({P: frame}, meta={"as_of": "2022-07-08"}, history=HAND)
+    flt = Filter(as_of=D("2022-01-15"))
+    s.version() is not None and counts.columns(s)
+    before = counts.ward_matching(s, P, flt), counts.layer_count(s, P, flt)
+    for layer in (P, "sidewalk_permits"):  # the dossiers' arrays, and the store's counts kept
+        assert counts.layer_count(s, layer, flt) == s.count(layer, flt)
+        pd.testing.assert_frame_equal(counts.ward_matching(s, layer, flt), s.aggregate(layer, flt))
+    moved = frame[frame["received_on"].astype(str) <= "2022-01-15"].head(3).copy()
+    moved["ward_code"] = "20305"
+    s.write({P: moved}, mode="upsert")
+    pd.testing.assert_frame_equal(counts.ward_matching(s, P, flt), s.aggregate(P, flt))
+    assert counts.layer_count(s, P, flt) == s.count(P, flt) == before[1]
+    with_box = Filter(bbox=(0.0, 0.0, 1.0, 1.0))
+    assert counts.layer_count(s, P, with_box) == s.count(P, with_box) == 0
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_the_arrays_follow_every_write(backend, tmp_path, request):
     """Upserts, history imports (no feature written), deletes and replaces: after each the arrays (read again

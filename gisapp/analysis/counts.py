@@ -17,7 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -29,7 +31,7 @@ from gisapp import history as hist
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS
 from gisapp.store import Store
-from gisapp.store.base import COUNT_COLUMNS, count_frame
+from gisapp.store.base import COUNT_COLUMNS, aggregate_frame, count_frame
 
 LOG = logging.getLogger(__name__)
 LAYER = "construction_permits"
@@ -247,8 +249,67 @@ def dossier_counts(store: Store, flt: Filter | None, day: dt.date) -> pd.DataFra
     return store.dossier_counts(flt, day) if arrays is None else count(arrays, flt or Filter(), day)
 
 
-def count(c: Columns, flt: Filter, day: dt.date) -> pd.DataFrame:
-    """The groups of :func:`gisapp.store.base.dossier_counts_sql` counted over the arrays ``c``."""
+def matching(store: Store, flt: Filter | None) -> int:
+    """How many dossiers match ``flt`` (:meth:`Store.count` of the dossiers), from the arrays when they are at
+    hand and can answer it, else from the store (kept per data version, :func:`layer_count`)."""
+    arrays = current(store) if answers(flt) else None
+    if arrays is None:
+        return _kept(store, ("count", LAYER, flt), lambda: store.count(LAYER, flt))
+    return int(_match(arrays, flt or Filter())[0].sum())
+
+
+def ward_matching(store: Store, layer: str, flt: Filter | None) -> pd.DataFrame:
+    """:meth:`Store.aggregate` per ward (``ward_code``, ``count``): of the dossiers from the arrays when they are
+    at hand and can answer ``flt``, else from the store, kept per data version (the map page, its count and
+    each layer's first view as of a day ask the same grouped counts: one scan of the layer, not three)."""
+    arrays = current(store) if layer == LAYER and answers(flt) else None
+    if arrays is None:
+        return _kept(store, ("aggregate", layer, flt), lambda: store.aggregate(layer, flt))
+    mask = _match(arrays, flt or Filter())[0]
+    codes, sizes = np.unique(arrays.cols["ward_code"][mask], return_counts=True)
+    rows = sorted(zip(_labels(codes, arrays.categories["ward_code"]).tolist(), sizes.tolist(), strict=True),
+                  key=lambda row: (row[0] is None, (row[0] or "").encode()))  # as ORDER BY ward_code COLLATE "C"
+    return aggregate_frame(rows, ["ward_code", "count"])
+
+
+def layer_count(store: Store, layer: str, flt: Filter | None) -> int:
+    """:meth:`Store.count` of ``layer``: the dossiers by :func:`matching`; another layer from its per-ward
+    counts when they are kept (their sum: every feature is in one group, no ward a group too), else counted
+    by the store and kept per data version."""
+    if layer == LAYER:
+        return matching(store, flt)
+    grouped = _GROUPED.get((_name(store), store.version(), "aggregate", layer, flt))
+    if grouped is not None:
+        return int(grouped["count"].sum())
+    return _kept(store, ("count", layer, flt), lambda: store.count(layer, flt))
+
+
+#: Counts and per-ward counts the store answered, by (store, data version, kind, layer, filter): the newest
+#: ``KEEP_GROUPED``; a write changes the version, and with it every key.
+_GROUPED: dict[tuple, Any] = {}
+KEEP_GROUPED = 256
+_GROUPED_LOCK = threading.Lock()
+
+
+def _kept(store: Store, what: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()``, kept for ``store``'s data version (not kept when the store has none)."""
+    version = store.version()
+    if version is None:
+        return compute()
+    key = (_name(store), version, *what)
+    found = _GROUPED.get(key)
+    if found is None:
+        found = compute()
+        with _GROUPED_LOCK:
+            _GROUPED[key] = found
+            while len(_GROUPED) > KEEP_GROUPED:
+                del _GROUPED[next(iter(_GROUPED))]
+    return found
+
+
+def _match(c: Columns, flt: Filter) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The dossiers of ``c`` that match ``flt`` (a mask), with each one's status that day (codes), whether a
+    history row gave it, and its completion date (cleared after the as-of day)."""
     cat = c.categories
     col = c.cols
     as_of = flt.as_of
@@ -280,6 +341,15 @@ def count(c: Columns, flt: Filter, day: dt.date) -> pd.DataFrame:
         completed = np.where((completed != NO_DAY) & (completed <= a), completed, NO_DAY)
     if flt.statuses:
         mask &= _in(status, cat["status"], flt.statuses)
+    return mask, status, known, completed
+
+
+def count(c: Columns, flt: Filter, day: dt.date) -> pd.DataFrame:
+    """The groups of :func:`gisapp.store.base.dossier_counts_sql` counted over the arrays ``c``."""
+    cat = c.categories
+    col = c.cols
+    mask, status, known, completed = _match(c, flt)
+    received = col["received_on"]
     idx = np.flatnonzero(mask)
     if not len(idx):
         return count_frame([])

@@ -19,7 +19,7 @@ import shapely
 from markupsafe import Markup, escape
 
 from gisapp import domain, geo, history
-from gisapp.analysis.counts import dossier_counts
+from gisapp.analysis.counts import dossier_counts, matching, ward_matching
 from gisapp.filters import Filter
 from gisapp.inspections import LOCAL
 from gisapp.store import Store
@@ -625,9 +625,12 @@ def map_page(store: Store, flt: Filter) -> dict:
     as-of date, and ``counts`` of the features each map layer will hold.
     """
     as_of = flt.as_of or store.as_of()
-    count = store.count(PERMITS, flt)
+    count = matching(store, flt)  # as of a day: from the kept arrays, not a join to the history
     side = side_filter(flt)
-    counts = {"permits": count, "sidewalk": store.count(SIDEWALK, side), "findings": store.count(FINDINGS, side)}
+    # the sidewalk permits and findings as their layers' first view will group them per ward (kept per data
+    # version: one scan of each layer for the page and its map, not two or three)
+    counts = {"permits": count, **{name: int(ward_matching(store, layer, side)["count"].sum())
+                                   for name, layer in (("sidewalk", SIDEWALK), ("findings", FINDINGS))}}
     # the findings layer is offered when some day of the slider has findings, not only the day shown
     has_findings = counts["findings"] > 0 or (flt.day is not None and store.count(FINDINGS, side.with_(day=None)) > 0)
     return {"count": count, "total": store.count(PERMITS), "as_of": as_of, "wards": wards_in_force(store, as_of),

@@ -28,6 +28,7 @@ from jinja2.utils import htmlsafe_json_dumps
 from markupsafe import Markup, escape
 
 from gisapp import domain, geo, history, i18n
+from gisapp.analysis import counts as kept
 from gisapp.analysis import stats
 from gisapp.filters import Filter
 from gisapp.formats import geojson
@@ -75,7 +76,7 @@ def layer_features(store: Store, layer: str, flt: Filter, *, zoom: int | None, c
     """
     lay = LAYERS[layer]
     everywhere = flt.with_(bbox=None)
-    total = store.count(layer, everywhere)
+    total = kept.layer_count(store, layer, everywhere)  # kept per data version: the page counted it already
     if total <= cap:
         return _collection(store, lay, everywhere, calendar, complete=True, total=total)
     if flt.bbox is None or (zoom is not None and zoom < DETAIL_ZOOM):
@@ -126,8 +127,8 @@ def ward_aggregates(store: Store, layer: str, flt: Filter, total: int) -> bytes:
     bbox, each ward counts only what lies in the viewport and its point sits
     in the visible part of the ward.
     """
-    counts = store.aggregate(layer, flt)
-    per_ward = dict(zip(counts["ward_code"], counts["count"].tolist(), strict=True))
+    found = kept.ward_matching(store, layer, flt)
+    per_ward = dict(zip(found["ward_code"], found["count"].tolist(), strict=True))
     day = store.as_of()
     wards = store.read("wards", Filter(date_from=day, date_to=day))
     view = geo.bbox_polygon(flt.bbox) if flt.bbox else None

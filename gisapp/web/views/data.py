@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from gisapp.analysis import stats
+from gisapp.analysis import counts, stats
 from gisapp.errors import FilterError, NotFound
 from gisapp.filters import parse_filter
 from gisapp.web import auth, maps
@@ -62,10 +62,11 @@ def count():
     and findings the map shows with them (its side filter: wards, dates, day)."""
     flt = strict_filter()
     store = get_store()
-    body = {"layer": "construction_permits", "count": store.count("construction_permits", flt)}
+    body = {"layer": "construction_permits", "count": counts.matching(store, flt)}
     if flt.day:
         side = stats.side_filter(flt)
-        body |= {"sidewalk_permits": store.count("sidewalk_permits", side), "findings": store.count("findings", side)}
+        body |= {"sidewalk_permits": counts.layer_count(store, "sidewalk_permits", side),
+                 "findings": counts.layer_count(store, "findings", side)}
     return jsonify(body)
 
 
