@@ -1141,19 +1141,33 @@ def _sql_value(value):
     return value
 
 
+@contextlib.contextmanager
+def _writer(path: Path, *, timeout: float, cache_kib: int):
+    """A connection writing the GeoPackage at ``path`` in the file itself (its SQL functions registered, a page
+    cache of ``cache_kib``); an open transaction is rolled back if the block fails, and the connection closed."""
+    con = sqlite3.connect(path, isolation_level=None, timeout=timeout)
+    try:
+        _gpkg_functions(con)
+        con.execute(f"PRAGMA cache_size = {-cache_kib}")
+        yield con
+    except BaseException:
+        if con.in_transaction:
+            con.execute("ROLLBACK")
+        raise
+    finally:
+        con.close()
+
+
 def _write_in_place(path: Path, layers: dict[str, Layer], frames: dict[str, gpd.GeoDataFrame],
                     deleted: dict[str, list[str]], meta: dict[str, Any] | None, history: pd.DataFrame,
                     log: list[tuple]) -> None:
     """Upsert ``frames``, delete ``deleted`` keys and add the ``history`` rows in the file itself, in one
     transaction (writers' lock held)."""
     srs = int(STORE_CRS.split(":")[1])
-    con = sqlite3.connect(path, isolation_level=None, timeout=2)
-    try:
-        _gpkg_functions(con)
-        # room for every page the transaction changes (a row touches its table page, a dozen index pages and the
-        # R-tree's): with SQLite's 2 MB default the cache spills into the file mid-transaction, each spill after
-        # a sync of the journal — 4 s instead of 0.6 s for 1,000 rows and their findings at 1M per layer
-        con.execute(f"PRAGMA cache_size = {-IN_PLACE_CACHE_KB}")
+    # room for every page the transaction changes (a row touches its table page, a dozen index pages and the
+    # R-tree's): with SQLite's 2 MB default the cache spills into the file mid-transaction, each spill after
+    # a sync of the journal — 4 s instead of 0.6 s for 1,000 rows and their findings at 1M per layer
+    with _writer(path, timeout=2, cache_kib=IN_PLACE_CACHE_KB) as con:
         con.execute("BEGIN IMMEDIATE")
         for name, lay in layers.items():
             frame = schema.coerce(lay, frames[name]) if name in frames else None
@@ -1171,12 +1185,6 @@ def _write_in_place(path: Path, layers: dict[str, Layer], frames: dict[str, gpd.
                             f"VALUES ({marks})", [tuple(_sql_value(v) for v in row) for row in zip(*columns)])
         _meta_history_log_into(con, meta, history, [], log)
         con.execute("COMMIT")
-    except BaseException:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()
 
 
 def _meta_history_log_into(con: sqlite3.Connection, meta: dict | None, history, replaced, log) -> None:
@@ -1225,10 +1233,7 @@ def _move_layers(path: Path, aux: Path, layers: list[Layer], meta: dict[str, Any
     """Replace ``layers`` of the GeoPackage at ``path`` by those GDAL wrote to ``aux``, add ``meta``, the
     ``history`` rows (dropping that of ``replaced`` layers first) and the change-log entries ``log``, build
     the layers' indexes: one transaction."""
-    con = sqlite3.connect(path, isolation_level=None, timeout=IN_PLACE_TIMEOUT)
-    try:
-        _gpkg_functions(con)
-        con.execute(f"PRAGMA cache_size = -{_IN_PLACE_CACHE_KIB}")
+    with _writer(path, timeout=IN_PLACE_TIMEOUT, cache_kib=_IN_PLACE_CACHE_KIB) as con:
         con.execute("PRAGMA temp_store = MEMORY")
         con.execute("PRAGMA threads = 2")
         con.execute("ATTACH DATABASE ? AS aux", [str(aux)])
@@ -1238,12 +1243,6 @@ def _move_layers(path: Path, aux: Path, layers: list[Layer], meta: dict[str, Any
         _meta_history_log_into(con, meta, history, replaced, log)
         _finish(path, layers, con=con)
         con.execute("COMMIT")
-    except BaseException:
-        if con.in_transaction:
-            con.execute("ROLLBACK")
-        raise
-    finally:
-        con.close()
 
 
 def _move_layer(con: sqlite3.Connection, name: str) -> None:
