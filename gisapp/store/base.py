@@ -275,6 +275,12 @@ class Store(abc.ABC):
         the features a write changes, scattered over the city, without reading what lies between them)."""
 
     @abc.abstractmethod
+    def box_texts(self, layer: str, box: tuple[float, float, float, float], column: str) -> list[tuple]:
+        """``(key, text)`` of the rows of ``layer`` whose boxes meet ``box`` (EPSG:5899), through the spatial
+        index; ``column`` is the search text or the personal one (the filtered tiles' searches,
+        :func:`gisapp.tiles.source.tile_texts`)."""
+
+    @abc.abstractmethod
     def date_range(self, layer: str) -> tuple[str | None, str | None]:
         """First start date and last end date of ``layer`` (ISO text); the end is ``None`` when some are open."""
 
@@ -655,6 +661,13 @@ def count_frame(rows: list[tuple]) -> pd.DataFrame:
         frame[name] = pd.to_datetime(frame[name]).astype("datetime64[ms]")
     frame["n"] = frame["n"].astype("int64")
     return frame
+
+
+def search_column(column: str) -> str:
+    """``column`` when it is the search text or the personal one, else :class:`StoreError` (it goes into SQL)."""
+    if column not in (SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN):
+        raise StoreError(f"no search text {column!r}")
+    return column
 
 
 def geometry_column(geometry: str) -> str:

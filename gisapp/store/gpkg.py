@@ -76,6 +76,7 @@ from gisapp.store.base import (
     page_columns,
     page_rows,
     replace_is_compact,
+    search_column,
     search_text,
     store_layer,
     typed_table,
@@ -545,16 +546,13 @@ class GeoPackageStore(Store):
                                f"ON t.fid = r.id WHERE {where}", [x1, x2, y1, y2, *params]).fetchall()
 
     def box_texts(self, layer: str, box: tuple[float, float, float, float], column: str) -> list[tuple]:
-        """``(key, text)`` of the rows whose R-tree boxes meet ``box`` (EPSG:5899); ``column`` is the search text
-        or the personal one (for the filtered tiles' searches, :func:`gisapp.tiles.source.tile_texts`)."""
         lay = store_layer(layer)
-        if column not in (SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN):
-            raise StoreError(f"no search text {column!r}")
         x1, y1, x2, y2 = box
         with self._connect() as con:
             if layer not in self._tables(con):
                 return []
-            return con.execute(f'SELECT t.{lay.key}, t.{column} FROM "rtree_{layer}_geom" r CROSS JOIN "{layer}" t '
+            return con.execute(f'SELECT t.{lay.key}, t.{search_column(column)} '
+                               f'FROM "rtree_{layer}_geom" r CROSS JOIN "{layer}" t '
                                "ON t.fid = r.id WHERE r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?",
                                [x1, x2, y1, y2]).fetchall()
 

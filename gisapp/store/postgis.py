@@ -87,6 +87,7 @@ from gisapp.store.base import (
     page_columns,
     page_rows,
     replace_is_compact,
+    search_column,
     search_text,
     store_layer,
     typed_table,
@@ -328,6 +329,12 @@ class PostGISStore(Store):
                 f"SELECT {columns}, ST_AsBinary(geom) FROM {lay.name} WHERE {lay.key} = ANY(%s) ORDER BY {lay.key}",
                 [wanted]).fetchall()
         return _frame(lay, rows)
+
+    def box_texts(self, layer: str, box: tuple[float, float, float, float], column: str) -> list[tuple]:
+        lay = store_layer(layer)
+        with self.connection() as con:
+            return con.execute(f"SELECT {lay.key}, {search_column(column)} FROM {lay.name} "
+                               f"WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})", list(box)).fetchall()
 
     def read_boxes(self, layer: str, boxes: np.ndarray) -> gpd.GeoDataFrame:
         """Features meeting any box (see :meth:`Store.read_boxes`): one query, a GiST probe per box (LATERAL)."""

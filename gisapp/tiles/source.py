@@ -81,7 +81,7 @@ def tile_texts(store: Store, layer: str, z: int, x: int, y: int, feats: subset.T
     """The search text of each feature of the tile ``feats`` (the personal one with ``personal``), from the
     store once (the spatial index: the rows whose boxes meet the buffered tile), then kept in ``feats``.
 
-    ``None`` for a store without a spatial index, or ``personal`` on a layer without personal texts.
+    ``None`` for ``personal`` on a layer without personal texts.
     """
     lay = get_layer(layer)
     column = PERSONAL_SEARCH_COLUMN if personal else SEARCH_COLUMN
@@ -90,29 +90,10 @@ def tile_texts(store: Store, layer: str, z: int, x: int, y: int, feats: subset.T
     kept = feats.extras.get(column)
     if kept is not None:
         return kept
-    box = tiles.store_box(z, x, y)
-    if isinstance(store, GeoPackageStore):
-        rows = _gpkg_texts(store, layer, box, column)
-    elif isinstance(store, PostGISStore):
-        rows = _postgis_texts(store, layer, box, column)
-    else:
-        return None
+    rows = store.box_texts(layer, tiles.store_box(z, x, y), column)
     texts = subset.aligned_texts(feats, layer, [r[0] for r in rows], [r[1] for r in rows])
     feats.extras[column] = texts
     return texts
-
-
-def _gpkg_texts(store: GeoPackageStore, layer: str, box, column: str) -> list[tuple]:
-    """``(key, text)`` of the rows whose R-tree boxes meet ``box`` (EPSG:5899)."""
-    return store.box_texts(layer, box, column)
-
-
-def _postgis_texts(store: PostGISStore, layer: str, box, column: str) -> list[tuple]:
-    """``(key, text)`` of the rows whose boxes meet ``box`` (EPSG:5899): the GiST index."""
-    lay = get_layer(layer)
-    with store.connection() as con:
-        return con.execute(f"SELECT {lay.key}, {column} FROM {lay.name} "
-                           f"WHERE geom && ST_MakeEnvelope(%s, %s, %s, %s, {SRID})", list(box)).fetchall()
 
 
 def tile_changes(store: Store, layer: str, feats: subset.TileFeatures) -> subset.StatusChanges:
