@@ -96,23 +96,13 @@ def run_backend(name: str, store, zooms, saves: int, upsert: int, tmp: Path, cac
     row["saves"] = []
     for _ in range(saves):
         one = edited(store, keys, rng.integers(0, len(keys), 1))
-        t = time.perf_counter()
-        store.write({LAYER: one}, mode="upsert")
-        write_s = time.perf_counter() - t
-        t = time.perf_counter()
-        report = render(store, tile_dir, zooms)
-        render_s = time.perf_counter() - t
+        write_s, render_s, report = write_and_render(store, tile_dir, zooms, one)
         assert report["incremental"], report
         row["saves"].append({"write_s": round(write_s, 3), "render_s": round(render_s, 3), "tiles": report["tiles"]})
         print(f"  {name}: one save: write {write_s:.3f} s, its {report['tiles']} tiles re-rendered in "
               f"{render_s:.3f} s", flush=True)
     many = edited(store, keys, rng.choice(len(keys), upsert, replace=False))
-    t = time.perf_counter()
-    store.write({LAYER: many}, mode="upsert")
-    write_s = time.perf_counter() - t
-    t = time.perf_counter()
-    report = render(store, tile_dir, zooms)
-    render_s = time.perf_counter() - t
+    write_s, render_s, report = write_and_render(store, tile_dir, zooms, many)
     row["upsert"] = {"rows": upsert, "write_s": round(write_s, 2), "render_s": round(render_s, 2),
                      "tiles": report["tiles"], "dropped": report.get("dropped", 0),
                      "incremental": report["incremental"]}
@@ -148,6 +138,17 @@ def requested(store, tile_dir: TileDir, zooms, rows, report: dict, sample: int =
     print(f"  a dropped tile asked for: median {out['first_ms']} ms the first time (built), {out['again_ms']} ms "
           "after (from the folder)", flush=True)
     return out
+
+
+def write_and_render(store, tile_dir, zooms, frame) -> tuple[float, float, dict]:
+    """Upsert ``frame`` into the dossiers, then bring the tile folder up to date: the seconds of each, and the
+    render's report."""
+    t = time.perf_counter()
+    store.write({LAYER: frame}, mode="upsert")
+    write_s = time.perf_counter() - t
+    t = time.perf_counter()
+    report = render(store, tile_dir, zooms)
+    return write_s, time.perf_counter() - t, report
 
 
 def main(argv=None) -> None:

@@ -278,10 +278,11 @@ def layer_count(store: Store, layer: str, flt: Filter | None) -> int:
     by the store and kept per data version."""
     if layer == LAYER:
         return matching(store, flt)
-    grouped = _GROUPED.get((_name(store), store.version(), "aggregate", layer, flt))
+    version = store.version()
+    grouped = _GROUPED.get(_key(store, version, ("aggregate", layer, flt)))
     if grouped is not None:
         return int(grouped["count"].sum())
-    return _kept(store, ("count", layer, flt), lambda: store.count(layer, flt))
+    return _kept(store, ("count", layer, flt), lambda: store.count(layer, flt), version)
 
 
 #: Counts and per-ward counts the store answered, by (store, data version, kind, layer, filter): the newest
@@ -291,12 +292,18 @@ KEEP_GROUPED = 256
 _GROUPED_LOCK = threading.Lock()
 
 
-def _kept(store: Store, what: tuple, compute: Callable[[], Any]) -> Any:
-    """``compute()``, kept for ``store``'s data version (not kept when the store has none)."""
-    version = store.version()
+def _key(store: Store, version: str | None, what: tuple) -> tuple:
+    """The key of ``what`` kept for ``store`` at data ``version``."""
+    return (_name(store), version, *what)
+
+
+def _kept(store: Store, what: tuple, compute: Callable[[], Any], version: str | None = None) -> Any:
+    """``compute()``, kept for ``store``'s data version (``version`` when the caller has it; not kept when the
+    store has none)."""
+    version = store.version() if version is None else version
     if version is None:
         return compute()
-    key = (_name(store), version, *what)
+    key = _key(store, version, what)
     found = _GROUPED.get(key)
     if found is None:
         found = compute()
