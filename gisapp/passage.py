@@ -48,6 +48,8 @@ import numpy as np
 import shapely
 from shapely.geometry.base import BaseGeometry
 
+from gisapp.strips import strip_passages
+
 #: Metres the stretch reaches past the occupancy, beyond the sidewalk's own width.
 REACH = 2.0
 #: An outline edge no longer than this many sidewalk widths, inside the stretch, is an end of the sidewalk.
@@ -59,6 +61,8 @@ DECIMALS = 2
 _TOUCH = 1e-6
 #: An occupancy is on a sidewalk when they share more than this area (m²; less is digitising noise).
 AREA_MIN = 0.01
+#: An occupancy within this (m) of its sidewalk's outline, outside, still lies wholly on it (float noise).
+GROWN_M = 1e-3
 
 
 def sidewalk_width(sidewalk: BaseGeometry) -> float:
@@ -154,7 +158,7 @@ def split_over_cpus(func, *arrays, workers: int | None = None, minimum: int | No
 
 def _grown(sidewalks):
     """``sidewalks`` grown by a millimetre (mitred): what an occupancy lies wholly on, float noise aside."""
-    return shapely.buffer(sidewalks, 1e-3, join_style="mitre")
+    return shapely.buffer(sidewalks, GROWN_M, join_style="mitre")
 
 
 def _window(focus, width):
@@ -278,7 +282,8 @@ def _bottleneck(edges: list[tuple[float, int, int]]) -> float:
     return math.inf
 
 
-def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.ndarray, np.ndarray]:
+def occupancy_passages(geoms, starts, ends, sidewalks, widths=None, *, fast: bool = True
+                       ) -> tuple[np.ndarray, np.ndarray]:
     """The narrowest passage beside each of many occupancies over its period, and the first day it is that narrow.
 
     ``geoms``, ``starts``, ``ends``: the occupancies (EPSG:5899; dates as
@@ -308,7 +313,16 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.
     missing = ~(own > 0)
     if missing.any():
         own[missing] = [sidewalk_width(s) for s in sidewalks[missing]]
-    i, s = shapely.STRtree(sidewalks).query(geoms, predicate="intersects")
+    todo = np.arange(n)
+    if fast:
+        out, day, decided = strip_passages(geoms, starts, ends, sidewalks, own, reach=REACH,
+                                           end_factor=END_EDGE_FACTOR, min_width=2 * SIMPLIFY_M, area_min=AREA_MIN,
+                                           grow=GROWN_M, decimals=DECIMALS)
+        todo = np.flatnonzero(~decided)
+        if not len(todo):
+            return out, day
+    i, s = shapely.STRtree(sidewalks).query(geoms[todo], predicate="intersects")
+    i = todo[i]
     # most lie wholly on their sidewalk (to a millimetre: an edge on the property line is off it by float
     # noise), and need no overlay
     used_walks = np.unique(s)
@@ -424,11 +438,11 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None) -> tuple[np.
     done[done_rows] = True
     # the rest, one by one
     epoch = dt.date(1970, 1, 1)
-    todo = np.unique(i[~done[i]])
-    if len(todo):
-        lo_n, hi_n = np.searchsorted(a, todo), np.searchsorted(a, todo, side="right")
-        by_permit = np.searchsorted(i, todo), np.searchsorted(i, todo, side="right")
-        for k, p in enumerate(todo):
+    rest = np.unique(i[~done[i]])
+    if len(rest):
+        lo_n, hi_n = np.searchsorted(a, rest), np.searchsorted(a, rest, side="right")
+        by_permit = np.searchsorted(i, rest), np.searchsorted(i, rest, side="right")
+        for k, p in enumerate(rest):
             mine = s[by_permit[0][k]:by_permit[1][k]]
             others = [Occupancy(geoms[q], epoch + dt.timedelta(days=int(starts[q])),
                                 epoch + dt.timedelta(days=int(ends[q]))) for q in b[lo_n[k]:hi_n[k]]]

@@ -1,0 +1,285 @@
+"""The free passage beside occupancies on straight sidewalks, in each sidewalk's own frame: numpy, no GEOS.
+
+The common case of :func:`gisapp.passage.occupancy_passages`: a sidewalk
+that is one rectangle (four corners, no holes) whose two short edges are
+its end edges and whose two long edges are not (see
+:data:`gisapp.passage.END_EDGE_FACTOR`), and occupancies that are
+rectangles with their edges along and across it.  In the sidewalk's frame
+(``u`` along its long edges, ``v`` across, the sidewalk
+``[su0, su1] × [sv0, sv1]``) every shape of the exact definition
+(:mod:`gisapp.passage`) is an axis-parallel box:
+
+- the window, the focus ``P`` grown by ``r`` = width + REACH with mitred
+  corners (a right angle's mitre is √2 < the limit 2), is ``P`` widened
+  by ``r`` on every side; the stretch is sidewalk ∩ window, a box ``T``;
+- the sides are the long edges within the window, two segments
+  ``v = sv0`` and ``v = sv1`` over ``T``'s ``u`` range (when the window
+  reaches past both long edges; the exact path trims them a micrometre at
+  the sidewalk's ends, which moves no distance by more than that);
+- the obstacles are the focus and the neighbours within ``r`` of it on
+  the same days, each clipped to ``T`` (kept when that has area);
+- distances between boxes are ``hypot(gap_u, gap_v)``, exactly what GEOS
+  computes between those polygons (to float noise).
+
+So the passage is the same bottleneck distance (minimax path from one side
+to the other over the obstacles' distances), here found for every
+occupancy and every day its set of active neighbours changes at once, by
+relaxing the minimax distances from one side until nothing changes.
+
+Every threshold the exact path applies (on a sidewalk: area > 0.01 m²,
+contained in the sidewalk grown by a millimetre; a neighbour within
+``r``; a clipped neighbour with area; an end edge no longer than 1.25 ×
+the width; the rounding to the centimetre) is decided here only when the
+quantity is more than :data:`GUARD` from it; otherwise, and for every shape
+that is not such a box (to :data:`TOL`), the occupancy is left to the exact
+path (``done`` is False), as is every occupancy on a sidewalk that any
+such shape touches.  The one exception is a neighbour that only touches a
+long edge of the sidewalk from outside: GEOS may keep a sliver of it, but
+a sliver along a side changes no passage by more than its thickness.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+
+#: Corners within this (m) of an axis-parallel box in a sidewalk's frame are that box.
+TOL = 1e-8
+#: A quantity this close (m, m²) to a threshold of the exact definition is left to the exact path.
+GUARD = 1e-6
+#: A passage this close (m) to half a centimetre is left to the exact path (rounding could go either way).
+ROUND_GUARD = 1e-5
+#: Upper bound on the float cells of one block of the day-by-day minimax (memory).
+BLOCK_CELLS = 4_000_000
+
+
+def quad_corners(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``geoms`` are one polygon of one ring of four corners, and those corners (k × 4 × 2)."""
+    kind = shapely.get_type_id(geoms)
+    ok = ((kind == 3) | (kind == 6)) & (shapely.get_num_coordinates(geoms) == 5)
+    rows = np.flatnonzero(ok)
+    # five coordinates in a (multi)polygon can only be one closed ring of four corners
+    corners = shapely.get_coordinates(geoms[rows]).reshape(-1, 5, 2)[:, :4] if len(rows) else np.zeros((0, 4, 2))
+    return rows, corners
+
+
+def _local(corners: np.ndarray, origin: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``corners`` (k × 4 × 2) in the frames ``origin``, ``u`` (k × 2): along and across coordinates."""
+    d = corners - origin[:, None, :]
+    return d[..., 0] * u[:, None, 0] + d[..., 1] * u[:, None, 1], d[..., 1] * u[:, None, 0] - d[..., 0] * u[:, None, 1]
+
+
+def _aligned_box(lu: np.ndarray, lv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Whether four corners (k × 4 along, across) form a box with edges along the axes, and that box (k × 4)."""
+    du = np.abs(np.roll(lu, -1, axis=1) - lu)
+    dv = np.abs(np.roll(lv, -1, axis=1) - lv)
+    a = (dv[:, 0] <= TOL) & (du[:, 1] <= TOL) & (dv[:, 2] <= TOL) & (du[:, 3] <= TOL)
+    b = (du[:, 0] <= TOL) & (dv[:, 1] <= TOL) & (du[:, 2] <= TOL) & (dv[:, 3] <= TOL)
+    box = np.stack([lu.min(axis=1), lu.max(axis=1), lv.min(axis=1), lv.max(axis=1)], axis=1)
+    return a | b, box
+
+
+def strip_frames(sidewalks: np.ndarray, widths: np.ndarray, end_factor: float,
+                 min_width: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The sidewalks that are straight strips, and their frames: origin (k × 2), unit ``u`` (k × 2), box (k × 4).
+
+    A strip is a rectangle whose two short edges are end edges (no longer
+    than ``end_factor`` × its width, by more than :data:`GUARD`), whose long
+    edges are not, and whose width across is over ``min_width``.  Returns
+    ``(is_strip, origin, u, box)`` over all ``sidewalks`` (zeros where not a strip).
+    """
+    n = len(sidewalks)
+    strip = np.zeros(n, dtype=bool)
+    origin, u, box = np.zeros((n, 2)), np.zeros((n, 2)), np.zeros((n, 4))
+    rows, c = quad_corners(sidewalks)
+    if not len(rows):
+        return strip, origin, u, box
+    edge = np.roll(c, -1, axis=1) - c
+    length = np.hypot(edge[..., 0], edge[..., 1])
+    first_long = length[:, 0] >= length[:, 1]
+    along = np.where(first_long[:, None], edge[:, 0], edge[:, 1])
+    unit = along / np.maximum(np.hypot(along[:, 0], along[:, 1]), 1e-300)[:, None]
+    lu, lv = _local(c, c[:, 0], unit)
+    rect, b = _aligned_box(lu, lv)
+    limit = end_factor * widths[rows]
+    short = np.where(first_long[:, None], length[:, [1, 3]], length[:, [0, 2]])
+    long = np.where(first_long[:, None], length[:, [0, 2]], length[:, [1, 3]])
+    ok = (rect & (short.max(axis=1) < limit - GUARD) & (long.min(axis=1) > limit + GUARD)
+          & (b[:, 3] - b[:, 2] > min_width))
+    strip[rows] = ok
+    origin[rows], u[rows], box[rows] = c[:, 0], unit, b
+    return strip, origin, u, box
+
+
+def _box_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distances between axis-parallel boxes ``(u0, u1, v0, v1)`` (last axis; broadcast), 0 where they meet."""
+    gu = np.maximum(np.maximum(a[..., 0] - b[..., 1], b[..., 0] - a[..., 1]), 0.0)
+    gv = np.maximum(np.maximum(a[..., 2] - b[..., 3], b[..., 2] - a[..., 3]), 0.0)
+    return np.hypot(gu, gv)
+
+
+def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, sidewalks: np.ndarray,
+                   widths: np.ndarray, *, reach: float, end_factor: float, min_width: float, area_min: float,
+                   grow: float, decimals: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The passage beside each occupancy it can decide (see the module notes), its day, and which it decided.
+
+    ``geoms``, ``starts``, ``ends``: the occupancies (int64 days, inclusive);
+    ``sidewalks``, ``widths``: the sidewalk polygons and their widths (all
+    > 0).  ``reach``, ``end_factor``, ``area_min``, ``grow`` (the
+    millimetre an occupancy may stick out of its sidewalk and still lie
+    on it), ``decimals``: the exact definition's constants.  Returns
+    (metres, NaN where on no sidewalk; day, -1 there; ``done``): where
+    ``done`` is False the values are not set and the exact path must answer.
+    """
+    n = len(geoms)
+    out, day = np.full(n, np.nan), np.full(n, -1, dtype=np.int64)
+    done = np.zeros(n, dtype=bool)
+    if n == 0:
+        return out, day, done
+    strip, origin, unit, sbox = strip_frames(sidewalks, widths, end_factor, min_width)
+    q_rows, q_corners = quad_corners(geoms)
+    quad_at = np.full(n, -1, dtype=np.int64)
+    quad_at[q_rows] = np.arange(len(q_rows))
+    i, s = shapely.STRtree(sidewalks).query(geoms)  # boxes meeting: the exact path's candidates and more
+    slow = np.zeros(n, dtype=bool)
+    dirty = np.zeros(len(sidewalks), dtype=bool)
+    boxed = strip[s] & (quad_at[i] >= 0)
+    if boxed.any():
+        k = np.flatnonzero(boxed)
+        lu, lv = _local(q_corners[quad_at[i[k]]], origin[s[k]], unit[s[k]])
+        aligned, pbox = _aligned_box(lu, lv)
+        boxed[k[~aligned]] = False
+    else:
+        pbox = np.zeros((0, 4))
+        aligned = np.zeros(0, dtype=bool)
+    # pairs GEOS must judge: do they touch at all? (those that do send the occupancy, and the sidewalk's
+    # occupancies, to the exact path)
+    other = np.flatnonzero(~boxed)
+    if len(other):
+        touch = shapely.intersects(geoms[i[other]], sidewalks[s[other]])
+        slow[i[other[touch]]] = True
+        dirty[s[other[touch]]] = True
+    k = np.flatnonzero(boxed)
+    pi, ps, pb = i[k], s[k], pbox[aligned]
+    sb = sbox[ps]
+    ou = np.minimum(pb[:, 1], sb[:, 1]) - np.maximum(pb[:, 0], sb[:, 0])
+    ov = np.minimum(pb[:, 3], sb[:, 3]) - np.maximum(pb[:, 2], sb[:, 2])
+    meet = (ou >= -GUARD) & (ov >= -GUARD)
+    pi, ps, pb, sb, ou, ov = pi[meet], ps[meet], pb[meet], sb[meet], ou[meet], ov[meet]
+    # on the sidewalk: the exact path's "solid" (contained in the sidewalk grown by a millimetre: its
+    # own area, else the overlap's, over area_min)
+    margin = np.stack([pb[:, 0] - (sb[:, 0] - grow), sb[:, 1] + grow - pb[:, 1],
+                       pb[:, 2] - (sb[:, 2] - grow), sb[:, 3] + grow - pb[:, 3]], axis=1)
+    inside = (margin >= GUARD).all(axis=1)
+    unsure = (np.abs(margin) < GUARD).any(axis=1)
+    area = np.where(inside, (pb[:, 1] - pb[:, 0]) * (pb[:, 3] - pb[:, 2]), np.maximum(ou, 0) * np.maximum(ov, 0))
+    unsure |= np.abs(area - area_min) < GUARD
+    solid = area > area_min
+    slow[pi[unsure]] = True
+    on = np.bincount(pi[solid], minlength=n)
+    slow |= on > 1
+    slow[pi[solid & dirty[ps]]] = True
+    # measured here: one solid sidewalk, a strip; decided as on no sidewalk: no solid pair, nothing unsure
+    done = ~slow & (on == 0)
+    fast = np.flatnonzero(solid & ~slow[pi])
+    f, fs, fp = pi[fast], ps[fast], pb[fast]
+    fsb = sbox[fs]
+    r = widths[fs] + reach
+    # the window must reach past both long edges (else the exact path finds fewer than two sides)
+    sides_ok = (fp[:, 2] - r < fsb[:, 2] - GUARD) & (fp[:, 3] + r > fsb[:, 3] + GUARD)
+    f, fs, fp, fsb, r = f[sides_ok], fs[sides_ok], fp[sides_ok], fsb[sides_ok], r[sides_ok]
+    # the stretch T, the focus clipped to it
+    t = np.stack([np.maximum(fsb[:, 0], fp[:, 0] - r), np.minimum(fsb[:, 1], fp[:, 1] + r),
+                  fsb[:, 2], fsb[:, 3]], axis=1)
+    body = np.stack([np.maximum(fp[:, 0], t[:, 0]), np.minimum(fp[:, 1], t[:, 1]),
+                     np.maximum(fp[:, 2], t[:, 2]), np.minimum(fp[:, 3], t[:, 3])], axis=1)
+    # neighbours: every occupancy meeting the same sidewalk, on common days, within r, with area in T
+    order = np.argsort(ps, kind="stable")
+    gs, gi, gb = ps[order], pi[order], pb[order]
+    lo, hi = np.searchsorted(gs, fs), np.searchsorted(gs, fs, side="right")
+    count = hi - lo
+    row = np.repeat(np.arange(len(f)), count)
+    at = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)
+    nb = gi[at]
+    fp_row = f[row]
+    keep = (nb != fp_row) & (starts[nb] <= ends[fp_row]) & (starts[fp_row] <= ends[nb])
+    row, nb, box_b = row[keep], nb[keep], gb[at[keep]]
+    dist = _box_distance(fp[row], box_b)
+    rr = r[row]
+    tt = t[row]
+    clip = np.stack([np.maximum(box_b[:, 0], tt[:, 0]), np.minimum(box_b[:, 1], tt[:, 1]),
+                     np.maximum(box_b[:, 2], tt[:, 2]), np.minimum(box_b[:, 3], tt[:, 3])], axis=1)
+    cu, cv = clip[:, 1] - clip[:, 0], clip[:, 3] - clip[:, 2]
+    unsure = np.abs(dist - rr) < GUARD
+    unsure |= (dist < rr) & (np.abs(cu) <= GUARD) & (cv > -GUARD)  # at a gate or the sidewalk's end
+    within = (dist < rr) & (cu > GUARD) & (cv > GUARD)
+    bad_row = np.zeros(len(f), dtype=bool)
+    bad_row[row[unsure]] = True
+    row, nb, clip = row[within], nb[within], clip[within]
+    n_start = np.maximum(starts[nb], starts[f[row]])
+    n_end = np.minimum(ends[nb], ends[f[row]])
+    m = np.bincount(row, minlength=len(f))
+    value, when, tie = _minimax_by_day(f, starts, ends, t, body, row, clip, n_start, n_end, m, decimals)
+    good = ~bad_row & ~tie
+    out[f[good]], day[f[good]] = value[good], when[good]
+    done[f[good]] = True
+    return out, day, done
+
+
+def _minimax_by_day(f, starts, ends, t, body, row, clip, n_start, n_end, m, decimals):
+    """Per focus row: the smallest rounded passage over the days its neighbours change, the first such day,
+    and whether some day's passage lay within :data:`ROUND_GUARD` of a rounding boundary.
+
+    ``row`` (sorted), ``clip``, ``n_start``, ``n_end``: the neighbours of each row; ``m``: how many each has.
+    """
+    k = len(f)
+    value, when, tie = np.full(k, np.nan), np.full(k, -1, dtype=np.int64), np.zeros(k, dtype=bool)
+    first = np.cumsum(m) - m
+    for size in np.unique(m):
+        rows = np.flatnonzero(m == size)
+        nodes = size + 3
+        days_n = 1 + 2 * size
+        per = max(1, BLOCK_CELLS // (days_n * nodes * nodes))
+        for lo in range(0, len(rows), per):
+            rr = rows[lo:lo + per]
+            value[rr], when[rr], tie[rr] = _block(rr, size, first, f, starts, ends, t, body, clip, n_start, n_end,
+                                                  decimals)
+    return value, when, tie
+
+
+def _block(rr, size, first, f, starts, ends, t, body, clip, n_start, n_end, decimals):
+    """:func:`_minimax_by_day` for rows ``rr``, which all have ``size`` neighbours."""
+    q = len(rr)
+    nodes = size + 3
+    boxes = np.empty((q, nodes, 4))
+    tr = t[rr]
+    boxes[:, 0] = np.stack([tr[:, 0], tr[:, 1], tr[:, 2], tr[:, 2]], axis=1)  # the side v = sv0
+    boxes[:, 1] = np.stack([tr[:, 0], tr[:, 1], tr[:, 3], tr[:, 3]], axis=1)  # the side v = sv1
+    boxes[:, 2] = body[rr]
+    idx = first[rr][:, None] + np.arange(size)[None, :]
+    if size:
+        boxes[:, 3:] = clip[idx]
+    dist = _box_distance(boxes[:, :, None, :], boxes[:, None, :, :])  # q × nodes × nodes
+    s0, e0 = starts[f[rr]], ends[f[rr]]
+    ns, ne = n_start[idx], n_end[idx]  # q × size
+    # the days the set of active neighbours changes (repeats of the first day where none)
+    days = np.concatenate([s0[:, None], np.where(ns > s0[:, None], ns, s0[:, None]),
+                           np.where(ne < e0[:, None], ne + 1, s0[:, None])], axis=1)
+    active = np.ones((q, days.shape[1], nodes), dtype=bool)
+    active[:, :, 3:] = (ns[:, None, :] <= days[:, :, None]) & (days[:, :, None] <= ne[:, None, :])
+    # minimax distance from the first side to every active node, relaxed until nothing changes
+    best = np.where(active, dist[:, None, 0, :], np.inf)
+    while True:
+        via = np.maximum(best[:, :, :, None], dist[:, None, :, :])  # q × days × k × j
+        via = np.where(active[:, :, :, None], via, np.inf).min(axis=2)
+        new = np.where(active, np.minimum(best, via), np.inf)
+        if np.array_equal(new, best):
+            break
+        best = new
+    raw = np.maximum(best[:, :, 1], 0.0)
+    scaled = raw * 10**decimals
+    tie = (np.abs(scaled - np.floor(scaled) - 0.5) < ROUND_GUARD * 10**decimals).any(axis=1)
+    rounded = np.round(raw, decimals) + 0.0
+    low = rounded.min(axis=1)
+    first_day = np.where(rounded == low[:, None], days, np.iinfo(np.int64).max).min(axis=1)
+    return low, first_day, tie
