@@ -317,7 +317,8 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None, *, fast: boo
     if fast:
         out, day, decided = strip_passages(geoms, starts, ends, sidewalks, own, reach=REACH,
                                            end_factor=END_EDGE_FACTOR, min_width=2 * SIMPLIFY_M, area_min=AREA_MIN,
-                                           grow=GROWN_M, decimals=DECIMALS)
+                                           grow=GROWN_M, decimals=DECIMALS,
+                                           workers=min(os.cpu_count() or 1, WORKERS))
         todo = np.flatnonzero(~decided)
         if not len(todo):
             return out, day

@@ -40,6 +40,9 @@ a sliver along a side changes no passage by more than its thickness.
 
 from __future__ import annotations
 
+import builtins
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import shapely
 
@@ -118,73 +121,125 @@ def _box_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.hypot(gu, gv)
 
 
+def _own_frames(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per four corners (k × 4 × 2): whether a rectangle (to :data:`TOL`), its unit axis along the first edge,
+    its centre and its half sizes along and across that axis (k × 2 each)."""
+    edge = corners[:, 1] - corners[:, 0]
+    unit = edge / np.maximum(np.hypot(edge[:, 0], edge[:, 1]), 1e-300)[:, None]
+    lu, lv = _local(corners, corners[:, 0], unit)
+    rect, box = _aligned_box(lu, lv)
+    mu, mv = (box[:, 0] + box[:, 1]) / 2, (box[:, 2] + box[:, 3]) / 2
+    centre = corners[:, 0] + unit * mu[:, None] + np.stack([-unit[:, 1], unit[:, 0]], axis=1) * mv[:, None]
+    half = np.stack([(box[:, 1] - box[:, 0]) / 2, (box[:, 3] - box[:, 2]) / 2], axis=1)
+    return rect, unit, centre, half
+
+
 def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, sidewalks: np.ndarray,
                    widths: np.ndarray, *, reach: float, end_factor: float, min_width: float, area_min: float,
-                   grow: float, decimals: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   grow: float, decimals: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The passage beside each occupancy it can decide (see the module notes), its day, and which it decided.
 
     ``geoms``, ``starts``, ``ends``: the occupancies (int64 days, inclusive);
     ``sidewalks``, ``widths``: the sidewalk polygons and their widths (all
-    > 0).  ``reach``, ``end_factor``, ``area_min``, ``grow`` (the
-    millimetre an occupancy may stick out of its sidewalk and still lie
-    on it), ``decimals``: the exact definition's constants.  Returns
-    (metres, NaN where on no sidewalk; day, -1 there; ``done``): where
-    ``done`` is False the values are not set and the exact path must answer.
+    > 0).  ``reach``, ``end_factor``, ``min_width``, ``area_min``, ``grow``
+    (the millimetre an occupancy may stick out of its sidewalk and still
+    lie on it), ``decimals``: the exact definition's constants.
+    ``workers``: threads, each taking a share of the sidewalks (numpy
+    releases the interpreter lock in its loops).  Returns (metres, NaN
+    where on no sidewalk; day, -1 there; ``done``): where ``done`` is
+    False the values are not set and the exact path must answer.
     """
     n = len(geoms)
     out, day = np.full(n, np.nan), np.full(n, -1, dtype=np.int64)
     done = np.zeros(n, dtype=bool)
-    if n == 0:
+    if n == 0 or not len(sidewalks):
         return out, day, done
     strip, origin, unit, sbox = strip_frames(sidewalks, widths, end_factor, min_width)
     q_rows, q_corners = quad_corners(geoms)
+    rect, p_unit, p_centre, p_half = _own_frames(q_corners)
     quad_at = np.full(n, -1, dtype=np.int64)
-    quad_at[q_rows] = np.arange(len(q_rows))
-    i, s = shapely.STRtree(sidewalks).query(geoms)  # boxes meeting: the exact path's candidates and more
-    slow = np.zeros(n, dtype=bool)
-    dirty = np.zeros(len(sidewalks), dtype=bool)
-    boxed = strip[s] & (quad_at[i] >= 0)
-    if boxed.any():
-        k = np.flatnonzero(boxed)
-        lu, lv = _local(q_corners[quad_at[i[k]]], origin[s[k]], unit[s[k]])
-        aligned, pbox = _aligned_box(lu, lv)
-        boxed[k[~aligned]] = False
-    else:
-        pbox = np.zeros((0, 4))
-        aligned = np.zeros(0, dtype=bool)
-    # pairs GEOS must judge: do they touch at all? (those that do send the occupancy, and the sidewalk's
-    # occupancies, to the exact path)
-    other = np.flatnonzero(~boxed)
-    if len(other):
-        touch = shapely.intersects(geoms[i[other]], sidewalks[s[other]])
-        slow[i[other[touch]]] = True
-        dirty[s[other[touch]]] = True
+    quad_at[q_rows[rect]] = np.flatnonzero(rect)
+    # the pairs whose boxes meet (the exact path's candidates and more), sorted by sidewalk
+    s, i = shapely.STRtree(geoms).query(sidewalks)
+    walks = np.searchsorted(s, np.linspace(0, len(sidewalks), max(1, workers) + 1).round().astype(np.int64))
+    chunks = [(int(a), int(b)) for a, b in zip(walks[:-1], walks[1:], strict=True)]
+    frames = (strip, origin, unit, sbox, quad_at, p_unit, p_centre, p_half)
+    with ThreadPoolExecutor(max(1, workers)) as threads:
+        pool = threads if workers > 1 else builtins  # one worker: in this thread
+        pairs = list(pool.map(lambda c: _pairs(i[c[0]:c[1]], s[c[0]:c[1]], frames, area_min, grow), chunks))
+        pi, ps, pb, solid, unsure, boxed = (np.concatenate([p[k] for p in pairs]) for k in range(6))
+        slow = np.zeros(n, dtype=bool)
+        dirty = np.zeros(len(sidewalks), dtype=bool)
+        # pairs GEOS must judge: do they touch at all? (those that do send the occupancy, and the
+        # sidewalk's occupancies, to the exact path)
+        other = np.flatnonzero(~boxed)
+        if len(other):
+            touch = shapely.intersects(geoms[i[other]], sidewalks[s[other]])
+            slow[i[other[touch]]] = True
+            dirty[s[other[touch]]] = True
+        slow[pi[unsure]] = True
+        on = np.bincount(pi[solid], minlength=n)
+        slow |= on > 1
+        slow[pi[solid & dirty[ps]]] = True
+        # decided as on no sidewalk: no solid pair, nothing unsure
+        done = ~slow & (on == 0)
+        # measured here: one solid sidewalk, a strip, nothing unsure
+        fast = solid & ~slow[pi]
+        cut = np.searchsorted(ps, np.linspace(0, len(sidewalks), max(1, workers) + 1).round().astype(np.int64))
+        parts = [(int(a), int(b)) for a, b in zip(cut[:-1], cut[1:], strict=True)]
+        found = list(pool.map(lambda c: _measure(pi[c[0]:c[1]], ps[c[0]:c[1]], pb[c[0]:c[1]], fast[c[0]:c[1]],
+                                                 starts, ends, sbox, widths + reach, decimals), parts))
+    for f, value, when in found:
+        out[f], day[f] = value, when
+        done[f] = True
+    return out, day, done
+
+
+def _pairs(i, s, frames, area_min, grow):
+    """Occupancy ``i`` and sidewalk ``s`` pairs (sorted by ``s``) in the sidewalk's frame: those that are
+    boxes there and meet the sidewalk (``pi``, ``ps``, their boxes ``pb``, whether on it (``solid``), whether
+    that is unsure), and per input pair whether it was a box (the rest: GEOS decides)."""
+    strip, origin, unit, sbox, quad_at, p_unit, p_centre, p_half = frames
+    q = quad_at[i]
+    boxed = strip[s] & (q >= 0)
     k = np.flatnonzero(boxed)
-    pi, ps, pb = i[k], s[k], pbox[aligned]
-    sb = sbox[ps]
+    qk, sk = q[k], s[k]
+    us, ue, half = unit[sk], p_unit[qk], p_half[qk]
+    spread = half[:, 0] + half[:, 1]
+    dot = ue[:, 0] * us[:, 0] + ue[:, 1] * us[:, 1]
+    cross = ue[:, 0] * us[:, 1] - ue[:, 1] * us[:, 0]
+    par = np.abs(cross) * spread <= TOL
+    aligned = par | (np.abs(dot) * spread <= TOL)
+    boxed[k[~aligned]] = False
+    k, sk, par, half, us = k[aligned], sk[aligned], par[aligned], half[aligned], us[aligned]
+    d = p_centre[q[k]] - origin[sk]
+    cu = d[:, 0] * us[:, 0] + d[:, 1] * us[:, 1]
+    cv = d[:, 1] * us[:, 0] - d[:, 0] * us[:, 1]
+    hu = np.where(par, half[:, 0], half[:, 1])
+    hv = np.where(par, half[:, 1], half[:, 0])
+    pb = np.stack([cu - hu, cu + hu, cv - hv, cv + hv], axis=1)
+    sb = sbox[sk]
     ou = np.minimum(pb[:, 1], sb[:, 1]) - np.maximum(pb[:, 0], sb[:, 0])
     ov = np.minimum(pb[:, 3], sb[:, 3]) - np.maximum(pb[:, 2], sb[:, 2])
     meet = (ou >= -GUARD) & (ov >= -GUARD)
-    pi, ps, pb, sb, ou, ov = pi[meet], ps[meet], pb[meet], sb[meet], ou[meet], ov[meet]
-    # on the sidewalk: the exact path's "solid" (contained in the sidewalk grown by a millimetre: its
-    # own area, else the overlap's, over area_min)
+    k, sk, pb, sb, ou, ov = k[meet], sk[meet], pb[meet], sb[meet], ou[meet], ov[meet]
+    # on the sidewalk: the exact path's "solid" (contained in the sidewalk grown by a millimetre: its own
+    # area, else the overlap's, over area_min)
     margin = np.stack([pb[:, 0] - (sb[:, 0] - grow), sb[:, 1] + grow - pb[:, 1],
                        pb[:, 2] - (sb[:, 2] - grow), sb[:, 3] + grow - pb[:, 3]], axis=1)
     inside = (margin >= GUARD).all(axis=1)
     unsure = (np.abs(margin) < GUARD).any(axis=1)
     area = np.where(inside, (pb[:, 1] - pb[:, 0]) * (pb[:, 3] - pb[:, 2]), np.maximum(ou, 0) * np.maximum(ov, 0))
     unsure |= np.abs(area - area_min) < GUARD
-    solid = area > area_min
-    slow[pi[unsure]] = True
-    on = np.bincount(pi[solid], minlength=n)
-    slow |= on > 1
-    slow[pi[solid & dirty[ps]]] = True
-    # measured here: one solid sidewalk, a strip; decided as on no sidewalk: no solid pair, nothing unsure
-    done = ~slow & (on == 0)
-    fast = np.flatnonzero(solid & ~slow[pi])
+    return i[k], sk, pb, area > area_min, unsure, boxed
+
+
+def _measure(pi, ps, pb, fast, starts, ends, sbox, reach_of, decimals):
+    """The passages of the ``fast`` pairs among ``pi``, ``ps``, ``pb`` (every pair of their sidewalks, sorted
+    by sidewalk): the occupancies decided, their passages and days."""
     f, fs, fp = pi[fast], ps[fast], pb[fast]
     fsb = sbox[fs]
-    r = widths[fs] + reach
+    r = reach_of[fs]
     # the window must reach past both long edges (else the exact path finds fewer than two sides)
     sides_ok = (fp[:, 2] - r < fsb[:, 2] - GUARD) & (fp[:, 3] + r > fsb[:, 3] + GUARD)
     f, fs, fp, fsb, r = f[sides_ok], fs[sides_ok], fp[sides_ok], fsb[sides_ok], r[sides_ok]
@@ -194,16 +249,14 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     body = np.stack([np.maximum(fp[:, 0], t[:, 0]), np.minimum(fp[:, 1], t[:, 1]),
                      np.maximum(fp[:, 2], t[:, 2]), np.minimum(fp[:, 3], t[:, 3])], axis=1)
     # neighbours: every occupancy meeting the same sidewalk, on common days, within r, with area in T
-    order = np.argsort(ps, kind="stable")
-    gs, gi, gb = ps[order], pi[order], pb[order]
-    lo, hi = np.searchsorted(gs, fs), np.searchsorted(gs, fs, side="right")
+    lo, hi = np.searchsorted(ps, fs), np.searchsorted(ps, fs, side="right")
     count = hi - lo
     row = np.repeat(np.arange(len(f)), count)
     at = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)
-    nb = gi[at]
+    nb = pi[at]
     fp_row = f[row]
     keep = (nb != fp_row) & (starts[nb] <= ends[fp_row]) & (starts[fp_row] <= ends[nb])
-    row, nb, box_b = row[keep], nb[keep], gb[at[keep]]
+    row, nb, box_b = row[keep], nb[keep], pb[at[keep]]
     dist = _box_distance(fp[row], box_b)
     rr = r[row]
     tt = t[row]
@@ -221,9 +274,7 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     m = np.bincount(row, minlength=len(f))
     value, when, tie = _minimax_by_day(f, starts, ends, t, body, row, clip, n_start, n_end, m, decimals)
     good = ~bad_row & ~tie
-    out[f[good]], day[f[good]] = value[good], when[good]
-    done[f[good]] = True
-    return out, day, done
+    return f[good], value[good], when[good]
 
 
 def _minimax_by_day(f, starts, ends, t, body, row, clip, n_start, n_end, m, decimals):
@@ -237,6 +288,12 @@ def _minimax_by_day(f, starts, ends, t, body, row, clip, n_start, n_end, m, deci
     first = np.cumsum(m) - m
     for size in np.unique(m):
         rows = np.flatnonzero(m == size)
+        if size == 0:  # alone: the width, or the wider of the two gaps beside the occupancy
+            tr, br = t[rows], body[rows]
+            raw = np.maximum(np.minimum(tr[:, 3] - tr[:, 2], np.maximum(br[:, 2] - tr[:, 2], tr[:, 3] - br[:, 3])), 0)
+            value[rows], tie[rows] = _rounded(raw, decimals)
+            when[rows] = starts[f[rows]]
+            continue
         nodes = size + 3
         days_n = 1 + 2 * size
         per = max(1, BLOCK_CELLS // (days_n * nodes * nodes))
@@ -276,10 +333,14 @@ def _block(rr, size, first, f, starts, ends, t, body, clip, n_start, n_end, deci
         if np.array_equal(new, best):
             break
         best = new
-    raw = np.maximum(best[:, :, 1], 0.0)
-    scaled = raw * 10**decimals
-    tie = (np.abs(scaled - np.floor(scaled) - 0.5) < ROUND_GUARD * 10**decimals).any(axis=1)
-    rounded = np.round(raw, decimals) + 0.0
+    rounded, tie = _rounded(np.maximum(best[:, :, 1], 0.0), decimals)
     low = rounded.min(axis=1)
     first_day = np.where(rounded == low[:, None], days, np.iinfo(np.int64).max).min(axis=1)
-    return low, first_day, tie
+    return low, first_day, tie.any(axis=1)
+
+
+def _rounded(raw: np.ndarray, decimals: int) -> tuple[np.ndarray, np.ndarray]:
+    """``raw`` rounded to ``decimals``, and where it lay within :data:`ROUND_GUARD` of a rounding boundary."""
+    scaled = raw * 10**decimals
+    tie = np.abs(scaled - np.floor(scaled) - 0.5) < ROUND_GUARD * 10**decimals
+    return np.round(raw, decimals) + 0.0, tie
