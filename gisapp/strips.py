@@ -78,7 +78,10 @@ def _aligned_box(lu: np.ndarray, lv: np.ndarray) -> tuple[np.ndarray, np.ndarray
     dv = np.abs(np.roll(lv, -1, axis=1) - lv)
     a = (dv[:, 0] <= TOL) & (du[:, 1] <= TOL) & (dv[:, 2] <= TOL) & (du[:, 3] <= TOL)
     b = (du[:, 0] <= TOL) & (dv[:, 1] <= TOL) & (du[:, 2] <= TOL) & (dv[:, 3] <= TOL)
-    box = np.stack([lu.min(axis=1), lu.max(axis=1), lv.min(axis=1), lv.max(axis=1)], axis=1)
+    box = np.stack([np.minimum(np.minimum(lu[:, 0], lu[:, 1]), np.minimum(lu[:, 2], lu[:, 3])),
+                    np.maximum(np.maximum(lu[:, 0], lu[:, 1]), np.maximum(lu[:, 2], lu[:, 3])),
+                    np.minimum(np.minimum(lv[:, 0], lv[:, 1]), np.minimum(lv[:, 2], lv[:, 3])),
+                    np.maximum(np.maximum(lv[:, 0], lv[:, 1]), np.maximum(lv[:, 2], lv[:, 3]))], axis=1)
     return a | b, box
 
 
@@ -136,7 +139,8 @@ def _own_frames(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, sidewalks: np.ndarray,
                    widths: np.ndarray, *, reach: float, end_factor: float, min_width: float, area_min: float,
-                   grow: float, decimals: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   grow: float, decimals: int, workers: int = 1, tree: shapely.STRtree | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The passage beside each occupancy it can decide (see the module notes), its day, and which it decided.
 
     ``geoms``, ``starts``, ``ends``: the occupancies (int64 days, inclusive);
@@ -145,7 +149,8 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     (the millimetre an occupancy may stick out of its sidewalk and still
     lie on it), ``decimals``: the exact definition's constants.
     ``workers``: threads, each taking a share of the sidewalks (numpy
-    releases the interpreter lock in its loops).  Returns (metres, NaN
+    releases the interpreter lock in its loops); ``tree``: an STRtree of
+    ``geoms``, if the caller has one.  Returns (metres, NaN
     where on no sidewalk; day, -1 there; ``done``): where ``done`` is
     False the values are not set and the exact path must answer.
     """
@@ -157,16 +162,18 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     strip, origin, unit, sbox = strip_frames(sidewalks, widths, end_factor, min_width)
     q_rows, q_corners = quad_corners(geoms)
     rect, p_unit, p_centre, p_half = _own_frames(q_corners)
-    quad_at = np.full(n, -1, dtype=np.int64)
-    quad_at[q_rows[rect]] = np.flatnonzero(rect)
+    # one row per occupancy (its axis, centre, half sizes; NaN where not a rectangle) and per sidewalk
+    # (origin, axis, box, whether a strip): two gathers per pair instead of eight
+    occ = np.full((n, 6), np.nan)
+    occ[q_rows[rect]] = np.concatenate([p_unit, p_centre, p_half], axis=1)[rect]
+    walk = np.concatenate([origin, unit, sbox, strip[:, None].astype(float)], axis=1)
     # the pairs whose boxes meet (the exact path's candidates and more), sorted by sidewalk
-    s, i = shapely.STRtree(geoms).query(sidewalks)
+    s, i = (tree or shapely.STRtree(geoms)).query(sidewalks)
     walks = np.searchsorted(s, np.linspace(0, len(sidewalks), max(1, workers) + 1).round().astype(np.int64))
     chunks = [(int(a), int(b)) for a, b in zip(walks[:-1], walks[1:], strict=True)]
-    frames = (strip, origin, unit, sbox, quad_at, p_unit, p_centre, p_half)
     with ThreadPoolExecutor(max(1, workers)) as threads:
         pool = threads if workers > 1 else builtins  # one worker: in this thread
-        pairs = list(pool.map(lambda c: _pairs(i[c[0]:c[1]], s[c[0]:c[1]], frames, area_min, grow), chunks))
+        pairs = list(pool.map(lambda c: _pairs(i[c[0]:c[1]], s[c[0]:c[1]], occ, walk, area_min, grow), chunks))
         pi, ps, pb, solid, unsure, boxed = (np.concatenate([p[k] for p in pairs]) for k in range(6))
         slow = np.zeros(n, dtype=bool)
         dirty = np.zeros(len(sidewalks), dtype=bool)
@@ -195,43 +202,43 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     return out, day, done
 
 
-def _pairs(i, s, frames, area_min, grow):
+def _pairs(i, s, occ, walk, area_min, grow):
     """Occupancy ``i`` and sidewalk ``s`` pairs (sorted by ``s``) in the sidewalk's frame: those that are
     boxes there and meet the sidewalk (``pi``, ``ps``, their boxes ``pb``, whether on it (``solid``), whether
-    that is unsure), and per input pair whether it was a box (the rest: GEOS decides)."""
-    strip, origin, unit, sbox, quad_at, p_unit, p_centre, p_half = frames
-    q = quad_at[i]
-    boxed = strip[s] & (q >= 0)
+    that is unsure), and per input pair whether it was a box (the rest: GEOS decides).
+
+    ``occ``: per occupancy its axis, centre and half sizes (NaN: not a rectangle); ``walk``: per sidewalk
+    its origin, axis, box and whether it is a strip (:func:`strip_passages`).
+    """
+    boxed = (walk[s, 8] > 0) & ~np.isnan(occ[i, 0])
     k = np.flatnonzero(boxed)
-    qk, sk = q[k], s[k]
-    us, ue, half = unit[sk], p_unit[qk], p_half[qk]
-    spread = half[:, 0] + half[:, 1]
-    dot = ue[:, 0] * us[:, 0] + ue[:, 1] * us[:, 1]
-    cross = ue[:, 0] * us[:, 1] - ue[:, 1] * us[:, 0]
+    a, w = occ[i[k]], walk[s[k]]
+    spread = a[:, 4] + a[:, 5]
+    dot = a[:, 0] * w[:, 2] + a[:, 1] * w[:, 3]
+    cross = a[:, 0] * w[:, 3] - a[:, 1] * w[:, 2]
     par = np.abs(cross) * spread <= TOL
     aligned = par | (np.abs(dot) * spread <= TOL)
     boxed[k[~aligned]] = False
-    k, sk, par, half, us = k[aligned], sk[aligned], par[aligned], half[aligned], us[aligned]
-    d = p_centre[q[k]] - origin[sk]
-    cu = d[:, 0] * us[:, 0] + d[:, 1] * us[:, 1]
-    cv = d[:, 1] * us[:, 0] - d[:, 0] * us[:, 1]
-    hu = np.where(par, half[:, 0], half[:, 1])
-    hv = np.where(par, half[:, 1], half[:, 0])
-    pb = np.stack([cu - hu, cu + hu, cv - hv, cv + hv], axis=1)
-    sb = sbox[sk]
-    ou = np.minimum(pb[:, 1], sb[:, 1]) - np.maximum(pb[:, 0], sb[:, 0])
-    ov = np.minimum(pb[:, 3], sb[:, 3]) - np.maximum(pb[:, 2], sb[:, 2])
-    meet = (ou >= -GUARD) & (ov >= -GUARD)
-    k, sk, pb, sb, ou, ov = k[meet], sk[meet], pb[meet], sb[meet], ou[meet], ov[meet]
+    dx, dy = a[:, 2] - w[:, 0], a[:, 3] - w[:, 1]
+    cu = dx * w[:, 2] + dy * w[:, 3]
+    cv = dy * w[:, 2] - dx * w[:, 3]
+    hu = np.where(par, a[:, 4], a[:, 5])
+    hv = np.where(par, a[:, 5], a[:, 4])
+    pu0, pu1, pv0, pv1 = cu - hu, cu + hu, cv - hv, cv + hv
+    ou = np.minimum(pu1, w[:, 5]) - np.maximum(pu0, w[:, 4])
+    ov = np.minimum(pv1, w[:, 7]) - np.maximum(pv0, w[:, 6])
+    meet = aligned & (ou >= -GUARD) & (ov >= -GUARD)
+    k, w, ou, ov = k[meet], w[meet], ou[meet], ov[meet]
+    pb = np.stack([pu0[meet], pu1[meet], pv0[meet], pv1[meet]], axis=1)
     # on the sidewalk: the exact path's "solid" (contained in the sidewalk grown by a millimetre: its own
     # area, else the overlap's, over area_min)
-    margin = np.stack([pb[:, 0] - (sb[:, 0] - grow), sb[:, 1] + grow - pb[:, 1],
-                       pb[:, 2] - (sb[:, 2] - grow), sb[:, 3] + grow - pb[:, 3]], axis=1)
-    inside = (margin >= GUARD).all(axis=1)
-    unsure = (np.abs(margin) < GUARD).any(axis=1)
+    m0, m1 = pb[:, 0] - (w[:, 4] - grow), w[:, 5] + grow - pb[:, 1]
+    m2, m3 = pb[:, 2] - (w[:, 6] - grow), w[:, 7] + grow - pb[:, 3]
+    inside = (m0 >= GUARD) & (m1 >= GUARD) & (m2 >= GUARD) & (m3 >= GUARD)
+    unsure = (np.abs(m0) < GUARD) | (np.abs(m1) < GUARD) | (np.abs(m2) < GUARD) | (np.abs(m3) < GUARD)
     area = np.where(inside, (pb[:, 1] - pb[:, 0]) * (pb[:, 3] - pb[:, 2]), np.maximum(ou, 0) * np.maximum(ov, 0))
     unsure |= np.abs(area - area_min) < GUARD
-    return i[k], sk, pb, area > area_min, unsure, boxed
+    return i[k], s[k], pb, area > area_min, unsure, boxed
 
 
 def _measure(pi, ps, pb, fast, starts, ends, sbox, reach_of, decimals):
@@ -294,6 +301,10 @@ def _minimax_by_day(f, starts, ends, t, body, row, clip, n_start, n_end, m, deci
             value[rows], tie[rows] = _rounded(raw, decimals)
             when[rows] = starts[f[rows]]
             continue
+        if size == 1:
+            value[rows], when[rows], tie[rows] = _one_neighbour(rows, first, f, starts, t, body, clip, n_start,
+                                                                decimals)
+            continue
         nodes = size + 3
         days_n = 1 + 2 * size
         per = max(1, BLOCK_CELLS // (days_n * nodes * nodes))
@@ -302,6 +313,31 @@ def _minimax_by_day(f, starts, ends, t, body, row, clip, n_start, n_end, m, deci
             value[rr], when[rr], tie[rr] = _block(rr, size, first, f, starts, ends, t, body, clip, n_start, n_end,
                                                   decimals)
     return value, when, tie
+
+
+def _one_neighbour(rows, first, f, starts, t, body, clip, n_start, decimals):
+    """:func:`_minimax_by_day` for rows with one neighbour: the five paths from side to side over the
+    occupancy ``O`` and the neighbour ``N`` on the days ``N`` is there, the two over ``O`` alone before.
+
+    (After ``N`` leaves the passage is the one before it came, never narrower than with it: not a candidate.)
+    """
+    tr, o, c = t[rows], body[rows], clip[first[rows]]
+    left = np.stack([tr[:, 0], tr[:, 1], tr[:, 2], tr[:, 2]], axis=1)
+    right = np.stack([tr[:, 0], tr[:, 1], tr[:, 3], tr[:, 3]], axis=1)
+    width = tr[:, 3] - tr[:, 2]
+    lo_, ro = o[:, 2] - tr[:, 2], tr[:, 3] - o[:, 3]  # the occupancy lies across the stretch's length
+    ln, rn, on = _box_distance(left, c), _box_distance(right, c), _box_distance(o, c)
+    alone = np.minimum(width, np.maximum(lo_, ro))
+    with_n = np.minimum.reduce([alone, np.maximum(ln, rn), np.maximum(np.maximum(lo_, on), rn),
+                                np.maximum(np.maximum(ln, on), ro)])
+    s0, ns = starts[f[rows]], n_start[first[rows]]
+    # the days: the first (N there or not), N's first day (if later)
+    first_with = ns <= s0
+    v0, t0 = _rounded(np.maximum(np.where(first_with, with_n, alone), 0.0), decimals)
+    v1, t1 = _rounded(np.maximum(with_n, 0.0), decimals)
+    later = ns > s0
+    narrower = later & (v1 < v0)
+    return np.where(narrower, v1, v0), np.where(narrower, ns, s0), t0 | (later & t1)
 
 
 def _block(rr, size, first, f, starts, ends, t, body, clip, n_start, n_end, decimals):
