@@ -15,7 +15,8 @@ Per size it times, with the load average at the start:
 - with ``--exact``, the same stage on the exact GEOS path only
   (``fast=False``; a minute or more at 1M) and whether both agree value for
   value and day for day;
-- ``find_overlaps`` on the four layers (the whole analysis, its stage laps).
+- ``find_overlaps`` on the four layers (the whole analysis, its stage laps;
+  not with ``--no-analysis``).
 
 Usage::
 
@@ -94,7 +95,7 @@ def fast_share(side, walks) -> float:
     return float(done.mean()) if len(done) else 0.0
 
 
-def run(size: int | None, gpkg: str | None, exact: bool, repeat: int) -> dict:
+def run(size: int | None, gpkg: str | None, exact: bool, repeat: int, analysis: bool = True) -> dict:
     """One size's figures."""
     from gisapp.analysis import overlaps
 
@@ -119,16 +120,17 @@ def run(size: int | None, gpkg: str | None, exact: bool, repeat: int) -> dict:
         row["same_as_exact"] = bool(np.array_equal(np.nan_to_num(value, nan=-1.0), np.nan_to_num(e_value, nan=-1.0))
                                     and np.array_equal(day, e_day))
     best_total, laps = None, {}
-    for _ in range(repeat):
+    for _ in range(repeat if analysis else 0):
         row["loadavg_analysis"] = os.getloadavg()[0]
         started = time.perf_counter()
         result = overlaps.find_overlaps(layers["construction_permits"], side, layers["wards"], None, sidewalks=walks)
         seconds = time.perf_counter() - started
         if best_total is None or seconds < best_total:
             best_total, laps = seconds, {k: round(v, 2) for k, v in result.timings.items()}
-    row["find_overlaps_s"] = round(best_total or 0.0, 2)
-    row["find_overlaps_laps"] = laps
-    row["findings"] = int(len(result.findings))
+    if analysis:
+        row["find_overlaps_s"] = round(best_total or 0.0, 2)
+        row["find_overlaps_laps"] = laps
+        row["findings"] = int(len(result.findings))
     row["loadavg_end"] = os.getloadavg()[0]
     return row
 
@@ -140,12 +142,13 @@ def main(argv=None) -> int:
     parser.add_argument("--gpkg", help="read the layers from this GeoPackage (read-only) instead of generating")
     parser.add_argument("--exact", action="store_true", help="also time the exact GEOS path and compare")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--no-analysis", action="store_true", help="the passage stage only, not find_overlaps")
     args = parser.parse_args(argv)
     cases: list[tuple[int | None, str | None]] = ([(None, args.gpkg)] if args.gpkg
                                                   else [(int(s), None) for s in args.sizes.split(",")])
     rows = []
     for size, gpkg in cases:
-        row = run(size, gpkg, args.exact, args.repeat)
+        row = run(size, gpkg, args.exact, args.repeat, analysis=not args.no_analysis)
         rows.append(row)
         print(json.dumps(row), flush=True)
     OUT_DIR.mkdir(exist_ok=True)

@@ -139,8 +139,7 @@ def _own_frames(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, sidewalks: np.ndarray,
                    widths: np.ndarray, *, reach: float, end_factor: float, min_width: float, area_min: float,
-                   grow: float, decimals: int, workers: int = 1, tree: shapely.STRtree | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   grow: float, decimals: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The passage beside each occupancy it can decide (see the module notes), its day, and which it decided.
 
     ``geoms``, ``starts``, ``ends``: the occupancies (int64 days, inclusive);
@@ -148,9 +147,8 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     > 0).  ``reach``, ``end_factor``, ``min_width``, ``area_min``, ``grow``
     (the millimetre an occupancy may stick out of its sidewalk and still
     lie on it), ``decimals``: the exact definition's constants.
-    ``workers``: threads, each taking a share of the sidewalks (numpy
-    releases the interpreter lock in its loops); ``tree``: an STRtree of
-    ``geoms``, if the caller has one.  Returns (metres, NaN
+    ``workers``: threads, each taking a share of the pairs, then of the
+    sidewalks (numpy releases the interpreter lock in its loops).  Returns (metres, NaN
     where on no sidewalk; day, -1 there; ``done``): where ``done`` is
     False the values are not set and the exact path must answer.
     """
@@ -167,14 +165,19 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     occ = np.full((n, 6), np.nan)
     occ[q_rows[rect]] = np.concatenate([p_unit, p_centre, p_half], axis=1)[rect]
     walk = np.concatenate([origin, unit, sbox, strip[:, None].astype(float)], axis=1)
-    # the pairs whose boxes meet (the exact path's candidates and more), sorted by sidewalk
-    s, i = (tree or shapely.STRtree(geoms)).query(sidewalks)
-    walks = np.searchsorted(s, np.linspace(0, len(sidewalks), max(1, workers) + 1).round().astype(np.int64))
-    chunks = [(int(a), int(b)) for a, b in zip(walks[:-1], walks[1:], strict=True)]
+    # the pairs whose boxes meet (the exact path's candidates and more), in the occupancies' order (so the
+    # per-occupancy rows are read in order; the sidewalks' table is the smaller)
+    i, s = shapely.STRtree(sidewalks).query(geoms)
+    cut = np.linspace(0, len(i), max(1, workers) + 1).round().astype(np.int64)
+    chunks = [(int(a), int(b)) for a, b in zip(cut[:-1], cut[1:], strict=True)]
     with ThreadPoolExecutor(max(1, workers)) as threads:
         pool = threads if workers > 1 else builtins  # one worker: in this thread
         pairs = list(pool.map(lambda c: _pairs(i[c[0]:c[1]], s[c[0]:c[1]], occ, walk, area_min, grow), chunks))
         pi, ps, pb, solid, unsure, boxed = (np.concatenate([p[k] for p in pairs]) for k in range(6))
+        # then by sidewalk, each pair with its occupancy's days (read in order here, not at random later)
+        p_start, p_end = starts[pi], ends[pi]
+        order = np.argsort(ps, kind="stable")
+        pi, ps, pb, solid, unsure, p_start, p_end = (a[order] for a in (pi, ps, pb, solid, unsure, p_start, p_end))
         slow = np.zeros(n, dtype=bool)
         dirty = np.zeros(len(sidewalks), dtype=bool)
         # pairs GEOS must judge: do they touch at all? (those that do send the occupancy, and the
@@ -195,7 +198,8 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
         cut = np.searchsorted(ps, np.linspace(0, len(sidewalks), max(1, workers) + 1).round().astype(np.int64))
         parts = [(int(a), int(b)) for a, b in zip(cut[:-1], cut[1:], strict=True)]
         found = list(pool.map(lambda c: _measure(pi[c[0]:c[1]], ps[c[0]:c[1]], pb[c[0]:c[1]], fast[c[0]:c[1]],
-                                                 starts, ends, sbox, widths + reach, decimals), parts))
+                                                 p_start[c[0]:c[1]], p_end[c[0]:c[1]], sbox, widths + reach,
+                                                 decimals), parts))
     for f, value, when in found:
         out[f], day[f] = value, when
         done[f] = True
@@ -241,15 +245,16 @@ def _pairs(i, s, occ, walk, area_min, grow):
     return i[k], s[k], pb, area > area_min, unsure, boxed
 
 
-def _measure(pi, ps, pb, fast, starts, ends, sbox, reach_of, decimals):
+def _measure(pi, ps, pb, fast, p_start, p_end, sbox, reach_of, decimals):
     """The passages of the ``fast`` pairs among ``pi``, ``ps``, ``pb`` (every pair of their sidewalks, sorted
-    by sidewalk): the occupancies decided, their passages and days."""
-    f, fs, fp = pi[fast], ps[fast], pb[fast]
+    by sidewalk; ``p_start``, ``p_end``: the days of each pair's occupancy): the occupancies decided, their
+    passages and days."""
+    f, fs, fp, f0, f1 = pi[fast], ps[fast], pb[fast], p_start[fast], p_end[fast]
     fsb = sbox[fs]
     r = reach_of[fs]
     # the window must reach past both long edges (else the exact path finds fewer than two sides)
     sides_ok = (fp[:, 2] - r < fsb[:, 2] - GUARD) & (fp[:, 3] + r > fsb[:, 3] + GUARD)
-    f, fs, fp, fsb, r = f[sides_ok], fs[sides_ok], fp[sides_ok], fsb[sides_ok], r[sides_ok]
+    f, fs, fp, fsb, r, f0, f1 = (a[sides_ok] for a in (f, fs, fp, fsb, r, f0, f1))
     # the stretch T, the focus clipped to it
     t = np.stack([np.maximum(fsb[:, 0], fp[:, 0] - r), np.minimum(fsb[:, 1], fp[:, 1] + r),
                   fsb[:, 2], fsb[:, 3]], axis=1)
@@ -260,10 +265,10 @@ def _measure(pi, ps, pb, fast, starts, ends, sbox, reach_of, decimals):
     count = hi - lo
     row = np.repeat(np.arange(len(f)), count)
     at = np.arange(count.sum()) - np.repeat(np.cumsum(count) - count, count) + np.repeat(lo, count)
-    nb = pi[at]
-    fp_row = f[row]
-    keep = (nb != fp_row) & (starts[nb] <= ends[fp_row]) & (starts[fp_row] <= ends[nb])
-    row, nb, box_b = row[keep], nb[keep], pb[at[keep]]
+    b0, b1 = p_start[at], p_end[at]
+    keep = (pi[at] != f[row]) & (b0 <= f1[row]) & (f0[row] <= b1)
+    at, row = at[keep], row[keep]
+    box_b, b0, b1 = pb[at], b0[keep], b1[keep]
     dist = _box_distance(fp[row], box_b)
     rr = r[row]
     tt = t[row]
@@ -275,22 +280,23 @@ def _measure(pi, ps, pb, fast, starts, ends, sbox, reach_of, decimals):
     within = (dist < rr) & (cu > GUARD) & (cv > GUARD)
     bad_row = np.zeros(len(f), dtype=bool)
     bad_row[row[unsure]] = True
-    row, nb, clip = row[within], nb[within], clip[within]
-    n_start = np.maximum(starts[nb], starts[f[row]])
-    n_end = np.minimum(ends[nb], ends[f[row]])
+    row, clip = row[within], clip[within]
+    n_start = np.maximum(b0[within], f0[row])
+    n_end = np.minimum(b1[within], f1[row])
     m = np.bincount(row, minlength=len(f))
-    value, when, tie = _minimax_by_day(f, starts, ends, t, body, row, clip, n_start, n_end, m, decimals)
+    value, when, tie = _minimax_by_day(f0, f1, t, body, clip, n_start, n_end, m, decimals)
     good = ~bad_row & ~tie
     return f[good], value[good], when[good]
 
 
-def _minimax_by_day(f, starts, ends, t, body, row, clip, n_start, n_end, m, decimals):
+def _minimax_by_day(f0, f1, t, body, clip, n_start, n_end, m, decimals):
     """Per focus row: the smallest rounded passage over the days its neighbours change, the first such day,
     and whether some day's passage lay within :data:`ROUND_GUARD` of a rounding boundary.
 
-    ``row`` (sorted), ``clip``, ``n_start``, ``n_end``: the neighbours of each row; ``m``: how many each has.
+    ``f0``, ``f1``: each row's first and last day; ``clip``, ``n_start``, ``n_end``: the neighbours, row
+    by row; ``m``: how many each row has.
     """
-    k = len(f)
+    k = len(f0)
     value, when, tie = np.full(k, np.nan), np.full(k, -1, dtype=np.int64), np.zeros(k, dtype=bool)
     first = np.cumsum(m) - m
     for size in np.unique(m):
@@ -299,23 +305,21 @@ def _minimax_by_day(f, starts, ends, t, body, row, clip, n_start, n_end, m, deci
             tr, br = t[rows], body[rows]
             raw = np.maximum(np.minimum(tr[:, 3] - tr[:, 2], np.maximum(br[:, 2] - tr[:, 2], tr[:, 3] - br[:, 3])), 0)
             value[rows], tie[rows] = _rounded(raw, decimals)
-            when[rows] = starts[f[rows]]
+            when[rows] = f0[rows]
             continue
         if size == 1:
-            value[rows], when[rows], tie[rows] = _one_neighbour(rows, first, f, starts, t, body, clip, n_start,
-                                                                decimals)
+            value[rows], when[rows], tie[rows] = _one_neighbour(rows, first, f0, t, body, clip, n_start, decimals)
             continue
         nodes = size + 3
         days_n = 1 + 2 * size
         per = max(1, BLOCK_CELLS // (days_n * nodes * nodes))
         for lo in range(0, len(rows), per):
             rr = rows[lo:lo + per]
-            value[rr], when[rr], tie[rr] = _block(rr, size, first, f, starts, ends, t, body, clip, n_start, n_end,
-                                                  decimals)
+            value[rr], when[rr], tie[rr] = _block(rr, size, first, f0, f1, t, body, clip, n_start, n_end, decimals)
     return value, when, tie
 
 
-def _one_neighbour(rows, first, f, starts, t, body, clip, n_start, decimals):
+def _one_neighbour(rows, first, f0, t, body, clip, n_start, decimals):
     """:func:`_minimax_by_day` for rows with one neighbour: the five paths from side to side over the
     occupancy ``O`` and the neighbour ``N`` on the days ``N`` is there, the two over ``O`` alone before.
 
@@ -330,7 +334,7 @@ def _one_neighbour(rows, first, f, starts, t, body, clip, n_start, decimals):
     alone = np.minimum(width, np.maximum(lo_, ro))
     with_n = np.minimum.reduce([alone, np.maximum(ln, rn), np.maximum(np.maximum(lo_, on), rn),
                                 np.maximum(np.maximum(ln, on), ro)])
-    s0, ns = starts[f[rows]], n_start[first[rows]]
+    s0, ns = f0[rows], n_start[first[rows]]
     # the days: the first (N there or not), N's first day (if later)
     first_with = ns <= s0
     v0, t0 = _rounded(np.maximum(np.where(first_with, with_n, alone), 0.0), decimals)
@@ -340,7 +344,7 @@ def _one_neighbour(rows, first, f, starts, t, body, clip, n_start, decimals):
     return np.where(narrower, v1, v0), np.where(narrower, ns, s0), t0 | (later & t1)
 
 
-def _block(rr, size, first, f, starts, ends, t, body, clip, n_start, n_end, decimals):
+def _block(rr, size, first, f0, f1, t, body, clip, n_start, n_end, decimals):
     """:func:`_minimax_by_day` for rows ``rr``, which all have ``size`` neighbours."""
     q = len(rr)
     nodes = size + 3
@@ -353,7 +357,7 @@ def _block(rr, size, first, f, starts, ends, t, body, clip, n_start, n_end, deci
     if size:
         boxes[:, 3:] = clip[idx]
     dist = _box_distance(boxes[:, :, None, :], boxes[:, None, :, :])  # q × nodes × nodes
-    s0, e0 = starts[f[rr]], ends[f[rr]]
+    s0, e0 = f0[rr], f1[rr]
     ns, ne = n_start[idx], n_end[idx]  # q × size
     # the days the set of active neighbours changes (repeats of the first day where none)
     days = np.concatenate([s0[:, None], np.where(ns > s0[:, None], ns, s0[:, None]),
