@@ -82,11 +82,6 @@ def quads(geoms: np.ndarray, types: np.ndarray | None = None) -> tuple[np.ndarra
     return mask, xy
 
 
-def quad_bounds(xy: np.ndarray) -> np.ndarray:
-    """``(n, 4)`` bounds of ``(n, 4, 2)`` corners (``minx, miny, maxx, maxy``)."""
-    return np.concatenate([xy.min(axis=1), xy.max(axis=1)], axis=1)
-
-
 def split_pairs(func, p: np.ndarray, q: np.ndarray, *extra):
     """``func(p, q, *extra)`` over chunks of the pairs, in threads (numpy releases the GIL); tuples joined."""
     m = len(p)

@@ -505,10 +505,7 @@ def _features(ids, hashes, geoms, start, end, keep, shapes, **extra) -> _Feature
     """The kept rows as :class:`_Features` (``shapes``: the quads' mask and corners of every row)."""
     g = geoms[keep]
     quad, xy = shapes[0][keep], shapes[1][keep]
-    bounds = np.empty((len(g), 4))
-    bounds[quad] = convex.quad_bounds(xy[quad])
-    bounds[~quad] = shapely.bounds(g[~quad]).reshape(-1, 4)
-    return _Features(ids=ids[keep], hashes=hashes[keep], geoms=g, bounds=bounds,
+    return _Features(ids=ids[keep], hashes=hashes[keep], geoms=g, bounds=shapely.bounds(g).reshape(-1, 4),
                      start=start[keep], end=end[keep],
                      extra={name: np.asarray(values)[keep] for name, values in extra.items()}, quad=quad, xy=xy)
 
@@ -679,19 +676,15 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     """MERGE_CANDIDATE and LINKED findings: sidewalk permits near works in progress."""
     d = float(params.distance_m)
     i, j = bbox_pairs(cons.bounds, side.bounds, d + DISTANCE_EPSILON)
-    current = (cons.start[i] <= side.end[j]) & (side.start[j] <= cons.end[i])
-    i, j = i[current], j[current]
-    # boxes farther apart than d (in plain distance, not per axis) cannot hold shapes within d
-    cb, sb = cons.bounds, side.bounds
-    dx = np.maximum(np.maximum(cb[i, 0] - sb[j, 2], sb[j, 0] - cb[i, 2]), 0.0)
-    dy = np.maximum(np.maximum(cb[i, 1] - sb[j, 3], sb[j, 1] - cb[i, 3]), 0.0)
-    close = dx * dx + dy * dy <= (d + DISTANCE_EPSILON) ** 2
-    i, j = i[close], j[close]
+    # each pair's two periods, one gather per side (start and end side by side: one cache line)
+    cp, sp = _periods(cons)[i], _periods(side)[j]
+    current = (cp[:, 0] <= sp[:, 1]) & (sp[:, 0] <= cp[:, 1])
+    i, j, cp, sp = i[current], j[current], cp[current], sp[current]
     dist = _distances(cons, i, side, j, d + DISTANCE_EPSILON)
     near = dist <= d + DISTANCE_EPSILON
-    i, j, dist = i[near], j[near], np.round(dist[near], DISTANCE_DECIMALS)
-    start = np.maximum(cons.start[i], side.start[j])
-    end = np.minimum(cons.end[i], side.end[j])
+    i, j, dist, cp, sp = i[near], j[near], np.round(dist[near], DISTANCE_DECIMALS), cp[near], sp[near]
+    start = np.maximum(cp[:, 0], sp[:, 0])
+    end = np.minimum(cp[:, 1], sp[:, 1])
     days = end - start + 1
     linked = side.extra["link"][j] == cons.ids[i]
     blocks = []
@@ -704,6 +697,11 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
                              b_hash=side.hashes[b], geometry=side.geoms[b], source=b, distance_m=dist[sel],
                              overlap_start=start[sel], overlap_end=end[sel], overlap_days=days[sel], detail=detail))
     return _stack(blocks)
+
+
+def _periods(f: _Features) -> np.ndarray:
+    """``(n, 2)`` start and end day of each feature."""
+    return np.column_stack([f.start, f.end])
 
 
 def _distances(p: _Features, i: np.ndarray, q: _Features, j: np.ndarray, cut: float) -> np.ndarray:
@@ -727,13 +725,33 @@ def _distances(p: _Features, i: np.ndarray, q: _Features, j: np.ndarray, cut: fl
     return out
 
 
+def _intersecting(f: _Features, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """``shapely.intersects`` of ``f.geoms[i]`` and ``f.geoms[j]``; pairs of quads by the separating axes.
+
+    Pairs of quads clearly apart or clearly overlapping are settled in
+    numpy (:func:`convex.separation`); GEOS answers the rest (those that
+    nearly touch, and every other shape).
+    """
+    out = np.zeros(len(i), dtype=bool)
+    both = np.flatnonzero(f.quad[i] & f.quad[j])
+    gap = convex.split_pairs(convex.separation, f.xy[i[both]], f.xy[j[both]])[0]
+    out[both] = gap < 0
+    sure = np.zeros(len(i), dtype=bool)
+    sure[both] = np.abs(gap) > convex.EPSILON
+    rest = np.flatnonzero(~sure)
+    out[rest] = _parallel(shapely.intersects, f.geoms[i[rest]], f.geoms[j[rest]])
+    return out
+
+
 def _sidewalk_pair_findings(side: _Features, params: AnalysisParams) -> dict:
     """CLASH and OPPORTUNITY findings: sidewalk permits sharing ground, at the same time or close in time."""
     i, j = bbox_pairs(side.bounds, side.bounds, strict=True, same=True)
-    gap = np.maximum(side.start[i], side.start[j]) - np.minimum(side.end[i], side.end[j])
+    period = _periods(side)
+    pi, pj = period[i], period[j]
+    gap = np.maximum(pi[:, 0], pj[:, 0]) - np.minimum(pi[:, 1], pj[:, 1])
     soon = gap <= params.gap_days  # <= 0: the periods overlap
     i, j, gap = i[soon], j[soon], gap[soon]
-    hit = _parallel(shapely.intersects, side.geoms[i], side.geoms[j])
+    hit = _intersecting(side, i, j)
     i, j, gap = i[hit], j[hit], gap[hit]
     inter = _parallel(shapely.intersection, side.geoms[i], side.geoms[j])
     area = shapely.area(inter)
