@@ -112,6 +112,9 @@ _PARALLEL_MIN = 20_000
 #: Threads for independent stages and for splitting long shapely calls.
 _WORKERS = max(2, min(os.cpu_count() or 1, 4))
 _TEXT = np.dtypes.StringDType()
+#: Convex quadrilaterals are checked and measured in numpy (:mod:`gisapp.analysis.convex`); False: GEOS for all
+#: (the exact path the numpy one is tested against).
+_QUADS = True
 
 
 @dataclass(frozen=True)
@@ -463,7 +466,10 @@ def _check_geometries(geoms: np.ndarray, reasons: _Reasons) -> tuple[np.ndarray,
     mask and the corners), which are valid without asking GEOS.
     """
     types = shapely.get_type_id(geoms)
-    quad, xy = convex.quads(geoms, types)
+    if _QUADS:
+        quad, xy = convex.quads(geoms, types)
+    else:
+        quad, xy = np.zeros(len(geoms), dtype=bool), np.full((len(geoms), 4, 2), np.nan)
     rest = np.flatnonzero(~quad)
     empty = np.zeros(len(geoms), dtype=bool)
     missing = types[rest] == -1
