@@ -44,6 +44,7 @@ def test_quads_are_the_strictly_convex_single_rings():
     assert (shapely.is_valid(geoms[mask])).all()
     assert (xy[mask] == shapely.get_coordinates(geoms[mask]).reshape(-1, 5, 2)[:, :4]).all()
     assert np.isnan(xy[~mask]).all()
+    assert (convex.bounds(xy[mask]) == shapely.bounds(geoms[mask])).all()
 
 
 def quad_pairs(rng, n):

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import shapely
 
-__all__ = ["EPSILON", "distances", "quads", "separation", "split_pairs"]
+__all__ = ["EPSILON", "bounds", "distances", "quads", "separation", "split_pairs"]
 
 #: Separations (m) and turns (m²) closer to zero than this are left to GEOS: far above rounding at
 #: city coordinates (~1e-10 m), far below anything drawn.
@@ -80,6 +80,18 @@ def quads(geoms: np.ndarray, types: np.ndarray | None = None) -> tuple[np.ndarra
     mask[rows] = True
     xy[rows] = ring[ok, :4]
     return mask, xy
+
+
+def bounds(xy: np.ndarray) -> np.ndarray:
+    """``(n, 4)`` bounds (``minx, miny, maxx, maxy``) of ``(n, 4, 2)`` corners: ``shapely.bounds`` of the quads."""
+    x = [xy[:, k, 0] for k in range(4)]
+    y = [xy[:, k, 1] for k in range(4)]
+    out = np.empty((len(xy), 4))
+    out[:, 0] = np.minimum(np.minimum(x[0], x[1]), np.minimum(x[2], x[3]))
+    out[:, 1] = np.minimum(np.minimum(y[0], y[1]), np.minimum(y[2], y[3]))
+    out[:, 2] = np.maximum(np.maximum(x[0], x[1]), np.maximum(x[2], x[3]))
+    out[:, 3] = np.maximum(np.maximum(y[0], y[1]), np.maximum(y[2], y[3]))
+    return out
 
 
 def split_pairs(func, p: np.ndarray, q: np.ndarray, *extra):

@@ -511,7 +511,10 @@ def _features(ids, hashes, geoms, start, end, keep, shapes, **extra) -> _Feature
     """The kept rows as :class:`_Features` (``shapes``: the quads' mask and corners of every row)."""
     g = geoms[keep]
     quad, xy = shapes[0][keep], shapes[1][keep]
-    return _Features(ids=ids[keep], hashes=hashes[keep], geoms=g, bounds=shapely.bounds(g).reshape(-1, 4),
+    bounds = convex.bounds(xy)  # the quads' (in numpy, without the GIL); NaN for the other rows
+    rest = np.flatnonzero(~quad)
+    bounds[rest] = shapely.bounds(g[rest]).reshape(-1, 4)
+    return _Features(ids=ids[keep], hashes=hashes[keep], geoms=g, bounds=bounds,
                      start=start[keep], end=end[keep],
                      extra={name: np.asarray(values)[keep] for name, values in extra.items()}, quad=quad, xy=xy)
 
