@@ -217,3 +217,13 @@ def test_touching_quads_are_not_clashes_and_exactly_d_is_within():
     assert sorted(zip(clash["a_id"], clash["b_id"])) == [("A", "D"), ("B", "D")]
     merge = found[found["kind"] == "MERGE_CANDIDATE"]
     assert merge[["b_id", "distance_m"]].values.tolist() == [["A", 5.0]]
+
+
+def test_date_objects_give_the_same_days_as_text():
+    import datetime as dt
+
+    days = [dt.date(2024, 2, 29), None, dt.date(1969, 12, 31), float("nan"), dt.datetime(2025, 7, 1, 23, 59)]
+    text = ["2024-02-29", None, "1969-12-31", None, "2025-07-01"]
+    fast = ov._days(pd.Series(days, dtype=object))
+    assert fast.tolist() == ov._days(pd.Series(text, dtype=object)).tolist()
+    assert fast.tolist() == [19782, ov.NAT, -1, ov.NAT, 20270]

@@ -66,10 +66,13 @@ def quads(geoms: np.ndarray, types: np.ndarray | None = None) -> tuple[np.ndarra
     if not len(rows):
         return mask, xy
     ring = shapely.get_coordinates(geoms[rows]).reshape(len(rows), 5, 2)
-    ok = (np.abs(ring) < _FAR).all(axis=(1, 2)) & (ring[:, 0] == ring[:, 4]).all(axis=1)
-    # sides relative to the first corner (small numbers), and the turn at each corner
-    ex = [ring[:, k + 1, 0] - ring[:, k, 0] for k in range(4)]
-    ey = [ring[:, k + 1, 1] - ring[:, k, 1] for k in range(4)]
+    x, y = [ring[:, k, 0] for k in range(5)], [ring[:, k, 1] for k in range(5)]  # columns (no reductions
+    ok = (x[0] == x[4]) & (y[0] == y[4])  # over short axes: those are slow in numpy)
+    for k in range(4):
+        ok &= (np.abs(x[k]) < _FAR) & (np.abs(y[k]) < _FAR)
+    # the sides, and the turn at each corner
+    ex = [x[k + 1] - x[k] for k in range(4)]
+    ey = [y[k + 1] - y[k] for k in range(4)]
     left, right = np.ones(len(rows), dtype=bool), np.ones(len(rows), dtype=bool)
     for k in range(4):
         turn = ex[k] * ey[(k + 1) % 4] - ey[k] * ex[(k + 1) % 4]

@@ -399,7 +399,14 @@ def _text(values) -> np.ndarray:
 
 
 def _days(values) -> np.ndarray:
-    """Dates (datetime64, dates or ISO text) as int64 days since 1970; missing → ``NAT``."""
+    """Dates (datetime64, dates or ISO text) as int64 days since 1970; missing → ``NAT``.
+
+    A column of ``datetime.date`` objects (what GDAL gives for a date field)
+    is converted by numpy at once, not one value at a time.
+    """
+    arr = values.to_numpy() if isinstance(values, (pd.Series, pd.Index)) else np.asarray(values)
+    if arr.dtype == object and len(arr) and pd.api.types.infer_dtype(arr, skipna=True) == "date":
+        return np.where(pd.isna(arr), None, arr).astype("datetime64[D]").astype(np.int64)
     return schema.to_dates(values).to_numpy().astype("datetime64[D]").astype(np.int64)
 
 
