@@ -65,6 +65,7 @@ from dataclasses import asdict, dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 
 from gisapp import domain, geo, schema
@@ -402,11 +403,19 @@ def _days(values) -> np.ndarray:
     """Dates (datetime64, dates or ISO text) as int64 days since 1970; missing → ``NAT``.
 
     A column of ``datetime.date`` objects (what GDAL gives for a date field)
-    is converted by numpy at once, not one value at a time.
+    is converted by Arrow at once (~50 ns a value; numpy's ``astype`` takes
+    ~900 ns, :func:`schema.to_dates` several µs).
     """
     arr = values.to_numpy() if isinstance(values, (pd.Series, pd.Index)) else np.asarray(values)
     if arr.dtype == object and len(arr) and pd.api.types.infer_dtype(arr, skipna=True) == "date":
-        return np.where(pd.isna(arr), None, arr).astype("datetime64[D]").astype(np.int64)
+        try:
+            days = pa.array(arr, type=pa.date32(), from_pandas=True)
+        except (pa.ArrowException, TypeError, ValueError):  # e.g. datetimes among the dates: the general way
+            pass
+        else:
+            out = days.cast(pa.int32()).fill_null(0).to_numpy().astype(np.int64)
+            out[days.is_null().to_numpy(zero_copy_only=False)] = NAT
+            return out
     return schema.to_dates(values).to_numpy().astype("datetime64[D]").astype(np.int64)
 
 
