@@ -65,9 +65,11 @@ from dataclasses import asdict, dataclass, field
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import shapely
 
 from gisapp import domain, geo, schema
+from gisapp.analysis import convex
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
 from gisapp.passage import occupancy_passages, split_over_cpus
 from gisapp.schema import FINDINGS, STORE_CRS
@@ -111,6 +113,9 @@ _PARALLEL_MIN = 20_000
 #: Threads for independent stages and for splitting long shapely calls.
 _WORKERS = max(2, min(os.cpu_count() or 1, 4))
 _TEXT = np.dtypes.StringDType()
+#: Convex quadrilaterals are checked and measured in numpy (:mod:`gisapp.analysis.convex`); False: GEOS for all
+#: (the exact path the numpy one is tested against).
+_QUADS = True
 
 
 @dataclass(frozen=True)
@@ -174,6 +179,8 @@ class _Features:
     start: np.ndarray  # int64 days since 1970 (NAT when missing)
     end: np.ndarray  # int64 days, inclusive
     extra: dict  # column name -> ndarray
+    quad: np.ndarray  # bool: a strictly convex quadrilateral (:func:`convex.quads`)
+    xy: np.ndarray  # (n, 4, 2) its corners (NaN for the other rows)
 
     def __len__(self) -> int:
         """Number of features."""
@@ -393,7 +400,22 @@ def _text(values) -> np.ndarray:
 
 
 def _days(values) -> np.ndarray:
-    """Dates (datetime64, dates or ISO text) as int64 days since 1970; missing → ``NAT``."""
+    """Dates (datetime64, dates or ISO text) as int64 days since 1970; missing → ``NAT``.
+
+    A column of ``datetime.date`` objects (what GDAL gives for a date field)
+    is converted by Arrow at once (~50 ns a value; numpy's ``astype`` takes
+    ~900 ns, :func:`schema.to_dates` several µs).
+    """
+    arr = values.to_numpy() if isinstance(values, (pd.Series, pd.Index)) else np.asarray(values)
+    if arr.dtype == object and len(arr) and pd.api.types.infer_dtype(arr, skipna=True) == "date":
+        try:
+            days = pa.array(arr, type=pa.date32(), from_pandas=True)
+        except (pa.ArrowException, TypeError, ValueError):  # e.g. datetimes among the dates: the general way
+            pass
+        else:
+            out = days.cast(pa.int32()).fill_null(0).to_numpy().astype(np.int64)
+            out[days.is_null().to_numpy(zero_copy_only=False)] = NAT
+            return out
     return schema.to_dates(values).to_numpy().astype("datetime64[D]").astype(np.int64)
 
 
@@ -453,18 +475,30 @@ class _Reasons:
         return rows[starts], np.array(["; ".join(g) for g in groups], dtype=object)
 
 
-def _check_geometries(geoms: np.ndarray, reasons: _Reasons) -> None:
-    """Add the reasons why geometries cannot be analysed: missing, empty, not polygonal, invalid."""
-    empty = shapely.is_missing(geoms)
-    empty[~empty] = shapely.is_empty(geoms[~empty])
-    reasons.add(empty, "geometry is empty or missing")
+def _check_geometries(geoms: np.ndarray, reasons: _Reasons) -> tuple[np.ndarray, np.ndarray]:
+    """Add the reasons why geometries cannot be analysed: missing, empty, not polygonal, invalid.
+
+    Returns the convex quadrilaterals among them (:func:`convex.quads`: the
+    mask and the corners), which are valid without asking GEOS.
+    """
     types = shapely.get_type_id(geoms)
+    if _QUADS:
+        quad, xy = convex.quads(geoms, types)
+    else:
+        quad, xy = np.zeros(len(geoms), dtype=bool), np.full((len(geoms), 4, 2), np.nan)
+    rest = np.flatnonzero(~quad)
+    empty = np.zeros(len(geoms), dtype=bool)
+    missing = types[rest] == -1
+    empty[rest[missing]] = True
+    empty[rest[~missing]] = shapely.is_empty(geoms[rest[~missing]])
+    reasons.add(empty, "geometry is empty or missing")
     polygonal = (types == 3) | (types == 6)
     wrong = np.flatnonzero(~empty & ~polygonal)
     reasons.add(wrong, [f"geometry is not a polygon ({g.geom_type})" for g in geoms[wrong]])
-    check = np.flatnonzero(~empty & polygonal)
+    check = rest[~empty[rest] & polygonal[rest]]
     bad = check[~_parallel(is_valid, geoms[check])]
     reasons.add(bad, [f"invalid geometry: {r}" for r in shapely.is_valid_reason(geoms[bad])])
+    return quad, xy
 
 
 def _check_keys(ids: np.ndarray, hashes: np.ndarray, key: str, reasons: _Reasons) -> None:
@@ -489,12 +523,16 @@ def _skipped_frame(layer: str, ids, wards, reasons: _Reasons) -> pd.DataFrame:
     }, dtype=object)
 
 
-def _features(ids, hashes, geoms, start, end, keep, **extra) -> _Features:
-    """The kept rows as :class:`_Features`."""
+def _features(ids, hashes, geoms, start, end, keep, shapes, **extra) -> _Features:
+    """The kept rows as :class:`_Features` (``shapes``: the quads' mask and corners of every row)."""
     g = geoms[keep]
-    return _Features(ids=ids[keep], hashes=hashes[keep], geoms=g, bounds=shapely.bounds(g).reshape(-1, 4),
+    quad, xy = shapes[0][keep], shapes[1][keep]
+    bounds = convex.bounds(xy)  # the quads' (in numpy, without the GIL); NaN for the other rows
+    rest = np.flatnonzero(~quad)
+    bounds[rest] = shapely.bounds(g[rest]).reshape(-1, 4)
+    return _Features(ids=ids[keep], hashes=hashes[keep], geoms=g, bounds=bounds,
                      start=start[keep], end=end[keep],
-                     extra={name: np.asarray(values)[keep] for name, values in extra.items()})
+                     extra={name: np.asarray(values)[keep] for name, values in extra.items()}, quad=quad, xy=xy)
 
 
 def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
@@ -507,7 +545,7 @@ def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
     issued = _days(_column(frame, "issued_on"))
     reasons = _Reasons(len(ids))
     _check_keys(ids, hashes, "dossier_code", reasons)
-    _check_geometries(geoms, reasons)
+    shapes = _check_geometries(geoms, reasons)
     reasons.add(received == NAT, "missing received_on")
     if params.as_of is not None:
         as_of = np.datetime64(params.as_of, "D").astype(np.int64)
@@ -516,7 +554,7 @@ def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
         issued = np.where(issued > as_of, NAT, issued)
     works_start = np.where(issued != NAT, issued, received)
     works_end = np.where(works_start == NAT, NAT, _add_months(works_start, int(params.works_months)) - 1)
-    cons = _features(ids, hashes, geoms, works_start, works_end, ~reasons.mask(), declared=declared,
+    cons = _features(ids, hashes, geoms, works_start, works_end, ~reasons.mask(), shapes, declared=declared,
                      received=received, row=np.arange(len(ids)))
     register = pd.DataFrame({"dossier_code": ids, "ward_code": declared}, dtype=object)
     return cons, _skipped_frame(CONSTRUCTION, ids, declared, reasons), register
@@ -540,7 +578,7 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     used = pd.to_numeric(pd.Series(_column(frame, "used_width_m")), errors="coerce").to_numpy(dtype=float)
     reasons = _Reasons(len(ids))
     _check_keys(ids, hashes, "permit_no", reasons)
-    _check_geometries(geoms, reasons)
+    shapes = _check_geometries(geoms, reasons)
     reasons.add((start == NAT) & (end != NAT), "missing start_on")
     reasons.add((start != NAT) & (end == NAT), "missing end_on")
     reasons.add((start == NAT) & (end == NAT), "missing start_on and end_on")
@@ -549,7 +587,7 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     free, free_day = passages(geoms, start, end, keep, sidewalks)
     reasons.add((np.isnan(width) | np.isnan(used)) & np.isnan(free),
                 "clearance not checked: missing sidewalk_width_m or used_width_m")
-    side = _features(ids, hashes, geoms, start, end, keep, declared=declared, width=width, used=used,
+    side = _features(ids, hashes, geoms, start, end, keep, shapes, declared=declared, width=width, used=used,
                      link=_text(_column(frame, "construction_dossier_code")), free=free, free_day=free_day)
     return side, _skipped_frame(SIDEWALK, ids, declared, reasons)
 
@@ -598,7 +636,8 @@ def _prepare_wards(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:
     own = shapely.from_wkb(shapely.to_wkb(geoms[rows])) if len(rows) else geoms[rows]
     shapely.prepare(own)
     ward = _Features(ids=keys[rows], hashes=hashes[rows], geoms=own, bounds=shapely.bounds(own).reshape(-1, 4),
-                     start=start[rows], end=end[rows],
+                     start=start[rows], end=end[rows], quad=np.zeros(len(rows), dtype=bool),
+                     xy=np.full((len(rows), 4, 2), np.nan),
                      extra={"code": codes[rows], "name": _text(_column(frame, "name"))[rows],
                             "index": WardIndex.build(own, start[rows], end[rows])})
     return ward, _skipped_frame(WARDS, keys, codes, reasons)
@@ -662,19 +701,15 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     """MERGE_CANDIDATE and LINKED findings: sidewalk permits near works in progress."""
     d = float(params.distance_m)
     i, j = bbox_pairs(cons.bounds, side.bounds, d + DISTANCE_EPSILON)
-    current = (cons.start[i] <= side.end[j]) & (side.start[j] <= cons.end[i])
-    i, j = i[current], j[current]
-    # boxes farther apart than d (in plain distance, not per axis) cannot hold shapes within d
-    cb, sb = cons.bounds, side.bounds
-    dx = np.maximum(np.maximum(cb[i, 0] - sb[j, 2], sb[j, 0] - cb[i, 2]), 0.0)
-    dy = np.maximum(np.maximum(cb[i, 1] - sb[j, 3], sb[j, 1] - cb[i, 3]), 0.0)
-    close = dx * dx + dy * dy <= (d + DISTANCE_EPSILON) ** 2
-    i, j = i[close], j[close]
-    dist = _parallel(shapely.distance, cons.geoms[i], side.geoms[j])
+    # each pair's two periods, one gather per side (start and end side by side: one cache line)
+    cp, sp = _periods(cons)[i], _periods(side)[j]
+    current = (cp[:, 0] <= sp[:, 1]) & (sp[:, 0] <= cp[:, 1])
+    i, j, cp, sp = i[current], j[current], cp[current], sp[current]
+    dist = _distances(cons, i, side, j, d + DISTANCE_EPSILON)
     near = dist <= d + DISTANCE_EPSILON
-    i, j, dist = i[near], j[near], np.round(dist[near], DISTANCE_DECIMALS)
-    start = np.maximum(cons.start[i], side.start[j])
-    end = np.minimum(cons.end[i], side.end[j])
+    i, j, dist, cp, sp = i[near], j[near], np.round(dist[near], DISTANCE_DECIMALS), cp[near], sp[near]
+    start = np.maximum(cp[:, 0], sp[:, 0])
+    end = np.minimum(cp[:, 1], sp[:, 1])
     days = end - start + 1
     linked = side.extra["link"][j] == cons.ids[i]
     blocks = []
@@ -689,13 +724,59 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     return _stack(blocks)
 
 
+def _periods(f: _Features) -> np.ndarray:
+    """``(n, 2)`` start and end day of each feature."""
+    return np.column_stack([f.start, f.end])
+
+
+def _distances(p: _Features, i: np.ndarray, q: _Features, j: np.ndarray, cut: float) -> np.ndarray:
+    """``shapely.distance`` of ``p.geoms[i]`` to ``q.geoms[j]``, the same values, most of them in numpy.
+
+    Pairs of convex quads are measured by :func:`convex.distances`; GEOS
+    measures the others, those numpy is not sure of, and those whose
+    distance lies within a hair of a rounding step (mm) or of ``cut`` (the
+    search distance), so that rounding and the cut never hang on the last bit.
+    """
+    both = np.flatnonzero(p.quad[i] & q.quad[j])
+    out = np.empty(len(i))
+    dist, sure = convex.split_pairs(convex.distances, p.xy[i[both]], q.xy[j[both]])
+    mm = dist * 10**DISTANCE_DECIMALS
+    sure &= (np.abs(mm - np.floor(mm) - 0.5) > 1e-6) & (np.abs(dist - cut) > 1e-9)
+    out[both] = dist
+    rest = np.ones(len(i), dtype=bool)
+    rest[both[sure]] = False
+    rest = np.flatnonzero(rest)
+    out[rest] = _parallel(shapely.distance, p.geoms[i[rest]], q.geoms[j[rest]])
+    return out
+
+
+def _intersecting(f: _Features, i: np.ndarray, j: np.ndarray) -> np.ndarray:
+    """``shapely.intersects`` of ``f.geoms[i]`` and ``f.geoms[j]``; pairs of quads by the separating axes.
+
+    Pairs of quads clearly apart or clearly overlapping are settled in
+    numpy (:func:`convex.separation`); GEOS answers the rest (those that
+    nearly touch, and every other shape).
+    """
+    out = np.zeros(len(i), dtype=bool)
+    both = np.flatnonzero(f.quad[i] & f.quad[j])
+    gap = convex.split_pairs(convex.separation, f.xy[i[both]], f.xy[j[both]])[0]
+    out[both] = gap < 0
+    sure = np.zeros(len(i), dtype=bool)
+    sure[both] = np.abs(gap) > convex.EPSILON
+    rest = np.flatnonzero(~sure)
+    out[rest] = _parallel(shapely.intersects, f.geoms[i[rest]], f.geoms[j[rest]])
+    return out
+
+
 def _sidewalk_pair_findings(side: _Features, params: AnalysisParams) -> dict:
     """CLASH and OPPORTUNITY findings: sidewalk permits sharing ground, at the same time or close in time."""
     i, j = bbox_pairs(side.bounds, side.bounds, strict=True, same=True)
-    gap = np.maximum(side.start[i], side.start[j]) - np.minimum(side.end[i], side.end[j])
+    period = _periods(side)
+    pi, pj = period[i], period[j]
+    gap = np.maximum(pi[:, 0], pj[:, 0]) - np.minimum(pi[:, 1], pj[:, 1])
     soon = gap <= params.gap_days  # <= 0: the periods overlap
     i, j, gap = i[soon], j[soon], gap[soon]
-    hit = _parallel(shapely.intersects, side.geoms[i], side.geoms[j])
+    hit = _intersecting(side, i, j)
     i, j, gap = i[hit], j[hit], gap[hit]
     inter = _parallel(shapely.intersection, side.geoms[i], side.geoms[j])
     area = shapely.area(inter)

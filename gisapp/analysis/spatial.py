@@ -28,7 +28,7 @@ FAR_FUTURE = np.iinfo(np.int64).max
 #: An intersection smaller than this (m²) is a touching edge, not an overlap.
 AREA_EPSILON = 1e-6
 #: Most cells per axis of the ward classification grid.
-_WARD_GRID_MAX = 256
+_WARD_GRID_MAX = 512
 #: Fewer geometries than this go straight to the exact ward assignment.
 _WARD_GRID_MIN_ITEMS = 5000
 
