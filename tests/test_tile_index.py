@@ -174,30 +174,15 @@ def test_search_texts_table(store, demo_frames):
 
 
 def test_positions_of_unknown_keys_are_none():
-    table = pa.table({"key": pa.array(["b", "a", "c"]), "text": pa.array(["x", "y", "z"])})
-    found = index.LayerIndex(LAYER, "v", None, 0, pa.chunked_array([table.column("key").combine_chunks()]),
-                             *_sorted(["b", "a", "c"]), np.empty(0, "S1"), np.empty(0, np.int64),
-                             {SEARCH_COLUMN: table.column("text")})
-    assert found.positions(pa.array(["c", "a"])).tolist() == [2, 1]
+    keys = pa.array(["b", "a", "c", "a"])  # "a" read again at position 3
+    found = index.LayerIndex(LAYER, "v", None, 0, pa.chunked_array([keys]),
+                             index.Lookup.of(index._ids(keys[:3]), np.arange(3)),
+                             index.Lookup.of(index._ids(keys[3:]), np.array([3])),
+                             {SEARCH_COLUMN: pa.chunked_array([pa.array(["x", "y", "z", "w"])])})
+    assert found.positions(pa.array(["c", "a", "b"])).tolist() == [2, 3, 0]
     assert found.positions(pa.array(["c", "d"])) is None
+    assert found.positions(pa.array(["bb"])) is None and found.positions(pa.array(["b\x00"])) is None
     assert found.texts_at(SEARCH_COLUMN, np.array([2, 0])).to_pylist() == ["z", "x"]
-
-
-def _sorted(keys):
-    ids = np.array([k.encode() for k in keys], "S")
-    order = np.argsort(ids, kind="stable")
-    return ids[order], order.astype(np.int64)
-
-
-@pytest.mark.parametrize("store", BACKENDS[:1], indirect=True)
-def test_a_tile_with_a_feature_the_columns_lack_asks_the_store(store, demo_frames):
-    """A tile taken apart before a delete holds a feature the kept columns no longer know: its search texts
-    come from the store for that tile (the way before), equal to the store's filtered tile."""
-    tile = busiest(demo_frames[0][LAYER])
-    feats = subset.take_apart(tile_source.tile(store, LAYER, *tile), LAYER)
-    gone = sorted(keys_of(feats.body))[0]
-    store.write({}, mode="upsert", delete={LAYER: [gone]})
-    flt = Filter(q="phuoc")
-    got = tile_source.subset_tile(store, LAYER, *tile, flt, feats)
-    assert set(feats.extras) == {SEARCH_COLUMN}
-    assert keys_of(got) == keys_of(tile_source.tile(store, LAYER, *tile, flt))
+    twice = index.Lookup.of(index._ids(pa.array(["k", "j", "k"])), np.array([0, 1, 2]))
+    k = index._ids(pa.array(["k"]))
+    assert twice.find(k, index._hash(k)).tolist() == [2]  # the last given wins

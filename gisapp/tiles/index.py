@@ -49,10 +49,76 @@ NO_DAY = np.iinfo(np.int32).min
 
 
 def _ids(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """Each key's UTF-8 bytes as a fixed-width ``bytes`` array (sorted and searched by numpy, compared exactly)."""
+    """Each key's UTF-8 bytes and a closing ``\\x01`` as a fixed-width ``bytes`` array (numpy pads with zero bytes
+    and drops them when comparing; the closing byte keeps a key's own trailing zero bytes)."""
     if not len(keys):
         return np.empty(0, "S1")
-    return pc.cast(keys, pa.binary()).to_numpy(zero_copy_only=False).astype("S")
+    closed = pc.binary_join_element_wise(keys, "\x01", "")
+    return pc.cast(closed, pa.binary()).to_numpy(zero_copy_only=False).astype("S")
+
+
+#: Multipliers of a key's bytes in its hash (:func:`_hash`), by byte position: odd 64-bit constants' powers.
+_MUL = [pow(0x9E3779B97F4A7C15, i + 1, 1 << 64) for i in range(256)]
+
+
+def _hash(keyb: np.ndarray) -> np.ndarray:
+    """A 64-bit hash of each fixed-width key (trailing zero bytes, numpy's padding, add nothing)."""
+    width = keyb.dtype.itemsize
+    data = np.ascontiguousarray(keyb).view(np.uint8).reshape(len(keyb), width)
+    out = np.zeros(len(keyb), np.uint64)
+    for i in range(width):
+        out += data[:, i].astype(np.uint64) * np.uint64(_MUL[i % len(_MUL)] ^ (i // len(_MUL)))
+    out ^= out >> np.uint64(31)
+    return out
+
+
+@dataclass
+class Lookup:
+    """Keys to positions: sorted by the hash of each key's bytes (numbers, fast to search), the bytes kept to
+    check a hit."""
+
+    hashes: np.ndarray  # uint64, sorted
+    keys: np.ndarray  # fixed-width bytes, aligned
+    pos: np.ndarray  # int64, aligned
+
+    @classmethod
+    def of(cls, keyb: np.ndarray, pos: np.ndarray) -> Lookup:
+        """The lookup of keys ``keyb`` at ``pos``; of a key given twice the last one (the newest) is kept."""
+        if not len(keyb):
+            return cls(np.empty(0, np.uint64), np.empty(0, "S1"), np.empty(0, np.int64))
+        hashes = _hash(keyb)
+        order = np.lexsort((np.arange(len(hashes)), hashes))  # by hash, then as given
+        hashes, keyb, pos = hashes[order], keyb[order], pos[order]
+        keep = np.ones(len(hashes), bool)
+        keep[:-1] = (hashes[1:] != hashes[:-1]) | (keyb[1:] != keyb[:-1])
+        return cls(hashes[keep], keyb[keep], pos[keep])
+
+    def __len__(self) -> int:
+        return len(self.hashes)
+
+    def find(self, keyb: np.ndarray, hashes: np.ndarray) -> np.ndarray | None:
+        """The position of each key (-1: not here); ``None`` when a hash is shared by two keys here (ask the store)."""
+        out = np.full(len(keyb), -1, np.int64)
+        if not len(self) or not len(keyb):
+            return out
+        order = np.argsort(hashes)  # searched in order: each search starts where the last one ended
+        at = np.empty(len(hashes), np.int64)
+        at[order] = np.minimum(np.searchsorted(self.hashes, hashes[order]), len(self) - 1)
+        same = self.hashes[at] == hashes
+        if (same & (self.hashes[np.minimum(at + 1, len(self) - 1)] == hashes) & (at + 1 < len(self))).any():
+            return None
+        hit = same & (self.keys[at] == keyb)
+        out[hit] = self.pos[at[hit]]
+        return out
+
+    def without(self, keyb: np.ndarray) -> Lookup:
+        """This lookup without the keys ``keyb``."""
+        keep = ~np.isin(self.keys, keyb)
+        return Lookup(self.hashes[keep], self.keys[keep], self.pos[keep])
+
+    @property
+    def nbytes(self) -> int:
+        return self.hashes.nbytes + self.keys.nbytes + self.pos.nbytes
 
 
 def _days(column, missing: int) -> np.ndarray:
@@ -63,8 +129,8 @@ def _days(column, missing: int) -> np.ndarray:
 class LayerIndex:
     """One layer's keys, search texts and status history as columns, as of a data version.
 
-    ``keys[p]`` is position ``p``'s key; ``base_ids``/``base_pos`` (keys' bytes, sorted) and ``new_ids``/``new_pos``
-    (positions appended since, sorted by key) find a key's newest position; ``texts[column]``
+    ``keys[p]`` is position ``p``'s key; ``base`` (the keys first read) and ``new`` (those read again since)
+    find a key's newest position; ``texts[column]``
     is the search text per position (a chunked array: appended chunks).
     """
 
@@ -73,10 +139,8 @@ class LayerIndex:
     log_id: str | None
     log_last: int
     keys: pa.ChunkedArray
-    base_ids: np.ndarray
-    base_pos: np.ndarray
-    new_ids: np.ndarray
-    new_pos: np.ndarray
+    base: Lookup
+    new: Lookup
     texts: dict[str, pa.ChunkedArray]
     history: History | None = None  # read on first use (a status as of a day)
 
@@ -87,24 +151,20 @@ class LayerIndex:
         """The newest position of each of ``keys`` (a tile's features), or ``None`` when one is not here (then the
         caller asks the store)."""
         wanted = _ids(keys)
-        out = np.full(len(wanted), -1, np.int64)
-        for sorted_ids, pos in ((self.base_ids, self.base_pos), (self.new_ids, self.new_pos)):
-            if not len(sorted_ids) or not len(wanted):
-                continue
-            at = np.minimum(np.searchsorted(sorted_ids, wanted), len(sorted_ids) - 1)
-            hit = sorted_ids[at] == wanted
-            out[hit] = pos[at[hit]]  # the appended ones last: the newest wins
-        if (out < 0).any():
+        hashes = _hash(wanted)
+        base = self.base.find(wanted, hashes)
+        new = self.new.find(wanted, hashes)
+        if base is None or new is None:
             return None
-        return out
+        out = np.where(new >= 0, new, base)  # the newest
+        return None if (out < 0).any() else out
 
     def texts_at(self, column: str, pos: np.ndarray) -> pa.Array:
         return self.texts[column].take(pa.array(pos)).combine_chunks() if len(pos) else pa.array([], pa.string())
 
     @property
     def nbytes(self) -> int:
-        arrays = [self.base_ids, self.base_pos, self.new_ids, self.new_pos]
-        return sum(a.nbytes for a in arrays) + self.keys.nbytes + sum(t.nbytes for t in self.texts.values()) \
+        return self.base.nbytes + self.new.nbytes + self.keys.nbytes + sum(t.nbytes for t in self.texts.values()) \
             + (self.history.nbytes if self.history is not None else 0)
 
 
@@ -177,10 +237,8 @@ def load(store: Store, layer: str, version: str | None, *, with_history: bool = 
     log = store.changes(after=1 << 62, limit=1)  # where the change log ends now
     table = store.search_texts_table(layer, SEARCH_COLUMN)
     keys = table.column("key").combine_chunks()
-    ids = _ids(keys)
-    order = np.argsort(ids, kind="stable")
-    out = LayerIndex(layer, version, log.log_id, log.last, pa.chunked_array([keys]), ids[order],
-                     order.astype(np.int64), np.empty(0, "S1"), np.empty(0, np.int64),
+    out = LayerIndex(layer, version, log.log_id, log.last, pa.chunked_array([keys]),
+                     Lookup.of(_ids(keys), np.arange(len(keys), dtype=np.int64)), Lookup.of(*_NONE),
                      {SEARCH_COLUMN: pa.chunked_array([table.column("text").combine_chunks()])})
     if with_history:
         out.history = _read_history(store, out)
@@ -241,38 +299,19 @@ def refresh(store: Store, old: LayerIndex, version: str | None) -> LayerIndex | 
                           np.concatenate([h.status, new.status]), np.concatenate([h.on, new.on]),
                           np.concatenate([h.next, new.next]), new.statuses)
     all_keys = pa.chunked_array([*old.keys.chunks, fresh_keys]) if n_new else old.keys
-    new_pos = np.concatenate([old.new_pos, np.arange(n_old, n_old + n_new, dtype=np.int64)])
-    new_ids = np.concatenate([old.new_ids, _ids(fresh_keys)])
-    if len(new_pos) > RESORT:  # every id sorted again: the appended ones last, so the newest position is kept
-        base_ids, base_pos = _newest(np.concatenate([old.base_ids, new_ids]), np.concatenate([old.base_pos, new_pos]))
-        new_ids, new_pos = np.empty(0, "S1"), np.empty(0, np.int64)
-    else:
-        new_ids, new_pos = _newest(new_ids, new_pos)
-        base_ids, base_pos = old.base_ids, old.base_pos
-    out = LayerIndex(old.layer, version, old.log_id, after, all_keys, base_ids, base_pos, new_ids, new_pos, texts,
-                     history)
-    gone = sorted(keys - set(fresh_keys.to_pylist()))  # deleted: their keys find nothing more
-    return _forget(out, gone) if gone else out
+    new = Lookup.of(np.concatenate([old.new.keys, _ids(fresh_keys)]),
+                    np.concatenate([old.new.pos, np.arange(n_old, n_old + n_new, dtype=np.int64)]))
+    base = old.base
+    if len(new) > RESORT:  # every key sorted again: the appended ones last, so the newest position is kept
+        base = Lookup.of(np.concatenate([base.keys, new.keys]), np.concatenate([base.pos, new.pos]))
+        new = Lookup.of(*_NONE)
+    gone = _ids(pa.array(sorted(keys - set(fresh_keys.to_pylist())), pa.string()))  # deleted: found no more
+    if len(gone):
+        base, new = base.without(gone), new.without(gone)
+    return LayerIndex(old.layer, version, old.log_id, after, all_keys, base, new, texts, history)
 
 
-def _newest(ids: np.ndarray, pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``ids`` sorted with their ``pos``, of equal ids (a key read again) the last one only (the newest)."""
-    order = np.argsort(ids, kind="stable")
-    ids, pos = ids[order], pos[order]
-    keep = np.ones(len(ids), bool)
-    keep[:-1] = ids[1:] != ids[:-1]
-    return ids[keep], pos[keep]
-
-
-def _forget(index: LayerIndex, gone: list[str]) -> LayerIndex:
-    """``index`` without a lookup for the deleted keys ``gone`` (their ids found nothing more)."""
-    ids = _ids(pa.array(gone, pa.string()))
-    for name in ("base", "new"):
-        sorted_ids, pos = getattr(index, f"{name}_ids"), getattr(index, f"{name}_pos")
-        keep = ~np.isin(sorted_ids, ids)
-        setattr(index, f"{name}_ids", sorted_ids[keep])
-        setattr(index, f"{name}_pos", pos[keep])
-    return index
+_NONE = (np.empty(0, "S1"), np.empty(0, np.int64))
 
 
 def _append(texts: pa.ChunkedArray, more: pa.Array) -> pa.ChunkedArray:
@@ -320,7 +359,7 @@ def index(store: Store, layer: str, column: str = SEARCH_COLUMN, *, with_history
             fresh = None if cached is None else refresh(store, cached, version)
             found = load(store, layer, version, with_history=with_history) if fresh is None else fresh
         if with_history and found.history is None:
-            if len(found.new_pos) or len(found.keys.chunks) > 1:  # keys read again: positions are not one per key
+            if len(found.new) or len(found.keys.chunks) > 1:  # keys read again: positions are not one per key
                 found = load(store, layer, version, with_history=True)
             else:
                 found = dataclasses.replace(found, history=_read_history(store, found))
