@@ -186,3 +186,23 @@ def test_positions_of_unknown_keys_are_none():
     twice = index.Lookup.of(index._ids(pa.array(["k", "j", "k"])), np.array([0, 1, 2]))
     k = index._ids(pa.array(["k"]))
     assert twice.find(k, index._hash(k)).tolist() == [2]  # the last given wins
+
+
+@pytest.mark.parametrize("store", BACKENDS[:1], indirect=True)
+def test_a_tile_located_once_is_located_again_after_a_write(store, demo_frames):
+    """A taken-apart tile keeps where the kept columns hold its features; a write that reads keys again moves
+    them (new positions), and the same taken-apart tile then finds the new texts."""
+    tile = busiest(demo_frames[0][LAYER])
+    feats = subset.take_apart(tile_source.tile(store, LAYER, *tile), LAYER)
+    flt = Filter(q="wwqz")
+    assert tile_source.subset_tile(store, LAYER, *tile, flt, feats) == b""
+    located = feats.located
+    assert located is not None
+    assert tile_source.subset_tile(store, LAYER, *tile, Filter(q="phuoc"), feats) is not None
+    assert feats.located is located  # no write: the same positions
+    key = sorted(keys_of(feats.body))[0]
+    row = store.read_keys(LAYER, [key])
+    row["site_address"] = "wwqz"
+    store.write({LAYER: row}, mode="upsert")
+    assert set(keys_of(tile_source.subset_tile(store, LAYER, *tile, flt, feats))) == {key}
+    assert feats.located is not located

@@ -72,7 +72,7 @@ def _hash(keyb: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass
+@dataclass(eq=False)
 class Lookup:
     """Keys to positions: sorted by the hash of each key's bytes (numbers, fast to search), the bytes kept to
     check a hit."""

@@ -92,9 +92,14 @@ def _from_index(store: Store, layer: str, flt: Filter, feats: subset.TileFeature
         return None
     as_of_status = subset.needs_store(layer, flt.with_(q=None))
     found = index.index(store, layer, *([personal] if personal else []), with_history=as_of_status)
-    pos = found.positions(feats.keys_column(layer))
-    if pos is None:
-        return None
+    located = feats.located
+    if located is not None and located[0] is found.base and located[1] is found.new:
+        pos = located[2]  # the same keys' lookups as when this tile was last located: the same positions
+    else:
+        pos = found.positions(feats.keys_column(layer))
+        if pos is None:
+            return None
+        feats.located = (found.base, found.new, pos)
     mask = np.ones(len(feats), bool)
     if flt.q:
         mask &= subset.search_mask(flt, found.texts_at(SEARCH_COLUMN, pos),

@@ -186,20 +186,27 @@ class TileFeatures:
     #: What the store said of these features beyond the tile's properties, fetched once and kept with them:
     #: ``"search"``/``"search_personal"`` (:func:`aligned_texts`), ``"changes"`` (:class:`StatusChanges`).
     extras: dict = field(default_factory=dict)
+    #: Where the layer's kept columns (:mod:`gisapp.tiles.index`) hold these features: ``(base, new, positions)``,
+    #: valid while the index finds keys with the same lookups (not counted in :attr:`nbytes`: ~8 bytes a feature).
+    located: tuple | None = None
+    _own_bytes: int | None = None
 
     def __len__(self) -> int:
         return len(self.types)
 
     @property
     def nbytes(self) -> int:
-        """Memory it takes, roughly (for the cache's budget)."""
-        arrays = [self.tags, self.types, self.geom_start, self.geom_len]
-        if self.ids is not None:
-            arrays.append(self.ids)
+        """Memory it takes, roughly (for the cache's budget); what it holds apart from :attr:`extras` is
+        reckoned once (the filtered tiles' view asks at every request)."""
+        if self._own_bytes is None:
+            arrays = [self.tags, self.types, self.geom_start, self.geom_len]
+            if self.ids is not None:
+                arrays.append(self.ids)
+            self._own_bytes = len(self.body) + sum(a.nbytes for a in arrays) + \
+                sum(len(v) + 60 for v in self.values) + 3 * len(self.values) * 8
         extras = sum(e.nbytes if isinstance(e, StatusChanges) else e.get_total_buffer_size()
                      for e in list(self.extras.values()))
-        return len(self.body) + sum(a.nbytes for a in arrays) + sum(len(v) + 60 for v in self.values) \
-            + 3 * len(self.values) * 8 + extras
+        return self._own_bytes + extras
 
     def keys_column(self, layer: str) -> pa.Array:
         """Each feature's key (null where the tile lacks it)."""
