@@ -294,10 +294,10 @@ def refresh(store: Store, old: LayerIndex, version: str | None) -> LayerIndex | 
     if old.history is not None:
         h = old.history
         again = store.history_table(old.layer, keys=wanted) if old.layer in hist.LAYER_KEYS else pa.table({})
-        new = _history(fresh_keys, again, list(h.statuses), seq)
-        history = History(max(seq, new.seq), np.concatenate([h.start[:-1], new.start + h.start[-1]]),
-                          np.concatenate([h.status, new.status]), np.concatenate([h.on, new.on]),
-                          np.concatenate([h.next, new.next]), new.statuses)
+        more_h = _history(fresh_keys, again, list(h.statuses), seq)
+        history = History(max(seq, more_h.seq), np.concatenate([h.start[:-1], more_h.start + h.start[-1]]),
+                          np.concatenate([h.status, more_h.status]), np.concatenate([h.on, more_h.on]),
+                          np.concatenate([h.next, more_h.next]), more_h.statuses)
     all_keys = pa.chunked_array([*old.keys.chunks, fresh_keys]) if n_new else old.keys
     new = Lookup.of(np.concatenate([old.new.keys, _ids(fresh_keys)]),
                     np.concatenate([old.new.pos, np.arange(n_old, n_old + n_new, dtype=np.int64)]))
