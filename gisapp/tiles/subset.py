@@ -21,11 +21,13 @@ Which features match:
   writes them in SQL (the tests compare the two on both stores);
 * a text search ``q`` (the stored search text is not in the tile) and a
   status as of a day (the status history) are evaluated in memory too, on
-  the tile's features' search texts (:func:`search_mask`) and status changes
-  (:class:`StatusChanges`), which the store gives once per tile
-  (:func:`gisapp.tiles.source.tile_texts`, :func:`gisapp.tiles.source.tile_changes`)
-  and :attr:`TileFeatures.extras` keeps: the next word or day on that tile
-  costs ~2 ms instead of a store query (17–80 ms per z14 tile at 1M);
+  the tile's features' search texts (:func:`search_mask`) and status changes,
+  taken from the layer's columns each process keeps
+  (:mod:`gisapp.tiles.index`: a few ms per z14 tile at 1M, whatever the
+  disk); a tile holding a feature those columns lack (taken apart before a
+  delete) asks the store once per tile instead
+  (:func:`gisapp.tiles.source.tile_texts`, :func:`gisapp.tiles.source.tile_changes`,
+  :class:`StatusChanges`), kept in :attr:`TileFeatures.extras`;
 * a ``bbox`` filter is built the old way (the exact geometry test is the store's).
 
 Measured (``python -m benchmarks.bench_tiles --filters --sizes 100000``: the
@@ -56,8 +58,8 @@ serves the ward filter only, and multiplies the folder and the render time
 by the number of wards (and by every other filter value, if extended).
 The subset serves every filter kind: a tile is taken apart once per process
 and data version (tens of ms at z14, in memory after), and each filter then
-costs a few ms; a search or a status as of a day still asks the store, at
-about the store's own cost.
+costs a few ms; a search or a status as of a day too, once the process
+keeps the layer's search texts and history (:mod:`gisapp.tiles.index`).
 """
 
 from __future__ import annotations
