@@ -21,7 +21,10 @@ search, and a combination), ``--clients`` clients fetch tiles of z14–z17
 around random dossiers.  State measured: the servers' shared tile folder
 fully rendered (the benchmark waits for ``/healthz`` to say so); then a
 "cold" pass, the first filter on tiles no worker has taken apart yet (each
-tile asked twice over), then each kind on the same tiles ("warm": the
+tile asked twice over); then the first search and the first status as of a
+day of each worker (``first_search``, ``first_day``: each process reads the
+layer's search texts, then its status history, once, and the request waits
+for it: :mod:`gisapp.tiles.index`); then each kind on the same tiles ("warm": the
 unfiltered tiles taken apart in memory, each kind's filtered tiles not yet
 built, as when staff switch filters or play the day slider over one
 district).  Before the load test, ``--compare`` (on by
@@ -157,12 +160,20 @@ def compare_ways(store, tiles_, queries: dict, tile_dir=None) -> dict:
     from werkzeug.datastructures import MultiDict
 
     from gisapp.filters import parse_filter
+    from gisapp.tiles import index, subset
     from gisapp.tiles import source as tile_source
-    from gisapp.tiles import subset
     from gisapp.tiles.disk import TileDir
 
     wholes = {t: tile_source.tile(store, LAYER, *t) for t in tiles_}
-    out = {}
+    out: dict = {}
+    # the layer's search texts, then its status history, read once per process (gisapp.tiles.index): timed
+    # apart, so that the subsets below are each tile's own cost
+    for what, with_history in (("index_texts_s", False), ("index_history_s", True)):
+        started = time.perf_counter()
+        index.index(store, LAYER, with_history=with_history)
+        out[what] = round(time.perf_counter() - started, 2)
+    print(f"    index: search texts read in {out['index_texts_s']} s, status history in {out['index_history_s']} s",
+          flush=True)
     for kind, query in queries.items():
         if kind.startswith("_"):
             continue
@@ -292,6 +303,14 @@ def run_filtered(name: str, url: str, frames_or_store, zooms, clients: int, per_
             print(f"  {name}: first  (a filter on {len(fresh)} tiles not taken apart yet) p50 "
                   f"{first['p50_ms']:.0f} ms p95 {first['p95_ms']:.0f} ms ({first['requests']} requests)",
                   flush=True)
+            # the first search and the first status as of a day in each worker: the process reads the layer's
+            # search texts, then its status history, once (gisapp.tiles.index) and waits for them
+            for label, kind in (("first_search", "q"), ("first_day", "as_of_status")):
+                if kind in queries:
+                    once = tile_load_test(bases, fresh[:clients], clients, 1, query=queries[kind])
+                    row[label] = once
+                    print(f"  {name}: {label} (each worker reads the layer's index) p50 {once['p50_ms']:.0f} ms "
+                          f"p95 {once['p95_ms']:.0f} ms", flush=True)
             sample = tile_list(points, zooms, max(2, n_tiles // len(zooms)), seed=100)
             # every client asks every tile once: each worker has taken every tile apart (keep-alive connections
             # stay with one worker)
@@ -441,13 +460,15 @@ def print_table(results: dict) -> None:
         kinds = list(FILTER_KINDS)
         print(f"filtered tiles z14-z17, p50/p95 ms at {results['clients']} clients (first: a tile not taken apart "
               "yet; then warm, each request a filter not yet answered for its tile)")
-        print(f"{'permits/layer':>13} {'backend':<10}" + "".join(f" {k:>13}" for k in ["first", *kinds]))
+        print(f"{'permits/layer':>13} {'backend':<10}" + "".join(f" {k:>13}" for k in [
+            "first", "first_search", "first_day", *kinds]))
         for run in results["runs"]:
             for row in run["rows"]:
                 cells = [f"{row['kinds'][k]['p50_ms']:.0f}/{row['kinds'][k]['p95_ms']:.0f}"
                          if row["kinds"].get(k, {}).get("p50_ms") is not None else "—" for k in kinds]
-                cold = row.get("first") or {}
-                cells.insert(0, f"{cold['p50_ms']:.0f}/{cold['p95_ms']:.0f}" if cold.get("p50_ms") else "—")
+                for at, label in enumerate(("first", "first_search", "first_day")):
+                    cold = row.get(label) or {}
+                    cells.insert(at, f"{cold['p50_ms']:.0f}/{cold['p95_ms']:.0f}" if cold.get("p50_ms") else "—")
                 size = f"{run['n']:,}" if run.get("n") else "existing"
                 print(f"{size:>13} {row['backend']:<10}" + "".join(f" {c:>13}" for c in cells))
         return

@@ -225,6 +225,13 @@ class Store(abc.ABC):
         particular order, read without a Python object per value."""
 
     @abc.abstractmethod
+    def search_texts_table(self, layer: str, column: str, keys: Collection[str] | None = None) -> pa.Table:
+        """Every feature's key and stored search text ``column`` (:data:`SEARCH_COLUMN` or
+        :data:`PERSONAL_SEARCH_COLUMN`; of ``keys`` only, when given) as one Arrow table :data:`TEXTS_SCHEMA`
+        (``key``, ``text``), in no particular order, read without a Python object per value: the filtered
+        tiles' search index kept in memory (:mod:`gisapp.tiles.index`)."""
+
+    @abc.abstractmethod
     def write_lock(self) -> contextlib.AbstractContextManager[None]:
         """Hold the writers' lock, across processes, for reads followed by writes of this store object.
 
@@ -628,6 +635,8 @@ def dossier_counts_sql(table: str, where: str, where_params: list, ph: str, as_o
 #: Columns of :meth:`Store.history_table`.
 HISTORY_SCHEMA = pa.schema([("key", pa.string()), ("status", pa.string()), ("changed_on", pa.date32()),
                             (history.NEXT_ON, pa.date32()), ("seq", pa.int64())])
+#: Columns of :meth:`Store.search_texts_table`.
+TEXTS_SCHEMA = pa.schema([("key", pa.string()), ("text", pa.string())])
 #: Arrow types of the stored field types (what :meth:`Store.iter_arrow` and :meth:`Store.columns_table` give).
 ARROW_TYPES = {"text": pa.string(), "int": pa.int32(), "float": pa.float64(), "date": pa.date32()}
 

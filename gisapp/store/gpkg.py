@@ -47,6 +47,7 @@ from gisapp.store.base import (
     INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
+    TEXTS_SCHEMA,
     ChangePage,
     LayerInfo,
     Page,
@@ -966,6 +967,19 @@ class GeoPackageStore(Store):
         _, table = pyogrio.read_arrow(self.path, sql=f"SELECT {', '.join(HISTORY_SCHEMA.names)} "
                                                      f"FROM {hist.TABLE} WHERE {where}")
         return typed_table(table.select(HISTORY_SCHEMA.names) if table.num_rows else None, HISTORY_SCHEMA)
+
+    def search_texts_table(self, layer: str, column: str, keys: Collection[str] | None = None) -> pa.Table:
+        """Keys and search texts of every feature (or of ``keys``), read by GDAL (see
+        :meth:`Store.search_texts_table`)."""
+        lay = store_layer(layer)
+        column = search_column(column)
+        with self._connect() as con:
+            if layer not in self._tables(con):
+                return typed_table(None, TEXTS_SCHEMA)
+        where = "" if keys is None else \
+            f" WHERE {lay.key} IN (SELECT value FROM json_each({_literal(json.dumps(sorted(map(str, keys))))}))"
+        _, table = pyogrio.read_arrow(self.path, sql=f'SELECT {lay.key} AS key, {column} AS text FROM "{layer}"{where}')
+        return typed_table(table.select(TEXTS_SCHEMA.names) if table.num_rows else None, TEXTS_SCHEMA)
 
 
     # -- inspections ----------------------------------------------------------

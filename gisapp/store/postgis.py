@@ -59,6 +59,7 @@ from gisapp.store.base import (
     INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
+    TEXTS_SCHEMA,
     ChangePage,
     LayerInfo,
     Page,
@@ -664,6 +665,14 @@ class PostGISStore(Store):
         params: list = [layer, int(after_seq)] + ([] if keys is None else [sorted(map(str, keys))])
         return self._copy_table(f"SELECT {', '.join(HISTORY_SCHEMA.names)} FROM {hist.TABLE} WHERE {where}",
                                 params, HISTORY_SCHEMA)
+
+    def search_texts_table(self, layer: str, column: str, keys: Collection[str] | None = None) -> pa.Table:
+        """Keys and search texts of every feature (or of ``keys``), one ``COPY`` (see
+        :meth:`Store.search_texts_table`)."""
+        lay = store_layer(layer)
+        where = "" if keys is None else f" WHERE {lay.key} = ANY(%s)"
+        return self._copy_table(f"SELECT {lay.key}, {search_column(column)} FROM {lay.name}{where}",
+                                [] if keys is None else [sorted(map(str, keys))], TEXTS_SCHEMA)
 
     def _copy_table(self, query: str, params: list, arrow_schema: pa.Schema) -> pa.Table:
         """The rows of ``query`` as an Arrow table of ``arrow_schema``: ``COPY … TO STDOUT`` (CSV) parsed by Arrow."""

@@ -8,6 +8,7 @@ with :meth:`gisapp.store.Store.read_arrow` and encoded the same way.
 
 from __future__ import annotations
 
+import numpy as np
 import pyarrow as pa
 import shapely
 
@@ -19,8 +20,8 @@ from gisapp.store import Store
 from gisapp.store.base import PERSONAL_SEARCH_COLUMN, SEARCH_COLUMN
 from gisapp.store.gpkg import GeoPackageStore
 from gisapp.store.postgis import SRID, PostGISStore
+from gisapp.tiles import index, subset
 from gisapp.tiles import mvt as tiles
-from gisapp.tiles import subset
 
 #: Largest error (tile units) of the per-tile affine map to EPSG:3857 that tiles accept instead of ST_Transform.
 AFFINE_MAX_ERROR = 0.25
@@ -53,16 +54,22 @@ def subset_tile(store: Store, layer: str, z: int, x: int, y: int, flt: Filter,
     Equal to :func:`tile` with ``flt`` (same features, same encoding of
     each; see :mod:`gisapp.tiles.subset`).  Clauses on the tile's own
     properties are evaluated in memory; so are a search and a status as of
-    a day, on what the store says of the tile's features once (their search
-    texts: :func:`tile_texts`; their status changes: :func:`tile_changes`),
-    kept with ``feats`` for the next filter.  ``None`` when the filter needs
-    the old way (a ``bbox``, or a clause on a field the tile lacks).
+    a day, on the layer's search texts and status history kept in the
+    process's memory (:mod:`gisapp.tiles.index`), or, for a tile whose
+    features are not all there, on what the store says of them once (their
+    search texts: :func:`tile_texts`; their status changes:
+    :func:`tile_changes`), kept with ``feats``.  ``None`` when the filter
+    needs the old way (a ``bbox``, or a clause on a field the tile lacks).
     """
     if flt.bbox is not None:
         return None
     mask = subset.match(layer, feats, flt)
     if mask is None:
         return None
+    if (flt.q or subset.needs_store(layer, flt.with_(q=None))) and mask.any():
+        kept = _from_index(store, layer, flt, feats)
+        if kept is not None:
+            return feats.select(mask & kept)
     if flt.q and mask.any():
         texts = tile_texts(store, layer, z, x, y, feats, personal=False)
         personal = tile_texts(store, layer, z, x, y, feats, personal=True) if flt.q_personal else None
@@ -74,6 +81,33 @@ def subset_tile(store: Store, layer: str, z: int, x: int, y: int, flt: Filter,
         changes = tile_changes(store, layer, feats)
         mask &= changes.status_in(feats, flt.as_of, flt.statuses)
     return feats.select(mask)
+
+
+def _from_index(store: Store, layer: str, flt: Filter, feats: subset.TileFeatures):
+    """Which features of ``feats`` match ``flt``'s search and status as of a day, from the process's columns of
+    the layer (:mod:`gisapp.tiles.index`); ``None`` when a feature of the tile is not in them (the tile and
+    the store disagree: the store is asked)."""
+    personal = index.personal_column(layer) if flt.q and flt.q_personal else None
+    if flt.q and flt.q_personal and personal is None:
+        return None
+    as_of_status = subset.needs_store(layer, flt.with_(q=None))
+    found = index.index(store, layer, *([personal] if personal else []), with_history=as_of_status)
+    located = feats.located
+    if located is not None and located[0] is found.base and located[1] is found.new:
+        pos = located[2]  # the same keys' lookups as when this tile was last located: the same positions
+    else:
+        pos = found.positions(feats.keys_column(layer))
+        if pos is None:
+            return None
+        feats.located = (found.base, found.new, pos)
+    mask = np.ones(len(feats), bool)
+    if flt.q:
+        mask &= subset.search_mask(flt, found.texts_at(SEARCH_COLUMN, pos),
+                                   found.texts_at(personal, pos) if personal else None)
+    if as_of_status and mask.any():
+        assert flt.as_of is not None and found.history is not None
+        mask &= found.history.status_in(pos, feats.column("status"), flt.as_of, flt.statuses)
+    return mask
 
 
 def tile_texts(store: Store, layer: str, z: int, x: int, y: int, feats: subset.TileFeatures, *,

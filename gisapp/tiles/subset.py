@@ -21,11 +21,13 @@ Which features match:
   writes them in SQL (the tests compare the two on both stores);
 * a text search ``q`` (the stored search text is not in the tile) and a
   status as of a day (the status history) are evaluated in memory too, on
-  the tile's features' search texts (:func:`search_mask`) and status changes
-  (:class:`StatusChanges`), which the store gives once per tile
-  (:func:`gisapp.tiles.source.tile_texts`, :func:`gisapp.tiles.source.tile_changes`)
-  and :attr:`TileFeatures.extras` keeps: the next word or day on that tile
-  costs ~2 ms instead of a store query (17–80 ms per z14 tile at 1M);
+  the tile's features' search texts (:func:`search_mask`) and status changes,
+  taken from the layer's columns each process keeps
+  (:mod:`gisapp.tiles.index`: a few ms per z14 tile at 1M, whatever the
+  disk); a tile holding a feature those columns lack (taken apart before a
+  delete) asks the store once per tile instead
+  (:func:`gisapp.tiles.source.tile_texts`, :func:`gisapp.tiles.source.tile_changes`,
+  :class:`StatusChanges`), kept in :attr:`TileFeatures.extras`;
 * a ``bbox`` filter is built the old way (the exact geometry test is the store's).
 
 Measured (``python -m benchmarks.bench_tiles --filters --sizes 100000``: the
@@ -56,8 +58,8 @@ serves the ward filter only, and multiplies the folder and the render time
 by the number of wards (and by every other filter value, if extended).
 The subset serves every filter kind: a tile is taken apart once per process
 and data version (tens of ms at z14, in memory after), and each filter then
-costs a few ms; a search or a status as of a day still asks the store, at
-about the store's own cost.
+costs a few ms; a search or a status as of a day too, once the process
+keeps the layer's search texts and history (:mod:`gisapp.tiles.index`).
 """
 
 from __future__ import annotations
@@ -186,20 +188,27 @@ class TileFeatures:
     #: What the store said of these features beyond the tile's properties, fetched once and kept with them:
     #: ``"search"``/``"search_personal"`` (:func:`aligned_texts`), ``"changes"`` (:class:`StatusChanges`).
     extras: dict = field(default_factory=dict)
+    #: Where the layer's kept columns (:mod:`gisapp.tiles.index`) hold these features: ``(base, new, positions)``,
+    #: valid while the index finds keys with the same lookups (not counted in :attr:`nbytes`: ~8 bytes a feature).
+    located: tuple | None = None
+    _own_bytes: int | None = None
 
     def __len__(self) -> int:
         return len(self.types)
 
     @property
     def nbytes(self) -> int:
-        """Memory it takes, roughly (for the cache's budget)."""
-        arrays = [self.tags, self.types, self.geom_start, self.geom_len]
-        if self.ids is not None:
-            arrays.append(self.ids)
+        """Memory it takes, roughly (for the cache's budget); what it holds apart from :attr:`extras` is
+        reckoned once (the filtered tiles' view asks at every request)."""
+        if self._own_bytes is None:
+            arrays = [self.tags, self.types, self.geom_start, self.geom_len]
+            if self.ids is not None:
+                arrays.append(self.ids)
+            self._own_bytes = len(self.body) + sum(a.nbytes for a in arrays) + \
+                sum(len(v) + 60 for v in self.values) + 3 * len(self.values) * 8
         extras = sum(e.nbytes if isinstance(e, StatusChanges) else e.get_total_buffer_size()
                      for e in list(self.extras.values()))
-        return len(self.body) + sum(a.nbytes for a in arrays) + sum(len(v) + 60 for v in self.values) \
-            + 3 * len(self.values) * 8 + extras
+        return self._own_bytes + extras
 
     def keys_column(self, layer: str) -> pa.Array:
         """Each feature's key (null where the tile lacks it)."""
