@@ -806,7 +806,11 @@ class GeoPackageStore(Store):
                 if exists:
                     _copy(self.path, tmp)
                 merged_meta = {**(self.meta() if exists else {}), **(meta or {})}
-                changes = self._history_rows(frames, history, exists)
+                given = set() if history is None else set(history["layer"])
+                # a new file: every feature's status is new, so its history row comes from the written layer
+                # in SQL (:func:`_history_from_layers`), not from a frame of a million rows through Python
+                fresh = [] if exists else [n for n in frames if n in hist.LAYER_KEYS and n not in given]
+                changes = self._history_rows({n: f for n, f in frames.items() if n not in fresh}, history, exists)
                 written: set[str] = set()
                 total, rows = sum(len(f) for f in frames.values()), 0
                 progress("write", 0, total, "rows")
@@ -829,7 +833,7 @@ class GeoPackageStore(Store):
                 _write_meta(tmp, merged_meta)
                 replaced = [n for n in frames if mode == "replace" and history is not None
                             and n in set(history["layer"])]
-                _write_history(tmp, changes, replaced)
+                _write_history(tmp, changes, replaced, fresh)
                 if extra is not None:
                     with contextlib.closing(sqlite3.connect(tmp)) as con, con:
                         extra(con)
@@ -1099,11 +1103,30 @@ def _history_frame(rows: list[tuple]) -> pd.DataFrame:
     return out
 
 
-def _write_history(path: Path, rows: pd.DataFrame, replaced: list[str]) -> None:
-    """Create the history table (and its index) if needed, drop the history of ``replaced`` layers, add ``rows``."""
+def _write_history(path: Path, rows: pd.DataFrame, replaced: list[str], fresh: Sequence[str] = ()) -> None:
+    """Create the history table (and its index) if needed, drop the history of ``replaced`` layers, add ``rows``
+    and a row per feature of each ``fresh`` layer (:func:`_history_from_layers`)."""
     with contextlib.closing(_copy_connection(path)) as con:
         _history_into(con, rows, replaced)
+        _history_from_layers(con, fresh)
         con.commit()
+
+
+def _history_from_layers(con: sqlite3.Connection, layers: Sequence[str]) -> None:
+    """The history rows of a first write of ``layers`` (a new file): one per feature with a status, dated now,
+    in the order of the features (as :func:`gisapp.history.changes_between` gives them for keys not stored
+    before), in one ``INSERT … SELECT`` per layer.  Each key has one row, so ``next_on`` stays empty; the
+    history's index is built once after the rows."""
+    if not layers:
+        return
+    when = hist.local_now()
+    con.execute(f"DROP INDEX IF EXISTS ix_{hist.TABLE}_key")
+    for name in layers:
+        key = hist.LAYER_KEYS[name]
+        con.execute(f"INSERT INTO {hist.TABLE} (layer, key, status, changed_on, changed_at, note) "
+                    f'SELECT ?, {key}, status, ?, ?, ? FROM "{name}" WHERE status IS NOT NULL ORDER BY fid',
+                    [name, when.date().isoformat(), when.strftime("%H:%M:%S"), hist.WRITE_NOTE])
+    con.execute(_HISTORY_INDEX_SQL)
 
 
 def _history_into(con: sqlite3.Connection, rows: pd.DataFrame, replaced: list[str]) -> None:
@@ -1111,8 +1134,7 @@ def _history_into(con: sqlite3.Connection, rows: pd.DataFrame, replaced: list[st
     con.execute(f"CREATE TABLE IF NOT EXISTS {hist.TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "layer TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, changed_on TEXT NOT NULL, "
                 "changed_at TEXT NOT NULL DEFAULT '', note TEXT, next_on TEXT)")
-    index_sql = (f"CREATE INDEX IF NOT EXISTS ix_{hist.TABLE}_key ON {hist.TABLE} "
-                 "(layer, key, changed_on, changed_at, seq)")
+    index_sql = _HISTORY_INDEX_SQL
     bulk = len(rows) > _HISTORY_BULK_ROWS
     # a bulk load (a seed's history, a city-scale replace) builds the index once after its rows, not row by row
     con.execute(f"DROP INDEX IF EXISTS ix_{hist.TABLE}_key" if bulk else index_sql)
@@ -1134,6 +1156,9 @@ def _history_into(con: sqlite3.Connection, rows: pd.DataFrame, replaced: list[st
                         [layer] if many else [layer, json.dumps(unique)])
 
 
+#: The history's index (layer, key and order of the changes).
+_HISTORY_INDEX_SQL = (f"CREATE INDEX IF NOT EXISTS ix_{hist.TABLE}_key ON {hist.TABLE} "
+                      "(layer, key, changed_on, changed_at, seq)")
 #: History rows above which :func:`_history_into` builds the history's index after inserting them.
 _HISTORY_BULK_ROWS = 50_000
 
