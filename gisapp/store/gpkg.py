@@ -23,6 +23,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -900,12 +901,16 @@ class GeoPackageStore(Store):
         if not replace_is_compact(old_count, len(frame)) or len(pd.unique(keys)) < len(keys):
             return None
         names = layer.field_names
-        try:
-            info, stored = pyogrio.read_arrow(self.path, sql=f'SELECT {", ".join(names)}, geom FROM "{layer.name}"')
-        except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError):
-            return None  # a file written otherwise (a field missing): written whole
-        new = [*_field_arrays(layer, frame),
-               pa.array(shapely.to_wkb(geo.to_multipolygons(frame.geometry.values)), type=pa.binary())]
+        # GDAL reads the stored rows (without the GIL) while this thread encodes the new ones
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            reading = pool.submit(pyogrio.read_arrow, self.path,
+                                  sql=f'SELECT {", ".join(names)}, geom FROM "{layer.name}"')
+            new = [*_field_arrays(layer, frame),
+                   pa.array(shapely.to_wkb(geo.to_multipolygons(frame.geometry.values)), type=pa.binary())]
+            try:
+                info, stored = reading.result()
+            except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError):
+                return None  # a file written otherwise (a field missing): written whole
         old = [*(stored.column(n) for n in names), stored.column(info["geometry_name"] or "geometry")]
         old_keys = old[names.index(layer.key)].to_numpy(zero_copy_only=False).astype(str)
         at = pd.Index(old_keys).get_indexer(keys)
