@@ -917,11 +917,13 @@ class GeoPackageStore(Store):
         present = at >= 0
         same = present.copy()
         where = np.flatnonzero(present)
+        # the usual case (the same features, in the order they were written): compared without reordering
+        in_order = len(at) == len(old_keys) and bool((at == np.arange(len(at))).all())
         for a, b in zip(new, old, strict=True):
             if not same.any():
                 break
             b = b.combine_chunks().cast(a.type)
-            x, y = a.take(where), b.take(at[where])
+            x, y = (a, b) if in_order else (a.take(where), b.take(at[where]))
             equal = pc.fill_null(pc.equal(x, y), False)
             both_null = pc.and_(pc.is_null(x), pc.is_null(y))
             same[where] &= pc.or_(equal, both_null).to_numpy(zero_copy_only=False)
