@@ -31,6 +31,7 @@ Usage::
 
     python -m benchmarks.bench_analysis --sizes 10000,100000,1000000 --density both
     python -m benchmarks.bench_analysis --full      # the issue's 1M case: city core, both stores
+    python -m benchmarks.bench_analysis --stages copy.gpkg  # the stages of gisapp analyze on a copy of a store
 """
 
 from __future__ import annotations
@@ -281,6 +282,45 @@ def store_run(n: int, backends: list[str], repeat: int) -> list[dict]:
     return rows
 
 
+def stage_run(url: str) -> dict:
+    """The stages of ``gisapp analyze`` on the store at ``url`` (a GeoPackage path or a PostGIS URL), timed apart.
+
+    Reading each analysed layer alone (:func:`gisapp.analysis.run.read_layer`), then what ``gisapp analyze``
+    does: the layers read two at a time, the analysis, the findings written (a replace, with the analysis
+    meta; on a GeoPackage only the rows that differ from the stored ones), then written again unchanged:
+    what a second full analysis of unchanged data costs.  The store is
+    written to: give a GeoPackage copy (``cp city1m.gpkg x.gpkg``) or a database copy.
+    """
+    from gisapp.analysis.incremental import stored_params
+    from gisapp.analysis.run import LAYERS, analyze_store, read_layer
+    from gisapp.store import open_store
+
+    store = open_store(url)
+    out: dict = {"store": url, "load_average_at_start": round(os.getloadavg()[0], 2), "stages_s": {}}
+    stages = out["stages_s"]
+
+    def timed(name: str, func, *args, **kw):
+        started = time.perf_counter()
+        value = func(*args, **kw)
+        stages[name] = round(time.perf_counter() - started, 3)
+        print(f"  {name}: {stages[name]:.2f} s (load {os.getloadavg()[0]:.1f})", flush=True)
+        return value
+
+    layers = {name: timed(f"read {name}", read_layer, store, name) for name in LAYERS}
+    out["rows"] = {name: len(frame) for name, frame in layers.items()}
+    params = stored_params(store)
+    with store.write_lock():
+        result, read_s = timed("read + analyse (analyze_store)", analyze_store, store, params)
+        stages["read (2 threads)"] = round(read_s, 3)
+        stages["analyse"] = round(stages["read + analyse (analyze_store)"] - read_s, 3)
+        meta = {"findings": params.as_meta()}
+        timed("write findings", store.write, {"findings": result.findings}, mode="replace", meta=meta)
+        timed("write findings again (unchanged)", store.write, {"findings": result.findings}, mode="replace",
+              meta=meta)
+    out["findings"] = len(result.findings)
+    return out
+
+
 def _run_in_subprocess(n: int, density: str, repeat: int, seed: int, mem_gb: float, timeout: float) -> dict:
     """:func:`run_one` in a fresh interpreter (its own peak memory), within the limits."""
     root = Path(__file__).resolve().parent.parent
@@ -342,8 +382,18 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true",
                         help="the issue's case: --sizes 1000000 --density city --stores gpkg,postgis "
                              "--store-sizes 1000000")
+    parser.add_argument("--stages", metavar="STORE", default="",
+                        help="only time the stages of gisapp analyze on this existing store (a GeoPackage path or "
+                             "PostGIS URL; it is written to: give a copy) and exit")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.stages:
+        result = stage_run(args.stages)
+        OUT_DIR.mkdir(parents=True, exist_ok=True)
+        out = args.out or OUT_DIR / f"bench_analysis-stages-{dt.datetime.now().strftime('%Y%m%d-%H%M%S')}.json"
+        out.write_text(json.dumps(result, indent=2))
+        print(f"written to {out}")
+        return 0
     if args.full:
         args.sizes, args.density, args.stores, args.store_sizes = "1000000", "city", "gpkg,postgis", "1000000"
     sizes = [int(s) for s in args.sizes.split(",") if s.strip()]

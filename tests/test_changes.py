@@ -114,7 +114,9 @@ def _concat(a, b):
 def test_a_large_replace_is_one_entry(store, frames, monkeypatch):
     monkeypatch.setattr(base, "REPLACE_DETAIL_MAX", 50)
     last = store.changes(0, 0).last
-    store.write({PERMITS: frames[0][PERMITS]}, mode="replace")
+    permits = frames[0][PERMITS].copy()
+    permits["site_address"] = permits["site_address"].astype(str) + " (new)"  # every feature changes
+    store.write({PERMITS: permits}, mode="replace")
     assert entries(store, last) == [(PERMITS, None, "replace", None)]
 
 

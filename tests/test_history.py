@@ -163,3 +163,20 @@ def test_the_demo_history_is_consistent(demo_frames):
     # open dossiers on the as-of date have no closing status
     still_open = dossiers.index[dossiers["completed_on"].isna()]
     assert not d[d["key"].isin(still_open)]["status"].isin(["RESULT_READY", "RETURNED", "REFUSED"]).any()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_first_write_gives_each_feature_with_a_status_one_row(backend, tmp_path, request):
+    fresh = new_store(backend, tmp_path, request)
+    frame = permits(12)
+    frame.loc[frame.index[3], "status"] = None  # no status: no row
+    fresh.write({P: frame})
+    rows = fresh.status_history(P)
+    want = frame[frame["status"].notna()]
+    assert dict(zip(rows["key"], rows["status"])) == dict(zip(want["dossier_code"], want["status"]))
+    assert len(rows) == len(want) and set(rows["note"]) == {history.WRITE_NOTE}
+    assert set(rows["changed_on"].dt.date) == {history.local_now().date()}
+    assert rows["changed_at"].str.match(history.TIME_PATTERN).all()
+    assert list(rows.sort_values("seq")["key"]) == list(want["dossier_code"])  # in the order written
+    # and the status on any day from then on is the written one
+    assert statuses(fresh, history.local_now().date().isoformat()) == dict(zip(want["dossier_code"], want["status"]))

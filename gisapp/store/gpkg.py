@@ -13,6 +13,7 @@ and readers see the old data until then.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import fcntl
 import json
@@ -22,6 +23,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +32,9 @@ import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyogrio
+import pyogrio.errors
 import shapely
 
 from gisapp import geo, schema
@@ -804,7 +808,11 @@ class GeoPackageStore(Store):
                 if exists:
                     _copy(self.path, tmp)
                 merged_meta = {**(self.meta() if exists else {}), **(meta or {})}
-                changes = self._history_rows(frames, history, exists)
+                given = set() if history is None else set(history["layer"])
+                # a new file: every feature's status is new, so its history row comes from the written layer
+                # in SQL (:func:`_history_from_layers`), not from a frame of a million rows through Python
+                fresh = [] if exists else [n for n in frames if n in hist.LAYER_KEYS and n not in given]
+                changes = self._history_rows({n: f for n, f in frames.items() if n not in fresh}, history, exists)
                 written: set[str] = set()
                 total, rows = sum(len(f) for f in frames.values()), 0
                 progress("write", 0, total, "rows")
@@ -827,7 +835,7 @@ class GeoPackageStore(Store):
                 _write_meta(tmp, merged_meta)
                 replaced = [n for n in frames if mode == "replace" and history is not None
                             and n in set(history["layer"])]
-                _write_history(tmp, changes, replaced)
+                _write_history(tmp, changes, replaced, fresh)
                 if extra is not None:
                     with contextlib.closing(sqlite3.connect(tmp)) as con, con:
                         extra(con)
@@ -856,17 +864,84 @@ class GeoPackageStore(Store):
         changes = self._history_rows(frames, history, True)
         replaced = [n for n in frames if history is not None and n in set(history["layer"])]
         log: list[tuple] = []
+        patches: dict[str, _Patch] = {}
+        moved: list[Layer] = []
         aux = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{threading.get_ident()}.layers.tmp.gpkg")
         try:
             for name, frame in frames.items():
                 frame = schema.coerce(layers[name], frame)
-                log.extend(self._log_entries(layers[name], frame, "replace", True, []))
-                _write_layer(aux, layers[name], frame)
+                patch = self._patch(layers[name], frame)
+                if patch is not None:
+                    patches[name] = patch
+                    log.extend(patch.log)
+                else:
+                    log.extend(self._log_entries(layers[name], frame, "replace", True, []))
+                    _write_layer(aux, layers[name], frame)
+                    moved.append(layers[name])
                 rows += len(frame)
                 progress("write", rows, total, "rows")
-            _move_layers(self.path, aux, [layers[n] for n in frames], meta, changes, replaced, log)
+            _move_layers(self.path, aux if moved else None, moved, meta, changes, replaced, log, patches)
         finally:
             aux.unlink(missing_ok=True)
+
+    def _patch(self, layer: Layer, frame: gpd.GeoDataFrame) -> _Patch | None:
+        """A replace of a stored layer by ``frame`` (coerced) as the rows it changes, when it changes few.
+
+        A large layer (more than :data:`gisapp.store.base.REPLACE_DETAIL_MAX` features before and after) is
+        compared with the stored one by key, field by field and geometry by geometry (its WKB): a full
+        analysis finding what is stored writes nothing but its meta.  ``None`` (write the layer whole) for
+        a small layer, one the file lacks, keys given twice or more than :data:`PATCH_MAX_SHARE` of the
+        rows changed.  The change log gets an entry per changed feature (a ``replace`` beyond
+        :data:`gisapp.store.base.REPLACE_DETAIL_MAX` of them), none for a layer that did not change.
+        """
+        with self._connect() as con:
+            if layer.name not in self._tables(con):
+                return None
+            old_count = con.execute(f'SELECT count(*) FROM "{layer.name}"').fetchone()[0]
+        keys = pd.Series(frame[layer.key], dtype=object).astype(str).to_numpy(dtype=object)
+        if not replace_is_compact(old_count, len(frame)) or len(pd.unique(keys)) < len(keys):
+            return None
+        names = layer.field_names
+        # GDAL reads the stored rows (without the GIL) while this thread encodes the new ones
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            reading = pool.submit(pyogrio.read_arrow, self.path,
+                                  sql=f'SELECT {", ".join(names)}, geom FROM "{layer.name}"')
+            new = [*_field_arrays(layer, frame),
+                   pa.array(shapely.to_wkb(geo.to_multipolygons(frame.geometry.values)), type=pa.binary())]
+            try:
+                info, stored = reading.result()
+            except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError):
+                return None  # a file written otherwise (a field missing): written whole
+        old = [*(stored.column(n) for n in names), stored.column(info["geometry_name"] or "geometry")]
+        old_keys = old[names.index(layer.key)].to_numpy(zero_copy_only=False).astype(str)
+        at = pd.Index(old_keys).get_indexer(keys)
+        present = at >= 0
+        same = present.copy()
+        where = np.flatnonzero(present)
+        # the usual case (the same features, in the order they were written): compared without reordering
+        in_order = len(at) == len(old_keys) and bool((at == np.arange(len(at))).all())
+        for a, b in zip(new, old, strict=True):
+            if not same.any():
+                break
+            b = b.combine_chunks().cast(a.type)
+            x, y = (a, b) if in_order else (a.take(where), b.take(at[where]))
+            equal = pc.fill_null(pc.equal(x, y), False)
+            both_null = pc.and_(pc.is_null(x), pc.is_null(y))
+            same[where] &= pc.or_(equal, both_null).to_numpy(zero_copy_only=False)
+        changed = np.flatnonzero(~same)
+        kept = np.zeros(len(old_keys), dtype=bool)
+        kept[at[present]] = True
+        removed = sorted(old_keys[~kept].tolist())
+        if len(changed) + len(removed) > PATCH_MAX_SHARE * max(len(frame), old_count, 1):
+            return None
+        rows = frame.iloc[changed]
+        updated = sorted(keys[changed[present[changed]]].tolist())
+        entries = change_rows(layer, rows, "upsert", updated) + delete_rows(layer, removed)
+        if replace_is_compact(len(entries), 0):  # too many to log one by one
+            log = boxed(change_rows(layer, rows, "replace", None), {}, {})
+        else:
+            log = boxed(entries, self._old_boxes(layer, [*updated, *removed]), frame_boxes(layer, rows))
+        return _Patch([*removed, *updated], rows, log)
 
     def _has_history(self) -> bool:
         """Whether the file has the status history table (files from before it do not)."""
@@ -1049,11 +1124,30 @@ def _history_frame(rows: list[tuple]) -> pd.DataFrame:
     return out
 
 
-def _write_history(path: Path, rows: pd.DataFrame, replaced: list[str]) -> None:
-    """Create the history table (and its index) if needed, drop the history of ``replaced`` layers, add ``rows``."""
+def _write_history(path: Path, rows: pd.DataFrame, replaced: list[str], fresh: Sequence[str] = ()) -> None:
+    """Create the history table (and its index) if needed, drop the history of ``replaced`` layers, add ``rows``
+    and a row per feature of each ``fresh`` layer (:func:`_history_from_layers`)."""
     with contextlib.closing(_copy_connection(path)) as con:
         _history_into(con, rows, replaced)
+        _history_from_layers(con, fresh)
         con.commit()
+
+
+def _history_from_layers(con: sqlite3.Connection, layers: Sequence[str]) -> None:
+    """The history rows of a first write of ``layers`` (a new file): one per feature with a status, dated now,
+    in the order of the features (as :func:`gisapp.history.changes_between` gives them for keys not stored
+    before), in one ``INSERT … SELECT`` per layer.  Each key has one row, so ``next_on`` stays empty; the
+    history's index is built once after the rows."""
+    if not layers:
+        return
+    when = hist.local_now()
+    con.execute(f"DROP INDEX IF EXISTS ix_{hist.TABLE}_key")
+    for name in layers:
+        key = hist.LAYER_KEYS[name]
+        con.execute(f"INSERT INTO {hist.TABLE} (layer, key, status, changed_on, changed_at, note) "
+                    f'SELECT ?, {key}, status, ?, ?, ? FROM "{name}" WHERE status IS NOT NULL ORDER BY fid',
+                    [name, when.date().isoformat(), when.strftime("%H:%M:%S"), hist.WRITE_NOTE])
+    con.execute(_HISTORY_INDEX_SQL)
 
 
 def _history_into(con: sqlite3.Connection, rows: pd.DataFrame, replaced: list[str]) -> None:
@@ -1061,8 +1155,7 @@ def _history_into(con: sqlite3.Connection, rows: pd.DataFrame, replaced: list[st
     con.execute(f"CREATE TABLE IF NOT EXISTS {hist.TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
                 "layer TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, changed_on TEXT NOT NULL, "
                 "changed_at TEXT NOT NULL DEFAULT '', note TEXT, next_on TEXT)")
-    index_sql = (f"CREATE INDEX IF NOT EXISTS ix_{hist.TABLE}_key ON {hist.TABLE} "
-                 "(layer, key, changed_on, changed_at, seq)")
+    index_sql = _HISTORY_INDEX_SQL
     bulk = len(rows) > _HISTORY_BULK_ROWS
     # a bulk load (a seed's history, a city-scale replace) builds the index once after its rows, not row by row
     con.execute(f"DROP INDEX IF EXISTS ix_{hist.TABLE}_key" if bulk else index_sql)
@@ -1084,6 +1177,9 @@ def _history_into(con: sqlite3.Connection, rows: pd.DataFrame, replaced: list[st
                         [layer] if many else [layer, json.dumps(unique)])
 
 
+#: The history's index (layer, key and order of the changes).
+_HISTORY_INDEX_SQL = (f"CREATE INDEX IF NOT EXISTS ix_{hist.TABLE}_key ON {hist.TABLE} "
+                      "(layer, key, changed_on, changed_at, seq)")
 #: History rows above which :func:`_history_into` builds the history's index after inserting them.
 _HISTORY_BULK_ROWS = 50_000
 
@@ -1175,28 +1271,32 @@ def _write_in_place(path: Path, layers: dict[str, Layer], frames: dict[str, gpd.
                     log: list[tuple]) -> None:
     """Upsert ``frames``, delete ``deleted`` keys and add the ``history`` rows in the file itself, in one
     transaction (writers' lock held)."""
-    srs = int(STORE_CRS.split(":")[1])
     # room for every page the transaction changes (a row touches its table page, a dozen index pages and the
     # R-tree's): with SQLite's 2 MB default the cache spills into the file mid-transaction, each spill after
     # a sync of the journal — 4 s instead of 0.6 s for 1,000 rows and their findings at 1M per layer
     with _writer(path, timeout=2, cache_kib=IN_PLACE_CACHE_KB) as con:
         con.execute("BEGIN IMMEDIATE")
         for name, lay in layers.items():
-            frame = schema.coerce(lay, frames[name]) if name in frames else None
-            keys = [*deleted.get(name, []), *([] if frame is None else [str(k) for k in frame[lay.key]])]
-            con.executemany(f'DELETE FROM "{name}" WHERE "{lay.key}" = ?', [(k,) for k in keys])
-            if frame is None or not len(frame):
-                continue
-            table = _arrow_table(lay, frame)
-            names = table.column_names
-            columns = [table.column(n).to_pylist() for n in names[:-1]]
-            geoms = geo.to_multipolygons(frame.geometry.values)
-            columns.append(to_gpkg(geoms, srs))
-            marks = ", ".join("?" * len(names))
-            con.executemany(f'INSERT INTO "{name}" ({", ".join(f"{chr(34)}{n}{chr(34)}" for n in names)}) '
-                            f"VALUES ({marks})", [tuple(_sql_value(v) for v in row) for row in zip(*columns)])
+            frame = schema.coerce(lay, frames[name]) if name in frames else empty_frame(lay)
+            _rows_into(con, lay, [*deleted.get(name, []), *(str(k) for k in frame[lay.key])], frame)
         _meta_history_log_into(con, meta, history, [], log)
         con.execute("COMMIT")
+
+
+def _rows_into(con: sqlite3.Connection, lay: Layer, gone: Sequence[str], frame: gpd.GeoDataFrame) -> None:
+    """Delete the features ``gone`` (keys) of ``lay``, then insert the rows of the coerced ``frame``, in the open
+    transaction of a :func:`_writer` (its triggers keep the R-tree and the feature count)."""
+    name = lay.name
+    con.executemany(f'DELETE FROM "{name}" WHERE "{lay.key}" = ?', [(k,) for k in gone])
+    if not len(frame):
+        return
+    table = _arrow_table(lay, frame)
+    names = table.column_names
+    columns = [table.column(n).to_pylist() for n in names[:-1]]
+    columns.append(to_gpkg(geo.to_multipolygons(frame.geometry.values), int(STORE_CRS.split(":")[1])))
+    marks = ", ".join("?" * len(names))
+    con.executemany(f'INSERT INTO "{name}" ({", ".join(f"{chr(34)}{n}{chr(34)}" for n in names)}) '
+                    f"VALUES ({marks})", [tuple(_sql_value(v) for v in row) for row in zip(*columns)])
 
 
 def _meta_history_log_into(con: sqlite3.Connection, meta: dict | None, history, replaced, log) -> None:
@@ -1240,18 +1340,37 @@ def _busy(err: sqlite3.OperationalError) -> bool:
     return "locked" in str(err) or "busy" in str(err)
 
 
-def _move_layers(path: Path, aux: Path, layers: list[Layer], meta: dict[str, Any] | None, history: pd.DataFrame,
-                 replaced: list[str], log: list[tuple]) -> None:
-    """Replace ``layers`` of the GeoPackage at ``path`` by those GDAL wrote to ``aux``, add ``meta``, the
-    ``history`` rows (dropping that of ``replaced`` layers first) and the change-log entries ``log``, build
-    the layers' indexes: one transaction."""
+@dataclasses.dataclass(frozen=True)
+class _Patch:
+    """A layer's replace as the rows it changes (:meth:`GeoPackageStore._patch`): the stored features to
+    delete (removed, and changed ones written again), the coerced rows to insert, the change-log entries."""
+
+    gone: list[str]
+    rows: gpd.GeoDataFrame
+    log: list[tuple]
+
+
+#: A replace is written as its changed rows (:meth:`GeoPackageStore._patch`) while they are at most this share
+#: of the layer's rows (new and removed features, and features whose fields or geometry changed).
+PATCH_MAX_SHARE = 0.2
+
+
+def _move_layers(path: Path, aux: Path | None, layers: list[Layer], meta: dict[str, Any] | None,
+                 history: pd.DataFrame, replaced: list[str], log: list[tuple],
+                 patches: dict[str, _Patch] | None = None) -> None:
+    """Replace ``layers`` of the GeoPackage at ``path`` by those GDAL wrote to ``aux``, apply the ``patches``
+    (layers written as their changed rows), add ``meta``, the ``history`` rows (dropping that of ``replaced``
+    layers first) and the change-log entries ``log``, build the layers' indexes: one transaction."""
     with _writer(path, timeout=IN_PLACE_TIMEOUT, cache_kib=_IN_PLACE_CACHE_KIB) as con:
         con.execute("PRAGMA temp_store = MEMORY")
         con.execute("PRAGMA threads = 2")
-        con.execute("ATTACH DATABASE ? AS aux", [str(aux)])
+        if aux is not None:
+            con.execute("ATTACH DATABASE ? AS aux", [str(aux)])
         con.execute("BEGIN IMMEDIATE")
         for lay in layers:
             _move_layer(con, lay.name)
+        for name, patch in (patches or {}).items():
+            _rows_into(con, store_layer(name), patch.gone, patch.rows)
         _meta_history_log_into(con, meta, history, replaced, log)
         _finish(path, layers, con=con)
         con.execute("COMMIT")
@@ -1386,10 +1505,10 @@ def _lock(path: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
-def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
-    """The rows of a coerced frame as the GeoPackage table holds them (dates as date32, ints as int32), column by
-    column (no Python object per value)."""
-    arrays, names = [], []
+def _field_arrays(layer: Layer, frame: gpd.GeoDataFrame) -> list[pa.Array]:
+    """The fields of a coerced frame as the GeoPackage table holds them (dates as date32, ints as int32), column
+    by column (no Python object per value)."""
+    arrays = []
     for f in layer.fields:
         col = frame[f.name]
         if f.type == "date":
@@ -1402,7 +1521,14 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
         else:
             values = pa.array(pd.Series(col).to_numpy(dtype=object), type=pa.string(), from_pandas=True)
         arrays.append(values)
-        names.append(f.name)
+    return arrays
+
+
+def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
+    """The rows of a coerced frame as the GeoPackage table holds them: :func:`_field_arrays`, the search texts,
+    the GeoJSON and the WKB (no Python object per value)."""
+    arrays: list = _field_arrays(layer, frame)
+    names = list(layer.field_names)
     arrays.append(pa.array(search_text(layer, frame).to_numpy(dtype=object), type=pa.string()))
     names.append(SEARCH_COLUMN)
     arrays.append(pa.array(search_text(layer, frame, personal=True).to_numpy(dtype=object), type=pa.string()))
