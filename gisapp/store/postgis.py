@@ -389,10 +389,10 @@ class PostGISStore(Store):
                    limit: int | None = None, offset: int = 0) -> pa.Table | None:
         """All of :meth:`iter_arrow` in one table.
 
-        A whole layer (no filter, limit or offset: the analysis) comes through one
-        ``COPY … TO STDOUT`` (CSV, the geometry as hex WKB) parsed by Arrow, without
-        a Python object per value (a million rows in seconds, not a minute);
-        filtered reads (tiles, map data) take :meth:`iter_arrow`'s cursor as before.
+        A whole layer (no filter, limit or offset: the analysis) comes as a few rows of columns packed
+        by the server (:func:`_packed_sql`: per column one value of all its bytes, one of their
+        lengths), unpacked by numpy and Arrow without a Python object per row (a million rows in a
+        few seconds); filtered reads (tiles, map data) take :meth:`iter_arrow`'s cursor as before.
         """
         if flt is not None or limit is not None or offset:
             return super().read_arrow(layer, flt, fields=fields, limit=limit, offset=offset)
@@ -401,30 +401,16 @@ class PostGISStore(Store):
         # the table in its own (spatial) order, sorted here by key: in key order the server would read it
         # through the key's index, a random read of every row (at 1M rows minutes when not cached)
         read = list(dict.fromkeys([*names, lay.key]))
-        query = f"SELECT {''.join(f'{n}, ' for n in read)}encode(ST_AsBinary(geom), 'hex') FROM {lay.name}"
-        arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names]
-                                 + [pa.field("geometry", pa.binary(), metadata=_GEOARROW_META)])
-        buf = pa.BufferOutputStream()
-        with self.connection() as con, con.cursor() as cur:
-            cur.execute("SET LOCAL DateStyle TO ISO")  # dates as YYYY-MM-DD whatever the server's setting
-            cur.execute("SET LOCAL jit TO off")  # nothing to compile for: a scan
-            with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
-                for data in copy:
-                    buf.write(data)
-        data = buf.getvalue()
-        if not data.size:
+        types = {n: lay.field(n).type for n in read}
+        with self.connection() as con:
+            table = _packed_table(con, lay.name, types)
+        if table is None:
             return None
-        columns = [*read, "geometry"]
-        table = pacsv.read_csv(
-            pa.BufferReader(data), read_options=pacsv.ReadOptions(column_names=columns),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),  # an address typed on two lines
-            convert_options=pacsv.ConvertOptions(
-                column_types={**{n: _ARROW_TYPES[lay.field(n).type] for n in read}, "geometry": pa.string()},
-                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False))
         # key order as the GeoPackage's (bytes; the same as PostgreSQL's in a C or C.UTF-8 database)
         order = pc.sort_indices(table.column(lay.key))
-        geometry = _unhex(table.column("geometry")).take(order)
-        return pa.Table.from_arrays([*(table.column(n).take(order) for n in names), geometry], schema=arrow_schema)
+        arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names]
+                                 + [pa.field("geometry", pa.binary(), metadata=_GEOARROW_META)])
+        return pa.Table.from_arrays([table.column(n).take(order) for n in [*names, "geometry"]], schema=arrow_schema)
 
     def page(self, layer: str, flt: Filter | None = None, *, fields: list[str], limit: int,
              offset: int = 0) -> Page:
@@ -972,19 +958,85 @@ def _ewkb_hex(geoms: np.ndarray) -> pa.Array:
                                        pa.array(ewkb.is_valid()).buffers()[1], ewkb.null_count)
 
 
-def _unhex(column: pa.ChunkedArray) -> pa.Array:
-    """Hex text (PostgreSQL's ``encode(…, 'hex')``) as binary, vectorised: every pair of digits becomes a byte,
-    the offsets halve; nulls stay null (and have no digits)."""
-    hexes = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    hexes = hexes.cast(pa.large_string())
-    n = len(hexes)
-    offsets = np.frombuffer(hexes.buffers()[1], dtype=np.int64)[hexes.offset:hexes.offset + n + 1]
-    # the digits of all values lie one after the other in the data buffer: one unhexlify (C) for all
-    data = binascii.unhexlify(memoryview(hexes.buffers()[2])[offsets[0]:offsets[-1]]) \
-        if hexes.buffers()[2] is not None and n else b""
-    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [
-        hexes.buffers()[0] if not hexes.offset else pa.array(hexes.is_valid()).buffers()[1],
-        pa.py_buffer((offsets - offsets[0]) // 2), pa.py_buffer(data)], hexes.null_count).cast(pa.binary())
+#: Table pages (8 kB) read by one query of :func:`_packed_table` (its values stay far below a value's 1 GB).
+PACKED_PAGES = 32768
+_NULL_DAYS = -2**31  # a date no PostgreSQL date is: days since 1970 of a missing date
+_NULL_INT = -2**63  # an int8 no int4 column holds: a missing integer
+
+
+def _packed_sql(table: str, types: dict[str, str]) -> str:
+    """One row of every column of ``table``'s rows in a page range (``ctid`` from ``%s`` to before ``%s``;
+    ``NULL``: the end), each column packed into ``bytea`` values in the same row order (one aggregate level:
+    every aggregate sees the rows in the same sequence).
+
+    Text and the geometry (WKB): the values' bytes one after another and their byte lengths (int4, -1
+    where missing); dates: days since 1970 (int4, :data:`_NULL_DAYS` where missing); integers: int8
+    (:data:`_NULL_INT`); floats: float8 (NaN where missing: a stored float is never NaN, the stores write
+    NaN as missing).  Big-endian, as PostgreSQL's binary ``send`` functions write them.
+    """
+    parts = ["count(*)"]
+    for n, t in [*types.items(), ("geometry", "geometry")]:
+        col = "ST_AsBinary(geom)" if t == "geometry" else n
+        if t in ("text", "geometry"):
+            data = col if t == "geometry" else f"textsend({col})"
+            parts += [f"string_agg({data}, ''::bytea)",
+                      f"string_agg(int4send(coalesce(octet_length({col}), -1)), ''::bytea)"]
+        elif t == "date":
+            parts.append(f"string_agg(int4send(coalesce({col} - DATE '1970-01-01', {_NULL_DAYS})), ''::bytea)")
+        elif t == "int":
+            parts.append(f"string_agg(int8send(coalesce({col}::int8, {_NULL_INT})), ''::bytea)")
+        else:
+            parts.append(f"string_agg(float8send(coalesce({col}::float8, 'NaN')), ''::bytea)")
+    return (f"SELECT {', '.join(parts)} FROM {table} "
+            "WHERE ctid >= %s::tid AND (%s::tid IS NULL OR ctid < %s::tid)")
+
+
+def _packed_table(con: psycopg.Connection, table: str, types: dict[str, str]) -> pa.Table | None:
+    """Every row of ``table``'s columns ``types`` (name → field type) and its geometry (WKB, as ``geometry``),
+    in the table's own order, read as :func:`_packed_sql` packs them, a range of :data:`PACKED_PAGES` pages
+    per query, all in one snapshot; ``None`` for an empty table."""
+    query = _packed_sql(table, types)
+    chunks: list[pa.Table] = []
+    with con.transaction():
+        con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        con.execute("SET LOCAL jit TO off")  # nothing to compile for: a scan
+        pages = one(con.execute("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int8",
+                                [table]))[0]
+        cur = con.cursor(binary=True)
+        for start in range(0, max(int(pages), 1), PACKED_PAGES):
+            end = None if start + PACKED_PAGES >= pages else f"({start + PACKED_PAGES},0)"
+            row = one(cur.execute(query, [f"({start},0)", end, end]))
+            if row[0]:
+                chunks.append(_unpacked(row, types))
+    if not chunks:
+        return None
+    return pa.concat_tables(chunks).combine_chunks()
+
+
+def _unpacked(row: tuple, types: dict[str, str]) -> pa.Table:
+    """The Arrow table of one row of :func:`_packed_sql` (``row[0]`` rows)."""
+    n, values, arrays = int(row[0]), iter(row[1:]), {}
+    for name, t in [*types.items(), ("geometry", "geometry")]:
+        if t in ("text", "geometry"):
+            data, lengths = next(values), np.frombuffer(next(values), dtype=">i4").astype(np.int64)
+            valid = lengths >= 0
+            offsets = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(np.where(valid, lengths, 0), out=offsets[1:])
+            arrow_type = pa.large_binary() if t == "geometry" else pa.large_string()
+            mask = None if valid.all() else pa.array(valid).buffers()[1]
+            array = pa.Array.from_buffers(arrow_type, n, [mask, pa.py_buffer(offsets), pa.py_buffer(data or b"")],
+                                          null_count=int(n - valid.sum()))
+            arrays[name] = array.cast(pa.binary() if t == "geometry" else pa.string())
+        elif t == "date":
+            days = np.frombuffer(next(values), dtype=">i4").astype(np.int32)
+            arrays[name] = pa.array(days, type=pa.int32(), mask=days == _NULL_DAYS).cast(pa.date32())
+        elif t == "int":
+            ints = np.frombuffer(next(values), dtype=">i8")
+            arrays[name] = pa.array(ints.astype(np.int32), type=pa.int32(), mask=ints == _NULL_INT)
+        else:
+            floats = np.frombuffer(next(values), dtype=">f8").astype(np.float64)
+            arrays[name] = pa.array(floats, type=pa.float64(), mask=np.isnan(floats))
+    return pa.table(arrays)
 
 
 #: Load replaced layers with ``COPY … FREEZE`` (a module setting so that the benchmark can compare).
