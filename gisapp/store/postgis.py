@@ -1172,6 +1172,8 @@ def _replace_changed(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFr
 
 #: Load replaced layers with ``COPY … FREEZE`` (a module setting so that the benchmark can compare).
 _FREEZE_LOADS = True
+#: Memory for a replaced layer's index builds (``maintenance_work_mem`` in its transaction, when the server's is less).
+INDEX_MEMORY = "256MB"
 _INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON (\S+) USING ")
 
 
@@ -1193,6 +1195,10 @@ def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFram
     # Frozen: the first reads after a load set no hint bits (no page dirtied by a reader), and autovacuum finds
     # nothing to freeze later (at 1M rows it rewrote every page, minutes after the load, under the readers).
     _copy_into(con, load, layer, frame, counter, freeze=_FREEZE_LOADS)
+    # sorts of a million keys in memory (the default 64 MB spills them to disk), for this transaction only
+    con.execute("SELECT set_config('maintenance_work_mem', %s, true) "
+                "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(%s)",
+                [INDEX_MEMORY, INDEX_MEMORY])
     renames = []
     for index, ddl in indexes:
         temporary = f"{index[:56]}__load"
