@@ -227,3 +227,17 @@ def test_row_hashes_are_the_same_in_every_process():
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
     assert len(outs) == 1 and len(eval(outs.pop())) == 2  # noqa: S307 - our own output
+
+
+def test_a_finding_given_twice_is_refused_and_nothing_changes(pg):
+    """The same row twice (same hash) is not merged into one: the write fails as the whole load does."""
+    from gisapp.store.base import StoreError
+
+    frame = _findings()
+    pg.write({"findings": frame}, mode="replace")
+    before = _rows(pg)
+    twice = gpd.GeoDataFrame(pd.concat([frame, frame.iloc[[3]]], ignore_index=True), geometry="geometry",
+                             crs=schema.STORE_CRS)
+    with pytest.raises(StoreError, match="nothing was changed"):
+        pg.write({"findings": twice}, mode="replace")
+    assert _rows(pg) == before

@@ -1146,6 +1146,8 @@ def _replace_changed(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFr
         f"FROM {name}"))
     stored = np.frombuffer(blob or b"", dtype=">i8").astype(np.int64)
     new = row_hashes(layer, frame)
+    if len(np.unique(new)) < len(new):  # a row twice: the whole load refuses it (the key's unique index)
+        return None
     write = ~_member(new, stored)
     gone = stored[~_member(stored, new)]
     changes = int(write.sum()) + len(gone) + int(unknown)
