@@ -325,6 +325,12 @@ ALTER TABLE gisapp_changes ADD COLUMN minx double precision, ADD COLUMN miny dou
     ADD COLUMN maxx double precision, ADD COLUMN maxy double precision;
 """
 
+_V13 = """
+-- A hash of each finding's fields and geometry (gisapp.store.postgis.row_hashes), written with the row, so that
+-- a full analysis replacing the findings writes only those that changed (NULL: unknown, written again).
+ALTER TABLE findings ADD COLUMN row_hash bigint;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
@@ -337,6 +343,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(9, "inspection records with their photos (issue 18)", _V9),
     Migration(10, "change log of every write (GET /api/changes), index of dossiers' works start (day filter)", _V10),
     Migration(11, "box of each change-log entry's old and new geometry (incremental tiles)", _V11),
+    Migration(13, "hash of each finding's values (a replace of the findings writes only what changed)", _V13),
 )
 LATEST = MIGRATIONS[-1].version
 

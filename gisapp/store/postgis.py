@@ -41,6 +41,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import shapely
+from pandas.util import hash_array
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 from psycopg.types.json import Jsonb
@@ -58,6 +59,7 @@ from gisapp.store.base import (
     HISTORY_SCHEMA,
     INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
+    REPLACE_DETAIL_MAX,
     SEARCH_COLUMN,
     TEXTS_SCHEMA,
     ChangePage,
@@ -390,10 +392,10 @@ class PostGISStore(Store):
                    limit: int | None = None, offset: int = 0) -> pa.Table | None:
         """All of :meth:`iter_arrow` in one table.
 
-        A whole layer (no filter, limit or offset: the analysis) comes through one
-        ``COPY … TO STDOUT`` (CSV, the geometry as hex WKB) parsed by Arrow, without
-        a Python object per value (a million rows in seconds, not a minute);
-        filtered reads (tiles, map data) take :meth:`iter_arrow`'s cursor as before.
+        A whole layer (no filter, limit or offset: the analysis) comes as a few rows of columns packed
+        by the server (:func:`_packed_sql`: per column one value of all its bytes, one of their
+        lengths), unpacked by numpy and Arrow without a Python object per row (a million rows in a
+        few seconds); filtered reads (tiles, map data) take :meth:`iter_arrow`'s cursor as before.
         """
         if flt is not None or limit is not None or offset:
             return super().read_arrow(layer, flt, fields=fields, limit=limit, offset=offset)
@@ -402,30 +404,16 @@ class PostGISStore(Store):
         # the table in its own (spatial) order, sorted here by key: in key order the server would read it
         # through the key's index, a random read of every row (at 1M rows minutes when not cached)
         read = list(dict.fromkeys([*names, lay.key]))
-        query = f"SELECT {''.join(f'{n}, ' for n in read)}encode(ST_AsBinary(geom), 'hex') FROM {lay.name}"
-        arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names]
-                                 + [pa.field("geometry", pa.binary(), metadata=_GEOARROW_META)])
-        buf = pa.BufferOutputStream()
-        with self.connection() as con, con.cursor() as cur:
-            cur.execute("SET LOCAL DateStyle TO ISO")  # dates as YYYY-MM-DD whatever the server's setting
-            cur.execute("SET LOCAL jit TO off")  # nothing to compile for: a scan
-            with cur.copy(f"COPY ({query}) TO STDOUT (FORMAT csv)") as copy:
-                for data in copy:
-                    buf.write(data)
-        data = buf.getvalue()
-        if not data.size:
+        types = {n: lay.field(n).type for n in read}
+        with self.connection() as con:
+            table = _packed_table(con, lay.name, types)
+        if table is None:
             return None
-        columns = [*read, "geometry"]
-        table = pacsv.read_csv(
-            pa.BufferReader(data), read_options=pacsv.ReadOptions(column_names=columns),
-            parse_options=pacsv.ParseOptions(newlines_in_values=True),  # an address typed on two lines
-            convert_options=pacsv.ConvertOptions(
-                column_types={**{n: _ARROW_TYPES[lay.field(n).type] for n in read}, "geometry": pa.string()},
-                null_values=[""], strings_can_be_null=True, quoted_strings_can_be_null=False))
         # key order as the GeoPackage's (bytes; the same as PostgreSQL's in a C or C.UTF-8 database)
         order = pc.sort_indices(table.column(lay.key))
-        geometry = _unhex(table.column("geometry")).take(order)
-        return pa.Table.from_arrays([*(table.column(n).take(order) for n in names), geometry], schema=arrow_schema)
+        arrow_schema = pa.schema([pa.field(n, _ARROW_TYPES[lay.field(n).type]) for n in names]
+                                 + [pa.field("geometry", pa.binary(), metadata=_GEOARROW_META)])
+        return pa.Table.from_arrays([table.column(n).take(order) for n in [*names, "geometry"]], schema=arrow_schema)
 
     def page(self, layer: str, flt: Filter | None = None, *, fields: list[str], limit: int,
              offset: int = 0) -> Page:
@@ -588,6 +576,11 @@ class PostGISStore(Store):
                         log.extend(boxed(delete_rows(lay, [r[0] for r in rows]),
                                          {str(r[0]): r[1:] for r in rows}, {}))
                     for name, frame in typed.items():
+                        changed = _replace_changed(con, layers[name], frame, counter) \
+                            if mode == "replace" and name in HASHED_LAYERS else None
+                        if changed is not None:
+                            log.extend(changed)
+                            continue
                         log.extend(_logged(con, layers[name], frame, mode))
                         if mode == "replace":
                             _replace_layer(con, layers[name], frame, counter)
@@ -909,7 +902,8 @@ def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.Geo
     ``freeze`` (a table created in this transaction, see :func:`_replace_layer`): the rows are
     written frozen, their pages marked all-visible.
     """
-    columns = [*layer.field_names, SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN, "geom"]
+    columns = [*layer.field_names, SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN, "geom",
+               *(["row_hash"] if layer.name in HASHED_LAYERS else [])]
     options = pacsv.WriteOptions(include_header=False)
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv{', FREEZE' if freeze else ''})"
     order = _spatial_order(frame.geometry.values)
@@ -943,6 +937,8 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
         frame.geometry.values, dtype=object)
     arrays[GEOJSON_COLUMN] = geojson_texts(geoms)
     arrays["geom"] = _ewkb_hex(geoms)
+    if layer.name in HASHED_LAYERS:
+        arrays["row_hash"] = pa.array(row_hashes(layer, frame), type=pa.int64())
     return pa.table(arrays)
 
 
@@ -981,23 +977,214 @@ def _ewkb_hex(geoms: np.ndarray) -> pa.Array:
                                        pa.array(ewkb.is_valid()).buffers()[1], ewkb.null_count)
 
 
-def _unhex(column: pa.ChunkedArray) -> pa.Array:
-    """Hex text (PostgreSQL's ``encode(…, 'hex')``) as binary, vectorised: every pair of digits becomes a byte,
-    the offsets halve; nulls stay null (and have no digits)."""
-    hexes = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    hexes = hexes.cast(pa.large_string())
-    n = len(hexes)
-    offsets = np.frombuffer(hexes.buffers()[1], dtype=np.int64)[hexes.offset:hexes.offset + n + 1]
-    # the digits of all values lie one after the other in the data buffer: one unhexlify (C) for all
-    data = binascii.unhexlify(memoryview(hexes.buffers()[2])[offsets[0]:offsets[-1]]) \
-        if hexes.buffers()[2] is not None and n else b""
-    return pa.LargeBinaryArray.from_buffers(pa.large_binary(), n, [
-        hexes.buffers()[0] if not hexes.offset else pa.array(hexes.is_valid()).buffers()[1],
-        pa.py_buffer((offsets - offsets[0]) // 2), pa.py_buffer(data)], hexes.null_count).cast(pa.binary())
+#: Table pages (8 kB) read by one query of :func:`_packed_table` (its values stay far below a value's 1 GB).
+PACKED_PAGES = 32768
+_NULL_DAYS = -2**31  # a date no PostgreSQL date is: days since 1970 of a missing date
+_NULL_INT = -2**63  # an int8 no int4 column holds: a missing integer
+
+
+def _packed_sql(table: str, types: dict[str, str]) -> str:
+    """One row of every column of ``table``'s rows in a page range (``ctid`` from ``%s`` to before ``%s``;
+    ``NULL``: the end), each column packed into ``bytea`` values in the same row order (one aggregate level:
+    every aggregate sees the rows in the same sequence).
+
+    Text and the geometry (WKB): the values' bytes one after another and their byte lengths (int4, -1
+    where missing); dates: days since 1970 (int4, :data:`_NULL_DAYS` where missing); integers: int8
+    (:data:`_NULL_INT`); floats: float8 (NaN where missing: a stored float is never NaN, the stores write
+    NaN as missing).  Big-endian, as PostgreSQL's binary ``send`` functions write them.
+    """
+    parts = ["count(*)"]
+    for n, t in [*types.items(), ("geometry", "geometry")]:
+        col = "ST_AsBinary(geom)" if t == "geometry" else n
+        if t in ("text", "geometry"):
+            data = col if t == "geometry" else f"textsend({col})"
+            parts += [f"string_agg({data}, ''::bytea)",
+                      f"string_agg(int4send(coalesce(octet_length({col}), -1)), ''::bytea)"]
+        elif t == "date":
+            parts.append(f"string_agg(int4send(coalesce({col} - DATE '1970-01-01', {_NULL_DAYS})), ''::bytea)")
+        elif t == "int":
+            parts.append(f"string_agg(int8send(coalesce({col}::int8, {_NULL_INT})), ''::bytea)")
+        else:
+            parts.append(f"string_agg(float8send(coalesce({col}::float8, 'NaN')), ''::bytea)")
+    return (f"SELECT {', '.join(parts)} FROM {table} "
+            "WHERE ctid >= %s::tid AND (%s::tid IS NULL OR ctid < %s::tid)")
+
+
+def _packed_table(con: psycopg.Connection, table: str, types: dict[str, str]) -> pa.Table | None:
+    """Every row of ``table``'s columns ``types`` (name → field type) and its geometry (WKB, as ``geometry``),
+    in the table's own order, read as :func:`_packed_sql` packs them, a range of :data:`PACKED_PAGES` pages
+    per query, all in one snapshot; ``None`` for an empty table."""
+    query = _packed_sql(table, types)
+    chunks: list[pa.Table] = []
+    with con.transaction():
+        con.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        con.execute("SET LOCAL jit TO off")  # nothing to compile for: a scan
+        pages = one(con.execute("SELECT pg_relation_size(%s::regclass) / current_setting('block_size')::int8",
+                                [table]))[0]
+        cur = con.cursor(binary=True)
+        for start in range(0, max(int(pages), 1), PACKED_PAGES):
+            end = None if start + PACKED_PAGES >= pages else f"({start + PACKED_PAGES},0)"
+            row = one(cur.execute(query, [f"({start},0)", end, end]))
+            if row[0]:
+                chunks.append(_unpacked(row, types))
+    if not chunks:
+        return None
+    return pa.concat_tables(chunks).combine_chunks()
+
+
+def _unpacked(row: tuple, types: dict[str, str]) -> pa.Table:
+    """The Arrow table of one row of :func:`_packed_sql` (``row[0]`` rows)."""
+    n, values, arrays = int(row[0]), iter(row[1:]), {}
+    for name, t in [*types.items(), ("geometry", "geometry")]:
+        if t in ("text", "geometry"):
+            data, lengths = next(values), np.frombuffer(next(values), dtype=">i4").astype(np.int64)
+            valid = lengths >= 0
+            offsets = np.zeros(n + 1, dtype=np.int64)
+            np.cumsum(np.where(valid, lengths, 0), out=offsets[1:])
+            arrow_type = pa.large_binary() if t == "geometry" else pa.large_string()
+            mask = None if valid.all() else pa.array(valid).buffers()[1]
+            array = pa.Array.from_buffers(arrow_type, n, [mask, pa.py_buffer(offsets), pa.py_buffer(data or b"")],
+                                          null_count=int(n - valid.sum()))
+            arrays[name] = array.cast(pa.binary() if t == "geometry" else pa.string())
+        elif t == "date":
+            days = np.frombuffer(next(values), dtype=">i4").astype(np.int32)
+            arrays[name] = pa.array(days, type=pa.int32(), mask=days == _NULL_DAYS).cast(pa.date32())
+        elif t == "int":
+            ints = np.frombuffer(next(values), dtype=">i8")
+            arrays[name] = pa.array(ints.astype(np.int32), type=pa.int32(), mask=ints == _NULL_INT)
+        else:
+            floats = np.frombuffer(next(values), dtype=">f8").astype(np.float64)
+            arrays[name] = pa.array(floats, type=pa.float64(), mask=np.isnan(floats))
+    return pa.table(arrays)
+
+
+#: Layers whose rows carry a hash of their values (``row_hash``, migration 13): a replace of one writes only
+#: the rows whose hash is new and deletes only those whose hash is gone (:func:`_replace_changed`).
+HASHED_LAYERS = frozenset({"findings"})
+#: A replace of a hashed layer that would write or delete more than this share of its rows (and more than
+#: :data:`CHANGED_MIN` rows) loads the layer whole instead: a new table, its indexes built once, frozen rows.
+CHANGED_SHARE = 0.3
+CHANGED_MIN = 10_000
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser of uint64 values (wrapping arithmetic): every input bit moves every output bit."""
+    x = x ^ (x >> np.uint64(30))
+    x = x * _M1
+    x = x ^ (x >> np.uint64(27))
+    x = x * _M2
+    return x ^ (x >> np.uint64(31))
+
+
+def _geometry_hashes(geoms: np.ndarray) -> np.ndarray:
+    """A uint64 of each geometry: its type, parts and coordinates in order (0 where missing)."""
+    coords, owner = shapely.get_coordinates(geoms, return_index=True)
+    counts = np.bincount(owner, minlength=len(geoms)).astype(np.int64)
+    starts = np.zeros(len(geoms) + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    bits = np.ascontiguousarray(coords, dtype=np.float64).view(np.uint64)
+    position = (np.arange(len(owner), dtype=np.int64) - starts[owner]).astype(np.uint64)
+    each = _mix(bits[:, 0] ^ _mix(bits[:, 1] ^ _mix(position + _GOLDEN)))
+    sums = np.zeros(len(geoms), dtype=np.uint64)
+    has = counts > 0
+    if len(each):
+        sums[has] = np.add.reduceat(each, starts[:-1][has])
+    shape = (shapely.get_type_id(geoms).astype(np.int64) + 2) * 1_000_003 + shapely.get_num_geometries(geoms)
+    return _mix(sums ^ _mix(shape.astype(np.uint64) * _GOLDEN + counts.astype(np.uint64)))
+
+
+def row_hashes(layer: Layer, frame: gpd.GeoDataFrame) -> np.ndarray:
+    """A 64-bit hash (int64) of each row of ``frame`` (typed by :func:`gisapp.schema.coerce`): its fields and geometry.
+
+    Rows equal in every field and coordinate hash alike (in any process: no per-process seed); different
+    rows collide with a chance of ~2⁻⁶⁴.  Texts are joined by Arrow with their lengths hashed beside them
+    (so no two ways to split a joined text hash alike) and the joined bytes go through pandas' SipHash;
+    numbers, dates and coordinates are mixed in numpy.
+    """
+    n = len(frame)
+    h = np.full(n, np.uint64(len(layer.fields)), dtype=np.uint64)
+    texts = []
+    for f in layer.fields:
+        col = frame[f.name]
+        if f.type == "text":
+            text = pa.array(col.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+            texts.append(text)
+            value = pc.fill_null(pc.binary_length(text), -1).to_numpy().astype(np.int64).view(np.uint64)
+        elif f.type == "date":
+            value = col.to_numpy(dtype="datetime64[ms]").view(np.int64).view(np.uint64)
+        elif f.type == "int":
+            value = col.astype("Int64").to_numpy(dtype="float64", na_value=np.nan).view(np.uint64)
+        else:
+            value = col.to_numpy(dtype="float64", na_value=np.nan).view(np.uint64)
+        if f.type in ("int", "float"):  # one NaN (missing) for all
+            value = np.where(np.isnan(value.view(np.float64)), np.uint64(0x7FF8000000000000), value)
+        h = _mix(h * _GOLDEN + value)
+    if texts:
+        joined = pc.binary_join_element_wise(*texts, "", null_handling="replace", null_replacement="")
+        h = _mix(h * _GOLDEN + hash_array(joined.cast(pa.binary()).to_numpy(zero_copy_only=False)))
+    h = _mix(h * _GOLDEN + _geometry_hashes(np.asarray(frame.geometry.values, dtype=object)))
+    return h.view(np.int64)
+
+
+def _member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is in ``of`` (int64 arrays): a sort and a binary search (~10× ``np.isin``'s
+    hashing at 700,000 values)."""
+    if not len(of):
+        return np.zeros(len(values), dtype=bool)
+    ordered = np.sort(of)
+    at = np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)
+    return ordered[at] == values
+
+
+def _replace_changed(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame,
+                     counter: _RowCounter | None = None) -> list[tuple] | None:
+    """Replace the rows of the hashed ``layer`` by ``frame``, writing only what changed; its change-log entries.
+
+    The stored rows' hashes (one packed value) against :func:`row_hashes` of ``frame``: rows whose hash is
+    not stored are written (COPY), stored rows whose hash ``frame`` lacks (or without one) are deleted,
+    the rest stay as they are.  A feature written and deleted is logged as an ``update``, one only written as
+    an ``insert``, one only deleted as a ``delete``; more than :data:`~gisapp.store.base.REPLACE_DETAIL_MAX`
+    changes log one ``replace``.  ``None`` (nothing done) when the change is large enough that loading the
+    layer whole costs less (:data:`CHANGED_SHARE`).
+    """
+    name, key = layer.name, layer.key
+    blob, unknown, old_count = one(con.execute(
+        f"SELECT string_agg(int8send(row_hash), ''::bytea), count(*) FILTER (WHERE row_hash IS NULL), count(*) "
+        f"FROM {name}"))
+    stored = np.frombuffer(blob or b"", dtype=">i8").astype(np.int64)
+    new = row_hashes(layer, frame)
+    if len(np.unique(new)) < len(new):  # a row twice: the whole load refuses it (the key's unique index)
+        return None
+    write = ~_member(new, stored)
+    gone = stored[~_member(stored, new)]
+    changes = int(write.sum()) + len(gone) + int(unknown)
+    if changes > max(CHANGED_MIN, CHANGED_SHARE * max(len(frame), int(old_count))):
+        return None
+    removed: list[tuple] = []
+    if len(gone) or unknown:
+        removed = con.execute(f"DELETE FROM {name} WHERE row_hash = ANY(%s::int8[]) OR row_hash IS NULL "
+                              f"RETURNING {key}, {_BOX_SQL}", [gone.tolist()]).fetchall()
+    written = frame.iloc[np.flatnonzero(write)]
+    if len(written):
+        _copy_into(con, name, layer, written)
+    if counter is not None:
+        counter.add(len(frame))
+    if changes > len(frame) * 0.1 + 1000:
+        con.execute(f"ANALYZE {name}")
+    old_keys = [str(r[0]) for r in removed]
+    if len(written) + len(removed) > REPLACE_DETAIL_MAX:
+        return boxed([(name, None, "replace", None)], {}, {})
+    entries = change_rows(layer, written, "upsert", old_keys)
+    entries += delete_rows(layer, set(old_keys) - {e[1] for e in entries})
+    return boxed(entries, {str(r[0]): r[1:] for r in removed}, frame_boxes(layer, written))
 
 
 #: Load replaced layers with ``COPY … FREEZE`` (a module setting so that the benchmark can compare).
 _FREEZE_LOADS = True
+#: Memory for a replaced layer's index builds (``maintenance_work_mem`` in its transaction, when the server's is less).
+INDEX_MEMORY = "256MB"
 _INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON (\S+) USING ")
 
 
@@ -1019,6 +1206,10 @@ def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFram
     # Frozen: the first reads after a load set no hint bits (no page dirtied by a reader), and autovacuum finds
     # nothing to freeze later (at 1M rows it rewrote every page, minutes after the load, under the readers).
     _copy_into(con, load, layer, frame, counter, freeze=_FREEZE_LOADS)
+    # sorts of a million keys in memory (the default 64 MB spills them to disk), for this transaction only
+    con.execute("SELECT set_config('maintenance_work_mem', %s, true) "
+                "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(%s)",
+                [INDEX_MEMORY, INDEX_MEMORY])
     renames = []
     for index, ddl in indexes:
         temporary = f"{index[:56]}__load"

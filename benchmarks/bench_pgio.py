@@ -1,0 +1,159 @@
+"""Benchmark: the PostGIS store's bulk input and output around ``gisapp analyze`` (issue 15 item 3).
+
+Times, each stage on its own, with the machine's load average beside it:
+
+- ``load_s``: ``store.write`` of the dossiers, sidewalk permits, wards and sidewalks in one replace
+  (:func:`benchmarks.bench_postgis.make_data`), into a fresh database;
+- ``read_s``: the analysis's read of its four layers (:func:`gisapp.analysis.run.read_layer`, two at
+  once as :func:`~gisapp.analysis.run.analyze_store` reads them);
+- ``findings_same_s``: a replace of the findings by the same findings (what a full analysis that finds
+  what is stored writes: only the rows whose hash changed, here none);
+- ``findings_all_s``: a replace of the findings by findings that all differ (a new table loaded whole).
+
+Usage::
+
+    python -m benchmarks.bench_pgio --sizes 20000            # a private server; load, analyse, then the stages
+    python -m benchmarks.bench_pgio --url postgresql://…/db    # the stages on an analysed store (it is written:
+                                                               # use a copy), no load
+    python -m benchmarks.bench_pgio --server postgresql://…/postgres --sizes 1000000 --load-only
+                                                               # the load into a fresh database on that server
+
+The 1M case of the issue: ``--url`` on a copy of the shared 1M city (``CREATE DATABASE … TEMPLATE city1m``)
+and ``--server … --sizes 1000000 --load-only``, each under ``flock /work/data1m/heavy.lock``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import save_results  # noqa: E402
+
+
+def _load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def stages(url: str) -> dict:
+    """The read and findings-write stages on the analysed store at ``url``."""
+    import geopandas as gpd
+
+    from gisapp.analysis.run import LAYERS, read_layer
+    from gisapp.store.postgis import PostGISStore
+
+    store = PostGISStore(url, must_exist=False)
+    store.upgrade()
+    out: dict = {"read_load": _load()}
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        rows = sum(len(f) for f in pool.map(lambda name: read_layer(store, name), LAYERS))
+    out["read_s"], out["read_rows"] = round(time.perf_counter() - started, 2), rows
+    print(f"  read of the analysed layers: {out['read_s']:.2f} s ({rows:,} rows, load {out['read_load']})", flush=True)
+    findings, meta = store.read("findings"), store.meta().get("findings")
+    out["findings"] = len(findings)
+    store.write({"findings": findings}, mode="replace", meta={"findings": meta})  # every row with its hash
+    out["findings_same_load"] = _load()
+    started = time.perf_counter()
+    store.write({"findings": findings}, mode="replace", meta={"findings": meta})
+    out["findings_same_s"] = round(time.perf_counter() - started, 2)
+    print(f"  findings replaced by the same {len(findings):,}: {out['findings_same_s']:.2f} s "
+          f"(load {out['findings_same_load']})", flush=True)
+    changed = gpd.GeoDataFrame(findings.assign(detail=findings["detail"].fillna("") + " ·"), geometry="geometry",
+                               crs=findings.crs)
+    out["findings_all_load"] = _load()
+    started = time.perf_counter()
+    store.write({"findings": changed}, mode="replace", meta={"findings": meta})
+    out["findings_all_s"] = round(time.perf_counter() - started, 2)
+    print(f"  findings replaced by {len(findings):,} all changed: {out['findings_all_s']:.2f} s "
+          f"(load {out['findings_all_load']})", flush=True)
+    store.write({"findings": findings}, mode="replace", meta={"findings": meta})  # as they were
+    return out
+
+
+def load(url: str, n: int) -> dict:
+    """Generate ``n`` per layer and time their load into the empty store at ``url``."""
+    from benchmarks.bench_postgis import make_data
+    from gisapp.store.postgis import PostGISStore
+
+    started = time.perf_counter()
+    frames, how = make_data(n)
+    generated = time.perf_counter() - started
+    store = PostGISStore(url, must_exist=False)
+    store.upgrade()
+    out = {"n": n, "generator": how, "generate_s": round(generated, 1), "load_load": _load()}
+    started = time.perf_counter()
+    store.write(frames, mode="replace", meta={"as_of": "2026-01-01"})
+    out["load_s"] = round(time.perf_counter() - started, 2)
+    print(f"  load of {n:,} per layer ({', '.join(f'{k} {len(v):,}' for k, v in frames.items())}): "
+          f"{out['load_s']:.2f} s (load {out['load_load']})", flush=True)
+    return out
+
+
+def _database_url(server: str, name: str) -> str:
+    return urlunsplit(urlsplit(server)._replace(path=f"/{name}"))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="20000", help="features per layer to load (default: %(default)s)")
+    parser.add_argument("--url", help="time the read and findings stages on this analysed store (no load)")
+    parser.add_argument("--server", help="load into a fresh database on this server (URL of a database to "
+                        "connect to for CREATE DATABASE), instead of a private server")
+    parser.add_argument("--load-only", action="store_true", help="only the load")
+    args = parser.parse_args(argv)
+    results = []
+    if args.url:
+        results.append({"url": args.url, **stages(args.url)})
+    else:
+        import psycopg
+
+        from gisapp.analysis.incremental import stored_params
+        from gisapp.analysis.run import analyze_store
+        from gisapp.store.postgis import PostGISStore, close_pool
+
+        server = None
+        if args.server is None:
+            from benchmarks.bench_postgis import SERVER_SETTINGS
+            from tests.pg_server import start_server
+
+            server = start_server(SERVER_SETTINGS)
+        try:
+            for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
+                name = f"gisapp_bench_pgio_{n}"
+                if server is not None:
+                    url = server.url(server.create_database(name))
+                else:
+                    with psycopg.connect(args.server, autocommit=True) as con:
+                        con.execute(f"DROP DATABASE IF EXISTS {name}")
+                        con.execute(f"CREATE DATABASE {name}")
+                    url = _database_url(args.server, name)
+                try:
+                    row = load(url, n)
+                    if not args.load_only:
+                        store = PostGISStore(url)
+                        result, _ = analyze_store(store, stored_params(store))
+                        store.write({"findings": result.findings}, mode="replace",
+                                    meta={"findings": result.params.as_meta()})
+                        row.update(stages(url))
+                    results.append(row)
+                finally:
+                    close_pool(url)
+                    if server is None:
+                        with psycopg.connect(args.server, autocommit=True) as con:
+                            con.execute(f"DROP DATABASE IF EXISTS {name}")
+        finally:
+            if server is not None:
+                server.stop()
+    save_results("pgio", {"results": results})
+
+
+if __name__ == "__main__":
+    main()

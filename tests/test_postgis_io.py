@@ -1,0 +1,243 @@
+"""The PostGIS store's bulk paths: a whole layer read packed by the server, findings replaced where they changed."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import pytest
+import shapely
+
+from gisapp import geo, schema
+from gisapp.store import postgis
+from gisapp.store.base import Store
+from gisapp.store.postgis import PostGISStore
+
+X, Y = 547600.0, 1770400.0
+
+
+@pytest.fixture
+def pg(pg_url):
+    """An empty PostGIS store in a fresh database."""
+    return PostGISStore(pg_url, must_exist=False)
+
+
+def _wards(n: int = 5) -> gpd.GeoDataFrame:
+    """Wards with every field type, missing values in each (a ward without geometry too)."""
+    geoms = [shapely.box(X + 500 * i, Y, X + 500 * i + 400, Y + 400) for i in range(n)]
+    geoms[2] = None
+    return gpd.GeoDataFrame({
+        "ward_key": [f"W{i}-2020" for i in range(n)],
+        "ward_code": [f"W{i}" if i != 1 else None for i in range(n)],
+        "name": ["Phường Hòa Thọ Tây", 'tên "có" dấu,\nhai dòng', None, "", "Ω"][:n],
+        "valid_from": ["2020-01-01", None, "1900-02-28", "2099-12-31", "2020-06-30"][:n],
+        "approximate": [1, None, 0, -5, 2_000_000_000][:n],
+    }, geometry=geoms, crs=schema.STORE_CRS)
+
+
+def _permits(n: int, seed: int = 3) -> gpd.GeoDataFrame:
+    rng = np.random.default_rng(seed)
+    x, y = X + rng.uniform(0, 3000, n), Y + rng.uniform(0, 3000, n)
+    geoms = list(shapely.box(x, y, x + rng.uniform(2, 9, n), y + 3))
+    geoms[3] = shapely.MultiPolygon([shapely.box(X, Y, X + 2, Y + 2), shapely.box(X + 5, Y, X + 7, Y + 2)])
+    geoms[4] = shapely.Polygon(shapely.box(X, Y, X + 20, Y + 20).exterior.coords,
+                               [shapely.box(X + 5, Y + 5, X + 8, Y + 8).exterior.coords])
+    return gpd.GeoDataFrame({
+        "permit_no": [f"VH-{i:05d}" for i in rng.permutation(n)],
+        "ward_code": rng.choice(["W0", "W1", None], n),
+        "status": "ISSUED", "purpose": "MATERIALS",
+        "start_on": pd.Timestamp("2024-01-01") + pd.to_timedelta(rng.integers(0, 900, n), "D"),
+        "end_on": [None if i % 7 == 0 else "2027-03-01" for i in range(n)],
+        "sidewalk_width_m": np.where(np.arange(n) % 5 == 0, np.nan, rng.uniform(1, 6, n)),
+        "used_width_m": rng.uniform(0.5, 2, n),
+        "address": [f"{i} Lê Duẩn" if i % 3 else None for i in range(n)],
+    }, geometry=geoms, crs=schema.STORE_CRS)
+
+
+@pytest.mark.parametrize("pages", [1, 3, postgis.PACKED_PAGES])
+def test_a_whole_layer_packed_by_the_server_reads_as_the_cursor_does(pg, monkeypatch, pages):
+    """Every field type with missing values (text, int, float, date, geometry), multi-part and holed geometries,
+    over one or many page ranges: the same table as :meth:`Store.read_arrow` makes from the cursor's rows."""
+    monkeypatch.setattr(postgis, "PACKED_PAGES", pages)
+    pg.write({"wards": _wards(), "sidewalk_permits": _permits(600)})
+    for layer in ("wards", "sidewalk_permits"):
+        for fields in (None, ["ward_code"]):
+            got, want = pg.read_arrow(layer, fields=fields), Store.read_arrow(pg, layer, fields=fields)
+            assert got.schema == want.schema and got.schema.field("geometry").metadata
+            assert got.equals(want), (layer, fields)
+    table = pg.read_arrow("wards")
+    assert table.column("approximate").to_pylist() == [1, None, 0, -5, 2_000_000_000]
+    assert table.column("geometry").null_count == 1
+
+
+def test_a_whole_empty_layer_reads_as_none(pg):
+    pg.write({"wards": _wards().iloc[:0]})
+    assert pg.read_arrow("wards") is None
+    assert Store.read_arrow(pg, "wards") is None
+
+
+# -- findings replaced where they changed -----------------------------------------------------------------
+
+def _findings(n: int = 40) -> gpd.GeoDataFrame:
+    rng = np.random.default_rng(5)
+    x, y = X + rng.uniform(0, 2000, n), Y + rng.uniform(0, 2000, n)
+    return gpd.GeoDataFrame({
+        "finding_id": [f"F-{i:04d}" for i in range(n)],
+        "kind": rng.choice(["CLASH", "OPPORTUNITY", "MERGE_CANDIDATE"], n),
+        "a_id": [f"VH-{i}" for i in range(n)],
+        "b_id": [f"XD-{i}" if i % 4 else None for i in range(n)],
+        "ward_code": rng.choice(["W0", "W1"], n),
+        "overlap_area_m2": np.where(np.arange(n) % 3 == 0, np.nan, rng.uniform(0, 50, n)),
+        "distance_m": rng.uniform(0, 5, n),
+        "overlap_start": pd.Timestamp("2025-01-01") + pd.to_timedelta(rng.integers(0, 300, n), "D"),
+        "overlap_end": pd.Timestamp("2026-01-01"),
+        "overlap_days": [None if i % 5 == 0 else int(i) for i in range(n)],
+        "detail": [f"chi tiết {i}" for i in range(n)],
+    }, geometry=list(shapely.box(x, y, x + 3, y + 2)), crs=schema.STORE_CRS)
+
+
+def _rows(store):
+    """Each finding's physical row version (``xmin``, ``ctid``) and its hash, by id."""
+    with store.connection() as con:
+        return {r[0]: r[1:] for r in con.execute("SELECT finding_id, xmin::text, ctid::text, row_hash FROM findings")}
+
+
+def _entries(store, after):
+    return sorted((c.key, c.kind, c.bbox) for c in store.changes(after).changes)
+
+
+def _same_as(store, frame):
+    got = store.read("findings").reset_index(drop=True)
+    want = schema.coerce(schema.get_layer("findings"), frame).sort_values("finding_id").reset_index(drop=True)
+    pd.testing.assert_frame_equal(pd.DataFrame(got.drop(columns="geometry")),
+                                  pd.DataFrame(want.drop(columns="geometry")))
+    assert shapely.equals_exact(got.geometry.values, geo.to_multipolygons(want.geometry.values), 0).all()
+
+
+def test_replacing_the_findings_with_the_same_ones_rewrites_no_row(pg):
+    frame = _findings()
+    pg.write({"findings": frame}, mode="replace")
+    before, last, version = _rows(pg), pg.changes().last, pg.version()
+    assert all(h is not None for _, _, h in before.values())
+    pg.write({"findings": frame.sample(frac=1, random_state=1)}, mode="replace", meta={"findings": {"n": 1}})
+    assert _rows(pg) == before  # not one row written again
+    assert _entries(pg, last) == [] and pg.version() != version and pg.meta()["findings"] == {"n": 1}
+    assert pg.info()[[i.name for i in pg.info()].index("findings")].count == len(frame)
+    _same_as(pg, frame)
+
+
+def test_replacing_the_findings_writes_and_logs_only_what_changed(pg):
+    frame = _findings()
+    pg.write({"findings": frame}, mode="replace")
+    before, last = _rows(pg), pg.changes().last
+    new = frame.copy()
+    new.loc[1, "detail"] = "đã sửa"                                   # a value
+    new.loc[2, "overlap_days"] = None                                # a value made missing
+    moved = shapely.affinity.translate(new.geometry.iloc[3], 0.001)   # a geometry moved by a millimetre
+    new.loc[3, "geometry"] = moved
+    new.loc[4, "b_id"] = ""                                          # missing stays missing (blank is missing)
+    new = new.drop(index=[5])                                        # a finding gone
+    added = _findings(42).iloc[[41]]                                 # a new one
+    new = pd.concat([new, added], ignore_index=True)
+    pg.write({"findings": gpd.GeoDataFrame(new, geometry="geometry", crs=schema.STORE_CRS)}, mode="replace")
+    after = _rows(pg)
+    rewritten = {k for k in after if after[k] != before.get(k)}
+    assert rewritten == {"F-0001", "F-0002", "F-0003", "F-0041"}
+    assert set(before) - set(after) == {"F-0005"}
+    entries = _entries(pg, last)
+    assert [(k, kind) for k, kind, _ in entries] == [("F-0001", "update"), ("F-0002", "update"), ("F-0003", "update"),
+                                                     ("F-0005", "delete"), ("F-0041", "insert")]
+    box = dict((k, b) for k, _, b in entries)
+    old3, new3 = frame.geometry.iloc[3].bounds, moved.bounds
+    assert box["F-0003"] == pytest.approx((old3[0], old3[1], new3[2], new3[3]))
+    assert box["F-0005"] == pytest.approx(frame.geometry.iloc[5].bounds)
+    _same_as(pg, new)
+
+
+def test_findings_without_a_hash_are_written_again_once(pg):
+    """Rows stored before migration 13 (no hash) are replaced by the next full write and get their hash."""
+    frame = _findings()
+    pg.write({"findings": frame}, mode="replace")
+    with pg.connection() as con:
+        con.execute("UPDATE findings SET row_hash = NULL WHERE finding_id IN ('F-0007', 'F-0008')")
+    before = _rows(pg)
+    pg.write({"findings": frame}, mode="replace")
+    after = _rows(pg)
+    assert {k for k in after if after[k] != before[k]} == {"F-0007", "F-0008"}
+    assert after["F-0007"][2] is not None
+    _same_as(pg, frame)
+
+
+def test_a_large_change_loads_the_findings_whole(pg, monkeypatch):
+    monkeypatch.setattr(postgis, "CHANGED_MIN", 0)
+    frame = _findings()
+    pg.write({"findings": frame}, mode="replace")
+    with pg.connection() as con:
+        oid = con.execute("SELECT 'findings'::regclass::oid").fetchone()[0]
+    new = frame.assign(detail="mới")  # every row
+    pg.write({"findings": new}, mode="replace")
+    with pg.connection() as con:
+        assert con.execute("SELECT 'findings'::regclass::oid").fetchone()[0] != oid  # a new table swapped in
+    _same_as(pg, new)
+    pg.write({"findings": new}, mode="replace")  # the loaded rows carry their hashes
+    with pg.connection() as con:
+        assert con.execute("SELECT count(*) FROM findings WHERE row_hash IS NULL").fetchone()[0] == 0
+
+
+def test_row_hashes_tell_every_field_and_coordinate_apart():
+    lay = schema.get_layer("findings")
+    frame = schema.coerce(lay, _findings(8))
+    base = postgis.row_hashes(lay, frame)
+    assert len(set(base.tolist())) == 8 and (base == postgis.row_hashes(lay, frame.copy())).all()
+    changes = {"finding_id": "F-x", "kind": "CLEARANCE", "a_id": None, "b_id": "XD-1x", "ward_code": "W9",
+               "overlap_area_m2": 0.0, "distance_m": -0.0, "overlap_start": pd.Timestamp("2020-01-01"),
+               "overlap_end": pd.NaT, "overlap_days": 999, "detail": None}
+    for column, value in changes.items():
+        other = frame.copy()
+        other[column] = other[column].astype(object)
+        other.loc[1, column] = value
+        other = schema.coerce(lay, other)
+        got = postgis.row_hashes(lay, other)
+        assert got[1] != base[1] and (np.delete(got, 1) == np.delete(base, 1)).all(), column
+    # texts moved between neighbouring fields hash apart (lengths are hashed beside the joined text)
+    a, b = frame.copy(), frame.copy()
+    a.loc[0, ["a_id", "b_id"]] = ["AB", "C"]
+    b.loc[0, ["a_id", "b_id"]] = ["A", "BC"]
+    assert postgis.row_hashes(lay, a)[0] != postgis.row_hashes(lay, b)[0]
+    moved = frame.copy()
+    moved.loc[2, "geometry"] = shapely.affinity.translate(frame.geometry.iloc[2], 1e-6)
+    assert postgis.row_hashes(lay, moved)[2] != base[2]
+    nothing = frame.copy()
+    nothing.loc[2, "geometry"] = None
+    assert postgis.row_hashes(lay, nothing)[2] != base[2]
+
+
+def test_row_hashes_are_the_same_in_every_process():
+    """Stored hashes are compared with those of a later process: no per-process seed (``PYTHONHASHSEED``)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import geopandas as gpd, shapely; from gisapp import schema; from gisapp.store import postgis; "
+            "lay = schema.get_layer('findings'); "
+            "f = gpd.GeoDataFrame({'finding_id': ['F-1', 'F-2'], 'kind': ['CLASH', None], 'a_id': ['a', 'b'], "
+            "'overlap_area_m2': [1.5, None], 'overlap_start': ['2025-01-02', None], 'overlap_days': [3, None]}, "
+            "geometry=[shapely.box(0, 0, 1, 1), None], crs=schema.STORE_CRS); "
+            "print(postgis.row_hashes(lay, schema.coerce(lay, f)).tolist())")
+    outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           env={**os.environ, "PYTHONHASHSEED": seed}).stdout for seed in ("1", "2")}
+    assert len(outs) == 1 and len(eval(outs.pop())) == 2  # noqa: S307 - our own output
+
+
+def test_a_finding_given_twice_is_refused_and_nothing_changes(pg):
+    """The same row twice (same hash) is not merged into one: the write fails as the whole load does."""
+    from gisapp.store.base import StoreError
+
+    frame = _findings()
+    pg.write({"findings": frame}, mode="replace")
+    before = _rows(pg)
+    twice = gpd.GeoDataFrame(pd.concat([frame, frame.iloc[[3]]], ignore_index=True), geometry="geometry",
+                             crs=schema.STORE_CRS)
+    with pytest.raises(StoreError, match="nothing was changed"):
+        pg.write({"findings": twice}, mode="replace")
+    assert _rows(pg) == before
