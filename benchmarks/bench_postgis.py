@@ -248,21 +248,24 @@ def analysis_times(store, frames_n: int) -> dict:
 
 
 @contextlib.contextmanager
-def app_servers(store_url: str, processes: int = 1, settings: dict | None = None):
+def app_servers(store_url: str, processes: int = 1, settings: dict | None = None, log: Path | None = None):
     """``processes`` × ``gisapp serve --workers 2`` (gunicorn) on free ports; their base URLs.
 
-    ``settings`` are extra environment variables (``GISAPP_…``) for the servers.
+    ``settings`` are extra environment variables (``GISAPP_…``) for the servers.  ``log``: a file that gets
+    their output (the access log, each line ending with the request's time in the worker in microseconds:
+    :func:`server_times` reads it).
     """
     import requests
 
     env = {**os.environ, "GISAPP_STORE": store_url, "GISAPP_ENV": "development", **(settings or {})}
     procs, bases = [], []
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
         for _ in range(processes):
             port = free_port()
             cmd = [sys.executable, "-c", "from gisapp.cli import main; main()", "serve", "--host", "127.0.0.1",
                    "--port", str(port), "--workers", str(WORKERS)]
-            procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.PIPE))
             bases.append(f"http://127.0.0.1:{port}")
         for proc, base in zip(procs, bases):
             for _ in range(600):
@@ -283,6 +286,43 @@ def app_servers(store_url: str, processes: int = 1, settings: dict | None = None
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if log is not None:
+            out.close()
+
+
+_ACCESS = re.compile(r'"GET (\S+) HTTP/[\d.]+" (\d+) .* (\d+)$')
+
+
+def server_times(log: Path, offset: int, path_part: str) -> dict | None:
+    """p50/p95/max in ms of the requests' times in the server (the access log's last field) logged in ``log``
+    after byte ``offset``, of paths holding ``path_part``: the server's share of the clients' latency (the
+    rest is waiting to be accepted and read, and the network)."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode("utf-8", "replace")
+    times = [int(m.group(3)) / 1000 for m in map(_ACCESS.search, text.splitlines())
+             if m and path_part in m.group(1) and m.group(2) == "200"]
+    if not times:
+        return None
+    values = np.array(times)
+    return {"requests": len(values), "p50_ms": float(np.percentile(values, 50)),
+            "p95_ms": float(np.percentile(values, 95)), "max_ms": float(values.max())}
+
+
+def wait_for_arrays(base: str, timeout: float = 900, in_a_row: int = 10) -> float:
+    """Seconds until ``/healthz`` says, ``in_a_row`` times running (answers come from either worker), that the
+    server process holds its counts' arrays for the current data (:func:`gisapp.analysis.counts.state`)."""
+    import requests
+
+    started, ready = time.monotonic(), 0
+    while ready < in_a_row:
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"counts' arrays not read after {timeout:.0f} s")
+        with contextlib.suppress(requests.RequestException):
+            arrays = requests.get(f"{base}/healthz", timeout=30).json().get("arrays") or {}
+            ready = ready + 1 if arrays and set(arrays.values()) == {"ready"} else 0
+        time.sleep(0.1 if ready else 1)
+    return time.monotonic() - started
 
 
 _RETURNED = re.compile(rb'"numberReturned":(\d+)')
