@@ -10,7 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from gisapp.analysis import counts, overlaps
+from gisapp.analysis import counts, overlaps, stats
 from gisapp.filters import Filter
 from gisapp.web.app import create_app, preload
 from tests.stores import BACKENDS, new_store
@@ -102,3 +102,18 @@ def test_a_server_process_reads_the_arrays_when_it_starts(backend, frames, tmp_p
         assert set(arrays.values()) <= {"none", "reading", "ready"}
         time.sleep(0.05)
     assert sorted(arrays) == ["dossiers", "findings", "sidewalk_permits"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_the_map_pages_total_and_day_range_follow_a_write(backend, frames, tmp_path, request):
+    """Kept per data version (two scans of each dated layer otherwise, at every map view), so a write shows."""
+    s = new_store(backend, tmp_path, request)
+    s.write(frames[0], meta=frames[1])
+    page = stats.map_page(s, Filter(as_of=D("2022-06-30")))
+    assert page["day_range"] == stats.day_range(s) and page["total"] == s.count("construction_permits")
+    late = frames[0]["construction_permits"].iloc[:1].copy()
+    late["dossier_code"], late["received_on"] = "XD-LATE", pd.Timestamp("2030-01-02")
+    s.write({"construction_permits": late}, mode="upsert")
+    page = stats.map_page(s, Filter(as_of=D("2022-06-30")))
+    assert page["day_range"][1] == D("2030-01-02") == stats.day_range(s)[1]
+    assert page["total"] == s.count("construction_permits") == len(frames[0]["construction_permits"]) + 1

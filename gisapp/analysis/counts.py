@@ -303,6 +303,12 @@ def _key(store: Store, version: str | None, what: tuple) -> tuple:
     return (_name(store), version, *what)
 
 
+def per_version(store: Store, what: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()`` (an answer of the store that only a write changes, ``what`` naming it), kept per data
+    version like the counts here (the map page's day slider range: two scans of each dated layer)."""
+    return _kept(store, what, compute)
+
+
 def _kept(store: Store, what: tuple, compute: Callable[[], Any], version: str | None = None) -> Any:
     """``compute()``, kept for ``store``'s data version (``version`` when the caller has it; not kept when the
     store has none)."""
