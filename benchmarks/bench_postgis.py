@@ -290,23 +290,28 @@ def app_servers(store_url: str, processes: int = 1, settings: dict | None = None
             out.close()
 
 
-_ACCESS = re.compile(r'"GET (\S+) HTTP/[\d.]+" (\d+) .* (\d+)$')
+_ACCESS = re.compile(r'"GET (\S+) HTTP/[\d.]+" (\d+) .* <(\d+)> (\d+)$')
 
 
 def server_times(log: Path, offset: int, path_part: str) -> dict | None:
     """p50/p95/max in ms of the requests' times in the server (the access log's last field) logged in ``log``
     after byte ``offset``, of paths holding ``path_part``: the server's share of the clients' latency (the
-    rest is waiting to be accepted and read, and the network)."""
+    rest is waiting to be accepted and read, and the network), and how many each worker process answered
+    (gthread workers keep a client's connection: 8 clients may all land on one of two workers)."""
     with open(log, "rb") as f:
         f.seek(offset)
         text = f.read().decode("utf-8", "replace")
-    times = [int(m.group(3)) / 1000 for m in map(_ACCESS.search, text.splitlines())
+    found = [(m.group(3), int(m.group(4)) / 1000) for m in map(_ACCESS.search, text.splitlines())
              if m and path_part in m.group(1) and m.group(2) == "200"]
-    if not times:
+    if not found:
         return None
-    values = np.array(times)
+    values = np.array([t for _, t in found])
+    workers: dict[str, int] = {}
+    for pid, _ in found:
+        workers[pid] = workers.get(pid, 0) + 1
     return {"requests": len(values), "p50_ms": float(np.percentile(values, 50)),
-            "p95_ms": float(np.percentile(values, 95)), "max_ms": float(values.max())}
+            "p95_ms": float(np.percentile(values, 95)), "max_ms": float(values.max()),
+            "per_worker": sorted(workers.values(), reverse=True)}
 
 
 def wait_for_arrays(base: str, timeout: float = 900, in_a_row: int = 10) -> float:
@@ -622,7 +627,8 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                 inside = stats["server"] or {}
                 print(f"    {name} items [{state}], {c} clients ({stats['client']}): "
                       f"p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
-                      f"(in the server p95 {inside.get('p95_ms', float('nan')):.0f} ms) "
+                      f"(in the server p95 {inside.get('p95_ms', float('nan')):.0f} ms, requests per worker "
+                      f"{inside.get('per_worker')}) "
                       f"(halves {' / '.join(f'{h:.0f}' for h in halves if h is not None) or '—'}; "
                       f"{stats['requests']} requests, {stats['failures']} failed, "
                       f"{stats['throughput_rps']:.1f} req/s; load avg {before['load_avg']:.1f}→"

@@ -46,6 +46,7 @@ def test_serve_with_workers_answers_from_several_processes(demo_store):
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert "Starting gunicorn" in out and out.count("Booting worker") == 2
-    # the access log ends each line with the request's time in the worker, in microseconds
+    # the access log ends each line with the worker's process id and the request's time in it, in microseconds
     logged = [line for line in out.splitlines() if "GET /api/collections/construction_permits/items" in line]
-    assert logged and logged[0].rsplit(" ", 1)[1].isdigit()
+    pid, micros = logged[0].rsplit(" ", 2)[1:]
+    assert pid.startswith("<") and pid.endswith(">") and pid[1:-1].isdigit() and micros.isdigit()

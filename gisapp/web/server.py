@@ -31,9 +31,10 @@ def serve_gunicorn(app, *, host: str, port: int, workers: int, threads: int = 4,
     lock; each request still opens the store it needs, so workers share
     nothing but the file or database.  ``on_worker_start`` runs in each
     worker process once it is forked (e.g. to read what it counts over in
-    the background).  The access log line ends with the request's time in
-    the worker in microseconds (``%(D)s``), from its parsing to its last byte
-    written: the server's share of a client's latency.
+    the background).  The access log line ends with the worker's process id
+    and the request's time in it in microseconds (``%(p)s %(D)s``), from its
+    parsing to its last byte written: the server's share of a client's
+    latency, and how the requests were spread over the workers.
     """
     options = {
         "bind": f"{host}:{port}",
@@ -43,7 +44,7 @@ def serve_gunicorn(app, *, host: str, port: int, workers: int, threads: int = 4,
         "timeout": 120,
         "graceful_timeout": 10,
         "accesslog": "-",
-        "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)s',
+        "access_log_format": '%(h)s %(l)s %(u)s %(t)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(p)s %(D)s',
         "errorlog": "-",
         "proc_name": "gisapp",
     }
