@@ -1,5 +1,6 @@
 """The production server: ``gisapp serve --workers N`` runs gunicorn with N processes."""
 
+import http.client
 import os
 import signal
 import subprocess
@@ -34,6 +35,12 @@ def test_serve_with_workers_answers_from_several_processes(demo_store):
         url = f"http://127.0.0.1:{port}/api/collections/construction_permits/items?limit=5"
         with urllib.request.urlopen(url, timeout=10) as r:
             assert orjson.loads(r.read())["numberReturned"] == 5
+        # no keep-alive (an HTTP/1.1 client asks for it by default): the next request goes to a free worker
+        con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        con.request("GET", "/healthz")
+        answer = con.getresponse()
+        assert answer.status == 200 and answer.getheader("Connection") == "close"
+        con.close()
         # each process reads what it counts over as it starts: ready with no map or dashboard asked for
         ready, deadline = 0, time.monotonic() + 60
         while ready < 10:
