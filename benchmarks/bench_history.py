@@ -45,7 +45,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import loadgen, save_results  # noqa: E402
-from benchmarks.bench_postgis import SERVER_SETTINGS, app_servers, make_data, view_boxes  # noqa: E402
+from benchmarks.bench_postgis import (  # noqa: E402
+    SERVER_SETTINGS,
+    app_servers,
+    make_data,
+    server_times,
+    view_boxes,
+    wait_for_arrays,
+)
 from gisapp.analysis import counts, stats  # noqa: E402
 from gisapp.analysis.counts import dossier_counts  # noqa: E402
 from gisapp.demo.timeline import demo_history  # noqa: E402
@@ -138,13 +145,45 @@ def map_first_view(base: str, day: dt.date | None, runs: int = 3, new_days: bool
             "mode": views[-1][1]}
 
 
+def items_level(base: str, boxes, day: dt.date | None, limit: int | None, clients: int, seconds: float,
+                log: Path, state: str) -> dict:
+    """API items pages under ``clients`` clients for ``seconds`` (wrk, or threads): the clients' p50/p95 and the
+    same requests' times in the server (its access log), with the load average before and after."""
+    paths = items_paths(boxes, day, limit)
+    loadgen.run_threads([base], paths[:20], 2, 5)  # warm up
+    offset, load = log.stat().st_size, os.getloadavg()[0]
+    result = loadgen.run(base, paths, clients, seconds=seconds)
+    out = {k: result[k] for k in ("p50_ms", "p95_ms", "p99_ms", "requests", "failures", "client")}
+    out |= {"state": state, "load_avg": [load, os.getloadavg()[0]],
+            "server": server_times(log, offset, "/items")}
+    inside = out["server"] or {}
+    print(f"    API items {'as_of' if day else 'without as_of'}, limit {limit or 100}, {clients} clients "
+          f"({result['client']}, {state}): p50 {result['p50_ms']:.0f} ms p95 {result['p95_ms']:.0f} ms "
+          f"p99 {result['p99_ms']:.0f} ms ({result['requests']} requests, {result['failures']} failed); in the "
+          f"server p50 {inside.get('p50_ms', float('nan')):.0f} p95 {inside.get('p95_ms', float('nan')):.0f} "
+          f"max {inside.get('max_ms', float('nan')):.0f} ms; load average {load:.1f}→{os.getloadavg()[0]:.1f}",
+          flush=True)
+    return out
+
+
+def dashboard_after_a_write(store, row: dict) -> None:
+    """A saved dossier, then the dashboard: the arrays read again for it only."""
+    one = store.read("construction_permits", limit=1)
+    one["status"] = "REFUSED" if one["status"].iloc[0] != "REFUSED" else "RETURNED"
+    _, row["write_one_s"] = timed(store.write, {"construction_permits": one}, mode="upsert")
+    _, row["dashboard_after_write_s"] = timed(stats.dashboard, store, Filter(as_of=DAYS[1]), Calendar())
+    print(f"    one dossier saved ({row['write_one_s']:.2f} s), then the dashboard as of {DAYS[1]}: "
+          f"{row['dashboard_after_write_s']:.2f} s", flush=True)
+
+
 def run_backend(name: str, store, url: str, frames: dict, history, boxes, clients: int, seconds: float,
-                api: bool = True, browser: bool = True, write: bool = True, python: bool = True) -> dict:
+                api: bool = True, browser: bool = True, write: bool = True, python: bool = True,
+                dashboard: bool = True) -> dict:
     row: dict = {"backend": name, "load_average": os.getloadavg()}
     if write:
         _, row["write_s"] = timed(store.write, frames, mode="replace", meta={"as_of": "2022-07-08"}, history=history)
         print(f"  {name}: wrote layers + {len(history):,} history rows in {row['write_s']:.1f} s", flush=True)
-    for day in DAYS:
+    for day in DAYS if dashboard else ():
         past, t = timed(store.statuses_as_of, "construction_permits", day)
         row[f"statuses_as_of_{day}_s"] = t
         # the first of a process counts in SQL while the dossiers' arrays are read in the background
@@ -169,13 +208,8 @@ def run_backend(name: str, store, url: str, frames: dict, history, boxes, client
               f"{row[f'counting_arrays_{day}_s']:.2f} s, in SQL {row[f'counting_sql_{day}_s']:.2f} s"
               + (f" (counted in Python as before: {row[f'counting_python_{day}_s']:.2f} s)" if python else ""),
               flush=True)
-    # a saved dossier, then the dashboard: the arrays read again for it only
-    one = store.read("construction_permits", limit=1)
-    one["status"] = "REFUSED" if one["status"].iloc[0] != "REFUSED" else "RETURNED"
-    _, row["write_one_s"] = timed(store.write, {"construction_permits": one}, mode="upsert")
-    _, row["dashboard_after_write_s"] = timed(stats.dashboard, store, Filter(as_of=DAYS[1]), Calendar())
-    print(f"    one dossier saved ({row['write_one_s']:.2f} s), then the dashboard as of {DAYS[1]}: "
-          f"{row['dashboard_after_write_s']:.2f} s", flush=True)
+    if dashboard:
+        dashboard_after_a_write(store, row)
     if api:
         for day in (DAYS[1], None):
             label = f"items_cpu_ms_{'as_of' if day else 'plain'}"
@@ -184,26 +218,32 @@ def run_backend(name: str, store, url: str, frames: dict, history, boxes, client
               f"{row['items_cpu_ms_plain']:.1f} ms without", flush=True)
     if not api and not browser:
         return row
-    with app_servers(url) as bases:
-        if browser:
-            row["map_as_of_first_view"] = view = map_first_view(bases[0], DAYS[1])
-            row["map_as_of_new_day_first_view"] = new = map_first_view(bases[0], DAYS[1], new_days=True)
-            row["map_first_view"] = plain = map_first_view(bases[0], None)
-            print(f"    map as of {DAYS[1]}, first view: median {view['median_ms']:,} ms {view['all_ms']} "
-                  f"({view['mode']}); as of days not viewed before {new['median_ms']:,} ms {new['all_ms']}; "
-                  f"without as_of {plain['median_ms']:,} ms", flush=True)
-        if not api:
-            return row
-        for day, limit in ((DAYS[1], None), (None, None), (DAYS[1], 1000), (None, 1000)):
-            paths = items_paths(boxes, day, limit)
-            loadgen.run_threads(bases, paths[:20], 2, 5)  # warm up
-            result = loadgen.run(bases[0], paths, clients, seconds=seconds)
-            label = f"items_{'as_of' if day else 'plain'}_limit_{limit or 100}"
-            row[label] = {k: result[k] for k in ("p50_ms", "p95_ms", "requests", "failures", "client")}
-            print(f"    API items {'as_of' if day else 'without as_of'}, limit {limit or 100}, {clients} clients "
-                  f"({result['client']}): "
-                  f"p50 {result['p50_ms']:.0f} ms p95 {result['p95_ms']:.0f} ms "
-                  f"({result['requests']} requests, {result['failures']} failed)", flush=True)
+    with tempfile.TemporaryDirectory(prefix="gisapp-bench-history-") as tmp:
+        log = Path(tmp) / "server.log"
+        # no tile renderer at work beside the measurements (tiles are built on request, the map's first view
+        # at the district's zoom asks for none): the state measured is the server's own
+        settings = {"GISAPP_TILE_WARM": "none", "GISAPP_TILE_DIR": str(Path(tmp) / "tiles")}
+        if api:
+            # just started: each worker reads its counts' arrays in the background (seconds at 1M)
+            with app_servers(url, settings=settings, log=log) as bases:
+                row["items_while_reading_arrays"] = items_level(bases[0], boxes, DAYS[1], None, clients,
+                                                                seconds, log, "while the workers read their arrays")
+        with app_servers(url, settings=settings, log=log) as bases:
+            row["arrays_ready_s"] = wait_for_arrays(bases[0])
+            print(f"    server started; its workers' counts arrays ready after {row['arrays_ready_s']:.0f} s "
+                  f"(load average {os.getloadavg()[0]:.1f}); the renderer idle (GISAPP_TILE_WARM=none)", flush=True)
+            if api:
+                for day, limit in ((DAYS[1], None), (None, None), (DAYS[1], 1000), (None, 1000)):
+                    label = f"items_{'as_of' if day else 'plain'}_limit_{limit or 100}"
+                    row[label] = items_level(bases[0], boxes, day, limit, clients, seconds, log, "warm")
+            if browser:
+                row["map_as_of_first_view"] = view = map_first_view(bases[0], DAYS[1])
+                row["map_as_of_new_day_first_view"] = new = map_first_view(bases[0], DAYS[1], new_days=True)
+                row["map_first_view"] = plain = map_first_view(bases[0], None)
+                print(f"    map as of {DAYS[1]}, first view: median {view['median_ms']:,} ms {view['all_ms']} "
+                      f"({view['mode']}); as of days not viewed before {new['median_ms']:,} ms {new['all_ms']}; "
+                      f"without as_of {plain['median_ms']:,} ms (load average {os.getloadavg()[0]:.1f})",
+                      flush=True)
     return row
 
 
@@ -216,6 +256,8 @@ def main(argv=None) -> None:
     parser.add_argument("--skip-api", action="store_true", help="no API load (dashboard and map only)")
     parser.add_argument("--no-browser", action="store_true", help="no map first view in Chromium")
     parser.add_argument("--no-python", action="store_true", help="no per-dossier counting in Python to compare")
+    parser.add_argument("--no-dashboard", action="store_true", help="no dashboard (nor the write before the "
+                        "servers start): the API and the map only")
     parser.add_argument("--store", help="a loaded store to measure instead of generating and writing one "
                                         "(a GeoPackage path or a PostGIS URL; it is written to: one dossier "
                                         "saved). --sizes and --backends are then ignored")
@@ -281,7 +323,8 @@ def existing_store(args) -> dict:
     boxes, _ = view_boxes(frames, 200)
     print(f"{args.store}: {n:,} dossiers", flush=True)
     row = run_backend(name, store, args.store, {}, None, boxes, args.clients, args.seconds,
-                      api=not args.skip_api, browser=not args.no_browser, write=False, python=not args.no_python)
+                      api=not args.skip_api, browser=not args.no_browser, write=False, python=not args.no_python,
+                      dashboard=not args.no_dashboard)
     return {"n": n, "rows": [row]}
 
 
@@ -295,9 +338,10 @@ def print_table(results: dict) -> None:
                      if "items_as_of_limit_100" in row else "-")
             view = row.get("map_as_of_first_view", {}).get("median_ms", "-")
             python = row.get(f"counting_python_{DAYS[1]}_s")
-            print(f"{run['n']:>9,}  {row['backend']:<7} {row.get('write_s', float('nan')):>7.1f}  "
-                  f"{row[f'dashboard_{DAYS[0]}_s']:>6.2f} / {row[f'dashboard_{DAYS[1]}_s']:<6.2f} "
-                  f"[{row[f'counting_sql_{DAYS[1]}_s']:.2f} / {'-' if python is None else f'{python:.2f}'}]"
+            nan = float("nan")
+            print(f"{run['n']:>9,}  {row['backend']:<7} {row.get('write_s', nan):>7.1f}  "
+                  f"{row.get(f'dashboard_{DAYS[0]}_s', nan):>6.2f} / {row.get(f'dashboard_{DAYS[1]}_s', nan):<6.2f} "
+                  f"[{row.get(f'counting_sql_{DAYS[1]}_s', nan):.2f} / {'-' if python is None else f'{python:.2f}'}]"
                   f"{view:>18}  {items}")
 
 

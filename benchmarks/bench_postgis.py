@@ -248,21 +248,24 @@ def analysis_times(store, frames_n: int) -> dict:
 
 
 @contextlib.contextmanager
-def app_servers(store_url: str, processes: int = 1, settings: dict | None = None):
+def app_servers(store_url: str, processes: int = 1, settings: dict | None = None, log: Path | None = None):
     """``processes`` × ``gisapp serve --workers 2`` (gunicorn) on free ports; their base URLs.
 
-    ``settings`` are extra environment variables (``GISAPP_…``) for the servers.
+    ``settings`` are extra environment variables (``GISAPP_…``) for the servers.  ``log``: a file that gets
+    their output (the access log, each line ending with the request's time in the worker in microseconds:
+    :func:`server_times` reads it).
     """
     import requests
 
     env = {**os.environ, "GISAPP_STORE": store_url, "GISAPP_ENV": "development", **(settings or {})}
     procs, bases = [], []
+    out = open(log, "ab") if log is not None else subprocess.DEVNULL  # noqa: SIM115 - closed below
     try:
         for _ in range(processes):
             port = free_port()
             cmd = [sys.executable, "-c", "from gisapp.cli import main; main()", "serve", "--host", "127.0.0.1",
                    "--port", str(port), "--workers", str(WORKERS)]
-            procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE))
+            procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.PIPE))
             bases.append(f"http://127.0.0.1:{port}")
         for proc, base in zip(procs, bases):
             for _ in range(600):
@@ -283,6 +286,48 @@ def app_servers(store_url: str, processes: int = 1, settings: dict | None = None
                 proc.wait(10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+        if log is not None:
+            out.close()
+
+
+_ACCESS = re.compile(r'"GET (\S+) HTTP/[\d.]+" (\d+) .* <(\d+)> (\d+)$')
+
+
+def server_times(log: Path, offset: int, path_part: str) -> dict | None:
+    """p50/p95/max in ms of the requests' times in the server (the access log's last field) logged in ``log``
+    after byte ``offset``, of paths holding ``path_part``: the server's share of the clients' latency (the
+    rest is waiting to be accepted and read, and the network), and how many each worker process answered
+    (gthread workers keep a client's connection: 8 clients may all land on one of two workers)."""
+    with open(log, "rb") as f:
+        f.seek(offset)
+        text = f.read().decode("utf-8", "replace")
+    found = [(m.group(3), int(m.group(4)) / 1000) for m in map(_ACCESS.search, text.splitlines())
+             if m and path_part in m.group(1) and m.group(2) == "200"]
+    if not found:
+        return None
+    values = np.array([t for _, t in found])
+    workers: dict[str, int] = {}
+    for pid, _ in found:
+        workers[pid] = workers.get(pid, 0) + 1
+    return {"requests": len(values), "p50_ms": float(np.percentile(values, 50)),
+            "p95_ms": float(np.percentile(values, 95)), "max_ms": float(values.max()),
+            "per_worker": sorted(workers.values(), reverse=True)}
+
+
+def wait_for_arrays(base: str, timeout: float = 900, in_a_row: int = 10) -> float:
+    """Seconds until ``/healthz`` says, ``in_a_row`` times running (answers come from either worker), that the
+    server process holds its counts' arrays for the current data (:func:`gisapp.analysis.counts.state`)."""
+    import requests
+
+    started, ready = time.monotonic(), 0
+    while ready < in_a_row:
+        if time.monotonic() - started > timeout:
+            raise RuntimeError(f"counts' arrays not read after {timeout:.0f} s")
+        with contextlib.suppress(requests.RequestException):
+            arrays = requests.get(f"{base}/healthz", timeout=30).json().get("arrays") or {}
+            ready = ready + 1 if arrays and set(arrays.values()) == {"ready"} else 0
+        time.sleep(0.1 if ready else 1)
+    return time.monotonic() - started
 
 
 _RETURNED = re.compile(rb'"numberReturned":(\d+)')
@@ -325,12 +370,21 @@ def main(argv=None) -> None:
     parser.add_argument("--no-tiles", action="store_true", help="skip the tile latencies")
     parser.add_argument("--items-states", default=",".join(ITEMS_STATES),
                         help=f"states to measure the items pages in, of {', '.join(ITEMS_STATES)}")
+    parser.add_argument("--store", help="the items pages only, of a loaded store (a GeoPackage path or a PostGIS "
+                        "URL, e.g. a copy of the session's shared 1M city), several runs (--runs): minutes, not an "
+                        "hour. Its PostgreSQL is not restarted: 'cold' is then a new server process only")
+    parser.add_argument("--runs", type=int, default=3, help="with --store: independent runs, each with new servers")
     args = parser.parse_args(argv)
     states = [st for st in args.items_states.split(",") if st]
     if not set(states) <= set(ITEMS_STATES):
         parser.error(f"--items-states: one or more of {', '.join(ITEMS_STATES)}")
-    sizes = [int(s) for s in args.sizes.split(",")]
     clients = [int(c) for c in args.clients.split(",")]
+    if args.store:
+        results = items_of_store(args.store, clients, args.seconds, states, args.runs)
+        print_items_runs(results)
+        save_results("bench_postgis", results)
+        return
+    sizes = [int(s) for s in args.sizes.split(",")]
     backends = args.backends.split(",")
     results = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
                "cpus": os.cpu_count(), "workers": WORKERS, "view_m": VIEW_M, "runs": []}
@@ -434,6 +488,50 @@ def _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seco
     return row
 
 
+def items_of_store(url: str, clients: list[int], seconds: float, states: list[str], runs: int) -> dict:
+    """The items pages of a loaded store in each of ``states``, ``runs`` times (new servers each run): per level
+    the clients' p50/p95 (and of each half), the server's own times, the load average, autovacuum."""
+    from gisapp.store import open_store
+
+    store = open_store(url)
+    table = store.read_arrow("construction_permits", fields=["dossier_code"])
+    assert table is not None, f"{url} has no dossiers"
+    frames = {"construction_permits": gpd.GeoDataFrame(
+        geometry=shapely.from_wkb(table.column("geometry").to_numpy(zero_copy_only=False)), crs=5899)}
+    boxes, width = view_boxes(frames, 400)
+    del frames, table
+    paths = items_paths(boxes)
+    name = "postgis" if "://" in url else "gpkg"
+    results = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
+               "cpus": os.cpu_count(), "workers": WORKERS, "store": url, "view_box_m": [width, width * 0.75],
+               "runs": []}
+    print(f"{url}: {store.count('construction_permits'):,} dossiers; street view {width:.0f} m", flush=True)
+    for run in range(runs):
+        row: dict = {"run": run + 1, "backend": name, "items_states": {}}
+        row["autovacuum"] = settle(url) if name == "postgis" else None
+        with tempfile.TemporaryDirectory(prefix="gisapp-bench-items-") as tmp:
+            shared = {"GISAPP_TILE_DIR": str(Path(tmp) / "tiles"), "GISAPP_TILE_WARM": "none"}
+            for state in states:
+                row["items_states"][state] = items_in_state(state, f"{name} run {run + 1}", url, None, shared,
+                                                            paths, clients, seconds, log=Path(tmp) / "server.log")
+        results["runs"].append(row)
+    return results
+
+
+def print_items_runs(results: dict) -> None:
+    """One line per run and state: p50/p95 at each level, the halves' p95, the server's p95, the load."""
+    print("\nitems pages (limit 1000, street views), p50/p95 ms [p95 of each half] (server p95), load average:")
+    for row in results["runs"]:
+        for state, found in row["items_states"].items():
+            for level in found["levels"]:
+                halves = "/".join(f"{h:.0f}" for h in level.get("p95_halves_ms") or [] if h is not None)
+                inside = (level.get("server") or {}).get("p95_ms")
+                print(f"  run {row['run']} {row['backend']:<7} {state:<9} {level['clients']:>3} clients: "
+                      f"{level['p50_ms']:.0f}/{level['p95_ms']:.0f} [{halves}] "
+                      f"({'-' if inside is None else f'{inside:.0f}'}) load {level['state']['before']['load_avg']:.1f}"
+                      f"→{level['state']['after']['load_avg']:.1f}")
+
+
 #: The tables whose autovacuum :func:`settle` waits for.
 LAYER_TABLES = ("construction_permits", "sidewalk_permits")
 
@@ -489,32 +587,48 @@ def autovacuum_workers(url: str | None) -> int | None:
 
 
 def items_in_state(state: str, name: str, url: str, server, shared: dict, paths: list[str], clients: list[int],
-                   seconds: float) -> dict:
-    """The items pages' latency levels in ``state`` (see :data:`ITEMS_STATES`), with what the state was."""
+                   seconds: float, log: Path | None = None) -> dict:
+    """The items pages' latency levels in ``state`` (see :data:`ITEMS_STATES`), with what the state was.
+
+    ``server`` None (a store not of the benchmark's own PostgreSQL): ``cold`` is a new server process only.
+    ``log``: the servers' access log goes there, and each level also reports the server's own request times.
+    """
     settings = dict(shared)
     if state == "rendering":
         settings["GISAPP_TILE_DIR"] = tempfile.mkdtemp(prefix="gisapp-bench-tiles-")
+        settings.pop("GISAPP_TILE_WARM", None)  # the renderer at work: every tile into the empty folder
     if state == "cold" and server is not None:
         close_pool(url)
         restart_postgres(server)
     try:
-        with app_servers(url, 1, settings) as bases:
+        with app_servers(url, 1, settings, log=log) as bases:
+            arrays_s = None
             if state != "cold":
                 loadgen.run_threads(bases, paths, 4, (len(paths) + 3) // 4)  # every page once: warm
-            info = {"state": state, "buffers": "cold" if state == "cold" else "warm",
-                    "renderer": "rendering" if state == "rendering" else "idle (tiles ready)"}
+                # and each worker done reading its counts' arrays (it starts as it starts: seconds at 1M)
+                arrays_s = round(wait_for_arrays(bases[0]), 1)
+            info = {"state": state, "buffers": ("cold" if server is not None else "as found") if state == "cold"
+                    else "warm", "arrays_ready_after_s": arrays_s,
+                    "renderer": "rendering" if state == "rendering" else
+                    "idle (GISAPP_TILE_WARM=none)" if settings.get("GISAPP_TILE_WARM") == "none" else
+                    "idle (tiles ready)"}
             levels = []
             for c in clients:
                 before = {"load_avg": os.getloadavg()[0], "autovacuum_workers": autovacuum_workers(url),
                           "tiles_ready": _tiles_ready(bases[0])}
+                offset = log.stat().st_size if log is not None and log.exists() else 0
                 stats = loadgen.run(bases[0], paths, c, seconds=seconds, timed=True)
+                stats["server"] = server_times(log, offset, "/items") if log is not None else None
                 stats["state"] = {**info, "before": before, "after": {
                     "load_avg": os.getloadavg()[0], "autovacuum_workers": autovacuum_workers(url),
                     "tiles_ready": _tiles_ready(bases[0])}}
                 levels.append(stats)
                 halves = stats.get("p95_halves_ms") or []
+                inside = stats["server"] or {}
                 print(f"    {name} items [{state}], {c} clients ({stats['client']}): "
                       f"p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
+                      f"(in the server p95 {inside.get('p95_ms', float('nan')):.0f} ms, requests per worker "
+                      f"{inside.get('per_worker')}) "
                       f"(halves {' / '.join(f'{h:.0f}' for h in halves if h is not None) or '—'}; "
                       f"{stats['requests']} requests, {stats['failures']} failed, "
                       f"{stats['throughput_rps']:.1f} req/s; load avg {before['load_avg']:.1f}→"

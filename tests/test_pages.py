@@ -313,10 +313,11 @@ class CountingStore(GeoPackageStore):
 def test_ward_counts_are_one_grouped_query_with_the_same_answer(store_path, layer, flt):
     store = CountingStore(store_path)
     expected = _ward_counts_one_query_per_ward(store, layer, flt, 123)
-    # one grouped query; none for dossiers the arrays kept in memory can count (gisapp.analysis.counts)
-    kept = layer == "construction_permits" and counts.answers(flt)
+    # one grouped query; none for dossiers the arrays kept in memory can count (gisapp.analysis.counts), nor
+    # for sidewalk permits their wards and periods kept can
+    kept = counts.answers(flt) if layer == "construction_permits" else counts.side_answers(layer, flt)
     if kept:
-        counts.columns(store)
+        counts.columns(store) if layer == "construction_permits" else counts.periods(store, layer)
     store.calls = {"count": 0, "aggregate": 0}
     assert maps.ward_aggregates(store, layer, flt, 123) == expected
     assert store.calls == {"count": 0, "aggregate": 0 if kept else 1}

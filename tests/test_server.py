@@ -1,5 +1,6 @@
 """The production server: ``gisapp serve --workers N`` runs gunicorn with N processes."""
 
+import http.client
 import os
 import signal
 import subprocess
@@ -34,7 +35,25 @@ def test_serve_with_workers_answers_from_several_processes(demo_store):
         url = f"http://127.0.0.1:{port}/api/collections/construction_permits/items?limit=5"
         with urllib.request.urlopen(url, timeout=10) as r:
             assert orjson.loads(r.read())["numberReturned"] == 5
+        # no keep-alive (an HTTP/1.1 client asks for it by default): the next request goes to a free worker
+        con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        con.request("GET", "/healthz")
+        answer = con.getresponse()
+        assert answer.status == 200 and answer.getheader("Connection") == "close"
+        con.close()
+        # each process reads what it counts over as it starts: ready with no map or dashboard asked for
+        ready, deadline = 0, time.monotonic() + 60
+        while ready < 10:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
+                arrays = orjson.loads(r.read())["arrays"]
+            ready = ready + 1 if set(arrays.values()) == {"ready"} else 0
+            assert time.monotonic() < deadline, arrays
+            time.sleep(0.05)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
     assert "Starting gunicorn" in out and out.count("Booting worker") == 2
+    # the access log ends each line with the worker's process id and the request's time in it, in microseconds
+    logged = [line for line in out.splitlines() if "GET /api/collections/construction_permits/items" in line]
+    pid, micros = logged[0].rsplit(" ", 2)[1:]
+    assert pid.startswith("<") and pid.endswith(">") and pid[1:-1].isdigit() and micros.isdigit()

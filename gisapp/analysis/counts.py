@@ -260,16 +260,19 @@ def matching(store: Store, flt: Filter | None) -> int:
 
 def ward_matching(store: Store, layer: str, flt: Filter | None) -> pd.DataFrame:
     """:meth:`Store.aggregate` per ward (``ward_code``, ``count``): of the dossiers from the arrays when they are
-    at hand and can answer ``flt``, else from the store, kept per data version (the map page, its count and
-    each layer's first view as of a day ask the same grouped counts: one scan of the layer, not three)."""
+    at hand and can answer ``flt``, of sidewalk permits and findings from their periods (:func:`periods`) when
+    at hand, else from the store, kept per data version (the map page, its count and each layer's first view
+    as of a day ask the same grouped counts: one scan of the layer, not three)."""
+    if layer in SIDE_LAYERS:
+        found = periods(store, layer, wait=False) if side_answers(layer, flt) else None
+        if found is None:
+            return _kept(store, ("aggregate", layer, flt), lambda: store.aggregate(layer, flt))
+        return _ward_frame(found.ward[_period_match(found, flt or Filter())], found.wards)
     arrays = current(store) if layer == LAYER and answers(flt) else None
     if arrays is None:
         return _kept(store, ("aggregate", layer, flt), lambda: store.aggregate(layer, flt))
     mask = _match(arrays, flt or Filter())[0]
-    codes, sizes = np.unique(arrays.cols["ward_code"][mask], return_counts=True)
-    rows = sorted(zip(_labels(codes, arrays.categories["ward_code"]).tolist(), sizes.tolist(), strict=True),
-                  key=lambda row: (row[0] is None, (row[0] or "").encode()))  # as ORDER BY ward_code COLLATE "C"
-    return aggregate_frame(rows, ["ward_code", "count"])
+    return _ward_frame(arrays.cols["ward_code"][mask], arrays.categories["ward_code"])
 
 
 def layer_count(store: Store, layer: str, flt: Filter | None) -> int:
@@ -278,6 +281,9 @@ def layer_count(store: Store, layer: str, flt: Filter | None) -> int:
     by the store and kept per data version."""
     if layer == LAYER:
         return matching(store, flt)
+    found = periods(store, layer, wait=False) if side_answers(layer, flt) else None
+    if found is not None:
+        return int(_period_match(found, flt or Filter()).sum())
     version = store.version()
     grouped = _GROUPED.get(_key(store, version, ("aggregate", layer, flt)))
     if grouped is not None:
@@ -295,6 +301,12 @@ _GROUPED_LOCK = threading.Lock()
 def _key(store: Store, version: str | None, what: tuple) -> tuple:
     """The key of ``what`` kept for ``store`` at data ``version``."""
     return (_name(store), version, *what)
+
+
+def per_version(store: Store, what: tuple, compute: Callable[[], Any]) -> Any:
+    """``compute()`` (an answer of the store that only a write changes, ``what`` naming it), kept per data
+    version like the counts here (the map page's day slider range: two scans of each dated layer)."""
+    return _kept(store, what, compute)
 
 
 def _kept(store: Store, what: tuple, compute: Callable[[], Any], version: str | None = None) -> Any:
@@ -442,4 +454,162 @@ def _groups(c: Columns, rows, idx, st, kn, online, rec_month, res_month, timely,
         "completed_on": _dates(done[rows]) if computed else np.full(n, np.datetime64("NaT"), "M8[ms]"),
         "n": np.asarray(sizes, dtype=np.int64),
     }, columns=list(COUNT_COLUMNS))
+    return out
+
+
+# -- the map's other layers: ward codes and periods ----------------------------------------------------------
+
+#: Layers whose counts by ward on a day (the map's sidewalk permits and findings beside the dossiers) are
+#: counted over arrays too: each feature's ward and period, read whole (~1 s at a million on PostGIS).
+SIDE_LAYERS = ("sidewalk_permits", "findings")
+
+
+@dataclass
+class Periods:
+    """A layer's ward codes and periods as arrays, as of a data version and the change log's last entry then."""
+
+    version: str | None
+    log_id: str | None
+    log_last: int
+    wards: list  # ward codes: the categories of ``ward``
+    ward: np.ndarray  # int32 codes into ``wards`` (-1: none)
+    start: np.ndarray  # int32 days (NO_DAY: none)
+    end: np.ndarray  # int32 days (NO_DAY: none, an open end)
+
+
+def load_periods(store: Store, layer: str, version: str | None) -> Periods:
+    """Every feature's ward and period of ``layer`` read from ``store`` (at ``version``, read before)."""
+    lay = LAYERS[layer]
+    log = store.changes(after=1 << 62, limit=1)  # where the change log ends now
+    assert lay.date_field and lay.end_date_field
+    table = store.columns_table(layer, ["ward_code", lay.date_field, lay.end_date_field])
+    ward, wards = _codes(table.column("ward_code"), [])
+    return Periods(version, log.log_id, log.last, wards, ward, _days(table.column(lay.date_field), NO_DAY),
+                   _days(table.column(lay.end_date_field), NO_DAY))
+
+
+def _log_end_if_untouched(store: Store, old: Periods, layer: str) -> int | None:
+    """The change log's last entry when no write since ``old`` was read touched ``layer`` (nor replaced the
+    log), else ``None``."""
+    after = old.log_last
+    while True:
+        page = store.changes(after=after, limit=LOG_PAGE)
+        if page.log_id != old.log_id and (old.log_id is not None or page.changes):
+            return None
+        if any(change.layer == layer for change in page.changes):
+            return None
+        if not page.changes:
+            return after
+        after = page.changes[-1].seq
+
+
+#: Each side layer's arrays by store (backend, location); held while one is read.
+_PERIODS: dict[tuple[str, str, str], Periods] = {}
+_PERIOD_LOCKS = {layer: threading.Lock() for layer in SIDE_LAYERS}
+
+
+def periods(store: Store, layer: str, *, wait: bool = True) -> Periods | None:
+    """``layer``'s arrays as of the store's current data version: kept (also when the writes since did not
+    touch the layer), else read whole.  ``wait`` false: ``None`` instead of waiting for a read (one runs in
+    the background), so that meanwhile the store counts."""
+    version = store.version()
+    if version is None:  # nothing to keep them by
+        return load_periods(store, layer, version) if wait else None
+    key = (*_name(store), layer)
+    lock = _PERIOD_LOCKS[layer]
+    if not lock.acquire(blocking=wait):
+        return None
+    try:
+        cached = _PERIODS.get(key)
+        if cached is not None and cached.version == version:
+            return cached
+        last = None if cached is None else _log_end_if_untouched(store, cached, layer)
+        if cached is not None and last is not None:
+            fresh = Periods(version, cached.log_id, last, cached.wards, cached.ward, cached.start, cached.end)
+        elif wait:
+            fresh = load_periods(store, layer, version)
+        else:
+            fresh = None
+        if fresh is not None:
+            _PERIODS.pop(key, None)
+            _PERIODS[key] = fresh
+            while len(_PERIODS) > KEEP * len(SIDE_LAYERS):
+                del _PERIODS[next(iter(_PERIODS))]
+            return fresh
+    finally:
+        lock.release()
+    threading.Thread(target=_read_periods, args=(store, layer), name=f"gisapp-counts-{layer}", daemon=True).start()
+    return None
+
+
+def _read_periods(store: Store, layer: str) -> None:
+    try:
+        periods(store, layer)
+    except Exception:  # noqa: BLE001 - whatever failed, the store counts
+        LOG.warning("reading the periods of %s in %s failed", layer, store.url, exc_info=True)
+
+
+def side_answers(layer: str, flt: Filter | None) -> bool:
+    """Whether :func:`periods` can count ``flt`` on ``layer``: a side layer, and only wards, dates, a day and
+    an as-of day (what the map's dossier filter passes to sidewalk permits and findings)."""
+    return layer in SIDE_LAYERS and (flt is None or flt == Filter(
+        wards=flt.wards, date_from=flt.date_from, date_to=flt.date_to, day=flt.day, as_of=flt.as_of))
+
+
+def _period_match(p: Periods, flt: Filter) -> np.ndarray:
+    """The features of ``p`` that match ``flt`` as :func:`gisapp.store.base.attribute_clauses` selects them."""
+    mask = np.ones(len(p.ward), bool)
+    if flt.wards:
+        mask &= _in(p.ward, p.wards, flt.wards)
+    started, open_end = p.start != NO_DAY, p.end == NO_DAY
+    if flt.date_to:
+        mask &= started & (p.start <= _day(flt.date_to))
+    if flt.date_from:
+        mask &= open_end | (p.end >= _day(flt.date_from))
+    if flt.as_of:
+        a = _day(flt.as_of)
+        mask &= started & (p.start <= a)
+        if not (flt.date_from or flt.date_to or flt.day):  # active that day, unless a range or another day
+            mask &= open_end | (p.end >= a)
+    if flt.day:
+        d = _day(flt.day)
+        mask &= started & (p.start <= d) & (open_end | (p.end >= d))
+    return mask
+
+
+def _ward_frame(codes: np.ndarray, categories: list) -> pd.DataFrame:
+    """Per-ward counts (``ward_code``, ``count``) of ward ``codes`` as :meth:`Store.aggregate` gives them."""
+    values, sizes = np.unique(codes, return_counts=True)
+    rows = sorted(zip(_labels(values, categories).tolist(), sizes.tolist(), strict=True),
+                  key=lambda row: (row[0] is None, (row[0] or "").encode()))  # as ORDER BY ward_code COLLATE "C"
+    return aggregate_frame(rows, ["ward_code", "count"])
+
+
+def preload(store: Store) -> None:
+    """Read the dossiers' arrays and the side layers' periods in the background now (a server process does
+    at its start, so that its first map views and dashboards need not count in SQL)."""
+    def read() -> None:
+        for layer in SIDE_LAYERS:  # the small ones first
+            _read_periods(store, layer)
+        _read(store)
+
+    threading.Thread(target=read, name="gisapp-counts-preload", daemon=True).start()
+
+
+def state(store: Store) -> dict[str, str]:
+    """Per kind of arrays (``dossiers`` and each side layer): ``ready`` (kept for the store's current data
+    version), ``reading`` (being read or refreshed), ``behind`` (kept for an older version: brought up to date
+    at the next use) or ``none``."""
+    version = store.version()
+
+    def one(found, lock: threading.Lock) -> str:
+        if lock.locked():
+            return "reading"
+        if found is None:
+            return "none"
+        return "ready" if found.version == version and version is not None else "behind"
+
+    out = {"dossiers": one(_CACHE.get(_name(store)), _LOCK)}
+    for layer in SIDE_LAYERS:
+        out[layer] = one(_PERIODS.get((*_name(store), layer)), _PERIOD_LOCKS[layer])
     return out

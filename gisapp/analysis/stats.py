@@ -19,7 +19,7 @@ import shapely
 from markupsafe import Markup, escape
 
 from gisapp import domain, geo, history
-from gisapp.analysis.counts import dossier_counts, matching, ward_matching
+from gisapp.analysis.counts import dossier_counts, matching, per_version, ward_matching
 from gisapp.filters import Filter
 from gisapp.inspections import LOCAL
 from gisapp.store import Store
@@ -633,9 +633,10 @@ def map_page(store: Store, flt: Filter) -> dict:
                                    for name, layer in (("sidewalk", SIDEWALK), ("findings", FINDINGS))}}
     # the findings layer is offered when some day of the slider has findings, not only the day shown
     has_findings = counts["findings"] > 0 or (flt.day is not None and store.count(FINDINGS, side.with_(day=None)) > 0)
-    return {"count": count, "total": store.count(PERMITS), "as_of": as_of, "wards": wards_in_force(store, as_of),
-            "counts": counts, "bounds": ward_bounds(store, as_of), "day_range": day_range(store),
-            "has_findings": has_findings}
+    # every dossier and the slider's days: from the arrays, or the store's answers kept per data version
+    return {"count": count, "total": matching(store, Filter()), "as_of": as_of,
+            "wards": wards_in_force(store, as_of), "counts": counts, "bounds": ward_bounds(store, as_of),
+            "day_range": per_version(store, ("day_range",), lambda: day_range(store)), "has_findings": has_findings}
 
 
 def day_range(store: Store) -> tuple[dt.date, dt.date] | None:

@@ -9,7 +9,7 @@ import click
 from gisapp.cli.context import Context
 from gisapp.cli.seed import seed
 from gisapp.tiles.watch import Renderer
-from gisapp.web.app import create_app
+from gisapp.web.app import create_app, preload
 from gisapp.web.server import serve_gunicorn
 
 
@@ -33,8 +33,10 @@ def serve(click_ctx, host: str, port: int, workers: int, threads: int, seed_if_m
     owner, renderer = os.getpid(), Renderer(ctx.config["STORE"], ctx.config).start()  # started again if it ends
     try:
         if workers:
-            serve_gunicorn(app, host=host, port=port, workers=workers, threads=threads)
+            serve_gunicorn(app, host=host, port=port, workers=workers, threads=threads,
+                           on_worker_start=lambda: preload(app))
         else:
+            preload(app)
             app.run(host=host, port=port, debug=False, use_reloader=False)
     finally:
         if os.getpid() == owner:  # not in a gunicorn worker, which leaves through here too

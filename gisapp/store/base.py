@@ -126,6 +126,10 @@ class Store(abc.ABC):
 
     #: Where the store is, for messages (never with a password).
     url: str
+    #: Feature pages one server process builds at once (the API's, ``gisapp.web.views.api``): one where a page
+    #: is CPU work in the process itself (a GeoPackage: SQLite and the page under one interpreter lock); more
+    #: where part of it waits for another process (a database server), so that a second page's work fills it.
+    page_slots: int = 1
 
     @abc.abstractmethod
     def exists(self) -> bool:

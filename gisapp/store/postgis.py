@@ -207,6 +207,10 @@ def close_pool(url: str) -> None:
 class PostGISStore(Store):
     """A store in the PostgreSQL database at ``url`` (``postgresql://user@host:port/db``)."""
 
+    #: A page waits for its query in the database server: two at once per process (measured at 100,000
+    #: dossiers, 8 clients, 2 workers: ~30 % more pages a second and a lower p95 than one; issue 16)
+    page_slots = 2
+
     def __init__(self, url: str, *, must_exist: bool = True) -> None:
         self._url = url
         self.url = display_url(url)  # printed by commands: never the password

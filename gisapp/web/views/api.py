@@ -15,6 +15,7 @@ from gisapp.errors import RequestError
 from gisapp.filters import parse_filter, refuse_unknown
 from gisapp.formats.geojson import property_columns
 from gisapp.schema import LAYERS
+from gisapp.store import Store
 from gisapp.web import auth, occupancy
 from gisapp.web.request import get_lang, get_store, known_wards, public_root, read_body
 
@@ -49,20 +50,23 @@ def _lang() -> str:
     return get_lang()
 
 
-def _slots() -> threading.BoundedSemaphore:
-    """How many feature pages one process builds at once: one (app setting ``API_CONCURRENCY``).
+def _slots(store: Store) -> threading.BoundedSemaphore:
+    """How many feature pages one process builds at once: the store's ``page_slots`` (app setting
+    ``API_CONCURRENCY`` when set).
 
-    Building a page is CPU work under the GIL: a second one in the same
-    process only interleaves with the first and both finish later (measured
-    with 8 clients on 2 cores: ~12 % fewer pages per second, worse p95, and
-    on PostGIS more queries competing for the cores).  The other requests
-    wait here, without competing; ``gisapp serve --workers N`` runs N
-    processes to use N cores.
+    Building a page from a GeoPackage is CPU work under the GIL: a second
+    one in the same process only interleaves with the first and both finish
+    later (measured with 8 clients on 2 cores: ~12 % fewer pages per second,
+    worse p95).  On PostGIS a page mostly waits for its query in the
+    database's process, which a second page's work fills (two slots: ~30 %
+    more pages per second, lower p95).  The other requests wait here,
+    without competing; ``gisapp serve --workers N`` runs N processes to use
+    N cores.
     """
     app = current_app._get_current_object()  # type: ignore[attr-defined]  # the proxy's app, kept per process
     slots = app.extensions.get("gisapp.api_slots")
     if slots is None:
-        size = int(app.config.get("API_CONCURRENCY") or 1)
+        size = int(app.config.get("API_CONCURRENCY") or store.page_slots)
         slots = app.extensions.setdefault("gisapp.api_slots", threading.BoundedSemaphore(size))
     return slots
 
@@ -138,7 +142,7 @@ def items(collection_id: str):
     fmt = _fmt(None)  # the parser refused parameters the items do not take
     store = get_store()
     fields = privacy.visible_fields(lay, personal)
-    with _slots():
+    with _slots(store):
         page = ogcapi.ItemsPage(store, lay, flt, request.args, _base(), max_items=current_app.config["MAX_ITEMS"],
                                 fields=fields)
         if fmt == "json":  # a page is at most MAX_ITEMS features: built whole, inside the slot
@@ -200,8 +204,9 @@ def execute(process_id: str):
     processes.check_process(process_id)
     _json_only()
     inputs, mode = processes.read_execute(read_body(processes.MAX_BODY), content_type=request.content_type)
-    with _slots():
-        report = occupancy.check(get_store(), inputs, current_app.config, personal=auth.show_personal())
+    store = get_store()
+    with _slots(store):
+        report = occupancy.check(store, inputs, current_app.config, personal=auth.show_personal())
     return _json(processes.results(report, mode))
 
 

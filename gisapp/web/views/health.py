@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from gisapp.analysis import counts as kept
 from gisapp.tiles.disk import tiles_health
 from gisapp.web.request import get_store
 
@@ -24,11 +25,15 @@ def healthz():
     ``done``, ``stopped``), the ``layer`` and ``zoom`` it is at, per layer
     and zoom the tiles ``done`` of ``planned``, ``tiles_done``,
     ``seconds_left`` (of the current zoom) and ``started``/``updated``
-    (epoch seconds).
+    (epoch seconds).  ``arrays``: whether this server process holds the
+    columns the dashboard and the map count over in memory
+    (:func:`gisapp.analysis.counts.state`: ``ready``, ``reading``,
+    ``behind``, ``none``; ``gisapp serve`` reads them when a process starts),
+    per kind: ``dossiers``, ``sidewalk_permits``, ``findings``.
     """
     store = get_store()
     counts = {info.name: info.count for info in store.info()}
-    body = {"status": "ok", "layers": counts}
+    body = {"status": "ok", "layers": counts, "arrays": kept.state(store)}
     tiles = tiles_health(current_app.config, store)
     if tiles is not None:
         body["tiles"] = tiles
