@@ -926,7 +926,10 @@ class GeoPackageStore(Store):
         for a, b in zip(new, old, strict=True):
             if not same.any():
                 break
-            b = b.combine_chunks().cast(a.type)
+            try:
+                b = b.combine_chunks().cast(a.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None  # a stored value this layer's type cannot hold: written whole
             x, y = (a, b) if in_order else (a.take(where), b.take(at[where]))
             equal = pc.fill_null(pc.equal(x, y), False)
             both_null = pc.and_(pc.is_null(x), pc.is_null(y))
