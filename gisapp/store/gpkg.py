@@ -898,8 +898,7 @@ class GeoPackageStore(Store):
             if layer.name not in self._tables(con):
                 return None
             old_count = con.execute(f'SELECT count(*) FROM "{layer.name}"').fetchone()[0]
-        keys = pd.Series(frame[layer.key], dtype=object).astype(str).to_numpy(dtype=object)
-        if not replace_is_compact(old_count, len(frame)) or len(pd.unique(keys)) < len(keys):
+        if not replace_is_compact(old_count, len(frame)):
             return None
         names = layer.field_names
         # GDAL reads the stored rows (without the GIL) while this thread encodes the new ones
@@ -912,30 +911,36 @@ class GeoPackageStore(Store):
                 info, stored = reading.result()
             except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError):
                 return None  # a file written otherwise (a field missing): written whole
+        keys = new[names.index(layer.key)]
+        if keys.null_count or pc.count_distinct(keys).as_py() < len(keys):
+            return None  # keys missing or given twice: the whole write fails as it would have
         old = [*(stored.column(n) for n in names), stored.column(info["geometry_name"] or "geometry")]
-        old_keys = old[names.index(layer.key)].to_numpy(zero_copy_only=False).astype(str)
-        at = pd.Index(old_keys).get_indexer(keys)
-        present = at >= 0
+        old_keys = old[names.index(layer.key)].combine_chunks().cast(pa.string())
+        # keys matched by Arrow's hash tables (no Python string per key)
+        found = pc.index_in(keys, value_set=old_keys)
+        present = found.is_valid().to_numpy(zero_copy_only=False)
+        at = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
         same = present.copy()
         where = np.flatnonzero(present)
         # the usual case (the same features, in the order they were written): compared without reordering
-        in_order = len(at) == len(old_keys) and bool((at == np.arange(len(at))).all())
+        in_order = len(keys) == len(old_keys) and bool(pc.all(pc.equal(keys, old_keys)).as_py())
         for a, b in zip(new, old, strict=True):
             if not same.any():
                 break
-            b = b.combine_chunks().cast(a.type)
+            try:
+                b = b.combine_chunks().cast(a.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None  # a stored value this layer's type cannot hold: written whole
             x, y = (a, b) if in_order else (a.take(where), b.take(at[where]))
             equal = pc.fill_null(pc.equal(x, y), False)
             both_null = pc.and_(pc.is_null(x), pc.is_null(y))
             same[where] &= pc.or_(equal, both_null).to_numpy(zero_copy_only=False)
         changed = np.flatnonzero(~same)
-        kept = np.zeros(len(old_keys), dtype=bool)
-        kept[at[present]] = True
-        removed = sorted(old_keys[~kept].tolist())
+        removed = sorted(old_keys.filter(pc.invert(pc.is_in(old_keys, value_set=keys))).to_pylist())
         if len(changed) + len(removed) > PATCH_MAX_SHARE * max(len(frame), old_count, 1):
             return None
         rows = frame.iloc[changed]
-        updated = sorted(keys[changed[present[changed]]].tolist())
+        updated = sorted(keys.take(pa.array(changed[present[changed]], pa.int64())).to_pylist())
         entries = change_rows(layer, rows, "upsert", updated) + delete_rows(layer, removed)
         if replace_is_compact(len(entries), 0):  # too many to log one by one
             log = boxed(change_rows(layer, rows, "replace", None), {}, {})
