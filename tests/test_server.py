@@ -41,11 +41,14 @@ def test_serve_with_workers_answers_from_several_processes(demo_store):
         answer = con.getresponse()
         assert answer.status == 200 and answer.getheader("Connection") == "close"
         con.close()
-        # each process reads what it counts over as it starts: ready with no map or dashboard asked for
+        # each process reads what it counts over and what its filtered tiles search and date as it starts:
+        # ready with no map, dashboard or filtered tile asked for
         ready, deadline = 0, time.monotonic() + 60
         while ready < 10:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as r:
-                arrays = orjson.loads(r.read())["arrays"]
+                health = orjson.loads(r.read())
+            arrays = {**health["arrays"], **{f"tiles:{k}": v for k, v in health["tile_index"].items()}}
+            assert set(health["tile_index"]) == {"construction_permits", "sidewalk_permits"}
             ready = ready + 1 if set(arrays.values()) == {"ready"} else 0
             assert time.monotonic() < deadline, arrays
             time.sleep(0.05)

@@ -9,6 +9,7 @@ each use).  Decoded by ``mapbox-vector-tile`` (shares no code with the encoder o
 from __future__ import annotations
 
 import datetime as dt
+import time
 
 import mapbox_vector_tile
 import numpy as np
@@ -206,3 +207,23 @@ def test_a_tile_located_once_is_located_again_after_a_write(store, demo_frames):
     store.write({LAYER: row}, mode="upsert")
     assert set(keys_of(tile_source.subset_tile(store, LAYER, *tile, flt, feats))) == {key}
     assert feats.located is not located
+
+
+@pytest.mark.parametrize("store", BACKENDS, indirect=True)
+def test_preload_reads_the_searched_layers_before_any_tile(store, demo_frames):
+    """A server process reads the indexes (with their histories) at its start; the state says when they are
+    ready, and ``behind`` after a write until the next use brings them up to date."""
+    assert index.state(store) == {name: "none" for name in index.SEARCHED}
+    index.preload(store)
+    deadline = time.monotonic() + 60
+    while set(index.state(store).values()) != {"ready"}:
+        assert time.monotonic() < deadline, index.state(store)
+        time.sleep(0.05)
+    kept = index.index(store, LAYER, with_history=True)
+    assert kept.history is not None and len(kept) == len(demo_frames[0][LAYER])
+    rows = store.read_keys(LAYER, [str(demo_frames[0][LAYER][LAYERS[LAYER].key].iloc[0])])
+    rows["status"] = "REFUSED"
+    store.write({LAYER: rows}, mode="upsert")
+    assert index.state(store)[LAYER] == "behind"
+    index.index(store, LAYER, with_history=True)
+    assert index.state(store)[LAYER] == "ready"

@@ -375,6 +375,43 @@ def index(store: Store, layer: str, column: str = SEARCH_COLUMN, *, with_history
         return found
 
 
+#: The layers whose filtered tiles are searched and dated (:func:`preload` reads their indexes).
+SEARCHED = tuple(name for name in hist.LAYER_KEYS if name in LAYERS)
+
+
+def preload(store: Store) -> None:
+    """Read the searched layers' indexes, with their status histories, in the background now (a server process
+    does at its start, so that its first search or day on a tile does not wait seconds for them)."""
+    def read() -> None:
+        for layer in SEARCHED:
+            try:
+                index(store, layer, with_history=True)
+            except Exception:  # noqa: BLE001 - the first filtered tile reads it again and reports what is wrong
+                LOG.warning("cannot read the tile index of %s in %s", layer, store.url, exc_info=True)
+
+    threading.Thread(target=read, name="gisapp-tile-index-preload", daemon=True).start()
+
+
+def state(store: Store) -> dict[str, str]:
+    """Per searched layer: ``ready`` (its index, with the history, kept for the store's current data version),
+    ``reading`` (being read or refreshed), ``behind`` (kept for an older version: refreshed at the next use) or
+    ``none``."""
+    version = store.version()
+    out = {}
+    for layer in SEARCHED:
+        name = _name(store, layer)
+        with _LOCKS_LOCK:
+            lock = _LOCKS.get(name)
+            found = _CACHE.get(name)
+        if lock is not None and lock.locked():
+            out[layer] = "reading"
+        elif found is None or found.history is None:
+            out[layer] = "none"
+        else:
+            out[layer] = "ready" if found.version == version and version is not None else "behind"
+    return out
+
+
 def personal_column(layer: str) -> str | None:
     """The personal search text column of ``layer``, ``None`` when it has none."""
     return PERSONAL_SEARCH_COLUMN if LAYERS[layer].personal_text_fields else None

@@ -11,6 +11,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from gisapp.analysis import counts
 from gisapp.config import PACKAGE, ConfigError, load_config, resource_dir
 from gisapp.store import open_store
+from gisapp.tiles import index as tile_index
 from gisapp.web import auth, errors, request, views
 
 LOG = logging.getLogger(__name__)
@@ -51,10 +52,13 @@ def create_app(config: dict | None = None) -> Flask:
 
 def preload(app: Flask) -> None:
     """Begin reading, in the background, what this server process counts over: the dossiers' columns and
-    history and the map's sidewalk permits' and findings' periods (:func:`gisapp.analysis.counts.preload`).
+    history and the map's sidewalk permits' and findings' periods (:func:`gisapp.analysis.counts.preload`),
+    and what its filtered tiles search and date (:func:`gisapp.tiles.index.preload`).
     ``gisapp serve`` calls it in each process as it starts, so that the first map views and dashboards of a
     day count in memory instead of in the store (at a million dossiers on PostGIS: seconds of reading)."""
     try:
-        counts.preload(open_store(app.config["STORE"]))
+        store = open_store(app.config["STORE"])
+        counts.preload(store)
+        tile_index.preload(store)
     except Exception:  # noqa: BLE001 - the requests count in the store meanwhile, and say what is wrong
         LOG.warning("cannot read the counts' columns of %s", app.config["STORE"], exc_info=True)

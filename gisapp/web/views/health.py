@@ -5,6 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, jsonify
 
 from gisapp.analysis import counts as kept
+from gisapp.tiles import index as tile_index
 from gisapp.tiles.disk import tiles_health
 from gisapp.web.request import get_store
 
@@ -29,11 +30,14 @@ def healthz():
     columns the dashboard and the map count over in memory
     (:func:`gisapp.analysis.counts.state`: ``ready``, ``reading``,
     ``behind``, ``none``; ``gisapp serve`` reads them when a process starts),
-    per kind: ``dossiers``, ``sidewalk_permits``, ``findings``.
+    per kind: ``dossiers``, ``sidewalk_permits``, ``findings``.  ``tile_index``:
+    the same for the columns the filtered tiles search and date
+    (:func:`gisapp.tiles.index.state`), per layer.
     """
     store = get_store()
     counts = {info.name: info.count for info in store.info()}
-    body = {"status": "ok", "layers": counts, "arrays": kept.state(store)}
+    body = {"status": "ok", "layers": counts, "arrays": kept.state(store),
+            "tile_index": tile_index.state(store)}
     tiles = tiles_health(current_app.config, store)
     if tiles is not None:
         body["tiles"] = tiles
