@@ -128,20 +128,28 @@ def _box_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _own_frames(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per four corners (k × 4 × 2): whether a rectangle (to :data:`TOL`), its unit axis along the first edge,
-    its centre and its half sizes along and across that axis (k × 2 each)."""
-    edge = corners[:, 1] - corners[:, 0]
-    unit = edge / np.maximum(np.hypot(edge[:, 0], edge[:, 1]), 1e-300)[:, None]
-    lu, lv = _local(corners, corners[:, 0], unit)
-    rect, box = _aligned_box(lu, lv)
-    mu, mv = (box[:, 0] + box[:, 1]) / 2, (box[:, 2] + box[:, 3]) / 2
-    centre = corners[:, 0] + unit * mu[:, None] + np.stack([-unit[:, 1], unit[:, 0]], axis=1) * mv[:, None]
-    half = np.stack([(box[:, 1] - box[:, 0]) / 2, (box[:, 3] - box[:, 2]) / 2], axis=1)
-    return rect, unit, centre, half
+    its centre and its half sizes along and across that axis (k × 2 each).
+
+    A rectangle: opposite edges equal and opposite, and the second edge square to the first (its
+    component along the first within :data:`TOL`): then every corner is within about TOL of the box.
+    """
+    x, y = corners[..., 0], corners[..., 1]
+    ex, ey = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0]
+    fx, fy = x[:, 2] - x[:, 1], y[:, 2] - y[:, 1]
+    length = np.maximum(np.hypot(ex, ey), 1e-300)
+    ux, uy = ex / length, ey / length
+    rect = ((np.abs(x[:, 3] - x[:, 2] + ex) <= TOL) & (np.abs(y[:, 3] - y[:, 2] + ey) <= TOL)
+            & (np.abs(x[:, 0] - x[:, 3] + fx) <= TOL) & (np.abs(y[:, 0] - y[:, 3] + fy) <= TOL)
+            & (np.abs(fx * ux + fy * uy) <= TOL))
+    centre = np.stack([(x[:, 0] + x[:, 2]) / 2, (y[:, 0] + y[:, 2]) / 2], axis=1)
+    half = np.stack([length / 2, np.abs(fy * ux - fx * uy) / 2], axis=1)
+    return rect, np.stack([ux, uy], axis=1), centre, half
 
 
 def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, sidewalks: np.ndarray,
                    widths: np.ndarray, *, reach: float, end_factor: float, min_width: float, area_min: float,
-                   grow: float, decimals: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   grow: float, decimals: int, workers: int = 1, tree: shapely.STRtree | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The passage beside each occupancy it can decide (see the module notes), its day, and which it decided.
 
     ``geoms``, ``starts``, ``ends``: the occupancies (int64 days, inclusive);
@@ -150,7 +158,8 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     (the millimetre an occupancy may stick out of its sidewalk and still
     lie on it), ``decimals``: the exact definition's constants.
     ``workers``: threads, each taking a share of the pairs, then of the
-    sidewalks (numpy releases the interpreter lock in its loops).  Returns (metres, NaN
+    sidewalks (numpy releases the interpreter lock in its loops);
+    ``tree``: an STRtree of ``geoms``, if the caller has one.  Returns (metres, NaN
     where on no sidewalk; day, -1 there; ``done``): where ``done`` is
     False the values are not set and the exact path must answer.
     """
@@ -169,7 +178,7 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     walk = np.ascontiguousarray(np.concatenate([origin, unit, sbox, strip[:, None].astype(float)], axis=1).T)
     # the pairs whose boxes meet (the exact path's candidates and more), sorted by sidewalk; worked on in
     # blocks of sidewalks (small arrays, reused memory; one block per thread at a time)
-    s, i = shapely.STRtree(geoms).query(sidewalks)
+    s, i = (shapely.STRtree(geoms) if tree is None else tree).query(sidewalks)
     blocks = max(1, workers, -(-len(s) // BLOCK_PAIRS))
     cut = np.searchsorted(s, np.linspace(0, len(sidewalks), blocks + 1).round().astype(np.int64))
     spans = [(int(a), int(b)) for a, b in zip(cut[:-1], cut[1:], strict=True) if b > a]
