@@ -23,8 +23,13 @@ rectangles with their edges along and across it.  In the sidewalk's frame
 
 So the passage is the same bottleneck distance (minimax path from one side
 to the other over the obstacles' distances), here found for every
-occupancy and every day its set of active neighbours changes at once, by
-relaxing the minimax distances from one side until nothing changes.
+occupancy and every day its set of active neighbours changes at once:
+alone, ``min(width, wider gap beside it)``; with one neighbour, the best of
+the five paths; with more, by relaxing the minimax distances from one side
+until nothing changes.  The smallest rounded value over those days and the
+first day it occurs are the exact path's answer (a passage within
+:data:`ROUND_GUARD` of half a centimetre is left to it: rounding could go
+either way there).
 
 Every threshold the exact path applies (on a sidewalk: area > 0.01 m²,
 contained in the sidewalk grown by a millimetre; a neighbour within
