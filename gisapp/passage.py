@@ -324,11 +324,12 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None, *, fast: boo
     if missing.any():
         own[missing] = [sidewalk_width(s) for s in sidewalks[missing]]
     todo = np.arange(n)
+    tree = shapely.STRtree(geoms)
     if fast:
         out, day, decided = strip_passages(geoms, starts, ends, sidewalks, own, reach=REACH,
                                            end_factor=END_EDGE_FACTOR, min_width=2 * SIMPLIFY_M, area_min=AREA_MIN,
                                            grow=GROWN_M, decimals=DECIMALS,
-                                           workers=min(os.cpu_count() or 1, WORKERS))
+                                           workers=min(os.cpu_count() or 1, WORKERS), tree=tree)
         todo = np.flatnonzero(~decided)
         if not len(todo):
             return out, day
@@ -354,7 +355,7 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None, *, fast: boo
     reach = np.zeros(n)
     np.maximum.at(reach, i, own[s] + REACH)
     # other occupancies near in space (within the stretch's reach) and overlapping in time
-    a, b = shapely.STRtree(geoms).query(geoms[i], predicate="dwithin", distance=reach[i])
+    a, b = tree.query(geoms[i], predicate="dwithin", distance=reach[i])
     a = i[a]
     keep = (a != b) & (starts[b] <= ends[a]) & (starts[a] <= ends[b])
     a, b = a[keep], b[keep]

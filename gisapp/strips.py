@@ -23,8 +23,13 @@ rectangles with their edges along and across it.  In the sidewalk's frame
 
 So the passage is the same bottleneck distance (minimax path from one side
 to the other over the obstacles' distances), here found for every
-occupancy and every day its set of active neighbours changes at once, by
-relaxing the minimax distances from one side until nothing changes.
+occupancy and every day its set of active neighbours changes at once:
+alone, ``min(width, wider gap beside it)``; with one neighbour, the best of
+the five paths; with more, by relaxing the minimax distances from one side
+until nothing changes.  The smallest rounded value over those days and the
+first day it occurs are the exact path's answer (a passage within
+:data:`ROUND_GUARD` of half a centimetre is left to it: rounding could go
+either way there).
 
 Every threshold the exact path applies (on a sidewalk: area > 0.01 m²,
 contained in the sidewalk grown by a millimetre; a neighbour within
@@ -52,6 +57,8 @@ TOL = 1e-8
 GUARD = 1e-6
 #: A passage this close (m) to half a centimetre is left to the exact path (rounding could go either way).
 ROUND_GUARD = 1e-5
+#: Occupancy-sidewalk pairs per block of work (small enough to stay in the caches, reuse memory).
+BLOCK_PAIRS = 200_000
 #: Upper bound on the float cells of one block of the day-by-day minimax (memory).
 BLOCK_CELLS = 4_000_000
 
@@ -126,20 +133,28 @@ def _box_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def _own_frames(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Per four corners (k × 4 × 2): whether a rectangle (to :data:`TOL`), its unit axis along the first edge,
-    its centre and its half sizes along and across that axis (k × 2 each)."""
-    edge = corners[:, 1] - corners[:, 0]
-    unit = edge / np.maximum(np.hypot(edge[:, 0], edge[:, 1]), 1e-300)[:, None]
-    lu, lv = _local(corners, corners[:, 0], unit)
-    rect, box = _aligned_box(lu, lv)
-    mu, mv = (box[:, 0] + box[:, 1]) / 2, (box[:, 2] + box[:, 3]) / 2
-    centre = corners[:, 0] + unit * mu[:, None] + np.stack([-unit[:, 1], unit[:, 0]], axis=1) * mv[:, None]
-    half = np.stack([(box[:, 1] - box[:, 0]) / 2, (box[:, 3] - box[:, 2]) / 2], axis=1)
-    return rect, unit, centre, half
+    its centre and its half sizes along and across that axis (k × 2 each).
+
+    A rectangle: opposite edges equal and opposite, and the second edge square to the first (its
+    component along the first within :data:`TOL`): then every corner is within about TOL of the box.
+    """
+    x, y = corners[..., 0], corners[..., 1]
+    ex, ey = x[:, 1] - x[:, 0], y[:, 1] - y[:, 0]
+    fx, fy = x[:, 2] - x[:, 1], y[:, 2] - y[:, 1]
+    length = np.maximum(np.hypot(ex, ey), 1e-300)
+    ux, uy = ex / length, ey / length
+    rect = ((np.abs(x[:, 3] - x[:, 2] + ex) <= TOL) & (np.abs(y[:, 3] - y[:, 2] + ey) <= TOL)
+            & (np.abs(x[:, 0] - x[:, 3] + fx) <= TOL) & (np.abs(y[:, 0] - y[:, 3] + fy) <= TOL)
+            & (np.abs(fx * ux + fy * uy) <= TOL))
+    centre = np.stack([(x[:, 0] + x[:, 2]) / 2, (y[:, 0] + y[:, 2]) / 2], axis=1)
+    half = np.stack([length / 2, np.abs(fy * ux - fx * uy) / 2], axis=1)
+    return rect, np.stack([ux, uy], axis=1), centre, half
 
 
 def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, sidewalks: np.ndarray,
                    widths: np.ndarray, *, reach: float, end_factor: float, min_width: float, area_min: float,
-                   grow: float, decimals: int, workers: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   grow: float, decimals: int, workers: int = 1, tree: shapely.STRtree | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The passage beside each occupancy it can decide (see the module notes), its day, and which it decided.
 
     ``geoms``, ``starts``, ``ends``: the occupancies (int64 days, inclusive);
@@ -148,7 +163,8 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     (the millimetre an occupancy may stick out of its sidewalk and still
     lie on it), ``decimals``: the exact definition's constants.
     ``workers``: threads, each taking a share of the pairs, then of the
-    sidewalks (numpy releases the interpreter lock in its loops).  Returns (metres, NaN
+    sidewalks (numpy releases the interpreter lock in its loops);
+    ``tree``: an STRtree of ``geoms``, if the caller has one.  Returns (metres, NaN
     where on no sidewalk; day, -1 there; ``done``): where ``done`` is
     False the values are not set and the exact path must answer.
     """
@@ -160,46 +176,40 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     strip, origin, unit, sbox = strip_frames(sidewalks, widths, end_factor, min_width)
     q_rows, q_corners = quad_corners(geoms)
     rect, p_unit, p_centre, p_half = _own_frames(q_corners)
-    # one row per occupancy (its axis, centre, half sizes; NaN where not a rectangle) and per sidewalk
+    # one column per occupancy (its axis, centre, half sizes; NaN where not a rectangle) and per sidewalk
     # (origin, axis, box, whether a strip): two gathers per pair instead of eight
-    occ = np.full((n, 6), np.nan)
-    occ[q_rows[rect]] = np.concatenate([p_unit, p_centre, p_half], axis=1)[rect]
-    walk = np.concatenate([origin, unit, sbox, strip[:, None].astype(float)], axis=1)
-    # the pairs whose boxes meet (the exact path's candidates and more), in the occupancies' order (so the
-    # per-occupancy rows are read in order; the sidewalks' table is the smaller)
-    i, s = shapely.STRtree(sidewalks).query(geoms)
-    cut = np.linspace(0, len(i), max(1, workers) + 1).round().astype(np.int64)
-    chunks = [(int(a), int(b)) for a, b in zip(cut[:-1], cut[1:], strict=True)]
+    occ = np.full((6, n), np.nan)
+    occ[:, q_rows[rect]] = np.concatenate([p_unit, p_centre, p_half], axis=1)[rect].T
+    walk = np.ascontiguousarray(np.concatenate([origin, unit, sbox, strip[:, None].astype(float)], axis=1).T)
+    # the pairs whose boxes meet (the exact path's candidates and more), sorted by sidewalk; worked on in
+    # blocks of sidewalks (small arrays, reused memory; one block per thread at a time)
+    s, i = (shapely.STRtree(geoms) if tree is None else tree).query(sidewalks)
+    blocks = max(1, workers, -(-len(s) // BLOCK_PAIRS))
+    cut = np.searchsorted(s, np.linspace(0, len(sidewalks), blocks + 1).round().astype(np.int64))
+    spans = [(int(a), int(b)) for a, b in zip(cut[:-1], cut[1:], strict=True) if b > a]
     with ThreadPoolExecutor(max(1, workers)) as threads:
         pool = threads if workers > 1 else builtins  # one worker: in this thread
-        pairs = list(pool.map(lambda c: _pairs(i[c[0]:c[1]], s[c[0]:c[1]], occ, walk, area_min, grow), chunks))
-        pi, ps, pb, solid, unsure, boxed = (np.concatenate([p[k] for p in pairs]) for k in range(6))
-        # then by sidewalk, each pair with its occupancy's days (read in order here, not at random later)
-        p_start, p_end = starts[pi], ends[pi]
-        order = np.argsort(ps, kind="stable")
-        pi, ps, pb, solid, unsure, p_start, p_end = (a[order] for a in (pi, ps, pb, solid, unsure, p_start, p_end))
+        pairs = list(pool.map(lambda c: _pairs(i[c[0]:c[1]], s[c[0]:c[1]], occ, walk, area_min, grow), spans))
         slow = np.zeros(n, dtype=bool)
         dirty = np.zeros(len(sidewalks), dtype=bool)
         # pairs GEOS must judge: do they touch at all? (those that do send the occupancy, and the
         # sidewalk's occupancies, to the exact path)
-        other = np.flatnonzero(~boxed)
+        other = np.concatenate([c[0] + np.flatnonzero(~p[5]) for c, p in zip(spans, pairs, strict=True)])
         if len(other):
             touch = shapely.intersects(geoms[i[other]], sidewalks[s[other]])
             slow[i[other[touch]]] = True
             dirty[s[other[touch]]] = True
-        slow[pi[unsure]] = True
-        on = np.bincount(pi[solid], minlength=n)
+        slow[np.concatenate([p[0][p[4]] for p in pairs])] = True
+        on = np.bincount(np.concatenate([p[0][p[3]] for p in pairs]), minlength=n)
         slow |= on > 1
-        slow[pi[solid & dirty[ps]]] = True
+        for pi, ps, _, solid, _, _ in pairs:
+            slow[pi[solid & dirty[ps]]] = True
         # decided as on no sidewalk: no solid pair, nothing unsure
         done = ~slow & (on == 0)
         # measured here: one solid sidewalk, a strip, nothing unsure
-        fast = solid & ~slow[pi]
-        cut = np.searchsorted(ps, np.linspace(0, len(sidewalks), max(1, workers) + 1).round().astype(np.int64))
-        parts = [(int(a), int(b)) for a, b in zip(cut[:-1], cut[1:], strict=True)]
-        found = list(pool.map(lambda c: _measure(pi[c[0]:c[1]], ps[c[0]:c[1]], pb[c[0]:c[1]], fast[c[0]:c[1]],
-                                                 p_start[c[0]:c[1]], p_end[c[0]:c[1]], sbox, widths + reach,
-                                                 decimals), parts))
+        reach_of = widths + reach
+        found = list(pool.map(lambda p: _measure(p[0], p[1], p[2], p[3] & ~slow[p[0]], starts[p[0]], ends[p[0]],
+                                                 sbox, reach_of, decimals), pairs))
     for f, value, when in found:
         out[f], day[f] = value, when
         done[f] = True
@@ -211,33 +221,31 @@ def _pairs(i, s, occ, walk, area_min, grow):
     boxes there and meet the sidewalk (``pi``, ``ps``, their boxes ``pb``, whether on it (``solid``), whether
     that is unsure), and per input pair whether it was a box (the rest: GEOS decides).
 
-    ``occ``: per occupancy its axis, centre and half sizes (NaN: not a rectangle); ``walk``: per sidewalk
-    its origin, axis, box and whether it is a strip (:func:`strip_passages`).
+    ``occ``: per occupancy (column) its axis, centre and half sizes (NaN: not a rectangle); ``walk``: per
+    sidewalk (column) its origin, axis, box and whether it is a strip (:func:`strip_passages`).
     """
-    boxed = (walk[s, 8] > 0) & ~np.isnan(occ[i, 0])
-    k = np.flatnonzero(boxed)
-    a, w = occ[i[k]], walk[s[k]]
-    spread = a[:, 4] + a[:, 5]
-    dot = a[:, 0] * w[:, 2] + a[:, 1] * w[:, 3]
-    cross = a[:, 0] * w[:, 3] - a[:, 1] * w[:, 2]
+    a, w = np.take(occ, i, axis=1), np.take(walk, s, axis=1)
+    boxed = (w[8] > 0) & ~np.isnan(a[0])
+    spread = a[4] + a[5]
+    dot = a[0] * w[2] + a[1] * w[3]
+    cross = a[0] * w[3] - a[1] * w[2]
     par = np.abs(cross) * spread <= TOL
-    aligned = par | (np.abs(dot) * spread <= TOL)
-    boxed[k[~aligned]] = False
-    dx, dy = a[:, 2] - w[:, 0], a[:, 3] - w[:, 1]
-    cu = dx * w[:, 2] + dy * w[:, 3]
-    cv = dy * w[:, 2] - dx * w[:, 3]
-    hu = np.where(par, a[:, 4], a[:, 5])
-    hv = np.where(par, a[:, 5], a[:, 4])
+    boxed &= par | (np.abs(dot) * spread <= TOL)
+    dx, dy = a[2] - w[0], a[3] - w[1]
+    cu = dx * w[2] + dy * w[3]
+    cv = dy * w[2] - dx * w[3]
+    hu = np.where(par, a[4], a[5])
+    hv = np.where(par, a[5], a[4])
     pu0, pu1, pv0, pv1 = cu - hu, cu + hu, cv - hv, cv + hv
-    ou = np.minimum(pu1, w[:, 5]) - np.maximum(pu0, w[:, 4])
-    ov = np.minimum(pv1, w[:, 7]) - np.maximum(pv0, w[:, 6])
-    meet = aligned & (ou >= -GUARD) & (ov >= -GUARD)
-    k, w, ou, ov = k[meet], w[meet], ou[meet], ov[meet]
-    pb = np.stack([pu0[meet], pu1[meet], pv0[meet], pv1[meet]], axis=1)
+    ou = np.minimum(pu1, w[5]) - np.maximum(pu0, w[4])
+    ov = np.minimum(pv1, w[7]) - np.maximum(pv0, w[6])
+    k = np.flatnonzero(boxed & (ou >= -GUARD) & (ov >= -GUARD))
+    w, ou, ov = w[:, k], ou[k], ov[k]
+    pb = np.stack([pu0[k], pu1[k], pv0[k], pv1[k]], axis=1)
     # on the sidewalk: the exact path's "solid" (contained in the sidewalk grown by a millimetre: its own
     # area, else the overlap's, over area_min)
-    m0, m1 = pb[:, 0] - (w[:, 4] - grow), w[:, 5] + grow - pb[:, 1]
-    m2, m3 = pb[:, 2] - (w[:, 6] - grow), w[:, 7] + grow - pb[:, 3]
+    m0, m1 = pb[:, 0] - (w[4] - grow), w[5] + grow - pb[:, 1]
+    m2, m3 = pb[:, 2] - (w[6] - grow), w[7] + grow - pb[:, 3]
     inside = (m0 >= GUARD) & (m1 >= GUARD) & (m2 >= GUARD) & (m3 >= GUARD)
     unsure = (np.abs(m0) < GUARD) | (np.abs(m1) < GUARD) | (np.abs(m2) < GUARD) | (np.abs(m3) < GUARD)
     area = np.where(inside, (pb[:, 1] - pb[:, 0]) * (pb[:, 3] - pb[:, 2]), np.maximum(ou, 0) * np.maximum(ov, 0))
