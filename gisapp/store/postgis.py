@@ -8,7 +8,9 @@ applies them too).
 
 A write is one transaction.  ``replace`` loads each layer into a new table
 with COPY, builds its indexes, then swaps it for the old one, so readers
-see the old data until the commit and are blocked only for the swap;
+see the old data until the commit and are blocked only for the swap
+(the findings, whose rows carry a hash of their values, are replaced in
+place where they changed when few did: :func:`_replace_changed`);
 ``upsert`` loads into a temporary table and replaces rows by key.  Write
 locks serialize writers.  Privileges granted on a layer table are carried
 over by the swap; other objects (views) must not depend on layer tables.
@@ -1096,9 +1098,9 @@ def row_hashes(layer: Layer, frame: gpd.GeoDataFrame) -> np.ndarray:
     """A 64-bit hash (int64) of each row of ``frame`` (typed by :func:`gisapp.schema.coerce`): its fields and geometry.
 
     Rows stored alike hash alike (a Polygon as the MultiPolygon a MultiPolygon layer stores; in any process:
-    no per-process seed); different rows collide with a chance of ~2⁻⁶⁴.  Texts are joined by Arrow with their lengths hashed beside them
-    (so no two ways to split a joined text hash alike) and the joined bytes go through pandas' SipHash;
-    numbers, dates and coordinates are mixed in numpy.
+    no per-process seed); different rows collide with a chance of ~2⁻⁶⁴.  Texts are joined by Arrow with
+    their lengths hashed beside them (so no two ways to split a joined text hash alike) and the joined bytes
+    go through pandas' SipHash; numbers, dates and coordinates are mixed in numpy.
     """
     n = len(frame)
     h = np.full(n, np.uint64(len(layer.fields)), dtype=np.uint64)
