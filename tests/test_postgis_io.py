@@ -241,3 +241,16 @@ def test_a_finding_given_twice_is_refused_and_nothing_changes(pg):
     with pytest.raises(StoreError, match="nothing was changed"):
         pg.write({"findings": twice}, mode="replace")
     assert _rows(pg) == before
+
+
+def test_findings_read_back_replace_the_written_ones_without_a_write(pg):
+    """The analysis gives Polygons, the store keeps MultiPolygons: either way round, the same findings hash alike."""
+    frame = _findings()
+    assert (frame.geometry.geom_type == "Polygon").all()
+    pg.write({"findings": frame}, mode="replace")
+    before = _rows(pg)
+    back = pg.read("findings")
+    assert (back.geometry.geom_type == "MultiPolygon").all()
+    pg.write({"findings": back}, mode="replace")
+    pg.write({"findings": frame}, mode="replace")
+    assert _rows(pg) == before

@@ -8,7 +8,9 @@ applies them too).
 
 A write is one transaction.  ``replace`` loads each layer into a new table
 with COPY, builds its indexes, then swaps it for the old one, so readers
-see the old data until the commit and are blocked only for the swap;
+see the old data until the commit and are blocked only for the swap
+(the findings, whose rows carry a hash of their values, are replaced in
+place where they changed when few did: :func:`_replace_changed`);
 ``upsert`` loads into a temporary table and replaces rows by key.  Write
 locks serialize writers.  Privileges granted on a layer table are carried
 over by the swap; other objects (views) must not depend on layer tables.
@@ -1082,8 +1084,11 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _geometry_hashes(geoms: np.ndarray) -> np.ndarray:
-    """A uint64 of each geometry: its type, parts and coordinates in order (0 where missing)."""
+def _geometry_hashes(geoms: np.ndarray, multi: bool) -> np.ndarray:
+    """A uint64 of each geometry: its type, parts and coordinates in order.
+
+    ``multi``: a Polygon hashes as the MultiPolygon of its one polygon (what a MultiPolygon layer stores,
+    :func:`gisapp.geo.to_multipolygons`, so a frame read back hashes as the frame written)."""
     coords, owner = shapely.get_coordinates(geoms, return_index=True)
     counts = np.bincount(owner, minlength=len(geoms)).astype(np.int64)
     starts = np.zeros(len(geoms) + 1, dtype=np.int64)
@@ -1095,17 +1100,20 @@ def _geometry_hashes(geoms: np.ndarray) -> np.ndarray:
     has = counts > 0
     if len(each):
         sums[has] = np.add.reduceat(each, starts[:-1][has])
-    shape = (shapely.get_type_id(geoms).astype(np.int64) + 2) * 1_000_003 + shapely.get_num_geometries(geoms)
+    types = shapely.get_type_id(geoms).astype(np.int64)
+    if multi:
+        types[types == 3] = 6
+    shape = (types + 2) * 1_000_003 + shapely.get_num_geometries(geoms)
     return _mix(sums ^ _mix(shape.astype(np.uint64) * _GOLDEN + counts.astype(np.uint64)))
 
 
 def row_hashes(layer: Layer, frame: gpd.GeoDataFrame) -> np.ndarray:
     """A 64-bit hash (int64) of each row of ``frame`` (typed by :func:`gisapp.schema.coerce`): its fields and geometry.
 
-    Rows equal in every field and coordinate hash alike (in any process: no per-process seed); different
-    rows collide with a chance of ~2⁻⁶⁴.  Texts are joined by Arrow with their lengths hashed beside them
-    (so no two ways to split a joined text hash alike) and the joined bytes go through pandas' SipHash;
-    numbers, dates and coordinates are mixed in numpy.
+    Rows stored alike hash alike (a Polygon as the MultiPolygon a MultiPolygon layer stores; in any process:
+    no per-process seed); different rows collide with a chance of ~2⁻⁶⁴.  Texts are joined by Arrow with
+    their lengths hashed beside them (so no two ways to split a joined text hash alike) and the joined bytes
+    go through pandas' SipHash; numbers, dates and coordinates are mixed in numpy.
     """
     n = len(frame)
     h = np.full(n, np.uint64(len(layer.fields)), dtype=np.uint64)
@@ -1128,7 +1136,8 @@ def row_hashes(layer: Layer, frame: gpd.GeoDataFrame) -> np.ndarray:
     if texts:
         joined = pc.binary_join_element_wise(*texts, "", null_handling="replace", null_replacement="")
         h = _mix(h * _GOLDEN + hash_array(joined.cast(pa.binary()).to_numpy(zero_copy_only=False)))
-    h = _mix(h * _GOLDEN + _geometry_hashes(np.asarray(frame.geometry.values, dtype=object)))
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    h = _mix(h * _GOLDEN + _geometry_hashes(geoms, layer.geometry == "MultiPolygon"))
     return h.view(np.int64)
 
 
