@@ -35,8 +35,10 @@ __all__ = ["EPSILON", "bounds", "distances", "quads", "separation", "split_pairs
 EPSILON = 1e-7
 #: Coordinates beyond this (m) are not trusted to numpy.
 _FAR = 1e8
-#: Pairs per chunk of the pair functions: temporaries stay in cache, chunks go to threads.
-_CHUNK = 32_768
+#: Below this many pairs the pair functions run in one call.  Above, one chunk per thread: few, long numpy
+#: calls, because each call gives up the interpreter lock and must wait for it back (up to the switch interval,
+#: 5 ms, while another thread holds it), so thousands of short calls beside a busy thread crawl.
+_PARALLEL_MIN = 50_000
 _WORKERS = max(1, min(os.cpu_count() or 1, 4))
 
 
@@ -98,11 +100,11 @@ def bounds(xy: np.ndarray) -> np.ndarray:
 
 
 def split_pairs(func, p: np.ndarray, q: np.ndarray, *extra):
-    """``func(p, q, *extra)`` over chunks of the pairs, in threads (numpy releases the GIL); tuples joined."""
+    """``func(p, q, *extra)`` over one chunk of the pairs per thread (numpy releases the GIL); tuples joined."""
     m = len(p)
-    if m <= _CHUNK or _WORKERS < 2:
+    if m < _PARALLEL_MIN or _WORKERS < 2:
         return func(p, q, *extra)
-    cuts = list(range(0, m, _CHUNK)) + [m]
+    cuts = [m * k // _WORKERS for k in range(_WORKERS + 1)]
     with ThreadPoolExecutor(_WORKERS) as pool:
         parts = list(pool.map(lambda k: func(p[cuts[k]:cuts[k + 1]], q[cuts[k]:cuts[k + 1]], *extra),
                               range(len(cuts) - 1)))

@@ -46,7 +46,11 @@ geometry among the wards in force on ``overlap_start``.
 Speed: candidate pairs come from a numpy grid join of bounding boxes
 (grown by the distance), are cut by numpy date masks, and only the
 survivors meet a shapely predicate; intersections are computed only for
-pairs that truly intersect.  There is no Python loop over pairs.  The
+pairs that truly intersect.  Convex quadrilaterals (what nearly every
+parcel and strip is) are checked valid, bounded, measured apart and tested
+for overlap in numpy (:mod:`gisapp.analysis.convex`), with the same answers
+as GEOS: GEOS takes the other shapes and the cases numpy cannot decide
+beyond doubt.  There is no Python loop over pairs.  The
 layers are prepared side by side, the kinds of findings are found side by
 side and each block is finished (wards, MultiPolygons, ids) in the thread
 that made it; long GEOS calls (validity, distance, overlay) are split over
