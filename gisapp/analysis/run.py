@@ -37,7 +37,7 @@ def analyze_store(store: Store, params: AnalysisParams,
     """Every finding of ``store``, and the seconds spent reading its layers.
 
     Both backends read the analysed columns of the layers (:func:`read_layer`:
-    GDAL from a GeoPackage, one COPY per layer from PostGIS) and analyse them
+    GDAL from a GeoPackage, each column packed by the server from PostGIS) and analyse them
     with :func:`gisapp.analysis.overlaps.find_overlaps`, so both give the same
     findings by construction.  (An SQL twin that computed the same findings in
     PostGIS took 11 s against 6 s for reading and analysing at 100,000 permits
@@ -68,8 +68,8 @@ def analyze_store(store: Store, params: AnalysisParams,
 def read_layer(store: Store, name: str) -> gpd.GeoDataFrame:
     """The columns of layer ``name`` the analysis reads (:data:`ANALYSED_FIELDS`), in key order.
 
-    Through :meth:`Store.read_arrow` (GDAL reads a GeoPackage, COPY a PostGIS
-    table: no Python object per value but the texts), columns as
+    Through :meth:`Store.read_arrow` (GDAL reads a GeoPackage; a PostGIS table
+    comes as packed columns: no Python object per value but the texts), columns as
     :meth:`Store.read` types them: text as objects (``None`` when missing),
     dates as datetime64, numbers as float.
     """
