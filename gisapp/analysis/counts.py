@@ -31,7 +31,7 @@ from gisapp import history as hist
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS
 from gisapp.store import Store
-from gisapp.store.base import COUNT_COLUMNS, aggregate_frame, count_frame
+from gisapp.store.base import COUNT_COLUMNS, aggregate_frame, count_frame, keys_written_since
 
 LOG = logging.getLogger(__name__)
 LAYER = "construction_permits"
@@ -114,22 +114,10 @@ def load(store: Store, version: str | None) -> Columns:
 def refresh(store: Store, old: Columns, version: str | None) -> Columns | None:
     """``old`` brought to ``version``: the dossiers the writes since changed read again; ``None`` when everything
     is to be read again (:func:`load`: a whole-layer replace, another change log, many changed dossiers)."""
-    keys: set[str] = set()
-    after = old.log_last
-    while True:
-        page = store.changes(after=after, limit=LOG_PAGE)
-        if page.log_id != old.log_id and (old.log_id is not None or page.changes):
-            return None  # another log (a store replaced by another file, a new database)
-        for change in page.changes:
-            if change.layer == LAYER:
-                if change.key is None:  # a whole-layer replace
-                    return None
-                keys.add(change.key)
-        if len(keys) > REREAD_KEYS:
-            return None
-        if not page.changes:
-            break
-        after = page.changes[-1].seq
+    written = keys_written_since(store, LAYER, old.log_last, old.log_id, REREAD_KEYS, LOG_PAGE)
+    if written is None:  # another log, a whole-layer replace, many dossiers written
+        return None
+    keys, after = written
     added = store.history_table(LAYER, after_seq=old.history_seq)  # e.g. an imported history export
     keys.update(added.column("key").to_pylist())
     seq = max(old.history_seq, int(pc.max(added.column("seq")).as_py() or 0) if added.num_rows else 0)
@@ -491,16 +479,8 @@ def load_periods(store: Store, layer: str, version: str | None) -> Periods:
 def _log_end_if_untouched(store: Store, old: Periods, layer: str) -> int | None:
     """The change log's last entry when no write since ``old`` was read touched ``layer`` (nor replaced the
     log), else ``None``."""
-    after = old.log_last
-    while True:
-        page = store.changes(after=after, limit=LOG_PAGE)
-        if page.log_id != old.log_id and (old.log_id is not None or page.changes):
-            return None
-        if any(change.layer == layer for change in page.changes):
-            return None
-        if not page.changes:
-            return after
-        after = page.changes[-1].seq
+    written = keys_written_since(store, layer, old.log_last, old.log_id, 0, LOG_PAGE)
+    return None if written is None else written[1]
 
 
 #: Each side layer's arrays by store (backend, location); held while one is read.

@@ -424,6 +424,31 @@ def change_time() -> str:
     return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def keys_written_since(store: Store, layer: str, after: int, log_id: str | None, most: int,
+                       page: int = 10_000) -> tuple[set[str], int] | None:
+    """The keys of ``layer`` the change log names after its entry ``after``, and the log's last entry, read
+    ``page`` entries at a time (what a copy of the store kept in memory reads again to catch up).
+
+    ``None`` when the log is not the one ``after`` belongs to (``log_id``: a store replaced by another file,
+    a new database), a whole-layer replace touched ``layer``, or more than ``most`` keys were written.
+    """
+    keys: set[str] = set()
+    while True:
+        found = store.changes(after=after, limit=page)
+        if found.log_id != log_id and (log_id is not None or found.changes):
+            return None
+        for change in found.changes:
+            if change.layer == layer:
+                if change.key is None:
+                    return None
+                keys.add(change.key)
+        if len(keys) > most:
+            return None
+        if not found.changes:
+            return keys, after
+        after = found.changes[-1].seq
+
+
 def replace_is_compact(old_count: int, new_count: int) -> bool:
     """Whether a replace-mode write of a layer logs one ``replace`` entry instead of one per feature."""
     return old_count + new_count > REPLACE_DETAIL_MAX

@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from gisapp import history as hist
 from gisapp.schema import LAYERS, get_layer
 from gisapp.store import Store
-from gisapp.store.base import PERSONAL_SEARCH_COLUMN, SEARCH_COLUMN
+from gisapp.store.base import PERSONAL_SEARCH_COLUMN, SEARCH_COLUMN, keys_written_since
 
 LOG = logging.getLogger(__name__)
 #: Above this many keys written since the columns were read, they are read again whole.
@@ -255,22 +255,10 @@ def _read_history(store: Store, index: LayerIndex) -> History:
 def refresh(store: Store, old: LayerIndex, version: str | None) -> LayerIndex | None:
     """``old`` brought to ``version``: the keys written since read again (appended); ``None`` when everything is
     to be read again (a whole-layer replace, another change log, many changed keys)."""
-    keys: set[str] = set()
-    after = old.log_last
-    while True:
-        page = store.changes(after=after, limit=LOG_PAGE)
-        if page.log_id != old.log_id and (old.log_id is not None or page.changes):
-            return None
-        for change in page.changes:
-            if change.layer == old.layer:
-                if change.key is None:
-                    return None
-                keys.add(change.key)
-        if len(keys) > REREAD_KEYS:
-            return None
-        if not page.changes:
-            break
-        after = page.changes[-1].seq
+    written = keys_written_since(store, old.layer, old.log_last, old.log_id, REREAD_KEYS, LOG_PAGE)
+    if written is None:
+        return None
+    keys, after = written
     seq = 0
     if old.history is not None and old.layer in hist.LAYER_KEYS:
         added = store.history_table(old.layer, after_seq=old.history.seq)  # e.g. an imported history export
