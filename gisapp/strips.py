@@ -184,6 +184,9 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     # the pairs whose boxes meet (the exact path's candidates and more), sorted by sidewalk; worked on in
     # blocks of sidewalks (small arrays, reused memory; one block per thread at a time)
     s, i = (shapely.STRtree(geoms) if tree is None else tree).query(sidewalks)
+    if not len(s):  # no occupancy's box meets a sidewalk's: every one is on no sidewalk
+        done[:] = True
+        return out, day, done
     blocks = max(1, workers, -(-len(s) // BLOCK_PAIRS))
     cut = np.searchsorted(s, np.linspace(0, len(sidewalks), blocks + 1).round().astype(np.int64))
     spans = [(int(a), int(b)) for a, b in zip(cut[:-1], cut[1:], strict=True) if b > a]

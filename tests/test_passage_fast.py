@@ -146,3 +146,15 @@ def test_the_fast_path_equals_the_exact_path_on_the_demo(demo_frames):
     np.testing.assert_array_equal(fast_day, exact_day)
     value, _, done = _decided(geoms, start, end, walk, widths)
     assert done.mean() > 0.9 and np.isfinite(value[done]).sum() > 100
+
+
+def test_occupancies_off_every_sidewalk():
+    """No occupancy's box meets a sidewalk (an edit moved the only one away): each is on no sidewalk, as on the
+    exact path (the random edit sequences of tests/test_incremental.py met this)."""
+    geoms, start, end, walks, widths = layout(1)
+    moved = shapely.transform(geoms, lambda xy: xy + [50_000.0, 50_000.0])
+    for fast in (True, False):
+        value, day = occupancy_passages(moved, start, end, walks, widths, fast=fast)
+        assert np.isnan(value).all() and (day == -1).all()
+    value, day, done = _decided(moved, start, end, walks, widths)
+    assert done.all() and np.isnan(value).all()
