@@ -70,6 +70,19 @@ def test_a_whole_layer_packed_by_the_server_reads_as_the_cursor_does(pg, monkeyp
     assert table.column("geometry").null_count == 1
 
 
+def test_the_packed_read_gives_utf8_texts_whatever_the_connections_encoding(pg_url):
+    """A connection set to the Vietnamese Windows code page (libpq's ``client_encoding=WIN1258``): the packed
+    texts still come as UTF-8 with their lengths (the bytes and the lengths are of the same UTF-8 text)."""
+    PostGISStore(pg_url, must_exist=False).write({"wards": _wards()})
+    store = PostGISStore(pg_url + ("&" if "?" in pg_url else "?") + "client_encoding=WIN1258")
+    with store.connection() as con:
+        assert con.execute("SHOW client_encoding").fetchone()[0] == "WIN1258"
+    table = store.read_arrow("wards")
+    # (the stores keep an empty text as missing)
+    assert table.column("name").to_pylist() == ["Phường Hòa Thọ Tây", 'tên "có" dấu,\nhai dòng', None, None, "Ω"]
+    assert table.column("ward_code").to_pylist() == ["W0", None, "W2", "W3", "W4"]
+
+
 def test_a_whole_empty_layer_reads_as_none(pg):
     pg.write({"wards": _wards().iloc[:0]})
     assert pg.read_arrow("wards") is None

@@ -486,6 +486,8 @@ def _log_end_if_untouched(store: Store, old: Periods, layer: str) -> int | None:
 #: Each side layer's arrays by store (backend, location); held while one is read.
 _PERIODS: dict[tuple[str, str, str], Periods] = {}
 _PERIOD_LOCKS = {layer: threading.Lock() for layer in SIDE_LAYERS}
+#: Held while :data:`_PERIODS` itself changes (an entry added, the oldest dropped).
+_PERIODS_LOCK = threading.Lock()
 
 
 def periods(store: Store, layer: str, *, wait: bool = True) -> Periods | None:
@@ -511,10 +513,11 @@ def periods(store: Store, layer: str, *, wait: bool = True) -> Periods | None:
         else:
             fresh = None
         if fresh is not None:
-            _PERIODS.pop(key, None)
-            _PERIODS[key] = fresh
-            while len(_PERIODS) > KEEP * len(SIDE_LAYERS):
-                del _PERIODS[next(iter(_PERIODS))]
+            with _PERIODS_LOCK:  # the per-layer locks let two layers' readers in here at once
+                _PERIODS.pop(key, None)
+                _PERIODS[key] = fresh
+                while len(_PERIODS) > KEEP * len(SIDE_LAYERS):
+                    del _PERIODS[next(iter(_PERIODS))]
             return fresh
     finally:
         lock.release()

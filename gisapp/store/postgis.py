@@ -1003,9 +1003,10 @@ def _packed_sql(table: str, types: dict[str, str]) -> str:
     for n, t in [*types.items(), ("geometry", "geometry")]:
         col = "ST_AsBinary(geom)" if t == "geometry" else n
         if t in ("text", "geometry"):
-            data = col if t == "geometry" else f"textsend({col})"
+            # texts as UTF-8 whatever the server's or the connection's encoding (the lengths of the same bytes)
+            data = col if t == "geometry" else f"convert_to({col}, 'UTF8')"
             parts += [f"string_agg({data}, ''::bytea)",
-                      f"string_agg(int4send(coalesce(octet_length({col}), -1)), ''::bytea)"]
+                      f"string_agg(int4send(coalesce(octet_length({data}), -1)), ''::bytea)"]
         elif t == "date":
             parts.append(f"string_agg(int4send(coalesce({col} - DATE '1970-01-01', {_NULL_DAYS})), ''::bytea)")
         elif t == "int":
