@@ -31,7 +31,15 @@ from gisapp import history as hist
 from gisapp.filters import Filter
 from gisapp.schema import LAYERS
 from gisapp.store import Store
-from gisapp.store.base import COUNT_COLUMNS, aggregate_frame, count_frame, keys_written_since
+from gisapp.store.base import (
+    COUNT_COLUMNS,
+    NEVER,
+    NO_DAY,
+    aggregate_frame,
+    arrow_days,
+    count_frame,
+    keys_written_since,
+)
 
 LOG = logging.getLogger(__name__)
 LAYER = "construction_permits"
@@ -42,15 +50,7 @@ FIELDS = ["ward_code", "status", "procedure", "work_category", "channel", "recei
 REREAD_KEYS = 100_000
 #: Change-log entries asked for at once while catching up.
 LOG_PAGE = 10_000
-#: A missing date, and a history row's open end (a key's last change), as days since 1970-01-01.
-NO_DAY = np.iinfo(np.int32).min
-NEVER = np.iinfo(np.int32).max
 EPOCH = dt.date(1970, 1, 1)
-
-
-def _days(column: pa.ChunkedArray, missing: int) -> np.ndarray:
-    """A date32 column as int32 days since 1970 (``missing`` where empty)."""
-    return pc.fill_null(column.cast(pa.int32()), missing).to_numpy().astype(np.int32, copy=False)
 
 
 def _codes(column: pa.ChunkedArray, categories: list) -> tuple[np.ndarray, list]:
@@ -82,14 +82,15 @@ class Columns:
         """A :meth:`Store.history_table` as (position, status code, changed_on, next_on) arrays."""
         pos = pc.fill_null(pc.index_in(table.column("key"), value_set=self.keys), -1).to_numpy().astype(np.int32)
         status, self.categories["status"] = _codes(table.column("status"), self.categories["status"])
-        return pos, status, _days(table.column("changed_on"), NO_DAY), _days(table.column(hist.NEXT_ON), NEVER)
+        return (pos, status, arrow_days(table.column("changed_on"), NO_DAY),
+                arrow_days(table.column(hist.NEXT_ON), NEVER))
 
 
 def _dossier_cols(table: pa.Table, categories: dict[str, list]) -> dict[str, np.ndarray]:
     out = {}
     for name in FIELDS:
         if name in ("received_on", "due_on", "completed_on"):
-            out[name] = _days(table.column(name), NO_DAY)
+            out[name] = arrow_days(table.column(name), NO_DAY)
         else:
             out[name], categories[name] = _codes(table.column(name), categories.setdefault(name, []))
     for name in ("received_on", "completed_on"):  # months since 1970-01 (-1: no date), the same every day
@@ -472,8 +473,8 @@ def load_periods(store: Store, layer: str, version: str | None) -> Periods:
     assert lay.date_field and lay.end_date_field
     table = store.columns_table(layer, ["ward_code", lay.date_field, lay.end_date_field])
     ward, wards = _codes(table.column("ward_code"), [])
-    return Periods(version, log.log_id, log.last, wards, ward, _days(table.column(lay.date_field), NO_DAY),
-                   _days(table.column(lay.end_date_field), NO_DAY))
+    return Periods(version, log.log_id, log.last, wards, ward, arrow_days(table.column(lay.date_field), NO_DAY),
+                   arrow_days(table.column(lay.end_date_field), NO_DAY))
 
 
 def _log_end_if_untouched(store: Store, old: Periods, layer: str) -> int | None:

@@ -664,6 +664,17 @@ def dossier_counts_sql(table: str, where: str, where_params: list, ph: str, as_o
 #: Columns of :meth:`Store.history_table`.
 HISTORY_SCHEMA = pa.schema([("key", pa.string()), ("status", pa.string()), ("changed_on", pa.date32()),
                             (history.NEXT_ON, pa.date32()), ("seq", pa.int64())])
+#: A missing date, and a history row's open end (a key's last change), as int32 days since 1970-01-01 in the
+#: arrays kept in memory from :meth:`Store.columns_table` and :meth:`Store.history_table`.
+NO_DAY = np.iinfo(np.int32).min
+NEVER = np.iinfo(np.int32).max
+
+
+def arrow_days(column: pa.Array | pa.ChunkedArray, missing: int) -> np.ndarray:
+    """A date32 column as int32 days since 1970 (``missing`` where empty)."""
+    return pc.fill_null(column.cast(pa.int32()), missing).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
+
+
 #: Columns of :meth:`Store.search_texts_table`.
 TEXTS_SCHEMA = pa.schema([("key", pa.string()), ("text", pa.string())])
 #: Arrow types of the stored field types (what :meth:`Store.iter_arrow` and :meth:`Store.columns_table` give).

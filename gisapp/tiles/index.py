@@ -34,7 +34,14 @@ import pyarrow.compute as pc
 from gisapp import history as hist
 from gisapp.schema import LAYERS, get_layer
 from gisapp.store import Store
-from gisapp.store.base import PERSONAL_SEARCH_COLUMN, SEARCH_COLUMN, keys_written_since
+from gisapp.store.base import (
+    NEVER,
+    NO_DAY,
+    PERSONAL_SEARCH_COLUMN,
+    SEARCH_COLUMN,
+    arrow_days,
+    keys_written_since,
+)
 
 LOG = logging.getLogger(__name__)
 #: Above this many keys written since the columns were read, they are read again whole.
@@ -43,9 +50,6 @@ REREAD_KEYS = 100_000
 LOG_PAGE = 10_000
 #: Positions appended since the last sort above which every id is sorted again (else only the appended ones).
 RESORT = 20_000
-#: A history row's open end (a key's last change), as days since 1970-01-01.
-NEVER = np.iinfo(np.int32).max
-NO_DAY = np.iinfo(np.int32).min
 
 
 def _ids(keys: pa.Array | pa.ChunkedArray) -> np.ndarray:
@@ -119,10 +123,6 @@ class Lookup:
     @property
     def nbytes(self) -> int:
         return self.hashes.nbytes + self.keys.nbytes + self.pos.nbytes
-
-
-def _days(column, missing: int) -> np.ndarray:
-    return pc.fill_null(column.cast(pa.int32()), missing).to_numpy(zero_copy_only=False).astype(np.int32)
 
 
 @dataclass
@@ -221,8 +221,8 @@ def _history(keys: pa.Array, table: pa.Table, statuses: list[str], seq: int) -> 
     statuses.extend(v for v in values if v not in statuses)
     codes = pc.fill_null(pc.index_in(table.column("status"), value_set=pa.array(statuses, pa.string())), -1) \
         .to_numpy(zero_copy_only=False)
-    on = _days(table.column("changed_on"), NO_DAY)
-    nxt = _days(table.column(hist.NEXT_ON), NEVER)
+    on = arrow_days(table.column("changed_on"), NO_DAY)
+    nxt = arrow_days(table.column(hist.NEXT_ON), NEVER)
     ok = (pos >= 0) & (codes >= 0) & (on != NO_DAY)
     pos, codes, on, nxt = pos[ok], codes[ok], on[ok], nxt[ok]
     order = np.argsort(pos, kind="stable")
