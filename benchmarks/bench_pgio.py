@@ -60,20 +60,19 @@ def stages(url: str) -> dict:
     findings, meta = store.read("findings"), store.meta().get("findings")
     out["findings"] = len(findings)
     store.write({"findings": findings}, mode="replace", meta={"findings": meta})  # every row with its hash
-    out["findings_same_load"] = _load()
-    started = time.perf_counter()
-    store.write({"findings": findings}, mode="replace", meta={"findings": meta})
-    out["findings_same_s"] = round(time.perf_counter() - started, 2)
-    print(f"  findings replaced by the same {len(findings):,}: {out['findings_same_s']:.2f} s "
-          f"(load {out['findings_same_load']})", flush=True)
+
+    def replaced_by(frame, name: str, what: str) -> None:
+        out[f"findings_{name}_load"] = _load()
+        started = time.perf_counter()
+        store.write({"findings": frame}, mode="replace", meta={"findings": meta})
+        out[f"findings_{name}_s"] = round(time.perf_counter() - started, 2)
+        print(f"  findings replaced by {what}: {out[f'findings_{name}_s']:.2f} s "
+              f"(load {out[f'findings_{name}_load']})", flush=True)
+
+    replaced_by(findings, "same", f"the same {len(findings):,}")
     changed = gpd.GeoDataFrame(findings.assign(detail=findings["detail"].fillna("") + " ·"), geometry="geometry",
                                crs=findings.crs)
-    out["findings_all_load"] = _load()
-    started = time.perf_counter()
-    store.write({"findings": changed}, mode="replace", meta={"findings": meta})
-    out["findings_all_s"] = round(time.perf_counter() - started, 2)
-    print(f"  findings replaced by {len(findings):,} all changed: {out['findings_all_s']:.2f} s "
-          f"(load {out['findings_all_load']})", flush=True)
+    replaced_by(changed, "all", f"{len(findings):,} all changed")
     store.write({"findings": findings}, mode="replace", meta={"findings": meta})  # as they were
     return out
 

@@ -36,6 +36,7 @@ from gisapp.store.base import (
     NEVER,
     NO_DAY,
     aggregate_frame,
+    arrow_codes,
     arrow_days,
     count_frame,
     keys_written_since,
@@ -51,14 +52,6 @@ REREAD_KEYS = 100_000
 #: Change-log entries asked for at once while catching up.
 LOG_PAGE = 10_000
 EPOCH = dt.date(1970, 1, 1)
-
-
-def _codes(column: pa.ChunkedArray, categories: list) -> tuple[np.ndarray, list]:
-    """A text column as int32 codes into ``categories`` (extended with its new values); -1 where empty."""
-    values = pc.unique(column.combine_chunks()).drop_null().to_pylist()
-    categories.extend(v for v in values if v not in categories)
-    codes = pc.index_in(column, value_set=pa.array(categories, pa.string()))
-    return pc.fill_null(codes, -1).to_numpy().astype(np.int32, copy=False), categories
 
 
 @dataclass
@@ -81,7 +74,7 @@ class Columns:
     def history_rows(self, table: pa.Table) -> tuple[np.ndarray, ...]:
         """A :meth:`Store.history_table` as (position, status code, changed_on, next_on) arrays."""
         pos = pc.fill_null(pc.index_in(table.column("key"), value_set=self.keys), -1).to_numpy().astype(np.int32)
-        status, self.categories["status"] = _codes(table.column("status"), self.categories["status"])
+        status, self.categories["status"] = arrow_codes(table.column("status"), self.categories["status"])
         return (pos, status, arrow_days(table.column("changed_on"), NO_DAY),
                 arrow_days(table.column(hist.NEXT_ON), NEVER))
 
@@ -92,7 +85,7 @@ def _dossier_cols(table: pa.Table, categories: dict[str, list]) -> dict[str, np.
         if name in ("received_on", "due_on", "completed_on"):
             out[name] = arrow_days(table.column(name), NO_DAY)
         else:
-            out[name], categories[name] = _codes(table.column(name), categories.setdefault(name, []))
+            out[name], categories[name] = arrow_codes(table.column(name), categories.setdefault(name, []))
     for name in ("received_on", "completed_on"):  # months since 1970-01 (-1: no date), the same every day
         out[name + ":month"] = np.where(out[name] == NO_DAY, -1, _months(out[name])).astype(np.int32)
     return out
@@ -472,7 +465,7 @@ def load_periods(store: Store, layer: str, version: str | None) -> Periods:
     log = store.changes(after=1 << 62, limit=1)  # where the change log ends now
     assert lay.date_field and lay.end_date_field
     table = store.columns_table(layer, ["ward_code", lay.date_field, lay.end_date_field])
-    ward, wards = _codes(table.column("ward_code"), [])
+    ward, wards = arrow_codes(table.column("ward_code"), [])
     return Periods(version, log.log_id, log.last, wards, ward, arrow_days(table.column(lay.date_field), NO_DAY),
                    arrow_days(table.column(lay.end_date_field), NO_DAY))
 

@@ -675,6 +675,14 @@ def arrow_days(column: pa.Array | pa.ChunkedArray, missing: int) -> np.ndarray:
     return pc.fill_null(column.cast(pa.int32()), missing).to_numpy(zero_copy_only=False).astype(np.int32, copy=False)
 
 
+def arrow_codes(column: pa.Array | pa.ChunkedArray, categories: list) -> tuple[np.ndarray, list]:
+    """A text column as int32 codes into ``categories`` (extended in place with its new values); -1 where empty."""
+    values = pc.unique(column if isinstance(column, pa.Array) else column.combine_chunks()).drop_null().to_pylist()
+    categories.extend(v for v in values if v not in categories)
+    codes = pc.index_in(column, value_set=pa.array(categories, pa.string()))
+    return pc.fill_null(codes, -1).to_numpy(zero_copy_only=False).astype(np.int32, copy=False), categories
+
+
 #: Columns of :meth:`Store.search_texts_table`.
 TEXTS_SCHEMA = pa.schema([("key", pa.string()), ("text", pa.string())])
 #: Arrow types of the stored field types (what :meth:`Store.iter_arrow` and :meth:`Store.columns_table` give).

@@ -39,6 +39,7 @@ from gisapp.store.base import (
     NO_DAY,
     PERSONAL_SEARCH_COLUMN,
     SEARCH_COLUMN,
+    arrow_codes,
     arrow_days,
     keys_written_since,
 )
@@ -217,10 +218,7 @@ def _history(keys: pa.Array, table: pa.Table, statuses: list[str], seq: int) -> 
         return History(seq, np.zeros(count + 1, np.int64), np.empty(0, np.int16), np.empty(0, np.int32),
                        np.empty(0, np.int32), statuses)
     pos = pc.fill_null(pc.index_in(table.column("key"), value_set=keys), -1).to_numpy(zero_copy_only=False)
-    values = pc.unique(table.column("status").combine_chunks()).drop_null().to_pylist()
-    statuses.extend(v for v in values if v not in statuses)
-    codes = pc.fill_null(pc.index_in(table.column("status"), value_set=pa.array(statuses, pa.string())), -1) \
-        .to_numpy(zero_copy_only=False)
+    codes, _ = arrow_codes(table.column("status"), statuses)
     on = arrow_days(table.column("changed_on"), NO_DAY)
     nxt = arrow_days(table.column(hist.NEXT_ON), NEVER)
     ok = (pos >= 0) & (codes >= 0) & (on != NO_DAY)
