@@ -311,11 +311,14 @@ def to_dates(values) -> pd.Series:
     return pd.to_datetime(s, format="%Y-%m-%d", errors="coerce").astype("datetime64[ms]")
 
 
-def coerce(layer: Layer, frame):
+def coerce(layer: Layer, frame, *, arrow_text: bool = False):
     """A copy of ``frame`` with the layer's columns typed (bad values become null).
 
     Text → ``str`` or None, numbers → float (``Int64`` for ints), dates →
     datetime64.  Missing columns are added empty; extra columns are dropped.
+    ``arrow_text``: text columns as pandas' Arrow-backed ``str`` dtype (:data:`TEXT_DTYPE`, missing as NaN)
+    holding the same values (:func:`arrow_texts`), without a Python string per value: for a write, whose
+    columns go to Arrow anyway.
     """
     out = frame.copy()
     for f in layer.fields:
@@ -329,6 +332,8 @@ def coerce(layer: Layer, frame):
         elif f.type == "int":
             num = pd.to_numeric(col, errors="coerce")
             out[f.name] = num.where(num % 1 == 0).round().astype("Int64")
+        elif arrow_text:
+            out[f.name] = arrow_texts(col)
         else:
             out[f.name] = pd.Series(clean_texts(col), index=out.index, dtype=object)
     keep = layer.field_names + ["geometry"]
@@ -369,6 +374,40 @@ def clean_texts(values) -> np.ndarray:
     gone = np.concatenate([np.flatnonzero(missing), todo])
     arr[gone[pd.isna(arr[gone])]] = np.nan
     return arr
+
+
+#: pandas' text dtype held by Arrow, missing as NaN (pandas 3's ``str``): :func:`coerce`'s text with ``arrow_text``.
+TEXT_DTYPE = pd.StringDtype("pyarrow", na_value=np.nan)
+
+
+def arrow_texts(values: pd.Series) -> pd.Series:
+    """The values of :func:`clean_texts` as a :data:`TEXT_DTYPE` column with ``values``' index: a column of text
+    stays in Arrow (Arrow finds the values with white space at an end, Python strips only those); anything
+    else goes through :func:`clean_texts`."""
+    series = pd.Series(values)
+    if isinstance(series.dtype, pd.StringDtype) or pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        arr = pa.array(series, type=pa.large_string(), from_pandas=True)
+        arr = _stripped(arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr)
+    else:
+        arr = pa.array(clean_texts(series), type=pa.large_string(), from_pandas=True)
+    return pd.Series(pd.array(arr, dtype=TEXT_DTYPE), index=series.index)
+
+
+def _stripped(texts: pa.Array) -> pa.Array:
+    """``str(v).strip() or None`` of each text of an Arrow array (nulls stay null), Python only for the values
+    that start or end with white space (or are empty)."""
+    if not len(texts) or texts.null_count == len(texts):
+        return texts
+    ends = pa.concat_arrays([pc.utf8_slice_codeunits(texts, 0, 1), pc.utf8_slice_codeunits(texts, -1, 2**31 - 1)])
+    spaces = [c for c in pc.unique(ends).drop_null().to_pylist() if c == "" or c.isspace()]
+    if not spaces:
+        return texts
+    flagged = pc.fill_null(pc.is_in(ends, pa.array(spaces, texts.type)), False).to_numpy(zero_copy_only=False)
+    rows = np.flatnonzero(flagged[: len(texts)] | flagged[len(texts):])
+    fixed = pa.array([v.strip() or None for v in texts.take(pa.array(rows)).to_pylist()], texts.type)
+    index = np.arange(len(texts))
+    index[rows] = len(texts) + np.arange(len(rows))
+    return pa.concat_arrays([texts, fixed]).take(pa.array(index))
 
 
 def describe_markdown() -> str:

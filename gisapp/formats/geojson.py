@@ -83,9 +83,7 @@ def _polygon_texts(polys: Polygons) -> pa.StringArray:
     n = len(polys)
     if not len(polys.xy):
         return pa.array(["null"] * n, pa.string())
-    t = geo.transformer(STORE_CRS, WEB_CRS)
-    x, y = t.transform(polys.xy[:, 0], polys.xy[:, 1])
-    x, y = np.asarray(x), np.asarray(y)
+    x, y = _web_xy(polys.xy, ring_off)
     # Signed area per ring (shoelace, relative to each ring's first vertex to keep precision).
     starts, ends = ring_off[:-1], ring_off[1:]
     ring_of = np.repeat(np.arange(len(starts)), ends - starts)
@@ -114,6 +112,31 @@ def _polygon_texts(polys: Polygons) -> pa.StringArray:
     if (rings_per_feature == 0).any():
         texts = pc.if_else(pa.array(rings_per_feature > 0), texts, "null")
     return texts
+
+
+def _web_xy(xy: np.ndarray, ring_off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """WGS84 longitudes and latitudes of EPSG:5899 ring coordinates, in one PROJ call.
+
+    A ring's closing point, when its bits equal its first point's, is not transformed again but copied
+    (PROJ gives a point the same result every time): a fifth of the work on the stores' quadrilaterals.
+    """
+    t = geo.transformer(STORE_CRS, WEB_CRS)
+    first, last = ring_off[:-1], ring_off[1:] - 1
+    xy = np.ascontiguousarray(xy, dtype=np.float64)
+    bits = xy.view(np.int64)
+    same = (last > first) & (bits[first] == bits[last]).all(axis=1)
+    closed, opening = last[same], first[same]
+    if not len(closed):
+        x, y = t.transform(xy[:, 0], xy[:, 1])
+        return np.asarray(x), np.asarray(y)
+    keep = np.ones(len(xy), dtype=bool)
+    keep[closed] = False
+    part = xy[keep]
+    px, py = t.transform(part[:, 0], part[:, 1])
+    x, y = np.empty(len(xy)), np.empty(len(xy))
+    x[keep], y[keep] = px, py
+    x[closed], y[closed] = x[opening], y[opening]
+    return x, y
 
 
 def _nest(level: tuple, offsets: np.ndarray) -> tuple:

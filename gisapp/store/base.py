@@ -20,6 +20,7 @@ import shapely
 
 from gisapp import domain, history, schema
 from gisapp.filters import Filter, fold
+from gisapp.formats import derive
 from gisapp.inspections import Inspection, PhotoRef
 from gisapp.photos import Photo
 from gisapp.progress import SILENT, Progress
@@ -741,80 +742,33 @@ def geojson_texts(geoms) -> pa.Array:
     return geometry_texts(np.asarray(geoms, dtype=object))
 
 
+def derived_columns(layer: Layer, frame: pd.DataFrame) -> dict[str, pa.Array]:
+    """The hidden columns a write stores beside a coerced frame's fields, as Arrow arrays, column by column on
+    the pool's threads (:mod:`gisapp.formats.derive`): :data:`SEARCH_COLUMN` and :data:`PERSONAL_SEARCH_COLUMN`
+    (:func:`search_text`'s texts), :data:`GEOJSON_COLUMN` (:func:`geojson_texts` of the stored geometry) and
+    ``"wkb"``: the stored geometry as little-endian WKB (a Polygon as the MultiPolygon of it on a MultiPolygon
+    layer: ``shapely.to_wkb(geo.to_multipolygons(...), byte_order=1)``; null where missing).
+
+    The same values as those functions, several times faster: texts never become Python strings (coerce
+    with ``arrow_text=True`` to keep them in Arrow from the start) and the GeoJSON is read from the WKB."""
+    wkb = derive.geometry_wkb(frame.geometry.values, layer.geometry == "MultiPolygon")
+    return {SEARCH_COLUMN: derive.search_texts(layer, frame),
+            PERSONAL_SEARCH_COLUMN: derive.search_texts(layer, frame, personal=True),
+            GEOJSON_COLUMN: derive.geojson_of_wkb(wkb), "wkb": wkb}
+
+
 def search_text(layer: Layer, frame: pd.DataFrame, personal: bool = False) -> pd.Series:
-    """The folded text ``q`` matches against: the layer's text fields (or its personal ones) joined."""
-    names = layer.personal_text_fields if personal else layer.text_fields
-    parts = [frame[name].fillna("").astype(str) for name in names if name in frame]
-    if not parts:
-        return pd.Series("", index=frame.index)
-    joined = pc.binary_join_element_wise(*[_arrow_texts(p) for p in parts], " ")
-    return pd.Series(fold_texts(joined), index=frame.index, dtype=object)
+    """The folded text ``q`` matches against: the layer's text fields (or its personal ones) joined.
 
-
-def _arrow_texts(texts: pd.Series) -> pa.Array:
-    """A Series of texts as an Arrow string array (without a Python object per value when Arrow holds it)."""
-    try:
-        return pa.array(texts, type=pa.string(), from_pandas=True)
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
-        return pa.array(texts.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-
-
-#: Rows folded at once by :func:`fold_texts` (bounds its code-point arrays to ~100 MB).
-_FOLD_CHUNK = 100_000
-#: Code points with an entry in the fold table (Latin, Vietnamese, Greek, Cyrillic, punctuation: built in ~20 ms);
-#: text with others is folded by ``fold`` itself.
-_FOLD_CODES = 0x3000
-#: Fewer texts than this are folded by ``fold`` itself (the table is not worth building).
-_FOLD_VECTOR_MIN = 2000
-_fold_table: np.ndarray | None = None
-
-
-def _fold_codes() -> np.ndarray:
-    """For each code point below :data:`_FOLD_CODES`, the single code point :func:`~gisapp.filters.fold` makes of it,
-    0 where it makes none or several, or depends on its neighbours (Greek sigma), or the point is NUL."""
-    global _fold_table
-    if _fold_table is None:
-        table = np.zeros(_FOLD_CODES, dtype=np.uint32)  # the last stays 0: code points clipped to it go by hand
-        for code in range(1, _FOLD_CODES - 1):
-            if 0xD800 <= code < 0xE000:
-                continue
-            out = fold(chr(code))
-            if len(out) == 1 and out not in "\u03a3\u03c3\u03c2" and chr(code) not in "\u03a3\u03c3\u03c2":
-                table[code] = ord(out)
-        _fold_table = table
-    return _fold_table
+    As Python strings; :func:`gisapp.formats.derive.search_texts` gives the same texts as an Arrow array."""
+    texts = derive.search_texts(layer, frame, personal)
+    return pd.Series(texts.to_numpy(zero_copy_only=False), index=frame.index, dtype=object)
 
 
 def fold_texts(texts: pa.Array) -> np.ndarray:
-    """:func:`~gisapp.filters.fold` of each text (an Arrow string array without nulls), as an object array.
-
-    Vectorised: each text's code points go through a table of what ``fold``
-    makes of each single character; the rare texts with a character it maps
-    to none or several (a lone combining mark, ``İ``), or that needs its
-    neighbours (σ/ς), or NUL, or beyond the table, are folded by ``fold`` itself.
-    The same text as ``fold``, ~5× faster.
-    """
-    values = np.asarray(texts.to_numpy(zero_copy_only=False), dtype=object)
-    if len(values) < _FOLD_VECTOR_MIN:
-        return np.array([fold(v) for v in values], dtype=object)
-    out = np.empty(len(values), dtype=object)
-    table = _fold_codes()
-    for start in range(0, len(values), _FOLD_CHUNK):
-        chunk = values[start:start + _FOLD_CHUNK]
-        wide = chunk.astype(str)
-        if wide.dtype.itemsize == 0 or not len(chunk):
-            out[start:start + len(chunk)] = [fold(v) for v in chunk]
-            continue
-        codes = wide.view(np.uint32).reshape(len(chunk), -1)
-        mapped = np.take(table, codes, mode="clip")
-        # a NUL inside (or trailing, which numpy drops) is not told from padding: fold those by hand
-        nul = pc.match_substring(texts.slice(start, len(chunk)), "\x00").to_numpy(zero_copy_only=False)
-        odd = ((mapped == 0) & (codes != 0)).any(axis=1) | np.asarray(nul, dtype=bool)
-        folded = mapped.view(wide.dtype).ravel().astype(object)
-        rows = np.flatnonzero(odd)
-        folded[rows] = [fold(v) for v in chunk[rows]]
-        out[start:start + len(chunk)] = folded
-    return out
+    """:func:`~gisapp.filters.fold` of each text (an Arrow string array without nulls), as an object array
+    (:func:`gisapp.formats.derive.fold_arrow`)."""
+    return np.asarray(derive.fold_arrow(texts).to_numpy(zero_copy_only=False), dtype=object)
 
 
 def field_names(layer: Layer, fields=None) -> list[str]:

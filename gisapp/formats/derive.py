@@ -1,0 +1,257 @@
+"""The hidden columns a write derives from each row, column by column: the accent-folded search texts, the
+WKB and the WGS84 GeoJSON of the geometry.
+
+No Python object per value: texts stay Arrow strings and are folded on their UTF-8 bytes in numpy
+(:func:`fold_arrow`); polygons become MultiPolygon WKB by splicing a header into shapely's WKB
+(:func:`multipolygon_wkb`) and their GeoJSON is written from that WKB (:func:`gisapp.formats.geojson.geometry_texts`).
+The work is cut into blocks of rows run on a small pool of threads (numpy, Arrow and PROJ release the
+interpreter lock for most of it), so a load uses both cores when they are free.  Every function gives
+exactly the text or bytes of its value-by-value definition (``fold``, ``shapely.to_wkb`` of
+:func:`gisapp.geo.to_multipolygons`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import shapely
+
+from gisapp.filters import fold
+
+#: Rows per block of work (bounds the per-byte arrays of a block to some tens of MB).
+BLOCK = 65_536
+#: Threads the blocks run on (the machine's cores, at most 4).
+THREADS = max(1, min(4, os.cpu_count() or 1))
+#: Code points with an entry in the fold table (Latin, Vietnamese, Greek, Cyrillic, punctuation: built in ~20 ms);
+#: text with others is folded by ``fold`` itself.
+FOLD_CODES = 0x3000
+
+#: Fewer texts than this are folded by ``fold`` itself (the table is not worth building for a saved feature).
+FOLD_VECTOR_MIN = 2000
+
+_fold_table: np.ndarray | None = None
+_pool: ThreadPoolExecutor | None = None
+
+
+def blocks(n: int, size: int = BLOCK) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the blocks that cover ``n`` rows: at most ``size`` rows each, and as many blocks as
+    threads at least (one empty block for none)."""
+    size = max(1, min(size, -(-n // THREADS)))
+    return [(s, min(s + size, n)) for s in range(0, n, size)] or [(0, 0)]
+
+
+def run_blocks(func: Callable[[int, int], object], n: int, size: int = BLOCK) -> list:
+    """``func(start, stop)`` of each block of ``n`` rows, on the pool's threads when there are several, in order."""
+    spans = blocks(n, size)
+    if len(spans) == 1 or THREADS == 1:
+        return [func(s, e) for s, e in spans]
+    global _pool
+    if _pool is None:
+        _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="gisapp-derive")
+    return list(_pool.map(lambda span: func(*span), spans))
+
+
+def concat(arrays: Sequence[pa.Array], type_: pa.DataType) -> pa.Array:
+    """The arrays one after another as one array of ``type_``."""
+    return pa.concat_arrays([a.cast(type_) if a.type != type_ else a for a in arrays]) if arrays \
+        else pa.array([], type_)
+
+
+# -- text -----------------------------------------------------------------------------------------
+
+def arrow_strings(values) -> pa.StringArray:
+    """A column of texts (a pandas Series of text, Arrow-backed or of Python strings; an Arrow array) as one
+    Arrow string array, missing values null; without a Python object per value when Arrow holds it."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    if isinstance(values, pa.Array):
+        return values if values.type == pa.string() else values.cast(pa.string())
+    series = pd.Series(values)
+    try:
+        arr = pa.array(series, type=pa.string(), from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        arr = pa.array(series.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+    return arrow_strings(arr) if isinstance(arr, pa.ChunkedArray) else arr
+
+
+def fold_codes() -> np.ndarray:
+    """For each code point below :data:`FOLD_CODES`, the single code point :func:`~gisapp.filters.fold` makes of
+    it, 0 where it makes none or several, or depends on its neighbours (Greek sigma), or the point is NUL."""
+    global _fold_table
+    if _fold_table is None:
+        table = np.zeros(FOLD_CODES, dtype=np.int32)
+        for code in range(1, FOLD_CODES):
+            if 0xD800 <= code < 0xE000:
+                continue
+            out = fold(chr(code))
+            if len(out) == 1 and out not in "\u03a3\u03c3\u03c2" and chr(code) not in "\u03a3\u03c3\u03c2":
+                table[code] = ord(out)
+        _fold_table = table
+    return _fold_table
+
+
+def _utf8(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The UTF-8 bytes (uint8, from the first value's) and the value offsets into them (int64) of a string array."""
+    n = len(arr)
+    offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1].astype(np.int64)
+    data = arr.buffers()[2]
+    raw = np.frombuffer(data, dtype=np.uint8) if data is not None else np.empty(0, np.uint8)
+    return raw[offsets[0]:offsets[-1]], offsets - offsets[0]
+
+
+def _fold_block(arr: pa.StringArray) -> pa.StringArray:
+    """:func:`fold_arrow` of one block (no nulls).
+
+    On the UTF-8 bytes: ASCII bytes through a 128-entry table; each other character decoded, mapped through
+    :func:`fold_codes` and written back at its own first byte (never wider than it was: a character that
+    would widen goes to ``fold``), the bytes it no longer needs dropped.
+    """
+    n = len(arr)
+    data, offsets = _utf8(arr)
+    if not len(data):
+        return pa.array([""] * n, pa.string())
+    table = fold_codes()
+    ascii_table = np.arange(256, dtype=np.uint8)
+    ascii_table[:128] = table[:128]  # NUL stays NUL (0): what ``fold`` makes of it
+    out = ascii_table[data]
+    lead = np.flatnonzero(data >= 0xC0)  # the first byte of each character beyond ASCII
+    if not len(lead):
+        return pa.StringArray.from_buffers(n, pa.py_buffer((offsets).astype(np.int32)), pa.py_buffer(out))
+    padded = np.concatenate([data, np.zeros(3, np.uint8)])
+    b0 = padded[lead].astype(np.int32)
+    b1, b2, b3 = (padded[lead + k].astype(np.int32) & 0x3F for k in (1, 2, 3))
+    size = np.where(b0 < 0xE0, 2, np.where(b0 < 0xF0, 3, 4))
+    code = np.where(size == 2, ((b0 & 0x1F) << 6) | b1,
+                    np.where(size == 3, ((b0 & 0x0F) << 12) | (b1 << 6) | b2,
+                             ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3))
+    mapped = np.where(code < FOLD_CODES, table[np.minimum(code, FOLD_CODES - 1)], 0)
+    width = 1 + (mapped >= 0x80) + (mapped >= 0x800) + (mapped >= 0x10000)
+    value = np.searchsorted(offsets, lead, side="right") - 1
+    odd_char = (mapped == 0) | (width > size)
+    nul = np.flatnonzero(data == 0)
+    odd = np.unique(np.concatenate([value[odd_char], np.searchsorted(offsets, nul, side="right") - 1]))
+    width = np.where(odd_char, size, width)  # left as they are: the value is folded by ``fold`` below
+    mapped = np.where(odd_char, code, mapped)
+    keep = (data & 0xC0) != 0x80
+    for k in range(size.max()):  # byte k of each character written ≥ k + 1 bytes wide
+        at = width > k
+        m, w = mapped[at], width[at]
+        if k == 0:
+            head = np.where(w == 1, m, np.where(w == 2, 0xC0 | (m >> 6),
+                                                 np.where(w == 3, 0xE0 | (m >> 12), 0xF0 | (m >> 18))))
+            out[lead[at]] = head
+        else:
+            out[lead[at] + k] = 0x80 | ((m >> (6 * (w - 1 - k))) & 0x3F)
+            keep[lead[at] + k] = True
+    dropped = np.bincount(value, weights=size - width, minlength=n).astype(np.int64)
+    new_offsets = offsets - np.concatenate([[0], np.cumsum(dropped)])
+    folded = pa.StringArray.from_buffers(n, pa.py_buffer(new_offsets.astype(np.int32)), pa.py_buffer(out[keep]))
+    if not len(odd):
+        return folded
+    by_hand = pa.array([fold(v) for v in arr.take(pa.array(odd)).to_pylist()], pa.string())
+    index = np.arange(n)
+    index[odd] = n + np.arange(len(odd))
+    return pa.concat_arrays([folded, by_hand]).take(pa.array(index))
+
+
+def fold_arrow(texts) -> pa.StringArray:
+    """:func:`~gisapp.filters.fold` of each text (an Arrow string array or a column :func:`arrow_strings` takes;
+    missing → ``""``), as an Arrow string array, in blocks on the pool's threads.
+
+    Each text's code points go through a table of what ``fold`` makes of each single character, on the
+    UTF-8 bytes in numpy; the rare texts with a character it maps to none or several (a lone combining
+    mark, ``İ``), or that needs its neighbours (σ/ς), or NUL, or beyond the table, are folded by ``fold``
+    itself.  The same text as ``fold``.
+    """
+    arr = pc.fill_null(arrow_strings(texts), "")
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if len(arr) < FOLD_VECTOR_MIN:
+        return pa.array([fold(v) for v in arr.to_pylist()], pa.string())
+    return concat(run_blocks(lambda s, e: _fold_block(arr.slice(s, e - s)), len(arr)), pa.string())
+
+
+def joined_texts(frame: pd.DataFrame, names: Sequence[str]) -> pa.StringArray:
+    """The columns ``names`` of ``frame`` (those it has) joined by a space, missing as ``""``; a column of
+    ``""`` when it has none of them."""
+    parts = [pc.fill_null(arrow_strings(_texts(frame[name])), "") for name in names if name in frame]
+    if not parts:
+        return pa.array([""] * len(frame), pa.string())
+    joined = pc.binary_join_element_wise(*parts, " ")
+    return joined.combine_chunks() if isinstance(joined, pa.ChunkedArray) else joined
+
+
+def _texts(col: pd.Series):
+    """A column as texts, as ``fillna("").astype(str)`` makes them (Arrow text as it is)."""
+    if isinstance(col.dtype, pd.StringDtype) or pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):
+        return col
+    return col.fillna("").astype(str)
+
+
+def search_texts(layer, frame: pd.DataFrame, personal: bool = False) -> pa.StringArray:
+    """The folded text ``q`` matches against (the layer's text fields, or its personal ones, joined by a space)
+    as an Arrow string array: :func:`gisapp.store.base.search_text` without a Python object per value."""
+    names = layer.personal_text_fields if personal else layer.text_fields
+    return fold_arrow(joined_texts(frame, names))
+
+
+# -- geometry -------------------------------------------------------------------------------------
+
+#: A little-endian 2-D Polygon's WKB starts with these bytes; a MultiPolygon of one polygon adds this header.
+_POLYGON_HEAD = b"\x01\x03\x00\x00\x00"
+_MULTI_HEAD = b"\x01\x06\x00\x00\x00\x01\x00\x00\x00"
+
+
+def multipolygon_wkb(geoms) -> pa.BinaryArray:
+    """Little-endian WKB of shapely geometries with each Polygon as the MultiPolygon of it (null where missing):
+    the bytes of ``shapely.to_wkb(gisapp.geo.to_multipolygons(geoms), byte_order=1)``, without making a
+    MultiPolygon object per Polygon (a 2-D Polygon with rings gets the MultiPolygon header spliced in;
+    empty and 3-D polygons go through shapely)."""
+    from gisapp import geo
+
+    geoms = np.asarray(geoms, dtype=object)
+
+    def block(s: int, e: int) -> pa.Array:
+        wkb = pa.array(shapely.to_wkb(geoms[s:e], byte_order=1), type=pa.binary(), from_pandas=True)
+        if not len(wkb):
+            return wkb
+        polygon = pc.fill_null(pc.equal(pc.binary_slice(wkb, 0, 5), pa.scalar(_POLYGON_HEAD, pa.binary())), False)
+        empty = pc.fill_null(pc.equal(pc.binary_slice(wkb, 5, 9), pa.scalar(b"\x00" * 4, pa.binary())), False)
+        splice = pc.and_(polygon, pc.invert(empty))
+        spliced = pc.binary_join_element_wise(pa.scalar(_MULTI_HEAD, pa.binary()), wkb, pa.scalar(b"", pa.binary()))
+        out = pc.if_else(splice, spliced, wkb)
+        types = shapely.get_type_id(geoms[s:e])
+        other = np.flatnonzero((types == 3) & ~np.asarray(splice.to_numpy(zero_copy_only=False), dtype=bool))
+        if len(other):  # empty or not 2-D little-endian: as shapely writes the MultiPolygon
+            values = out.to_numpy(zero_copy_only=False).astype(object)
+            values[other] = shapely.to_wkb(geo.to_multipolygons(geoms[s:e][other]), byte_order=1)
+            out = pa.array(values, type=pa.binary(), from_pandas=True)
+        return out
+
+    return concat(run_blocks(block, len(geoms), BLOCK), pa.binary())
+
+
+def geometry_wkb(geoms, multi: bool) -> pa.BinaryArray:
+    """The stored geometry as little-endian WKB: :func:`multipolygon_wkb` for a MultiPolygon layer (``multi``),
+    else shapely's."""
+    if multi:
+        return multipolygon_wkb(geoms)
+    geoms = np.asarray(geoms, dtype=object)
+    return concat(run_blocks(lambda s, e: pa.array(shapely.to_wkb(geoms[s:e], byte_order=1), type=pa.binary(),
+                                                   from_pandas=True), len(geoms)), pa.binary())
+
+
+def geojson_of_wkb(wkb: pa.Array) -> pa.StringArray:
+    """The stored GeoJSON texts (:data:`gisapp.store.base.GEOJSON_COLUMN`) of little-endian WKB in EPSG:5899,
+    in blocks on the pool's threads (:func:`gisapp.formats.geojson.geometry_texts` of each)."""
+    from gisapp.formats.geojson import geometry_texts
+
+    if isinstance(wkb, pa.ChunkedArray):
+        wkb = wkb.combine_chunks()
+    return concat(run_blocks(lambda s, e: geometry_texts(wkb.slice(s, e - s)), len(wkb)), pa.string())
