@@ -37,7 +37,6 @@ ROOT = Path(__file__).resolve().parent.parent
 if os.environ.get("BENCH_DERIVE_OLD") is None:  # else: the gisapp the venv has (an older checkout)
     sys.path.insert(0, str(ROOT))
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pyarrow as pa  # noqa: E402
 import shapely  # noqa: E402
@@ -56,7 +55,7 @@ LAYERS = ("construction_permits", "sidewalk_permits")
 
 
 def load() -> str:
-    return "%.1f" % os.getloadavg()[0]
+    return f"{os.getloadavg()[0]:.1f}"
 
 
 def timed(label: str, out: dict, func, *args, **kw):
@@ -76,6 +75,11 @@ def pg_table(layer, frame) -> pa.Table:
                              for s in range(0, len(frame), chunk)])
 
 
+def shapely_wkb(geoms) -> pa.Array:
+    """Shapely's WKB of each geometry, as the stores wrote it before :mod:`gisapp.formats.derive`."""
+    return pa.array(shapely.to_wkb(geoms, byte_order=1), pa.binary(), from_pandas=True)
+
+
 def has_arrow_coerce() -> bool:
     return "arrow_text" in schema.coerce.__code__.co_varnames
 
@@ -85,43 +89,44 @@ def run(n: int, dump: Path | None, compare: Path | None) -> dict:
     print(f"{n:,} per layer ({how}); threads {derive.THREADS if derive else 1}; load {load()}", flush=True)
     results: dict = {"n": n, "generator": how, "threads": derive.THREADS if derive else 1}
     for name in LAYERS:
-        layer = schema.get_layer(name)
-        frame = frames[name]
-        out: dict = {}
         print(name, flush=True)
-        coerced = timed("coerce", out, schema.coerce, layer, frame)
-        typed = coerced
-        if has_arrow_coerce():
-            typed = timed("coerce_arrow", out, schema.coerce, layer, frame, arrow_text=True)
-        timed("search", out, lambda: (base.search_text(layer, coerced), base.search_text(layer, coerced, True)))
-        if derive is not None:
-            timed("search_arrow", out, lambda: (derive.search_texts(layer, typed),
-                                                derive.search_texts(layer, typed, True)))
-        multi = timed("multipolygons", out, geo.to_multipolygons, coerced.geometry.values)
-        timed("wkb", out, lambda: pa.array(shapely.to_wkb(multi, byte_order=1), pa.binary()))
-        timed("geojson", out, base.geojson_texts, multi)
-        del multi
-        if derive is not None:
-            wkb = timed("wkb_new", out, derive.multipolygon_wkb, typed.geometry.values)
-            timed("geojson_new", out, derive.geojson_of_wkb, wkb)
-            del wkb
-            derived = timed("derived", out, base.derived_columns, layer, typed)
-        tables = {"gpkg": timed("gpkg_table", out, gpkg._arrow_table, layer, typed),
-                  "pg": timed("pg_table", out, pg_table, layer, typed)}
-        if dump is not None:
-            dump.mkdir(parents=True, exist_ok=True)
-            for kind, table in tables.items():
-                with pa.OSFile(str(dump / f"{name}.{kind}.arrow"), "wb") as sink, \
-                        pa.ipc.new_file(sink, table.schema) as writer:
-                    writer.write_table(table)
-        if compare is not None:
-            out["equal"] = check(layer, frame, coerced, typed, tables, derived if derive else None, compare)
-        results[name] = out
-        del tables, coerced, typed
+        results[name] = run_layer(schema.get_layer(name), frames[name], dump, compare)
     return results
 
 
-def check(layer, frame, coerced, typed, tables: dict, derived: dict | None, compare: Path) -> bool:
+def run_layer(layer, frame, dump: Path | None, compare: Path | None) -> dict:
+    """The timings of one layer (and whether its outputs equal those dumped in ``compare``)."""
+    out: dict = {}
+    coerced = timed("coerce", out, schema.coerce, layer, frame)
+    typed = timed("coerce_arrow", out, schema.coerce, layer, frame, arrow_text=True) if has_arrow_coerce() \
+        else coerced
+    timed("search", out, lambda: (base.search_text(layer, coerced), base.search_text(layer, coerced, True)))
+    if derive is not None:
+        timed("search_arrow", out, lambda: (derive.search_texts(layer, typed), derive.search_texts(layer, typed, True)))
+    multi = timed("multipolygons", out, geo.to_multipolygons, coerced.geometry.values)
+    timed("wkb", out, shapely_wkb, multi)
+    timed("geojson", out, base.geojson_texts, multi)
+    del multi
+    derived = None
+    if derive is not None:
+        wkb = timed("wkb_new", out, derive.multipolygon_wkb, typed.geometry.values)
+        timed("geojson_new", out, derive.geojson_of_wkb, wkb)
+        del wkb
+        derived = timed("derived", out, base.derived_columns, layer, typed)
+    tables = {"gpkg": timed("gpkg_table", out, gpkg._arrow_table, layer, typed),
+              "pg": timed("pg_table", out, pg_table, layer, typed)}
+    if dump is not None:
+        dump.mkdir(parents=True, exist_ok=True)
+        for kind, table in tables.items():
+            with pa.OSFile(str(dump / f"{layer.name}.{kind}.arrow"), "wb") as sink, \
+                    pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+    if compare is not None:
+        out["equal"] = check(layer, coerced, typed, tables, derived, compare)
+    return out
+
+
+def check(layer, coerced, typed, tables: dict, derived: dict | None, compare: Path) -> bool:
     """Whether this code's outputs equal those dumped in ``compare`` (and the two coerces agree); says which differ."""
     ok = True
     for kind, table in tables.items():

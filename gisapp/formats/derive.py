@@ -191,7 +191,7 @@ def _texts(col: pd.Series):
     """A column as texts, as ``fillna("").astype(str)`` makes them (Arrow text as it is)."""
     if isinstance(col.dtype, pd.StringDtype) or pd.api.types.infer_dtype(col, skipna=True) in ("string", "empty"):
         return col
-    return col.fillna("").astype(str)
+    return col.astype(object).where(col.notna(), "").astype(str)
 
 
 def search_texts(layer, frame: pd.DataFrame, personal: bool = False) -> pa.StringArray:
