@@ -1,7 +1,7 @@
 """Benchmark: the conversions a load makes before the rows reach a store (issue 15 item 3, the load), each on its own.
 
 On the dossiers and sidewalk permits of :func:`benchmarks.bench_postgis.make_data` (``--sizes``, default 1M),
-with the machine's load average beside each figure:
+with its CPU time (all threads) and the machine's load average beside each figure:
 
 - ``coerce``: :func:`gisapp.schema.coerce` as every read and write types a frame (text → Python strings), and
   ``coerce_arrow``: with ``arrow_text=True`` (text kept in Arrow: what a write needs);
@@ -14,6 +14,7 @@ with the machine's load average beside each figure:
 - ``gpkg_table`` / ``pg_table``: each store's whole conversion of a coerced frame as the store module has it
   (``gpkg._arrow_table``; ``postgis._arrow_table`` in ``COPY`` chunks of the spatial order, as ``_copy_into``).
 
+``--gpkg-load DIR`` first times ``store.write`` of all the frames into a new GeoPackage there (removed after).
 ``--dump DIR`` writes the coerced frames' store tables (both stores) as Arrow files; ``--compare DIR`` checks
 that this code's tables, :func:`~gisapp.store.base.derived_columns` and ``coerce(arrow_text=True)`` equal the
 dumped ones (dump with the old code: ``cd /work/main && python /work/wt-X/benchmarks/bench_derive.py --dump D``).
@@ -59,11 +60,12 @@ def load() -> str:
 
 
 def timed(label: str, out: dict, func, *args, **kw):
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     value = func(*args, **kw)
     out[label] = round(time.perf_counter() - start, 3)
+    out[label + "_cpu"] = round(time.process_time() - cpu, 3)
     out[label + "_load"] = float(load())
-    print(f"  {label:<14} {out[label]:8.3f} s   load {load()}", flush=True)
+    print(f"  {label:<14} {out[label]:8.3f} s  cpu {out[label + '_cpu']:7.3f} s  load {load()}", flush=True)
     return value
 
 
@@ -84,10 +86,20 @@ def has_arrow_coerce() -> bool:
     return "arrow_text" in schema.coerce.__code__.co_varnames
 
 
-def run(n: int, dump: Path | None, compare: Path | None) -> dict:
+def run(n: int, dump: Path | None, compare: Path | None, gpkg_load: Path | None = None) -> dict:
     frames, how = make_data(n)
     print(f"{n:,} per layer ({how}); threads {derive.THREADS if derive else 1}; load {load()}", flush=True)
     results: dict = {"n": n, "generator": how, "threads": derive.THREADS if derive else 1}
+    if gpkg_load is not None:  # the whole load, as bench_postgis times load_s: every layer in one replace
+        from gisapp.store.gpkg import GeoPackageStore
+
+        gpkg_load.mkdir(parents=True, exist_ok=True)
+        path = gpkg_load / f"load{n}.gpkg"
+        path.unlink(missing_ok=True)
+        try:
+            timed("gpkg_load", results, GeoPackageStore(path, must_exist=False).write, frames)
+        finally:
+            path.unlink(missing_ok=True)
     for name in LAYERS:
         print(name, flush=True)
         results[name] = run_layer(schema.get_layer(name), frames[name], dump, compare)
@@ -168,10 +180,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=None, help="threads of gisapp.formats.derive (default: cores)")
     parser.add_argument("--dump", type=Path, help="write the store tables as Arrow files here")
     parser.add_argument("--compare", type=Path, help="check the store tables against those dumped here")
+    parser.add_argument("--gpkg-load", type=Path, help="first time a whole load into a new GeoPackage in this folder")
     args = parser.parse_args(argv)
     if args.threads is not None and derive is not None:
         derive.THREADS = args.threads
-    results = {"runs": [run(int(n), args.dump, args.compare) for n in args.sizes.split(",")]}
+    results = {"runs": [run(int(n), args.dump, args.compare, args.gpkg_load) for n in args.sizes.split(",")]}
     if os.environ.get("BENCH_DERIVE_OLD") is None:  # an older checkout's own folder is not written
         save_results("derive", results)
     return 0 if all(r[name].get("equal", True) for r in results["runs"] for name in LAYERS) else 1

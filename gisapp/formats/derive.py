@@ -123,9 +123,9 @@ def _fold_block(arr: pa.StringArray) -> pa.StringArray:
     lead = np.flatnonzero(data >= 0xC0)  # the first byte of each character beyond ASCII
     if not len(lead):
         return pa.StringArray.from_buffers(n, pa.py_buffer((offsets).astype(np.int32)), pa.py_buffer(out))
-    padded = np.concatenate([data, np.zeros(3, np.uint8)])
-    b0 = padded[lead].astype(np.int32)
-    b1, b2, b3 = (padded[lead + k].astype(np.int32) & 0x3F for k in (1, 2, 3))
+    last = len(data) - 1  # a character's bytes past the end are never used (its size says so)
+    b0 = data[lead].astype(np.int32)
+    b1, b2, b3 = (data[np.minimum(lead + k, last)].astype(np.int32) & 0x3F for k in (1, 2, 3))
     size = np.where(b0 < 0xE0, 2, np.where(b0 < 0xF0, 3, 4))
     code = np.where(size == 2, ((b0 & 0x1F) << 6) | b1,
                     np.where(size == 3, ((b0 & 0x0F) << 12) | (b1 << 6) | b2,
