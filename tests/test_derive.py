@@ -201,3 +201,22 @@ def test_derived_columns_equal_the_functions_they_replace(threads):
     assert got["wkb"].equals(pa.array(shapely.to_wkb(multi, byte_order=1), pa.binary(), from_pandas=True))
     assert derive.arrow_strings(typed["street"]).to_pylist() == [
         None if pd.isna(v) else v for v in typed["street"].to_numpy(dtype=object)]
+
+
+def test_a_forked_child_derives_with_threads_of_its_own(monkeypatch):
+    """A process forked after the pool started (a server's worker, an import's child) must not wait on threads
+    it does not have."""
+    import multiprocessing
+
+    monkeypatch.setattr(derive, "THREADS", 2)
+    texts = pa.array(TRICKY * 100, pa.string())
+    assert derive.fold_arrow(texts).to_pylist() == [fold(t) for t in TRICKY * 100]  # the pool exists now
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        got = pool.apply_async(_fold_in_child, (TRICKY * 100,)).get(timeout=60)
+    assert got == [fold(t) for t in TRICKY * 100]
+
+
+def _fold_in_child(texts: list[str]) -> list[str]:
+    derive.THREADS = 2
+    return derive.fold_arrow(pa.array(texts, pa.string())).to_pylist()

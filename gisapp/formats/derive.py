@@ -39,6 +39,15 @@ _fold_table: np.ndarray | None = None
 _pool: ThreadPoolExecutor | None = None
 
 
+def _forget_pool() -> None:
+    """In a forked child: the parent's threads are not there, so a pool of its own is made when needed."""
+    global _pool
+    _pool = None
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def blocks(n: int, size: int = BLOCK) -> list[tuple[int, int]]:
     """``(start, stop)`` of the blocks that cover ``n`` rows: at most ``size`` rows each, and as many blocks as
     threads at least (one empty block for none)."""
