@@ -395,19 +395,51 @@ def arrow_texts(values: pd.Series) -> pd.Series:
 
 def _stripped(texts: pa.Array) -> pa.Array:
     """``str(v).strip() or None`` of each text of an Arrow array (nulls stay null), Python only for the values
-    that start or end with white space (or are empty)."""
-    if not len(texts) or texts.null_count == len(texts):
+    that start or end with white space (or are empty): :func:`_edge_space_rows`."""
+    rows = _edge_space_rows(texts)
+    if not len(rows):
         return texts
-    ends = pa.concat_arrays([pc.utf8_slice_codeunits(texts, 0, 1), pc.utf8_slice_codeunits(texts, -1, 2**31 - 1)])
-    spaces = [c for c in pc.unique(ends).drop_null().to_pylist() if c == "" or c.isspace()]
-    if not spaces:
-        return texts
-    flagged = pc.fill_null(pc.is_in(ends, pa.array(spaces, texts.type)), False).to_numpy(zero_copy_only=False)
-    rows = np.flatnonzero(flagged[: len(texts)] | flagged[len(texts):])
     fixed = pa.array([v.strip() or None for v in texts.take(pa.array(rows)).to_pylist()], texts.type)
     index = np.arange(len(texts))
     index[rows] = len(texts) + np.arange(len(rows))
     return pa.concat_arrays([texts, fixed]).take(pa.array(index))
+
+
+#: Whether each code point up to U+3000 (the last that is) is white space to ``str.strip``.
+_SPACES = np.array([chr(c).isspace() for c in range(0x3001)], dtype=bool)
+
+
+def _edge_space_rows(texts: pa.Array) -> np.ndarray:
+    """The rows of a (large) string array that are empty or whose first or last character is white space
+    (``str.isspace``), in order: each value's first and last character decoded from its UTF-8 bytes in numpy."""
+    n = len(texts)
+    wide = pa.types.is_large_string(texts.type)
+    offsets = np.frombuffer(texts.buffers()[1], dtype=np.int64 if wide else np.int32)[texts.offset:texts.offset + n + 1]
+    start, end = offsets[:-1].astype(np.int64), offsets[1:].astype(np.int64)
+    valid = texts.is_valid().to_numpy(zero_copy_only=False) if texts.null_count else np.ones(n, dtype=bool)
+    empty = np.flatnonzero(valid & (end == start))
+    filled = np.flatnonzero(valid & (end > start))
+    if not len(filled):
+        return empty
+    data = np.frombuffer(texts.buffers()[2], dtype=np.uint8)
+    last = end[filled] - 1
+    for _ in range(3):  # back over continuation bytes to the last character's first byte
+        last = np.where((data[last] & 0xC0) == 0x80, last - 1, last)
+    spaced = np.zeros(len(filled), dtype=bool)
+    for at in (start[filled], last):
+        code = _code_points(data, at)
+        spaced |= (code < len(_SPACES)) & _SPACES[np.minimum(code, len(_SPACES) - 1)]
+    return np.sort(np.concatenate([empty, filled[spaced]]))
+
+
+def _code_points(data: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The code points of the characters whose UTF-8 bytes start at ``at`` in ``data`` (valid UTF-8)."""
+    top = len(data) - 1
+    b0 = data[at].astype(np.int32)
+    b1, b2, b3 = (data[np.minimum(at + k, top)].astype(np.int32) & 0x3F for k in (1, 2, 3))
+    return np.where(b0 < 0x80, b0, np.where(b0 < 0xE0, ((b0 & 0x1F) << 6) | b1,
+                                            np.where(b0 < 0xF0, ((b0 & 0x0F) << 12) | (b1 << 6) | b2,
+                                                     ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3)))
 
 
 def describe_markdown() -> str:

@@ -220,3 +220,24 @@ def test_a_forked_child_derives_with_threads_of_its_own(monkeypatch):
 def _fold_in_child(texts: list[str]) -> list[str]:
     derive.THREADS = 2
     return derive.fold_arrow(pa.array(texts, pa.string())).to_pylist()
+
+
+@pytest.mark.parametrize("seed", [4, 5])
+def test_coerce_arrow_text_strips_as_python_does(seed):
+    """Random texts starting and ending with every white space ``str.strip`` knows, and with characters of one
+    to four UTF-8 bytes that are not white space (ẩ, ờ, U+2029's neighbours, astral)."""
+    rng = np.random.default_rng(seed)
+    spaces = [chr(c) for c in range(0x3001) if chr(c).isspace()]
+    others = ["a", "ẩ", "ờ", "Đ", "\u202a", "\u2027", "\u1681", "\u3001", "\u00a1", "\x84", "\x86", "🏠", "x\x00"]
+    pool = spaces + others
+    texts = ["".join(str(rng.choice(pool)) for _ in range(int(rng.integers(0, 5)))) for _ in range(4000)]
+    texts = [None if i % 17 == 0 else t for i, t in enumerate(texts)]
+    frame = pd.DataFrame({"sidewalk_id": pd.Series(texts, dtype=object), "street": pd.Series(texts, dtype="str")})
+    old = schema.coerce(schema.SIDEWALKS, frame.assign(geometry=None))
+    new = schema.coerce(schema.SIDEWALKS, frame.assign(geometry=None), arrow_text=True)
+    for name in ("sidewalk_id", "street"):
+        x, y = old[name].to_numpy(dtype=object), new[name].to_numpy(dtype=object)
+        assert (pd.isna(x) == pd.isna(y)).all()
+        assert list(x[~pd.isna(x)]) == list(y[~pd.isna(y)])
+        assert [None if t is None else (t.strip() or None) for t in texts] == \
+            [None if pd.isna(v) else v for v in y]
