@@ -308,6 +308,11 @@ def add_months(day: dt.date, months: int) -> dt.date:
     return dt.date(year, month + 1, min(day.day, (first_next - dt.timedelta(days=1)).day))
 
 
+def works_end(start: dt.date, months: int = WORKS_MONTHS) -> dt.date:
+    """The last day of works begun on ``start`` lasting ``months`` calendar months."""
+    return add_months(start, months) - dt.timedelta(days=1)
+
+
 def works_start_bound(day: dt.date, months: int = WORKS_MONTHS) -> dt.date:
     """The earliest works start whose works period (start to start + ``months`` months − 1 day) holds ``day``.
 

@@ -44,6 +44,16 @@ def test_add_months_clamps_to_the_months_end():
     assert domain.add_months(dt.date(2022, 3, 31), -1) == dt.date(2022, 2, 28)
 
 
+@pytest.mark.parametrize("months", [1, 6, 12, 18])
+def test_works_end_is_the_analysis_works_period_end(months):
+    """One works period for the analysis (numpy), the check of an occupancy and "here, today" (domain)."""
+    starts = np.arange(np.datetime64("2020-01-01"), np.datetime64("2024-12-31")).astype("datetime64[D]")
+    ends = overlaps._add_months(starts.astype(np.int64), months) - 1
+    got = [np.datetime64(domain.works_end(s, months), "D") for s in starts.astype(dt.date)]
+    assert np.array_equal(np.array(got).astype(np.int64), ends)
+    assert domain.works_end(dt.date(2023, 1, 31), 1) == dt.date(2023, 2, 27)
+
+
 @pytest.mark.parametrize("surface", ["page", "map", "export", "tiles", "api"])
 def test_every_surface_reads_the_day(surface):
     flt, warnings = parse_filter({"day": "2022-04-14"}, surface)

@@ -117,7 +117,7 @@ class CheckRules:
     calendar: domain.Calendar = field(default_factory=domain.Calendar)
     min_passage_m: float = 1.5
     frontage_m: float = 5.0
-    works_months: int = 12
+    works_months: int = domain.WORKS_MONTHS
     gap_days: int = 90
     received_on: dt.date | None = None
 
@@ -540,8 +540,7 @@ def _works(row: dict, rules: CheckRules) -> tuple[dt.date | None, dt.date | None
     start = _day(row["issued_on"]) or _day(row["received_on"])
     if start is None:
         return None, None
-    end = (pd.Timestamp(start) + pd.DateOffset(months=rules.works_months)).date() - dt.timedelta(days=1)
-    return start, end
+    return start, domain.works_end(start, rules.works_months)
 
 
 def _dossier(store: Store, geom, proposal: Proposal, rules: CheckRules, given: dict | None,

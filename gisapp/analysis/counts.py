@@ -15,8 +15,6 @@ answer (text search, box, day) is counted by the store.
 from __future__ import annotations
 
 import datetime as dt
-import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +27,7 @@ import pyarrow.compute as pc
 from gisapp import domain
 from gisapp import history as hist
 from gisapp.filters import Filter
+from gisapp.kept import Kept, in_background
 from gisapp.schema import LAYERS
 from gisapp.store import Store
 from gisapp.store.base import (
@@ -42,7 +41,6 @@ from gisapp.store.base import (
     keys_written_since,
 )
 
-LOG = logging.getLogger(__name__)
 LAYER = "construction_permits"
 KEY = hist.LAYER_KEYS[LAYER]
 #: The dossier fields counted (after the key).
@@ -142,37 +140,28 @@ def refresh(store: Store, old: Columns, version: str | None) -> Columns | None:
     return out
 
 
-#: The arrays of the stores last counted (by backend and location), most recent last.
-_CACHE: dict[tuple[str, str], Columns] = {}
-#: Held while arrays are read or refreshed.
-_LOCK = threading.Lock()
 #: Stores whose arrays one process keeps (a server has one; tests and commands open many).
 KEEP = 4
+#: The arrays of the stores last counted, by (backend, location); a store's lock is held while they are read.
+_DOSSIERS: Kept[Columns] = Kept(KEEP)
 
 
 def _name(store: Store) -> tuple[str, str]:
     return type(store).__name__, store.url
 
 
-def _keep(name: tuple[str, str], fresh: Columns) -> None:
-    _CACHE.pop(name, None)
-    _CACHE[name] = fresh
-    while len(_CACHE) > KEEP:
-        del _CACHE[next(iter(_CACHE))]
-
-
 def columns(store: Store) -> Columns:
     """The store's arrays as of its current data version: kept, refreshed, or read whole (waits for that)."""
     version = store.version()
     name = _name(store)
-    with _LOCK:
-        cached = _CACHE.get(name)
+    with _DOSSIERS.lock(name):
+        cached = _DOSSIERS.get(name)
         if cached is not None and cached.version == version and version is not None:
             return cached
         fresh = None if cached is None else refresh(store, cached, version)
         if fresh is None:
             fresh = load(store, version)
-        _keep(name, fresh)
+        _DOSSIERS.put(name, fresh)
         return fresh
 
 
@@ -182,29 +171,27 @@ def current(store: Store) -> Columns | None:
     a million dossiers on the GeoPackage, more on PostGIS), so that meanwhile the store counts."""
     version = store.version()
     name = _name(store)
-    if not _LOCK.acquire(blocking=False):  # arrays being read: the store counts meanwhile
+    lock = _DOSSIERS.lock(name)
+    if not lock.acquire(blocking=False):  # arrays being read: the store counts meanwhile
         return None
     try:
-        cached = _CACHE.get(name)
+        cached = _DOSSIERS.get(name)
         if cached is not None and cached.version == version and version is not None:
             return cached
         fresh = None if cached is None else refresh(store, cached, version)
         if fresh is not None:
-            _keep(name, fresh)
+            _DOSSIERS.put(name, fresh)
             return fresh
     finally:
-        _LOCK.release()
-    threading.Thread(target=_read, args=(store,), name="gisapp-counts", daemon=True).start()
+        lock.release()
+    in_background("gisapp-counts", _reading_dossiers(store))
     return None
 
 
-def _read(store: Store) -> None:
-    """:func:`columns` in a background thread: a failure leaves no arrays (the store counts; the next use tries
-    again), logged."""
-    try:
-        columns(store)
-    except Exception:  # noqa: BLE001 - whatever failed, the dashboard counts in the store
-        LOG.warning("reading the dossiers' arrays of %s failed", store.url, exc_info=True)
+def _reading_dossiers(store: Store) -> tuple[str, Callable[[], Any]]:
+    """:func:`columns` as a read for :func:`gisapp.kept.in_background` (a failure leaves no arrays: the store
+    counts; the next use tries again)."""
+    return f"the dossiers' arrays of {store.url}", lambda: columns(store)
 
 
 def answers(flt: Filter | None) -> bool:
@@ -275,9 +262,8 @@ def layer_count(store: Store, layer: str, flt: Filter | None) -> int:
 
 #: Counts and per-ward counts the store answered, by (store, data version, kind, layer, filter): the newest
 #: ``KEEP_GROUPED``; a write changes the version, and with it every key.
-_GROUPED: dict[tuple, Any] = {}
 KEEP_GROUPED = 256
-_GROUPED_LOCK = threading.Lock()
+_GROUPED: Kept[Any] = Kept(KEEP_GROUPED)
 
 
 def _key(store: Store, version: str | None, what: tuple) -> tuple:
@@ -301,10 +287,7 @@ def _kept(store: Store, what: tuple, compute: Callable[[], Any], version: str | 
     found = _GROUPED.get(key)
     if found is None:
         found = compute()
-        with _GROUPED_LOCK:
-            _GROUPED[key] = found
-            while len(_GROUPED) > KEEP_GROUPED:
-                del _GROUPED[next(iter(_GROUPED))]
+        _GROUPED.put(key, found)
     return found
 
 
@@ -478,10 +461,7 @@ def _log_end_if_untouched(store: Store, old: Periods, layer: str) -> int | None:
 
 
 #: Each side layer's arrays by store (backend, location); held while one is read.
-_PERIODS: dict[tuple[str, str, str], Periods] = {}
-_PERIOD_LOCKS = {layer: threading.Lock() for layer in SIDE_LAYERS}
-#: Held while :data:`_PERIODS` itself changes (an entry added, the oldest dropped).
-_PERIODS_LOCK = threading.Lock()
+_PERIODS: Kept[Periods] = Kept(KEEP * len(SIDE_LAYERS))
 
 
 def periods(store: Store, layer: str, *, wait: bool = True) -> Periods | None:
@@ -492,7 +472,7 @@ def periods(store: Store, layer: str, *, wait: bool = True) -> Periods | None:
     if version is None:  # nothing to keep them by
         return load_periods(store, layer, version) if wait else None
     key = (*_name(store), layer)
-    lock = _PERIOD_LOCKS[layer]
+    lock = _PERIODS.lock(key)
     if not lock.acquire(blocking=wait):
         return None
     try:
@@ -507,23 +487,17 @@ def periods(store: Store, layer: str, *, wait: bool = True) -> Periods | None:
         else:
             fresh = None
         if fresh is not None:
-            with _PERIODS_LOCK:  # the per-layer locks let two layers' readers in here at once
-                _PERIODS.pop(key, None)
-                _PERIODS[key] = fresh
-                while len(_PERIODS) > KEEP * len(SIDE_LAYERS):
-                    del _PERIODS[next(iter(_PERIODS))]
+            _PERIODS.put(key, fresh)
             return fresh
     finally:
         lock.release()
-    threading.Thread(target=_read_periods, args=(store, layer), name=f"gisapp-counts-{layer}", daemon=True).start()
+    in_background(f"gisapp-counts-{layer}", _reading_periods(store, layer))
     return None
 
 
-def _read_periods(store: Store, layer: str) -> None:
-    try:
-        periods(store, layer)
-    except Exception:  # noqa: BLE001 - whatever failed, the store counts
-        LOG.warning("reading the periods of %s in %s failed", layer, store.url, exc_info=True)
+def _reading_periods(store: Store, layer: str) -> tuple[str, Callable[[], Any]]:
+    """:func:`periods` as a read for :func:`gisapp.kept.in_background` (a failure: the store counts)."""
+    return f"the periods of {layer} in {store.url}", lambda: periods(store, layer)
 
 
 def side_answers(layer: str, flt: Filter | None) -> bool:
@@ -565,12 +539,8 @@ def _ward_frame(codes: np.ndarray, categories: list) -> pd.DataFrame:
 def preload(store: Store) -> None:
     """Read the dossiers' arrays and the side layers' periods in the background now (a server process does
     at its start, so that its first map views and dashboards need not count in SQL)."""
-    def read() -> None:
-        for layer in SIDE_LAYERS:  # the small ones first
-            _read_periods(store, layer)
-        _read(store)
-
-    threading.Thread(target=read, name="gisapp-counts-preload", daemon=True).start()
+    in_background("gisapp-counts-preload", *(_reading_periods(store, layer) for layer in SIDE_LAYERS),
+                  _reading_dossiers(store))  # the small ones first
 
 
 def state(store: Store) -> dict[str, str]:
@@ -578,15 +548,7 @@ def state(store: Store) -> dict[str, str]:
     version), ``reading`` (being read or refreshed), ``behind`` (kept for an older version: brought up to date
     at the next use) or ``none``."""
     version = store.version()
-
-    def one(found, lock: threading.Lock) -> str:
-        if lock.locked():
-            return "reading"
-        if found is None:
-            return "none"
-        return "ready" if found.version == version and version is not None else "behind"
-
-    out = {"dossiers": one(_CACHE.get(_name(store)), _LOCK)}
+    out = {"dossiers": _DOSSIERS.state(_name(store), version)}
     for layer in SIDE_LAYERS:
-        out[layer] = one(_PERIODS.get((*_name(store), layer)), _PERIOD_LOCKS[layer])
+        out[layer] = _PERIODS.state((*_name(store), layer), version)
     return out

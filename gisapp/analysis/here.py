@@ -31,7 +31,6 @@ FRONTAGE_M = 5.0
 COVER_M = 3.0
 #: Dossier statuses whose works are not permitted.
 NOT_PERMITTED = frozenset({"REFUSED", "WITHDRAWN", "NOT_ACCEPTED"})
-WORKS_MONTHS = 12
 #: Most rows read per layer around one spot.
 MAX_ROWS = 200
 
@@ -43,13 +42,8 @@ def _box(point, metres: float) -> tuple[float, float, float, float]:
     return float(minx), float(miny), float(maxx), float(maxy)
 
 
-def works_end(start: dt.date, months: int = WORKS_MONTHS) -> dt.date:
-    """The last day of works begun on ``start`` lasting ``months`` months."""
-    return (pd.Timestamp(start) + pd.DateOffset(months=months) - pd.Timedelta(days=1)).date()
-
-
 def permitted_here(store: Store, lon: float, lat: float, day: dt.date, lang: str = "vi",
-                   works_months: int = WORKS_MONTHS) -> dict:
+                   works_months: int = domain.WORKS_MONTHS) -> dict:
     """What is permitted at ``lon``/``lat`` on ``day``: ``{"construction": [...], "sidewalk": [...]}``.
 
     Each item: its key, status (code and label), start and end dates (ISO),
@@ -79,7 +73,7 @@ def permitted_here(store: Store, lon: float, lat: float, day: dt.date, lang: str
         begin = _date(issued) or _date(received)
         if begin is None or begin > day:
             continue
-        finish = works_end(begin, works_months)
+        finish = domain.works_end(begin, works_months)
         if finish < day:
             continue
         out["construction"].append({

@@ -23,8 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import logging
-import threading
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from gisapp import history as hist
+from gisapp.kept import Kept, in_background
 from gisapp.schema import LAYERS, get_layer
 from gisapp.store import Store
 from gisapp.store.base import (
@@ -44,7 +44,6 @@ from gisapp.store.base import (
     keys_written_since,
 )
 
-LOG = logging.getLogger(__name__)
 #: Above this many keys written since the columns were read, they are read again whole.
 REREAD_KEYS = 100_000
 #: Change-log entries asked for at once while catching up.
@@ -316,13 +315,11 @@ def _aligned(table: pa.Table, keys: pa.Array) -> pa.Array:
 
 # -- per process -------------------------------------------------------------------------------------------------
 
-#: The indexes of the stores last used (by backend, location and layer), most recent last.
-_CACHE: dict[tuple[str, str, str], LayerIndex] = {}
-#: One lock per (store, layer): held while its index is read or refreshed (other layers go on).
-_LOCKS: dict[tuple[str, str, str], threading.Lock] = {}
-_LOCKS_LOCK = threading.Lock()
 #: Layer indexes one process keeps (a server has one store; tests and commands open many).
 KEEP = 6
+#: The indexes of the stores last used, by (backend, location, layer); the lock of one is held while it is read
+#: or refreshed (other layers go on).
+_KEPT: Kept[LayerIndex] = Kept(KEEP)
 
 
 def _name(store: Store, layer: str) -> tuple[str, str, str]:
@@ -334,11 +331,9 @@ def index(store: Store, layer: str, column: str = SEARCH_COLUMN, *, with_history
     history with ``with_history``): kept, refreshed, or read whole (the caller waits for that)."""
     get_layer(layer)
     name = _name(store, layer)
-    with _LOCKS_LOCK:
-        lock = _LOCKS.setdefault(name, threading.Lock())
-    with lock:
+    with _KEPT.lock(name):
         version = store.version()
-        cached = _CACHE.get(name)
+        cached = _KEPT.get(name)
         if cached is not None and cached.version == version and version is not None:
             found = cached
         else:
@@ -353,11 +348,7 @@ def index(store: Store, layer: str, column: str = SEARCH_COLUMN, *, with_history
             more = store.search_texts_table(layer, column)
             found = dataclasses.replace(found, texts={**found.texts, column: pa.chunked_array(
                 [_aligned(more, found.keys.combine_chunks())])})
-        with _LOCKS_LOCK:
-            _CACHE.pop(name, None)
-            _CACHE[name] = found
-            while len(_CACHE) > KEEP:
-                del _CACHE[next(iter(_CACHE))]
+        _KEPT.put(name, found)
         return found
 
 
@@ -368,14 +359,9 @@ SEARCHED = tuple(name for name in hist.LAYER_KEYS if name in LAYERS)
 def preload(store: Store) -> None:
     """Read the searched layers' indexes, with their status histories, in the background now (a server process
     does at its start, so that its first search or day on a tile does not wait seconds for them)."""
-    def read() -> None:
-        for layer in SEARCHED:
-            try:
-                index(store, layer, with_history=True)
-            except Exception:  # noqa: BLE001 - the first filtered tile reads it again and reports what is wrong
-                LOG.warning("cannot read the tile index of %s in %s", layer, store.url, exc_info=True)
-
-    threading.Thread(target=read, name="gisapp-tile-index-preload", daemon=True).start()
+    in_background("gisapp-tile-index-preload", *(
+        (f"the tile index of {layer} in {store.url}", functools.partial(index, store, layer, with_history=True))
+        for layer in SEARCHED))  # a failure: the first filtered tile reads it again and reports what is wrong
 
 
 def state(store: Store) -> dict[str, str]:
@@ -383,19 +369,8 @@ def state(store: Store) -> dict[str, str]:
     ``reading`` (being read or refreshed), ``behind`` (kept for an older version: refreshed at the next use) or
     ``none``."""
     version = store.version()
-    out = {}
-    for layer in SEARCHED:
-        name = _name(store, layer)
-        with _LOCKS_LOCK:
-            lock = _LOCKS.get(name)
-            found = _CACHE.get(name)
-        if lock is not None and lock.locked():
-            out[layer] = "reading"
-        elif found is None or found.history is None:
-            out[layer] = "none"
-        else:
-            out[layer] = "ready" if found.version == version and version is not None else "behind"
-    return out
+    return {layer: _KEPT.state(_name(store, layer), version, lambda found: found.history is not None)
+            for layer in SEARCHED}
 
 
 def personal_column(layer: str) -> str | None:
@@ -405,5 +380,4 @@ def personal_column(layer: str) -> str | None:
 
 def forget_all() -> None:
     """Drop every kept index (tests)."""
-    with _LOCKS_LOCK:
-        _CACHE.clear()
+    _KEPT.clear()

@@ -1,0 +1,86 @@
+"""What a process keeps in memory per store, and how it is read beside the requests.
+
+The dashboard's arrays (:mod:`gisapp.analysis.counts`) and the filtered tiles' index (:mod:`gisapp.tiles.index`)
+each keep, per store (and layer), columns read once and brought up to the store's data version at each use.
+They share how that is kept: the newest few values by key, one lock per key held while its value is read or
+refreshed (other keys go on), what a server's health check says of each, and reads started in the background
+whose failure is logged, not raised (the caller answers from the store meanwhile).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Hashable
+from typing import Any, Generic, Protocol, TypeVar
+
+LOG = logging.getLogger(__name__)
+
+
+class Versioned(Protocol):
+    """A kept value: the store's data version it was read at (``None``: the store has none)."""
+
+    version: str | None
+
+
+V = TypeVar("V", bound=Versioned)
+
+
+class Kept(Generic[V]):
+    """The newest ``keep`` values by key (least recently put dropped first), each key with its own lock."""
+
+    def __init__(self, keep: int) -> None:
+        self.keep = keep
+        self._values: dict[Hashable, V] = {}
+        self._locks: dict[Hashable, threading.Lock] = {}
+        self._guard = threading.Lock()  # held while the dicts themselves change
+
+    def lock(self, key: Hashable) -> threading.Lock:
+        """The lock of ``key``: hold it while its value is read or refreshed."""
+        with self._guard:
+            return self._locks.setdefault(key, threading.Lock())
+
+    def get(self, key: Hashable) -> V | None:
+        with self._guard:
+            return self._values.get(key)
+
+    def put(self, key: Hashable, value: V) -> None:
+        """Keep ``value`` as the newest; drop the oldest beyond :attr:`keep`."""
+        with self._guard:
+            self._values.pop(key, None)
+            self._values[key] = value
+            while len(self._values) > self.keep:
+                del self._values[next(iter(self._values))]
+
+    def clear(self) -> None:
+        with self._guard:
+            self._values.clear()
+
+    def state(self, key: Hashable, version: str | None, complete: Callable[[V], bool] = lambda _: True) -> str:
+        """``reading`` (its lock is held), ``none`` (nothing kept, or not ``complete``), ``ready`` (kept for the
+        store's current data ``version``) or ``behind`` (kept for an older one: brought up to date at next use)."""
+        with self._guard:
+            lock, found = self._locks.get(key), self._values.get(key)
+        if lock is not None and lock.locked():
+            return "reading"
+        if found is None or not complete(found):
+            return "none"
+        return "ready" if found.version == version and version is not None else "behind"
+
+
+def read_logged(what: str, read: Callable[[], Any]) -> None:
+    """``read()``; a failure is logged as "reading ``what`` failed", not raised (the caller answers from the
+    store meanwhile; the next use reads again, and reports what is wrong)."""
+    try:
+        read()
+    except Exception:  # noqa: BLE001 - whatever failed, the caller answers from the store meanwhile
+        LOG.warning("reading %s failed", what, exc_info=True)
+
+
+def in_background(name: str, *reads: tuple[str, Callable[[], Any]]) -> None:
+    """Each ``(what, read)`` of ``reads`` in turn through :func:`read_logged`, in a daemon thread ``name``."""
+    def run() -> None:
+        for what, read in reads:
+            read_logged(what, read)
+
+    threading.Thread(target=run, name=name, daemon=True).start()
