@@ -261,13 +261,21 @@ def _cpu_s(pid: int) -> float:
 
 
 def workers_cpu_s(base: str) -> float | None:
-    """CPU seconds used so far by the worker processes of the server at ``base`` (``None``: no /proc)."""
+    """CPU seconds used so far by the worker processes of the server at ``base`` (``None``: no /proc), not its
+    tile renderer's."""
     master = _MASTERS.get(base)
     if master is None or not Path(f"/proc/{master}").exists():
         return None
     children = Path(f"/proc/{master}/task/{master}/children")
     pids = [int(p) for p in children.read_text().split()] if children.exists() else []
-    return sum(_cpu_s(p) for p in pids)
+    # gunicorn's workers are forks of it (its command line); the tile renderer, also its child, is not
+    command = Path(f"/proc/{master}/cmdline").read_bytes()
+    workers = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == command:
+                workers.append(pid)
+    return sum(_cpu_s(p) for p in workers)
 
 
 def backends_cpu_s(url: str) -> float | None:

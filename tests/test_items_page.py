@@ -1,6 +1,5 @@
-"""Items pages of a box, on both backends: every page is a slice of the box's matches in key order, whichever way
-the store reads it (a GeoPackage reads a box holding few features in one pass and sorts its keys itself, a larger
-one through its ordered feature ids), with the filter's other conditions and as of a day."""
+"""Items pages of a box, on both backends: every page, whatever its limit and offset, is the slice of the box's
+matches in key order (keys not all ASCII), with the filter's other conditions and as of a day."""
 
 import datetime as dt
 
@@ -65,18 +64,3 @@ def test_every_page_is_a_slice_of_the_matches_in_key_order(backend, flt, tmp_pat
         assert geojson.rows_collection(page.rows, FIELDS) == \
             geojson.rows_collection(whole.rows[offset:offset + limit], FIELDS)
 
-
-def test_the_geopackage_reads_a_small_box_in_one_pass_and_a_large_one_by_its_ordered_ids(tmp_path):
-    """Both ways are taken above: the one-pass read for a box with at most 2 × (offset + limit) + 100
-    candidates, the ordered feature ids beyond (a whole-extent box of a big layer is never read whole)."""
-    from gisapp.store.gpkg import GeoPackageStore
-
-    store = GeoPackageStore(tmp_path / "s.gpkg", must_exist=False)
-    store.write({"construction_permits": _lots(900, 6)})
-    lay = schema.CONSTRUCTION_PERMITS
-    columns = ["dossier_code", "status", "geometry_geojson"]
-    with store._connect() as con:
-        small = store._small_box_page(con, lay, Filter(bbox=VIEW), columns, 1000, 0)
-        large = store._small_box_page(con, lay, Filter(bbox=VIEW), columns, 7, 100)
-        no_box = store._small_box_page(con, lay, Filter(statuses=("RECEIVED",)), columns, 1000, 0)
-    assert small is not None and small[0] > 200 and large is None and no_box is None

@@ -17,7 +17,6 @@ import dataclasses
 import datetime as dt
 import fcntl
 import json
-import operator
 import os
 import shutil
 import sqlite3
@@ -341,7 +340,27 @@ class GeoPackageStore(Store):
             f'JOIN "{layer.name}" t{hint} ON t.fid = r.id WHERE {where} ORDER BY t.{layer.key}',
             [x1, x2, y1, y2, *params],
         ).fetchall()
-        fids = _box_hits(con, layer, flt.bbox, box, rows)
+        if not rows:
+            fids: list[int] = []
+        else:
+            arr = np.array(rows, dtype=np.float64)
+            inner = _inner_rectangle(flt.bbox, box)
+            if inner is not None:
+                ix1, iy1, ix2, iy2 = inner
+                inside = (arr[:, 1] >= ix1) & (arr[:, 2] >= iy1) & (arr[:, 3] <= ix2) & (arr[:, 4] <= iy2)
+            else:
+                shapely.prepare(box)
+                inside = shapely.within(shapely.box(arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4]), box)
+            hit = inside.copy()
+            edge = np.flatnonzero(~inside)
+            if len(edge):
+                edge_fids = [int(v) for v in arr[edge, 0]]
+                blobs = dict(con.execute(
+                    f'SELECT fid, geom FROM "{layer.name}" WHERE fid IN (SELECT value FROM json_each(?))',
+                    [json.dumps(edge_fids)]).fetchall())
+                geoms = _decode([blobs.get(f) for f in edge_fids])
+                hit[edge] = shapely.intersects(geoms, box)
+            fids = [int(v) for v in arr[hit, 0]]
         if cache is not None:
             with _FILE_CACHE_LOCK:  # requests run in threads: never iterate while another inserts
                 remembered = [k for k in list(cache) if isinstance(k, tuple) and k[0] == "fids"]
@@ -408,55 +427,19 @@ class GeoPackageStore(Store):
         with self._connect() as con:
             if layer not in self._tables(con):
                 return Page(0, [])
-            # as of a day: the statuses of that day in the same query (see page_columns)
-            columns, flagged = page_columns(lay, [lay.key, *names], flt, hist.TABLE in self._schema_names(con))
-            columns = [*columns[:len(names) + 1], GEOJSON_COLUMN, *columns[len(names) + 1:]]
-            small = self._small_box_page(con, lay, flt, columns, limit, offset)
-            if small is not None:
-                matched, rows = small
-                rows, known = page_rows(rows, flagged)
-                return Page(matched, rows, known)
             fids = self._fids(con, lay, flt)
             if fids is not None:
                 matched = len(fids)
             else:
                 where, params = self._where(con, lay, flt)
                 matched = con.execute(f'SELECT count(*) FROM "{layer}"{where}', params).fetchone()[0]
-            rows = [] if matched <= offset else self._select(con, lay, columns, flt, limit, offset, fids=fids)
+            # as of a day: the statuses of that day in the same query (see page_columns)
+            columns, flagged = page_columns(lay, [lay.key, *names], flt, hist.TABLE in self._schema_names(con))
+            rows = [] if matched <= offset else \
+                self._select(con, lay, [*columns[:len(names) + 1], GEOJSON_COLUMN, *columns[len(names) + 1:]],
+                             flt, limit, offset, fids=fids)
         rows, known = page_rows(rows, flagged)
         return Page(matched, rows, known)
-
-    def _small_box_page(self, con, layer: Layer, flt: Filter | None, columns: list[str], limit: int,
-                        offset: int) -> tuple[int, list[tuple]] | None:
-        """A page of a box holding few features (a street view): ``(matched, rows)`` from one read of every
-        match's row, sorted by key here; ``None`` when there is no box or it holds more than
-        ``2 × (offset + limit) + 100`` features (then :meth:`_fids` orders their keys first).
-
-        The R-tree alone gives the candidates (no join: each candidate's key was an index lookup, as was
-        each page row again after), the edge ones are tested as :meth:`_fids` does, and the page's rows
-        are read once, with the filter's attribute conditions.  Python orders the keys as SQLite does
-        (code points, the bytes of UTF-8).  At 200,000 dossiers, 1,000-row street views: ~20 % less CPU.
-        """
-        if flt is None or flt.bbox is None:
-            return None
-        box = geo.bbox_polygon(flt.bbox)
-        x1, y1, x2, y2 = box.bounds
-        most = 2 * (int(offset) + int(limit)) + 100
-        candidates = con.execute(
-            f'SELECT id, minx, miny, maxx, maxy FROM "rtree_{layer.name}_geom" '
-            "WHERE maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ? LIMIT ?", [x1, x2, y1, y2, most + 1]).fetchall()
-        if len(candidates) > most:
-            return None
-        fids = _box_hits(con, layer, flt.bbox, box, candidates)
-        if not fids:
-            return 0, []
-        clauses, params = attribute_clauses(layer, flt)
-        where = "".join(f" AND {c}" for c in clauses)
-        rows = con.execute(f'SELECT {", ".join(columns)} FROM "{layer.name}" '
-                           f"WHERE fid IN (SELECT value FROM json_each(?)){where}",
-                           [json.dumps(fids), *params]).fetchall()
-        rows.sort(key=operator.itemgetter(0))
-        return len(rows), rows[int(offset):int(offset) + int(limit)]
 
     def _schema_names(self, con) -> set[str]:
         """Names of the file's tables and indexes (files written by older versions lack newer indexes)."""
@@ -1652,32 +1635,6 @@ def _indexes_into(con: sqlite3.Connection, layers) -> None:
             dates = ", ".join(dict.fromkeys(f for f in (lay.date_field, lay.end_date_field) if f))
             con.execute(f'CREATE INDEX IF NOT EXISTS "ix_{lay.name}_ward_dates" ON "{lay.name}" '
                         f"(ward_code, {dates})")
-
-
-def _box_hits(con, layer: Layer, bbox, box, rows: list[tuple]) -> list[int]:
-    """The feature ids of R-tree ``rows`` ``(fid, minx, miny, maxx, maxy)`` whose geometry meets ``box`` (the
-    image of the WGS84 ``bbox``), in their order: an envelope inside it matches without decoding its
-    geometry; only those on its edge are read and tested."""
-    if not rows:
-        return []
-    arr = np.array(rows, dtype=np.float64)
-    inner = _inner_rectangle(bbox, box)
-    if inner is not None:
-        ix1, iy1, ix2, iy2 = inner
-        inside = (arr[:, 1] >= ix1) & (arr[:, 2] >= iy1) & (arr[:, 3] <= ix2) & (arr[:, 4] <= iy2)
-    else:
-        shapely.prepare(box)
-        inside = shapely.within(shapely.box(arr[:, 1], arr[:, 2], arr[:, 3], arr[:, 4]), box)
-    hit = inside.copy()
-    edge = np.flatnonzero(~inside)
-    if len(edge):
-        edge_fids = [int(v) for v in arr[edge, 0]]
-        blobs = dict(con.execute(
-            f'SELECT fid, geom FROM "{layer.name}" WHERE fid IN (SELECT value FROM json_each(?))',
-            [json.dumps(edge_fids)]).fetchall())
-        geoms = _decode([blobs.get(f) for f in edge_fids])
-        hit[edge] = shapely.intersects(geoms, box)
-    return arr[hit, 0].astype(np.int64).tolist()
 
 
 def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:
