@@ -18,8 +18,10 @@ benchmark starts (``tests/pg_server.py``) — and reports:
   in each state of ``--items-states`` (each row says which, see
   :data:`ITEMS_STATES`), after autovacuum has finished with the load
   (waited for, and said); each level also reports the p95 of its two halves
-  (a level whose halves differ is not stable: run it longer) and the
-  machine's load average (this machine is shared);
+  (a level whose halves differ is not stable: run it longer), the
+  machine's load average (this machine is shared) and the CPU a page cost
+  in the app server's workers and the database's backends (which the
+  load does not decide, :func:`cpu_per_page`);
 - the time the server takes to render the unfiltered z14–z17 tiles after
   it starts (:mod:`gisapp.tiles.disk`), then vector-tile latency (z14–z17
   tiles at random parcels), the same way, three times: as served (memory
