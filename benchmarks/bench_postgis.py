@@ -18,8 +18,12 @@ benchmark starts (``tests/pg_server.py``) — and reports:
   in each state of ``--items-states`` (each row says which, see
   :data:`ITEMS_STATES`), after autovacuum has finished with the load
   (waited for, and said); each level also reports the p95 of its two halves
-  (a level whose halves differ is not stable: run it longer) and the
-  machine's load average (this machine is shared);
+  (a level whose halves differ is not stable: run it longer), the
+  machine's load average (this machine is shared) and the CPU a page cost
+  in the app server's workers and the database's backends
+  (:func:`cpu_per_page`: what the page costs rather than how long it
+  waited, though on this shared virtual machine the same pages cost more
+  CPU when it is busy);
 - the time the server takes to render the unfiltered z14–z17 tiles after
   it starts (:mod:`gisapp.tiles.disk`), then vector-tile latency (z14–z17
   tiles at random parcels), the same way, three times: as served (memory
@@ -247,6 +251,52 @@ def analysis_times(store, frames_n: int) -> dict:
     return out
 
 
+#: The ``gisapp serve`` process (gunicorn's master) behind each base URL :func:`app_servers` yields.
+_MASTERS: dict[str, int] = {}
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) process ``pid`` has used; 0 when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def workers_cpu_s(base: str) -> float | None:
+    """CPU seconds used so far by the worker processes of the server at ``base`` (``None``: no /proc), not its
+    tile renderer's."""
+    master = _MASTERS.get(base)
+    if master is None or not Path(f"/proc/{master}").exists():
+        return None
+    children = Path(f"/proc/{master}/task/{master}/children")
+    pids = [int(p) for p in children.read_text().split()] if children.exists() else []
+    # gunicorn's workers are forks of it (its command line); the tile renderer, also its child, is not
+    command = Path(f"/proc/{master}/cmdline").read_bytes()
+    workers = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes() == command:
+                workers.append(pid)
+    return sum(_cpu_s(p) for p in workers)
+
+
+def backends_cpu_s(url: str) -> float | None:
+    """CPU seconds used so far by the PostgreSQL backends serving ``url``'s database (the app servers' pooled
+    connections; ``None`` for a GeoPackage or a server whose processes this machine cannot see)."""
+    if "://" not in url:
+        return None
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        pids = [r[0] for r in con.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                          "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")]
+    if not pids or not Path(f"/proc/{pids[0]}").exists():
+        return None
+    return sum(_cpu_s(p) for p in pids)
+
+
 @contextlib.contextmanager
 def app_servers(store_url: str, processes: int = 1, settings: dict | None = None, log: Path | None = None):
     """``processes`` × ``gisapp serve --workers 2`` (gunicorn) on free ports; their base URLs.
@@ -277,6 +327,7 @@ def app_servers(store_url: str, processes: int = 1, settings: dict | None = None
                 time.sleep(0.2)
             else:
                 raise RuntimeError("server did not answer /healthz")
+            _MASTERS[base] = proc.pid
         yield bases
     finally:
         for proc in procs:
@@ -520,7 +571,8 @@ def items_of_store(url: str, clients: list[int], seconds: float, states: list[st
 
 def print_items_runs(results: dict) -> None:
     """One line per run and state: p50/p95 at each level, the halves' p95, the server's p95, the load."""
-    print("\nitems pages (limit 1000, street views), p50/p95 ms [p95 of each half] (server p95), load average:")
+    print("\nitems pages (limit 1000, street views), p50/p95 ms [p95 of each half] (server p95), load average, "
+          "pages a second, CPU per page:")
     for row in results["runs"]:
         for state, found in row["items_states"].items():
             for level in found["levels"]:
@@ -529,7 +581,8 @@ def print_items_runs(results: dict) -> None:
                 print(f"  run {row['run']} {row['backend']:<7} {state:<9} {level['clients']:>3} clients: "
                       f"{level['p50_ms']:.0f}/{level['p95_ms']:.0f} [{halves}] "
                       f"({'-' if inside is None else f'{inside:.0f}'}) load {level['state']['before']['load_avg']:.1f}"
-                      f"→{level['state']['after']['load_avg']:.1f}")
+                      f"→{level['state']['after']['load_avg']:.1f}, {level['throughput_rps']:.0f} pages/s, "
+                      f"CPU per page {_cpu_text(level.get('cpu_ms_per_page') or {})}")
 
 
 #: The tables whose autovacuum :func:`settle` waits for.
@@ -617,8 +670,11 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                 before = {"load_avg": os.getloadavg()[0], "autovacuum_workers": autovacuum_workers(url),
                           "tiles_ready": _tiles_ready(bases[0])}
                 offset = log.stat().st_size if log is not None and log.exists() else 0
+                cpu = workers_cpu_s(bases[0]), backends_cpu_s(url)
                 stats = loadgen.run(bases[0], paths, c, seconds=seconds, timed=True)
                 stats["server"] = server_times(log, offset, "/items") if log is not None else None
+                stats["cpu_ms_per_page"] = cpu_per_page(cpu, (workers_cpu_s(bases[0]), backends_cpu_s(url)),
+                                                        stats["requests"])
                 stats["state"] = {**info, "before": before, "after": {
                     "load_avg": os.getloadavg()[0], "autovacuum_workers": autovacuum_workers(url),
                     "tiles_ready": _tiles_ready(bases[0])}}
@@ -628,7 +684,7 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                 print(f"    {name} items [{state}], {c} clients ({stats['client']}): "
                       f"p50 {stats['p50_ms']:.0f} ms p95 {stats['p95_ms']:.0f} ms "
                       f"(in the server p95 {inside.get('p95_ms', float('nan')):.0f} ms, requests per worker "
-                      f"{inside.get('per_worker')}) "
+                      f"{inside.get('per_worker')}; CPU per page {_cpu_text(stats['cpu_ms_per_page'])}) "
                       f"(halves {' / '.join(f'{h:.0f}' for h in halves if h is not None) or '—'}; "
                       f"{stats['requests']} requests, {stats['failures']} failed, "
                       f"{stats['throughput_rps']:.1f} req/s; load avg {before['load_avg']:.1f}→"
@@ -639,6 +695,21 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
         if state == "rendering":
             shutil.rmtree(settings["GISAPP_TILE_DIR"], ignore_errors=True)
     return {**info, "levels": levels}
+
+
+def cpu_per_page(before: tuple, after: tuple, requests: int) -> dict:
+    """Milliseconds of CPU per request, of the app server's workers and of the database's backends, from
+    :func:`workers_cpu_s` / :func:`backends_cpu_s` before and after a level: what a page costs, not how
+    long it waited (on a shared virtual machine it still grows when other work runs: at 200,000 one page
+    was 16.7 ms of the workers' CPU at load average 2.5, 25.8 ms at 7.9)."""
+    out = {}
+    for name, b, a in zip(("workers", "database"), before, after):
+        out[name] = None if a is None or b is None or not requests else round((a - b) * 1000 / requests, 2)
+    return out
+
+
+def _cpu_text(cpu: dict) -> str:
+    return " + ".join(f"{name} {value:.1f} ms" for name, value in cpu.items() if value is not None) or "—"
 
 
 def _tiles_ready(base: str) -> bool | None:

@@ -438,7 +438,7 @@ class GeoPackageStore(Store):
             rows = [] if matched <= offset else \
                 self._select(con, lay, [*columns[:len(names) + 1], GEOJSON_COLUMN, *columns[len(names) + 1:]],
                              flt, limit, offset, fids=fids)
-        rows, known = page_rows(rows, flagged)
+        rows, known = page_rows(rows, flagged, 1 + names.index("status") if "status" in names else None)
         return Page(matched, rows, known)
 
     def _schema_names(self, con) -> set[str]:

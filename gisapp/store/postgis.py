@@ -455,7 +455,7 @@ class PostGISStore(Store):
                 matched = int(offset) + len(rows)
             else:
                 matched = one(con.execute(f"SELECT count(*) FROM {lay.name}{where}", params))[0]
-        rows, known = page_rows(rows, flagged)
+        rows, known = page_rows(rows, flagged, 1 + names.index("status") if "status" in names else None)
         return Page(matched, rows, known)
 
     def version(self) -> str | None:
