@@ -54,9 +54,11 @@ def written(path, frames, meta, monkeypatch, child_rows: int) -> GeoPackageStore
     return store
 
 
-def test_a_new_store_written_through_children_equals_one_written_here(tmp_path, frames, monkeypatch):
+@pytest.mark.parametrize("child_rows", [1, 1000])  # every layer in a child; or small ones written meanwhile
+def test_a_new_store_written_through_children_equals_one_written_here(tmp_path, frames, monkeypatch, child_rows):
+    assert len(frames[0]["sidewalk_permits"]) < 1000 < len(frames[0]["construction_permits"])
     here = written(tmp_path / "here.gpkg", *frames, monkeypatch, 10**9)
-    there = written(tmp_path / "there.gpkg", *frames, monkeypatch, 1)
+    there = written(tmp_path / "there.gpkg", *frames, monkeypatch, child_rows)
     a, b = dump(here.path), dump(there.path)
     assert a.keys() == b.keys()
     for name in a:

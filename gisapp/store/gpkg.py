@@ -827,18 +827,21 @@ class GeoPackageStore(Store):
                         log.extend(self._log_entries(lay, frame, mode, exists, deleted.get(name, [])))
                     if mode == "upsert" and exists and name in frames:
                         frame = merge_upsert(lay, self.read(name), frame, deleted.get(name, ()))
-                    if not children.start(lay, frame):  # a large layer: a child process writes it meanwhile
-                        _write_layer(tmp, lay, frame)
+                    # a large layer: a child process writes it meanwhile, the first one into the copy itself
+                    # (the others into files of their own, moved in once done); meanwhile a small one is
+                    # written into a file of its own too
+                    if not children.start(lay, frame, into=None if children else tmp):
+                        children.write_small(lay, frame, tmp)
                     written.add(name)
                     if name in frames:
                         rows += len(frames[name])
                         progress("write", rows, total, "rows")
+                if children:
+                    _move_layers(tmp, children.wait(), timeout=IN_PLACE_TIMEOUT)
                 missing = [n for n in LAYERS if not exists and n not in written]
                 for name in missing:
                     _write_layer(tmp, LAYERS[name], empty_frame(LAYERS[name]))
                 _write_meta(tmp, merged_meta)
-                if children:
-                    _move_layers(tmp, children.wait(), timeout=0)
                 replaced = [n for n in frames if mode == "replace" and history is not None
                             and n in set(history["layer"])]
                 _write_history(tmp, changes, replaced, fresh)
@@ -873,7 +876,6 @@ class GeoPackageStore(Store):
         replaced = [n for n in frames if history is not None and n in set(history["layer"])]
         log: list[tuple] = []
         patches: dict[str, _Patch] = {}
-        moved: list[Layer] = []
         aux = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{threading.get_ident()}.layers.tmp.gpkg")
         children = _LayerFiles(aux)
         try:
@@ -886,17 +888,13 @@ class GeoPackageStore(Store):
                 else:
                     log.extend(self._log_entries(layers[name], frame, "replace", True, []))
                     if not children.start(layers[name], frame):  # large: a child process writes it meanwhile
-                        _write_layer(aux, layers[name], frame)
-                        moved.append(layers[name])
+                        children.write_small(layers[name], frame)
                 rows += len(frame)
                 progress("write", rows, total, "rows")
-            sources = {lay.name: aux for lay in moved}
-            if children:
-                sources.update(children.wait())
-            _move_layers(self.path, sources, meta=meta, history=changes, replaced=replaced, log=log, patches=patches)
+            _move_layers(self.path, children.wait(), meta=meta, history=changes, replaced=replaced, log=log,
+                         patches=patches)
         finally:
             children.close()
-            aux.unlink(missing_ok=True)
 
     def _patch(self, layer: Layer, frame: gpd.GeoDataFrame) -> _Patch | None:
         """A replace of a stored layer by ``frame`` (coerced) as the rows it changes, when it changes few.
@@ -1698,66 +1696,93 @@ con.close()
 
 
 class _LayerFiles:
-    """Large layers written each into a GeoPackage of its own, with its indexes, by a child process, while
-    the writer goes on with the next layer; :func:`_move_layers` then moves them into the store.
+    """Large layers written by GDAL in child processes, with their indexes, while the writer goes on with the
+    next layer: each into a GeoPackage of its own, moved into the store by :func:`_move_layers` once done,
+    or the first one straight into the writer's private copy of the store.
 
     GDAL's write holds Python's interpreter lock all along (pyogrio), and it and the index builds are most
     of a large write: in a child they use the other core while this process derives the next layer's
     columns.  The layer's rows go to the child as an Arrow file beside the store (no Python object per
     value either way).  Files are named as the writer's other private files, so leftovers of a killed
-    writer are removed (:func:`_remove_leftovers`).
+    writer are removed (:func:`_remove_leftovers`).  While a child writes into the copy, small layers go
+    to :attr:`side`, moved in with the others.
     """
 
     def __init__(self, base: Path) -> None:
         self._base = base
-        self._jobs: dict[str, tuple[subprocess.Popen, Path, Path]] = {}
+        self._stem = base.name.removesuffix(".tmp.gpkg")
+        self._jobs: dict[str, tuple[subprocess.Popen, Path, Path, bool]] = {}
+        self._side: list[str] = []
+        self._order: list[str] = []  # the layers in the order they were given
+        self.side = self._file("small")
+
+    def _file(self, part: str) -> Path:
+        return self._base.with_name(f"{self._stem}.{part}.tmp.gpkg")
 
     def __bool__(self) -> bool:
-        return bool(self._jobs)
+        """Whether there are layers to move in (:meth:`wait`)."""
+        return bool(self._jobs or self._side)
 
-    def start(self, layer: Layer, frame: gpd.GeoDataFrame) -> bool:
-        """Start writing ``frame`` (coerced) as ``layer`` in a child process; ``False`` (nothing done) when
-        the layer is too small to be worth a process."""
+    def write_small(self, layer: Layer, frame: gpd.GeoDataFrame, into: Path | None = None) -> None:
+        """Write a small layer here: into ``into`` when given and no child writes, else into :attr:`side`
+        (moved in by :meth:`wait`)."""
+        if into is not None and not self._jobs:
+            _write_layer(into, layer, frame)
+            return
+        _write_layer(self.side, layer, frame)
+        self._side.append(layer.name)
+        self._order.append(layer.name)
+
+    def start(self, layer: Layer, frame: gpd.GeoDataFrame, *, into: Path | None = None) -> bool:
+        """Start writing ``frame`` (coerced) as ``layer`` in a child process, into ``into`` (else a file of its
+        own); ``False`` (nothing done) when the layer is too small to be worth a process (then written to
+        :attr:`side` while a child writes, moved in by :meth:`wait`)."""
         if len(frame) < CHILD_ROWS:
             return False
-        stem = self._base.name.removesuffix(".tmp.gpkg")
-        path = self._base.with_name(f"{stem}.{layer.name}.tmp.gpkg")
-        arrow = path.with_name(path.name + ".arrow")
-        path.unlink(missing_ok=True)
+        path = into or self._file(layer.name)
+        arrow = self._file(layer.name).with_name(self._file(layer.name).name + ".arrow")
+        if into is None:
+            path.unlink(missing_ok=True)
         table = _arrow_table(layer, frame)
         with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
             out.write_table(table)
         del table
         job = {"arrow": str(arrow), "path": str(path), "layer": layer.name, "geometry_type": layer.geometry,
                "crs": STORE_CRS, "options": _layer_options(layer), "indexes": _index_statements(layer),
-               "pragmas": ["PRAGMA synchronous = OFF", "PRAGMA journal_mode = OFF", "PRAGMA cache_size = -262144",
-                           "PRAGMA temp_store = MEMORY", f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}",
-                           "PRAGMA threads = 2"]}
+               "pragmas": ["PRAGMA synchronous = OFF", "PRAGMA cache_size = -262144", "PRAGMA temp_store = MEMORY",
+                           f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}", "PRAGMA threads = 2"]
+               + ([] if into else ["PRAGMA journal_mode = OFF"])}
         child = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, json.dumps(job)], stdin=subprocess.DEVNULL,
                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._jobs[layer.name] = (child, path, arrow)
+        self._jobs[layer.name] = (child, path, arrow, into is None)
+        self._order.append(layer.name)
         return True
 
     def wait(self) -> dict[str, Path]:
-        """The file of each layer, once every child is done (``OSError`` naming the layer if one failed)."""
-        for name, (child, _, _) in self._jobs.items():
+        """The file of each layer to move in (those written into files of their own, and the small ones of
+        :attr:`side`), once every child is done (``OSError`` naming the layer if one failed)."""
+        for name, (child, *_) in self._jobs.items():
             _, err = child.communicate()
             if child.returncode != 0:
                 lines = err.decode(errors="replace").strip().splitlines()
                 raise OSError(f"writing layer {name} failed: {lines[-1] if lines else f'exit {child.returncode}'}")
-        return {name: path for name, (_, path, _) in self._jobs.items()}
+        files = {**{name: path for name, (_, path, _, apart) in self._jobs.items() if apart},
+                 **{name: self.side for name in self._side}}
+        return {name: files[name] for name in self._order if name in files}
 
     def close(self) -> None:
         """Stop the children still running and delete their files."""
-        for child, path, arrow in self._jobs.values():
+        for child, path, arrow, apart in self._jobs.values():
             if child.poll() is None:
                 child.kill()
             child.wait()
             if child.stderr is not None:
                 child.stderr.close()
-            for file in (path, arrow, path.with_name(path.name + "-journal")):
-                file.unlink(missing_ok=True)
-        self._jobs = {}
+            arrow.unlink(missing_ok=True)
+            if apart:
+                path.unlink(missing_ok=True)
+        self.side.unlink(missing_ok=True)
+        self._jobs, self._side, self._order = {}, [], []
 
 
 def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:
