@@ -25,7 +25,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -218,6 +218,7 @@ class GeoPackageStore(Store):
         self.path = Path(path)
         self.url = str(self.path)
         self._holder: int | None = None  # the thread holding the writers' lock through this object (write_lock)
+        self._prefetched: dict[str, tuple[tuple, Future]] = {}  # layer → (file signature, its stored rows)
         if must_exist:
             self._check()
 
@@ -906,6 +907,7 @@ class GeoPackageStore(Store):
         rows changed.  The change log gets an entry per changed feature (a ``replace`` beyond
         :data:`gisapp.store.base.REPLACE_DETAIL_MAX` of them), none for a layer that did not change.
         """
+        prefetched = self._take_prefetched(layer.name)
         with self._connect() as con:
             if layer.name not in self._tables(con):
                 return None
@@ -913,16 +915,16 @@ class GeoPackageStore(Store):
         if not replace_is_compact(old_count, len(frame)):
             return None
         names = layer.field_names
-        # GDAL reads the stored rows (without the GIL) while this thread encodes the new ones
+        # GDAL reads the stored rows (without the GIL) while this thread encodes the new ones, unless they were
+        # read already (:meth:`prefetch_replace`)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            reading = pool.submit(pyogrio.read_arrow, self.path,
-                                  sql=f'SELECT {", ".join(names)}, geom FROM "{layer.name}"')
+            reading = prefetched or pool.submit(_stored_rows, self.path, layer)
             new = [*_field_arrays(layer, frame),
                    pa.array(shapely.to_wkb(geo.to_multipolygons(frame.geometry.values)), type=pa.binary())]
-            try:
-                info, stored = reading.result()
-            except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError):
-                return None  # a file written otherwise (a field missing): written whole
+            read = reading.result()
+        if read is None:
+            return None  # a file written otherwise (a field missing): written whole
+        info, stored = read
         keys = new[names.index(layer.key)]
         if keys.null_count or pc.count_distinct(keys).as_py() < len(keys):
             return None  # keys missing or given twice: the whole write fails as it would have
@@ -959,6 +961,24 @@ class GeoPackageStore(Store):
         else:
             log = boxed(entries, self._old_boxes(layer, [*updated, *removed]), frame_boxes(layer, rows))
         return _Patch([*removed, *updated], rows, log)
+
+    def prefetch_replace(self, layer: str) -> None:
+        """Start reading the stored rows of ``layer`` (GDAL, in a thread of its own: no interpreter lock held),
+        for :meth:`_patch` to compare a replace of it with, if the file is still as it is now by then."""
+        lay = store_layer(layer)
+        signature = self._signature()
+        if not signature:
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-prefetch")
+        self._prefetched[layer] = (signature, pool.submit(_stored_rows, self.path, lay))
+        pool.shutdown(wait=False)
+
+    def _take_prefetched(self, layer: str) -> Future | None:
+        """The read :meth:`prefetch_replace` started for ``layer``, if the file has not changed since."""
+        signature, reading = self._prefetched.pop(layer, ((), None))
+        if reading is None or signature != self._signature():
+            return None
+        return reading
 
     def _has_history(self) -> bool:
         """Whether the file has the status history table (files from before it do not)."""
@@ -1568,6 +1588,15 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
                               for n, a in zip(names[:-1], arrays[:-1])]
                              + [pa.field("geom", pa.binary(), metadata=field_meta)])
     return pa.Table.from_arrays(arrays, schema=arrow_schema)
+
+
+def _stored_rows(path: Path, layer: Layer) -> tuple[dict, pa.Table] | None:
+    """GDAL's read of the fields and geometry (GeoPackage blobs) of ``layer``'s stored rows, in fid order
+    (``None`` when the file's table lacks a field: written otherwise)."""
+    try:
+        return pyogrio.read_arrow(path, sql=f'SELECT {", ".join(layer.field_names)}, geom FROM "{layer.name}"')
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError):
+        return None
 
 
 def _write_layer(path: Path, layer: Layer, frame: gpd.GeoDataFrame) -> None:
