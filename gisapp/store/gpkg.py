@@ -1740,7 +1740,9 @@ class _LayerFiles:
     def __init__(self, base: Path) -> None:
         self._base = base
         self._stem = base.name.removesuffix(".tmp.gpkg")
-        self._jobs: dict[str, tuple[subprocess.Popen, Path, Path, bool]] = {}
+        # layer → (its child, once its Arrow file is written; its GeoPackage; its Arrow file; whether moved in)
+        self._jobs: dict[str, tuple[Future, Path, Path, bool]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-layer-files")
         self._side: list[str] = []
         self._order: list[str] = []  # the layers in the order they were given
         self.side = self._file("small")
@@ -1773,24 +1775,28 @@ class _LayerFiles:
         if into is None:
             path.unlink(missing_ok=True)
         table = _arrow_table(layer, frame)
-        with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
-            out.write_table(table)
-        del table
         job = {"arrow": str(arrow), "path": str(path), "layer": layer.name, "geometry_type": layer.geometry,
                "crs": STORE_CRS, "options": _layer_options(layer), "indexes": _index_statements(layer),
                "pragmas": ["PRAGMA synchronous = OFF", "PRAGMA cache_size = -262144", "PRAGMA temp_store = MEMORY",
                            f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}", "PRAGMA threads = 2"]
                + ([] if into else ["PRAGMA journal_mode = OFF"])}
-        child = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, json.dumps(job)], stdin=subprocess.DEVNULL,
-                                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        self._jobs[layer.name] = (child, path, arrow, into is None)
+
+        def launch() -> subprocess.Popen:
+            # Arrow writes the file without the interpreter lock: this process goes on meanwhile
+            with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+                out.write_table(table)
+            return subprocess.Popen([sys.executable, "-c", _CHILD_CODE, json.dumps(job)], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+        self._jobs[layer.name] = (self._pool.submit(launch), path, arrow, into is None)
         self._order.append(layer.name)
         return True
 
     def wait(self) -> dict[str, Path]:
         """The file of each layer to move in (those written into files of their own, and the small ones of
         :attr:`side`), once every child is done (``OSError`` naming the layer if one failed)."""
-        for name, (child, *_) in self._jobs.items():
+        for name, (launched, *_) in self._jobs.items():
+            child = launched.result()
             _, err = child.communicate()
             if child.returncode != 0:
                 lines = err.decode(errors="replace").strip().splitlines()
@@ -1801,15 +1807,18 @@ class _LayerFiles:
 
     def close(self) -> None:
         """Stop the children still running and delete their files."""
-        for child, path, arrow, apart in self._jobs.values():
-            if child.poll() is None:
-                child.kill()
-            child.wait()
-            if child.stderr is not None:
-                child.stderr.close()
+        for launched, path, arrow, apart in self._jobs.values():
+            with contextlib.suppress(Exception):  # its failure is the writer's error already
+                child = launched.result()
+                if child.poll() is None:
+                    child.kill()
+                child.wait()
+                if child.stderr is not None:
+                    child.stderr.close()
             arrow.unlink(missing_ok=True)
             if apart:
                 path.unlink(missing_ok=True)
+        self._pool.shutdown()
         self.side.unlink(missing_ok=True)
         self._jobs, self._side, self._order = {}, [], []
 
