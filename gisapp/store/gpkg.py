@@ -828,10 +828,9 @@ class GeoPackageStore(Store):
                         log.extend(self._log_entries(lay, frame, mode, exists, deleted.get(name, [])))
                     if mode == "upsert" and exists and name in frames:
                         frame = merge_upsert(lay, self.read(name), frame, deleted.get(name, ()))
-                    # a large layer: a child process writes it meanwhile, the first one into the copy itself
-                    # (the others into files of their own, moved in once done); meanwhile a small one is
-                    # written into a file of its own too
-                    if not children.start(lay, frame, into=None if children else tmp):
+                    # a large layer: a child process writes it into the copy meanwhile (one after the other);
+                    # meanwhile a small one is written into a file of its own, moved in after
+                    if not children.start(lay, frame, into=tmp):
                         children.write_small(lay, frame, tmp)
                     written.add(name)
                     if name in frames:
@@ -1726,8 +1725,10 @@ con.close()
 
 class _LayerFiles:
     """Large layers written by GDAL in child processes, with their indexes, while the writer goes on with the
-    next layer: each into a GeoPackage of its own, moved into the store by :func:`_move_layers` once done,
-    or the first one straight into the writer's private copy of the store.
+    next layer: each into a GeoPackage of its own, moved into the store by :func:`_move_layers` once done
+    (a replace in the store itself), or one after the other straight into the writer's private copy of the
+    store (a new store: moving a layer of a million rows in costs about a third of writing it, and the
+    writer takes about as long to derive the next layer's columns as a child to write one).
 
     GDAL's write holds Python's interpreter lock all along (pyogrio), and it and the index builds are most
     of a large write: in a child they use the other core while this process derives the next layer's
@@ -1742,6 +1743,7 @@ class _LayerFiles:
         self._stem = base.name.removesuffix(".tmp.gpkg")
         # layer → (its child, once its Arrow file is written; its GeoPackage; its Arrow file; whether moved in)
         self._jobs: dict[str, tuple[Future, Path, Path, bool]] = {}
+        self._last_into: Future | None = None  # the child writing into the copy, for the next one to wait for
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-layer-files")
         self._side: list[str] = []
         self._order: list[str] = []  # the layers in the order they were given
@@ -1765,9 +1767,9 @@ class _LayerFiles:
         self._order.append(layer.name)
 
     def start(self, layer: Layer, frame: gpd.GeoDataFrame, *, into: Path | None = None) -> bool:
-        """Start writing ``frame`` (coerced) as ``layer`` in a child process, into ``into`` (else a file of its
-        own); ``False`` (nothing done) when the layer is too small to be worth a process (then written to
-        :attr:`side` while a child writes, moved in by :meth:`wait`)."""
+        """Start writing ``frame`` (coerced) as ``layer`` in a child process, into ``into`` (after the child
+        writing there before is done; else into a file of its own); ``False`` (nothing done) when the layer is
+        too small to be worth a process (:meth:`write_small`)."""
         if len(frame) < CHILD_ROWS:
             return False
         path = into or self._file(layer.name)
@@ -1781,25 +1783,32 @@ class _LayerFiles:
                            f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}", "PRAGMA threads = 2"]
                + ([] if into else ["PRAGMA journal_mode = OFF"])}
 
+        before = self._last_into if into is not None else None
+
         def launch() -> subprocess.Popen:
             # Arrow writes the file without the interpreter lock: this process goes on meanwhile
             with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
                 out.write_table(table)
-            return subprocess.Popen([sys.executable, "-c", _CHILD_CODE, json.dumps(job)], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            if before is not None:
+                before.result().wait()  # one writer of the copy at a time
+            with open(_error_file(arrow), "wb") as err:
+                return subprocess.Popen([sys.executable, "-c", _CHILD_CODE, json.dumps(job)],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
 
-        self._jobs[layer.name] = (self._pool.submit(launch), path, arrow, into is None)
+        launched = self._pool.submit(launch)
+        if into is not None:
+            self._last_into = launched
+        self._jobs[layer.name] = (launched, path, arrow, into is None)
         self._order.append(layer.name)
         return True
 
     def wait(self) -> dict[str, Path]:
         """The file of each layer to move in (those written into files of their own, and the small ones of
         :attr:`side`), once every child is done (``OSError`` naming the layer if one failed)."""
-        for name, (launched, *_) in self._jobs.items():
+        for name, (launched, _, arrow, _) in self._jobs.items():
             child = launched.result()
-            _, err = child.communicate()
-            if child.returncode != 0:
-                lines = err.decode(errors="replace").strip().splitlines()
+            if child.wait() != 0:
+                lines = _error_file(arrow).read_bytes().decode(errors="replace").strip().splitlines()
                 raise OSError(f"writing layer {name} failed: {lines[-1] if lines else f'exit {child.returncode}'}")
         files = {**{name: path for name, (_, path, _, apart) in self._jobs.items() if apart},
                  **{name: self.side for name in self._side}}
@@ -1813,14 +1822,18 @@ class _LayerFiles:
                 if child.poll() is None:
                     child.kill()
                 child.wait()
-                if child.stderr is not None:
-                    child.stderr.close()
             arrow.unlink(missing_ok=True)
+            _error_file(arrow).unlink(missing_ok=True)
             if apart:
                 path.unlink(missing_ok=True)
         self._pool.shutdown()
         self.side.unlink(missing_ok=True)
         self._jobs, self._side, self._order = {}, [], []
+
+
+def _error_file(arrow: Path) -> Path:
+    """Where the child writing from the Arrow file ``arrow`` writes its errors."""
+    return arrow.with_name(arrow.name.removesuffix(".arrow") + ".err")
 
 
 def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:
