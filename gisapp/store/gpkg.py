@@ -1695,8 +1695,9 @@ def _index_statements(lay: Layer) -> list[str]:
     return out
 
 
-#: Layers of at least this many features are written by a child process (:class:`_LayerFiles`).
-CHILD_ROWS = 50_000
+#: Layers of at least this many features are written by a child process (:class:`_LayerFiles`); smaller ones
+#: (the 1M city's 167,577 sidewalks) are written here while the children write (this process waits anyway).
+CHILD_ROWS = 200_000
 
 #: What a child of :class:`_LayerFiles` runs (``python -c``): GDAL writes the layer from the Arrow file into
 #: a GeoPackage of its own, then SQLite builds the layer's indexes there.  Only pyarrow and pyogrio are
