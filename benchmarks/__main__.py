@@ -35,6 +35,7 @@ BENCHMARKS = [
     ("benchmarks.bench_passage", ["--sizes", "1000000"], ["--sizes", "100000", "--exact"]),
     ("benchmarks.bench_pgio", ["--sizes", "100000"], ["--sizes", "20000"]),
     ("benchmarks.bench_derive", ["--sizes", "1000000"], ["--sizes", "20000"]),
+    ("benchmarks.bench_gpkgio", ["--sizes", "100000"], ["--sizes", "20000", "--runs", "1"]),
 ]
 
 
@@ -43,7 +44,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes only")
     parser.add_argument("names", nargs="*", help="analysis, import, export, map, postgis, history, reports, field, "
-                        "progress, occupancy, time, tiles, retile, incremental, passage, pgio, derive (default: all)")
+                        "progress, occupancy, time, tiles, retile, incremental, passage, pgio, derive, gpkgio "
+                        "(default: all)")
     args = parser.parse_args(argv)
     failed = 0
     for module, full, quick in BENCHMARKS:

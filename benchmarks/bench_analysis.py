@@ -310,7 +310,7 @@ def stage_run(url: str) -> dict:
     out["rows"] = {name: len(frame) for name, frame in layers.items()}
     params = stored_params(store)
     with store.write_lock():
-        result, read_s = timed("read + analyse (analyze_store)", analyze_store, store, params)
+        result, read_s = timed("read + analyse (analyze_store)", analyze_store, store, params, then_replace=True)
         stages["read (2 threads)"] = round(read_s, 3)
         stages["analyse"] = round(stages["read + analyse (analyze_store)"] - read_s, 3)
         meta = {"findings": params.as_meta()}

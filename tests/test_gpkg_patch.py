@@ -134,3 +134,50 @@ def test_a_full_analysis_after_edits_is_patched_in_and_equals_the_stored_finding
     assert kept and len(kept) >= 0.8 * len(now)  # most rows untouched
     assert {c.key for c in store.changes(after, 10_000).changes} == \
         set(now).symmetric_difference(old_fids) | {k for k in now if k in old_fids and now[k] != old_fids[k]}
+
+
+def _edited(findings: pd.DataFrame) -> pd.DataFrame:
+    new = findings.copy()
+    new.loc[0, "overlap_days"] = (new.loc[0, "overlap_days"] or 0) + 1
+    return new.drop(index=2).reset_index(drop=True)
+
+
+def test_a_replace_after_a_prefetch_compares_with_the_rows_read_meanwhile(store):
+    before, after = store.read(F), store.changes(0, 0).last
+    new = _edited(before)
+    store.prefetch_replace(F)  # gisapp analyze: the stored findings read while the layers are analysed
+    store.write({F: new}, mode="replace")
+    assert_stored(store, new)
+    assert logged(store, after) == sorted([(F, before["finding_id"][0], "update"),
+                                           (F, before["finding_id"][2], "delete")])
+
+
+def test_a_prefetch_of_a_file_changed_since_is_not_used(store):
+    before = store.read(F)
+    store.prefetch_replace(F)
+    # another writer (another store object: its own lock holder) changes the findings meanwhile
+    other = gpkg_store.GeoPackageStore(store.path)
+    moved = before.iloc[[5]].copy()
+    moved["overlap_days"] = (moved["overlap_days"].fillna(0) + 7).astype(moved["overlap_days"].dtype)
+    other.write({F: moved}, mode="upsert")
+    after = store.changes(0, 0).last
+    new = _edited(before)  # row 5 as it was: compared with the rows read now, it changed back
+    store.write({F: new}, mode="replace")
+    assert_stored(store, new)
+    assert logged(store, after) == sorted([(F, before["finding_id"][0], "update"),
+                                           (F, before["finding_id"][2], "delete"),
+                                           (F, before["finding_id"][5], "update")])
+
+
+def test_gisapp_analyze_stores_the_findings_of_a_full_analysis(store):
+    from click.testing import CliRunner
+
+    from gisapp.cli import cli
+
+    permits = store.read("sidewalk_permits")
+    edited = permits.iloc[:2].copy()
+    edited["end_on"] = edited["end_on"] + pd.Timedelta(days=200)
+    store.write({"sidewalk_permits": edited}, mode="upsert")
+    result = CliRunner().invoke(cli, ["--store", str(store.path), "analyze", "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert_findings_current(store)

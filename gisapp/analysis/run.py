@@ -32,8 +32,8 @@ ANALYSED_FIELDS = {
 }
 
 
-def analyze_store(store: Store, params: AnalysisParams,
-                  progress: Progress = SILENT) -> tuple[AnalysisResult, float]:
+def analyze_store(store: Store, params: AnalysisParams, progress: Progress = SILENT, *,
+                  then_replace: bool = False) -> tuple[AnalysisResult, float]:
     """Every finding of ``store``, and the seconds spent reading its layers.
 
     Both backends read the analysed columns of the layers (:func:`read_layer`:
@@ -44,7 +44,9 @@ def analyze_store(store: Store, params: AnalysisParams,
     per layer on the shared 2-core machine; it was removed.)
     ``progress`` hears ``("read", rows read, rows in all, "rows")`` layer by
     layer, then ``("analyse",)``.  The ``UNPERMITTED`` findings come from the store's inspections
-    (:func:`with_unpermitted`), so a new analysis keeps them.
+    (:func:`with_unpermitted`), so a new analysis keeps them.  With ``then_replace`` (the caller replaces
+    the stored findings next) the store may read the stored findings while the layers are analysed
+    (:meth:`Store.prefetch_replace`).
     """
     started = time.perf_counter()
     total = sum(store.count(name) for name in LAYERS)
@@ -59,6 +61,8 @@ def analyze_store(store: Store, params: AnalysisParams,
             done += len(layers[reading[future]])
             progress("read", done, total, "rows")
     read_s = time.perf_counter() - started
+    if then_replace:
+        store.prefetch_replace("findings")
     progress("analyse")
     result = find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params,
                            sidewalks=layers["sidewalks"])

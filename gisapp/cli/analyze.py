@@ -51,7 +51,7 @@ def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: flo
     # under the writers' lock: a permit saved while the layers are read would otherwise lose its findings
     # to this run's older ones (writers wait; readers do not)
     with shown() as progress, store.write_lock():
-        result, read_s = analyze_store(store, params, progress)
+        result, read_s = analyze_store(store, params, progress, then_replace=True)
         run_s = time.perf_counter() - started - read_s
         counts = result.findings["kind"].value_counts()
         meta = {**params.as_meta(),

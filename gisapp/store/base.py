@@ -247,6 +247,11 @@ class Store(abc.ABC):
         officers saving at once must each see the other's permit).
         """
 
+    def prefetch_replace(self, layer: str) -> None:  # noqa: B027 - a hint: nothing to do by default
+        """A hint: a replace of ``layer`` through this object follows (a full analysis's findings), so a
+        backend that compares the new rows with the stored ones may start reading those now, in the
+        background.  Nothing by default."""
+
     @abc.abstractmethod
     def iter_arrow(self, layer: str, flt: Filter | None = None, *, fields: list[str] | None = None,
                    batch_size: int = 5000, limit: int | None = None, offset: int = 0,

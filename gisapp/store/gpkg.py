@@ -20,10 +20,12 @@ import json
 import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Collection, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -216,6 +218,7 @@ class GeoPackageStore(Store):
         self.path = Path(path)
         self.url = str(self.path)
         self._holder: int | None = None  # the thread holding the writers' lock through this object (write_lock)
+        self._prefetched: dict[str, tuple[tuple, Future]] = {}  # layer → (file signature, its stored rows)
         if must_exist:
             self._check()
 
@@ -804,6 +807,7 @@ class GeoPackageStore(Store):
                 else:
                     return
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.gpkg")
+            children = _LayerFiles(tmp)
             try:
                 if exists:
                     _copy(self.path, tmp)
@@ -824,11 +828,16 @@ class GeoPackageStore(Store):
                         log.extend(self._log_entries(lay, frame, mode, exists, deleted.get(name, [])))
                     if mode == "upsert" and exists and name in frames:
                         frame = merge_upsert(lay, self.read(name), frame, deleted.get(name, ()))
-                    _write_layer(tmp, lay, frame)
+                    # a large layer: a child process writes it into the copy meanwhile (one after the other);
+                    # meanwhile a small one is written into a file of its own, moved in after
+                    if not children.start(lay, frame, into=tmp):
+                        children.write_small(lay, frame, tmp)
                     written.add(name)
                     if name in frames:
                         rows += len(frames[name])
                         progress("write", rows, total, "rows")
+                if children:
+                    _move_layers(tmp, children.wait(), timeout=IN_PLACE_TIMEOUT)
                 missing = [n for n in LAYERS if not exists and n not in written]
                 for name in missing:
                     _write_layer(tmp, LAYERS[name], empty_frame(LAYERS[name]))
@@ -847,6 +856,8 @@ class GeoPackageStore(Store):
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
+            finally:
+                children.close()
 
 
     def _replace_in_place(self, frames: dict[str, gpd.GeoDataFrame], layers: dict[str, Layer],
@@ -865,8 +876,8 @@ class GeoPackageStore(Store):
         replaced = [n for n in frames if history is not None and n in set(history["layer"])]
         log: list[tuple] = []
         patches: dict[str, _Patch] = {}
-        moved: list[Layer] = []
         aux = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{threading.get_ident()}.layers.tmp.gpkg")
+        children = _LayerFiles(aux)
         try:
             for name, frame in frames.items():
                 frame = schema.coerce(layers[name], frame)
@@ -876,13 +887,14 @@ class GeoPackageStore(Store):
                     log.extend(patch.log)
                 else:
                     log.extend(self._log_entries(layers[name], frame, "replace", True, []))
-                    _write_layer(aux, layers[name], frame)
-                    moved.append(layers[name])
+                    if not children.start(layers[name], frame):  # large: a child process writes it meanwhile
+                        children.write_small(layers[name], frame)
                 rows += len(frame)
                 progress("write", rows, total, "rows")
-            _move_layers(self.path, aux if moved else None, moved, meta, changes, replaced, log, patches)
+            _move_layers(self.path, children.wait(), meta=meta, history=changes, replaced=replaced, log=log,
+                         patches=patches)
         finally:
-            aux.unlink(missing_ok=True)
+            children.close()
 
     def _patch(self, layer: Layer, frame: gpd.GeoDataFrame) -> _Patch | None:
         """A replace of a stored layer by ``frame`` (coerced) as the rows it changes, when it changes few.
@@ -894,6 +906,7 @@ class GeoPackageStore(Store):
         rows changed.  The change log gets an entry per changed feature (a ``replace`` beyond
         :data:`gisapp.store.base.REPLACE_DETAIL_MAX` of them), none for a layer that did not change.
         """
+        prefetched = self._take_prefetched(layer.name)
         with self._connect() as con:
             if layer.name not in self._tables(con):
                 return None
@@ -901,16 +914,16 @@ class GeoPackageStore(Store):
         if not replace_is_compact(old_count, len(frame)):
             return None
         names = layer.field_names
-        # GDAL reads the stored rows (without the GIL) while this thread encodes the new ones
+        # GDAL reads the stored rows (without the GIL) while this thread encodes the new ones, unless they were
+        # read already (:meth:`prefetch_replace`)
         with ThreadPoolExecutor(max_workers=1) as pool:
-            reading = pool.submit(pyogrio.read_arrow, self.path,
-                                  sql=f'SELECT {", ".join(names)}, geom FROM "{layer.name}"')
+            reading = prefetched or pool.submit(_stored_rows, self.path, layer)
             new = [*_field_arrays(layer, frame),
                    pa.array(shapely.to_wkb(geo.to_multipolygons(frame.geometry.values)), type=pa.binary())]
-            try:
-                info, stored = reading.result()
-            except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError):
-                return None  # a file written otherwise (a field missing): written whole
+            read = reading.result()
+        if read is None:
+            return None  # a file written otherwise (a field missing): written whole
+        info, stored = read
         keys = new[names.index(layer.key)]
         if keys.null_count or pc.count_distinct(keys).as_py() < len(keys):
             return None  # keys missing or given twice: the whole write fails as it would have
@@ -947,6 +960,24 @@ class GeoPackageStore(Store):
         else:
             log = boxed(entries, self._old_boxes(layer, [*updated, *removed]), frame_boxes(layer, rows))
         return _Patch([*removed, *updated], rows, log)
+
+    def prefetch_replace(self, layer: str) -> None:
+        """Start reading the stored rows of ``layer`` (GDAL, in a thread of its own: no interpreter lock held),
+        for :meth:`_patch` to compare a replace of it with, if the file is still as it is now by then."""
+        lay = store_layer(layer)
+        signature = self._signature()
+        if not signature:
+            return
+        pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-prefetch")
+        self._prefetched[layer] = (signature, pool.submit(_stored_rows, self.path, lay))
+        pool.shutdown(wait=False)
+
+    def _take_prefetched(self, layer: str) -> Future | None:
+        """The read :meth:`prefetch_replace` started for ``layer``, if the file has not changed since."""
+        signature, reading = self._prefetched.pop(layer, ((), None))
+        if reading is None or signature != self._signature():
+            return None
+        return reading
 
     def _has_history(self) -> bool:
         """Whether the file has the status history table (files from before it do not)."""
@@ -1360,68 +1391,76 @@ class _Patch:
 PATCH_MAX_SHARE = 0.2
 
 
-def _move_layers(path: Path, aux: Path | None, layers: list[Layer], meta: dict[str, Any] | None,
-                 history: pd.DataFrame, replaced: list[str], log: list[tuple],
-                 patches: dict[str, _Patch] | None = None) -> None:
-    """Replace ``layers`` of the GeoPackage at ``path`` by those GDAL wrote to ``aux``, apply the ``patches``
-    (layers written as their changed rows), add ``meta``, the ``history`` rows (dropping that of ``replaced``
-    layers first) and the change-log entries ``log``, build the layers' indexes: one transaction."""
-    with _writer(path, timeout=IN_PLACE_TIMEOUT, cache_kib=_IN_PLACE_CACHE_KIB) as con:
+def _move_layers(path: Path, sources: dict[str, Path], *, meta: dict[str, Any] | None = None,
+                 history: pd.DataFrame | None = None, replaced: Sequence[str] = (), log: Sequence[tuple] = (),
+                 patches: dict[str, _Patch] | None = None, timeout: float = IN_PLACE_TIMEOUT) -> None:
+    """Replace the layers of the GeoPackage at ``path`` by those GDAL wrote to the files ``sources`` (layer →
+    file; a file may hold several), apply the ``patches`` (layers written as their changed rows), add ``meta``,
+    the ``history`` rows (dropping that of ``replaced`` layers first) and the change-log entries ``log``, build
+    the indexes the moved layers lack: one transaction."""
+    files = list(dict.fromkeys(sources.values()))
+    alias = {file: f"aux{k}" for k, file in enumerate(files)}
+    with _writer(path, timeout=timeout, cache_kib=_IN_PLACE_CACHE_KIB) as con:
         con.execute("PRAGMA temp_store = MEMORY")
         con.execute("PRAGMA threads = 2")
-        if aux is not None:
-            con.execute("ATTACH DATABASE ? AS aux", [str(aux)])
+        for file in files:
+            con.execute(f"ATTACH DATABASE ? AS {alias[file]}", [str(file)])
         con.execute("BEGIN IMMEDIATE")
-        for lay in layers:
-            _move_layer(con, lay.name)
+        for name, file in sources.items():
+            _move_layer(con, name, alias[file])
         for name, patch in (patches or {}).items():
             _rows_into(con, store_layer(name), patch.gone, patch.rows)
-        _meta_history_log_into(con, meta, history, replaced, log)
-        _finish(path, layers, con=con)
+        if meta or history is not None or log:
+            _meta_history_log_into(con, meta, hist.empty() if history is None else history, list(replaced),
+                                   list(log))
+        _finish(path, [store_layer(name) for name in sources], con=con)
         con.execute("COMMIT")
+        for file in files:
+            con.execute(f"DETACH DATABASE {alias[file]}")
 
 
-def _move_layer(con: sqlite3.Connection, name: str) -> None:
-    """Layer ``name`` of the attached ``aux`` GeoPackage in place of ``main``'s, in the open transaction.
+def _move_layer(con: sqlite3.Connection, name: str, aux: str = "aux") -> None:
+    """Layer ``name`` of the attached GeoPackage ``aux`` in place of ``main``'s, in the open transaction.
 
-    The R-tree's nodes are copied as GDAL packed them when both files have the same page size (the node
-    size follows it), else its entries are inserted again.  Triggers come last: the rows copied in do not
-    fire them (the R-tree has them already).
+    The table's indexes that ``aux`` has are created empty before its rows are copied, so SQLite copies
+    their entries in order (its transfer optimisation: no sort).  The R-tree's nodes are copied as GDAL
+    packed them when both files have the same page size (the node size follows it), else its entries are
+    inserted again.  Triggers come last: the rows copied in do not fire them (the R-tree has them already).
     """
     rtree = f"rtree_{name}_geom"
     con.execute(f'DROP TABLE IF EXISTS main."{rtree}"')
     con.execute(f'DROP TABLE IF EXISTS main."{name}"')  # its indexes and triggers with it
-    objects = con.execute("SELECT type, sql FROM aux.sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL "
+    objects = con.execute(f"SELECT type, sql FROM {aux}.sqlite_master WHERE tbl_name = ? AND sql IS NOT NULL "
                           "ORDER BY type = 'trigger', type = 'index'", [name]).fetchall()
     for kind, ddl in objects:
-        if kind == "table":
+        if kind in ("table", "index"):
             con.execute(ddl)
-            con.execute(f'INSERT INTO main."{name}" SELECT * FROM aux."{name}"')
-    tree = con.execute("SELECT sql FROM aux.sqlite_master WHERE name = ?", [rtree]).fetchone()
+    con.execute(f'INSERT INTO main."{name}" SELECT * FROM {aux}."{name}"')
+    tree = con.execute(f"SELECT sql FROM {aux}.sqlite_master WHERE name = ?", [rtree]).fetchone()
     if tree is not None:
         con.execute(tree[0])
-        pages = [con.execute(f"PRAGMA {db}.page_size").fetchone()[0] for db in ("main", "aux")]
+        pages = [con.execute(f"PRAGMA {db}.page_size").fetchone()[0] for db in ("main", aux)]
         if pages[0] == pages[1]:
             for part in ("node", "rowid", "parent"):
                 con.execute(f'DELETE FROM main."{rtree}_{part}"')
-                con.execute(f'INSERT INTO main."{rtree}_{part}" SELECT * FROM aux."{rtree}_{part}"')
+                con.execute(f'INSERT INTO main."{rtree}_{part}" SELECT * FROM {aux}."{rtree}_{part}"')
         else:
-            con.execute(f'INSERT INTO main."{rtree}" SELECT * FROM aux."{rtree}"')
+            con.execute(f'INSERT INTO main."{rtree}" SELECT * FROM {aux}."{rtree}"')
     for kind, ddl in objects:
-        if kind != "table":
+        if kind == "trigger":
             con.execute(ddl)
     for table in _GPKG_LAYER_TABLES:
-        columns = [_columns(con, db, table) for db in ("main", "aux")]
+        columns = [_columns(con, db, table) for db in ("main", aux)]
         shared = ", ".join(f'"{c}"' for c in columns[0] if c in columns[1])
         if not shared:
             continue
         con.execute(f"DELETE FROM main.{table} WHERE lower(table_name) = lower(?)", [name])
-        con.execute(f"INSERT INTO main.{table} ({shared}) SELECT {shared} FROM aux.{table} "
+        con.execute(f"INSERT INTO main.{table} ({shared}) SELECT {shared} FROM {aux}.{table} "
                     "WHERE lower(table_name) = lower(?)", [name])
-    columns = [_columns(con, db, "gpkg_spatial_ref_sys") for db in ("main", "aux")]
+    columns = [_columns(con, db, "gpkg_spatial_ref_sys") for db in ("main", aux)]
     shared = ", ".join(f'"{c}"' for c in columns[0] if c in columns[1])
     con.execute(f"INSERT OR IGNORE INTO main.gpkg_spatial_ref_sys ({shared}) SELECT {shared} "
-                "FROM aux.gpkg_spatial_ref_sys WHERE srs_id IN (SELECT srs_id FROM aux.gpkg_contents "
+                f"FROM {aux}.gpkg_spatial_ref_sys WHERE srs_id IN (SELECT srs_id FROM {aux}.gpkg_contents "
                 "WHERE lower(table_name) = lower(?))", [name])
 
 
@@ -1550,12 +1589,25 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=arrow_schema)
 
 
+def _stored_rows(path: Path, layer: Layer) -> tuple[dict, pa.Table] | None:
+    """GDAL's read of the fields and geometry (GeoPackage blobs) of ``layer``'s stored rows, in fid order
+    (``None`` when the file's table lacks a field: written otherwise)."""
+    try:
+        return pyogrio.read_arrow(path, sql=f'SELECT {", ".join(layer.field_names)}, geom FROM "{layer.name}"')
+    except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError, pyogrio.errors.FieldError):
+        return None
+
+
 def _write_layer(path: Path, layer: Layer, frame: gpd.GeoDataFrame) -> None:
     pyogrio.write_arrow(
         _arrow_table(layer, frame), path, layer=layer.name, driver="GPKG",
-        geometry_name="geom", geometry_type=layer.geometry, crs=STORE_CRS,
-        layer_options={"OVERWRITE": "YES", "FID": "fid", "DESCRIPTION": layer.en},
+        geometry_name="geom", geometry_type=layer.geometry, crs=STORE_CRS, layer_options=_layer_options(layer),
     )
+
+
+def _layer_options(layer: Layer) -> dict[str, str]:
+    """GDAL's options for writing ``layer``."""
+    return {"OVERWRITE": "YES", "FID": "fid", "DESCRIPTION": layer.en}
 
 
 def _write_meta(path: Path, meta: dict) -> None:
@@ -1622,19 +1674,167 @@ def _finish(path: Path, layers, con: sqlite3.Connection | None = None) -> None:
 def _indexes_into(con: sqlite3.Connection, layers) -> None:
     """:func:`_finish`'s indexes, on an open connection."""
     for lay in layers:
-        con.execute(f'CREATE INDEX IF NOT EXISTS "{_fid_key_index(lay)}" ON "{lay.name}" (fid, {lay.key})')
-        cols = [c for c in (lay.key, *_INDEXED) if c in lay.field_names]
-        for c in dict.fromkeys(cols):
-            unique = "UNIQUE " if c == lay.key else ""
-            con.execute(f'CREATE {unique}INDEX IF NOT EXISTS "ix_{lay.name}_{c}" ON "{lay.name}" ({c})')
-        if lay.works_start_fields:  # the day filter's works period (dossiers)
-            con.execute(f'CREATE INDEX IF NOT EXISTS "ix_{lay.name}_works_start" ON "{lay.name}" '
-                        f"({works_start_expression(lay)})")
-        if "ward_code" in lay.field_names and lay.date_field:  # per-ward counts as of a day (the map's
-            # zoomed-out view, the dashboard's sidewalk permits) from this index alone, not a row per feature
-            dates = ", ".join(dict.fromkeys(f for f in (lay.date_field, lay.end_date_field) if f))
-            con.execute(f'CREATE INDEX IF NOT EXISTS "ix_{lay.name}_ward_dates" ON "{lay.name}" '
-                        f"(ward_code, {dates})")
+        for sql in _index_statements(lay):
+            con.execute(sql)
+
+
+def _index_statements(lay: Layer) -> list[str]:
+    """The ``CREATE INDEX`` statements of a layer's table (on the filter fields and the key)."""
+    out = [f'CREATE INDEX IF NOT EXISTS "{_fid_key_index(lay)}" ON "{lay.name}" (fid, {lay.key})']
+    cols = [c for c in (lay.key, *_INDEXED) if c in lay.field_names]
+    for c in dict.fromkeys(cols):
+        unique = "UNIQUE " if c == lay.key else ""
+        out.append(f'CREATE {unique}INDEX IF NOT EXISTS "ix_{lay.name}_{c}" ON "{lay.name}" ({c})')
+    if lay.works_start_fields:  # the day filter's works period (dossiers)
+        out.append(f'CREATE INDEX IF NOT EXISTS "ix_{lay.name}_works_start" ON "{lay.name}" '
+                   f"({works_start_expression(lay)})")
+    if "ward_code" in lay.field_names and lay.date_field:  # per-ward counts as of a day (the map's
+        # zoomed-out view, the dashboard's sidewalk permits) from this index alone, not a row per feature
+        dates = ", ".join(dict.fromkeys(f for f in (lay.date_field, lay.end_date_field) if f))
+        out.append(f'CREATE INDEX IF NOT EXISTS "ix_{lay.name}_ward_dates" ON "{lay.name}" (ward_code, {dates})')
+    return out
+
+
+#: Layers of at least this many features are written by a child process (:class:`_LayerFiles`); smaller ones
+#: (the 1M city's 167,577 sidewalks) are written here while the children write (this process waits anyway).
+CHILD_ROWS = 200_000
+
+#: What a child of :class:`_LayerFiles` runs (``python -c``): GDAL writes the layer from the Arrow file into
+#: a GeoPackage of its own, then SQLite builds the layer's indexes there.  Only pyarrow and pyogrio are
+#: imported (no gisapp: a fraction of a second to start).
+_CHILD_CODE = """
+import json, os, sqlite3, sys
+import pyarrow as pa
+import pyogrio
+job = json.loads(sys.argv[1])
+with pa.memory_map(job["arrow"]) as source:
+    table = pa.ipc.open_file(source).read_all()
+    pyogrio.write_arrow(table, job["path"], layer=job["layer"], driver="GPKG", geometry_name="geom",
+                        geometry_type=job["geometry_type"], crs=job["crs"], layer_options=job["options"])
+    del table
+os.unlink(job["arrow"])
+con = sqlite3.connect(job["path"], isolation_level=None)
+for pragma in job["pragmas"]:
+    con.execute(pragma)
+con.execute("BEGIN")
+for sql in job["indexes"]:
+    con.execute(sql)
+con.execute("COMMIT")
+con.close()
+"""
+
+
+class _LayerFiles:
+    """Large layers written by GDAL in child processes, with their indexes, while the writer goes on with the
+    next layer: each into a GeoPackage of its own, moved into the store by :func:`_move_layers` once done
+    (a replace in the store itself), or one after the other straight into the writer's private copy of the
+    store (a new store: moving a layer of a million rows in costs about a third of writing it, and the
+    writer takes about as long to derive the next layer's columns as a child to write one).
+
+    GDAL's write holds Python's interpreter lock all along (pyogrio), and it and the index builds are most
+    of a large write: in a child they use the other core while this process derives the next layer's
+    columns.  The layer's rows go to the child as an Arrow file beside the store (no Python object per
+    value either way).  Files are named as the writer's other private files, so leftovers of a killed
+    writer are removed (:func:`_remove_leftovers`).  While a child writes into the copy, small layers go
+    to :attr:`side`, moved in with the others.
+    """
+
+    def __init__(self, base: Path) -> None:
+        self._base = base
+        self._stem = base.name.removesuffix(".tmp.gpkg")
+        # layer → (its child, once its Arrow file is written; its GeoPackage; its Arrow file; whether moved in)
+        self._jobs: dict[str, tuple[Future, Path, Path, bool]] = {}
+        self._last_into: Future | None = None  # the child writing into the copy, for the next one to wait for
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-layer-files")
+        self._side: list[str] = []
+        self._order: list[str] = []  # the layers in the order they were given
+        self.side = self._file("small")
+
+    def _file(self, part: str) -> Path:
+        return self._base.with_name(f"{self._stem}.{part}.tmp.gpkg")
+
+    def __bool__(self) -> bool:
+        """Whether there are layers to move in (:meth:`wait`)."""
+        return bool(self._jobs or self._side)
+
+    def write_small(self, layer: Layer, frame: gpd.GeoDataFrame, into: Path | None = None) -> None:
+        """Write a small layer here: into ``into`` when given and no child writes, else into :attr:`side`
+        (moved in by :meth:`wait`)."""
+        if into is not None and not self._jobs:
+            _write_layer(into, layer, frame)
+            return
+        _write_layer(self.side, layer, frame)
+        self._side.append(layer.name)
+        self._order.append(layer.name)
+
+    def start(self, layer: Layer, frame: gpd.GeoDataFrame, *, into: Path | None = None) -> bool:
+        """Start writing ``frame`` (coerced) as ``layer`` in a child process, into ``into`` (after the child
+        writing there before is done; else into a file of its own); ``False`` (nothing done) when the layer is
+        too small to be worth a process (:meth:`write_small`)."""
+        if len(frame) < CHILD_ROWS:
+            return False
+        path = into or self._file(layer.name)
+        arrow = self._file(layer.name).with_name(self._file(layer.name).name + ".arrow")
+        if into is None:
+            path.unlink(missing_ok=True)
+        table = _arrow_table(layer, frame)
+        job = {"arrow": str(arrow), "path": str(path), "layer": layer.name, "geometry_type": layer.geometry,
+               "crs": STORE_CRS, "options": _layer_options(layer), "indexes": _index_statements(layer),
+               "pragmas": ["PRAGMA synchronous = OFF", "PRAGMA cache_size = -262144", "PRAGMA temp_store = MEMORY",
+                           f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}", "PRAGMA threads = 2"]
+               + ([] if into else ["PRAGMA journal_mode = OFF"])}
+
+        before = self._last_into if into is not None else None
+
+        def launch() -> subprocess.Popen:
+            # Arrow writes the file without the interpreter lock: this process goes on meanwhile
+            with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
+                out.write_table(table)
+            if before is not None:
+                before.result().wait()  # one writer of the copy at a time
+            with open(_error_file(arrow), "wb") as err:
+                return subprocess.Popen([sys.executable, "-c", _CHILD_CODE, json.dumps(job)],
+                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+
+        launched = self._pool.submit(launch)
+        if into is not None:
+            self._last_into = launched
+        self._jobs[layer.name] = (launched, path, arrow, into is None)
+        self._order.append(layer.name)
+        return True
+
+    def wait(self) -> dict[str, Path]:
+        """The file of each layer to move in (those written into files of their own, and the small ones of
+        :attr:`side`), once every child is done (``OSError`` naming the layer if one failed)."""
+        for name, (launched, _, arrow, _) in self._jobs.items():
+            child = launched.result()
+            if child.wait() != 0:
+                lines = _error_file(arrow).read_bytes().decode(errors="replace").strip().splitlines()
+                raise OSError(f"writing layer {name} failed: {lines[-1] if lines else f'exit {child.returncode}'}")
+        files = {**{name: path for name, (_, path, _, apart) in self._jobs.items() if apart},
+                 **{name: self.side for name in self._side}}
+        return {name: files[name] for name in self._order if name in files}
+
+    def close(self) -> None:
+        """Stop the children still running and delete their files."""
+        for launched, path, arrow, apart in self._jobs.values():
+            with contextlib.suppress(Exception):  # its failure is the writer's error already
+                child = launched.result()
+                if child.poll() is None:
+                    child.kill()
+                child.wait()
+            arrow.unlink(missing_ok=True)
+            _error_file(arrow).unlink(missing_ok=True)
+            if apart:
+                path.unlink(missing_ok=True)
+        self._pool.shutdown()
+        self.side.unlink(missing_ok=True)
+        self._jobs, self._side, self._order = {}, [], []
+
+
+def _error_file(arrow: Path) -> Path:
+    """Where the child writing from the Arrow file ``arrow`` writes its errors."""
+    return arrow.with_name(arrow.name.removesuffix(".arrow") + ".err")
 
 
 def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:

@@ -1,0 +1,126 @@
+"""A GeoPackage write of large layers through child processes (issue 15 item 3: loading 1M features).
+
+A layer of at least :data:`gisapp.store.gpkg.CHILD_ROWS` features is written by GDAL in a child process into a
+GeoPackage of its own, its indexes built there, then moved into the store (SQLite copies the table, its
+indexes and its R-tree).  The store must come out as a write in this process makes it: the same rows, fids,
+R-tree, indexes, GeoPackage metadata and triggers; a failed child changes nothing and leaves no file.  The demo's
+layers, with the threshold lowered so that they all go through a child.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+
+import pyogrio
+import pytest
+import shapely
+
+from gisapp.filters import Filter
+from gisapp.schema import LAYERS
+from gisapp.store import gpkg as gpkg_store
+from gisapp.store.gpkg import GeoPackageStore
+
+#: Tables whose rows hold times of the write (compared without them).
+_TIMED = {"status_changes": "changed_at", "gpkg_contents": "last_change", "gisapp_changes": "changed_at"}
+
+
+def dump(path) -> dict:
+    """Every table's rows (in rowid order, times of the write left out) and the schema's objects."""
+    out = {}
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        out["schema"] = sorted(con.execute("SELECT type, name, tbl_name, sql FROM sqlite_master "
+                                           "WHERE name NOT LIKE 'sqlite_%'").fetchall())
+        for (name,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table' "
+                                   "AND name NOT LIKE 'sqlite_%' AND name != 'gisapp_change_log'").fetchall():
+            cols = [r[1] for r in con.execute(f'PRAGMA table_info("{name}")')
+                    if r[1] not in (_TIMED.get(name), "changed_on")]
+            rows = con.execute(f'SELECT {", ".join(chr(34) + c + chr(34) for c in cols)} FROM "{name}" '
+                               "ORDER BY rowid").fetchall()
+            out[name] = sorted(rows, key=repr) if name.startswith("gpkg_") else rows  # GeoPackage metadata: a set
+    return out
+
+
+@pytest.fixture
+def frames(demo_frames):
+    frames, meta = demo_frames
+    return frames, meta
+
+
+def written(path, frames, meta, monkeypatch, child_rows: int) -> GeoPackageStore:
+    monkeypatch.setattr(gpkg_store, "CHILD_ROWS", child_rows)
+    store = GeoPackageStore(path, must_exist=False)
+    store.write(frames, meta=meta)
+    return store
+
+
+@pytest.mark.parametrize("child_rows", [1, 1000])  # every layer in a child; or small ones written meanwhile
+def test_a_new_store_written_through_children_equals_one_written_here(tmp_path, frames, monkeypatch, child_rows):
+    assert len(frames[0]["sidewalk_permits"]) < 1000 < len(frames[0]["construction_permits"])
+    here = written(tmp_path / "here.gpkg", *frames, monkeypatch, 10**9)
+    there = written(tmp_path / "there.gpkg", *frames, monkeypatch, child_rows)
+    a, b = dump(here.path), dump(there.path)
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name] == b[name], name
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".") or "tmp" in p.name) == \
+        ["here.gpkg", "there.gpkg"]  # no child's file left
+    for name in frames[0]:
+        assert pyogrio.read_info(there.path, layer=name)["features"] == len(frames[0][name])
+
+
+def test_a_replace_in_place_through_children_equals_one_written_here(tmp_path, frames, monkeypatch):
+    stores = []
+    for name, rows in (("here", 10**9), ("there", 1)):
+        store = written(tmp_path / f"{name}.gpkg", *frames, monkeypatch, 10**9)
+        moved = {n: f.iloc[::-1].iloc[: len(f) - 1] for n, f in frames[0].items() if n != "wards"}
+        monkeypatch.setattr(gpkg_store, "CHILD_ROWS", rows)
+        store.write(moved, mode="replace")
+        stores.append(store)
+    a, b = dump(stores[0].path), dump(stores[1].path)
+    for name in a:
+        assert a[name] == b[name], name
+
+
+def test_a_store_written_through_children_reads_searches_and_takes_upserts(tmp_path, frames, monkeypatch):
+    store = written(tmp_path / "there.gpkg", *frames, monkeypatch, 1)
+    layer = "sidewalk_permits"
+    frame = store.read(layer)
+    first = frame.iloc[[0]].copy()
+    bounds = first.geometry.values[0].bounds
+    box = Filter(bbox=_wgs84_box(bounds))
+    assert first["permit_no"].iloc[0] in set(store.read(layer, box)["permit_no"])
+    # an upsert in place: the triggers keep the R-tree and GDAL's count
+    first["geometry"] = shapely.affinity.translate(first.geometry.values[0], 5000, 5000)
+    store.write({layer: first}, mode="upsert")
+    assert first["permit_no"].iloc[0] not in set(store.read(layer, box)["permit_no"])
+    assert pyogrio.read_info(store.path, layer=layer)["features"] == len(frame)
+    with contextlib.closing(sqlite3.connect(store.path)) as con:
+        names = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    for name in frames[0]:
+        for sql in gpkg_store._index_statements(LAYERS[name]):
+            assert sql.split('"')[1] in names
+
+
+def test_a_failed_child_changes_nothing_and_leaves_no_file(tmp_path, frames, monkeypatch):
+    store = written(tmp_path / "store.gpkg", *frames, monkeypatch, 10**9)
+    before = dump(store.path)
+    monkeypatch.setattr(gpkg_store, "CHILD_ROWS", 1)
+    monkeypatch.setattr(gpkg_store, "_CHILD_CODE", "import sys; sys.exit('the disk is full')")
+    # a replace (in the file itself) and an upsert of more than IN_PLACE_ROWS (into a copy of the file)
+    for mode, layer in (("replace", "sidewalk_permits"), ("upsert", "sidewalks")):
+        assert mode == "replace" or len(frames[0][layer]) > gpkg_store.IN_PLACE_ROWS
+        with pytest.raises(OSError, match="the disk is full"):
+            store.write({layer: frames[0][layer].iloc[:-1]}, mode=mode)
+        assert dump(store.path) == before
+        assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name) == []
+
+
+def _wgs84_box(bounds) -> tuple[float, float, float, float]:
+    from gisapp import geo
+    from gisapp.schema import STORE_CRS, WEB_CRS
+
+    t = geo.transformer(STORE_CRS, WEB_CRS)
+    x1, y1 = t.transform(bounds[0], bounds[1])
+    x2, y2 = t.transform(bounds[2], bounds[3])
+    return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
