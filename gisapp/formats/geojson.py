@@ -87,8 +87,9 @@ def _polygon_texts(polys: Polygons) -> pa.StringArray:
     # Signed area per ring (shoelace, relative to each ring's first vertex to keep precision).
     starts, ends = ring_off[:-1], ring_off[1:]
     ring_of = np.repeat(np.arange(len(starts)), ends - starts)
-    dx, dy = x - x[starts][ring_of], y - y[starts][ring_of]
-    cross = np.append(dx[:-1] * dy[1:] - dx[1:] * dy[:-1], 0.0)
+    with np.errstate(invalid="ignore", over="ignore"):  # coordinates beyond the projection: inf, as before
+        dx, dy = x - x[starts][ring_of], y - y[starts][ring_of]
+        cross = np.append(dx[:-1] * dy[1:] - dx[1:] * dy[:-1], 0.0)
     cross[ends - 1] = 0.0  # the step from a ring's last vertex to the next ring's first
     area2 = np.add.reduceat(cross, starts)
     reverse = np.where(polys.exterior(), area2 < 0, area2 > 0)  # exteriors counter-clockwise, holes clockwise

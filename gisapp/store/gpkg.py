@@ -42,6 +42,7 @@ import shapely
 from gisapp import geo, schema
 from gisapp import history as hist
 from gisapp.filters import Filter
+from gisapp.formats import derive
 from gisapp.formats.wkb import gpkg_envelope, gpkg_to_wkb, to_gpkg
 from gisapp.inspections import Inspection
 from gisapp.photos import Photo
@@ -70,11 +71,11 @@ from gisapp.store.base import (
     columns_schema,
     count_frame,
     delete_rows,
+    derived_columns,
     dossier_counts_sql,
     empty_frame,
     field_names,
     frame_boxes,
-    geojson_texts,
     geometry_column,
     inspection_of,
     inspection_row,
@@ -84,7 +85,6 @@ from gisapp.store.base import (
     page_rows,
     replace_is_compact,
     search_column,
-    search_text,
     store_layer,
     typed_table,
     works_start_expression,
@@ -823,7 +823,7 @@ class GeoPackageStore(Store):
                 log = []
                 for name, frame in [*frames.items(), *((n, self.read(n)) for n in stale)]:
                     lay = layers.setdefault(name, LAYERS[name])
-                    frame = schema.coerce(lay, frame)
+                    frame = schema.coerce(lay, frame, arrow_text=True)
                     if name in frames:
                         log.extend(self._log_entries(lay, frame, mode, exists, deleted.get(name, [])))
                     if mode == "upsert" and exists and name in frames:
@@ -880,7 +880,7 @@ class GeoPackageStore(Store):
         children = _LayerFiles(aux)
         try:
             for name, frame in frames.items():
-                frame = schema.coerce(layers[name], frame)
+                frame = schema.coerce(layers[name], frame, arrow_text=True)
                 patch = self._patch(layers[name], frame)
                 if patch is not None:
                     patches[name] = patch
@@ -919,7 +919,7 @@ class GeoPackageStore(Store):
         with ThreadPoolExecutor(max_workers=1) as pool:
             reading = prefetched or pool.submit(_stored_rows, self.path, layer)
             new = [*_field_arrays(layer, frame),
-                   pa.array(shapely.to_wkb(geo.to_multipolygons(frame.geometry.values)), type=pa.binary())]
+                   derive.multipolygon_wkb(frame.geometry.values)]
             read = reading.result()
         if read is None:
             return None  # a file written otherwise (a field missing): written whole
@@ -1563,24 +1563,21 @@ def _field_arrays(layer: Layer, frame: gpd.GeoDataFrame) -> list[pa.Array]:
             values = pa.array(pd.Series(col).to_numpy(dtype="float64", na_value=np.nan), type=pa.float64(),
                               from_pandas=True)
         else:
-            values = pa.array(pd.Series(col).to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+            values = derive.arrow_strings(col)
         arrays.append(values)
     return arrays
 
 
 def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
     """The rows of a coerced frame as the GeoPackage table holds them: :func:`_field_arrays`, the search texts,
-    the GeoJSON and the WKB (no Python object per value)."""
+    the GeoJSON and the WKB (no Python object per value: :func:`gisapp.store.base.derived_columns`)."""
     arrays: list = _field_arrays(layer, frame)
     names = list(layer.field_names)
-    arrays.append(pa.array(search_text(layer, frame).to_numpy(dtype=object), type=pa.string()))
-    names.append(SEARCH_COLUMN)
-    arrays.append(pa.array(search_text(layer, frame, personal=True).to_numpy(dtype=object), type=pa.string()))
-    names.append(PERSONAL_SEARCH_COLUMN)
-    geoms = geo.to_multipolygons(frame.geometry.values)
-    arrays.append(geojson_texts(geoms))
-    names.append(GEOJSON_COLUMN)
-    arrays.append(pa.array(shapely.to_wkb(geoms), type=pa.binary()))
+    derived = derived_columns(layer, frame)
+    for name in (SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN):
+        arrays.append(derived[name])
+        names.append(name)
+    arrays.append(derived["wkb"])
     names.append("geom")
     field_meta = {b"ARROW:extension:name": b"geoarrow.wkb"}
     arrow_schema = pa.schema([pa.field(n, a.type, nullable=n != GEOJSON_COLUMN)  # NOT NULL: always written
