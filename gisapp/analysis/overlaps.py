@@ -411,6 +411,8 @@ def _days(values) -> np.ndarray:
     ~900 ns, :func:`schema.to_dates` several µs).
     """
     arr = values.to_numpy() if isinstance(values, (pd.Series, pd.Index)) else np.asarray(values)
+    if arr.dtype.kind == "M":  # naive datetime64: the day (floored, as ``to_dates``' normalize), NaT → NAT
+        return arr.astype("datetime64[D]").astype(np.int64)
     if arr.dtype == object and len(arr) and pd.api.types.infer_dtype(arr, skipna=True) == "date":
         try:
             days = pa.array(arr, type=pa.date32(), from_pandas=True)
@@ -591,8 +593,12 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     free, free_day = passages(geoms, start, end, keep, sidewalks)
     reasons.add((np.isnan(width) | np.isnan(used)) & np.isnan(free),
                 "clearance not checked: missing sidewalk_width_m or used_width_m")
+    link = _text(_column(frame, "construction_dossier_code"))
+    link_hash = np.zeros(len(link), dtype=np.uint64)
+    named = np.flatnonzero(link != None)  # noqa: E711 - numpy: element-wise
+    link_hash[named] = _hash_ids(link[named], np.zeros(len(named), dtype=bool))
     side = _features(ids, hashes, geoms, start, end, keep, shapes, declared=declared, width=width, used=used,
-                     link=_text(_column(frame, "construction_dossier_code")), free=free, free_day=free_day)
+                     link=link, link_hash=link_hash, free=free, free_day=free_day)
     return side, _skipped_frame(SIDEWALK, ids, declared, reasons)
 
 
@@ -715,7 +721,10 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     start = np.maximum(cp[:, 0], sp[:, 0])
     end = np.minimum(cp[:, 1], sp[:, 1])
     days = end - start + 1
-    linked = side.extra["link"][j] == cons.ids[i]
+    # linked: the permit names the dossier (hashes compared, equal ones confirmed on the text)
+    linked = side.extra["link_hash"][j] == cons.hashes[i]
+    maybe = np.flatnonzero(linked)
+    linked[maybe] = side.extra["link"][j[maybe]] == cons.ids[i[maybe]]
     blocks = []
     for kind, sel in (("MERGE_CANDIDATE", ~linked), ("LINKED", linked)):
         a, b = i[sel], j[sel]
