@@ -531,14 +531,19 @@ def _skipped_frame(layer: str, ids, wards, reasons: _Reasons) -> pd.DataFrame:
 
 def _features(ids, hashes, geoms, start, end, keep, shapes, **extra) -> _Features:
     """The kept rows as :class:`_Features` (``shapes``: the quads' mask and corners of every row)."""
-    g = geoms[keep]
-    quad, xy = shapes[0][keep], shapes[1][keep]
+    def kept(values) -> np.ndarray:
+        """The kept rows of ``values`` (the array itself, not a copy, when every row is kept)."""
+        values = np.asarray(values)
+        return values if every else values[keep]
+
+    every = bool(keep.all())
+    g = kept(geoms)
+    quad, xy = kept(shapes[0]), kept(shapes[1])
     bounds = convex.bounds(xy)  # the quads' (in numpy, without the GIL); NaN for the other rows
     rest = np.flatnonzero(~quad)
     bounds[rest] = shapely.bounds(g[rest]).reshape(-1, 4)
-    return _Features(ids=ids[keep], hashes=hashes[keep], geoms=g, bounds=bounds,
-                     start=start[keep], end=end[keep],
-                     extra={name: np.asarray(values)[keep] for name, values in extra.items()}, quad=quad, xy=xy)
+    return _Features(ids=kept(ids), hashes=kept(hashes), geoms=g, bounds=bounds, start=kept(start), end=kept(end),
+                     extra={name: kept(values) for name, values in extra.items()}, quad=quad, xy=xy)
 
 
 def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
@@ -656,6 +661,13 @@ def _prepare_wards(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:
 def _add_months(days: np.ndarray, months: int) -> np.ndarray:
     """``days`` plus ``months`` calendar months (clamped to the month's end); NAT stays NAT."""
     missing = days == NAT
+    if len(days) > 1000 and not missing.all():
+        # dates repeat (a few years of days): each distinct day once, from a table of the span
+        known = days[~missing]
+        first, last = int(known.min()), int(known.max())
+        if last - first < len(days) // 2:
+            table = _add_months(np.arange(first, last + 1, dtype=np.int64), months)
+            return np.where(missing, NAT, table[np.where(missing, first, days) - first])
     d = np.where(missing, 0, days).astype("datetime64[D]")
     month = d.astype("datetime64[M]")
     day_of_month = (d - month.astype("datetime64[D]")).astype(np.int64)
