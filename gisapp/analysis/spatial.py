@@ -315,7 +315,7 @@ def _big_pairs(boxes: _Boxes, big_a: np.ndarray, big_b: np.ndarray, small_a: np.
 _EDGE_MARGIN = 1e-3
 
 
-def _edge_cells(geoms: np.ndarray, ox: float, oy: float, size: float) -> tuple[np.ndarray, np.ndarray]:
+def _edge_cells(geoms: np.ndarray, ox: float, oy: float, size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(row, cell column, cell row) of every grid cell the boundary of ``geoms[row]`` may cross, in numpy.
 
     Each boundary segment is cut into pieces under half a cell long on each
