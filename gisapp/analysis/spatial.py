@@ -435,7 +435,9 @@ class WardIndex:
         size = max(least, width / most, 1e-9)
         with self._lock:  # one classification per grid, whichever thread asks first
             # a grid classified before serves (the finest of them) if most geometries fit in 2 × 2 of its cells
-            fits = [key for key in self._grids if key[0] >= least]
+            # and it is not much coarser than this call's own (coarse cells leave more near a boundary unsettled;
+            # a classification costs little)
+            fits = [key for key in self._grids if size <= key[0] <= 1.25 * size]
             if fits:
                 size = min(fits)[0]
             cells = int(np.ceil(width / size)) + 1
@@ -488,9 +490,17 @@ class WardIndex:
         area = np.full(n, np.nan)
         wb = shapely.bounds(self.geoms).reshape(-1, 4)
         ks, ii = [], []
+        # boxes sorted by their left side: a ward's candidates are one run of them (left side within the ward's
+        # x range, less the widest box), then checked box against box
+        order = np.argsort(bounds[:, 0], kind="stable")
+        left = bounds[order, 0]
+        width = bounds[:, 2] - bounds[:, 0]
+        reach = float(np.max(width[~np.isnan(width)], initial=0.0))
         for w in range(len(self)):
-            hit = np.flatnonzero(in_force[epoch, w] & (bounds[:, 0] <= wb[w, 2]) & (bounds[:, 2] >= wb[w, 0])
-                                 & (bounds[:, 1] <= wb[w, 3]) & (bounds[:, 3] >= wb[w, 1]))
+            run = order[np.searchsorted(left, wb[w, 0] - reach, side="left"):
+                        np.searchsorted(left, wb[w, 2], side="right")]
+            hit = np.sort(run[in_force[epoch[run], w] & (bounds[run, 0] <= wb[w, 2]) & (bounds[run, 2] >= wb[w, 0])
+                              & (bounds[run, 1] <= wb[w, 3]) & (bounds[run, 3] >= wb[w, 1])])
             ks.append(np.full(len(hit), w, dtype=np.int64))
             ii.append(hit)
         k, i = np.concatenate(ks), np.concatenate(ii)
