@@ -995,14 +995,20 @@ def _pair_hash(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray) -> np.n
 def _id_text(rank: np.ndarray, digest: np.ndarray) -> np.ndarray:
     """``<prefix>-<16 hex digits>`` for each finding, built as bytes (vectorised); object array of str."""
     digest = np.asarray(digest, dtype=np.uint64)
-    out = np.empty((len(digest), 19), dtype=np.uint8)
+    out = np.empty((len(digest), 20), dtype=np.uint8)
     prefix = np.frombuffer("".join(ID_PREFIX[k] for k in KINDS).encode(), dtype=np.uint8).reshape(-1, 2)
     out[:, :2] = prefix[np.asarray(rank, dtype=np.int64)]
     out[:, 2] = ord("-")
     shifts = np.arange(60, -1, -4, dtype=np.uint64)
     nibbles = ((digest[:, None] >> shifts) & np.uint64(15)).astype(np.uint8)
-    out[:, 3:] = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles]
-    return out.view("S19").ravel().astype("U19").astype(object)
+    out[:, 3:19] = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles]
+    # one line per id, decoded and split at once: ~3x faster than numpy's str conversions (each holds the GIL)
+    out[:, 19] = ord("\n")
+    lines = out.tobytes().decode("ascii").split("\n")
+    lines.pop()
+    ids = np.empty(len(digest), dtype=object)
+    ids[:] = lines
+    return ids
 
 
 def _distinct(columns: list[np.ndarray]) -> tuple[list[np.ndarray], np.ndarray]:
