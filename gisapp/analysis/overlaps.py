@@ -235,7 +235,7 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
             return _finish(make(*args), ward, side)
 
         jobs = [pool.submit(finished, _construction_findings, cons, side, params),
-                pool.submit(finished, _ward_mismatch_findings, cons, ward)]
+                pool.submit(lambda: finished(_ward_mismatch_findings, cons, ward, labels_job.result()))]
         pairs = finished(_sidewalk_pair_findings, side, params)
         clearance = finished(_clearance_findings, side, params)
         blocks = [jobs[0].result(), pairs, clearance, jobs[1].result()]  # in KINDS order
@@ -850,18 +850,30 @@ def _clearance_findings(side: _Features, params: AnalysisParams) -> dict:
                   overlap_days=side.end[low] - side.start[low] + 1, detail=detail)
 
 
-def _ward_mismatch_findings(cons: _Features, ward: _Features) -> dict:
-    """WARD_MISMATCH findings: declared ward ≠ the ward holding the parcel on the received date."""
+def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> dict:
+    """WARD_MISMATCH findings: declared ward ≠ the ward holding the parcel on the received date.
+
+    ``labels``: :func:`_factorize_labels` of (the wards' codes, every dossier's declared code, …), if at
+    hand: codes are then compared as integer labels instead of as text.
+    """
     if len(ward) == 0 or len(cons) == 0:
         return _block("WARD_MISMATCH", 0)
     index: WardIndex = ward.extra["index"]
     received = cons.extra["received"]
     idx, part = index.assign(cons.geoms, received, cons.bounds)
     found = idx >= 0
-    code = np.where(found, ward.extra["code"][np.maximum(idx, 0)], np.array(None, dtype=object))
     declared = cons.extra["declared"]
-    wrong = np.flatnonzero(index.any_in_force(received) & (code != declared))
-    idx, part, code, found = idx[wrong], part[wrong], code[wrong], found[wrong]
+    if labels is None:
+        code = np.where(found, ward.extra["code"][np.maximum(idx, 0)], np.array(None, dtype=object))
+        differs = code != declared
+    else:  # a missing code is the label of '' (codes are never blank: blank text is missing)
+        names, (w_lab, d_lab, *_) = labels
+        blank = np.flatnonzero(names == "")
+        none = int(blank[0]) if len(blank) else -1
+        differs = np.where(found, w_lab[np.maximum(idx, 0)] if len(w_lab) else none, none) != d_lab[cons.extra["row"]]
+    wrong = np.flatnonzero(index.any_in_force(received) & differs)
+    idx, part, found = idx[wrong], part[wrong], found[wrong]
+    code = np.where(found, ward.extra["code"][np.maximum(idx, 0)], np.array(None, dtype=object))
     area = np.round(np.where(np.isnan(part), shapely.area(cons.geoms[wrong]), part), AREA_DECIMALS)
     date_txt = received[wrong].astype("datetime64[D]").astype(_TEXT)
     declared_txt = _concat(np.where(pd.isna(declared[wrong]), "(trống)", declared[wrong]).astype(_TEXT))
