@@ -637,6 +637,34 @@ def test_ward_index_grid_matches_exact_largest_overlap():
     assert (idx == -1).sum() > 50  # dates before every ward, missing dates, parcels outside
 
 
+def test_ward_grid_cells_are_wholly_inside_their_ward():
+    """The classified grid (boundary cells found in numpy from pieces of each segment): every cell given to a
+    ward lies in it, box and all, and every cell a boundary crosses is given to no ward."""
+    rng = np.random.default_rng(23)
+    frame = shapely.box(X0, Y0, X0 + 3000, Y0 + 3000)
+    seeds = shapely.multipoints(np.column_stack([X0 + rng.uniform(0, 3000, 9), Y0 + rng.uniform(0, 3000, 9)]))
+    cells_geoms = [shapely.intersection(c, frame) for c in shapely.get_parts(shapely.voronoi_polygons(seeds))]
+    geoms = np.array(cells_geoms, dtype=object)
+    shapely.prepare(geoms)
+    index = WardIndex.build(geoms, np.zeros(len(geoms), dtype=np.int64), np.full(len(geoms), NAT))
+    wb = shapely.bounds(geoms)
+    ox, oy = wb[:, 0].min(), wb[:, 1].min()
+    for size in (37.0, 100.0, 333.3):  # cells of several sizes, none aligned with the wards
+        cells = int(np.ceil(3000 / size)) + 1
+        grid = index._classify_cells(wb, ox, oy, size, cells, index.in_force())[1]
+        gx, gy = np.divmod(np.arange(cells * cells), cells)
+        boxes = shapely.box(ox + gx * size, oy + gy * size, ox + (gx + 1) * size, oy + (gy + 1) * size)
+        given = np.flatnonzero(grid >= 0)
+        assert len(given) > cells  # the case is not trivial
+        assert shapely.contains(geoms[grid[given]], boxes[given]).all()
+        crossed = shapely.intersects(shapely.boundary(shapely.union_all(geoms[:, None], axis=1))[None, :],
+                                     boxes[:, None]).any(axis=1)
+        assert not (crossed & (grid >= 0)).any()
+        whole = np.flatnonzero(~crossed)
+        inside = shapely.contains(geoms[None, :], boxes[whole][:, None]).any(axis=1)
+        assert (grid[whole[inside]] >= 0).mean() > 0.5  # boundary cells in excess, but few: most are settled
+
+
 def test_threads_give_the_same_findings_as_one_thread(monkeypatch):
     """Long shapely calls split over threads, blocks finished in their own threads, the ward grid shared
     between them: the same findings, ids, values and geometries as everything in one thread."""

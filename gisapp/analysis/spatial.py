@@ -310,15 +310,44 @@ def _big_pairs(boxes: _Boxes, big_a: np.ndarray, big_b: np.ndarray, small_a: np.
 # -- wards by date -------------------------------------------------------------------
 
 
-def _boundary_segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Every segment of the boundaries of polygonal ``geoms`` as a two-point line, and the row it belongs to."""
+#: Margin (in cells) around each piece of a ward boundary when marking the cells it may cross: far above
+#: rounding, far below a cell.
+_EDGE_MARGIN = 1e-3
+
+
+def _edge_cells(geoms: np.ndarray, ox: float, oy: float, size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, cell column, cell row) of every grid cell the boundary of ``geoms[row]`` may cross, in numpy.
+
+    Each boundary segment is cut into pieces under half a cell long on each
+    axis; each piece marks the cells its box, grown by :data:`_EDGE_MARGIN`
+    cells, meets (at most 2 × 2).  A superset of the cells the boundary
+    crosses (boxes grown by a hair included), with repeats: a cell marked
+    in excess only sends its geometries to the exact path.
+    """
     lines, owner = shapely.get_parts(shapely.boundary(geoms), return_index=True)
     coords, line = shapely.get_coordinates(lines, return_index=True)
     step = np.flatnonzero(line[1:] == line[:-1])  # consecutive points of one line
-    segments = shapely.linestrings(np.stack([coords[step], coords[step + 1]], axis=1))
-    return owner[line[step]], segments
-
-
+    u, v = (coords[:, 0] - ox) / size, (coords[:, 1] - oy) / size
+    u0, v0, du, dv = u[step], v[step], u[step + 1] - u[step], v[step + 1] - v[step]
+    pieces = np.maximum(np.ceil(2.0 * np.maximum(np.abs(du), np.abs(dv))), 1.0).astype(np.int64)
+    seg = np.repeat(np.arange(len(step)), pieces)
+    k = (np.arange(len(seg)) - np.repeat(np.cumsum(pieces) - pieces, pieces)).astype(float)
+    t0, t1 = k / pieces[seg], (k + 1.0) / pieces[seg]
+    ua, ub = u0[seg] + du[seg] * t0, u0[seg] + du[seg] * t1
+    va, vb = v0[seg] + dv[seg] * t0, v0[seg] + dv[seg] * t1
+    lo_u = np.floor(np.minimum(ua, ub) - _EDGE_MARGIN).astype(np.int64)
+    hi_u = np.floor(np.maximum(ua, ub) + _EDGE_MARGIN).astype(np.int64)
+    lo_v = np.floor(np.minimum(va, vb) - _EDGE_MARGIN).astype(np.int64)
+    hi_v = np.floor(np.maximum(va, vb) + _EDGE_MARGIN).astype(np.int64)
+    ward = owner[line[step]][seg]
+    rows, gx, gy = [], [], []
+    for a in (0, 1):
+        for b in (0, 1):
+            hit = (lo_u + a <= hi_u) & (lo_v + b <= hi_v)
+            rows.append(ward[hit])
+            gx.append(lo_u[hit] + a)
+            gy.append(lo_v[hit] + b)
+    return np.concatenate(rows), np.concatenate(gx), np.concatenate(gy)
 
 
 @dataclass(frozen=True)
@@ -406,7 +435,9 @@ class WardIndex:
         size = max(least, width / most, 1e-9)
         with self._lock:  # one classification per grid, whichever thread asks first
             # a grid classified before serves (the finest of them) if most geometries fit in 2 × 2 of its cells
-            fits = [key for key in self._grids if key[0] >= least]
+            # and it is not much coarser than this call's own (coarse cells leave more near a boundary unsettled;
+            # a classification costs little)
+            fits = [key for key in self._grids if size <= key[0] <= 1.25 * size]
             if fits:
                 size = min(fits)[0]
             cells = int(np.ceil(width / size)) + 1
@@ -426,35 +457,28 @@ class WardIndex:
         return ok
 
     def _classify_cells(self, wb, ox, oy, size, cells, in_force) -> np.ndarray:
-        """``(n_epochs, cells²)``: the ward in force wholly containing each cell, or -1."""
-        grid_x, grid_y = np.meshgrid(np.arange(cells), np.arange(cells), indexing="ij")
-        gx, gy = grid_x.ravel(), grid_y.ravel()
-        pad = 1e-6 * max(1.0, size)
-        boxes = shapely.box(ox + gx * size - pad, oy + gy * size - pad,
-                            ox + (gx + 1) * size + pad, oy + (gy + 1) * size + pad)
-        tree = shapely.STRtree(boxes)
-        cx, cy = ox + (gx + 0.5) * size, oy + (gy + 0.5) * size
+        """``(n_epochs, cells²)``: the ward in force wholly containing each cell, or -1.
+
+        A cell is a ward's when no piece of the ward's boundary may cross it
+        (:func:`_edge_cells`) and the ward holds its centre.  All in numpy
+        but the centre test (a prepared polygon against points).
+        """
         out = np.full((len(in_force), cells * cells), -1, dtype=np.int64)
-        on_edge = np.zeros(cells * cells, dtype=bool)
-        # the cells each ward's boundary crosses, from its segments (one query for all wards: a segment's box
-        # holds a few cells, the whole boundary's box every cell of the ward)
-        ward_of, segments = _boundary_segments(self.geoms)
-        seg, cell = tree.query(segments, predicate="intersects")
-        order = np.argsort(ward_of[seg], kind="stable")
-        edge_ward, edge_cell = ward_of[seg][order], cell[order]
-        bounds = np.searchsorted(edge_ward, np.arange(len(self) + 1))
+        ward, ex, ey = _edge_cells(self.geoms, ox, oy, size)
+        inside = (ex >= 0) & (ex < cells) & (ey >= 0) & (ey < cells)
+        edge_key = np.unique(ward[inside] * (cells * cells) + ex[inside] * cells + ey[inside])
         for k in range(len(self) - 1, -1, -1):  # descending: the lowest row wins
             epochs = np.flatnonzero(in_force[:, k])
             if not len(epochs):
                 continue
             i0, j0 = np.floor((wb[k, :2] - (ox, oy)) / size).astype(int)
             i1, j1 = np.floor((wb[k, 2:] - (ox, oy)) / size).astype(int)
-            near = np.flatnonzero((gx >= i0) & (gx <= i1) & (gy >= j0) & (gy <= j1))
-            edge = edge_cell[bounds[k]:bounds[k + 1]]
-            on_edge[edge] = True
-            inner = near[~on_edge[near]]
-            on_edge[edge] = False
-            inner = inner[shapely.contains_xy(self.geoms[k], cx[inner], cy[inner])]
+            gx, gy = np.arange(max(i0, 0), min(i1, cells - 1) + 1), np.arange(max(j0, 0), min(j1, cells - 1) + 1)
+            near = (gx[:, None] * cells + gy[None, :]).ravel()
+            lo, hi = np.searchsorted(edge_key, [k * cells * cells, (k + 1) * cells * cells])
+            inner = near[~np.isin(near, edge_key[lo:hi] - k * cells * cells, assume_unique=True)]
+            gx, gy = inner // cells, inner % cells
+            inner = inner[shapely.contains_xy(self.geoms[k], ox + (gx + 0.5) * size, oy + (gy + 0.5) * size)]
             for e in epochs:
                 out[e, inner] = k
         return out
@@ -466,9 +490,17 @@ class WardIndex:
         area = np.full(n, np.nan)
         wb = shapely.bounds(self.geoms).reshape(-1, 4)
         ks, ii = [], []
+        # boxes sorted by their left side: a ward's candidates are one run of them (left side within the ward's
+        # x range, less the widest box), then checked box against box
+        order = np.argsort(bounds[:, 0], kind="stable")
+        left = bounds[order, 0]
+        width = bounds[:, 2] - bounds[:, 0]
+        reach = float(np.max(width[~np.isnan(width)], initial=0.0))
         for w in range(len(self)):
-            hit = np.flatnonzero(in_force[epoch, w] & (bounds[:, 0] <= wb[w, 2]) & (bounds[:, 2] >= wb[w, 0])
-                                 & (bounds[:, 1] <= wb[w, 3]) & (bounds[:, 3] >= wb[w, 1]))
+            run = order[np.searchsorted(left, wb[w, 0] - reach, side="left"):
+                        np.searchsorted(left, wb[w, 2], side="right")]
+            hit = np.sort(run[in_force[epoch[run], w] & (bounds[run, 0] <= wb[w, 2]) & (bounds[run, 2] >= wb[w, 0])
+                              & (bounds[run, 1] <= wb[w, 3]) & (bounds[run, 3] >= wb[w, 1])])
             ks.append(np.full(len(hit), w, dtype=np.int64))
             ii.append(hit)
         k, i = np.concatenate(ks), np.concatenate(ii)
