@@ -3,6 +3,8 @@ arrow_text) give exactly the values of their value-by-value definitions, on awkw
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import unicodedata
 
 import geopandas as gpd
@@ -195,8 +197,12 @@ def test_derived_columns_equal_the_functions_they_replace(threads):
                           arrow_text=True)
     got = base.derived_columns(layer, typed)
     multi = geo.to_multipolygons(typed.geometry.values)
-    assert got[base.SEARCH_COLUMN].to_pylist() == base.search_text(layer, typed).tolist()
-    assert got[base.PERSONAL_SEARCH_COLUMN].to_pylist() == base.search_text(layer, typed, personal=True).tolist()
+    for column, names in ((base.SEARCH_COLUMN, layer.text_fields), (base.PERSONAL_SEARCH_COLUMN,
+                                                                    layer.personal_text_fields)):
+        # the definition, value by value: the fields' texts ("" when missing) joined by a space, folded
+        rows = zip(*(["" if pd.isna(v) else str(v) for v in typed[n].to_numpy(dtype=object)] for n in names))
+        assert got[column].to_pylist() == [fold(" ".join(row)) for row in rows]
+    assert base.search_text(layer, typed).tolist() == got[base.SEARCH_COLUMN].to_pylist()
     assert got[base.GEOJSON_COLUMN].equals(base.geojson_texts(multi))
     assert got["wkb"].equals(pa.array(shapely.to_wkb(multi, byte_order=1), pa.binary(), from_pandas=True))
     assert derive.arrow_strings(typed["street"]).to_pylist() == [
@@ -215,6 +221,19 @@ def test_a_forked_child_derives_with_threads_of_its_own(monkeypatch):
     with context.Pool(1) as pool:
         got = pool.apply_async(_fold_in_child, (TRICKY * 100,)).get(timeout=60)
     assert got == [fold(t) for t in TRICKY * 100]
+
+
+def test_a_process_with_limited_memory_derives_on_its_own_thread():
+    """An import's child runs under an address-space limit, which each pool thread's stack and malloc arena
+    would eat into: there the blocks run on the calling thread."""
+    code = ("import resource, threading, time; from gisapp.formats import derive; "
+            "derive.THREADS = 2; derive.BLOCK = 37; seen = set(); "
+            "f = lambda s, e: (seen.add(threading.get_ident()), time.sleep(0.005)); "
+            "derive.run_blocks(f, 1000); before = len(seen); "
+            "seen.clear(); resource.setrlimit(resource.RLIMIT_AS, (1 << 40, 1 << 40)); "
+            "derive.run_blocks(f, 1000); print(before, len(seen), seen == {threading.get_ident()})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["2", "1", "True"]
 
 
 def _fold_in_child(texts: list[str]) -> list[str]:

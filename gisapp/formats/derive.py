@@ -13,6 +13,8 @@ exactly the text or bytes of its value-by-value definition (``fold``, ``shapely.
 from __future__ import annotations
 
 import os
+import resource
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
@@ -37,33 +39,42 @@ FOLD_VECTOR_MIN = 2000
 
 _fold_table: np.ndarray | None = None
 _pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def _forget_pool() -> None:
     """In a forked child: the parent's threads are not there, so a pool of its own is made when needed."""
-    global _pool
-    _pool = None
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()
 
 
 os.register_at_fork(after_in_child=_forget_pool)
 
 
-def blocks(n: int, size: int = BLOCK) -> list[tuple[int, int]]:
-    """``(start, stop)`` of the blocks that cover ``n`` rows: at most ``size`` rows each, and as many blocks as
-    threads at least (one empty block for none)."""
-    size = max(1, min(size, -(-n // THREADS)))
+def threads() -> int:
+    """:data:`THREADS`, or one in a process whose address space is limited (an import's child): each thread's
+    stack and malloc arena take ~72 MB of it, which an import that fitted before would miss."""
+    return THREADS if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY else 1
+
+
+def blocks(n: int, size: int | None = None) -> list[tuple[int, int]]:
+    """``(start, stop)`` of the blocks that cover ``n`` rows: at most ``size`` rows each (default
+    :data:`BLOCK`), and as many blocks as threads at least (one empty block for none)."""
+    size = max(1, min(BLOCK if size is None else size, -(-n // threads())))
     return [(s, min(s + size, n)) for s in range(0, n, size)] or [(0, 0)]
 
 
-def run_blocks(func: Callable[[int, int], object], n: int, size: int = BLOCK) -> list:
+def run_blocks(func: Callable[[int, int], object], n: int, size: int | None = None) -> list:
     """``func(start, stop)`` of each block of ``n`` rows, on the pool's threads when there are several, in order."""
     spans = blocks(n, size)
-    if len(spans) == 1 or THREADS == 1:
+    if len(spans) == 1 or threads() == 1:
         return [func(s, e) for s, e in spans]
     global _pool
-    if _pool is None:
-        _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="gisapp-derive")
-    return list(_pool.map(lambda span: func(*span), spans))
+    with _pool_lock:  # two first callers at once: one pool
+        if _pool is None:
+            _pool = ThreadPoolExecutor(THREADS, thread_name_prefix="gisapp-derive")
+        pool = _pool
+    return list(pool.map(lambda span: func(*span), spans))
 
 
 def concat(arrays: Sequence[pa.Array], type_: pa.DataType) -> pa.Array:
@@ -243,7 +254,7 @@ def multipolygon_wkb(geoms) -> pa.BinaryArray:
             out = pa.array(values, type=pa.binary(), from_pandas=True)
         return out
 
-    return concat(run_blocks(block, len(geoms), BLOCK), pa.binary())
+    return concat(run_blocks(block, len(geoms)), pa.binary())
 
 
 def geometry_wkb(geoms, multi: bool) -> pa.BinaryArray:

@@ -786,12 +786,6 @@ def search_text(layer: Layer, frame: pd.DataFrame, personal: bool = False) -> pd
     return pd.Series(texts.to_numpy(zero_copy_only=False), index=frame.index, dtype=object)
 
 
-def fold_texts(texts: pa.Array) -> np.ndarray:
-    """:func:`~gisapp.filters.fold` of each text (an Arrow string array without nulls), as an object array
-    (:func:`gisapp.formats.derive.fold_arrow`)."""
-    return np.asarray(derive.fold_arrow(texts).to_numpy(zero_copy_only=False), dtype=object)
-
-
 def field_names(layer: Layer, fields=None) -> list[str]:
     """``fields`` (default: all of the layer's) as a list, or :class:`StoreError` for one the layer lacks."""
     names = list(layer.field_names if fields is None else fields)
