@@ -782,8 +782,8 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
     ``replaced``: layers whose history ``history`` replaces (given with no frame here: the caller writes
     them later).  ``analyze``: compute the history's statistics again after many rows (else the caller does).
     """
-    parts = [] if history is None else [history]
     given = set() if history is None else set(history["layer"])
+    parts = [] if history is None else [_history_table(history[history["layer"].notna()])]
     when = hist.local_now()
     if mode == "replace":
         for name in sorted(set(replaced) - set(typed)):
@@ -796,26 +796,17 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
             if mode == "replace":
                 con.execute(f"DELETE FROM {hist.TABLE} WHERE layer = %s", [name])
             continue
-        keys = frame[key].astype(str).tolist()
-        old: dict[str, str] = {}
-        if one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {name})"))[0]:  # a first load has no old statuses
-            query = f"SELECT {key}, status FROM {name} WHERE {key} = ANY(%s)"
-            old = dict(con.execute(query, [keys]).fetchall())
-        parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], frame["status"], when))
-    rows = pd.concat(parts, ignore_index=True) if parts else hist.empty()
-    rows = rows[rows["layer"].notna()]
-    if not len(rows):
+        parts.append(_status_changes(con, name, key, frame, when))
+    table = pa.concat_tables(parts) if parts else None
+    if table is None or not table.num_rows:
         return 0
+    layers = table.column("layer").to_numpy(zero_copy_only=False)
+    keys = table.column("key").to_numpy(zero_copy_only=False)
+    rows = pd.DataFrame({"layer": layers, "key": keys})
     # layers whose keys had no history before and get one row each: their next_on stay empty (no recompute)
     fresh = {layer for layer, keys in rows.groupby("layer")["key"]
              if keys.is_unique and not one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {hist.TABLE} "
                                                        "WHERE layer = %s)", [layer]))[0]}
-    table = pa.table({"layer": pa.array(rows["layer"].tolist(), pa.string()),
-                      "key": pa.array(rows["key"].tolist(), pa.string()),
-                      "status": pa.array(rows["status"].tolist(), pa.string()),
-                      "changed_on": pa.array(rows["changed_on"].to_numpy(dtype="datetime64[D]"), pa.date32()),
-                      "changed_at": pa.array(rows["changed_at"].tolist(), pa.string()),
-                      "note": pa.array(rows["note"].tolist(), pa.string())})
     buf = pa.BufferOutputStream()
     pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
     with con.cursor() as cur, cur.copy(f"COPY {hist.TABLE} ({', '.join(hist.COLUMNS)}) FROM STDIN "
@@ -830,6 +821,38 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
     if analyze and len(rows) > _HISTORY_ANALYZE_ROWS:
         con.execute(f"ANALYZE {hist.TABLE}")
     return len(rows)
+
+
+def _history_table(rows: pd.DataFrame) -> pa.Table:
+    """History rows (a :func:`gisapp.history.frame`) as the Arrow table COPYed into the history."""
+    return pa.table({"layer": pa.array(rows["layer"].tolist(), pa.string()),
+                     "key": pa.array(rows["key"].tolist(), pa.string()),
+                     "status": pa.array(rows["status"].tolist(), pa.string()),
+                     "changed_on": pa.array(rows["changed_on"].to_numpy(dtype="datetime64[D]"), pa.date32()),
+                     "changed_at": pa.array(rows["changed_at"].tolist(), pa.string()),
+                     "note": pa.array(rows["note"].tolist(), pa.string())})
+
+
+def _status_changes(con: psycopg.Connection, name: str, key: str, frame: gpd.GeoDataFrame,
+                    when: dt.datetime) -> pa.Table:
+    """The history rows (as :func:`_history_table`) of writing ``frame`` to layer ``name``: what
+    :func:`gisapp.history.changes_between` gives for its keys, their stored statuses and its statuses, made
+    column by column (no Python object per row but the keys, a second at a million rows less)."""
+    keys = frame[key].astype(str).reset_index(drop=True)
+    new = frame["status"].reset_index(drop=True)
+    changed = new.notna()
+    if one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {name})"))[0]:  # a first load has no old statuses
+        query = f"SELECT {key}, status FROM {name} WHERE {key} = ANY(%s)"
+        old = keys.map(dict(con.execute(query, [keys.tolist()]).fetchall()))
+        changed &= old.isna() | (old != new)
+    n = int(changed.sum())
+    text = lambda value: pa.array(np.full(n, value, dtype=object), pa.string())  # noqa: E731
+    return pa.table({"layer": text(name),
+                     "key": pa.array(keys[changed].to_numpy(dtype=object), pa.string()),
+                     "status": pa.array(new[changed].astype(str).to_numpy(dtype=object), pa.string()),
+                     "changed_on": pa.array(np.full(n, np.datetime64(when.date(), "D")), pa.date32()),
+                     "changed_at": text(when.strftime("%H:%M:%S")),
+                     "note": text(hist.WRITE_NOTE)})
 
 
 def _check_schema(con: psycopg.Connection, url: str) -> None:
