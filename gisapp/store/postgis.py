@@ -32,7 +32,7 @@ import queue
 import re
 import threading
 from collections.abc import Collection, Iterator, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -1307,12 +1307,11 @@ def row_hashes(layer: Layer, frame: gpd.GeoDataFrame) -> np.ndarray:
     return h.view(np.int64)
 
 
-def _member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
-    """Whether each of ``values`` is in ``of`` (int64 arrays): a sort and a binary search (~10× ``np.isin``'s
-    hashing at 700,000 values)."""
-    if not len(of):
+def _member(values: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is in ``ordered`` (int64 arrays, ``ordered`` sorted): a binary search (with
+    the sort ~10× ``np.isin``'s hashing at 700,000 values)."""
+    if not len(ordered):
         return np.zeros(len(values), dtype=bool)
-    ordered = np.sort(of)
     at = np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)
     return ordered[at] == values
 
@@ -1329,15 +1328,20 @@ def _replace_changed(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFr
     layer whole costs less (:data:`CHANGED_SHARE`).
     """
     name, key = layer.name, layer.key
-    blob, unknown, old_count = one(con.execute(
-        f"SELECT string_agg(int8send(row_hash), ''::bytea), count(*) FILTER (WHERE row_hash IS NULL), count(*) "
-        f"FROM {name}"))
-    stored = np.frombuffer(blob or b"", dtype=">i8").astype(np.int64)
-    new = row_hashes(layer, frame)
-    if len(np.unique(new)) < len(new):  # a row twice: the whole load refuses it (the key's unique index)
-        return None
+    # the stored hashes read by the server while this thread hashes the frame (the connection waits with the
+    # interpreter lock released)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        reading = reader.submit(lambda: one(con.execute(
+            f"SELECT string_agg(int8send(row_hash), ''::bytea), count(*) FILTER (WHERE row_hash IS NULL), "
+            f"count(*) FROM {name}")))
+        new = row_hashes(layer, frame)
+        blob, unknown, old_count = reading.result()
+    stored = np.sort(np.frombuffer(blob or b"", dtype=">i8").astype(np.int64))
+    ordered = np.sort(new)
+    if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():  # a row twice: the whole load refuses it
+        return None                                                 # (the key's unique index)
     write = ~_member(new, stored)
-    gone = stored[~_member(stored, new)]
+    gone = stored[~_member(stored, ordered)]
     changes = int(write.sum()) + len(gone) + int(unknown)
     if changes > max(CHANGED_MIN, CHANGED_SHARE * max(len(frame), int(old_count))):
         return None
