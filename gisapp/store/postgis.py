@@ -28,9 +28,11 @@ import binascii
 import contextlib
 import datetime as dt
 import os
+import queue
 import re
 import threading
 from collections.abc import Collection, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -562,54 +564,77 @@ class PostGISStore(Store):
             raise StoreError(f"unknown write mode {mode!r}; use 'replace' or 'upsert'")
         deleted = check_delete(mode, delete)
         layers = {name: store_layer(name) for name in [*frames, *deleted]}
-        typed = {name: schema.coerce(layers[name], frame) for name, frame in frames.items()}
+        given = set() if history is None else set(history["layer"])
+        # a replace: the frames typed and their COPY text made in a thread beside this one (:class:`_Prepared`),
+        # so that the database's work (history, COPY, index builds) and the client's overlap
+        prepared = _Prepared(layers, frames, convert={name for name in frames if name not in HASHED_LAYERS}) \
+            if mode == "replace" else None
+        typed = {} if prepared is not None else \
+            {name: schema.coerce(layers[name], frame) for name, frame in frames.items()}
         pool = _pool(self._url)
-        with self._writer() as con:
-            try:
-                with con.transaction():
-                    if not pool.schema_ok:
-                        migrations.upgrade(con)
-                    con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
-                    _write_history(con, typed, history, mode)
-                    counter = _RowCounter(progress, sum(len(f) for f in typed.values()))
-                    removed = dict.fromkeys(layers, 0)
-                    log: list[tuple] = []
-                    for name, keys in deleted.items():
-                        lay = layers[name]
-                        rows = con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s) "
-                                           f"RETURNING {lay.key}, {_BOX_SQL}", [keys]).fetchall()
-                        removed[name] += len(rows)
-                        log.extend(boxed(delete_rows(lay, [r[0] for r in rows]),
-                                         {str(r[0]): r[1:] for r in rows}, {}))
-                    for name, frame in typed.items():
-                        changed = _replace_changed(con, layers[name], frame, counter) \
-                            if mode == "replace" and name in HASHED_LAYERS else None
-                        if changed is not None:
-                            log.extend(changed)
-                            continue
-                        log.extend(_logged(con, layers[name], frame, mode))
-                        if mode == "replace":
-                            _replace_layer(con, layers[name], frame, counter)
-                        else:
-                            removed[name] += _upsert_layer(con, layers[name], frame, counter)
-                    small = mode == "upsert" and sum(len(f) for f in typed.values()) <= SMALL_UPSERT
-                    for name in layers:
-                        if mode == "replace":
-                            _set_stats(con, layers[name], typed[name])
-                        elif small:
-                            _update_stats_by(con, layers[name], typed.get(name), removed[name])
-                        else:
-                            _update_stats(con, layers[name])
-                    if meta:
-                        _write_meta(con, meta)
-                    if log:
-                        _append_changes(con, log)
-                    con.execute("UPDATE gisapp_version SET version = version + 1")
-            except psycopg.Error as err:
-                if isinstance(err, psycopg.OperationalError) and con.broken:
-                    raise
-                raise StoreError(f"writing to {self.url} failed, nothing was changed: "
-                                 f"{str(err).strip().splitlines()[0]}") from err
+        try:
+            with self._writer() as con:
+                try:
+                    with con.transaction():
+                        if not pool.schema_ok:
+                            migrations.upgrade(con)
+                        con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+                        if prepared is None:
+                            history_rows = _write_history(con, typed, history, mode)
+                        else:  # the given history first, then each layer's own rows just before it is written
+                            history_rows = _write_history(con, {}, history, mode, analyze=False, replaced={
+                                name for name in given & set(frames) if name in hist.LAYER_KEYS and len(frames[name])})
+                        counter = _RowCounter(progress, sum(len(f) for f in frames.values()))
+                        removed = dict.fromkeys(layers, 0)
+                        log: list[tuple] = []
+                        for name, keys in deleted.items():
+                            lay = layers[name]
+                            rows = con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s) "
+                                               f"RETURNING {lay.key}, {_BOX_SQL}", [keys]).fetchall()
+                            removed[name] += len(rows)
+                            log.extend(boxed(delete_rows(lay, [r[0] for r in rows]),
+                                             {str(r[0]): r[1:] for r in rows}, {}))
+                        for name in frames:
+                            if prepared is not None:
+                                frame = typed[name] = prepared.typed(name)
+                                if name not in given:
+                                    history_rows += _write_history(con, {name: frame}, None, mode, analyze=False)
+                            else:
+                                frame = typed[name]
+                            changed = _replace_changed(con, layers[name], frame, counter) \
+                                if mode == "replace" and name in HASHED_LAYERS else None
+                            if changed is not None:
+                                log.extend(changed)
+                                continue
+                            log.extend(_logged(con, layers[name], frame, mode))
+                            if mode == "replace":
+                                _replace_layer(con, layers[name], frame, counter,
+                                               chunks=None if prepared is None else prepared.chunks(name))
+                            else:
+                                removed[name] += _upsert_layer(con, layers[name], frame, counter)
+                        if prepared is not None and history_rows > _HISTORY_ANALYZE_ROWS:
+                            con.execute(f"ANALYZE {hist.TABLE}")
+                        small = mode == "upsert" and sum(len(f) for f in typed.values()) <= SMALL_UPSERT
+                        for name in layers:
+                            if mode == "replace":
+                                _set_stats(con, layers[name], typed[name])
+                            elif small:
+                                _update_stats_by(con, layers[name], typed.get(name), removed[name])
+                            else:
+                                _update_stats(con, layers[name])
+                        if meta:
+                            _write_meta(con, meta)
+                        if log:
+                            _append_changes(con, log)
+                        con.execute("UPDATE gisapp_version SET version = version + 1")
+                except psycopg.Error as err:
+                    if isinstance(err, psycopg.OperationalError) and con.broken:
+                        raise
+                    raise StoreError(f"writing to {self.url} failed, nothing was changed: "
+                                     f"{str(err).strip().splitlines()[0]}") from err
+        finally:
+            if prepared is not None:
+                prepared.close()
 
 
     def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
@@ -745,12 +770,24 @@ class PostGISStore(Store):
         return None if row is None else bytes(row[0])
 
 
+#: History rows of one write above which the history's statistics are computed again.
+_HISTORY_ANALYZE_ROWS = 100_000
+
+
 def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], history: pd.DataFrame | None,
-                   mode: str) -> None:
-    """The history rows of a write, in its transaction (see :meth:`Store.write`): given ones, or changed statuses."""
-    parts = [] if history is None else [history]
+                   mode: str, *, replaced: Collection[str] = (), analyze: bool = True) -> int:
+    """The history rows of a write, in its transaction (see :meth:`Store.write`): given ones, or changed statuses;
+    how many were added.
+
+    ``replaced``: layers whose history ``history`` replaces (given with no frame here: the caller writes
+    them later).  ``analyze``: compute the history's statistics again after many rows (else the caller does).
+    """
     given = set() if history is None else set(history["layer"])
+    parts = [] if history is None else [_history_table(history[history["layer"].notna()])]
     when = hist.local_now()
+    if mode == "replace":
+        for name in sorted(set(replaced) - set(typed)):
+            con.execute(f"DELETE FROM {hist.TABLE} WHERE layer = %s", [name])
     for name, frame in typed.items():
         key = hist.LAYER_KEYS.get(name)
         if key is None or not len(frame):
@@ -759,31 +796,63 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
             if mode == "replace":
                 con.execute(f"DELETE FROM {hist.TABLE} WHERE layer = %s", [name])
             continue
-        keys = frame[key].astype(str).tolist()
-        query = f"SELECT {key}, status FROM {name} WHERE {key} = ANY(%s)"
-        old: dict[str, str] = dict(con.execute(query, [keys]).fetchall())
-        parts.append(hist.changes_between(name, keys, [old.get(k) for k in keys], frame["status"], when))
-    rows = pd.concat(parts, ignore_index=True) if parts else hist.empty()
-    rows = rows[rows["layer"].notna()]
-    if not len(rows):
-        return
-    table = pa.table({"layer": pa.array(rows["layer"].tolist(), pa.string()),
-                      "key": pa.array(rows["key"].tolist(), pa.string()),
-                      "status": pa.array(rows["status"].tolist(), pa.string()),
-                      "changed_on": pa.array(rows["changed_on"].to_numpy(dtype="datetime64[D]"), pa.date32()),
-                      "changed_at": pa.array(rows["changed_at"].tolist(), pa.string()),
-                      "note": pa.array(rows["note"].tolist(), pa.string())})
+        parts.append(_status_changes(con, name, key, frame, when))
+    table = pa.concat_tables(parts) if parts else None
+    if table is None or not table.num_rows:
+        return 0
+    layers = table.column("layer").to_numpy(zero_copy_only=False)
+    keys = table.column("key").to_numpy(zero_copy_only=False)
+    rows = pd.DataFrame({"layer": layers, "key": keys})
+    # layers whose keys had no history before and get one row each: their next_on stay empty (no recompute)
+    fresh = {layer for layer, keys in rows.groupby("layer")["key"]
+             if keys.is_unique and not one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {hist.TABLE} "
+                                                       "WHERE layer = %s)", [layer]))[0]}
     buf = pa.BufferOutputStream()
     pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
     with con.cursor() as cur, cur.copy(f"COPY {hist.TABLE} ({', '.join(hist.COLUMNS)}) FROM STDIN "
                                        "(FORMAT csv, FORCE_NOT_NULL (changed_at))") as copy:
         copy.write(memoryview(buf.getvalue()))
     for layer, keys in rows.groupby("layer")["key"]:
+        if layer in fresh:
+            continue
         unique = sorted(set(keys))
         many = len(unique) > hist.WHOLE_LAYER_KEYS
         con.execute(hist.next_on_sql("%s", "" if many else "AND key = ANY(%s)"), [layer] if many else [layer, unique])
-    if len(rows) > 100_000:
+    if analyze and len(rows) > _HISTORY_ANALYZE_ROWS:
         con.execute(f"ANALYZE {hist.TABLE}")
+    return len(rows)
+
+
+def _history_table(rows: pd.DataFrame) -> pa.Table:
+    """History rows (a :func:`gisapp.history.frame`) as the Arrow table COPYed into the history."""
+    return pa.table({"layer": pa.array(rows["layer"].tolist(), pa.string()),
+                     "key": pa.array(rows["key"].tolist(), pa.string()),
+                     "status": pa.array(rows["status"].tolist(), pa.string()),
+                     "changed_on": pa.array(rows["changed_on"].to_numpy(dtype="datetime64[D]"), pa.date32()),
+                     "changed_at": pa.array(rows["changed_at"].tolist(), pa.string()),
+                     "note": pa.array(rows["note"].tolist(), pa.string())})
+
+
+def _status_changes(con: psycopg.Connection, name: str, key: str, frame: gpd.GeoDataFrame,
+                    when: dt.datetime) -> pa.Table:
+    """The history rows (as :func:`_history_table`) of writing ``frame`` to layer ``name``: what
+    :func:`gisapp.history.changes_between` gives for its keys, their stored statuses and its statuses, made
+    column by column (no Python object per row but the keys, a second at a million rows less)."""
+    keys = frame[key].astype(str).reset_index(drop=True)
+    new = frame["status"].reset_index(drop=True)
+    changed = new.notna()
+    if one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {name})"))[0]:  # a first load has no old statuses
+        query = f"SELECT {key}, status FROM {name} WHERE {key} = ANY(%s)"
+        old = keys.map(dict(con.execute(query, [keys.tolist()]).fetchall()))
+        changed &= old.isna() | (old != new)
+    n = int(changed.sum())
+    text = lambda value: pa.array(np.full(n, value, dtype=object), pa.string())  # noqa: E731
+    return pa.table({"layer": text(name),
+                     "key": pa.array(keys[changed].to_numpy(dtype=object), pa.string()),
+                     "status": pa.array(new[changed].astype(str).to_numpy(dtype=object), pa.string()),
+                     "changed_on": pa.array(np.full(n, np.datetime64(when.date(), "D")), pa.date32()),
+                     "changed_at": text(when.strftime("%H:%M:%S")),
+                     "note": text(hist.WRITE_NOTE)})
 
 
 def _check_schema(con: psycopg.Connection, url: str) -> None:
@@ -902,24 +971,115 @@ class _RowCounter:
 
 
 def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.GeoDataFrame,
-               counter: _RowCounter | None = None, *, freeze: bool = False) -> None:
+               counter: _RowCounter | None = None, *, freeze: bool = False,
+               chunks: Iterator[tuple[int, pa.Buffer]] | None = None) -> None:
     """COPY ``frame`` into ``table`` as CSV, ``COPY_CHUNK`` rows at a time, in :func:`_spatial_order`.
 
     ``freeze`` (a table created in this transaction, see :func:`_replace_layer`): the rows are
-    written frozen, their pages marked all-visible.
+    written frozen, their pages marked all-visible.  ``chunks``: the CSV of ``frame`` already made
+    (:func:`_csv_chunks`, by :class:`_Prepared`), as (rows, text) pairs.
     """
-    columns = [*layer.field_names, SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN, "geom",
-               *(["row_hash"] if layer.name in HASHED_LAYERS else [])]
-    options = pacsv.WriteOptions(include_header=False)
+    columns = _copy_columns(layer)
     statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv{', FREEZE' if freeze else ''})"
-    order = _spatial_order(frame.geometry.values)
     with con.cursor() as cur, cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
-        for start in range(0, len(frame), COPY_CHUNK):
-            buf = pa.BufferOutputStream()
-            pacsv.write_csv(_arrow_table(layer, frame.iloc[order[start:start + COPY_CHUNK]]), buf, options)
-            copy.write(memoryview(buf.getvalue()))
+        for rows, data in (chunks if chunks is not None else _csv_chunks(layer, frame)):
+            copy.write(memoryview(data))
             if counter is not None:
-                counter.add(min(COPY_CHUNK, len(frame) - start))
+                counter.add(rows)
+
+
+def _copy_columns(layer: Layer) -> list[str]:
+    """The columns :func:`_copy_into` writes, in the order of :func:`_arrow_table`'s."""
+    return [*layer.field_names, SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN, "geom",
+            *(["row_hash"] if layer.name in HASHED_LAYERS else [])]
+
+
+def _csv_chunks(layer: Layer, frame: gpd.GeoDataFrame) -> Iterator[tuple[int, pa.Buffer]]:
+    """The rows of ``frame`` in :func:`_spatial_order` as COPY's CSV, ``COPY_CHUNK`` rows at a time: (rows, text)."""
+    options = pacsv.WriteOptions(include_header=False)
+    order = _spatial_order(frame.geometry.values)
+    for start in range(0, len(frame), COPY_CHUNK):
+        buf = pa.BufferOutputStream()
+        pacsv.write_csv(_arrow_table(layer, frame.iloc[order[start:start + COPY_CHUNK]]), buf, options)
+        yield min(COPY_CHUNK, len(frame) - start), buf.getvalue()
+
+
+#: Chunks of COPY text (:data:`COPY_CHUNK` rows each) :class:`_Prepared` makes ahead of the writer at most.
+PREPARED_CHUNKS = 6
+_DONE = object()
+
+
+class _Prepared:
+    """The frames of a replace typed (:func:`gisapp.schema.coerce`) and, for the layers ``convert``, their COPY
+    text made (:func:`_csv_chunks`), in the order of ``frames``, by a thread beside the writer.
+
+    The writer's connection waits on the server (history, COPY, index builds, ``ANALYZE``) with Python's
+    interpreter lock released, so the next layer's rows are made meanwhile: a load costs about the larger of
+    the client's and the server's work instead of their sum.  At most :data:`PREPARED_CHUNKS` chunks wait.
+    An error in the thread is raised where its frame or chunks are asked for.
+    """
+
+    def __init__(self, layers: dict[str, Layer], frames: dict[str, gpd.GeoDataFrame], convert: Collection[str]):
+        self._layers, self._frames, self._convert = layers, frames, set(convert)
+        self._typed: dict[str, Future] = {name: Future() for name in frames}
+        self._queue: queue.Queue = queue.Queue(maxsize=PREPARED_CHUNKS)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="gisapp-copy-text", daemon=True)
+        self._thread.start()
+
+    def _put(self, item) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self) -> None:
+        names = list(self._frames)
+        for k, name in enumerate(names):
+            try:
+                frame = schema.coerce(self._layers[name], self._frames[name])
+            except BaseException as err:  # every later frame fails alike
+                for later in names[k:]:
+                    self._typed[later].set_exception(err)
+                return
+            self._typed[name].set_result(frame)
+            if name not in self._convert:
+                continue
+            try:  # on a frame object of its own (pandas caches columns per frame object; the writer reads too)
+                for chunk in _csv_chunks(self._layers[name], frame.copy(deep=False)):
+                    if not self._put(chunk):
+                        return
+            except BaseException as err:
+                self._put(err)
+                return
+            if not self._put(_DONE):
+                return
+
+    def typed(self, name: str) -> gpd.GeoDataFrame:
+        """The typed frame of layer ``name`` (waits for it)."""
+        return self._typed[name].result()
+
+    def chunks(self, name: str) -> Iterator[tuple[int, pa.Buffer]] | None:
+        """The COPY text of layer ``name`` when it is one of ``convert`` (asked for in the order of the frames),
+        else ``None``."""
+        return self._chunks() if name in self._convert else None
+
+    def _chunks(self) -> Iterator[tuple[int, pa.Buffer]]:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop the thread (a write that failed or did not take every chunk) and wait for it."""
+        self._stop.set()
+        self._thread.join()
 
 
 def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
@@ -999,22 +1159,25 @@ def _packed_sql(table: str, types: dict[str, str]) -> str:
     (:data:`_NULL_INT`); floats: float8 (NaN where missing: a stored float is never NaN, the stores write
     NaN as missing).  Big-endian, as PostgreSQL's binary ``send`` functions write them.
     """
-    parts = ["count(*)"]
-    for n, t in [*types.items(), ("geometry", "geometry")]:
-        col = "ST_AsBinary(geom)" if t == "geometry" else n
+    parts, inner = ["count(*)"], []
+    for k, (n, t) in enumerate([*types.items(), ("geometry", "geometry")]):
+        # each value computed once, in the subquery (an expression written twice in the aggregates, as a
+        # value and in its length, is evaluated twice: ST_AsBinary of a million rows ~1 s more)
+        # texts as UTF-8 whatever the server's or the connection's encoding (the lengths of the same bytes)
+        col = "ST_AsBinary(geom)" if t == "geometry" else f"convert_to({n}, 'UTF8')" if t == "text" else n
+        inner.append(f"{col} AS v{k}")
         if t in ("text", "geometry"):
-            # texts as UTF-8 whatever the server's or the connection's encoding (the lengths of the same bytes)
-            data = col if t == "geometry" else f"convert_to({col}, 'UTF8')"
-            parts += [f"string_agg({data}, ''::bytea)",
-                      f"string_agg(int4send(coalesce(octet_length({data}), -1)), ''::bytea)"]
+            parts += [f"string_agg(v{k}, ''::bytea)",
+                      f"string_agg(int4send(coalesce(octet_length(v{k}), -1)), ''::bytea)"]
         elif t == "date":
-            parts.append(f"string_agg(int4send(coalesce({col} - DATE '1970-01-01', {_NULL_DAYS})), ''::bytea)")
+            parts.append(f"string_agg(int4send(coalesce(v{k} - DATE '1970-01-01', {_NULL_DAYS})), ''::bytea)")
         elif t == "int":
-            parts.append(f"string_agg(int8send(coalesce({col}::int8, {_NULL_INT})), ''::bytea)")
+            parts.append(f"string_agg(int8send(coalesce(v{k}::int8, {_NULL_INT})), ''::bytea)")
         else:
-            parts.append(f"string_agg(float8send(coalesce({col}::float8, 'NaN')), ''::bytea)")
-    return (f"SELECT {', '.join(parts)} FROM {table} "
-            "WHERE ctid >= %s::tid AND (%s::tid IS NULL OR ctid < %s::tid)")
+            parts.append(f"string_agg(float8send(coalesce(v{k}::float8, 'NaN')), ''::bytea)")
+    # OFFSET 0 keeps the planner from pulling the subquery up (which would write its expressions back twice)
+    return (f"SELECT {', '.join(parts)} FROM (SELECT {', '.join(inner)} FROM {table} "
+            "WHERE ctid >= %s::tid AND (%s::tid IS NULL OR ctid < %s::tid) OFFSET 0) packed")
 
 
 def _packed_table(con: psycopg.Connection, table: str, types: dict[str, str]) -> pa.Table | None:
@@ -1136,18 +1299,19 @@ def row_hashes(layer: Layer, frame: gpd.GeoDataFrame) -> np.ndarray:
         h = _mix(h * _GOLDEN + value)
     if texts:
         joined = pc.binary_join_element_wise(*texts, "", null_handling="replace", null_replacement="")
-        h = _mix(h * _GOLDEN + hash_array(joined.cast(pa.binary()).to_numpy(zero_copy_only=False)))
+        # categorize=False: the same hashes (pandas hashes each distinct value alike either way) without first
+        # factorizing the texts, nearly all distinct here (0.9 s of a 1 s hash at 700,000 findings)
+        h = _mix(h * _GOLDEN + hash_array(joined.cast(pa.binary()).to_numpy(zero_copy_only=False), categorize=False))
     geoms = np.asarray(frame.geometry.values, dtype=object)
     h = _mix(h * _GOLDEN + _geometry_hashes(geoms, layer.geometry == "MultiPolygon"))
     return h.view(np.int64)
 
 
-def _member(values: np.ndarray, of: np.ndarray) -> np.ndarray:
-    """Whether each of ``values`` is in ``of`` (int64 arrays): a sort and a binary search (~10× ``np.isin``'s
-    hashing at 700,000 values)."""
-    if not len(of):
+def _member(values: np.ndarray, ordered: np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is in ``ordered`` (int64 arrays, ``ordered`` sorted): a binary search (with
+    the sort ~10× ``np.isin``'s hashing at 700,000 values)."""
+    if not len(ordered):
         return np.zeros(len(values), dtype=bool)
-    ordered = np.sort(of)
     at = np.minimum(np.searchsorted(ordered, values), len(ordered) - 1)
     return ordered[at] == values
 
@@ -1164,15 +1328,20 @@ def _replace_changed(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFr
     layer whole costs less (:data:`CHANGED_SHARE`).
     """
     name, key = layer.name, layer.key
-    blob, unknown, old_count = one(con.execute(
-        f"SELECT string_agg(int8send(row_hash), ''::bytea), count(*) FILTER (WHERE row_hash IS NULL), count(*) "
-        f"FROM {name}"))
-    stored = np.frombuffer(blob or b"", dtype=">i8").astype(np.int64)
-    new = row_hashes(layer, frame)
-    if len(np.unique(new)) < len(new):  # a row twice: the whole load refuses it (the key's unique index)
-        return None
+    # the stored hashes read by the server while this thread hashes the frame (the connection waits with the
+    # interpreter lock released)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        reading = reader.submit(lambda: one(con.execute(
+            f"SELECT string_agg(int8send(row_hash), ''::bytea), count(*) FILTER (WHERE row_hash IS NULL), "
+            f"count(*) FROM {name}")))
+        new = row_hashes(layer, frame)
+        blob, unknown, old_count = reading.result()
+    stored = np.sort(np.frombuffer(blob or b"", dtype=">i8").astype(np.int64))
+    ordered = np.sort(new)
+    if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():  # a row twice: the whole load refuses it
+        return None                                                 # (the key's unique index)
     write = ~_member(new, stored)
-    gone = stored[~_member(stored, new)]
+    gone = stored[~_member(stored, ordered)]
     changes = int(write.sum()) + len(gone) + int(unknown)
     if changes > max(CHANGED_MIN, CHANGED_SHARE * max(len(frame), int(old_count))):
         return None
@@ -1203,8 +1372,10 @@ _INDEX_DEF = re.compile(r"^CREATE (UNIQUE )?INDEX (\S+) ON (\S+) USING ")
 
 
 def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame,
-                   counter: _RowCounter | None = None) -> None:
-    """Load ``frame`` into a new table with the old one's indexes and grants, then swap."""
+                   counter: _RowCounter | None = None, *,
+                   chunks: Iterator[tuple[int, pa.Buffer]] | None = None) -> None:
+    """Load ``frame`` into a new table with the old one's indexes and grants, then swap (``chunks``: its COPY
+    text already made, see :func:`_copy_into`)."""
     name, load = layer.name, f"{layer.name}__load"
     indexes = con.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s",
@@ -1219,7 +1390,7 @@ def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFram
                 "INCLUDING STORAGE INCLUDING COMMENTS)")
     # Frozen: the first reads after a load set no hint bits (no page dirtied by a reader), and autovacuum finds
     # nothing to freeze later (at 1M rows it rewrote every page, minutes after the load, under the readers).
-    _copy_into(con, load, layer, frame, counter, freeze=_FREEZE_LOADS)
+    _copy_into(con, load, layer, frame, counter, freeze=_FREEZE_LOADS, chunks=chunks)
     # sorts of a million keys in memory (the default 64 MB spills them to disk), for this transaction only
     con.execute("SELECT set_config('maintenance_work_mem', %s, true) "
                 "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(%s)",
