@@ -53,6 +53,7 @@ from psycopg.types.json import Jsonb
 from gisapp import geo, schema
 from gisapp import history as hist
 from gisapp.filters import Filter
+from gisapp.formats import derive
 from gisapp.inspections import Inspection
 from gisapp.photos import Photo
 from gisapp.progress import SILENT, Progress
@@ -82,11 +83,11 @@ from gisapp.store.base import (
     columns_schema,
     count_frame,
     delete_rows,
+    derived_columns,
     dossier_counts_sql,
     empty_frame,
     field_names,
     frame_boxes,
-    geojson_texts,
     geometry_column,
     inspection_of,
     inspection_row,
@@ -95,7 +96,6 @@ from gisapp.store.base import (
     page_rows,
     replace_is_compact,
     search_column,
-    search_text,
     store_layer,
     typed_table,
 )
@@ -570,7 +570,7 @@ class PostGISStore(Store):
         prepared = _Prepared(layers, frames, convert={name for name in frames if name not in HASHED_LAYERS}) \
             if mode == "replace" else None
         typed = {} if prepared is not None else \
-            {name: schema.coerce(layers[name], frame) for name, frame in frames.items()}
+            {name: schema.coerce(layers[name], frame, arrow_text=True) for name, frame in frames.items()}
         pool = _pool(self._url)
         try:
             with self._writer() as con:
@@ -1040,7 +1040,7 @@ class _Prepared:
         names = list(self._frames)
         for k, name in enumerate(names):
             try:
-                frame = schema.coerce(self._layers[name], self._frames[name])
+                frame = schema.coerce(self._layers[name], self._frames[name], arrow_text=True)
             except BaseException as err:  # every later frame fails alike
                 for later in names[k:]:
                     self._typed[later].set_exception(err)
@@ -1095,14 +1095,11 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
             arrays[f.name] = pa.array(col.to_numpy(dtype="float64", na_value=np.nan), type=pa.float64(),
                                       from_pandas=True)
         else:
-            arrays[f.name] = pa.array(col.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
-    arrays[SEARCH_COLUMN] = pa.array(search_text(layer, frame).to_numpy(dtype=object), type=pa.string())
-    arrays[PERSONAL_SEARCH_COLUMN] = pa.array(search_text(layer, frame, personal=True).to_numpy(dtype=object),
-                                              type=pa.string())
-    geoms = geo.to_multipolygons(frame.geometry.values) if layer.geometry == "MultiPolygon" else np.asarray(
-        frame.geometry.values, dtype=object)
-    arrays[GEOJSON_COLUMN] = geojson_texts(geoms)
-    arrays["geom"] = _ewkb_hex(geoms)
+            arrays[f.name] = derive.arrow_strings(col)
+    derived = derived_columns(layer, frame)  # column by column, over the cores
+    for name in (SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN):
+        arrays[name] = derived[name]
+    arrays["geom"] = _ewkb_hex(frame.geometry.values, derived["wkb"])
     if layer.name in HASHED_LAYERS:
         arrays["row_hash"] = pa.array(row_hashes(layer, frame), type=pa.int64())
     return pa.table(arrays)
@@ -1113,15 +1110,17 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
 _SRID_SPLICE = pa.scalar(b"\x20" + SRID.to_bytes(4, "little"), pa.binary())
 
 
-def _ewkb_hex(geoms: np.ndarray) -> pa.Array:
+def _ewkb_hex(geoms: np.ndarray, wkb: pa.Array | None = None) -> pa.Array:
     """Hex EWKB with SRID 5899 of ``geoms`` (null where missing), what COPY feeds a geometry column.
 
     Shapely writes little-endian 2-D WKB; Arrow splices in the SRID flag and
     value and binascii writes the hex digits (shapely's own hex EWKB is ~7×
-    slower).  Anything else (3-D, ...) goes through shapely.
+    slower).  Anything else (3-D, ...) goes through shapely.  ``wkb``: the geometries' little-endian WKB
+    when the caller has it (those of the WKB are written then).
     """
-    geoms = np.asarray(geoms, dtype=object)
-    wkb = pa.array(shapely.to_wkb(geoms, byte_order=1), type=pa.binary(), from_pandas=True)
+    geoms, given = np.asarray(geoms, dtype=object), wkb
+    if wkb is None:
+        wkb = pa.array(shapely.to_wkb(geoms, byte_order=1), type=pa.binary(), from_pandas=True)
     n = len(wkb)
     if n == 0 or wkb.null_count == n:
         return pa.nulls(n, pa.string())
@@ -1129,8 +1128,9 @@ def _ewkb_hex(geoms: np.ndarray) -> pa.Array:
     type_high = pc.binary_slice(wkb, 4, 5)
     plain = pc.all(pc.equal(byte_order, pa.scalar(b"\x01", pa.binary()))).as_py() is not False and \
         pc.all(pc.equal(type_high, pa.scalar(b"\x00", pa.binary()))).as_py() is not False
-    if not plain:
-        with_srid = shapely.set_srid(geoms, SRID)
+    if not plain:  # the geometries written: those of the WKB when it was given
+        with_srid = shapely.set_srid(geoms if given is None else shapely.from_wkb(
+            given.to_numpy(zero_copy_only=False)), SRID)
         return pa.array(shapely.to_wkb(with_srid, hex=True, include_srid=True), type=pa.string(), from_pandas=True)
     ewkb = pc.binary_join_element_wise(pc.binary_slice(wkb, 0, 4), _SRID_SPLICE,
                                        pc.binary_slice(wkb, 5, 2**31 - 1), pa.scalar(b"", pa.binary()))
