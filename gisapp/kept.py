@@ -41,6 +41,7 @@ class Kept(Generic[V]):
             return self._locks.setdefault(key, threading.Lock())
 
     def get(self, key: Hashable) -> V | None:
+        """The value kept for ``key`` (``None``: none)."""
         with self._guard:
             return self._values.get(key)
 
@@ -50,9 +51,14 @@ class Kept(Generic[V]):
             self._values.pop(key, None)
             self._values[key] = value
             while len(self._values) > self.keep:
-                del self._values[next(iter(self._values))]
+                oldest = next(iter(self._values))
+                del self._values[oldest]
+                lock = self._locks.get(oldest)
+                if lock is not None and not lock.locked():  # a long test run opens many stores
+                    del self._locks[oldest]
 
     def clear(self) -> None:
+        """Drop every value (tests)."""
         with self._guard:
             self._values.clear()
 

@@ -1,0 +1,63 @@
+"""What a process keeps per store (``gisapp.kept``): the newest few, a lock per key, an honest state."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from gisapp.kept import Kept, in_background
+
+
+@dataclass
+class Value:
+    version: str | None
+    full: bool = True
+
+
+def test_the_least_recently_put_is_dropped_first():
+    kept: Kept[Value] = Kept(2)
+    kept.put("a", Value("1"))
+    kept.put("b", Value("1"))
+    kept.put("a", Value("2"))  # put again: now the newest
+    kept.put("c", Value("1"))
+    assert kept.get("b") is None and kept.get("a") == Value("2") and kept.get("c") == Value("1")
+
+
+def test_a_key_being_read_does_not_hold_the_others():
+    kept: Kept[Value] = Kept(4)
+    with kept.lock("a"):
+        done = threading.Event()
+
+        def other():
+            with kept.lock("b"):
+                kept.put("b", Value("1"))
+            done.set()
+
+        threading.Thread(target=other).start()
+        assert done.wait(5)
+    assert kept.lock("a") is kept.lock("a") and kept.lock("a") is not kept.lock("b")
+
+
+def test_state_says_what_is_kept():
+    kept: Kept[Value] = Kept(4)
+    assert kept.state("a", "1") == "none"
+    kept.put("a", Value("1"))
+    assert kept.state("a", "1") == "ready"
+    assert kept.state("a", "2") == "behind"
+    assert kept.state("a", None) == "behind"  # a store without versions: never ready
+    assert kept.state("a", "1", lambda v: not v.full) == "none"  # kept, but not complete
+    with kept.lock("a"):
+        assert kept.state("a", "1") == "reading"
+    kept.clear()
+    assert kept.state("a", "1") == "none"
+
+
+def test_a_failed_background_read_is_logged_and_the_next_runs(caplog):
+    ran = threading.Event()
+
+    def fails():
+        raise OSError("disk gone")
+
+    in_background("test-kept", ("the broken thing", fails), ("the next thing", ran.set))
+    assert ran.wait(5)
+    assert any("reading the broken thing failed" in r.getMessage() for r in caplog.records)
