@@ -595,7 +595,7 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     reasons.add((start == NAT) & (end == NAT), "missing start_on and end_on")
     reasons.add((start != NAT) & (end != NAT) & (end < start), "end_on before start_on")
     keep = ~reasons.mask()
-    free, free_day = passages(geoms, start, end, keep, sidewalks)
+    free, free_day = passages(geoms, start, end, keep, sidewalks, shapes)
     reasons.add((np.isnan(width) | np.isnan(used)) & np.isnan(free),
                 "clearance not checked: missing sidewalk_width_m or used_width_m")
     link = _text(_column(frame, "construction_dossier_code"))
@@ -608,10 +608,12 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
 
 
 def passages(geoms: np.ndarray, start: np.ndarray, end: np.ndarray, keep: np.ndarray,
-             sidewalks: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+             sidewalks: pd.DataFrame | None, shapes: tuple[np.ndarray, np.ndarray] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """The narrowest free passage (m) beside each kept permit and its day, NaN / NAT where not measured.
 
-    Measured from the geometry of ``sidewalks`` (none: nothing measured).
+    Measured from the geometry of ``sidewalks`` (none: nothing measured).  ``shapes``: :func:`convex.quads`
+    of ``geoms`` (mask, corners), if known (saves asking GEOS for those corners again).
     """
     free, day = np.full(len(geoms), np.nan), np.full(len(geoms), NAT, dtype=np.int64)
     if sidewalks is None or not len(sidewalks):
@@ -621,7 +623,8 @@ def passages(geoms: np.ndarray, start: np.ndarray, end: np.ndarray, keep: np.nda
     usable[usable] = shapely.is_valid(walk[usable]) & ~shapely.is_empty(walk[usable])
     widths = pd.to_numeric(pd.Series(_column(sidewalks, "width_m")), errors="coerce").to_numpy(dtype=float)
     rows = np.flatnonzero(keep)
-    value, when = occupancy_passages(geoms[rows], start[rows], end[rows], walk[usable], widths[usable])
+    quads = None if shapes is None else (shapes[0][rows], shapes[1][rows])
+    value, when = occupancy_passages(geoms[rows], start[rows], end[rows], walk[usable], widths[usable], quads=quads)
     free[rows], day[rows] = value, np.where(when >= 0, when, NAT)
     return free, day
 
