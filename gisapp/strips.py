@@ -75,6 +75,8 @@ def quad_corners(geoms: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None 
     mask, xy = known
     other = np.flatnonzero(~mask)
     more, corners = _quad_corners(geoms[other])
+    if not len(more):  # the usual case: every such polygon is one of the quads
+        return np.flatnonzero(mask), xy[mask]
     rows = np.concatenate([np.flatnonzero(mask), other[more]])
     corners = np.concatenate([xy[mask], corners])
     order = np.argsort(rows, kind="stable")
