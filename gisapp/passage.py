@@ -282,8 +282,8 @@ def _bottleneck(edges: list[tuple[float, int, int]]) -> float:
     return math.inf
 
 
-def occupancy_passages(geoms, starts, ends, sidewalks, widths=None, *, fast: bool = True
-                       ) -> tuple[np.ndarray, np.ndarray]:
+def occupancy_passages(geoms, starts, ends, sidewalks, widths=None, *, fast: bool = True,
+                       quads: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The narrowest passage beside each of many occupancies over its period, and the first day it is that narrow.
 
     ``geoms``, ``starts``, ``ends``: the occupancies (EPSG:5899; dates as
@@ -310,7 +310,9 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None, *, fast: boo
     3. other cases (several sidewalks, holes, odd outlines) go through
        :func:`narrowest_over_period`.
 
-    ``fast=False`` skips the first tier (the tests compare the two).
+    ``fast=False`` skips the first tier (the tests compare the two).  ``quads``: the convex quadrilaterals
+    among ``geoms`` and their corners (:func:`gisapp.analysis.convex.quads`), if the caller has them (the
+    first tier then asks GEOS only for the other rows' corners).
     """
     geoms = np.asarray(geoms, dtype=object)
     starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
@@ -329,7 +331,7 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None, *, fast: boo
         out, day, decided = strip_passages(geoms, starts, ends, sidewalks, own, reach=REACH,
                                            end_factor=END_EDGE_FACTOR, min_width=2 * SIMPLIFY_M, area_min=AREA_MIN,
                                            grow=GROWN_M, decimals=DECIMALS,
-                                           workers=min(os.cpu_count() or 1, WORKERS), tree=tree)
+                                           workers=min(os.cpu_count() or 1, WORKERS), tree=tree, quads=quads)
         todo = np.flatnonzero(~decided)
         if not len(todo):
             return out, day

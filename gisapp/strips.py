@@ -63,8 +63,28 @@ BLOCK_PAIRS = 200_000
 BLOCK_CELLS = 4_000_000
 
 
-def quad_corners(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Which of ``geoms`` are one polygon of one ring of four corners, and those corners (k × 4 × 2)."""
+def quad_corners(geoms: np.ndarray, known: tuple[np.ndarray, np.ndarray] | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Which of ``geoms`` are one polygon of one ring of four corners, and those corners (k × 4 × 2).
+
+    ``known``: :func:`gisapp.analysis.convex.quads` of ``geoms`` (mask, corners), if the caller has it: its
+    rows are such polygons with those corners, so only the other rows are asked of GEOS.
+    """
+    if known is None:
+        return _quad_corners(geoms)
+    mask, xy = known
+    other = np.flatnonzero(~mask)
+    more, corners = _quad_corners(geoms[other])
+    if not len(more):  # the usual case: every such polygon is one of the quads
+        return np.flatnonzero(mask), xy[mask]
+    rows = np.concatenate([np.flatnonzero(mask), other[more]])
+    corners = np.concatenate([xy[mask], corners])
+    order = np.argsort(rows, kind="stable")
+    return rows[order], corners[order]
+
+
+def _quad_corners(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`quad_corners` asking GEOS for every geometry."""
     kind = shapely.get_type_id(geoms)
     ok = ((kind == 3) | (kind == 6)) & (shapely.get_num_coordinates(geoms) == 5)
     rows = np.flatnonzero(ok)
@@ -153,8 +173,8 @@ def _own_frames(corners: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, sidewalks: np.ndarray,
                    widths: np.ndarray, *, reach: float, end_factor: float, min_width: float, area_min: float,
-                   grow: float, decimals: int, workers: int = 1, tree: shapely.STRtree | None = None
-                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                   grow: float, decimals: int, workers: int = 1, tree: shapely.STRtree | None = None,
+                   quads: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The passage beside each occupancy it can decide (see the module notes), its day, and which it decided.
 
     ``geoms``, ``starts``, ``ends``: the occupancies (int64 days, inclusive);
@@ -164,7 +184,8 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     lie on it), ``decimals``: the exact definition's constants.
     ``workers``: threads, each taking a share of the pairs, then of the
     sidewalks (numpy releases the interpreter lock in its loops);
-    ``tree``: an STRtree of ``geoms``, if the caller has one.  Returns (metres, NaN
+    ``tree``: an STRtree of ``geoms``, if the caller has one; ``quads``: :func:`gisapp.analysis.convex.quads`
+    of ``geoms``, if the caller has it (:func:`quad_corners`).  Returns (metres, NaN
     where on no sidewalk; day, -1 there; ``done``): where ``done`` is
     False the values are not set and the exact path must answer.
     """
@@ -174,7 +195,7 @@ def strip_passages(geoms: np.ndarray, starts: np.ndarray, ends: np.ndarray, side
     if n == 0 or not len(sidewalks):
         return out, day, done
     strip, origin, unit, sbox = strip_frames(sidewalks, widths, end_factor, min_width)
-    q_rows, q_corners = quad_corners(geoms)
+    q_rows, q_corners = quad_corners(geoms, quads)
     rect, p_unit, p_centre, p_half = _own_frames(q_corners)
     # one column per occupancy (its axis, centre, half sizes; NaN where not a rectangle) and per sidewalk
     # (origin, axis, box, whether a strip): two gathers per pair instead of eight

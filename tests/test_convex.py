@@ -9,6 +9,7 @@ import pytest
 import shapely
 import shapely.affinity
 
+from gisapp import strips
 from gisapp.analysis import convex
 from gisapp.analysis import overlaps as ov
 from gisapp.analysis.overlaps import AnalysisParams, find_overlaps
@@ -45,6 +46,11 @@ def test_quads_are_the_strictly_convex_single_rings():
     assert (xy[mask] == shapely.get_coordinates(geoms[mask]).reshape(-1, 5, 2)[:, :4]).all()
     assert np.isnan(xy[~mask]).all()
     assert (convex.bounds(xy[mask]) == shapely.bounds(geoms[mask])).all()
+    # the passage's strips take the quads' corners instead of asking GEOS again: the same rows and corners
+    rows, corners = strips.quad_corners(geoms)
+    known_rows, known_corners = strips.quad_corners(geoms, (mask, xy))
+    assert rows.tolist() == known_rows.tolist() and len(rows) > mask.sum()  # bow tie, flat, concave, doubled too
+    assert (corners == known_corners).all()
 
 
 def quad_pairs(rng, n):

@@ -63,6 +63,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
@@ -222,27 +223,30 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
     # independent stages run side by side: GEOS and numpy release the GIL for most of their work
     with ThreadPoolExecutor(_WORKERS) as pool:
         cons_job = pool.submit(_prepare_construction, construction, params)
-        side, skip_s = _prepare_sidewalk(sidewalk, sidewalks)
+        side, measure = _prepare_sidewalk(sidewalk, sidewalks)
         ward, skip_w = _prepare_wards(wards)
         cons, skip_c, register = cons_job.result()
-        skipped = pd.concat([skip_c, skip_s, skip_w], ignore_index=True)
-        clock.lap("prepare")
-        labels_job = pool.submit(_factorize_labels, ward.extra["code"], register["ward_code"].to_numpy(dtype=object),
-                                 skipped["ward_code"].to_numpy(dtype=object))
 
         def finished(make, *args) -> dict:
             """The block ``make(*args)``, finished (wards, MultiPolygons, ids) in the same thread."""
             return _finish(make(*args), ward, side)
 
+        # the passages (only the clearance findings need them) are measured here while the pool looks for
+        # the construction findings, then the pairs
         jobs = [pool.submit(finished, _construction_findings, cons, side, params),
-                pool.submit(lambda: finished(_ward_mismatch_findings, cons, ward, labels_job.result()))]
-        pairs = finished(_sidewalk_pair_findings, side, params)
+                pool.submit(finished, _sidewalk_pair_findings, side, params)]
+        skip_s = measure()
+        skipped = pd.concat([skip_c, skip_s, skip_w], ignore_index=True)
+        clock.lap("prepare")
+        labels = _factorize_labels(ward.extra["code"], register["ward_code"].to_numpy(dtype=object),
+                                   skipped["ward_code"].to_numpy(dtype=object))
         clearance = finished(_clearance_findings, side, params)
-        blocks = [jobs[0].result(), pairs, clearance, jobs[1].result()]  # in KINDS order
+        mismatch = finished(_ward_mismatch_findings, cons, ward, labels)
+        blocks = [jobs[0].result(), jobs[1].result(), clearance, mismatch]  # in KINDS order
     clock.lap("findings")
     findings, cols = _assemble(blocks)
     clock.lap("assemble")
-    names, (w_lab, d_lab, s_lab) = labels_job.result()
+    names, (w_lab, d_lab, s_lab) = labels
     names, none = _none_label(names)
     f_lab = np.where(cols["ward_index"] >= 0, w_lab[np.maximum(cols["ward_index"], 0)] if len(w_lab) else none, none)
     needed = _used(cols["dossier_row"][np.isin(cols["kind"], _ranks(NEEDED_SIDEWALK))], len(d_lab))[0]
@@ -572,12 +576,14 @@ def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
 
 
 def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | None = None
-                      ) -> tuple[_Features, pd.DataFrame]:
-    """Usable sidewalk permits, and the skipped ones.
+                      ) -> tuple[_Features, Callable[[], pd.DataFrame]]:
+    """Usable sidewalk permits, and a function that measures their passages and returns the skipped ones.
 
-    A permit without widths (and on no sidewalk of ``sidewalks``) stays in
-    the spatial analysis; only its clearance is not checked, and that is
-    reported as a skip reason.
+    The passages (``free``, ``free_day`` in the features' ``extra``, which only
+    the clearance findings read) come second, so that other findings can be
+    looked for while they are measured.  A permit without widths (and on no
+    sidewalk of ``sidewalks``) stays in the spatial analysis; only its
+    clearance is not checked, and that is reported as a skip reason.
     """
     ids = _text(_column(frame, "permit_no"))
     hashes = _hash_ids(ids, ids == None)  # noqa: E711 - numpy: element-wise
@@ -595,23 +601,33 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     reasons.add((start == NAT) & (end == NAT), "missing start_on and end_on")
     reasons.add((start != NAT) & (end != NAT) & (end < start), "end_on before start_on")
     keep = ~reasons.mask()
-    free, free_day = passages(geoms, start, end, keep, sidewalks)
-    reasons.add((np.isnan(width) | np.isnan(used)) & np.isnan(free),
-                "clearance not checked: missing sidewalk_width_m or used_width_m")
     link = _text(_column(frame, "construction_dossier_code"))
     link_hash = np.zeros(len(link), dtype=np.uint64)
     named = np.flatnonzero(link != None)  # noqa: E711 - numpy: element-wise
     link_hash[named] = _hash_ids(link[named], np.zeros(len(named), dtype=bool))
     side = _features(ids, hashes, geoms, start, end, keep, shapes, declared=declared, width=width, used=used,
-                     link=link, link_hash=link_hash, free=free, free_day=free_day)
-    return side, _skipped_frame(SIDEWALK, ids, declared, reasons)
+                     link=link, link_hash=link_hash)
+
+    def measure() -> pd.DataFrame:
+        """The passages (``side.extra``'s ``free`` and ``free_day``), then the skipped permits."""
+        free, free_day = passages(geoms, start, end, keep, sidewalks, shapes)
+        reasons.add((np.isnan(width) | np.isnan(used)) & np.isnan(free),
+                    "clearance not checked: missing sidewalk_width_m or used_width_m")
+        every = bool(keep.all())
+        side.extra["free"] = free if every else free[keep]
+        side.extra["free_day"] = free_day if every else free_day[keep]
+        return _skipped_frame(SIDEWALK, ids, declared, reasons)
+
+    return side, measure
 
 
 def passages(geoms: np.ndarray, start: np.ndarray, end: np.ndarray, keep: np.ndarray,
-             sidewalks: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+             sidewalks: pd.DataFrame | None, shapes: tuple[np.ndarray, np.ndarray] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
     """The narrowest free passage (m) beside each kept permit and its day, NaN / NAT where not measured.
 
-    Measured from the geometry of ``sidewalks`` (none: nothing measured).
+    Measured from the geometry of ``sidewalks`` (none: nothing measured).  ``shapes``: :func:`convex.quads`
+    of ``geoms`` (mask, corners), if known (saves asking GEOS for those corners again).
     """
     free, day = np.full(len(geoms), np.nan), np.full(len(geoms), NAT, dtype=np.int64)
     if sidewalks is None or not len(sidewalks):
@@ -621,7 +637,8 @@ def passages(geoms: np.ndarray, start: np.ndarray, end: np.ndarray, keep: np.nda
     usable[usable] = shapely.is_valid(walk[usable]) & ~shapely.is_empty(walk[usable])
     widths = pd.to_numeric(pd.Series(_column(sidewalks, "width_m")), errors="coerce").to_numpy(dtype=float)
     rows = np.flatnonzero(keep)
-    value, when = occupancy_passages(geoms[rows], start[rows], end[rows], walk[usable], widths[usable])
+    quads = None if shapes is None else (shapes[0][rows], shapes[1][rows])
+    value, when = occupancy_passages(geoms[rows], start[rows], end[rows], walk[usable], widths[usable], quads=quads)
     free[rows], day[rows] = value, np.where(when >= 0, when, NAT)
     return free, day
 
