@@ -181,22 +181,3 @@ def test_gisapp_analyze_stores_the_findings_of_a_full_analysis(store):
     result = CliRunner().invoke(cli, ["--store", str(store.path), "analyze", "--quiet"])
     assert result.exit_code == 0, result.output
     assert_findings_current(store)
-
-
-def test_multipolygon_wkb_is_derives():
-    """The patch's WKB (written from the coordinates for Polygons of one ring) is byte for byte
-    ``derive.multipolygon_wkb``'s, for those and every other kind mixed in (null, empty, holes, multi, 3-D)."""
-    import numpy as np
-
-    from gisapp.formats import derive
-
-    rings = shapely.buffer(shapely.points(np.random.default_rng(1).random((300, 2)) * 1000), 3, quad_segs=3)
-    odd = [None, shapely.Polygon(), shapely.from_wkt("MULTIPOLYGON EMPTY"), shapely.Point(1, 2),
-           shapely.from_wkt("POLYGON((0 0,4 0,4 4,0 4,0 0),(1 1,2 1,2 2,1 1))"),
-           shapely.from_wkt("MULTIPOLYGON(((0 0,1 0,1 1,0 0)),((5 5,6 5,6 6,5 5)))"),
-           shapely.from_wkt("POLYGON Z((0 0 1,1 0 1,1 1 1,0 0 1))"), shapely.from_wkt("POLYGON((0 0,1 0,1 1,0 0))")]
-    for geoms in ([], list(rings), odd, [*rings[:7], *odd, *rings[7:20], *odd[::-1]]):
-        values = np.array(geoms, dtype=object)
-        got = gpkg_store.multipolygon_wkb(values)
-        assert got.type == derive.multipolygon_wkb(values).type
-        assert got.to_pylist() == derive.multipolygon_wkb(values).to_pylist()

@@ -918,7 +918,8 @@ class GeoPackageStore(Store):
         # read already (:meth:`prefetch_replace`)
         with ThreadPoolExecutor(max_workers=1) as pool:
             reading = prefetched or pool.submit(_stored_rows, self.path, layer)
-            new = [*_field_arrays(layer, frame), multipolygon_wkb(frame.geometry.values)]
+            new = [*_field_arrays(layer, frame),
+                   derive.multipolygon_wkb(frame.geometry.values)]
             read = reading.result()
         if read is None:
             return None  # a file written otherwise (a field missing): written whole
@@ -1373,33 +1374,6 @@ def _roll_back_hot_journal(path: Path) -> None:
 def _busy(err: sqlite3.OperationalError) -> bool:
     """Whether ``err`` says another connection holds the file (not a full disk, not a broken file)."""
     return "locked" in str(err) or "busy" in str(err)
-
-
-#: The WKB of a 2-D Polygon of one ring as the MultiPolygon of it, up to the ring's point count.
-_ONE_RING_HEAD = b"\x01\x06\x00\x00\x00\x01\x00\x00\x00\x01\x03\x00\x00\x00\x01\x00\x00\x00"
-
-
-def multipolygon_wkb(geoms) -> pa.BinaryArray:
-    """The bytes of :func:`gisapp.formats.derive.multipolygon_wkb` (MultiPolygon WKB, null where missing),
-    written by Arrow from the coordinates for the 2-D Polygons of one ring (no bytes object per geometry:
-    3x faster for a city's findings, which :meth:`GeoPackageStore._patch` compares with the stored ones);
-    the other geometries go through ``derive``."""
-    geoms = np.asarray(geoms, dtype=object)
-    n = len(geoms)
-    simple = ((shapely.get_type_id(geoms) == 3) & (shapely.get_num_interior_rings(geoms) == 0)
-              & ~shapely.has_z(geoms) & ~shapely.is_empty(geoms))
-    points = np.where(simple, shapely.get_num_coordinates(geoms), 0).astype(np.int64)
-    coords = np.ascontiguousarray(shapely.get_coordinates(geoms[simple]), dtype="<f8")
-    ends = np.zeros(n + 1, np.int64)
-    np.cumsum(16 * points, out=ends[1:])
-    kind, offset = (pa.large_binary(), np.int64) if ends[-1] >= 2**31 - 64 * n else (pa.binary(), np.int32)
-    body = pa.Array.from_buffers(kind, n, [None, pa.py_buffer(ends.astype(offset)), pa.py_buffer(coords)])
-    count = pa.Array.from_buffers(pa.binary(4), n, [None, pa.py_buffer(points.astype("<u4"))]).cast(kind)
-    out = pc.binary_join_element_wise(pa.scalar(_ONE_RING_HEAD, kind), count, body, pa.scalar(b"", kind))
-    if not simple.all():
-        rest = derive.multipolygon_wkb(geoms[~simple]).cast(kind)
-        out = pc.replace_with_mask(out, pa.array(~simple), rest)
-    return out.cast(pa.binary())
 
 
 @dataclasses.dataclass(frozen=True)
