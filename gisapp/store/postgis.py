@@ -1280,21 +1280,12 @@ def row_hashes(layer: Layer, frame: gpd.GeoDataFrame) -> np.ndarray:
     go through pandas' SipHash; numbers, dates and coordinates are mixed in numpy.
     """
     n = len(frame)
-    geoms = np.asarray(frame.geometry.values, dtype=object)
-    # the geometries hashed on a thread of their own while this one hashes the fields (shapely's coordinates and
-    # numpy's arithmetic run without the interpreter lock; pandas' text hash holds it), unless the process has one
-    # thread only (:func:`gisapp.formats.derive.threads`)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-hash") if derive.threads() > 1 else None
-    shapes: Future | None = None
-    if pool is not None:
-        shapes = pool.submit(_geometry_hashes, geoms, layer.geometry == "MultiPolygon")
-        pool.shutdown(wait=False)
     h = np.full(n, np.uint64(len(layer.fields)), dtype=np.uint64)
     texts = []
     for f in layer.fields:
         col = frame[f.name]
         if f.type == "text":
-            text = pa.array(col.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+            text = derive.arrow_strings(col)  # an Arrow-backed column as it is (no Python string per value)
             texts.append(text)
             value = pc.fill_null(pc.binary_length(text), -1).to_numpy().astype(np.int64).view(np.uint64)
         elif f.type == "date":
@@ -1311,8 +1302,8 @@ def row_hashes(layer: Layer, frame: gpd.GeoDataFrame) -> np.ndarray:
         # categorize=False: the same hashes (pandas hashes each distinct value alike either way) without first
         # factorizing the texts, nearly all distinct here (0.9 s of a 1 s hash at 700,000 findings)
         h = _mix(h * _GOLDEN + hash_array(joined.cast(pa.binary()).to_numpy(zero_copy_only=False), categorize=False))
-    shape = _geometry_hashes(geoms, layer.geometry == "MultiPolygon") if shapes is None else shapes.result()
-    h = _mix(h * _GOLDEN + shape)
+    geoms = np.asarray(frame.geometry.values, dtype=object)
+    h = _mix(h * _GOLDEN + _geometry_hashes(geoms, layer.geometry == "MultiPolygon"))
     return h.view(np.int64)
 
 
