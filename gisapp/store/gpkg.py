@@ -914,40 +914,48 @@ class GeoPackageStore(Store):
         if not replace_is_compact(old_count, len(frame)):
             return None
         names = layer.field_names
-        # GDAL reads the stored rows (without the GIL) while this thread encodes the new ones, unless they were
-        # read already (:meth:`prefetch_replace`)
-        with ThreadPoolExecutor(max_workers=1) as pool:
+        # GDAL reads the stored rows (without the GIL) unless they were read already (:meth:`prefetch_replace`),
+        # and a thread encodes the new geometries while the fields are compared on two more (Arrow's kernels run
+        # without the interpreter lock)
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="gisapp-patch") as pool:
             reading = prefetched or pool.submit(_stored_rows, self.path, layer)
-            new = [*_field_arrays(layer, frame),
-                   derive.multipolygon_wkb(frame.geometry.values)]
+            encoding = pool.submit(derive.multipolygon_wkb, frame.geometry.values)
+            new = _field_arrays(layer, frame)
             read = reading.result()
-        if read is None:
-            return None  # a file written otherwise (a field missing): written whole
-        info, stored = read
-        keys = new[names.index(layer.key)]
-        if keys.null_count or pc.count_distinct(keys).as_py() < len(keys):
-            return None  # keys missing or given twice: the whole write fails as it would have
-        old = [*(stored.column(n) for n in names), stored.column(info["geometry_name"] or "geometry")]
-        old_keys = old[names.index(layer.key)].combine_chunks().cast(pa.string())
-        # keys matched by Arrow's hash tables (no Python string per key)
-        found = pc.index_in(keys, value_set=old_keys)
-        present = found.is_valid().to_numpy(zero_copy_only=False)
-        at = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
-        same = present.copy()
-        where = np.flatnonzero(present)
-        # the usual case (the same features, in the order they were written): compared without reordering
-        in_order = len(keys) == len(old_keys) and bool(pc.all(pc.equal(keys, old_keys)).as_py())
-        for a, b in zip(new, old, strict=True):
-            if not same.any():
-                break
-            try:
-                b = b.combine_chunks().cast(a.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            if read is None:
+                return None  # a file written otherwise (a field missing): written whole
+            info, stored = read
+            keys = new[names.index(layer.key)]
+            if keys.null_count or pc.count_distinct(keys).as_py() < len(keys):
+                return None  # keys missing or given twice: the whole write fails as it would have
+            old = [*(stored.column(n) for n in names), stored.column(info["geometry_name"] or "geometry")]
+            old_keys = old[names.index(layer.key)].combine_chunks().cast(pa.string())
+            # keys matched by Arrow's hash tables (no Python string per key)
+            found = pc.index_in(keys, value_set=old_keys)
+            present = found.is_valid().to_numpy(zero_copy_only=False)
+            at = found.fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)
+            same = present.copy()
+            where = np.flatnonzero(present)
+            # the usual case (the same features, in the order they were written): compared without reordering
+            in_order = len(keys) == len(old_keys) and bool(pc.all(pc.equal(keys, old_keys)).as_py())
+            taken = pa.array(at[where], pa.int64())
+
+            def equal(a: pa.Array, b: pa.ChunkedArray) -> np.ndarray | None:
+                """Whether each present row's new value equals its stored one (``None``: a stored value this
+                layer's type cannot hold)."""
+                try:
+                    b = b.combine_chunks().cast(a.type)
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                    return None
+                x, y = (a, b) if in_order else (a.take(where), b.take(taken))
+                both_null = pc.and_(pc.is_null(x), pc.is_null(y))
+                return pc.or_(pc.fill_null(pc.equal(x, y), False), both_null).to_numpy(zero_copy_only=False)
+
+            columns = [*pool.map(equal, new, old[:-1]), equal(encoding.result(), old[-1])]
+        for column in columns:
+            if column is None:
                 return None  # a stored value this layer's type cannot hold: written whole
-            x, y = (a, b) if in_order else (a.take(where), b.take(at[where]))
-            equal = pc.fill_null(pc.equal(x, y), False)
-            both_null = pc.and_(pc.is_null(x), pc.is_null(y))
-            same[where] &= pc.or_(equal, both_null).to_numpy(zero_copy_only=False)
+            same[where] &= column
         changed = np.flatnonzero(~same)
         removed = sorted(old_keys.filter(pc.invert(pc.is_in(old_keys, value_set=keys))).to_pylist())
         if len(changed) + len(removed) > PATCH_MAX_SHARE * max(len(frame), old_count, 1):

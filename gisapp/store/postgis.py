@@ -1285,7 +1285,7 @@ def row_hashes(layer: Layer, frame: gpd.GeoDataFrame) -> np.ndarray:
     for f in layer.fields:
         col = frame[f.name]
         if f.type == "text":
-            text = pa.array(col.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+            text = derive.arrow_strings(col)  # an Arrow-backed column as it is (no Python string per value)
             texts.append(text)
             value = pc.fill_null(pc.binary_length(text), -1).to_numpy().astype(np.int64).view(np.uint64)
         elif f.type == "date":
