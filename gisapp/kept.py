@@ -4,15 +4,18 @@ The dashboard's arrays (:mod:`gisapp.analysis.counts`) and the filtered tiles' i
 each keep, per store (and layer), columns read once and brought up to the store's data version at each use.
 They share how that is kept: the newest few values by key, one lock per key held while its value is read or
 refreshed (other keys go on), what a server's health check says of each, and reads started in the background
-whose failure is logged, not raised (the caller answers from the store meanwhile).
+whose failure is logged, not raised (the caller answers from the store meanwhile).  And how a command lets
+go of a million geometries without waiting for it (:func:`free_in_background`).
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from typing import Any, Generic, Protocol, TypeVar
+
+import numpy as np
 
 LOG = logging.getLogger(__name__)
 
@@ -90,3 +93,27 @@ def in_background(name: str, *reads: tuple[str, Callable[[], Any]]) -> None:
             read_logged(what, read)
 
     threading.Thread(target=run, name=name, daemon=True).start()
+
+
+#: Geometries freed at a time by :func:`free_in_background`.
+FREE_SLICE = 20_000
+
+
+def free_in_background(frames: Iterable[Any]) -> None:
+    """Free the geometries of ``frames`` (GeoDataFrames the caller keeps no other reference to) in a daemon
+    thread, a slice at a time (so the interpreter lock changes hands between slices).
+
+    At a million features they take ~1 s to free (a GEOS destructor each), which a command would spend after
+    its work is done; when the process exits first, the rest goes back to the system with its memory.  The
+    frames must not be used afterwards (their geometries become missing).
+    """
+    pending = list(frames)
+
+    def free() -> None:
+        arrays = [np.asarray(frame.geometry.array) for frame in pending]  # the frames' own objects (views)
+        pending.clear()
+        for geoms in arrays:
+            for start in range(0, len(geoms), FREE_SLICE):
+                geoms[start:start + FREE_SLICE] = None
+
+    threading.Thread(target=free, name="gisapp-free", daemon=True).start()

@@ -61,3 +61,17 @@ def test_a_failed_background_read_is_logged_and_the_next_runs(caplog):
     in_background("test-kept", ("the broken thing", fails), ("the next thing", ran.set))
     assert ran.wait(5)
     assert any("reading the broken thing failed" in r.getMessage() for r in caplog.records)
+
+
+def test_geometries_are_freed_in_the_background():
+    import geopandas as gpd
+    import shapely
+
+    from gisapp import kept
+
+    frames = [gpd.GeoDataFrame({"k": range(n)}, geometry=shapely.points(range(n), range(n))) for n in (5, 45_001)]
+    geometry = [f.geometry.array for f in frames]
+    kept.free_in_background(frames)
+    for thread in [t for t in threading.enumerate() if t.name == "gisapp-free"]:
+        thread.join(10)
+    assert all(g.isna().all() for g in geometry)  # every slot let go, across slices

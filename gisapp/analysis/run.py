@@ -14,6 +14,7 @@ import shapely
 
 from gisapp.analysis.overlaps import AnalysisParams, AnalysisResult, find_overlaps
 from gisapp.inspections import unpermitted_findings
+from gisapp.kept import free_in_background
 from gisapp.progress import SILENT, Progress
 from gisapp.schema import STORE_CRS
 from gisapp.store import Store
@@ -66,6 +67,8 @@ def analyze_store(store: Store, params: AnalysisParams, progress: Progress = SIL
     progress("analyse")
     result = find_overlaps(layers["construction_permits"], layers["sidewalk_permits"], layers["wards"], params,
                            sidewalks=layers["sidewalks"])
+    free_in_background(layers.values())  # ~2M geometries: freed beside the findings' write, not before it
+    del layers
     return with_unpermitted(result, store), read_s
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import threading
 import time
 
 import click
@@ -12,16 +11,15 @@ import numpy as np
 import pandas as pd
 
 from gisapp import domain
-from gisapp.analysis.overlaps import KINDS, AnalysisParams, AnalysisResult
+from gisapp.analysis.overlaps import KINDS, AnalysisParams
 from gisapp.analysis.run import analyze_store
 from gisapp.cli.context import Context
 from gisapp.cli.progress import progress_options, shown
+from gisapp.kept import free_in_background
 
 #: Short column headers of the printed summary (the kind codes stay whole).
 _HEADERS = {"ward_code": "ward", "dossiers": "dossiers", "dossiers_needing_sidewalk": "needing",
             "share_needing_sidewalk": "share", "skipped": "skipped", "findings": "findings"}
-#: Geometries freed at a time by :func:`_free_aside`.
-_FREE_SLICE = 20_000
 
 
 @click.command("analyze")
@@ -66,7 +64,7 @@ def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: flo
         store.write({"findings": result.findings}, mode="replace", meta={"findings": meta}, progress=progress)
         write_s = time.perf_counter() - written
     summary, skipped, stored = result.summary, result.skipped, len(result.findings)
-    _free_aside(result)
+    free_in_background([result.findings])
     del result
     if as_json:
         rows = json.loads(summary.to_json(orient="records"))
@@ -78,27 +76,6 @@ def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: flo
     click.echo(format_skipped(skipped))
     click.echo(f"stored {stored} findings in {store.url} "
                f"(analysis {run_s:.2f} s, reading {read_s:.2f} s, storing {write_s:.2f} s)")
-
-
-def _free_aside(result: AnalysisResult) -> None:
-    """Free the findings of ``result`` in a daemon thread, the caller keeping no reference to them.
-
-    At a million findings their geometries take ~1 s to free (a GEOS
-    destructor each), which the command would spend after its work is done,
-    on returning.  The thread frees them a slice at a time (so the interpreter lock
-    changes hands between slices); when the process exits first, the rest goes
-    back to the system with the process's memory.  In a longer-lived process (tests) it simply finishes.
-    """
-    findings = result.findings
-
-    def free() -> None:
-        nonlocal findings
-        geoms = np.asarray(findings.geometry.array)  # the frame's own objects (a view), so a slice is freed
-        findings = None
-        for start in range(0, len(geoms), _FREE_SLICE):
-            geoms[start:start + _FREE_SLICE] = None
-
-    threading.Thread(target=free, name="gisapp-free-findings", daemon=True).start()
 
 
 def format_summary(summary: pd.DataFrame) -> str:
