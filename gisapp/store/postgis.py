@@ -574,64 +574,58 @@ class PostGISStore(Store):
         pool = _pool(self._url)
         try:
             with self._writer() as con:
-                try:
-                    with con.transaction():
-                        if not pool.schema_ok:
-                            migrations.upgrade(con)
-                        con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
-                        if prepared is None:
-                            history_rows = _write_history(con, typed, history, mode)
-                        else:  # the given history first, then each layer's own rows just before it is written
-                            history_rows = _write_history(con, {}, history, mode, analyze=False, replaced={
-                                name for name in given & set(frames) if name in hist.LAYER_KEYS and len(frames[name])})
-                        counter = _RowCounter(progress, sum(len(f) for f in frames.values()))
-                        removed = dict.fromkeys(layers, 0)
-                        log: list[tuple] = []
-                        for name, keys in deleted.items():
-                            lay = layers[name]
-                            rows = con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s) "
-                                               f"RETURNING {lay.key}, {_BOX_SQL}", [keys]).fetchall()
-                            removed[name] += len(rows)
-                            log.extend(boxed(delete_rows(lay, [r[0] for r in rows]),
-                                             {str(r[0]): r[1:] for r in rows}, {}))
-                        for name in frames:
-                            if prepared is not None:
-                                frame = typed[name] = prepared.typed(name)
-                                if name not in given:
-                                    history_rows += _write_history(con, {name: frame}, None, mode, analyze=False)
-                            else:
-                                frame = typed[name]
-                            changed = _replace_changed(con, layers[name], frame, counter) \
-                                if mode == "replace" and name in HASHED_LAYERS else None
-                            if changed is not None:
-                                log.extend(changed)
-                                continue
-                            log.extend(_logged(con, layers[name], frame, mode))
-                            if mode == "replace":
-                                _replace_layer(con, layers[name], frame, counter,
-                                               chunks=None if prepared is None else prepared.chunks(name))
-                            else:
-                                removed[name] += _upsert_layer(con, layers[name], frame, counter)
-                        if prepared is not None and history_rows > _HISTORY_ANALYZE_ROWS:
-                            con.execute(f"ANALYZE {hist.TABLE}")
-                        small = mode == "upsert" and sum(len(f) for f in typed.values()) <= SMALL_UPSERT
-                        for name in layers:
-                            if mode == "replace":
-                                _set_stats(con, layers[name], typed[name])
-                            elif small:
-                                _update_stats_by(con, layers[name], typed.get(name), removed[name])
-                            else:
-                                _update_stats(con, layers[name])
-                        if meta:
-                            _write_meta(con, meta)
-                        if log:
-                            _append_changes(con, log)
-                        con.execute("UPDATE gisapp_version SET version = version + 1")
-                except psycopg.Error as err:
-                    if isinstance(err, psycopg.OperationalError) and con.broken:
-                        raise
-                    raise StoreError(f"writing to {self.url} failed, nothing was changed: "
-                                     f"{str(err).strip().splitlines()[0]}") from err
+                with _nothing_changed(con, f"writing to {self.url}"), con.transaction():
+                    if not pool.schema_ok:
+                        migrations.upgrade(con)
+                    con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+                    if prepared is None:
+                        history_rows = _write_history(con, typed, history, mode)
+                    else:  # the given history first, then each layer's own rows just before it is written
+                        history_rows = _write_history(con, {}, history, mode, analyze=False, replaced={
+                            name for name in given & set(frames) if name in hist.LAYER_KEYS and len(frames[name])})
+                    counter = _RowCounter(progress, sum(len(f) for f in frames.values()))
+                    removed = dict.fromkeys(layers, 0)
+                    log: list[tuple] = []
+                    for name, keys in deleted.items():
+                        lay = layers[name]
+                        rows = con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s) "
+                                           f"RETURNING {lay.key}, {_BOX_SQL}", [keys]).fetchall()
+                        removed[name] += len(rows)
+                        log.extend(boxed(delete_rows(lay, [r[0] for r in rows]),
+                                         {str(r[0]): r[1:] for r in rows}, {}))
+                    for name in frames:
+                        if prepared is not None:
+                            frame = typed[name] = prepared.typed(name)
+                            if name not in given:
+                                history_rows += _write_history(con, {name: frame}, None, mode, analyze=False)
+                        else:
+                            frame = typed[name]
+                        changed = _replace_changed(con, layers[name], frame, counter) \
+                            if mode == "replace" and name in HASHED_LAYERS else None
+                        if changed is not None:
+                            log.extend(changed)
+                            continue
+                        log.extend(_logged(con, layers[name], frame, mode))
+                        if mode == "replace":
+                            _replace_layer(con, layers[name], frame, counter,
+                                           chunks=None if prepared is None else prepared.chunks(name))
+                        else:
+                            removed[name] += _upsert_layer(con, layers[name], frame, counter)
+                    if prepared is not None and history_rows > _HISTORY_ANALYZE_ROWS:
+                        con.execute(f"ANALYZE {hist.TABLE}")
+                    small = mode == "upsert" and sum(len(f) for f in typed.values()) <= SMALL_UPSERT
+                    for name in layers:
+                        if mode == "replace":
+                            _set_stats(con, layers[name], typed[name])
+                        elif small:
+                            _update_stats_by(con, layers[name], typed.get(name), removed[name])
+                        else:
+                            _update_stats(con, layers[name])
+                    if meta:
+                        _write_meta(con, meta)
+                    if log:
+                        _append_changes(con, log)
+                    con.execute("UPDATE gisapp_version SET version = version + 1")
         finally:
             if prepared is not None:
                 prepared.close()
@@ -728,26 +722,20 @@ class PostGISStore(Store):
         geoms = len(INSPECTION_COLUMNS) - 2
         values = ", ".join(["%s"] * geoms + ["ST_SetSRID(ST_GeomFromWKB(%s), 5899)"] * 2)
         with self._writer() as con:  # this thread's write_lock() connection when it holds it
-            try:
-                with con.transaction():
-                    con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
-                    con.execute(f"INSERT INTO inspections ({', '.join(INSPECTION_COLUMNS)}) VALUES ({values})",
-                                row)
-                    for n, p in enumerate(photos):
-                        con.execute("INSERT INTO inspection_photos (token, inspection_id, seq, width, height, data) "
-                                    "VALUES (%s, %s, %s, %s, %s, %s)",
-                                    [p.token, inspection.inspection_id, n, p.width, p.height, p.data])
-                    if typed is not None:
-                        log = _logged(con, layer, typed, "upsert")
-                        _upsert_layer(con, layer, typed)
-                        _update_stats(con, layer)
-                        _append_changes(con, log)
-                        con.execute("UPDATE gisapp_version SET version = version + 1")
-            except psycopg.Error as err:
-                if isinstance(err, psycopg.OperationalError) and con.broken:
-                    raise
-                raise StoreError(f"recording the inspection in {self.url} failed, nothing was changed: "
-                                 f"{str(err).strip().splitlines()[0]}") from err
+            with _nothing_changed(con, f"recording the inspection in {self.url}"), con.transaction():
+                con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+                con.execute(f"INSERT INTO inspections ({', '.join(INSPECTION_COLUMNS)}) VALUES ({values})",
+                            row)
+                for n, p in enumerate(photos):
+                    con.execute("INSERT INTO inspection_photos (token, inspection_id, seq, width, height, data) "
+                                "VALUES (%s, %s, %s, %s, %s, %s)",
+                                [p.token, inspection.inspection_id, n, p.width, p.height, p.data])
+                if typed is not None:
+                    log = _logged(con, layer, typed, "upsert")
+                    _upsert_layer(con, layer, typed)
+                    _update_stats(con, layer)
+                    _append_changes(con, log)
+                    con.execute("UPDATE gisapp_version SET version = version + 1")
 
     def inspections(self, *, target_layer: str | None = None, target_key: str | None = None,
                     inspection_id: str | None = None) -> list[Inspection]:
@@ -1081,6 +1069,18 @@ class _Prepared:
         self._stop.set()
         self._thread.join()
 
+
+
+@contextlib.contextmanager
+def _nothing_changed(con: psycopg.Connection, what: str) -> Iterator[None]:
+    """A database error of a write's transaction in ``con`` as a :class:`StoreError` saying ``what`` failed and
+    nothing was changed (a lost connection stays itself: the caller's retry looks for it)."""
+    try:
+        yield
+    except psycopg.Error as err:
+        if isinstance(err, psycopg.OperationalError) and con.broken:
+            raise
+        raise StoreError(f"{what} failed, nothing was changed: {str(err).strip().splitlines()[0]}") from err
 
 def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
     """The rows to COPY: typed columns, the search text, geometry as hex EWKB."""
