@@ -24,7 +24,7 @@ from gisapp.analysis import overlaps as analysis
 from gisapp.analysis.run import analyze_store
 from gisapp.cli import cli
 from gisapp.filters import Filter
-from gisapp.formats import geojson
+from gisapp.formats import derive, geojson
 from gisapp.importing.prepare import run_import
 from gisapp.store import StoreError, migrations, open_store, postgis
 from gisapp.store.gpkg import GeoPackageStore
@@ -667,7 +667,7 @@ def test_hex_ewkb_equals_shapely():
     geoms[5] = shapely.from_wkt("MULTIPOLYGON EMPTY")
     for part in (geoms, geoms[10:300], shapely.force_3d(geoms[:20]), np.array([None], dtype=object)):
         expected = shapely.to_wkb(shapely.set_srid(part, 5899), hex=True, include_srid=True)
-        got = postgis._ewkb_hex(part).to_pylist()
+        got = postgis._ewkb_hex(derive.geometry_wkb(part, multi=False)).to_pylist()
         assert [None if v is None else v.upper() for v in got] == list(expected)
 
 

@@ -1099,7 +1099,7 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
     derived = derived_columns(layer, frame)  # column by column, over the cores
     for name in (SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN):
         arrays[name] = derived[name]
-    arrays["geom"] = _ewkb_hex(frame.geometry.values, derived["wkb"])
+    arrays["geom"] = _ewkb_hex(derived["wkb"])
     if layer.name in HASHED_LAYERS:
         arrays["row_hash"] = pa.array(row_hashes(layer, frame), type=pa.int64())
     return pa.table(arrays)
@@ -1110,17 +1110,14 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
 _SRID_SPLICE = pa.scalar(b"\x20" + SRID.to_bytes(4, "little"), pa.binary())
 
 
-def _ewkb_hex(geoms: np.ndarray, wkb: pa.Array | None = None) -> pa.Array:
-    """Hex EWKB with SRID 5899 of ``geoms`` (null where missing), what COPY feeds a geometry column.
+def _ewkb_hex(wkb: pa.Array) -> pa.Array:
+    """Hex EWKB with SRID 5899 of little-endian ``wkb`` (:func:`gisapp.formats.derive.geometry_wkb`; null where
+    missing), what COPY feeds a geometry column.
 
-    Shapely writes little-endian 2-D WKB; Arrow splices in the SRID flag and
-    value and binascii writes the hex digits (shapely's own hex EWKB is ~7×
-    slower).  Anything else (3-D, ...) goes through shapely.  ``wkb``: the geometries' little-endian WKB
-    when the caller has it (those of the WKB are written then).
+    Arrow splices the SRID flag and value into 2-D WKB and binascii writes the
+    hex digits (shapely's own hex EWKB is ~7× slower).  Anything else (3-D,
+    ...) goes through shapely.
     """
-    geoms, given = np.asarray(geoms, dtype=object), wkb
-    if wkb is None:
-        wkb = pa.array(shapely.to_wkb(geoms, byte_order=1), type=pa.binary(), from_pandas=True)
     n = len(wkb)
     if n == 0 or wkb.null_count == n:
         return pa.nulls(n, pa.string())
@@ -1128,9 +1125,8 @@ def _ewkb_hex(geoms: np.ndarray, wkb: pa.Array | None = None) -> pa.Array:
     type_high = pc.binary_slice(wkb, 4, 5)
     plain = pc.all(pc.equal(byte_order, pa.scalar(b"\x01", pa.binary()))).as_py() is not False and \
         pc.all(pc.equal(type_high, pa.scalar(b"\x00", pa.binary()))).as_py() is not False
-    if not plain:  # the geometries written: those of the WKB when it was given
-        with_srid = shapely.set_srid(geoms if given is None else shapely.from_wkb(
-            given.to_numpy(zero_copy_only=False)), SRID)
+    if not plain:
+        with_srid = shapely.set_srid(shapely.from_wkb(wkb.to_numpy(zero_copy_only=False)), SRID)
         return pa.array(shapely.to_wkb(with_srid, hex=True, include_srid=True), type=pa.string(), from_pandas=True)
     ewkb = pc.binary_join_element_wise(pc.binary_slice(wkb, 0, 4), _SRID_SPLICE,
                                        pc.binary_slice(wkb, 5, 2**31 - 1), pa.scalar(b"", pa.binary()))
