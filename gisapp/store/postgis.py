@@ -24,7 +24,6 @@ table pages; a bbox skips the exact geometry test for rows well inside it.
 
 from __future__ import annotations
 
-import binascii
 import contextlib
 import datetime as dt
 import os
@@ -565,7 +564,7 @@ class PostGISStore(Store):
         deleted = check_delete(mode, delete)
         layers = {name: store_layer(name) for name in [*frames, *deleted]}
         given = set() if history is None else set(history["layer"])
-        # a replace: the frames typed and their COPY text made in a thread beside this one (:class:`_Prepared`),
+        # a replace: the frames typed and their COPY rows made in a thread beside this one (:class:`_Prepared`),
         # so that the database's work (history, COPY, index builds) and the client's overlap
         prepared = _Prepared(layers, frames, convert={name for name in frames if name not in HASHED_LAYERS}) \
             if mode == "replace" else None
@@ -961,19 +960,22 @@ class _RowCounter:
 def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.GeoDataFrame,
                counter: _RowCounter | None = None, *, freeze: bool = False,
                chunks: Iterator[tuple[int, pa.Buffer]] | None = None) -> None:
-    """COPY ``frame`` into ``table`` as CSV, ``COPY_CHUNK`` rows at a time, in :func:`_spatial_order`.
+    """COPY ``frame`` into ``table`` in PostgreSQL's binary format, ``COPY_CHUNK`` rows at a time, in
+    :func:`_spatial_order`.
 
     ``freeze`` (a table created in this transaction, see :func:`_replace_layer`): the rows are
-    written frozen, their pages marked all-visible.  ``chunks``: the CSV of ``frame`` already made
-    (:func:`_csv_chunks`, by :class:`_Prepared`), as (rows, text) pairs.
+    written frozen, their pages marked all-visible.  ``chunks``: the rows of ``frame`` already made
+    (:func:`_copy_chunks`, by :class:`_Prepared`), as (rows, bytes) pairs.
     """
     columns = _copy_columns(layer)
-    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv{', FREEZE' if freeze else ''})"
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT binary{', FREEZE' if freeze else ''})"
     with con.cursor() as cur, cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
-        for rows, data in (chunks if chunks is not None else _csv_chunks(layer, frame)):
+        copy.write(_BINARY_HEADER)
+        for rows, data in (chunks if chunks is not None else _copy_chunks(layer, frame)):
             copy.write(memoryview(data))
             if counter is not None:
                 counter.add(rows)
+        copy.write(_BINARY_TRAILER)
 
 
 def _copy_columns(layer: Layer) -> list[str]:
@@ -982,24 +984,103 @@ def _copy_columns(layer: Layer) -> list[str]:
             *(["row_hash"] if layer.name in HASHED_LAYERS else [])]
 
 
-def _csv_chunks(layer: Layer, frame: gpd.GeoDataFrame) -> Iterator[tuple[int, pa.Buffer]]:
-    """The rows of ``frame`` in :func:`_spatial_order` as COPY's CSV, ``COPY_CHUNK`` rows at a time: (rows, text)."""
-    options = pacsv.WriteOptions(include_header=False)
+def _copy_chunks(layer: Layer, frame: gpd.GeoDataFrame) -> Iterator[tuple[int, pa.Buffer]]:
+    """The rows of ``frame`` in :func:`_spatial_order` as binary COPY rows (:func:`_binary_rows`),
+    ``COPY_CHUNK`` rows at a time: (rows, bytes)."""
     order = _spatial_order(frame.geometry.values)
     for start in range(0, len(frame), COPY_CHUNK):
-        buf = pa.BufferOutputStream()
-        pacsv.write_csv(_arrow_table(layer, frame.iloc[order[start:start + COPY_CHUNK]]), buf, options)
-        yield min(COPY_CHUNK, len(frame) - start), buf.getvalue()
+        yield min(COPY_CHUNK, len(frame) - start), \
+            _binary_rows(_arrow_table(layer, frame.iloc[order[start:start + COPY_CHUNK]]))
 
 
-#: Chunks of COPY text (:data:`COPY_CHUNK` rows each) :class:`_Prepared` makes ahead of the writer at most.
+#: What a binary COPY starts with (signature, flags, no header extension) and ends with (a field count of -1).
+_BINARY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_BINARY_TRAILER = b"\xff\xff"
+#: Days from 1970-01-01 (Arrow's dates) to 2000-01-01 (PostgreSQL's).
+_PG_EPOCH_DAYS = 10957
+#: Each fixed-width Arrow type of :func:`_arrow_table`: the big-endian numpy type of its binary COPY value.
+_BINARY_FIXED = {pa.date32(): ">i4", pa.int32(): ">i4", pa.int64(): ">i8", pa.float64(): ">f8"}
+_EMPTY_BINARY = pa.scalar(b"", pa.binary())
+
+
+def _binary_rows(table: pa.Table) -> pa.Buffer:
+    """The rows of ``table`` (:func:`_arrow_table`'s columns: texts, EWKB, dates, int4, int8, float8) as the rows
+    of a binary ``COPY`` (without its header and trailer): per row the field count, then per field its length
+    (-1: NULL) and its value as the column type's ``recv`` function reads it (text: its UTF-8 bytes; geometry:
+    EWKB; date: days since 2000 as int4; numbers big-endian).
+
+    No Python object per value: each column's lengths and values become one Arrow binary array per run of
+    fixed-width columns (a numpy record) or per text column (a length prefix joined to the values), and Arrow
+    joins them row by row; the joined array's bytes are the rows one after another."""
+    n, names = table.num_rows, table.column_names
+    parts: list[pa.Array] = [_fixed_binary(np.full(n, len(names), dtype=">i2"))]
+    k = 0
+    while k < len(names):
+        col = table.column(k)
+        if col.type in _BINARY_FIXED:  # this column and the fixed-width ones after it: one record per row
+            run = []
+            while k < len(names) and table.column(k).type in _BINARY_FIXED:
+                run.append(table.column(k))
+                k += 1
+            record = np.empty(n, dtype=[(f, t) for j, c in enumerate(run)
+                                        for f, t in ((f"l{j}", ">i4"), (f"v{j}", _BINARY_FIXED[c.type]))])
+            for j, c in enumerate(run):
+                arr = c.combine_chunks() if isinstance(c, pa.ChunkedArray) else c
+                valid = ~np.asarray(arr.is_null().to_numpy(zero_copy_only=False), dtype=bool)
+                values = pc.fill_null(arr.cast(pa.int32()) if arr.type == pa.date32() else arr, 0)
+                values = values.to_numpy(zero_copy_only=False)
+                if arr.type == pa.date32():
+                    values = values - _PG_EPOCH_DAYS
+                record[f"l{j}"] = np.where(valid, np.dtype(_BINARY_FIXED[c.type]).itemsize, -1)
+                record[f"v{j}"] = values
+            if all(c.null_count == 0 for c in run):
+                parts.append(_fixed_binary(record))
+            else:  # a NULL is its length alone: each record cut at its first NULL's value, the rest moved up
+                parts.append(_records_without_null_values(record, run))
+            continue
+        arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+        arr = arr.cast(pa.binary())
+        lengths = pc.fill_null(pc.binary_length(arr), -1).to_numpy(zero_copy_only=False).astype(">i4")
+        parts += [_fixed_binary(lengths), pc.fill_null(arr, _EMPTY_BINARY)]
+        k += 1
+    rows = pc.binary_join_element_wise(*parts, _EMPTY_BINARY)
+    if isinstance(rows, pa.ChunkedArray):
+        rows = rows.combine_chunks()
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset:rows.offset + n + 1]
+    return rows.buffers()[2][int(offsets[0]):int(offsets[-1])] if n else pa.py_buffer(b"")
+
+
+def _fixed_binary(values: np.ndarray) -> pa.Array:
+    """Each element's bytes (a numpy array of fixed-width elements) as an Arrow binary array."""
+    width = values.dtype.itemsize
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(width), len(values),
+                                                [None, pa.py_buffer(np.ascontiguousarray(values).tobytes())]) \
+        .cast(pa.binary())
+
+
+def _records_without_null_values(record: np.ndarray, run: list) -> pa.Array:
+    """:func:`_fixed_binary` of the records of a run of fixed-width columns some of whose values are NULL:
+    a NULL field is its length (-1) without a value, so each field becomes a binary array of its own (length and
+    value, or the length alone), joined row by row."""
+    out = []
+    for j, c in enumerate(run):
+        field = np.empty(len(record), dtype=[("l", ">i4"), ("v", record.dtype[f"v{j}"])])
+        field["l"], field["v"] = record[f"l{j}"], record[f"v{j}"]
+        whole = _fixed_binary(field)
+        if c.null_count:
+            whole = pc.if_else(pa.array(record[f"l{j}"] >= 0), whole, pa.scalar(b"\xff\xff\xff\xff", pa.binary()))
+        out.append(whole)
+    return pc.binary_join_element_wise(*out, _EMPTY_BINARY)
+
+
+#: Chunks of COPY rows (:data:`COPY_CHUNK` rows each) :class:`_Prepared` makes ahead of the writer at most.
 PREPARED_CHUNKS = 6
 _DONE = object()
 
 
 class _Prepared:
     """The frames of a replace typed (:func:`gisapp.schema.coerce`) and, for the layers ``convert``, their COPY
-    text made (:func:`_csv_chunks`), in the order of ``frames``, by a thread beside the writer.
+    binary COPY rows made (:func:`_copy_chunks`), in the order of ``frames``, by a thread beside the writer.
 
     The writer's connection waits on the server (history, COPY, index builds, ``ANALYZE``) with Python's
     interpreter lock released, so the next layer's rows are made meanwhile: a load costs about the larger of
@@ -1037,7 +1118,7 @@ class _Prepared:
             if name not in self._convert:
                 continue
             try:  # on a frame object of its own (pandas caches columns per frame object; the writer reads too)
-                for chunk in _csv_chunks(self._layers[name], frame.copy(deep=False)):
+                for chunk in _copy_chunks(self._layers[name], frame.copy(deep=False)):
                     if not self._put(chunk):
                         return
             except BaseException as err:
@@ -1051,7 +1132,7 @@ class _Prepared:
         return self._typed[name].result()
 
     def chunks(self, name: str) -> Iterator[tuple[int, pa.Buffer]] | None:
-        """The COPY text of layer ``name`` when it is one of ``convert`` (asked for in the order of the frames),
+        """The COPY rows of layer ``name`` when it is one of ``convert`` (asked for in the order of the frames),
         else ``None``."""
         return self._chunks() if name in self._convert else None
 
@@ -1083,14 +1164,14 @@ def _nothing_changed(con: psycopg.Connection, what: str) -> Iterator[None]:
         raise StoreError(f"{what} failed, nothing was changed: {str(err).strip().splitlines()[0]}") from err
 
 def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
-    """The rows to COPY: typed columns, the search text, geometry as hex EWKB."""
+    """The rows to COPY (:func:`_binary_rows`): typed columns, the search texts, the GeoJSON, geometry as EWKB."""
     arrays = {}
     for f in layer.fields:
         col = frame[f.name]
         if f.type == "date":
             arrays[f.name] = pa.array(col.to_numpy(dtype="datetime64[D]"), type=pa.date32(), from_pandas=True)
         elif f.type == "int":
-            arrays[f.name] = pa.array(col.astype("Int64"), type=pa.int64(), from_pandas=True)
+            arrays[f.name] = pa.array(col.astype("Int64"), type=pa.int64(), from_pandas=True).cast(pa.int32())
         elif f.type == "float":
             arrays[f.name] = pa.array(col.to_numpy(dtype="float64", na_value=np.nan), type=pa.float64(),
                                       from_pandas=True)
@@ -1099,7 +1180,7 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
     derived = derived_columns(layer, frame)  # column by column, over the cores
     for name in (SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN):
         arrays[name] = derived[name]
-    arrays["geom"] = _ewkb_hex(derived["wkb"])
+    arrays["geom"] = _ewkb(derived["wkb"])
     if layer.name in HASHED_LAYERS:
         arrays["row_hash"] = pa.array(row_hashes(layer, frame), type=pa.int64())
     return pa.table(arrays)
@@ -1110,33 +1191,26 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
 _SRID_SPLICE = pa.scalar(b"\x20" + SRID.to_bytes(4, "little"), pa.binary())
 
 
-def _ewkb_hex(wkb: pa.Array) -> pa.Array:
-    """Hex EWKB with SRID 5899 of little-endian ``wkb`` (:func:`gisapp.formats.derive.geometry_wkb`; null where
-    missing), what COPY feeds a geometry column.
+def _ewkb(wkb: pa.Array) -> pa.Array:
+    """EWKB with SRID 5899 of little-endian ``wkb`` (:func:`gisapp.formats.derive.geometry_wkb`; null where
+    missing), what a binary COPY feeds a geometry column.
 
-    Arrow splices the SRID flag and value into 2-D WKB and binascii writes the
-    hex digits (shapely's own hex EWKB is ~7× slower).  Anything else (3-D,
-    ...) goes through shapely.
+    Arrow splices the SRID flag and value into 2-D WKB (shapely's own EWKB is several times slower).  Anything
+    else (3-D, ...) goes through shapely.
     """
     n = len(wkb)
     if n == 0 or wkb.null_count == n:
-        return pa.nulls(n, pa.string())
+        return pa.nulls(n, pa.binary())
     byte_order = pc.binary_slice(wkb, 0, 1)
     type_high = pc.binary_slice(wkb, 4, 5)
     plain = pc.all(pc.equal(byte_order, pa.scalar(b"\x01", pa.binary()))).as_py() is not False and \
         pc.all(pc.equal(type_high, pa.scalar(b"\x00", pa.binary()))).as_py() is not False
     if not plain:
         with_srid = shapely.set_srid(shapely.from_wkb(wkb.to_numpy(zero_copy_only=False)), SRID)
-        return pa.array(shapely.to_wkb(with_srid, hex=True, include_srid=True), type=pa.string(), from_pandas=True)
+        return pa.array(shapely.to_wkb(with_srid, include_srid=True), type=pa.binary(), from_pandas=True)
     ewkb = pc.binary_join_element_wise(pc.binary_slice(wkb, 0, 4), _SRID_SPLICE,
-                                       pc.binary_slice(wkb, 5, 2**31 - 1), pa.scalar(b"", pa.binary()))
-    if isinstance(ewkb, pa.ChunkedArray):
-        ewkb = ewkb.combine_chunks()
-    offsets = np.frombuffer(ewkb.buffers()[1], dtype=np.int32)[ewkb.offset:ewkb.offset + n + 1].astype(np.int64)
-    digits = binascii.hexlify(memoryview(ewkb.buffers()[2])[offsets[0]:offsets[-1]])
-    return pa.StringArray.from_buffers(n, pa.py_buffer((2 * (offsets - offsets[0])).astype(np.int32)),
-                                       pa.py_buffer(digits), ewkb.buffers()[0] if not ewkb.offset else
-                                       pa.array(ewkb.is_valid()).buffers()[1], ewkb.null_count)
+                                       pc.binary_slice(wkb, 5, 2**31 - 1), _EMPTY_BINARY)
+    return ewkb.combine_chunks() if isinstance(ewkb, pa.ChunkedArray) else ewkb
 
 
 #: Table pages (8 kB) read by one query of :func:`_packed_table` (its values stay far below a value's 1 GB).
