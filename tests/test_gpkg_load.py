@@ -54,10 +54,14 @@ def written(path, frames, meta, monkeypatch, child_rows: int) -> GeoPackageStore
     return store
 
 
-@pytest.mark.parametrize("child_rows", [1, 1000])  # every layer in a child; or small ones written meanwhile
-def test_a_new_store_written_through_children_equals_one_written_here(tmp_path, frames, monkeypatch, child_rows):
+@pytest.mark.parametrize(("child_rows", "stream_rows"), [
+    (1, 100_000), (1000, 100_000),  # every layer in a child; or small ones written meanwhile
+    (1, 37)])  # each layer sent to its child in many batches (the last one shorter)
+def test_a_new_store_written_through_children_equals_one_written_here(tmp_path, frames, monkeypatch, child_rows,
+                                                                       stream_rows):
     assert len(frames[0]["sidewalk_permits"]) < 1000 < len(frames[0]["construction_permits"])
     here = written(tmp_path / "here.gpkg", *frames, monkeypatch, 10**9)
+    monkeypatch.setattr(gpkg_store, "STREAM_ROWS", stream_rows)
     there = written(tmp_path / "there.gpkg", *frames, monkeypatch, child_rows)
     a, b = dump(here.path), dump(there.path)
     assert a.keys() == b.keys()
@@ -114,6 +118,34 @@ def test_a_failed_child_changes_nothing_and_leaves_no_file(tmp_path, frames, mon
             store.write({layer: frames[0][layer].iloc[:-1]}, mode=mode)
         assert dump(store.path) == before
         assert sorted(p.name for p in tmp_path.iterdir() if "tmp" in p.name) == []
+
+
+def test_a_write_that_fails_while_its_rows_stream_to_a_child_changes_nothing(tmp_path, frames, monkeypatch):
+    """Deriving the rows fails after the child got some of them: the child must not end the layer with what it
+    got (it is stopped), the store stays as it was and no file is left; a new store is not created."""
+    store = written(tmp_path / "store.gpkg", *frames, monkeypatch, 10**9)
+    before = dump(store.path)
+    monkeypatch.setattr(gpkg_store, "CHILD_ROWS", 1)
+    monkeypatch.setattr(gpkg_store, "STREAM_ROWS", 50)
+    made = []
+    arrow_table = gpkg_store._arrow_table
+
+    def failing(layer, frame):
+        made.append(len(frame))
+        if len(made) == 4:
+            raise MemoryError("no room for the next rows")
+        return arrow_table(layer, frame)
+
+    monkeypatch.setattr(gpkg_store, "_arrow_table", failing)
+    for path, mode in ((store.path, "replace"), (tmp_path / "new.gpkg", "replace")):
+        made.clear()
+        with pytest.raises(MemoryError):
+            GeoPackageStore(path, must_exist=False).write(
+                {"construction_permits": frames[0]["construction_permits"]}, mode=mode)
+        assert len(made) == 4
+    assert dump(store.path) == before
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith(".") or "tmp" in p.name) == \
+        ["store.gpkg"]
 
 
 def _wgs84_box(bounds) -> tuple[float, float, float, float]:

@@ -18,6 +18,7 @@ import datetime as dt
 import fcntl
 import json
 import os
+import queue
 import shutil
 import sqlite3
 import subprocess
@@ -854,7 +855,9 @@ class GeoPackageStore(Store):
                 os.replace(tmp, self.path)
                 _READERS.release(self.path)  # the old file's space is freed once no read holds it
             except BaseException:
-                tmp.unlink(missing_ok=True)
+                children.close()  # first: a child still writing the copy would make it again
+                for leftover in (tmp, tmp.with_name(tmp.name + "-journal")):
+                    leftover.unlink(missing_ok=True)
                 raise
             finally:
                 children.close()
@@ -1704,20 +1707,21 @@ def _index_statements(lay: Layer) -> list[str]:
 #: (the 1M city's 167,577 sidewalks) are written here while the children write (this process waits anyway).
 CHILD_ROWS = 200_000
 
-#: What a child of :class:`_LayerFiles` runs (``python -c``): GDAL writes the layer from the Arrow file into
-#: a GeoPackage of its own, then SQLite builds the layer's indexes there.  Only pyarrow and pyogrio are
-#: imported (no gisapp: a fraction of a second to start).
+#: Rows per Arrow batch a child of :class:`_LayerFiles` is sent (derived here one batch after the other, written by
+#: GDAL there meanwhile).
+STREAM_ROWS = 100_000
+
+#: What a child of :class:`_LayerFiles` runs (``python -c``): GDAL writes the layer from the Arrow stream on its
+#: standard input (batch by batch, as the writer derives them) into a GeoPackage, then SQLite builds the layer's
+#: indexes there.  Only pyarrow and pyogrio are imported (no gisapp: a fraction of a second to start).
 _CHILD_CODE = """
-import json, os, sqlite3, sys
+import json, sqlite3, sys
 import pyarrow as pa
 import pyogrio
 job = json.loads(sys.argv[1])
-with pa.memory_map(job["arrow"]) as source:
-    table = pa.ipc.open_file(source).read_all()
-    pyogrio.write_arrow(table, job["path"], layer=job["layer"], driver="GPKG", geometry_name="geom",
+with pa.ipc.open_stream(sys.stdin.buffer) as stream:
+    pyogrio.write_arrow(stream, job["path"], layer=job["layer"], driver="GPKG", geometry_name="geom",
                         geometry_type=job["geometry_type"], crs=job["crs"], layer_options=job["options"])
-    del table
-os.unlink(job["arrow"])
 con = sqlite3.connect(job["path"], isolation_level=None)
 for pragma in job["pragmas"]:
     con.execute(pragma)
@@ -1730,29 +1734,30 @@ con.close()
 
 
 class _LayerFiles:
-    """Large layers written by GDAL in child processes, with their indexes, while the writer goes on with the
-    next layer: each into a GeoPackage of its own, moved into the store by :func:`_move_layers` once done
-    (a replace in the store itself), or one after the other straight into the writer's private copy of the
-    store (a new store: moving a layer of a million rows in costs about a third of writing it, and the
-    writer takes about as long to derive the next layer's columns as a child to write one).
+    """Large layers written by GDAL in child processes, with their indexes, while the writer goes on: each into a
+    GeoPackage of its own, moved into the store by :func:`_move_layers` once done (a replace in the store itself),
+    or one after the other straight into the writer's private copy of the store (a new store: moving a layer of a
+    million rows in costs about a third of writing it).
 
-    GDAL's write holds Python's interpreter lock all along (pyogrio), and it and the index builds are most
-    of a large write: in a child they use the other core while this process derives the next layer's
-    columns.  The layer's rows go to the child as an Arrow file beside the store (no Python object per
-    value either way).  Files are named as the writer's other private files, so leftovers of a killed
-    writer are removed (:func:`_remove_leftovers`).  While a child writes into the copy, small layers go
-    to :attr:`side`, moved in with the others.
+    GDAL's write holds Python's interpreter lock all along (pyogrio), and it and the index builds are most of a
+    large write: in a child they use the other core while this process derives the columns.  The rows go to the
+    child as an Arrow IPC stream on its standard input, :data:`STREAM_ROWS` at a time, so the child writes the
+    first rows while the next are derived here (a thread feeds the pipe from a queue of batches: deriving never
+    waits for GDAL).  Files are named as the writer's other private files, so leftovers of a killed writer are
+    removed (:func:`_remove_leftovers`).  While a child writes into the copy, small layers go to :attr:`side`,
+    moved in with the others.
     """
 
     def __init__(self, base: Path) -> None:
         self._base = base
         self._stem = base.name.removesuffix(".tmp.gpkg")
-        # layer → (its child, once its Arrow file is written; its GeoPackage; its Arrow file; whether moved in)
+        # layer → (its child, once started; its GeoPackage; its error file; whether moved in)
         self._jobs: dict[str, tuple[Future, Path, Path, bool]] = {}
         self._last_into: Future | None = None  # the child writing into the copy, for the next one to wait for
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-layer-files")
         self._side: list[str] = []
         self._order: list[str] = []  # the layers in the order they were given
+        self._stop = threading.Event()
         self.side = self._file("small")
 
     def _file(self, part: str) -> Path:
@@ -1773,48 +1778,76 @@ class _LayerFiles:
         self._order.append(layer.name)
 
     def start(self, layer: Layer, frame: gpd.GeoDataFrame, *, into: Path | None = None) -> bool:
-        """Start writing ``frame`` (coerced) as ``layer`` in a child process, into ``into`` (after the child
-        writing there before is done; else into a file of its own); ``False`` (nothing done) when the layer is
-        too small to be worth a process (:meth:`write_small`)."""
+        """Write ``frame`` (coerced) as ``layer`` in a child process, into ``into`` (after the child writing there
+        before is done; else into a file of its own): its rows are derived here, a batch at a time, and sent to
+        the child meanwhile; ``False`` (nothing done) when the layer is too small to be worth a process
+        (:meth:`write_small`)."""
         if len(frame) < CHILD_ROWS:
             return False
         path = into or self._file(layer.name)
-        arrow = self._file(layer.name).with_name(self._file(layer.name).name + ".arrow")
+        errors = self._file(layer.name).with_name(self._file(layer.name).name + ".err")
         if into is None:
             path.unlink(missing_ok=True)
-        table = _arrow_table(layer, frame)
-        job = {"arrow": str(arrow), "path": str(path), "layer": layer.name, "geometry_type": layer.geometry,
+        job = {"path": str(path), "layer": layer.name, "geometry_type": layer.geometry,
                "crs": STORE_CRS, "options": _layer_options(layer), "indexes": _index_statements(layer),
                "pragmas": ["PRAGMA synchronous = OFF", "PRAGMA cache_size = -262144", "PRAGMA temp_store = MEMORY",
                            f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}", "PRAGMA threads = 2"]
                + ([] if into else ["PRAGMA journal_mode = OFF"])}
-
         before = self._last_into if into is not None else None
+        batches: queue.SimpleQueue = queue.SimpleQueue()
+        stop = self._stop
 
-        def launch() -> subprocess.Popen:
-            # Arrow writes the file without the interpreter lock: this process goes on meanwhile
-            with pa.OSFile(str(arrow), "wb") as sink, pa.ipc.new_file(sink, table.schema) as out:
-                out.write_table(table)
+        def feed() -> subprocess.Popen:
+            batch = batches.get()  # the first batch (or the error that stopped deriving, or None: no rows)
+            if not isinstance(batch, pa.RecordBatch):
+                raise OSError(f"no rows of layer {layer.name} to write")
             if before is not None:
                 before.result().wait()  # one writer of the copy at a time
-            with open(_error_file(arrow), "wb") as err:
-                return subprocess.Popen([sys.executable, "-c", _CHILD_CODE, json.dumps(job)],
-                                        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err)
+            with open(errors, "wb") as err:
+                child = subprocess.Popen([sys.executable, "-c", _CHILD_CODE, json.dumps(job)],
+                                         stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+            assert child.stdin is not None
+            try:
+                # Arrow writes to the pipe without the interpreter lock: this process derives meanwhile
+                out = pa.ipc.new_stream(child.stdin, batch.schema)
+                while isinstance(batch, pa.RecordBatch) and not stop.is_set():
+                    out.write_batch(batch)
+                    batch = batches.get()
+                if batch is None and not stop.is_set():
+                    out.close()  # the end-of-stream mark: every row was sent
+                else:  # deriving failed, or the write was given up: the child must not end the layer
+                    child.kill()
+            except OSError:  # the child failed (a broken pipe): its error file says why (:meth:`wait`)
+                pass
+            with contextlib.suppress(OSError):
+                child.stdin.close()
+            return child
 
-        launched = self._pool.submit(launch)
+        launched = self._pool.submit(feed)
         if into is not None:
             self._last_into = launched
-        self._jobs[layer.name] = (launched, path, arrow, into is None)
+        self._jobs[layer.name] = (launched, path, errors, into is None)
         self._order.append(layer.name)
+        try:
+            arrow_schema = None
+            for begin in range(0, len(frame), STREAM_ROWS):
+                part = _arrow_table(layer, frame.iloc[begin:begin + STREAM_ROWS])
+                arrow_schema = arrow_schema or part.schema
+                for batch in part.cast(arrow_schema).to_batches(max_chunksize=STREAM_ROWS):
+                    batches.put(batch)
+        except BaseException as err:
+            batches.put(err)
+            raise
+        batches.put(None)
         return True
 
     def wait(self) -> dict[str, Path]:
         """The file of each layer to move in (those written into files of their own, and the small ones of
         :attr:`side`), once every child is done (``OSError`` naming the layer if one failed)."""
-        for name, (launched, _, arrow, _) in self._jobs.items():
+        for name, (launched, _, errors, _) in self._jobs.items():
             child = launched.result()
             if child.wait() != 0:
-                lines = _error_file(arrow).read_bytes().decode(errors="replace").strip().splitlines()
+                lines = errors.read_bytes().decode(errors="replace").strip().splitlines()
                 raise OSError(f"writing layer {name} failed: {lines[-1] if lines else f'exit {child.returncode}'}")
         files = {**{name: path for name, (_, path, _, apart) in self._jobs.items() if apart},
                  **{name: self.side for name in self._side}}
@@ -1822,24 +1855,19 @@ class _LayerFiles:
 
     def close(self) -> None:
         """Stop the children still running and delete their files."""
-        for launched, path, arrow, apart in self._jobs.values():
+        self._stop.set()
+        for launched, path, errors, apart in self._jobs.values():
             with contextlib.suppress(Exception):  # its failure is the writer's error already
                 child = launched.result()
                 if child.poll() is None:
                     child.kill()
                 child.wait()
-            arrow.unlink(missing_ok=True)
-            _error_file(arrow).unlink(missing_ok=True)
+            errors.unlink(missing_ok=True)
             if apart:
                 path.unlink(missing_ok=True)
         self._pool.shutdown()
         self.side.unlink(missing_ok=True)
         self._jobs, self._side, self._order = {}, [], []
-
-
-def _error_file(arrow: Path) -> Path:
-    """Where the child writing from the Arrow file ``arrow`` writes its errors."""
-    return arrow.with_name(arrow.name.removesuffix(".arrow") + ".err")
 
 
 def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:
