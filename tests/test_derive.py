@@ -260,3 +260,20 @@ def test_coerce_arrow_text_strips_as_python_does(seed):
         assert list(x[~pd.isna(x)]) == list(y[~pd.isna(y)])
         assert [None if t is None else (t.strip() or None) for t in texts] == \
             [None if pd.isna(v) else v for v in y]
+
+
+def test_cores_reserved_for_a_child_are_left_to_it(monkeypatch):
+    """While a layer's child process writes, deriving leaves it a core (at least one thread stays); the reserve
+    ends with its block, and blocks of rows follow the threads left."""
+    monkeypatch.setattr(derive, "THREADS", 3)
+    if derive.threads() == 1:
+        pytest.skip("this process's address space is limited: one thread anyway")
+    assert derive.threads() == 3
+    with derive.reserve_cores(1):
+        assert derive.threads() == 2
+        assert len(derive.blocks(10)) == 2
+        with derive.reserve_cores(5):
+            assert derive.threads() == 1
+            assert derive.run_blocks(lambda s, e: (s, e), 10) == [(0, 10)]
+        assert derive.threads() == 2
+    assert derive.threads() == 3

@@ -12,10 +12,12 @@ exactly the text or bytes of its value-by-value definition (``fold``, ``shapely.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import resource
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -38,6 +40,8 @@ FOLD_CODES = 0x3000
 FOLD_VECTOR_MIN = 2000
 
 _fold_table: np.ndarray | None = None
+#: Cores another process of this work uses meanwhile (:func:`reserve_cores`): left to it.
+_reserved: contextvars.ContextVar[int] = contextvars.ContextVar("gisapp_derive_reserved", default=0)
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
@@ -52,9 +56,24 @@ os.register_at_fork(after_in_child=_forget_pool)
 
 
 def threads() -> int:
-    """:data:`THREADS`, or one in a process whose address space is limited (an import's child): each thread's
-    stack and malloc arena take ~72 MB of it, which an import that fitted before would miss."""
-    return THREADS if resource.getrlimit(resource.RLIMIT_AS)[0] == resource.RLIM_INFINITY else 1
+    """:data:`THREADS` less the cores :func:`reserve_cores` leaves to others (at least one), or one in a process
+    whose address space is limited (an import's child): each thread's stack and malloc arena take ~72 MB of it,
+    which an import that fitted before would miss."""
+    if resource.getrlimit(resource.RLIMIT_AS)[0] != resource.RLIM_INFINITY:
+        return 1
+    return max(1, THREADS - _reserved.get())
+
+
+@contextlib.contextmanager
+def reserve_cores(cores: int) -> Iterator[None]:
+    """In this block (this thread or task), derive on :data:`THREADS` less ``cores`` threads: a child process
+    working beside it (a layer's writer, :class:`gisapp.store.gpkg._LayerFiles`) keeps a core of its own instead
+    of sharing one with a thread that derives rows it does not wait for yet."""
+    token = _reserved.set(_reserved.get() + max(0, cores))
+    try:
+        yield
+    finally:
+        _reserved.reset(token)
 
 
 def blocks(n: int, size: int | None = None) -> list[tuple[int, int]]:

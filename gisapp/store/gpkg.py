@@ -838,7 +838,7 @@ class GeoPackageStore(Store):
                         rows += len(frames[name])
                         progress("write", rows, total, "rows")
                 if children:
-                    _move_layers(tmp, children.wait(), timeout=IN_PLACE_TIMEOUT)
+                    _move_layers(tmp, children.wait(), timeout=IN_PLACE_TIMEOUT, private=True)
                 missing = [n for n in LAYERS if not exists and n not in written]
                 for name in missing:
                     _write_layer(tmp, LAYERS[name], empty_frame(LAYERS[name]))
@@ -1404,14 +1404,20 @@ PATCH_MAX_SHARE = 0.2
 
 def _move_layers(path: Path, sources: dict[str, Path], *, meta: dict[str, Any] | None = None,
                  history: pd.DataFrame | None = None, replaced: Sequence[str] = (), log: Sequence[tuple] = (),
-                 patches: dict[str, _Patch] | None = None, timeout: float = IN_PLACE_TIMEOUT) -> None:
+                 patches: dict[str, _Patch] | None = None, timeout: float = IN_PLACE_TIMEOUT,
+                 private: bool = False) -> None:
     """Replace the layers of the GeoPackage at ``path`` by those GDAL wrote to the files ``sources`` (layer →
     file; a file may hold several), apply the ``patches`` (layers written as their changed rows), add ``meta``,
     the ``history`` rows (dropping that of ``replaced`` layers first) and the change-log entries ``log``, build
-    the indexes the moved layers lack: one transaction."""
+    the indexes the moved layers lack: one transaction.  ``private``: ``path`` is a writer's private copy (thrown
+    away if the write fails, flushed once by :func:`_finish`), so the transaction neither syncs nor journals
+    to disk."""
     files = list(dict.fromkeys(sources.values()))
     alias = {file: f"aux{k}" for k, file in enumerate(files)}
     with _writer(path, timeout=timeout, cache_kib=_IN_PLACE_CACHE_KIB) as con:
+        if private:
+            con.execute("PRAGMA synchronous = OFF")
+            con.execute("PRAGMA journal_mode = MEMORY")
         con.execute("PRAGMA temp_store = MEMORY")
         con.execute("PRAGMA threads = 2")
         for file in files:
@@ -1773,7 +1779,8 @@ class _LayerFiles:
         if into is not None and not self._jobs:
             _write_layer(into, layer, frame)
             return
-        _write_layer(self.side, layer, frame)
+        with derive.reserve_cores(1):  # a child writes meanwhile
+            _write_layer(self.side, layer, frame)
         self._side.append(layer.name)
         self._order.append(layer.name)
 
@@ -1829,12 +1836,13 @@ class _LayerFiles:
         self._jobs[layer.name] = (launched, path, errors, into is None)
         self._order.append(layer.name)
         try:
-            arrow_schema = None
-            for begin in range(0, len(frame), STREAM_ROWS):
-                part = _arrow_table(layer, frame.iloc[begin:begin + STREAM_ROWS])
-                arrow_schema = arrow_schema or part.schema
-                for batch in part.cast(arrow_schema).to_batches(max_chunksize=STREAM_ROWS):
-                    batches.put(batch)
+            with derive.reserve_cores(1):  # the child writing keeps a core
+                arrow_schema = None
+                for begin in range(0, len(frame), STREAM_ROWS):
+                    part = _arrow_table(layer, frame.iloc[begin:begin + STREAM_ROWS])
+                    arrow_schema = arrow_schema or part.schema
+                    for batch in part.cast(arrow_schema).to_batches(max_chunksize=STREAM_ROWS):
+                        batches.put(batch)
         except BaseException as err:
             batches.put(err)
             raise
