@@ -270,6 +270,14 @@ def workers_cpu_s(base: str) -> float | None:
     master = _MASTERS.get(base)
     if master is None or not Path(f"/proc/{master}").exists():
         return None
+    return sum(_cpu_s(p) for p in _worker_pids(base))
+
+
+def _worker_pids(base: str) -> list[int]:
+    """The process ids of the workers of the server at ``base`` (not its tile renderer's)."""
+    master = _MASTERS.get(base)
+    if master is None:
+        return []
     children = Path(f"/proc/{master}/task/{master}/children")
     pids = [int(p) for p in children.read_text().split()] if children.exists() else []
     # gunicorn's workers are forks of it (its command line); the tile renderer, also its child, is not
@@ -279,7 +287,7 @@ def workers_cpu_s(base: str) -> float | None:
         with contextlib.suppress(OSError):
             if Path(f"/proc/{pid}/cmdline").read_bytes() == command:
                 workers.append(pid)
-    return sum(_cpu_s(p) for p in workers)
+    return workers
 
 
 def backends_cpu_s(url: str) -> float | None:
@@ -408,6 +416,34 @@ def machine_cpu_s() -> float | None:
     values = [int(v) for v in fields[:8]]
     busy = sum(values) - values[3] - values[4]  # user nice system idle iowait irq softirq steal
     return busy / os.sysconf("SC_CLK_TCK")
+
+
+def iowait_s() -> float | None:
+    """Seconds the machine's cores have waited for the disk (/proc/stat's iowait, all cores), ``None`` without
+    /proc: a level whose reads are not in the file cache (another job's copies of the 1M city evict it)."""
+    try:
+        return int(Path("/proc/stat").read_text().split(None, 6)[5]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def disk_read_mb(base: str, url: str) -> float | None:
+    """MB the server's workers and (on PostGIS) the database's backends have read from the disk so far
+    (/proc/PID/io ``read_bytes``: not what the file cache answered); ``None`` when not readable."""
+    pids = list(_worker_pids(base))
+    if "://" in url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as con:
+            pids += [r[0] for r in con.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                               "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")]
+    total = None
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+                if line.startswith("read_bytes:"):
+                    total = (total or 0) + int(line.split()[1])
+    return None if total is None else total / 1e6
 
 
 def children_cpu_s() -> float:
@@ -620,7 +656,8 @@ def print_items_runs(results: dict) -> None:
                       f"({'-' if inside is None else f'{inside:.0f}'}) load {level['state']['before']['load_avg']:.1f}"
                       f"→{level['state']['after']['load_avg']:.1f}, {level['throughput_rps']:.0f} pages/s, "
                       f"CPU per page {_cpu_text(level.get('cpu_ms_per_page') or {})}, other work "
-                      f"{_cores_text(level.get('other_cores'))}")
+                      f"{_cores_text(level.get('other_cores'))}, disk wait {_cores_text(level.get('iowait_cores'))}"
+                      f" ({level.get('disk_read_mb')} MB read)")
 
 
 #: The tables whose autovacuum :func:`settle` waits for.
@@ -712,7 +749,13 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                 offset = log.stat().st_size if log is not None and log.exists() else 0
                 cpu = workers_cpu_s(bases[0]), backends_cpu_s(url)
                 others = machine_cpu_s(), children_cpu_s(), time.process_time(), time.monotonic()
+                disk = iowait_s(), disk_read_mb(bases[0], url)
                 stats = loadgen.run(bases[0], paths, c, seconds=seconds, timed=True)
+                elapsed = time.monotonic() - others[3]
+                stats["iowait_cores"] = None if disk[0] is None or iowait_s() is None else \
+                    round((iowait_s() - disk[0]) / elapsed, 2)
+                read = disk_read_mb(bases[0], url)
+                stats["disk_read_mb"] = None if disk[1] is None or read is None else round(read - disk[1], 1)
                 stats["server"] = server_times(log, offset, "/items") if log is not None else None
                 after = workers_cpu_s(bases[0]), backends_cpu_s(url)
                 stats["cpu_ms_per_page"] = cpu_per_page(cpu, after, stats["requests"])
@@ -729,7 +772,9 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                       f"{inside.get('per_worker')}; CPU per page {_cpu_text(stats['cpu_ms_per_page'])}) "
                       f"(halves {' / '.join(f'{h:.0f}' for h in halves if h is not None) or '—'}; "
                       f"{stats['requests']} requests, {stats['failures']} failed, "
-                      f"{stats['throughput_rps']:.1f} req/s; other work {_cores_text(stats['other_cores'])}; "
+                      f"{stats['throughput_rps']:.1f} req/s; other work {_cores_text(stats['other_cores'])}, "
+                      f"waiting for the disk {_cores_text(stats['iowait_cores'])}, read from it "
+                      f"{stats['disk_read_mb']} MB; "
                       f"load avg {before['load_avg']:.1f}→"
                       f"{stats['state']['after']['load_avg']:.1f}, tiles ready {before['tiles_ready']}→"
                       f"{stats['state']['after']['tiles_ready']}, autovacuum {before['autovacuum_workers']})",
