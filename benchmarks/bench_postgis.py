@@ -270,6 +270,14 @@ def workers_cpu_s(base: str) -> float | None:
     master = _MASTERS.get(base)
     if master is None or not Path(f"/proc/{master}").exists():
         return None
+    return sum(_cpu_s(p) for p in _worker_pids(base))
+
+
+def _worker_pids(base: str) -> list[int]:
+    """The process ids of the workers of the server at ``base`` (not its tile renderer's)."""
+    master = _MASTERS.get(base)
+    if master is None:
+        return []
     children = Path(f"/proc/{master}/task/{master}/children")
     pids = [int(p) for p in children.read_text().split()] if children.exists() else []
     # gunicorn's workers are forks of it (its command line); the tile renderer, also its child, is not
@@ -279,7 +287,7 @@ def workers_cpu_s(base: str) -> float | None:
         with contextlib.suppress(OSError):
             if Path(f"/proc/{pid}/cmdline").read_bytes() == command:
                 workers.append(pid)
-    return sum(_cpu_s(p) for p in workers)
+    return workers
 
 
 def backends_cpu_s(url: str) -> float | None:
@@ -367,18 +375,83 @@ def server_times(log: Path, offset: int, path_part: str) -> dict | None:
 
 def wait_for_arrays(base: str, timeout: float = 900, in_a_row: int = 10) -> float:
     """Seconds until ``/healthz`` says, ``in_a_row`` times running (answers come from either worker), that the
-    server process holds its counts' arrays for the current data (:func:`gisapp.analysis.counts.state`)."""
+    server process holds what it reads in the background as it starts for the current data: its counts'
+    arrays (:func:`gisapp.analysis.counts.state`) and its filtered tiles' index
+    (:func:`gisapp.tiles.index.state`; at 1M that one goes on for seconds after the arrays, ~7 s of a core
+    in the workers and ~2 s in the database, which a level measured then counted as the pages' CPU)."""
     import requests
 
     started, ready = time.monotonic(), 0
     while ready < in_a_row:
         if time.monotonic() - started > timeout:
-            raise RuntimeError(f"counts' arrays not read after {timeout:.0f} s")
+            raise RuntimeError(f"counts' arrays and tile index not read after {timeout:.0f} s")
         with contextlib.suppress(requests.RequestException):
-            arrays = requests.get(f"{base}/healthz", timeout=30).json().get("arrays") or {}
-            ready = ready + 1 if arrays and set(arrays.values()) == {"ready"} else 0
+            health = requests.get(f"{base}/healthz", timeout=30).json()
+            kinds = {**(health.get("arrays") or {}), **(health.get("tile_index") or {})}
+            ready = ready + 1 if kinds and set(kinds.values()) == {"ready"} else 0
         time.sleep(0.1 if ready else 1)
     return time.monotonic() - started
+
+
+def wait_until_idle(base: str, url: str, *, window: float = 2.0, below: float = 0.05, timeout: float = 300) -> float:
+    """Seconds until the server's workers (and, on PostGIS, the database's backends) used less than
+    ``below`` of a core over ``window`` seconds: nothing of the server's own left running in the background
+    when a warm level starts (whatever a new version reads as it starts)."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = (workers_cpu_s(base) or 0.0) + (backends_cpu_s(url) or 0.0)
+        time.sleep(window)
+        if (workers_cpu_s(base) or 0.0) + (backends_cpu_s(url) or 0.0) - before < below * window:
+            break
+    return time.monotonic() - started
+
+
+def machine_cpu_s() -> float | None:
+    """CPU seconds the whole machine has been busy (all cores, /proc/stat: everything but idle and iowait,
+    steal included: time the hypervisor gave to other machines), ``None`` without /proc."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    except OSError:
+        return None
+    values = [int(v) for v in fields[:8]]
+    busy = sum(values) - values[3] - values[4]  # user nice system idle iowait irq softirq steal
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def iowait_s() -> float | None:
+    """Seconds the machine's cores have waited for the disk (/proc/stat's iowait, all cores), ``None`` without
+    /proc: a level whose reads are not in the file cache (another job's copies of the 1M city evict it)."""
+    try:
+        return int(Path("/proc/stat").read_text().split(None, 6)[5]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def disk_read_mb(base: str, url: str) -> float | None:
+    """MB the server's workers and (on PostGIS) the database's backends have read from the disk so far
+    (/proc/PID/io ``read_bytes``: not what the file cache answered); ``None`` when not readable."""
+    pids = list(_worker_pids(base))
+    if "://" in url:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as con:
+            pids += [r[0] for r in con.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                               "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")]
+    total = None
+    for pid in pids:
+        with contextlib.suppress(OSError, ValueError):
+            for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+                if line.startswith("read_bytes:"):
+                    total = (total or 0) + int(line.split()[1])
+    return None if total is None else total / 1e6
+
+
+def children_cpu_s() -> float:
+    """CPU seconds of this process's waited-for children (wrk's runs)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 _RETURNED = re.compile(rb'"numberReturned":(\d+)')
@@ -582,7 +655,9 @@ def print_items_runs(results: dict) -> None:
                       f"{level['p50_ms']:.0f}/{level['p95_ms']:.0f} [{halves}] "
                       f"({'-' if inside is None else f'{inside:.0f}'}) load {level['state']['before']['load_avg']:.1f}"
                       f"→{level['state']['after']['load_avg']:.1f}, {level['throughput_rps']:.0f} pages/s, "
-                      f"CPU per page {_cpu_text(level.get('cpu_ms_per_page') or {})}")
+                      f"CPU per page {_cpu_text(level.get('cpu_ms_per_page') or {})}, other work "
+                      f"{_cores_text(level.get('other_cores'))}, disk wait {_cores_text(level.get('iowait_cores'))}"
+                      f" ({level.get('disk_read_mb')} MB read)")
 
 
 #: The tables whose autovacuum :func:`settle` waits for.
@@ -655,13 +730,15 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
         restart_postgres(server)
     try:
         with app_servers(url, 1, settings, log=log) as bases:
-            arrays_s = None
+            arrays_s = idle_s = None
             if state != "cold":
                 loadgen.run_threads(bases, paths, 4, (len(paths) + 3) // 4)  # every page once: warm
-                # and each worker done reading its counts' arrays (it starts as it starts: seconds at 1M)
+                # and each worker done reading what it reads as it starts (seconds at 1M), then quiet
                 arrays_s = round(wait_for_arrays(bases[0]), 1)
+                idle_s = round(wait_until_idle(bases[0], url), 1)
             info = {"state": state, "buffers": ("cold" if server is not None else "as found") if state == "cold"
-                    else "warm", "arrays_ready_after_s": arrays_s,
+                    else "warm", "arrays_ready_after_s": arrays_s, "idle_after_s": idle_s,
+                    "background": "reading its arrays and tile index" if state == "cold" else "done, idle",
                     "renderer": "rendering" if state == "rendering" else
                     "idle (GISAPP_TILE_WARM=none)" if settings.get("GISAPP_TILE_WARM") == "none" else
                     "idle (tiles ready)"}
@@ -671,10 +748,18 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                           "tiles_ready": _tiles_ready(bases[0])}
                 offset = log.stat().st_size if log is not None and log.exists() else 0
                 cpu = workers_cpu_s(bases[0]), backends_cpu_s(url)
+                others = machine_cpu_s(), children_cpu_s(), time.process_time(), time.monotonic()
+                disk = iowait_s(), disk_read_mb(bases[0], url)
                 stats = loadgen.run(bases[0], paths, c, seconds=seconds, timed=True)
+                elapsed = time.monotonic() - others[3]
+                stats["iowait_cores"] = None if disk[0] is None or iowait_s() is None else \
+                    round((iowait_s() - disk[0]) / elapsed, 2)
+                read = disk_read_mb(bases[0], url)
+                stats["disk_read_mb"] = None if disk[1] is None or read is None else round(read - disk[1], 1)
                 stats["server"] = server_times(log, offset, "/items") if log is not None else None
-                stats["cpu_ms_per_page"] = cpu_per_page(cpu, (workers_cpu_s(bases[0]), backends_cpu_s(url)),
-                                                        stats["requests"])
+                after = workers_cpu_s(bases[0]), backends_cpu_s(url)
+                stats["cpu_ms_per_page"] = cpu_per_page(cpu, after, stats["requests"])
+                stats["other_cores"] = other_cores(cpu, after, others)
                 stats["state"] = {**info, "before": before, "after": {
                     "load_avg": os.getloadavg()[0], "autovacuum_workers": autovacuum_workers(url),
                     "tiles_ready": _tiles_ready(bases[0])}}
@@ -687,7 +772,10 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                       f"{inside.get('per_worker')}; CPU per page {_cpu_text(stats['cpu_ms_per_page'])}) "
                       f"(halves {' / '.join(f'{h:.0f}' for h in halves if h is not None) or '—'}; "
                       f"{stats['requests']} requests, {stats['failures']} failed, "
-                      f"{stats['throughput_rps']:.1f} req/s; load avg {before['load_avg']:.1f}→"
+                      f"{stats['throughput_rps']:.1f} req/s; other work {_cores_text(stats['other_cores'])}, "
+                      f"waiting for the disk {_cores_text(stats['iowait_cores'])}, read from it "
+                      f"{stats['disk_read_mb']} MB; "
+                      f"load avg {before['load_avg']:.1f}→"
                       f"{stats['state']['after']['load_avg']:.1f}, tiles ready {before['tiles_ready']}→"
                       f"{stats['state']['after']['tiles_ready']}, autovacuum {before['autovacuum_workers']})",
                       flush=True)
@@ -706,6 +794,23 @@ def cpu_per_page(before: tuple, after: tuple, requests: int) -> dict:
     for name, b, a in zip(("workers", "database"), before, after):
         out[name] = None if a is None or b is None or not requests else round((a - b) * 1000 / requests, 2)
     return out
+
+
+def other_cores(cpu_before: tuple, cpu_after: tuple, others_before: tuple) -> float | None:
+    """Cores the machine spent on other work than the level's (its workers, database backends, wrk and this
+    process) while it ran, from :func:`machine_cpu_s`: other helpers' jobs, the tile renderer, autovacuum,
+    and time the hypervisor gave elsewhere (steal). ``None`` without /proc."""
+    machine0, children0, own0, t0 = others_before
+    machine1 = machine_cpu_s()
+    if machine0 is None or machine1 is None:
+        return None
+    ours = sum((a or 0.0) - (b or 0.0) for a, b in zip(cpu_after, cpu_before))
+    ours += children_cpu_s() - children0 + time.process_time() - own0
+    return round(max(0.0, machine1 - machine0 - ours) / max(time.monotonic() - t0, 1e-9), 2)
+
+
+def _cores_text(cores: float | None) -> str:
+    return "—" if cores is None else f"{cores:.2f} cores"
 
 
 def _cpu_text(cpu: dict) -> str:

@@ -11,6 +11,7 @@ request) and report p50/p95/p99 in milliseconds.
 from __future__ import annotations
 
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -76,8 +77,9 @@ def run_wrk(base: str, paths: list[str], clients: int, *, seconds: float = 15.0)
     with tempfile.TemporaryDirectory(prefix="gisapp-wrk-") as tmp:
         lua = Path(tmp) / "paths.lua"
         lua.write_text(script)
-        cmd = [wrk_path(), f"-t{min(clients, 2)}", f"-c{clients}", f"-d{seconds:g}s", "--timeout", "30s",
-               "-s", str(lua), base]
+        # wrk takes whole seconds (``-d7.5s`` is refused): a fraction is rounded up
+        cmd = [wrk_path(), f"-t{min(clients, 2)}", f"-c{clients}", f"-d{max(1, math.ceil(seconds))}s",
+               "--timeout", "30s", "-s", str(lua), base]
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 120)
     match = re.search(r"^WRKJSON (.*)$", out.stdout, re.MULTILINE)
     if not match:

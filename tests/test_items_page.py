@@ -2,6 +2,7 @@
 matches in key order (keys not all ASCII), with the filter's other conditions and as of a day."""
 
 import datetime as dt
+import time
 
 import geopandas as gpd
 import numpy as np
@@ -64,3 +65,49 @@ def test_every_page_is_a_slice_of_the_matches_in_key_order(backend, flt, tmp_pat
         assert geojson.rows_collection(page.rows, FIELDS) == \
             geojson.rows_collection(whole.rows[offset:offset + limit], FIELDS)
 
+
+
+def test_geopackage_box_search_in_key_order_with_and_without_its_kept_key_order(tmp_path, monkeypatch):
+    """A GeoPackage's box search puts its matches in key order from the key order it keeps per version of the
+    file once read (in the background), by SQL before: the same pages either way, and after a write the
+    new version's order (an older version's never)."""
+    from gisapp.store import gpkg
+
+    monkeypatch.setattr(gpkg, "RANKS_WAIT", 0.0)  # the first search does not wait for the order it starts reading
+    store = new_store("gpkg", tmp_path)
+    lots = _lots(900, 8)
+    store.write({"construction_permits": lots})
+    flt = Filter(bbox=VIEW)
+    image = geo.bbox_polygon(VIEW)
+
+    def expected(frame):
+        return sorted(frame[shapely.intersects(frame.geometry.values, image)]["dossier_code"])
+
+    def kept_order():
+        layer = schema.LAYERS["construction_permits"]
+        for _ in range(500):
+            found = store._key_ranks(layer, gpkg._file_cache(store.path, store._signature()))
+            if found is not None:
+                return found
+            time.sleep(0.01)
+        raise AssertionError("the key order was not read")
+
+    gpkg._FILE_CACHE.clear()
+    by_sql = store.page("construction_permits", flt, fields=FIELDS, limit=5000)
+    assert [r[0] for r in by_sql.rows] == expected(lots)
+    ranks = kept_order()
+    assert len(ranks) > 0
+    gpkg._FILE_CACHE.pop((str(store.path), store._signature()), {}).clear()  # forget the matches, not the order
+    gpkg._file_cache(store.path, store._signature())[("key_ranks", "construction_permits")] = ranks
+    by_ranks = store.page("construction_permits", flt, fields=FIELDS, limit=5000)
+    assert by_ranks == by_sql
+    assert store.page("construction_permits", flt, fields=FIELDS, limit=50, offset=100).rows == by_sql.rows[100:150]
+    # new features whose keys fall between the old ones: the next version's order is read again
+    more = _lots(300, 9)
+    more["dossier_code"] = [f"XD-{k:06d}a" for k in range(300)]
+    store.write({"construction_permits": more}, mode="upsert")
+    both = expected(gpd.pd.concat([lots, more]))
+    assert [r[0] for r in store.page("construction_permits", flt, fields=FIELDS, limit=5000).rows] == both
+    kept_order()
+    assert [r[0] for r in store.page("construction_permits", Filter(bbox=VIEW), fields=FIELDS, limit=5000).rows] \
+        == both

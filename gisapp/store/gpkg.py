@@ -17,6 +17,7 @@ import dataclasses
 import datetime as dt
 import fcntl
 import json
+import logging
 import os
 import queue
 import shutil
@@ -98,6 +99,7 @@ CHANGES_TABLE = "gisapp_changes"
 CHANGE_LOG_TABLE = "gisapp_change_log"
 _ARROW_TYPES = {"text": pa.string(), "int": pa.int32(), "float": pa.float64(), "date": pa.date32()}
 #: Filter fields that get a B-tree index.
+LOG = logging.getLogger(__name__)
 _INDEXED = ("ward_code", "status", "procedure", "channel", "purpose", "kind",
             "received_on", "start_on", "end_on", "overlap_start", "construction_dossier_code")
 
@@ -109,6 +111,9 @@ _INDEXED = ("ward_code", "status", "procedure", "channel", "purpose", "kind",
 _FILE_CACHE: dict = {}
 _FILE_CACHE_LOCK = threading.Lock()
 _FIDS_PER_FILE = 32
+#: Seconds a bbox search waits for the key order its file version's first search started reading
+#: (:meth:`GeoPackageStore._key_ranks`): a small layer's is read by then, a large one's is used when read.
+RANKS_WAIT = 0.05
 
 
 def _file_cache(path: Path, signature: tuple) -> dict | None:
@@ -334,16 +339,30 @@ class GeoPackageStore(Store):
         clauses, params = attribute_clauses(layer, flt)
         box = geo.bbox_polygon(flt.bbox)
         x1, y1, x2, y2 = box.bounds
-        where = " AND ".join(["r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?", *clauses])
-        # Without attribute conditions only the key is needed: the (fid, key) index has it, in pages
-        # ~40 times denser than the table's rows.
-        keys = _fid_key_index(layer)
-        hint = f" INDEXED BY {keys}" if not clauses and keys in self._schema_names(con) else ""
-        rows = con.execute(
-            f'SELECT t.fid, r.minx, r.miny, r.maxx, r.maxy FROM "rtree_{layer.name}_geom" r '
-            f'JOIN "{layer.name}" t{hint} ON t.fid = r.id WHERE {where} ORDER BY t.{layer.key}',
-            [x1, x2, y1, y2, *params],
-        ).fetchall()
+        ranks = None if clauses else self._key_ranks(layer, cache)
+        rows = None
+        if ranks is not None:
+            # The R-tree's candidates alone, put in key order by the kept ranks (no key lookup per candidate:
+            # ~3 µs each, two thirds of a street view's search at 1M)
+            rows = con.execute(
+                f'SELECT id, minx, miny, maxx, maxy FROM "rtree_{layer.name}_geom" '
+                "WHERE maxx >= ? AND minx <= ? AND maxy >= ? AND miny <= ?", [x1, x2, y1, y2]).fetchall()
+            ids = np.array([r[0] for r in rows], dtype=np.int64)
+            if len(ids) and (ids.max() >= len(ranks) or ids.min() < 0 or (ranks[ids] < 0).any()):
+                rows = None  # an R-tree entry without its row: the file is not as the ranks were read
+            elif len(ids):
+                rows = [rows[i] for i in np.argsort(ranks[ids], kind="stable")]
+        if rows is None:
+            where = " AND ".join(["r.maxx >= ? AND r.minx <= ? AND r.maxy >= ? AND r.miny <= ?", *clauses])
+            # Without attribute conditions only the key is needed: the (fid, key) index has it, in pages
+            # ~40 times denser than the table's rows.
+            keys = _fid_key_index(layer)
+            hint = f" INDEXED BY {keys}" if not clauses and keys in self._schema_names(con) else ""
+            rows = con.execute(
+                f'SELECT t.fid, r.minx, r.miny, r.maxx, r.maxy FROM "rtree_{layer.name}_geom" r '
+                f'JOIN "{layer.name}" t{hint} ON t.fid = r.id WHERE {where} ORDER BY t.{layer.key}',
+                [x1, x2, y1, y2, *params],
+            ).fetchall()
         if not rows:
             fids: list[int] = []
         else:
@@ -373,6 +392,54 @@ class GeoPackageStore(Store):
                         cache.pop(k, None)
                 cache[cache_key] = fids
         return fids
+
+    def _key_ranks(self, layer: Layer, cache: dict | None) -> np.ndarray | None:
+        """Each feature's place in key order, indexed by fid (-1: no such fid), kept per version of the file;
+        ``None`` while it is read.
+
+        The first search of a version starts reading it (``SELECT fid … ORDER BY key``, the key's index:
+        ~0.3 s of a core at 1M, 4 bytes a fid) in a thread and waits for it :data:`RANKS_WAIT` seconds (a
+        small layer is read by then); a larger one is searched as before meanwhile.
+        """
+        if cache is None:
+            return None
+        slot = ("key_ranks", layer.name)
+        with _FILE_CACHE_LOCK:
+            found = cache.get(slot)
+            if found is None:
+                cache[slot] = reading = threading.Event()
+        if isinstance(found, np.ndarray):
+            return found
+        if found is not None:  # being read (an Event), or could not be (False)
+            return None
+        thread = threading.Thread(target=self._read_key_ranks, args=(layer, cache, reading), daemon=True,
+                                  name="gisapp-key-ranks")
+        thread.start()
+        reading.wait(RANKS_WAIT)
+        found = cache.get(slot)
+        return found if isinstance(found, np.ndarray) else None
+
+    def _read_key_ranks(self, layer: Layer, cache: dict, done: threading.Event) -> None:
+        """Read :meth:`_key_ranks`' array into ``cache`` (a version's entry), when the file is still that
+        version after reading; ``False`` there when the fids are too sparse for an array indexed by them."""
+        slot, ranks = ("key_ranks", layer.name), None
+        try:
+            signature = self._signature()
+            with contextlib.closing(_open_reader(self.path)) as con:
+                rows = con.execute(f'SELECT fid FROM "{layer.name}" ORDER BY {layer.key}').fetchall()
+            fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+            del rows
+            if not len(fids) or (fids.min() >= 0 and fids.max() < 4 * len(fids) + 1024):
+                ranks = np.full(int(fids.max()) + 1 if len(fids) else 0, -1, dtype=np.int32)
+                ranks[fids] = np.arange(len(fids), dtype=np.int32)
+            if self._signature() != signature:
+                ranks = None  # written meanwhile: the entry is an old version's
+        except (sqlite3.Error, OSError):
+            LOG.warning("reading the key order of %s in %s failed", layer.name, self.path, exc_info=True)
+        finally:
+            with _FILE_CACHE_LOCK:
+                cache[slot] = ranks if ranks is not None else False
+            done.set()
 
     def _signature(self) -> tuple:
         """What identifies this version of the file: its inode, modification time and size, and SQLite's file
