@@ -247,6 +247,8 @@ def wkb_cases() -> np.ndarray:
     ccw = shapely.box(X0, Y0, X0 + 4, Y0 + 2)
     cw = shapely.Polygon(list(ccw.exterior.coords)[::-1])
     kite = shapely.Polygon([(X0, Y0), (X0 + 3, Y0 + 1), (X0 + 4, Y0 + 4), (X0 + 1, Y0 + 3)])
+    with np.errstate(invalid="ignore"):
+        not_finite = shapely.Polygon([(X0, Y0), (X0 + 4, Y0), (X0 + 4, np.nan), (X0, Y0 + 2)])
     return np.array([
         ccw, cw, shapely.MultiPolygon([ccw]), shapely.MultiPolygon([kite]), kite,
         shapely.Polygon([(X0, Y0), (X0 + 4, Y0 + 4), (X0 + 4, Y0), (X0, Y0 + 4)]),  # bow tie
@@ -259,7 +261,7 @@ def wkb_cases() -> np.ndarray:
         shapely.GeometryCollection([ccw]),
         shapely.Polygon([(X0, Y0), (X0 + 1e-9, Y0), (X0 + 1e-9, Y0 + 5), (X0, Y0 + 5)]),  # too thin
         shapely.box(2e8, 0, 2e8 + 4, 2),  # beyond 1e8 m
-        shapely.Polygon([(X0, Y0), (X0 + 4, Y0), (X0 + 4, np.nan), (X0, Y0 + 2)]),  # not finite
+        not_finite,
         shapely.force_3d(ccw), shapely.MultiPolygon([shapely.force_3d(kite)]),  # Z: left to shapely, then quads
     ], dtype=object)
 
