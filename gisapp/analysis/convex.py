@@ -29,7 +29,7 @@ import numpy as np
 import pyarrow as pa
 import shapely
 
-__all__ = ["EPSILON", "bounds", "distances", "quads", "separation", "split_pairs", "wkb_quads"]
+__all__ = ["EPSILON", "bounds", "corner_distance", "distances", "quads", "separation", "split_pairs", "wkb_quads"]
 
 #: Separations (m) and turns (m²) closer to zero than this are left to GEOS: far above rounding at
 #: city coordinates (~1e-10 m), far below anything drawn.
@@ -237,6 +237,19 @@ def separation(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray]:
     (px, py), (qx, qy) = _columns(p), _columns(q)
     perp = np.full(len(p), np.inf)
     return (np.maximum(_against(px, py, qx, qy, None, perp), _against(qx, qy, px, py, None, perp)),)
+
+
+def corner_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The least distance from a corner of quad ``p`` to ``q``'s outline or of ``q``'s to ``p``'s (``(m, 4, 2)``).
+
+    Never below the distance of the quads (a corner is a point of the
+    polygon): where it is tiny, the quads are at most that far apart.
+    """
+    (px, py), (qx, qy) = _columns(p), _columns(q)
+    perp, best2 = np.full(len(p), np.inf), np.full(len(p), np.inf)
+    _against(px, py, qx, qy, best2, perp)
+    _against(qx, qy, px, py, None, perp)
+    return np.minimum(np.sqrt(best2), perp)
 
 
 def distances(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

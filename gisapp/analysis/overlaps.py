@@ -781,16 +781,23 @@ def _periods(f: _Features) -> np.ndarray:
 
 
 def _distances(p: _Features, i: np.ndarray, q: _Features, j: np.ndarray, cut: float) -> np.ndarray:
-    """``shapely.distance`` of ``p.geoms[i]`` to ``q.geoms[j]``, the same values, most of them in numpy.
+    """``shapely.distance`` of ``p.geoms[i]`` to ``q.geoms[j]``, as the findings use it, most of it in numpy.
 
     Pairs of convex quads are measured by :func:`convex.distances`; GEOS
     measures the others, those numpy is not sure of, and those whose
     distance lies within a hair of a rounding step (mm) or of ``cut`` (the
     search distance), so that rounding and the cut never hang on the last bit.
+    The values are GEOS' but for quads that numpy cannot tell touching from
+    a hair apart (a strip drawn against its parcel) while a corner of one
+    lies nearer the other than half a millimetre and ``cut``: 0, as GEOS'
+    value rounds to the mm (and within ``cut`` either way).
     """
     both = np.flatnonzero(p.quad[i] & q.quad[j])
     out = np.empty(len(i))
     dist, sure = convex.split_pairs(convex.distances, p.xy[i[both]], q.xy[j[both]])
+    touch = np.flatnonzero(~sure)
+    near = convex.corner_distance(p.xy[i[both[touch]]], q.xy[j[both[touch]]])
+    sure[touch[near < min(0.5 * 10**-DISTANCE_DECIMALS, cut) - 1e-6]] = True  # (dist is 0 there)
     mm = dist * 10**DISTANCE_DECIMALS
     sure &= (np.abs(mm - np.floor(mm) - 0.5) > 1e-6) & (np.abs(dist - cut) > 1e-9)
     out[both] = dist
