@@ -337,6 +337,7 @@ def test_geometries_make_objects_only_for_the_rows_asked():
     np.testing.assert_array_equal(vmask, convex.quads(geoms)[0][1::2])
     np.testing.assert_array_equal(vxy, convex.quads(geoms)[1][1::2])
     assert Geometries.of_objects(geoms)[rows].tolist() == geoms[rows].tolist()
+    assert lazy[-1].equals(geoms[-1]) and view[-1].equals(geoms[len(geoms) // 2 * 2 - 1])
 
 
 def test_the_box_tree_answers_as_an_strtree():

@@ -90,6 +90,8 @@ class Geometries:
         if key.dtype == bool:
             key = np.flatnonzero(key)
         key = key.astype(np.int64, copy=False)
+        if len(key) and key.min() < 0:  # from the end, as numpy counts
+            key = np.where(key < 0, key + len(self), key)
         return key if self._rows is None else self._rows[key]
 
     def __getitem__(self, key):
