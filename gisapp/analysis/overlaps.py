@@ -50,7 +50,8 @@ pairs that truly intersect.  Convex quadrilaterals (what nearly every
 parcel and strip is) are checked valid, bounded, measured apart and tested
 for overlap in numpy (:mod:`gisapp.analysis.convex`), with the same answers
 as GEOS: GEOS takes the other shapes and the cases numpy cannot decide
-beyond doubt.  There is no Python loop over pairs.  The
+beyond doubt.  Given as WKB, the parcels and permits become shapely
+objects only for those, the overlays and the findings' own geometry.  There is no Python loop over pairs.  The
 layers are prepared side by side, the kinds of findings are found side by
 side and each block is finished (wards, MultiPolygons, ids) in the thread
 that made it; long GEOS calls (validity, distance, overlay) are split over
@@ -208,6 +209,12 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
         ``construction_permits``, ``sidewalk_permits`` and ``wards`` layers.
         Dates may be datetime64, dates or ISO text.  A frame whose CRS is
         not EPSG:5899 is reprojected; one without a CRS is taken as EPSG:5899.
+        The geometries may also come as WKB in EPSG:5899, a plain frame's
+        Arrow binary ``geometry`` column (what
+        :func:`gisapp.analysis.run.read_layer` gives with ``wkb``): the
+        convex quadrilaterals' corners are then read from the WKB, and
+        shapely objects made only for the rows GEOS must see
+        (:class:`gisapp.analysis.geoms.Geometries`); the findings are the same.
     params:
         :class:`AnalysisParams` (the defaults when ``None``).
     sidewalks:
