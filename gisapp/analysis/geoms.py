@@ -29,6 +29,9 @@ from gisapp.analysis.spatial import bbox_pairs
 
 __all__ = ["BoxTree", "Geometries"]
 
+#: Geometries made from WKB per call (~20 ms of holding the interpreter lock).
+MAKE_ROWS = 10_000
+
 
 class _Source:
     """The WKB of a layer and the objects built from it so far (shared by every :class:`Geometries` view)."""
@@ -47,8 +50,12 @@ class _Source:
                 todo = rows[~self.built[rows]]
                 if len(todo):
                     todo = np.unique(todo)
-                    self.objects[todo] = shapely.from_wkb(
-                        self.wkb.take(pa.array(todo)).to_numpy(zero_copy_only=False))
+                    # in slices: one call holds the interpreter lock throughout, and the other threads' numpy
+                    # and GEOS calls (which release it) wait for it to return
+                    for lo in range(0, len(todo), MAKE_ROWS):
+                        part = todo[lo:lo + MAKE_ROWS]
+                        self.objects[part] = shapely.from_wkb(
+                            self.wkb.take(pa.array(part)).to_numpy(zero_copy_only=False))
                     self.built[todo] = True
         return self.objects[rows]
 
