@@ -18,7 +18,10 @@ written as JSON to ``benchmarks/out/``.
 Beside each analysis it times the plain way, in the same process on the
 same data: ``geopandas.sjoin(predicate="dwithin")`` of the sidewalk permits
 with the parcels, then the works-period date filter (what a merge candidate
-is; the analysis finds every other kind too), and prints the ratio.
+is; the analysis finds every other kind too), and prints the ratio.  And the
+analysis of the same layers handed over as WKB, the parcels and permits as
+``gisapp analyze`` reads them (:func:`gisapp.analysis.run.read_layer` with
+``wkb``: shapely objects made only where GEOS must look): ``wkb s``.
 
 ``--stores gpkg,postgis`` measures the issue's other figures on full-field
 layers (:func:`benchmarks.bench_postgis.generate`, ``--store-sizes`` permits
@@ -189,6 +192,13 @@ def run_one(n: int, density: str, repeat: int = 1, seed: int = 0) -> dict:
         result = find_overlaps(construction, sidewalk, wards, AnalysisParams())
         runs.append((time.perf_counter() - t, time.process_time() - cpu, result.timings))
     best, best_cpu, stages = min(runs, key=lambda r: r[0])
+    wkb_frames = [as_wkb(frame) for frame in (construction, sidewalk)]
+    wkb_runs = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        find_overlaps(*wkb_frames, wards, AnalysisParams())
+        wkb_runs.append(time.perf_counter() - t)
+    del wkb_frames
     counts = result.findings["kind"].value_counts().to_dict()
     n_findings, n_skipped = len(result.findings), len(result.skipped)
     peak_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # before the plain way's
@@ -199,6 +209,7 @@ def run_one(n: int, density: str, repeat: int = 1, seed: int = 0) -> dict:
         "sjoin_s": round(sjoin_s, 3), "sjoin_pairs": plain[0][1], "ratio": round(sjoin_s / best, 2),
         "n": n, "density": density, "area_km2": DENSITIES[density], "seed": seed,
         "generate_s": round(generated, 3), "analysis_s": round(best, 3), "analysis_cpu_s": round(best_cpu, 3),
+        "analysis_wkb_s": round(min(wkb_runs), 3),
         "analysis_runs_s": [round(r[0], 3) for r in runs], "load_average_at_start": round(load, 2),
         "stages_s": {k: round(v, 3) for k, v in stages.items()},
         "peak_rss_mb": peak_mb,
@@ -206,6 +217,17 @@ def run_one(n: int, density: str, repeat: int = 1, seed: int = 0) -> dict:
         "findings": n_findings, "by_kind": {k: int(v) for k, v in counts.items()},
         "skipped": n_skipped,
     }
+
+
+def as_wkb(frame):
+    """``frame`` with its geometries as WKB in an Arrow column: what ``read_layer(…, wkb=True)`` gives."""
+    import pandas as pd
+    import pyarrow as pa
+    import shapely
+
+    column = pa.array(shapely.to_wkb(frame.geometry.values), type=pa.binary())
+    return pd.DataFrame({**{c: frame[c] for c in frame.columns if c != "geometry"},
+                         "geometry": pd.arrays.ArrowExtensionArray(column)})
 
 
 def plain_sjoin(construction, sidewalk, distance_m: float = 5.0, works_months: int = 12) -> tuple[float, int]:
@@ -292,7 +314,7 @@ def stage_run(url: str) -> dict:
     written to: give a GeoPackage copy (``cp city1m.gpkg x.gpkg``) or a database copy.
     """
     from gisapp.analysis.incremental import stored_params
-    from gisapp.analysis.run import LAYERS, analyze_store, read_layer
+    from gisapp.analysis.run import AS_WKB, LAYERS, analyze_store, read_layer
     from gisapp.store import open_store
 
     store = open_store(url)
@@ -306,7 +328,7 @@ def stage_run(url: str) -> dict:
         print(f"  {name}: {stages[name]:.2f} s (load {os.getloadavg()[0]:.1f})", flush=True)
         return value
 
-    layers = {name: timed(f"read {name}", read_layer, store, name) for name in LAYERS}
+    layers = {name: timed(f"read {name}", read_layer, store, name, wkb=name in AS_WKB) for name in LAYERS}
     out["rows"] = {name: len(frame) for name, frame in layers.items()}
     params = stored_params(store)
     with store.write_lock():
@@ -339,7 +361,8 @@ def _run_in_subprocess(n: int, density: str, repeat: int, seed: int, mem_gb: flo
 
 def format_table(rows: list[dict]) -> str:
     """The results as a plain-text table."""
-    head = (f"{'density':<9} {'n':>9} {'gen s':>7} {'analysis s':>10} {'cpu s':>7} {'sjoin s':>7} {'ratio':>6} "
+    head = (f"{'density':<9} {'n':>9} {'gen s':>7} {'analysis s':>10} {'cpu s':>7} {'wkb s':>6} {'sjoin s':>7} "
+            f"{'ratio':>6} "
             f"{'peak MB':>8} {'findings':>9} {'load':>5}  stages (s)")
     lines = [head, "-" * len(head)]
     for r in rows:
@@ -348,7 +371,8 @@ def format_table(rows: list[dict]) -> str:
             continue
         stages = " ".join(f"{k} {v:.2f}" for k, v in r["stages_s"].items())
         lines.append(f"{r['density']:<9} {r['n']:>9} {r['generate_s']:>7.2f} {r['analysis_s']:>10.2f} "
-                     f"{r['analysis_cpu_s']:>7.2f} {r['sjoin_s']:>7.2f} {r['ratio']:>5.1f}× "
+                     f"{r['analysis_cpu_s']:>7.2f} {r.get('analysis_wkb_s', float('nan')):>6.2f} "
+                     f"{r['sjoin_s']:>7.2f} {r['ratio']:>5.1f}× "
                      f"{r['peak_rss_mb']:>8.0f} {r['findings']:>9} "
                      f"{r['load_average_at_start']:>5.1f}  {stages}")
     return "\n".join(lines)

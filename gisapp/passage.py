@@ -283,7 +283,7 @@ def _bottleneck(edges: list[tuple[float, int, int]]) -> float:
 
 
 def occupancy_passages(geoms, starts, ends, sidewalks, widths=None, *, fast: bool = True,
-                       quads: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                       quads: tuple[np.ndarray, np.ndarray] | None = None, tree=None) -> tuple[np.ndarray, np.ndarray]:
     """The narrowest passage beside each of many occupancies over its period, and the first day it is that narrow.
 
     ``geoms``, ``starts``, ``ends``: the occupancies (EPSG:5899; dates as
@@ -312,9 +312,13 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None, *, fast: boo
 
     ``fast=False`` skips the first tier (the tests compare the two).  ``quads``: the convex quadrilaterals
     among ``geoms`` and their corners (:func:`gisapp.analysis.convex.quads`), if the caller has them (the
-    first tier then asks GEOS only for the other rows' corners).
+    first tier then asks GEOS only for the other rows' corners).  ``tree``: what ``shapely.STRtree(geoms)``
+    answers (its ``query`` without a predicate or with ``dwithin``), if the caller has it; ``geoms`` may then be
+    anything indexed like an object array (:class:`gisapp.analysis.geoms.Geometries`: only the geometries GEOS
+    must see are made).
     """
-    geoms = np.asarray(geoms, dtype=object)
+    if tree is None:
+        geoms = np.asarray(geoms, dtype=object)
     starts, ends = np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
     sidewalks = np.asarray(sidewalks, dtype=object)
     n = len(geoms)
@@ -326,7 +330,7 @@ def occupancy_passages(geoms, starts, ends, sidewalks, widths=None, *, fast: boo
     if missing.any():
         own[missing] = [sidewalk_width(s) for s in sidewalks[missing]]
     todo = np.arange(n)
-    tree = shapely.STRtree(geoms)
+    tree = shapely.STRtree(geoms) if tree is None else tree
     if fast:
         out, day, decided = strip_passages(geoms, starts, ends, sidewalks, own, reach=REACH,
                                            end_factor=END_EDGE_FACTOR, min_width=2 * SIMPLIFY_M, area_min=AREA_MIN,

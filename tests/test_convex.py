@@ -5,6 +5,7 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pytest
 import shapely
 import shapely.affinity
@@ -12,7 +13,10 @@ import shapely.affinity
 from gisapp import strips
 from gisapp.analysis import convex
 from gisapp.analysis import overlaps as ov
+from gisapp.analysis.geoms import BoxTree, Geometries
 from gisapp.analysis.overlaps import AnalysisParams, find_overlaps
+from gisapp.analysis.run import LAYERS, analyze_store, read_layer
+from tests.stores import BACKENDS, new_store
 
 X0, Y0 = 547_000.0, 1_770_000.0  # EPSG:5899 magnitudes: rounding as in the real data
 
@@ -233,3 +237,197 @@ def test_date_objects_give_the_same_days_as_text():
     fast = ov._days(pd.Series(days, dtype=object))
     assert fast.tolist() == ov._days(pd.Series(text, dtype=object)).tolist()
     assert fast.tolist() == [19782, ov.NAT, -1, ov.NAT, 20270]
+
+
+# -- the analysis from WKB (gisapp.analysis.geoms): corners read in numpy, objects made only where asked ------------
+
+
+def wkb_cases() -> np.ndarray:
+    """Geometries of every kind :func:`convex.wkb_quads` reads or leaves to shapely."""
+    ccw = shapely.box(X0, Y0, X0 + 4, Y0 + 2)
+    cw = shapely.Polygon(list(ccw.exterior.coords)[::-1])
+    kite = shapely.Polygon([(X0, Y0), (X0 + 3, Y0 + 1), (X0 + 4, Y0 + 4), (X0 + 1, Y0 + 3)])
+    with np.errstate(invalid="ignore"):
+        not_finite = shapely.Polygon([(X0, Y0), (X0 + 4, Y0), (X0 + 4, np.nan), (X0, Y0 + 2)])
+    return np.array([
+        ccw, cw, shapely.MultiPolygon([ccw]), shapely.MultiPolygon([kite]), kite,
+        shapely.Polygon([(X0, Y0), (X0 + 4, Y0 + 4), (X0 + 4, Y0), (X0, Y0 + 4)]),  # bow tie
+        shapely.Polygon([(X0, Y0), (X0 + 2, Y0), (X0 + 4, Y0), (X0 + 2, Y0 + 3)]),  # flat corner
+        shapely.MultiPolygon([shapely.Polygon([(X0, Y0), (X0 + 4, Y0), (X0 + 1, Y0 + 1), (X0, Y0 + 4)])]),  # concave
+        shapely.Polygon([(X0, Y0), (X0 + 4, Y0), (X0, Y0 + 4)]),  # triangle
+        shapely.MultiPolygon([ccw, shapely.box(X0 + 9, Y0, X0 + 10, Y0 + 1)]),  # two parts
+        shapely.box(X0, Y0, X0 + 9, Y0 + 9).difference(shapely.box(X0 + 1, Y0 + 1, X0 + 2, Y0 + 2)),  # a hole
+        shapely.Polygon(), shapely.MultiPolygon(), None, shapely.Point(X0, Y0), shapely.LineString([(0, 0), (1, 1)]),
+        shapely.GeometryCollection([ccw]),
+        shapely.Polygon([(X0, Y0), (X0 + 1e-9, Y0), (X0 + 1e-9, Y0 + 5), (X0, Y0 + 5)]),  # too thin
+        shapely.box(2e8, 0, 2e8 + 4, 2),  # beyond 1e8 m
+        not_finite,
+        shapely.force_3d(ccw), shapely.MultiPolygon([shapely.force_3d(kite)]),  # Z: left to shapely, then quads
+    ], dtype=object)
+
+
+def arrow_wkb(blobs: list, kind=None, chunk: int | None = None) -> pa.ChunkedArray:
+    """WKB values as an Arrow column: binary or large binary, in chunks of ``chunk`` (sliced, so with offsets)."""
+    kind = kind or pa.binary()
+    padded = pa.array([b"junk", *blobs, b"junk"], type=kind).slice(1, len(blobs))  # an offset into its buffers
+    if chunk is None:
+        return pa.chunked_array([padded])
+    return pa.chunked_array([padded.slice(k, chunk) for k in range(0, len(blobs), chunk)], type=kind)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")  # the NaN corner
+@pytest.mark.parametrize("kind", [pa.binary(), pa.large_binary()])
+@pytest.mark.parametrize("chunk", [None, 3])
+def test_quads_read_from_wkb_are_the_shapely_quads(kind, chunk):
+    geoms = wkb_cases()
+    mask, xy = convex.quads(geoms)
+    assert mask.sum() >= 6 and (~mask).sum() >= 14
+    little = list(shapely.to_wkb(geoms))
+    big = list(shapely.to_wkb(geoms, byte_order=0))  # big-endian: left to shapely
+    ewkb = list(shapely.to_wkb(shapely.set_srid(geoms, 5899), include_srid=True))  # extended WKB: likewise
+    for blobs in (little, big, ewkb, little + big + ewkb):
+        column = arrow_wkb(blobs, kind, chunk)
+        made = shapely.from_wkb(np.array(blobs, dtype=object))
+        want_mask, want_xy = convex.quads(made)
+        got_mask, got_xy = Geometries.of_wkb(column).quads()
+        np.testing.assert_array_equal(got_mask, want_mask)
+        np.testing.assert_array_equal(got_xy, want_xy)
+    # numpy read the little-endian 2D polygons and single-part multipolygons of 5 coordinates itself (rows 0-7
+    # and 17-19, quads or not); shapely the rest
+    decided, dmask, dxy = convex.wkb_quads(arrow_wkb(little, kind, chunk))
+    assert decided.tolist() == [k <= 7 or k in (17, 18, 19) for k in range(len(geoms))]
+    np.testing.assert_array_equal(dmask[decided], mask[decided])
+    np.testing.assert_array_equal(dxy[decided], xy[decided])
+    assert not convex.wkb_quads(arrow_wkb(big, kind, chunk))[0].any()
+
+
+def test_quads_from_evenly_and_unevenly_spaced_wkb():
+    """Many rectangles: one strided view over the values when all are alike, gathered when lengths vary."""
+    rng = np.random.default_rng(5)
+    n = 3000
+    rects = np.array([rect(rng, *rng.uniform(0, 500, 2), *rng.uniform(1, 9, 2), rng.uniform(0, 180))
+                      for _ in range(n)], dtype=object)
+    multi = np.array([shapely.MultiPolygon([g]) for g in rects], dtype=object)
+    mixed = np.where(rng.random(n) < 0.5, rects, multi)
+    mixed[rng.integers(0, n, 40)] = None
+    for geoms in (multi, mixed):
+        blobs = list(shapely.to_wkb(geoms))
+        for chunk in (None, 1000):
+            mask, xy = Geometries.of_wkb(arrow_wkb(blobs, chunk=chunk)).quads()
+            want_mask, want_xy = convex.quads(geoms)
+            assert want_mask.sum() > 0.9 * n
+            np.testing.assert_array_equal(mask, want_mask)
+            np.testing.assert_array_equal(xy, want_xy)
+
+
+def test_geometries_make_objects_only_for_the_rows_asked():
+    geoms = wkb_cases()
+    blobs = list(shapely.to_wkb(geoms))
+    lazy = Geometries.of_wkb(arrow_wkb(blobs, chunk=4))
+    assert len(lazy) == len(geoms) and not lazy._source.built.any()
+    rows = np.array([9, 2, 9, 13])
+    got = lazy[rows]
+    assert shapely.to_wkb(got).tolist() == shapely.to_wkb(geoms[rows]).tolist()  # None stays None
+    assert lazy._source.built.sum() == 3
+    view = lazy.take(np.arange(len(geoms)) % 2 == 1)  # a view: makes nothing
+    assert lazy._source.built.sum() == 3 and len(view) == len(geoms) // 2
+    assert view[0].equals(geoms[1]) and view[4] is lazy[9]  # made once, shared by the views
+    assert shapely.to_wkb(view[1:3]).tolist() == shapely.to_wkb(geoms[[3, 5]]).tolist()
+    vmask, vxy = view.quads()
+    np.testing.assert_array_equal(vmask, convex.quads(geoms)[0][1::2])
+    np.testing.assert_array_equal(vxy, convex.quads(geoms)[1][1::2])
+    assert Geometries.of_objects(geoms)[rows].tolist() == geoms[rows].tolist()
+    assert lazy[-1].equals(geoms[-1]) and view[-1].equals(geoms[len(geoms) // 2 * 2 - 1])
+
+
+def test_the_box_tree_answers_as_an_strtree():
+    rng = np.random.default_rng(8)
+    n = 2000
+    tree_geoms = np.array([rect(rng, *rng.uniform(0, 800, 2), *rng.uniform(0.5, 12, 2), rng.uniform(0, 180))
+                           for _ in range(n)], dtype=object)
+    tree_geoms[:5] = [rect(rng, *rng.uniform(0, 800, 2), 300.0, 2.0) for _ in range(5)]  # bigger than a cell
+    tree_geoms[5] = shapely.box(X0 + 900, Y0 + 900, X0 + 900, Y0 + 900.5)  # flat, at the edge of the grid
+    queries = np.array([rect(rng, *rng.uniform(-50, 850, 2), rng.uniform(20, 200), 3.0, rng.choice([0.0, 30.0]))
+                        for _ in range(300)], dtype=object)
+    queries[0] = shapely.box(X0 - 900, Y0, X0 - 800, Y0 + 1)  # off the grid
+    queries[1] = shapely.box(X0 + 890, Y0 + 890, X0 + 900, Y0 + 900)  # touching the flat one's corner
+    mine = BoxTree(Geometries.of_wkb(arrow_wkb(list(shapely.to_wkb(tree_geoms)))), shapely.bounds(tree_geoms))
+    theirs = shapely.STRtree(tree_geoms)
+
+    def pairs(found):
+        return sorted(zip(found[0].tolist(), found[1].tolist()))
+
+    assert len(pairs(theirs.query(queries))) > 500 and (1, 5) in pairs(theirs.query(queries))
+    assert pairs(mine.query(queries)) == pairs(theirs.query(queries))
+    reach = rng.uniform(0, 6, len(queries))
+    want = pairs(theirs.query(queries, predicate="dwithin", distance=reach))
+    assert pairs(mine.query(queries, predicate="dwithin", distance=reach)) == want and len(want) > 500
+    got = mine.query(queries)
+    assert (np.lexsort((got[1], got[0])) == np.arange(got.shape[1])).all()  # sorted by query, then tree row
+
+
+def as_wkb_frame(frame: gpd.GeoDataFrame, chunk: int | None = None) -> pd.DataFrame:
+    """``frame`` as :func:`gisapp.analysis.run.read_layer` gives it with ``wkb=True``: a WKB geometry column."""
+    column = arrow_wkb(list(shapely.to_wkb(frame.geometry.values)), chunk=chunk)
+    return pd.DataFrame({**{c: frame[c] for c in frame.columns if c != "geometry"},
+                         "geometry": pd.arrays.ArrowExtensionArray(column)})
+
+
+def sidewalk_strips(extent: float = 400.0) -> gpd.GeoDataFrame:
+    """Straight sidewalks (3 m by 80-400 m) across the random layers, and one L-shaped."""
+    walks = [shapely.box(X0, Y0 + y, X0 + extent, Y0 + y + 3.0) for y in np.arange(0.0, extent, 25.0)]
+    walks += [shapely.box(X0 + x, Y0, X0 + x + 3.0, Y0 + 80.0) for x in np.arange(10.0, extent, 60.0)]
+    walks.append(shapely.box(X0, Y0, X0 + 40, Y0 + 40).difference(shapely.box(X0 + 3, Y0 + 3, X0 + 40, Y0 + 40)))
+    return gpd.GeoDataFrame({"width_m": np.r_[np.full(len(walks) - 1, 3.0), np.nan]}, geometry=walks,
+                            crs="EPSG:5899")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_find_overlaps_on_wkb_equals_find_overlaps_on_objects(seed):
+    """The WKB path (the parcels and permits as WKB, as `gisapp analyze` reads them) gives the findings of the
+    objects' path: same rows, ids, values, geometries bit for bit, skipped rows and reasons, summary."""
+    cons, side, wards = layers(seed, n=600)
+    rng = np.random.default_rng(seed)
+    for frame in (cons, side):  # missing, empty and non-polygonal geometries too
+        rows = rng.choice(len(frame), 12, replace=False)
+        frame.loc[rows[:4], "geometry"] = None
+        frame.loc[rows[4:8], "geometry"] = shapely.Polygon()
+        frame.loc[rows[8:], "geometry"] = shapely.Point(X0, Y0)
+    walks = sidewalk_strips()
+    params = AnalysisParams(distance_m=5.0, gap_days=60)
+    objects = find_overlaps(cons, side, wards, params, sidewalks=walks)
+    wkb = find_overlaps(as_wkb_frame(cons), as_wkb_frame(side, chunk=250), wards, params, sidewalks=walks)
+    found = objects.findings
+    assert set(found["kind"]) >= {"MERGE_CANDIDATE", "LINKED", "CLASH", "OPPORTUNITY", "CLEARANCE", "WARD_MISMATCH"}
+    assert found["detail"].str.contains("đo trên vỉa hè").sum() > 10  # passages measured on the sidewalks
+    reasons = objects.skipped["reason"]
+    assert reasons.str.startswith("invalid geometry").sum() > 30 and reasons.str.contains("not a polygon").sum() == 8
+    assert reasons.str.contains("empty or missing").sum() == 16
+    pd.testing.assert_frame_equal(pd.DataFrame(wkb.findings.drop(columns="geometry")),
+                                  pd.DataFrame(found.drop(columns="geometry")))
+    assert shapely.to_wkb(wkb.findings.geometry.values).tolist() == shapely.to_wkb(found.geometry.values).tolist()
+    pd.testing.assert_frame_equal(wkb.skipped, objects.skipped)
+    pd.testing.assert_frame_equal(wkb.summary, objects.summary)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_store_analysed_from_wkb_equals_its_layers_analysed_as_objects(backend, tmp_path, request):
+    """`gisapp analyze`'s read (the parcels and permits as WKB, from GDAL or PostGIS) gives the findings of the
+    same layers read as GeoDataFrames."""
+    cons, side, wards = layers(4, n=300)
+    walks = sidewalk_strips()
+    walks["sidewalk_id"] = [f"S{k}" for k in range(len(walks))]
+    store = new_store(backend, tmp_path, request)
+    store.write({"construction_permits": cons, "sidewalk_permits": side, "wards": wards, "sidewalks": walks})
+    params = AnalysisParams(distance_m=5.0, gap_days=60)
+    result, _ = analyze_store(store, params)
+    frames = {name: read_layer(store, name) for name in LAYERS}
+    assert isinstance(read_layer(store, "sidewalk_permits", wkb=True).dtypes["geometry"], pd.ArrowDtype)
+    want = find_overlaps(frames["construction_permits"], frames["sidewalk_permits"], frames["wards"], params,
+                         sidewalks=frames["sidewalks"])
+    assert len(want.findings) > 100 and len(want.skipped) > 10
+    pd.testing.assert_frame_equal(pd.DataFrame(result.findings.drop(columns="geometry")),
+                                  pd.DataFrame(want.findings.drop(columns="geometry")))
+    assert (shapely.to_wkb(result.findings.geometry.values).tolist()
+            == shapely.to_wkb(want.findings.geometry.values).tolist())
+    pd.testing.assert_frame_equal(result.skipped, want.skipped)

@@ -136,10 +136,10 @@ def test_the_cases_left_to_the_exact_path():
 def test_the_fast_path_equals_the_exact_path_on_the_demo(demo_frames):
     frames, _ = demo_frames
     side, walks = frames["sidewalk_permits"], frames["sidewalks"]
-    geoms, start, end = _geometries(side), _days(_column(side, "start_on")), _days(_column(side, "end_on"))
+    geoms, start, end = _geometries(side)[:], _days(_column(side, "start_on")), _days(_column(side, "end_on"))
     ok = (start >= 0) & (end >= start)
     geoms, start, end = geoms[ok], start[ok], end[ok]
-    walk, widths = _geometries(walks), walks["width_m"].to_numpy(dtype=float)
+    walk, widths = _geometries(walks)[:], walks["width_m"].to_numpy(dtype=float)
     fast_value, fast_day = occupancy_passages(geoms, start, end, walk, widths)
     exact_value, exact_day = occupancy_passages(geoms, start, end, walk, widths, fast=False)
     np.testing.assert_array_equal(fast_value, exact_value)

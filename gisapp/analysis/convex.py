@@ -26,9 +26,10 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pyarrow as pa
 import shapely
 
-__all__ = ["EPSILON", "bounds", "distances", "quads", "separation", "split_pairs"]
+__all__ = ["EPSILON", "bounds", "corner_distance", "distances", "quads", "separation", "split_pairs", "wkb_quads"]
 
 #: Separations (m) and turns (m²) closer to zero than this are left to GEOS: far above rounding at
 #: city coordinates (~1e-10 m), far below anything drawn.
@@ -68,25 +69,98 @@ def quads(geoms: np.ndarray, types: np.ndarray | None = None) -> tuple[np.ndarra
     if not len(rows):
         return mask, xy
     ring = shapely.get_coordinates(geoms[rows]).reshape(len(rows), 5, 2)
+    ok = _convex_rings(ring)
+    mask[rows[ok]] = True
+    xy[rows[ok]] = ring[ok, :4]
+    return mask, xy
+
+
+def _convex_rings(ring: np.ndarray) -> np.ndarray:
+    """Which ``(k, 5, 2)`` rings are closed, finite, within 1e8 m and strictly convex (the checks of :func:`quads`)."""
+    k = len(ring)
     # contiguous columns, transposed once (no reductions over short axes, no strided reads: both slow in numpy)
-    cols = np.ascontiguousarray(ring.reshape(len(rows), 10).T)
-    x, y = [cols[2 * k] for k in range(5)], [cols[2 * k + 1] for k in range(5)]
+    cols = np.ascontiguousarray(ring.reshape(k, 10).T)
+    x, y = [cols[2 * c] for c in range(5)], [cols[2 * c + 1] for c in range(5)]
     ok = (x[0] == x[4]) & (y[0] == y[4])
-    for k in range(4):
-        ok &= (np.abs(x[k]) < _FAR) & (np.abs(y[k]) < _FAR)
+    for c in range(4):
+        ok &= (np.abs(x[c]) < _FAR) & (np.abs(y[c]) < _FAR)
     # the sides, and the turn at each corner
-    ex = [x[k + 1] - x[k] for k in range(4)]
-    ey = [y[k + 1] - y[k] for k in range(4)]
-    left, right = np.ones(len(rows), dtype=bool), np.ones(len(rows), dtype=bool)
-    for k in range(4):
-        turn = ex[k] * ey[(k + 1) % 4] - ey[k] * ex[(k + 1) % 4]
+    ex = [x[c + 1] - x[c] for c in range(4)]
+    ey = [y[c + 1] - y[c] for c in range(4)]
+    left, right = np.ones(k, dtype=bool), np.ones(k, dtype=bool)
+    for c in range(4):
+        turn = ex[c] * ey[(c + 1) % 4] - ey[c] * ex[(c + 1) % 4]
         left &= turn > EPSILON
         right &= turn < -EPSILON
-    ok &= left | right
-    rows = rows[ok]
-    mask[rows] = True
-    xy[rows] = ring[ok, :4]
-    return mask, xy
+    return ok & (left | right)
+
+
+#: The WKB head of a little-endian 2D Polygon of one ring of 5 coordinates, and of a MultiPolygon of one such
+#: Polygon (then 80 bytes of coordinates): the shapes :func:`wkb_quads` reads itself.
+_WKB_HEADS = (bytes.fromhex("01" "03000000" "01000000" "05000000"),
+              bytes.fromhex("01" "06000000" "01000000" "01" "03000000" "01000000" "05000000"))
+#: Rows gathered at once where a chunk's values are not evenly spaced (bounds the index arrays' memory).
+_GATHER_ROWS = 1 << 16
+
+
+def wkb_quads(wkb: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`quads` of an Arrow array of WKB (binary or large binary), read in numpy where it can.
+
+    Returns ``(decided, mask, xy)``: ``decided`` marks the rows read here
+    (little-endian 2D Polygons of one ring of 5 coordinates and
+    MultiPolygons of one such Polygon: 93 and 102 bytes); ``mask`` and
+    ``xy`` are :func:`quads`' answer for those rows (the same checks on the
+    same coordinates).  The other rows (missing, empty, other shapes, other
+    byte orders, Z or M, extended WKB) are not decided: the caller asks
+    :func:`quads` of their shapely objects.
+    """
+    chunks = wkb.chunks if isinstance(wkb, pa.ChunkedArray) else [wkb]
+    n = sum(len(c) for c in chunks)
+    decided, mask = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    xy = np.full((n, 4, 2), np.nan)
+    at = 0
+    for chunk in chunks:
+        _read_chunk(chunk, decided[at:at + len(chunk)], mask[at:at + len(chunk)], xy[at:at + len(chunk)])
+        at += len(chunk)
+    return decided, mask, xy
+
+
+def _read_chunk(chunk: pa.Array, decided: np.ndarray, mask: np.ndarray, xy: np.ndarray) -> None:
+    """:func:`wkb_quads` of one Arrow array, into the slices ``decided``, ``mask``, ``xy``."""
+    m = len(chunk)
+    if not m or chunk.null_count == m:
+        return
+    _, offsets_buf, data_buf = chunk.buffers()
+    kind = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
+    offsets = np.frombuffer(offsets_buf, dtype=kind)[chunk.offset:chunk.offset + m + 1].astype(np.int64)
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, dtype=np.uint8)
+    start, size = offsets[:-1], np.diff(offsets)
+    valid = ~chunk.is_null().to_numpy(zero_copy_only=False) if chunk.null_count else np.ones(m, dtype=bool)
+    for head in _WKB_HEADS:
+        length = len(head) + 80
+        rows = np.flatnonzero(valid & (size == length))
+        if not len(rows):
+            continue
+        values = _rows_of(data, start[rows], length)
+        ok = (values[:, :len(head)] == np.frombuffer(head, dtype=np.uint8)).all(axis=1)
+        rows, values = rows[ok], values[ok]
+        ring = values[:, len(head):].view("<f8").reshape(len(rows), 5, 2)
+        convex = _convex_rings(ring)
+        decided[rows] = True
+        mask[rows[convex]] = True
+        xy[rows[convex]] = ring[convex, :4]
+
+
+def _rows_of(data: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
+    """The ``(k, length)`` bytes of the values starting at ``start``: a view when they are evenly spaced."""
+    if len(start) == 1 or (np.diff(start) == length).all():
+        return np.lib.stride_tricks.as_strided(data[start[0]:], shape=(len(start), length), strides=(length, 1),
+                                               writeable=False)
+    out = np.empty((len(start), length), dtype=np.uint8)
+    step = np.arange(length)
+    for lo in range(0, len(start), _GATHER_ROWS):
+        out[lo:lo + _GATHER_ROWS] = data[start[lo:lo + _GATHER_ROWS, None] + step]
+    return out
 
 
 def bounds(xy: np.ndarray) -> np.ndarray:
@@ -163,6 +237,19 @@ def separation(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray]:
     (px, py), (qx, qy) = _columns(p), _columns(q)
     perp = np.full(len(p), np.inf)
     return (np.maximum(_against(px, py, qx, qy, None, perp), _against(qx, qy, px, py, None, perp)),)
+
+
+def corner_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """The least distance from a corner of quad ``p`` to ``q``'s outline or of ``q``'s to ``p``'s (``(m, 4, 2)``).
+
+    Never below the distance of the quads (a corner is a point of the
+    polygon): where it is tiny, the quads are at most that far apart.
+    """
+    (px, py), (qx, qy) = _columns(p), _columns(q)
+    perp, best2 = np.full(len(p), np.inf), np.full(len(p), np.inf)
+    _against(px, py, qx, qy, best2, perp)
+    _against(qx, qy, px, py, None, perp)
+    return np.minimum(np.sqrt(best2), perp)
 
 
 def distances(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

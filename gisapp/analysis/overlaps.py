@@ -50,7 +50,8 @@ pairs that truly intersect.  Convex quadrilaterals (what nearly every
 parcel and strip is) are checked valid, bounded, measured apart and tested
 for overlap in numpy (:mod:`gisapp.analysis.convex`), with the same answers
 as GEOS: GEOS takes the other shapes and the cases numpy cannot decide
-beyond doubt.  There is no Python loop over pairs.  The
+beyond doubt.  Given as WKB, the parcels and permits become shapely
+objects only for those, the overlays and the findings' own geometry.  There is no Python loop over pairs.  The
 layers are prepared side by side, the kinds of findings are found side by
 side and each block is finished (wards, MultiPolygons, ids) in the thread
 that made it; long GEOS calls (validity, distance, overlay) are split over
@@ -75,6 +76,7 @@ import shapely
 
 from gisapp import domain, geo, schema
 from gisapp.analysis import convex
+from gisapp.analysis.geoms import BoxTree, Geometries
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
 from gisapp.passage import occupancy_passages, split_over_cpus
 from gisapp.schema import FINDINGS, STORE_CRS
@@ -179,7 +181,7 @@ class _Features:
 
     ids: np.ndarray  # object: str
     hashes: np.ndarray  # uint64 hash of each id
-    geoms: np.ndarray  # shapely geometries
+    geoms: Geometries  # the geometries (shapely objects made where asked)
     bounds: np.ndarray  # (n, 4)
     start: np.ndarray  # int64 days since 1970 (NAT when missing)
     end: np.ndarray  # int64 days, inclusive
@@ -207,6 +209,12 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
         ``construction_permits``, ``sidewalk_permits`` and ``wards`` layers.
         Dates may be datetime64, dates or ISO text.  A frame whose CRS is
         not EPSG:5899 is reprojected; one without a CRS is taken as EPSG:5899.
+        The geometries may also come as WKB in EPSG:5899, a plain frame's
+        Arrow binary ``geometry`` column (what
+        :func:`gisapp.analysis.run.read_layer` gives with ``wkb``): the
+        convex quadrilaterals' corners are then read from the WKB, and
+        shapely objects made only for the rows GEOS must see
+        (:class:`gisapp.analysis.geoms.Geometries`); the findings are the same.
     params:
         :class:`AnalysisParams` (the defaults when ``None``).
     sidewalks:
@@ -429,13 +437,23 @@ def _days(values) -> np.ndarray:
     return schema.to_dates(values).to_numpy().astype("datetime64[D]").astype(np.int64)
 
 
-def _geometries(frame) -> np.ndarray:
-    """The frame's geometries in EPSG:5899 as a numpy object array."""
+def _geometries(frame) -> Geometries:
+    """The frame's geometries in EPSG:5899.
+
+    A GeoDataFrame's shapely geometries, or a plain frame's ``geometry``
+    column: shapely geometries, or WKB in EPSG:5899 as an Arrow binary
+    column (:func:`gisapp.analysis.run.read_layer`; objects are then made
+    only for the rows the analysis hands to GEOS).
+    """
     if isinstance(frame, gpd.GeoDataFrame):
         if frame.crs is not None and not frame.crs.equals(STORE_CRS):
             frame = frame.to_crs(STORE_CRS)
-        return np.asarray(frame.geometry.values, dtype=object)
-    return np.asarray(frame["geometry"], dtype=object)
+        return Geometries.of_objects(frame.geometry.values)
+    column = frame["geometry"]
+    if isinstance(column.dtype, pd.ArrowDtype) and (pa.types.is_binary(column.dtype.pyarrow_dtype)
+                                                    or pa.types.is_large_binary(column.dtype.pyarrow_dtype)):
+        return Geometries.of_wkb(pa.array(column.array))
+    return Geometries.of_objects(column.to_numpy(dtype=object))
 
 
 def _hash_ids(ids, missing: np.ndarray | None = None) -> np.ndarray:
@@ -485,29 +503,28 @@ class _Reasons:
         return rows[starts], np.array(["; ".join(g) for g in groups], dtype=object)
 
 
-def _check_geometries(geoms: np.ndarray, reasons: _Reasons) -> tuple[np.ndarray, np.ndarray]:
+def _check_geometries(geoms: Geometries, reasons: _Reasons) -> tuple[np.ndarray, np.ndarray]:
     """Add the reasons why geometries cannot be analysed: missing, empty, not polygonal, invalid.
 
-    Returns the convex quadrilaterals among them (:func:`convex.quads`: the
-    mask and the corners), which are valid without asking GEOS.
+    Returns the convex quadrilaterals among them (:meth:`Geometries.quads`:
+    the mask and the corners), which are valid without asking GEOS (nor
+    made into shapely objects).
     """
-    types = shapely.get_type_id(geoms)
     if _QUADS:
-        quad, xy = convex.quads(geoms, types)
+        quad, xy = geoms.quads()
     else:
         quad, xy = np.zeros(len(geoms), dtype=bool), np.full((len(geoms), 4, 2), np.nan)
     rest = np.flatnonzero(~quad)
-    empty = np.zeros(len(geoms), dtype=bool)
-    missing = types[rest] == -1
-    empty[rest[missing]] = True
-    empty[rest[~missing]] = shapely.is_empty(geoms[rest[~missing]])
-    reasons.add(empty, "geometry is empty or missing")
-    polygonal = (types == 3) | (types == 6)
-    wrong = np.flatnonzero(~empty & ~polygonal)
-    reasons.add(wrong, [f"geometry is not a polygon ({g.geom_type})" for g in geoms[wrong]])
-    check = rest[~empty[rest] & polygonal[rest]]
-    bad = check[~_parallel(is_valid, geoms[check])]
-    reasons.add(bad, [f"invalid geometry: {r}" for r in shapely.is_valid_reason(geoms[bad])])
+    other = geoms[rest]
+    types = shapely.get_type_id(other)
+    empty = types == -1
+    empty[~empty] = shapely.is_empty(other[~empty])
+    reasons.add(rest[empty], "geometry is empty or missing")
+    wrong = np.flatnonzero(~empty & (types != 3) & (types != 6))
+    reasons.add(rest[wrong], [f"geometry is not a polygon ({g.geom_type})" for g in other[wrong]])
+    check = np.flatnonzero(~empty & ((types == 3) | (types == 6)))
+    bad = check[~_parallel(is_valid, other[check])]
+    reasons.add(rest[bad], [f"invalid geometry: {r}" for r in shapely.is_valid_reason(other[bad])])
     return quad, xy
 
 
@@ -533,7 +550,7 @@ def _skipped_frame(layer: str, ids, wards, reasons: _Reasons) -> pd.DataFrame:
     }, dtype=object)
 
 
-def _features(ids, hashes, geoms, start, end, keep, shapes, **extra) -> _Features:
+def _features(ids, hashes, geoms: Geometries, start, end, keep, shapes, **extra) -> _Features:
     """The kept rows as :class:`_Features` (``shapes``: the quads' mask and corners of every row)."""
     def kept(values) -> np.ndarray:
         """The kept rows of ``values`` (the array itself, not a copy, when every row is kept)."""
@@ -541,7 +558,7 @@ def _features(ids, hashes, geoms, start, end, keep, shapes, **extra) -> _Feature
         return values if every else values[keep]
 
     every = bool(keep.all())
-    g = kept(geoms)
+    g = geoms if every else geoms.take(keep)
     quad, xy = kept(shapes[0]), kept(shapes[1])
     bounds = convex.bounds(xy)  # the quads' (in numpy, without the GIL); NaN for the other rows
     rest = np.flatnonzero(~quad)
@@ -610,36 +627,34 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
 
     def measure() -> pd.DataFrame:
         """The passages (``side.extra``'s ``free`` and ``free_day``), then the skipped permits."""
-        free, free_day = passages(geoms, start, end, keep, sidewalks, shapes)
-        reasons.add((np.isnan(width) | np.isnan(used)) & np.isnan(free),
+        free, free_day = passages(side, sidewalks)
+        unmeasured = np.ones(len(ids), dtype=bool)
+        unmeasured[np.flatnonzero(keep)[~np.isnan(free)]] = False
+        reasons.add((np.isnan(width) | np.isnan(used)) & unmeasured,
                     "clearance not checked: missing sidewalk_width_m or used_width_m")
-        every = bool(keep.all())
-        side.extra["free"] = free if every else free[keep]
-        side.extra["free_day"] = free_day if every else free_day[keep]
+        side.extra["free"], side.extra["free_day"] = free, free_day
         return _skipped_frame(SIDEWALK, ids, declared, reasons)
 
     return side, measure
 
 
-def passages(geoms: np.ndarray, start: np.ndarray, end: np.ndarray, keep: np.ndarray,
-             sidewalks: pd.DataFrame | None, shapes: tuple[np.ndarray, np.ndarray] | None = None
-             ) -> tuple[np.ndarray, np.ndarray]:
-    """The narrowest free passage (m) beside each kept permit and its day, NaN / NAT where not measured.
+def passages(side: _Features, sidewalks: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """The narrowest free passage (m) beside each sidewalk permit and its day, NaN / NAT where not measured.
 
-    Measured from the geometry of ``sidewalks`` (none: nothing measured).  ``shapes``: :func:`convex.quads`
-    of ``geoms`` (mask, corners), if known (saves asking GEOS for those corners again).
+    Measured from the geometry of ``sidewalks`` (none: nothing measured),
+    with the permits' corners and boxes known (their objects are made only
+    where GEOS must measure).
     """
-    free, day = np.full(len(geoms), np.nan), np.full(len(geoms), NAT, dtype=np.int64)
-    if sidewalks is None or not len(sidewalks):
+    free, day = np.full(len(side), np.nan), np.full(len(side), NAT, dtype=np.int64)
+    if sidewalks is None or not len(sidewalks) or not len(side):
         return free, day
-    walk = _geometries(sidewalks)
+    walk = _geometries(sidewalks)[:]
     usable = ~shapely.is_missing(walk)
     usable[usable] = shapely.is_valid(walk[usable]) & ~shapely.is_empty(walk[usable])
     widths = pd.to_numeric(pd.Series(_column(sidewalks, "width_m")), errors="coerce").to_numpy(dtype=float)
-    rows = np.flatnonzero(keep)
-    quads = None if shapes is None else (shapes[0][rows], shapes[1][rows])
-    value, when = occupancy_passages(geoms[rows], start[rows], end[rows], walk[usable], widths[usable], quads=quads)
-    free[rows], day[rows] = value, np.where(when >= 0, when, NAT)
+    value, when = occupancy_passages(side.geoms, side.start, side.end, walk[usable], widths[usable],
+                                     quads=(side.quad, side.xy), tree=BoxTree(side.geoms, side.bounds))
+    free, day = value, np.where(when >= 0, when, NAT)
     return free, day
 
 
@@ -667,7 +682,8 @@ def _prepare_wards(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:
     rows = rows[np.argsort(keys[rows].astype(str), kind="stable")]
     own = shapely.from_wkb(shapely.to_wkb(geoms[rows])) if len(rows) else geoms[rows]
     shapely.prepare(own)
-    ward = _Features(ids=keys[rows], hashes=hashes[rows], geoms=own, bounds=shapely.bounds(own).reshape(-1, 4),
+    ward = _Features(ids=keys[rows], hashes=hashes[rows], geoms=Geometries.of_objects(own),
+                     bounds=shapely.bounds(own).reshape(-1, 4),
                      start=start[rows], end=end[rows], quad=np.zeros(len(rows), dtype=bool),
                      xy=np.full((len(rows), 4, 2), np.nan),
                      extra={"code": codes[rows], "name": _text(_column(frame, "name"))[rows],
@@ -761,7 +777,7 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
         detail = _texts(make, _tenths(dist[sel]), days[sel])
         blocks.append(_block(kind, len(a), a_id=cons.ids[a], b_id=side.ids[b], a_hash=cons.hashes[a],
                              dossier_row=cons.extra["row"][a],
-                             b_hash=side.hashes[b], geometry=side.geoms[b], source=b, distance_m=dist[sel],
+                             b_hash=side.hashes[b], source=b, distance_m=dist[sel],
                              overlap_start=start[sel], overlap_end=end[sel], overlap_days=days[sel], detail=detail))
     return _stack(blocks)
 
@@ -772,16 +788,23 @@ def _periods(f: _Features) -> np.ndarray:
 
 
 def _distances(p: _Features, i: np.ndarray, q: _Features, j: np.ndarray, cut: float) -> np.ndarray:
-    """``shapely.distance`` of ``p.geoms[i]`` to ``q.geoms[j]``, the same values, most of them in numpy.
+    """``shapely.distance`` of ``p.geoms[i]`` to ``q.geoms[j]``, as the findings use it, most of it in numpy.
 
     Pairs of convex quads are measured by :func:`convex.distances`; GEOS
     measures the others, those numpy is not sure of, and those whose
     distance lies within a hair of a rounding step (mm) or of ``cut`` (the
     search distance), so that rounding and the cut never hang on the last bit.
+    The values are GEOS' but for quads that numpy cannot tell touching from
+    a hair apart (a strip drawn against its parcel) while a corner of one
+    lies nearer the other than half a millimetre and ``cut``: 0, as GEOS'
+    value rounds to the mm (and within ``cut`` either way).
     """
     both = np.flatnonzero(p.quad[i] & q.quad[j])
     out = np.empty(len(i))
     dist, sure = convex.split_pairs(convex.distances, p.xy[i[both]], q.xy[j[both]])
+    touch = np.flatnonzero(~sure)
+    near = convex.corner_distance(p.xy[i[both[touch]]], q.xy[j[both[touch]]])
+    sure[touch[near < min(0.5 * 10**-DISTANCE_DECIMALS, cut) - 1e-6]] = True  # (dist is 0 there)
     mm = dist * 10**DISTANCE_DECIMALS
     sure &= (np.abs(mm - np.floor(mm) - 0.5) > 1e-6) & (np.abs(dist - cut) > 1e-9)
     out[both] = dist
@@ -862,8 +885,8 @@ def _clearance_findings(side: _Features, params: AnalysisParams) -> dict:
     a, b = low[on], low[off]
     detail[on] = _texts(_passage_text, np.round(free[a] * 100), free_day[a], np.full(len(a), least))
     detail[off] = _texts(_clearance_text, np.round(width[b] * 100), np.round(used[b] * 100), np.full(len(b), least))
-    return _block("CLEARANCE", len(low), a_id=side.ids[low], a_hash=side.hashes[low], geometry=side.geoms[low],
-                  source=low, overlap_start=side.start[low], overlap_end=side.end[low],
+    return _block("CLEARANCE", len(low), a_id=side.ids[low], a_hash=side.hashes[low], source=low,
+                  overlap_start=side.start[low], overlap_end=side.end[low],
                   overlap_days=side.end[low] - side.start[low] + 1, detail=detail)
 
 
@@ -940,7 +963,10 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
         mine = source[rows] < 0
         bounds[~mine] = side.bounds[source[rows[~mine]]]
         bounds[mine] = shapely.bounds(geoms[rows[mine]]).reshape(-1, 4)
-        ward_idx[todo] = index.assign(geoms[rows], cols["overlap_start"][rows], bounds)[0][back]
+        shapes = np.empty(len(rows), dtype=object)
+        shapes[mine] = geoms[rows[mine]]
+        shapes[~mine] = side.geoms[source[rows[~mine]]]
+        ward_idx[todo] = index.assign(shapes, cols["overlap_start"][rows], bounds)[0][back]
     ward_idx[ward_idx == -2] = -1
     codes = ward.extra["code"] if len(ward) else np.empty(0, dtype=object)
     ward_code = np.full(n, None, dtype=object)

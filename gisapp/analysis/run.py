@@ -31,6 +31,10 @@ ANALYSED_FIELDS = {
     "wards": ["ward_key", "ward_code", "name", "valid_from", "valid_to"],
     "sidewalks": ["width_m"],
 }
+#: The layers :func:`analyze_store` hands the analysis as WKB: a million parcels and permits each, nearly all
+#: convex quadrilaterals the analysis reads from the WKB itself, making shapely objects only of the few GEOS must
+#: see (:class:`gisapp.analysis.geoms.Geometries`); the wards and sidewalks are read as objects.
+AS_WKB = ("construction_permits", "sidewalk_permits")
 
 
 def analyze_store(store: Store, params: AnalysisParams, progress: Progress = SILENT, *,
@@ -56,7 +60,7 @@ def analyze_store(store: Store, params: AnalysisParams, progress: Progress = SIL
     # two layers at once: each read is a database's work (a PostgreSQL backend, GDAL) then Arrow's and
     # shapely's, which release the GIL, so two reads keep both cores busy
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
-        reading = {pool.submit(read_layer, store, name): name for name in LAYERS}
+        reading = {pool.submit(read_layer, store, name, wkb=name in AS_WKB): name for name in LAYERS}
         for future in as_completed(reading):
             layers[reading[future]] = future.result()
             done += len(layers[reading[future]])
@@ -72,13 +76,17 @@ def analyze_store(store: Store, params: AnalysisParams, progress: Progress = SIL
     return with_unpermitted(result, store), read_s
 
 
-def read_layer(store: Store, name: str) -> gpd.GeoDataFrame:
+def read_layer(store: Store, name: str, *, wkb: bool = False) -> gpd.GeoDataFrame | pd.DataFrame:
     """The columns of layer ``name`` the analysis reads (:data:`ANALYSED_FIELDS`), in key order.
 
     Through :meth:`Store.read_arrow` (GDAL reads a GeoPackage; a PostGIS table
     comes as packed columns: no Python object per value but the texts), columns as
     :meth:`Store.read` types them: text as objects (``None`` when missing),
-    dates as datetime64, numbers as float.
+    dates as datetime64, numbers as float.  The geometries as shapely objects
+    (a GeoDataFrame), or with ``wkb`` as their WKB (EPSG:5899), an Arrow binary
+    ``geometry`` column of a plain frame, which
+    :func:`gisapp.analysis.overlaps.find_overlaps` reads without making an
+    object of every geometry.
     """
     fields = ANALYSED_FIELDS[name]
     table = store.read_arrow(name, fields=fields)
@@ -93,6 +101,8 @@ def read_layer(store: Store, name: str) -> gpd.GeoDataFrame:
             data[field] = pd.Series(column.to_numpy(zero_copy_only=False), dtype=object)
         else:
             data[field] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
+    if wkb:
+        return pd.DataFrame({**data, "geometry": pd.arrays.ArrowExtensionArray(table.column("geometry"))})
     geometry = shapely.from_wkb(column_wkb(table.column("geometry")))
     return gpd.GeoDataFrame(data, geometry=geometry, crs=STORE_CRS)
 

@@ -394,8 +394,12 @@ class WardIndex:
         """True where at least one ward is in force on the date."""
         return np.any(self.in_force(), axis=1)[self.epoch_of(dates)]
 
-    def assign(self, geoms: np.ndarray, dates: np.ndarray, bounds: np.ndarray | None = None):
+    def assign(self, geoms, dates: np.ndarray, bounds: np.ndarray | None = None):
         """Row of the ward holding the largest part of each geometry on its date, and that part's area.
+
+        ``geoms``: an object array of geometries, or anything indexed like one
+        (:class:`gisapp.analysis.geoms.Geometries`: only those the grid leaves
+        unsettled are made).
 
         Returns ``(index, part)``: index ``-1`` where no ward in force
         overlaps the geometry with positive area (or the date is missing);
