@@ -86,7 +86,8 @@ def test_geopackage_box_search_in_key_order_with_and_without_its_kept_key_order(
     def kept_order():
         layer = schema.LAYERS["construction_permits"]
         for _ in range(500):
-            found = store._key_ranks(layer, gpkg._file_cache(store.path, store._signature()))
+            signature = store._signature()
+            found = store._key_ranks(layer, gpkg._file_cache(store.path, signature), signature)
             if found is not None:
                 return found
             time.sleep(0.01)

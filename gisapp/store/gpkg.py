@@ -116,6 +116,10 @@ _FIDS_PER_FILE = 32
 RANKS_WAIT = 0.05
 
 
+class _Stale(Exception):
+    """The file is no longer the version a kept value was to be read for."""
+
+
 def _file_cache(path: Path, signature: tuple) -> dict | None:
     """The cache entry of this version of the file (``None`` when the file cannot be stat'ed)."""
     if not signature:
@@ -331,7 +335,8 @@ class GeoPackageStore(Store):
         """
         if flt is None or flt.bbox is None:
             return None
-        cache = _file_cache(self.path, self._signature())
+        signature = self._signature()
+        cache = _file_cache(self.path, signature)
         cache_key = ("fids", layer.name, flt)
         cached = None if cache is None else cache.get(cache_key)
         if cached is not None:
@@ -339,7 +344,7 @@ class GeoPackageStore(Store):
         clauses, params = attribute_clauses(layer, flt)
         box = geo.bbox_polygon(flt.bbox)
         x1, y1, x2, y2 = box.bounds
-        ranks = None if clauses else self._key_ranks(layer, cache)
+        ranks = None if clauses else self._key_ranks(layer, cache, signature)
         rows = None
         if ranks is not None:
             # The R-tree's candidates alone, put in key order by the kept ranks (no key lookup per candidate:
@@ -393,7 +398,7 @@ class GeoPackageStore(Store):
                 cache[cache_key] = fids
         return fids
 
-    def _key_ranks(self, layer: Layer, cache: dict | None) -> np.ndarray | None:
+    def _key_ranks(self, layer: Layer, cache: dict | None, signature: tuple) -> np.ndarray | None:
         """Each feature's place in key order, indexed by fid (-1: no such fid), kept per version of the file;
         ``None`` while it is read.
 
@@ -412,19 +417,21 @@ class GeoPackageStore(Store):
             return found
         if found is not None:  # being read (an Event), or could not be (False)
             return None
-        thread = threading.Thread(target=self._read_key_ranks, args=(layer, cache, reading), daemon=True,
-                                  name="gisapp-key-ranks")
+        thread = threading.Thread(target=self._read_key_ranks, args=(layer, cache, signature, reading),
+                                  daemon=True, name="gisapp-key-ranks")
         thread.start()
         reading.wait(RANKS_WAIT)
         found = cache.get(slot)
         return found if isinstance(found, np.ndarray) else None
 
-    def _read_key_ranks(self, layer: Layer, cache: dict, done: threading.Event) -> None:
-        """Read :meth:`_key_ranks`' array into ``cache`` (a version's entry), when the file is still that
-        version after reading; ``False`` there when the fids are too sparse for an array indexed by them."""
+    def _read_key_ranks(self, layer: Layer, cache: dict, signature: tuple, done: threading.Event) -> None:
+        """Read :meth:`_key_ranks`' array into ``cache``, the entry of the file's version ``signature``, when the
+        file is that version before and after reading; else (or when the fids are too sparse for an array
+        indexed by them) ``False`` there: that version is searched by SQL."""
         slot, ranks = ("key_ranks", layer.name), None
         try:
-            signature = self._signature()
+            if self._signature() != signature:
+                raise _Stale
             with contextlib.closing(_open_reader(self.path)) as con:
                 rows = con.execute(f'SELECT fid FROM "{layer.name}" ORDER BY {layer.key}').fetchall()
             fids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -434,6 +441,8 @@ class GeoPackageStore(Store):
                 ranks[fids] = np.arange(len(fids), dtype=np.int32)
             if self._signature() != signature:
                 ranks = None  # written meanwhile: the entry is an old version's
+        except _Stale:
+            pass
         except (sqlite3.Error, OSError):
             LOG.warning("reading the key order of %s in %s failed", layer.name, self.path, exc_info=True)
         finally:
