@@ -3,7 +3,9 @@
 Times, each stage on its own, with the machine's load average beside it:
 
 - ``load_s``: ``store.write`` of the dossiers, sidewalk permits, wards and sidewalks in one replace
-  (:func:`benchmarks.bench_postgis.make_data`), into a fresh database;
+  (:func:`benchmarks.bench_postgis.make_data`), into a fresh database; ``load_client_cpu_s`` this process's CPU
+  and ``load_server_cpu_s`` that of the database's server processes (read from ``/proc``: a server on this
+  machine; ``None`` otherwise);
 - ``read_s``: the analysis's read of its four layers (:func:`gisapp.analysis.run.read_layer`, two at
   once as :func:`~gisapp.analysis.run.analyze_store` reads them);
 - ``findings_same_s``: a replace of the findings by the same findings (what a full analysis that finds
@@ -27,6 +29,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -77,6 +80,48 @@ def stages(url: str) -> dict:
     return out
 
 
+class ServerCPU:
+    """The CPU seconds of the server processes of the database at ``url`` (its backends and their parallel
+    workers) while it runs: each one's ``/proc`` counters read every 0.2 s, the last reading kept, so a process
+    that ends keeps its last reading (the server must run on this machine: ``None`` otherwise)."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._con = psycopg.connect(url, autocommit=True)
+        self._seen: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._local = True
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _cpu(pid: int) -> float | None:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            pids = [r[0] for r in self._con.execute("SELECT pid FROM pg_stat_activity WHERE datname = "
+                                                    "current_database() AND pid <> pg_backend_pid()").fetchall()]
+            for pid in pids:
+                cpu = self._cpu(pid)
+                if cpu is None:
+                    self._local = self._local and pid in self._seen
+                else:
+                    self._seen[pid] = cpu
+            self._stop.wait(0.2)
+
+    def stop(self) -> float | None:
+        self._stop.set()
+        self._thread.join()
+        self._con.close()
+        return round(sum(self._seen.values()), 1) if self._local and self._seen else None
+
+
 def load(url: str, n: int) -> dict:
     """Generate ``n`` per layer and time their load into the empty store at ``url``."""
     from benchmarks.bench_postgis import make_data
@@ -88,14 +133,16 @@ def load(url: str, n: int) -> dict:
     store = PostGISStore(url, must_exist=False)
     store.upgrade()
     out = {"n": n, "generator": how, "generate_s": round(generated, 1), "load_load": _load()}
+    server = ServerCPU(url)  # a fresh database: its only backends are the load's (the pool's connections)
     started, cpu = time.perf_counter(), time.process_time()
     store.write(frames, mode="replace", meta={"as_of": "2026-01-01"})
     out["load_s"] = round(time.perf_counter() - started, 2)
-    # the client's CPU (all its threads): the rest of the load's work is the server's
+    # the client's CPU (all its threads, less the sampler's few queries): the rest is the server's
     out["load_client_cpu_s"] = round(time.process_time() - cpu, 2)
+    out["load_server_cpu_s"] = server.stop()
     print(f"  load of {n:,} per layer ({', '.join(f'{k} {len(v):,}' for k, v in frames.items())}): "
-          f"{out['load_s']:.2f} s, client CPU {out['load_client_cpu_s']:.1f} s (load {out['load_load']}, "
-          f"{_load()} after)", flush=True)
+          f"{out['load_s']:.2f} s, client CPU {out['load_client_cpu_s']:.1f} s, server CPU "
+          f"{out['load_server_cpu_s']} s (load {out['load_load']}, {_load()} after)", flush=True)
     return out
 
 

@@ -1833,10 +1833,12 @@ class _LayerFiles:
     def __init__(self, base: Path) -> None:
         self._base = base
         self._stem = base.name.removesuffix(".tmp.gpkg")
-        # layer → (its child, once started; its GeoPackage; its error file; whether moved in)
-        self._jobs: dict[str, tuple[Future, Path, Path, bool]] = {}
+        # layer → (its rows' derivation; its child, once started; its GeoPackage; its error file; whether moved in)
+        self._jobs: dict[str, tuple[Future, Future, Path, Path, bool]] = {}
         self._last_into: Future | None = None  # the child writing into the copy, for the next one to wait for
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-layer-files")
+        # a thread per child feeding its pipe, and per layer deriving its rows: every large layer at once
+        self._pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gisapp-layer-files")
+        self._derivers = ThreadPoolExecutor(max_workers=4, thread_name_prefix="gisapp-layer-rows")
         self._side: list[str] = []
         self._order: list[str] = []  # the layers in the order they were given
         self._stop = threading.Event()
@@ -1867,6 +1869,8 @@ class _LayerFiles:
         (:meth:`write_small`)."""
         if len(frame) < CHILD_ROWS:
             return False
+        if into is not None and self._last_into is not None:
+            into = None  # a child writes the copy already: this one writes a file of its own at the same time
         path = into or self._file(layer.name)
         errors = self._file(layer.name).with_name(self._file(layer.name).name + ".err")
         if into is None:
@@ -1877,6 +1881,7 @@ class _LayerFiles:
                            f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}", "PRAGMA threads = 2"]
                + ([] if into else ["PRAGMA journal_mode = OFF"])}
         before = self._last_into if into is not None else None
+        frame = frame.copy(deep=False)  # read by a thread: a frame object of its own (pandas caches columns)
         batches: queue.SimpleQueue = queue.SimpleQueue()
         stop = self._stop
 
@@ -1906,41 +1911,49 @@ class _LayerFiles:
                 child.stdin.close()
             return child
 
-        launched = self._pool.submit(feed)
-        if into is not None:
-            self._last_into = launched
-        self._jobs[layer.name] = (launched, path, errors, into is None)
-        self._order.append(layer.name)
-        try:
-            with derive.reserve_cores(1):  # the child writing keeps a core
+        def derive_rows() -> None:
+            done: object = None
+            try:
                 arrow_schema = None
                 for begin in range(0, len(frame), STREAM_ROWS):
+                    if stop.is_set():
+                        done = OSError("the write was given up")
+                        return
                     part = _arrow_table(layer, frame.iloc[begin:begin + STREAM_ROWS])
                     arrow_schema = arrow_schema or part.schema
                     for batch in part.cast(arrow_schema).to_batches(max_chunksize=STREAM_ROWS):
                         batches.put(batch)
-        except BaseException as err:
-            batches.put(err)
-            raise
-        batches.put(None)
+            except BaseException as err:
+                done = err
+                raise
+            finally:
+                batches.put(done)  # the end of the rows, or why they end early
+
+        launched = self._pool.submit(feed)
+        if into is not None:
+            self._last_into = launched
+        self._jobs[layer.name] = (self._derivers.submit(derive_rows), launched, path, errors, into is None)
+        self._order.append(layer.name)
         return True
 
     def wait(self) -> dict[str, Path]:
         """The file of each layer to move in (those written into files of their own, and the small ones of
         :attr:`side`), once every child is done (``OSError`` naming the layer if one failed)."""
-        for name, (launched, _, errors, _) in self._jobs.items():
+        for name, (derived, launched, _, errors, _) in self._jobs.items():
+            derived.result()  # the error that stopped deriving the rows, if one did
             child = launched.result()
             if child.wait() != 0:
                 lines = errors.read_bytes().decode(errors="replace").strip().splitlines()
                 raise OSError(f"writing layer {name} failed: {lines[-1] if lines else f'exit {child.returncode}'}")
-        files = {**{name: path for name, (_, path, _, apart) in self._jobs.items() if apart},
+        files = {**{name: path for name, (_, _, path, _, apart) in self._jobs.items() if apart},
                  **{name: self.side for name in self._side}}
         return {name: files[name] for name in self._order if name in files}
 
     def close(self) -> None:
         """Stop the children still running and delete their files."""
         self._stop.set()
-        for launched, path, errors, apart in self._jobs.values():
+        self._derivers.shutdown()  # each stops at its next batch
+        for _, launched, path, errors, apart in self._jobs.values():
             with contextlib.suppress(Exception):  # its failure is the writer's error already
                 child = launched.result()
                 if child.poll() is None:
