@@ -199,6 +199,20 @@ def test_findings_without_a_hash_are_written_again_once(pg):
     _same_as(pg, frame)
 
 
+def test_the_stored_hashes_come_sorted_from_their_index_with_the_rows_without_one(pg):
+    frame = _findings()
+    pg.write({"findings": frame}, mode="replace")
+    with pg.connection() as con:
+        assert con.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'findings' "
+                           "AND indexname = 'ix_findings_row_hash'").fetchone()[0] == 1
+        con.execute("UPDATE findings SET row_hash = NULL WHERE finding_id IN ('F-0007', 'F-0008')")
+        stored, unknown = postgis._stored_hashes(con, "findings")
+    lay = schema.get_layer("findings")
+    hashes = postgis.row_hashes(lay, schema.coerce(lay, frame)).tolist()
+    assert unknown == 2
+    assert stored.tolist() == sorted(hashes[:7] + hashes[9:])
+
+
 def test_a_large_change_loads_the_findings_whole(pg, monkeypatch):
     monkeypatch.setattr(postgis, "CHANGED_MIN", 0)
     frame = _findings()
