@@ -83,6 +83,24 @@ def test_the_packed_read_gives_utf8_texts_whatever_the_connections_encoding(pg_u
     assert table.column("ward_code").to_pylist() == ["W0", None, "W2", "W3", "W4"]
 
 
+@pytest.mark.parametrize("longest", [8, 17, 32, 33, 60])
+def test_keys_sort_by_their_bytes_as_arrow_sorts_them(longest):
+    """The whole-layer read's key order (:func:`postgis._byte_order`): prefixes, equal keys, bytes past ASCII,
+    lengths on and past a word's end, keys longer than its 32 bytes (Arrow's sort): Arrow's order exactly."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    rng = np.random.default_rng(longest)
+    alphabet = list("AZaz09-_ ") + ["đ", "Ω", "ư", "\x7f", "\x01"]
+    keys = ["".join(rng.choice(alphabet, rng.integers(0, longest + 1))) for _ in range(3000)]
+    keys = [k.encode()[:longest].decode(errors="ignore") for k in keys]
+    keys += ["XD-1", "XD-10", "XD-1", "XD-", "", "XD-100000000000000", "XD-1000000000000000"]
+    array = pa.array(keys, pa.string()).slice(1)  # an offset, as a column's chunk may have
+    got = postgis._byte_order(array)
+    assert got.tolist() == pc.sort_indices(array).to_numpy().tolist()
+    assert [array[int(i)].as_py().encode() for i in got] == sorted(k.encode() for k in keys[1:])
+
+
 def test_a_whole_empty_layer_reads_as_none(pg):
     pg.write({"wards": _wards().iloc[:0]})
     assert pg.read_arrow("wards") is None
@@ -179,6 +197,20 @@ def test_findings_without_a_hash_are_written_again_once(pg):
     assert {k for k in after if after[k] != before[k]} == {"F-0007", "F-0008"}
     assert after["F-0007"][2] is not None
     _same_as(pg, frame)
+
+
+def test_the_stored_hashes_come_sorted_from_their_index_with_the_rows_without_one(pg):
+    frame = _findings()
+    pg.write({"findings": frame}, mode="replace")
+    with pg.connection() as con:
+        assert con.execute("SELECT count(*) FROM pg_indexes WHERE tablename = 'findings' "
+                           "AND indexname = 'ix_findings_row_hash'").fetchone()[0] == 1
+        con.execute("UPDATE findings SET row_hash = NULL WHERE finding_id IN ('F-0007', 'F-0008')")
+        stored, unknown = postgis._stored_hashes(con, "findings")
+    lay = schema.get_layer("findings")
+    hashes = postgis.row_hashes(lay, schema.coerce(lay, frame)).tolist()
+    assert unknown == 2
+    assert stored.tolist() == sorted(hashes[:7] + hashes[9:])
 
 
 def test_a_large_change_loads_the_findings_whole(pg, monkeypatch):

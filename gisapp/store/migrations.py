@@ -331,6 +331,13 @@ _V13 = """
 ALTER TABLE findings ADD COLUMN row_hash bigint;
 """
 
+_V14 = """
+-- The findings' hashes in order from a small index (an index-only scan) rather than a scan of every finding's row:
+-- a replace of the findings reads them all (gisapp.store.postgis._stored_hashes), and deletes the rows whose hash
+-- is gone by it.
+CREATE INDEX IF NOT EXISTS ix_findings_row_hash ON findings (row_hash);
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
@@ -344,6 +351,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(10, "change log of every write (GET /api/changes), index of dossiers' works start (day filter)", _V10),
     Migration(11, "box of each change-log entry's old and new geometry (incremental tiles)", _V11),
     Migration(13, "hash of each finding's values (a replace of the findings writes only what changed)", _V13),
+    Migration(14, "index of the findings' hashes (their stored hashes read from it by a replace)", _V14),
 )
 LATEST = MIGRATIONS[-1].version
 
