@@ -10,7 +10,6 @@ go of a million geometries without waiting for it (:func:`free_in_background`).
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable
@@ -101,38 +100,14 @@ def in_background(name: str, *reads: tuple[str, Callable[[], Any]]) -> None:
 FREE_SLICE = 20_000
 
 
-class _Freeing:
-    """The threads :func:`free_in_background` started, stopped between slices when the interpreter exits.
-
-    A daemon thread still calling GEOS destructors while the interpreter finalises can abort the process;
-    at exit each stops after its slice and hands what it had left to the interpreter's own clean-up.
-    """
-
-    def __init__(self) -> None:
-        """No thread yet; stopped at exit."""
-        self.stop = threading.Event()
-        self.threads: list[threading.Thread] = []
-        self.left: list[np.ndarray] = []
-        atexit.register(self.join)
-
-    def join(self) -> None:
-        """Stop every thread after its current slice and wait for it."""
-        self.stop.set()
-        for thread in self.threads:
-            thread.join(10)
-
-
-_FREEING = _Freeing()
-
-
 def free_in_background(frames: Iterable[Any]) -> None:
     """Free the geometries of ``frames`` (GeoDataFrames the caller keeps no other reference to) in a daemon
     thread, a slice at a time (so the interpreter lock changes hands between slices).
 
     At a million features they take ~1 s to free (a GEOS destructor each), which a command would spend after
-    its work is done; when the process exits first, the thread stops after its slice and the rest goes with
-    the interpreter.  The frames must not be used afterwards (their geometries become missing).  Frames
-    without shapely geometries (the analysis's WKB columns) have nothing to free and are left alone.
+    its work is done; when the process exits first, the rest goes back to the system with its memory.  The
+    frames must not be used afterwards (their geometries become missing).  Frames without shapely geometries
+    (the analysis's WKB columns) have nothing to free and are left alone.
     """
     pending = [frame for frame in frames if isinstance(frame, gpd.GeoDataFrame)]
     if not pending:
@@ -141,14 +116,8 @@ def free_in_background(frames: Iterable[Any]) -> None:
     def free() -> None:
         arrays = [np.asarray(frame.geometry.array) for frame in pending]  # the frames' own objects (views)
         pending.clear()
-        for k, geoms in enumerate(arrays):
+        for geoms in arrays:
             for start in range(0, len(geoms), FREE_SLICE):
-                if _FREEING.stop.is_set():  # the interpreter exits: what is left goes with it, not from here
-                    _FREEING.left.extend(arrays[k:])
-                    return
                 geoms[start:start + FREE_SLICE] = None
 
-    _FREEING.threads = [t for t in _FREEING.threads if t.is_alive()]
-    thread = threading.Thread(target=free, name="gisapp-free", daemon=True)
-    _FREEING.threads.append(thread)
-    thread.start()
+    threading.Thread(target=free, name="gisapp-free", daemon=True).start()
