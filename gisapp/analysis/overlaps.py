@@ -654,8 +654,7 @@ def passages(side: _Features, sidewalks: pd.DataFrame | None) -> tuple[np.ndarra
     widths = pd.to_numeric(pd.Series(_column(sidewalks, "width_m")), errors="coerce").to_numpy(dtype=float)
     value, when = occupancy_passages(side.geoms, side.start, side.end, walk[usable], widths[usable],
                                      quads=(side.quad, side.xy), tree=BoxTree(side.geoms, side.bounds))
-    free, day = value, np.where(when >= 0, when, NAT)
-    return free, day
+    return value, np.where(when >= 0, when, NAT)
 
 
 def _prepare_wards(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:

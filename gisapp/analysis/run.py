@@ -57,8 +57,8 @@ def analyze_store(store: Store, params: AnalysisParams, progress: Progress = SIL
     total = sum(store.count(name) for name in LAYERS)
     layers, done = {}, 0
     progress("read", 0, total, "rows")
-    # two layers at once: each read is a database's work (a PostgreSQL backend, GDAL) then Arrow's and
-    # shapely's, which release the GIL, so two reads keep both cores busy
+    # two layers at once: each read is a database's work (a PostgreSQL backend, GDAL) then Arrow's (and
+    # shapely's, for the small layers read as objects), which release the GIL, so two reads keep both cores busy
     with ThreadPoolExecutor(max_workers=READ_THREADS) as pool:
         reading = {pool.submit(read_layer, store, name, wkb=name in AS_WKB): name for name in LAYERS}
         for future in as_completed(reading):
