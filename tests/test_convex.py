@@ -12,6 +12,7 @@ import shapely.affinity
 
 from gisapp import strips
 from gisapp.analysis import convex
+from gisapp.analysis import geoms as geoms_module
 from gisapp.analysis import overlaps as ov
 from gisapp.analysis.geoms import BoxTree, Geometries
 from gisapp.analysis.overlaps import AnalysisParams, find_overlaps
@@ -338,6 +339,16 @@ def test_geometries_make_objects_only_for_the_rows_asked():
     np.testing.assert_array_equal(vxy, convex.quads(geoms)[1][1::2])
     assert Geometries.of_objects(geoms)[rows].tolist() == geoms[rows].tolist()
     assert lazy[-1].equals(geoms[-1]) and view[-1].equals(geoms[len(geoms) // 2 * 2 - 1])
+    assert lazy._source.wkb.num_chunks == 1  # joined once: Arrow's take joins a chunked array's chunks per call
+
+
+def test_wkb_chunks_joined_as_large_binary_past_the_binary_limit(monkeypatch):
+    geoms = wkb_cases()
+    monkeypatch.setattr(geoms_module, "_BINARY_MAX", 100)
+    lazy = Geometries.of_wkb(arrow_wkb(list(shapely.to_wkb(geoms)), chunk=4))
+    assert lazy._source.wkb.type == pa.large_binary() and lazy._source.wkb.num_chunks == 1
+    assert shapely.to_wkb(lazy[:]).tolist() == shapely.to_wkb(geoms).tolist()
+    np.testing.assert_array_equal(lazy.quads()[1], convex.quads(geoms)[1])
 
 
 def test_the_box_tree_answers_as_an_strtree():
