@@ -76,11 +76,18 @@ def quads(geoms: np.ndarray, types: np.ndarray | None = None) -> tuple[np.ndarra
 
 
 def _convex_rings(ring: np.ndarray) -> np.ndarray:
-    """Which ``(k, 5, 2)`` rings are closed, finite, within 1e8 m and strictly convex (the checks of :func:`quads`)."""
+    """Which ``(k, 5, 2)`` rings are closed, finite, within 1e8 m and strictly convex (the checks of :func:`quads`).
+
+    ``ring`` may also be ``(k, 10)`` (x0, y0, … x4, y4 per row), contiguous or rows of a wider array.
+    """
     k = len(ring)
-    # contiguous columns, transposed once (no reductions over short axes, no strided reads: both slow in numpy)
-    cols = np.ascontiguousarray(ring.reshape(k, 10).T)
-    x, y = [cols[2 * c] for c in range(5)], [cols[2 * c + 1] for c in range(5)]
+    flat = ring.reshape(k, 10)
+    if flat.strides[0] == 80:  # packed rows: contiguous columns, transposed once (a column of packed rows is
+        # read 8 bytes in 80: slow in numpy)
+        cols = np.ascontiguousarray(flat.T)
+        x, y = [cols[2 * c] for c in range(5)], [cols[2 * c + 1] for c in range(5)]
+    else:  # rows of a wider array (the WKB read): its columns as they are (a copy would cost more)
+        x, y = [flat[:, 2 * c] for c in range(5)], [flat[:, 2 * c + 1] for c in range(5)]
     ok = (x[0] == x[4]) & (y[0] == y[4])
     for c in range(4):
         ok &= (np.abs(x[c]) < _FAR) & (np.abs(y[c]) < _FAR)
@@ -141,26 +148,41 @@ def _read_chunk(chunk: pa.Array, decided: np.ndarray, mask: np.ndarray, xy: np.n
         rows = np.flatnonzero(valid & (size == length))
         if not len(rows):
             continue
-        values = _rows_of(data, start[rows], length)
-        ok = (values[:, :len(head)] == np.frombuffer(head, dtype=np.uint8)).all(axis=1)
-        rows, values = rows[ok], values[ok]
-        ring = values[:, len(head):].view("<f8").reshape(len(rows), 5, 2)
-        convex = _convex_rings(ring)
+        # each value copied once into a row of a whole number of 8-byte words, the head padded in front so that
+        # the coordinates are aligned doubles: the head is then compared as words, and the coordinates read as
+        # columns in place (misaligned doubles, or bytes compared one by one, are several times slower)
+        pad = -len(head) % 8
+        values = np.empty((len(rows), pad + length), dtype=np.uint8)
+        values[:, :pad] = 0
+        _rows_of(data, start[rows], length, values[:, pad:])
+        words = values.view(np.uint64)
+        want = np.frombuffer(bytes(pad) + head + bytes(-(pad + len(head)) % 8), dtype=np.uint64)
+        first = (pad + len(head)) // 8  # the word of the first coordinate
+        ok = words[:, 0] == want[0]
+        for w in range(1, first):
+            ok &= words[:, w] == want[w]
+        coords = values.view(np.float64)[:, first:first + 10]
+        if not ok.all():
+            rows, coords = rows[ok], coords[ok]
+        convex = _convex_rings(coords)
         decided[rows] = True
-        mask[rows[convex]] = True
-        xy[rows[convex]] = ring[convex, :4]
+        if convex.all():
+            mask[rows] = True
+            xy[rows] = coords[:, :8].reshape(len(rows), 4, 2)
+        else:
+            mask[rows[convex]] = True
+            xy[rows[convex]] = coords[convex, :8].reshape(-1, 4, 2)
 
 
-def _rows_of(data: np.ndarray, start: np.ndarray, length: int) -> np.ndarray:
-    """The ``(k, length)`` bytes of the values starting at ``start``: a view when they are evenly spaced."""
-    if len(start) == 1 or (np.diff(start) == length).all():
-        return np.lib.stride_tricks.as_strided(data[start[0]:], shape=(len(start), length), strides=(length, 1),
-                                               writeable=False)
-    out = np.empty((len(start), length), dtype=np.uint8)
+def _rows_of(data: np.ndarray, start: np.ndarray, length: int, out: np.ndarray) -> None:
+    """The bytes of the values starting at ``start`` (``length`` each) into the rows of ``out`` (``(k, length)``)."""
+    if len(start) == 1 or (np.diff(start) == length).all():  # evenly spaced: one copy of a strided view
+        out[:] = np.lib.stride_tricks.as_strided(data[start[0]:], shape=(len(start), length), strides=(length, 1),
+                                                 writeable=False)
+        return
     step = np.arange(length)
     for lo in range(0, len(start), _GATHER_ROWS):
         out[lo:lo + _GATHER_ROWS] = data[start[lo:lo + _GATHER_ROWS, None] + step]
-    return out
 
 
 def bounds(xy: np.ndarray) -> np.ndarray:
