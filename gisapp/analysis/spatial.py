@@ -240,21 +240,27 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
     wide = (np.floor((sb[2] - ox) / size).astype(np.int64) + 1) > cx
     tall = (np.floor((sb[3] - oy) / size).astype(np.int64) + 1) > cy
     top = cy + tall  # the highest row of cells the box reaches
+    # positions as int32 where they fit (half the memory traffic of the per-candidate arrays)
+    small = max(len(qrows), len(owner)) < 2**31 - 1
+    index = np.int32 if small else np.int64
+    if small:
+        first = first.astype(np.int32)
     out_i, out_j = [], []
     for dx in ((-1, 0) if same else (-1, 0, 1)):
         col = (cx + dx) * height
         lo = first[col + cy - 1]
         if same and dx == 0:
-            hi = np.arange(len(qrows))  # this column: the boxes sorted before this one (each unordered pair once)
+            hi = np.arange(len(qrows), dtype=index)  # this column: the boxes sorted before this one (each unordered
+            # pair once)
         else:
             hi = first[col + top + 1]
         if dx == 1:
             hi = np.where(wide, hi, lo)
         n_hit = np.maximum(hi - lo, 0)
-        has = np.flatnonzero(n_hit)
+        has = np.flatnonzero(n_hit).astype(index, copy=False)
         n_hit, lo = n_hit[has], lo[has]
         q = np.repeat(has, n_hit)
-        pos = np.arange(len(q)) + np.repeat(lo - (np.cumsum(n_hit) - n_hit), n_hit)
+        pos = np.arange(len(q), dtype=index) + np.repeat(lo - (np.cumsum(n_hit, dtype=index) - n_hit), n_hit)
         if boxes.strict:
             hit = (sa[0][pos] < sb[2][q]) & (sb[0][q] < sa[2][pos])
             q, pos = q[hit], pos[hit]
