@@ -29,7 +29,8 @@ import numpy as np
 import pyarrow as pa
 import shapely
 
-__all__ = ["EPSILON", "bounds", "corner_distance", "distances", "quads", "separation", "split_pairs", "wkb_quads"]
+__all__ = ["EPSILON", "bounds", "corner_distance", "distances", "intersections", "polygons", "quads", "separation",
+           "split_pairs", "wkb_quads"]
 
 #: Separations (m) and turns (m²) closer to zero than this are left to GEOS: far above rounding at
 #: city coordinates (~1e-10 m), far below anything drawn.
@@ -291,3 +292,123 @@ def distances(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     dist = np.minimum(np.sqrt(best2), perp)
     apart = gap > EPSILON
     return np.where(apart, dist, 0.0), apart | (gap < -EPSILON)
+
+
+def _geos_crossing(ax, ay, bx, by, cx, cy, dx, dy):
+    """The crossing point of segments ab and cd as GEOS computes it (``Intersection::intersection``).
+
+    Coordinates conditioned by the middle of the segments' envelopes' overlap, then the homogeneous line
+    equations; the same bits as GEOS (whichever segment comes first, either way round).
+    """
+    mx = (np.maximum(np.minimum(ax, bx), np.minimum(cx, dx)) + np.minimum(np.maximum(ax, bx), np.maximum(cx, dx))) / 2.0
+    my = (np.maximum(np.minimum(ay, by), np.minimum(cy, dy)) + np.minimum(np.maximum(ay, by), np.maximum(cy, dy))) / 2.0
+    p1x, p1y, p2x, p2y = ax - mx, ay - my, bx - mx, by - my
+    q1x, q1y, q2x, q2y = cx - mx, cy - my, dx - mx, dy - my
+    px, py, pw = p1y - p2y, p2x - p1x, p1x * p2y - p2x * p1y
+    qx, qy, qw = q1y - q2y, q2x - q1x, q1x * q2y - q2x * q1y
+    x = py * qw - qy * pw
+    y = qx * pw - px * qw
+    w = px * qy - qx * py
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return x / w + mx, y / w + my
+
+
+def intersections(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The intersection of convex quads ``p`` and ``q`` (``(m, 4, 2)``) with the corners GEOS' overlay gives it.
+
+    Returns ``(xy, count, area, sure)``: ``xy`` ``(m, 8, 2)``, the first
+    ``count`` rows of each the intersection's corners clockwise (as GEOS
+    orients a shell; NaN after), ``area`` its area (shoelace).  The corners
+    are the corners of each quad strictly inside the other and the points
+    where sides cross, computed as GEOS computes them (:func:`_geos_crossing`),
+    so the polygon is GEOS' up to the corner its ring starts at (the same
+    after ``shapely.normalize``).  ``sure`` is False where numpy cannot
+    vouch for that: a corner within :data:`EPSILON` m of a line of the
+    other's sides (touching, shared or collinear sides: GEOS decides those
+    with exact arithmetic), a crossing outside its sides' boxes; the caller
+    asks GEOS for those.
+    """
+    m = len(p)
+    xy, count, area = np.full((m, 8, 2), np.nan), np.zeros(m, dtype=np.int64), np.zeros(m)
+    sure = np.ones(m, dtype=bool)
+    if not m:
+        return xy, count, area, sure
+    (px, py), (qx, qy) = _columns(p), _columns(q)
+    dq = _corner_sides(px, py, qx, qy, sure)  # q's corners against p's sides' lines (> 0: inside)
+    dp = _corner_sides(qx, qy, px, py, sure)
+    rows = np.flatnonzero(sure)
+    if len(rows) < m:  # the rest only for the pairs still sure
+        px, py, qx, qy = ([c[rows] for c in cols] for cols in (px, py, qx, qy))
+        dq = [[d[rows] for d in row] for row in dq]
+        dp = [[d[rows] for d in row] for row in dp]
+    ok = np.ones(len(rows), dtype=bool)
+    xs, ys = [], []
+    for ax, ay, d in ((px, py, dp), (qx, qy, dq)):  # the corners of each inside the other
+        for j in range(4):
+            inside = (d[0][j] > 0) & (d[1][j] > 0) & (d[2][j] > 0) & (d[3][j] > 0)
+            xs.append(np.where(inside, ax[j], np.nan))
+            ys.append(np.where(inside, ay[j], np.nan))
+    for k in range(4):  # side k of p (corners k, k + 1) crossing side h of q
+        k1 = (k + 1) % 4
+        for h in range(4):
+            h1 = (h + 1) % 4
+            cross = ((dp[h][k] > 0) != (dp[h][k1] > 0)) & ((dq[k][h] > 0) != (dq[k][h1] > 0))
+            x, y = _geos_crossing(px[k], py[k], px[k1], py[k1], qx[h], qy[h], qx[h1], qy[h1])
+            # (GEOS takes the nearest end when the point falls outside the boxes: not ours to guess)
+            within = ((x >= np.maximum(np.minimum(px[k], px[k1]), np.minimum(qx[h], qx[h1])))
+                      & (x <= np.minimum(np.maximum(px[k], px[k1]), np.maximum(qx[h], qx[h1])))
+                      & (y >= np.maximum(np.minimum(py[k], py[k1]), np.minimum(qy[h], qy[h1])))
+                      & (y <= np.minimum(np.maximum(py[k], py[k1]), np.maximum(qy[h], qy[h1]))))
+            ok &= ~cross | within
+            xs.append(np.where(cross, x, np.nan))
+            ys.append(np.where(cross, y, np.nan))
+    x, y = np.stack(xs, axis=1), np.stack(ys, axis=1)  # (k, 24): the corners, NaN where none
+    have = ~np.isnan(x)
+    n = have.sum(axis=1)
+    ok &= (n >= 3) & (n <= 8)
+    # a convex polygon: its corners by angle around their mean, clockwise
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, my = np.nansum(x, axis=1) / n, np.nansum(y, axis=1) / n
+        angle = np.where(have, -np.arctan2(y - my[:, None], x - mx[:, None]), np.inf)
+    order = np.argsort(angle, axis=1, kind="stable")[:, :8]
+    cw = np.stack([np.take_along_axis(x, order, axis=1), np.take_along_axis(y, order, axis=1)], axis=2)
+    # shoelace, relative to the first corner (small numbers, small rounding); clockwise: negative
+    rx, ry = cw[:, :, 0] - cw[:, :1, 0], cw[:, :, 1] - cw[:, :1, 1]
+    slot = np.arange(8)[None, :]
+    nx, ny = np.roll(rx, -1, axis=1), np.roll(ry, -1, axis=1)
+    last = slot == (n[:, None] - 1)
+    term = np.where(slot < n[:, None], rx * np.where(last, 0.0, ny) - np.where(last, 0.0, nx) * ry, 0.0)
+    a = -term.sum(axis=1) / 2.0
+    ok &= a > 0
+    sure[rows] = ok
+    xy[rows], count[rows], area[rows] = cw, n, a
+    return xy, count, area, sure
+
+
+def _corner_sides(ax, ay, bx, by, sure: np.ndarray) -> list[list[np.ndarray]]:
+    """``d[k][j]``: signed distance (m; > 0 inside) of corner ``j`` of quad b from the line of side ``k`` of quad a.
+
+    Columns as :func:`_columns` gives them.  Clears ``sure`` where a corner lies within :data:`EPSILON` of a line.
+    """
+    turn = np.zeros(len(ax[0]))
+    for k in range(4):  # twice the signed area: which way a's ring turns, so which side is in
+        turn += ax[k] * ay[(k + 1) % 4] - ax[(k + 1) % 4] * ay[k]
+    sign = np.where(turn > 0, 1.0, -1.0)
+    out = []
+    for k in range(4):
+        ex, ey = ax[(k + 1) % 4] - ax[k], ay[(k + 1) % 4] - ay[k]
+        scale = sign / np.sqrt(ex * ex + ey * ey)
+        row = []
+        for j in range(4):
+            d = (ex * (by[j] - ay[k]) - ey * (bx[j] - ax[k])) * scale
+            sure &= np.abs(d) > EPSILON
+            row.append(d)
+        out.append(row)
+    return out
+
+
+def polygons(xy: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Polygons of the first ``count`` corners of each row of ``xy`` (``(m, k, 2)``; rings closed here)."""
+    keep = np.arange(xy.shape[1])[None, :] < count[:, None]
+    rings = shapely.linearrings(xy[keep], indices=np.repeat(np.arange(len(count)), count))
+    return shapely.polygons(rings)
