@@ -583,6 +583,11 @@ class PostGISStore(Store):
                     else:  # the given history first, then each layer's own rows just before it is written
                         history_rows = _write_history(con, {}, history, mode, analyze=False, replaced={
                             name for name in given & set(frames) if name in hist.LAYER_KEYS and len(frames[name])})
+                    # a first load into an empty history: its rows are made before each layer as usual (their
+                    # old statuses are read then) but COPYed after the layers, with the history's index built
+                    # once (:func:`_copy_history`), not kept row by row
+                    first = prepared is not None and history is None and _history_empty(con)
+                    pending: list[pa.Table] = []
                     counter = _RowCounter(progress, sum(len(f) for f in frames.values()))
                     removed = dict.fromkeys(layers, 0)
                     log: list[tuple] = []
@@ -596,7 +601,9 @@ class PostGISStore(Store):
                     for name in frames:
                         if prepared is not None:
                             frame = typed[name] = prepared.typed(name)
-                            if name not in given:
+                            if name not in given and first:
+                                pending.extend(_history_parts(con, {name: frame}, None, mode))
+                            elif name not in given:
                                 history_rows += _write_history(con, {name: frame}, None, mode, analyze=False)
                         else:
                             frame = typed[name]
@@ -611,6 +618,8 @@ class PostGISStore(Store):
                                            chunks=None if prepared is None else prepared.chunks(name))
                         else:
                             removed[name] += _upsert_layer(con, layers[name], frame, counter)
+                    if pending:
+                        history_rows += _copy_history(con, pending, rebuild_index=True)
                     if prepared is not None and history_rows > _HISTORY_ANALYZE_ROWS:
                         con.execute(f"ANALYZE {hist.TABLE}")
                     small = mode == "upsert" and sum(len(f) for f in typed.values()) <= SMALL_UPSERT
@@ -760,6 +769,8 @@ class PostGISStore(Store):
 
 #: History rows of one write above which the history's statistics are computed again.
 _HISTORY_ANALYZE_ROWS = 100_000
+#: History rows of a first load above which its index is built after them (:func:`_copy_history`).
+_HISTORY_BULK_ROWS = 50_000
 
 
 def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], history: pd.DataFrame | None,
@@ -770,6 +781,13 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
     ``replaced``: layers whose history ``history`` replaces (given with no frame here: the caller writes
     them later).  ``analyze``: compute the history's statistics again after many rows (else the caller does).
     """
+    return _copy_history(con, _history_parts(con, typed, history, mode, replaced=replaced), analyze=analyze)
+
+
+def _history_parts(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], history: pd.DataFrame | None,
+                   mode: str, *, replaced: Collection[str] = ()) -> list[pa.Table]:
+    """The history rows :func:`_write_history` adds (as :func:`_history_table`s), the histories it replaces
+    deleted."""
     given = set() if history is None else set(history["layer"])
     parts = [] if history is None else [_history_table(history[history["layer"].notna()])]
     when = hist.local_now()
@@ -785,9 +803,33 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
                 con.execute(f"DELETE FROM {hist.TABLE} WHERE layer = %s", [name])
             continue
         parts.append(_status_changes(con, name, key, frame, when))
+    return parts
+
+
+def _history_empty(con: psycopg.Connection) -> bool:
+    """Whether the history has no row (a first load)."""
+    return not one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {hist.TABLE})"))[0]
+
+
+def _copy_history(con: psycopg.Connection, parts: Sequence[pa.Table], *, analyze: bool = False,
+                  rebuild_index: bool = False) -> int:
+    """COPY the history rows ``parts`` in (``next_on`` recomputed for the keys that had rows before); how many.
+
+    ``rebuild_index`` (the history held no row before): over :data:`_HISTORY_BULK_ROWS` rows, the history's
+    key index is dropped and built again after the rows (one sort instead of an insertion per row, in the
+    write's transaction: a failed write leaves it as it was; readers of the history wait for the write's end
+    from then on, as a layer's readers do from its swap).
+    """
     table = pa.concat_tables(parts) if parts else None
     if table is None or not table.num_rows:
         return 0
+    rebuilt = []
+    if rebuild_index and table.num_rows > _HISTORY_BULK_ROWS:
+        rebuilt = con.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                              "AND tablename = %s AND indexname = %s",
+                              [hist.TABLE, f"ix_{hist.TABLE}_key"]).fetchall()
+        for index, _ in rebuilt:
+            con.execute(f"DROP INDEX {index}")
     layers = table.column("layer").to_numpy(zero_copy_only=False)
     keys = table.column("key").to_numpy(zero_copy_only=False)
     rows = pd.DataFrame({"layer": layers, "key": keys})
@@ -800,6 +842,10 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
     with con.cursor() as cur, cur.copy(f"COPY {hist.TABLE} ({', '.join(hist.COLUMNS)}) FROM STDIN "
                                        "(FORMAT csv, FORCE_NOT_NULL (changed_at))") as copy:
         copy.write(memoryview(buf.getvalue()))
+    if rebuilt:
+        _index_memory(con)
+    for _, ddl in rebuilt:
+        con.execute(ddl)
     for layer, keys in rows.groupby("layer")["key"]:
         if layer in fresh:
             continue
@@ -1517,10 +1563,7 @@ def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFram
     # Frozen: the first reads after a load set no hint bits (no page dirtied by a reader), and autovacuum finds
     # nothing to freeze later (at 1M rows it rewrote every page, minutes after the load, under the readers).
     _copy_into(con, load, layer, frame, counter, freeze=_FREEZE_LOADS, chunks=chunks)
-    # sorts of a million keys in memory (the default 64 MB spills them to disk), for this transaction only
-    con.execute("SELECT set_config('maintenance_work_mem', %s, true) "
-                "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(%s)",
-                [INDEX_MEMORY, INDEX_MEMORY])
+    _index_memory(con)
     renames = []
     for index, ddl in indexes:
         temporary = f"{index[:56]}__load"
@@ -1535,6 +1578,13 @@ def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFram
         who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
         con.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), sql.Identifier(name), who))
     con.execute(f"ANALYZE {name}")
+
+
+def _index_memory(con: psycopg.Connection) -> None:
+    """Sorts of a million keys in memory (the default 64 MB spills them to disk), for this transaction only."""
+    con.execute("SELECT set_config('maintenance_work_mem', %s, true) "
+                "WHERE pg_size_bytes(current_setting('maintenance_work_mem')) < pg_size_bytes(%s)",
+                [INDEX_MEMORY, INDEX_MEMORY])
 
 
 def _before_swap(con: psycopg.Connection, layer: Layer) -> None:
