@@ -311,23 +311,23 @@ def _history_and_index(store: PostGISStore) -> tuple[list, list]:
     return rows, index
 
 
-def test_a_first_load_writes_its_history_after_the_layers_and_builds_its_index_once(pg_url, monkeypatch):
-    """A first load (empty history) COPYs the history rows after the layers, its key index dropped and built
-    again: the same rows, seq order and index as a history kept row by row (the way of later loads)."""
+def test_a_first_load_moves_its_history_in_after_the_layers_and_builds_its_index_once(pg_url, monkeypatch):
+    """A first load (empty history) COPYs the history rows into a temporary table, moved into the history after
+    the layers with its key index dropped and built again: the same rows, seq order and index as a history kept
+    row by row (the way of later loads)."""
     frames = {"sidewalk_permits": _permits(60), "wards": _wards()}
     monkeypatch.setattr(postgis, "_HISTORY_BULK_ROWS", 10)
     store = PostGISStore(pg_url, must_exist=False)
-    dropped = []
-    real = postgis._copy_history
+    moved = []
+    real = postgis._move_history
 
-    def spy(con, parts, **kw):
-        if sum(p.num_rows for p in parts):
-            dropped.append(kw.get("rebuild_index", False))
-        return real(con, parts, **kw)
+    def spy(con, rows, later=()):
+        moved.append(rows)
+        return real(con, rows, later)
 
-    monkeypatch.setattr(postgis, "_copy_history", spy)
+    monkeypatch.setattr(postgis, "_move_history", spy)
     store.write(frames, mode="replace")
-    assert dropped == [True]
+    assert moved == [60]
     rows, index = _history_and_index(store)
     typed = schema.coerce(schema.LAYERS["sidewalk_permits"], frames["sidewalk_permits"])
     assert [(r[1], r[2], r[3]) for r in rows] == [("sidewalk_permits", k, s) for k, s in
@@ -340,7 +340,7 @@ def test_a_first_load_writes_its_history_after_the_layers_and_builds_its_index_o
         con.execute("DELETE FROM status_changes")
     store.write(frames, mode="replace")
     again, index_again = _history_and_index(store)
-    assert dropped == [True, False]
+    assert moved == [60]  # kept row by row
     assert [r[1:] for r in again] == [r[1:] for r in rows] and index_again == index
     assert any("ix_status_changes_key" in d and "INCLUDE (status)" in d for (d,) in index)
 
