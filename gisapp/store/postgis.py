@@ -811,6 +811,7 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
         unique = sorted(set(keys))
         many = len(unique) > hist.WHOLE_LAYER_KEYS
         if into != hist.TABLE:  # staged: set once the rows are in the history (:func:`_move_history`)
+            assert later is not None
             later.add(layer)
             continue
         con.execute(hist.next_on_sql("%s", "" if many else "AND key = ANY(%s)"), [layer] if many else [layer, unique])
