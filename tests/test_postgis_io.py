@@ -5,6 +5,7 @@ from __future__ import annotations
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 import shapely
 
@@ -299,3 +300,62 @@ def test_findings_read_back_replace_the_written_ones_without_a_write(pg):
     pg.write({"findings": back}, mode="replace")
     pg.write({"findings": frame}, mode="replace")
     assert _rows(pg) == before
+
+
+def _history_and_index(store: PostGISStore) -> tuple[list, list]:
+    with psycopg.connect(store.url, autocommit=True) as con:
+        rows = con.execute("SELECT seq, layer, key, status, changed_on, note, next_on FROM status_changes "
+                           "ORDER BY seq").fetchall()
+        index = con.execute("SELECT indexdef FROM pg_indexes WHERE tablename = 'status_changes' "
+                            "ORDER BY indexname").fetchall()
+    return rows, index
+
+
+def test_a_first_load_moves_its_history_in_after_the_layers_and_builds_its_index_once(pg_url, monkeypatch):
+    """A first load (empty history) COPYs the history rows into a temporary table, moved into the history after
+    the layers with its key index dropped and built again: the same rows, seq order and index as a history kept
+    row by row (the way of later loads)."""
+    frames = {"sidewalk_permits": _permits(60), "wards": _wards()}
+    monkeypatch.setattr(postgis, "_HISTORY_BULK_ROWS", 10)
+    store = PostGISStore(pg_url, must_exist=False)
+    moved = []
+    real = postgis._move_history
+
+    def spy(con, rows, later=()):
+        moved.append(rows)
+        return real(con, rows, later)
+
+    monkeypatch.setattr(postgis, "_move_history", spy)
+    store.write(frames, mode="replace")
+    assert moved == [60]
+    rows, index = _history_and_index(store)
+    typed = schema.coerce(schema.LAYERS["sidewalk_permits"], frames["sidewalk_permits"])
+    assert [(r[1], r[2], r[3]) for r in rows] == [("sidewalk_permits", k, s) for k, s in
+                                                  zip(typed["permit_no"], typed["status"])]
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+    # the same as the history kept row by row: a load into a history that has rows already
+    monkeypatch.setattr(postgis, "_history_empty", lambda con: False)
+    store.write({"sidewalk_permits": _permits(60).iloc[:0]}, mode="replace")  # no old statuses
+    with psycopg.connect(store.url, autocommit=True) as con:
+        con.execute("DELETE FROM status_changes")
+    store.write(frames, mode="replace")
+    again, index_again = _history_and_index(store)
+    assert moved == [60]  # kept row by row
+    assert [r[1:] for r in again] == [r[1:] for r in rows] and index_again == index
+    assert any("ix_status_changes_key" in d and "INCLUDE (status)" in d for (d,) in index)
+
+
+def test_a_failed_first_load_leaves_the_history_and_its_index(pg_url, monkeypatch):
+    monkeypatch.setattr(postgis, "_HISTORY_BULK_ROWS", 10)
+    store = PostGISStore(pg_url, must_exist=False)
+    store.upgrade()
+    before = _history_and_index(store)
+
+    def boom(*a, **kw):
+        raise RuntimeError("killed after the history's rows")
+
+    monkeypatch.setattr(postgis, "_set_stats", boom)
+    with pytest.raises(RuntimeError):
+        store.write({"sidewalk_permits": _permits(60)}, mode="replace")
+    assert _history_and_index(store) == before and before[1]
+    assert store.count("sidewalk_permits") == 0

@@ -290,10 +290,15 @@ def test_geopackage_has_spatial_index_and_filter_indexes(tmp_path):
     con = sqlite3.connect(tmp_path / "s.gpkg")
     names = {r[0] for r in con.execute("SELECT name FROM sqlite_master")}
     assert "rtree_construction_permits_geom" in names
-    assert {"ix_construction_permits_ward_code", "ix_construction_permits_status"} <= names
+    assert {"ix_construction_permits_ward_dates", "ix_construction_permits_status"} <= names
     plan = " ".join(str(r) for r in con.execute(
         "EXPLAIN QUERY PLAN SELECT * FROM construction_permits WHERE status = ?", ["X"]))
     assert "ix_construction_permits_status" in plan
+    # the ward filter through (ward_code, dates): no index on ward_code alone (it would not be used)
+    assert "ix_construction_permits_ward_code" not in names
+    plan = " ".join(str(r) for r in con.execute(
+        "EXPLAIN QUERY PLAN SELECT fid FROM construction_permits WHERE ward_code IN (?, ?)", ["A", "B"]))
+    assert "ix_construction_permits_ward_dates (ward_code=?)" in plan
     cols = dict(con.execute("SELECT name, type FROM pragma_table_info('construction_permits')").fetchall())
     assert cols["received_on"] == "DATE" and cols["floors"] in ("MEDIUMINT", "INTEGER")
 

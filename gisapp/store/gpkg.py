@@ -1771,14 +1771,18 @@ def _indexes_into(con: sqlite3.Connection, layers) -> None:
 def _index_statements(lay: Layer) -> list[str]:
     """The ``CREATE INDEX`` statements of a layer's table (on the filter fields and the key)."""
     out = [f'CREATE INDEX IF NOT EXISTS "{_fid_key_index(lay)}" ON "{lay.name}" (fid, {lay.key})']
-    cols = [c for c in (lay.key, *_INDEXED) if c in lay.field_names]
+    ward_dates = "ward_code" in lay.field_names and bool(lay.date_field)
+    # the ward filter's index is (ward_code, dates) when the layer has dates: SQLite picks that one (covering)
+    # for ``ward_code IN (…)`` whether or not an index on ward_code alone exists, so none is built (a sort of
+    # the whole table less per large layer)
+    cols = [c for c in (lay.key, *_INDEXED) if c in lay.field_names and not (c == "ward_code" and ward_dates)]
     for c in dict.fromkeys(cols):
         unique = "UNIQUE " if c == lay.key else ""
         out.append(f'CREATE {unique}INDEX IF NOT EXISTS "ix_{lay.name}_{c}" ON "{lay.name}" ({c})')
     if lay.works_start_fields:  # the day filter's works period (dossiers)
         out.append(f'CREATE INDEX IF NOT EXISTS "ix_{lay.name}_works_start" ON "{lay.name}" '
                    f"({works_start_expression(lay)})")
-    if "ward_code" in lay.field_names and lay.date_field:  # per-ward counts as of a day (the map's
+    if ward_dates:  # per-ward counts as of a day (the map's
         # zoomed-out view, the dashboard's sidewalk permits) from this index alone, not a row per feature
         dates = ", ".join(dict.fromkeys(f for f in (lay.date_field, lay.end_date_field) if f))
         out.append(f'CREATE INDEX IF NOT EXISTS "ix_{lay.name}_ward_dates" ON "{lay.name}" (ward_code, {dates})')
@@ -1801,6 +1805,7 @@ import json, sqlite3, sys
 import pyarrow as pa
 import pyogrio
 job = json.loads(sys.argv[1])
+pyogrio.set_gdal_config_options(job["gdal"])
 with pa.ipc.open_stream(sys.stdin.buffer) as stream:
     pyogrio.write_arrow(stream, job["path"], layer=job["layer"], driver="GPKG", geometry_name="geom",
                         geometry_type=job["geometry_type"], crs=job["crs"], layer_options=job["options"])
@@ -1813,6 +1818,12 @@ for sql in job["indexes"]:
 con.execute("COMMIT")
 con.close()
 """
+
+
+#: GDAL's settings in a child of :class:`_LayerFiles`: the file it writes is private to the writer (thrown away
+#: if the write fails, flushed once before it replaces the store), so SQLite neither syncs nor journals it, and
+#: 1 GB of page cache keeps the pages GDAL fills (table, R-tree) from being written out and read back meanwhile.
+_CHILD_GDAL_OPTIONS = {"OGR_SQLITE_SYNCHRONOUS": "OFF", "OGR_SQLITE_JOURNAL": "OFF", "OGR_SQLITE_CACHE": "1024"}
 
 
 class _LayerFiles:
@@ -1877,8 +1888,9 @@ class _LayerFiles:
             path.unlink(missing_ok=True)
         job = {"path": str(path), "layer": layer.name, "geometry_type": layer.geometry,
                "crs": STORE_CRS, "options": _layer_options(layer), "indexes": _index_statements(layer),
+               "gdal": _CHILD_GDAL_OPTIONS,
                "pragmas": ["PRAGMA synchronous = OFF", "PRAGMA cache_size = -262144", "PRAGMA temp_store = MEMORY",
-                           f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}", "PRAGMA threads = 2"]
+                           f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}", "PRAGMA threads = 0"]
                + ([] if into else ["PRAGMA journal_mode = OFF"])}
         before = self._last_into if into is not None else None
         frame = frame.copy(deep=False)  # read by a thread: a frame object of its own (pandas caches columns)
