@@ -144,6 +144,22 @@ def _awkward(demo_frames) -> dict:
     return {"construction_permits": cons, "sidewalk_permits": side}
 
 
+def _awkward_store(backend: str, demo_frames, tmp_path, request, **write) -> tuple:
+    """A new store of ``backend`` holding :func:`_awkward`'s frames, and the frames."""
+    store = new_store(backend, tmp_path, request)
+    frames = _awkward(demo_frames)
+    store.write(frames, **write)
+    return store, frames
+
+
+def _field_lists(frames: dict):
+    """(layer name, layer, signed in, its fields) of each layer of ``frames``, anonymous and signed in."""
+    for layer in frames:
+        lay = schema.get_layer(layer)
+        for personal in (False, True):
+            yield layer, lay, personal, privacy.visible_fields(lay, personal)
+
+
 def _both(store, layer: str, flt, fields: list[str], **paging) -> tuple:
     """A page read with the stored texts and the same page read from the fields."""
     return (store.page(layer, flt, fields=fields, texts=True, **paging),
@@ -165,20 +181,17 @@ def _same_page(texts, fields_page, fields: list[str]) -> None:
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stored_properties_are_the_page_of_the_fields_public_and_personal(backend, demo_frames, tmp_path, request):
-    store = new_store(backend, tmp_path, request)
-    frames = _awkward(demo_frames)
-    store.write(frames)
+    store, frames = _awkward_store(backend, demo_frames, tmp_path, request)
+    for layer, lay, personal, fields in _field_lists(frames):
+        texts, plain = _both(store, layer, None, fields, limit=1000)
+        assert len(texts.rows) == len(frames[layer])
+        _same_page(texts, plain, fields)
+        if personal:
+            assert any(p in texts.rows[0][1] for p in ('"owner_name":', '"applicant_name":'))
+        else:
+            assert all(f'"{f.name}"' not in r[1] for r in texts.rows for f in lay.fields if f.personal)
     for layer in frames:
         lay = schema.get_layer(layer)
-        for personal in (False, True):
-            fields = privacy.visible_fields(lay, personal)
-            texts, plain = _both(store, layer, None, fields, limit=1000)
-            assert len(texts.rows) == len(frames[layer])
-            _same_page(texts, plain, fields)
-            if personal:
-                assert any(p in texts.rows[0][1] for p in ('"owner_name":', '"applicant_name":'))
-            else:
-                assert all(f'"{f.name}"' not in r[1] for r in texts.rows for f in lay.fields if f.personal)
         box = Filter(bbox=tuple(geo.transform([shapely.box(*frames[layer].total_bounds)], schema.STORE_CRS,
                                               schema.WEB_CRS)[0].bounds))
         texts, plain = _both(store, layer, box, privacy.visible_fields(lay, False), limit=7, offset=5)
@@ -191,9 +204,7 @@ def test_stored_properties_are_the_page_of_the_fields_public_and_personal(backen
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stored_properties_follow_upserts_deletes_and_as_of_pages_read_the_fields(backend, demo_frames, tmp_path,
                                                                                  request):
-    store = new_store(backend, tmp_path, request)
-    frames = _awkward(demo_frames)
-    store.write(frames, meta={"as_of": "2024-01-01"})
+    store, frames = _awkward_store(backend, demo_frames, tmp_path, request, meta={"as_of": "2024-01-01"})
     cons = frames["construction_permits"]
     changed = cons.head(5).copy()
     changed["status"] = "RESULT_READY"
@@ -227,9 +238,7 @@ def test_stored_properties_follow_upserts_deletes_and_as_of_pages_read_the_field
 def test_rows_without_stored_properties_are_read_from_their_fields(backend, demo_frames, tmp_path, request):
     """A store written before the texts existed: a GeoPackage layer without their columns (written by an older
     gisapp; an upsert in the file itself still works), PostGIS rows with them NULL (loaded before migration 15)."""
-    store = new_store(backend, tmp_path, request)
-    frames = _awkward(demo_frames)
-    store.write(frames)
+    store, frames = _awkward_store(backend, demo_frames, tmp_path, request)
     lay = schema.get_layer("construction_permits")
     key = frames["construction_permits"]["dossier_code"].iloc[3]
     if backend == "gpkg":
@@ -254,23 +263,18 @@ def test_rows_without_stored_properties_are_read_from_their_fields(backend, demo
 
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_items_api_answers_as_from_the_fields_anonymous_and_signed_in(backend, demo_frames, tmp_path, request):
-    store = new_store(backend, tmp_path, request)
-    frames = _awkward(demo_frames)
-    store.write(frames)
-    for layer in frames:
-        lay = schema.get_layer(layer)
-        for personal in (False, True):
-            app = create_app({"STORE": store.url if backend == "gpkg" else store._url, "TESTING": True,
-                              "BASEMAP": "none", "SHOW_PERSONAL_DATA": personal})
-            client = app.test_client()
-            fields = privacy.visible_fields(lay, personal)
-            plain = store.page(layer, None, fields=fields, limit=20, offset=3)
-            got = orjson.loads(client.get(f"/api/collections/{layer}/items?limit=20&offset=3&f=json").get_data())
-            want = orjson.loads(geojson.rows_collection(plain.rows, fields))
-            assert got["features"] == want["features"] and got["numberReturned"] == 20
-            html = client.get(f"/api/collections/{layer}/items?limit=20&offset=3&f=html").get_data(as_text=True)
-            personal_value = next((v for r in plain.rows for f, v in zip(fields, r[1:]) if
-                                   lay.field(f).personal and v), None)
-            assert (personal_value is not None) == personal
-            if personal_value is not None:
-                assert str(markupsafe.escape(personal_value)) in html
+    store, frames = _awkward_store(backend, demo_frames, tmp_path, request)
+    for layer, lay, personal, fields in _field_lists(frames):
+        app = create_app({"STORE": store.url if backend == "gpkg" else store._url, "TESTING": True,
+                          "BASEMAP": "none", "SHOW_PERSONAL_DATA": personal})
+        client = app.test_client()
+        plain = store.page(layer, None, fields=fields, limit=20, offset=3)
+        got = orjson.loads(client.get(f"/api/collections/{layer}/items?limit=20&offset=3&f=json").get_data())
+        want = orjson.loads(geojson.rows_collection(plain.rows, fields))
+        assert got["features"] == want["features"] and got["numberReturned"] == 20
+        html = client.get(f"/api/collections/{layer}/items?limit=20&offset=3&f=html").get_data(as_text=True)
+        personal_value = next((v for r in plain.rows for f, v in zip(fields, r[1:]) if lay.field(f).personal and v),
+                              None)
+        assert (personal_value is not None) == personal
+        if personal_value is not None:
+            assert str(markupsafe.escape(personal_value)) in html
