@@ -646,9 +646,10 @@ def texts_rows(layer: Layer, rows: list[tuple]) -> list[tuple] | None:
         return rows
     if len(rows[0]) == 3:
         return None if any(r[1] is None for r in rows) else rows
-    _, after = geojson.personal_run(layer)
-    if any(r[1] is None or r[2] is None for r in rows):
+    run = geojson.personal_run(layer)
+    if run is None or any(r[1] is None or r[2] is None for r in rows):
         return None
+    after = run[1]
     return [(k, geojson.with_personal(public, personal, after), g) for k, public, personal, g in rows]
 
 
