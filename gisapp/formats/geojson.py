@@ -400,21 +400,22 @@ def personal_run(layer: Layer) -> tuple[list[str], str | None] | None:
     return [f.name for f in layer.fields[first:end]], (layer.fields[end].name if end < len(flags) else None)
 
 
-def with_personal(public: str, personal: str, after: str | None) -> str:
-    """The properties with the personal fields: ``public`` (:func:`properties_texts`) with the ``personal``
+def with_personal(public: bytes, personal: bytes, after: str | None) -> bytes:
+    """The properties with the personal fields: ``public`` (:func:`properties_texts`, UTF-8) with the ``personal``
     members put back in their place, before the field ``after`` (:func:`personal_run`; ``None``: at the end).
 
     The field's key is found as ``,"name":``: inside a JSON string every quote is escaped (``\\"``), so the
     text can hold that only as the member's own key."""
     if after is None:
-        return f"{public[:-1]},{personal}}}"
-    at = public.index(f",{orjson.dumps(after).decode()}:")
-    return f"{public[:at]},{personal}{public[at:]}"
+        return public[:-1] + b"," + personal + b"}"
+    at = public.index(b"," + orjson.dumps(after) + b":")
+    return public[:at] + b"," + personal + public[at:]
 
 
 def texts_collection(rows: list[tuple], members: dict | None = None) -> bytes:
     """A FeatureCollection of ``(key, properties, geometry)`` rows whose properties and geometry are JSON texts
-    (a :class:`gisapp.store.Page` with ``texts``): the same bytes :func:`rows_collection` writes for those
+    (UTF-8 bytes: orjson copies them as they are, where a ``str`` beyond ASCII is encoded again; a
+    :class:`gisapp.store.Page` with ``texts``): the same bytes :func:`rows_collection` writes for those
     features' values."""
     head = _collection_head(members)
     if not rows:

@@ -76,7 +76,8 @@ class Page:
     #: its status came from the history (else it is its current one); ``None`` otherwise.
     known: list[bool] | None = None
     #: Rows ``(key, properties, geometry)``: the properties as the stored JSON text of the requested fields
-    #: (:data:`PROPERTIES_COLUMN`), when :meth:`Store.page` was asked for ``texts`` and could give them.
+    #: (:data:`PROPERTIES_COLUMN`) and the geometry's, both as UTF-8 bytes, when :meth:`Store.page` was asked
+    #: for ``texts`` and could give them.
     texts: bool = False
 
 
