@@ -521,8 +521,8 @@ class GeoPackageStore(Store):
             columns, flagged = page_columns(lay, [lay.key, *names], flt, hist.TABLE in self._schema_names(con))
             stored = texts_columns(lay, names, flagged) if texts and self._has_texts(con, lay) else None
             if stored is not None and matched > offset:
-                texts = [f"CAST({c} AS BLOB)" for c in [*stored, GEOJSON_COLUMN]]  # bytes, not decoded
-                rows = texts_rows(lay, self._select(con, lay, [lay.key, *texts], flt, limit, offset, fids=fids))
+                blobs = [f"CAST({c} AS BLOB)" for c in [*stored, GEOJSON_COLUMN]]  # bytes, not decoded
+                rows = texts_rows(lay, self._select(con, lay, [lay.key, *blobs], flt, limit, offset, fids=fids))
                 if rows is not None:
                     return Page(matched, rows, texts=True)
             rows = [] if matched <= offset else \

@@ -448,9 +448,9 @@ class PostGISStore(Store):
         with self.connection() as con:
             select = self._page_select(con, lay, where, params, flt)
             if stored is not None:
-                texts = [f"convert_to({c}, 'UTF8')" for c in [*stored, GEOJSON_COLUMN]]  # bytes, not decoded
+                utf8 = [f"convert_to({c}, 'UTF8')" for c in [*stored, GEOJSON_COLUMN]]  # bytes, not decoded
                 rows = texts_rows(lay, con.cursor(binary=True).execute(
-                    select([lay.key, *texts]), [*params, int(limit), int(offset)]).fetchall())
+                    select([lay.key, *utf8]), [*params, int(limit), int(offset)]).fetchall())
             if stored is None or rows is None:
                 columns = [*expressions[:len(names) + 1], GEOJSON_COLUMN, *expressions[len(names) + 1:]]
                 # The rows as psycopg makes them are the page's rows: (key, *fields, GeoJSON text).
