@@ -254,6 +254,16 @@ def test_rows_without_stored_properties_are_read_from_their_fields(backend, demo
         fields = privacy.visible_fields(lay, personal)
         page = store.page("construction_permits", fields=fields, limit=1000, texts=True)
         assert not page.texts and page == store.page("construction_permits", fields=fields, limit=1000)
+    if backend == "postgis":  # the next pages read the fields at once, until the texts are tried again
+        from gisapp.store import postgis
+
+        pool = postgis._pool(store._url)
+        assert pool.untexted["construction_permits"] == postgis.TEXTS_RETRY - 1
+        pool.untexted["construction_permits"] = 2
+        store.write({"construction_permits": frames["construction_permits"]}, mode="upsert")  # every text again
+        texts = [store.page("construction_permits", fields=lay.field_names, limit=5, texts=True).texts
+                 for _ in range(3)]
+        assert texts == [False, False, True] and not pool.untexted["construction_permits"]
     one = frames["construction_permits"].head(1).copy()
     one["street"] = "Mới"
     store.write({"construction_permits": one}, mode="upsert")

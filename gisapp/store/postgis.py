@@ -133,6 +133,10 @@ def display_url(url: str) -> str:
     return url
 
 
+#: Pages of a layer read from their fields after one found a row without its stored text (:meth:`_Pool.texts_due`).
+TEXTS_RETRY = 200
+
+
 class _Pool:
     """Idle connections to one database, handed out one per ``with`` block."""
 
@@ -140,8 +144,25 @@ class _Pool:
         self.url = url
         self.max_idle = max_idle
         self.schema_ok = False
+        #: layer → pages still read from their fields before the stored texts are tried again (see texts_due)
+        self.untexted: dict[str, int] = {}
         self._idle: list[psycopg.Connection] = []
         self._lock = threading.Lock()
+
+    def texts_due(self, layer: str) -> bool:
+        """Whether a page of ``layer`` should read the stored properties' texts: not for the next
+        :data:`TEXTS_RETRY` pages after one found a row without it (a database loaded before migration 15 and
+        not written since would read every page twice), then again."""
+        with self._lock:
+            left = self.untexted.get(layer, 0)
+            if left:
+                self.untexted[layer] = left - 1
+            return not left
+
+    def texts_missing(self, layer: str) -> None:
+        """A page of ``layer`` found a row without its stored text (:meth:`texts_due`)."""
+        with self._lock:
+            self.untexted[layer] = TEXTS_RETRY
 
     def _new(self) -> psycopg.Connection:
         try:
@@ -444,13 +465,16 @@ class PostGISStore(Store):
         where, params = self.where(lay, flt)
         # as of a day: the statuses of that day in the same query, a flag column after the geometry
         expressions, flagged = page_columns(lay, [lay.key, *names], flt)
-        stored = texts_columns(lay, names, flagged) if texts else None
+        pool = _pool(self._url)
+        stored = texts_columns(lay, names, flagged) if texts and pool.texts_due(lay.name) else None
         with self.connection() as con:
             select = self._page_select(con, lay, where, params, flt)
             if stored is not None:
                 utf8 = [f"convert_to({c}, 'UTF8')" for c in [*stored, GEOJSON_COLUMN]]  # bytes, not decoded
                 rows = texts_rows(lay, con.cursor(binary=True).execute(
                     select([lay.key, *utf8]), [*params, int(limit), int(offset)]).fetchall())
+            if stored is not None and rows is None:
+                pool.texts_missing(lay.name)
             if stored is None or rows is None:
                 columns = [*expressions[:len(names) + 1], GEOJSON_COLUMN, *expressions[len(names) + 1:]]
                 # The rows as psycopg makes them are the page's rows: (key, *fields, GeoJSON text).
