@@ -306,12 +306,14 @@ def backends_cpu_s(url: str) -> float | None:
 
 
 @contextlib.contextmanager
-def app_servers(store_url: str, processes: int = 1, settings: dict | None = None, log: Path | None = None):
+def app_servers(store_url: str, processes: int = 1, settings: dict | None = None, log: Path | None = None,
+                threads: int | None = None):
     """``processes`` × ``gisapp serve --workers 2`` (gunicorn) on free ports; their base URLs.
 
     ``settings`` are extra environment variables (``GISAPP_…``) for the servers.  ``log``: a file that gets
     their output (the access log, each line ending with the request's time in the worker in microseconds:
-    :func:`server_times` reads it).
+    :func:`server_times` reads it).  ``threads``: each worker's threads (``gisapp serve --threads``; ``None``:
+    its default).
     """
     import requests
 
@@ -322,7 +324,7 @@ def app_servers(store_url: str, processes: int = 1, settings: dict | None = None
         for _ in range(processes):
             port = free_port()
             cmd = [sys.executable, "-c", "from gisapp.cli import main; main()", "serve", "--host", "127.0.0.1",
-                   "--port", str(port), "--workers", str(WORKERS)]
+                   "--port", str(port), "--workers", str(WORKERS), *(["--threads", str(threads)] if threads else [])]
             procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.PIPE))
             bases.append(f"http://127.0.0.1:{port}")
         for proc, base in zip(procs, bases):
@@ -498,13 +500,15 @@ def main(argv=None) -> None:
                         "URL, e.g. a copy of the session's shared 1M city), several runs (--runs): minutes, not an "
                         "hour. Its PostgreSQL is not restarted: 'cold' is then a new server process only")
     parser.add_argument("--runs", type=int, default=3, help="with --store: independent runs, each with new servers")
+    parser.add_argument("--threads", type=int, help="with --store: threads per worker (gisapp serve --threads; "
+                        "default its own)")
     args = parser.parse_args(argv)
     states = [st for st in args.items_states.split(",") if st]
     if not set(states) <= set(ITEMS_STATES):
         parser.error(f"--items-states: one or more of {', '.join(ITEMS_STATES)}")
     clients = [int(c) for c in args.clients.split(",")]
     if args.store:
-        results = items_of_store(args.store, clients, args.seconds, states, args.runs)
+        results = items_of_store(args.store, clients, args.seconds, states, args.runs, args.threads)
         print_items_runs(results)
         save_results("bench_postgis", results)
         return
@@ -612,7 +616,8 @@ def _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seco
     return row
 
 
-def items_of_store(url: str, clients: list[int], seconds: float, states: list[str], runs: int) -> dict:
+def items_of_store(url: str, clients: list[int], seconds: float, states: list[str], runs: int,
+                   threads: int | None = None) -> dict:
     """The items pages of a loaded store in each of ``states``, ``runs`` times (new servers each run): per level
     the clients' p50/p95 (and of each half), the server's own times, the load average, autovacuum."""
     from gisapp.store import open_store
@@ -627,8 +632,8 @@ def items_of_store(url: str, clients: list[int], seconds: float, states: list[st
     paths = items_paths(boxes)
     name = "postgis" if "://" in url else "gpkg"
     results = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
-               "cpus": os.cpu_count(), "workers": WORKERS, "store": url, "view_box_m": [width, width * 0.75],
-               "runs": []}
+               "cpus": os.cpu_count(), "workers": WORKERS, "threads": threads, "store": url,
+               "view_box_m": [width, width * 0.75], "runs": []}
     print(f"{url}: {store.count('construction_permits'):,} dossiers; street view {width:.0f} m", flush=True)
     for run in range(runs):
         row: dict = {"run": run + 1, "backend": name, "items_states": {}}
@@ -637,7 +642,8 @@ def items_of_store(url: str, clients: list[int], seconds: float, states: list[st
             shared = {"GISAPP_TILE_DIR": str(Path(tmp) / "tiles"), "GISAPP_TILE_WARM": "none"}
             for state in states:
                 row["items_states"][state] = items_in_state(state, f"{name} run {run + 1}", url, None, shared,
-                                                            paths, clients, seconds, log=Path(tmp) / "server.log")
+                                                            paths, clients, seconds, log=Path(tmp) / "server.log",
+                                                            threads=threads)
         results["runs"].append(row)
     return results
 
@@ -715,7 +721,7 @@ def autovacuum_workers(url: str | None) -> int | None:
 
 
 def items_in_state(state: str, name: str, url: str, server, shared: dict, paths: list[str], clients: list[int],
-                   seconds: float, log: Path | None = None) -> dict:
+                   seconds: float, log: Path | None = None, threads: int | None = None) -> dict:
     """The items pages' latency levels in ``state`` (see :data:`ITEMS_STATES`), with what the state was.
 
     ``server`` None (a store not of the benchmark's own PostgreSQL): ``cold`` is a new server process only.
@@ -729,7 +735,7 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
         close_pool(url)
         restart_postgres(server)
     try:
-        with app_servers(url, 1, settings, log=log) as bases:
+        with app_servers(url, 1, settings, log=log, threads=threads) as bases:
             arrays_s = idle_s = None
             if state != "cold":
                 loadgen.run_threads(bases, paths, 4, (len(paths) + 3) // 4)  # every page once: warm

@@ -212,6 +212,9 @@ def drop_tables_after_schema_5(con) -> None:
     con.execute("DELETE FROM gisapp_layers WHERE name <> ALL(%s)", [list(SCHEMA_5_LAYERS)])
     con.execute("DROP INDEX IF EXISTS ix_construction_permits_works_start")  # version 10's, on a version-1 table
     con.execute("ALTER TABLE findings DROP COLUMN IF EXISTS row_hash")  # version 13's, on a version-1 table
+    for table in SCHEMA_5_LAYERS:  # version 15's, on version-1 tables
+        con.execute(f"ALTER TABLE {table} DROP COLUMN IF EXISTS properties_json, "
+                    "DROP COLUMN IF EXISTS properties_personal")
     con.execute("DELETE FROM schema_version WHERE version > 5")
 
 

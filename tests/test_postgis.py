@@ -239,7 +239,8 @@ def test_migrated_tables_match_the_layer_schema(pg):
                 "WHERE table_name = %s ORDER BY ordinal_position", [name]).fetchall()
             hashed = ["row_hash"] if name in HASHED_LAYERS else []
             assert [c[0] for c in cols] == [*layer.field_names, "search_text", "geom", "search_personal",
-                                            "geometry_geojson", *hashed], name
+                                            "geometry_geojson", *hashed, "properties_json",
+                                            "properties_personal"], name
             for (col, data_type, _, collation), f in zip(cols, layer.fields):
                 assert data_type == _PG_TYPES[f.type], (name, col)
                 assert collation == ("C" if f.type == "text" else None), (name, col)
@@ -703,9 +704,10 @@ def test_a_load_stores_every_awkward_value_as_written(pg, demo_frames):
         # the same row as an INSERT of its values, one by one
         con.execute("CREATE TEMP TABLE one_by_one (LIKE construction_permits)")
         texts = postgis._arrow_table(lay, want).to_pylist()
+        columns = postgis._copy_columns(lay)
+        marks = ", ".join("ST_GeomFromEWKB(%s)" if c == "geom" else "%s" for c in columns)
         for row in texts:
-            con.execute(f"INSERT INTO one_by_one ({', '.join(postgis._copy_columns(lay))}) VALUES "
-                        f"({', '.join(['%s'] * (len(row) - 1))}, ST_GeomFromEWKB(%s))", list(row.values()))
+            con.execute(f"INSERT INTO one_by_one ({', '.join(columns)}) VALUES ({marks})", list(row.values()))
         differ = con.execute("SELECT count(*) FROM (SELECT * FROM construction_permits EXCEPT "
                              "SELECT * FROM one_by_one) d").fetchone()[0]
     assert differ == 0

@@ -32,6 +32,8 @@ import datetime as dt
 import re
 from urllib.parse import quote, urlencode
 
+import orjson
+
 from gisapp import domain, geo
 from gisapp.api import changes, processes
 from gisapp.errors import FilterError, NotFound
@@ -281,8 +283,9 @@ class ItemsPage:
         self.flt = flt
         self.limit = parse_limit(args.get("limit"), max_items)
         self.offset = parse_offset(args.get("offset"))
-        page = store.page(layer.name, self.flt, fields=self.fields, limit=self.limit, offset=self.offset)
-        self.matched, self.rows = page.matched, page.rows
+        # the properties as the store keeps their JSON text when it does (one text a feature, no dict)
+        page = store.page(layer.name, self.flt, fields=self.fields, limit=self.limit, offset=self.offset, texts=True)
+        self.matched, self.rows, self.texts = page.matched, page.rows, page.texts
         # as of a day the store gave each row as it was then, in the page's own query (Page.known)
         self.without_history: int | None = None if page.known is None else page.known.count(False)
         self.returned = len(self.rows)
@@ -321,6 +324,8 @@ class ItemsPage:
 
     def geojson(self) -> bytes:
         """The page as a GeoJSON FeatureCollection."""
+        if self.texts:
+            return geojson.texts_collection(self.rows, self.members("json"))
         return geojson.rows_collection(self.rows, self.fields, self.members("json"))
 
     def ids(self) -> list[str]:
@@ -329,6 +334,8 @@ class ItemsPage:
 
     def properties(self) -> list[dict]:
         """The page's properties, one dict per feature (dates as ISO text), for the HTML view."""
+        if self.texts:  # the same values: dates are ISO text in it, numbers read back as written
+            return [orjson.loads(r[1]) for r in self.rows]
         n = len(self.fields)
         return [{f: (v.isoformat() if isinstance(v, dt.date) else v) for f, v in zip(self.fields, r[1:n + 1])}
                 for r in self.rows]

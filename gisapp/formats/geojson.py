@@ -297,6 +297,14 @@ def features(frame, layer: Layer, fields: list[str] | None = None,
         yield text.as_buffer().to_pybytes()
 
 
+def _collection_head(members: dict | None) -> bytes:
+    """A FeatureCollection's text up to its features: its type and ``members`` (``numberMatched``, ``links`` …)."""
+    head = b'{"type":"FeatureCollection"'
+    for key, value in (members or {}).items():
+        head += b"," + orjson.dumps(key) + b":" + orjson.dumps(value)
+    return head
+
+
 def collection_chunks(batches: Iterable, layer: Layer, fields: list[str] | None = None,
                       members: dict | None = None) -> Iterator[bytes]:
     """A FeatureCollection as a stream of byte chunks, one chunk per batch.
@@ -305,9 +313,7 @@ def collection_chunks(batches: Iterable, layer: Layer, fields: list[str] | None 
     ``members`` are extra top-level members (``numberMatched``, ``links`` …),
     written before ``features``.
     """
-    head = b'{"type":"FeatureCollection"'
-    for key, value in (members or {}).items():
-        head += b"," + orjson.dumps(key) + b":" + orjson.dumps(value)
+    head = _collection_head(members)
     yield head + b',"features":['
     first = True
     for batch in batches:
@@ -328,15 +334,96 @@ def rows_collection(rows: list[tuple], fields: list[str], members: dict | None =
     writes them (floats keep their shortest round-trip text, dates ISO, NaN
     ``null``).
     """
-    head = b'{"type":"FeatureCollection"'
-    for key, value in (members or {}).items():
-        head += b"," + orjson.dumps(key) + b":" + orjson.dumps(value)
+    head = _collection_head(members)
     if not rows:
         return head + b',"features":[]}'
     n = len(fields)
     features = [{"type": "Feature", "id": str(r[0]), "geometry": orjson.Fragment(r[-1]),
                  "properties": dict(zip(fields, r[1:n + 1]))} for r in rows]
     return head + b',"features":' + orjson.dumps(features, option=orjson.OPT_SERIALIZE_NUMPY) + b"}"
+
+
+# -- stored properties (items pages) -------------------------------------------
+
+def page_values(arr) -> pa.StringArray:
+    """The JSON text of every value of an Arrow array exactly as orjson writes the Python value a store reads
+    back (what :func:`rows_collection` writes): as :func:`json_values`, but floats with orjson's digits (its
+    shortest round-trip text: ``1e20``, not Arrow's ``1e+20``), NaN, infinities and missing values ``null``."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if not pa.types.is_floating(arr.type):
+        return json_values(arr)
+    if not len(arr):
+        return pa.array([], pa.string())
+    values = pc.fill_null(arr.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
+    text = orjson.dumps(values.tolist())[1:-1].decode()  # a number's text never holds a comma
+    return pc.split_pattern(pa.array([text], pa.string()), ",").flatten()
+
+
+def properties_texts(layer: Layer, arrays) -> tuple[pa.StringArray, pa.StringArray | None]:
+    """Each row's stored properties text (:func:`gisapp.store.base.stored_properties`): the public fields' JSON
+    object, byte for byte what :func:`rows_collection` writes for those values as a store reads them back, and
+    the members of the personal fields (``"owner_name":…,"owner_id_no":…``, ``None`` when the layer has none
+    or they do not follow one another: :func:`personal_run`), for :func:`with_personal` to splice in.
+
+    ``arrays`` maps every field of ``layer`` to its values as stored (Arrow: text, date32, int32, float64)."""
+    def members(names: list[str]) -> list:
+        parts: list = []
+        for i, name in enumerate(names):
+            parts += [("," if i else "") + orjson.dumps(name).decode() + ":", page_values(arrays[name])]
+        return parts
+
+    public = [f.name for f in layer.fields if not f.personal]
+    n = len(arrays[layer.fields[0].name])
+    if not n:
+        empty = pa.array([], pa.string())
+        return empty, (empty if personal_run(layer) else None)
+    texts = pc.binary_join_element_wise("{", *members(public), "}", "")
+    run = personal_run(layer)
+    personal = pc.binary_join_element_wise(*members(run[0]), "") if run else None
+    return texts, personal
+
+
+def personal_run(layer: Layer) -> tuple[list[str], str | None] | None:
+    """The personal fields of ``layer`` when they follow one another after a public field, and the field after
+    them (``None``: they end the fields); ``None`` when the layer has none, or they are spread (then its
+    signed-in pages are built from the columns)."""
+    flags = [f.personal for f in layer.fields]
+    if not any(flags):
+        return None
+    first = flags.index(True)
+    end = first
+    while end < len(flags) and flags[end]:
+        end += 1
+    if first == 0 or any(flags[end:]):
+        return None
+    return [f.name for f in layer.fields[first:end]], (layer.fields[end].name if end < len(flags) else None)
+
+
+def with_personal(public: bytes, personal: bytes, after: str | None) -> bytes:
+    """The properties with the personal fields: ``public`` (:func:`properties_texts`, UTF-8) with the ``personal``
+    members put back in their place, before the field ``after`` (:func:`personal_run`; ``None``: at the end).
+
+    The field's key is found as ``,"name":``: inside a JSON string every quote is escaped (``\\"``), so the
+    text can hold that only as the member's own key."""
+    if after is None:
+        return public[:-1] + b"," + personal + b"}"
+    at = public.index(b"," + orjson.dumps(after) + b":")
+    return public[:at] + b"," + personal + public[at:]
+
+
+def texts_collection(rows: list[tuple], members: dict | None = None) -> bytes:
+    """A FeatureCollection of ``(key, properties, geometry)`` rows whose properties and geometry are JSON texts
+    (UTF-8 bytes: orjson copies them as they are, where a ``str`` beyond ASCII is encoded again; a
+    :class:`gisapp.store.Page` with ``texts``): the same bytes :func:`rows_collection` writes for those
+    features' values."""
+    head = _collection_head(members)
+    if not rows:
+        return head + b',"features":[]}'
+    fragment = orjson.Fragment
+    features = [{"type": "Feature", "id": str(k), "geometry": fragment(g), "properties": fragment(p)}
+                for k, p, g in rows]
+    return head + b',"features":' + orjson.dumps(features) + b"}"
 
 
 def dumps_collection(frame, layer: Layer, fields: list[str] | None = None,

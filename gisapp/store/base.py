@@ -20,7 +20,7 @@ import shapely
 
 from gisapp import domain, history, schema
 from gisapp.filters import Filter, fold
-from gisapp.formats import derive
+from gisapp.formats import derive, geojson
 from gisapp.inspections import Inspection, PhotoRef
 from gisapp.photos import Photo
 from gisapp.progress import SILENT, Progress
@@ -34,6 +34,14 @@ PERSONAL_SEARCH_COLUMN = "search_personal"
 #: written with the row, so that API pages and GeoJSON exports need no reprojection or formatting.
 #: Stores written before it existed get it filled once (PostGIS migration 6, GeoPackage on opening).
 GEOJSON_COLUMN = "geometry_geojson"
+#: Hidden columns with each row's properties as JSON text, written with the row, so that an items page reads
+#: one text per feature rather than every field's value and builds no dict of them: the public fields' object
+#: as the page writes it (:func:`gisapp.formats.geojson.properties_texts`), and the personal fields' members,
+#: which pages for signed-in staff splice in (:func:`gisapp.formats.geojson.with_personal`; NULL on layers
+#: without personal fields).  Rows written before they existed have them NULL (PostGIS migration 15), layers
+#: of a GeoPackage written by an older gisapp lack them: their pages are built from the fields as before.
+PROPERTIES_COLUMN = "properties_json"
+PERSONAL_PROPERTIES_COLUMN = "properties_personal"
 
 
 class StoreError(Exception):
@@ -67,6 +75,10 @@ class Page:
     #: that day, later completion/issue dates empty: :func:`page_columns`) and this says, per row, whether
     #: its status came from the history (else it is its current one); ``None`` otherwise.
     known: list[bool] | None = None
+    #: Rows ``(key, properties, geometry)``: the properties as the stored JSON text of the requested fields
+    #: (:data:`PROPERTIES_COLUMN`) and the geometry's, both as UTF-8 bytes, when :meth:`Store.page` was asked
+    #: for ``texts`` and could give them.
+    texts: bool = False
 
 
 #: Kinds of change in the change log (:meth:`Store.changes`): a feature added, written again or removed, and a
@@ -267,8 +279,12 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def page(self, layer: str, flt: Filter | None = None, *, fields: list[str], limit: int,
-             offset: int = 0) -> Page:
-        """The count of matching features and one page of them as rows (see :class:`Page`)."""
+             offset: int = 0, texts: bool = False) -> Page:
+        """The count of matching features and one page of them as rows (see :class:`Page`).
+
+        ``texts``: each row's properties as their stored JSON text when the store holds it for ``fields``
+        (the public fields, or all of them; not as of a day: :func:`texts_columns`), the page then
+        ``texts``; else rows of values as without it."""
 
     @abc.abstractmethod
     def rows_in_box(self, layer: str, box: tuple[float, float, float, float], *, fields: list[str]) -> list[tuple]:
@@ -609,6 +625,41 @@ def page_columns(layer: Layer, names: list[str], flt: Filter | None,
             f"AND h.changed_on <= {literal} ORDER BY h.changed_on DESC, h.changed_at DESC, h.seq DESC LIMIT 1)")
     out = ["NULL" if n == "status" else n for n in out]
     return [*out, f"COALESCE('1' || {then}, '0' || status)"], True
+
+
+def texts_columns(layer: Layer, names: list[str], flagged: bool = False) -> list[str] | None:
+    """The stored text columns a page of the fields ``names`` reads instead of them (:data:`PROPERTIES_COLUMN`,
+    and for signed-in staff :data:`PERSONAL_PROPERTIES_COLUMN`), or ``None``: other fields, or rows as of a
+    day (``flagged``, :func:`page_columns`: their status and dates are not the stored ones)."""
+    if flagged:
+        return None
+    if names == [f.name for f in layer.fields if not f.personal]:
+        return [PROPERTIES_COLUMN]
+    if names == layer.field_names and geojson.personal_run(layer) is not None:
+        return [PROPERTIES_COLUMN, PERSONAL_PROPERTIES_COLUMN]
+    return None
+
+
+def texts_rows(layer: Layer, rows: list[tuple]) -> list[tuple] | None:
+    """``(key, properties, geometry)`` rows of a page read as ``(key, *texts_columns, geometry)``, or ``None``
+    when a row's text is missing (written before the column existed: read the fields instead)."""
+    if not rows:
+        return rows
+    if len(rows[0]) == 3:
+        return None if any(r[1] is None for r in rows) else rows
+    run = geojson.personal_run(layer)
+    if run is None or any(r[1] is None or r[2] is None for r in rows):
+        return None
+    after = run[1]
+    return [(k, geojson.with_personal(public, personal, after), g) for k, public, personal, g in rows]
+
+
+def stored_properties(layer: Layer, arrays) -> dict[str, pa.Array]:
+    """The :data:`PROPERTIES_COLUMN` and :data:`PERSONAL_PROPERTIES_COLUMN` values a write stores beside the
+    rows whose fields' values, as stored, are ``arrays`` (field name → Arrow array)."""
+    public, personal = geojson.properties_texts(layer, arrays)
+    return {PROPERTIES_COLUMN: public,
+            PERSONAL_PROPERTIES_COLUMN: pa.nulls(len(public), pa.string()) if personal is None else personal}
 
 
 def page_rows(rows: list[tuple], flagged: bool, status: int | None = None) -> tuple[list[tuple], list[bool] | None]:

@@ -55,6 +55,7 @@ from gisapp.store.base import (
     HISTORY_SCHEMA,
     INSPECTION_COLUMNS,
     PERSONAL_SEARCH_COLUMN,
+    PROPERTIES_COLUMN,
     SEARCH_COLUMN,
     TEXTS_SCHEMA,
     ChangePage,
@@ -88,6 +89,9 @@ from gisapp.store.base import (
     replace_is_compact,
     search_column,
     store_layer,
+    stored_properties,
+    texts_columns,
+    texts_rows,
     typed_table,
     works_start_expression,
 )
@@ -501,7 +505,7 @@ class GeoPackageStore(Store):
         return con.execute(sql, params).fetchall()
 
     def page(self, layer: str, flt: Filter | None = None, *, fields: list[str], limit: int,
-             offset: int = 0) -> Page:
+             offset: int = 0, texts: bool = False) -> Page:
         lay = store_layer(layer)
         names = field_names(lay, fields)
         with self._connect() as con:
@@ -515,11 +519,22 @@ class GeoPackageStore(Store):
                 matched = con.execute(f'SELECT count(*) FROM "{layer}"{where}', params).fetchone()[0]
             # as of a day: the statuses of that day in the same query (see page_columns)
             columns, flagged = page_columns(lay, [lay.key, *names], flt, hist.TABLE in self._schema_names(con))
+            stored = texts_columns(lay, names, flagged) if texts and self._has_texts(con, lay) else None
+            if stored is not None and matched > offset:
+                blobs = [f"CAST({c} AS BLOB)" for c in [*stored, GEOJSON_COLUMN]]  # bytes, not decoded
+                rows = texts_rows(lay, self._select(con, lay, [lay.key, *blobs], flt, limit, offset, fids=fids))
+                if rows is not None:
+                    return Page(matched, rows, texts=True)
             rows = [] if matched <= offset else \
                 self._select(con, lay, [*columns[:len(names) + 1], GEOJSON_COLUMN, *columns[len(names) + 1:]],
                              flt, limit, offset, fids=fids)
         rows, known = page_rows(rows, flagged, 1 + names.index("status") if "status" in names else None)
         return Page(matched, rows, known)
+
+    def _has_texts(self, con, layer: Layer) -> bool:
+        """Whether the file's table of ``layer`` has the stored properties' texts (written by this gisapp)."""
+        return self._remembered(("texts", layer.name), lambda: PROPERTIES_COLUMN in {
+            r[1] for r in con.execute(f'PRAGMA table_info("{layer.name}")')})
 
     def _schema_names(self, con) -> set[str]:
         """Names of the file's tables and indexes (files written by older versions lack newer indexes)."""
@@ -1414,6 +1429,8 @@ def _rows_into(con: sqlite3.Connection, lay: Layer, gone: Sequence[str], frame: 
     if not len(frame):
         return
     table = _arrow_table(lay, frame)
+    has = {r[1] for r in con.execute(f'PRAGMA table_info("{name}")')}  # an older file's table: without newer texts
+    table = table.select([n for n in table.column_names if n in has or n == "geom"])
     names = table.column_names
     columns = [table.column(n).to_pylist() for n in names[:-1]]
     columns.append(to_gpkg(geo.to_multipolygons(frame.geometry.values), int(STORE_CRS.split(":")[1])))
@@ -1670,6 +1687,9 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
     for name in (SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN):
         arrays.append(derived[name])
         names.append(name)
+    for name, values in stored_properties(layer, {n: _read_back(a) for n, a in zip(layer.field_names, arrays)}).items():
+        arrays.append(values)
+        names.append(name)
     arrays.append(derived["wkb"])
     names.append("geom")
     field_meta = {b"ARROW:extension:name": b"geoarrow.wkb"}
@@ -1677,6 +1697,12 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
                               for n, a in zip(names[:-1], arrays[:-1])]
                              + [pa.field("geom", pa.binary(), metadata=field_meta)])
     return pa.Table.from_arrays(arrays, schema=arrow_schema)
+
+
+def _read_back(values: pa.Array) -> pa.Array:
+    """A field's values as SQLite reads them back (what the stored properties' text must show): a REAL -0.0 is
+    stored as the integer 0 and read as 0.0 (-0.0 + 0.0 is 0.0)."""
+    return pc.add(values, 0.0) if pa.types.is_floating(values.type) else values
 
 
 def _stored_rows(path: Path, layer: Layer) -> tuple[dict, pa.Table] | None:

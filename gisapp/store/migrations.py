@@ -338,6 +338,19 @@ _V14 = """
 CREATE INDEX IF NOT EXISTS ix_findings_row_hash ON findings (row_hash);
 """
 
+_V15 = """
+-- Each row's properties as the JSON text an items page writes (gisapp.store.base.PROPERTIES_COLUMN): the
+-- public fields' object, and the personal fields' members that pages for signed-in staff splice in (NULL on
+-- layers without personal fields), written with the row, so that a page reads one text per feature instead
+-- of every field.  Rows loaded before this version have them NULL (their pages read the fields) until
+-- written again.
+ALTER TABLE wards ADD COLUMN properties_json text, ADD COLUMN properties_personal text;
+ALTER TABLE construction_permits ADD COLUMN properties_json text, ADD COLUMN properties_personal text;
+ALTER TABLE sidewalk_permits ADD COLUMN properties_json text, ADD COLUMN properties_personal text;
+ALTER TABLE findings ADD COLUMN properties_json text, ADD COLUMN properties_personal text;
+ALTER TABLE sidewalks ADD COLUMN properties_json text, ADD COLUMN properties_personal text;
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "layer tables with GiST and B-tree indexes, metadata, layer statistics", _V1),
     Migration(2, "indexes on ward validity and finding end dates", _V2),
@@ -352,6 +365,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, "box of each change-log entry's old and new geometry (incremental tiles)", _V11),
     Migration(13, "hash of each finding's values (a replace of the findings writes only what changed)", _V13),
     Migration(14, "index of the findings' hashes (their stored hashes read from it by a replace)", _V14),
+    Migration(15, "properties as JSON text beside each row (fast API pages)", _V15),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -63,7 +63,9 @@ from gisapp.store.base import (
     GEOJSON_COLUMN,
     HISTORY_SCHEMA,
     INSPECTION_COLUMNS,
+    PERSONAL_PROPERTIES_COLUMN,
     PERSONAL_SEARCH_COLUMN,
+    PROPERTIES_COLUMN,
     REPLACE_DETAIL_MAX,
     SEARCH_COLUMN,
     TEXTS_SCHEMA,
@@ -97,6 +99,9 @@ from gisapp.store.base import (
     replace_is_compact,
     search_column,
     store_layer,
+    stored_properties,
+    texts_columns,
+    texts_rows,
     typed_table,
 )
 from gisapp.store.migrations import one
@@ -128,6 +133,10 @@ def display_url(url: str) -> str:
     return url
 
 
+#: Pages of a layer read from their fields after one found a row without its stored text (:meth:`_Pool.texts_due`).
+TEXTS_RETRY = 200
+
+
 class _Pool:
     """Idle connections to one database, handed out one per ``with`` block."""
 
@@ -135,8 +144,25 @@ class _Pool:
         self.url = url
         self.max_idle = max_idle
         self.schema_ok = False
+        #: layer → pages still read from their fields before the stored texts are tried again (see texts_due)
+        self.untexted: dict[str, int] = {}
         self._idle: list[psycopg.Connection] = []
         self._lock = threading.Lock()
+
+    def texts_due(self, layer: str) -> bool:
+        """Whether a page of ``layer`` should read the stored properties' texts: not for the next
+        :data:`TEXTS_RETRY` pages after one found a row without it (a database loaded before migration 15 and
+        not written since would read every page twice), then again."""
+        with self._lock:
+            left = self.untexted.get(layer, 0)
+            if left:
+                self.untexted[layer] = left - 1
+            return not left
+
+    def texts_missing(self, layer: str) -> None:
+        """A page of ``layer`` found a row without its stored text (:meth:`texts_due`)."""
+        with self._lock:
+            self.untexted[layer] = TEXTS_RETRY
 
     def _new(self) -> psycopg.Connection:
         try:
@@ -424,41 +450,59 @@ class PostGISStore(Store):
         return pa.Table.from_arrays([table.column(n).take(order) for n in [*names, "geometry"]], schema=arrow_schema)
 
     def page(self, layer: str, flt: Filter | None = None, *, fields: list[str], limit: int,
-             offset: int = 0) -> Page:
+             offset: int = 0, texts: bool = False) -> Page:
         """The page's rows, then the count of all matches when the page does not tell it.
 
         A page with rows but fewer than ``limit`` ends the matches, so they
         number ``offset`` + its rows (a street view often fits in one page);
         otherwise a count query follows.  Not one query with a window count:
         that sorts every match before the limit, which a whole-extent bbox
-        (QGIS asks for one) makes the whole layer.
+        (QGIS asks for one) makes the whole layer.  With ``texts`` the rows read the stored properties' text
+        (:func:`texts_columns`) instead of the fields (a row without it: the fields, read again).
         """
         lay = store_layer(layer)
         names = field_names(lay, fields)
         where, params = self.where(lay, flt)
         # as of a day: the statuses of that day in the same query, a flag column after the geometry
         expressions, flagged = page_columns(lay, [lay.key, *names], flt)
-        columns = ", ".join([*expressions[:len(names) + 1], GEOJSON_COLUMN, *expressions[len(names) + 1:]])
-        paging = [*params, int(limit), int(offset)]
-        query = f"SELECT {columns} FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s"
+        pool = _pool(self._url)
+        stored = texts_columns(lay, names, flagged) if texts and pool.texts_due(lay.name) else None
         with self.connection() as con:
-            if where and (flt is None or flt.bbox is None) and \
-                    _estimated_rows(con, f"SELECT 1 FROM {lay.name}{where}", params) <= FILTER_FIRST_MAX_ROWS:
-                # A selective filter without a box: its matches first, through its own indexes, then their keys
-                # sorted.  Left to itself the planner may walk the key index in order testing the filter, which
-                # reads most of the table when the matches are not spread evenly over the keys (a status
-                # the newest dossiers have: 200 ms at 100,000 dossiers, seconds at 1M, instead of ~5 ms).
-                query = (f"WITH matches AS MATERIALIZED (SELECT {lay.key} FROM {lay.name}{where}) "
-                         f"SELECT {columns} FROM {lay.name} WHERE {lay.key} IN "
-                         f"(SELECT {lay.key} FROM matches ORDER BY {lay.key} LIMIT %s OFFSET %s) ORDER BY {lay.key}")
-            # The rows as psycopg makes them are the page's rows: (key, *fields, GeoJSON text).
-            rows = con.cursor(binary=True).execute(query, paging).fetchall()
+            select = self._page_select(con, lay, where, params, flt)
+            if stored is not None:
+                utf8 = [f"convert_to({c}, 'UTF8')" for c in [*stored, GEOJSON_COLUMN]]  # bytes, not decoded
+                rows = texts_rows(lay, con.cursor(binary=True).execute(
+                    select([lay.key, *utf8]), [*params, int(limit), int(offset)]).fetchall())
+            if stored is not None and rows is None:
+                pool.texts_missing(lay.name)
+            if stored is None or rows is None:
+                columns = [*expressions[:len(names) + 1], GEOJSON_COLUMN, *expressions[len(names) + 1:]]
+                # The rows as psycopg makes them are the page's rows: (key, *fields, GeoJSON text).
+                rows = con.cursor(binary=True).execute(select(columns), [*params, int(limit), int(offset)]).fetchall()
+                stored = None
             if len(rows) < int(limit) and (rows or not offset):
                 matched = int(offset) + len(rows)
             else:
                 matched = one(con.execute(f"SELECT count(*) FROM {lay.name}{where}", params))[0]
+        if stored is not None:
+            return Page(matched, rows, texts=True)
         rows, known = page_rows(rows, flagged, 1 + names.index("status") if "status" in names else None)
         return Page(matched, rows, known)
+
+    def _page_select(self, con, lay: Layer, where: str, params: list, flt: Filter | None):
+        """The query of a page's rows as a function of its columns (parameters: ``params``, limit, offset)."""
+        if where and (flt is None or flt.bbox is None) and \
+                _estimated_rows(con, f"SELECT 1 FROM {lay.name}{where}", params) <= FILTER_FIRST_MAX_ROWS:
+            # A selective filter without a box: its matches first, through its own indexes, then their keys
+            # sorted.  Left to itself the planner may walk the key index in order testing the filter, which
+            # reads most of the table when the matches are not spread evenly over the keys (a status
+            # the newest dossiers have: 200 ms at 100,000 dossiers, seconds at 1M, instead of ~5 ms).
+            return lambda columns: (
+                f"WITH matches AS MATERIALIZED (SELECT {lay.key} FROM {lay.name}{where}) "
+                f"SELECT {', '.join(columns)} FROM {lay.name} WHERE {lay.key} IN "
+                f"(SELECT {lay.key} FROM matches ORDER BY {lay.key} LIMIT %s OFFSET %s) ORDER BY {lay.key}")
+        return lambda columns: \
+            f"SELECT {', '.join(columns)} FROM {lay.name}{where} ORDER BY {lay.key} LIMIT %s OFFSET %s"
 
     def version(self) -> str | None:
         """The data version every write raises in its transaction, after the database's random token."""
@@ -1041,7 +1085,7 @@ def _copy_into(con: psycopg.Connection, table: str, layer: Layer, frame: gpd.Geo
 def _copy_columns(layer: Layer) -> list[str]:
     """The columns :func:`_copy_into` writes, in the order of :func:`_arrow_table`'s."""
     return [*layer.field_names, SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN, "geom",
-            *(["row_hash"] if layer.name in HASHED_LAYERS else [])]
+            *(["row_hash"] if layer.name in HASHED_LAYERS else []), PROPERTIES_COLUMN, PERSONAL_PROPERTIES_COLUMN]
 
 
 def _copy_chunks(layer: Layer, frame: gpd.GeoDataFrame) -> Iterator[tuple[int, pa.Buffer]]:
@@ -1243,6 +1287,7 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
     arrays["geom"] = _ewkb(derived["wkb"])
     if layer.name in HASHED_LAYERS:
         arrays["row_hash"] = pa.array(row_hashes(layer, frame), type=pa.int64())
+    arrays.update(stored_properties(layer, {f.name: arrays[f.name] for f in layer.fields}))
     return pa.table(arrays)
 
 
