@@ -250,8 +250,8 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
         col = (cx + dx) * height
         lo = first[col + cy - 1]
         if same and dx == 0:
-            hi = np.arange(len(qrows), dtype=index)  # this column: the boxes sorted before this one (each unordered
-            # pair once)
+            # this column: the boxes sorted before this one (each unordered pair once)
+            hi = np.arange(len(qrows), dtype=index)
         else:
             hi = first[col + top + 1]
         if dx == 1:

@@ -852,12 +852,12 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
     for layer, keys in rows.groupby("layer")["key"]:
         if layer in fresh:
             continue
-        unique = sorted(set(keys))
-        many = len(unique) > hist.WHOLE_LAYER_KEYS
         if into != hist.TABLE:  # staged: set once the rows are in the history (:func:`_move_history`)
             assert later is not None
             later.add(layer)
             continue
+        unique = sorted(set(keys))
+        many = len(unique) > hist.WHOLE_LAYER_KEYS
         con.execute(hist.next_on_sql("%s", "" if many else "AND key = ANY(%s)"), [layer] if many else [layer, unique])
     if analyze and len(rows) > _HISTORY_ANALYZE_ROWS:
         con.execute(f"ANALYZE {hist.TABLE}")
