@@ -805,3 +805,21 @@ def test_analysis_module_is_free_of_flask_and_click():
         with open(module.__file__, encoding="utf-8") as fh:
             source = fh.read()
         assert "import flask" not in source and "from flask" not in source and "import click" not in source
+
+
+def test_text_columns_become_the_same_strings_through_their_dictionary():
+    """``run.text_objects``: a column of few distinct texts (through its dictionary) or of many gives the values
+    ``to_numpy`` gives, ``None`` where missing, in chunks or not."""
+    import pyarrow as pa
+
+    from gisapp.analysis.run import SAMPLE_ROWS, text_objects
+
+    rng = np.random.default_rng(3)
+    few = [None if v == 6 else f"2031{v}" for v in rng.integers(0, 7, 3 * SAMPLE_ROWS)]
+    many = [f"VH-{v}" if v % 5 else None for v in range(3 * SAMPLE_ROWS)]
+    for values in (few, many, few[:10], ["đường", None, "phố"] * SAMPLE_ROWS):
+        for column in (pa.array(values, pa.string()), pa.chunked_array([values[:7], values[7:]], pa.string())):
+            got = text_objects(column)
+            assert got.dtype == object and got.tolist() == values
+    shared = text_objects(pa.array(few, pa.string()))
+    assert len({id(v) for v in shared if v is not None}) == 6  # one string per distinct text
