@@ -144,6 +144,8 @@ def _same_as(store, frame):
     pd.testing.assert_frame_equal(pd.DataFrame(got.drop(columns="geometry")),
                                   pd.DataFrame(want.drop(columns="geometry")))
     assert shapely.equals_exact(got.geometry.values, geo.to_multipolygons(want.geometry.values), 0).all()
+    # the layer's recorded extent (from the coordinates the hashes read): its geometries' own
+    assert {i.name: i for i in store.info()}["findings"].extent == tuple(shapely.total_bounds(want.geometry.values))
 
 
 def test_replacing_the_findings_with_the_same_ones_rewrites_no_row(pg):

@@ -638,6 +638,7 @@ class PostGISStore(Store):
                     counter = _RowCounter(progress, sum(len(f) for f in frames.values()))
                     removed = dict.fromkeys(layers, 0)
                     log: list[tuple] = []
+                    bounds: dict[str, list[float] | None] = {}  # extents known from the hashes' coordinates
                     for name, keys in deleted.items():
                         lay = layers[name]
                         rows = con.execute(f"DELETE FROM {lay.name} WHERE {lay.key} = ANY(%s) "
@@ -654,7 +655,7 @@ class PostGISStore(Store):
                                                                later=later)
                         else:
                             frame = typed[name]
-                        changed = _replace_changed(con, layers[name], frame, counter) \
+                        changed = _replace_changed(con, layers[name], frame, counter, bounds) \
                             if mode == "replace" and name in HASHED_LAYERS else None
                         if changed is not None:
                             log.extend(changed)
@@ -672,7 +673,7 @@ class PostGISStore(Store):
                     small = mode == "upsert" and sum(len(f) for f in typed.values()) <= SMALL_UPSERT
                     for name in layers:
                         if mode == "replace":
-                            _set_stats(con, layers[name], typed[name])
+                            _set_stats(con, layers[name], typed[name], bounds)
                         elif small:
                             _update_stats_by(con, layers[name], typed.get(name), removed[name])
                         else:
@@ -1390,7 +1391,8 @@ def _byte_order(keys: pa.Array) -> np.ndarray:
     """The indices that sort the texts ``keys`` by their bytes, as ``pyarrow.compute.sort_indices`` (stable).
 
     Keys of up to 32 bytes (every layer's) are cut into big-endian 64-bit words, zero-padded (a text holds no
-    zero byte, so a prefix sorts first), and sorted by numpy's ``lexsort`` of the words: ~2-3× faster than
+    zero byte, so a prefix sorts first), and sorted word by word from the last, each a stable sort of the
+    words in the order so far (as ``lexsort``, ~1.5× faster: each pass sorts one array): ~3× faster than
     Arrow's comparison sort of a million texts; longer keys take Arrow's.
     """
     n = len(keys)
@@ -1410,7 +1412,10 @@ def _byte_order(keys: pa.Array) -> np.ndarray:
         chunk = windows[offsets[:-1] + 8 * w]
         chunk = np.where(np.arange(8 * w, 8 * w + 8) < lengths[:, None], chunk, np.uint8(0)).astype(np.uint8)
         columns.append(np.ascontiguousarray(chunk).view(">u8").ravel().astype(np.uint64))
-    return np.lexsort(columns[::-1])
+    order = np.argsort(columns[-1], kind="stable")
+    for column in columns[-2::-1]:
+        order = order[np.argsort(column[order], kind="stable")]
+    return order
 
 
 def _unpacked(row: tuple, types: dict[str, str]) -> pa.Table:
@@ -1459,13 +1464,18 @@ def _mix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def _geometry_hashes(geoms: np.ndarray, multi: bool) -> np.ndarray:
+def _geometry_hashes(geoms: np.ndarray, multi: bool,
+                     bounds: list[list[float] | None] | None = None) -> np.ndarray:
     """A uint64 of each geometry: its type, parts and coordinates in order.
 
     ``multi``: a Polygon hashes as the MultiPolygon of its one polygon (what a MultiPolygon layer stores,
-    :func:`gisapp.geo.to_multipolygons`, so a frame read back hashes as the frame written)."""
+    :func:`gisapp.geo.to_multipolygons`, so a frame read back hashes as the frame written).  ``bounds``: a list
+    the box of all the coordinates (minx, miny, maxx, maxy; ``None`` without any) is appended to, what
+    :func:`_frame_bounds` says of the geometries (each one's box is that of its coordinates)."""
     # the coordinates without their owners' index (a third of get_coordinates' time), the owners from the counts
     coords = shapely.get_coordinates(geoms)
+    if bounds is not None:
+        bounds.append([*map(float, coords.min(axis=0)), *map(float, coords.max(axis=0))] if len(coords) else None)
     counts = shapely.get_num_coordinates(geoms).astype(np.int64)
     starts = np.zeros(len(geoms) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
@@ -1484,13 +1494,14 @@ def _geometry_hashes(geoms: np.ndarray, multi: bool) -> np.ndarray:
     return _mix(sums ^ _mix(shape.astype(np.uint64) * _GOLDEN + counts.astype(np.uint64)))
 
 
-def row_hashes(layer: Layer, frame: gpd.GeoDataFrame) -> np.ndarray:
+def row_hashes(layer: Layer, frame: gpd.GeoDataFrame, bounds: list[list[float] | None] | None = None) -> np.ndarray:
     """A 64-bit hash (int64) of each row of ``frame`` (typed by :func:`gisapp.schema.coerce`): its fields and geometry.
 
     Rows stored alike hash alike (a Polygon as the MultiPolygon a MultiPolygon layer stores; in any process:
     no per-process seed); different rows collide with a chance of ~2⁻⁶⁴.  Texts are joined by Arrow with
     their lengths hashed beside them (so no two ways to split a joined text hash alike) and the joined bytes
-    go through pandas' SipHash; numbers, dates and coordinates are mixed in numpy.
+    go through pandas' SipHash; numbers, dates and coordinates are mixed in numpy.  ``bounds``: as
+    :func:`_geometry_hashes`'.
     """
     n = len(frame)
     h = np.full(n, np.uint64(len(layer.fields)), dtype=np.uint64)
@@ -1516,7 +1527,7 @@ def row_hashes(layer: Layer, frame: gpd.GeoDataFrame) -> np.ndarray:
         # factorizing the texts, nearly all distinct here (0.9 s of a 1 s hash at 700,000 findings)
         h = _mix(h * _GOLDEN + hash_array(joined.cast(pa.binary()).to_numpy(zero_copy_only=False), categorize=False))
     geoms = np.asarray(frame.geometry.values, dtype=object)
-    h = _mix(h * _GOLDEN + _geometry_hashes(geoms, layer.geometry == "MultiPolygon"))
+    h = _mix(h * _GOLDEN + _geometry_hashes(geoms, layer.geometry == "MultiPolygon", bounds))
     return h.view(np.int64)
 
 
@@ -1546,7 +1557,8 @@ def _stored_hashes(con: psycopg.Connection, table: str) -> tuple[np.ndarray, int
 
 
 def _replace_changed(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame,
-                     counter: _RowCounter | None = None) -> list[tuple] | None:
+                     counter: _RowCounter | None = None,
+                     bounds: dict[str, list[float] | None] | None = None) -> list[tuple] | None:
     """Replace the rows of the hashed ``layer`` by ``frame``, writing only what changed; its change-log entries.
 
     The stored rows' hashes (one packed value) against :func:`row_hashes` of ``frame``: rows whose hash is
@@ -1554,15 +1566,19 @@ def _replace_changed(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFr
     the rest stay as they are.  A feature written and deleted is logged as an ``update``, one only written as
     an ``insert``, one only deleted as a ``delete``; more than :data:`~gisapp.store.base.REPLACE_DETAIL_MAX`
     changes log one ``replace``.  ``None`` (nothing done) when the change is large enough that loading the
-    layer whole costs less (:data:`CHANGED_SHARE`).
+    layer whole costs less (:data:`CHANGED_SHARE`).  ``bounds`` gets the extent of ``frame`` (for
+    :func:`_set_stats`, from the coordinates the hashes read).
     """
     name, key = layer.name, layer.key
     # the stored hashes read by the server while this thread hashes the frame (the connection waits with the
     # interpreter lock released)
     with ThreadPoolExecutor(max_workers=1) as reader:
         reading = reader.submit(_stored_hashes, con, name)
-        new = row_hashes(layer, frame)
+        box: list[list[float] | None] = []
+        new = row_hashes(layer, frame, box)
         stored, unknown = reading.result()
+    if bounds is not None:
+        bounds[name] = box[0]
     old_count = len(stored) + unknown
     ordered = np.sort(new)
     if len(ordered) > 1 and (ordered[1:] == ordered[:-1]).any():  # a row twice: the whole load refuses it
@@ -1680,10 +1696,11 @@ def _frame_bounds(frame: gpd.GeoDataFrame) -> list[float] | None:
     return [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
 
 
-def _set_stats(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame) -> None:
+def _set_stats(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame,
+               known: dict[str, list[float] | None] | None = None) -> None:
     """Record the count and extent of a replaced ``layer`` in ``gisapp_layers``: those of ``frame``, the rows
-    it now holds (no scan of the million rows just loaded)."""
-    found = _frame_bounds(frame)
+    it now holds (no scan of the million rows just loaded); the extent from ``known`` when it has the layer's."""
+    found = known[layer.name] if known is not None and layer.name in known else _frame_bounds(frame)
     bounds: list[float | None] = list(found) if found else [None] * 4
     con.execute("UPDATE gisapp_layers SET count = %s, minx = %s, miny = %s, maxx = %s, maxy = %s WHERE name = %s",
                 [len(frame), *bounds, layer.name])
