@@ -1477,17 +1477,19 @@ def _geometry_hashes(geoms: np.ndarray, multi: bool,
     :func:`gisapp.geo.to_multipolygons`, so a frame read back hashes as the frame written).  ``bounds``: a list
     the box of all the coordinates (minx, miny, maxx, maxy; ``None`` without any) is appended to, what
     :func:`_frame_bounds` says of the geometries (each one's box is that of its coordinates)."""
-    # the coordinates without their owners' index (a third of get_coordinates' time), the owners from the counts
-    coords = shapely.get_coordinates(geoms)
+    # the coordinates with their owners' index, the counts from it: one walk over the geometries (a second,
+    # get_num_coordinates, cost more than the index where an analysis left its objects scattered in memory)
+    coords, owner = shapely.get_coordinates(geoms, return_index=True)
     if bounds is not None:
         bounds.append([*map(float, coords.min(axis=0)), *map(float, coords.max(axis=0))] if len(coords) else None)
-    counts = shapely.get_num_coordinates(geoms).astype(np.int64)
+    counts = np.bincount(owner, minlength=len(geoms)).astype(np.int64)
     starts = np.zeros(len(geoms) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
-    owner = np.repeat(np.arange(len(geoms), dtype=np.int64), counts)
     bits = np.ascontiguousarray(coords, dtype=np.float64).view(np.uint64)
-    position = (np.arange(len(owner), dtype=np.int64) - starts[owner]).astype(np.uint64)
-    each = _mix(bits[:, 0] ^ _mix(bits[:, 1] ^ _mix(position + _GOLDEN)))
+    position = np.arange(len(owner), dtype=np.int64) - starts[owner]
+    # the mixed position of each coordinate from a table of the few positions there are
+    mixed = _mix(np.arange(int(counts.max()) if len(owner) else 0, dtype=np.uint64) + _GOLDEN)[position]
+    each = _mix(bits[:, 0] ^ _mix(bits[:, 1] ^ mixed))
     sums = np.zeros(len(geoms), dtype=np.uint64)
     has = counts > 0
     if len(each):
