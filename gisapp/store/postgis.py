@@ -616,11 +616,14 @@ class PostGISStore(Store):
         typed = {} if prepared is not None else \
             {name: schema.coerce(layers[name], frame, arrow_text=True) for name, frame in frames.items()}
         pool = _pool(self._url)
+        staging: _Staging | None = None
+        committed = False
         try:
             with self._writer() as con:
                 with _nothing_changed(con, f"writing to {self.url}"), con.transaction():
-                    if not pool.schema_ok:
-                        migrations.upgrade(con)
+                    upgraded = migrations.upgrade(con) if not pool.schema_ok else []
+                    if prepared is not None and not upgraded:  # the committed schema is the current one:
+                        staging = _Staging(self._url)  # the layers are loaded and indexed beside the transaction
                     con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
                     if prepared is None:
                         history_rows = _write_history(con, typed, history, mode)
@@ -660,13 +663,17 @@ class PostGISStore(Store):
                             log.extend(changed)
                             continue
                         log.extend(_logged(con, layers[name], frame, mode))
-                        if mode == "replace":
-                            _replace_layer(con, layers[name], frame, counter,
-                                           chunks=None if prepared is None else prepared.chunks(name))
+                        chunks = None if prepared is None else prepared.chunks(name)
+                        if staging is not None and chunks is not None:
+                            staging.load(con, layers[name], frame, counter, chunks)
+                        elif mode == "replace":
+                            _replace_layer(con, layers[name], frame, counter, chunks=chunks)
                         else:
                             removed[name] += _upsert_layer(con, layers[name], frame, counter)
                     if staged:
                         _move_history(con, history_rows, later)
+                    if staging is not None:
+                        staging.swap(con)
                     if prepared is not None and history_rows > _HISTORY_ANALYZE_ROWS:
                         con.execute(f"ANALYZE {hist.TABLE}")
                     small = mode == "upsert" and sum(len(f) for f in typed.values()) <= SMALL_UPSERT
@@ -682,9 +689,13 @@ class PostGISStore(Store):
                     if log:
                         _append_changes(con, log)
                     con.execute("UPDATE gisapp_version SET version = version + 1")
+                committed = True
         finally:
             if prepared is not None:
                 prepared.close()
+            if staging is not None:
+                held = self._held[1] if self._held is not None and self._held[0] == threading.get_ident() else None
+                staging.close(failed=not committed, held=held)
 
 
     def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
@@ -1687,6 +1698,79 @@ def _indexes_on(con: psycopg.Connection, indexes: list[tuple[str, str]], table: 
         con.execute(_INDEX_DEF.sub(rf"CREATE \g<1>INDEX {temporary} ON {table} USING ", ddl))  # no UNIQUE: ""
         renames.append((temporary, index))
     return renames
+
+
+class _Staging:
+    """The layers of a replace loaded and indexed beside the write's transaction, swapped in by it.
+
+    In one transaction the server does one thing at a time: a 1M layer's index builds (~9 s) held up the next
+    layer's ``COPY``.  Here each layer's rows are COPYed (``FREEZE``) into a load table created and committed
+    on a connection of its own (:meth:`load`), and its indexes built (temporary names) and its statistics
+    computed on another, in a thread, while the next layer is COPYed; the write's transaction then swaps the
+    load tables in (:meth:`swap`: the old table dropped, the load table and its indexes renamed, the grants
+    given again).  No reader looks at a load table, and the store changes at the write's commit alone: a
+    failed write rolls its transaction back and drops the load tables (:meth:`close`; a writer killed
+    meanwhile leaves them to the next write of the layer, which drops them first).  Only for a store whose
+    schema is current (the load tables are made like the committed layer tables).
+    """
+
+    def __init__(self, url: str):
+        self._url = url
+        self._builds = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-index")
+        self._loaded: dict[str, tuple[Layer, Future]] = {}  # load table → its layer, its index build's renames
+        self._swapped = False
+
+    def load(self, con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame, counter: _RowCounter | None,
+             chunks: Iterator[tuple[int, pa.Buffer]]) -> None:
+        """COPY ``frame`` (its rows: ``chunks``) into ``layer``'s load table, then start its index builds; the
+        old table's indexes are read in the write's transaction ``con``."""
+        name, load = layer.name, f"{layer.name}__load"
+        indexes = con.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                              "AND tablename = %s", [name]).fetchall()
+        with _pool(self._url).connection() as loader, loader.transaction():
+            loader.execute(f"DROP TABLE IF EXISTS {load}")
+            loader.execute(f"CREATE TABLE {load} (LIKE {name} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                           "INCLUDING STORAGE INCLUDING COMMENTS)")
+            self._loaded[load] = (layer, Future())  # dropped by close() if the write fails from here on
+            _copy_into(loader, load, layer, frame, counter, freeze=_FREEZE_LOADS, chunks=chunks)
+        self._loaded[load] = (layer, self._builds.submit(self._build, load, indexes))
+
+    def _build(self, load: str, indexes: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        with _pool(self._url).connection() as con, con.transaction():
+            _index_memory(con)
+            renames = _indexes_on(con, indexes, load)
+            con.execute(f"ANALYZE {load}")
+        return renames
+
+    def swap(self, con: psycopg.Connection) -> None:
+        """Swap every loaded layer in, in the write's transaction ``con`` (each once its indexes are built)."""
+        for load, (layer, built) in self._loaded.items():
+            renames = built.result()
+            grants = _grants(con, layer.name)
+            _before_swap(con, layer)
+            con.execute(f"DROP TABLE {layer.name}")
+            con.execute(f"ALTER TABLE {load} RENAME TO {layer.name}")
+            for temporary, index in renames:
+                con.execute(f"ALTER INDEX {temporary} RENAME TO {index}")
+            _grant(con, layer.name, grants)
+        self._swapped = True
+
+    def close(self, *, failed: bool, held: psycopg.Connection | None = None) -> None:
+        """Wait for the index builds; once the write ``failed`` (its transaction rolled back: the swapped layers
+        are load tables again) drop the load tables, holding the writers' lock (another write may have begun
+        and made its own): on ``held``, the connection that holds it for this thread, else in a transaction
+        that takes it."""
+        self._builds.shutdown(cancel_futures=True)
+        if not failed or not self._loaded:
+            return
+        with contextlib.suppress(psycopg.Error, StoreError), contextlib.ExitStack() as stack:
+            con = held
+            if con is None:
+                con = stack.enter_context(_pool(self._url).connection())
+                stack.enter_context(con.transaction())
+                con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+            for load in self._loaded:
+                con.execute(f"DROP TABLE IF EXISTS {load}")
 
 
 def _index_memory(con: psycopg.Connection) -> None:
