@@ -8,7 +8,9 @@ applies them too).
 
 A write is one transaction.  ``replace`` loads each layer into a new table
 with COPY, builds its indexes, then swaps it for the old one, so readers
-see the old data until the commit and are blocked only for the swap
+see the old data until the commit and are blocked only for the swap (once
+the schema is current the new tables are loaded and indexed on connections
+of their own beside the transaction, which swaps them in: :class:`_Staging`)
 (the findings, whose rows carry a hash of their values, are replaced in
 place where they changed when few did: :func:`_replace_changed`);
 ``upsert`` loads into a temporary table and replaces rows by key.  Write
