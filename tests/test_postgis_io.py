@@ -398,3 +398,19 @@ def test_a_replace_whose_index_build_fails_changes_nothing_and_leaves_no_load_ta
         pg.write({"sidewalk_permits": twice, "wards": _wards(3)}, mode="replace")
     assert (pg.read("sidewalk_permits")["permit_no"].tolist(), pg.read("wards")["ward_key"].tolist()) == before
     assert not _load_tables(pg)
+
+
+def test_a_failed_replace_under_the_writers_lock_drops_its_load_tables_and_keeps_the_lock(pg, monkeypatch):
+    pg.write({"sidewalk_permits": _permits(40), "wards": _wards()}, mode="replace")
+
+    def boom(con, layer):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(postgis, "_before_swap", boom)
+    with pg.write_lock():
+        with pytest.raises(OSError, match="disk full"):
+            pg.write({"sidewalk_permits": _permits(50, seed=6), "wards": _wards(3)}, mode="replace")
+        assert not _load_tables(pg) and pg.count("sidewalk_permits") == 40
+        monkeypatch.undo()
+        pg.write({"wards": _wards(3)}, mode="replace")  # the lock is still this thread's
+    assert pg.count("wards") == 3 and not _load_tables(pg)
