@@ -1720,7 +1720,6 @@ class _Staging:
         self._url = url
         self._builds = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-index")
         self._loaded: dict[str, tuple[Layer, Future]] = {}  # load table → its layer, its index build's renames
-        self._swapped = False
 
     def load(self, con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame, counter: _RowCounter | None,
              chunks: Iterator[tuple[int, pa.Buffer]]) -> None:
@@ -1755,7 +1754,6 @@ class _Staging:
             for temporary, index in renames:
                 con.execute(f"ALTER INDEX {temporary} RENAME TO {index}")
             _grant(con, layer.name, grants)
-        self._swapped = True
 
     def close(self, *, failed: bool, held: psycopg.Connection | None = None) -> None:
         """Wait for the index builds; once the write ``failed`` (its transaction rolled back: the swapped layers
