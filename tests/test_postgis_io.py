@@ -11,7 +11,7 @@ import shapely
 
 from gisapp import geo, schema
 from gisapp.store import postgis
-from gisapp.store.base import Store
+from gisapp.store.base import Store, StoreError
 from gisapp.store.postgis import PostGISStore
 
 X, Y = 547600.0, 1770400.0
@@ -361,3 +361,58 @@ def test_a_failed_first_load_leaves_the_history_and_its_index(pg_url, monkeypatc
         store.write({"sidewalk_permits": _permits(60)}, mode="replace")
     assert _history_and_index(store) == before and before[1]
     assert store.count("sidewalk_permits") == 0
+
+
+def _load_tables(store: PostGISStore) -> list:
+    with psycopg.connect(store.url, autocommit=True) as con:
+        return con.execute("SELECT relname FROM pg_class WHERE relname LIKE '%%load%%'").fetchall()
+
+
+def test_a_replace_loads_and_indexes_beside_its_transaction_and_swaps_at_its_end(pg, monkeypatch):
+    """Each replaced layer is COPYed into a load table committed apart and indexed on another connection while
+    the next is loaded; readers see the old layers until the write's commit, which swaps them in with the old
+    tables' indexes (the same definitions) and statistics."""
+    pg.write({"sidewalk_permits": _permits(40), "wards": _wards()}, mode="replace")  # the schema is current now
+    with psycopg.connect(pg.url, autocommit=True) as con:
+        indexes = con.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
+                              "('sidewalk_permits', 'wards') ORDER BY 1").fetchall()
+    seen = []
+
+    def swap(con, layer):  # in the write's transaction, before the first swap: both load tables committed
+        seen.append((layer.name, PostGISStore(pg.url).count(layer.name), sorted(r[0] for r in _load_tables(pg))))
+
+    monkeypatch.setattr(postgis, "_before_swap", swap)
+    pg.write({"sidewalk_permits": _permits(60, seed=4), "wards": _wards(3)}, mode="replace")
+    assert seen[0][:2] == ("sidewalk_permits", 40) and seen[1][:2] == ("wards", 5)
+    assert "sidewalk_permits__load" in seen[0][2] and "wards__load" in seen[0][2]
+    assert pg.count("sidewalk_permits") == 60 and pg.count("wards") == 3 and not _load_tables(pg)
+    with psycopg.connect(pg.url, autocommit=True) as con:
+        assert con.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename IN "
+                           "('sidewalk_permits', 'wards') ORDER BY 1").fetchall() == indexes
+        assert con.execute("SELECT reltuples FROM pg_class WHERE relname = 'sidewalk_permits'").fetchone()[0] == 60
+
+
+def test_a_replace_whose_index_build_fails_changes_nothing_and_leaves_no_load_table(pg):
+    pg.write({"sidewalk_permits": _permits(40), "wards": _wards()}, mode="replace")
+    before = pg.read("sidewalk_permits")["permit_no"].tolist(), pg.read("wards")["ward_key"].tolist()
+    twice = pd.concat([_permits(30, seed=5), _permits(30, seed=5).iloc[:2]], ignore_index=True)
+    with pytest.raises(StoreError, match="nothing was changed"):
+        pg.write({"sidewalk_permits": twice, "wards": _wards(3)}, mode="replace")
+    assert (pg.read("sidewalk_permits")["permit_no"].tolist(), pg.read("wards")["ward_key"].tolist()) == before
+    assert not _load_tables(pg)
+
+
+def test_a_failed_replace_under_the_writers_lock_drops_its_load_tables_and_keeps_the_lock(pg, monkeypatch):
+    pg.write({"sidewalk_permits": _permits(40), "wards": _wards()}, mode="replace")
+
+    def boom(con, layer):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(postgis, "_before_swap", boom)
+    with pg.write_lock():
+        with pytest.raises(OSError, match="disk full"):
+            pg.write({"sidewalk_permits": _permits(50, seed=6), "wards": _wards(3)}, mode="replace")
+        assert not _load_tables(pg) and pg.count("sidewalk_permits") == 40
+        monkeypatch.undo()
+        pg.write({"wards": _wards(3)}, mode="replace")  # the lock is still this thread's
+    assert pg.count("wards") == 3 and not _load_tables(pg)

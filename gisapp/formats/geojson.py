@@ -366,22 +366,61 @@ def properties_texts(layer: Layer, arrays) -> tuple[pa.StringArray, pa.StringArr
     the members of the personal fields (``"owner_name":…,"owner_id_no":…``, ``None`` when the layer has none
     or they do not follow one another: :func:`personal_run`), for :func:`with_personal` to splice in.
 
-    ``arrays`` maps every field of ``layer`` to its values as stored (Arrow: text, date32, int32, float64)."""
-    def members(names: list[str]) -> list:
-        parts: list = []
-        for i, name in enumerate(names):
-            parts += [("," if i else "") + orjson.dumps(name).decode() + ":", page_values(arrays[name])]
-        return parts
+    ``arrays`` maps every field of ``layer`` to its values as stored (Arrow: text, date32, int32, float64).
 
+    One element-wise join per text: a text or date column without missing values or characters to escape
+    (most of them) goes in as it is, its quotes part of the keys' literals around it (:func:`_quoted_as_is`),
+    not through a join of its own as :func:`page_values` would."""
     public = [f.name for f in layer.fields if not f.personal]
     n = len(arrays[layer.fields[0].name])
     if not n:
         empty = pa.array([], pa.string())
         return empty, (empty if personal_run(layer) else None)
-    texts = pc.binary_join_element_wise("{", *members(public), "}", "")
+    texts = _members_join(public, arrays, "{", "}")
     run = personal_run(layer)
-    personal = pc.binary_join_element_wise(*members(run[0]), "") if run else None
+    personal = _members_join(run[0], arrays, "", "") if run else None
     return texts, personal
+
+
+def _members_join(names: list[str], arrays, before: str, after: str) -> pa.StringArray:
+    """``before``, the members ``"name":value`` of the fields ``names`` (values as :func:`page_values` writes
+    them) joined by commas, then ``after``, for every row: one element-wise join."""
+    parts: list = []
+    literal = before
+    for i, name in enumerate(names):
+        literal += ("," if i else "") + orjson.dumps(name).decode() + ":"
+        raw = _quoted_as_is(arrays[name])
+        if raw is None:
+            parts += [literal, page_values(arrays[name])]
+            literal = ""
+        else:
+            parts += [literal + '"', raw]
+            literal = '"'
+    return pc.binary_join_element_wise(*parts, literal + after, "")
+
+
+#: Bytes a JSON string cannot hold as they are (:data:`_NEEDS_ESCAPE`): control characters, quote, backslash.
+_ESCAPED_BYTES = np.zeros(256, dtype=bool)
+_ESCAPED_BYTES[:0x20] = _ESCAPED_BYTES[ord('"')] = _ESCAPED_BYTES[ord("\\")] = True
+
+
+def _quoted_as_is(arr) -> pa.StringArray | None:
+    """The texts of a text or date column whose JSON values are those texts between quotes (no value missing,
+    none with a character to escape: a scan of the column's bytes), else ``None``."""
+    if isinstance(arr, pa.ChunkedArray):
+        arr = arr.combine_chunks()
+    if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
+                              or pa.types.is_date(arr.type)):
+        return None
+    text = pc.cast(arr.cast(pa.date32()), pa.string()) if pa.types.is_date(arr.type) else arr.cast(pa.string())
+    if pa.types.is_date(arr.type):
+        return text
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
+    data = text.buffers()[2]
+    if data is None or offsets[-1] == offsets[0]:
+        return text
+    values = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
+    return None if _ESCAPED_BYTES[values].any() else text
 
 
 def personal_run(layer: Layer) -> tuple[list[str], str | None] | None:

@@ -8,7 +8,9 @@ applies them too).
 
 A write is one transaction.  ``replace`` loads each layer into a new table
 with COPY, builds its indexes, then swaps it for the old one, so readers
-see the old data until the commit and are blocked only for the swap
+see the old data until the commit and are blocked only for the swap (once
+the schema is current the new tables are loaded and indexed on connections
+of their own beside the transaction, which swaps them in: :class:`_Staging`)
 (the findings, whose rows carry a hash of their values, are replaced in
 place where they changed when few did: :func:`_replace_changed`);
 ``upsert`` loads into a temporary table and replaces rows by key.  Write
@@ -621,11 +623,14 @@ class PostGISStore(Store):
         typed = {} if prepared is not None else \
             {name: schema.coerce(layers[name], frame, arrow_text=True) for name, frame in frames.items()}
         pool = _pool(self._url)
+        staging: _Staging | None = None
+        committed = False
         try:
             with self._writer() as con:
                 with _nothing_changed(con, f"writing to {self.url}"), con.transaction():
-                    if not pool.schema_ok:
-                        migrations.upgrade(con)
+                    upgraded = migrations.upgrade(con) if not pool.schema_ok else []
+                    if prepared is not None and not upgraded:  # the committed schema is the current one:
+                        staging = _Staging(self._url)  # the layers are loaded and indexed beside the transaction
                     con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
                     if prepared is None:
                         history_rows = _write_history(con, typed, history, mode)
@@ -633,13 +638,13 @@ class PostGISStore(Store):
                         history_rows = _write_history(con, {}, history, mode, analyze=False, replaced={
                             name for name in given & set(frames) if name in hist.LAYER_KEYS and len(frames[name])})
                     # a first load into an empty history: its rows are COPYed before each layer as usual (the
-                    # server's work while this client makes the layer's rows) but into a temporary table, moved
-                    # into the history after the layers with its index built once (:func:`_move_history`)
+                    # server's work while this client makes the layer's rows) but into a table of their own
+                    # without indexes, which becomes the history after the layers (:func:`_move_history`)
                     staged = prepared is not None and history is None and _history_empty(con)
                     later: set[str] = set()  # staged layers whose next_on is set after the move
-                    if staged:
-                        con.execute(f"CREATE TEMP TABLE {_HISTORY_STAGE} (LIKE {hist.TABLE} INCLUDING DEFAULTS) "
-                                    "ON COMMIT DROP")
+                    if staged:  # created in the write's transaction: gone with it if the write fails
+                        con.execute(f"CREATE TABLE {_HISTORY_STAGE} (LIKE {hist.TABLE} INCLUDING DEFAULTS "
+                                    "INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)")
                     counter = _RowCounter(progress, sum(len(f) for f in frames.values()))
                     removed = dict.fromkeys(layers, 0)
                     log: list[tuple] = []
@@ -666,13 +671,17 @@ class PostGISStore(Store):
                             log.extend(changed)
                             continue
                         log.extend(_logged(con, layers[name], frame, mode))
-                        if mode == "replace":
-                            _replace_layer(con, layers[name], frame, counter,
-                                           chunks=None if prepared is None else prepared.chunks(name))
+                        chunks = None if prepared is None else prepared.chunks(name)
+                        if staging is not None and chunks is not None:
+                            staging.load(con, layers[name], frame, counter, chunks)
+                        elif mode == "replace":
+                            _replace_layer(con, layers[name], frame, counter, chunks=chunks)
                         else:
                             removed[name] += _upsert_layer(con, layers[name], frame, counter)
                     if staged:
                         _move_history(con, history_rows, later)
+                    if staging is not None:
+                        staging.swap(con)
                     if prepared is not None and history_rows > _HISTORY_ANALYZE_ROWS:
                         con.execute(f"ANALYZE {hist.TABLE}")
                     small = mode == "upsert" and sum(len(f) for f in typed.values()) <= SMALL_UPSERT
@@ -688,9 +697,13 @@ class PostGISStore(Store):
                     if log:
                         _append_changes(con, log)
                     con.execute("UPDATE gisapp_version SET version = version + 1")
+                committed = True
         finally:
             if prepared is not None:
                 prepared.close()
+            if staging is not None:
+                held = self._held[1] if self._held is not None and self._held[0] == threading.get_ident() else None
+                staging.close(failed=not committed, held=held)
 
 
     def status_history(self, layer: str, keys: list[str] | None = None) -> pd.DataFrame:
@@ -822,9 +835,10 @@ class PostGISStore(Store):
 
 #: History rows of one write above which the history's statistics are computed again.
 _HISTORY_ANALYZE_ROWS = 100_000
-#: History rows of a first load above which its index is built after them (:func:`_move_history`).
+#: History rows of a first load above which they become the history whole, indexed once (:func:`_move_history`).
 _HISTORY_BULK_ROWS = 50_000
-#: The temporary table a first load's history rows are COPYed into before they move into the history.
+#: The table (of the write's transaction, without indexes) a first load's history rows are COPYed into before
+#: they move into the history (:func:`_move_history`).
 _HISTORY_STAGE = "gisapp_history_load"
 
 
@@ -843,31 +857,34 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
     table = pa.concat_tables(parts) if parts else None
     if table is None or not table.num_rows:
         return 0
-    layers = table.column("layer").to_numpy(zero_copy_only=False)
-    keys = table.column("key").to_numpy(zero_copy_only=False)
-    rows = pd.DataFrame({"layer": layers, "key": keys})
+    # per layer its rows and keys, counted in Arrow (no Python object per row)
+    counts = table.group_by("layer").aggregate([("key", "count"), ("key", "count_distinct")])
     # layers whose keys had no history before and get one row each: their next_on stay empty (no recompute)
-    fresh = {layer for layer, keys in rows.groupby("layer")["key"]
-             if keys.is_unique and not one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {into} "
-                                                       "WHERE layer = %s)", [layer]))[0]}
-    buf = pa.BufferOutputStream()
-    pacsv.write_csv(table, buf, pacsv.WriteOptions(include_header=False))
+    fresh = {layer for layer, n, distinct in zip(counts["layer"].to_pylist(), counts["key_count"].to_pylist(),
+                                                counts["key_count_distinct"].to_pylist(), strict=True)
+             if n == distinct and not one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {into} "
+                                                      "WHERE layer = %s)", [layer]))[0]}
+    # binary COPY rows (:func:`_binary_rows`; a missing time of day is empty text, as the column's default)
+    table = table.select(list(hist.COLUMNS))
+    table = table.set_column(table.schema.get_field_index("changed_at"), "changed_at",
+                             pc.fill_null(table["changed_at"], ""))
+    freeze = ", FREEZE" if into == _HISTORY_STAGE and _FREEZE_LOADS else ""  # created in this transaction
     with con.cursor() as cur, cur.copy(f"COPY {into} ({', '.join(hist.COLUMNS)}) FROM STDIN "
-                                       "(FORMAT csv, FORCE_NOT_NULL (changed_at))") as copy:
-        copy.write(memoryview(buf.getvalue()))
-    for layer, keys in rows.groupby("layer")["key"]:
-        if layer in fresh:
-            continue
+                                       f"(FORMAT binary{freeze})") as copy:
+        copy.write(_BINARY_HEADER)
+        copy.write(memoryview(_binary_rows(table)))
+        copy.write(_BINARY_TRAILER)
+    for layer in sorted(set(counts["layer"].to_pylist()) - fresh):
         if into != hist.TABLE:  # staged: set once the rows are in the history (:func:`_move_history`)
             assert later is not None
             later.add(layer)
             continue
-        unique = sorted(set(keys))
+        unique = sorted(set(pc.filter(table["key"], pc.equal(table["layer"], layer)).to_pylist()))
         many = len(unique) > hist.WHOLE_LAYER_KEYS
         con.execute(hist.next_on_sql("%s", "" if many else "AND key = ANY(%s)"), [layer] if many else [layer, unique])
-    if analyze and len(rows) > _HISTORY_ANALYZE_ROWS:
+    if analyze and table.num_rows > _HISTORY_ANALYZE_ROWS:
         con.execute(f"ANALYZE {hist.TABLE}")
-    return len(rows)
+    return table.num_rows
 
 
 def _history_parts(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], history: pd.DataFrame | None,
@@ -898,26 +915,42 @@ def _history_empty(con: psycopg.Connection) -> bool:
 
 
 def _move_history(con: psycopg.Connection, rows: int, later: Collection[str] = ()) -> None:
-    """Move a first load's history rows from :data:`_HISTORY_STAGE` (a temporary table: no WAL, no index) into
-    the empty history, in their ``seq`` order; over :data:`_HISTORY_BULK_ROWS` rows its key index is dropped and
-    built again after them (one sort instead of an insertion per row: 2M rows took 7.9 s of the server's time
-    with the index kept, 4.2 s so).  In the write's transaction (a failed write leaves history and index as
-    they were); the history's readers wait from here to the write's end, as a layer's do from its swap."""
-    rebuilt = []
+    """Move a first load's history rows from :data:`_HISTORY_STAGE` (a table of the write's transaction, without
+    indexes) into the empty history: over :data:`_HISTORY_BULK_ROWS` rows the stage becomes the history
+    (:func:`_swap_history`: its indexes built once, no row copied: 2M rows took 4.5 s of the server's time to
+    copy, and 1.9 s to index), else its rows are inserted in their ``seq`` order.  In the write's transaction
+    (a failed write leaves history and index as they were); the history's readers wait from here to the
+    write's end, as a layer's do from its swap."""
     if rows > _HISTORY_BULK_ROWS:
-        rebuilt = con.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-                              "AND tablename = %s AND indexname = %s",
-                              [hist.TABLE, f"ix_{hist.TABLE}_key"]).fetchall()
-    for index, _ in rebuilt:
-        con.execute(f"DROP INDEX {index}")
-    con.execute(f"INSERT INTO {hist.TABLE} SELECT * FROM {_HISTORY_STAGE} ORDER BY seq")
-    if rebuilt:
-        _index_memory(con)
-    for _, ddl in rebuilt:
-        con.execute(ddl)
-    con.execute(f"DROP TABLE {_HISTORY_STAGE}")
+        _swap_history(con)
+    else:
+        con.execute(f"INSERT INTO {hist.TABLE} SELECT * FROM {_HISTORY_STAGE} ORDER BY seq")
+        con.execute(f"DROP TABLE {_HISTORY_STAGE}")
     for layer in sorted(later):  # keys with several rows
         con.execute(hist.next_on_sql("%s"), [layer])
+
+
+def _swap_history(con: psycopg.Connection) -> None:
+    """The empty history replaced by :data:`_HISTORY_STAGE`, its rows: the history's indexes built on the stage
+    (its primary key added on its index), the ``seq`` sequence handed over, the grants given again, then the
+    stage renamed in its place (the rows keep their ``seq``: the stage's default draws from the same sequence)."""
+    table, stage = hist.TABLE, _HISTORY_STAGE
+    indexes = con.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                          "AND tablename = %s", [table]).fetchall()
+    primary = {r[0] for r in con.execute("SELECT i.relname FROM pg_constraint c JOIN pg_class i ON i.oid = c.conindid "
+                                         "WHERE c.conrelid = %s::regclass AND c.contype = 'p'", [table])}
+    grants = _grants(con, table)
+    sequence = one(con.execute("SELECT pg_get_serial_sequence(%s, 'seq')", [table]))[0]
+    _index_memory(con)
+    renames = _indexes_on(con, indexes, stage)
+    if sequence:
+        con.execute(f"ALTER SEQUENCE {sequence} OWNED BY {stage}.seq")
+    con.execute(f"DROP TABLE {table}")
+    con.execute(f"ALTER TABLE {stage} RENAME TO {table}")
+    for temporary, index in renames:
+        con.execute(f"ALTER TABLE {table} ADD CONSTRAINT {index} PRIMARY KEY USING INDEX {temporary}"
+                    if index in primary else f"ALTER INDEX {temporary} RENAME TO {index}")
+    _grant(con, table, grants)
 
 
 def _history_table(rows: pd.DataFrame) -> pa.Table:
@@ -935,18 +968,22 @@ def _status_changes(con: psycopg.Connection, name: str, key: str, frame: gpd.Geo
     """The history rows (as :func:`_history_table`) of writing ``frame`` to layer ``name``: what
     :func:`gisapp.history.changes_between` gives for its keys, their stored statuses and its statuses, made
     column by column (no Python object per row but the keys, a second at a million rows less)."""
-    keys = frame[key].astype(str).reset_index(drop=True)
-    new = frame["status"].reset_index(drop=True)
-    changed = new.notna()
-    if one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {name})"))[0]:  # a first load has no old statuses
+    if not one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {name})"))[0]:  # a first load has no old statuses:
+        # every status is new, its rows made in Arrow (no Python object per row)
+        keys, new = derive.arrow_strings(frame[key]), derive.arrow_strings(frame["status"])
+        changed = pc.is_valid(new)
+        keys, new = pc.filter(keys, changed), pc.filter(new, changed)
+    else:
+        keys = frame[key].astype(str).reset_index(drop=True)
+        status = frame["status"].reset_index(drop=True)
         query = f"SELECT {key}, status FROM {name} WHERE {key} = ANY(%s)"
         old = keys.map(dict(con.execute(query, [keys.tolist()]).fetchall()))
-        changed &= old.isna() | (old != new)
-    n = int(changed.sum())
-    text = lambda value: pa.array(np.full(n, value, dtype=object), pa.string())  # noqa: E731
-    return pa.table({"layer": text(name),
-                     "key": pa.array(keys[changed].to_numpy(dtype=object), pa.string()),
-                     "status": pa.array(new[changed].astype(str).to_numpy(dtype=object), pa.string()),
+        changed = status.notna() & (old.isna() | (old != status))
+        keys = pa.array(keys[changed].to_numpy(dtype=object), pa.string())
+        new = pa.array(status[changed].astype(str).to_numpy(dtype=object), pa.string())
+    n = len(keys)
+    text = lambda value: pa.repeat(pa.scalar(value, pa.string()), n)  # noqa: E731
+    return pa.table({"layer": text(name), "key": keys, "status": new,
                      "changed_on": pa.array(np.full(n, np.datetime64(when.date(), "D")), pa.date32()),
                      "changed_at": text(when.strftime("%H:%M:%S")),
                      "note": text(hist.WRITE_NOTE)})
@@ -1183,8 +1220,10 @@ def _records_without_null_values(record: np.ndarray, run: list) -> pa.Array:
     return pc.binary_join_element_wise(*out, _EMPTY_BINARY)
 
 
-#: Chunks of COPY rows (:data:`COPY_CHUNK` rows each) :class:`_Prepared` makes ahead of the writer at most.
-PREPARED_CHUNKS = 6
+#: Bytes of COPY rows :class:`_Prepared` makes ahead of the writer at most (one chunk of :data:`COPY_CHUNK` rows
+#: whatever its size): a layer of a million rows (~1 GB of them) while the server builds the previous one's indexes,
+#: so that its COPY then waits for the server alone.
+PREPARED_BYTES = 1_200_000_000
 _DONE = object()
 
 
@@ -1194,26 +1233,30 @@ class _Prepared:
 
     The writer's connection waits on the server (history, COPY, index builds, ``ANALYZE``) with Python's
     interpreter lock released, so the next layer's rows are made meanwhile: a load costs about the larger of
-    the client's and the server's work instead of their sum.  At most :data:`PREPARED_CHUNKS` chunks wait.
+    the client's and the server's work instead of their sum.  At most :data:`PREPARED_BYTES` of chunks wait.
     An error in the thread is raised where its frame or chunks are asked for.
     """
 
     def __init__(self, layers: dict[str, Layer], frames: dict[str, gpd.GeoDataFrame], convert: Collection[str]):
         self._layers, self._frames, self._convert = layers, frames, set(convert)
         self._typed: dict[str, Future] = {name: Future() for name in frames}
-        self._queue: queue.Queue = queue.Queue(maxsize=PREPARED_CHUNKS)
+        self._queue: queue.SimpleQueue = queue.SimpleQueue()
+        self._room = threading.Condition()
+        self._ahead = 0  # bytes of the chunks waiting in the queue
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="gisapp-copy-text", daemon=True)
         self._thread.start()
 
     def _put(self, item) -> bool:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
+        size = item[1].size if isinstance(item, tuple) else 0
+        with self._room:
+            while self._ahead and self._ahead + size > PREPARED_BYTES and not self._stop.is_set():
+                self._room.wait(0.1)
+            if self._stop.is_set():
+                return False
+            self._ahead += size
+        self._queue.put(item)
+        return True
 
     def _run(self) -> None:
         names = list(self._frames)
@@ -1249,6 +1292,10 @@ class _Prepared:
     def _chunks(self) -> Iterator[tuple[int, pa.Buffer]]:
         while True:
             item = self._queue.get()
+            if isinstance(item, tuple):
+                with self._room:
+                    self._ahead -= item[1].size
+                    self._room.notify()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
@@ -1633,11 +1680,7 @@ def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFram
     indexes = con.execute(
         "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s",
         [name]).fetchall()
-    grants = con.execute(
-        "SELECT a.grantee::regrole::text, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a "
-        "WHERE c.oid = %s::regclass AND a.grantee <> 0 AND a.grantee <> c.relowner "
-        "UNION ALL SELECT 'PUBLIC', a.privilege_type FROM pg_class c, aclexplode(c.relacl) a "
-        "WHERE c.oid = %s::regclass AND a.grantee = 0", [name, name]).fetchall()
+    grants = _grants(con, name)
     con.execute(f"DROP TABLE IF EXISTS {load}")
     con.execute(f"CREATE TABLE {load} (LIKE {name} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
                 "INCLUDING STORAGE INCLUDING COMMENTS)")
@@ -1645,20 +1688,112 @@ def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFram
     # nothing to freeze later (at 1M rows it rewrote every page, minutes after the load, under the readers).
     _copy_into(con, load, layer, frame, counter, freeze=_FREEZE_LOADS, chunks=chunks)
     _index_memory(con)
-    renames = []
-    for index, ddl in indexes:
-        temporary = f"{index[:56]}__load"
-        con.execute(_INDEX_DEF.sub(rf"CREATE \g<1>INDEX {temporary} ON {load} USING ", ddl))  # no UNIQUE: ""
-        renames.append((temporary, index))
+    renames = _indexes_on(con, indexes, load)
     _before_swap(con, layer)
     con.execute(f"DROP TABLE {name}")
     con.execute(f"ALTER TABLE {load} RENAME TO {name}")
     for temporary, index in renames:
         con.execute(f"ALTER INDEX {temporary} RENAME TO {index}")
+    _grant(con, name, grants)
+    con.execute(f"ANALYZE {name}")
+
+
+def _grants(con: psycopg.Connection, table: str) -> list[tuple[str, str]]:
+    """The privileges others hold on ``table``: (grantee or ``PUBLIC``, privilege)."""
+    return con.execute(
+        "SELECT a.grantee::regrole::text, a.privilege_type FROM pg_class c, aclexplode(c.relacl) a "
+        "WHERE c.oid = %s::regclass AND a.grantee <> 0 AND a.grantee <> c.relowner "
+        "UNION ALL SELECT 'PUBLIC', a.privilege_type FROM pg_class c, aclexplode(c.relacl) a "
+        "WHERE c.oid = %s::regclass AND a.grantee = 0", [table, table]).fetchall()
+
+
+def _grant(con: psycopg.Connection, table: str, grants: list[tuple[str, str]]) -> None:
+    """Give :func:`_grants`' privileges on ``table``."""
     for grantee, privilege in grants:
         who = sql.SQL("PUBLIC") if grantee == "PUBLIC" else sql.Identifier(grantee)
-        con.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), sql.Identifier(name), who))
-    con.execute(f"ANALYZE {name}")
+        con.execute(sql.SQL("GRANT {} ON {} TO {}").format(sql.SQL(privilege), sql.Identifier(table), who))
+
+
+def _indexes_on(con: psycopg.Connection, indexes: list[tuple[str, str]], table: str) -> list[tuple[str, str]]:
+    """Build the ``indexes`` (name, definition: ``pg_indexes``) of another table on ``table``, each under a
+    temporary name; (temporary name, name) of each, to rename once the other table is gone."""
+    renames = []
+    for index, ddl in indexes:
+        temporary = f"{index[:56]}__load"
+        con.execute(_INDEX_DEF.sub(rf"CREATE \g<1>INDEX {temporary} ON {table} USING ", ddl))  # no UNIQUE: ""
+        renames.append((temporary, index))
+    return renames
+
+
+class _Staging:
+    """The layers of a replace loaded and indexed beside the write's transaction, swapped in by it.
+
+    In one transaction the server does one thing at a time: a 1M layer's index builds (~9 s) held up the next
+    layer's ``COPY``.  Here each layer's rows are COPYed (``FREEZE``) into a load table created and committed
+    on a connection of its own (:meth:`load`), and its indexes built (temporary names) and its statistics
+    computed on another, in a thread, while the next layer is COPYed; the write's transaction then swaps the
+    load tables in (:meth:`swap`: the old table dropped, the load table and its indexes renamed, the grants
+    given again).  No reader looks at a load table, and the store changes at the write's commit alone: a
+    failed write rolls its transaction back and drops the load tables (:meth:`close`; a writer killed
+    meanwhile leaves them to the next write of the layer, which drops them first).  Only for a store whose
+    schema is current (the load tables are made like the committed layer tables).
+    """
+
+    def __init__(self, url: str):
+        self._url = url
+        self._builds = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-index")
+        self._loaded: dict[str, tuple[Layer, Future]] = {}  # load table → its layer, its index build's renames
+
+    def load(self, con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame, counter: _RowCounter | None,
+             chunks: Iterator[tuple[int, pa.Buffer]]) -> None:
+        """COPY ``frame`` (its rows: ``chunks``) into ``layer``'s load table, then start its index builds; the
+        old table's indexes are read in the write's transaction ``con``."""
+        name, load = layer.name, f"{layer.name}__load"
+        indexes = con.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                              "AND tablename = %s", [name]).fetchall()
+        with _pool(self._url).connection() as loader, loader.transaction():
+            loader.execute(f"DROP TABLE IF EXISTS {load}")
+            loader.execute(f"CREATE TABLE {load} (LIKE {name} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                           "INCLUDING STORAGE INCLUDING COMMENTS)")
+            self._loaded[load] = (layer, Future())  # dropped by close() if the write fails from here on
+            _copy_into(loader, load, layer, frame, counter, freeze=_FREEZE_LOADS, chunks=chunks)
+        self._loaded[load] = (layer, self._builds.submit(self._build, load, indexes))
+
+    def _build(self, load: str, indexes: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        with _pool(self._url).connection() as con, con.transaction():
+            _index_memory(con)
+            renames = _indexes_on(con, indexes, load)
+            con.execute(f"ANALYZE {load}")
+        return renames
+
+    def swap(self, con: psycopg.Connection) -> None:
+        """Swap every loaded layer in, in the write's transaction ``con`` (each once its indexes are built)."""
+        for load, (layer, built) in self._loaded.items():
+            renames = built.result()
+            grants = _grants(con, layer.name)
+            _before_swap(con, layer)
+            con.execute(f"DROP TABLE {layer.name}")
+            con.execute(f"ALTER TABLE {load} RENAME TO {layer.name}")
+            for temporary, index in renames:
+                con.execute(f"ALTER INDEX {temporary} RENAME TO {index}")
+            _grant(con, layer.name, grants)
+
+    def close(self, *, failed: bool, held: psycopg.Connection | None = None) -> None:
+        """Wait for the index builds; once the write ``failed`` (its transaction rolled back: the swapped layers
+        are load tables again) drop the load tables, holding the writers' lock (another write may have begun
+        and made its own): on ``held``, the connection that holds it for this thread, else in a transaction
+        that takes it."""
+        self._builds.shutdown(cancel_futures=True)
+        if not failed or not self._loaded:
+            return
+        with contextlib.suppress(psycopg.Error, StoreError), contextlib.ExitStack() as stack:
+            con = held
+            if con is None:
+                con = stack.enter_context(_pool(self._url).connection())
+                stack.enter_context(con.transaction())
+                con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
+            for load in self._loaded:
+                con.execute(f"DROP TABLE IF EXISTS {load}")
 
 
 def _index_memory(con: psycopg.Connection) -> None:
