@@ -125,7 +125,7 @@ def text_objects(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
     if len(column) > SAMPLE_ROWS and pc.count_distinct(column.slice(0, SAMPLE_ROWS)).as_py() <= FEW_TEXTS:
         encoded = pc.dictionary_encode(column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column)
         dictionary = encoded.dictionary
-        texts = np.append(dictionary.to_numpy(zero_copy_only=False), None)  # the last: a missing value
+        texts = np.append(dictionary.to_numpy(zero_copy_only=False), [None])  # the last: a missing value
         return texts[encoded.indices.fill_null(len(dictionary)).to_numpy(zero_copy_only=False)]
     return column.to_numpy(zero_copy_only=False)
 
