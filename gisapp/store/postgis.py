@@ -643,8 +643,7 @@ class PostGISStore(Store):
                     staged = prepared is not None and history is None and _history_empty(con)
                     later: set[str] = set()  # staged layers whose next_on is set after the move
                     if staged:  # created in the write's transaction: gone with it if the write fails
-                        con.execute(f"CREATE TABLE {_HISTORY_STAGE} (LIKE {hist.TABLE} INCLUDING DEFAULTS "
-                                    "INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)")
+                        _create_like(con, _HISTORY_STAGE, hist.TABLE)
                     counter = _RowCounter(progress, sum(len(f) for f in frames.values()))
                     removed = dict.fromkeys(layers, 0)
                     log: list[tuple] = []
@@ -935,8 +934,7 @@ def _swap_history(con: psycopg.Connection) -> None:
     (its primary key added on its index), the ``seq`` sequence handed over, the grants given again, then the
     stage renamed in its place (the rows keep their ``seq``: the stage's default draws from the same sequence)."""
     table, stage = hist.TABLE, _HISTORY_STAGE
-    indexes = con.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-                          "AND tablename = %s", [table]).fetchall()
+    indexes = _index_defs(con, table)
     primary = {r[0] for r in con.execute("SELECT i.relname FROM pg_constraint c JOIN pg_class i ON i.oid = c.conindid "
                                          "WHERE c.conrelid = %s::regclass AND c.contype = 'p'", [table])}
     grants = _grants(con, table)
@@ -1677,25 +1675,39 @@ def _replace_layer(con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFram
     """Load ``frame`` into a new table with the old one's indexes and grants, then swap (``chunks``: its COPY
     text already made, see :func:`_copy_into`)."""
     name, load = layer.name, f"{layer.name}__load"
-    indexes = con.execute(
-        "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() AND tablename = %s",
-        [name]).fetchall()
-    grants = _grants(con, name)
+    indexes = _index_defs(con, name)
     con.execute(f"DROP TABLE IF EXISTS {load}")
-    con.execute(f"CREATE TABLE {load} (LIKE {name} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
-                "INCLUDING STORAGE INCLUDING COMMENTS)")
+    _create_like(con, load, name)
     # Frozen: the first reads after a load set no hint bits (no page dirtied by a reader), and autovacuum finds
     # nothing to freeze later (at 1M rows it rewrote every page, minutes after the load, under the readers).
     _copy_into(con, load, layer, frame, counter, freeze=_FREEZE_LOADS, chunks=chunks)
     _index_memory(con)
-    renames = _indexes_on(con, indexes, load)
+    _swap_in(con, layer, load, _indexes_on(con, indexes, load))
+    con.execute(f"ANALYZE {name}")
+
+
+def _index_defs(con: psycopg.Connection, table: str) -> list[tuple[str, str]]:
+    """The indexes of ``table``: (name, definition), as ``pg_indexes`` gives them."""
+    return con.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
+                       "AND tablename = %s", [table]).fetchall()
+
+
+def _create_like(con: psycopg.Connection, table: str, like: str) -> None:
+    """Create ``table`` with the columns, defaults, constraints, storage and comments of ``like`` (no index)."""
+    con.execute(f"CREATE TABLE {table} (LIKE {like} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
+                "INCLUDING STORAGE INCLUDING COMMENTS)")
+
+
+def _swap_in(con: psycopg.Connection, layer: Layer, load: str, renames: list[tuple[str, str]]) -> None:
+    """Replace ``layer``'s table by the table ``load``: the old one dropped, ``load`` and its indexes
+    (:func:`_indexes_on`' ``renames``) renamed in its place, the old table's grants given again."""
+    grants = _grants(con, layer.name)
     _before_swap(con, layer)
-    con.execute(f"DROP TABLE {name}")
-    con.execute(f"ALTER TABLE {load} RENAME TO {name}")
+    con.execute(f"DROP TABLE {layer.name}")
+    con.execute(f"ALTER TABLE {load} RENAME TO {layer.name}")
     for temporary, index in renames:
         con.execute(f"ALTER INDEX {temporary} RENAME TO {index}")
-    _grant(con, name, grants)
-    con.execute(f"ANALYZE {name}")
+    _grant(con, layer.name, grants)
 
 
 def _grants(con: psycopg.Connection, table: str) -> list[tuple[str, str]]:
@@ -1749,12 +1761,10 @@ class _Staging:
         """COPY ``frame`` (its rows: ``chunks``) into ``layer``'s load table, then start its index builds; the
         old table's indexes are read in the write's transaction ``con``."""
         name, load = layer.name, f"{layer.name}__load"
-        indexes = con.execute("SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = current_schema() "
-                              "AND tablename = %s", [name]).fetchall()
+        indexes = _index_defs(con, name)
         with _pool(self._url).connection() as loader, loader.transaction():
             loader.execute(f"DROP TABLE IF EXISTS {load}")
-            loader.execute(f"CREATE TABLE {load} (LIKE {name} INCLUDING DEFAULTS INCLUDING CONSTRAINTS "
-                           "INCLUDING STORAGE INCLUDING COMMENTS)")
+            _create_like(loader, load, name)
             self._loaded[load] = (layer, Future())  # dropped by close() if the write fails from here on
             _copy_into(loader, load, layer, frame, counter, freeze=_FREEZE_LOADS, chunks=chunks)
         self._loaded[load] = (layer, self._builds.submit(self._build, load, indexes))
@@ -1769,14 +1779,7 @@ class _Staging:
     def swap(self, con: psycopg.Connection) -> None:
         """Swap every loaded layer in, in the write's transaction ``con`` (each once its indexes are built)."""
         for load, (layer, built) in self._loaded.items():
-            renames = built.result()
-            grants = _grants(con, layer.name)
-            _before_swap(con, layer)
-            con.execute(f"DROP TABLE {layer.name}")
-            con.execute(f"ALTER TABLE {load} RENAME TO {layer.name}")
-            for temporary, index in renames:
-                con.execute(f"ALTER INDEX {temporary} RENAME TO {index}")
-            _grant(con, layer.name, grants)
+            _swap_in(con, layer, load, built.result())
 
     def close(self, *, failed: bool, held: psycopg.Connection | None = None) -> None:
         """Wait for the index builds; once the write ``failed`` (its transaction rolled back: the swapped layers
