@@ -253,6 +253,8 @@ def analysis_times(store, frames_n: int) -> dict:
 
 #: The ``gisapp serve`` process (gunicorn's master) behind each base URL :func:`app_servers` yields.
 _MASTERS: dict[str, int] = {}
+#: Seconds from starting each server (base URL) to its first answer to ``/healthz``.
+_ANSWERED: dict[str, float] = {}
 
 
 def _cpu_s(pid: int) -> float:
@@ -327,6 +329,7 @@ def app_servers(store_url: str, processes: int = 1, settings: dict | None = None
                    "--port", str(port), "--workers", str(WORKERS), *(["--threads", str(threads)] if threads else [])]
             procs.append(subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=out, stderr=subprocess.PIPE))
             bases.append(f"http://127.0.0.1:{port}")
+        started = time.monotonic()
         for proc, base in zip(procs, bases):
             for _ in range(600):
                 if proc.poll() is not None:
@@ -337,7 +340,7 @@ def app_servers(store_url: str, processes: int = 1, settings: dict | None = None
                 time.sleep(0.2)
             else:
                 raise RuntimeError("server did not answer /healthz")
-            _MASTERS[base] = proc.pid
+            _MASTERS[base], _ANSWERED[base] = proc.pid, round(time.monotonic() - started, 1)
         yield bases
     finally:
         for proc in procs:
@@ -373,6 +376,18 @@ def server_times(log: Path, offset: int, path_part: str) -> dict | None:
     return {"requests": len(values), "p50_ms": float(np.percentile(values, 50)),
             "p95_ms": float(np.percentile(values, 95)), "max_ms": float(values.max()),
             "per_worker": sorted(workers.values(), reverse=True)}
+
+
+def _arrays_ready(base: str) -> bool:
+    """Whether the server at ``base`` says (one answer, from either worker) it holds its counts' arrays and tile
+    index for the current data (see :func:`wait_for_arrays`)."""
+    import requests
+
+    with contextlib.suppress(requests.RequestException, ValueError):
+        health = requests.get(f"{base}/healthz", timeout=30).json()
+        kinds = {**(health.get("arrays") or {}), **(health.get("tile_index") or {})}
+        return bool(kinds) and set(kinds.values()) == {"ready"}
+    return False
 
 
 def wait_for_arrays(base: str, timeout: float = 900, in_a_row: int = 10) -> float:
@@ -654,6 +669,9 @@ def print_items_runs(results: dict) -> None:
           "pages a second, CPU per page:")
     for row in results["runs"]:
         for state, found in row["items_states"].items():
+            print(f"  run {row['run']} {row['backend']:<7} {state:<9} answered {found.get('answered_after_s')} s "
+                  f"after its start; background work: {found.get('background')}; buffers {found.get('buffers')}; "
+                  f"renderer {found.get('renderer')}")
             for level in found["levels"]:
                 halves = "/".join(f"{h:.0f}" for h in level.get("p95_halves_ms") or [] if h is not None)
                 inside = (level.get("server") or {}).get("p95_ms")
@@ -742,9 +760,11 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                 # and each worker done reading what it reads as it starts (seconds at 1M), then quiet
                 arrays_s = round(wait_for_arrays(bases[0]), 1)
                 idle_s = round(wait_until_idle(bases[0], url), 1)
-            info = {"state": state, "buffers": ("cold" if server is not None else "as found") if state == "cold"
-                    else "warm", "arrays_ready_after_s": arrays_s, "idle_after_s": idle_s,
-                    "background": "reading its arrays and tile index" if state == "cold" else "done, idle",
+            background = "done, idle" if state != "cold" else \
+                "none (read before it answered)" if _arrays_ready(bases[0]) else "reading its arrays and tile index"
+            info = {"state": state, "answered_after_s": _ANSWERED.get(bases[0]),
+                    "buffers": ("cold" if server is not None else "as found") if state == "cold" else "warm",
+                    "arrays_ready_after_s": arrays_s, "idle_after_s": idle_s, "background": background,
                     "renderer": "rendering" if state == "rendering" else
                     "idle (GISAPP_TILE_WARM=none)" if settings.get("GISAPP_TILE_WARM") == "none" else
                     "idle (tiles ready)"}

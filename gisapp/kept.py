@@ -87,13 +87,16 @@ def read_logged(what: str, read: Callable[[], Any]) -> None:
         LOG.warning("reading %s failed", what, exc_info=True)
 
 
-def in_background(name: str, *reads: tuple[str, Callable[[], Any]]) -> None:
-    """Each ``(what, read)`` of ``reads`` in turn through :func:`read_logged`, in a daemon thread ``name``."""
+def in_background(name: str, *reads: tuple[str, Callable[[], Any]]) -> threading.Thread:
+    """Each ``(what, read)`` of ``reads`` in turn through :func:`read_logged`, in a daemon thread ``name`` (returned:
+    join it to wait for them)."""
     def run() -> None:
         for what, read in reads:
             read_logged(what, read)
 
-    threading.Thread(target=run, name=name, daemon=True).start()
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    return thread
 
 
 #: Geometries freed at a time by :func:`free_in_background`.

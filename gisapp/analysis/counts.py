@@ -15,6 +15,7 @@ answer (text search, box, day) is counted by the store.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -536,10 +537,10 @@ def _ward_frame(codes: np.ndarray, categories: list) -> pd.DataFrame:
     return aggregate_frame(rows, ["ward_code", "count"])
 
 
-def preload(store: Store) -> None:
+def preload(store: Store) -> threading.Thread:
     """Read the dossiers' arrays and the side layers' periods in the background now (a server process does
-    at its start, so that its first map views and dashboards need not count in SQL)."""
-    in_background("gisapp-counts-preload", *(_reading_periods(store, layer) for layer in SIDE_LAYERS),
+    at its start, so that its first map views and dashboards need not count in SQL); the thread reading them."""
+    return in_background("gisapp-counts-preload", *(_reading_periods(store, layer) for layer in SIDE_LAYERS),
                   _reading_dossiers(store))  # the small ones first
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import click
 
@@ -33,6 +34,11 @@ def serve(click_ctx, host: str, port: int, workers: int, threads: int, seed_if_m
     owner, renderer = os.getpid(), Renderer(ctx.config["STORE"], ctx.config).start()  # started again if it ends
     try:
         if workers:
+            # what the workers count over, read once before they fork (they share it): none takes a request
+            # before it is there (gunicorn listens once this is done)
+            started = time.monotonic()
+            preload(app, wait=True)
+            click.echo(f"read what the workers count over in {time.monotonic() - started:.1f} s")
             serve_gunicorn(app, host=host, port=port, workers=workers, threads=threads,
                            on_worker_start=lambda: preload(app))
         else:

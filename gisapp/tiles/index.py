@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -356,10 +357,11 @@ def index(store: Store, layer: str, column: str = SEARCH_COLUMN, *, with_history
 SEARCHED = tuple(name for name in hist.LAYER_KEYS if name in LAYERS)
 
 
-def preload(store: Store) -> None:
+def preload(store: Store) -> threading.Thread:
     """Read the searched layers' indexes, with their status histories, in the background now (a server process
-    does at its start, so that its first search or day on a tile does not wait seconds for them)."""
-    in_background("gisapp-tile-index-preload", *(
+    does at its start, so that its first search or day on a tile does not wait seconds for them); the thread
+    reading them."""
+    return in_background("gisapp-tile-index-preload", *(
         (f"the tile index of {layer} in {store.url}", functools.partial(index, store, layer, with_history=True))
         for layer in SEARCHED))  # a failure: the first filtered tile reads it again and reports what is wrong
 

@@ -50,15 +50,23 @@ def create_app(config: dict | None = None) -> Flask:
     return app
 
 
-def preload(app: Flask) -> None:
+def preload(app: Flask, *, wait: bool = False) -> None:
     """Begin reading, in the background, what this server process counts over: the dossiers' columns and
     history and the map's sidewalk permits' and findings' periods (:func:`gisapp.analysis.counts.preload`),
     and what its filtered tiles search and date (:func:`gisapp.tiles.index.preload`).
     ``gisapp serve`` calls it in each process as it starts, so that the first map views and dashboards of a
-    day count in memory instead of in the store (at a million dossiers on PostGIS: seconds of reading)."""
+    day count in memory instead of in the store (at a million dossiers on PostGIS: seconds of reading).
+
+    ``wait``: return when both are read (side by side; a failure is logged and leaves them to be read at
+    their first use): ``gisapp serve --workers`` reads them so in gunicorn's master before its workers fork,
+    once for all of them, so that no worker takes a request while it reads (at a million dossiers ~10 s of a
+    core each, which the first pages of a new server waited for)."""
     try:
         store = open_store(app.config["STORE"])
-        counts.preload(store)
-        tile_index.preload(store)
+        reading = [counts.preload(store), tile_index.preload(store)]
     except Exception:  # noqa: BLE001 - the requests count in the store meanwhile, and say what is wrong
         LOG.warning("cannot read the counts' columns of %s", app.config["STORE"], exc_info=True)
+        return
+    if wait:
+        for thread in reading:
+            thread.join()
