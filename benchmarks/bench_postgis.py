@@ -292,19 +292,51 @@ def _worker_pids(base: str) -> list[int]:
     return workers
 
 
-def backends_cpu_s(url: str) -> float | None:
-    """CPU seconds used so far by the PostgreSQL backends serving ``url``'s database (the app servers' pooled
-    connections; ``None`` for a GeoPackage or a server whose processes this machine cannot see)."""
+def backends_cpu_s(url: str, base: str | None = None) -> float | None:
+    """CPU seconds used so far by the PostgreSQL backends serving ``url``'s database (``None`` for a GeoPackage
+    or a server whose processes this machine cannot see): those of the workers of the server at ``base`` (their
+    pooled connections), else all of the database's client backends."""
+    pids = _backend_pids(url, base)
+    if pids is None or (pids and not Path(f"/proc/{pids[0]}").exists()):
+        return None
+    return sum(_cpu_s(p) for p in pids)
+
+
+def _backend_pids(url: str, base: str | None = None) -> list[int] | None:
+    """The process ids of the client backends of ``url``'s database (``None`` for a GeoPackage): with ``base``,
+    only those whose client is a worker of the server at ``base`` (their sockets' local ports; not its tile
+    renderer's, whose queries the ``rendering`` state measures beside the pages)."""
     if "://" not in url:
         return None
     import psycopg
 
     with psycopg.connect(url, autocommit=True) as con:
-        pids = [r[0] for r in con.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                          "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")]
-    if not pids or not Path(f"/proc/{pids[0]}").exists():
-        return None
-    return sum(_cpu_s(p) for p in pids)
+        rows = con.execute("SELECT pid, client_port FROM pg_stat_activity WHERE datname = current_database() "
+                           "AND pid <> pg_backend_pid() AND backend_type = 'client backend'").fetchall()
+    if base is None:
+        return [pid for pid, _ in rows]
+    ports = _local_ports(_worker_pids(base))
+    return [pid for pid, port in rows if port in ports]
+
+
+def _local_ports(pids: list[int]) -> set[int]:
+    """The local TCP ports of the sockets processes ``pids`` hold open (/proc)."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if len(fields) > 9 and fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
 
 
 @contextlib.contextmanager
@@ -416,9 +448,9 @@ def wait_until_idle(base: str, url: str, *, window: float = 2.0, below: float = 
     when a warm level starts (whatever a new version reads as it starts)."""
     started = time.monotonic()
     while time.monotonic() - started < timeout:
-        before = (workers_cpu_s(base) or 0.0) + (backends_cpu_s(url) or 0.0)
+        before = (workers_cpu_s(base) or 0.0) + (backends_cpu_s(url, base) or 0.0)
         time.sleep(window)
-        if (workers_cpu_s(base) or 0.0) + (backends_cpu_s(url) or 0.0) - before < below * window:
+        if (workers_cpu_s(base) or 0.0) + (backends_cpu_s(url, base) or 0.0) - before < below * window:
             break
     return time.monotonic() - started
 
@@ -445,15 +477,9 @@ def iowait_s() -> float | None:
 
 
 def disk_read_mb(base: str, url: str) -> float | None:
-    """MB the server's workers and (on PostGIS) the database's backends have read from the disk so far
+    """MB the server's workers and (on PostGIS) their database backends have read from the disk so far
     (/proc/PID/io ``read_bytes``: not what the file cache answered); ``None`` when not readable."""
-    pids = list(_worker_pids(base))
-    if "://" in url:
-        import psycopg
-
-        with psycopg.connect(url, autocommit=True) as con:
-            pids += [r[0] for r in con.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                               "AND pid <> pg_backend_pid() AND backend_type = 'client backend'")]
+    pids = list(_worker_pids(base)) + (_backend_pids(url, base) or [])
     total = None
     for pid in pids:
         with contextlib.suppress(OSError, ValueError):
@@ -773,7 +799,7 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                 before = {"load_avg": os.getloadavg()[0], "autovacuum_workers": autovacuum_workers(url),
                           "tiles_ready": _tiles_ready(bases[0])}
                 offset = log.stat().st_size if log is not None and log.exists() else 0
-                cpu = workers_cpu_s(bases[0]), backends_cpu_s(url)
+                cpu = workers_cpu_s(bases[0]), backends_cpu_s(url, bases[0])
                 others = machine_cpu_s(), children_cpu_s(), time.process_time(), time.monotonic()
                 disk = iowait_s(), disk_read_mb(bases[0], url)
                 stats = loadgen.run(bases[0], paths, c, seconds=seconds, timed=True)
@@ -783,7 +809,7 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                 read = disk_read_mb(bases[0], url)
                 stats["disk_read_mb"] = None if disk[1] is None or read is None else round(read - disk[1], 1)
                 stats["server"] = server_times(log, offset, "/items") if log is not None else None
-                after = workers_cpu_s(bases[0]), backends_cpu_s(url)
+                after = workers_cpu_s(bases[0]), backends_cpu_s(url, bases[0])
                 stats["cpu_ms_per_page"] = cpu_per_page(cpu, after, stats["requests"])
                 stats["other_cores"] = other_cores(cpu, after, others)
                 stats["state"] = {**info, "before": before, "after": {
