@@ -543,13 +543,15 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", type=int, default=3, help="with --store: independent runs, each with new servers")
     parser.add_argument("--threads", type=int, help="with --store: threads per worker (gisapp serve --threads; "
                         "default its own)")
+    parser.add_argument("--busy", type=float, default=0.0, help="with --store: each level beside other work keeping "
+                        "this many cores busy (e.g. 1: one of this machine's two)")
     args = parser.parse_args(argv)
     states = [st for st in args.items_states.split(",") if st]
     if not set(states) <= set(ITEMS_STATES):
         parser.error(f"--items-states: one or more of {', '.join(ITEMS_STATES)}")
     clients = [int(c) for c in args.clients.split(",")]
     if args.store:
-        results = items_of_store(args.store, clients, args.seconds, states, args.runs, args.threads)
+        results = items_of_store(args.store, clients, args.seconds, states, args.runs, args.threads, args.busy)
         print_items_runs(results)
         save_results("bench_postgis", results)
         return
@@ -658,7 +660,7 @@ def _measure_servers(name, url, frames, boxes, paths, row, shared, clients, seco
 
 
 def items_of_store(url: str, clients: list[int], seconds: float, states: list[str], runs: int,
-                   threads: int | None = None) -> dict:
+                   threads: int | None = None, busy: float = 0.0) -> dict:
     """The items pages of a loaded store in each of ``states``, ``runs`` times (new servers each run): per level
     the clients' p50/p95 (and of each half), the server's own times, the load average, autovacuum."""
     from gisapp.store import open_store
@@ -673,7 +675,7 @@ def items_of_store(url: str, clients: list[int], seconds: float, states: list[st
     paths = items_paths(boxes)
     name = "postgis" if "://" in url else "gpkg"
     results = {"started": dt.datetime.now().isoformat(timespec="seconds"), "machine": platform.platform(),
-               "cpus": os.cpu_count(), "workers": WORKERS, "threads": threads, "store": url,
+               "cpus": os.cpu_count(), "workers": WORKERS, "threads": threads, "busy_cores": busy, "store": url,
                "view_box_m": [width, width * 0.75], "runs": []}
     print(f"{url}: {store.count('construction_permits'):,} dossiers; street view {width:.0f} m", flush=True)
     for run in range(runs):
@@ -684,7 +686,7 @@ def items_of_store(url: str, clients: list[int], seconds: float, states: list[st
             for state in states:
                 row["items_states"][state] = items_in_state(state, f"{name} run {run + 1}", url, None, shared,
                                                             paths, clients, seconds, log=Path(tmp) / "server.log",
-                                                            threads=threads)
+                                                            threads=threads, busy=busy)
         results["runs"].append(row)
     return results
 
@@ -764,9 +766,43 @@ def autovacuum_workers(url: str | None) -> int | None:
                            "AND datname = current_database()").fetchone()[0]
 
 
+_BUSY = """
+import sys, time
+share = float(sys.argv[1])
+while True:
+    start = time.monotonic()
+    while time.monotonic() - start < 0.01 * share:
+        pass
+    time.sleep(0.01 * (1 - share))
+"""
+
+
+@contextlib.contextmanager
+def other_work(cores: float):
+    """Processes that keep ``cores`` of the machine busy (at normal priority, 10 ms periods) while the block runs:
+    the pages measured beside a known amount of other work (each level reports all the other work it saw).
+    Yields a list that gets the CPU seconds they used when they are stopped (this process's children's
+    CPU, which :func:`other_cores` counts as the level's own, wrk's, unless told)."""
+    procs, used = [], []
+    left = cores
+    try:
+        while left > 1e-6:
+            share = min(1.0, left)
+            procs.append(subprocess.Popen([sys.executable, "-c", _BUSY, str(share)]))
+            left -= share
+        yield used
+    finally:
+        used.append(sum(_cpu_s(proc.pid) for proc in procs))
+        for proc in procs:
+            proc.kill()
+            proc.wait()
+
+
 def items_in_state(state: str, name: str, url: str, server, shared: dict, paths: list[str], clients: list[int],
-                   seconds: float, log: Path | None = None, threads: int | None = None) -> dict:
+                   seconds: float, log: Path | None = None, threads: int | None = None, busy: float = 0.0) -> dict:
     """The items pages' latency levels in ``state`` (see :data:`ITEMS_STATES`), with what the state was.
+
+    ``busy``: the levels run beside :func:`other_work` of that many cores.
 
     ``server`` None (a store not of the benchmark's own PostgreSQL): ``cold`` is a new server process only.
     ``log``: the servers' access log goes there, and each level also reports the server's own request times.
@@ -802,7 +838,9 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                 cpu = workers_cpu_s(bases[0]), backends_cpu_s(url, bases[0])
                 others = machine_cpu_s(), children_cpu_s(), time.process_time(), time.monotonic()
                 disk = iowait_s(), disk_read_mb(bases[0], url)
-                stats = loadgen.run(bases[0], paths, c, seconds=seconds, timed=True)
+                with other_work(busy) as used:
+                    stats = loadgen.run(bases[0], paths, c, seconds=seconds, timed=True)
+                others = (others[0], others[1] + sum(used), *others[2:])  # the other work's, not the level's
                 elapsed = time.monotonic() - others[3]
                 stats["iowait_cores"] = None if disk[0] is None or iowait_s() is None else \
                     round((iowait_s() - disk[0]) / elapsed, 2)
