@@ -88,10 +88,12 @@ SERVER_SETTINGS = {"shared_buffers": "1GB", "work_mem": "64MB", "maintenance_wor
                    "random_page_cost": "1.1", "max_connections": "100"}
 WORKERS = 2  # gunicorn worker processes (one per core), 4 threads each
 #: The states the items pages are measured in.  ``cold``: PostgreSQL restarted (its buffers empty; the OS's
-#: file cache is not dropped) and a new server process (its pools and caches empty), measured from its first
-#: request; ``warm``: the same server after every page was asked for once; ``rendering``: warm, while a new
-#: server's tile renderer renders every tile into an empty folder beside it (the state right after a write,
-#: at 1M for ~2 minutes).  In every state autovacuum has finished with the load first.
+#: file cache is not dropped; with ``--store`` not restarted: as found) and a new server process (its pools,
+#: prepared statements and caches empty), measured from its first answer (``gisapp serve`` answers once it has
+#: read its counts' arrays and tile index; each level says whether it still read them meanwhile, and when the
+#: server answered); ``warm``: the same server after every page was asked for once; ``rendering``: warm, while
+#: a new server's tile renderer renders every tile into an empty folder beside it (the state right after a
+#: write, at 1M for ~2 minutes).  In every state autovacuum has finished with the load first.
 ITEMS_STATES = ("cold", "warm", "rendering")
 
 
@@ -273,6 +275,18 @@ def workers_cpu_s(base: str) -> float | None:
     if master is None or not Path(f"/proc/{master}").exists():
         return None
     return sum(_cpu_s(p) for p in _worker_pids(base))
+
+
+def renderer_cpu_s(base: str) -> float | None:
+    """CPU seconds used so far by the tile renderer of the server at ``base`` (its master's children that are
+    not its workers: ``gisapp tiles watch``; on PostGIS not its queries' backends), ``None`` when it has none."""
+    master = _MASTERS.get(base)
+    children = Path(f"/proc/{master}/task/{master}/children")
+    if master is None or not children.exists():
+        return None
+    workers = set(_worker_pids(base))
+    others = [int(p) for p in children.read_text().split() if int(p) not in workers]
+    return sum(_cpu_s(p) for p in others) if others else None
 
 
 def _worker_pids(base: str) -> list[int]:
@@ -708,7 +722,8 @@ def print_items_runs(results: dict) -> None:
                       f"({'-' if inside is None else f'{inside:.0f}'}) load {level['state']['before']['load_avg']:.1f}"
                       f"→{level['state']['after']['load_avg']:.1f}, {level['throughput_rps']:.0f} pages/s, "
                       f"CPU per page {_cpu_text(level.get('cpu_ms_per_page') or {})}, other work "
-                      f"{_cores_text(level.get('other_cores'))}, disk wait {_cores_text(level.get('iowait_cores'))}"
+                      f"{_cores_text(level.get('other_cores'))} (renderer {_cores_text(level.get('renderer_cores'))})"
+                      f", disk wait {_cores_text(level.get('iowait_cores'))}"
                       f" ({level.get('disk_read_mb')} MB read)")
 
 
@@ -837,6 +852,7 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                 offset = log.stat().st_size if log is not None and log.exists() else 0
                 cpu = workers_cpu_s(bases[0]), backends_cpu_s(url, bases[0])
                 others = machine_cpu_s(), children_cpu_s(), time.process_time(), time.monotonic()
+                rendered = renderer_cpu_s(bases[0])
                 disk = iowait_s(), disk_read_mb(bases[0], url)
                 with other_work(busy) as used:
                     stats = loadgen.run(bases[0], paths, c, seconds=seconds, timed=True)
@@ -850,6 +866,9 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                 after = workers_cpu_s(bases[0]), backends_cpu_s(url, bases[0])
                 stats["cpu_ms_per_page"] = cpu_per_page(cpu, after, stats["requests"])
                 stats["other_cores"] = other_cores(cpu, after, others)
+                rendered_after = renderer_cpu_s(bases[0])
+                stats["renderer_cores"] = None if rendered is None or rendered_after is None else \
+                    round((rendered_after - rendered) / elapsed, 2)  # its process, part of the other work
                 stats["state"] = {**info, "before": before, "after": {
                     "load_avg": os.getloadavg()[0], "autovacuum_workers": autovacuum_workers(url),
                     "tiles_ready": _tiles_ready(bases[0])}}
@@ -862,7 +881,8 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                       f"{inside.get('per_worker')}; CPU per page {_cpu_text(stats['cpu_ms_per_page'])}) "
                       f"(halves {' / '.join(f'{h:.0f}' for h in halves if h is not None) or '—'}; "
                       f"{stats['requests']} requests, {stats['failures']} failed, "
-                      f"{stats['throughput_rps']:.1f} req/s; other work {_cores_text(stats['other_cores'])}, "
+                      f"{stats['throughput_rps']:.1f} req/s; other work {_cores_text(stats['other_cores'])} "
+                      f"(the tile renderer's process {_cores_text(stats['renderer_cores'])}), "
                       f"waiting for the disk {_cores_text(stats['iowait_cores'])}, read from it "
                       f"{stats['disk_read_mb']} MB; "
                       f"load avg {before['load_avg']:.1f}→"
