@@ -541,7 +541,7 @@ def preload(store: Store) -> threading.Thread:
     """Read the dossiers' arrays and the side layers' periods in the background now (a server process does
     at its start, so that its first map views and dashboards need not count in SQL); the thread reading them."""
     return in_background("gisapp-counts-preload", *(_reading_periods(store, layer) for layer in SIDE_LAYERS),
-                  _reading_dossiers(store))  # the small ones first
+                         _reading_dossiers(store))  # the small ones first
 
 
 def state(store: Store) -> dict[str, str]:
