@@ -407,6 +407,11 @@ def _stripped(texts: pa.Array) -> pa.Array:
 
 #: Whether each code point up to U+3000 (the last that is) is white space to ``str.strip``.
 _SPACES = np.array([chr(c).isspace() for c in range(0x3001)], dtype=bool)
+#: Whether a byte is the first (:data:`_FIRST_BYTES`) or the last (:data:`_LAST_BYTES`) of the UTF-8 bytes of some
+#: white space character: a value whose first byte is not such a first byte and whose last is not such a last
+#: byte neither starts nor ends with white space.
+_FIRST_BYTES, _LAST_BYTES = (np.isin(np.arange(256), [chr(c).encode()[end] for c in np.flatnonzero(_SPACES)])
+                             for end in (0, -1))
 
 
 def _edge_space_rows(texts: pa.Array) -> np.ndarray:
@@ -422,6 +427,8 @@ def _edge_space_rows(texts: pa.Array) -> np.ndarray:
     if not len(filled):
         return empty
     data = np.frombuffer(texts.buffers()[2], dtype=np.uint8)
+    # only the values whose first or last byte may belong to white space are decoded (a few in most columns)
+    filled = filled[_FIRST_BYTES[data[start[filled]]] | _LAST_BYTES[data[end[filled] - 1]]]
     last = end[filled] - 1
     for _ in range(3):  # back over continuation bytes to the last character's first byte
         last = np.where((data[last] & 0xC0) == 0x80, last - 1, last)

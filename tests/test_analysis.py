@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import gc
 import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import geopandas as gpd
 import numpy as np
@@ -753,6 +759,36 @@ def test_cli_analyze_stores_findings_and_prints_the_same_counts(tmp_path):
     again = CliRunner().invoke(cli, ["--store", str(store.path), "analyze", "--gap-days", "120"])
     assert again.exit_code == 0
     assert sorted(store.read("findings")["finding_id"]) == sorted(stored["finding_id"])
+
+
+@pytest.mark.slow  # starts a process
+def test_cli_analyze_freezes_the_collector_at_exit_and_exits_with_its_findings_stored(tmp_path, monkeypatch):
+    """``analyze`` leaves Python's last cycle search at exit out (``gc.freeze`` as an exit handler, registered once
+    however often the command runs); a process that ran it exits normally with every finding stored."""
+    cons, sw = mixed_case()
+    store = store_with(tmp_path, cons, sw, WEST_EAST, meta={"as_of": "2024-12-31"})
+    handlers: list = []
+
+    def unregister(func) -> None:
+        handlers[:] = [h for h in handlers if h is not func]
+
+    monkeypatch.setattr(atexit, "register", lambda func, *args, **kwargs: handlers.append(func) or func)
+    monkeypatch.setattr(atexit, "unregister", unregister)
+    for _ in range(2):
+        assert CliRunner().invoke(cli, ["--store", str(store.path), "analyze"]).exit_code == 0
+    assert handlers == [gc.freeze]
+    monkeypatch.undo()
+    expected = store.read("findings").sort_values("finding_id", ignore_index=True)
+    store.write({"findings": expected.iloc[:0]}, mode="replace")
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "gisapp", "--store", str(store.path), "--quiet", "analyze"],
+                          capture_output=True, text=True, timeout=240, check=False, cwd=root,
+                          env={**os.environ, "PYTHONPATH": str(root)})
+    assert done.returncode == 0, done.stderr
+    assert f"stored {len(expected)} findings" in done.stdout
+    again = store.read("findings").sort_values("finding_id", ignore_index=True)
+    pd.testing.assert_frame_equal(again.drop(columns="geometry"), expected.drop(columns="geometry"))
+    assert again.geometry.geom_equals_exact(expected.geometry, 0).all()
 
 
 def test_cli_as_of_option_and_bad_values(tmp_path):

