@@ -1001,17 +1001,41 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     ``finding_id``.  A sidewalk permit's polygon is converted, and its ward
     found, once per permit (and period of wards) in the block.  Blocks are
     finished by the thread that made them (GEOS and most of numpy release
-    the GIL).
+    the GIL); a long block's MultiPolygons are made in a thread of their own
+    meanwhile (permits given as WKB are made into objects there, holding the
+    interpreter lock, while the wards are found in numpy).
     """
     cols = dict(block)
     n = len(cols["kind"])
     source, geoms = cols["source"], cols["geometry"]
     own = source < 0
-    multi = np.empty(n, dtype=object)
-    if n:
-        multi[own] = geo.polygonal_parts(geoms[own])
-        used, back = _used(source[~own], len(side))
-        multi[~own] = geo.polygonal_parts(side.geoms[used])[back]
+
+    def multipolygons() -> np.ndarray:
+        """The findings' geometry as MultiPolygons (a permit's polygon made once)."""
+        multi = np.empty(n, dtype=object)
+        if n:
+            multi[own] = geo.polygonal_parts(geoms[own])
+            used, back = _used(source[~own], len(side))
+            multi[~own] = geo.polygonal_parts(side.geoms[used])[back]
+        return multi
+
+    with ThreadPoolExecutor(1) as helper:
+        multi_job = helper.submit(multipolygons) if n >= _PARALLEL_MIN else None
+        ward_idx, finding_id = _finish_wards_ids(cols, ward, side)
+        multi = multipolygons() if multi_job is None else multi_job.result()
+    codes = ward.extra["code"] if len(ward) else np.empty(0, dtype=object)
+    ward_code = np.full(n, None, dtype=object)
+    has = ward_idx >= 0
+    ward_code[has] = codes[ward_idx[has]]
+    cols["ward_code"], cols["ward_index"], cols["multi"], cols["finding_id"] = ward_code, ward_idx, multi, finding_id
+    return cols
+
+
+def _finish_wards_ids(cols: dict, ward: _Features, side: _Features) -> tuple[np.ndarray, np.ndarray]:
+    """The ward (row in ``ward``, -1: none) and the finding id of each finding of a block (:func:`_finish`)."""
+    n = len(cols["kind"])
+    source, geoms = cols["source"], cols["geometry"]
+    own = source < 0
     ward_idx = cols["ward_index"].copy()
     todo = ward_idx == -2
     if len(ward) and todo.any():
@@ -1028,18 +1052,16 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
         mine = source[rows] < 0
         bounds[~mine] = side.bounds[source[rows[~mine]]]
         bounds[mine] = shapely.bounds(geoms[rows[mine]]).reshape(-1, 4)
-        shapes = np.empty(len(rows), dtype=object)
-        shapes[mine] = geoms[rows[mine]]
-        shapes[~mine] = side.geoms[source[rows[~mine]]]
+        shapes: Geometries | np.ndarray
+        if not mine.any():  # permits' polygons only: objects made only for those the ward grid cannot settle
+            shapes = side.geoms.take(source[rows])
+        else:
+            shapes = np.empty(len(rows), dtype=object)
+            shapes[mine] = geoms[rows[mine]]
+            shapes[~mine] = side.geoms[source[rows[~mine]]]
         ward_idx[todo] = index.assign(shapes, cols["overlap_start"][rows], bounds)[0][back]
     ward_idx[ward_idx == -2] = -1
-    codes = ward.extra["code"] if len(ward) else np.empty(0, dtype=object)
-    ward_code = np.full(n, None, dtype=object)
-    has = ward_idx >= 0
-    ward_code[has] = codes[ward_idx[has]]
-    cols["ward_code"], cols["ward_index"], cols["multi"] = ward_code, ward_idx, multi
-    cols["finding_id"] = _id_text(cols["kind"], _pair_hash(cols["kind"], cols["a_hash"], cols["b_hash"]))
-    return cols
+    return ward_idx, _id_text(cols["kind"], _pair_hash(cols["kind"], cols["a_hash"], cols["b_hash"]))
 
 
 def _assemble(blocks: list[dict]) -> tuple[gpd.GeoDataFrame, dict]:
