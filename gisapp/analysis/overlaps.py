@@ -1111,7 +1111,8 @@ def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
         "detail": text(cols["detail"]),
     }
     frame = pd.DataFrame({name: data[name] for name in FINDINGS.field_names}, copy=False)  # the layer's order
-    return gpd.GeoDataFrame(frame, geometry=np.asarray(geometry, dtype=object), crs=STORE_CRS)
+    # (copy=False: the frame is our own; geopandas copies a DataFrame by default, every object column again)
+    return gpd.GeoDataFrame(frame, geometry=np.asarray(geometry, dtype=object), crs=STORE_CRS, copy=False)
 
 
 # -- ids and text -----------------------------------------------------------------------------
