@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["siphash", "text_column"]
+__all__ = ["mix", "siphash", "text_column"]
 
 #: Rows gathered at once when reading the values' bytes (bounds the index arrays' memory).
 _GATHER_ROWS = 1 << 16
@@ -95,12 +95,13 @@ def siphash(strings: pa.Array, key: str) -> np.ndarray:
             part = group[lo:lo + _GATHER_ROWS]
             out[part] = _siphash_fixed(data, start[part], size, k0, k1)
     # pandas' mix of the 64 bits
-    out[rows] = _pandas_mix(out[rows])
+    out[rows] = mix(out[rows])
     return out
 
 
-def _pandas_mix(x: np.ndarray) -> np.ndarray:
-    """The 64-bit mix pandas applies to every hash (``_hash_ndarray``)."""
+def mix(x: np.ndarray) -> np.ndarray:
+    """The splitmix64 finaliser (a bijective 64-bit mix), vectorised: what pandas applies to every hash."""
+    x = np.asarray(x, dtype=np.uint64)
     x = x ^ (x >> np.uint64(30))
     x = x * np.uint64(0xBF58476D1CE4E5B9)
     x = x ^ (x >> np.uint64(27))

@@ -78,6 +78,7 @@ import shapely
 from gisapp import domain, geo, schema
 from gisapp.analysis import convex
 from gisapp.analysis.geoms import BoxTree, Geometries
+from gisapp.analysis.keys import mix as _mix
 from gisapp.analysis.keys import siphash, text_column
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
 from gisapp.passage import occupancy_passages, split_over_cpus
@@ -1116,14 +1117,6 @@ def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
 
 
 # -- ids and text -----------------------------------------------------------------------------
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser (a bijective 64-bit mix), vectorised."""
-    x = np.asarray(x, dtype=np.uint64)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 def _pair_hash(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray) -> np.ndarray:
