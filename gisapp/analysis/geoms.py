@@ -50,8 +50,9 @@ class _Source:
         if self.wkb is not None:
             with self._lock:  # (shapely.from_wkb holds the interpreter lock: nothing to gain from two at once)
                 todo = rows[~self.built[rows]]
-                if len(todo):
+                if len(todo) > 1 and not (todo[1:] > todo[:-1]).all():  # (rows come sorted and distinct, mostly)
                     todo = np.unique(todo)
+                if len(todo):
                     # in slices: one call holds the interpreter lock throughout, and the other threads' numpy
                     # and GEOS calls (which release it) wait for it to return
                     for lo in range(0, len(todo), MAKE_ROWS):

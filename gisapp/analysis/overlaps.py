@@ -72,11 +72,14 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import shapely
 
 from gisapp import domain, geo, schema
 from gisapp.analysis import convex
 from gisapp.analysis.geoms import BoxTree, Geometries
+from gisapp.analysis.keys import mix as _mix
+from gisapp.analysis.keys import siphash, text_column
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
 from gisapp.passage import occupancy_passages, split_over_cpus
 from gisapp.schema import FINDINGS, STORE_CRS
@@ -233,7 +236,7 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
         cons_job = pool.submit(_prepare_construction, construction, params)
         side, measure = _prepare_sidewalk(sidewalk, sidewalks)
         ward, skip_w = _prepare_wards(wards)
-        cons, skip_c, register = cons_job.result()
+        cons, skip_c, declared = cons_job.result()
 
         def finished(make, *args) -> dict:
             """The block ``make(*args)``, finished (wards, MultiPolygons, ids) in the same thread."""
@@ -246,7 +249,7 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
         skip_s = measure()
         skipped = pd.concat([skip_c, skip_s, skip_w], ignore_index=True)
         clock.lap("prepare")
-        labels = _factorize_labels(ward.extra["code"], register["ward_code"].to_numpy(dtype=object),
+        labels = _factorize_labels(ward.extra["code"], declared,
                                    skipped["ward_code"].to_numpy(dtype=object))
         clearance = finished(_clearance_findings, side, params)
         mismatch = finished(_ward_mismatch_findings, cons, ward, labels)
@@ -324,18 +327,40 @@ def _ranks(kinds, order: tuple[str, ...] = KINDS) -> np.ndarray:
 
 
 def _factorize_labels(*arrays) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Ward codes of several arrays as one sorted label set ('' for missing, last) and label arrays."""
+    """Ward codes of several arrays as one sorted label set ('' for missing, last) and label arrays.
+
+    The arrays: text (object arrays, ``None`` for missing) or Arrow string arrays (null for missing), which
+    Arrow encodes without the interpreter lock (a million dossiers' codes: ~15 ms).
+    """
+    try:
+        strings = pa.concat_arrays([a.cast(pa.large_string()) if isinstance(a, pa.Array)
+                                    else pa.array(np.asarray(a, dtype=object), type=pa.large_string(),
+                                                  from_pandas=True) for a in arrays])
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # not all text: the general way
+        return _factorize_objects(*arrays)
+    encoded = pc.dictionary_encode(pc.fill_null(strings, ""))
+    codes = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
+    return _sorted_labels(encoded.dictionary.to_numpy(zero_copy_only=False), codes, [len(a) for a in arrays])
+
+
+def _factorize_objects(*arrays) -> tuple[np.ndarray, list[np.ndarray]]:
+    """:func:`_factorize_labels` of arrays of any values (pandas' factorize)."""
     parts = [np.asarray(a, dtype=object) for a in arrays]
     joined = np.concatenate(parts) if parts else np.empty(0, dtype=object)
     joined = np.where(pd.isna(joined), "", joined)
     codes, names = pd.factorize(joined)
+    return _sorted_labels(names, codes, [len(p) for p in parts])
+
+
+def _sorted_labels(names, codes: np.ndarray, sizes: list[int]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The distinct codes ``names`` sorted ('' last) and ``codes`` (positions in ``names``) cut into ``sizes``."""
     names = np.asarray(names, dtype=object)
     order = sorted(range(len(names)), key=lambda k: (names[k] == "", str(names[k])))
     rank = np.empty(len(names), dtype=np.int64)
     rank[order] = np.arange(len(names))
     codes = rank[codes]
-    cut = np.cumsum([0] + [len(p) for p in parts])
-    return names[order], [codes[cut[k]:cut[k + 1]] for k in range(len(parts))]
+    cut = np.cumsum([0, *sizes])
+    return names[order], [codes[cut[k]:cut[k + 1]] for k in range(len(sizes))]
 
 
 def _none_label(names: np.ndarray) -> tuple[np.ndarray, int]:
@@ -456,6 +481,29 @@ def _geometries(frame) -> Geometries:
     return Geometries.of_objects(column.to_numpy(dtype=object))
 
 
+def _text_and_arrow(values) -> tuple[np.ndarray, pa.Array | None]:
+    """:func:`_text` of a column, and the same values as an Arrow string array when they are all text.
+
+    Text columns go through Arrow (:func:`keys.text_column`: one conversion holds the interpreter lock, the
+    rest is numpy); others take :func:`_text`'s general path (no Arrow array).
+    """
+    arr = values if isinstance(values, (pd.Series, pd.Index)) else np.asarray(values, dtype=object)
+    plain = isinstance(values, pd.Series) and isinstance(values.dtype, pd.ArrowDtype)
+    if plain or pd.api.types.infer_dtype(arr, skipna=True) in ("string", "empty"):
+        got = text_column(arr)
+        if got is not None:
+            return got
+    return _text(values), None
+
+
+def _keys(values) -> tuple[np.ndarray, np.ndarray]:
+    """A key column as :func:`_text` gives it and each key's hash (:func:`_hash_ids`; 0 where missing)."""
+    ids, strings = _text_and_arrow(values)
+    if strings is None:
+        return ids, _hash_ids(ids, ids == None)  # noqa: E711 - numpy: element-wise
+    return ids, siphash(strings, _HASH_KEY)
+
+
 def _hash_ids(ids, missing: np.ndarray | None = None) -> np.ndarray:
     """uint64 SipHash of each id; 0 for a missing id (``missing``: the mask, when known)."""
     arr = np.asarray(ids, dtype=object)
@@ -533,7 +581,9 @@ def _check_keys(ids: np.ndarray, hashes: np.ndarray, key: str, reasons: _Reasons
     missing = hashes == 0
     missing[missing] = pd.isna(ids[missing])
     reasons.add(missing, f"missing {key}")
-    maybe = np.flatnonzero(pd.Series(hashes).duplicated(keep=False).to_numpy() & ~missing)
+    ordered = np.sort(hashes)  # (numpy sorts without the interpreter lock)
+    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
+    maybe = np.flatnonzero(np.isin(hashes, repeated) & ~missing) if len(repeated) else np.empty(0, dtype=np.int64)
     if len(maybe):  # confirm on the text: a hash collision is not a duplicate
         reasons.add(maybe[pd.Series(ids[maybe], dtype=object).duplicated(keep="first").to_numpy()],
                     f"duplicate {key}")
@@ -568,10 +618,9 @@ def _features(ids, hashes, geoms: Geometries, start, end, keep, shapes, **extra)
 
 
 def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
-    """Usable dossiers with their works period; the skipped ones; code and declared ward of all."""
-    ids = _text(_column(frame, "dossier_code"))
-    hashes = _hash_ids(ids, ids == None)  # noqa: E711 - numpy: element-wise
-    declared = _text(_column(frame, "ward_code"))
+    """Usable dossiers with their works period; the skipped ones; the declared ward of all (Arrow when text)."""
+    ids, hashes = _keys(_column(frame, "dossier_code"))
+    declared, declared_arrow = _text_and_arrow(_column(frame, "ward_code"))
     geoms = _geometries(frame)
     received = _days(_column(frame, "received_on"))
     issued = _days(_column(frame, "issued_on"))
@@ -588,8 +637,8 @@ def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
     works_end = np.where(works_start == NAT, NAT, _add_months(works_start, int(params.works_months)) - 1)
     cons = _features(ids, hashes, geoms, works_start, works_end, ~reasons.mask(), shapes, declared=declared,
                      received=received, row=np.arange(len(ids)))
-    register = pd.DataFrame({"dossier_code": ids, "ward_code": declared}, dtype=object)
-    return cons, _skipped_frame(CONSTRUCTION, ids, declared, reasons), register
+    every = declared if declared_arrow is None else declared_arrow
+    return cons, _skipped_frame(CONSTRUCTION, ids, declared, reasons), every
 
 
 def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | None = None
@@ -602,9 +651,8 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     sidewalk of ``sidewalks``) stays in the spatial analysis; only its
     clearance is not checked, and that is reported as a skip reason.
     """
-    ids = _text(_column(frame, "permit_no"))
-    hashes = _hash_ids(ids, ids == None)  # noqa: E711 - numpy: element-wise
-    declared = _text(_column(frame, "ward_code"))
+    ids, hashes = _keys(_column(frame, "permit_no"))
+    declared = _text_and_arrow(_column(frame, "ward_code"))[0]
     geoms = _geometries(frame)
     start = _days(_column(frame, "start_on"))
     end = _days(_column(frame, "end_on"))
@@ -618,10 +666,7 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     reasons.add((start == NAT) & (end == NAT), "missing start_on and end_on")
     reasons.add((start != NAT) & (end != NAT) & (end < start), "end_on before start_on")
     keep = ~reasons.mask()
-    link = _text(_column(frame, "construction_dossier_code"))
-    link_hash = np.zeros(len(link), dtype=np.uint64)
-    named = np.flatnonzero(link != None)  # noqa: E711 - numpy: element-wise
-    link_hash[named] = _hash_ids(link[named], np.zeros(len(named), dtype=bool))
+    link, link_hash = _keys(_column(frame, "construction_dossier_code"))
     side = _features(ids, hashes, geoms, start, end, keep, shapes, declared=declared, width=width, used=used,
                      link=link, link_hash=link_hash)
 
@@ -957,17 +1002,41 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     ``finding_id``.  A sidewalk permit's polygon is converted, and its ward
     found, once per permit (and period of wards) in the block.  Blocks are
     finished by the thread that made them (GEOS and most of numpy release
-    the GIL).
+    the GIL); a long block's MultiPolygons are made in a thread of their own
+    meanwhile (permits given as WKB are made into objects there, holding the
+    interpreter lock, while the wards are found in numpy).
     """
     cols = dict(block)
     n = len(cols["kind"])
     source, geoms = cols["source"], cols["geometry"]
     own = source < 0
-    multi = np.empty(n, dtype=object)
-    if n:
-        multi[own] = geo.polygonal_parts(geoms[own])
-        used, back = _used(source[~own], len(side))
-        multi[~own] = geo.polygonal_parts(side.geoms[used])[back]
+
+    def multipolygons() -> np.ndarray:
+        """The findings' geometry as MultiPolygons (a permit's polygon made once)."""
+        multi = np.empty(n, dtype=object)
+        if n:
+            multi[own] = geo.polygonal_parts(geoms[own])
+            used, back = _used(source[~own], len(side))
+            multi[~own] = geo.polygonal_parts(side.geoms[used])[back]
+        return multi
+
+    with ThreadPoolExecutor(1) as helper:
+        multi_job = helper.submit(multipolygons) if n >= _PARALLEL_MIN else None
+        ward_idx, finding_id = _finish_wards_ids(cols, ward, side)
+        multi = multipolygons() if multi_job is None else multi_job.result()
+    codes = ward.extra["code"] if len(ward) else np.empty(0, dtype=object)
+    ward_code = np.full(n, None, dtype=object)
+    has = ward_idx >= 0
+    ward_code[has] = codes[ward_idx[has]]
+    cols["ward_code"], cols["ward_index"], cols["multi"], cols["finding_id"] = ward_code, ward_idx, multi, finding_id
+    return cols
+
+
+def _finish_wards_ids(cols: dict, ward: _Features, side: _Features) -> tuple[np.ndarray, np.ndarray]:
+    """The ward (row in ``ward``, -1: none) and the finding id of each finding of a block (:func:`_finish`)."""
+    n = len(cols["kind"])
+    source, geoms = cols["source"], cols["geometry"]
+    own = source < 0
     ward_idx = cols["ward_index"].copy()
     todo = ward_idx == -2
     if len(ward) and todo.any():
@@ -984,18 +1053,16 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
         mine = source[rows] < 0
         bounds[~mine] = side.bounds[source[rows[~mine]]]
         bounds[mine] = shapely.bounds(geoms[rows[mine]]).reshape(-1, 4)
-        shapes = np.empty(len(rows), dtype=object)
-        shapes[mine] = geoms[rows[mine]]
-        shapes[~mine] = side.geoms[source[rows[~mine]]]
+        shapes: Geometries | np.ndarray
+        if not mine.any():  # permits' polygons only: objects made only for those the ward grid cannot settle
+            shapes = side.geoms.take(source[rows])
+        else:
+            shapes = np.empty(len(rows), dtype=object)
+            shapes[mine] = geoms[rows[mine]]
+            shapes[~mine] = side.geoms[source[rows[~mine]]]
         ward_idx[todo] = index.assign(shapes, cols["overlap_start"][rows], bounds)[0][back]
     ward_idx[ward_idx == -2] = -1
-    codes = ward.extra["code"] if len(ward) else np.empty(0, dtype=object)
-    ward_code = np.full(n, None, dtype=object)
-    has = ward_idx >= 0
-    ward_code[has] = codes[ward_idx[has]]
-    cols["ward_code"], cols["ward_index"], cols["multi"] = ward_code, ward_idx, multi
-    cols["finding_id"] = _id_text(cols["kind"], _pair_hash(cols["kind"], cols["a_hash"], cols["b_hash"]))
-    return cols
+    return ward_idx, _id_text(cols["kind"], _pair_hash(cols["kind"], cols["a_hash"], cols["b_hash"]))
 
 
 def _assemble(blocks: list[dict]) -> tuple[gpd.GeoDataFrame, dict]:
@@ -1045,18 +1112,11 @@ def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
         "detail": text(cols["detail"]),
     }
     frame = pd.DataFrame({name: data[name] for name in FINDINGS.field_names}, copy=False)  # the layer's order
-    return gpd.GeoDataFrame(frame, geometry=np.asarray(geometry, dtype=object), crs=STORE_CRS)
+    # (copy=False: the frame is our own; geopandas copies a DataFrame by default, every object column again)
+    return gpd.GeoDataFrame(frame, geometry=np.asarray(geometry, dtype=object), crs=STORE_CRS, copy=False)
 
 
 # -- ids and text -----------------------------------------------------------------------------
-
-
-def _mix(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser (a bijective 64-bit mix), vectorised."""
-    x = np.asarray(x, dtype=np.uint64)
-    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 def _pair_hash(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray) -> np.ndarray:

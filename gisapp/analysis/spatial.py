@@ -460,7 +460,8 @@ class WardIndex:
         y1 = np.floor((bounds[:, 3] - oy) / size)
         ok = (x0 >= 0) & (y0 >= 0) & (x1 < cells) & (y1 < cells) & (x1 - x0 <= 1) & (y1 - y0 <= 1)
         x0, y0, x1, y1 = (np.where(ok, v, 0).astype(np.int64) for v in (x0, y0, x1, y1))
-        corners = [cell_ward[epoch, x * cells + y] for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
+        flat, base = cell_ward.ravel(), epoch * (cells * cells)  # one flat take each (a 2-D fancy index is slower)
+        corners = [flat[base + x * cells + y] for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
         ward = corners[0]
         ok &= (ward >= 0) & (corners[1] == ward) & (corners[2] == ward) & (corners[3] == ward)
         idx[ok] = ward[ok]
