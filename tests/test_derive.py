@@ -171,6 +171,27 @@ def test_multipolygon_wkb_equals_shapely(threads):
     assert len(derive.multipolygon_wkb(np.array([], dtype=object))) == 0
 
 
+def test_multipolygon_wkb_of_plain_polygons_from_their_points(threads):
+    # a layer of 2-D polygons without holes (every parcel and strip): the bytes come from the points, not from
+    # shapely's writer; any other geometry among them sends its block to shapely
+    kinds = _geometries()[:16]
+    plain = [g for g in kinds if shapely.get_type_id(g) == 3 and not shapely.is_empty(g)
+             and not shapely.has_z(g) and shapely.get_num_interior_rings(g) == 0]
+    rng = np.random.default_rng(3)
+    lots = shapely.buffer(shapely.points(rng.uniform(5e5, 5.1e5, 300), rng.uniform(1.77e6, 1.78e6, 300)),
+                          rng.uniform(1, 30, 300), quad_segs=int(rng.integers(1, 5)))
+    geoms = np.array([*plain * 20, *lots], dtype=object)
+    assert len(plain) == 5 and derive._ragged_multipolygon_wkb(geoms) is not None
+    want = pa.array(shapely.to_wkb(geo.to_multipolygons(geoms), byte_order=1), pa.binary(), from_pandas=True)
+    assert derive.multipolygon_wkb(geoms).equals(want)
+    for other in kinds:
+        if not any(other is g for g in plain):
+            mixed = np.array([*geoms[:50], other], dtype=object)
+            assert derive._ragged_multipolygon_wkb(mixed) is None
+            assert derive.multipolygon_wkb(mixed).equals(
+                pa.array(shapely.to_wkb(geo.to_multipolygons(mixed), byte_order=1), pa.binary(), from_pandas=True))
+
+
 def test_geojson_of_wkb_equals_the_stored_text(threads):
     geoms = _geometries()
     rng = np.random.default_rng(9)
