@@ -442,16 +442,11 @@ def wait_for_arrays(base: str, timeout: float = 900, in_a_row: int = 10) -> floa
     arrays (:func:`gisapp.analysis.counts.state`) and its filtered tiles' index
     (:func:`gisapp.tiles.index.state`; at 1M that one goes on for seconds after the arrays, ~7 s of a core
     in the workers and ~2 s in the database, which a level measured then counted as the pages' CPU)."""
-    import requests
-
     started, ready = time.monotonic(), 0
     while ready < in_a_row:
         if time.monotonic() - started > timeout:
             raise RuntimeError(f"counts' arrays and tile index not read after {timeout:.0f} s")
-        with contextlib.suppress(requests.RequestException):
-            health = requests.get(f"{base}/healthz", timeout=30).json()
-            kinds = {**(health.get("arrays") or {}), **(health.get("tile_index") or {})}
-            ready = ready + 1 if kinds and set(kinds.values()) == {"ready"} else 0
+        ready = ready + 1 if _arrays_ready(base) else 0
         time.sleep(0.1 if ready else 1)
     return time.monotonic() - started
 
