@@ -27,6 +27,7 @@ import pyarrow.compute as pc
 import shapely
 
 from gisapp.filters import fold
+from gisapp.formats.wkb import read_polygons
 
 #: Rows per block of work (bounds the per-byte arrays of a block to some tens of MB).
 BLOCK = 65_536
@@ -247,13 +248,56 @@ _POLYGON_HEAD = b"\x01\x03\x00\x00\x00"
 _MULTI_HEAD = b"\x01\x06\x00\x00\x00\x01\x00\x00\x00"
 
 
+def is_wkb(values) -> bool:
+    """Whether a geometry column holds WKB (an Arrow binary array or a pandas column of one, what
+    :func:`gisapp.analysis.run.read_layer` and :attr:`gisapp.analysis.overlaps.AnalysisResult.rows` give) rather
+    than shapely objects."""
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        return pa.types.is_binary(values.type) or pa.types.is_large_binary(values.type)
+    dtype = getattr(values, "dtype", None)
+    return isinstance(dtype, pd.ArrowDtype) and (pa.types.is_binary(dtype.pyarrow_dtype)
+                                                 or pa.types.is_large_binary(dtype.pyarrow_dtype))
+
+
+def wkb_array(values) -> pa.BinaryArray:
+    """A WKB column (:func:`is_wkb`) as one Arrow binary array."""
+    if not isinstance(values, (pa.Array, pa.ChunkedArray)):
+        values = pa.array(values)
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    return values if values.type == pa.binary() else values.cast(pa.binary())
+
+
+def geometry_objects(values) -> np.ndarray:
+    """A geometry column as an object array of shapely geometries (``None`` where missing), made from WKB
+    (:func:`is_wkb`) or as given."""
+    if is_wkb(values):
+        return shapely.from_wkb(wkb_array(values).to_numpy(zero_copy_only=False))
+    return np.asarray(values, dtype=object)
+
+
+def geometry_bounds(values) -> np.ndarray:
+    """``(n, 4)`` boxes (minx, miny, maxx, maxy) of a geometry column, shapely objects or WKB (:func:`is_wkb`,
+    read by :func:`gisapp.formats.wkb.read_polygons` without an object per geometry): ``shapely.bounds``'
+    values, NaN where missing or empty."""
+    if not is_wkb(values):
+        return shapely.bounds(np.asarray(values, dtype=object)).reshape(-1, 4)
+    polygons = read_polygons(wkb_array(values))
+    if polygons.other.any():  # not polygonal: the bounds of all of its parts, as shapely gives them
+        return shapely.bounds(geometry_objects(values)).reshape(-1, 4)
+    return polygons.bounds()
+
+
 def multipolygon_wkb(geoms) -> pa.BinaryArray:
     """Little-endian WKB of shapely geometries with each Polygon as the MultiPolygon of it (null where missing):
     the bytes of ``shapely.to_wkb(gisapp.geo.to_multipolygons(geoms), byte_order=1)``, without making a
     MultiPolygon object per Polygon (a 2-D Polygon with rings gets the MultiPolygon header spliced in;
-    empty and 3-D polygons go through shapely)."""
+    empty and 3-D polygons go through shapely).  ``geoms`` may be WKB (:func:`is_wkb`): :func:`wkb_multipolygons`.
+    """
     from gisapp import geo
 
+    if is_wkb(geoms):
+        return wkb_multipolygons(wkb_array(geoms))
     geoms = np.asarray(geoms, dtype=object)
 
     def block(s: int, e: int) -> pa.Array:
@@ -306,11 +350,38 @@ def _ragged_multipolygon_wkb(geoms: np.ndarray) -> pa.BinaryArray | None:
 _NO_BYTES = pa.scalar(b"", pa.binary())
 
 
+def wkb_multipolygons(wkb: pa.BinaryArray) -> pa.BinaryArray:
+    """:func:`multipolygon_wkb` of the geometries of ``wkb`` (``shapely.to_wkb(to_multipolygons(from_wkb(wkb)),
+    byte_order=1)``), from the bytes without an object per geometry: a little-endian 2-D MultiPolygon as it is, a
+    little-endian 2-D Polygon with rings behind the MultiPolygon header; any other value through shapely.
+
+    (Bytes GEOS, PostGIS or this module wrote: one byte order throughout a value, as GEOS writes them back.)
+    """
+    n = len(wkb)
+    if n == 0 or wkb.null_count == n:
+        return wkb
+    head = pc.binary_slice(wkb, 0, 5)
+    multi = pc.equal(head, pa.scalar(b"\x01\x06\x00\x00\x00", pa.binary()))
+    polygon = pc.and_(pc.equal(head, pa.scalar(_POLYGON_HEAD, pa.binary())),
+                      pc.not_equal(pc.binary_slice(wkb, 5, 9), pa.scalar(b"\x00" * 4, pa.binary())))
+    out = pc.if_else(polygon, pc.binary_join_element_wise(pa.scalar(_MULTI_HEAD, pa.binary()), wkb, _NO_BYTES), wkb)
+    other = np.flatnonzero(~pc.or_(multi, polygon).fill_null(True).to_numpy(zero_copy_only=False))
+    if len(other):  # (nulls are taken as they are: a missing geometry stays missing)
+        from gisapp import geo
+
+        values = out.to_numpy(zero_copy_only=False).astype(object)
+        values[other] = shapely.to_wkb(geo.to_multipolygons(shapely.from_wkb(values[other])), byte_order=1)
+        out = pa.array(values, type=pa.binary(), from_pandas=True)
+    return out.combine_chunks() if isinstance(out, pa.ChunkedArray) else out
+
+
 def geometry_wkb(geoms, multi: bool) -> pa.BinaryArray:
     """The stored geometry as little-endian WKB: :func:`multipolygon_wkb` for a MultiPolygon layer (``multi``),
     else shapely's."""
     if multi:
         return multipolygon_wkb(geoms)
+    if is_wkb(geoms):
+        return wkb_array(geoms)
     geoms = np.asarray(geoms, dtype=object)
     return concat(run_blocks(lambda s, e: pa.array(shapely.to_wkb(geoms[s:e], byte_order=1), type=pa.binary(),
                                                    from_pandas=True), len(geoms)), pa.binary())

@@ -88,6 +88,26 @@ class Polygons:
         ext[starts[np.diff(self.polygon_offsets) > 0]] = True
         return ext
 
+    def point_features(self) -> np.ndarray:
+        """The feature of each point of ``xy``."""
+        return np.repeat(self.ring_features(), np.diff(self.ring_offsets))
+
+    def point_counts(self) -> np.ndarray:
+        """The number of points of each feature."""
+        return np.diff(self.ring_offsets[self.polygon_offsets[self.feature_offsets]])
+
+    def bounds(self) -> np.ndarray:
+        """``(n, 4)`` box (minx, miny, maxx, maxy) of each feature's points, NaN for a feature without any
+        (``shapely.bounds``' values)."""
+        out = np.full((len(self), 4), np.nan)
+        counts = self.point_counts()
+        has = np.flatnonzero(counts > 0)
+        if len(has):
+            starts = self.ring_offsets[self.polygon_offsets[self.feature_offsets[has]]]
+            for k, (axis, reduce) in enumerate(((0, np.minimum), (1, np.minimum), (0, np.maximum), (1, np.maximum))):
+                out[has, k] = reduce.reduceat(np.ascontiguousarray(self.xy[:, axis]), starts)
+        return out
+
     def take(self, order) -> Polygons:
         """The features at positions ``order``, in that order (``fallback`` renumbered, kept sorted)."""
         order = np.asarray(order, np.int64)
