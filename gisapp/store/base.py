@@ -195,6 +195,12 @@ class Store(abc.ABC):
         ``delete`` ("upsert" only): per layer, the keys of features removed in the
         same transaction before ``frames`` are written (keys not stored are
         no error) — how an incremental analysis replaces its findings.
+
+        A frame's geometries may come as WKB (EPSG:5899) in an Arrow binary
+        ``geometry`` column of a plain frame (:func:`gisapp.formats.derive.is_wkb`:
+        :attr:`gisapp.analysis.overlaps.AnalysisResult.rows`): stored as the
+        geometries they stand for, a layer's little-endian MultiPolygon WKB as
+        it is, without a shapely object per row where the write needs none.
         """
 
     @abc.abstractmethod
@@ -507,7 +513,7 @@ def frame_boxes(layer: Layer, frame: pd.DataFrame) -> dict[str, tuple[float, flo
     """The bounding box (EPSG:5899) of each feature of ``frame`` with a geometry, by key."""
     if not len(frame) or "geometry" not in frame:
         return {}
-    bounds = shapely.bounds(np.asarray(frame.geometry.values, dtype=object))
+    bounds = derive.geometry_bounds(frame.geometry.values)  # (shapely objects or WKB)
     keys = [str(k) for k in frame[layer.key]]
     return {k: (float(b[0]), float(b[1]), float(b[2]), float(b[3]))
             for k, b in zip(keys, bounds) if not np.isnan(b[0])}
@@ -873,7 +879,10 @@ def check_delete(mode: str, delete: dict[str, Collection[str]] | None) -> dict[s
 
 def merge_upsert(layer: Layer, existing: gpd.GeoDataFrame, new: gpd.GeoDataFrame,
                  deleted: Collection[str] = ()) -> gpd.GeoDataFrame:
-    """``existing`` without the keys ``deleted``, rows of ``new`` replacing those with the same key, others added."""
+    """``existing`` without the keys ``deleted``, rows of ``new`` replacing those with the same key, others added
+    (``new``'s geometry may be WKB: :func:`gisapp.formats.derive.is_wkb`)."""
+    if derive.is_wkb(new["geometry"].array):
+        new = new.assign(geometry=derive.geometry_objects(new["geometry"].array))
     kept = existing[~existing[layer.key].isin(new[layer.key]) & ~existing[layer.key].isin(list(deleted))]
     merged = pd.concat([kept, new], ignore_index=True)
     return gpd.GeoDataFrame(merged, geometry="geometry", crs=STORE_CRS)

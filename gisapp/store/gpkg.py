@@ -1433,7 +1433,8 @@ def _rows_into(con: sqlite3.Connection, lay: Layer, gone: Sequence[str], frame: 
     table = table.select([n for n in table.column_names if n in has or n == "geom"])
     names = table.column_names
     columns = [table.column(n).to_pylist() for n in names[:-1]]
-    columns.append(to_gpkg(geo.to_multipolygons(frame.geometry.values), int(STORE_CRS.split(":")[1])))
+    geoms = derive.geometry_objects(frame.geometry.values)  # (objects or WKB)
+    columns.append(to_gpkg(geo.to_multipolygons(geoms), int(STORE_CRS.split(":")[1])))
     marks = ", ".join("?" * len(names))
     con.executemany(f'INSERT INTO "{name}" ({", ".join(f"{chr(34)}{n}{chr(34)}" for n in names)}) '
                     f"VALUES ({marks})", [tuple(_sql_value(v) for v in row) for row in zip(*columns)])

@@ -46,6 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import shapely
+from geopandas.tools.hilbert_curve import _continuous_to_discrete_coords, _encode
 from pandas.util import hash_array
 from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
@@ -56,6 +57,7 @@ from gisapp import geo, schema
 from gisapp import history as hist
 from gisapp.filters import Filter
 from gisapp.formats import derive
+from gisapp.formats.wkb import read_polygons
 from gisapp.inspections import Inspection
 from gisapp.photos import Photo
 from gisapp.progress import SILENT, Progress
@@ -1082,11 +1084,11 @@ def _spatial_order(geoms: np.ndarray) -> np.ndarray:
     The curve is geopandas' (``hilbert_distance``, 16 levels), which refuses
     missing geometries: those get the largest distance.
     """
-    series = gpd.GeoSeries(np.asarray(geoms, dtype=object))
-    present = ~(series.isna() | series.is_empty).to_numpy()
-    distance = np.full(len(series), np.iinfo(np.int64).max, dtype=np.int64)
-    if present.any():
-        distance[present] = series[present].hilbert_distance(level=16).to_numpy()
+    bounds = derive.geometry_bounds(geoms)  # (shapely objects or WKB: NaN where missing or empty)
+    present = ~np.isnan(bounds[:, 0])
+    distance = np.full(len(bounds), np.iinfo(np.int64).max, dtype=np.int64)
+    if present.any():  # ``GeoSeries.hilbert_distance(level=16)`` of the present ones, from their boxes
+        distance[present] = _encode(16, *_continuous_to_discrete_coords(bounds[present], 16, None))
     return np.argsort(distance, kind="stable")
 
 
@@ -1522,9 +1524,15 @@ def _geometry_hashes(geoms: np.ndarray, multi: bool,
     :func:`gisapp.geo.to_multipolygons`, so a frame read back hashes as the frame written).  ``bounds``: a list
     the box of all the coordinates (minx, miny, maxx, maxy; ``None`` without any) is appended to, what
     :func:`_frame_bounds` says of the geometries (each one's box is that of its coordinates)."""
-    # the coordinates with their owners' index, the counts from it: one walk over the geometries (a second,
-    # get_num_coordinates, cost more than the index where an analysis left its objects scattered in memory)
-    coords, owner = shapely.get_coordinates(geoms, return_index=True)
+    parts = _wkb_parts(geoms) if derive.is_wkb(geoms) else None
+    if parts is not None:
+        coords, owner, types, count = parts
+    else:
+        geoms = derive.geometry_objects(geoms)
+        # the coordinates with their owners' index, the counts from it: one walk over the geometries (a second,
+        # get_num_coordinates, cost more than the index where an analysis left its objects scattered in memory)
+        coords, owner = shapely.get_coordinates(geoms, return_index=True)
+        types, count = shapely.get_type_id(geoms).astype(np.int64), shapely.get_num_geometries(geoms)
     if bounds is not None:
         # column by column: numpy reduces an (n, 2) array along its rows ~20× slower (0.23 s at 3.5M coordinates)
         x, y = coords[:, 0], coords[:, 1]
@@ -1541,11 +1549,26 @@ def _geometry_hashes(geoms: np.ndarray, multi: bool,
     has = counts > 0
     if len(each):
         sums[has] = np.add.reduceat(each, starts[:-1][has])
-    types = shapely.get_type_id(geoms).astype(np.int64)
     if multi:
         types[types == 3] = 6
-    shape = (types + 2) * 1_000_003 + shapely.get_num_geometries(geoms)
+    shape = (types + 2) * 1_000_003 + count
     return _mix(sums ^ _mix(shape.astype(np.uint64) * _GOLDEN + counts.astype(np.uint64)))
+
+
+def _wkb_parts(wkb) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """What :func:`_geometry_hashes` reads of each geometry, from WKB without an object per geometry
+    (:func:`gisapp.formats.wkb.read_polygons`): the coordinates and their owners (``shapely.get_coordinates``),
+    the type ids and the numbers of parts; ``None`` (ask shapely) unless every geometry is a 2-D little-endian
+    Polygon or MultiPolygon with points, or missing."""
+    arr = derive.wkb_array(wkb)
+    polygons = read_polygons(arr)
+    counts = polygons.point_counts()
+    missing = arr.is_null().to_numpy(zero_copy_only=False)
+    if polygons.other.any() or len(polygons.fallback) or (counts[~missing] == 0).any():
+        return None
+    types = np.where(missing, -1, np.where(polygons.multi, 6, 3)).astype(np.int64)
+    parts = np.where(polygons.multi, np.diff(polygons.feature_offsets), ~missing).astype(np.int64)
+    return polygons.xy, polygons.point_features(), types, parts
 
 
 def row_hashes(layer: Layer, frame: gpd.GeoDataFrame, bounds: list[list[float] | None] | None = None) -> np.ndarray:
@@ -1580,8 +1603,7 @@ def row_hashes(layer: Layer, frame: gpd.GeoDataFrame, bounds: list[list[float] |
         # categorize=False: the same hashes (pandas hashes each distinct value alike either way) without first
         # factorizing the texts, nearly all distinct here (0.9 s of a 1 s hash at 700,000 findings)
         h = _mix(h * _GOLDEN + hash_array(joined.cast(pa.binary()).to_numpy(zero_copy_only=False), categorize=False))
-    geoms = np.asarray(frame.geometry.values, dtype=object)
-    h = _mix(h * _GOLDEN + _geometry_hashes(geoms, layer.geometry == "MultiPolygon", bounds))
+    h = _mix(h * _GOLDEN + _geometry_hashes(frame.geometry.values, layer.geometry == "MultiPolygon", bounds))
     return h.view(np.int64)
 
 
@@ -1834,12 +1856,10 @@ SMALL_UPSERT = 5000
 
 def _frame_bounds(frame: gpd.GeoDataFrame) -> list[float] | None:
     """The box (minx, miny, maxx, maxy) of ``frame``'s geometries, ``None`` when it has none (or only empty ones)."""
-    geoms = np.asarray(frame.geometry.values, dtype=object)
-    geoms = geoms[~shapely.is_missing(geoms)]
-    geoms = geoms[~shapely.is_empty(geoms)]
-    if not len(geoms):
+    b = derive.geometry_bounds(frame.geometry.values)
+    b = b[~np.isnan(b[:, 0])]  # (missing or empty)
+    if not len(b):
         return None
-    b = shapely.bounds(geoms)
     return [float(b[:, 0].min()), float(b[:, 1].min()), float(b[:, 2].max()), float(b[:, 3].max())]
 
 
