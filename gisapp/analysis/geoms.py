@@ -26,6 +26,7 @@ import shapely
 
 from gisapp.analysis import convex
 from gisapp.analysis.spatial import bbox_pairs
+from gisapp.formats import derive
 
 __all__ = ["BoxTree", "Geometries"]
 
@@ -129,6 +130,15 @@ class Geometries:
     def take(self, key) -> Geometries:
         """The rows ``key`` as geometries of their own (a view: nothing is made)."""
         return Geometries(self._source, self._positions(key))
+
+    def multipolygon_wkb(self, key) -> pa.Array:
+        """The rows ``key`` as the MultiPolygon WKB the stores write
+        (:func:`gisapp.formats.derive.multipolygon_wkb`): from their own WKB when given as WKB (no object made),
+        else from the objects."""
+        source, rows = self._source, self._positions(key)
+        if source.wkb is None:
+            return derive.multipolygon_wkb(source.objects[rows])
+        return derive.multipolygon_wkb(source.wkb.take(pa.array(rows)))
 
     def quads(self) -> tuple[np.ndarray, np.ndarray]:
         """:func:`convex.quads` of these geometries: from the WKB where it is a simple polygon, else GEOS."""

@@ -51,17 +51,23 @@ parcel and strip is) are checked valid, bounded, measured apart and tested
 for overlap in numpy (:mod:`gisapp.analysis.convex`), with the same answers
 as GEOS: GEOS takes the other shapes and the cases numpy cannot decide
 beyond doubt.  Given as WKB, the parcels and permits become shapely
-objects only for those, the overlays and the findings' own geometry.  There is no Python loop over pairs.  The
+objects only for those, the overlays and the findings' own geometry (a
+finding on a permit's polygon takes the MultiPolygon WKB of the permit's
+WKB).  There is no Python loop over pairs.  The
 layers are prepared side by side, the kinds of findings are found side by
-side and each block is finished (wards, MultiPolygons, ids) in the thread
+side and each block is finished (wards, MultiPolygon WKB, ids) in the thread
 that made it; long GEOS calls (validity, distance, overlay) are split over
 threads too: GEOS and most of numpy release the GIL.  Within a kind, the
-row order follows the pair search (deterministic for the same input).
+row order follows the pair search (deterministic for the same input).  The
+findings come out as Arrow columns and WKB (:attr:`AnalysisResult.rows`),
+which the stores write as they are; their objects are made only when asked
+for (:attr:`AnalysisResult.findings`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -81,6 +87,7 @@ from gisapp.analysis.geoms import BoxTree, Geometries
 from gisapp.analysis.keys import mix as _mix
 from gisapp.analysis.keys import siphash, text_column
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
+from gisapp.formats import derive
 from gisapp.passage import occupancy_passages, split_over_cpus
 from gisapp.schema import FINDINGS, STORE_CRS
 
@@ -92,6 +99,8 @@ __all__ = [
     "empty_findings",
     "find_overlaps",
     "finding_ids",
+    "findings_frame",
+    "findings_rows",
     "summarize",
 ]
 
@@ -164,18 +173,34 @@ class AnalysisParams:
 class AnalysisResult:
     """What :func:`find_overlaps` returns.
 
-    ``findings``: the findings layer (EPSG:5899, MultiPolygons, grouped by
-    kind in :data:`KINDS` order; the same input gives the same rows in the
-    same order); ``skipped``: one row per feature left out or only partly
-    analysed (``layer``, ``id``, ``ward_code`` as declared, ``reason``);
-    ``summary``: see :func:`summarize`; ``timings``: seconds per stage.
+    ``rows``: the findings layer (grouped by kind in :data:`KINDS` order;
+    the same input gives the same rows in the same order) without a Python
+    object per value, as :meth:`gisapp.store.base.Store.write` takes it
+    (what ``gisapp analyze`` stores): a plain frame of the layer's columns,
+    texts Arrow-backed (:data:`gisapp.schema.TEXT_DTYPE`, missing as null),
+    dates datetime64[ms], ``overlap_days`` Int64, and ``geometry`` the WKB
+    of each finding's geometry (EPSG:5899) in an Arrow binary column: a
+    computed finding's is the little-endian MultiPolygon WKB the stores
+    write (:func:`findings_rows` makes such rows of a GeoDataFrame of
+    findings); ``findings``: the same rows as a
+    GeoDataFrame (texts as ``str``, ``None`` where missing; shapely
+    geometries: MultiPolygons for the computed findings), made on first use
+    (:func:`findings_frame`); ``skipped``: one row per feature left out or
+    only partly analysed (``layer``, ``id``, ``ward_code`` as declared,
+    ``reason``); ``summary``: see :func:`summarize`; ``timings``: seconds
+    per stage.
     """
 
-    findings: gpd.GeoDataFrame
+    rows: pd.DataFrame
     skipped: pd.DataFrame
     summary: pd.DataFrame
     params: AnalysisParams
     timings: dict = field(default_factory=dict)
+
+    @functools.cached_property
+    def findings(self) -> gpd.GeoDataFrame:
+        """:attr:`rows` as a GeoDataFrame of objects (:func:`findings_frame`), made once, on first use."""
+        return findings_frame(self.rows)
 
 
 @dataclass(frozen=True)
@@ -239,7 +264,7 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
         cons, skip_c, declared = cons_job.result()
 
         def finished(make, *args) -> dict:
-            """The block ``make(*args)``, finished (wards, MultiPolygons, ids) in the same thread."""
+            """The block ``make(*args)``, finished (wards, MultiPolygon WKB, ids) in the same thread."""
             return _finish(make(*args), ward, side)
 
         # the passages (only the clearance findings need them) are measured here while the pool looks for
@@ -255,7 +280,7 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
         mismatch = finished(_ward_mismatch_findings, cons, ward, labels)
         blocks = [jobs[0].result(), jobs[1].result(), clearance, mismatch]  # in KINDS order
     clock.lap("findings")
-    findings, cols = _assemble(blocks)
+    rows, cols = _assemble(blocks)
     clock.lap("assemble")
     names, (w_lab, d_lab, s_lab) = labels
     names, none = _none_label(names)
@@ -263,7 +288,7 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
     needed = _used(cols["dossier_row"][np.isin(cols["kind"], _ranks(NEEDED_SIDEWALK))], len(d_lab))[0]
     summary = _summary_table(names, f_lab, cols["kind"], d_lab, d_lab[needed], s_lab, len(skipped))
     clock.lap("summary")
-    return AnalysisResult(findings, skipped, summary, params, clock.laps)
+    return AnalysisResult(rows, skipped, summary, params, clock.laps)
 
 
 def summarize(findings: pd.DataFrame, construction: pd.DataFrame,
@@ -304,7 +329,50 @@ def summarize(findings: pd.DataFrame, construction: pd.DataFrame,
 
 def empty_findings() -> gpd.GeoDataFrame:
     """An empty findings frame with the layer's typed columns."""
-    return _findings_frame(_stack([]), np.empty(0, dtype=object))
+    return findings_frame(_findings_rows(_stack([]), pa.array([], pa.binary())))
+
+
+def findings_frame(rows: pd.DataFrame) -> gpd.GeoDataFrame:
+    """Findings as :attr:`AnalysisResult.rows` holds them as a GeoDataFrame (EPSG:5899) of the layer's columns:
+    texts as ``str`` objects (``None`` where missing), the geometries as shapely objects made from the WKB."""
+    data = {}
+    for f in FINDINGS.fields:
+        column = rows[f.name]
+        if f.type == "text":
+            data[f.name] = pd.Series(derive.arrow_strings(column.array).to_numpy(zero_copy_only=False), dtype=object,
+                                     copy=False)
+        else:
+            data[f.name] = column.array
+    frame = pd.DataFrame(data, copy=False)
+    return gpd.GeoDataFrame(frame, geometry=derive.geometry_objects(rows["geometry"].array), crs=STORE_CRS,
+                            copy=False)
+
+
+def findings_rows(frame: gpd.GeoDataFrame) -> pd.DataFrame:
+    """Findings of a GeoDataFrame typed as the layer's (:func:`findings_frame`'s) as :attr:`AnalysisResult.rows`
+    holds them (the geometries as their WKB, a Polygon's as the Polygon's)."""
+    texts = {f.name: _large_strings(frame[f.name]) for f in FINDINGS.fields if f.type == "text"}
+    wkb = pa.array(shapely.to_wkb(np.asarray(frame.geometry.values, dtype=object), byte_order=1), pa.binary(),
+                   from_pandas=True)
+    return _rows_frame({f.name: texts[f.name] if f.name in texts else frame[f.name].array for f in FINDINGS.fields},
+                       wkb)
+
+
+def _rows_frame(columns: dict, wkb: pa.Array) -> pd.DataFrame:
+    """:attr:`AnalysisResult.rows` of the layer's columns (texts as Arrow large strings) and the geometry's WKB."""
+    data = {name: pd.array(values, dtype=schema.TEXT_DTYPE) if isinstance(values, pa.Array) else values
+            for name, values in columns.items()}
+    data["geometry"] = pd.arrays.ArrowExtensionArray(wkb)
+    return pd.DataFrame(data, copy=False)
+
+
+def _large_strings(values) -> pa.Array:
+    """Texts (Arrow, or ``str`` objects with ``None`` where missing) as an Arrow large string array."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        return values.cast(pa.large_string())
+    return pa.array(np.asarray(values, dtype=object), type=pa.large_string(), from_pandas=True)
 
 
 def finding_ids(kinds, a_ids, b_ids) -> np.ndarray:
@@ -996,40 +1064,52 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
 
 
 def _finish(block: dict, ward: _Features, side: _Features) -> dict:
-    """A block of findings made ready for the layer: wards found, MultiPolygons, finding ids.
+    """A block of findings made ready for the layer: wards found, MultiPolygon WKB, finding ids.
 
-    Adds ``ward_code``, ``multi`` (the geometry as a MultiPolygon) and
-    ``finding_id``.  A sidewalk permit's polygon is converted, and its ward
-    found, once per permit (and period of wards) in the block.  Blocks are
-    finished by the thread that made them (GEOS and most of numpy release
-    the GIL); a long block's MultiPolygons are made in a thread of their own
-    meanwhile (permits given as WKB are made into objects there, holding the
-    interpreter lock, while the wards are found in numpy).
+    Adds ``ward_code``, ``wkb`` (the geometry as the MultiPolygon WKB the
+    stores write, an Arrow binary array) and ``finding_id`` (Arrow
+    strings).  A sidewalk permit's polygon is converted, and its ward found,
+    once per permit (and period of wards) in the block: a permit given as
+    WKB from its own bytes, without a shapely object (:meth:`Geometries.multipolygon_wkb`).
+    Blocks are finished by the thread that made them (GEOS, Arrow and most
+    of numpy release the GIL); a long block's WKB is made in a thread of
+    its own meanwhile.
     """
     cols = dict(block)
     n = len(cols["kind"])
     source, geoms = cols["source"], cols["geometry"]
     own = source < 0
 
-    def multipolygons() -> np.ndarray:
-        """The findings' geometry as MultiPolygons (a permit's polygon made once)."""
-        multi = np.empty(n, dtype=object)
-        if n:
-            multi[own] = geo.polygonal_parts(geoms[own])
-            used, back = _used(source[~own], len(side))
-            multi[~own] = geo.polygonal_parts(side.geoms[used])[back]
-        return multi
+    def multipolygons() -> pa.Array:
+        """The findings' geometry as MultiPolygon WKB (a permit's made once)."""
+        used, back = _used(source[~own], len(side))
+        made = pa.concat_arrays([_polygonal_wkb(geoms[own]), side.geoms.multipolygon_wkb(used)])
+        at = np.empty(n, dtype=np.int64)
+        at[own] = np.arange(int(own.sum()))
+        at[~own] = int(own.sum()) + back
+        return made.take(pa.array(at))
 
     with ThreadPoolExecutor(1) as helper:
-        multi_job = helper.submit(multipolygons) if n >= _PARALLEL_MIN else None
+        wkb_job = helper.submit(multipolygons) if n >= _PARALLEL_MIN else None
         ward_idx, finding_id = _finish_wards_ids(cols, ward, side)
-        multi = multipolygons() if multi_job is None else multi_job.result()
+        wkb = multipolygons() if wkb_job is None else wkb_job.result()
     codes = ward.extra["code"] if len(ward) else np.empty(0, dtype=object)
     ward_code = np.full(n, None, dtype=object)
     has = ward_idx >= 0
     ward_code[has] = codes[ward_idx[has]]
-    cols["ward_code"], cols["ward_index"], cols["multi"], cols["finding_id"] = ward_code, ward_idx, multi, finding_id
+    cols["ward_code"], cols["ward_index"], cols["wkb"], cols["finding_id"] = ward_code, ward_idx, wkb, finding_id
     return cols
+
+
+def _polygonal_wkb(geoms: np.ndarray) -> pa.Array:
+    """The MultiPolygon WKB the stores write of :func:`gisapp.geo.polygonal_parts` of ``geoms`` (an overlay's
+    other parts dropped; :func:`gisapp.formats.derive.multipolygon_wkb`)."""
+    geoms = np.asarray(geoms, dtype=object)
+    other = np.flatnonzero(~np.isin(shapely.get_type_id(geoms), (3, 6, -1)))
+    if len(other):
+        geoms = geoms.copy()
+        geoms[other] = geo.polygonal_parts(geoms[other])
+    return derive.multipolygon_wkb(geoms)
 
 
 def _finish_wards_ids(cols: dict, ward: _Features, side: _Features) -> tuple[np.ndarray, np.ndarray]:
@@ -1062,14 +1142,16 @@ def _finish_wards_ids(cols: dict, ward: _Features, side: _Features) -> tuple[np.
             shapes[~mine] = side.geoms[source[rows[~mine]]]
         ward_idx[todo] = index.assign(shapes, cols["overlap_start"][rows], bounds)[0][back]
     ward_idx[ward_idx == -2] = -1
-    return ward_idx, _id_text(cols["kind"], _pair_hash(cols["kind"], cols["a_hash"], cols["b_hash"]))
+    return ward_idx, _id_strings(cols["kind"], _pair_hash(cols["kind"], cols["a_hash"], cols["b_hash"]))
 
 
-def _assemble(blocks: list[dict]) -> tuple[gpd.GeoDataFrame, dict]:
-    """Finished blocks (:func:`_finish`) as the findings layer, and their columns."""
+def _assemble(blocks: list[dict]) -> tuple[pd.DataFrame, dict]:
+    """Finished blocks (:func:`_finish`) as the findings layer's rows (:attr:`AnalysisResult.rows`), and their
+    columns."""
     cols = {name: np.concatenate([b[name] for b in blocks])
-            for name in (*_BLOCK_COLUMNS, "ward_code", "multi", "finding_id")}
-    return _findings_frame(cols, cols["multi"]), cols
+            for name in (*_BLOCK_COLUMNS, "ward_code") if name != "geometry"}
+    cols["finding_id"] = pa.concat_arrays([b["finding_id"] for b in blocks])
+    return _findings_rows(cols, pa.concat_arrays([b["wkb"] for b in blocks])), cols
 
 
 def _used(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -1082,16 +1164,12 @@ def _used(values: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
     return used, position[values]
 
 
-def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
-    """The typed findings GeoDataFrame (EPSG:5899); rows as the columns come (grouped by kind)."""
+def _findings_rows(cols: dict, wkb: pa.Array) -> pd.DataFrame:
+    """The typed findings rows (:attr:`AnalysisResult.rows`) of block columns and the geometries' WKB; rows as
+    the columns come (grouped by kind)."""
     rank = cols["kind"]
     if "finding_id" not in cols:
-        cols = {**cols, "finding_id": _id_text(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"]))}
-
-    def text(values):
-        """An object-dtype Series of the values (str or None)."""
-        arr = np.asarray(values)
-        return pd.Series(arr if arr.dtype == object else arr.astype(object), dtype=object, copy=False)
+        cols = {**cols, "finding_id": _id_strings(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"]))}
 
     def dates(values):
         """Int days as datetime64[ms] (NaT where missing)."""
@@ -1101,19 +1179,17 @@ def _findings_frame(cols: dict, geometry: np.ndarray) -> gpd.GeoDataFrame:
     overlap_days = pd.array(np.where(days == NAT, 0, days), dtype="Int64")
     overlap_days[days == NAT] = pd.NA
     data = {
-        "finding_id": text(cols["finding_id"]),
-        "kind": text(np.array(KINDS + ("",), dtype=object)[rank]),
-        "a_id": text(cols["a_id"]), "b_id": text(cols["b_id"]),
-        "ward_code": text(cols.get("ward_code", np.full(len(rank), None, dtype=object))),
+        "finding_id": _large_strings(cols["finding_id"]),
+        "kind": pa.array(KINDS + ("",), pa.large_string()).take(pa.array(rank % (len(KINDS) + 1))),
+        "a_id": _large_strings(cols["a_id"]), "b_id": _large_strings(cols["b_id"]),
+        "ward_code": _large_strings(cols.get("ward_code", np.full(len(rank), None, dtype=object))),
         "overlap_area_m2": np.asarray(cols["overlap_area_m2"], dtype=float),
         "distance_m": np.asarray(cols["distance_m"], dtype=float),
         "overlap_start": dates(cols["overlap_start"]), "overlap_end": dates(cols["overlap_end"]),
         "overlap_days": overlap_days,
-        "detail": text(cols["detail"]),
+        "detail": _large_strings(cols["detail"]),
     }
-    frame = pd.DataFrame({name: data[name] for name in FINDINGS.field_names}, copy=False)  # the layer's order
-    # (copy=False: the frame is our own; geopandas copies a DataFrame by default, every object column again)
-    return gpd.GeoDataFrame(frame, geometry=np.asarray(geometry, dtype=object), crs=STORE_CRS, copy=False)
+    return _rows_frame({name: data[name] for name in FINDINGS.field_names}, wkb)  # the layer's order
 
 
 # -- ids and text -----------------------------------------------------------------------------
@@ -1128,16 +1204,30 @@ def _pair_hash(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray) -> np.n
     return _mix(_mix(_mix(kind_hash) ^ lo) ^ hi)
 
 
-def _id_text(rank: np.ndarray, digest: np.ndarray) -> np.ndarray:
-    """``<prefix>-<16 hex digits>`` for each finding, built as bytes (vectorised); object array of str."""
+def _id_bytes(rank: np.ndarray, digest: np.ndarray, width: int) -> np.ndarray:
+    """``<prefix>-<16 hex digits>`` for each finding as ``(n, width)`` ASCII bytes (19 of them, then
+    ``width - 19`` left to the caller), built in numpy."""
     digest = np.asarray(digest, dtype=np.uint64)
-    out = np.empty((len(digest), 20), dtype=np.uint8)
+    out = np.empty((len(digest), width), dtype=np.uint8)
     prefix = np.frombuffer("".join(ID_PREFIX[k] for k in KINDS).encode(), dtype=np.uint8).reshape(-1, 2)
     out[:, :2] = prefix[np.asarray(rank, dtype=np.int64)]
     out[:, 2] = ord("-")
     shifts = np.arange(60, -1, -4, dtype=np.uint64)
     nibbles = ((digest[:, None] >> shifts) & np.uint64(15)).astype(np.uint8)
     out[:, 3:19] = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles]
+    return out
+
+
+def _id_strings(rank: np.ndarray, digest: np.ndarray) -> pa.Array:
+    """:func:`_id_text` as an Arrow large string array, its bytes those built (no Python string per id)."""
+    out = _id_bytes(rank, digest, 19)
+    offsets = np.arange(len(out) + 1, dtype=np.int64) * 19
+    return pa.LargeStringArray.from_buffers(len(out), pa.py_buffer(offsets), pa.py_buffer(out.tobytes()))
+
+
+def _id_text(rank: np.ndarray, digest: np.ndarray) -> np.ndarray:
+    """``<prefix>-<16 hex digits>`` for each finding, built as bytes (vectorised); object array of str."""
+    out = _id_bytes(rank, digest, 20)
     # one line per id, decoded and split at once: ~3x faster than numpy's str conversions (each holds the GIL)
     out[:, 19] = ord("\n")
     lines = out.tobytes().decode("ascii").split("\n")

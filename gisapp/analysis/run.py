@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import shapely
 
-from gisapp.analysis.overlaps import AnalysisParams, AnalysisResult, find_overlaps
+from gisapp.analysis.overlaps import AnalysisParams, AnalysisResult, empty_findings, find_overlaps, findings_rows
 from gisapp.inspections import unpermitted_findings
 from gisapp.kept import free_in_background
 from gisapp.progress import SILENT, Progress
@@ -141,7 +141,5 @@ def with_unpermitted(result: AnalysisResult, store: Store) -> AnalysisResult:
     extra = unpermitted_findings(store.inspections())
     if not len(extra):
         return result
-    findings = gpd.GeoDataFrame(pd.concat([result.findings, extra.astype(result.findings.dtypes.to_dict(),
-                                                                        errors="ignore")], ignore_index=True),
-                                geometry="geometry", crs=STORE_CRS)
-    return dataclasses.replace(result, findings=findings)
+    typed = extra.astype(empty_findings().dtypes.to_dict(), errors="ignore")
+    return dataclasses.replace(result, rows=pd.concat([result.rows, findings_rows(typed)], ignore_index=True))

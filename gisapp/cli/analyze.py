@@ -19,7 +19,6 @@ from gisapp.analysis.overlaps import KINDS, AnalysisParams
 from gisapp.analysis.run import analyze_store
 from gisapp.cli.context import Context
 from gisapp.cli.progress import progress_options, shown
-from gisapp.kept import free_in_background
 
 #: Short column headers of the printed summary (the kind codes stay whole).
 _HEADERS = {"ward_code": "ward", "dossiers": "dossiers", "dossiers_needing_sidewalk": "needing",
@@ -58,19 +57,19 @@ def analyze(ctx: Context, distance_m: float, gap_days: int, min_clearance_m: flo
     with shown() as progress, store.write_lock(), cycles_collected_after():
         result, read_s = analyze_store(store, params, progress, then_replace=True)
         run_s = time.perf_counter() - started - read_s
-        counts = result.findings["kind"].value_counts()
+        counts = result.rows["kind"].value_counts()
         meta = {**params.as_meta(),
                 "run_at": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
                 "run_seconds": round(run_s, 3), "read_seconds": round(read_s, 3),
                 "skipped": len(result.skipped),
                 "counts": {kind: int(counts.get(kind, 0)) for kind in domain.FINDING_KINDS}}
         written = time.perf_counter()
-        store.write({"findings": result.findings}, mode="replace", meta={"findings": meta}, progress=progress)
+        # the rows as the analysis made them (Arrow texts, MultiPolygon WKB): no Python object per finding
+        store.write({"findings": result.rows}, mode="replace", meta={"findings": meta}, progress=progress)
         write_s = time.perf_counter() - written
     no_cycle_search_at_exit()
-    summary, skipped, stored = result.summary, result.skipped, len(result.findings)
-    free_in_background([result.findings])
-    del result
+    summary, skipped, stored = result.summary, result.skipped, len(result.rows)
+    del result  # (Arrow columns: nothing to free a geometry at a time)
     if as_json:
         rows = json.loads(summary.to_json(orient="records"))
         click.echo(json.dumps({"store": store.url, "findings": stored, "summary": rows,
