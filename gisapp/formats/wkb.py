@@ -317,15 +317,22 @@ def _assemble(buf: np.ndarray, feat: np.ndarray, multi: np.ndarray, n: int, poly
 def _doubles(buf: np.ndarray, at: np.ndarray, count: np.ndarray) -> np.ndarray:
     """The little-endian doubles of runs of ``count`` values starting at byte offsets ``at``, concatenated.
 
-    A WKB value need not be 8-byte aligned: each is put together from the
-    two aligned 64-bit words it spans.
+    A WKB value need not be 8-byte aligned: the buffer is viewed as doubles from each of the eight byte
+    offsets a run may start at (unaligned views, no copy), and each run is gathered from the view of its start.
     """
     total = int(count.sum())
-    pos = np.repeat(at - 8 * (np.cumsum(count) - count), count) + 8 * np.arange(total)
-    words = np.concatenate([buf, np.zeros(16 - len(buf) % 8, np.uint8)]).view("<u8")
-    word, shift = pos // 8, (pos % 8).astype(np.uint64) * np.uint64(8)
-    low, high = words[word], words[word + 1]
-    return np.where(shift == 0, low, (low >> shift) | (high << (np.uint64(64) - shift))).view("<f8")
+    out = np.empty(total, "<f8")
+    if not total:
+        return out
+    first = np.cumsum(count) - count  # each run's first value in ``out``
+    phase = at % 8
+    for k in np.unique(phase[count > 0]):
+        runs = np.flatnonzero((phase == k) & (count > 0))
+        n = count[runs]
+        view = buf[k:k + (len(buf) - k) // 8 * 8].view("<f8")
+        step = np.arange(int(n.sum())) - np.repeat(np.cumsum(n) - n, n)  # the value's place in its run
+        out[np.repeat(first[runs], n) + step] = view[np.repeat((at[runs] - k) // 8, n) + step]
+    return out
 
 
 def to_gpkg(geoms, srs_id: int) -> list[bytes | None]:
