@@ -43,10 +43,10 @@ def test_keys_match_the_general_path():
     words[7] = ""
     words[9] = words[10]
     for column in (pd.Series(words, dtype=object), pd.Series(words, dtype=pd.ArrowDtype(pa.string()))):
-        ids, hashes = _keys(column)
+        ids, hashes, names = _keys(column)
         expected = _text(pd.Series(words, dtype=object))
-        assert list(ids) == list(expected)
+        assert list(ids) == list(expected) == names.to_pylist() and names.type == pa.large_string()
         assert (hashes == _hash_ids(expected, expected == None)).all()  # noqa: E711 - numpy: element-wise
     # not text: numbers as text, the general way
-    ids, hashes = _keys(pd.Series([12, "12", None], dtype=object))
-    assert list(ids) == ["12", "12", None] and hashes[0] == hashes[1] != 0 and hashes[2] == 0
+    ids, hashes, names = _keys(pd.Series([12, "12", None], dtype=object))
+    assert list(ids) == ["12", "12", None] == names.to_pylist() and hashes[0] == hashes[1] != 0 and hashes[2] == 0

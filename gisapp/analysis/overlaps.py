@@ -216,6 +216,7 @@ class _Features:
     extra: dict  # column name -> ndarray
     quad: np.ndarray  # bool: a strictly convex quadrilateral (:func:`convex.quads`)
     xy: np.ndarray  # (n, 4, 2) its corners (NaN for the other rows)
+    names: pa.Array  # the ids as Arrow large strings (null where missing): the findings' ``a_id`` and ``b_id``
 
     def __len__(self) -> int:
         """Number of features."""
@@ -564,12 +565,13 @@ def _text_and_arrow(values) -> tuple[np.ndarray, pa.Array | None]:
     return _text(values), None
 
 
-def _keys(values) -> tuple[np.ndarray, np.ndarray]:
-    """A key column as :func:`_text` gives it and each key's hash (:func:`_hash_ids`; 0 where missing)."""
+def _keys(values) -> tuple[np.ndarray, np.ndarray, pa.Array]:
+    """A key column as :func:`_text` gives it, each key's hash (:func:`_hash_ids`; 0 where missing) and the keys
+    as Arrow large strings (null where missing)."""
     ids, strings = _text_and_arrow(values)
     if strings is None:
-        return ids, _hash_ids(ids, ids == None)  # noqa: E711 - numpy: element-wise
-    return ids, siphash(strings, _HASH_KEY)
+        return ids, _hash_ids(ids, ids == None), _large_strings(ids)  # noqa: E711 - numpy: element-wise
+    return ids, siphash(strings, _HASH_KEY), _large_strings(strings)
 
 
 def _hash_ids(ids, missing: np.ndarray | None = None) -> np.ndarray:
@@ -668,8 +670,9 @@ def _skipped_frame(layer: str, ids, wards, reasons: _Reasons) -> pd.DataFrame:
     }, dtype=object)
 
 
-def _features(ids, hashes, geoms: Geometries, start, end, keep, shapes, **extra) -> _Features:
-    """The kept rows as :class:`_Features` (``shapes``: the quads' mask and corners of every row)."""
+def _features(ids, hashes, names: pa.Array, geoms: Geometries, start, end, keep, shapes, **extra) -> _Features:
+    """The kept rows as :class:`_Features` (``names``: the ids as Arrow strings; ``shapes``: the quads' mask and
+    corners of every row)."""
     def kept(values) -> np.ndarray:
         """The kept rows of ``values`` (the array itself, not a copy, when every row is kept)."""
         values = np.asarray(values)
@@ -682,12 +685,13 @@ def _features(ids, hashes, geoms: Geometries, start, end, keep, shapes, **extra)
     rest = np.flatnonzero(~quad)
     bounds[rest] = shapely.bounds(g[rest]).reshape(-1, 4)
     return _Features(ids=kept(ids), hashes=kept(hashes), geoms=g, bounds=bounds, start=kept(start), end=kept(end),
-                     extra={name: kept(values) for name, values in extra.items()}, quad=quad, xy=xy)
+                     extra={name: kept(values) for name, values in extra.items()}, quad=quad, xy=xy,
+                     names=names if every else names.filter(pa.array(keep)))
 
 
 def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
     """Usable dossiers with their works period; the skipped ones; the declared ward of all (Arrow when text)."""
-    ids, hashes = _keys(_column(frame, "dossier_code"))
+    ids, hashes, names = _keys(_column(frame, "dossier_code"))
     declared, declared_arrow = _text_and_arrow(_column(frame, "ward_code"))
     geoms = _geometries(frame)
     received = _days(_column(frame, "received_on"))
@@ -703,7 +707,7 @@ def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
         issued = np.where(issued > as_of, NAT, issued)
     works_start = np.where(issued != NAT, issued, received)
     works_end = np.where(works_start == NAT, NAT, _add_months(works_start, int(params.works_months)) - 1)
-    cons = _features(ids, hashes, geoms, works_start, works_end, ~reasons.mask(), shapes, declared=declared,
+    cons = _features(ids, hashes, names, geoms, works_start, works_end, ~reasons.mask(), shapes, declared=declared,
                      received=received, row=np.arange(len(ids)))
     every = declared if declared_arrow is None else declared_arrow
     return cons, _skipped_frame(CONSTRUCTION, ids, declared, reasons), every
@@ -719,7 +723,7 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     sidewalk of ``sidewalks``) stays in the spatial analysis; only its
     clearance is not checked, and that is reported as a skip reason.
     """
-    ids, hashes = _keys(_column(frame, "permit_no"))
+    ids, hashes, names = _keys(_column(frame, "permit_no"))
     declared = _text_and_arrow(_column(frame, "ward_code"))[0]
     geoms = _geometries(frame)
     start = _days(_column(frame, "start_on"))
@@ -734,8 +738,8 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     reasons.add((start == NAT) & (end == NAT), "missing start_on and end_on")
     reasons.add((start != NAT) & (end != NAT) & (end < start), "end_on before start_on")
     keep = ~reasons.mask()
-    link, link_hash = _keys(_column(frame, "construction_dossier_code"))
-    side = _features(ids, hashes, geoms, start, end, keep, shapes, declared=declared, width=width, used=used,
+    link, link_hash, _ = _keys(_column(frame, "construction_dossier_code"))
+    side = _features(ids, hashes, names, geoms, start, end, keep, shapes, declared=declared, width=width, used=used,
                      link=link, link_hash=link_hash)
 
     def measure() -> pd.DataFrame:
@@ -797,7 +801,7 @@ def _prepare_wards(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:
     ward = _Features(ids=keys[rows], hashes=hashes[rows], geoms=Geometries.of_objects(own),
                      bounds=shapely.bounds(own).reshape(-1, 4),
                      start=start[rows], end=end[rows], quad=np.zeros(len(rows), dtype=bool),
-                     xy=np.full((len(rows), 4, 2), np.nan),
+                     xy=np.full((len(rows), 4, 2), np.nan), names=_large_strings(keys[rows]),
                      extra={"code": codes[rows], "name": _text(_column(frame, "name"))[rows],
                             "index": WardIndex.build(own, start[rows], end[rows])})
     return ward, _skipped_frame(WARDS, keys, codes, reasons)
@@ -851,6 +855,9 @@ def _block(kind: str, n: int, **columns) -> dict:
     out = {}
     for name, dtype in _BLOCK_COLUMNS.items():
         value = (KINDS.index(kind) if kind else -1) if name == "kind" else columns.get(name)
+        if isinstance(value, pa.Array):  # ids taken from the features' Arrow strings: kept so
+            out[name] = value
+            continue
         if value is None or np.ndim(value) == 0:
             value = np.full(n, _BLOCK_DEFAULTS.get(name) if value is None else value, dtype=dtype)
         out[name] = np.asarray(value, dtype=dtype)
@@ -861,7 +868,22 @@ def _stack(blocks: list[dict]) -> dict:
     """Blocks of findings concatenated column by column."""
     if not blocks:
         return _block("", 0)
-    return {name: np.concatenate([b[name] for b in blocks]) for name in _BLOCK_COLUMNS}
+    return {name: _joined([b[name] for b in blocks]) for name in _BLOCK_COLUMNS}
+
+
+def _joined(parts: list) -> np.ndarray | pa.Array:
+    """Columns of blocks one after the other: numpy arrays, or Arrow arrays (texts given as objects made Arrow
+    strings to join them)."""
+    if not any(isinstance(p, pa.Array) for p in parts):
+        return np.concatenate(parts)
+    if all(isinstance(p, pa.Array) for p in parts):
+        return pa.concat_arrays(parts)
+    return pa.concat_arrays([_large_strings(p) for p in parts])
+
+
+def _take(names: pa.Array, rows: np.ndarray, missing: np.ndarray | None = None) -> pa.Array:
+    """The Arrow strings ``names`` at ``rows`` (null where ``missing``), without a Python object per value."""
+    return names.take(pa.array(np.asarray(rows, dtype=np.int64), mask=missing))
 
 
 def _construction_findings(cons: _Features, side: _Features, params: AnalysisParams) -> dict:
@@ -887,7 +909,7 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
         a, b = i[sel], j[sel]
         make = _linked_text if kind == "LINKED" else _merge_text
         detail = _texts(make, _tenths(dist[sel]), days[sel])
-        blocks.append(_block(kind, len(a), a_id=cons.ids[a], b_id=side.ids[b], a_hash=cons.hashes[a],
+        blocks.append(_block(kind, len(a), a_id=_take(cons.names, a), b_id=_take(side.names, b), a_hash=cons.hashes[a],
                              dossier_row=cons.extra["row"][a],
                              b_hash=side.hashes[b], source=b, distance_m=dist[sel],
                              overlap_start=start[sel], overlap_end=end[sel], overlap_days=days[sel], detail=detail))
@@ -997,7 +1019,7 @@ def _sidewalk_pair_findings(side: _Features, params: AnalysisParams) -> dict:
             end = np.maximum(side.end[a], side.end[b])
             days = np.zeros(len(a), dtype=np.int64)
             detail = _texts(_opportunity_text, _tenths(area[sel]), gap[sel])
-        blocks.append(_block(kind, len(a), a_id=side.ids[a], b_id=side.ids[b], a_hash=side.hashes[a],
+        blocks.append(_block(kind, len(a), a_id=_take(side.names, a), b_id=_take(side.names, b), a_hash=side.hashes[a],
                              b_hash=side.hashes[b], geometry=inter[sel], overlap_area_m2=area[sel],
                              distance_m=0.0, overlap_start=start, overlap_end=end, overlap_days=days,
                              detail=detail))
@@ -1019,7 +1041,7 @@ def _clearance_findings(side: _Features, params: AnalysisParams) -> dict:
     a, b = low[on], low[off]
     detail[on] = _texts(_passage_text, np.round(free[a] * 100), free_day[a], np.full(len(a), least))
     detail[off] = _texts(_clearance_text, np.round(width[b] * 100), np.round(used[b] * 100), np.full(len(b), least))
-    return _block("CLEARANCE", len(low), a_id=side.ids[low], a_hash=side.hashes[low], source=low,
+    return _block("CLEARANCE", len(low), a_id=_take(side.names, low), a_hash=side.hashes[low], source=low,
                   overlap_start=side.start[low], overlap_end=side.end[low],
                   overlap_days=side.end[low] - side.start[low] + 1, detail=detail)
 
@@ -1056,8 +1078,8 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
     inside = _concat("Khai phường ", declared_txt, ", thửa đất thuộc phường ", np.where(found, code, "").astype(_TEXT),
                      " ", name.astype(_TEXT), " theo ranh giới ngày ", date_txt)
     outside = _concat("Khai phường ", declared_txt, ", thửa đất nằm ngoài các phường theo ranh giới ngày ", date_txt)
-    return _block("WARD_MISMATCH", len(wrong), a_id=cons.ids[wrong], a_hash=cons.hashes[wrong],
-                  b_id=np.where(found, ward.ids[np.maximum(idx, 0)], None),
+    return _block("WARD_MISMATCH", len(wrong), a_id=_take(cons.names, wrong), a_hash=cons.hashes[wrong],
+                  b_id=_take(ward.names, np.maximum(idx, 0), missing=~found),
                   b_hash=np.where(found, ward.hashes[np.maximum(idx, 0)], 0),
                   geometry=cons.geoms[wrong], overlap_area_m2=np.where(found, area, np.nan),
                   overlap_start=received[wrong], detail=np.where(found, inside, outside), ward_index=idx)
@@ -1155,9 +1177,8 @@ def _finish_wards_ids(cols: dict, ward: _Features, side: _Features) -> tuple[np.
 def _assemble(blocks: list[dict]) -> tuple[pd.DataFrame, dict]:
     """Finished blocks (:func:`_finish`) as the findings layer's rows (:attr:`AnalysisResult.rows`), and their
     columns."""
-    texts = (*_TEXT_COLUMNS, "ward_code", "finding_id", "wkb")
-    cols = {name: (pa.concat_arrays if name in texts else np.concatenate)([b[name] for b in blocks])
-            for name in (*_BLOCK_COLUMNS, *texts) if name != "geometry"}
+    cols = {name: _joined([b[name] for b in blocks])
+            for name in (*_BLOCK_COLUMNS, "ward_code", "finding_id", "wkb") if name != "geometry"}
     return _findings_rows(cols, cols["wkb"]), cols
 
 

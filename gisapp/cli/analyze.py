@@ -106,8 +106,9 @@ def no_cycle_search_at_exit() -> None:
 
     Python's finalisation walks every object the collector tracks once more; after an analysis at a million
     features those are the layers' texts and the geometries the analysis made (the findings' ~700,000 geometries
-    too, before the findings came out as WKB), with no cycle among them: 0.2-0.4 s after the command's last line.  The rest of the exit is unchanged: the other exit handlers
-    run, the streams are flushed, and objects go by their reference counts as the modules are torn down.
+    too, before the findings came out as WKB), with no cycle among them: 0.2-0.4 s after the command's last line.
+    The rest of the exit is unchanged: the other exit handlers run, the streams are flushed, and objects go by
+    their reference counts as the modules are torn down.
     """
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)
