@@ -719,7 +719,8 @@ def print_items_runs(results: dict) -> None:
                       f"CPU per page {_cpu_text(level.get('cpu_ms_per_page') or {})}, other work "
                       f"{_cores_text(level.get('other_cores'))} (renderer {_cores_text(level.get('renderer_cores'))})"
                       f", disk wait {_cores_text(level.get('iowait_cores'))}"
-                      f" ({level.get('disk_read_mb')} MB read)")
+                      f" ({level.get('disk_read_mb')} MB read)"
+                      + ("" if level.get("tiles_rendered") is None else f", {level['tiles_rendered']} tiles rendered"))
 
 
 #: The tables whose autovacuum :func:`settle` waits for.
@@ -843,7 +844,7 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
             levels = []
             for c in clients:
                 before = {"load_avg": os.getloadavg()[0], "autovacuum_workers": autovacuum_workers(url),
-                          "tiles_ready": _tiles_ready(bases[0])}
+                          "tiles_ready": _tiles_ready(bases[0]), "tiles_done": _tiles_done(bases[0])}
                 offset = log.stat().st_size if log is not None and log.exists() else 0
                 cpu = workers_cpu_s(bases[0]), backends_cpu_s(url, bases[0])
                 others = machine_cpu_s(), children_cpu_s(), time.process_time(), time.monotonic()
@@ -866,7 +867,10 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                     round((rendered_after - rendered) / elapsed, 2)  # its process, part of the other work
                 stats["state"] = {**info, "before": before, "after": {
                     "load_avg": os.getloadavg()[0], "autovacuum_workers": autovacuum_workers(url),
-                    "tiles_ready": _tiles_ready(bases[0])}}
+                    "tiles_ready": _tiles_ready(bases[0]), "tiles_done": _tiles_done(bases[0])}}
+                stats["tiles_rendered"] = None if state != "rendering" or None in (
+                    before["tiles_done"], stats["state"]["after"]["tiles_done"]) else \
+                    stats["state"]["after"]["tiles_done"] - before["tiles_done"]  # what yielding to the pages cost
                 levels.append(stats)
                 halves = stats.get("p95_halves_ms") or []
                 inside = stats["server"] or {}
@@ -882,7 +886,8 @@ def items_in_state(state: str, name: str, url: str, server, shared: dict, paths:
                       f"{stats['disk_read_mb']} MB; "
                       f"load avg {before['load_avg']:.1f}→"
                       f"{stats['state']['after']['load_avg']:.1f}, tiles ready {before['tiles_ready']}→"
-                      f"{stats['state']['after']['tiles_ready']}, autovacuum {before['autovacuum_workers']})",
+                      f"{stats['state']['after']['tiles_ready']} ({stats['tiles_rendered']} tiles rendered meanwhile), "
+                      f"autovacuum {before['autovacuum_workers']})",
                       flush=True)
     finally:
         if state == "rendering":
@@ -928,6 +933,16 @@ def _tiles_ready(base: str) -> bool | None:
     with contextlib.suppress(requests.RequestException, ValueError):
         tiles = requests.get(f"{base}/healthz", timeout=30).json().get("tiles")
         return None if tiles is None else bool(tiles["ready"])
+    return None
+
+
+def _tiles_done(base: str) -> int | None:
+    """How many tiles the server's renderer has rendered so far in its render (``/healthz``), if it renders."""
+    import requests
+
+    with contextlib.suppress(requests.RequestException, ValueError, AttributeError):
+        progress = (requests.get(f"{base}/healthz", timeout=30).json().get("tiles") or {}).get("progress") or {}
+        return progress.get("tiles_done")
     return None
 
 

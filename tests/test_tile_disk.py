@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -82,6 +83,43 @@ def test_render_writes_every_tile_of_the_layers_as_the_store_builds_it(backend, 
     assert {layer for *_, layer in on_disk} == with_rows == {LAYER, "sidewalk_permits"}  # no findings yet
     again = render(store, tile_dir, (14, 15))  # nothing written since: nothing to render
     assert again["built"] == again["tiles"] == 0 and again["incremental"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_render_beside_a_busy_server_yields_between_tiles_and_still_renders_every_tile(backend, tmp_path, request,
+                                                                                          demo_frames):
+    store = new_store(backend, tmp_path, request)
+    store.write(demo_frames[0], meta=demo_frames[1])
+    busy, quiet = TileDir(tmp_path / "busy", store.url), TileDir(tmp_path / "quiet", store.url)
+    busy.beat()  # the store's folder, as the renderer makes it
+    busy.served().note()
+    later = time.time() + 3600
+    os.utime(busy.served().path, (later, later))  # a server that answers requests all along
+    assert busy.served().busy() and not quiet.served().busy()
+    yielding, alone = render(store, busy, (14,)), render(store, quiet, (14,))
+    assert yielding["yielded"] > 0 and alone["yielded"] == 0
+    assert busy.ready(store.version(), (14,)) and yielding["tiles"] == alone["tiles"] == yielding["built"] > 1
+    on_disk, expected = _tiles_on_disk(busy.base), _tiles_on_disk(quiet.base)
+    assert on_disk.keys() == expected.keys()
+    for key in on_disk:  # ST_AsMVT may order features differently from run to run
+        assert _content(on_disk[key], key[3]) == _content(expected[key], key[3]), key
+
+
+def test_requests_note_that_they_are_served_for_the_renderer(demo_store, tmp_path):
+    tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+    tile_dir.beat()
+    served = tile_dir.served()
+    client = create_app({"STORE": demo_store.url, "TESTING": True, "TILE_DIR": str(tmp_path / "tiles")}).test_client()
+    assert not served.path.exists()
+    assert client.get(f"/api/collections/{LAYER}/items?limit=1").status_code == 200
+    assert served.busy(within=3600)
+    os.utime(served.path, (0, 0))  # long ago
+    assert not served.busy(within=3600)
+    assert client.get("/healthz").status_code == 200
+    assert served.busy(within=3600)
+    # a removed folder (its renderer makes it again) does not fail the requests
+    shutil.rmtree(tile_dir.root)
+    assert client.get("/healthz").status_code == 200 and not served.path.exists()
 
 
 def test_a_new_version_is_rendered_and_the_old_one_removed(demo_store, tmp_path):
@@ -299,12 +337,17 @@ def test_serve_renders_the_tiles_beside_the_workers_and_stops_the_renderer(demo_
                 pass
             time.sleep(0.2)
         assert len(_watchers(demo_store.url)) == 1
-        status = TileDir(tmp_path / "tiles", demo_store.url).status(demo_store.version())
+        tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
+        status = tile_dir.status(demo_store.version())
         assert status["zooms"] == [14, 15] and status["tiles"] > 0
+        os.utime(tile_dir.served().path, (0, 0))  # the workers' requests set its time: the renderer yields to them
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+            pass
+        assert tile_dir.served().busy(within=3600)
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)
-    assert "tiles: tiles of version" in out
+    assert "tiles: tiles of version" in out and "s of it yielding to requests" in out
     deadline = time.monotonic() + 10
     while _watchers(demo_store.url) and time.monotonic() < deadline:
         time.sleep(0.1)

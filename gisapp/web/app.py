@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import Flask
+from flask import Flask, current_app
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gisapp.analysis import counts
 from gisapp.config import PACKAGE, ConfigError, load_config, resource_dir
 from gisapp.store import open_store
 from gisapp.tiles import index as tile_index
+from gisapp.tiles.disk import Served, TileDir
 from gisapp.web import auth, errors, request, views
 
 LOG = logging.getLogger(__name__)
@@ -47,7 +48,37 @@ def create_app(config: dict | None = None) -> Flask:
     auth.init_app(app)
     errors.init_app(app)
     views.register(app)
+    app.before_request(_note_served)
+    app.teardown_request(lambda _error: _note_served())
     return app
+
+
+_NOT_NOTED = object()
+
+
+def _note_served() -> None:
+    """Note in the store's tile folder that a request begins or ends (:class:`gisapp.tiles.disk.Served`): the
+    tile renderer beside the server yields to the requests (:class:`gisapp.tiles.disk.Yielding`)."""
+    served = current_app.extensions.get("gisapp.served", _NOT_NOTED)
+    if served is _NOT_NOTED:  # once per process: where the folder is
+        served = _served(current_app.config)
+        current_app.extensions["gisapp.served"] = served
+    if served is not None:
+        try:
+            served.note()
+        except OSError:  # the folder unusable: the renderer just does not yield
+            current_app.extensions["gisapp.served"] = None
+
+
+def _served(config: dict) -> Served | None:
+    """The store's :class:`gisapp.tiles.disk.Served` (``None`` when there is no usable tile folder)."""
+    if not config.get("TILE_DIR"):
+        return None
+    try:
+        return TileDir(config["TILE_DIR"], open_store(config["STORE"]).url).served()
+    except Exception:  # noqa: BLE001 - a request says what is wrong with the store; tiles are built on request
+        LOG.warning("the tile renderer will not yield to requests", exc_info=True)
+        return None
 
 
 def preload(app: Flask, *, wait: bool = False) -> None:
