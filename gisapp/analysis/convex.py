@@ -3,8 +3,8 @@
 A parcel or a sidewalk strip is nearly always a rectangle: one ring of 4
 corners.  For those (:func:`quads`: polygonal, one part, one ring of 5
 coordinates, strictly convex), the analysis needs no GEOS call for what it
-asks most often, and numpy answers many of them at once without holding the
-GIL:
+asks most often, and numpy or compiled loops (:mod:`gisapp.analysis.kernels`)
+answer many of them at once without holding the GIL:
 
 - validity: a strictly convex quadrilateral is a valid polygon;
 - bounds: the min and max of the corners (exactly ``shapely.bounds``);
@@ -35,8 +35,6 @@ __all__ = ["EPSILON", "bounds", "corner_distance", "distances", "intersections",
 #: Separations (m) and turns (m²) closer to zero than this are left to GEOS: far above rounding at
 #: city coordinates (~1e-10 m), far below anything drawn.
 EPSILON = 1e-7
-#: Coordinates beyond this (m) are not trusted to numpy.
-_FAR = 1e8
 #: Below this many pairs the pair functions run in one call.  Above, one chunk per thread: few, long numpy
 #: calls, because each call gives up the interpreter lock and must wait for it back (up to the switch interval,
 #: 5 ms, while another thread holds it), so thousands of short calls beside a busy thread crawl.
@@ -88,38 +86,17 @@ def _convex_rings(ring: np.ndarray) -> np.ndarray:
 
     ``ring`` may also be ``(k, 10)`` (x0, y0, … x4, y4 per row), contiguous or rows of a wider array.
     """
-    k = len(ring)
-    flat = ring.reshape(k, 10)
-    if flat.strides[0] == 80:  # packed rows: contiguous columns, transposed once (a column of packed rows is
-        # read 8 bytes in 80: slow in numpy)
-        cols = np.ascontiguousarray(flat.T)
-        x, y = [cols[2 * c] for c in range(5)], [cols[2 * c + 1] for c in range(5)]
-    else:  # rows of a wider array (the WKB read): its columns as they are (a copy would cost more)
-        x, y = [flat[:, 2 * c] for c in range(5)], [flat[:, 2 * c + 1] for c in range(5)]
-    ok = (x[0] == x[4]) & (y[0] == y[4])
-    for c in range(4):
-        ok &= (np.abs(x[c]) < _FAR) & (np.abs(y[c]) < _FAR)
-    # the sides, and the turn at each corner
-    ex = [x[c + 1] - x[c] for c in range(4)]
-    ey = [y[c + 1] - y[c] for c in range(4)]
-    left, right = np.ones(k, dtype=bool), np.ones(k, dtype=bool)
-    for c in range(4):
-        turn = ex[c] * ey[(c + 1) % 4] - ey[c] * ex[(c + 1) % 4]
-        left &= turn > EPSILON
-        right &= turn < -EPSILON
-    return ok & (left | right)
+    from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+    return kernels.quad_rings(ring.reshape(len(ring), 5, 2))
 
 
 #: The WKB head of a little-endian 2D Polygon of one ring of 5 coordinates, and of a MultiPolygon of one such
 #: Polygon (then 80 bytes of coordinates): the shapes :func:`wkb_quads` reads itself.
 _WKB_HEADS = (bytes.fromhex("01" "03000000" "01000000" "05000000"),
               bytes.fromhex("01" "06000000" "01000000" "01" "03000000" "01000000" "05000000"))
-#: Rows gathered at once where a chunk's values are not evenly spaced (bounds the index arrays' memory).
-_GATHER_ROWS = 1 << 16
-
-
 def wkb_quads(wkb: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`quads` of an Arrow array of WKB (binary or large binary), read in numpy where it can.
+    """:func:`quads` of an Arrow array of WKB (binary or large binary), read from its bytes where it can.
 
     Returns ``(decided, mask, xy)``: ``decided`` marks the rows read here
     (little-endian 2D Polygons of one ring of 5 coordinates and
@@ -141,68 +118,31 @@ def wkb_quads(wkb: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, 
 
 
 def _read_chunk(chunk: pa.Array, decided: np.ndarray, mask: np.ndarray, xy: np.ndarray) -> None:
-    """:func:`wkb_quads` of one Arrow array, into the slices ``decided``, ``mask``, ``xy``."""
+    """:func:`wkb_quads` of one Arrow array, into the slices ``decided``, ``mask``, ``xy`` (a compiled loop over
+    the values' bytes: :func:`gisapp.analysis.kernels.wkb_quads`)."""
+    from gisapp.analysis import kernels
+
     m = len(chunk)
     if not m or chunk.null_count == m:
         return
     _, offsets_buf, data_buf = chunk.buffers()
     kind = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32
-    offsets = np.frombuffer(offsets_buf, dtype=kind)[chunk.offset:chunk.offset + m + 1].astype(np.int64)
+    offsets = np.frombuffer(offsets_buf, dtype=kind)[chunk.offset:chunk.offset + m + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.empty(0, dtype=np.uint8)
-    start, size = offsets[:-1], np.diff(offsets)
     valid = ~chunk.is_null().to_numpy(zero_copy_only=False) if chunk.null_count else np.ones(m, dtype=bool)
-    for head in _WKB_HEADS:
-        length = len(head) + 80
-        rows = np.flatnonzero(valid & (size == length))
-        if not len(rows):
-            continue
-        # each value copied once into a row of a whole number of 8-byte words, the head padded in front so that
-        # the coordinates are aligned doubles: the head is then compared as words, and the coordinates read as
-        # columns in place (misaligned doubles, or bytes compared one by one, are several times slower)
-        pad = -len(head) % 8
-        values = np.empty((len(rows), pad + length), dtype=np.uint8)
-        values[:, :pad] = 0
-        _rows_of(data, start[rows], length, values[:, pad:])
-        words = values.view(np.uint64)
-        want = np.frombuffer(bytes(pad) + head + bytes(-(pad + len(head)) % 8), dtype=np.uint64)
-        first = (pad + len(head)) // 8  # the word of the first coordinate
-        ok = words[:, 0] == want[0]
-        for w in range(1, first):
-            ok &= words[:, w] == want[w]
-        coords = values.view(np.float64)[:, first:first + 10]
-        if not ok.all():
-            rows, coords = rows[ok], coords[ok]
-        convex = _convex_rings(coords)
-        decided[rows] = True
-        if convex.all():
-            mask[rows] = True
-            xy[rows] = coords[:, :8].reshape(len(rows), 4, 2)
-        else:
-            mask[rows[convex]] = True
-            xy[rows[convex]] = coords[convex, :8].reshape(-1, 4, 2)
+    kernels.wkb_quads(offsets, data, valid, _HEADS, _HEAD_LENGTHS, decided, mask, xy)
 
 
-def _rows_of(data: np.ndarray, start: np.ndarray, length: int, out: np.ndarray) -> None:
-    """The bytes of the values starting at ``start`` (``length`` each) into the rows of ``out`` (``(k, length)``)."""
-    if len(start) == 1 or (np.diff(start) == length).all():  # evenly spaced: one copy of a strided view
-        out[:] = np.lib.stride_tricks.as_strided(data[start[0]:], shape=(len(start), length), strides=(length, 1),
-                                                 writeable=False)
-        return
-    step = np.arange(length)
-    for lo in range(0, len(start), _GATHER_ROWS):
-        out[lo:lo + _GATHER_ROWS] = data[start[lo:lo + _GATHER_ROWS, None] + step]
+#: :data:`_WKB_HEADS` as the kernel reads them: one row of bytes each (zero-padded), and their lengths.
+_HEAD_LENGTHS = np.array([len(h) for h in _WKB_HEADS], dtype=np.int64)
+_HEADS = np.array([list(h.ljust(max(_HEAD_LENGTHS), b"\0")) for h in _WKB_HEADS], dtype=np.uint8)
 
 
 def bounds(xy: np.ndarray) -> np.ndarray:
     """``(n, 4)`` bounds (``minx, miny, maxx, maxy``) of ``(n, 4, 2)`` corners: ``shapely.bounds`` of the quads."""
-    x = [xy[:, k, 0] for k in range(4)]
-    y = [xy[:, k, 1] for k in range(4)]
-    out = np.empty((len(xy), 4))
-    out[:, 0] = np.minimum(np.minimum(x[0], x[1]), np.minimum(x[2], x[3]))
-    out[:, 1] = np.minimum(np.minimum(y[0], y[1]), np.minimum(y[2], y[3]))
-    out[:, 2] = np.maximum(np.maximum(x[0], x[1]), np.maximum(x[2], x[3]))
-    out[:, 3] = np.maximum(np.maximum(y[0], y[1]), np.maximum(y[2], y[3]))
-    return out
+    from gisapp.analysis import kernels
+
+    return kernels.quad_bounds(xy)
 
 
 def split_pairs(func, p: np.ndarray, q: np.ndarray, *extra):
@@ -223,50 +163,18 @@ def _columns(p: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
             [np.ascontiguousarray(p[:, k, 1]) for k in range(4)])
 
 
-def _against(px, py, qx, qy, best2, perp):
-    """Corners of ``q`` against the sides of ``p`` (columns): the separating gap along ``p``'s sides.
-
-    Also lowers ``perp`` to the least distance of a corner of ``q`` to a
-    side of ``p`` where its foot falls inside the side, by GEOS' formula
-    (``Distance::pointToSegment``: ``|s| * sqrt(len2)``).  ``best2``: the
-    least squared corner-to-corner distance, lowered in place (once, by the
-    first call).
-    """
-    m = len(px[0])
-    turn = np.zeros(m)
-    for k in range(4):  # twice the signed area: which way the ring turns, so which side is out
-        turn += px[k] * py[(k + 1) % 4] - px[(k + 1) % 4] * py[k]
-    sign = np.where(turn > 0, 1.0, -1.0)
-    gap = np.full(m, -np.inf)
-    for k in range(4):
-        ax, ay = px[k], py[k]
-        ex, ey = px[(k + 1) % 4] - ax, py[(k + 1) % 4] - ay
-        len2 = ex * ex + ey * ey
-        root = np.sqrt(len2)
-        least = np.full(m, np.inf)
-        for j in range(4):
-            dx, dy = qx[j] - ax, qy[j] - ay
-            if best2 is not None:
-                np.minimum(best2, dx * dx + dy * dy, out=best2)
-            cross = dx * ey - dy * ex  # outward (for a counter-clockwise ring) distance times |e|
-            np.minimum(least, cross * sign, out=least)
-            r = (dx * ex + dy * ey) / len2
-            inside = (r > 0.0) & (r < 1.0)
-            np.minimum(perp, np.where(inside, np.abs(cross / len2) * root, np.inf), out=perp)
-        np.maximum(gap, least / root, out=gap)
-    return gap
-
-
 def separation(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray]:
     """Separating-axis gap (m) of convex quads ``p``, ``q`` (``(m, 4, 2)``): > 0 apart, < 0 overlapping.
 
     For convex polygons the sides' normals are the only axes to try: the
     gap is positive exactly when they do not meet.  Near zero
-    (|gap| <= :data:`EPSILON`) the sign is not to be trusted.
+    (|gap| <= :data:`EPSILON`) the sign is not to be trusted.  Each side of
+    one against the corners of the other: the least outward distance of a
+    corner from the side's line; the gap is the largest of those.
     """
-    (px, py), (qx, qy) = _columns(p), _columns(q)
-    perp = np.full(len(p), np.inf)
-    return (np.maximum(_against(px, py, qx, qy, None, perp), _against(qx, qy, px, py, None, perp)),)
+    from gisapp.analysis import kernels
+
+    return (kernels.quad_separation(p, q),)
 
 
 def corner_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -275,11 +183,9 @@ def corner_distance(p: np.ndarray, q: np.ndarray) -> np.ndarray:
     Never below the distance of the quads (a corner is a point of the
     polygon): where it is tiny, the quads are at most that far apart.
     """
-    (px, py), (qx, qy) = _columns(p), _columns(q)
-    perp, best2 = np.full(len(p), np.inf), np.full(len(p), np.inf)
-    _against(px, py, qx, qy, best2, perp)
-    _against(qx, qy, px, py, None, perp)
-    return np.minimum(np.sqrt(best2), perp)
+    from gisapp.analysis import kernels
+
+    return kernels.quad_distances(p, q)[1]
 
 
 def distances(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -288,17 +194,16 @@ def distances(p: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     Polygons that surely overlap are 0 apart; surely apart, the least
     corner-to-side distance either way (what GEOS' facet distance comes to
     when no sides cross: per corner and side, the distance to the foot of
-    the perpendicular when it falls inside the side, else to the nearer
+    the perpendicular when it falls inside the side, by GEOS' formula
+    ``Distance::pointToSegment``: ``|s| * sqrt(len2)``, else to the nearer
     end, which is a corner-to-corner distance).  ``sure`` is False where
     they nearly touch.
     """
-    (px, py), (qx, qy) = _columns(p), _columns(q)
-    m = len(p)
-    perp, best2 = np.full(m, np.inf), np.full(m, np.inf)
-    gap = np.maximum(_against(px, py, qx, qy, best2, perp), _against(qx, qy, px, py, None, perp))
-    dist = np.minimum(np.sqrt(best2), perp)
+    from gisapp.analysis import kernels
+
+    gap, near = kernels.quad_distances(p, q)
     apart = gap > EPSILON
-    return np.where(apart, dist, 0.0), apart | (gap < -EPSILON)
+    return np.where(apart, near, 0.0), apart | (gap < -EPSILON)
 
 
 def _geos_crossing(ax, ay, bx, by, cx, cy, dx, dy):

@@ -1,8 +1,9 @@
 """Vectorised spatial joins for the overlap analysis.
 
 - :func:`bbox_pairs`: index pairs of bounding boxes that come within a
-  distance, by a numpy grid join (sort once, look cells up in a dense
-  table, compare boxes) — no Python loop over pairs, no shapely calls.
+  distance, by a grid join (a counting sort by cell, look cells up in a
+  dense table, compare boxes: compiled loops of
+  :mod:`gisapp.analysis.kernels`) — no Python loop over pairs, no shapely calls.
 - :class:`WardIndex`: the ward holding the largest part of each geometry
   among the wards in force on its date.  A coarse grid classifies cells
   lying wholly inside one ward per period of validity, so most geometries
@@ -15,7 +16,9 @@ between calls.
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,6 +34,9 @@ AREA_EPSILON = 1e-6
 _WARD_GRID_MAX = 512
 #: Fewer geometries than this go straight to the exact ward assignment.
 _WARD_GRID_MIN_ITEMS = 5000
+#: The grid join's scan is shared among threads from this many query boxes.
+_SCAN_SPLIT_MIN = 50_000
+_WORKERS = max(1, min(os.cpu_count() or 1, 4))
 
 
 # -- validity ----------------------------------------------------------------------
@@ -131,7 +137,7 @@ def bbox_pairs(a: np.ndarray, b: np.ndarray, tol: float = 0.0, *, strict: bool =
     Notes
     -----
     A grid with cells at least as large as (nearly) every box: each ``a``
-    box is filed under the cell of its lower-left corner (one sort), cell
+    box is filed under the cell of its lower-left corner (a counting sort), cell
     counts and starts go into a dense table, and each ``b`` box looks up
     the 2×2 (3×3 when it spans two cells) cells where a partner's corner
     can lie.  Candidates are then compared box against box.  The few boxes
@@ -213,68 +219,45 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
     if len(rows_a) == 0 or len(rows_b) == 0:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     height = int(span // size) + 3  # cells per axis, with a margin for the -1/+1 offsets
-    cxa = np.floor((boxes.ax0[rows_a] - ox) / size).astype(np.int64) + 1
-    cya = np.floor((boxes.ay0[rows_a] - oy) / size).astype(np.int64) + 1
-    bits = max(len(rows_a).bit_length(), 1)
-    packed = np.sort(((cxa * height + cya) << bits) | np.arange(len(rows_a), dtype=np.int64))
-    keys = packed >> bits
-    owner = rows_a[packed & ((1 << bits) - 1)]
-    del packed, cxa, cya
-    # first[c]: position of the first sorted box in cell c or later
-    first = np.zeros(height * height + 1, dtype=np.int64)
-    np.cumsum(np.bincount(keys, minlength=height * height), out=first[1:])
+    from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+    # the table of cells (~16 per box): int32 positions where they fit, half the memory to clear and read
+    table = np.zeros(height * height + 3, dtype=np.int32 if max(len(rows_a), len(rows_b)) < 2**31 - 1 else np.int64)
+    order, keys, first = kernels.cell_sort(boxes.ax0[rows_a], boxes.ay0[rows_a], ox, oy, size, height, table)
+    owner = rows_a[order]
     sa = [v[owner] for v in (boxes.ax0, boxes.ay0, boxes.ax1, boxes.ay1)]
     if same:
         qrows, qkeys = owner, keys
         sb = sa
     else:
-        cxb = np.floor((boxes.bx0[rows_b] - ox) / size).astype(np.int64) + 1
-        cyb = np.floor((boxes.by0[rows_b] - oy) / size).astype(np.int64) + 1
-        # queries in cell order too, so their runs come in order (one sort of packed keys, as above)
-        bits_b = max(len(rows_b).bit_length(), 1)
-        packed = np.sort(((cxb * height + cyb) << bits_b) | np.arange(len(rows_b), dtype=np.int64))
-        qrows, qkeys = rows_b[packed & ((1 << bits_b) - 1)], packed >> bits_b
-        del packed, cxb, cyb
+        # queries in cell order too, so their runs come in order
+        order, qkeys, _ = kernels.cell_sort(boxes.bx0[rows_b], boxes.by0[rows_b], ox, oy, size, height,
+                                            np.zeros_like(table))
+        qrows = rows_b[order]
         sb = [v[qrows] for v in (boxes.bx0, boxes.by0, boxes.bx1, boxes.by1)]
     cx, cy = qkeys // height, qkeys % height
     wide = (np.floor((sb[2] - ox) / size).astype(np.int64) + 1) > cx
-    tall = (np.floor((sb[3] - oy) / size).astype(np.int64) + 1) > cy
-    top = cy + tall  # the highest row of cells the box reaches
-    # positions as int32 where they fit (half the memory traffic of the per-candidate arrays)
-    small = max(len(qrows), len(owner)) < 2**31 - 1
-    index = np.int32 if small else np.int64
-    if small:
-        first = first.astype(np.int32)
-    out_i, out_j = [], []
-    for dx in ((-1, 0) if same else (-1, 0, 1)):
-        col = (cx + dx) * height
-        lo = first[col + cy - 1]
-        if same and dx == 0:
-            # this column: the boxes sorted before this one (each unordered pair once)
-            hi = np.arange(len(qrows), dtype=index)
-        else:
-            hi = first[col + top + 1]
-        if dx == 1:
-            hi = np.where(wide, hi, lo)
-        n_hit = np.maximum(hi - lo, 0)
-        has = np.flatnonzero(n_hit).astype(index, copy=False)
-        n_hit, lo = n_hit[has], lo[has]
-        q = np.repeat(has, n_hit)
-        pos = np.arange(len(q), dtype=index) + np.repeat(lo - (np.cumsum(n_hit, dtype=index) - n_hit), n_hit)
-        if boxes.strict:
-            hit = (sa[0][pos] < sb[2][q]) & (sb[0][q] < sa[2][pos])
-            q, pos = q[hit], pos[hit]
-            hit = (sa[1][pos] < sb[3][q]) & (sb[1][q] < sa[3][pos])
-        else:
-            hit = (sa[0][pos] <= sb[2][q]) & (sb[0][q] <= sa[2][pos])
-            q, pos = q[hit], pos[hit]
-            hit = (sa[1][pos] <= sb[3][q]) & (sb[1][q] <= sa[3][pos])
-        i, j = owner[pos[hit]], qrows[q[hit]]
-        if same:
-            i, j = np.minimum(i, j), np.maximum(i, j)
-        out_i.append(i)
-        out_j.append(j)
-    return np.concatenate(out_i), np.concatenate(out_j)
+    top = cy + ((np.floor((sb[3] - oy) / size).astype(np.int64) + 1) > cy)  # the highest row of cells it reaches
+
+    def scan(q0: int, q1: int):
+        """The pairs of the queries ``q0 … q1 - 1``, and where each column offset's end."""
+        return kernels.grid_scan(first, height, qkeys, top, wide, *sa, *sb, owner, qrows, boxes.strict, same, q0, q1)
+
+    n = len(qrows)
+    if n < _SCAN_SPLIT_MIN or _WORKERS < 2:
+        return scan(0, n)[:2]
+    # the queries in one share per thread (the kernel runs without the interpreter lock); the pairs in the one
+    # thread's order: by column offset, then query
+    cuts = [n * k // _WORKERS for k in range(_WORKERS + 1)]
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        parts = list(pool.map(scan, cuts[:-1], cuts[1:]))
+    pieces_i, pieces_j = [], []
+    for column in range(len(parts[0][2])):
+        for i, j, ends in parts:
+            lo = ends[column - 1] if column else 0
+            pieces_i.append(i[lo:ends[column]])
+            pieces_j.append(j[lo:ends[column]])
+    return np.concatenate(pieces_i), np.concatenate(pieces_j)
 
 
 def _big_pairs(boxes: _Boxes, big_a: np.ndarray, big_b: np.ndarray, small_a: np.ndarray,
@@ -454,18 +437,10 @@ class WardIndex:
             cell_ward = self._grids.get((size, cells))
             if cell_ward is None:
                 cell_ward = self._grids[(size, cells)] = self._classify_cells(wb, ox, oy, size, cells, in_force)
-        x0 = np.floor((bounds[:, 0] - ox) / size)
-        y0 = np.floor((bounds[:, 1] - oy) / size)
-        x1 = np.floor((bounds[:, 2] - ox) / size)
-        y1 = np.floor((bounds[:, 3] - oy) / size)
-        ok = (x0 >= 0) & (y0 >= 0) & (x1 < cells) & (y1 < cells) & (x1 - x0 <= 1) & (y1 - y0 <= 1)
-        x0, y0, x1, y1 = (np.where(ok, v, 0).astype(np.int64) for v in (x0, y0, x1, y1))
-        flat, base = cell_ward.ravel(), epoch * (cells * cells)  # one flat take each (a 2-D fancy index is slower)
-        corners = [flat[base + x * cells + y] for x, y in ((x0, y0), (x1, y0), (x0, y1), (x1, y1))]
-        ward = corners[0]
-        ok &= (ward >= 0) & (corners[1] == ward) & (corners[2] == ward) & (corners[3] == ward)
-        idx[ok] = ward[ok]
-        return ok
+        from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+        return kernels.ward_cells(np.ascontiguousarray(bounds, dtype=float), epoch, cell_ward, float(ox), float(oy),
+                                  float(size), cells, idx)
 
     def _classify_cells(self, wb, ox, oy, size, cells, in_force) -> np.ndarray:
         """``(n_epochs, cells²)``: the ward in force wholly containing each cell, or -1.

@@ -1,0 +1,390 @@
+"""Compiled loops of the overlap analysis (numba): the grid join, the quadrilaterals' WKB, checks and distances.
+
+Each kernel is a pure function of numpy arrays, compiled on first use
+(``cache=True``: the machine code is kept beside this file, or in numba's
+user cache directory when that is read-only) and run without the
+interpreter lock (``nogil``), so the analysis' threads run them side by
+side.  They replace numpy code that made an array per step: one pass over
+the data, no temporaries.  The arithmetic is the numpy code's, operation
+for operation (no fast-math, no fused multiply-add), so the values are the
+same to the last bit: :mod:`gisapp.analysis.convex` documents what they
+compute and why it matches GEOS.
+
+Importing this module imports numba (~0.3 s): the modules that use it
+import it where they call it, not at their own import.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["cell_sort", "grid_scan", "quad_bounds", "quad_distances", "quad_rings", "quad_separation",
+           "text_hashes", "ward_cells", "wkb_quads"]
+
+#: Separations (m) and turns (m²) closer to zero than this are not trusted (:data:`convex.EPSILON`).
+EPSILON = 1e-7
+#: Coordinates beyond this (m) are not trusted (:data:`convex._FAR`).
+FAR = 1e8
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _grow(buf, size):
+    """``buf`` copied into an array twice as large (or ``size``, if larger)."""
+    out = np.empty(max(2 * len(buf), size), dtype=buf.dtype)
+    out[:len(buf)] = buf
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def cell_sort(x, y, ox, oy, size, height, table):
+    """The boxes' lower-left corners filed in grid cells: ``(order, keys, first)``, a stable counting sort.
+
+    The cell of a corner is ``(floor((x - ox) / size) + 1, floor((y - oy) / size) + 1)``,
+    numbered column by column (``height`` cells per column) as its key;
+    ``order`` lists the boxes by key (ties in input order), ``keys`` their
+    keys in that order, ``first[c]`` the position of the first box in cell
+    ``c`` or later (``height² + 1`` entries).  ``table``: ``height² + 3``
+    zeros (int32 or int64, as the positions fit), ``first`` is a view of it.
+    """
+    n = len(x)
+    key = np.empty(n, dtype=np.int64)
+    for r in range(n):
+        cx = np.int64(np.floor((x[r] - ox) / size)) + 1
+        cy = np.int64(np.floor((y[r] - oy) / size)) + 1
+        key[r] = cx * height + cy
+        table[key[r] + 2] += 1
+    for c in range(1, len(table)):  # table[c + 2]: the boxes in cells up to c, where cell c ends
+        table[c] += table[c - 1]
+    order = np.empty(n, dtype=np.int64)
+    keys = np.empty(n, dtype=np.int64)
+    for r in range(n - 1, -1, -1):  # backwards from each cell's end: stable, and table[c + 2] ends at its start
+        at = table[key[r] + 2] - 1
+        table[key[r] + 2] = at
+        order[at] = r
+        keys[at] = key[r]
+    return order, keys, table[2:]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def grid_scan(first, height, qkeys, top, wide, sa0, sa1, sa2, sa3, sb0, sb1, sb2, sb3, owner, qrows, strict, same,
+              q0, q1):
+    """The box pairs of the grid join (:func:`gisapp.analysis.spatial._grid_pairs`), in its order.
+
+    ``first``: position of the first sorted ``a`` box of each cell (cells
+    numbered column by column, ``height`` per column); ``qkeys``: each
+    query's cell, ``top`` the highest row it reaches, ``wide`` whether it
+    reaches the next column; ``sa*`` the sorted ``a`` boxes, ``sb*`` the
+    queries' boxes (already grown); ``owner``/``qrows`` their rows.  For
+    each column offset (-1, 0, +1; -1, 0 with ``same``), each query in
+    turn, the sorted boxes of the reachable cells are compared (touching
+    counts unless ``strict``).  Only the queries ``q0 <= q < q1`` (a
+    thread's share).  Returns ``(i, j, ends)``: the pairs (``i < j`` with
+    ``same``), and where each column offset's pairs end in them.
+    """
+    cap = max(4 * (q1 - q0), 1024)
+    out_i = np.empty(cap, dtype=np.int64)
+    out_j = np.empty(cap, dtype=np.int64)
+    k = 0
+    last = 0 if same else 1
+    ends = np.zeros(last + 2, dtype=np.int64)
+    for dx in range(-1, last + 1):
+        for q in range(q0, q1):
+            cx = qkeys[q] // height
+            cy = qkeys[q] - cx * height
+            col = (cx + dx) * height
+            lo = first[col + cy - 1]
+            if same and dx == 0:
+                hi = q
+            elif dx == 1 and not wide[q]:
+                continue
+            else:
+                hi = first[col + top[q] + 1]
+            bx0, by0, bx1, by1 = sb0[q], sb1[q], sb2[q], sb3[q]
+            for pos in range(lo, hi):
+                if strict:
+                    hit = sa0[pos] < bx1 and bx0 < sa2[pos] and sa1[pos] < by1 and by0 < sa3[pos]
+                else:
+                    hit = sa0[pos] <= bx1 and bx0 <= sa2[pos] and sa1[pos] <= by1 and by0 <= sa3[pos]
+                if hit:
+                    if k == len(out_i):
+                        out_i = _grow(out_i, k + 1)
+                        out_j = _grow(out_j, k + 1)
+                    i, j = owner[pos], qrows[q]
+                    if same and i > j:
+                        i, j = j, i
+                    out_i[k] = i
+                    out_j[k] = j
+                    k += 1
+        ends[dx + 1] = k
+    return out_i[:k].copy(), out_j[:k].copy(), ends
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _convex_ring(v):
+    """Whether the ring ``v`` (``x0, y0, … x4, y4``) is closed, finite, within :data:`FAR` and strictly convex.
+
+    Strictly convex: every corner turns the same way by more than :data:`EPSILON` m² (so it is simple).
+    """
+    if v[0] != v[8] or v[1] != v[9]:
+        return False
+    for c in range(8):
+        if not abs(v[c]) < FAR:
+            return False
+    left = True
+    right = True
+    for c in range(4):
+        c1 = c + 1
+        c2 = (c + 1) % 4 + 1
+        ex, ey = v[2 * c1] - v[2 * c], v[2 * c1 + 1] - v[2 * c + 1]
+        fx, fy = v[2 * c2] - v[2 * c1], v[2 * c2 + 1] - v[2 * c1 + 1]
+        turn = ex * fy - ey * fx
+        left = left and turn > EPSILON
+        right = right and turn < -EPSILON
+    return left or right
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def quad_rings(ring):
+    """Which ``(m, 5, 2)`` rings are closed, finite, within :data:`FAR` and strictly convex (:func:`convex.quads`)."""
+    m = ring.shape[0]
+    ok = np.zeros(m, dtype=np.bool_)
+    v = np.empty(10)
+    for r in range(m):
+        for c in range(5):
+            v[2 * c] = ring[r, c, 0]
+            v[2 * c + 1] = ring[r, c, 1]
+        ok[r] = _convex_ring(v)
+    return ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def wkb_quads(offsets, data, valid, heads, lengths, decided, mask, xy):
+    """The convex quads of an Arrow array of WKB, read from its bytes (:func:`convex.wkb_quads`).
+
+    Value ``r`` is ``data[offsets[r]:offsets[r + 1]]`` (``valid[r]``: not
+    null).  A value is read when it is one of the shapes whose WKB head is
+    ``heads[k, :lengths[k]]`` followed by 80 bytes of coordinates (5
+    little-endian points): ``decided[r]`` is then set, and ``mask[r]`` and
+    ``xy[r]`` (the ring's first 4 points) when the ring is a strictly
+    convex quad (:func:`_convex_ring`).  Other rows are left as they are.
+    """
+    n = len(offsets) - 1
+    raw = np.empty(80, dtype=np.uint8)
+    v = raw.view(np.float64)
+    for r in range(n):
+        if not valid[r]:
+            continue
+        start = offsets[r]
+        size = offsets[r + 1] - start
+        shape = -1
+        for k in range(len(lengths)):
+            if size == lengths[k] + 80:
+                shape = k
+        if shape < 0:
+            continue
+        same = True
+        for b in range(lengths[shape]):
+            if data[start + b] != heads[shape, b]:
+                same = False
+                break
+        if not same:
+            continue
+        at = start + lengths[shape]
+        for b in range(80):
+            raw[b] = data[at + b]
+        decided[r] = True
+        if _convex_ring(v):
+            mask[r] = True
+            for c in range(4):
+                xy[r, c, 0] = v[2 * c]
+                xy[r, c, 1] = v[2 * c + 1]
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def quad_bounds(xy):
+    """``(m, 4)`` bounds (``minx, miny, maxx, maxy``) of ``(m, 4, 2)`` corners (NaN rows give NaN)."""
+    m = xy.shape[0]
+    out = np.empty((m, 4))
+    for r in range(m):
+        x0, y0, x1, y1 = xy[r, 0, 0], xy[r, 0, 1], xy[r, 0, 0], xy[r, 0, 1]
+        for c in range(1, 4):
+            x0 = min(x0, xy[r, c, 0])
+            y0 = min(y0, xy[r, c, 1])
+            x1 = max(x1, xy[r, c, 0])
+            y1 = max(y1, xy[r, c, 1])
+        out[r, 0], out[r, 1], out[r, 2], out[r, 3] = x0, y0, x1, y1
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _against(p, q, best2, perp, corners):
+    """Corners of quad ``q`` against the sides of quad ``p`` (``(4, 2)`` each): the separating gap.
+
+    ``perp[0]`` is lowered to the least distance of a corner of ``q`` to a
+    side of ``p`` where its foot falls inside the side (GEOS' formula);
+    ``best2[0]``, when ``corners``, to the least squared corner-to-corner
+    distance.  :func:`convex._against`, for one pair.
+    """
+    turn = 0.0
+    for k in range(4):
+        k1 = (k + 1) % 4
+        turn += p[k, 0] * p[k1, 1] - p[k1, 0] * p[k, 1]
+    sign = 1.0 if turn > 0 else -1.0
+    gap = -np.inf
+    for k in range(4):
+        k1 = (k + 1) % 4
+        ax, ay = p[k, 0], p[k, 1]
+        ex, ey = p[k1, 0] - ax, p[k1, 1] - ay
+        len2 = ex * ex + ey * ey
+        root = np.sqrt(len2)
+        least = np.inf
+        for j in range(4):
+            dx, dy = q[j, 0] - ax, q[j, 1] - ay
+            if corners:
+                best2[0] = min(best2[0], dx * dx + dy * dy)
+            cross = dx * ey - dy * ex
+            least = min(least, cross * sign)
+            r = (dx * ex + dy * ey) / len2
+            if r > 0.0 and r < 1.0:
+                perp[0] = min(perp[0], abs(cross / len2) * root)
+        gap = max(gap, least / root)
+    return gap
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _pair_distance(p, q, best2, perp):
+    """(separating gap, least corner distance) of quads ``p`` and ``q`` (:func:`convex.distances`)."""
+    best2[0] = np.inf
+    perp[0] = np.inf
+    gap = max(_against(p, q, best2, perp, True), _against(q, p, best2, perp, False))
+    return gap, min(np.sqrt(best2[0]), perp[0])
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def quad_separation(p, q):
+    """Separating-axis gap of the quads ``p[k]`` and ``q[k]`` (``(m, 4, 2)``): :func:`convex.separation`."""
+    m = len(p)
+    gap = np.empty(m)
+    best2 = np.empty(1)
+    perp = np.empty(1)
+    for r in range(m):
+        gap[r] = max(_against(p[r], q[r], best2, perp, False), _against(q[r], p[r], best2, perp, False))
+    return gap
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def quad_distances(p, q):
+    """``(gap, near)`` of the quads ``p[k]`` and ``q[k]``: :func:`convex.distances`, :func:`convex.corner_distance`."""
+    m = len(p)
+    gap = np.empty(m)
+    near = np.empty(m)
+    best2 = np.empty(1)
+    perp = np.empty(1)
+    for r in range(m):
+        gap[r], near[r] = _pair_distance(p[r], q[r], best2, perp)
+    return gap, near
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ward_cells(bounds, epoch, cell_ward, ox, oy, size, cells, idx):
+    """The ward of each box lying in grid cells wholly inside one ward (:meth:`WardIndex._by_grid`).
+
+    A box is settled when it spans at most 2 × 2 cells of the ``cells`` ×
+    ``cells`` grid (origin ``ox, oy``, cells ``size`` wide) and all of them
+    belong to the same ward in its period ``epoch`` (``cell_ward``:
+    ``(periods, cells²)``, -1 for a cell no ward wholly holds).  Writes the
+    ward into ``idx`` and returns the mask of settled boxes.
+    """
+    n = len(bounds)
+    ok = np.zeros(n, dtype=np.bool_)
+    for r in range(n):
+        x0 = np.floor((bounds[r, 0] - ox) / size)
+        y0 = np.floor((bounds[r, 1] - oy) / size)
+        x1 = np.floor((bounds[r, 2] - ox) / size)
+        y1 = np.floor((bounds[r, 3] - oy) / size)
+        if not (x0 >= 0 and y0 >= 0 and x1 < cells and y1 < cells and x1 - x0 <= 1 and y1 - y0 <= 1):
+            continue
+        ix0, iy0, ix1, iy1 = np.int64(x0), np.int64(y0), np.int64(x1), np.int64(y1)
+        row = cell_ward[epoch[r]]
+        ward = row[ix0 * cells + iy0]
+        if ward >= 0 and row[ix1 * cells + iy0] == ward and row[ix0 * cells + iy1] == ward \
+                and row[ix1 * cells + iy1] == ward:
+            ok[r] = True
+            idx[r] = ward
+    return ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _rotl(x, b):
+    """``x`` (uint64) rotated left by ``b`` bits."""
+    return (x << np.uint64(b)) | (x >> np.uint64(64 - b))
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _sipround(v0, v1, v2, v3):
+    """One SipRound of the state ``v0 … v3`` (uint64)."""
+    v0 += v1
+    v1 = _rotl(v1, 13)
+    v1 ^= v0
+    v0 = _rotl(v0, 32)
+    v2 += v3
+    v3 = _rotl(v3, 16)
+    v3 ^= v2
+    v0 += v3
+    v3 = _rotl(v3, 21)
+    v3 ^= v0
+    v2 += v1
+    v1 = _rotl(v1, 17)
+    v1 ^= v2
+    v2 = _rotl(v2, 32)
+    return v0, v1, v2, v3
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def text_hashes(offsets, data, k0, k1):
+    """``pandas.util.hash_array`` of texts (``categorize=False``): SipHash-2-4 of each UTF-8 value, then mixed.
+
+    ``offsets``/``data``: the values' bytes as an Arrow string array holds
+    them (value ``r`` is ``data[offsets[r]:offsets[r + 1]]``); ``k0``,
+    ``k1``: the 16-byte key as two little-endian uint64.  The same numbers
+    as pandas (its SipHash of each encoded value, then its 64-bit mix),
+    computed without the interpreter lock and without a bytes object per value.
+    """
+    n = len(offsets) - 1
+    out = np.empty(n, dtype=np.uint64)
+    for r in range(n):
+        start, end = offsets[r], offsets[r + 1]
+        length = end - start
+        v0 = np.uint64(0x736F6D6570736575) ^ k0
+        v1 = np.uint64(0x646F72616E646F6D) ^ k1
+        v2 = np.uint64(0x6C7967656E657261) ^ k0
+        v3 = np.uint64(0x7465646279746573) ^ k1
+        whole = start + (length // 8) * 8
+        for at in range(start, whole, 8):
+            m = np.uint64(0)
+            for k in range(8):
+                m |= np.uint64(data[at + k]) << np.uint64(8 * k)
+            v3 ^= m
+            for _ in range(2):
+                v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+            v0 ^= m
+        b = np.uint64(length) << np.uint64(56)
+        for k in range(end - whole):
+            b |= np.uint64(data[whole + k]) << np.uint64(8 * k)
+        v3 ^= b
+        for _ in range(2):
+            v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+        v0 ^= b
+        v2 ^= np.uint64(0xFF)
+        for _ in range(4):
+            v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+        h = v0 ^ v1 ^ v2 ^ v3
+        # pandas' mix of the 64-bit values
+        h ^= h >> np.uint64(30)
+        h *= np.uint64(0xBF58476D1CE4E5B9)
+        h ^= h >> np.uint64(27)
+        h *= np.uint64(0x94D049BB133111EB)
+        h ^= h >> np.uint64(31)
+        out[r] = h
+    return out
