@@ -8,6 +8,8 @@ imports included), so a lazy import cannot hide a circle.
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -148,3 +150,30 @@ def test_no_test_module_imports_another():
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             bad += [f"{path.name} imports {n}" for n in names if n.startswith(("tests.test_", "test_"))]
     assert bad == []
+
+
+def test_numba_is_imported_only_by_the_kernels_and_only_where_the_analysis_runs():
+    """``gisapp.analysis.kernels`` alone imports numba (~0.3 s), and no module imports the kernels at its top:
+    the command line's help and the web server start without it."""
+    bad = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        top = set(tree.body)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0:
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            else:
+                continue
+            if any(n == "numba" or n.startswith("numba.") for n in names) and path.name != "kernels.py":
+                bad.append(f"{path.relative_to(PACKAGE)} imports numba")
+            if node in top and "gisapp.analysis.kernels" in names:
+                bad.append(f"{path.relative_to(PACKAGE)} imports the kernels at its top")
+    assert bad == []
+    # and importing what `gisapp --help` and the web app import does not import numba
+    code = ("import sys, gisapp.cli, gisapp.web.app, gisapp.analysis.overlaps, gisapp.analysis.run; "
+            "print('numba' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                          cwd=PACKAGE.parent)
+    assert done.stdout.strip() == "False"

@@ -4,7 +4,7 @@ Reading a store gives each geometry as WKB.  Making a shapely object of
 every parcel and sidewalk permit (1.5-3 s per million, holding the
 interpreter lock) buys little: the analysis reads the corners of the
 convex quadrilaterals nearly all of them are (:func:`convex.wkb_quads`,
-in numpy) and asks GEOS only about a few of them (other shapes, pairs
+by a compiled loop) and asks GEOS only about a few of them (other shapes, pairs
 numpy cannot decide, overlays, the findings' own geometry).
 :class:`Geometries` keeps the WKB and builds the objects of the rows
 asked for, in bulk, once.  The same class wraps objects already made (a

@@ -1,0 +1,322 @@
+"""The analysis' compiled loops (gisapp.analysis.kernels) against the numpy and GEOS answers they replace,
+on edge cases, alone, split over threads and behind their callers (spatial, convex, keys)."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+import shapely
+
+from gisapp.analysis import convex, kernels, spatial
+from gisapp.analysis.keys import siphash
+from gisapp.analysis.spatial import WardIndex, bbox_pairs
+
+X0, Y0 = 547_000.0, 1_770_000.0  # EPSG:5899 magnitudes: rounding as in the real data
+KEY = "0123456789abcdef"
+
+
+# -- numpy references (the code the kernels replaced) -----------------------------------------------------------
+
+
+def numpy_rings(ring: np.ndarray) -> np.ndarray:
+    """Closed, finite, within 1e8 and strictly convex, column by column (the numpy ``_convex_rings``)."""
+    x, y = [ring[:, c, 0] for c in range(5)], [ring[:, c, 1] for c in range(5)]
+    with np.errstate(invalid="ignore"):
+        ok = (x[0] == x[4]) & (y[0] == y[4])
+        for c in range(4):
+            ok &= (np.abs(x[c]) < 1e8) & (np.abs(y[c]) < 1e8)
+        ex = [x[c + 1] - x[c] for c in range(4)]
+        ey = [y[c + 1] - y[c] for c in range(4)]
+        left, right = np.ones(len(ring), dtype=bool), np.ones(len(ring), dtype=bool)
+        for c in range(4):
+            turn = ex[c] * ey[(c + 1) % 4] - ey[c] * ex[(c + 1) % 4]
+            left &= turn > convex.EPSILON
+            right &= turn < -convex.EPSILON
+    return ok & (left | right)
+
+
+def numpy_against(p, q, best2, perp):
+    """The numpy separating gap of ``q``'s corners against ``p``'s sides (the numpy ``convex._against``)."""
+    px, py = [p[:, k, 0] for k in range(4)], [p[:, k, 1] for k in range(4)]
+    qx, qy = [q[:, k, 0] for k in range(4)], [q[:, k, 1] for k in range(4)]
+    m = len(p)
+    turn = np.zeros(m)
+    for k in range(4):
+        turn += px[k] * py[(k + 1) % 4] - px[(k + 1) % 4] * py[k]
+    sign = np.where(turn > 0, 1.0, -1.0)
+    gap = np.full(m, -np.inf)
+    for k in range(4):
+        ax, ay = px[k], py[k]
+        ex, ey = px[(k + 1) % 4] - ax, py[(k + 1) % 4] - ay
+        len2 = ex * ex + ey * ey
+        root = np.sqrt(len2)
+        least = np.full(m, np.inf)
+        for j in range(4):
+            dx, dy = qx[j] - ax, qy[j] - ay
+            if best2 is not None:
+                np.minimum(best2, dx * dx + dy * dy, out=best2)
+            cross = dx * ey - dy * ex
+            np.minimum(least, cross * sign, out=least)
+            r = (dx * ex + dy * ey) / len2
+            np.minimum(perp, np.where((r > 0.0) & (r < 1.0), np.abs(cross / len2) * root, np.inf), out=perp)
+        np.maximum(gap, least / root, out=gap)
+    return gap
+
+
+def rectangles(rng, n, spread=60.0):
+    """``n`` rotated rectangles near each other (many pairs apart, touching and overlapping), as ``(n, 5, 2)``."""
+    cx, cy = X0 + rng.uniform(0, spread, n), Y0 + rng.uniform(0, spread, n)
+    w, h, a = rng.uniform(1, 20, n), rng.uniform(1, 20, n), rng.uniform(0, np.pi, n)
+    dx = np.stack([-w, w, w, -w, -w], axis=1) / 2
+    dy = np.stack([-h, -h, h, h, -h], axis=1) / 2
+    x = cx[:, None] + dx * np.cos(a)[:, None] - dy * np.sin(a)[:, None]
+    y = cy[:, None] + dx * np.sin(a)[:, None] + dy * np.cos(a)[:, None]
+    ring = np.stack([x, y], axis=2)
+    ring[:, 4] = ring[:, 0]
+    return ring
+
+
+# -- quads -----------------------------------------------------------------------------------------------------
+
+
+def spoiled_rings(rng):
+    """Rectangles, then the same spoiled in every way the check must catch, both orientations."""
+    ring = rectangles(rng, 400)
+    ring[1::2] = ring[1::2, ::-1]  # clockwise
+    ring[3::17, 4] += 1e-9  # not closed
+    ring[5::19, 2] = ring[5::19, 1]  # a doubled corner
+    ring[7::23, 0, 0] = np.nan
+    ring[7::23, 4, 0] = np.nan
+    ring[9::29, 1, 1] = np.inf
+    ring[11::31, :, 0] += 2e8  # beyond 1e8
+    ring[11::31, :, 1] -= 2e8
+    ring[13::37, 2] = (ring[13::37, 1] + ring[13::37, 3]) / 2  # a flat corner: turn ~0
+    ring[15::41, [1, 2]] = ring[15::41, [2, 1]]  # a bow-tie
+    ring[17::43, 2] = (ring[17::43, 0] + ring[17::43, 2]) / 2  # a dent that stays convex: a triangle-ish quad
+    # a corner turning by about EPSILON either way
+    mid = (ring[19::47, 1] + ring[19::47, 3]) / 2
+    ring[19::47, 2] = mid + 1e-9
+    return ring
+
+
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
+def test_quad_rings_are_the_numpy_check_on_edge_cases():
+    ring = spoiled_rings(np.random.default_rng(1))
+    want = numpy_rings(ring)
+    assert want.sum() > 250 and (~want).sum() > 60
+    np.testing.assert_array_equal(kernels.quad_rings(ring), want)
+    # rows of a wider array (strided), as (k, 10), and through convex.quads' own check
+    wide = np.zeros((len(ring), 14))
+    wide[:, 3:13] = ring.reshape(-1, 10)
+    np.testing.assert_array_equal(convex._convex_rings(wide[:, 3:13]), want)
+    # and GEOS agrees that the kept ones are valid polygons
+    polys = shapely.polygons(ring[want])
+    assert shapely.is_valid(polys).all()
+
+
+def test_quad_bounds_are_shapely_bounds_and_nan_for_no_quad():
+    ring = rectangles(np.random.default_rng(4), 300)
+    polys = shapely.polygons(ring)
+    mask, xy = convex.quads(np.concatenate([polys, np.array([None, shapely.Point(X0, Y0)], dtype=object)]))
+    got = convex.bounds(xy)
+    np.testing.assert_array_equal(got[:300], shapely.bounds(polys))
+    assert mask[:300].all() and np.isnan(got[300:]).all()
+
+
+@pytest.mark.parametrize("kind", [pa.binary(), pa.large_binary()])
+def test_the_wkb_reader_decides_only_the_shapes_it_knows(kind):
+    ring = spoiled_rings(np.random.default_rng(2))[:60]
+    polys = shapely.polygons(np.nan_to_num(ring, nan=X0, posinf=Y0))
+    blobs = list(shapely.to_wkb(polys))
+    blobs += list(shapely.to_wkb(shapely.multipolygons(polys[:10, None])))  # single-part multipolygons
+    good = len(blobs)
+    blobs += [blobs[0][:50], blobs[0] + b"\0", b"\0" + blobs[0][1:]]  # short, long, big-endian mark
+    blobs += [blobs[0][:1] + bytes([7]) + blobs[0][2:]]  # the right length, another type
+    blobs += [blobs[0][:5] + bytes([2]) + blobs[0][6:]]  # two rings announced
+    blobs += [None]
+    column = pa.array([b"x", *blobs], type=kind).slice(1)
+    decided, mask, xy = convex.wkb_quads(column)
+    # (shapely closes an open ring with a sixth point: those are not read here)
+    sizes = np.array([len(b) for b in blobs[:good]])
+    np.testing.assert_array_equal(decided[:good], (sizes == 93) | (sizes == 102))
+    assert decided[:good].sum() > 50 and not decided[good:].any()
+    want_mask, want_xy = convex.quads(shapely.from_wkb(np.array(blobs[:good], dtype=object)))
+    np.testing.assert_array_equal(mask[:good][decided[:good]], want_mask[decided[:good]])
+    np.testing.assert_array_equal(xy[:good][decided[:good]], want_xy[decided[:good]])
+    assert want_mask.sum() > 30 and (~want_mask).sum() > 5 and not mask[good:].any() and np.isnan(xy[good:]).all()
+
+
+def test_distances_and_separation_are_the_numpy_ones_bit_for_bit():
+    rng = np.random.default_rng(3)
+    p, q = rectangles(rng, 3000)[:, :4], rectangles(rng, 3000)[:, :4]
+    q[:100] = p[:100]  # the same quad
+    q[100:200] = p[100:200] + [[3.0, 0.0]]  # shifted along: sides collinear, overlapping
+    q[200:300] = p[200:300, [2, 3, 0, 1]]  # the same, starting elsewhere
+    best2, perp = np.full(len(p), np.inf), np.full(len(p), np.inf)
+    gap = np.maximum(numpy_against(p, q, best2, perp), numpy_against(q, p, None, perp))
+    near = np.minimum(np.sqrt(best2), perp)
+    got_gap, got_near = kernels.quad_distances(p, q)
+    np.testing.assert_array_equal(got_gap, gap)
+    np.testing.assert_array_equal(got_near, near)
+    np.testing.assert_array_equal(convex.separation(p, q)[0], gap)
+    np.testing.assert_array_equal(convex.corner_distance(p, q), near)
+    dist, sure = convex.distances(p, q)
+    assert (gap > convex.EPSILON).sum() > 100 and (gap < -convex.EPSILON).sum() > 100
+    np.testing.assert_array_equal(sure, np.abs(gap) > convex.EPSILON)
+    np.testing.assert_array_equal(dist[sure], np.where(gap > 0, near, 0.0)[sure])
+    # and GEOS: the same distance where numpy is sure
+    geos = shapely.distance(shapely.polygons(p[sure]), shapely.polygons(q[sure]))
+    assert (np.abs(dist[sure] - geos) < 1e-9).all()
+
+
+def test_kernels_give_the_same_answers_from_threads():
+    rng = np.random.default_rng(7)
+    p, q = rectangles(rng, 2000)[:, :4], rectangles(rng, 2000)[:, :4]
+    alone = kernels.quad_distances(p, q)
+    with ThreadPoolExecutor(4) as pool:  # nogil kernels running at once on shared inputs
+        runs = list(pool.map(lambda _: kernels.quad_distances(p, q), range(8)))
+    for gap, near in runs:
+        np.testing.assert_array_equal(gap, alone[0])
+        np.testing.assert_array_equal(near, alone[1])
+
+
+# -- the grid join ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("table_type", [np.int32, np.int64])
+@pytest.mark.parametrize("seed", [1, 2])
+def test_cell_sort_is_a_stable_sort_by_cell(seed, table_type):
+    rng = np.random.default_rng(seed)
+    n, size, height = 5000, 10.0, 23
+    # few distinct cells (many ties), corners on cell edges, and the grid's lowest corner itself
+    x = np.round(rng.uniform(0, 200, n), 0 if seed == 1 else 3)
+    y = np.round(rng.uniform(0, 200, n), 0 if seed == 1 else 3)
+    x[:50], y[:50] = 0.0, 0.0
+    x[50:100] = 10.0 * rng.integers(0, 20, 50)
+    order, keys, first = kernels.cell_sort(x, y, 0.0, 0.0, size, height, np.zeros(height * height + 3, table_type))
+    key = (np.floor(x / size).astype(np.int64) + 1) * height + np.floor(y / size).astype(np.int64) + 1
+    want = np.argsort(key, kind="stable")
+    np.testing.assert_array_equal(order, want)
+    np.testing.assert_array_equal(keys, key[want])
+    assert len(first) == height * height + 1
+    np.testing.assert_array_equal(first, np.r_[0, np.cumsum(np.bincount(key, minlength=height * height))])
+
+
+def test_cell_sort_of_nothing():
+    order, keys, first = kernels.cell_sort(np.empty(0), np.empty(0), 0.0, 0.0, 1.0, 3, np.zeros(12, np.int32))
+    assert len(order) == len(keys) == 0 and (first == 0).all() and len(first) == 10
+
+
+def random_boxes(rng, n, size, extent):
+    """``n`` random boxes of about ``size`` metres, some touching edge to edge."""
+    x, y = rng.uniform(0, extent, n), rng.uniform(0, extent, n)
+    w, h = rng.uniform(0, size, n), rng.uniform(0, size, n)
+    out = np.column_stack([x, y, x + w, y + h])
+    out[-30:, 0] = out[:30, 2]
+    out[-30:, 1] = out[:30, 1]
+    return out
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("tol, strict, same", [(0.0, False, False), (3.0, False, False), (0.0, True, True),
+                                                (0.0, False, True)])
+def test_the_grid_scan_shared_by_threads_gives_the_pairs_in_one_threads_order(monkeypatch, workers, tol, strict,
+                                                                               same):
+    rng = np.random.default_rng(11)
+    a = random_boxes(rng, 3000, 10, 400)
+    b = a if same else random_boxes(rng, 2000, 6, 400)
+    alone = bbox_pairs(a, b, tol, strict=strict, same=same)
+    monkeypatch.setattr(spatial, "_SCAN_SPLIT_MIN", 1)
+    monkeypatch.setattr(spatial, "_WORKERS", workers)
+    shared = bbox_pairs(a, b, tol, strict=strict, same=same)
+    np.testing.assert_array_equal(shared[0], alone[0])
+    np.testing.assert_array_equal(shared[1], alone[1])
+    # and they are the pairs, each once
+    bb = b + np.array([-tol, -tol, tol, tol])
+    lt = np.less if strict else np.less_equal
+    hit = (lt(a[:, None, 0], bb[None, :, 2]) & lt(bb[None, :, 0], a[:, None, 2])
+           & lt(a[:, None, 1], bb[None, :, 3]) & lt(bb[None, :, 1], a[:, None, 3]))
+    i, j = np.nonzero(hit)
+    if same:
+        i, j = i[i < j], j[i < j]
+    got = list(zip(shared[0].tolist(), shared[1].tolist()))
+    assert len(got) == len(set(got)) and set(got) == set(zip(i.tolist(), j.tolist())) and len(got) > 1000
+
+
+# -- the ward grid look-up -------------------------------------------------------------------------------------
+
+
+def test_ward_cells_are_the_numpy_look_up():
+    rng = np.random.default_rng(5)
+    cells, size, ox, oy = 40, 10.0, X0, Y0
+    cell_ward = rng.integers(-1, 3, (3, cells * cells))
+    cell_ward[1, :800] = 2  # large runs of one ward
+    n = 20_000
+    x0, y0 = ox + rng.uniform(-20, 420, n), oy + rng.uniform(-20, 420, n)
+    ext = rng.choice([0.0, 3.0, 9.99, 10.0, 15.0, 25.0], n)  # within one cell, on an edge, 2 and 3 cells
+    bounds = np.column_stack([x0, y0, x0 + ext, y0 + rng.uniform(0, 12, n)])
+    bounds[:40] = np.nan
+    epoch = rng.integers(0, 3, n)
+    idx = np.full(n, -1, dtype=np.int64)
+    ok = kernels.ward_cells(bounds, epoch, cell_ward, ox, oy, size, cells, idx)
+    # numpy (the replaced code)
+    with np.errstate(invalid="ignore"):
+        gx0, gy0 = np.floor((bounds[:, 0] - ox) / size), np.floor((bounds[:, 1] - oy) / size)
+        gx1, gy1 = np.floor((bounds[:, 2] - ox) / size), np.floor((bounds[:, 3] - oy) / size)
+        want = (gx0 >= 0) & (gy0 >= 0) & (gx1 < cells) & (gy1 < cells) & (gx1 - gx0 <= 1) & (gy1 - gy0 <= 1)
+    gx0, gy0, gx1, gy1 = (np.where(want, v, 0).astype(np.int64) for v in (gx0, gy0, gx1, gy1))
+    corners = [cell_ward[epoch, x * cells + y] for x, y in ((gx0, gy0), (gx1, gy0), (gx0, gy1), (gx1, gy1))]
+    want &= (corners[0] >= 0) & (corners[1] == corners[0]) & (corners[2] == corners[0]) & (corners[3] == corners[0])
+    np.testing.assert_array_equal(ok, want)
+    np.testing.assert_array_equal(idx[want], corners[0][want])
+    assert (idx[~want] == -1).all() and want.sum() > 1000 and (~want).sum() > 1000
+
+
+def test_ward_index_by_grid_is_the_exact_assignment():
+    """A grid of wards (two periods) and many parcels: what the grid settles is what GEOS answers."""
+    rng = np.random.default_rng(9)
+    wards = [shapely.box(X0 + 100 * i, Y0 + 100 * j, X0 + 100 * (i + 1), Y0 + 100 * (j + 1))
+             for i in range(5) for j in range(5)]
+    wards += [shapely.Point(X0 + 250, Y0 + 250).buffer(120)]  # a later, round ward over the middle
+    geoms = np.array(wards, dtype=object)
+    start = np.array([0] * 25 + [100])
+    end = np.array([99] * 25 + [spatial.NAT])
+    index = WardIndex.build(geoms, start, end)
+    n = 8000
+    ring = rectangles(rng, n, spread=500)
+    parcels = shapely.polygons(ring)
+    dates = rng.choice([-5, 50, 150], n)
+    idx, part = index.assign(parcels, dates, shapely.bounds(parcels))
+    exact = WardIndex.build(geoms, start, end)._exactly(parcels, shapely.bounds(parcels), index.epoch_of(dates),
+                                                         index.in_force())
+    live = index.epoch_of(dates) > 0
+    np.testing.assert_array_equal(idx[live], exact[0][live])
+    np.testing.assert_array_equal(np.isnan(part[live]), np.isnan(exact[1][live]))
+    assert (idx[~live] == -1).all() and (idx[dates == 150] == 25).sum() > 100 and np.isnan(part).sum() > 3000
+
+
+# -- the ids' SipHash -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("large", [False, True])
+def test_siphash_is_pandas_hash_on_every_length_and_slice(large):
+    rng = np.random.default_rng(5)
+    values = ["", "a", "abcdefg", "abcdefgh", "abcdefghi", "Phường Hòa Xuân", "ü" * 40, "\x00", "😀" * 3]
+    values += ["x" * k for k in range(40)]  # every tail length, several blocks
+    values += ["".join(chr(c) for c in rng.integers(32, 0x2FFF, rng.integers(0, 30))) for _ in range(2000)]
+    arr = np.array(values, dtype=object)
+    want = pd.util.hash_array(arr, hash_key=KEY, categorize=False)
+    texts = pa.array(arr, type=pa.large_string() if large else pa.string())
+    np.testing.assert_array_equal(siphash(texts, KEY), want)
+    np.testing.assert_array_equal(siphash(texts.slice(100, 50), KEY), want[100:150])
+    with_nulls = pa.array(list(values[:20]) + [None, None], type=texts.type)
+    got = siphash(with_nulls, KEY)
+    np.testing.assert_array_equal(got[:20], want[:20])
+    assert (got[20:] == 0).all()
+    assert (siphash(pa.array([None, None], type=texts.type), KEY) == 0).all()
+    with pytest.raises(ValueError):
+        siphash(texts, "short")
