@@ -320,3 +320,58 @@ def test_siphash_is_pandas_hash_on_every_length_and_slice(large):
     assert (siphash(pa.array([None, None], type=texts.type), KEY) == 0).all()
     with pytest.raises(ValueError):
         siphash(texts, "short")
+
+
+def classified_by_geos(index: WardIndex, wb, ox, oy, size, cells, in_force) -> np.ndarray:
+    """The ward grid as the numpy code made it: edge cells, then GEOS' ``contains_xy`` of the other cells' centres."""
+    out = np.full((len(in_force), cells * cells), -1, dtype=np.int64)
+    ward, seg = spatial._segments(index.geoms)
+    ward, ex, ey = spatial._edge_cells(ward, seg, ox, oy, size)
+    inside = (ex >= 0) & (ex < cells) & (ey >= 0) & (ey < cells)
+    edge_key = np.unique(ward[inside] * (cells * cells) + ex[inside] * cells + ey[inside])
+    for k in range(len(index) - 1, -1, -1):
+        epochs = np.flatnonzero(in_force[:, k])
+        if not len(epochs):
+            continue
+        i0, j0 = np.floor((wb[k, :2] - (ox, oy)) / size).astype(int)
+        i1, j1 = np.floor((wb[k, 2:] - (ox, oy)) / size).astype(int)
+        gx, gy = np.arange(max(i0, 0), min(i1, cells - 1) + 1), np.arange(max(j0, 0), min(j1, cells - 1) + 1)
+        near = (gx[:, None] * cells + gy[None, :]).ravel()
+        lo, hi = np.searchsorted(edge_key, [k * cells * cells, (k + 1) * cells * cells])
+        inner = near[~np.isin(near, edge_key[lo:hi] - k * cells * cells, assume_unique=True)]
+        gx, gy = inner // cells, inner % cells
+        inner = inner[shapely.contains_xy(index.geoms[k], ox + (gx + 0.5) * size, oy + (gy + 0.5) * size)]
+        for e in epochs:
+            out[e, inner] = k
+    return out
+
+
+def test_the_ward_raster_is_geos_point_in_polygon_of_the_cells():
+    """Voronoi wards, one with a hole, one of two parts, one overlapping others, vertices on cell rows and
+    columns, in three periods: the compiled even-odd fill gives the cells GEOS' ``contains_xy`` gave."""
+    rng = np.random.default_rng(13)
+    frame = shapely.box(X0, Y0, X0 + 3000, Y0 + 3000)
+    seeds = shapely.multipoints(np.column_stack([X0 + rng.uniform(0, 3000, 14), Y0 + rng.uniform(0, 3000, 14)]))
+    wards = [shapely.intersection(c, frame) for c in shapely.get_parts(shapely.voronoi_polygons(seeds))]
+    wards[0] = wards[0].difference(shapely.Point(wards[0].centroid).buffer(150))  # a hole
+    wards[1] = shapely.MultiPolygon([shapely.box(X0 + 100, Y0 + 100, X0 + 400, Y0 + 400),
+                                     shapely.box(X0 + 2500, Y0 + 2500, X0 + 2900, Y0 + 2800)])
+    wards.append(shapely.box(X0 + 50.0, Y0 + 50.0, X0 + 1550.0, Y0 + 1550.0))  # on cell lines of size 50
+    wards.append(shapely.Polygon([(X0 + 500, Y0 + 1000), (X0 + 2000, Y0 + 1000), (X0 + 1250, Y0 + 2900)]))
+    geoms = np.array(wards, dtype=object)
+    assert shapely.is_valid(geoms).all()
+    shapely.prepare(geoms)
+    m = len(geoms)
+    start = rng.choice([0, 100, 200], m)
+    end = np.where(rng.random(m) < 0.5, spatial.NAT, start + 150)
+    index = WardIndex.build(geoms, start, end)
+    wb = shapely.bounds(geoms)
+    ox, oy = wb[:, 0].min(), wb[:, 1].min()
+    in_force = index.in_force()
+    assert len(in_force) >= 3
+    for size in (50.0, 37.0, 100.0, 333.3):
+        cells = int(np.ceil(3000 / size)) + 1
+        got = index._classify_cells(wb, ox, oy, size, cells, in_force)
+        want = classified_by_geos(index, wb, ox, oy, size, cells, in_force)
+        np.testing.assert_array_equal(got, want)
+        assert (got >= 0).sum() > cells and len(np.unique(got)) > m // 3  # the case is not trivial

@@ -20,7 +20,7 @@ import numpy as np
 from numba import njit
 
 __all__ = ["cell_sort", "grid_scan", "quad_bounds", "quad_distances", "quad_rings", "quad_separation",
-           "text_hashes", "ward_cells", "wkb_quads"]
+           "text_hashes", "ward_cells", "ward_raster", "wkb_quads"]
 
 #: Separations (m) and turns (m²) closer to zero than this are not trusted (:data:`convex.EPSILON`).
 EPSILON = 1e-7
@@ -387,4 +387,73 @@ def text_hashes(offsets, data, k0, k1):
         h *= np.uint64(0x94D049BB133111EB)
         h ^= h >> np.uint64(31)
         out[r] = h
+    return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ward_raster(seg, seg_first, edge, edge_first, wb, ox, oy, size, cells, in_force, out):
+    """The grid cells wholly inside each ward, by period: ``out[e, gx * cells + gy] = k`` (``WardIndex``'s grid).
+
+    ``seg``: the wards' boundary segments (``x0, y0, x1, y1`` rows), those
+    of ward ``k`` at ``seg_first[k]:seg_first[k + 1]``; ``edge``: the cells
+    (``gx * cells + gy``) its boundary may cross, at
+    ``edge_first[k]:edge_first[k + 1]``; ``wb`` the wards' bounds.  A cell
+    is ward ``k``'s when its boundary crosses no part of it and its centre
+    lies inside: an odd number of the boundary's crossings of the centre's
+    row lie left of it (even-odd: a valid polygon's interior, holes and
+    parts included; the centre is half a cell from the boundary, far from
+    any rounding).  Wards go from the last row down, so the lowest row
+    in force wins; ``out`` holds -1 elsewhere.
+    """
+    crossed = np.zeros(cells * cells, dtype=np.bool_)
+    for k in range(len(seg_first) - 2, -1, -1):
+        epochs = np.flatnonzero(in_force[:, k])
+        if not len(epochs):
+            continue
+        for p in range(edge_first[k], edge_first[k + 1]):
+            crossed[edge[p]] = True
+        j0 = max(np.int64(np.floor((wb[k, 1] - oy) / size)), 0)
+        j1 = min(np.int64(np.floor((wb[k, 3] - oy) / size)), cells - 1)
+        # the crossings of each cell row's centre line: (row, x), counted, then filled
+        total = 0
+        for s in range(seg_first[k], seg_first[k + 1]):
+            lo, hi = min(seg[s, 1], seg[s, 3]), max(seg[s, 1], seg[s, 3])
+            total += max(np.int64(np.floor((hi - oy) / size)) - np.int64(np.floor((lo - oy) / size)) + 2, 0)
+        rows = np.empty(total, dtype=np.int64)
+        xs = np.empty(total)
+        n = 0
+        for s in range(seg_first[k], seg_first[k + 1]):
+            x0, y0, x1, y1 = seg[s, 0], seg[s, 1], seg[s, 2], seg[s, 3]
+            if y0 == y1:
+                continue
+            g0 = max(np.int64(np.floor((min(y0, y1) - oy) / size)) - 1, j0)
+            g1 = min(np.int64(np.floor((max(y0, y1) - oy) / size)) + 1, j1)
+            for gy in range(g0, g1 + 1):
+                yc = oy + (gy + 0.5) * size
+                if (y0 > yc) != (y1 > yc):
+                    rows[n] = gy
+                    xs[n] = x0 + (yc - y0) * (x1 - x0) / (y1 - y0)
+                    n += 1
+        rows, xs = rows[:n], xs[:n]
+        order = np.argsort(xs, kind="mergesort")
+        order = order[np.argsort(rows[order], kind="mergesort")]  # by row, then x
+        a = 0
+        while a < n:
+            b = a
+            while b < n and rows[order[b]] == rows[order[a]]:
+                b += 1
+            gy = rows[order[a]]
+            for p in range(a, b - 1, 2):  # inside between the 1st and 2nd crossing, the 3rd and 4th, …
+                xa, xb = xs[order[p]], xs[order[p + 1]]
+                g0 = max(np.int64(np.floor((xa - ox) / size)), 0)
+                g1 = min(np.int64(np.floor((xb - ox) / size)), cells - 1)
+                for gx in range(g0, g1 + 1):
+                    xc = ox + (gx + 0.5) * size
+                    cell = gx * cells + gy
+                    if xa < xc and xc < xb and not crossed[cell]:
+                        for e in epochs:
+                            out[e, cell] = k
+            a = b
+        for p in range(edge_first[k], edge_first[k + 1]):
+            crossed[edge[p]] = False
     return out

@@ -5,10 +5,12 @@
   dense table, compare boxes: compiled loops of
   :mod:`gisapp.analysis.kernels`) — no Python loop over pairs, no shapely calls.
 - :class:`WardIndex`: the ward holding the largest part of each geometry
-  among the wards in force on its date.  A coarse grid classifies cells
-  lying wholly inside one ward per period of validity, so most geometries
-  are settled by a table look-up; only those near a boundary meet a
-  prepared ``contains`` and, failing that, intersection areas.
+  among the wards in force on its date.  A grid (cells about twice the
+  geometries' size, up to 2048 a side) classifies cells lying wholly inside
+  one ward per period of validity, by a compiled even-odd fill, so most
+  geometries are settled by a table look-up; only those near a boundary
+  (~2 % of a city's parcels) meet a prepared ``contains`` and, failing
+  that, intersection areas.
 
 Everything here is pure: inputs are numpy arrays, nothing is cached
 between calls.
@@ -31,7 +33,7 @@ FAR_FUTURE = np.iinfo(np.int64).max
 #: An intersection smaller than this (m²) is a touching edge, not an overlap.
 AREA_EPSILON = 1e-6
 #: Most cells per axis of the ward classification grid.
-_WARD_GRID_MAX = 512
+_WARD_GRID_MAX = 2048
 #: Fewer geometries than this go straight to the exact ward assignment.
 _WARD_GRID_MIN_ITEMS = 5000
 #: The grid join's scan is shared among threads from this many query boxes.
@@ -304,8 +306,18 @@ def _big_pairs(boxes: _Boxes, big_a: np.ndarray, big_b: np.ndarray, small_a: np.
 _EDGE_MARGIN = 1e-3
 
 
-def _edge_cells(geoms: np.ndarray, ox: float, oy: float, size: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(row, cell column, cell row) of every grid cell the boundary of ``geoms[row]`` may cross, in numpy.
+def _segments(geoms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The boundary segments of ``geoms``: ``(row, seg)``, ``seg`` ``(k, 4)`` rows of ``x0, y0, x1, y1``, in row
+    order (every ring of every part)."""
+    lines, owner = shapely.get_parts(shapely.boundary(geoms), return_index=True)
+    coords, line = shapely.get_coordinates(lines, return_index=True)
+    step = np.flatnonzero(line[1:] == line[:-1])  # consecutive points of one line
+    return owner[line[step]], np.column_stack([coords[step], coords[step + 1]])
+
+
+def _edge_cells(ward: np.ndarray, seg: np.ndarray, ox: float, oy: float, size: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, cell column, cell row) of every grid cell the boundary segments ``seg`` of ``ward`` may cross.
 
     Each boundary segment is cut into pieces under half a cell long on each
     axis; each piece marks the cells its box, grown by :data:`_EDGE_MARGIN`
@@ -313,22 +325,19 @@ def _edge_cells(geoms: np.ndarray, ox: float, oy: float, size: float) -> tuple[n
     crosses (boxes grown by a hair included), with repeats: a cell marked
     in excess only sends its geometries to the exact path.
     """
-    lines, owner = shapely.get_parts(shapely.boundary(geoms), return_index=True)
-    coords, line = shapely.get_coordinates(lines, return_index=True)
-    step = np.flatnonzero(line[1:] == line[:-1])  # consecutive points of one line
-    u, v = (coords[:, 0] - ox) / size, (coords[:, 1] - oy) / size
-    u0, v0, du, dv = u[step], v[step], u[step + 1] - u[step], v[step + 1] - v[step]
+    u0, v0 = (seg[:, 0] - ox) / size, (seg[:, 1] - oy) / size
+    du, dv = (seg[:, 2] - ox) / size - u0, (seg[:, 3] - oy) / size - v0
     pieces = np.maximum(np.ceil(2.0 * np.maximum(np.abs(du), np.abs(dv))), 1.0).astype(np.int64)
-    seg = np.repeat(np.arange(len(step)), pieces)
-    k = (np.arange(len(seg)) - np.repeat(np.cumsum(pieces) - pieces, pieces)).astype(float)
-    t0, t1 = k / pieces[seg], (k + 1.0) / pieces[seg]
-    ua, ub = u0[seg] + du[seg] * t0, u0[seg] + du[seg] * t1
-    va, vb = v0[seg] + dv[seg] * t0, v0[seg] + dv[seg] * t1
+    one = np.repeat(np.arange(len(seg)), pieces)
+    k = (np.arange(len(one)) - np.repeat(np.cumsum(pieces) - pieces, pieces)).astype(float)
+    t0, t1 = k / pieces[one], (k + 1.0) / pieces[one]
+    ua, ub = u0[one] + du[one] * t0, u0[one] + du[one] * t1
+    va, vb = v0[one] + dv[one] * t0, v0[one] + dv[one] * t1
     lo_u = np.floor(np.minimum(ua, ub) - _EDGE_MARGIN).astype(np.int64)
     hi_u = np.floor(np.maximum(ua, ub) + _EDGE_MARGIN).astype(np.int64)
     lo_v = np.floor(np.minimum(va, vb) - _EDGE_MARGIN).astype(np.int64)
     hi_v = np.floor(np.maximum(va, vb) + _EDGE_MARGIN).astype(np.int64)
-    ward = owner[line[step]][seg]
+    ward = ward[one]
     rows, gx, gy = [], [], []
     for a in (0, 1):
         for b in (0, 1):
@@ -423,7 +432,7 @@ class WardIndex:
         ox, oy = wb[:, 0].min(), wb[:, 1].min()
         width = max(wb[:, 2].max() - ox, wb[:, 3].max() - oy, 1e-9)
         extent = np.maximum(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
-        most = min(_WARD_GRID_MAX, max(16, int(np.sqrt(len(bounds)) / 2)))
+        most = min(_WARD_GRID_MAX, max(16, int(2 * np.sqrt(len(bounds)))))
         least = 2.0 * float(np.quantile(extent, 0.9))
         size = max(least, width / most, 1e-9)
         with self._lock:  # one classification per grid, whichever thread asks first
@@ -446,28 +455,24 @@ class WardIndex:
         """``(n_epochs, cells²)``: the ward in force wholly containing each cell, or -1.
 
         A cell is a ward's when no piece of the ward's boundary may cross it
-        (:func:`_edge_cells`) and the ward holds its centre.  All in numpy
-        but the centre test (a prepared polygon against points).
+        (:func:`_edge_cells`, in numpy) and the ward holds its centre (its
+        boundary's crossings of the centre's row, even-odd, by a compiled
+        loop: :func:`gisapp.analysis.kernels.ward_raster`).  Ward rows fit
+        in int32 (ward numbers as a look-up reads them).
         """
-        out = np.full((len(in_force), cells * cells), -1, dtype=np.int64)
-        ward, ex, ey = _edge_cells(self.geoms, ox, oy, size)
+        from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+        ward, seg = _segments(self.geoms)
+        ward_of, ex, ey = _edge_cells(ward, seg, ox, oy, size)
         inside = (ex >= 0) & (ex < cells) & (ey >= 0) & (ey < cells)
-        edge_key = np.unique(ward[inside] * (cells * cells) + ex[inside] * cells + ey[inside])
-        for k in range(len(self) - 1, -1, -1):  # descending: the lowest row wins
-            epochs = np.flatnonzero(in_force[:, k])
-            if not len(epochs):
-                continue
-            i0, j0 = np.floor((wb[k, :2] - (ox, oy)) / size).astype(int)
-            i1, j1 = np.floor((wb[k, 2:] - (ox, oy)) / size).astype(int)
-            gx, gy = np.arange(max(i0, 0), min(i1, cells - 1) + 1), np.arange(max(j0, 0), min(j1, cells - 1) + 1)
-            near = (gx[:, None] * cells + gy[None, :]).ravel()
-            lo, hi = np.searchsorted(edge_key, [k * cells * cells, (k + 1) * cells * cells])
-            inner = near[~np.isin(near, edge_key[lo:hi] - k * cells * cells, assume_unique=True)]
-            gx, gy = inner // cells, inner % cells
-            inner = inner[shapely.contains_xy(self.geoms[k], ox + (gx + 0.5) * size, oy + (gy + 0.5) * size)]
-            for e in epochs:
-                out[e, inner] = k
-        return out
+        edge_key = np.sort(ward_of[inside] * (cells * cells) + ex[inside] * cells + ey[inside])  # (repeats do no harm)
+        bounds = np.arange(len(self) + 1) * (cells * cells)
+        edge_first = np.searchsorted(edge_key, bounds)
+        edge = edge_key - np.repeat(bounds[:-1], np.diff(edge_first))
+        out = np.full((len(in_force), cells * cells), -1, dtype=np.int32 if len(self) < 2**31 - 1 else np.int64)
+        return kernels.ward_raster(np.ascontiguousarray(seg), np.searchsorted(ward, np.arange(len(self) + 1)), edge,
+                                   edge_first, np.ascontiguousarray(wb, dtype=float), float(ox), float(oy),
+                                   float(size), cells, np.ascontiguousarray(in_force), out)
 
     def _exactly(self, geoms, bounds, epoch, in_force):
         """The exact path: box candidates, prepared ``contains``, then intersection areas."""
