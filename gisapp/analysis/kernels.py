@@ -67,15 +67,16 @@ def cell_sort(x, y, ox, oy, size, height, table):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
-def grid_scan(first, height, qkeys, top, wide, sa0, sa1, sa2, sa3, sb0, sb1, sb2, sb3, owner, qrows, strict, same,
-              q0, q1):
+def grid_scan(first, height, ox, oy, size, qkeys, sa0, sa1, sa2, sa3, sb0, sb1, sb2, sb3, owner, qrows, strict,
+              same, q0, q1):
     """The box pairs of the grid join (:func:`gisapp.analysis.spatial._grid_pairs`), in its order.
 
     ``first``: position of the first sorted ``a`` box of each cell (cells
-    numbered column by column, ``height`` per column); ``qkeys``: each
-    query's cell, ``top`` the highest row it reaches, ``wide`` whether it
-    reaches the next column; ``sa*`` the sorted ``a`` boxes, ``sb*`` the
-    queries' boxes (already grown); ``owner``/``qrows`` their rows.  For
+    numbered column by column, ``height`` per column, :func:`cell_sort`'s
+    grid); ``qkeys``: each query's cell (from which it reaches the next row
+    and column of cells, as its upper corner lies); ``sa*`` the sorted
+    ``a`` boxes, ``sb*`` the queries' boxes (already grown);
+    ``owner``/``qrows`` their rows.  For
     each column offset (-1, 0, +1; -1, 0 with ``same``), each query in
     turn, the sorted boxes of the reachable cells are compared (touching
     counts unless ``strict``).  Only the queries ``q0 <= q < q1`` (a
@@ -92,15 +93,16 @@ def grid_scan(first, height, qkeys, top, wide, sa0, sa1, sa2, sa3, sb0, sb1, sb2
         for q in range(q0, q1):
             cx = qkeys[q] // height
             cy = qkeys[q] - cx * height
+            bx0, by0, bx1, by1 = sb0[q], sb1[q], sb2[q], sb3[q]
             col = (cx + dx) * height
             lo = first[col + cy - 1]
             if same and dx == 0:
                 hi = q
-            elif dx == 1 and not wide[q]:
+            elif dx == 1 and not np.int64(np.floor((bx1 - ox) / size)) + 1 > cx:  # not reaching the next column
                 continue
             else:
-                hi = first[col + top[q] + 1]
-            bx0, by0, bx1, by1 = sb0[q], sb1[q], sb2[q], sb3[q]
+                top = cy + 1 if np.int64(np.floor((by1 - oy) / size)) + 1 > cy else cy  # the highest row it reaches
+                hi = first[col + top + 1]
             for pos in range(lo, hi):
                 if strict:
                     hit = sa0[pos] < bx1 and bx0 < sa2[pos] and sa1[pos] < by1 and by0 < sa3[pos]

@@ -229,21 +229,16 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
     owner = rows_a[order]
     sa = [v[owner] for v in (boxes.ax0, boxes.ay0, boxes.ax1, boxes.ay1)]
     if same:
-        qrows, qkeys = owner, keys
-        sb = sa
-    else:
-        # queries in cell order too, so their runs come in order
+        qrows, qkeys, sb = owner, keys, sa
+    else:  # queries in cell order too, so their runs come in order
         order, qkeys, _ = kernels.cell_sort(boxes.bx0[rows_b], boxes.by0[rows_b], ox, oy, size, height,
                                             np.zeros_like(table))
         qrows = rows_b[order]
         sb = [v[qrows] for v in (boxes.bx0, boxes.by0, boxes.bx1, boxes.by1)]
-    cx, cy = qkeys // height, qkeys % height
-    wide = (np.floor((sb[2] - ox) / size).astype(np.int64) + 1) > cx
-    top = cy + ((np.floor((sb[3] - oy) / size).astype(np.int64) + 1) > cy)  # the highest row of cells it reaches
 
     def scan(q0: int, q1: int):
         """The pairs of the queries ``q0 … q1 - 1``, and where each column offset's end."""
-        return kernels.grid_scan(first, height, qkeys, top, wide, *sa, *sb, owner, qrows, boxes.strict, same, q0, q1)
+        return kernels.grid_scan(first, height, ox, oy, size, qkeys, *sa, *sb, owner, qrows, boxes.strict, same, q0, q1)
 
     n = len(qrows)
     if n < _SCAN_SPLIT_MIN or _WORKERS < 2:
