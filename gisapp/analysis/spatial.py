@@ -224,17 +224,28 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
     from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
 
     # the table of cells (~16 per box): int32 positions where they fit, half the memory to clear and read
-    table = np.zeros(height * height + 3, dtype=np.int32 if max(len(rows_a), len(rows_b)) < 2**31 - 1 else np.int64)
-    order, keys, first = kernels.cell_sort(boxes.ax0[rows_a], boxes.ay0[rows_a], ox, oy, size, height, table)
-    owner = rows_a[order]
-    sa = [v[owner] for v in (boxes.ax0, boxes.ay0, boxes.ax1, boxes.ay1)]
+    index = np.int32 if max(len(rows_a), len(rows_b)) < 2**31 - 1 else np.int64
+
+    def filed(rows: np.ndarray, x0, y0, x1, y1):
+        """``(rows by cell, their cells, first of each cell, their four coordinates gathered in that order)``."""
+        table = np.zeros(height * height + 3, dtype=index)
+        order, keys, first = kernels.cell_sort(x0[rows], y0[rows], ox, oy, size, height, table)
+        rows = rows[order]
+        return rows, keys, first, [v[rows] for v in (x0, y0, x1, y1)]
+
+    a_side = (rows_a, boxes.ax0, boxes.ay0, boxes.ax1, boxes.ay1)
+    b_side = (rows_b, boxes.bx0, boxes.by0, boxes.bx1, boxes.by1)
     if same:
+        owner, keys, first, sa = filed(*a_side)
         qrows, qkeys, sb = owner, keys, sa
-    else:  # queries in cell order too, so their runs come in order
-        order, qkeys, _ = kernels.cell_sort(boxes.bx0[rows_b], boxes.by0[rows_b], ox, oy, size, height,
-                                            np.zeros_like(table))
-        qrows = rows_b[order]
-        sb = [v[qrows] for v in (boxes.bx0, boxes.by0, boxes.bx1, boxes.by1)]
+    elif min(len(rows_a), len(rows_b)) < _SCAN_SPLIT_MIN or _WORKERS < 2:
+        owner, keys, first, sa = filed(*a_side)
+        qrows, qkeys, _, sb = filed(*b_side)  # queries in cell order too, so their runs come in order
+    else:  # both sides at once (the sort and the gathers release the interpreter lock)
+        with ThreadPoolExecutor(2) as pool:
+            b_job = pool.submit(filed, *b_side)
+            owner, keys, first, sa = filed(*a_side)
+            qrows, qkeys, _, sb = b_job.result()
 
     def scan(q0: int, q1: int):
         """The pairs of the queries ``q0 … q1 - 1``, and where each column offset's end."""
