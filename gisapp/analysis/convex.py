@@ -109,7 +109,7 @@ def wkb_quads(wkb: pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray, 
     chunks = wkb.chunks if isinstance(wkb, pa.ChunkedArray) else [wkb]
     n = sum(len(c) for c in chunks)
     decided, mask = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
-    xy = np.full((n, 4, 2), np.nan)
+    xy = np.empty((n, 4, 2))  # (every row written by the kernel: NaN where no quad)
     at = 0
     for chunk in chunks:
         _read_chunk(chunk, decided[at:at + len(chunk)], mask[at:at + len(chunk)], xy[at:at + len(chunk)])
@@ -124,6 +124,7 @@ def _read_chunk(chunk: pa.Array, decided: np.ndarray, mask: np.ndarray, xy: np.n
 
     m = len(chunk)
     if not m or chunk.null_count == m:
+        xy[:] = np.nan
         return
     _, offsets_buf, data_buf = chunk.buffers()
     kind = np.int64 if pa.types.is_large_binary(chunk.type) else np.int32

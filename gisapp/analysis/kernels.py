@@ -169,38 +169,41 @@ def wkb_quads(offsets, data, valid, heads, lengths, decided, mask, xy):
     ``heads[k, :lengths[k]]`` followed by 80 bytes of coordinates (5
     little-endian points): ``decided[r]`` is then set, and ``mask[r]`` and
     ``xy[r]`` (the ring's first 4 points) when the ring is a strictly
-    convex quad (:func:`_convex_ring`).  Other rows are left as they are.
+    convex quad (:func:`_convex_ring`); ``xy[r]`` is NaN for every other row
+    (so ``xy`` may come uninitialised: one pass over it).
     """
     n = len(offsets) - 1
     raw = np.empty(80, dtype=np.uint8)
     v = raw.view(np.float64)
     for r in range(n):
-        if not valid[r]:
-            continue
+        quad = False
         start = offsets[r]
         size = offsets[r + 1] - start
         shape = -1
         for k in range(len(lengths)):
-            if size == lengths[k] + 80:
+            if valid[r] and size == lengths[k] + 80:
                 shape = k
-        if shape < 0:
-            continue
-        same = True
-        for b in range(lengths[shape]):
-            if data[start + b] != heads[shape, b]:
-                same = False
-                break
-        if not same:
-            continue
-        at = start + lengths[shape]
-        for b in range(80):
-            raw[b] = data[at + b]
-        decided[r] = True
-        if _convex_ring(v):
+        if shape >= 0:
+            same = True
+            for b in range(lengths[shape]):
+                if data[start + b] != heads[shape, b]:
+                    same = False
+                    break
+            if same:
+                at = start + lengths[shape]
+                for b in range(80):
+                    raw[b] = data[at + b]
+                decided[r] = True
+                quad = _convex_ring(v)
+        if quad:
             mask[r] = True
             for c in range(4):
                 xy[r, c, 0] = v[2 * c]
                 xy[r, c, 1] = v[2 * c + 1]
+        else:
+            for c in range(4):
+                xy[r, c, 0] = np.nan
+                xy[r, c, 1] = np.nan
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
