@@ -100,7 +100,12 @@ def spoiled_rings(rng):
     # a corner turning by about EPSILON either way
     mid = (ring[19::47, 1] + ring[19::47, 3]) / 2
     ring[19::47, 2] = mid + 1e-9
-    return ring
+    # a corner turning by under EPSILON, by a little more, and back: both ways round
+    nearly = []
+    for h in (1e-9, 5e-9, 2e-8, -1e-9):
+        quad = np.array([(0.0, 0.0), (10.0, 0.0), (20.0, h), (0.0, 10.0), (0.0, 0.0)]) + (X0, Y0)
+        nearly += [quad, quad[::-1]]
+    return np.concatenate([ring, np.array(nearly)])
 
 
 @pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")
@@ -108,6 +113,7 @@ def test_quad_rings_are_the_numpy_check_on_edge_cases():
     ring = spoiled_rings(np.random.default_rng(1))
     want = numpy_rings(ring)
     assert want.sum() > 250 and (~want).sum() > 60
+    assert want[-8:].tolist() == [False] * 4 + [True] * 2 + [False] * 2  # turns of 1e-8, 5e-8, 2e-7, -1e-8 m²
     np.testing.assert_array_equal(kernels.quad_rings(ring), want)
     # rows of a wider array (strided), as (k, 10), and through convex.quads' own check
     wide = np.zeros((len(ring), 14))
