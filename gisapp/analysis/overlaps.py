@@ -915,10 +915,12 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     start = np.maximum(cp[:, 0], sp[:, 0])
     end = np.minimum(cp[:, 1], sp[:, 1])
     days = end - start + 1
-    # linked: the permit names the dossier; each permit's dossier code looked up among the dossiers' (Arrow's hash
-    # look-up of the texts, without the interpreter lock; the kept dossiers' codes are distinct)
-    named = pc.index_in(side.extra["link"], value_set=cons.names, skip_nulls=True).fill_null(-1)
-    linked = named.to_numpy(zero_copy_only=False).astype(np.int64)[j] == i
+    # linked: the permit names the dossier (the texts compared by Arrow, for the pairs whose permit names one)
+    link = side.extra["link"]
+    linked = np.zeros(len(i), dtype=bool)
+    named = np.flatnonzero(link.is_valid().to_numpy(zero_copy_only=False)[j])
+    linked[named] = pc.equal(link.take(j[named]), cons.names.take(i[named])).fill_null(False).to_numpy(
+        zero_copy_only=False)
     blocks = []
     for kind, sel in (("MERGE_CANDIDATE", ~linked), ("LINKED", linked)):
         a, b = i[sel], j[sel]
