@@ -501,11 +501,25 @@ def _text(values, rows: np.ndarray | None = None) -> np.ndarray:
     get the values the whole would have).  Vectorised, except for columns
     that are not text at all.
     """
-    whole = values.to_numpy(dtype=object) if isinstance(values, (pd.Series, pd.Index)) \
-        else np.asarray(values, dtype=object)
-    text = pd.api.types.infer_dtype(whole, skipna=True) in ("string", "empty")
-    arr = np.array(whole if rows is None else whole[rows], dtype=object)
+    def objects(values) -> np.ndarray:
+        """The values as a new object array."""
+        if isinstance(values, (pd.Series, pd.Index)):
+            return values.to_numpy(dtype=object, copy=True)
+        return np.array(values, dtype=object)
+
+    def is_text(arr) -> bool:
+        """Whether the values are all text (or missing)."""
+        return pd.api.types.infer_dtype(arr, skipna=True) in ("string", "empty")
+
+    if rows is None:
+        arr = objects(values)
+    else:
+        arr = objects(values.iloc[rows] if isinstance(values, pd.Series) else np.asarray(values, dtype=object)[rows])
     missing = pd.isna(arr)
+    text = is_text(arr)
+    if text and rows is not None and any(v != v.strip() for v in arr[~missing]):
+        # only then does it matter whether the whole column is text (a look at every value)
+        text = is_text(objects(values))
     if not text:
         arr = np.array([None if m else str(v).strip() for v, m in zip(arr, missing)], dtype=object)
     arr[missing | (arr == "")] = None
@@ -1020,7 +1034,8 @@ def _sidewalk_pair_findings(side: _Features, params: AnalysisParams) -> dict:
     inter, area = _overlays(side, i, j)
     solid = area > AREA_EPSILON
     i, j, gap, inter, area = i[solid], j[solid], gap[solid], inter[solid], np.round(area[solid], AREA_DECIMALS)
-    swap = side.ids[i] > side.ids[j]
+    # the smaller permit number first (Arrow compares the UTF-8 bytes: the order of the code points, as ``str``'s)
+    swap = pc.greater(side.names.take(i), side.names.take(j)).to_numpy(zero_copy_only=False)
     i, j = np.where(swap, j, i), np.where(swap, i, j)
     clash = gap <= 0
     blocks = []
@@ -1086,20 +1101,33 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
         differs = np.where(found, w_lab[np.maximum(idx, 0)] if len(w_lab) else none, none) != d_lab[cons.extra["row"]]
     wrong = np.flatnonzero(index.any_in_force(received) & differs)
     idx, part, found = idx[wrong], part[wrong], found[wrong]
-    code = np.where(found, ward.extra["code"][np.maximum(idx, 0)], np.array(None, dtype=object))
     area = np.round(np.where(np.isnan(part), shapely.area(cons.geoms[wrong]), part), AREA_DECIMALS)
-    date_txt = received[wrong].astype("datetime64[D]").astype(_TEXT)
-    declared_txt = _concat(np.where(pd.isna(declared[wrong]), "(trống)", declared[wrong]).astype(_TEXT))
+    # the texts repeat (declared ward, ward found, day): each made once, from the first finding that has it
+    declared_key = pd.factorize(declared[wrong])[0] if labels is None else d_lab[cons.extra["row"][wrong]]
+    (*_, day), back = _distinct([declared_key, idx, received[wrong]]) if len(wrong) else ([np.empty(0, np.int64)] * 3,
+                                                                                         np.empty(0, np.int64))
+    first = np.empty(len(day), dtype=np.int64)
+    first[back[::-1]] = np.arange(len(back))[::-1]
+    return _block("WARD_MISMATCH", len(wrong), a_id=_take(cons.names, wrong), a_hash=cons.hashes[wrong],
+                  b_id=_take(ward.names, np.maximum(idx, 0), missing=~found),
+                  b_hash=np.where(found, ward.hashes[np.maximum(idx, 0)], 0),
+                  geometry=cons.geoms[wrong], overlap_area_m2=np.where(found, area, np.nan),
+                  overlap_start=received[wrong], ward_index=idx,
+                  detail=_mismatch_text(declared[wrong[first]], idx[first], day, ward).take(pa.array(back)))
+
+
+def _mismatch_text(declared: np.ndarray, idx: np.ndarray, day: np.ndarray, ward: _Features) -> pa.Array:
+    """Detail of a ward mismatch: the declared ward (text), the ward found (row, -1: none) and the day."""
+    found = idx >= 0
+    code = np.where(found, ward.extra["code"][np.maximum(idx, 0)], np.array(None, dtype=object))
+    date_txt = day.astype("datetime64[D]").astype(_TEXT)
+    declared_txt = _concat(np.where(pd.isna(declared), "(trống)", declared).astype(_TEXT))
     name = ward.extra["name"][np.maximum(idx, 0)] if len(ward) else np.empty(0, dtype=object)
     name = np.where(pd.isna(name), "", name)
     inside = _concat("Khai phường ", declared_txt, ", thửa đất thuộc phường ", np.where(found, code, "").astype(_TEXT),
                      " ", name.astype(_TEXT), " theo ranh giới ngày ", date_txt)
     outside = _concat("Khai phường ", declared_txt, ", thửa đất nằm ngoài các phường theo ranh giới ngày ", date_txt)
-    return _block("WARD_MISMATCH", len(wrong), a_id=_take(cons.names, wrong), a_hash=cons.hashes[wrong],
-                  b_id=_take(ward.names, np.maximum(idx, 0), missing=~found),
-                  b_hash=np.where(found, ward.hashes[np.maximum(idx, 0)], 0),
-                  geometry=cons.geoms[wrong], overlap_area_m2=np.where(found, area, np.nan),
-                  overlap_start=received[wrong], detail=_arrow_text(np.where(found, inside, outside)), ward_index=idx)
+    return _arrow_text(np.where(found, inside, outside))
 
 
 def _finish(block: dict, ward: _Features, side: _Features) -> dict:
