@@ -71,7 +71,7 @@ import functools
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
 import geopandas as gpd
@@ -259,28 +259,35 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
     clock = _Clock()
     # independent stages run side by side: GEOS and numpy release the GIL for most of their work
     with ThreadPoolExecutor(_WORKERS) as pool:
-        cons_job = pool.submit(_prepare_construction, construction, params, sidewalk)
+        cons_job = pool.submit(_prepare_construction, construction, params)
         side, measure = _prepare_sidewalk(sidewalk, sidewalks)
         ward, skip_w = _prepare_wards(wards)
-        cons, skip_c, declared, link = cons_job.result()
-        side.extra["link"] = _take(link, side.extra["row"])
 
         def finished(make, *args) -> dict:
             """The block ``make(*args)``, finished (wards, MultiPolygon WKB, ids) in the same thread."""
             return _finish(make(*args), ward, side)
 
-        # the passages (only the clearance findings need them) are measured here while the pool looks for
-        # the construction findings, then the pairs
-        jobs = [pool.submit(finished, _construction_findings, cons, side, params),
-                pool.submit(finished, _sidewalk_pair_findings, side, params)]
+        # the construction findings, the longest block, start once both layers are ready: what only later stages
+        # need (the codes the permits name, the dossiers' declared wards, the passages) is made here meanwhile
+        pairs = pool.submit(finished, _sidewalk_pair_findings, side, params)
+        cons, skip_c = cons_job.result()
+        links: Future = Future()
+        construction_job = pool.submit(finished, _construction_findings, cons, side, params, links)
+        try:
+            links.set_result(_take(_names(_column(sidewalk, "construction_dossier_code")), side.extra["row"]))
+        except BaseException as error:
+            links.set_exception(error)
+            raise
+        declared, declared_arrow = _text_and_arrow(_column(construction, "ward_code"))
+        cons.extra["declared"] = declared
         skip_s = measure()
         skipped = pd.concat([skip_c, skip_s, skip_w], ignore_index=True)
         clock.lap("prepare")
-        labels = _factorize_labels(ward.extra["code"], declared,
+        labels = _factorize_labels(ward.extra["code"], declared if declared_arrow is None else declared_arrow,
                                    skipped["ward_code"].to_numpy(dtype=object))
         clearance = finished(_clearance_findings, side, params)
         mismatch = finished(_ward_mismatch_findings, cons, ward, labels)
-        blocks = [jobs[0].result(), jobs[1].result(), clearance, mismatch]  # in KINDS order
+        blocks = [construction_job.result(), pairs.result(), clearance, mismatch]  # in KINDS order
     clock.lap("findings")
     rows, cols = _assemble(blocks)
     clock.lap("assemble")
@@ -713,12 +720,13 @@ def _features(ids, hashes, names: pa.Array, geoms: Geometries, start, end, keep,
                      names=names if every else names.filter(pa.array(keep)))
 
 
-def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams, sidewalk: pd.DataFrame):
-    """Usable dossiers with their works period; the skipped ones; the declared ward of all (Arrow when text);
-    the dossier code each sidewalk permit names (``construction_dossier_code``, Arrow strings: made here, beside
-    the preparation of the permits, which takes longer)."""
+def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
+    """Usable dossiers with their works period, and the skipped ones.
+
+    The declared ward of every dossier (``extra["declared"]``, by input row) is the caller's to add: only
+    the ward mismatches need it, and it is read while the other findings are looked for.
+    """
     ids, hashes, names = _keys(_column(frame, "dossier_code"))
-    declared, declared_arrow = _text_and_arrow(_column(frame, "ward_code"))
     geoms = _geometries(frame)
     received = _days(_column(frame, "received_on"))
     issued = _days(_column(frame, "issued_on"))
@@ -733,11 +741,9 @@ def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams, sidew
         issued = np.where(issued > as_of, NAT, issued)
     works_start = np.where(issued != NAT, issued, received)
     works_end = np.where(works_start == NAT, NAT, _add_months(works_start, int(params.works_months)) - 1)
-    cons = _features(ids, hashes, names, geoms, works_start, works_end, ~reasons.mask(), shapes, declared=declared,
+    cons = _features(ids, hashes, names, geoms, works_start, works_end, ~reasons.mask(), shapes,
                      received=received, row=np.arange(len(ids)))
-    every = declared if declared_arrow is None else declared_arrow
-    return cons, _skipped_frame(CONSTRUCTION, ids, declared, reasons), every, \
-        _names(_column(sidewalk, "construction_dossier_code"))
+    return cons, _skipped_frame(CONSTRUCTION, ids, _column(frame, "ward_code"), reasons)
 
 
 def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | None = None
@@ -912,8 +918,12 @@ def _take(names: pa.Array, rows: np.ndarray, missing: np.ndarray | None = None) 
     return names.take(pa.array(np.asarray(rows, dtype=np.int64), mask=missing))
 
 
-def _construction_findings(cons: _Features, side: _Features, params: AnalysisParams) -> dict:
-    """MERGE_CANDIDATE and LINKED findings: sidewalk permits near works in progress."""
+def _construction_findings(cons: _Features, side: _Features, params: AnalysisParams, links: Future) -> dict:
+    """MERGE_CANDIDATE and LINKED findings: sidewalk permits near works in progress.
+
+    ``links``: the dossier code each permit names (``construction_dossier_code`` of ``side``'s rows, Arrow
+    strings), to come: it is waited for only when the pairs are known.
+    """
     d = float(params.distance_m)
     i, j = bbox_pairs(cons.bounds, side.bounds, d + DISTANCE_EPSILON)
     # each pair's two periods, one gather per side (start and end side by side: one cache line; ``take`` rather
@@ -930,7 +940,7 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     end = np.minimum(cp[:, 1], sp[:, 1])
     days = end - start + 1
     # linked: the permit names the dossier (the texts compared by Arrow, for the pairs whose permit names one)
-    link = side.extra["link"]
+    link = links.result()
     linked = np.zeros(len(i), dtype=bool)
     named = np.flatnonzero(link.is_valid().to_numpy(zero_copy_only=False)[j])
     linked[named] = pc.equal(link.take(j[named]), cons.names.take(i[named])).fill_null(False).to_numpy(
@@ -1090,10 +1100,10 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
     received = cons.extra["received"]
     idx, part = index.assign(cons.geoms, received, cons.bounds)
     found = idx >= 0
-    declared = cons.extra["declared"]
+    declared = cons.extra["declared"]  # every dossier's, by input row
     if labels is None:
         code = np.where(found, ward.extra["code"][np.maximum(idx, 0)], np.array(None, dtype=object))
-        differs = code != declared
+        differs = code != declared[cons.extra["row"]]
     else:  # a missing code is the label of '' (codes are never blank: blank text is missing)
         names, (w_lab, d_lab, *_) = labels
         blank = np.flatnonzero(names == "")
@@ -1103,7 +1113,8 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
     idx, part, found = idx[wrong], part[wrong], found[wrong]
     area = np.round(np.where(np.isnan(part), shapely.area(cons.geoms[wrong]), part), AREA_DECIMALS)
     # the texts repeat (declared ward, ward found, day): each made once, from the first finding that has it
-    declared_key = pd.factorize(declared[wrong])[0] if labels is None else d_lab[cons.extra["row"][wrong]]
+    declared = declared[cons.extra["row"][wrong]]
+    declared_key = pd.factorize(declared)[0] if labels is None else d_lab[cons.extra["row"][wrong]]
     (*_, day), back = _distinct([declared_key, idx, received[wrong]]) if len(wrong) else ([np.empty(0, np.int64)] * 3,
                                                                                          np.empty(0, np.int64))
     first = np.empty(len(day), dtype=np.int64)
@@ -1113,7 +1124,7 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
                   b_hash=np.where(found, ward.hashes[np.maximum(idx, 0)], 0),
                   geometry=cons.geoms[wrong], overlap_area_m2=np.where(found, area, np.nan),
                   overlap_start=received[wrong], ward_index=idx,
-                  detail=_mismatch_text(declared[wrong[first]], idx[first], day, ward).take(pa.array(back)))
+                  detail=_mismatch_text(declared[first], idx[first], day, ward).take(pa.array(back)))
 
 
 def _mismatch_text(declared: np.ndarray, idx: np.ndarray, day: np.ndarray, ward: _Features) -> pa.Array:
