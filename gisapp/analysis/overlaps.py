@@ -1296,9 +1296,11 @@ def _id_bytes(rank: np.ndarray, digest: np.ndarray, width: int) -> np.ndarray:
     prefix = np.frombuffer("".join(ID_PREFIX[k] for k in KINDS).encode(), dtype=np.uint8).reshape(-1, 2)
     out[:, :2] = prefix[np.asarray(rank, dtype=np.int64)]
     out[:, 2] = ord("-")
-    shifts = np.arange(60, -1, -4, dtype=np.uint64)
-    nibbles = ((digest[:, None] >> shifts) & np.uint64(15)).astype(np.uint8)
-    out[:, 3:19] = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)[nibbles]
+    # the digest's bytes, most significant first, each as two hex digits (8 bytes a row: no 64-bit temporaries)
+    octets = digest.astype(">u8").view(np.uint8).reshape(-1, 8)
+    hex_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+    out[:, 3:19:2] = hex_digits[octets >> 4]
+    out[:, 4:19:2] = hex_digits[octets & 15]
     return out
 
 
