@@ -876,17 +876,20 @@ _BLOCK_DEFAULTS = {"overlap_area_m2": np.nan, "distance_m": np.nan, "overlap_sta
                    "detail": ""}
 
 
-def _block(kind: str, n: int, **columns) -> dict:
-    """``n`` findings of one kind as column arrays; absent columns get their null.
+def _block(kind: str | np.ndarray, n: int, **columns) -> dict:
+    """``n`` findings (of one kind, or of the kinds ``kind`` gives) as column arrays; absent columns get their null.
 
-    ``kind`` is stored as its position in :data:`KINDS`; ``source``: row
+    ``kind`` is stored as its position in :data:`KINDS` (or given so, one per finding); ``source``: row
     of the sidewalk permit whose polygon is the geometry (-1: the finding's
     own); ``dossier_row``: the dossier's row in the input (-1: none);
     ``ward_index`` -2: to be found.
     """
     out = {}
     for name, dtype in _BLOCK_COLUMNS.items():
-        value = (KINDS.index(kind) if kind else -1) if name == "kind" else columns.get(name)
+        if name == "kind":
+            value = kind if isinstance(kind, np.ndarray) else KINDS.index(kind) if kind else -1
+        else:
+            value = columns.get(name)
         if isinstance(value, pa.Array):  # ids taken from the features' Arrow strings: kept so
             out[name] = value
             continue
@@ -945,16 +948,19 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     named = np.flatnonzero(link.is_valid().to_numpy(zero_copy_only=False)[j])
     linked[named] = pc.equal(link.take(j[named]), cons.names.take(i[named])).fill_null(False).to_numpy(
         zero_copy_only=False)
-    blocks = []
-    for kind, sel in (("MERGE_CANDIDATE", ~linked), ("LINKED", linked)):
-        a, b = i[sel], j[sel]
-        make = _linked_text if kind == "LINKED" else _merge_text
-        detail = _texts(make, _tenths(dist[sel]), days[sel])
-        blocks.append(_block(kind, len(a), a_id=_take(cons.names, a), b_id=_take(side.names, b), a_hash=cons.hashes[a],
-                             dossier_row=cons.extra["row"][a],
-                             b_hash=side.hashes[b], source=b, distance_m=dist[sel],
-                             overlap_start=start[sel], overlap_end=end[sel], overlap_days=days[sel], detail=detail))
-    return _stack(blocks)
+    # the merge candidates, then the linked permits, each in pair order: one gather per column (no block per kind
+    # to concatenate after)
+    order = np.concatenate([np.flatnonzero(~linked), np.flatnonzero(linked)])
+    merge = len(order) - int(np.count_nonzero(linked))
+    a, b, dist, start, end, days = (v[order] for v in (i, j, dist, start, end, days))
+    kind = np.full(len(order), KINDS.index("LINKED"), dtype=np.int64)
+    kind[:merge] = KINDS.index("MERGE_CANDIDATE")
+    tenths = _tenths(dist)
+    detail = pa.concat_arrays([_texts(_merge_text, tenths[:merge], days[:merge]),
+                               _texts(_linked_text, tenths[merge:], days[merge:])])
+    return _block(kind, len(a), a_id=_take(cons.names, a), b_id=_take(side.names, b), a_hash=cons.hashes[a],
+                  dossier_row=cons.extra["row"][a], b_hash=side.hashes[b], source=b, distance_m=dist,
+                  overlap_start=start, overlap_end=end, overlap_days=days, detail=detail)
 
 
 def _periods(f: _Features) -> np.ndarray:
@@ -1150,8 +1156,8 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     once per permit (and period of wards) in the block: a permit given as
     WKB from its own bytes, without a shapely object (:meth:`Geometries.multipolygon_wkb`).
     Blocks are finished by the thread that made them (GEOS, Arrow and most
-    of numpy release the GIL); a long block's WKB is made in a thread of
-    its own meanwhile.
+    of numpy release the GIL); a long block's WKB and ids are made in a
+    thread of their own meanwhile.
     """
     cols = dict(block)
     n = len(cols["kind"])
@@ -1167,10 +1173,15 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
         at[~own] = int(own.sum()) + back
         return made.take(pa.array(at))
 
+    def wkb_and_ids() -> tuple[pa.Array, pa.Array]:
+        """The findings' MultiPolygon WKB and their ids."""
+        rank = cols["kind"]
+        return multipolygons(), _id_strings(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"]))
+
     with ThreadPoolExecutor(1) as helper:
-        wkb_job = helper.submit(multipolygons) if n >= _PARALLEL_MIN else None
-        ward_idx, finding_id = _finish_wards_ids(cols, ward, side)
-        wkb = multipolygons() if wkb_job is None else wkb_job.result()
+        job = helper.submit(wkb_and_ids) if n >= _PARALLEL_MIN else None
+        ward_idx = _finish_wards(cols, ward, side)
+        wkb, finding_id = wkb_and_ids() if job is None else job.result()
     codes = _large_strings(ward.extra["code"] if len(ward) else np.empty(0, dtype=object))
     ward_code = codes.take(pa.array(np.maximum(ward_idx, 0), mask=ward_idx < 0)) if len(codes) \
         else pa.nulls(n, pa.large_string())
@@ -1197,8 +1208,8 @@ def _polygonal_wkb(geoms: np.ndarray) -> pa.Array:
     return derive.multipolygon_wkb(geoms)
 
 
-def _finish_wards_ids(cols: dict, ward: _Features, side: _Features) -> tuple[np.ndarray, np.ndarray]:
-    """The ward (row in ``ward``, -1: none) and the finding id of each finding of a block (:func:`_finish`)."""
+def _finish_wards(cols: dict, ward: _Features, side: _Features) -> np.ndarray:
+    """The ward (row in ``ward``, -1: none) of each finding of a block (:func:`_finish`)."""
     n = len(cols["kind"])
     source, geoms = cols["source"], cols["geometry"]
     own = source < 0
@@ -1227,7 +1238,7 @@ def _finish_wards_ids(cols: dict, ward: _Features, side: _Features) -> tuple[np.
             shapes[~mine] = side.geoms[source[rows[~mine]]]
         ward_idx[todo] = index.assign(shapes, cols["overlap_start"][rows], bounds)[0][back]
     ward_idx[ward_idx == -2] = -1
-    return ward_idx, _id_strings(cols["kind"], _pair_hash(cols["kind"], cols["a_hash"], cols["b_hash"]))
+    return ward_idx
 
 
 def _assemble(blocks: list[dict]) -> tuple[pd.DataFrame, dict]:
