@@ -890,7 +890,7 @@ def _block(kind: str | np.ndarray, n: int, **columns) -> dict:
             value = kind if isinstance(kind, np.ndarray) else KINDS.index(kind) if kind else -1
         else:
             value = columns.get(name)
-        if isinstance(value, pa.Array):  # ids taken from the features' Arrow strings: kept so
+        if isinstance(value, (pa.Array, _Later)):  # ids taken from the features' Arrow strings: kept so
             out[name] = value
             continue
         if value is None or np.ndim(value) == 0:
@@ -919,6 +919,23 @@ def _joined(parts: list) -> np.ndarray | pa.Array:
 def _take(names: pa.Array, rows: np.ndarray, missing: np.ndarray | None = None) -> pa.Array:
     """The Arrow strings ``names`` at ``rows`` (null where ``missing``), without a Python object per value."""
     return names.take(pa.array(np.asarray(rows, dtype=np.int64), mask=missing))
+
+
+@dataclass(frozen=True)
+class _Later:
+    """A block's text column to be taken (:func:`_take`) when the block is finished: in the thread that makes
+    its WKB and ids, beside its ward look-up (:func:`_finish`)."""
+
+    names: pa.Array
+    rows: np.ndarray
+
+    def __len__(self) -> int:
+        """Number of values."""
+        return len(self.rows)
+
+    def taken(self) -> pa.Array:
+        """The strings."""
+        return _take(self.names, self.rows)
 
 
 def _construction_findings(cons: _Features, side: _Features, params: AnalysisParams, links: Future) -> dict:
@@ -958,7 +975,7 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     tenths = _tenths(dist)
     detail = pa.concat_arrays([_texts(_merge_text, tenths[:merge], days[:merge]),
                                _texts(_linked_text, tenths[merge:], days[merge:])])
-    return _block(kind, len(a), a_id=_take(cons.names, a), b_id=_take(side.names, b), a_hash=cons.hashes[a],
+    return _block(kind, len(a), a_id=_Later(cons.names, a), b_id=_Later(side.names, b), a_hash=cons.hashes[a],
                   dossier_row=cons.extra["row"][a], b_hash=side.hashes[b], source=b, distance_m=dist,
                   overlap_start=start, overlap_end=end, overlap_days=days, detail=detail)
 
@@ -1157,7 +1174,7 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     WKB from its own bytes, without a shapely object (:meth:`Geometries.multipolygon_wkb`).
     Blocks are finished by the thread that made them (GEOS, Arrow and most
     of numpy release the GIL); a long block's WKB and ids are made in a
-    thread of their own meanwhile.
+    thread of their own meanwhile (and the ids' texts, when taken late: :class:`_Later`).
     """
     cols = dict(block)
     n = len(cols["kind"])
@@ -1173,15 +1190,17 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
         at[~own] = int(own.sum()) + back
         return made.take(pa.array(at))
 
-    def wkb_and_ids() -> tuple[pa.Array, pa.Array]:
-        """The findings' MultiPolygon WKB and their ids."""
+    def wkb_ids_texts() -> tuple[pa.Array, pa.Array, dict]:
+        """The findings' MultiPolygon WKB, their ids and the texts still to take (:class:`_Later`)."""
         rank = cols["kind"]
-        return multipolygons(), _id_strings(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"]))
+        return multipolygons(), _id_strings(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"])), \
+            {name: cols[name].taken() for name in _TEXT_COLUMNS if isinstance(cols[name], _Later)}
 
     with ThreadPoolExecutor(1) as helper:
-        job = helper.submit(wkb_and_ids) if n >= _PARALLEL_MIN else None
+        job = helper.submit(wkb_ids_texts) if n >= _PARALLEL_MIN else None
         ward_idx = _finish_wards(cols, ward, side)
-        wkb, finding_id = wkb_and_ids() if job is None else job.result()
+        wkb, finding_id, texts = wkb_ids_texts() if job is None else job.result()
+    cols.update(texts)
     codes = _large_strings(ward.extra["code"] if len(ward) else np.empty(0, dtype=object))
     ward_code = codes.take(pa.array(np.maximum(ward_idx, 0), mask=ward_idx < 0)) if len(codes) \
         else pa.nulls(n, pa.large_string())
