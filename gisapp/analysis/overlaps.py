@@ -53,15 +53,19 @@ as GEOS: GEOS takes the other shapes and the cases numpy cannot decide
 beyond doubt.  Given as WKB, the parcels and permits become shapely
 objects only for those, the overlays and the findings' own geometry (a
 finding on a permit's polygon takes the MultiPolygon WKB of the permit's
-WKB).  There is no Python loop over pairs.  The
+WKB).  There is no Python loop over pairs, and no Python object per
+finding: ids, codes and detail texts are Arrow strings (the ids taken from
+the layers', each distinct detail text formatted once), compared and
+gathered by Arrow, which, like GEOS and most of numpy, releases the GIL.  The
 layers are prepared side by side, the kinds of findings are found side by
-side and each block is finished (wards, MultiPolygon WKB, ids) in the thread
-that made it; long GEOS calls (validity, distance, overlay) are split over
-threads too: GEOS and most of numpy release the GIL.  Within a kind, the
-row order follows the pair search (deterministic for the same input).  The
-findings come out as Arrow columns and WKB (:attr:`AnalysisResult.rows`),
-which the stores write as they are; their objects are made only when asked
-for (:attr:`AnalysisResult.findings`).
+side (the construction findings, the longest, start as soon as both layers
+are ready; what only later stages need is read meanwhile) and each block is
+finished (wards, MultiPolygon WKB, ids) in the thread that made it; long
+GEOS calls (validity, distance, overlay) are split over threads too.  Within
+a kind, the row order follows the pair search (deterministic for the same
+input).  The findings come out as Arrow columns and WKB
+(:attr:`AnalysisResult.rows`), which the stores write as they are; their
+objects are made only when asked for (:attr:`AnalysisResult.findings`).
 """
 
 from __future__ import annotations
