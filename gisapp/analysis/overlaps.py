@@ -53,7 +53,7 @@ as GEOS: GEOS takes the other shapes and the cases numpy cannot decide
 beyond doubt.  Given as WKB, the parcels and permits become shapely
 objects only for those, the overlays and the findings' own geometry (a
 finding on a permit's polygon takes the MultiPolygon WKB of the permit's
-WKB).  There is no Python loop over pairs, and no Python object per
+WKB).  There is no Python loop over pairs, and no Python string per
 finding: ids, codes and detail texts are Arrow strings (the ids taken from
 the layers', each distinct detail text formatted once), compared and
 gathered by Arrow, which, like GEOS and most of numpy, releases the GIL.  The
