@@ -226,6 +226,45 @@ def test_linked_permits_are_linked_not_candidates():
     assert linked["distance_m"] == pytest.approx(1.0)
 
 
+def test_a_permit_is_linked_to_the_dossier_its_code_names_exactly():
+    # a code repeated (the later dossier skipped as a duplicate), near-misses of the text, a blank link
+    cons = dossiers(("XD1", box(0, 0, 10, 20), "2024-01-01"), ("XD1", box(12, 0, 22, 20), "2024-01-01"),
+                    ("xd2", box(30, 0, 40, 20), "2024-01-01"))
+    sw = permits(("P1", box(8, -2, 14, -1), "2024-02-01", "2024-02-10", "XD1"),
+                 ("P2", box(30, -2, 34, -1), "2024-02-01", "2024-02-10", "XD2"),
+                 ("P3", box(36, -2, 40, -1), "2024-02-01", "2024-02-10", "xd2 "),
+                 ("P4", box(0, -2, 4, -1), "2024-02-01", "2024-02-10", ""),
+                 ("P5", box(31, -4, 33, -3), "2024-02-01", "2024-02-10", "xd2"))
+    result = run(cons, sw)
+    assert pairs(result, "LINKED") == {("XD1", "P1"), ("xd2", "P5")}
+    assert pairs(result, "MERGE_CANDIDATE") == {("XD1", "P4"), ("xd2", "P2"), ("xd2", "P3")}
+
+
+def test_a_clash_names_the_smaller_permit_number_first_by_code_point():
+    # 'Đ' (U+0110) sorts after 'Z' and 'z' as text, and so does its UTF-8 (0xC4 0x90)
+    sw = permits(("Đ-1", box(0, 0, 10, 2), "2024-03-01", "2024-03-31"),
+                 ("Z-1", box(5, 0, 15, 2), "2024-03-10", "2024-04-30"),
+                 ("z-1", box(8, 0, 12, 2), "2024-05-20", "2024-05-30"),
+                 ("Đa-1", box(9, 0, 11, 2), "2024-03-05", "2024-03-06"))
+    result = run(sidewalk=sw)
+    assert pairs(result, "CLASH") == {("Z-1", "Đ-1"), ("Đ-1", "Đa-1")}
+    assert pairs(result, "OPPORTUNITY") == {("Z-1", "z-1"), ("Z-1", "Đa-1"), ("z-1", "Đ-1"), ("z-1", "Đa-1")}
+
+
+def test_skipped_rows_keep_their_declared_ward_as_the_column_gives_it():
+    sw = permits(("P1", box(0, 0, 10, 2), "2024-03-01", None), ("P2", box(0, 4, 10, 6), "2024-03-01", None))
+    cons = dossiers(("XD1", box(0, 0, 10, 20), None, None, " W 2 "), ("XD2", box(0, 0, 10, 20), None, None, None))
+    got = run(cons, sw).skipped.set_index("id")["ward_code"]
+    assert got.to_dict() == {"P1": "W1", "P2": "W1", "XD1": " W 2 ", "XD2": None}  # text as given
+    # a column that is not all text: every value made text and stripped, as the whole column would be
+    cons["ward_code"] = pd.Series([" W 2 ", 7], dtype=object)
+    got = run(cons, sw).skipped.set_index("id")["ward_code"]
+    assert got.to_dict() == {"P1": "W1", "P2": "W1", "XD1": "W 2", "XD2": "7"}
+    assert list(analysis._text(cons["ward_code"], np.array([0]))) == ["W 2"]
+    assert list(analysis._text(pd.Series([" a ", "b", 3], dtype=object), np.array([0, 1]))) == ["a", "b"]
+    assert list(analysis._text(pd.Series([" a ", "b", None], dtype=object), np.array([0, 2]))) == [" a ", None]
+
+
 def test_multipolygon_parcel_uses_its_nearest_part():
     parcel = shapely.MultiPolygon([box(0, 0, 10, 10), box(50, 0, 60, 10)])
     cons = dossiers(("XD1", parcel, "2024-01-01"))

@@ -50,3 +50,28 @@ def test_keys_match_the_general_path():
     # not text: numbers as text, the general way
     ids, hashes, names = _keys(pd.Series([12, "12", None], dtype=object))
     assert list(ids) == ["12", "12", None] == names.to_pylist() and hashes[0] == hashes[1] != 0 and hashes[2] == 0
+
+
+def test_arrow_strings_of_a_column_are_the_texts_of_the_general_path():
+    # _strings / _names read codes without objects (Arrow infers the type); text or not, the same strings result
+    import datetime as dt
+
+    from gisapp.analysis.overlaps import _large_strings, _names, _strings, _text_and_arrow
+
+    words = _words(500)
+    columns = [pd.Series(["a", "", None, np.nan, " b ", pd.NA, *words], dtype=object),
+               pd.Series([b"x", "y"], dtype=object), pd.Series([b"x", b"y"], dtype=object),
+               pd.Series([None, None], dtype=object), pd.Series([np.nan, np.nan]), pd.Series([1, "a"], dtype=object),
+               pd.Series([1, 2]), pd.Series([np.str_("a"), "b"], dtype=object), pd.Series(["a", 1.5], dtype=object),
+               pd.Series([dt.date(2020, 1, 1), "a"], dtype=object), pd.Series([True, "a"], dtype=object),
+               pd.Series(["Đ", "", None], dtype="str"), pd.Series(["a", "", None], dtype=pd.ArrowDtype(pa.string())),
+               pd.Series([1, None], dtype=pd.ArrowDtype(pa.int64())), pd.Series([], dtype=object),
+               np.array(["a", None, ""], dtype=object)]
+    for values in columns:
+        objects, strings = _text_and_arrow(values)
+        expected = _large_strings(objects if strings is None else strings)
+        assert _names(values).equals(expected), values
+        got = _strings(values)
+        assert got is None or got.equals(expected), values
+    assert _strings(columns[1]) is None and _names(columns[1]).to_pylist() == ["b'x'", "y"]  # bytes: made text
+    assert _strings(columns[0]).to_pylist()[:6] == ["a", None, None, None, " b ", None]
