@@ -860,11 +860,12 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
         return 0
     # per layer its rows and keys, counted in Arrow (no Python object per row)
     counts = table.group_by("layer").aggregate([("key", "count"), ("key", "count_distinct")])
-    # layers whose keys had no history before and get one row each: their next_on stay empty (no recompute)
+    # layers whose keys had no history before and get one row each: their next_on stay empty (no recompute);
+    # a first load's stage holds only the layers written before this one (no scan of their million rows)
     fresh = {layer for layer, n, distinct in zip(counts["layer"].to_pylist(), counts["key_count"].to_pylist(),
                                                 counts["key_count_distinct"].to_pylist(), strict=True)
-             if n == distinct and not one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {into} "
-                                                      "WHERE layer = %s)", [layer]))[0]}
+             if n == distinct and (into == _HISTORY_STAGE or not one(con.execute(
+                 f"SELECT EXISTS (SELECT 1 FROM {into} WHERE layer = %s)", [layer]))[0])}
     # binary COPY rows (:func:`_binary_rows`; a missing time of day is empty text, as the column's default)
     table = table.select(list(hist.COLUMNS))
     table = table.set_column(table.schema.get_field_index("changed_at"), "changed_at",
