@@ -5,7 +5,7 @@ Times, each stage on its own, with the machine's load average beside it:
 - ``load_s``: ``store.write`` of the dossiers, sidewalk permits, wards and sidewalks in one replace
   (:func:`benchmarks.bench_postgis.make_data`), into a fresh database; ``load_client_cpu_s`` this process's CPU
   and ``load_server_cpu_s`` that of the database's server processes (read from ``/proc``: a server on this
-  machine; ``None`` otherwise);
+  machine; ``None`` otherwise), ``load_wal_mb`` the WAL the server wrote meanwhile (with its ``wal_level``);
 - ``read_s``: the analysis's read of its four layers (:func:`gisapp.analysis.run.read_layer`, two at
   once as :func:`~gisapp.analysis.run.analyze_store` reads them);
 - ``findings_same_s``: a replace of the findings by the same findings (what a full analysis that finds
@@ -19,6 +19,8 @@ Usage::
                                                                # use a copy), no load
     python -m benchmarks.bench_pgio --server postgresql://…/postgres --sizes 1000000 --load-only
                                                                # the load into a fresh database on that server
+    python -m benchmarks.bench_pgio --sizes 1000000 --load-only --setting wal_level=minimal \
+        --setting max_wal_senders=0                            # a private server without WAL for the load
 
 The 1M case of the issue: ``--url`` on a copy of the shared 1M city (``CREATE DATABASE … TEMPLATE city1m``)
 and ``--server … --sizes 1000000 --load-only``, each under ``flock /work/data1m/heavy.lock``.
@@ -139,6 +141,7 @@ def load(url: str, n: int) -> dict:
     store = PostGISStore(url, must_exist=False)
     store.upgrade()
     out = {"n": n, "generator": how, "generate_s": round(generated, 1), "load_load": _load()}
+    wal = WalWritten(url)
     server = ServerCPU(url)  # a fresh database: its only backends are the load's (the pool's connections)
     started, cpu = time.perf_counter(), time.process_time()
     store.write(frames, mode="replace", meta={"as_of": "2026-01-01"})
@@ -146,10 +149,30 @@ def load(url: str, n: int) -> dict:
     # the client's CPU (all its threads, less the sampler's few queries): the rest is the server's
     out["load_client_cpu_s"] = round(time.process_time() - cpu, 2)
     out["load_server_cpu_s"] = server.stop()
+    out["load_wal_mb"], out["wal_level"] = wal.stop()
     print(f"  load of {n:,} per layer ({', '.join(f'{k} {len(v):,}' for k, v in frames.items())}): "
           f"{out['load_s']:.2f} s, client CPU {out['load_client_cpu_s']:.1f} s, server CPU "
-          f"{out['load_server_cpu_s']} s (load {out['load_load']}, {_load()} after)", flush=True)
+          f"{out['load_server_cpu_s']} s, WAL {out['load_wal_mb']:,.0f} MB (wal_level {out['wal_level']}; "
+          f"load {out['load_load']}, {_load()} after)", flush=True)
     return out
+
+
+class WalWritten:
+    """The WAL the server at ``url`` writes from now to :meth:`stop` (MB; the whole server's, other databases'
+    writes included) and its ``wal_level``: a load into tables created in its own transactions writes none of
+    their rows and index pages with ``wal_level = minimal``, all of them (about the data's size) otherwise."""
+
+    def __init__(self, url: str) -> None:
+        import psycopg
+
+        self._con = psycopg.connect(url, autocommit=True)
+        self._start = self._con.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+
+    def stop(self) -> tuple[float, str]:
+        written, level = self._con.execute("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), %s), "
+                                           "current_setting('wal_level')", [self._start]).fetchone()
+        self._con.close()
+        return round(float(written) / 1e6, 1), level
 
 
 def _database_url(server: str, name: str) -> str:
@@ -163,6 +186,9 @@ def main(argv=None) -> None:
     parser.add_argument("--server", help="load into a fresh database on this server (URL of a database to "
                         "connect to for CREATE DATABASE), instead of a private server")
     parser.add_argument("--load-only", action="store_true", help="only the load")
+    parser.add_argument("--setting", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting of the private server, over the benchmark's (repeatable; e.g. "
+                        "wal_level=minimal with max_wal_senders=0)")
     args = parser.parse_args(argv)
     results = []
     if args.url:
@@ -179,7 +205,7 @@ def main(argv=None) -> None:
             from benchmarks.bench_postgis import SERVER_SETTINGS
             from tests.pg_server import start_server
 
-            server = start_server(SERVER_SETTINGS)
+            server = start_server({**SERVER_SETTINGS, **dict(kv.split("=", 1) for kv in args.setting)})
         try:
             for n in [int(s) for s in args.sizes.split(",") if s.strip()]:
                 name = f"gisapp_bench_pgio_{n}"

@@ -347,6 +347,28 @@ def test_a_first_load_moves_its_history_in_after_the_layers_and_builds_its_index
     assert any("ix_status_changes_key" in d and "INCLUDE (status)" in d for (d,) in index)
 
 
+def test_history_rows_are_numbered_in_one_block_as_the_column_default_would_number_them(pg_url):
+    """Each write's history rows get the next numbers of the history's sequence, in the order written, drawn as
+    one block (not one ``nextval`` per row): a first load (staged), a later write (into the history) and a row
+    added by the column's default after them all continue one count without a gap or a repeat."""
+    store = PostGISStore(pg_url, must_exist=False)
+    first = _permits(40)
+    store.write({"sidewalk_permits": first, "wards": _wards()}, mode="replace")
+    changed = first.iloc[:15].assign(status="CANCELLED")
+    store.write({"sidewalk_permits": changed}, mode="upsert")
+    store.write({"sidewalk_permits": changed.iloc[:1].assign(status="EXPIRED")}, mode="upsert")
+    rows, _ = _history_and_index(store)
+    typed = schema.coerce(schema.LAYERS["sidewalk_permits"], first)
+    assert [(r[0], r[2], r[3]) for r in rows] == (
+        [(i + 1, k, "ISSUED") for i, k in enumerate(typed["permit_no"])]
+        + [(41 + i, k, "CANCELLED") for i, k in enumerate(typed["permit_no"][:15])]
+        + [(56, typed["permit_no"].iloc[0], "EXPIRED")])
+    with psycopg.connect(store.url, autocommit=True) as con:
+        added = con.execute("INSERT INTO status_changes (layer, key, status, changed_on) "
+                            "VALUES ('sidewalk_permits', 'x', 'ISSUED', current_date) RETURNING seq").fetchone()[0]
+    assert added == 57
+
+
 def test_a_failed_first_load_leaves_the_history_and_its_index(pg_url, monkeypatch):
     monkeypatch.setattr(postgis, "_HISTORY_BULK_ROWS", 10)
     store = PostGISStore(pg_url, must_exist=False)

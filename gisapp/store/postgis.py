@@ -860,17 +860,19 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
         return 0
     # per layer its rows and keys, counted in Arrow (no Python object per row)
     counts = table.group_by("layer").aggregate([("key", "count"), ("key", "count_distinct")])
-    # layers whose keys had no history before and get one row each: their next_on stay empty (no recompute)
+    # layers whose keys had no history before and get one row each: their next_on stay empty (no recompute);
+    # a first load's stage holds only the layers written before this one (no scan of their million rows)
     fresh = {layer for layer, n, distinct in zip(counts["layer"].to_pylist(), counts["key_count"].to_pylist(),
                                                 counts["key_count_distinct"].to_pylist(), strict=True)
-             if n == distinct and not one(con.execute(f"SELECT EXISTS (SELECT 1 FROM {into} "
-                                                      "WHERE layer = %s)", [layer]))[0]}
+             if n == distinct and (into == _HISTORY_STAGE or not one(con.execute(
+                 f"SELECT EXISTS (SELECT 1 FROM {into} WHERE layer = %s)", [layer]))[0])}
     # binary COPY rows (:func:`_binary_rows`; a missing time of day is empty text, as the column's default)
     table = table.select(list(hist.COLUMNS))
     table = table.set_column(table.schema.get_field_index("changed_at"), "changed_at",
                              pc.fill_null(table["changed_at"], ""))
+    table = table.add_column(0, "seq", _history_seqs(con, table.num_rows))
     freeze = ", FREEZE" if into == _HISTORY_STAGE and _FREEZE_LOADS else ""  # created in this transaction
-    with con.cursor() as cur, cur.copy(f"COPY {into} ({', '.join(hist.COLUMNS)}) FROM STDIN "
+    with con.cursor() as cur, cur.copy(f"COPY {into} ({', '.join(table.column_names)}) FROM STDIN "
                                        f"(FORMAT binary{freeze})") as copy:
         copy.write(_BINARY_HEADER)
         copy.write(memoryview(_binary_rows(table)))
@@ -886,6 +888,18 @@ def _write_history(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], 
     if analyze and table.num_rows > _HISTORY_ANALYZE_ROWS:
         con.execute(f"ANALYZE {hist.TABLE}")
     return table.num_rows
+
+
+def _history_seqs(con: psycopg.Connection, rows: int) -> pa.Array:
+    """The ``seq`` of ``rows`` new history rows in their order: the numbers the column's default would draw one
+    row at a time (``nextval`` per row: 0.8 s of the server's CPU for a 1M city's 2M rows), drawn as one block.
+    The caller holds the writers' lock, which every writer of the history takes (nobody draws between the
+    ``nextval`` and the ``setval``)."""
+    sequence = one(con.execute("SELECT pg_get_serial_sequence(%s, 'seq')", [hist.TABLE]))[0]
+    first = one(con.execute("SELECT nextval(%s)", [sequence]))[0]
+    if rows > 1:
+        con.execute("SELECT setval(%s, %s)", [sequence, first + rows - 1])
+    return pa.array(np.arange(first, first + rows, dtype=np.int64))
 
 
 def _history_parts(con: psycopg.Connection, typed: dict[str, gpd.GeoDataFrame], history: pd.DataFrame | None,
