@@ -131,9 +131,10 @@ def test_a_write_that_fails_while_its_rows_stream_to_a_child_changes_nothing(tmp
     arrow_table = gpkg_store._arrow_table
 
     def failing(layer, frame):
-        made.append(len(frame))
-        if len(made) == 4:
-            raise MemoryError("no room for the next rows")
+        if len(frame):  # (not the empty layers a new store gets meanwhile)
+            made.append(len(frame))
+            if len(made) == 4:
+                raise MemoryError("no room for the next rows")
         return arrow_table(layer, frame)
 
     monkeypatch.setattr(gpkg_store, "_arrow_table", failing)

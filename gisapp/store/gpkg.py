@@ -924,12 +924,16 @@ class GeoPackageStore(Store):
                     if name in frames:
                         rows += len(frames[name])
                         progress("write", rows, total, "rows")
-                if children:
-                    _move_layers(tmp, children.wait(), timeout=IN_PLACE_TIMEOUT, private=True)
+                # a new file's layers not given, empty, and the meta: written while the children write (into the
+                # small layers' file, moved in with them), not by GDAL opening the whole copy after them (~0.8 s
+                # each at 1M); the empty layers left without indexes as before (built when first written)
                 missing = [n for n in LAYERS if not exists and n not in written]
                 for name in missing:
-                    _write_layer(tmp, LAYERS[name], empty_frame(LAYERS[name]))
-                _write_meta(tmp, merged_meta)
+                    children.write_small(LAYERS[name], empty_frame(LAYERS[name]), tmp)
+                children.write_meta(merged_meta, tmp)
+                if children:
+                    _move_layers(tmp, children.wait(), timeout=IN_PLACE_TIMEOUT, private=True,
+                                 bare=[*missing, META_TABLE])
                 replaced = [n for n in frames if mode == "replace" and history is not None
                             and n in set(history["layer"])]
                 _write_history(tmp, changes, replaced, fresh)
@@ -1456,6 +1460,8 @@ IN_PLACE_TIMEOUT = 10
 #: Page cache of a replace written in the file itself (KiB, as ``PRAGMA cache_size`` takes it negative):
 #: a city's findings fit, so SQLite needs no exclusive lock before the commit to spill pages.
 _IN_PLACE_CACHE_KIB = 2 * 1024 * 1024
+#: Page cache of a move into a writer's private copy (:func:`_move_layers`), which spills to the file unjournaled.
+_PRIVATE_CACHE_KIB = 64 * 1024
 #: The GeoPackage tables that describe a layer, one row (or a few) per layer under ``table_name``.
 _GPKG_LAYER_TABLES = ("gpkg_contents", "gpkg_geometry_columns", "gpkg_extensions", "gpkg_ogr_contents")
 
@@ -1495,32 +1501,36 @@ PATCH_MAX_SHARE = 0.2
 def _move_layers(path: Path, sources: dict[str, Path], *, meta: dict[str, Any] | None = None,
                  history: pd.DataFrame | None = None, replaced: Sequence[str] = (), log: Sequence[tuple] = (),
                  patches: dict[str, _Patch] | None = None, timeout: float = IN_PLACE_TIMEOUT,
-                 private: bool = False) -> None:
+                 private: bool = False, bare: Collection[str] = ()) -> None:
     """Replace the layers of the GeoPackage at ``path`` by those GDAL wrote to the files ``sources`` (layer →
     file; a file may hold several), apply the ``patches`` (layers written as their changed rows), add ``meta``,
     the ``history`` rows (dropping that of ``replaced`` layers first) and the change-log entries ``log``, build
     the indexes the moved layers lack: one transaction.  ``private``: ``path`` is a writer's private copy (thrown
-    away if the write fails, flushed once by :func:`_finish`), so the transaction neither syncs nor journals
-    to disk."""
+    away if the write fails, flushed once by :func:`_finish`), so the transaction neither syncs nor journals,
+    and its pages go to the file as the cache fills (no cache of the whole layer to allocate and write at the
+    commit).  ``bare``: layers (among ``sources``) moved in last, without building their indexes."""
     files = list(dict.fromkeys(sources.values()))
     alias = {file: f"aux{k}" for k, file in enumerate(files)}
-    with _writer(path, timeout=timeout, cache_kib=_IN_PLACE_CACHE_KIB) as con:
+    with _writer(path, timeout=timeout, cache_kib=_PRIVATE_CACHE_KIB if private else _IN_PLACE_CACHE_KIB) as con:
         if private:
             con.execute("PRAGMA synchronous = OFF")
-            con.execute("PRAGMA journal_mode = MEMORY")
+            con.execute("PRAGMA journal_mode = OFF")
         con.execute("PRAGMA temp_store = MEMORY")
         con.execute("PRAGMA threads = 2")
         for file in files:
             con.execute(f"ATTACH DATABASE ? AS {alias[file]}", [str(file)])
         con.execute("BEGIN IMMEDIATE")
         for name, file in sources.items():
-            _move_layer(con, name, alias[file])
+            if name not in bare:
+                _move_layer(con, name, alias[file])
         for name, patch in (patches or {}).items():
             _rows_into(con, store_layer(name), patch.gone, patch.rows)
         if meta or history is not None or log:
             _meta_history_log_into(con, meta, hist.empty() if history is None else history, list(replaced),
                                    list(log))
-        _finish(path, [store_layer(name) for name in sources], con=con)
+        _finish(path, [store_layer(name) for name in sources if name not in bare], con=con)
+        for name in bare:  # after the others' indexes: the file's objects in the order of before
+            _move_layer(con, name, alias[sources[name]])
         con.execute("COMMIT")
         for file in files:
             con.execute(f"DETACH DATABASE {alias[file]}")
@@ -1542,7 +1552,8 @@ def _move_layer(con: sqlite3.Connection, name: str, aux: str = "aux") -> None:
     for kind, ddl in objects:
         if kind in ("table", "index"):
             con.execute(ddl)
-    con.execute(f'INSERT INTO main."{name}" SELECT * FROM {aux}."{name}"')
+    if con.execute(f'SELECT 1 FROM {aux}."{name}" LIMIT 1').fetchone():  # (no sequence row for an empty table)
+        con.execute(f'INSERT INTO main."{name}" SELECT * FROM {aux}."{name}"')
     tree = con.execute(f"SELECT sql FROM {aux}.sqlite_master WHERE name = ?", [rtree]).fetchone()
     if tree is not None:
         con.execute(tree[0])
@@ -1897,6 +1908,15 @@ class _LayerFiles:
             _write_layer(self.side, layer, frame)
         self._side.append(layer.name)
         self._order.append(layer.name)
+
+    def write_meta(self, meta: dict, into: Path) -> None:
+        """Write the meta table (:func:`_write_meta`) into ``into`` when no child writes, else into :attr:`side`."""
+        if not self._jobs:
+            _write_meta(into, meta)
+            return
+        _write_meta(self.side, meta)
+        self._side.append(META_TABLE)
+        self._order.append(META_TABLE)
 
     def start(self, layer: Layer, frame: gpd.GeoDataFrame, *, into: Path | None = None) -> bool:
         """Write ``frame`` (coerced) as ``layer`` in a child process, into ``into`` (after the child writing there
