@@ -381,3 +381,38 @@ def test_the_ward_raster_is_geos_point_in_polygon_of_the_cells():
         want = classified_by_geos(index, wb, ox, oy, size, cells, in_force)
         np.testing.assert_array_equal(got, want)
         assert (got >= 0).sum() > cells and len(np.unique(got)) > m // 3  # the case is not trivial
+
+
+def test_kernels_load_and_cache_where_neither_the_package_nor_home_can_be_written(tmp_path):
+    """A read-only install run by a user without a writable home: numba has no cache folder of its own and
+    would refuse to load the kernels; they load, and their code is kept in the user's private temporary
+    folder.  (A private mount namespace makes the package folder and home read-only for the child alone.)"""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    unshare = shutil.which("unshare")
+    probe = subprocess.run([unshare, "-m", "true"], capture_output=True) if unshare and os.getuid() == 0 else None
+    if probe is None or probe.returncode != 0:
+        message = "needs root and unshare(1) to mount the package folder read-only in a private namespace"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    package = os.path.dirname(kernels.__file__)
+    home, temp = tmp_path / "home", tmp_path / "tmp"
+    home.mkdir()
+    temp.mkdir()
+    code = ("import numpy as np; from gisapp.analysis import kernels; "
+            "print(kernels._grow(np.arange(3), 5)[:3].tolist())")
+    script = (f'mount --bind "{package}" "{package}" && mount -o remount,bind,ro "{package}" && '
+              f'mount -t tmpfs -o ro tmpfs "{home}" && exec "{sys.executable}" -c "{code}"')
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
+    env.update(HOME=str(home), TMPDIR=str(temp))
+    done = subprocess.run([unshare, "-m", "--propagation", "private", "sh", "-c", script], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "[0, 1, 2]"
+    folder = temp / f"gisapp-numba-{os.getuid()}"
+    assert oct(folder.stat().st_mode & 0o777) == "0o700"
+    assert list(folder.rglob("*.nbi")), "the compiled kernel is kept in the private folder"

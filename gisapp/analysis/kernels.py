@@ -16,8 +16,14 @@ import it where they call it, not at their own import.
 
 from __future__ import annotations
 
+import os
+import tempfile
+
+import numba
 import numpy as np
 from numba import njit
+
+from gisapp.folders import private_folder
 
 __all__ = ["cell_sort", "grid_scan", "quad_bounds", "quad_distances", "quad_rings", "quad_separation",
            "text_hashes", "ward_cells", "ward_raster", "wkb_quads"]
@@ -26,6 +32,31 @@ __all__ = ["cell_sort", "grid_scan", "quad_bounds", "quad_distances", "quad_ring
 EPSILON = 1e-7
 #: Coordinates beyond this (m) are not trusted (:data:`convex._FAR`).
 FAR = 1e8
+
+
+def _probe():  # pragma: no cover - never called: only decorated, to ask numba where it would cache
+    return 0
+
+
+def _cache_location() -> None:
+    """Give numba a cache folder where it has none it can write to.
+
+    numba keeps compiled code where ``NUMBA_CACHE_DIR`` says, else beside
+    this file, else in the user's cache (``~/.cache/numba``); where none can
+    be written (a read-only install run by a service user without a home),
+    it refuses to load this module at all.  Then the code is kept in this
+    user's private folder in the system's temporary folder
+    (:func:`gisapp.folders.private_folder`: made by this user, closed to
+    others, since numba loads what it finds there as code).
+    """
+    try:
+        njit(cache=True)(_probe)
+    except RuntimeError:
+        folder = private_folder(os.path.join(tempfile.gettempdir(), f"gisapp-numba-{os.getuid()}"))
+        numba.config.CACHE_DIR = str(folder)
+
+
+_cache_location()
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
