@@ -53,7 +53,7 @@ def _cache_location() -> None:
         njit(cache=True)(_probe)
     except RuntimeError:
         folder = private_folder(os.path.join(tempfile.gettempdir(), f"gisapp-numba-{os.getuid()}"))
-        numba.config.CACHE_DIR = str(folder)
+        numba.config.CACHE_DIR = str(folder)  # type: ignore[attr-defined]  # (numba sets its settings at run time)
 
 
 _cache_location()
@@ -448,13 +448,13 @@ def ward_raster(seg, seg_first, edge, edge_first, wb, ox, oy, size, cells, in_fo
             continue
         for p in range(edge_first[k], edge_first[k + 1]):
             crossed[edge[p]] = True
-        j0 = max(np.int64(np.floor((wb[k, 1] - oy) / size)), 0)
-        j1 = min(np.int64(np.floor((wb[k, 3] - oy) / size)), cells - 1)
+        j0 = max(np.int64(np.floor((wb[k, 1] - oy) / size)), np.int64(0))
+        j1 = min(np.int64(np.floor((wb[k, 3] - oy) / size)), np.int64(cells - 1))
         # the crossings of each cell row's centre line: (row, x), counted, then filled
-        total = 0
+        total = np.int64(0)
         for s in range(seg_first[k], seg_first[k + 1]):
             lo, hi = min(seg[s, 1], seg[s, 3]), max(seg[s, 1], seg[s, 3])
-            total += max(np.int64(np.floor((hi - oy) / size)) - np.int64(np.floor((lo - oy) / size)) + 2, 0)
+            total += max(np.int64(np.floor((hi - oy) / size)) - np.int64(np.floor((lo - oy) / size)) + 2, np.int64(0))
         rows = np.empty(total, dtype=np.int64)
         xs = np.empty(total)
         n = 0
@@ -481,8 +481,8 @@ def ward_raster(seg, seg_first, edge, edge_first, wb, ox, oy, size, cells, in_fo
             gy = rows[order[a]]
             for p in range(a, b - 1, 2):  # inside between the 1st and 2nd crossing, the 3rd and 4th, …
                 xa, xb = xs[order[p]], xs[order[p + 1]]
-                g0 = max(np.int64(np.floor((xa - ox) / size)), 0)
-                g1 = min(np.int64(np.floor((xb - ox) / size)), cells - 1)
+                g0 = max(np.int64(np.floor((xa - ox) / size)), np.int64(0))
+                g1 = min(np.int64(np.floor((xb - ox) / size)), np.int64(cells - 1))
                 for gx in range(g0, g1 + 1):
                     xc = ox + (gx + 0.5) * size
                     cell = gx * cells + gy

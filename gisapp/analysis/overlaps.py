@@ -77,6 +77,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -916,6 +917,7 @@ def _block(kind: str | np.ndarray, n: int, **columns) -> dict:
     """
     out = {}
     for name, dtype in _BLOCK_COLUMNS.items():
+        value: Any
         if name == "kind":
             value = kind if isinstance(kind, np.ndarray) else KINDS.index(kind) if kind else -1
         else:

@@ -249,7 +249,9 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
 
     def scan(q0: int, q1: int):
         """The pairs of the queries ``q0 … q1 - 1``, and where each column offset's end."""
-        return kernels.grid_scan(first, height, ox, oy, size, qkeys, *sa, *sb, owner, qrows, boxes.strict, same, q0, q1)
+        # (mypy takes a star-unpacked tuple of unknown length for too many arguments of numba's dispatcher)
+        return kernels.grid_scan(first, height, ox, oy, size, qkeys, *sa, *sb, owner, qrows,  # type: ignore[call-arg]
+                                 boxes.strict, same, q0, q1)
 
     n = len(qrows)
     if n < _SCAN_SPLIT_MIN or _WORKERS < 2:
