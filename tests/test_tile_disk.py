@@ -116,10 +116,12 @@ def test_requests_note_that_they_are_served_for_the_renderer(demo_store, tmp_pat
     os.utime(served.path, (0, 0))  # long ago
     assert not served.busy(within=3600)
     assert client.get("/healthz").status_code == 200
+    assert not served.busy(within=3600)  # a health probe is no officer waiting: the renderer goes on
+    assert client.get("/?lang=en").status_code == 200
     assert served.busy(within=3600)
     # a removed folder (its renderer makes it again) does not fail the requests
     shutil.rmtree(tile_dir.root)
-    assert client.get("/healthz").status_code == 200 and not served.path.exists()
+    assert client.get("/?lang=en").status_code == 200 and not served.path.exists()
 
 
 def test_a_new_version_is_rendered_and_the_old_one_removed(demo_store, tmp_path):
@@ -340,10 +342,10 @@ def test_serve_renders_the_tiles_beside_the_workers_and_stops_the_renderer(demo_
         tile_dir = TileDir(tmp_path / "tiles", demo_store.url)
         status = tile_dir.status(demo_store.version())
         assert status["zooms"] == [14, 15] and status["tiles"] > 0
-        os.utime(tile_dir.served().path, (0, 0))  # the workers' requests set its time: the renderer yields to them
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5):
+        assert not tile_dir.served().path.exists()  # health probes are not what the renderer yields to
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/?lang=en", timeout=5):
             pass
-        assert tile_dir.served().busy(within=3600)
+        assert tile_dir.served().busy(within=3600)  # the workers' page requests set its time: the renderer yields
     finally:
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=30)

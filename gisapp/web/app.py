@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import Flask, current_app
+from flask import Flask, current_app, has_request_context
+from flask import request as flask_request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from gisapp.analysis import counts
@@ -54,11 +55,17 @@ def create_app(config: dict | None = None) -> Flask:
 
 
 _NOT_NOTED = object()
+#: Requests the renderer does not yield to: a proxy's or a monitor's health probe, every few seconds, is no
+#: officer waiting for a page, and would hold the renderer back as long as it probes.
+_NOT_YIELDED_TO = frozenset({"/healthz"})
 
 
 def _note_served() -> None:
     """Note in the store's tile folder that a request begins or ends (:class:`gisapp.tiles.disk.Served`): the
-    tile renderer beside the server yields to the requests (:class:`gisapp.tiles.disk.Yielding`)."""
+    tile renderer beside the server yields to the requests (:class:`gisapp.tiles.disk.Yielding`), but for
+    health probes (:data:`_NOT_YIELDED_TO`)."""
+    if has_request_context() and flask_request.path in _NOT_YIELDED_TO:
+        return
     served = current_app.extensions.get("gisapp.served", _NOT_NOTED)
     if served is _NOT_NOTED:  # once per process: where the folder is
         served = _served(current_app.config)
