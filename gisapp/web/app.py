@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import secrets
 
-from flask import Flask, current_app, has_request_context
+from flask import Flask, current_app
 from flask import request as flask_request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -64,7 +64,7 @@ def _note_served() -> None:
     """Note in the store's tile folder that a request begins or ends (:class:`gisapp.tiles.disk.Served`): the
     tile renderer beside the server yields to the requests (:class:`gisapp.tiles.disk.Yielding`), but for
     health probes (:data:`_NOT_YIELDED_TO`)."""
-    if has_request_context() and flask_request.path in _NOT_YIELDED_TO:
+    if flask_request.path in _NOT_YIELDED_TO:  # (both hooks run in the request's context)
         return
     served = current_app.extensions.get("gisapp.served", _NOT_NOTED)
     if served is _NOT_NOTED:  # once per process: where the folder is
