@@ -213,9 +213,8 @@ def json_values(arr) -> pa.StringArray:
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         arr = arr.cast(pa.string())
         out = pc.binary_join_element_wise('"', arr, '"', "")
-        unsafe = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)
-        if pc.any(unsafe).as_py():
-            idx = np.flatnonzero(unsafe.to_numpy(zero_copy_only=False))
+        idx = _to_escape(arr)
+        if len(idx):
             escaped = [orjson.dumps(v).decode() for v in pc.take(arr, pa.array(idx)).to_pylist()]
             values = out.to_numpy(zero_copy_only=False).astype(object)
             values[idx] = escaped
@@ -388,8 +387,15 @@ def page_values(arr) -> pa.StringArray:
     if not len(arr):
         return pa.array([], pa.string())
     values = pc.fill_null(arr.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
-    text = orjson.dumps(values.tolist())[1:-1].decode()  # a number's text never holds a comma
-    return pc.split_pattern(pa.array([text], pa.string()), ",").flatten()
+    # orjson writes a numpy float64 as the Python float (its digits, NaN and infinities null); a number's text
+    # never holds a comma: the texts are the bytes between the commas
+    text = np.frombuffer(orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)
+    text = text[1:-1]
+    commas = np.flatnonzero(text == 44)
+    offsets = np.empty(len(values) + 1, np.int32)
+    offsets[0], offsets[-1] = 0, len(text) - len(commas)
+    offsets[1:-1] = commas - np.arange(len(commas))  # (each value's end, less the commas before it)
+    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(text[text != 44]))
 
 
 def properties_texts(layer: Layer, arrays) -> tuple[pa.StringArray, pa.StringArray | None]:
@@ -436,6 +442,17 @@ _ESCAPED_BYTES = np.zeros(256, dtype=bool)
 _ESCAPED_BYTES[:0x20] = _ESCAPED_BYTES[ord('"')] = _ESCAPED_BYTES[ord("\\")] = True
 
 
+def _to_escape(text: pa.StringArray) -> np.ndarray:
+    """The positions of the values of ``text`` that hold a character JSON escapes (:data:`_NEEDS_ESCAPE`: those
+    are single bytes in UTF-8, never inside another character's bytes), by a scan of the bytes."""
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
+    data = text.buffers()[2]
+    if data is None or offsets[-1] == offsets[0]:
+        return np.empty(0, np.int64)
+    at = np.flatnonzero(_ESCAPED_BYTES[np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]]) + offsets[0]
+    return np.unique(np.searchsorted(offsets, at, side="right") - 1)
+
+
 def _quoted_as_is(arr) -> pa.StringArray | None:
     """The texts of a text or date column whose JSON values are those texts between quotes (no value missing,
     none with a character to escape: a scan of the column's bytes), else ``None``."""
@@ -444,15 +461,10 @@ def _quoted_as_is(arr) -> pa.StringArray | None:
     if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
                               or pa.types.is_date(arr.type)):
         return None
-    text = pc.cast(arr.cast(pa.date32()), pa.string()) if pa.types.is_date(arr.type) else arr.cast(pa.string())
     if pa.types.is_date(arr.type):
-        return text
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
-    data = text.buffers()[2]
-    if data is None or offsets[-1] == offsets[0]:
-        return text
-    values = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
-    return None if _ESCAPED_BYTES[values].any() else text
+        return pc.cast(arr.cast(pa.date32()), pa.string())
+    text = arr.cast(pa.string())
+    return None if len(_to_escape(text)) else text
 
 
 def personal_run(layer: Layer) -> tuple[list[str], str | None] | None:
