@@ -16,8 +16,9 @@ import shapely
 
 from gisapp import geo, schema
 from gisapp.filters import fold
-from gisapp.formats import derive
+from gisapp.formats import derive, geojson
 from gisapp.formats.geojson import geometry_texts
+from gisapp.formats.wkb import read_polygons
 from gisapp.store import base
 
 TRICKY = [
@@ -209,6 +210,78 @@ def test_geojson_of_wkb_equals_the_stored_text(threads):
         web = shapely.transform(shapely.orient_polygons(geom, exterior_cw=False),
                                 lambda xy: np.round(np.column_stack(t.transform(xy[:, 0], xy[:, 1])), 7))
         assert text == shapely.to_geojson(web)
+
+
+def _polygon_wkb(x: np.ndarray, y: np.ndarray) -> pa.BinaryArray:
+    """Little-endian WKB of a Polygon (one ring) per row of the corner arrays ``x``, ``y`` (rows of points,
+    closed), written by hand so that any double may be a coordinate (NaN, infinities, -0.0)."""
+    n, k = x.shape
+    head = np.frombuffer(b"\x01\x03\x00\x00\x00\x01\x00\x00\x00" + k.to_bytes(4, "little"), np.uint8)
+    points = np.stack([x, y], axis=-1).astype("<f8").view(np.uint8).reshape(n, -1)
+    rows = np.concatenate([np.broadcast_to(head, (n, len(head))), points], axis=1)
+    return pa.array([bytes(r) for r in rows], pa.binary())
+
+
+def test_compiled_geojson_writes_arrows_text_of_every_number(monkeypatch):
+    """The compiled GeoJSON writer (:func:`gisapp.formats.kernels.geojson_polygons`) gives Arrow's text of
+    ``round(v, 7)`` for every double: random values of every magnitude, ones with few decimals, halves of the
+    seventh, and the awkward ones (-0.0, below 10⁻⁶, from 10⁸, huge, infinite, NaN) it leaves to Arrow.  The
+    values are fed in as WGS84 (PROJ left out: it would not give these)."""
+    monkeypatch.setattr(geojson, "_web_xy", lambda xy, ring_off: (xy[:, 0].copy(), xy[:, 1].copy()))
+    rng = np.random.default_rng(17)
+    n = 6000
+    awkward = np.array([0.0, -0.0, 1e-7, -1e-7, 9e-7, 9.4e-7, 1e-6, -1e-6, 5e-8, -5e-8, 4.9e-8, 1.05e-6, 123.00000005,
+                        99999999.99999995, 99999999.9999999, 1e8, -1e8, 1e10, 1e15, 1e300, np.inf, -np.inf, np.nan,
+                        16.0, 108.5, -108.25, 2.5e-7, 1e-5])
+    decimals = rng.integers(0, 9, n)
+    few_decimals = np.round(rng.uniform(-200, 200, n) * 10.0 ** decimals) / 10.0 ** decimals
+    sets = [rng.uniform(100, 110, n), rng.uniform(8, 23, n), rng.uniform(-2e8, 2e8, n), rng.uniform(-3e-6, 3e-6, n),
+            10.0 ** rng.uniform(-8, 9, n) * rng.choice([-1, 1], n), few_decimals,
+            rng.integers(-10**6, 10**6, n) * 0.5e-7, rng.integers(-10**9, 10**9, n).astype(float),
+            rng.choice(awkward, n)]
+    for a in sets:
+        for b in (sets[0], rng.choice(awkward, n)):
+            x = np.stack([a, a + 1e-3, a + 1e-3, a], axis=1)
+            y = np.stack([b, b, b + 1e-3, b], axis=1)
+            polys = read_polygons(_polygon_wkb(x, y))
+            for multi in (False, True):
+                polys.multi[:] = multi
+                want = geojson.polygon_texts(polys, compiled=False).to_pylist()
+                assert geojson.polygon_texts(polys).to_pylist() == want
+    # holes, several parts, clockwise rings, missing and empty ones among them
+    discs = shapely.buffer(shapely.points(rng.uniform(0, 50, 3000), rng.uniform(0, 50, 3000)),
+                           rng.uniform(0.5, 3, 3000), quad_segs=2)
+    geoms = np.array([*_geometries()[:11], *discs], dtype=object)
+    geoms[11::7] = shapely.orient_polygons(geoms[11::7], exterior_cw=True)
+    polys = read_polygons(derive.multipolygon_wkb(geoms))
+    polys = polys.take(np.flatnonzero(~polys.other))
+    assert geojson.polygon_texts(polys).to_pylist() == geojson.polygon_texts(polys, compiled=False).to_pylist()
+
+
+@pytest.mark.parametrize("count", [1, 2])
+def test_plain_polygons_give_the_stored_wkb_and_geojson(monkeypatch, count):
+    """Plain polygons (every parcel and strip): the WKB and GeoJSON made from their points, in blocks large
+    enough for the compiled writer, are shapely's WKB of the MultiPolygon and the GeoJSON Arrow's joins write of
+    that WKB (as before the compiled writer)."""
+    monkeypatch.setattr(derive, "THREADS", count)
+    monkeypatch.setattr(derive, "BLOCK", 2500)
+    rng = np.random.default_rng(23)
+    lots = shapely.buffer(shapely.points(rng.uniform(5e5, 5.1e5, 6000), rng.uniform(1.77e6, 1.78e6, 6000)),
+                          rng.uniform(1, 30, 6000), quad_segs=int(rng.integers(1, 5)))
+    lots[::5] = shapely.orient_polygons(lots[::5], exterior_cw=True)
+    polygons = derive.plain_polygons(lots)
+    assert polygons is not None and derive.plain_polygons(_geometries()) is None
+    want_wkb = pa.array(shapely.to_wkb(geo.to_multipolygons(lots), byte_order=1), pa.binary())
+    want = geojson.polygon_texts(read_polygons(want_wkb), compiled=False).to_pylist()
+    for given in (None, polygons):
+        wkb, texts = derive.geometry_columns(lots, True, given)
+        assert wkb.equals(want_wkb)
+        assert texts.to_pylist() == want
+    # a layer's rows taken in another order from the points read once (as a PostGIS load takes them)
+    order = rng.permutation(len(lots))
+    wkb, texts = derive.geometry_columns(lots[order], True, polygons.take(order))
+    assert wkb.equals(want_wkb.take(pa.array(order)))
+    assert texts.to_pylist() == [want[i] for i in order]
 
 
 def test_derived_columns_equal_the_functions_they_replace(threads):

@@ -399,12 +399,12 @@ def test_kernels_load_and_cache_where_neither_the_package_nor_home_can_be_writte
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    package = os.path.dirname(kernels.__file__)
+    package = os.path.dirname(os.path.dirname(kernels.__file__))  # gisapp/: the analysis' and the formats' kernels
     home, temp = tmp_path / "home", tmp_path / "tmp"
     home.mkdir()
     temp.mkdir()
-    code = ("import numpy as np; from gisapp.analysis import kernels; "
-            "print(kernels._grow(np.arange(3), 5)[:3].tolist())")
+    code = ("import numpy as np; from gisapp.analysis import kernels; from gisapp.formats import derive; "
+            "print(kernels._grow(np.arange(3), 5)[:3].tolist(), derive.fold_arrow(['Đà Nẵng'] * 3000)[0])")
     script = (f'mount --bind "{package}" "{package}" && mount -o remount,bind,ro "{package}" && '
               f'mount -t tmpfs -o ro tmpfs "{home}" && exec "{sys.executable}" -c "{code}"')
     env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CACHE_DIR", "XDG_CACHE_HOME")}
@@ -412,7 +412,7 @@ def test_kernels_load_and_cache_where_neither_the_package_nor_home_can_be_writte
     done = subprocess.run([unshare, "-m", "--propagation", "private", "sh", "-c", script], env=env,
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip() == "[0, 1, 2]"
+    assert done.stdout.strip() == "[0, 1, 2] da nang"
     folder = temp / f"gisapp-numba-{os.getuid()}"
     assert oct(folder.stat().st_mode & 0o777) == "0o700"
     assert list(folder.rglob("*.nbi")), "the compiled kernel is kept in the private folder"

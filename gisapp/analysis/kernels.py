@@ -1,8 +1,8 @@
 """Compiled loops of the overlap analysis (numba): the grid join, the quadrilaterals' WKB, checks and distances.
 
 Each kernel is a pure function of numpy arrays, compiled on first use
-(``cache=True``: the machine code is kept beside this file, or in numba's
-user cache directory when that is read-only) and run without the
+(``cache=True``: the machine code is kept beside this file, or where
+:func:`gisapp.formats.kernels.cache_location` says when that is read-only) and run without the
 interpreter lock (``nogil``), so the analysis' threads run them side by
 side.  They replace numpy code that made an array per step: one pass over
 the data, no temporaries.  The arithmetic is the numpy code's, operation
@@ -16,14 +16,10 @@ import it where they call it, not at their own import.
 
 from __future__ import annotations
 
-import os
-import tempfile
-
-import numba
 import numpy as np
 from numba import njit
 
-from gisapp.folders import private_folder
+from gisapp.formats.kernels import cache_location
 
 __all__ = ["cell_sort", "grid_scan", "quad_bounds", "quad_distances", "quad_rings", "quad_separation",
            "text_hashes", "ward_cells", "ward_raster", "wkb_quads"]
@@ -34,29 +30,11 @@ EPSILON = 1e-7
 FAR = 1e8
 
 
-def _probe():  # pragma: no cover - never called: only decorated, to ask numba where it would cache
+def _probe():  # pragma: no cover - never called (:func:`gisapp.formats.kernels.cache_location`)
     return 0
 
 
-def _cache_location() -> None:
-    """Give numba a cache folder where it has none it can write to.
-
-    numba keeps compiled code where ``NUMBA_CACHE_DIR`` says, else beside
-    this file, else in the user's cache (``~/.cache/numba``); where none can
-    be written (a read-only install run by a service user without a home),
-    it refuses to load this module at all.  Then the code is kept in this
-    user's private folder in the system's temporary folder
-    (:func:`gisapp.folders.private_folder`: made by this user, closed to
-    others, since numba loads what it finds there as code).
-    """
-    try:
-        njit(cache=True)(_probe)
-    except RuntimeError:
-        folder = private_folder(os.path.join(tempfile.gettempdir(), f"gisapp-numba-{os.getuid()}"))
-        numba.config.CACHE_DIR = str(folder)  # type: ignore[attr-defined]  # (numba sets its settings at run time)
-
-
-_cache_location()
+cache_location(_probe)
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -1,7 +1,7 @@
 """The hidden columns a write derives from each row, column by column: the accent-folded search texts, the
 WKB and the WGS84 GeoJSON of the geometry.
 
-No Python object per value: texts stay Arrow strings and are folded on their UTF-8 bytes in numpy
+No Python object per value: texts stay Arrow strings and are folded on their UTF-8 bytes by a compiled loop
 (:func:`fold_arrow`); polygons become MultiPolygon WKB by splicing a header into shapely's WKB
 (:func:`multipolygon_wkb`) and their GeoJSON is written from that WKB (:func:`gisapp.formats.geojson.geometry_texts`).
 The work is cut into blocks of rows run on a small pool of threads (numpy, Arrow and PROJ release the
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import os
 import resource
 import threading
@@ -27,7 +28,7 @@ import pyarrow.compute as pc
 import shapely
 
 from gisapp.filters import fold
-from gisapp.formats.wkb import read_polygons
+from gisapp.formats.wkb import Polygons, read_polygons
 
 #: Rows per block of work (bounds the per-byte arrays of a block to some tens of MB).
 BLOCK = 65_536
@@ -148,10 +149,13 @@ def _utf8(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
 def _fold_block(arr: pa.StringArray) -> pa.StringArray:
     """:func:`fold_arrow` of one block (no nulls).
 
-    On the UTF-8 bytes: ASCII bytes through a 128-entry table; each other character decoded, mapped through
-    :func:`fold_codes` and written back at its own first byte (never wider than it was: a character that
-    would widen goes to ``fold``), the bytes it no longer needs dropped.
+    On the UTF-8 bytes, by a compiled loop (:func:`gisapp.formats.kernels.fold_utf8`): ASCII bytes through a
+    128-entry table; each other character decoded, mapped through :func:`fold_codes` and written back (never
+    wider than it was: a character that would widen goes to ``fold``); the values it leaves are folded by
+    ``fold`` itself.
     """
+    from gisapp.formats import kernels
+
     n = len(arr)
     data, offsets = _utf8(arr)
     if not len(data):
@@ -159,39 +163,9 @@ def _fold_block(arr: pa.StringArray) -> pa.StringArray:
     table = fold_codes()
     ascii_table = np.arange(256, dtype=np.uint8)
     ascii_table[:128] = table[:128]  # NUL stays NUL (0): what ``fold`` makes of it
-    out = ascii_table[data]
-    lead = np.flatnonzero(data >= 0xC0)  # the first byte of each character beyond ASCII
-    if not len(lead):
-        return pa.StringArray.from_buffers(n, pa.py_buffer((offsets).astype(np.int32)), pa.py_buffer(out))
-    last = len(data) - 1  # a character's bytes past the end are never used (its size says so)
-    b0 = data[lead].astype(np.int32)
-    b1, b2, b3 = (data[np.minimum(lead + k, last)].astype(np.int32) & 0x3F for k in (1, 2, 3))
-    size = np.where(b0 < 0xE0, 2, np.where(b0 < 0xF0, 3, 4))
-    code = np.where(size == 2, ((b0 & 0x1F) << 6) | b1,
-                    np.where(size == 3, ((b0 & 0x0F) << 12) | (b1 << 6) | b2,
-                             ((b0 & 0x07) << 18) | (b1 << 12) | (b2 << 6) | b3))
-    mapped = np.where(code < FOLD_CODES, table[np.minimum(code, FOLD_CODES - 1)], 0)
-    width = 1 + (mapped >= 0x80) + (mapped >= 0x800) + (mapped >= 0x10000)
-    value = np.searchsorted(offsets, lead, side="right") - 1
-    odd_char = (mapped == 0) | (width > size)
-    nul = np.flatnonzero(data == 0)
-    odd = np.unique(np.concatenate([value[odd_char], np.searchsorted(offsets, nul, side="right") - 1]))
-    width = np.where(odd_char, size, width)  # left as they are: the value is folded by ``fold`` below
-    mapped = np.where(odd_char, code, mapped)
-    keep = (data & 0xC0) != 0x80
-    for k in range(size.max()):  # byte k of each character written ≥ k + 1 bytes wide
-        at = width > k
-        m, w = mapped[at], width[at]
-        if k == 0:
-            head = np.where(w == 1, m, np.where(w == 2, 0xC0 | (m >> 6),
-                                                 np.where(w == 3, 0xE0 | (m >> 12), 0xF0 | (m >> 18))))
-            out[lead[at]] = head
-        else:
-            out[lead[at] + k] = 0x80 | ((m >> (6 * (w - 1 - k))) & 0x3F)
-            keep[lead[at] + k] = True
-    dropped = np.bincount(value, weights=size - width, minlength=n).astype(np.int64)
-    new_offsets = offsets - np.concatenate([[0], np.cumsum(dropped)])
-    folded = pa.StringArray.from_buffers(n, pa.py_buffer(new_offsets.astype(np.int32)), pa.py_buffer(out[keep]))
+    new_offsets, out, odd_values = kernels.fold_utf8(data, offsets, table, ascii_table)
+    folded = pa.StringArray.from_buffers(n, pa.py_buffer(new_offsets.astype(np.int32)), pa.py_buffer(out))
+    odd = np.flatnonzero(odd_values)
     if not len(odd):
         return folded
     by_hand = pa.array([fold(v) for v in arr.take(pa.array(odd)).to_pylist()], pa.string())
@@ -324,19 +298,41 @@ def multipolygon_wkb(geoms) -> pa.BinaryArray:
 
 
 def _ragged_multipolygon_wkb(geoms: np.ndarray) -> pa.BinaryArray | None:
-    """:func:`multipolygon_wkb` of 2-D Polygons without holes, none missing or empty, made by Arrow from their
-    points (``shapely.get_coordinates``) instead of shapely's WKB writer and a splice: per polygon the
-    MultiPolygon's and the Polygon's headers, its ring's point count and the points' bytes as they lie in the
-    array (the bytes GEOS writes); ``None`` for any other geometries."""
+    """:func:`multipolygon_wkb` of 2-D Polygons without holes (:func:`plain_polygons`), made by Arrow from their
+    points instead of shapely's writer and a splice (:func:`_plain_multipolygon_wkb`); ``None`` for any other
+    geometries."""
+    polygons = plain_polygons(geoms)
+    return None if polygons is None else _plain_multipolygon_wkb(polygons)
+
+
+def plain_polygons(geoms) -> Polygons | None:
+    """The :class:`~gisapp.formats.wkb.Polygons` of shapely geometries that are all 2-D Polygons without holes,
+    none missing or empty, each ring of four points or more (every parcel and strip): their points
+    (``shapely.get_coordinates``) and counts, one ring and one polygon per feature, ``multi`` false; ``None``
+    for any other geometries (and for none at all)."""
+    geoms = np.asarray(geoms, dtype=object)
     if not len(geoms) or not (shapely.get_type_id(geoms) == 3).all() or shapely.is_empty(geoms).any() \
             or shapely.has_z(geoms).any() or shapely.get_num_interior_rings(geoms).any():
         return None
     counts = shapely.get_num_coordinates(geoms)
-    coords = np.ascontiguousarray(shapely.get_coordinates(geoms), "<f8")
+    if counts.min() < 4:
+        return None
+    n = len(geoms)
+    ring_offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(counts, out=ring_offsets[1:])
+    one = np.arange(n + 1, dtype=np.int64)
+    return Polygons(np.ascontiguousarray(shapely.get_coordinates(geoms), "<f8"), ring_offsets, one, one.copy(),
+                    np.zeros(n, bool), np.zeros(n, bool), np.empty(0, np.int64))
+
+
+def _plain_multipolygon_wkb(polygons: Polygons) -> pa.BinaryArray | None:
+    """The MultiPolygon WKB of :func:`plain_polygons`' polygons made by Arrow: per polygon the MultiPolygon's
+    and the Polygon's headers, its ring's point count and the points' bytes as they lie in the array (the bytes
+    GEOS writes); ``None`` when the points' bytes do not fit one Arrow binary array."""
+    coords, offsets = polygons.xy, polygons.ring_offsets
     if coords.size * 8 >= 2**31:
         return None
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
+    counts = np.diff(offsets)
     points = pa.BinaryArray.from_buffers(pa.binary(), len(counts),
                                          [None, pa.py_buffer((offsets * 16).astype(np.int32)), pa.py_buffer(coords)])
     head = np.empty(len(counts), dtype=[("multi", "V9"), ("order", "u1"), ("type", "<u4"), ("rings", "<u4"),
@@ -345,6 +341,35 @@ def _ragged_multipolygon_wkb(geoms: np.ndarray) -> pa.BinaryArray | None:
     heads = pa.FixedSizeBinaryArray.from_buffers(pa.binary(head.itemsize), len(counts),
                                                  [None, pa.py_buffer(head.tobytes())]).cast(pa.binary())
     return pc.binary_join_element_wise(heads, points, _NO_BYTES)
+
+
+def geometry_columns(geoms, multi: bool, polygons: Polygons | None = None) -> tuple[pa.BinaryArray, pa.StringArray]:
+    """The stored geometry as little-endian WKB (:func:`geometry_wkb`) and its stored GeoJSON
+    (:func:`geojson_of_wkb` of that WKB), in blocks on the pool's threads.
+
+    On a MultiPolygon layer (``multi``) whose geometries are :func:`plain_polygons` (read here in their order,
+    or given as ``polygons``: those of ``geoms``, one feature each), both are made from the points: the WKB by
+    :func:`_plain_multipolygon_wkb`, the GeoJSON by :func:`gisapp.formats.geojson.polygon_texts` without
+    reading that WKB back (the same bytes).  Any other geometries go the WKB's way."""
+    from gisapp.formats.geojson import polygon_texts
+
+    if polygons is None and multi and not is_wkb(geoms):
+        polygons = plain_polygons(geoms)
+    if polygons is None or not multi:
+        wkb = geometry_wkb(geoms, multi)
+        return wkb, geojson_of_wkb(wkb)
+    stored = dataclasses.replace(polygons, multi=np.ones(len(polygons), bool))
+
+    def block(s: int, e: int) -> tuple[pa.Array | None, pa.Array]:
+        part = stored.take(np.arange(s, e))
+        return _plain_multipolygon_wkb(part), polygon_texts(part)
+
+    done = run_blocks(block, len(stored))
+    if any(wkb is None for wkb, _ in done):
+        wkb = geometry_wkb(geoms, multi)
+    else:
+        wkb = concat([wkb for wkb, _ in done], pa.binary())
+    return wkb, concat([texts for _, texts in done], pa.string())
 
 
 _NO_BYTES = pa.scalar(b"", pa.binary())

@@ -51,7 +51,7 @@ def geometry_texts(geoms) -> pa.StringArray:
 
     ``geoms`` is an array of shapely geometries or an Arrow array of WKB.
     (Multi)Polygons are read by :func:`gisapp.formats.wkb.read_polygons` and
-    written by :func:`_polygon_texts`; other geometries, and polygons with a
+    written by :func:`polygon_texts`; other geometries, and polygons with a
     ring of fewer than four points, by shapely.
     """
     if isinstance(geoms, (pa.Array, pa.ChunkedArray)):
@@ -64,9 +64,9 @@ def geometry_texts(geoms) -> pa.StringArray:
     if len(sizes) and sizes.min() < 4:
         odd[polys.ring_features()[sizes < 4]] = True
     if not odd.any():
-        return _polygon_texts(polys)
+        return polygon_texts(polys)
     idx = np.flatnonzero(odd)
-    texts = _polygon_texts(polys.take(np.flatnonzero(~odd))).to_numpy(zero_copy_only=False)
+    texts = polygon_texts(polys.take(np.flatnonzero(~odd))).to_numpy(zero_copy_only=False)
     out = np.empty(len(polys), dtype=object)
     out[~odd] = texts
     shapes = web_geometries(shapely.from_wkb(wkb.take(pa.array(idx)).to_numpy(zero_copy_only=False)))
@@ -74,8 +74,10 @@ def geometry_texts(geoms) -> pa.StringArray:
     return pa.array(out, type=pa.string())
 
 
-def _polygon_texts(polys: Polygons) -> pa.StringArray:
-    """GeoJSON of (Multi)Polygons: one PROJ call, vectorised orientation, Arrow joins (``null`` without rings).
+def polygon_texts(polys: Polygons, *, compiled: bool = True) -> pa.StringArray:
+    """GeoJSON of (Multi)Polygons: one PROJ call, vectorised orientation, the texts written by a compiled loop
+    (:func:`gisapp.formats.kernels.geojson_polygons`, from :data:`COMPILED_MIN` features: importing numba is not
+    worth it for fewer) or joined by Arrow (``null`` without rings): the same bytes.
 
     Every ring must have four points or more.
     """
@@ -93,6 +95,8 @@ def _polygon_texts(polys: Polygons) -> pa.StringArray:
     cross[ends - 1] = 0.0  # the step from a ring's last vertex to the next ring's first
     area2 = np.add.reduceat(cross, starts)
     reverse = np.where(polys.exterior(), area2 < 0, area2 > 0)  # exteriors counter-clockwise, holes clockwise
+    if compiled and n >= COMPILED_MIN:
+        return _compiled_texts(polys, x, y, reverse)
     if reverse.any():
         k = np.arange(len(x))
         idx = np.where(reverse[ring_of], starts[ring_of] + ends[ring_of] - 1 - k, k)
@@ -102,17 +106,45 @@ def _polygon_texts(polys: Polygons) -> pa.StringArray:
     level = ("[", _join(_points(x, y), ring_off), "]")  # rings
     polygons = level = _nest(level, poly_off)
     level = _nest(level, feat_off)
-    texts = _text('{"type":"MultiPolygon","coordinates":', level, "}")
+    texts = _text(_MULTI_HEAD, level, "}")
     single = ~polys.multi
     if single.any():  # a Polygon: its first (only) polygon
         if not (np.diff(feat_off) == 1).all():
             first = np.minimum(feat_off[:-1], len(polygons[1]) - 1)
             polygons = ("", pc.take(_text("", polygons, ""), pa.array(first)), "")
-        texts = pc.if_else(pa.array(single), _text('{"type":"Polygon","coordinates":', polygons, "}"), texts)
+        texts = pc.if_else(pa.array(single), _text(_POLYGON_HEAD, polygons, "}"), texts)
     rings_per_feature = np.diff(poly_off[feat_off])
     if (rings_per_feature == 0).any():
         texts = pc.if_else(pa.array(rings_per_feature > 0), texts, "null")
     return texts
+
+
+#: Fewer features than this are written by Arrow's joins (:func:`polygon_texts`).
+COMPILED_MIN = 2000
+_MULTI_HEAD = '{"type":"MultiPolygon","coordinates":'
+_POLYGON_HEAD = '{"type":"Polygon","coordinates":'
+
+
+def _compiled_texts(polys: Polygons, x: np.ndarray, y: np.ndarray, reverse: np.ndarray) -> pa.StringArray:
+    """:func:`polygon_texts` of ``polys`` written by :func:`gisapp.formats.kernels.geojson_polygons` from their
+    WGS84 coordinates ``x``, ``y`` and the rings to ``reverse``; the features it leaves (a coordinate beyond
+    what it writes: infinite, huge, below 10⁻⁶) are made by Arrow's joins."""
+    from gisapp.formats import kernels
+
+    offsets, data, bad = kernels.geojson_polygons(
+        x, y, polys.ring_offsets, polys.polygon_offsets, polys.feature_offsets, polys.multi, reverse,
+        np.frombuffer(_MULTI_HEAD.encode(), np.uint8), np.frombuffer(_POLYGON_HEAD.encode(), np.uint8))
+    n = len(polys)
+    if offsets[-1] < 2**31:
+        texts = pa.StringArray.from_buffers(n, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(data))
+    else:  # (more than a string array holds: Arrow says so, as its joins would)
+        texts = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data)).cast(pa.string())
+    if not bad.any():
+        return texts
+    odd = np.flatnonzero(bad)
+    index = np.arange(n)
+    index[odd] = n + np.arange(len(odd))
+    return pa.concat_arrays([texts, polygon_texts(polys.take(odd), compiled=False)]).take(pa.array(index))
 
 
 def _web_xy(xy: np.ndarray, ring_off: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -181,9 +213,8 @@ def json_values(arr) -> pa.StringArray:
     if pa.types.is_string(typ) or pa.types.is_large_string(typ):
         arr = arr.cast(pa.string())
         out = pc.binary_join_element_wise('"', arr, '"', "")
-        unsafe = pc.fill_null(pc.match_substring_regex(arr, _NEEDS_ESCAPE), False)
-        if pc.any(unsafe).as_py():
-            idx = np.flatnonzero(unsafe.to_numpy(zero_copy_only=False))
+        idx = _to_escape(arr)
+        if len(idx):
             escaped = [orjson.dumps(v).decode() for v in pc.take(arr, pa.array(idx)).to_pylist()]
             values = out.to_numpy(zero_copy_only=False).astype(object)
             values[idx] = escaped
@@ -356,8 +387,15 @@ def page_values(arr) -> pa.StringArray:
     if not len(arr):
         return pa.array([], pa.string())
     values = pc.fill_null(arr.cast(pa.float64()), np.nan).to_numpy(zero_copy_only=False)
-    text = orjson.dumps(values.tolist())[1:-1].decode()  # a number's text never holds a comma
-    return pc.split_pattern(pa.array([text], pa.string()), ",").flatten()
+    # orjson writes a numpy float64 as the Python float (its digits, NaN and infinities null); a number's text
+    # never holds a comma: the texts are the bytes between the commas
+    text = np.frombuffer(orjson.dumps(np.ascontiguousarray(values), option=orjson.OPT_SERIALIZE_NUMPY), np.uint8)
+    text = text[1:-1]
+    commas = np.flatnonzero(text == 44)
+    offsets = np.empty(len(values) + 1, np.int32)
+    offsets[0], offsets[-1] = 0, len(text) - len(commas)
+    offsets[1:-1] = commas - np.arange(len(commas))  # (each value's end, less the commas before it)
+    return pa.StringArray.from_buffers(len(values), pa.py_buffer(offsets), pa.py_buffer(text[text != 44]))
 
 
 def properties_texts(layer: Layer, arrays) -> tuple[pa.StringArray, pa.StringArray | None]:
@@ -404,6 +442,17 @@ _ESCAPED_BYTES = np.zeros(256, dtype=bool)
 _ESCAPED_BYTES[:0x20] = _ESCAPED_BYTES[ord('"')] = _ESCAPED_BYTES[ord("\\")] = True
 
 
+def _to_escape(text: pa.StringArray) -> np.ndarray:
+    """The positions of the values of ``text`` that hold a character JSON escapes (:data:`_NEEDS_ESCAPE`: those
+    are single bytes in UTF-8, never inside another character's bytes), by a scan of the bytes."""
+    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
+    data = text.buffers()[2]
+    if data is None or offsets[-1] == offsets[0]:
+        return np.empty(0, np.int64)
+    at = np.flatnonzero(_ESCAPED_BYTES[np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]]) + offsets[0]
+    return np.unique(np.searchsorted(offsets, at, side="right") - 1)
+
+
 def _quoted_as_is(arr) -> pa.StringArray | None:
     """The texts of a text or date column whose JSON values are those texts between quotes (no value missing,
     none with a character to escape: a scan of the column's bytes), else ``None``."""
@@ -412,15 +461,10 @@ def _quoted_as_is(arr) -> pa.StringArray | None:
     if arr.null_count or not (pa.types.is_string(arr.type) or pa.types.is_large_string(arr.type)
                               or pa.types.is_date(arr.type)):
         return None
-    text = pc.cast(arr.cast(pa.date32()), pa.string()) if pa.types.is_date(arr.type) else arr.cast(pa.string())
     if pa.types.is_date(arr.type):
-        return text
-    offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
-    data = text.buffers()[2]
-    if data is None or offsets[-1] == offsets[0]:
-        return text
-    values = np.frombuffer(data, dtype=np.uint8)[offsets[0]:offsets[-1]]
-    return None if _ESCAPED_BYTES[values].any() else text
+        return pc.cast(arr.cast(pa.date32()), pa.string())
+    text = arr.cast(pa.string())
+    return None if len(_to_escape(text)) else text
 
 
 def personal_run(layer: Layer) -> tuple[list[str], str | None] | None:

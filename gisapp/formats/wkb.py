@@ -116,7 +116,9 @@ class Polygons:
         points, ring_offsets = _ranges(self.ring_offsets, rings)
         was = np.zeros(len(self), bool)
         was[self.fallback] = True
-        return Polygons(self.xy[points], ring_offsets, polygon_offsets, feature_offsets, self.multi[order],
+        pairs = np.ascontiguousarray(self.xy, np.float64).view(np.complex128)  # a point's 16 bytes as one item:
+        xy = pairs[points.reshape(-1, 1)].view(np.float64).reshape(-1, 2)  # gathered 3× faster than rows of two
+        return Polygons(xy, ring_offsets, polygon_offsets, feature_offsets, self.multi[order],
                         self.other[order], np.flatnonzero(was[order]))
 
     @staticmethod
@@ -142,6 +144,8 @@ def _ranges(offsets: np.ndarray, sel: np.ndarray) -> tuple[np.ndarray, np.ndarra
     sizes = offsets[sel + 1] - starts
     new = np.zeros(len(sel) + 1, np.int64)
     np.cumsum(sizes, out=new[1:])
+    if len(sizes) and (sizes == sizes[0]).all():  # (one polygon, one ring, five points each: most layers)
+        return (starts[:, None] + np.arange(sizes[0])).ravel(), new
     return np.repeat(starts - new[:-1], sizes) + np.arange(new[-1]), new
 
 

@@ -21,6 +21,7 @@ import shapely
 from gisapp import domain, history, schema
 from gisapp.filters import Filter, fold
 from gisapp.formats import derive, geojson
+from gisapp.formats.wkb import Polygons
 from gisapp.inspections import Inspection, PhotoRef
 from gisapp.photos import Photo
 from gisapp.progress import SILENT, Progress
@@ -820,7 +821,7 @@ def geojson_texts(geoms) -> pa.Array:
     return geometry_texts(np.asarray(geoms, dtype=object))
 
 
-def derived_columns(layer: Layer, frame: pd.DataFrame) -> dict[str, pa.Array]:
+def derived_columns(layer: Layer, frame: pd.DataFrame, polygons: Polygons | None = None) -> dict[str, pa.Array]:
     """The hidden columns a write stores beside a coerced frame's fields, as Arrow arrays, column by column on
     the pool's threads (:mod:`gisapp.formats.derive`): :data:`SEARCH_COLUMN` and :data:`PERSONAL_SEARCH_COLUMN`
     (:func:`search_text`'s texts), :data:`GEOJSON_COLUMN` (:func:`geojson_texts` of the stored geometry) and
@@ -828,11 +829,13 @@ def derived_columns(layer: Layer, frame: pd.DataFrame) -> dict[str, pa.Array]:
     layer: ``shapely.to_wkb(geo.to_multipolygons(...), byte_order=1)``; null where missing).
 
     The same values as those functions, several times faster: texts never become Python strings (coerce
-    with ``arrow_text=True`` to keep them in Arrow from the start) and the GeoJSON is read from the WKB."""
-    wkb = derive.geometry_wkb(frame.geometry.values, layer.geometry == "MultiPolygon")
+    with ``arrow_text=True`` to keep them in Arrow from the start) and the GeoJSON is made from the points of
+    plain polygons, else read from the WKB (:func:`gisapp.formats.derive.geometry_columns`; ``polygons``: the
+    frame's geometries as :func:`gisapp.formats.derive.plain_polygons` reads them, when read already)."""
+    wkb, texts = derive.geometry_columns(frame.geometry.values, layer.geometry == "MultiPolygon", polygons)
     return {SEARCH_COLUMN: derive.search_texts(layer, frame),
             PERSONAL_SEARCH_COLUMN: derive.search_texts(layer, frame, personal=True),
-            GEOJSON_COLUMN: derive.geojson_of_wkb(wkb), "wkb": wkb}
+            GEOJSON_COLUMN: texts, "wkb": wkb}
 
 
 def search_text(layer: Layer, frame: pd.DataFrame, personal: bool = False) -> pd.Series:

@@ -57,7 +57,7 @@ from gisapp import geo, schema
 from gisapp import history as hist
 from gisapp.filters import Filter
 from gisapp.formats import derive
-from gisapp.formats.wkb import read_polygons
+from gisapp.formats.wkb import Polygons, read_polygons
 from gisapp.inspections import Inspection
 from gisapp.photos import Photo
 from gisapp.progress import SILENT, Progress
@@ -1147,11 +1147,18 @@ def _copy_columns(layer: Layer) -> list[str]:
 
 def _copy_chunks(layer: Layer, frame: gpd.GeoDataFrame) -> Iterator[tuple[int, pa.Buffer]]:
     """The rows of ``frame`` in :func:`_spatial_order` as binary COPY rows (:func:`_binary_rows`),
-    ``COPY_CHUNK`` rows at a time: (rows, bytes)."""
-    order = _spatial_order(frame.geometry.values)
+    ``COPY_CHUNK`` rows at a time: (rows, bytes).
+
+    Plain polygons' points are read once, in the frame's order (:func:`gisapp.formats.derive.plain_polygons`),
+    and each chunk's taken from them: shapely's geometries read in the spatial order, scattered in memory, cost
+    several times as much (a 1M layer's WKB ~2.6 s against ~0.45 s)."""
+    geoms = frame.geometry.values
+    polygons = None if derive.is_wkb(geoms) or layer.geometry != "MultiPolygon" else derive.plain_polygons(geoms)
+    order = _spatial_order(geoms)
     for start in range(0, len(frame), COPY_CHUNK):
-        yield min(COPY_CHUNK, len(frame) - start), \
-            _binary_rows(_arrow_table(layer, frame.iloc[order[start:start + COPY_CHUNK]]))
+        rows = order[start:start + COPY_CHUNK]
+        yield len(rows), _binary_rows(_arrow_table(layer, frame.iloc[rows],
+                                                   None if polygons is None else polygons.take(rows)))
 
 
 #: What a binary COPY starts with (signature, flags, no header extension) and ends with (a field count of -1).
@@ -1334,8 +1341,9 @@ def _nothing_changed(con: psycopg.Connection, what: str) -> Iterator[None]:
             raise
         raise StoreError(f"{what} failed, nothing was changed: {str(err).strip().splitlines()[0]}") from err
 
-def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
-    """The rows to COPY (:func:`_binary_rows`): typed columns, the search texts, the GeoJSON, geometry as EWKB."""
+def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame, polygons: Polygons | None = None) -> pa.Table:
+    """The rows to COPY (:func:`_binary_rows`): typed columns, the search texts, the GeoJSON, geometry as EWKB
+    (``polygons``: the frame's geometries as :func:`gisapp.formats.derive.plain_polygons` reads them, if read)."""
     arrays = {}
     for f in layer.fields:
         col = frame[f.name]
@@ -1348,7 +1356,7 @@ def _arrow_table(layer: Layer, frame: gpd.GeoDataFrame) -> pa.Table:
                                       from_pandas=True)
         else:
             arrays[f.name] = derive.arrow_strings(col)
-    derived = derived_columns(layer, frame)  # column by column, over the cores
+    derived = derived_columns(layer, frame, polygons)  # column by column, over the cores
     for name in (SEARCH_COLUMN, PERSONAL_SEARCH_COLUMN, GEOJSON_COLUMN):
         arrays[name] = derived[name]
     arrays["geom"] = _ewkb(derived["wkb"])
