@@ -468,6 +468,33 @@ def test_the_check_runs_in_a_child_process_under_the_memory_limit(demo_store, tm
     assert r.status_code == 200 and re.search(r'data-testid="accepted">3<', r.get_data(as_text=True))
 
 
+def test_an_import_that_meets_the_limit_outside_python_is_refused_with_the_limit(demo_store, tmp_path):
+    """The limit met by a thread or a library (numba's compiler, mapped on first use by a write of 2,000 texts or
+    more) is the memory limit named, as for Python's own allocations; and nothing of the import is written."""
+    from gisapp.importing import child as importing_child
+    from gisapp.importing.prepare import ImportFailure
+
+    rows = sidewalk_rows(demo_store, 400)
+    rows = pd.concat([rows] * 7, ignore_index=True).iloc[:2500]  # the demo's 400 strips, each several times
+    rows["permit_no"] = [f"UP-{i}" for i in range(1, len(rows) + 1)]
+    (tmp_path / "permits.geojson").write_bytes(geojson_bytes(rows, tmp_path))
+    job = importing_child.Job(store=demo_store.url, layer="sidewalk_permits", path=str(tmp_path / "permits.geojson"),
+                              dry_run=False)
+    before = demo_store.count("sidewalk_permits")
+    refused = 0
+    for limit in (1024, 1536, 1700):  # on this machine: Python's allocator, a thread, numba's library refused
+        try:
+            summary = importing_child.run(job, memory_mb=limit, seconds=120)
+        except ImportFailure as err:
+            assert f"{limit} MB" in str(err)
+            assert demo_store.count("sidewalk_permits") == before
+            refused += 1
+        else:
+            assert summary.accepted == 2500
+            before = demo_store.count("sidewalk_permits")
+    assert refused  # at least the smallest limit is met
+
+
 def test_a_check_past_its_time_is_stopped(demo_store, tmp_path):
     from gisapp.importing import child as importing_child
     from gisapp.importing.prepare import ImportFailure

@@ -14,6 +14,7 @@ writes the rejects file and, on confirmation, the store itself.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -177,6 +178,24 @@ def _work(job: Job):
     return report
 
 
+#: What the C libraries say when the address-space limit refuses them a mapping: a thread's stack, a shared
+#: library loaded on first use (numba's compiler, ~170 MB), a buffer.
+_NO_ADDRESS_SPACE = ("can't start new thread", "failed to map segment", "cannot allocate memory")
+
+
+def _out_of_address_space(err: BaseException | None) -> bool:
+    """Whether ``err`` is the address-space limit met: Python's allocator (``MemoryError``) or a C library's
+    thread or mapping refused (``OSError`` ENOMEM, or its message), somewhere in the chain of causes."""
+    while err is not None:
+        if isinstance(err, MemoryError) or (isinstance(err, OSError) and err.errno == errno.ENOMEM):
+            return True
+        if isinstance(err, (RuntimeError, OSError, ImportError)) and any(
+                text in str(err).lower() for text in _NO_ADDRESS_SPACE):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
 def main() -> None:
     """The child: read the job from stdin, do it under the limits, answer on stdout (JSON)."""
     request = json.loads(sys.stdin.buffer.read())
@@ -192,11 +211,13 @@ def main() -> None:
         answer = {"failure": err.as_dict()}
     except StoreError as err:
         answer = {"store_error": str(err)}
-    except MemoryError:
-        answer = {"failure": ImportFailure("import_out_of_memory", name=name, limit=request["memory_mb"]).as_dict()}
-    except Exception as err:  # a bug: its traceback goes to stderr, which the parent logs
-        traceback.print_exc()
-        answer = {"crash": f"{type(err).__name__}: {err}"}
+    except Exception as err:  # the memory limit met, or a bug (its traceback goes to stderr, which the parent logs)
+        if _out_of_address_space(err):
+            answer = {"failure": ImportFailure("import_out_of_memory", name=name,
+                                               limit=request["memory_mb"]).as_dict()}
+        else:
+            traceback.print_exc()
+            answer = {"crash": f"{type(err).__name__}: {err}"}
     answer_to.write(json.dumps(answer))
     answer_to.flush()
 
