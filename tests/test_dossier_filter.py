@@ -12,7 +12,8 @@ import shapely
 
 from gisapp import domain, schema
 from gisapp.analysis import stats
-from gisapp.filters import EXACT_MAX, Filter
+from gisapp.errors import FilterError
+from gisapp.filters import EXACT_MAX, Filter, parse_filter
 from gisapp.store import StoreError, migrations, postgis
 from gisapp.store.gpkg import GeoPackageStore
 from gisapp.web.app import create_app
@@ -138,6 +139,18 @@ def test_the_involving_filter_selects_the_findings_naming_the_ids(store, ids):
         assert expected == ["LK-1", "LK-2", "MC-2"]
 
 
+def test_the_api_parameter_is_read_exactly_and_only_where_the_property_is():
+    side = schema.LAYERS[SIDEWALK]
+    flt, _ = parse_filter({"construction_dossier_code": ["XD-1, XD-12,XD-1", "xd-1"]}, "api", layer=side)
+    assert flt == Filter(dossiers=("XD-1", "XD-12", "xd-1"))  # as given, once each, in order: codes are exact
+    assert parse_filter({"construction_dossier_code": ""}, "api", layer=side)[0] == Filter()
+    with pytest.raises(FilterError, match="construction_dossier_code: unknown parameter"):
+        parse_filter({"construction_dossier_code": "XD-1"}, "api", layer=schema.LAYERS[FINDINGS])
+    with pytest.raises(FilterError, match="construction_dossier_code: unknown parameter"):
+        parse_filter({"construction_dossier_code": "XD-1"}, "tiles")  # the map's surfaces have no such filter
+    assert parse_filter({"construction_dossier_code": "XD-1"}, "page")[0] == Filter()
+
+
 # -- plans and indexes -----------------------------------------------------------------
 
 def _plan(store, layer: str, flt: Filter) -> str:
@@ -178,6 +191,23 @@ def test_the_filters_are_planned_on_their_indexes(store):
     # the dossier code's index holds only the permits naming a dossier
     assert "WHERE" in _index_sql(store, "ix_sidewalk_permits_construction_dossier_code")
     assert "IS NOT NULL" in _index_sql(store, "ix_sidewalk_permits_construction_dossier_code")
+
+
+@pytest.mark.parametrize("replace", [False, True], ids=["new-file", "replace-in-place"])
+def test_geopackage_layers_written_by_gdal_children_get_the_indexes(tmp_path, monkeypatch, replace):
+    # the load's path: large layers written by GDAL in child processes that build their indexes, moved in
+    from gisapp.store import gpkg as gpkg_store
+
+    monkeypatch.setattr(gpkg_store, "CHILD_ROWS", 1)
+    store = GeoPackageStore(tmp_path / "s.gpkg", must_exist=False)
+    store.write(frames())
+    if replace:
+        store.write({SIDEWALK: sidewalk_permits(), FINDINGS: findings().iloc[::-1]})
+    assert "IS NOT NULL" in _index_sql(store, INDEXES[SIDEWALK][0])
+    assert "ix_sidewalk_permits_construction_dossier_code" in _plan(store, SIDEWALK, Filter(dossiers=("XD-1",)))
+    assert "ix_findings_b_id" in _plan(store, FINDINGS, Filter(involving=("XD-1",)))
+    assert store.read(SIDEWALK, Filter(dossiers=("XD-1",)))["permit_no"].tolist() == NAMING["XD-1"]
+    assert store.read(FINDINGS, Filter(involving=("XD-1",)))["finding_id"].tolist() == ["LK-1", "LK-2", "MC-2"]
 
 
 def test_migration_17_adds_the_indexes_to_an_existing_database(tmp_path, request):

@@ -1804,8 +1804,8 @@ def _index_statements(lay: Layer) -> list[str]:
     (:meth:`GeoPackageStore._key_ranks`), and reads rows by fid only in the moment that order is read (1.1 →
     1.4 ms a street view at 1M; it cost ~0.8–1.2 s of CPU per 1M layer to build).  ``construction_dossier_code``
     (``Filter.dossiers``: a dossier's page) has a partial index of the permits naming a dossier only (~27 %);
-    ``a_id`` and ``b_id`` (``Filter.involving``) one each.  Files written before keep the indexes they have until
-    their layer is written whole again.
+    ``a_id`` and ``b_id`` (``Filter.involving``) one each.  Files written before keep the indexes they have, and
+    get those they lack, when their layer is written whole again (until then those filters scan the layer).
     """
     out: list[str] = []
     ward_dates = "ward_code" in lay.field_names and bool(lay.date_field)
