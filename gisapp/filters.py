@@ -23,6 +23,10 @@ the first ``datetime``), ``bbox`` the first box; repeated ``q`` values are joine
 
 ``as_of`` (every surface, the same name) takes one day, read by
 :func:`parse_as_of`: the data as it was at the end of that day.
+
+``construction_dossier_code`` (the API's, a property filter of the sidewalk permits) selects the permits
+naming one of the dossier codes given, exactly (no search: ``XD-1`` is not ``XD-12``); a code no permit
+names matches nothing.  :attr:`Filter.involving` (the findings naming a feature) is no URL parameter.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ class Filter:
     bbox: tuple[float, float, float, float] | None = None  # WGS84 lon/lat; west > east: across the antimeridian
     q_personal: bool = False  # ``q`` also searches owner names (signed-in staff only; not a URL parameter)
     as_of: dt.date | None = None  # the data as it was at the end of that day (:func:`parse_as_of`)
+    dossiers: tuple[str, ...] = ()  # sidewalk permits naming one of these dossier codes (construction_dossier_code)
+    involving: tuple[str, ...] = ()  # findings naming one of these features (a_id or b_id; not a URL parameter)
 
     def is_empty(self) -> bool:
         """True when nothing is restricted."""
@@ -85,6 +91,10 @@ class Filter:
 _CODE_SETS = {"statuses": "status", "procedures": "procedure", "channels": "channel", "purposes": "purpose",
               "kinds": "kind"}
 CODE_FIELDS = ("wards", *_CODE_SETS)
+#: Filter fields of exact values (no code set): an API property filter each, matched by equality.
+EXACT_FIELDS = ("dossiers",)
+#: The most values one exact-value parameter takes (each is a bound parameter of the query).
+EXACT_MAX = 100
 #: The field a parameter fills when it is a date interval (``datetime``): both dates.
 PERIOD = "date_from/date_to"
 #: The map's filter parameters (its pages, its data, the exports, the tiles) → the Filter field each fills.
@@ -93,8 +103,8 @@ MAP_PARAMS = {"ward": "wards", "status": "statuses", "procedure": "procedures", 
               "bbox": "bbox", "as_of": "as_of"}
 #: The OGC API's: the property filters by the property's name, ``datetime`` (RFC 3339) for both dates.
 API_PARAMS = {"ward_code": "wards", "status": "statuses", "procedure": "procedures", "channel": "channels",
-              "purpose": "purposes", "kind": "kinds", "datetime": PERIOD, "day": "day", "q": "q", "bbox": "bbox",
-              "as_of": "as_of"}
+              "purpose": "purposes", "kind": "kinds", "construction_dossier_code": "dossiers", "datetime": PERIOD,
+              "day": "day", "q": "q", "bbox": "bbox", "as_of": "as_of"}
 
 
 @dataclass(frozen=True)
@@ -127,7 +137,8 @@ def surface_params(surface: str, layer=None) -> dict[str, str]:
     rules = SURFACES[surface]
     if layer is None or not rules.ogc:
         return dict(rules.params)
-    return {p: f for p, f in rules.params.items() if f not in CODE_FIELDS or p in layer.field_names}
+    return {p: f for p, f in rules.params.items()
+            if f not in (*CODE_FIELDS, *EXACT_FIELDS) or p in layer.field_names}
 
 
 def accepted_params(surface: str, layer=None) -> tuple[str, ...]:
@@ -177,6 +188,11 @@ def _read(args, param: str, attr: str, rules: Surface, reject, known_wards) -> d
     """The Filter fields ``param`` fills; a bad code is rejected alone, any other bad value raises."""
     if attr in CODE_FIELDS:
         return {attr: _codes(_values(args, param), param, attr, reject, known_wards)}
+    if attr in EXACT_FIELDS:
+        items = list(dict.fromkeys(_values(args, param)))
+        if len(items) > EXACT_MAX:
+            raise FilterError(param, f"at most {EXACT_MAX} values")
+        return {attr: tuple(items)}
     if attr in ("date_from", "date_to", "day"):
         items = _values(args, param)
         return {attr: parse_date(items[-1], param)} if items else {}

@@ -401,23 +401,6 @@ def test_the_filters_counts_are_planned_on_their_indexes(backend, flt, index, tm
     assert index in plan, plan
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_no_index_on_the_sidewalk_permits_dossier_code(backend, tmp_path, request):
-    # no query filters on it (a dossier's page finds its sidewalk permits by their search text): PostGIS
-    # migration 16 drops it, new GeoPackage layers are written without it
-    store = new_store(backend, tmp_path, request)
-    if backend == "gpkg":
-        from gisapp.store import gpkg as gpkg_store
-
-        statements = " ".join(gpkg_store._index_statements(schema.LAYERS["sidewalk_permits"]))
-        assert "construction_dossier_code" not in statements and "ix_sidewalk_permits_status" in statements
-        return
-    store.write({"construction_permits": permits(3)})
-    with store.connection() as con:
-        names = {r[0] for r in con.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'sidewalk_permits'")}
-    assert "ix_sidewalk_permits_construction_dossier_code" not in names and "ix_sidewalk_permits_status" in names
-
-
 # -- existence and aggregates --------------------------------------------------------------
 
 @pytest.mark.parametrize("backend", BACKENDS)

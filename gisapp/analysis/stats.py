@@ -539,16 +539,14 @@ def permit_detail(store: Store, code: str, calendar: domain.Calendar, nearby_m: 
     due = due_dates(frame, calendar).iloc[0]
     parcel = frame.geometry.iloc[0]
     # sidewalk permits: those naming the dossier, and those within nearby_m of the parcel
-    linked_frame = store.read(SIDEWALK, Filter(q=code))
-    linked_frame = linked_frame[linked_frame["construction_dossier_code"] == code]
+    linked_frame = store.read(SIDEWALK, Filter(dossiers=(code,)))
     around = _wgs84_bbox(parcel, nearby_m)
     near = store.read(SIDEWALK, Filter(bbox=around))
     if len(near):
         dist = shapely.distance(np.asarray(near.geometry.values), parcel)
         near = near.assign(distance_m=np.round(dist, 1))
         near = near[(near["distance_m"] <= nearby_m) & ~near["permit_no"].isin(linked_frame["permit_no"])]
-    found = store.read(FINDINGS, Filter(q=code))
-    found = found[(found["a_id"] == code) | (found["b_id"] == code)]
+    found = store.read(FINDINGS, Filter(involving=(code,)))
     center = geo.transform([parcel.representative_point()])[0]
     record = _records(frame)[0]
     return PermitDetail(
@@ -585,8 +583,7 @@ def sidewalk_detail(store: Store, permit_no: str, neighbours_m: float = 60.0,
         return None
     record = _records(frame)[0]
     geom = frame.geometry.iloc[0]
-    found = store.read(FINDINGS, Filter(q=permit_no))
-    found = found[(found["a_id"] == permit_no) | (found["b_id"] == permit_no)]
+    found = store.read(FINDINGS, Filter(involving=(permit_no,)))
     names = dict(wards_in_force(store, record["start_on"])) if record.get("start_on") else {}
     dossier = record.get("construction_dossier_code")
     center = geo.transform([geom.representative_point()])[0] if geom is not None and not geom.is_empty else None

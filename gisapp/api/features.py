@@ -37,7 +37,7 @@ import orjson
 from gisapp import domain, geo
 from gisapp.api import changes, processes
 from gisapp.errors import FilterError, NotFound
-from gisapp.filters import CODE_FIELDS, SURFACES, Filter
+from gisapp.filters import CODE_FIELDS, EXACT_FIELDS, EXACT_MAX, SURFACES, Filter
 from gisapp.formats import geojson
 from gisapp.schema import LAYERS, Layer
 from gisapp.store import Store
@@ -56,7 +56,7 @@ OPENAPI = "application/vnd.oai.openapi+json;version=3.0"
 SCHEMA_JSON = "application/schema+json"
 DEFAULT_LIMIT = 100
 #: Property filters: query parameter → Filter attribute (only on layers that have the field); from the filter's table.
-PROPERTY_PARAMS = {p: f for p, f in SURFACES["api"].params.items() if f in CODE_FIELDS}
+PROPERTY_PARAMS = {p: f for p, f in SURFACES["api"].params.items() if f in (*CODE_FIELDS, *EXACT_FIELDS)}
 #: The parameters of every endpoint (the items take their filter's and ``limit``/``offset`` too).
 COMMON_PARAMS = ("f", "lang")
 #: Languages of the HTML pages (``lang``).
@@ -410,8 +410,13 @@ def _parameters(max_items: int) -> dict:
                     "Free-text search in codes, addresses and streets, accent-insensitive."),
         "featureId": _param("featureId", {"type": "string"}, "The feature's key.", required=True, where="path"),
     }
-    for name in PROPERTY_PARAMS:
+    for name, attr in PROPERTY_PARAMS.items():
         field = next(lay.field(name) for lay in LAYERS.values() if name in lay.field_names)
+        if attr in EXACT_FIELDS:
+            params[name] = _param(name, {"type": "array", "items": {"type": "string"}, "maxItems": EXACT_MAX},
+                                  f"{field.en} ({field.vi}): one or more values, comma-separated, each matched "
+                                  "exactly (not a search); a value no feature has matches nothing.", explode=False)
+            continue
         items = {"type": "string", "pattern": "^[0-9]+$"} if name == "ward_code" or not field.codes else \
             {"type": "string", "enum": list(domain.CODE_SETS[field.codes])}
         params[name] = _param(name, {"type": "array", "items": items},

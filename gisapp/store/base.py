@@ -418,6 +418,13 @@ def attribute_clauses(layer: Layer, flt: Filter | None, ph: str = "?") -> tuple[
     any_of("channel", flt.channels)
     any_of("purpose", flt.purposes)
     any_of("kind", flt.kinds)
+    # exact matches on indexed columns (a dossier's page: the partial index of the permits naming a dossier,
+    # those of the findings' a_id and b_id), not the search text
+    any_of("construction_dossier_code", flt.dossiers)
+    if flt.involving and {"a_id", "b_id"} <= names:
+        marks = ", ".join([ph] * len(flt.involving))
+        clauses.append(f"(a_id IN ({marks}) OR b_id IN ({marks}))")
+        params.extend([*flt.involving, *flt.involving])
     start, end = layer.date_field, layer.end_date_field or layer.date_field
     if start and flt.date_to:
         clauses.append(f"{start} <= {ph}")
