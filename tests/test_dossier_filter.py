@@ -259,6 +259,32 @@ def test_an_older_geopackage_gets_the_indexes_when_its_layers_are_written_again(
     assert old.read(SIDEWALK, Filter(dossiers=("XD-1",)))["permit_no"].tolist() == NAMING["XD-1"]
 
 
+def test_an_older_geopackage_gets_the_indexes_with_its_next_write_in_place(tmp_path, monkeypatch):
+    """An office's file gets the indexes with its next save or findings update (a patch of a few rows), not
+    only when a layer is written whole."""
+    from gisapp.store import base
+
+    monkeypatch.setattr(base, "REPLACE_DETAIL_MAX", 20)  # the 309 findings count as large: a change is a patch
+    store = GeoPackageStore(tmp_path / "s.gpkg", must_exist=False)
+    store.write(frames())
+    with sqlite3.connect(store.path) as con:
+        for names in INDEXES.values():
+            for name in names:
+                con.execute(f'DROP INDEX "{name}"')
+    one = sidewalk_permits().iloc[[7]].assign(address="7 Cách Mạng Tháng Tám (sửa)")
+    GeoPackageStore(store.path).write({SIDEWALK: one}, mode="upsert")  # an officer's save
+    saved = GeoPackageStore(store.path)
+    assert _index_sql(saved, INDEXES[SIDEWALK][0]) and not any(_index_sql(saved, n) for n in INDEXES[FINDINGS])
+    assert "ix_sidewalk_permits_construction_dossier_code" in _plan(saved, SIDEWALK, Filter(dossiers=("XD-1",)))
+    changed = findings()
+    changed.loc[changed["finding_id"] == "CR-1", "overlap_end"] = "2022-03-11"
+    saved.write({FINDINGS: changed}, mode="replace")  # an analysis that changed one finding
+    updated = GeoPackageStore(store.path)
+    assert all(_index_sql(updated, name) for name in INDEXES[FINDINGS])
+    assert updated.read(FINDINGS, Filter(involving=("XD-1",)))["finding_id"].tolist() == ["LK-1", "LK-2", "MC-2"]
+    assert updated.read(SIDEWALK, Filter(dossiers=("XD-1",)))["permit_no"].tolist() == NAMING["XD-1"]
+
+
 # -- the dossier's page, its popup and the API -----------------------------------------------
 
 @pytest.fixture

@@ -1418,6 +1418,7 @@ def _write_in_place(path: Path, layers: dict[str, Layer], frames: dict[str, gpd.
             frame = schema.coerce(lay, frames[name]) if name in frames else empty_frame(lay)
             _rows_into(con, lay, [*deleted.get(name, []), *(str(k) for k in frame[lay.key])], frame)
         _meta_history_log_into(con, meta, history, [], log)
+        _indexes_into(con, layers.values())  # those an older file lacks (once; none when it has them all)
         con.execute("COMMIT")
 
 
@@ -1528,7 +1529,8 @@ def _move_layers(path: Path, sources: dict[str, Path], *, meta: dict[str, Any] |
         if meta or history is not None or log:
             _meta_history_log_into(con, meta, hist.empty() if history is None else history, list(replaced),
                                    list(log))
-        _finish(path, [store_layer(name) for name in sources if name not in bare], con=con)
+        # the moved layers' indexes, and those a patched layer of an older file lacks (once)
+        _finish(path, [store_layer(name) for name in [*sources, *(patches or {})] if name not in bare], con=con)
         for name in bare:  # after the others' indexes: the file's objects in the order of before
             _move_layer(con, name, alias[sources[name]])
         con.execute("COMMIT")
@@ -1805,7 +1807,7 @@ def _index_statements(lay: Layer) -> list[str]:
     1.4 ms a street view at 1M; it cost ~0.8–1.2 s of CPU per 1M layer to build).  ``construction_dossier_code``
     (``Filter.dossiers``: a dossier's page) has a partial index of the permits naming a dossier only (~27 %);
     ``a_id`` and ``b_id`` (``Filter.involving``) one each.  Files written before keep the indexes they have, and
-    get those they lack, when their layer is written whole again (until then those filters scan the layer).
+    get those they lack with the next write of that layer, whole or in place (until then those filters scan).
     """
     out: list[str] = []
     ward_dates = "ward_code" in lay.field_names and bool(lay.date_field)
