@@ -932,8 +932,10 @@ class GeoPackageStore(Store):
                     children.write_small(LAYERS[name], empty_frame(LAYERS[name]), tmp)
                 children.write_meta(merged_meta, tmp)
                 if children:
-                    _move_layers(tmp, children.wait(), timeout=IN_PLACE_TIMEOUT, private=True,
-                                 bare=[*missing, META_TABLE])
+                    sources = children.wait()
+                    children.flush_behind(tmp)  # the layer its child wrote here, while the others move in
+                    _move_layers(tmp, sources, timeout=IN_PLACE_TIMEOUT, private=True, bare=[*missing, META_TABLE])
+                    children.flush_behind(tmp)  # and those, while the history is written
                 replaced = [n for n in frames if mode == "replace" and history is not None
                             and n in set(history["layer"])]
                 _write_history(tmp, changes, replaced, fresh)
@@ -1788,6 +1790,10 @@ def _finish(path: Path, layers, con: sqlite3.Connection | None = None) -> None:
         _indexes_into(con, layers)
         con.commit()
         con.execute("PRAGMA wal_checkpoint")
+    _fsync(path)
+
+
+def _fsync(path: Path) -> None:
     with open(path, "rb+") as fh:
         os.fsync(fh.fileno())
 
@@ -1896,6 +1902,7 @@ class _LayerFiles:
         self._order: list[str] = []  # the layers in the order they were given
         self._stop = threading.Event()
         self.side = self._file("small")
+        self._flushes: list[Future] = []  # (:meth:`flush_behind`)
 
     def _file(self, part: str) -> Path:
         return self._base.with_name(f"{self._stem}.{part}.tmp.gpkg")
@@ -2012,6 +2019,11 @@ class _LayerFiles:
                  **{name: self.side for name in self._side}}
         return {name: files[name] for name in self._order if name in files}
 
+    def flush_behind(self, path: Path) -> None:
+        """Have the kernel write the pages of ``path`` so far to disk in a thread (``fsync``) while the writer goes
+        on, so that the final flush (:func:`_finish`) waits for less of them; waited for by :meth:`close`."""
+        self._flushes.append(self._pool.submit(_fsync, path))
+
     def close(self) -> None:
         """Stop the children still running and delete their files."""
         self._stop.set()
@@ -2025,9 +2037,12 @@ class _LayerFiles:
             errors.unlink(missing_ok=True)
             if apart:
                 path.unlink(missing_ok=True)
+        for flush in self._flushes:
+            with contextlib.suppress(Exception):  # (the final flush says if the disk fails)
+                flush.result()
         self._pool.shutdown()
         self.side.unlink(missing_ok=True)
-        self._jobs, self._side, self._order = {}, [], []
+        self._jobs, self._side, self._order, self._flushes = {}, [], [], []
 
 
 def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:
