@@ -25,7 +25,7 @@ from numba import njit
 
 from gisapp.folders import private_folder
 
-__all__ = ["cell_sort", "grid_scan", "quad_bounds", "quad_distances", "quad_rings", "quad_separation",
+__all__ = ["cell_sort", "grid_scan", "near_pairs", "quad_bounds", "quad_distances", "quad_rings", "quad_separation",
            "text_hashes", "ward_cells", "ward_raster", "wkb_quads"]
 
 #: Separations (m) and turns (m²) closer to zero than this are not trusted (:data:`convex.EPSILON`).
@@ -320,6 +320,49 @@ def quad_distances(p, q):
     for r in range(m):
         gap[r], near[r] = _pair_distance(p[r], q[r], best2, perp)
     return gap, near
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def near_pairs(i, j, start_p, end_p, start_q, end_q, quad_p, quad_q, xy_p, xy_q, cut, touch, scale, lo, hi):
+    """The candidate pairs ``(i[k], j[k])`` (``lo <= k < hi``) whose periods meet and that may lie within ``cut``.
+
+    Returns ``(i, j, dist, sure)`` of those pairs, in their order: pairs
+    whose periods (inclusive ``start``/``end`` days of ``p`` and ``q``) do
+    not meet are dropped; pairs of quads (``quad_p``/``quad_q``, corners
+    ``xy_p``/``xy_q``) are measured as :func:`convex.distances` measures them
+    and dropped when surely farther than ``cut``; ``sure`` is False where
+    GEOS must measure (``dist`` is then NaN or numpy's guess): other shapes, quads nearly
+    touching (unless a corner lies nearer than ``touch``: 0 apart, as
+    :func:`gisapp.analysis.overlaps._near_pairs` says), a distance within a
+    hair of half a rounding step (``scale``: steps per metre) or of ``cut``.
+    The arithmetic is that of the numpy code it replaces, to the bit.
+    """
+    m = hi - lo
+    out_i = np.empty(m, dtype=np.int64)
+    out_j = np.empty(m, dtype=np.int64)
+    dist = np.empty(m)
+    sure = np.empty(m, dtype=np.bool_)
+    best2 = np.empty(1)
+    perp = np.empty(1)
+    n = 0
+    for k in range(lo, hi):
+        a, b = i[k], j[k]
+        if not (start_p[a] <= end_q[b] and start_q[b] <= end_p[a]):
+            continue
+        d = np.nan
+        s = False
+        if quad_p[a] and quad_q[b]:
+            gap, near = _pair_distance(xy_p[a], xy_q[b], best2, perp)
+            apart = gap > EPSILON
+            d = near if apart else 0.0
+            s = apart or gap < -EPSILON or near < touch
+            steps = d * scale
+            s = s and abs(steps - np.floor(steps) - 0.5) > 1e-6 and abs(d - cut) > 1e-9
+            if s and not d <= cut:
+                continue
+        out_i[n], out_j[n], dist[n], sure[n] = a, b, d, s
+        n += 1
+    return out_i[:n].copy(), out_j[:n].copy(), dist[:n].copy(), sure[:n].copy()
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -978,18 +978,10 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     """
     d = float(params.distance_m)
     i, j = bbox_pairs(cons.bounds, side.bounds, d + DISTANCE_EPSILON)
-    # each pair's two periods, one gather per side (start and end side by side: one cache line; ``take`` rather
-    # than fancy indexing, ~3x faster on rows), the survivors' again
-    period_c, period_s = _periods(cons), _periods(side)
-    cp, sp = period_c.take(i, axis=0), period_s.take(j, axis=0)
-    current = np.flatnonzero((cp[:, 0] <= sp[:, 1]) & (sp[:, 0] <= cp[:, 1]))
-    i, j = i[current], j[current]
-    dist = _distances(cons, i, side, j, d + DISTANCE_EPSILON)
-    near = np.flatnonzero(dist <= d + DISTANCE_EPSILON)
-    i, j, dist = i[near], j[near], np.round(dist[near], DISTANCE_DECIMALS)
-    cp, sp = period_c.take(i, axis=0), period_s.take(j, axis=0)
-    start = np.maximum(cp[:, 0], sp[:, 0])
-    end = np.minimum(cp[:, 1], sp[:, 1])
+    i, j, dist = _near_pairs(cons, i, side, j, d + DISTANCE_EPSILON)
+    dist = np.round(dist, DISTANCE_DECIMALS)
+    start = np.maximum(cons.start[i], side.start[j])
+    end = np.minimum(cons.end[i], side.end[j])
     days = end - start + 1
     # linked: the permit names the dossier (the texts compared by Arrow, for the pairs whose permit names one)
     link = links.result()
@@ -1017,32 +1009,34 @@ def _periods(f: _Features) -> np.ndarray:
     return np.column_stack([f.start, f.end])
 
 
-def _distances(p: _Features, i: np.ndarray, q: _Features, j: np.ndarray, cut: float) -> np.ndarray:
-    """``shapely.distance`` of ``p.geoms[i]`` to ``q.geoms[j]``, as the findings use it, most of it in numpy.
+def _near_pairs(p: _Features, i: np.ndarray, q: _Features, j: np.ndarray, cut: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidate pairs ``(i, j)`` of ``p`` and ``q`` whose periods meet and whose geometries lie within ``cut``
+    (``shapely.distance``), in their order, and that distance; the pairs of quads measured by a compiled loop.
 
-    Pairs of convex quads are measured by :func:`convex.distances`; GEOS
-    measures the others, those numpy is not sure of, and those whose
-    distance lies within a hair of a rounding step (mm) or of ``cut`` (the
-    search distance), so that rounding and the cut never hang on the last bit.
-    The values are GEOS' but for quads that numpy cannot tell touching from
-    a hair apart (a strip drawn against its parcel) while a corner of one
-    lies nearer the other than half a millimetre and ``cut``: 0, as GEOS'
-    value rounds to the mm (and within ``cut`` either way).
+    One pass over the pairs (:func:`gisapp.analysis.kernels.near_pairs`, a share per thread): the periods
+    compared, pairs of convex quads measured as :func:`convex.distances` measures them; GEOS measures the
+    others, those numpy is not sure of, and those whose distance lies within a hair of a rounding step (mm) or
+    of ``cut`` (the search distance), so that rounding and the cut never hang on the last bit.  The values are
+    GEOS' but for quads that numpy cannot tell touching from a hair apart (a strip drawn against its parcel)
+    while a corner of one lies nearer the other than half a millimetre and ``cut``: 0, as GEOS' value rounds to
+    the mm (and within ``cut`` either way).
     """
-    both = np.flatnonzero(p.quad[i] & q.quad[j])
-    out = np.empty(len(i))
-    dist, sure = convex.split_pairs(convex.distances, p.xy[i[both]], q.xy[j[both]])
-    touch = np.flatnonzero(~sure)
-    near = convex.corner_distance(p.xy[i[both[touch]]], q.xy[j[both[touch]]])
-    sure[touch[near < min(0.5 * 10**-DISTANCE_DECIMALS, cut) - 1e-6]] = True  # (dist is 0 there)
-    mm = dist * 10**DISTANCE_DECIMALS
-    sure &= (np.abs(mm - np.floor(mm) - 0.5) > 1e-6) & (np.abs(dist - cut) > 1e-9)
-    out[both] = dist
-    rest = np.ones(len(i), dtype=bool)
-    rest[both[sure]] = False
-    rest = np.flatnonzero(rest)
-    out[rest] = _parallel(shapely.distance, p.geoms[i[rest]], q.geoms[j[rest]])
-    return out
+    from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+    touch = min(0.5 * 10**-DISTANCE_DECIMALS, cut) - 1e-6
+    args = (i, j, p.start, p.end, q.start, q.end, p.quad, q.quad, p.xy, q.xy, float(cut), touch,
+            float(10**DISTANCE_DECIMALS))
+    m = len(i)
+    workers = _WORKERS if m >= _PARALLEL_MIN else 1
+    cuts = [m * k // workers for k in range(workers + 1)]
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(lambda lo, hi: kernels.near_pairs(*args, lo, hi), cuts[:-1], cuts[1:]))
+    i, j, dist, sure = (np.concatenate(col) for col in zip(*parts))
+    rest = np.flatnonzero(~sure)
+    dist[rest] = _parallel(shapely.distance, p.geoms[i[rest]], q.geoms[j[rest]])
+    near = np.flatnonzero(dist <= cut)
+    return i[near], j[near], dist[near]
 
 
 def _intersecting(f: _Features, i: np.ndarray, j: np.ndarray) -> np.ndarray:
