@@ -237,6 +237,23 @@ def test_near_pairs_are_the_numpy_period_filter_and_distances(split):
     np.testing.assert_array_equal(np.round(got[2][rows], 3), np.round(geos, 3))
 
 
+def test_polygon_wkb_is_shapely_wkb_of_the_polygons():
+    rng = np.random.default_rng(6)
+    # the intersections of overlapping quads (3 to 8 corners), as the clashes' geometry is made
+    p, q = rectangles(rng, 3000, 20)[:, :4], rectangles(rng, 3000, 20)[:, :4]
+    xy, count, _, sure = convex.intersections(p, q)
+    xy, count = xy[sure & (count > 0)], count[sure & (count > 0)]
+    assert set(count.tolist()) >= {3, 4, 5, 6, 7, 8}
+    offsets, data, bounds = kernels.polygon_wkb(xy, count)
+    polygons = convex.polygons(xy, count)
+    want = shapely.to_wkb(polygons, byte_order=1)
+    assert [bytes(data[offsets[r]:offsets[r + 1]]) for r in range(len(count))] == list(want)
+    np.testing.assert_array_equal(bounds, shapely.bounds(polygons))
+    assert shapely.from_wkb(bytes(data[offsets[0]:offsets[1]])).equals_exact(polygons[0], 0.0)
+    offsets, data, bounds = kernels.polygon_wkb(np.empty((0, 8, 2)), np.empty(0, dtype=np.int64))
+    assert offsets.tolist() == [0] and len(data) == 0 and bounds.shape == (0, 4)
+
+
 def test_kernels_give_the_same_answers_from_threads():
     rng = np.random.default_rng(7)
     p, q = rectangles(rng, 2000)[:, :4], rectangles(rng, 2000)[:, :4]

@@ -25,8 +25,8 @@ from numba import njit
 
 from gisapp.folders import private_folder
 
-__all__ = ["cell_sort", "grid_scan", "near_pairs", "quad_bounds", "quad_distances", "quad_rings", "quad_separation",
-           "text_hashes", "ward_cells", "ward_raster", "wkb_quads"]
+__all__ = ["cell_sort", "grid_scan", "near_pairs", "polygon_wkb", "quad_bounds", "quad_distances", "quad_rings",
+           "quad_separation", "text_hashes", "ward_cells", "ward_raster", "wkb_quads"]
 
 #: Separations (m) and turns (m²) closer to zero than this are not trusted (:data:`convex.EPSILON`).
 EPSILON = 1e-7
@@ -235,6 +235,46 @@ def wkb_quads(offsets, data, valid, heads, lengths, decided, mask, xy):
             for c in range(4):
                 xy[r, c, 0] = np.nan
                 xy[r, c, 1] = np.nan
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def polygon_wkb(xy, count):
+    """Little-endian 2-D WKB of the Polygons of the first ``count[r]`` corners of each ``xy[r]`` (``(m, k, 2)``),
+    each ring closed by its first corner: ``(offsets, data, bounds)``.
+
+    Value ``r`` is ``data[offsets[r]:offsets[r + 1]]``, the bytes ``shapely.to_wkb(shapely.polygons(ring),
+    byte_order=1)`` writes; ``bounds``: ``(m, 4)`` ``minx, miny, maxx, maxy`` of the corners (``shapely.bounds``).
+    """
+    m = len(count)
+    offsets = np.empty(m + 1, dtype=np.int64)
+    offsets[0] = 0
+    for r in range(m):
+        offsets[r + 1] = offsets[r] + 13 + 16 * (count[r] + 1)
+    data = np.empty(offsets[m], dtype=np.uint8)
+    bounds = np.empty((m, 4))
+    word = np.empty(1, dtype=np.uint32)
+    word_bytes = word.view(np.uint8)
+    point = np.empty(2)
+    point_bytes = point.view(np.uint8)
+    for r in range(m):
+        at = offsets[r]
+        n = count[r]
+        data[at] = 1  # little-endian
+        for k, value in enumerate((3, 1, n + 1)):  # Polygon, one ring, its points
+            word[0] = value
+            for b in range(4):
+                data[at + 1 + 4 * k + b] = word_bytes[b]
+        at += 13
+        x0, y0, x1, y1 = xy[r, 0, 0], xy[r, 0, 1], xy[r, 0, 0], xy[r, 0, 1]
+        for c in range(n + 1):
+            point[0], point[1] = xy[r, c % n, 0], xy[r, c % n, 1]
+            x0, y0 = min(x0, point[0]), min(y0, point[1])
+            x1, y1 = max(x1, point[0]), max(y1, point[1])
+            for b in range(16):
+                data[at + b] = point_bytes[b]
+            at += 16
+        bounds[r, 0], bounds[r, 1], bounds[r, 2], bounds[r, 3] = x0, y0, x1, y1
+    return offsets, data, bounds
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

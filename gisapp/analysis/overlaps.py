@@ -274,7 +274,7 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
 
         # the construction findings, the longest block, start once both layers are ready: what only later stages
         # need (the codes the permits name, the dossiers' declared wards, the passages) is made here meanwhile
-        pairs = pool.submit(finished, _sidewalk_pair_findings, side, params)
+        pairs = pool.submit(finished, _sidewalk_pair_findings, side, params, ward)
         cons, skip_c = cons_job.result()
         links: Future = Future()
         construction_job = pool.submit(finished, _construction_findings, cons, side, params, links)
@@ -1057,31 +1057,45 @@ def _intersecting(f: _Features, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return out
 
 
-def _overlays(f: _Features, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``shapely.intersection`` of ``f.geoms[i]`` and ``f.geoms[j]``, and its area; pairs of quads in numpy.
+def _overlays(f: _Features, i: np.ndarray, j: np.ndarray) -> tuple[Geometries, pa.Array, np.ndarray, np.ndarray]:
+    """``shapely.intersection`` of ``f.geoms[i]`` and ``f.geoms[j]``: ``(geoms, wkb, area, bounds)``; pairs of quads
+    without GEOS.
 
     Pairs of quads crossing cleanly are cut in numpy (:func:`convex.intersections`: the polygon GEOS makes,
-    its ring possibly starting at another corner); GEOS cuts the others, the pairs numpy is not sure of, and
-    those whose area lies within a hair of a rounding step or of :data:`AREA_EPSILON`, so that the rounded
-    area never hangs on the last bit.
+    its ring possibly starting at another corner) and written as WKB by a compiled loop
+    (:func:`gisapp.analysis.kernels.polygon_wkb`: objects made only where asked, as for the layers); GEOS cuts
+    the others, the pairs numpy is not sure of, and those whose area lies within a hair of a rounding step or
+    of :data:`AREA_EPSILON`, so that the rounded area never hangs on the last bit.  ``geoms``: the
+    intersections (:class:`Geometries`), ``wkb``: their polygonal parts' MultiPolygon WKB as the stores write
+    it (:func:`_polygonal_wkb`), ``bounds``: their ``(m, 4)`` boxes.
     """
-    inter, area = np.empty(len(i), dtype=object), np.empty(len(i))
+    from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+    area, bounds = np.empty(len(i)), np.empty((len(i), 4))
     both = np.flatnonzero(f.quad[i] & f.quad[j])
     xy, count, part, sure = convex.split_pairs(convex.intersections, f.xy[i[both]], f.xy[j[both]])
     step = part * 10**AREA_DECIMALS
     sure &= (np.abs(step - np.floor(step) - 0.5) > 1e-6) & (np.abs(part - AREA_EPSILON) > 1e-9)
-    done = both[sure]
-    inter[done], area[done] = convex.polygons(xy[sure], count[sure]), part[sure]
-    rest = np.ones(len(i), dtype=bool)
-    rest[done] = False
-    rest = np.flatnonzero(rest)
-    inter[rest] = _parallel(shapely.intersection, f.geoms[i[rest]], f.geoms[j[rest]])
-    area[rest] = shapely.area(inter[rest])
-    return inter, area
+    done = np.zeros(len(i), dtype=bool)
+    done[both[sure]] = True
+    offsets, data, bounds[done] = kernels.polygon_wkb(xy[sure], count[sure])
+    area[done] = part[sure]
+    rest = np.flatnonzero(~done)
+    inter = _parallel(shapely.intersection, f.geoms[i[rest]], f.geoms[j[rest]])
+    area[rest], bounds[rest] = shapely.area(inter), shapely.bounds(inter).reshape(-1, 4)
+    polygons = pa.Array.from_buffers(pa.large_binary(), len(offsets) - 1,
+                                     [None, pa.py_buffer(offsets), pa.py_buffer(data)]).cast(pa.binary())
+    wkb = _interleaved(done, derive.multipolygon_wkb(polygons), _polygonal_wkb(inter))
+    # the WKB of the numpy ones, the objects of the others (null WKB)
+    geoms = Geometries.of_wkb(_interleaved(done, polygons, pa.nulls(len(rest), pa.binary())), rest, inter)
+    return geoms, wkb, area, bounds
 
 
-def _sidewalk_pair_findings(side: _Features, params: AnalysisParams) -> dict:
-    """CLASH and OPPORTUNITY findings: sidewalk permits sharing ground, at the same time or close in time."""
+def _sidewalk_pair_findings(side: _Features, params: AnalysisParams, ward: _Features) -> dict:
+    """CLASH and OPPORTUNITY findings: sidewalk permits sharing ground, at the same time or close in time.
+
+    Their geometry, the intersection, is found its ward here (no other block has it) and kept as WKB.
+    """
     i, j = bbox_pairs(side.bounds, side.bounds, strict=True, same=True)
     period = _periods(side)
     pi, pj = period[i], period[j]
@@ -1090,31 +1104,31 @@ def _sidewalk_pair_findings(side: _Features, params: AnalysisParams) -> dict:
     i, j, gap = i[soon], j[soon], gap[soon]
     hit = _intersecting(side, i, j)
     i, j, gap = i[hit], j[hit], gap[hit]
-    inter, area = _overlays(side, i, j)
-    solid = area > AREA_EPSILON
-    i, j, gap, inter, area = i[solid], j[solid], gap[solid], inter[solid], np.round(area[solid], AREA_DECIMALS)
+    inter, wkb, area, bounds = _overlays(side, i, j)
     # the smaller permit number first (Arrow compares the UTF-8 bytes: the order of the code points, as ``str``'s)
     swap = pc.greater(side.names.take(i), side.names.take(j)).to_numpy(zero_copy_only=False)
     i, j = np.where(swap, j, i), np.where(swap, i, j)
+    # the solid ones, the clashes then the opportunities, each in pair order
     clash = gap <= 0
-    blocks = []
-    for kind, sel in (("CLASH", clash), ("OPPORTUNITY", ~clash)):
-        a, b = i[sel], j[sel]
-        if kind == "CLASH":
-            start = np.maximum(side.start[a], side.start[b])
-            end = np.minimum(side.end[a], side.end[b])
-            days = end - start + 1
-            detail = _texts(_clash_text, _tenths(area[sel]), days)
-        else:
-            start = np.minimum(side.start[a], side.start[b])
-            end = np.maximum(side.end[a], side.end[b])
-            days = np.zeros(len(a), dtype=np.int64)
-            detail = _texts(_opportunity_text, _tenths(area[sel]), gap[sel])
-        blocks.append(_block(kind, len(a), a_id=_take(side.names, a), b_id=_take(side.names, b), a_hash=side.hashes[a],
-                             b_hash=side.hashes[b], geometry=inter[sel], overlap_area_m2=area[sel],
-                             distance_m=0.0, overlap_start=start, overlap_end=end, overlap_days=days,
-                             detail=detail))
-    return _stack(blocks)
+    solid = area > AREA_EPSILON
+    order = np.concatenate([np.flatnonzero(solid & clash), np.flatnonzero(solid & ~clash)])
+    n_clash = int(np.count_nonzero(solid & clash))
+    a, b, gap, area = i[order], j[order], gap[order], np.round(area[order], AREA_DECIMALS)
+    kind = np.full(len(order), KINDS.index("OPPORTUNITY"), dtype=np.int64)
+    kind[:n_clash] = KINDS.index("CLASH")
+    both = np.arange(len(order)) < n_clash
+    start = np.where(both, np.maximum(side.start[a], side.start[b]), np.minimum(side.start[a], side.start[b]))
+    end = np.where(both, np.minimum(side.end[a], side.end[b]), np.maximum(side.end[a], side.end[b]))
+    days = np.where(both, end - start + 1, 0)
+    detail = pa.concat_arrays([_texts(_clash_text, _tenths(area[:n_clash]), days[:n_clash]),
+                               _texts(_opportunity_text, _tenths(area[n_clash:]), gap[n_clash:])])
+    ward_idx = ward.extra["index"].assign(inter.take(order), start, bounds[order])[0] if len(ward) \
+        else np.full(len(order), -1, dtype=np.int64)
+    block = _block(kind, len(a), a_id=_take(side.names, a), b_id=_take(side.names, b), a_hash=side.hashes[a],
+                   b_hash=side.hashes[b], overlap_area_m2=area, distance_m=0.0, overlap_start=start,
+                   overlap_end=end, overlap_days=days, detail=detail, ward_index=ward_idx)
+    block["wkb"] = wkb.take(pa.array(order))  # (the geometry, as :func:`_finish` gives the others')
+    return block
 
 
 def _clearance_findings(side: _Features, params: AnalysisParams) -> dict:
@@ -1210,7 +1224,8 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     def multipolygons() -> pa.Array:
         """The findings' geometry as MultiPolygon WKB (a permit's made once)."""
         used, back = _used(source[~own], len(side))
-        made = pa.concat_arrays([_polygonal_wkb(geoms[own]), side.geoms.multipolygon_wkb(used)])
+        mine = block["wkb"] if "wkb" in block else _polygonal_wkb(geoms[own])  # (a block's own WKB, if made)
+        made = pa.concat_arrays([mine, side.geoms.multipolygon_wkb(used)])
         at = np.empty(n, dtype=np.int64)
         at[own] = np.arange(int(own.sum()))
         at[~own] = int(own.sum()) + back
