@@ -922,7 +922,8 @@ def _block(kind: str | np.ndarray, n: int, **columns) -> dict:
             value = kind if isinstance(kind, np.ndarray) else KINDS.index(kind) if kind else -1
         else:
             value = columns.get(name)
-        if isinstance(value, (pa.Array, _Later)):  # ids taken from the features' Arrow strings: kept so
+        if isinstance(value, (pa.Array, _Later, Geometries)):  # ids taken from the features' Arrow strings, a
+            # layer's geometries (made into objects only where asked): kept so
             out[name] = value
             continue
         if value is None or np.ndim(value) == 0:
@@ -1174,7 +1175,9 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
         differs = np.where(found, w_lab[np.maximum(idx, 0)] if len(w_lab) else none, none) != d_lab[cons.extra["row"]]
     wrong = np.flatnonzero(index.any_in_force(received) & differs)
     idx, part, found = idx[wrong], part[wrong], found[wrong]
-    area = np.round(np.where(np.isnan(part), shapely.area(cons.geoms[wrong]), part), AREA_DECIMALS)
+    whole = np.flatnonzero(np.isnan(part))  # (the parcel wholly in its ward, or in none: its own area)
+    part[whole] = shapely.area(cons.geoms[wrong[whole]])
+    area = np.round(part, AREA_DECIMALS)
     # the texts repeat (declared ward, ward found, day): each made once, from the first finding that has it
     declared = _text(declared, cons.extra["row"][wrong])
     declared_key = pd.factorize(declared)[0] if labels is None else d_lab[cons.extra["row"][wrong]]
@@ -1185,7 +1188,7 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
     return _block("WARD_MISMATCH", len(wrong), a_id=_take(cons.names, wrong), a_hash=cons.hashes[wrong],
                   b_id=_take(ward.names, np.maximum(idx, 0), missing=~found),
                   b_hash=np.where(found, ward.hashes[np.maximum(idx, 0)], 0),
-                  geometry=cons.geoms[wrong], overlap_area_m2=np.where(found, area, np.nan),
+                  geometry=cons.geoms.take(wrong), overlap_area_m2=np.where(found, area, np.nan),
                   overlap_start=received[wrong], ward_index=idx,
                   detail=_mismatch_text(declared[first], idx[first], day, ward).take(pa.array(back)))
 
@@ -1224,7 +1227,9 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     def multipolygons() -> pa.Array:
         """The findings' geometry as MultiPolygon WKB (a permit's made once)."""
         used, back = _used(source[~own], len(side))
-        mine = block["wkb"] if "wkb" in block else _polygonal_wkb(geoms[own])  # (a block's own WKB, if made)
+        # a block's own WKB, if made; a layer's geometries' from their own WKB, if given so
+        mine = block["wkb"] if "wkb" in block else geoms.multipolygon_wkb(np.flatnonzero(own)) \
+            if isinstance(geoms, Geometries) else _polygonal_wkb(geoms[own])
         made = pa.concat_arrays([mine, side.geoms.multipolygon_wkb(used)])
         at = np.empty(n, dtype=np.int64)
         at[own] = np.arange(int(own.sum()))
