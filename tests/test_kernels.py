@@ -218,8 +218,9 @@ def test_near_pairs_are_the_numpy_period_filter_and_distances(split):
     start_q[50:60] = end_p[50:60] + 1  # a day apart
     i = np.r_[np.arange(n), rng.integers(0, n, 2000)]
     j = np.r_[np.arange(n), rng.integers(0, n, 2000)]
-    args = (i, j, start_p, end_p, start_q, end_q, quad_p, quad_q, xy_p, xy_q, cut, touch, scale)
-    want = numpy_near_pairs(*args)
+    want = numpy_near_pairs(i, j, start_p, end_p, start_q, end_q, quad_p, quad_q, xy_p, xy_q, cut, touch, scale)
+    args = (i, j, np.column_stack([start_p, end_p]), np.column_stack([start_q, end_q]), quad_p, quad_q, xy_p, xy_q,
+            cut, touch, scale)
     if split:  # shares of the pairs, joined in order
         parts = [kernels.near_pairs(*args, lo, hi) for lo, hi in ((0, 1234), (1234, 1234), (1234, len(i)))]
         got = tuple(np.concatenate(col) for col in zip(*parts))

@@ -362,20 +362,26 @@ def quad_distances(p, q):
     return gap, near
 
 
+#: Pairs :func:`near_pairs` reads at a time: their periods, then the survivors' corners, gathered in tight loops
+#: (many loads in flight, as numpy's gathers) before the arithmetic.
+_BATCH = 256
+
+
 @njit(cache=True, nogil=True, error_model="numpy")
-def near_pairs(i, j, start_p, end_p, start_q, end_q, quad_p, quad_q, xy_p, xy_q, cut, touch, scale, lo, hi):
+def near_pairs(i, j, period_p, period_q, quad_p, quad_q, xy_p, xy_q, cut, touch, scale, lo, hi):
     """The candidate pairs ``(i[k], j[k])`` (``lo <= k < hi``) whose periods meet and that may lie within ``cut``.
 
     Returns ``(i, j, dist, sure)`` of those pairs, in their order: pairs
-    whose periods (inclusive ``start``/``end`` days of ``p`` and ``q``) do
-    not meet are dropped; pairs of quads (``quad_p``/``quad_q``, corners
-    ``xy_p``/``xy_q``) are measured as :func:`convex.distances` measures them
-    and dropped when surely farther than ``cut``; ``sure`` is False where
-    GEOS must measure (``dist`` is then NaN or numpy's guess): other shapes, quads nearly
-    touching (unless a corner lies nearer than ``touch``: 0 apart, as
-    :func:`gisapp.analysis.overlaps._near_pairs` says), a distance within a
-    hair of half a rounding step (``scale``: steps per metre) or of ``cut``.
-    The arithmetic is that of the numpy code it replaces, to the bit.
+    whose periods (``(n, 2)`` inclusive start and end days of ``p`` and
+    ``q``) do not meet are dropped; pairs of quads (``quad_p``/``quad_q``,
+    corners ``xy_p``/``xy_q``) are measured as :func:`convex.distances`
+    measures them and dropped when surely farther than ``cut``; ``sure`` is
+    False where GEOS must measure (``dist`` is then NaN or numpy's guess):
+    other shapes, quads nearly touching (unless a corner lies nearer than
+    ``touch``: 0 apart, as :func:`gisapp.analysis.overlaps._near_pairs`
+    says), a distance within a hair of half a rounding step (``scale``:
+    steps per metre) or of ``cut``.  The arithmetic is that of the numpy
+    code it replaces, to the bit.
     """
     m = hi - lo
     out_i = np.empty(m, dtype=np.int64)
@@ -384,24 +390,38 @@ def near_pairs(i, j, start_p, end_p, start_q, end_q, quad_p, quad_q, xy_p, xy_q,
     sure = np.empty(m, dtype=np.bool_)
     best2 = np.empty(1)
     perp = np.empty(1)
+    kept = np.empty(_BATCH, dtype=np.int64)
+    both = np.empty(_BATCH, dtype=np.bool_)
+    bp = np.empty((_BATCH, 4, 2))
+    bq = np.empty((_BATCH, 4, 2))
     n = 0
-    for k in range(lo, hi):
-        a, b = i[k], j[k]
-        if not (start_p[a] <= end_q[b] and start_q[b] <= end_p[a]):
-            continue
-        d = np.nan
-        s = False
-        if quad_p[a] and quad_q[b]:
-            gap, near = _pair_distance(xy_p[a], xy_q[b], best2, perp)
-            apart = gap > EPSILON
-            d = near if apart else 0.0
-            s = apart or gap < -EPSILON or near < touch
-            steps = d * scale
-            s = s and abs(steps - np.floor(steps) - 0.5) > 1e-6 and abs(d - cut) > 1e-9
-            if s and not d <= cut:
-                continue
-        out_i[n], out_j[n], dist[n], sure[n] = a, b, d, s
-        n += 1
+    for k0 in range(lo, hi, _BATCH):
+        c = 0
+        for k in range(k0, min(k0 + _BATCH, hi)):
+            a, b = i[k], j[k]
+            if period_p[a, 0] <= period_q[b, 1] and period_q[b, 0] <= period_p[a, 1]:
+                kept[c] = k
+                c += 1
+        for t in range(c):
+            a, b = i[kept[t]], j[kept[t]]
+            both[t] = quad_p[a] and quad_q[b]
+            if both[t]:
+                bp[t] = xy_p[a]
+                bq[t] = xy_q[b]
+        for t in range(c):
+            d = np.nan
+            s = False
+            if both[t]:
+                gap, near = _pair_distance(bp[t], bq[t], best2, perp)
+                apart = gap > EPSILON
+                d = near if apart else 0.0
+                s = apart or gap < -EPSILON or near < touch
+                steps = d * scale
+                s = s and abs(steps - np.floor(steps) - 0.5) > 1e-6 and abs(d - cut) > 1e-9
+                if s and not d <= cut:
+                    continue
+            out_i[n], out_j[n], dist[n], sure[n] = i[kept[t]], j[kept[t]], d, s
+            n += 1
     return out_i[:n].copy(), out_j[:n].copy(), dist[:n].copy(), sure[:n].copy()
 
 

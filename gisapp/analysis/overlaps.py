@@ -1026,8 +1026,7 @@ def _near_pairs(p: _Features, i: np.ndarray, q: _Features, j: np.ndarray, cut: f
     from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
 
     touch = min(0.5 * 10**-DISTANCE_DECIMALS, cut) - 1e-6
-    args = (i, j, p.start, p.end, q.start, q.end, p.quad, q.quad, p.xy, q.xy, float(cut), touch,
-            float(10**DISTANCE_DECIMALS))
+    args = (i, j, _periods(p), _periods(q), p.quad, q.quad, p.xy, q.xy, float(cut), touch, float(10**DISTANCE_DECIMALS))
     m = len(i)
     workers = _WORKERS if m >= _PARALLEL_MIN else 1
     cuts = [m * k // workers for k in range(workers + 1)]
