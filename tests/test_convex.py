@@ -398,6 +398,11 @@ def test_geometries_make_objects_only_for_the_rows_asked():
     assert Geometries.of_objects(geoms)[rows].tolist() == geoms[rows].tolist()
     assert lazy[-1].equals(geoms[-1]) and view[-1].equals(geoms[len(geoms) // 2 * 2 - 1])
     assert lazy._source.wkb.num_chunks == 1  # joined once: Arrow's take joins a chunked array's chunks per call
+    # objects made already for some rows: those served as they are (their WKB, null here, never read)
+    made = np.array([1, 4])
+    mixed = Geometries.of_wkb(arrow_wkb([None if k in made else b for k, b in enumerate(blobs)]), made, geoms[made])
+    assert mixed[made].tolist() == geoms[made].tolist() and mixed._source.built.sum() == 2
+    assert shapely.to_wkb(mixed[:6]).tolist() == shapely.to_wkb(geoms[:6]).tolist()
 
 
 def test_wkb_chunks_joined_as_large_binary_past_the_binary_limit(monkeypatch):

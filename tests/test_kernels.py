@@ -179,6 +179,82 @@ def test_distances_and_separation_are_the_numpy_ones_bit_for_bit():
     assert (np.abs(dist[sure] - geos) < 1e-9).all()
 
 
+def numpy_near_pairs(i, j, start_p, end_p, start_q, end_q, quad_p, quad_q, xy_p, xy_q, cut, touch, scale):
+    """The numpy code :func:`kernels.near_pairs` replaced: period filter, then :func:`convex.distances` of the
+    pairs of quads, the touching ones settled by a corner, the doubtful ones left to GEOS; surely far dropped."""
+    current = (start_p[i] <= end_q[j]) & (start_q[j] <= end_p[i])
+    i, j = i[current], j[current]
+    both = np.flatnonzero(quad_p[i] & quad_q[j])
+    dist, sure = np.full(len(i), np.nan), np.zeros(len(i), dtype=bool)
+    d, s = convex.distances(xy_p[i[both]], xy_q[j[both]])
+    touch_rows = np.flatnonzero(~s)
+    near = convex.corner_distance(xy_p[i[both[touch_rows]]], xy_q[j[both[touch_rows]]])
+    s[touch_rows[near < touch]] = True
+    steps = d * scale
+    s &= (np.abs(steps - np.floor(steps) - 0.5) > 1e-6) & (np.abs(d - cut) > 1e-9)
+    dist[both], sure[both] = d, s
+    keep = ~(sure & ~(dist <= cut))
+    return i[keep], j[keep], dist[keep], sure[keep]
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_near_pairs_are_the_numpy_period_filter_and_distances(split):
+    rng = np.random.default_rng(4)
+    n, cut, scale = 3000, 5.0 + 1e-6, 1000.0
+    touch = min(0.5 / scale, cut) - 1e-6
+    p, q = rectangles(rng, n, 30)[:, :4], rectangles(rng, n, 30)[:, :4]
+    q[:100] = p[:100]  # the same quad: 0
+    q[100:200] = p[100:200] + [[3.0, 0.0]]  # collinear sides, overlapping
+    box = np.array([[0.0, 0.0], [4.0, 0.0], [4.0, 2.0], [0.0, 2.0]]) + [X0, Y0]
+    p[200:400] = box
+    gaps = np.r_[np.zeros(20), np.full(20, 5.0), np.full(20, cut), np.full(20, 1.2345), np.full(20, 2e-4),
+                 np.full(20, 1e-9), rng.uniform(0, 6, 100)][:200]
+    q[200:400] = box + np.column_stack([4.0 + gaps, np.zeros(200)])[:, None, :]  # touching, exactly cut, ½ mm
+    quad_p, quad_q = rng.random(n) < 0.95, rng.random(n) < 0.95  # some other shapes: GEOS'
+    xy_p, xy_q = np.where(quad_p[:, None, None], p, np.nan), np.where(quad_q[:, None, None], q, np.nan)
+    start_p, start_q = rng.integers(0, 40, n), rng.integers(0, 40, n)
+    end_p, end_q = start_p + rng.integers(0, 30, n), start_q + rng.integers(0, 30, n)
+    start_q[:50] = end_p[:50]  # periods meeting on one day
+    start_q[50:60] = end_p[50:60] + 1  # a day apart
+    i = np.r_[np.arange(n), rng.integers(0, n, 2000)]
+    j = np.r_[np.arange(n), rng.integers(0, n, 2000)]
+    want = numpy_near_pairs(i, j, start_p, end_p, start_q, end_q, quad_p, quad_q, xy_p, xy_q, cut, touch, scale)
+    args = (i, j, np.column_stack([start_p, end_p]), np.column_stack([start_q, end_q]), quad_p, quad_q, xy_p, xy_q,
+            cut, touch, scale)
+    if split:  # shares of the pairs, joined in order
+        parts = [kernels.near_pairs(*args, lo, hi) for lo, hi in ((0, 1234), (1234, 1234), (1234, len(i)))]
+        got = tuple(np.concatenate(col) for col in zip(*parts))
+    else:
+        got = kernels.near_pairs(*args, 0, len(i))
+    for w, g in zip(want[:2] + want[3:], got[:2] + got[3:]):
+        np.testing.assert_array_equal(g, w)
+    np.testing.assert_array_equal(got[2][got[3]], want[2][want[3]])
+    sure, far = want[3], ~(want[2] <= cut)
+    assert sure.sum() > 1000 and (~sure).sum() > 100 and len(want[0]) < 0.5 * len(i)  # (the rest: dropped)
+    assert ((want[2] == 0) & sure).sum() > 300 and (sure & (want[2] > 0)).sum() > 300 and not (sure & far).any()
+    # where sure, GEOS' distance (to the mm, as the findings round it)
+    rows = np.flatnonzero(sure)
+    geos = shapely.distance(shapely.polygons(p[got[0][rows]]), shapely.polygons(q[got[1][rows]]))
+    np.testing.assert_array_equal(np.round(got[2][rows], 3), np.round(geos, 3))
+
+
+def test_polygon_wkb_is_shapely_wkb_of_the_polygons():
+    rng = np.random.default_rng(6)
+    # the intersections of overlapping quads (3 to 8 corners), as the clashes' geometry is made
+    p, q = rectangles(rng, 3000, 20)[:, :4], rectangles(rng, 3000, 20)[:, :4]
+    xy, count, _, sure = convex.intersections(p, q)
+    xy, count = xy[sure & (count > 0)], count[sure & (count > 0)]
+    assert set(count.tolist()) >= {3, 4, 5, 6, 7, 8}
+    offsets, data, bounds = kernels.polygon_wkb(xy, count)
+    polygons = convex.polygons(xy, count)
+    want = shapely.to_wkb(polygons, byte_order=1)
+    assert [bytes(data[offsets[r]:offsets[r + 1]]) for r in range(len(count))] == list(want)
+    np.testing.assert_array_equal(bounds, shapely.bounds(polygons))
+    assert shapely.from_wkb(bytes(data[offsets[0]:offsets[1]])).equals_exact(polygons[0], 0.0)
+    offsets, data, bounds = kernels.polygon_wkb(np.empty((0, 8, 2)), np.empty(0, dtype=np.int64))
+    assert offsets.tolist() == [0] and len(data) == 0 and bounds.shape == (0, 4)
+
+
 def test_kernels_give_the_same_answers_from_threads():
     rng = np.random.default_rng(7)
     p, q = rectangles(rng, 2000)[:, :4], rectangles(rng, 2000)[:, :4]

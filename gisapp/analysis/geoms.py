@@ -101,9 +101,15 @@ class Geometries:
         return cls(_Source(np.asarray(objects, dtype=object), None))
 
     @classmethod
-    def of_wkb(cls, wkb: pa.Array | pa.ChunkedArray) -> Geometries:
-        """Geometries as WKB (Arrow binary or large binary; missing values are missing geometries)."""
-        return cls(_Source(None, _one_chunk(wkb)))
+    def of_wkb(cls, wkb: pa.Array | pa.ChunkedArray, rows: np.ndarray | None = None,
+               objects: np.ndarray | None = None) -> Geometries:
+        """Geometries as WKB (Arrow binary or large binary; missing values are missing geometries), but for the
+        ``rows`` whose ``objects`` are made already (their WKB is not read)."""
+        source = _Source(None, _one_chunk(wkb))
+        if rows is not None and len(rows):
+            source.objects[rows] = objects
+            source.built[rows] = True
+        return cls(source)
 
     def __len__(self) -> int:
         """Number of rows."""

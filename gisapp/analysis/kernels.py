@@ -21,8 +21,8 @@ from numba import njit
 
 from gisapp.formats.kernels import cache_location
 
-__all__ = ["cell_sort", "grid_scan", "quad_bounds", "quad_distances", "quad_rings", "quad_separation",
-           "text_hashes", "ward_cells", "ward_raster", "wkb_quads"]
+__all__ = ["cell_sort", "grid_scan", "near_pairs", "polygon_wkb", "quad_bounds", "quad_distances", "quad_rings",
+           "quad_separation", "text_hashes", "ward_cells", "ward_raster", "wkb_quads"]
 
 #: Separations (m) and turns (m²) closer to zero than this are not trusted (:data:`convex.EPSILON`).
 EPSILON = 1e-7
@@ -216,6 +216,46 @@ def wkb_quads(offsets, data, valid, heads, lengths, decided, mask, xy):
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
+def polygon_wkb(xy, count):
+    """Little-endian 2-D WKB of the Polygons of the first ``count[r]`` corners of each ``xy[r]`` (``(m, k, 2)``),
+    each ring closed by its first corner: ``(offsets, data, bounds)``.
+
+    Value ``r`` is ``data[offsets[r]:offsets[r + 1]]``, the bytes ``shapely.to_wkb(shapely.polygons(ring),
+    byte_order=1)`` writes; ``bounds``: ``(m, 4)`` ``minx, miny, maxx, maxy`` of the corners (``shapely.bounds``).
+    """
+    m = len(count)
+    offsets = np.empty(m + 1, dtype=np.int64)
+    offsets[0] = 0
+    for r in range(m):
+        offsets[r + 1] = offsets[r] + 13 + 16 * (count[r] + 1)
+    data = np.empty(offsets[m], dtype=np.uint8)
+    bounds = np.empty((m, 4))
+    word = np.empty(1, dtype=np.uint32)
+    word_bytes = word.view(np.uint8)
+    point = np.empty(2)
+    point_bytes = point.view(np.uint8)
+    for r in range(m):
+        at = offsets[r]
+        n = count[r]
+        data[at] = 1  # little-endian
+        for k, value in enumerate((3, 1, n + 1)):  # Polygon, one ring, its points
+            word[0] = value
+            for b in range(4):
+                data[at + 1 + 4 * k + b] = word_bytes[b]
+        at += 13
+        x0, y0, x1, y1 = xy[r, 0, 0], xy[r, 0, 1], xy[r, 0, 0], xy[r, 0, 1]
+        for c in range(n + 1):
+            point[0], point[1] = xy[r, c % n, 0], xy[r, c % n, 1]
+            x0, y0 = min(x0, point[0]), min(y0, point[1])
+            x1, y1 = max(x1, point[0]), max(y1, point[1])
+            for b in range(16):
+                data[at + b] = point_bytes[b]
+            at += 16
+        bounds[r, 0], bounds[r, 1], bounds[r, 2], bounds[r, 3] = x0, y0, x1, y1
+    return offsets, data, bounds
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
 def quad_bounds(xy):
     """``(m, 4)`` bounds (``minx, miny, maxx, maxy``) of ``(m, 4, 2)`` corners (NaN rows give NaN)."""
     m = xy.shape[0]
@@ -298,6 +338,69 @@ def quad_distances(p, q):
     for r in range(m):
         gap[r], near[r] = _pair_distance(p[r], q[r], best2, perp)
     return gap, near
+
+
+#: Pairs :func:`near_pairs` reads at a time: their periods, then the survivors' corners, gathered in tight loops
+#: (many loads in flight, as numpy's gathers) before the arithmetic.
+_BATCH = 256
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def near_pairs(i, j, period_p, period_q, quad_p, quad_q, xy_p, xy_q, cut, touch, scale, lo, hi):
+    """The candidate pairs ``(i[k], j[k])`` (``lo <= k < hi``) whose periods meet and that may lie within ``cut``.
+
+    Returns ``(i, j, dist, sure)`` of those pairs, in their order: pairs
+    whose periods (``(n, 2)`` inclusive start and end days of ``p`` and
+    ``q``) do not meet are dropped; pairs of quads (``quad_p``/``quad_q``,
+    corners ``xy_p``/``xy_q``) are measured as :func:`convex.distances`
+    measures them and dropped when surely farther than ``cut``; ``sure`` is
+    False where GEOS must measure (``dist`` is then NaN or numpy's guess):
+    other shapes, quads nearly touching (unless a corner lies nearer than
+    ``touch``: 0 apart, as :func:`gisapp.analysis.overlaps._near_pairs`
+    says), a distance within a hair of half a rounding step (``scale``:
+    steps per metre) or of ``cut``.  The arithmetic is that of the numpy
+    code it replaces, to the bit.
+    """
+    m = hi - lo
+    out_i = np.empty(m, dtype=np.int64)
+    out_j = np.empty(m, dtype=np.int64)
+    dist = np.empty(m)
+    sure = np.empty(m, dtype=np.bool_)
+    best2 = np.empty(1)
+    perp = np.empty(1)
+    kept = np.empty(_BATCH, dtype=np.int64)
+    both = np.empty(_BATCH, dtype=np.bool_)
+    bp = np.empty((_BATCH, 4, 2))
+    bq = np.empty((_BATCH, 4, 2))
+    n = 0
+    for k0 in range(lo, hi, _BATCH):
+        c = 0
+        for k in range(k0, min(k0 + _BATCH, hi)):
+            a, b = i[k], j[k]
+            if period_p[a, 0] <= period_q[b, 1] and period_q[b, 0] <= period_p[a, 1]:
+                kept[c] = k
+                c += 1
+        for t in range(c):
+            a, b = i[kept[t]], j[kept[t]]
+            both[t] = quad_p[a] and quad_q[b]
+            if both[t]:
+                bp[t] = xy_p[a]
+                bq[t] = xy_q[b]
+        for t in range(c):
+            d = np.nan
+            s = False
+            if both[t]:
+                gap, near = _pair_distance(bp[t], bq[t], best2, perp)
+                apart = gap > EPSILON
+                d = near if apart else 0.0
+                s = apart or gap < -EPSILON or near < touch
+                steps = d * scale
+                s = s and abs(steps - np.floor(steps) - 0.5) > 1e-6 and abs(d - cut) > 1e-9
+                if s and not d <= cut:
+                    continue
+            out_i[n], out_j[n], dist[n], sure[n] = i[kept[t]], j[kept[t]], d, s
+            n += 1
+    return out_i[:n].copy(), out_j[:n].copy(), dist[:n].copy(), sure[:n].copy()
 
 
 @njit(cache=True, nogil=True, error_model="numpy")

@@ -274,7 +274,7 @@ def find_overlaps(construction: gpd.GeoDataFrame, sidewalk: gpd.GeoDataFrame,
 
         # the construction findings, the longest block, start once both layers are ready: what only later stages
         # need (the codes the permits name, the dossiers' declared wards, the passages) is made here meanwhile
-        pairs = pool.submit(finished, _sidewalk_pair_findings, side, params)
+        pairs = pool.submit(finished, _sidewalk_pair_findings, side, params, ward)
         cons, skip_c = cons_job.result()
         links: Future = Future()
         construction_job = pool.submit(finished, _construction_findings, cons, side, params, links)
@@ -922,7 +922,8 @@ def _block(kind: str | np.ndarray, n: int, **columns) -> dict:
             value = kind if isinstance(kind, np.ndarray) else KINDS.index(kind) if kind else -1
         else:
             value = columns.get(name)
-        if isinstance(value, (pa.Array, _Later)):  # ids taken from the features' Arrow strings: kept so
+        if isinstance(value, (pa.Array, _Later, Geometries)):  # ids taken from the features' Arrow strings, a
+            # layer's geometries (made into objects only where asked): kept so
             out[name] = value
             continue
         if value is None or np.ndim(value) == 0:
@@ -978,18 +979,10 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     """
     d = float(params.distance_m)
     i, j = bbox_pairs(cons.bounds, side.bounds, d + DISTANCE_EPSILON)
-    # each pair's two periods, one gather per side (start and end side by side: one cache line; ``take`` rather
-    # than fancy indexing, ~3x faster on rows), the survivors' again
-    period_c, period_s = _periods(cons), _periods(side)
-    cp, sp = period_c.take(i, axis=0), period_s.take(j, axis=0)
-    current = np.flatnonzero((cp[:, 0] <= sp[:, 1]) & (sp[:, 0] <= cp[:, 1]))
-    i, j = i[current], j[current]
-    dist = _distances(cons, i, side, j, d + DISTANCE_EPSILON)
-    near = np.flatnonzero(dist <= d + DISTANCE_EPSILON)
-    i, j, dist = i[near], j[near], np.round(dist[near], DISTANCE_DECIMALS)
-    cp, sp = period_c.take(i, axis=0), period_s.take(j, axis=0)
-    start = np.maximum(cp[:, 0], sp[:, 0])
-    end = np.minimum(cp[:, 1], sp[:, 1])
+    i, j, dist = _near_pairs(cons, i, side, j, d + DISTANCE_EPSILON)
+    dist = np.round(dist, DISTANCE_DECIMALS)
+    start = np.maximum(cons.start[i], side.start[j])
+    end = np.minimum(cons.end[i], side.end[j])
     days = end - start + 1
     # linked: the permit names the dossier (the texts compared by Arrow, for the pairs whose permit names one)
     link = links.result()
@@ -1017,32 +1010,33 @@ def _periods(f: _Features) -> np.ndarray:
     return np.column_stack([f.start, f.end])
 
 
-def _distances(p: _Features, i: np.ndarray, q: _Features, j: np.ndarray, cut: float) -> np.ndarray:
-    """``shapely.distance`` of ``p.geoms[i]`` to ``q.geoms[j]``, as the findings use it, most of it in numpy.
+def _near_pairs(p: _Features, i: np.ndarray, q: _Features, j: np.ndarray, cut: float
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidate pairs ``(i, j)`` of ``p`` and ``q`` whose periods meet and whose geometries lie within ``cut``
+    (``shapely.distance``), in their order, and that distance; the pairs of quads measured by a compiled loop.
 
-    Pairs of convex quads are measured by :func:`convex.distances`; GEOS
-    measures the others, those numpy is not sure of, and those whose
-    distance lies within a hair of a rounding step (mm) or of ``cut`` (the
-    search distance), so that rounding and the cut never hang on the last bit.
-    The values are GEOS' but for quads that numpy cannot tell touching from
-    a hair apart (a strip drawn against its parcel) while a corner of one
-    lies nearer the other than half a millimetre and ``cut``: 0, as GEOS'
-    value rounds to the mm (and within ``cut`` either way).
+    One pass over the pairs (:func:`gisapp.analysis.kernels.near_pairs`, a share per thread): the periods
+    compared, pairs of convex quads measured as :func:`convex.distances` measures them; GEOS measures the
+    others, those numpy is not sure of, and those whose distance lies within a hair of a rounding step (mm) or
+    of ``cut`` (the search distance), so that rounding and the cut never hang on the last bit.  The values are
+    GEOS' but for quads that numpy cannot tell touching from a hair apart (a strip drawn against its parcel)
+    while a corner of one lies nearer the other than half a millimetre and ``cut``: 0, as GEOS' value rounds to
+    the mm (and within ``cut`` either way).
     """
-    both = np.flatnonzero(p.quad[i] & q.quad[j])
-    out = np.empty(len(i))
-    dist, sure = convex.split_pairs(convex.distances, p.xy[i[both]], q.xy[j[both]])
-    touch = np.flatnonzero(~sure)
-    near = convex.corner_distance(p.xy[i[both[touch]]], q.xy[j[both[touch]]])
-    sure[touch[near < min(0.5 * 10**-DISTANCE_DECIMALS, cut) - 1e-6]] = True  # (dist is 0 there)
-    mm = dist * 10**DISTANCE_DECIMALS
-    sure &= (np.abs(mm - np.floor(mm) - 0.5) > 1e-6) & (np.abs(dist - cut) > 1e-9)
-    out[both] = dist
-    rest = np.ones(len(i), dtype=bool)
-    rest[both[sure]] = False
-    rest = np.flatnonzero(rest)
-    out[rest] = _parallel(shapely.distance, p.geoms[i[rest]], q.geoms[j[rest]])
-    return out
+    from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+    touch = min(0.5 * 10**-DISTANCE_DECIMALS, cut) - 1e-6
+    args = (i, j, _periods(p), _periods(q), p.quad, q.quad, p.xy, q.xy, float(cut), touch, float(10**DISTANCE_DECIMALS))
+    m = len(i)
+    workers = _WORKERS if m >= _PARALLEL_MIN else 1
+    cuts = [m * k // workers for k in range(workers + 1)]
+    with ThreadPoolExecutor(workers) as pool:
+        parts = list(pool.map(lambda lo, hi: kernels.near_pairs(*args, lo, hi), cuts[:-1], cuts[1:]))
+    i, j, dist, sure = (np.concatenate(col) for col in zip(*parts))
+    rest = np.flatnonzero(~sure)
+    dist[rest] = _parallel(shapely.distance, p.geoms[i[rest]], q.geoms[j[rest]])
+    near = np.flatnonzero(dist <= cut)
+    return i[near], j[near], dist[near]
 
 
 def _intersecting(f: _Features, i: np.ndarray, j: np.ndarray) -> np.ndarray:
@@ -1063,31 +1057,45 @@ def _intersecting(f: _Features, i: np.ndarray, j: np.ndarray) -> np.ndarray:
     return out
 
 
-def _overlays(f: _Features, i: np.ndarray, j: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``shapely.intersection`` of ``f.geoms[i]`` and ``f.geoms[j]``, and its area; pairs of quads in numpy.
+def _overlays(f: _Features, i: np.ndarray, j: np.ndarray) -> tuple[Geometries, pa.Array, np.ndarray, np.ndarray]:
+    """``shapely.intersection`` of ``f.geoms[i]`` and ``f.geoms[j]``: ``(geoms, wkb, area, bounds)``; pairs of quads
+    without GEOS.
 
     Pairs of quads crossing cleanly are cut in numpy (:func:`convex.intersections`: the polygon GEOS makes,
-    its ring possibly starting at another corner); GEOS cuts the others, the pairs numpy is not sure of, and
-    those whose area lies within a hair of a rounding step or of :data:`AREA_EPSILON`, so that the rounded
-    area never hangs on the last bit.
+    its ring possibly starting at another corner) and written as WKB by a compiled loop
+    (:func:`gisapp.analysis.kernels.polygon_wkb`: objects made only where asked, as for the layers); GEOS cuts
+    the others, the pairs numpy is not sure of, and those whose area lies within a hair of a rounding step or
+    of :data:`AREA_EPSILON`, so that the rounded area never hangs on the last bit.  ``geoms``: the
+    intersections (:class:`Geometries`), ``wkb``: their polygonal parts' MultiPolygon WKB as the stores write
+    it (:func:`_polygonal_wkb`), ``bounds``: their ``(m, 4)`` boxes.
     """
-    inter, area = np.empty(len(i), dtype=object), np.empty(len(i))
+    from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+    area, bounds = np.empty(len(i)), np.empty((len(i), 4))
     both = np.flatnonzero(f.quad[i] & f.quad[j])
     xy, count, part, sure = convex.split_pairs(convex.intersections, f.xy[i[both]], f.xy[j[both]])
     step = part * 10**AREA_DECIMALS
     sure &= (np.abs(step - np.floor(step) - 0.5) > 1e-6) & (np.abs(part - AREA_EPSILON) > 1e-9)
-    done = both[sure]
-    inter[done], area[done] = convex.polygons(xy[sure], count[sure]), part[sure]
-    rest = np.ones(len(i), dtype=bool)
-    rest[done] = False
-    rest = np.flatnonzero(rest)
-    inter[rest] = _parallel(shapely.intersection, f.geoms[i[rest]], f.geoms[j[rest]])
-    area[rest] = shapely.area(inter[rest])
-    return inter, area
+    done = np.zeros(len(i), dtype=bool)
+    done[both[sure]] = True
+    offsets, data, bounds[done] = kernels.polygon_wkb(xy[sure], count[sure])
+    area[done] = part[sure]
+    rest = np.flatnonzero(~done)
+    inter = _parallel(shapely.intersection, f.geoms[i[rest]], f.geoms[j[rest]])
+    area[rest], bounds[rest] = shapely.area(inter), shapely.bounds(inter).reshape(-1, 4)
+    polygons = pa.Array.from_buffers(pa.large_binary(), len(offsets) - 1,
+                                     [None, pa.py_buffer(offsets), pa.py_buffer(data)]).cast(pa.binary())
+    wkb = _interleaved(done, derive.multipolygon_wkb(polygons), _polygonal_wkb(inter))
+    # the WKB of the numpy ones, the objects of the others (null WKB)
+    geoms = Geometries.of_wkb(_interleaved(done, polygons, pa.nulls(len(rest), pa.binary())), rest, inter)
+    return geoms, wkb, area, bounds
 
 
-def _sidewalk_pair_findings(side: _Features, params: AnalysisParams) -> dict:
-    """CLASH and OPPORTUNITY findings: sidewalk permits sharing ground, at the same time or close in time."""
+def _sidewalk_pair_findings(side: _Features, params: AnalysisParams, ward: _Features) -> dict:
+    """CLASH and OPPORTUNITY findings: sidewalk permits sharing ground, at the same time or close in time.
+
+    Their geometry, the intersection, is found its ward here (no other block has it) and kept as WKB.
+    """
     i, j = bbox_pairs(side.bounds, side.bounds, strict=True, same=True)
     period = _periods(side)
     pi, pj = period[i], period[j]
@@ -1096,31 +1104,31 @@ def _sidewalk_pair_findings(side: _Features, params: AnalysisParams) -> dict:
     i, j, gap = i[soon], j[soon], gap[soon]
     hit = _intersecting(side, i, j)
     i, j, gap = i[hit], j[hit], gap[hit]
-    inter, area = _overlays(side, i, j)
-    solid = area > AREA_EPSILON
-    i, j, gap, inter, area = i[solid], j[solid], gap[solid], inter[solid], np.round(area[solid], AREA_DECIMALS)
+    inter, wkb, area, bounds = _overlays(side, i, j)
     # the smaller permit number first (Arrow compares the UTF-8 bytes: the order of the code points, as ``str``'s)
     swap = pc.greater(side.names.take(i), side.names.take(j)).to_numpy(zero_copy_only=False)
     i, j = np.where(swap, j, i), np.where(swap, i, j)
+    # the solid ones, the clashes then the opportunities, each in pair order
     clash = gap <= 0
-    blocks = []
-    for kind, sel in (("CLASH", clash), ("OPPORTUNITY", ~clash)):
-        a, b = i[sel], j[sel]
-        if kind == "CLASH":
-            start = np.maximum(side.start[a], side.start[b])
-            end = np.minimum(side.end[a], side.end[b])
-            days = end - start + 1
-            detail = _texts(_clash_text, _tenths(area[sel]), days)
-        else:
-            start = np.minimum(side.start[a], side.start[b])
-            end = np.maximum(side.end[a], side.end[b])
-            days = np.zeros(len(a), dtype=np.int64)
-            detail = _texts(_opportunity_text, _tenths(area[sel]), gap[sel])
-        blocks.append(_block(kind, len(a), a_id=_take(side.names, a), b_id=_take(side.names, b), a_hash=side.hashes[a],
-                             b_hash=side.hashes[b], geometry=inter[sel], overlap_area_m2=area[sel],
-                             distance_m=0.0, overlap_start=start, overlap_end=end, overlap_days=days,
-                             detail=detail))
-    return _stack(blocks)
+    solid = area > AREA_EPSILON
+    order = np.concatenate([np.flatnonzero(solid & clash), np.flatnonzero(solid & ~clash)])
+    n_clash = int(np.count_nonzero(solid & clash))
+    a, b, gap, area = i[order], j[order], gap[order], np.round(area[order], AREA_DECIMALS)
+    kind = np.full(len(order), KINDS.index("OPPORTUNITY"), dtype=np.int64)
+    kind[:n_clash] = KINDS.index("CLASH")
+    both = np.arange(len(order)) < n_clash
+    start = np.where(both, np.maximum(side.start[a], side.start[b]), np.minimum(side.start[a], side.start[b]))
+    end = np.where(both, np.minimum(side.end[a], side.end[b]), np.maximum(side.end[a], side.end[b]))
+    days = np.where(both, end - start + 1, 0)
+    detail = pa.concat_arrays([_texts(_clash_text, _tenths(area[:n_clash]), days[:n_clash]),
+                               _texts(_opportunity_text, _tenths(area[n_clash:]), gap[n_clash:])])
+    ward_idx = ward.extra["index"].assign(inter.take(order), start, bounds[order])[0] if len(ward) \
+        else np.full(len(order), -1, dtype=np.int64)
+    block = _block(kind, len(a), a_id=_take(side.names, a), b_id=_take(side.names, b), a_hash=side.hashes[a],
+                   b_hash=side.hashes[b], overlap_area_m2=area, distance_m=0.0, overlap_start=start,
+                   overlap_end=end, overlap_days=days, detail=detail, ward_index=ward_idx)
+    block["wkb"] = wkb.take(pa.array(order))  # (the geometry, as :func:`_finish` gives the others')
+    return block
 
 
 def _clearance_findings(side: _Features, params: AnalysisParams) -> dict:
@@ -1166,7 +1174,9 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
         differs = np.where(found, w_lab[np.maximum(idx, 0)] if len(w_lab) else none, none) != d_lab[cons.extra["row"]]
     wrong = np.flatnonzero(index.any_in_force(received) & differs)
     idx, part, found = idx[wrong], part[wrong], found[wrong]
-    area = np.round(np.where(np.isnan(part), shapely.area(cons.geoms[wrong]), part), AREA_DECIMALS)
+    whole = np.flatnonzero(np.isnan(part))  # (the parcel wholly in its ward, or in none: its own area)
+    part[whole] = shapely.area(cons.geoms[wrong[whole]])
+    area = np.round(part, AREA_DECIMALS)
     # the texts repeat (declared ward, ward found, day): each made once, from the first finding that has it
     declared = _text(declared, cons.extra["row"][wrong])
     declared_key = pd.factorize(declared)[0] if labels is None else d_lab[cons.extra["row"][wrong]]
@@ -1177,7 +1187,7 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
     return _block("WARD_MISMATCH", len(wrong), a_id=_take(cons.names, wrong), a_hash=cons.hashes[wrong],
                   b_id=_take(ward.names, np.maximum(idx, 0), missing=~found),
                   b_hash=np.where(found, ward.hashes[np.maximum(idx, 0)], 0),
-                  geometry=cons.geoms[wrong], overlap_area_m2=np.where(found, area, np.nan),
+                  geometry=cons.geoms.take(wrong), overlap_area_m2=np.where(found, area, np.nan),
                   overlap_start=received[wrong], ward_index=idx,
                   detail=_mismatch_text(declared[first], idx[first], day, ward).take(pa.array(back)))
 
@@ -1216,7 +1226,10 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     def multipolygons() -> pa.Array:
         """The findings' geometry as MultiPolygon WKB (a permit's made once)."""
         used, back = _used(source[~own], len(side))
-        made = pa.concat_arrays([_polygonal_wkb(geoms[own]), side.geoms.multipolygon_wkb(used)])
+        # a block's own WKB, if made; a layer's geometries' from their own WKB, if given so
+        mine = block["wkb"] if "wkb" in block else geoms.multipolygon_wkb(np.flatnonzero(own)) \
+            if isinstance(geoms, Geometries) else _polygonal_wkb(geoms[own])
+        made = pa.concat_arrays([mine, side.geoms.multipolygon_wkb(used)])
         at = np.empty(n, dtype=np.int64)
         at[own] = np.arange(int(own.sum()))
         at[~own] = int(own.sum()) + back
