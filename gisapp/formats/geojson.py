@@ -29,7 +29,6 @@ from gisapp.formats.wkb import Polygons, binary_array, read_polygons
 from gisapp.schema import STORE_CRS, WEB_CRS, Layer
 
 PRECISION = 7
-_NEEDS_ESCAPE = r'["\\\x00-\x1f]'
 
 
 # -- geometries ---------------------------------------------------------------
@@ -437,13 +436,13 @@ def _members_join(names: list[str], arrays, before: str, after: str) -> pa.Strin
     return pc.binary_join_element_wise(*parts, literal + after, "")
 
 
-#: Bytes a JSON string cannot hold as they are (:data:`_NEEDS_ESCAPE`): control characters, quote, backslash.
+#: Bytes a JSON string cannot hold as they are: control characters, quote, backslash.
 _ESCAPED_BYTES = np.zeros(256, dtype=bool)
 _ESCAPED_BYTES[:0x20] = _ESCAPED_BYTES[ord('"')] = _ESCAPED_BYTES[ord("\\")] = True
 
 
 def _to_escape(text: pa.StringArray) -> np.ndarray:
-    """The positions of the values of ``text`` that hold a character JSON escapes (:data:`_NEEDS_ESCAPE`: those
+    """The positions of the values of ``text`` that hold a character JSON escapes (:data:`_ESCAPED_BYTES`: those
     are single bytes in UTF-8, never inside another character's bytes), by a scan of the bytes."""
     offsets = np.frombuffer(text.buffers()[1], dtype=np.int32)[text.offset:text.offset + len(text) + 1]
     data = text.buffers()[2]
