@@ -445,9 +445,7 @@ class WardIndex:
             settled = self._by_grid(bounds, epoch, in_force, idx)
         rest = np.flatnonzero(~settled & (epoch > 0))
         if len(rest):
-            with self._lock:  # GEOS builds a prepared geometry's indexes on first use: one thread at a time
-                r_idx, r_area = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
-            idx[rest], area[rest] = r_idx, r_area
+            idx[rest], area[rest] = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
         return idx, area
 
     def _by_grid(self, bounds: np.ndarray, epoch: np.ndarray, in_force: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -522,7 +520,8 @@ class WardIndex:
             ks.append(np.full(len(hit), w, dtype=np.int64))
             ii.append(hit)
         k, i = np.concatenate(ks), np.concatenate(ii)
-        inside = shapely.contains(self.geoms[k], geoms[i])
+        with self._lock:  # GEOS builds a prepared geometry's indexes on first use: one thread at a time
+            inside = shapely.contains(self.geoms[k], geoms[i])
         order = np.lexsort((k[inside], i[inside]))
         ki, ix = k[inside][order], i[inside][order]
         first = np.r_[True, ix[1:] != ix[:-1]] if len(ix) else np.zeros(0, dtype=bool)
