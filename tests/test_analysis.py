@@ -898,3 +898,24 @@ def test_text_columns_become_the_same_strings_through_their_dictionary():
             assert got.dtype == object and got.tolist() == values
     shared = text_objects(pa.array(few, pa.string()))
     assert len({id(v) for v in shared if v is not None}) == 6  # one string per distinct text
+
+
+def test_quad_areas_round_as_geos_areas():
+    """A ward mismatch's area of a quad parcel comes from its corners; rounded, it is GEOS' area, and a parcel
+    whose area lies on a half step of the rounding is measured by GEOS."""
+    rng = np.random.default_rng(7)
+    cx, cy = rng.uniform(5e5, 6e5, 300), rng.uniform(1.7e6, 1.8e6, 300)
+    parcels = [shapely.affinity.rotate(shapely.box(x, y, x + w, y + h), a, origin=(x, y))
+               for x, y, w, h, a in zip(cx, cy, rng.uniform(3, 30, 300), rng.uniform(3, 30, 300),
+                                        rng.uniform(0, 90, 300))]
+    parcels.append(shapely.box(500_000.0, 1_700_000.0, 500_001.0, 1_700_001.00005))  # 1.00005 m²: a half step
+    frame = gpd.GeoDataFrame({"dossier_code": [f"XD-{k}" for k in range(len(parcels))],
+                              "received_on": pd.Timestamp("2024-01-01")}, geometry=parcels, crs="EPSG:5899")
+    cons, _ = analysis._prepare_construction(frame, AnalysisParams())
+    assert cons.quad.all()
+    rows = np.arange(len(cons))
+    areas = analysis._areas(cons, rows)
+    geos = shapely.area(np.asarray(parcels, dtype=object))
+    assert (np.round(areas, analysis.AREA_DECIMALS) == np.round(geos, analysis.AREA_DECIMALS)).all()
+    assert areas[-1] == geos[-1]
+    assert (areas[:-1] != geos[:-1]).any()  # (the others are the shoelace's own, not GEOS')

@@ -1175,7 +1175,7 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
     wrong = np.flatnonzero(index.any_in_force(received) & differs)
     idx, part, found = idx[wrong], part[wrong], found[wrong]
     whole = np.flatnonzero(np.isnan(part))  # (the parcel wholly in its ward, or in none: its own area)
-    part[whole] = shapely.area(cons.geoms[wrong[whole]])
+    part[whole] = _areas(cons, wrong[whole])
     area = np.round(part, AREA_DECIMALS)
     # the texts repeat (declared ward, ward found, day): each made once, from the first finding that has it
     declared = _text(declared, cons.extra["row"][wrong])
@@ -1190,6 +1190,28 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
                   geometry=cons.geoms.take(wrong), overlap_area_m2=np.where(found, area, np.nan),
                   overlap_start=received[wrong], ward_index=idx,
                   detail=_mismatch_text(declared[first], idx[first], day, ward).take(pa.array(back)))
+
+
+def _areas(f: _Features, rows: np.ndarray) -> np.ndarray:
+    """``shapely.area`` of ``f.geoms[rows]`` as the findings keep it (rounded to :data:`AREA_DECIMALS`): the quads'
+    by the shoelace from their corners (no object made), but those within a hair of a rounding step (GEOS').
+
+    The shoelace is taken relative to the first corner (small numbers: its rounding, ~1e-12 m², is far
+    below the hair), so the rounded area is GEOS' own.
+    """
+    out = np.empty(len(rows))
+    quad = f.quad[rows]
+    xy = f.xy[rows[quad]]
+    rx, ry = xy[:, :, 0] - xy[:, :1, 0], xy[:, :, 1] - xy[:, :1, 1]
+    area = np.abs((rx * np.roll(ry, -1, axis=1) - np.roll(rx, -1, axis=1) * ry).sum(axis=1)) / 2.0
+    step = area * 10**AREA_DECIMALS
+    sure = np.abs(step - np.floor(step) - 0.5) > 1e-6
+    done = np.flatnonzero(quad)[sure]
+    out[done] = area[sure]
+    rest = np.ones(len(rows), dtype=bool)
+    rest[done] = False
+    out[rest] = shapely.area(f.geoms[rows[rest]])
+    return out
 
 
 def _mismatch_text(declared: np.ndarray, idx: np.ndarray, day: np.ndarray, ward: _Features) -> pa.Array:
@@ -1215,8 +1237,8 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     once per permit (and period of wards) in the block: a permit given as
     WKB from its own bytes, without a shapely object (:meth:`Geometries.multipolygon_wkb`).
     Blocks are finished by the thread that made them (GEOS, Arrow and most
-    of numpy release the GIL); a long block's WKB and ids are made in a
-    thread of their own meanwhile (and the ids' texts, when taken late: :class:`_Later`).
+    of numpy release the GIL); a long block's WKB, and its ids, are made in
+    threads of their own meanwhile (and the ids' texts, when taken late: :class:`_Later`).
     """
     cols = dict(block)
     n = len(cols["kind"])
@@ -1235,16 +1257,17 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
         at[~own] = int(own.sum()) + back
         return made.take(pa.array(at))
 
-    def wkb_ids_texts() -> tuple[pa.Array, pa.Array, dict]:
-        """The findings' MultiPolygon WKB, their ids and the texts still to take (:class:`_Later`)."""
+    def ids_texts() -> tuple[pa.Array, dict]:
+        """The findings' ids and the texts still to take (:class:`_Later`)."""
         rank = cols["kind"]
-        return multipolygons(), _id_strings(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"])), \
+        return _id_strings(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"])), \
             {name: cols[name].taken() for name in _TEXT_COLUMNS if isinstance(cols[name], _Later)}
 
-    with ThreadPoolExecutor(1) as helper:
-        job = helper.submit(wkb_ids_texts) if n >= _PARALLEL_MIN else None
+    with ThreadPoolExecutor(2) as helper:  # (a long block's WKB, and its ids and texts, beside its wards)
+        jobs = (helper.submit(multipolygons), helper.submit(ids_texts)) if n >= _PARALLEL_MIN else None
         ward_idx = _finish_wards(cols, ward, side)
-        wkb, finding_id, texts = wkb_ids_texts() if job is None else job.result()
+        wkb, (finding_id, texts) = (multipolygons(), ids_texts()) if jobs is None else (jobs[0].result(),
+                                                                                         jobs[1].result())
     cols.update(texts)
     codes = _large_strings(ward.extra["code"] if len(ward) else np.empty(0, dtype=object))
     ward_code = codes.take(pa.array(np.maximum(ward_idx, 0), mask=ward_idx < 0)) if len(codes) \
@@ -1274,21 +1297,14 @@ def _polygonal_wkb(geoms: np.ndarray) -> pa.Array:
 
 def _finish_wards(cols: dict, ward: _Features, side: _Features) -> np.ndarray:
     """The ward (row in ``ward``, -1: none) of each finding of a block (:func:`_finish`)."""
-    n = len(cols["kind"])
     source, geoms = cols["source"], cols["geometry"]
-    own = source < 0
     ward_idx = cols["ward_index"].copy()
     todo = ward_idx == -2
     if len(ward) and todo.any():
         index: WardIndex = ward.extra["index"]
-        epoch = index.epoch_of(cols["overlap_start"])
-        # one ward look-up per (sidewalk permit, period of wards); findings with their own geometry each
-        periods = len(index.epochs) + 1
-        key = np.where(own, len(side) * periods + np.arange(n), source * periods + epoch)[todo]
-        first_row = np.full(len(side) * periods + n, -1, dtype=np.int64)
-        first_row[key[::-1]] = np.flatnonzero(todo)[::-1]
-        used, back = _used(key, len(first_row))
-        rows = first_row[used]
+        # each finding looked up (a permit in several findings too: the grid settles nearly all at ~50 ns each, less
+        # than finding the distinct (permit, period of wards) first)
+        rows = np.flatnonzero(todo)
         bounds = np.empty((len(rows), 4))
         mine = source[rows] < 0
         bounds[~mine] = side.bounds[source[rows[~mine]]]
@@ -1300,7 +1316,7 @@ def _finish_wards(cols: dict, ward: _Features, side: _Features) -> np.ndarray:
             shapes = np.empty(len(rows), dtype=object)
             shapes[mine] = geoms[rows[mine]]
             shapes[~mine] = side.geoms[source[rows[~mine]]]
-        ward_idx[todo] = index.assign(shapes, cols["overlap_start"][rows], bounds)[0][back]
+        ward_idx[rows] = index.assign(shapes, cols["overlap_start"][rows], bounds)[0]
     ward_idx[ward_idx == -2] = -1
     return ward_idx
 

@@ -308,6 +308,25 @@ def _big_pairs(boxes: _Boxes, big_a: np.ndarray, big_b: np.ndarray, small_a: np.
 
 # -- wards by date -------------------------------------------------------------------
 
+#: Intersections the exact ward path splits over threads from this many.
+_AREAS_SPLIT_MIN = 2000
+
+
+def _intersection_areas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``shapely.area(shapely.intersection(a, b))``, split over threads when long (GEOS' overlay releases the GIL,
+    and reads the wards' geometries only: their prepared indexes are not used)."""
+    def areas(lo: int, hi: int) -> np.ndarray:
+        """The areas of the pairs ``lo … hi - 1``."""
+        return shapely.area(shapely.intersection(a[lo:hi], b[lo:hi]))
+
+    m = len(a)
+    if m < _AREAS_SPLIT_MIN or _WORKERS < 2:
+        return areas(0, m)
+    cuts = [m * k // _WORKERS for k in range(_WORKERS + 1)]
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        return np.concatenate(list(pool.map(areas, cuts[:-1], cuts[1:])))
+
+
 
 #: Margin (in cells) around each piece of a ward boundary when marking the cells it may cross: far above
 #: rounding, far below a cell.
@@ -426,9 +445,7 @@ class WardIndex:
             settled = self._by_grid(bounds, epoch, in_force, idx)
         rest = np.flatnonzero(~settled & (epoch > 0))
         if len(rest):
-            with self._lock:  # GEOS builds a prepared geometry's indexes on first use: one thread at a time
-                r_idx, r_area = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
-            idx[rest], area[rest] = r_idx, r_area
+            idx[rest], area[rest] = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
         return idx, area
 
     def _by_grid(self, bounds: np.ndarray, epoch: np.ndarray, in_force: np.ndarray, idx: np.ndarray) -> np.ndarray:
@@ -503,7 +520,8 @@ class WardIndex:
             ks.append(np.full(len(hit), w, dtype=np.int64))
             ii.append(hit)
         k, i = np.concatenate(ks), np.concatenate(ii)
-        inside = shapely.contains(self.geoms[k], geoms[i])
+        with self._lock:  # GEOS builds a prepared geometry's indexes on first use: one thread at a time
+            inside = shapely.contains(self.geoms[k], geoms[i])
         order = np.lexsort((k[inside], i[inside]))
         ki, ix = k[inside][order], i[inside][order]
         first = np.r_[True, ix[1:] != ix[:-1]] if len(ix) else np.zeros(0, dtype=bool)
@@ -511,7 +529,7 @@ class WardIndex:
         rest = idx[i] < 0
         k, i = k[rest], i[rest]
         if len(i):
-            part = shapely.area(shapely.intersection(self.geoms[k], geoms[i]))
+            part = _intersection_areas(self.geoms[k], geoms[i])
             order = np.lexsort((k, -part, i))
             k, i, part = k[order], i[order], part[order]
             first = np.r_[True, i[1:] != i[:-1]] & (part > AREA_EPSILON)
