@@ -405,7 +405,7 @@ def test_a_replace_loads_and_indexes_beside_its_transaction_and_swaps_at_its_end
 
     monkeypatch.setattr(postgis, "_before_swap", swap)
     pg.write({"sidewalk_permits": _permits(60, seed=4), "wards": _wards(3)}, mode="replace")
-    assert seen[0][:2] == ("sidewalk_permits", 40) and seen[1][:2] == ("wards", 5)
+    assert {name: count for name, count, _ in seen} == {"sidewalk_permits": 40, "wards": 5}
     assert "sidewalk_permits__load" in seen[0][2] and "wards__load" in seen[0][2]
     assert pg.count("sidewalk_permits") == 60 and pg.count("wards") == 3 and not _load_tables(pg)
     with psycopg.connect(pg.url, autocommit=True) as con:
@@ -438,3 +438,61 @@ def test_a_failed_replace_under_the_writers_lock_drops_its_load_tables_and_keeps
         monkeypatch.undo()
         pg.write({"wards": _wards(3)}, mode="replace")  # the lock is still this thread's
     assert pg.count("wards") == 3 and not _load_tables(pg)
+
+
+def _stored(store: PostGISStore, after_seq: int, after_change: int) -> tuple:
+    """Every layer's rows, the history rows after ``after_seq`` (their ``seq`` counted from the first) and the
+    change-log entries after ``after_change`` (in ``seq`` order), each without the time it was written."""
+    layers = {name: store.read(name).to_wkb() for name in ("wards", "construction_permits", "sidewalk_permits",
+                                                           "sidewalks")}
+    with store.connection() as con:
+        history = con.execute("SELECT seq - (SELECT min(seq) FROM status_changes WHERE seq > %s), layer, key, "
+                              "status, note FROM status_changes WHERE seq > %s ORDER BY seq",
+                              [after_seq, after_seq]).fetchall()
+    entries = [(c.layer, c.key, c.kind, c.status, c.bbox) for c in store.changes(after_change, limit=1000).changes]
+    return layers, history, entries
+
+
+def _marks(store: PostGISStore) -> tuple[int, int]:
+    with store.connection() as con:
+        return (con.execute("SELECT coalesce(max(seq), 0) FROM status_changes").fetchone()[0],
+                con.execute("SELECT coalesce(max(seq), 0) FROM gisapp_changes").fetchone()[0])
+
+
+def test_a_staged_replace_of_every_layer_stores_what_one_transaction_stores(pg, monkeypatch):
+    """The staged replace (layers without a history first, the last layer's builds two at a time, each layer's
+    ANALYZE beside its builds or after its expression indexes) stores the rows, history and change log a
+    replace of the same layers in the write's own transaction stores, with the same indexes and the
+    statistics of the expression index."""
+    from gisapp.demo import build as demo
+
+    first, second = demo.generate(120, 120, seed=1), demo.generate(150, 150, seed=2)
+    pg.write(first, mode="replace")  # the schema is current now: the next replace is staged
+    with psycopg.connect(pg.url, autocommit=True) as con:
+        indexes = con.execute("SELECT tablename, indexname, indexdef FROM pg_indexes "
+                              "WHERE schemaname = 'public' ORDER BY 2").fetchall()
+    loads = []
+    monkeypatch.setattr(postgis, "_before_swap", lambda con, layer: loads.append(layer.name))
+    marks = _marks(pg)
+    pg.write(second, mode="replace")
+    staged = _stored(pg, *marks)
+    assert sorted(loads) == sorted(second) and not _load_tables(pg)
+    with psycopg.connect(pg.url, autocommit=True) as con:
+        assert con.execute("SELECT tablename, indexname, indexdef FROM pg_indexes "
+                           "WHERE schemaname = 'public' ORDER BY 2").fetchall() == indexes
+        assert con.execute("SELECT count(*) FROM pg_stats WHERE tablename = 'ix_construction_permits_works_start'"
+                           ).fetchone()[0] == 1
+        assert con.execute("SELECT count(DISTINCT tablename) FROM pg_stats WHERE tablename IN "
+                           "('wards', 'construction_permits', 'sidewalk_permits', 'sidewalks')").fetchone()[0] == 4
+
+    pg.write(first, mode="replace")
+    monkeypatch.setattr(postgis, "_Staging", lambda url: None)  # every layer in the write's transaction
+    loads.clear()
+    marks = _marks(pg)
+    pg.write(second, mode="replace")
+    assert sorted(loads) == sorted(second)
+    together = _stored(pg, *marks)
+    for name in staged[0]:
+        pd.testing.assert_frame_equal(pd.DataFrame(staged[0][name]), pd.DataFrame(together[0][name]))
+    assert staged[1] == together[1] and len(staged[1]) > 100
+    assert staged[2] == together[2] and list(dict.fromkeys(e[0] for e in staged[2])) == list(second)

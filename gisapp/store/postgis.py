@@ -26,6 +26,7 @@ table pages; a bbox skips the exact geometry test for rows well inside it.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import datetime as dt
 import os
@@ -619,8 +620,13 @@ class PostGISStore(Store):
         layers = {name: store_layer(name) for name in [*frames, *deleted]}
         given = set() if history is None else set(history["layer"])
         # a replace: the frames typed and their COPY rows made in a thread beside this one (:class:`_Prepared`),
-        # so that the database's work (history, COPY, index builds) and the client's overlap
-        prepared = _Prepared(layers, frames, convert={name for name in frames if name not in HASHED_LAYERS}) \
+        # so that the database's work (history, COPY, index builds) and the client's overlap; the layers without
+        # a status history first (wards, sidewalks: their index builds run while the client makes the large
+        # layers' rows, not after them), the history's layers in their order (their rows' ``seq``), the change
+        # log in the frames' order
+        order = sorted(frames, key=lambda name: name in hist.LAYER_KEYS) if mode == "replace" else list(frames)
+        prepared = _Prepared(layers, {name: frames[name] for name in order},
+                             convert={name for name in frames if name not in HASHED_LAYERS}) \
             if mode == "replace" else None
         typed = {} if prepared is not None else \
             {name: schema.coerce(layers[name], frame, arrow_text=True) for name, frame in frames.items()}
@@ -657,7 +663,8 @@ class PostGISStore(Store):
                         removed[name] += len(rows)
                         log.extend(boxed(delete_rows(lay, [r[0] for r in rows]),
                                          {str(r[0]): r[1:] for r in rows}, {}))
-                    for name in frames:
+                    logs: dict[str, list[tuple]] = {}
+                    for name in order:
                         if prepared is not None:
                             frame = typed[name] = prepared.typed(name)
                             if name not in given:
@@ -669,9 +676,9 @@ class PostGISStore(Store):
                         changed = _replace_changed(con, layers[name], frame, counter, bounds) \
                             if mode == "replace" and name in HASHED_LAYERS else None
                         if changed is not None:
-                            log.extend(changed)
+                            logs[name] = changed
                             continue
-                        log.extend(_logged(con, layers[name], frame, mode))
+                        logs[name] = _logged(con, layers[name], frame, mode)
                         chunks = None if prepared is None else prepared.chunks(name)
                         if staging is not None and chunks is not None:
                             staging.load(con, layers[name], frame, counter, chunks)
@@ -679,6 +686,10 @@ class PostGISStore(Store):
                             _replace_layer(con, layers[name], frame, counter, chunks=chunks)
                         else:
                             removed[name] += _upsert_layer(con, layers[name], frame, counter)
+                    for name in frames:
+                        log.extend(logs[name])
+                    if staging is not None:
+                        staging.tail()
                     if staged:
                         _move_history(con, history_rows, later)
                     if staging is not None:
@@ -1775,12 +1786,21 @@ def _grant(con: psycopg.Connection, table: str, grants: list[tuple[str, str]]) -
 def _indexes_on(con: psycopg.Connection, indexes: list[tuple[str, str]], table: str) -> list[tuple[str, str]]:
     """Build the ``indexes`` (name, definition: ``pg_indexes``) of another table on ``table``, each under a
     temporary name; (temporary name, name) of each, to rename once the other table is gone."""
-    renames = []
+    statements, renames = _index_statements(indexes, table)
+    for ddl in statements:
+        con.execute(ddl)
+    return renames
+
+
+def _index_statements(indexes: list[tuple[str, str]], table: str) -> tuple[list[str], list[tuple[str, str]]]:
+    """The statements that build ``indexes`` (name, definition: ``pg_indexes``) of another table on ``table``,
+    each under a temporary name, and (temporary name, name) of each, to rename once the other table is gone."""
+    statements, renames = [], []
     for index, ddl in indexes:
         temporary = f"{index[:56]}__load"
-        con.execute(_INDEX_DEF.sub(rf"CREATE \g<1>INDEX {temporary} ON {table} USING ", ddl))  # no UNIQUE: ""
+        statements.append(_INDEX_DEF.sub(rf"CREATE \g<1>INDEX {temporary} ON {table} USING ", ddl))  # no UNIQUE: ""
         renames.append((temporary, index))
-    return renames
+    return statements, renames
 
 
 class _Staging:
@@ -1789,50 +1809,121 @@ class _Staging:
     In one transaction the server does one thing at a time: a 1M layer's index builds (~9 s) held up the next
     layer's ``COPY``.  Here each layer's rows are COPYed (``FREEZE``) into a load table created and committed
     on a connection of its own (:meth:`load`), and its indexes built (temporary names) and its statistics
-    computed on another, in a thread, while the next layer is COPYed; the write's transaction then swaps the
-    load tables in (:meth:`swap`: the old table dropped, the load table and its indexes renamed, the grants
+    computed on others, by builder threads, while the next layer is COPYed; the write's transaction then swaps
+    the load tables in (:meth:`swap`: the old table dropped, the load table and its indexes renamed, the grants
     given again).  No reader looks at a load table, and the store changes at the write's commit alone: a
     failed write rolls its transaction back and drops the load tables (:meth:`close`; a writer killed
     meanwhile leaves them to the next write of the layer, which drops them first).  Only for a store whose
     schema is current (the load tables are made like the committed layer tables).
+
+    While layers are still COPYed one build runs at a time (the client makes the next layer's rows meanwhile,
+    and the ``COPY`` needs the server too); once the last is loaded (:meth:`tail`) :data:`TAIL_BUILDS` run at
+    once, each on a connection of its own: the last layer's GiST build and its ``ANALYZE`` take one process
+    each, and beside them the B-trees keep the other cores busy (at 1M rows per layer on 2 cores the last
+    layer's builds took ~9 s one after another, the client waiting).  ``CREATE INDEX`` takes a SHARE lock:
+    several run on one table at once.
     """
 
     def __init__(self, url: str):
         self._url = url
-        self._builds = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gisapp-index")
-        self._loaded: dict[str, tuple[Layer, Future]] = {}  # load table → its layer, its index build's renames
+        self._loaded: dict[str, tuple[Layer, list[tuple[str, str]], Future]] = {}  # load → layer, renames, built
+        self._jobs: collections.deque[tuple[str, str | None]] = collections.deque()  # (load, DDL; None: ANALYZE)
+        self._pending: dict[str, int] = {}  # load → its jobs not finished yet
+        self._blocking: dict[str, set[str]] = {}  # load → the builds its ANALYZE waits for (expression indexes)
+        self._cond = threading.Condition()
+        self._slots, self._running, self._stopped = 1, 0, False
+        self._threads = [threading.Thread(target=self._work, name=f"gisapp-index-{k}", daemon=True)
+                         for k in range(TAIL_BUILDS)]
+        for thread in self._threads:
+            thread.start()
 
     def load(self, con: psycopg.Connection, layer: Layer, frame: gpd.GeoDataFrame, counter: _RowCounter | None,
              chunks: Iterator[tuple[int, pa.Buffer]]) -> None:
-        """COPY ``frame`` (its rows: ``chunks``) into ``layer``'s load table, then start its index builds; the
-        old table's indexes are read in the write's transaction ``con``."""
+        """COPY ``frame`` (its rows: ``chunks``) into ``layer``'s load table, then queue its index builds and
+        its ``ANALYZE``; the old table's indexes are read in the write's transaction ``con``."""
         name, load = layer.name, f"{layer.name}__load"
         indexes = _index_defs(con, name)
+        # ANALYZE gathers the statistics of expression indexes too: it waits for those builds, not the others
+        expressions = {r[0] for r in con.execute("SELECT indexrelid::regclass::text FROM pg_index "
+                                                 "WHERE indrelid = %s::regclass AND indexprs IS NOT NULL", [name])}
+        built: Future = Future()
         with _pool(self._url).connection() as loader, loader.transaction():
             loader.execute(f"DROP TABLE IF EXISTS {load}")
             _create_like(loader, load, name)
-            self._loaded[load] = (layer, Future())  # dropped by close() if the write fails from here on
+            self._loaded[load] = (layer, [], built)  # dropped by close() if the write fails from here on
             _copy_into(loader, load, layer, frame, counter, freeze=_FREEZE_LOADS, chunks=chunks)
-        self._loaded[load] = (layer, self._builds.submit(self._build, load, indexes))
+        statements, renames = _index_statements(indexes, load)
+        self._loaded[load] = (layer, renames, built)
+        blocking = [ddl for (index, _), ddl in zip(indexes, statements, strict=True) if index in expressions]
+        gist = [ddl for ddl in statements if " USING gist " in ddl and ddl not in blocking]  # the longest
+        rest = [ddl for ddl in statements if ddl not in blocking and ddl not in gist]
+        with self._cond:
+            self._pending[load] = len(statements) + 1
+            self._blocking[load] = set(blocking)
+            self._jobs.extend((load, ddl) for ddl in [*blocking, *gist])
+            if not blocking:
+                self._jobs.append((load, None))
+            self._jobs.extend((load, ddl) for ddl in rest)
+            self._cond.notify_all()
 
-    def _build(self, load: str, indexes: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        with _pool(self._url).connection() as con, con.transaction():
-            _index_memory(con)
-            renames = _indexes_on(con, indexes, load)
-            con.execute(f"ANALYZE {load}")
-        return renames
+    def tail(self) -> None:
+        """Every layer is loaded: :data:`TAIL_BUILDS` builds run at once from now on."""
+        with self._cond:
+            self._slots = TAIL_BUILDS
+            self._cond.notify_all()
+
+    def _work(self) -> None:
+        """A builder thread: the queued jobs one after another, while fewer than the slots run."""
+        while True:
+            with self._cond:
+                while not self._stopped and (not self._jobs or self._running >= self._slots):
+                    self._cond.wait()
+                if self._stopped:
+                    return
+                load, ddl = self._jobs.popleft()
+                self._running += 1
+            built = self._loaded[load][2]
+            error = None
+            try:
+                if not built.done():  # (not after one of the layer's jobs failed)
+                    with _pool(self._url).connection() as con, con.transaction():
+                        if ddl is None:
+                            con.execute(f"ANALYZE {load}")
+                        else:
+                            _index_memory(con)
+                            con.execute(ddl)
+            except BaseException as err:  # noqa: BLE001 - raised in the write's thread by swap()
+                error = err
+            with self._cond:
+                self._running -= 1
+                self._pending[load] -= 1
+                if ddl in self._blocking[load]:
+                    self._blocking[load].discard(ddl)
+                    if not self._blocking[load]:
+                        self._jobs.appendleft((load, None))
+                if not built.done() and (error is not None or not self._pending[load]):
+                    if error is not None:
+                        built.set_exception(error)
+                    else:
+                        built.set_result(self._loaded[load][1])
+                self._cond.notify_all()
 
     def swap(self, con: psycopg.Connection) -> None:
         """Swap every loaded layer in, in the write's transaction ``con`` (each once its indexes are built)."""
-        for load, (layer, built) in self._loaded.items():
+        self.tail()
+        for load, (layer, _renames, built) in self._loaded.items():
             _swap_in(con, layer, load, built.result())
 
     def close(self, *, failed: bool, held: psycopg.Connection | None = None) -> None:
-        """Wait for the index builds; once the write ``failed`` (its transaction rolled back: the swapped layers
-        are load tables again) drop the load tables, holding the writers' lock (another write may have begun
-        and made its own): on ``held``, the connection that holds it for this thread, else in a transaction
-        that takes it."""
-        self._builds.shutdown(cancel_futures=True)
+        """Stop the builders (a build under way ends first); once the write ``failed`` (its transaction rolled
+        back: the swapped layers are load tables again) drop the load tables, holding the writers' lock (another
+        write may have begun and made its own): on ``held``, the connection that holds it for this thread, else
+        in a transaction that takes it."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+        for thread in self._threads:
+            thread.join()
         if not failed or not self._loaded:
             return
         with contextlib.suppress(psycopg.Error, StoreError), contextlib.ExitStack() as stack:
@@ -1843,6 +1934,12 @@ class _Staging:
                 con.execute("SELECT pg_advisory_xact_lock(%s)", [_WRITE_LOCK_KEY])
             for load in self._loaded:
                 con.execute(f"DROP TABLE IF EXISTS {load}")
+
+
+#: Index builds (and ``ANALYZE``) of a replace's load tables that run at once once every layer is loaded
+#: (:class:`_Staging`): one per core of the measured 2-core server (each B-tree build may add the server's
+#: parallel workers).
+TAIL_BUILDS = 2
 
 
 def _index_memory(con: psycopg.Connection) -> None:
