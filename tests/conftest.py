@@ -57,11 +57,31 @@ TOOL_FIXTURES = {"chromium": "browser", "pg_server": "postgis", "pg_url": "postg
 SLOW_MARKERS = ("browser", "postgis", "gdal")
 
 
+#: Files whose tests take longest, longest first (measured on a busy two-core machine, December 2026): they run
+#: first, and the many short files fill in at the end, so that no worker starts a long file while the other has
+#: nothing left.  ``--dist loadfile`` hands out whole files in this order (xdist's own reordering, by number of
+#: tests, is turned off in :func:`pytest_configure`: it put the one-test files that take a minute last).
+LONGEST_FIRST = ("test_wheel.py", "test_upload_security.py", "test_reports.py", "test_privacy.py",
+                 "test_postgis.py", "test_incremental.py", "test_tile_disk.py", "test_lint.py", "test_hardening.py",
+                 "test_store.py", "test_deploy.py", "test_api_fuzz.py", "test_import_fuzz.py", "test_browser.py",
+                 "test_field_browser.py", "test_gpkg_load.py", "test_auth_security.py", "test_progress_browser.py",
+                 "test_postgis_io.py", "test_progress_web.py")
+
+
+def pytest_configure(config):
+    """Whole files to workers in the collected order (:data:`LONGEST_FIRST`), not reordered by their sizes."""
+    if hasattr(config.option, "loadscopereorder"):
+        config.option.loadscopereorder = False
+
+
 def pytest_collection_modifyitems(items):
-    """Tool markers from the fixtures a test uses; ``slow`` for tests that need a tool or a PostGIS store.
+    """The longest files first; tool markers from the fixtures a test uses; ``slow`` for tests that need a tool
+    or a PostGIS store.
 
     ``pytest -m "not slow"`` is the quick lane (see the README).
     """
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the order within a file is kept
     for item in items:
         for fixture, marker in TOOL_FIXTURES.items():
             if fixture in item.fixturenames:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import atexit
 import datetime as dt
+import functools
 import re
+import shutil
+import tempfile
+from pathlib import Path
 
 import geopandas as gpd
 import mapbox_vector_tile
@@ -83,6 +88,29 @@ def decode(body: bytes, layer: str) -> dict[str, dict]:
 
 #: The password of every account the tests make.
 PASSWORD = "correct horse battery"
+
+
+def staff_accounts(path, users) -> Path:
+    """An accounts file at ``path`` holding ``users`` (``(name, role)`` pairs, password :data:`PASSWORD`); the
+    file's path.
+
+    A copy of one made once per test process for the same users: each password's scrypt hash costs ~0.1 s of
+    CPU on purpose, and dozens of tests start from the same accounts.
+    """
+    shutil.copyfile(_accounts_template(tuple(users)), path)
+    return Path(path)
+
+
+@functools.cache
+def _accounts_template(users: tuple[tuple[str, str], ...]) -> Path:
+    from gisapp.accounts import Accounts
+
+    folder = Path(tempfile.mkdtemp(prefix="gisapp-test-accounts-"))
+    atexit.register(shutil.rmtree, folder, True)
+    accounts = Accounts(folder / "acc.sqlite")
+    for name, role in users:
+        accounts.add(name, PASSWORD, role)
+    return accounts.path
 
 
 def token_of(page: str) -> str:

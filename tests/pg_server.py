@@ -16,6 +16,7 @@ from __future__ import annotations
 import atexit
 import glob
 import os
+import queue
 import shutil
 import socket
 import subprocess
@@ -71,6 +72,7 @@ class PgServer:
     settings: dict = field(default_factory=dict)
     _as_postgres: bool = field(default=os.geteuid() == 0)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _drops: queue.SimpleQueue | None = None
 
     @property
     def data(self) -> Path:
@@ -128,18 +130,33 @@ class PgServer:
         with self.connect(TEMPLATE_DB) as con:
             con.execute("CREATE EXTENSION postgis")
 
-    def create_database(self, prefix: str = "t", *, postgis: bool = True) -> str:
-        """A new empty database (with PostGIS unless ``postgis=False``); its name."""
+    def create_database(self, prefix: str = "t", *, postgis: bool = True, template: str | None = None) -> str:
+        """A new empty database (with PostGIS unless ``postgis=False``), or a copy of database ``template``; its
+        name."""
         name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-        template = TEMPLATE_DB if postgis else "template0"
+        template = template or (TEMPLATE_DB if postgis else "template0")
         with self._lock, self.connect() as con:  # a template must have no other session
             con.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
         return name
 
     def drop_database(self, name: str) -> None:
-        """Drop ``name``, ending its sessions."""
-        with self.connect() as con:
-            con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        """Drop ``name``, ending its sessions: in a thread of its own, so that a test's teardown does not wait
+        for it (nothing uses a database after its test; the server and its files go at the end anyway)."""
+        with self._lock:
+            if self._drops is None:
+                self._drops = queue.SimpleQueue()
+                threading.Thread(target=self._dropper, args=(self._drops,), daemon=True,
+                                 name="pg-drop").start()
+        self._drops.put(name)
+
+    def _dropper(self, names: queue.SimpleQueue) -> None:
+        while True:
+            name = names.get()
+            try:
+                with self.connect() as con:
+                    con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+            except Exception:  # the server stopped at the session's end: its files go with it
+                pass
 
     def stop(self) -> None:
         """Stop the server (fast shutdown) and remove its directory."""

@@ -6,15 +6,14 @@ import pytest
 
 from gisapp.accounts import MAX_FAILURES, Accounts
 from gisapp.web.app import create_app
+from tests.helpers import staff_accounts
 
 PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
 def app(demo_store, tmp_path):
-    accounts = Accounts(tmp_path / "acc.sqlite")
-    for name, role in (("viewer1", "viewer"), ("officer1", "officer"), ("admin1", "admin")):
-        accounts.add(name, PASSWORD, role)
+    staff_accounts(tmp_path / "acc.sqlite", (("viewer1", "viewer"), ("officer1", "officer"), ("admin1", "admin")))
     return create_app({"STORE": demo_store.url, "ACCOUNTS": str(tmp_path / "acc.sqlite"), "TESTING": True})
 
 

@@ -25,16 +25,15 @@ from gisapp.cli import cli
 from gisapp.config import ConfigError, load_config
 from gisapp.web.app import create_app
 from tests.browser_util import live_server
+from tests.helpers import staff_accounts
 
 PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
 def accounts_file(tmp_path):
-    accounts = Accounts(tmp_path / "acc.sqlite")
-    for name, role in (("viewer1", "viewer"), ("officer1", "officer"), ("admin1", "admin")):
-        accounts.add(name, PASSWORD, role)
-    return tmp_path / "acc.sqlite"
+    return staff_accounts(tmp_path / "acc.sqlite",
+                          (("viewer1", "viewer"), ("officer1", "officer"), ("admin1", "admin")))
 
 
 def make_app(store, accounts_file, **settings):

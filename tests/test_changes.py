@@ -29,8 +29,17 @@ def frames():
     return sample_frames(60)
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request, tmp_path_factory, frames):
+    """The sample layers in a store of each backend, shared by the tests that only read it."""
+    s = new_store(request.param, tmp_path_factory.mktemp("changes"), request)
+    s.write(frames[0], meta=frames[1])
+    return s
+
+
 @pytest.fixture(params=BACKENDS)
-def store(request, tmp_path, frames):
+def own_store(request, tmp_path, frames):
+    """The same, private to a test that writes to it."""
     s = new_store(request.param, tmp_path, request)
     s.write(frames[0], meta=frames[1])
     return s
@@ -87,19 +96,19 @@ def test_a_first_small_load_logs_every_feature_as_inserted(store, frames):
     assert page.log_id and all(c.time.endswith("Z") for c in page.changes)
 
 
-def test_upserts_replaces_and_deletes_are_logged_with_the_new_status(store, frames):
-    last = store.changes(0, 0).last
+def test_upserts_replaces_and_deletes_are_logged_with_the_new_status(own_store, frames):
+    last = own_store.changes(0, 0).last
     permits = frames[0][PERMITS]
     keys = sorted(permits["dossier_code"])[:2]
     new = with_status(permits, keys[:1], "RETURNED")
     added = permits[permits["dossier_code"] == keys[1]].copy()
     added["dossier_code"] = "XD-NEW-1"
-    store.write({PERMITS: _concat(new, added)}, mode="upsert")
-    assert entries(store, last) == [(PERMITS, keys[0], "update", "RETURNED"), (PERMITS, "XD-NEW-1", "insert",
+    own_store.write({PERMITS: _concat(new, added)}, mode="upsert")
+    assert entries(own_store, last) == [(PERMITS, keys[0], "update", "RETURNED"), (PERMITS, "XD-NEW-1", "insert",
                                                                                  added["status"].iloc[0])]
-    last = store.changes(0, 0).last
-    store.write({"sidewalk_permits": frames[0]["sidewalk_permits"].iloc[1:]}, mode="replace")
-    logged = entries(store, last)
+    last = own_store.changes(0, 0).last
+    own_store.write({"sidewalk_permits": frames[0]["sidewalk_permits"].iloc[1:]}, mode="replace")
+    logged = entries(own_store, last)
     gone = frames[0]["sidewalk_permits"]["permit_no"].iloc[0]
     assert logged[-1] == ("sidewalk_permits", gone, "delete", None)
     assert {e[2] for e in logged[:-1]} == {"update"} and len(logged) == len(frames[0]["sidewalk_permits"])
@@ -111,22 +120,22 @@ def _concat(a, b):
     return pd.concat([a, b], ignore_index=True)
 
 
-def test_a_large_replace_is_one_entry(store, frames, monkeypatch):
+def test_a_large_replace_is_one_entry(own_store, frames, monkeypatch):
     monkeypatch.setattr(base, "REPLACE_DETAIL_MAX", 50)
-    last = store.changes(0, 0).last
+    last = own_store.changes(0, 0).last
     permits = frames[0][PERMITS].copy()
     permits["site_address"] = permits["site_address"].astype(str) + " (new)"  # every feature changes
-    store.write({PERMITS: permits}, mode="replace")
-    assert entries(store, last) == [(PERMITS, None, "replace", None)]
+    own_store.write({PERMITS: permits}, mode="replace")
+    assert entries(own_store, last) == [(PERMITS, None, "replace", None)]
 
 
-def test_a_failed_write_logs_nothing(store, frames, monkeypatch):
-    before = store.changes(0, 0)
+def test_a_failed_write_logs_nothing(own_store, frames, monkeypatch):
+    before = own_store.changes(0, 0)
 
-    fail_writes_after_logging(store, monkeypatch)
+    fail_writes_after_logging(own_store, monkeypatch)
     with pytest.raises((OSError, StoreError)):
-        store.write({PERMITS: frames[0][PERMITS].head(2)}, mode="upsert")
-    after = store.changes(0, 0)
+        own_store.write({PERMITS: frames[0][PERMITS].head(2)}, mode="upsert")
+    after = own_store.changes(0, 0)
     assert (after.log_id, after.last) == (before.log_id, before.last)
 
 
@@ -217,7 +226,7 @@ def poll(url: str) -> dict:
         return json.loads(r.read())
 
 
-def test_a_polling_consumer_misses_nothing_and_sees_nothing_twice(store, frames):
+def test_a_polling_consumer_misses_nothing_and_sees_nothing_twice(own_store, frames):
     permits = frames[0][PERMITS]
     keys = sorted(permits["dossier_code"])
     writers, rounds = 4, 6
@@ -226,19 +235,19 @@ def test_a_polling_consumer_misses_nothing_and_sees_nothing_twice(store, frames)
         mine = keys[w * 10:(w + 1) * 10]
         expected.append([[(k, STATUSES[(r + i) % len(STATUSES)]) for i, k in enumerate(mine[r % 5:r % 5 + 2])]
                          for r in range(rounds)])
-    start = store.changes(0, 0)
+    start = own_store.changes(0, 0)
     errors: list[BaseException] = []
 
     def write(w: int):
         try:
             for batch in expected[w]:
                 rows = _concat(*[with_status(permits, [k], st) for k, st in batch])
-                store.write({PERMITS: rows}, mode="upsert")
+                own_store.write({PERMITS: rows}, mode="upsert")
         except BaseException as err:  # noqa: BLE001 - reported by the test
             errors.append(err)
 
     got: list[dict] = []
-    app = create_app({"STORE": store.url, "BASEMAP": "none"})
+    app = create_app({"STORE": own_store.url, "BASEMAP": "none"})
     with live_server(app) as server:
         body = poll(f"{server}/api/changes?limit=3")
         cursor = body["cursor"]
@@ -253,11 +262,11 @@ def test_a_polling_consumer_misses_nothing_and_sees_nothing_twice(store, frames)
             cursor = body["cursor"]
             polls += 1
             if len(got) > start.last + 10 and polls > 5:
-                break  # "restart": the rest is read by a new app on the same store
+                break  # "restart": the rest is read by a new app on the same own_store
         for t in threads:
             t.join()
     assert not errors
-    with live_server(create_app({"STORE": store.url, "BASEMAP": "none"})) as server:  # a new process's app
+    with live_server(create_app({"STORE": own_store.url, "BASEMAP": "none"})) as server:  # a new process's app
         while True:
             body = poll(f"{server}/api/changes?after={cursor}&limit=7")
             got += body["changes"]

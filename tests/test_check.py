@@ -133,9 +133,10 @@ def street_frames() -> dict:
     return {"sidewalks": sidewalks, "sidewalk_permits": permits, "construction_permits": dossiers}
 
 
-@pytest.fixture(params=BACKENDS)
-def street(request, tmp_path):
-    store = new_store(request.param, tmp_path, request)
+@pytest.fixture(scope="module", params=BACKENDS)
+def street(request, tmp_path_factory):
+    """The street in a store of each backend, shared by the module's tests: a check writes nothing (tested)."""
+    store = new_store(request.param, tmp_path_factory.mktemp("street"), request)
     store.write(street_frames(), meta={"as_of": "2022-03-01"})
     return store
 

@@ -74,9 +74,10 @@ def frames():
     return {"construction_permits": dossiers(), SIDEWALK: sidewalk_permits(), FINDINGS: findings()}
 
 
-@pytest.fixture(params=BACKENDS)
-def store(request, tmp_path):
-    s = new_store(request.param, tmp_path, request)
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request, tmp_path_factory):
+    """The layers of :func:`frames` in a store of each backend, shared by the module's tests: they only read."""
+    s = new_store(request.param, tmp_path_factory.mktemp("dossier-filter"), request)
     s.write(frames(), meta={"as_of": "2022-07-08"})
     return s
 

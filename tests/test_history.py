@@ -25,8 +25,17 @@ HAND = history.frame(
 )
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request, tmp_path_factory):
+    """The lots and their hand-made history in a store of each backend, shared by the tests that only read it."""
+    s = new_store(request.param, tmp_path_factory.mktemp("history"), request)
+    s.write({P: permits()}, meta={"as_of": "2022-07-08"}, history=HAND)
+    return s
+
+
 @pytest.fixture(params=BACKENDS)
-def store(request, tmp_path):
+def own_store(request, tmp_path):
+    """The same, private to a test that writes to it."""
     s = new_store(request.param, tmp_path, request)
     s.write({P: permits()}, meta={"as_of": "2022-07-08"}, history=HAND)
     return s
@@ -67,33 +76,33 @@ def test_history_by_key_in_order(store):
     assert set(rows["note"]) == {"one-stop export"}
 
 
-def test_a_write_that_changes_a_status_appends_to_the_history(store):
-    before = len(store.status_history(P))
+def test_a_write_that_changes_a_status_appends_to_the_history(own_store):
+    before = len(own_store.status_history(P))
     changed = permits().iloc[[2, 3]].copy()
     changed["status"] = ["RETURNED", changed["status"].iloc[1]]  # XD-0002 changes; XD-0003 keeps its status
-    store.write({P: changed}, mode="upsert")
-    rows = store.status_history(P)
+    own_store.write({P: changed}, mode="upsert")
+    rows = own_store.status_history(P)
     assert len(rows) == before + 1
     added = rows[rows["key"] == "XD-0002"]
     assert added["status"].tolist()[-1] == "RETURNED" and added["note"].tolist()[-1] == history.WRITE_NOTE
     assert added["changed_on"].iloc[-1].date() == history.local_now().date()
     # a write of the same data again adds nothing
-    store.write({P: changed}, mode="upsert")
-    assert len(store.status_history(P)) == before + 1
+    own_store.write({P: changed}, mode="upsert")
+    assert len(own_store.status_history(P)) == before + 1
 
 
-def test_a_new_feature_gets_its_first_status(store):
+def test_a_new_feature_gets_its_first_status(own_store):
     extra = permits(41).iloc[[40]]
-    store.write({P: extra}, mode="upsert")
-    assert store.status_history(P, ["XD-0040"])["status"].tolist() == [extra["status"].iloc[0]]
+    own_store.write({P: extra}, mode="upsert")
+    assert own_store.status_history(P, ["XD-0040"])["status"].tolist() == [extra["status"].iloc[0]]
 
 
-def test_a_history_import_adds_rows_and_keeps_the_others(store):
+def test_a_history_import_adds_rows_and_keeps_the_others(own_store):
     more = history.frame([P], ["XD-0001"], ["WITHDRAWN"], ["2022-02-01"])
-    store.write({}, mode="upsert", history=more)
-    assert store.status_history(P, ["XD-0001"])["status"].tolist() == ["RECEIVED", "REFUSED", "WITHDRAWN"]
-    assert len(store.status_history(P, ["XD-0000"])) == 5
-    assert store.read(P, Filter(q="XD-0001"))["status"].tolist() == ["RETURNED"]  # the layer is not touched
+    own_store.write({}, mode="upsert", history=more)
+    assert own_store.status_history(P, ["XD-0001"])["status"].tolist() == ["RECEIVED", "REFUSED", "WITHDRAWN"]
+    assert len(own_store.status_history(P, ["XD-0000"])) == 5
+    assert own_store.read(P, Filter(q="XD-0001"))["status"].tolist() == ["RETURNED"]  # the layer is not touched
 
 
 def test_status_filter_as_of_a_day_uses_the_history(store):
@@ -109,9 +118,10 @@ def test_status_filter_as_of_a_day_uses_the_history(store):
     assert store.count(P, Filter(as_of=D("2022-01-04"))) == 2
 
 
-def test_a_replace_with_history_replaces_the_layer_history(store):
-    store.write({P: permits(3)}, mode="replace", history=history.frame([P], ["XD-0002"], ["RECEIVED"], ["2022-01-05"]))
-    assert store.status_history(P)["key"].tolist() == ["XD-0002"]
+def test_a_replace_with_history_replaces_the_layer_history(own_store):
+    own_store.write({P: permits(3)}, mode="replace",
+                    history=history.frame([P], ["XD-0002"], ["RECEIVED"], ["2022-01-05"]))
+    assert own_store.status_history(P)["key"].tolist() == ["XD-0002"]
 
 
 def test_pure_problems_of_an_import():

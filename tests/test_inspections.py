@@ -20,7 +20,7 @@ from gisapp.inspections import Inspection, PhotoRef
 from gisapp.schema import STORE_CRS
 from gisapp.store import StoreError
 from gisapp.web.app import create_app
-from tests.helpers import PASSWORD, assert_error, permits, phone_jpeg, signed_in, token_of
+from tests.helpers import PASSWORD, assert_error, permits, phone_jpeg, signed_in, staff_accounts, token_of
 from tests.stores import BACKENDS, new_store
 
 NOW = dt.datetime(2026, 1, 2, 3, 0, tzinfo=dt.UTC)
@@ -116,9 +116,7 @@ def test_a_photo_over_20_mb_is_refused():
 
 @pytest.fixture
 def app(demo_store, tmp_path):
-    accounts = Accounts(tmp_path / "acc.sqlite")
-    for name, role in (("viewer1", "viewer"), ("insp1", "inspector"), ("officer1", "officer")):
-        accounts.add(name, PASSWORD, role)
+    staff_accounts(tmp_path / "acc.sqlite", (("viewer1", "viewer"), ("insp1", "inspector"), ("officer1", "officer")))
     return create_app({"STORE": demo_store.url, "ACCOUNTS": str(tmp_path / "acc.sqlite"), "TESTING": True})
 
 

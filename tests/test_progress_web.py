@@ -14,7 +14,7 @@ import pytest
 
 from gisapp.accounts import Accounts
 from gisapp.web.app import create_app
-from tests.helpers import PASSWORD, signed_in, token_of
+from tests.helpers import signed_in, staff_accounts, token_of
 
 ROOT = Path(__file__).resolve().parent.parent
 # each upload is checked in a child process; the render runs as a command
@@ -22,10 +22,8 @@ pytestmark = pytest.mark.slow
 
 
 def _config(demo_store, tmp_path) -> dict:
-    accounts = Accounts(tmp_path / "acc.sqlite")
-    if not accounts.list():
-        for name, role in (("officer1", "officer"), ("officer2", "officer"), ("admin1", "admin")):
-            accounts.add(name, PASSWORD, role)
+    if not (tmp_path / "acc.sqlite").exists():
+        staff_accounts(tmp_path / "acc.sqlite", (("officer1", "officer"), ("officer2", "officer"), ("admin1", "admin")))
     return {"STORE": demo_store.url, "ACCOUNTS": str(tmp_path / "acc.sqlite"), "UPLOADS": str(tmp_path / "uploads"),
             "TESTING": True, "TILE_DIR": str(tmp_path / "tiles"), "TILE_WARM": "14-17"}
 

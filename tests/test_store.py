@@ -25,8 +25,17 @@ STATUSES = ["PROCESSING", "RETURNED", "REFUSED", "RECEIVED"]
 WARDS = ["20260", "20305", "20306"]
 
 
+@pytest.fixture(scope="module", params=BACKENDS)
+def store(request, tmp_path_factory):
+    """The 40 lots of :func:`permits` in a store of each backend, shared by the tests that only read it."""
+    s = new_store(request.param, tmp_path_factory.mktemp("store"), request)
+    s.write({"construction_permits": permits()}, meta={"as_of": "2022-07-08"})
+    return s
+
+
 @pytest.fixture(params=BACKENDS)
-def store(request, tmp_path):
+def own_store(request, tmp_path):
+    """The same, private to a test that writes to it."""
     s = new_store(request.param, tmp_path, request)
     s.write({"construction_permits": permits()}, meta={"as_of": "2022-07-08"})
     return s
@@ -133,12 +142,12 @@ def test_page_is_the_count_and_the_rows_of_read(store, bbox, limit, offset):
         store.page("construction_permits", flt, fields=["nope"], limit=1)
 
 
-def test_page_rows_carry_missing_values_as_none(store):
+def test_page_rows_carry_missing_values_as_none(own_store):
     lots = permits(3)
     lots.loc[1, ["received_on", "floors", "plot_area_m2", "street"]] = [None, None, float("nan"), None]
     lots.loc[2, "geometry"] = None
-    store.write({"construction_permits": lots}, meta={"as_of": "2022-07-08"})
-    page = store.page("construction_permits", fields=["received_on", "floors", "plot_area_m2", "street"], limit=10)
+    own_store.write({"construction_permits": lots}, meta={"as_of": "2022-07-08"})
+    page = own_store.page("construction_permits", fields=["received_on", "floors", "plot_area_m2", "street"], limit=10)
     assert page.matched == 3
     assert page.rows[1][:-1] == ("XD-0001", None, None, None, None)
     assert page.rows[0][2:4] == (1, 108.0) and str(page.rows[0][1]) == "2022-01-03"
@@ -157,15 +166,15 @@ def _forget_stored_geojson(store, key: str) -> None:
             drop_tables_after_schema_5(con)
 
 
-def test_rows_without_stored_geojson_get_it_once_and_pages_are_the_same(store):
+def test_rows_without_stored_geojson_get_it_once_and_pages_are_the_same(own_store):
     fields = ["status", "received_on"]
-    before = store.page("construction_permits", fields=fields, limit=5)
-    _forget_stored_geojson(store, "XD-0001")
-    if isinstance(store, GeoPackageStore):
-        store = GeoPackageStore(store.path)  # opening the file fills the column
+    before = own_store.page("construction_permits", fields=fields, limit=5)
+    _forget_stored_geojson(own_store, "XD-0001")
+    if isinstance(own_store, GeoPackageStore):
+        own_store = GeoPackageStore(own_store.path)  # opening the file fills the column
     else:
-        store.upgrade()  # 'gisapp db upgrade': migration 6
-    after = store.page("construction_permits", fields=fields, limit=5)
+        own_store.upgrade()  # 'gisapp db upgrade': migration 6
+    after = own_store.page("construction_permits", fields=fields, limit=5)
     assert after == before and isinstance(after.rows[1][-1], str)
     assert geojson.rows_collection(after.rows, fields) == geojson.rows_collection(before.rows, fields)
 
@@ -176,23 +185,23 @@ def test_get_by_key(store):
     assert len(store.get("construction_permits", "nope")) == 0
 
 
-def test_upsert_replaces_by_key_and_adds(store):
+def test_upsert_replaces_by_key_and_adds(own_store):
     changed = permits(2)
     changed["status"] = "RETURNED"
     extra = permits(42).iloc[41:]
-    store.write({"construction_permits": pd.concat([changed, extra])}, mode="upsert")
-    out = store.read("construction_permits")
+    own_store.write({"construction_permits": pd.concat([changed, extra])}, mode="upsert")
+    out = own_store.read("construction_permits")
     assert len(out) == 41
     assert out.set_index("dossier_code").loc[["XD-0000", "XD-0001"], "status"].tolist() == ["RETURNED"] * 2
-    store.write({"construction_permits": permits(3)}, mode="replace")
-    assert store.count("construction_permits") == 3
+    own_store.write({"construction_permits": permits(3)}, mode="replace")
+    assert own_store.count("construction_permits") == 3
 
 
-def test_unknown_layer_and_mode(store):
+def test_unknown_layer_and_mode(own_store):
     with pytest.raises(StoreError, match="unknown layer 'parcels'"):
-        store.read("parcels")
+        own_store.read("parcels")
     with pytest.raises(StoreError, match="unknown write mode"):
-        store.write({"construction_permits": permits(1)}, mode="append")
+        own_store.write({"construction_permits": permits(1)}, mode="append")
 
 
 def test_failed_write_leaves_the_store_as_it_was(tmp_path, monkeypatch):
@@ -464,58 +473,60 @@ def test_aggregate_of_nothing_and_bad_cells(store):
 
 # -- small upserts with deletes, the writers' lock (filing an occupancy with its findings) ------------------------
 
-def test_upsert_with_delete_in_one_write(store):
+def test_upsert_with_delete_in_one_write(own_store):
     frame = permits(3)
     frame["dossier_code"] = ["NEW-1", "NEW-2", "XD-0003"]
     frame["status"] = "RECEIVED"
     frame["geometry"] = [shapely.box(548500, 1770700, 548506, 1770718), shapely.box(548510, 1770700, 548516, 1770718),
                          shapely.box(547930, 1770700, 547936, 1770718)]
-    version = store.version()
-    store.write({"construction_permits": frame}, mode="upsert",
+    version = own_store.version()
+    own_store.write({"construction_permits": frame}, mode="upsert",
                 delete={"construction_permits": ["XD-0000", "XD-0001", "NOT-STORED"]}, meta={"note": "x"})
-    out = store.read("construction_permits")
+    out = own_store.read("construction_permits")
     codes = set(out["dossier_code"])
     assert len(out) == 40 - 2 + 2 and {"NEW-1", "NEW-2", "XD-0003"} <= codes and not {"XD-0000", "XD-0001"} & codes
-    assert store.get("construction_permits", "XD-0003")["status"].iloc[0] == "RECEIVED"
-    assert store.version() != version and store.meta()["note"] == "x" and store.meta()["as_of"] == "2022-07-08"
+    assert own_store.get("construction_permits", "XD-0003")["status"].iloc[0] == "RECEIVED"
+    assert own_store.version() != version
+    assert own_store.meta()["note"] == "x" and own_store.meta()["as_of"] == "2022-07-08"
     # the spatial index, the counts and the search text follow
     box = geo.transform([shapely.box(548499, 1770699, 548507, 1770719)], schema.STORE_CRS, schema.WEB_CRS)[0]
-    assert list(store.read("construction_permits", Filter(bbox=box.bounds))["dossier_code"]) == ["NEW-1"]
-    assert store.count("construction_permits") == 40
-    assert {i.name: i.count for i in store.info()}["construction_permits"] == 40
-    assert list(store.read("construction_permits", Filter(q="NEW-2"))["dossier_code"]) == ["NEW-2"]
+    assert list(own_store.read("construction_permits", Filter(bbox=box.bounds))["dossier_code"]) == ["NEW-1"]
+    assert own_store.count("construction_permits") == 40
+    assert {i.name: i.count for i in own_store.info()}["construction_permits"] == 40
+    assert list(own_store.read("construction_permits", Filter(q="NEW-2"))["dossier_code"]) == ["NEW-2"]
     # a delete alone
-    store.write({}, mode="upsert", delete={"construction_permits": ["NEW-1"]})
-    assert store.get("construction_permits", "NEW-1").empty
+    own_store.write({}, mode="upsert", delete={"construction_permits": ["NEW-1"]})
+    assert own_store.get("construction_permits", "NEW-1").empty
     with pytest.raises(StoreError, match="upsert"):
-        store.write({"construction_permits": frame}, mode="replace", delete={"construction_permits": ["NEW-2"]})
+        own_store.write({"construction_permits": frame}, mode="replace", delete={"construction_permits": ["NEW-2"]})
 
 
-def test_write_lock_keeps_other_writers_out_until_released(store):
+def test_write_lock_keeps_other_writers_out_until_released(own_store):
     import threading
 
     order: list[str] = []
     started = threading.Event()
 
     def other_writer():
-        other = open_store(store.url)
+        other = open_store(own_store.url)
         started.set()
         row = permits(1).assign(dossier_code="OTHER")
         other.write({"construction_permits": row}, mode="upsert")
         order.append("other wrote")
 
-    with store.write_lock():
+    with own_store.write_lock():
         thread = threading.Thread(target=other_writer)
         thread.start()
         started.wait()
         thread.join(timeout=1.0)
         assert thread.is_alive()  # waiting for the lock
-        assert store.get("construction_permits", "OTHER").empty
-        store.write({"construction_permits": permits(1).assign(dossier_code="MINE")}, mode="upsert")  # re-entrant
+        assert own_store.get("construction_permits", "OTHER").empty
+        own_store.write({"construction_permits": permits(1).assign(dossier_code="MINE")}, mode="upsert")  # re-entrant
         order.append("mine wrote")
     thread.join(timeout=60)
     assert order == ["mine wrote", "other wrote"]
-    assert not store.get("construction_permits", "OTHER").empty and not store.get("construction_permits", "MINE").empty
+    assert not own_store.get("construction_permits", "OTHER").empty
+    assert not own_store.get("construction_permits", "MINE").empty
 
 
 def test_rows_in_box_reads_a_neighbourhood_through_the_index(store):

