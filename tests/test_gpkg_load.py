@@ -73,6 +73,40 @@ def test_a_new_store_written_through_children_equals_one_written_here(tmp_path, 
         assert pyogrio.read_info(there.path, layer=name)["features"] == len(frames[0][name])
 
 
+@pytest.mark.parametrize("splice", [True, False])
+def test_a_layer_moved_in_page_by_page_equals_one_copied_row_by_row(tmp_path, frames, monkeypatch, splice):
+    """A new store's layers written by children into files of their own are put into the store as pages
+    (:func:`gisapp.store.gpkg._splice_layer`); where that cannot be done SQLite copies their rows.  Some rows and
+    index keys here are longer than a page (overflow pages, and index keys that overflow the interior pages'
+    cells too): the store is the one written in this process, and SQLite finds it sound."""
+    frames, meta = frames
+    frames = dict(frames)
+    frame = frames["sidewalk_permits"].copy()
+    long = frame.index[::3]
+    frame.loc[long, "permit_no"] = [f"{v}-{'x' * (1500 + 397 * k)}" for k, v in enumerate(frame.loc[long, "permit_no"])]
+    frame.loc[long, "address"] = [f"{'số ' * 3000}{k}" for k in range(len(long))]
+    frames["sidewalk_permits"] = frame
+    here = written(tmp_path / "here.gpkg", frames, meta, monkeypatch, 10**9)
+    spliced = []
+    splice_layer = gpkg_store._splice_layer
+    monkeypatch.setattr(gpkg_store, "_splice_layer", lambda *a: spliced.append(a[2]) or splice_layer(*a))
+    if not splice:
+        monkeypatch.setattr(gpkg_store, "_spliceable", lambda *a: False)
+    there = written(tmp_path / "there.gpkg", frames, meta, monkeypatch, 1)
+    assert spliced == (list(frames)[1:] if splice else [])  # the first written into the store's copy itself
+    a, b = dump(here.path), dump(there.path)
+    for name in a:
+        assert a[name] == b[name], name
+    with contextlib.closing(sqlite3.connect(there.path)) as con:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert con.execute("SELECT count(*) FROM dbstat WHERE name = 'ix_sidewalk_permits_permit_no' "
+                           "AND pagetype = 'overflow'").fetchone()[0] > 0
+        for name in frames:  # the R-trees: each node where its parent says, each feature where its node says
+            assert con.execute(f"SELECT rtreecheck('rtree_{name}_geom')").fetchone() == ("ok",)
+    for key in frame["permit_no"].iloc[:4]:  # found by the key's index
+        assert there.get("sidewalk_permits", key)["permit_no"].tolist() == [key]
+
+
 def test_a_replace_in_place_through_children_equals_one_written_here(tmp_path, frames, monkeypatch):
     stores = []
     for name, rows in (("here", 10**9), ("there", 1)):
