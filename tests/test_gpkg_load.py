@@ -89,7 +89,7 @@ def test_a_layer_moved_in_page_by_page_equals_one_copied_row_by_row(tmp_path, fr
     here = written(tmp_path / "here.gpkg", frames, meta, monkeypatch, 10**9)
     spliced = []
     splice_layer = gpkg_store._splice_layer
-    monkeypatch.setattr(gpkg_store, "_splice_layer", lambda *a: spliced.append(a[2]) or splice_layer(*a))
+    monkeypatch.setattr(gpkg_store, "_splice_layer", lambda *a: spliced.append(a[2].name) or splice_layer(*a))
     if not splice:
         monkeypatch.setattr(gpkg_store, "_spliceable", lambda *a: False)
     there = written(tmp_path / "there.gpkg", frames, meta, monkeypatch, 1)

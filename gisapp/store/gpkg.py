@@ -935,7 +935,7 @@ class GeoPackageStore(Store):
                     sources = children.wait()
                     children.flush_behind(tmp)  # the layer its child wrote here, while the others move in
                     _move_layers(tmp, sources, timeout=IN_PLACE_TIMEOUT, private=True, bare=[*missing, META_TABLE],
-                                 splice=[name for name, file in sources.items() if file != children.side])
+                                 splice=children.pages)
                     children.flush_behind(tmp)  # and those, while the history is written
                 replaced = [n for n in frames if mode == "replace" and history is not None
                             and n in set(history["layer"])]
@@ -1505,7 +1505,7 @@ PATCH_MAX_SHARE = 0.2
 def _move_layers(path: Path, sources: dict[str, Path], *, meta: dict[str, Any] | None = None,
                  history: pd.DataFrame | None = None, replaced: Sequence[str] = (), log: Sequence[tuple] = (),
                  patches: dict[str, _Patch] | None = None, timeout: float = IN_PLACE_TIMEOUT,
-                 private: bool = False, bare: Collection[str] = (), splice: Collection[str] = ()) -> None:
+                 private: bool = False, bare: Collection[str] = (), splice: dict[str, _Pages] | None = None) -> None:
     """Replace the layers of the GeoPackage at ``path`` by those GDAL wrote to the files ``sources`` (layer →
     file; a file may hold several), apply the ``patches`` (layers written as their changed rows), add ``meta``,
     the ``history`` rows (dropping that of ``replaced`` layers first) and the change-log entries ``log``, build
@@ -1513,10 +1513,11 @@ def _move_layers(path: Path, sources: dict[str, Path], *, meta: dict[str, Any] |
     away if the write fails, flushed once by :func:`_finish`), so the transaction neither syncs nor journals,
     and its pages go to the file as the cache fills (no cache of the whole layer to allocate and write at the
     commit).  ``bare``: layers (among ``sources``) moved in last, without building their indexes.  ``splice``:
-    layers (each alone in its file, with its indexes) whose pages are put into a private ``path`` as they are, after
-    the transaction, where that is possible (:func:`_splice_layer`), instead of SQLite copying their rows."""
+    layers (each alone in its file, with its indexes) and their pages, put into a private ``path`` as they are after
+    the transaction where the files allow it (:func:`_splice_layer`), instead of SQLite copying their rows."""
     files = list(dict.fromkeys(sources.values()))
     alias = {file: f"aux{k}" for k, file in enumerate(files)}
+    splice = splice or {}
     with _writer(path, timeout=timeout, cache_kib=_PRIVATE_CACHE_KIB if private else _IN_PLACE_CACHE_KIB) as con:
         if private:
             con.execute("PRAGMA synchronous = OFF")
@@ -1546,7 +1547,7 @@ def _move_layers(path: Path, sources: dict[str, Path], *, meta: dict[str, Any] |
         for file in files:
             con.execute(f"DETACH DATABASE {alias[file]}")
     for name, file in spliced.items():
-        _splice_layer(path, file, name)
+        _splice_layer(path, file, splice[name])
 
 
 def _move_layer(con: sqlite3.Connection, name: str, aux: str = "aux", *, rows: bool = True) -> None:
@@ -1606,13 +1607,9 @@ def _spliceable(con: sqlite3.Connection, name: str, aux: str) -> bool:
     (:func:`_splice_layer`) rather than row by row: ``main`` lacks the layer and has no free pages (the layer's
     pages then go after its last page), both files have the same page size, no reserved bytes per page, the same
     text encoding, no pointer-map pages (auto-vacuum) and a rollback journal (not a write-ahead log: the file
-    holds every committed page), and SQLite lists the pages of each b-tree (its ``dbstat`` table)."""
+    holds every committed page)."""
     if con.execute("SELECT 1 FROM main.sqlite_master WHERE tbl_name = ?", [name]).fetchone() or \
             con.execute("PRAGMA main.freelist_count").fetchone()[0]:
-        return False
-    try:
-        con.execute(f"SELECT 1 FROM {aux}.dbstat LIMIT 1").fetchone()
-    except sqlite3.OperationalError:  # a SQLite built without it
         return False
     files = {r[1]: r[2] for r in con.execute("PRAGMA database_list")}
     heads = []
@@ -1627,9 +1624,42 @@ def _spliceable(con: sqlite3.Connection, name: str, aux: str) -> bool:
     return heads[0] == heads[1]
 
 
-def _splice_layer(path: Path, source: Path, name: str) -> None:
-    """Put the pages of layer ``name`` (its table, indexes and R-tree) of the GeoPackage ``source`` after the last
-    page of the one at ``path``, where :func:`_move_layer` (``rows=False``) created the layer's objects empty.
+@dataclasses.dataclass(frozen=True)
+class _Pages:
+    """The b-trees of a layer in a GeoPackage file, page by page (:func:`_layer_pages`)."""
+
+    name: str
+    roots: dict[str, int]  # b-tree (table, index) → its root page
+    pages: list[tuple[str, int, str, str]]  # (b-tree, page, kind, path from the root) as SQLite's dbstat gives them
+    page_size: int
+
+
+def _b_trees(con: sqlite3.Connection, name: str) -> dict[str, int]:
+    """The b-trees of layer ``name`` (its table, their indexes, its R-tree's tables) and their root pages."""
+    shadow = [f"rtree_{name}_geom_{part}" for part in ("node", "rowid", "parent")]
+    return dict(con.execute("SELECT name, rootpage FROM sqlite_master WHERE rootpage > 0 AND "
+                            "(tbl_name = ? OR name IN (?, ?, ?))", [name, *shadow]))
+
+
+def _layer_pages(path: Path, name: str) -> _Pages | None:
+    """Every page of layer ``name``'s b-trees in the GeoPackage at ``path`` (for :func:`_splice_layer`), or ``None``
+    when SQLite cannot list them (built without its ``dbstat`` table).  SQLite reads each page for it: ~1–2 s for
+    a million permits, so it is done as soon as their child is done, while the other child still writes."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+        con.execute(f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}")
+        roots = _b_trees(con, name)
+        pages: list[tuple[str, int, str, str]] = []
+        try:
+            for obj in roots:
+                pages.extend(con.execute("SELECT name, pageno, pagetype, path FROM dbstat WHERE name = ?", [obj]))
+        except sqlite3.OperationalError:
+            return None
+        return _Pages(name, roots, pages, con.execute("PRAGMA page_size").fetchone()[0])
+
+
+def _splice_layer(path: Path, source: Path, layer: _Pages) -> None:
+    """Put the pages of a layer (its table, indexes and R-tree) of the GeoPackage ``source``, listed in ``layer``,
+    after the last page of the one at ``path``, where :func:`_move_layer` (``rows=False``) created them empty.
 
     The kernel copies the pages (``copy_file_range``) and the page numbers they hold (child pages, overflow
     chains) are renumbered; each b-tree's root takes the place of the empty root, so the schema stays as
@@ -1637,20 +1667,12 @@ def _splice_layer(path: Path, source: Path, name: str) -> None:
     (``INSERT … SELECT``), without SQLite reading, packing and writing again the 1.3 GB of pages of a million
     permits (~4 s of one core).  No connection may be open on ``path``; :func:`_spliceable` said the files allow it.
     """
-    shadow = [f"rtree_{name}_geom_{part}" for part in ("node", "rowid", "parent")]
-    objects: dict[Path, dict[str, int]] = {}
-    pages: list[tuple[str, int, str, str]] = []
-    for db in (path, source):
-        with contextlib.closing(sqlite3.connect(db)) as con:
-            objects[db] = dict(con.execute("SELECT name, rootpage FROM sqlite_master WHERE rootpage > 0 AND "
-                                           "(tbl_name = ? OR name IN (?, ?, ?))", [name, *shadow]))
-            if db == source:
-                page_size = con.execute("PRAGMA page_size").fetchone()[0]
-                for obj in objects[db]:  # every page of each b-tree: (b-tree, number, kind, its path from the root)
-                    pages.extend(con.execute("SELECT name, pageno, pagetype, path FROM dbstat WHERE name = ?", [obj]))
-    if set(objects[path]) != set(objects[source]):
+    name, pages, page_size = layer.name, layer.pages, layer.page_size
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        empty = _b_trees(con, name)
+    if set(empty) != set(layer.roots):
         raise StoreError(f"moving layer {name}: the tables and indexes of {path} are not those of {source}")
-    roots = {objects[source][obj]: objects[path][obj] for obj in objects[source]}
+    roots = {layer.roots[obj]: empty[obj] for obj in empty}
     numbers = np.array(sorted(n for _, n, _, _ in pages if n not in roots), dtype=np.int64)
     with open(path, "r+b") as dst, open(source, "rb") as src:
         head = bytearray(os.pread(dst.fileno(), 100, 0))
@@ -2060,6 +2082,8 @@ class _LayerFiles:
         self._stop = threading.Event()
         self.side = self._file("small")
         self._flushes: list[Future] = []  # (:meth:`flush_behind`)
+        self._planned: dict[str, Future] = {}  # layer → its pages in its own file, once its child is done
+        self.pages: dict[str, _Pages] = {}  # (:meth:`wait`)
 
     def _file(self, part: str) -> Path:
         return self._base.with_name(f"{self._stem}.{part}.tmp.gpkg")
@@ -2095,6 +2119,7 @@ class _LayerFiles:
         (:meth:`write_small`)."""
         if len(frame) < CHILD_ROWS:
             return False
+        copy = into is not None
         if into is not None and self._last_into is not None:
             into = None  # a child writes the copy already: this one writes a file of its own at the same time
         path = into or self._file(layer.name)
@@ -2159,6 +2184,8 @@ class _LayerFiles:
         launched = self._pool.submit(feed)
         if into is not None:
             self._last_into = launched
+        elif copy:  # to be moved into the copy: its pages listed as soon as its child is done
+            self._planned[layer.name] = self._pool.submit(self._pages_when_done, launched, path, layer.name)
         self._jobs[layer.name] = (self._derivers.submit(derive_rows), launched, path, errors, into is None)
         self._order.append(layer.name)
         return True
@@ -2172,9 +2199,22 @@ class _LayerFiles:
             if child.wait() != 0:
                 lines = errors.read_bytes().decode(errors="replace").strip().splitlines()
                 raise OSError(f"writing layer {name} failed: {lines[-1] if lines else f'exit {child.returncode}'}")
+        self.pages = {name: pages for name, planned in self._planned.items() if (pages := planned.result())}
         files = {**{name: path for name, (_, _, path, _, apart) in self._jobs.items() if apart},
                  **{name: self.side for name in self._side}}
         return {name: files[name] for name in self._order if name in files}
+
+    @staticmethod
+    def _pages_when_done(launched: Future, path: Path, name: str) -> _Pages | None:
+        """:func:`_layer_pages` of the file a child wrote, once it is done (``None`` if it failed: :meth:`wait`
+        says why; or if they cannot be listed: the layer's rows are copied instead)."""
+        try:
+            if launched.result().wait() != 0:
+                return None
+            return _layer_pages(path, name)
+        except Exception:  # (the child's failure is :meth:`wait`'s to report)
+            LOG.debug("listing the pages of %s failed", path, exc_info=True)
+            return None
 
     def flush_behind(self, path: Path) -> None:
         """Have the kernel write the pages of ``path`` so far to disk in a thread (``fsync``) while the writer goes
@@ -2199,7 +2239,10 @@ class _LayerFiles:
                 flush.result()
         self._pool.shutdown()
         self.side.unlink(missing_ok=True)
-        self._jobs, self._side, self._order, self._flushes = {}, [], [], []
+        for planned in self._planned.values():
+            with contextlib.suppress(Exception):
+                planned.result()
+        self._jobs, self._side, self._order, self._flushes, self._planned = {}, [], [], [], {}
 
 
 def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:
