@@ -76,11 +76,13 @@ def test_a_new_store_written_through_children_equals_one_written_here(tmp_path, 
 @pytest.mark.parametrize("splice", [True, False])
 def test_a_layer_moved_in_page_by_page_equals_one_copied_row_by_row(tmp_path, frames, monkeypatch, splice):
     """A new store's layers written by children into files of their own are put into the store as pages
-    (:func:`gisapp.store.gpkg._splice_layer`); where that cannot be done SQLite copies their rows.  Some rows and
-    index keys here are longer than a page (overflow pages, and index keys that overflow the interior pages'
-    cells too): the store is the one written in this process, and SQLite finds it sound."""
+    (:func:`gisapp.store.gpkg._splice_layer`), and so is its history, built in a file of its own meanwhile; where
+    that cannot be done SQLite copies their rows.  Some rows and index keys here are longer than a page (overflow
+    pages, and index keys that overflow the interior pages' cells too): the store is the one written in this
+    process, and SQLite finds it sound."""
     frames, meta = frames
-    frames = dict(frames)
+    first = "construction_permits"  # written into the store's copy by its child, which adds its history rows there
+    frames = {first: frames[first], **{n: f for n, f in frames.items() if n != first}}
     frame = frames["sidewalk_permits"].copy()
     long = frame.index[::3]
     frame.loc[long, "permit_no"] = [f"{v}-{'x' * (1500 + 397 * k)}" for k, v in enumerate(frame.loc[long, "permit_no"])]
@@ -90,10 +92,14 @@ def test_a_layer_moved_in_page_by_page_equals_one_copied_row_by_row(tmp_path, fr
     spliced = []
     splice_layer = gpkg_store._splice_layer
     monkeypatch.setattr(gpkg_store, "_splice_layer", lambda *a: spliced.append(a[2].name) or splice_layer(*a))
+    history = []  # the history built beside the move (both permit layers went through children)
+    move_history = gpkg_store._move_history
+    monkeypatch.setattr(gpkg_store, "_move_history", lambda *a: history.append(a[2]) or move_history(*a))
     if not splice:
         monkeypatch.setattr(gpkg_store, "_spliceable", lambda *a: False)
     there = written(tmp_path / "there.gpkg", frames, meta, monkeypatch, 1)
-    assert spliced == (list(frames)[1:] if splice else [])  # the first written into the store's copy itself
+    assert spliced == (list(frames)[1:] + ["status_changes"] if splice else [])  # (the first: in the copy itself)
+    assert len(history) == 1 and history[0].name == "status_changes"
     a, b = dump(here.path), dump(there.path)
     for name in a:
         assert a[name] == b[name], name

@@ -905,6 +905,9 @@ class GeoPackageStore(Store):
                 # in SQL (:func:`_history_from_layers`), not from a frame of a million rows through Python
                 fresh = [] if exists else [n for n in frames if n in hist.LAYER_KEYS and n not in given]
                 changes = self._history_rows({n: f for n, f in frames.items() if n not in fresh}, history, exists)
+                # the history of a new store's large layers: built while the last child writes and the layers move
+                # in, in a file of its own (:meth:`_LayerFiles.history`), its pages then put in
+                ahead = hist.local_now() if fresh and history is None and not len(changes) else None
                 written: set[str] = set()
                 total, rows = sum(len(f) for f in frames.values()), 0
                 progress("write", 0, total, "rows")
@@ -918,7 +921,7 @@ class GeoPackageStore(Store):
                         frame = merge_upsert(lay, self.read(name), frame, deleted.get(name, ()))
                     # a large layer: a child process writes it into the copy meanwhile (one after the other);
                     # meanwhile a small one is written into a file of its own, moved in after
-                    if not children.start(lay, frame, into=tmp):
+                    if not children.start(lay, frame, into=tmp, history=ahead if name in fresh else None):
                         children.write_small(lay, frame, tmp)
                     written.add(name)
                     if name in frames:
@@ -931,15 +934,20 @@ class GeoPackageStore(Store):
                 for name in missing:
                     children.write_small(LAYERS[name], empty_frame(LAYERS[name]), tmp)
                 children.write_meta(merged_meta, tmp)
+                built = None
                 if children:
                     sources = children.wait()
                     children.flush_behind(tmp)  # the layer its child wrote here, while the others move in
+                    built = children.history(fresh, ahead)
                     _move_layers(tmp, sources, timeout=IN_PLACE_TIMEOUT, private=True, bare=[*missing, META_TABLE],
                                  splice=children.pages)
                     children.flush_behind(tmp)  # and those, while the history is written
                 replaced = [n for n in frames if mode == "replace" and history is not None
                             and n in set(history["layer"])]
-                _write_history(tmp, changes, replaced, fresh)
+                if built is not None:
+                    _move_history(tmp, children.history_file, built.result())
+                else:
+                    _write_history(tmp, changes, replaced, fresh)
                 if extra is not None:
                     with contextlib.closing(sqlite3.connect(tmp)) as con, con:
                         extra(con)
@@ -1284,18 +1292,28 @@ def _history_from_layers(con: sqlite3.Connection, layers: Sequence[str]) -> None
     when = hist.local_now()
     con.execute(f"DROP INDEX IF EXISTS ix_{hist.TABLE}_key")
     for name in layers:
-        key = hist.LAYER_KEYS[name]
-        con.execute(f"INSERT INTO {hist.TABLE} (layer, key, status, changed_on, changed_at, note) "
-                    f'SELECT ?, {key}, status, ?, ?, ? FROM "{name}" WHERE status IS NOT NULL ORDER BY fid',
-                    [name, when.date().isoformat(), when.strftime("%H:%M:%S"), hist.WRITE_NOTE])
+        con.execute(*_history_rows_sql(name, when))
     con.execute(_HISTORY_INDEX_SQL)
+
+
+def _history_rows_sql(name: str, when: dt.datetime, into: str = "main", source: str = "main") -> tuple[str, list]:
+    """The statement and parameters of :func:`_history_from_layers` for layer ``name`` (in the database
+    ``source``), into the history table of the database ``into``."""
+    return (f"INSERT INTO {into}.{hist.TABLE} (layer, key, status, changed_on, changed_at, note) "
+            f'SELECT ?, {hist.LAYER_KEYS[name]}, status, ?, ?, ? FROM {source}."{name}" WHERE status IS NOT NULL '
+            "ORDER BY fid", [name, when.date().isoformat(), when.strftime("%H:%M:%S"), hist.WRITE_NOTE])
+
+
+def _history_table_sql(into: str = "main") -> str:
+    """The history table's ``CREATE TABLE`` (as SQLite keeps it, in the database ``into``)."""
+    return (f"CREATE TABLE IF NOT EXISTS {into}.{hist.TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "layer TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, changed_on TEXT NOT NULL, "
+            "changed_at TEXT NOT NULL DEFAULT '', note TEXT, next_on TEXT)")
 
 
 def _history_into(con: sqlite3.Connection, rows: pd.DataFrame, replaced: list[str]) -> None:
     """:func:`_write_history` on an open connection, in its transaction."""
-    con.execute(f"CREATE TABLE IF NOT EXISTS {hist.TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "layer TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, changed_on TEXT NOT NULL, "
-                "changed_at TEXT NOT NULL DEFAULT '', note TEXT, next_on TEXT)")
+    con.execute(_history_table_sql())
     index_sql = _HISTORY_INDEX_SQL
     bulk = len(rows) > _HISTORY_BULK_ROWS
     # a bulk load (a seed's history, a city-scale replace) builds the index once after its rows, not row by row
@@ -1316,6 +1334,42 @@ def _history_into(con: sqlite3.Connection, rows: pd.DataFrame, replaced: list[st
             many = len(unique) > hist.WHOLE_LAYER_KEYS
             con.execute(hist.next_on_sql("?", "" if many else "AND key IN (SELECT value FROM json_each(?))"),
                         [layer] if many else [layer, json.dumps(unique)])
+
+
+def _history_file(path: Path, sources: Sequence[tuple[str, Path]], when: dt.datetime, started: bool) -> _Pages | None:
+    """:func:`_history_from_layers` into the SQLite file ``path`` (a writer's private file: no journal, no sync),
+    the layers' rows read from the GeoPackages ``sources`` (layer, file), after those there already when
+    ``started``; then its index.  Returns its pages (:func:`_layer_pages`) for :func:`_move_history`."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}", uri=True, isolation_level=None)) as con:
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -262144", "temp_store = MEMORY"):
+            con.execute(f"PRAGMA {pragma}")
+        for k, (_, file) in enumerate(sources):
+            con.execute(f"ATTACH DATABASE ? AS src{k}", [f"file:{file}?mode=ro"])
+        con.execute("BEGIN")
+        if not started:
+            con.execute(_history_table_sql())
+        for k, (name, _) in enumerate(sources):
+            con.execute(*_history_rows_sql(name, when, source=f"src{k}"))
+        con.execute(_HISTORY_INDEX_SQL)
+        con.execute("COMMIT")
+    return _layer_pages(path, hist.TABLE)
+
+
+def _move_history(path: Path, source: Path, pages: _Pages | None) -> None:
+    """The history table and its index of the file ``source`` (:func:`_history_file`) into the writer's private
+    copy ``path``, which has none: as its pages where the files allow it (:func:`_splice_layer`), else its rows."""
+    with _writer(path, timeout=IN_PLACE_TIMEOUT, cache_kib=_PRIVATE_CACHE_KIB) as con:
+        con.execute("PRAGMA synchronous = OFF")
+        con.execute("PRAGMA journal_mode = OFF")
+        con.execute("ATTACH DATABASE ? AS aux", [str(source)])
+        con.execute("BEGIN IMMEDIATE")
+        rows = pages is None or not _spliceable(con, hist.TABLE, "aux")
+        _move_layer(con, hist.TABLE, rows=rows)
+        con.execute("COMMIT")
+        con.execute("DETACH DATABASE aux")
+    if not rows:
+        assert pages is not None
+        _splice_layer(path, source, pages)
 
 
 #: The history's index (layer, key and order of the changes).
@@ -1597,6 +1651,8 @@ def _move_layer(con: sqlite3.Connection, name: str, aux: str = "aux", *, rows: b
                     "WHERE lower(table_name) = lower(?)", [name])
     columns = [_columns(con, db, "gpkg_spatial_ref_sys") for db in ("main", aux)]
     shared = ", ".join(f'"{c}"' for c in columns[0] if c in columns[1])
+    if not shared:  # (a plain table: the history, :func:`_move_history`)
+        return
     con.execute(f"INSERT OR IGNORE INTO main.gpkg_spatial_ref_sys ({shared}) SELECT {shared} "
                 f"FROM {aux}.gpkg_spatial_ref_sys WHERE srs_id IN (SELECT srs_id FROM {aux}.gpkg_contents "
                 "WHERE lower(table_name) = lower(?))", [name])
@@ -2026,7 +2082,8 @@ STREAM_ROWS = 100_000
 
 #: What a child of :class:`_LayerFiles` runs (``python -c``): GDAL writes the layer from the Arrow stream on its
 #: standard input (batch by batch, as the writer derives them) into a GeoPackage, then SQLite builds the layer's
-#: indexes there.  Only pyarrow and pyogrio are imported (no gisapp: a fraction of a second to start).
+#: indexes there, and runs the job's statements ``after`` (a new store's history rows: :meth:`_LayerFiles.start`).
+#: Only pyarrow and pyogrio are imported (no gisapp: a fraction of a second to start).
 _CHILD_CODE = """
 import json, sqlite3, sys
 import pyarrow as pa
@@ -2043,6 +2100,8 @@ con.execute("BEGIN")
 for sql in job["indexes"]:
     con.execute(sql)
 con.execute("COMMIT")
+for sql, params in job.get("after", []):
+    con.execute(sql, params)
 con.close()
 """
 
@@ -2083,6 +2142,10 @@ class _LayerFiles:
         self.side = self._file("small")
         self._flushes: list[Future] = []  # (:meth:`flush_behind`)
         self._planned: dict[str, Future] = {}  # layer → its pages in its own file, once its child is done
+        # a new store's layers whose history rows go into :attr:`history_file` (:meth:`history`), in order: the
+        # file each is read from, or None where its child adds them itself
+        self._history: list[tuple[str, Path | None]] = []
+        self.history_file = self._file("history")
         self.pages: dict[str, _Pages] = {}  # (:meth:`wait`)
 
     def _file(self, part: str) -> Path:
@@ -2112,11 +2175,13 @@ class _LayerFiles:
         self._side.append(META_TABLE)
         self._order.append(META_TABLE)
 
-    def start(self, layer: Layer, frame: gpd.GeoDataFrame, *, into: Path | None = None) -> bool:
+    def start(self, layer: Layer, frame: gpd.GeoDataFrame, *, into: Path | None = None,
+              history: dt.datetime | None = None) -> bool:
         """Write ``frame`` (coerced) as ``layer`` in a child process, into ``into`` (after the child writing there
         before is done; else into a file of its own): its rows are derived here, a batch at a time, and sent to
         the child meanwhile; ``False`` (nothing done) when the layer is too small to be worth a process
-        (:meth:`write_small`)."""
+        (:meth:`write_small`).  ``history``: the time of a new store's history rows of this layer (one per
+        feature, :func:`_history_from_layers`), which go to :attr:`history_file` (:meth:`history`)."""
         if len(frame) < CHILD_ROWS:
             return False
         copy = into is not None
@@ -2126,7 +2191,14 @@ class _LayerFiles:
         errors = self._file(layer.name).with_name(self._file(layer.name).name + ".err")
         if into is None:
             path.unlink(missing_ok=True)
-        job = {"path": str(path), "layer": layer.name, "geometry_type": layer.geometry,
+        after: list = []
+        if history is not None:  # the child writing into the copy adds the rows itself (the first layer's)
+            if into is not None and not self._history:
+                after = [["ATTACH DATABASE ? AS h", [str(self.history_file)]], ["PRAGMA h.journal_mode = OFF", []],
+                         ["PRAGMA h.synchronous = OFF", []], [_history_table_sql("h"), []],
+                         list(_history_rows_sql(layer.name, history, into="h"))]
+            self._history.append((layer.name, None if after else path))
+        job = {"path": str(path), "layer": layer.name, "geometry_type": layer.geometry, "after": after,
                "crs": STORE_CRS, "options": _layer_options(layer), "indexes": _index_statements(layer),
                "gdal": _CHILD_GDAL_OPTIONS,
                "pragmas": ["PRAGMA synchronous = OFF", "PRAGMA cache_size = -262144", "PRAGMA temp_store = MEMORY",
@@ -2204,6 +2276,17 @@ class _LayerFiles:
                  **{name: self.side for name in self._side}}
         return {name: files[name] for name in self._order if name in files}
 
+    def history(self, fresh: Sequence[str], when: dt.datetime | None) -> Future | None:
+        """Once the children are done: the history rows of the ``fresh`` layers (:func:`_history_from_layers`,
+        dated ``when``) read in a thread into :attr:`history_file` from the children's files (the rows of the
+        layer written into the copy are there already) and indexed there, while the writer moves the layers in;
+        the future's result: :func:`_layer_pages` of that file.  ``None`` when some of those layers were not
+        written by a child (:meth:`start`): then the history is written in the copy."""
+        if when is None or [name for name, _ in self._history] != list(fresh):
+            return None
+        files = [(name, file) for name, file in self._history if file is not None]
+        return self._pool.submit(_history_file, self.history_file, files, when, len(files) < len(self._history))
+
     @staticmethod
     def _pages_when_done(launched: Future, path: Path, name: str) -> _Pages | None:
         """:func:`_layer_pages` of the file a child wrote, once it is done (``None`` if it failed: :meth:`wait`
@@ -2239,10 +2322,11 @@ class _LayerFiles:
                 flush.result()
         self._pool.shutdown()
         self.side.unlink(missing_ok=True)
+        self.history_file.unlink(missing_ok=True)
         for planned in self._planned.values():
             with contextlib.suppress(Exception):
                 planned.result()
-        self._jobs, self._side, self._order, self._flushes, self._planned = {}, [], [], [], {}
+        self._jobs, self._side, self._order, self._flushes, self._planned, self._history = {}, [], [], [], {}, []
 
 
 def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:
