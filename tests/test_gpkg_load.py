@@ -10,6 +10,8 @@ layers, with the threshold lowered so that they all go through a child.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sqlite3
 
 import pyogrio
@@ -111,6 +113,20 @@ def test_a_layer_moved_in_page_by_page_equals_one_copied_row_by_row(tmp_path, fr
             assert con.execute(f"SELECT rtreecheck('rtree_{name}_geom')").fetchone() == ("ok",)
     for key in frame["permit_no"].iloc[:4]:  # found by the key's index
         assert there.get("sidewalk_permits", key)["permit_no"].tolist() == [key]
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_pages_are_copied_where_the_file_system_cannot_copy_them_itself(tmp_path, monkeypatch, kernel):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.write_bytes(bytes(range(256)) * 200_000)  # 51 MB: more than one read
+    dst.write_bytes(b"x" * 10)
+    if not kernel:
+        def refuse(*args):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    with open(src, "rb") as a, open(dst, "r+b") as b:
+        gpkg_store._copy_range(a.fileno(), b.fileno(), 7, 50_000_000, 3)
+    assert dst.read_bytes() == b"xxx" + src.read_bytes()[7:50_000_007]
 
 
 def test_a_replace_in_place_through_children_equals_one_written_here(tmp_path, frames, monkeypatch):

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import fcntl
 import json
 import logging
@@ -895,7 +896,7 @@ class GeoPackageStore(Store):
                 else:
                     return
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.gpkg")
-            children = _LayerFiles(tmp)
+            children = _LayerFiles(tmp, new=not exists)
             try:
                 if exists:
                     _copy(self.path, tmp)
@@ -1686,7 +1687,10 @@ class _Pages:
 
     name: str
     roots: dict[str, int]  # b-tree (table, index) → its root page
-    pages: list[tuple[str, int, str, str]]  # (b-tree, page, kind, path from the root) as SQLite's dbstat gives them
+    others: np.ndarray  # the other pages of those b-trees, in order
+    # the pages holding page numbers (interior pages, overflow pages, pages with cells that overflow: the cells'
+    # numbers) and the roots: page → (whether an overflow page, the cells that overflow)
+    numbered: dict[int, tuple[bool, list[int]]]
     page_size: int
 
 
@@ -1704,13 +1708,23 @@ def _layer_pages(path: Path, name: str) -> _Pages | None:
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
         con.execute(f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}")
         roots = _b_trees(con, name)
-        pages: list[tuple[str, int, str, str]] = []
+        pages: list[tuple[str, int, str, str]] = []  # (b-tree, page, kind, its path from the root)
         try:
             for obj in roots:
                 pages.extend(con.execute("SELECT name, pageno, pagetype, path FROM dbstat WHERE name = ?", [obj]))
         except sqlite3.OperationalError:
             return None
-        return _Pages(name, roots, pages, con.execute("PRAGMA page_size").fetchone()[0])
+        page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    top = set(roots.values())
+    numbered: dict[int, tuple[bool, list[int]]] = {n: (k == "overflow", []) for _, n, k, _ in pages
+                                                   if k != "leaf" or n in top}
+    where = {(obj, at): number for obj, number, _, at in pages}
+    for obj, _, kind, at in pages:
+        if kind == "overflow" and at.endswith("+000000"):  # "<its page's path><cell, hex>+<its rank, hex>"
+            cut = at.rindex("/") + 1
+            numbered.setdefault(where[obj, at[:cut]], (False, []))[1].append(int(at[cut:].split("+")[0], 16))
+    others = np.array(sorted(n for _, n, _, _ in pages if n not in top), dtype=np.int64)
+    return _Pages(name, roots, others, numbered, page_size)
 
 
 def _splice_layer(path: Path, source: Path, layer: _Pages) -> None:
@@ -1723,13 +1737,12 @@ def _splice_layer(path: Path, source: Path, layer: _Pages) -> None:
     (``INSERT … SELECT``), without SQLite reading, packing and writing again the 1.3 GB of pages of a million
     permits (~4 s of one core).  No connection may be open on ``path``; :func:`_spliceable` said the files allow it.
     """
-    name, pages, page_size = layer.name, layer.pages, layer.page_size
+    name, numbers, page_size = layer.name, layer.others, layer.page_size
     with contextlib.closing(sqlite3.connect(path)) as con:
         empty = _b_trees(con, name)
     if set(empty) != set(layer.roots):
         raise StoreError(f"moving layer {name}: the tables and indexes of {path} are not those of {source}")
     roots = {layer.roots[obj]: empty[obj] for obj in empty}
-    numbers = np.array(sorted(n for _, n, _, _ in pages if n not in roots), dtype=np.int64)
     with open(path, "r+b") as dst, open(source, "rb") as src:
         head = bytearray(os.pread(dst.fileno(), 100, 0))
         last = int.from_bytes(head[28:32], "big")
@@ -1742,18 +1755,10 @@ def _splice_layer(path: Path, source: Path, layer: _Pages) -> None:
         for run in np.split(numbers, np.flatnonzero(np.diff(numbers) != 1) + 1) if len(numbers) else []:
             _copy_range(src.fileno(), dst.fileno(), (int(run[0]) - 1) * page_size, len(run) * page_size,
                         (int(renumber[run[0]]) - 1) * page_size)
-        # again, renumbered: the pages holding page numbers (interior pages, pages with cells that overflow,
-        # overflow pages), and the roots in their places
-        where = {(obj, path_): number for obj, number, _, path_ in pages}
-        spilled: dict[int, list[int]] = {}
-        for obj, _, kind, path_ in pages:
-            if kind == "overflow" and path_.endswith("+000000"):  # "<its page's path><cell, hex>+<its rank, hex>"
-                cut = path_.rindex("/") + 1
-                spilled.setdefault(where[obj, path_[:cut]], []).append(int(path_[cut:].split("+")[0], 16))
-        kinds = {number: kind for _, number, kind, _ in pages}
-        for number in sorted({n for _, n, k, _ in pages if k != "leaf"} | set(spilled) | set(roots)):
+        # again, renumbered: the pages holding page numbers, and the roots in their places
+        for number, (overflow, spilled) in sorted(layer.numbered.items()):
             page = bytearray(os.pread(src.fileno(), page_size, (number - 1) * page_size))
-            _renumber_page(page, renumber, kinds[number] == "overflow", spilled.get(number, ()))
+            _renumber_page(page, renumber, overflow, spilled)
             os.pwrite(dst.fileno(), page, (int(renumber[number]) - 1) * page_size)
         # the header: the new length, and the change counter raised as a commit raises it
         counter = ((int.from_bytes(head[24:28], "big") + 1) & 0xFFFFFFFF).to_bytes(4, "big")
@@ -1763,9 +1768,15 @@ def _splice_layer(path: Path, source: Path, layer: _Pages) -> None:
 
 
 def _copy_range(src: int, dst: int, offset: int, count: int, target: int) -> None:
-    """Copy ``count`` bytes of file ``src`` from ``offset`` to file ``dst`` at ``target``, in the kernel."""
+    """Copy ``count`` bytes of file ``src`` from ``offset`` to file ``dst`` at ``target``, in the kernel (by
+    reading and writing where the file system cannot)."""
     while count:
-        done = os.copy_file_range(src, dst, count, offset, target)
+        try:
+            done = os.copy_file_range(src, dst, count, offset, target)
+        except OSError as err:
+            if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            done = os.pwrite(dst, os.pread(src, min(count, 1 << 24), offset), target)
         if done <= 0:
             raise OSError(f"copying {count} bytes at {offset} stopped")
         offset, target, count = offset + done, target + done, count - done
@@ -2127,8 +2138,11 @@ class _LayerFiles:
     moved in with the others.
     """
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, new: bool = False) -> None:
+        """``base``: the writer's private copy (its name gives the files' names); ``new``: of a new store, into
+        which the layers written apart are moved as their pages (:attr:`pages`)."""
         self._base = base
+        self._new = new
         self._stem = base.name.removesuffix(".tmp.gpkg")
         # layer → (its rows' derivation; its child, once started; its GeoPackage; its error file; whether moved in)
         self._jobs: dict[str, tuple[Future, Future, Path, Path, bool]] = {}
@@ -2184,7 +2198,7 @@ class _LayerFiles:
         feature, :func:`_history_from_layers`), which go to :attr:`history_file` (:meth:`history`)."""
         if len(frame) < CHILD_ROWS:
             return False
-        copy = into is not None
+        copy = into is not None and self._new
         if into is not None and self._last_into is not None:
             into = None  # a child writes the copy already: this one writes a file of its own at the same time
         path = into or self._file(layer.name)
@@ -2256,7 +2270,7 @@ class _LayerFiles:
         launched = self._pool.submit(feed)
         if into is not None:
             self._last_into = launched
-        elif copy:  # to be moved into the copy: its pages listed as soon as its child is done
+        elif copy:  # to be moved into a new store's copy: its pages listed as soon as its child is done
             self._planned[layer.name] = self._pool.submit(self._pages_when_done, launched, path, layer.name)
         self._jobs[layer.name] = (self._derivers.submit(derive_rows), launched, path, errors, into is None)
         self._order.append(layer.name)
