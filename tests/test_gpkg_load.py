@@ -213,3 +213,17 @@ def _wgs84_box(bounds) -> tuple[float, float, float, float]:
     x1, y1 = t.transform(bounds[0], bounds[1])
     x2, y2 = t.transform(bounds[2], bounds[3])
     return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+
+@pytest.mark.parametrize("page_size", [1024, 4096, 65536])
+def test_pages_put_in_never_take_sqlite_s_lock_byte_page(page_size):
+    """The pages of a layer put in after a file's last page skip the page holding the byte at 1 GiB, which SQLite
+    never uses (a 450k-permit load whose second layer crossed it was unreadable: "database disk image is
+    malformed"); before and after it they follow each other."""
+    lock = 2**30 // page_size + 1
+    assert gpkg_store._pages_after(10, 3, page_size).tolist() == [11, 12, 13]
+    assert gpkg_store._pages_after(lock - 3, 4, page_size).tolist() == [lock - 2, lock - 1, lock + 1, lock + 2]
+    assert gpkg_store._pages_after(lock - 1, 2, page_size).tolist() == [lock + 1, lock + 2]
+    assert gpkg_store._pages_after(lock, 2, page_size).tolist() == [lock + 1, lock + 2]
+    assert gpkg_store._pages_after(lock + 5, 2, page_size).tolist() == [lock + 6, lock + 7]
+    assert gpkg_store._pages_after(lock - 3, 0, page_size).tolist() == []

@@ -1749,10 +1749,13 @@ def _splice_layer(path: Path, source: Path, layer: _Pages) -> None:
         if os.fstat(dst.fileno()).st_size != last * page_size:
             raise StoreError(f"moving layer {name}: {path} is not {last} pages long")
         renumber = np.zeros(max([*numbers[-1:].tolist(), *roots]) + 1, dtype=np.int64)
-        renumber[numbers] = last + 1 + np.arange(len(numbers))
+        targets = _pages_after(last, len(numbers), page_size)
+        renumber[numbers] = targets
         for old, new in roots.items():
             renumber[old] = new
-        for run in np.split(numbers, np.flatnonzero(np.diff(numbers) != 1) + 1) if len(numbers) else []:
+        # runs of pages that follow each other in both files
+        cuts = np.flatnonzero((np.diff(numbers) != 1) | (np.diff(targets) != 1)) + 1
+        for run in np.split(numbers, cuts) if len(numbers) else []:
             _copy_range(src.fileno(), dst.fileno(), (int(run[0]) - 1) * page_size, len(run) * page_size,
                         (int(renumber[run[0]]) - 1) * page_size)
         # again, renumbered: the pages holding page numbers, and the roots in their places
@@ -1763,8 +1766,22 @@ def _splice_layer(path: Path, source: Path, layer: _Pages) -> None:
         # the header: the new length, and the change counter raised as a commit raises it
         counter = ((int.from_bytes(head[24:28], "big") + 1) & 0xFFFFFFFF).to_bytes(4, "big")
         head[24:28], head[92:96] = counter, counter
-        head[28:32] = (last + len(numbers)).to_bytes(4, "big")
+        head[28:32] = int(targets[-1] if len(targets) else last).to_bytes(4, "big")
         os.pwrite(dst.fileno(), bytes(head), 0)
+
+
+#: SQLite's lock-byte page is the one holding this offset: it never holds data (reading it is an error).
+_LOCK_BYTE = 0x40000000
+
+
+def _pages_after(last: int, count: int, page_size: int) -> np.ndarray:
+    """The numbers of ``count`` new pages after page ``last`` of a SQLite file with pages of ``page_size`` bytes:
+    the next ones, but never the lock-byte page (the one at 1 GiB: a file growing past it leaves it unused)."""
+    numbers = last + 1 + np.arange(count, dtype=np.int64)
+    lock = _LOCK_BYTE // page_size + 1
+    if last < lock:
+        numbers[numbers >= lock] += 1
+    return numbers
 
 
 def _copy_range(src: int, dst: int, offset: int, count: int, target: int) -> None:
