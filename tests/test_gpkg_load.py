@@ -10,6 +10,8 @@ layers, with the threshold lowered so that they all go through a child.
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
 import sqlite3
 
 import pyogrio
@@ -71,6 +73,60 @@ def test_a_new_store_written_through_children_equals_one_written_here(tmp_path, 
         ["here.gpkg", "there.gpkg"]  # no child's file left
     for name in frames[0]:
         assert pyogrio.read_info(there.path, layer=name)["features"] == len(frames[0][name])
+
+
+@pytest.mark.parametrize("splice", [True, False])
+def test_a_layer_moved_in_page_by_page_equals_one_copied_row_by_row(tmp_path, frames, monkeypatch, splice):
+    """A new store's layers written by children into files of their own are put into the store as pages
+    (:func:`gisapp.store.gpkg._splice_layer`), and so is its history, built in a file of its own meanwhile; where
+    that cannot be done SQLite copies their rows.  Some rows and index keys here are longer than a page (overflow
+    pages, and index keys that overflow the interior pages' cells too): the store is the one written in this
+    process, and SQLite finds it sound."""
+    frames, meta = frames
+    first = "construction_permits"  # written into the store's copy by its child, which adds its history rows there
+    frames = {first: frames[first], **{n: f for n, f in frames.items() if n != first}}
+    frame = frames["sidewalk_permits"].copy()
+    long = frame.index[::3]
+    frame.loc[long, "permit_no"] = [f"{v}-{'x' * (1500 + 397 * k)}" for k, v in enumerate(frame.loc[long, "permit_no"])]
+    frame.loc[long, "address"] = [f"{'số ' * 3000}{k}" for k in range(len(long))]
+    frames["sidewalk_permits"] = frame
+    here = written(tmp_path / "here.gpkg", frames, meta, monkeypatch, 10**9)
+    spliced = []
+    splice_layer = gpkg_store._splice_layer
+    monkeypatch.setattr(gpkg_store, "_splice_layer", lambda *a: spliced.append(a[2].name) or splice_layer(*a))
+    history = []  # the history built beside the move (both permit layers went through children)
+    move_history = gpkg_store._move_history
+    monkeypatch.setattr(gpkg_store, "_move_history", lambda *a: history.append(a[2]) or move_history(*a))
+    if not splice:
+        monkeypatch.setattr(gpkg_store, "_spliceable", lambda *a: False)
+    there = written(tmp_path / "there.gpkg", frames, meta, monkeypatch, 1)
+    assert spliced == (list(frames)[1:] + ["status_changes"] if splice else [])  # (the first: in the copy itself)
+    assert len(history) == 1 and history[0].name == "status_changes"
+    a, b = dump(here.path), dump(there.path)
+    for name in a:
+        assert a[name] == b[name], name
+    with contextlib.closing(sqlite3.connect(there.path)) as con:
+        assert con.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
+        assert con.execute("SELECT count(*) FROM dbstat WHERE name = 'ix_sidewalk_permits_permit_no' "
+                           "AND pagetype = 'overflow'").fetchone()[0] > 0
+        for name in frames:  # the R-trees: each node where its parent says, each feature where its node says
+            assert con.execute(f"SELECT rtreecheck('rtree_{name}_geom')").fetchone() == ("ok",)
+    for key in frame["permit_no"].iloc[:4]:  # found by the key's index
+        assert there.get("sidewalk_permits", key)["permit_no"].tolist() == [key]
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+def test_pages_are_copied_where_the_file_system_cannot_copy_them_itself(tmp_path, monkeypatch, kernel):
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.write_bytes(bytes(range(256)) * 200_000)  # 51 MB: more than one read
+    dst.write_bytes(b"x" * 10)
+    if not kernel:
+        def refuse(*args):
+            raise OSError(errno.EXDEV, "Invalid cross-device link")
+        monkeypatch.setattr(os, "copy_file_range", refuse)
+    with open(src, "rb") as a, open(dst, "r+b") as b:
+        gpkg_store._copy_range(a.fileno(), b.fileno(), 7, 50_000_000, 3)
+    assert dst.read_bytes() == b"xxx" + src.read_bytes()[7:50_000_007]
 
 
 def test_a_replace_in_place_through_children_equals_one_written_here(tmp_path, frames, monkeypatch):
@@ -157,3 +213,17 @@ def _wgs84_box(bounds) -> tuple[float, float, float, float]:
     x1, y1 = t.transform(bounds[0], bounds[1])
     x2, y2 = t.transform(bounds[2], bounds[3])
     return (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))
+
+
+@pytest.mark.parametrize("page_size", [1024, 4096, 65536])
+def test_pages_put_in_never_take_sqlite_s_lock_byte_page(page_size):
+    """The pages of a layer put in after a file's last page skip the page holding the byte at 1 GiB, which SQLite
+    never uses (a 450k-permit load whose second layer crossed it was unreadable: "database disk image is
+    malformed"); before and after it they follow each other."""
+    lock = 2**30 // page_size + 1
+    assert gpkg_store._pages_after(10, 3, page_size).tolist() == [11, 12, 13]
+    assert gpkg_store._pages_after(lock - 3, 4, page_size).tolist() == [lock - 2, lock - 1, lock + 1, lock + 2]
+    assert gpkg_store._pages_after(lock - 1, 2, page_size).tolist() == [lock + 1, lock + 2]
+    assert gpkg_store._pages_after(lock, 2, page_size).tolist() == [lock + 1, lock + 2]
+    assert gpkg_store._pages_after(lock + 5, 2, page_size).tolist() == [lock + 6, lock + 7]
+    assert gpkg_store._pages_after(lock - 3, 0, page_size).tolist() == []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
+import errno
 import fcntl
 import json
 import logging
@@ -895,7 +896,7 @@ class GeoPackageStore(Store):
                 else:
                     return
             tmp = self.path.with_name(f".{self.path.stem}.{os.getpid()}.{threading.get_ident()}.tmp.gpkg")
-            children = _LayerFiles(tmp)
+            children = _LayerFiles(tmp, new=not exists)
             try:
                 if exists:
                     _copy(self.path, tmp)
@@ -905,6 +906,9 @@ class GeoPackageStore(Store):
                 # in SQL (:func:`_history_from_layers`), not from a frame of a million rows through Python
                 fresh = [] if exists else [n for n in frames if n in hist.LAYER_KEYS and n not in given]
                 changes = self._history_rows({n: f for n, f in frames.items() if n not in fresh}, history, exists)
+                # the history of a new store's large layers: built while the last child writes and the layers move
+                # in, in a file of its own (:meth:`_LayerFiles.history`), its pages then put in
+                ahead = hist.local_now() if fresh and history is None and not len(changes) else None
                 written: set[str] = set()
                 total, rows = sum(len(f) for f in frames.values()), 0
                 progress("write", 0, total, "rows")
@@ -918,7 +922,7 @@ class GeoPackageStore(Store):
                         frame = merge_upsert(lay, self.read(name), frame, deleted.get(name, ()))
                     # a large layer: a child process writes it into the copy meanwhile (one after the other);
                     # meanwhile a small one is written into a file of its own, moved in after
-                    if not children.start(lay, frame, into=tmp):
+                    if not children.start(lay, frame, into=tmp, history=ahead if name in fresh else None):
                         children.write_small(lay, frame, tmp)
                     written.add(name)
                     if name in frames:
@@ -931,14 +935,20 @@ class GeoPackageStore(Store):
                 for name in missing:
                     children.write_small(LAYERS[name], empty_frame(LAYERS[name]), tmp)
                 children.write_meta(merged_meta, tmp)
+                built = None
                 if children:
                     sources = children.wait()
                     children.flush_behind(tmp)  # the layer its child wrote here, while the others move in
-                    _move_layers(tmp, sources, timeout=IN_PLACE_TIMEOUT, private=True, bare=[*missing, META_TABLE])
+                    built = children.history(fresh, ahead)
+                    _move_layers(tmp, sources, timeout=IN_PLACE_TIMEOUT, private=True, bare=[*missing, META_TABLE],
+                                 splice=children.pages)
                     children.flush_behind(tmp)  # and those, while the history is written
                 replaced = [n for n in frames if mode == "replace" and history is not None
                             and n in set(history["layer"])]
-                _write_history(tmp, changes, replaced, fresh)
+                if built is not None:
+                    _move_history(tmp, children.history_file, built.result())
+                else:
+                    _write_history(tmp, changes, replaced, fresh)
                 if extra is not None:
                     with contextlib.closing(sqlite3.connect(tmp)) as con, con:
                         extra(con)
@@ -1283,18 +1293,28 @@ def _history_from_layers(con: sqlite3.Connection, layers: Sequence[str]) -> None
     when = hist.local_now()
     con.execute(f"DROP INDEX IF EXISTS ix_{hist.TABLE}_key")
     for name in layers:
-        key = hist.LAYER_KEYS[name]
-        con.execute(f"INSERT INTO {hist.TABLE} (layer, key, status, changed_on, changed_at, note) "
-                    f'SELECT ?, {key}, status, ?, ?, ? FROM "{name}" WHERE status IS NOT NULL ORDER BY fid',
-                    [name, when.date().isoformat(), when.strftime("%H:%M:%S"), hist.WRITE_NOTE])
+        con.execute(*_history_rows_sql(name, when))
     con.execute(_HISTORY_INDEX_SQL)
+
+
+def _history_rows_sql(name: str, when: dt.datetime, into: str = "main", source: str = "main") -> tuple[str, list]:
+    """The statement and parameters of :func:`_history_from_layers` for layer ``name`` (in the database
+    ``source``), into the history table of the database ``into``."""
+    return (f"INSERT INTO {into}.{hist.TABLE} (layer, key, status, changed_on, changed_at, note) "
+            f'SELECT ?, {hist.LAYER_KEYS[name]}, status, ?, ?, ? FROM {source}."{name}" WHERE status IS NOT NULL '
+            "ORDER BY fid", [name, when.date().isoformat(), when.strftime("%H:%M:%S"), hist.WRITE_NOTE])
+
+
+def _history_table_sql(into: str = "main") -> str:
+    """The history table's ``CREATE TABLE`` (as SQLite keeps it, in the database ``into``)."""
+    return (f"CREATE TABLE IF NOT EXISTS {into}.{hist.TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
+            "layer TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, changed_on TEXT NOT NULL, "
+            "changed_at TEXT NOT NULL DEFAULT '', note TEXT, next_on TEXT)")
 
 
 def _history_into(con: sqlite3.Connection, rows: pd.DataFrame, replaced: list[str]) -> None:
     """:func:`_write_history` on an open connection, in its transaction."""
-    con.execute(f"CREATE TABLE IF NOT EXISTS {hist.TABLE} (seq INTEGER PRIMARY KEY AUTOINCREMENT, "
-                "layer TEXT NOT NULL, key TEXT NOT NULL, status TEXT NOT NULL, changed_on TEXT NOT NULL, "
-                "changed_at TEXT NOT NULL DEFAULT '', note TEXT, next_on TEXT)")
+    con.execute(_history_table_sql())
     index_sql = _HISTORY_INDEX_SQL
     bulk = len(rows) > _HISTORY_BULK_ROWS
     # a bulk load (a seed's history, a city-scale replace) builds the index once after its rows, not row by row
@@ -1315,6 +1335,42 @@ def _history_into(con: sqlite3.Connection, rows: pd.DataFrame, replaced: list[st
             many = len(unique) > hist.WHOLE_LAYER_KEYS
             con.execute(hist.next_on_sql("?", "" if many else "AND key IN (SELECT value FROM json_each(?))"),
                         [layer] if many else [layer, json.dumps(unique)])
+
+
+def _history_file(path: Path, sources: Sequence[tuple[str, Path]], when: dt.datetime, started: bool) -> _Pages | None:
+    """:func:`_history_from_layers` into the SQLite file ``path`` (a writer's private file: no journal, no sync),
+    the layers' rows read from the GeoPackages ``sources`` (layer, file), after those there already when
+    ``started``; then its index.  Returns its pages (:func:`_layer_pages`) for :func:`_move_history`."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}", uri=True, isolation_level=None)) as con:
+        for pragma in ("journal_mode = OFF", "synchronous = OFF", "cache_size = -262144", "temp_store = MEMORY"):
+            con.execute(f"PRAGMA {pragma}")
+        for k, (_, file) in enumerate(sources):
+            con.execute(f"ATTACH DATABASE ? AS src{k}", [f"file:{file}?mode=ro"])
+        con.execute("BEGIN")
+        if not started:
+            con.execute(_history_table_sql())
+        for k, (name, _) in enumerate(sources):
+            con.execute(*_history_rows_sql(name, when, source=f"src{k}"))
+        con.execute(_HISTORY_INDEX_SQL)
+        con.execute("COMMIT")
+    return _layer_pages(path, hist.TABLE)
+
+
+def _move_history(path: Path, source: Path, pages: _Pages | None) -> None:
+    """The history table and its index of the file ``source`` (:func:`_history_file`) into the writer's private
+    copy ``path``, which has none: as its pages where the files allow it (:func:`_splice_layer`), else its rows."""
+    with _writer(path, timeout=IN_PLACE_TIMEOUT, cache_kib=_PRIVATE_CACHE_KIB) as con:
+        con.execute("PRAGMA synchronous = OFF")
+        con.execute("PRAGMA journal_mode = OFF")
+        con.execute("ATTACH DATABASE ? AS aux", [str(source)])
+        con.execute("BEGIN IMMEDIATE")
+        rows = pages is None or not _spliceable(con, hist.TABLE, "aux")
+        _move_layer(con, hist.TABLE, rows=rows)
+        con.execute("COMMIT")
+        con.execute("DETACH DATABASE aux")
+    if not rows:
+        assert pages is not None
+        _splice_layer(path, source, pages)
 
 
 #: The history's index (layer, key and order of the changes).
@@ -1504,16 +1560,19 @@ PATCH_MAX_SHARE = 0.2
 def _move_layers(path: Path, sources: dict[str, Path], *, meta: dict[str, Any] | None = None,
                  history: pd.DataFrame | None = None, replaced: Sequence[str] = (), log: Sequence[tuple] = (),
                  patches: dict[str, _Patch] | None = None, timeout: float = IN_PLACE_TIMEOUT,
-                 private: bool = False, bare: Collection[str] = ()) -> None:
+                 private: bool = False, bare: Collection[str] = (), splice: dict[str, _Pages] | None = None) -> None:
     """Replace the layers of the GeoPackage at ``path`` by those GDAL wrote to the files ``sources`` (layer →
     file; a file may hold several), apply the ``patches`` (layers written as their changed rows), add ``meta``,
     the ``history`` rows (dropping that of ``replaced`` layers first) and the change-log entries ``log``, build
     the indexes the moved layers lack: one transaction.  ``private``: ``path`` is a writer's private copy (thrown
     away if the write fails, flushed once by :func:`_finish`), so the transaction neither syncs nor journals,
     and its pages go to the file as the cache fills (no cache of the whole layer to allocate and write at the
-    commit).  ``bare``: layers (among ``sources``) moved in last, without building their indexes."""
+    commit).  ``bare``: layers (among ``sources``) moved in last, without building their indexes.  ``splice``:
+    layers (each alone in its file, with its indexes) and their pages, put into a private ``path`` as they are after
+    the transaction where the files allow it (:func:`_splice_layer`), instead of SQLite copying their rows."""
     files = list(dict.fromkeys(sources.values()))
     alias = {file: f"aux{k}" for k, file in enumerate(files)}
+    splice = splice or {}
     with _writer(path, timeout=timeout, cache_kib=_PRIVATE_CACHE_KIB if private else _IN_PLACE_CACHE_KIB) as con:
         if private:
             con.execute("PRAGMA synchronous = OFF")
@@ -1523,9 +1582,13 @@ def _move_layers(path: Path, sources: dict[str, Path], *, meta: dict[str, Any] |
         for file in files:
             con.execute(f"ATTACH DATABASE ? AS {alias[file]}", [str(file)])
         con.execute("BEGIN IMMEDIATE")
+        spliced = {}
         for name, file in sources.items():
             if name not in bare:
-                _move_layer(con, name, alias[file])
+                rows = not (private and name in splice and _spliceable(con, name, alias[file]))
+                _move_layer(con, name, alias[file], rows=rows)
+                if not rows:
+                    spliced[name] = file
         for name, patch in (patches or {}).items():
             _rows_into(con, store_layer(name), patch.gone, patch.rows)
         if meta or history is not None or log:
@@ -1538,15 +1601,19 @@ def _move_layers(path: Path, sources: dict[str, Path], *, meta: dict[str, Any] |
         con.execute("COMMIT")
         for file in files:
             con.execute(f"DETACH DATABASE {alias[file]}")
+    for name, file in spliced.items():
+        _splice_layer(path, file, splice[name])
 
 
-def _move_layer(con: sqlite3.Connection, name: str, aux: str = "aux") -> None:
+def _move_layer(con: sqlite3.Connection, name: str, aux: str = "aux", *, rows: bool = True) -> None:
     """Layer ``name`` of the attached GeoPackage ``aux`` in place of ``main``'s, in the open transaction.
 
     The table's indexes that ``aux`` has are created empty before its rows are copied, so SQLite copies
     their entries in order (its transfer optimisation: no sort).  The R-tree's nodes are copied as GDAL
     packed them when both files have the same page size (the node size follows it), else its entries are
     inserted again.  Triggers come last: the rows copied in do not fire them (the R-tree has them already).
+    Without ``rows`` the table, its indexes and R-tree are left empty and the table's ``AUTOINCREMENT`` counter
+    is taken over: :func:`_splice_layer` puts their pages in after the transaction.
     """
     rtree = f"rtree_{name}_geom"
     con.execute(f'DROP TABLE IF EXISTS main."{rtree}"')
@@ -1556,11 +1623,15 @@ def _move_layer(con: sqlite3.Connection, name: str, aux: str = "aux") -> None:
     for kind, ddl in objects:
         if kind in ("table", "index"):
             con.execute(ddl)
-    if con.execute(f'SELECT 1 FROM {aux}."{name}" LIMIT 1').fetchone():  # (no sequence row for an empty table)
+    if not rows:
+        con.execute("INSERT INTO main.sqlite_sequence (name, seq) SELECT name, seq FROM "
+                    f"{aux}.sqlite_sequence WHERE name = ?", [name])
+    elif con.execute(f'SELECT 1 FROM {aux}."{name}" LIMIT 1').fetchone():  # (no sequence row for an empty table)
         con.execute(f'INSERT INTO main."{name}" SELECT * FROM {aux}."{name}"')
     tree = con.execute(f"SELECT sql FROM {aux}.sqlite_master WHERE name = ?", [rtree]).fetchone()
     if tree is not None:
         con.execute(tree[0])
+    if tree is not None and rows:
         pages = [con.execute(f"PRAGMA {db}.page_size").fetchone()[0] for db in ("main", aux)]
         if pages[0] == pages[1]:
             for part in ("node", "rowid", "parent"):
@@ -1581,9 +1652,201 @@ def _move_layer(con: sqlite3.Connection, name: str, aux: str = "aux") -> None:
                     "WHERE lower(table_name) = lower(?)", [name])
     columns = [_columns(con, db, "gpkg_spatial_ref_sys") for db in ("main", aux)]
     shared = ", ".join(f'"{c}"' for c in columns[0] if c in columns[1])
+    if not shared:  # (a plain table: the history, :func:`_move_history`)
+        return
     con.execute(f"INSERT OR IGNORE INTO main.gpkg_spatial_ref_sys ({shared}) SELECT {shared} "
                 f"FROM {aux}.gpkg_spatial_ref_sys WHERE srs_id IN (SELECT srs_id FROM {aux}.gpkg_contents "
                 "WHERE lower(table_name) = lower(?))", [name])
+
+
+def _spliceable(con: sqlite3.Connection, name: str, aux: str) -> bool:
+    """Whether layer ``name`` of the attached file ``aux`` can be moved into ``main`` page by page
+    (:func:`_splice_layer`) rather than row by row: ``main`` lacks the layer and has no free pages (the layer's
+    pages then go after its last page), both files have the same page size, no reserved bytes per page, the same
+    text encoding, no pointer-map pages (auto-vacuum) and a rollback journal (not a write-ahead log: the file
+    holds every committed page)."""
+    if con.execute("SELECT 1 FROM main.sqlite_master WHERE tbl_name = ?", [name]).fetchone() or \
+            con.execute("PRAGMA main.freelist_count").fetchone()[0]:
+        return False
+    files = {r[1]: r[2] for r in con.execute("PRAGMA database_list")}
+    heads = []
+    for db in ("main", aux):
+        if not files.get(db):
+            return False
+        with open(files[db], "rb") as fh:
+            head = fh.read(100)
+        heads.append((head[16:18], head[56:60]))  # page size, text encoding
+        if head[20] or head[52:56] != bytes(4) or head[64:68] != bytes(4) or 2 in (head[18], head[19]):
+            return False
+    return heads[0] == heads[1]
+
+
+@dataclasses.dataclass(frozen=True)
+class _Pages:
+    """The b-trees of a layer in a GeoPackage file, page by page (:func:`_layer_pages`)."""
+
+    name: str
+    roots: dict[str, int]  # b-tree (table, index) → its root page
+    others: np.ndarray  # the other pages of those b-trees, in order
+    # the pages holding page numbers (interior pages, overflow pages, pages with cells that overflow: the cells'
+    # numbers) and the roots: page → (whether an overflow page, the cells that overflow)
+    numbered: dict[int, tuple[bool, list[int]]]
+    page_size: int
+
+
+def _b_trees(con: sqlite3.Connection, name: str) -> dict[str, int]:
+    """The b-trees of layer ``name`` (its table, their indexes, its R-tree's tables) and their root pages."""
+    shadow = [f"rtree_{name}_geom_{part}" for part in ("node", "rowid", "parent")]
+    return dict(con.execute("SELECT name, rootpage FROM sqlite_master WHERE rootpage > 0 AND "
+                            "(tbl_name = ? OR name IN (?, ?, ?))", [name, *shadow]))
+
+
+def _layer_pages(path: Path, name: str) -> _Pages | None:
+    """Every page of layer ``name``'s b-trees in the GeoPackage at ``path`` (for :func:`_splice_layer`), or ``None``
+    when SQLite cannot list them (built without its ``dbstat`` table).  SQLite reads each page for it: ~1–2 s for
+    a million permits, so it is done as soon as their child is done, while the other child still writes."""
+    with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as con:
+        con.execute(f"PRAGMA mmap_size = {_COPY_MMAP_BYTES}")
+        roots = _b_trees(con, name)
+        pages: list[tuple[str, int, str, str]] = []  # (b-tree, page, kind, its path from the root)
+        try:
+            for obj in roots:
+                pages.extend(con.execute("SELECT name, pageno, pagetype, path FROM dbstat WHERE name = ?", [obj]))
+        except sqlite3.OperationalError:
+            return None
+        page_size = con.execute("PRAGMA page_size").fetchone()[0]
+    top = set(roots.values())
+    numbered: dict[int, tuple[bool, list[int]]] = {n: (k == "overflow", []) for _, n, k, _ in pages
+                                                   if k != "leaf" or n in top}
+    where = {(obj, at): number for obj, number, _, at in pages}
+    for obj, _, kind, at in pages:
+        if kind == "overflow" and at.endswith("+000000"):  # "<its page's path><cell, hex>+<its rank, hex>"
+            cut = at.rindex("/") + 1
+            numbered.setdefault(where[obj, at[:cut]], (False, []))[1].append(int(at[cut:].split("+")[0], 16))
+    others = np.array(sorted(n for _, n, _, _ in pages if n not in top), dtype=np.int64)
+    return _Pages(name, roots, others, numbered, page_size)
+
+
+def _splice_layer(path: Path, source: Path, layer: _Pages) -> None:
+    """Put the pages of a layer (its table, indexes and R-tree) of the GeoPackage ``source``, listed in ``layer``,
+    after the last page of the one at ``path``, where :func:`_move_layer` (``rows=False``) created them empty.
+
+    The kernel copies the pages (``copy_file_range``) and the page numbers they hold (child pages, overflow
+    chains) are renumbered; each b-tree's root takes the place of the empty root, so the schema stays as
+    :func:`_move_layer` made it.  The same rows, index entries and R-tree nodes as SQLite's copy
+    (``INSERT … SELECT``), without SQLite reading, packing and writing again the 1.3 GB of pages of a million
+    permits (~4 s of one core).  No connection may be open on ``path``; :func:`_spliceable` said the files allow it.
+    """
+    name, numbers, page_size = layer.name, layer.others, layer.page_size
+    with contextlib.closing(sqlite3.connect(path)) as con:
+        empty = _b_trees(con, name)
+    if set(empty) != set(layer.roots):
+        raise StoreError(f"moving layer {name}: the tables and indexes of {path} are not those of {source}")
+    roots = {layer.roots[obj]: empty[obj] for obj in empty}
+    with open(path, "r+b") as dst, open(source, "rb") as src:
+        head = bytearray(os.pread(dst.fileno(), 100, 0))
+        last = int.from_bytes(head[28:32], "big")
+        if os.fstat(dst.fileno()).st_size != last * page_size:
+            raise StoreError(f"moving layer {name}: {path} is not {last} pages long")
+        renumber = np.zeros(max([*numbers[-1:].tolist(), *roots]) + 1, dtype=np.int64)
+        targets = _pages_after(last, len(numbers), page_size)
+        renumber[numbers] = targets
+        for old, new in roots.items():
+            renumber[old] = new
+        # runs of pages that follow each other in both files
+        cuts = np.flatnonzero((np.diff(numbers) != 1) | (np.diff(targets) != 1)) + 1
+        for run in np.split(numbers, cuts) if len(numbers) else []:
+            _copy_range(src.fileno(), dst.fileno(), (int(run[0]) - 1) * page_size, len(run) * page_size,
+                        (int(renumber[run[0]]) - 1) * page_size)
+        # again, renumbered: the pages holding page numbers, and the roots in their places
+        for number, (overflow, spilled) in sorted(layer.numbered.items()):
+            page = bytearray(os.pread(src.fileno(), page_size, (number - 1) * page_size))
+            _renumber_page(page, renumber, overflow, spilled)
+            os.pwrite(dst.fileno(), page, (int(renumber[number]) - 1) * page_size)
+        # the header: the new length, and the change counter raised as a commit raises it
+        counter = ((int.from_bytes(head[24:28], "big") + 1) & 0xFFFFFFFF).to_bytes(4, "big")
+        head[24:28], head[92:96] = counter, counter
+        head[28:32] = int(targets[-1] if len(targets) else last).to_bytes(4, "big")
+        os.pwrite(dst.fileno(), bytes(head), 0)
+
+
+#: SQLite's lock-byte page is the one holding this offset: it never holds data (reading it is an error).
+_LOCK_BYTE = 0x40000000
+
+
+def _pages_after(last: int, count: int, page_size: int) -> np.ndarray:
+    """The numbers of ``count`` new pages after page ``last`` of a SQLite file with pages of ``page_size`` bytes:
+    the next ones, but never the lock-byte page (the one at 1 GiB: a file growing past it leaves it unused)."""
+    numbers = last + 1 + np.arange(count, dtype=np.int64)
+    lock = _LOCK_BYTE // page_size + 1
+    if last < lock:
+        numbers[numbers >= lock] += 1
+    return numbers
+
+
+def _copy_range(src: int, dst: int, offset: int, count: int, target: int) -> None:
+    """Copy ``count`` bytes of file ``src`` from ``offset`` to file ``dst`` at ``target``, in the kernel (by
+    reading and writing where the file system cannot)."""
+    while count:
+        try:
+            done = os.copy_file_range(src, dst, count, offset, target)
+        except OSError as err:
+            if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                raise
+            done = os.pwrite(dst, os.pread(src, min(count, 1 << 24), offset), target)
+        if done <= 0:
+            raise OSError(f"copying {count} bytes at {offset} stopped")
+        offset, target, count = offset + done, target + done, count - done
+
+
+def _renumber_page(page: bytearray, renumber: np.ndarray, overflow: bool, spilled: Sequence[int]) -> None:
+    """Renumber the page numbers a SQLite page holds (file format: https://sqlite.org/fileformat2.html): the next
+    page of an ``overflow`` page; the child pages of an interior b-tree page; the first overflow page of its
+    cells numbered ``spilled``.  No page is page 1 (no file header in it)."""
+    def put(at: int) -> None:
+        old = int.from_bytes(page[at:at + 4], "big")
+        if not 0 < old < len(renumber) or not renumber[old]:
+            raise StoreError(f"page number {old} is not the layer's")
+        page[at:at + 4] = int(renumber[old]).to_bytes(4, "big")
+
+    if overflow:
+        if int.from_bytes(page[:4], "big"):
+            put(0)
+        return
+    kind, cells = page[0], int.from_bytes(page[3:5], "big")
+    interior = kind in (2, 5)  # index, table
+    header = 12 if interior else 8
+    starts = np.frombuffer(bytes(page[header:header + 2 * cells]), dtype=">u2").astype(np.int64)
+    if interior:  # each cell starts with its child's number (4 bytes, big-endian)
+        put(8)  # the right-most child
+        view = np.frombuffer(page, dtype=np.uint8)  # (writable: the bytearray's memory)
+        slots = starts[:, None] + np.arange(4)
+        shifts = np.array([24, 16, 8, 0])
+        old = (view[slots].astype(np.int64) << shifts).sum(axis=1)
+        if len(old) and (old.max() >= len(renumber) or not renumber[old].all()):
+            raise StoreError("a child page is not the layer's")
+        view[slots] = (renumber[old][:, None] >> shifts) & 0xFF
+    usable = len(page)
+    for cell in spilled:
+        at = int(starts[cell]) + (4 if interior else 0)
+        size, at = _varint(page, at)
+        if kind == 13:  # a table's leaf: the rowid, then the payload
+            _, at = _varint(page, at)
+        largest = usable - 35 if kind == 13 else (usable - 12) * 64 // 255 - 23
+        least = (usable - 12) * 32 // 255 - 23
+        local = least + (size - least) % (usable - 4)
+        put(at + (local if local <= largest else least))
+
+
+def _varint(data: bytearray, at: int) -> tuple[int, int]:
+    """SQLite's variable-length integer at ``at``: its value and where the next field starts."""
+    value = 0
+    for k in range(8):
+        byte = data[at + k]
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value, at + k + 1
+    return (value << 8) | data[at + 8], at + 9
 
 
 def _columns(con: sqlite3.Connection, db: str, table: str) -> list[str]:
@@ -1847,7 +2110,8 @@ STREAM_ROWS = 100_000
 
 #: What a child of :class:`_LayerFiles` runs (``python -c``): GDAL writes the layer from the Arrow stream on its
 #: standard input (batch by batch, as the writer derives them) into a GeoPackage, then SQLite builds the layer's
-#: indexes there.  Only pyarrow and pyogrio are imported (no gisapp: a fraction of a second to start).
+#: indexes there, and runs the job's statements ``after`` (a new store's history rows: :meth:`_LayerFiles.start`).
+#: Only pyarrow and pyogrio are imported (no gisapp: a fraction of a second to start).
 _CHILD_CODE = """
 import json, sqlite3, sys
 import pyarrow as pa
@@ -1864,6 +2128,8 @@ con.execute("BEGIN")
 for sql in job["indexes"]:
     con.execute(sql)
 con.execute("COMMIT")
+for sql, params in job.get("after", []):
+    con.execute(sql, params)
 con.close()
 """
 
@@ -1889,8 +2155,11 @@ class _LayerFiles:
     moved in with the others.
     """
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, *, new: bool = False) -> None:
+        """``base``: the writer's private copy (its name gives the files' names); ``new``: of a new store, into
+        which the layers written apart are moved as their pages (:attr:`pages`)."""
         self._base = base
+        self._new = new
         self._stem = base.name.removesuffix(".tmp.gpkg")
         # layer → (its rows' derivation; its child, once started; its GeoPackage; its error file; whether moved in)
         self._jobs: dict[str, tuple[Future, Future, Path, Path, bool]] = {}
@@ -1903,6 +2172,12 @@ class _LayerFiles:
         self._stop = threading.Event()
         self.side = self._file("small")
         self._flushes: list[Future] = []  # (:meth:`flush_behind`)
+        self._planned: dict[str, Future] = {}  # layer → its pages in its own file, once its child is done
+        # a new store's layers whose history rows go into :attr:`history_file` (:meth:`history`), in order: the
+        # file each is read from, or None where its child adds them itself
+        self._history: list[tuple[str, Path | None]] = []
+        self.history_file = self._file("history")
+        self.pages: dict[str, _Pages] = {}  # (:meth:`wait`)
 
     def _file(self, part: str) -> Path:
         return self._base.with_name(f"{self._stem}.{part}.tmp.gpkg")
@@ -1931,20 +2206,30 @@ class _LayerFiles:
         self._side.append(META_TABLE)
         self._order.append(META_TABLE)
 
-    def start(self, layer: Layer, frame: gpd.GeoDataFrame, *, into: Path | None = None) -> bool:
+    def start(self, layer: Layer, frame: gpd.GeoDataFrame, *, into: Path | None = None,
+              history: dt.datetime | None = None) -> bool:
         """Write ``frame`` (coerced) as ``layer`` in a child process, into ``into`` (after the child writing there
         before is done; else into a file of its own): its rows are derived here, a batch at a time, and sent to
         the child meanwhile; ``False`` (nothing done) when the layer is too small to be worth a process
-        (:meth:`write_small`)."""
+        (:meth:`write_small`).  ``history``: the time of a new store's history rows of this layer (one per
+        feature, :func:`_history_from_layers`), which go to :attr:`history_file` (:meth:`history`)."""
         if len(frame) < CHILD_ROWS:
             return False
+        copy = into is not None and self._new
         if into is not None and self._last_into is not None:
             into = None  # a child writes the copy already: this one writes a file of its own at the same time
         path = into or self._file(layer.name)
         errors = self._file(layer.name).with_name(self._file(layer.name).name + ".err")
         if into is None:
             path.unlink(missing_ok=True)
-        job = {"path": str(path), "layer": layer.name, "geometry_type": layer.geometry,
+        after: list = []
+        if history is not None:  # the child writing into the copy adds the rows itself (the first layer's)
+            if into is not None and not self._history:
+                after = [["ATTACH DATABASE ? AS h", [str(self.history_file)]], ["PRAGMA h.journal_mode = OFF", []],
+                         ["PRAGMA h.synchronous = OFF", []], [_history_table_sql("h"), []],
+                         list(_history_rows_sql(layer.name, history, into="h"))]
+            self._history.append((layer.name, None if after else path))
+        job = {"path": str(path), "layer": layer.name, "geometry_type": layer.geometry, "after": after,
                "crs": STORE_CRS, "options": _layer_options(layer), "indexes": _index_statements(layer),
                "gdal": _CHILD_GDAL_OPTIONS,
                "pragmas": ["PRAGMA synchronous = OFF", "PRAGMA cache_size = -262144", "PRAGMA temp_store = MEMORY",
@@ -2002,6 +2287,8 @@ class _LayerFiles:
         launched = self._pool.submit(feed)
         if into is not None:
             self._last_into = launched
+        elif copy:  # to be moved into a new store's copy: its pages listed as soon as its child is done
+            self._planned[layer.name] = self._pool.submit(self._pages_when_done, launched, path, layer.name)
         self._jobs[layer.name] = (self._derivers.submit(derive_rows), launched, path, errors, into is None)
         self._order.append(layer.name)
         return True
@@ -2015,9 +2302,33 @@ class _LayerFiles:
             if child.wait() != 0:
                 lines = errors.read_bytes().decode(errors="replace").strip().splitlines()
                 raise OSError(f"writing layer {name} failed: {lines[-1] if lines else f'exit {child.returncode}'}")
+        self.pages = {name: pages for name, planned in self._planned.items() if (pages := planned.result())}
         files = {**{name: path for name, (_, _, path, _, apart) in self._jobs.items() if apart},
                  **{name: self.side for name in self._side}}
         return {name: files[name] for name in self._order if name in files}
+
+    def history(self, fresh: Sequence[str], when: dt.datetime | None) -> Future | None:
+        """Once the children are done: the history rows of the ``fresh`` layers (:func:`_history_from_layers`,
+        dated ``when``) read in a thread into :attr:`history_file` from the children's files (the rows of the
+        layer written into the copy are there already) and indexed there, while the writer moves the layers in;
+        the future's result: :func:`_layer_pages` of that file.  ``None`` when some of those layers were not
+        written by a child (:meth:`start`): then the history is written in the copy."""
+        if when is None or [name for name, _ in self._history] != list(fresh):
+            return None
+        files = [(name, file) for name, file in self._history if file is not None]
+        return self._pool.submit(_history_file, self.history_file, files, when, len(files) < len(self._history))
+
+    @staticmethod
+    def _pages_when_done(launched: Future, path: Path, name: str) -> _Pages | None:
+        """:func:`_layer_pages` of the file a child wrote, once it is done (``None`` if it failed: :meth:`wait`
+        says why; or if they cannot be listed: the layer's rows are copied instead)."""
+        try:
+            if launched.result().wait() != 0:
+                return None
+            return _layer_pages(path, name)
+        except Exception:  # (the child's failure is :meth:`wait`'s to report)
+            LOG.debug("listing the pages of %s failed", path, exc_info=True)
+            return None
 
     def flush_behind(self, path: Path) -> None:
         """Have the kernel write the pages of ``path`` so far to disk in a thread (``fsync``) while the writer goes
@@ -2042,7 +2353,11 @@ class _LayerFiles:
                 flush.result()
         self._pool.shutdown()
         self.side.unlink(missing_ok=True)
-        self._jobs, self._side, self._order, self._flushes = {}, [], [], []
+        self.history_file.unlink(missing_ok=True)
+        for planned in self._planned.values():
+            with contextlib.suppress(Exception):
+                planned.result()
+        self._jobs, self._side, self._order, self._flushes, self._planned, self._history = {}, [], [], [], {}, []
 
 
 def _inner_rectangle(bbox, polygon) -> tuple[float, float, float, float] | None:
