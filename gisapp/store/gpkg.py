@@ -1786,13 +1786,15 @@ def _pages_after(last: int, count: int, page_size: int) -> np.ndarray:
 
 def _copy_range(src: int, dst: int, offset: int, count: int, target: int) -> None:
     """Copy ``count`` bytes of file ``src`` from ``offset`` to file ``dst`` at ``target``, in the kernel (by
-    reading and writing where the file system cannot)."""
+    reading and writing where the file system refuses, or copies nothing: some do)."""
     while count:
         try:
             done = os.copy_file_range(src, dst, count, offset, target)
         except OSError as err:
             if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
                 raise
+            done = 0
+        if done <= 0:
             done = os.pwrite(dst, os.pread(src, min(count, 1 << 24), offset), target)
         if done <= 0:
             raise OSError(f"copying {count} bytes at {offset} stopped")
