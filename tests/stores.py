@@ -23,13 +23,20 @@ def new_store(backend: str, tmp_path, request=None, *, template: str | None = No
         from gisapp.store.postgis import PostGISStore, close_pool
         from tests import pg_server
 
-        server = pg_server.server()
-        name = server.create_database(template=template)
-        url = server.url(name)
+        name, url = _database(template)
         if request is not None:
-            request.addfinalizer(lambda: (close_pool(url), server.drop_database(name)))
+            request.addfinalizer(lambda: (close_pool(url), pg_server.server().drop_database(name)))
         return PostGISStore(url, must_exist=False)
     raise ValueError(backend)
+
+
+def _database(template: str | None = None) -> tuple[str, str]:
+    """A new database on the test server (a copy of ``template`` when given): its name and URL."""
+    from tests import pg_server
+
+    server = pg_server.server()
+    name = server.create_database(template=template)
+    return name, server.url(name)
 
 
 def analyzed_store(backend: str, tmp_path, request, frames: dict, meta: dict):
@@ -60,9 +67,15 @@ def _analyzed_template(backend: str, frames: dict, meta: dict):
     from gisapp.analysis.incremental import stored_params
     from gisapp.analysis.run import analyze_store
 
-    folder = Path(tempfile.mkdtemp(prefix="gisapp-analyzed-"))
-    atexit.register(shutil.rmtree, folder, True)
-    store = new_store(backend, folder)  # PostGIS: the database stays until the server stops
+    if backend == "gpkg":
+        folder = Path(tempfile.mkdtemp(prefix="gisapp-analyzed-"))
+        atexit.register(shutil.rmtree, folder, True)
+        store = GeoPackageStore(folder / "store.gpkg", must_exist=False)
+    else:
+        from gisapp.store.postgis import PostGISStore
+
+        name, url = _database()  # the database stays until the server stops
+        store = PostGISStore(url, must_exist=False)
     store.write(frames, meta=meta)
     result, _ = analyze_store(store, stored_params(store))
     store.write({"findings": result.findings}, mode="replace", meta={"findings": result.params.as_meta()})
@@ -70,5 +83,5 @@ def _analyzed_template(backend: str, frames: dict, meta: dict):
         return store.path
     from gisapp.store.postgis import close_pool
 
-    close_pool(store._url)  # a template database must have no sessions
-    return store._url.rsplit("/", 1)[1]
+    close_pool(url)  # a template database must have no sessions
+    return name
