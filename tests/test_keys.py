@@ -75,3 +75,82 @@ def test_arrow_strings_of_a_column_are_the_texts_of_the_general_path():
         assert got is None or got.equals(expected), values
     assert _strings(columns[1]) is None and _names(columns[1]).to_pylist() == ["b'x'", "y"]  # bytes: made text
     assert _strings(columns[0]).to_pylist()[:6] == ["a", None, None, None, " b ", None]
+
+
+# -- repeated hashes, gathers (compiled loops) ----------------------------------------------------------------
+
+
+def test_repeated_values_mark_every_occurrence_of_a_value_seen_twice():
+    from gisapp.analysis.kernels import repeated_values
+
+    def reference(values, skip):
+        kept = values[~skip]
+        seen, counts = np.unique(kept, return_counts=True)
+        return ~skip & np.isin(values, seen[counts > 1])
+
+    assert len(repeated_values(np.empty(0, np.uint64), np.empty(0, bool))) == 0
+    widest = np.array([0, 2**64 - 1, 2**63, 2**64 - 1, 0, 1], dtype=np.uint64)
+    assert repeated_values(widest, np.zeros(6, bool)).tolist() == [True, True, False, True, True, False]
+    # skipped rows (missing ids) count for nothing, on either side
+    assert repeated_values(widest, np.array([True, False, False, True, False, False])).tolist() == [False] * 6
+    assert repeated_values(widest, np.ones(6, bool)).tolist() == [False] * 6
+    rng = np.random.default_rng(11)
+    for values in (rng.integers(0, 50, 3000).astype(np.uint64),  # few values: long probe chains
+                   rng.integers(0, 2**63, 5000, dtype=np.uint64) << np.uint64(1),  # low bits alike
+                   np.arange(4096, dtype=np.uint64) << np.uint64(32)):  # high bits only: spread by the fold
+        values = np.concatenate([values, values[:7]])
+        skip = rng.random(len(values)) < 0.1
+        np.testing.assert_array_equal(repeated_values(values, skip), reference(values, skip))
+
+
+def test_gather_is_arrows_take_of_texts_and_binaries():
+    from gisapp.analysis.keys import gather
+
+    words = list(_words(400))
+    words[3], words[9] = None, ""
+    rng = np.random.default_rng(4)
+    rows = rng.integers(0, len(words), 900)
+    missing = rng.random(len(rows)) < 0.2
+    for values in (pa.array(words, pa.large_string()), pa.array(words, pa.string()), pa.array(words).slice(5, 300),
+                   pa.chunked_array([pa.array(words[:100]), pa.array(words[100:])]),
+                   pa.array([w.encode() if w is not None else None for w in words], pa.binary())):
+        n = len(values)
+        got, ok = gather(values, rows % n)
+        want = values.take(pa.array(rows % n))
+        assert got.to_pylist() == want.to_pylist() and ok.all()
+        assert got.type == (pa.large_binary() if pa.types.is_binary(values.type) else pa.large_string())
+        got, ok = gather(values, rows % n, missing)
+        assert got.to_pylist() == values.take(pa.array(rows % n, mask=missing)).to_pylist() and ok.all()
+        assert got.null_count == sum(v is None for v in got.to_pylist())
+        assert gather(values, np.empty(0, np.int64))[0].to_pylist() == []
+    assert gather(pa.array(["ạ", "😀"]), np.array([1, 1, 0]))[0].to_pylist() == ["😀", "😀", "ạ"]
+    assert gather(pa.array([None, None], pa.string()), np.array([1, 0]))[0].to_pylist() == [None, None]
+
+
+def test_gather_makes_multipolygons_of_polygon_wkb_and_leaves_the_others_to_the_caller():
+    import shapely
+
+    from gisapp.analysis.geoms import Geometries
+    from gisapp.analysis.keys import gather
+    from gisapp.formats import derive
+
+    square = shapely.box(0, 0, 1, 1)
+    holed = square.buffer(2).difference(square)
+    multi = shapely.MultiPolygon([square, shapely.box(5, 5, 6, 6)])
+    geoms = [square, holed, multi, shapely.Polygon(), shapely.Point(1, 2), shapely.box(0, 0, 1, 1).exterior, None]
+    wkb = [None if g is None else shapely.to_wkb(g, byte_order=1) for g in geoms]
+    wkb.append(shapely.to_wkb(square, byte_order=0))  # big-endian
+    wkb.append(shapely.to_wkb(shapely.Polygon([(0, 0, 1), (1, 0, 1), (1, 1, 1)]), byte_order=1))  # 3-D
+    values = pa.array(wkb, pa.binary())
+    rows = np.array([0, 1, 2, 0, 3, 4, 5, 6, 7, 8, 2])
+    got, ok = gather(values, rows, multipolygons=True)
+    assert ok.tolist() == [True, True, True, True, False, False, False, True, False, False, True]
+    want = derive.wkb_multipolygons(values.take(pa.array(rows)))
+    assert got.filter(pa.array(ok)).to_pylist() == want.filter(pa.array(ok)).to_pylist()
+    assert got[7].as_py() is None
+    # the layer's geometries, a row asked twice, the others converted by shapely: what derive writes
+    from_wkb = Geometries.of_wkb(values[:7]).multipolygon_wkb(rows[rows < 7])
+    from_objects = Geometries.of_objects(np.array(geoms, dtype=object)).multipolygon_wkb(rows[rows < 7])
+    expected = derive.multipolygon_wkb(np.array(geoms, dtype=object)[rows[rows < 7]])
+    assert from_wkb.type == from_objects.type == pa.binary()
+    assert from_wkb.to_pylist() == from_objects.to_pylist() == expected.to_pylist()

@@ -9,6 +9,8 @@ which release the lock to the other threads:
 
 - :func:`text_column`: the values as an object array, ``None`` where missing
   or blank (the analysis' text rule), and the Arrow array;
+- :func:`gather`: values at given rows (Arrow's ``take``, by a compiled loop:
+  ~3x faster on short texts), WKB made MultiPolygons on the way if asked;
 - :func:`siphash`: each value's ``pandas.util.hash_array(...,
   categorize=False)`` (SipHash-2-4 of the UTF-8 bytes, then pandas' 64-bit
   mix), the same bits, computed over the Arrow buffers
@@ -25,7 +27,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["mix", "siphash", "text_column"]
+__all__ = ["gather", "mix", "siphash", "text_column"]
 
 
 
@@ -77,11 +79,7 @@ def siphash(strings: pa.Array, key: str) -> np.ndarray:
     n = len(strings)
     if not n or strings.null_count == n:
         return np.zeros(n, dtype=np.uint64)
-    _, offsets_buf, data_buf = strings.buffers()
-    kind = np.int64 if pa.types.is_large_string(strings.type) else np.int32
-    offsets = np.frombuffer(offsets_buf, dtype=kind)[strings.offset:strings.offset + n + 1]
-    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, dtype=np.uint8)
-    out = kernels.text_hashes(offsets, data, k0, k1)
+    out = kernels.text_hashes(*_buffers(strings), k0, k1)
     if strings.null_count:
         out[strings.is_null().to_numpy(zero_copy_only=False)] = 0
     return out
@@ -95,3 +93,43 @@ def mix(x: np.ndarray) -> np.ndarray:
     x = x ^ (x >> np.uint64(27))
     x = x * np.uint64(0x94D049BB133111EB)
     return x ^ (x >> np.uint64(31))
+
+
+def _buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """The offsets and bytes of an Arrow string or binary array (value ``r`` is
+    ``data[offsets[r]:offsets[r + 1]]``; its own rows of a slice), as numpy views."""
+    _, offsets_buf, data_buf = values.buffers()
+    wide = pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type)
+    offsets = np.frombuffer(offsets_buf, dtype=np.int64 if wide else np.int32)
+    offsets = offsets[values.offset:values.offset + len(values) + 1]
+    data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, dtype=np.uint8)
+    return offsets, data
+
+
+def gather(values: pa.Array | pa.ChunkedArray, rows: np.ndarray, missing: np.ndarray | None = None,
+           multipolygons: bool = False) -> tuple[pa.Array, np.ndarray]:
+    """``values.take(rows)`` of Arrow strings or binaries (null too where ``missing``), as large strings or large
+    binaries, by a compiled loop without the interpreter lock; and where it is sure.
+
+    With ``multipolygons`` the values are WKB, each written as the MultiPolygon WKB the stores write
+    (:func:`gisapp.formats.derive.wkb_multipolygons`: a 2-D little-endian Polygon behind a MultiPolygon's head)
+    on the way; the mask returned (all true otherwise) is false where a value is not such a Polygon nor
+    MultiPolygon (nor missing): taken as it is, for the caller to convert.
+    """
+    from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks() if values.num_chunks != 1 else values.chunk(0)
+    rows = np.asarray(rows, dtype=np.int64)
+    text = pa.types.is_string(values.type) or pa.types.is_large_string(values.type)
+    offsets, data, ok = kernels.take_values(*_buffers(values), rows, multipolygons)
+    valid = np.ones(len(rows), dtype=bool)
+    if values.null_count:
+        valid &= values.is_valid().to_numpy(zero_copy_only=False)[rows]
+    if missing is not None:
+        valid &= ~np.asarray(missing, dtype=bool)
+    nulls = len(rows) - int(np.count_nonzero(valid))
+    bitmap = pa.py_buffer(np.packbits(valid, bitorder="little")) if nulls else None
+    out = pa.Array.from_buffers(pa.large_string() if text else pa.large_binary(), len(rows),
+                                [bitmap, pa.py_buffer(offsets), pa.py_buffer(data)], null_count=nulls)
+    return out, ok | ~valid

@@ -89,8 +89,8 @@ import shapely
 from gisapp import domain, geo, schema
 from gisapp.analysis import convex
 from gisapp.analysis.geoms import BoxTree, Geometries
+from gisapp.analysis.keys import gather, siphash, text_column
 from gisapp.analysis.keys import mix as _mix
-from gisapp.analysis.keys import siphash, text_column
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
 from gisapp.formats import derive
 from gisapp.passage import occupancy_passages, split_over_cpus
@@ -681,17 +681,22 @@ class _Reasons:
         return rows[starts], np.array(["; ".join(g) for g in groups], dtype=object)
 
 
-def _check_geometries(geoms: Geometries, reasons: _Reasons) -> tuple[np.ndarray, np.ndarray]:
+def _quads(geoms: Geometries) -> tuple[np.ndarray, np.ndarray]:
+    """The convex quadrilaterals among ``geoms`` (:meth:`Geometries.quads`: the mask and the corners; none when
+    not :data:`_QUADS`)."""
+    if _QUADS:
+        return geoms.quads()
+    return np.zeros(len(geoms), dtype=bool), np.full((len(geoms), 4, 2), np.nan)
+
+
+def _check_geometries(geoms: Geometries, reasons: _Reasons,
+                      quads: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Add the reasons why geometries cannot be analysed: missing, empty, not polygonal, invalid.
 
-    Returns the convex quadrilaterals among them (:meth:`Geometries.quads`:
-    the mask and the corners), which are valid without asking GEOS (nor
-    made into shapely objects).
+    Returns the convex quadrilaterals among them (:func:`_quads`, or ``quads`` when found already), which are
+    valid without asking GEOS (nor made into shapely objects).
     """
-    if _QUADS:
-        quad, xy = geoms.quads()
-    else:
-        quad, xy = np.zeros(len(geoms), dtype=bool), np.full((len(geoms), 4, 2), np.nan)
+    quad, xy = _quads(geoms) if quads is None else quads
     rest = np.flatnonzero(~quad)
     other = geoms[rest]
     types = shapely.get_type_id(other)
@@ -708,12 +713,12 @@ def _check_geometries(geoms: Geometries, reasons: _Reasons) -> tuple[np.ndarray,
 
 def _check_keys(ids: np.ndarray, hashes: np.ndarray, key: str, reasons: _Reasons) -> None:
     """Add 'missing <key>' and 'duplicate <key>' (rows after the first of a key; missing ids hash to 0)."""
+    from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
     missing = hashes == 0
     missing[missing] = pd.isna(ids[missing])
     reasons.add(missing, f"missing {key}")
-    ordered = np.sort(hashes)  # (numpy sorts without the interpreter lock)
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    maybe = np.flatnonzero(np.isin(hashes, repeated) & ~missing) if len(repeated) else np.empty(0, dtype=np.int64)
+    maybe = np.flatnonzero(kernels.repeated_values(np.asarray(hashes, dtype=np.uint64), missing))
     if len(maybe):  # confirm on the text: a hash collision is not a duplicate
         reasons.add(maybe[pd.Series(ids[maybe], dtype=object).duplicated(keep="first").to_numpy()],
                     f"duplicate {key}")
@@ -787,16 +792,19 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     sidewalk of ``sidewalks``) stays in the spatial analysis; only its
     clearance is not checked, and that is reported as a skip reason.
     """
-    ids, hashes, names = _keys(_column(frame, "permit_no"))
-    declared = _column(frame, "ward_code")  # (read for the skipped permits only)
+    # the quads first: read by a compiled loop (without the interpreter lock) while the dossiers' ids, in the
+    # other thread, become Arrow strings (holding it); then the other way round
     geoms = _geometries(frame)
+    quads = _quads(geoms)
     start = _days(_column(frame, "start_on"))
     end = _days(_column(frame, "end_on"))
+    ids, hashes, names = _keys(_column(frame, "permit_no"))
+    declared = _column(frame, "ward_code")  # (read for the skipped permits only)
     width = pd.to_numeric(pd.Series(_column(frame, "sidewalk_width_m")), errors="coerce").to_numpy(dtype=float)
     used = pd.to_numeric(pd.Series(_column(frame, "used_width_m")), errors="coerce").to_numpy(dtype=float)
     reasons = _Reasons(len(ids))
     _check_keys(ids, hashes, "permit_no", reasons)
-    shapes = _check_geometries(geoms, reasons)
+    shapes = _check_geometries(geoms, reasons, quads)
     reasons.add((start == NAT) & (end != NAT), "missing start_on")
     reasons.add((start != NAT) & (end == NAT), "missing end_on")
     reasons.add((start == NAT) & (end == NAT), "missing start_on and end_on")
@@ -950,8 +958,9 @@ def _joined(parts: list) -> np.ndarray | pa.Array:
 
 
 def _take(names: pa.Array, rows: np.ndarray, missing: np.ndarray | None = None) -> pa.Array:
-    """The Arrow strings ``names`` at ``rows`` (null where ``missing``), without a Python object per value."""
-    return names.take(pa.array(np.asarray(rows, dtype=np.int64), mask=missing))
+    """The Arrow strings ``names`` at ``rows`` (null where ``missing``), without a Python object per value
+    (:func:`gisapp.analysis.keys.gather`)."""
+    return gather(names, rows, missing)[0]
 
 
 @dataclass(frozen=True)
@@ -1189,7 +1198,7 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
                   b_hash=np.where(found, ward.hashes[np.maximum(idx, 0)], 0),
                   geometry=cons.geoms.take(wrong), overlap_area_m2=np.where(found, area, np.nan),
                   overlap_start=received[wrong], ward_index=idx,
-                  detail=_mismatch_text(declared[first], idx[first], day, ward).take(pa.array(back)))
+                  detail=_take(_mismatch_text(declared[first], idx[first], day, ward), back))
 
 
 def _areas(f: _Features, rows: np.ndarray) -> np.ndarray:
@@ -1246,16 +1255,13 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     own = source < 0
 
     def multipolygons() -> pa.Array:
-        """The findings' geometry as MultiPolygon WKB (a permit's made once)."""
-        used, back = _used(source[~own], len(side))
+        """The findings' geometry as MultiPolygon WKB."""
+        if not own.any():  # permits' polygons only
+            return side.geoms.multipolygon_wkb(source)
         # a block's own WKB, if made; a layer's geometries' from their own WKB, if given so
         mine = block["wkb"] if "wkb" in block else geoms.multipolygon_wkb(np.flatnonzero(own)) \
             if isinstance(geoms, Geometries) else _polygonal_wkb(geoms[own])
-        made = pa.concat_arrays([mine, side.geoms.multipolygon_wkb(used)])
-        at = np.empty(n, dtype=np.int64)
-        at[own] = np.arange(int(own.sum()))
-        at[~own] = int(own.sum()) + back
-        return made.take(pa.array(at))
+        return mine if own.all() else _interleaved(own, mine, side.geoms.multipolygon_wkb(source[~own]))
 
     def ids_texts() -> tuple[pa.Array, dict]:
         """The findings' ids and the texts still to take (:class:`_Later`)."""
@@ -1270,7 +1276,7 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
                                                                                          jobs[1].result())
     cols.update(texts)
     codes = _large_strings(ward.extra["code"] if len(ward) else np.empty(0, dtype=object))
-    ward_code = codes.take(pa.array(np.maximum(ward_idx, 0), mask=ward_idx < 0)) if len(codes) \
+    ward_code = _take(codes, np.maximum(ward_idx, 0), ward_idx < 0) if len(codes) \
         else pa.nulls(n, pa.large_string())
     # the texts are Arrow strings already (ids taken from the features', details by :func:`_texts`): no
     # ``str`` object per finding, whose conversion would hold the interpreter lock
@@ -1324,8 +1330,12 @@ def _finish_wards(cols: dict, ward: _Features, side: _Features) -> np.ndarray:
 def _assemble(blocks: list[dict]) -> tuple[pd.DataFrame, dict]:
     """Finished blocks (:func:`_finish`) as the findings layer's rows (:attr:`AnalysisResult.rows`), and their
     columns."""
-    cols = {name: _joined([b[name] for b in blocks])
-            for name in (*_BLOCK_COLUMNS, "ward_code", "finding_id", "wkb") if name != "geometry"}
+    # the long columns first, joined side by side (Arrow copies them without the interpreter lock: ~100 MB, most
+    # of it fresh pages, at 1M)
+    names = ("wkb", "detail", "finding_id", "a_id", "b_id", "ward_code",
+             *(name for name in _BLOCK_COLUMNS if name not in ("geometry", "detail", "a_id", "b_id")))
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        cols = dict(zip(names, pool.map(lambda name: _joined([b[name] for b in blocks]), names)))
     return _findings_rows(cols, cols["wkb"]), cols
 
 
@@ -1448,7 +1458,7 @@ def _texts(make, *columns) -> pa.Array:
     if len(columns[0]) == 0:
         return pa.array([], pa.large_string())
     uniq, back = _distinct(list(columns))
-    return _arrow_text(make(*uniq)).take(pa.array(back))
+    return _take(_arrow_text(make(*uniq)), back)
 
 
 def _arrow_text(values: np.ndarray) -> pa.Array:
@@ -1461,7 +1471,7 @@ def _interleaved(first: np.ndarray, a: pa.Array, b: pa.Array) -> pa.Array:
     at = np.empty(len(first), dtype=np.int64)
     at[first] = np.arange(len(a))
     at[~first] = len(a) + np.arange(len(b))
-    return pa.concat_arrays([a, b]).take(pa.array(at))
+    return gather(pa.concat_arrays([a, b]), at)[0].cast(a.type)
 
 
 def _merge_text(tenths_m: np.ndarray, days: np.ndarray) -> np.ndarray:
