@@ -154,3 +154,23 @@ def test_gather_makes_multipolygons_of_polygon_wkb_and_leaves_the_others_to_the_
     expected = derive.multipolygon_wkb(np.array(geoms, dtype=object)[rows[rows < 7]])
     assert from_wkb.type == from_objects.type == pa.binary()
     assert from_wkb.to_pylist() == from_objects.to_pylist() == expected.to_pylist()
+
+
+def test_texts_converted_in_slices_are_the_whole_columns(monkeypatch):
+    from gisapp.analysis import keys
+    from gisapp.analysis.overlaps import _strings
+
+    words = list(_words(60))
+    columns = [words[:20] + [None] * 20 + words[20:40] + [""] * 5,  # a slice of nulls only, blanks
+               [None] * 45, words[:30] + [b"x"] * 15, words[:30] + [1] * 15, words[:30] + [np.nan] * 15]
+    whole = [(_strings(np.array(c, dtype=object)), text_column(np.array(c, dtype=object))) for c in columns]
+    monkeypatch.setattr(keys, "ARROW_SLICE", 15)
+    for column, (strings, texts) in zip(columns, whole):
+        values = np.array(column, dtype=object)
+        sliced, sliced_texts = _strings(values), text_column(values)
+        assert (sliced is None and strings is None) or sliced.equals(strings), column
+        assert (sliced_texts is None and texts is None) or (
+            sliced_texts[1].equals(texts[1]) and list(sliced_texts[0]) == list(texts[0])), column
+    assert whole[0][0].null_count == 25 and whole[1][0].null_count == 45 and whole[2][0] is None
+    assert whole[3][0] is None and whole[4][0].null_count == 15
+    assert len(keys.arrow_texts(np.empty(0, dtype=object))) == 0

@@ -22,12 +22,14 @@ caller's general path (``None`` from :func:`text_column`).
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["gather", "mix", "siphash", "text_column"]
+__all__ = ["arrow_texts", "gather", "mix", "siphash", "text_column"]
 
 
 
@@ -50,7 +52,7 @@ def text_column(values) -> tuple[np.ndarray, pa.Array] | None:
         if objects.ndim != 1:
             return None
         try:
-            strings = pa.array(objects, type=pa.large_string(), from_pandas=True)
+            strings = arrow_texts(objects, pa.large_string())
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return None
     blank = pc.equal(pc.binary_length(strings), 0)
@@ -60,6 +62,36 @@ def text_column(values) -> tuple[np.ndarray, pa.Array] | None:
         objects[gone] = None
         strings = pc.if_else(gone, pa.scalar(None, pa.large_string()), strings)
     return objects, strings
+
+
+#: Python objects converted to Arrow per call (~3 ms holding the interpreter lock; :func:`arrow_texts`).
+ARROW_SLICE = 100_000
+#: Pause (s) between two slices: the interpreter lock is let go, and a thread waiting for it takes it at once
+#: (a thread asks the holder to let go only after waiting the 5 ms switch interval).
+HAND_OVER_S = 2e-4
+
+
+def arrow_texts(objects: np.ndarray, type_: pa.DataType | None = None) -> pa.Array:
+    """``pa.array(objects, type_, from_pandas=True)`` converted a slice at a time, then joined (a large string array
+    when the slices' inferred types differ only as strings, large strings and nulls differ).
+
+    A conversion reads every object, holding the interpreter lock throughout (~30-60 ms a million texts): in
+    slices, with a short pause between two (:data:`HAND_OVER_S`), the other threads' numpy, GEOS and compiled
+    calls take it between two of them instead of waiting for the whole column.  Raises as ``pa.array`` does on
+    values it cannot convert; a slice inferred as another type (bytes, numbers) makes the result that slice's,
+    for the caller to refuse.
+    """
+    parts = []
+    for k in range(0, len(objects), ARROW_SLICE):
+        if k:
+            time.sleep(HAND_OVER_S)
+        parts.append(pa.array(objects[k:k + ARROW_SLICE], type=type_, from_pandas=True))
+    if len(parts) <= 1:
+        return parts[0] if parts else pa.array(objects, type=type_, from_pandas=True)
+    for part in parts:
+        if not (pa.types.is_string(part.type) or pa.types.is_large_string(part.type) or pa.types.is_null(part.type)):
+            return part
+    return pa.concat_arrays([part.cast(pa.large_string()) for part in parts])
 
 
 def siphash(strings: pa.Array, key: str) -> np.ndarray:

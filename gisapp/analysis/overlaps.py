@@ -89,7 +89,7 @@ import shapely
 from gisapp import domain, geo, schema
 from gisapp.analysis import convex
 from gisapp.analysis.geoms import BoxTree, Geometries
-from gisapp.analysis.keys import gather, siphash, text_column
+from gisapp.analysis.keys import arrow_texts, gather, siphash, text_column
 from gisapp.analysis.keys import mix as _mix
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
 from gisapp.formats import derive
@@ -624,7 +624,7 @@ def _strings(values) -> pa.Array | None:
         objects = values.to_numpy(dtype=object) if isinstance(values, (pd.Series, pd.Index)) \
             else np.asarray(values, dtype=object)
         try:
-            strings = pa.array(objects, from_pandas=True)
+            strings = arrow_texts(objects)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return None
     if not (pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type)
