@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from gisapp.analysis.keys import siphash, text_column
 from gisapp.analysis.overlaps import _HASH_KEY, _hash_ids, _keys, _text
@@ -174,3 +175,23 @@ def test_texts_converted_in_slices_are_the_whole_columns(monkeypatch):
     assert whole[0][0].null_count == 25 and whole[1][0].null_count == 45 and whole[2][0] is None
     assert whole[3][0] is None and whole[4][0].null_count == 15
     assert len(keys.arrow_texts(np.empty(0, dtype=object))) == 0
+
+
+def test_equal_at_compares_two_arrays_values_as_arrow_does():
+    from gisapp.analysis.keys import equal_at
+
+    words = list(_words(300))
+    words[5], words[6] = None, ""
+    other = [w if k % 3 else (None if k % 2 else (w or "") + "x") for k, w in enumerate(words)]
+    rng = np.random.default_rng(8)
+    rows_a, rows_b = rng.integers(0, 300, 2000), rng.integers(0, 300, 2000)
+    rows_b[:500] = rows_a[:500]  # equal texts too
+    for a, b in ((pa.array(words, pa.large_string()), pa.array(other, pa.string())),
+                 (pa.array(words).slice(0, 300), pa.chunked_array([pa.array(other[:100]), pa.array(other[100:])]))):
+        want = pc.equal(a.take(pa.array(rows_a)), pa.chunked_array([b]).combine_chunks().take(pa.array(rows_b)))
+        got = equal_at(a, rows_a, b, rows_b)
+        np.testing.assert_array_equal(got, want.fill_null(False).to_numpy(zero_copy_only=False))
+        assert got[:500].sum() > 100 and not got[500:].all()
+    assert len(equal_at(pa.array(["a"]), np.empty(0, np.int64), pa.array(["a"]), np.empty(0, np.int64))) == 0
+    got = equal_at(pa.array(["ạ", "ab"]), np.array([0, 1, 1]), pa.array(["ab", "ạ", "a"]), np.array([1, 0, 2]))
+    assert got.tolist() == [True, True, False]

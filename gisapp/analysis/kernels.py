@@ -680,3 +680,24 @@ def take_values(offsets, data, rows, multipolygons):
         for b in range(_u(out_offsets[r + 1]) - at):
             out[at + b] = data[start + b]
     return out_offsets, out, ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def equal_values(offsets_a, data_a, rows_a, offsets_b, data_b, rows_b):
+    """Whether value ``rows_a[k]`` of one Arrow string (or binary) array has the bytes of value ``rows_b[k]`` of
+    another (value ``r`` is ``data[offsets[r]:offsets[r + 1]]``): ``pc.equal`` of the two takes, without taking."""
+    m = len(rows_a)
+    out = np.zeros(m, dtype=np.bool_)
+    for k in range(m):
+        a, b = _u(rows_a[k]), _u(rows_b[k])
+        start_a, start_b = _u(offsets_a[a]), _u(offsets_b[b])
+        size = _u(offsets_a[a + 1]) - start_a
+        if size != _u(offsets_b[b + 1]) - start_b:
+            continue
+        same = True
+        for c in range(size):
+            if data_a[start_a + c] != data_b[start_b + c]:
+                same = False
+                break
+        out[k] = same
+    return out

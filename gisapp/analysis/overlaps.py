@@ -89,7 +89,7 @@ import shapely
 from gisapp import domain, geo, schema
 from gisapp.analysis import convex
 from gisapp.analysis.geoms import BoxTree, Geometries
-from gisapp.analysis.keys import arrow_texts, gather, siphash, text_column
+from gisapp.analysis.keys import arrow_texts, equal_at, gather, siphash, text_column
 from gisapp.analysis.keys import mix as _mix
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
 from gisapp.formats import derive
@@ -965,19 +965,24 @@ def _take(names: pa.Array, rows: np.ndarray, missing: np.ndarray | None = None) 
 
 @dataclass(frozen=True)
 class _Later:
-    """A block's text column to be taken (:func:`_take`) when the block is finished: in the thread that makes
-    its WKB and ids, beside its ward look-up (:func:`_finish`)."""
+    """A block's text column of ``size`` values made by ``make`` when the block is finished: in the thread that
+    makes its WKB and ids, beside its ward look-up (:func:`_finish`), off the path of the block's own thread."""
 
-    names: pa.Array
-    rows: np.ndarray
+    make: Callable[[], pa.Array]
+    size: int
+
+    @classmethod
+    def take(cls, names: pa.Array, rows: np.ndarray) -> _Later:
+        """The strings ``names`` at ``rows`` (:func:`_take`), later."""
+        return cls(functools.partial(_take, names, rows), len(rows))
 
     def __len__(self) -> int:
         """Number of values."""
-        return len(self.rows)
+        return self.size
 
     def taken(self) -> pa.Array:
         """The strings."""
-        return _take(self.names, self.rows)
+        return self.make()
 
 
 def _construction_findings(cons: _Features, side: _Features, params: AnalysisParams, links: Future) -> dict:
@@ -993,12 +998,11 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     start = np.maximum(cons.start[i], side.start[j])
     end = np.minimum(cons.end[i], side.end[j])
     days = end - start + 1
-    # linked: the permit names the dossier (the texts compared by Arrow, for the pairs whose permit names one)
+    # linked: the permit names the dossier (the texts compared byte for byte, for the pairs whose permit names one)
     link = links.result()
     linked = np.zeros(len(i), dtype=bool)
     named = np.flatnonzero(link.is_valid().to_numpy(zero_copy_only=False)[j])
-    linked[named] = pc.equal(link.take(j[named]), cons.names.take(i[named])).fill_null(False).to_numpy(
-        zero_copy_only=False)
+    linked[named] = equal_at(link, j[named], cons.names, i[named])
     # the merge candidates, then the linked permits, each in pair order: one gather per column (no block per kind
     # to concatenate after)
     order = np.concatenate([np.flatnonzero(~linked), np.flatnonzero(linked)])
@@ -1007,11 +1011,16 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     kind = np.full(len(order), KINDS.index("LINKED"), dtype=np.int64)
     kind[:merge] = KINDS.index("MERGE_CANDIDATE")
     tenths = _tenths(dist)
-    detail = pa.concat_arrays([_texts(_merge_text, tenths[:merge], days[:merge]),
-                               _texts(_linked_text, tenths[merge:], days[merge:])])
-    return _block(kind, len(a), a_id=_Later(cons.names, a), b_id=_Later(side.names, b), a_hash=cons.hashes[a],
-                  dossier_row=cons.extra["row"][a], b_hash=side.hashes[b], source=b, distance_m=dist,
-                  overlap_start=start, overlap_end=end, overlap_days=days, detail=detail)
+
+    def detail() -> pa.Array:
+        """The findings' detail texts."""
+        return pa.concat_arrays([_texts(_merge_text, tenths[:merge], days[:merge]),
+                                 _texts(_linked_text, tenths[merge:], days[merge:])])
+
+    return _block(kind, len(a), a_id=_Later.take(cons.names, a), b_id=_Later.take(side.names, b),
+                  a_hash=cons.hashes[a], dossier_row=cons.extra["row"][a], b_hash=side.hashes[b], source=b,
+                  distance_m=dist, overlap_start=start, overlap_end=end, overlap_days=days,
+                  detail=_Later(detail, len(a)))
 
 
 def _periods(f: _Features) -> np.ndarray:
@@ -1247,7 +1256,7 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     WKB from its own bytes, without a shapely object (:meth:`Geometries.multipolygon_wkb`).
     Blocks are finished by the thread that made them (GEOS, Arrow and most
     of numpy release the GIL); a long block's WKB, and its ids, are made in
-    threads of their own meanwhile (and the ids' texts, when taken late: :class:`_Later`).
+    threads of their own meanwhile (and the texts made late: :class:`_Later`).
     """
     cols = dict(block)
     n = len(cols["kind"])
