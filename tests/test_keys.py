@@ -195,3 +195,35 @@ def test_equal_at_compares_two_arrays_values_as_arrow_does():
     assert len(equal_at(pa.array(["a"]), np.empty(0, np.int64), pa.array(["a"]), np.empty(0, np.int64))) == 0
     got = equal_at(pa.array(["ạ", "ab"]), np.array([0, 1, 1]), pa.array(["ab", "ạ", "a"]), np.array([1, 0, 2]))
     assert got.tolist() == [True, True, False]
+
+
+def test_finding_ids_of_the_compiled_pass_are_the_numpy_ones():
+    from gisapp.analysis.overlaps import KINDS, _id_constants, _id_strings, finding_ids
+
+    def mix(x):
+        x = x ^ (x >> np.uint64(30))
+        x = x * np.uint64(0xBF58476D1CE4E5B9)
+        x = x ^ (x >> np.uint64(27))
+        x = x * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+    def reference(rank, a_hash, b_hash):  # the numpy code the kernel replaced
+        kind_hash, prefix = _id_constants()
+        digest = mix(mix(mix(kind_hash[rank]) ^ np.minimum(a_hash, b_hash)) ^ np.maximum(a_hash, b_hash))
+        return [prefix[r].tobytes().decode() + "-" + f"{int(d):016x}" for r, d in zip(rank, digest)]
+
+    rng = np.random.default_rng(2)
+    n = 3000
+    rank = rng.integers(0, len(KINDS), n)
+    a_hash = rng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True)
+    b_hash = rng.integers(0, 2**64 - 1, n, dtype=np.uint64, endpoint=True)
+    a_hash[:4], b_hash[:4] = [0, 2**64 - 1, 0, 2**64 - 1], [0, 0, 2**64 - 1, 2**64 - 1]  # missing ids, the widest
+    b_hash[4:50] = 0  # no second id
+    got = _id_strings(rank, a_hash, b_hash)
+    assert got.to_pylist() == reference(rank, a_hash, b_hash)
+    assert _id_strings(rank, b_hash, a_hash).equals(got)  # a, b in any order
+    assert len(_id_strings(np.empty(0, np.int64), np.empty(0, np.uint64), np.empty(0, np.uint64))) == 0
+    # ids of earlier runs stay the same (computed by the numpy code)
+    kinds = ["CLASH", "MERGE_CANDIDATE", "WARD_MISMATCH", "CLEARANCE"]
+    assert list(finding_ids(kinds, ["VH-2", "XD-1", "XD-Đ", "VH-9"], ["VH-1", "VH-7", None, None])) == [
+        "CL-655fc574dccb8684", "MC-f743361a12d62265", "WM-8c8d71a3a7279077", "CR-35cb7da13251079a"]

@@ -701,3 +701,36 @@ def equal_values(offsets_a, data_a, rows_a, offsets_b, data_b, rows_b):
                 break
         out[k] = same
     return out
+
+
+@njit(cache=True, nogil=True, error_model="numpy", inline="always")
+def _mix64(x):
+    """The splitmix64 finaliser of ``x`` (uint64), as pandas mixes its hashes (:func:`text_hashes`)."""
+    x ^= x >> np.uint64(30)
+    x *= np.uint64(0xBF58476D1CE4E5B9)
+    x ^= x >> np.uint64(27)
+    x *= np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+#: The hexadecimal digits' ASCII codes.
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8).copy()
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def finding_ids(rank, a_hash, b_hash, kind_hash, prefix, out):
+    """Each finding's id, ``<prefix>-<16 hex digits>``, written as ASCII into ``out[r, :19]``.
+
+    The digits are those of ``mix(mix(mix(kind_hash[rank[r]]) ^ lo) ^ hi)`` (``lo``, ``hi``: the smaller and the
+    larger of ``a_hash[r]``, ``b_hash[r]``; :func:`_mix64`), most significant first; ``prefix[rank[r]]`` its
+    two letters: :func:`gisapp.analysis.overlaps._pair_hash` and ``_id_bytes`` in one pass.
+    """
+    for r in range(len(rank)):
+        k = rank[r]
+        lo, hi = min(a_hash[r], b_hash[r]), max(a_hash[r], b_hash[r])
+        h = _mix64(_mix64(_mix64(kind_hash[k]) ^ lo) ^ hi)
+        out[r, 0] = prefix[k, 0]
+        out[r, 1] = prefix[k, 1]
+        out[r, 2] = 45  # "-"
+        for d in range(16):
+            out[r, 3 + d] = _HEX[(h >> np.uint64(60 - 4 * d)) & np.uint64(15)]

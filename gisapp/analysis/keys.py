@@ -30,7 +30,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["arrow_texts", "equal_at", "gather", "mix", "siphash", "text_column"]
+__all__ = ["arrow_texts", "equal_at", "gather", "siphash", "text_column"]
 
 
 
@@ -116,16 +116,6 @@ def siphash(strings: pa.Array, key: str) -> np.ndarray:
     if strings.null_count:
         out[strings.is_null().to_numpy(zero_copy_only=False)] = 0
     return out
-
-
-def mix(x: np.ndarray) -> np.ndarray:
-    """The splitmix64 finaliser (a bijective 64-bit mix), vectorised: what pandas applies to every hash."""
-    x = np.asarray(x, dtype=np.uint64)
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 def _one(values: pa.Array | pa.ChunkedArray) -> pa.Array:

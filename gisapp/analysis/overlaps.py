@@ -90,7 +90,6 @@ from gisapp import domain, geo, schema
 from gisapp.analysis import convex
 from gisapp.analysis.geoms import BoxTree, Geometries
 from gisapp.analysis.keys import arrow_texts, equal_at, gather, siphash, text_column
-from gisapp.analysis.keys import mix as _mix
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
 from gisapp.formats import derive
 from gisapp.passage import occupancy_passages, split_over_cpus
@@ -398,7 +397,7 @@ def finding_ids(kinds, a_ids, b_ids) -> np.ndarray:
     rank = _ranks(np.asarray(kinds, dtype=object))
     if (rank < 0).any():
         raise ValueError(f"unknown finding kind; expected one of {', '.join(KINDS)}")
-    return _id_text(rank, _pair_hash(rank, _hash_ids(a_ids), _hash_ids(b_ids)))
+    return _id_text(rank, _hash_ids(a_ids), _hash_ids(b_ids))
 
 
 # -- summary ---------------------------------------------------------------------------
@@ -1275,7 +1274,7 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     def ids_texts() -> tuple[pa.Array, dict]:
         """The findings' ids and the texts still to take (:class:`_Later`)."""
         rank = cols["kind"]
-        return _id_strings(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"])), \
+        return _id_strings(rank, cols["a_hash"], cols["b_hash"]), \
             {name: cols[name].taken() for name in _TEXT_COLUMNS if isinstance(cols[name], _Later)}
 
     with ThreadPoolExecutor(2) as helper:  # (a long block's WKB, and its ids and texts, beside its wards)
@@ -1363,7 +1362,7 @@ def _findings_rows(cols: dict, wkb: pa.Array) -> pd.DataFrame:
     the columns come (grouped by kind)."""
     rank = cols["kind"]
     if "finding_id" not in cols:
-        cols = {**cols, "finding_id": _id_strings(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"]))}
+        cols = {**cols, "finding_id": _id_strings(rank, cols["a_hash"], cols["b_hash"])}
 
     def dates(values):
         """Int days as datetime64[ms] (NaT where missing)."""
@@ -1389,46 +1388,41 @@ def _findings_rows(cols: dict, wkb: pa.Array) -> pd.DataFrame:
 # -- ids and text -----------------------------------------------------------------------------
 
 
-def _pair_hash(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray) -> np.ndarray:
-    """64-bit hash of (kind, {a, b}) from the kinds' ranks and the ids' hashes; order of a, b is irrelevant."""
-    a_hash = np.asarray(a_hash, dtype=np.uint64)
-    b_hash = np.asarray(b_hash, dtype=np.uint64)
-    kind_hash = _hash_ids(np.array(KINDS, dtype=object))[np.asarray(rank, dtype=np.int64)]
-    lo, hi = np.minimum(a_hash, b_hash), np.maximum(a_hash, b_hash)
-    return _mix(_mix(_mix(kind_hash) ^ lo) ^ hi)
-
-
-def _id_bytes(rank: np.ndarray, digest: np.ndarray, width: int) -> np.ndarray:
-    """``<prefix>-<16 hex digits>`` for each finding as ``(n, width)`` ASCII bytes (19 of them, then
-    ``width - 19`` left to the caller), built in numpy."""
-    digest = np.asarray(digest, dtype=np.uint64)
-    out = np.empty((len(digest), width), dtype=np.uint8)
+@functools.cache
+def _id_constants() -> tuple[np.ndarray, np.ndarray]:
+    """The kinds' hashes (:func:`_hash_ids` of :data:`KINDS`) and their id prefixes as ``(kinds, 2)`` ASCII."""
     prefix = np.frombuffer("".join(ID_PREFIX[k] for k in KINDS).encode(), dtype=np.uint8).reshape(-1, 2)
-    out[:, :2] = prefix[np.asarray(rank, dtype=np.int64)]
-    out[:, 2] = ord("-")
-    # the digest's bytes, most significant first, each as two hex digits (8 bytes a row: no 64-bit temporaries)
-    octets = digest.astype(">u8").view(np.uint8).reshape(-1, 8)
-    hex_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    out[:, 3:19:2] = hex_digits[octets >> 4]
-    out[:, 4:19:2] = hex_digits[octets & 15]
+    return _hash_ids(np.array(KINDS, dtype=object)), prefix.copy()
+
+
+def _id_bytes(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray, width: int) -> np.ndarray:
+    """``<prefix>-<16 hex digits>`` for each finding as ``(n, width)`` ASCII bytes (19 of them, then
+    ``width - 19`` left to the caller): the digits of a 64-bit hash of (kind, {a, b}) from the kinds' ranks and
+    the ids' hashes, the order of a, b irrelevant (:func:`gisapp.analysis.kernels.finding_ids`, one compiled pass)."""
+    from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+    rank = np.asarray(rank, dtype=np.int64)
+    out = np.empty((len(rank), width), dtype=np.uint8)
+    kernels.finding_ids(rank, np.asarray(a_hash, dtype=np.uint64), np.asarray(b_hash, dtype=np.uint64),
+                        *_id_constants(), out)
     return out
 
 
-def _id_strings(rank: np.ndarray, digest: np.ndarray) -> pa.Array:
+def _id_strings(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray) -> pa.Array:
     """:func:`_id_text` as an Arrow large string array, its bytes those built (no Python string per id)."""
-    out = _id_bytes(rank, digest, 19)
+    out = _id_bytes(rank, a_hash, b_hash, 19)
     offsets = np.arange(len(out) + 1, dtype=np.int64) * 19
     return pa.LargeStringArray.from_buffers(len(out), pa.py_buffer(offsets), pa.py_buffer(out.tobytes()))
 
 
-def _id_text(rank: np.ndarray, digest: np.ndarray) -> np.ndarray:
-    """``<prefix>-<16 hex digits>`` for each finding, built as bytes (vectorised); object array of str."""
-    out = _id_bytes(rank, digest, 20)
+def _id_text(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray) -> np.ndarray:
+    """``<prefix>-<16 hex digits>`` for each finding (:func:`_id_bytes`); object array of str."""
+    out = _id_bytes(rank, a_hash, b_hash, 20)
     # one line per id, decoded and split at once: ~3x faster than numpy's str conversions (each holds the GIL)
     out[:, 19] = ord("\n")
     lines = out.tobytes().decode("ascii").split("\n")
     lines.pop()
-    ids = np.empty(len(digest), dtype=object)
+    ids = np.empty(len(out), dtype=object)
     ids[:] = lines
     return ids
 
