@@ -122,8 +122,10 @@ def _buffers(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     ``data[offsets[r]:offsets[r + 1]]``; its own rows of a slice), as numpy views."""
     _, offsets_buf, data_buf = values.buffers()
     wide = pa.types.is_large_string(values.type) or pa.types.is_large_binary(values.type)
-    offsets = np.frombuffer(offsets_buf, dtype=np.int64 if wide else np.int32)
-    offsets = offsets[values.offset:values.offset + len(values) + 1]
+    kind = np.int64 if wide else np.int32
+    if offsets_buf is None:  # (an empty or all-null array may come without)
+        return np.zeros(len(values) + 1, dtype=kind), np.zeros(0, dtype=np.uint8)
+    offsets = np.frombuffer(offsets_buf, dtype=kind)[values.offset:values.offset + len(values) + 1]
     data = np.frombuffer(data_buf, dtype=np.uint8) if data_buf is not None else np.zeros(0, dtype=np.uint8)
     return offsets, data
 

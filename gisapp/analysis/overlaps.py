@@ -56,7 +56,9 @@ finding on a permit's polygon takes the MultiPolygon WKB of the permit's
 WKB).  There is no Python loop over pairs, and no Python string per
 finding: ids, codes and detail texts are Arrow strings (the ids taken from
 the layers', each distinct detail text formatted once), compared and
-gathered by Arrow, which, like GEOS and most of numpy, releases the GIL.  The
+gathered by Arrow or by compiled loops over Arrow's buffers
+(:mod:`gisapp.analysis.keys`), which, like GEOS and most of numpy, release
+the GIL.  The
 layers are prepared side by side, the kinds of findings are found side by
 side (the construction findings, the longest, start as soon as both layers
 are ready; what only later stages need is read meanwhile) and each block is
