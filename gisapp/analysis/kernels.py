@@ -685,18 +685,26 @@ def take_values(offsets, data, rows, multipolygons):
 @njit(cache=True, nogil=True, error_model="numpy")
 def equal_values(offsets_a, data_a, rows_a, offsets_b, data_b, rows_b):
     """Whether value ``rows_a[k]`` of one Arrow string (or binary) array has the bytes of value ``rows_b[k]`` of
-    another (value ``r`` is ``data[offsets[r]:offsets[r + 1]]``): ``pc.equal`` of the two takes, without taking."""
+    another (value ``r`` is ``data[offsets[r]:offsets[r + 1]]``): ``pc.equal`` of the two takes, without taking.
+
+    The values' places are read first, in a loop of independent loads (many in flight), then the bytes.
+    """
     m = len(rows_a)
     out = np.zeros(m, dtype=np.bool_)
+    start_a = np.empty(m, dtype=np.uint64)
+    start_b = np.empty(m, dtype=np.uint64)
+    size = np.empty(m, dtype=np.int64)
     for k in range(m):
         a, b = _u(rows_a[k]), _u(rows_b[k])
-        start_a, start_b = _u(offsets_a[a]), _u(offsets_b[b])
-        size = _u(offsets_a[a + 1]) - start_a
-        if size != _u(offsets_b[b + 1]) - start_b:
+        start_a[k], start_b[k] = _u(offsets_a[a]), _u(offsets_b[b])
+        size_a = np.int64(offsets_a[a + 1]) - np.int64(offsets_a[a])
+        size[k] = size_a if size_a == np.int64(offsets_b[b + 1]) - np.int64(offsets_b[b]) else -1
+    for k in range(m):
+        if size[k] < 0:
             continue
         same = True
-        for c in range(size):
-            if data_a[start_a + c] != data_b[start_b + c]:
+        for c in range(_u(size[k])):
+            if data_a[start_a[k] + c] != data_b[start_b[k] + c]:
                 same = False
                 break
         out[k] = same
