@@ -25,6 +25,7 @@ import pyarrow as pa
 import shapely
 
 from gisapp.analysis import convex
+from gisapp.analysis.keys import gather
 from gisapp.analysis.spatial import bbox_pairs
 from gisapp.formats import derive
 
@@ -138,13 +139,26 @@ class Geometries:
         return Geometries(self._source, self._positions(key))
 
     def multipolygon_wkb(self, key) -> pa.Array:
-        """The rows ``key`` as the MultiPolygon WKB the stores write
-        (:func:`gisapp.formats.derive.multipolygon_wkb`): from their own WKB when given as WKB (no object made),
-        else from the objects."""
+        """The rows ``key`` (a row may come again) as the MultiPolygon WKB the stores write
+        (:func:`gisapp.formats.derive.multipolygon_wkb`): from their own WKB when given as WKB (no object made;
+        gathered and made MultiPolygons in one compiled pass, :func:`gisapp.analysis.keys.gather`), else from the
+        objects."""
         source, rows = self._source, self._positions(key)
-        if source.wkb is None:
-            return derive.multipolygon_wkb(source.objects[rows])
-        return derive.multipolygon_wkb(source.wkb.take(pa.array(rows)))
+        if source.wkb is None:  # each object written once (a permit in several findings)
+            seen = np.zeros(len(source.objects), dtype=bool)
+            seen[rows] = True
+            used = np.flatnonzero(seen)
+            position = np.zeros(len(seen), dtype=np.int64)
+            position[used] = np.arange(len(used))
+            return derive.multipolygon_wkb(source.objects[used]).take(pa.array(position[rows]))
+        wkb, ok = gather(source.wkb, rows, multipolygons=True)
+        wkb = wkb.cast(source.wkb.type)  # (binary, as Arrow's take gives it, unless the layer's passed 2 GiB)
+        if ok.all():
+            return wkb
+        other = np.flatnonzero(~ok)  # (not a 2-D little-endian Polygon: through shapely)
+        at = np.arange(len(rows))
+        at[other] = len(rows) + np.arange(len(other))
+        return pa.concat_arrays([wkb, derive.wkb_multipolygons(wkb.take(pa.array(other)))]).take(pa.array(at))
 
     def quads(self) -> tuple[np.ndarray, np.ndarray]:
         """:func:`convex.quads` of these geometries: from the WKB where it is a simple polygon, else GEOS."""

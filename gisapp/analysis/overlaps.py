@@ -56,7 +56,9 @@ finding on a permit's polygon takes the MultiPolygon WKB of the permit's
 WKB).  There is no Python loop over pairs, and no Python string per
 finding: ids, codes and detail texts are Arrow strings (the ids taken from
 the layers', each distinct detail text formatted once), compared and
-gathered by Arrow, which, like GEOS and most of numpy, releases the GIL.  The
+gathered by Arrow or by compiled loops over Arrow's buffers
+(:mod:`gisapp.analysis.keys`), which, like GEOS and most of numpy, release
+the GIL.  The
 layers are prepared side by side, the kinds of findings are found side by
 side (the construction findings, the longest, start as soon as both layers
 are ready; what only later stages need is read meanwhile) and each block is
@@ -89,8 +91,7 @@ import shapely
 from gisapp import domain, geo, schema
 from gisapp.analysis import convex
 from gisapp.analysis.geoms import BoxTree, Geometries
-from gisapp.analysis.keys import mix as _mix
-from gisapp.analysis.keys import siphash, text_column
+from gisapp.analysis.keys import arrow_texts, equal_at, gather, siphash, text_column
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
 from gisapp.formats import derive
 from gisapp.passage import occupancy_passages, split_over_cpus
@@ -398,7 +399,7 @@ def finding_ids(kinds, a_ids, b_ids) -> np.ndarray:
     rank = _ranks(np.asarray(kinds, dtype=object))
     if (rank < 0).any():
         raise ValueError(f"unknown finding kind; expected one of {', '.join(KINDS)}")
-    return _id_text(rank, _pair_hash(rank, _hash_ids(a_ids), _hash_ids(b_ids)))
+    return _id_text(rank, _hash_ids(a_ids), _hash_ids(b_ids))
 
 
 # -- summary ---------------------------------------------------------------------------
@@ -624,7 +625,7 @@ def _strings(values) -> pa.Array | None:
         objects = values.to_numpy(dtype=object) if isinstance(values, (pd.Series, pd.Index)) \
             else np.asarray(values, dtype=object)
         try:
-            strings = pa.array(objects, from_pandas=True)
+            strings = arrow_texts(objects)
         except (pa.ArrowInvalid, pa.ArrowTypeError):
             return None
     if not (pa.types.is_string(strings.type) or pa.types.is_large_string(strings.type)
@@ -681,17 +682,22 @@ class _Reasons:
         return rows[starts], np.array(["; ".join(g) for g in groups], dtype=object)
 
 
-def _check_geometries(geoms: Geometries, reasons: _Reasons) -> tuple[np.ndarray, np.ndarray]:
+def _quads(geoms: Geometries) -> tuple[np.ndarray, np.ndarray]:
+    """The convex quadrilaterals among ``geoms`` (:meth:`Geometries.quads`: the mask and the corners; none when
+    not :data:`_QUADS`)."""
+    if _QUADS:
+        return geoms.quads()
+    return np.zeros(len(geoms), dtype=bool), np.full((len(geoms), 4, 2), np.nan)
+
+
+def _check_geometries(geoms: Geometries, reasons: _Reasons,
+                      quads: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Add the reasons why geometries cannot be analysed: missing, empty, not polygonal, invalid.
 
-    Returns the convex quadrilaterals among them (:meth:`Geometries.quads`:
-    the mask and the corners), which are valid without asking GEOS (nor
-    made into shapely objects).
+    Returns the convex quadrilaterals among them (:func:`_quads`, or ``quads`` when found already), which are
+    valid without asking GEOS (nor made into shapely objects).
     """
-    if _QUADS:
-        quad, xy = geoms.quads()
-    else:
-        quad, xy = np.zeros(len(geoms), dtype=bool), np.full((len(geoms), 4, 2), np.nan)
+    quad, xy = _quads(geoms) if quads is None else quads
     rest = np.flatnonzero(~quad)
     other = geoms[rest]
     types = shapely.get_type_id(other)
@@ -708,12 +714,12 @@ def _check_geometries(geoms: Geometries, reasons: _Reasons) -> tuple[np.ndarray,
 
 def _check_keys(ids: np.ndarray, hashes: np.ndarray, key: str, reasons: _Reasons) -> None:
     """Add 'missing <key>' and 'duplicate <key>' (rows after the first of a key; missing ids hash to 0)."""
+    from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
     missing = hashes == 0
     missing[missing] = pd.isna(ids[missing])
     reasons.add(missing, f"missing {key}")
-    ordered = np.sort(hashes)  # (numpy sorts without the interpreter lock)
-    repeated = ordered[1:][ordered[1:] == ordered[:-1]]
-    maybe = np.flatnonzero(np.isin(hashes, repeated) & ~missing) if len(repeated) else np.empty(0, dtype=np.int64)
+    maybe = np.flatnonzero(kernels.repeated_values(np.asarray(hashes, dtype=np.uint64), missing))
     if len(maybe):  # confirm on the text: a hash collision is not a duplicate
         reasons.add(maybe[pd.Series(ids[maybe], dtype=object).duplicated(keep="first").to_numpy()],
                     f"duplicate {key}")
@@ -787,16 +793,19 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     sidewalk of ``sidewalks``) stays in the spatial analysis; only its
     clearance is not checked, and that is reported as a skip reason.
     """
-    ids, hashes, names = _keys(_column(frame, "permit_no"))
-    declared = _column(frame, "ward_code")  # (read for the skipped permits only)
+    # the quads first: read by a compiled loop (without the interpreter lock) while the dossiers' ids, in the
+    # other thread, become Arrow strings (holding it); then the other way round
     geoms = _geometries(frame)
+    quads = _quads(geoms)
     start = _days(_column(frame, "start_on"))
     end = _days(_column(frame, "end_on"))
+    ids, hashes, names = _keys(_column(frame, "permit_no"))
+    declared = _column(frame, "ward_code")  # (read for the skipped permits only)
     width = pd.to_numeric(pd.Series(_column(frame, "sidewalk_width_m")), errors="coerce").to_numpy(dtype=float)
     used = pd.to_numeric(pd.Series(_column(frame, "used_width_m")), errors="coerce").to_numpy(dtype=float)
     reasons = _Reasons(len(ids))
     _check_keys(ids, hashes, "permit_no", reasons)
-    shapes = _check_geometries(geoms, reasons)
+    shapes = _check_geometries(geoms, reasons, quads)
     reasons.add((start == NAT) & (end != NAT), "missing start_on")
     reasons.add((start != NAT) & (end == NAT), "missing end_on")
     reasons.add((start == NAT) & (end == NAT), "missing start_on and end_on")
@@ -950,25 +959,31 @@ def _joined(parts: list) -> np.ndarray | pa.Array:
 
 
 def _take(names: pa.Array, rows: np.ndarray, missing: np.ndarray | None = None) -> pa.Array:
-    """The Arrow strings ``names`` at ``rows`` (null where ``missing``), without a Python object per value."""
-    return names.take(pa.array(np.asarray(rows, dtype=np.int64), mask=missing))
+    """The Arrow strings ``names`` at ``rows`` (null where ``missing``), without a Python object per value
+    (:func:`gisapp.analysis.keys.gather`)."""
+    return gather(names, rows, missing)[0]
 
 
 @dataclass(frozen=True)
 class _Later:
-    """A block's text column to be taken (:func:`_take`) when the block is finished: in the thread that makes
-    its WKB and ids, beside its ward look-up (:func:`_finish`)."""
+    """A block's text column of ``size`` values made by ``make`` when the block is finished: in the thread that
+    makes its WKB and ids, beside its ward look-up (:func:`_finish`), off the path of the block's own thread."""
 
-    names: pa.Array
-    rows: np.ndarray
+    make: Callable[[], pa.Array]
+    size: int
+
+    @classmethod
+    def take(cls, names: pa.Array, rows: np.ndarray) -> _Later:
+        """The strings ``names`` at ``rows`` (:func:`_take`), later."""
+        return cls(functools.partial(_take, names, rows), len(rows))
 
     def __len__(self) -> int:
         """Number of values."""
-        return len(self.rows)
+        return self.size
 
     def taken(self) -> pa.Array:
         """The strings."""
-        return _take(self.names, self.rows)
+        return self.make()
 
 
 def _construction_findings(cons: _Features, side: _Features, params: AnalysisParams, links: Future) -> dict:
@@ -984,12 +999,11 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     start = np.maximum(cons.start[i], side.start[j])
     end = np.minimum(cons.end[i], side.end[j])
     days = end - start + 1
-    # linked: the permit names the dossier (the texts compared by Arrow, for the pairs whose permit names one)
+    # linked: the permit names the dossier (the texts compared byte for byte, for the pairs whose permit names one)
     link = links.result()
     linked = np.zeros(len(i), dtype=bool)
     named = np.flatnonzero(link.is_valid().to_numpy(zero_copy_only=False)[j])
-    linked[named] = pc.equal(link.take(j[named]), cons.names.take(i[named])).fill_null(False).to_numpy(
-        zero_copy_only=False)
+    linked[named] = equal_at(link, j[named], cons.names, i[named])
     # the merge candidates, then the linked permits, each in pair order: one gather per column (no block per kind
     # to concatenate after)
     order = np.concatenate([np.flatnonzero(~linked), np.flatnonzero(linked)])
@@ -998,11 +1012,16 @@ def _construction_findings(cons: _Features, side: _Features, params: AnalysisPar
     kind = np.full(len(order), KINDS.index("LINKED"), dtype=np.int64)
     kind[:merge] = KINDS.index("MERGE_CANDIDATE")
     tenths = _tenths(dist)
-    detail = pa.concat_arrays([_texts(_merge_text, tenths[:merge], days[:merge]),
-                               _texts(_linked_text, tenths[merge:], days[merge:])])
-    return _block(kind, len(a), a_id=_Later(cons.names, a), b_id=_Later(side.names, b), a_hash=cons.hashes[a],
-                  dossier_row=cons.extra["row"][a], b_hash=side.hashes[b], source=b, distance_m=dist,
-                  overlap_start=start, overlap_end=end, overlap_days=days, detail=detail)
+
+    def detail() -> pa.Array:
+        """The findings' detail texts."""
+        return pa.concat_arrays([_texts(_merge_text, tenths[:merge], days[:merge]),
+                                 _texts(_linked_text, tenths[merge:], days[merge:])])
+
+    return _block(kind, len(a), a_id=_Later.take(cons.names, a), b_id=_Later.take(side.names, b),
+                  a_hash=cons.hashes[a], dossier_row=cons.extra["row"][a], b_hash=side.hashes[b], source=b,
+                  distance_m=dist, overlap_start=start, overlap_end=end, overlap_days=days,
+                  detail=_Later(detail, len(a)))
 
 
 def _periods(f: _Features) -> np.ndarray:
@@ -1189,7 +1208,7 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
                   b_hash=np.where(found, ward.hashes[np.maximum(idx, 0)], 0),
                   geometry=cons.geoms.take(wrong), overlap_area_m2=np.where(found, area, np.nan),
                   overlap_start=received[wrong], ward_index=idx,
-                  detail=_mismatch_text(declared[first], idx[first], day, ward).take(pa.array(back)))
+                  detail=_take(_mismatch_text(declared[first], idx[first], day, ward), back))
 
 
 def _areas(f: _Features, rows: np.ndarray) -> np.ndarray:
@@ -1238,7 +1257,7 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     WKB from its own bytes, without a shapely object (:meth:`Geometries.multipolygon_wkb`).
     Blocks are finished by the thread that made them (GEOS, Arrow and most
     of numpy release the GIL); a long block's WKB, and its ids, are made in
-    threads of their own meanwhile (and the ids' texts, when taken late: :class:`_Later`).
+    threads of their own meanwhile (and the texts made late: :class:`_Later`).
     """
     cols = dict(block)
     n = len(cols["kind"])
@@ -1246,21 +1265,18 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
     own = source < 0
 
     def multipolygons() -> pa.Array:
-        """The findings' geometry as MultiPolygon WKB (a permit's made once)."""
-        used, back = _used(source[~own], len(side))
+        """The findings' geometry as MultiPolygon WKB."""
+        if not own.any():  # permits' polygons only
+            return side.geoms.multipolygon_wkb(source)
         # a block's own WKB, if made; a layer's geometries' from their own WKB, if given so
         mine = block["wkb"] if "wkb" in block else geoms.multipolygon_wkb(np.flatnonzero(own)) \
             if isinstance(geoms, Geometries) else _polygonal_wkb(geoms[own])
-        made = pa.concat_arrays([mine, side.geoms.multipolygon_wkb(used)])
-        at = np.empty(n, dtype=np.int64)
-        at[own] = np.arange(int(own.sum()))
-        at[~own] = int(own.sum()) + back
-        return made.take(pa.array(at))
+        return mine if own.all() else _interleaved(own, mine, side.geoms.multipolygon_wkb(source[~own]))
 
     def ids_texts() -> tuple[pa.Array, dict]:
         """The findings' ids and the texts still to take (:class:`_Later`)."""
         rank = cols["kind"]
-        return _id_strings(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"])), \
+        return _id_strings(rank, cols["a_hash"], cols["b_hash"]), \
             {name: cols[name].taken() for name in _TEXT_COLUMNS if isinstance(cols[name], _Later)}
 
     with ThreadPoolExecutor(2) as helper:  # (a long block's WKB, and its ids and texts, beside its wards)
@@ -1270,7 +1286,7 @@ def _finish(block: dict, ward: _Features, side: _Features) -> dict:
                                                                                          jobs[1].result())
     cols.update(texts)
     codes = _large_strings(ward.extra["code"] if len(ward) else np.empty(0, dtype=object))
-    ward_code = codes.take(pa.array(np.maximum(ward_idx, 0), mask=ward_idx < 0)) if len(codes) \
+    ward_code = _take(codes, np.maximum(ward_idx, 0), ward_idx < 0) if len(codes) \
         else pa.nulls(n, pa.large_string())
     # the texts are Arrow strings already (ids taken from the features', details by :func:`_texts`): no
     # ``str`` object per finding, whose conversion would hold the interpreter lock
@@ -1324,8 +1340,12 @@ def _finish_wards(cols: dict, ward: _Features, side: _Features) -> np.ndarray:
 def _assemble(blocks: list[dict]) -> tuple[pd.DataFrame, dict]:
     """Finished blocks (:func:`_finish`) as the findings layer's rows (:attr:`AnalysisResult.rows`), and their
     columns."""
-    cols = {name: _joined([b[name] for b in blocks])
-            for name in (*_BLOCK_COLUMNS, "ward_code", "finding_id", "wkb") if name != "geometry"}
+    # the long columns first, joined side by side (Arrow copies them without the interpreter lock: ~100 MB, most
+    # of it fresh pages, at 1M)
+    names = ("wkb", "detail", "finding_id", "a_id", "b_id", "ward_code",
+             *(name for name in _BLOCK_COLUMNS if name not in ("geometry", "detail", "a_id", "b_id")))
+    with ThreadPoolExecutor(_WORKERS) as pool:
+        cols = dict(zip(names, pool.map(lambda name: _joined([b[name] for b in blocks]), names)))
     return _findings_rows(cols, cols["wkb"]), cols
 
 
@@ -1344,7 +1364,7 @@ def _findings_rows(cols: dict, wkb: pa.Array) -> pd.DataFrame:
     the columns come (grouped by kind)."""
     rank = cols["kind"]
     if "finding_id" not in cols:
-        cols = {**cols, "finding_id": _id_strings(rank, _pair_hash(rank, cols["a_hash"], cols["b_hash"]))}
+        cols = {**cols, "finding_id": _id_strings(rank, cols["a_hash"], cols["b_hash"])}
 
     def dates(values):
         """Int days as datetime64[ms] (NaT where missing)."""
@@ -1370,46 +1390,41 @@ def _findings_rows(cols: dict, wkb: pa.Array) -> pd.DataFrame:
 # -- ids and text -----------------------------------------------------------------------------
 
 
-def _pair_hash(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray) -> np.ndarray:
-    """64-bit hash of (kind, {a, b}) from the kinds' ranks and the ids' hashes; order of a, b is irrelevant."""
-    a_hash = np.asarray(a_hash, dtype=np.uint64)
-    b_hash = np.asarray(b_hash, dtype=np.uint64)
-    kind_hash = _hash_ids(np.array(KINDS, dtype=object))[np.asarray(rank, dtype=np.int64)]
-    lo, hi = np.minimum(a_hash, b_hash), np.maximum(a_hash, b_hash)
-    return _mix(_mix(_mix(kind_hash) ^ lo) ^ hi)
-
-
-def _id_bytes(rank: np.ndarray, digest: np.ndarray, width: int) -> np.ndarray:
-    """``<prefix>-<16 hex digits>`` for each finding as ``(n, width)`` ASCII bytes (19 of them, then
-    ``width - 19`` left to the caller), built in numpy."""
-    digest = np.asarray(digest, dtype=np.uint64)
-    out = np.empty((len(digest), width), dtype=np.uint8)
+@functools.cache
+def _id_constants() -> tuple[np.ndarray, np.ndarray]:
+    """The kinds' hashes (:func:`_hash_ids` of :data:`KINDS`) and their id prefixes as ``(kinds, 2)`` ASCII."""
     prefix = np.frombuffer("".join(ID_PREFIX[k] for k in KINDS).encode(), dtype=np.uint8).reshape(-1, 2)
-    out[:, :2] = prefix[np.asarray(rank, dtype=np.int64)]
-    out[:, 2] = ord("-")
-    # the digest's bytes, most significant first, each as two hex digits (8 bytes a row: no 64-bit temporaries)
-    octets = digest.astype(">u8").view(np.uint8).reshape(-1, 8)
-    hex_digits = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-    out[:, 3:19:2] = hex_digits[octets >> 4]
-    out[:, 4:19:2] = hex_digits[octets & 15]
+    return _hash_ids(np.array(KINDS, dtype=object)), prefix.copy()
+
+
+def _id_bytes(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray, width: int) -> np.ndarray:
+    """``<prefix>-<16 hex digits>`` for each finding as ``(n, width)`` ASCII bytes (19 of them, then
+    ``width - 19`` left to the caller): the digits of a 64-bit hash of (kind, {a, b}) from the kinds' ranks and
+    the ids' hashes, the order of a, b irrelevant (:func:`gisapp.analysis.kernels.finding_ids`, one compiled pass)."""
+    from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+    rank = np.asarray(rank, dtype=np.int64)
+    out = np.empty((len(rank), width), dtype=np.uint8)
+    kernels.finding_ids(rank, np.asarray(a_hash, dtype=np.uint64), np.asarray(b_hash, dtype=np.uint64),
+                        *_id_constants(), out)
     return out
 
 
-def _id_strings(rank: np.ndarray, digest: np.ndarray) -> pa.Array:
+def _id_strings(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray) -> pa.Array:
     """:func:`_id_text` as an Arrow large string array, its bytes those built (no Python string per id)."""
-    out = _id_bytes(rank, digest, 19)
+    out = _id_bytes(rank, a_hash, b_hash, 19)
     offsets = np.arange(len(out) + 1, dtype=np.int64) * 19
     return pa.LargeStringArray.from_buffers(len(out), pa.py_buffer(offsets), pa.py_buffer(out.tobytes()))
 
 
-def _id_text(rank: np.ndarray, digest: np.ndarray) -> np.ndarray:
-    """``<prefix>-<16 hex digits>`` for each finding, built as bytes (vectorised); object array of str."""
-    out = _id_bytes(rank, digest, 20)
+def _id_text(rank: np.ndarray, a_hash: np.ndarray, b_hash: np.ndarray) -> np.ndarray:
+    """``<prefix>-<16 hex digits>`` for each finding (:func:`_id_bytes`); object array of str."""
+    out = _id_bytes(rank, a_hash, b_hash, 20)
     # one line per id, decoded and split at once: ~3x faster than numpy's str conversions (each holds the GIL)
     out[:, 19] = ord("\n")
     lines = out.tobytes().decode("ascii").split("\n")
     lines.pop()
-    ids = np.empty(len(digest), dtype=object)
+    ids = np.empty(len(out), dtype=object)
     ids[:] = lines
     return ids
 
@@ -1448,7 +1463,7 @@ def _texts(make, *columns) -> pa.Array:
     if len(columns[0]) == 0:
         return pa.array([], pa.large_string())
     uniq, back = _distinct(list(columns))
-    return _arrow_text(make(*uniq)).take(pa.array(back))
+    return _take(_arrow_text(make(*uniq)), back)
 
 
 def _arrow_text(values: np.ndarray) -> pa.Array:
@@ -1461,7 +1476,7 @@ def _interleaved(first: np.ndarray, a: pa.Array, b: pa.Array) -> pa.Array:
     at = np.empty(len(first), dtype=np.int64)
     at[first] = np.arange(len(a))
     at[~first] = len(a) + np.arange(len(b))
-    return pa.concat_arrays([a, b]).take(pa.array(at))
+    return gather(pa.concat_arrays([a, b]), at)[0].cast(a.type)
 
 
 def _merge_text(tenths_m: np.ndarray, days: np.ndarray) -> np.ndarray:
