@@ -1161,7 +1161,8 @@ def _ward_mismatch_findings(cons: _Features, ward: _Features, labels=None) -> di
         return _block("WARD_MISMATCH", 0)
     index: WardIndex = ward.extra["index"]
     received = cons.extra["received"]
-    idx, part = index.assign(cons.geoms, received, cons.bounds)
+    idx, part = index.assign(cons.geoms, received, cons.bounds, corners=lambda rows: (cons.quad[rows], cons.xy[rows]),
+                             decimals=AREA_DECIMALS)
     found = idx >= 0
     declared = cons.extra["declared"]  # every dossier's column, by input row
     if labels is None:
@@ -1316,7 +1317,9 @@ def _finish_wards(cols: dict, ward: _Features, side: _Features) -> np.ndarray:
             shapes = np.empty(len(rows), dtype=object)
             shapes[mine] = geoms[rows[mine]]
             shapes[~mine] = side.geoms[source[rows[~mine]]]
-        ward_idx[rows] = index.assign(shapes, cols["overlap_start"][rows], bounds)[0]
+        permit = np.maximum(source[rows], 0)
+        ward_idx[rows] = index.assign(shapes, cols["overlap_start"][rows], bounds,
+                                      corners=lambda r: (side.quad[permit[r]] & ~mine[r], side.xy[permit[r]]))[0]
     ward_idx[ward_idx == -2] = -1
     return ward_idx
 

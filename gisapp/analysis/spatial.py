@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -328,6 +329,14 @@ def _intersection_areas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 
+#: Ward boundaries closer than this (m) to a quad may touch it: whether the ward holds all of it is GEOS' call.
+_CLIP_NEAR = 1e-7
+#: Parts (m²) closer than this to each other, to a whole quad, to :data:`AREA_EPSILON` or to a rounding step are
+#: GEOS' call (widened for far or large quads, :func:`gisapp.analysis.kernels.ward_quads`): far above the cut's
+#: rounding and GEOS' (parcels at city coordinates: up to ~2e-9 m² apart).
+_CLIP_AREA = 1e-7
+
+
 #: Margin (in cells) around each piece of a ward boundary when marking the cells it may cross: far above
 #: rounding, far below a cell.
 _EDGE_MARGIN = 1e-3
@@ -391,6 +400,8 @@ class WardIndex:
     epochs: np.ndarray  # sorted dates where the set of wards in force changes
     #: classified grids, by (cell size, cells per axis): the same grid serves every call of a run
     _grids: dict = field(default_factory=dict, compare=False, repr=False)
+    #: the wards' rings as :func:`gisapp.analysis.kernels.ward_quads` reads them, once made
+    _rings: list = field(default_factory=list, compare=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @classmethod
@@ -419,12 +430,21 @@ class WardIndex:
         """True where at least one ward is in force on the date."""
         return np.any(self.in_force(), axis=1)[self.epoch_of(dates)]
 
-    def assign(self, geoms, dates: np.ndarray, bounds: np.ndarray | None = None):
+    def assign(self, geoms, dates: np.ndarray, bounds: np.ndarray | None = None,
+               corners: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+               decimals: int | None = None):
         """Row of the ward holding the largest part of each geometry on its date, and that part's area.
 
         ``geoms``: an object array of geometries, or anything indexed like one
-        (:class:`gisapp.analysis.geoms.Geometries`: only those the grid leaves
-        unsettled are made).
+        (:class:`gisapp.analysis.geoms.Geometries`: only those the grid and
+        the corners leave unsettled are made).  ``corners``: if given, gives
+        for positions of ``geoms`` which are convex quadrilaterals and their
+        corners (:func:`gisapp.analysis.convex.quads`' ``mask, xy``): the
+        quads the grid leaves are cut against the wards by a compiled loop
+        (:func:`gisapp.analysis.kernels.ward_quads`), and only those it is
+        not sure of go to GEOS.  Their parts are GEOS' to ~1e-9 m² (not to the
+        bit); ``decimals``: the parts will be rounded to these decimals, so
+        those within a hair of a rounding step go to GEOS too.
 
         Returns ``(index, part)``: index ``-1`` where no ward in force
         overlaps the geometry with positive area (or the date is missing);
@@ -444,6 +464,8 @@ class WardIndex:
         if n >= _WARD_GRID_MIN_ITEMS:
             settled = self._by_grid(bounds, epoch, in_force, idx)
         rest = np.flatnonzero(~settled & (epoch > 0))
+        if corners is not None and len(rest):
+            rest = self._by_corners(rest, corners, bounds, epoch, in_force, decimals, idx, area)
         if len(rest):
             idx[rest], area[rest] = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
         return idx, area
@@ -499,11 +521,42 @@ class WardIndex:
                                    edge_first, np.ascontiguousarray(wb, dtype=float), float(ox), float(oy),
                                    float(size), cells, np.ascontiguousarray(in_force), out)
 
-    def _exactly(self, geoms, bounds, epoch, in_force):
-        """The exact path: box candidates, prepared ``contains``, then intersection areas."""
-        n = len(geoms)
-        idx = np.full(n, -1, dtype=np.int64)
-        area = np.full(n, np.nan)
+    def _by_corners(self, rows, corners, bounds, epoch, in_force, decimals, idx, area) -> np.ndarray:
+        """Settle the convex quads among ``rows`` from their corners (see :meth:`assign`); fills ``idx`` and
+        ``area``.  Returns the rows left to the exact path (in order)."""
+        from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+        quad, xy = corners(rows)
+        q = rows[quad]
+        if not len(q):
+            return rows
+        k, i = self._candidates(bounds[q], epoch[q], in_force)
+        order = np.lexsort((k, i))  # by quad, then ward row
+        first = np.searchsorted(i[order], np.arange(len(q) + 1))
+        coords, ring_first, ward_rings, factor = self._ring_arrays()
+        q_idx, q_area = np.empty(len(q), dtype=np.int64), np.empty(len(q))
+        sure = kernels.ward_quads(first, k[order], np.ascontiguousarray(xy[quad], dtype=float), coords, ring_first,
+                                  ward_rings, factor, _CLIP_NEAR, _CLIP_AREA, AREA_EPSILON,
+                                  0.0 if decimals is None else float(10**decimals), q_idx, q_area)
+        idx[q[sure]], area[q[sure]] = q_idx[sure], q_area[sure]
+        return np.sort(np.concatenate([rows[~quad], q[~sure]]))
+
+    def _ring_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The wards' rings for :func:`gisapp.analysis.kernels.ward_quads` (made once): ``(coords, ring_first,
+        ward_rings, factor)``, ``factor`` +1 for a shell drawn anticlockwise or a hole drawn clockwise, else -1."""
+        with self._lock:
+            if not self._rings:
+                parts, part_ward = shapely.get_parts(self.geoms, return_index=True)
+                rings, ring_part = shapely.get_rings(parts, return_index=True)  # (each part's shell first)
+                coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+                shell = np.r_[True, ring_part[1:] != ring_part[:-1]] if len(rings) else np.zeros(0, dtype=bool)
+                self._rings.extend([coords, np.searchsorted(ring_of, np.arange(len(rings) + 1)),
+                                    np.searchsorted(part_ward[ring_part], np.arange(len(self) + 1)),
+                                    np.where(shell == shapely.is_ccw(rings), 1.0, -1.0)])
+            return self._rings[0], self._rings[1], self._rings[2], self._rings[3]
+
+    def _candidates(self, bounds, epoch, in_force) -> tuple[np.ndarray, np.ndarray]:
+        """``(k, i)``: the wards in force on geometry ``i``'s date whose box meets its box, by ward then ``i``."""
         wb = shapely.bounds(self.geoms).reshape(-1, 4)
         ks, ii = [], []
         # boxes sorted by their left side: a ward's candidates are one run of them (left side within the ward's
@@ -519,7 +572,14 @@ class WardIndex:
                               & (bounds[run, 1] <= wb[w, 3]) & (bounds[run, 3] >= wb[w, 1])])
             ks.append(np.full(len(hit), w, dtype=np.int64))
             ii.append(hit)
-        k, i = np.concatenate(ks), np.concatenate(ii)
+        return np.concatenate(ks), np.concatenate(ii)
+
+    def _exactly(self, geoms, bounds, epoch, in_force):
+        """The exact path: box candidates, prepared ``contains``, then intersection areas."""
+        n = len(geoms)
+        idx = np.full(n, -1, dtype=np.int64)
+        area = np.full(n, np.nan)
+        k, i = self._candidates(bounds, epoch, in_force)
         with self._lock:  # GEOS builds a prepared geometry's indexes on first use: one thread at a time
             inside = shapely.contains(self.geoms[k], geoms[i])
         order = np.lexsort((k[inside], i[inside]))
