@@ -381,6 +381,32 @@ def test_ward_index_by_grid_is_the_exact_assignment():
     assert (idx[~live] == -1).all() and (idx[dates == 150] == 25).sum() > 100 and np.isnan(part).sum() > 3000
 
 
+def test_ward_candidates_are_every_ward_in_force_whose_box_meets():
+    """Boxes of every size (some wider than most, some NaN, some touching a ward's box) against wards in three
+    periods: the wards in force whose box meets, by box then ward, as a comparison of every pair gives."""
+    rng = np.random.default_rng(3)
+    wb = np.array([[0, 0, 100, 100], [100, 0, 200, 100], [50, 50, 150, 150], [0, 0, 300, 300], [500, 500, 600, 600]],
+                  dtype=float)
+    in_force = rng.random((3, len(wb))) < 0.7
+    n = 3000
+    x, y = rng.uniform(-50, 350, n), rng.uniform(-50, 350, n)
+    w, h = rng.choice([0.0, 1.0, 10.0, 120.0], n), rng.uniform(0, 30, n)
+    bounds = np.column_stack([x, y, x + w, y + h])
+    bounds[:20] = np.nan
+    bounds[20:40] = [200.0, 50.0, 210.0, 60.0]  # touching ward 1's right side
+    epoch = rng.integers(0, 3, n)
+    k, i = kernels.ward_candidates(bounds, epoch, in_force, wb)
+    with np.errstate(invalid="ignore"):
+        meets = (bounds[:, None, 0] <= wb[None, :, 2]) & (bounds[:, None, 2] >= wb[None, :, 0]) \
+            & (bounds[:, None, 1] <= wb[None, :, 3]) & (bounds[:, None, 3] >= wb[None, :, 1]) & in_force[epoch]
+    want_i, want_k = np.nonzero(meets)
+    np.testing.assert_array_equal(i, want_i)
+    np.testing.assert_array_equal(k, want_k)
+    assert len(np.unique(i)) > n // 3 and (k[np.isin(i, np.arange(20, 40))] == 1).any() and (np.diff(i) == 0).any()
+    empty = kernels.ward_candidates(np.empty((0, 4)), np.empty(0, dtype=np.int64), in_force, wb)
+    assert len(empty[0]) == len(empty[1]) == 0
+
+
 def assigned_both_ways(geoms, start, end, parcels, dates, decimals=4):
     """``(idx, part)`` of ``parcels`` by GEOS alone and with their corners (:meth:`WardIndex.assign`), and the rows
     the compiled cut left to GEOS."""

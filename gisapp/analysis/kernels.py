@@ -22,7 +22,7 @@ from numba import njit
 from gisapp.formats.kernels import cache_location
 
 __all__ = ["cell_sort", "grid_scan", "near_pairs", "polygon_wkb", "quad_bounds", "quad_distances", "quad_rings",
-           "quad_separation", "text_hashes", "ward_cells", "ward_quads", "ward_raster", "wkb_quads"]
+           "quad_separation", "text_hashes", "ward_candidates", "ward_cells", "ward_quads", "ward_raster", "wkb_quads"]
 
 #: Separations (m) and turns (m²) closer to zero than this are not trusted (:data:`convex.EPSILON`).
 EPSILON = 1e-7
@@ -437,6 +437,51 @@ def ward_cells(bounds, epoch, cell_ward, ox, oy, size, cells, idx):
             ok[r] = True
             idx[r] = ward
     return ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ward_hits(order, left, reach, bounds, epoch, in_force, wb, start, k, fill):
+    """:func:`ward_candidates`' scan: each box's wards counted (``start[i + 1]``), or (``fill``) filed in ``k`` from
+    ``start[i]`` on."""
+    for w in range(len(wb)):
+        lo = np.searchsorted(left, wb[w, 0] - reach, side="left")
+        hi = np.searchsorted(left, wb[w, 2], side="right")
+        for t in range(lo, hi):
+            r = order[t]
+            if in_force[epoch[r], w] and bounds[r, 0] <= wb[w, 2] and bounds[r, 2] >= wb[w, 0] \
+                    and bounds[r, 1] <= wb[w, 3] and bounds[r, 3] >= wb[w, 1]:
+                if fill:
+                    k[start[r]] = w
+                    start[r] += 1
+                else:
+                    start[r + 1] += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ward_candidates(bounds, epoch, in_force, wb):
+    """``(k, i)``: the wards ``k`` in force in box ``i``'s period (``in_force[epoch[i], k]``) whose box ``wb[k]``
+    meets box ``bounds[i]`` (touching counts; NaN boxes meet none), by box, then ward.
+
+    The boxes sorted by their left side: a ward's candidates are one run of them (left side within the ward's
+    x range, less the widest box), then compared box against box; counted per box, then filed.
+    """
+    n = len(bounds)
+    order = np.argsort(bounds[:, 0], kind="mergesort")  # (NaN last)
+    left = np.empty(n)
+    reach = 0.0
+    for t in range(n):
+        left[t] = bounds[order[t], 0]
+        reach = max(reach, bounds[t, 2] - bounds[t, 0])  # (NaN does not count: max keeps the first if not greater)
+    start = np.zeros(n + 1, dtype=np.int64)
+    _ward_hits(order, left, reach, bounds, epoch, in_force, wb, start, np.empty(0, dtype=np.int64), False)
+    for r in range(n):
+        start[r + 1] += start[r]
+    k = np.empty(start[n], dtype=np.int64)
+    i = np.empty(start[n], dtype=np.int64)
+    for r in range(n):
+        i[start[r]:start[r + 1]] = r
+    _ward_hits(order, left, reach, bounds, epoch, in_force, wb, start, k, True)
+    return k, i
 
 
 @njit(cache=True, nogil=True, error_model="numpy")
