@@ -381,6 +381,28 @@ def test_ward_index_by_grid_is_the_exact_assignment():
     assert (idx[~live] == -1).all() and (idx[dates == 150] == 25).sum() > 100 and np.isnan(part).sum() > 3000
 
 
+@pytest.mark.parametrize("kind", ["uniform", "ties", "sorted", "reversed", "heavy tail", "nan", "small", "misled"])
+def test_the_grid_cell_size_is_numpys_quantile_to_the_bit(kind):
+    """The cell size's quantile from the top values (a sample's guess first) is ``np.quantile``'s, and so is the
+    size, whatever the order and spread of the extents."""
+    rng = np.random.default_rng(21)
+    n = 200_003
+    values = {"uniform": rng.uniform(0, 30, n), "ties": rng.integers(0, 5, n).astype(float),
+              "sorted": np.sort(rng.uniform(0, 30, n)), "reversed": np.sort(rng.uniform(0, 30, n))[::-1].copy(),
+              "heavy tail": rng.pareto(1.5, n), "nan": np.r_[rng.uniform(0, 30, n - 1), np.nan],
+              "small": rng.uniform(0, 30, 500),
+              # every sampled value is large: the sample's guess is too high and every value is read instead
+              "misled": np.where(np.arange(n) % spatial._SAMPLE_STEP == 0, 1e6, rng.uniform(0, 30, n))}[kind]
+    top, q = spatial._top_quantile(values, 0.99)
+    want = np.quantile(values, 0.99)
+    assert q == want or (np.isnan(q) and np.isnan(want))
+    with np.errstate(invalid="ignore"):
+        regular = float(values[values <= 4 * want].max(initial=0.0))
+    assert spatial._cell_size(values, 1000.0, n) == max(regular, 1000.0 / max(np.sqrt(8.0 * n), 256.0), 1e-9)
+    if kind in ("uniform", "sorted", "heavy tail"):
+        assert len(top) < n // 10  # (the fast way was taken)
+
+
 def test_ward_candidates_are_every_ward_in_force_whose_box_meets():
     """Boxes of every size (some wider than most, some NaN, some touching a ward's box) against wards in three
     periods: the wards in force whose box meets, by box then ward, as a comparison of every pair gives."""
