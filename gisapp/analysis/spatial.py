@@ -259,8 +259,10 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
     def filed(rows: np.ndarray, x0, y0, x1, y1):
         """``(rows by cell, their cells, first of each cell, their four coordinates gathered in that order)``."""
         table = np.zeros(height * height + 3, dtype=index)
-        order, keys, first = kernels.cell_sort(x0[rows], y0[rows], ox, oy, size, height, table)
-        rows = rows[order]
+        every = len(rows) == len(x0)  # (rows: positions in order, so every box: 0 … n - 1)
+        order, keys, first = kernels.cell_sort(x0 if every else x0[rows], y0 if every else y0[rows], ox, oy, size,
+                                               height, table)
+        rows = order if every else rows[order]
         return rows, keys, first, [v[rows] for v in (x0, y0, x1, y1)]
 
     a_side = (rows_a, boxes.ax0, boxes.ay0, boxes.ax1, boxes.ay1)
