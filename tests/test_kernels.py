@@ -381,6 +381,147 @@ def test_ward_index_by_grid_is_the_exact_assignment():
     assert (idx[~live] == -1).all() and (idx[dates == 150] == 25).sum() > 100 and np.isnan(part).sum() > 3000
 
 
+@pytest.mark.parametrize("kind", ["uniform", "ties", "sorted", "reversed", "heavy tail", "nan", "small", "misled"])
+def test_the_grid_cell_size_is_numpys_quantile_to_the_bit(kind):
+    """The cell size's quantile from the top values (a sample's guess first) is ``np.quantile``'s, and so is the
+    size, whatever the order and spread of the extents."""
+    rng = np.random.default_rng(21)
+    n = 200_003
+    values = {"uniform": rng.uniform(0, 30, n), "ties": rng.integers(0, 5, n).astype(float),
+              "sorted": np.sort(rng.uniform(0, 30, n)), "reversed": np.sort(rng.uniform(0, 30, n))[::-1].copy(),
+              "heavy tail": rng.pareto(1.5, n), "nan": np.r_[rng.uniform(0, 30, n - 1), np.nan],
+              "small": rng.uniform(0, 30, 500),
+              # every sampled value is large: the sample's guess is too high and every value is read instead
+              "misled": np.where(np.arange(n) % spatial._SAMPLE_STEP == 0, 1e6, rng.uniform(0, 30, n))}[kind]
+    top, q = spatial._top_quantile(values, 0.99)
+    want = np.quantile(values, 0.99)
+    assert q == want or (np.isnan(q) and np.isnan(want))
+    with np.errstate(invalid="ignore"):
+        regular = float(values[values <= 4 * want].max(initial=0.0))
+    assert spatial._cell_size(values, 1000.0, n) == max(regular, 1000.0 / max(np.sqrt(8.0 * n), 256.0), 1e-9)
+    if kind in ("uniform", "sorted", "heavy tail"):
+        assert len(top) < n // 10  # (the fast way was taken)
+
+
+def test_ward_candidates_are_every_ward_in_force_whose_box_meets():
+    """Boxes of every size (some wider than most, some NaN, some touching a ward's box) against wards in three
+    periods: the wards in force whose box meets, by box then ward, as a comparison of every pair gives."""
+    rng = np.random.default_rng(3)
+    wb = np.array([[0, 0, 100, 100], [100, 0, 200, 100], [50, 50, 150, 150], [0, 0, 300, 300], [500, 500, 600, 600]],
+                  dtype=float)
+    in_force = rng.random((3, len(wb))) < 0.7
+    n = 3000
+    x, y = rng.uniform(-50, 350, n), rng.uniform(-50, 350, n)
+    w, h = rng.choice([0.0, 1.0, 10.0, 120.0], n), rng.uniform(0, 30, n)
+    bounds = np.column_stack([x, y, x + w, y + h])
+    bounds[:20] = np.nan
+    bounds[20:40] = [200.0, 50.0, 210.0, 60.0]  # touching ward 1's right side
+    epoch = rng.integers(0, 3, n)
+    k, i = kernels.ward_candidates(bounds, epoch, in_force, wb)
+    with np.errstate(invalid="ignore"):
+        meets = (bounds[:, None, 0] <= wb[None, :, 2]) & (bounds[:, None, 2] >= wb[None, :, 0]) \
+            & (bounds[:, None, 1] <= wb[None, :, 3]) & (bounds[:, None, 3] >= wb[None, :, 1]) & in_force[epoch]
+    want_i, want_k = np.nonzero(meets)
+    np.testing.assert_array_equal(i, want_i)
+    np.testing.assert_array_equal(k, want_k)
+    assert len(np.unique(i)) > n // 3 and (k[np.isin(i, np.arange(20, 40))] == 1).any() and (np.diff(i) == 0).any()
+    empty = kernels.ward_candidates(np.empty((0, 4)), np.empty(0, dtype=np.int64), in_force, wb)
+    assert len(empty[0]) == len(empty[1]) == 0
+
+
+def assigned_both_ways(geoms, start, end, parcels, dates, decimals=4):
+    """``(idx, part)`` of ``parcels`` by GEOS alone and with their corners (:meth:`WardIndex.assign`), and the rows
+    the compiled cut left to GEOS."""
+    parcels = np.asarray(parcels, dtype=object)
+    bounds = shapely.bounds(parcels).reshape(-1, 4)
+    quad, xy = convex.quads(parcels)
+    index = WardIndex.build(geoms, start, end)
+    exact = WardIndex.build(geoms, start, end).assign(parcels, dates, bounds)
+    got = index.assign(parcels, dates, bounds, corners=lambda rows: (quad[rows], xy[rows]), decimals=decimals)
+    epoch = index.epoch_of(dates)
+    rows = np.flatnonzero(epoch > 0)
+    left = index._by_corners(rows, lambda r: (quad[r], xy[r]), bounds, epoch, index.in_force(), decimals,
+                             np.full(len(parcels), -1, dtype=np.int64), np.full(len(parcels), np.nan))
+    return exact, got, left
+
+
+def box_at(x0, y0, x1, y1, clockwise=False):
+    """A rectangle relative to (X0, Y0), drawn either way."""
+    return shapely.box(X0 + x0, Y0 + y0, X0 + x1, Y0 + y1, ccw=not clockwise)
+
+
+def test_ward_quads_are_geos_on_edge_cases():
+    """Wards drawn either way, with a hole, a concave notch, two parts; quads inside, outside, across, touching
+    a side from within or a corner from without, in a hole, over a notch, split evenly, on a half step of the
+    rounding, degenerate: the same wards and parts (rounded) as GEOS, and only the doubtful ones left to it."""
+    u = shapely.Polygon([(0, 0), (200, 0), (200, 200), (140, 200), (140, 80), (60, 80), (60, 200), (0, 200)])
+    wards = [box_at(0, 0, 100, 100), box_at(100, 0, 200, 100, clockwise=True),
+             shapely.Polygon(shapely.get_coordinates(box_at(0, 100, 200, 300)),
+                             [shapely.get_coordinates(box_at(50, 150, 150, 250))]),
+             shapely.affinity.translate(u, X0 + 200, Y0), shapely.MultiPolygon([box_at(400, 0, 450, 50),
+                                                                                 box_at(460, 0, 500, 50)])]
+    geoms = np.array(wards, dtype=object)
+    assert shapely.is_valid(geoms).all()
+    cases = {
+        "inside": box_at(10, 10, 30, 40), "outside": box_at(1000, 1000, 1010, 1010),
+        "across": box_at(80, 10, 110, 30, clockwise=True),  # 2/3 in ward 0
+        "side within": box_at(90, 10, 100, 30),  # on ward 0's side, from within: GEOS' call
+        "corner without": box_at(-10, -10, 0, 0),  # touches ward 0 at its corner
+        "in the hole": box_at(60, 160, 80, 180), "over the hole": box_at(40, 160, 60, 170),
+        "over the notch": box_at(250, 150, 350, 170),  # both arms of the U, not the notch
+        "over the parts": box_at(440, 10, 470, 20), "even": box_at(90, 40, 110, 60),
+        "half step": box_at(99.5, 50, 99.5 + 0.9, 50 + 2.4691),  # 1.23455 m² in ward 0
+        "rotated": shapely.affinity.rotate(box_at(95, 95, 115, 105), 30),
+        "degenerate": shapely.Polygon([(X0 + 10, Y0 + 10), (X0 + 20, Y0 + 10), (X0 + 20, Y0 + 10), (X0 + 20, Y0 + 20)]),
+    }
+    parcels = np.array(list(cases.values()), dtype=object)
+    n = len(parcels)
+    exact, got, left = assigned_both_ways(geoms, np.zeros(len(geoms), dtype=np.int64),
+                                          np.full(len(geoms), spatial.NAT), parcels, np.full(n, 5))
+    np.testing.assert_array_equal(got[0], exact[0])
+    np.testing.assert_array_equal(np.round(got[1], 4), np.round(exact[1], 4))  # (NaN where the ward holds it all)
+    name = list(cases)
+    assert sorted(name[k] for k in left) == ["degenerate", "even", "half step", "side within"]
+    want = {"inside": (0, np.nan), "outside": (-1, np.nan), "across": (0, 400.0), "corner without": (-1, np.nan),
+            "in the hole": (-1, np.nan), "over the hole": (2, 100.0), "over the notch": (3, 2 * 20 * 10.0),
+            "over the parts": (4, 2 * 10 * 10.0), "even": (0, 200.0), "side within": (0, np.nan)}
+    for key, (ward, part) in want.items():
+        k = name.index(key)
+        assert got[0][k] == ward and np.isclose(got[1][k], part, equal_nan=True, rtol=0, atol=1e-8), key
+
+
+def test_ward_quads_are_geos_on_many_quads_over_concave_wards():
+    """Voronoi wards cut by notches, one with a hole, one of two parts, in two periods, and 4,000 rotated
+    rectangles of every size: the compiled cut settles nearly all of them, with GEOS' answers."""
+    rng = np.random.default_rng(17)
+    frame = shapely.box(X0, Y0, X0 + 1000, Y0 + 1000)
+    seeds = shapely.multipoints(np.column_stack([X0 + rng.uniform(0, 1000, 10), Y0 + rng.uniform(0, 1000, 10)]))
+    wards = [shapely.intersection(c, frame) for c in shapely.get_parts(shapely.voronoi_polygons(seeds))]
+    for k in range(0, len(wards), 2):  # notches: concave wards
+        c = shapely.centroid(wards[k])
+        wards[k] = wards[k].difference(shapely.box(c.x - 5, c.y - 400, c.x + 5, c.y))
+    wards[1] = wards[1].difference(shapely.centroid(wards[1]).buffer(40))
+    wards.append(shapely.MultiPolygon([box_at(100, 100, 300, 300), box_at(320, 100, 500, 300)]))
+    geoms = np.array(wards, dtype=object)
+    assert shapely.is_valid(geoms).all()
+    m = len(geoms)
+    start = np.where(np.arange(m) < m - 1, 0, 100)
+    end = np.where(np.arange(m) < m - 1, spatial.NAT, 300)
+    n = 4000
+    ring = rectangles(rng, n, spread=1100) - 50  # some beyond the wards
+    centre = ring[:, :4].mean(axis=1, keepdims=True)
+    ring[::2] = centre[::2] + (ring[::2] - centre[::2]) * 6  # some large
+    parcels = shapely.polygons(ring)
+    dates = rng.choice([-5, 50, 150], n)
+    exact, got, left = assigned_both_ways(geoms, start, end, parcels, dates)
+    np.testing.assert_array_equal(got[0], exact[0])
+    np.testing.assert_array_equal(np.round(got[1], 4), np.round(exact[1], 4))
+    part = ~np.isnan(exact[1])
+    assert np.abs(got[1][part] - exact[1][part]).max() < 1e-8
+    assert part.sum() > 500 and np.isnan(exact[1][exact[0] >= 0]).sum() > 1000 and (exact[0] == -1).sum() > 500
+    assert len(left) < n // 100
+
+
 # -- the ids' SipHash -----------------------------------------------------------------------------------------
 
 

@@ -22,7 +22,7 @@ from numba import njit
 from gisapp.formats.kernels import cache_location
 
 __all__ = ["cell_sort", "grid_scan", "near_pairs", "polygon_wkb", "quad_bounds", "quad_distances", "quad_rings",
-           "quad_separation", "text_hashes", "ward_cells", "ward_raster", "wkb_quads"]
+           "quad_separation", "text_hashes", "ward_candidates", "ward_cells", "ward_quads", "ward_raster", "wkb_quads"]
 
 #: Separations (m) and turns (m²) closer to zero than this are not trusted (:data:`convex.EPSILON`).
 EPSILON = 1e-7
@@ -437,6 +437,214 @@ def ward_cells(bounds, epoch, cell_ward, ox, oy, size, cells, idx):
             ok[r] = True
             idx[r] = ward
     return ok
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ward_hits(order, left, reach, bounds, epoch, in_force, wb, start, k, fill):
+    """:func:`ward_candidates`' scan: each box's wards counted (``start[i + 1]``), or (``fill``) filed in ``k`` from
+    ``start[i]`` on."""
+    for w in range(len(wb)):
+        lo = np.searchsorted(left, wb[w, 0] - reach, side="left")
+        hi = np.searchsorted(left, wb[w, 2], side="right")
+        for t in range(lo, hi):
+            r = order[t]
+            if in_force[epoch[r], w] and bounds[r, 0] <= wb[w, 2] and bounds[r, 2] >= wb[w, 0] \
+                    and bounds[r, 1] <= wb[w, 3] and bounds[r, 3] >= wb[w, 1]:
+                if fill:
+                    k[start[r]] = w
+                    start[r] += 1
+                else:
+                    start[r + 1] += 1
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ward_candidates(bounds, epoch, in_force, wb):
+    """``(k, i)``: the wards ``k`` in force in box ``i``'s period (``in_force[epoch[i], k]``) whose box ``wb[k]``
+    meets box ``bounds[i]`` (touching counts; NaN boxes meet none), by box, then ward.
+
+    The boxes sorted by their left side: a ward's candidates are one run of them (left side within the ward's
+    x range, less the widest box), then compared box against box; counted per box, then filed.
+    """
+    n = len(bounds)
+    order = np.argsort(bounds[:, 0], kind="mergesort")  # (NaN last)
+    left = np.empty(n)
+    reach = 0.0
+    for t in range(n):
+        left[t] = bounds[order[t], 0]
+        reach = max(reach, bounds[t, 2] - bounds[t, 0])  # (NaN does not count: max keeps the first if not greater)
+    start = np.zeros(n + 1, dtype=np.int64)
+    _ward_hits(order, left, reach, bounds, epoch, in_force, wb, start, np.empty(0, dtype=np.int64), False)
+    for r in range(n):
+        start[r + 1] += start[r]
+    k = np.empty(start[n], dtype=np.int64)
+    i = np.empty(start[n], dtype=np.int64)
+    for r in range(n):
+        i[start[r]:start[r + 1]] = r
+    _ward_hits(order, left, reach, bounds, epoch, in_force, wb, start, k, True)
+    return k, i
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _quad_sides(xy, g):
+    """Quad ``g``'s corners relative to its first corner (``cx, cy``), its sides' inward unit normals (``nx, ny``),
+    its area and its perimeter (the corners turn one way: a strictly convex quad)."""
+    cx, cy = np.empty(4), np.empty(4)
+    for c in range(4):
+        cx[c] = xy[g, c, 0] - xy[g, 0, 0]
+        cy[c] = xy[g, c, 1] - xy[g, 0, 1]
+    turn = 0.0
+    for c in range(4):
+        turn += cx[c] * cy[(c + 1) % 4] - cx[(c + 1) % 4] * cy[c]
+    sign = 1.0 if turn > 0 else -1.0
+    nx, ny = np.empty(4), np.empty(4)
+    perimeter = 0.0
+    for c in range(4):
+        ex, ey = cx[(c + 1) % 4] - cx[c], cy[(c + 1) % 4] - cy[c]
+        root = np.sqrt(ex * ex + ey * ey)
+        nx[c], ny[c] = -sign * ey / root, sign * ex / root
+        perimeter += root
+    return cx, cy, nx, ny, abs(turn) / 2.0, perimeter
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _segment_gap(ax, ay, bx, by, cx, cy, nx, ny):
+    """A lower bound (m) of the distance between the segment ``a b`` and the quad (corners ``cx, cy``, inward
+    normals ``nx, ny``): the largest gap along a separating axis (the quad's sides' normals, the segment's), <= 0
+    where they meet."""
+    gap = -np.inf
+    for c in range(4):  # the quad lies on the inner side of each of its sides: the segment's least outward reach
+        out_a = -(nx[c] * (ax - cx[c]) + ny[c] * (ay - cy[c]))
+        out_b = -(nx[c] * (bx - cx[c]) + ny[c] * (by - cy[c]))
+        gap = max(gap, min(out_a, out_b))
+    ex, ey = bx - ax, by - ay
+    root = np.sqrt(ex * ex + ey * ey)
+    if root > 0:  # the segment's normal: the corners all on one side of its line
+        mx, my = -ey / root, ex / root
+        lo, hi = np.inf, -np.inf
+        for c in range(4):
+            v = mx * (cx[c] - ax) + my * (cy[c] - ay)
+            lo, hi = min(lo, v), max(hi, v)
+        gap = max(gap, lo, -hi)
+    return gap
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _ring_near(coords, v0, v1, x0, y0, cx, cy, nx, ny, near):
+    """Whether a segment of the ring ``coords[v0:v1]`` (closed) may come within ``near`` of the quad (corners
+    ``cx, cy`` relative to ``x0, y0``, inward normals ``nx, ny``): boxes apart by more are not looked at."""
+    lox, hix = min(cx[0], cx[1], cx[2], cx[3]) - near, max(cx[0], cx[1], cx[2], cx[3]) + near
+    loy, hiy = min(cy[0], cy[1], cy[2], cy[3]) - near, max(cy[0], cy[1], cy[2], cy[3]) + near
+    for v in range(v0, v1 - 1):
+        ax, ay = coords[v, 0] - x0, coords[v, 1] - y0
+        bx, by = coords[v + 1, 0] - x0, coords[v + 1, 1] - y0
+        if max(ax, bx) < lox or min(ax, bx) > hix or max(ay, by) < loy or min(ay, by) > hiy:
+            continue
+        if _segment_gap(ax, ay, bx, by, cx, cy, nx, ny) <= near:
+            return True
+    return False
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def _clip_ring(coords, v0, v1, x0, y0, cx, cy, nx, ny, bx, by, tx, ty):
+    """The signed area of the ring ``coords[v0:v1]`` (closed) cut to the convex quad (Sutherland–Hodgman: the
+    ring cut by each side's half-plane in turn; a concave ring may leave edges along the quad's sides, which
+    add no area), in coordinates relative to ``x0, y0``.  ``bx, by``, ``tx, ty``: work buffers; NaN when the
+    cut ring outgrows them."""
+    n = v1 - v0 - 1  # (the closing coordinate repeats the first)
+    for v in range(n):
+        bx[v] = coords[v0 + v, 0] - x0
+        by[v] = coords[v0 + v, 1] - y0
+    cap = len(bx)
+    for c in range(4):
+        m = 0
+        px, py = bx[n - 1], by[n - 1]
+        dp = nx[c] * (px - cx[c]) + ny[c] * (py - cy[c])
+        for v in range(n):
+            qx, qy = bx[v], by[v]
+            dq = nx[c] * (qx - cx[c]) + ny[c] * (qy - cy[c])
+            if (dq >= 0) != (dp >= 0):  # the edge crosses the side's line: where, on the edge
+                if m == cap:
+                    return np.nan
+                t = dp / (dp - dq)
+                tx[m], ty[m] = px + t * (qx - px), py + t * (qy - py)
+                m += 1
+            if dq >= 0:
+                if m == cap:
+                    return np.nan
+                tx[m], ty[m] = qx, qy
+                m += 1
+            px, py, dp = qx, qy, dq
+        bx, tx = tx, bx
+        by, ty = ty, by
+        n = m
+        if n == 0:
+            return 0.0
+    turn = 0.0
+    for v in range(n):
+        w = v + 1 if v + 1 < n else 0
+        turn += bx[v] * by[w] - bx[w] * by[v]
+    return turn / 2.0
+
+
+@njit(cache=True, nogil=True, error_model="numpy")
+def ward_quads(first, ward, xy, coords, ring_first, ward_rings, factor, near, tol, least, scale, idx, area):
+    """The ward holding the largest part of each convex quad (:meth:`WardIndex.assign`'s exact rule), from the
+    corners; True where that answer is sure, else the caller asks GEOS.
+
+    Quad ``g`` (corners ``xy[g]``) meets the candidate wards ``ward[first[g]:first[g + 1]]`` (rows ascending).
+    A ward's rings are ``ward_rings[k]:ward_rings[k + 1]``, ring ``r``'s coordinates (closed)
+    ``coords[ring_first[r]:ring_first[r + 1]]``, ``factor[r]`` +1 or -1 so that ``factor`` times the ring's
+    signed area counts a shell's part and takes off a hole's.  For each ward: the area of its part of the quad
+    (each ring cut to the quad, :func:`_clip_ring`) and whether its boundary comes within ``near`` (m) of the
+    quad.  A ward whose boundary keeps away holds all or none of the quad: the lowest such ward holding it
+    wins (GEOS' ``contains``), part NaN; one whose boundary comes near and that holds all the quad but a
+    slack or less may hold it all or not: not sure.  Else the largest part (ties to the lower row) if above
+    ``least`` (m²); not sure when two parts lie within the slack of each other or the largest within it of
+    ``least``, or (``scale`` > 0) of a rounding step of ``part * scale`` (so the rounded part is GEOS' though
+    the part differs from GEOS' in its last digits).  The slack: ``tol`` (m²) plus 1e-15 of the quad's
+    coordinates times its perimeter (GEOS' cut corners lie up to its coordinates' rounding away).  Writes
+    ``idx`` (-1: none), ``area`` (NaN but for a part); returns the ``sure`` mask.
+    """
+    size = 8
+    for k in range(len(ward_rings) - 1):
+        for r in range(ward_rings[k], ward_rings[k + 1]):
+            size = max(size, 4 * (ring_first[r + 1] - ring_first[r]) + 16)
+    bufs = np.empty((4, size))
+    m = len(first) - 1
+    sure = np.zeros(m, dtype=np.bool_)
+    for g in range(m):
+        idx[g], area[g] = -1, np.nan
+        cx, cy, nx, ny, whole, perimeter = _quad_sides(xy, g)
+        x0, y0 = xy[g, 0, 0], xy[g, 0, 1]
+        slack = tol + 1e-15 * (abs(x0) + abs(y0)) * perimeter
+        ok, held = True, False
+        best, best_k, second = -np.inf, -1, -np.inf
+        for p in range(first[g], first[g + 1]):
+            k = ward[p]
+            part, close = 0.0, False
+            for r in range(ward_rings[k], ward_rings[k + 1]):
+                close = close or _ring_near(coords, ring_first[r], ring_first[r + 1], x0, y0, cx, cy, nx, ny, near)
+                part += factor[r] * _clip_ring(coords, ring_first[r], ring_first[r + 1], x0, y0, cx, cy, nx, ny,
+                                               bufs[0], bufs[1], bufs[2], bufs[3])
+            if close and whole - part <= slack or np.isnan(part):
+                ok = False
+                break
+            if not close and part > 0.5 * whole:
+                held = True
+                idx[g] = k
+                break
+            if part > best:
+                best, best_k, second = part, k, best
+            else:
+                second = max(second, part)
+        if ok and not held and best > least - slack:
+            ok = best - least > slack and best - second > slack
+            if scale > 0:
+                steps = best * scale
+                ok = ok and abs(steps - np.floor(steps) - 0.5) > slack * scale
+            idx[g], area[g] = best_k, best
+        sure[g] = ok
+    return sure
 
 
 @njit(cache=True, nogil=True, error_model="numpy", inline="always")

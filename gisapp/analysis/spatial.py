@@ -5,12 +5,13 @@
   dense table, compare boxes: compiled loops of
   :mod:`gisapp.analysis.kernels`) — no Python loop over pairs, no shapely calls.
 - :class:`WardIndex`: the ward holding the largest part of each geometry
-  among the wards in force on its date.  A grid (cells about twice the
+  among the wards in force on its date.  A grid (cells about four times the
   geometries' size, up to 2048 a side) classifies cells lying wholly inside
   one ward per period of validity, by a compiled even-odd fill, so most
-  geometries are settled by a table look-up; only those near a boundary
-  (~2 % of a city's parcels) meet a prepared ``contains`` and, failing
-  that, intersection areas.
+  geometries are settled by a table look-up; those near a boundary (~3 %
+  of a city's parcels) are cut against the wards by a compiled loop when
+  they are convex quadrilaterals, and the rest, or where that loop is in
+  doubt, meet a prepared ``contains`` and, failing that, intersection areas.
 
 Everything here is pure: inputs are numpy arrays, nothing is cached
 between calls.
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -201,10 +203,38 @@ class _Boxes:
 
 def _cell_size(extent: np.ndarray, span: float, n: int) -> float:
     """Grid cell size: the largest box extent short of outliers, and big enough to keep the table small."""
-    q = float(np.quantile(extent, 0.99))
-    regular = float(extent[extent <= 4 * q].max(initial=0.0))
+    top, q = _top_quantile(extent, 0.99)
+    # (the largest value up to 4 q is among the top ones, which hold the lower of the values q lies between)
+    regular = float((top if q >= 0 else extent)[(top if q >= 0 else extent) <= 4 * q].max(initial=0.0))
     cells_per_axis = max(np.sqrt(8.0 * n), 256.0)
     return max(regular, span / cells_per_axis, 1e-9)
+
+
+#: :func:`_top_quantile` reads every this many values for its first guess.
+_SAMPLE_STEP = 64
+
+
+def _top_quantile(values: np.ndarray, q: float) -> tuple[np.ndarray, float]:
+    """``(top, np.quantile(values, q))`` for a high ``q``, ``top`` the values from about the ``q - 0.02`` quantile
+    up (at least every value not below the quantile, or all of them).
+
+    The two values numpy interpolates between are picked from ``top``, the values from a sample's lower
+    quantile up (a few % of a large array), not from a partition of the whole array (~10 ms a million); numpy
+    then interpolates between them as between the two values of ``[lower, upper]`` at the same weight, so the
+    result is its own, to the bit.
+    """
+    n = len(values)
+    if n < 16 * _SAMPLE_STEP or np.isnan(values).any():
+        return values, float(np.quantile(values, q))
+    virtual = (n - 1) * q  # (numpy's "linear" method)
+    k = int(np.floor(virtual))
+    guess = float(np.quantile(values[::_SAMPLE_STEP], max(q - 0.02, 0.0)))
+    top = values[values >= guess]
+    below = n - len(top)
+    if below > k or k + 1 >= n:  # (the sample misled: every value)
+        return values, float(np.quantile(values, q))
+    pair = np.partition(top, [k - below, k + 1 - below])[[k - below, k + 1 - below]]
+    return top, float(np.quantile(pair, virtual - k))
 
 
 def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: float, ox: float, oy: float,
@@ -229,8 +259,10 @@ def _grid_pairs(boxes: _Boxes, rows_a: np.ndarray, rows_b: np.ndarray, size: flo
     def filed(rows: np.ndarray, x0, y0, x1, y1):
         """``(rows by cell, their cells, first of each cell, their four coordinates gathered in that order)``."""
         table = np.zeros(height * height + 3, dtype=index)
-        order, keys, first = kernels.cell_sort(x0[rows], y0[rows], ox, oy, size, height, table)
-        rows = rows[order]
+        every = len(rows) == len(x0)  # (rows: positions in order, so every box: 0 … n - 1)
+        order, keys, first = kernels.cell_sort(x0 if every else x0[rows], y0 if every else y0[rows], ox, oy, size,
+                                               height, table)
+        rows = order if every else rows[order]
         return rows, keys, first, [v[rows] for v in (x0, y0, x1, y1)]
 
     a_side = (rows_a, boxes.ax0, boxes.ay0, boxes.ax1, boxes.ay1)
@@ -328,6 +360,14 @@ def _intersection_areas(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 
+#: Ward boundaries closer than this (m) to a quad may touch it: whether the ward holds all of it is GEOS' call.
+_CLIP_NEAR = 1e-7
+#: Parts (m²) closer than this to each other, to a whole quad, to :data:`AREA_EPSILON` or to a rounding step are
+#: GEOS' call (widened for far or large quads, :func:`gisapp.analysis.kernels.ward_quads`): far above the cut's
+#: rounding and GEOS' (parcels at city coordinates: up to ~2e-9 m² apart).
+_CLIP_AREA = 1e-7
+
+
 #: Margin (in cells) around each piece of a ward boundary when marking the cells it may cross: far above
 #: rounding, far below a cell.
 _EDGE_MARGIN = 1e-3
@@ -391,6 +431,8 @@ class WardIndex:
     epochs: np.ndarray  # sorted dates where the set of wards in force changes
     #: classified grids, by (cell size, cells per axis): the same grid serves every call of a run
     _grids: dict = field(default_factory=dict, compare=False, repr=False)
+    #: the wards' rings as :func:`gisapp.analysis.kernels.ward_quads` reads them, once made
+    _rings: list = field(default_factory=list, compare=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, compare=False, repr=False)
 
     @classmethod
@@ -419,12 +461,21 @@ class WardIndex:
         """True where at least one ward is in force on the date."""
         return np.any(self.in_force(), axis=1)[self.epoch_of(dates)]
 
-    def assign(self, geoms, dates: np.ndarray, bounds: np.ndarray | None = None):
+    def assign(self, geoms, dates: np.ndarray, bounds: np.ndarray | None = None,
+               corners: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+               decimals: int | None = None):
         """Row of the ward holding the largest part of each geometry on its date, and that part's area.
 
         ``geoms``: an object array of geometries, or anything indexed like one
-        (:class:`gisapp.analysis.geoms.Geometries`: only those the grid leaves
-        unsettled are made).
+        (:class:`gisapp.analysis.geoms.Geometries`: only those the grid and
+        the corners leave unsettled are made).  ``corners``: if given, gives
+        for positions of ``geoms`` which are convex quadrilaterals and their
+        corners (:func:`gisapp.analysis.convex.quads`' ``mask, xy``): the
+        quads the grid leaves are cut against the wards by a compiled loop
+        (:func:`gisapp.analysis.kernels.ward_quads`), and only those it is
+        not sure of go to GEOS.  Their parts are GEOS' to ~1e-9 m² (not to the
+        bit); ``decimals``: the parts will be rounded to these decimals, so
+        those within a hair of a rounding step go to GEOS too.
 
         Returns ``(index, part)``: index ``-1`` where no ward in force
         overlaps the geometry with positive area (or the date is missing);
@@ -444,6 +495,8 @@ class WardIndex:
         if n >= _WARD_GRID_MIN_ITEMS:
             settled = self._by_grid(bounds, epoch, in_force, idx)
         rest = np.flatnonzero(~settled & (epoch > 0))
+        if corners is not None and len(rest):
+            rest = self._by_corners(rest, corners, bounds, epoch, in_force, decimals, idx, area)
         if len(rest):
             idx[rest], area[rest] = self._exactly(geoms[rest], bounds[rest], epoch[rest], in_force)
         return idx, area
@@ -456,9 +509,13 @@ class WardIndex:
         wb = shapely.bounds(self.geoms).reshape(-1, 4)
         ox, oy = wb[:, 0].min(), wb[:, 1].min()
         width = max(wb[:, 2].max() - ox, wb[:, 3].max() - oy, 1e-9)
-        extent = np.maximum(bounds[:, 2] - bounds[:, 0], bounds[:, 3] - bounds[:, 1])
-        most = min(_WARD_GRID_MAX, max(16, int(2 * np.sqrt(len(bounds)))))
-        least = 2.0 * float(np.quantile(extent, 0.9))
+        sample = bounds[::8]  # (the size only sets how many geometries the grid settles, not their answers)
+        extent = np.maximum(sample[:, 2] - sample[:, 0], sample[:, 3] - sample[:, 1])
+        # cells about four times most geometries' size, about as many as geometries: boxes near a boundary are
+        # left to the compiled cut (:meth:`_by_corners`, ~0.5 µs a quad), which costs less than classifying and
+        # reading a finer grid
+        most = min(_WARD_GRID_MAX, max(16, int(np.sqrt(len(bounds)))))
+        least = 4.0 * float(np.quantile(extent, 0.9))
         size = max(least, width / most, 1e-9)
         with self._lock:  # one classification per grid, whichever thread asks first
             # a grid classified before serves (the finest of them) if most geometries fit in 2 × 2 of its cells
@@ -499,27 +556,53 @@ class WardIndex:
                                    edge_first, np.ascontiguousarray(wb, dtype=float), float(ox), float(oy),
                                    float(size), cells, np.ascontiguousarray(in_force), out)
 
+    def _by_corners(self, rows, corners, bounds, epoch, in_force, decimals, idx, area) -> np.ndarray:
+        """Settle the convex quads among ``rows`` from their corners (see :meth:`assign`); fills ``idx`` and
+        ``area``.  Returns the rows left to the exact path (in order)."""
+        from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+        quad, xy = corners(rows)
+        q = rows[quad]
+        if not len(q):
+            return rows
+        k, i = self._candidates(bounds[q], epoch[q], in_force)
+        first = np.searchsorted(i, np.arange(len(q) + 1))
+        coords, ring_first, ward_rings, factor = self._ring_arrays()
+        q_idx, q_area = np.empty(len(q), dtype=np.int64), np.empty(len(q))
+        sure = kernels.ward_quads(first, k, np.ascontiguousarray(xy[quad], dtype=float), coords, ring_first,
+                                  ward_rings, factor, _CLIP_NEAR, _CLIP_AREA, AREA_EPSILON,
+                                  0.0 if decimals is None else float(10**decimals), q_idx, q_area)
+        idx[q[sure]], area[q[sure]] = q_idx[sure], q_area[sure]
+        return np.sort(np.concatenate([rows[~quad], q[~sure]]))
+
+    def _ring_arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The wards' rings for :func:`gisapp.analysis.kernels.ward_quads` (made once): ``(coords, ring_first,
+        ward_rings, factor)``, ``factor`` +1 for a shell drawn anticlockwise or a hole drawn clockwise, else -1."""
+        with self._lock:
+            if not self._rings:
+                parts, part_ward = shapely.get_parts(self.geoms, return_index=True)
+                rings, ring_part = shapely.get_rings(parts, return_index=True)  # (each part's shell first)
+                coords, ring_of = shapely.get_coordinates(rings, return_index=True)
+                shell = np.r_[True, ring_part[1:] != ring_part[:-1]] if len(rings) else np.zeros(0, dtype=bool)
+                self._rings.extend([coords, np.searchsorted(ring_of, np.arange(len(rings) + 1)),
+                                    np.searchsorted(part_ward[ring_part], np.arange(len(self) + 1)),
+                                    np.where(shell == shapely.is_ccw(rings), 1.0, -1.0)])
+            return self._rings[0], self._rings[1], self._rings[2], self._rings[3]
+
+    def _candidates(self, bounds, epoch, in_force) -> tuple[np.ndarray, np.ndarray]:
+        """``(k, i)``: the wards in force on geometry ``i``'s date whose box meets its box, by ``i`` then ward
+        (:func:`gisapp.analysis.kernels.ward_candidates`)."""
+        from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
+
+        return kernels.ward_candidates(np.ascontiguousarray(bounds, dtype=float), epoch, np.ascontiguousarray(in_force),
+                                       np.ascontiguousarray(shapely.bounds(self.geoms).reshape(-1, 4)))
+
     def _exactly(self, geoms, bounds, epoch, in_force):
         """The exact path: box candidates, prepared ``contains``, then intersection areas."""
         n = len(geoms)
         idx = np.full(n, -1, dtype=np.int64)
         area = np.full(n, np.nan)
-        wb = shapely.bounds(self.geoms).reshape(-1, 4)
-        ks, ii = [], []
-        # boxes sorted by their left side: a ward's candidates are one run of them (left side within the ward's
-        # x range, less the widest box), then checked box against box
-        order = np.argsort(bounds[:, 0], kind="stable")
-        left = bounds[order, 0]
-        width = bounds[:, 2] - bounds[:, 0]
-        reach = float(np.max(width[~np.isnan(width)], initial=0.0))
-        for w in range(len(self)):
-            run = order[np.searchsorted(left, wb[w, 0] - reach, side="left"):
-                        np.searchsorted(left, wb[w, 2], side="right")]
-            hit = np.sort(run[in_force[epoch[run], w] & (bounds[run, 0] <= wb[w, 2]) & (bounds[run, 2] >= wb[w, 0])
-                              & (bounds[run, 1] <= wb[w, 3]) & (bounds[run, 3] >= wb[w, 1])])
-            ks.append(np.full(len(hit), w, dtype=np.int64))
-            ii.append(hit)
-        k, i = np.concatenate(ks), np.concatenate(ii)
+        k, i = self._candidates(bounds, epoch, in_force)
         with self._lock:  # GEOS builds a prepared geometry's indexes on first use: one thread at a time
             inside = shapely.contains(self.geoms[k], geoms[i])
         order = np.lexsort((k[inside], i[inside]))
