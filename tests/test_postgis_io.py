@@ -347,6 +347,39 @@ def test_a_first_load_moves_its_history_in_after_the_layers_and_builds_its_index
     assert any("ix_status_changes_key" in d and "INCLUDE (status)" in d for (d,) in index)
 
 
+@pytest.mark.parametrize("staged", [False, True])
+def test_a_replace_sends_every_layers_history_before_the_first_layers_rows(pg, monkeypatch, staged):
+    """A replace sends the history rows of every layer it writes (in the layers' order: their ``seq``) before
+    the first layer's rows, so that the server has work while the client makes those rows; the layers loaded
+    beside the write's transaction (``staged``: the schema is current) or in it (the write that makes it)."""
+    from gisapp.demo import build as demo
+
+    frames = demo.generate(50, 50, seed=1)
+    if staged:
+        pg.upgrade()
+    events = []
+    history, copy = postgis._write_history, postgis._copy_into
+
+    def history_spy(con, typed, *a, **kw):
+        events.extend(("history", name) for name in typed)
+        return history(con, typed, *a, **kw)
+
+    def copy_spy(con, table, layer, *a, **kw):
+        events.append(("rows", layer.name))
+        return copy(con, table, layer, *a, **kw)
+
+    monkeypatch.setattr(postgis, "_write_history", history_spy)
+    monkeypatch.setattr(postgis, "_copy_into", copy_spy)
+    pg.write(frames, mode="replace")
+    kinds = [kind for kind, _ in events]
+    assert kinds == sorted(kinds) and "rows" in kinds  # ("history" < "rows")
+    assert [name for kind, name in events if kind == "history" and name.endswith("permits")] == \
+        ["construction_permits", "sidewalk_permits"]
+    rows, _ = _history_and_index(pg)
+    assert [r[1] for r in rows[-100:]] == ["construction_permits"] * 50 + ["sidewalk_permits"] * 50
+    assert [r[0] for r in rows] == sorted(r[0] for r in rows)
+
+
 def test_history_rows_are_numbered_in_one_block_as_the_column_default_would_number_them(pg_url):
     """Each write's history rows get the next numbers of the history's sequence, in the order written, drawn as
     one block (not one ``nextval`` per row): a first load (staged), a later write (into the history) and a row

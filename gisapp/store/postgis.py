@@ -664,15 +664,16 @@ class PostGISStore(Store):
                         log.extend(boxed(delete_rows(lay, [r[0] for r in rows]),
                                          {str(r[0]): r[1:] for r in rows}, {}))
                     logs: dict[str, list[tuple]] = {}
-                    for name in order:
-                        if prepared is not None:
-                            frame = typed[name] = prepared.typed(name)
+                    if prepared is not None:  # each layer's history rows, before the first layer's rows: the
+                        # server's work while this client makes the first rows (it waited, idle, before)
+                        for name in order:
+                            typed[name] = prepared.typed(name)
                             if name not in given:
-                                history_rows += _write_history(con, {name: frame}, None, mode, analyze=False,
+                                history_rows += _write_history(con, {name: typed[name]}, None, mode, analyze=False,
                                                                into=_HISTORY_STAGE if staged else hist.TABLE,
                                                                later=later)
-                        else:
-                            frame = typed[name]
+                    for name in order:
+                        frame = typed[name]
                         changed = _replace_changed(con, layers[name], frame, counter, bounds) \
                             if mode == "replace" and name in HASHED_LAYERS else None
                         if changed is not None:
@@ -1261,7 +1262,8 @@ _DONE = object()
 
 class _Prepared:
     """The frames of a replace typed (:func:`gisapp.schema.coerce`) and, for the layers ``convert``, their COPY
-    binary COPY rows made (:func:`_copy_chunks`), in the order of ``frames``, by a thread beside the writer.
+    binary COPY rows made (:func:`_copy_chunks`), in the order of ``frames`` (every frame typed before the first
+    rows), by a thread beside the writer.
 
     The writer's connection waits on the server (history, COPY, index builds, ``ANALYZE``) with Python's
     interpreter lock released, so the next layer's rows are made meanwhile: a load costs about the larger of
@@ -1292,7 +1294,7 @@ class _Prepared:
 
     def _run(self) -> None:
         names = list(self._frames)
-        for k, name in enumerate(names):
+        for k, name in enumerate(names):  # every frame typed first: the writer sends their history rows meanwhile
             try:
                 frame = schema.coerce(self._layers[name], self._frames[name], arrow_text=True)
             except BaseException as err:  # every later frame fails alike
@@ -1300,8 +1302,10 @@ class _Prepared:
                     self._typed[later].set_exception(err)
                 return
             self._typed[name].set_result(frame)
+        for name in names:
             if name not in self._convert:
                 continue
+            frame = self._typed[name].result()
             try:  # on a frame object of its own (pandas caches columns per frame object; the writer reads too)
                 for chunk in _copy_chunks(self._layers[name], frame.copy(deep=False)):
                     if not self._put(chunk):
