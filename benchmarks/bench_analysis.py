@@ -224,14 +224,21 @@ def run_one(n: int, density: str, repeat: int = 1, seed: int = 0) -> dict:
 
 
 def as_wkb(frame):
-    """``frame`` with its geometries as WKB in an Arrow column: what ``read_layer(…, wkb=True)`` gives."""
+    """``frame`` with its geometries as WKB and its texts as strings, in Arrow columns: what
+    ``read_layer(…, wkb=True)`` gives."""
     import pandas as pd
     import pyarrow as pa
     import shapely
 
-    column = pa.array(shapely.to_wkb(frame.geometry.values), type=pa.binary())
-    return pd.DataFrame({**{c: frame[c] for c in frame.columns if c != "geometry"},
-                         "geometry": pd.arrays.ArrowExtensionArray(column)})
+    def column(values):
+        if values.dtype != object:
+            return values
+        return pd.Series(pd.arrays.ArrowExtensionArray(pa.array(values.to_numpy(), type=pa.string())),
+                         index=values.index)
+
+    wkb = pa.array(shapely.to_wkb(frame.geometry.values), type=pa.binary())
+    return pd.DataFrame({**{c: column(frame[c]) for c in frame.columns if c != "geometry"},
+                         "geometry": pd.arrays.ArrowExtensionArray(wkb)})
 
 
 def plain_sjoin(construction, sidewalk, distance_m: float = 5.0, works_months: int = 12) -> tuple[float, int]:

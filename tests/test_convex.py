@@ -496,7 +496,8 @@ def test_a_store_analysed_from_wkb_equals_its_layers_analysed_as_objects(backend
     params = AnalysisParams(distance_m=5.0, gap_days=60)
     result, _ = analyze_store(store, params)
     frames = {name: read_layer(store, name) for name in LAYERS}
-    assert isinstance(read_layer(store, "sidewalk_permits", wkb=True).dtypes["geometry"], pd.ArrowDtype)
+    read = read_layer(store, "sidewalk_permits", wkb=True)  # WKB and texts left in Arrow
+    assert all(isinstance(read.dtypes[c], pd.ArrowDtype) for c in ("geometry", "permit_no", "ward_code"))
     want = find_overlaps(frames["construction_permits"], frames["sidewalk_permits"], frames["wards"], params,
                          sidewalks=frames["sidewalks"])
     assert len(want.findings) > 100 and len(want.skipped) > 10

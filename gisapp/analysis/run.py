@@ -87,9 +87,10 @@ def read_layer(store: Store, name: str, *, wkb: bool = False) -> gpd.GeoDataFram
     :meth:`Store.read` types them: text as objects (``None`` when missing),
     dates as datetime64, numbers as float.  The geometries as shapely objects
     (a GeoDataFrame), or with ``wkb`` as their WKB (EPSG:5899), an Arrow binary
-    ``geometry`` column of a plain frame, which
+    ``geometry`` column of a plain frame, and the texts left in Arrow (a
+    ``pd.ArrowDtype`` column, null when missing), which
     :func:`gisapp.analysis.overlaps.find_overlaps` reads without making an
-    object of every geometry.
+    object of every geometry or text.
     """
     fields = ANALYSED_FIELDS[name]
     table = store.read_arrow(name, fields=fields)
@@ -100,6 +101,8 @@ def read_layer(store: Store, name: str, *, wkb: bool = False) -> gpd.GeoDataFram
         column = table.column(field)
         if pa.types.is_date32(column.type):
             data[field] = column.cast(pa.timestamp("ms")).to_numpy()
+        elif (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and wkb:
+            data[field] = pd.Series(pd.arrays.ArrowExtensionArray(column))  # (no Python string per value)
         elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
             data[field] = pd.Series(text_objects(column), dtype=object)
         else:
