@@ -5,8 +5,8 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from gisapp.analysis.keys import siphash, text_column
-from gisapp.analysis.overlaps import _HASH_KEY, _hash_ids, _keys, _text
+from gisapp.analysis.keys import siphash
+from gisapp.analysis.overlaps import _HASH_KEY, _hash_ids, _ids_at, _keys, _names, _text
 
 
 def _words(n: int, seed: int = 3) -> np.ndarray:
@@ -30,11 +30,11 @@ def test_siphash_of_nulls_is_zero():
     assert got[0] == pd.util.hash_array(np.array(["XD-1"], dtype=object), hash_key=_HASH_KEY, categorize=False)[0]
 
 
-def test_text_column_blanks_and_missing_become_none():
+def test_key_names_blanks_and_missing_become_none():
     values = pd.Series(["A", "", None, np.nan, " B ", pd.NA], dtype=object)
-    objects, strings = text_column(values)
-    assert list(objects) == ["A", None, None, None, " B ", None]
-    assert strings.to_pylist() == ["A", None, None, None, " B ", None]
+    names = _names(values)
+    assert names.to_pylist() == ["A", None, None, None, " B ", None] and names.type == pa.large_string()
+    assert list(_ids_at(names, np.array([4, 1, 0]))) == [" B ", None, "A"]
     assert values.iloc[1] == ""  # the caller's column is left as it was
 
 
@@ -44,20 +44,20 @@ def test_keys_match_the_general_path():
     words[7] = ""
     words[9] = words[10]
     for column in (pd.Series(words, dtype=object), pd.Series(words, dtype=pd.ArrowDtype(pa.string()))):
-        ids, hashes, names = _keys(column)
+        hashes, names = _keys(column)
         expected = _text(pd.Series(words, dtype=object))
-        assert list(ids) == list(expected) == names.to_pylist() and names.type == pa.large_string()
+        assert list(expected) == names.to_pylist() and names.type == pa.large_string()
         assert (hashes == _hash_ids(expected, expected == None)).all()  # noqa: E711 - numpy: element-wise
     # not text: numbers as text, the general way
-    ids, hashes, names = _keys(pd.Series([12, "12", None], dtype=object))
-    assert list(ids) == ["12", "12", None] == names.to_pylist() and hashes[0] == hashes[1] != 0 and hashes[2] == 0
+    hashes, names = _keys(pd.Series([12, "12", None], dtype=object))
+    assert names.to_pylist() == ["12", "12", None] and hashes[0] == hashes[1] != 0 and hashes[2] == 0
 
 
 def test_arrow_strings_of_a_column_are_the_texts_of_the_general_path():
     # _strings / _names read codes without objects (Arrow infers the type); text or not, the same strings result
     import datetime as dt
 
-    from gisapp.analysis.overlaps import _large_strings, _names, _strings, _text_and_arrow
+    from gisapp.analysis.overlaps import _large_strings, _names, _strings
 
     words = _words(500)
     columns = [pd.Series(["a", "", None, np.nan, " b ", pd.NA, *words], dtype=object),
@@ -69,8 +69,8 @@ def test_arrow_strings_of_a_column_are_the_texts_of_the_general_path():
                pd.Series([1, None], dtype=pd.ArrowDtype(pa.int64())), pd.Series([], dtype=object),
                np.array(["a", None, ""], dtype=object)]
     for values in columns:
-        objects, strings = _text_and_arrow(values)
-        expected = _large_strings(objects if strings is None else strings)
+        plain = np.array([None if pd.isna(v) else v for v in values], dtype=object)
+        expected = _large_strings(_text(plain))  # the general path: an object per value
         assert _names(values).equals(expected), values
         got = _strings(values)
         assert got is None or got.equals(expected), values
@@ -164,16 +164,13 @@ def test_texts_converted_in_slices_are_the_whole_columns(monkeypatch):
     words = list(_words(60))
     columns = [words[:20] + [None] * 20 + words[20:40] + [""] * 5,  # a slice of nulls only, blanks
                [None] * 45, words[:30] + [b"x"] * 15, words[:30] + [1] * 15, words[:30] + [np.nan] * 15]
-    whole = [(_strings(np.array(c, dtype=object)), text_column(np.array(c, dtype=object))) for c in columns]
+    whole = [_strings(np.array(c, dtype=object)) for c in columns]
     monkeypatch.setattr(keys, "ARROW_SLICE", 15)
-    for column, (strings, texts) in zip(columns, whole):
-        values = np.array(column, dtype=object)
-        sliced, sliced_texts = _strings(values), text_column(values)
+    for column, strings in zip(columns, whole):
+        sliced = _strings(np.array(column, dtype=object))
         assert (sliced is None and strings is None) or sliced.equals(strings), column
-        assert (sliced_texts is None and texts is None) or (
-            sliced_texts[1].equals(texts[1]) and list(sliced_texts[0]) == list(texts[0])), column
-    assert whole[0][0].null_count == 25 and whole[1][0].null_count == 45 and whole[2][0] is None
-    assert whole[3][0] is None and whole[4][0].null_count == 15
+    assert whole[0].null_count == 25 and whole[1].null_count == 45 and whole[2] is None
+    assert whole[3] is None and whole[4].null_count == 15
     assert len(keys.arrow_texts(np.empty(0, dtype=object))) == 0
 
 

@@ -7,8 +7,8 @@ a time).  Here the column is converted to an Arrow string array once
 analysis needs of it comes from Arrow's buffers in numpy or a compiled loop,
 which release the lock to the other threads:
 
-- :func:`text_column`: the values as an object array, ``None`` where missing
-  or blank (the analysis' text rule), and the Arrow array;
+- :func:`arrow_texts`: the Python strings of a column as an Arrow array, a
+  slice at a time;
 - :func:`gather`: values at given rows (Arrow's ``take``, by a compiled loop:
   ~1.4x faster on short ids), WKB made MultiPolygons on the way if asked;
   :func:`equal_at`: values of two arrays compared at given rows, without taking them;
@@ -18,49 +18,16 @@ which release the lock to the other threads:
   (:func:`gisapp.analysis.kernels.text_hashes`).
 
 Columns that are not all text (numbers, mixed types) are left to the
-caller's general path (``None`` from :func:`text_column`).
+caller's general path.
 """
 
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 
-__all__ = ["arrow_texts", "equal_at", "gather", "siphash", "text_column"]
+__all__ = ["arrow_texts", "equal_at", "gather", "siphash"]
 
-
-
-def text_column(values) -> tuple[np.ndarray, pa.Array] | None:
-    """``values`` (a Series or array of text) as an object array and an Arrow string array.
-
-    The object array holds the values as given, ``None`` where missing or
-    ``''`` (the array itself when nothing is missing: read only); the Arrow
-    array is null at the same rows.  ``None`` when the values are not all
-    text (or missing): the caller then takes its general path.
-    """
-    if isinstance(values, pd.Series) and isinstance(values.dtype, pd.ArrowDtype):
-        if not (pa.types.is_string(values.dtype.pyarrow_dtype) or pa.types.is_large_string(values.dtype.pyarrow_dtype)):
-            return None
-        strings = pa.chunked_array(values.array._pa_array).combine_chunks()
-        objects = strings.to_numpy(zero_copy_only=False)
-    else:
-        objects = values.to_numpy(dtype=object) if isinstance(values, (pd.Series, pd.Index)) \
-            else np.asarray(values, dtype=object)
-        if objects.ndim != 1:
-            return None
-        try:
-            strings = arrow_texts(objects, pa.large_string())
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            return None
-    blank = pc.equal(pc.binary_length(strings), 0)
-    if strings.null_count or pc.any(blank).as_py():
-        gone = pc.or_kleene(strings.is_null(), blank).fill_null(True).to_numpy(zero_copy_only=False)
-        objects = objects.copy()
-        objects[gone] = None
-        strings = pc.if_else(gone, pa.scalar(None, pa.large_string()), strings)
-    return objects, strings
 
 
 #: Python objects converted to Arrow per call (~3 ms holding the interpreter lock; :func:`arrow_texts`).

@@ -91,7 +91,7 @@ import shapely
 from gisapp import domain, geo, schema
 from gisapp.analysis import convex
 from gisapp.analysis.geoms import BoxTree, Geometries
-from gisapp.analysis.keys import arrow_texts, equal_at, gather, siphash, text_column
+from gisapp.analysis.keys import arrow_texts, equal_at, gather, siphash
 from gisapp.analysis.spatial import AREA_EPSILON, NAT, WardIndex, bbox_pairs, is_valid
 from gisapp.formats import derive
 from gisapp.passage import occupancy_passages, split_over_cpus
@@ -213,7 +213,6 @@ class AnalysisResult:
 class _Features:
     """The usable features of a layer as aligned numpy arrays."""
 
-    ids: np.ndarray  # object: str
     hashes: np.ndarray  # uint64 hash of each id
     geoms: Geometries  # the geometries (shapely objects made where asked)
     bounds: np.ndarray  # (n, 4)
@@ -226,7 +225,7 @@ class _Features:
 
     def __len__(self) -> int:
         """Number of features."""
-        return len(self.ids)
+        return len(self.hashes)
 
 
 # -- public API ----------------------------------------------------------------------
@@ -581,39 +580,33 @@ def _geometries(frame) -> Geometries:
     return Geometries.of_objects(column.to_numpy(dtype=object))
 
 
-def _text_and_arrow(values) -> tuple[np.ndarray, pa.Array | None]:
-    """:func:`_text` of a column, and the same values as an Arrow string array when they are all text.
+def _keys(values) -> tuple[np.ndarray, pa.Array]:
+    """Each key's hash (:func:`_hash_ids`: 0 where missing or blank) and the keys as :func:`_names` gives them.
 
-    Text columns go through Arrow (:func:`keys.text_column`: one conversion holds the interpreter lock, the
-    rest is numpy); others take :func:`_text`'s general path (no Arrow array).
+    A text column is hashed over its Arrow strings (:func:`keys.siphash`: no Python object per key, the same
+    bits as :func:`_hash_ids`); others take :func:`_text`'s general path.
     """
-    arr = values if isinstance(values, (pd.Series, pd.Index)) else np.asarray(values, dtype=object)
-    plain = isinstance(values, pd.Series) and isinstance(values.dtype, pd.ArrowDtype)
-    if plain or pd.api.types.infer_dtype(arr, skipna=True) in ("string", "empty"):
-        got = text_column(arr)
-        if got is not None:
-            return got
-    return _text(values), None
-
-
-def _keys(values) -> tuple[np.ndarray, np.ndarray, pa.Array]:
-    """A key column as :func:`_text` gives it, each key's hash (:func:`_hash_ids`; 0 where missing) and the keys
-    as Arrow large strings (null where missing)."""
-    ids, strings = _text_and_arrow(values)
+    strings = _strings(values)
     if strings is None:
-        return ids, _hash_ids(ids, ids == None), _large_strings(ids)  # noqa: E711 - numpy: element-wise
-    return ids, siphash(strings, _HASH_KEY), _large_strings(strings)
+        ids = _text(values)
+        return _hash_ids(ids, ids == None), _large_strings(ids)  # noqa: E711 - numpy: element-wise
+    return siphash(strings, _HASH_KEY), strings
+
+
+def _ids_at(names: pa.Array, rows: np.ndarray) -> np.ndarray:
+    """The keys ``names`` (Arrow strings) at ``rows`` (positions) as an object array, ``None`` where missing."""
+    return names.take(pa.array(rows, type=pa.int64())).to_numpy(zero_copy_only=False)
 
 
 def _names(values) -> pa.Array:
-    """A key column as :func:`_keys` gives its Arrow strings, without an object array (nor hashes)."""
+    """A key column as Arrow large strings (null where missing or blank), without an object array."""
     strings = _strings(values)
     return _large_strings(_text(values)) if strings is None else strings
 
 
 def _strings(values) -> pa.Array | None:
-    """A column of text as the Arrow strings of :func:`_text_and_arrow` (null where missing or blank), made
-    without a Python object; ``None`` when the values are not all text (or missing).
+    """A column of text as Arrow large strings (null where missing or blank; other values as given), made without
+    a Python object; ``None`` when the values are not all text (or missing).
 
     Arrow infers the type as it converts, which is the check: text alone gives strings (bytes give binary,
     other values fail), missing values alone nulls.  (On a million codes, 80% missing, ~3x faster than a
@@ -712,32 +705,35 @@ def _check_geometries(geoms: Geometries, reasons: _Reasons,
     return quad, xy
 
 
-def _check_keys(ids: np.ndarray, hashes: np.ndarray, key: str, reasons: _Reasons) -> None:
-    """Add 'missing <key>' and 'duplicate <key>' (rows after the first of a key; missing ids hash to 0)."""
+def _check_keys(names: pa.Array, hashes: np.ndarray, key: str, reasons: _Reasons) -> None:
+    """Add 'missing <key>' and 'duplicate <key>' (rows after the first of a key; missing ids hash to 0; ``names``:
+    the keys as :func:`_names` gives them, read at those rows only)."""
     from gisapp.analysis import kernels  # (numba: imported where the analysis runs)
 
     missing = hashes == 0
-    missing[missing] = pd.isna(ids[missing])
+    zero = np.flatnonzero(missing)
+    missing[zero] = pd.isna(_ids_at(names, zero))
     reasons.add(missing, f"missing {key}")
     maybe = np.flatnonzero(kernels.repeated_values(np.asarray(hashes, dtype=np.uint64), missing))
     if len(maybe):  # confirm on the text: a hash collision is not a duplicate
-        reasons.add(maybe[pd.Series(ids[maybe], dtype=object).duplicated(keep="first").to_numpy()],
+        reasons.add(maybe[pd.Series(_ids_at(names, maybe), dtype=object).duplicated(keep="first").to_numpy()],
                     f"duplicate {key}")
 
 
-def _skipped_frame(layer: str, ids, wards, reasons: _Reasons) -> pd.DataFrame:
-    """The rows of one layer with a reason, as ``layer, id, ward_code, reason`` (``wards``: the declared ward of
-    every row as :func:`_text` gives it, or the column, then read at those rows only)."""
+def _skipped_frame(layer: str, names: pa.Array, wards, reasons: _Reasons) -> pd.DataFrame:
+    """The rows of one layer with a reason, as ``layer, id, ward_code, reason`` (``names``: the ids as
+    :func:`_names` gives them; ``wards``: the declared ward of every row as :func:`_text` gives it, or the column,
+    then read at those rows only)."""
     rows, text = reasons.joined()
     return pd.DataFrame({
         "layer": np.full(len(rows), layer, dtype=object),
-        "id": np.asarray(ids, dtype=object)[rows],
+        "id": _ids_at(names, rows),
         "ward_code": np.asarray(wards, dtype=object)[rows] if isinstance(wards, np.ndarray) else _text(wards, rows),
         "reason": text,
     }, dtype=object)
 
 
-def _features(ids, hashes, names: pa.Array, geoms: Geometries, start, end, keep, shapes, **extra) -> _Features:
+def _features(hashes, names: pa.Array, geoms: Geometries, start, end, keep, shapes, **extra) -> _Features:
     """The kept rows as :class:`_Features` (``names``: the ids as Arrow strings; ``shapes``: the quads' mask and
     corners of every row)."""
     def kept(values) -> np.ndarray:
@@ -751,7 +747,7 @@ def _features(ids, hashes, names: pa.Array, geoms: Geometries, start, end, keep,
     bounds = convex.bounds(xy)  # the quads' (in numpy, without the GIL); NaN for the other rows
     rest = np.flatnonzero(~quad)
     bounds[rest] = shapely.bounds(g[rest]).reshape(-1, 4)
-    return _Features(ids=kept(ids), hashes=kept(hashes), geoms=g, bounds=bounds, start=kept(start), end=kept(end),
+    return _Features(hashes=kept(hashes), geoms=g, bounds=bounds, start=kept(start), end=kept(end),
                      extra={name: kept(values) for name, values in extra.items()}, quad=quad, xy=xy,
                      names=names if every else names.filter(pa.array(keep)))
 
@@ -763,12 +759,12 @@ def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
     add: only the ward mismatches need it (read as text there and for the summary's labels, while the other
     findings are looked for).
     """
-    ids, hashes, names = _keys(_column(frame, "dossier_code"))
+    hashes, names = _keys(_column(frame, "dossier_code"))
     geoms = _geometries(frame)
     received = _days(_column(frame, "received_on"))
     issued = _days(_column(frame, "issued_on"))
-    reasons = _Reasons(len(ids))
-    _check_keys(ids, hashes, "dossier_code", reasons)
+    reasons = _Reasons(len(hashes))
+    _check_keys(names, hashes, "dossier_code", reasons)
     shapes = _check_geometries(geoms, reasons)
     reasons.add(received == NAT, "missing received_on")
     if params.as_of is not None:
@@ -778,9 +774,9 @@ def _prepare_construction(frame: gpd.GeoDataFrame, params: AnalysisParams):
         issued = np.where(issued > as_of, NAT, issued)
     works_start = np.where(issued != NAT, issued, received)
     works_end = np.where(works_start == NAT, NAT, _add_months(works_start, int(params.works_months)) - 1)
-    cons = _features(ids, hashes, names, geoms, works_start, works_end, ~reasons.mask(), shapes,
-                     received=received, row=np.arange(len(ids)))
-    return cons, _skipped_frame(CONSTRUCTION, ids, _column(frame, "ward_code"), reasons)
+    cons = _features(hashes, names, geoms, works_start, works_end, ~reasons.mask(), shapes,
+                     received=received, row=np.arange(len(hashes)))
+    return cons, _skipped_frame(CONSTRUCTION, names, _column(frame, "ward_code"), reasons)
 
 
 def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | None = None
@@ -799,30 +795,30 @@ def _prepare_sidewalk(frame: gpd.GeoDataFrame, sidewalks: gpd.GeoDataFrame | Non
     quads = _quads(geoms)
     start = _days(_column(frame, "start_on"))
     end = _days(_column(frame, "end_on"))
-    ids, hashes, names = _keys(_column(frame, "permit_no"))
+    hashes, names = _keys(_column(frame, "permit_no"))
     declared = _column(frame, "ward_code")  # (read for the skipped permits only)
     width = pd.to_numeric(pd.Series(_column(frame, "sidewalk_width_m")), errors="coerce").to_numpy(dtype=float)
     used = pd.to_numeric(pd.Series(_column(frame, "used_width_m")), errors="coerce").to_numpy(dtype=float)
-    reasons = _Reasons(len(ids))
-    _check_keys(ids, hashes, "permit_no", reasons)
+    reasons = _Reasons(len(hashes))
+    _check_keys(names, hashes, "permit_no", reasons)
     shapes = _check_geometries(geoms, reasons, quads)
     reasons.add((start == NAT) & (end != NAT), "missing start_on")
     reasons.add((start != NAT) & (end == NAT), "missing end_on")
     reasons.add((start == NAT) & (end == NAT), "missing start_on and end_on")
     reasons.add((start != NAT) & (end != NAT) & (end < start), "end_on before start_on")
     keep = ~reasons.mask()
-    side = _features(ids, hashes, names, geoms, start, end, keep, shapes, width=width, used=used,
-                     row=np.arange(len(ids)))
+    side = _features(hashes, names, geoms, start, end, keep, shapes, width=width, used=used,
+                     row=np.arange(len(hashes)))
 
     def measure() -> pd.DataFrame:
         """The passages (``side.extra``'s ``free`` and ``free_day``), then the skipped permits."""
         free, free_day = passages(side, sidewalks)
-        unmeasured = np.ones(len(ids), dtype=bool)
+        unmeasured = np.ones(len(hashes), dtype=bool)
         unmeasured[np.flatnonzero(keep)[~np.isnan(free)]] = False
         reasons.add((np.isnan(width) | np.isnan(used)) & unmeasured,
                     "clearance not checked: missing sidewalk_width_m or used_width_m")
         side.extra["free"], side.extra["free_day"] = free, free_day
-        return _skipped_frame(SIDEWALK, ids, declared, reasons)
+        return _skipped_frame(SIDEWALK, names, declared, reasons)
 
     return side, measure
 
@@ -858,10 +854,10 @@ def _prepare_wards(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:
     end = _days(_column(frame, "valid_to"))
     missing_key = pd.isna(keys)
     keys[missing_key] = [f"{c}-{d}" for c, d in zip(codes[missing_key], start[missing_key].astype("datetime64[D]"))]
-    hashes = _hash_ids(keys)
+    hashes, names = _hash_ids(keys), _large_strings(keys)
     geoms = _geometries(frame)
     reasons = _Reasons(len(keys))
-    _check_keys(keys, hashes, "ward_key", reasons)
+    _check_keys(names, hashes, "ward_key", reasons)
     reasons.add(pd.isna(codes), "missing ward_code")
     _check_geometries(geoms, reasons)
     reasons.add(start == NAT, "missing valid_from")
@@ -870,13 +866,13 @@ def _prepare_wards(frame: gpd.GeoDataFrame) -> tuple[_Features, pd.DataFrame]:
     rows = rows[np.argsort(keys[rows].astype(str), kind="stable")]
     own = shapely.from_wkb(shapely.to_wkb(geoms[rows])) if len(rows) else geoms[rows]
     shapely.prepare(own)
-    ward = _Features(ids=keys[rows], hashes=hashes[rows], geoms=Geometries.of_objects(own),
+    ward = _Features(hashes=hashes[rows], geoms=Geometries.of_objects(own),
                      bounds=shapely.bounds(own).reshape(-1, 4),
                      start=start[rows], end=end[rows], quad=np.zeros(len(rows), dtype=bool),
                      xy=np.full((len(rows), 4, 2), np.nan), names=_large_strings(keys[rows]),
                      extra={"code": codes[rows], "name": _text(_column(frame, "name"))[rows],
                             "index": WardIndex.build(own, start[rows], end[rows])})
-    return ward, _skipped_frame(WARDS, keys, codes, reasons)
+    return ward, _skipped_frame(WARDS, names, codes, reasons)
 
 
 def _add_months(days: np.ndarray, months: int) -> np.ndarray:
