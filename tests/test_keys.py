@@ -224,3 +224,13 @@ def test_finding_ids_of_the_compiled_pass_are_the_numpy_ones():
     kinds = ["CLASH", "MERGE_CANDIDATE", "WARD_MISMATCH", "CLEARANCE"]
     assert list(finding_ids(kinds, ["VH-2", "XD-1", "XD-Đ", "VH-9"], ["VH-1", "VH-7", None, None])) == [
         "CL-655fc574dccb8684", "MC-f743361a12d62265", "WM-8c8d71a3a7279077", "CR-35cb7da13251079a"]
+
+
+def test_text_of_an_arrow_column_is_the_text_of_its_objects():
+    # `gisapp analyze` hands the analysis its text columns in Arrow: a skipped row's missing ward is None, as from
+    # objects (not pandas' NA, which no comparison can decide)
+    values = ["a", None, "", " b ", None]
+    arrow, plain = pd.Series(values, dtype=pd.ArrowDtype(pa.string())), pd.Series(values, dtype=object)
+    assert list(_text(arrow)) == list(_text(plain)) == ["a", None, None, " b ", None]
+    rows = np.array([1, 3, 4])
+    assert list(_text(arrow, rows)) == list(_text(plain, rows)) == [None, " b ", None]

@@ -515,7 +515,9 @@ def _text(values, rows: np.ndarray | None = None) -> np.ndarray:
     that are not text at all.
     """
     def objects(values) -> np.ndarray:
-        """The values as a new object array."""
+        """The values as a new object array (``None`` where an Arrow column is null)."""
+        if isinstance(values, (pd.Series, pd.Index)) and isinstance(values.dtype, pd.ArrowDtype):
+            return values.to_numpy(dtype=object, na_value=None)  # (not pd.NA, which compares to NA)
         if isinstance(values, (pd.Series, pd.Index)):
             return values.to_numpy(dtype=object, copy=True)
         return np.array(values, dtype=object)
