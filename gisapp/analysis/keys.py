@@ -34,8 +34,8 @@ __all__ = ["arrow_texts", "equal_at", "gather", "siphash"]
 ARROW_SLICE = 100_000
 
 
-def arrow_texts(objects: np.ndarray, type_: pa.DataType | None = None) -> pa.Array:
-    """``pa.array(objects, type_, from_pandas=True)`` converted a slice at a time, then joined (a large string array
+def arrow_texts(objects: np.ndarray) -> pa.Array:
+    """``pa.array(objects, from_pandas=True)`` converted a slice at a time, then joined (a large string array
     when the slices' inferred types differ only as strings, large strings and nulls differ).
 
     A conversion reads every object, holding the interpreter lock throughout (~30-60 ms a million texts): in
@@ -44,10 +44,9 @@ def arrow_texts(objects: np.ndarray, type_: pa.DataType | None = None) -> pa.Arr
     ``pa.array`` does on values it cannot convert; a slice inferred as another type (bytes, numbers) makes the
     result that slice's, for the caller to refuse.
     """
-    parts = [pa.array(objects[k:k + ARROW_SLICE], type=type_, from_pandas=True)
-             for k in range(0, len(objects), ARROW_SLICE)]
+    parts = [pa.array(objects[k:k + ARROW_SLICE], from_pandas=True) for k in range(0, len(objects), ARROW_SLICE)]
     if len(parts) <= 1:
-        return parts[0] if parts else pa.array(objects, type=type_, from_pandas=True)
+        return parts[0] if parts else pa.array(objects, from_pandas=True)
     for part in parts:
         if not (pa.types.is_string(part.type) or pa.types.is_large_string(part.type) or pa.types.is_null(part.type)):
             return part
