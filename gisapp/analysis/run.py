@@ -101,10 +101,9 @@ def read_layer(store: Store, name: str, *, wkb: bool = False) -> gpd.GeoDataFram
         column = table.column(field)
         if pa.types.is_date32(column.type):
             data[field] = column.cast(pa.timestamp("ms")).to_numpy()
-        elif (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)) and wkb:
-            data[field] = pd.Series(pd.arrays.ArrowExtensionArray(column))  # (no Python string per value)
         elif pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-            data[field] = pd.Series(text_objects(column), dtype=object)
+            data[field] = pd.Series(pd.arrays.ArrowExtensionArray(column)) if wkb \
+                else pd.Series(text_objects(column), dtype=object)  # (with wkb: no Python string per value)
         else:
             data[field] = column.cast(pa.float64()).to_numpy(zero_copy_only=False)
     if wkb:
