@@ -711,14 +711,7 @@ def text_hashes(offsets, data, k0, k1):
         v2 ^= np.uint64(0xFF)
         for _ in range(4):
             v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
-        h = v0 ^ v1 ^ v2 ^ v3
-        # pandas' mix of the 64-bit values
-        h ^= h >> np.uint64(30)
-        h *= np.uint64(0xBF58476D1CE4E5B9)
-        h ^= h >> np.uint64(27)
-        h *= np.uint64(0x94D049BB133111EB)
-        h ^= h >> np.uint64(31)
-        out[r] = h
+        out[r] = _mix64(v0 ^ v1 ^ v2 ^ v3)  # pandas' mix of the 64-bit values
     return out
 
 
